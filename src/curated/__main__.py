@@ -1,0 +1,3 @@
+from curated.cli import main
+
+main()

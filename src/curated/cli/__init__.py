@@ -1,0 +1,56 @@
+"""The ``curated`` command line: one Typer app, one module per group of commands.
+
+Each module in :data:`COMMAND_MODULES` exposes ``register(app)`` which adds its
+commands; modules stay thin and call the Python API.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from curated._version import __version__
+
+COMMAND_MODULES = (
+    "curated.cli.metadata",  # init, metadata validate|import-ome|set
+    "curated.cli.curation",  # check, request, log
+    "curated.cli.convert",  # convert, labels add
+    "curated.cli.segment",  # sample, annotate, segment train|finetune|predict|evaluate|export
+    "curated.cli.document",  # readme, fair
+    "curated.cli.bag",  # bag, bag validate
+    "curated.cli.deposit",  # deposit
+    "curated.cli.demo",  # demo
+)
+
+app = typer.Typer(
+    name="curated",
+    help="Curate very large biomedical image datasets into well-described, trustworthy deposits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"curated {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """curated: Check, Understand, Request, Augment, Transform, Evaluate, Document."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,137 @@
+"""What every CLI command shares: the console, error handling, progress bars, result tables."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from curated.errors import CuratedError
+from curated.results import Result
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``message`` as an error and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn :class:`CuratedError` into a one-line message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CuratedError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; re-run the same command to resume", code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RichProgress:
+    """A :class:`curated.progress.ProgressReporter` drawn with rich: bar, rate, ETA."""
+
+    def __init__(self, console: Console | None = None, *, transient: bool = False) -> None:
+        self._console = console or err_console
+        self._transient = transient
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._unit = ""
+
+    def __enter__(self) -> RichProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+    def start(self, description: str, total: float | None, unit: str = "") -> None:
+        self.finish()
+        self._unit = unit
+        if unit == "bytes":
+            columns: list[Any] = [
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            ]
+        else:
+            columns = [
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(f"{unit}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            ]
+        self._progress = Progress(*columns, console=self._console, transient=self._transient)
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, info="")
+
+    def advance(self, amount: float = 1, **info: object) -> None:
+        if self._progress is None or self._task is None:
+            return
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+        self._progress.update(self._task, advance=amount, info=text)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None
+        self._task = None
+
+
+STATUS_STYLE = {"ok": "green", "notneeded": "cyan", "impossible": "yellow", "error": "red"}
+
+
+def print_results(results: Iterable[Result], *, title: str | None = None, as_json: bool = False) -> list[Result]:
+    """Show results as a table (or JSON lines) and return them."""
+    results = list(results)
+    if as_json:
+        for r in results:
+            console.print_json(json.dumps(r.to_dict(), default=str))
+        return results
+    table = Table(title=title, show_lines=False)
+    table.add_column("action")
+    table.add_column("status")
+    table.add_column("path", overflow="fold")
+    table.add_column("message", overflow="fold")
+    for r in results:
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.action, f"[{style}]{r.status}[/]", r.path or "", r.message)
+    console.print(table)
+    return results
+
+
+def exit_for(results: Iterable[Result]) -> None:
+    """Exit 1 when any result is an error or impossible."""
+    if any(not r.ok for r in results):
+        raise typer.Exit(EXIT_BAD_INPUT)

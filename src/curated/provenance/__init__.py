@@ -1,0 +1,18 @@
+"""Provenance: the curator log, digests, and step recording."""
+
+from curated.provenance.digest import TreeDigest, TreeHasher, digest_path, digest_tree, sha256_file
+from curated.provenance.log import STEPS, Artifact, CuratorLog, StepRecorder, VerifyReport, entry_hash
+
+__all__ = [
+    "STEPS",
+    "Artifact",
+    "CuratorLog",
+    "StepRecorder",
+    "TreeDigest",
+    "TreeHasher",
+    "VerifyReport",
+    "digest_path",
+    "digest_tree",
+    "entry_hash",
+    "sha256_file",
+]

@@ -1,0 +1,148 @@
+"""The unit of work: one dataset = one folder.
+
+::
+
+    my-dataset/
+      curated.yaml          REMBI-aligned metadata (schemas/curated.yaml)
+      curation/log.jsonl    curator log (append-only, hash-chained)
+      curation/...          check report, request email, FAIR checklist
+      derived/              OME-Zarr images and labels, models, evaluations
+      package/              built bags and deposit receipts
+
+Originals stay where they are; the workspace references them by path and checksum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curated._io import atomic_write_text
+from curated.errors import WorkspaceError
+from curated.provenance.log import Artifact, CuratorLog, StepRecorder
+
+METADATA_FILE = "curated.yaml"
+LOG_FILE = "curation/log.jsonl"
+
+
+class Workspace:
+    """A dataset's workspace folder.
+
+    Open an existing one with ``Workspace(path)``; make a new one with
+    :meth:`Workspace.create`.
+    """
+
+    def __init__(self, root: str | Path, *, must_exist: bool = True) -> None:
+        self.root = Path(root)
+        if must_exist and not (self.root / METADATA_FILE).is_file():
+            raise WorkspaceError(
+                f"not a curated workspace (no {METADATA_FILE}); create one with `curated init DIR --title TITLE`",
+                path=self.root,
+            )
+        self.log = CuratorLog(self.root / LOG_FILE, root=self.root)
+
+    # ---------------------------------------------------------------- layout
+    @property
+    def metadata_path(self) -> Path:
+        return self.root / METADATA_FILE
+
+    @property
+    def curation_dir(self) -> Path:
+        return self.root / "curation"
+
+    @property
+    def derived_dir(self) -> Path:
+        return self.root / "derived"
+
+    @property
+    def package_dir(self) -> Path:
+        return self.root / "package"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.derived_dir / "models"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        return self.derived_dir / "evaluations"
+
+    @classmethod
+    def create(cls, root: str | Path, *, record: dict[str, Any], exist_ok: bool = False) -> Workspace:
+        """Create the folder layout and write ``record`` as ``curated.yaml``.
+
+        Refuses an existing workspace unless ``exist_ok`` (then it is returned as is).
+        """
+        root = Path(root)
+        if (root / METADATA_FILE).exists():
+            if exist_ok:
+                return cls(root)
+            raise WorkspaceError(f"a workspace already exists here ({METADATA_FILE} present)", path=root)
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError("exists and is not a folder", path=root)
+        for sub in ("curation", "derived", "package"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(root / METADATA_FILE, dump_yaml(record))
+        return cls(root)
+
+    # -------------------------------------------------------------- metadata
+    def read_metadata(self) -> dict[str, Any]:
+        """The raw ``curated.yaml`` as a dict (no validation; see ``curated.metadata`` for that)."""
+        from curated.metadata.io import load_record_dict  # metadata layer owns parsing errors
+
+        return load_record_dict(self.metadata_path)
+
+    def write_metadata(self, record: dict[str, Any]) -> None:
+        """Atomically replace ``curated.yaml`` (never half-written)."""
+        atomic_write_text(self.metadata_path, dump_yaml(record))
+
+    # ------------------------------------------------------------ provenance
+    def step(
+        self,
+        step: str,
+        action: str,
+        *,
+        inputs: Sequence[str | Path | Artifact] = (),
+        params: dict[str, Any] | None = None,
+        libraries: Sequence[str] = (),
+        hash_inputs: bool = True,
+    ) -> StepRecorder:
+        """Record one CURATE(D) step in this workspace's log; see :class:`StepRecorder`."""
+        return self.log.step(step, action, inputs=inputs, params=params, libraries=libraries, hash_inputs=hash_inputs)
+
+    def relative(self, path: str | Path) -> str:
+        return self.log.relative(path)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+
+def as_workspace(ws: Workspace | str | Path | None) -> Workspace | None:
+    """Accept a Workspace, a path to one, or ``None`` (core functions take any)."""
+    if ws is None or isinstance(ws, Workspace):
+        return ws
+    return Workspace(ws)
+
+
+def recorder(
+    ws: Workspace | str | Path | None,
+    step: str,
+    action: str,
+    **kwargs: Any,
+) -> StepRecorder:
+    """A step recorder on ``ws``'s log, or a recorder that records nothing when ``ws`` is ``None``.
+
+    Core functions use this so they work with or without a workspace::
+
+        with recorder(workspace, "T", "convert", inputs=[src], params=p) as step:
+            ...
+    """
+    w = as_workspace(ws)
+    return StepRecorder(w.log if w else None, step, action, **kwargs)
+
+
+def dump_yaml(record: dict[str, Any]) -> str:
+    """YAML as curators like to read it: block style, keys in model order, UTF-8 kept."""
+    return yaml.safe_dump(record, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
