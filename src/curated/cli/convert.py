@@ -1,9 +1,132 @@
-"""CLI commands of this group (see curated.cli.COMMAND_MODULES)."""
+"""CLI: ``curated convert`` (TIFF stacks → OME-Zarr) and ``curated labels add``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from curated.cli._common import RichProgress, console, handle_errors, print_results
+
+labels_app = typer.Typer(
+    help="OME-Zarr label images (segmentations, annotations).", no_args_is_help=True
+)
+
+
+@handle_errors
+def convert(
+    source: Path = typer.Argument(
+        ...,
+        help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ stack, or folder of per-slice 2D TIFFs.",
+    ),
+    dest: Path = typer.Argument(..., help="The .ome.zarr folder to write."),
+    voxel_size: tuple[float, float, float] | None = typer.Option(
+        None, "--voxel-size", help="Voxel size Z Y X (default: from the file's metadata)."
+    ),
+    unit: str = typer.Option(
+        "nanometer", "--unit", help="Length unit of --voxel-size (UDUNITS-2 name, e.g. nanometer)."
+    ),
+    ngff_version: str = typer.Option(
+        "0.5", "--ngff-version", help="0.5 (Zarr v3, sharded) or 0.4 (Zarr v2)."
+    ),
+    chunks: int = typer.Option(64, "--chunks", min=1, help="Inner chunk edge in voxels."),
+    shard: int = typer.Option(512, "--shard", min=1, help="Shard edge in voxels (Zarr v3 only)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local threads (default: all cores)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="dask.distributed scheduler address (tcp://host:port)."
+    ),
+    workspace: Path | None = typer.Option(
+        None, "--workspace", help="Record the conversion in this workspace's curator log."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Convert a TIFF stack into a multiscale OME-Zarr image (out of core, resumable)."""
+    from curated.images import convert_to_ome_zarr
+
+    if ngff_version not in ("0.5", "0.4"):
+        raise typer.BadParameter("must be 0.5 or 0.4", param_hint="--ngff-version")
+    with RichProgress() as bar:
+        result = convert_to_ome_zarr(
+            source,
+            dest,
+            voxel_size=voxel_size,
+            unit=unit,
+            ngff_version=ngff_version,
+            chunks=chunks,
+            shard=shard,
+            workers=workers,
+            scheduler=scheduler,
+            workspace=workspace,
+            overwrite=overwrite,
+            progress=bar,
+        )
+    print_results([result], as_json=as_json)
+    if not as_json:
+        d = result.details
+        secs = d.get("seconds") or 0
+        rate = d.get("bytes_in", 0) / secs / 1e6 if secs else 0.0
+        console.print(
+            f"{len(d['levels'])} levels, {d['bytes'] / 1e6:.1f} MB stored in {d['files']} files, "
+            f"{rate:.0f} MB/s; store digest {d['store_digest']}",
+            highlight=False,
+        )
+        if d["decision"]["not_carried_over"]:
+            console.print(
+                "not carried over: " + "; ".join(d["decision"]["not_carried_over"]), highlight=False
+            )
+
+
+@handle_errors
+def labels_add(
+    image: Path = typer.Argument(..., help="The OME-Zarr image."),
+    name: str = typer.Option(..., "--name", help="Name of the label image (labels/NAME)."),
+    source: Path = typer.Option(
+        ..., "--from", help="Label volume: .npy, TIFF, or OME-Zarr image with the image's shape."
+    ),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        help="truth, annotation or prediction (default: prediction with --ai-generated, else annotation).",
+    ),
+    ai_generated: bool = typer.Option(
+        False, "--ai-generated", help="A model produced these labels."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Id of the model that produced them."),
+    workspace: Path | None = typer.Option(
+        None, "--workspace", help="Record this in the workspace's curator log."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing label image of that name."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Add a label volume to an OME-Zarr image as labels/NAME (same pyramid, mode downsampling)."""
+    from curated.images import add_labels
+
+    if model and not ai_generated:
+        ai_generated = True
+    if kind is None:
+        kind = "prediction" if ai_generated else "annotation"
+    with RichProgress() as bar:
+        result = add_labels(
+            image,
+            name,
+            source,
+            kind=kind,
+            ai_generated=ai_generated,
+            model=model,
+            workspace=workspace,
+            overwrite=overwrite,
+            progress=bar,
+        )
+    print_results([result], as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``convert`` and ``labels add`` to ``app``."""
+    app.command("convert")(convert)
+    labels_app.command("add")(labels_add)
+    app.add_typer(labels_app, name="labels")

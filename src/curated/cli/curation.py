@@ -1,9 +1,190 @@
-"""CLI commands of this group (see curated.cli.COMMAND_MODULES)."""
+"""``curated check``, ``curated request`` and ``curated log``: the Check and Request steps and the curator log."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from curated.cli._common import (
+    RichProgress,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    print_results,
+)
+
+SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
+ANSWER_STYLE = {True: "green", False: "red", None: "yellow"}
+STATUS_STYLE = {"ok": "green", "notneeded": "cyan", "impossible": "yellow", "error": "red"}
+
+
+def check_command(
+    workspace: Path = typer.Argument(..., help="The dataset's workspace (holds curated.yaml)."),
+    sources: list[Path] | None = typer.Argument(
+        None, help="Files or folders to check; default: images[].path in curated.yaml."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the report as JSON instead of tables."
+    ),
+) -> None:
+    """Check the depositor's files: inventory, DCN checklist C1-C8, red flags (writes curation/check.json)."""
+    from curated.curation.check import check
+
+    with RichProgress(transient=True) as progress:
+        report = check(workspace, list(sources or []), progress=progress)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict(), default=str))
+        return
+    checklist = Table(title="DCN Check checklist")
+    checklist.add_column("item")
+    checklist.add_column("question")
+    checklist.add_column("answer")
+    checklist.add_column("evidence", overflow="fold")
+    for a in report.checklist:
+        checklist.add_row(a.id, a.question, f"[{ANSWER_STYLE[a.ok]}]{a.answer}[/]", a.evidence)
+    console.print(checklist)
+    if report.flags:
+        flags = Table(title=f"Red flags ({len(report.flags)})")
+        flags.add_column("severity")
+        flags.add_column("flag")
+        flags.add_column("message", overflow="fold")
+        flags.add_column("paths", overflow="fold")
+        for f in report.flags:
+            shown = ", ".join(f.paths[:3]) + (
+                f" (+{len(f.paths) - 3} more)" if len(f.paths) > 3 else ""
+            )
+            flags.add_row(
+                f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]",
+                f.code,
+                f.message,
+                shown,
+                style=None,
+            )
+        console.print(flags)
+    else:
+        console.print("[green]No red flags.[/]")
+    print_results([report.to_result()])
+
+
+def request_command(
+    workspace: Path = typer.Argument(..., help="The dataset's workspace."),
+    show: bool = typer.Option(False, "--show", help="Also print the e-mail."),
+) -> None:
+    """Write curation/request.md: an e-mail to the depositor with at most four ranked asks."""
+    from curated.curation.request import request
+
+    result = request(workspace)
+    table = Table(title="Asks for the depositor")
+    table.add_column("#")
+    table.add_column("priority")
+    table.add_column("question", overflow="fold")
+    table.add_column("reply")
+    for i, ask in enumerate(result.details["asks"], start=1):
+        table.add_row(str(i), ask["priority"], ask["question"], ask["answer"])
+    console.print(table)
+    if show and result.path:
+        console.print(
+            (Path(workspace) / result.path).read_text(encoding="utf-8"),
+            markup=False,
+            highlight=False,
+        )
+    print_results([result])
+
+
+def log_command(
+    workspace: Path = typer.Argument(..., help="The dataset's workspace."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Recompute the hash chain; exit 1 naming the first bad seq."
+    ),
+    files: bool = typer.Option(
+        False, "--files", help="With --verify: also recompute each recorded output's digest."
+    ),
+    repair: bool = typer.Option(
+        False, "--repair", help="Set a line cut by a crash aside so the chain can continue."
+    ),
+    prov: Path | None = typer.Option(
+        None, "--prov", help="Export the log as W3C PROV-JSON to this file."
+    ),
+    ro_crate: Path | None = typer.Option(
+        None, "--ro-crate", help="Export the log as a Process Run Crate into this folder."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON lines."),
+) -> None:
+    """Show the curator log; verify, repair or export it."""
+    from curated.workspace import Workspace
+
+    if files and not verify:
+        raise typer.BadParameter("--files only works together with --verify", param_hint="--files")
+    ws = Workspace(workspace)
+    log = ws.log
+    if repair:
+        aside = log.repair()
+        if aside is None:
+            console.print("nothing to repair: the log's last line is complete")
+        else:
+            console.print(
+                f"the cut last line was set aside in {ws.relative(aside)}; appends continue from the last good entry"
+            )
+    if verify:
+        report = log.verify(files=files)
+        if not report.ok:
+            for p in report.problems:
+                err_console.print(f"[red]{p}[/]", highlight=False)
+            raise fail(
+                f"the curator log does not verify: first bad seq {report.first_bad_seq} ({report.entries} intact entries before it)"
+            )
+        what = "chain and output digests" if files else "chain"
+        console.print(f"[green]ok[/]: {report.entries} entries, {what} verified")
+    if prov is not None:
+        from curated.provenance.export import write_prov_json
+
+        out = write_prov_json(log, prov)
+        console.print(f"PROV-JSON written to {out}")
+    if ro_crate is not None:
+        from curated.provenance.export import write_ro_crate
+
+        out = write_ro_crate(log, ro_crate)
+        console.print(f"Process Run Crate written to {out}")
+    if verify or repair or prov is not None or ro_crate is not None:
+        return
+    entries = list(log.entries())
+    if as_json:
+        for e in entries:
+            console.print_json(json.dumps(e, default=str))
+        return
+    table = Table(title=f"Curator log: {ws.relative(log.path)} ({len(entries)} entries)")
+    for col in ("seq", "step", "action", "time", "status", "agent", "outputs", "message"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        outs = e.get("outputs") or []
+        shown = ", ".join(str(o.get("path")) for o in outs[:2]) + (
+            f" (+{len(outs) - 2})" if len(outs) > 2 else ""
+        )
+        agent = (e.get("agent") or {}).get("name") or ""
+        status = str(e.get("status"))
+        table.add_row(
+            str(e.get("seq")),
+            str(e.get("step")),
+            str(e.get("action")),
+            str(e.get("time", ""))[:19].replace("T", " "),
+            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+            agent,
+            shown,
+            str(e.get("message") or ""),
+        )
+    console.print(table)
+    if log.verify().cut_tail:
+        err_console.print(
+            "[yellow]warning:[/] the last line is cut (a crash during a write); run `curated log WORKSPACE --repair`"
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``check``, ``request`` and ``log`` to ``app``."""
+    app.command("check")(handle_errors(check_command))
+    app.command("request")(handle_errors(request_command))
+    app.command("log")(handle_errors(log_command))

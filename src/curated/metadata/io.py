@@ -28,7 +28,9 @@ def load_record_dict(path: str | Path) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise MetadataError(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path) from None
+            raise MetadataError(
+                f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path
+            ) from None
     else:
         try:
             data = yaml.safe_load(text)
@@ -40,5 +42,7 @@ def load_record_dict(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise MetadataError(f"the top level must be a mapping, not {type(data).__name__}", path=path)
+        raise MetadataError(
+            f"the top level must be a mapping, not {type(data).__name__}", path=path
+        )
     return data

@@ -77,7 +77,9 @@ linkml_meta = LinkMLMeta({'default_prefix': 'curated',
                     'Annotations follow MIFA. A FIB-SEM / vEM extension carries '
                     'the beam and milling parameters OME lacks. Slots marked '
                     '`required: true` must be present for a record to be valid; '
-                    'slots marked `recommended: true` are graded warnings.',
+                    'slots marked `recommended: true` are graded warnings (level '
+                    "`warning`, or the level named by the slot's `warning_level` "
+                    'annotation, e.g. `alert`).',
      'id': 'https://w3id.org/curated/schema',
      'imports': ['linkml:types'],
      'license': 'MIT',
@@ -240,10 +242,16 @@ class CuratedRecord(ConfiguredBaseModel):
     schema_version: str = Field(default=..., description="""Version of this schema the record follows.""", json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord']} })
     study: Study = Field(default=..., json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord']} })
     dataset: Optional[Dataset] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord'], 'recommended': True} })
-    biosamples: Optional[list[BioSample]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord'], 'recommended': True} })
+    biosamples: Optional[list[BioSample]] = Field(default=None, json_schema_extra = { "linkml_meta": {'annotations': {'warning_level': {'tag': 'warning_level', 'value': 'alert'}},
+         'domain_of': ['CuratedRecord'],
+         'recommended': True} })
     specimens: Optional[list[Specimen]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord'], 'recommended': True} })
-    acquisition_protocols: Optional[list[ImageAcquisitionProtocol]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord'], 'recommended': True} })
-    images: Optional[list[ImageRepresentation]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord'], 'recommended': True} })
+    acquisition_protocols: Optional[list[ImageAcquisitionProtocol]] = Field(default=None, json_schema_extra = { "linkml_meta": {'annotations': {'warning_level': {'tag': 'warning_level', 'value': 'alert'}},
+         'domain_of': ['CuratedRecord'],
+         'recommended': True} })
+    images: Optional[list[ImageRepresentation]] = Field(default=None, json_schema_extra = { "linkml_meta": {'annotations': {'warning_level': {'tag': 'warning_level', 'value': 'alert'}},
+         'domain_of': ['CuratedRecord'],
+         'recommended': True} })
     image_correlations: Optional[list[ImageCorrelation]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord']} })
     annotations: Optional[list[AnnotationMethod]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord']} })
     analyses: Optional[list[ImageAnalysis]] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['CuratedRecord']} })
@@ -266,7 +274,10 @@ class Study(ConfiguredBaseModel):
     description: str = Field(default=..., description="""What was studied and why (a paragraph; at least 25 characters recommended).""", json_schema_extra = { "linkml_meta": {'domain_of': ['Study', 'RelatedIdentifier', 'Dataset', 'BioSample'],
          'slot_uri': 'schema:description'} })
     keywords: Optional[list[str]] = Field(default=None, description="""Free-text keywords.""", json_schema_extra = { "linkml_meta": {'domain_of': ['Study'], 'recommended': True, 'slot_uri': 'schema:keywords'} })
-    license: Optional[str] = Field(default=None, description="""SPDX licence identifier (e.g. CC-BY-4.0, CC0-1.0).""", json_schema_extra = { "linkml_meta": {'domain_of': ['Study'], 'recommended': True, 'slot_uri': 'schema:license'} })
+    license: Optional[str] = Field(default=None, description="""SPDX licence identifier (e.g. CC-BY-4.0, CC0-1.0).""", json_schema_extra = { "linkml_meta": {'annotations': {'warning_level': {'tag': 'warning_level', 'value': 'alert'}},
+         'domain_of': ['Study'],
+         'recommended': True,
+         'slot_uri': 'schema:license'} })
     authors: list[Person] = Field(default=..., description="""People who created the data, in citation order.""", json_schema_extra = { "linkml_meta": {'domain_of': ['Study', 'Publication'], 'slot_uri': 'schema:author'} })
     funding: Optional[list[Grant]] = Field(default=None, description="""Grants that funded the work.""", json_schema_extra = { "linkml_meta": {'domain_of': ['Study'], 'recommended': True, 'slot_uri': 'schema:funding'} })
     publications: Optional[list[Publication]] = Field(default=None, description="""Publications describing or using the data.""", json_schema_extra = { "linkml_meta": {'domain_of': ['Study']} })
@@ -497,10 +508,11 @@ class ImageAcquisitionProtocol(ConfiguredBaseModel):
                        'Specimen',
                        'ImageAcquisitionProtocol']} })
     imaging_method_name: str = Field(default=..., description="""Name of the imaging method (e.g. focused ion beam scanning electron microscopy).""", json_schema_extra = { "linkml_meta": {'domain_of': ['Dataset', 'ImageAcquisitionProtocol']} })
-    fbbi_id: str = Field(default=..., description="""Biological Imaging Methods Ontology term (FIB-SEM is FBbi:00000400... see docs).""", json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol']} })
+    fbbi_id: str = Field(default=..., description="""Biological Imaging Methods Ontology (FBbi) term id of the imaging method; FIB-SEM is FBbi:00050000 (focussed ion beam scanning electron microscopy).""", json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol']} })
     imaging_instrument: Optional[str] = Field(default=None, description="""Instrument description (make and model).""", json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol'], 'recommended': True} })
     instrument_manufacturer: Optional[str] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol'], 'recommended': True} })
     instrument_model: Optional[str] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol'], 'recommended': True} })
+    detector_description: Optional[str] = Field(default=None, description="""Detector(s) as the instrument reports them (manufacturer, model, type).""", json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol']} })
     image_acquisition_parameters: Optional[str] = Field(default=None, description="""Acquisition parameters not captured by structured fields.""", json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol'], 'recommended': True} })
     acquisition_date: Optional[datetime ] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol']} })
     fibsem: Optional[FibsemParameters] = Field(default=None, json_schema_extra = { "linkml_meta": {'domain_of': ['ImageAcquisitionProtocol'], 'recommended': True} })
@@ -628,6 +640,7 @@ class FieldSource(ConfiguredBaseModel):
     source_kind: SourceKind = Field(default=..., json_schema_extra = { "linkml_meta": {'domain_of': ['FieldSource']} })
     source_path: Optional[str] = Field(default=None, description="""Location in the source, e.g. ome:Pixels@PhysicalSizeX.""", json_schema_extra = { "linkml_meta": {'domain_of': ['FieldSource']} })
     source_file: Optional[str] = Field(default=None, description="""File the value was read from.""", json_schema_extra = { "linkml_meta": {'domain_of': ['FieldSource']} })
+    source_value: Optional[str] = Field(default=None, description="""The value as the source states it, with its original unit (e.g. 0.005 µm).""", json_schema_extra = { "linkml_meta": {'domain_of': ['FieldSource']} })
 
 
 # Model rebuild

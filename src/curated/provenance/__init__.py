@@ -1,7 +1,21 @@
-"""Provenance: the curator log, digests, and step recording."""
+"""Provenance: the curator log, digests, step recording, and exports (PROV, RO-Crate)."""
 
-from curated.provenance.digest import TreeDigest, TreeHasher, digest_path, digest_tree, sha256_file
-from curated.provenance.log import STEPS, Artifact, CuratorLog, StepRecorder, VerifyReport, entry_hash
+from curated.provenance.digest import (
+    TreeDigest,
+    TreeHasher,
+    digest_path,
+    digest_tree,
+    sha256_file,
+)
+from curated.provenance.log import (
+    STEPS,
+    Artifact,
+    CuratorLog,
+    StepRecorder,
+    VerifyReport,
+    entry_hash,
+    redact,
+)
 
 __all__ = [
     "STEPS",
@@ -14,5 +28,6 @@ __all__ = [
     "digest_path",
     "digest_tree",
     "entry_hash",
+    "redact",
     "sha256_file",
 ]

@@ -1,58 +1,177 @@
 """Digests of files and of directory trees (such as Zarr stores), streaming.
 
-A file digest is ``sha256:<hex>``. A directory digest is the sha256 of the
-sorted ``(relative posix path, size, file sha256)`` lines of every regular file
-under it, so two trees with the same files have the same digest whatever order
-the file system lists them in. Memory is bounded by one read buffer plus one
-directory listing at a time: the tree is walked in sorted order and hashed as it
-goes, never collected into a list first.
+A file digest is ``sha256:<hex>``. A directory digest is ``sha256-tree:<hex>``:
+the sha256 over one record per regular file under it, in sorted order::
+
+    <relative posix path as bytes> NUL <size in decimal> NUL <file sha256 hex> LF
+
+Paths are encoded with the file system encoding (``surrogateescape``, so names
+that are not UTF-8 still hash) and NUL cannot occur in a path, so the records
+are unambiguous even for names holding tabs or newlines. "Sorted" means by the
+tuple of path components, which is what a depth-first walk with each folder's
+entries sorted by name yields.
+
+Memory is bounded by one read buffer plus the listing of one folder at a time;
+a folder with more than :data:`SPILL_THRESHOLD` entries is sorted on disk in
+runs (external merge sort), so even a flat folder of a million files hashes in
+flat memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-BUFFER_SIZE = 4 * 1024 * 1024
-"""Read buffer; 4 MiB keeps OpenSSL's sha256 at full speed with little memory."""
+BUFFER_SIZE = 1024 * 1024
+"""Read buffer; 1 MiB keeps OpenSSL's sha256 at full speed with little memory."""
+
+SMALL_FILE = 256 * 1024
+"""Files below this size are read with one call."""
+
+SPILL_THRESHOLD = 50_000
+"""A folder with more entries than this is sorted on disk rather than in memory."""
+
+_local = threading.local()
+
+
+def _buffer() -> tuple[bytearray, memoryview]:
+    # One reusable buffer per thread: allocating (and zero-filling) a fresh
+    # buffer per file would dominate the cost of hashing many small files.
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = bytearray(BUFFER_SIZE)
+        _local.buf = buf
+        _local.view = memoryview(buf)
+    return buf, _local.view
 
 
 def sha256_file(path: str | Path, *, progress: Callable[[int], None] | None = None) -> str:
-    """Return the hex sha256 of a file, read in :data:`BUFFER_SIZE` pieces."""
-    h = hashlib.sha256()
-    buf = bytearray(BUFFER_SIZE)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
+    """Return the hex sha256 of a file, read in :data:`BUFFER_SIZE` pieces.
+
+    Parameters
+    ----------
+    path
+        The file (symbolic links are followed).
+    progress
+        Called with the number of bytes read after each piece.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "empty"
+    >>> _ = p.write_bytes(b"")
+    >>> sha256_file(p)[:16]
+    'e3b0c44298fc1c14'
+    """
+    return _hash_fd(path, progress)[0]
+
+
+def _hash_fd(path: str | Path, progress: Callable[[int], None] | None) -> tuple[str, int]:
+    """(hex sha256, bytes read) with as few system calls as possible.
+
+    Small files (most files of a Zarr store) are read with one ``read`` of
+    their size plus one byte, so the end of the file is known without a second
+    call; larger ones stream through the reusable buffer.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size < SMALL_FILE:
+            data = os.read(fd, size + 1)
+            if progress is not None and data:
+                progress(len(data))
+            if len(data) <= size:
+                return hashlib.sha256(data).hexdigest(), len(data)
+            # the file grew since fstat: hash the rest as it streams
+            h = hashlib.sha256(data)
+            total = len(data)
+        else:
+            h = hashlib.sha256()
+            total = 0
+        buf, view = _buffer()
+        while n := os.readv(fd, [buf]):
             h.update(view[:n])
+            total += n
             if progress is not None:
                 progress(n)
-    return h.hexdigest()
+        return h.hexdigest(), total
+    finally:
+        os.close(fd)
+
+
+def _sorted_names(folder: str) -> Iterator[tuple[str, bool]]:
+    """``(name, is_dir)`` of a folder's entries (regular files and folders only), sorted by name."""
+    runs: list[str] = []
+    batch: list[tuple[str, bool]] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    batch.append((entry.name, True))
+                elif entry.is_file(follow_symlinks=False):
+                    batch.append((entry.name, False))
+                else:
+                    continue
+                if len(batch) >= SPILL_THRESHOLD:
+                    runs.append(_spill(batch))
+                    batch = []
+        if not runs:
+            batch.sort()
+            yield from batch
+            return
+        if batch:
+            runs.append(_spill(batch))
+            batch = []
+        yield from heapq.merge(*(_read_run(r) for r in runs))
+    finally:
+        for r in runs:
+            Path(r).unlink(missing_ok=True)
+
+
+def _spill(batch: list[tuple[str, bool]]) -> str:
+    batch.sort()
+    fd, name = tempfile.mkstemp(prefix="curated-sort-", suffix=".run")
+    with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+        for entry_name, is_dir in batch:
+            fh.write((b"d" if is_dir else b"f") + os.fsencode(entry_name) + b"\0")
+    return name
+
+
+def _read_run(run: str) -> Iterator[tuple[str, bool]]:
+    with open(run, "rb") as fh:
+        rest = b""
+        while chunk := fh.read(1 << 20):
+            parts = (rest + chunk).split(b"\0")
+            rest = parts.pop()
+            for rec in parts:
+                yield os.fsdecode(rec[1:]), rec[:1] == b"d"
 
 
 def iter_tree(root: str | Path) -> Iterator[tuple[str, Path]]:
-    """Yield ``(relative posix path, absolute path)`` for regular files, sorted by relative path.
+    """Yield ``(relative posix path, absolute path)`` for regular files, sorted by path components.
 
-    Symbolic links are not followed (a Zarr store must not contain them); the walk
-    is depth-first with each directory's entries sorted, which yields the same
-    global order as sorting the full relative paths component-wise.
+    Symbolic links and special files are skipped (a Zarr store must not contain
+    them); the walk is depth-first with each folder's entries sorted, which
+    yields the same order as sorting the relative paths component-wise.
     """
     root = Path(root)
 
-    def walk(folder: Path, prefix: str) -> Iterator[tuple[str, Path]]:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            rel = f"{prefix}{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
-                yield from walk(Path(entry.path), rel + "/")
-            elif entry.is_file(follow_symlinks=False):
-                yield rel, Path(entry.path)
+    def walk(folder: str, prefix: str) -> Iterator[tuple[str, Path]]:
+        for name, is_dir in _sorted_names(folder):
+            rel = f"{prefix}{name}"
+            path = os.path.join(folder, name)
+            if is_dir:
+                yield from walk(path, rel + "/")
+            else:
+                yield rel, Path(path)
 
-    yield from walk(root, "")
+    yield from walk(str(root), "")
 
 
 @dataclass(frozen=True)
@@ -60,18 +179,31 @@ class TreeDigest:
     """The digest of a directory tree and what it covered."""
 
     digest: str
+    """``sha256-tree:<hex>``."""
     files: int
     bytes: int
+
+
+def _record(relpath: str, size: int, sha256_hex: str) -> bytes:
+    return os.fsencode(relpath) + b"\0" + f"{size}\0{sha256_hex}\n".encode("ascii")
 
 
 class TreeHasher:
     """Incremental directory digest for producers that hash what they write.
 
-    A converter that already knows each chunk's sha256 can ``add`` it here and
-    hand the resulting digest to the log, instead of re-reading terabytes. Files
-    must be added in sorted relative-path order (the order :func:`iter_tree`
-    yields); out-of-order adds raise ``ValueError`` so the digest stays
-    comparable with :func:`digest_tree`.
+    A converter that already knows each file's sha256 can :meth:`add` it here
+    and hand the resulting digest to the log, instead of re-reading terabytes.
+    Files must be added in sorted path-component order (the order
+    :func:`iter_tree` yields); out-of-order adds raise ``ValueError`` so the
+    digest stays comparable with :func:`digest_tree`.
+
+    Examples
+    --------
+    >>> h = TreeHasher()
+    >>> h.add("a/0", 3, "ab" * 32)
+    >>> h.add("b", 1, "cd" * 32)
+    >>> h.result().files
+    2
     """
 
     def __init__(self) -> None:
@@ -81,32 +213,76 @@ class TreeHasher:
         self.bytes = 0
 
     def add(self, relpath: str, size: int, sha256_hex: str) -> None:
+        """Add one file: its posix path relative to the tree root, size and hex sha256."""
+        if not relpath or relpath.startswith("/") or "\0" in relpath:
+            msg = f"relpath must be a relative posix path, not {relpath!r}"
+            raise ValueError(msg)
+        if len(sha256_hex) != 64:
+            msg = f"sha256_hex must be 64 hex digits, not {sha256_hex!r}"
+            raise ValueError(msg)
         key = tuple(relpath.split("/"))
         if self._last is not None and key <= self._last:
             msg = f"files must be added in sorted order: {relpath!r} after {'/'.join(self._last)!r}"
             raise ValueError(msg)
         self._last = key
-        self._h.update(f"{relpath}\t{size}\t{sha256_hex}\n".encode())
+        self._h.update(_record(relpath, int(size), sha256_hex.lower()))
         self.files += 1
-        self.bytes += size
+        self.bytes += int(size)
+
+    def add_file(
+        self, relpath: str, path: str | Path, *, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Hash the file at ``path`` and add it under ``relpath``."""
+        hexd, size = _hash_fd(path, progress)
+        self.add(relpath, size, hexd)
 
     def result(self) -> TreeDigest:
-        return TreeDigest(digest=f"sha256-tree:{self._h.hexdigest()}", files=self.files, bytes=self.bytes)
+        return TreeDigest(
+            digest=f"sha256-tree:{self._h.hexdigest()}", files=self.files, bytes=self.bytes
+        )
 
 
 def digest_tree(root: str | Path, *, progress: Callable[[int], None] | None = None) -> TreeDigest:
-    """Digest every regular file under ``root`` (see module docstring)."""
+    """Digest every regular file under ``root`` (see the module docstring).
+
+    Raises ``OSError`` (e.g. ``PermissionError``) when a file or folder cannot be read.
+    """
     hasher = TreeHasher()
     for rel, path in iter_tree(root):
-        size = path.stat().st_size
-        hasher.add(rel, size, sha256_file(path, progress=progress))
+        hasher.add_file(rel, path, progress=progress)
     return hasher.result()
 
 
-def digest_path(path: str | Path, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+def digest_path(
+    path: str | Path, *, progress: Callable[[int], None] | None = None
+) -> tuple[str, int]:
     """Return ``(digest, bytes)`` of a file (``sha256:...``) or a directory (``sha256-tree:...``)."""
     path = Path(path)
     if path.is_dir():
         td = digest_tree(path, progress=progress)
         return td.digest, td.bytes
-    return f"sha256:{sha256_file(path, progress=progress)}", path.stat().st_size
+    size = path.stat().st_size
+    return f"sha256:{sha256_file(path, progress=progress)}", size
+
+
+def sha256_file_head(
+    path: str | Path, head: int = 512, *, progress: Callable[[int], None] | None = None
+) -> tuple[str, bytes, int]:
+    """Hash a file in one pass and keep its first ``head`` bytes (for format sniffing).
+
+    Returns ``(hex sha256, first bytes, size read)``; saves a second open per
+    file when an inventory needs both the digest and the magic bytes.
+    """
+    h = hashlib.sha256()
+    buf, view = _buffer()
+    first = b""
+    total = 0
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            if total < head:
+                first += bytes(view[: min(n, head - total)])
+            h.update(view[:n])
+            total += n
+            if progress is not None:
+                progress(n)
+    return h.hexdigest(), first, total

@@ -15,10 +15,12 @@ unbroken chain.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import time
 import uuid
@@ -59,15 +61,69 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@functools.lru_cache(maxsize=256)
+def _version_of(name: str) -> str | None:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
 def library_versions(names: Sequence[str]) -> dict[str, str]:
-    """Installed versions of ``names`` (distribution names); absent ones are skipped."""
+    """Installed versions of ``names`` (distribution names); absent ones are skipped.
+
+    Looked up once per process, so recording a step stays cheap.
+    """
     out: dict[str, str] = {"python": platform.python_version()}
     for name in names:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
+        version = _version_of(name)
+        if version is not None:
+            out[name] = version
     return out
+
+
+REDACTED = "<redacted>"
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|api[_-]?key|authori[sz]ation|credential|cookie|private[_-]?key)",
+    re.I,
+)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
+_URL_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&](?:access_token|token|api_key|apikey|key|secret|signature|sig|password)=)[^&#\s]+",
+    re.I,
+)
+_BEARER = re.compile(r"(?P<key>bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I)
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with secrets replaced by ``<redacted>``.
+
+    Keys that name a secret (``token``, ``password``, ``api_key``...) lose their
+    value; strings lose URL credentials (``https://user:pass@``), secret query
+    parameters (``?access_token=...``) and bearer tokens. The log is shared in
+    bags and deposits, so nothing secret may reach it.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if (
+                isinstance(k, str)
+                and _SECRET_KEY.search(k)
+                and v not in (None, "", False)
+                and not isinstance(v, (dict, list, bool))
+            ):
+                # a *_env key holds a variable's name, not its value: keep it
+                out[k] = v if k.lower().endswith(("_env", "_var")) else REDACTED
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        value = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
+        value = _URL_SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", value)
+        return _BEARER.sub(lambda m: f"{m['key']}{REDACTED}", value)
+    return value
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
@@ -169,12 +225,11 @@ class CuratorLog:
         return self.path.is_file()
 
     def iter_raw(self) -> Iterator[tuple[int, bytes]]:
-        """Yield ``(line number, raw line without newline)``; an unterminated last line is yielded too."""
+        """Yield ``(line number, raw line)``, newline included; an unterminated last line is yielded as is."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                yield lineno, line
+            yield from enumerate(fh, start=1)
 
     def entries(self, *, strict: bool = False) -> Iterator[dict[str, Any]]:
         """Yield parsed entries in order.
@@ -207,9 +262,13 @@ class CuratorLog:
         try:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LogError(f"line {lineno} is not valid JSON ({exc})", path=self.path, details={"line": lineno}) from exc
+            raise LogError(
+                f"line {lineno} is not valid JSON ({exc})", path=self.path, details={"line": lineno}
+            ) from exc
         if not isinstance(obj, dict):
-            raise LogError(f"line {lineno} is not a JSON object", path=self.path, details={"line": lineno})
+            raise LogError(
+                f"line {lineno} is not a JSON object", path=self.path, details={"line": lineno}
+            )
         return obj
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -246,7 +305,10 @@ class CuratorLog:
             return json.loads(last.decode("utf-8")), cut
         except (UnicodeDecodeError, json.JSONDecodeError):
             # the last *terminated* line is damaged: that is not a crash signature
-            raise LogError("the last entry of the log is not valid JSON; run `curated log --verify`", path=self.path) from None
+            raise LogError(
+                "the last entry of the log is not valid JSON; run `curated log --verify`",
+                path=self.path,
+            ) from None
 
     def last(self) -> dict[str, Any] | None:
         """The last complete entry, or ``None`` for an empty log."""
@@ -268,11 +330,18 @@ class CuratorLog:
         libraries: Sequence[str] = (),
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Append one entry and return it (with ``seq``, ``prev`` and ``hash`` filled)."""
+        """Append one entry and return it (with ``seq``, ``prev`` and ``hash`` filled).
+
+        ``params``, ``details`` and ``message`` pass through :func:`redact` first.
+        Raises :class:`LogError`, appending nothing, when the last line is cut
+        (see :meth:`repair`) or the last entry no longer matches its hash.
+        """
         if step not in STEPS:
             raise LogError(f"step must be one of {', '.join(STEPS)}, not {step!r}", path=self.path)
         if status not in STATUSES:
-            raise LogError(f"status must be one of {', '.join(STATUSES)}, not {status!r}", path=self.path)
+            raise LogError(
+                f"status must be one of {', '.join(STATUSES)}, not {status!r}", path=self.path
+            )
         entry: dict[str, Any] = {
             "seq": None,
             "id": f"urn:uuid:{uuid.uuid4()}",
@@ -283,41 +352,69 @@ class CuratorLog:
             "agent": self.agent,
             "tool": {"name": "curated", "version": __version__},
             "software": library_versions([*DEFAULT_LIBRARIES, *libraries]),
-            "params": params or {},
+            "params": redact(params or {}),
             "inputs": [a.to_dict() for a in inputs],
             "outputs": [a.to_dict() for a in outputs],
             "status": status,
-            "message": message,
+            "message": redact(message),
             "duration": round(float(duration), 6),
         }
         if details:
-            entry["details"] = details
+            entry["details"] = redact(details)
         if self.record_host:
             entry["host"] = {
                 "hostname": socket.gethostname(),
                 "user": os.environ.get("USER") or os.environ.get("USERNAME"),
                 "platform": platform.platform(),
             }
+        # what is hashed is exactly what a reader parses back (tuples, Paths... normalised)
+        entry = json.loads(canonical_json(entry))
         with self._locked():
-            last, cut = self._tail()
-            if cut:
-                raise LogError(
-                    "the log's last line is cut (a crash interrupted a write); nothing was appended. "
-                    "Run `curated log WORKSPACE --repair` to set the cut line aside and continue the chain "
-                    "from the last good entry",
-                    path=self.path,
-                )
-            entry["seq"] = 0 if last is None else int(last["seq"]) + 1
+            last = self._appendable_tail()
+            entry["seq"] = 0 if last is None else last["seq"] + 1
             entry["prev"] = None if last is None else last["hash"]
             entry["hash"] = entry_hash(entry)
             line = (canonical_json(entry) + "\n").encode("utf-8")
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line)
+                view = memoryview(line)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
                 os.fsync(fd)
             finally:
                 os.close(fd)
         return entry
+
+    def _appendable_tail(self) -> dict[str, Any] | None:
+        last, cut = self._tail()
+        if cut:
+            raise LogError(
+                "the log's last line is cut (a crash interrupted a write); nothing was appended. "
+                "Run `curated log WORKSPACE --repair` to set the cut line aside and continue the chain "
+                "from the last good entry",
+                path=self.path,
+                details={"cut": True},
+            )
+        if last is None:
+            return None
+        if not isinstance(last.get("seq"), int) or last.get("hash") != entry_hash(last):
+            raise LogError(
+                "the log's last entry does not match its hash (it was edited); nothing was appended. "
+                "Run `curated log WORKSPACE --verify` to see where the chain breaks",
+                path=self.path,
+                details={"seq": last.get("seq")},
+            )
+        return last
+
+    def check_appendable(self) -> None:
+        """Raise :class:`LogError` now if an append would be refused (cut or edited tail).
+
+        Step recorders call this before the work starts, so hours of work are
+        not done only to find the log cannot record them.
+        """
+        if self.path.exists():
+            self._appendable_tail()
 
     def repair(self) -> Path | None:
         """Set a cut last line aside (into ``log.jsonl.cut-<time>``) so appends can continue.
@@ -331,7 +428,12 @@ class CuratorLog:
                 return None
             data = self.path.read_bytes()
             keep = data.rfind(b"\n") + 1
-            aside = self.path.with_name(f"{self.path.name}.cut-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            aside = self.path.with_name(f"{self.path.name}.cut-{stamp}")
+            n = 1
+            while aside.exists():
+                aside = self.path.with_name(f"{self.path.name}.cut-{stamp}-{n}")
+                n += 1
             aside.write_bytes(data[keep:])
             with open(self.path, "r+b") as fh:
                 fh.truncate(keep)
@@ -358,11 +460,17 @@ class CuratorLog:
         return Artifact(path=self.relative(p), bytes=size, digest=digest, role=role)
 
     def relative(self, path: str | Path) -> str:
+        """``path`` relative to the workspace root (posix), or absolute when it lies outside."""
         p = Path(path)
-        try:
-            return p.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            return str(p.resolve()) if p.is_absolute() or p.exists() else p.as_posix()
+        for candidate, root in (
+            (Path(os.path.abspath(p)), Path(os.path.abspath(self.root))),
+            (p.resolve(), self.root.resolve()),
+        ):
+            try:
+                return candidate.relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return os.path.abspath(p) if p.is_absolute() or p.exists() else p.as_posix()
 
     # ------------------------------------------------------------ recording
     def step(
@@ -376,50 +484,91 @@ class CuratorLog:
         hash_inputs: bool = True,
     ) -> StepRecorder:
         """Record one step around a block of work (see :class:`StepRecorder`)."""
-        return StepRecorder(self, step, action, inputs=inputs, params=params, libraries=libraries, hash_inputs=hash_inputs)
+        return StepRecorder(
+            self,
+            step,
+            action,
+            inputs=inputs,
+            params=params,
+            libraries=libraries,
+            hash_inputs=hash_inputs,
+        )
 
     # ------------------------------------------------------------- verifying
     def verify(self, *, files: bool = False) -> VerifyReport:
-        """Recompute the chain; with ``files``, also each path's latest recorded output digest."""
+        """Recompute the chain; with ``files``, also each path's latest recorded output digest.
+
+        The first problem names the ``seq`` where the log stops being
+        trustworthy: an edited entry (its content no longer matches its
+        ``hash``), a removed, inserted or reordered entry (``seq`` out of
+        order), or an entry rewritten together with its hash (the next entry's
+        ``prev`` no longer matches it). A cut last line is reported with
+        ``cut_tail``; the entries before it are still counted as intact.
+        """
         report = VerifyReport()
         prev_hash: str | None = None
         expected_seq = 0
         latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
-        lines = list(self.iter_raw()) if self.path.exists() else []
-        for i, (lineno, raw) in enumerate(lines):
-            is_last = i == len(lines) - 1
-            if is_last and not raw.endswith(b"\n"):
+        for lineno, raw in self.iter_raw():
+            if not raw.endswith(b"\n"):
+                # only the last line can lack its newline
                 report.cut_tail = True
-                report.fail(expected_seq, f"line {lineno}: cut by a crash (incomplete last line); entries before it are intact")
+                report.fail(
+                    expected_seq,
+                    f"line {lineno}: cut by a crash (incomplete last line); the {report.entries} entries before it are intact; `curated log --repair` sets it aside",
+                )
                 break
             try:
                 entry = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                report.fail(expected_seq, f"seq {expected_seq} (line {lineno}): not valid JSON")
+                if not isinstance(entry, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError:
+                report.fail(
+                    expected_seq, f"seq {expected_seq} (line {lineno}): not a valid JSON entry"
+                )
                 break
             seq = entry.get("seq")
             if seq != expected_seq:
-                report.fail(expected_seq, f"seq {expected_seq} (line {lineno}): found seq {seq!r}; an entry was removed, inserted or reordered")
-                break
-            if entry.get("prev") != prev_hash:
-                report.fail(seq, f"seq {seq}: prev does not match the hash of seq {seq - 1}; the chain is broken here")
+                report.fail(
+                    expected_seq,
+                    f"seq {expected_seq} (line {lineno}): found seq {seq!r} instead; an entry was removed, inserted or reordered here",
+                )
                 break
             if entry.get("hash") != entry_hash(entry):
-                report.fail(seq, f"seq {seq}: content does not match its hash; the entry was edited")
+                report.fail(
+                    seq, f"seq {seq}: content does not match its hash; the entry was edited"
+                )
                 break
-            for out in entry.get("outputs", []):
-                if out.get("digest"):
+            if entry.get("prev") != prev_hash:
+                if seq == 0:
+                    report.fail(
+                        0, "seq 0: the first entry must have no prev; the log's start was altered"
+                    )
+                else:
+                    report.fail(
+                        seq - 1,
+                        f"seq {seq - 1}: its hash no longer matches the prev recorded by seq {seq}; seq {seq - 1} was rewritten after seq {seq} was written",
+                    )
+                break
+            for out in entry.get("outputs") or []:
+                if isinstance(out, dict) and out.get("digest") and out.get("path"):
                     latest_outputs[out["path"]] = (seq, out)
             prev_hash = entry["hash"]
-            expected_seq += 1
             report.entries += 1
+            expected_seq = report.entries
         if files and report.ok:
-            for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: kv[1][0]):
+            for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
                 p = Path(rel) if Path(rel).is_absolute() else self.root / rel
                 if not p.exists():
                     report.fail(seq, f"seq {seq}: output {rel} is missing")
                     continue
-                digest, _ = digest_path(p)
+                try:
+                    digest, _ = digest_path(p)
+                except OSError as exc:
+                    report.fail(
+                        seq, f"seq {seq}: output {rel} cannot be read ({exc.strerror or exc})"
+                    )
+                    continue
                 if digest != out["digest"]:
                     report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
         return report
@@ -474,11 +623,15 @@ class StepRecorder:
             return Artifact(path=str(item))
         return self.log.artifact(item, compute=compute)
 
-    def add_input(self, path: str | Path | Artifact, *, digest: str | None = None, size: int | None = None) -> None:
+    def add_input(
+        self, path: str | Path | Artifact, *, digest: str | None = None, size: int | None = None
+    ) -> None:
         if isinstance(path, Artifact) or self.log is None:
             self.inputs.append(self._as_artifact(path, compute=False))
         else:
-            self.inputs.append(self.log.artifact(path, digest=digest, size=size, compute=self.hash_inputs))
+            self.inputs.append(
+                self.log.artifact(path, digest=digest, size=size, compute=self.hash_inputs)
+            )
 
     def add_output(
         self,
@@ -493,9 +646,13 @@ class StepRecorder:
         if isinstance(path, Artifact) or self.log is None:
             self.outputs.append(self._as_artifact(path, compute=False))
         else:
-            self.outputs.append(self.log.artifact(path, digest=digest, size=size, compute=compute, role=role))
+            self.outputs.append(
+                self.log.artifact(path, digest=digest, size=size, compute=compute, role=role)
+            )
 
     def __enter__(self) -> StepRecorder:
+        if self.log is not None:
+            self.log.check_appendable()
         self._started = utc_now()
         self._t0 = time.perf_counter()
         for item in self._raw_inputs:
@@ -509,7 +666,9 @@ class StepRecorder:
             message = f"{type(exc).__name__}: {exc}"
         else:
             status, message = self.status, self.message
-        if self.log is not None:
+        if self.log is None:
+            return False
+        try:
             self.entry = self.log.append(
                 self.step,
                 self.action,
@@ -523,4 +682,8 @@ class StepRecorder:
                 libraries=self.libraries,
                 details=self.details or None,
             )
+        except LogError:
+            if exc is None:
+                raise
+            # the block's own exception is what the caller must see
         return False

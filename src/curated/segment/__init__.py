@@ -1,0 +1,42 @@
+"""Segmentation with a human in the loop: sample, annotate, train, fine-tune, predict (and evaluate, export).
+
+Public API::
+
+    make_fibsem_sample(dest, ...)            synthetic FIB-SEM image + ``truth`` labels
+    annotate_from_truth(image, ...)          emulate a curator annotating random crops
+    import_annotation(image, source_file=..., offset=...)   add a crop annotated elsewhere
+    train(image, labels=..., label_value=..., out=...)      one-label 3D U-Net from sparse crops
+    finetune(parent, image, labels=..., out=...)            continue from a parent model
+    predict(model, image, name=...)          blockwise OME-Zarr prediction (dask)
+    load_model(path) -> SegmentationModel    open and verify a model folder
+"""
+
+from __future__ import annotations
+
+from curated.segment.annotate import BACKGROUND, UNANNOTATED, annotate_from_truth, import_annotation, read_annotation_rois
+from curated.segment.modelio import MODEL_FORMAT, SegmentationModel, load_model
+from curated.segment.predict import predict
+from curated.segment.preprocess import Preprocessing
+from curated.segment.sample import generate_fibsem, make_fibsem_sample
+from curated.segment.train import Augmentation, finetune, train
+from curated.segment.unet import UNet3D, UNetConfig
+
+__all__ = [
+    "BACKGROUND",
+    "MODEL_FORMAT",
+    "UNANNOTATED",
+    "Augmentation",
+    "Preprocessing",
+    "SegmentationModel",
+    "UNet3D",
+    "UNetConfig",
+    "annotate_from_truth",
+    "finetune",
+    "generate_fibsem",
+    "import_annotation",
+    "load_model",
+    "make_fibsem_sample",
+    "predict",
+    "read_annotation_rois",
+    "train",
+]

@@ -1,0 +1,5 @@
+"""The Check and Request steps of CURATE(D): what the depositor sent, and what to ask them."""
+
+from curated.curation.check import ChecklistAnswer, CheckReport, FileRecord, RedFlag, check
+
+__all__ = ["CheckReport", "ChecklistAnswer", "FileRecord", "RedFlag", "check"]

@@ -1,0 +1,887 @@
+"""The Check step: inventory the depositor's files, answer the DCN checklist, raise red flags.
+
+``check(workspace, sources)`` walks every source file once: size, sha256,
+format (from content), and for TIFFs the header (shape, dtype, pages, whether
+it opens, whether it is truncated) without loading pixels. It answers the Data
+Curation Network's Check questions C1-C8 where a program can (``needs-human``
+where it cannot) and collects red flags. Bad input never stops the walk:
+unreadable files, broken symlinks and symlink loops become red flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curated._io import write_json
+from curated.curation.formats import (
+    HEAD_BYTES,
+    dicom_phi_tags,
+    extension_matches,
+    inspect_tiff,
+    sniff_format,
+)
+from curated.errors import InputError, MetadataError
+from curated.progress import ProgressReporter, ensure_progress
+from curated.provenance.digest import TreeHasher, sha256_file_head
+from curated.provenance.log import Artifact
+from curated.results import Result
+from curated.workspace import Workspace, as_workspace, recorder
+
+CHECK_FILE = "curation/check.json"
+STEP = "C"
+
+SEVERITIES = ("error", "warning", "info")
+
+CHECKLIST: dict[str, str] = {
+    "C1": "Do the files open?",
+    "C2": "Does the code run?",
+    "C3": "Are a title, the authors and a licence present?",
+    "C4": "Is there documentation (a README or similar)?",
+    "C5": "Do the data come from human participants or hold personal data?",
+    "C6": "Are there file names with characters that break tools?",
+    "C7": "Is the file hierarchy clear and reasonable?",
+    "C8": "Do the file names follow a consistent naming convention?",
+}
+"""The DCN CURATE(D) Check checklist, as questions."""
+
+CODE_SUFFIXES = (
+    ".py",
+    ".ipynb",
+    ".m",
+    ".r",
+    ".jl",
+    ".sh",
+    ".ijm",
+    ".groovy",
+    ".bsh",
+    ".js",
+    ".c",
+    ".cpp",
+    ".java",
+    ".cwl",
+    ".nf",
+    ".smk",
+)
+DOC_NAMES = re.compile(
+    r"^(readme|about|description|methods|protocol|manifest|codebook|data[_ -]?dictionary)\b", re.I
+)
+LICENCE_NAMES = re.compile(r"^(licen[cs]e|copying|rights)\b", re.I)
+IMAGE_FORMATS = (
+    "TIFF",
+    "BigTIFF",
+    "OME-TIFF",
+    "PNG",
+    "JPEG",
+    "JPEG 2000",
+    "GIF",
+    "Zeiss CZI",
+    "DICOM",
+    "NIfTI-1",
+    "NIfTI-2",
+    "NRRD",
+    "HDF5",
+)
+_WORKSPACE_OWN = ("curation", "derived", "package")
+
+
+@dataclass
+class FileRecord:
+    """One source file in the inventory."""
+
+    path: str
+    """Shown path: relative to the workspace when inside it, else ``<source folder name>/<relative path>``."""
+    size: int | None
+    sha256: str | None
+    format: str
+    """Detected from content (magic bytes), e.g. ``TIFF``, ``OME-TIFF``, ``Markdown``, ``unknown binary``."""
+    image: dict[str, Any] | None = None
+    """For images: ``shape``, ``dtype``, ``pages``, ``opens``, ``truncated``, ``problem``..."""
+    symlink: bool = False
+    error: str | None = None
+    """Why the file could not be read, if it could not."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: v for k, v in d.items() if v is not None and v is not False}
+
+
+@dataclass
+class RedFlag:
+    """Something the curator should look at."""
+
+    code: str
+    """Machine-readable kind: ``unreadable``, ``broken-symlink``, ``duplicate-content``..."""
+    severity: str
+    """``error`` (blocks curation), ``warning`` (ask the depositor), ``info``."""
+    message: str
+    paths: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ChecklistAnswer:
+    """One DCN Check question and the answer a program could give."""
+
+    id: str
+    question: str
+    answer: str
+    """``yes``, ``no``, ``na`` or ``needs-human``."""
+    ok: bool | None
+    """Whether the answer is good news (``None`` when unknown)."""
+    evidence: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckReport:
+    """What ``curated check`` found; written to ``curation/check.json``."""
+
+    sources: list[str]
+    files: list[FileRecord]
+    checklist: list[ChecklistAnswer]
+    flags: list[RedFlag]
+    source_digests: dict[str, str | None] = field(default_factory=dict)
+    path: str | None = None
+    """Where the report was written, if it was."""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+    @property
+    def ok(self) -> bool:
+        """No red flag of severity ``error``."""
+        return not any(f.severity == "error" for f in self.flags)
+
+    def flags_by_code(self, code: str) -> list[RedFlag]:
+        return [f for f in self.flags if f.code == code]
+
+    def answer(self, item: str) -> ChecklistAnswer:
+        return next(a for a in self.checklist if a.id == item)
+
+    def to_dict(self) -> dict[str, Any]:
+        formats = Counter(f.format for f in self.files)
+        return {
+            "format": "curated-check/1",
+            "sources": self.sources,
+            "source_digests": self.source_digests,
+            "summary": {
+                "files": len(self.files),
+                "bytes": self.total_bytes,
+                "formats": dict(sorted(formats.items())),
+                "flags": dict(sorted(Counter(f.severity for f in self.flags).items())),
+            },
+            "checklist": [a.to_dict() for a in self.checklist],
+            "flags": [f.to_dict() for f in self.flags],
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    def to_result(self) -> Result:
+        errors = sum(f.severity == "error" for f in self.flags)
+        warnings = sum(f.severity == "warning" for f in self.flags)
+        msg = f"{len(self.files)} files, {self.total_bytes} bytes; {errors} errors, {warnings} warnings"
+        return Result(
+            "check",
+            "ok",
+            self.path,
+            msg,
+            {
+                "files": len(self.files),
+                "bytes": self.total_bytes,
+                "errors": errors,
+                "warnings": warnings,
+            },
+        )
+
+
+# ------------------------------------------------------------------- names
+def display_path(path: str) -> str:
+    """A path that is always valid UTF-8 (undecodable bytes shown as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def name_problems(name: str) -> list[str]:
+    """What in one file or folder name breaks tools (empty when nothing)."""
+    problems = []
+    raw = os.fsencode(name)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append("bytes that are not UTF-8")
+    if "\n" in name or "\r" in name:
+        problems.append("a newline")
+    elif any(unicodedata.category(c) == "Cc" for c in name):
+        problems.append("control characters")
+    if "%" in name:
+        problems.append("'%'")
+    if name != name.rstrip(" ") or name.endswith("."):
+        problems.append("trailing spaces or dots")
+    if name != name.lstrip(" "):
+        problems.append("leading spaces")
+    if any(c in name for c in '<>:"|?*\\'):
+        problems.append("characters Windows forbids")
+    return problems
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def naming_pattern(name: str) -> str:
+    """The shape of a name: runs of digits replaced by ``#`` (``slice_0042.tif`` → ``slice_#.tif``)."""
+    return _DIGITS.sub("#", name)
+
+
+# -------------------------------------------------------------------- walk
+@dataclass
+class _Found:
+    path: Path
+    shown: str
+    tree_rel: str | None
+    """Path relative to its source folder when it counts for the source's tree digest."""
+    symlink: bool = False
+
+
+class _Walker:
+    def __init__(self, ws_root: Path | None) -> None:
+        self.ws_root = ws_root.resolve() if ws_root else None
+        self.flags: list[RedFlag] = []
+        self.bad_names: list[tuple[str, list[str]]] = []
+        self.dirs_seen = 0
+        self.max_depth = 0
+        self.folder_counts: Counter[str] = Counter()
+
+    def shown(self, path: Path, source: Path) -> str:
+        if self.ws_root is not None:
+            try:
+                return display_path(
+                    Path(os.path.abspath(path)).relative_to(self.ws_root).as_posix()
+                )
+            except ValueError:
+                pass
+        base = Path(os.path.abspath(source))
+        rel = Path(os.path.abspath(path)).relative_to(base.parent)
+        return display_path(rel.as_posix())
+
+    def walk(self, source: Path) -> Iterator[_Found]:
+        if not source.is_dir():
+            yield from self._entry(source, source, None, depth=0)
+            return
+        yield from self._folder(source, source, "", depth=0)
+
+    def _skip_own(self, path: Path) -> bool:
+        if self.ws_root is None:
+            return False
+        return any(Path(os.path.abspath(path)) == self.ws_root / own for own in _WORKSPACE_OWN)
+
+    def _folder(self, folder: Path, source: Path, prefix: str, depth: int) -> Iterator[_Found]:
+        self.dirs_seen += 1
+        self.max_depth = max(self.max_depth, depth)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.flags.append(
+                RedFlag(
+                    "unreadable",
+                    "error",
+                    f"folder cannot be listed ({exc.strerror or exc}); ask for readable copies",
+                    [self.shown(folder, source)],
+                )
+            )
+            return
+        self.folder_counts[prefix or "."] = len(entries)
+        for entry in entries:
+            path = Path(entry.path)
+            problems = name_problems(entry.name)
+            if problems:
+                self.bad_names.append((self.shown(path, source), problems))
+            if self._skip_own(path):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                yield from self._folder(path, source, f"{prefix}{entry.name}/", depth + 1)
+            else:
+                yield from self._entry(path, source, f"{prefix}{entry.name}", depth + 1)
+
+    def _entry(
+        self, path: Path, source: Path, tree_rel: str | None, depth: int
+    ) -> Iterator[_Found]:
+        shown = self.shown(path, source)
+        try:
+            lst = os.lstat(path)
+        except OSError as exc:
+            self.flags.append(
+                RedFlag(
+                    "unreadable", "error", f"cannot be examined ({exc.strerror or exc})", [shown]
+                )
+            )
+            return
+        if stat.S_ISLNK(lst.st_mode):
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                if exc.errno == 40:  # ELOOP
+                    self.flags.append(
+                        RedFlag(
+                            "symlink-loop",
+                            "error",
+                            "symbolic link loop: the link points back to itself",
+                            [shown],
+                        )
+                    )
+                else:
+                    self.flags.append(
+                        RedFlag(
+                            "broken-symlink",
+                            "error",
+                            f"broken symbolic link to {display_path(os.readlink(path))!r}; the file it names is missing",
+                            [shown],
+                        )
+                    )
+                return
+            if stat.S_ISDIR(st.st_mode):
+                self.flags.append(
+                    RedFlag(
+                        "symlinked-folder",
+                        "info",
+                        "symbolic link to a folder, not followed (pass the folder itself to check it)",
+                        [shown],
+                    )
+                )
+                return
+            if stat.S_ISREG(st.st_mode):
+                yield _Found(path, shown, None, symlink=True)
+                return
+            self.flags.append(
+                RedFlag(
+                    "special-file",
+                    "warning",
+                    "symbolic link to something that is not a regular file; not read",
+                    [shown],
+                )
+            )
+            return
+        if stat.S_ISREG(lst.st_mode):
+            yield _Found(path, shown, tree_rel)
+        elif not stat.S_ISDIR(lst.st_mode):
+            # FIFOs, sockets, devices: opening them could block or read forever
+            self.flags.append(
+                RedFlag(
+                    "special-file",
+                    "warning",
+                    "not a regular file (FIFO, socket or device); not read",
+                    [shown],
+                )
+            )
+
+
+# ----------------------------------------------------------------- examine
+def _examine(found: _Found, progress: ProgressReporter) -> tuple[FileRecord, list[str], list[str]]:
+    """Hash and identify one file: (record, personal-data kinds, phi tags)."""
+    try:
+        digest, head, size = sha256_file_head(
+            found.path, HEAD_BYTES, progress=lambda n: progress.advance(n)
+        )
+    except OSError as exc:
+        return (
+            FileRecord(
+                found.shown,
+                _size_or_none(found.path),
+                None,
+                "unreadable",
+                symlink=found.symlink,
+                error=exc.strerror or str(exc),
+            ),
+            [],
+            [],
+        )
+    name = os.fsencode(found.path.name).decode("utf-8", "replace")
+    fmt = sniff_format(head, name)
+    rec = FileRecord(found.shown, size, digest, fmt, symlink=found.symlink)
+    personal: list[str] = []
+    phi: list[str] = []
+    if fmt in ("TIFF", "BigTIFF"):
+        info = inspect_tiff(found.path, size)
+        rec.format = info.pop("format", fmt)
+        personal = info.pop("personal_data", [])
+        rec.image = info
+    elif fmt == "DICOM":
+        try:
+            phi = dicom_phi_tags(found.path)
+        except OSError as exc:
+            rec.error = exc.strerror or str(exc)
+    return rec, personal, phi
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+# -------------------------------------------------------------- checklist
+def _get(d: Any, *keys: Any) -> Any:
+    for k in keys:
+        if isinstance(d, dict):
+            d = d.get(k)
+        elif isinstance(d, list) and isinstance(k, int) and len(d) > k:
+            d = d[k]
+        else:
+            return None
+    return d
+
+
+def _checklist(
+    record: dict[str, Any],
+    files: list[FileRecord],
+    flags: list[RedFlag],
+    walker: _Walker,
+    docs: list[str],
+    licences: list[str],
+) -> list[ChecklistAnswer]:
+    answers: list[ChecklistAnswer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        answers.append(ChecklistAnswer(item, CHECKLIST[item], answer, ok, evidence))
+
+    # C1 files open
+    images = [f for f in files if f.image is not None]
+    broken = [f for f in images if not f.image.get("opens")] + [f for f in files if f.error]
+    if not files:
+        add("C1", "na", None, "no files were found in the sources")
+    elif broken:
+        add(
+            "C1",
+            "no",
+            False,
+            f"{len(broken)} of {len(files)} files cannot be read or opened, e.g. {broken[0].path}",
+        )
+    elif images:
+        add(
+            "C1",
+            "yes",
+            True,
+            f"all {len(images)} TIFF files open (headers read, first segment decoded); {len(files) - len(images)} other files are readable",
+        )
+    else:
+        add(
+            "C1",
+            "needs-human",
+            None,
+            f"{len(files)} files are readable but none is a format curated can open; check them with their software",
+        )
+    # C2 code runs
+    code = [f.path for f in files if f.path.lower().endswith(CODE_SUFFIXES)]
+    if code:
+        add(
+            "C2",
+            "needs-human",
+            None,
+            f"{len(code)} code files (e.g. {code[0]}); run them to see whether they work",
+        )
+    else:
+        add("C2", "na", None, "no code files found")
+    # C3 title, authors, licence
+    title = _get(record, "study", "title")
+    authors = _get(record, "study", "authors") or []
+    licence = _get(record, "study", "license")
+    missing = [
+        n
+        for n, v in (("title", title), ("authors", authors), ("licence", licence or licences))
+        if not v
+    ]
+    if missing:
+        add("C3", "no", False, f"missing in curated.yaml: {', '.join(missing)}")
+    else:
+        add("C3", "yes", True, f"title, {len(authors)} author(s), licence {licence or licences[0]}")
+    # C4 documentation
+    if docs:
+        add(
+            "C4",
+            "yes",
+            True,
+            f"documentation: {', '.join(docs[:3])}" + (" ..." if len(docs) > 3 else ""),
+        )
+    else:
+        add(
+            "C4",
+            "no",
+            False,
+            "no README or other documentation among the sources or in the workspace",
+        )
+    # C5 human participants / personal data
+    phi = [f for f in flags if f.code in ("dicom-phi", "personal-data")]
+    organism = str(_get(record, "biosamples", 0, "organism", "ncbi_taxon_id") or "")
+    if any(f.code == "dicom-phi" for f in flags):
+        add("C5", "yes", False, "DICOM headers hold patient identifiers; see the red flags")
+    elif phi:
+        add(
+            "C5",
+            "needs-human",
+            False,
+            "headers hold possible personal data (see red flags); decide whether it identifies a person",
+        )
+    elif organism.endswith(":9606") or organism == "9606":
+        add(
+            "C5",
+            "needs-human",
+            None,
+            "the biosample is human (NCBITaxon:9606): ask about consent and identifiability",
+        )
+    else:
+        add(
+            "C5",
+            "needs-human",
+            None,
+            "no personal data found in headers; only a person can confirm there are no human-participant data",
+        )
+    # C6 bad characters
+    if walker.bad_names:
+        add(
+            "C6",
+            "yes",
+            False,
+            f"{len(walker.bad_names)} names with characters that break tools, e.g. {walker.bad_names[0][0]!r} ({', '.join(walker.bad_names[0][1])})",
+        )
+    else:
+        add("C6", "no", True, "all file and folder names are safe")
+    # C7 hierarchy
+    crowded = [(k, n) for k, n in walker.folder_counts.items() if n > 10_000]
+    evidence = f"{walker.dirs_seen} folders, deepest {walker.max_depth} levels"
+    if crowded:
+        evidence += f"; {len(crowded)} folders hold over 10,000 entries (e.g. {crowded[0][0]}: {crowded[0][1]})"
+    add("C7", "needs-human", None if not crowded and walker.max_depth <= 8 else False, evidence)
+    # C8 naming convention
+    add("C8", *_naming_answer(files))
+    return answers
+
+
+def _naming_answer(files: list[FileRecord]) -> tuple[str, bool | None, str]:
+    by_folder: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        folder, _, name = f.path.rpartition("/")
+        # a convention is judged among files of one kind (slices, not the README beside them)
+        ext = name.rpartition(".")[2].lower() if "." in name else ""
+        by_folder[f"{folder} (*.{ext})" if ext else folder].append(name)
+    big = {k: v for k, v in by_folder.items() if len(v) >= 3}
+    if not big:
+        return "needs-human", None, "too few files per folder to infer a convention"
+    inconsistent = []
+    unpadded = []
+    for folder, names in big.items():
+        patterns = Counter(naming_pattern(n) for n in names)
+        top, count = patterns.most_common(1)[0]
+        if count / len(names) < 0.9:
+            inconsistent.append(folder or ".")
+            continue
+        widths = {
+            len(m) for n in names if naming_pattern(n) == top for m in _DIGITS.findall(n)[-1:]
+        }
+        numbers = [
+            int(m[-1]) for n in names if naming_pattern(n) == top and (m := _DIGITS.findall(n))
+        ]
+        if len(widths) > 1 and numbers and max(numbers) >= 10:
+            unpadded.append(folder or ".")
+    if inconsistent:
+        return (
+            "no",
+            False,
+            f"names in {len(inconsistent)} folders follow no single pattern (e.g. {inconsistent[0]})",
+        )
+    if unpadded:
+        return (
+            "no",
+            False,
+            f"numbers in names are not zero-padded in {unpadded[0]}: they sort out of order (slice_2 after slice_10)",
+        )
+    return (
+        "yes",
+        True,
+        f"names in {len(big)} folders follow one pattern each with zero-padded numbers",
+    )
+
+
+# ------------------------------------------------------------------- check
+def _sources_from_metadata(ws: Workspace) -> list[Path]:
+    try:
+        record = ws.read_metadata()
+    except MetadataError:
+        return []
+    out = []
+    for img in record.get("images") or []:
+        p = img.get("path") if isinstance(img, dict) else None
+        if p:
+            path = Path(p)
+            out.append(path if path.is_absolute() else ws.root / path)
+    return out
+
+
+def check(
+    workspace: Workspace | str | Path | None = None,
+    sources: Sequence[str | Path] = (),
+    *,
+    progress: ProgressReporter | None = None,
+    write: bool = True,
+) -> CheckReport:
+    """Check the depositor's files: inventory, DCN checklist C1-C8 and red flags.
+
+    Parameters
+    ----------
+    workspace
+        The dataset's workspace. The report goes to ``curation/check.json``
+        and a C entry to its log. ``None`` checks without writing anything.
+    sources
+        Files or folders to check; default: the ``images[].path`` listed in
+        ``curated.yaml``.
+    progress
+        Reports bytes hashed.
+    write
+        Write ``curation/check.json`` (when there is a workspace).
+
+    Returns
+    -------
+    CheckReport
+
+    Raises
+    ------
+    InputError
+        When no source is given or listed, or a given source does not exist.
+
+    Examples
+    --------
+    >>> report = check("my-dataset", ["/data/raw"])  # doctest: +SKIP
+    >>> report.answer("C1").answer  # doctest: +SKIP
+    'yes'
+    """
+    ws = as_workspace(workspace)
+    paths = [Path(s) for s in sources]
+    if not paths and ws is not None:
+        paths = _sources_from_metadata(ws)
+        if not paths:
+            raise InputError(
+                "no SOURCE given and curated.yaml lists no images[].path; pass the files or folders to check",
+                path=ws.metadata_path,
+            )
+    if not paths:
+        raise InputError("no SOURCE given; pass the files or folders to check")
+    for p in paths:
+        if not os.path.lexists(p):
+            raise InputError("source does not exist; check the path", path=p)
+    progress = ensure_progress(progress)
+    record: dict[str, Any] = {}
+    if ws is not None:
+        try:
+            record = ws.read_metadata()
+        except MetadataError:
+            record = {}
+
+    walker = _Walker(ws.root if ws else None)
+    inputs: list[Artifact] = []
+    with recorder(
+        ws,
+        STEP,
+        "check",
+        params={"sources": [display_path(str(p)) for p in paths]},
+        libraries=("tifffile",),
+        hash_inputs=False,
+    ) as step:
+        files: list[FileRecord] = []
+        source_digests: dict[str, str | None] = {}
+        personal: dict[str, list[str]] = defaultdict(list)
+        phi: dict[str, list[str]] = defaultdict(list)
+        progress.start("checking files", None, "bytes")
+        for src in paths:
+            tree = TreeHasher() if src.is_dir() else None
+            complete = True
+            first_files = len(files)
+            for found in walker.walk(src):
+                rec, kinds, tags = _examine(found, progress)
+                files.append(rec)
+                if rec.sha256 is None:
+                    complete = False
+                elif tree is not None and found.tree_rel is not None:
+                    tree.add(found.tree_rel, rec.size or 0, rec.sha256)
+                for k in kinds:
+                    personal[k].append(rec.path)
+                for t in tags:
+                    phi[t].append(rec.path)
+            shown = display_path(str(src if ws is None else ws.relative(src)))
+            if tree is not None:
+                td = tree.result()
+                digest = td.digest if complete else None
+                inputs.append(Artifact(shown, td.bytes, digest, role="source"))
+            else:
+                one = files[first_files] if len(files) > first_files else None
+                digest = f"sha256:{one.sha256}" if one and one.sha256 else None
+                inputs.append(Artifact(shown, one.size if one else None, digest, role="source"))
+            source_digests[shown] = digest
+        progress.finish()
+        flags = walker.flags
+        _flag_files(files, flags, walker, personal, phi)
+        docs, licences = _docs_and_licences(files, ws)
+        if not docs:
+            flags.append(
+                RedFlag(
+                    "no-documentation",
+                    "warning",
+                    "no README or other documentation; ask the depositor for one",
+                    [],
+                )
+            )
+        if not licences and not _get(record, "study", "license"):
+            flags.append(
+                RedFlag(
+                    "no-licence",
+                    "warning",
+                    "no licence: neither a LICENSE file nor study.license in curated.yaml",
+                    [],
+                )
+            )
+        checklist = _checklist(record, files, flags, walker, docs, licences)
+        flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
+        report = CheckReport(
+            [display_path(str(p)) for p in paths], files, checklist, flags, source_digests
+        )
+        step.inputs.extend(inputs)
+        if ws is not None and write:
+            out = ws.root / CHECK_FILE
+            write_json(out, report.to_dict())
+            report.path = ws.relative(out)
+            step.add_output(out, role="check-report")
+        result = report.to_result()
+        step.message = result.message
+        step.details = {
+            "checklist": {a.id: a.answer for a in checklist},
+            "flags": dict(Counter(f.code for f in flags)),
+        }
+    return report
+
+
+def _flag_files(
+    files: list[FileRecord],
+    flags: list[RedFlag],
+    walker: _Walker,
+    personal: dict[str, list[str]],
+    phi: dict[str, list[str]],
+) -> None:
+    for shown, problems in walker.bad_names:
+        flags.append(
+            RedFlag(
+                "bad-name",
+                "warning",
+                f"name has {', '.join(problems)}; rename before packaging",
+                [shown],
+            )
+        )
+    for f in files:
+        if f.error:
+            flags.append(
+                RedFlag(
+                    "unreadable",
+                    "error",
+                    f"cannot be read ({f.error}); ask for a readable copy",
+                    [f.path],
+                )
+            )
+        elif f.size == 0:
+            flags.append(
+                RedFlag(
+                    "empty-file",
+                    "warning",
+                    "zero-byte file: an export or copy probably failed",
+                    [f.path],
+                )
+            )
+        if f.image is not None and not f.image.get("opens"):
+            code = "truncated-image" if f.image.get("truncated") else "corrupt-image"
+            flags.append(
+                RedFlag(
+                    code, "error", f.image.get("problem") or "the image does not open", [f.path]
+                )
+            )
+        if (
+            f.sha256
+            and f.format not in ("text", "unknown binary", "empty")
+            and not extension_matches(f.format, f.path)
+        ):
+            flags.append(
+                RedFlag(
+                    "extension-mismatch",
+                    "warning",
+                    f"content is {f.format} but the name's extension says otherwise",
+                    [f.path],
+                )
+            )
+    groups: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        if f.sha256 and f.size:
+            groups[f.sha256].append(f.path)
+    for digest, paths in sorted(groups.items()):
+        if len(paths) > 1:
+            flags.append(
+                RedFlag(
+                    "duplicate-content",
+                    "warning",
+                    f"{len(paths)} files have identical content (sha256 {digest[:12]}...)",
+                    sorted(paths),
+                )
+            )
+    for kind, paths in sorted(personal.items()):
+        flags.append(
+            RedFlag(
+                "personal-data",
+                "warning",
+                f"image headers hold possible personal data ({kind}); review and remove before publishing",
+                sorted(set(paths)),
+            )
+        )
+    for tag, paths in sorted(phi.items()):
+        flags.append(
+            RedFlag(
+                "dicom-phi",
+                "error",
+                f"DICOM header holds {tag}: protected health information must be removed before deposit",
+                sorted(set(paths)),
+            )
+        )
+
+
+def _docs_and_licences(
+    files: list[FileRecord], ws: Workspace | None
+) -> tuple[list[str], list[str]]:
+    docs = []
+    licences = []
+    for f in files:
+        name = f.path.rpartition("/")[2]
+        if LICENCE_NAMES.match(name):
+            licences.append(f.path)
+        elif (
+            DOC_NAMES.match(name)
+            or f.format in ("PDF", "Markdown", "reStructuredText")
+            and not name.lower().startswith("check")
+        ):
+            docs.append(f.path)
+    if ws is not None:
+        for name in ("README.md", "README.txt", "README"):
+            if (ws.root / name).is_file():
+                docs.append(name)
+        for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "COPYING"):
+            if (ws.root / name).is_file():
+                licences.append(name)
+    return docs, licences

@@ -1,0 +1,357 @@
+"""What a file is, from its first bytes, and what an image file's header says.
+
+Formats are told by content (magic bytes), never by the name's extension; the
+extension is only compared afterwards to flag names that lie. TIFF headers are
+read with tifffile without loading pixels; DICOM headers are scanned for
+identifying (PHI) tags by their byte patterns, so no DICOM library is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+HEAD_BYTES = 512
+"""How many leading bytes :func:`sniff_format` looks at."""
+
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"II+\x00", "BigTIFF"),
+    (0, b"MM\x00+", "BigTIFF"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (0, b"\xffO\xffQ", "JPEG 2000 codestream"),
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (0, b"%PDF-", "PDF"),
+    (0, b"\x89HDF\r\n\x1a\n", "HDF5"),
+    (0, b"ZISRAWFILE", "Zeiss CZI"),
+    (0, b"\x93NUMPY", "NumPy array"),
+    (0, b"NRRD", "NRRD"),
+    (0, b"PK\x03\x04", "ZIP"),
+    (0, b"PK\x05\x06", "ZIP"),
+    (0, b"\x1f\x8b", "gzip"),
+    (0, b"BZh", "bzip2"),
+    (0, b"\xfd7zXZ\x00", "xz"),
+    (0, b"(\xb5/\xfd", "zstd"),
+    (0, b"7z\xbc\xaf'\x1c", "7z"),
+    (0, b"\x7fELF", "ELF executable"),
+    (128, b"DICM", "DICOM"),
+    (344, b"n+1\x00", "NIfTI-1"),
+    (344, b"ni1\x00", "NIfTI-1"),
+    (4, b"n+2\x00", "NIfTI-2"),
+)
+
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "TIFF": (
+        ".tif",
+        ".tiff",
+        ".ome.tif",
+        ".ome.tiff",
+        ".btf",
+        ".tf8",
+        ".lsm",
+        ".stk",
+        ".svs",
+        ".ndpi",
+        ".scn",
+        ".qptiff",
+        ".dng",
+    ),
+    "BigTIFF": (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8", ".tf2"),
+    "OME-TIFF": (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".ome.btf", ".btf"),
+    "PNG": (".png",),
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "JPEG 2000": (".jp2", ".jpx", ".j2k"),
+    "GIF": (".gif",),
+    "PDF": (".pdf",),
+    "HDF5": (".h5", ".hdf5", ".hdf", ".he5", ".ims", ".nwb", ".n5h5", ".keras"),
+    "Zeiss CZI": (".czi",),
+    "DICOM": (".dcm", ".dicom", ".ima", ""),
+    "NIfTI-1": (".nii",),
+    "gzip": (".gz", ".tgz"),
+    "ZIP": (".zip", ".docx", ".xlsx", ".pptx", ".ozx", ".jar"),
+}
+"""Extensions that may honestly carry each format (used to flag misleading names)."""
+
+
+def sniff_format(head: bytes, name: str = "") -> str:
+    """Name the format of a file from its first bytes (see :data:`HEAD_BYTES`).
+
+    Text files are told apart from binary by content (valid UTF-8, no NUL);
+    only then does the extension refine *which* text (Markdown, YAML, ...).
+    Returns ``"empty"`` for no bytes and ``"unknown binary"`` when nothing matches.
+    """
+    if not head:
+        return "empty"
+    for offset, magic, fmt in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return fmt
+    if b"\x00" not in head:
+        try:
+            # a cut multi-byte character at the end of the sample is not binary
+            head.decode("utf-8") if len(head) < HEAD_BYTES else head[:-4].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return _text_kind(head, name)
+    return "unknown binary"
+
+
+def _text_kind(head: bytes, name: str) -> str:
+    lower = name.lower()
+    stripped = head.lstrip()
+    if stripped.startswith((b"{", b"[")) and lower.endswith(
+        (".json", ".zattrs", ".zarray", ".zgroup", ".jsonld")
+    ):
+        return "JSON"
+    if stripped.startswith(b"<?xml") or stripped.startswith(b"<"):
+        return "XML"
+    for ext, kind in (
+        (".md", "Markdown"),
+        (".rst", "reStructuredText"),
+        (".yaml", "YAML"),
+        (".yml", "YAML"),
+        (".csv", "CSV"),
+        (".tsv", "TSV"),
+        (".py", "Python source"),
+        (".ijm", "ImageJ macro"),
+        (".m", "MATLAB source"),
+        (".r", "R source"),
+        (".sh", "shell script"),
+        (".json", "JSON"),
+        (".ipynb", "Jupyter notebook"),
+    ):
+        if lower.endswith(ext):
+            return kind
+    if stripped.startswith(b"#!"):
+        return "script"
+    return "text"
+
+
+def extension_matches(fmt: str, name: str) -> bool:
+    """Whether ``name``'s extension is one that format ``fmt`` may carry (unknown formats always match)."""
+    allowed = EXTENSIONS.get(fmt)
+    if allowed is None:
+        return True
+    lower = name.lower()
+    if "" in allowed and "." not in Path(lower).name:
+        return True
+    return any(lower.endswith(ext) for ext in allowed if ext)
+
+
+# ------------------------------------------------------------------ TIFF
+_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PERSON_FIELD = re.compile(
+    r"(?im)^\s*(?:[\w ]*?\b)?(user(?:[ _]?name)?|operator|patient(?:[ _]?name)?|author|artist|experimenter|owner|"
+    r"first[ _]?name|last[ _]?name|full[ _]?name|subject[ _]?name|technician|physician|created[ _]?by|acquired[ _]?by)"
+    r"\s*[:=]\s*(\S.*)$"
+)
+_OME_EXPERIMENTER = re.compile(r"<(?:\w+:)?Experimenter\b([^>]*)>")
+_OME_PERSON_ATTR = re.compile(r"\b(FirstName|LastName|Email|UserName|MiddleName)\s*=\s*\"\s*[^\"\s][^\"]*\"")
+_NOT_A_NAME = {
+    "",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "unknown",
+    "-",
+    "0",
+    "admin",
+    "administrator",
+    "user",
+    "default",
+    "supervisor",
+    "guest",
+}
+
+
+def personal_data_in_text(text: str) -> list[str]:
+    """What in a header text looks like personal data: the kinds found, never the values.
+
+    Looks for e-mail addresses, fields that hold a person (``User:``,
+    ``Operator=``, ``Patient Name:``, ``Artist``...) with a value that is not a
+    placeholder, and OME ``Experimenter`` names or e-mails.
+    """
+    found: list[str] = []
+    if _EMAIL.search(text.encode("utf-8", "replace")):
+        found.append("e-mail address")
+    for m in _PERSON_FIELD.finditer(text):
+        value = m.group(2).strip().strip("\"'").strip()
+        if value.lower() in _NOT_A_NAME or not any(c.isalpha() for c in value):
+            continue
+        found.append(f"person field '{m.group(1).strip()}'")
+    for element in _OME_EXPERIMENTER.finditer(text):
+        for m in _OME_PERSON_ATTR.finditer(element.group(1)):
+            found.append(f"OME Experimenter {m.group(1)}")
+    return sorted(set(found))
+
+
+def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
+    """Read a TIFF's header (never its pixels beyond one tile/strip): shape, dtype, pages, health.
+
+    Returns a dict with ``opens`` (bool), ``format`` (``TIFF``/``BigTIFF``/``OME-TIFF``),
+    ``shape``, ``dtype``, ``pages``, ``axes``, ``compression``, ``truncated``
+    (a page's data lies beyond the end of the file), ``problem`` (why it does
+    not open or is damaged) and ``personal_data`` (kinds found in text tags).
+    """
+    import tifffile
+
+    info: dict[str, Any] = {
+        "opens": False,
+        "truncated": False,
+        "problem": None,
+        "personal_data": [],
+    }
+    complaints = _TifffileComplaints()
+    tlog = logging.getLogger("tifffile")
+    tlog.addHandler(complaints)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            info["format"] = "OME-TIFF" if tif.is_ome else ("BigTIFF" if tif.is_bigtiff else "TIFF")
+            first = tif.pages.first
+            npages = len(tif.pages)
+            info["pages"] = npages
+            try:
+                series = tif.series[0]
+                info["shape"] = [int(s) for s in series.shape]
+                info["dtype"] = str(series.dtype)
+                info["axes"] = series.axes
+            except Exception:  # series parsing is best effort (odd vendor layouts)
+                info["shape"] = [int(s) for s in first.shape]
+                info["dtype"] = str(first.dtype) if first.dtype is not None else None
+            info["compression"] = getattr(first.compression, "name", str(first.compression))
+            pages = [first] if npages == 1 else [first, tif.pages[npages - 1]]
+            for page in pages:
+                offsets = getattr(page, "dataoffsets", ()) or ()
+                counts = getattr(page, "databytecounts", ()) or ()
+                ends = [int(o) + int(c) for o, c in zip(offsets, counts, strict=False) if c]
+                if ends and max(ends) > size:
+                    info["truncated"] = True
+                    info["problem"] = (
+                        f"page {page.index}'s image data ends at byte {max(ends)} but the file has {size} bytes: the file is truncated"
+                    )
+                    break
+            if not info["truncated"]:
+                _decode_first_segment(tif, first)
+            texts = []
+            for page in pages:
+                tags = getattr(page, "tags", None)
+                if tags is None:
+                    continue
+                for tag in tags.values():
+                    if isinstance(tag.value, str):
+                        texts.append(
+                            f"{tag.name}: {tag.value}" if tag.name in ("Artist",) else tag.value
+                        )
+            if tif.is_ome and tif.ome_metadata:
+                texts.append(tif.ome_metadata)
+            kinds: set[str] = set()
+            for text in texts:
+                kinds.update(personal_data_in_text(text))
+            info["personal_data"] = sorted(kinds)
+            if complaints.messages and not info["truncated"]:
+                # tifffile logs, rather than raises, when a page's IFD lies beyond the file's end
+                info["truncated"] = any("offset" in m for m in complaints.messages)
+                info["problem"] = "damaged page list: " + complaints.messages[0]
+            info["opens"] = not info["truncated"] and not complaints.messages
+    except Exception as exc:  # tifffile raises many types on damaged files
+        info["opens"] = False
+        info["problem"] = info["problem"] or f"cannot be read as TIFF: {type(exc).__name__}: {exc}"
+        if "IFD" in str(exc) or "offset" in str(exc):
+            info["truncated"] = True
+        if "truncat" in str(exc).lower() or isinstance(exc, (EOFError, struct.error)):
+            info["truncated"] = True
+    finally:
+        tlog.removeHandler(complaints)
+    return info
+
+
+class _TifffileComplaints(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # drop tifffile's "<tifffile.TiffPages @8>" object prefix
+        self.messages.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+
+
+def _decode_first_segment(tif: Any, page: Any) -> None:
+    """Decode the first strip or tile of ``page``: proves the codec and data are sane, reads kilobytes."""
+    offsets = getattr(page, "dataoffsets", ()) or ()
+    counts = getattr(page, "databytecounts", ()) or ()
+    if not offsets or not counts or not counts[0]:
+        return
+    fh = tif.filehandle
+    fh.seek(offsets[0])
+    data = fh.read(counts[0])
+    if len(data) < counts[0]:
+        msg = "the first image segment is cut short"
+        raise EOFError(msg)
+    page.decode(data, 0)
+
+
+# ------------------------------------------------------------------ DICOM
+PHI_TAGS: dict[tuple[int, int], str] = {
+    (0x0010, 0x0010): "PatientName",
+    (0x0010, 0x0020): "PatientID",
+    (0x0010, 0x0030): "PatientBirthDate",
+    (0x0010, 0x1000): "OtherPatientIDs",
+    (0x0010, 0x1001): "OtherPatientNames",
+    (0x0010, 0x1040): "PatientAddress",
+    (0x0010, 0x2154): "PatientTelephoneNumbers",
+    (0x0008, 0x0090): "ReferringPhysicianName",
+    (0x0008, 0x1050): "PerformingPhysicianName",
+    (0x0008, 0x1070): "OperatorsName",
+    (0x0008, 0x0080): "InstitutionName",
+    (0x0032, 0x1032): "RequestingPhysician",
+}
+"""DICOM attributes that identify a person (or narrow one down), by (group, element)."""
+
+_LONG_VRS = {b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"}
+DICOM_SCAN_BYTES = 4 * 1024 * 1024
+
+
+def dicom_phi_tags(path: str | Path) -> list[str]:
+    """Names of the PHI attributes (:data:`PHI_TAGS`) that hold a value in a DICOM file's header.
+
+    Scans the first :data:`DICOM_SCAN_BYTES` for each tag's little-endian byte
+    pattern and reads the value length after it (explicit or implicit VR), so
+    pydicom is not needed. Only names are returned, never values.
+    """
+    with open(path, "rb") as fh:
+        data = fh.read(DICOM_SCAN_BYTES)
+    found: list[str] = []
+    for (group, element), name in PHI_TAGS.items():
+        pattern = struct.pack("<HH", group, element)
+        start = 132
+        while (i := data.find(pattern, start)) != -1:
+            start = i + 1
+            vr = data[i + 4 : i + 6]
+            if len(vr) == 2 and vr.isalpha() and vr.isupper():
+                if vr in _LONG_VRS:
+                    if len(data) < i + 12:
+                        break
+                    length = struct.unpack("<I", data[i + 8 : i + 12])[0]
+                    value = data[i + 12 : i + 12 + length]
+                else:
+                    length = struct.unpack("<H", data[i + 6 : i + 8])[0]
+                    value = data[i + 8 : i + 8 + length]
+            else:
+                if len(data) < i + 8:
+                    break
+                length = struct.unpack("<I", data[i + 4 : i + 8])[0]
+                if length > 4096:
+                    continue  # not a real element: a chance byte match inside other data
+                value = data[i + 8 : i + 8 + length]
+            if value.strip(b" \x00^"):
+                found.append(name)
+                break
+    return found

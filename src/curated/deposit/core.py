@@ -1,0 +1,486 @@
+"""``deposit()``: one bag to one repository, checked, resumable, verified, recorded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curated._io import write_json
+from curated._version import __version__
+from curated.deposit import payload, preflight
+from curated.deposit.http import RetryPolicy, env_token, hash_file
+from curated.deposit.journal import Journal
+from curated.deposit.protocol import Landing, RemoteFile, Repository, UploadItem
+from curated.errors import DepositError, InputError, IntegrityError
+from curated.progress import ProgressReporter, ensure_progress
+from curated.results import Result
+from curated.workspace import METADATA_FILE, Workspace, as_workspace, recorder
+
+TARGETS = ("invenio", "zenodo", "dataverse", "dspace", "figshare", "directory")
+DEFAULT_TOKEN_ENV = {
+    "invenio": "INVENIO_TOKEN",
+    "zenodo": "ZENODO_TOKEN",
+    "dataverse": "DATAVERSE_TOKEN",
+    "dspace": "DSPACE_PASSWORD",
+    "figshare": "FIGSHARE_TOKEN",
+}
+"""Where each target's credential is read from unless ``token_env`` names another variable."""
+DSPACE_USER_ENV = "DSPACE_USER"
+STAGES = ("started", "draft", "metadata", "uploaded", "finalized", "published")
+
+
+@dataclass
+class Receipt:
+    """What a deposit produced (or, for a dry run, would do)."""
+
+    target: str
+    url: str
+    status: str
+    """``planned`` (dry run), ``draft``, ``submitted``, ``published`` or ``notneeded``."""
+    bag: str
+    collection: str | None = None
+    record_id: str | None = None
+    doi: str | None = None
+    handle: str | None = None
+    record_url: str | None = None
+    new_version_of: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    limits: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    software: str = f"curated {__version__}"
+    receipt_path: str | None = None
+    journal_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_result(self) -> Result:
+        where = self.doi or self.handle or self.record_url or self.record_id or ""
+        if self.status == "planned":
+            message = f"dry run: {len(self.planned)} request(s) planned, nothing sent"
+            status = "impossible" if any(p["blocking"] for p in self.problems) else "ok"
+        elif self.status == "notneeded":
+            message = f"already deposited ({where})"
+            status = "notneeded"
+        else:
+            message = f"{self.status} in {self.target}: {where} ({len(self.files)} file(s) verified)"
+            status = "ok"
+        return Result("deposit", status, path=self.record_url or self.receipt_path, message=message, details=self.to_dict())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def discover_workspace(bag: Path) -> Workspace | None:
+    """The workspace a bag in ``<workspace>/package/`` belongs to, else ``None``."""
+    parent = bag.resolve().parent
+    if parent.name == "package" and (parent.parent / METADATA_FILE).is_file():
+        return Workspace(parent.parent)
+    return None
+
+
+def make_repository(
+    to: str,
+    url: str,
+    *,
+    token: str | None,
+    token_env: str | None,
+    target: str | None,
+    retry: RetryPolicy | None = None,
+    options: dict[str, Any] | None = None,
+) -> Repository:
+    """The adapter for ``to`` (one of :data:`TARGETS`)."""
+    opts = dict(options or {})
+    common = {"token": token, "token_env": token_env, "collection": target, "retry": retry, **opts}
+    if to in ("invenio", "zenodo"):
+        from curated.deposit.invenio import InvenioRepository, zenodo
+
+        return zenodo(url, **common) if to == "zenodo" else InvenioRepository(url, **common)
+    if to == "dataverse":
+        from curated.deposit.dataverse import DataverseRepository
+
+        return DataverseRepository(url, **common)
+    if to == "dspace":
+        from curated.deposit.dspace import DSpaceRepository
+
+        common.setdefault("user", os.environ.get(DSPACE_USER_ENV))
+        return DSpaceRepository(url, **common)
+    if to == "figshare":
+        from curated.deposit.figshare import FigshareRepository
+
+        return FigshareRepository(url, **common)
+    if to == "directory":
+        from curated.deposit.directory import DirectoryRepository
+
+        return DirectoryRepository(url, collection=target)
+    msg = f"unknown deposit target {to!r}; choose one of {', '.join(TARGETS)}"
+    raise InputError(msg, field="to")
+
+
+def build_metadata(to: str, record: dict[str, Any], repo: Any, *, today: str | None = None) -> Any:
+    """The record in the target's shape (crosswalk)."""
+    if to in ("invenio", "zenodo"):
+        from curated.metadata.crosswalk.invenio import to_invenio
+
+        return to_invenio(record, today=today)
+    if to == "dataverse":
+        from curated.metadata.crosswalk.dataverse import to_dataverse
+
+        return to_dataverse(record, today=today)
+    if to == "dspace":
+        from curated.metadata.crosswalk.dspace import to_dspace_patch
+
+        return to_dspace_patch(record, today=today, sections=getattr(repo, "sections", ("traditionalpageone", "traditionalpagetwo")))
+    if to == "figshare":
+        from curated.metadata.crosswalk.figshare import to_figshare
+
+        return to_figshare(record, licences=getattr(repo, "licences", None), today=today)
+    return record
+
+
+def missing_metadata(to: str, record: dict[str, Any]) -> list[str]:
+    mod = {"invenio": "invenio", "zenodo": "invenio", "dataverse": "dataverse", "dspace": "dspace", "figshare": "figshare"}.get(to)
+    if mod is None:
+        return []
+    import importlib
+
+    return importlib.import_module(f"curated.metadata.crosswalk.{mod}").missing_required(record)
+
+
+def _local_digest(item: UploadItem, fe: dict[str, Any], algorithm: str) -> str:
+    if algorithm in ("md5", "sha256") and fe.get(algorithm):
+        return str(fe[algorithm])
+    if algorithm in ("md5", "sha256"):
+        h = hash_file(item.path)
+        fe.update({"md5": h["md5"], "sha256": h["sha256"]})
+        return str(h[algorithm])
+    try:
+        hasher = hashlib.new(algorithm)
+    except ValueError:
+        raise DepositError(f"the repository reports a {algorithm!r} checksum, which curated cannot compute") from None
+    with open(item.path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def deposit(
+    bag: str | Path,
+    *,
+    to: str,
+    url: str,
+    target: str | None = None,
+    token_env: str | None = None,
+    publish: bool = False,
+    dry_run: bool = False,
+    resume: bool = False,
+    workspace: Workspace | str | Path | None = None,
+    progress: ProgressReporter | None = None,
+    limits: str | None = None,
+    retry: RetryPolicy | None = None,
+    today: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Receipt:
+    """Deposit a bag (folder or serialized) into a repository.
+
+    Parameters
+    ----------
+    bag
+        The bag folder, or a serialized bag (``.zip``/``.tar``/``.tar.gz``). It is
+        validated completely (every checksum) and refused if invalid.
+    to
+        ``invenio``, ``zenodo``, ``dataverse``, ``dspace``, ``figshare`` or ``directory``.
+    url
+        The repository's API root (``https://zenodo.org``, ``https://demo.dataverse.org``,
+        ``https://host/server``, ``https://api.figshare.com/v2``) or, for ``directory``,
+        the folder.
+    target
+        Community slug (InvenioRDM), collection alias (Dataverse), collection UUID
+        (DSpace), project id (Figshare) or sub-folder (directory).
+    token_env
+        Environment variable holding the credential (default per target, see
+        :data:`DEFAULT_TOKEN_ENV`; DSpace also reads the account from ``DSPACE_USER``).
+    publish
+        Publish (or submit for review) after uploading; otherwise leave a complete draft.
+    dry_run
+        Return the planned requests and preflight problems; send and write nothing.
+    resume
+        Continue an interrupted deposit recorded in ``<bag>.deposit-journal.json``.
+    workspace
+        Where to write ``package/receipt.json`` and the curator-log entry; by default
+        the workspace the bag's ``package/`` folder belongs to.
+    limits
+        Name of a :data:`curated.deposit.preflight.LIMITS` profile (``none`` skips the checks).
+    retry
+        Retry policy for transient failures (tests pass tiny delays).
+
+    Returns
+    -------
+    Receipt
+        Record id, DOI/handle, URLs and per-file checksums (``planned`` for a dry run).
+
+    Examples
+    --------
+    >>> receipt = deposit("ws/package/bag", to="zenodo", url="https://zenodo.org", publish=True)  # doctest: +SKIP
+    >>> receipt.doi  # doctest: +SKIP
+    '10.5281/zenodo.1234567'
+    """
+    if to not in TARGETS:
+        raise InputError(f"unknown deposit target {to!r}; choose one of {', '.join(TARGETS)}", field="to")
+    bag = Path(bag)
+    ws = as_workspace(workspace) if workspace is not None else discover_workspace(bag)
+    params = {"to": to, "url": url, "target": target, "publish": publish, "resume": resume}
+    with recorder(None if dry_run else ws, "D", "deposit", params=params, hash_inputs=False) as step:
+        view = payload.open_bag(bag)
+        step.add_input(bag, digest=f"bag:{view.identity}", size=view.size)
+        env_var = token_env or DEFAULT_TOKEN_ENV.get(to)
+        token = None
+        if to != "directory" and not dry_run:
+            token = env_token(env_var, repository=to)  # type: ignore[arg-type]
+        repo = make_repository(to, url, token=token, token_env=env_var, target=target, retry=retry, options=options)
+        if to == "directory":
+            repo.bag_name = bag.name  # type: ignore[attr-defined]
+        try:
+            receipt = _run(
+                view, repo, to=to, url=url, target=target, publish=publish, dry_run=dry_run, resume=resume,
+                limits=limits, progress=progress, today=today,
+            )
+        finally:
+            repo.close()
+        if not dry_run:
+            receipt.receipt_path = str(_write_receipt(receipt, bag, ws))
+            step.add_output(receipt.receipt_path)
+            step.details = {k: getattr(receipt, k) for k in ("target", "status", "record_id", "doi", "handle", "record_url")}
+            step.message = receipt.to_result().message
+            if receipt.status == "notneeded":
+                step.status = "notneeded"
+        return receipt
+
+
+def _run(
+    view: payload.BagView,
+    repo: Repository,
+    *,
+    to: str,
+    url: str,
+    target: str | None,
+    publish: bool,
+    dry_run: bool,
+    resume: bool,
+    limits: str | None,
+    progress: ProgressReporter | None,
+    today: str | None,
+) -> Receipt:
+    lim = preflight.limits_for(to, url, limits)
+    estimate = payload.upload_items(view, keeps_folders=repo.keeps_folders, make_zip=False)
+    dest = getattr(repo, "root", None) if to == "directory" else None
+    problems = preflight.check(
+        estimate,
+        lim,
+        single_request=repo.single_request,
+        zarr_stores=view.zarr_stores,
+        dest_dir=dest,
+        missing_metadata=missing_metadata(to, view.record),
+    )
+    receipt = Receipt(target=to, url=url, status="planned", bag=view.path.name, collection=target, limits=preflight.summary(lim))
+    receipt.problems = [{"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems]
+    journal = Journal.open(view.path)
+    key = Journal.key(to, url, target)
+    entry = journal.entry(key)
+    previous = None
+    if entry and entry.get("stage") == "published" and entry.get("bag_id") != view.identity and entry.get("history"):
+        previous = entry["history"][-1]
+
+    if dry_run:
+        metadata = build_metadata(to, view.record, repo, today=today)
+        receipt.planned = [c.to_dict() for c in repo.plan(metadata, estimate, publish=publish, new_version_of=previous and previous["record_id"])]
+        receipt.new_version_of = previous and previous["record_id"]
+        return receipt
+
+    blocking = [p for p in problems if p.blocking]
+    if blocking:
+        lines = "\n".join(f"  - {p}" for p in blocking)
+        msg = f"the package cannot go to {to} ({lim.name} limits) as it is; nothing was uploaded:\n{lines}"
+        raise DepositError(msg, path=view.path, details={"problems": receipt.problems})
+
+    # ---- decide: fresh, resume, already done, or a new version
+    fresh = entry is None or entry.get("state") is None
+    if not fresh and entry.get("stage") != "published":  # type: ignore[union-attr]
+        assert entry is not None
+        if entry.get("bag_id") != view.identity:
+            msg = (
+                f"the bag changed since an unfinished deposit to {to} (record {entry.get('record_id')}); "
+                f"finish or discard that one first (delete {journal.path.name} to start over)"
+            )
+            raise DepositError(msg, path=journal.path)
+        if entry["stage"] != "finalized" and not resume:
+            msg = (
+                f"an earlier deposit of this bag to {to} stopped at stage {entry['stage']!r}; "
+                f"re-run with --resume to continue it (delete {journal.path.name} to start over)"
+            )
+            raise DepositError(msg, path=journal.path)
+        if entry["stage"] == "finalized" and not publish:
+            return _done_receipt(receipt, entry, view, "notneeded")
+    elif not fresh:
+        assert entry is not None
+        if entry.get("bag_id") == view.identity:
+            return _done_receipt(receipt, entry, view, "notneeded")
+    # Nothing is written before the repository has accepted the credential and target.
+    repo.check_access()
+    if fresh or entry.get("stage") == "published":  # type: ignore[union-attr]
+        previous = (entry or {}).get("previous") if fresh and entry else previous
+        entry = journal.start(key, kind=to, url=url, collection=target, bag_id=view.identity)
+        entry["previous"] = previous
+    assert entry is not None
+    journal.save()
+
+    metadata = build_metadata(to, view.record, repo, today=today)
+    if entry.get("state") is None:
+        prev = entry.get("previous")
+        state = repo.new_version(prev, metadata) if prev else repo.create_draft(metadata)
+        entry.update({"state": state, "stage": "draft", "record_id": repo.landing(state).record_id})
+        journal.save()
+    state = entry["state"]
+    if STAGES.index(entry["stage"]) < STAGES.index("metadata"):
+        repo.set_metadata(state, metadata)
+        entry["stage"] = "metadata"
+        journal.save()
+
+    items = payload.upload_items(view, keeps_folders=repo.keeps_folders)
+    if STAGES.index(entry["stage"]) < STAGES.index("uploaded"):
+        _upload_all(repo, state, items, entry, journal, progress, sync=bool(entry.get("previous")) or resume)
+        entry["stage"] = "uploaded"
+        journal.save()
+    if STAGES.index(entry["stage"]) < STAGES.index("finalized"):
+        repo.finalize(state)
+        entry["stage"] = "finalized"
+        journal.save()
+    if publish:
+        landing = repo.publish(state)
+        entry["stage"] = "published"
+        entry["landing"] = asdict(landing)
+        entry["history"].append(
+            {"record_id": landing.record_id, "state": state, "doi": landing.doi, "handle": landing.handle, "url": landing.url,
+             "status": landing.status, "bag_id": view.identity, "when": _now()}
+        )
+        journal.save()
+    else:
+        landing = repo.landing(state)
+        entry["landing"] = asdict(landing)
+        journal.save()
+    return _fill(receipt, landing, entry, items)
+
+
+def _upload_all(repo: Repository, state: dict[str, Any], items: list[UploadItem], entry: dict[str, Any], journal: Journal,
+                progress: ProgressReporter | None, *, sync: bool) -> None:
+    files = entry["files"]
+    todo = [i for i in items if (files.get(i.name) or {}).get("status") != "confirmed"]
+    prog = ensure_progress(progress)
+    remote: dict[str, RemoteFile] = repo.remote_files(state) if sync else {}
+    if sync:
+        wanted = {i.name for i in items}
+        for name, rf in remote.items():
+            if name not in wanted:
+                repo.delete_file(state, rf)
+    prog.start(f"uploading to {repo.kind}", total=sum(i.size for i in todo), unit="bytes")
+    try:
+        for item in todo:
+            fe = files.setdefault(item.name, {"size": item.size, "status": "pending"})
+            if fe.get("size") != item.size:
+                fe.clear()
+                fe.update({"size": item.size, "status": "pending"})
+            rf = remote.get(item.name)
+            if rf is not None:
+                if rf.checksum and rf.size in (None, item.size) and _local_digest(item, fe, rf.algorithm) == rf.checksum.lower():
+                    fe.update({"status": "confirmed", "server_checksum": f"{rf.algorithm}:{rf.checksum}", "remote_id": rf.id,
+                               "url": rf.url, "reused": True})
+                    journal.save()
+                    prog.advance(item.size, file=item.basename)
+                    continue
+                repo.delete_file(state, rf)
+                for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
+                    fe.pop(k, None)
+            fe["status"] = "uploading"
+            journal.save()
+            up = repo.upload(state, item, fe, journal.save, lambda n, _i=item: prog.advance(n, file=_i.basename))
+            if up.local:
+                fe.update({"md5": up.local["md5"], "sha256": up.local["sha256"]})
+            r = up.remote
+            if not r.checksum:
+                raise DepositError(f"uploading {item.name}: the repository reported no checksum, so the upload cannot be verified")
+            mine = _local_digest(item, fe, r.algorithm)
+            if mine != r.checksum.lower():
+                for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
+                    fe.pop(k, None)
+                fe["status"] = "pending"
+                journal.save()
+                try:
+                    repo.delete_file(state, r)
+                except DepositError:
+                    pass
+                msg = (
+                    f"uploading {item.name}: the repository's {r.algorithm} ({r.checksum}) differs from the file's ({mine}); "
+                    "the upload was corrupted in transit and has been discarded: re-run with --resume to send it again"
+                )
+                raise IntegrityError(msg, path=item.path)
+            if not fe.get("sha256"):
+                _local_digest(item, fe, "sha256")
+            fe.update({"status": "confirmed", "server_checksum": f"{r.algorithm}:{r.checksum}", "remote_id": r.id, "url": r.url})
+            journal.save()
+    finally:
+        prog.finish()
+
+
+def _fill(receipt: Receipt, landing: Landing, entry: dict[str, Any], items: list[UploadItem]) -> Receipt:
+    receipt.status = landing.status
+    receipt.record_id = landing.record_id
+    receipt.doi = landing.doi
+    receipt.handle = landing.handle
+    receipt.record_url = landing.url
+    prev = entry.get("previous")
+    receipt.new_version_of = prev["record_id"] if prev else None
+    receipt.journal_path = None
+    receipt.files = []
+    for it in items:
+        fe = entry["files"].get(it.name) or {}
+        receipt.files.append(
+            {"name": it.name, "size": it.size, "md5": fe.get("md5"), "sha256": fe.get("sha256"),
+             "server_checksum": fe.get("server_checksum"), "remote_id": fe.get("remote_id"), "url": fe.get("url")}
+        )
+    receipt.created = _now()
+    return receipt
+
+
+def _done_receipt(receipt: Receipt, entry: dict[str, Any], view: payload.BagView, status: str) -> Receipt:
+    landing = Landing(**entry["landing"]) if entry.get("landing") else Landing(str(entry.get("record_id")), entry["stage"])
+    items = payload.upload_items(view, keeps_folders=entry["kind"] in ("invenio", "zenodo", "dataverse", "directory"), make_zip=False)
+    _fill(receipt, landing, entry, items)
+    receipt.status = status
+    return receipt
+
+
+def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
+    path = ws.package_dir / "receipt.json" if ws is not None else bag.parent / f"{bag.name}.receipt.json"
+    data = receipt.to_dict()
+    data.pop("planned", None)
+    data["receipt_path"] = None
+    previous: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            previous = list(old.pop("previous", []) or [])
+            if old.get("record_id") and old.get("status") != "notneeded":
+                previous.append({k: old.get(k) for k in ("target", "url", "status", "record_id", "doi", "handle", "record_url", "created")})
+        except (OSError, ValueError):
+            previous = []
+    data["previous"] = previous[-50:]
+    write_json(path, data)
+    return path

@@ -1,0 +1,183 @@
+"""Figshare adapter (API v2), with Figshare's part-based uploads.
+
+Sequence: ``POST /v2/account/articles`` → per file ``POST …/articles/{id}/files``
+``{name, size}`` → ``GET`` the returned location (``upload_url``) → ``GET {upload_url}``
+(the parts: ``partNo``, ``startOffset``, ``endOffset``, ``status``) → ``PUT {upload_url}/{partNo}``
+for each ``PENDING`` part → ``POST …/articles/{id}/files/{file_id}`` (complete) →
+``POST …/articles/{id}/publish``. A re-run re-reads the part list and sends only the
+parts still pending. Publishing again after changing files makes a new version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curated.deposit._base import body_errors, make_session
+from curated.deposit.http import FileSlice, Hashes, Reply, RetryPolicy
+from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
+from curated.errors import DepositError
+
+
+def _locked(reply: Reply) -> bool:
+    return reply.status == 409
+
+
+def _tail_id(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+class FigshareRepository:
+    """Deposit into Figshare (``--to figshare --url https://api.figshare.com/v2``)."""
+
+    kind = "figshare"
+    keeps_folders = False
+    single_request = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        token_env: str | None = None,
+        collection: str | None = None,
+        retry: RetryPolicy | None = None,
+        status_polls: int = 10,
+    ) -> None:
+        self.api = url.rstrip("/")
+        self.project = collection
+        self.status_polls = status_polls
+        self.licences: list[dict[str, Any]] | None = None
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"token {token}"
+        self.http = make_session(self.api, headers=headers, token=token, token_env=token_env, repository="Figshare", retry=retry)
+
+    def check_access(self) -> None:
+        self.http.request("GET", "/account", what="checking the token")
+        if self.project:
+            r = self.http.request("GET", f"/account/projects/{self.project}", allow=(404,), what="looking up the project")
+            if r.status == 404:
+                msg = f"the Figshare project {self.project!r} does not exist or is not yours; check --target (the project id)"
+                raise DepositError(msg, field="target")
+        r = self.http.request("GET", "/account/licenses", what="reading the account's licences")
+        self.licences = r.data if isinstance(r.data, list) else None
+
+    def _article(self, state: dict[str, Any]) -> str:
+        return f"/account/articles/{state['id']}"
+
+    def create_draft(self, metadata: Any) -> dict[str, Any]:
+        path = f"/account/projects/{self.project}/articles" if self.project else "/account/articles"
+        r = self.http.request("POST", path, json_body=metadata, what="creating the article")
+        body_errors(r, "creating the article", self.http)
+        data = r.data or {}
+        aid = data.get("entity_id") or data.get("id") or _tail_id(str(data.get("location") or ""))
+        if not aid:
+            raise DepositError("creating the article: Figshare's answer has no article id")
+        return {"id": str(aid)}
+
+    def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
+        # Figshare versions an article each time it is published again.
+        return dict(previous["state"])
+
+    def set_metadata(self, state: dict[str, Any], metadata: Any) -> None:
+        r = self.http.request("PUT", self._article(state), json_body=metadata, expect_json=False, what="setting the metadata")
+        body_errors(r, "setting the metadata", self.http)
+
+    def remote_files(self, state: dict[str, Any]) -> dict[str, RemoteFile]:
+        r = self.http.request("GET", f"{self._article(state)}/files", params={"page_size": 1000}, what="listing the article's files")
+        out = {}
+        for f in r.data or []:
+            if f.get("status") == "available":
+                out[f["name"]] = RemoteFile(f["name"], f.get("size"), f.get("computed_md5"), "md5", str(f.get("id")), f.get("download_url"))
+        return out
+
+    def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
+        self.http.request("DELETE", f"{self._article(state)}/files/{remote.id}", allow=(404,), expect_json=False, what=f"removing {remote.name}")
+
+    def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
+        what = f"uploading {item.name}"
+        if not entry.get("file_id"):
+            body: dict[str, Any] = {"name": item.basename, "size": item.size}
+            r = self.http.request("POST", f"{self._article(state)}/files", json_body=body, what=what)
+            body_errors(r, what, self.http)
+            loc = str((r.data or {}).get("location") or "")
+            if not loc:
+                raise DepositError(f"{what}: Figshare's answer has no file location")
+            entry["file_id"] = _tail_id(loc)
+            save()
+        file_path = f"{self._article(state)}/files/{entry['file_id']}"
+        r = self.http.request("GET", file_path, what=what)
+        upload_url = (r.data or {}).get("upload_url")
+        if not upload_url:
+            raise DepositError(f"{what}: Figshare gave no upload URL for the file")
+        r = self.http.request("GET", upload_url, what=f"{what} (part list)")
+        parts = sorted((r.data or {}).get("parts") or [], key=lambda p: p["partNo"])
+        if not parts:
+            raise DepositError(f"{what}: Figshare's upload service lists no parts")
+        fresh = all(p.get("status") == "PENDING" for p in parts)
+        running: Hashes | None = Hashes() if fresh else None
+        for p in parts:
+            if p.get("status") == "COMPLETE":
+                continue
+            offset, length = int(p["startOffset"]), int(p["endOffset"]) - int(p["startOffset"]) + 1
+            holder: list[FileSlice] = []
+
+            def part(offset: int = offset, length: int = length, holder: list[FileSlice] = holder, running: Hashes | None = running) -> FileSlice:
+                s = FileSlice(item.path, offset, length, on_read=advance, hashes=running.copy() if running else None)
+                holder[:] = [s]
+                return s
+
+            self.http.request(
+                "PUT", f"{upload_url}/{p['partNo']}", body=part, retry_on=_locked, expect_json=False, what=f"{what} (part {p['partNo']})"
+            )
+            running = holder[0].hashes if running is not None else None
+            entry["parts_done"] = sorted({*entry.get("parts_done", []), int(p["partNo"])})
+            save()
+        self.http.request("POST", file_path, expect_json=False, what=f"{what} (completing)")
+        info: dict[str, Any] = {}
+        for _ in range(self.status_polls):
+            info = self.http.request("GET", file_path, what=f"{what} (checking)").data or {}
+            if info.get("status") == "available":
+                break
+            self.http.retry.sleep(self.http.retry.backoff)
+        if info.get("status") != "available":
+            raise DepositError(f"{what}: Figshare has not confirmed the file (status {info.get('status')!r}); re-run with --resume")
+        remote = RemoteFile(item.name, info.get("size"), info.get("computed_md5"), "md5", str(info.get("id")), info.get("download_url"))
+        return Uploaded(remote, running.result() if running is not None else None)
+
+    def finalize(self, state: dict[str, Any]) -> None:
+        return None
+
+    def publish(self, state: dict[str, Any]) -> Landing:
+        r = self.http.request("POST", f"{self._article(state)}/publish", what="publishing")
+        body_errors(r, "publishing", self.http)
+        info = self.http.request("GET", self._article(state), what="reading the published article").data or {}
+        return Landing(
+            str(state["id"]),
+            "published",
+            url=info.get("figshare_url") or (r.data or {}).get("location"),
+            doi=info.get("doi") or None,
+            extra={"version": info.get("version")},
+        )
+
+    def landing(self, state: dict[str, Any]) -> Landing:
+        return Landing(str(state["id"]), "draft", url=f"{self.api}{self._article(state)}")
+
+    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
+        a = self.api
+        calls = [PlannedCall("GET", f"{a}/account", note="check the token"), PlannedCall("GET", f"{a}/account/licenses")]
+        if new_version_of:
+            calls.append(PlannedCall("PUT", f"{a}/account/articles/{new_version_of}", metadata))
+        else:
+            calls.append(PlannedCall("POST", f"{a}/account/articles", metadata, note="create the article"))
+        for it in items:
+            calls.append(PlannedCall("POST", f"{a}/account/articles/{{id}}/files", {"name": it.basename, "size": it.size}))
+            calls.append(PlannedCall("GET", "{upload_url}", note="part list"))
+            calls.append(PlannedCall("PUT", "{upload_url}/{partNo}", f"<each pending part of {it.size} bytes from {it.path}>"))
+            calls.append(PlannedCall("POST", f"{a}/account/articles/{{id}}/files/{{file_id}}", note="complete; compare md5"))
+        if publish:
+            calls.append(PlannedCall("POST", f"{a}/account/articles/{{id}}/publish"))
+        return calls
+
+    def close(self) -> None:
+        self.http.close()

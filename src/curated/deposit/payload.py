@@ -1,0 +1,292 @@
+"""What a deposit sends: the bag's files, or the bag as one archive.
+
+* A **serialized bag** (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``) is sent as that one file.
+* A **bag folder** goes file by file (bag-relative names such as ``data/x.ome.zarr.zip``)
+  to targets that keep folders (InvenioRDM/Zenodo keys, Dataverse ``directoryLabel``,
+  a directory repository); targets with flat file lists (Figshare, DSpace) get it as
+  one uncompressed zip written beside the bag (``<bag>.zip``, made once, streamed,
+  reused on resume).
+
+Bags are validated completely (every checksum) before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from curated.deposit.protocol import UploadItem
+from curated.errors import CuratedError, DepositError, PackageError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+RECORD_TAG = "metadata/curated.yaml"
+
+
+@dataclass
+class BagView:
+    """A bag as the deposit sees it."""
+
+    path: Path
+    serialized: bool
+    files: list[UploadItem]
+    """The bag's files (folder bag) or the archive itself (serialized bag)."""
+    record: dict[str, Any]
+    identity: str
+    """Changes whenever the bag's content does (manifest digests; archive size+mtime)."""
+    zarr_stores: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(i.size for i in self.files)
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
+    """Read a bag (folder or archive) for deposit, validating it fully first."""
+    path = Path(path)
+    if not path.exists():
+        raise DepositError("no such bag", path=path)
+    if validate:
+        validate_bag_fully(path)
+    if path.is_dir():
+        files = []
+        for root, dirs, names in os.walk(path):
+            dirs.sort()
+            for n in sorted(names):
+                p = Path(root) / n
+                files.append(UploadItem(p.relative_to(path).as_posix(), p, p.stat().st_size))
+        record_file = path / RECORD_TAG
+        if not record_file.is_file():
+            msg = f"the bag has no {RECORD_TAG} (the metadata record); rebuild it with `curated bag`"
+            raise DepositError(msg, path=path)
+        record = _load_record(record_file.read_bytes(), path)
+        return BagView(path, False, files, record, _dir_identity(path), _zarr_stores(path))
+    if not is_archive(path):
+        msg = f"neither a bag folder nor a serialized bag ({', '.join(ARCHIVE_SUFFIXES)})"
+        raise DepositError(msg, path=path)
+    raw = _archive_member(path, RECORD_TAG)
+    if raw is None:
+        msg = f"the serialized bag has no {RECORD_TAG} (the metadata record); rebuild it with `curated bag`"
+        raise DepositError(msg, path=path)
+    st = path.stat()
+    ident = hashlib.sha256(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    return BagView(path, True, [UploadItem(path.name, path, st.st_size)], _load_record(raw, path), ident)
+
+
+def _load_record(raw: bytes, bag: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DepositError(f"{RECORD_TAG} in the bag is not valid YAML ({exc})", path=bag) from None
+    if not isinstance(data, dict):
+        raise DepositError(f"{RECORD_TAG} in the bag is not a mapping", path=bag)
+    return data
+
+
+def _dir_identity(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        if p.is_file() and (p.name.startswith(("manifest-", "tagmanifest-")) or p.name == "bag-info.txt"):
+            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _zarr_stores(path: Path) -> list[str]:
+    stores = []
+    data = path / "data"
+    for root, dirs, _ in os.walk(data):
+        keep = []
+        for d in dirs:
+            if d.endswith(".zarr"):
+                stores.append((Path(root) / d).relative_to(path).as_posix())
+            else:
+                keep.append(d)
+        dirs[:] = keep
+    return sorted(stores)
+
+
+# ----------------------------------------------------------------- archives
+def _iter_archive(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    """(name, readable) for every regular file in a zip or tar archive."""
+    if path.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    with zf.open(info) as fh:
+                        yield info.filename, fh
+    else:
+        with tarfile.open(path, "r:*") as tf:
+            for member in tf:
+                if member.isfile():
+                    fh = tf.extractfile(member)
+                    if fh is not None:
+                        yield member.name, fh
+
+
+def _archive_member(path: Path, suffix: str) -> bytes | None:
+    try:
+        for name, fh in _iter_archive(path):
+            parts = name.split("/")
+            if "/".join(parts[-len(suffix.split("/")) :]) == suffix and len(parts) <= 3:
+                return fh.read()
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
+        raise DepositError(f"the serialized bag cannot be read ({exc})", path=path) from None
+    return None
+
+
+def _validate_archive(path: Path) -> None:
+    """Check every checksum of a serialized bag, streaming (bagit-python cannot read archives)."""
+    manifests: dict[str, dict[str, str]] = {}
+    digests: dict[str, dict[str, str]] = {}
+    top = None
+    try:
+        for name, fh in _iter_archive(path):
+            first, _, rel = name.partition("/")
+            top = top or first
+            if first != top or not rel:
+                raise PackageError("a serialized bag must hold exactly one top folder", path=path)
+            hashers = {a: hashlib.new(a) for a in ("sha256", "sha512", "md5", "sha1")}
+            while block := fh.read(1 << 20):
+                for h in hashers.values():
+                    h.update(block)
+            digests[rel] = {a: h.hexdigest() for a, h in hashers.items()}
+        for name, fh in _iter_archive(path):  # second pass: the (small) manifests themselves
+            rel = name.partition("/")[2]
+            if rel.startswith(("manifest-", "tagmanifest-")) and rel.endswith(".txt"):
+                manifests[rel] = _parse_manifest(fh.read().decode("utf-8"))
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
+        raise PackageError(f"the serialized bag cannot be read ({exc})", path=path) from None
+    if "bagit.txt" not in digests:
+        raise PackageError("not a bag: bagit.txt is missing", path=path)
+    payload_manifests = {k: v for k, v in manifests.items() if k.startswith("manifest-")}
+    if not payload_manifests:
+        raise PackageError("the bag has no payload manifest", path=path)
+    problems = []
+    for mname, entries in manifests.items():
+        alg = mname.split("-", 1)[1].removesuffix(".txt")
+        for rel, want in entries.items():
+            got = digests.get(rel, {}).get(alg)
+            if got is None:
+                problems.append(f"{rel} is listed in {mname} but missing")
+            elif got != want.lower():
+                problems.append(f"{rel}: {alg} checksum mismatch")
+    for mname, entries in payload_manifests.items():
+        extra = [r for r in digests if r.startswith("data/") and r not in entries]
+        problems.extend(f"{r} is not listed in {mname}" for r in extra)
+    if problems:
+        msg = f"the bag does not validate ({len(problems)} problem(s): {'; '.join(problems[:5])})"
+        raise PackageError(msg, path=path, details={"problems": problems[:100]})
+
+
+def _parse_manifest(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, _, name = line.partition(" ")
+            name = name.strip().replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+            out[name] = digest
+    return out
+
+
+def validate_bag_fully(path: Path) -> None:
+    """Refuse a bag that does not validate (every checksum), saying what is wrong."""
+    try:
+        from curated.package import validate_bag as package_validate
+    except ImportError:
+        package_validate = None
+    try:
+        if package_validate is not None:
+            outcome = package_validate(path, fast=False)
+            _raise_if_invalid(outcome, path)
+        elif path.is_dir():
+            import bagit
+
+            try:
+                bagit.Bag(str(path)).validate(fast=False)
+            except bagit.BagError as exc:
+                detail = "; ".join(str(d) for d in getattr(exc, "details", [])[:5]) or str(exc)
+                raise PackageError(f"the bag does not validate: {detail}", path=path) from None
+        else:
+            _validate_archive(path)
+    except CuratedError as exc:
+        msg = f"refusing to deposit a bag that fails validation: {exc.message}; rebuild it with `curated bag`"
+        raise DepositError(msg, path=path, details=exc.details) from None
+
+
+def _raise_if_invalid(outcome: Any, path: Path) -> None:
+    if outcome is None or outcome is True:
+        return
+    if outcome is False:
+        raise PackageError("the bag does not validate", path=path)
+    ok = getattr(outcome, "ok", None)
+    if ok is None:
+        ok = getattr(outcome, "valid", None)
+    if ok is False:
+        message = getattr(outcome, "message", "") or "; ".join(str(p) for p in getattr(outcome, "problems", [])[:5])
+        raise PackageError(f"the bag does not validate: {message}", path=path)
+
+
+# ---------------------------------------------------------------- zipping
+def bag_zip_path(bag: Path) -> Path:
+    return bag.parent / f"{bag.name}.zip"
+
+
+def serialize_zip(view: BagView, dest: Path | None = None) -> Path:
+    """Write the folder bag as an uncompressed zip (one top folder), streaming; reuse a current one.
+
+    The zip's comment holds the bag identity, so a zip made from an older state of the
+    bag is rebuilt, and a finished one is reused on resume.
+    """
+    dest = dest or bag_zip_path(view.path)
+    tag = f"curated-bag:{view.identity}".encode()
+    if dest.exists():
+        try:
+            with zipfile.ZipFile(dest) as zf:
+                if zf.comment == tag:
+                    return dest
+        except zipfile.BadZipFile:
+            pass
+    tmp = dest.with_name(f".{dest.name}.partial")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for item in view.files:
+                arc = f"{view.path.name}/{item.name}"
+                with open(item.path, "rb") as src, zf.open(arc, "w", force_zip64=item.size > 2**31) as out:
+                    while block := src.read(1 << 20):
+                        out.write(block)
+            zf.comment = tag
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def estimated_zip_size(view: BagView) -> int:
+    """The size :func:`serialize_zip` will write (stored entries + headers), for preflight."""
+    per_file = 30 + 46 + 2 * 40 + 2 * 28  # local + central headers, names, zip64 extras
+    return view.size + sum(len(view.path.name) + len(i.name) + 1 + per_file for i in view.files) + 100
+
+
+def upload_items(view: BagView, *, keeps_folders: bool, make_zip: bool = True) -> list[UploadItem]:
+    """The files to send to a target: the bag's files, or one archive for flat targets."""
+    if view.serialized or keeps_folders:
+        return list(view.files)
+    name = f"{view.path.name}.zip"
+    if not make_zip:
+        return [UploadItem(name, bag_zip_path(view.path), estimated_zip_size(view))]
+    z = serialize_zip(view)
+    return [UploadItem(name, z, z.stat().st_size)]

@@ -1,0 +1,257 @@
+"""Known limits of deposit targets, as data, and the check run before any upload.
+
+Limits come from the repositories' documentation and default configuration
+(see ``shared/research/deposit.md`` §3); an institution may have raised them, so
+``deposit(limits=...)`` / ``--limits`` picks another profile or ``none``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from curated.deposit.protocol import UploadItem
+
+GB = 10**9
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one target accepts."""
+
+    name: str
+    max_files: int | None = None
+    """Files per record."""
+    max_file_bytes: int | None = None
+    """Largest single file."""
+    max_record_bytes: int | None = None
+    """Sum of a record's files (a quota)."""
+    max_request_bytes: int | None = None
+    """Largest single HTTP request body (a file sent in one request cannot exceed it)."""
+    unpacks_zip: bool = False
+    """The server unpacks uploaded ``.zip`` files (Dataverse)."""
+    warn_file_bytes: int | None = None
+    """Files above this size are known to be fragile (timeouts) without a part-based protocol."""
+    source: str = ""
+    """Where the figure comes from."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+LIMITS: dict[str, Limits] = {
+    "zenodo": Limits(
+        "zenodo",
+        max_files=100,
+        max_file_bytes=50 * GB,
+        max_record_bytes=50 * GB,
+        source="https://help.zenodo.org/docs/deposit/manage-files (50 GB, 100 files; quota increase to 200 GB on request)",
+    ),
+    "invenio": Limits(
+        "invenio",
+        max_files=None,
+        max_file_bytes=10 * GB,
+        max_record_bytes=10 * GB,
+        source="InvenioRDM defaults RDM_FILES_DEFAULT_QUOTA_SIZE / RDM_FILES_DEFAULT_MAX_FILE_SIZE (10 GB); instances raise them",
+    ),
+    "dataverse": Limits(
+        "dataverse",
+        unpacks_zip=True,
+        warn_file_bytes=2 * GB,
+        source="Dataverse native API: .zip uploads are unpacked; >2 GB through the app server times out without direct upload",
+    ),
+    "dspace": Limits(
+        "dspace",
+        max_request_bytes=512 * MiB,
+        source="DSpace 7 default spring.servlet.multipart.max-request-size = 512MB",
+    ),
+    "ecommons": Limits(
+        "ecommons",
+        max_request_bytes=512 * MiB,
+        max_file_bytes=2 * GB,
+        max_record_bytes=10 * GB,
+        source="https://ecommons.cornell.edu/policy.html (files under 2 GB, 10 GB per project per year)",
+    ),
+    "figshare": Limits(
+        "figshare",
+        max_file_bytes=20 * GB,
+        max_record_bytes=20 * GB,
+        source="figshare.com free accounts: 20 GB per file and 20 GB storage",
+    ),
+    "figshare-institution": Limits(
+        "figshare-institution",
+        max_file_bytes=5000 * GB,
+        source="Figshare for Institutions: files up to 5 TB",
+    ),
+    "directory": Limits("directory", source="local or mounted folder: free disk space only"),
+    "none": Limits("none", source="no limits checked (--limits none)"),
+}
+
+_HOSTS = {
+    "zenodo.org": "zenodo",
+    "sandbox.zenodo.org": "zenodo",
+    "ecommons.cornell.edu": "ecommons",
+    "api.figshare.com": "figshare",
+    "figshare.com": "figshare",
+}
+_DEFAULT_FOR_KIND = {
+    "invenio": "invenio",
+    "zenodo": "zenodo",
+    "dataverse": "dataverse",
+    "dspace": "dspace",
+    "figshare": "figshare-institution",
+    "directory": "directory",
+}
+
+
+def limits_for(kind: str, url: str, name: str | None = None) -> Limits:
+    """The limits profile for a target: ``name`` if given, else by host, else by kind."""
+    if name:
+        if name not in LIMITS:
+            from curated.errors import InputError
+
+            msg = f"unknown limits profile {name!r}; choose one of {', '.join(sorted(LIMITS))}"
+            raise InputError(msg, field="limits")
+        return LIMITS[name]
+    host = (urlparse(url).hostname or "").lower()
+    if host in _HOSTS:
+        return LIMITS[_HOSTS[host]]
+    return LIMITS[_DEFAULT_FOR_KIND[kind]]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the package cannot go to this target as it is, and what to do."""
+
+    what: str
+    advice: str
+    blocking: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.what} → {self.advice}"
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def check(
+    items: list[UploadItem],
+    limits: Limits,
+    *,
+    single_request: bool,
+    zarr_stores: list[str] = (),  # type: ignore[assignment]
+    dest_dir: Path | None = None,
+    missing_metadata: list[str] = (),  # type: ignore[assignment]
+) -> list[Problem]:
+    """Problems with sending ``items`` to a target with ``limits``.
+
+    ``single_request``: the adapter sends each file in one request (no parts), so
+    ``max_request_bytes`` applies per file. ``zarr_stores``: unarchived ``.zarr``
+    folders in the payload (each is thousands of files to a repository).
+    """
+    problems: list[Problem] = []
+    total = sum(i.size for i in items)
+    biggest = max(items, key=lambda i: i.size, default=None)
+    if missing_metadata:
+        problems.append(
+            Problem(
+                f"the bag's metadata lacks what {limits.name} requires: {', '.join(missing_metadata)}",
+                "fill them in curated.yaml (`curated metadata set ...`) and rebuild the bag",
+            )
+        )
+    if limits.max_files is not None and len(items) > limits.max_files:
+        advice = "archive Zarr stores (`curated bag --zarr archive`)" if zarr_stores else "serialize the bag (zip)"
+        problems.append(
+            Problem(
+                f"{len(items)} files, but {limits.name} takes at most {limits.max_files} per record"
+                + (f" ({len(zarr_stores)} unarchived Zarr store(s): {', '.join(zarr_stores[:3])})" if zarr_stores else ""),
+                f"{advice}, or split the bag into several deposits",
+            )
+        )
+    elif zarr_stores and limits.name not in ("directory", "none"):
+        problems.append(
+            Problem(
+                f"{len(zarr_stores)} unarchived Zarr store(s) in the payload ({', '.join(zarr_stores[:3])})",
+                "repositories list every chunk as a file: archive them with `curated bag --zarr archive`",
+                blocking=False,
+            )
+        )
+    if limits.max_file_bytes is not None and biggest is not None and biggest.size > limits.max_file_bytes:
+        over = [i for i in items if i.size > limits.max_file_bytes]
+        problems.append(
+            Problem(
+                f"{len(over)} file(s) larger than {limits.name}'s {_human(limits.max_file_bytes)} per file "
+                f"(largest: {biggest.name}, {_human(biggest.size)})",
+                "split the bag so no file exceeds the limit, or make a holey bag (fetch.txt pointing at "
+                "institutional storage) and deposit that",
+            )
+        )
+    if single_request and limits.max_request_bytes is not None and biggest is not None and biggest.size > limits.max_request_bytes:
+        over = [i for i in items if i.size > limits.max_request_bytes]
+        problems.append(
+            Problem(
+                f"{len(over)} file(s) larger than the {_human(limits.max_request_bytes)} request cap of {limits.name} "
+                f"(largest: {biggest.name}, {_human(biggest.size)}); this repository takes each file in one request",
+                "ask the repository to raise its upload limit, split the bag into smaller parts, or deposit a holey "
+                "bag whose large files stay in institutional storage",
+            )
+        )
+    if limits.max_record_bytes is not None and total > limits.max_record_bytes:
+        problems.append(
+            Problem(
+                f"the package is {_human(total)}, over {limits.name}'s {_human(limits.max_record_bytes)} per record",
+                "split the bag into several deposits (Bag-Group-Identifier / Bag-Count), request a larger quota, "
+                "or deposit a holey bag",
+            )
+        )
+    if limits.unpacks_zip:
+        zips = [i.name for i in items if i.name.lower().endswith(".zip")]
+        if zips:
+            problems.append(
+                Problem(
+                    f"{limits.name} unpacks uploaded .zip files ({', '.join(zips[:3])}), which breaks the bag",
+                    "deposit the bag folder (not a zipped bag) or serialize it as .tar",
+                )
+            )
+    if limits.warn_file_bytes is not None and biggest is not None and biggest.size > limits.warn_file_bytes:
+        problems.append(
+            Problem(
+                f"{biggest.name} is {_human(biggest.size)}; uploads this large through {limits.name}'s web server often time out",
+                "ask the repository to enable direct (S3) upload, or split the file",
+                blocking=False,
+            )
+        )
+    if dest_dir is not None:
+        free = shutil.disk_usage(_existing(dest_dir)).free
+        if total > free:
+            problems.append(
+                Problem(
+                    f"the package is {_human(total)} but only {_human(free)} is free at {dest_dir}",
+                    "free space or choose another folder",
+                )
+            )
+    return problems
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def summary(limits: Limits) -> dict[str, Any]:
+    return {
+        "profile": limits.name,
+        "max_files": limits.max_files,
+        "max_file_bytes": limits.max_file_bytes,
+        "max_record_bytes": limits.max_record_bytes,
+        "max_request_bytes": limits.max_request_bytes,
+        "source": limits.source,
+    }

@@ -1,0 +1,213 @@
+"""Read what a README needs from an OME-Zarr image: levels, voxel size, labels, slices.
+
+Tolerant by design: a store that cannot be read yields an :class:`ImageInfo` whose
+``problem`` says why (the README then shows a TODO instead of crashing). Reads NGFF
+0.5 (attributes under ``ome``) and 0.4 (attributes at the top level). Pixel data
+are read one plane at a time, so memory is bounded by a slice of one level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """One pyramid level: its array path, shape and scale (per axis, in ``axes`` order)."""
+
+    path: str
+    shape: tuple[int, ...]
+    scale: tuple[float, ...]
+
+
+@dataclass
+class LabelInfo:
+    """A label image inside an OME-Zarr image's ``labels`` group."""
+
+    name: str
+    path: Path
+    levels: list[LevelInfo] = field(default_factory=list)
+    kind: str | None = None
+    """``truth``, ``annotation`` or ``prediction`` (from the ``curated`` attribute block)."""
+    ai_generated: bool | None = None
+    model: dict[str, Any] | None = None
+    colors: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    """Label value → name, from ``image-label`` ``properties``."""
+    source: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+
+@dataclass
+class ImageInfo:
+    """An OME-Zarr image as the README describes it."""
+
+    name: str
+    path: Path
+    ngff_version: str | None = None
+    axes: list[dict[str, Any]] = field(default_factory=list)
+    levels: list[LevelInfo] = field(default_factory=list)
+    dtype: str | None = None
+    labels: list[LabelInfo] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def axis_names(self) -> list[str]:
+        return [str(a.get("name", "")).lower() for a in self.axes]
+
+    @property
+    def unit(self) -> str | None:
+        for a in self.axes:
+            if a.get("type") == "space" and a.get("unit"):
+                return str(a["unit"])
+        return None
+
+    def spatial(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        """Pick the ``z``, ``y`` and ``x`` entries of a per-axis tuple."""
+        return {n: v for n, v in zip(self.axis_names, values, strict=False) if n in ("z", "y", "x")}
+
+    @property
+    def voxel_size(self) -> dict[str, float]:
+        return self.spatial(self.levels[0].scale) if self.levels else {}
+
+    @property
+    def shape(self) -> dict[str, int]:
+        return self.spatial(self.levels[0].shape) if self.levels else {}
+
+
+def ome_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The NGFF attributes: under ``ome`` for 0.5, at the top level for 0.4."""
+    ome = attrs.get("ome")
+    return ome if isinstance(ome, dict) else attrs
+
+
+def _curated_block(attrs: dict[str, Any]) -> dict[str, Any]:
+    for holder in (attrs, ome_attrs(attrs)):
+        block = holder.get("curated")
+        if isinstance(block, dict):
+            return block
+    return {}
+
+
+def _levels(group: Any, multiscale: dict[str, Any]) -> list[LevelInfo]:
+    levels = []
+    ndim = len(multiscale.get("axes") or [])
+    for ds in multiscale.get("datasets") or []:
+        path = str(ds.get("path"))
+        arr = group[path]
+        scale = (1.0,) * len(arr.shape)
+        for t in ds.get("coordinateTransformations") or []:
+            if t.get("type") == "scale" and isinstance(t.get("scale"), list):
+                scale = tuple(float(s) for s in t["scale"])
+        if ndim and len(arr.shape) != ndim:
+            msg = f"level {path} has {len(arr.shape)} dimensions but {ndim} axes are declared"
+            raise ValueError(msg)
+        levels.append(LevelInfo(path=path, shape=tuple(int(s) for s in arr.shape), scale=scale))
+    return levels
+
+
+def read_image_info(path: str | Path, name: str | None = None) -> ImageInfo:
+    """Describe the OME-Zarr image at ``path`` (never raises; see ``problem``)."""
+    import zarr
+
+    path = Path(path)
+    info = ImageInfo(name=name or image_name(path), path=path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        ome = ome_attrs(attrs)
+        multiscales = ome.get("multiscales") or []
+        if not multiscales:
+            info.problem = "no NGFF multiscales metadata"
+            return info
+        ms = multiscales[0]
+        info.ngff_version = str(ome.get("version") or ms.get("version") or "") or None
+        info.axes = [a if isinstance(a, dict) else {"name": str(a)} for a in ms.get("axes") or []]
+        info.levels = _levels(group, ms)
+        info.dtype = str(group[info.levels[0].path].dtype) if info.levels else None
+    except Exception as exc:  # any unreadable store becomes a TODO, not a crash
+        info.problem = f"cannot read the store ({type(exc).__name__}: {exc})"
+        return info
+    info.labels = _read_labels(group, path)
+    return info
+
+
+def _read_labels(group: Any, path: Path) -> list[LabelInfo]:
+    try:
+        labels_group = group["labels"]
+    except Exception:
+        return []
+    names = ome_attrs(dict(labels_group.attrs)).get("labels") or []
+    out = []
+    for lname in names:
+        label = LabelInfo(name=str(lname), path=path / "labels" / str(lname))
+        try:
+            lg = labels_group[str(lname)]
+            attrs = dict(lg.attrs)
+            ome = ome_attrs(attrs)
+            ms = (ome.get("multiscales") or [{}])[0]
+            label.levels = _levels(lg, ms)
+            il = ome.get("image-label") or {}
+            for c in il.get("colors") or []:
+                if "label-value" in c and isinstance(c.get("rgba"), list) and len(c["rgba"]) == 4:
+                    label.colors[int(c["label-value"])] = tuple(int(v) for v in c["rgba"])  # type: ignore[assignment]
+            for prop in il.get("properties") or []:
+                if isinstance(prop, dict) and "label-value" in prop and prop.get("name"):
+                    label.names[int(prop["label-value"])] = str(prop["name"])
+            label.source = il.get("source") or {}
+            block = _curated_block(attrs)
+            label.kind = block.get("kind")
+            label.ai_generated = block.get("ai_generated")
+            label.model = block.get("model") if isinstance(block.get("model"), dict) else None
+        except Exception as exc:
+            label.problem = f"cannot read the label image ({type(exc).__name__}: {exc})"
+        out.append(label)
+    return out
+
+
+def image_name(path: Path) -> str:
+    """``cell`` for ``derived/cell.ome.zarr``."""
+    name = path.name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_zarr_store(path: Path) -> bool:
+    """A folder that is a Zarr v2 or v3 group or array."""
+    return path.is_dir() and any((path / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def pick_level(levels: list[LevelInfo], axis_names: list[str], max_dim: int = 512) -> int:
+    """Index of the finest level whose largest spatial dimension is ≤ ``max_dim`` (else the coarsest)."""
+    spatial = [i for i, n in enumerate(axis_names) if n in ("z", "y", "x")]
+    for i, level in enumerate(levels):
+        if max(level.shape[j] for j in spatial) <= max_dim:
+            return i
+    return len(levels) - 1
+
+
+def read_plane(
+    store: Path, level: LevelInfo, axis_names: list[str], fixed: dict[str, int]
+) -> np.ndarray:
+    """Read one 2-D plane: ``fixed`` gives the index of the axes to cut (e.g. ``{"z": 10}``).
+
+    Channel and time axes are cut at 0. Only the chunks the plane crosses are read.
+    """
+    import zarr
+
+    arr = zarr.open_array(str(store / level.path), mode="r")
+    index: list[Any] = []
+    for name, size in zip(axis_names, level.shape, strict=True):
+        if name in fixed:
+            index.append(min(max(int(fixed[name]), 0), size - 1))
+        elif name in ("c", "t"):
+            index.append(0)
+        else:
+            index.append(slice(None))
+    return np.asarray(arr[tuple(index)])

@@ -1,0 +1,431 @@
+"""The dataset README: Cornell's sections, the DCN take-away block, pictures and history.
+
+:func:`write_readme` writes ``<workspace>/README.md`` and ``<workspace>/figures/*.png``
+from what the workspace already knows (``curated.yaml``, the curator log, the
+OME-Zarr images and labels, models and evaluation reports). It never invents a
+fact: every value it lacks is written as ``<TODO: field.path>`` and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from curated._io import atomic_write_text
+from curated._version import __version__
+from curated.document.figures import Figure, orthoviews
+from curated.document.survey import (
+    FIGURES_DIR,
+    README_FILE,
+    WorkspaceSurvey,
+    inventory,
+    survey_workspace,
+)
+from curated.metadata.crosswalk.common import (
+    DOI_URL,
+    citation_authors,
+    display_name,
+    get_path,
+    licence,
+    normalise_doi,
+    normalise_orcid,
+    normalise_ror,
+    spdx_id,
+)
+from curated.progress import ProgressReporter, ensure_progress
+from curated.provenance.log import STEPS
+from curated.results import Result
+from curated.workspace import Workspace, as_workspace, recorder
+
+TODO_RE = re.compile(r"<TODO: ([^>]+)>")
+"""A gap marker in a generated document; group 1 is the field (or question) that is missing."""
+
+
+def todo(field: str) -> str:
+    """The marker written where ``field`` has no value."""
+    return f"<TODO: {field}>"
+
+
+def todo_fields(text: str) -> list[str]:
+    """Every marker's field in ``text``, in order (duplicates kept, so ``len`` counts markers)."""
+    return TODO_RE.findall(text)
+
+
+@dataclass
+class ReadmeReport:
+    """What :func:`write_readme` wrote."""
+
+    path: Path
+    figures: list[Figure] = field(default_factory=list)
+    todos: list[str] = field(default_factory=list)
+    """The field of each ``<TODO: ...>`` marker, in document order."""
+
+    @property
+    def todo_count(self) -> int:
+        return len(self.todos)
+
+    def result(self) -> Result:
+        missing = sorted(set(self.todos))
+        msg = f"README with {len(self.figures)} figure(s) and {self.todo_count} TODO marker(s)"
+        if missing:
+            msg += f" ({len(missing)} distinct field(s) to fill)"
+        return Result(
+            action="readme",
+            status="ok",
+            path=str(self.path),
+            message=msg,
+            details={
+                "todo_count": self.todo_count,
+                "todo_fields": missing,
+                "figures": [str(f.path) for f in self.figures],
+            },
+        )
+
+
+# --------------------------------------------------------------------------- helpers for the template
+def _cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("curated", "templates"),
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # a record of an unexpected shape renders as blanks rather than crashing the README
+        undefined=jinja2.ChainableUndefined,
+    )
+    env.filters["cell"] = _cell
+    env.filters["bytes"] = _human_bytes
+    env.filters["fmt"] = _fmt
+    return env
+
+
+class _RecordView:
+    """Read the record by dotted path; a missing value becomes a TODO marker."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+
+    def get(self, path: str, default: Any = None) -> Any:
+        return get_path(self.record, path, default)
+
+    def items(self, path: str) -> list[dict[str, Any]]:
+        """The mapping entries of the list at ``path`` (anything else is skipped, never a crash)."""
+        value = self.get(path, [])
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+    def need(self, path: str, label: str | None = None) -> str:
+        value = self.get(path)
+        if value in (None, "", [], {}):
+            return todo(label or path)
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+
+def _people(record: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for i, a in enumerate(get_path(record, "study.authors", []) or []):
+        if not isinstance(a, dict):
+            continue
+        aff = a.get("affiliation") if isinstance(a.get("affiliation"), dict) else {}
+        out.append(
+            {
+                "index": i,
+                "name": display_name(a) or todo(f"study.authors[{i}].family_name"),
+                "orcid": normalise_orcid(a.get("orcid")),
+                "orcid_todo": todo(f"study.authors[{i}].orcid"),
+                "affiliation": (aff or {}).get("name"),
+                "affiliation_todo": todo(f"study.authors[{i}].affiliation.name"),
+                "ror": normalise_ror((aff or {}).get("ror")),
+                "email": a.get("email"),
+                "roles": [str(r) for r in a.get("role") or []],
+                "contact": bool(a.get("contact")),
+            }
+        )
+    return out
+
+
+def _contact(people: list[dict[str, Any]]) -> str:
+    contacts = [p for p in people if p["contact"]] or [
+        p for p in people if "ContactPerson" in p["roles"]
+    ]
+    if not contacts:
+        return todo("study.authors[].contact (mark one author as contact, with an email)")
+    p = contacts[0]
+    email = p["email"] or todo(f"study.authors[{p['index']}].email")
+    return f"{p['name']} ({email})"
+
+
+def _citation(rv: _RecordView, people: list[dict[str, Any]], doi: str | None) -> str:
+    authors = (
+        citation_authors(get_path(rv.record, "study.authors", []) or [])
+        if people
+        else todo("study.authors")
+    )
+    year = rv.need("study.publication_year")
+    title = rv.need("study.title")
+    publisher = rv.need("study.publisher")
+    ident = f"{DOI_URL}{doi}" if doi else todo("study.doi (assigned at deposit)")
+    return f"{authors} ({year}). {title} [Data set]. {publisher}. {ident}"
+
+
+def _licence_line(rv: _RecordView) -> str:
+    raw = rv.get("study.license")
+    if not raw:
+        return todo("study.license")
+    lic = licence(raw)
+    if lic:
+        return f"{lic.name} ([{lic.spdx_id}]({lic.url}))"
+    proper = spdx_id(raw)
+    if proper:
+        return f"[{proper}](https://spdx.org/licenses/{proper}.html)"
+    return f"{raw} {todo('study.license (not an SPDX licence id)')}"
+
+
+def _transform_steps(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """T entries that succeeded, newest last, as the README's processing steps."""
+    steps = []
+    for e in entries:
+        if e.get("step") != "T" or e.get("status") not in ("ok", "notneeded"):
+            continue
+        params = e.get("params") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in params.items() if v not in (None, "", [], {}))
+        steps.append(
+            {
+                "seq": e.get("seq"),
+                "time": str(e.get("time") or "")[:19].replace("T", " "),
+                "action": e.get("action"),
+                "inputs": [i.get("path") for i in e.get("inputs") or [] if isinstance(i, dict)],
+                "outputs": [o.get("path") for o in e.get("outputs") or [] if isinstance(o, dict)],
+                "params": shown,
+                "software": ", ".join(f"{k} {v}" for k, v in (e.get("software") or {}).items()),
+                "message": e.get("message") or "",
+            }
+        )
+    return steps
+
+
+def _history(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for e in entries:
+        agent = e.get("agent") or {}
+        who = agent.get("name") if isinstance(agent, dict) else None
+        rows.append(
+            {
+                "seq": e.get("seq"),
+                "date": str(e.get("time") or "")[:10],
+                "step": f"{e.get('step', '?')} {STEPS.get(str(e.get('step')), '')}".strip(),
+                "action": e.get("action") or "",
+                "status": e.get("status") or "",
+                "agent": who or "",
+                "message": e.get("message") or "",
+            }
+        )
+    return rows
+
+
+def _labels(s: WorkspaceSurvey, rv: _RecordView) -> list[dict[str, Any]]:
+    """Every label image with what produced it, AI marking and scores."""
+    annotations = {
+        a.get("name"): (i, a)
+        for i, a in enumerate(rv.get("annotations", []) or [])
+        if isinstance(a, dict)
+    }
+    out = []
+    for img in s.images:
+        for lab in img.labels:
+            idx_ann = annotations.get(lab.name)
+            ann = idx_ann[1] if idx_ann else {}
+            ai = lab.ai_generated if lab.ai_generated is not None else ann.get("ai_generated")
+            model = s.model_for(lab.model)
+            model_ref = lab.model or {}
+            card = model_ref.get("card") if isinstance(model_ref.get("card"), str) else None
+            if model is not None:
+                card = card or model.package or model.card
+            if ai is None:
+                method = todo(f"annotations[name={lab.name}].ai_generated")
+            elif ai:
+                mid = model_ref.get("id") or (model.id if model else None) or ann.get("model")
+                method = (
+                    f"**AI-generated** by model `{mid}`"
+                    if mid
+                    else f"**AI-generated** by {todo(f'annotations[name={lab.name}].model')}"
+                )
+                if card:
+                    method += f" (model card: [{card}]({card}))"
+                elif model is not None:
+                    method += (
+                        f" (model folder: [{model.path}]({model.path}); no exported model card yet)"
+                    )
+            else:
+                method = (
+                    ann.get("annotation_method") or f"made by people ({lab.kind or 'annotation'})"
+                )
+            evals = s.evaluations_of(img.name, lab.name)
+            out.append(
+                {
+                    "image": img.name,
+                    "name": lab.name,
+                    "kind": lab.kind
+                    or ann.get("annotation_type")
+                    or todo(f"annotations[name={lab.name}].annotation_type"),
+                    "ai": ai,
+                    "method": method,
+                    "coverage": ann.get("annotation_coverage"),
+                    "evaluations": evals,
+                    "problem": lab.problem,
+                    "needs_eval": bool(ai),
+                }
+            )
+    return out
+
+
+def _figure_link(fig: Figure, root: Path) -> str:
+    return fig.path.relative_to(root).as_posix()
+
+
+def render_readme(
+    survey: WorkspaceSurvey, figures: list[Figure] | None = None, *, now: datetime | None = None
+) -> str:
+    """The README text for a surveyed workspace (no files written)."""
+    figures = figures or []
+    rec = survey.record
+    rv = _RecordView(rec)
+    people = _people(rec)
+    doi = normalise_doi(rv.get("study.doi"))
+    fair_summary = None
+    fair_path = survey.root / "curation" / "fair.json"
+    if fair_path.is_file():
+        import json
+
+        try:
+            fair_summary = json.loads(fair_path.read_text(encoding="utf-8")).get("summary")
+        except (OSError, ValueError):
+            fair_summary = None
+    figs_by_image: dict[str, list[dict[str, Any]]] = {}
+    for f in figures:
+        figs_by_image.setdefault(f.image, []).append(
+            {"link": _figure_link(f, survey.root), "caption": f.caption, "label": f.label}
+        )
+    ctx = {
+        "r": rv,
+        "todo": todo,
+        "survey": survey,
+        "people": people,
+        "contact": _contact(people),
+        "citation": _citation(rv, people, doi),
+        "doi": doi,
+        "doi_url": f"{DOI_URL}{doi}" if doi else None,
+        "licence": _licence_line(rv),
+        "transforms": _transform_steps(survey.entries),
+        "history": _history(survey.entries),
+        "labels": _labels(survey, rv),
+        "figures": figs_by_image,
+        "fair": fair_summary,
+        "version": __version__,
+        "generated": (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        "source_files": list(dict.fromkeys(str(x["source_file"]) for x in rv.items("sources") if x.get("source_file"))),
+    }
+    return _environment().get_template("readme.md.j2").render(**ctx)
+
+
+def write_readme(
+    workspace: Workspace | str | Path,
+    *,
+    figures: bool = True,
+    max_dim: int = 512,
+    compute_digests: bool = True,
+    progress: ProgressReporter | None = None,
+) -> Result:
+    """Write ``README.md`` and its pictures (``figures/*.png``) for a workspace.
+
+    Parameters
+    ----------
+    workspace
+        The workspace to document.
+    figures
+        Draw orthogonal views of each image (with label overlays).
+    max_dim
+        Pictures use the finest pyramid level whose largest dimension is at most this.
+    compute_digests
+        Compute checksums the curator log has not recorded (see
+        :func:`curated.document.survey.inventory`).
+    progress
+        Reports one step per image drawn.
+
+    Returns
+    -------
+    Result
+        ``details["todo_count"]`` markers left, ``details["todo_fields"]`` the
+        distinct fields, ``details["figures"]`` the PNGs written.
+
+    Examples
+    --------
+    >>> res = write_readme("my-dataset")  # doctest: +SKIP
+    >>> res.details["todo_count"]  # doctest: +SKIP
+    3
+    """
+    ws = as_workspace(workspace)
+    assert ws is not None
+    prog = ensure_progress(progress)
+    readme = ws.root / README_FILE
+    with recorder(
+        ws,
+        "D",
+        "readme",
+        inputs=[ws.metadata_path],
+        params={"figures": figures, "max_dim": max_dim},
+        libraries=("jinja2", "zarr", "pillow"),
+    ) as step:
+        survey = survey_workspace(ws, files=False)
+        written: list[Figure] = []
+        if figures and survey.images:
+            fig_dir = ws.root / FIGURES_DIR
+            used: set[str] = set()
+            prog.start("drawing figures", len(survey.images), "images")
+            for img in survey.images:
+                written.extend(orthoviews(img, fig_dir, max_dim=max_dim, used=used))
+                prog.advance(1, image=img.name)
+            prog.finish()
+        # listed after the figures exist so that they are in the file list with their checksums
+        survey.files = inventory(survey, compute_digests=compute_digests, exclude={README_FILE})
+        text = render_readme(survey, written)
+        atomic_write_text(readme, text)
+        report = ReadmeReport(path=readme, figures=written, todos=todo_fields(text))
+        step.add_output(readme, role="readme")
+        for f in written:
+            step.add_output(f.path, role="figure")
+        res = report.result()
+        step.message = res.message
+        step.details = {"todo_count": report.todo_count, "todo_fields": res.details["todo_fields"]}
+    return res

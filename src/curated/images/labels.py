@@ -1,0 +1,469 @@
+"""OME-Zarr label images: whole arrays (:func:`add_labels`) or written block by block
+(:func:`create_label_image` then :func:`finalize_label_image`)."""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curated.errors import InputError
+from curated.images import store as _store
+from curated.images.layout import (
+    LABEL_CODEC,
+    Axis,
+    Level,
+    StoreLayout,
+    block_grid,
+    label_colors,
+    level_block,
+    multiscales,
+)
+from curated.images.reader import OmeZarrImage, open_image
+from curated.images.shards import (
+    LevelFiles,
+    WriteJob,
+    collected_values,
+    create_level_arrays,
+    level_stats,
+    run_levels,
+)
+from curated.images.sources import ArraySource, TiffSource, open_source
+from curated.progress import ProgressReporter, ensure_progress
+from curated.provenance.digest import digest_tree
+from curated.results import Result
+from curated.workspace import Workspace, recorder
+
+KINDS = ("truth", "annotation", "prediction")
+MAX_COLORS = 1024
+"""Beyond this many label values, ``colors`` is left out (viewers pick their own)."""
+
+
+def _as_image(image: OmeZarrImage | str | Path) -> OmeZarrImage:
+    return image if isinstance(image, OmeZarrImage) else open_image(image)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name in ("labels",):
+        msg = f"label name {name!r} must be a plain folder name (letters, digits, - _ .)"
+        raise InputError(msg, field="name")
+
+
+def _model_block(model: Any) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    if isinstance(model, str):
+        return {"id": model, "sha256": None, "card": None}
+    if isinstance(model, dict) and "id" in model:
+        return {"id": model["id"], "sha256": model.get("sha256"), "card": model.get("card")}
+    msg = "model must be an id string or a dict with 'id' (and 'sha256', 'card')"
+    raise InputError(msg, field="model")
+
+
+def curated_block(kind: str, ai_generated: bool, model: Any) -> dict[str, Any]:
+    if kind not in KINDS:
+        msg = f"kind must be one of {', '.join(KINDS)}, not {kind!r}"
+        raise InputError(msg, field="kind")
+    return {"kind": kind, "ai_generated": bool(ai_generated), "model": _model_block(model)}
+
+
+def label_layout(image: OmeZarrImage, dtype: np.dtype | str) -> StoreLayout:
+    """The image's own levels, chunks and shards, for an integer label array."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "ui":
+        msg = f"labels must have an integer type, not {dt.name}; round or cast them first"
+        raise InputError(msg, field="labels")
+    ms = image.ome["multiscales"][0]
+    axes = tuple(
+        Axis(a["name"], a.get("type", "space" if a["name"] in "zyx" else "channel"), a.get("unit"))
+        for a in ms["axes"]
+    )
+    scale0 = image.scale[0]
+    levels = tuple(
+        Level(
+            path=p,
+            shape=tuple(int(n) for n in arr.shape),
+            factors=tuple(round(s / s0) for s, s0 in zip(sc, scale0, strict=True)),
+            scale=tuple(sc),
+            translation=tuple(tr),
+        )
+        for p, arr, sc, tr in zip(
+            image.level_paths, image.levels, image.scale, image.translation, strict=True
+        )
+    )
+    lv0 = image.levels[0]
+    chunks = tuple(int(c) for c in lv0.chunks)
+    shards = getattr(lv0, "shards", None)
+    if image.zarr_format == 3 and shards is not None:
+        shard: tuple[int, ...] | None = tuple(int(s) for s in shards)
+        block = shard
+    else:
+        shard = None
+        block = tuple(
+            min(c * 8, -(-n // c) * c) if a.type == "space" else c
+            for c, n, a in zip(chunks, lv0.shape, axes, strict=True)
+        )
+    return StoreLayout(
+        axes=axes,
+        dtype=dt.name,
+        levels=levels,
+        chunks=chunks,
+        shard=shard,
+        block=block,
+        ngff_version="0.5" if image.zarr_format == 3 else "0.4",
+        codec=dict(LABEL_CODEC),
+        method="mode",
+    )
+
+
+def _labels_source(labels: Any) -> ArraySource | TiffSource:
+    if isinstance(labels, str | Path):
+        p = Path(labels)
+        if not p.exists():
+            msg = "does not exist; give a label array file (.npy, .tif) or an OME-Zarr image"
+            raise InputError(msg, path=p)
+        if p.suffix == ".npy":
+            return ArraySource(np.load(p, mmap_mode="r"), axes="zyx", path=str(p), files=[str(p)])
+        if p.is_dir() and (_store.read_group_attrs(p) is not None):
+            img = open_image(p)
+            return ArraySource(img.levels[0], axes="".join(img.axes), path=str(p))
+        return open_source(p)
+    if not hasattr(labels, "shape"):
+        labels = np.asarray(labels)
+    return ArraySource(
+        labels,
+        axes="zyx"[-len(labels.shape) :]
+        if len(labels.shape) <= 3
+        else "tczyx"[-len(labels.shape) :],
+    )
+
+
+def _label_dtype(dtype: np.dtype) -> np.dtype:
+    dt = np.dtype(dtype).newbyteorder("=")
+    if dt.kind == "b":
+        return np.dtype("uint8")
+    if dt.kind not in "ui":
+        msg = f"labels must have an integer type (uint8, uint16, uint32...), not {dt.name}; round or cast them first"
+        raise InputError(msg, field="labels")
+    return dt
+
+
+def _register_label(image: OmeZarrImage, name: str) -> None:
+    """Add ``name`` to ``labels/``'s list (under a lock: two label writers may finish at once)."""
+    labels_dir = image.path / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    with open(labels_dir / ".curated-lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            got = _store.read_group_attrs(labels_dir)
+            attrs = got[0] if got else {}
+            block = attrs.get("ome", {}) if image.zarr_format == 3 else attrs
+            names = [n for n in block.get("labels", []) if n != name] + [name]
+            names.sort()
+            new = (
+                {"ome": {"version": "0.5", "labels": names}}
+                if image.zarr_format == 3
+                else {"labels": names}
+            )
+            _store.write_group_attrs(labels_dir, new, image.zarr_format)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    (labels_dir / ".curated-lock").unlink(missing_ok=True)
+
+
+def _unregister_label(image: OmeZarrImage, name: str) -> None:
+    labels_dir = image.path / "labels"
+    got = _store.read_group_attrs(labels_dir)
+    if got is None:
+        return
+    attrs = got[0]
+    block = attrs.get("ome", {}) if image.zarr_format == 3 else attrs
+    if name in block.get("labels", []):
+        names = [n for n in block["labels"] if n != name]
+        new = (
+            {"ome": {"version": "0.5", "labels": names}}
+            if image.zarr_format == 3
+            else {"labels": names}
+        )
+        _store.write_group_attrs(labels_dir, new, image.zarr_format)
+
+
+def _final_attrs(
+    layout: StoreLayout,
+    name: str,
+    values: list[int],
+    curated: dict[str, Any],
+    properties: list[dict[str, Any]] | None,
+    colors: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    il: dict[str, Any] = {"source": {"image": "../../"}}
+    if colors is None and properties:
+        # validators want colours and properties to name the same label values
+        colors = label_colors(sorted({int(p["label-value"]) for p in properties}))
+    elif colors is None and len(values) <= MAX_COLORS:
+        colors = label_colors(values)
+    if colors:
+        il["colors"] = colors
+    if properties:
+        il["properties"] = properties
+    if layout.ngff_version == "0.4":
+        il["version"] = "0.4"
+    body = {"multiscales": [multiscales(layout, name, label=True)], "image-label": il}
+    attrs = _store.ome_attrs(body, layout.ngff_version)
+    attrs["curated"] = curated
+    return attrs
+
+
+def _scan_values(root: Path, layout: StoreLayout) -> list[int]:
+    """Label values present in level 0 (read shard by shard, bounded memory)."""
+    lf = LevelFiles(root / layout.levels[0].path)
+    vals: set[int] = set()
+    shape = layout.levels[0].shape
+    for idx in block_grid(shape, level_block(layout, 0)):
+        region = tuple(
+            slice(i * b, min((i + 1) * b, n))
+            for i, b, n in zip(idx, level_block(layout, 0), shape, strict=True)
+        )
+        vals.update(int(v) for v in np.unique(lf.read(region)))
+    return sorted(vals)
+
+
+def _finish_label(
+    image: OmeZarrImage,
+    name: str,
+    layout: StoreLayout,
+    job: WriteJob,
+    curated: dict[str, Any],
+    properties: list[dict[str, Any]] | None,
+    colors: list[dict[str, Any]] | None,
+    *,
+    first_level: int,
+    progress: ProgressReporter | None,
+) -> dict[str, Any]:
+    dest = Path(job.root)
+    rep = ensure_progress(progress)
+    itemsize = np.dtype(layout.dtype).itemsize
+    total = sum(int(np.prod(lv.shape)) for lv in layout.levels[first_level:]) * itemsize
+    rep.start(f"labels {name}", total, "bytes")
+    done_before = level_stats(job)["bytes"]
+    if done_before:
+        rep.advance(done_before)
+    written = run_levels(job, range(first_level, len(layout.levels)), progress=rep)
+    rep.finish()
+    values = collected_values(job) if len(layout.levels) > 1 else _scan_values(dest, layout)
+    _store.finish(
+        dest, _final_attrs(layout, name, values, curated, properties, colors), layout.zarr_format
+    )
+    _register_label(image, name)
+    return {"shards_written": written, "label_values": len(values)}
+
+
+def add_labels(
+    image: OmeZarrImage | str | Path,
+    name: str,
+    labels: Any,
+    *,
+    kind: str = "annotation",
+    ai_generated: bool = False,
+    model: Any = None,
+    properties: list[dict[str, Any]] | None = None,
+    colors: list[dict[str, Any]] | None = None,
+    overwrite: bool = False,
+    workspace: Workspace | str | Path | None = None,
+    progress: ProgressReporter | None = None,
+) -> Result:
+    """Store a label volume as ``labels/<name>`` of an OME-Zarr image.
+
+    Parameters
+    ----------
+    image
+        The OME-Zarr image (path or :class:`OmeZarrImage`).
+    name
+        Folder name of the label image under ``labels/``.
+    labels
+        numpy, dask or zarr array, or a path (``.npy``, TIFF, OME-Zarr) with the
+        image's level-0 shape and an integer (or bool) type.
+    kind, ai_generated, model
+        The ``curated`` block: ``truth``/``annotation``/``prediction``; whether a
+        model made them; the model (id string or ``{"id", "sha256", "card"}``).
+    properties, colors
+        ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
+
+    Returns
+    -------
+    Result
+        ``details``: levels, dtype, label value count, store digest of the label group.
+    """
+    img = _as_image(image)
+    _check_name(name)
+    block = curated_block(kind, ai_generated, model)
+    src = _labels_source(labels)
+    params = {
+        "name": name,
+        "kind": kind,
+        "ai_generated": bool(ai_generated),
+        "model": _model_block(model),
+    }
+    inputs = [src.path] if isinstance(labels, str | Path) else []
+    with recorder(
+        workspace,
+        "T",
+        "labels-add",
+        inputs=inputs,
+        params=params,
+        libraries=("zarr", "numcodecs", "dask"),
+    ) as step:
+        if tuple(src.shape) != tuple(img.shape):
+            msg = f"labels have shape {tuple(src.shape)} but the image has {tuple(img.shape)}; they must match voxel for voxel"
+            raise InputError(
+                msg, path=src.path if isinstance(labels, str | Path) else None, field="labels"
+            )
+        dt = _label_dtype(np.dtype(src.dtype))
+        layout = label_layout(img, dt)
+        dest = img.path / "labels" / name
+        if overwrite and dest.exists():
+            _unregister_label(img, name)
+        plan = {
+            "layout": layout.to_dict(),
+            "labels": {
+                "path": src.path,
+                "shape": list(src.shape),
+                "dtype": np.dtype(src.dtype).str,
+            },
+            "curated": block,
+        }
+        _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
+        job = WriteJob(
+            root=str(dest), layout=layout, source=_CastSource(src, dt), collect_values=True
+        )
+        figures = _finish_label(
+            img, name, layout, job, block, properties, colors, first_level=0, progress=progress
+        )
+        td = digest_tree(dest)
+        step.add_output(dest, digest=td.digest, size=td.bytes, role="labels")
+        step.message = f"labels {name!r} ({kind}{', AI-generated' if ai_generated else ''}) with {len(layout.levels)} levels"
+    return Result(
+        "labels-add",
+        "ok",
+        str(dest),
+        step.message,
+        {
+            "levels": len(layout.levels),
+            "dtype": dt.name,
+            "shape": list(layout.levels[0].shape),
+            "store_digest": td.digest,
+            "bytes": td.bytes,
+            **figures,
+            "curated": block,
+        },
+    )
+
+
+class _CastSource:
+    """Reads a label source and casts it to the label dtype (bool → uint8)."""
+
+    def __init__(self, src: ArraySource | TiffSource, dtype: np.dtype) -> None:
+        self.src = src
+        self.dtype = dtype.str
+        self.shape = src.shape
+        self.path = src.path
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(self.src.read(region)).astype(self.dtype, copy=False)
+
+
+def create_label_image(
+    image: OmeZarrImage | str | Path,
+    name: str,
+    *,
+    dtype: str | np.dtype = "uint8",
+    kind: str = "prediction",
+    ai_generated: bool = True,
+    model: Any = None,
+    fill_value: int = 0,
+    overwrite: bool = False,
+) -> Any:
+    """Create an empty label level 0 to be written block by block; returns the zarr array.
+
+    The array has the image's level-0 chunking and sharding: write it in whole
+    shards (``array.shards``; ``array.chunks`` for 0.4 stores), never two writers in
+    one shard. The label group stays marked unfinished (no ``multiscales``) until
+    :func:`finalize_label_image`. Calling this again on an unfinished label image
+    with the same arguments returns the same array, so interrupted writers resume.
+    """
+    import zarr
+
+    img = _as_image(image)
+    _check_name(name)
+    block = curated_block(kind, ai_generated, model)
+    dt = _label_dtype(np.dtype(dtype))
+    layout = label_layout(img, dt)
+    layout = StoreLayout(**{**layout.__dict__, "fill_value": int(fill_value)})
+    dest = img.path / "labels" / name
+    if overwrite and dest.exists():
+        _unregister_label(img, name)
+    plan = {"layout": layout.to_dict(), "streaming": True, "curated": block}
+    _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
+    return zarr.open_array(
+        str(dest / layout.levels[0].path), mode="r+", zarr_format=layout.zarr_format
+    )
+
+
+def finalize_label_image(
+    image: OmeZarrImage | str | Path,
+    name: str,
+    *,
+    properties: list[dict[str, Any]] | None = None,
+    colors: list[dict[str, Any]] | None = None,
+    progress: ProgressReporter | None = None,
+    workspace: Workspace | str | Path | None = None,
+) -> Result:
+    """Build the pyramid (mode) of a label image made with :func:`create_label_image` and mark it finished."""
+    import json
+
+    img = _as_image(image)
+    dest = img.path / "labels" / name
+    plan_file = dest / _store.JOURNAL / "plan.json"
+    if not plan_file.is_file():
+        if (
+            (dest / "zarr.json").exists() or (dest / ".zattrs").exists()
+        ) and not _store.is_incomplete(dest):
+            return Result(
+                "labels-finalize",
+                "notneeded",
+                str(dest),
+                f"labels {name!r} are already finished",
+            )
+        msg = f"no unfinished label image {name!r}; create it with create_label_image first"
+        raise InputError(msg, path=dest)
+    plan = json.loads(plan_file.read_text())["plan"]
+    layout = StoreLayout.from_dict(plan["layout"])
+    block = plan["curated"]
+    with recorder(
+        workspace,
+        "T",
+        "labels-finalize",
+        params={"name": name, **block},
+        libraries=("zarr", "numcodecs", "dask"),
+    ) as step:
+        job = WriteJob(root=str(dest), layout=layout, collect_values=True)
+        create_level_arrays(
+            dest,
+            layout,
+            names=tuple(lv.path for lv in layout.levels[1:] if not (dest / lv.path).exists()),
+        )
+        figures = _finish_label(
+            img, name, layout, job, block, properties, colors, first_level=1, progress=progress
+        )
+        td = digest_tree(dest)
+        step.add_output(dest, digest=td.digest, size=td.bytes, role="labels")
+        step.message = f"labels {name!r} finished with {len(layout.levels)} levels"
+    return Result(
+        "labels-finalize",
+        "ok",
+        str(dest),
+        step.message,
+        {"levels": len(layout.levels), "store_digest": td.digest, "bytes": td.bytes, **figures},
+    )

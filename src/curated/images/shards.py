@@ -1,0 +1,591 @@
+"""Shard-aligned writing and reading of the arrays of one multiscale store.
+
+One task writes one whole output shard (v3) or one shard-sized group of chunks
+(v2), so no two writers ever touch the same file: the concurrent
+read-modify-write data loss of partial shard writes cannot happen. A task
+streams its shard in slabs, encodes every inner chunk as it goes, writes the
+shard to a temporary file and renames it into place, then leaves a marker in
+the store's progress journal (``.curated-progress/``). A re-run skips shards with
+markers. Level ``k+1`` is built from the *written* level ``k``.
+
+The files are the ones zarr-python reads: sharding codec with the index at the
+end (offset/length ``uint64`` pairs + crc32c), inner chunks padded to full size,
+chunks equal to the fill value left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curated.errors import ConversionError
+from curated.images import downsample
+from curated.images.layout import StoreLayout, block_grid, block_region, level_block
+
+JOURNAL = ".curated-progress"
+EMPTY = np.uint64(2**64 - 1)
+ABORT_ENV = "CURATED_TEST_ABORT_AFTER_SHARDS"
+"""Test hook: the process exits abruptly after this many shards (simulates a kill)."""
+
+SAMPLES_PER_SHARD_AXIS = 32
+SCHEDULER_TIMEOUT = "20s"
+"""How long to keep trying to reach a dask.distributed scheduler."""
+
+
+# ------------------------------------------------------------------ codecs
+
+
+def make_codec(config: dict[str, Any]) -> Any:
+    import numcodecs
+
+    kind = config.get("id") or config.get("name")
+    if kind == "blosc":
+        shuffle = config.get("shuffle", 1)
+        if isinstance(shuffle, str):
+            shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[shuffle]
+        return numcodecs.Blosc(
+            cname=config.get("cname", "zstd"),
+            clevel=int(config.get("clevel", 3)),
+            shuffle=int(shuffle),
+            blocksize=int(config.get("blocksize", 0)),
+        )
+    if kind == "zstd":
+        return numcodecs.Zstd(
+            level=int(config.get("level", 3)), checksum=bool(config.get("checksum", False))
+        )
+    msg = f"codec {kind!r} is not one curated writes"
+    raise ConversionError(msg)
+
+
+def zarr_compressor(config: dict[str, Any], zarr_format: int) -> Any:
+    """The zarr-python object describing ``config`` in array metadata."""
+    if zarr_format == 2:
+        return make_codec(config)
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if config["id"] == "blosc":
+        return BloscCodec(
+            cname=config["cname"],
+            clevel=config["clevel"],
+            shuffle={0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}[config["shuffle"]],
+        )
+    return ZstdCodec(level=config["level"])
+
+
+def create_level_arrays(
+    root: Path, layout: StoreLayout, *, names: tuple[str, ...] | None = None
+) -> None:
+    """Write the ``zarr.json``/``.zarray`` of every level (no data)."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    store = LocalStore(str(root))
+    dims = tuple(a.name for a in layout.axes)
+    for k, lv in enumerate(layout.levels):
+        if names is not None and lv.path not in names:
+            continue
+        kw: dict[str, Any] = {
+            "store": store,
+            "name": lv.path,
+            "shape": lv.shape,
+            "dtype": layout.dtype,
+            "chunks": layout.chunks,
+            "fill_value": layout.fill_value,
+            "zarr_format": layout.zarr_format,
+            "overwrite": True,
+            "compressors": zarr_compressor(layout.codec, layout.zarr_format),
+        }
+        if layout.zarr_format == 3:
+            kw["dimension_names"] = dims
+            if layout.shard is not None:
+                kw["shards"] = level_block(layout, k)
+        else:
+            kw["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        zarr.create_array(**kw)
+
+
+# ------------------------------------------------------------------ reading
+
+
+class LevelFiles:
+    """Fast region reads of one array written in curated's layout (v3 sharded/unsharded, v2)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_v3 = self.path / "zarr.json"
+        if meta_v3.exists():
+            meta = json.loads(meta_v3.read_text())
+            self.zarr_format = 3
+            self.shape = tuple(meta["shape"])
+            self.dtype = np.dtype(meta["data_type"])
+            self.fill = meta.get("fill_value", 0) or 0
+            grid = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+            codecs = meta["codecs"]
+            sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
+            self._prefix = (
+                "c" + sep
+                if meta.get("chunk_key_encoding", {}).get("name", "default") == "default"
+                else ""
+            )
+            self._sep = sep
+            if codecs[0]["name"] == "sharding_indexed":
+                cfg = codecs[0]["configuration"]
+                self.shard: tuple[int, ...] | None = grid
+                self.chunks = tuple(cfg["chunk_shape"])
+                inner = cfg["codecs"]
+                if cfg.get("index_location", "end") != "end":
+                    msg = "shard index at the start is not supported"
+                    raise ConversionError(msg, path=self.path)
+            else:
+                self.shard = None
+                self.chunks = grid
+                inner = codecs
+            endian = next(
+                (
+                    c.get("configuration", {}).get("endian", "little")
+                    for c in inner
+                    if c["name"] == "bytes"
+                ),
+                "little",
+            )
+            self.dtype = self.dtype.newbyteorder("<" if endian == "little" else ">")
+            comp = [c for c in inner if c["name"] not in ("bytes", "crc32c")]
+            self.codec = (
+                make_codec({"id": comp[0]["name"], **comp[0].get("configuration", {})})
+                if comp
+                else None
+            )
+        else:
+            meta = json.loads((self.path / ".zarray").read_text())
+            self.zarr_format = 2
+            self.shape = tuple(meta["shape"])
+            self.dtype = np.dtype(meta["dtype"])
+            self.fill = meta.get("fill_value", 0) or 0
+            self.chunks = tuple(meta["chunks"])
+            self.shard = None
+            self._prefix = ""
+            self._sep = meta.get("dimension_separator", ".")
+            self.codec = make_codec(meta["compressor"]) if meta.get("compressor") else None
+        self._lock = threading.Lock()
+
+    def _key(self, idx: tuple[int, ...]) -> Path:
+        return self.path / (self._prefix + self._sep.join(str(i) for i in idx))
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        raw = self.codec.decode(data) if self.codec is not None else data
+        return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunks)
+
+    def _chunks_in_shard(
+        self, shard_idx: tuple[int, ...], wanted: list[tuple[int, ...]]
+    ) -> dict[tuple[int, ...], np.ndarray | None]:
+        assert self.shard is not None
+        cps = tuple(s // c for s, c in zip(self.shard, self.chunks, strict=True))
+        path = self._key(shard_idx)
+        out: dict[tuple[int, ...], np.ndarray | None] = dict.fromkeys(wanted)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return out
+        try:
+            size = os.fstat(fd).st_size
+            nidx = int(np.prod(cps)) * 16
+            raw = os.pread(fd, nidx, size - nidx - 4)
+            index = np.frombuffer(raw, dtype="<u8").reshape(*cps, 2)
+            for c in wanted:
+                local = tuple(ci - si * n for ci, si, n in zip(c, shard_idx, cps, strict=True))
+                off, n = index[local]
+                if off == EMPTY:
+                    continue
+                out[c] = self._decode(os.pread(fd, int(n), int(off)))
+        finally:
+            os.close(fd)
+        return out
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Read ``region`` into a new native-endian array (missing chunks = fill value)."""
+        shape = tuple(s.stop - s.start for s in region)
+        out = np.full(shape, self.fill, dtype=self.dtype.newbyteorder("="))
+        lo = [s.start // c for s, c in zip(region, self.chunks, strict=True)]
+        hi = [-(-s.stop // c) for s, c in zip(region, self.chunks, strict=True)]
+        wanted = [
+            tuple(lo[i] + v for i, v in enumerate(idx))
+            for idx in np.ndindex(*[h - b for h, b in zip(hi, lo, strict=True)])
+        ]
+        if self.shard is not None:
+            cps = tuple(s // c for s, c in zip(self.shard, self.chunks, strict=True))
+            groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+            for c in wanted:
+                groups.setdefault(tuple(ci // n for ci, n in zip(c, cps, strict=True)), []).append(
+                    c
+                )
+            decoded: dict[tuple[int, ...], np.ndarray | None] = {}
+            for sidx, cs in groups.items():
+                decoded.update(self._chunks_in_shard(sidx, cs))
+        else:
+            decoded = {}
+            for c in wanted:
+                try:
+                    decoded[c] = self._decode(self._key(c).read_bytes())
+                except FileNotFoundError:
+                    decoded[c] = None
+        for c, arr in decoded.items():
+            if arr is None:
+                continue
+            src = []
+            dst = []
+            for ci, cs, s in zip(c, self.chunks, region, strict=True):
+                a = max(s.start, ci * cs)
+                b = min(s.stop, (ci + 1) * cs)
+                src.append(slice(a - ci * cs, b - ci * cs))
+                dst.append(slice(a - s.start, b - s.start))
+            out[tuple(dst)] = arr[tuple(src)]
+        return out
+
+
+_level_cache = threading.local()
+
+
+def _level_files(path: str) -> LevelFiles:
+    cache = getattr(_level_cache, "d", None)
+    if cache is None:
+        cache = _level_cache.d = {}
+    lf = cache.get(path)
+    if lf is None:
+        lf = cache[path] = LevelFiles(path)
+    return lf
+
+
+# ------------------------------------------------------------------ writing
+
+
+@dataclass(frozen=True)
+class WriteJob:
+    """What every shard task of one store needs (picklable)."""
+
+    root: str
+    layout: StoreLayout
+    source: Any = None
+    """Level 0's source (a :class:`curated.images.sources.TiffSource` or ``ArraySource``), or ``None`` when level 0 exists."""
+    collect_values: bool = False
+    """Labels: record the label values each level-1 task (or level-0 scan) saw, for ``image-label`` colours."""
+
+    @property
+    def journal(self) -> Path:
+        return Path(self.root) / JOURNAL
+
+
+def shard_key(idx: tuple[int, ...]) -> str:
+    return ".".join(str(i) for i in idx)
+
+
+def marker_path(job: WriteJob, level: int, idx: tuple[int, ...]) -> Path:
+    return job.journal / "done" / str(level) / shard_key(idx)
+
+
+def pending_shards(job: WriteJob, level: int) -> list[tuple[int, ...]]:
+    """Shards of ``level`` without a completion marker."""
+    lv = job.layout.levels[level]
+    done_dir = job.journal / "done" / str(level)
+    done = set(os.listdir(done_dir)) if done_dir.is_dir() else set()
+    return [
+        idx
+        for idx in block_grid(lv.shape, level_block(job.layout, level))
+        if shard_key(idx) not in done
+    ]
+
+
+def _units(region: tuple[slice, ...], unit: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    shape = tuple(s.stop - s.start for s in region)
+    out = []
+    for idx in block_grid(shape, unit):
+        sub = block_region(idx, unit, shape)
+        out.append(
+            tuple(
+                slice(r.start + s.start, r.start + s.stop) for r, s in zip(region, sub, strict=True)
+            )
+        )
+    return out
+
+
+def _unit_shape(layout: StoreLayout, block: tuple[int, ...], level: int) -> tuple[int, ...]:
+    """Slab that one step of a task produces: one chunk deep on the first chunked axis (level 0),
+    one chunk deep on the first two chunked axes (pyramid levels: their parent region is 8x bigger)."""
+    unit = list(block)
+    space = [i for i, a in enumerate(layout.axes) if a.type == "space"]
+    for i, a in enumerate(layout.axes):
+        if a.type != "space":
+            unit[i] = 1
+    n_narrow = 1 if level == 0 else 2
+    for i in space[:n_narrow]:
+        unit[i] = layout.chunks[i]
+    return tuple(unit)
+
+
+def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, Any]:
+    """Write shard ``idx`` of ``level`` completely, then mark it done. Returns figures for progress."""
+    layout = job.layout
+    lv = layout.levels[level]
+    block = level_block(layout, level)
+    region = block_region(idx, block, lv.shape)
+    chunks = layout.chunks
+    codec = make_codec(layout.codec)
+    dtype = np.dtype(layout.dtype)
+    fill = layout.fill_value
+    root = Path(job.root)
+    info: dict[str, Any] = {"level": level, "shard": idx, "bytes": 0, "stored": 0}
+    sample_parts: list[np.ndarray] = []
+    values: set[int] = set()
+
+    if level == 0:
+        if job.source is None:
+            msg = "level 0 has no source to be written from"
+            raise ConversionError(msg, path=root)
+
+        def produce(r: tuple[slice, ...]) -> np.ndarray:
+            return job.source.read(r)
+
+    else:
+        parent = _level_files(str(root / layout.levels[level - 1].path))
+        pshape = layout.levels[level - 1].shape
+        f = tuple(b // a for a, b in zip(layout.levels[level - 1].factors, lv.factors, strict=True))
+        reducer = downsample.REDUCERS[layout.method]
+
+        def produce(r: tuple[slice, ...]) -> np.ndarray:
+            pr = tuple(
+                slice(s.start * k, min(s.stop * k, n)) for s, k, n in zip(r, f, pshape, strict=True)
+            )
+            data = parent.read(pr)
+            if job.collect_values and level == 1:
+                values.update(int(v) for v in np.unique(data))
+            return reducer(data, f)
+
+    sample_step = tuple(
+        max(1, b // SAMPLES_PER_SHARD_AXIS) if a.type == "space" else 1
+        for b, a in zip(block, layout.axes, strict=True)
+    )
+
+    tmp_dir = job.journal / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{level}-{shard_key(idx)}-{uuid.uuid4().hex}"
+    n_written = 0
+    try:
+        with open(tmp, "wb") as fh:
+            if layout.shard is not None:
+                cps = tuple(b // c for b, c in zip(block, chunks, strict=True))
+                index = np.full((*cps, 2), EMPTY, dtype="<u8")
+                offset = 0
+            for unit in _units(region, _unit_shape(layout, block, level)):
+                data = produce(unit)
+                if data.dtype != dtype:
+                    data = data.astype(dtype)
+                info["bytes"] += data.nbytes
+                if level == 0 and layout.method == "mean":
+                    sub = data[
+                        tuple(
+                            slice((-u.start) % s, None, s)
+                            for u, s in zip(unit, sample_step, strict=True)
+                        )
+                    ]
+                    sample_parts.append(sub.ravel().copy())
+                if job.collect_values and level == 0 and len(layout.levels) == 1:
+                    values.update(int(v) for v in np.unique(data))
+                for cidx in block_grid(data.shape, chunks):
+                    sub_r = block_region(cidx, chunks, data.shape)
+                    chunk = data[sub_r]
+                    gidx = tuple(
+                        u.start // c + i for u, c, i in zip(unit, chunks, cidx, strict=True)
+                    )
+                    if np.all(chunk == fill):
+                        if layout.shard is None:
+                            # v2: leave the chunk out, and remove a stale one from an earlier run
+                            _chunk_file(root / lv.path, gidx).unlink(missing_ok=True)
+                        continue
+                    if chunk.shape != chunks:
+                        padded = np.full(chunks, fill, dtype=dtype)
+                        padded[tuple(slice(0, n) for n in chunk.shape)] = chunk
+                        chunk = padded
+                    payload = codec.encode(
+                        np.ascontiguousarray(chunk.astype(dtype.newbyteorder("<"), copy=False))
+                    )
+                    if layout.shard is not None:
+                        local = tuple(g - i * n for g, i, n in zip(gidx, idx, cps, strict=True))
+                        fh.write(payload)
+                        index[local] = (offset, len(payload))
+                        offset += len(payload)
+                    else:
+                        _write_chunk(root / lv.path, gidx, payload, tmp_dir)
+                    n_written += 1
+                    info["stored"] += len(payload)
+            if layout.shard is not None and n_written:
+                import google_crc32c
+
+                raw = index.tobytes()
+                fh.write(raw)
+                fh.write(np.array([google_crc32c.value(raw)], dtype="<u4").tobytes())
+        if layout.shard is not None:
+            final = root / lv.path / "c" / "/".join(str(i) for i in idx)
+            if n_written:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+            else:
+                final.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if sample_parts:
+        sdir = job.journal / "samples"
+        sdir.mkdir(parents=True, exist_ok=True)
+        _save_npy(sdir / f"{shard_key(idx)}.npy", np.concatenate(sample_parts), tmp_dir)
+    if values:
+        vdir = job.journal / "values"
+        vdir.mkdir(parents=True, exist_ok=True)
+        _save_npy(
+            vdir / f"{level}-{shard_key(idx)}.npy",
+            np.array(sorted(values), dtype=np.int64),
+            tmp_dir,
+        )
+    mark = marker_path(job, level, idx)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(
+        json.dumps({"bytes": info["bytes"], "stored": info["stored"], "chunks": n_written})
+    )
+    return info
+
+
+def _chunk_file(array_dir: Path, gidx: tuple[int, ...]) -> Path:
+    return array_dir / "/".join(str(i) for i in gidx)
+
+
+def _write_chunk(array_dir: Path, gidx: tuple[int, ...], payload: bytes, tmp_dir: Path) -> None:
+    final = _chunk_file(array_dir, gidx)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"c-{uuid.uuid4().hex}"
+    tmp.write_bytes(payload)
+    os.replace(tmp, final)
+
+
+def _save_npy(path: Path, arr: np.ndarray, tmp_dir: Path) -> None:
+    tmp = tmp_dir / f"n-{uuid.uuid4().hex}.npy"
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def collected_sample(job: WriteJob) -> np.ndarray:
+    sdir = job.journal / "samples"
+    if not sdir.is_dir():
+        return np.zeros(0)
+    parts = [np.load(sdir / name) for name in sorted(os.listdir(sdir))]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def collected_values(job: WriteJob) -> list[int]:
+    vdir = job.journal / "values"
+    if not vdir.is_dir():
+        return []
+    vals: set[int] = set()
+    for name in sorted(os.listdir(vdir)):
+        vals.update(int(v) for v in np.load(vdir / name))
+    return sorted(vals)
+
+
+def level_stats(job: WriteJob) -> dict[str, int]:
+    """Bytes and stored bytes over all finished shards, from the journal markers."""
+    total = {"bytes": 0, "stored": 0, "chunks": 0}
+    done = job.journal / "done"
+    if not done.is_dir():
+        return total
+    for level in sorted(os.listdir(done)):
+        for name in os.listdir(done / level):
+            d = json.loads((done / level / name).read_text())
+            for k in total:
+                total[k] += int(d.get(k, 0))
+    return total
+
+
+def remove_journal(job: WriteJob) -> None:
+    shutil.rmtree(job.journal, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ running
+
+
+def run_levels(
+    job: WriteJob,
+    levels: range | list[int],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Any = None,
+    total_bytes: int | None = None,
+) -> int:
+    """Write every pending shard of ``levels`` in order (one dask task per shard). Returns shards written."""
+    import dask
+
+    abort_after = int(os.environ.get(ABORT_ENV, "0") or 0)
+    count = 0
+    client = None
+    if scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False)
+        except OSError as exc:
+            msg = f"cannot reach the dask scheduler at {scheduler} ({exc})"
+            raise ConversionError(msg) from exc
+    try:
+        for level in levels:
+            todo = pending_shards(job, level)
+            if not todo:
+                continue
+            tasks = [
+                dask.delayed(write_shard, pure=False)(
+                    job,
+                    level,
+                    idx,
+                    dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
+                )
+                for idx in todo
+            ]
+
+            def done(info: dict[str, Any]) -> None:
+                nonlocal count
+                count += 1
+                if progress is not None:
+                    progress.advance(info["bytes"], level=int(info["level"]))
+                if abort_after and count >= abort_after:
+                    os._exit(75)
+
+            if client is not None:
+                from distributed import as_completed
+
+                futures = client.compute(tasks)
+                try:
+                    for fut in as_completed(futures, loop=client.loop):
+                        done(fut.result())
+                finally:
+                    client.cancel(futures)
+            else:
+                from dask.callbacks import Callback
+
+                class _Progress(Callback):
+                    def _posttask(
+                        self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
+                    ) -> None:
+                        if isinstance(result, dict) and "shard" in result:
+                            done(result)
+
+                with _Progress():
+                    dask.compute(
+                        *tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1
+                    )
+    finally:
+        if client is not None:
+            client.close()
+    return count

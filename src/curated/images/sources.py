@@ -1,0 +1,637 @@
+"""Image sources the converter reads: multi-page (Big)TIFF, OME-TIFF, ImageJ hyperstacks,
+folders of per-slice 2D TIFFs, and in-memory / dask / zarr arrays.
+
+A source is a small picklable object: its page table is built once when it is
+opened (checking every page or slice), and :meth:`TiffSource.read` reads any
+region by path, so shard tasks can run in threads or on dask.distributed workers.
+Uncompressed pages are read with ``os.pread`` (no memory map, so the page cache
+does not count against the process's memory); strips and tiles of compressed
+pages are decoded only where the region touches them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curated.errors import ConversionError, InputError
+from curated.images.units import length_unit
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+SUPPORTED_DTYPES = ("uint8", "uint16", "int8", "int16", "uint32", "int32", "float32")
+_SPACE = "zyx"
+
+# TIFF tags a conversion consumes; everything else is reported as "not carried over"
+_CONSUMED_TAGS = {
+    "NewSubfileType", "SubfileType", "ImageWidth", "ImageLength", "BitsPerSample", "Compression",
+    "PhotometricInterpretation", "StripOffsets", "SamplesPerPixel", "RowsPerStrip", "StripByteCounts",
+    "XResolution", "YResolution", "ResolutionUnit", "PlanarConfiguration", "SampleFormat",
+    "TileWidth", "TileLength", "TileOffsets", "TileByteCounts", "Predictor", "ImageDescription",
+    "Software", "FillOrder", "Orientation", "MinSampleValue", "MaxSampleValue", "SMinSampleValue",
+    "SMaxSampleValue", "ExtraSamples", "JPEGTables", "DateTime",
+}  # fmt: skip
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``slice2`` before ``slice10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+class _Files(threading.local):
+    """Per-thread open file descriptors and TiffFile objects (thread-safe reads)."""
+
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+        self.tiffs: dict[str, Any] = {}
+
+
+_files = _Files()
+
+
+def _fd(path: str) -> int:
+    fd = _files.fds.get(path)
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY)
+        _files.fds[path] = fd
+    return fd
+
+
+def _tiff(path: str) -> Any:
+    import tifffile
+
+    tf = _files.tiffs.get(path)
+    if tf is None:
+        tf = tifffile.TiffFile(path)
+        _files.tiffs[path] = tf
+    return tf
+
+
+def _pread_exact(fd: int, n: int, offset: int, path: str, page: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    if len(data) != n:
+        msg = f"page {page} is truncated (file ends {n - len(data)} bytes early); the file is incomplete, copy it again"
+        raise ConversionError(msg, path=path, details={"page": page})
+    return data
+
+
+@dataclass
+class TiffSource:
+    """A stack of TIFF pages (one file or a folder of slices) seen as one array.
+
+    ``axes`` are the output axes in OME order (``t``, ``c``, ``z``, ``y``, ``x``;
+    absent axes omitted). Page ``p`` of the stack holds the YX plane at leading
+    index ``np.unravel_index(p, lead_shape)`` in the file's own axis order.
+    """
+
+    kind: str
+    path: str
+    files: list[str]
+    axes: str
+    shape: tuple[int, ...]
+    dtype: str
+    """numpy dtype string with byte order (``<u2``, ``>f4``...)."""
+    page_file: np.ndarray
+    page_index: np.ndarray
+    page_offset: np.ndarray
+    """Byte offset of an uncompressed contiguous page, or -1 (decode the page's segments)."""
+    lead_shape: tuple[int, ...]
+    lead_perm: tuple[int, ...]
+    """For each output leading axis, its position among the file's leading axes."""
+    voxel_size: tuple[float, ...] | None = None
+    unit: str | None = None
+    voxel_source: str = "none"
+    not_carried: list[str] = field(default_factory=list)
+
+    @property
+    def page_shape(self) -> tuple[int, int]:
+        return int(self.shape[-2]), int(self.shape[-1])
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Read ``region`` (one slice per output axis) into a new native-endian array."""
+        ys, xs = region[-2], region[-1]
+        lead = region[:-2]
+        out_shape = tuple(s.stop - s.start for s in region)
+        native = np.dtype(self.dtype).newbyteorder("=")
+        out = np.empty(out_shape, dtype=native)
+        ranges = [range(s.start, s.stop) for s in lead]
+        for pos in np.ndindex(*[len(r) for r in ranges]):
+            out_idx = [r[p] for r, p in zip(ranges, pos, strict=True)]
+            file_idx = [0] * len(self.lead_shape)
+            for o, fpos in zip(out_idx, self.lead_perm, strict=True):
+                file_idx[fpos] = o
+            page = int(np.ravel_multi_index(file_idx, self.lead_shape)) if self.lead_shape else 0
+            out[pos] = self._read_page(page, ys, xs)
+        return out
+
+    def _read_page(self, page: int, ys: slice, xs: slice) -> np.ndarray:
+        path = self.files[int(self.page_file[page])]
+        h, w = self.page_shape
+        dt = np.dtype(self.dtype)
+        off = int(self.page_offset[page])
+        if off >= 0:
+            fd = _fd(path)
+            isz = dt.itemsize
+            nrows = ys.stop - ys.start
+            ncols = xs.stop - xs.start
+            if ncols * 4 >= w or nrows == 1:
+                data = _pread_exact(fd, nrows * w * isz, off + ys.start * w * isz, path, page)
+                arr = np.frombuffer(data, dtype=dt).reshape(nrows, w)[:, xs]
+            else:  # narrow window of a wide page: read only the needed part of each row
+                arr = np.empty((nrows, ncols), dtype=dt)
+                rowbytes = ncols * isz
+                for i in range(nrows):
+                    data = _pread_exact(
+                        fd, rowbytes, off + ((ys.start + i) * w + xs.start) * isz, path, page
+                    )
+                    arr[i] = np.frombuffer(data, dtype=dt)
+            return arr.astype(dt.newbyteorder("="), copy=False)
+        return self._decode_page(page, path, ys, xs)
+
+    def _decode_page(self, page: int, path: str, ys: slice, xs: slice) -> np.ndarray:
+        tf = _tiff(path)
+        try:
+            frame = tf.pages[int(self.page_index[page])]
+            p = getattr(frame, "keyframe", None) or frame
+            if p.is_tiled:
+                tl, tw = p.tilelength, p.tilewidth
+                ntx = -(-p.imagewidth // tw)
+                segs = [
+                    ty * ntx + tx
+                    for ty in range(ys.start // tl, (ys.stop - 1) // tl + 1)
+                    for tx in range(xs.start // tw, (xs.stop - 1) // tw + 1)
+                ]
+            else:
+                rps = min(p.rowsperstrip or p.imagelength, p.imagelength)
+                segs = list(range(ys.start // rps, (ys.stop - 1) // rps + 1))
+            out = np.empty(
+                (ys.stop - ys.start, xs.stop - xs.start),
+                dtype=np.dtype(self.dtype).newbyteorder("="),
+            )
+            fd = _fd(path)
+            decode = p.decode
+            for s in segs:
+                data = _pread_exact(
+                    fd, int(frame.databytecounts[s]), int(frame.dataoffsets[s]), path, page
+                )
+                seg, idx, _ = decode(data, s, jpegtables=p.jpegtables)
+                seg = np.asarray(seg).reshape(seg.shape[-3], seg.shape[-2])
+                y0, x0 = int(idx[2]), int(idx[3])
+                ya, yb = max(ys.start, y0), min(ys.stop, y0 + seg.shape[0])
+                xa, xb = max(xs.start, x0), min(xs.stop, x0 + seg.shape[1])
+                if ya < yb and xa < xb:
+                    out[ya - ys.start : yb - ys.start, xa - xs.start : xb - xs.start] = seg[
+                        ya - y0 : yb - y0, xa - x0 : xb - x0
+                    ]
+            return out
+        except ConversionError:
+            raise
+        except Exception as exc:  # codec errors on damaged data
+            msg = f"page {page} cannot be decoded ({exc}); the file may be truncated or damaged"
+            raise ConversionError(msg, path=path, details={"page": page}) from exc
+
+
+@dataclass
+class ArraySource:
+    """A numpy, dask or zarr array (or anything with ``shape``, ``dtype`` and slicing)."""
+
+    array: Any
+    axes: str
+    kind: str = "array"
+    path: str = "<array>"
+    voxel_size: tuple[float, ...] | None = None
+    unit: str | None = None
+    voxel_source: str = "given"
+    files: list[str] = field(default_factory=list)
+    not_carried: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.array.shape)
+
+    @property
+    def dtype(self) -> str:
+        return np.dtype(self.array.dtype).str
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        block = self.array[region]
+        if hasattr(block, "compute"):
+            block = block.compute(scheduler="synchronous")
+        return np.asarray(block)
+
+
+Source = TiffSource | ArraySource
+
+
+# ---------------------------------------------------------------- opening
+
+
+def open_source(path: str | Path) -> TiffSource:
+    """Open a TIFF file or a folder of per-slice TIFFs as a :class:`TiffSource`.
+
+    Raises
+    ------
+    InputError
+        Missing path, empty folder, not a TIFF.
+    ConversionError
+        Truncated pages, slices of different shape or dtype, unsupported pixel types.
+    """
+    p = Path(path)
+    if not p.exists():
+        msg = "does not exist; give a TIFF file or a folder of per-slice TIFFs"
+        raise InputError(msg, path=p)
+    if p.is_dir():
+        return _open_folder(p)
+    return _open_file(p)
+
+
+def _check_dtype(dtype: np.dtype, path: Path) -> None:
+    if np.dtype(dtype).newbyteorder("=").name not in SUPPORTED_DTYPES:
+        msg = f"pixel type {np.dtype(dtype).name} is not supported; convert to uint8, uint16 or float32 first"
+        raise ConversionError(msg, path=path)
+
+
+def _open_tiff(path: Path) -> Any:
+    import tifffile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tifffile.TiffFile(path)
+    except Exception as exc:
+        msg = f"cannot be read as TIFF ({exc}); if it was copied, copy it again"
+        raise ConversionError(msg, path=path) from exc
+
+
+def _page_table_entry(
+    page: Any, index: int, size: int, path: Path, shape: tuple[int, int], dtype: np.dtype
+) -> int:
+    """Check one page's data lies inside the file; return its contiguous offset or -1."""
+    if page is None:
+        msg = f"page {index} cannot be read (broken IFD chain); the file is truncated or damaged"
+        raise ConversionError(msg, path=path, details={"page": index})
+    if tuple(page.shape[-2:]) != shape or page.dtype != dtype:
+        msg = f"page {index} has shape {page.shape} {page.dtype}, unlike page 0 ({shape} {dtype})"
+        raise ConversionError(msg, path=path, details={"page": index})
+    offs, counts = page.dataoffsets, page.databytecounts
+    if (
+        not offs
+        or any(o + c > size for o, c in zip(offs, counts, strict=False))
+        or any(c == 0 for c in counts)
+    ):
+        msg = f"page {index} is truncated (its data extend past the end of the file); the file is incomplete, copy it again"
+        raise ConversionError(msg, path=path, details={"page": index})
+    expected = shape[0] * shape[1] * dtype.itemsize
+    kf = getattr(page, "keyframe", None) or page
+    plain = (
+        kf.compression == 1
+        and getattr(kf, "predictor", 1) == 1
+        and getattr(kf, "fillorder", 1) == 1
+        and kf.samplesperpixel == 1
+    )
+    back_to_back = all(offs[i] + counts[i] == offs[i + 1] for i in range(len(offs) - 1))
+    if (
+        plain
+        and back_to_back
+        and sum(counts) >= expected
+        and kf.bitspersample == dtype.itemsize * 8
+    ):
+        return int(offs[0])
+    return -1
+
+
+class _TiffWarnings(logging.Handler):
+    """Collects tifffile's warnings (it logs broken IFD chains instead of raising)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _open_file(path: Path) -> TiffSource:
+    logger = logging.getLogger("tifffile")
+    capture = _TiffWarnings()
+    logger.addHandler(capture)
+    try:
+        tf = _open_tiff(path)
+        try:
+            npages_file = len(tf.pages)
+            broken = [
+                m
+                for m in capture.messages
+                if "invalid page offset" in m
+                or "failed to reshape" in m
+                or "corrupted" in m.lower()
+            ]
+            if broken:
+                npages_file = min(npages_file, _first_short_page(tf, path))
+                msg = f"page {npages_file} is truncated or missing (the file ends early: {broken[0].split('> ')[-1]}); the file is incomplete, copy it again"
+                raise ConversionError(msg, path=path, details={"page": npages_file})
+            return _source_from_tiff(tf, path)
+        finally:
+            tf.close()
+    finally:
+        logger.removeHandler(capture)
+
+
+def _first_short_page(tf: Any, path: Path) -> int:
+    """For pages stored back to back, the first page whose data run past the end of the file."""
+    try:
+        p0 = tf.pages[0]
+        if p0.compression != 1 or not p0.dataoffsets:
+            return 1 << 62
+        page_bytes = int(np.prod(p0.shape)) * p0.dtype.itemsize
+        return max(0, (path.stat().st_size - int(p0.dataoffsets[0])) // page_bytes)
+    except Exception:
+        return 1 << 62
+
+
+def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
+    if True:
+        size = path.stat().st_size
+        if not tf.series:
+            msg = "contains no image pages"
+            raise ConversionError(msg, path=path)
+        series = tf.series[0]
+        axes = series.axes.upper()
+        if "S" in axes and series.shape[axes.index("S")] > 1:
+            msg = f"has {series.shape[axes.index('S')]} samples per pixel (RGB or similar); only single-sample grey images are supported"
+            raise ConversionError(msg, path=path)
+        if axes[-2:] != "YX":
+            msg = f"axes {axes!r} do not end in YX; cannot read it as a stack of planes"
+            raise ConversionError(msg, path=path)
+        dtype = np.dtype(series.dtype)
+        _check_dtype(dtype, path)
+        lead_axes = axes[:-2]
+        lead_shape = tuple(int(n) for n in series.shape[:-2])
+        h, w = (int(n) for n in series.shape[-2:])
+        npages = int(np.prod(lead_shape)) if lead_shape else 1
+        offsets = np.full(npages, -1, dtype=np.int64)
+        index = np.arange(npages, dtype=np.int64)
+        byteorder = tf.byteorder
+        page_dtype = dtype.newbyteorder(byteorder)
+        first = series.pages[0] if len(series.pages) else None
+        if first is None:
+            msg = "page 0 cannot be read; the file is truncated or damaged"
+            raise ConversionError(msg, path=path, details={"page": 0})
+        contiguous_series = getattr(series, "dataoffset", None)
+        page_bytes = h * w * dtype.itemsize
+        if contiguous_series is not None and len(series.pages) < npages:
+            end = int(contiguous_series) + npages * page_bytes
+            if end > size:
+                bad = max(0, (size - int(contiguous_series)) // page_bytes)
+                msg = f"page {bad} is truncated (the file ends {end - size} bytes early); the file is incomplete, copy it again"
+                raise ConversionError(msg, path=path, details={"page": int(bad)})
+            offsets[:] = int(contiguous_series) + np.arange(npages, dtype=np.int64) * page_bytes
+        else:
+            pages = series.pages
+            if len(pages) < npages:
+                msg = f"page {len(pages)} is missing: the file holds {len(pages)} of {npages} pages; it is truncated"
+                raise ConversionError(msg, path=path, details={"page": len(pages)})
+            for i in range(npages):
+                try:
+                    pg = pages[i]
+                except Exception as exc:
+                    msg = f"page {i} cannot be read ({exc}); the file is truncated or damaged"
+                    raise ConversionError(msg, path=path, details={"page": i}) from exc
+                offsets[i] = _page_table_entry(pg, i, size, path, (h, w), dtype)
+                index[i] = pg.index if isinstance(pg.index, int) else pg.index[-1]
+        out_axes, perm, out_shape_lead = _map_axes(lead_axes, lead_shape, path)
+        voxel, unit, origin = _voxel_from_metadata(tf, path)
+        src = TiffSource(
+            kind="ome-tiff" if tf.is_ome else ("imagej" if tf.is_imagej else "tiff"),
+            path=str(path),
+            files=[str(path)],
+            axes=out_axes + "yx",
+            shape=(*out_shape_lead, h, w),
+            dtype=page_dtype.str,
+            page_file=np.zeros(npages, dtype=np.int32),
+            page_index=index,
+            page_offset=offsets,
+            lead_shape=lead_shape,
+            lead_perm=perm,
+            voxel_size=voxel,
+            unit=unit,
+            voxel_source=origin,
+            not_carried=_not_carried(first, tf),
+        )
+    return src
+
+
+def _map_axes(
+    lead_axes: str, lead_shape: tuple[int, ...], path: Path
+) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """Map the file's leading axes (e.g. ``TZC``, ``Q``, ``I``) onto OME ``t``, ``c``, ``z``."""
+    names = []
+    for a in lead_axes:
+        if a in "ZQIP":
+            names.append("z")
+        elif a == "C":
+            names.append("c")
+        elif a == "T":
+            names.append("t")
+        elif a == "S":
+            names.append("s")
+        else:
+            msg = f"axis {a!r} of the file has no OME-Zarr counterpart"
+            raise ConversionError(msg, path=path)
+    # axes of size 1 that would collide with another (ImageJ writes T, Z and C) are kept but ordered
+    if len(set(names)) != len(names):
+        msg = f"file axes {lead_axes!r} map to the same OME axis more than once"
+        raise ConversionError(msg, path=path)
+    order = [n for n in "tcz" if n in names]
+    perm = tuple(names.index(n) for n in order)
+    out_shape = tuple(lead_shape[names.index(n)] for n in order)
+    # drop singleton c and t: a grey volume is zyx
+    keep = [i for i, n in enumerate(order) if not (n in "ct" and out_shape[i] == 1)]
+    if "s" in order:
+        keep = [i for i in keep if order[i] != "s"]
+    axes = "".join(order[i] for i in keep)
+    return axes, tuple(perm[i] for i in keep), tuple(out_shape[i] for i in keep)
+
+
+def _open_folder(folder: Path) -> TiffSource:
+    files = sorted(
+        (
+            f
+            for f in folder.iterdir()
+            if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES and not f.name.startswith(".")
+        ),
+        key=lambda f: natural_key(f.name),
+    )
+    if not files:
+        msg = "contains no TIFF slices (*.tif, *.tiff); give a folder of per-slice 2D TIFFs"
+        raise InputError(msg, path=folder)
+    offsets = np.full(len(files), -1, dtype=np.int64)
+    shape0: tuple[int, int] | None = None
+    dtype0: np.dtype | None = None
+    voxel: tuple[float, ...] | None = None
+    unit = origin = None
+    not_carried: list[str] = []
+    for i, f in enumerate(files):
+        tf = _open_tiff(f)
+        try:
+            if not tf.pages or tf.pages[0] is None:
+                msg = "slice has no readable image; it is truncated or not a TIFF"
+                raise ConversionError(msg, path=f, details={"slice": i})
+            page = tf.pages[0]
+            pshape = tuple(int(n) for n in page.shape)
+            if len(pshape) != 2:
+                msg = f"slice has shape {pshape}; every slice must be a single 2D grey plane"
+                raise ConversionError(msg, path=f, details={"slice": i})
+            if shape0 is None:
+                shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
+                _check_dtype(dtype0, f)
+                voxel, unit, origin = _voxel_from_metadata(tf, f)
+                not_carried = _not_carried(page, tf)
+            elif pshape != shape0 or np.dtype(page.dtype) != dtype0:
+                msg = (
+                    f"slice {i} has shape {pshape} and dtype {np.dtype(page.dtype).name}, "
+                    f"but {files[0].name} has {shape0} {dtype0.name}; every slice must match"  # type: ignore[union-attr]
+                )
+                raise ConversionError(
+                    msg,
+                    path=f,
+                    details={"slice": i, "expected": list(shape0), "found": list(pshape)},
+                )
+            if tf.byteorder != "<" and dtype0.itemsize > 1:  # type: ignore[union-attr]
+                offsets[i] = -1
+            else:
+                offsets[i] = _page_table_entry(page, 0, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
+        finally:
+            tf.close()
+    assert shape0 is not None and dtype0 is not None
+    # a folder's slices carry only 2D resolution; the z spacing is unknown
+    if voxel is not None and len(voxel) == 3 and origin == "tiff-resolution":
+        voxel = None
+        unit = None
+        origin = "none"
+    return TiffSource(
+        kind="slices",
+        path=str(folder),
+        files=[str(f) for f in files],
+        axes="zyx",
+        shape=(len(files), *shape0),
+        dtype=dtype0.newbyteorder("<").str if dtype0.itemsize > 1 else dtype0.str,
+        page_file=np.arange(len(files), dtype=np.int32),
+        page_index=np.zeros(len(files), dtype=np.int64),
+        page_offset=offsets,
+        lead_shape=(len(files),),
+        lead_perm=(0,),
+        voxel_size=voxel,
+        unit=unit,
+        voxel_source=origin or "none",
+        not_carried=not_carried,
+    )
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def _voxel_from_metadata(tf: Any, path: Path) -> tuple[tuple[float, ...] | None, str | None, str]:
+    """Voxel size (z, y, x) and unit from OME-XML, ImageJ metadata, or TIFF resolution tags."""
+    if tf.is_ome and tf.ome_metadata:
+        got = _voxel_from_ome(tf.ome_metadata)
+        if got is not None:
+            return got[0], got[1], "ome-xml"
+    if tf.is_imagej and tf.imagej_metadata:
+        ij = tf.imagej_metadata
+        page = tf.pages[0]
+        xy = _resolution(page)
+        if xy is not None:
+            try:
+                unit = length_unit(str(ij.get("unit", "micrometer")).replace("\\u00B5", "µ"))
+            except InputError:
+                unit = None
+            if unit is not None:
+                z = float(ij.get("spacing", 1.0))
+                return (z, xy[0], xy[1]), unit, "imagej"
+    return None, None, "none"
+
+
+def _resolution(page: Any) -> tuple[float, float] | None:
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    try:
+        xn, xd = tags["XResolution"].value
+        yn, yd = tags["YResolution"].value
+    except (TypeError, ValueError):
+        return None
+    if not xn or not yn:
+        return None
+    return yd / yn, xd / xn
+
+
+def _voxel_from_ome(xml: str) -> tuple[tuple[float, float, float], str] | None:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return None
+    sizes = []
+    units = []
+    for ax in "ZYX":
+        v = pixels.get(f"PhysicalSize{ax}")
+        if v is None:
+            return None
+        sizes.append(float(v))
+        units.append(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
+    try:
+        names = [length_unit(u) for u in units]
+    except InputError:
+        return None
+    from curated.images.units import to_unit
+
+    unit = names[-1]
+    return (to_unit(sizes[0], names[0], unit), to_unit(sizes[1], names[1], unit), sizes[2]), unit
+
+
+def _not_carried(page: Any, tf: Any) -> list[str]:
+    """Names of TIFF tags (and metadata blocks) that have no home in OME-Zarr."""
+    out = []
+    for tag in page.tags.values():
+        if tag.name in _CONSUMED_TAGS:
+            continue
+        out.append(f"TIFF tag {tag.code} ({tag.name})")
+    if tf.is_imagej and tf.imagej_metadata:
+        extra = sorted(
+            k
+            for k in tf.imagej_metadata
+            if k
+            not in {
+                "ImageJ",
+                "images",
+                "slices",
+                "frames",
+                "channels",
+                "hyperstack",
+                "mode",
+                "spacing",
+                "unit",
+                "axes",
+                "loop",
+                "min",
+                "max",
+            }
+        )
+        if extra:
+            out.append("ImageJ metadata keys: " + ", ".join(extra))
+    if tf.is_ome:
+        out.append(
+            "OME-XML beyond pixel sizes (kept in the original; import it with `curated metadata import-ome`)"
+        )
+    return out

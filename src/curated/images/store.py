@@ -1,0 +1,149 @@
+"""The life of one multiscale store on disk: plan, resume, finish.
+
+An unfinished store never looks finished: its group carries only a
+``curated-incomplete`` attribute and no ``multiscales`` until every shard of every
+level is written; the OME metadata is written last, in one atomic file write,
+and only then is the progress journal removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from curated._io import atomic_write_text, canonical_json, write_json
+from curated.errors import ConversionError, InputError
+from curated.images.layout import StoreLayout
+from curated.images.shards import JOURNAL, create_level_arrays
+
+INCOMPLETE_KEY = "curated-incomplete"
+INCOMPLETE_MESSAGE = (
+    "this store is being written or was interrupted; re-run the same command to finish it"
+)
+
+
+def read_group_attrs(root: Path) -> tuple[dict[str, Any], int] | None:
+    """``(attributes, zarr_format)`` of the group at ``root``, or ``None`` when it is not a zarr group."""
+    v3 = root / "zarr.json"
+    if v3.is_file():
+        meta = json.loads(v3.read_text())
+        return meta.get("attributes", {}) or {}, 3
+    if (root / ".zgroup").is_file():
+        attrs = root / ".zattrs"
+        return (json.loads(attrs.read_text()) if attrs.is_file() else {}), 2
+    return None
+
+
+def write_group_attrs(root: Path, attrs: dict[str, Any], zarr_format: int) -> None:
+    """Atomically (re)write a group's metadata with ``attrs``."""
+    root.mkdir(parents=True, exist_ok=True)
+    if zarr_format == 3:
+        _write_json_readable(
+            root / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+        )
+    else:
+        if not (root / ".zgroup").exists():
+            _write_json_readable(root / ".zgroup", {"zarr_format": 2})
+        _write_json_readable(root / ".zattrs", attrs)
+
+
+def _write_json_readable(path: Path, obj: dict[str, Any]) -> None:
+    write_json(path, obj)
+    path.chmod(0o644)  # the atomic temporary file is private; metadata is meant to be shared
+
+
+def plan_digest(plan: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(plan).encode()).hexdigest()
+
+
+def begin(
+    root: Path,
+    layout: StoreLayout,
+    plan: dict[str, Any],
+    *,
+    overwrite: bool,
+    protect: list[Path] = (),  # type: ignore[assignment]
+    group_attrs: dict[str, Any] | None = None,
+) -> bool:
+    """Prepare ``root`` for writing; return ``True`` when an interrupted run with the same plan is resumed.
+
+    Raises
+    ------
+    InputError
+        ``root`` exists (and is not an unfinished run of the same plan) and ``overwrite`` is false,
+        or ``root`` would contain one of the ``protect`` paths (the source).
+    """
+    root = Path(root)
+    for p in protect:
+        rp, rr = Path(p).resolve(), root.resolve()
+        if rp == rr or rr in rp.parents:
+            msg = "the destination must not be (or contain) the source; choose another DEST"
+            raise InputError(msg, path=root)
+    journal = root / JOURNAL
+    digest = plan_digest(plan)
+    if root.exists() or root.is_symlink():
+        previous = journal / "plan.json"
+        if overwrite:
+            if root.is_dir() and not root.is_symlink():
+                shutil.rmtree(root)
+            else:
+                root.unlink()
+        elif previous.is_file():
+            old = json.loads(previous.read_text())
+            if old.get("digest") == digest:
+                return True
+            msg = (
+                "holds an unfinished conversion made with different inputs or parameters; "
+                "re-run it with the same ones to finish it, or pass --overwrite to start again"
+            )
+            raise InputError(msg, path=root)
+        else:
+            msg = "already exists; pass --overwrite to replace it (or choose another DEST)"
+            raise InputError(msg, path=root)
+    journal.mkdir(parents=True)
+    atomic_write_text(
+        journal / "plan.json", json.dumps({"digest": digest, "plan": plan}, indent=1, default=str)
+    )
+    attrs = dict(group_attrs or {})
+    attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
+    write_group_attrs(root, attrs, layout.zarr_format)
+    create_level_arrays(root, layout)
+    return False
+
+
+def finish(root: Path, attrs: dict[str, Any], zarr_format: int) -> None:
+    """Write the final OME metadata (the completion mark) and drop the journal."""
+    attrs = {k: v for k, v in attrs.items() if k != INCOMPLETE_KEY}
+    write_group_attrs(root, attrs, zarr_format)
+    shutil.rmtree(root / JOURNAL, ignore_errors=True)
+
+
+def is_incomplete(root: Path) -> bool:
+    got = read_group_attrs(root)
+    if got is None:
+        return True
+    attrs, _ = got
+    return INCOMPLETE_KEY in attrs or (root / JOURNAL).exists()
+
+
+def ome_attrs(body: dict[str, Any], ngff_version: str) -> dict[str, Any]:
+    """Place OME metadata where each version wants it (0.5: under ``ome``; 0.4: top level)."""
+    if ngff_version == "0.5":
+        return {"ome": {"version": "0.5", **body}}
+    return dict(body)
+
+
+def check_voxel(voxel: tuple[float, ...]) -> None:
+    for v in voxel:
+        if not (v > 0) or v != v or v == float("inf"):
+            msg = f"voxel size must be positive and finite in every axis, got {list(voxel)}"
+            raise InputError(msg, field="voxel_size")
+
+
+def require_3d(shape: tuple[int, ...], axes: str, path: str) -> None:
+    if sum(1 for a in axes if a in "zyx") < 3:
+        msg = f"is a 2D image (shape {tuple(shape)}, axes {axes}); a 3D stack (z, y, x) is needed: give a multi-page TIFF or a folder of slices"
+        raise ConversionError(msg, path=path)

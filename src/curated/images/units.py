@@ -1,0 +1,93 @@
+"""Length and time unit names: UDUNITS-2 names as OME-Zarr wants them, and common aliases."""
+
+from __future__ import annotations
+
+from curated.errors import InputError
+
+LENGTH_UNITS: dict[str, float] = {
+    "angstrom": 1e-10,
+    "attometer": 1e-18,
+    "centimeter": 1e-2,
+    "decimeter": 1e-1,
+    "exameter": 1e18,
+    "femtometer": 1e-15,
+    "foot": 0.3048,
+    "gigameter": 1e9,
+    "hectometer": 1e2,
+    "inch": 0.0254,
+    "kilometer": 1e3,
+    "megameter": 1e6,
+    "meter": 1.0,
+    "micrometer": 1e-6,
+    "mile": 1609.344,
+    "millimeter": 1e-3,
+    "nanometer": 1e-9,
+    "parsec": 3.0856775814913673e16,
+    "petameter": 1e15,
+    "picometer": 1e-12,
+    "terameter": 1e12,
+    "yard": 0.9144,
+    "yoctometer": 1e-24,
+    "yottameter": 1e24,
+    "zeptometer": 1e-21,
+    "zettameter": 1e21,
+}
+"""The space units OME-Zarr allows (UDUNITS-2 names) and their size in meters."""
+
+TIME_UNITS: frozenset[str] = frozenset(
+    {
+        "attosecond", "centisecond", "day", "decisecond", "exasecond", "femtosecond", "gigasecond",
+        "hectosecond", "hour", "kilosecond", "megasecond", "microsecond", "millisecond", "minute",
+        "nanosecond", "petasecond", "picosecond", "second", "terasecond", "yoctosecond", "yottasecond",
+        "zeptosecond", "zettasecond",
+    }
+)  # fmt: skip
+
+_ALIASES: dict[str, str] = {
+    "nm": "nanometer",
+    "nanometre": "nanometer",
+    "nanometers": "nanometer",
+    "um": "micrometer",
+    "µm": "micrometer",
+    "μm": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "micrometre": "micrometer",
+    "micrometers": "micrometer",
+    "\\u00b5m": "micrometer",
+    "mm": "millimeter",
+    "millimetre": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "metre": "meter",
+    "pm": "picometer",
+    "å": "angstrom",
+    "a": "angstrom",
+    "ångström": "angstrom",
+}
+
+
+def length_unit(name: str | None, *, field: str = "unit") -> str:
+    """Return the UDUNITS-2 name of a length unit, accepting common aliases (``nm``, ``µm``, ``micron``).
+
+    Raises
+    ------
+    InputError
+        When ``name`` is not a length (``second``, ``pixel``, ``""``...).
+    """
+    raw = (name or "").strip()
+    key = raw.lower()
+    if key in LENGTH_UNITS:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    msg = (
+        f"{raw!r} is not a unit of length; give a UDUNITS-2 length name such as "
+        "'nanometer', 'micrometer' or 'angstrom'"
+    )
+    raise InputError(msg, field=field)
+
+
+def to_unit(value: float, from_unit: str, to: str) -> float:
+    """Convert a length between two UDUNITS length names."""
+    return value * LENGTH_UNITS[from_unit] / LENGTH_UNITS[to]

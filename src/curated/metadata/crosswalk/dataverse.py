@@ -1,0 +1,150 @@
+"""Crosswalk: curated record → Dataverse dataset JSON (citation metadata block).
+
+``POST /api/dataverses/{alias}/datasets`` takes ``{"datasetVersion": {...}}``; a new
+draft version takes the inner ``datasetVersion`` object. Dataverse requires title,
+author, datasetContact (with e-mail), dsDescription and subject.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curated.metadata.crosswalk.common import (
+    as_dict,
+    licence,
+    normalise_doi,
+    normalise_orcid,
+    person_name,
+)
+
+SUBJECT = "Medicine, Health and Life Sciences"
+"""Dataverse's controlled subject for biomedical imaging."""
+
+
+def _p(name: str, value: Any, *, multiple: bool = False, cls: str = "primitive") -> dict[str, Any]:
+    return {"typeName": name, "multiple": multiple, "typeClass": cls, "value": value}
+
+
+def _author(person: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"authorName": _p("authorName", person_name(person))}
+    aff = person.get("affiliation") or {}
+    if isinstance(aff, dict) and aff.get("name"):
+        out["authorAffiliation"] = _p("authorAffiliation", str(aff["name"]))
+    orcid = normalise_orcid(person.get("orcid"))
+    if orcid:
+        out["authorIdentifierScheme"] = _p("authorIdentifierScheme", "ORCID", cls="controlledVocabulary")
+        out["authorIdentifier"] = _p("authorIdentifier", orcid.rsplit("/", 1)[-1])
+    return out
+
+
+def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
+    """The ``{"datasetVersion": ...}`` body Dataverse's native API takes for ``record``."""
+    rec = as_dict(record)
+    study = rec.get("study") or {}
+    authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
+    fields: list[dict[str, Any]] = [_p("title", str(study.get("title") or ""))]
+    fields.append(_p("author", [_author(a) for a in authors], multiple=True, cls="compound"))
+    contacts = [a for a in authors if a.get("contact") and a.get("email")] or [a for a in authors if a.get("email")][:1]
+    if contacts:
+        fields.append(
+            _p(
+                "datasetContact",
+                [
+                    {
+                        "datasetContactName": _p("datasetContactName", person_name(a)),
+                        "datasetContactEmail": _p("datasetContactEmail", str(a["email"])),
+                    }
+                    for a in contacts
+                ],
+                multiple=True,
+                cls="compound",
+            )
+        )
+    if study.get("description"):
+        fields.append(
+            _p(
+                "dsDescription",
+                [{"dsDescriptionValue": _p("dsDescriptionValue", str(study["description"]))}],
+                multiple=True,
+                cls="compound",
+            )
+        )
+    fields.append(_p("subject", [SUBJECT], multiple=True, cls="controlledVocabulary"))
+    keywords = [str(k) for k in study.get("keywords") or [] if k]
+    for sample in rec.get("biosamples") or []:
+        name = ((sample or {}).get("organism") or {}).get("scientific_name")
+        if name and name not in keywords:
+            keywords.append(str(name))
+    if keywords:
+        fields.append(
+            _p("keyword", [{"keywordValue": _p("keywordValue", k)} for k in keywords], multiple=True, cls="compound")
+        )
+    grants = [g for g in study.get("funding") or [] if isinstance(g, dict) and g.get("funder")]
+    if grants:
+        fields.append(
+            _p(
+                "grantNumber",
+                [
+                    {
+                        "grantNumberAgency": _p("grantNumberAgency", str(g["funder"])),
+                        "grantNumberValue": _p("grantNumberValue", str(g.get("award_id") or "")),
+                    }
+                    for g in grants
+                ],
+                multiple=True,
+                cls="compound",
+            )
+        )
+    pubs = []
+    for pub in study.get("publications") or []:
+        if not isinstance(pub, dict) or not pub.get("title"):
+            continue
+        entry: dict[str, Any] = {"publicationCitation": _p("publicationCitation", str(pub["title"]))}
+        doi = normalise_doi(pub.get("doi"))
+        if doi:
+            entry["publicationIDType"] = _p("publicationIDType", "doi", cls="controlledVocabulary")
+            entry["publicationIDNumber"] = _p("publicationIDNumber", doi)
+            entry["publicationURL"] = _p("publicationURL", f"https://doi.org/{doi}")
+        pubs.append(entry)
+    if pubs:
+        fields.append(_p("publication", pubs, multiple=True, cls="compound"))
+    method = (rec.get("dataset") or {}).get("imaging_method_name")
+    fields.append(_p("kindOfData", [f"{method} image data" if method else "Image data"], multiple=True))
+    dates = [str((p or {}).get("acquisition_date"))[:10] for p in rec.get("acquisition_protocols") or [] if (p or {}).get("acquisition_date")]
+    if dates:
+        fields.append(
+            _p(
+                "dateOfCollection",
+                [
+                    {
+                        "dateOfCollectionStart": _p("dateOfCollectionStart", min(dates)),
+                        "dateOfCollectionEnd": _p("dateOfCollectionEnd", max(dates)),
+                    }
+                ],
+                multiple=True,
+                cls="compound",
+            )
+        )
+    version: dict[str, Any] = {"metadataBlocks": {"citation": {"displayName": "Citation Metadata", "fields": fields}}}
+    lic = licence(study.get("license"))
+    if lic:
+        # Dataverse names its licences "CC BY 4.0", "CC0 1.0"; the URI identifies them.
+        version["license"] = {"name": lic.spdx_id.replace("-", " "), "uri": lic.url.removesuffix("legalcode").rstrip("/")}
+    return {"datasetVersion": version}
+
+
+def missing_required(record: Any) -> list[str]:
+    """Record fields Dataverse requires that are empty."""
+    rec = as_dict(record)
+    study = rec.get("study") or {}
+    authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
+    missing = []
+    if not study.get("title"):
+        missing.append("study.title")
+    if not authors:
+        missing.append("study.authors")
+    if not any(a.get("email") for a in authors):
+        missing.append("study.authors[].email (Dataverse needs a dataset contact e-mail)")
+    if not study.get("description"):
+        missing.append("study.description")
+    return missing

@@ -1,0 +1,100 @@
+"""Crosswalk: curated record → Figshare article JSON (``POST /v2/account/articles``).
+
+Figshare identifies licences by a per-account number; pass the list from
+``GET /v2/account/licenses`` as ``licences`` and the record's SPDX licence is
+matched by its URL or name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curated.metadata.crosswalk.common import (
+    as_dict,
+    display_name,
+    licence,
+    normalise_doi,
+    normalise_orcid,
+)
+
+
+def _licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int | None:
+    lic = licence(spdx)
+    if not lic or not licences:
+        return None
+    want_url = lic.url.removesuffix("legalcode").rstrip("/").replace("http://", "https://")
+    for item in licences:
+        url = str(item.get("url") or "").rstrip("/").replace("http://", "https://")
+        if url == want_url or url.removesuffix("/legalcode") == want_url:
+            return int(item["value"])
+    for item in licences:
+        name = str(item.get("name") or "").replace(" ", "-").lower()
+        if name == lic.spdx_id.lower():
+            return int(item["value"])
+    return None
+
+
+def to_figshare(record: Any, *, licences: list[dict[str, Any]] | None = None, today: str | None = None) -> dict[str, Any]:
+    """The Figshare article body for ``record``."""
+    rec = as_dict(record)
+    study = rec.get("study") or {}
+    authors = []
+    for a in study.get("authors") or []:
+        if not isinstance(a, dict):
+            continue
+        entry: dict[str, Any] = {"name": display_name(a)}
+        orcid = normalise_orcid(a.get("orcid"))
+        if orcid:
+            entry["orcid_id"] = orcid.rsplit("/", 1)[-1]
+        authors.append(entry)
+    art: dict[str, Any] = {
+        "title": str(study.get("title") or ""),
+        "description": str(study.get("description") or ""),
+        "authors": authors,
+        "defined_type": "dataset",
+    }
+    keywords = [str(k) for k in study.get("keywords") or [] if k]
+    for sample in rec.get("biosamples") or []:
+        name = ((sample or {}).get("organism") or {}).get("scientific_name")
+        if name and name not in keywords:
+            keywords.append(str(name))
+    if keywords:
+        art["keywords"] = keywords
+    lic_id = _licence_id(study.get("license"), licences)
+    if lic_id is not None:
+        art["license"] = lic_id
+    funding = [
+        {"title": f"{g['funder']} {g.get('award_id') or ''}".strip()}
+        for g in study.get("funding") or []
+        if isinstance(g, dict) and g.get("funder")
+    ]
+    if funding:
+        art["funding_list"] = funding
+    refs = []
+    for pub in study.get("publications") or []:
+        doi = normalise_doi((pub or {}).get("doi"))
+        if doi:
+            refs.append(f"https://doi.org/{doi}")
+    for r in study.get("related_identifiers") or []:
+        ident = str((r or {}).get("identifier") or "")
+        if ident.startswith(("http://", "https://")):
+            refs.append(ident)
+    if refs:
+        art["references"] = refs
+    release = study.get("release_date")
+    if release:
+        art["timeline"] = {"firstOnline": str(release)[:10]}
+    return art
+
+
+def missing_required(record: Any) -> list[str]:
+    """Record fields Figshare requires before publishing that are empty."""
+    study = as_dict(record).get("study") or {}
+    missing = []
+    if len(str(study.get("title") or "")) < 3:
+        missing.append("study.title")
+    if not study.get("description"):
+        missing.append("study.description")
+    if not study.get("authors"):
+        missing.append("study.authors")
+    return missing

@@ -1,0 +1,315 @@
+"""Change a workspace's ``curated.yaml``: create the skeleton, set one field, write atomically.
+
+Every write goes to a temporary file that is renamed over ``curated.yaml``, so the
+file is always the old record or the new one. The file opens with a comment that
+lists what is still missing, refreshed on every write made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import textwrap
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curated._io import atomic_write_text
+from curated.errors import MetadataError
+from curated.metadata.paths import (
+    MISSING,
+    format_path,
+    get_at,
+    parse_path,
+    resolve_field,
+    scalar_types,
+    set_at,
+)
+from curated.metadata.validate import SCHEMA_VERSION, Issue, ValidationReport, validate_record
+from curated.results import Result
+from curated.workspace import Workspace, as_workspace, dump_yaml, recorder
+
+
+# ------------------------------------------------------------------- writing
+def render_record(record: dict[str, Any], report: ValidationReport | None = None) -> str:
+    """``curated.yaml`` text: a header comment listing what is missing, then the record as YAML."""
+    report = report if report is not None else validate_record(record)
+    missing = [e.field for e in report.missing_required]
+    recommended = [
+        w.field
+        for w in report.warnings
+        if w.rule == "recommended" and w.severity in ("alert", "warning")
+    ]
+    lines = [
+        f"# curated.yaml: REMBI metadata of this dataset (curated schema {SCHEMA_VERSION}).",
+        "# Check: `curated metadata validate .`   Change a field: `curated metadata set . FIELD VALUE`",
+    ]
+
+    def listing(title: str, fields: list[str]) -> None:
+        if not fields:
+            return
+        body = textwrap.wrap(", ".join(fields), width=92, break_on_hyphens=False)
+        lines.append(f"# {title}:")
+        lines.extend(f"#   {line}" for line in body)
+
+    listing("Still missing (required)", missing)
+    listing("Still missing (recommended)", recommended)
+    if not missing and not recommended:
+        lines.append("# Complete: every required and recommended field is filled.")
+    return "\n".join(lines) + "\n" + dump_yaml(in_model_order(record))
+
+
+def write_record(
+    path: str | Path, record: dict[str, Any], report: ValidationReport | None = None
+) -> Path:
+    """Atomically write ``record`` (with its header) to ``path``, keeping the file's permissions."""
+    path = Path(path)
+    try:
+        mode: int | None = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = None
+    text = render_record(record, report)
+    atomic_write_text(path, text)
+    with contextlib.suppress(OSError):
+        os.chmod(path, default_mode() if mode is None else mode)
+    return path
+
+
+def default_mode() -> int:
+    """``0o666`` less the umask: what ``open()`` would give (mkstemp gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def in_model_order(value: Any, cls: Any = None) -> Any:
+    """A copy of ``value`` with mapping keys in the schema's slot order (unknown keys last)."""
+    from curated.metadata.model import CuratedRecord
+    from curated.metadata.paths import model_of
+
+    cls = CuratedRecord if cls is None else cls
+    if isinstance(value, list):
+        return [in_model_order(v, cls) for v in value]
+    if not isinstance(value, dict) or cls is None:
+        return value
+    fields = cls.model_fields
+    keys = [k for k in fields if k in value] + [k for k in value if k not in fields]
+    return {
+        k: in_model_order(value[k], model_of(fields[k].annotation) if k in fields else None)
+        for k in keys
+    }
+
+
+def new_error_issues(before: dict[str, Any], after: dict[str, Any]) -> list[Issue]:
+    """Errors ``after`` has that ``before`` had not, ignoring missing required fields.
+
+    A missing required field is incompleteness, not damage: the curator fills
+    records a field at a time.
+    """
+    old = {(e.field, e.rule) for e in validate_record(before).errors}
+    return [
+        e
+        for e in validate_record(after).errors
+        if (e.field, e.rule) not in old and e.rule != "required"
+    ]
+
+
+# ------------------------------------------------------------------ skeleton
+def skeleton_record(title: str) -> dict[str, Any]:
+    """The smallest record a new workspace starts with: schema version and study title.
+
+    It is structurally valid; validating it lists the required fields still
+    missing (``study.description``, ``study.authors``) as errors and the
+    recommended ones as warnings.
+    """
+    title = title.strip()
+    if not title:
+        raise MetadataError(
+            "the title is empty; give the dataset's title (as it should appear in a citation)",
+            field="study.title",
+        )
+    return {"schema_version": SCHEMA_VERSION, "study": {"title": title, "rembi_version": "1.5"}}
+
+
+def init_workspace(directory: str | Path, title: str, *, exist_ok: bool = False) -> Workspace:
+    """Create a workspace with a ``curated.yaml`` skeleton and log it (step D, action ``init``).
+
+    Parameters
+    ----------
+    directory
+        The folder to create (or an empty/unrelated existing folder).
+    title
+        The study title.
+    exist_ok
+        Return an existing workspace unchanged instead of refusing.
+
+    Raises
+    ------
+    WorkspaceError
+        When ``directory`` already holds a workspace (and not ``exist_ok``) or is a file.
+    """
+    record = skeleton_record(title)
+    directory = Path(directory)
+    existed = (directory / "curated.yaml").exists()
+    ws = Workspace.create(directory, record=record, exist_ok=exist_ok)
+    if existed:
+        return ws
+    report = validate_record(record)
+    with recorder(ws, "D", "init", params={"title": title}) as step:
+        write_record(ws.metadata_path, record, report)
+        with contextlib.suppress(OSError):
+            os.chmod(ws.metadata_path, default_mode())
+        step.add_output(ws.metadata_path)
+        step.details = {"missing_required": [e.field for e in report.missing_required]}
+        step.message = (
+            f"workspace created; {len(report.missing_required)} required field(s) still missing"
+        )
+    return ws
+
+
+# ---------------------------------------------------------------- set_field
+_NULLS = {"null", "~", "Null", "NULL"}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def parse_value(text: Any, annotation: Any = str) -> Any:
+    """Turn a command-line value into what the field holds.
+
+    The text is read as YAML (so ``8.0``, ``true``, ``[a, b]``, ``{family_name: X}`` and
+    JSON all work); where the field holds text, a number-looking value stays the text
+    as typed (``"1.0"`` stays ``"1.0"``). ``null`` removes the field (returns ``MISSING``).
+    """
+    if not isinstance(text, str):
+        return text
+    if text.strip() in _NULLS:
+        return MISSING
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    leaf = scalar_types(annotation)
+    wants_text = any(isinstance(t, type) and issubclass(t, str) for t in leaf)
+    if wants_text and not isinstance(value, str | list | dict) and value is not None:
+        return text
+    if value is None:
+        return text
+    return _json_safe(value)
+
+
+def set_field(workspace: Workspace | str | Path, field: str, value: Any) -> Result:
+    """Set one field of the workspace's record, atomically, and log it (step A, action ``set``).
+
+    Parameters
+    ----------
+    workspace
+        The workspace (or its folder).
+    field
+        Dotted/indexed path, e.g. ``study.license`` or ``study.authors[0].orcid``;
+        ``[N]`` one past the end appends a list item.
+    value
+        The new value; a string is parsed by :func:`parse_value` (``null`` removes the field).
+
+    Returns
+    -------
+    Result
+        ``ok`` or ``notneeded`` (same value); ``details`` has ``field``, ``old``, ``new``
+        and ``still_missing`` (required fields yet to fill).
+
+    Raises
+    ------
+    MetadataError
+        Unknown field (with a suggestion), or a value that would make the record
+        invalid in a new way (wrong type, bad identifier...); the file is unchanged.
+    """
+    ws = as_workspace(workspace)
+    if ws is None:
+        raise MetadataError("set needs a workspace")
+    parts = parse_path(field)
+    _, _, annotation, item = resolve_field(parts)
+    if item:
+        from curated.metadata.paths import model_of
+
+        annotation = model_of(annotation) or annotation
+    label = format_path(parts)
+    new_value = parse_value(value, annotation)
+    with recorder(
+        ws,
+        "A",
+        "set",
+        params={
+            "field": label,
+            "value": _json_safe(new_value) if new_value is not MISSING else None,
+        },
+    ) as step:
+        record = ws.read_metadata()
+        old = get_at(record, parts)
+        old_out = None if old is MISSING else _json_safe(old)
+        new_out = None if new_value is MISSING else new_value
+        details: dict[str, Any] = {"field": label, "old": old_out, "new": new_out}
+        if (old is MISSING and new_value is MISSING) or old == new_value:
+            step.status, step.message = "notneeded", f"{label} already has this value"
+            step.details = details
+            return Result("set", "notneeded", str(ws.metadata_path), step.message, details)
+        updated = _copy(record)
+        set_at(updated, parts, new_value)
+        added = new_error_issues(record, updated)
+        if added:
+            first = added[0]
+            more = "; ".join(str(e) for e in added[1:])
+            msg = (
+                f"refused, the record would become invalid: {first.message} (rule: {first.rule})"
+                + (f"; also {more}" if more else "")
+            )
+            raise MetadataError(
+                msg,
+                path=ws.metadata_path,
+                field=first.field,
+                details={"errors": [e.to_dict() for e in added]},
+            )
+        report = validate_record(updated)
+        _drop_source(updated, label)
+        write_record(ws.metadata_path, updated, report)
+        step.add_output(ws.metadata_path)
+        details["still_missing"] = [e.field for e in report.missing_required]
+        step.details = details
+        step.message = f"{label}: {old_out!r} -> {new_out!r}"
+    return Result("set", "ok", str(ws.metadata_path), step.message, details)
+
+
+def _copy(record: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(record)
+
+
+def _drop_source(record: dict[str, Any], label: str) -> None:
+    """A value the curator sets is theirs: forget the import source recorded for it."""
+    sources = record.get("sources")
+    if isinstance(sources, list):
+        kept = [s for s in sources if not (isinstance(s, dict) and s.get("field") == label)]
+        if kept:
+            record["sources"] = kept
+        else:
+            record.pop("sources", None)
+
+
+__all__ = [
+    "init_workspace",
+    "new_error_issues",
+    "parse_value",
+    "render_record",
+    "set_field",
+    "skeleton_record",
+    "write_record",
+]

@@ -1,0 +1,738 @@
+"""Build a BagIt bag (RFC 8493) of a workspace at a destination, streaming, never in place.
+
+Layout of a bag made here::
+
+    DEST/
+      bagit.txt                      BagIt-Version: 1.0 / Tag-File-Character-Encoding: UTF-8
+      bag-info.txt                   Source-Organization, Contact-*, External-*, Payload-Oxum, ...
+      manifest-sha512.txt            every payload file (one pass hashes all algorithms)
+      manifest-sha256.txt
+      fetch.txt                      holey bags only: large files left on institutional storage
+      tagmanifest-sha512.txt         every tag file, including the payload manifests
+      tagmanifest-sha256.txt
+      metadata/curated.yaml          the REMBI record
+      metadata/curator-log.jsonl     the curator log up to and including this bag's own entry
+      metadata/prov.json             that log as W3C PROV-JSON
+      metadata/datacite.json         DataCite 4.x JSON
+      metadata/check.json            the check report, when there is one
+      metadata/empty-directories.txt folders without files (manifests cannot list folders)
+      metadata/zarr-inventory/...    per-chunk inventories of archived Zarr stores
+      data/                          README.md, figures/, curation/fair.*, derived/..., ro-crate-metadata.json
+
+The workspace is only read. Payload files are hard-linked into the bag where the
+file system allows (else copied from the buffers being hashed); a hard-linked
+file *is* the workspace file, so nothing here ever opens a payload file for
+writing. Tag files are always new files. The bag is assembled in
+``DEST.partial`` (with a marker file) and renamed into place only when complete;
+a re-run after a crash removes a marked partial and starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tarfile
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+from urllib.parse import quote
+
+from curated._io import write_json
+from curated._version import __version__
+from curated.errors import PackageError
+from curated.package.crate import build_crate, file_entity, store_entity
+from curated.package.hashing import COPY, LINK, READ, HashResult, HashTask, hash_one, hash_stream
+from curated.package.names import encode_path
+from curated.package.profiles import Profile, load_profile
+from curated.package.walk import PayloadDir, PayloadFile, PayloadWalker, ZarrStore
+from curated.package.zarr_archive import archive_store
+from curated.progress import ProgressReporter, ensure_progress
+from curated.provenance.log import Artifact, CuratorLog
+from curated.results import Result
+from curated.workspace import Workspace, as_workspace, recorder
+
+BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+"""RFC 8493 section 2.1.1, byte for byte (the RO-Crate spec's example misspells the casing)."""
+
+PARTIAL_MARKER = ".curated-bag-in-progress"
+DEFAULT_FETCH_MIN_SIZE = 1 << 30
+"""With ``fetch_base``, payload files of at least this many bytes stay outside the bag."""
+
+ZarrMode = Literal["directory", "archive"]
+Serialization = Literal["none", "tar", "zip"]
+_SERIAL_MIME = {"tar": ("application/x-tar", "application/tar"), "zip": ("application/zip",)}
+
+
+def human_size(n: int) -> str:
+    """``Bag-Size`` wording: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def _store_of(rel: str) -> str | None:
+    parts = rel.split("/")
+    for i, p in enumerate(parts[:-1]):
+        if p.endswith(".zarr"):
+            return "/".join(parts[: i + 1])
+    return None
+
+
+# ------------------------------------------------------------------ bag-info
+def describe_bag(record: dict[str, Any], ws_root: Path) -> dict[str, str]:
+    """bag-info labels taken from ``curated.yaml`` (those it can fill)."""
+    study = record.get("study") or {}
+    authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
+    contact = (
+        next((a for a in authors if a.get("contact")), None)
+        or next((a for a in authors if a.get("email")), None)
+        or (authors[0] if authors else None)
+    )
+    info: dict[str, str] = {}
+    org = study.get("publisher")
+    if not org:
+        for person in ([contact] if contact else []) + authors:
+            aff = person.get("affiliation") or {}
+            if isinstance(aff, dict) and aff.get("name"):
+                org = aff["name"]
+                break
+    if org:
+        info["Source-Organization"] = _one_line(org)
+    if contact:
+        name = " ".join(x for x in (contact.get("given_name"), contact.get("family_name")) if x)
+        if name:
+            info["Contact-Name"] = _one_line(name)
+        if contact.get("email"):
+            info["Contact-Email"] = _one_line(contact["email"])
+    desc = study.get("description") or study.get("title")
+    if desc:
+        title = study.get("title")
+        info["External-Description"] = _one_line(
+            f"{title}. {desc}" if title and desc != title else desc
+        )
+    info["Internal-Sender-Identifier"] = ws_root.name
+    return info
+
+
+def _write_tag_file(path: Path, tags: list[tuple[str, str]]) -> None:
+    with open(path, "x", encoding="utf-8", newline="\n") as fh:
+        for label, value in tags:
+            fh.write(f"{label}: {_one_line(value)}\n")
+
+
+# ------------------------------------------------------------------ the build
+@dataclass
+class _Build:
+    ws: Workspace
+    profile: Profile
+    final: Path
+    bag_name: str
+    partial: Path
+    zarr: str
+    serialize: str
+    processes: int
+    fetch_base: str | None
+    fetch_min_size: int
+    follow_symlinks: bool
+    link: bool
+    record: dict[str, Any]
+    info: dict[str, str]
+    other_tags: dict[str, dict[str, str]]
+    progress: ProgressReporter
+    algorithms: tuple[str, ...] = ()
+    hash_algorithms: tuple[str, ...] = ()
+    files: int = 0
+    bytes: int = 0
+    linked: int = 0
+    copied: int = 0
+    fetched: int = 0
+    stores: dict[str, list[int]] = field(default_factory=dict)
+    archives: list[str] = field(default_factory=list)
+    empty_dirs: int = 0
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    external_id: str = ""
+    manifests: dict[str, IO[str]] = field(default_factory=dict)
+
+
+def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overwrite: bool) -> None:
+    root = ws.root.resolve()
+    for p in (dest.resolve(), final.resolve()):
+        if p == root or root in p.parents:
+            pkg = root / "package"
+            if pkg not in p.parents:
+                msg = (
+                    "the bag cannot be built inside the workspace it packs (it would become its own payload); "
+                    f"put it outside, or under {pkg} which is never part of a payload"
+                )
+                raise PackageError(msg, path=dest)
+        if p in root.parents:
+            msg = "the bag destination contains the workspace; choose a folder outside it"
+            raise PackageError(msg, path=dest)
+    if final.exists() or final.is_symlink():
+        if not overwrite:
+            msg = "already exists; choose another destination or pass overwrite=True (--overwrite) to replace it"
+            raise PackageError(msg, path=final)
+        if final.is_dir() and not (final / "bagit.txt").is_file():
+            msg = "exists and is not a bag; refusing to replace it even with overwrite"
+            raise PackageError(msg, path=final)
+    if partial.exists():
+        if not (partial / PARTIAL_MARKER).is_file():
+            msg = (
+                f"{partial.name} exists but was not made by `curated bag` (no {PARTIAL_MARKER}); "
+                "move it away and bag again"
+            )
+            raise PackageError(msg, path=partial)
+
+
+def _preflight_profile(b: _Build) -> None:
+    prof = b.profile
+    if b.fetch_base and not prof.allows_fetch:
+        msg = f"profile {prof.name} does not allow fetch.txt; bag without fetch_base (--fetch-base) or pick another profile"
+        raise PackageError(msg)
+    if prof.serialization == "required" and b.serialize == "none":
+        msg = (
+            f"profile {prof.name} requires a serialized bag; pass serialize='tar' (--serialize tar)"
+        )
+        raise PackageError(msg)
+    if prof.serialization == "forbidden" and b.serialize != "none":
+        msg = f"profile {prof.name} forbids serialized bags; use serialize='none'"
+        raise PackageError(msg)
+    accepted = prof.accepted_serializations
+    if b.serialize != "none" and accepted and not set(_SERIAL_MIME[b.serialize]) & set(accepted):
+        msg = f"profile {prof.name} accepts {', '.join(accepted)}, not {b.serialize}"
+        raise PackageError(msg)
+    for label, spec in prof.bag_info.items():
+        if label in (
+            "Payload-Oxum",
+            "Bag-Size",
+            "Bagging-Date",
+            "BagIt-Profile-Identifier",
+            "External-Identifier",
+        ):
+            continue
+        if spec.get("required") and not b.info.get(label):
+            msg = (
+                f"profile {prof.name} requires bag-info tag {label!r}, which curated.yaml does not give; "
+                f"fill the record (study.publisher, study.authors with contact/email, study.description) "
+                f"or pass bag_info={{'{label}': ...}} (--info '{label}=...')"
+            )
+            raise PackageError(msg, field=label)
+        values = spec.get("values")
+        if values and label in b.info and b.info[label] not in values:
+            msg = f"profile {prof.name} allows {label} to be one of {values}, not {b.info[label]!r}"
+            raise PackageError(msg, field=label)
+    for tag_file, tags in b.other_tags.items():
+        for t in prof.tags(tag_file):
+            name = t["tagName"]
+            if t.get("required") and not tags.get(name):
+                msg = f"profile {prof.name} requires {name!r} in {tag_file}; pass bag_info={{'{name}': ...}}"
+                raise PackageError(msg, field=name)
+            if t.get("values") and name in tags and tags[name] not in t["values"]:
+                msg = f"profile {prof.name} allows {name} in {tag_file} to be one of {t['values']}, not {tags[name]!r}"
+                raise PackageError(msg, field=name)
+
+
+def _scan(b: _Build) -> tuple[int, int]:
+    """Walk the payload once before building: every refusal happens before anything is written."""
+    files = nbytes = 0
+    walker = PayloadWalker(b.ws.root, follow_symlinks=b.follow_symlinks, zarr_archives=False)
+    for item in walker:
+        if isinstance(item, PayloadFile):
+            files += 1
+            nbytes += item.size
+    return files, nbytes
+
+
+def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
+    data = b.partial / "data"
+    empty_fh: IO[str] | None = None
+    fetch_fh: IO[str] | None = None
+    walker = PayloadWalker(
+        b.ws.root, follow_symlinks=b.follow_symlinks, zarr_archives=b.zarr == "archive"
+    )
+    try:
+        for item in walker:
+            if isinstance(item, PayloadDir):
+                os.mkdir(data / item.rel)
+                if item.empty:
+                    if empty_fh is None:
+                        empty_fh = open(
+                            b.partial / "metadata" / "empty-directories.txt",
+                            "x",
+                            encoding="utf-8",
+                            newline="\n",
+                        )  # noqa: SIM115
+                    empty_fh.write(f"data/{encode_path(item.rel)}\n")
+                    b.empty_dirs += 1
+            elif isinstance(item, ZarrStore):
+                zip_rel = item.rel + ".zip"
+                zip_path = data / zip_rel
+                inv = b.partial / "metadata" / "zarr-inventory" / f"{item.rel}.tsv"
+                res = archive_store(
+                    item.src,
+                    str(zip_path),
+                    str(inv),
+                    follow_symlinks=b.follow_symlinks,
+                    on_bytes=on_bytes,
+                )
+                b.stores[item.rel] = [res.files, res.bytes]
+                b.archives.append(zip_rel)
+                b.empty_dirs += res.empty_dirs
+                st = zip_path.stat()
+                yield HashTask(zip_rel, str(zip_path), None, st.st_size, st.st_mtime_ns, READ)
+            else:
+                assert isinstance(item, PayloadFile)
+                if b.fetch_base and item.size >= b.fetch_min_size:
+                    if fetch_fh is None:
+                        fetch_fh = open(
+                            b.partial / "fetch.txt", "x", encoding="utf-8", newline="\n"
+                        )  # noqa: SIM115
+                    url = f"{b.fetch_base.rstrip('/')}/{quote(item.rel, safe='/')}"
+                    fetch_fh.write(f"{url} {item.size} data/{encode_path(item.rel)}\n")
+                    b.fetched += 1
+                    yield HashTask(item.rel, item.src, None, item.size, item.mtime_ns, READ)
+                else:
+                    mode = LINK if b.link else COPY
+                    yield HashTask(
+                        item.rel, item.src, str(data / item.rel), item.size, item.mtime_ns, mode
+                    )
+    finally:
+        if empty_fh is not None:
+            empty_fh.close()
+        if fetch_fh is not None:
+            fetch_fh.close()
+
+
+def _record(b: _Build, r: HashResult) -> None:
+    for alg, digest in zip(b.hash_algorithms, r.digests, strict=True):
+        fh = b.manifests.get(alg)
+        if fh is not None:
+            fh.write(f"{digest}  data/{encode_path(r.rel)}\n")
+    b.files += 1
+    b.bytes += r.size
+    if r.linked:
+        b.linked += 1
+    store = _store_of(r.rel)
+    if store is not None:
+        stats = b.stores.setdefault(store, [0, 0])
+        stats[0] += 1
+        stats[1] += r.size
+    else:
+        sha256 = r.digests[b.hash_algorithms.index("sha256")]
+        desc = None
+        if r.rel in b.archives:
+            inner = r.rel.removesuffix(".zip")
+            files, nbytes = b.stores[inner]
+            desc = (
+                f"OME-Zarr store {inner} as one uncompressed zip ({files} files, {nbytes} bytes); "
+                f"per-chunk sha256 in metadata/zarr-inventory/{inner}.tsv"
+            )
+        b.parts.append(file_entity(r.rel, r.size, sha256, description=desc))
+
+
+def _build_payload(b: _Build) -> None:
+    b.partial.mkdir(parents=True)
+    (b.partial / PARTIAL_MARKER).write_text(
+        f"curated {__version__} is building this bag\n", encoding="utf-8"
+    )
+    (b.partial / "bagit.txt").write_text(BAGIT_TXT, encoding="utf-8", newline="\n")
+    (b.partial / "data").mkdir()
+    (b.partial / "metadata").mkdir()
+    files, nbytes = _scan(b)
+    b.progress.start("hashing payload", nbytes, "bytes")
+    for alg in b.algorithms:
+        b.manifests[alg] = open(
+            b.partial / f"manifest-{alg}.txt",
+            "x",
+            encoding="utf-8",
+            newline="\n",
+            buffering=1 << 20,
+        )  # noqa: SIM115
+    try:
+        on_bytes = b.progress.advance
+        for r in hash_stream(
+            _tasks(b, on_bytes), b.hash_algorithms, processes=b.processes, on_bytes=on_bytes
+        ):
+            _record(b, r)
+        b.copied = b.files - b.linked - b.fetched - len(b.archives)
+        # The crate describes what was just measured, so it is written after the payload.
+        for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
+            if store + ".zip" not in b.archives:
+                b.parts.append(store_entity(store, nfiles, nbytes_store))
+        from curated.provenance.export import ro_crate_action_entities
+
+        actions = ro_crate_action_entities(b.ws.log) if b.ws.log.exists() else []
+        crate = build_crate(
+            b.record,
+            identifier=b.external_id,
+            date=datetime.now(UTC).date().isoformat(),
+            parts=b.parts,
+            actions=actions,
+        )
+        crate_path = b.partial / "data" / "ro-crate-metadata.json"
+        write_json(crate_path, crate)
+        st = crate_path.stat()
+        _record(
+            b,
+            hash_one(
+                HashTask(
+                    "ro-crate-metadata.json",
+                    str(crate_path),
+                    None,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    READ,
+                ),
+                b.hash_algorithms,
+            ),
+        )
+        b.parts.clear()
+    finally:
+        for fh in b.manifests.values():
+            fh.close()
+        b.progress.finish()
+    _write_metadata(b)
+
+
+def _write_metadata(b: _Build) -> None:
+    meta = b.partial / "metadata"
+    shutil.copyfile(b.ws.metadata_path, meta / "curated.yaml")
+    check = b.ws.curation_dir / "check.json"
+    if check.is_file():
+        shutil.copyfile(check, meta / "check.json")
+    from curated.metadata.crosswalk import to_datacite
+
+    write_json(meta / "datacite.json", to_datacite(b.record, strict=False))
+    info = [
+        *[(k, v) for k, v in b.info.items() if k not in ("Bag-Group-Identifier", "Bag-Count")],
+        ("External-Identifier", b.external_id),
+        ("Bagging-Date", datetime.now(UTC).date().isoformat()),
+        ("Bag-Software-Agent", f"curated {__version__}"),
+        ("Payload-Oxum", f"{b.bytes}.{b.files}"),
+        ("Bag-Size", human_size(b.bytes)),
+        ("BagIt-Profile-Identifier", b.profile.identifier),
+    ]
+    if b.info.get("Bag-Group-Identifier"):
+        info.append(("Bag-Group-Identifier", b.info["Bag-Group-Identifier"]))
+        info.append(("Bag-Count", b.info.get("Bag-Count", "1 of 1")))
+    _write_tag_file(b.partial / "bag-info.txt", info)
+    for tag_file, tags in b.other_tags.items():
+        if tags:
+            _write_tag_file(b.partial / tag_file, list(tags.items()))
+
+
+def _copy_log(b: _Build, entry: dict[str, Any]) -> Path:
+    """Copy the curator log up to and including ``entry`` (later appends by others are left out)."""
+    dest = b.partial / "metadata" / "curator-log.jsonl"
+    seq = int(entry["seq"])
+    with open(b.ws.log.path, "rb") as src, open(dest, "xb") as out:
+        for line in src:
+            out.write(line)
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("seq") == seq and obj.get("hash") == entry["hash"]:
+                break
+    copy = CuratorLog(dest, root=b.ws.root)
+    report = copy.verify()
+    last = copy.last()
+    if not report.ok or last is None or last.get("hash") != entry["hash"]:
+        msg = f"the curator log copied into the bag does not end with this bag's entry ({'; '.join(report.problems)})"
+        raise PackageError(msg, path=dest)
+    return dest
+
+
+def _tag_files(partial: Path) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(partial):
+        rel_dir = os.path.relpath(dirpath, partial)
+        if rel_dir == ".":
+            dirnames[:] = sorted(d for d in dirnames if d != "data")
+        else:
+            dirnames.sort()
+        for name in sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if rel == PARTIAL_MARKER or (rel_dir == "." and name.startswith("tagmanifest-")):
+                continue
+            yield rel
+
+
+def _write_tag_manifests(b: _Build) -> None:
+    algs = b.profile.tag_manifest_algorithms
+    lines: dict[str, list[str]] = {a: [] for a in algs}
+    for rel in _tag_files(b.partial):
+        p = b.partial / rel
+        st = p.stat()
+        r = hash_one(HashTask(rel, str(p), None, st.st_size, st.st_mtime_ns, READ), algs)
+        for alg, digest in zip(algs, r.digests, strict=True):
+            lines[alg].append(f"{digest}  {encode_path(rel)}\n")
+    for alg in algs:
+        with open(b.partial / f"tagmanifest-{alg}.txt", "x", encoding="utf-8", newline="\n") as fh:
+            fh.writelines(lines[alg])
+
+
+def _serialize(b: _Build) -> None:
+    tmp = b.final.with_name(b.final.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    if b.serialize == "tar":
+        with tarfile.open(tmp, "x", format=tarfile.PAX_FORMAT) as tf:
+            tf.add(b.partial, arcname=b.bag_name, recursive=True)
+    else:
+        with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for dirpath, dirnames, filenames in os.walk(b.partial):
+                dirnames.sort()
+                rel_dir = os.path.relpath(dirpath, b.partial)
+                arc_dir = b.bag_name if rel_dir == "." else f"{b.bag_name}/{rel_dir}"
+                if not filenames and not dirnames:
+                    zf.mkdir(arc_dir)
+                for name in sorted(filenames):
+                    zf.write(os.path.join(dirpath, name), f"{arc_dir}/{name}")
+    _replace(tmp, b.final)
+    shutil.rmtree(b.partial)
+
+
+def _replace(src: Path, final: Path) -> None:
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    os.rename(src, final)
+
+
+def _discard_partial(partial: Path) -> None:
+    if (partial / PARTIAL_MARKER).is_file():
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def make_bag(
+    workspace: Workspace | str | Path,
+    dest: str | Path,
+    *,
+    profile: str = "curated",
+    zarr: ZarrMode = "directory",
+    serialize: Serialization = "none",
+    processes: int = 1,
+    fetch_base: str | None = None,
+    fetch_min_size: int = DEFAULT_FETCH_MIN_SIZE,
+    follow_symlinks: bool = False,
+    overwrite: bool = False,
+    bag_info: dict[str, str] | None = None,
+    bag_group: tuple[str, int, int] | None = None,
+    link: bool = True,
+    progress: ProgressReporter | None = None,
+) -> Result:
+    """Pack a workspace into a BagIt bag at ``dest``; the workspace is only read.
+
+    Parameters
+    ----------
+    workspace
+        The workspace to pack.
+    dest
+        The bag folder to create (must not exist, must not be inside the
+        workspace except under ``<workspace>/package/``). With ``serialize``,
+        the bag is written as ``<dest>.tar`` / ``<dest>.zip`` holding one
+        top-level folder named like ``dest``.
+    profile
+        Packaged BagIt profile name (``curated``, ``btr``, ``aptrust``,
+        ``chronopolis-like``) or a profile JSON path. It decides the manifest
+        algorithms and which bag-info tags must be present.
+    zarr
+        ``directory``: Zarr stores as folders of chunks. ``archive``: each
+        store as one uncompressed ``<store>.zip`` in ``data/`` plus a per-chunk
+        inventory under ``metadata/zarr-inventory/``.
+    serialize
+        ``none``, ``tar`` or ``zip`` (stored, uncompressed).
+    processes
+        Hashing processes (1 hashes here, with byte-level progress).
+    fetch_base
+        Base URL of institutional storage holding a copy of the workspace
+        layout; payload files of at least ``fetch_min_size`` bytes are listed
+        in ``fetch.txt`` (URL ``fetch_base/<workspace path>``) and in every
+        manifest, but not copied (a holey bag).
+    follow_symlinks
+        Store what symbolic links point to; by default a link is refused with
+        its name (it is never skipped).
+    overwrite
+        Replace an existing bag at the destination (only after the new one is complete).
+    bag_info
+        Extra or overriding bag-info tags (and tags of other profile tag
+        files, such as APTrust's ``Access``).
+    bag_group
+        ``(group identifier, index, total)`` for one bag of a split deposit
+        (``Bag-Group-Identifier``, ``Bag-Count: index of total``).
+    link
+        Hard-link payload files where possible (default); ``False`` always copies.
+    progress
+        Receives ``hashing payload`` with a byte total.
+
+    Returns
+    -------
+    Result
+        ``action="bag"``, ``path`` the bag (or archive), ``details`` with
+        counts, algorithms, ``external_identifier`` and the log entry's ``seq``.
+
+    Examples
+    --------
+    >>> make_bag("my-dataset", "/archive/my-dataset-bag", processes=2)  # doctest: +SKIP
+    """
+    ws = as_workspace(workspace)
+    if ws is None:
+        raise PackageError("a workspace is needed to make a bag")
+    if zarr not in ("directory", "archive"):
+        raise PackageError(f"zarr must be 'directory' or 'archive', not {zarr!r}")
+    if serialize not in ("none", "tar", "zip"):
+        raise PackageError(f"serialize must be 'none', 'tar' or 'zip', not {serialize!r}")
+    dest = Path(os.path.abspath(dest))
+    bag_name = dest.name
+    for suffix in (".tar", ".zip"):
+        if serialize != "none" and bag_name.endswith(suffix):
+            bag_name = bag_name.removesuffix(suffix)
+    final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
+    partial = dest.with_name(f"{bag_name}.partial")
+    params = {
+        "dest": str(final),
+        "profile": profile,
+        "zarr": zarr,
+        "serialize": serialize,
+        "processes": processes,
+        "fetch_base": fetch_base,
+        "follow_symlinks": follow_symlinks,
+    }
+    b: _Build | None = None
+    step_entry: dict[str, Any] | None = None
+    try:
+        with recorder(
+            ws,
+            "D",
+            "bag",
+            inputs=[ws.metadata_path],
+            params=params,
+            libraries=("bagit", "rocrate", "prov"),
+        ) as step:
+            prof = load_profile(profile)
+            _preflight_dest(ws, dest, final, partial, overwrite)
+            record = ws.read_metadata()
+            info = describe_bag(record, ws.root)
+            other_files = sorted(
+                {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
+                - {"bagit.txt", "bag-info.txt"}
+            )
+            other: dict[str, dict[str, str]] = {f: {} for f in other_files}
+            if "aptrust-info.txt" in other:
+                study = record.get("study") or {}
+                if study.get("title"):
+                    other["aptrust-info.txt"]["Title"] = _one_line(study["title"])
+                other["aptrust-info.txt"]["Access"] = "Institution"
+                other["aptrust-info.txt"]["Storage-Option"] = "Standard"
+                if study.get("description"):
+                    other["aptrust-info.txt"]["Description"] = _one_line(study["description"])
+            for k, v in (bag_info or {}).items():
+                target = next(
+                    (f for f in other_files if any(t.get("tagName") == k for t in prof.tags(f))),
+                    None,
+                )
+                if target is not None:
+                    other[target][k] = str(v)
+                else:
+                    info[k] = str(v)
+            if bag_group is not None:
+                gid, index, total = bag_group
+                info["Bag-Group-Identifier"] = str(gid)
+                info["Bag-Count"] = f"{int(index)} of {int(total)}"
+            b = _Build(
+                ws=ws,
+                profile=prof,
+                final=final,
+                bag_name=bag_name,
+                partial=partial,
+                zarr=zarr,
+                serialize=serialize,
+                processes=max(1, int(processes)),
+                fetch_base=fetch_base,
+                fetch_min_size=int(fetch_min_size),
+                follow_symlinks=follow_symlinks,
+                link=link,
+                record=record,
+                info=info,
+                other_tags=other,
+                progress=ensure_progress(progress),
+            )
+            _preflight_profile(b)
+            b.algorithms = prof.manifest_algorithms
+            b.hash_algorithms = b.algorithms + (() if "sha256" in b.algorithms else ("sha256",))
+            b.external_id = f"urn:uuid:{uuid.uuid4()}"
+            if partial.exists():
+                shutil.rmtree(partial)  # a marked leftover of an interrupted run (checked above)
+            _build_payload(b)
+            manifest = b.partial / f"manifest-{b.algorithms[0]}.txt"
+            from curated.provenance.digest import sha256_file
+
+            step.add_output(
+                Artifact(path=ws.relative(final), bytes=b.bytes, digest=None, role="bag")
+            )
+            step.details = {
+                "external_identifier": b.external_id,
+                "payload_oxum": f"{b.bytes}.{b.files}",
+                f"manifest-{b.algorithms[0]}.txt": f"sha256:{sha256_file(manifest)}",
+                "profile": prof.identifier,
+            }
+            step.message = f"bagged {b.files} files ({human_size(b.bytes)}) into {final.name}"
+        step_entry = step.entry
+        if step_entry is not None:
+            _copy_log(b, step_entry)
+            from curated.provenance.export import write_prov_json
+
+            write_prov_json(
+                CuratorLog(b.partial / "metadata" / "curator-log.jsonl", root=ws.root),
+                b.partial / "metadata" / "prov.json",
+            )
+        _write_tag_manifests(b)
+        (b.partial / PARTIAL_MARKER).unlink()
+        if serialize == "none":
+            _replace(b.partial, final)
+        else:
+            _serialize(b)
+    except BaseException as exc:
+        _discard_partial(partial)
+        if step_entry is not None:
+            ws.log.append(
+                "D",
+                "bag",
+                status="error",
+                message=f"{type(exc).__name__}: {exc} (after the bag entry; no bag was left)",
+                params=params,
+            )
+        raise
+    return Result(
+        action="bag",
+        status="ok",
+        path=str(final),
+        message=step.message,
+        details={
+            "files": b.files,
+            "bytes": b.bytes,
+            "payload_oxum": f"{b.bytes}.{b.files}",
+            "algorithms": list(b.algorithms),
+            "profile": prof.name,
+            "external_identifier": b.external_id,
+            "linked": b.linked,
+            "copied": b.copied,
+            "fetch": b.fetched,
+            "zarr_stores": len(b.stores),
+            "empty_directories": b.empty_dirs,
+            "log_seq": step_entry["seq"] if step_entry else None,
+        },
+    )

@@ -1,0 +1,185 @@
+"""The RO-Crate 1.2 metadata file that describes a bag's payload (``data/ro-crate-metadata.json``).
+
+The crate is built from ``curated.yaml`` (name, description, authors, licence,
+keywords, funding), from what bagging measured (each payload file with its
+``sha256`` and ``contentSize``; each Zarr store as *one* ``Dataset`` with its
+size and file count, never one entity per chunk) and from the curator log (one
+action per step, via :func:`curated.provenance.export.ro_crate_action_entities`).
+It is written by hand rather than with ro-crate-py, which would add one entity
+per file of a Zarr store.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.2/context"
+RO_CRATE_SPEC = "https://w3id.org/ro/crate/1.2"
+PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
+OME_ZARR = "https://ngff.openmicroscopy.org/"
+BAGIT_RFC = "https://www.rfc-editor.org/rfc/rfc8493"
+
+
+def _ref(id_: str) -> dict[str, str]:
+    return {"@id": id_}
+
+
+def _person(p: dict[str, Any], index: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    orcid = p.get("orcid")
+    if orcid:
+        pid = orcid if str(orcid).startswith("http") else f"https://orcid.org/{orcid}"
+    else:
+        pid = f"#author-{index + 1}"
+    name = " ".join(x for x in (p.get("given_name"), p.get("family_name")) if x) or str(
+        p.get("name") or pid
+    )
+    ent: dict[str, Any] = {"@id": pid, "@type": "Person", "name": name}
+    if p.get("family_name"):
+        ent["familyName"] = p["family_name"]
+    if p.get("given_name"):
+        ent["givenName"] = p["given_name"]
+    if p.get("email"):
+        ent["email"] = p["email"]
+    extra: list[dict[str, Any]] = []
+    aff = p.get("affiliation") or {}
+    if isinstance(aff, dict) and aff.get("name"):
+        oid = (
+            aff.get("ror")
+            or f"#org-{quote(str(aff['name']).strip().lower().replace(' ', '-'), safe='')}"
+        )
+        if not str(oid).startswith(("http", "#")):
+            oid = f"https://ror.org/{oid}"
+        ent["affiliation"] = _ref(oid)
+        extra.append({"@id": oid, "@type": "Organization", "name": aff["name"]})
+    return ent, extra
+
+
+def file_entity(
+    rel: str, size: int, sha256: str, *, description: str | None = None
+) -> dict[str, Any]:
+    """A payload file as a ``File`` data entity (``@id`` relative to ``data/``)."""
+    ent: dict[str, Any] = {
+        "@id": quote(rel, safe="/"),
+        "@type": "File",
+        "name": rel.rsplit("/", 1)[-1],
+        "contentSize": str(size),
+        "sha256": sha256,
+        "encodingFormat": mimetypes.guess_type(rel)[0] or "application/octet-stream",
+    }
+    if description:
+        ent["description"] = description
+    return ent
+
+
+def store_entity(rel: str, files: int, size: int) -> dict[str, Any]:
+    """A Zarr store (a folder of chunks) as one ``Dataset`` entity."""
+    return {
+        "@id": quote(rel, safe="/") + "/",
+        "@type": "Dataset",
+        "name": rel.rsplit("/", 1)[-1],
+        "description": f"OME-Zarr store: {files} files, {size} bytes; per-file checksums are in the bag's manifests",
+        "contentSize": str(size),
+        "conformsTo": _ref(OME_ZARR),
+    }
+
+
+def build_crate(
+    record: dict[str, Any],
+    *,
+    identifier: str,
+    date: str,
+    parts: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Assemble the crate document.
+
+    Parameters
+    ----------
+    record
+        ``curated.yaml`` as a dict (missing fields tolerated).
+    identifier
+        The bag's ``External-Identifier`` (``urn:uuid:...``).
+    date
+        ``datePublished`` (ISO date).
+    parts
+        Data entities of the payload (files and stores), from :func:`file_entity`
+        and :func:`store_entity`.
+    actions
+        Entities from :func:`curated.provenance.export.ro_crate_action_entities`.
+    """
+    study = record.get("study") or {}
+    title = study.get("title") or (record.get("dataset") or {}).get("name") or "Untitled dataset"
+    description = (
+        study.get("description") or (record.get("dataset") or {}).get("description") or title
+    )
+    graph: dict[str, dict[str, Any]] = {}
+    root: dict[str, Any] = {
+        "@id": "./",
+        "@type": "Dataset",
+        "name": title,
+        "description": description,
+        "datePublished": date,
+        "identifier": identifier,
+        "conformsTo": [_ref(PROCESS_RUN_CRATE)],
+        "hasPart": [_ref(p["@id"]) for p in parts],
+    }
+    licence = study.get("license")
+    if licence:
+        licence_id = f"https://spdx.org/licenses/{licence}"
+        root["license"] = _ref(licence_id)
+        graph[licence_id] = {"@id": licence_id, "@type": "CreativeWork", "name": licence}
+    if study.get("keywords"):
+        root["keywords"] = [str(k) for k in study["keywords"]]
+    if study.get("doi"):
+        root["sameAs"] = _ref(f"https://doi.org/{study['doi']}")
+    authors = []
+    for i, p in enumerate(study.get("authors") or []):
+        if not isinstance(p, dict):
+            continue
+        ent, extra = _person(p, i)
+        authors.append(_ref(ent["@id"]))
+        graph.setdefault(ent["@id"], ent)
+        for x in extra:
+            graph.setdefault(x["@id"], x)
+    if authors:
+        root["author"] = authors
+    funders = []
+    for i, g in enumerate(study.get("funding") or []):
+        if not isinstance(g, dict) or not g.get("funder"):
+            continue
+        fid = g.get("funder_ror") or f"#funder-{i + 1}"
+        graph.setdefault(fid, {"@id": fid, "@type": "Organization", "name": g["funder"]})
+        funders.append(_ref(fid))
+    if funders:
+        root["funder"] = funders
+    action_refs = [
+        _ref(a["@id"]) for a in actions if a.get("@type") in ("CreateAction", "UpdateAction")
+    ]
+    if action_refs:
+        root["mentions"] = action_refs
+    descriptor = {
+        "@id": "ro-crate-metadata.json",
+        "@type": "CreativeWork",
+        "conformsTo": _ref(RO_CRATE_SPEC),
+        "about": _ref("./"),
+    }
+    ids = {p["@id"] for p in parts}
+    merged: list[dict[str, Any]] = []
+    for ent in actions:
+        if ent.get("@id") in ids or ent.get("@id") in graph:
+            continue  # ours (measured now) win over the log's view of the same entity
+        if ent.get("@type") == "SoftwareApplication" and "version" not in ent and ent.get("softwareVersion"):
+            ent = {**ent, "version": ent["softwareVersion"]}  # RO-Crate 1.2 asks for `version`
+        merged.append(ent)
+    profile = {
+        "@id": PROCESS_RUN_CRATE,
+        "@type": ["CreativeWork", "Profile"],
+        "name": "Process Run Crate",
+        "version": "0.5",
+    }
+    return {
+        "@context": RO_CRATE_CONTEXT,
+        "@graph": [descriptor, root, profile, *graph.values(), *parts, *merged],
+    }

@@ -1,0 +1,175 @@
+"""Which workspace files make a bag's payload, listed in a stable order with bounded memory.
+
+The walk is depth-first with each folder's entries sorted by name, so a bag's
+manifests come out in the same order on every run. Only one folder listing is
+held at a time. Names are checked as they are met (UTF-8, NFC collisions);
+symbolic links are refused with their name and target, or followed when asked,
+never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from curated.errors import PackageError
+from curated.package.names import check_name, check_siblings
+
+PAYLOAD_ROOTS: tuple[str, ...] = (
+    "README.md",
+    "figures",
+    "curation/fair.json",
+    "curation/fair.md",
+    "derived",
+)
+"""Workspace paths that go into ``data/`` (at the same relative place). ``package/``
+(bags and receipts), ``curated.yaml`` and the curator log are not payload: the last
+two travel as tag files under ``metadata/``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadFile:
+    rel: str
+    """Path below ``data/`` (posix), the same as below the workspace root."""
+    src: str
+    size: int
+    mtime_ns: int
+    store: str | None
+    """The Zarr store (its ``rel``) this file is inside, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadDir:
+    rel: str
+    empty: bool
+    store: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ZarrStore:
+    """A Zarr store met while walking in archive mode (not descended into)."""
+
+    rel: str
+    src: str
+
+
+PayloadItem = PayloadFile | PayloadDir | ZarrStore
+
+
+def is_zarr_store(name: str) -> bool:
+    return name.endswith(".zarr")
+
+
+def _refuse_link(path: str, rel: str) -> PackageError:
+    target = os.readlink(path)
+    if not os.path.exists(path):
+        msg = (
+            f"broken symbolic link {rel!r} -> {target!r}: it points to nothing; "
+            "remove it or restore its target, then bag again"
+        )
+    else:
+        msg = (
+            f"symbolic link {rel!r} -> {target!r}: bags hold files, not links; "
+            "replace it with the file itself, or bag with --follow-symlinks to store what it points to"
+        )
+    return PackageError(msg, path=path, details={"link": rel, "target": target})
+
+
+class PayloadWalker:
+    """Walk the payload of a workspace (see :data:`PAYLOAD_ROOTS`).
+
+    Parameters
+    ----------
+    root
+        The workspace folder.
+    follow_symlinks
+        Store what links point to instead of refusing them (broken links and
+        loops are refused either way).
+    zarr_archives
+        Yield each Zarr store as a :class:`ZarrStore` instead of its files.
+    roots
+        Payload paths relative to ``root``; defaults to :data:`PAYLOAD_ROOTS`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        follow_symlinks: bool = False,
+        zarr_archives: bool = False,
+        roots: tuple[str, ...] = PAYLOAD_ROOTS,
+    ) -> None:
+        self.root = os.fspath(root)
+        self.follow_symlinks = follow_symlinks
+        self.zarr_archives = zarr_archives
+        self.roots = roots
+
+    def __iter__(self) -> Iterator[PayloadItem]:
+        parents: set[str] = set()
+        for rel in self.roots:
+            path = os.path.join(self.root, *rel.split("/"))
+            if not os.path.lexists(path):
+                continue
+            for i in range(1, rel.count("/") + 1):
+                parent = "/".join(rel.split("/")[:i])
+                if parent not in parents:
+                    parents.add(parent)
+                    yield PayloadDir(parent, empty=False, store=None)
+            yield from self._entry(path, rel, None, frozenset())
+
+    def _entry(
+        self, path: str, rel: str, store: str | None, ancestors: frozenset[str]
+    ) -> Iterator[PayloadItem]:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            if not self.follow_symlinks or not os.path.exists(path):
+                raise _refuse_link(path, rel)
+            st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            yield PayloadFile(rel, path, st.st_size, st.st_mtime_ns, store)
+        elif stat.S_ISDIR(st.st_mode):
+            real = os.path.realpath(path)
+            if real in ancestors:
+                msg = f"symbolic link loop at {rel!r}: it leads back into a folder above it"
+                raise PackageError(msg, path=path)
+            name = rel.rsplit("/", 1)[-1]
+            if store is None and is_zarr_store(name):
+                if self.zarr_archives:
+                    yield ZarrStore(rel, path)
+                    return
+                store = rel
+            yield from self._folder(path, rel, store, ancestors | {real})
+        else:
+            msg = f"{rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
+            raise PackageError(msg, path=path)
+
+    def _folder(
+        self, path: str, rel: str, store: str | None, ancestors: frozenset[str]
+    ) -> Iterator[PayloadItem]:
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it)
+        for name in names:
+            check_name(name, path)
+        check_siblings(names, path)
+        yield PayloadDir(rel, empty=not names, store=store)
+        for name in names:
+            yield from self._entry(os.path.join(path, name), f"{rel}/{name}", store, ancestors)
+
+
+def walk_store(
+    path: str | os.PathLike[str], *, follow_symlinks: bool = False
+) -> Iterator[PayloadItem]:
+    """Walk one Zarr store; ``rel`` values are relative to the store root."""
+    walker = PayloadWalker(path, follow_symlinks=follow_symlinks)
+    root = os.fspath(path)
+    with os.scandir(root) as it:
+        names = sorted(e.name for e in it)
+    for name in names:
+        check_name(name, root)
+    check_siblings(names, root)
+    for name in names:
+        yield from walker._entry(
+            os.path.join(root, name), name, "", frozenset({os.path.realpath(root)})
+        )

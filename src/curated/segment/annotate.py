@@ -1,0 +1,288 @@
+"""Sparse annotations: a label image where only some crops are annotated.
+
+Convention (recorded in every annotation label image)
+-----------------------------------------------------
+A sparse annotation is an OME-Zarr **uint8** label image beside the raw image:
+
+- ``255`` (:data:`UNANNOTATED`) marks voxels nobody has annotated; training
+  ignores them (the loss is masked to annotated voxels);
+- ``0`` is *annotated* background;
+- ``1..254`` are the classes (the same values as the truth or the curator's tool).
+
+The label group's ``image-label.properties`` names each value, with
+``{"label-value": 255, "name": "unannotated", "curated:unannotated": true}``,
+and its ``curated`` attributes hold ``kind: "annotation"`` plus
+``annotation: {"unannotated": 255, "rois": [{"offset": [z, y, x], "shape": [z, y, x], "source": ...}]}``:
+every annotated crop, in the order it was added. Training reads the ROIs from
+there (or, for label images written by other tools, from the bounding boxes of
+the annotated voxels).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curated.errors import InputError, SegmentationError
+from curated.results import Result
+from curated.segment import _store
+from curated.workspace import Workspace, recorder
+
+UNANNOTATED = 255
+"""Label value of voxels that carry no annotation."""
+BACKGROUND = 0
+"""Label value of annotated background."""
+
+_REGION = re.compile(r"^\s*([zyx])\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*$")
+_AXES = {"z": 0, "y": 1, "x": 2}
+
+
+def parse_region(region: str | None, shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Turn ``"x<0.5"`` (a fraction of an axis) into a voxel box ``(start, stop)``; ``None`` is everything.
+
+    Several conditions may be joined with ``,`` (``"x<0.5,z>=0.25"``).
+    """
+    start = [0, 0, 0]
+    stop = [int(s) for s in shape]
+    if not region:
+        return tuple(start), tuple(stop)  # type: ignore[return-value]
+    for part in region.split(","):
+        m = _REGION.match(part)
+        if not m:
+            msg = f"region {part!r} is not like 'x<0.5' (axis z|y|x, comparison, fraction of the axis)"
+            raise InputError(msg, field="region")
+        axis, op, frac = _AXES[m.group(1)], m.group(2), float(m.group(3))
+        if not 0.0 <= frac <= 1.0:
+            msg = f"region fraction must be between 0 and 1, not {frac}"
+            raise InputError(msg, field="region")
+        edge = int(round(frac * shape[axis]))
+        if op.startswith("<"):
+            stop[axis] = min(stop[axis], edge)
+        else:
+            start[axis] = max(start[axis], edge)
+    if any(b <= a for a, b in zip(start, stop, strict=True)):
+        msg = f"region {region!r} is empty for an image of shape {tuple(shape)}"
+        raise InputError(msg, field="region")
+    return tuple(start), tuple(stop)  # type: ignore[return-value]
+
+
+def _overlaps(a_off: Any, a_shape: Any, b_off: Any, b_shape: Any) -> bool:
+    return all(ao < bo + bs and bo < ao + as_ for ao, as_, bo, bs in zip(a_off, a_shape, b_off, b_shape, strict=True))
+
+
+def _properties(values: list[int]) -> list[dict[str, Any]]:
+    props: list[dict[str, Any]] = [
+        {"label-value": UNANNOTATED, "name": "unannotated", "curated:unannotated": True},
+        {"label-value": BACKGROUND, "name": "background (annotated)"},
+    ]
+    for v in sorted({int(v) for v in values} - {UNANNOTATED, BACKGROUND}):
+        props.append({"label-value": v, "name": f"class {v}"})
+    return props
+
+
+def read_annotation_rois(image: str | Path, name: str) -> list[dict[str, Any]]:
+    """The annotated crops recorded in a sparse label image (``[]`` if none are recorded)."""
+    attrs = _store.label_curated_attrs(image, name)
+    return [dict(r) for r in (attrs.get("annotation") or {}).get("rois", [])]
+
+
+def _existing_annotation(image: Path, name: str) -> tuple[np.ndarray, list[dict[str, Any]]] | None:
+    if name not in _store.label_names(image) and not _store.label_path(image, name).exists():
+        return None
+    attrs = _store.label_curated_attrs(image, name)
+    if attrs.get("kind") != "annotation":
+        msg = (
+            f"label image {name!r} exists and is not a sparse annotation (kind {attrs.get('kind')!r}); "
+            "choose another --name"
+        )
+        raise SegmentationError(msg, path=image, field="name")
+    return np.asarray(_store.label_level0(image, name)[...]), read_annotation_rois(image, name)
+
+
+def _write_annotation(image: Path, name: str, labels: np.ndarray, rois: list[dict[str, Any]], *, replace: bool) -> None:
+    from curated.images import add_labels
+
+    values = [int(v) for v in np.unique(labels)]
+    add_labels(
+        image,
+        name,
+        labels,
+        kind="annotation",
+        ai_generated=False,
+        model=None,
+        properties=_properties(values),
+        overwrite=replace,
+    )
+    _store.update_label_curated_attrs(image, name, {"annotation": {"unannotated": UNANNOTATED, "rois": rois}})
+
+
+def annotate_from_truth(
+    image: str | Path,
+    *,
+    truth: str = "truth",
+    crops: int = 4,
+    size: int | tuple[int, int, int] = 32,
+    seed: int = 0,
+    name: str = "annotations",
+    region: str | None = None,
+    workspace: Workspace | str | Path | None = None,
+) -> Result:
+    """Emulate a curator who annotates ``crops`` random crops densely, copying them from ``truth``.
+
+    Crops do not overlap each other or crops already in ``name``; when ``name``
+    exists (a sparse annotation), the new crops are added to it.
+
+    Parameters
+    ----------
+    image
+        The OME-Zarr image holding the ``truth`` label image.
+    crops, size
+        How many crops and their size (one number for a cube, or z, y, x; clipped to the image).
+    seed
+        Seed of the crop positions.
+    region
+        Restrict crops to part of the image, e.g. ``"x<0.5"`` (the bright side of a
+        sample shaded along x) or ``"x>=0.5"``; see :func:`parse_region`.
+    """
+    image = Path(image)
+    params = {"truth": truth, "crops": crops, "size": size, "seed": seed, "name": name, "region": region}
+    with recorder(workspace, "A", "annotate-from-truth", inputs=[image], params=params, libraries=("numpy", "zarr")) as step:
+        if crops < 1:
+            msg = "crops must be at least 1"
+            raise InputError(msg, field="crops")
+        truth_arr = _store.label_level0(image, truth)
+        shape = tuple(int(s) for s in truth_arr.shape)
+        sz = (size,) * 3 if isinstance(size, int) else tuple(int(s) for s in size)
+        start, stop = parse_region(region, shape)
+        sz = tuple(max(1, min(s, b - a)) for s, a, b in zip(sz, start, stop, strict=True))
+        existing = _existing_annotation(image, name)
+        labels = existing[0] if existing else np.full(shape, UNANNOTATED, dtype=np.uint8)
+        rois = existing[1] if existing else []
+        rng = np.random.default_rng(seed)
+        new: list[dict[str, Any]] = []
+        for _ in range(crops * 200):
+            if len(new) == crops:
+                break
+            off = tuple(int(rng.integers(a, b - s + 1)) for a, b, s in zip(start, stop, sz, strict=True))
+            if any(_overlaps(off, sz, r["offset"], r["shape"]) for r in rois + new):
+                continue
+            new.append({"offset": list(off), "shape": list(sz), "source": f"truth:{truth}"})
+        if len(new) < crops:
+            msg = f"only {len(new)} non-overlapping {sz} crops fit in the region; ask for fewer or smaller crops"
+            raise SegmentationError(msg, path=image, field="crops")
+        truth_np = np.asarray(truth_arr[...])
+        if np.any(truth_np == UNANNOTATED):
+            msg = f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated voxels"
+            raise SegmentationError(msg, path=image, field="truth")
+        for r in new:
+            sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
+            labels[sl] = truth_np[sl]
+        rois = rois + new
+        _write_annotation(image, name, labels, rois, replace=existing is not None)
+        annotated = int(np.count_nonzero(labels != UNANNOTATED))
+        fraction = annotated / labels.size
+        step.add_output(_store.label_path(image, name))
+        details = {"rois": new, "annotated_voxels": annotated, "annotated_fraction": fraction, "name": name}
+        step.details.update({"annotated_fraction": fraction, "crops": len(rois)})
+        return Result(
+            "annotate-from-truth",
+            "ok",
+            str(_store.label_path(image, name)),
+            f"{len(new)} crops of {sz} added; {fraction:.1%} of voxels annotated",
+            details,
+        )
+
+
+def _read_crop(source: Path) -> np.ndarray:
+    if not source.exists():
+        msg = "no such annotation file"
+        raise InputError(msg, path=source)
+    suffix = source.name.lower()
+    try:
+        if suffix.endswith(".npy"):
+            arr = np.load(source, allow_pickle=False)
+        elif suffix.endswith((".tif", ".tiff")):
+            import tifffile
+
+            arr = tifffile.imread(source)
+        elif source.is_dir():
+            import zarr
+
+            node = zarr.open(str(source), mode="r")
+            if isinstance(node, zarr.Array):
+                arr = np.asarray(node[...])
+            else:
+                arr = np.asarray(node[_store.level0_path(node, source)][...])
+        else:
+            msg = "annotation files must be .tif/.tiff, .npy or an OME-Zarr/Zarr folder"
+            raise InputError(msg, path=source)
+    except InputError:
+        raise
+    except Exception as exc:
+        msg = f"cannot read the annotation ({exc})"
+        raise InputError(msg, path=source) from None
+    arr = np.squeeze(arr)
+    if arr.ndim != 3:
+        msg = f"an annotation crop must be 3D (z, y, x); this one has shape {arr.shape}"
+        raise InputError(msg, path=source)
+    if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
+        msg = f"an annotation must hold integer labels, not {arr.dtype}"
+        raise InputError(msg, path=source)
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > UNANNOTATED):
+        msg = f"label values must be 0..{UNANNOTATED} ({UNANNOTATED} = unannotated); found {int(arr.min())}..{int(arr.max())}"
+        raise InputError(msg, path=source)
+    return arr.astype(np.uint8)
+
+
+def import_annotation(
+    image: str | Path,
+    *,
+    source_file: str | Path,
+    offset: tuple[int, int, int],
+    name: str = "annotations",
+    workspace: Workspace | str | Path | None = None,
+) -> Result:
+    """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image.
+
+    The crop (TIFF, ``.npy`` or Zarr/OME-Zarr; integer values 0..255 with 255 =
+    unannotated) is placed at ``offset`` (z, y, x) of the image's level 0. The
+    label image ``name`` is created if missing; existing annotations outside the
+    crop are kept. Nothing is written when the crop does not fit or is not a label.
+    """
+    image = Path(image)
+    source = Path(source_file)
+    params = {"offset": list(offset), "name": name}
+    with recorder(workspace, "A", "annotate-import", inputs=[image, source], params=params, libraries=("numpy", "zarr", "tifffile")) as step:
+        crop = _read_crop(source)
+        shape = tuple(int(s) for s in _store.image_level0(image).shape)
+        off = tuple(int(o) for o in offset)
+        if len(off) != 3:
+            msg = "offset must be three numbers (z y x)"
+            raise InputError(msg, field="offset")
+        if any(o < 0 or o + s > n for o, s, n in zip(off, crop.shape, shape, strict=True)):
+            msg = f"a crop of shape {crop.shape} at offset {off} does not fit in the image of shape {shape}"
+            raise InputError(msg, path=source, field="offset")
+        if not np.any(crop != UNANNOTATED):
+            msg = f"the crop holds no annotated voxels (all {UNANNOTATED})"
+            raise InputError(msg, path=source)
+        existing = _existing_annotation(image, name)
+        labels = existing[0] if existing else np.full(shape, UNANNOTATED, dtype=np.uint8)
+        rois = existing[1] if existing else []
+        sl = tuple(slice(o, o + s) for o, s in zip(off, crop.shape, strict=True))
+        region = labels[sl]
+        annotated = crop != UNANNOTATED
+        region[annotated] = crop[annotated]
+        roi = {"offset": list(off), "shape": list(crop.shape), "source": source.name}
+        rois = rois + [roi]
+        _write_annotation(image, name, labels, rois, replace=existing is not None)
+        step.add_output(_store.label_path(image, name))
+        return Result(
+            "annotate-import",
+            "ok",
+            str(_store.label_path(image, name)),
+            f"crop {crop.shape} from {source.name} added at {off}",
+            {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name},
+        )

@@ -1,0 +1,1170 @@
+"""Honest evaluation of a label image on seeded random held-out blocks.
+
+A curator's own crops are where the model was fixed (or where structures are
+obvious), so scores on them are biased. :func:`evaluate` instead draws ``N``
+blocks uniformly at random inside the image with a recorded seed, refuses (and
+redraws) every block that touches a region the model or any of its ancestors
+was trained on (``lineage_rois`` grown by the model's context), and reports:
+
+- voxel Dice (= F1), IoU, precision and recall, raw and with a band of
+  ``boundary_band`` voxels around the truth's edges excluded (boundary truth is
+  noisy, as incasem's metric masks acknowledge);
+- instance F1 at IoU 0.5: connected components of truth and prediction inside
+  each block, matched one-to-one (Hungarian assignment on IoU);
+- TP/FP/FN summed over blocks before any ratio is taken (CellMap's rule), a
+  seeded bootstrap 95 % confidence interval over blocks, and the same figures
+  per *factor* group (e.g. blocks on the shaded vs the bright half).
+
+Blocks are read one at a time from the OME-Zarr level 0, so memory is bounded by
+the block size, never by the image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from curated._io import atomic_write_bytes, atomic_write_text, write_json
+from curated._version import __version__
+from curated.errors import InputError, SegmentationError
+from curated.progress import ProgressReporter, ensure_progress
+from curated.results import Result
+from curated.workspace import Workspace, as_workspace, recorder
+
+EVALUATION_FORMAT = "curated-evaluation/1"
+"""Value of ``format`` in every evaluation JSON this module writes."""
+
+BOOTSTRAP_SAMPLES = 1000
+CONFIDENCE = 0.95
+
+Vec3 = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------- boxes
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box of voxels, ``offset`` and ``shape`` as ``(z, y, x)``."""
+
+    offset: Vec3
+    shape: Vec3
+
+    @property
+    def stop(self) -> Vec3:
+        return tuple(o + s for o, s in zip(self.offset, self.shape, strict=True))  # type: ignore[return-value]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(o, e) for o, e in zip(self.offset, self.stop, strict=True))  # type: ignore[return-value]
+
+    @property
+    def centre(self) -> tuple[float, float, float]:
+        return tuple(o + s / 2 for o, s in zip(self.offset, self.shape, strict=True))  # type: ignore[return-value]
+
+    def intersects(self, other: Box) -> bool:
+        """True when the two boxes share at least one voxel."""
+        return all(
+            a0 < b1 and b0 < a1
+            for a0, a1, b0, b1 in zip(self.offset, self.stop, other.offset, other.stop, strict=True)
+        )
+
+    def grow(self, margin: Sequence[int], within: Sequence[int] | None = None) -> Box:
+        """The box widened by ``margin`` voxels per side, clipped to ``[0, within)`` if given."""
+        lo = [o - m for o, m in zip(self.offset, margin, strict=True)]
+        hi = [e + m for e, m in zip(self.stop, margin, strict=True)]
+        if within is not None:
+            lo = [max(0, v) for v in lo]
+            hi = [min(w, v) for w, v in zip(within, hi, strict=True)]
+        return Box(tuple(lo), tuple(h - lo_ for lo_, h in zip(lo, hi, strict=True)))  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"offset": list(self.offset), "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Box:
+        try:
+            offset = tuple(int(v) for v in d["offset"])
+            shape = tuple(int(v) for v in d["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"a box needs 'offset' and 'shape' as three integers each, got {dict(d)!r}"
+            raise InputError(msg) from exc
+        if len(offset) != 3 or len(shape) != 3 or min(shape) <= 0:
+            msg = f"a box needs three offsets and three positive sizes (z, y, x), got {dict(d)!r}"
+            raise InputError(msg)
+        return cls(offset, shape)  # type: ignore[arg-type]
+
+
+def _vec3(value: int | Sequence[int], what: str) -> Vec3:
+    out = (int(value),) * 3 if isinstance(value, int | np.integer) else tuple(int(v) for v in value)
+    if len(out) != 3 or min(out) <= 0:
+        msg = f"{what} must be a positive integer or three positive integers (z, y, x), got {value!r}"
+        raise InputError(msg, field=what)
+    return out  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------- held-out blocks
+@dataclass(frozen=True)
+class HeldOutBlocks:
+    """Seeded random test blocks, drawn before anyone looks at a prediction.
+
+    Keep the object (or the evaluation JSON that holds it) and pass it again to
+    :func:`evaluate` to score a fine-tuned model on the *same* blocks.
+    """
+
+    image_shape: Vec3
+    block_size: Vec3
+    seed: int
+    blocks: tuple[Box, ...]
+    rejected_training: int = 0
+    """Draws refused because they touched a (context-grown) training ROI."""
+    rejected_overlap: int = 0
+    """Draws refused because they overlapped a block already drawn."""
+    exclusion: tuple[Box, ...] = ()
+    """The grown training ROIs the blocks were kept clear of."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_shape": list(self.image_shape),
+            "block_size": list(self.block_size),
+            "seed": self.seed,
+            "blocks": [b.to_dict() for b in self.blocks],
+            "rejected_training": self.rejected_training,
+            "rejected_overlap": self.rejected_overlap,
+            "exclusion": [b.to_dict() for b in self.exclusion],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HeldOutBlocks:
+        try:
+            return cls(
+                image_shape=_vec3(d["image_shape"], "image_shape"),
+                block_size=_vec3(d["block_size"], "block_size"),
+                seed=int(d["seed"]),
+                blocks=tuple(Box.from_dict(b) for b in d["blocks"]),
+                rejected_training=int(d.get("rejected_training", 0)),
+                rejected_overlap=int(d.get("rejected_overlap", 0)),
+                exclusion=tuple(Box.from_dict(b) for b in d.get("exclusion", [])),
+            )
+        except KeyError as exc:
+            msg = f"held-out blocks lack the field {exc.args[0]!r}"
+            raise InputError(msg, field=str(exc.args[0])) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeldOutBlocks:
+        """Read the blocks from an evaluation JSON (``held_out``) or a bare blocks JSON."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("file not found", path=p) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"not a JSON file ({exc})", path=p) from None
+        if isinstance(data, dict) and "held_out" in data:
+            data = data["held_out"]
+        if not isinstance(data, dict):
+            raise InputError("expected a JSON object with held-out blocks", path=p)
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(exc.message, path=p, field=exc.field) from None
+
+
+def draw_held_out_blocks(
+    image_shape: Sequence[int],
+    n: int,
+    block_size: int | Sequence[int],
+    *,
+    seed: int = 0,
+    exclude: Iterable[Box] = (),
+    allow_overlap: bool = False,
+    max_draws: int | None = None,
+) -> HeldOutBlocks:
+    """Draw ``n`` blocks at uniformly random offsets inside ``image_shape``.
+
+    A draw that touches any box in ``exclude`` (grown training ROIs) is
+    rejected and redrawn, and so is one that overlaps a block already kept
+    (unless ``allow_overlap``): overlapping blocks would count voxels twice.
+    The number of rejections of each kind is recorded.
+
+    Raises
+    ------
+    SegmentationError
+        When ``n`` blocks cannot be found within ``max_draws`` draws (default
+        ``200 * n``), e.g. because the training ROIs cover the image: the
+        message gives how many were found and what to change.
+    """
+    shape = _vec3(image_shape, "image_shape")
+    size = tuple(min(b, s) for b, s in zip(_vec3(block_size, "block_size"), shape, strict=True))
+    if n <= 0:
+        raise InputError(f"the number of blocks must be positive, got {n}", field="blocks")
+    exclude = tuple(exclude)
+    rng = np.random.default_rng(seed)
+    max_draws = max_draws if max_draws is not None else 200 * n
+    kept: list[Box] = []
+    rejected_training = rejected_overlap = draws = 0
+    while len(kept) < n and draws < max_draws:
+        draws += 1
+        offset = tuple(int(rng.integers(0, s - b + 1)) for s, b in zip(shape, size, strict=True))
+        box = Box(offset, size)  # type: ignore[arg-type]
+        if any(box.intersects(e) for e in exclude):
+            rejected_training += 1
+            continue
+        if not allow_overlap and any(box.intersects(k) for k in kept):
+            rejected_overlap += 1
+            continue
+        kept.append(box)
+    if len(kept) < n:
+        if not kept and rejected_training == draws:
+            why = "every block position touches a training ROI of the model or its ancestors (context included)"
+        elif rejected_training == 0:
+            why = "the image is too small for that many non-overlapping blocks"
+        else:
+            why = "too little of the image lies outside the training ROIs for that many separate blocks"
+        msg = (
+            f"found only {len(kept)} of {n} held-out blocks of size {list(size)} in an image of shape "
+            f"{list(shape)} after {draws} draws ({rejected_training} touched training ROIs, "
+            f"{rejected_overlap} overlapped other blocks): {why}. Use fewer or smaller blocks, "
+            "or evaluate on another image the model never saw"
+        )
+        raise SegmentationError(
+            msg,
+            field="blocks",
+            details={"found": len(kept), "requested": n, "rejected_training": rejected_training},
+        )
+    return HeldOutBlocks(
+        image_shape=shape,
+        block_size=size,  # type: ignore[arg-type]
+        seed=seed,
+        blocks=tuple(kept),
+        rejected_training=rejected_training,
+        rejected_overlap=rejected_overlap,
+        exclusion=exclude,
+    )
+
+
+# ----------------------------------------------------------- training lineage
+@dataclass(frozen=True)
+class TrainingExclusion:
+    """What a model (and its ancestors) saw in training, grown into no-go boxes."""
+
+    model_dir: Path
+    model: dict[str, Any]
+    rois: tuple[Box, ...]
+    margin: Vec3
+    boxes: tuple[Box, ...]
+
+
+def read_model_json(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Read ``model.json`` from a model folder (or the file itself) with clear errors."""
+    p = Path(model_dir)
+    mj = p / "model.json" if p.is_dir() else p
+    folder = mj.parent
+    if not mj.is_file():
+        msg = "not a curated model folder (no model.json); give the folder `curated segment train --out` made"
+        raise InputError(msg, path=p)
+    try:
+        data = json.loads(mj.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"model.json is not valid JSON ({exc})", path=mj) from None
+    if not isinstance(data, dict):
+        raise InputError("model.json must hold a JSON object", path=mj)
+    return folder, data
+
+
+def training_exclusion(
+    model_dir: str | Path, *, extra_margin: int | Sequence[int] = 0, image: str | Path | None = None
+) -> TrainingExclusion:
+    """The boxes a held-out block must not touch for the model at ``model_dir``.
+
+    Every ROI in ``lineage_rois`` (this model's and all its ancestors'; falls
+    back to ``training.rois`` when absent) is grown by the model's
+    ``architecture.context`` (the raw input a training output saw), the
+    pre-processing filters' halo, and ``extra_margin`` (e.g. for elastic
+    augmentation). With ``image``, ROIs recorded on an image of another name
+    are left out (another image shares no voxels); ROIs whose image is not
+    recorded, or has the same name, are always kept: when in doubt, exclude.
+    """
+    folder, model = read_model_json(model_dir)
+    raw_rois = model.get("lineage_rois")
+    if raw_rois is None:
+        raw_rois = (model.get("training") or {}).get("rois") or []
+    if image is not None:
+        name = Path(image).resolve().name
+        raw_rois = [r for r in raw_rois if not (isinstance(r, Mapping) and r.get("image") and Path(str(r["image"])).name != name)]
+    try:
+        rois = tuple(Box.from_dict(r) for r in raw_rois)
+    except InputError as exc:
+        raise InputError(exc.message, path=folder / "model.json", field="lineage_rois") from None
+    context = (model.get("architecture") or {}).get("context", [0, 0, 0])
+    try:
+        ctx = tuple(int(c) for c in context)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"architecture.context must be three integers, got {context!r}", path=folder / "model.json", field="architecture.context"
+        ) from None
+    extra = (extra_margin,) * 3 if isinstance(extra_margin, int) else tuple(extra_margin)
+    halo = _preprocessing_halo(model.get("preprocessing"))
+    margin = tuple(c + e + h for c, e, h in zip(ctx, extra, halo, strict=True))
+    boxes = tuple(r.grow(margin) for r in rois)
+    return TrainingExclusion(folder, model, rois, margin, boxes)  # type: ignore[arg-type]
+
+
+def _preprocessing_halo(prep: Any) -> tuple[int, int, int]:
+    """Extra raw voxels the model's pre-processing filters read around each block."""
+    if not isinstance(prep, Mapping):
+        return (0, 0, 0)
+    try:
+        from curated.segment.preprocess import Preprocessing
+
+        return Preprocessing.from_dict(dict(prep)).halo
+    except (TypeError, ValueError):
+        return (0, 0, 0)
+
+
+# ------------------------------------------------------------------ counting
+@dataclass
+class BlockCounts:
+    """Confusion counts of one block (voxels and instances)."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    band_tp: int = 0
+    band_fp: int = 0
+    band_fn: int = 0
+    inst_tp: int = 0
+    inst_fp: int = 0
+    inst_fn: int = 0
+    truth_voxels: int = 0
+    pred_voxels: int = 0
+
+    def __add__(self, other: BlockCounts) -> BlockCounts:
+        return BlockCounts(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+def ratio_scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
+    """Dice/F1, IoU, precision and recall from summed counts.
+
+    Both-empty (no truth, no prediction) scores 1 for Dice, F1 and IoU, as
+    CellMap and empanada do; a ratio with a zero denominator otherwise is
+    ``None`` (undefined), never a silent 0.
+    """
+    if tp + fp + fn == 0:
+        return {"dice": 1.0, "iou": 1.0, "precision": None, "recall": None}
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "iou": tp / (tp + fp + fn),
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+    }
+
+
+def boundary_band_mask(truth: np.ndarray, band: int, *, connectivity: int = 1) -> np.ndarray:
+    """Voxels within ``band`` voxels (inside or outside) of the truth's edges.
+
+    Outside the array counts as "same as the nearest voxel", so the array's own
+    faces are not taken for object edges; pass a truth array grown by ``band``
+    voxels and crop afterwards to get exact bands at block faces.
+    """
+    if band <= 0:
+        return np.zeros(truth.shape, dtype=bool)
+    structure = ndimage.generate_binary_structure(truth.ndim, connectivity)
+    padded = np.pad(truth, band, mode="edge")
+    grown = ndimage.binary_dilation(padded, structure, iterations=band)
+    shrunk = ndimage.binary_erosion(padded, structure, iterations=band, border_value=1)
+    inner = tuple(slice(band, -band) for _ in range(truth.ndim))
+    return (grown & ~shrunk)[inner]
+
+
+def instance_counts(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    *,
+    iou_threshold: float = 0.5,
+    connectivity: int = 3,
+) -> tuple[int, int, int]:
+    """Instance TP/FP/FN: connected components matched one-to-one at IoU ≥ ``iou_threshold``.
+
+    Components come from :func:`scipy.ndimage.label` (``connectivity`` 1 = faces,
+    3 = faces, edges and corners). Pairs are matched by the Hungarian algorithm
+    on IoU, restricted to pairs reaching the threshold.
+    """
+    structure = ndimage.generate_binary_structure(3, connectivity)
+    t_lab, n_t = ndimage.label(truth, structure)
+    p_lab, n_p = ndimage.label(pred, structure)
+    if n_t == 0 or n_p == 0:
+        return 0, int(n_p), int(n_t)
+    t_area = np.bincount(t_lab.ravel(), minlength=n_t + 1)
+    p_area = np.bincount(p_lab.ravel(), minlength=n_p + 1)
+    both = (t_lab > 0) & (p_lab > 0)
+    pair = t_lab[both].astype(np.int64) * (n_p + 1) + p_lab[both]
+    keys, inter = np.unique(pair, return_counts=True)
+    ti, pi = np.divmod(keys, n_p + 1)
+    iou = inter / (t_area[ti] + p_area[pi] - inter)
+    ok = iou >= iou_threshold
+    if not ok.any():
+        return 0, int(n_p), int(n_t)
+    ti, pi, iou = ti[ok], pi[ok], iou[ok]
+    rows, row_idx = np.unique(ti, return_inverse=True)
+    cols, col_idx = np.unique(pi, return_inverse=True)
+    cost = np.zeros((rows.size, cols.size))
+    cost[row_idx, col_idx] = iou
+    r, c = linear_sum_assignment(cost, maximize=True)
+    tp = int(np.count_nonzero(cost[r, c] >= iou_threshold))
+    return tp, int(n_p) - tp, int(n_t) - tp
+
+
+def count_block(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    *,
+    boundary_band: int = 1,
+    truth_context: np.ndarray | None = None,
+    context_slices: tuple[slice, ...] | None = None,
+    iou_threshold: float = 0.5,
+    connectivity: int = 3,
+) -> BlockCounts:
+    """Count one block; ``pred`` and ``truth`` are boolean arrays of the same shape.
+
+    ``truth_context`` (with ``context_slices`` locating the block inside it) is
+    the truth grown by ``boundary_band`` voxels, so the band is exact at the
+    block's faces.
+    """
+    if pred.shape != truth.shape:
+        msg = f"prediction block {pred.shape} and truth block {truth.shape} differ in shape"
+        raise SegmentationError(msg)
+    pred = pred.astype(bool, copy=False)
+    truth = truth.astype(bool, copy=False)
+    tp = int(np.count_nonzero(pred & truth))
+    fp = int(np.count_nonzero(pred & ~truth))
+    fn = int(np.count_nonzero(~pred & truth))
+    if truth_context is not None and context_slices is not None:
+        band = boundary_band_mask(truth_context.astype(bool, copy=False), boundary_band)[context_slices]
+    else:
+        band = boundary_band_mask(truth, boundary_band)
+    keep = ~band
+    i_tp, i_fp, i_fn = instance_counts(pred, truth, iou_threshold=iou_threshold, connectivity=connectivity)
+    return BlockCounts(
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        tn=int(pred.size - tp - fp - fn),
+        band_tp=int(np.count_nonzero(pred & truth & keep)),
+        band_fp=int(np.count_nonzero(pred & ~truth & keep)),
+        band_fn=int(np.count_nonzero(~pred & truth & keep)),
+        inst_tp=i_tp,
+        inst_fp=i_fp,
+        inst_fn=i_fn,
+        truth_voxels=int(np.count_nonzero(truth)),
+        pred_voxels=int(np.count_nonzero(pred)),
+    )
+
+
+_CI_KEYS = {
+    "dice": ("tp", "fp", "fn"),
+    "dice_boundary_excluded": ("band_tp", "band_fp", "band_fn"),
+    "instance_f1": ("inst_tp", "inst_fp", "inst_fn"),
+}
+
+
+def bootstrap_ci(
+    counts: Sequence[BlockCounts],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap CI over blocks for summed-count metrics.
+
+    Each resample draws ``len(counts)`` blocks with replacement, sums their
+    counts and recomputes the metric, exactly as the point estimate is made.
+    ``None`` when fewer than two blocks exist (no spread to resample).
+    """
+    keys = [*_CI_KEYS, "iou", "precision", "recall"]
+    if len(counts) < 2:
+        return dict.fromkeys(keys)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(counts), size=(samples, len(counts)))
+    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+
+    def arr(name: str) -> np.ndarray:
+        return np.array([getattr(c, name) for c in counts], dtype=np.float64)[idx].sum(axis=1)
+
+    def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            val = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan)
+        val = val[~np.isnan(val)]
+        if val.size == 0:
+            return None
+        return [float(np.quantile(val, lo_q)), float(np.quantile(val, hi_q))]
+
+    out: dict[str, list[float] | None] = {}
+    for key, (a, b, c) in _CI_KEYS.items():
+        tp, fp, fn = arr(a), arr(b), arr(c)
+        out[key] = interval(2 * tp, 2 * tp + fp + fn, True)
+    tp, fp, fn = arr("tp"), arr("fp"), arr("fn")
+    out["iou"] = interval(tp, tp + fp + fn, True)
+    out["precision"] = interval(tp, tp + fp, False)
+    out["recall"] = interval(tp, tp + fn, False)
+    return out
+
+
+def summarize(counts: Sequence[BlockCounts]) -> dict[str, Any]:
+    """Summed counts and the scores computed from them (raw, boundary-excluded, instance)."""
+    total = sum(counts, BlockCounts())
+    inst = ratio_scores(total.inst_tp, total.inst_fp, total.inst_fn)
+    return {
+        "blocks": len(counts),
+        "raw": {"tp": total.tp, "fp": total.fp, "fn": total.fn, **ratio_scores(total.tp, total.fp, total.fn)},
+        "boundary_excluded": {
+            "tp": total.band_tp,
+            "fp": total.band_fp,
+            "fn": total.band_fn,
+            **ratio_scores(total.band_tp, total.band_fp, total.band_fn),
+        },
+        "instance": {
+            "tp": total.inst_tp,
+            "fp": total.inst_fp,
+            "fn": total.inst_fn,
+            "f1": inst["dice"],
+            "precision": inst["precision"],
+            "recall": inst["recall"],
+        },
+        "truth_voxels": total.truth_voxels,
+        "pred_voxels": total.pred_voxels,
+        "empty_truth_blocks": sum(1 for c in counts if c.truth_voxels == 0),
+    }
+
+
+# ------------------------------------------------------------------- factors
+Factor = Callable[[Box, tuple[int, ...]], str]
+"""A factor maps a block (and the image shape) to the name of its group."""
+
+
+def half_along(axis: int, low: str, high: str) -> Factor:
+    """A factor splitting blocks by which half of the image their centre lies in along ``axis``."""
+
+    def factor(box: Box, image_shape: tuple[int, ...]) -> str:
+        return low if box.centre[axis] < image_shape[axis] / 2 else high
+
+    return factor
+
+
+def shading_side(image_attrs: Mapping[str, Any] | None = None) -> Factor:
+    """Shaded vs bright half of a sample whose shading darkens one side along x.
+
+    Reads ``curated.sample.shading`` from the image attributes when present
+    (``{"axis": "x"|"y"|"z", "dark_side": "low"|"high"}``); the synthetic sample
+    darkens the high-x side by default.
+    """
+    info: Mapping[str, Any] = {}
+    if image_attrs:
+        cur = image_attrs.get("curated") or {}
+        sample = cur.get("sample") if isinstance(cur, Mapping) else None
+        if isinstance(sample, Mapping) and isinstance(sample.get("shading"), Mapping):
+            info = sample["shading"]
+    axis = {"z": 0, "y": 1, "x": 2}.get(str(info.get("axis", "x")), 2)
+    dark_high = str(info.get("dark_side", "high")) != "low"
+    return half_along(axis, "bright" if dark_high else "shaded", "shaded" if dark_high else "bright")
+
+
+BUILTIN_FACTORS: dict[str, Callable[[Mapping[str, Any] | None], Factor]] = {
+    "shading_side": shading_side,
+    "x_half": lambda _attrs: half_along(2, "low x", "high x"),
+    "y_half": lambda _attrs: half_along(1, "low y", "high y"),
+    "z_half": lambda _attrs: half_along(0, "low z", "high z"),
+}
+"""Factors known by name (what the CLI's ``--factor`` accepts)."""
+
+
+def resolve_factors(
+    factors: Sequence[str] | Mapping[str, Factor] | None, image_attrs: Mapping[str, Any] | None = None
+) -> dict[str, Factor]:
+    if not factors:
+        return {}
+    if isinstance(factors, Mapping):
+        return dict(factors)
+    out: dict[str, Factor] = {}
+    for name in factors:
+        if name not in BUILTIN_FACTORS:
+            msg = f"unknown factor {name!r}; known: {', '.join(BUILTIN_FACTORS)} (or pass a mapping name → function)"
+            raise InputError(msg, field="factors")
+        out[name] = BUILTIN_FACTORS[name](image_attrs)
+    return out
+
+
+# -------------------------------------------------------------- OME-Zarr read
+@dataclass
+class _Volume:
+    """Level 0 of an OME-Zarr image or label image, opened lazily."""
+
+    path: Path
+    array: Any
+    attrs: dict[str, Any]
+    spatial: tuple[int, int, int]
+    lead: tuple[int, ...]
+
+    @property
+    def shape(self) -> Vec3:
+        return tuple(self.array.shape[i] for i in self.spatial)  # type: ignore[return-value]
+
+    def read(self, box: Box) -> np.ndarray:
+        index: list[Any] = [0] * self.array.ndim
+        for axis, sl in zip(self.spatial, box.slices, strict=True):
+            index[axis] = sl
+        return np.asarray(self.array[tuple(index)])
+
+
+def _ome_attrs(group: Any) -> dict[str, Any]:
+    attrs = dict(group.attrs)
+    return dict(attrs.get("ome", {})) | {k: v for k, v in attrs.items() if k != "ome"}
+
+
+def _open_level0(path: Path, what: str) -> _Volume:
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for a missing/non-group path
+        msg = f"cannot open the {what} as an OME-Zarr group ({type(exc).__name__}: {exc})"
+        raise InputError(msg, path=path) from None
+    attrs = _ome_attrs(group)
+    ms = attrs.get("multiscales")
+    if not ms:
+        raise InputError(f"the {what} has no OME-Zarr 'multiscales' metadata", path=path)
+    ds_path = ms[0]["datasets"][0]["path"]
+    axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", ["z", "y", "x"])]
+    try:
+        spatial = tuple(axes.index(n) for n in ("z", "y", "x"))
+    except ValueError:
+        raise InputError(f"the {what} must have z, y and x axes, has {axes}", path=path) from None
+    array = group[ds_path]
+    lead = tuple(i for i in range(array.ndim) if i not in spatial)
+    if any(array.shape[i] != 1 for i in lead):
+        dims = {axes[i]: array.shape[i] for i in lead}
+        raise InputError(f"the {what} has non-spatial axes of size > 1 {dims}; evaluate one channel/time point", path=path)
+    return _Volume(path=path, array=array, attrs=attrs, spatial=spatial, lead=lead)  # type: ignore[arg-type]
+
+
+def _label_path(image: Path, name: str, role: str) -> Path:
+    p = image / "labels" / name
+    if not p.is_dir():
+        labels_dir = image / "labels"
+        known = sorted(q.name for q in labels_dir.iterdir() if q.is_dir()) if labels_dir.is_dir() else []
+        msg = f"no label image {name!r} (the {role}) in this image; it has: {', '.join(known) or 'none'}"
+        raise InputError(msg, path=image, field=role)
+    return p
+
+
+def _declared_label_values(attrs: Mapping[str, Any]) -> set[int] | None:
+    il = attrs.get("image-label") or {}
+    values: set[int] = set()
+    for key in ("colors", "properties"):
+        for item in il.get(key, []) or []:
+            if isinstance(item, Mapping) and "label-value" in item:
+                try:
+                    values.add(int(item["label-value"]))
+                except (TypeError, ValueError):
+                    continue
+    return values or None
+
+
+# --------------------------------------------------------------------- report
+@dataclass
+class EvaluationReport:
+    """What :func:`evaluate` found; ``to_dict`` is the evaluation JSON."""
+
+    name: str
+    image: str
+    pred: str
+    truth: str
+    label_value: int
+    pred_value: int
+    held_out: HeldOutBlocks
+    boundary_band: int
+    iou_threshold: float
+    connectivity: int
+    counts: list[BlockCounts]
+    factor_groups: dict[str, list[str]]
+    model: dict[str, Any] | None = None
+    pred_meta: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    bootstrap_seed: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def overall(self) -> dict[str, Any]:
+        return summarize(self.counts)
+
+    @property
+    def ci95(self) -> dict[str, list[float] | None]:
+        return bootstrap_ci(self.counts, seed=self.bootstrap_seed)
+
+    def factors(self) -> dict[str, dict[str, Any]]:
+        """Scores per factor group, with a bootstrap CI inside each group."""
+        out: dict[str, dict[str, Any]] = {}
+        for fname, groups in self.factor_groups.items():
+            per: dict[str, Any] = {}
+            for g in sorted(set(groups)):
+                sub = [c for c, gg in zip(self.counts, groups, strict=True) if gg == g]
+                per[g] = summarize(sub) | {"ci95": bootstrap_ci(sub, seed=self.bootstrap_seed)}
+            out[fname] = per
+        return out
+
+    @property
+    def dice(self) -> float | None:
+        return self.overall["raw"]["dice"]
+
+    def to_dict(self) -> dict[str, Any]:
+        blocks = []
+        for i, (box, c) in enumerate(zip(self.held_out.blocks, self.counts, strict=True)):
+            blocks.append(
+                {
+                    "index": i,
+                    **box.to_dict(),
+                    "factors": {f: g[i] for f, g in self.factor_groups.items()},
+                    "counts": c.to_dict(),
+                    "dice": ratio_scores(c.tp, c.fp, c.fn)["dice"],
+                    "dice_boundary_excluded": ratio_scores(c.band_tp, c.band_fp, c.band_fn)["dice"],
+                    "instance_f1": ratio_scores(c.inst_tp, c.inst_fp, c.inst_fn)["dice"],
+                }
+            )
+        per_block = [b["dice"] for b in blocks]
+        return {
+            "format": EVALUATION_FORMAT,
+            "name": self.name,
+            "created": self.created,
+            "software": {"curated": __version__},
+            "image": self.image,
+            "pred": {"name": self.pred, "value": self.pred_value, **self.pred_meta},
+            "truth": {"name": self.truth},
+            "label_value": self.label_value,
+            "model": self.model,
+            "protocol": {
+                "sampling": (
+                    "uniform random block offsets inside the image (level 0), seeded, non-overlapping, "
+                    "drawn independently of the prediction; blocks touching a training ROI of the model "
+                    "or any ancestor (grown by the model's context) were rejected and redrawn"
+                ),
+                "dataset_role": "test",
+                "boundary_band": self.boundary_band,
+                "iou_threshold": self.iou_threshold,
+                "connectivity": self.connectivity,
+                "aggregation": "TP/FP/FN summed over blocks, then ratios",
+                "both_empty_scores_one": True,
+                "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "confidence": CONFIDENCE, "seed": self.bootstrap_seed},
+            },
+            "held_out": self.held_out.to_dict(),
+            "overall": self.overall,
+            "ci95": self.ci95,
+            "per_block_dice": {
+                "min": min(per_block) if per_block else None,
+                "median": float(np.median(per_block)) if per_block else None,
+                "max": max(per_block) if per_block else None,
+            },
+            "factors": self.factors(),
+            "blocks": blocks,
+            "files": self.files,
+        }
+
+    def to_markdown(self) -> str:
+        return render_template("evaluation.md.j2", ev=self.to_dict())
+
+    def result(self) -> Result:
+        ov = self.overall
+        d = ov["raw"]["dice"]
+        ci = self.ci95.get("dice")
+        ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
+        msg = f"Dice {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+        return Result(
+            action="evaluate",
+            status="ok",
+            path=self.files.get("json"),
+            message=msg,
+            details={"dice": d, "ci95": ci, "files": dict(self.files), "name": self.name},
+        )
+
+
+def render_template(template: str, *, strict: bool = True, **context: Any) -> str:
+    """Render one of the package's Jinja2 templates (``curated/templates``).
+
+    ``strict`` makes a missing value an error (for records this module writes);
+    otherwise missing fields of foreign records render empty and chain.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("curated", "templates"),
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined if strict else jinja2.ChainableUndefined,
+    )
+    env.filters["fmt"] = _fmt
+    env.filters["ci"] = _fmt_ci
+    return env.get_template(template).render(**context)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _fmt_ci(v: Any) -> str:
+    if not v:
+        return "n/a"
+    return f"{v[0]:.3f}–{v[1]:.3f}"
+
+
+# --------------------------------------------------------------- the command
+_SAFE = re.compile(r"[\\/\x00-\x1f:*?\"<>|]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name from free text: path separators and control characters become '-'."""
+    out = _SAFE.sub("-", name).strip(" .-")
+    if not out:
+        msg = f"{name!r} cannot be used as a file name"
+        raise InputError(msg, field="name")
+    return out
+
+
+def _binary(arr: np.ndarray, value: int) -> np.ndarray:
+    return arr == value
+
+
+def evaluate(
+    image: str | Path,
+    *,
+    pred: str,
+    truth: str,
+    label_value: int,
+    pred_value: int | None = None,
+    blocks: int | HeldOutBlocks | str | Path = 8,
+    block_size: int | Sequence[int] = 64,
+    seed: int = 0,
+    exclude_training: str | Path | None = None,
+    extra_margin: int = 0,
+    factors: Sequence[str] | Mapping[str, Factor] | None = ("shading_side",),
+    boundary_band: int = 1,
+    iou_threshold: float = 0.5,
+    connectivity: int = 3,
+    name: str | None = None,
+    workspace: Workspace | str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    picture_blocks: int = 4,
+    progress: ProgressReporter | None = None,
+) -> EvaluationReport:
+    """Score label image ``pred`` against ``truth`` on seeded random held-out blocks.
+
+    Parameters
+    ----------
+    image
+        The OME-Zarr image holding both label images under ``labels/``.
+    pred, truth
+        Names of the label images (``labels/<name>``).
+    label_value
+        The truth value of the structure to score (e.g. 1 for mitochondria).
+    pred_value
+        The prediction's value for that structure; defaults to the prediction's
+        model ``label_value`` when recorded, else ``label_value``.
+    blocks
+        How many blocks to draw, or blocks from an earlier evaluation
+        (:class:`HeldOutBlocks`, or the path of its JSON) to score again.
+    block_size
+        Edge of each block (one int or ``(z, y, x)``), clipped to the image.
+    seed
+        Seed of the block draw and of the bootstrap.
+    exclude_training
+        A model folder: blocks touching its ``lineage_rois`` grown by its
+        ``architecture.context`` (+ ``extra_margin``) are refused and redrawn,
+        and the evaluation's path is appended to its ``model.json``.
+    factors
+        Factor names (see :data:`BUILTIN_FACTORS`) or a mapping name → function
+        ``(block, image_shape) -> group``; scores are reported per group.
+    boundary_band
+        Voxels on each side of truth edges excluded from the "boundary
+        excluded" scores.
+    name
+        Name of the evaluation (file stem); defaults to ``<pred>-vs-<truth>-<K>``.
+    workspace
+        Write ``derived/evaluations/<name>.json|.md|.png`` there and record an
+        ``E`` entry in its log.
+    out
+        Without a workspace: the JSON path; Markdown and PNG go next to it.
+    overwrite
+        Replace an existing evaluation of the same name (refused otherwise).
+
+    Returns
+    -------
+    EvaluationReport
+
+    Examples
+    --------
+    >>> report = evaluate("cell.ome.zarr", pred="mito-pred", truth="truth",
+    ...                   label_value=1, blocks=8, block_size=64, seed=0)  # doctest: +SKIP
+    >>> report.dice  # doctest: +SKIP
+    0.91
+    """
+    image = Path(image)
+    prog = ensure_progress(progress)
+    ws = as_workspace(workspace)
+    label_value = int(label_value)
+    img = _open_level0(image, "image")
+    pred_vol = _open_level0(_label_path(image, pred, "pred"), f"prediction {pred!r}")
+    truth_vol = _open_level0(_label_path(image, truth, "truth"), f"truth {truth!r}")
+    for vol, role in ((pred_vol, "pred"), (truth_vol, "truth")):
+        if vol.shape != img.shape:
+            msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
+            raise SegmentationError(msg, path=vol.path, field=role)
+    pred_meta = _prediction_meta(pred_vol.attrs)
+    if pred_value is None:
+        pv = (pred_meta.get("model") or {}).get("label_value") if isinstance(pred_meta.get("model"), Mapping) else None
+        pred_value = int(pv) if pv is not None else label_value
+    declared = _declared_label_values(truth_vol.attrs)
+    if declared is not None and label_value not in declared:
+        msg = f"label value {label_value} is not among the truth's declared values {sorted(declared)}; choose one of them"
+        raise SegmentationError(msg, path=truth_vol.path, field="label_value")
+
+    exclusion: TrainingExclusion | None = None
+    if exclude_training is not None:
+        exclusion = training_exclusion(exclude_training, extra_margin=extra_margin, image=image)
+    if isinstance(blocks, HeldOutBlocks | str | Path):
+        held = blocks if isinstance(blocks, HeldOutBlocks) else HeldOutBlocks.load(blocks)
+        if tuple(held.image_shape) != tuple(img.shape):
+            msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(img.shape)}"
+            raise SegmentationError(msg, field="blocks")
+        if exclusion is not None:
+            touching = [i for i, b in enumerate(held.blocks) if any(b.intersects(e) for e in exclusion.boxes)]
+            if touching:
+                msg = (
+                    f"held-out blocks {touching} touch a training ROI of the model or its ancestors "
+                    "(context included): the model was trained where it is tested. Draw new blocks, "
+                    "or train without those regions"
+                )
+                raise SegmentationError(msg, path=exclusion.model_dir, field="lineage_rois", details={"blocks": touching})
+            held = HeldOutBlocks(
+                held.image_shape, held.block_size, held.seed, held.blocks, held.rejected_training, held.rejected_overlap, exclusion.boxes
+            )
+        seed = held.seed
+    else:
+        held = draw_held_out_blocks(
+            img.shape, int(blocks), block_size, seed=seed, exclude=exclusion.boxes if exclusion else ()
+        )
+
+    name = safe_name(name or f"{pred}-vs-{truth}-{label_value}")
+    json_path = _output_json(ws, out, name)
+    if json_path is not None and json_path.exists() and not overwrite:
+        msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
+        raise InputError(msg, path=json_path)
+
+    factor_fns = resolve_factors(factors, img.attrs)
+    params = {
+        "pred": pred,
+        "truth": truth,
+        "label_value": label_value,
+        "pred_value": pred_value,
+        "blocks": len(held.blocks),
+        "block_size": list(held.block_size),
+        "seed": seed,
+        "boundary_band": boundary_band,
+        "iou_threshold": iou_threshold,
+        "factors": list(factor_fns),
+        "exclude_training": str(exclude_training) if exclude_training is not None else None,
+    }
+    inputs: list[str | Path] = [image]
+    if exclusion is not None:
+        inputs.append(exclusion.model_dir / "model.json")
+    with recorder(ws, "E", "evaluate", inputs=inputs, params=params, libraries=("zarr", "scipy"), hash_inputs=False) as step:
+        counts: list[BlockCounts] = []
+        shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = []
+        seen_value = False
+        prog.start("evaluating held-out blocks", len(held.blocks), "blocks")
+        try:
+            for box in held.blocks:
+                ctx = box.grow((boundary_band,) * 3, within=img.shape)
+                truth_ctx = truth_vol.read(ctx)
+                inner = tuple(slice(b - c, b - c + s) for b, c, s in zip(box.offset, ctx.offset, box.shape, strict=True))
+                t_raw = truth_ctx[inner]
+                p_raw = pred_vol.read(box)
+                t = _binary(t_raw, label_value)
+                p = _binary(p_raw, pred_value)
+                seen_value = seen_value or bool(t.any())
+                c = count_block(
+                    p,
+                    t,
+                    boundary_band=boundary_band,
+                    truth_context=_binary(truth_ctx, label_value),
+                    context_slices=inner,
+                    iou_threshold=iou_threshold,
+                    connectivity=connectivity,
+                )
+                counts.append(c)
+                if len(shown) < picture_blocks:
+                    mid = box.shape[0] // 2
+                    shown.append((box, img.read(Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:])))[0], t[mid], p[mid]))
+                prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
+        finally:
+            prog.finish()
+        if not seen_value and declared is None and not _value_anywhere(truth_vol, label_value):
+            msg = f"label value {label_value} does not occur in the truth {truth!r}; check --label-value"
+            raise SegmentationError(msg, path=truth_vol.path, field="label_value")
+
+        groups = {f: [fn(b, tuple(img.shape)) for b in held.blocks] for f, fn in factor_fns.items()}
+        model_info = None
+        if exclusion is not None:
+            m = exclusion.model
+            model_info = {
+                "id": m.get("id"),
+                "name": m.get("name"),
+                "path": str(exclusion.model_dir),
+                "weights_sha256": (m.get("weights") or {}).get("sha256"),
+                "parent": m.get("parent"),
+                "lineage_rois": [r.to_dict() for r in exclusion.rois],
+                "exclusion_margin": list(exclusion.margin),
+            }
+        report = EvaluationReport(
+            name=name,
+            image=str(image),
+            pred=pred,
+            truth=truth,
+            label_value=label_value,
+            pred_value=pred_value,
+            held_out=held,
+            boundary_band=boundary_band,
+            iou_threshold=iou_threshold,
+            connectivity=connectivity,
+            counts=counts,
+            factor_groups=groups,
+            model=model_info,
+            pred_meta=pred_meta,
+            bootstrap_seed=seed,
+        )
+        if json_path is not None:
+            md_path = json_path.with_suffix(".md")
+            png_path = json_path.with_suffix(".png")
+            rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
+            report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
+            atomic_write_bytes(png_path, render_blocks_png(shown))
+            atomic_write_text(md_path, report.to_markdown())
+            write_json(json_path, report.to_dict())
+            for p in (json_path, md_path, png_path):
+                step.add_output(p, role="evaluation")
+            if exclusion is not None:
+                _append_model_evaluation(exclusion.model_dir, json_path)
+        ov = report.overall
+        step.details = {"dice": ov["raw"]["dice"], "blocks": len(counts), "ci95_dice": report.ci95.get("dice")}
+        step.message = report.result().message
+    return report
+
+
+def _prediction_meta(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    cur = attrs.get("curated")
+    if not isinstance(cur, Mapping):
+        return {}
+    return {k: cur[k] for k in ("kind", "ai_generated", "model") if k in cur}
+
+
+def _value_anywhere(vol: _Volume, value: int) -> bool:
+    """Scan level 0 chunk row by chunk row for ``value`` (only when blocks and metadata did not show it)."""
+    chunks = getattr(vol.array, "chunks", None)
+    step = tuple(int(chunks[a]) for a in vol.spatial) if chunks else (64, 64, 64)
+    shape = vol.shape
+    for z0 in range(0, shape[0], step[0]):
+        for y0 in range(0, shape[1], step[1]):
+            for x0 in range(0, shape[2], step[2]):
+                off = (z0, y0, x0)
+                box = Box(off, tuple(min(s, n - o) for s, n, o in zip(step, shape, off, strict=True)))  # type: ignore[arg-type]
+                if np.any(vol.read(box) == value):
+                    return True
+    return False
+
+
+def _output_json(ws: Workspace | None, out: str | Path | None, name: str) -> Path | None:
+    if ws is not None:
+        return ws.evaluations_dir / f"{name}.json"
+    if out is not None:
+        p = Path(out)
+        if p.suffix.lower() != ".json":
+            p = p / f"{name}.json" if p.is_dir() or not p.suffix else p.with_suffix(".json")
+        return p
+    return None
+
+
+def _append_model_evaluation(model_dir: Path, json_path: Path) -> None:
+    """Add the evaluation's path (relative to the model folder) to ``model.json`` atomically."""
+    mj = model_dir / "model.json"
+    data = json.loads(mj.read_text(encoding="utf-8"))
+    rel = Path(os.path.relpath(json_path.resolve(), model_dir.resolve())).as_posix()
+    evals = list(data.get("evaluations") or [])
+    if rel not in evals:
+        evals.append(rel)
+    data["evaluations"] = evals
+    write_json(mj, data)
+
+
+# ------------------------------------------------------------------- picture
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    a = img.astype(np.float32)
+    lo, hi = np.percentile(a, [1, 99]) if a.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1
+    return (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def render_blocks_png(panels: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]], *, tile: int = 160) -> bytes:
+    """PNG with one row per block: image, truth, prediction, errors (mid z slice).
+
+    Errors: white = true positive, magenta = false positive, green = false negative.
+    """
+    import io
+
+    from PIL import Image, ImageDraw
+
+    header = 18
+    cols = ("image", "truth", "prediction", "errors")
+    rows = max(1, len(panels))
+    canvas = Image.new("RGB", (tile * len(cols), header + rows * (tile + header)), (24, 24, 24))
+    draw = ImageDraw.Draw(canvas)
+    for j, title in enumerate(cols):
+        draw.text((j * tile + 4, 2), title, fill=(230, 230, 230))
+    for i, (box, raw, t, p) in enumerate(panels):
+        y0 = header + i * (tile + header)
+        draw.text((4, y0 + 2), f"block {i} at z,y,x={list(box.offset)}", fill=(200, 200, 200))
+        g = _to_uint8(raw)
+        tiles = [
+            np.stack([g] * 3, -1),
+            np.stack([t.astype(np.uint8) * 255] * 3, -1),
+            np.stack([p.astype(np.uint8) * 255] * 3, -1),
+        ]
+        err = np.zeros((*t.shape, 3), np.uint8)
+        err[t & p] = (255, 255, 255)
+        err[p & ~t] = (255, 0, 255)
+        err[t & ~p] = (0, 200, 0)
+        tiles.append(err)
+        scale = tile / max(t.shape)
+        size = (max(1, round(t.shape[1] * scale)), max(1, round(t.shape[0] * scale)))
+        for j, arr in enumerate(tiles):
+            im = Image.fromarray(arr, "RGB").resize(size, Image.NEAREST)
+            canvas.paste(im, (j * tile, y0 + header))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()

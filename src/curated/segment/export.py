@@ -1,0 +1,626 @@
+"""Export a curated model folder as a bioimage.io model package with a model card.
+
+The package (RDF format 0.5, a ``.zip`` or a folder, by the destination's suffix)
+holds:
+
+- ``weights.pt`` (``pytorch_state_dict``) with ``curated_unet.py``, a
+  self-contained copy of :mod:`curated.segment.unet` plus a factory, as the
+  architecture source; and ``weights_torchscript.pt`` (``torchscript``,
+  converted from the former, traced and checked at a second input size);
+- one input ``raw`` (batch, channel, z, y, x) whose spatial sizes are
+  ``min + n * step`` (the valid U-Net sizes) and one output ``probability``
+  whose sizes reference the input with ``offset = -2 * context``: the network
+  uses valid convolutions, so the output is the input's centre, already cropped;
+- the model's own intensity normalisation in bioimage.io terms:
+  ``ensure_dtype`` float32, ``scale_linear`` (low → -1, high → +1, the fixed
+  bounds stored at training) and ``clip`` [-1, 1]; output ``sigmoid``;
+- test tensors made by ``curated``'s own pre-processing and the model, so a
+  bioimage.io consumer reproducing them proves both pipelines agree;
+- a cover image, the citation, licence and authors, the evaluation JSONs and
+  ``model.json`` as attachments, and ``documentation.md``: a model card with
+  Mitchell et al.'s sections filled from ``model.json`` and the evaluations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+import warnings
+import zipfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from curated.errors import InputError, SegmentationError
+from curated.results import Result
+from curated.segment.evaluate import Box, _open_level0, read_model_json, render_template
+from curated.workspace import Workspace, as_workspace, recorder
+
+FORMAT_VERSION = "0.5.4"
+"""bioimage.io model RDF version written (0.5.x; newer readers convert it)."""
+
+DEFAULT_LICENSE = "MIT"
+"""Used when neither the workspace nor the model records a licence: curated's own licence."""
+
+ARCHITECTURE_FILE = "curated_unet.py"
+ARCHITECTURE_CALLABLE = "build_curated_unet"
+
+CITATIONS = [
+    {
+        "text": "Gallusser B. et al. (2023) Deep neural network automated segmentation of cellular structures "
+        "in volume electron microscopy. J Cell Biol 222(2):e202208005 (the sparse-annotation, "
+        "one-label-per-model, fine-tune-per-cell recipe this model follows)",
+        "doi": "10.1083/jcb.202208005",
+    },
+    {
+        "text": "Çiçek Ö. et al. (2016) 3D U-Net: learning dense volumetric segmentation from sparse annotation. MICCAI 2016",
+        "doi": "10.1007/978-3-319-46723-8_49",
+    },
+]
+
+_FACTORY = '''
+
+# --- added by `curated segment export`: build the network from YAML-friendly kwargs ---
+def build_curated_unet(
+    depth, base_features, feature_factor, pools, kernels, convs_per_level
+):
+    """Return a :class:`UNet3D` for the kwargs stored in the bioimage.io RDF."""
+    return UNet3D(
+        UNetConfig(
+            depth=int(depth),
+            base_features=int(base_features),
+            feature_factor=int(feature_factor),
+            pools=tuple(tuple(int(v) for v in p) for p in pools),
+            kernels=tuple(tuple(int(v) for v in k) for k in kernels),
+            convs_per_level=int(convs_per_level),
+        )
+    )
+'''
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def ascii_name(text: str, *, fallback: str = "curated model") -> str:
+    """bioimage.io ``name``: ASCII letters, digits and ``_+- ()``, 5 to 128 characters."""
+    flat = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    flat = re.sub(r"[^A-Za-z0-9_+\- ()]+", "-", flat)
+    flat = re.sub(r"-{2,}", "-", flat).strip(" -")
+    if len(flat) < 5:
+        flat = f"{fallback} {flat}".strip()
+    return flat[:128]
+
+
+def architecture_source() -> str:
+    """The U-Net module's source, self-contained, with the factory the RDF names."""
+    from curated.segment import unet
+
+    src = inspect.getsource(unet)
+    if re.search(r"^\s*(from|import)\s+curated\b", src, flags=re.MULTILINE):
+        msg = "curated.segment.unet imports other curated modules, so it cannot be shipped as a single file"
+        raise SegmentationError(msg)
+    return src.rstrip() + "\n" + _FACTORY
+
+
+def _workspace_metadata(ws: Workspace | None) -> dict[str, Any]:
+    if ws is None:
+        return {}
+    try:
+        return ws.read_metadata()
+    except Exception:  # a broken curated.yaml must not stop an export; the card says what is missing
+        return {}
+
+
+def _authors(meta: Mapping[str, Any], model: Mapping[str, Any]) -> list[dict[str, Any]]:
+    people = ((meta.get("study") or {}).get("authors")) or model.get("authors") or []
+    out: list[dict[str, Any]] = []
+    for p in people:
+        if not isinstance(p, Mapping):
+            continue
+        name = p.get("name") or " ".join(str(v) for v in (p.get("given_name"), p.get("family_name")) if v)
+        name = str(name).replace("/", "-").strip()
+        if not name:
+            continue
+        a: dict[str, Any] = {"name": name}
+        aff = p.get("affiliation")
+        if isinstance(aff, Mapping) and aff.get("name"):
+            a["affiliation"] = str(aff["name"])
+        elif isinstance(aff, str) and aff:
+            a["affiliation"] = aff
+        if p.get("email"):
+            a["email"] = str(p["email"])
+        orcid = str(p.get("orcid") or "").removeprefix("https://orcid.org/")
+        if re.fullmatch(r"\d{4}-\d{4}-\d{4}-\d{3}[\dX]", orcid):
+            a["orcid"] = orcid
+        out.append(a)
+    if not out and os.environ.get("CURATED_AGENT_NAME"):
+        out.append({"name": os.environ["CURATED_AGENT_NAME"].replace("/", "-")})
+    return out
+
+
+def _resolve(path: str | None, *bases: Path) -> Path | None:
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_absolute():
+        return p if p.exists() else None
+    for base in bases:
+        if (base / p).exists():
+            return base / p
+    return None
+
+
+def _read_evaluations(model_dir: Path, model: Mapping[str, Any], ws: Workspace | None, weights_sha: str) -> list[dict[str, Any]]:
+    """The model's evaluation JSONs; each flagged ``current`` when it scored these very weights."""
+    out = []
+    bases = [model_dir] + ([ws.root] if ws else [])
+    for rel in model.get("evaluations") or []:
+        p = _resolve(rel, *bases)
+        if p is None:
+            out.append({"path": rel, "missing": True})
+            continue
+        try:
+            ev = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            out.append({"path": rel, "missing": True})
+            continue
+        scored = ((ev.get("model") or {}).get("weights_sha256")) or None
+        ev["_path"] = p
+        ev["_rel"] = rel
+        ev["_current"] = scored == weights_sha
+        out.append(ev)
+    return out
+
+
+def _test_raw(
+    model: Mapping[str, Any], input_shape: tuple[int, int, int], image: Path | None, bases: list[Path], dtype_fallback: str
+) -> tuple[np.ndarray, str]:
+    """A raw test input of ``input_shape``: from the training image when readable, else synthetic."""
+    from curated.segment.preprocess import read_region
+
+    training = model.get("training") or {}
+    src = image or _resolve(training.get("image"), *bases)
+    if src is not None:
+        try:
+            vol = _open_level0(src, "image")
+        except InputError:
+            vol = None
+        if vol is not None:
+            rois = [Box.from_dict(r) for r in training.get("rois") or []]
+            centre = rois[0].centre if rois else tuple(s / 2 for s in vol.shape)
+            start = tuple(int(c - s / 2) for c, s in zip(centre, input_shape, strict=True))
+            stop = tuple(a + s for a, s in zip(start, input_shape, strict=True))
+            # read_region wants a 3D array-like; a squeezed zarr view keeps it lazy
+            arr = _Squeezed(vol.array, vol.spatial)
+            return read_region(arr, start, stop), f"a region of the training image `{src.name}` around the first training ROI"
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=input_shape).astype(dtype_fallback)
+    return data, "synthetic uniform noise (the training image was not available at export)"
+
+
+class _Squeezed:
+    """A 3D view of an N-D array whose non-spatial axes have size 1."""
+
+    def __init__(self, array: Any, spatial: tuple[int, int, int]) -> None:
+        self.array = array
+        self.spatial = spatial
+        self.shape = tuple(array.shape[a] for a in spatial)
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        index: list[Any] = [0] * self.array.ndim
+        for a, sl in zip(self.spatial, key, strict=True):
+            index[a] = sl
+        return np.asarray(self.array[tuple(index)])
+
+
+def _structure_name(image: Path | None, labels: str | None, value: Any) -> str | None:
+    """The name the image's label metadata gives value ``value`` (training labels first, then others)."""
+    if image is None or value is None:
+        return None
+    labels_dir = image / "labels"
+    if not labels_dir.is_dir():
+        return None
+    names = [labels] if labels and (labels_dir / labels).is_dir() else []
+    names += sorted(p.name for p in labels_dir.iterdir() if p.is_dir() and p.name != labels)
+    for name in names:
+        try:
+            attrs = _open_level0(labels_dir / name, "label image").attrs
+        except InputError:
+            continue
+        for prop in (attrs.get("image-label") or {}).get("properties") or []:
+            if isinstance(prop, Mapping) and prop.get("label-value") == value:
+                text = str(prop.get("name") or "").strip()
+                if text and not re.fullmatch(r"class \d+", text):
+                    return text
+    return None
+
+
+def _cover_png(raw: np.ndarray, prob: np.ndarray, context: tuple[int, int, int]) -> bytes:
+    """A 2:1 cover: mid-slice of the test input (left) and the predicted probability (right)."""
+    from PIL import Image
+
+    z = raw.shape[0] // 2
+    r = raw[z].astype(np.float32)
+    lo, hi = np.percentile(r, [1, 99])
+    r8 = (np.clip((r - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+    pz = prob.shape[0] // 2
+    p8 = (np.clip(prob[pz], 0, 1) * 255).astype(np.uint8)
+    side = 256
+    left = Image.fromarray(r8).resize((side, side), Image.BILINEAR).convert("RGB")
+    # place the probability where it lies in the input (it is the input's centre)
+    scale = side / r8.shape[0], side / r8.shape[1]
+    right = Image.new("RGB", (side, side), (0, 0, 0))
+    pimg = Image.fromarray(p8).resize((max(1, round(p8.shape[1] * scale[1])), max(1, round(p8.shape[0] * scale[0]))), Image.NEAREST)
+    right.paste(Image.merge("RGB", (pimg, pimg.point(lambda v: v // 3), pimg.point(lambda v: 255 - v))), (round(context[2] * scale[1]), round(context[1] * scale[0])))
+    canvas = Image.new("RGB", (2 * side, side))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (side, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _voxel_size(model: Mapping[str, Any], image: Path | None) -> tuple[list[float] | None, str | None]:
+    training = model.get("training") or {}
+    vs = training.get("voxel_size") or model.get("voxel_size")
+    unit = training.get("unit") or model.get("unit") or ("nanometer" if vs else None)
+    if vs and len(vs) == 3:
+        return [float(v) for v in vs], unit
+    return None, None
+
+
+def export_bioimageio(
+    model_dir: str | Path,
+    dest: str | Path,
+    *,
+    workspace: Workspace | str | Path | None = None,
+    image: str | Path | None = None,
+    license: str | None = None,
+    overwrite: bool = False,
+) -> Result:
+    """Write the model at ``model_dir`` as a bioimage.io model package at ``dest``.
+
+    Parameters
+    ----------
+    model_dir
+        A model folder (``model.json`` + ``weights.pt``) made by ``curated segment train``.
+    dest
+        ``*.zip`` for a zipped package, anything else for a folder.
+    workspace
+        Authors and licence come from its ``curated.yaml``; a ``D`` entry is logged.
+    image
+        The image to cut the test input from (default: the training image, if found).
+    license
+        SPDX licence of the weights; default: the workspace's, else the model's, else MIT.
+    overwrite
+        Replace an existing ``dest`` (refused otherwise).
+
+    Returns
+    -------
+    Result
+        ``details`` holds the package's files, sha256 of the weights, and whether
+        the model had an evaluation.
+    """
+    import torch
+
+    from curated.segment.modelio import load_model
+
+    folder, _ = read_model_json(model_dir)
+    dest = Path(dest)
+    ws = as_workspace(workspace)
+    if dest.exists() and not overwrite:
+        raise InputError("exists already; choose another destination or pass overwrite", path=dest)
+    params = {"dest": str(dest), "format_version": FORMAT_VERSION}
+    with recorder(
+        ws, "D", "export-bioimageio", inputs=[folder / "model.json"], params=params, libraries=("torch", "pyyaml")
+    ) as step:
+        # checks the format, the architecture and the weights' sha256 before anything is written
+        loaded = load_model(folder)
+        model, cfg, prep = loaded.meta, loaded.config, loaded.preprocessing
+        weights_sha = loaded.sha256
+        if not prep.fitted:
+            raise SegmentationError("pre-processing has no fitted intensity bounds (low/high)", path=folder / "model.json", field="preprocessing")
+        filters = [n for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma") if getattr(prep, n) > 0]
+        if filters:
+            msg = (
+                f"the model's pre-processing uses {', '.join(filters)}, which bioimage.io cannot express as a "
+                "standard pre-processing step; export a model trained without them"
+            )
+            raise SegmentationError(msg, path=folder / "model.json", field="preprocessing")
+        net = loaded.network("cpu")
+        geom = cfg.geometry
+
+        meta = _workspace_metadata(ws)
+        bases = [folder, *([ws.root] if ws else []), *folder.parents]
+        img_path = Path(image) if image is not None else None
+        # test tensors: ~24 voxels of output per side, kept well under 10 MB
+        out_shape = geom.valid_output((min(24, max(geom.output_min[0], 8)), 24, 24))
+        in_shape = geom.input_for(out_shape)
+        raw, raw_origin = _test_raw(model, in_shape, img_path, bases, "uint8")
+        with torch.no_grad():
+            x = torch.from_numpy(prep.apply(raw))[None, None]
+            prob = torch.sigmoid(net(x)).numpy().astype(np.float32)
+        test_in = raw[None, None]
+        # torchscript, checked against the eager network at a second valid size
+        with warnings.catch_warnings():
+            # torch deprecates TorchScript, but bioimage.io consumers still run it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(net, torch.zeros((1, 1, *geom.input_min)), check_trace=False)
+        probe = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (1, 1, *in_shape)).astype(np.float32))
+        with torch.no_grad():
+            if not torch.allclose(traced(probe), net(probe), atol=1e-5):
+                raise SegmentationError("the traced TorchScript network differs from the eager one; cannot export torchscript")
+        ts_buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.save(traced, ts_buf)
+        sd_buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, sd_buf)
+
+        arch_src = architecture_source().encode("utf-8")
+        files: dict[str, bytes] = {
+            ARCHITECTURE_FILE: arch_src,
+            "weights.pt": sd_buf.getvalue(),
+            "weights_torchscript.pt": ts_buf.getvalue(),
+            "test_input.npy": _npy_bytes(test_in),
+            "test_output.npy": _npy_bytes(prob),
+            "cover.png": _cover_png(raw, prob[0, 0], geom.context),
+            "model.json": (folder / "model.json").read_bytes(),
+        }
+        evaluations = _read_evaluations(folder, model, ws, weights_sha)
+        attachments = ["model.json"]
+        for i, ev in enumerate(e for e in evaluations if not e.get("missing")):
+            fname = f"evaluations/{i:02d}-{Path(ev['_path']).name}"
+            files[fname] = Path(ev["_path"]).read_bytes()
+            ev["_package_file"] = fname
+            attachments.append(fname)
+
+        study = meta.get("study") or {}
+        lic = license or study.get("license") or model.get("license")
+        license_note = None
+        if not lic:
+            lic = DEFAULT_LICENSE
+            license_note = (
+                f"No licence was recorded for this model or its dataset, so the weights are offered under {DEFAULT_LICENSE} "
+                "(curated's own licence). Set `study.license` in curated.yaml and export again to change it."
+            )
+        authors = _authors(meta, model)
+        label = model.get("label") or {}
+        label_name = str(label.get("labels") or "structure")
+        train_image = img_path or _resolve((model.get("training") or {}).get("image"), *bases)
+        struct = _structure_name(train_image, label.get("labels"), label.get("label_value")) or f"label {label.get('label_value')}"
+        display = str(model.get("name") or model.get("id") or folder.name)
+        pytorch_version = torch.__version__.split("+")[0]
+        voxel, unit = _voxel_size(model, img_path)
+        current = [e for e in evaluations if not e.get("missing") and e.get("_current")]
+        card = render_template(
+            "model_card.md.j2",
+            strict=False,
+            m=model,
+            name=display,
+            label_name=label_name,
+            structure=struct,
+            geom=geom.to_dict(),
+            cfg=cfg.to_dict(),
+            n_params=sum(int(v.numel()) for v in net.state_dict().values()),
+            prep=prep.to_dict(),
+            evaluations=evaluations,
+            current=current,
+            authors=authors,
+            license=lic,
+            license_note=license_note,
+            study=study,
+            voxel=voxel,
+            unit=unit,
+            raw_origin=raw_origin,
+            weights_sha=weights_sha,
+            created=datetime.now(UTC).strftime("%Y-%m-%d"),
+            dataset_title=study.get("title"),
+        )
+        files["documentation.md"] = card.encode("utf-8")
+
+        def space_axes(size_of: Any) -> list[dict[str, Any]]:
+            axes = []
+            for i, ax in enumerate("zyx"):
+                a: dict[str, Any] = {"type": "space", "id": ax, "size": size_of(i, ax)}
+                if voxel:
+                    a["scale"] = voxel[i]
+                    if unit:
+                        a["unit"] = unit
+                axes.append(a)
+            return axes
+
+        gain = 2.0 / max(float(prep.high) - float(prep.low), 1e-6)
+        offset = -float(prep.low) * gain - 1.0
+        raw_dtype = str(raw.dtype)
+        rdf: dict[str, Any] = {
+            "type": "model",
+            "format_version": FORMAT_VERSION,
+            "name": ascii_name(display),
+            "description": (
+                f"3D U-Net (valid convolutions) segmenting {struct} (label value {label.get('label_value')}) in FIB-SEM "
+                f"volumes; trained with curated from sparse annotations. Model: {display}."
+            ),
+            "authors": authors,
+            "cite": [*CITATIONS, *_dataset_citations(study)],
+            "license": lic,
+            "documentation": "documentation.md",
+            "covers": ["cover.png"],
+            "tags": ["3d", "unet", "semantic-segmentation", "electron-microscopy", "fib-sem", "pytorch", ascii_name(struct, fallback="label").lower()],
+            "attachments": [{"source": f, "sha256": _sha256_bytes(files[f])} for f in attachments],
+            "inputs": [
+                {
+                    "id": "raw",
+                    "description": "raw FIB-SEM intensities (before normalisation)",
+                    "axes": [
+                        {"type": "batch"},
+                        {"type": "channel", "channel_names": ["raw"]},
+                        *space_axes(lambda i, ax: {"min": int(geom.input_min[i]), "step": int(geom.step[i])}),
+                    ],
+                    "test_tensor": {"source": "test_input.npy", "sha256": _sha256_bytes(files["test_input.npy"])},
+                    "data": {"type": raw_dtype},
+                    "preprocessing": [
+                        {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
+                        {"id": "scale_linear", "kwargs": {"gain": gain, "offset": offset}},
+                        {"id": "clip", "kwargs": {"min": -1.0, "max": 1.0}},
+                        # without a closing ensure_dtype, bioimage.io casts back to the raw dtype
+                        {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
+                    ],
+                }
+            ],
+            "outputs": [
+                {
+                    "id": "probability",
+                    "description": (
+                        f"probability of {struct}; the centre of the input, {list(geom.context)} voxels (z, y, x) "
+                        "smaller on each side (valid convolutions)"
+                    ),
+                    "axes": [
+                        {"type": "batch"},
+                        {"type": "channel", "channel_names": [ascii_name(struct, fallback="label").lower().replace(" ", "_")]},
+                        *space_axes(lambda i, ax: {"tensor_id": "raw", "axis_id": ax, "offset": -2 * int(geom.context[i])}),
+                    ],
+                    "test_tensor": {"source": "test_output.npy", "sha256": _sha256_bytes(files["test_output.npy"])},
+                    "data": {"type": "float32", "range": [0.0, 1.0]},
+                    "postprocessing": [{"id": "sigmoid"}],
+                }
+            ],
+            "weights": {
+                "pytorch_state_dict": {
+                    "source": "weights.pt",
+                    "sha256": _sha256_bytes(files["weights.pt"]),
+                    "architecture": {
+                        "source": ARCHITECTURE_FILE,
+                        "sha256": _sha256_bytes(arch_src),
+                        "callable": ARCHITECTURE_CALLABLE,
+                        "kwargs": cfg.to_dict(),
+                    },
+                    "pytorch_version": pytorch_version,
+                },
+                "torchscript": {
+                    "source": "weights_torchscript.pt",
+                    "sha256": _sha256_bytes(files["weights_torchscript.pt"]),
+                    "pytorch_version": pytorch_version,
+                    "parent": "pytorch_state_dict",
+                },
+            },
+            "config": {
+                "bioimageio": {
+                    "architecture_type": "3D U-Net (valid convolutions)",
+                    "modality": "electron microscopy (FIB-SEM)",
+                    "target_structure": [struct],
+                    "task": "semantic segmentation",
+                    "model_parameter_count": sum(int(v.numel()) for v in net.state_dict().values()),
+                    "out_of_scope_use": (
+                        "Other structures than the one named, other imaging modalities or preparations, and any use "
+                        "without checking the output on held-out data of the new sample."
+                    ),
+                    "reproducibility_tolerance": [
+                        {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-3, "mismatched_elements_per_million": 100}
+                    ],
+                },
+                "curated": {
+                    "model_id": model.get("id"),
+                    "model_name": display,
+                    "weights_sha256_in_model_folder": weights_sha,
+                    "parent": model.get("parent"),
+                    "lineage_rois": model.get("lineage_rois") or [],
+                    "training": _plain(model.get("training") or {}),
+                    "preprocessing": prep.to_dict(),
+                    "geometry": geom.to_dict(),
+                    "label": _plain(label),
+                    "evaluations": [
+                        {
+                            "file": e.get("_package_file"),
+                            "current": bool(e.get("_current")),
+                            "dice": ((e.get("overall") or {}).get("raw") or {}).get("dice"),
+                            "ci95_dice": (e.get("ci95") or {}).get("dice"),
+                        }
+                        for e in evaluations
+                        if not e.get("missing")
+                    ],
+                    "software": _plain(model.get("software") or {}),
+                    "test_input": raw_origin,
+                },
+            },
+        }
+        files["rdf.yaml"] = yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True, width=100).encode("utf-8")
+        _write_package(files, dest, overwrite=overwrite)
+        step.add_output(dest, role="model-package")
+        details = {
+            "files": sorted(files),
+            "weights_sha256": weights_sha,
+            "evaluated": bool(current),
+            "evaluations": len([e for e in evaluations if not e.get("missing")]),
+            "license": lic,
+            "format_version": FORMAT_VERSION,
+        }
+        step.details.update(details)
+        note = "" if current else "; no evaluation of these weights, the card says so"
+        return Result("export", "ok", str(dest), f"bioimage.io package with model card{note}", details)
+
+
+def _plain(obj: Any) -> Any:
+    """JSON round trip: YAML-safe plain types only."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _dataset_citations(study: Mapping[str, Any]) -> list[dict[str, str]]:
+    out = []
+    doi = str(study.get("doi") or "").removeprefix("https://doi.org/")
+    if doi:
+        out.append({"text": f"Training data: {study.get('title') or 'the dataset'}", "doi": doi})
+    for pub in study.get("publications") or []:
+        if isinstance(pub, Mapping) and pub.get("doi") and pub.get("title"):
+            out.append({"text": str(pub["title"]), "doi": str(pub["doi"]).removeprefix("https://doi.org/")})
+    return out
+
+
+def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -> None:
+    """Write all files as a zip (``*.zip``) or a folder; readers never see a half package."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.suffix.lower() == ".zip":
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name in sorted(files):
+                    zf.writestr(name, files[name])
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for name, data in files.items():
+            p = tmpdir / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        if dest.exists() and overwrite:
+            old = dest.with_name(f".{dest.name}.old")
+            os.replace(dest, old)
+            os.replace(tmpdir, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmpdir, dest)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise

@@ -1,0 +1,340 @@
+"""Blockwise prediction over an OME-Zarr image's level 0, identical to one whole-volume pass.
+
+How a volume is cut
+-------------------
+::
+
+    write unit (the label array's shard)        one dask task, written once
+      └─ tiles of ``block`` voxels               computed one after another
+           input = tile grown by the halo        (network context + pre-processing halo)
+
+Tiles sit on a global grid whose offsets are multiples of the network's pooling
+step, and every tile's input is grown by the model's halo, reflected at the
+volume border (:func:`curated.segment.preprocess.read_region`). With valid
+convolutions and no per-sample normalisation, each output voxel is therefore
+computed from exactly the same input values, in the same order, whatever the
+tile or shard size: the stitched result equals a single pass over the whole
+volume (a test checks this bit for bit on CPU).
+
+Memory is bounded by one tile's input and activations plus one write unit of
+uint8 output per worker, whatever the volume size. Each finished write unit
+leaves a marker file, so an interrupted prediction resumes where it stopped;
+running it again after it finished reports ``notneeded``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from curated.errors import InputError, SegmentationError
+from curated.progress import ProgressReporter, ensure_progress
+from curated.results import Result
+from curated.segment import _store
+from curated.segment.modelio import SOFTWARE, SegmentationModel, load_model
+from curated.segment.preprocess import read_region
+from curated.segment.train import amp_dtype, resolve_device
+from curated.workspace import Workspace, recorder
+
+DEFAULT_BLOCK = (64, 128, 128)
+"""Tile size (z, y, x) computed in one network pass (rounded to the pooling step)."""
+MARKERS = ".curated-predict"
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How one prediction is cut: write units (tasks) and compute tiles."""
+
+    shape: tuple[int, int, int]
+    unit: tuple[int, int, int]
+    tile: tuple[int, int, int]
+
+    def units(self) -> list[tuple[int, int, int]]:
+        counts = [-(-n // u) for n, u in zip(self.shape, self.unit, strict=True)]
+        return [tuple(int(v) for v in idx) for idx in np.ndindex(*counts)]  # type: ignore[misc]
+
+    def unit_region(self, idx: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        lo = tuple(i * u for i, u in zip(idx, self.unit, strict=True))
+        hi = tuple(min(a + u, n) for a, u, n in zip(lo, self.unit, self.shape, strict=True))
+        return lo, hi
+
+    def tiles(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Global-grid tile offsets that intersect ``[lo, hi)``."""
+        ranges = [range((a // t) * t, b, t) for a, b, t in zip(lo, hi, self.tile, strict=True)]
+        return [tuple(o) for o in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T.tolist()]
+
+
+def plan_blocks(model: SegmentationModel, shape: tuple[int, ...], unit: tuple[int, ...], block: tuple[int, ...]) -> BlockPlan:
+    tile = model.geometry.block_multiple(tuple(min(int(b), int(n)) for b, n in zip(block, shape, strict=True)))
+    return BlockPlan(tuple(int(s) for s in shape), tuple(int(u) for u in unit), tile)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ compute
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str, sha256: str) -> SegmentationModel:
+    model = load_model(path)
+    if model.sha256 != sha256:
+        msg = "the model changed while predicting (weights sha256 differs)"
+        raise SegmentationError(msg, path=path)
+    return model
+
+
+def predict_tile(
+    model: SegmentationModel, raw: Any, offset: tuple[int, ...], size: tuple[int, ...], device: torch.device
+) -> np.ndarray:
+    """Foreground probability (float32) of the region ``[offset, offset + size)``; ``offset`` on the step grid."""
+    geom = model.geometry
+    out = geom.valid_output(size)
+    halo = model.halo
+    start = tuple(o - h for o, h in zip(offset, halo, strict=True))
+    stop = tuple(o + s + h for o, s, h in zip(offset, out, halo, strict=True))
+    x = model.preprocessing.apply(read_region(raw, start, stop))
+    net = model.network(device)
+    dtype = amp_dtype(device)
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+        logits = net(torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device))
+    prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+    return prob[: size[0], : size[1], : size[2]]
+
+
+def _predict_unit(
+    model_path: str,
+    sha256: str,
+    image: str,
+    label_array: str,
+    prob_array: str | None,
+    plan: BlockPlan,
+    idx: tuple[int, ...],
+    device: str,
+    threshold: float,
+    markers: str,
+) -> int:
+    """One task: compute every tile of a write unit, write the unit once, leave a marker."""
+    import zarr
+
+    model = _cached_model(model_path, sha256)
+    dev = torch.device(device)
+    raw = _store.image_level0(image)
+    lo, hi = plan.unit_region(idx)
+    prob = np.zeros([b - a for a, b in zip(lo, hi, strict=True)], dtype=np.float32)
+    for t in plan.tiles(lo, hi):
+        p = predict_tile(model, raw, t, plan.tile, dev)
+        a = [max(lo_, t_) for lo_, t_ in zip(lo, t, strict=True)]
+        b = [min(hi_, t_ + s) for hi_, t_, s in zip(hi, t, plan.tile, strict=True)]
+        dst = tuple(slice(x - lo_, y - lo_) for x, y, lo_ in zip(a, b, lo, strict=True))
+        src = tuple(slice(x - t_, y - t_) for x, y, t_ in zip(a, b, t, strict=True))
+        prob[dst] = p[src]
+    region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    labels = np.where(prob > threshold, np.uint8(model.label_value), np.uint8(0)).astype(np.uint8)
+    zarr.open_array(label_array, mode="r+")[region] = labels
+    if prob_array is not None:
+        zarr.open_array(prob_array, mode="r+")[region] = np.rint(prob * 255.0).astype(np.uint8)
+    Path(markers, "done-" + "-".join(str(i) for i in idx)).touch()
+    return int(np.prod(prob.shape))
+
+
+class _DaskProgress:
+    """Advance a progress reporter as dask finishes unit tasks."""
+
+    def __init__(self, progress: ProgressReporter) -> None:
+        from dask.callbacks import Callback
+
+        outer = progress
+
+        class _CB(Callback):
+            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+                if isinstance(result, int):
+                    outer.advance(1)
+
+        self.callback = _CB()
+
+
+def predict(
+    model: str | Path | SegmentationModel,
+    image: str | Path,
+    *,
+    name: str,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    block: tuple[int, int, int] = DEFAULT_BLOCK,
+    probabilities: bool = False,
+    threshold: float = 0.5,
+    device: str = "auto",
+    overwrite: bool = False,
+    workspace: Workspace | str | Path | None = None,
+    progress: ProgressReporter | None = None,
+) -> Result:
+    """Segment an OME-Zarr image blockwise and store the result as label image ``name``.
+
+    Parameters
+    ----------
+    model
+        A model folder (``model.json`` + ``weights.pt``; sha256 checked).
+    image
+        The OME-Zarr image; level 0 is segmented.
+    name
+        Label image to write (kind ``prediction``, ``ai_generated`` true, with the
+        model's id and sha256). Foreground voxels get the model's label value.
+    workers
+        Threads (default: all cores) for the local dask scheduler; ignored with ``scheduler``.
+    scheduler
+        Address of a ``dask.distributed`` scheduler (``tcp://host:port``); its
+        workers must see the same file system.
+    block
+        Tile computed in one network pass (memory per worker grows with it).
+    probabilities
+        Also write ``<name>-probability`` (uint8, probability × 255).
+    threshold
+        Probability above which a voxel is foreground.
+    device
+        ``auto``, ``cpu`` or ``cuda`` (mixed precision on CUDA).
+
+    Returns
+    -------
+    Result
+        ``details``: voxels, seconds, voxels per second, units computed and skipped.
+    """
+    from curated.images import create_label_image, finalize_label_image, open_image
+
+    image = Path(image)
+    m = model if isinstance(model, SegmentationModel) else load_model(model)
+    params = {
+        "model": m.id,
+        "model_sha256": m.sha256,
+        "name": name,
+        "block": list(block),
+        "probabilities": probabilities,
+        "threshold": threshold,
+        "device": device,
+        "workers": workers,
+        "scheduler": scheduler,
+    }
+    with recorder(workspace, "T", "predict", inputs=[image, m.path / "weights.pt"], params=params, libraries=SOFTWARE) as step:
+        dev = resolve_device(device)
+        if not 0.0 < threshold < 1.0:
+            msg = f"threshold must be between 0 and 1, not {threshold}"
+            raise InputError(msg, field="threshold")
+        if len(block) != 3 or min(int(b) for b in block) < 1:
+            msg = f"block must be three positive sizes (z y x), not {block}"
+            raise InputError(msg, field="block")
+        img = open_image(image)
+        raw = img.levels[0]
+        if raw.ndim != 3:
+            msg = f"prediction needs a 3D (z, y, x) image; level 0 has {raw.ndim} dimensions"
+            raise InputError(msg, path=image)
+        shape = tuple(int(s) for s in raw.shape)
+        model_block = {"id": m.id, "sha256": m.sha256, "card": None}
+        names = [name] + ([f"{name}-probability"] if probabilities else [])
+        dest = _store.label_path(image, name)
+        markers = dest / MARKERS
+
+        finished = name in img.label_names() and not markers.exists()
+        if finished and not overwrite:
+            attrs = _store.label_curated_attrs(image, name)
+            if (attrs.get("model") or {}).get("sha256") == m.sha256 and attrs.get("prediction", {}).get("threshold") == threshold:
+                step.status = "notneeded"
+                step.message = f"label image {name!r} was already predicted by this model"
+                return Result("predict", "notneeded", str(dest), step.message, {"name": name})
+            msg = f"label image {name!r} already exists (made otherwise); choose another --name or pass overwrite"
+            raise SegmentationError(msg, path=image, field="name")
+        if name == "truth" or any(
+            n in img.label_names() and _store.label_curated_attrs(image, n).get("kind") != "prediction" for n in names
+        ):
+            msg = f"label image {name!r} holds truth or annotations; predictions never replace those"
+            raise SegmentationError(msg, path=image, field="name")
+
+        arrays = [
+            create_label_image(image, n, dtype="uint8", kind="prediction", ai_generated=True, model=model_block, overwrite=overwrite)
+            for n in names
+        ]
+        unit_shape = tuple(int(v) for v in (getattr(arrays[0], "shards", None) or arrays[0].chunks))
+        plan = plan_blocks(m, shape, unit_shape, block)
+        markers.mkdir(parents=True, exist_ok=True)
+        todo = [idx for idx in plan.units() if not (markers / ("done-" + "-".join(map(str, idx)))).exists()]
+        skipped = len(plan.units()) - len(todo)
+        array_paths = [str(_store.label_path(image, n) / img.level_paths[0]) for n in names]
+        args = (str(m.path), m.sha256, str(image), array_paths[0], array_paths[1] if probabilities else None, plan)
+
+        rep = ensure_progress(progress)
+        rep.start(f"predict {name}", len(plan.units()), "blocks")
+        if skipped:
+            rep.advance(skipped)
+        t0 = time.perf_counter()
+        n_workers = workers or os.cpu_count() or 1
+        if scheduler:
+            _run_distributed(scheduler, args, todo, str(dev), threshold, str(markers), rep)
+        else:
+            _run_threads(args, todo, str(dev), threshold, str(markers), n_workers, rep)
+        seconds = time.perf_counter() - t0
+        rep.finish()
+
+        for n in names:
+            props = [{"label-value": m.label_value, "name": m.meta["label"].get("labels", "foreground")}] if n == name else None
+            finalize_label_image(image, n, properties=props)
+            _store.update_label_curated_attrs(
+                image,
+                n,
+                {"prediction": {"threshold": threshold, "values": "probability x 255" if n != name else "label value", "block": list(plan.tile)}},
+            )
+        shutil.rmtree(markers, ignore_errors=True)
+        voxels = int(np.prod(shape)) * len(todo) // max(len(plan.units()), 1)
+        details = {
+            "name": name,
+            "model": model_block,
+            "shape": list(shape),
+            "units": len(plan.units()),
+            "units_computed": len(todo),
+            "units_skipped": skipped,
+            "tile": list(plan.tile),
+            "halo": list(m.halo),
+            "seconds": round(seconds, 3),
+            "voxels_per_second": voxels / seconds if seconds > 0 else None,
+            "device": str(dev),
+        }
+        for n in names:
+            step.add_output(_store.label_path(image, n))
+        step.details.update({k: details[k] for k in ("units_computed", "units_skipped", "seconds")})
+        step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (f" ({skipped} resumed)" if skipped else "")
+        return Result("predict", "ok", str(dest), step.message, details)
+
+
+def _run_threads(args: tuple[Any, ...], todo: list[tuple[int, ...]], device: str, threshold: float, markers: str, workers: int, rep: ProgressReporter) -> None:
+    import dask
+
+    if not todo:
+        return
+    tasks = [dask.delayed(_predict_unit)(*args, idx, device, threshold, markers) for idx in todo]
+    threads = max(1, min(workers, len(todo)))
+    # torch's own threads share the cores with dask's
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // threads))
+    try:
+        with _DaskProgress(rep).callback:
+            dask.compute(*tasks, scheduler="threads", num_workers=threads)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_distributed(address: str, args: tuple[Any, ...], todo: list[tuple[int, ...]], device: str, threshold: float, markers: str, rep: ProgressReporter) -> None:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        msg = f"cannot reach the dask scheduler at {address} ({exc})"
+        raise SegmentationError(msg, field="scheduler") from None
+    try:
+        futures = [client.submit(_predict_unit, *args, idx, device, threshold, markers, pure=False) for idx in todo]
+        for fut in as_completed(futures):
+            fut.result()
+            rep.advance(1)
+    finally:
+        client.close()

@@ -1,0 +1,192 @@
+"""Pre-processing recorded in a model, applied identically in training and blockwise prediction.
+
+Every step is a fixed function of a voxel's neighbourhood, so a block read with
+:meth:`Preprocessing.halo` extra voxels on each side gives exactly the values a
+whole-volume pass would give. Nothing is estimated per block: the intensity
+percentiles are computed once, on the training regions, and stored in
+``model.json``.
+
+Steps, in order (each optional except the last):
+
+1. ``denoise_sigma``: Gaussian smoothing (σ in voxels, all axes).
+2. ``shading_sigma``: shading correction in the yx plane: divide by a heavily
+   blurred copy (σ in voxels along y and x) and multiply by ``shading_reference``
+   (the training regions' mean), so slow brightness ramps such as a darkened side
+   of the sample are flattened while structures keep their contrast.
+3. ``local_contrast_sigma``: CLAHE-like local contrast equalisation: subtract a
+   Gaussian local mean and divide by a Gaussian local standard deviation (σ in
+   voxels, yx plane), then map back to the stored global mean and spread. Unlike
+   skimage's CLAHE, whose tiles are anchored to the image it is given, this is
+   translation-invariant, so it stays exact blockwise.
+4. Percentile normalisation: ``low``/``high`` (the ``percentiles`` of the
+   training regions after steps 1-3) map to -1/+1; values are clipped to [-1, 1].
+
+Volume borders are handled by reflecting the image (numpy ``reflect`` mode), in
+training and prediction alike; see :func:`read_region`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+TRUNCATE = 3.0
+"""Gaussian kernels are cut at 3 σ; halos follow from this."""
+
+
+def gaussian_radius(sigma: float) -> int:
+    """The radius scipy uses for a Gaussian of ``sigma`` truncated at :data:`TRUNCATE`."""
+    return int(TRUNCATE * float(sigma) + 0.5) if sigma > 0 else 0
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The pre-processing a model expects; stored under ``preprocessing`` in ``model.json``."""
+
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    low: float | None = None
+    """Intensity mapped to -1 (computed once on the training regions)."""
+    high: float | None = None
+    """Intensity mapped to +1."""
+    denoise_sigma: float = 0.0
+    shading_sigma: float = 0.0
+    shading_reference: float | None = None
+    local_contrast_sigma: float = 0.0
+    local_contrast_mean: float | None = None
+    local_contrast_std: float | None = None
+    border: str = "reflect"
+
+    def __post_init__(self) -> None:
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            msg = f"percentiles must satisfy 0 <= low < high <= 100, not {self.percentiles}"
+            raise ValueError(msg)
+        for name in ("denoise_sigma", "shading_sigma", "local_contrast_sigma"):
+            if getattr(self, name) < 0:
+                msg = f"{name} must be >= 0"
+                raise ValueError(msg)
+        if self.border != "reflect":
+            msg = f"only border='reflect' is supported, not {self.border!r}"
+            raise ValueError(msg)
+
+    # ----------------------------------------------------------------- geometry
+    @property
+    def halo(self) -> tuple[int, int, int]:
+        """Extra input voxels per side the filters need (added to the network's context)."""
+        d = gaussian_radius(self.denoise_sigma)
+        s = gaussian_radius(self.shading_sigma)
+        c = gaussian_radius(self.local_contrast_sigma)
+        return (d, d + s + c, d + s + c)
+
+    @property
+    def fitted(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    # ------------------------------------------------------------------ applying
+    def _filters(self, raw: np.ndarray) -> np.ndarray:
+        """Steps 1-3 on a block with halo; returns the block cropped by the halo."""
+        x = np.asarray(raw, dtype=np.float32)
+        d = gaussian_radius(self.denoise_sigma)
+        s = gaussian_radius(self.shading_sigma)
+        c = gaussian_radius(self.local_contrast_sigma)
+        if self.denoise_sigma > 0:
+            x = ndimage.gaussian_filter(x, self.denoise_sigma, truncate=TRUNCATE, mode="nearest")
+            x = x[d : x.shape[0] - d, d : x.shape[1] - d, d : x.shape[2] - d]
+        if self.shading_sigma > 0:
+            if self.shading_reference is None:
+                msg = "shading correction is not fitted (no shading_reference)"
+                raise ValueError(msg)
+            blur = ndimage.gaussian_filter(
+                x, (0.0, self.shading_sigma, self.shading_sigma), truncate=TRUNCATE, mode="nearest"
+            )
+            x = x / np.maximum(blur, 1e-3) * np.float32(self.shading_reference)
+            x = x[:, s : x.shape[1] - s, s : x.shape[2] - s]
+        if self.local_contrast_sigma > 0:
+            if self.local_contrast_mean is None or self.local_contrast_std is None:
+                msg = "local contrast equalisation is not fitted"
+                raise ValueError(msg)
+            sig = (0.0, self.local_contrast_sigma, self.local_contrast_sigma)
+            mean = ndimage.gaussian_filter(x, sig, truncate=TRUNCATE, mode="nearest")
+            var = ndimage.gaussian_filter(x * x, sig, truncate=TRUNCATE, mode="nearest") - mean * mean
+            std = np.sqrt(np.maximum(var, 0.0)) + np.float32(1e-3 * max(self.local_contrast_std, 1.0))
+            x = (x - mean) / std * np.float32(self.local_contrast_std) + np.float32(self.local_contrast_mean)
+            x = x[:, c : x.shape[1] - c, c : x.shape[2] - c]
+        return x.astype(np.float32, copy=False)
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Pre-process a block read with :attr:`halo` voxels on each side; returns the inner block in [-1, 1]."""
+        if not self.fitted:
+            msg = "pre-processing is not fitted (no intensity percentiles)"
+            raise ValueError(msg)
+        x = self._filters(raw)
+        lo, hi = np.float32(self.low), np.float32(self.high)
+        x = (x - lo) * (np.float32(2.0) / max(hi - lo, np.float32(1e-6))) - np.float32(1.0)
+        return np.clip(x, -1.0, 1.0, out=x)
+
+    def fit(self, regions: list[np.ndarray]) -> Preprocessing:
+        """Compute the stored statistics once, from training regions read with :attr:`halo`."""
+        fitted = self
+        if self.shading_sigma > 0:
+            ref = float(np.mean([np.mean(r, dtype=np.float64) for r in regions]))
+            fitted = replace(fitted, shading_reference=ref)
+        if self.local_contrast_sigma > 0:
+            partial = replace(fitted, local_contrast_sigma=0.0)
+            halo = partial.halo
+            flat = [_crop_extra(r, self.halo, halo) for r in regions]
+            vals = np.concatenate([partial._filters(r).ravel() for r in flat])
+            fitted = replace(fitted, local_contrast_mean=float(vals.mean()), local_contrast_std=float(vals.std()))
+        vals = np.concatenate([fitted._filters(r).ravel() for r in regions])
+        lo, hi = np.percentile(vals, self.percentiles)
+        if not hi > lo:
+            hi = lo + 1.0
+        return replace(fitted, low=float(lo), high=float(hi))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["percentiles"] = list(self.percentiles)
+        d["order"] = ["denoise", "shading", "local_contrast", "percentile_normalisation", "clip[-1,1]"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "percentiles" in fields:
+            fields["percentiles"] = tuple(fields["percentiles"])
+        return cls(**fields)
+
+
+def _crop_extra(region: np.ndarray, have: tuple[int, ...], want: tuple[int, ...]) -> np.ndarray:
+    sl = tuple(slice(h - w, region.shape[i] - (h - w)) for i, (h, w) in enumerate(zip(have, want, strict=True)))
+    return region[sl]
+
+
+# --------------------------------------------------------------------- reading
+def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
+    """Indices ``start..stop-1`` of a virtual axis mirrored into ``0..n-1`` (numpy ``reflect``)."""
+    idx = np.arange(start, stop)
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * (n - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= n, period - idx, idx)
+
+
+def read_region(array: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> np.ndarray:
+    """Read ``[start, stop)`` of a 3D array-like (zarr, numpy), reflecting beyond its borders.
+
+    Only the in-bounds bounding box is read from ``array``; the result is the same
+    whatever size the request, so a block and a whole-volume pass see the same
+    values at the same virtual coordinates.
+    """
+    shape = tuple(int(s) for s in array.shape)
+    inside = all(0 <= a and b <= n for a, b, n in zip(start, stop, shape, strict=True))
+    if inside:
+        return np.asarray(array[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))])
+    idx = [reflect_indices(a, b, n) for a, b, n in zip(start, stop, shape, strict=True)]
+    lo = [int(i.min()) for i in idx]
+    hi = [int(i.max()) + 1 for i in idx]
+    box = np.asarray(array[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])
+    return box[np.ix_(*[i - a for i, a in zip(idx, lo, strict=True)])]

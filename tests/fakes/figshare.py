@@ -1,0 +1,208 @@
+"""A stateful fake Figshare API v2 with its upload service: articles, file initiation,
+part lists (``PENDING``/``COMPLETE``), part PUTs, completion, publishing (versions).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+from tests.fakes.base import Assembler, FakeServer, Request
+
+TOKEN = "figshare-good-token-789"
+LICENSES = [
+    {"value": 1, "name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
+    {"value": 2, "name": "CC0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},
+    {"value": 3, "name": "MIT", "url": "https://opensource.org/licenses/MIT"},
+]
+
+
+class FakeFigshare(FakeServer):
+    name = "figshare"
+
+    def __init__(self, *, token: str = TOKEN, part_size: int = 64 * 1024, projects: tuple[str, ...] = ("77",)) -> None:
+        super().__init__()
+        self.token = token
+        self.part_size = part_size
+        self.projects = set(projects)
+        self.articles: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.ids = itertools.count(5001)
+        self.fids = itertools.count(70001)
+        a = r"/v2/account/articles/(\d+)"
+        self.route("GET", r"/v2/account", self.account)
+        self.route("GET", r"/v2/account/licenses", self.licenses)
+        self.route("GET", r"/v2/account/projects/(\d+)", self.project)
+        self.route("POST", r"/v2/account/articles", self.create)
+        self.route("POST", r"/v2/account/projects/(\d+)/articles", self.create_in_project)
+        self.route("GET", a, self.read)
+        self.route("PUT", a, self.update)
+        self.route("GET", a + r"/files", self.list_files)
+        self.route("POST", a + r"/files", self.init_file)
+        self.route("GET", a + r"/files/(\d+)", self.file_info)
+        self.route("POST", a + r"/files/(\d+)", self.complete)
+        self.route("DELETE", a + r"/files/(\d+)", self.delete_file)
+        self.route("POST", a + r"/publish", self.publish)
+        self.route("GET", r"/upload/([\w-]+)", self.upload_info)
+        self.route("PUT", r"/upload/([\w-]+)/(\d+)", self.put_part)
+
+    def _auth(self, req: Request) -> tuple[int, Any] | None:
+        auth = req.headers.get("Authorization") or ""
+        if not auth:
+            return 401, {"message": "Missing authorization", "code": "Unauthorized"}
+        if auth != f"token {self.token}":
+            return 403, {"message": "Invalid or expired token", "code": "Forbidden"}
+        return None
+
+    def _invalid(self, body: dict[str, Any]) -> tuple[int, Any] | None:
+        if len(str(body.get("title") or "")) < 3:
+            return 422, {"message": "Validation failed", "code": "ValidationFailed",
+                         "errors": [{"field": "title", "exception": "Length", "string": "Title must be at least 3 characters."}]}
+        return None
+
+    def account(self, req: Request):
+        return self._auth(req) or (200, {"id": 1, "email": "curator@example.org"})
+
+    def licenses(self, req: Request):
+        return self._auth(req) or (200, LICENSES)
+
+    def project(self, req: Request, pid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        return (200, {"id": int(pid)}) if pid in self.projects else (404, {"message": "Project not found", "code": "EntityNotFound"})
+
+    def create(self, req: Request, project: str | None = None):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        body = req.json() or {}
+        if (bad := self._invalid(body)) is not None:
+            return bad
+        aid = str(next(self.ids))
+        self.articles[aid] = {"id": aid, "meta": body, "files": {}, "version": 0, "project": project}
+        return 201, {"entity_id": int(aid), "location": f"{self.url}/v2/account/articles/{aid}", "warnings": []}
+
+    def create_in_project(self, req: Request, pid: str):
+        if pid not in self.projects:
+            return 404, {"message": "Project not found", "code": "EntityNotFound"}
+        return self.create(req, pid)
+
+    def read(self, req: Request, aid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        a = self.articles.get(aid)
+        if a is None:
+            return 404, {"message": "Article not found", "code": "EntityNotFound"}
+        doi = f"10.5072/m9.figshare.{aid}" + (f".v{a['version']}" if a["version"] else "")
+        return 200, {"id": int(aid), "title": a["meta"].get("title"), "doi": doi if a["version"] else "",
+                     "figshare_url": f"{self.url}/articles/dataset/{aid}", "version": a["version"]}
+
+    def update(self, req: Request, aid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        a = self.articles.get(aid)
+        if a is None:
+            return 404, {"message": "Article not found", "code": "EntityNotFound"}
+        body = req.json() or {}
+        if (bad := self._invalid(body)) is not None:
+            return bad
+        a["meta"] = body
+        return 205, None
+
+    def _file_json(self, aid: str, f: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f["id"], "name": f["name"], "size": f["size"], "status": f["status"],
+                "computed_md5": f.get("computed_md5", ""), "supplied_md5": f.get("supplied_md5", ""),
+                "upload_url": f"{self.url}/upload/{f['token']}", "upload_token": f["token"],
+                "download_url": f"{self.url}/ndownloader/files/{f['id']}"}
+
+    def list_files(self, req: Request, aid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        a = self.articles.get(aid)
+        if a is None:
+            return 404, {"message": "Article not found", "code": "EntityNotFound"}
+        return 200, [self._file_json(aid, f) for f in a["files"].values()]
+
+    def init_file(self, req: Request, aid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        a = self.articles.get(aid)
+        if a is None:
+            return 404, {"message": "Article not found", "code": "EntityNotFound"}
+        body = req.json() or {}
+        if not body.get("name") or not isinstance(body.get("size"), int):
+            return 400, {"message": "name and size are required", "code": "BadRequest"}
+        fid, token = next(self.fids), uuid.uuid4().hex
+        size = body["size"]
+        parts = []
+        for n, start in enumerate(range(0, max(size, 1), self.part_size), start=1):
+            parts.append({"partNo": n, "startOffset": start, "endOffset": min(start + self.part_size, size) - 1, "status": "PENDING", "locked": False})
+        f = {"id": fid, "name": body["name"], "size": size, "status": "created", "token": token, "parts": parts, "asm": Assembler()}
+        if body.get("md5"):
+            f["supplied_md5"] = body["md5"]
+        a["files"][str(fid)] = f
+        self.uploads[token] = f
+        return 201, {"location": f"{self.url}/v2/account/articles/{aid}/files/{fid}"}
+
+    def file_info(self, req: Request, aid: str, fid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        f = (self.articles.get(aid) or {}).get("files", {}).get(fid)
+        if f is None:
+            return 404, {"message": "File not found", "code": "EntityNotFound"}
+        return 200, self._file_json(aid, f)
+
+    def upload_info(self, req: Request, token: str):
+        f = self.uploads.get(token)
+        if f is None:
+            return 404, {"message": "Upload not found"}
+        return 200, {"token": token, "name": f["name"], "size": f["size"], "md5": f.get("supplied_md5", ""),
+                     "status": "PENDING" if f["status"] == "created" else "COMPLETED", "parts": f["parts"]}
+
+    def put_part(self, req: Request, token: str, n: str):
+        f = self.uploads.get(token)
+        if f is None or not 1 <= int(n) <= len(f["parts"]):
+            return 404, {"message": "Part not found"}
+        part = f["parts"][int(n) - 1]
+        want = part["endOffset"] - part["startOffset"] + 1
+        if req.length != want:
+            req.drain()
+            return 400, {"message": f"Part {n} must be {want} bytes"}
+        if part["status"] == "COMPLETE":
+            req.drain()
+            return 200, None
+        f["asm"].part(int(n), req.stream())
+        part["status"] = "COMPLETE"
+        return 200, None
+
+    def complete(self, req: Request, aid: str, fid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        f = (self.articles.get(aid) or {}).get("files", {}).get(fid)
+        if f is None:
+            return 404, {"message": "File not found", "code": "EntityNotFound"}
+        if any(p["status"] != "COMPLETE" for p in f["parts"]):
+            return 400, {"message": "Not all parts are uploaded", "code": "BadRequest"}
+        f["status"] = "available"
+        f["computed_md5"] = f["asm"].hexdigest
+        return 202, {"location": f"{self.url}/v2/account/articles/{aid}/files/{fid}"}
+
+    def delete_file(self, req: Request, aid: str, fid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        a = self.articles.get(aid)
+        if a is None or fid not in a["files"]:
+            return 404, {"message": "File not found", "code": "EntityNotFound"}
+        del a["files"][fid]
+        return 204, None
+
+    def publish(self, req: Request, aid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        a = self.articles.get(aid)
+        if a is None:
+            return 404, {"message": "Article not found", "code": "EntityNotFound"}
+        if not a["files"] or any(f["status"] != "available" for f in a["files"].values()):
+            return 400, {"message": "Article has no files or files are still uploading", "code": "BadRequest"}
+        a["version"] += 1
+        return 201, {"location": f"{self.url}/v2/articles/{aid}"}

@@ -1,0 +1,263 @@
+"""A stateful fake InvenioRDM (and Zenodo) REST API.
+
+Follows the draft → files (init, content, commit) → publish sequence, the multipart
+transfer when ``multipart=True``, versions with ``files-import``, communities and
+review requests; drafts are saved with partial validation, so 2xx answers may carry
+``errors`` (as InvenioRDM does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+from tests.fakes.base import Assembler, FakeServer, Request, bearer
+
+TOKEN = "invenio-good-token-123"
+
+
+class FakeInvenio(FakeServer):
+    name = "invenio"
+
+    def __init__(self, *, token: str = TOKEN, multipart: bool = False, communities: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.token = token
+        self.multipart = multipart
+        self.communities = {slug: str(uuid.uuid4()) for slug in communities}
+        self.drafts: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.ids = itertools.count(1001)
+        p = r"/api/records/([^/]+)/draft"
+        self.route("GET", r"/api/user/records", self.user_records)
+        self.route("GET", r"/api/communities/([^/]+)", self.community)
+        self.route("POST", r"/api/records", self.create)
+        self.route("PUT", p, self.update)
+        self.route("GET", p, self.read)
+        self.route("GET", p + r"/files", self.list_files)
+        self.route("POST", p + r"/files", self.init_files)
+        self.route("PUT", p + r"/files/(.+)/content/(\d+)", self.put_part)
+        self.route("PUT", p + r"/files/(.+)/content", self.put_content)
+        self.route("POST", p + r"/files/(.+)/commit", self.commit)
+        self.route("DELETE", p + r"/files/(.+)", self.delete_file)
+        self.route("PUT", p + r"/review", self.review)
+        self.route("POST", p + r"/actions/submit-review", self.submit_review)
+        self.route("POST", p + r"/actions/publish", self.publish)
+        self.route("POST", p + r"/actions/files-import", self.files_import)
+        self.route("POST", r"/api/records/([^/]+)/versions", self.new_version)
+
+    # ------------------------------------------------------------ helpers
+    def _auth(self, req: Request) -> tuple[int, Any] | None:
+        tok = bearer(req)
+        if tok is None:
+            return 401, {"status": 401, "message": "The server could not verify that you are authorized to access the URL requested."}
+        if tok != self.token:
+            return 403, {"status": 403, "message": "You don't have the permission to access the requested resource."}
+        return None
+
+    def _errors(self, md: dict[str, Any]) -> list[dict[str, Any]]:
+        errs = []
+        if len(str(md.get("title") or "")) < 3:
+            errs.append({"field": "metadata.title", "messages": ["Shorter than minimum length 3."]})
+        if not md.get("creators"):
+            errs.append({"field": "metadata.creators", "messages": ["Missing data for required field."]})
+        if not md.get("publication_date"):
+            errs.append({"field": "metadata.publication_date", "messages": ["Missing data for required field."]})
+        if (md.get("resource_type") or {}).get("id") is None:
+            errs.append({"field": "metadata.resource_type", "messages": ["Missing data for required field."]})
+        return errs
+
+    def _draft_json(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = {
+            "id": d["id"],
+            "metadata": d["metadata"],
+            "links": {"self": f"{self.url}/api/records/{d['id']}/draft", "self_html": f"{self.url}/uploads/{d['id']}"},
+            "is_published": False,
+        }
+        errs = self._errors(d["metadata"])
+        if errs:
+            out["errors"] = errs
+        return out
+
+    def _file_json(self, rid: str, key: str, f: dict[str, Any]) -> dict[str, Any]:
+        out = {"key": key, "status": f["status"], "file_id": f["file_id"], "size": f.get("size")}
+        if f["status"] == "completed":
+            out["checksum"] = f"md5:{f['md5']}"
+        if f.get("parts"):
+            out["links"] = {
+                "parts": [
+                    {"part": n, "url": f"{self.url}/api/records/{rid}/draft/files/{key}/content/{n}", "expiration": "2099-01-01"}
+                    for n in range(1, f["parts"] + 1)
+                ]
+            }
+        return out
+
+    def _get(self, rid: str) -> dict[str, Any] | None:
+        return self.drafts.get(rid)
+
+    # ------------------------------------------------------------ routes
+    def user_records(self, req: Request):
+        return self._auth(req) or (200, {"hits": {"hits": [], "total": 0}})
+
+    def community(self, req: Request, slug: str):
+        if slug not in self.communities:
+            return 404, {"status": 404, "message": "The persistent identifier does not exist."}
+        return 200, {"id": self.communities[slug], "slug": slug}
+
+    def create(self, req: Request):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        body = req.json() or {}
+        rid = str(next(self.ids))
+        with self.lock:
+            self.drafts[rid] = {"id": rid, "metadata": body.get("metadata") or {}, "files": {}, "parent": None, "review": None}
+        return 201, self._draft_json(self.drafts[rid])
+
+    def update(self, req: Request, rid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        if d is None:
+            return 404, {"status": 404, "message": "The persistent identifier does not exist."}
+        d["metadata"] = (req.json() or {}).get("metadata") or {}
+        return 200, self._draft_json(d)
+
+    def read(self, req: Request, rid: str):
+        d = self._get(rid)
+        return (200, self._draft_json(d)) if d else (404, {"status": 404, "message": "not found"})
+
+    def list_files(self, req: Request, rid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        if d is None:
+            return 404, {"status": 404, "message": "not found"}
+        return 200, {"entries": [self._file_json(rid, k, f) for k, f in d["files"].items()], "enabled": True}
+
+    def init_files(self, req: Request, rid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        if d is None:
+            return 404, {"status": 404, "message": "not found"}
+        specs = req.json() or []
+        out = []
+        for s in specs:
+            key = s["key"]
+            if key in d["files"]:
+                return 400, {"status": 400, "message": f"File with key {key} already exists."}
+            transfer = (s.get("transfer") or {}).get("type", "L")
+            if transfer == "M" and not self.multipart:
+                return 400, {"status": 400, "message": "Invalid transfer type.", "errors": [{"field": "transfer", "messages": ["Unsupported transfer type M"]}]}
+            f = {"status": "pending", "file_id": str(uuid.uuid4()), "asm": Assembler(), "size": s.get("size")}
+            if transfer == "M":
+                f["parts"] = int(s["transfer"]["parts"])
+                f["part_size"] = int(s["transfer"]["part_size"])
+            d["files"][key] = f
+            out.append(self._file_json(rid, key, f))
+        return 201, {"entries": out}
+
+    def put_content(self, req: Request, rid: str, key: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        f = d["files"].get(key) if d else None
+        if f is None or f["status"] == "completed":
+            return 404, {"status": 404, "message": "File not found or already committed."}
+        asm = Assembler()
+        asm.whole(req.stream())
+        f["asm"], f["size"] = asm, asm.size
+        return 200, self._file_json(rid, key, f)
+
+    def put_part(self, req: Request, rid: str, key: str, n: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        f = d["files"].get(key) if d else None
+        if f is None or not f.get("parts"):
+            return 404, {"status": 404, "message": "not a multipart upload"}
+        f["asm"].part(int(n), req.stream())
+        return 200, {"part": int(n)}
+
+    def commit(self, req: Request, rid: str, key: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        f = d["files"].get(key) if d else None
+        if f is None:
+            return 404, {"status": 404, "message": "File not found."}
+        asm: Assembler = f["asm"]
+        if f.get("parts") and len(asm.parts_done) < f["parts"]:
+            return 400, {"status": 400, "message": "Not all parts have been uploaded."}
+        if not asm.parts_done:
+            return 400, {"status": 400, "message": "File has no content."}
+        f.update({"status": "completed", "md5": asm.hexdigest, "size": asm.size})
+        return 200, self._file_json(rid, key, f)
+
+    def delete_file(self, req: Request, rid: str, key: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        if d is None or key not in d["files"]:
+            return 404, {"status": 404, "message": "not found"}
+        del d["files"][key]
+        return 204, None
+
+    def review(self, req: Request, rid: str):
+        body = req.json() or {}
+        d = self._get(rid)
+        cid = ((body.get("receiver") or {}).get("community"))
+        if d is None or cid not in self.communities.values():
+            return 400, {"status": 400, "message": "Invalid community."}
+        d["review"] = {"community": cid, "status": "created"}
+        return 200, {"id": str(uuid.uuid4()), "status": "created", "receiver": {"community": cid}}
+
+    def submit_review(self, req: Request, rid: str):
+        d = self._get(rid)
+        if d is None or not d.get("review"):
+            return 400, {"status": 400, "message": "No review request."}
+        d["review"]["status"] = "submitted"
+        return 202, {"status": "submitted"}
+
+    def publish(self, req: Request, rid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        if d is None:
+            return 404, {"status": 404, "message": "not found"}
+        errs = self._errors(d["metadata"])
+        if not d["files"]:
+            errs.append({"field": "files.enabled", "messages": ["Missing uploaded files. To disable files for this record please mark it as metadata-only."]})
+        if any(f["status"] != "completed" for f in d["files"].values()):
+            errs.append({"field": "files", "messages": ["Not all files are committed."]})
+        if errs:
+            return 400, {"status": 400, "message": "A validation error occurred.", "errors": errs}
+        rec = dict(d)
+        rec["doi"] = f"10.5072/fake.{rid}"
+        self.records[rid] = rec
+        del self.drafts[rid]
+        return 202, {
+            "id": rid,
+            "pids": {"doi": {"identifier": rec["doi"], "provider": "datacite"}},
+            "links": {"self_html": f"{self.url}/records/{rid}"},
+            "is_published": True,
+        }
+
+    def new_version(self, req: Request, rid: str):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        rec = self.records.get(rid)
+        if rec is None:
+            return 404, {"status": 404, "message": "The persistent identifier does not exist."}
+        nid = str(next(self.ids))
+        md = {k: v for k, v in rec["metadata"].items() if k != "publication_date"}
+        self.drafts[nid] = {"id": nid, "metadata": md, "files": {}, "parent": rid, "review": None}
+        return 201, self._draft_json(self.drafts[nid])
+
+    def files_import(self, req: Request, rid: str):
+        d = self._get(rid)
+        if d is None or not d.get("parent"):
+            return 404, {"status": 404, "message": "not found"}
+        for k, f in self.records[d["parent"]]["files"].items():
+            d["files"][k] = dict(f)
+        return 201, {"entries": [self._file_json(rid, k, f) for k, f in d["files"].items()]}

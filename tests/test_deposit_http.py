@@ -1,0 +1,120 @@
+"""The HTTP session every adapter uses: retries, Retry-After, auth errors, HTML, 2xx errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from curated.deposit._base import body_errors
+from curated.deposit.http import FileSlice, HttpSession, RetryPolicy, parse_retry_after, redact
+from curated.errors import DepositError
+from tests.fakes.base import FakeServer
+
+SECRET = "s3cr3t-token-value"
+
+
+class Echo(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = 0
+        self.route("GET", r"/ok", lambda req: (200, {"fine": True}))
+        self.route("PUT", r"/up", self.up)
+        self.route("GET", r"/html", lambda req: (200, "<html><body>Login</body></html>"))
+        self.route("GET", r"/denied", lambda req: (403, {"message": f"token {SECRET} is not valid"}))
+        self.route("POST", r"/draft", lambda req: (201, {"id": 1, "errors": [{"field": "metadata.title", "messages": ["Missing"]}]}))
+
+    def up(self, req):
+        self.received = sum(len(c) for c in req.stream())
+        return 200, {"size": self.received}
+
+
+@pytest.fixture
+def server():
+    with Echo() as s:
+        yield s
+
+
+def session(url: str, sleeps: list[float], attempts: int = 4) -> HttpSession:
+    return HttpSession(url, headers={"Authorization": f"Bearer {SECRET}"}, secrets=[SECRET], credential="$TEST_TOKEN",
+                       retry=RetryPolicy(attempts=attempts, backoff=0.01, sleep=sleeps.append), repository="Echo")
+
+
+def test_429_is_retried_honouring_retry_after(server):
+    server.inject("GET", "/ok", status=429, body={"message": "slow down"}, headers={"Retry-After": "7"}, times=2)
+    sleeps: list[float] = []
+    r = session(server.url, sleeps).request("GET", "/ok")
+    assert r.data == {"fine": True}
+    assert sleeps == [7.0, 7.0]
+    assert server.count("GET", "/ok") == 3
+
+
+def test_503_retries_are_bounded(server):
+    server.inject("GET", "/ok", status=503, body={"message": "maintenance"}, times=10)
+    sleeps: list[float] = []
+    with pytest.raises(DepositError, match="still answers HTTP 503 after 3 attempts"):
+        session(server.url, sleeps, attempts=3).request("GET", "/ok")
+    assert len(sleeps) == 2
+    assert sleeps[1] > sleeps[0]  # exponential backoff
+
+
+def test_wrong_token_names_the_variable_and_is_not_retried(server):
+    sleeps: list[float] = []
+    with pytest.raises(DepositError) as exc:
+        session(server.url, sleeps).request("GET", "/denied")
+    msg = str(exc.value)
+    assert "$TEST_TOKEN" in msg and "HTTP 403" in msg
+    assert SECRET not in msg and SECRET not in repr(exc.value.details)
+    assert server.count("GET", "/denied") == 1 and sleeps == []
+
+
+def test_html_instead_of_json_is_named(server):
+    with pytest.raises(DepositError, match="HTML page instead of JSON"):
+        session(server.url, []).request("GET", "/html")
+
+
+def test_2xx_with_validation_errors_is_an_error(server):
+    s = session(server.url, [])
+    r = s.request("POST", "/draft", json_body={})
+    with pytest.raises(DepositError, match="metadata.title: Missing"):
+        body_errors(r, "creating the draft", s)
+
+
+def test_dropped_upload_is_retried_with_a_fresh_body(server, tmp_path):
+    f = tmp_path / "blob.bin"
+    f.write_bytes(b"x" * 1_000_000)
+    server.inject("PUT", "/up", drop_after=300_000)
+    sleeps: list[float] = []
+    slices: list[FileSlice] = []
+
+    def body():
+        slices.append(FileSlice(f))
+        return slices[-1]
+
+    r = session(server.url, sleeps).request("PUT", "/up", body=body)
+    assert r.data == {"size": 1_000_000}
+    assert len(slices) == 2 and len(sleeps) == 1
+    assert slices[-1].hashes.size == 1_000_000
+
+
+def test_connection_refused_gives_up_with_resume_advice():
+    sleeps: list[float] = []
+    with pytest.raises(DepositError, match="re-run with --resume"):
+        session("http://127.0.0.1:9", sleeps, attempts=2).request("GET", "/ok")
+    assert len(sleeps) == 1
+
+
+def test_retry_after_forms_and_redaction():
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("soon") is None
+    assert redact(f"bad {SECRET}!", [SECRET]) == "bad ***!"
+
+
+def test_file_slice_streams_a_range(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(bytes(range(256)) * 10)
+    s = FileSlice(f, 100, 50)
+    assert len(s) == 50
+    data = b""
+    while chunk := s.read(7):
+        data += chunk
+    assert data == (bytes(range(256)) * 10)[100:150]

@@ -1,0 +1,159 @@
+"""Label images: same levels as the image, mode downsampling, integer type, image-label, curated mark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from curated.cli import app
+from curated.errors import InputError
+from curated.images import (
+    add_labels,
+    create_label_image,
+    finalize_label_image,
+    open_image,
+    validate_ome_zarr,
+    write_ome_zarr,
+)
+from curated.images.downsample import mode
+
+
+@pytest.fixture(params=["0.5", "0.4"])
+def image(tmp_path, request):
+    vol = np.random.default_rng(0).integers(0, 255, (18, 40, 34), dtype=np.uint8)
+    write_ome_zarr(
+        vol,
+        tmp_path / "img.ome.zarr",
+        voxel_size=(8, 4, 4),
+        chunks=8,
+        shard=16,
+        ngff_version=request.param,
+    )
+    return open_image(tmp_path / "img.ome.zarr")
+
+
+def _blobs(shape) -> np.ndarray:
+    z, y, x = np.indices(shape)
+    lab = np.zeros(shape, np.uint16)
+    lab[((z - 9) ** 2 + (y - 12) ** 2 + (x - 10) ** 2) < 36] = 1
+    lab[((z - 6) ** 2 + (y - 28) ** 2 + (x - 24) ** 2) < 25] = 7
+    return lab
+
+
+def test_labels_have_the_image_levels_and_mode_pyramid(image):
+    lab = _blobs(image.shape)
+    res = add_labels(image, "cells", lab, kind="truth")
+    assert res.status == "ok"
+    assert validate_ome_zarr(image.path) == []
+    assert image.label_names() == ["cells"]
+    labels = image.open_label("cells")
+    assert [lv.shape for lv in labels.levels] == [lv.shape for lv in image.levels]
+    assert labels.scale == image.scale and labels.translation == image.translation
+    np.testing.assert_array_equal(labels.levels[0][:], lab)
+    # level k = mode of level k-1 over the same windows as the image (never a mean: no new values)
+    for k in range(1, len(labels.levels)):
+        f = tuple(round(a / b) for a, b in zip(labels.scale[k], labels.scale[k - 1], strict=True))
+        np.testing.assert_array_equal(labels.levels[k][:], mode(labels.levels[k - 1][:], f))
+        assert set(np.unique(labels.levels[k][:])) <= {0, 1, 7}
+    il = labels.ome["image-label"]
+    assert il["source"]["image"] == "../../"
+    assert {c["label-value"] for c in il["colors"]} == {0, 1, 7}
+    assert labels.attrs["curated"] == {"kind": "truth", "ai_generated": False, "model": None}
+
+
+def test_ai_generated_labels_carry_the_model(image):
+    model = {
+        "id": "unet-mito-v1",
+        "sha256": "ab" * 32,
+        "card": "derived/models/unet-mito-v1/model.json",
+    }
+    add_labels(
+        image,
+        "pred",
+        _blobs(image.shape).astype(np.uint8),
+        kind="prediction",
+        ai_generated=True,
+        model=model,
+        properties=[{"label-value": 1, "class": "mitochondrion"}],
+    )
+    labels = image.open_label("pred")
+    assert labels.attrs["curated"] == {"kind": "prediction", "ai_generated": True, "model": model}
+    assert labels.ome["image-label"]["properties"] == [{"label-value": 1, "class": "mitochondrion"}]
+    assert validate_ome_zarr(image.path) == []
+
+
+def test_labels_from_files_via_cli(tmp_path, image):
+    lab = _blobs(image.shape)
+    np.save(tmp_path / "l.npy", lab)
+    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+    r1 = CliRunner().invoke(
+        app, ["labels", "add", str(image.path), "--name", "a", "--from", str(tmp_path / "l.npy")]
+    )
+    r2 = CliRunner().invoke(
+        app,
+        [
+            "labels",
+            "add",
+            str(image.path),
+            "--name",
+            "b",
+            "--from",
+            str(tmp_path / "l.tif"),
+            "--ai-generated",
+            "--model",
+            "m-1",
+        ],
+    )
+    assert r1.exit_code == 0, r1.output
+    assert r2.exit_code == 0, r2.output
+    assert image.label_names() == ["a", "b"]
+    b = image.open_label("b")
+    np.testing.assert_array_equal(b.levels[0][:], lab)
+    assert b.attrs["curated"] == {
+        "kind": "prediction",
+        "ai_generated": True,
+        "model": {"id": "m-1", "sha256": None, "card": None},
+    }
+    again = CliRunner().invoke(
+        app, ["labels", "add", str(image.path), "--name", "a", "--from", str(tmp_path / "l.npy")]
+    )
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert validate_ome_zarr(image.path) == []
+
+
+def test_label_shape_mismatch_and_float_labels_are_refused(image):
+    with pytest.raises(InputError, match="must match"):
+        add_labels(image, "x", np.zeros((3, 4, 5), np.uint8))
+    with pytest.raises(InputError, match="integer"):
+        add_labels(image, "x", np.zeros(image.shape, np.float32))
+    assert image.label_names() == []
+    assert not (image.path / "labels" / "x").exists()
+
+
+def test_blockwise_labels_stay_unfinished_until_finalized(image):
+    lab = _blobs(image.shape).astype(np.uint8)
+    arr = create_label_image(
+        image, "stream", dtype="uint8", kind="prediction", ai_generated=True, model="m"
+    )
+    block = arr.shards or arr.chunks
+    assert tuple(arr.chunks) == tuple(image.levels[0].chunks)
+    for z in range(0, lab.shape[0], block[0]):  # whole shards per write
+        arr[z : z + block[0]] = lab[z : z + block[0]]
+    assert "stream" not in image.label_names()
+    assert validate_ome_zarr(image.path) == []  # an unfinished label image is not listed
+    # the same call on an unfinished label image resumes it
+    again = create_label_image(
+        image, "stream", dtype="uint8", kind="prediction", ai_generated=True, model="m"
+    )
+    np.testing.assert_array_equal(again[:], lab)
+    res = finalize_label_image(image, "stream")
+    assert res.status == "ok"
+    assert "stream" in image.label_names()
+    labels = image.open_label("stream")
+    np.testing.assert_array_equal(labels.levels[0][:], lab)
+    assert len(labels.levels) == len(image.levels)
+    assert labels.attrs["curated"]["ai_generated"] is True
+    assert validate_ome_zarr(image.path) == []
+    assert finalize_label_image(image, "stream").status == "notneeded"

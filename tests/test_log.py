@@ -1,0 +1,386 @@
+"""The curator log: hash chain, concurrent appends, tamper detection, cut lines, step recording."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curated.cli import app
+from curated.errors import LogError
+from curated.provenance import CuratorLog, entry_hash, redact
+from curated.provenance.log import StepRecorder
+from curated.workspace import Workspace
+
+
+def _log(tmp_path: Path, **kw) -> CuratorLog:
+    return CuratorLog(tmp_path / "curation" / "log.jsonl", root=tmp_path, **kw)
+
+
+def _fill(log: CuratorLog, n: int) -> None:
+    for i in range(n):
+        log.append("T", f"step{i}", params={"i": i})
+
+
+def _lines(log: CuratorLog) -> list[str]:
+    return log.path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def _write(log: CuratorLog, lines: list[str]) -> None:
+    log.path.write_text("".join(lines), encoding="utf-8")
+
+
+# ------------------------------------------------------------------ chain
+def test_entries_are_chained_and_verify(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 3)
+    entries = list(log)
+    assert [e["seq"] for e in entries] == [0, 1, 2]
+    assert entries[0]["prev"] is None
+    assert entries[1]["prev"] == entries[0]["hash"]
+    assert all(e["hash"] == entry_hash(e) for e in entries)
+    for key in ("id", "step", "action", "time", "agent", "tool", "software", "params", "inputs", "outputs", "status", "message", "duration"):
+        assert key in entries[0]
+    report = log.verify()
+    assert report.ok and report.entries == 3 and report.first_bad_seq is None
+
+
+def test_appended_entry_equals_what_is_read_back(tmp_path):
+    log = _log(tmp_path)
+    entry = log.append("T", "convert", params={"shape": (1, 2), "path": Path("a/b")})
+    assert entry == list(log)[0]
+    assert entry["params"] == {"shape": [1, 2], "path": "a/b"}
+
+
+def test_bad_step_or_status_is_refused(tmp_path):
+    log = _log(tmp_path)
+    with pytest.raises(LogError, match="step must be one of"):
+        log.append("X", "nothing")
+    with pytest.raises(LogError, match="status must be one of"):
+        log.append("C", "check", status="fine")
+    assert not log.exists()
+
+
+def _append_many(args: tuple[str, int, int]) -> None:
+    path, worker, n = args
+    log = CuratorLog(path)
+    for i in range(n):
+        log.append("T", f"w{worker}-{i}")
+
+
+def test_concurrent_appends_from_processes_keep_the_chain(tmp_path):
+    path = str(tmp_path / "curation" / "log.jsonl")
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        pool.map(_append_many, [(path, w, 25) for w in range(3)])
+    log = CuratorLog(path)
+    report = log.verify()
+    assert report.ok, report.problems
+    assert report.entries == 75
+    actions = sorted(e["action"] for e in log)
+    assert actions == sorted(f"w{w}-{i}" for w in range(3) for i in range(25))
+
+
+# ---------------------------------------------------------------- tamper
+def test_tampered_log_entry_is_named(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 5)
+    lines = _lines(log)
+    entry = json.loads(lines[2])
+    entry["params"]["i"] = 99
+    lines[2] = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+    _write(log, lines)
+    report = log.verify()
+    assert not report.ok
+    assert report.first_bad_seq == 2
+    assert "edited" in report.problems[0]
+
+
+def test_entry_rewritten_with_a_new_hash_is_named(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 5)
+    lines = _lines(log)
+    entry = json.loads(lines[1])
+    entry["message"] = "nothing to see"
+    entry["hash"] = entry_hash(entry)
+    lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+    _write(log, lines)
+    report = log.verify()
+    assert report.first_bad_seq == 1
+    assert "rewritten" in report.problems[0]
+
+
+def test_deleted_entry_is_named(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 5)
+    lines = _lines(log)
+    del lines[3]
+    _write(log, lines)
+    report = log.verify()
+    assert report.first_bad_seq == 3
+    assert "removed" in report.problems[0]
+
+
+def test_reordered_entries_are_named(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 5)
+    lines = _lines(log)
+    lines[1], lines[2] = lines[2], lines[1]
+    _write(log, lines)
+    report = log.verify()
+    assert report.first_bad_seq == 1
+    assert "reordered" in report.problems[0]
+
+
+def test_garbage_line_is_named(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 3)
+    lines = _lines(log)
+    lines[1] = "{not json\n"
+    _write(log, lines)
+    assert log.verify().first_bad_seq == 1
+    with pytest.raises(LogError, match="line 2"):
+        list(log)
+
+
+def test_append_refuses_an_edited_last_entry(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 2)
+    lines = _lines(log)
+    entry = json.loads(lines[-1])
+    entry["status"] = "error"
+    lines[-1] = json.dumps(entry) + "\n"
+    _write(log, lines)
+    before = log.path.read_bytes()
+    with pytest.raises(LogError, match="edited"):
+        log.append("C", "check")
+    assert log.path.read_bytes() == before
+
+
+# --------------------------------------------------------------- cut line
+def test_cut_last_line_is_reported_kept_and_repaired_on_request(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 3)
+    good = log.path.read_bytes()
+    with open(log.path, "ab") as fh:
+        fh.write(b'{"seq":3,"step":"T","acti')  # a crash mid-write
+    report = log.verify()
+    assert report.cut_tail and not report.ok
+    assert report.first_bad_seq == 3
+    assert report.entries == 3
+    assert [e["seq"] for e in log] == [0, 1, 2]  # good entries still readable
+    with pytest.raises(LogError, match="cut"):
+        list(log.entries(strict=True))
+    # no silent continuation
+    with pytest.raises(LogError, match="--repair"):
+        log.append("C", "check")
+    assert log.path.read_bytes() == good + b'{"seq":3,"step":"T","acti'
+    aside = log.repair()
+    assert aside is not None and aside.read_bytes() == b'{"seq":3,"step":"T","acti'
+    assert log.path.read_bytes() == good
+    entry = log.append("C", "check")
+    assert entry["seq"] == 3 and entry["prev"] == list(log)[2]["hash"]
+    assert log.verify().ok
+    assert log.repair() is None
+
+
+def test_a_log_that_is_only_a_cut_line_repairs_to_empty(tmp_path):
+    log = _log(tmp_path)
+    log.path.parent.mkdir(parents=True)
+    log.path.write_bytes(b'{"seq":0')
+    assert log.verify().cut_tail
+    log.repair()
+    assert log.append("C", "check")["seq"] == 0
+
+
+def test_step_recorder_fails_fast_on_a_cut_log(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 1)
+    with open(log.path, "ab") as fh:
+        fh.write(b"{")
+    ran = []
+    with pytest.raises(LogError), log.step("T", "convert"):
+        ran.append(1)
+    assert ran == []
+
+
+# ---------------------------------------------------------------- files
+def test_verify_files_detects_changed_and_missing_outputs(tmp_path):
+    log = _log(tmp_path)
+    out = tmp_path / "derived" / "a.txt"
+    out.parent.mkdir()
+    out.write_text("one")
+    store = tmp_path / "derived" / "img.zarr"
+    (store / "0").mkdir(parents=True)
+    (store / "0" / "c").write_bytes(b"\x00" * 10)
+    with log.step("T", "make") as step:
+        step.add_output(out)
+        step.add_output(store)
+    assert log.verify(files=True).ok
+    (store / "0" / "c").write_bytes(b"\x01" * 10)
+    report = log.verify(files=True)
+    assert not report.ok and report.first_bad_seq == 0
+    assert "derived/img.zarr changed" in report.problems[0]
+    out.unlink()
+    report = log.verify(files=True)
+    assert any("derived/a.txt is missing" in p for p in report.problems)
+    assert log.verify().ok  # the chain itself is fine
+
+
+def test_latest_output_digest_is_the_one_verified(tmp_path):
+    log = _log(tmp_path)
+    out = tmp_path / "check.json"
+    out.write_text("v1")
+    with log.step("C", "check") as step:
+        step.add_output(out)
+    out.write_text("v2")
+    with log.step("C", "check") as step:
+        step.add_output(out)
+    assert log.verify(files=True).ok
+
+
+# ----------------------------------------------------------- step recorder
+def test_step_recorder_records_outputs_inputs_and_duration(tmp_path):
+    log = _log(tmp_path)
+    src = tmp_path / "raw.tif"
+    src.write_bytes(b"abc")
+    with log.step("T", "convert", inputs=[src], params={"chunks": 64}, libraries=("tifffile",)) as step:
+        dest = tmp_path / "derived" / "x.bin"
+        dest.parent.mkdir()
+        dest.write_bytes(b"xyz")
+        step.add_output(dest, digest="sha256:" + "0" * 64, size=3)
+    e = step.entry
+    assert e["inputs"][0]["path"] == "raw.tif"
+    assert e["inputs"][0]["digest"].startswith("sha256:ba7816bf")
+    assert e["outputs"][0] == {"path": "derived/x.bin", "bytes": 3, "digest": "sha256:" + "0" * 64}
+    assert e["params"] == {"chunks": 64}
+    assert "tifffile" in e["software"] and "python" in e["software"]
+    assert e["duration"] >= 0
+
+
+def test_exception_is_recorded_as_error_and_reraised(tmp_path):
+    log = _log(tmp_path)
+    with pytest.raises(ValueError, match="boom"), log.step("T", "convert"):
+        raise ValueError("boom")
+    e = log.last()
+    assert e["status"] == "error" and "ValueError: boom" in e["message"]
+
+
+def test_status_set_in_block_is_recorded(tmp_path):
+    log = _log(tmp_path)
+    with log.step("T", "convert") as step:
+        step.status, step.message = "notneeded", "already converted"
+    assert log.last()["status"] == "notneeded"
+
+
+def test_recorder_without_log_records_nothing(tmp_path):
+    with StepRecorder(None, "T", "convert", inputs=["x"]) as step:
+        step.add_output(tmp_path / "y")
+    assert step.entry is None
+
+
+def test_workspace_step_appends_to_its_log(tmp_path):
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    with ws.step("D", "readme"):
+        pass
+    assert ws.log.last()["step"] == "D"
+
+
+# ---------------------------------------------------------------- privacy
+def test_host_details_only_when_opted_in(tmp_path, monkeypatch):
+    monkeypatch.delenv("CURATED_RECORD_HOST", raising=False)
+    log = _log(tmp_path)
+    assert "host" not in log.append("C", "check")
+    assert '"host"' not in log.path.read_text()
+    opted = _log(tmp_path, record_host=True)
+    assert set(opted.append("C", "check")["host"]) == {"hostname", "user", "platform"}
+    monkeypatch.setenv("CURATED_RECORD_HOST", "1")
+    assert "host" in _log(tmp_path).append("C", "check")
+    assert _log(tmp_path).verify().ok
+
+
+def test_secrets_never_reach_the_log(tmp_path):
+    log = _log(tmp_path)
+    log.append(
+        "D",
+        "deposit",
+        params={
+            "token": "s3cr3t-token-value",
+            "token_env": "ZENODO_TOKEN",
+            "url": "https://user:hunter2@example.org/api?access_token=abcdef123&x=1",
+            "headers": {"Authorization": "Bearer abcdefghijklmnop"},
+        },
+        message="failed with Bearer abcdefghijklmnop",
+    )
+    text = log.path.read_text()
+    for secret in ("s3cr3t-token-value", "hunter2", "abcdef123", "abcdefghijklmnop"):
+        assert secret not in text
+    e = log.last()
+    assert e["params"]["token_env"] == "ZENODO_TOKEN"
+    assert e["params"]["url"].endswith("access_token=<redacted>&x=1")
+    assert redact({"password": None}) == {"password": None}
+
+
+def test_agent_comes_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CURATED_AGENT_NAME", "Ada Curator")
+    monkeypatch.setenv("CURATED_AGENT_ORCID", "0000-0002-1825-0097")
+    assert _log(tmp_path).append("C", "check")["agent"] == {"name": "Ada Curator", "orcid": "0000-0002-1825-0097"}
+
+
+def test_paths_outside_the_workspace_stay_absolute(tmp_path):
+    log = CuratorLog(tmp_path / "ws" / "curation" / "log.jsonl")
+    outside = tmp_path / "raw.bin"
+    outside.write_bytes(b"1")
+    assert log.relative(outside) == str(outside)
+    assert log.relative(tmp_path / "ws" / "derived" / "a") == "derived/a"
+
+
+# -------------------------------------------------------------------- CLI
+def _ws(tmp_path: Path) -> Workspace:
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    for i in range(3):
+        ws.log.append("T", f"s{i}")
+    return ws
+
+
+def test_cli_log_shows_and_verifies(tmp_path):
+    ws = _ws(tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(app, ["log", str(ws.root)])
+    assert r.exit_code == 0, r.output
+    assert "s2" in r.output
+    r = runner.invoke(app, ["log", str(ws.root), "--verify"])
+    assert r.exit_code == 0 and "3 entries" in r.output
+
+
+def test_cli_verify_exits_1_naming_the_first_bad_seq(tmp_path):
+    ws = _ws(tmp_path)
+    lines = ws.log.path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"s1"', '"sX"')
+    ws.log.path.write_text("".join(lines))
+    r = CliRunner().invoke(app, ["log", str(ws.root), "--verify"])
+    assert r.exit_code == 1
+    assert "first bad seq 1" in r.output
+
+
+def test_cli_repair_sets_cut_line_aside(tmp_path):
+    ws = _ws(tmp_path)
+    with open(ws.log.path, "ab") as fh:
+        fh.write(b'{"cut')
+    runner = CliRunner()
+    r = runner.invoke(app, ["log", str(ws.root)])
+    assert r.exit_code == 0 and "--repair" in r.output
+    r = runner.invoke(app, ["log", str(ws.root), "--verify"])
+    assert r.exit_code == 1 and "first bad seq 3" in r.output
+    r = runner.invoke(app, ["log", str(ws.root), "--repair"])
+    assert r.exit_code == 0 and "set aside" in r.output
+    assert runner.invoke(app, ["log", str(ws.root), "--verify"]).exit_code == 0
+    assert len(list(ws.root.glob("curation/log.jsonl.cut-*"))) == 1
+
+
+def test_cli_files_needs_verify(tmp_path):
+    ws = _ws(tmp_path)
+    assert CliRunner().invoke(app, ["log", str(ws.root), "--files"]).exit_code == 2

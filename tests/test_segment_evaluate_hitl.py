@@ -1,0 +1,57 @@
+"""The human-in-the-loop story, slimmed: the mechanics that make its before/after table honest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from curated.segment.evaluate import training_exclusion
+from curated.segment.hitl import format_table, run_hitl_story
+from curated.workspace import Workspace
+
+
+def test_hitl_rounds_reuse_the_same_held_out_blocks_and_grow_the_lineage(tmp_path: Path):
+    ws = Workspace.create(tmp_path / "hitl-ø", record={"study": {"title": "HITL"}})
+    story = run_hitl_story(
+        ws.derived_dir,
+        shape=(24, 96, 128),
+        crops_per_round=1,
+        crop_size=(16, 20, 20),
+        blocks=3,
+        block_size=12,
+        iterations=4,
+        finetune_iterations=3,
+        depth=1,
+        base_features=2,
+        patch=12,
+        seed=0,
+        workspace=ws,
+    )
+    assert len(story.rounds) == 2
+    first, second = (r["evaluation"].to_dict() for r in story.rounds)
+    # the very same blocks, drawn once before training
+    assert first["held_out"]["blocks"] == second["held_out"]["blocks"] == [b.to_dict() for b in story.held_out.blocks]
+    # scores broken down by shading side, in the JSON and in the table
+    assert "shading_side" in first["factors"] and "shading_side" in second["factors"]
+    groups = set(first["factors"]["shading_side"])
+    assert groups and groups <= {"bright", "shaded"}
+    assert sum(g["blocks"] for g in first["factors"]["shading_side"].values()) == 3
+    table = format_table(story.table())
+    assert "bright side only" in table and "fine-tuned" in table
+    # lineage grows; the child names its parent; no test block touches any ancestor's crop (context included)
+    parent_dir, child_dir = (r["model"] for r in story.rounds)
+    parent = json.loads((parent_dir / "model.json").read_text(encoding="utf-8"))
+    child = json.loads((child_dir / "model.json").read_text(encoding="utf-8"))
+    assert child["parent"]["sha256"] == parent["weights"]["sha256"]
+    assert len(child["lineage_rois"]) > len(parent["lineage_rois"]) >= 1
+    assert all(r in child["lineage_rois"] for r in parent["lineage_rois"])
+    ex = training_exclusion(child_dir)
+    assert not any(b.intersects(e) for b in story.held_out.blocks for e in ex.boxes)
+    # each model lists its own evaluation; the log holds every step and verifies
+    for model_dir, meta in ((parent_dir, parent), (child_dir, child)):
+        assert len(meta["evaluations"]) == 1
+        assert (model_dir / meta["evaluations"][0]).is_file()
+    steps = [(e["step"], e["action"]) for e in ws.log.entries()]
+    assert steps.count(("E", "evaluate")) == 2
+    assert ("T", "finetune") in steps
+    assert ws.log.verify().ok

@@ -1,0 +1,175 @@
+"""bioimage.io export: a valid RDF 0.5 package whose model test passes, with an honest model card."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from curated.errors import InputError, IntegrityError, SegmentationError
+from curated.segment.export import ascii_name, export_bioimageio
+from curated.workspace import Workspace
+
+MITCHELL_SECTIONS = (
+    "## Model details",
+    "## Intended use",
+    "## Out-of-scope use",
+    "## Factors",
+    "## Metrics",
+    "## Evaluation data",
+    "## Training data",
+    "## Quantitative analyses",
+    "## Ethical considerations",
+    "## Caveats and recommendations",
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny sample, a tiny model trained on it, a fine-tuned child, and an evaluation of the child."""
+    from curated.segment.annotate import annotate_from_truth
+    from curated.segment.evaluate import evaluate
+    from curated.segment.predict import predict
+    from curated.segment.sample import make_fibsem_sample
+    from curated.segment.train import finetune, train
+
+    root = tmp_path_factory.mktemp("export")
+    ws = Workspace.create(
+        root / "Arbeitsbereich-Ω",
+        record={
+            "study": {
+                "title": "Mitochondrien in Hefezellen — ein Test",
+                "license": "CC-BY-4.0",
+                "authors": [
+                    {"family_name": "Müller", "given_name": "Zoë", "orcid": "0000-0002-1825-0097", "affiliation": {"name": "Universität Zürich"}},
+                    {"family_name": "Øyelaran", "given_name": "Ada"},
+                ],
+            }
+        },
+    )
+    image = ws.derived_dir / "zelle.ome.zarr"
+    make_fibsem_sample(image, shape=(32, 80, 80), seed=1, shading=0.3)
+    annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=2, name="anno-ä", region="x<0.5")
+    common = {"device": "cpu", "validate_every": 5, "checkpoint_every": 1000, "workspace": ws}
+    parent = ws.models_dir / "eltern-é"
+    train(image, labels="anno-ä", label_value=1, out=parent, iterations=6, depth=1, base_features=2, patch=12, **common)
+    annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=3, name="anno-ä", region="x>=0.5")
+    child = ws.models_dir / "kind-ü"
+    finetune(parent, image, labels="anno-ä", out=child, iterations=4, **common)
+    predict(child, image, name="vorhersage", device="cpu", workers=1, workspace=ws)
+    evaluate(image, pred="vorhersage", truth="truth", label_value=1, blocks=2, block_size=12, seed=0, exclude_training=child, workspace=ws, name="bewertung-ß")
+    return {"ws": ws.root, "image": image, "parent": parent, "child": child}
+
+
+def test_ascii_name_keeps_bioimageio_rules():
+    assert ascii_name("Mitochondrien-Modell für Zellen ß") == "Mitochondrien-Modell fur Zellen"
+    assert len(ascii_name("µ")) >= 5
+    assert set(ascii_name("a/b:c*Ω d")) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
+
+
+def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path], tmp_path: Path):
+    from bioimageio.core import test_model
+    from bioimageio.spec import load_description
+
+    ws = Workspace(trained["ws"])
+    dest = ws.models_dir / "kind-ü.bioimageio.zip"
+    res = export_bioimageio(trained["child"], dest, workspace=ws)
+    assert res.status == "ok" and res.details["evaluated"] is True
+    descr = load_description(dest, perform_io_checks=False)
+    assert descr.validation_summary.status == "valid-format", descr.validation_summary.format()
+    summary = test_model(dest, devices=["cpu"])
+    failed = [d.name for d in summary.details if d.status == "failed"]
+    assert summary.status == "passed", failed
+
+    with zipfile.ZipFile(dest) as zf:
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+        card = zf.read("documentation.md").decode("utf-8")
+        names = set(zf.namelist())
+    assert {"weights.pt", "weights_torchscript.pt", "curated_unet.py", "test_input.npy", "test_output.npy", "cover.png"} <= names
+    assert any(n.startswith("evaluations/") and n.endswith("bewertung-ß.json") for n in names)
+    # the valid-padding offset and the fixed normalisation are expressed in bioimage.io terms
+    child = json.loads((trained["child"] / "model.json").read_text(encoding="utf-8"))
+    ctx = child["architecture"]["context"]
+    out_axes = rdf["outputs"][0]["axes"][2:]
+    assert [a["size"]["offset"] for a in out_axes] == [-2 * c for c in ctx]
+    assert [a["size"]["min"] for a in rdf["inputs"][0]["axes"][2:]] == child["architecture"]["input_shape_min"]
+    assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype", "scale_linear", "clip", "ensure_dtype"]
+    assert rdf["license"] == "CC-BY-4.0"
+    assert [a["name"] for a in rdf["authors"]] == ["Zoë Müller", "Ada Øyelaran"]
+    assert rdf["authors"][0]["orcid"] == "0000-0002-1825-0097"
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "build_curated_unet"
+    # the card: Mitchell's sections, the scores, the lineage
+    for section in MITCHELL_SECTIONS:
+        assert section in card
+    assert "shading_side" in card and "Dice" in card
+    assert child["parent"]["sha256"] in card
+    # lineage: the parent's crop, then the child's crops (the parent's crop included)
+    assert len(child["lineage_rois"]) == 3 and card.count("shape 20×20×20") >= 3
+    assert "not been evaluated" not in card
+    entry = list(ws.log.entries())[-1]
+    assert entry["step"] == "D" and entry["action"] == "export-bioimageio" and entry["status"] == "ok"
+
+
+def test_model_without_evaluation_says_so_in_a_folder_package(trained: dict[str, Path], tmp_path: Path):
+    from bioimageio.spec import load_description
+
+    dest = tmp_path / "paket-ä"
+    res = export_bioimageio(trained["parent"], dest)
+    assert res.details["evaluated"] is False and "no evaluation" in res.message
+    card = (dest / "documentation.md").read_text(encoding="utf-8")
+    assert "**This model has not been evaluated.**" in card
+    assert "None: the model has no evaluation of these weights." in card
+    assert "Parent: none" in card
+    descr = load_description(dest / "rdf.yaml", perform_io_checks=False)
+    assert descr.validation_summary.status == "valid-format"
+    # no workspace: licence falls back to curated's, and the card says why
+    rdf = yaml.safe_load((dest / "rdf.yaml").read_text(encoding="utf-8"))
+    assert rdf["license"] == "MIT" and "No licence was recorded" in card
+
+
+def test_existing_destination_and_corrupt_weights_are_refused(trained: dict[str, Path], tmp_path: Path):
+    dest = tmp_path / "x.zip"
+    dest.write_bytes(b"keep me")
+    with pytest.raises(InputError, match="exists"):
+        export_bioimageio(trained["parent"], dest)
+    assert dest.read_bytes() == b"keep me"
+
+    import shutil
+
+    broken = tmp_path / "kaputt"
+    shutil.copytree(trained["parent"], broken)
+    with open(broken / "weights.pt", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(IntegrityError, match="sha256"):
+        export_bioimageio(broken, tmp_path / "y.zip")
+    assert not (tmp_path / "y.zip").exists()
+    with pytest.raises(InputError, match="model.json"):
+        export_bioimageio(tmp_path, tmp_path / "z.zip")
+
+
+def test_preprocessing_bioimageio_cannot_express_is_refused(trained: dict[str, Path], tmp_path: Path):
+    import shutil
+
+    shaded = tmp_path / "schattiert"
+    shutil.copytree(trained["parent"], shaded)
+    meta = json.loads((shaded / "model.json").read_text(encoding="utf-8"))
+    meta["preprocessing"].update({"shading_sigma": 8.0, "shading_reference": 120.0})
+    (shaded / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(SegmentationError, match="shading_sigma"):
+        export_bioimageio(shaded, tmp_path / "s.zip")
+    assert not (tmp_path / "s.zip").exists()
+
+
+def test_cli_export(trained: dict[str, Path], tmp_path: Path):
+    from curated.cli import app
+
+    dest = tmp_path / "cli.zip"
+    res = CliRunner().invoke(app, ["segment", "export", str(trained["parent"]), str(dest)])
+    assert res.exit_code == 0, res.output
+    assert dest.is_file() and "export" in res.output
+    again = CliRunner().invoke(app, ["segment", "export", str(trained["parent"]), str(dest)])
+    assert again.exit_code == 1 and "exists" in again.output
