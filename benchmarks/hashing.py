@@ -60,13 +60,16 @@ def make_small(root: Path, n: int, *, flat: bool, size: int = 1024) -> Path:
     return root
 
 
-def best(fn, repeat: int) -> float:
-    times = []
+def best_pair(ref, cur, repeat: int) -> tuple[float, float]:
+    """Best-of-``repeat`` times of two callables, interleaved so that load from other
+    processes on a shared machine hits both sides alike."""
+    t_ref, t_cur = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, times in ((ref, t_ref), (cur, t_cur)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return min(t_ref), min(t_cur)
 
 
 def bench_large(files: list[Path], repeat: int) -> tuple[float, float, int]:
@@ -75,8 +78,11 @@ def bench_large(files: list[Path], repeat: int) -> tuple[float, float, int]:
     total = sum(p.stat().st_size for p in files)
     cmd = ["sha256sum", *map(str, files)]
     subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache
-    t_ref = best(lambda: subprocess.run(cmd, check=True, capture_output=True), repeat)
-    t_cur = best(lambda: [sha256_file(p) for p in files], repeat)
+    t_ref, t_cur = best_pair(
+        lambda: subprocess.run(cmd, check=True, capture_output=True),
+        lambda: [sha256_file(p) for p in files],
+        repeat,
+    )
     return t_ref, t_cur, total
 
 
@@ -85,9 +91,10 @@ def bench_tree(root: Path, repeat: int) -> tuple[float, float, int, int]:
 
     shell = f"find {root} -type f -print0 | xargs -0 sha256sum > /dev/null"
     subprocess.run(shell, shell=True, check=True)
-    t_ref = best(lambda: subprocess.run(shell, shell=True, check=True), repeat)
     td = digest_tree(root)
-    t_cur = best(lambda: digest_tree(root), repeat)
+    t_ref, t_cur = best_pair(
+        lambda: subprocess.run(shell, shell=True, check=True), lambda: digest_tree(root), repeat
+    )
     return t_ref, t_cur, td.files, td.bytes
 
 
@@ -103,19 +110,23 @@ print(td.files, base, peak)
 
 
 def rss(root: Path) -> tuple[int, float, float]:
-    out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(root)], check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(root)], check=True, capture_output=True, text=True
+    ).stdout.split()
     files, base, peak = int(out[0]), int(out[1]) / 1024, int(out[2]) / 1024
     return files, base, peak
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=Path("/tmp/curation-bench"))
     ap.add_argument("--large-files", type=int, default=2)
     ap.add_argument("--large-mib", type=int, default=256)
     ap.add_argument("--small", type=int, default=10_000, help="files in the throughput tree")
     ap.add_argument("--rss-counts", type=int, nargs="+", default=[10_000, 200_000])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     args = ap.parse_args()
 
@@ -125,19 +136,27 @@ def main() -> None:
     mbs = total / 2**20
     print("\n| case | sha256sum MiB/s | curated MiB/s | ratio (curated / sha256sum) |")
     print("|---|---:|---:|---:|")
-    print(f"| {args.large_files} x {args.large_mib} MiB files, sha256_file | {mbs / t_ref:.0f} | {mbs / t_cur:.0f} | {t_ref / t_cur:.2f} |")
+    print(
+        f"| {args.large_files} x {args.large_mib} MiB files, sha256_file | {mbs / t_ref:.0f} | {mbs / t_cur:.0f} | {t_ref / t_cur:.2f} |"
+    )
 
     small = make_small(args.data / f"small-{args.small}", args.small, flat=False)
     t_ref, t_cur, n, nbytes = bench_tree(small, args.repeat)
-    print(f"| {n} x 1 KiB files (nested), digest_tree vs find+xargs sha256sum | {n / t_ref:.0f} files/s | {n / t_cur:.0f} files/s | {t_ref / t_cur:.2f} |")
+    print(
+        f"| {n} x 1 KiB files (nested), digest_tree vs find+xargs sha256sum | {n / t_ref:.0f} files/s | {n / t_cur:.0f} files/s | {t_ref / t_cur:.2f} |"
+    )
 
     print("\n| files | layout | baseline RSS MiB | peak RSS MiB | growth MiB |")
     print("|---:|---|---:|---:|---:|")
     for count in args.rss_counts:
         for flat in (False, True):
-            root = make_small(args.data / f"rss-{count}-{'flat' if flat else 'nested'}", count, flat=flat, size=64)
+            root = make_small(
+                args.data / f"rss-{count}-{'flat' if flat else 'nested'}", count, flat=flat, size=64
+            )
             n, base, peak = rss(root)
-            print(f"| {n} | {'flat (one folder)' if flat else 'nested (100 per folder)'} | {base:.1f} | {peak:.1f} | {peak - base:.1f} |")
+            print(
+                f"| {n} | {'flat (one folder)' if flat else 'nested (100 per folder)'} | {base:.1f} | {peak:.1f} | {peak - base:.1f} |"
+            )
             if not args.keep:
                 shutil.rmtree(root)
     if not args.keep:

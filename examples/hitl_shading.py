@@ -28,35 +28,68 @@ from curated.workspace import Workspace
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dest", nargs="?", default="hitl-shading", help="workspace folder to create (default: ./hitl-shading)")
-    parser.add_argument("--quick", action="store_true", help="a small, fast run (numbers are noisier)")
+    parser.add_argument(
+        "dest",
+        nargs="?",
+        default="hitl-shading",
+        help="workspace folder to create (default: ./hitl-shading)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small, fast run (numbers are noisier)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     dest = Path(args.dest)
     ws = Workspace.create(
         dest,
-        record={"study": {"title": "Human-in-the-loop segmentation of a shaded synthetic FIB-SEM sample"}},
+        record={
+            "study": {
+                "title": "Human-in-the-loop segmentation of a shaded synthetic FIB-SEM sample"
+            }
+        },
         exist_ok=True,
     )
     if args.quick:
         settings = {
-            "shape": (32, 96, 128), "crops_per_round": 2, "crop_size": (20, 24, 24), "blocks": 6, "block_size": 16,
-            "iterations": 60, "finetune_iterations": 40, "depth": 1, "base_features": 4, "patch": 16,
+            "shape": (32, 96, 128),
+            "crops_per_round": 2,
+            "crop_size": (20, 24, 24),
+            "blocks": 6,
+            "block_size": 16,
+            "iterations": 60,
+            "finetune_iterations": 40,
+            "depth": 1,
+            "base_features": 4,
+            "patch": 16,
         }
     else:
         settings = {
-            "shape": (48, 128, 160), "crops_per_round": 3, "crop_size": (24, 32, 32), "blocks": 8, "block_size": 24,
-            "iterations": 300, "finetune_iterations": 200, "depth": 2, "base_features": 8, "patch": 24,
+            "shape": (48, 128, 160),
+            "crops_per_round": 3,
+            "crop_size": (24, 32, 32),
+            "blocks": 8,
+            "block_size": 24,
+            "iterations": 300,
+            "finetune_iterations": 200,
+            "depth": 2,
+            "base_features": 8,
+            "patch": 24,
         }
     t0 = time.perf_counter()
-    story = run_hitl_story(ws.derived_dir, seed=args.seed, workspace=ws, log=lambda m: print(m, flush=True), **settings)
+    story = run_hitl_story(
+        ws.derived_dir, seed=args.seed, workspace=ws, log=lambda m: print(m, flush=True), **settings
+    )
     rows = story.table()
     print()
-    print(f"{len(story.held_out.blocks)} held-out blocks of {story.held_out.block_size} (seed {story.held_out.seed}), "
-          f"the same in both rounds: {rows[0]['blocks_bright']} on the bright half, {rows[0]['blocks_shaded']} on the shaded half")
+    print(
+        f"{len(story.held_out.blocks)} held-out blocks of {story.held_out.block_size} (seed {story.held_out.seed}), "
+        f"the same in both rounds: {rows[0]['blocks_bright']} on the bright half, {rows[0]['blocks_shaded']} on the shaded half"
+    )
     print(format_table(rows))
-    print(f"\n{time.perf_counter() - t0:.0f} s; evaluations in {ws.evaluations_dir}; log: curated log {dest} --verify")
+    print(
+        f"\n{time.perf_counter() - t0:.0f} s; evaluations in {ws.evaluations_dir}; log: curated log {dest} --verify"
+    )
     return 0
 
 

@@ -104,14 +104,18 @@ def assert_untouched(before: dict[str, Any], root: Path) -> None:
 def assert_valid_everywhere(bag: Path, *, profile: str | None = None) -> None:
     """curated's validator, bagit-python, bagit_profile (offline) and the RO-Crate check."""
     report = validate_bag(bag, profile=profile)
-    assert report.ok, report.problems
+    prof = load_profile(profile or "curated")
+    problems = report.problems
+    if prof.serialization == "required":  # an unpacked copy of a serialized bag: the archive was checked
+        problems = [p for p in problems if "serialization is required" not in p]
+    assert not problems, problems
     # bagit-python cannot decode %25 in manifest paths (its issue 157): see curated.package.compat
     with rfc_path_decoding():
         bagit.Bag(str(bag)).validate()
     info = bagit.Bag(str(bag)).info if "%" not in "".join(os.listdir(bag)) else {}
-    prof = load_profile(profile or "curated")
     if profile is None:
         assert info.get("BagIt-Profile-Identifier") == prof.identifier
-    assert check_profile(bag, prof) == [] or prof.serialization == "required"
-    problems = validate_crate(bag / "data")
+    assert [p for p in check_profile(bag, prof) if "serialization is required" not in p] == []
+    # ro-crate-py read-back and our own checks; the full roc-validator run (25 s) is in test_bag.py
+    problems = validate_crate(bag / "data", validator=False)
     assert problems == [], problems

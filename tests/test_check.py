@@ -21,7 +21,12 @@ from curated.workspace import Workspace
 
 RECORD = {
     "schema_version": "1.0.0",
-    "study": {"title": "Mouse cortex FIB-SEM", "description": "d", "authors": [{"family_name": "Doe", "given_name": "Jane"}], "license": "CC-BY-4.0"},
+    "study": {
+        "title": "Mouse cortex FIB-SEM",
+        "description": "d",
+        "authors": [{"family_name": "Doe", "given_name": "Jane"}],
+        "license": "CC-BY-4.0",
+    },
 }
 
 
@@ -50,9 +55,23 @@ def test_clean_stack_inventory_and_checklist(ws, tmp_path):
     f0 = next(f for f in tiffs if f.path == "raw/slice_000.tif")
     assert f0.sha256 == hashlib.sha256((raw / "slice_000.tif").read_bytes()).hexdigest()
     assert f0.size == (raw / "slice_000.tif").stat().st_size
-    assert f0.image["shape"] == [16, 16] and f0.image["dtype"] == "uint8" and f0.image["pages"] == 1 and f0.image["opens"]
+    assert (
+        f0.image["shape"] == [16, 16]
+        and f0.image["dtype"] == "uint8"
+        and f0.image["pages"] == 1
+        and f0.image["opens"]
+    )
     answers = {a.id: a.answer for a in report.checklist}
-    assert answers == {"C1": "yes", "C2": "na", "C3": "yes", "C4": "yes", "C5": "needs-human", "C6": "no", "C7": "needs-human", "C8": "yes"}
+    assert answers == {
+        "C1": "yes",
+        "C2": "na",
+        "C3": "yes",
+        "C4": "yes",
+        "C5": "needs-human",
+        "C6": "no",
+        "C7": "needs-human",
+        "C8": "yes",
+    }
     assert report.ok
     assert not [f for f in report.flags if f.severity != "info"]
     # written atomically, and logged as a C entry with the source's digest
@@ -89,7 +108,9 @@ def test_format_comes_from_content_not_extension(ws, tmp_path):
 
 
 def test_ome_tiff_and_bigtiff_are_named(tmp_path):
-    tifffile.imwrite(tmp_path / "a.ome.tif", np.zeros((2, 8, 8), np.uint16), ome=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif", np.zeros((2, 8, 8), np.uint16), ome=True, metadata={"axes": "ZYX"}
+    )
     tifffile.imwrite(tmp_path / "b.tif", np.zeros((8, 8), np.uint8), bigtiff=True)
     report = check(None, [tmp_path])
     fmt = {f.path.split("/")[-1]: f for f in report.files}
@@ -100,14 +121,22 @@ def test_ome_tiff_and_bigtiff_are_named(tmp_path):
 def test_truncated_and_corrupt_tiffs_are_flagged(ws, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    tifffile.imwrite(raw / "stack.tif", np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8), photometric="minisblack")
+    tifffile.imwrite(
+        raw / "stack.tif",
+        np.random.default_rng(0).integers(0, 255, (6, 32, 32), dtype=np.uint8),
+        photometric="minisblack",
+    )
     data = (raw / "stack.tif").read_bytes()
     (raw / "cut_in_data.tif").write_bytes(data[: len(data) - 100])
     with tifffile.TiffFile(raw / "stack.tif") as tif:
         ifd4 = tif.pages[4].offset
     (raw / "cut_between_pages.tif").write_bytes(data[:ifd4])
     (raw / "garbage.tif").write_bytes(b"II*\x00" + b"\xff" * 60)
-    tifffile.imwrite(raw / "lzw.tif", np.random.default_rng(1).integers(0, 255, (64, 64), dtype=np.uint8), compression="zlib")
+    tifffile.imwrite(
+        raw / "lzw.tif",
+        np.random.default_rng(1).integers(0, 255, (64, 64), dtype=np.uint8),
+        compression="zlib",
+    )
     z = bytearray((raw / "lzw.tif").read_bytes())
     with tifffile.TiffFile(raw / "lzw.tif") as tif:
         off = tif.pages[0].dataoffsets[0]
@@ -168,10 +197,20 @@ def test_bad_names_empty_files_and_duplicates(ws, tmp_path):
 def test_personal_data_in_tiff_headers(ws, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    tifffile.imwrite(raw / "a.tif", np.zeros((4, 4), np.uint8), description="Operator: Jane Doe\nkV=1.5")
-    tifffile.imwrite(raw / "b.tif", np.zeros((4, 4), np.uint8), extratags=[(315, "s", 0, "John Smith", True)])
-    tifffile.imwrite(raw / "c.tif", np.zeros((4, 4), np.uint8), description="contact jane.doe@uni.example for details")
-    tifffile.imwrite(raw / "d.tif", np.zeros((4, 4), np.uint8), description="User: n/a\nDetector: InLens")
+    tifffile.imwrite(
+        raw / "a.tif", np.zeros((4, 4), np.uint8), description="Operator: Jane Doe\nkV=1.5"
+    )
+    tifffile.imwrite(
+        raw / "b.tif", np.zeros((4, 4), np.uint8), extratags=[(315, "s", 0, "John Smith", True)]
+    )
+    tifffile.imwrite(
+        raw / "c.tif",
+        np.zeros((4, 4), np.uint8),
+        description="contact jane.doe@uni.example for details",
+    )
+    tifffile.imwrite(
+        raw / "d.tif", np.zeros((4, 4), np.uint8), description="User: n/a\nDetector: InLens"
+    )
     report = check(ws, [raw])
     flagged = set(_flags(report, "personal-data"))
     assert flagged == {"raw/a.tif", "raw/b.tif", "raw/c.tif"}
@@ -192,7 +231,11 @@ def _dicom(tmp_path, name, patient: bytes, explicit=True):
             return struct.pack("<HH", group, elem) + vr + struct.pack("<H", len(value)) + value
         return struct.pack("<HHI", group, elem, len(value)) + value
 
-    body = element(0x0008, 0x0060, b"CS", b"MR") + element(0x0010, 0x0010, b"PN", patient) + element(0x0010, 0x0020, b"LO", b"")
+    body = (
+        element(0x0008, 0x0060, b"CS", b"MR")
+        + element(0x0010, 0x0010, b"PN", patient)
+        + element(0x0010, 0x0020, b"LO", b"")
+    )
     p = tmp_path / name
     p.write_bytes(b"\x00" * 128 + b"DICM" + body)
     return p
@@ -312,7 +355,10 @@ def test_sources_default_to_images_in_curated_yaml(tmp_path):
     raw = tmp_path / "raw"
     _stack(raw, 2)
     record = json.loads(json.dumps(RECORD))
-    record["images"] = [{"name": "em", "path": str(raw / "slice_000.tif")}, {"name": "em2", "path": str(raw / "slice_001.tif")}]
+    record["images"] = [
+        {"name": "em", "path": str(raw / "slice_000.tif")},
+        {"name": "em2", "path": str(raw / "slice_001.tif")},
+    ]
     ws = Workspace.create(tmp_path / "ws", record=record)
     report = check(ws)
     assert sorted(f.path for f in report.files) == ["slice_000.tif", "slice_001.tif"]

@@ -19,8 +19,17 @@ class Echo(FakeServer):
         self.route("GET", r"/ok", lambda req: (200, {"fine": True}))
         self.route("PUT", r"/up", self.up)
         self.route("GET", r"/html", lambda req: (200, "<html><body>Login</body></html>"))
-        self.route("GET", r"/denied", lambda req: (403, {"message": f"token {SECRET} is not valid"}))
-        self.route("POST", r"/draft", lambda req: (201, {"id": 1, "errors": [{"field": "metadata.title", "messages": ["Missing"]}]}))
+        self.route(
+            "GET", r"/denied", lambda req: (403, {"message": f"token {SECRET} is not valid"})
+        )
+        self.route(
+            "POST",
+            r"/draft",
+            lambda req: (
+                201,
+                {"id": 1, "errors": [{"field": "metadata.title", "messages": ["Missing"]}]},
+            ),
+        )
 
     def up(self, req):
         self.received = sum(len(c) for c in req.stream())
@@ -34,12 +43,25 @@ def server():
 
 
 def session(url: str, sleeps: list[float], attempts: int = 4) -> HttpSession:
-    return HttpSession(url, headers={"Authorization": f"Bearer {SECRET}"}, secrets=[SECRET], credential="$TEST_TOKEN",
-                       retry=RetryPolicy(attempts=attempts, backoff=0.01, sleep=sleeps.append), repository="Echo")
+    return HttpSession(
+        url,
+        headers={"Authorization": f"Bearer {SECRET}"},
+        secrets=[SECRET],
+        credential="$TEST_TOKEN",
+        retry=RetryPolicy(attempts=attempts, backoff=0.01, sleep=sleeps.append),
+        repository="Echo",
+    )
 
 
 def test_429_is_retried_honouring_retry_after(server):
-    server.inject("GET", "/ok", status=429, body={"message": "slow down"}, headers={"Retry-After": "7"}, times=2)
+    server.inject(
+        "GET",
+        "/ok",
+        status=429,
+        body={"message": "slow down"},
+        headers={"Retry-After": "7"},
+        times=2,
+    )
     sleeps: list[float] = []
     r = session(server.url, sleeps).request("GET", "/ok")
     assert r.data == {"fine": True}

@@ -44,20 +44,60 @@ class Target:
 def _target(name: str, tmp_path: Path) -> Target:
     if name == "invenio":
         f = FakeInvenio(communities=("imaging",)).start()
-        return Target("invenio", f, f.url, "INVENIO_TOKEN", INV_TOKEN, None, ("PUT", r"/api/records/\d+/draft/files/.+/content"))
+        return Target(
+            "invenio",
+            f,
+            f.url,
+            "INVENIO_TOKEN",
+            INV_TOKEN,
+            None,
+            ("PUT", r"/api/records/\d+/draft/files/.+/content"),
+        )
     if name == "zenodo":
         f = FakeInvenio(multipart=True).start()
-        return Target("zenodo", f, f.url, "ZENODO_TOKEN", INV_TOKEN, None, ("PUT", r"/api/records/\d+/draft/files/.+/content/\d+"),
-                      {"multipart_threshold": 100_000, "part_size": 64 * 1024})
+        return Target(
+            "zenodo",
+            f,
+            f.url,
+            "ZENODO_TOKEN",
+            INV_TOKEN,
+            None,
+            ("PUT", r"/api/records/\d+/draft/files/.+/content/\d+"),
+            {"multipart_threshold": 100_000, "part_size": 64 * 1024},
+        )
     if name == "dataverse":
         f = FakeDataverse().start()
-        return Target("dataverse", f, f.url, "DATAVERSE_TOKEN", DV_TOKEN, "lab", ("POST", r"/api/datasets/:persistentId/add"))
+        return Target(
+            "dataverse",
+            f,
+            f.url,
+            "DATAVERSE_TOKEN",
+            DV_TOKEN,
+            "lab",
+            ("POST", r"/api/datasets/:persistentId/add"),
+        )
     if name == "dspace":
         f = FakeDSpace().start()
-        return Target("dspace", f, f.url + "/server", "DSPACE_PASSWORD", PASSWORD, COLLECTION, ("POST", r"/server/api/submission/workspaceitems/\d+"))
+        return Target(
+            "dspace",
+            f,
+            f.url + "/server",
+            "DSPACE_PASSWORD",
+            PASSWORD,
+            COLLECTION,
+            ("POST", r"/server/api/submission/workspaceitems/\d+"),
+        )
     if name == "figshare":
         f = FakeFigshare(part_size=64 * 1024).start()
-        return Target("figshare", f, f.url + "/v2", "FIGSHARE_TOKEN", FS_TOKEN, None, ("PUT", r"/upload/\w+/\d+"))
+        return Target(
+            "figshare",
+            f,
+            f.url + "/v2",
+            "FIGSHARE_TOKEN",
+            FS_TOKEN,
+            None,
+            ("PUT", r"/upload/\w+/\d+"),
+        )
     return Target("directory", None, str(tmp_path / "repo"), "", "", None, ("", ""))
 
 
@@ -84,8 +124,16 @@ def sleeps():
 
 def run(t: Target, bag: Path, sleeps: list[float], **kw: Any):
     retry = RetryPolicy(attempts=3, backoff=0.001, sleep=sleeps.append)
-    return deposit(bag, to=t.to, url=t.url, target=t.collection, retry=retry, options=t.options or None,
-                   today="2026-11-23", **kw)
+    return deposit(
+        bag,
+        to=t.to,
+        url=t.url,
+        target=t.collection,
+        retry=retry,
+        options=t.options or None,
+        today="2026-11-23",
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -102,7 +150,9 @@ def target(request, tmp_path, monkeypatch):
 def _spy_uploads(monkeypatch, t: Target) -> list[str]:
     """Record every file name an adapter is asked to send."""
     names: list[str] = []
-    repo = make_repository(t.to, t.url, token="x", token_env=t.env, target=t.collection, options=t.options or None)
+    repo = make_repository(
+        t.to, t.url, token="x", token_env=t.env, target=t.collection, options=t.options or None
+    )
     cls = type(repo)
     real = cls.upload
 
@@ -119,7 +169,9 @@ def _interrupt(t: Target, monkeypatch) -> None:
     or, for the directory target, the process is 'killed' after some bytes."""
     if t.fake is not None:
         # DSpace gets the bag as one zip in one request: cut that one
-        t.fake.inject(t.upload[0], t.upload[1], drop_after=20_000, times=3, skip=0 if t.to == "dspace" else 2)
+        t.fake.inject(
+            t.upload[0], t.upload[1], drop_after=20_000, times=3, skip=0 if t.to == "dspace" else 2
+        )
         return
     from curated.deposit import directory
 
@@ -141,7 +193,9 @@ def _interrupt(t: Target, monkeypatch) -> None:
 def _all_written(ws: Path, extra: list[Path]) -> list[Path]:
     files = [p for p in ws.rglob("*") if p.is_file()]
     for e in extra:
-        files += [p for p in e.rglob("*") if p.is_file()] if e.is_dir() else ([e] if e.exists() else [])
+        files += (
+            [p for p in e.rglob("*") if p.is_file()] if e.is_dir() else ([e] if e.exists() else [])
+        )
     return files
 
 
@@ -160,11 +214,17 @@ def test_deposit_resume_publish_new_version(target, ws, sleeps, monkeypatch, tmp
     journal = json.loads(journal_path(bag).read_text())
     entry = next(iter(journal["deposits"].values()))
     confirmed = {n for n, f in entry["files"].items() if f["status"] == "confirmed"}
-    parts_done = {n: len(f.get("parts_done") or []) for n, f in entry["files"].items() if f["status"] != "confirmed"}
+    parts_done = {
+        n: len(f.get("parts_done") or [])
+        for n, f in entry["files"].items()
+        if f["status"] != "confirmed"
+    }
     if t.to in ("invenio", "dataverse", "directory"):
         assert len(confirmed) == 2
     if t.to in ("zenodo", "figshare"):
-        assert sorted(parts_done.values())[-1] == 2  # two parts of the file being sent are confirmed
+        assert (
+            sorted(parts_done.values())[-1] == 2
+        )  # two parts of the file being sent are confirmed
     sent_before = t.fake.count(*t.upload) if t.fake is not None else 0
 
     # 2. a plain re-run refuses to start a second record
@@ -220,7 +280,9 @@ def test_deposit_resume_publish_new_version(target, ws, sleeps, monkeypatch, tmp
     w = Workspace(ws)
     entries = [e for e in w.log.entries() if e.get("action") == "deposit"]
     assert entries and all(e["step"] == "D" for e in entries)
-    assert any(e["status"] == "ok" for e in entries) and any(e["status"] == "error" for e in entries)
+    assert any(e["status"] == "ok" for e in entries) and any(
+        e["status"] == "error" for e in entries
+    )
     assert w.log.verify().ok
 
     # the token is nowhere on disk
@@ -240,7 +302,9 @@ def test_wrong_token_is_named_and_not_retried(target, ws, sleeps, monkeypatch):
     assert f"${t.env}" in msg and "wrong-token-000" not in msg
     assert sleeps == []
     assert len(t.fake.calls) <= 3
-    assert not journal_path(ws / "package" / "bag").exists()  # nothing to resume: start over after fixing the token
+    assert not journal_path(
+        ws / "package" / "bag"
+    ).exists()  # nothing to resume: start over after fixing the token
 
 
 @pytest.mark.parametrize("target", HTTP_TARGETS, indirect=True)
@@ -251,7 +315,9 @@ def test_missing_token_variable(target, ws, sleeps, monkeypatch):
     assert target.fake.calls == []
 
 
-@pytest.mark.parametrize("target", ["invenio", "dataverse", "dspace", "figshare", "directory"], indirect=True)
+@pytest.mark.parametrize(
+    "target", ["invenio", "dataverse", "dspace", "figshare", "directory"], indirect=True
+)
 def test_missing_collection(target, ws, sleeps):
     target.collection = "no-such-collection" if target.to != "figshare" else "999"
     with pytest.raises(DepositError, match="does not exist"):
@@ -268,15 +334,30 @@ def test_community_deposit_is_submitted_for_review(target, ws, sleeps):
 
 @pytest.mark.parametrize("target", ["invenio"], indirect=True)
 def test_html_answer_is_a_clear_error(target, ws, sleeps):
-    target.fake.inject("GET", "/api/user/records", status=200, body="<html><body>Sign in</body></html>", content_type="text/html")
+    target.fake.inject(
+        "GET",
+        "/api/user/records",
+        status=200,
+        body="<html><body>Sign in</body></html>",
+        content_type="text/html",
+    )
     with pytest.raises(DepositError, match="HTML page instead of JSON"):
         run(target, ws / "package" / "bag", sleeps)
 
 
 @pytest.mark.parametrize("target", ["invenio"], indirect=True)
 def test_2xx_with_errors_stops_the_deposit(target, ws, sleeps):
-    target.fake.inject("PUT", r"/api/records/\d+/draft", status=200,
-                       body={"id": "1", "errors": [{"field": "metadata.creators", "messages": ["Missing data for required field."]}]})
+    target.fake.inject(
+        "PUT",
+        r"/api/records/\d+/draft",
+        status=200,
+        body={
+            "id": "1",
+            "errors": [
+                {"field": "metadata.creators", "messages": ["Missing data for required field."]}
+            ],
+        },
+    )
     with pytest.raises(DepositError, match="metadata.creators: Missing data"):
         run(target, ws / "package" / "bag", sleeps)
 
@@ -284,7 +365,9 @@ def test_2xx_with_errors_stops_the_deposit(target, ws, sleeps):
 @pytest.mark.parametrize("target", ["invenio", "figshare"], indirect=True)
 def test_rate_limit_is_waited_out(target, ws, sleeps):
     path = r"/api/records" if target.to == "invenio" else r"/v2/account/articles"
-    target.fake.inject("POST", path, status=429, body={"message": "rate limited"}, headers={"Retry-After": "3"})
+    target.fake.inject(
+        "POST", path, status=429, body={"message": "rate limited"}, headers={"Retry-After": "3"}
+    )
     r = run(target, ws / "package" / "bag", sleeps)
     assert r.status == "draft" and 3.0 in sleeps
 
@@ -331,7 +414,11 @@ def test_over_the_file_limit_is_refused_before_any_upload(target, tmp_path, slee
     with pytest.raises(DepositError) as exc:
         run(target, bag, sleeps)
     msg = str(exc.value)
-    assert "takes at most 100 per record" in msg and "split the bag" in msg and "nothing was uploaded" in msg
+    assert (
+        "takes at most 100 per record" in msg
+        and "split the bag" in msg
+        and "nothing was uploaded" in msg
+    )
     assert target.fake.calls == []
 
 
@@ -376,3 +463,37 @@ def test_serialized_bag_goes_as_one_file(target, ws, sleeps):
     r = run(target, z, sleeps, publish=True)
     assert [f["name"] for f in r.files] == ["zbag.zip"]
     assert r.status == "published"
+
+
+@pytest.mark.parametrize("target", ["dspace"], indirect=True)
+def test_dspace_refreshes_a_stale_csrf_token(target, ws, sleeps, monkeypatch):
+    from curated.deposit.dspace import DSpaceRepository
+
+    real = DSpaceRepository.set_metadata
+
+    def stale_then(self, state, md):
+        target.fake.csrf = "rotated-behind-our-back"
+        return real(self, state, md)
+
+    monkeypatch.setattr(DSpaceRepository, "set_metadata", stale_then)
+    r = run(target, ws / "package" / "bag", sleeps)
+    assert r.status == "draft"
+    assert target.fake.count("PATCH", r"/server/api/submission/workspaceitems/\d+") >= 2
+
+
+@pytest.mark.parametrize("target", ["directory"], indirect=True)
+def test_tar_bag_to_a_folder_repository(target, ws, sleeps):
+    tar = bags.bag_workspace(ws, name="tbag", serialize="tar")
+    r = run(target, tar, sleeps, publish=True)
+    assert r.status == "published" and [f["name"] for f in r.files] == ["tbag.tar"]
+    copy = Path(target.url) / r.record_id / "v1" / "tbag.tar"
+    assert copy.read_bytes() == tar.read_bytes()
+
+
+@pytest.mark.parametrize("target", ["figshare"], indirect=True)
+def test_unreadable_journal_is_named(target, ws, sleeps):
+    bag = ws / "package" / "bag"
+    journal_path(bag).write_text("{not json")
+    with pytest.raises(DepositError, match="journal cannot be read"):
+        run(target, bag, sleeps)
+    assert target.fake.calls == []

@@ -57,7 +57,11 @@ def test_prov_json_reads_back_with_prov(ws, tmp_path):
     statuses = sorted(str(a.get_attribute("curated:status").pop()) for a in activities)
     assert statuses == ["error", "ok", "ok", "ok"]
     entities = list(doc.get_records(prov.model.ProvEntity))
-    digests = {str(next(iter(e.get_attribute("curated:digest")))) for e in entities if e.get_attribute("curated:digest")}
+    digests = {
+        str(next(iter(e.get_attribute("curated:digest"))))
+        for e in entities
+        if e.get_attribute("curated:digest")
+    }
     assert any(d.startswith("sha256-tree:") for d in digests)
     # the two versions of check.json are two entities
     assert sum(1 for e in entities if "check.json" in str(e.identifier)) == 2
@@ -104,7 +108,9 @@ def test_rocrate_validator_really_runs_and_catches_problems(ws, tmp_path):
     problems = validate_crate(meta.parent, profile="process-run-crate-0.5")
     text = "\n".join(problems)
     assert "conform" in text and "mentions" in text
-    assert "REQUIRED" in text  # from roc-validator itself (the missing licence, the wrong instrument)
+    assert (
+        "REQUIRED" in text
+    )  # from roc-validator itself (the missing licence, the wrong instrument)
 
 
 def test_action_entities_for_a_bag_point_at_the_payload(ws):
@@ -124,7 +130,17 @@ def test_export_of_a_missing_log_is_a_clear_error(tmp_path):
 
 def test_cli_exports(ws, tmp_path):
     runner = CliRunner()
-    r = runner.invoke(app, ["log", str(ws.root), "--prov", str(tmp_path / "p.json"), "--ro-crate", str(tmp_path / "c")])
+    r = runner.invoke(
+        app,
+        [
+            "log",
+            str(ws.root),
+            "--prov",
+            str(tmp_path / "p.json"),
+            "--ro-crate",
+            str(tmp_path / "c"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert prov.read(str(tmp_path / "p.json"))
     assert (tmp_path / "c" / "ro-crate-metadata.json").is_file()

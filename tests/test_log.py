@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,21 @@ def test_entries_are_chained_and_verify(tmp_path):
     assert entries[0]["prev"] is None
     assert entries[1]["prev"] == entries[0]["hash"]
     assert all(e["hash"] == entry_hash(e) for e in entries)
-    for key in ("id", "step", "action", "time", "agent", "tool", "software", "params", "inputs", "outputs", "status", "message", "duration"):
+    for key in (
+        "id",
+        "step",
+        "action",
+        "time",
+        "agent",
+        "tool",
+        "software",
+        "params",
+        "inputs",
+        "outputs",
+        "status",
+        "message",
+        "duration",
+    ):
         assert key in entries[0]
     report = log.verify()
     assert report.ok and report.entries == 3 and report.first_bad_seq is None
@@ -53,6 +68,18 @@ def test_appended_entry_equals_what_is_read_back(tmp_path):
     entry = log.append("T", "convert", params={"shape": (1, 2), "path": Path("a/b")})
     assert entry == list(log)[0]
     assert entry["params"] == {"shape": [1, 2], "path": "a/b"}
+
+
+def test_undecodable_file_names_do_not_break_an_append(tmp_path):
+    log = _log(tmp_path)
+    odd = tmp_path / os.fsdecode(b"caf\xe9.tif")
+    odd.write_bytes(b"x")
+    with pytest.raises(OSError), log.step("C", "check", inputs=[odd]):
+        raise OSError(f"cannot read {odd}")
+    e = log.last()
+    assert e["inputs"][0]["path"] == "caf\\xe9.tif"
+    assert "caf\\xe9.tif" in e["message"]
+    assert log.verify().ok
 
 
 def test_bad_step_or_status_is_refused(tmp_path):
@@ -247,7 +274,9 @@ def test_step_recorder_records_outputs_inputs_and_duration(tmp_path):
     log = _log(tmp_path)
     src = tmp_path / "raw.tif"
     src.write_bytes(b"abc")
-    with log.step("T", "convert", inputs=[src], params={"chunks": 64}, libraries=("tifffile",)) as step:
+    with log.step(
+        "T", "convert", inputs=[src], params={"chunks": 64}, libraries=("tifffile",)
+    ) as step:
         dest = tmp_path / "derived" / "x.bin"
         dest.parent.mkdir()
         dest.write_bytes(b"xyz")
@@ -327,7 +356,10 @@ def test_secrets_never_reach_the_log(tmp_path):
 def test_agent_comes_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CURATED_AGENT_NAME", "Ada Curator")
     monkeypatch.setenv("CURATED_AGENT_ORCID", "0000-0002-1825-0097")
-    assert _log(tmp_path).append("C", "check")["agent"] == {"name": "Ada Curator", "orcid": "0000-0002-1825-0097"}
+    assert _log(tmp_path).append("C", "check")["agent"] == {
+        "name": "Ada Curator",
+        "orcid": "0000-0002-1825-0097",
+    }
 
 
 def test_paths_outside_the_workspace_stay_absolute(tmp_path):

@@ -57,7 +57,13 @@ def test_tree_digest_changes_with_content_name_or_move(tmp_path):
 
 
 def test_producer_hand_in_equals_reading_the_tree(tmp_path):
-    files = {"zarr.json": b"{}", "0/c/0/0": b"abc", "0/c/0/1": b"def", "0/c/1/0": b"g", "1/zarr.json": b"[]"}
+    files = {
+        "zarr.json": b"{}",
+        "0/c/0/0": b"abc",
+        "0/c/0/1": b"def",
+        "0/c/1/0": b"g",
+        "1/zarr.json": b"[]",
+    }
     _tree(tmp_path, files)
     h = TreeHasher()
     for rel in sorted(files, key=lambda r: tuple(r.split("/"))):
@@ -97,16 +103,23 @@ def test_symlinks_and_special_files_are_not_part_of_a_tree(tmp_path):
 
 
 def test_huge_folder_is_sorted_on_disk_with_the_same_result(tmp_path, monkeypatch):
+    tree = tmp_path / "tree"
+    tree.mkdir()
     names = [f"f{i}" for i in range(57)]
     for n in reversed(names):
-        (tmp_path / n).write_bytes(n.encode())
-    expected = digest_tree(tmp_path)
+        (tree / n).write_bytes(n.encode())
+    expected = digest_tree(tree)
+    spill = tmp_path / "spill"
+    spill.mkdir()
     monkeypatch.setattr(digest_mod, "SPILL_THRESHOLD", 10)
-    before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
-    assert digest_tree(tmp_path) == expected
-    assert [r for r, _ in iter_tree(tmp_path)] == sorted(names)
-    leftovers = {n for n in set(os.listdir(os.environ.get("TMPDIR", "/tmp"))) - before if n.startswith("curated-sort-")}
-    assert not leftovers
+    monkeypatch.setattr(digest_mod.tempfile, "tempdir", str(spill))
+    runs = []
+    real_spill = digest_mod._spill
+    monkeypatch.setattr(digest_mod, "_spill", lambda batch: runs.append(1) or real_spill(batch))
+    assert digest_tree(tree) == expected
+    assert len(runs) == 6  # 57 names in runs of 10 (5 full, 1 partial)
+    assert [r for r, _ in iter_tree(tree)] == sorted(names)
+    assert list(spill.iterdir()) == []  # sorted runs are removed
 
 
 def test_digest_path_of_file_and_folder(tmp_path):

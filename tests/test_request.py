@@ -20,7 +20,14 @@ COMPLETE = {
     "study": {
         "title": "Mouse cortex FIB-SEM",
         "description": "FIB-SEM volume of mouse cortex layer 2/3 to map mitochondria.",
-        "authors": [{"family_name": "Doe", "given_name": "Jane", "email": "jane@uni.example", "contact": True}],
+        "authors": [
+            {
+                "family_name": "Doe",
+                "given_name": "Jane",
+                "email": "jane@uni.example",
+                "contact": True,
+            }
+        ],
         "license": "CC-BY-4.0",
     },
 }
@@ -42,7 +49,9 @@ def test_sparse_record_gives_at_most_four_ranked_asks(tmp_path):
     assert all(a["answer"] in ("yes/no", "value") for a in asks)
     assert asks[0]["field"] == "study.license"  # the licence leads the essentials
     text = (ws.root / "curation" / "request.md").read_text()
-    assert text.count("**Essential**") + text.count("**Important**") + text.count("**Supplemental**") == len(asks)
+    assert text.count("**Essential**") + text.count("**Important**") + text.count(
+        "**Supplemental**"
+    ) == len(asks)
     for i, a in enumerate(asks, start=1):
         assert f"{i}. **{a['priority']}**: {a['question']}" in text
 
@@ -71,7 +80,7 @@ def test_email_is_addressed_to_the_contact_and_signed(tmp_path, monkeypatch):
     request(ws)
     text = (ws.root / "curation" / "request.md").read_text()
     assert text.startswith("To: Jane Doe <jane@uni.example>")
-    assert 'Subject: ' in text and "Mouse cortex FIB-SEM" in text
+    assert "Subject: " in text and "Mouse cortex FIB-SEM" in text
     assert "Under which licence may we publish the data?" in text
     assert "for example: CC-BY-4.0" in text
     assert text.rstrip().endswith("Ada Curator")

@@ -30,7 +30,9 @@ SHAPE = (24, 64, 64)
 
 
 # ------------------------------------------------------------------ fixtures
-def _write_image(path: Path, truth: np.ndarray, pred: np.ndarray | None, *, pred_name: str = "pred") -> Path:
+def _write_image(
+    path: Path, truth: np.ndarray, pred: np.ndarray | None, *, pred_name: str = "pred"
+) -> Path:
     from curated.images import add_labels, write_ome_zarr
 
     rng = np.random.default_rng(0)
@@ -41,10 +43,20 @@ def _write_image(path: Path, truth: np.ndarray, pred: np.ndarray | None, *, pred
         "truth",
         truth,
         kind="truth",
-        properties=[{"label-value": 1, "name": "mitochondrion"}, {"label-value": 2, "name": "nucleus"}],
+        properties=[
+            {"label-value": 1, "name": "mitochondrion"},
+            {"label-value": 2, "name": "nucleus"},
+        ],
     )
     if pred is not None:
-        add_labels(path, pred_name, pred, kind="prediction", ai_generated=True, model={"id": "m", "sha256": "0" * 64, "card": None})
+        add_labels(
+            path,
+            pred_name,
+            pred,
+            kind="prediction",
+            ai_generated=True,
+            model={"id": "m", "sha256": "0" * 64, "card": None},
+        )
     return path
 
 
@@ -72,7 +84,9 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace.create(tmp_path / "ws", record={"study": {"title": "Zelle Ω"}})
 
 
-def _model(folder: Path, rois: list[dict], lineage: list[dict] | None = None, context=(2, 2, 2)) -> Path:
+def _model(
+    folder: Path, rois: list[dict], lineage: list[dict] | None = None, context=(2, 2, 2)
+) -> Path:
     folder.mkdir(parents=True)
     meta = {
         "format": "curated-unet/1",
@@ -144,7 +158,12 @@ def test_count_block_sums_and_band():
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
     rng = np.random.default_rng(3)
-    counts = [BlockCounts(tp=int(rng.integers(50, 100)), fp=int(rng.integers(0, 30)), fn=int(rng.integers(0, 30))) for _ in range(10)]
+    counts = [
+        BlockCounts(
+            tp=int(rng.integers(50, 100)), fp=int(rng.integers(0, 30)), fn=int(rng.integers(0, 30))
+        )
+        for _ in range(10)
+    ]
     a = bootstrap_ci(counts, seed=1)
     b = bootstrap_ci(counts, seed=1)
     assert a == b
@@ -162,7 +181,9 @@ def test_blocks_are_seeded_inside_and_non_overlapping():
     c = draw_held_out_blocks(SHAPE, 6, 12, seed=6)
     assert a.blocks == b.blocks and a.blocks != c.blocks
     for i, box in enumerate(a.blocks):
-        assert all(0 <= o and o + s <= n for o, s, n in zip(box.offset, box.shape, SHAPE, strict=True))
+        assert all(
+            o >= 0 and o + s <= n for o, s, n in zip(box.offset, box.shape, SHAPE, strict=True)
+        )
         assert not any(box.intersects(other) for other in a.blocks[i + 1 :])
     assert HeldOutBlocks.from_dict(json.loads(json.dumps(a.to_dict()))) == a
 
@@ -189,7 +210,9 @@ def test_no_block_possible_outside_training_rois_is_a_clear_error():
 
 
 # ------------------------------------------------------------------ evaluate
-def test_evaluate_reports_drop_on_the_shaded_side(sample: Path, workspace: Workspace, tmp_path: Path):
+def test_evaluate_reports_drop_on_the_shaded_side(
+    sample: Path, workspace: Workspace, tmp_path: Path
+):
     model = _model(tmp_path / "m1", [{"offset": [0, 0, 0], "shape": [8, 8, 8]}])
     report = evaluate(
         sample,
@@ -219,7 +242,11 @@ def test_evaluate_reports_drop_on_the_shaded_side(sample: Path, workspace: Works
     md = (ev_dir / "eval-1.md").read_text(encoding="utf-8")
     assert "## By factor: shading_side" in md and "| shaded |" in md
     entries = list(workspace.log.entries())
-    assert entries[-1]["step"] == "E" and entries[-1]["action"] == "evaluate" and entries[-1]["status"] == "ok"
+    assert (
+        entries[-1]["step"] == "E"
+        and entries[-1]["action"] == "evaluate"
+        and entries[-1]["status"] == "ok"
+    )
     assert {o["path"] for o in entries[-1]["outputs"]} >= {"derived/evaluations/eval-1.json"}
     meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
     assert len(meta["evaluations"]) == 1
@@ -228,15 +255,38 @@ def test_evaluate_reports_drop_on_the_shaded_side(sample: Path, workspace: Works
 
 
 def test_same_blocks_are_scored_again_from_the_json(sample: Path, tmp_path: Path):
-    first = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=4, block_size=12, seed=9, out=tmp_path / "a.json")
-    again = evaluate(sample, pred="truth", truth="truth", label_value=1, blocks=tmp_path / "a.json", out=tmp_path / "b.json")
+    first = evaluate(
+        sample,
+        pred="pred",
+        truth="truth",
+        label_value=1,
+        blocks=4,
+        block_size=12,
+        seed=9,
+        out=tmp_path / "a.json",
+    )
+    again = evaluate(
+        sample,
+        pred="truth",
+        truth="truth",
+        label_value=1,
+        blocks=tmp_path / "a.json",
+        out=tmp_path / "b.json",
+    )
     assert again.held_out.blocks == first.held_out.blocks
     assert again.dice == 1.0
     # a model whose lineage now covers one of those blocks cannot be scored on them
     box = first.held_out.blocks[0]
     model = _model(tmp_path / "tuned", [box.to_dict()])
     with pytest.raises(SegmentationError, match="touch a training ROI"):
-        evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=first.held_out, exclude_training=model)
+        evaluate(
+            sample,
+            pred="pred",
+            truth="truth",
+            label_value=1,
+            blocks=first.held_out,
+            exclude_training=model,
+        )
 
 
 def test_evaluate_refuses_to_overwrite_an_evaluation(sample: Path, tmp_path: Path):
@@ -244,9 +294,20 @@ def test_evaluate_refuses_to_overwrite_an_evaluation(sample: Path, tmp_path: Pat
     evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=12, out=out)
     before = out.read_bytes()
     with pytest.raises(InputError, match="exists"):
-        evaluate(sample, pred="truth", truth="truth", label_value=1, blocks=2, block_size=12, out=out)
+        evaluate(
+            sample, pred="truth", truth="truth", label_value=1, blocks=2, block_size=12, out=out
+        )
     assert out.read_bytes() == before
-    evaluate(sample, pred="truth", truth="truth", label_value=1, blocks=2, block_size=12, out=out, overwrite=True)
+    evaluate(
+        sample,
+        pred="truth",
+        truth="truth",
+        label_value=1,
+        blocks=2,
+        block_size=12,
+        out=out,
+        overwrite=True,
+    )
     assert json.loads(out.read_text(encoding="utf-8"))["overall"]["raw"]["dice"] == 1.0
 
 
@@ -277,11 +338,26 @@ def test_shape_mismatch_and_missing_label_image(sample: Path):
 
 def test_non_ascii_names_everywhere(tmp_path: Path):
     truth = _truth()
-    path = _write_image(tmp_path / "Zelle-ß.ome.zarr", truth, (truth == 1).astype(np.uint8), pred_name="Vorhersage-µ")
-    ws = Workspace.create(tmp_path / "Arbeitsbereich-ø", record={"study": {"title": "Mitochondrien"}})
+    path = _write_image(
+        tmp_path / "Zelle-ß.ome.zarr",
+        truth,
+        (truth == 1).astype(np.uint8),
+        pred_name="Vorhersage-µ",
+    )
+    ws = Workspace.create(
+        tmp_path / "Arbeitsbereich-ø", record={"study": {"title": "Mitochondrien"}}
+    )
     model = _model(tmp_path / "Modell-é", [{"offset": [0, 0, 0], "shape": [4, 4, 4]}])
     report = evaluate(
-        path, pred="Vorhersage-µ", truth="truth", label_value=1, blocks=3, block_size=12, exclude_training=model, workspace=ws, name="Bewertung/ä"
+        path,
+        pred="Vorhersage-µ",
+        truth="truth",
+        label_value=1,
+        blocks=3,
+        block_size=12,
+        exclude_training=model,
+        workspace=ws,
+        name="Bewertung/ä",
     )
     assert report.name == "Bewertung-ä"
     data = json.loads((ws.evaluations_dir / "Bewertung-ä.json").read_text(encoding="utf-8"))
@@ -293,8 +369,20 @@ def test_non_ascii_names_everywhere(tmp_path: Path):
 def test_cli_evaluate_prints_tables(sample: Path, tmp_path: Path):
     from curated.cli import app
 
-    args = ["segment", "evaluate", str(sample), "--pred", "pred", "--truth", "truth", "--label-value", "1"]
-    res = CliRunner().invoke(app, [*args, "--blocks", "3", "--block-size", "12", "--out", str(tmp_path / "cli.json")])
+    args = [
+        "segment",
+        "evaluate",
+        str(sample),
+        "--pred",
+        "pred",
+        "--truth",
+        "truth",
+        "--label-value",
+        "1",
+    ]
+    res = CliRunner().invoke(
+        app, [*args, "--blocks", "3", "--block-size", "12", "--out", str(tmp_path / "cli.json")]
+    )
     assert res.exit_code == 0, res.output
     assert "Dice" in res.output and "shading_side" in res.output
     assert (tmp_path / "cli.md").is_file()

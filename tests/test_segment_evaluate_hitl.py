@@ -30,7 +30,11 @@ def test_hitl_rounds_reuse_the_same_held_out_blocks_and_grow_the_lineage(tmp_pat
     assert len(story.rounds) == 2
     first, second = (r["evaluation"].to_dict() for r in story.rounds)
     # the very same blocks, drawn once before training
-    assert first["held_out"]["blocks"] == second["held_out"]["blocks"] == [b.to_dict() for b in story.held_out.blocks]
+    assert (
+        first["held_out"]["blocks"]
+        == second["held_out"]["blocks"]
+        == [b.to_dict() for b in story.held_out.blocks]
+    )
     # scores broken down by shading side, in the JSON and in the table
     assert "shading_side" in first["factors"] and "shading_side" in second["factors"]
     groups = set(first["factors"]["shading_side"])

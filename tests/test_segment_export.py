@@ -45,7 +45,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "title": "Mitochondrien in Hefezellen — ein Test",
                 "license": "CC-BY-4.0",
                 "authors": [
-                    {"family_name": "Müller", "given_name": "Zoë", "orcid": "0000-0002-1825-0097", "affiliation": {"name": "Universität Zürich"}},
+                    {
+                        "family_name": "Müller",
+                        "given_name": "Zoë",
+                        "orcid": "0000-0002-1825-0097",
+                        "affiliation": {"name": "Universität Zürich"},
+                    },
                     {"family_name": "Øyelaran", "given_name": "Ada"},
                 ],
             }
@@ -56,19 +61,42 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=2, name="anno-ä", region="x<0.5")
     common = {"device": "cpu", "validate_every": 5, "checkpoint_every": 1000, "workspace": ws}
     parent = ws.models_dir / "eltern-é"
-    train(image, labels="anno-ä", label_value=1, out=parent, iterations=6, depth=1, base_features=2, patch=12, **common)
+    train(
+        image,
+        labels="anno-ä",
+        label_value=1,
+        out=parent,
+        iterations=6,
+        depth=1,
+        base_features=2,
+        patch=12,
+        **common,
+    )
     annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=3, name="anno-ä", region="x>=0.5")
     child = ws.models_dir / "kind-ü"
     finetune(parent, image, labels="anno-ä", out=child, iterations=4, **common)
     predict(child, image, name="vorhersage", device="cpu", workers=1, workspace=ws)
-    evaluate(image, pred="vorhersage", truth="truth", label_value=1, blocks=2, block_size=12, seed=0, exclude_training=child, workspace=ws, name="bewertung-ß")
+    evaluate(
+        image,
+        pred="vorhersage",
+        truth="truth",
+        label_value=1,
+        blocks=2,
+        block_size=12,
+        seed=0,
+        exclude_training=child,
+        workspace=ws,
+        name="bewertung-ß",
+    )
     return {"ws": ws.root, "image": image, "parent": parent, "child": child}
 
 
 def test_ascii_name_keeps_bioimageio_rules():
     assert ascii_name("Mitochondrien-Modell für Zellen ß") == "Mitochondrien-Modell fur Zellen"
     assert len(ascii_name("µ")) >= 5
-    assert set(ascii_name("a/b:c*Ω d")) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
+    assert set(ascii_name("a/b:c*Ω d")) <= set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()"
+    )
 
 
 def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path], tmp_path: Path):
@@ -89,15 +117,29 @@ def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path
         rdf = yaml.safe_load(zf.read("rdf.yaml"))
         card = zf.read("documentation.md").decode("utf-8")
         names = set(zf.namelist())
-    assert {"weights.pt", "weights_torchscript.pt", "curated_unet.py", "test_input.npy", "test_output.npy", "cover.png"} <= names
+    assert {
+        "weights.pt",
+        "weights_torchscript.pt",
+        "curated_unet.py",
+        "test_input.npy",
+        "test_output.npy",
+        "cover.png",
+    } <= names
     assert any(n.startswith("evaluations/") and n.endswith("bewertung-ß.json") for n in names)
     # the valid-padding offset and the fixed normalisation are expressed in bioimage.io terms
     child = json.loads((trained["child"] / "model.json").read_text(encoding="utf-8"))
     ctx = child["architecture"]["context"]
     out_axes = rdf["outputs"][0]["axes"][2:]
     assert [a["size"]["offset"] for a in out_axes] == [-2 * c for c in ctx]
-    assert [a["size"]["min"] for a in rdf["inputs"][0]["axes"][2:]] == child["architecture"]["input_shape_min"]
-    assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype", "scale_linear", "clip", "ensure_dtype"]
+    assert [a["size"]["min"] for a in rdf["inputs"][0]["axes"][2:]] == child["architecture"][
+        "input_shape_min"
+    ]
+    assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == [
+        "ensure_dtype",
+        "scale_linear",
+        "clip",
+        "ensure_dtype",
+    ]
     assert rdf["license"] == "CC-BY-4.0"
     assert [a["name"] for a in rdf["authors"]] == ["Zoë Müller", "Ada Øyelaran"]
     assert rdf["authors"][0]["orcid"] == "0000-0002-1825-0097"
@@ -111,10 +153,14 @@ def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path
     assert len(child["lineage_rois"]) == 3 and card.count("shape 20×20×20") >= 3
     assert "not been evaluated" not in card
     entry = list(ws.log.entries())[-1]
-    assert entry["step"] == "D" and entry["action"] == "export-bioimageio" and entry["status"] == "ok"
+    assert (
+        entry["step"] == "D" and entry["action"] == "export-bioimageio" and entry["status"] == "ok"
+    )
 
 
-def test_model_without_evaluation_says_so_in_a_folder_package(trained: dict[str, Path], tmp_path: Path):
+def test_model_without_evaluation_says_so_in_a_folder_package(
+    trained: dict[str, Path], tmp_path: Path
+):
     from bioimageio.spec import load_description
 
     dest = tmp_path / "paket-ä"
@@ -131,7 +177,9 @@ def test_model_without_evaluation_says_so_in_a_folder_package(trained: dict[str,
     assert rdf["license"] == "MIT" and "No licence was recorded" in card
 
 
-def test_existing_destination_and_corrupt_weights_are_refused(trained: dict[str, Path], tmp_path: Path):
+def test_existing_destination_and_corrupt_weights_are_refused(
+    trained: dict[str, Path], tmp_path: Path
+):
     dest = tmp_path / "x.zip"
     dest.write_bytes(b"keep me")
     with pytest.raises(InputError, match="exists"):
@@ -151,17 +199,30 @@ def test_existing_destination_and_corrupt_weights_are_refused(trained: dict[str,
         export_bioimageio(tmp_path, tmp_path / "z.zip")
 
 
-def test_preprocessing_bioimageio_cannot_express_is_refused(trained: dict[str, Path], tmp_path: Path):
+def test_shading_correction_runs_inside_the_shipped_network(trained: dict[str, Path], tmp_path: Path):
+    """bioimage.io has no shading-correction step, so the exported network carries it (and still reproduces curated)."""
     import shutil
+
+    from bioimageio.core import test_model
 
     shaded = tmp_path / "schattiert"
     shutil.copytree(trained["parent"], shaded)
     meta = json.loads((shaded / "model.json").read_text(encoding="utf-8"))
-    meta["preprocessing"].update({"shading_sigma": 8.0, "shading_reference": 120.0})
+    meta["preprocessing"].update({"shading_sigma": 3.0, "shading_reference": 120.0, "denoise_sigma": 0.7})
     (shaded / "model.json").write_text(json.dumps(meta), encoding="utf-8")
-    with pytest.raises(SegmentationError, match="shading_sigma"):
-        export_bioimageio(shaded, tmp_path / "s.zip")
-    assert not (tmp_path / "s.zip").exists()
+    dest = tmp_path / "s.zip"
+    export_bioimageio(shaded, dest)
+    with zipfile.ZipFile(dest) as zf:
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+        card = zf.read("documentation.md").decode("utf-8")
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "PreprocessedUNet3D"
+    assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype"]
+    halo = (2, 2 + 9, 2 + 9)  # denoise radius 2 on every axis, shading radius 9 in y and x
+    ctx = meta["architecture"]["context"]
+    assert [a["size"]["offset"] for a in rdf["outputs"][0]["axes"][2:]] == [-2 * (c + h) for c, h in zip(ctx, halo, strict=True)]
+    assert "inside the network" in card
+    summary = test_model(dest, devices=["cpu"], weight_format="pytorch_state_dict")
+    assert summary.status == "passed", [d.name for d in summary.details if d.status == "failed"]
 
 
 def test_cli_export(trained: dict[str, Path], tmp_path: Path):

@@ -18,7 +18,9 @@ LOCKED = "Dataset cannot be edited due to dataset lock."
 class FakeDataverse(FakeServer):
     name = "dataverse"
 
-    def __init__(self, *, token: str = TOKEN, collections: tuple[str, ...] = ("root", "lab")) -> None:
+    def __init__(
+        self, *, token: str = TOKEN, collections: tuple[str, ...] = ("root", "lab")
+    ) -> None:
         super().__init__()
         self.token = token
         self.collections = set(collections)
@@ -42,34 +44,58 @@ class FakeDataverse(FakeServer):
     def _auth(self, req: Request) -> tuple[int, Any] | None:
         key = req.headers.get("X-Dataverse-key")
         if key != self.token:
-            return 401, {"status": "ERROR", "message": f"Bad api key '{key}'" if key else "Please provide a key"}
+            return 401, {
+                "status": "ERROR",
+                "message": f"Bad api key '{key}'" if key else "Please provide a key",
+            }
         return None
 
     def _by_pid(self, pid: str | None) -> dict[str, Any] | None:
         return next((d for d in self.datasets.values() if d["pid"] == pid), None)
 
     def me(self, req: Request):
-        return self._auth(req) or (200, {"status": "OK", "data": {"id": 1, "identifier": "@curator"}})
+        return self._auth(req) or (
+            200,
+            {"status": "OK", "data": {"id": 1, "identifier": "@curator"}},
+        )
 
     def collection(self, req: Request, alias: str):
         if alias not in self.collections:
-            return 404, {"status": "ERROR", "message": f"Can't find dataverse with identifier='{alias}'"}
+            return 404, {
+                "status": "ERROR",
+                "message": f"Can't find dataverse with identifier='{alias}'",
+            }
         return 200, {"status": "OK", "data": {"alias": alias, "id": 1}}
 
     def create(self, req: Request, alias: str):
         if (bad := self._auth(req)) is not None:
             return bad
         if alias not in self.collections:
-            return 404, {"status": "ERROR", "message": f"Can't find dataverse with identifier='{alias}'"}
+            return 404, {
+                "status": "ERROR",
+                "message": f"Can't find dataverse with identifier='{alias}'",
+            }
         body = req.json() or {}
-        fields = (((body.get("datasetVersion") or {}).get("metadataBlocks") or {}).get("citation") or {}).get("fields") or []
+        fields = (
+            ((body.get("datasetVersion") or {}).get("metadataBlocks") or {}).get("citation") or {}
+        ).get("fields") or []
         names = {f["typeName"] for f in fields}
         missing = {"title", "author", "datasetContact", "dsDescription", "subject"} - names
         if missing:
-            return 400, {"status": "ERROR", "message": f"Validation Failed: {', '.join(sorted(missing))} is required."}
+            return 400, {
+                "status": "ERROR",
+                "message": f"Validation Failed: {', '.join(sorted(missing))} is required.",
+            }
         did = next(self.ids)
         pid = f"doi:10.5072/FK2/{did:06d}"
-        self.datasets[did] = {"id": did, "pid": pid, "version": body["datasetVersion"], "files": {}, "published": 0, "draft": True}
+        self.datasets[did] = {
+            "id": did,
+            "pid": pid,
+            "version": body["datasetVersion"],
+            "files": {},
+            "published": 0,
+            "draft": True,
+        }
         return 201, {"status": "OK", "data": {"id": did, "persistentId": pid}}
 
     def put_version(self, req: Request):
@@ -87,7 +113,10 @@ class FakeDataverse(FakeServer):
     def locks(self, req: Request, did: str):
         if self.lock_polls > 0:
             self.lock_polls -= 1
-            return 200, {"status": "OK", "data": [{"lockType": "Ingest", "date": "2026-01-01", "user": "curator"}]}
+            return 200, {
+                "status": "OK",
+                "data": [{"lockType": "Ingest", "date": "2026-01-01", "user": "curator"}],
+            }
         return 200, {"status": "OK", "data": []}
 
     def add(self, req: Request):
@@ -107,7 +136,10 @@ class FakeDataverse(FakeServer):
         label = meta.get("directoryLabel") or ""
         name = f"{label}/{fname}" if label else str(fname)
         if name.endswith(".zip"):
-            return 400, {"status": "ERROR", "message": "This fake, like Dataverse, would unpack the zip."}
+            return 400, {
+                "status": "ERROR",
+                "message": "This fake, like Dataverse, would unpack the zip.",
+            }
         fid = next(self.file_ids)
         df = {
             "id": fid,
@@ -149,4 +181,11 @@ class FakeDataverse(FakeServer):
             return 400, {"status": "ERROR", "message": "Cannot publish: no draft version."}
         d["published"] += 1
         d["draft"] = False
-        return 200, {"status": "OK", "data": {"versionNumber": d["published"], "versionMinorNumber": 0, "versionState": "RELEASED"}}
+        return 200, {
+            "status": "OK",
+            "data": {
+                "versionNumber": d["published"],
+                "versionMinorNumber": 0,
+                "versionState": "RELEASED",
+            },
+        }

@@ -20,7 +20,9 @@ COLLECTION = "5ad50035-ca22-4a4d-84ca-d5132f34f588"
 class FakeDSpace(FakeServer):
     name = "dspace"
 
-    def __init__(self, *, max_request: int = 512 * 2**20, collections: tuple[str, ...] = (COLLECTION,)) -> None:
+    def __init__(
+        self, *, max_request: int = 512 * 2**20, collections: tuple[str, ...] = (COLLECTION,)
+    ) -> None:
         super().__init__()
         self.max_request = max_request
         self.collections = set(collections)
@@ -49,25 +51,52 @@ class FakeDSpace(FakeServer):
     # ------------------------------------------------------------ security
     def _new_csrf(self) -> dict[str, str]:
         self.csrf = uuid.uuid4().hex
-        return {"DSPACE-XSRF-TOKEN": self.csrf, "Set-Cookie": f"DSPACE-XSRF-COOKIE={self.csrf}; Path=/server; HttpOnly"}
+        return {
+            "DSPACE-XSRF-TOKEN": self.csrf,
+            "Set-Cookie": f"DSPACE-XSRF-COOKIE={self.csrf}; Path=/server; HttpOnly",
+        }
 
     def _csrf_ok(self, req: Request) -> bool:
         cookie = req.headers.get("Cookie") or ""
-        return bool(self.csrf) and req.headers.get("X-XSRF-TOKEN") == self.csrf and f"DSPACE-XSRF-COOKIE={self.csrf}" in cookie
+        return (
+            bool(self.csrf)
+            and req.headers.get("X-XSRF-TOKEN") == self.csrf
+            and f"DSPACE-XSRF-COOKIE={self.csrf}" in cookie
+        )
 
     def _guard(self, req: Request, *, write: bool = True) -> tuple[int, Any, dict[str, str]] | None:
         if write and not self._csrf_ok(req):
-            return 403, {"status": 403, "error": "Forbidden", "message": "Access is denied. Invalid CSRF token."}, self._new_csrf()
+            return (
+                403,
+                {
+                    "status": 403,
+                    "error": "Forbidden",
+                    "message": "Access is denied. Invalid CSRF token.",
+                },
+                self._new_csrf(),
+            )
         if req.headers.get("Authorization") != f"Bearer {self.jwt}" or self.jwt is None:
-            return 401, {"status": 401, "error": "Unauthorized", "message": "Authentication is required"}, {}
+            return (
+                401,
+                {"status": 401, "error": "Unauthorized", "message": "Authentication is required"},
+                {},
+            )
         return None
 
     def status(self, req: Request):
-        return 200, {"okay": True, "authenticated": self.jwt is not None, "type": "status"}, self._new_csrf()
+        return (
+            200,
+            {"okay": True, "authenticated": self.jwt is not None, "type": "status"},
+            self._new_csrf(),
+        )
 
     def login(self, req: Request):
         if not self._csrf_ok(req):
-            return 403, {"status": 403, "message": "Access is denied. Invalid CSRF token."}, self._new_csrf()
+            return (
+                403,
+                {"status": 403, "message": "Access is denied. Invalid CSRF token."},
+                self._new_csrf(),
+            )
         form = req.form()
         if form.get("user") != USER or form.get("password") != PASSWORD:
             return 401, {"status": 401, "error": "Unauthorized", "message": "Authentication failed"}
@@ -91,21 +120,42 @@ class FakeDSpace(FakeServer):
         md = w["sections"].get("traditionalpageone", {})
         for field in ("dc.title", "dc.date.issued"):
             if not md.get(field):
-                errs.append({"message": "error.validation.required", "paths": [f"/sections/traditionalpageone/{field}"]})
+                errs.append(
+                    {
+                        "message": "error.validation.required",
+                        "paths": [f"/sections/traditionalpageone/{field}"],
+                    }
+                )
         if not w["sections"]["license"].get("granted"):
-            errs.append({"message": "error.validation.license.notgranted", "paths": ["/sections/license"]})
+            errs.append(
+                {"message": "error.validation.license.notgranted", "paths": ["/sections/license"]}
+            )
         if not w["sections"]["upload"]["files"]:
             errs.append({"message": "error.validation.filerequired", "paths": ["/sections/upload"]})
         return errs
 
     def _json(self, w: dict[str, Any]) -> dict[str, Any]:
-        return {"id": w["id"], "type": "workspaceitem", "sections": w["sections"], "errors": self._errors(w),
-                "_embedded": {"item": {"uuid": w["item"], "type": "item"}}}
+        return {
+            "id": w["id"],
+            "type": "workspaceitem",
+            "sections": w["sections"],
+            "errors": self._errors(w),
+            "_embedded": {"item": {"uuid": w["item"], "type": "item"}},
+        }
 
     def _new_wsi(self, item: str, sections: dict[str, Any] | None = None) -> dict[str, Any]:
         wid = next(self.ids)
-        w = {"id": wid, "item": item, "sections": sections or {
-            "traditionalpageone": {}, "traditionalpagetwo": {}, "license": {"granted": False}, "upload": {"files": []}}}
+        w = {
+            "id": wid,
+            "item": item,
+            "sections": sections
+            or {
+                "traditionalpageone": {},
+                "traditionalpagetwo": {},
+                "license": {"granted": False},
+                "upload": {"files": []},
+            },
+        }
         self.wsis[wid] = w
         return w
 
@@ -161,7 +211,11 @@ class FakeDSpace(FakeServer):
             return bad
         if req.length > self.max_request:
             req.drain()
-            return 413, {"status": 413, "error": "Payload Too Large", "message": "Maximum upload size exceeded"}
+            return 413, {
+                "status": 413,
+                "error": "Payload Too Large",
+                "message": "Maximum upload size exceeded",
+            }
         w = self.wsis.get(int(wid))
         if w is None:
             return 404, {"status": 404, "message": "not found"}
@@ -169,12 +223,14 @@ class FakeDSpace(FakeServer):
         if "file" not in parts:
             return 422, {"status": 422, "message": "No file"}
         fname, content = parts["file"]
-        w["sections"]["upload"]["files"].append({
-            "uuid": str(uuid.uuid4()),
-            "metadata": {"dc.title": [{"value": fname}]},
-            "sizeBytes": len(content),
-            "checkSum": {"checkSumAlgorithm": "MD5", "value": hashlib.md5(content).hexdigest()},
-        })
+        w["sections"]["upload"]["files"].append(
+            {
+                "uuid": str(uuid.uuid4()),
+                "metadata": {"dc.title": [{"value": fname}]},
+                "sizeBytes": len(content),
+                "checkSum": {"checkSumAlgorithm": "MD5", "value": hashlib.md5(content).hexdigest()},
+            }
+        )
         return 201, self._json(w)
 
     def submit(self, req: Request):
@@ -183,14 +239,24 @@ class FakeDSpace(FakeServer):
         if not (req.headers.get("Content-Type") or "").startswith("text/uri-list"):
             return 415, {"status": 415, "message": "Unsupported Media Type"}
         uri = req.body().decode().strip()
-        w = self.wsis.get(int(uri.rstrip("/").rsplit("/", 1)[-1])) if uri.rstrip("/").rsplit("/", 1)[-1].isdigit() else None
+        w = (
+            self.wsis.get(int(uri.rstrip("/").rsplit("/", 1)[-1]))
+            if uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
+            else None
+        )
         if w is None:
             return 422, {"status": 422, "message": "Invalid workspace item"}
         errs = self._errors(w)
         if errs:
             return 422, {"status": 422, "message": "Unprocessable Entity", "errors": errs}
         item = self.items[w["item"]]
-        item.update({"handle": f"123456789/{next(self.handles)}", "inArchive": True, "sections": w["sections"]})
+        item.update(
+            {
+                "handle": f"123456789/{next(self.handles)}",
+                "inArchive": True,
+                "sections": w["sections"],
+            }
+        )
         del self.wsis[w["id"]]
         return 201, {"id": w["id"], "type": "workflowitem"}
 
@@ -198,7 +264,12 @@ class FakeDSpace(FakeServer):
         it = self.items.get(iid)
         if it is None:
             return 404, {"status": 404, "message": "not found"}
-        return 200, {"uuid": iid, "handle": it["handle"], "inArchive": it["inArchive"], "type": "item"}
+        return 200, {
+            "uuid": iid,
+            "handle": it["handle"],
+            "inArchive": it["inArchive"],
+            "type": "item",
+        }
 
     def new_version(self, req: Request):
         if (bad := self._guard(req)) is not None:
@@ -208,7 +279,12 @@ class FakeDSpace(FakeServer):
         if old is None or not old["inArchive"]:
             return 400, {"status": 400, "message": "Item not archived"}
         new = str(uuid.uuid4())
-        self.items[new] = {"uuid": new, "handle": None, "inArchive": False, "collection": old["collection"]}
+        self.items[new] = {
+            "uuid": new,
+            "handle": None,
+            "inArchive": False,
+            "collection": old["collection"],
+        }
         import copy
 
         sections = copy.deepcopy(old["sections"])
@@ -220,4 +296,8 @@ class FakeDSpace(FakeServer):
 
     def version_item(self, req: Request, vid: str):
         new = self.versions.get(int(vid))
-        return (200, {"uuid": new, "type": "item"}) if new else (404, {"status": 404, "message": "not found"})
+        return (
+            (200, {"uuid": new, "type": "item"})
+            if new
+            else (404, {"status": 404, "message": "not found"})
+        )

@@ -21,7 +21,9 @@ LICENSES = [
 class FakeFigshare(FakeServer):
     name = "figshare"
 
-    def __init__(self, *, token: str = TOKEN, part_size: int = 64 * 1024, projects: tuple[str, ...] = ("77",)) -> None:
+    def __init__(
+        self, *, token: str = TOKEN, part_size: int = 64 * 1024, projects: tuple[str, ...] = ("77",)
+    ) -> None:
         super().__init__()
         self.token = token
         self.part_size = part_size
@@ -57,8 +59,17 @@ class FakeFigshare(FakeServer):
 
     def _invalid(self, body: dict[str, Any]) -> tuple[int, Any] | None:
         if len(str(body.get("title") or "")) < 3:
-            return 422, {"message": "Validation failed", "code": "ValidationFailed",
-                         "errors": [{"field": "title", "exception": "Length", "string": "Title must be at least 3 characters."}]}
+            return 422, {
+                "message": "Validation failed",
+                "code": "ValidationFailed",
+                "errors": [
+                    {
+                        "field": "title",
+                        "exception": "Length",
+                        "string": "Title must be at least 3 characters.",
+                    }
+                ],
+            }
         return None
 
     def account(self, req: Request):
@@ -70,7 +81,11 @@ class FakeFigshare(FakeServer):
     def project(self, req: Request, pid: str):
         if (bad := self._auth(req)) is not None:
             return bad
-        return (200, {"id": int(pid)}) if pid in self.projects else (404, {"message": "Project not found", "code": "EntityNotFound"})
+        return (
+            (200, {"id": int(pid)})
+            if pid in self.projects
+            else (404, {"message": "Project not found", "code": "EntityNotFound"})
+        )
 
     def create(self, req: Request, project: str | None = None):
         if (bad := self._auth(req)) is not None:
@@ -79,8 +94,18 @@ class FakeFigshare(FakeServer):
         if (bad := self._invalid(body)) is not None:
             return bad
         aid = str(next(self.ids))
-        self.articles[aid] = {"id": aid, "meta": body, "files": {}, "version": 0, "project": project}
-        return 201, {"entity_id": int(aid), "location": f"{self.url}/v2/account/articles/{aid}", "warnings": []}
+        self.articles[aid] = {
+            "id": aid,
+            "meta": body,
+            "files": {},
+            "version": 0,
+            "project": project,
+        }
+        return 201, {
+            "entity_id": int(aid),
+            "location": f"{self.url}/v2/account/articles/{aid}",
+            "warnings": [],
+        }
 
     def create_in_project(self, req: Request, pid: str):
         if pid not in self.projects:
@@ -94,8 +119,13 @@ class FakeFigshare(FakeServer):
         if a is None:
             return 404, {"message": "Article not found", "code": "EntityNotFound"}
         doi = f"10.5072/m9.figshare.{aid}" + (f".v{a['version']}" if a["version"] else "")
-        return 200, {"id": int(aid), "title": a["meta"].get("title"), "doi": doi if a["version"] else "",
-                     "figshare_url": f"{self.url}/articles/dataset/{aid}", "version": a["version"]}
+        return 200, {
+            "id": int(aid),
+            "title": a["meta"].get("title"),
+            "doi": doi if a["version"] else "",
+            "figshare_url": f"{self.url}/articles/dataset/{aid}",
+            "version": a["version"],
+        }
 
     def update(self, req: Request, aid: str):
         if (bad := self._auth(req)) is not None:
@@ -110,10 +140,17 @@ class FakeFigshare(FakeServer):
         return 205, None
 
     def _file_json(self, aid: str, f: dict[str, Any]) -> dict[str, Any]:
-        return {"id": f["id"], "name": f["name"], "size": f["size"], "status": f["status"],
-                "computed_md5": f.get("computed_md5", ""), "supplied_md5": f.get("supplied_md5", ""),
-                "upload_url": f"{self.url}/upload/{f['token']}", "upload_token": f["token"],
-                "download_url": f"{self.url}/ndownloader/files/{f['id']}"}
+        return {
+            "id": f["id"],
+            "name": f["name"],
+            "size": f["size"],
+            "status": f["status"],
+            "computed_md5": f.get("computed_md5", ""),
+            "supplied_md5": f.get("supplied_md5", ""),
+            "upload_url": f"{self.url}/upload/{f['token']}",
+            "upload_token": f["token"],
+            "download_url": f"{self.url}/ndownloader/files/{f['id']}",
+        }
 
     def list_files(self, req: Request, aid: str):
         if (bad := self._auth(req)) is not None:
@@ -136,8 +173,24 @@ class FakeFigshare(FakeServer):
         size = body["size"]
         parts = []
         for n, start in enumerate(range(0, max(size, 1), self.part_size), start=1):
-            parts.append({"partNo": n, "startOffset": start, "endOffset": min(start + self.part_size, size) - 1, "status": "PENDING", "locked": False})
-        f = {"id": fid, "name": body["name"], "size": size, "status": "created", "token": token, "parts": parts, "asm": Assembler()}
+            parts.append(
+                {
+                    "partNo": n,
+                    "startOffset": start,
+                    "endOffset": min(start + self.part_size, size) - 1,
+                    "status": "PENDING",
+                    "locked": False,
+                }
+            )
+        f = {
+            "id": fid,
+            "name": body["name"],
+            "size": size,
+            "status": "created",
+            "token": token,
+            "parts": parts,
+            "asm": Assembler(),
+        }
         if body.get("md5"):
             f["supplied_md5"] = body["md5"]
         a["files"][str(fid)] = f
@@ -156,8 +209,14 @@ class FakeFigshare(FakeServer):
         f = self.uploads.get(token)
         if f is None:
             return 404, {"message": "Upload not found"}
-        return 200, {"token": token, "name": f["name"], "size": f["size"], "md5": f.get("supplied_md5", ""),
-                     "status": "PENDING" if f["status"] == "created" else "COMPLETED", "parts": f["parts"]}
+        return 200, {
+            "token": token,
+            "name": f["name"],
+            "size": f["size"],
+            "md5": f.get("supplied_md5", ""),
+            "status": "PENDING" if f["status"] == "created" else "COMPLETED",
+            "parts": f["parts"],
+        }
 
     def put_part(self, req: Request, token: str, n: str):
         f = self.uploads.get(token)
@@ -203,6 +262,9 @@ class FakeFigshare(FakeServer):
         if a is None:
             return 404, {"message": "Article not found", "code": "EntityNotFound"}
         if not a["files"] or any(f["status"] != "available" for f in a["files"].values()):
-            return 400, {"message": "Article has no files or files are still uploading", "code": "BadRequest"}
+            return 400, {
+                "message": "Article has no files or files are still uploading",
+                "code": "BadRequest",
+            }
         a["version"] += 1
         return 201, {"location": f"{self.url}/v2/articles/{aid}"}

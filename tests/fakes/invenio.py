@@ -20,7 +20,9 @@ TOKEN = "invenio-good-token-123"
 class FakeInvenio(FakeServer):
     name = "invenio"
 
-    def __init__(self, *, token: str = TOKEN, multipart: bool = False, communities: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, *, token: str = TOKEN, multipart: bool = False, communities: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         self.token = token
         self.multipart = multipart
@@ -50,9 +52,15 @@ class FakeInvenio(FakeServer):
     def _auth(self, req: Request) -> tuple[int, Any] | None:
         tok = bearer(req)
         if tok is None:
-            return 401, {"status": 401, "message": "The server could not verify that you are authorized to access the URL requested."}
+            return 401, {
+                "status": 401,
+                "message": "The server could not verify that you are authorized to access the URL requested.",
+            }
         if tok != self.token:
-            return 403, {"status": 403, "message": "You don't have the permission to access the requested resource."}
+            return 403, {
+                "status": 403,
+                "message": "You don't have the permission to access the requested resource.",
+            }
         return None
 
     def _errors(self, md: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,18 +68,33 @@ class FakeInvenio(FakeServer):
         if len(str(md.get("title") or "")) < 3:
             errs.append({"field": "metadata.title", "messages": ["Shorter than minimum length 3."]})
         if not md.get("creators"):
-            errs.append({"field": "metadata.creators", "messages": ["Missing data for required field."]})
+            errs.append(
+                {"field": "metadata.creators", "messages": ["Missing data for required field."]}
+            )
         if not md.get("publication_date"):
-            errs.append({"field": "metadata.publication_date", "messages": ["Missing data for required field."]})
+            errs.append(
+                {
+                    "field": "metadata.publication_date",
+                    "messages": ["Missing data for required field."],
+                }
+            )
         if (md.get("resource_type") or {}).get("id") is None:
-            errs.append({"field": "metadata.resource_type", "messages": ["Missing data for required field."]})
+            errs.append(
+                {
+                    "field": "metadata.resource_type",
+                    "messages": ["Missing data for required field."],
+                }
+            )
         return errs
 
     def _draft_json(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {
             "id": d["id"],
             "metadata": d["metadata"],
-            "links": {"self": f"{self.url}/api/records/{d['id']}/draft", "self_html": f"{self.url}/uploads/{d['id']}"},
+            "links": {
+                "self": f"{self.url}/api/records/{d['id']}/draft",
+                "self_html": f"{self.url}/uploads/{d['id']}",
+            },
             "is_published": False,
         }
         errs = self._errors(d["metadata"])
@@ -86,7 +109,11 @@ class FakeInvenio(FakeServer):
         if f.get("parts"):
             out["links"] = {
                 "parts": [
-                    {"part": n, "url": f"{self.url}/api/records/{rid}/draft/files/{key}/content/{n}", "expiration": "2099-01-01"}
+                    {
+                        "part": n,
+                        "url": f"{self.url}/api/records/{rid}/draft/files/{key}/content/{n}",
+                        "expiration": "2099-01-01",
+                    }
                     for n in range(1, f["parts"] + 1)
                 ]
             }
@@ -110,7 +137,13 @@ class FakeInvenio(FakeServer):
         body = req.json() or {}
         rid = str(next(self.ids))
         with self.lock:
-            self.drafts[rid] = {"id": rid, "metadata": body.get("metadata") or {}, "files": {}, "parent": None, "review": None}
+            self.drafts[rid] = {
+                "id": rid,
+                "metadata": body.get("metadata") or {},
+                "files": {},
+                "parent": None,
+                "review": None,
+            }
         return 201, self._draft_json(self.drafts[rid])
 
     def update(self, req: Request, rid: str):
@@ -132,7 +165,10 @@ class FakeInvenio(FakeServer):
         d = self._get(rid)
         if d is None:
             return 404, {"status": 404, "message": "not found"}
-        return 200, {"entries": [self._file_json(rid, k, f) for k, f in d["files"].items()], "enabled": True}
+        return 200, {
+            "entries": [self._file_json(rid, k, f) for k, f in d["files"].items()],
+            "enabled": True,
+        }
 
     def init_files(self, req: Request, rid: str):
         if (bad := self._auth(req)) is not None:
@@ -148,8 +184,17 @@ class FakeInvenio(FakeServer):
                 return 400, {"status": 400, "message": f"File with key {key} already exists."}
             transfer = (s.get("transfer") or {}).get("type", "L")
             if transfer == "M" and not self.multipart:
-                return 400, {"status": 400, "message": "Invalid transfer type.", "errors": [{"field": "transfer", "messages": ["Unsupported transfer type M"]}]}
-            f = {"status": "pending", "file_id": str(uuid.uuid4()), "asm": Assembler(), "size": s.get("size")}
+                return 400, {
+                    "status": 400,
+                    "message": "Invalid transfer type.",
+                    "errors": [{"field": "transfer", "messages": ["Unsupported transfer type M"]}],
+                }
+            f = {
+                "status": "pending",
+                "file_id": str(uuid.uuid4()),
+                "asm": Assembler(),
+                "size": s.get("size"),
+            }
             if transfer == "M":
                 f["parts"] = int(s["transfer"]["parts"])
                 f["part_size"] = int(s["transfer"]["part_size"])
@@ -206,7 +251,7 @@ class FakeInvenio(FakeServer):
     def review(self, req: Request, rid: str):
         body = req.json() or {}
         d = self._get(rid)
-        cid = ((body.get("receiver") or {}).get("community"))
+        cid = (body.get("receiver") or {}).get("community")
         if d is None or cid not in self.communities.values():
             return 400, {"status": 400, "message": "Invalid community."}
         d["review"] = {"community": cid, "status": "created"}
@@ -227,7 +272,14 @@ class FakeInvenio(FakeServer):
             return 404, {"status": 404, "message": "not found"}
         errs = self._errors(d["metadata"])
         if not d["files"]:
-            errs.append({"field": "files.enabled", "messages": ["Missing uploaded files. To disable files for this record please mark it as metadata-only."]})
+            errs.append(
+                {
+                    "field": "files.enabled",
+                    "messages": [
+                        "Missing uploaded files. To disable files for this record please mark it as metadata-only."
+                    ],
+                }
+            )
         if any(f["status"] != "completed" for f in d["files"].values()):
             errs.append({"field": "files", "messages": ["Not all files are committed."]})
         if errs:

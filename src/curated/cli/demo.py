@@ -1,9 +1,69 @@
-"""CLI commands of this group (see curated.cli.COMMAND_MODULES)."""
+"""`curated demo DEST`: the whole pipeline on the built-in synthetic sample."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from curated.cli._common import RichProgress, console, handle_errors
+
+STYLE = {"ok": "green", "notneeded": "cyan", "error": "red", "impossible": "yellow", "skipped": "dim"}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``demo`` to ``app``."""
+
+    @app.command("demo")
+    @handle_errors
+    def demo(
+        dest: Path = typer.Argument(..., help="New folder for raw/, workspace/ and repository/."),
+        shape: tuple[int, int, int] = typer.Option((0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."),
+        iterations: int = typer.Option(0, "--iterations", min=0, help="Training iterations (default: the trainer's)."),
+        shading: float = typer.Option(0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."),
+        seed: int = typer.Option(0, "--seed", help="Seed for the sample, crops, training and held-out blocks."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
+    ) -> None:
+        """Run init → check → metadata → request → convert → annotate → train → predict →
+        evaluate → model export → README → FAIR → bag → deposit → log verify on a synthetic
+        FIB-SEM sample, offline, in a few minutes."""
+        from curated.demo import run_demo
+
+        def on_stage(st) -> None:  # type: ignore[no-untyped-def]
+            style = STYLE.get(st.status, "")
+            console.print(f"[{style}]{st.status:>9}[/]  [{st.step}] {st.name}  [dim]{st.seconds:.1f}s[/]")
+            if st.status == "error":
+                console.print(f"           [red]{st.message}[/]", soft_wrap=True)
+
+        with RichProgress(transient=True) as progress:
+            report = run_demo(
+                dest,
+                shape=shape if all(shape) else None,
+                iterations=iterations or None,
+                shading=shading,
+                seed=seed,
+                overwrite=overwrite,
+                progress=progress,
+                on_stage=on_stage,
+            )
+        table = Table(title=f"curated demo → {dest}")
+        table.add_column("step")
+        table.add_column("stage")
+        table.add_column("status")
+        table.add_column("output", overflow="fold")
+        table.add_column("key figures", overflow="fold")
+        table.add_column("s", justify="right")
+        for st in report.stages:
+            figs = ", ".join(f"{k}={v}" for k, v in st.figures.items())
+            out = st.path or ""
+            try:
+                out = str(Path(out).resolve().relative_to(Path(dest).resolve())) if out else ""
+            except ValueError:
+                pass
+            style = STYLE.get(st.status, "")
+            table.add_row(st.step, st.name, f"[{style}]{st.status}[/]", out, figs, f"{st.seconds:.1f}")
+        console.print(table)
+        if not report.ok:
+            raise typer.Exit(1)
+        console.print(f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made.")

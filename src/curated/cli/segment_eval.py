@@ -31,10 +31,21 @@ def print_evaluation(report: dict[str, Any]) -> None:
     table.add_column("raw", justify="right")
     table.add_column("95% CI", justify="right")
     table.add_column("boundary excluded", justify="right")
-    for key, label in (("dice", "Dice"), ("iou", "IoU"), ("precision", "precision"), ("recall", "recall")):
-        table.add_row(label, _fmt(ov["raw"][key]), _ci(ci.get(key)), _fmt(ov["boundary_excluded"][key]))
-    table.add_row("instance F1 @ IoU 0.5", _fmt(ov["instance"]["f1"]), _ci(ci.get("instance_f1")), "")
-    table.add_row("TP / FP / FN", f"{ov['raw']['tp']} / {ov['raw']['fp']} / {ov['raw']['fn']}", "", "")
+    for key, label in (
+        ("dice", "Dice"),
+        ("iou", "IoU"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+    ):
+        table.add_row(
+            label, _fmt(ov["raw"][key]), _ci(ci.get(key)), _fmt(ov["boundary_excluded"][key])
+        )
+    table.add_row(
+        "instance F1 @ IoU 0.5", _fmt(ov["instance"]["f1"]), _ci(ci.get("instance_f1")), ""
+    )
+    table.add_row(
+        "TP / FP / FN", f"{ov['raw']['tp']} / {ov['raw']['fp']} / {ov['raw']['fn']}", "", ""
+    )
     console.print(table)
     for fname, groups in report["factors"].items():
         ft = Table(title=f"by {fname}")
@@ -53,9 +64,13 @@ def print_evaluation(report: dict[str, Any]) -> None:
         console.print(ft)
     rejected = held.get("rejected_training", 0)
     if report.get("model"):
-        console.print(f"{rejected} draw(s) refused for touching a training region of the model or its ancestors.")
+        console.print(
+            f"{rejected} draw(s) refused for touching a training region of the model or its ancestors."
+        )
     else:
-        console.print("[yellow]No --exclude-training model given: blocks were not checked against training regions.[/]")
+        console.print(
+            "[yellow]No --exclude-training model given: blocks were not checked against training regions.[/]"
+        )
 
 
 def register_eval_commands(segment_app: typer.Typer) -> None:
@@ -67,28 +82,50 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
         image: Path = typer.Argument(..., help="OME-Zarr image holding both label images."),
         pred: str = typer.Option(..., "--pred", help="Label image with the prediction."),
         truth: str = typer.Option(..., "--truth", help="Label image with the ground truth."),
-        label_value: int = typer.Option(..., "--label-value", help="Truth value of the structure to score."),
+        label_value: int = typer.Option(
+            ..., "--label-value", help="Truth value of the structure to score."
+        ),
         pred_value: int | None = typer.Option(
-            None, "--pred-value", help="Prediction value of the structure (default: the model's, else --label-value)."
+            None,
+            "--pred-value",
+            help="Prediction value of the structure (default: the model's, else --label-value).",
         ),
         blocks: int = typer.Option(8, "--blocks", min=1, help="Number of random held-out blocks."),
-        block_size: int = typer.Option(32, "--block-size", min=1, help="Edge of each block in voxels."),
+        block_size: int = typer.Option(
+            32, "--block-size", min=1, help="Edge of each block in voxels."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the block draw and the bootstrap."),
         same_blocks: Path | None = typer.Option(
-            None, "--same-blocks", help="Score the held-out blocks of this earlier evaluation JSON again."
+            None,
+            "--same-blocks",
+            help="Score the held-out blocks of this earlier evaluation JSON again.",
         ),
         exclude_training: Path | None = typer.Option(
-            None, "--exclude-training", help="Model folder: refuse blocks touching its (and its ancestors') training ROIs."
+            None,
+            "--exclude-training",
+            help="Model folder: refuse blocks touching its (and its ancestors') training ROIs.",
         ),
         factor: list[str] = typer.Option(
-            ["shading_side"], "--factor", help="Factor to break scores down by (shading_side, x_half, y_half, z_half)."
+            ["shading_side"],
+            "--factor",
+            help="Factor to break scores down by (shading_side, x_half, y_half, z_half).",
         ),
-        boundary_band: int = typer.Option(1, "--boundary-band", min=0, help="Voxels around truth edges excluded."),
+        boundary_band: int = typer.Option(
+            1, "--boundary-band", min=0, help="Voxels around truth edges excluded."
+        ),
         name: str | None = typer.Option(None, "--name", help="Evaluation name (file stem)."),
-        out: Path | None = typer.Option(None, "--out", help="JSON path when no workspace is given."),
-        workspace: Path | None = typer.Option(None, "--workspace", help="Workspace to write into and record in."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an evaluation of the same name."),
-        as_json: bool = typer.Option(False, "--json", help="Print the evaluation JSON instead of tables."),
+        out: Path | None = typer.Option(
+            None, "--out", help="JSON path when no workspace is given."
+        ),
+        workspace: Path | None = typer.Option(
+            None, "--workspace", help="Workspace to write into and record in."
+        ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace an evaluation of the same name."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the evaluation JSON instead of tables."
+        ),
     ) -> None:
         """Score a prediction on seeded random held-out blocks (E)."""
         from curated.segment.evaluate import evaluate
@@ -124,13 +161,21 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
     def export_cmd(
         model: Path = typer.Argument(..., help="Model folder (model.json + weights.pt)."),
         dest: Path = typer.Argument(..., help="Package to write: *.zip, or a folder."),
-        workspace: Path | None = typer.Option(None, "--workspace", help="Workspace for authors/licence; records a D step."),
-        image: Path | None = typer.Option(None, "--image", help="Image to cut the test input from (default: the training image)."),
-        license: str | None = typer.Option(None, "--license", help="SPDX licence of the weights (default: the workspace's)."),
+        workspace: Path | None = typer.Option(
+            None, "--workspace", help="Workspace for authors/licence; records a D step."
+        ),
+        image: Path | None = typer.Option(
+            None, "--image", help="Image to cut the test input from (default: the training image)."
+        ),
+        license: str | None = typer.Option(
+            None, "--license", help="SPDX licence of the weights (default: the workspace's)."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package."),
     ) -> None:
         """Export a model as a bioimage.io package with a model card (D)."""
         from curated.segment.export import export_bioimageio
 
-        result = export_bioimageio(model, dest, workspace=workspace, image=image, license=license, overwrite=overwrite)
+        result = export_bioimageio(
+            model, dest, workspace=workspace, image=image, license=license, overwrite=overwrite
+        )
         print_results([result])

@@ -153,7 +153,9 @@ _PERSON_FIELD = re.compile(
     r"\s*[:=]\s*(\S.*)$"
 )
 _OME_EXPERIMENTER = re.compile(r"<(?:\w+:)?Experimenter\b([^>]*)>")
-_OME_PERSON_ATTR = re.compile(r"\b(FirstName|LastName|Email|UserName|MiddleName)\s*=\s*\"\s*[^\"\s][^\"]*\"")
+_OME_PERSON_ATTR = re.compile(
+    r"\b(FirstName|LastName|Email|UserName|MiddleName)\s*=\s*\"\s*[^\"\s][^\"]*\""
+)
 _NOT_A_NAME = {
     "",
     "n/a",

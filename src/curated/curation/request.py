@@ -270,7 +270,12 @@ def _asks_from_metadata(record: dict[str, Any], gaps: list[tuple[str, str]]) -> 
         if rule not in ("required", "recommended"):
             priority = "Essential" if rule in ("spdx", "orcid", "doi") else priority
             question = f"{question} (the value we have fails the {rule} check)"
-        rank = {"study.license": 15, "study.title": 22, "study.authors": 24, "study.description": 35}.get(field, 40 if "voxel" in field else 50)
+        rank = {
+            "study.license": 15,
+            "study.title": 22,
+            "study.authors": 24,
+            "study.description": 35,
+        }.get(field, 40 if "voxel" in field else 50)
         asks.append(Ask(priority, question, "value", why, field, example, rank))
     return asks
 

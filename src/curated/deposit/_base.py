@@ -37,7 +37,9 @@ def body_errors(reply: Reply, what: str, session: HttpSession, *, key: str = "er
     data = reply.data
     errs = data.get(key) if isinstance(data, dict) else None
     if errs:
-        lines = [session.clean(describe_error(e)) for e in (errs if isinstance(errs, list) else [errs])][:10]
+        lines = [
+            session.clean(describe_error(e)) for e in (errs if isinstance(errs, list) else [errs])
+        ][:10]
         msg = f"{what}: {session.repository} accepted the request but reports errors: {'; '.join(lines)}"
         raise DepositError(msg, details={"errors": lines})
 

@@ -70,9 +70,17 @@ class Receipt:
             message = f"already deposited ({where})"
             status = "notneeded"
         else:
-            message = f"{self.status} in {self.target}: {where} ({len(self.files)} file(s) verified)"
+            message = (
+                f"{self.status} in {self.target}: {where} ({len(self.files)} file(s) verified)"
+            )
             status = "ok"
-        return Result("deposit", status, path=self.record_url or self.receipt_path, message=message, details=self.to_dict())
+        return Result(
+            "deposit",
+            status,
+            path=self.record_url or self.receipt_path,
+            message=message,
+            details=self.to_dict(),
+        )
 
 
 def _now() -> str:
@@ -138,7 +146,11 @@ def build_metadata(to: str, record: dict[str, Any], repo: Any, *, today: str | N
     if to == "dspace":
         from curated.metadata.crosswalk.dspace import to_dspace_patch
 
-        return to_dspace_patch(record, today=today, sections=getattr(repo, "sections", ("traditionalpageone", "traditionalpagetwo")))
+        return to_dspace_patch(
+            record,
+            today=today,
+            sections=getattr(repo, "sections", ("traditionalpageone", "traditionalpagetwo")),
+        )
     if to == "figshare":
         from curated.metadata.crosswalk.figshare import to_figshare
 
@@ -147,7 +159,13 @@ def build_metadata(to: str, record: dict[str, Any], repo: Any, *, today: str | N
 
 
 def missing_metadata(to: str, record: dict[str, Any]) -> list[str]:
-    mod = {"invenio": "invenio", "zenodo": "invenio", "dataverse": "dataverse", "dspace": "dspace", "figshare": "figshare"}.get(to)
+    mod = {
+        "invenio": "invenio",
+        "zenodo": "invenio",
+        "dataverse": "dataverse",
+        "dspace": "dspace",
+        "figshare": "figshare",
+    }.get(to)
     if mod is None:
         return []
     import importlib
@@ -165,7 +183,9 @@ def _local_digest(item: UploadItem, fe: dict[str, Any], algorithm: str) -> str:
     try:
         hasher = hashlib.new(algorithm)
     except ValueError:
-        raise DepositError(f"the repository reports a {algorithm!r} checksum, which curated cannot compute") from None
+        raise DepositError(
+            f"the repository reports a {algorithm!r} checksum, which curated cannot compute"
+        ) from None
     with open(item.path, "rb") as fh:
         while block := fh.read(1 << 20):
             hasher.update(block)
@@ -234,31 +254,50 @@ def deposit(
     '10.5281/zenodo.1234567'
     """
     if to not in TARGETS:
-        raise InputError(f"unknown deposit target {to!r}; choose one of {', '.join(TARGETS)}", field="to")
+        raise InputError(
+            f"unknown deposit target {to!r}; choose one of {', '.join(TARGETS)}", field="to"
+        )
     bag = Path(bag)
     ws = as_workspace(workspace) if workspace is not None else discover_workspace(bag)
     params = {"to": to, "url": url, "target": target, "publish": publish, "resume": resume}
-    with recorder(None if dry_run else ws, "D", "deposit", params=params, hash_inputs=False) as step:
+    with recorder(
+        None if dry_run else ws, "D", "deposit", params=params, hash_inputs=False
+    ) as step:
         view = payload.open_bag(bag)
         step.add_input(bag, digest=f"bag:{view.identity}", size=view.size)
         env_var = token_env or DEFAULT_TOKEN_ENV.get(to)
         token = None
         if to != "directory" and not dry_run:
             token = env_token(env_var, repository=to)  # type: ignore[arg-type]
-        repo = make_repository(to, url, token=token, token_env=env_var, target=target, retry=retry, options=options)
+        repo = make_repository(
+            to, url, token=token, token_env=env_var, target=target, retry=retry, options=options
+        )
         if to == "directory":
-            repo.bag_name = bag.name  # type: ignore[attr-defined]
+            # a bag folder is copied as <record>/v<N>/<bag name>/..., an archive as <record>/v<N>/<archive>
+            repo.bag_name = bag.name if bag.is_dir() else ""  # type: ignore[attr-defined]
         try:
             receipt = _run(
-                view, repo, to=to, url=url, target=target, publish=publish, dry_run=dry_run, resume=resume,
-                limits=limits, progress=progress, today=today,
+                view,
+                repo,
+                to=to,
+                url=url,
+                target=target,
+                publish=publish,
+                dry_run=dry_run,
+                resume=resume,
+                limits=limits,
+                progress=progress,
+                today=today,
             )
         finally:
             repo.close()
         if not dry_run:
             receipt.receipt_path = str(_write_receipt(receipt, bag, ws))
             step.add_output(receipt.receipt_path)
-            step.details = {k: getattr(receipt, k) for k in ("target", "status", "record_id", "doi", "handle", "record_url")}
+            step.details = {
+                k: getattr(receipt, k)
+                for k in ("target", "status", "record_id", "doi", "handle", "record_url")
+            }
             step.message = receipt.to_result().message
             if receipt.status == "notneeded":
                 step.status = "notneeded"
@@ -290,18 +329,40 @@ def _run(
         dest_dir=dest,
         missing_metadata=missing_metadata(to, view.record),
     )
-    receipt = Receipt(target=to, url=url, status="planned", bag=view.path.name, collection=target, limits=preflight.summary(lim))
-    receipt.problems = [{"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems]
+    receipt = Receipt(
+        target=to,
+        url=url,
+        status="planned",
+        bag=view.path.name,
+        collection=target,
+        limits=preflight.summary(lim),
+    )
+    receipt.problems = [
+        {"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems
+    ]
     journal = Journal.open(view.path)
     key = Journal.key(to, url, target)
     entry = journal.entry(key)
     previous = None
-    if entry and entry.get("stage") == "published" and entry.get("bag_id") != view.identity and entry.get("history"):
+    if (
+        entry
+        and entry.get("stage") == "published"
+        and entry.get("bag_id") != view.identity
+        and entry.get("history")
+    ):
         previous = entry["history"][-1]
 
     if dry_run:
         metadata = build_metadata(to, view.record, repo, today=today)
-        receipt.planned = [c.to_dict() for c in repo.plan(metadata, estimate, publish=publish, new_version_of=previous and previous["record_id"])]
+        receipt.planned = [
+            c.to_dict()
+            for c in repo.plan(
+                metadata,
+                estimate,
+                publish=publish,
+                new_version_of=previous and previous["record_id"],
+            )
+        ]
         receipt.new_version_of = previous and previous["record_id"]
         return receipt
 
@@ -356,7 +417,9 @@ def _run(
 
     items = payload.upload_items(view, keeps_folders=repo.keeps_folders)
     if STAGES.index(entry["stage"]) < STAGES.index("uploaded"):
-        _upload_all(repo, state, items, entry, journal, progress, sync=bool(entry.get("previous")) or resume)
+        _upload_all(
+            repo, state, items, entry, journal, progress, sync=bool(entry.get("previous")) or resume
+        )
         entry["stage"] = "uploaded"
         journal.save()
     if STAGES.index(entry["stage"]) < STAGES.index("finalized"):
@@ -368,8 +431,16 @@ def _run(
         entry["stage"] = "published"
         entry["landing"] = asdict(landing)
         entry["history"].append(
-            {"record_id": landing.record_id, "state": state, "doi": landing.doi, "handle": landing.handle, "url": landing.url,
-             "status": landing.status, "bag_id": view.identity, "when": _now()}
+            {
+                "record_id": landing.record_id,
+                "state": state,
+                "doi": landing.doi,
+                "handle": landing.handle,
+                "url": landing.url,
+                "status": landing.status,
+                "bag_id": view.identity,
+                "when": _now(),
+            }
         )
         journal.save()
     else:
@@ -379,8 +450,16 @@ def _run(
     return _fill(receipt, landing, entry, items)
 
 
-def _upload_all(repo: Repository, state: dict[str, Any], items: list[UploadItem], entry: dict[str, Any], journal: Journal,
-                progress: ProgressReporter | None, *, sync: bool) -> None:
+def _upload_all(
+    repo: Repository,
+    state: dict[str, Any],
+    items: list[UploadItem],
+    entry: dict[str, Any],
+    journal: Journal,
+    progress: ProgressReporter | None,
+    *,
+    sync: bool,
+) -> None:
     files = entry["files"]
     todo = [i for i in items if (files.get(i.name) or {}).get("status") != "confirmed"]
     prog = ensure_progress(progress)
@@ -399,23 +478,37 @@ def _upload_all(repo: Repository, state: dict[str, Any], items: list[UploadItem]
                 fe.update({"size": item.size, "status": "pending"})
             rf = remote.get(item.name)
             if rf is not None:
-                if rf.checksum and rf.size in (None, item.size) and _local_digest(item, fe, rf.algorithm) == rf.checksum.lower():
-                    fe.update({"status": "confirmed", "server_checksum": f"{rf.algorithm}:{rf.checksum}", "remote_id": rf.id,
-                               "url": rf.url, "reused": True})
+                if (
+                    rf.checksum
+                    and rf.size in (None, item.size)
+                    and _local_digest(item, fe, rf.algorithm) == rf.checksum.lower()
+                ):
+                    fe.update(
+                        {
+                            "status": "confirmed",
+                            "server_checksum": f"{rf.algorithm}:{rf.checksum}",
+                            "remote_id": rf.id,
+                            "url": rf.url,
+                            "reused": True,
+                        }
+                    )
                     journal.save()
                     prog.advance(item.size, file=item.basename)
                     continue
                 repo.delete_file(state, rf)
                 for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
                     fe.pop(k, None)
-            fe["status"] = "uploading"
-            journal.save()
-            up = repo.upload(state, item, fe, journal.save, lambda n, _i=item: prog.advance(n, file=_i.basename))
+            fe["status"] = "uploading"  # saved by the adapter once the server knows the file
+            up = repo.upload(
+                state, item, fe, journal.save, lambda n, _i=item: prog.advance(n, file=_i.basename)
+            )
             if up.local:
                 fe.update({"md5": up.local["md5"], "sha256": up.local["sha256"]})
             r = up.remote
             if not r.checksum:
-                raise DepositError(f"uploading {item.name}: the repository reported no checksum, so the upload cannot be verified")
+                raise DepositError(
+                    f"uploading {item.name}: the repository reported no checksum, so the upload cannot be verified"
+                )
             mine = _local_digest(item, fe, r.algorithm)
             if mine != r.checksum.lower():
                 for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
@@ -433,13 +526,22 @@ def _upload_all(repo: Repository, state: dict[str, Any], items: list[UploadItem]
                 raise IntegrityError(msg, path=item.path)
             if not fe.get("sha256"):
                 _local_digest(item, fe, "sha256")
-            fe.update({"status": "confirmed", "server_checksum": f"{r.algorithm}:{r.checksum}", "remote_id": r.id, "url": r.url})
+            fe.update(
+                {
+                    "status": "confirmed",
+                    "server_checksum": f"{r.algorithm}:{r.checksum}",
+                    "remote_id": r.id,
+                    "url": r.url,
+                }
+            )
             journal.save()
     finally:
         prog.finish()
 
 
-def _fill(receipt: Receipt, landing: Landing, entry: dict[str, Any], items: list[UploadItem]) -> Receipt:
+def _fill(
+    receipt: Receipt, landing: Landing, entry: dict[str, Any], items: list[UploadItem]
+) -> Receipt:
     receipt.status = landing.status
     receipt.record_id = landing.record_id
     receipt.doi = landing.doi
@@ -452,23 +554,44 @@ def _fill(receipt: Receipt, landing: Landing, entry: dict[str, Any], items: list
     for it in items:
         fe = entry["files"].get(it.name) or {}
         receipt.files.append(
-            {"name": it.name, "size": it.size, "md5": fe.get("md5"), "sha256": fe.get("sha256"),
-             "server_checksum": fe.get("server_checksum"), "remote_id": fe.get("remote_id"), "url": fe.get("url")}
+            {
+                "name": it.name,
+                "size": it.size,
+                "md5": fe.get("md5"),
+                "sha256": fe.get("sha256"),
+                "server_checksum": fe.get("server_checksum"),
+                "remote_id": fe.get("remote_id"),
+                "url": fe.get("url"),
+            }
         )
     receipt.created = _now()
     return receipt
 
 
-def _done_receipt(receipt: Receipt, entry: dict[str, Any], view: payload.BagView, status: str) -> Receipt:
-    landing = Landing(**entry["landing"]) if entry.get("landing") else Landing(str(entry.get("record_id")), entry["stage"])
-    items = payload.upload_items(view, keeps_folders=entry["kind"] in ("invenio", "zenodo", "dataverse", "directory"), make_zip=False)
+def _done_receipt(
+    receipt: Receipt, entry: dict[str, Any], view: payload.BagView, status: str
+) -> Receipt:
+    landing = (
+        Landing(**entry["landing"])
+        if entry.get("landing")
+        else Landing(str(entry.get("record_id")), entry["stage"])
+    )
+    items = payload.upload_items(
+        view,
+        keeps_folders=entry["kind"] in ("invenio", "zenodo", "dataverse", "directory"),
+        make_zip=False,
+    )
     _fill(receipt, landing, entry, items)
     receipt.status = status
     return receipt
 
 
 def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
-    path = ws.package_dir / "receipt.json" if ws is not None else bag.parent / f"{bag.name}.receipt.json"
+    path = (
+        ws.package_dir / "receipt.json"
+        if ws is not None
+        else bag.parent / f"{bag.name}.receipt.json"
+    )
     data = receipt.to_dict()
     data.pop("planned", None)
     data["receipt_path"] = None
@@ -478,7 +601,21 @@ def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
             old = json.loads(path.read_text(encoding="utf-8"))
             previous = list(old.pop("previous", []) or [])
             if old.get("record_id") and old.get("status") != "notneeded":
-                previous.append({k: old.get(k) for k in ("target", "url", "status", "record_id", "doi", "handle", "record_url", "created")})
+                previous.append(
+                    {
+                        k: old.get(k)
+                        for k in (
+                            "target",
+                            "url",
+                            "status",
+                            "record_id",
+                            "doi",
+                            "handle",
+                            "record_url",
+                            "created",
+                        )
+                    }
+                )
         except (OSError, ValueError):
             previous = []
     data["previous"] = previous[-50:]

@@ -57,7 +57,14 @@ class DataverseRepository:
         headers = {"Accept": "application/json"}
         if token:
             headers["X-Dataverse-key"] = token
-        self.http = make_session(self.api, headers=headers, token=token, token_env=token_env, repository="Dataverse", retry=retry)
+        self.http = make_session(
+            self.api,
+            headers=headers,
+            token=token,
+            token_env=token_env,
+            repository="Dataverse",
+            retry=retry,
+        )
 
     def _pid(self, state: dict[str, Any]) -> dict[str, str]:
         return {"persistentId": state["pid"]}
@@ -65,7 +72,9 @@ class DataverseRepository:
     def _wait_unlocked(self, state: dict[str, Any], what: str) -> None:
         waited = 0.0
         while True:
-            r = self.http.request("GET", f"/datasets/{state['id']}/locks", what=f"{what} (checking locks)")
+            r = self.http.request(
+                "GET", f"/datasets/{state['id']}/locks", what=f"{what} (checking locks)"
+            )
             locks = (r.data or {}).get("data") or []
             if not locks:
                 return
@@ -81,13 +90,23 @@ class DataverseRepository:
 
     def check_access(self) -> None:
         self.http.request("GET", "/users/:me", what="checking the API token")
-        r = self.http.request("GET", f"/dataverses/{quote(self.collection)}", allow=(404,), what="looking up the collection")
+        r = self.http.request(
+            "GET",
+            f"/dataverses/{quote(self.collection)}",
+            allow=(404,),
+            what="looking up the collection",
+        )
         if r.status == 404:
             msg = f"the Dataverse collection {self.collection!r} does not exist at {self.base}; check --target (the collection alias)"
             raise DepositError(msg, field="target")
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
-        r = self.http.request("POST", f"/dataverses/{quote(self.collection)}/datasets", json_body=metadata, what="creating the dataset")
+        r = self.http.request(
+            "POST",
+            f"/dataverses/{quote(self.collection)}/datasets",
+            json_body=metadata,
+            what="creating the dataset",
+        )
         _status_errors(r, "creating the dataset")
         data = need(r.data, "data", what="creating the dataset")
         return {"id": data["id"], "pid": data["persistentId"]}
@@ -110,39 +129,77 @@ class DataverseRepository:
 
     def remote_files(self, state: dict[str, Any]) -> dict[str, RemoteFile]:
         r = self.http.request(
-            "GET", "/datasets/:persistentId/versions/:latest/files", params=self._pid(state), what="listing the dataset's files"
+            "GET",
+            "/datasets/:persistentId/versions/:latest/files",
+            params=self._pid(state),
+            what="listing the dataset's files",
         )
         out = {}
         for f in (r.data or {}).get("data") or []:
             df = f.get("dataFile") or {}
-            name = (f.get("directoryLabel") + "/" if f.get("directoryLabel") else "") + str(f.get("label") or df.get("filename"))
+            name = (f.get("directoryLabel") + "/" if f.get("directoryLabel") else "") + str(
+                f.get("label") or df.get("filename")
+            )
             ck = df.get("checksum") or {}
-            out[name] = RemoteFile(name, df.get("filesize"), ck.get("value"), str(ck.get("type") or "md5").lower().replace("-", ""), str(df.get("id")))
+            out[name] = RemoteFile(
+                name,
+                df.get("filesize"),
+                ck.get("value"),
+                str(ck.get("type") or "md5").lower().replace("-", ""),
+                str(df.get("id")),
+            )
         return out
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
         self._wait_unlocked(state, f"removing {remote.name}")
-        self.http.request("DELETE", f"/files/{remote.id}", allow=(404,), retry_on=_is_lock, what=f"removing {remote.name}")
+        self.http.request(
+            "DELETE",
+            f"/files/{remote.id}",
+            allow=(404,),
+            retry_on=_is_lock,
+            what=f"removing {remote.name}",
+        )
 
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
         self._wait_unlocked(state, what)
-        meta = {"directoryLabel": item.folder, "restrict": False, "tabIngest": False, "description": ""}
+        meta = {
+            "directoryLabel": item.folder,
+            "restrict": False,
+            "tabIngest": False,
+            "description": "",
+        }
         holder: list[MultipartBody] = []
 
         def body() -> MultipartBody:
-            b = MultipartBody({"jsonData": json.dumps(meta)}, "file", item.basename, FileSlice(item.path, on_read=advance))
+            b = MultipartBody(
+                {"jsonData": json.dumps(meta)},
+                "file",
+                item.basename,
+                FileSlice(item.path, on_read=advance),
+            )
             holder[:] = [b]
             return b
 
         r = self.http.request(
-            "POST", "/datasets/:persistentId/add", params=self._pid(state), body=body, retry_on=_is_lock, what=what
+            "POST",
+            "/datasets/:persistentId/add",
+            params=self._pid(state),
+            body=body,
+            retry_on=_is_lock,
+            what=what,
         )
         _status_errors(r, what)
         files = need(r.data, "data", "files", what=what)
         df = (files[0] if files else {}).get("dataFile") or {}
         ck = df.get("checksum") or {}
-        remote = RemoteFile(item.name, df.get("filesize"), ck.get("value"), str(ck.get("type") or "md5").lower().replace("-", ""), str(df.get("id")))
+        remote = RemoteFile(
+            item.name,
+            df.get("filesize"),
+            ck.get("value"),
+            str(ck.get("type") or "md5").lower().replace("-", ""),
+            str(df.get("id")),
+        )
         return Uploaded(remote, holder[0].hashes.result())
 
     def finalize(self, state: dict[str, Any]) -> None:
@@ -165,30 +222,60 @@ class DataverseRepository:
         pid = state["pid"]
         doi = pid.removeprefix("doi:") if pid.startswith("doi:") else None
         handle = pid.removeprefix("hdl:") if pid.startswith("hdl:") else None
-        url = f"{self.base}/dataset.xhtml?persistentId={pid}" + ("&version=DRAFT" if status == "draft" else "")
-        return Landing(pid, status, url=url, doi=doi, handle=handle, extra={"dataset_id": state["id"]})
+        url = f"{self.base}/dataset.xhtml?persistentId={pid}" + (
+            "&version=DRAFT" if status == "draft" else ""
+        )
+        return Landing(
+            pid, status, url=url, doi=doi, handle=handle, extra={"dataset_id": state["id"]}
+        )
 
     def landing(self, state: dict[str, Any]) -> Landing:
         return self._landing(state, "draft")
 
-    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
+    def plan(
+        self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None
+    ) -> list[PlannedCall]:
         a = self.api
-        calls = [PlannedCall("GET", f"{a}/users/:me", note="check the API token"), PlannedCall("GET", f"{a}/dataverses/{self.collection}")]
+        calls = [
+            PlannedCall("GET", f"{a}/users/:me", note="check the API token"),
+            PlannedCall("GET", f"{a}/dataverses/{self.collection}"),
+        ]
         if new_version_of:
-            calls.append(PlannedCall("PUT", f"{a}/datasets/:persistentId/versions/:draft?persistentId={new_version_of}", metadata["datasetVersion"]))
+            calls.append(
+                PlannedCall(
+                    "PUT",
+                    f"{a}/datasets/:persistentId/versions/:draft?persistentId={new_version_of}",
+                    metadata["datasetVersion"],
+                )
+            )
         else:
-            calls.append(PlannedCall("POST", f"{a}/dataverses/{self.collection}/datasets", metadata, note="create the dataset"))
+            calls.append(
+                PlannedCall(
+                    "POST",
+                    f"{a}/dataverses/{self.collection}/datasets",
+                    metadata,
+                    note="create the dataset",
+                )
+            )
         for it in items:
             calls.append(
                 PlannedCall(
                     "POST",
                     f"{a}/datasets/:persistentId/add?persistentId={{pid}}",
-                    {"jsonData": {"directoryLabel": it.folder}, "file": f"<{it.size} bytes from {it.path}>"},
+                    {
+                        "jsonData": {"directoryLabel": it.folder},
+                        "file": f"<{it.size} bytes from {it.path}>",
+                    },
                     note="after the dataset's locks clear; compare the returned checksum",
                 )
             )
         if publish:
-            calls.append(PlannedCall("POST", f"{a}/datasets/:persistentId/actions/:publish?persistentId={{pid}}&type=major"))
+            calls.append(
+                PlannedCall(
+                    "POST",
+                    f"{a}/datasets/:persistentId/actions/:publish?persistentId={{pid}}&type=major",
+                )
+            )
         return calls
 
     def close(self) -> None:

@@ -5,7 +5,8 @@ Layout::
     REPO/
       index.json                  every deposit and its versions (atomic rewrite, locked)
       .drafts/<id>-v<N>/          a version being deposited (copied file by file)
-      <id>/v<N>/<bag name>/...    published versions, each a complete copy of the bag
+      <id>/v<N>/<bag name>/...    published versions, each a complete copy of the bag folder
+      <id>/v<N>/<bag>.zip|.tar    ... or of the serialized bag
       <id>/v<N>/record.json       the metadata record it was deposited with
 
 Each file is copied to a temporary name, flushed, renamed, then re-read to check
@@ -60,7 +61,11 @@ class DirectoryRepository:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 path = self.root / INDEX
-                data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"format": FORMAT, "records": {}}
+                data = (
+                    json.loads(path.read_text(encoding="utf-8"))
+                    if path.exists()
+                    else {"format": FORMAT, "records": {}}
+                )
                 yield data
                 write_json(path, data)
             finally:
@@ -86,9 +91,14 @@ class DirectoryRepository:
     def create_draft(self, metadata: Any) -> dict[str, Any]:
         with self._index() as idx:
             rid = uuid.uuid4().hex[:12]
-            idx["records"][rid] = {"title": (metadata.get("study") or {}).get("title"), "versions": []}
+            idx["records"][rid] = {
+                "title": (metadata.get("study") or {}).get("title"),
+                "versions": [],
+            }
             state = {"id": rid, "version": 1}
-            idx["records"][rid]["versions"].append({"version": 1, "status": "draft", "created": _now()})
+            idx["records"][rid]["versions"].append(
+                {"version": 1, "status": "draft", "created": _now()}
+            )
         self._draft_dir(state).mkdir(parents=True, exist_ok=True)
         return state
 
@@ -97,7 +107,9 @@ class DirectoryRepository:
         with self._index() as idx:
             rec = idx["records"].get(rid)
             if rec is None:
-                raise DepositError(f"record {rid} is not in the repository's index", path=self.root / INDEX)
+                raise DepositError(
+                    f"record {rid} is not in the repository's index", path=self.root / INDEX
+                )
             version = max((v["version"] for v in rec["versions"]), default=0) + 1
             rec["versions"].append({"version": version, "status": "draft", "created": _now()})
         state = {"id": rid, "version": version}
@@ -114,7 +126,9 @@ class DirectoryRepository:
             return out
         for root, _, names in os.walk(base):
             for n in names:
-                if n.startswith(".") and n.endswith(".partial"):
+                if (n.startswith(".") and n.endswith(".partial")) or (
+                    not self.bag_name and root == str(base) and n == "record.json"
+                ):
                     continue
                 p = Path(root) / n
                 rel = p.relative_to(base).as_posix()
@@ -140,7 +154,9 @@ class DirectoryRepository:
             os.replace(tmp, dest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise DepositError(f"copying {item.name} failed ({exc.strerror}); re-run with --resume", path=dest) from None
+            raise DepositError(
+                f"copying {item.name} failed ({exc.strerror}); re-run with --resume", path=dest
+            ) from None
         finally:
             src.close()
         copied = hash_file(dest)
@@ -154,24 +170,62 @@ class DirectoryRepository:
         draft, final = self._draft_dir(state), self._final_dir(state)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
-            raise DepositError("this version already exists in the repository; nothing was overwritten", path=final)
+            raise DepositError(
+                "this version already exists in the repository; nothing was overwritten", path=final
+            )
         os.replace(draft, final)
         with self._index() as idx:
             for v in idx["records"][state["id"]]["versions"]:
                 if v["version"] == state["version"]:
-                    v.update({"status": "published", "published": _now(), "path": final.relative_to(self.root).as_posix()})
-        return Landing(state["id"], "published", url=final.as_uri(), handle=f"{state['id']}/v{state['version']}")
+                    v.update(
+                        {
+                            "status": "published",
+                            "published": _now(),
+                            "path": final.relative_to(self.root).as_posix(),
+                        }
+                    )
+        return Landing(
+            state["id"],
+            "published",
+            url=final.as_uri(),
+            handle=f"{state['id']}/v{state['version']}",
+        )
 
     def landing(self, state: dict[str, Any]) -> Landing:
-        return Landing(state["id"], "draft", url=self._draft_dir(state).as_uri(), handle=f"{state['id']}/v{state['version']}")
+        return Landing(
+            state["id"],
+            "draft",
+            url=self._draft_dir(state).as_uri(),
+            handle=f"{state['id']}/v{state['version']}",
+        )
 
-    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
-        calls = [PlannedCall("WRITE", str(self.root / INDEX), note="reserve a record id" if not new_version_of else f"new version of {new_version_of}")]
-        calls.append(PlannedCall("WRITE", str(self.root / ".drafts/{id}-v{N}/record.json"), metadata))
+    def plan(
+        self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None
+    ) -> list[PlannedCall]:
+        calls = [
+            PlannedCall(
+                "WRITE",
+                str(self.root / INDEX),
+                note="reserve a record id"
+                if not new_version_of
+                else f"new version of {new_version_of}",
+            )
+        ]
+        calls.append(
+            PlannedCall("WRITE", str(self.root / ".drafts/{id}-v{N}/record.json"), metadata)
+        )
         for it in items:
-            calls.append(PlannedCall("COPY", str(self.root / ".drafts/{id}-v{N}" / self.bag_name / it.name), f"<{it.size} bytes from {it.path}>"))
+            calls.append(
+                PlannedCall(
+                    "COPY",
+                    str(self.root / ".drafts/{id}-v{N}" / self.bag_name / it.name),
+                    f"<{it.size} bytes from {it.path}>",
+                )
+            )
         if publish:
-            calls.append(PlannedCall("RENAME", str(self.root / "{id}/v{N}"), note="publish atomically"))
+            calls.append(
+                PlannedCall("RENAME", str(self.root / "{id}/v{N}"), note="publish atomically")
+            )
         return calls
 
     def close(self) -> None:

@@ -53,7 +53,12 @@ class DSpaceRepository:
         self.sections = sections
         self._logging_in = False
         self.http = make_session(
-            self.api, headers={"Accept": "application/json"}, token=token, token_env=token_env, repository="DSpace", retry=retry
+            self.api,
+            headers={"Accept": "application/json"},
+            token=token,
+            token_env=token_env,
+            repository="DSpace",
+            retry=retry,
         )
         if token_env:
             self.http.credential = f"${user_env} / ${token_env}"
@@ -88,13 +93,19 @@ class DSpaceRepository:
         try:
             self.http.request("GET", "/authn/status", what="starting a session")
             r = self.http.request(
-                "POST", "/authn/login", form={"user": self.user, "password": self.password}, expect_json=False, what="logging in"
+                "POST",
+                "/authn/login",
+                form={"user": self.user, "password": self.password},
+                expect_json=False,
+                what="logging in",
             )
         finally:
             self._logging_in = False
         bearer = r.header("Authorization")
         if not bearer:
-            raise DepositError("logging in: DSpace answered without an Authorization header; is --url the REST API root (…/server)?")
+            raise DepositError(
+                "logging in: DSpace answered without an Authorization header; is --url the REST API root (…/server)?"
+            )
         self.http.secrets.append(bearer.removeprefix("Bearer ").strip())
         self.http.session.headers["Authorization"] = bearer
 
@@ -102,8 +113,16 @@ class DSpaceRepository:
     def check_access(self) -> None:
         self.login()
         if not self.collection:
-            raise DepositError("DSpace needs the collection to deposit into: pass --target COLLECTION-UUID", field="target")
-        r = self.http.request("GET", f"/core/collections/{quote(self.collection)}", allow=(404,), what="looking up the collection")
+            raise DepositError(
+                "DSpace needs the collection to deposit into: pass --target COLLECTION-UUID",
+                field="target",
+            )
+        r = self.http.request(
+            "GET",
+            f"/core/collections/{quote(self.collection)}",
+            allow=(404,),
+            what="looking up the collection",
+        )
         if r.status == 404:
             msg = f"the DSpace collection {self.collection!r} does not exist at {self.api}; check --target (the collection's UUID)"
             raise DepositError(msg, field="target")
@@ -113,7 +132,11 @@ class DSpaceRepository:
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
         r = self.http.request(
-            "POST", "/submission/workspaceitems", params={"owningCollection": self.collection}, json_body={}, what="creating the workspace item"
+            "POST",
+            "/submission/workspaceitems",
+            params={"owningCollection": self.collection},
+            json_body={},
+            what="creating the workspace item",
         )
         item = need(r.data, "_embedded", "item", what="creating the workspace item")
         return {"id": r.data["id"], "item": item["uuid"]}
@@ -129,15 +152,29 @@ class DSpaceRepository:
             what="creating a new version",
         )
         vid = need(r.data, "id", what="creating a new version")
-        r = self.http.request("GET", f"/versioning/versions/{vid}/item", what="finding the new version's item")
+        r = self.http.request(
+            "GET", f"/versioning/versions/{vid}/item", what="finding the new version's item"
+        )
         new_item = need(r.data, "uuid", what="finding the new version's item")
         r = self.http.request(
-            "GET", "/submission/workspaceitems/search/item", params={"uuid": new_item}, what="finding the new version's workspace item"
+            "GET",
+            "/submission/workspaceitems/search/item",
+            params={"uuid": new_item},
+            what="finding the new version's workspace item",
         )
-        return {"id": need(r.data, "id", what="finding the new version's workspace item"), "item": new_item}
+        return {
+            "id": need(r.data, "id", what="finding the new version's workspace item"),
+            "item": new_item,
+        }
 
     def set_metadata(self, state: dict[str, Any], metadata: Any) -> None:
-        self.http.request("PATCH", self._wsi(state), json_body=metadata, headers=PATCH_JSON, what="setting the metadata")
+        self.http.request(
+            "PATCH",
+            self._wsi(state),
+            json_body=metadata,
+            headers=PATCH_JSON,
+            what="setting the metadata",
+        )
 
     def _files(self, data: Any) -> list[dict[str, Any]]:
         return (((data or {}).get("sections") or {}).get("upload") or {}).get("files") or []
@@ -147,7 +184,9 @@ class DSpaceRepository:
         title = ((f.get("metadata") or {}).get("dc.title") or [{}])[0].get("value")
         ck = f.get("checkSum") or {}
         algo = str(ck.get("checkSumAlgorithm") or "MD5").lower().replace("-", "")
-        return RemoteFile(str(title), f.get("sizeBytes"), ck.get("value"), algo, f.get("uuid"), f.get("url"))
+        return RemoteFile(
+            str(title), f.get("sizeBytes"), ck.get("value"), algo, f.get("uuid"), f.get("url")
+        )
 
     def remote_files(self, state: dict[str, Any]) -> dict[str, RemoteFile]:
         r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
@@ -158,7 +197,13 @@ class DSpaceRepository:
         for i, f in enumerate(self._files(r.data)):
             if self._remote(f).name == remote.name:
                 ops = [{"op": "remove", "path": f"/sections/upload/files/{i}"}]
-                self.http.request("PATCH", self._wsi(state), json_body=ops, headers=PATCH_JSON, what=f"removing {remote.name}")
+                self.http.request(
+                    "PATCH",
+                    self._wsi(state),
+                    json_body=ops,
+                    headers=PATCH_JSON,
+                    what=f"removing {remote.name}",
+                )
                 return
 
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
@@ -174,14 +219,22 @@ class DSpaceRepository:
         found = [self._remote(f) for f in self._files(r.data)]
         found = [f for f in found if f.name == item.basename]
         if not found:
-            raise DepositError(f"{what}: DSpace accepted the upload but the workspace item does not list the file")
+            raise DepositError(
+                f"{what}: DSpace accepted the upload but the workspace item does not list the file"
+            )
         remote = found[-1]
         remote.name = item.name
         return Uploaded(remote, holder[0].hashes.result())
 
     def finalize(self, state: dict[str, Any]) -> None:
         ops = [{"op": "add", "path": "/sections/license/granted", "value": "true"}]
-        r = self.http.request("PATCH", self._wsi(state), json_body=ops, headers=PATCH_JSON, what="granting the deposit licence")
+        r = self.http.request(
+            "PATCH",
+            self._wsi(state),
+            json_body=ops,
+            headers=PATCH_JSON,
+            what="granting the deposit licence",
+        )
         errors = (r.data or {}).get("errors") or []
         if errors:
             from curated.deposit.http import describe_error
@@ -192,36 +245,86 @@ class DSpaceRepository:
 
     def publish(self, state: dict[str, Any]) -> Landing:
         r = self.http.request(
-            "POST", "/workflow/workflowitems", raw=f"{self.api}{self._wsi(state)}", headers=URI_LIST, what="submitting to the workflow"
+            "POST",
+            "/workflow/workflowitems",
+            raw=f"{self.api}{self._wsi(state)}",
+            headers=URI_LIST,
+            what="submitting to the workflow",
         )
         handle = None
-        ir = self.http.request("GET", f"/core/items/{state['item']}", allow=(404,), what="reading the item")
+        ir = self.http.request(
+            "GET", f"/core/items/{state['item']}", allow=(404,), what="reading the item"
+        )
         if ir.status == 200 and isinstance(ir.data, dict):
             handle = ir.data.get("handle")
         status = "published" if handle and (ir.data or {}).get("inArchive") else "submitted"
         url = f"https://hdl.handle.net/{handle}" if handle else None
-        return Landing(str(state["item"]), status, url=url, handle=handle, extra={"workflowitem": (r.data or {}).get("id")})
+        return Landing(
+            str(state["item"]),
+            status,
+            url=url,
+            handle=handle,
+            extra={"workflowitem": (r.data or {}).get("id")},
+        )
 
     def landing(self, state: dict[str, Any]) -> Landing:
-        return Landing(str(state["item"]), "draft", url=f"{self.api}{self._wsi(state)}", extra={"workspaceitem": state["id"]})
+        return Landing(
+            str(state["item"]),
+            "draft",
+            url=f"{self.api}{self._wsi(state)}",
+            extra={"workspaceitem": state["id"]},
+        )
 
-    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
+    def plan(
+        self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None
+    ) -> list[PlannedCall]:
         a = self.api
         calls = [
             PlannedCall("GET", f"{a}/authn/status", note="obtain the XSRF token"),
-            PlannedCall("POST", f"{a}/authn/login", {"user": self.user, "password": "***"}, note="obtain the JWT"),
+            PlannedCall(
+                "POST",
+                f"{a}/authn/login",
+                {"user": self.user, "password": "***"},
+                note="obtain the JWT",
+            ),
             PlannedCall("GET", f"{a}/core/collections/{self.collection}"),
         ]
         if new_version_of:
-            calls.append(PlannedCall("POST", f"{a}/versioning/versions", f"{a}/core/items/{new_version_of}"))
+            calls.append(
+                PlannedCall("POST", f"{a}/versioning/versions", f"{a}/core/items/{new_version_of}")
+            )
         else:
-            calls.append(PlannedCall("POST", f"{a}/submission/workspaceitems?owningCollection={self.collection}", {}))
-        calls.append(PlannedCall("PATCH", f"{a}/submission/workspaceitems/{{id}}", metadata, note="JSON Patch"))
+            calls.append(
+                PlannedCall(
+                    "POST", f"{a}/submission/workspaceitems?owningCollection={self.collection}", {}
+                )
+            )
+        calls.append(
+            PlannedCall(
+                "PATCH", f"{a}/submission/workspaceitems/{{id}}", metadata, note="JSON Patch"
+            )
+        )
         for it in items:
-            calls.append(PlannedCall("POST", f"{a}/submission/workspaceitems/{{id}}", f"<multipart file: {it.size} bytes from {it.path}>"))
-        calls.append(PlannedCall("PATCH", f"{a}/submission/workspaceitems/{{id}}", [{"op": "add", "path": "/sections/license/granted", "value": "true"}]))
+            calls.append(
+                PlannedCall(
+                    "POST",
+                    f"{a}/submission/workspaceitems/{{id}}",
+                    f"<multipart file: {it.size} bytes from {it.path}>",
+                )
+            )
+        calls.append(
+            PlannedCall(
+                "PATCH",
+                f"{a}/submission/workspaceitems/{{id}}",
+                [{"op": "add", "path": "/sections/license/granted", "value": "true"}],
+            )
+        )
         if publish:
-            calls.append(PlannedCall("POST", f"{a}/workflow/workflowitems", f"{a}/submission/workspaceitems/{{id}}"))
+            calls.append(
+                PlannedCall(
+                    "POST", f"{a}/workflow/workflowitems", f"{a}/submission/workspaceitems/{{id}}"
+                )
+            )
         return calls
 
     def close(self) -> None:

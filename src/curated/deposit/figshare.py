@@ -50,12 +50,24 @@ class FigshareRepository:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"token {token}"
-        self.http = make_session(self.api, headers=headers, token=token, token_env=token_env, repository="Figshare", retry=retry)
+        self.http = make_session(
+            self.api,
+            headers=headers,
+            token=token,
+            token_env=token_env,
+            repository="Figshare",
+            retry=retry,
+        )
 
     def check_access(self) -> None:
         self.http.request("GET", "/account", what="checking the token")
         if self.project:
-            r = self.http.request("GET", f"/account/projects/{self.project}", allow=(404,), what="looking up the project")
+            r = self.http.request(
+                "GET",
+                f"/account/projects/{self.project}",
+                allow=(404,),
+                what="looking up the project",
+            )
             if r.status == 404:
                 msg = f"the Figshare project {self.project!r} does not exist or is not yours; check --target (the project id)"
                 raise DepositError(msg, field="target")
@@ -80,25 +92,51 @@ class FigshareRepository:
         return dict(previous["state"])
 
     def set_metadata(self, state: dict[str, Any], metadata: Any) -> None:
-        r = self.http.request("PUT", self._article(state), json_body=metadata, expect_json=False, what="setting the metadata")
+        r = self.http.request(
+            "PUT",
+            self._article(state),
+            json_body=metadata,
+            expect_json=False,
+            what="setting the metadata",
+        )
         body_errors(r, "setting the metadata", self.http)
 
     def remote_files(self, state: dict[str, Any]) -> dict[str, RemoteFile]:
-        r = self.http.request("GET", f"{self._article(state)}/files", params={"page_size": 1000}, what="listing the article's files")
+        r = self.http.request(
+            "GET",
+            f"{self._article(state)}/files",
+            params={"page_size": 1000},
+            what="listing the article's files",
+        )
         out = {}
         for f in r.data or []:
             if f.get("status") == "available":
-                out[f["name"]] = RemoteFile(f["name"], f.get("size"), f.get("computed_md5"), "md5", str(f.get("id")), f.get("download_url"))
+                out[f["name"]] = RemoteFile(
+                    f["name"],
+                    f.get("size"),
+                    f.get("computed_md5"),
+                    "md5",
+                    str(f.get("id")),
+                    f.get("download_url"),
+                )
         return out
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
-        self.http.request("DELETE", f"{self._article(state)}/files/{remote.id}", allow=(404,), expect_json=False, what=f"removing {remote.name}")
+        self.http.request(
+            "DELETE",
+            f"{self._article(state)}/files/{remote.id}",
+            allow=(404,),
+            expect_json=False,
+            what=f"removing {remote.name}",
+        )
 
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
         if not entry.get("file_id"):
             body: dict[str, Any] = {"name": item.basename, "size": item.size}
-            r = self.http.request("POST", f"{self._article(state)}/files", json_body=body, what=what)
+            r = self.http.request(
+                "POST", f"{self._article(state)}/files", json_body=body, what=what
+            )
             body_errors(r, what, self.http)
             loc = str((r.data or {}).get("location") or "")
             if not loc:
@@ -122,13 +160,29 @@ class FigshareRepository:
             offset, length = int(p["startOffset"]), int(p["endOffset"]) - int(p["startOffset"]) + 1
             holder: list[FileSlice] = []
 
-            def part(offset: int = offset, length: int = length, holder: list[FileSlice] = holder, running: Hashes | None = running) -> FileSlice:
-                s = FileSlice(item.path, offset, length, on_read=advance, hashes=running.copy() if running else None)
+            def part(
+                offset: int = offset,
+                length: int = length,
+                holder: list[FileSlice] = holder,
+                running: Hashes | None = running,
+            ) -> FileSlice:
+                s = FileSlice(
+                    item.path,
+                    offset,
+                    length,
+                    on_read=advance,
+                    hashes=running.copy() if running else None,
+                )
                 holder[:] = [s]
                 return s
 
             self.http.request(
-                "PUT", f"{upload_url}/{p['partNo']}", body=part, retry_on=_locked, expect_json=False, what=f"{what} (part {p['partNo']})"
+                "PUT",
+                f"{upload_url}/{p['partNo']}",
+                body=part,
+                retry_on=_locked,
+                expect_json=False,
+                what=f"{what} (part {p['partNo']})",
             )
             running = holder[0].hashes if running is not None else None
             entry["parts_done"] = sorted({*entry.get("parts_done", []), int(p["partNo"])})
@@ -141,8 +195,17 @@ class FigshareRepository:
                 break
             self.http.retry.sleep(self.http.retry.backoff)
         if info.get("status") != "available":
-            raise DepositError(f"{what}: Figshare has not confirmed the file (status {info.get('status')!r}); re-run with --resume")
-        remote = RemoteFile(item.name, info.get("size"), info.get("computed_md5"), "md5", str(info.get("id")), info.get("download_url"))
+            raise DepositError(
+                f"{what}: Figshare has not confirmed the file (status {info.get('status')!r}); re-run with --resume"
+            )
+        remote = RemoteFile(
+            item.name,
+            info.get("size"),
+            info.get("computed_md5"),
+            "md5",
+            str(info.get("id")),
+            info.get("download_url"),
+        )
         return Uploaded(remote, running.result() if running is not None else None)
 
     def finalize(self, state: dict[str, Any]) -> None:
@@ -151,7 +214,12 @@ class FigshareRepository:
     def publish(self, state: dict[str, Any]) -> Landing:
         r = self.http.request("POST", f"{self._article(state)}/publish", what="publishing")
         body_errors(r, "publishing", self.http)
-        info = self.http.request("GET", self._article(state), what="reading the published article").data or {}
+        info = (
+            self.http.request(
+                "GET", self._article(state), what="reading the published article"
+            ).data
+            or {}
+        )
         return Landing(
             str(state["id"]),
             "published",
@@ -163,18 +231,43 @@ class FigshareRepository:
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(str(state["id"]), "draft", url=f"{self.api}{self._article(state)}")
 
-    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
+    def plan(
+        self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None
+    ) -> list[PlannedCall]:
         a = self.api
-        calls = [PlannedCall("GET", f"{a}/account", note="check the token"), PlannedCall("GET", f"{a}/account/licenses")]
+        calls = [
+            PlannedCall("GET", f"{a}/account", note="check the token"),
+            PlannedCall("GET", f"{a}/account/licenses"),
+        ]
         if new_version_of:
             calls.append(PlannedCall("PUT", f"{a}/account/articles/{new_version_of}", metadata))
         else:
-            calls.append(PlannedCall("POST", f"{a}/account/articles", metadata, note="create the article"))
+            calls.append(
+                PlannedCall("POST", f"{a}/account/articles", metadata, note="create the article")
+            )
         for it in items:
-            calls.append(PlannedCall("POST", f"{a}/account/articles/{{id}}/files", {"name": it.basename, "size": it.size}))
+            calls.append(
+                PlannedCall(
+                    "POST",
+                    f"{a}/account/articles/{{id}}/files",
+                    {"name": it.basename, "size": it.size},
+                )
+            )
             calls.append(PlannedCall("GET", "{upload_url}", note="part list"))
-            calls.append(PlannedCall("PUT", "{upload_url}/{partNo}", f"<each pending part of {it.size} bytes from {it.path}>"))
-            calls.append(PlannedCall("POST", f"{a}/account/articles/{{id}}/files/{{file_id}}", note="complete; compare md5"))
+            calls.append(
+                PlannedCall(
+                    "PUT",
+                    "{upload_url}/{partNo}",
+                    f"<each pending part of {it.size} bytes from {it.path}>",
+                )
+            )
+            calls.append(
+                PlannedCall(
+                    "POST",
+                    f"{a}/account/articles/{{id}}/files/{{file_id}}",
+                    note="complete; compare md5",
+                )
+            )
         if publish:
             calls.append(PlannedCall("POST", f"{a}/account/articles/{{id}}/publish"))
         return calls

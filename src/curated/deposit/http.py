@@ -32,7 +32,9 @@ from curated.errors import DepositError
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 CHUNK = 1024 * 1024
-USER_AGENT = f"curated/{__version__} (+https://github.com/curated; python-requests/{requests.__version__})"
+USER_AGENT = (
+    f"curated/{__version__} (+https://github.com/curated; python-requests/{requests.__version__})"
+)
 
 
 @dataclass
@@ -192,20 +194,22 @@ class MultipartBody:
     ``fields`` are small text parts sent before the file part.
     """
 
-    def __init__(self, fields: dict[str, str], file_field: str, filename: str, source: FileSlice) -> None:
+    def __init__(
+        self, fields: dict[str, str], file_field: str, filename: str, source: FileSlice
+    ) -> None:
         self.boundary = uuid.uuid4().hex
         self.source = source
         head = b""
         for name, value in fields.items():
             head += (
-                f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n".encode()
+                f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
                 + value.encode("utf-8")
                 + b"\r\n"
             )
         safe_name = filename.replace('"', "%22")
         head += (
-            f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; "
-            f"filename=\"{safe_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
+            f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
         ).encode()
         self._head = head
         self._tail = f"\r\n--{self.boundary}--\r\n".encode()
@@ -352,8 +356,9 @@ class HttpSession:
                     allow_redirects=True,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if hasattr(data, "close"):
-                    getattr(data, "source", data).close()
+                for fh in (data, getattr(data, "source", None)):
+                    if isinstance(fh, FileSlice):
+                        fh.close()
                 reason = type(exc).__name__
                 if attempt >= self.retry.attempts:
                     msg = (
@@ -370,7 +375,9 @@ class HttpSession:
                 continue
             if self.on_response is not None:
                 self.on_response(resp)
-            reply = self._reply(resp, expect_json=expect_json and resp.status_code not in (204, 205))
+            reply = self._reply(
+                resp, expect_json=expect_json and resp.status_code not in (204, 205)
+            )
             status = resp.status_code
             if status in allow:
                 return reply
@@ -382,7 +389,9 @@ class HttpSession:
                         f"{self._server_says(reply)}; try again later with --resume"
                     )
                     raise DepositError(msg, details={"url": url, "status": status})
-                delay = self.retry.delay(attempt, parse_retry_after(resp.headers.get("Retry-After")))
+                delay = self.retry.delay(
+                    attempt, parse_retry_after(resp.headers.get("Retry-After"))
+                )
                 if waited + delay > self.retry.max_wait:
                     msg = (
                         f"{what}: {self.repository} asks to wait longer than {self.retry.max_wait:.0f} s "
@@ -393,7 +402,11 @@ class HttpSession:
                 self.retry.sleep(delay)
                 continue
             if status in (401, 403):
-                if not auth_retried and self.on_auth_failure is not None and self.on_auth_failure(reply):
+                if (
+                    not auth_retried
+                    and self.on_auth_failure is not None
+                    and self.on_auth_failure(reply)
+                ):
                     auth_retried = True
                     attempt -= 1
                     continue
@@ -404,8 +417,15 @@ class HttpSession:
                 raise DepositError(msg, details={"url": url, "status": status})
             if status >= 400:
                 msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
-                raise DepositError(msg, details={"url": url, "status": status, "server": self._errors(reply)})
-            if expect_json and status not in (204, 205) and reply.data is None and reply.text.strip():
+                raise DepositError(
+                    msg, details={"url": url, "status": status, "server": self._errors(reply)}
+                )
+            if (
+                expect_json
+                and status not in (204, 205)
+                and reply.data is None
+                and reply.text.strip()
+            ):
                 raise self._not_json(reply, what)
             return reply
 
@@ -419,7 +439,9 @@ class HttpSession:
                 data = json.loads(text)
             except ValueError:
                 data = None
-        return Reply(status=resp.status_code, headers=resp.headers, data=data, text=text, url=resp.url)
+        return Reply(
+            status=resp.status_code, headers=resp.headers, data=data, text=text, url=resp.url
+        )
 
     def _not_json(self, reply: Reply, what: str) -> DepositError:
         head = reply.text.lstrip()[:200].lower()

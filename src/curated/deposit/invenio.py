@@ -55,7 +55,14 @@ class InvenioRepository:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.http = make_session(self.api, headers=headers, token=token, token_env=token_env, repository=name, retry=retry)
+        self.http = make_session(
+            self.api,
+            headers=headers,
+            token=token,
+            token_env=token_env,
+            repository=name,
+            retry=retry,
+        )
 
     # ------------------------------------------------------------ helpers
     def _draft(self, state: dict[str, Any]) -> str:
@@ -68,7 +75,12 @@ class InvenioRepository:
     def check_access(self) -> None:
         self.http.request("GET", "/user/records", params={"size": 1}, what="checking the token")
         if self.collection:
-            r = self.http.request("GET", f"/communities/{quote(self.collection)}", allow=(404,), what="looking up the community")
+            r = self.http.request(
+                "GET",
+                f"/communities/{quote(self.collection)}",
+                allow=(404,),
+                what="looking up the community",
+            )
             if r.status == 404:
                 msg = f"the community {self.collection!r} does not exist at {self.api}; check --target (the community's URL slug)"
                 raise DepositError(msg, field="target")
@@ -78,33 +90,59 @@ class InvenioRepository:
         r = self.http.request("POST", "/records", json_body=metadata, what="creating the draft")
         body_errors(r, "creating the draft", self.http)
         rid = str(need(r.data, "id", what="creating the draft"))
-        return {"id": rid, "html": (r.data.get("links") or {}).get("self_html"), "community": self.community_id}
+        return {
+            "id": rid,
+            "html": (r.data.get("links") or {}).get("self_html"),
+            "community": self.community_id,
+        }
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
-        r = self.http.request("POST", f"/records/{previous['record_id']}/versions", what="creating a new version")
+        r = self.http.request(
+            "POST", f"/records/{previous['record_id']}/versions", what="creating a new version"
+        )
         rid = str(need(r.data, "id", what="creating a new version"))
-        state = {"id": rid, "html": (r.data.get("links") or {}).get("self_html"), "community": self.community_id}
+        state = {
+            "id": rid,
+            "html": (r.data.get("links") or {}).get("self_html"),
+            "community": self.community_id,
+        }
         self.http.request(
-            "POST", f"{self._draft(state)}/actions/files-import", allow=(404,), expect_json=False, what="importing the previous version's files"
+            "POST",
+            f"{self._draft(state)}/actions/files-import",
+            allow=(404,),
+            expect_json=False,
+            what="importing the previous version's files",
         )
         return state
 
     def set_metadata(self, state: dict[str, Any], metadata: Any) -> None:
-        r = self.http.request("PUT", self._draft(state), json_body=metadata, what="setting the metadata")
+        r = self.http.request(
+            "PUT", self._draft(state), json_body=metadata, what="setting the metadata"
+        )
         body_errors(r, "setting the metadata", self.http)
 
     def remote_files(self, state: dict[str, Any]) -> dict[str, RemoteFile]:
-        r = self.http.request("GET", f"{self._draft(state)}/files", what="listing the draft's files")
+        r = self.http.request(
+            "GET", f"{self._draft(state)}/files", what="listing the draft's files"
+        )
         out = {}
         for e in (r.data or {}).get("entries") or []:
             if e.get("status", "completed") != "completed":
                 continue
             algo, _, value = str(e.get("checksum") or "").partition(":")
-            out[e["key"]] = RemoteFile(e["key"], e.get("size"), value or None, algo or "md5", e.get("file_id"))
+            out[e["key"]] = RemoteFile(
+                e["key"], e.get("size"), value or None, algo or "md5", e.get("file_id")
+            )
         return out
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
-        self.http.request("DELETE", self._file(state, remote.name), allow=(404,), expect_json=False, what=f"removing {remote.name}")
+        self.http.request(
+            "DELETE",
+            self._file(state, remote.name),
+            allow=(404,),
+            expect_json=False,
+            what=f"removing {remote.name}",
+        )
 
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
@@ -113,23 +151,55 @@ class InvenioRepository:
             transfer = "L"
             if self.multipart_ok and item.size > self.multipart_threshold:
                 parts = max(1, math.ceil(item.size / self.part_size))
-                spec.update({"size": item.size, "transfer": {"type": "M", "parts": parts, "part_size": self.part_size}})
+                spec.update(
+                    {
+                        "size": item.size,
+                        "transfer": {"type": "M", "parts": parts, "part_size": self.part_size},
+                    }
+                )
                 transfer = "M"
-            r = self.http.request("POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what)
+            r = self.http.request(
+                "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
+            )
             if r.status == 400 and transfer == "M":
-                self.multipart_ok = False  # feature-detected: this instance has no multipart transfer
+                self.multipart_ok = (
+                    False  # feature-detected: this instance has no multipart transfer
+                )
                 transfer = "L"
-                r = self.http.request("POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], allow=(400,), what=what)
+                r = self.http.request(
+                    "POST",
+                    f"{self._draft(state)}/files",
+                    json_body=[{"key": item.name}],
+                    allow=(400,),
+                    what=what,
+                )
             if r.status == 400:
-                self.http.request("DELETE", self._file(state, item.name), allow=(404,), expect_json=False, what=what)
-                r = self.http.request("POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what)
+                self.http.request(
+                    "DELETE",
+                    self._file(state, item.name),
+                    allow=(404,),
+                    expect_json=False,
+                    what=what,
+                )
+                r = self.http.request(
+                    "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
+                )
             body_errors(r, what, self.http)
-            entry.update({"initiated": True, "transfer": transfer, "parts_done": [], "part_size": self.part_size})
+            entry.update(
+                {
+                    "initiated": True,
+                    "transfer": transfer,
+                    "parts_done": [],
+                    "part_size": self.part_size,
+                }
+            )
             if transfer == "M":
                 found = [e for e in (r.data or {}).get("entries", []) if e.get("key") == item.name]
                 links = (found[0].get("links") or {}).get("parts") if found else None
                 if not links:
-                    raise DepositError(f"{what}: the repository accepted a multipart upload but gave no part URLs")
+                    raise DepositError(
+                        f"{what}: the repository accepted a multipart upload but gave no part URLs"
+                    )
                 entry["parts"] = [{"part": int(p["part"]), "url": p["url"]} for p in links]
             save()
         local = None
@@ -148,13 +218,24 @@ class InvenioRepository:
                 holder: list[FileSlice] = []
 
                 def part(
-                    offset: int = offset, length: int = length, holder: list[FileSlice] = holder, running: Hashes | None = running
+                    offset: int = offset,
+                    length: int = length,
+                    holder: list[FileSlice] = holder,
+                    running: Hashes | None = running,
                 ) -> FileSlice:
-                    s = FileSlice(item.path, offset, length, on_read=advance, hashes=running.copy() if running else None)
+                    s = FileSlice(
+                        item.path,
+                        offset,
+                        length,
+                        on_read=advance,
+                        hashes=running.copy() if running else None,
+                    )
                     holder[:] = [s]
                     return s
 
-                self.http.request("PUT", p["url"], body=part, expect_json=False, what=f"{what} (part {n})")
+                self.http.request(
+                    "PUT", p["url"], body=part, expect_json=False, what=f"{what} (part {n})"
+                )
                 running = holder[0].hashes if running is not None else None
                 entry["parts_done"].append(n)
                 save()
@@ -167,25 +248,47 @@ class InvenioRepository:
                 holder[:] = [s]
                 return s
 
-            self.http.request("PUT", f"{self._file(state, item.name)}/content", body=body, expect_json=False, what=what)
+            self.http.request(
+                "PUT",
+                f"{self._file(state, item.name)}/content",
+                body=body,
+                expect_json=False,
+                what=what,
+            )
             h = holder[0].hashes
             local = {**h.hexdigests(), "size": h.size}
-        r = self.http.request("POST", f"{self._file(state, item.name)}/commit", what=f"{what} (commit)")
+        r = self.http.request(
+            "POST", f"{self._file(state, item.name)}/commit", what=f"{what} (commit)"
+        )
         body_errors(r, f"{what} (commit)", self.http)
         algo, _, value = str((r.data or {}).get("checksum") or "").partition(":")
-        remote = RemoteFile(item.name, (r.data or {}).get("size"), value or None, algo or "md5", (r.data or {}).get("file_id"))
+        remote = RemoteFile(
+            item.name,
+            (r.data or {}).get("size"),
+            value or None,
+            algo or "md5",
+            (r.data or {}).get("file_id"),
+        )
         return Uploaded(remote, local)
 
     def finalize(self, state: dict[str, Any]) -> None:
         if state.get("community"):
             body = {"receiver": {"community": state["community"]}, "type": "community-submission"}
-            r = self.http.request("PUT", f"{self._draft(state)}/review", json_body=body, what="requesting the community's review")
+            r = self.http.request(
+                "PUT",
+                f"{self._draft(state)}/review",
+                json_body=body,
+                what="requesting the community's review",
+            )
             body_errors(r, "requesting the community's review", self.http)
 
     def publish(self, state: dict[str, Any]) -> Landing:
         if state.get("community"):
             r = self.http.request(
-                "POST", f"{self._draft(state)}/actions/submit-review", json_body={}, what="submitting to the community"
+                "POST",
+                f"{self._draft(state)}/actions/submit-review",
+                json_body={},
+                what="submitting to the community",
             )
             body_errors(r, "submitting to the community", self.http)
             return Landing(state["id"], "submitted", url=state.get("html"))
@@ -199,23 +302,47 @@ class InvenioRepository:
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(state["id"], "draft", url=state.get("html"))
 
-    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
+    def plan(
+        self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None
+    ) -> list[PlannedCall]:
         a = self.api
         calls = [PlannedCall("GET", f"{a}/user/records?size=1", note="check the token")]
         if self.collection:
-            calls.append(PlannedCall("GET", f"{a}/communities/{self.collection}", note="look up the community"))
+            calls.append(
+                PlannedCall(
+                    "GET", f"{a}/communities/{self.collection}", note="look up the community"
+                )
+            )
         if new_version_of:
-            calls.append(PlannedCall("POST", f"{a}/records/{new_version_of}/versions", note="new version"))
+            calls.append(
+                PlannedCall("POST", f"{a}/records/{new_version_of}/versions", note="new version")
+            )
             calls.append(PlannedCall("POST", f"{a}/records/{{id}}/draft/actions/files-import"))
         else:
             calls.append(PlannedCall("POST", f"{a}/records", metadata, note="create the draft"))
-        calls.append(PlannedCall("PUT", f"{a}/records/{{id}}/draft", metadata, note="set the metadata"))
+        calls.append(
+            PlannedCall("PUT", f"{a}/records/{{id}}/draft", metadata, note="set the metadata")
+        )
         for it in items:
             calls.append(PlannedCall("POST", f"{a}/records/{{id}}/draft/files", [{"key": it.name}]))
-            calls.append(PlannedCall("PUT", f"{a}/records/{{id}}/draft/files/{it.name}/content", f"<{it.size} bytes from {it.path}>"))
-            calls.append(PlannedCall("POST", f"{a}/records/{{id}}/draft/files/{it.name}/commit", note="compare md5"))
+            calls.append(
+                PlannedCall(
+                    "PUT",
+                    f"{a}/records/{{id}}/draft/files/{it.name}/content",
+                    f"<{it.size} bytes from {it.path}>",
+                )
+            )
+            calls.append(
+                PlannedCall(
+                    "POST", f"{a}/records/{{id}}/draft/files/{it.name}/commit", note="compare md5"
+                )
+            )
         if self.collection:
-            calls.append(PlannedCall("PUT", f"{a}/records/{{id}}/draft/review", note="community review request"))
+            calls.append(
+                PlannedCall(
+                    "PUT", f"{a}/records/{{id}}/draft/review", note="community review request"
+                )
+            )
         if publish:
             action = "submit-review" if self.collection else "publish"
             calls.append(PlannedCall("POST", f"{a}/records/{{id}}/draft/actions/{action}"))

@@ -57,7 +57,9 @@ class Journal:
     def entry(self, key: str) -> dict[str, Any] | None:
         return self.data["deposits"].get(key)
 
-    def start(self, key: str, *, kind: str, url: str, collection: str | None, bag_id: str) -> dict[str, Any]:
+    def start(
+        self, key: str, *, kind: str, url: str, collection: str | None, bag_id: str
+    ) -> dict[str, Any]:
         """A fresh section for ``key``, keeping the history of earlier deposits."""
         old = self.data["deposits"].get(key) or {}
         entry = {

@@ -68,7 +68,9 @@ def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
                 files.append(UploadItem(p.relative_to(path).as_posix(), p, p.stat().st_size))
         record_file = path / RECORD_TAG
         if not record_file.is_file():
-            msg = f"the bag has no {RECORD_TAG} (the metadata record); rebuild it with `curated bag`"
+            msg = (
+                f"the bag has no {RECORD_TAG} (the metadata record); rebuild it with `curated bag`"
+            )
             raise DepositError(msg, path=path)
         record = _load_record(record_file.read_bytes(), path)
         return BagView(path, False, files, record, _dir_identity(path), _zarr_stores(path))
@@ -81,7 +83,9 @@ def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
         raise DepositError(msg, path=path)
     st = path.stat()
     ident = hashlib.sha256(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-    return BagView(path, True, [UploadItem(path.name, path, st.st_size)], _load_record(raw, path), ident)
+    return BagView(
+        path, True, [UploadItem(path.name, path, st.st_size)], _load_record(raw, path), ident
+    )
 
 
 def _load_record(raw: bytes, bag: Path) -> dict[str, Any]:
@@ -97,7 +101,9 @@ def _load_record(raw: bytes, bag: Path) -> dict[str, Any]:
 def _dir_identity(path: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(path.iterdir()):
-        if p.is_file() and (p.name.startswith(("manifest-", "tagmanifest-")) or p.name == "bag-info.txt"):
+        if p.is_file() and (
+            p.name.startswith(("manifest-", "tagmanifest-")) or p.name == "bag-info.txt"
+        ):
             h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -233,7 +239,9 @@ def _raise_if_invalid(outcome: Any, path: Path) -> None:
     if ok is None:
         ok = getattr(outcome, "valid", None)
     if ok is False:
-        message = getattr(outcome, "message", "") or "; ".join(str(p) for p in getattr(outcome, "problems", [])[:5])
+        message = getattr(outcome, "message", "") or "; ".join(
+            str(p) for p in getattr(outcome, "problems", [])[:5]
+        )
         raise PackageError(f"the bag does not validate: {message}", path=path)
 
 
@@ -262,7 +270,10 @@ def serialize_zip(view: BagView, dest: Path | None = None) -> Path:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for item in view.files:
                 arc = f"{view.path.name}/{item.name}"
-                with open(item.path, "rb") as src, zf.open(arc, "w", force_zip64=item.size > 2**31) as out:
+                with (
+                    open(item.path, "rb") as src,
+                    zf.open(arc, "w", force_zip64=item.size > 2**31) as out,
+                ):
                     while block := src.read(1 << 20):
                         out.write(block)
             zf.comment = tag
@@ -278,7 +289,9 @@ def serialize_zip(view: BagView, dest: Path | None = None) -> Path:
 def estimated_zip_size(view: BagView) -> int:
     """The size :func:`serialize_zip` will write (stored entries + headers), for preflight."""
     per_file = 30 + 46 + 2 * 40 + 2 * 28  # local + central headers, names, zip64 extras
-    return view.size + sum(len(view.path.name) + len(i.name) + 1 + per_file for i in view.files) + 100
+    return (
+        view.size + sum(len(view.path.name) + len(i.name) + 1 + per_file for i in view.files) + 100
+    )
 
 
 def upload_items(view: BagView, *, keeps_folders: bool, make_zip: bool = True) -> list[UploadItem]:

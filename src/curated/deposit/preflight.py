@@ -167,11 +167,19 @@ def check(
             )
         )
     if limits.max_files is not None and len(items) > limits.max_files:
-        advice = "archive Zarr stores (`curated bag --zarr archive`)" if zarr_stores else "serialize the bag (zip)"
+        advice = (
+            "archive Zarr stores (`curated bag --zarr archive`)"
+            if zarr_stores
+            else "serialize the bag (zip)"
+        )
         problems.append(
             Problem(
                 f"{len(items)} files, but {limits.name} takes at most {limits.max_files} per record"
-                + (f" ({len(zarr_stores)} unarchived Zarr store(s): {', '.join(zarr_stores[:3])})" if zarr_stores else ""),
+                + (
+                    f" ({len(zarr_stores)} unarchived Zarr store(s): {', '.join(zarr_stores[:3])})"
+                    if zarr_stores
+                    else ""
+                ),
                 f"{advice}, or split the bag into several deposits",
             )
         )
@@ -183,7 +191,11 @@ def check(
                 blocking=False,
             )
         )
-    if limits.max_file_bytes is not None and biggest is not None and biggest.size > limits.max_file_bytes:
+    if (
+        limits.max_file_bytes is not None
+        and biggest is not None
+        and biggest.size > limits.max_file_bytes
+    ):
         over = [i for i in items if i.size > limits.max_file_bytes]
         problems.append(
             Problem(
@@ -193,7 +205,12 @@ def check(
                 "institutional storage) and deposit that",
             )
         )
-    if single_request and limits.max_request_bytes is not None and biggest is not None and biggest.size > limits.max_request_bytes:
+    if (
+        single_request
+        and limits.max_request_bytes is not None
+        and biggest is not None
+        and biggest.size > limits.max_request_bytes
+    ):
         over = [i for i in items if i.size > limits.max_request_bytes]
         problems.append(
             Problem(
@@ -220,7 +237,11 @@ def check(
                     "deposit the bag folder (not a zipped bag) or serialize it as .tar",
                 )
             )
-    if limits.warn_file_bytes is not None and biggest is not None and biggest.size > limits.warn_file_bytes:
+    if (
+        limits.warn_file_bytes is not None
+        and biggest is not None
+        and biggest.size > limits.warn_file_bytes
+    ):
         problems.append(
             Problem(
                 f"{biggest.name} is {_human(biggest.size)}; uploads this large through {limits.name}'s web server often time out",

@@ -111,7 +111,14 @@ class Repository(Protocol):
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
         """Remove a file from the draft (a changed or dropped file in a new version)."""
 
-    def upload(self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Save, advance: Advance) -> Uploaded:
+    def upload(
+        self,
+        state: dict[str, Any],
+        item: UploadItem,
+        entry: dict[str, Any],
+        save: Save,
+        advance: Advance,
+    ) -> Uploaded:
         """Send one file; keep resumable progress in ``entry`` and call ``save()`` after each part."""
 
     def finalize(self, state: dict[str, Any]) -> None:
@@ -123,7 +130,9 @@ class Repository(Protocol):
     def landing(self, state: dict[str, Any]) -> Landing:
         """Where the (unpublished) draft is."""
 
-    def plan(self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None) -> list[PlannedCall]:
+    def plan(
+        self, metadata: Any, items: list[UploadItem], *, publish: bool, new_version_of: str | None
+    ) -> list[PlannedCall]:
         """The requests a deposit would make, for ``--dry-run``."""
 
     def close(self) -> None:

@@ -14,11 +14,14 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curated.errors import MetadataError
 from curated.metadata.paths import MISSING, format_path, get_at, parse_path, set_at
 from curated.results import Result
+
+if TYPE_CHECKING:
+    from curated.workspace import Workspace
 
 TARGET_UNIT = "nanometer"
 """The UDUNITS-2 unit every imported voxel size is expressed in."""
@@ -670,7 +673,11 @@ def _merge_value(
 
 
 def import_ome(
-    workspace: Any, image: str | Path, *, force: bool = False, require_metadata: bool = True
+    workspace: Workspace | str | Path,
+    image: str | Path,
+    *,
+    force: bool = False,
+    require_metadata: bool = True,
 ) -> Result:
     """Merge an image's header metadata into the workspace's ``curated.yaml``.
 

@@ -83,14 +83,6 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
-def _store_of(rel: str) -> str | None:
-    parts = rel.split("/")
-    for i, p in enumerate(parts[:-1]):
-        if p.endswith(".zarr"):
-            return "/".join(parts[: i + 1])
-    return None
-
-
 # ------------------------------------------------------------------ bag-info
 def describe_bag(record: dict[str, Any], ws_root: Path) -> dict[str, str]:
     """bag-info labels taken from ``curated.yaml`` (those it can fill)."""
@@ -257,16 +249,40 @@ def _scan(b: _Build) -> tuple[int, int]:
 
 
 def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
-    data = b.partial / "data"
+    data = os.path.join(b.partial, "data")
     empty_fh: IO[str] | None = None
     fetch_fh: IO[str] | None = None
     walker = PayloadWalker(
         b.ws.root, follow_symlinks=b.follow_symlinks, zarr_archives=b.zarr == "archive"
     )
+    mode = LINK if b.link else COPY
+    join = os.path.join
     try:
         for item in walker:
-            if isinstance(item, PayloadDir):
-                os.mkdir(data / item.rel)
+            if type(item) is PayloadFile:
+                if b.fetch_base and item.size >= b.fetch_min_size:
+                    if fetch_fh is None:
+                        fetch_fh = open(
+                            b.partial / "fetch.txt", "x", encoding="utf-8", newline="\n"
+                        )  # noqa: SIM115
+                    url = f"{b.fetch_base.rstrip('/')}/{quote(item.rel, safe='/')}"
+                    fetch_fh.write(f"{url} {item.size} data/{encode_path(item.rel)}\n")
+                    b.fetched += 1
+                    yield HashTask(
+                        item.rel, item.src, None, item.size, item.mtime_ns, READ, item.store
+                    )
+                else:
+                    yield HashTask(
+                        item.rel,
+                        item.src,
+                        join(data, item.rel),
+                        item.size,
+                        item.mtime_ns,
+                        mode,
+                        item.store,
+                    )
+            elif isinstance(item, PayloadDir):
+                os.mkdir(join(data, item.rel))
                 if item.empty:
                     if empty_fh is None:
                         empty_fh = open(
@@ -277,13 +293,14 @@ def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
                         )  # noqa: SIM115
                     empty_fh.write(f"data/{encode_path(item.rel)}\n")
                     b.empty_dirs += 1
-            elif isinstance(item, ZarrStore):
+            else:
+                assert isinstance(item, ZarrStore)
                 zip_rel = item.rel + ".zip"
-                zip_path = data / zip_rel
+                zip_path = join(data, zip_rel)
                 inv = b.partial / "metadata" / "zarr-inventory" / f"{item.rel}.tsv"
                 res = archive_store(
                     item.src,
-                    str(zip_path),
+                    zip_path,
                     str(inv),
                     follow_symlinks=b.follow_symlinks,
                     on_bytes=on_bytes,
@@ -291,24 +308,8 @@ def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
                 b.stores[item.rel] = [res.files, res.bytes]
                 b.archives.append(zip_rel)
                 b.empty_dirs += res.empty_dirs
-                st = zip_path.stat()
-                yield HashTask(zip_rel, str(zip_path), None, st.st_size, st.st_mtime_ns, READ)
-            else:
-                assert isinstance(item, PayloadFile)
-                if b.fetch_base and item.size >= b.fetch_min_size:
-                    if fetch_fh is None:
-                        fetch_fh = open(
-                            b.partial / "fetch.txt", "x", encoding="utf-8", newline="\n"
-                        )  # noqa: SIM115
-                    url = f"{b.fetch_base.rstrip('/')}/{quote(item.rel, safe='/')}"
-                    fetch_fh.write(f"{url} {item.size} data/{encode_path(item.rel)}\n")
-                    b.fetched += 1
-                    yield HashTask(item.rel, item.src, None, item.size, item.mtime_ns, READ)
-                else:
-                    mode = LINK if b.link else COPY
-                    yield HashTask(
-                        item.rel, item.src, str(data / item.rel), item.size, item.mtime_ns, mode
-                    )
+                st = os.stat(zip_path)
+                yield HashTask(zip_rel, zip_path, None, st.st_size, st.st_mtime_ns, READ)
     finally:
         if empty_fh is not None:
             empty_fh.close()
@@ -325,7 +326,7 @@ def _record(b: _Build, r: HashResult) -> None:
     b.bytes += r.size
     if r.linked:
         b.linked += 1
-    store = _store_of(r.rel)
+    store = r.store
     if store is not None:
         stats = b.stores.setdefault(store, [0, 0])
         stats[0] += 1

@@ -170,7 +170,11 @@ def build_crate(
     for ent in actions:
         if ent.get("@id") in ids or ent.get("@id") in graph:
             continue  # ours (measured now) win over the log's view of the same entity
-        if ent.get("@type") == "SoftwareApplication" and "version" not in ent and ent.get("softwareVersion"):
+        if (
+            ent.get("@type") == "SoftwareApplication"
+            and "version" not in ent
+            and ent.get("softwareVersion")
+        ):
             ent = {**ent, "version": ent["softwareVersion"]}  # RO-Crate 1.2 asks for `version`
         merged.append(ent)
     profile = {

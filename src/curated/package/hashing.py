@@ -18,7 +18,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from curated.errors import PackageError
 
@@ -46,9 +46,8 @@ _LINK_REFUSED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class HashTask:
-    """One payload file to place and hash (small, picklable)."""
+class HashTask(NamedTuple):
+    """One payload file to place and hash (a tuple: cheap to pickle to workers)."""
 
     rel: str
     """Path below ``data/`` (posix)."""
@@ -59,15 +58,17 @@ class HashTask:
     size: int
     mtime_ns: int
     mode: str
+    store: str | None = None
+    """The Zarr store the file belongs to (passed through to the result)."""
 
 
-@dataclass(frozen=True, slots=True)
-class HashResult:
+class HashResult(NamedTuple):
     rel: str
     size: int
     digests: tuple[str, ...]
     """Hex digests in the order of the algorithms asked for."""
     linked: bool
+    store: str | None = None
 
 
 class FileChangedError(PackageError):
@@ -105,9 +106,8 @@ def hash_one(
     out = None
     fd = os.open(task.src, os.O_RDONLY)
     try:
-        st = os.fstat(fd)
-        if st.st_size != task.size or st.st_mtime_ns != task.mtime_ns:
-            raise _changed(task, "size or time differs from when the payload was listed")
+        # One fstat after reading, compared with the stat taken when the payload was
+        # listed, catches a change before or during the read.
         if task.mode == LINK:
             try:
                 os.link(task.src, task.dest)  # type: ignore[arg-type]
@@ -138,8 +138,10 @@ def hash_one(
         if out is not None:
             out.close()
     if out is not None:
-        os.utime(task.dest, ns=(st.st_atime_ns, st.st_mtime_ns))  # type: ignore[arg-type]
-    return HashResult(task.rel, task.size, tuple(h.hexdigest() for h in hashers), linked)
+        os.utime(task.dest, ns=(after.st_atime_ns, after.st_mtime_ns))  # type: ignore[arg-type]
+    return HashResult(
+        task.rel, task.size, tuple(h.hexdigest() for h in hashers), linked, task.store
+    )
 
 
 def hash_batch(batch: list[HashTask], algorithms: tuple[str, ...]) -> list[HashResult]:

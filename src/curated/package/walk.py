@@ -122,40 +122,52 @@ class PayloadWalker:
     def _entry(
         self, path: str, rel: str, store: str | None, ancestors: frozenset[str]
     ) -> Iterator[PayloadItem]:
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            if not self.follow_symlinks or not os.path.exists(path):
-                raise _refuse_link(path, rel)
-            st = os.stat(path)
-        if stat.S_ISREG(st.st_mode):
-            yield PayloadFile(rel, path, st.st_size, st.st_mtime_ns, store)
-        elif stat.S_ISDIR(st.st_mode):
-            real = os.path.realpath(path)
-            if real in ancestors:
-                msg = f"symbolic link loop at {rel!r}: it leads back into a folder above it"
+        # An explicit stack instead of recursive generators: each item is yielded
+        # once, not passed up through one generator frame per folder level.
+        stack: list[tuple[str, str, str | None, frozenset[str]]] = [(path, rel, store, ancestors)]
+        lstat, join, is_reg, is_dir, is_lnk = (
+            os.lstat,
+            os.path.join,
+            stat.S_ISREG,
+            stat.S_ISDIR,
+            stat.S_ISLNK,
+        )
+        while stack:
+            path, rel, store, ancestors = stack.pop()
+            st = lstat(path)
+            mode = st.st_mode
+            if is_lnk(mode):
+                if not self.follow_symlinks or not os.path.exists(path):
+                    raise _refuse_link(path, rel)
+                st = os.stat(path)
+                mode = st.st_mode
+            if is_reg(mode):
+                yield PayloadFile(rel, path, st.st_size, st.st_mtime_ns, store)
+                continue
+            if not is_dir(mode):
+                msg = f"{rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
                 raise PackageError(msg, path=path)
+            if self.follow_symlinks:
+                real = os.path.realpath(path)
+                if real in ancestors:
+                    msg = f"symbolic link loop at {rel!r}: it leads back into a folder above it"
+                    raise PackageError(msg, path=path)
+                ancestors = ancestors | {real}
             name = rel.rsplit("/", 1)[-1]
             if store is None and is_zarr_store(name):
                 if self.zarr_archives:
                     yield ZarrStore(rel, path)
-                    return
+                    continue
                 store = rel
-            yield from self._folder(path, rel, store, ancestors | {real})
-        else:
-            msg = f"{rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
-            raise PackageError(msg, path=path)
-
-    def _folder(
-        self, path: str, rel: str, store: str | None, ancestors: frozenset[str]
-    ) -> Iterator[PayloadItem]:
-        with os.scandir(path) as it:
-            names = sorted(e.name for e in it)
-        for name in names:
-            check_name(name, path)
-        check_siblings(names, path)
-        yield PayloadDir(rel, empty=not names, store=store)
-        for name in names:
-            yield from self._entry(os.path.join(path, name), f"{rel}/{name}", store, ancestors)
+            with os.scandir(path) as it:
+                names = sorted(e.name for e in it)
+            for n in names:
+                check_name(n, path)
+            check_siblings(names, path)
+            yield PayloadDir(rel, empty=not names, store=store)
+            prefix = rel + "/" if rel else ""
+            for n in reversed(names):
+                stack.append((join(path, n), prefix + n, store, ancestors))
 
 
 def walk_store(
@@ -163,13 +175,6 @@ def walk_store(
 ) -> Iterator[PayloadItem]:
     """Walk one Zarr store; ``rel`` values are relative to the store root."""
     walker = PayloadWalker(path, follow_symlinks=follow_symlinks)
-    root = os.fspath(path)
-    with os.scandir(root) as it:
-        names = sorted(e.name for e in it)
-    for name in names:
-        check_name(name, root)
-    check_siblings(names, root)
-    for name in names:
-        yield from walker._entry(
-            os.path.join(root, name), name, "", frozenset({os.path.realpath(root)})
-        )
+    for item in walker._entry(os.fspath(path), "", "", frozenset()):
+        if item.rel:
+            yield item

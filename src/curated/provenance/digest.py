@@ -153,6 +153,20 @@ def _read_run(run: str) -> Iterator[tuple[str, bool]]:
                 yield os.fsdecode(rec[1:]), rec[:1] == b"d"
 
 
+def _walk(root: str) -> Iterator[tuple[str, str]]:
+    """``(relative posix path, path)`` of regular files under ``root``, sorted; plain strings (fast)."""
+
+    def walk(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
+        for name, is_dir in _sorted_names(folder):
+            path = os.path.join(folder, name)
+            if is_dir:
+                yield from walk(path, f"{prefix}{name}/")
+            else:
+                yield f"{prefix}{name}", path
+
+    yield from walk(root, "")
+
+
 def iter_tree(root: str | Path) -> Iterator[tuple[str, Path]]:
     """Yield ``(relative posix path, absolute path)`` for regular files, sorted by path components.
 
@@ -160,18 +174,8 @@ def iter_tree(root: str | Path) -> Iterator[tuple[str, Path]]:
     them); the walk is depth-first with each folder's entries sorted, which
     yields the same order as sorting the relative paths component-wise.
     """
-    root = Path(root)
-
-    def walk(folder: str, prefix: str) -> Iterator[tuple[str, Path]]:
-        for name, is_dir in _sorted_names(folder):
-            rel = f"{prefix}{name}"
-            path = os.path.join(folder, name)
-            if is_dir:
-                yield from walk(path, rel + "/")
-            else:
-                yield rel, Path(path)
-
-    yield from walk(str(root), "")
+    for rel, path in _walk(os.fspath(root)):
+        yield rel, Path(path)
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ def digest_tree(root: str | Path, *, progress: Callable[[int], None] | None = No
     Raises ``OSError`` (e.g. ``PermissionError``) when a file or folder cannot be read.
     """
     hasher = TreeHasher()
-    for rel, path in iter_tree(root):
+    for rel, path in _walk(os.fspath(root)):
         hasher.add_file(rel, path, progress=progress)
     return hasher.result()
 

@@ -126,6 +126,21 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _utf8_safe(value: Any) -> Any:
+    """Strings that hold undecodable file-name bytes (surrogates) shown as ``\\xNN``, so the line is UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8_safe(v) for v in value]
+    return value
+
+
 def entry_hash(entry: dict[str, Any]) -> str:
     """The digest an entry carries in ``hash``: sha256 of its canonical JSON without ``hash``."""
     body = {k: v for k, v in entry.items() if k != "hash"}
@@ -368,7 +383,7 @@ class CuratorLog:
                 "platform": platform.platform(),
             }
         # what is hashed is exactly what a reader parses back (tuples, Paths... normalised)
-        entry = json.loads(canonical_json(entry))
+        entry = _utf8_safe(json.loads(canonical_json(entry)))
         with self._locked():
             last = self._appendable_tail()
             entry["seq"] = 0 if last is None else last["seq"] + 1

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,9 @@ def validate_crate(
             cache_path=cache,
             cache_max_age=-1,
         )
-        result = services.validate(settings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # rdflib's, not ours
+            result = services.validate(settings)
     for issue in result.get_issues():
         check = getattr(issue, "check", None)
         ident = getattr(check, "identifier", None) or ""

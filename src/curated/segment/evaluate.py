@@ -106,7 +106,9 @@ class Box:
 def _vec3(value: int | Sequence[int], what: str) -> Vec3:
     out = (int(value),) * 3 if isinstance(value, int | np.integer) else tuple(int(v) for v in value)
     if len(out) != 3 or min(out) <= 0:
-        msg = f"{what} must be a positive integer or three positive integers (z, y, x), got {value!r}"
+        msg = (
+            f"{what} must be a positive integer or three positive integers (z, y, x), got {value!r}"
+        )
         raise InputError(msg, field=what)
     return out  # type: ignore[return-value]
 
@@ -299,7 +301,13 @@ def training_exclusion(
         raw_rois = (model.get("training") or {}).get("rois") or []
     if image is not None:
         name = Path(image).resolve().name
-        raw_rois = [r for r in raw_rois if not (isinstance(r, Mapping) and r.get("image") and Path(str(r["image"])).name != name)]
+        raw_rois = [
+            r
+            for r in raw_rois
+            if not (
+                isinstance(r, Mapping) and r.get("image") and Path(str(r["image"])).name != name
+            )
+        ]
     try:
         rois = tuple(Box.from_dict(r) for r in raw_rois)
     except InputError as exc:
@@ -309,7 +317,9 @@ def training_exclusion(
         ctx = tuple(int(c) for c in context)
     except (TypeError, ValueError):
         raise InputError(
-            f"architecture.context must be three integers, got {context!r}", path=folder / "model.json", field="architecture.context"
+            f"architecture.context must be three integers, got {context!r}",
+            path=folder / "model.json",
+            field="architecture.context",
         ) from None
     extra = (extra_margin,) * 3 if isinstance(extra_margin, int) else tuple(extra_margin)
     halo = _preprocessing_halo(model.get("preprocessing"))
@@ -349,7 +359,9 @@ class BlockCounts:
     pred_voxels: int = 0
 
     def __add__(self, other: BlockCounts) -> BlockCounts:
-        return BlockCounts(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+        return BlockCounts(
+            **{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__}
+        )
 
     def to_dict(self) -> dict[str, int]:
         return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
@@ -452,11 +464,15 @@ def count_block(
     fp = int(np.count_nonzero(pred & ~truth))
     fn = int(np.count_nonzero(~pred & truth))
     if truth_context is not None and context_slices is not None:
-        band = boundary_band_mask(truth_context.astype(bool, copy=False), boundary_band)[context_slices]
+        band = boundary_band_mask(truth_context.astype(bool, copy=False), boundary_band)[
+            context_slices
+        ]
     else:
         band = boundary_band_mask(truth, boundary_band)
     keep = ~band
-    i_tp, i_fp, i_fn = instance_counts(pred, truth, iou_threshold=iou_threshold, connectivity=connectivity)
+    i_tp, i_fp, i_fn = instance_counts(
+        pred, truth, iou_threshold=iou_threshold, connectivity=connectivity
+    )
     return BlockCounts(
         tp=tp,
         fp=fp,
@@ -505,7 +521,9 @@ def bootstrap_ci(
 
     def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
         with np.errstate(invalid="ignore", divide="ignore"):
-            val = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan)
+            val = np.where(
+                den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan
+            )
         val = val[~np.isnan(val)]
         if val.size == 0:
             return None
@@ -528,7 +546,12 @@ def summarize(counts: Sequence[BlockCounts]) -> dict[str, Any]:
     inst = ratio_scores(total.inst_tp, total.inst_fp, total.inst_fn)
     return {
         "blocks": len(counts),
-        "raw": {"tp": total.tp, "fp": total.fp, "fn": total.fn, **ratio_scores(total.tp, total.fp, total.fn)},
+        "raw": {
+            "tp": total.tp,
+            "fp": total.fp,
+            "fn": total.fn,
+            **ratio_scores(total.tp, total.fp, total.fn),
+        },
         "boundary_excluded": {
             "tp": total.band_tp,
             "fp": total.band_fp,
@@ -578,7 +601,9 @@ def shading_side(image_attrs: Mapping[str, Any] | None = None) -> Factor:
             info = sample["shading"]
     axis = {"z": 0, "y": 1, "x": 2}.get(str(info.get("axis", "x")), 2)
     dark_high = str(info.get("dark_side", "high")) != "low"
-    return half_along(axis, "bright" if dark_high else "shaded", "shaded" if dark_high else "bright")
+    return half_along(
+        axis, "bright" if dark_high else "shaded", "shaded" if dark_high else "bright"
+    )
 
 
 BUILTIN_FACTORS: dict[str, Callable[[Mapping[str, Any] | None], Factor]] = {
@@ -591,7 +616,8 @@ BUILTIN_FACTORS: dict[str, Callable[[Mapping[str, Any] | None], Factor]] = {
 
 
 def resolve_factors(
-    factors: Sequence[str] | Mapping[str, Factor] | None, image_attrs: Mapping[str, Any] | None = None
+    factors: Sequence[str] | Mapping[str, Factor] | None,
+    image_attrs: Mapping[str, Any] | None = None,
 ) -> dict[str, Factor]:
     if not factors:
         return {}
@@ -655,7 +681,10 @@ def _open_level0(path: Path, what: str) -> _Volume:
     lead = tuple(i for i in range(array.ndim) if i not in spatial)
     if any(array.shape[i] != 1 for i in lead):
         dims = {axes[i]: array.shape[i] for i in lead}
-        raise InputError(f"the {what} has non-spatial axes of size > 1 {dims}; evaluate one channel/time point", path=path)
+        raise InputError(
+            f"the {what} has non-spatial axes of size > 1 {dims}; evaluate one channel/time point",
+            path=path,
+        )
     return _Volume(path=path, array=array, attrs=attrs, spatial=spatial, lead=lead)  # type: ignore[arg-type]
 
 
@@ -663,7 +692,11 @@ def _label_path(image: Path, name: str, role: str) -> Path:
     p = image / "labels" / name
     if not p.is_dir():
         labels_dir = image / "labels"
-        known = sorted(q.name for q in labels_dir.iterdir() if q.is_dir()) if labels_dir.is_dir() else []
+        known = (
+            sorted(q.name for q in labels_dir.iterdir() if q.is_dir())
+            if labels_dir.is_dir()
+            else []
+        )
         msg = f"no label image {name!r} (the {role}) in this image; it has: {', '.join(known) or 'none'}"
         raise InputError(msg, path=image, field=role)
     return p
@@ -765,7 +798,11 @@ class EvaluationReport:
                 "connectivity": self.connectivity,
                 "aggregation": "TP/FP/FN summed over blocks, then ratios",
                 "both_empty_scores_one": True,
-                "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "confidence": CONFIDENCE, "seed": self.bootstrap_seed},
+                "bootstrap": {
+                    "samples": BOOTSTRAP_SAMPLES,
+                    "confidence": CONFIDENCE,
+                    "seed": self.bootstrap_seed,
+                },
             },
             "held_out": self.held_out.to_dict(),
             "overall": self.overall,
@@ -937,7 +974,11 @@ def evaluate(
             raise SegmentationError(msg, path=vol.path, field=role)
     pred_meta = _prediction_meta(pred_vol.attrs)
     if pred_value is None:
-        pv = (pred_meta.get("model") or {}).get("label_value") if isinstance(pred_meta.get("model"), Mapping) else None
+        pv = (
+            (pred_meta.get("model") or {}).get("label_value")
+            if isinstance(pred_meta.get("model"), Mapping)
+            else None
+        )
         pred_value = int(pv) if pv is not None else label_value
     declared = _declared_label_values(truth_vol.attrs)
     if declared is not None and label_value not in declared:
@@ -953,21 +994,40 @@ def evaluate(
             msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(img.shape)}"
             raise SegmentationError(msg, field="blocks")
         if exclusion is not None:
-            touching = [i for i, b in enumerate(held.blocks) if any(b.intersects(e) for e in exclusion.boxes)]
+            touching = [
+                i
+                for i, b in enumerate(held.blocks)
+                if any(b.intersects(e) for e in exclusion.boxes)
+            ]
             if touching:
                 msg = (
                     f"held-out blocks {touching} touch a training ROI of the model or its ancestors "
                     "(context included): the model was trained where it is tested. Draw new blocks, "
                     "or train without those regions"
                 )
-                raise SegmentationError(msg, path=exclusion.model_dir, field="lineage_rois", details={"blocks": touching})
+                raise SegmentationError(
+                    msg,
+                    path=exclusion.model_dir,
+                    field="lineage_rois",
+                    details={"blocks": touching},
+                )
             held = HeldOutBlocks(
-                held.image_shape, held.block_size, held.seed, held.blocks, held.rejected_training, held.rejected_overlap, exclusion.boxes
+                held.image_shape,
+                held.block_size,
+                held.seed,
+                held.blocks,
+                held.rejected_training,
+                held.rejected_overlap,
+                exclusion.boxes,
             )
         seed = held.seed
     else:
         held = draw_held_out_blocks(
-            img.shape, int(blocks), block_size, seed=seed, exclude=exclusion.boxes if exclusion else ()
+            img.shape,
+            int(blocks),
+            block_size,
+            seed=seed,
+            exclude=exclusion.boxes if exclusion else (),
         )
 
     name = safe_name(name or f"{pred}-vs-{truth}-{label_value}")
@@ -993,7 +1053,15 @@ def evaluate(
     inputs: list[str | Path] = [image]
     if exclusion is not None:
         inputs.append(exclusion.model_dir / "model.json")
-    with recorder(ws, "E", "evaluate", inputs=inputs, params=params, libraries=("zarr", "scipy"), hash_inputs=False) as step:
+    with recorder(
+        ws,
+        "E",
+        "evaluate",
+        inputs=inputs,
+        params=params,
+        libraries=("zarr", "scipy"),
+        hash_inputs=False,
+    ) as step:
         counts: list[BlockCounts] = []
         shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = []
         seen_value = False
@@ -1002,7 +1070,10 @@ def evaluate(
             for box in held.blocks:
                 ctx = box.grow((boundary_band,) * 3, within=img.shape)
                 truth_ctx = truth_vol.read(ctx)
-                inner = tuple(slice(b - c, b - c + s) for b, c, s in zip(box.offset, ctx.offset, box.shape, strict=True))
+                inner = tuple(
+                    slice(b - c, b - c + s)
+                    for b, c, s in zip(box.offset, ctx.offset, box.shape, strict=True)
+                )
                 t_raw = truth_ctx[inner]
                 p_raw = pred_vol.read(box)
                 t = _binary(t_raw, label_value)
@@ -1020,7 +1091,16 @@ def evaluate(
                 counts.append(c)
                 if len(shown) < picture_blocks:
                     mid = box.shape[0] // 2
-                    shown.append((box, img.read(Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:])))[0], t[mid], p[mid]))
+                    shown.append(
+                        (
+                            box,
+                            img.read(
+                                Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:]))
+                            )[0],
+                            t[mid],
+                            p[mid],
+                        )
+                    )
                 prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
         finally:
             prog.finish()
@@ -1071,7 +1151,11 @@ def evaluate(
             if exclusion is not None:
                 _append_model_evaluation(exclusion.model_dir, json_path)
         ov = report.overall
-        step.details = {"dice": ov["raw"]["dice"], "blocks": len(counts), "ci95_dice": report.ci95.get("dice")}
+        step.details = {
+            "dice": ov["raw"]["dice"],
+            "blocks": len(counts),
+            "ci95_dice": report.ci95.get("dice"),
+        }
         step.message = report.result().message
     return report
 
@@ -1092,7 +1176,9 @@ def _value_anywhere(vol: _Volume, value: int) -> bool:
         for y0 in range(0, shape[1], step[1]):
             for x0 in range(0, shape[2], step[2]):
                 off = (z0, y0, x0)
-                box = Box(off, tuple(min(s, n - o) for s, n, o in zip(step, shape, off, strict=True)))  # type: ignore[arg-type]
+                box = Box(
+                    off, tuple(min(s, n - o) for s, n, o in zip(step, shape, off, strict=True))
+                )  # type: ignore[arg-type]
                 if np.any(vol.read(box) == value):
                     return True
     return False
@@ -1130,7 +1216,9 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def render_blocks_png(panels: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]], *, tile: int = 160) -> bytes:
+def render_blocks_png(
+    panels: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]], *, tile: int = 160
+) -> bytes:
     """PNG with one row per block: image, truth, prediction, errors (mid z slice).
 
     Errors: white = true positive, magenta = false positive, green = false negative.

@@ -55,6 +55,7 @@ DEFAULT_LICENSE = "MIT"
 
 ARCHITECTURE_FILE = "curated_unet.py"
 ARCHITECTURE_CALLABLE = "build_curated_unet"
+PREPROCESSED_CALLABLE = "PreprocessedUNet3D"
 
 CITATIONS = [
     {
@@ -72,9 +73,7 @@ CITATIONS = [
 _FACTORY = '''
 
 # --- added by `curated segment export`: build the network from YAML-friendly kwargs ---
-def build_curated_unet(
-    depth, base_features, feature_factor, pools, kernels, convs_per_level
-):
+def build_curated_unet(depth, base_features, feature_factor, pools, kernels, convs_per_level):
     """Return a :class:`UNet3D` for the kwargs stored in the bioimage.io RDF."""
     return UNet3D(
         UNetConfig(
@@ -86,6 +85,80 @@ def build_curated_unet(
             convs_per_level=int(convs_per_level),
         )
     )
+
+
+def _gaussian_taps(sigma, truncate=3.0):
+    radius = int(truncate * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return (w / w.sum()).to(torch.float32)
+
+
+class _ValidGaussian(nn.Module):
+    """Separable Gaussian along the given axes (2=z, 3=y, 4=x) without padding: the output is smaller."""
+
+    def __init__(self, sigma, axes):
+        super().__init__()
+        self.axes = list(axes)
+        self.register_buffer("taps", _gaussian_taps(sigma), persistent=False)
+
+    def forward(self, x):
+        n = self.taps.numel()
+        for axis in self.axes:
+            shape = [1, 1, 1, 1, 1]
+            shape[axis] = n
+            x = torch.nn.functional.conv3d(x, self.taps.view(shape))
+        return x
+
+
+def _crop_yx(x, r):
+    return x[:, :, :, r : x.shape[3] - r, r : x.shape[4] - r]
+
+
+class PreprocessedUNet3D(nn.Module):
+    """curated's fixed pre-processing (denoise, shading correction, local contrast, intensity bounds) + the U-Net.
+
+    Every filter is a valid (unpadded) Gaussian, so blocks stay exact: the input
+    needs the filters' halo on top of the network's context.
+    """
+
+    def __init__(
+        self,
+        unet,
+        low,
+        high,
+        denoise_sigma=0.0,
+        shading_sigma=0.0,
+        shading_reference=None,
+        local_contrast_sigma=0.0,
+        local_contrast_mean=None,
+        local_contrast_std=None,
+    ):
+        super().__init__()
+        self.unet = build_curated_unet(**unet)
+        self.low, self.high = float(low), float(high)
+        self.denoise = _ValidGaussian(denoise_sigma, (2, 3, 4)) if denoise_sigma > 0 else None
+        self.shading = _ValidGaussian(shading_sigma, (3, 4)) if shading_sigma > 0 else None
+        self.shading_r = int(3.0 * float(shading_sigma) + 0.5)
+        self.shading_reference = float(shading_reference or 0.0)
+        self.contrast = _ValidGaussian(local_contrast_sigma, (3, 4)) if local_contrast_sigma > 0 else None
+        self.contrast_r = int(3.0 * float(local_contrast_sigma) + 0.5)
+        self.contrast_mean = float(local_contrast_mean or 0.0)
+        self.contrast_std = float(local_contrast_std or 1.0)
+
+    def forward(self, x):
+        if self.denoise is not None:
+            x = self.denoise(x)
+        if self.shading is not None:
+            blur = self.shading(x)
+            x = _crop_yx(x, self.shading_r) / torch.clamp(blur, min=1e-3) * self.shading_reference
+        if self.contrast is not None:
+            mean = self.contrast(x)
+            var = self.contrast(x * x) - mean * mean
+            std = torch.sqrt(torch.clamp(var, min=0.0)) + 1e-3 * max(self.contrast_std, 1.0)
+            x = (_crop_yx(x, self.contrast_r) - mean) / std * self.contrast_std + self.contrast_mean
+        x = (x - self.low) * (2.0 / max(self.high - self.low, 1e-6)) - 1.0
+        return self.unet(torch.clamp(x, -1.0, 1.0))
 '''
 
 
@@ -114,12 +187,30 @@ def architecture_source() -> str:
     return src.rstrip() + "\n" + _FACTORY
 
 
+def _load_architecture(source: str) -> Any:
+    """Import the shipped architecture file's text as a module (what a bioimage.io consumer runs)."""
+    import sys
+    import types
+
+    name = "_curated_exported_unet"
+    module = types.ModuleType(name)
+    module.__file__ = ARCHITECTURE_FILE
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    try:
+        exec(compile(source, ARCHITECTURE_FILE, "exec"), module.__dict__)
+    finally:
+        sys.modules.pop(name, None)
+    return module
+
+
 def _workspace_metadata(ws: Workspace | None) -> dict[str, Any]:
     if ws is None:
         return {}
     try:
         return ws.read_metadata()
-    except Exception:  # a broken curated.yaml must not stop an export; the card says what is missing
+    except (
+        Exception
+    ):  # a broken curated.yaml must not stop an export; the card says what is missing
         return {}
 
 
@@ -129,7 +220,9 @@ def _authors(meta: Mapping[str, Any], model: Mapping[str, Any]) -> list[dict[str
     for p in people:
         if not isinstance(p, Mapping):
             continue
-        name = p.get("name") or " ".join(str(v) for v in (p.get("given_name"), p.get("family_name")) if v)
+        name = p.get("name") or " ".join(
+            str(v) for v in (p.get("given_name"), p.get("family_name")) if v
+        )
         name = str(name).replace("/", "-").strip()
         if not name:
             continue
@@ -162,7 +255,9 @@ def _resolve(path: str | None, *bases: Path) -> Path | None:
     return None
 
 
-def _read_evaluations(model_dir: Path, model: Mapping[str, Any], ws: Workspace | None, weights_sha: str) -> list[dict[str, Any]]:
+def _read_evaluations(
+    model_dir: Path, model: Mapping[str, Any], ws: Workspace | None, weights_sha: str
+) -> list[dict[str, Any]]:
     """The model's evaluation JSONs; each flagged ``current`` when it scored these very weights."""
     out = []
     bases = [model_dir] + ([ws.root] if ws else [])
@@ -185,7 +280,11 @@ def _read_evaluations(model_dir: Path, model: Mapping[str, Any], ws: Workspace |
 
 
 def _test_raw(
-    model: Mapping[str, Any], input_shape: tuple[int, int, int], image: Path | None, bases: list[Path], dtype_fallback: str
+    model: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+    image: Path | None,
+    bases: list[Path],
+    dtype_fallback: str,
 ) -> tuple[np.ndarray, str]:
     """A raw test input of ``input_shape``: from the training image when readable, else synthetic."""
     from curated.segment.preprocess import read_region
@@ -204,7 +303,9 @@ def _test_raw(
             stop = tuple(a + s for a, s in zip(start, input_shape, strict=True))
             # read_region wants a 3D array-like; a squeezed zarr view keeps it lazy
             arr = _Squeezed(vol.array, vol.spatial)
-            return read_region(arr, start, stop), f"a region of the training image `{src.name}` around the first training ROI"
+            return read_region(
+                arr, start, stop
+            ), f"a region of the training image `{src.name}` around the first training ROI"
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, size=input_shape).astype(dtype_fallback)
     return data, "synthetic uniform noise (the training image was not available at export)"
@@ -262,8 +363,14 @@ def _cover_png(raw: np.ndarray, prob: np.ndarray, context: tuple[int, int, int])
     # place the probability where it lies in the input (it is the input's centre)
     scale = side / r8.shape[0], side / r8.shape[1]
     right = Image.new("RGB", (side, side), (0, 0, 0))
-    pimg = Image.fromarray(p8).resize((max(1, round(p8.shape[1] * scale[1])), max(1, round(p8.shape[0] * scale[0]))), Image.NEAREST)
-    right.paste(Image.merge("RGB", (pimg, pimg.point(lambda v: v // 3), pimg.point(lambda v: 255 - v))), (round(context[2] * scale[1]), round(context[1] * scale[0])))
+    pimg = Image.fromarray(p8).resize(
+        (max(1, round(p8.shape[1] * scale[1])), max(1, round(p8.shape[0] * scale[0]))),
+        Image.NEAREST,
+    )
+    right.paste(
+        Image.merge("RGB", (pimg, pimg.point(lambda v: v // 3), pimg.point(lambda v: 255 - v))),
+        (round(context[2] * scale[1]), round(context[1] * scale[0])),
+    )
     canvas = Image.new("RGB", (2 * side, side))
     canvas.paste(left, (0, 0))
     canvas.paste(right, (side, 0))
@@ -278,7 +385,9 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _voxel_size(model: Mapping[str, Any], image: Path | None) -> tuple[list[float] | None, str | None]:
+def _voxel_size(
+    model: Mapping[str, Any], image: Path | None
+) -> tuple[list[float] | None, str | None]:
     training = model.get("training") or {}
     vs = training.get("voxel_size") or model.get("voxel_size")
     unit = training.get("unit") or model.get("unit") or ("nanometer" if vs else None)
@@ -330,59 +439,97 @@ def export_bioimageio(
         raise InputError("exists already; choose another destination or pass overwrite", path=dest)
     params = {"dest": str(dest), "format_version": FORMAT_VERSION}
     with recorder(
-        ws, "D", "export-bioimageio", inputs=[folder / "model.json"], params=params, libraries=("torch", "pyyaml")
+        ws,
+        "D",
+        "export-bioimageio",
+        inputs=[folder / "model.json"],
+        params=params,
+        libraries=("torch", "pyyaml"),
     ) as step:
         # checks the format, the architecture and the weights' sha256 before anything is written
         loaded = load_model(folder)
         model, cfg, prep = loaded.meta, loaded.config, loaded.preprocessing
         weights_sha = loaded.sha256
         if not prep.fitted:
-            raise SegmentationError("pre-processing has no fitted intensity bounds (low/high)", path=folder / "model.json", field="preprocessing")
-        filters = [n for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma") if getattr(prep, n) > 0]
-        if filters:
-            msg = (
-                f"the model's pre-processing uses {', '.join(filters)}, which bioimage.io cannot express as a "
-                "standard pre-processing step; export a model trained without them"
+            raise SegmentationError(
+                "pre-processing has no fitted intensity bounds (low/high)",
+                path=folder / "model.json",
+                field="preprocessing",
             )
-            raise SegmentationError(msg, path=folder / "model.json", field="preprocessing")
+        filters = [n for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma") if getattr(prep, n) > 0]
         net = loaded.network("cpu")
         geom = cfg.geometry
+        arch_text = architecture_source()
+        arch_module = _load_architecture(arch_text)
+        if filters:
+            # bioimage.io has no step for these filters: they run inside the shipped network
+            arch_callable = PREPROCESSED_CALLABLE
+            arch_kwargs: dict[str, Any] = {
+                "unet": cfg.to_dict(),
+                "low": float(prep.low),
+                "high": float(prep.high),
+                "denoise_sigma": float(prep.denoise_sigma),
+                "shading_sigma": float(prep.shading_sigma),
+                "shading_reference": prep.shading_reference,
+                "local_contrast_sigma": float(prep.local_contrast_sigma),
+                "local_contrast_mean": prep.local_contrast_mean,
+                "local_contrast_std": prep.local_contrast_std,
+            }
+            halo = prep.halo
+        else:
+            arch_callable = ARCHITECTURE_CALLABLE
+            arch_kwargs = cfg.to_dict()
+            halo = (0, 0, 0)
+        shipped = getattr(arch_module, arch_callable)(**arch_kwargs)
+        (shipped.unet if filters else shipped).load_state_dict(net.state_dict())
+        shipped.eval()
+        in_min = tuple(m + 2 * h for m, h in zip(geom.input_min, halo, strict=True))
+        reach = tuple(c + h for c, h in zip(geom.context, halo, strict=True))
 
         meta = _workspace_metadata(ws)
         bases = [folder, *([ws.root] if ws else []), *folder.parents]
         img_path = Path(image) if image is not None else None
         # test tensors: ~24 voxels of output per side, kept well under 10 MB
         out_shape = geom.valid_output((min(24, max(geom.output_min[0], 8)), 24, 24))
-        in_shape = geom.input_for(out_shape)
+        in_shape = tuple(i + 2 * h for i, h in zip(geom.input_for(out_shape), halo, strict=True))
         raw, raw_origin = _test_raw(model, in_shape, img_path, bases, "uint8")
         with torch.no_grad():
-            x = torch.from_numpy(prep.apply(raw))[None, None]
-            prob = torch.sigmoid(net(x)).numpy().astype(np.float32)
+            # the expected output comes from curated's own pre-processing and network ...
+            prob = torch.sigmoid(net(torch.from_numpy(prep.apply(raw))[None, None])).numpy().astype(np.float32)
+            # ... and the shipped network (with what bioimage.io will do before it) must agree
+            x = np.asarray(raw, dtype=np.float32)
+            if not filters:
+                x = np.clip(x * np.float32(2.0 / (prep.high - prep.low)) - np.float32(2.0 * prep.low / (prep.high - prep.low) + 1.0), -1, 1)
+            again = torch.sigmoid(shipped(torch.from_numpy(np.ascontiguousarray(x))[None, None])).numpy()
+        if again.shape != prob.shape or float(np.max(np.abs(again - prob))) > 1e-3:
+            msg = "the exported network does not reproduce curated's own prediction; this is a bug, please report it"
+            raise SegmentationError(msg, path=folder)
         test_in = raw[None, None]
         # torchscript, checked against the eager network at a second valid size
         with warnings.catch_warnings():
             # torch deprecates TorchScript, but bioimage.io consumers still run it
             warnings.simplefilter("ignore", DeprecationWarning)
-            traced = torch.jit.trace(net, torch.zeros((1, 1, *geom.input_min)), check_trace=False)
-        probe = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (1, 1, *in_shape)).astype(np.float32))
+            traced = torch.jit.trace(shipped, torch.zeros((1, 1, *in_min)), check_trace=False)
+        probe = torch.from_numpy(np.random.default_rng(1).uniform(20, 230, (1, 1, *in_shape)).astype(np.float32))
         with torch.no_grad():
-            if not torch.allclose(traced(probe), net(probe), atol=1e-5):
-                raise SegmentationError("the traced TorchScript network differs from the eager one; cannot export torchscript")
+            if not torch.allclose(traced(probe), shipped(probe), atol=1e-5):
+                msg = "the traced TorchScript network differs from the eager one; cannot export torchscript"
+                raise SegmentationError(msg, path=folder)
         ts_buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(traced, ts_buf)
         sd_buf = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, sd_buf)
+        torch.save({k: v.detach().cpu() for k, v in shipped.state_dict().items()}, sd_buf)
 
-        arch_src = architecture_source().encode("utf-8")
+        arch_src = arch_text.encode("utf-8")
         files: dict[str, bytes] = {
             ARCHITECTURE_FILE: arch_src,
             "weights.pt": sd_buf.getvalue(),
             "weights_torchscript.pt": ts_buf.getvalue(),
             "test_input.npy": _npy_bytes(test_in),
             "test_output.npy": _npy_bytes(prob),
-            "cover.png": _cover_png(raw, prob[0, 0], geom.context),
+            "cover.png": _cover_png(raw, prob[0, 0], reach),
             "model.json": (folder / "model.json").read_bytes(),
         }
         evaluations = _read_evaluations(folder, model, ws, weights_sha)
@@ -406,7 +553,10 @@ def export_bioimageio(
         label = model.get("label") or {}
         label_name = str(label.get("labels") or "structure")
         train_image = img_path or _resolve((model.get("training") or {}).get("image"), *bases)
-        struct = _structure_name(train_image, label.get("labels"), label.get("label_value")) or f"label {label.get('label_value')}"
+        struct = (
+            _structure_name(train_image, label.get("labels"), label.get("label_value"))
+            or f"label {label.get('label_value')}"
+        )
         display = str(model.get("name") or model.get("id") or folder.name)
         pytorch_version = torch.__version__.split("+")[0]
         voxel, unit = _voxel_size(model, img_path)
@@ -414,6 +564,8 @@ def export_bioimageio(
         card = render_template(
             "model_card.md.j2",
             strict=False,
+            filters=filters,
+            halo=list(halo),
             m=model,
             name=display,
             label_name=label_name,
@@ -464,7 +616,15 @@ def export_bioimageio(
             "license": lic,
             "documentation": "documentation.md",
             "covers": ["cover.png"],
-            "tags": ["3d", "unet", "semantic-segmentation", "electron-microscopy", "fib-sem", "pytorch", ascii_name(struct, fallback="label").lower()],
+            "tags": [
+                "3d",
+                "unet",
+                "semantic-segmentation",
+                "electron-microscopy",
+                "fib-sem",
+                "pytorch",
+                ascii_name(struct, fallback="label").lower(),
+            ],
             "attachments": [{"source": f, "sha256": _sha256_bytes(files[f])} for f in attachments],
             "inputs": [
                 {
@@ -473,11 +633,18 @@ def export_bioimageio(
                     "axes": [
                         {"type": "batch"},
                         {"type": "channel", "channel_names": ["raw"]},
-                        *space_axes(lambda i, ax: {"min": int(geom.input_min[i]), "step": int(geom.step[i])}),
+                        *space_axes(
+                            lambda i, ax: {"min": int(in_min[i]), "step": int(geom.step[i])}
+                        ),
                     ],
-                    "test_tensor": {"source": "test_input.npy", "sha256": _sha256_bytes(files["test_input.npy"])},
+                    "test_tensor": {
+                        "source": "test_input.npy",
+                        "sha256": _sha256_bytes(files["test_input.npy"]),
+                    },
                     "data": {"type": raw_dtype},
-                    "preprocessing": [
+                    "preprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
+                    if filters
+                    else [
                         {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
                         {"id": "scale_linear", "kwargs": {"gain": gain, "offset": offset}},
                         {"id": "clip", "kwargs": {"min": -1.0, "max": 1.0}},
@@ -490,15 +657,29 @@ def export_bioimageio(
                 {
                     "id": "probability",
                     "description": (
-                        f"probability of {struct}; the centre of the input, {list(geom.context)} voxels (z, y, x) "
+                        f"probability of {struct}; the centre of the input, {list(reach)} voxels (z, y, x) "
                         "smaller on each side (valid convolutions)"
                     ),
                     "axes": [
                         {"type": "batch"},
-                        {"type": "channel", "channel_names": [ascii_name(struct, fallback="label").lower().replace(" ", "_")]},
-                        *space_axes(lambda i, ax: {"tensor_id": "raw", "axis_id": ax, "offset": -2 * int(geom.context[i])}),
+                        {
+                            "type": "channel",
+                            "channel_names": [
+                                ascii_name(struct, fallback="label").lower().replace(" ", "_")
+                            ],
+                        },
+                        *space_axes(
+                            lambda i, ax: {
+                                "tensor_id": "raw",
+                                "axis_id": ax,
+                                "offset": -2 * int(reach[i]),
+                            }
+                        ),
                     ],
-                    "test_tensor": {"source": "test_output.npy", "sha256": _sha256_bytes(files["test_output.npy"])},
+                    "test_tensor": {
+                        "source": "test_output.npy",
+                        "sha256": _sha256_bytes(files["test_output.npy"]),
+                    },
                     "data": {"type": "float32", "range": [0.0, 1.0]},
                     "postprocessing": [{"id": "sigmoid"}],
                 }
@@ -510,8 +691,8 @@ def export_bioimageio(
                     "architecture": {
                         "source": ARCHITECTURE_FILE,
                         "sha256": _sha256_bytes(arch_src),
-                        "callable": ARCHITECTURE_CALLABLE,
-                        "kwargs": cfg.to_dict(),
+                        "callable": arch_callable,
+                        "kwargs": _plain(arch_kwargs),
                     },
                     "pytorch_version": pytorch_version,
                 },
@@ -534,7 +715,11 @@ def export_bioimageio(
                         "without checking the output on held-out data of the new sample."
                     ),
                     "reproducibility_tolerance": [
-                        {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-3, "mismatched_elements_per_million": 100}
+                        {
+                            "relative_tolerance": 1e-3,
+                            "absolute_tolerance": 1e-3,
+                            "mismatched_elements_per_million": 100,
+                        }
                     ],
                 },
                 "curated": {
@@ -562,7 +747,9 @@ def export_bioimageio(
                 },
             },
         }
-        files["rdf.yaml"] = yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True, width=100).encode("utf-8")
+        files["rdf.yaml"] = yaml.safe_dump(
+            rdf, sort_keys=False, allow_unicode=True, width=100
+        ).encode("utf-8")
         _write_package(files, dest, overwrite=overwrite)
         step.add_output(dest, role="model-package")
         details = {
@@ -575,7 +762,9 @@ def export_bioimageio(
         }
         step.details.update(details)
         note = "" if current else "; no evaluation of these weights, the card says so"
-        return Result("export", "ok", str(dest), f"bioimage.io package with model card{note}", details)
+        return Result(
+            "export", "ok", str(dest), f"bioimage.io package with model card{note}", details
+        )
 
 
 def _plain(obj: Any) -> Any:
@@ -590,7 +779,9 @@ def _dataset_citations(study: Mapping[str, Any]) -> list[dict[str, str]]:
         out.append({"text": f"Training data: {study.get('title') or 'the dataset'}", "doi": doi})
     for pub in study.get("publications") or []:
         if isinstance(pub, Mapping) and pub.get("doi") and pub.get("title"):
-            out.append({"text": str(pub["title"]), "doi": str(pub["doi"]).removeprefix("https://doi.org/")})
+            out.append(
+                {"text": str(pub["title"]), "doi": str(pub["doi"]).removeprefix("https://doi.org/")}
+            )
     return out
 
 

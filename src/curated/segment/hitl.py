@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from curated.errors import SegmentationError
-from curated.segment.evaluate import Box, EvaluationReport, HeldOutBlocks, draw_held_out_blocks, evaluate
+from curated.segment.evaluate import (
+    Box,
+    EvaluationReport,
+    HeldOutBlocks,
+    draw_held_out_blocks,
+    evaluate,
+)
 from curated.workspace import Workspace, as_workspace
 
 MITOCHONDRION = 1
@@ -97,7 +103,9 @@ def pick_crops(
             int(rng.integers(lo_x, max(lo_x, hi_x - size[2]) + 1)),
         )
         box = Box(off, size)
-        if any(box.intersects(a) for a in avoid) or any(box.intersects(c) for c in chosen + fallback):
+        if any(box.intersects(a) for a in avoid) or any(
+            box.intersects(c) for c in chosen + fallback
+        ):
             continue
         frac = float(np.mean(truth[box.slices] == label_value))
         if frac >= min_fraction:
@@ -114,7 +122,14 @@ def pick_crops(
     return chosen
 
 
-def _annotate(image: Path, truth: np.ndarray, crops: list[Box], name: str, workspace: Workspace | None, scratch: Path) -> None:
+def annotate_crops(
+    image: Path,
+    truth: np.ndarray,
+    crops: list[Box],
+    name: str,
+    workspace: Workspace | None,
+    scratch: Path,
+) -> None:
     """Emulate a curator annotating ``crops`` in another tool and importing them."""
     from curated.segment.annotate import import_annotation
 
@@ -162,7 +177,9 @@ def run_hitl_story(
     image = dest / "shaded-sample.ome.zarr"
     make_fibsem_sample(image, shape=shape, shading=shading, seed=seed, overwrite=True, workspace=ws)
     voxel = _store.voxel_size(image)
-    context = UNetConfig.for_voxel_size(voxel, depth=depth, base_features=base_features).geometry.context
+    context = UNetConfig.for_voxel_size(
+        voxel, depth=depth, base_features=base_features
+    ).geometry.context
     margin = tuple(c + h for c, h in zip(context, Preprocessing().halo, strict=True))
     say(f"sample {shape} with shading {shading}; network context {context}")
 
@@ -184,20 +201,42 @@ def run_hitl_story(
         all_crops: list[Box] = []
         for r, (title, x_range, parent) in enumerate(rounds):
             crops = pick_crops(
-                truth, n=crops_per_round, size=crop_size, x_range=x_range, avoid=avoid + all_crops, seed=seed + 101 * (r + 1)
+                truth,
+                n=crops_per_round,
+                size=crop_size,
+                x_range=x_range,
+                avoid=avoid + all_crops,
+                seed=seed + 101 * (r + 1),
             )
             all_crops += crops
-            _annotate(image, truth, crops, "annotations", ws, scratch)
+            annotate_crops(image, truth, crops, "annotations", ws, scratch)
             annotated = sum(int(np.prod(c.shape)) for c in all_crops) / float(np.prod(shape))
             out = models / ("bright" if r == 0 else "bright-plus-shaded")
-            say(f"round {r + 1}: {title}: {len(all_crops)} crops ({annotated:.1%} of voxels); training")
+            say(
+                f"round {r + 1}: {title}: {len(all_crops)} crops ({annotated:.1%} of voxels); training"
+            )
             if parent is None:
                 train(
-                    image, labels="annotations", label_value=MITOCHONDRION, out=out, iterations=iterations,
-                    depth=depth, base_features=base_features, overwrite=True, **common,
+                    image,
+                    labels="annotations",
+                    label_value=MITOCHONDRION,
+                    out=out,
+                    iterations=iterations,
+                    depth=depth,
+                    base_features=base_features,
+                    overwrite=True,
+                    **common,
                 )
             else:
-                finetune(models / parent, image, labels="annotations", out=out, iterations=finetune_iterations, overwrite=True, **common)
+                finetune(
+                    models / parent,
+                    image,
+                    labels="annotations",
+                    out=out,
+                    iterations=finetune_iterations,
+                    overwrite=True,
+                    **common,
+                )
             pred_name = f"prediction-{out.name}"
             predict(out, image, name=pred_name, device=device, overwrite=True, workspace=ws)
             report = evaluate(
@@ -214,7 +253,13 @@ def run_hitl_story(
                 overwrite=True,
             )
             story.rounds.append(
-                {"name": title, "model": out, "crops": len(all_crops), "annotated_fraction": annotated, "evaluation": report}
+                {
+                    "name": title,
+                    "model": out,
+                    "crops": len(all_crops),
+                    "annotated_fraction": annotated,
+                    "evaluation": report,
+                }
             )
     return story
 

@@ -73,7 +73,9 @@ class BlockPlan:
 
 
 def plan_blocks(model: SegmentationModel, shape: tuple[int, ...], unit: tuple[int, ...], block: tuple[int, ...]) -> BlockPlan:
-    tile = model.geometry.block_multiple(tuple(min(int(b), int(n)) for b, n in zip(block, shape, strict=True)))
+    # a tile never needs to exceed the write unit or the volume
+    want = tuple(min(int(b), int(u), int(n)) for b, u, n in zip(block, unit, shape, strict=True))
+    tile = model.geometry.block_multiple(want)
     return BlockPlan(tuple(int(s) for s in shape), tuple(int(u) for u in unit), tile)  # type: ignore[arg-type]
 
 

@@ -230,7 +230,7 @@ def make_fibsem_sample(
     shading: float = 0.0,
     seed: int = 0,
     chunks: int = 32,
-    shard: int = 64,
+    shard: int = 96,
     overwrite: bool = False,
     workspace: Workspace | str | Path | None = None,
 ) -> Result:
@@ -251,7 +251,7 @@ def make_fibsem_sample(
         Seed of every random draw; the same arguments give identical bytes.
     chunks, shard
         Storage layout; shards are the write units of blockwise prediction, so
-        small shards (64) let even the small default sample be predicted in parallel.
+        small shards (96) let even the small default sample be predicted in parallel.
 
     Returns
     -------

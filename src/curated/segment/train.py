@@ -404,11 +404,14 @@ def _train(
     rois = _annotation_rois(image, labels, lab_arr)
     annotated = 0
     values: set[int] = set()
+    has_label: list[bool] = []
     for r in rois:
         crop = _read_labels(lab_arr, tuple(r["offset"]), tuple(o + s for o, s in zip(r["offset"], r["shape"], strict=True)))
         m = crop != UNANNOTATED
         annotated += int(m.sum())
-        values |= {int(v) for v in np.unique(crop[m])}
+        present = {int(v) for v in np.unique(crop[m])}
+        has_label.append(label_value in present)
+        values |= present
     if annotated == 0:
         msg = f"label image {labels!r} has no annotated voxels (everything is {UNANNOTATED}); annotate some crops first"
         raise SegmentationError(msg, path=image, field="labels")
@@ -417,13 +420,14 @@ def _train(
         raise SegmentationError(msg, path=image, field="label_value")
 
     rng = np.random.default_rng(settings.seed)
-    order = list(rng.permutation(len(rois)))
+    # the validation crop must hold the label, and another crop with the label must remain for training
+    positive = [i for i, has in enumerate(has_label) if has]
     val_rois: list[dict[str, Any]] = []
-    if validation and len(rois) >= 2:
-        val_rois = [rois[order[0]]]
-        train_rois = [rois[i] for i in sorted(order[1:])]
-    else:
-        train_rois = list(rois)
+    train_rois = list(rois)
+    if validation and len(positive) >= 2:
+        held = int(positive[int(rng.integers(len(positive)))])
+        val_rois = [rois[held]]
+        train_rois = [r for i, r in enumerate(rois) if i != held]
 
     signature = _signature(
         {

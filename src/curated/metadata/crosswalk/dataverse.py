@@ -32,7 +32,9 @@ def _author(person: dict[str, Any]) -> dict[str, Any]:
         out["authorAffiliation"] = _p("authorAffiliation", str(aff["name"]))
     orcid = normalise_orcid(person.get("orcid"))
     if orcid:
-        out["authorIdentifierScheme"] = _p("authorIdentifierScheme", "ORCID", cls="controlledVocabulary")
+        out["authorIdentifierScheme"] = _p(
+            "authorIdentifierScheme", "ORCID", cls="controlledVocabulary"
+        )
         out["authorIdentifier"] = _p("authorIdentifier", orcid.rsplit("/", 1)[-1])
     return out
 
@@ -44,7 +46,9 @@ def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
     authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
     fields: list[dict[str, Any]] = [_p("title", str(study.get("title") or ""))]
     fields.append(_p("author", [_author(a) for a in authors], multiple=True, cls="compound"))
-    contacts = [a for a in authors if a.get("contact") and a.get("email")] or [a for a in authors if a.get("email")][:1]
+    contacts = [a for a in authors if a.get("contact") and a.get("email")] or [
+        a for a in authors if a.get("email")
+    ][:1]
     if contacts:
         fields.append(
             _p(
@@ -77,7 +81,12 @@ def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
             keywords.append(str(name))
     if keywords:
         fields.append(
-            _p("keyword", [{"keywordValue": _p("keywordValue", k)} for k in keywords], multiple=True, cls="compound")
+            _p(
+                "keyword",
+                [{"keywordValue": _p("keywordValue", k)} for k in keywords],
+                multiple=True,
+                cls="compound",
+            )
         )
     grants = [g for g in study.get("funding") or [] if isinstance(g, dict) and g.get("funder")]
     if grants:
@@ -99,7 +108,9 @@ def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
     for pub in study.get("publications") or []:
         if not isinstance(pub, dict) or not pub.get("title"):
             continue
-        entry: dict[str, Any] = {"publicationCitation": _p("publicationCitation", str(pub["title"]))}
+        entry: dict[str, Any] = {
+            "publicationCitation": _p("publicationCitation", str(pub["title"]))
+        }
         doi = normalise_doi(pub.get("doi"))
         if doi:
             entry["publicationIDType"] = _p("publicationIDType", "doi", cls="controlledVocabulary")
@@ -109,8 +120,14 @@ def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
     if pubs:
         fields.append(_p("publication", pubs, multiple=True, cls="compound"))
     method = (rec.get("dataset") or {}).get("imaging_method_name")
-    fields.append(_p("kindOfData", [f"{method} image data" if method else "Image data"], multiple=True))
-    dates = [str((p or {}).get("acquisition_date"))[:10] for p in rec.get("acquisition_protocols") or [] if (p or {}).get("acquisition_date")]
+    fields.append(
+        _p("kindOfData", [f"{method} image data" if method else "Image data"], multiple=True)
+    )
+    dates = [
+        str((p or {}).get("acquisition_date"))[:10]
+        for p in rec.get("acquisition_protocols") or []
+        if (p or {}).get("acquisition_date")
+    ]
     if dates:
         fields.append(
             _p(
@@ -125,11 +142,16 @@ def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
                 cls="compound",
             )
         )
-    version: dict[str, Any] = {"metadataBlocks": {"citation": {"displayName": "Citation Metadata", "fields": fields}}}
+    version: dict[str, Any] = {
+        "metadataBlocks": {"citation": {"displayName": "Citation Metadata", "fields": fields}}
+    }
     lic = licence(study.get("license"))
     if lic:
         # Dataverse names its licences "CC BY 4.0", "CC0 1.0"; the URI identifies them.
-        version["license"] = {"name": lic.spdx_id.replace("-", " "), "uri": lic.url.removesuffix("legalcode").rstrip("/")}
+        version["license"] = {
+            "name": lic.spdx_id.replace("-", " "),
+            "uri": lic.url.removesuffix("legalcode").rstrip("/"),
+        }
     return {"datasetVersion": version}
 
 

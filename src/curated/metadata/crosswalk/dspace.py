@@ -61,12 +61,21 @@ def dublin_core(record: Any, *, today: str | None = None) -> dict[str, list[str]
     for r in study.get("related_identifiers") or []:
         if isinstance(r, dict) and r.get("identifier"):
             put("dc.relation.uri", r["identifier"])
-    orcids = [normalise_orcid(a.get("orcid")) for a in study.get("authors") or [] if isinstance(a, dict)]
+    orcids = [
+        normalise_orcid(a.get("orcid")) for a in study.get("authors") or [] if isinstance(a, dict)
+    ]
     put("dc.identifier.orcid", *[o for o in orcids if o])
     return dc
 
 
-PAGE_ONE = ("dc.title", "dc.contributor.author", "dc.date.issued", "dc.type", "dc.publisher", "dc.identifier.orcid")
+PAGE_ONE = (
+    "dc.title",
+    "dc.contributor.author",
+    "dc.date.issued",
+    "dc.type",
+    "dc.publisher",
+    "dc.identifier.orcid",
+)
 
 
 def to_dspace_patch(
@@ -85,7 +94,10 @@ def to_dspace_patch(
             {
                 "op": "add",
                 "path": f"/sections/{section}/{key}",
-                "value": [{"value": v, "language": None, "authority": None, "confidence": -1} for v in values],
+                "value": [
+                    {"value": v, "language": None, "authority": None, "confidence": -1}
+                    for v in values
+                ],
             }
         )
     return ops

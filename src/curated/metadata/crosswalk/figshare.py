@@ -34,7 +34,9 @@ def _licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int 
     return None
 
 
-def to_figshare(record: Any, *, licences: list[dict[str, Any]] | None = None, today: str | None = None) -> dict[str, Any]:
+def to_figshare(
+    record: Any, *, licences: list[dict[str, Any]] | None = None, today: str | None = None
+) -> dict[str, Any]:
     """The Figshare article body for ``record``."""
     rec = as_dict(record)
     study = rec.get("study") or {}

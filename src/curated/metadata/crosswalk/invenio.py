@@ -19,7 +19,15 @@ from curated.metadata.crosswalk.common import (
     normalise_ror,
 )
 
-_RELATED_SCHEMES = {"DOI": "doi", "URL": "url", "ARK": "ark", "Handle": "handle", "PMID": "pmid", "arXiv": "arxiv", "URN": "urn"}
+_RELATED_SCHEMES = {
+    "DOI": "doi",
+    "URL": "url",
+    "ARK": "ark",
+    "Handle": "handle",
+    "PMID": "pmid",
+    "arXiv": "arxiv",
+    "URN": "urn",
+}
 
 
 def _today() -> str:
@@ -51,7 +59,9 @@ def _creator(person: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_invenio(record: Any, *, today: str | None = None, community: str | None = None) -> dict[str, Any]:
+def to_invenio(
+    record: Any, *, today: str | None = None, community: str | None = None
+) -> dict[str, Any]:
     """The InvenioRDM draft JSON for ``record`` (a dict or ``CuratedRecord``).
 
     Parameters
@@ -114,7 +124,6 @@ def to_invenio(record: Any, *, today: str | None = None, community: str | None =
                     "identifier": ident or str(r["identifier"]),
                     "scheme": scheme,
                     "relation_type": {"id": str(r["relation_type"]).lower()},
-                    "resource_type": {"id": "software"} if "github" in str(r["identifier"]) else {"id": "other"},
                 }
             )
     for pub in study.get("publications") or []:
@@ -134,7 +143,13 @@ def to_invenio(record: Any, *, today: str | None = None, community: str | None =
     for proto in rec.get("acquisition_protocols") or []:
         when = (proto or {}).get("acquisition_date")
         if when:
-            dates.append({"date": str(when)[:10], "type": {"id": "collected"}, "description": "image acquisition"})
+            dates.append(
+                {
+                    "date": str(when)[:10],
+                    "type": {"id": "collected"},
+                    "description": "image acquisition",
+                }
+            )
     if dates:
         md["dates"] = dates
     access: dict[str, Any] = {"record": "public", "files": "public"}
@@ -143,7 +158,11 @@ def to_invenio(record: Any, *, today: str | None = None, community: str | None =
         access = {
             "record": "public",
             "files": "restricted",
-            "embargo": {"active": True, "until": str(release)[:10], "reason": "embargoed until the release date"},
+            "embargo": {
+                "active": True,
+                "until": str(release)[:10],
+                "reason": "embargoed until the release date",
+            },
         }
     return {"metadata": md, "access": access, "files": {"enabled": True}}
 

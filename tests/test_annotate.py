@@ -1,0 +1,118 @@
+"""Sparse annotations: emulated curator crops, imported crops, the 255 = unannotated convention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from curated.cli import app
+from curated.errors import InputError, SegmentationError
+from curated.segment import UNANNOTATED, annotate_from_truth, import_annotation, make_fibsem_sample, read_annotation_rois
+from curated.segment import _store
+from curated.segment.annotate import parse_region
+
+SHAPE = (16, 48, 48)
+
+
+@pytest.fixture
+def image(tmp_path):
+    dest = tmp_path / "cell.ome.zarr"
+    make_fibsem_sample(dest, shape=SHAPE, voxel_size=(16, 8, 8), seed=0)
+    return dest
+
+
+def test_curator_crops_copy_truth_and_leave_the_rest_unannotated(image) -> None:
+    r = annotate_from_truth(image, crops=3, size=8, seed=1, name="ann")
+    truth = _store.label_level0(image, "truth")[...]
+    ann = _store.label_level0(image, "ann")[...]
+    rois = read_annotation_rois(image, "ann")
+    assert len(rois) == 3 and r.details["annotated_voxels"] == 3 * 8**3
+    mask = np.zeros(SHAPE, bool)
+    for roi in rois:
+        sl = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"]))
+        mask[sl] = True
+    assert np.array_equal(ann[mask], truth[mask])
+    assert np.all(ann[~mask] == UNANNOTATED)
+    attrs = _store.label_curated_attrs(image, "ann")
+    assert attrs["kind"] == "annotation" and attrs["annotation"]["unannotated"] == UNANNOTATED
+    props = _store.label_group(image, "ann").attrs["ome"]["image-label"]["properties"]
+    assert {"label-value": 255, "name": "unannotated", "curated:unannotated": True} in props
+
+
+def test_crops_can_be_restricted_to_one_side_and_added_later(image) -> None:
+    annotate_from_truth(image, crops=2, size=8, seed=1, name="ann", region="x<0.5")
+    assert all(r["offset"][2] + r["shape"][2] <= 24 for r in read_annotation_rois(image, "ann"))
+    annotate_from_truth(image, crops=2, size=8, seed=2, name="ann", region="x>=0.5")
+    rois = read_annotation_rois(image, "ann")
+    assert len(rois) == 4 and sum(r["offset"][2] >= 24 for r in rois) == 2
+    assert np.count_nonzero(_store.label_level0(image, "ann")[...] != UNANNOTATED) == 4 * 8**3
+
+
+def test_parse_region() -> None:
+    assert parse_region("x<0.5", (10, 20, 40)) == ((0, 0, 0), (10, 20, 20))
+    assert parse_region("x>=0.5,z<0.5", (10, 20, 40)) == ((0, 0, 20), (5, 20, 40))
+    with pytest.raises(InputError):
+        parse_region("w<0.5", (10, 20, 40))
+    with pytest.raises(InputError):
+        parse_region("x<0", (10, 20, 40))
+
+
+def test_truth_is_never_turned_into_annotations(image) -> None:
+    before = _store.label_level0(image, "truth")[...]
+    with pytest.raises(SegmentationError):
+        annotate_from_truth(image, crops=1, size=8, name="truth")
+    assert np.array_equal(_store.label_level0(image, "truth")[...], before)
+
+
+def test_too_many_crops_are_refused(image) -> None:
+    with pytest.raises(SegmentationError):
+        annotate_from_truth(image, crops=50, size=16, name="ann")
+    assert "ann" not in _store.label_names(image)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif"])
+def test_import_crop_from_another_tool(image, tmp_path, suffix) -> None:
+    crop = np.full((4, 6, 8), UNANNOTATED, np.uint8)
+    crop[:, :3] = 0
+    crop[:, 3:, :4] = 1
+    f = tmp_path / f"crop{suffix}"
+    np.save(f, crop) if suffix == ".npy" else tifffile.imwrite(f, crop, photometric="minisblack")
+    annotate_from_truth(image, crops=1, size=8, seed=3, name="ann")
+    r = import_annotation(image, source_file=f, offset=(2, 30, 30), name="ann")
+    ann = _store.label_level0(image, "ann")[...]
+    assert np.array_equal(ann[2:6, 30:36, 30:38], crop)
+    rois = read_annotation_rois(image, "ann")
+    assert len(rois) == 2 and rois[-1]["offset"] == [2, 30, 30] and r.details["annotated_voxels"] == int((crop != 255).sum())
+
+
+def test_bad_imports_change_nothing(image, tmp_path) -> None:
+    annotate_from_truth(image, crops=1, size=8, seed=3, name="ann")
+    before = _store.label_level0(image, "ann")[...]
+    big = tmp_path / "big.npy"
+    np.save(big, np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(InputError, match="does not fit"):
+        import_annotation(image, source_file=big, offset=(14, 0, 0), name="ann")
+    floats = tmp_path / "f.npy"
+    np.save(floats, np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(InputError, match="integer"):
+        import_annotation(image, source_file=floats, offset=(0, 0, 0), name="ann")
+    with pytest.raises(InputError):
+        import_annotation(image, source_file=tmp_path / "missing.npy", offset=(0, 0, 0), name="ann")
+    with pytest.raises(SegmentationError):
+        import_annotation(image, source_file=big, offset=(0, 0, 0), name="truth")
+    assert np.array_equal(_store.label_level0(image, "ann")[...], before)
+
+
+def test_cli_annotate_commands(image, tmp_path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["annotate", "from-truth", str(image), "--truth", "truth", "--crops", "2", "--size", "8", "--seed", "4", "--name", "cur"])
+    assert res.exit_code == 0, res.output
+    f = tmp_path / "c.npy"
+    np.save(f, np.ones((2, 2, 2), np.uint8))
+    res = runner.invoke(app, ["annotate", "import", str(image), "--from", str(f), "--offset", "0", "0", "0", "--name", "cur"])
+    assert res.exit_code == 0, res.output
+    assert len(read_annotation_rois(image, "cur")) == 3
+    res = runner.invoke(app, ["annotate", "import", str(image), "--from", str(f), "--offset", "0", "0", "99", "--name", "cur"])
+    assert res.exit_code == 1

@@ -1,0 +1,127 @@
+"""Blockwise prediction: identical to one whole-volume pass, resumable, on threads or dask.distributed."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from curated.cli import app
+from curated.errors import SegmentationError
+from curated.images import open_image, validate_ome_zarr
+from curated.segment import annotate_from_truth, load_model, make_fibsem_sample, predict, train
+from curated.segment import _store
+
+predict_module = importlib.import_module("curated.segment.predict")
+
+SHAPE = (16, 40, 44)  # not a multiple of the tiles: edge tiles are partial
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    image = root / "cell.ome.zarr"
+    make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), seed=0, chunks=8, shard=16)
+    annotate_from_truth(image, crops=3, size=10, seed=0, name="ann")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    train(
+        image, labels="ann", label_value=2, out=root / "model", depth=2, base_features=2, patch=8, batch_size=1,
+        iterations=3, device="cpu", preprocessing={"denoise_sigma": 0.7, "shading_sigma": 2.0},
+    )
+    torch.set_num_threads(old)
+    return image, root / "model"
+
+
+def _whole_volume_probability(model_dir, image) -> np.ndarray:
+    """One network pass over the whole (reflect-padded) volume, written out by hand."""
+    m = load_model(model_dir)
+    raw = np.asarray(open_image(image).levels[0][...])
+    out = m.geometry.valid_output(raw.shape)
+    h = m.halo
+    pad = [(hh, o - n + hh) for hh, o, n in zip(h, out, raw.shape)]
+    x = m.preprocessing.apply(np.pad(raw, pad, mode="reflect"))
+    with torch.no_grad():
+        logits = m.network("cpu")(torch.from_numpy(x)[None, None])
+    return torch.sigmoid(logits)[0, 0].numpy()[: raw.shape[0], : raw.shape[1], : raw.shape[2]]
+
+
+def test_blockwise_prediction_equals_one_whole_volume_pass(trained) -> None:
+    image, model = trained
+    small = predict(model, image, name="small", block=(4, 8, 8), probabilities=True, device="cpu", workers=2)
+    whole = predict(model, image, name="whole", block=(64, 64, 64), probabilities=True, device="cpu", workers=1)
+    assert small.details["tile"] != whole.details["tile"]
+    a = _store.label_level0(image, "small-probability")[...]
+    b = _store.label_level0(image, "whole-probability")[...]
+    assert np.array_equal(a, b)
+    assert np.array_equal(_store.label_level0(image, "small")[...], _store.label_level0(image, "whole")[...])
+    ref = _whole_volume_probability(model, image)
+    assert np.array_equal(np.rint(ref * 255).astype(np.uint8), a)
+    labels = _store.label_level0(image, "small")[...]
+    assert np.array_equal(labels, np.where(ref > 0.5, 2, 0).astype(np.uint8))
+
+
+def test_prediction_is_an_ai_generated_label_image_and_reruns_are_not_needed(trained) -> None:
+    image, model = trained
+    r = predict(model, image, name="p", device="cpu")
+    m = load_model(model)
+    attrs = _store.label_curated_attrs(image, "p")
+    assert attrs["kind"] == "prediction" and attrs["ai_generated"] is True
+    assert attrs["model"]["id"] == m.id and attrs["model"]["sha256"] == m.sha256
+    assert validate_ome_zarr(image) == []
+    assert r.details["units"] == 3 * 3
+    again = predict(model, image, name="p", device="cpu")
+    assert again.status == "notneeded"
+
+
+def test_interrupted_prediction_resumes(trained, monkeypatch) -> None:
+    image, model = trained
+    real = predict_module._predict_unit
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(predict_module, "_predict_unit", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        predict(model, image, name="r", device="cpu", workers=1)
+    monkeypatch.setattr(predict_module, "_predict_unit", real)
+    r = predict(model, image, name="r", device="cpu", workers=1)
+    assert r.details["units_skipped"] == 3 and r.details["units_computed"] == 6
+    ref = predict(model, image, name="r2", device="cpu")
+    assert np.array_equal(_store.label_level0(image, "r")[...], _store.label_level0(image, "r2")[...])
+
+
+def test_predictions_never_replace_truth_or_annotations(trained) -> None:
+    image, model = trained
+    before = _store.label_level0(image, "truth")[...]
+    for name in ("truth", "ann"):
+        with pytest.raises(SegmentationError):
+            predict(model, image, name=name, device="cpu")
+    assert np.array_equal(_store.label_level0(image, "truth")[...], before)
+
+
+def test_prediction_on_a_dask_distributed_cluster(trained) -> None:
+    distributed = pytest.importorskip("distributed")
+    image, model = trained
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        r = predict(model, image, name="dist", scheduler=cluster.scheduler_address, device="cpu")
+    assert r.ok
+    local = predict(model, image, name="local", device="cpu")
+    assert local.ok
+    assert np.array_equal(_store.label_level0(image, "dist")[...], _store.label_level0(image, "local")[...])
+
+
+def test_cli_predict(trained) -> None:
+    image, model = trained
+    res = CliRunner().invoke(app, ["segment", "predict", str(model), str(image), "--name", "cli", "--workers", "2", "--device", "cpu", "--block", "8", "16", "16"])
+    assert res.exit_code == 0, res.output
+    assert "cli" in open_image(image).label_names()
+    res = CliRunner().invoke(app, ["segment", "predict", str(model), str(image), "--name", "truth", "--device", "cpu"])
+    assert res.exit_code == 1

@@ -1,0 +1,85 @@
+"""The synthetic FIB-SEM sample: deterministic, two labelled structures, shading, OME-Zarr output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from curated.cli import app
+from curated.errors import InputError
+from curated.images import open_image, validate_ome_zarr
+from curated.segment import generate_fibsem, make_fibsem_sample
+from curated.segment import _store
+
+SHAPE = (24, 64, 64)
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_differs() -> None:
+    a = generate_fibsem(SHAPE, seed=3)
+    b = generate_fibsem(SHAPE, seed=3)
+    c = generate_fibsem(SHAPE, seed=4)
+    assert a.image.tobytes() == b.image.tobytes()
+    assert a.truth.tobytes() == b.truth.tobytes()
+    assert a.image.tobytes() != c.image.tobytes()
+
+
+def test_sample_holds_mitochondria_and_a_nucleus_with_em_contrast() -> None:
+    s = generate_fibsem((32, 96, 96), seed=0)
+    assert s.image.dtype == np.uint8
+    assert set(np.unique(s.truth)) == {0, 1, 2}
+    assert s.n_mitochondria >= 2 and s.n_pores >= 1
+    cytoplasm = s.image[s.truth == 0].mean()
+    mito = s.image[s.truth == 1].mean()
+    assert mito < cytoplasm - 10  # dark organelles on grey cytoplasm
+
+
+def test_shading_darkens_the_far_x_side_only() -> None:
+    flat = generate_fibsem(SHAPE, seed=1, shading=0.0).image.astype(float)
+    shaded = generate_fibsem(SHAPE, seed=1, shading=0.6).image.astype(float)
+    near, far = slice(0, 8), slice(-8, None)
+    assert shaded[..., near].mean() == pytest.approx(flat[..., near].mean(), rel=0.1)
+    assert shaded[..., far].mean() < 0.6 * flat[..., far].mean()
+
+
+def test_anisotropic_voxels_sample_the_same_cell_more_coarsely() -> None:
+    iso = generate_fibsem((32, 48, 48), (8, 8, 8), seed=2)
+    aniso = generate_fibsem((16, 48, 48), (16, 8, 8), seed=2)
+    assert aniso.voxel_size == (16.0, 8.0, 8.0)
+    assert abs((iso.truth == 2).mean() - (aniso.truth == 2).mean()) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"shape": (4, 64, 64)}, "shape"), ({"shading": 1.0}, "shading"), ({"voxel_size": (0, 8, 8)}, "voxel_size")],
+)
+def test_bad_sample_arguments_are_refused(kwargs: dict, field: str) -> None:
+    with pytest.raises(InputError) as exc:
+        generate_fibsem(**{"shape": SHAPE, **kwargs})
+    assert exc.value.field == field
+
+
+def test_make_fibsem_sample_writes_valid_ome_zarr_with_truth(tmp_path) -> None:
+    dest = tmp_path / "cell.ome.zarr"
+    r = make_fibsem_sample(dest, shape=SHAPE, voxel_size=(16, 8, 8), shading=0.3, seed=5)
+    assert r.ok and r.details["mitochondria"] >= 1
+    img = open_image(dest)
+    assert img.shape == SHAPE and tuple(img.voxel_size) == (16.0, 8.0, 8.0)
+    assert "truth" in img.label_names()
+    attrs = _store.label_curated_attrs(dest, "truth")
+    assert attrs["kind"] == "truth" and attrs["ai_generated"] is False
+    assert validate_ome_zarr(dest) == []
+    expected = generate_fibsem(SHAPE, (16, 8, 8), shading=0.3, seed=5)
+    assert np.array_equal(img.levels[0][...], expected.image)
+    assert np.array_equal(_store.label_level0(dest, "truth")[...], expected.truth)
+    with pytest.raises(InputError):
+        make_fibsem_sample(dest, shape=SHAPE)
+
+
+def test_cli_sample_fibsem(tmp_path) -> None:
+    dest = tmp_path / "s.ome.zarr"
+    res = CliRunner().invoke(app, ["sample", "fibsem", str(dest), "--shape", "16", "48", "48", "--shading", "0.5", "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    assert open_image(dest).shape == (16, 48, 48)
+    res = CliRunner().invoke(app, ["sample", "fibsem", str(dest), "--shape", "16", "48", "48"])
+    assert res.exit_code == 1
