@@ -60,7 +60,11 @@ def run_curated(src: str, dest: str) -> dict:
 
     t0 = time.perf_counter()
     res = convert_to_ome_zarr(src, dest, voxel_size=VOXEL, chunks=CHUNK, shard=SHARD)
-    return {"seconds": time.perf_counter() - t0, "write_seconds": res.details["seconds"], "levels": len(res.details["levels"])}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "write_seconds": res.details["seconds"],
+        "levels": len(res.details["levels"]),
+    }
 
 
 def run_ome_zarr_py(src: str, dest: str) -> dict:
@@ -75,7 +79,11 @@ def run_ome_zarr_py(src: str, dest: str) -> dict:
         image,
         group,
         axes="zyx",
-        storage_options={"chunks": (CHUNK,) * 3, "shards": (SHARD,) * 3, "compressor": BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")},
+        storage_options={
+            "chunks": (CHUNK,) * 3,
+            "shards": (SHARD,) * 3,
+            "compressor": BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+        },
     )
     return {"seconds": time.perf_counter() - t0, "levels": len(list(group.array_keys()))}
 
@@ -86,9 +94,20 @@ def run_ngff_zarr(src: str, dest: str) -> dict:
 
     image = _source_dask(src)
     t0 = time.perf_counter()
-    img = nz.to_ngff_image(image, dims=["z", "y", "x"], scale=dict(zip("zyx", VOXEL, strict=True)), axes_units=dict.fromkeys("zyx", "nanometer"))
+    img = nz.to_ngff_image(
+        image,
+        dims=["z", "y", "x"],
+        scale=dict(zip("zyx", VOXEL, strict=True)),
+        axes_units=dict.fromkeys("zyx", "nanometer"),
+    )
     ms = nz.to_multiscales(img, chunks=CHUNK)
-    nz.to_ngff_zarr(dest, ms, version="0.5", chunks_per_shard=SHARD // CHUNK, compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")])
+    nz.to_ngff_zarr(
+        dest,
+        ms,
+        version="0.5",
+        chunks_per_shard=SHARD // CHUNK,
+        compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+    )
     return {"seconds": time.perf_counter() - t0, "levels": len(ms.images)}
 
 
@@ -105,12 +124,21 @@ def measure(name: str, src: Path, dest: Path, timeout: int) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     subprocess.run(["sync"], check=False)
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, str(src), str(dest)], capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", name, str(src), str(dest)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {"name": name, "error": f"timed out after {timeout} s"}
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
-        return {"name": name, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
+        return {
+            "name": name,
+            "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"],
+        }
     res = json.loads(line[7:])
     files = [p for p in dest.rglob("*") if p.is_file()]
     res.update(name=name, files=len(files), stored_mb=sum(p.stat().st_size for p in files) / 1e6)
@@ -140,7 +168,9 @@ def main() -> None:
 
             shape = tifffile.TiffFile(src).series[0].shape
         nbytes = src.stat().st_size
-        print(f"source: {src} shape {tuple(shape)} uint8, {nbytes / 1e6:.0f} MB; chunks {CHUNK}^3, shards {SHARD}^3, blosc-zstd3+shuffle")
+        print(
+            f"source: {src} shape {tuple(shape)} uint8, {nbytes / 1e6:.0f} MB; chunks {CHUNK}^3, shards {SHARD}^3, blosc-zstd3+shuffle"
+        )
         rows = []
         for name in args.only:
             r = measure(name, src, args.workdir / f"{name}.ome.zarr", args.timeout)
@@ -150,7 +180,9 @@ def main() -> None:
             print(json.dumps(r), flush=True)
         base = {r["name"]: r for r in rows if "error" not in r}
         print()
-        print("| converter | levels | seconds | MB/s | peak RSS MB | stored MB | files | throughput vs ome-zarr-py | RSS vs ome-zarr-py |")
+        print(
+            "| converter | levels | seconds | MB/s | peak RSS MB | stored MB | files | throughput vs ome-zarr-py | RSS vs ome-zarr-py |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         ref = base.get("ome-zarr-py")
         for r in rows:
@@ -159,7 +191,9 @@ def main() -> None:
                 continue
             tr = f"{r['mb_s'] / ref['mb_s']:.1f}x" if ref else "n/a"
             rr = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x" if ref else "n/a"
-            print(f"| {r['name']} | {r['levels']} | {r['seconds']:.1f} | {r['mb_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['stored_mb']:.0f} | {r['files']} | {tr} | {rr} |")
+            print(
+                f"| {r['name']} | {r['levels']} | {r['seconds']:.1f} | {r['mb_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['stored_mb']:.0f} | {r['files']} | {tr} | {rr} |"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)

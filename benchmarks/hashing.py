@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--large-files", type=int, default=2)
     ap.add_argument("--large-mib", type=int, default=256)
     ap.add_argument("--small", type=int, default=10_000, help="files in the throughput tree")
-    ap.add_argument("--rss-counts", type=int, nargs="+", default=[10_000, 200_000])
+    ap.add_argument("--rss-counts", type=int, nargs="*", default=[10_000, 200_000])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     args = ap.parse_args()

@@ -9,10 +9,11 @@ Run::
 3. trains a 3D U-Net from crops annotated on the bright half only,
 4. evaluates it on the test blocks, per shading side: the shaded half drops,
 5. adds crops on the shaded half and fine-tunes the model,
-6. evaluates again on the *same* blocks and prints the before/after table.
+6. trains a model with shading correction on all the crops,
+7. evaluates each on the *same* blocks and prints the before/after table.
 
 Everything is recorded in DEST's curator log (``curated log DEST --verify``).
-About 5 to 10 minutes on 2 CPU cores; ``--quick`` runs a small version in about one.
+About 10 to 15 minutes on 2 idle CPU cores; ``--quick`` runs a small version in a few minutes.
 """
 
 from __future__ import annotations
@@ -52,29 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.quick:
         settings = {
-            "shape": (32, 96, 128),
-            "crops_per_round": 2,
-            "crop_size": (20, 24, 24),
-            "blocks": 6,
+            "shape": (40, 192, 224),
+            "crops_per_round": 3,
+            "crop_size": (16, 32, 32),
+            "blocks": 10,
             "block_size": 16,
-            "iterations": 60,
-            "finetune_iterations": 40,
+            "iterations": 200,
+            "finetune_iterations": 150,
             "depth": 1,
-            "base_features": 4,
-            "patch": 16,
+            "base_features": 8,
+            "patch": 24,
+            "shading_sigma": 4.0,
         }
     else:
         settings = {
-            "shape": (48, 128, 160),
+            "shape": (48, 256, 320),
             "crops_per_round": 3,
             "crop_size": (24, 32, 32),
             "blocks": 8,
             "block_size": 24,
-            "iterations": 300,
-            "finetune_iterations": 200,
+            "iterations": 400,
+            "finetune_iterations": 300,
             "depth": 2,
             "base_features": 8,
             "patch": 24,
+            "shading_sigma": 4.0,
         }
     t0 = time.perf_counter()
     story = run_hitl_story(

@@ -52,7 +52,9 @@ def build_workspace(root: Path) -> Workspace:
     add_labels(image, "mito", (img > 128).astype(np.uint8), kind="truth", workspace=ws)
     model = ws.models_dir / "unet-1"
     model.mkdir(parents=True)
-    (model / "model.json").write_text(json.dumps({"format": "curated-unet/1", "id": "unet-1"}) + "\n")
+    (model / "model.json").write_text(
+        json.dumps({"format": "curated-unet/1", "id": "unet-1"}) + "\n"
+    )
     (model / "weights.pt").write_bytes(rng.bytes(4096))
     with zipfile.ZipFile(ws.models_dir / "unet-1.bioimageio.zip", "w") as zf:
         zf.writestr("rdf.yaml", "type: model\n")
@@ -106,7 +108,9 @@ def assert_valid_everywhere(bag: Path, *, profile: str | None = None) -> None:
     report = validate_bag(bag, profile=profile)
     prof = load_profile(profile or "curated")
     problems = report.problems
-    if prof.serialization == "required":  # an unpacked copy of a serialized bag: the archive was checked
+    if (
+        prof.serialization == "required"
+    ):  # an unpacked copy of a serialized bag: the archive was checked
         problems = [p for p in problems if "serialization is required" not in p]
     assert not problems, problems
     # bagit-python cannot decode %25 in manifest paths (its issue 157): see curated.package.compat

@@ -9,8 +9,14 @@ from typer.testing import CliRunner
 
 from curated.cli import app
 from curated.errors import InputError, SegmentationError
-from curated.segment import UNANNOTATED, annotate_from_truth, import_annotation, make_fibsem_sample, read_annotation_rois
-from curated.segment import _store
+from curated.segment import (
+    UNANNOTATED,
+    _store,
+    annotate_from_truth,
+    import_annotation,
+    make_fibsem_sample,
+    read_annotation_rois,
+)
 from curated.segment.annotate import parse_region
 
 SHAPE = (16, 48, 48)
@@ -31,7 +37,7 @@ def test_curator_crops_copy_truth_and_leave_the_rest_unannotated(image) -> None:
     assert len(rois) == 3 and r.details["annotated_voxels"] == 3 * 8**3
     mask = np.zeros(SHAPE, bool)
     for roi in rois:
-        sl = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"]))
+        sl = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))
         mask[sl] = True
     assert np.array_equal(ann[mask], truth[mask])
     assert np.all(ann[~mask] == UNANNOTATED)
@@ -84,7 +90,11 @@ def test_import_crop_from_another_tool(image, tmp_path, suffix) -> None:
     ann = _store.label_level0(image, "ann")[...]
     assert np.array_equal(ann[2:6, 30:36, 30:38], crop)
     rois = read_annotation_rois(image, "ann")
-    assert len(rois) == 2 and rois[-1]["offset"] == [2, 30, 30] and r.details["annotated_voxels"] == int((crop != 255).sum())
+    assert (
+        len(rois) == 2
+        and rois[-1]["offset"] == [2, 30, 30]
+        and r.details["annotated_voxels"] == int((crop != 255).sum())
+    )
 
 
 def test_bad_imports_change_nothing(image, tmp_path) -> None:
@@ -107,12 +117,67 @@ def test_bad_imports_change_nothing(image, tmp_path) -> None:
 
 def test_cli_annotate_commands(image, tmp_path) -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["annotate", "from-truth", str(image), "--truth", "truth", "--crops", "2", "--size", "8", "--seed", "4", "--name", "cur"])
+    res = runner.invoke(
+        app,
+        [
+            "annotate",
+            "from-truth",
+            str(image),
+            "--truth",
+            "truth",
+            "--crops",
+            "2",
+            "--size",
+            "8",
+            "--seed",
+            "4",
+            "--name",
+            "cur",
+        ],
+    )
     assert res.exit_code == 0, res.output
     f = tmp_path / "c.npy"
     np.save(f, np.ones((2, 2, 2), np.uint8))
-    res = runner.invoke(app, ["annotate", "import", str(image), "--from", str(f), "--offset", "0", "0", "0", "--name", "cur"])
+    res = runner.invoke(
+        app,
+        [
+            "annotate",
+            "import",
+            str(image),
+            "--from",
+            str(f),
+            "--offset",
+            "0",
+            "0",
+            "0",
+            "--name",
+            "cur",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert len(read_annotation_rois(image, "cur")) == 3
-    res = runner.invoke(app, ["annotate", "import", str(image), "--from", str(f), "--offset", "0", "0", "99", "--name", "cur"])
+    res = runner.invoke(
+        app,
+        [
+            "annotate",
+            "import",
+            str(image),
+            "--from",
+            str(f),
+            "--offset",
+            "0",
+            "0",
+            "99",
+            "--name",
+            "cur",
+        ],
+    )
     assert res.exit_code == 1
+
+
+def test_crops_can_be_required_to_hold_a_structure(image) -> None:
+    annotate_from_truth(image, crops=2, size=8, seed=5, name="ann", require_label=2, min_fraction=0.3)
+    truth = _store.label_level0(image, "truth")[...]
+    for roi in read_annotation_rois(image, "ann"):
+        sl = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))
+        assert (truth[sl] == 2).mean() >= 0.3

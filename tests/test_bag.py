@@ -12,14 +12,19 @@ import bagit
 import numpy as np
 import pytest
 import zarr
+from bag_helpers import (
+    assert_untouched,
+    assert_valid_everywhere,
+    build_workspace,
+    copy_workspace,
+    snapshot,
+)
 
 from curated.package import BAGIT_TXT, make_bag, validate_bag
 from curated.package.profiles import list_profiles, load_profile
 from curated.provenance.log import CuratorLog
 from curated.provenance.rocrate_check import validate_crate
 from curated.workspace import Workspace
-
-from bag_helpers import assert_untouched, assert_valid_everywhere, build_workspace, copy_workspace, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -43,24 +48,46 @@ def _manifest(bag: Path, alg: str) -> dict[str, str]:
 
 
 def _info(bag: Path) -> dict[str, str]:
-    return dict(line.split(": ", 1) for line in (bag / "bag-info.txt").read_text(encoding="utf-8").splitlines())
+    return dict(
+        line.split(": ", 1)
+        for line in (bag / "bag-info.txt").read_text(encoding="utf-8").splitlines()
+    )
 
 
-def test_bag_of_a_workspace_validates_and_leaves_it_untouched(ws: Workspace, tmp_path: Path) -> None:
+def test_bag_of_a_workspace_validates_and_leaves_it_untouched(
+    ws: Workspace, tmp_path: Path
+) -> None:
     before = snapshot(ws.root)
     bag = tmp_path / "bag"
     result = make_bag(ws, bag)
     assert result.ok and result.path == str(bag)
     assert_untouched(before, ws.root)
     assert_valid_everywhere(bag)
-    assert (bag / "bagit.txt").read_bytes() == BAGIT_TXT.encode() == b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
-    for name in ("manifest-sha512.txt", "manifest-sha256.txt", "tagmanifest-sha512.txt", "tagmanifest-sha256.txt"):
+    assert (
+        (bag / "bagit.txt").read_bytes()
+        == BAGIT_TXT.encode()
+        == b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+    )
+    for name in (
+        "manifest-sha512.txt",
+        "manifest-sha256.txt",
+        "tagmanifest-sha512.txt",
+        "tagmanifest-sha256.txt",
+    ):
         assert (bag / name).is_file()
     for name in ("curated.yaml", "curator-log.jsonl", "prov.json", "datacite.json", "check.json"):
         assert (bag / "metadata" / name).is_file(), name
-    for rel in ("README.md", "figures/overview.png", "curation/fair.json", "curation/fair.md",
-                "derived/models/unet-1/weights.pt", "derived/models/unet-1.bioimageio.zip",
-                "derived/cell.ome.zarr/zarr.json", "derived/cell.ome.zarr/labels/mito/zarr.json", "ro-crate-metadata.json"):
+    for rel in (
+        "README.md",
+        "figures/overview.png",
+        "curation/fair.json",
+        "curation/fair.md",
+        "derived/models/unet-1/weights.pt",
+        "derived/models/unet-1.bioimageio.zip",
+        "derived/cell.ome.zarr/zarr.json",
+        "derived/cell.ome.zarr/labels/mito/zarr.json",
+        "ro-crate-metadata.json",
+    ):
         assert (bag / "data" / rel).is_file(), rel
     assert not (bag / "data" / "curated.yaml").exists() and not (bag / "data" / "package").exists()
     info = _info(bag)
@@ -70,7 +97,12 @@ def test_bag_of_a_workspace_validates_and_leaves_it_untouched(ws: Workspace, tmp
     assert info["External-Identifier"].startswith("urn:uuid:")
     assert info["BagIt-Profile-Identifier"] == load_profile("curated").identifier
     nbytes, nfiles = (int(x) for x in info["Payload-Oxum"].split("."))
-    assert nfiles == result.details["files"] == len(_manifest(bag, "sha256")) == len(_manifest(bag, "sha512"))
+    assert (
+        nfiles
+        == result.details["files"]
+        == len(_manifest(bag, "sha256"))
+        == len(_manifest(bag, "sha512"))
+    )
     assert nbytes == result.details["bytes"]
     assert "Bag-Size" in info and "Bagging-Date" in info
     # payload files are hard links of the workspace's files (same file system), tag files are new files
@@ -93,7 +125,12 @@ def test_the_bag_carries_the_log_up_to_its_own_entry(ws: Workspace, tmp_path: Pa
     copy = CuratorLog(bag / "metadata" / "curator-log.jsonl", root=ws.root)
     assert copy.verify().ok
     last = copy.last()
-    assert last is not None and last["step"] == "D" and last["action"] == "bag" and last["status"] == "ok"
+    assert (
+        last is not None
+        and last["step"] == "D"
+        and last["action"] == "bag"
+        and last["status"] == "ok"
+    )
     assert last == ws.log.last() and last["seq"] == result.details["log_seq"]
     assert last["details"]["external_identifier"] == _info(bag)["External-Identifier"]
     # every earlier entry of the workspace log is in the copy, unchanged
@@ -118,7 +155,9 @@ def test_ro_crate_describes_each_zarr_store_as_one_dataset(ws: Workspace, tmp_pa
     assert root["identifier"] == _info(bag)["External-Identifier"]
     store = graph["derived/cell.ome.zarr/"]
     assert store["@type"] == "Dataset" and int(store["contentSize"]) > 0
-    assert not [i for i in graph if i.startswith("derived/cell.ome.zarr/") and i != "derived/cell.ome.zarr/"]
+    assert not [
+        i for i in graph if i.startswith("derived/cell.ome.zarr/") and i != "derived/cell.ome.zarr/"
+    ]
     sha = _manifest(bag, "sha256")
     weights = graph["derived/models/unet-1/weights.pt"]
     assert weights["sha256"] == sha["data/derived/models/unet-1/weights.pt"]
@@ -131,7 +170,9 @@ def test_ro_crate_describes_each_zarr_store_as_one_dataset(ws: Workspace, tmp_pa
 
 
 @pytest.mark.parametrize("profile", ["curated", "btr", "chronopolis-like", "aptrust"])
-def test_every_packaged_profile_gives_a_bag_it_accepts(ws: Workspace, tmp_path: Path, profile: str) -> None:
+def test_every_packaged_profile_gives_a_bag_it_accepts(
+    ws: Workspace, tmp_path: Path, profile: str
+) -> None:
     assert profile in list_profiles()
     serialize = "tar" if profile == "aptrust" else "none"
     result = make_bag(ws, tmp_path / "bag", profile=profile, serialize=serialize)
@@ -144,7 +185,10 @@ def test_every_packaged_profile_gives_a_bag_it_accepts(ws: Workspace, tmp_path: 
         with tarfile.open(path) as tf:
             tf.extractall(tmp_path / "x", filter="data")
         bag = tmp_path / "x" / "bag"
-        assert sorted(p.name for p in bag.glob("manifest-*.txt")) == ["manifest-md5.txt", "manifest-sha256.txt"]
+        assert sorted(p.name for p in bag.glob("manifest-*.txt")) == [
+            "manifest-md5.txt",
+            "manifest-sha256.txt",
+        ]
         assert "Access: Institution" in (bag / "aptrust-info.txt").read_text()
     else:
         bag = path
@@ -168,7 +212,9 @@ def test_profile_rules_are_enforced_before_building(ws: Workspace, tmp_path: Pat
 
 
 @pytest.mark.parametrize("serialize", ["tar", "zip"])
-def test_serialized_bag_has_one_top_level_folder(ws: Workspace, tmp_path: Path, serialize: str) -> None:
+def test_serialized_bag_has_one_top_level_folder(
+    ws: Workspace, tmp_path: Path, serialize: str
+) -> None:
     result = make_bag(ws, tmp_path / "my-bag", serialize=serialize)
     archive = Path(result.path)
     assert archive.name == f"my-bag.{serialize}" and archive.is_file()
@@ -186,7 +232,9 @@ def test_serialized_bag_has_one_top_level_folder(ws: Workspace, tmp_path: Path, 
     assert_valid_everywhere(tmp_path / "out" / "my-bag")
 
 
-def test_zarr_archive_mode_packs_each_store_as_one_readable_zip(ws: Workspace, tmp_path: Path) -> None:
+def test_zarr_archive_mode_packs_each_store_as_one_readable_zip(
+    ws: Workspace, tmp_path: Path
+) -> None:
     bag = tmp_path / "bag"
     make_bag(ws, bag, zarr="archive")
     assert_valid_everywhere(bag)
@@ -200,7 +248,11 @@ def test_zarr_archive_mode_packs_each_store_as_one_readable_zip(ws: Workspace, t
     np.testing.assert_array_equal(packed["0"][:], original["0"][:])
     np.testing.assert_array_equal(packed["labels/mito/0"][:], original["labels/mito/0"][:])
     store.close()
-    inventory = (bag / "metadata" / "zarr-inventory" / "derived" / "cell.ome.zarr.tsv").read_text().splitlines()
+    inventory = (
+        (bag / "metadata" / "zarr-inventory" / "derived" / "cell.ome.zarr.tsv")
+        .read_text()
+        .splitlines()
+    )
     assert inventory[0] == "path\tsize\tsha256"
     import hashlib
 
@@ -216,17 +268,25 @@ def test_zarr_archive_mode_packs_each_store_as_one_readable_zip(ws: Workspace, t
     assert entity["@type"] == "File" and "zarr-inventory" in entity["description"]
 
 
-def test_holey_bag_lists_large_files_in_fetch_and_every_manifest(ws: Workspace, tmp_path: Path) -> None:
+def test_holey_bag_lists_large_files_in_fetch_and_every_manifest(
+    ws: Workspace, tmp_path: Path
+) -> None:
     bag = tmp_path / "bag"
     base = "https://storage.example.org/datasets/hela"
     result = make_bag(ws, bag, fetch_base=base, fetch_min_size=4096)
     assert result.details["fetch"] >= 1
     lines = (bag / "fetch.txt").read_text().splitlines()
     entry = next(line for line in lines if line.endswith("data/derived/models/unet-1/weights.pt"))
-    assert entry == f"{base}/derived/models/unet-1/weights.pt 4096 data/derived/models/unet-1/weights.pt"
+    assert (
+        entry
+        == f"{base}/derived/models/unet-1/weights.pt 4096 data/derived/models/unet-1/weights.pt"
+    )
     assert not (bag / "data" / "derived" / "models" / "unet-1" / "weights.pt").exists()
     for alg in ("sha256", "sha512"):
         assert "data/derived/models/unet-1/weights.pt" in _manifest(bag, alg)
+    crate = json.loads((bag / "data" / "ro-crate-metadata.json").read_text())
+    weights = next(e for e in crate["@graph"] if e["@id"] == "derived/models/unet-1/weights.pt")
+    assert weights["url"] == f"{base}/derived/models/unet-1/weights.pt"
     strict = validate_bag(bag)
     assert not strict.ok and any("fetch.txt" in p for p in strict.problems)
     holey = validate_bag(bag, allow_holes=True)
@@ -250,9 +310,9 @@ def test_empty_directories_are_kept_and_listed(ws: Workspace, tmp_path: Path) ->
     result = make_bag(ws, bag)
     assert (bag / "data" / "derived" / "cell.ome.zarr" / "0" / "empty-chunks").is_dir()
     listed = (bag / "metadata" / "empty-directories.txt").read_text().splitlines()
-    assert listed == ["data/figures/drafts", "data/derived/cell.ome.zarr/0/empty-chunks"] or sorted(listed) == sorted(
-        ["data/figures/drafts", "data/derived/cell.ome.zarr/0/empty-chunks"]
-    )
+    assert listed == ["data/figures/drafts", "data/derived/cell.ome.zarr/0/empty-chunks"] or sorted(
+        listed
+    ) == sorted(["data/figures/drafts", "data/derived/cell.ome.zarr/0/empty-chunks"])
     assert result.details["empty_directories"] == 2
     assert_valid_everywhere(bag)
     make_bag(ws, tmp_path / "zbag", zarr="archive", serialize="zip")
@@ -260,15 +320,25 @@ def test_empty_directories_are_kept_and_listed(ws: Workspace, tmp_path: Path) ->
         assert "zbag/data/figures/drafts/" in zf.namelist()
     with zipfile.ZipFile(tmp_path / "zbag.zip") as zf:
         zf.extract("zbag/data/derived/cell.ome.zarr.zip", tmp_path / "z")
-    with zipfile.ZipFile(tmp_path / "z" / "zbag" / "data" / "derived" / "cell.ome.zarr.zip") as inner:
+    with zipfile.ZipFile(
+        tmp_path / "z" / "zbag" / "data" / "derived" / "cell.ome.zarr.zip"
+    ) as inner:
         assert "0/empty-chunks/" in inner.namelist()
 
 
 def test_manifest_order_is_stable_across_process_counts(ws: Workspace, tmp_path: Path) -> None:
     make_bag(ws, tmp_path / "one", processes=1)
     make_bag(ws, tmp_path / "two", processes=2)
-    a = [ln for ln in (tmp_path / "one" / "manifest-sha512.txt").read_text().splitlines() if "ro-crate" not in ln]
-    b = [ln for ln in (tmp_path / "two" / "manifest-sha512.txt").read_text().splitlines() if "ro-crate" not in ln]
+    a = [
+        ln
+        for ln in (tmp_path / "one" / "manifest-sha512.txt").read_text().splitlines()
+        if "ro-crate" not in ln
+    ]
+    b = [
+        ln
+        for ln in (tmp_path / "two" / "manifest-sha512.txt").read_text().splitlines()
+        if "ro-crate" not in ln
+    ]
     assert a == b and len(a) > 10
 
 
@@ -301,7 +371,9 @@ def test_validate_finds_tampering(ws: Workspace, tmp_path: Path) -> None:
     data[10] ^= 0xFF
     target.write_bytes(bytes(data))
     report = validate_bag(bag)
-    assert not report.ok and any("overview.png: sha512 checksum mismatch" in p for p in report.problems)
+    assert not report.ok and any(
+        "overview.png: sha512 checksum mismatch" in p for p in report.problems
+    )
     assert validate_bag(bag, fast=True).ok  # same size: only checksums can tell
     (bag / "data" / "stray.txt").write_text("x")
     fast = validate_bag(bag, fast=True)

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import bagit
 import pytest
+from bag_helpers import (
+    assert_untouched,
+    assert_valid_everywhere,
+    build_workspace,
+    copy_workspace,
+    snapshot,
+)
 
 from curated.errors import PackageError
 from curated.package import FileChangedError, decode_path, encode_path, make_bag
 from curated.package.compat import rfc_path_decoding
 from curated.workspace import Workspace
-
-from bag_helpers import assert_untouched, assert_valid_everywhere, build_workspace, copy_workspace, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +57,21 @@ def test_percent_and_newline_in_names_make_a_valid_bag(ws: Workspace, tmp_path: 
     make_bag(ws, bag)
     assert_untouched(before, ws.root)
     manifest = (bag / "manifest-sha256.txt").read_text(encoding="utf-8")
-    for encoded in ("data/figures/100%25.png", "data/figures/x%250Ay.png", "data/figures/two%0Alines.png", "data/figures/cr%0Dname.png"):
-        assert encoded in manifest.splitlines()[0] or any(line.endswith("  " + encoded) for line in manifest.splitlines())
+    for encoded in (
+        "data/figures/100%25.png",
+        "data/figures/x%250Ay.png",
+        "data/figures/two%0Alines.png",
+        "data/figures/cr%0Dname.png",
+    ):
+        assert encoded in manifest.splitlines()[0] or any(
+            line.endswith("  " + encoded) for line in manifest.splitlines()
+        )
     assert_valid_everywhere(bag)
 
 
-def test_bagit_python_misreads_percent_encoded_names_without_our_workaround(ws: Workspace, tmp_path: Path) -> None:
+def test_bagit_python_misreads_percent_encoded_names_without_our_workaround(
+    ws: Workspace, tmp_path: Path
+) -> None:
     """bagit-python 1.9 never decodes %25 (its issue 157); curated.package.compat fixes that while reading."""
     (ws.root / "figures" / "100%.png").write_bytes(b"a")
     bag = tmp_path / "bag"
@@ -75,7 +89,7 @@ def test_non_utf8_file_name_is_refused(ws: Workspace, tmp_path: Path) -> None:
         fh.write(b"x")
     before = snapshot(ws.root)
     dest = tmp_path / "bag"
-    with pytest.raises(PackageError, match=r"not valid UTF-8.*caf\\xe9") as exc:
+    with pytest.raises(PackageError, match=r"caf\\xe9.png' is not valid UTF-8") as exc:
         make_bag(ws, dest)
     assert "figures" in str(exc.value)
     _no_bag_left(dest)
@@ -102,7 +116,10 @@ def test_symlink_pointing_outside_is_refused_by_name(ws: Workspace, tmp_path: Pa
     (ws.root / "figures" / "linked.png").symlink_to(outside)
     before = snapshot(ws.root)
     dest = tmp_path / "bag"
-    with pytest.raises(PackageError, match=r"symbolic link 'figures/linked.png' -> .*elsewhere.png.*--follow-symlinks"):
+    with pytest.raises(
+        PackageError,
+        match=r"symbolic link 'figures/linked.png' -> .*elsewhere.png.*--follow-symlinks",
+    ):
         make_bag(ws, dest)
     _no_bag_left(dest)
     assert_untouched(before, ws.root)
@@ -211,7 +228,9 @@ def test_a_file_changing_while_hashed_fails_clearly(ws: Workspace, tmp_path: Pat
     assert last is not None and last["action"] == "bag" and last["status"] == "error"
 
 
-def test_interrupted_run_leaves_a_partial_that_the_next_run_cleans(ws: Workspace, tmp_path: Path) -> None:
+def test_interrupted_run_leaves_a_partial_that_the_next_run_cleans(
+    ws: Workspace, tmp_path: Path
+) -> None:
     dest = tmp_path / "bag"
     partial = tmp_path / "bag.partial"
     (partial / "data").mkdir(parents=True)
@@ -247,3 +266,22 @@ def test_split_bag_carries_group_and_count(ws: Workspace, tmp_path: Path) -> Non
     info = (Path(result.path) / "bag-info.txt").read_text()
     assert "Bag-Group-Identifier: urn:uuid:0b0c" in info and "Bag-Count: 2 of 3" in info
     assert_valid_everywhere(Path(result.path))
+
+
+def test_two_runs_never_build_the_same_bag_at_once(ws: Workspace, tmp_path: Path) -> None:
+    import fcntl
+
+    dest = tmp_path / "bag"
+    with open(tmp_path / ".bag.curated-bag.lock", "w") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(PackageError, match="another `curated bag` run"):
+            make_bag(ws, dest)
+    _no_bag_left(dest)
+    make_bag(ws, dest)
+    assert not (tmp_path / ".bag.curated-bag.lock").exists()
+
+
+def test_computed_bag_info_tags_cannot_be_given(ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match="Payload-Oxum.*computed"):
+        make_bag(ws, tmp_path / "bag", bag_info={"Payload-Oxum": "1.1"})
+    _no_bag_left(tmp_path / "bag")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bag_helpers import assert_valid_everywhere, build_workspace
 from typer.testing import CliRunner
 
 from curated.cli import app
-
-from bag_helpers import assert_valid_everywhere, build_workspace
 
 runner = CliRunner()
 
@@ -17,18 +16,43 @@ runner = CliRunner()
 def test_bag_then_validate_from_the_command_line(tmp_path: Path) -> None:
     ws = build_workspace(tmp_path / "ws")
     bag = tmp_path / "bag"
-    res = runner.invoke(app, ["bag", str(ws.root), str(bag), "--processes", "2", "--info", "Organization-Address=1 Main St"])
+    res = runner.invoke(
+        app,
+        [
+            "bag",
+            str(ws.root),
+            str(bag),
+            "--processes",
+            "2",
+            "--info",
+            "Organization-Address=1 Main St",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Organization-Address: 1 Main St" in (bag / "bag-info.txt").read_text()
     assert_valid_everywhere(bag)
     res = runner.invoke(app, ["bag", "validate", str(bag)])
     assert res.exit_code == 0, res.output
     assert "valid" in res.output
-    res = runner.invoke(app, ["bag", "validate", str(bag), "--fast", "--profile", "curated", "--json"])
+    res = runner.invoke(
+        app, ["bag", "validate", str(bag), "--fast", "--profile", "curated", "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["details"]["fast"] is True
     # the explicit subcommand name works too
-    res = runner.invoke(app, ["bag", "create", str(ws.root), str(tmp_path / "bag2"), "--zarr", "archive", "--serialize", "zip"])
+    res = runner.invoke(
+        app,
+        [
+            "bag",
+            "create",
+            str(ws.root),
+            str(tmp_path / "bag2"),
+            "--zarr",
+            "archive",
+            "--serialize",
+            "zip",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "bag2.zip").is_file()
     # a damaged bag exits 1 and says why

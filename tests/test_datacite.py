@@ -47,7 +47,11 @@ def test_creators_carry_orcid_and_ror_affiliation():
     jane = dc["creators"][0]
     assert jane["name"] == "Doe, Jane" and jane["nameType"] == "Personal"
     assert jane["nameIdentifiers"] == [
-        {"nameIdentifier": "https://orcid.org/0000-0002-1825-0097", "nameIdentifierScheme": "ORCID", "schemeUri": "https://orcid.org"}
+        {
+            "nameIdentifier": "https://orcid.org/0000-0002-1825-0097",
+            "nameIdentifierScheme": "ORCID",
+            "schemeUri": "https://orcid.org",
+        }
     ]
     assert jane["affiliation"][0]["affiliationIdentifier"] == "https://ror.org/03mstc592"
     assert jane["affiliation"][0]["affiliationIdentifierScheme"] == "ROR"
@@ -79,7 +83,10 @@ def test_rights_funding_subjects_related_and_descriptions():
     subjects = {s["subject"]: s for s in dc["subjects"]}
     assert {"FIB-SEM", "volume EM", "mitochondria"} <= set(subjects)
     assert subjects["Homo sapiens"]["valueUri"] == "http://purl.obolibrary.org/obo/NCBITaxon_9606"
-    assert subjects["focused ion beam scanning electron microscopy"]["valueUri"] == "http://purl.obolibrary.org/obo/FBbi_00050000"
+    assert (
+        subjects["focused ion beam scanning electron microscopy"]["valueUri"]
+        == "http://purl.obolibrary.org/obo/FBbi_00050000"
+    )
     related = {(r["relatedIdentifier"], r["relationType"]) for r in dc["relatedIdentifiers"]}
     assert ("10.1234/organelles.2026", "IsDescribedBy") in related
     assert ("https://github.com/example/analysis", "IsSupplementedBy") in related
@@ -100,7 +107,14 @@ def test_pydantic_record_maps_like_its_dict():
 def test_doi_publisher_year_and_version_arguments():
     rec = complete_record()
     del rec["study"]["publisher"], rec["study"]["publication_year"]
-    dc = to_datacite(rec, doi="https://doi.org/10.5281/zenodo.123", publisher="Zenodo", publication_year=2027, version="1.0", url="https://zenodo.org/records/123")
+    dc = to_datacite(
+        rec,
+        doi="https://doi.org/10.5281/zenodo.123",
+        publisher="Zenodo",
+        publication_year=2027,
+        version="1.0",
+        url="https://zenodo.org/records/123",
+    )
     assert dc["doi"] == "10.5281/zenodo.123"
     assert dc["publisher"] == {"name": "Zenodo"} and dc["publicationYear"] == "2027"
     assert dc["version"] == "1.0"
@@ -165,11 +179,35 @@ def test_invalid_orcid_and_ror_are_not_passed_on():
 
 
 def test_common_normalisers():
-    assert normalise_orcid("https://orcid.org/0000-0002-1825-0097") == "https://orcid.org/0000-0002-1825-0097"
+    assert (
+        normalise_orcid("https://orcid.org/0000-0002-1825-0097")
+        == "https://orcid.org/0000-0002-1825-0097"
+    )
     assert normalise_orcid("0000-0001-5109-370X") is None  # check digit is 0
     assert normalise_ror("03MSTC592") == "https://ror.org/03mstc592"
     assert normalise_doi("doi:10.1000/XYZ") == "10.1000/XYZ"
     assert normalise_doi("10.1000") is None
     assert spdx_id("cc0-1.0") == "CC0-1.0" and spdx_id("not-a-licence") is None
     assert person_name({"family_name": "Doe"}) == "Doe"
-    assert citation_authors([{"family_name": "Doe", "given_name": "Jane Ann"}, {"family_name": "Roe", "given_name": "R."}]) == "Doe, J. A. & Roe, R."
+    assert (
+        citation_authors(
+            [
+                {"family_name": "Doe", "given_name": "Jane Ann"},
+                {"family_name": "Roe", "given_name": "R."},
+            ]
+        )
+        == "Doe, J. A. & Roe, R."
+    )
+
+
+def test_malformed_entries_are_skipped_not_crashed_on():
+    rec = complete_record()
+    rec["biosamples"] = ["HeLa", {"organism": "Homo sapiens"}]
+    rec["study"]["keywords"] = "FIB-SEM"
+    rec["study"]["funding"] = [None, {"funder": "DFG", "award_id": "1"}]
+    rec["images"] = [42]
+    dc = to_datacite(rec)
+    assert validate_datacite(dc) == []
+    assert dc["subjects"][0] == {"subject": "FIB-SEM"}
+    assert dc["fundingReferences"] == [{"funderName": "DFG", "awardNumber": "1"}]
+    assert "formats" not in dc and "sizes" not in dc

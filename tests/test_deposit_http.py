@@ -140,3 +140,13 @@ def test_file_slice_streams_a_range(tmp_path):
     while chunk := s.read(7):
         data += chunk
     assert data == (bytes(range(256)) * 10)[100:150]
+
+
+def test_credential_never_travels_to_another_host(server):
+    with Echo() as other:  # a second loopback server stands in for presigned storage
+        other_url = other.url.replace("127.0.0.1", "localhost")
+        s = session(server.url, [])
+        s.request("GET", "/ok")
+        s.request("GET", other_url + "/ok")
+        assert server.headers_seen[-1]["Authorization"] == f"Bearer {SECRET}"
+        assert "Authorization" not in other.headers_seen[-1]

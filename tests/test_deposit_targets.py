@@ -262,6 +262,7 @@ def test_deposit_resume_publish_new_version(target, ws, sleeps, monkeypatch, tmp
     # 5. the same bag again is not deposited twice
     again = run(t, bag, sleeps, publish=True)
     assert again.status == "notneeded"
+    assert json.loads((ws / "package" / "receipt.json").read_text())["status"] == done.status
 
     # 6. a changed bag becomes a new version of the same record
     (ws / "derived" / "evaluations" / "eval.json").write_text('{"dice": 0.95}\n')
@@ -497,3 +498,83 @@ def test_unreadable_journal_is_named(target, ws, sleeps):
     with pytest.raises(DepositError, match="journal cannot be read"):
         run(target, bag, sleeps)
     assert target.fake.calls == []
+
+
+@pytest.mark.parametrize("target", ["dataverse", "invenio"], indirect=True)
+def test_unpublished_draft_is_brought_up_to_date_with_a_changed_bag(
+    target, ws, sleeps, monkeypatch
+):
+    bag = ws / "package" / "bag"
+    first = run(target, bag, sleeps)
+    (ws / "derived" / "evaluations" / "eval.json").write_text('{"dice": 0.97}\n')
+    bags.bag_workspace(ws, overwrite=True)
+    with pytest.raises(DepositError, match="--resume to bring that draft up to date"):
+        run(target, bag, sleeps)
+    names = _spy_uploads(monkeypatch, target)
+    second = run(target, bag, sleeps, resume=True, publish=True)
+    assert second.record_id == first.record_id and second.status == "published"
+    assert "data/derived/volume.bin" not in names
+    assert "data/derived/evaluations/eval.json" in names
+
+
+@pytest.mark.parametrize("target", ["invenio"], indirect=True)
+def test_instance_without_multipart_gets_single_puts(target, ws, sleeps):
+    target.options = {
+        "multipart_threshold": 100_000,
+        "part_size": 64 * 1024,
+    }  # the fake has no multipart
+    r = run(target, ws / "package" / "bag", sleeps, publish=True)
+    assert r.status == "published"
+    assert target.fake.count("PUT", r"/api/records/\d+/draft/files/.+/content/\d+") == 0
+    assert (
+        target.fake.count("PUT", r"/api/records/\d+/draft/files/data/derived/volume.bin/content")
+        == 1
+    )
+
+
+@pytest.mark.parametrize("target", ["dataverse"], indirect=True)
+def test_dataverse_direct_upload_in_parts_resumes(target, ws, sleeps):
+    fake = target.fake
+    fake.direct, fake.part_size = True, 64 * 1024
+    target.options = {"direct_threshold": 100_000}
+    fake.inject(
+        "PUT", r"/s3/\w+", drop_after=10_000, times=3, skip=2
+    )  # the third part never arrives
+    bag = ws / "package" / "bag"
+    with pytest.raises(DepositError, match="--resume"):
+        run(target, bag, sleeps)
+    r = run(target, bag, sleeps, resume=True, publish=True)
+    assert r.status == "published"
+    ds = next(iter(fake.datasets.values()))
+    vol = ds["files"]["data/derived/volume.bin"]["dataFile"]
+    assert vol["storageIdentifier"].startswith("s3://")
+    assert vol["stored_md5"] == vol["checksum"]["value"]  # the bytes in the store are the file's
+    # 4 parts: 2 before the drop, 3 dropped tries, 2 after resuming (none sent twice)
+    assert fake.count("PUT", r"/s3/\w+") == 2 + 3 + 2
+    to_store = [
+        h
+        for (_, path), h in zip(fake.calls, fake.headers_seen, strict=True)
+        if path.startswith("/s3/")
+    ]
+    assert to_store and all("X-Dataverse-key" not in h for h in to_store)  # the API key stays home
+
+
+@pytest.mark.parametrize("target", ["dataverse"], indirect=True)
+def test_dataverse_without_direct_upload_goes_through_the_server(target, ws, sleeps):
+    target.options = {"direct_threshold": 100_000}
+    r = run(target, ws / "package" / "bag", sleeps)
+    assert r.status == "draft"
+    assert (
+        target.fake.count("GET", r"/api/datasets/:persistentId/uploadurls") == 1
+    )  # asked once, then remembered
+    assert target.fake.count("PUT", r"/s3/\w+") == 0
+
+
+@pytest.mark.parametrize("target", ["directory"], indirect=True)
+def test_holey_bag_sends_present_files_and_fetch_txt(target, ws, sleeps):
+    holey = bags.bag_workspace(
+        ws, name="holey", fetch_base="https://storage.example.org/ws", fetch_min_size=100_000
+    )
+    r = run(target, holey, sleeps, publish=True)
+    names = {f["name"] for f in r.files}
+    assert "fetch.txt" in names and "data/derived/volume.bin" not in names

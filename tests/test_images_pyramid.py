@@ -82,3 +82,17 @@ def test_bad_chunk_and_shard_parameters():
         make_layout((100, 100, 100), "uint8", axes, (1, 1, 1), chunks=64, shard=100)
     with pytest.raises(InputError, match="ngff_version"):
         make_layout((100, 100, 100), "uint8", axes, (1, 1, 1), ngff_version="0.6")
+
+
+def test_overwriting_a_store_with_another_layout_rebuilds_every_level(tmp_path):
+    from curated.images import open_image, write_ome_zarr
+
+    rng = np.random.default_rng(2)
+    first = rng.integers(0, 255, (20, 36, 36), dtype=np.uint8)
+    second = rng.integers(0, 255, (24, 40, 40), dtype=np.uint8)
+    dest = tmp_path / "i.ome.zarr"
+    write_ome_zarr(first, dest, voxel_size=(4, 4, 4), chunks=8, shard=16)
+    write_ome_zarr(second, dest, voxel_size=(4, 4, 4), chunks=16, shard=32, overwrite=True)
+    img = open_image(dest)
+    np.testing.assert_array_equal(img.levels[0][:], second)
+    np.testing.assert_array_equal(img.levels[1][:], mean(second, (2, 2, 2)))

@@ -134,3 +134,55 @@ def test_version_04_writes_zarr_v2_chunks_without_shards(tmp_path):
     np.testing.assert_array_equal(img.levels[0][:], vol)
     assert validate_ome_zarr(root) == []
     assert zarr.open_array(str(root / "0"), mode="r").shards is None
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.total = None
+        self.done = 0.0
+
+    def start(self, description, total, unit=""):
+        self.total, self.unit = total, unit
+
+    def advance(self, amount=1, **info):
+        self.done += amount
+
+    def finish(self):
+        pass
+
+
+def test_dask_and_zarr_arrays_are_written_exactly_with_progress(tmp_path):
+    import dask.array as da
+
+    from curated.images import write_ome_zarr
+
+    vol = _volume("uint16", (20, 30, 26))
+    rec = _Recorder()
+    res = write_ome_zarr(
+        da.from_array(vol, chunks=(7, 11, 13)),
+        tmp_path / "d.ome.zarr",
+        voxel_size=(8, 4, 4),
+        chunks=8,
+        shard=16,
+        progress=rec,
+    )
+    assert rec.unit == "bytes" and rec.done == rec.total == sum(
+        np.prod(lv["shape"]) * 2 for lv in res.details["levels"]
+    )
+    np.testing.assert_array_equal(open_image(tmp_path / "d.ome.zarr").levels[0][:], vol)
+    z = zarr.open_array(str(tmp_path / "d.ome.zarr" / "0"), mode="r")
+    write_ome_zarr(z, tmp_path / "z.ome.zarr", voxel_size=(8, 4, 4), chunks=8, shard=16)
+    np.testing.assert_array_equal(open_image(tmp_path / "z.ome.zarr").levels[0][:], vol)
+    assert validate_ome_zarr(tmp_path / "z.ome.zarr") == []
+
+
+def test_imagej_time_series_keeps_t_and_c_axes_in_ome_order(tmp_path):
+    vol = np.random.default_rng(4).integers(0, 255, (2, 6, 3, 20, 24), dtype=np.uint8)  # T Z C Y X
+    tifffile.imwrite(tmp_path / "tzc.tif", vol, imagej=True, metadata={"axes": "TZCYX"})
+    convert_to_ome_zarr(
+        tmp_path / "tzc.tif", tmp_path / "t.ome.zarr", voxel_size=(8, 4, 4), chunks=8, shard=16
+    )
+    img = open_image(tmp_path / "t.ome.zarr")
+    assert img.axes == ["t", "c", "z", "y", "x"]
+    np.testing.assert_array_equal(img.levels[0][:], vol.transpose(0, 2, 1, 3, 4))
+    assert validate_ome_zarr(img.path) == []

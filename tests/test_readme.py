@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from curated.cli import app
 from curated.document import todo_fields, write_readme
 from curated.document.figures import ortho_geometry, slug
+from curated.errors import InputError
 from curated.workspace import Workspace
 
 CORNELL_SECTIONS = (
@@ -55,12 +56,21 @@ def _png_size(path: Path) -> tuple[int, int]:
 def test_complete_workspace_readme_has_every_section_and_only_the_deposit_gap(complete):
     res = write_readme(complete)
     text = _readme(complete)
-    for heading in (*CORNELL_SECTIONS, "> **At a glance**", "## Curation history", "### Imaging", "### Processing (from the curator log)"):
+    for heading in (
+        *CORNELL_SECTIONS,
+        "> **At a glance**",
+        "## Curation history",
+        "### Imaging",
+        "### Processing (from the curator log)",
+    ):
         assert heading in text
     # the DOI is the one fact only deposit can supply
     assert set(todo_fields(text)) == {"study.doi (assigned at deposit)"}
     assert res.details["todo_count"] == len(todo_fields(text)) == len(re.findall(r"<TODO: ", text))
-    assert "Doe, J. & Roe, R. (2026). Mitochondria of HeLa cells by FIB-SEM [Data set]. Zenodo." in text
+    assert (
+        "Doe, J. & Roe, R. (2026). Mitochondria of HeLa cells by FIB-SEM [Data set]. Zenodo."
+        in text
+    )
     assert "Jane Doe (jane.doe@example.org)" in text
     assert "[CC-BY-4.0](https://creativecommons.org/licenses/by/4.0/legalcode)" in text
     assert "European Research Council, award ERC-2026-123456" in text
@@ -72,8 +82,14 @@ def test_ai_generated_labels_are_marked_and_link_model_card_and_scores(complete)
     write_readme(complete)
     text = _readme(complete)
     assert "**cell / mito-pred** (prediction): **AI-generated** by model `mito-v1`" in text
-    assert "(model card: [derived/models/mito-v1.bioimageio.zip](derived/models/mito-v1.bioimageio.zip))" in text
-    assert "Dice 0.812 (95% CI 0.770–0.850), IoU 0.684, instance F1 0.750 on 8 random held-out blocks" in text
+    assert (
+        "(model card: [derived/models/mito-v1.bioimageio.zip](derived/models/mito-v1.bioimageio.zip))"
+        in text
+    )
+    assert (
+        "Dice 0.812 (95% CI 0.770–0.850), IoU 0.684, instance F1 0.750 on 8 random held-out blocks"
+        in text
+    )
     assert "shading = shaded: Dice 0.740 (4 blocks)" in text
     truth_line = next(line for line in text.splitlines() if "**cell / mito-truth**" in line)
     assert "AI-generated" not in truth_line and "manual painting in napari" in truth_line
@@ -87,8 +103,13 @@ def test_file_list_counts_a_zarr_store_once_with_its_tree_digest(complete):
     row = next(line for line in text.splitlines() if line.startswith("| `derived/cell.ome.zarr`"))
     assert f"| {n_files} |" in row and f"`{store_digest}` (log seq 0)" in row
     assert "derived/cell.ome.zarr/0" not in text  # no chunk listed
-    weights = next(line for line in text.splitlines() if "`derived/models/mito-v1/weights.pt`" in line)
-    assert recorded_digest(complete, "derived/models/mito-v1/weights.pt") in weights and "(computed)" in weights
+    weights = next(
+        line for line in text.splitlines() if "`derived/models/mito-v1/weights.pt`" in line
+    )
+    assert (
+        recorded_digest(complete, "derived/models/mito-v1/weights.pt") in weights
+        and "(computed)" in weights
+    )
     assert "| `curation/log.jsonl` | curator log |" in text
     assert "`README.md`" not in text
 
@@ -103,7 +124,9 @@ def test_figures_are_png_orthoviews_of_the_expected_size_with_overlays(complete)
     for name in figs:
         assert _png_size(complete.root / "figures" / name) == expected
     plain = np.asarray(Image.open(complete.root / "figures/cell.png").convert("RGB")).astype(int)
-    over = np.asarray(Image.open(complete.root / "figures/cell--mito-truth.png").convert("RGB")).astype(int)
+    over = np.asarray(
+        Image.open(complete.root / "figures/cell--mito-truth.png").convert("RGB")
+    ).astype(int)
     geom = ortho_geometry(shape, voxel)
     # centre of the xy panel lies inside the sphere: the overlay tints it magenta (R and B up, G down)
     cy, cx = geom.height_y // 2, geom.width_x // 2
@@ -153,7 +176,15 @@ def test_bare_workspace_gets_a_readme_full_of_todo_markers(tmp_path):
     res = write_readme(ws)
     text = _readme(ws)
     fields = set(todo_fields(text))
-    for f in ("study.title", "study.description", "study.license", "study.authors", "study.funding", "study.keywords", "biosamples"):
+    for f in (
+        "study.title",
+        "study.description",
+        "study.license",
+        "study.authors",
+        "study.funding",
+        "study.keywords",
+        "biosamples",
+    ):
         assert f in fields
     assert res.details["todo_count"] >= 20
     assert res.details["todo_count"] == len(todo_fields(text))
@@ -185,7 +216,9 @@ def test_model_without_card_or_evaluation_is_said_so(tmp_path):
     write_readme(ws)
     fields = set(todo_fields(_readme(ws)))
     assert "model card for mito-v1 (run `curated segment export`)" in fields
-    assert "evaluation of model mito-v1 (run `curated segment evaluate --exclude-training`)" in fields
+    assert (
+        "evaluation of model mito-v1 (run `curated segment evaluate --exclude-training`)" in fields
+    )
     assert "evaluation of mito-pred (run `curated segment evaluate`)" in fields
 
 
@@ -194,7 +227,15 @@ def test_non_ascii_names_and_text_everywhere(tmp_path):
     ws = Workspace.create(root, record=complete_record(non_ascii=True))
     store = root / "derived" / "Zellkern-α ß.ome.zarr"
     with ws.step("T", "convert") as step:
-        write_tiny_ome_zarr(store, labels={"Mitochondrien-μ": (sphere_mask(), {"kind": "annotation", "ai_generated": False, "model": None})})
+        write_tiny_ome_zarr(
+            store,
+            labels={
+                "Mitochondrien-μ": (
+                    sphere_mask(),
+                    {"kind": "annotation", "ai_generated": False, "model": None},
+                )
+            },
+        )
         step.add_output(store)
     res = write_readme(ws)
     text = _readme(ws)
@@ -205,7 +246,10 @@ def test_non_ascii_names_and_text_everywhere(tmp_path):
     assert "données « propres » \\| mit Pipe" in text
     assert "| `derived/Zellkern-α ß.ome.zarr` | OME-Zarr store |" in text
     names = sorted(Path(p).name for p in res.details["figures"])
-    assert names == [f"{slug('Zellkern-α ß')}--{slug('Mitochondrien-μ')}.png", f"{slug('Zellkern-α ß')}.png"]
+    assert names == [
+        f"{slug('Zellkern-α ß')}--{slug('Mitochondrien-μ')}.png",
+        f"{slug('Zellkern-α ß')}.png",
+    ]
     assert all(n.isascii() for n in names)
     for p in res.details["figures"]:
         _png_size(Path(p))
@@ -225,3 +269,155 @@ def test_cli_readme_on_a_folder_that_is_not_a_workspace_exits_1(tmp_path):
     assert result.exit_code == 1
     assert "not a curated workspace" in result.output
     assert not (tmp_path / "README.md").exists()
+
+
+def test_unannotated_voxels_and_alpha_zero_colours_are_not_painted(tmp_path):
+    ws = Workspace.create(tmp_path / "ws", record=complete_record())
+    sparse = np.full(SHAPE, 255, dtype=np.uint8)
+    sparse[4:8, 16:24, 24:32] = sphere_mask()[4:8, 16:24, 24:32]
+    block = {
+        "kind": "annotation",
+        "ai_generated": False,
+        "model": None,
+        "annotation": {"unannotated": 255},
+    }
+    write_tiny_ome_zarr(ws.root / "derived" / "cell.ome.zarr", labels={"crops": (sparse, block)})
+    res = write_readme(ws)
+    plain = np.asarray(Image.open(ws.root / "figures/cell.png").convert("RGB")).astype(int)
+    over = np.asarray(Image.open(ws.root / "figures/cell--crops.png").convert("RGB")).astype(int)
+    # outside the crop every voxel is 255 = unannotated: the picture is untouched there
+    assert (over[:10, :10] == plain[:10, :10]).all()
+    geom = ortho_geometry(
+        dict(zip("zyx", SHAPE, strict=True)), dict(zip("zyx", VOXEL, strict=True))
+    )
+    cy, cx = geom.height_y // 2, geom.width_x // 2
+    assert (over[cy, cx] != plain[cy, cx]).any()  # inside the crop, the mitochondrion is painted
+    assert (
+        "- **Label image `crops`:** annotation; values 1 (rgba 255,0,255,255), 255 (not drawn), 0 = background"
+        in _readme(ws)
+    )
+    assert res.status == "ok"
+
+
+def test_long_or_private_parameters_stay_out_of_the_processing_table(tmp_path):
+    ws = Workspace.create(tmp_path / "ws", record=complete_record())
+    with ws.step(
+        "T",
+        "train",
+        params={
+            "iterations": 150,
+            "out": "/home/someone/models/m",
+            "augmentation": {"flips": True},
+            "patch": [24, 24, 24],
+        },
+    ):
+        pass
+    write_readme(ws)
+    row = next(line for line in _readme(ws).splitlines() if "| train |" in line)
+    assert "iterations=150" in row and "patch=[24, 24, 24]" in row
+    assert "/home/someone" not in row and "flips" not in row
+
+
+def test_oddly_shaped_record_does_not_crash_the_readme(tmp_path):
+    rec = complete_record()
+    rec["biosamples"] = "HeLa, see the paper"
+    rec["study"]["funding"] = [None, {"funder": "DFG"}]
+    rec["images"] = [42]
+    ws = Workspace.create(tmp_path / "ws", record=rec)
+    res = write_readme(ws)
+    fields = set(todo_fields(_readme(ws)))
+    assert "biosamples" in fields
+    assert {
+        "study.funding[0].funder",
+        "study.funding[0].award_id",
+        "study.funding[1].award_id",
+        "images[0].image_format",
+    } <= fields
+    assert res.status == "ok"
+
+
+def test_scores_are_attached_to_the_right_image_only(tmp_path):
+    ws = make_complete_workspace(tmp_path / "ws")
+    twin = ws.root / "derived" / "cell2.ome.zarr"
+    write_tiny_ome_zarr(
+        twin,
+        labels={
+            "mito-pred": (
+                sphere_mask(),
+                {"kind": "prediction", "ai_generated": True, "model": {"id": "other"}},
+            )
+        },
+    )
+    write_readme(ws)
+    text = _readme(ws)
+    assert "**cell / mito-pred** (prediction): **AI-generated** by model `mito-v1`" in text
+    twin_line = next(
+        line for line in text.splitlines() if line.startswith("- **cell2 / mito-pred**")
+    )
+    assert "AI-generated** by model `other`" in twin_line
+    after = text.split("- **cell2 / mito-pred**", 1)[1].split("\n- **", 1)[0]
+    assert "Dice 0.812" not in after and "evaluation of mito-pred" in after
+
+
+def test_a_hand_written_readme_is_never_lost(complete):
+    mine = "# Our dataset\n\nWritten by hand — bitte nicht überschreiben.\n"
+    (complete.root / "README.md").write_text(mine, encoding="utf-8")
+    with pytest.raises(InputError) as exc:
+        write_readme(complete)
+    assert "--force" in str(exc.value)
+    assert (complete.root / "README.md").read_text(encoding="utf-8") == mine
+    res = write_readme(complete, force=True)
+    assert res.status == "ok" and "## 1. General information" in _readme(complete)
+    kept = list((complete.root / "curation").glob("README.before-*.md"))
+    assert len(kept) == 1 and kept[0].read_text(encoding="utf-8") == mine
+    # curated's own README is replaced without --force from now on
+    assert write_readme(complete).status == "ok"
+    # ... but an edit to it is noticed
+    (complete.root / "README.md").write_text(_readme(complete) + "\nA note.\n", encoding="utf-8")
+    with pytest.raises(InputError):
+        write_readme(complete)
+
+
+def test_cli_readme_refuses_a_foreign_readme_with_exit_1(complete):
+    (complete.root / "README.md").write_text("mine\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["readme", str(complete.root)])
+    assert result.exit_code == 1 and "README.md" in result.output
+    assert (complete.root / "README.md").read_text(encoding="utf-8") == "mine\n"
+    assert CliRunner().invoke(app, ["readme", str(complete.root), "--force"]).exit_code == 0
+
+
+def test_pictures_of_a_removed_image_are_removed_but_other_files_stay(complete):
+    write_readme(complete)
+    (complete.root / "figures" / "my-sketch.png").write_bytes(b"\x89PNG hand made")
+    import shutil
+
+    shutil.rmtree(complete.root / "derived" / "cell.ome.zarr")
+    res = write_readme(complete)
+    assert res.details["figures"] == []
+    assert sorted(p.name for p in (complete.root / "figures").iterdir()) == ["my-sketch.png"]
+
+
+def test_pictures_read_three_planes_only(complete, monkeypatch):
+    import zarr
+
+    from curated.document import ngff
+
+    reads: list[tuple] = []
+    real_open = zarr.open_array
+
+    class Spy:
+        def __init__(self, arr):
+            self.arr = arr
+
+        def __getitem__(self, index):
+            reads.append(index)
+            return self.arr[index]
+
+    monkeypatch.setattr(ngff, "_open_array", lambda path: Spy(real_open(path, mode="r")))
+    write_readme(complete, figures=True)
+    # one image (3 planes) plus two label images (3 planes each)
+    assert len(reads) == 9
+    for index in reads:
+        assert (
+            sum(isinstance(i, int) for i in index) == 1
+        )  # each read is one plane, never the volume

@@ -31,12 +31,22 @@ SHAPE = (24, 64, 64)
 
 # ------------------------------------------------------------------ fixtures
 def _write_image(
-    path: Path, truth: np.ndarray, pred: np.ndarray | None, *, pred_name: str = "pred"
+    path: Path,
+    truth: np.ndarray,
+    pred: np.ndarray | None,
+    *,
+    pred_name: str = "pred",
+    shading: float = 0.5,
 ) -> Path:
     from curated.images import add_labels, write_ome_zarr
 
     rng = np.random.default_rng(0)
-    image = (100 + 80 * (truth == 1) + rng.normal(0, 5, truth.shape)).clip(0, 255).astype(np.uint8)
+    ramp = 1.0 - shading * np.linspace(0.0, 1.0, truth.shape[2])  # darker towards high x
+    image = (
+        ((100 + 80 * (truth == 1)) * ramp + rng.normal(0, 5, truth.shape))
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
     write_ome_zarr(image, path, voxel_size=(8.0, 8.0, 8.0), chunks=16)
     add_labels(
         path,
@@ -241,6 +251,7 @@ def test_evaluate_reports_drop_on_the_shaded_side(
     assert (ev_dir / "eval-1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (ev_dir / "eval-1.md").read_text(encoding="utf-8")
     assert "## By factor: shading_side" in md and "| shaded |" in md
+    assert "the high-x half is called shaded" in md
     entries = list(workspace.log.entries())
     assert (
         entries[-1]["step"] == "E"
@@ -252,6 +263,34 @@ def test_evaluate_reports_drop_on_the_shaded_side(
     assert len(meta["evaluations"]) == 1
     assert (model / meta["evaluations"][0]).resolve() == (ev_dir / "eval-1.json").resolve()
     assert workspace.log.verify().ok
+
+
+def test_model_json_update_keeps_the_log_verifiable(sample: Path, workspace: Workspace):
+    model = _model(workspace.models_dir / "m", [{"offset": [0, 0, 0], "shape": [8, 8, 8]}])
+    with workspace.step("T", "train") as step:  # as `curated segment train` records its model.json
+        step.add_output(model / "model.json")
+    evaluate(
+        sample,
+        pred="pred",
+        truth="truth",
+        label_value=1,
+        blocks=2,
+        block_size=12,
+        exclude_training=model,
+        workspace=workspace,
+    )
+    assert workspace.log.verify(files=True).ok
+
+
+def test_unshaded_image_has_no_shaded_half(tmp_path: Path):
+    truth = _truth()
+    path = _write_image(tmp_path / "flat.ome.zarr", truth, truth, shading=0.0)
+    report = evaluate(
+        path, pred="pred", truth="truth", label_value=1, blocks=4, block_size=12, seed=1
+    )
+    d = report.to_dict()
+    assert set(d["factors"]["shading_side"]) <= {"low x", "high x"}
+    assert d["factor_info"]["shading"]["dark_side"] is None
 
 
 def test_same_blocks_are_scored_again_from_the_json(sample: Path, tmp_path: Path):
@@ -386,5 +425,19 @@ def test_cli_evaluate_prints_tables(sample: Path, tmp_path: Path):
     assert res.exit_code == 0, res.output
     assert "Dice" in res.output and "shading_side" in res.output
     assert (tmp_path / "cli.md").is_file()
+    again = CliRunner().invoke(
+        app,
+        [
+            *args,
+            "--same-blocks",
+            str(tmp_path / "cli.json"),
+            "--out",
+            str(tmp_path / "cli2.json"),
+            "--json",
+        ],
+    )
+    assert again.exit_code == 0, again.output
+    first = json.loads((tmp_path / "cli.json").read_text(encoding="utf-8"))
+    assert json.loads(again.output)["held_out"]["blocks"] == first["held_out"]["blocks"]
     bad = CliRunner().invoke(app, [*args[:-1], "9", "--blocks", "1", "--block-size", "8"])
     assert bad.exit_code == 1 and "label value 9" in bad.output

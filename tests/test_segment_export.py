@@ -199,7 +199,22 @@ def test_existing_destination_and_corrupt_weights_are_refused(
         export_bioimageio(tmp_path, tmp_path / "z.zip")
 
 
-def test_shading_correction_runs_inside_the_shipped_network(trained: dict[str, Path], tmp_path: Path):
+def test_model_of_another_architecture_version_is_refused(trained: dict[str, Path], tmp_path: Path):
+    import shutil
+
+    old = tmp_path / "alt"
+    shutil.copytree(trained["parent"], old)
+    meta = json.loads((old / "model.json").read_text(encoding="utf-8"))
+    meta["format"] = "curated-unet/0"
+    (old / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(SegmentationError, match="architecture version"):
+        export_bioimageio(old, tmp_path / "alt.zip")
+    assert not (tmp_path / "alt.zip").exists()
+
+
+def test_shading_correction_runs_inside_the_shipped_network(
+    trained: dict[str, Path], tmp_path: Path
+):
     """bioimage.io has no shading-correction step, so the exported network carries it (and still reproduces curated)."""
     import shutil
 
@@ -208,7 +223,9 @@ def test_shading_correction_runs_inside_the_shipped_network(trained: dict[str, P
     shaded = tmp_path / "schattiert"
     shutil.copytree(trained["parent"], shaded)
     meta = json.loads((shaded / "model.json").read_text(encoding="utf-8"))
-    meta["preprocessing"].update({"shading_sigma": 3.0, "shading_reference": 120.0, "denoise_sigma": 0.7})
+    meta["preprocessing"].update(
+        {"shading_sigma": 3.0, "shading_reference": 120.0, "denoise_sigma": 0.7}
+    )
     (shaded / "model.json").write_text(json.dumps(meta), encoding="utf-8")
     dest = tmp_path / "s.zip"
     export_bioimageio(shaded, dest)
@@ -219,7 +236,9 @@ def test_shading_correction_runs_inside_the_shipped_network(trained: dict[str, P
     assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype"]
     halo = (2, 2 + 9, 2 + 9)  # denoise radius 2 on every axis, shading radius 9 in y and x
     ctx = meta["architecture"]["context"]
-    assert [a["size"]["offset"] for a in rdf["outputs"][0]["axes"][2:]] == [-2 * (c + h) for c, h in zip(ctx, halo, strict=True)]
+    assert [a["size"]["offset"] for a in rdf["outputs"][0]["axes"][2:]] == [
+        -2 * (c + h) for c, h in zip(ctx, halo, strict=True)
+    ]
     assert "inside the network" in card
     summary = test_model(dest, devices=["cpu"], weight_format="pytorch_state_dict")
     assert summary.status == "passed", [d.name for d in summary.details if d.status == "failed"]

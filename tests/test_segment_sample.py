@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 from curated.cli import app
 from curated.errors import InputError
 from curated.images import open_image, validate_ome_zarr
-from curated.segment import generate_fibsem, make_fibsem_sample
-from curated.segment import _store
+from curated.segment import _store, generate_fibsem, make_fibsem_sample
 
 SHAPE = (24, 64, 64)
 
@@ -51,7 +50,11 @@ def test_anisotropic_voxels_sample_the_same_cell_more_coarsely() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"shape": (4, 64, 64)}, "shape"), ({"shading": 1.0}, "shading"), ({"voxel_size": (0, 8, 8)}, "voxel_size")],
+    [
+        ({"shape": (4, 64, 64)}, "shape"),
+        ({"shading": 1.0}, "shading"),
+        ({"voxel_size": (0, 8, 8)}, "voxel_size"),
+    ],
 )
 def test_bad_sample_arguments_are_refused(kwargs: dict, field: str) -> None:
     with pytest.raises(InputError) as exc:
@@ -78,7 +81,22 @@ def test_make_fibsem_sample_writes_valid_ome_zarr_with_truth(tmp_path) -> None:
 
 def test_cli_sample_fibsem(tmp_path) -> None:
     dest = tmp_path / "s.ome.zarr"
-    res = CliRunner().invoke(app, ["sample", "fibsem", str(dest), "--shape", "16", "48", "48", "--shading", "0.5", "--seed", "2"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sample",
+            "fibsem",
+            str(dest),
+            "--shape",
+            "16",
+            "48",
+            "48",
+            "--shading",
+            "0.5",
+            "--seed",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert open_image(dest).shape == (16, 48, 48)
     res = CliRunner().invoke(app, ["sample", "fibsem", str(dest), "--shape", "16", "48", "48"])

@@ -18,8 +18,31 @@ from curated.segment.unet import UNet3D, UNetConfig
 from curated.workspace import Workspace
 
 SHAPE = (16, 48, 48)
-TINY = {"depth": 1, "base_features": 2, "patch": 8, "batch_size": 1, "iterations": 4, "checkpoint_every": 2, "validate_every": 2, "device": "cpu"}
-KEYS = {"format", "id", "name", "created", "architecture", "preprocessing", "label", "training", "parent", "lineage_rois", "weights", "evaluations", "software"}
+TINY = {
+    "depth": 1,
+    "base_features": 2,
+    "patch": 8,
+    "batch_size": 1,
+    "iterations": 4,
+    "checkpoint_every": 2,
+    "validate_every": 2,
+    "device": "cpu",
+}
+KEYS = {
+    "format",
+    "id",
+    "name",
+    "created",
+    "architecture",
+    "preprocessing",
+    "label",
+    "training",
+    "parent",
+    "lineage_rois",
+    "weights",
+    "evaluations",
+    "software",
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +73,10 @@ def test_unet_geometry_rules() -> None:
     aniso = UNetConfig.for_voxel_size((30, 8, 8), depth=2)
     assert aniso.pools[0] == (1, 2, 2) and aniso.kernels[0] == (1, 3, 3)
     assert aniso.geometry.context[0] < aniso.geometry.context[1]
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase | torch.nn.GroupNorm) for m in net.modules())
+    assert not any(
+        isinstance(m, torch.nn.modules.batchnorm._NormBase | torch.nn.GroupNorm)
+        for m in net.modules()
+    )
 
 
 def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, tmp_path) -> None:
@@ -59,7 +85,7 @@ def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, 
     r = train(sample, labels="ann", label_value=2, out=out, workspace=ws, **TINY)
     assert r.status == "ok"
     meta = json.loads((out / "model.json").read_text())
-    assert KEYS <= set(meta)
+    assert set(meta) >= KEYS
     assert meta["format"] == "curated-unet/1" and meta["parent"] is None
     assert meta["label"] == {"labels": "ann", "label_value": 2}
     assert len(meta["architecture"]["context"]) == 3 and meta["architecture"]["input_shape_min"]
@@ -76,10 +102,16 @@ def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, 
 
 
 def test_interrupted_training_resumes_to_the_same_weights(sample, tmp_path) -> None:
-    whole = train(sample, labels="ann", label_value=2, out=tmp_path / "whole", **{**TINY, "iterations": 6})
-    part = train(sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 4})
+    whole = train(
+        sample, labels="ann", label_value=2, out=tmp_path / "whole", **{**TINY, "iterations": 6}
+    )
+    part = train(
+        sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 4}
+    )
     (tmp_path / "part" / "model.json").unlink()  # as if stopped after the checkpoint at 4
-    resumed = train(sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 6})
+    resumed = train(
+        sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 6}
+    )
     assert part.ok and resumed.details["resumed_from"] == 4
     assert resumed.details["weights_sha256"] == whole.details["weights_sha256"]
 
@@ -128,7 +160,13 @@ def test_bad_training_inputs_are_clear_errors(sample, tmp_path) -> None:
         train(empty_img, labels="blank", label_value=1, out=tmp_path / "c", **TINY)
     if not torch.cuda.is_available():
         with pytest.raises(SegmentationError, match="no CUDA GPU"):
-            train(sample, labels="ann", label_value=2, out=tmp_path / "d", **{**TINY, "device": "cuda"})
+            train(
+                sample,
+                labels="ann",
+                label_value=2,
+                out=tmp_path / "d",
+                **{**TINY, "device": "cuda"},
+            )
     with pytest.raises(InputError):
         train(sample, labels="ann", label_value=2, out=tmp_path / "f", **{**TINY, "device": "tpu"})
     out = tmp_path / "g"
@@ -169,10 +207,72 @@ def test_finetune_records_parent_and_lineage(sample, tmp_path) -> None:
 
 def test_cli_train_and_finetune(sample, tmp_path) -> None:
     runner = CliRunner()
-    common = ["--device", "cpu", "--depth", "1", "--features", "2", "--patch", "8", "--batch-size", "1"]
-    res = runner.invoke(app, ["segment", "train", str(sample), "--labels", "ann", "--label-value", "2", "--out", str(tmp_path / "m"), "--iterations", "2", *common])
+    common = [
+        "--device",
+        "cpu",
+        "--depth",
+        "1",
+        "--features",
+        "2",
+        "--patch",
+        "8",
+        "--batch-size",
+        "1",
+    ]
+    res = runner.invoke(
+        app,
+        [
+            "segment",
+            "train",
+            str(sample),
+            "--labels",
+            "ann",
+            "--label-value",
+            "2",
+            "--out",
+            str(tmp_path / "m"),
+            "--iterations",
+            "2",
+            *common,
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["segment", "finetune", str(tmp_path / "m"), str(sample), "--labels", "ann", "--out", str(tmp_path / "c"), "--iterations", "2", "--device", "cpu", "--patch", "8", "--batch-size", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "segment",
+            "finetune",
+            str(tmp_path / "m"),
+            str(sample),
+            "--labels",
+            "ann",
+            "--out",
+            str(tmp_path / "c"),
+            "--iterations",
+            "2",
+            "--device",
+            "cpu",
+            "--patch",
+            "8",
+            "--batch-size",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["segment", "train", str(sample), "--labels", "ann", "--label-value", "2", "--out", str(tmp_path / "x"), "--device", "cuda" if not torch.cuda.is_available() else "tpu"])
+    res = runner.invoke(
+        app,
+        [
+            "segment",
+            "train",
+            str(sample),
+            "--labels",
+            "ann",
+            "--label-value",
+            "2",
+            "--out",
+            str(tmp_path / "x"),
+            "--device",
+            "cuda" if not torch.cuda.is_available() else "tpu",
+        ],
+    )
     assert res.exit_code != 0

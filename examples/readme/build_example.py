@@ -7,8 +7,8 @@ Run from the repository root::
 It creates a workspace from ``examples/metadata/fibsem.yaml``, writes the synthetic
 FIB-SEM sample (``curated.segment.make_fibsem_sample``), annotates four crops from its
 truth, trains a small 3D U-Net, predicts, evaluates on random held-out blocks,
-exports the model card, then writes the README and the FAIR checklist and copies
-``README.md``, ``figures/`` and ``curation/fair.md`` here. Every step is in the
+exports the model card and the log as W3C PROV, then writes the README and the FAIR checklist and copies
+``README.md``, ``figures/`` and ``curation/fair.md`` here (so the README's links work). Every step is in the
 workspace's curator log. Takes a few minutes on 2 CPU cores.
 """
 
@@ -23,6 +23,7 @@ import yaml
 
 from curated.document import fair_checklist, write_readme
 from curated.document.ngff import read_image_info
+from curated.provenance.export import write_prov_json
 from curated.segment import annotate_from_truth, make_fibsem_sample, predict, train
 from curated.segment.evaluate import evaluate
 from curated.segment.export import export_bioimageio
@@ -36,7 +37,9 @@ def describe_sample(record: dict, store: Path) -> dict:
     """Point the example record at the synthetic sample: its real size, voxel size and labels."""
     info = read_image_info(store)
     shape, voxel = info.shape, info.voxel_size
-    record["study"]["title"] = "Synthetic FIB-SEM volume with mitochondria and nuclei (curated example)"
+    record["study"]["title"] = (
+        "Synthetic FIB-SEM volume with mitochondria and nuclei (curated example)"
+    )
     record["study"]["description"] = (
         "A synthetic, anisotropically shaded FIB-SEM-like volume made by curated's sample generator, "
         "with its ground-truth labels, four annotated crops, and a 3D U-Net prediction evaluated on "
@@ -96,23 +99,36 @@ def build(root: Path) -> Workspace:
     store = ws.derived_dir / "cell.ome.zarr"
     make_fibsem_sample(store, shape=(48, 128, 128), shading=0.4, seed=0, workspace=ws)
     ws.write_metadata(describe_sample(ws.read_metadata(), store))
-    annotate_from_truth(store, truth="truth", crops=4, size=(16, 32, 32), seed=4, name="annotations", workspace=ws)
+    annotate_from_truth(
+        store, truth="truth", crops=4, size=(16, 32, 32), seed=4, name="annotations", workspace=ws
+    )
     model = ws.models_dir / "mito-unet"
-    train(store, labels="annotations", label_value=1, out=model, iterations=150, device="cpu", seed=0, name="mito-unet", workspace=ws)
+    train(
+        store,
+        labels="annotations",
+        label_value=1,
+        out=model,
+        iterations=150,
+        device="cpu",
+        seed=0,
+        name="mito-unet",
+        workspace=ws,
+    )
     predict(model, store, name="mito-pred", device="cpu", workspace=ws)
     evaluate(
         store,
         pred="mito-pred",
         truth="truth",
         label_value=1,
-        blocks=6,
-        block_size=24,
+        blocks=4,
+        block_size=16,
         seed=2,
         exclude_training=model,
         name="mito-pred-vs-truth",
         workspace=ws,
     )
     export_bioimageio(model, ws.models_dir / "mito-unet.bioimageio.zip", workspace=ws, image=store)
+    write_prov_json(ws.log, ws.curation_dir / "prov.json")
     write_readme(ws)
     fair_checklist(ws)
     return ws
@@ -128,8 +144,9 @@ def main() -> None:
         shutil.rmtree(HERE / "figures", ignore_errors=True)
         shutil.copytree(ws.root / "figures", HERE / "figures")
         shutil.copy2(ws.root / "README.md", HERE / "README.md")
-        shutil.copy2(ws.root / "curation" / "fair.md", HERE / "fair.md")
-    print(f"wrote {HERE / 'README.md'}, {HERE / 'fair.md'} and {HERE / 'figures'}")
+        (HERE / "curation").mkdir(exist_ok=True)
+        shutil.copy2(ws.root / "curation" / "fair.md", HERE / "curation" / "fair.md")
+    print(f"wrote {HERE / 'README.md'}, {HERE / 'curation' / 'fair.md'} and {HERE / 'figures'}")
 
 
 if __name__ == "__main__":

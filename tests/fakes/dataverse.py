@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import uuid
 from typing import Any
 
-from tests.fakes.base import FakeServer, Request
+from tests.fakes.base import Assembler, FakeServer, Request
 
 TOKEN = "dataverse-good-key-456"
 LOCKED = "Dataset cannot be edited due to dataset lock."
@@ -19,9 +20,19 @@ class FakeDataverse(FakeServer):
     name = "dataverse"
 
     def __init__(
-        self, *, token: str = TOKEN, collections: tuple[str, ...] = ("root", "lab")
+        self,
+        *,
+        token: str = TOKEN,
+        collections: tuple[str, ...] = ("root", "lab"),
+        direct: bool = False,
+        part_size: int = 64 * 1024,
     ) -> None:
         super().__init__()
+        self.direct = direct
+        """The dataset's store takes direct (S3-style presigned) uploads."""
+        self.part_size = part_size
+        self.objects: dict[str, dict[str, Any]] = {}
+        """storageIdentifier → the object as the store holds it."""
         self.token = token
         self.collections = set(collections)
         self.datasets: dict[int, dict[str, Any]] = {}
@@ -40,6 +51,9 @@ class FakeDataverse(FakeServer):
         self.route("GET", r"/api/datasets/:persistentId/versions/:latest/files", self.files)
         self.route("DELETE", r"/api/files/(\d+)", self.delete)
         self.route("POST", r"/api/datasets/:persistentId/actions/:publish", self.publish)
+        self.route("GET", r"/api/datasets/:persistentId/uploadurls", self.upload_urls)
+        self.route("PUT", r"/s3/([\w-]+)", self.s3_put)
+        self.route("PUT", r"/api/datasets/mpupload", self.mp_complete)
 
     def _auth(self, req: Request) -> tuple[int, Any] | None:
         key = req.headers.get("X-Dataverse-key")
@@ -129,6 +143,9 @@ class FakeDataverse(FakeServer):
         if self.locked_writes > 0:
             self.locked_writes -= 1
             return 403, {"status": "ERROR", "message": LOCKED}
+        meta = json.loads(parts.get("jsonData", (None, b"{}"))[1] or b"{}")
+        if meta.get("storageIdentifier"):
+            return self._register(d, meta)
         if "file" not in parts:
             return 400, {"status": "ERROR", "message": "Failed to add file to dataset: no file"}
         fname, content = parts["file"]
@@ -189,3 +206,111 @@ class FakeDataverse(FakeServer):
                 "versionState": "RELEASED",
             },
         }
+
+    # ------------------------------------------------------------ direct upload
+    def upload_urls(self, req: Request):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._by_pid(req.query.get("persistentId"))
+        if d is None:
+            return 404, {"status": "ERROR", "message": "Dataset not found."}
+        if not self.direct:
+            return 404, {
+                "status": "ERROR",
+                "message": f"Direct upload not supported for files in this dataset: {d['id']}",
+            }
+        size = int(req.query["size"])
+        key = uuid.uuid4().hex
+        sid = f"s3://bucket:{key}"
+        store = self.url.replace("127.0.0.1", "localhost")  # the store is another host
+        n = max(1, -(-size // self.part_size))
+        self.objects[sid] = {
+            "key": key,
+            "asm": Assembler(),
+            "parts": n if size > self.part_size else 1,
+            "complete": size <= self.part_size,
+        }
+        if size <= self.part_size:
+            return 200, {
+                "status": "OK",
+                "data": {
+                    "url": f"{store}/s3/{key}?X-Amz-Signature=sig",
+                    "partSize": self.part_size,
+                    "storageIdentifier": sid,
+                },
+            }
+        urls = {
+            str(i): f"{store}/s3/{key}?partNumber={i}&X-Amz-Signature=sig" for i in range(1, n + 1)
+        }
+        q = f"globalid={d['pid']}&uploadid=up-{key}&storageidentifier={sid}"
+        return 200, {
+            "status": "OK",
+            "data": {
+                "urls": urls,
+                "abort": f"/api/datasets/mpupload?{q}",
+                "complete": f"/api/datasets/mpupload?{q}",
+                "partSize": self.part_size,
+                "storageIdentifier": sid,
+            },
+        }
+
+    def s3_put(self, req: Request, key: str):
+        if req.headers.get("X-Dataverse-key") or req.headers.get("Authorization"):
+            req.drain()
+            return (
+                400,
+                "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
+            )
+        obj = next((o for o in self.objects.values() if o["key"] == key), None)
+        if obj is None:
+            return 404, "<Error><Code>NoSuchKey</Code></Error>"
+        import hashlib
+
+        part = int(req.query.get("partNumber", 1))
+        h = hashlib.md5()
+
+        def tee():
+            for c in req.stream():
+                h.update(c)
+                yield c
+
+        obj["asm"].part(part, tee())
+        return 200, None, {"ETag": f'"{h.hexdigest()}"'}
+
+    def mp_complete(self, req: Request):
+        if (bad := self._auth(req)) is not None:
+            return bad
+        obj = self.objects.get(req.query.get("storageidentifier", ""))
+        etags = req.json() or {}
+        if obj is None or len(etags) != obj["parts"] or len(obj["asm"].parts_done) != obj["parts"]:
+            return 400, {"status": "ERROR", "message": "Could not complete the multipart upload"}
+        obj["complete"] = True
+        return 200, {"status": "OK", "data": {"message": "Multipart upload completed"}}
+
+    def _register(self, d: dict[str, Any], meta: dict[str, Any]):
+        obj = self.objects.get(meta["storageIdentifier"])
+        if obj is None or not obj["complete"]:
+            return 400, {
+                "status": "ERROR",
+                "message": "Failed to add file to dataset: storage identifier not found",
+            }
+        label = meta.get("directoryLabel") or ""
+        name = f"{label}/{meta['fileName']}" if label else meta["fileName"]
+        fid = next(self.file_ids)
+        # Like Dataverse, the checksum is the one the client supplied; the store's ETags checked the bytes.
+        ck = meta.get("checksum") or {}
+        df = {
+            "id": fid,
+            "filename": meta["fileName"],
+            "filesize": obj["asm"].size,
+            "checksum": {"type": ck.get("@type", "MD5"), "value": ck.get("@value")},
+            "storageIdentifier": meta["storageIdentifier"],
+            "stored_md5": obj["asm"].hexdigest,
+        }
+        d["files"][name] = {
+            "label": meta["fileName"],
+            "directoryLabel": label or None,
+            "dataFile": df,
+        }
+        d["draft"] = True
+        return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}

@@ -198,10 +198,17 @@ class FakeDSpace(FakeServer):
             section = w["sections"].setdefault(path[1], {})
             if op["op"] == "add" and path[1] == "license":
                 section["granted"] = str(op["value"]).lower() == "true"
-            elif op["op"] == "add":
+            elif op["op"] == "add" and path[2] not in section:
                 section[path[2]] = op["value"]
             elif op["op"] == "remove" and path[1] == "upload":
                 del w["sections"]["upload"]["files"][int(path[3])]
+            elif op["op"] == "remove" and len(path) == 3 and path[2] in section:
+                del section[path[2]]
+            elif op["op"] == "add" and len(path) == 3 and path[2] in section:
+                return 422, {
+                    "status": 422,
+                    "message": f"{path[2]} exists: add a value with /-, or remove it first",
+                }
             else:
                 return 422, {"status": 422, "message": f"Unsupported operation {op['op']}"}
         return 200, self._json(w)

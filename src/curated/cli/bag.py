@@ -31,7 +31,9 @@ class BagGroup(TyperGroup):
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "WORKSPACE DEST [OPTIONS]")
-        formatter.write_usage(ctx.command_path, "validate BAG [--profile NAME] [--fast]", prefix="   or: ")
+        formatter.write_usage(
+            ctx.command_path, "validate BAG [--profile NAME] [--fast]", prefix="   or: "
+        )
 
 
 bag_app = typer.Typer(
@@ -60,18 +62,50 @@ def _parse_info(items: list[str] | None) -> dict[str, str]:
 @bag_app.command(DEFAULT_COMMAND)
 @handle_errors
 def create_command(
-    workspace: Path = typer.Argument(..., help="The workspace to pack (read only; never modified)."),
-    dest: Path = typer.Argument(..., help="The bag folder to create (or DEST.tar / DEST.zip with --serialize)."),
-    profile: str = typer.Option("curated", "--profile", help="BagIt profile: curated, btr, aptrust, chronopolis-like, or a JSON file."),
-    zarr: str = typer.Option("directory", "--zarr", help="Zarr stores as a 'directory' of chunks or one uncompressed zip 'archive' each."),
-    serialize: str = typer.Option("none", "--serialize", help="none, tar or zip (one top-level folder)."),
+    workspace: Path = typer.Argument(
+        ..., help="The workspace to pack (read only; never modified)."
+    ),
+    dest: Path = typer.Argument(
+        ..., help="The bag folder to create (or DEST.tar / DEST.zip with --serialize)."
+    ),
+    profile: str = typer.Option(
+        "curated",
+        "--profile",
+        help="BagIt profile: curated, btr, aptrust, chronopolis-like, or a JSON file.",
+    ),
+    zarr: str = typer.Option(
+        "directory",
+        "--zarr",
+        help="Zarr stores as a 'directory' of chunks or one uncompressed zip 'archive' each.",
+    ),
+    serialize: str = typer.Option(
+        "none", "--serialize", help="none, tar or zip (one top-level folder)."
+    ),
     processes: int = typer.Option(1, "--processes", min=1, help="Hashing processes."),
-    fetch_base: str | None = typer.Option(None, "--fetch-base", help="URL of institutional storage; large files go to fetch.txt instead of the bag."),
-    fetch_min_size: int = typer.Option(1 << 30, "--fetch-min-size", help="With --fetch-base: files of at least this many bytes are fetched."),
-    follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Bag what symbolic links point to (by default they are refused)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bag at DEST once the new one is complete."),
-    copy: bool = typer.Option(False, "--copy", help="Always copy payload files (default: hard-link where possible)."),
-    info: list[str] | None = typer.Option(None, "--info", help="Extra bag-info tag LABEL=VALUE (repeatable)."),
+    fetch_base: str | None = typer.Option(
+        None,
+        "--fetch-base",
+        help="URL of institutional storage; large files go to fetch.txt instead of the bag.",
+    ),
+    fetch_min_size: int = typer.Option(
+        1 << 30,
+        "--fetch-min-size",
+        help="With --fetch-base: files of at least this many bytes are fetched.",
+    ),
+    follow_symlinks: bool = typer.Option(
+        False,
+        "--follow-symlinks",
+        help="Bag what symbolic links point to (by default they are refused).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing bag at DEST once the new one is complete."
+    ),
+    copy: bool = typer.Option(
+        False, "--copy", help="Always copy payload files (default: hard-link where possible)."
+    ),
+    info: list[str] | None = typer.Option(
+        None, "--info", help="Extra bag-info tag LABEL=VALUE (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Pack WORKSPACE into a bag at DEST (the Document step)."""
@@ -104,9 +138,17 @@ def create_command(
 @handle_errors
 def validate_command(
     bag: Path = typer.Argument(..., help="The bag folder, or its .tar / .zip."),
-    profile: str | None = typer.Option(None, "--profile", help="Profile to check against (default: the one the bag names, if packaged)."),
-    fast: bool = typer.Option(False, "--fast", help="Check structure and Payload-Oxum only, no checksums."),
-    allow_holes: bool = typer.Option(False, "--allow-holes", help="Accept files listed in fetch.txt that are not fetched yet."),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Profile to check against (default: the one the bag names, if packaged).",
+    ),
+    fast: bool = typer.Option(
+        False, "--fast", help="Check structure and Payload-Oxum only, no checksums."
+    ),
+    allow_holes: bool = typer.Option(
+        False, "--allow-holes", help="Accept files listed in fetch.txt that are not fetched yet."
+    ),
     processes: int = typer.Option(1, "--processes", min=1, help="Hashing processes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -114,7 +156,14 @@ def validate_command(
     from curated.package import validate_bag
 
     with RichProgress(transient=True) as progress:
-        report = validate_bag(bag, profile=profile, fast=fast, allow_holes=allow_holes, processes=processes, progress=progress)
+        report = validate_bag(
+            bag,
+            profile=profile,
+            fast=fast,
+            allow_holes=allow_holes,
+            processes=processes,
+            progress=progress,
+        )
     result = report.to_result()
     if not as_json:
         for w in report.warnings:

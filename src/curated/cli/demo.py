@@ -25,9 +25,11 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for the sample, crops, training and held-out blocks."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
     ) -> None:
-        """Run init → check → metadata → request → convert → annotate → train → predict →
-        evaluate → model export → README → FAIR → bag → deposit → log verify on a synthetic
-        FIB-SEM sample, offline, in a few minutes."""
+        """Run the whole pipeline on a synthetic FIB-SEM sample, offline, in minutes.
+
+        init, check, metadata, request, convert, annotate, train, predict, evaluate,
+        model export, README, FAIR, bag, deposit to a folder, log verify.
+        """
         from curated.demo import run_demo
 
         def on_stage(st) -> None:  # type: ignore[no-untyped-def]

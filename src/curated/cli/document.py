@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
             "--no-digests",
             help="Do not compute checksums the curator log has not recorded (faster on huge stores).",
         ),
+        force: bool = typer.Option(
+            False,
+            "--force",
+            help="Replace a README.md curated did not write (a copy is kept in curation/).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result record as JSON."),
     ) -> None:
         """Write README.md (Cornell sections, DCN take-away block, pictures, curation history). [D]
@@ -48,6 +53,7 @@ def register(app: typer.Typer) -> None:
                 figures=not no_figures,
                 max_dim=max_dim,
                 compute_digests=not no_digests,
+                force=force,
                 progress=progress,
             )
         print_results([res], as_json=as_json)

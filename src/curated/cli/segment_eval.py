@@ -151,7 +151,7 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
             )
         data = report.to_dict()
         if as_json:
-            console.print_json(json.dumps(data, default=str))
+            typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
             return
         print_evaluation(data)
         print_results([report.result()])

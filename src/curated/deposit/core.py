@@ -292,8 +292,11 @@ def deposit(
         finally:
             repo.close()
         if not dry_run:
-            receipt.receipt_path = str(_write_receipt(receipt, bag, ws))
-            step.add_output(receipt.receipt_path)
+            if receipt.status == "notneeded":  # the receipt of that deposit stays as it is
+                receipt.receipt_path = str(_receipt_path(bag, ws))
+            else:
+                receipt.receipt_path = str(_write_receipt(receipt, bag, ws))
+                step.add_output(receipt.receipt_path)
             step.details = {
                 k: getattr(receipt, k)
                 for k in ("target", "status", "record_id", "doi", "handle", "record_url")
@@ -377,11 +380,18 @@ def _run(
     if not fresh and entry.get("stage") != "published":  # type: ignore[union-attr]
         assert entry is not None
         if entry.get("bag_id") != view.identity:
-            msg = (
-                f"the bag changed since an unfinished deposit to {to} (record {entry.get('record_id')}); "
-                f"finish or discard that one first (delete {journal.path.name} to start over)"
-            )
-            raise DepositError(msg, path=journal.path)
+            if not resume:
+                msg = (
+                    f"the bag changed since an unfinished deposit to {to} (record {entry.get('record_id')}); "
+                    f"re-run with --resume to bring that draft up to date with the bag "
+                    f"(or delete {journal.path.name} to start a new record)"
+                )
+                raise DepositError(msg, path=journal.path)
+            # Bring the draft up to date: metadata again, every file re-checked against the server.
+            entry.update({"bag_id": view.identity, "stage": "draft"})
+            for fe in entry["files"].values():
+                for k in ("status", "md5", "sha256"):
+                    fe.pop(k, None)
         if entry["stage"] != "finalized" and not resume:
             msg = (
                 f"an earlier deposit of this bag to {to} stopped at stage {entry['stage']!r}; "
@@ -447,6 +457,7 @@ def _run(
         landing = repo.landing(state)
         entry["landing"] = asdict(landing)
         journal.save()
+    receipt.journal_path = str(journal.path)
     return _fill(receipt, landing, entry, items)
 
 
@@ -549,7 +560,6 @@ def _fill(
     receipt.record_url = landing.url
     prev = entry.get("previous")
     receipt.new_version_of = prev["record_id"] if prev else None
-    receipt.journal_path = None
     receipt.files = []
     for it in items:
         fe = entry["files"].get(it.name) or {}
@@ -586,12 +596,17 @@ def _done_receipt(
     return receipt
 
 
-def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
-    path = (
+def _receipt_path(bag: Path, ws: Workspace | None) -> Path:
+    """``<workspace>/package/receipt.json``, or ``<bag>.receipt.json`` beside a bag outside any workspace."""
+    return (
         ws.package_dir / "receipt.json"
         if ws is not None
         else bag.parent / f"{bag.name}.receipt.json"
     )
+
+
+def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
+    path = _receipt_path(bag, ws)
     data = receipt.to_dict()
     data.pop("planned", None)
     data["receipt_path"] = None

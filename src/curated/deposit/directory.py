@@ -77,6 +77,10 @@ class DirectoryRepository:
     def _final_dir(self, state: dict[str, Any]) -> Path:
         return self.root / state["id"] / f"v{state['version']}"
 
+    def _rel_url(self, name: str) -> str:
+        """A file's place relative to the version folder (the draft folder moves on publish)."""
+        return f"{self.bag_name}/{name}" if self.bag_name else name
+
     # ------------------------------------------------------------ protocol
     def check_access(self) -> None:
         if self.collection and not self.root.is_dir():
@@ -132,7 +136,7 @@ class DirectoryRepository:
                     continue
                 p = Path(root) / n
                 rel = p.relative_to(base).as_posix()
-                out[rel] = RemoteFile(rel, p.stat().st_size, None, "md5", url=p.as_uri())
+                out[rel] = RemoteFile(rel, p.stat().st_size, None, "md5", url=self._rel_url(rel))
         return out
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
@@ -160,7 +164,9 @@ class DirectoryRepository:
         finally:
             src.close()
         copied = hash_file(dest)
-        remote = RemoteFile(item.name, copied["size"], copied["md5"], "md5", url=dest.as_uri())
+        remote = RemoteFile(
+            item.name, copied["size"], copied["md5"], "md5", url=self._rel_url(item.name)
+        )
         return Uploaded(remote, src.hashes.result())
 
     def finalize(self, state: dict[str, Any]) -> None:

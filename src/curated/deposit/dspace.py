@@ -168,10 +168,20 @@ class DSpaceRepository:
         }
 
     def set_metadata(self, state: dict[str, Any], metadata: Any) -> None:
+        # ``add`` of a whole field is for a field that is still empty; a field the item
+        # already has (a new version, a resumed draft) is removed first, then added.
+        r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
+        sections = (r.data or {}).get("sections") or {}
+        ops: list[dict[str, Any]] = []
+        for op in metadata:
+            _, _, section, key = op["path"].split("/", 3)
+            if (sections.get(section) or {}).get(key):
+                ops.append({"op": "remove", "path": op["path"]})
+            ops.append(op)
         self.http.request(
             "PATCH",
             self._wsi(state),
-            json_body=metadata,
+            json_body=ops,
             headers=PATCH_JSON,
             what="setting the metadata",
         )

@@ -145,9 +145,12 @@ class FigshareRepository:
             save()
         file_path = f"{self._article(state)}/files/{entry['file_id']}"
         r = self.http.request("GET", file_path, what=what)
-        upload_url = (r.data or {}).get("upload_url")
+        upload_url = str((r.data or {}).get("upload_url") or "").rstrip("/")
         if not upload_url:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
+        token = str((r.data or {}).get("upload_token") or "")
+        if token and not upload_url.endswith(token):  # older answers give the token apart
+            upload_url = f"{upload_url}/{token}"
         r = self.http.request("GET", upload_url, what=f"{what} (part list)")
         parts = sorted((r.data or {}).get("parts") or [], key=lambda p: p["partNo"])
         if not parts:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -31,6 +32,7 @@ from curated._version import __version__
 from curated.errors import DepositError
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+AUTH_HEADERS = ("Authorization", "X-Dataverse-key", "X-XSRF-TOKEN", "Cookie")
 CHUNK = 1024 * 1024
 USER_AGENT = (
     f"curated/{__version__} (+https://github.com/curated; python-requests/{requests.__version__})"
@@ -146,6 +148,7 @@ class FileSlice:
         *,
         on_read: Callable[[int], None] | None = None,
         hashes: Hashes | None = None,
+        also: Any = None,
     ) -> None:
         self.path = Path(path)
         size = self.path.stat().st_size
@@ -155,6 +158,8 @@ class FileSlice:
         self.hashes = hashes if hashes is not None else Hashes()
         """Hashes of what was read; pass the running hashes of earlier parts to chain them."""
         self.on_read = on_read
+        self.also = also
+        """One more hash object fed with this slice alone (e.g. a part's md5 to check an S3 ETag)."""
         self._fh = open(self.path, "rb")  # noqa: SIM115 - closed when drained or by close()
         self._fh.seek(offset)
 
@@ -173,6 +178,8 @@ class FileSlice:
             return b""
         self.remaining -= len(data)
         self.hashes.update(data)
+        if self.also is not None:
+            self.also.update(data)
         if self.on_read:
             self.on_read(len(data))
         return data
@@ -241,6 +248,18 @@ class MultipartBody:
         return out
 
 
+def form_data(fields: dict[str, str]) -> tuple[bytes, str]:
+    """A small ``multipart/form-data`` body of text fields, and its content type."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'.encode()
+        + v.encode()
+        + b"\r\n"
+        for k, v in fields.items()
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 @dataclass
 class Reply:
     """What a request returned: status, headers, parsed JSON (or ``None``) and raw text."""
@@ -295,6 +314,10 @@ class HttpSession:
             return path
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
+    def foreign(self, url: str) -> bool:
+        """Whether ``url`` is on another host than the repository's API."""
+        return urlsplit(url).netloc.lower() != urlsplit(self.base_url).netloc.lower()
+
     def clean(self, text: str) -> str:
         return redact(text, self.secrets)
 
@@ -332,7 +355,11 @@ class HttpSession:
         attempt = 0
         while True:
             attempt += 1
-            hdrs = dict(headers or {})
+            hdrs: dict[str, Any] = dict(headers or {})
+            if self.foreign(url):
+                # Presigned storage URLs (S3 parts, Figshare's upload service) carry their own
+                # authorisation; the repository credential must not travel to another host.
+                hdrs.update({h: None for h in AUTH_HEADERS if h not in (headers or {})})
             data: Any = None
             if body is not None:
                 data = body()

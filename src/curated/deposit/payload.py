@@ -151,80 +151,16 @@ def _archive_member(path: Path, suffix: str) -> bytes | None:
     return None
 
 
-def _validate_archive(path: Path) -> None:
-    """Check every checksum of a serialized bag, streaming (bagit-python cannot read archives)."""
-    manifests: dict[str, dict[str, str]] = {}
-    digests: dict[str, dict[str, str]] = {}
-    top = None
-    try:
-        for name, fh in _iter_archive(path):
-            first, _, rel = name.partition("/")
-            top = top or first
-            if first != top or not rel:
-                raise PackageError("a serialized bag must hold exactly one top folder", path=path)
-            hashers = {a: hashlib.new(a) for a in ("sha256", "sha512", "md5", "sha1")}
-            while block := fh.read(1 << 20):
-                for h in hashers.values():
-                    h.update(block)
-            digests[rel] = {a: h.hexdigest() for a, h in hashers.items()}
-        for name, fh in _iter_archive(path):  # second pass: the (small) manifests themselves
-            rel = name.partition("/")[2]
-            if rel.startswith(("manifest-", "tagmanifest-")) and rel.endswith(".txt"):
-                manifests[rel] = _parse_manifest(fh.read().decode("utf-8"))
-    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
-        raise PackageError(f"the serialized bag cannot be read ({exc})", path=path) from None
-    if "bagit.txt" not in digests:
-        raise PackageError("not a bag: bagit.txt is missing", path=path)
-    payload_manifests = {k: v for k, v in manifests.items() if k.startswith("manifest-")}
-    if not payload_manifests:
-        raise PackageError("the bag has no payload manifest", path=path)
-    problems = []
-    for mname, entries in manifests.items():
-        alg = mname.split("-", 1)[1].removesuffix(".txt")
-        for rel, want in entries.items():
-            got = digests.get(rel, {}).get(alg)
-            if got is None:
-                problems.append(f"{rel} is listed in {mname} but missing")
-            elif got != want.lower():
-                problems.append(f"{rel}: {alg} checksum mismatch")
-    for mname, entries in payload_manifests.items():
-        extra = [r for r in digests if r.startswith("data/") and r not in entries]
-        problems.extend(f"{r} is not listed in {mname}" for r in extra)
-    if problems:
-        msg = f"the bag does not validate ({len(problems)} problem(s): {'; '.join(problems[:5])})"
-        raise PackageError(msg, path=path, details={"problems": problems[:100]})
-
-
-def _parse_manifest(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if line.strip():
-            digest, _, name = line.partition(" ")
-            name = name.strip().replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
-            out[name] = digest
-    return out
-
-
 def validate_bag_fully(path: Path) -> None:
-    """Refuse a bag that does not validate (every checksum), saying what is wrong."""
-    try:
-        from curated.package import validate_bag as package_validate
-    except ImportError:
-        package_validate = None
-    try:
-        if package_validate is not None:
-            outcome = package_validate(path, fast=False)
-            _raise_if_invalid(outcome, path)
-        elif path.is_dir():
-            import bagit
+    """Refuse a bag that does not validate (every checksum), saying what is wrong.
 
-            try:
-                bagit.Bag(str(path)).validate(fast=False)
-            except bagit.BagError as exc:
-                detail = "; ".join(str(d) for d in getattr(exc, "details", [])[:5]) or str(exc)
-                raise PackageError(f"the bag does not validate: {detail}", path=path) from None
-        else:
-            _validate_archive(path)
+    Holey bags (``fetch.txt``) are accepted: their fetched files stay where they are and
+    only the present files are sent.
+    """
+    from curated.package import validate_bag
+
+    try:
+        _raise_if_invalid(validate_bag(path, fast=False, allow_holes=True), path)
     except CuratedError as exc:
         msg = f"refusing to deposit a bag that fails validation: {exc.message}; rebuild it with `curated bag`"
         raise DepositError(msg, path=path, details=exc.details) from None
@@ -272,7 +208,7 @@ def serialize_zip(view: BagView, dest: Path | None = None) -> Path:
                 arc = f"{view.path.name}/{item.name}"
                 with (
                     open(item.path, "rb") as src,
-                    zf.open(arc, "w", force_zip64=item.size > 2**31) as out,
+                    zf.open(arc, "w", force_zip64=item.size >= zipfile.ZIP64_LIMIT) as out,
                 ):
                     while block := src.read(1 << 20):
                         out.write(block)

@@ -409,6 +409,12 @@ def check_core_citation_metadata(ctx: FairContext) -> Outcome:
         "citation metadata (title, creators, publisher, year)",
     )
     authors = ctx.get("study.authors") or []
+    if not isinstance(authors, list):
+        return Outcome(
+            FAIL,
+            "study.authors must be a list of people (family_name, given_name, ...)",
+            [_ev("study.authors", str(authors))],
+        )
     nameless = [
         f"study.authors[{i}].family_name"
         for i, a in enumerate(authors)
@@ -1074,7 +1080,11 @@ def check_human_care(ctx: FairContext) -> Outcome:
 # --------------------------------------------------------------------------- evaluation
 def _combine(defn: dict[str, Any], tests: list[TestResult]) -> tuple[str, float, int]:
     passed = [t for t in tests if t.status == PASS]
-    if passed:
+    cumulative = defn.get("scoring", "alternative") == "cumulative"
+    # cumulative metrics need every part: one failing test the curator can fix fails the metric
+    if cumulative and any(t.status == FAIL for t in tests):
+        status = FAIL
+    elif passed:
         status = PASS
     elif any(t.status == FAIL for t in tests):
         status = FAIL
@@ -1082,7 +1092,7 @@ def _combine(defn: dict[str, Any], tests: list[TestResult]) -> tuple[str, float,
         status = PENDING
     else:
         status = HUMAN
-    if defn.get("scoring", "alternative") == "cumulative":
+    if cumulative:
         score = sum(t.score for t in passed)
     else:
         score = max((t.score for t in passed), default=0.0)

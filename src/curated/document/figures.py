@@ -126,19 +126,22 @@ def _to_grey(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return (np.clip((p - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def _colourise(labels: np.ndarray, colors: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
-    """RGBA of a label plane: each non-zero value in its colour, background transparent."""
+def _colourise(
+    labels: np.ndarray,
+    colors: dict[int, tuple[int, int, int, int]],
+    transparent: set[int] | frozenset[int] = frozenset(),
+) -> np.ndarray:
+    """RGBA of a label plane: each value in its colour; 0, ``transparent`` values and alpha-0 colours see-through."""
     rgba = np.zeros((*labels.shape, 4), dtype=np.uint8)
     for value in np.unique(labels):
         v = int(value)
-        if v == 0:
+        if v == 0 or v in transparent:
             continue
         if v in colors:
             colour = colors[v]
-            rgb, alpha = (
-                colour[:3],
-                round(colour[3] * OVERLAY_ALPHA) if colour[3] else round(255 * OVERLAY_ALPHA),
-            )
+            if colour[3] == 0:
+                continue
+            rgb, alpha = colour[:3], round(colour[3] * OVERLAY_ALPHA)
         else:
             rgb, alpha = PALETTE[(v - 1) % len(PALETTE)], round(255 * OVERLAY_ALPHA)
         rgba[labels == value] = (*rgb, alpha)
@@ -197,6 +200,7 @@ def _compose(
     window: tuple[float, float],
     overlay: dict[str, np.ndarray] | None,
     colors: dict[int, tuple[int, int, int, int]],
+    transparent: set[int] | frozenset[int] = frozenset(),
 ) -> Image.Image:
     g = geometry
     canvas = Image.new("RGB", g.size, BACKGROUND)
@@ -210,7 +214,7 @@ def _compose(
             Image.fromarray(_to_grey(planes[view], window)), size, nearest=g.zoom > 1
         ).convert("RGBA")
         if overlay is not None:
-            lab = _colourise(overlay[view], colors)
+            lab = _colourise(overlay[view], colors, transparent)
             layer = _resize(Image.fromarray(lab), size, nearest=True)
             tile = Image.alpha_composite(tile, layer)
         canvas.paste(tile.convert("RGB"), origin)
@@ -335,7 +339,7 @@ def orthoviews(
         lab_shape = info.spatial(lv.shape)
         lab_planes = _planes(label.path, lv, names, _scaled_centre(centre, shape, lab_shape))
         overlay = {k: _nearest(v, planes[k].shape) for k, v in lab_planes.items()}
-        canvas = _compose(planes, geometry, window, overlay, label.colors)
+        canvas = _compose(planes, geometry, window, overlay, label.colors, label.unannotated)
         _scale_bar(canvas, geometry, (voxel.get("x") or 1.0) / geometry.zoom, info.unit)
         ai = " (AI-generated)" if label.ai_generated else ""
         emit(

@@ -38,6 +38,8 @@ class LabelInfo:
     colors: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
     """Label value → name, from ``image-label`` ``properties``."""
+    unannotated: set[int] = field(default_factory=set)
+    """Values that mean "not annotated" (sparse annotations), drawn transparent."""
     source: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
 
@@ -158,11 +160,20 @@ def _read_labels(group: Any, path: Path) -> list[LabelInfo]:
             for prop in il.get("properties") or []:
                 if isinstance(prop, dict) and "label-value" in prop and prop.get("name"):
                     label.names[int(prop["label-value"])] = str(prop["name"])
+                if (
+                    isinstance(prop, dict)
+                    and prop.get("curated:unannotated")
+                    and "label-value" in prop
+                ):
+                    label.unannotated.add(int(prop["label-value"]))
             label.source = il.get("source") or {}
             block = _curated_block(attrs)
             label.kind = block.get("kind")
             label.ai_generated = block.get("ai_generated")
             label.model = block.get("model") if isinstance(block.get("model"), dict) else None
+            sparse = block.get("annotation") if isinstance(block.get("annotation"), dict) else {}
+            if isinstance(sparse.get("unannotated"), int):
+                label.unannotated.add(int(sparse["unannotated"]))
         except Exception as exc:
             label.problem = f"cannot read the label image ({type(exc).__name__}: {exc})"
         out.append(label)
@@ -192,6 +203,12 @@ def pick_level(levels: list[LevelInfo], axis_names: list[str], max_dim: int = 51
     return len(levels) - 1
 
 
+def _open_array(path: str) -> Any:
+    import zarr
+
+    return zarr.open_array(path, mode="r")
+
+
 def read_plane(
     store: Path, level: LevelInfo, axis_names: list[str], fixed: dict[str, int]
 ) -> np.ndarray:
@@ -199,9 +216,7 @@ def read_plane(
 
     Channel and time axes are cut at 0. Only the chunks the plane crosses are read.
     """
-    import zarr
-
-    arr = zarr.open_array(str(store / level.path), mode="r")
+    arr = _open_array(str(store / level.path))
     index: list[Any] = []
     for name, size in zip(axis_names, level.shape, strict=True):
         if name in fixed:

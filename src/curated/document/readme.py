@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from curated._io import atomic_write_text
+from curated._io import atomic_write_bytes, atomic_write_text
 from curated._version import __version__
 from curated.document.figures import Figure, orthoviews
 from curated.document.survey import (
@@ -26,6 +26,7 @@ from curated.document.survey import (
     inventory,
     survey_workspace,
 )
+from curated.errors import InputError
 from curated.metadata.crosswalk.common import (
     DOI_URL,
     citation_authors,
@@ -38,6 +39,7 @@ from curated.metadata.crosswalk.common import (
     spdx_id,
 )
 from curated.progress import ProgressReporter, ensure_progress
+from curated.provenance.digest import sha256_file
 from curated.provenance.log import STEPS
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
@@ -139,9 +141,9 @@ class _RecordView:
         return get_path(self.record, path, default)
 
     def items(self, path: str) -> list[dict[str, Any]]:
-        """The mapping entries of the list at ``path`` (anything else is skipped, never a crash)."""
+        """The entries of the list at ``path``; an entry that is not a mapping reads as empty (its fields become TODOs)."""
         value = self.get(path, [])
-        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+        return [v if isinstance(v, dict) else {} for v in value] if isinstance(value, list) else []
 
     def need(self, path: str, label: str | None = None) -> str:
         value = self.get(path)
@@ -212,6 +214,18 @@ def _licence_line(rv: _RecordView) -> str:
     return f"{raw} {todo('study.license (not an SPDX licence id)')}"
 
 
+def _short_param(value: Any) -> bool:
+    """Parameters worth a table cell: scalars and short lists, not nested settings or absolute paths."""
+    if value in (None, "", [], {}) or isinstance(value, dict):
+        return False
+    if isinstance(value, str) and (value.startswith("/") or len(value) > 80):
+        return False
+    return not (
+        isinstance(value, list)
+        and (len(value) > 6 or any(isinstance(v, dict | list) for v in value))
+    )
+
+
 def _transform_steps(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """T entries that succeeded, newest last, as the README's processing steps."""
     steps = []
@@ -219,7 +233,7 @@ def _transform_steps(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if e.get("step") != "T" or e.get("status") not in ("ok", "notneeded"):
             continue
         params = e.get("params") or {}
-        shown = ", ".join(f"{k}={v}" for k, v in params.items() if v not in (None, "", [], {}))
+        shown = ", ".join(f"{k}={v}" for k, v in params.items() if _short_param(v))
         steps.append(
             {
                 "seq": e.get("seq"),
@@ -297,7 +311,7 @@ def _labels(s: WorkspaceSurvey, rv: _RecordView) -> list[dict[str, Any]]:
                     "image": img.name,
                     "name": lab.name,
                     "kind": lab.kind
-                    or ann.get("annotation_type")
+                    or ", ".join(str(t) for t in ann.get("annotation_type") or [])
                     or todo(f"annotations[name={lab.name}].annotation_type"),
                     "ai": ai,
                     "method": method,
@@ -354,7 +368,11 @@ def render_readme(
         "fair": fair_summary,
         "version": __version__,
         "generated": (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
-        "source_files": list(dict.fromkeys(str(x["source_file"]) for x in rv.items("sources") if x.get("source_file"))),
+        "source_files": list(
+            dict.fromkeys(
+                str(x["source_file"]) for x in rv.items("sources") if x.get("source_file")
+            )
+        ),
     }
     return _environment().get_template("readme.md.j2").render(**ctx)
 
@@ -365,6 +383,7 @@ def write_readme(
     figures: bool = True,
     max_dim: int = 512,
     compute_digests: bool = True,
+    force: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Result:
     """Write ``README.md`` and its pictures (``figures/*.png``) for a workspace.
@@ -380,6 +399,10 @@ def write_readme(
     compute_digests
         Compute checksums the curator log has not recorded (see
         :func:`curated.document.survey.inventory`).
+    force
+        Replace a ``README.md`` that curated did not write (or that was edited
+        since); a copy of it is kept as ``curation/README.before-<time>.md``.
+        Without it such a README is refused (:class:`InputError`), never lost.
     progress
         Reports one step per image drawn.
 
@@ -388,6 +411,11 @@ def write_readme(
     Result
         ``details["todo_count"]`` markers left, ``details["todo_fields"]`` the
         distinct fields, ``details["figures"]`` the PNGs written.
+
+    Raises
+    ------
+    InputError
+        ``README.md`` exists and is not the one curated last wrote (unless ``force``).
 
     Examples
     --------
@@ -408,6 +436,9 @@ def write_readme(
         libraries=("jinja2", "zarr", "pillow"),
     ) as step:
         survey = survey_workspace(ws, files=False)
+        kept = _keep_foreign_readme(ws, survey, force)
+        if kept is not None:
+            step.add_output(kept, role="readme-before")
         written: list[Figure] = []
         if figures and survey.images:
             fig_dir = ws.root / FIGURES_DIR
@@ -417,6 +448,7 @@ def write_readme(
                 written.extend(orthoviews(img, fig_dir, max_dim=max_dim, used=used))
                 prog.advance(1, image=img.name)
             prog.finish()
+        _remove_stale_figures(ws, survey, written)
         # listed after the figures exist so that they are in the file list with their checksums
         survey.files = inventory(survey, compute_digests=compute_digests, exclude={README_FILE})
         text = render_readme(survey, written)
@@ -429,3 +461,43 @@ def write_readme(
         step.message = res.message
         step.details = {"todo_count": report.todo_count, "todo_fields": res.details["todo_fields"]}
     return res
+
+
+def _recorded_outputs(survey: WorkspaceSurvey, action: str) -> list[dict[str, Any]]:
+    """Outputs of the last successful ``action`` entry in the log."""
+    for e in reversed(survey.entries):
+        if e.get("action") == action and e.get("status") == "ok":
+            return [o for o in e.get("outputs") or [] if isinstance(o, dict)]
+    return []
+
+
+def _keep_foreign_readme(ws: Workspace, survey: WorkspaceSurvey, force: bool) -> Path | None:
+    """Refuse to overwrite a README curated did not write; with ``force`` keep a copy first."""
+    readme = ws.root / README_FILE
+    if not readme.is_file():
+        return None
+    recorded = {o.get("path"): o.get("digest") for o in _recorded_outputs(survey, "readme")}
+    if recorded.get(README_FILE) == f"sha256:{sha256_file(readme)}":
+        return None
+    if not force:
+        msg = (
+            "README.md was not written by curated, or was edited since; replacing it would lose that text. "
+            "Move it aside (e.g. into docs/) or pass --force (a copy is kept in curation/)"
+        )
+        raise InputError(msg, path=readme)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    copy = ws.curation_dir / f"README.before-{stamp}.md"
+    atomic_write_bytes(copy, readme.read_bytes())
+    return copy
+
+
+def _remove_stale_figures(ws: Workspace, survey: WorkspaceSurvey, written: list[Figure]) -> None:
+    """Delete pictures an earlier ``readme`` wrote that this run did not (their image is gone)."""
+    now = {f.path.resolve() for f in written}
+    for out in _recorded_outputs(survey, "readme"):
+        rel = str(out.get("path") or "")
+        if out.get("role") != "figure" or not rel.startswith(f"{FIGURES_DIR}/"):
+            continue
+        p = ws.root / rel
+        if p.is_file() and p.resolve() not in now:
+            p.unlink()

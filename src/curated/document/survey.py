@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curated.document.ngff import ImageInfo, is_zarr_store, read_image_info
+from curated.document.ngff import ImageInfo, image_name, is_zarr_store, read_image_info
 from curated.errors import CuratedError
 from curated.provenance.digest import digest_tree, iter_tree, sha256_file
 from curated.workspace import LOG_FILE, METADATA_FILE, Workspace
@@ -177,9 +177,7 @@ class WorkspaceSurvey:
         out = []
         for ev in self.evaluations:
             img = str(ev.image or "")
-            if ev.pred == label and (
-                not img or image in Path(img).name or Path(img).name.startswith(image)
-            ):
+            if ev.pred == label and (not img or image_name(Path(img.rstrip("/"))) == image):
                 out.append(ev)
         return out
 

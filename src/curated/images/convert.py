@@ -20,11 +20,18 @@ from curated.images.layout import (
     omero,
     window_from_sample,
 )
-from curated.images.shards import WriteJob, collected_sample, level_stats, run_levels
+from curated.images.shards import (
+    WriteJob,
+    collected_sample,
+    level_stats,
+    run_levels,
+    store_digest,
+    written_files,
+)
 from curated.images.sources import ArraySource, TiffSource, open_source
 from curated.images.units import length_unit, to_unit
 from curated.progress import ProgressReporter, ensure_progress
-from curated.provenance.digest import TreeHasher, digest_tree, sha256_file
+from curated.provenance.digest import TreeHasher, sha256_file
 from curated.provenance.log import Artifact
 from curated.results import Result
 from curated.workspace import Workspace, recorder
@@ -123,13 +130,18 @@ def write_multiscale(
     seconds = time.perf_counter() - t0
     rep.finish()
     stats = level_stats(job)
+    known = written_files(job)
     body: dict[str, Any] = {"multiscales": [multiscales(layout, name)]}
     if layout.method == "mean" and not any(a.type == "channel" for a in layout.axes):
         body["omero"] = omero(
             layout.dtype, window_from_sample(collected_sample(job), layout.dtype), name
         )
     _store.finish(dest, _store.ome_attrs(body, layout.ngff_version), layout.zarr_format)
+    digest, nbytes, nfiles = store_digest(dest, known)
     return {
+        "store_digest": digest,
+        "bytes": nbytes,
+        "files": nfiles,
         "resumed": resumed,
         "shards_written": written,
         "seconds": round(seconds, 3),
@@ -166,11 +178,6 @@ def _details(
         "codec": layout.codec,
         **figures,
     }
-
-
-def _store_digest(dest: Path) -> tuple[str, int, int]:
-    td = digest_tree(dest)
-    return td.digest, td.bytes, td.files
 
 
 def _source_artifacts(source: TiffSource, workspace: Workspace | None) -> list[Artifact]:
@@ -289,7 +296,7 @@ def convert_to_ome_zarr(
             scheduler=scheduler,
             progress=progress,
         )
-        digest, nbytes, nfiles = _store_digest(dest)
+        digest, nbytes, nfiles = figures["store_digest"], figures["bytes"], figures["files"]
         decision = {
             "lossless": True,
             "lossless_note": "level 0 holds exactly the source voxels; the codec (blosc-zstd) is lossless; lower levels are derived (windowed mean)",
@@ -297,7 +304,10 @@ def convert_to_ome_zarr(
             "originals_note": "the source files were only read, never modified; keep them as the original record",
             "voxel_size_from": voxel_from,
             "not_carried_over": list(src.not_carried),
-            "store_digest_method": "digest_tree over the finished store after writing (shards are written in parallel)",
+            "store_digest_method": (
+                "each shard/chunk hashed by the task that wrote it, metadata hashed at the end; "
+                "combined exactly as curated.provenance.digest.digest_tree"
+            ),
         }
         details = _details(src, layout, figures, voxel, unit_name) | {
             "source": str(src.path),
@@ -390,9 +400,9 @@ def write_ome_zarr(
         )
         details = _details(src, layout, figures, voxel, unit_name)
         if workspace is not None:
-            digest, nbytes, nfiles = _store_digest(dest)
-            details |= {"store_digest": digest, "bytes": nbytes, "files": nfiles}
-            step.add_output(dest, digest=digest, size=nbytes, role="image")
+            step.add_output(
+                dest, digest=figures["store_digest"], size=figures["bytes"], role="image"
+            )
         step.message = (
             f"array {tuple(src.shape)} → OME-Zarr {ngff_version}, {len(layout.levels)} levels"
         )

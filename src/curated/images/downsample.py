@@ -4,9 +4,15 @@ Both take a block whose extent along each halved axis may be odd (the image's
 edge): the block is padded by repeating its edge voxel, which repeats every voxel
 of a partial window the same number of times, so the mean and the mode of the
 padded window equal those of the voxels that exist.
+
+The window's voxels are visited as strided views (one per offset in the window)
+and combined element-wise; that is an order of magnitude faster than reducing a
+reshaped array over several axes.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -18,54 +24,60 @@ def _pad_even(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     return block
 
 
-def _windows(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
-    """Reshape to ``(n0/f0, f0, n1/f1, f1, ...)``."""
-    shape: list[int] = []
-    for n, f in zip(block.shape, factors, strict=True):
-        shape += [n // f, f]
-    return block.reshape(shape)
+def _views(block: np.ndarray, factors: tuple[int, ...]) -> list[np.ndarray]:
+    """One strided view per position inside the window, each of the output's shape."""
+    return [
+        block[tuple(slice(o, None, f) for o, f in zip(off, factors, strict=True))]
+        for off in itertools.product(*[range(f) for f in factors])
+    ]
+
+
+def _accumulator(dtype: np.dtype, count: int) -> np.dtype:
+    if dtype.kind == "u":
+        bits = dtype.itemsize * 8 + count.bit_length()
+        return np.dtype(np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64)
+    if dtype.kind == "i":
+        bits = dtype.itemsize * 8 + count.bit_length()
+        return np.dtype(np.int16 if bits <= 16 else np.int32 if bits <= 32 else np.int64)
+    return np.dtype(np.float64)
 
 
 def mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     """Windowed mean; integers round half up, so the result is exact and reproducible."""
     block = _pad_even(block, factors)
-    w = _windows(block, factors)
-    axes = tuple(range(1, w.ndim, 2))
     count = int(np.prod(factors))
+    views = _views(block, factors)
+    acc_t = _accumulator(block.dtype, count)
+    acc = views[0].astype(acc_t)
+    for v in views[1:]:
+        np.add(acc, v, out=acc, casting="unsafe")
     if block.dtype.kind in "ui":
-        acc = np.int64 if block.dtype.kind == "i" else np.uint64
-        if block.dtype.itemsize <= 2:
-            acc = np.int32 if block.dtype.kind == "i" else np.uint32
-        total = w.sum(axis=axes, dtype=acc)
-        if block.dtype.kind == "u":
-            out = (total + count // 2) // count
+        acc += count // 2
+        if count & (count - 1) == 0:
+            np.right_shift(
+                acc, count.bit_length() - 1, out=acc
+            ) if block.dtype.kind == "u" else np.floor_divide(acc, count, out=acc)
         else:
-            out = np.floor_divide(total + count // 2, count)
-        return out.astype(block.dtype)
-    return w.mean(axis=axes, dtype=np.float64).astype(block.dtype)
+            np.floor_divide(acc, count, out=acc)
+        return acc.astype(block.dtype)
+    acc /= count
+    return acc.astype(block.dtype)
 
 
 def mode(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     """Windowed mode (most frequent label); ties go to the smallest label value."""
     block = _pad_even(block, factors)
-    w = _windows(block, factors)
-    nd = block.ndim
-    # bring the window axes to the front: (f0*f1*..., n0/f0, n1/f1, ...)
-    order = tuple(range(1, 2 * nd, 2)) + tuple(range(0, 2 * nd, 2))
-    vals = w.transpose(order).reshape(
-        int(np.prod(factors)), *[n // f for n, f in zip(block.shape, factors, strict=True)]
-    )
-    k = vals.shape[0]
-    if k == 1:
-        return vals[0].copy()
-    vals = np.sort(vals, axis=0)
-    # run lengths over the sorted candidates: count[i] = number of j with vals[j] == vals[i]
-    counts = np.zeros(vals.shape, dtype=np.uint8)
-    for i in range(k):
-        counts[i] = (vals == vals[i]).sum(axis=0, dtype=np.uint8)
-    # first index of the max count in sorted order = smallest value among the most frequent
-    best = np.argmax(counts, axis=0)
-    return np.take_along_axis(vals, best[None], axis=0)[0]
+    views = _views(block, factors)
+    if len(views) == 1:
+        return views[0].copy()
+    counts = [sum((v == w).astype(np.uint8) for w in views) for v in views]
+    best = views[0].copy()
+    best_n = counts[0]
+    for v, n in zip(views[1:], counts[1:], strict=True):
+        better = (n > best_n) | ((n == best_n) & (v < best))
+        best = np.where(better, v, best)
+        best_n = np.where(better, n, best_n)
+    return best
 
 
 REDUCERS = {"mean": mean, "mode": mode}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,11 @@ def _register_label(image: OmeZarrImage, name: str) -> None:
     """Add ``name`` to ``labels/``'s list (under a lock: two label writers may finish at once)."""
     labels_dir = image.path / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)
-    with open(labels_dir / ".curated-lock", "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    lock = os.open(
+        labels_dir, os.O_RDONLY
+    )  # lock the folder itself: no lock file left in the store
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             got = _store.read_group_attrs(labels_dir)
             attrs = got[0] if got else {}
@@ -169,8 +173,9 @@ def _register_label(image: OmeZarrImage, name: str) -> None:
             )
             _store.write_group_attrs(labels_dir, new, image.zarr_format)
         finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-    (labels_dir / ".curated-lock").unlink(missing_ok=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
 
 
 def _unregister_label(image: OmeZarrImage, name: str) -> None:

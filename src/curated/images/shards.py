@@ -15,6 +15,7 @@ chunks equal to the fill value left out.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -250,19 +251,6 @@ class LevelFiles:
         return out
 
 
-_level_cache = threading.local()
-
-
-def _level_files(path: str) -> LevelFiles:
-    cache = getattr(_level_cache, "d", None)
-    if cache is None:
-        cache = _level_cache.d = {}
-    lf = cache.get(path)
-    if lf is None:
-        lf = cache[path] = LevelFiles(path)
-    return lf
-
-
 # ------------------------------------------------------------------ writing
 
 
@@ -329,8 +317,33 @@ def _unit_shape(layout: StoreLayout, block: tuple[int, ...], level: int) -> tupl
     return tuple(unit)
 
 
-def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, Any]:
-    """Write shard ``idx`` of ``level`` completely, then mark it done. Returns figures for progress."""
+def _pipeline(fn: Any, items: list[Any], workers: int) -> Any:
+    """Yield ``fn(item)`` in order, computing up to ``workers`` items at once (bounded memory)."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Any] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers + 1:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def write_shard(
+    job: WriteJob, level: int, idx: tuple[int, ...], inner_workers: int = 1
+) -> dict[str, Any]:
+    """Write shard ``idx`` of ``level`` completely, then mark it done. Returns figures for progress.
+
+    With ``inner_workers`` > 1, slabs of the shard are produced and encoded in that many
+    threads (used when a level has fewer shards than workers); one thread still writes the file.
+    """
     layout = job.layout
     lv = layout.levels[level]
     block = level_block(layout, level)
@@ -343,6 +356,7 @@ def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, An
     info: dict[str, Any] = {"level": level, "shard": idx, "bytes": 0, "stored": 0}
     sample_parts: list[np.ndarray] = []
     values: set[int] = set()
+    values_lock = threading.Lock()
 
     if level == 0:
         if job.source is None:
@@ -353,7 +367,8 @@ def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, An
             return job.source.read(r)
 
     else:
-        parent = _level_files(str(root / layout.levels[level - 1].path))
+        # opened fresh per task: a store may have been rewritten since the last one
+        parent = LevelFiles(root / layout.levels[level - 1].path)
         pshape = layout.levels[level - 1].shape
         f = tuple(b // a for a, b in zip(layout.levels[level - 1].factors, lv.factors, strict=True))
         reducer = downsample.REDUCERS[layout.method]
@@ -364,7 +379,9 @@ def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, An
             )
             data = parent.read(pr)
             if job.collect_values and level == 1:
-                values.update(int(v) for v in np.unique(data))
+                found = np.unique(data)
+                with values_lock:
+                    values.update(int(v) for v in found)
             return reducer(data, f)
 
     sample_step = tuple(
@@ -372,64 +389,100 @@ def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, An
         for b, a in zip(block, layout.axes, strict=True)
     )
 
+    def process(
+        unit: tuple[slice, ...],
+    ) -> tuple[
+        tuple[slice, ...], int, np.ndarray | None, list[tuple[tuple[int, ...], bytes | None]]
+    ]:
+        """Produce and encode one slab (pure: safe to run in several threads)."""
+        data = produce(unit)
+        if data.dtype != dtype:
+            data = data.astype(dtype)
+        sample = None
+        if level == 0 and layout.method == "mean":
+            sample = (
+                data[
+                    tuple(
+                        slice((-u.start) % s, None, s)
+                        for u, s in zip(unit, sample_step, strict=True)
+                    )
+                ]
+                .ravel()
+                .copy()
+            )
+        if job.collect_values and level == 0 and len(layout.levels) == 1:
+            found = np.unique(data)
+            with values_lock:
+                values.update(int(v) for v in found)
+        encoded: list[tuple[tuple[int, ...], bytes | None]] = []
+        for cidx in block_grid(data.shape, chunks):
+            chunk = data[block_region(cidx, chunks, data.shape)]
+            gidx = tuple(u.start // c + i for u, c, i in zip(unit, chunks, cidx, strict=True))
+            if np.all(chunk == fill):
+                encoded.append((gidx, None))
+                continue
+            if chunk.shape != chunks:
+                padded = np.full(chunks, fill, dtype=dtype)
+                padded[tuple(slice(0, n) for n in chunk.shape)] = chunk
+                chunk = padded
+            encoded.append(
+                (
+                    gidx,
+                    codec.encode(
+                        np.ascontiguousarray(chunk.astype(dtype.newbyteorder("<"), copy=False))
+                    ),
+                )
+            )
+        return unit, data.nbytes, sample, encoded
+
     tmp_dir = job.journal / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"{level}-{shard_key(idx)}-{uuid.uuid4().hex}"
     n_written = 0
+    shard_hash = hashlib.sha256()
+    files: dict[str, list[Any]] = {}
+    """Every file this task wrote: relative path → [size, sha256], so the store digest needs no re-read."""
     try:
         with open(tmp, "wb") as fh:
             if layout.shard is not None:
                 cps = tuple(b // c for b, c in zip(block, chunks, strict=True))
                 index = np.full((*cps, 2), EMPTY, dtype="<u8")
                 offset = 0
-            for unit in _units(region, _unit_shape(layout, block, level)):
-                data = produce(unit)
-                if data.dtype != dtype:
-                    data = data.astype(dtype)
-                info["bytes"] += data.nbytes
-                if level == 0 and layout.method == "mean":
-                    sub = data[
-                        tuple(
-                            slice((-u.start) % s, None, s)
-                            for u, s in zip(unit, sample_step, strict=True)
-                        )
-                    ]
-                    sample_parts.append(sub.ravel().copy())
-                if job.collect_values and level == 0 and len(layout.levels) == 1:
-                    values.update(int(v) for v in np.unique(data))
-                for cidx in block_grid(data.shape, chunks):
-                    sub_r = block_region(cidx, chunks, data.shape)
-                    chunk = data[sub_r]
-                    gidx = tuple(
-                        u.start // c + i for u, c, i in zip(unit, chunks, cidx, strict=True)
-                    )
-                    if np.all(chunk == fill):
+            for _unit, nbytes, sample, encoded in _pipeline(
+                process, _units(region, _unit_shape(layout, block, level)), inner_workers
+            ):
+                info["bytes"] += nbytes
+                if sample is not None:
+                    sample_parts.append(sample)
+                for gidx, payload in encoded:
+                    if payload is None:
                         if layout.shard is None:
                             # v2: leave the chunk out, and remove a stale one from an earlier run
                             _chunk_file(root / lv.path, gidx).unlink(missing_ok=True)
                         continue
-                    if chunk.shape != chunks:
-                        padded = np.full(chunks, fill, dtype=dtype)
-                        padded[tuple(slice(0, n) for n in chunk.shape)] = chunk
-                        chunk = padded
-                    payload = codec.encode(
-                        np.ascontiguousarray(chunk.astype(dtype.newbyteorder("<"), copy=False))
-                    )
                     if layout.shard is not None:
                         local = tuple(g - i * n for g, i, n in zip(gidx, idx, cps, strict=True))
                         fh.write(payload)
+                        shard_hash.update(payload)
                         index[local] = (offset, len(payload))
                         offset += len(payload)
                     else:
                         _write_chunk(root / lv.path, gidx, payload, tmp_dir)
+                        rel = f"{lv.path}/" + "/".join(str(i) for i in gidx)
+                        files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
                     n_written += 1
                     info["stored"] += len(payload)
             if layout.shard is not None and n_written:
                 import google_crc32c
 
                 raw = index.tobytes()
+                crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
                 fh.write(raw)
-                fh.write(np.array([google_crc32c.value(raw)], dtype="<u4").tobytes())
+                fh.write(crc)
+                shard_hash.update(raw)
+                shard_hash.update(crc)
+                rel = f"{lv.path}/c/" + "/".join(str(i) for i in idx)
+                files[rel] = [offset + len(raw) + len(crc), shard_hash.hexdigest()]
         if layout.shard is not None:
             final = root / lv.path / "c" / "/".join(str(i) for i in idx)
             if n_written:
@@ -453,9 +506,13 @@ def write_shard(job: WriteJob, level: int, idx: tuple[int, ...]) -> dict[str, An
         )
     mark = marker_path(job, level, idx)
     mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.write_text(
-        json.dumps({"bytes": info["bytes"], "stored": info["stored"], "chunks": n_written})
+    tmp_mark = tmp_dir / f"m-{uuid.uuid4().hex}"
+    tmp_mark.write_text(
+        json.dumps(
+            {"bytes": info["bytes"], "stored": info["stored"], "chunks": n_written, "files": files}
+        )
     )
+    os.replace(tmp_mark, mark)  # a kill never leaves half a marker
     return info
 
 
@@ -509,6 +566,39 @@ def level_stats(job: WriteJob) -> dict[str, int]:
     return total
 
 
+def written_files(job: WriteJob) -> dict[str, tuple[int, str]]:
+    """Size and sha256 of every data file the shard tasks wrote (from the journal markers)."""
+    out: dict[str, tuple[int, str]] = {}
+    done = job.journal / "done"
+    if not done.is_dir():
+        return out
+    for level in sorted(os.listdir(done)):
+        for name in os.listdir(done / level):
+            for rel, (size, hexd) in (
+                json.loads((done / level / name).read_text()).get("files", {}).items()
+            ):
+                out[rel] = (int(size), hexd)
+    return out
+
+
+def store_digest(root: Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
+    """The :func:`curated.provenance.digest.digest_tree` digest of ``root``, hashing only files not in ``known``.
+
+    Data files were hashed by the tasks while they wrote them; only metadata files
+    (and any file whose size no longer matches) are read here.
+    """
+    from curated.provenance.digest import TreeHasher, iter_tree, sha256_file
+
+    hasher = TreeHasher()
+    for rel, path in iter_tree(root):
+        size = path.stat().st_size
+        got = known.get(rel)
+        hexd = got[1] if got is not None and got[0] == size else sha256_file(path)
+        hasher.add(rel, size, hexd)
+    td = hasher.result()
+    return td.digest, td.bytes, td.files
+
+
 def remove_journal(job: WriteJob) -> None:
     shutil.rmtree(job.journal, ignore_errors=True)
 
@@ -544,11 +634,16 @@ def run_levels(
             todo = pending_shards(job, level)
             if not todo:
                 continue
+            threads = workers or os.cpu_count() or 1
+            if client is not None:
+                threads = max(1, sum(client.nthreads().values()))
+            inner = max(1, threads // len(todo))
             tasks = [
                 dask.delayed(write_shard, pure=False)(
                     job,
                     level,
                     idx,
+                    inner,
                     dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
                 )
                 for idx in todo
@@ -588,4 +683,7 @@ def run_levels(
     finally:
         if client is not None:
             client.close()
+        from curated.images.sources import close_cached_files
+
+        close_cached_files()
     return count

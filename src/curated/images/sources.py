@@ -17,6 +17,7 @@ import re
 import threading
 import warnings
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,33 +47,56 @@ def natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-class _Files(threading.local):
-    """Per-thread open file descriptors and TiffFile objects (thread-safe reads)."""
+_TIFF_CACHE_SIZE = 8
+_tiff_lock = threading.Lock()
+_tiff_cache: OrderedDict[str, Any] = OrderedDict()
+
+
+def _frame(path: str, index: int) -> Any:
+    """Page ``index`` of the TIFF at ``path``, from a small process-wide cache of parsed files.
+
+    Parsing (walking the IFD chain) is not thread-safe in tifffile, so it happens
+    under a lock; pixel data are then read with ``os.pread`` on our own descriptor.
+    """
+    import tifffile
+
+    with _tiff_lock:
+        tf = _tiff_cache.get(path)
+        if tf is None:
+            tf = tifffile.TiffFile(path)
+            _tiff_cache[path] = tf
+            while len(_tiff_cache) > _TIFF_CACHE_SIZE:
+                _, old = _tiff_cache.popitem(last=False)
+                old.close()
+        else:
+            _tiff_cache.move_to_end(path)
+        return tf.pages[index]
+
+
+def close_cached_files() -> None:
+    """Close the parsed TIFF files kept between reads (after a conversion)."""
+    with _tiff_lock:
+        while _tiff_cache:
+            _, tf = _tiff_cache.popitem()
+            tf.close()
+
+
+class _Descriptors:
+    """File descriptors opened for one read call and closed at its end."""
 
     def __init__(self) -> None:
         self.fds: dict[str, int] = {}
-        self.tiffs: dict[str, Any] = {}
 
+    def get(self, path: str) -> int:
+        fd = self.fds.get(path)
+        if fd is None:
+            fd = self.fds[path] = os.open(path, os.O_RDONLY)
+        return fd
 
-_files = _Files()
-
-
-def _fd(path: str) -> int:
-    fd = _files.fds.get(path)
-    if fd is None:
-        fd = os.open(path, os.O_RDONLY)
-        _files.fds[path] = fd
-    return fd
-
-
-def _tiff(path: str) -> Any:
-    import tifffile
-
-    tf = _files.tiffs.get(path)
-    if tf is None:
-        tf = tifffile.TiffFile(path)
-        _files.tiffs[path] = tf
-    return tf
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 def _pread_exact(fd: int, n: int, offset: int, path: str, page: int) -> bytes:
@@ -123,22 +147,28 @@ class TiffSource:
         native = np.dtype(self.dtype).newbyteorder("=")
         out = np.empty(out_shape, dtype=native)
         ranges = [range(s.start, s.stop) for s in lead]
-        for pos in np.ndindex(*[len(r) for r in ranges]):
-            out_idx = [r[p] for r, p in zip(ranges, pos, strict=True)]
-            file_idx = [0] * len(self.lead_shape)
-            for o, fpos in zip(out_idx, self.lead_perm, strict=True):
-                file_idx[fpos] = o
-            page = int(np.ravel_multi_index(file_idx, self.lead_shape)) if self.lead_shape else 0
-            out[pos] = self._read_page(page, ys, xs)
+        fds = _Descriptors()
+        try:
+            for pos in np.ndindex(*[len(r) for r in ranges]):
+                out_idx = [r[p] for r, p in zip(ranges, pos, strict=True)]
+                file_idx = [0] * len(self.lead_shape)
+                for o, fpos in zip(out_idx, self.lead_perm, strict=True):
+                    file_idx[fpos] = o
+                page = (
+                    int(np.ravel_multi_index(file_idx, self.lead_shape)) if self.lead_shape else 0
+                )
+                out[pos] = self._read_page(page, ys, xs, fds)
+        finally:
+            fds.close()
         return out
 
-    def _read_page(self, page: int, ys: slice, xs: slice) -> np.ndarray:
+    def _read_page(self, page: int, ys: slice, xs: slice, fds: _Descriptors) -> np.ndarray:
         path = self.files[int(self.page_file[page])]
         h, w = self.page_shape
         dt = np.dtype(self.dtype)
         off = int(self.page_offset[page])
         if off >= 0:
-            fd = _fd(path)
+            fd = fds.get(path)
             isz = dt.itemsize
             nrows = ys.stop - ys.start
             ncols = xs.stop - xs.start
@@ -154,12 +184,13 @@ class TiffSource:
                     )
                     arr[i] = np.frombuffer(data, dtype=dt)
             return arr.astype(dt.newbyteorder("="), copy=False)
-        return self._decode_page(page, path, ys, xs)
+        return self._decode_page(page, path, ys, xs, fds)
 
-    def _decode_page(self, page: int, path: str, ys: slice, xs: slice) -> np.ndarray:
-        tf = _tiff(path)
+    def _decode_page(
+        self, page: int, path: str, ys: slice, xs: slice, fds: _Descriptors
+    ) -> np.ndarray:
         try:
-            frame = tf.pages[int(self.page_index[page])]
+            frame = _frame(path, int(self.page_index[page]))
             p = getattr(frame, "keyframe", None) or frame
             if p.is_tiled:
                 tl, tw = p.tilelength, p.tilewidth
@@ -176,7 +207,7 @@ class TiffSource:
                 (ys.stop - ys.start, xs.stop - xs.start),
                 dtype=np.dtype(self.dtype).newbyteorder("="),
             )
-            fd = _fd(path)
+            fd = fds.get(path)
             decode = p.decode
             for s in segs:
                 data = _pread_exact(

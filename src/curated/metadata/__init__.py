@@ -17,6 +17,7 @@ set_field
 
 from __future__ import annotations
 
+from curated.metadata.crosswalk import to_datacite
 from curated.metadata.edit import init_workspace, set_field, skeleton_record
 from curated.metadata.io import load_record_dict
 from curated.metadata.model import CuratedRecord
@@ -55,5 +56,6 @@ __all__ = [
     "schema_path",
     "set_field",
     "skeleton_record",
+    "to_datacite",
     "validate_record",
 ]

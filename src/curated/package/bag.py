@@ -25,10 +25,29 @@ file *is* the workspace file, so nothing here ever opens a payload file for
 writing. Tag files are always new files. The bag is assembled in
 ``DEST.partial`` (with a marker file) and renamed into place only when complete;
 a re-run after a crash removes a marked partial and starts again.
+
+Decisions worth knowing:
+
+- **Empty folders.** RFC 8493 manifests list files only, so an empty folder cannot
+  be checksummed. It is kept as a folder in ``data/`` (and as a folder entry in
+  zip archives) and listed, percent-encoded, in ``metadata/empty-directories.txt``
+  so a consumer that rebuilds the payload from the manifests can recreate it. No
+  placeholder file is added: a ``.keep`` inside a Zarr store would change the store.
+- **Symbolic links** are refused with their name and target, or followed with
+  ``follow_symlinks=True`` (the bag then holds the target's bytes); broken links
+  and loops are refused either way. Nothing is ever skipped silently.
+- **The log inside the bag.** The RO-Crate is payload, so it is written before the
+  bag's own log entry exists: its actions are the steps *before* bagging. The D
+  entry then records the payload manifest's digest; the log copy in
+  ``metadata/curator-log.jsonl`` (up to and including that entry) and the PROV-JSON
+  made from it are tag files, covered by the tag manifests written last.
+- **Holey bags and archives.** With ``fetch_base`` only workspace files are left
+  out; Zarr archives made while bagging exist nowhere else and always stay in.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -37,6 +56,7 @@ import tarfile
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +84,17 @@ PARTIAL_MARKER = ".curated-bag-in-progress"
 DEFAULT_FETCH_MIN_SIZE = 1 << 30
 """With ``fetch_base``, payload files of at least this many bytes stay outside the bag."""
 
+_COMPUTED_TAGS = {
+    t.lower()
+    for t in (
+        "Payload-Oxum",
+        "Bag-Size",
+        "Bagging-Date",
+        "External-Identifier",
+        "BagIt-Profile-Identifier",
+        "Bag-Software-Agent",
+    )
+}
 ZarrMode = Literal["directory", "archive"]
 Serialization = Literal["none", "tar", "zip"]
 _SERIAL_MIME = {"tar": ("application/x-tar", "application/tar"), "zip": ("application/zip",)}
@@ -157,6 +188,8 @@ class _Build:
     parts: list[dict[str, Any]] = field(default_factory=list)
     external_id: str = ""
     manifests: dict[str, IO[str]] = field(default_factory=dict)
+    files_done_payload: bool = False
+    """Set once the workspace payload is recorded (the crate itself is never fetched)."""
 
 
 def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overwrite: bool) -> None:
@@ -180,13 +213,12 @@ def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overw
         if final.is_dir() and not (final / "bagit.txt").is_file():
             msg = "exists and is not a bag; refusing to replace it even with overwrite"
             raise PackageError(msg, path=final)
-    if partial.exists():
-        if not (partial / PARTIAL_MARKER).is_file():
-            msg = (
-                f"{partial.name} exists but was not made by `curated bag` (no {PARTIAL_MARKER}); "
-                "move it away and bag again"
-            )
-            raise PackageError(msg, path=partial)
+    if partial.exists() and not (partial / PARTIAL_MARKER).is_file():
+        msg = (
+            f"{partial.name} exists but was not made by `curated bag` (no {PARTIAL_MARKER}); "
+            "move it away and bag again"
+        )
+        raise PackageError(msg, path=partial)
 
 
 def _preflight_profile(b: _Build) -> None:
@@ -252,19 +284,24 @@ def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
     data = os.path.join(b.partial, "data")
     empty_fh: IO[str] | None = None
     fetch_fh: IO[str] | None = None
+    # Chunks are not stat-ed here: the hashing step fstat-s each open file anyway
+    # (the pre-scan already checked every name, link and file type).
     walker = PayloadWalker(
-        b.ws.root, follow_symlinks=b.follow_symlinks, zarr_archives=b.zarr == "archive"
+        b.ws.root,
+        follow_symlinks=b.follow_symlinks,
+        zarr_archives=b.zarr == "archive",
+        stat_files=bool(b.fetch_base),
     )
     mode = LINK if b.link else COPY
     join = os.path.join
-    try:
+    with ExitStack() as files:
         for item in walker:
             if type(item) is PayloadFile:
                 if b.fetch_base and item.size >= b.fetch_min_size:
                     if fetch_fh is None:
-                        fetch_fh = open(
-                            b.partial / "fetch.txt", "x", encoding="utf-8", newline="\n"
-                        )  # noqa: SIM115
+                        fetch_fh = files.enter_context(
+                            open(b.partial / "fetch.txt", "x", encoding="utf-8", newline="\n")
+                        )
                     url = f"{b.fetch_base.rstrip('/')}/{quote(item.rel, safe='/')}"
                     fetch_fh.write(f"{url} {item.size} data/{encode_path(item.rel)}\n")
                     b.fetched += 1
@@ -285,12 +322,14 @@ def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
                 os.mkdir(join(data, item.rel))
                 if item.empty:
                     if empty_fh is None:
-                        empty_fh = open(
-                            b.partial / "metadata" / "empty-directories.txt",
-                            "x",
-                            encoding="utf-8",
-                            newline="\n",
-                        )  # noqa: SIM115
+                        empty_fh = files.enter_context(
+                            open(
+                                b.partial / "metadata" / "empty-directories.txt",
+                                "x",
+                                encoding="utf-8",
+                                newline="\n",
+                            )
+                        )
                     empty_fh.write(f"data/{encode_path(item.rel)}\n")
                     b.empty_dirs += 1
             else:
@@ -310,11 +349,6 @@ def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
                 b.empty_dirs += res.empty_dirs
                 st = os.stat(zip_path)
                 yield HashTask(zip_rel, zip_path, None, st.st_size, st.st_mtime_ns, READ)
-    finally:
-        if empty_fh is not None:
-            empty_fh.close()
-        if fetch_fh is not None:
-            fetch_fh.close()
 
 
 def _record(b: _Build, r: HashResult) -> None:
@@ -341,7 +375,16 @@ def _record(b: _Build, r: HashResult) -> None:
                 f"OME-Zarr store {inner} as one uncompressed zip ({files} files, {nbytes} bytes); "
                 f"per-chunk sha256 in metadata/zarr-inventory/{inner}.tsv"
             )
-        b.parts.append(file_entity(r.rel, r.size, sha256, description=desc))
+        ent = file_entity(r.rel, r.size, sha256, description=desc)
+        if (
+            b.fetch_base
+            and r.size >= b.fetch_min_size
+            and desc is None
+            and not b.files_done_payload
+        ):
+            # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL
+            ent["url"] = f"{b.fetch_base.rstrip('/')}/{quote(r.rel, safe='/')}"
+        b.parts.append(ent)
 
 
 def _build_payload(b: _Build) -> None:
@@ -352,23 +395,22 @@ def _build_payload(b: _Build) -> None:
     (b.partial / "bagit.txt").write_text(BAGIT_TXT, encoding="utf-8", newline="\n")
     (b.partial / "data").mkdir()
     (b.partial / "metadata").mkdir()
-    files, nbytes = _scan(b)
+    _n_files, nbytes = _scan(b)
     b.progress.start("hashing payload", nbytes, "bytes")
-    for alg in b.algorithms:
-        b.manifests[alg] = open(
-            b.partial / f"manifest-{alg}.txt",
-            "x",
-            encoding="utf-8",
-            newline="\n",
-            buffering=1 << 20,
-        )  # noqa: SIM115
-    try:
+    with ExitStack() as files:
+        files.callback(b.progress.finish)
+        for alg in b.algorithms:
+            path = b.partial / f"manifest-{alg}.txt"
+            b.manifests[alg] = files.enter_context(
+                open(path, "x", encoding="utf-8", newline="\n", buffering=1 << 20)
+            )
         on_bytes = b.progress.advance
         for r in hash_stream(
             _tasks(b, on_bytes), b.hash_algorithms, processes=b.processes, on_bytes=on_bytes
         ):
             _record(b, r)
         b.copied = b.files - b.linked - b.fetched - len(b.archives)
+        b.files_done_payload = True
         # The crate describes what was just measured, so it is written after the payload.
         for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
             if store + ".zip" not in b.archives:
@@ -401,10 +443,6 @@ def _build_payload(b: _Build) -> None:
             ),
         )
         b.parts.clear()
-    finally:
-        for fh in b.manifests.values():
-            fh.close()
-        b.progress.finish()
     _write_metadata(b)
 
 
@@ -513,6 +551,35 @@ def _replace(src: Path, final: Path) -> None:
     os.rename(src, final)
 
 
+class _BuildLock:
+    """An exclusive ``flock`` so two runs never build (or clean up) the same bag at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            msg = "another `curated bag` run is building this bag right now; wait for it to finish"
+            raise PackageError(msg, path=self.path.parent) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 def _discard_partial(partial: Path) -> None:
     if (partial / PARTIAL_MARKER).is_file():
         shutil.rmtree(partial, ignore_errors=True)
@@ -614,6 +681,7 @@ def make_bag(
     }
     b: _Build | None = None
     step_entry: dict[str, Any] | None = None
+    lock = _BuildLock(dest.parent / f".{bag_name}.curated-bag.lock")
     try:
         with recorder(
             ws,
@@ -625,6 +693,8 @@ def make_bag(
         ) as step:
             prof = load_profile(profile)
             _preflight_dest(ws, dest, final, partial, overwrite)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
             record = ws.read_metadata()
             info = describe_bag(record, ws.root)
             other_files = sorted(
@@ -641,6 +711,9 @@ def make_bag(
                 if study.get("description"):
                     other["aptrust-info.txt"]["Description"] = _one_line(study["description"])
             for k, v in (bag_info or {}).items():
+                if k.lower() in _COMPUTED_TAGS:
+                    msg = f"bag-info tag {k!r} is computed while bagging and cannot be given"
+                    raise PackageError(msg, field=k)
                 target = next(
                     (f for f in other_files if any(t.get("tagName") == k for t in prof.tags(f))),
                     None,
@@ -707,7 +780,8 @@ def make_bag(
         else:
             _serialize(b)
     except BaseException as exc:
-        _discard_partial(partial)
+        if lock.held:
+            _discard_partial(partial)
         if step_entry is not None:
             ws.log.append(
                 "D",
@@ -717,6 +791,8 @@ def make_bag(
                 params=params,
             )
         raise
+    finally:
+        lock.release()
     return Result(
         action="bag",
         status="ok",

@@ -27,6 +27,8 @@ BUFFER_SIZE = 1 << 20
 
 BATCH_FILES = 512
 BATCH_BYTES = 64 << 20
+BATCH_FILES_UNSIZED = 128
+"""Files of unknown size (Zarr chunks listed without ``lstat``) per batch: small enough to share out large shards."""
 WINDOW_PER_PROCESS = 4
 
 SUPPORTED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
@@ -76,6 +78,7 @@ class FileChangedError(PackageError):
 
 
 _buffer: bytearray | None = None
+_CONSTRUCTORS = {a: getattr(hashlib, a) for a in SUPPORTED_ALGORITHMS}
 
 
 def _get_buffer() -> bytearray:
@@ -99,13 +102,17 @@ def hash_one(
     on_bytes: Callable[[int], None] | None = None,
 ) -> HashResult:
     """Place ``task`` in the bag and hash it; refuse a file that changes meanwhile."""
-    hashers = [hashlib.new(a) for a in algorithms]
+    hashers = [_CONSTRUCTORS[a]() for a in algorithms]
     buf = _get_buffer()
     view = memoryview(buf)
     linked = False
     out = None
     fd = os.open(task.src, os.O_RDONLY)
     try:
+        size, mtime_ns = task.size, task.mtime_ns
+        if size < 0:  # not stat-ed when listed: the open file's state is the reference
+            st0 = os.fstat(fd)
+            size, mtime_ns = st0.st_size, st0.st_mtime_ns
         # One fstat after reading, compared with the stat taken when the payload was
         # listed, catches a change before or during the read.
         if task.mode == LINK:
@@ -118,7 +125,9 @@ def hash_one(
         if task.mode == COPY or (task.mode == LINK and not linked):
             out = open(task.dest, "xb", buffering=0)  # type: ignore[arg-type]  # noqa: SIM115
         read = 0
-        while True:
+        # Read exactly the listed size (no extra read to meet end-of-file: a file that
+        # grew or shrank shows in the fstat below).
+        while read < size:
             n = os.readv(fd, [buf])
             if not n:
                 break
@@ -131,8 +140,8 @@ def hash_one(
             if on_bytes is not None:
                 on_bytes(n)
         after = os.fstat(fd)
-        if read != task.size or after.st_size != task.size or after.st_mtime_ns != task.mtime_ns:
-            raise _changed(task, f"listed with {task.size} bytes, read {read}, now {after.st_size}")
+        if read != size or after.st_size != size or after.st_mtime_ns != mtime_ns:
+            raise _changed(task, f"{size} bytes when opened, read {read}, now {after.st_size}")
     finally:
         os.close(fd)
         if out is not None:
@@ -140,7 +149,7 @@ def hash_one(
     if out is not None:
         os.utime(task.dest, ns=(after.st_atime_ns, after.st_mtime_ns))  # type: ignore[arg-type]
     return HashResult(
-        task.rel, task.size, tuple(h.hexdigest() for h in hashers), linked, task.store
+        task.rel, size, tuple(h.hexdigest() for h in hashers), linked, task.store
     )
 
 
@@ -153,12 +162,20 @@ def batched(tasks: Iterable[HashTask]) -> Iterator[list[HashTask]]:
     """Group tasks into batches of at most :data:`BATCH_FILES` files / :data:`BATCH_BYTES` bytes."""
     batch: list[HashTask] = []
     nbytes = 0
+    unknown = 0
     for t in tasks:
-        if batch and (len(batch) >= BATCH_FILES or nbytes + t.size > BATCH_BYTES):
+        if batch and (
+            len(batch) >= BATCH_FILES
+            or nbytes + t.size > BATCH_BYTES
+            or unknown >= BATCH_FILES_UNSIZED
+        ):
             yield batch
-            batch, nbytes = [], 0
+            batch, nbytes, unknown = [], 0, 0
         batch.append(t)
-        nbytes += t.size
+        if t.size < 0:
+            unknown += 1
+        else:
+            nbytes += t.size
     if batch:
         yield batch
 

@@ -50,7 +50,7 @@ def check_name(name: str, folder: str | os.PathLike[str]) -> None:
             f"file name {raw!r} is not valid UTF-8, so no BagIt manifest can name it; "
             "rename it (e.g. with `convmv`) and bag again"
         )
-        raise PackageError(msg, path=os.path.join(os.fsdecode(folder), name)) from None
+        raise PackageError(msg, path=os.fsdecode(folder)) from None
 
 
 def check_siblings(names: Iterable[str], folder: str | os.PathLike[str]) -> None:

@@ -207,7 +207,11 @@ def validate_bag(
         Accept a holey bag: files listed in ``fetch.txt`` may be absent
         (they are still required to be in every manifest).
     check_crate
-        Check ``data/ro-crate-metadata.json`` with the offline RO-Crate validator.
+        Check ``data/ro-crate-metadata.json`` offline: ro-crate-py reads it
+        back and the Process Run Crate rules are checked
+        (:func:`curated.provenance.rocrate_check.validate_crate` with
+        ``validator=False``; the full ``roc-validator`` run takes tens of
+        seconds, call that function directly for it).
     """
     src = Path(path)
     if not src.exists():

@@ -91,6 +91,12 @@ class PayloadWalker:
         Yield each Zarr store as a :class:`ZarrStore` instead of its files.
     roots
         Payload paths relative to ``root``; defaults to :data:`PAYLOAD_ROOTS`.
+    stat_files
+        ``lstat`` every regular file for its size and time (default). With
+        ``False``, files inside Zarr stores that the folder listing shows to be
+        regular are yielded with ``size`` and ``mtime_ns`` of ``-1``, sparing one
+        system call per chunk for a consumer that opens them anyway (the bag
+        builder's hashing). Files outside stores are always stat-ed.
     """
 
     def __init__(
@@ -100,7 +106,9 @@ class PayloadWalker:
         follow_symlinks: bool = False,
         zarr_archives: bool = False,
         roots: tuple[str, ...] = PAYLOAD_ROOTS,
+        stat_files: bool = True,
     ) -> None:
+        self.stat_files = stat_files
         self.root = os.fspath(root)
         self.follow_symlinks = follow_symlinks
         self.zarr_archives = zarr_archives
@@ -123,8 +131,12 @@ class PayloadWalker:
         self, path: str, rel: str, store: str | None, ancestors: frozenset[str]
     ) -> Iterator[PayloadItem]:
         # An explicit stack instead of recursive generators: each item is yielded
-        # once, not passed up through one generator frame per folder level.
-        stack: list[tuple[str, str, str | None, frozenset[str]]] = [(path, rel, store, ancestors)]
+        # once, not passed up through one generator frame per folder level. The
+        # kind of each entry comes from the folder listing (d_type), so folders
+        # and, with stat_files=False, regular files cost no lstat.
+        stack: list[tuple[str, str, str | None, frozenset[str], int]] = [
+            (path, rel, store, ancestors, _UNKNOWN)
+        ]
         lstat, join, is_reg, is_dir, is_lnk = (
             os.lstat,
             os.path.join,
@@ -132,18 +144,26 @@ class PayloadWalker:
             stat.S_ISDIR,
             stat.S_ISLNK,
         )
+        stat_files = self.stat_files
         while stack:
-            path, rel, store, ancestors = stack.pop()
-            st = lstat(path)
-            mode = st.st_mode
-            if is_lnk(mode):
-                if not self.follow_symlinks or not os.path.exists(path):
-                    raise _refuse_link(path, rel)
-                st = os.stat(path)
-                mode = st.st_mode
-            if is_reg(mode):
-                yield PayloadFile(rel, path, st.st_size, st.st_mtime_ns, store)
+            path, rel, store, ancestors, kind = stack.pop()
+            if kind == _FILE and not stat_files and store is not None:
+                yield PayloadFile(rel, path, -1, -1, store)
                 continue
+            if kind == _DIR:
+                mode = stat.S_IFDIR
+            else:
+                st = lstat(path)
+                mode = st.st_mode
+                if is_lnk(mode):
+                    if not self.follow_symlinks or not os.path.exists(path):
+                        raise _refuse_link(path, rel)
+                    path = os.path.realpath(path)  # link and read the target, never the link itself
+                    st = os.stat(path)
+                    mode = st.st_mode
+                if is_reg(mode):
+                    yield PayloadFile(rel, path, st.st_size, st.st_mtime_ns, store)
+                    continue
             if not is_dir(mode):
                 msg = f"{rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
                 raise PackageError(msg, path=path)
@@ -160,14 +180,31 @@ class PayloadWalker:
                     continue
                 store = rel
             with os.scandir(path) as it:
-                names = sorted(e.name for e in it)
-            for n in names:
+                listing = sorted((e.name, _kind(e)) for e in it)
+            for n, _k in listing:
                 check_name(n, path)
-            check_siblings(names, path)
-            yield PayloadDir(rel, empty=not names, store=store)
+            check_siblings([n for n, _k in listing], path)
+            yield PayloadDir(rel, empty=not listing, store=store)
             prefix = rel + "/" if rel else ""
-            for n in reversed(names):
-                stack.append((join(path, n), prefix + n, store, ancestors))
+            for n, k in reversed(listing):
+                stack.append((join(path, n), prefix + n, store, ancestors, k))
+
+
+_UNKNOWN, _FILE, _DIR = 0, 1, 2
+
+
+def _kind(entry: os.DirEntry[str]) -> int:
+    """What the listing says an entry is, without a system call where d_type is known."""
+    try:
+        if entry.is_symlink():
+            return _UNKNOWN
+        if entry.is_dir(follow_symlinks=False):
+            return _DIR
+        if entry.is_file(follow_symlinks=False):
+            return _FILE
+    except OSError:
+        pass
+    return _UNKNOWN
 
 
 def walk_store(

@@ -9,11 +9,21 @@ Public API::
     finetune(parent, image, labels=..., out=...)            continue from a parent model
     predict(model, image, name=...)          blockwise OME-Zarr prediction (dask)
     load_model(path) -> SegmentationModel    open and verify a model folder
+    evaluate(image, pred=..., truth=..., label_value=...)  held-out block scores
+    export_bioimageio(model, dest)           bioimage.io package with a model card
 """
 
 from __future__ import annotations
 
-from curated.segment.annotate import BACKGROUND, UNANNOTATED, annotate_from_truth, import_annotation, read_annotation_rois
+from curated.segment.annotate import (
+    BACKGROUND,
+    UNANNOTATED,
+    annotate_from_truth,
+    import_annotation,
+    read_annotation_rois,
+)
+from curated.segment.evaluate import evaluate
+from curated.segment.export import export_bioimageio
 from curated.segment.modelio import MODEL_FORMAT, SegmentationModel, load_model
 from curated.segment.predict import predict
 from curated.segment.preprocess import Preprocessing
@@ -31,6 +41,8 @@ __all__ = [
     "UNet3D",
     "UNetConfig",
     "annotate_from_truth",
+    "evaluate",
+    "export_bioimageio",
     "finetune",
     "generate_fibsem",
     "import_annotation",

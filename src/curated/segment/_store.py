@@ -53,7 +53,9 @@ def voxel_size(path: str | Path) -> tuple[float, float, float]:
     g = open_group(path)
     ms = _ome(dict(g.attrs))["multiscales"][0]
     scale = [1.0, 1.0, 1.0]
-    for t in ms.get("coordinateTransformations", []) + ms["datasets"][0].get("coordinateTransformations", []):
+    for t in ms.get("coordinateTransformations", []) + ms["datasets"][0].get(
+        "coordinateTransformations", []
+    ):
         if t.get("type") == "scale":
             scale = [a * b for a, b in zip(scale, t["scale"][-3:], strict=True)]
     return (float(scale[0]), float(scale[1]), float(scale[2]))

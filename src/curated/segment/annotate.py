@@ -40,7 +40,9 @@ _REGION = re.compile(r"^\s*([zyx])\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*$")
 _AXES = {"z": 0, "y": 1, "x": 2}
 
 
-def parse_region(region: str | None, shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def parse_region(
+    region: str | None, shape: tuple[int, ...]
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Turn ``"x<0.5"`` (a fraction of an axis) into a voxel box ``(start, stop)``; ``None`` is everything.
 
     Several conditions may be joined with ``,`` (``"x<0.5,z>=0.25"``).
@@ -70,7 +72,10 @@ def parse_region(region: str | None, shape: tuple[int, ...]) -> tuple[tuple[int,
 
 
 def _overlaps(a_off: Any, a_shape: Any, b_off: Any, b_shape: Any) -> bool:
-    return all(ao < bo + bs and bo < ao + as_ for ao, as_, bo, bs in zip(a_off, a_shape, b_off, b_shape, strict=True))
+    return all(
+        ao < bo + bs and bo < ao + as_
+        for ao, as_, bo, bs in zip(a_off, a_shape, b_off, b_shape, strict=True)
+    )
 
 
 def _properties(values: list[int]) -> list[dict[str, Any]]:
@@ -102,7 +107,9 @@ def _existing_annotation(image: Path, name: str) -> tuple[np.ndarray, list[dict[
     return np.asarray(_store.label_level0(image, name)[...]), read_annotation_rois(image, name)
 
 
-def _write_annotation(image: Path, name: str, labels: np.ndarray, rois: list[dict[str, Any]], *, replace: bool) -> None:
+def _write_annotation(
+    image: Path, name: str, labels: np.ndarray, rois: list[dict[str, Any]], *, replace: bool
+) -> None:
     from curated.images import add_labels
 
     values = [int(v) for v in np.unique(labels)]
@@ -116,7 +123,9 @@ def _write_annotation(image: Path, name: str, labels: np.ndarray, rois: list[dic
         properties=_properties(values),
         overwrite=replace,
     )
-    _store.update_label_curated_attrs(image, name, {"annotation": {"unannotated": UNANNOTATED, "rois": rois}})
+    _store.update_label_curated_attrs(
+        image, name, {"annotation": {"unannotated": UNANNOTATED, "rois": rois}}
+    )
 
 
 def annotate_from_truth(
@@ -128,6 +137,8 @@ def annotate_from_truth(
     seed: int = 0,
     name: str = "annotations",
     region: str | None = None,
+    require_label: int | None = None,
+    min_fraction: float = 0.05,
     workspace: Workspace | str | Path | None = None,
 ) -> Result:
     """Emulate a curator who annotates ``crops`` random crops densely, copying them from ``truth``.
@@ -148,8 +159,22 @@ def annotate_from_truth(
         sample shaded along x) or ``"x>=0.5"``; see :func:`parse_region`.
     """
     image = Path(image)
-    params = {"truth": truth, "crops": crops, "size": size, "seed": seed, "name": name, "region": region}
-    with recorder(workspace, "A", "annotate-from-truth", inputs=[image], params=params, libraries=("numpy", "zarr")) as step:
+    params = {
+        "truth": truth,
+        "crops": crops,
+        "size": size,
+        "seed": seed,
+        "name": name,
+        "region": region,
+    }
+    with recorder(
+        workspace,
+        "A",
+        "annotate-from-truth",
+        inputs=[image],
+        params=params,
+        libraries=("numpy", "zarr"),
+    ) as step:
         if crops < 1:
             msg = "crops must be at least 1"
             raise InputError(msg, field="crops")
@@ -161,22 +186,28 @@ def annotate_from_truth(
         existing = _existing_annotation(image, name)
         labels = existing[0] if existing else np.full(shape, UNANNOTATED, dtype=np.uint8)
         rois = existing[1] if existing else []
+        truth_np = np.asarray(truth_arr[...])
+        if np.any(truth_np == UNANNOTATED):
+            msg = f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated voxels"
+            raise SegmentationError(msg, path=image, field="truth")
         rng = np.random.default_rng(seed)
         new: list[dict[str, Any]] = []
         for _ in range(crops * 200):
             if len(new) == crops:
                 break
-            off = tuple(int(rng.integers(a, b - s + 1)) for a, b, s in zip(start, stop, sz, strict=True))
+            off = tuple(
+                int(rng.integers(a, b - s + 1)) for a, b, s in zip(start, stop, sz, strict=True)
+            )
             if any(_overlaps(off, sz, r["offset"], r["shape"]) for r in rois + new):
                 continue
+            if require_label is not None:
+                sl = tuple(slice(o, o + s) for o, s in zip(off, sz, strict=True))
+                if np.mean(truth_np[sl] == require_label) < min_fraction:
+                    continue
             new.append({"offset": list(off), "shape": list(sz), "source": f"truth:{truth}"})
         if len(new) < crops:
-            msg = f"only {len(new)} non-overlapping {sz} crops fit in the region; ask for fewer or smaller crops"
+            msg = f"only {len(new)} non-overlapping {sz} crops fit in the region (with the required label); ask for fewer or smaller crops"
             raise SegmentationError(msg, path=image, field="crops")
-        truth_np = np.asarray(truth_arr[...])
-        if np.any(truth_np == UNANNOTATED):
-            msg = f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated voxels"
-            raise SegmentationError(msg, path=image, field="truth")
         for r in new:
             sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
             labels[sl] = truth_np[sl]
@@ -185,7 +216,12 @@ def annotate_from_truth(
         annotated = int(np.count_nonzero(labels != UNANNOTATED))
         fraction = annotated / labels.size
         step.add_output(_store.label_path(image, name))
-        details = {"rois": new, "annotated_voxels": annotated, "annotated_fraction": fraction, "name": name}
+        details = {
+            "rois": new,
+            "annotated_voxels": annotated,
+            "annotated_fraction": fraction,
+            "name": name,
+        }
         step.details.update({"annotated_fraction": fraction, "crops": len(rois)})
         return Result(
             "annotate-from-truth",
@@ -255,7 +291,14 @@ def import_annotation(
     image = Path(image)
     source = Path(source_file)
     params = {"offset": list(offset), "name": name}
-    with recorder(workspace, "A", "annotate-import", inputs=[image, source], params=params, libraries=("numpy", "zarr", "tifffile")) as step:
+    with recorder(
+        workspace,
+        "A",
+        "annotate-import",
+        inputs=[image, source],
+        params=params,
+        libraries=("numpy", "zarr", "tifffile"),
+    ) as step:
         crop = _read_crop(source)
         shape = tuple(int(s) for s in _store.image_level0(image).shape)
         off = tuple(int(o) for o in offset)

@@ -586,24 +586,58 @@ def half_along(axis: int, low: str, high: str) -> Factor:
     return factor
 
 
-def shading_side(image_attrs: Mapping[str, Any] | None = None) -> Factor:
-    """Shaded vs bright half of a sample whose shading darkens one side along x.
+SHADING_MIN_CONTRAST = 0.05
+"""Relative brightness difference between the halves below which no side is called shaded."""
 
-    Reads ``curated.sample.shading`` from the image attributes when present
-    (``{"axis": "x"|"y"|"z", "dark_side": "low"|"high"}``); the synthetic sample
-    darkens the high-x side by default.
+
+def shading_side(image_attrs: Mapping[str, Any] | None = None) -> Factor:
+    """Shaded vs bright half of a sample whose brightness changes along x.
+
+    Uses ``curated.shading`` of the image attributes (``{"axis": "z"|"y"|"x",
+    "dark_side": "low"|"high"|None}``), which :func:`evaluate` measures on the
+    image's coarsest level when absent. With no dark side (halves within
+    :data:`SHADING_MIN_CONTRAST` of each other) the groups are ``low x`` and
+    ``high x``: nothing is called shaded that is not.
     """
     info: Mapping[str, Any] = {}
     if image_attrs:
         cur = image_attrs.get("curated") or {}
-        sample = cur.get("sample") if isinstance(cur, Mapping) else None
-        if isinstance(sample, Mapping) and isinstance(sample.get("shading"), Mapping):
-            info = sample["shading"]
-    axis = {"z": 0, "y": 1, "x": 2}.get(str(info.get("axis", "x")), 2)
-    dark_high = str(info.get("dark_side", "high")) != "low"
-    return half_along(
-        axis, "bright" if dark_high else "shaded", "shaded" if dark_high else "bright"
-    )
+        if isinstance(cur, Mapping) and isinstance(cur.get("shading"), Mapping):
+            info = cur["shading"]
+    name = str(info.get("axis", "x"))
+    axis = {"z": 0, "y": 1, "x": 2}.get(name, 2)
+    dark = info.get("dark_side")
+    if dark == "high":
+        return half_along(axis, "bright", "shaded")
+    if dark == "low":
+        return half_along(axis, "shaded", "bright")
+    return half_along(axis, f"low {name}", f"high {name}")
+
+
+def measure_shading(image: str | Path, axis: int = 2) -> dict[str, Any]:
+    """Mean brightness of the two halves of an image along ``axis``, from its coarsest level.
+
+    Memory is bounded by the coarsest level, which a multiscale image keeps small.
+    """
+    import zarr
+
+    group = zarr.open_group(str(image), mode="r")
+    attrs = _ome_attrs(group)
+    ms = attrs["multiscales"][0]
+    vol = _open_level0(Path(image), "image")
+    arr = group[ms["datasets"][-1]["path"]]
+    index: list[Any] = [0] * arr.ndim
+    for a in vol.spatial:
+        index[a] = slice(None)
+    data = np.asarray(arr[tuple(index)], dtype=np.float64)
+    n = data.shape[axis]
+    if n < 2:
+        return {"axis": "zyx"[axis], "dark_side": None, "means": None}
+    low = float(np.take(data, range(n // 2), axis=axis).mean())
+    high = float(np.take(data, range(n - n // 2, n), axis=axis).mean())
+    contrast = abs(low - high) / max(abs(low), abs(high), 1e-12)
+    dark = None if contrast < SHADING_MIN_CONTRAST else ("high" if high < low else "low")
+    return {"axis": "zyx"[axis], "dark_side": dark, "means": [low, high], "contrast": contrast}
 
 
 BUILTIN_FACTORS: dict[str, Callable[[Mapping[str, Any] | None], Factor]] = {
@@ -732,6 +766,7 @@ class EvaluationReport:
     connectivity: int
     counts: list[BlockCounts]
     factor_groups: dict[str, list[str]]
+    factor_info: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] | None = None
     pred_meta: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -813,6 +848,7 @@ class EvaluationReport:
                 "max": max(per_block) if per_block else None,
             },
             "factors": self.factors(),
+            "factor_info": self.factor_info,
             "blocks": blocks,
             "files": self.files,
         }
@@ -895,7 +931,7 @@ def evaluate(
     label_value: int,
     pred_value: int | None = None,
     blocks: int | HeldOutBlocks | str | Path = 8,
-    block_size: int | Sequence[int] = 64,
+    block_size: int | Sequence[int] = 32,
     seed: int = 0,
     exclude_training: str | Path | None = None,
     extra_margin: int = 0,
@@ -1036,7 +1072,18 @@ def evaluate(
         msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
         raise InputError(msg, path=json_path)
 
-    factor_fns = resolve_factors(factors, img.attrs)
+    factor_attrs = dict(img.attrs)
+    needs_shading = (
+        factors is not None and not isinstance(factors, Mapping) and "shading_side" in factors
+    )
+    if needs_shading and not isinstance(
+        (factor_attrs.get("curated") or {}).get("shading"), Mapping
+    ):
+        factor_attrs["curated"] = {
+            **(factor_attrs.get("curated") or {}),
+            "shading": measure_shading(image),
+        }
+    factor_fns = resolve_factors(factors, factor_attrs)
     params = {
         "pred": pred,
         "truth": truth,
@@ -1134,6 +1181,9 @@ def evaluate(
             connectivity=connectivity,
             counts=counts,
             factor_groups=groups,
+            factor_info={"shading": (factor_attrs.get("curated") or {}).get("shading")}
+            if needs_shading
+            else {},
             model=model_info,
             pred_meta=pred_meta,
             bootstrap_seed=seed,
@@ -1150,6 +1200,8 @@ def evaluate(
                 step.add_output(p, role="evaluation")
             if exclusion is not None:
                 _append_model_evaluation(exclusion.model_dir, json_path)
+                # model.json changed: record its new digest so `curated log --verify --files` still passes
+                step.add_output(exclusion.model_dir / "model.json", role="model")
         ov = report.overall
         step.details = {
             "dice": ov["raw"]["dice"],

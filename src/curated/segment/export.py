@@ -456,7 +456,11 @@ def export_bioimageio(
                 path=folder / "model.json",
                 field="preprocessing",
             )
-        filters = [n for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma") if getattr(prep, n) > 0]
+        filters = [
+            n
+            for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma")
+            if getattr(prep, n) > 0
+        ]
         net = loaded.network("cpu")
         geom = cfg.geometry
         arch_text = architecture_source()
@@ -495,12 +499,23 @@ def export_bioimageio(
         raw, raw_origin = _test_raw(model, in_shape, img_path, bases, "uint8")
         with torch.no_grad():
             # the expected output comes from curated's own pre-processing and network ...
-            prob = torch.sigmoid(net(torch.from_numpy(prep.apply(raw))[None, None])).numpy().astype(np.float32)
+            prob = (
+                torch.sigmoid(net(torch.from_numpy(prep.apply(raw))[None, None]))
+                .numpy()
+                .astype(np.float32)
+            )
             # ... and the shipped network (with what bioimage.io will do before it) must agree
             x = np.asarray(raw, dtype=np.float32)
             if not filters:
-                x = np.clip(x * np.float32(2.0 / (prep.high - prep.low)) - np.float32(2.0 * prep.low / (prep.high - prep.low) + 1.0), -1, 1)
-            again = torch.sigmoid(shipped(torch.from_numpy(np.ascontiguousarray(x))[None, None])).numpy()
+                x = np.clip(
+                    x * np.float32(2.0 / (prep.high - prep.low))
+                    - np.float32(2.0 * prep.low / (prep.high - prep.low) + 1.0),
+                    -1,
+                    1,
+                )
+            again = torch.sigmoid(
+                shipped(torch.from_numpy(np.ascontiguousarray(x))[None, None])
+            ).numpy()
         if again.shape != prob.shape or float(np.max(np.abs(again - prob))) > 1e-3:
             msg = "the exported network does not reproduce curated's own prediction; this is a bug, please report it"
             raise SegmentationError(msg, path=folder)
@@ -510,7 +525,9 @@ def export_bioimageio(
             # torch deprecates TorchScript, but bioimage.io consumers still run it
             warnings.simplefilter("ignore", DeprecationWarning)
             traced = torch.jit.trace(shipped, torch.zeros((1, 1, *in_min)), check_trace=False)
-        probe = torch.from_numpy(np.random.default_rng(1).uniform(20, 230, (1, 1, *in_shape)).astype(np.float32))
+        probe = torch.from_numpy(
+            np.random.default_rng(1).uniform(20, 230, (1, 1, *in_shape)).astype(np.float32)
+        )
         with torch.no_grad():
             if not torch.allclose(traced(probe), shipped(probe), atol=1e-5):
                 msg = "the traced TorchScript network differs from the eager one; cannot export torchscript"

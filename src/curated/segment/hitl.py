@@ -155,13 +155,16 @@ def run_hitl_story(
     patch: int = 24,
     seed: int = 0,
     device: str = "cpu",
+    shading_sigma: float | None = None,
     workspace: Workspace | str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> HitlStory:
-    """Run the shading story in ``dest`` (a folder) and return both rounds' evaluations.
+    """Run the shading story in ``dest`` (a folder) and return each round's evaluation.
 
-    The test blocks are drawn before training and kept ``context`` voxels away
-    from every annotation crop (the models' training input never sees them).
+    The test blocks are drawn before training and kept ``context`` voxels (plus
+    the pre-processing halo) away from every annotation crop, so no model's
+    training input ever sees them. With ``shading_sigma``, a third round trains
+    a model with shading correction (σ in voxels, y and x) on all the crops.
     """
     from curated.segment import _store
     from curated.segment.predict import predict
@@ -180,7 +183,8 @@ def run_hitl_story(
     context = UNetConfig.for_voxel_size(
         voxel, depth=depth, base_features=base_features
     ).geometry.context
-    margin = tuple(c + h for c, h in zip(context, Preprocessing().halo, strict=True))
+    widest = Preprocessing(shading_sigma=float(shading_sigma or 0.0))
+    margin = tuple(c + h for c, h in zip(context, widest.halo, strict=True))
     say(f"sample {shape} with shading {shading}; network context {context}")
 
     # 1. test blocks first, at random, before anything is trained or predicted
@@ -194,28 +198,46 @@ def run_hitl_story(
 
     with tempfile.TemporaryDirectory(prefix="curated-hitl-") as tmp:
         scratch = Path(tmp)
-        rounds = [
-            ("bright side only", (0, half), None),
-            ("+ shaded-side crops, fine-tuned", (half, shape[2]), "bright"),
+        rounds: list[tuple[str, tuple[int, int] | None, str]] = [
+            ("bright side only", (0, half), "train"),
+            ("+ shaded-side crops, fine-tuned", (half, shape[2]), "finetune"),
         ]
+        if shading_sigma:
+            rounds.append(("all crops, shading correction", None, "shading"))
+        names = {
+            "train": "bright",
+            "finetune": "bright-plus-shaded",
+            "shading": "shading-corrected",
+        }
         all_crops: list[Box] = []
-        for r, (title, x_range, parent) in enumerate(rounds):
-            crops = pick_crops(
-                truth,
-                n=crops_per_round,
-                size=crop_size,
-                x_range=x_range,
-                avoid=avoid + all_crops,
-                seed=seed + 101 * (r + 1),
-            )
-            all_crops += crops
-            annotate_crops(image, truth, crops, "annotations", ws, scratch)
+        for r, (title, x_range, how) in enumerate(rounds):
+            if x_range is not None:
+                crops = pick_crops(
+                    truth,
+                    n=crops_per_round,
+                    size=crop_size,
+                    x_range=x_range,
+                    avoid=avoid + all_crops,
+                    seed=seed + 101 * (r + 1),
+                )
+                all_crops += crops
+                annotate_crops(image, truth, crops, "annotations", ws, scratch)
             annotated = sum(int(np.prod(c.shape)) for c in all_crops) / float(np.prod(shape))
-            out = models / ("bright" if r == 0 else "bright-plus-shaded")
+            out = models / names[how]
             say(
                 f"round {r + 1}: {title}: {len(all_crops)} crops ({annotated:.1%} of voxels); training"
             )
-            if parent is None:
+            if how == "finetune":
+                finetune(
+                    models / names["train"],
+                    image,
+                    labels="annotations",
+                    out=out,
+                    iterations=finetune_iterations,
+                    overwrite=True,
+                    **common,
+                )
+            else:
                 train(
                     image,
                     labels="annotations",
@@ -224,16 +246,9 @@ def run_hitl_story(
                     iterations=iterations,
                     depth=depth,
                     base_features=base_features,
-                    overwrite=True,
-                    **common,
-                )
-            else:
-                finetune(
-                    models / parent,
-                    image,
-                    labels="annotations",
-                    out=out,
-                    iterations=finetune_iterations,
+                    preprocessing={"shading_sigma": float(shading_sigma)}
+                    if how == "shading"
+                    else None,
                     overwrite=True,
                     **common,
                 )

@@ -147,7 +147,9 @@ def state_bytes(obj: Any) -> bytes:
 
 def write_weights(folder: Path, state: dict[str, torch.Tensor]) -> str:
     """Atomically write ``weights.pt``; returns its sha256."""
-    path = atomic_write_bytes(folder / WEIGHTS, state_bytes({k: v.detach().cpu() for k, v in state.items()}))
+    path = atomic_write_bytes(
+        folder / WEIGHTS, state_bytes({k: v.detach().cpu() for k, v in state.items()})
+    )
     return sha256_file(path)
 
 
@@ -161,7 +163,12 @@ def save_checkpoint(folder: Path, payload: dict[str, Any], signature: str) -> No
     path = atomic_write_bytes(folder / CHECKPOINT, state_bytes(payload))
     write_json(
         folder / CHECKPOINT_JSON,
-        {"file": CHECKPOINT, "sha256": sha256_file(path), "iteration": int(payload["iteration"]), "signature": signature},
+        {
+            "file": CHECKPOINT,
+            "sha256": sha256_file(path),
+            "iteration": int(payload["iteration"]),
+            "signature": signature,
+        },
     )
 
 
@@ -192,5 +199,11 @@ def load_checkpoint(folder: Path, signature: str) -> dict[str, Any] | None:
     actual = sha256_file(path)
     if actual != info.get("sha256"):
         msg = f"checkpoint sha256 {actual[:16]}… does not match the recorded one; it is corrupt (nothing was changed)"
-        raise IntegrityError(msg, path=path, details={"expected": info.get("sha256"), "actual": actual})
-    return torch.load(path, map_location="cpu", weights_only=False)
+        raise IntegrityError(
+            msg, path=path, details={"expected": info.get("sha256"), "actual": actual}
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = f"cannot read the checkpoint ({exc}); delete checkpoint.json to start over"
+        raise IntegrityError(msg, path=path) from None

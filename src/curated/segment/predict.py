@@ -69,10 +69,15 @@ class BlockPlan:
     def tiles(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> list[tuple[int, ...]]:
         """Global-grid tile offsets that intersect ``[lo, hi)``."""
         ranges = [range((a // t) * t, b, t) for a, b, t in zip(lo, hi, self.tile, strict=True)]
-        return [tuple(o) for o in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T.tolist()]
+        return [
+            tuple(o)
+            for o in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T.tolist()
+        ]
 
 
-def plan_blocks(model: SegmentationModel, shape: tuple[int, ...], unit: tuple[int, ...], block: tuple[int, ...]) -> BlockPlan:
+def plan_blocks(
+    model: SegmentationModel, shape: tuple[int, ...], unit: tuple[int, ...], block: tuple[int, ...]
+) -> BlockPlan:
     # a tile never needs to exceed the write unit or the volume
     want = tuple(min(int(b), int(u), int(n)) for b, u, n in zip(block, unit, shape, strict=True))
     tile = model.geometry.block_multiple(want)
@@ -90,7 +95,11 @@ def _cached_model(path: str, sha256: str) -> SegmentationModel:
 
 
 def predict_tile(
-    model: SegmentationModel, raw: Any, offset: tuple[int, ...], size: tuple[int, ...], device: torch.device
+    model: SegmentationModel,
+    raw: Any,
+    offset: tuple[int, ...],
+    size: tuple[int, ...],
+    device: torch.device,
 ) -> np.ndarray:
     """Foreground probability (float32) of the region ``[offset, offset + size)``; ``offset`` on the step grid."""
     geom = model.geometry
@@ -101,7 +110,10 @@ def predict_tile(
     x = model.preprocessing.apply(read_region(raw, start, stop))
     net = model.network(device)
     dtype = amp_dtype(device)
-    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+    with (
+        torch.no_grad(),
+        torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None),
+    ):
         logits = net(torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device))
     prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
     return prob[: size[0], : size[1], : size[2]]
@@ -126,21 +138,26 @@ def _predict_unit(
     dev = torch.device(device)
     raw = _store.image_level0(image)
     lo, hi = plan.unit_region(idx)
-    prob = np.zeros([b - a for a, b in zip(lo, hi, strict=True)], dtype=np.float32)
+    unit_shape = [b - a for a, b in zip(lo, hi, strict=True)]
+    # uint8 buffers: one write unit costs 1-2 bytes per voxel, whatever the volume
+    labels = np.zeros(unit_shape, dtype=np.uint8)
+    prob8 = np.zeros(unit_shape, dtype=np.uint8) if prob_array is not None else None
+    value = np.uint8(model.label_value)
     for t in plan.tiles(lo, hi):
         p = predict_tile(model, raw, t, plan.tile, dev)
         a = [max(lo_, t_) for lo_, t_ in zip(lo, t, strict=True)]
         b = [min(hi_, t_ + s) for hi_, t_, s in zip(hi, t, plan.tile, strict=True)]
         dst = tuple(slice(x - lo_, y - lo_) for x, y, lo_ in zip(a, b, lo, strict=True))
         src = tuple(slice(x - t_, y - t_) for x, y, t_ in zip(a, b, t, strict=True))
-        prob[dst] = p[src]
+        labels[dst] = np.where(p[src] > threshold, value, np.uint8(0))
+        if prob8 is not None:
+            prob8[dst] = np.rint(p[src] * 255.0).astype(np.uint8)
     region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    labels = np.where(prob > threshold, np.uint8(model.label_value), np.uint8(0)).astype(np.uint8)
     zarr.open_array(label_array, mode="r+")[region] = labels
-    if prob_array is not None:
-        zarr.open_array(prob_array, mode="r+")[region] = np.rint(prob * 255.0).astype(np.uint8)
+    if prob8 is not None:
+        zarr.open_array(prob_array, mode="r+")[region] = prob8
     Path(markers, "done-" + "-".join(str(i) for i in idx)).touch()
-    return int(np.prod(prob.shape))
+    return int(np.prod(unit_shape))
 
 
 class _DaskProgress:
@@ -152,7 +169,9 @@ class _DaskProgress:
         outer = progress
 
         class _CB(Callback):
-            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            def _posttask(
+                self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
+            ) -> None:
                 if isinstance(result, int):
                     outer.advance(1)
 
@@ -219,7 +238,14 @@ def predict(
         "workers": workers,
         "scheduler": scheduler,
     }
-    with recorder(workspace, "T", "predict", inputs=[image, m.path / "weights.pt"], params=params, libraries=SOFTWARE) as step:
+    with recorder(
+        workspace,
+        "T",
+        "predict",
+        inputs=[image, m.path / "weights.pt"],
+        params=params,
+        libraries=SOFTWARE,
+    ) as step:
         dev = resolve_device(device)
         if not 0.0 < threshold < 1.0:
             msg = f"threshold must be between 0 and 1, not {threshold}"
@@ -238,32 +264,61 @@ def predict(
         dest = _store.label_path(image, name)
         markers = dest / MARKERS
 
-        finished = name in img.label_names() and not markers.exists()
+        finished = name in img.label_names()
+        if (
+            finished and markers.exists()
+        ):  # stopped after finalizing, before the markers were dropped
+            shutil.rmtree(markers, ignore_errors=True)
         if finished and not overwrite:
             attrs = _store.label_curated_attrs(image, name)
-            if (attrs.get("model") or {}).get("sha256") == m.sha256 and attrs.get("prediction", {}).get("threshold") == threshold:
+            if (attrs.get("model") or {}).get("sha256") == m.sha256 and attrs.get(
+                "prediction", {}
+            ).get("threshold") == threshold:
                 step.status = "notneeded"
                 step.message = f"label image {name!r} was already predicted by this model"
                 return Result("predict", "notneeded", str(dest), step.message, {"name": name})
             msg = f"label image {name!r} already exists (made otherwise); choose another --name or pass overwrite"
             raise SegmentationError(msg, path=image, field="name")
         if name == "truth" or any(
-            n in img.label_names() and _store.label_curated_attrs(image, n).get("kind") != "prediction" for n in names
+            n in img.label_names()
+            and _store.label_curated_attrs(image, n).get("kind") != "prediction"
+            for n in names
         ):
-            msg = f"label image {name!r} holds truth or annotations; predictions never replace those"
+            msg = (
+                f"label image {name!r} holds truth or annotations; predictions never replace those"
+            )
             raise SegmentationError(msg, path=image, field="name")
 
         arrays = [
-            create_label_image(image, n, dtype="uint8", kind="prediction", ai_generated=True, model=model_block, overwrite=overwrite)
+            create_label_image(
+                image,
+                n,
+                dtype="uint8",
+                kind="prediction",
+                ai_generated=True,
+                model=model_block,
+                overwrite=overwrite,
+            )
             for n in names
         ]
         unit_shape = tuple(int(v) for v in (getattr(arrays[0], "shards", None) or arrays[0].chunks))
         plan = plan_blocks(m, shape, unit_shape, block)
         markers.mkdir(parents=True, exist_ok=True)
-        todo = [idx for idx in plan.units() if not (markers / ("done-" + "-".join(map(str, idx)))).exists()]
+        todo = [
+            idx
+            for idx in plan.units()
+            if not (markers / ("done-" + "-".join(map(str, idx)))).exists()
+        ]
         skipped = len(plan.units()) - len(todo)
         array_paths = [str(_store.label_path(image, n) / img.level_paths[0]) for n in names]
-        args = (str(m.path), m.sha256, str(image), array_paths[0], array_paths[1] if probabilities else None, plan)
+        args = (
+            str(m.path),
+            m.sha256,
+            str(image),
+            array_paths[0],
+            array_paths[1] if probabilities else None,
+            plan,
+        )
 
         rep = ensure_progress(progress)
         rep.start(f"predict {name}", len(plan.units()), "blocks")
@@ -279,12 +334,27 @@ def predict(
         rep.finish()
 
         for n in names:
-            props = [{"label-value": m.label_value, "name": m.meta["label"].get("labels", "foreground")}] if n == name else None
+            props = (
+                [
+                    {
+                        "label-value": m.label_value,
+                        "name": m.meta["label"].get("labels", "foreground"),
+                    }
+                ]
+                if n == name
+                else None
+            )
             finalize_label_image(image, n, properties=props)
             _store.update_label_curated_attrs(
                 image,
                 n,
-                {"prediction": {"threshold": threshold, "values": "probability x 255" if n != name else "label value", "block": list(plan.tile)}},
+                {
+                    "prediction": {
+                        "threshold": threshold,
+                        "values": "probability x 255" if n != name else "label value",
+                        "block": list(plan.tile),
+                    }
+                },
             )
         shutil.rmtree(markers, ignore_errors=True)
         voxels = int(np.prod(shape)) * len(todo) // max(len(plan.units()), 1)
@@ -304,11 +374,21 @@ def predict(
         for n in names:
             step.add_output(_store.label_path(image, n))
         step.details.update({k: details[k] for k in ("units_computed", "units_skipped", "seconds")})
-        step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (f" ({skipped} resumed)" if skipped else "")
+        step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (
+            f" ({skipped} resumed)" if skipped else ""
+        )
         return Result("predict", "ok", str(dest), step.message, details)
 
 
-def _run_threads(args: tuple[Any, ...], todo: list[tuple[int, ...]], device: str, threshold: float, markers: str, workers: int, rep: ProgressReporter) -> None:
+def _run_threads(
+    args: tuple[Any, ...],
+    todo: list[tuple[int, ...]],
+    device: str,
+    threshold: float,
+    markers: str,
+    workers: int,
+    rep: ProgressReporter,
+) -> None:
     import dask
 
     if not todo:
@@ -325,7 +405,15 @@ def _run_threads(args: tuple[Any, ...], todo: list[tuple[int, ...]], device: str
         torch.set_num_threads(old)
 
 
-def _run_distributed(address: str, args: tuple[Any, ...], todo: list[tuple[int, ...]], device: str, threshold: float, markers: str, rep: ProgressReporter) -> None:
+def _run_distributed(
+    address: str,
+    args: tuple[Any, ...],
+    todo: list[tuple[int, ...]],
+    device: str,
+    threshold: float,
+    markers: str,
+    rep: ProgressReporter,
+) -> None:
     from distributed import Client, as_completed
 
     try:
@@ -334,7 +422,10 @@ def _run_distributed(address: str, args: tuple[Any, ...], todo: list[tuple[int, 
         msg = f"cannot reach the dask scheduler at {address} ({exc})"
         raise SegmentationError(msg, field="scheduler") from None
     try:
-        futures = [client.submit(_predict_unit, *args, idx, device, threshold, markers, pure=False) for idx in todo]
+        futures = [
+            client.submit(_predict_unit, *args, idx, device, threshold, markers, pure=False)
+            for idx in todo
+        ]
         for fut in as_completed(futures):
             fut.result()
             rep.advance(1)

@@ -110,9 +110,15 @@ class Preprocessing:
                 raise ValueError(msg)
             sig = (0.0, self.local_contrast_sigma, self.local_contrast_sigma)
             mean = ndimage.gaussian_filter(x, sig, truncate=TRUNCATE, mode="nearest")
-            var = ndimage.gaussian_filter(x * x, sig, truncate=TRUNCATE, mode="nearest") - mean * mean
-            std = np.sqrt(np.maximum(var, 0.0)) + np.float32(1e-3 * max(self.local_contrast_std, 1.0))
-            x = (x - mean) / std * np.float32(self.local_contrast_std) + np.float32(self.local_contrast_mean)
+            var = (
+                ndimage.gaussian_filter(x * x, sig, truncate=TRUNCATE, mode="nearest") - mean * mean
+            )
+            std = np.sqrt(np.maximum(var, 0.0)) + np.float32(
+                1e-3 * max(self.local_contrast_std, 1.0)
+            )
+            x = (x - mean) / std * np.float32(self.local_contrast_std) + np.float32(
+                self.local_contrast_mean
+            )
             x = x[:, c : x.shape[1] - c, c : x.shape[2] - c]
         return x.astype(np.float32, copy=False)
 
@@ -137,7 +143,9 @@ class Preprocessing:
             halo = partial.halo
             flat = [_crop_extra(r, self.halo, halo) for r in regions]
             vals = np.concatenate([partial._filters(r).ravel() for r in flat])
-            fitted = replace(fitted, local_contrast_mean=float(vals.mean()), local_contrast_std=float(vals.std()))
+            fitted = replace(
+                fitted, local_contrast_mean=float(vals.mean()), local_contrast_std=float(vals.std())
+            )
         vals = np.concatenate([fitted._filters(r).ravel() for r in regions])
         lo, hi = np.percentile(vals, self.percentiles)
         if not hi > lo:
@@ -147,7 +155,13 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["percentiles"] = list(self.percentiles)
-        d["order"] = ["denoise", "shading", "local_contrast", "percentile_normalisation", "clip[-1,1]"]
+        d["order"] = [
+            "denoise",
+            "shading",
+            "local_contrast",
+            "percentile_normalisation",
+            "clip[-1,1]",
+        ]
         return d
 
     @classmethod
@@ -159,7 +173,10 @@ class Preprocessing:
 
 
 def _crop_extra(region: np.ndarray, have: tuple[int, ...], want: tuple[int, ...]) -> np.ndarray:
-    sl = tuple(slice(h - w, region.shape[i] - (h - w)) for i, (h, w) in enumerate(zip(have, want, strict=True)))
+    sl = tuple(
+        slice(h - w, region.shape[i] - (h - w))
+        for i, (h, w) in enumerate(zip(have, want, strict=True))
+    )
     return region[sl]
 
 
@@ -182,7 +199,7 @@ def read_region(array: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> np
     values at the same virtual coordinates.
     """
     shape = tuple(int(s) for s in array.shape)
-    inside = all(0 <= a and b <= n for a, b, n in zip(start, stop, shape, strict=True))
+    inside = all(a >= 0 and b <= n for a, b, n in zip(start, stop, shape, strict=True))
     if inside:
         return np.asarray(array[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))])
     idx = [reflect_indices(a, b, n) for a, b, n in zip(start, stop, shape, strict=True)]

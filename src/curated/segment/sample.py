@@ -70,9 +70,13 @@ class FibsemSample:
     n_pores: int
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: tuple[float, ...]) -> np.ndarray:
+def _smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: tuple[float, ...]
+) -> np.ndarray:
     """Zero-mean, unit-std smooth random field."""
-    f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="wrap")
+    f = ndimage.gaussian_filter(
+        rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="wrap"
+    )
     return (f - f.mean()) / max(float(f.std()), 1e-6)
 
 
@@ -104,7 +108,9 @@ def generate_fibsem(
         msg = f"shading must be in [0, 1), not {shading}"
         raise InputError(msg, field="shading")
     rng = np.random.default_rng(seed)
-    zz, yy, xx = (np.arange(n, dtype=np.float32) * np.float32(v) for n, v in zip(shape, vs, strict=True))
+    zz, yy, xx = (
+        np.arange(n, dtype=np.float32) * np.float32(v) for n, v in zip(shape, vs, strict=True)
+    )
     extent = np.asarray(shape) * vs
 
     img = np.full(shape, _CYTOPLASM, dtype=np.float32)
@@ -153,9 +159,9 @@ def generate_fibsem(
     # ---- mitochondria: rotated ellipsoids with rim and cristae, not touching the nucleus or each other
     blocked = ndimage.binary_dilation(nucleus, iterations=2)
     volume_um3 = float(np.prod(extent)) / 1e9
-    target = max(2, int(round(volume_um3 * 9)))
+    target = max(2, int(round(volume_um3 * 18)))
     n_mito = 0
-    for _ in range(target * 8):
+    for _ in range(target * 12):
         if n_mito >= target:
             break
         short = rng.uniform(70.0, 110.0)
@@ -169,11 +175,17 @@ def generate_fibsem(
         if np.any(hi <= lo):
             continue
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        gz, gy, gx = np.meshgrid(zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij")
+        gz, gy, gx = np.meshgrid(
+            zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
+        )
         local = np.stack([gz, gy, gx], axis=-1) @ rot  # coordinates along the ellipsoid's axes
-        r = np.sqrt((local[..., 0] / long) ** 2 + (local[..., 1] / short) ** 2 + (local[..., 2] / short) ** 2)
+        r = np.sqrt(
+            (local[..., 0] / long) ** 2
+            + (local[..., 1] / short) ** 2
+            + (local[..., 2] / short) ** 2
+        )
         body = r <= 1.0
-        if body.sum() < 8 or np.any(blocked[box][r <= 1.25]):
+        if body.sum() < 8 or np.any(blocked[box][r <= 1.15]):
             continue
         depth = (1.0 - r) * short  # approximate distance to the surface in nm
         sub = img[box]
@@ -181,9 +193,11 @@ def generate_fibsem(
         cristae = body & (np.abs(np.sin(np.pi * local[..., 0] / 55.0)) < 0.3) & (depth > 20.0)
         sub[cristae] = _CRISTA
         sub[body & (depth <= 16.0)] = _MEMBRANE
-        sub[body & (depth > 6.0) & (depth <= 10.0)] = _MATRIX + 0.08  # the gap between the two membranes
+        sub[body & (depth > 6.0) & (depth <= 10.0)] = (
+            _MATRIX + 0.08
+        )  # the gap between the two membranes
         truth[box][body] = MITOCHONDRION
-        blocked[box] |= r <= 1.25
+        blocked[box] |= r <= 1.15
         n_mito += 1
 
     # ---- vesicles: unlabelled distractors with a dark rim
@@ -197,7 +211,9 @@ def generate_fibsem(
         if np.any(hi <= lo):
             continue
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        gz, gy, gx = np.meshgrid(zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij")
+        gz, gy, gx = np.meshgrid(
+            zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
+        )
         d = np.sqrt(gz**2 + gy**2 + gx**2)
         if np.any(blocked[box][d <= rad + 8]):
             continue
@@ -271,7 +287,9 @@ def make_fibsem_sample(
         "shading": shading,
         "seed": seed,
     }
-    with recorder(workspace, "T", "sample-fibsem", params=params, libraries=("numpy", "scipy", "zarr")) as step:
+    with recorder(
+        workspace, "T", "sample-fibsem", params=params, libraries=("numpy", "scipy", "zarr")
+    ) as step:
         if dest.exists() and not overwrite:
             msg = "exists already; choose another destination or pass overwrite"
             raise InputError(msg, path=dest)

@@ -129,7 +129,10 @@ def _roi_key(r: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def _annotation_rois(image: Path, labels: str, arr: Any) -> list[dict[str, Any]]:
     rois = read_annotation_rois(image, labels)
     if rois:
-        return [{"offset": [int(v) for v in r["offset"]], "shape": [int(v) for v in r["shape"]]} for r in rois]
+        return [
+            {"offset": [int(v) for v in r["offset"]], "shape": [int(v) for v in r["shape"]]}
+            for r in rois
+        ]
     # a label image from another tool: one ROI per connected annotated region
     mask = np.asarray(arr[...]) != UNANNOTATED
     lab, _ = ndimage.label(mask)
@@ -164,7 +167,11 @@ def _dice(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
 
 # --------------------------------------------------------------- augmenting
 def _augment(
-    raw: np.ndarray, lab: np.ndarray, aug: Augmentation, iso_axes: tuple[int, ...], rng: np.random.Generator
+    raw: np.ndarray,
+    lab: np.ndarray,
+    aug: Augmentation,
+    iso_axes: tuple[int, ...],
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply the same random flips/transposes/elastic warp to a raw patch and its (centred) labels."""
     if aug.elastic:
@@ -187,26 +194,34 @@ def _augment(
     return np.ascontiguousarray(raw, dtype=np.float32), np.ascontiguousarray(lab)
 
 
-def _elastic(raw: np.ndarray, lab: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _elastic(
+    raw: np.ndarray, lab: np.ndarray, aug: Augmentation, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random displacement (cubic-upsampled control grid); raw is linear, labels nearest."""
     m = aug.margin
     out_raw_shape = tuple(s - 2 * m for s in raw.shape)
     grid = [max(2, -(-s // aug.elastic_grid) + 1) for s in out_raw_shape]
     disp = [
-        ndimage.zoom(rng.normal(0, aug.elastic_sigma, grid), [s / g for s, g in zip(out_raw_shape, grid, strict=True)], order=3)[
-            : out_raw_shape[0], : out_raw_shape[1], : out_raw_shape[2]
-        ]
+        ndimage.zoom(
+            rng.normal(0, aug.elastic_sigma, grid),
+            [s / g for s, g in zip(out_raw_shape, grid, strict=True)],
+            order=3,
+        )[: out_raw_shape[0], : out_raw_shape[1], : out_raw_shape[2]]
         for _ in range(3)
     ]
     disp = [np.clip(d, -m + 1, m - 1) for d in disp]
-    coords = np.meshgrid(*[np.arange(s, dtype=np.float32) + m for s in out_raw_shape], indexing="ij")
+    coords = np.meshgrid(
+        *[np.arange(s, dtype=np.float32) + m for s in out_raw_shape], indexing="ij"
+    )
     warped = [c + d for c, d in zip(coords, disp, strict=True)]
     new_raw = ndimage.map_coordinates(raw, warped, order=1, mode="reflect").astype(np.float32)
     # label voxel j sits at raw voxel j + context; follow the same field into label coordinates
     ctx = [(r - s) // 2 for r, s in zip(raw.shape, lab.shape, strict=True)]
     sl = tuple(slice(c, c + s - 2 * m) for c, s in zip(ctx, lab.shape, strict=True))
     lab_coords = [w[sl] - c for w, c in zip(warped, ctx, strict=True)]
-    new_lab = ndimage.map_coordinates(lab, lab_coords, order=0, mode="constant", cval=UNANNOTATED).astype(np.uint8)
+    new_lab = ndimage.map_coordinates(
+        lab, lab_coords, order=0, mode="constant", cval=UNANNOTATED
+    ).astype(np.uint8)
     return new_raw, new_lab
 
 
@@ -271,7 +286,11 @@ def train(
     out = Path(out)
     parent_model = load_model(parent) if isinstance(parent, str | Path) else parent
     aug = augmentation or Augmentation()
-    pre = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing(**(preprocessing or {}))
+    pre = (
+        preprocessing
+        if isinstance(preprocessing, Preprocessing)
+        else Preprocessing(**(preprocessing or {}))
+    )
     patch_t = (patch,) * 3 if isinstance(patch, int) else tuple(int(p) for p in patch)
     settings = TrainingSettings(
         iterations=int(iterations),
@@ -295,7 +314,9 @@ def train(
         "augmentation": asdict(aug),
         "parent": parent_model.id if parent_model else None,
     }
-    with recorder(workspace, "T", action, inputs=[image], params=params, libraries=SOFTWARE) as step:
+    with recorder(
+        workspace, "T", action, inputs=[image], params=params, libraries=SOFTWARE
+    ) as step:
         result = _train(
             image=image,
             labels=labels,
@@ -319,7 +340,13 @@ def train(
         if result.status == "ok":
             step.add_output(out / MODEL_JSON)
             step.add_output(out / "weights.pt", digest="sha256:" + result.details["weights_sha256"])
-        step.details.update({k: v for k, v in result.details.items() if k in ("best_validation_dice", "iterations", "seconds")})
+        step.details.update(
+            {
+                k: v
+                for k, v in result.details.items()
+                if k in ("best_validation_dice", "iterations", "seconds")
+            }
+        )
         return result
 
 
@@ -406,7 +433,11 @@ def _train(
     values: set[int] = set()
     has_label: list[bool] = []
     for r in rois:
-        crop = _read_labels(lab_arr, tuple(r["offset"]), tuple(o + s for o, s in zip(r["offset"], r["shape"], strict=True)))
+        crop = _read_labels(
+            lab_arr,
+            tuple(r["offset"]),
+            tuple(o + s for o, s in zip(r["offset"], r["shape"], strict=True)),
+        )
         m = crop != UNANNOTATED
         annotated += int(m.sum())
         present = {int(v) for v in np.unique(crop[m])}
@@ -461,15 +492,21 @@ def _train(
                 "notneeded",
                 str(out),
                 f"already trained for {old['training']['iterations']} iterations",
-                {"weights_sha256": old["weights"]["sha256"], "iterations": old["training"]["iterations"]},
+                {
+                    "weights_sha256": old["weights"]["sha256"],
+                    "iterations": old["training"]["iterations"],
+                },
             )
         if not same:
             msg = "a different model is already here; choose another --out or pass overwrite"
             raise SegmentationError(msg, path=out, field="out")
-    ckpt = load_checkpoint(out, signature)  # IntegrityError on a corrupt one, before anything is written
+    ckpt = load_checkpoint(
+        out, signature
+    )  # IntegrityError on a corrupt one, before anything is written
 
     # ---- regions around each crop (pre-processed once)
     grow = [o + c + h + aug.margin for o, c, h in zip(out_patch, geom.context, halo, strict=True)]
+
     def region_of(r: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         lo = tuple(o - g for o, g in zip(r["offset"], grow, strict=True))
         hi = tuple(o + s + g for o, s, g in zip(r["offset"], r["shape"], grow, strict=True))
@@ -487,13 +524,21 @@ def _train(
         proc = pre.apply(raw)
         origin = tuple(a + h for a, h in zip(lo, halo, strict=True))
         lab_lo = tuple(o - (out_patch[i] + aug.margin) for i, o in enumerate(r["offset"]))
-        lab_hi = tuple(o + s + out_patch[i] + aug.margin for i, (o, s) in enumerate(zip(r["offset"], r["shape"], strict=True)))
+        lab_hi = tuple(
+            o + s + out_patch[i] + aug.margin
+            for i, (o, s) in enumerate(zip(r["offset"], r["shape"], strict=True))
+        )
         lab = _read_labels(lab_arr, lab_lo, lab_hi)
         if r not in val_rois:
             # the validation crop's annotations never reach the loss, even where regions touch it
             for v in val_rois:
                 lo_v = [max(0, vo - lo_) for vo, lo_ in zip(v["offset"], lab_lo, strict=True)]
-                hi_v = [min(n, vo + vs - lo_) for vo, vs, lo_, n in zip(v["offset"], v["shape"], lab_lo, lab.shape, strict=True)]
+                hi_v = [
+                    min(n, vo + vs - lo_)
+                    for vo, vs, lo_, n in zip(
+                        v["offset"], v["shape"], lab_lo, lab.shape, strict=True
+                    )
+                ]
                 if all(h > lo_ for lo_, h in zip(lo_v, hi_v, strict=True)):
                     lab[tuple(slice(a, b) for a, b in zip(lo_v, hi_v, strict=True))] = UNANNOTATED
         regions.append(_Region(r, origin, proc, lab_lo, lab))  # type: ignore[arg-type]
@@ -513,7 +558,9 @@ def _train(
     if parent is not None:
         net.load_state_dict(parent.network("cpu").state_dict())
     net = net.to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    opt = torch.optim.Adam(
+        net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     dtype = amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     start_it = 0
@@ -530,13 +577,18 @@ def _train(
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
 
-    iso_axes = tuple(i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch))
+    iso_axes = tuple(
+        i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch)
+    )
     sizes = np.array([np.prod(rg.roi["shape"]) for rg in train_regions], dtype=np.float64)
     pick_p = sizes / sizes.sum()
 
     def sample() -> tuple[np.ndarray, np.ndarray]:
         rg = train_regions[int(rng.choice(len(train_regions), p=pick_p))]
-        centre = [int(rng.integers(o, o + s)) for o, s in zip(rg.roi["offset"], rg.roi["shape"], strict=True)]
+        centre = [
+            int(rng.integers(o, o + s))
+            for o, s in zip(rg.roi["offset"], rg.roi["shape"], strict=True)
+        ]
         p0 = [c - op // 2 for c, op in zip(centre, out_patch, strict=True)]
         m = aug.margin
         rs = [p - c - m - o for p, c, o in zip(p0, geom.context, rg.origin, strict=True)]
@@ -551,17 +603,29 @@ def _train(
         with torch.no_grad():
             for rg in val_regions:
                 o = geom.valid_output(tuple(rg.roi["shape"]))
-                rs = [ro - c - org for ro, c, org in zip(rg.roi["offset"], geom.context, rg.origin, strict=True)]
-                x = rg.raw[tuple(slice(s, s + i) for s, i in zip(rs, geom.input_for(o), strict=True))]
+                rs = [
+                    ro - c - org
+                    for ro, c, org in zip(rg.roi["offset"], geom.context, rg.origin, strict=True)
+                ]
+                x = rg.raw[
+                    tuple(slice(s, s + i) for s, i in zip(rs, geom.input_for(o), strict=True))
+                ]
                 ls = [ro - lo for ro, lo in zip(rg.roi["offset"], rg.label_origin, strict=True)]
-                y = rg.labels[tuple(slice(s, s + sz) for s, sz in zip(ls, rg.roi["shape"], strict=True))]
-                logits = net(torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)).float()
+                y = rg.labels[
+                    tuple(slice(s, s + sz) for s, sz in zip(ls, rg.roi["shape"], strict=True))
+                ]
+                logits = net(
+                    torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
+                ).float()
                 logits = logits[0, 0, : y.shape[0], : y.shape[1], : y.shape[2]].cpu()
                 mask = y != UNANNOTATED
                 target = y == label_value
                 weights = np.where(target, w_fg, w_bg) * mask
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, torch.from_numpy(target.astype(np.float32)), weight=torch.from_numpy(weights.astype(np.float32)), reduction="sum"
+                    logits,
+                    torch.from_numpy(target.astype(np.float32)),
+                    weight=torch.from_numpy(weights.astype(np.float32)),
+                    reduction="sum",
                 ) / max(float(mask.sum()), 1.0)
                 losses.append(float(loss))
                 dices.append(_dice(logits.numpy() > 0, target, mask))
@@ -584,7 +648,9 @@ def _train(
             signature,
         )
 
-    progress.start(f"{'fine-tune' if parent else 'train'} {out.name}", settings.iterations, "iterations")
+    progress.start(
+        f"{'fine-tune' if parent else 'train'} {out.name}", settings.iterations, "iterations"
+    )
     if start_it:
         progress.advance(start_it)
     net.train()
@@ -595,7 +661,9 @@ def _train(
         y = np.stack([b[1] for b in batch])
         mask = y != UNANNOTATED
         target = torch.from_numpy((y == label_value).astype(np.float32)).to(device)
-        weight = torch.from_numpy((np.where(y == label_value, w_fg, w_bg) * mask).astype(np.float32)).to(device)
+        weight = torch.from_numpy(
+            (np.where(y == label_value, w_fg, w_bg) * mask).astype(np.float32)
+        ).to(device)
         n_ann = float(mask.sum())
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             logits = net(x)[:, 0]
@@ -617,7 +685,12 @@ def _train(
             dice, vloss = validate()
             history.append({"iteration": it, "loss": loss_ema, "val_dice": dice, "val_loss": vloss})
             if dice > best["dice"] or (dice == best["dice"] and vloss < best["loss"]):
-                best = {"dice": dice, "loss": vloss, "iteration": it, "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+                best = {
+                    "dice": dice,
+                    "loss": vloss,
+                    "iteration": it,
+                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                }
             info["val_dice"] = dice
         progress.advance(1, **info)
         if it % settings.checkpoint_every == 0 and it < settings.iterations:
@@ -628,15 +701,23 @@ def _train(
 
     final_state = best["state"] if val_regions and best["state"] is not None else net.state_dict()
     if val_regions:
-        selection = {"rule": "highest validation Dice (ties: lower validation loss)", "iteration": best["iteration"], "validation_dice": best["dice"]}
+        selection = {
+            "rule": "highest validation Dice (ties: lower validation loss)",
+            "iteration": best["iteration"],
+            "validation_dice": best["dice"],
+        }
     else:
-        selection = {"rule": "last iteration (only one annotated crop: no validation crop held out)", "iteration": settings.iterations}
+        selection = {
+            "rule": "last iteration (only one annotated crop: no validation crop held out)",
+            "iteration": settings.iterations,
+        }
         final_state = net.state_dict()
     sha = write_weights(out, final_state)
 
     ws = workspace
     image_ref = ws.relative(image) if ws else str(image.resolve())
     image_digest, _ = digest_path(image / _store.level0_path(_store.open_group(image), image))
+
     def plain(r: dict[str, Any]) -> dict[str, Any]:
         return {"offset": list(r["offset"]), "shape": list(r["shape"])}
 
@@ -689,7 +770,11 @@ def _train(
         "lineage_rois": lineage,
         "weights": {"file": "weights.pt", "sha256": sha},
         "evaluations": [],
-        "software": library_versions(SOFTWARE) | {"torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None},
+        "software": library_versions(SOFTWARE)
+        | {
+            "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        },
     }
     write_model_json(out, meta)
     details = {

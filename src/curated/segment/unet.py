@@ -236,7 +236,9 @@ class UNet3D(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
-        f = [config.base_features * config.feature_factor**level for level in range(config.depth + 1)]
+        f = [
+            config.base_features * config.feature_factor**level for level in range(config.depth + 1)
+        ]
         n = config.convs_per_level
         self.down = nn.ModuleList()
         c_in = 1
@@ -261,7 +263,9 @@ class UNet3D(nn.Module):
             skips.append(x)
             x = pool(x)
         x = self.bottom(x)
-        for up, reduce, convs, skip in zip(self.up, self.reduce, self.up_convs, reversed(skips), strict=True):
+        for up, reduce, convs, skip in zip(
+            self.up, self.reduce, self.up_convs, reversed(skips), strict=True
+        ):
             x = up(reduce(x))
             x = convs(torch.cat([_center_crop(skip, x.shape[2:]), x], dim=1))
         return self.head(x)

@@ -104,7 +104,7 @@ def to_datacite(
     [{'title': 'Mitochondria in HeLa'}]
     """
     rec = as_dict(record)
-    study = rec.get("study") or {}
+    study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
     out: dict[str, Any] = {}
 
     the_doi = normalise_doi(doi or study.get("doi"))
@@ -117,7 +117,7 @@ def to_datacite(
         out["url"] = url
 
     creators = [
-        _creator(a) for a in study.get("authors") or [] if isinstance(a, dict) and person_name(a)
+        _creator(a) for a in _dicts(study.get("authors")) if isinstance(a, dict) and person_name(a)
     ]
     if creators:
         out["creators"] = creators
@@ -140,7 +140,7 @@ def to_datacite(
     _put(
         out,
         "formats",
-        _unique(str(i["image_format"]) for i in rec.get("images") or [] if i.get("image_format")),
+        _unique(str(i["image_format"]) for i in _dicts(rec.get("images")) if i.get("image_format")),
     )
     if version:
         out["version"] = str(version)
@@ -179,6 +179,11 @@ def validate_datacite(datacite: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------ parts
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The mapping entries of a list from the record (a malformed entry is skipped, never a crash)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _put(out: dict[str, Any], key: str, value: list[Any]) -> None:
     if value:
         out[key] = value
@@ -223,7 +228,7 @@ def _creator(person: dict[str, Any]) -> dict[str, Any]:
 
 def _contributors(study: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for person in study.get("authors") or []:
+    for person in _dicts(study.get("authors")):
         if not isinstance(person, dict) or not person_name(person):
             continue
         roles = [str(r) for r in person.get("role") or []]
@@ -240,7 +245,7 @@ def _contributors(study: dict[str, Any]) -> list[dict[str, Any]]:
 def _resource_type(rec: dict[str, Any]) -> str:
     method = (rec.get("dataset") or {}).get("imaging_method_name")
     if not method:
-        protocols = rec.get("acquisition_protocols") or []
+        protocols = _dicts(rec.get("acquisition_protocols"))
         method = (
             protocols[0].get("imaging_method_name")
             if protocols and isinstance(protocols[0], dict)
@@ -250,11 +255,13 @@ def _resource_type(rec: dict[str, Any]) -> str:
 
 
 def _subjects(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    subjects: list[dict[str, Any]] = [
-        {"subject": str(k)} for k in (rec.get("study") or {}).get("keywords") or [] if k
-    ]
-    for sample in rec.get("biosamples") or []:
-        org = (sample or {}).get("organism") or {}
+    study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
+    keywords = study.get("keywords") or []
+    if isinstance(keywords, str):
+        keywords = [keywords]
+    subjects: list[dict[str, Any]] = [{"subject": str(k)} for k in keywords if k]
+    for sample in _dicts(rec.get("biosamples")):
+        org = sample.get("organism") if isinstance(sample.get("organism"), dict) else {}
         name = org.get("scientific_name")
         if not name:
             continue
@@ -267,7 +274,7 @@ def _subjects(rec: dict[str, Any]) -> list[dict[str, Any]]:
         if taxon.isdigit():
             s["valueUri"] = f"{OBO_PURL}NCBITaxon_{taxon}"
         subjects.append(s)
-    for proto in rec.get("acquisition_protocols") or []:
+    for proto in _dicts(rec.get("acquisition_protocols")):
         name = (proto or {}).get("imaging_method_name")
         if not name:
             continue
@@ -281,11 +288,11 @@ def _subjects(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _dates(rec: dict[str, Any]) -> list[dict[str, Any]]:
     dates = []
-    for proto in rec.get("acquisition_protocols") or []:
+    for proto in _dicts(rec.get("acquisition_protocols")):
         when = (proto or {}).get("acquisition_date")
         if when:
             dates.append({"date": str(when)[:10], "dateType": "Collected"})
-    release = (rec.get("study") or {}).get("release_date")
+    release = (rec.get("study") if isinstance(rec.get("study"), dict) else {}).get("release_date")
     if release:
         dates.append({"date": str(release)[:10], "dateType": "Available"})
     return _unique(dates)
@@ -293,7 +300,7 @@ def _dates(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _related(study: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for r in study.get("related_identifiers") or []:
+    for r in _dicts(study.get("related_identifiers")):
         if (
             isinstance(r, dict)
             and r.get("identifier")
@@ -310,7 +317,7 @@ def _related(study: dict[str, Any]) -> list[dict[str, Any]]:
                     "relationType": str(r["relation_type"]),
                 }
             )
-    for pub in study.get("publications") or []:
+    for pub in _dicts(study.get("publications")):
         doi = normalise_doi((pub or {}).get("doi"))
         if doi:
             out.append(
@@ -324,7 +331,7 @@ def _related(study: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _sizes(rec: dict[str, Any]) -> list[str]:
-    images = [i for i in rec.get("images") or [] if isinstance(i, dict)]
+    images = [i for i in _dicts(rec.get("images")) if isinstance(i, dict)]
     sizes = []
     if images:
         sizes.append(f"{len(images)} image{'s' if len(images) != 1 else ''}")
@@ -368,14 +375,14 @@ def _rights(spdx: str | None) -> list[dict[str, Any]]:
 
 def _descriptions(rec: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    study = rec.get("study") or {}
+    study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
     if study.get("description"):
         out.append({"description": str(study["description"]), "descriptionType": "Abstract"})
     methods = []
-    for spec in rec.get("specimens") or []:
+    for spec in _dicts(rec.get("specimens")):
         if (spec or {}).get("sample_preparation"):
             methods.append(f"Sample preparation: {spec['sample_preparation']}")
-    for proto in rec.get("acquisition_protocols") or []:
+    for proto in _dicts(rec.get("acquisition_protocols")):
         proto = proto or {}
         bits = [proto.get("imaging_method_name"), proto.get("imaging_instrument")]
         text = "; ".join(str(b) for b in bits if b)
@@ -387,13 +394,13 @@ def _descriptions(rec: dict[str, Any]) -> list[dict[str, Any]]:
             )
         if text:
             methods.append(f"Image acquisition: {text}")
-    for img in rec.get("images") or []:
+    for img in _dicts(rec.get("images")):
         if (img or {}).get("processing"):
             methods.append(f"Processing of {img.get('name', 'image')}: {img['processing']}")
     if methods:
         out.append({"description": "\n".join(methods), "descriptionType": "Methods"})
     tech = []
-    for img in rec.get("images") or []:
+    for img in _dicts(rec.get("images")):
         img = img or {}
         dims = " × ".join(str(img[k]) for k in ("size_x", "size_y", "size_z") if img.get(k))
         vox = " × ".join(
@@ -418,7 +425,7 @@ def _descriptions(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _funding(study: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for g in study.get("funding") or []:
+    for g in _dicts(study.get("funding")):
         if not isinstance(g, dict) or not g.get("funder"):
             continue
         f: dict[str, Any] = {"funderName": str(g["funder"])}
