@@ -13,7 +13,8 @@ Run::
 7. evaluates each on the *same* blocks and prints the before/after table.
 
 Everything is recorded in DEST's curator log (``curated log DEST --verify``).
-About 10 to 15 minutes on 2 idle CPU cores; ``--quick`` runs a small version in a few minutes.
+``--quick`` (a smaller sample and a shallower net) took about 3 minutes on a busy 2-core machine;
+the full size has not been timed (expect tens of minutes on 2 CPU cores). Figures: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{len(story.held_out.blocks)} held-out blocks of {story.held_out.block_size} (seed {story.held_out.seed}), "
-        f"the same in both rounds: {rows[0]['blocks_bright']} on the bright half, {rows[0]['blocks_shaded']} on the shaded half"
+        f"the same in every round: {rows[0]['blocks_bright']} on the bright half, {rows[0]['blocks_shaded']} on the shaded half"
     )
     print(format_table(rows))
     print(

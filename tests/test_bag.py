@@ -381,3 +381,16 @@ def test_validate_finds_tampering(ws: Workspace, tmp_path: Path) -> None:
     assert any("stray.txt is in data/ but in no manifest" in p for p in validate_bag(bag).problems)
     (bag / "bag-info.txt").write_text((bag / "bag-info.txt").read_text() + "Extra: tag\n")
     assert any("bag-info.txt: sha" in p for p in validate_bag(bag).problems)
+
+
+def test_validate_applies_rfc_rules_bagit_python_misses(ws: Workspace, tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    make_bag(ws, bag, link=False)
+    (bag / "bagit.txt").write_text("BagIt-version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    problems = validate_bag(bag, fast=True).problems
+    assert any("this casing" in p for p in problems)
+    (bag / "bagit.txt").write_bytes(BAGIT_TXT.encode())
+    manifest = bag / "manifest-sha256.txt"
+    manifest.write_text(manifest.read_text().replace("data/README.md", "data/READ%ME.md"))
+    problems = validate_bag(bag).problems
+    assert any("'%' in 'data/READ%ME.md' is not percent-encoded" in p for p in problems)

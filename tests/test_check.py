@@ -306,14 +306,20 @@ def test_unreadable_file_is_a_red_flag_not_a_crash(ws, tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     _stack(raw, 3)
     locked = str(raw / "slice_001.tif")
-    real_open = builtins.open
+    real_open, real_os_open = builtins.open, os.open
 
     def guarded(file, *args, **kwargs):
         if os.fspath(file) == locked:
             raise PermissionError(13, "Permission denied", locked)
         return real_open(file, *args, **kwargs)
 
+    def guarded_os(file, *args, **kwargs):
+        if os.fspath(file) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(os, "open", guarded_os)
     report = check(ws, [raw])
     rec = next(f for f in report.files if f.path == "raw/slice_001.tif")
     assert rec.sha256 is None and "Permission denied" in rec.error

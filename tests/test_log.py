@@ -61,6 +61,13 @@ def test_entries_are_chained_and_verify(tmp_path):
         assert key in entries[0]
     report = log.verify()
     assert report.ok and report.entries == 3 and report.first_bad_seq is None
+    assert report.to_dict() == {
+        "entries": 3,
+        "ok": True,
+        "first_bad_seq": None,
+        "cut_tail": False,
+        "problems": [],
+    }
 
 
 def test_appended_entry_equals_what_is_read_back(tmp_path):

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
         batch_size=1,
         iterations=3,
         device="cpu",
-        preprocessing={"denoise_sigma": 0.5, "shading_sigma": 1.0},
+        preprocessing={"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": 1.0},
     )
     torch.set_num_threads(old)
     return image, root / "model"

@@ -276,3 +276,45 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
         ],
     )
     assert res.exit_code != 0
+
+
+def test_elastic_augmentation_moves_raw_and_labels_together() -> None:
+    from curated.segment.train import Augmentation, _augment
+
+    aug = Augmentation(
+        elastic=True, elastic_sigma=2.0, elastic_grid=8, intensity_scale=0, intensity_shift=0
+    )
+    m, ctx = aug.margin, 6
+    size_raw = 20 + 2 * ctx + 2 * m
+    z, y, x = np.meshgrid(*[np.arange(size_raw, dtype=np.float32)] * 3, indexing="ij")
+    raw = np.sin(z / 3.0) + np.cos(y / 4.0) + np.sin(x / 5.0)
+    lab = (
+        raw[ctx : ctx + 20 + 2 * m, ctx : ctx + 20 + 2 * m, ctx : ctx + 20 + 2 * m] > 0.5
+    ).astype(np.uint8)
+    new_raw, new_lab = _augment(raw, lab, aug, (0, 1, 2), np.random.default_rng(0))
+    assert new_raw.shape == (20 + 2 * ctx,) * 3 and new_lab.shape == (20,) * 3
+    centre = new_raw[ctx:-ctx, ctx:-ctx, ctx:-ctx] > 0.5
+    assert np.mean(centre == (new_lab == 1)) > 0.97
+    assert not np.array_equal(
+        new_raw[ctx:-ctx, ctx:-ctx, ctx:-ctx],
+        raw[ctx + m : -ctx - m, ctx + m : -ctx - m, ctx + m : -ctx - m],
+    )
+
+
+def test_training_with_elastic_augmentation_and_all_preprocessing(sample, tmp_path) -> None:
+    from curated.segment.train import Augmentation
+
+    pre = {"denoise_sigma": 0.5, "shading_sigma": 2.0, "local_contrast_sigma": 1.0}
+    r = train(
+        sample,
+        labels="ann",
+        label_value=2,
+        out=tmp_path / "m",
+        augmentation=Augmentation(elastic=True),
+        preprocessing=pre,
+        **TINY,
+    )
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    p = meta["preprocessing"]
+    assert r.ok and meta["training"]["augmentation"]["elastic"] is True
+    assert p["shading_reference"] > 0 and p["local_contrast_std"] > 0 and p["low"] < p["high"]

@@ -268,7 +268,7 @@ def run_demo(
         ("evaluate held-out blocks", "E", lambda: evaluate(image, pred="mito-pred", truth="truth", label_value=1, blocks=eval_blocks, block_size=eval_block_size, seed=seed, exclude_training=model, workspace=state["ws"]), _eval_figures),
         ("export model (bioimage.io)", "D", lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image), None),
         ("README", "D", lambda: write_readme(state["ws"]), None),
-        ("FAIR checklist", "E", lambda: fair_checklist(state["ws"]), None),
+        ("FAIR checklist", "E", lambda: fair_checklist(state["ws"]), lambda r: dict(r.summary["by_status"])),
         ("bag", "D", lambda: make_bag(state["ws"], bag, progress=progress), None),
         ("validate bag", "D", lambda: validate_bag(bag), None),
         ("deposit (directory)", "D", lambda: deposit(bag, to="directory", url=str(repo), publish=True, workspace=state["ws"]), None),
@@ -283,10 +283,5 @@ def run_demo(
 
 
 def _eval_figures(rep: Any) -> dict[str, Any]:
-    d = rep.to_dict() if hasattr(rep, "to_dict") else {}
-    m = d.get("metrics") or d.get("summary") or {}
-    out = {}
-    for key in ("dice", "iou", "precision", "recall"):
-        if key in m:
-            out[key] = round(float(m[key]), 3)
-    return out
+    raw = rep.overall.get("raw", {}) if hasattr(rep, "overall") else {}
+    return {k: round(float(raw[k]), 3) for k in ("dice", "iou", "precision", "recall") if raw.get(k) is not None}

@@ -10,6 +10,7 @@ unreadable files, broken symlinks and symlink loops become red flags.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -212,8 +213,15 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+_SAFE_NAME = re.compile(
+    r"[A-Za-z0-9_.+=,@#~^()\[\]{}!$&'-]+(?: [A-Za-z0-9_.+=,@#~^()\[\]{}!$&'-]+)*"
+)
+
+
 def name_problems(name: str) -> list[str]:
     """What in one file or folder name breaks tools (empty when nothing)."""
+    if _SAFE_NAME.fullmatch(name) and not name.endswith("."):
+        return []  # the common case, decided by one regular expression
     problems = []
     raw = os.fsencode(name)
     try:
@@ -246,7 +254,7 @@ def naming_pattern(name: str) -> str:
 # -------------------------------------------------------------------- walk
 @dataclass
 class _Found:
-    path: Path
+    path: str
     shown: str
     tree_rel: str | None
     """Path relative to its source folder when it counts for the source's tree digest."""
@@ -254,38 +262,38 @@ class _Found:
 
 
 class _Walker:
+    """Walks sources with plain strings (a million files make Path objects costly)."""
+
     def __init__(self, ws_root: Path | None) -> None:
-        self.ws_root = ws_root.resolve() if ws_root else None
+        self.ws_root = os.path.abspath(ws_root) if ws_root else None
+        self.own = (
+            {os.path.join(self.ws_root, d) for d in _WORKSPACE_OWN} if self.ws_root else set()
+        )
         self.flags: list[RedFlag] = []
         self.bad_names: list[tuple[str, list[str]]] = []
         self.dirs_seen = 0
         self.max_depth = 0
         self.folder_counts: Counter[str] = Counter()
 
-    def shown(self, path: Path, source: Path) -> str:
+    def shown_root(self, source: str) -> str:
+        """How ``source`` itself is shown: relative to the workspace, else its own name."""
         if self.ws_root is not None:
-            try:
-                return display_path(
-                    Path(os.path.abspath(path)).relative_to(self.ws_root).as_posix()
-                )
-            except ValueError:
-                pass
-        base = Path(os.path.abspath(source))
-        rel = Path(os.path.abspath(path)).relative_to(base.parent)
-        return display_path(rel.as_posix())
+            rel = os.path.relpath(source, self.ws_root)
+            if rel != ".." and not rel.startswith("../"):
+                return "" if rel == "." else display_path(rel)
+        return display_path(os.path.basename(source) or source)
 
     def walk(self, source: Path) -> Iterator[_Found]:
-        if not source.is_dir():
-            yield from self._entry(source, source, None, depth=0)
+        src = os.path.abspath(source)
+        shown = self.shown_root(src)
+        if not os.path.isdir(src):
+            yield from self._entry(src, shown, None)
             return
-        yield from self._folder(source, source, "", depth=0)
+        yield from self._folder(src, f"{shown}/" if shown else "", "", depth=0)
 
-    def _skip_own(self, path: Path) -> bool:
-        if self.ws_root is None:
-            return False
-        return any(Path(os.path.abspath(path)) == self.ws_root / own for own in _WORKSPACE_OWN)
-
-    def _folder(self, folder: Path, source: Path, prefix: str, depth: int) -> Iterator[_Found]:
+    def _folder(
+        self, folder: str, shown_prefix: str, tree_prefix: str, depth: int
+    ) -> Iterator[_Found]:
         self.dirs_seen += 1
         self.max_depth = max(self.max_depth, depth)
         try:
@@ -297,31 +305,34 @@ class _Walker:
                     "unreadable",
                     "error",
                     f"folder cannot be listed ({exc.strerror or exc}); ask for readable copies",
-                    [self.shown(folder, source)],
+                    [shown_prefix.rstrip("/") or "."],
                 )
             )
             return
-        self.folder_counts[prefix or "."] = len(entries)
+        self.folder_counts[shown_prefix or "."] = len(entries)
         for entry in entries:
-            path = Path(entry.path)
-            problems = name_problems(entry.name)
+            name = entry.name
+            path = entry.path
+            shown = shown_prefix + display_path(name)
+            problems = name_problems(name)
             if problems:
-                self.bad_names.append((self.shown(path, source), problems))
-            if self._skip_own(path):
+                self.bad_names.append((shown, problems))
+            if path in self.own:
                 continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
+                # the directory entry's type saves an lstat for plain files
+                is_file = not is_dir and entry.is_file(follow_symlinks=False)
             except OSError:
-                is_dir = False
+                is_dir = is_file = False
             if is_dir:
-                yield from self._folder(path, source, f"{prefix}{entry.name}/", depth + 1)
+                yield from self._folder(path, f"{shown}/", f"{tree_prefix}{name}/", depth + 1)
+            elif is_file:
+                yield _Found(path, shown, f"{tree_prefix}{name}")
             else:
-                yield from self._entry(path, source, f"{prefix}{entry.name}", depth + 1)
+                yield from self._entry(path, shown, f"{tree_prefix}{name}")
 
-    def _entry(
-        self, path: Path, source: Path, tree_rel: str | None, depth: int
-    ) -> Iterator[_Found]:
-        shown = self.shown(path, source)
+    def _entry(self, path: str, shown: str, tree_rel: str | None) -> Iterator[_Found]:
         try:
             lst = os.lstat(path)
         except OSError as exc:
@@ -331,11 +342,14 @@ class _Walker:
                 )
             )
             return
+        if stat.S_ISREG(lst.st_mode):
+            yield _Found(path, shown, tree_rel)
+            return
         if stat.S_ISLNK(lst.st_mode):
             try:
                 st = os.stat(path)
             except OSError as exc:
-                if exc.errno == 40:  # ELOOP
+                if exc.errno == errno.ELOOP:
                     self.flags.append(
                         RedFlag(
                             "symlink-loop",
@@ -345,11 +359,12 @@ class _Walker:
                         )
                     )
                 else:
+                    target = display_path(os.readlink(path))
                     self.flags.append(
                         RedFlag(
                             "broken-symlink",
                             "error",
-                            f"broken symbolic link to {display_path(os.readlink(path))!r}; the file it names is missing",
+                            f"broken symbolic link to {target!r}; the file it names is missing",
                             [shown],
                         )
                     )
@@ -363,22 +378,19 @@ class _Walker:
                         [shown],
                     )
                 )
-                return
-            if stat.S_ISREG(st.st_mode):
+            elif stat.S_ISREG(st.st_mode):
                 yield _Found(path, shown, None, symlink=True)
-                return
-            self.flags.append(
-                RedFlag(
-                    "special-file",
-                    "warning",
-                    "symbolic link to something that is not a regular file; not read",
-                    [shown],
+            else:
+                self.flags.append(
+                    RedFlag(
+                        "special-file",
+                        "warning",
+                        "symbolic link to something that is not a regular file; not read",
+                        [shown],
+                    )
                 )
-            )
             return
-        if stat.S_ISREG(lst.st_mode):
-            yield _Found(path, shown, tree_rel)
-        elif not stat.S_ISDIR(lst.st_mode):
+        if not stat.S_ISDIR(lst.st_mode):
             # FIFOs, sockets, devices: opening them could block or read forever
             self.flags.append(
                 RedFlag(
@@ -394,9 +406,7 @@ class _Walker:
 def _examine(found: _Found, progress: ProgressReporter) -> tuple[FileRecord, list[str], list[str]]:
     """Hash and identify one file: (record, personal-data kinds, phi tags)."""
     try:
-        digest, head, size = sha256_file_head(
-            found.path, HEAD_BYTES, progress=lambda n: progress.advance(n)
-        )
+        digest, head, size = sha256_file_head(found.path, HEAD_BYTES, progress=progress.advance)
     except OSError as exc:
         return (
             FileRecord(
@@ -410,7 +420,7 @@ def _examine(found: _Found, progress: ProgressReporter) -> tuple[FileRecord, lis
             [],
             [],
         )
-    name = os.fsencode(found.path.name).decode("utf-8", "replace")
+    name = os.fsencode(os.path.basename(found.path)).decode("utf-8", "replace")
     fmt = sniff_format(head, name)
     rec = FileRecord(found.shown, size, digest, fmt, symlink=found.symlink)
     personal: list[str] = []
@@ -428,7 +438,7 @@ def _examine(found: _Found, progress: ProgressReporter) -> tuple[FileRecord, lis
     return rec, personal, phi
 
 
-def _size_or_none(path: Path) -> int | None:
+def _size_or_none(path: str | Path) -> int | None:
     try:
         return os.stat(path).st_size
     except OSError:

@@ -47,6 +47,12 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (4, b"n+2\x00", "NIfTI-2"),
 )
 
+_AT_START: dict[bytes, list[tuple[bytes, str]]] = {}
+for _offset, _magic, _fmt in _MAGIC:
+    if _offset == 0:
+        _AT_START.setdefault(_magic[:2], []).append((_magic, _fmt))
+_ELSEWHERE = [(o, m, f) for o, m, f in _MAGIC if o != 0]
+
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     "TIFF": (
         ".tif",
@@ -89,7 +95,10 @@ def sniff_format(head: bytes, name: str = "") -> str:
     """
     if not head:
         return "empty"
-    for offset, magic, fmt in _MAGIC:
+    for magic, fmt in _AT_START.get(head[:2], ()):
+        if head.startswith(magic):
+            return fmt
+    for offset, magic, fmt in _ELSEWHERE:
         if head[offset : offset + len(magic)] == magic:
             return fmt
     if b"\x00" not in head:

@@ -148,9 +148,7 @@ def hash_one(
             out.close()
     if out is not None:
         os.utime(task.dest, ns=(after.st_atime_ns, after.st_mtime_ns))  # type: ignore[arg-type]
-    return HashResult(
-        task.rel, size, tuple(h.hexdigest() for h in hashers), linked, task.store
-    )
+    return HashResult(task.rel, size, tuple(h.hexdigest() for h in hashers), linked, task.store)
 
 
 def hash_batch(batch: list[HashTask], algorithms: tuple[str, ...]) -> list[HashResult]:

@@ -187,8 +187,11 @@ def check_profile(
         except OSError as exc:
             problems.append(f"serialization: {exc}")
         view = _BagView(os.fspath(bag_dir))
-        if not checker.validate(view):
-            problems.extend(str(e.value) for e in checker.report.errors)
+        try:
+            if not checker.validate(view):
+                problems.extend(str(e.value) for e in checker.report.errors)
+        except KeyError as exc:  # bagit_profile indexes bagit.txt tags by their exact names
+            problems.append(f"bagit.txt has no {exc} tag, so the profile cannot be checked")
     finally:
         logger.setLevel(level)
     for tag_file in sorted({t.get("tagFile") for t in profile.document.get("Tags", [])}):

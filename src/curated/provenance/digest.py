@@ -11,10 +11,10 @@ are unambiguous even for names holding tabs or newlines. "Sorted" means by the
 tuple of path components, which is what a depth-first walk with each folder's
 entries sorted by name yields.
 
-Memory is bounded by one read buffer plus the listing of one folder at a time;
-a folder with more than :data:`SPILL_THRESHOLD` entries is sorted on disk in
-runs (external merge sort), so even a flat folder of a million files hashes in
-flat memory.
+Memory is bounded by one read buffer plus the sorted listings of the folders
+on the current path (never the whole tree); a folder with more than
+:data:`SPILL_THRESHOLD` entries is sorted on disk in runs (external merge
+sort), so even a flat folder of a million files hashes in bounded memory.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import heapq
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +72,10 @@ def sha256_file(path: str | Path, *, progress: Callable[[int], None] | None = No
     return _hash_fd(path, progress)[0]
 
 
-def _hash_fd(path: str | Path, progress: Callable[[int], None] | None) -> tuple[str, int]:
-    """(hex sha256, bytes read) with as few system calls as possible.
+def _hash_fd(
+    path: str | Path, progress: Callable[[int], None] | None, head: int = 0
+) -> tuple[str, int, bytes]:
+    """(hex sha256, bytes read, first ``head`` bytes) with as few system calls as possible.
 
     Small files (most files of a Zarr store) are read with one ``read`` of
     their size plus one byte, so the end of the file is known without a second
@@ -87,20 +89,24 @@ def _hash_fd(path: str | Path, progress: Callable[[int], None] | None) -> tuple[
             if progress is not None and data:
                 progress(len(data))
             if len(data) <= size:
-                return hashlib.sha256(data).hexdigest(), len(data)
+                return hashlib.sha256(data).hexdigest(), len(data), data[:head]
             # the file grew since fstat: hash the rest as it streams
             h = hashlib.sha256(data)
             total = len(data)
+            first = data[:head]
         else:
             h = hashlib.sha256()
             total = 0
+            first = b""
         buf, view = _buffer()
         while n := os.readv(fd, [buf]):
+            if len(first) < head:
+                first += bytes(view[: min(n, head - len(first))])
             h.update(view[:n])
             total += n
             if progress is not None:
                 progress(n)
-        return h.hexdigest(), total
+        return h.hexdigest(), total, first
     finally:
         os.close(fd)
 
@@ -153,11 +159,16 @@ def _read_run(run: str) -> Iterator[tuple[str, bool]]:
                 yield os.fsdecode(rec[1:]), rec[:1] == b"d"
 
 
-def _walk(root: str) -> Iterator[tuple[str, str]]:
-    """``(relative posix path, path)`` of regular files under ``root``, sorted; plain strings (fast)."""
+def _walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+    """``(relative posix path, path)`` of regular files under ``root``, sorted; plain strings (fast).
+
+    ``exclude`` holds relative posix paths (files or folders) left out with everything below them.
+    """
 
     def walk(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
         for name, is_dir in _sorted_names(folder):
+            if exclude and f"{prefix}{name}" in exclude:
+                continue
             path = os.path.join(folder, name)
             if is_dir:
                 yield from walk(path, f"{prefix}{name}/")
@@ -237,7 +248,7 @@ class TreeHasher:
         self, relpath: str, path: str | Path, *, progress: Callable[[int], None] | None = None
     ) -> None:
         """Hash the file at ``path`` and add it under ``relpath``."""
-        hexd, size = _hash_fd(path, progress)
+        hexd, size, _ = _hash_fd(path, progress)
         self.add(relpath, size, hexd)
 
     def result(self) -> TreeDigest:
@@ -246,13 +257,21 @@ class TreeHasher:
         )
 
 
-def digest_tree(root: str | Path, *, progress: Callable[[int], None] | None = None) -> TreeDigest:
+def digest_tree(
+    root: str | Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    exclude: Iterable[str] = (),
+) -> TreeDigest:
     """Digest every regular file under ``root`` (see the module docstring).
 
-    Raises ``OSError`` (e.g. ``PermissionError``) when a file or folder cannot be read.
+    ``exclude`` lists relative posix paths (files or folders) to leave out, e.g.
+    ``["labels"]`` to digest an OME-Zarr image without the label images added to
+    it later. Raises ``OSError`` (e.g. ``PermissionError``) when a file or folder
+    cannot be read.
     """
     hasher = TreeHasher()
-    for rel, path in _walk(os.fspath(root)):
+    for rel, path in _walk(os.fspath(root), frozenset(exclude)):
         hasher.add_file(rel, path, progress=progress)
     return hasher.result()
 
@@ -277,16 +296,5 @@ def sha256_file_head(
     Returns ``(hex sha256, first bytes, size read)``; saves a second open per
     file when an inventory needs both the digest and the magic bytes.
     """
-    h = hashlib.sha256()
-    buf, view = _buffer()
-    first = b""
-    total = 0
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            if total < head:
-                first += bytes(view[: min(n, head - total)])
-            h.update(view[:n])
-            total += n
-            if progress is not None:
-                progress(n)
-    return h.hexdigest(), first, total
+    hexd, total, first = _hash_fd(path, progress, head)
+    return hexd, first, total

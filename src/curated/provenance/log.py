@@ -35,7 +35,7 @@ from typing import Any
 from curated._io import canonical_json
 from curated._version import __version__
 from curated.errors import LogError
-from curated.provenance.digest import digest_path
+from curated.provenance.digest import digest_path, digest_tree
 
 STEPS: dict[str, str] = {
     "C": "Check",
@@ -176,6 +176,15 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     cut_tail: bool = False
     """The last line is incomplete (a crash while writing); the entries before it are intact."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "ok": self.ok,
+            "first_bad_seq": self.first_bad_seq,
+            "cut_tail": self.cut_tail,
+            "problems": list(self.problems),
+        }
 
     def fail(self, seq: int | None, problem: str) -> None:
         if self.ok:
@@ -577,8 +586,16 @@ class CuratorLog:
                 if not p.exists():
                     report.fail(seq, f"seq {seq}: output {rel} is missing")
                     continue
+                # A later step may write inside a recorded folder (label images added to an
+                # OME-Zarr image). Those sub-trees are verified against their own, later
+                # entries; the folder is verified without them, which is the state that was
+                # recorded, since they did not exist yet.
+                later_inside = _later_nested(rel, seq, latest_outputs)
                 try:
-                    digest, _ = digest_path(p)
+                    if later_inside and p.is_dir():
+                        digest = digest_tree(p, exclude=later_inside).digest
+                    else:
+                        digest, _ = digest_path(p)
                 except OSError as exc:
                     report.fail(
                         seq, f"seq {seq}: output {rel} cannot be read ({exc.strerror or exc})"
@@ -587,6 +604,16 @@ class CuratorLog:
                 if digest != out["digest"]:
                     report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
         return report
+
+
+def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, Any]]]) -> set[str]:
+    """Top-level entries of folder ``rel`` that hold outputs recorded after ``seq``."""
+    prefix = rel.rstrip("/") + "/"
+    return {
+        other[len(prefix):].split("/", 1)[0]
+        for other, (other_seq, _) in outputs.items()
+        if other_seq > seq and other.startswith(prefix)
+    }
 
 
 class StepRecorder:

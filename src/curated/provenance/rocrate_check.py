@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import threading
 import warnings
@@ -199,10 +198,9 @@ def validate_crate(
         except (OSError, ValueError, AttributeError):
             pass
         profile = profile or "ro-crate-1.1"
-    cache_dir = Path(tempfile.gettempdir()) / f"curated-rocrate-cache-{os.getuid()}-{os.getpid()}"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir / "http_cache"
-    with _lock:
+    # a private, throw-away cache: nothing is left behind, nothing is shared between processes
+    with _lock, tempfile.TemporaryDirectory(prefix="curated-rocrate-") as tmp:
+        cache = Path(tmp) / "http_cache"
         seed_validator_cache(cache)
         settings = ValidationSettings(
             rocrate_uri=str(crate.resolve()),

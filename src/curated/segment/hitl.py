@@ -11,6 +11,10 @@
 5. The curator adds crops on the shaded half; the model is fine-tuned from the
    first (its lineage now holds every crop of both rounds).
 6. Evaluation on the *same* test blocks shows whether the shaded half recovered.
+7. Optionally (``shading_sigma``), a model with shading correction is trained on
+   all the crops and scored on the same blocks. A fine-tuned model keeps its
+   parent's fixed intensity bounds, so fine-tuning alone may not rescue a side
+   that falls below them; shading correction addresses the cause.
 
 Every step goes through the public API (and the curator log, with a workspace);
 :func:`run_hitl_story` is what ``examples/hitl_shading.py`` and the tests call.
