@@ -30,6 +30,11 @@ import numpy as np
 
 
 def _rss_mib() -> float:
+    """Peak RSS of this process since exec (VmHWM; ``ru_maxrss`` would include the parent's at fork)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

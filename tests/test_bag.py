@@ -12,7 +12,7 @@ import bagit
 import numpy as np
 import pytest
 import zarr
-from bag_helpers import (
+from test_bag_helpers import (
     assert_untouched,
     assert_valid_everywhere,
     build_workspace,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bagit
 import pytest
-from bag_helpers import (
+from test_bag_helpers import (
     assert_untouched,
     assert_valid_everywhere,
     build_workspace,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bag_helpers import assert_valid_everywhere, build_workspace
+from test_bag_helpers import assert_valid_everywhere, build_workspace
 from typer.testing import CliRunner
 
 from curated.cli import app

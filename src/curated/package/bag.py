@@ -763,7 +763,7 @@ def make_bag(
                 f"manifest-{b.algorithms[0]}.txt": f"sha256:{sha256_file(manifest)}",
                 "profile": prof.identifier,
             }
-            step.message = f"bagged {b.files} files ({human_size(b.bytes)}) into {final.name}"
+            step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({human_size(b.bytes)}) into {final.name}"
         step_entry = step.entry
         if step_entry is not None:
             _copy_log(b, step_entry)

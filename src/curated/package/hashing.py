@@ -141,7 +141,7 @@ def hash_one(
                 on_bytes(n)
         after = os.fstat(fd)
         if read != size or after.st_size != size or after.st_mtime_ns != mtime_ns:
-            raise _changed(task, f"{size} bytes when opened, read {read}, now {after.st_size}")
+            raise _changed(task, f"expected {size} bytes, read {read}, now {after.st_size}")
     finally:
         os.close(fd)
         if out is not None:
