@@ -176,7 +176,9 @@ def test_cli_annotate_commands(image, tmp_path) -> None:
 
 
 def test_crops_can_be_required_to_hold_a_structure(image) -> None:
-    annotate_from_truth(image, crops=2, size=8, seed=5, name="ann", require_label=2, min_fraction=0.3)
+    annotate_from_truth(
+        image, crops=2, size=8, seed=5, name="ann", require_label=2, min_fraction=0.3
+    )
     truth = _store.label_level0(image, "truth")[...]
     for roi in read_annotation_rois(image, "ann"):
         sl = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))

@@ -49,3 +49,23 @@ def test_tampered_label_chunk_is_caught(tmp_path):
     report = ws.log.verify(files=True)
     assert not report.ok
     assert any("labels/truth changed" in p for p in report.problems)
+
+
+def test_a_step_reading_a_recorded_store_reuses_its_digest_instead_of_rereading(tmp_path, monkeypatch):
+    ws = init_workspace(tmp_path / "ws", "inputs")
+    image = ws.derived_dir / "img.ome.zarr"
+    data = np.zeros((16, 32, 32), dtype=np.uint8)
+    write_ome_zarr(data, image, voxel_size=(8, 8, 8), chunks=16, shard=32, workspace=ws)
+    written = ws.log.last()
+
+    import curated.provenance.log as logmod
+
+    def no_rereading(*args, **kwargs):
+        raise AssertionError("the store was re-read")
+
+    monkeypatch.setattr(logmod, "digest_path", no_rereading)
+    with ws.step("T", "predict", inputs=[image]) as step:
+        pass
+    (inp,) = step.entry["inputs"]
+    assert inp["digest"] == written["outputs"][0]["digest"]
+    assert inp["recorded_seq"] == written["seq"]

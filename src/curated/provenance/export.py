@@ -271,7 +271,10 @@ def ro_crate_action_entities(
     def file_id(art: dict[str, Any]) -> str:
         path = str(art.get("path"))
         digest = art.get("digest")
-        is_dir = str(digest or "").startswith("sha256-tree:")
+        # an input recorded without a digest (not re-read) is typed by what it is on disk
+        is_dir = str(digest or "").startswith("sha256-tree:") or (
+            digest is None and (Path(path) if Path(path).is_absolute() else log.root / path).is_dir()
+        )
         inside = not Path(path).is_absolute() and not path.startswith("../")
         if payload and inside and latest.get(path) == digest:
             id_ = f"{path_prefix}{quote(path, safe='/')}" + (

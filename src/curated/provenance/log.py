@@ -158,11 +158,15 @@ class Artifact:
     """``sha256:<hex>`` for a file, ``sha256-tree:<hex>`` for a directory, or ``None`` when not computed."""
     role: str | None = None
     """Optional word on what it is (``source``, ``image``, ``model``...)."""
+    recorded_seq: int | None = None
+    """For an input folder: the log entry whose recorded output digest is reused (not re-read)."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path, "bytes": self.bytes, "digest": self.digest}
         if self.role:
             d["role"] = self.role
+        if self.recorded_seq is not None:
+            d["recorded_seq"] = self.recorded_seq
         return d
 
 
@@ -483,6 +487,35 @@ class CuratorLog:
             size = p.stat().st_size
         return Artifact(path=self.relative(p), bytes=size, digest=digest, role=role)
 
+    def recorded_output(self, path: str | Path) -> Artifact | None:
+        """The latest output recorded for ``path`` (a folder or file), or ``None``.
+
+        Steps that read a Zarr store another step wrote reuse that step's digest
+        instead of re-reading a terabyte store for every training or prediction run.
+        """
+        rel = self.relative(path)
+        found: Artifact | None = None
+        for entry in self.entries():
+            for out in entry.get("outputs") or []:
+                if isinstance(out, dict) and out.get("path") == rel and out.get("digest"):
+                    found = Artifact(
+                        path=rel,
+                        bytes=out.get("bytes"),
+                        digest=out["digest"],
+                        role=out.get("role"),
+                        recorded_seq=int(entry["seq"]),
+                    )
+        return found
+
+    def input_artifact(self, path: str | Path, *, compute: bool = True) -> Artifact:
+        """Describe an input: a folder an earlier step recorded reuses that digest; else as :meth:`artifact`."""
+        p = Path(path)
+        if p.is_dir():
+            recorded = self.recorded_output(p)
+            if recorded is not None:
+                return recorded
+        return self.artifact(p, compute=compute)
+
     def relative(self, path: str | Path) -> str:
         """``path`` relative to the workspace root (posix), or absolute when it lies outside."""
         p = Path(path)
@@ -663,17 +696,17 @@ class StepRecorder:
             return item
         if self.log is None:
             return Artifact(path=str(item))
-        return self.log.artifact(item, compute=compute)
+        return self.log.input_artifact(item, compute=compute)
 
     def add_input(
         self, path: str | Path | Artifact, *, digest: str | None = None, size: int | None = None
     ) -> None:
         if isinstance(path, Artifact) or self.log is None:
             self.inputs.append(self._as_artifact(path, compute=False))
+        elif digest is None:
+            self.inputs.append(self.log.input_artifact(path, compute=self.hash_inputs))
         else:
-            self.inputs.append(
-                self.log.artifact(path, digest=digest, size=size, compute=self.hash_inputs)
-            )
+            self.inputs.append(self.log.artifact(path, digest=digest, size=size, compute=False))
 
     def add_output(
         self,

@@ -12,8 +12,9 @@ The recipe follows incasem (Gallusser et al. 2023), scaled to minutes on a CPU:
   foreground and background equal total weight (frequencies clipped to 1-99 %);
 - Adam; checkpoints every ``checkpoint_every`` iterations (resumable: running the
   same command again continues from the last one); one annotated crop is held
-  out for validation and the checkpoint with the best validation Dice becomes
-  ``weights.pt`` (the rule is written to ``model.json``);
+  out for validation and the checkpoint with the lowest validation loss becomes
+  ``weights.pt`` (the rule is written to ``model.json``; the loss is used because
+  Dice on a small crop with few foreground voxels jumps from check to check);
 - mixed precision (bf16, or fp16 with loss scaling) on CUDA.
 """
 
@@ -684,7 +685,7 @@ def _train(
         if val_regions and (it % settings.validate_every == 0 or it == settings.iterations):
             dice, vloss = validate()
             history.append({"iteration": it, "loss": loss_ema, "val_dice": dice, "val_loss": vloss})
-            if dice > best["dice"] or (dice == best["dice"] and vloss < best["loss"]):
+            if vloss < best["loss"]:
                 best = {
                     "dice": dice,
                     "loss": vloss,
@@ -702,7 +703,7 @@ def _train(
     final_state = best["state"] if val_regions and best["state"] is not None else net.state_dict()
     if val_regions:
         selection = {
-            "rule": "highest validation Dice (ties: lower validation loss)",
+            "rule": "lowest validation loss (class-balanced, masked BCE on the held-out crop)",
             "iteration": best["iteration"],
             "validation_dice": best["dice"],
         }
@@ -789,5 +790,5 @@ def _train(
     }
     msg = f"{settings.iterations} iterations"
     if val_regions:
-        msg += f"; best validation Dice {best['dice']:.3f} at iteration {best['iteration']}"
+        msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
     return Result("finetune" if parent else "train", "ok", str(out), msg, details)
