@@ -17,7 +17,6 @@ Presigned URLs never receive the API key. Other files go through the application
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +26,7 @@ from curated.deposit.http import (
     FileSlice,
     Hashes,
     MultipartBody,
+    PartBody,
     Reply,
     RetryPolicy,
     form_data,
@@ -288,28 +288,12 @@ class DataverseRepository:
                     continue
                 offset = (int(n) - 1) * size
                 length = min(size, item.size - offset)
-                parts: list[FileSlice] = []
-
-                def part(
-                    offset: int = offset,
-                    length: int = length,
-                    parts: list[FileSlice] = parts,
-                    running: Hashes | None = running,
-                ) -> FileSlice:
-                    s = FileSlice(
-                        item.path,
-                        offset,
-                        length,
-                        on_read=advance,
-                        hashes=running.copy() if running else None,
-                        also=hashlib.md5(usedforsecurity=False),
-                    )
-                    parts[:] = [s]
-                    return s
-
+                part = PartBody(
+                    item.path, offset, length, on_read=advance, running=running, part_md5=True
+                )
                 r = self._store_put(entry, save, dd["urls"][n], part, f"{what} (part {n})")
-                self._check_etag(r, parts[0].also.hexdigest(), f"{what} (part {n})")
-                running = parts[0].hashes if running is not None else None
+                self._check_etag(r, part.last.also.hexdigest(), f"{what} (part {n})")
+                running = part.hashes
                 dd["etags"][n] = str(r.header("ETag"))
                 save()
             local = running.result() if running is not None else None

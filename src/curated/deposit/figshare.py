@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from curated.deposit._base import body_errors, make_session
-from curated.deposit.http import FileSlice, Hashes, Reply, RetryPolicy
+from curated.deposit.http import Hashes, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
 
@@ -161,24 +161,7 @@ class FigshareRepository:
             if p.get("status") == "COMPLETE":
                 continue
             offset, length = int(p["startOffset"]), int(p["endOffset"]) - int(p["startOffset"]) + 1
-            holder: list[FileSlice] = []
-
-            def part(
-                offset: int = offset,
-                length: int = length,
-                holder: list[FileSlice] = holder,
-                running: Hashes | None = running,
-            ) -> FileSlice:
-                s = FileSlice(
-                    item.path,
-                    offset,
-                    length,
-                    on_read=advance,
-                    hashes=running.copy() if running else None,
-                )
-                holder[:] = [s]
-                return s
-
+            part = PartBody(item.path, offset, length, on_read=advance, running=running)
             self.http.request(
                 "PUT",
                 f"{upload_url}/{p['partNo']}",
@@ -187,7 +170,7 @@ class FigshareRepository:
                 expect_json=False,
                 what=f"{what} (part {p['partNo']})",
             )
-            running = holder[0].hashes if running is not None else None
+            running = part.hashes
             entry["parts_done"] = sorted({*entry.get("parts_done", []), int(p["partNo"])})
             save()
         self.http.request("POST", file_path, expect_json=False, what=f"{what} (completing)")

@@ -195,6 +195,52 @@ class FileSlice:
             pass
 
 
+class PartBody:
+    """A retry-safe request body for one part of a file (upload parts, S3 parts).
+
+    Each call makes a fresh :class:`FileSlice` of the part, so a retried request
+    re-reads it from the start; hashes of earlier parts (``running``) are copied
+    in, never consumed, and :attr:`last` is the slice of the attempt that went
+    through. ``part_md5`` adds an md5 of the part alone (to check an S3 ETag).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        offset: int,
+        length: int,
+        *,
+        on_read: Callable[[int], None] | None,
+        running: Hashes | None,
+        part_md5: bool = False,
+    ) -> None:
+        self.path = path
+        self.offset = offset
+        self.length = length
+        self.on_read = on_read
+        self.running = running
+        self.part_md5 = part_md5
+        self.last: FileSlice | None = None
+
+    def __call__(self) -> FileSlice:
+        self.last = FileSlice(
+            self.path,
+            self.offset,
+            self.length,
+            on_read=self.on_read,
+            hashes=self.running.copy() if self.running else None,
+            also=hashlib.md5(usedforsecurity=False) if self.part_md5 else None,
+        )
+        return self.last
+
+    @property
+    def hashes(self) -> Hashes | None:
+        """The running hashes including this part (``None`` when not chaining)."""
+        if self.running is None or self.last is None:
+            return None
+        return self.last.hashes
+
+
 class MultipartBody:
     """A ``multipart/form-data`` body whose file part streams from a :class:`FileSlice`.
 

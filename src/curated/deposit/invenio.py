@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from curated.deposit._base import body_errors, make_session, need
-from curated.deposit.http import FileSlice, Hashes, RetryPolicy
+from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
 
@@ -215,28 +215,11 @@ class InvenioRepository:
                 size = int(entry.get("part_size") or self.part_size)
                 offset = (n - 1) * size
                 length = min(size, item.size - offset)
-                holder: list[FileSlice] = []
-
-                def part(
-                    offset: int = offset,
-                    length: int = length,
-                    holder: list[FileSlice] = holder,
-                    running: Hashes | None = running,
-                ) -> FileSlice:
-                    s = FileSlice(
-                        item.path,
-                        offset,
-                        length,
-                        on_read=advance,
-                        hashes=running.copy() if running else None,
-                    )
-                    holder[:] = [s]
-                    return s
-
+                part = PartBody(item.path, offset, length, on_read=advance, running=running)
                 self.http.request(
                     "PUT", p["url"], body=part, expect_json=False, what=f"{what} (part {n})"
                 )
-                running = holder[0].hashes if running is not None else None
+                running = part.hashes
                 entry["parts_done"].append(n)
                 save()
             local = running.result() if running is not None else None

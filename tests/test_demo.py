@@ -1,0 +1,79 @@
+"""`curated demo`: the main job end to end (reduced size), every artefact checked."""
+
+from __future__ import annotations
+
+import json
+
+import bagit
+from typer.testing import CliRunner
+
+from curated.cli import app
+from curated.images import validate_ome_zarr
+from curated.package import validate_bag
+from curated.package.compat import rfc_path_decoding
+from curated.provenance import CuratorLog
+
+ARGS = [
+    "--shape", "40", "144", "144",
+    "--iterations", "4",
+    "--crops", "2",
+    "--crop-size", "24",
+    "--eval-blocks", "2",
+    "--eval-block-size", "20",
+]
+
+
+def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
+    dest = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", str(dest), *ARGS])
+    assert result.exit_code == 0, result.output
+
+    ws = dest / "workspace"
+    image = ws / "derived" / "cell01.ome.zarr"
+    # the depositor's files are untouched inputs; the image and its labels validate
+    assert (dest / "raw" / "cell01_fibsem.ome.tif").is_file()
+    assert validate_ome_zarr(image) == []
+    for name in ("truth", "annotations", "mito-pred"):
+        assert (image / "labels" / name).is_dir()
+
+    # model, its bioimage.io package, the evaluation, README with pictures, FAIR checklist
+    model_json = json.loads((ws / "derived" / "models" / "mito-v1" / "model.json").read_text())
+    assert model_json["evaluations"], "the evaluation is linked from the model"
+    assert (ws / "derived" / "models" / "mito-v1.bioimageio.zip").is_file()
+    assert list((ws / "derived" / "evaluations").glob("*.json"))
+    readme = (ws / "README.md").read_text(encoding="utf-8")
+    assert "AI-generated" in readme or "AI generated" in readme
+    assert list((ws / "figures").glob("*.png"))
+    assert (ws / "curation" / "fair.json").is_file()
+    assert (ws / "curation" / "request.md").is_file()
+    assert (ws / "curation" / "check.json").is_file()
+
+    # the bag validates with curated, bagit-python and holds the log up to its own entry
+    bag = ws / "package" / "cell01-bag"
+    assert validate_bag(bag).ok
+    with rfc_path_decoding():
+        bagit.Bag(str(bag)).validate()
+    bag_log = CuratorLog(bag / "metadata" / "curator-log.jsonl", root=ws)
+    assert bag_log.verify().ok
+    assert bag_log.last()["action"] == "bag"
+
+    # deposited into the directory repository, with a receipt, and the whole log verifies
+    receipt = json.loads((ws / "package" / "receipt.json").read_text())
+    assert receipt["target"] == "directory"
+    assert any((dest / "repository").iterdir())
+    log = CuratorLog(ws / "curation" / "log.jsonl")
+    report = log.verify(files=True)
+    assert report.ok, report.problems
+    actions = [e["action"] for e in log.entries()]
+    for action in ("init", "check", "convert", "train", "predict", "evaluate", "bag", "deposit"):
+        assert any(a.startswith(action) for a in actions), (action, actions)
+
+
+def test_demo_refuses_a_non_empty_destination(tmp_path):
+    dest = tmp_path / "demo"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["demo", str(dest), *ARGS])
+    assert result.exit_code == 1
+    assert "not empty" in result.output
+    assert (dest / "keep.txt").read_text() == "mine"
