@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
     def demo(
         dest: Path = typer.Argument(..., help="New folder for raw/, workspace/ and repository/."),
         shape: tuple[int, int, int] = typer.Option((0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."),
-        iterations: int = typer.Option(0, "--iterations", min=0, help="Training iterations (default: the trainer's)."),
+        iterations: int = typer.Option(1200, "--iterations", min=1, help="Training iterations."),
+        depth: int = typer.Option(1, "--depth", min=1, max=4, help="U-Net pooling levels."),
+        base_features: int = typer.Option(16, "--base-features", min=2, help="U-Net features at the first level."),
         shading: float = typer.Option(0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."),
         crops: int = typer.Option(6, "--crops", min=1, help="Crops the emulated curator annotates."),
         crop_size: int = typer.Option(32, "--crop-size", min=8, help="Edge of each annotated crop (voxels)."),
@@ -46,7 +48,9 @@ def register(app: typer.Typer) -> None:
             report = run_demo(
                 dest,
                 shape=shape if all(shape) else None,
-                iterations=iterations or None,
+                iterations=iterations,
+                depth=depth,
+                base_features=base_features,
                 shading=shading,
                 crops=crops,
                 crop_size=crop_size,
