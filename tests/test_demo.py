@@ -41,6 +41,9 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert model_json["evaluations"], "the evaluation is linked from the model"
     assert (ws / "derived" / "models" / "mito-v1.bioimageio.zip").is_file()
     assert list((ws / "derived" / "evaluations").glob("*.json"))
+    pred_attrs = json.loads((image / "labels" / "mito-pred" / "zarr.json").read_text())["attributes"]
+    assert pred_attrs["curated"]["ai_generated"] is True
+    assert pred_attrs["curated"]["model"]["card"] == "derived/models/mito-v1.bioimageio.zip"
     readme = (ws / "README.md").read_text(encoding="utf-8")
     assert "AI-generated" in readme or "AI generated" in readme
     assert list((ws / "figures").glob("*.png"))

@@ -622,7 +622,9 @@ class CuratorLog:
                 # A later step may write inside a recorded folder (label images added to an
                 # OME-Zarr image). Those sub-trees are verified against their own, later
                 # entries; the folder is verified without them, which is the state that was
-                # recorded, since they did not exist yet.
+                # recorded when they did not exist yet. (A later step that rewrote something
+                # that did exist must record the whole folder again, or this reports a change:
+                # a false alarm, never a false pass.)
                 later_inside = _later_nested(rel, seq, latest_outputs)
                 try:
                     if later_inside and p.is_dir():

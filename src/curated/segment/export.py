@@ -769,6 +769,10 @@ def export_bioimageio(
         ).encode("utf-8")
         _write_package(files, dest, overwrite=overwrite)
         step.add_output(dest, role="model-package")
+        linked = _link_predictions_to_card(weights_sha, dest, ws=ws, image=image)
+        for label_dir in linked:
+            # the label group's metadata changed, so its recorded digest is renewed here
+            step.add_output(label_dir, role="labels")
         details = {
             "files": sorted(files),
             "weights_sha256": weights_sha,
@@ -776,12 +780,54 @@ def export_bioimageio(
             "evaluations": len([e for e in evaluations if not e.get("missing")]),
             "license": lic,
             "format_version": FORMAT_VERSION,
+            "linked_label_images": [str(p) for p in linked],
         }
         step.details.update(details)
         note = "" if current else "; no evaluation of these weights, the card says so"
         return Result(
             "export", "ok", str(dest), f"bioimage.io package with model card{note}", details
         )
+
+
+def _link_predictions_to_card(
+    weights_sha: str, package: Path, *, ws: Any, image: str | Path | None
+) -> list[Path]:
+    """Point label images this model predicted at its exported card (``curated.model.card``).
+
+    Searches the workspace's ``derived/*.ome.zarr`` (or ``image`` without a workspace) for
+    label images whose ``curated.model.sha256`` is these weights, and records the package
+    path (relative to the workspace root, else absolute) so readers of the labels find the
+    model card. Returns the label folders changed.
+    """
+    import zarr
+
+    if ws is not None:
+        stores = sorted(ws.derived_dir.glob("*.ome.zarr"))
+        card = ws.relative(package)
+    elif image is not None:
+        stores = [Path(image)]
+        card = str(Path(package).resolve())
+    else:
+        return []
+    changed: list[Path] = []
+    for store in stores:
+        labels_dir = store / "labels"
+        if not labels_dir.is_dir():
+            continue
+        for label_dir in sorted(p for p in labels_dir.iterdir() if p.is_dir()):
+            try:
+                group = zarr.open_group(str(label_dir), mode="r+")
+            except Exception:  # not a finished zarr group: nothing to link
+                continue
+            block = dict(group.attrs.get("curated") or {})
+            model = dict(block.get("model") or {})
+            if model.get("sha256") != weights_sha or model.get("card") == card:
+                continue
+            model["card"] = card
+            block["model"] = model
+            group.attrs["curated"] = block
+            changed.append(label_dir)
+    return changed
 
 
 def _plain(obj: Any) -> Any:
