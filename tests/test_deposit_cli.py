@@ -121,3 +121,15 @@ def test_unknown_target_is_a_usage_error(ws):
         app, ["deposit", str(ws / "package" / "bag"), "--to", "sword", "--url", "x"]
     )
     assert res.exit_code == 2
+
+
+def test_folder_repository_given_as_a_relative_path(ws, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(
+        app,
+        ["deposit", str(ws / "package" / "bag"), "--to", "directory", "--url", "repo", "--publish"],
+    )
+    assert res.exit_code == 0, res.output
+    receipt = json.loads((ws / "package" / "receipt.json").read_text())
+    assert receipt["record_url"].startswith("file:///")
+    assert (tmp_path / "repo" / "index.json").is_file()

@@ -47,7 +47,8 @@ class DirectoryRepository:
     single_request = False
 
     def __init__(self, url: str, *, collection: str | None = None, **_: Any) -> None:
-        root = Path(url.removeprefix("file://")).expanduser()
+        # absolute, so receipts carry file:// URIs that still resolve from elsewhere
+        root = Path(url.removeprefix("file://")).expanduser().absolute()
         self.base = root
         self.root = root / collection if collection else root
         self.collection = collection
