@@ -5,8 +5,8 @@ Run from the repository root::
     python examples/readme/build_example.py [--keep WORKSPACE_DIR]
 
 It creates a workspace from ``examples/metadata/fibsem.yaml``, writes the synthetic
-FIB-SEM sample (``curated.segment.make_fibsem_sample``), annotates four crops from its
-truth, trains a small 3D U-Net, predicts, evaluates on random held-out blocks,
+FIB-SEM sample (``curated.segment.make_fibsem_sample``), annotates six crops from its
+truth, trains a small 3D U-Net (the demo's settings), predicts, evaluates on random held-out blocks,
 exports the model card and the log as W3C PROV, then writes the README and the FAIR checklist and copies
 ``README.md``, ``figures/`` and ``curation/fair.md`` here (so the README's links work). Every step is in the
 workspace's curator log. Takes a few minutes on 2 CPU cores.
@@ -42,7 +42,7 @@ def describe_sample(record: dict, store: Path) -> dict:
     )
     record["study"]["description"] = (
         "A synthetic, anisotropically shaded FIB-SEM-like volume made by curated's sample generator, "
-        "with its ground-truth labels, four annotated crops, and a 3D U-Net prediction evaluated on "
+        "with its ground-truth labels, six annotated crops, and a 3D U-Net prediction evaluated on "
         "random held-out blocks. It shows what `curated readme` writes; the people, grants and "
         "identifiers are the examples of examples/metadata/fibsem.yaml."
     )
@@ -97,10 +97,10 @@ def build(root: Path) -> Workspace:
     record = yaml.safe_load(RECORD.read_text(encoding="utf-8"))
     ws = Workspace.create(root, record=record)
     store = ws.derived_dir / "cell.ome.zarr"
-    make_fibsem_sample(store, shape=(48, 128, 128), shading=0.4, seed=0, workspace=ws)
+    make_fibsem_sample(store, shading=0.4, seed=0, workspace=ws)
     ws.write_metadata(describe_sample(ws.read_metadata(), store))
     annotate_from_truth(
-        store, truth="truth", crops=4, size=(16, 32, 32), seed=4, name="annotations", workspace=ws
+        store, truth="truth", crops=6, size=32, seed=0, name="annotations", workspace=ws
     )
     model = ws.models_dir / "mito-unet"
     train(
@@ -108,7 +108,9 @@ def build(root: Path) -> Workspace:
         labels="annotations",
         label_value=1,
         out=model,
-        iterations=150,
+        iterations=1200,
+        depth=1,
+        base_features=16,
         device="cpu",
         seed=0,
         name="mito-unet",
@@ -120,9 +122,9 @@ def build(root: Path) -> Workspace:
         pred="mito-pred",
         truth="truth",
         label_value=1,
-        blocks=4,
-        block_size=16,
-        seed=2,
+        blocks=6,
+        block_size=32,
+        seed=0,
         exclude_training=model,
         name="mito-pred-vs-truth",
         workspace=ws,
