@@ -595,17 +595,14 @@ def _naming_answer(files: list[FileRecord]) -> tuple[str, bool | None, str]:
     inconsistent = []
     unpadded = []
     for folder, names in big.items():
-        patterns = Counter(naming_pattern(n) for n in names)
-        top, count = patterns.most_common(1)[0]
+        shaped = [(n, naming_pattern(n)) for n in names]  # each name's pattern, computed once
+        top, count = Counter(p for _, p in shaped).most_common(1)[0]
         if count / len(names) < 0.9:
             inconsistent.append(folder or ".")
             continue
-        widths = {
-            len(m) for n in names if naming_pattern(n) == top for m in _DIGITS.findall(n)[-1:]
-        }
-        numbers = [
-            int(m[-1]) for n in names if naming_pattern(n) == top and (m := _DIGITS.findall(n))
-        ]
+        last_numbers = [m[-1] for n, p in shaped if p == top and (m := _DIGITS.findall(n))]
+        widths = {len(m) for m in last_numbers}
+        numbers = [int(m) for m in last_numbers]
         if len(widths) > 1 and numbers and max(numbers) >= 10:
             unpadded.append(folder or ".")
     if inconsistent:
