@@ -88,8 +88,9 @@ def bench_large(files: list[Path], repeat: int) -> tuple[float, float, int]:
     return t_ref, t_cur, total
 
 
-def bench_tree(root: Path, repeat: int) -> tuple[float, float, float, int, int]:
-    """find+xargs sha256sum vs digest_tree vs the Check step's inventory (hash + format sniffing)."""
+def bench_tree(root: Path, repeat: int) -> tuple[float, float, float, float, int, int]:
+    """find+xargs sha256sum vs digest_tree vs the Check step's inventory (hash + format sniffing),
+    the latter with its default worker processes and with one process."""
     from curated.curation.check import check
     from curated.provenance.digest import digest_tree
 
@@ -102,7 +103,8 @@ def bench_tree(root: Path, repeat: int) -> tuple[float, float, float, int, int]:
 
     t_ref, t_cur = best_pair(ref, lambda: digest_tree(root), repeat)
     t_ref2, t_check = best_pair(ref, lambda: check(None, [root]), repeat)
-    return min(t_ref, t_ref2), t_cur, t_check, td.files, td.bytes
+    t_ref3, t_check1 = best_pair(ref, lambda: check(None, [root], processes=1), repeat)
+    return min(t_ref, t_ref2, t_ref3), t_cur, t_check, t_check1, td.files, td.bytes
 
 
 RSS_CHILD = """
@@ -131,7 +133,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/tmp/curation-bench"))
     ap.add_argument("--large-files", type=int, default=2)
     ap.add_argument("--large-mib", type=int, default=256)
-    ap.add_argument("--small", type=int, default=10_000, help="files in the throughput tree")
+    ap.add_argument(
+        "--small", type=int, nargs="+", default=[10_000], help="files in the throughput trees"
+    )
     ap.add_argument("--rss-counts", type=int, nargs="*", default=[10_000, 200_000])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
@@ -147,12 +151,19 @@ def main() -> None:
         f"| {args.large_files} x {args.large_mib} MiB files, sha256_file | {mbs / t_ref:.0f} | {mbs / t_cur:.0f} | {t_ref / t_cur:.2f} |"
     )
 
-    small = make_small(args.data / f"small-{args.small}", args.small, flat=False)
-    t_ref, t_cur, t_check, n, nbytes = bench_tree(small, args.repeat)
-    for label, t in (("digest_tree", t_cur), ("check() inventory", t_check)):
-        print(
-            f"| {n} x 1 KiB files (nested), {label} vs find+xargs sha256sum | {n / t_ref:.0f} files/s | {n / t:.0f} files/s | {t_ref / t:.2f} |"
-        )
+    from curated._parallel import default_processes
+
+    for count in args.small:
+        small = make_small(args.data / f"small-{count}", count, flat=False)
+        t_ref, t_cur, t_check, t_check1, n, _nbytes = bench_tree(small, args.repeat)
+        for label, t in (
+            ("digest_tree", t_cur),
+            (f"check() inventory, {default_processes()} processes (default)", t_check),
+            ("check() inventory, 1 process", t_check1),
+        ):
+            print(
+                f"| {n} x 1 KiB files (nested), {label} vs find+xargs sha256sum | {n / t_ref:.0f} files/s | {n / t:.0f} files/s | {t_ref / t:.2f} |"
+            )
 
     print("\n| files | layout | baseline RSS MiB | peak RSS MiB | growth MiB |")
     print("|---:|---|---:|---:|---:|")

@@ -314,7 +314,10 @@ def test_unreadable_file_is_a_red_flag_not_a_crash(ws, tmp_path, monkeypatch):
         return real_open(file, *args, **kwargs)
 
     def guarded_os(file, *args, **kwargs):
-        if os.fspath(file) == locked:
+        # files are opened by full path or by name inside their open folder (dir_fd)
+        if os.fspath(file) == locked or (
+            kwargs.get("dir_fd") is not None and os.fspath(file) == "slice_001.tif"
+        ):
             raise PermissionError(13, "Permission denied", locked)
         return real_os_open(file, *args, **kwargs)
 
@@ -410,3 +413,37 @@ def test_cli_check_shows_tables_and_writes_report(ws, tmp_path):
 def test_cli_check_missing_source_exits_1(ws, tmp_path):
     r = CliRunner().invoke(app, ["check", str(ws.root), str(tmp_path / "nope")])
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_worker_processes_give_the_same_report_as_one_process(tmp_path):
+    """Large inventories are examined by worker processes; the report must not change."""
+    raw = tmp_path / "raw"
+    _stack(raw / "stack", 3)
+    for d in range(3):
+        sub = raw / "chunks" / str(d)
+        sub.mkdir(parents=True)
+        for i in range(150):  # more than one run of files per folder
+            (sub / str(i)).write_bytes(bytes([d, i % 7]) * (i % 5))  # zero-byte files and duplicates
+    (raw / "chunks" / "odd%name .bin").write_bytes(b"x" * 10)
+    os.symlink(raw / "stack" / "slice_000.tif", raw / "alias.tif")
+    (raw / "README.md").write_text("# about\n")
+    one = check(None, [raw], processes=1)
+    two = check(None, [raw], processes=2)
+    assert len(one.files) == 3 + 450 + 1 + 1 + 1
+    assert one.to_dict() == two.to_dict()
+    assert one.source_digests == two.source_digests
+    from curated.provenance.digest import digest_tree
+
+    assert one.source_digests[str(raw)] == digest_tree(raw).digest
+    codes = {f.code for f in one.flags}
+    assert {"empty-file", "duplicate-content", "bad-name"} <= codes
+    assert [f.path for f in one.files][:3] == ["raw/README.md", "raw/alias.tif", "raw/chunks/0/0"]
+
+
+def test_cli_check_takes_a_process_count(ws, tmp_path):
+    raw = tmp_path / "raw"
+    _stack(raw, 2)
+    result = CliRunner().invoke(app, ["check", str(ws.root), str(raw), "--processes", "2"])
+    assert result.exit_code == 0, result.output
+    bad = CliRunner().invoke(app, ["check", str(ws.root), str(raw), "--processes", "0"])
+    assert bad.exit_code == 2

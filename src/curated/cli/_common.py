@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -65,6 +66,8 @@ class RichProgress:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._unit = ""
+        self._bytes = 0.0
+        self._t0 = 0.0
 
     def __enter__(self) -> RichProgress:
         return self
@@ -75,6 +78,8 @@ class RichProgress:
     def start(self, description: str, total: float | None, unit: str = "") -> None:
         self.finish()
         self._unit = unit
+        self._bytes = 0.0
+        self._t0 = time.perf_counter()
         if unit == "bytes":
             columns: list[Any] = [
                 TextColumn("[bold]{task.description}"),
@@ -100,6 +105,15 @@ class RichProgress:
     def advance(self, amount: float = 1, **info: object) -> None:
         if self._progress is None or self._task is None:
             return
+        nbytes = info.pop("bytes", None)
+        if isinstance(nbytes, int | float) and self._unit != "bytes":
+            # a phase counted in files that also reports the bytes they held: show volume and rate
+            self._bytes += nbytes
+            elapsed = max(time.perf_counter() - self._t0, 1e-9)
+            info = {
+                "read": f"{_human_bytes(self._bytes)} ({_human_bytes(self._bytes / elapsed)}/s)",
+                **info,
+            }
         text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
         self._progress.update(self._task, advance=amount, info=text)
 
@@ -108,6 +122,14 @@ class RichProgress:
             self._progress.stop()
         self._progress = None
         self._task = None
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover - loop always returns
 
 
 STATUS_STYLE = {"ok": "green", "notneeded": "cyan", "impossible": "yellow", "error": "red"}

@@ -30,12 +30,21 @@ def check_command(
     as_json: bool = typer.Option(
         False, "--json", help="Print the report as JSON instead of tables."
     ),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        "-p",
+        min=1,
+        help="Processes that hash and identify files (default: the CPUs available, at most 8).",
+    ),
 ) -> None:
     """Check the depositor's files: inventory, DCN checklist C1-C8, red flags (writes curation/check.json)."""
     from curated.curation.check import check
 
     with RichProgress(transient=True) as progress:
-        report = check(workspace, list(sources or []), progress=progress)
+        report = check(
+            workspace, list(sources or []), progress=progress, processes=processes
+        )
     if as_json:
         console.print_json(json.dumps(report.to_dict(), default=str))
         return

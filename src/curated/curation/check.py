@@ -11,17 +11,20 @@ unreadable files, broken symlinks and symlink loops become red flags.
 from __future__ import annotations
 
 import errno
+import functools
+import operator
 import os
 import re
 import stat
 import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from curated._io import write_json
+from curated._parallel import MAX_TASK_BYTES, default_processes, map_batches
 from curated.curation.formats import (
     HEAD_BYTES,
     dicom_phi_tags,
@@ -31,7 +34,7 @@ from curated.curation.formats import (
 )
 from curated.errors import InputError, MetadataError
 from curated.progress import ProgressReporter, ensure_progress
-from curated.provenance.digest import TreeHasher, sha256_file_head
+from curated.provenance.digest import TreeHasher, hash_fd_at, sha256_file_head, tree_record
 from curated.provenance.log import Artifact
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
@@ -93,7 +96,7 @@ IMAGE_FORMATS = (
 _WORKSPACE_OWN = ("curation", "derived", "package")
 
 
-@dataclass
+@dataclass(slots=True)
 class FileRecord:
     """One source file in the inventory."""
 
@@ -110,8 +113,12 @@ class FileRecord:
     """Why the file could not be read, if it could not."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: v for k, v in d.items() if v is not None and v is not False}
+        d: dict[str, Any] = {"path": self.path}
+        for k in ("size", "sha256", "format", "image", "symlink", "error"):
+            v = getattr(self, k)
+            if v is not None and v is not False:
+                d[k] = dict(v) if k == "image" else v
+        return d
 
 
 @dataclass
@@ -246,19 +253,30 @@ def name_problems(name: str) -> list[str]:
 _DIGITS = re.compile(r"\d+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _name_shape(name: str) -> tuple[str, str]:
+    """``(naming pattern, last run of digits or "")``; cached: chunk and slice names repeat across folders."""
+    digits = _DIGITS.findall(name)
+    return _DIGITS.sub("#", name), digits[-1] if digits else ""
+
+
 def naming_pattern(name: str) -> str:
     """The shape of a name: runs of digits replaced by ``#`` (``slice_0042.tif`` → ``slice_#.tif``)."""
     return _DIGITS.sub("#", name)
 
 
 # -------------------------------------------------------------------- walk
-@dataclass
-class _Found:
+class _Found(NamedTuple):
+    """A file met by the walk (a tuple: cheap to hand to worker processes)."""
+
     path: str
     shown: str
     tree_rel: str | None
     """Path relative to its source folder when it counts for the source's tree digest."""
     symlink: bool = False
+
+
+_entry_name = operator.attrgetter("name")
 
 
 class _Walker:
@@ -283,22 +301,91 @@ class _Walker:
                 return "" if rel == "." else display_path(rel)
         return display_path(os.path.basename(source) or source)
 
-    def walk(self, source: Path) -> Iterator[_Found]:
-        src = os.path.abspath(source)
-        shown = self.shown_root(src)
-        if not os.path.isdir(src):
-            yield from self._entry(src, shown, None)
-            return
-        yield from self._folder(src, f"{shown}/" if shown else "", "", depth=0)
+    def runs(self, source: Path) -> Iterator[tuple[_Run, list[str]]]:
+        """``(run, shown paths)``: the files under ``source`` (or ``source`` itself) in runs.
 
-    def _folder(
-        self, folder: str, shown_prefix: str, tree_prefix: str, depth: int
-    ) -> Iterator[_Found]:
+        A run is up to :data:`BATCH_FILES` consecutive plain files of one folder,
+        the unit of work of the examination. Files come depth-first, each
+        folder's entries sorted by name: the order
+        :func:`curated.provenance.digest.digest_tree` uses, so a source's tree
+        digest can be built as results come in. An explicit stack of folder
+        listings (not recursive generators) keeps the per-file cost to one loop
+        step, and the kind of an entry comes from the folder listing, so plain
+        files and folders cost no ``lstat`` here.
+        """
+        src = os.path.abspath(source)
+        shown_root = self.shown_root(src)
+        if not os.path.isdir(src):
+            for found in self._entry(src, shown_root, None):
+                yield _single(found), [found.shown]
+            return
+        own = self.own
+        prefix = f"{shown_root}/" if shown_root else ""
+        stack: list[tuple[Iterator[os.DirEntry[str]], str, str, str, int]] = []
+        listing = self._list(src, prefix, 0)
+        if listing is not None:
+            stack.append((iter(listing), src, prefix, "", 0))
+        while stack:
+            entries, folder, shown_prefix, tree_prefix, depth = stack[-1]
+            names: list[str] = []
+            shown_names: list[str] = []
+            weight = 0
+            for entry in entries:
+                name = entry.name
+                if name.isascii():
+                    shown = shown_prefix + name
+                    if _SAFE_NAME.fullmatch(name) is None or name[-1] == ".":
+                        self._name(shown, name)
+                else:
+                    shown = shown_prefix + display_path(name)
+                    self._name(shown, name)
+                try:
+                    is_file = entry.is_file(follow_symlinks=False)
+                    is_dir = not is_file and entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_file = is_dir = False
+                if is_file:
+                    names.append(name)
+                    shown_names.append(shown)
+                    weight += len(name) + 8
+                    if len(names) >= BATCH_FILES or weight >= _RUN_NAME_BYTES:
+                        yield (folder, names, tree_prefix, False), shown_names
+                        names, shown_names, weight = [], [], 0
+                    continue
+                if names:
+                    yield (folder, names, tree_prefix, False), shown_names
+                    names, shown_names, weight = [], [], 0
+                path = entry.path
+                if is_dir:
+                    if depth == 0 and path in own:
+                        continue  # the workspace's own folders, when the workspace itself is checked
+                    sub = self._list(path, f"{shown}/", depth + 1)
+                    if sub is not None:
+                        stack.append(
+                            (iter(sub), path, f"{shown}/", f"{tree_prefix}{name}/", depth + 1)
+                        )
+                        break  # descend now: depth-first, the rest of this folder waits on the stack
+                else:
+                    for found in self._entry(path, shown, tree_prefix + name):
+                        yield _single(found), [found.shown]
+            else:
+                stack.pop()
+                if names:
+                    yield (folder, names, tree_prefix, False), shown_names
+
+    def _name(self, shown: str, name: str) -> None:
+        problems = name_problems(name)
+        if problems:
+            self.bad_names.append((shown, problems))
+
+    def _list(self, folder: str, shown_prefix: str, depth: int) -> list[os.DirEntry[str]] | None:
+        """One folder's entries sorted by name (``None``, with a red flag, when it cannot be listed)."""
         self.dirs_seen += 1
-        self.max_depth = max(self.max_depth, depth)
+        if depth > self.max_depth:
+            self.max_depth = depth
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_entry_name)
         except OSError as exc:
             self.flags.append(
                 RedFlag(
@@ -308,29 +395,9 @@ class _Walker:
                     [shown_prefix.rstrip("/") or "."],
                 )
             )
-            return
+            return None
         self.folder_counts[shown_prefix or "."] = len(entries)
-        for entry in entries:
-            name = entry.name
-            path = entry.path
-            shown = shown_prefix + display_path(name)
-            problems = name_problems(name)
-            if problems:
-                self.bad_names.append((shown, problems))
-            if path in self.own:
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-                # the directory entry's type saves an lstat for plain files
-                is_file = not is_dir and entry.is_file(follow_symlinks=False)
-            except OSError:
-                is_dir = is_file = False
-            if is_dir:
-                yield from self._folder(path, f"{shown}/", f"{tree_prefix}{name}/", depth + 1)
-            elif is_file:
-                yield _Found(path, shown, f"{tree_prefix}{name}")
-            else:
-                yield from self._entry(path, shown, f"{tree_prefix}{name}")
+        return entries
 
     def _entry(self, path: str, shown: str, tree_rel: str | None) -> Iterator[_Found]:
         try:
@@ -403,39 +470,99 @@ class _Walker:
 
 
 # ----------------------------------------------------------------- examine
-def _examine(found: _Found, progress: ProgressReporter) -> tuple[FileRecord, list[str], list[str]]:
-    """Hash and identify one file: (record, personal-data kinds, phi tags)."""
+BATCH_FILES = 128
+"""Files per run: the unit of work handed to a worker process."""
+
+_RUN_NAME_BYTES = MAX_TASK_BYTES // 2
+"""Name text per run: the pickled run stays below the pool's task limit."""
+
+_Run = tuple[str, list[str], str | None, bool]
+"""``(folder, names, tree prefix or None, symlink)``: files of one folder, examined together."""
+
+
+def _single(found: _Found) -> _Run:
+    """A run of one file met on its own (a symbolic link, or a source that is a file)."""
+    folder, _, name = found.path.rpartition("/")
+    tree_prefix = None if found.tree_rel is None else found.tree_rel[: -len(name)]
+    return folder or "/", [name], tree_prefix, found.symlink
+
+
+_Extra = tuple[dict[str, Any] | None, list[str], list[str], str | None]
+"""(image info, personal-data kinds, DICOM PHI tags, error) of the few files that have any."""
+
+
+def _examine_run(
+    run: _Run, on_bytes: Callable[[int], None] | None = None
+) -> tuple[list[tuple[int | None, str | None, str]], dict[int, _Extra], bytes, int, int]:
+    """Hash and identify a run of files (in a worker process for large inventories).
+
+    Returns ``(rows, extras, tree records, files in them, bytes in them)``:
+    ``(size, sha256, format)`` per file, the rare extra findings by index, and
+    the files' :func:`curated.provenance.digest.tree_record` lines when the
+    run counts for a tree digest. Files are opened relative to their folder,
+    which spares the kernel a full path lookup per file.
+    """
+    folder, names, tree_prefix, _symlink = run
+    rows: list[tuple[int | None, str | None, str]] = []
+    extras: dict[int, _Extra] = {}
+    records: list[bytes] = []
+    nbytes = 0
     try:
-        digest, head, size = sha256_file_head(found.path, HEAD_BYTES, progress=progress.advance)
-    except OSError as exc:
-        return (
-            FileRecord(
-                found.shown,
-                _size_or_none(found.path),
-                None,
-                "unreadable",
-                symlink=found.symlink,
-                error=exc.strerror or str(exc),
-            ),
-            [],
-            [],
-        )
-    name = os.fsencode(os.path.basename(found.path)).decode("utf-8", "replace")
-    fmt = sniff_format(head, name)
-    rec = FileRecord(found.shown, size, digest, fmt, symlink=found.symlink)
-    personal: list[str] = []
-    phi: list[str] = []
-    if fmt in ("TIFF", "BigTIFF"):
-        info = inspect_tiff(found.path, size)
-        rec.format = info.pop("format", fmt)
-        personal = info.pop("personal_data", [])
-        rec.image = info
-    elif fmt == "DICOM":
+        dir_fd: int | None = os.open(folder, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    except OSError:
+        dir_fd = None  # each file then fails (or succeeds) on its own, by full path
+    try:
+        for i, name in enumerate(names):
+            try:
+                if dir_fd is None:
+                    digest, head, size = sha256_file_head(
+                        os.path.join(folder, name), HEAD_BYTES, progress=on_bytes
+                    )
+                else:
+                    digest, size, head = hash_fd_at(dir_fd, name, on_bytes, HEAD_BYTES)
+            except OSError as exc:
+                path = os.path.join(folder, name)
+                rows.append((_size_or_none(path), None, "unreadable"))
+                extras[i] = (None, [], [], exc.strerror or str(exc))
+                continue
+            shown_name = name if name.isascii() else os.fsencode(name).decode("utf-8", "replace")
+            fmt = sniff_format(head, shown_name)
+            if fmt in _INSPECTED:
+                fmt, extra = _inspect(os.path.join(folder, name), fmt, size)
+                extras[i] = extra
+            rows.append((size, digest, fmt))
+            if tree_prefix is not None:
+                records.append(tree_record(tree_prefix + name, size, digest))
+                nbytes += size
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+    return rows, extras, b"".join(records), len(records), nbytes
+
+
+def _runs_keeping_names(walker: _Walker, src: Path, shown: deque[list[str]]) -> Iterator[_Run]:
+    """The runs to examine; their shown paths wait in ``shown``, in the same order, for the results."""
+    for run, names in walker.runs(src):
+        shown.append(names)
+        yield run
+
+
+_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM"))
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _inspect(path: str, fmt: str, size: int) -> tuple[str, _Extra]:
+    """Read the header of a TIFF or DICOM file: (format, extra findings)."""
+    if fmt == "DICOM":
         try:
-            phi = dicom_phi_tags(found.path)
+            return fmt, (None, [], dicom_phi_tags(path), None)
         except OSError as exc:
-            rec.error = exc.strerror or str(exc)
-    return rec, personal, phi
+            return fmt, (None, [], [], exc.strerror or str(exc))
+    info = inspect_tiff(path, size)
+    fmt = info.pop("format", fmt)
+    personal = info.pop("personal_data", [])
+    return fmt, (info, personal, [], None)
 
 
 def _size_or_none(path: str | Path) -> int | None:
@@ -595,12 +722,12 @@ def _naming_answer(files: list[FileRecord]) -> tuple[str, bool | None, str]:
     inconsistent = []
     unpadded = []
     for folder, names in big.items():
-        shaped = [(n, naming_pattern(n)) for n in names]  # each name's pattern, computed once
-        top, count = Counter(p for _, p in shaped).most_common(1)[0]
+        shaped = [_name_shape(n) for n in names]  # each name's pattern, computed once
+        top, count = Counter(p for p, _ in shaped).most_common(1)[0]
         if count / len(names) < 0.9:
             inconsistent.append(folder or ".")
             continue
-        last_numbers = [m[-1] for n, p in shaped if p == top and (m := _DIGITS.findall(n))]
+        last_numbers = [last for p, last in shaped if p == top and last]
         widths = {len(m) for m in last_numbers}
         numbers = [int(m) for m in last_numbers]
         if len(widths) > 1 and numbers and max(numbers) >= 10:
@@ -645,6 +772,7 @@ def check(
     *,
     progress: ProgressReporter | None = None,
     write: bool = True,
+    processes: int | None = None,
 ) -> CheckReport:
     """Check the depositor's files: inventory, DCN checklist C1-C8 and red flags.
 
@@ -660,6 +788,10 @@ def check(
         Reports bytes hashed.
     write
         Write ``curation/check.json`` (when there is a workspace).
+    processes
+        Worker processes that hash and identify files (default: the CPUs
+        available, at most 8; ``1`` does everything in this process). Workers
+        are only started when there are more than :data:`BATCH_FILES` files.
 
     Returns
     -------
@@ -713,21 +845,42 @@ def check(
         personal: dict[str, list[str]] = defaultdict(list)
         phi: dict[str, list[str]] = defaultdict(list)
         progress.start("checking files", None, "bytes")
+        nproc = default_processes() if processes is None else max(1, int(processes))
         for src in paths:
             tree = TreeHasher() if src.is_dir() else None
             complete = True
             first_files = len(files)
-            for found in walker.walk(src):
-                rec, kinds, tags = _examine(found, progress)
-                files.append(rec)
-                if rec.sha256 is None:
-                    complete = False
-                elif tree is not None and found.tree_rel is not None:
-                    tree.add(found.tree_rel, rec.size or 0, rec.sha256)
-                for k in kinds:
-                    personal[k].append(rec.path)
-                for t in tags:
-                    phi[t].append(rec.path)
+            pending: deque[list[str]] = deque()
+            for run, (rows, extras, records, nrec, nrec_bytes), ran_here in map_batches(
+                _examine_run,
+                _runs_keeping_names(walker, src, pending),
+                processes=nproc,
+                local_args=(progress.advance,),
+            ):
+                shown_names = pending.popleft()
+                symlink = run[3]
+                if not ran_here:
+                    progress.advance(sum(r[0] or 0 for r in rows))
+                for i, (size, digest, fmt) in enumerate(rows):
+                    extra = extras.get(i) if extras else None
+                    if extra is None:
+                        files.append(FileRecord(shown_names[i], size, digest, fmt, None, symlink))
+                    else:
+                        image, kinds, tags, error = extra
+                        shown = shown_names[i]
+                        files.append(FileRecord(shown, size, digest, fmt, image, symlink, error))
+                        for k in kinds:
+                            personal[k].append(shown)
+                        for t in tags:
+                            phi[t].append(shown)
+                    if digest is None:
+                        complete = False
+                if nrec and tree is not None:
+                    folder, names, tree_prefix, _ = run
+                    ok = [n for n, r in zip(names, rows, strict=True) if r[1] is not None]
+                    tree.add_records(
+                        records, f"{tree_prefix}{ok[0]}", f"{tree_prefix}{ok[-1]}", nrec, nrec_bytes
+                    )
             shown = display_path(str(src if ws is None else ws.relative(src)))
             if tree is not None:
                 td = tree.result()
@@ -780,6 +933,9 @@ def check(
     return report
 
 
+_NO_EXTENSION_RULE = frozenset(("text", "unknown binary", "empty"))
+
+
 def _flag_files(
     files: list[FileRecord],
     flags: list[RedFlag],
@@ -796,6 +952,8 @@ def _flag_files(
                 [shown],
             )
         )
+    first_with: dict[str, str] = {}
+    duplicates: dict[str, list[str]] = {}
     for f in files:
         if f.error:
             flags.append(
@@ -822,11 +980,10 @@ def _flag_files(
                     code, "error", f.image.get("problem") or "the image does not open", [f.path]
                 )
             )
-        if (
-            f.sha256
-            and f.format not in ("text", "unknown binary", "empty")
-            and not extension_matches(f.format, f.path)
-        ):
+        digest = f.sha256
+        if not digest:
+            continue
+        if f.format not in _NO_EXTENSION_RULE and not extension_matches(f.format, f.path):
             flags.append(
                 RedFlag(
                     "extension-mismatch",
@@ -835,20 +992,19 @@ def _flag_files(
                     [f.path],
                 )
             )
-    groups: dict[str, list[str]] = defaultdict(list)
-    for f in files:
-        if f.sha256 and f.size:
-            groups[f.sha256].append(f.path)
-    for digest, paths in sorted(groups.items()):
-        if len(paths) > 1:
-            flags.append(
-                RedFlag(
-                    "duplicate-content",
-                    "warning",
-                    f"{len(paths)} files have identical content (sha256 {digest[:12]}...)",
-                    sorted(paths),
-                )
+        if f.size:
+            first = first_with.setdefault(digest, f.path)
+            if first is not f.path:
+                duplicates.setdefault(digest, [first]).append(f.path)
+    for digest, paths in sorted(duplicates.items()):
+        flags.append(
+            RedFlag(
+                "duplicate-content",
+                "warning",
+                f"{len(paths)} files have identical content (sha256 {digest[:12]}...)",
+                sorted(paths),
             )
+        )
     for kind, paths in sorted(personal.items()):
         flags.append(
             RedFlag(
@@ -869,6 +1025,11 @@ def _flag_files(
         )
 
 
+_DOC_FORMATS = frozenset(("PDF", "Markdown", "reStructuredText"))
+_DOC_INITIALS = frozenset("lcramdp")
+"""First letters of the names DOC_NAMES and LICENCE_NAMES match."""
+
+
 def _docs_and_licences(
     files: list[FileRecord], ws: Workspace | None
 ) -> tuple[list[str], list[str]]:
@@ -876,11 +1037,13 @@ def _docs_and_licences(
     licences = []
     for f in files:
         name = f.path.rpartition("/")[2]
+        if name[:1].lower() not in _DOC_INITIALS and f.format not in _DOC_FORMATS:
+            continue  # most files (image slices, chunks) are ruled out without a regular expression
         if LICENCE_NAMES.match(name):
             licences.append(f.path)
         elif (
             DOC_NAMES.match(name)
-            or f.format in ("PDF", "Markdown", "reStructuredText")
+            or f.format in _DOC_FORMATS
             and not name.lower().startswith("check")
         ):
             docs.append(f.path)

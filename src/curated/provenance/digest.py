@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -81,7 +82,27 @@ def _hash_fd(
     their size plus one byte, so the end of the file is known without a second
     call; larger ones stream through the reusable buffer.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    return _hash_open(os.open(path, _O_READ), progress, head)
+
+
+def hash_fd_at(
+    dir_fd: int, name: str, progress: Callable[[int], None] | None = None, head: int = 0
+) -> tuple[str, int, bytes]:
+    """Like :func:`sha256_file_head` for ``name`` inside the open folder ``dir_fd``.
+
+    Returns ``(hex sha256, bytes read, first head bytes)``. Opening relative to
+    a folder spares the kernel a lookup of every component of a long path, which
+    counts when a folder holds thousands of small files.
+    """
+    return _hash_open(os.open(name, _O_READ, dir_fd=dir_fd), progress, head)
+
+
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _hash_open(
+    fd: int, progress: Callable[[int], None] | None, head: int
+) -> tuple[str, int, bytes]:
     try:
         size = os.fstat(fd).st_size
         if size < SMALL_FILE:
@@ -199,8 +220,26 @@ class TreeDigest:
     bytes: int
 
 
-def _record(relpath: str, size: int, sha256_hex: str) -> bytes:
-    return os.fsencode(relpath) + b"\0" + f"{size}\0{sha256_hex}\n".encode("ascii")
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
+def tree_record(relpath: str, size: int, sha256_hex: str) -> bytes:
+    """One file's record in a directory digest (see the module docstring)."""
+    # str.encode with the file system codec is os.fsencode without its Python-level call
+    return relpath.encode(_FS_ENCODING, _FS_ERRORS) + f"\0{size}\0{sha256_hex}\n".encode("ascii")
+
+
+_record = tree_record
+
+
+def _validate(relpath: str, sha256_hex: str) -> None:
+    if not relpath or relpath[0] == "/" or "\0" in relpath:
+        msg = f"relpath must be a relative posix path, not {relpath!r}"
+        raise ValueError(msg)
+    if len(sha256_hex) != 64:
+        msg = f"sha256_hex must be 64 hex digits, not {sha256_hex!r}"
+        raise ValueError(msg)
 
 
 class TreeHasher:
@@ -229,12 +268,7 @@ class TreeHasher:
 
     def add(self, relpath: str, size: int, sha256_hex: str) -> None:
         """Add one file: its posix path relative to the tree root, size and hex sha256."""
-        if not relpath or relpath.startswith("/") or "\0" in relpath:
-            msg = f"relpath must be a relative posix path, not {relpath!r}"
-            raise ValueError(msg)
-        if len(sha256_hex) != 64:
-            msg = f"sha256_hex must be 64 hex digits, not {sha256_hex!r}"
-            raise ValueError(msg)
+        _validate(relpath, sha256_hex)
         key = tuple(relpath.split("/"))
         if self._last is not None and key <= self._last:
             msg = f"files must be added in sorted order: {relpath!r} after {'/'.join(self._last)!r}"
@@ -243,6 +277,29 @@ class TreeHasher:
         self._h.update(_record(relpath, int(size), sha256_hex.lower()))
         self.files += 1
         self.bytes += int(size)
+
+    def add_records(
+        self, records: bytes, first: str, last: str, files: int, nbytes: int
+    ) -> None:
+        """Add ``files`` files at once as their :func:`tree_record` lines, already in order.
+
+        For producers that hash many files elsewhere (worker processes) and
+        hand back the joined records of a run of consecutive files: ``first``
+        and ``last`` are the run's first and last relative paths; the first is
+        checked against what was added before, the run itself is trusted to be
+        in order (it comes from one sorted folder listing).
+        """
+        if files <= 0:
+            return
+        _validate(first, "0" * 64)
+        key = tuple(first.split("/"))
+        if self._last is not None and key <= self._last:
+            msg = f"files must be added in sorted order: {first!r} after {'/'.join(self._last)!r}"
+            raise ValueError(msg)
+        self._h.update(records)
+        self.files += files
+        self.bytes += nbytes
+        self._last = tuple(last.split("/"))
 
     def add_file(
         self, relpath: str, path: str | Path, *, progress: Callable[[int], None] | None = None
