@@ -143,17 +143,22 @@ class _Worker:
         return self.tasks.fileno(), self.results.fileno()
 
     def send(self, batch: list[Any]) -> None:
-        self.tasks.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            self.tasks.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._died() from None
 
     def result(self) -> Any:
         try:
             status, value = pickle.loads(self.results.recv_bytes())
-        except EOFError:
-            msg = f"worker process {self.pid} died (killed, or out of memory)"
-            raise RuntimeError(msg) from None
+        except (EOFError, ConnectionResetError):
+            raise self._died() from None
         if status == "error":
             raise value
         return value
+
+    def _died(self) -> RuntimeError:
+        return RuntimeError(f"worker process {self.pid} died (killed, or out of memory)")
 
     def stop(self, *, kill: bool) -> None:
         if kill:
