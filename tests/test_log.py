@@ -423,3 +423,63 @@ def test_cli_repair_sets_cut_line_aside(tmp_path):
 def test_cli_files_needs_verify(tmp_path):
     ws = _ws(tmp_path)
     assert CliRunner().invoke(app, ["log", str(ws.root), "--files"]).exit_code == 2
+
+
+# ------------------------------------------------------------------ anchors
+def test_entries_cut_from_the_end_are_found_with_an_anchor(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 5)
+    mark = log.anchor()
+    assert mark is not None and mark.startswith("4:sha256:")
+    assert log.verify(anchor=mark).ok
+    lines = _lines(log)
+    _write(log, lines[:3])  # the last two entries removed: still a valid chain on its own
+    assert log.verify().ok
+    report = log.verify(anchor=mark)
+    assert not report.ok and report.first_bad_seq == 3
+    assert "ends at seq 2 but the anchor names seq 4: 2 entries were removed" in report.problems[0]
+    # an older anchor still verifies: the entries it vouches for are intact
+    _write(log, lines)
+    assert log.verify(anchor=f"2:{json.loads(lines[2])['hash']}").ok
+
+
+def test_a_log_rewritten_from_the_anchor_on_is_named(tmp_path):
+    log = _log(tmp_path)
+    _fill(log, 3)
+    mark = log.anchor()
+    lines = _lines(log)
+    _write(log, lines[:2])
+    log.append("T", "a different step 2")  # a new valid chain, different from the anchored one
+    report = log.verify(anchor=mark)
+    assert report.first_bad_seq == 2 and "does not match the anchor" in report.problems[0]
+
+
+@pytest.mark.parametrize("bad", ["", "4", "x:sha256:" + "0" * 64, "4:md5:abc", "4:sha256:12"])
+def test_a_malformed_anchor_is_a_clear_error(tmp_path, bad):
+    log = _log(tmp_path)
+    _fill(log, 1)
+    with pytest.raises(LogError, match="an anchor is SEQ:HASH"):
+        log.verify(anchor=bad)
+
+
+def test_an_empty_log_has_no_anchor(tmp_path):
+    assert _log(tmp_path).anchor() is None
+
+
+def test_cli_head_and_anchor(tmp_path):
+    ws = _ws(tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(app, ["log", str(ws.root), "--head"])
+    assert r.exit_code == 0, r.output
+    mark = r.output.strip()
+    assert mark == ws.log.anchor()
+    r = runner.invoke(app, ["log", str(ws.root), "--verify", "--anchor", mark])
+    assert r.exit_code == 0 and "anchor seq 2" in r.output
+    lines = ws.log.path.read_text().splitlines(keepends=True)
+    ws.log.path.write_text("".join(lines[:-1]))
+    r = runner.invoke(app, ["log", str(ws.root), "--verify", "--anchor", mark])
+    assert r.exit_code == 1 and "1 entry was removed from its end" in " ".join(r.output.split())
+    r = runner.invoke(app, ["log", str(ws.root), "--anchor", mark])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["log", str(ws.root), "--verify", "--anchor", "nonsense"])
+    assert r.exit_code == 1 and "an anchor is SEQ:HASH" in r.output

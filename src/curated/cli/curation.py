@@ -122,14 +122,32 @@ def log_command(
         None, "--ro-crate", help="Export the log as a Process Run Crate into this folder."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON lines."),
+    head: bool = typer.Option(
+        False,
+        "--head",
+        help="Print SEQ:HASH of the last entry, to keep outside the workspace (see --anchor).",
+    ),
+    anchor: str | None = typer.Option(
+        None,
+        "--anchor",
+        help="With --verify: a SEQ:HASH printed earlier by --head; entries cut from the log's end are then detected.",
+    ),
 ) -> None:
     """Show the curator log; verify, repair or export it."""
     from curated.workspace import Workspace
 
     if files and not verify:
         raise typer.BadParameter("--files only works together with --verify", param_hint="--files")
+    if anchor is not None and not verify:
+        raise typer.BadParameter("--anchor only works together with --verify", param_hint="--anchor")
     ws = Workspace(workspace)
     log = ws.log
+    if head:
+        mark = log.anchor()
+        if mark is None:
+            raise fail("the curator log is empty: there is no head to print")
+        console.print(mark, highlight=False, soft_wrap=True)
+        return
     if repair:
         aside = log.repair()
         if aside is None:
@@ -139,7 +157,7 @@ def log_command(
                 f"the cut last line was set aside in {ws.relative(aside)}; appends continue from the last good entry"
             )
     if verify:
-        report = log.verify(files=files)
+        report = log.verify(files=files, anchor=anchor)
         if not report.ok:
             for p in report.problems:
                 err_console.print(f"[red]{p}[/]", highlight=False)
@@ -147,6 +165,8 @@ def log_command(
                 f"the curator log does not verify: first bad seq {report.first_bad_seq} ({report.entries} intact entries before it)"
             )
         what = "chain and output digests" if files else "chain"
+        if anchor is not None:
+            what += f" and anchor seq {anchor.partition(':')[0]}"
         console.print(f"[green]ok[/]: {report.entries} entries, {what} verified")
     if prov is not None:
         from curated.provenance.export import write_prov_json

@@ -552,8 +552,26 @@ class CuratorLog:
         )
 
     # ------------------------------------------------------------- verifying
-    def verify(self, *, files: bool = False) -> VerifyReport:
+    def anchor(self) -> str | None:
+        """``SEQ:HASH`` of the last entry: keep it outside the workspace to detect later truncation.
+
+        A hash chain shows every edit, insertion and removal *inside* the log,
+        but not entries cut from its end (the shorter log is a valid chain).
+        An anchor kept elsewhere (a lab notebook, a deposit receipt, an e-mail)
+        closes that gap: ``verify(anchor=...)`` fails when the anchored entry
+        is gone or different. ``None`` for an empty log.
+        """
+        last = self.last()
+        if last is None:
+            return None
+        return f"{last['seq']}:{last['hash']}"
+
+    def verify(self, *, files: bool = False, anchor: str | None = None) -> VerifyReport:
         """Recompute the chain; with ``files``, also each path's latest recorded output digest.
+
+        With ``anchor`` (``SEQ:HASH`` from :meth:`anchor`, kept outside the
+        workspace), the entry at that ``seq`` must still be there with that
+        hash: entries removed from the end of the log are reported too.
 
         The first problem names the ``seq`` where the log stops being
         trustworthy: an edited entry (its content no longer matches its
@@ -562,6 +580,8 @@ class CuratorLog:
         ``prev`` no longer matches it). A cut last line is reported with
         ``cut_tail``; the entries before it are still counted as intact.
         """
+        anchor_seq, anchor_hash = _parse_anchor(anchor) if anchor is not None else (None, None)
+        anchored: str | None = None
         report = VerifyReport()
         prev_hash: str | None = None
         expected_seq = 0
@@ -611,8 +631,24 @@ class CuratorLog:
                 if isinstance(out, dict) and out.get("digest") and out.get("path"):
                     latest_outputs[out["path"]] = (seq, out)
             prev_hash = entry["hash"]
+            if seq == anchor_seq:
+                anchored = prev_hash
             report.entries += 1
             expected_seq = report.entries
+        if anchor_seq is not None and report.ok:
+            if anchored is None:
+                gone = anchor_seq - report.entries + 1
+                report.fail(
+                    report.entries,
+                    f"the log ends at seq {report.entries - 1} but the anchor names seq {anchor_seq}: "
+                    + ("1 entry was" if gone == 1 else f"{gone} entries were")
+                    + " removed from its end",
+                )
+            elif anchored != anchor_hash:
+                report.fail(
+                    anchor_seq,
+                    f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
+                )
         if files and report.ok:
             for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
                 p = Path(rel) if Path(rel).is_absolute() else self.root / rel
@@ -639,6 +675,14 @@ class CuratorLog:
                 if digest != out["digest"]:
                     report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
         return report
+
+
+def _parse_anchor(anchor: str) -> tuple[int, str]:
+    seq, sep, digest = anchor.strip().partition(":")
+    if not sep or not seq.isdigit() or not digest.startswith("sha256:") or len(digest) != 71:
+        msg = f"an anchor is SEQ:HASH as `curated log --head` prints it (e.g. 12:sha256:3f5a...), not {anchor!r}"
+        raise LogError(msg, field="anchor")
+    return int(seq), digest
 
 
 def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, Any]]]) -> set[str]:
