@@ -318,3 +318,32 @@ def test_training_with_elastic_augmentation_and_all_preprocessing(sample, tmp_pa
     p = meta["preprocessing"]
     assert r.ok and meta["training"]["augmentation"]["elastic"] is True
     assert p["shading_reference"] > 0 and p["local_contrast_std"] > 0 and p["low"] < p["high"]
+
+
+def test_a_store_the_log_recorded_is_named_by_that_digest_not_rehashed(
+    sample, tmp_path, monkeypatch
+) -> None:
+    import importlib
+
+    from curated.provenance.digest import digest_tree
+    from curated.provenance.log import Artifact
+
+    train_module = importlib.import_module("curated.segment.train")
+
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    recorded = digest_tree(sample)
+    entry = ws.log.append(
+        "T",
+        "convert",
+        outputs=[Artifact(ws.relative(sample), recorded.bytes, recorded.digest, role="image")],
+    )
+
+    def no_rehash(*_a, **_k):
+        raise AssertionError("the recorded store was hashed again")
+
+    monkeypatch.setattr(train_module, "digest_path", no_rehash)
+    out = tmp_path / "m"
+    train(sample, labels="ann", label_value=2, out=out, workspace=ws, **TINY)
+    t = json.loads((out / "model.json").read_text())["training"]
+    assert t["image_digest"] == recorded.digest
+    assert f"seq {entry['seq']}" in t["image_digest_scope"]

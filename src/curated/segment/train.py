@@ -717,7 +717,16 @@ def _train(
 
     ws = workspace
     image_ref = ws.relative(image) if ws else str(image.resolve())
-    image_digest, _ = digest_path(image / _store.level0_path(_store.open_group(image), image))
+    # A store the curator log already recorded (the converter hashed it while writing)
+    # is named by that digest; re-reading a terabyte level 0 for every training run is
+    # what the log's digests are there to spare. Otherwise the level-0 array is hashed.
+    recorded = ws.log.recorded_output(image) if ws is not None and ws.log.exists() else None
+    if recorded is not None and recorded.digest:
+        image_digest = recorded.digest
+        digest_scope = f"the whole image store, as recorded in the curator log at seq {recorded.recorded_seq}"
+    else:
+        image_digest, _ = digest_path(image / _store.level0_path(_store.open_group(image), image))
+        digest_scope = "the level-0 array of the image store"
 
     def plain(r: dict[str, Any]) -> dict[str, Any]:
         return {"offset": list(r["offset"]), "shape": list(r["shape"])}
@@ -745,6 +754,7 @@ def _train(
         "training": {
             "image": image_ref,
             "image_digest": image_digest,
+            "image_digest_scope": digest_scope,
             "voxel_size": list(voxel),
             "rois": [plain(r) for r in train_rois],
             "validation_rois": [plain(r) for r in val_rois],
