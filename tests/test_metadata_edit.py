@@ -153,3 +153,18 @@ def test_write_record_keeps_the_file_mode(tmp_path):
     os.chmod(path, 0o640)
     write_record(path, skeleton_record("t"))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_parse_false_stores_program_text_exactly(ws):
+    set_field(ws, "study.description", "None: x", parse=False)
+    set_field(ws, "study.keywords", ["[not, a, list]", "null"], parse=False)
+    study = ws.read_metadata()["study"]
+    assert study["description"] == "None: x"
+    assert study["keywords"] == ["[not, a, list]", "null"]
+    set_field(ws, "study.description", None, parse=False)
+    assert "description" not in ws.read_metadata()["study"]
+    # the default (command-line values) reads YAML: the same text is a mapping, refused here
+    before = ws.metadata_path.read_bytes()
+    with pytest.raises(MetadataError):
+        set_field(ws, "study.description", "None: x")
+    assert ws.metadata_path.read_bytes() == before

@@ -207,7 +207,9 @@ def parse_value(text: Any, annotation: Any = str) -> Any:
     return _json_safe(value)
 
 
-def set_field(workspace: Workspace | str | Path, field: str, value: Any) -> Result:
+def set_field(
+    workspace: Workspace | str | Path, field: str, value: Any, *, parse: bool = True
+) -> Result:
     """Set one field of the workspace's record, atomically, and log it (step A, action ``set``).
 
     Parameters
@@ -219,6 +221,10 @@ def set_field(workspace: Workspace | str | Path, field: str, value: Any) -> Resu
         ``[N]`` one past the end appends a list item.
     value
         The new value; a string is parsed by :func:`parse_value` (``null`` removes the field).
+    parse
+        ``False`` stores a string exactly as given (no YAML reading): for text that
+        comes from a program, where ``"None: x"`` must stay a string, not become a
+        mapping. ``MISSING``-style removal is then only possible with ``value=None``.
 
     Returns
     -------
@@ -242,7 +248,10 @@ def set_field(workspace: Workspace | str | Path, field: str, value: Any) -> Resu
 
         annotation = model_of(annotation) or annotation
     label = format_path(parts)
-    new_value = parse_value(value, annotation)
+    if parse:
+        new_value = parse_value(value, annotation)
+    else:
+        new_value = MISSING if value is None else _json_safe(value)
     with recorder(
         ws,
         "A",
