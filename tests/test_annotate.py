@@ -183,3 +183,50 @@ def test_crops_can_be_required_to_hold_a_structure(image) -> None:
     for roi in read_annotation_rois(image, "ann"):
         sl = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))
         assert (truth[sl] == 2).mean() >= 0.3
+
+
+class _ReadGuard:
+    """A label array that refuses reads larger than ``limit`` voxels (a stand-in for a terabyte volume)."""
+
+    def __init__(self, array, limit: int) -> None:
+        self.array, self.limit = array, limit
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def __getitem__(self, region):
+        block = self.array[region]
+        assert np.asarray(block).size <= self.limit, f"read {np.asarray(block).shape} at once"
+        return block
+
+
+def test_annotating_reads_only_the_crops_never_the_whole_volume(image, monkeypatch) -> None:
+    real = _store.label_level0
+    monkeypatch.setattr(_store, "label_level0", lambda img, name: _ReadGuard(real(img, name), 8**3))
+    annotate_from_truth(image, crops=2, size=8, seed=1, name="ann")
+    annotate_from_truth(image, crops=1, size=8, seed=5, name="ann")  # adds to the existing crops
+    monkeypatch.setattr(_store, "label_level0", real)
+    truth = real(image, "truth")[...]
+    ann = real(image, "ann")[...]
+    rois = read_annotation_rois(image, "ann")
+    assert len(rois) == 3
+    mask = np.zeros(SHAPE, bool)
+    for roi in rois:
+        mask[tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))] = True
+    assert np.array_equal(ann[mask], truth[mask]) and np.all(ann[~mask] == UNANNOTATED)
+
+
+def test_an_overlapping_import_merges_and_counts_voxels_once(image, tmp_path) -> None:
+    first = np.zeros((4, 4, 4), np.uint8)
+    second = np.full((4, 4, 4), UNANNOTATED, np.uint8)
+    second[:2, :2, :2] = 1  # inside the first crop: relabels 8 of its voxels
+    second[2:, 2:, 2:] = 1  # outside it: 8 new voxels; the other 255s keep the first's labels
+    for i, crop in enumerate((first, second)):
+        np.save(tmp_path / f"c{i}.npy", crop)
+    import_annotation(image, source_file=tmp_path / "c0.npy", offset=(0, 0, 0), name="ann")
+    r = import_annotation(image, source_file=tmp_path / "c1.npy", offset=(2, 2, 2), name="ann")
+    ann = _store.label_level0(image, "ann")[...]
+    assert np.all(ann[:2, :4, :4] == 0) and np.all(ann[2:4, 2:4, 2:4] == 1)
+    assert ann[2, 0, 0] == 0 and np.all(ann[4:6, 4:6, 4:6] == 1) and ann[4, 4, 2] == UNANNOTATED
+    assert r.details["annotated_voxels"] == 16
+    assert np.count_nonzero(ann != UNANNOTATED) == 64 + 8
+    more = annotate_from_truth(image, crops=1, size=8, seed=3, name="ann")
+    assert more.details["annotated_voxels"] == 64 + 8 + 8**3  # overlapping crops counted once

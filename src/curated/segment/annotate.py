@@ -94,7 +94,75 @@ def read_annotation_rois(image: str | Path, name: str) -> list[dict[str, Any]]:
     return [dict(r) for r in (attrs.get("annotation") or {}).get("rois", [])]
 
 
-def _existing_annotation(image: Path, name: str) -> tuple[np.ndarray, list[dict[str, Any]]] | None:
+class _SparseLabels:
+    """A sparse label volume that is never held whole: ``UNANNOTATED`` plus pasted crops.
+
+    ``add_labels`` reads it block by block, so writing an annotation costs memory
+    in proportion to the annotated crops and one block, not to the image (a
+    FIB-SEM volume may be terabytes; its annotations are a few small crops).
+    Later crops win where they hold annotated voxels.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = len(self.shape)
+        self.crops: list[tuple[tuple[int, ...], np.ndarray]] = []
+
+    def paste(self, offset: tuple[int, ...], crop: np.ndarray) -> None:
+        self.crops.append((tuple(int(o) for o in offset), np.asarray(crop, dtype=np.uint8)))
+
+    def __getitem__(self, region: tuple[slice, ...]) -> np.ndarray:
+        bounds = [sl.indices(n)[:2] for sl, n in zip(region, self.shape, strict=True)]
+        out = np.full([b - a for a, b in bounds], UNANNOTATED, dtype=np.uint8)
+        for off, crop in self.crops:
+            lo = [max(a, o) for (a, _b), o in zip(bounds, off, strict=True)]
+            hi = [min(b, o + s) for (_a, b), o, s in zip(bounds, off, crop.shape, strict=True)]
+            if any(h <= low for low, h in zip(lo, hi, strict=True)):
+                continue
+            src = crop[tuple(slice(low - o, h - o) for low, h, o in zip(lo, hi, off, strict=True))]
+            dst = out[
+                tuple(slice(low - a, h - a) for low, h, (a, _b) in zip(lo, hi, bounds, strict=True))
+            ]
+            keep = src != UNANNOTATED
+            dst[keep] = src[keep]
+        return out
+
+    def annotated_voxels(self, rois: list[dict[str, Any]]) -> int:
+        """Annotated voxels inside ``rois`` (overlapping ROIs counted once)."""
+        total = 0
+        for i, r in enumerate(rois):
+            off, shp = r["offset"], r["shape"]
+            box = tuple(slice(o, o + n) for o, n in zip(off, shp, strict=True))
+            mask = self[box] != UNANNOTATED
+            for q in rois[:i]:
+                lo = [max(a, b) - a for a, b in zip(off, q["offset"], strict=True)]
+                hi = [
+                    min(a + n, b + m) - a
+                    for a, n, b, m in zip(off, shp, q["offset"], q["shape"], strict=True)
+                ]
+                if all(h > low for low, h in zip(lo, hi, strict=True)):
+                    mask[tuple(slice(low, h) for low, h in zip(lo, hi, strict=True))] = False
+            total += int(np.count_nonzero(mask))
+        return total
+
+    def values(self) -> list[int]:
+        found = {UNANNOTATED} if self._has_unannotated() else set()
+        for _off, crop in self.crops:
+            found.update(int(v) for v in np.unique(crop))
+        return sorted(found)
+
+    def _has_unannotated(self) -> bool:
+        covered = sum(int(c.size) for _o, c in self.crops)
+        return covered < int(np.prod(self.shape)) or any(
+            np.any(c == UNANNOTATED) for _o, c in self.crops
+        )
+
+
+def _existing_annotation(
+    image: Path, name: str
+) -> tuple[_SparseLabels, list[dict[str, Any]]] | None:
+    """An existing sparse annotation, as the contents of its recorded crops only."""
     if name not in _store.label_names(image) and not _store.label_path(image, name).exists():
         return None
     attrs = _store.label_curated_attrs(image, name)
@@ -104,15 +172,20 @@ def _existing_annotation(image: Path, name: str) -> tuple[np.ndarray, list[dict[
             "choose another --name"
         )
         raise SegmentationError(msg, path=image, field="name")
-    return np.asarray(_store.label_level0(image, name)[...]), read_annotation_rois(image, name)
+    level0 = _store.label_level0(image, name)
+    rois = read_annotation_rois(image, name)
+    sparse = _SparseLabels(tuple(int(n) for n in level0.shape))
+    for r in rois:
+        box = tuple(slice(o, o + n) for o, n in zip(r["offset"], r["shape"], strict=True))
+        sparse.paste(tuple(r["offset"]), np.asarray(level0[box]))
+    return sparse, rois
 
 
 def _write_annotation(
-    image: Path, name: str, labels: np.ndarray, rois: list[dict[str, Any]], *, replace: bool
+    image: Path, name: str, labels: _SparseLabels, rois: list[dict[str, Any]], *, replace: bool
 ) -> None:
     from curated.images import add_labels
 
-    values = [int(v) for v in np.unique(labels)]
     add_labels(
         image,
         name,
@@ -120,7 +193,7 @@ def _write_annotation(
         kind="annotation",
         ai_generated=False,
         model=None,
-        properties=_properties(values),
+        properties=_properties(labels.values()),
         overwrite=replace,
     )
     _store.update_label_curated_attrs(
@@ -184,12 +257,8 @@ def annotate_from_truth(
         start, stop = parse_region(region, shape)
         sz = tuple(max(1, min(s, b - a)) for s, a, b in zip(sz, start, stop, strict=True))
         existing = _existing_annotation(image, name)
-        labels = existing[0] if existing else np.full(shape, UNANNOTATED, dtype=np.uint8)
+        labels = existing[0] if existing else _SparseLabels(shape)
         rois = existing[1] if existing else []
-        truth_np = np.asarray(truth_arr[...])
-        if np.any(truth_np == UNANNOTATED):
-            msg = f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated voxels"
-            raise SegmentationError(msg, path=image, field="truth")
         rng = np.random.default_rng(seed)
         new: list[dict[str, Any]] = []
         for _ in range(crops * 200):
@@ -202,19 +271,24 @@ def annotate_from_truth(
                 continue
             if require_label is not None:
                 sl = tuple(slice(o, o + s) for o, s in zip(off, sz, strict=True))
-                if np.mean(truth_np[sl] == require_label) < min_fraction:
+                if np.mean(np.asarray(truth_arr[sl]) == require_label) < min_fraction:
                     continue
             new.append({"offset": list(off), "shape": list(sz), "source": f"truth:{truth}"})
         if len(new) < crops:
             msg = f"only {len(new)} non-overlapping {sz} crops fit in the region (with the required label); ask for fewer or smaller crops"
             raise SegmentationError(msg, path=image, field="crops")
         for r in new:
+            # only the crops are read from the truth, never the whole volume
             sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
-            labels[sl] = truth_np[sl]
+            crop = np.asarray(truth_arr[sl])
+            if np.any(crop == UNANNOTATED):
+                msg = f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated voxels"
+                raise SegmentationError(msg, path=image, field="truth")
+            labels.paste(tuple(r["offset"]), crop)
         rois = rois + new
         _write_annotation(image, name, labels, rois, replace=existing is not None)
-        annotated = int(np.count_nonzero(labels != UNANNOTATED))
-        fraction = annotated / labels.size
+        annotated = labels.annotated_voxels(rois)
+        fraction = annotated / float(np.prod(shape))
         step.add_output(_store.label_path(image, name))
         details = {
             "rois": new,
@@ -312,12 +386,10 @@ def import_annotation(
             msg = f"the crop holds no annotated voxels (all {UNANNOTATED})"
             raise InputError(msg, path=source)
         existing = _existing_annotation(image, name)
-        labels = existing[0] if existing else np.full(shape, UNANNOTATED, dtype=np.uint8)
+        labels = existing[0] if existing else _SparseLabels(shape)
         rois = existing[1] if existing else []
-        sl = tuple(slice(o, o + s) for o, s in zip(off, crop.shape, strict=True))
-        region = labels[sl]
         annotated = crop != UNANNOTATED
-        region[annotated] = crop[annotated]
+        labels.paste(off, crop)
         roi = {"offset": list(off), "shape": list(crop.shape), "source": source.name}
         rois = rois + [roi]
         _write_annotation(image, name, labels, rois, replace=existing is not None)
