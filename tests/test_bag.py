@@ -342,9 +342,13 @@ def test_manifest_order_is_stable_across_process_counts(ws: Workspace, tmp_path:
     assert a == b and len(a) > 10
 
 
-def test_progress_reports_bytes_while_hashing(ws: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_progress_reports_files_and_bytes_while_hashing(
+    ws: Workspace, tmp_path: Path, processes: int
+) -> None:
     seen: list[tuple[str, float | None, str]] = []
-    advanced = []
+    advanced: list[float] = []
+    nbytes: list[int] = []
 
     class Recorder:
         def start(self, description: str, total: float | None, unit: str = "") -> None:
@@ -352,15 +356,16 @@ def test_progress_reports_bytes_while_hashing(ws: Workspace, tmp_path: Path) -> 
 
         def advance(self, amount: float = 1, **info: object) -> None:
             advanced.append(amount)
+            nbytes.append(int(info["bytes"]))  # type: ignore[call-overload]
 
         def finish(self) -> None:
             pass
 
-    result = make_bag(ws, tmp_path / "bag", progress=Recorder())
-    assert seen[0][0] == "hashing payload" and seen[0][2] == "bytes"
+    result = make_bag(ws, tmp_path / "bag", progress=Recorder(), processes=processes)
+    assert seen == [("hashing payload", result.details["files"] - 1, "files")]  # crate not counted
     crate_size = (tmp_path / "bag" / "data" / "ro-crate-metadata.json").stat().st_size
-    assert seen[0][1] == result.details["bytes"] - crate_size
     assert sum(advanced) == seen[0][1]
+    assert sum(nbytes) == result.details["bytes"] - crate_size
 
 
 def test_validate_finds_tampering(ws: Workspace, tmp_path: Path) -> None:

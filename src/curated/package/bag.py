@@ -55,7 +55,7 @@ import shutil
 import tarfile
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,11 +67,35 @@ from curated._io import write_json
 from curated._version import __version__
 from curated.errors import PackageError
 from curated.package.crate import build_crate, file_entity, store_entity
-from curated.package.hashing import COPY, LINK, READ, HashResult, HashTask, hash_one, hash_stream
+from curated.package.hashing import (
+    COPY,
+    FOLDER_CHUNK,
+    FOLDER_CHUNK_BYTES,
+    LINK,
+    READ,
+    ZIP,
+    ZIP_BEGIN,
+    ZIP_DIR,
+    ZIP_END,
+    FetchSpec,
+    FolderResult,
+    FolderTask,
+    HashTask,
+    hash_folder,
+    hash_folders,
+    hash_one,
+)
 from curated.package.names import encode_path
 from curated.package.profiles import Profile, load_profile
-from curated.package.walk import PayloadDir, PayloadFile, PayloadWalker, ZarrStore
-from curated.package.zarr_archive import archive_store
+from curated.package.walk import (
+    FileGroup,
+    PayloadDir,
+    ZarrStore,
+    count_files,
+    walk_groups,
+    walk_store_groups,
+)
+from curated.package.zarr_archive import ZipPiece, ZipWriter
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.log import Artifact, CuratorLog
 from curated.results import Result
@@ -187,9 +211,12 @@ class _Build:
     empty_dirs: int = 0
     parts: list[dict[str, Any]] = field(default_factory=list)
     external_id: str = ""
-    manifests: dict[str, IO[str]] = field(default_factory=dict)
-    files_done_payload: bool = False
-    """Set once the workspace payload is recorded (the crate itself is never fetched)."""
+    manifests: dict[str, _TagHashingWriter] = field(default_factory=dict)
+    fetch_fh: _TagHashingWriter | None = None
+    tag_digests: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
+    """Sizes and digests of the tag files hashed while they were written."""
+    zip: ZipWriter | None = None
+    counting: bool = True
 
 
 def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overwrite: bool) -> None:
@@ -269,56 +296,41 @@ def _preflight_profile(b: _Build) -> None:
                 raise PackageError(msg, field=name)
 
 
-def _scan(b: _Build) -> tuple[int, int]:
-    """Walk the payload once before building: every refusal happens before anything is written."""
-    files = nbytes = 0
-    walker = PayloadWalker(b.ws.root, follow_symlinks=b.follow_symlinks, zarr_archives=False)
-    for item in walker:
-        if isinstance(item, PayloadFile):
-            files += 1
-            nbytes += item.size
-    return files, nbytes
+def _tasks(b: _Build) -> Iterator[FolderTask]:
+    """Folder tasks for the hashing workers, made while walking (refusals raise here).
 
-
-def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
+    A refusal met part-way (a link, a bad name) raises out of the build: the
+    partial bag is removed by :func:`make_bag` and the workspace was only read.
+    """
     data = os.path.join(b.partial, "data")
     empty_fh: IO[str] | None = None
-    fetch_fh: IO[str] | None = None
-    # Chunks are not stat-ed here: the hashing step fstat-s each open file anyway
-    # (the pre-scan already checked every name, link and file type).
-    walker = PayloadWalker(
+    mode = LINK if b.link else COPY
+    join = os.path.join
+    # Placing files: a folder goes to one worker (links into one folder contend for
+    # its lock, measured slower than one process); only reading: shared out finer.
+    reading_only = b.zarr == "archive" or (b.fetch_base is not None and b.fetch_min_size <= 0)
+    parts = 2 * b.processes if b.processes > 1 and reading_only else 1
+    groups = walk_groups(
         b.ws.root,
         follow_symlinks=b.follow_symlinks,
         zarr_archives=b.zarr == "archive",
-        stat_files=bool(b.fetch_base),
+        group_files=FOLDER_CHUNK,
+        group_bytes=FOLDER_CHUNK_BYTES,
+        parts=parts,
     )
-    mode = LINK if b.link else COPY
-    join = os.path.join
     with ExitStack() as files:
-        for item in walker:
-            if type(item) is PayloadFile:
-                if b.fetch_base and item.size >= b.fetch_min_size:
-                    if fetch_fh is None:
-                        fetch_fh = files.enter_context(
-                            open(b.partial / "fetch.txt", "x", encoding="utf-8", newline="\n")
-                        )
-                    url = f"{b.fetch_base.rstrip('/')}/{quote(item.rel, safe='/')}"
-                    fetch_fh.write(f"{url} {item.size} data/{encode_path(item.rel)}\n")
-                    b.fetched += 1
-                    yield HashTask(
-                        item.rel, item.src, None, item.size, item.mtime_ns, READ, item.store
-                    )
-                else:
-                    yield HashTask(
-                        item.rel,
-                        item.src,
-                        join(data, item.rel),
-                        item.size,
-                        item.mtime_ns,
-                        mode,
-                        item.store,
-                    )
-            elif isinstance(item, PayloadDir):
+        for item in groups:
+            if type(item) is FileGroup:
+                yield FolderTask(
+                    item.src_dir,
+                    join(data, item.prefix),
+                    item.prefix,
+                    item.names,
+                    mode,
+                    item.store,
+                    item.srcs,
+                )
+            elif type(item) is PayloadDir:
                 os.mkdir(join(data, item.rel))
                 if item.empty:
                     if empty_fh is None:
@@ -334,56 +346,129 @@ def _tasks(b: _Build, on_bytes: Callable[[int], None]) -> Iterator[HashTask]:
                     b.empty_dirs += 1
             else:
                 assert isinstance(item, ZarrStore)
-                zip_rel = item.rel + ".zip"
-                zip_path = join(data, zip_rel)
-                inv = b.partial / "metadata" / "zarr-inventory" / f"{item.rel}.tsv"
-                res = archive_store(
+                # The store's zip is written by the main process from pieces the
+                # workers read (ZIP tasks), between ZIP_BEGIN and ZIP_END.
+                yield FolderTask(item.src, None, item.rel, (), ZIP_BEGIN, item.rel)
+                for sub in walk_store_groups(
                     item.src,
-                    zip_path,
-                    str(inv),
+                    item.rel,
                     follow_symlinks=b.follow_symlinks,
-                    on_bytes=on_bytes,
-                )
-                b.stores[item.rel] = [res.files, res.bytes]
-                b.archives.append(zip_rel)
-                b.empty_dirs += res.empty_dirs
-                st = os.stat(zip_path)
-                yield HashTask(zip_rel, zip_path, None, st.st_size, st.st_mtime_ns, READ)
+                    group_files=FOLDER_CHUNK,
+                    parts=parts,
+                ):
+                    if type(sub) is FileGroup:
+                        yield FolderTask(
+                            sub.src_dir, None, sub.prefix, sub.names, ZIP, sub.store, sub.srcs
+                        )
+                    elif type(sub) is PayloadDir and sub.empty and sub.rel != item.rel:
+                        yield FolderTask(
+                            join(item.src, sub.rel[len(item.rel) + 1 :]),
+                            None,
+                            sub.rel,
+                            (),
+                            ZIP_DIR,
+                            item.rel,
+                        )
+                yield FolderTask(item.src, None, item.rel, (), ZIP_END, item.rel)
 
 
-def _record(b: _Build, r: HashResult) -> None:
-    for alg, digest in zip(b.hash_algorithms, r.digests, strict=True):
-        fh = b.manifests.get(alg)
-        if fh is not None:
-            fh.write(f"{digest}  data/{encode_path(r.rel)}\n")
-    b.files += 1
-    b.bytes += r.size
-    if r.linked:
-        b.linked += 1
-    store = r.store
-    if store is not None:
-        stats = b.stores.setdefault(store, [0, 0])
-        stats[0] += 1
-        stats[1] += r.size
+def _zip_step(b: _Build, task: FolderTask, piece: ZipPiece | None) -> None:
+    """The main process's part of packing a Zarr store as one zip."""
+    store = task.store or ""
+    if task.mode == ZIP:
+        assert b.zip is not None and piece is not None
+        b.zip.add_piece(piece)
+    elif task.mode == ZIP_BEGIN:
+        zip_path = os.path.join(b.partial, "data", store + ".zip")
+        inv = b.partial / "metadata" / "zarr-inventory" / f"{store}.tsv"
+        b.zip = ZipWriter(zip_path, str(inv))
+    elif task.mode == ZIP_DIR:
+        assert b.zip is not None
+        b.zip.add_dir(task.prefix[len(store) + 1 :], os.stat(task.src_dir).st_mtime_ns)
     else:
-        sha256 = r.digests[b.hash_algorithms.index("sha256")]
+        assert b.zip is not None and task.mode == ZIP_END
+        res = b.zip.close()
+        b.zip = None
+        zip_rel = store + ".zip"
+        b.stores[store] = [res.files, res.bytes]
+        b.archives.append(zip_rel)
+        b.empty_dirs += res.empty_dirs
+        parent, _, name = zip_rel.rpartition("/")
+        zip_task = FolderTask(
+            os.path.join(b.partial, "data", parent),
+            None,
+            parent + "/" if parent else "",
+            (name,),
+            READ,
+        )
+        r = hash_folder(zip_task, b.hash_algorithms, len(b.algorithms))
+        b.progress.advance(1, bytes=0)
+        _record(b, zip_task, r)
+
+
+class _TagHashingWriter:
+    """A payload manifest or ``fetch.txt`` being written, hashed for the tag manifests as it goes.
+
+    These files hold a line per payload file (tens of MB for a large store);
+    hashing them while their lines arrive overlaps with the workers instead of
+    re-reading them alone at the end.
+    """
+
+    def __init__(self, b: _Build, rel: str) -> None:
+        from curated.package.hashing import _CONSTRUCTORS
+
+        self.b = b
+        self.rel = rel
+        self.fh: IO[bytes] = open(b.partial / rel, "xb", buffering=1 << 20)  # noqa: SIM115
+        algs = dict.fromkeys((*b.profile.tag_manifest_algorithms, "sha256"))
+        self.hashers = {a: _CONSTRUCTORS[a]() for a in algs}
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        for h in self.hashers.values():
+            h.update(data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        self.fh.close()
+        self.b.tag_digests[self.rel] = (
+            self.size,
+            {a: h.hexdigest() for a, h in self.hashers.items()},
+        )
+
+
+def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
+    """Write one task's manifest and fetch lines (formatted by the worker) and its counts."""
+    for fh, text in zip(b.manifests.values(), r.lines, strict=True):
+        fh.write(text)
+    if r.fetch:
+        if b.fetch_fh is None:
+            b.fetch_fh = _TagHashingWriter(b, "fetch.txt")
+        b.fetch_fh.write(r.fetch)
+    b.files += r.files
+    b.bytes += r.bytes
+    b.linked += r.linked
+    b.copied += r.copied
+    b.fetched += r.fetched
+    if task.store is not None:
+        stats = b.stores.setdefault(task.store, [0, 0])
+        stats[0] += r.files
+        stats[1] += r.bytes
+        return
+    for rel, size, sha256, fetched in r.entities:
         desc = None
-        if r.rel in b.archives:
-            inner = r.rel.removesuffix(".zip")
-            files, nbytes = b.stores[inner]
+        if rel in b.archives:
+            inner = rel.removesuffix(".zip")
+            nfiles, nbytes = b.stores[inner]
             desc = (
-                f"OME-Zarr store {inner} as one uncompressed zip ({files} files, {nbytes} bytes); "
+                f"OME-Zarr store {inner} as one uncompressed zip ({nfiles} files, {nbytes} bytes); "
                 f"per-chunk sha256 in metadata/zarr-inventory/{inner}.tsv"
             )
-        ent = file_entity(r.rel, r.size, sha256, description=desc)
-        if (
-            b.fetch_base
-            and r.size >= b.fetch_min_size
-            and desc is None
-            and not b.files_done_payload
-        ):
+        ent = file_entity(rel, size, sha256, description=desc)
+        if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL
-            ent["url"] = f"{b.fetch_base.rstrip('/')}/{quote(r.rel, safe='/')}"
+            ent["url"] = f"{b.fetch_base.rstrip('/')}/{quote(rel, safe='/')}"
         b.parts.append(ent)
 
 
@@ -395,22 +480,36 @@ def _build_payload(b: _Build) -> None:
     (b.partial / "bagit.txt").write_text(BAGIT_TXT, encoding="utf-8", newline="\n")
     (b.partial / "data").mkdir()
     (b.partial / "metadata").mkdir()
-    _n_files, nbytes = _scan(b)
-    b.progress.start("hashing payload", nbytes, "bytes")
+    # The count only feeds a progress bar: without one, no second listing of the payload.
+    total = count_files(b.ws.root, zarr_archives=b.zarr == "archive") if b.counting else None
+    b.progress.start("hashing payload", total, "files")
+    fetch = FetchSpec(b.fetch_base.rstrip("/"), b.fetch_min_size) if b.fetch_base else None
+    n_manifests = len(b.algorithms)
     with ExitStack() as files:
         files.callback(b.progress.finish)
         for alg in b.algorithms:
             path = b.partial / f"manifest-{alg}.txt"
-            b.manifests[alg] = files.enter_context(
-                open(path, "x", encoding="utf-8", newline="\n", buffering=1 << 20)
-            )
-        on_bytes = b.progress.advance
-        for r in hash_stream(
-            _tasks(b, on_bytes), b.hash_algorithms, processes=b.processes, on_bytes=on_bytes
+            b.manifests[alg] = _TagHashingWriter(b, path.name)
+            files.callback(b.manifests[alg].close)
+        files.callback(lambda: b.fetch_fh.close() if b.fetch_fh is not None else None)
+        files.callback(lambda: b.zip.abort() if b.zip is not None else None)
+        advance = b.progress.advance
+
+        def on_bytes(nfiles: float, nbytes: int) -> None:
+            advance(nfiles, bytes=nbytes)
+
+        for task, r in hash_folders(
+            _tasks(b),
+            b.hash_algorithms,
+            n_manifests,
+            fetch=fetch,
+            processes=b.processes,
+            on_bytes=on_bytes,
         ):
-            _record(b, r)
-        b.copied = b.files - b.linked - b.fetched - len(b.archives)
-        b.files_done_payload = True
+            if type(r) is FolderResult:
+                _record(b, task, r)
+            else:
+                _zip_step(b, task, r)
         # The crate describes what was just measured, so it is written after the payload.
         for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
             if store + ".zip" not in b.archives:
@@ -427,21 +526,8 @@ def _build_payload(b: _Build) -> None:
         )
         crate_path = b.partial / "data" / "ro-crate-metadata.json"
         write_json(crate_path, crate)
-        st = crate_path.stat()
-        _record(
-            b,
-            hash_one(
-                HashTask(
-                    "ro-crate-metadata.json",
-                    str(crate_path),
-                    None,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    READ,
-                ),
-                b.hash_algorithms,
-            ),
-        )
+        crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
+        _record(b, crate_task, hash_folder(crate_task, b.hash_algorithms, n_manifests))
         b.parts.clear()
     _write_metadata(b)
 
@@ -515,8 +601,13 @@ def _write_tag_manifests(b: _Build) -> None:
     for rel in _tag_files(b.partial):
         p = b.partial / rel
         st = p.stat()
-        r = hash_one(HashTask(rel, str(p), None, st.st_size, st.st_mtime_ns, READ), algs)
-        for alg, digest in zip(algs, r.digests, strict=True):
+        known = b.tag_digests.get(rel)
+        if known is not None and known[0] == st.st_size:
+            digests: tuple[str, ...] = tuple(known[1][a] for a in algs)
+        else:
+            r = hash_one(HashTask(rel, str(p), None, st.st_size, st.st_mtime_ns, READ), algs)
+            digests = r.digests
+        for alg, digest in zip(algs, digests, strict=True):
             lines[alg].append(f"{digest}  {encode_path(rel)}\n")
     for alg in algs:
         with open(b.partial / f"tagmanifest-{alg}.txt", "x", encoding="utf-8", newline="\n") as fh:
@@ -644,7 +735,9 @@ def make_bag(
     link
         Hard-link payload files where possible (default); ``False`` always copies.
     progress
-        Receives ``hashing payload`` with a byte total.
+        Receives ``hashing payload`` with a total in files, then
+        ``advance(files, bytes=n)`` as files are hashed (fractions of a file
+        for large files with ``processes=1``).
 
     Returns
     -------
@@ -743,6 +836,7 @@ def make_bag(
                 info=info,
                 other_tags=other,
                 progress=ensure_progress(progress),
+                counting=progress is not None,
             )
             _preflight_profile(b)
             b.algorithms = prof.manifest_algorithms
@@ -752,7 +846,6 @@ def make_bag(
                 shutil.rmtree(partial)  # a marked leftover of an interrupted run (checked above)
             _build_payload(b)
             manifest = b.partial / f"manifest-{b.algorithms[0]}.txt"
-            from curated.provenance.digest import sha256_file
 
             step.add_output(
                 Artifact(path=ws.relative(final), bytes=b.bytes, digest=None, role="bag")
@@ -760,7 +853,7 @@ def make_bag(
             step.details = {
                 "external_identifier": b.external_id,
                 "payload_oxum": f"{b.bytes}.{b.files}",
-                f"manifest-{b.algorithms[0]}.txt": f"sha256:{sha256_file(manifest)}",
+                f"manifest-{b.algorithms[0]}.txt": f"sha256:{b.tag_digests[manifest.name][1]['sha256']}",
                 "profile": prof.identifier,
             }
             step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({human_size(b.bytes)}) into {final.name}"

@@ -5,22 +5,32 @@ object per manifest algorithm. Placing it in the bag happens in the same step:
 a hard link (no bytes copied; the bag's file *is* the workspace's file, so the
 bag writer never opens it for writing), or, where the file system refuses links,
 a copy written from the very buffers that are hashed. Work is handed out in
-small batches; with ``processes > 1`` a process pool hashes them while at most
-:data:`WINDOW_PER_PROCESS` batches per worker are in flight, so memory does not
+units (:class:`FolderTask`: up to :data:`FOLDER_CHUNK` files of one folder, the
+manifest lines coming back already formatted; :class:`HashTask` batches for
+bag validation); with ``processes > 1`` a process pool runs them while at most
+:data:`WINDOW_PER_PROCESS` units per worker are in flight, so memory does not
 grow with the number of files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import multiprocessing
 import os
+import pickle
+import re
+import select
+import signal
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
+from typing import IO, Any, NamedTuple
+from urllib.parse import quote
 
 from curated.errors import PackageError
+from curated.package.names import encode_path
 
 BUFFER_SIZE = 1 << 20
 """Read buffer (1 MiB): big enough for full hashing speed, small enough to stay cache-friendly."""
@@ -37,6 +47,12 @@ SUPPORTED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 LINK = "link"  # hard link into the bag, copy when the file system refuses
 COPY = "copy"  # always copy (tests; file systems where links are unwanted)
 READ = "read"  # hash only: the file is already in the bag (archives) or stays outside (fetch.txt)
+# Folder tasks of a Zarr store packed as one zip (see curated.package.zarr_archive).
+ZIP = "zip"  # read a group of the store's files for the zip (worker)
+ZIP_BEGIN = "zip-begin"  # the main process opens the store's zip
+ZIP_DIR = "zip-dir"  # ... adds an empty folder entry
+ZIP_END = "zip-end"  # ... writes the central directory
+MAIN_ONLY = frozenset({ZIP_BEGIN, ZIP_DIR, ZIP_END})
 
 _LINK_REFUSED = {
     errno.EXDEV,
@@ -217,3 +233,451 @@ def _drain(
         if on_bytes is not None:
             on_bytes(r.size)
         yield r
+
+
+# ------------------------------------------------------------------ folder chunks
+# For payloads of many small files (Zarr chunks) the cost is per file, not per
+# byte: one task per file (pickled, sent, answered, then formatted into manifest
+# lines here) left the workers idle behind the main process. A FolderTask carries
+# up to FOLDER_CHUNK names of one folder; the worker opens, places, hashes and
+# checks every file and sends back the manifest lines already formatted, one
+# string per algorithm, so the main process only writes them.
+
+FOLDER_CHUNK = 1000
+"""Names per :class:`FolderTask` (a Zarr chunk folder usually holds at most this many)."""
+
+FOLDER_CHUNK_BYTES = 64 << 20
+"""Bytes per :class:`FolderTask` where sizes are known (files outside Zarr stores)."""
+
+
+class FolderTask(NamedTuple):
+    """Files of one folder to place and hash in one go (a tuple: cheap to pickle)."""
+
+    src_dir: str
+    """The folder the names are in."""
+    dest_dir: str | None
+    """The same folder in the bag (``None``: hash only, nothing is placed)."""
+    prefix: str
+    """``rel`` of the folder plus ``/`` (or ``""`` at the payload root)."""
+    names: tuple[str, ...]
+    mode: str
+    store: str | None = None
+    """The Zarr store all these files belong to, if any."""
+    srcs: tuple[str, ...] | None = None
+    """Where each name is read from when not ``src_dir/name`` (followed links)."""
+
+
+class FetchSpec(NamedTuple):
+    """With a holey bag: files of at least ``min_size`` bytes go to ``fetch.txt``."""
+
+    base: str
+    """Base URL without a trailing ``/``."""
+    min_size: int
+
+
+class FolderResult(NamedTuple):
+    lines: tuple[bytes, ...]
+    """Manifest lines (``<digest>  data/<encoded rel>\\n``, UTF-8), one blob per manifest algorithm."""
+    fetch: bytes
+    """``fetch.txt`` lines of the files left outside the bag (UTF-8)."""
+    files: int
+    bytes: int
+    linked: int
+    copied: int
+    fetched: int
+    entities: tuple[tuple[str, int, str, bool], ...]
+    """``(rel, size, sha256, fetched)`` per file, only for files outside Zarr stores."""
+
+
+class FolderFailure(NamedTuple):
+    """A :class:`~curated.errors.PackageError` raised in a worker, sent back intact."""
+
+    cls: type[PackageError]
+    message: str
+    path: str | None
+    details: dict[str, object]
+
+    def error(self) -> PackageError:
+        return self.cls(self.message, path=self.path, details=self.details)
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+"""Names that :func:`urllib.parse.quote` leaves as they are."""
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    """Read a small file (at most :data:`BUFFER_SIZE` bytes) in one call; a test hook point."""
+    return os.read(fd, size)
+
+
+def hash_folder(
+    task: FolderTask,
+    algorithms: tuple[str, ...],
+    n_manifests: int,
+    fetch: FetchSpec | None = None,
+    on_bytes: Callable[[float, int], None] | None = None,
+) -> FolderResult:
+    """Place and hash every file of ``task``; refuse a file that changes meanwhile.
+
+    ``algorithms[:n_manifests]`` get manifest lines; ``sha256`` must be among
+    ``algorithms`` when files outside stores are hashed (their RO-Crate entities).
+    ``on_bytes(files, nbytes)`` is called as bytes are read (fractions of a file
+    for large ones), before each file's final check. Files are opened and linked
+    relative to their folder's descriptor (one path component to look up, not
+    the whole path); the size and time read by ``fstat`` on opening are checked
+    again after reading.
+    """
+    constructors = [_CONSTRUCTORS[a] for a in algorithms]
+    want_entities = task.store is None
+    sha_i = algorithms.index("sha256") if want_entities else -1
+    lines: list[list[str]] = [[] for _ in range(n_manifests)]
+    fetch_lines: list[str] = []
+    entities: list[tuple[str, int, str, bool]] = []
+    nbytes = linked = copied = fetched = 0
+    dest_dir, prefix, mode, srcs = task.dest_dir, task.prefix, task.mode, task.srcs
+    url_prefix: str | None = None
+    plain_prefix = not ("%" in prefix or "\r" in prefix or "\n" in prefix)
+    tail_prefix = "  data/" + (prefix if plain_prefix else "")
+    fstat, close, link, open_, rdonly = os.fstat, os.close, os.link, os.open, os.O_RDONLY
+    read_exact = _read_exact
+    small = BUFFER_SIZE
+    fetch_min = fetch.min_size if fetch is not None and mode != READ else -1
+    placing = mode != READ
+    src_fd = open_(task.src_dir, rdonly | os.O_DIRECTORY)
+    dest_fd = open_(dest_dir, rdonly | os.O_DIRECTORY) if placing else -1  # type: ignore[arg-type]
+    try:
+        for i, name in enumerate(task.names):
+            # an absolute source (a followed link's target) ignores dir_fd
+            src = name if srcs is None else srcs[i]
+            fd = open_(src, rdonly, dir_fd=src_fd)
+            out = None
+            left_out = False
+            try:
+                st0 = fstat(fd)
+                size = st0.st_size
+                if placing:
+                    if 0 <= fetch_min <= size:
+                        left_out = True
+                    elif mode == LINK:
+                        try:
+                            link(src, name, src_dir_fd=src_fd, dst_dir_fd=dest_fd)
+                            linked += 1
+                        except OSError as exc:
+                            if exc.errno not in _LINK_REFUSED:
+                                raise
+                            out = _create(dest_dir, name)  # type: ignore[arg-type]
+                    else:
+                        out = _create(dest_dir, name)  # type: ignore[arg-type]
+                if size <= small:
+                    data = read_exact(fd, size)
+                    read = len(data)
+                    digests = [c(data).hexdigest() for c in constructors]
+                    if out is not None:
+                        out.write(data)
+                    if on_bytes is not None:
+                        on_bytes(1, read)
+                else:
+                    hashers = [c() for c in constructors]
+                    read = _read_large(fd, size, hashers, out, on_bytes)
+                    digests = [h.hexdigest() for h in hashers]
+                after = fstat(fd)
+                if read != size or after.st_size != size or after.st_mtime_ns != st0.st_mtime_ns:
+                    raise _changed_file(
+                        os.path.join(task.src_dir, src), prefix + name, size, read, after.st_size
+                    )
+            finally:
+                close(fd)
+                if out is not None:
+                    out.close()
+            if out is not None:
+                copied += 1
+                os.utime(name, ns=(after.st_atime_ns, after.st_mtime_ns), dir_fd=dest_fd)
+            if plain_prefix and not ("%" in name or "\r" in name or "\n" in name):
+                tail = tail_prefix + name + "\n"
+            else:
+                tail = "  data/" + encode_path(prefix + name) + "\n"
+            for acc, digest in zip(lines, digests):  # noqa: B905  (lines: the first n_manifests)
+                acc.append(digest + tail)
+            nbytes += size
+            if left_out:
+                if url_prefix is None:
+                    url_prefix = f"{fetch.base}/{quote(prefix, safe='/')}"  # type: ignore[union-attr]
+                url = url_prefix + (name if _URL_SAFE(name) else quote(name, safe=""))
+                fetch_lines.append(f"{url} {size}{tail[1:]}")
+                fetched += 1
+            if want_entities:
+                entities.append((prefix + name, size, digests[sha_i], left_out))
+    finally:
+        close(src_fd)
+        if dest_fd >= 0:
+            close(dest_fd)
+    return FolderResult(
+        tuple("".join(x).encode("utf-8") for x in lines),
+        "".join(fetch_lines).encode("utf-8"),
+        len(task.names),
+        nbytes,
+        linked,
+        copied,
+        fetched,
+        tuple(entities),
+    )
+
+
+def _create(dest_dir: str, name: str) -> IO[bytes]:
+    return open(os.path.join(dest_dir, name), "xb", buffering=0)  # noqa: SIM115
+
+
+def _read_large(
+    fd: int,
+    size: int,
+    hashers: list[Any],
+    out: IO[bytes] | None,
+    on_bytes: Callable[[float, int], None] | None,
+) -> int:
+    buf = _get_buffer()
+    view = memoryview(buf)
+    read = 0
+    done = 0.0
+    while read < size:
+        n = os.readv(fd, [buf])
+        if not n:
+            break
+        chunk = view[:n]
+        for h in hashers:
+            h.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        read += n
+        if on_bytes is not None:  # fractions of this file, adding up to exactly 1
+            part = 1.0 - done if read >= size else n / size
+            done += part
+            on_bytes(part, n)
+    return read
+
+
+def _changed_file(src: str, rel: str, size: int, read: int, now: int) -> FileChangedError:
+    msg = (
+        f"changed while it was being bagged (expected {size} bytes, read {read}, now {now}); "
+        "a payload must be quiet during bagging: stop whatever writes to it and run the bag command again"
+    )
+    return FileChangedError(msg, path=src, details={"file": rel})
+
+
+def run_folder(
+    task: FolderTask,
+    algorithms: tuple[str, ...],
+    n_manifests: int,
+    fetch: FetchSpec | None = None,
+    on_bytes: Callable[[float, int], None] | None = None,
+) -> Any:
+    """One folder task: a :class:`FolderResult`, a zip piece, or ``None`` (main-process steps)."""
+    if task.mode in MAIN_ONLY:
+        return None
+    if task.mode == ZIP:
+        from curated.package.zarr_archive import zip_folder
+
+        piece = zip_folder(task)
+        if on_bytes is not None:
+            on_bytes(piece.files, piece.bytes)
+        return piece
+    return hash_folder(task, algorithms, n_manifests, fetch, on_bytes)
+
+
+def _folder_worker(
+    task: FolderTask, algorithms: tuple[str, ...], n_manifests: int, fetch: FetchSpec | None
+) -> Any:
+    try:
+        return run_folder(task, algorithms, n_manifests, fetch)
+    except PackageError as exc:  # rebuilt whole in the main process (path, details kept)
+        return FolderFailure(type(exc), exc.message, exc.path, exc.details)
+
+
+def hash_folders(
+    tasks: Iterable[FolderTask],
+    algorithms: tuple[str, ...],
+    n_manifests: int,
+    *,
+    fetch: FetchSpec | None = None,
+    processes: int = 1,
+    on_bytes: Callable[[float, int], None] | None = None,
+) -> Iterator[tuple[FolderTask, Any]]:
+    """Run folder tasks; yield ``(task, result)`` in the order given, with bounded memory.
+
+    Results are those of :func:`run_folder`.
+
+    With ``processes <= 1`` everything runs here and ``on_bytes(files, nbytes)``
+    follows every read; with worker processes (:class:`_Workers`) it is called
+    once per finished task, and at most :data:`WINDOW_PER_PROCESS` tasks per
+    worker are in flight. A refusal raised by ``tasks`` itself (the walk), or any
+    error in a worker, stops every worker at once.
+    """
+    if processes <= 1:
+        for t in tasks:
+            yield t, run_folder(t, algorithms, n_manifests, fetch, on_bytes)
+        return
+    workers = _Workers(processes, (algorithms, n_manifests, fetch))
+    window: deque[tuple[FolderTask, int]] = deque()
+    limit = WINDOW_PER_PROCESS * processes
+    try:
+        for t in tasks:
+            window.append((t, workers.submit(t)))
+            while len(window) >= limit:
+                task, w = window.popleft()
+                yield task, _unpack(workers.result(w), on_bytes)
+        while window:
+            task, w = window.popleft()
+            yield task, _unpack(workers.result(w), on_bytes)
+    finally:
+        workers.close()
+
+
+def _unpack(r: Any, on_bytes: Callable[[float, int], None] | None) -> Any:
+    if isinstance(r, FolderFailure):
+        raise r.error()
+    if isinstance(r, _Crash):
+        raise r.error
+    if on_bytes is not None and r is not None:
+        on_bytes(r.files, r.bytes)
+    return r
+
+
+class _Crash(NamedTuple):
+    """Any other exception raised in a worker (re-raised in the main process)."""
+
+    error: BaseException
+
+
+_HEADER = struct.Struct("<Q")
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    parts = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 22))
+        if not chunk:
+            raise EOFError
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _worker_loop(task_fd: int, result_fd: int, args: tuple[Any, ...]) -> None:
+    """A forked worker: read a task, run it, send its result; until the task pipe closes."""
+    while True:
+        try:
+            head = _read_exactly(task_fd, _HEADER.size)
+        except EOFError:
+            return
+        task = pickle.loads(_read_exactly(task_fd, _HEADER.unpack(head)[0]))
+        try:
+            result: Any = _folder_worker(task, *args)
+        except BaseException as exc:  # sent back whole where it pickles, else described
+            try:
+                pickle.dumps(exc)
+                result = _Crash(exc)
+            except Exception:
+                result = _Crash(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_all(result_fd, _HEADER.pack(len(blob)) + blob)
+
+
+class _Workers:
+    """Forked hashing processes fed through pipes, with no helper threads.
+
+    ``multiprocessing.Pool`` runs three threads in the main process that pickle,
+    send, receive and hand over every task; with hundreds of small folder tasks
+    a second those threads used as much CPU as the main thread itself. Here each
+    worker has a task pipe and a result pipe. Tasks go to the worker with the
+    fewest in flight; each worker answers in the order it was given tasks, so
+    the main process reads results in submission order. Task frames are written
+    without blocking (kept pending while a pipe is full), so the main process can
+    never wait on a worker that is itself waiting for the main process to read.
+    """
+
+    def __init__(self, processes: int, args: tuple[Any, ...]) -> None:
+        self.pids: list[int] = []
+        self.task_fds: list[int] = []
+        self.result_fds: list[int] = []
+        self.pending: list[bytearray] = []
+        self.in_flight: list[int] = []
+        try:
+            for _ in range(processes):
+                tr, tw = os.pipe()
+                rr, rw = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker
+                    code = 0
+                    try:
+                        for fd in (tw, rr, *self.task_fds, *self.result_fds):
+                            os.close(fd)
+                        _worker_loop(tr, rw, args)
+                    except BaseException:
+                        code = 1
+                    finally:
+                        os._exit(code)
+                os.close(tr)
+                os.close(rw)
+                os.set_blocking(tw, False)
+                self.pids.append(pid)
+                self.task_fds.append(tw)
+                self.result_fds.append(rr)
+                self.pending.append(bytearray())
+                self.in_flight.append(0)
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, task: FolderTask) -> int:
+        w = min(range(len(self.pids)), key=self.in_flight.__getitem__)
+        blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        self.pending[w] += _HEADER.pack(len(blob)) + blob
+        self.in_flight[w] += 1
+        self._flush(w)
+        return w
+
+    def _flush(self, w: int) -> None:
+        buf = self.pending[w]
+        while buf:
+            try:
+                n = os.write(self.task_fds[w], buf)
+            except BlockingIOError:
+                return
+            except BrokenPipeError:  # the worker died: reading its next result says so
+                buf.clear()
+                return
+            del buf[:n]
+
+    def result(self, w: int) -> Any:
+        fd = self.result_fds[w]
+        while any(self.pending):  # keep feeding while waiting, so nobody waits on us
+            writers = [self.task_fds[i] for i, b in enumerate(self.pending) if b]
+            readable, writable, _ = select.select([fd], writers, [])
+            for wfd in writable:
+                self._flush(self.task_fds.index(wfd))
+            if readable:
+                break
+        try:
+            head = _read_exactly(fd, _HEADER.size)
+            blob = _read_exactly(fd, _HEADER.unpack(head)[0])
+        except EOFError:
+            msg = "a hashing process ended unexpectedly (killed, or out of memory?); bag again"
+            raise PackageError(msg) from None
+        self.in_flight[w] -= 1
+        return pickle.loads(blob)
+
+    def close(self) -> None:
+        """Stop every worker (at once: work still queued is dropped) and reap it."""
+        for fd in self.task_fds + self.result_fds:
+            os.close(fd)
+        self.task_fds, self.result_fds = [], []
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        self.pids = []

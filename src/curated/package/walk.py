@@ -1,10 +1,11 @@
 """Which workspace files make a bag's payload, listed in a stable order with bounded memory.
 
-The walk is depth-first with each folder's entries sorted by name, so a bag's
-manifests come out in the same order on every run. Only one folder listing is
-held at a time. Names are checked as they are met (UTF-8, NFC collisions);
-symbolic links are refused with their name and target, or followed when asked,
-never skipped.
+The walk is depth-first: a folder's files in name order (handed out in groups,
+:class:`FileGroup`), then its sub-folders in name order, so a bag's manifests
+come out in the same order on every run. Only the folders on the way down and
+one listing are held at a time. Names are checked as they are met (UTF-8, NFC
+collisions); symbolic links are refused with their name and target, or followed
+when asked, never skipped; devices, pipes and sockets are refused.
 """
 
 from __future__ import annotations
@@ -30,17 +31,6 @@ two travel as tag files under ``metadata/``."""
 
 
 @dataclass(frozen=True, slots=True)
-class PayloadFile:
-    rel: str
-    """Path below ``data/`` (posix), the same as below the workspace root."""
-    src: str
-    size: int
-    mtime_ns: int
-    store: str | None
-    """The Zarr store (its ``rel``) this file is inside, if any."""
-
-
-@dataclass(frozen=True, slots=True)
 class PayloadDir:
     rel: str
     empty: bool
@@ -53,9 +43,6 @@ class ZarrStore:
 
     rel: str
     src: str
-
-
-PayloadItem = PayloadFile | PayloadDir | ZarrStore
 
 
 def is_zarr_store(name: str) -> bool:
@@ -77,141 +64,277 @@ def _refuse_link(path: str, rel: str) -> PackageError:
     return PackageError(msg, path=path, details={"link": rel, "target": target})
 
 
-class PayloadWalker:
-    """Walk the payload of a workspace (see :data:`PAYLOAD_ROOTS`).
+# ------------------------------------------------------------------ folder groups
+@dataclass(frozen=True, slots=True)
+class FileGroup:
+    """Regular files of one folder, in name order, handed to hashing as one unit."""
 
-    Parameters
-    ----------
-    root
-        The workspace folder.
-    follow_symlinks
-        Store what links point to instead of refusing them (broken links and
-        loops are refused either way).
-    zarr_archives
-        Yield each Zarr store as a :class:`ZarrStore` instead of its files.
-    roots
-        Payload paths relative to ``root``; defaults to :data:`PAYLOAD_ROOTS`.
-    stat_files
-        ``lstat`` every regular file for its size and time (default). With
-        ``False``, files inside Zarr stores that the folder listing shows to be
-        regular are yielded with ``size`` and ``mtime_ns`` of ``-1``, sparing one
-        system call per chunk for a consumer that opens them anyway (the bag
-        builder's hashing). Files outside stores are always stat-ed.
+    src_dir: str
+    prefix: str
+    """``rel`` of the folder plus ``/`` (``""`` at the workspace root)."""
+    names: tuple[str, ...]
+    store: str | None
+    srcs: tuple[str, ...] | None = None
+    """Where each file is read from when not ``src_dir/name`` (followed links)."""
+
+
+GroupItem = PayloadDir | FileGroup | ZarrStore
+
+
+def _check_listing(names: list[str], path: str) -> None:
+    # Plain ASCII names are valid UTF-8 and already NFC: nothing to check. Names
+    # with undecodable bytes (surrogate escapes) are not ASCII, so they take the slow path.
+    if "".join(names).isascii():
+        return
+    for n in names:
+        check_name(n, path)
+    check_siblings(names, path)
+
+
+def walk_groups(
+    root: str | os.PathLike[str],
+    *,
+    follow_symlinks: bool = False,
+    zarr_archives: bool = False,
+    roots: tuple[str, ...] = PAYLOAD_ROOTS,
+    group_files: int = 1000,
+    group_bytes: int = 64 << 20,
+    parts: int = 1,
+) -> Iterator[GroupItem]:
+    """Walk the payload folder by folder, yielding files in groups (bounded memory).
+
+    Each folder is listed once with :func:`os.scandir`; entries that the listing
+    shows to be regular files or folders cost no further system call inside Zarr
+    stores. Files outside stores are ``lstat``-ed (they are few, and their sizes
+    keep large files in separate groups). Links are refused (or followed), as are
+    devices, pipes, sockets, undecodable names and NFC-equal siblings, as soon as
+    their folder is listed. Order: a folder's :class:`PayloadDir`, its files in
+    name order (in groups of at most ``group_files`` files, or ``len/parts`` so
+    that one folder keeps ``parts`` workers busy), then its sub-folders in name
+    order, depth first: the same on every run.
     """
+    root = os.fspath(root)
+    seen_parents: set[str] = set()
+    for rel in roots:
+        path = os.path.join(root, *rel.split("/"))
+        if not os.path.lexists(path):
+            continue
+        for i in range(1, rel.count("/") + 1):
+            parent = "/".join(rel.split("/")[:i])
+            if parent not in seen_parents:
+                seen_parents.add(parent)
+                yield PayloadDir(parent, empty=False, store=None)
+        parent_rel, _, name = rel.rpartition("/")
+        st = os.lstat(path)
+        src = path
+        if stat.S_ISLNK(st.st_mode):
+            if not follow_symlinks or not os.path.exists(path):
+                raise _refuse_link(path, rel)
+            src = os.path.realpath(path)
+            st = os.stat(src)
+        if stat.S_ISREG(st.st_mode):
+            prefix = parent_rel + "/" if parent_rel else ""
+            yield FileGroup(
+                os.path.dirname(path), prefix, (name,), None, None if src == path else (src,)
+            )
+        elif stat.S_ISDIR(st.st_mode):
+            yield from _walk_tree(
+                src, rel, follow_symlinks, zarr_archives, group_files, group_bytes, parts
+            )
+        else:
+            msg = f"{rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
+            raise PackageError(msg, path=path)
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        *,
-        follow_symlinks: bool = False,
-        zarr_archives: bool = False,
-        roots: tuple[str, ...] = PAYLOAD_ROOTS,
-        stat_files: bool = True,
-    ) -> None:
-        self.stat_files = stat_files
-        self.root = os.fspath(root)
-        self.follow_symlinks = follow_symlinks
-        self.zarr_archives = zarr_archives
-        self.roots = roots
 
-    def __iter__(self) -> Iterator[PayloadItem]:
-        parents: set[str] = set()
-        for rel in self.roots:
-            path = os.path.join(self.root, *rel.split("/"))
-            if not os.path.lexists(path):
+def _walk_tree(
+    path: str,
+    rel: str,
+    follow_symlinks: bool,
+    zarr_archives: bool,
+    group_files: int,
+    group_bytes: int,
+    parts: int,
+) -> Iterator[GroupItem]:
+    ancestors: frozenset[str] = (
+        frozenset({os.path.realpath(path)}) if follow_symlinks else frozenset()
+    )
+    stack: list[tuple[str, str, str | None, frozenset[str]]] = [(path, rel, None, ancestors)]
+    while stack:
+        path, rel, store, ancestors = stack.pop()
+        name = rel.rsplit("/", 1)[-1]
+        if store is None and is_zarr_store(name):
+            if zarr_archives:
+                yield ZarrStore(rel, path)
                 continue
-            for i in range(1, rel.count("/") + 1):
-                parent = "/".join(rel.split("/")[:i])
-                if parent not in parents:
-                    parents.add(parent)
-                    yield PayloadDir(parent, empty=False, store=None)
-            yield from self._entry(path, rel, None, frozenset())
-
-    def _entry(
-        self, path: str, rel: str, store: str | None, ancestors: frozenset[str]
-    ) -> Iterator[PayloadItem]:
-        # An explicit stack instead of recursive generators: each item is yielded
-        # once, not passed up through one generator frame per folder level. The
-        # kind of each entry comes from the folder listing (d_type), so folders
-        # and, with stat_files=False, regular files cost no lstat.
-        stack: list[tuple[str, str, str | None, frozenset[str], int]] = [
-            (path, rel, store, ancestors, _UNKNOWN)
-        ]
-        lstat, join, is_reg, is_dir, is_lnk = (
-            os.lstat,
-            os.path.join,
-            stat.S_ISREG,
-            stat.S_ISDIR,
-            stat.S_ISLNK,
-        )
-        stat_files = self.stat_files
-        while stack:
-            path, rel, store, ancestors, kind = stack.pop()
-            if kind == _FILE and not stat_files and store is not None:
-                yield PayloadFile(rel, path, -1, -1, store)
-                continue
-            if kind == _DIR:
-                mode = stat.S_IFDIR
-            else:
-                st = lstat(path)
+            store = rel
+        # The listing's d_type says which entries are plain files and folders
+        # (no system call); only the rest (links, specials, unknown) are lstat-ed.
+        files: list[str] = []
+        dirs: list[str] = []
+        other: list[str] = []
+        sizes: dict[str, int] | None = None if store is not None else {}
+        with os.scandir(path) as it:
+            entries = list(it)
+        try:  # the common case in one pass: every entry a plain file (a chunk folder)
+            files = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        except OSError:
+            files = []
+        if len(files) != len(entries):
+            files = []
+            for e in entries:
+                try:
+                    if e.is_file(follow_symlinks=False):
+                        files.append(e.name)
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        dirs.append(e.name)
+                        continue
+                except OSError:
+                    pass
+                other.append(e.name)
+        if sizes is not None:
+            plain = set(files)
+            for e in entries:
+                if e.name in plain:
+                    sizes[e.name] = e.stat(follow_symlinks=False).st_size
+        del entries
+        _check_listing(files + dirs + other, path)
+        yield PayloadDir(rel, empty=not (files or dirs or other), store=store)
+        prefix = rel + "/" if rel else ""
+        linked: dict[str, str] = {}
+        for n in other:
+            full = os.path.join(path, n)
+            st = os.lstat(full)
+            mode = st.st_mode
+            real = full
+            if stat.S_ISLNK(mode):
+                if not follow_symlinks or not os.path.exists(full):
+                    raise _refuse_link(full, prefix + n)
+                real = os.path.realpath(full)
+                st = os.stat(real)
                 mode = st.st_mode
-                if is_lnk(mode):
-                    if not self.follow_symlinks or not os.path.exists(path):
-                        raise _refuse_link(path, rel)
-                    path = os.path.realpath(path)  # link and read the target, never the link itself
-                    st = os.stat(path)
-                    mode = st.st_mode
-                if is_reg(mode):
-                    yield PayloadFile(rel, path, st.st_size, st.st_mtime_ns, store)
-                    continue
-            if not is_dir(mode):
-                msg = f"{rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
-                raise PackageError(msg, path=path)
-            if self.follow_symlinks:
-                real = os.path.realpath(path)
-                if real in ancestors:
-                    msg = f"symbolic link loop at {rel!r}: it leads back into a folder above it"
-                    raise PackageError(msg, path=path)
-                ancestors = ancestors | {real}
-            name = rel.rsplit("/", 1)[-1]
-            if store is None and is_zarr_store(name):
-                if self.zarr_archives:
-                    yield ZarrStore(rel, path)
-                    continue
-                store = rel
-            with os.scandir(path) as it:
-                listing = sorted((e.name, _kind(e)) for e in it)
-            for n, _k in listing:
-                check_name(n, path)
-            check_siblings([n for n, _k in listing], path)
-            yield PayloadDir(rel, empty=not listing, store=store)
-            prefix = rel + "/" if rel else ""
-            for n, k in reversed(listing):
-                stack.append((join(path, n), prefix + n, store, ancestors, k))
+            if stat.S_ISREG(mode):
+                files.append(n)
+                linked[n] = real
+                if sizes is not None:
+                    sizes[n] = st.st_size
+            elif stat.S_ISDIR(mode):
+                dirs.append(n)
+                linked[n] = real
+            else:
+                msg = f"{prefix + n!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
+                raise PackageError(msg, path=full)
+        if files:
+            files.sort()
+            srcs = None
+            if linked:
+                srcs = [linked.get(n) or os.path.join(path, n) for n in files]
+            yield from _groups(
+                path, prefix, store, files, srcs, sizes, group_files, group_bytes, parts
+            )
+        dirs.sort(reverse=True)
+        for n in dirs:
+            real = linked.get(n) or os.path.join(path, n)
+            sub_anc = ancestors
+            if follow_symlinks:
+                rp = os.path.realpath(real)
+                if rp in ancestors:
+                    msg = f"symbolic link loop at {prefix + n!r}: it leads back into a folder above it"
+                    raise PackageError(msg, path=os.path.join(path, n))
+                sub_anc = ancestors | {rp}
+            stack.append((real, prefix + n, store, sub_anc))
 
 
-_UNKNOWN, _FILE, _DIR = 0, 1, 2
+def _groups(
+    path: str,
+    prefix: str,
+    store: str | None,
+    files: list[str],
+    srcs: list[str] | None,
+    sizes: dict[str, int] | None,
+    group_files: int,
+    group_bytes: int,
+    parts: int,
+) -> Iterator[FileGroup]:
+    per = max(1, min(group_files, -(-len(files) // max(1, parts))))
+    if sizes is None:  # inside a store: by count only
+        for i in range(0, len(files), per):
+            yield FileGroup(
+                path,
+                prefix,
+                tuple(files[i : i + per]),
+                store,
+                None if srcs is None else tuple(srcs[i : i + per]),
+            )
+        return
+    start = 0
+    nbytes = 0
+    for i, name in enumerate(files):
+        size = sizes[name]
+        count = i - start
+        if count and (count >= per or nbytes + size > group_bytes):
+            yield FileGroup(
+                path,
+                prefix,
+                tuple(files[start:i]),
+                store,
+                None if srcs is None else tuple(srcs[start:i]),
+            )
+            start, nbytes = i, 0
+        nbytes += size
+    yield FileGroup(
+        path,
+        prefix,
+        tuple(files[start:]),
+        store,
+        None if srcs is None else tuple(srcs[start:]),
+    )
 
 
-def _kind(entry: os.DirEntry[str]) -> int:
-    """What the listing says an entry is, without a system call where d_type is known."""
-    try:
-        if entry.is_symlink():
-            return _UNKNOWN
-        if entry.is_dir(follow_symlinks=False):
-            return _DIR
-        if entry.is_file(follow_symlinks=False):
-            return _FILE
-    except OSError:
-        pass
-    return _UNKNOWN
+def walk_store_groups(
+    path: str,
+    rel: str,
+    *,
+    follow_symlinks: bool = False,
+    group_files: int = 1000,
+    parts: int = 1,
+) -> Iterator[GroupItem]:
+    """:func:`walk_groups` inside one Zarr store (``rel`` its path in the payload)."""
+    yield from _walk_tree(path, rel, follow_symlinks, False, group_files, 64 << 20, parts)
 
 
-def walk_store(
-    path: str | os.PathLike[str], *, follow_symlinks: bool = False
-) -> Iterator[PayloadItem]:
-    """Walk one Zarr store; ``rel`` values are relative to the store root."""
-    walker = PayloadWalker(path, follow_symlinks=follow_symlinks)
-    for item in walker._entry(os.fspath(path), "", "", frozenset()):
-        if item.rel:
-            yield item
+def count_files(
+    root: str | os.PathLike[str],
+    *,
+    zarr_archives: bool = False,
+    roots: tuple[str, ...] = PAYLOAD_ROOTS,
+) -> int:
+    """How many files :func:`walk_groups` will yield, for a progress total (checks nothing).
+
+    Folder listings only (``d_type``), no ``lstat`` per file and no sorting. Each
+    Zarr store in archive mode counts its files plus one for its zip. Links count
+    as one file each.
+    """
+    total = 0
+    stack: list[str] = []
+    for rel in roots:
+        path = os.path.join(os.fspath(root), *rel.split("/"))
+        if os.path.isdir(path):
+            stack.append(path)
+        elif os.path.lexists(path):
+            total += 1
+        while stack:
+            folder = stack.pop()
+            if zarr_archives and is_zarr_store(folder) and folder != path:
+                total += 1  # the store's zip
+            with os.scandir(folder) as it:
+                for e in it:
+                    try:
+                        is_dir = e.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        stack.append(e.path)
+                    else:
+                        total += 1
+    return total
