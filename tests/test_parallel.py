@@ -114,3 +114,19 @@ def test_stopping_early_stops_the_workers() -> None:
     assert next(gen)[1] == [x * x for x in range(10)]
     gen.close()
     assert _children() <= before
+
+
+def _echo_big(batch: bytes, factor: int) -> bytes:
+    return batch * factor
+
+
+def test_large_tasks_and_results_do_not_deadlock() -> None:
+    """Units bigger than a pipe buffer both ways: the main process keeps feeding while it waits."""
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("deadlock")))
+    signal.alarm(60)
+    try:
+        tasks = [bytes([i]) * (300 * 1024) for i in range(12)]
+        got = list(map_batches(_echo_big, tasks, processes=2, args=(3,)))
+    finally:
+        signal.alarm(0)
+    assert [r for _t, r, _h in got] == [t * 3 for t in tasks]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curated._io import write_json
-from curated._parallel import MAX_TASK_BYTES, default_processes, map_batches
+from curated._parallel import default_processes, map_batches
 from curated.curation.formats import (
     HEAD_BYTES,
     dicom_phi_tags,
@@ -473,8 +473,8 @@ class _Walker:
 BATCH_FILES = 128
 """Files per run: the unit of work handed to a worker process."""
 
-_RUN_NAME_BYTES = MAX_TASK_BYTES // 2
-"""Name text per run: the pickled run stays below the pool's task limit."""
+_RUN_NAME_BYTES = 16 * 1024
+"""Name text per run: a run of long names is cut short so units of work stay small."""
 
 _Run = tuple[str, list[str], str | None, bool]
 """``(folder, names, tree prefix or None, symlink)``: files of one folder, examined together."""

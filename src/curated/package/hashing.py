@@ -7,28 +7,22 @@ bag writer never opens it for writing), or, where the file system refuses links,
 a copy written from the very buffers that are hashed. Work is handed out in
 units (:class:`FolderTask`: up to :data:`FOLDER_CHUNK` files of one folder, the
 manifest lines coming back already formatted; :class:`HashTask` batches for
-bag validation); with ``processes > 1`` a process pool runs them while at most
-:data:`WINDOW_PER_PROCESS` units per worker are in flight, so memory does not
-grow with the number of files.
+bag validation); with ``processes > 1`` the thread-free worker pool of
+:mod:`curated._parallel` runs them with a bounded number of units in flight, so
+memory does not grow with the number of files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import multiprocessing
 import os
-import pickle
 import re
-import select
-import signal
-import struct
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 from urllib.parse import quote
 
+from curated._parallel import WorkerDied, map_batches
 from curated.errors import PackageError
 from curated.package.names import encode_path
 
@@ -39,7 +33,6 @@ BATCH_FILES = 512
 BATCH_BYTES = 64 << 20
 BATCH_FILES_UNSIZED = 128
 """Files of unknown size (Zarr chunks listed without ``lstat``) per batch: small enough to share out large shards."""
-WINDOW_PER_PROCESS = 4
 
 SUPPORTED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 
@@ -167,9 +160,13 @@ def hash_one(
     return HashResult(task.rel, size, tuple(h.hexdigest() for h in hashers), linked, task.store)
 
 
-def hash_batch(batch: list[HashTask], algorithms: tuple[str, ...]) -> list[HashResult]:
+def hash_batch(
+    batch: list[HashTask],
+    algorithms: tuple[str, ...],
+    on_bytes: Callable[[int], None] | None = None,
+) -> list[HashResult]:
     """Worker entry point: hash a batch in order."""
-    return [hash_one(t, algorithms) for t in batch]
+    return [hash_one(t, algorithms, on_bytes) for t in batch]
 
 
 def batched(tasks: Iterable[HashTask]) -> Iterator[list[HashTask]]:
@@ -211,19 +208,14 @@ def hash_stream(
         for t in tasks:
             yield hash_one(t, algorithms, on_bytes)
         return
-    ctx = multiprocessing.get_context("fork")
-    window: deque[multiprocessing.pool.AsyncResult[list[HashResult]]] = deque()
-    limit = WINDOW_PER_PROCESS * processes
-    with ctx.Pool(processes) as pool:
-        try:
-            for batch in batched(tasks):
-                window.append(pool.apply_async(hash_batch, (batch, algorithms)))
-                while len(window) >= limit:
-                    yield from _drain(window.popleft().get(), on_bytes)
-            while window:
-                yield from _drain(window.popleft().get(), on_bytes)
-        finally:
-            pool.terminate()
+    for _batch, results, here in map_batches(
+        hash_batch,
+        batched(tasks),
+        processes=processes,
+        args=(algorithms,),
+        local_args=(on_bytes,),
+    ):
+        yield from (results if here else _drain(results, on_bytes))
 
 
 def _drain(
@@ -506,8 +498,8 @@ def hash_folders(
     Results are those of :func:`run_folder`.
 
     With ``processes <= 1`` everything runs here and ``on_bytes(files, nbytes)``
-    follows every read; with worker processes (:class:`_Workers`) it is called
-    once per finished task, and at most :data:`WINDOW_PER_PROCESS` tasks per
+    follows every read; with worker processes (:func:`curated._parallel.map_batches`)
+    it is called once per finished task, and at most a few tasks per
     worker are in flight. A refusal raised by ``tasks`` itself (the walk), or any
     error in a worker, stops every worker at once.
     """
@@ -515,169 +507,21 @@ def hash_folders(
         for t in tasks:
             yield t, run_folder(t, algorithms, n_manifests, fetch, on_bytes)
         return
-    workers = _Workers(processes, (algorithms, n_manifests, fetch))
-    window: deque[tuple[FolderTask, int]] = deque()
-    limit = WINDOW_PER_PROCESS * processes
     try:
-        for t in tasks:
-            window.append((t, workers.submit(t)))
-            while len(window) >= limit:
-                task, w = window.popleft()
-                yield task, _unpack(workers.result(w), on_bytes)
-        while window:
-            task, w = window.popleft()
-            yield task, _unpack(workers.result(w), on_bytes)
-    finally:
-        workers.close()
+        for task, r, _here in map_batches(
+            _folder_worker, tasks, processes=processes, args=(algorithms, n_manifests, fetch)
+        ):
+            yield task, _unpack(r, on_bytes)
+    except WorkerDied:
+        msg = "a hashing process ended unexpectedly (killed, or out of memory?); bag again"
+        raise PackageError(msg) from None
 
 
 def _unpack(r: Any, on_bytes: Callable[[float, int], None] | None) -> Any:
     if isinstance(r, FolderFailure):
         raise r.error()
-    if isinstance(r, _Crash):
-        raise r.error
     if on_bytes is not None and r is not None:
         on_bytes(r.files, r.bytes)
     return r
 
 
-class _Crash(NamedTuple):
-    """Any other exception raised in a worker (re-raised in the main process)."""
-
-    error: BaseException
-
-
-_HEADER = struct.Struct("<Q")
-
-
-def _read_exactly(fd: int, n: int) -> bytes:
-    parts = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 22))
-        if not chunk:
-            raise EOFError
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _worker_loop(task_fd: int, result_fd: int, args: tuple[Any, ...]) -> None:
-    """A forked worker: read a task, run it, send its result; until the task pipe closes."""
-    while True:
-        try:
-            head = _read_exactly(task_fd, _HEADER.size)
-        except EOFError:
-            return
-        task = pickle.loads(_read_exactly(task_fd, _HEADER.unpack(head)[0]))
-        try:
-            result: Any = _folder_worker(task, *args)
-        except BaseException as exc:  # sent back whole where it pickles, else described
-            try:
-                pickle.dumps(exc)
-                result = _Crash(exc)
-            except Exception:
-                result = _Crash(RuntimeError(f"{type(exc).__name__}: {exc}"))
-        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(result_fd, _HEADER.pack(len(blob)) + blob)
-
-
-class _Workers:
-    """Forked hashing processes fed through pipes, with no helper threads.
-
-    ``multiprocessing.Pool`` runs three threads in the main process that pickle,
-    send, receive and hand over every task; with hundreds of small folder tasks
-    a second those threads used as much CPU as the main thread itself. Here each
-    worker has a task pipe and a result pipe. Tasks go to the worker with the
-    fewest in flight; each worker answers in the order it was given tasks, so
-    the main process reads results in submission order. Task frames are written
-    without blocking (kept pending while a pipe is full), so the main process can
-    never wait on a worker that is itself waiting for the main process to read.
-    """
-
-    def __init__(self, processes: int, args: tuple[Any, ...]) -> None:
-        self.pids: list[int] = []
-        self.task_fds: list[int] = []
-        self.result_fds: list[int] = []
-        self.pending: list[bytearray] = []
-        self.in_flight: list[int] = []
-        try:
-            for _ in range(processes):
-                tr, tw = os.pipe()
-                rr, rw = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # the worker
-                    code = 0
-                    try:
-                        for fd in (tw, rr, *self.task_fds, *self.result_fds):
-                            os.close(fd)
-                        _worker_loop(tr, rw, args)
-                    except BaseException:
-                        code = 1
-                    finally:
-                        os._exit(code)
-                os.close(tr)
-                os.close(rw)
-                os.set_blocking(tw, False)
-                self.pids.append(pid)
-                self.task_fds.append(tw)
-                self.result_fds.append(rr)
-                self.pending.append(bytearray())
-                self.in_flight.append(0)
-        except BaseException:
-            self.close()
-            raise
-
-    def submit(self, task: FolderTask) -> int:
-        w = min(range(len(self.pids)), key=self.in_flight.__getitem__)
-        blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-        self.pending[w] += _HEADER.pack(len(blob)) + blob
-        self.in_flight[w] += 1
-        self._flush(w)
-        return w
-
-    def _flush(self, w: int) -> None:
-        buf = self.pending[w]
-        while buf:
-            try:
-                n = os.write(self.task_fds[w], buf)
-            except BlockingIOError:
-                return
-            except BrokenPipeError:  # the worker died: reading its next result says so
-                buf.clear()
-                return
-            del buf[:n]
-
-    def result(self, w: int) -> Any:
-        fd = self.result_fds[w]
-        while any(self.pending):  # keep feeding while waiting, so nobody waits on us
-            writers = [self.task_fds[i] for i, b in enumerate(self.pending) if b]
-            readable, writable, _ = select.select([fd], writers, [])
-            for wfd in writable:
-                self._flush(self.task_fds.index(wfd))
-            if readable:
-                break
-        try:
-            head = _read_exactly(fd, _HEADER.size)
-            blob = _read_exactly(fd, _HEADER.unpack(head)[0])
-        except EOFError:
-            msg = "a hashing process ended unexpectedly (killed, or out of memory?); bag again"
-            raise PackageError(msg) from None
-        self.in_flight[w] -= 1
-        return pickle.loads(blob)
-
-    def close(self) -> None:
-        """Stop every worker (at once: work still queued is dropped) and reap it."""
-        for fd in self.task_fds + self.result_fds:
-            os.close(fd)
-        self.task_fds, self.result_fds = [], []
-        for pid in self.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
-        self.pids = []
