@@ -503,6 +503,7 @@ def _examine_run(
     which spares the kernel a full path lookup per file.
     """
     folder, names, tree_prefix, _symlink = run
+    notes = _RunNotes()
     rows: list[tuple[int | None, str | None, str]] = []
     extras: dict[int, _Extra] = {}
     records: list[bytes] = []
@@ -524,20 +525,86 @@ def _examine_run(
                 path = os.path.join(folder, name)
                 rows.append((_size_or_none(path), None, "unreadable"))
                 extras[i] = (None, [], [], exc.strerror or str(exc))
+                notes.name(i, name if name.isascii() else display_path(name), "unreadable")
                 continue
-            shown_name = name if name.isascii() else os.fsencode(name).decode("utf-8", "replace")
+            shown_name = name if name.isascii() else display_path(name)
             fmt = sniff_format(head, shown_name)
             if fmt in _INSPECTED:
                 fmt, extra = _inspect(os.path.join(folder, name), fmt, size)
                 extras[i] = extra
             rows.append((size, digest, fmt))
+            notes.name(i, shown_name, fmt)
+            if fmt not in _NO_EXTENSION_RULE and not extension_matches(fmt, shown_name):
+                notes.extension_mismatch.append(i)
             if tree_prefix is not None:
                 records.append(tree_record(tree_prefix + name, size, digest))
                 nbytes += size
     finally:
         if dir_fd is not None:
             os.close(dir_fd)
-    return rows, extras, b"".join(records), len(records), nbytes
+    return rows, extras, b"".join(records), len(records), nbytes, notes
+
+
+class _RunNotes:
+    """What the checklist needs from a run's names, worked out in the worker.
+
+    Naming-convention counts (per extension and pattern: files, number widths,
+    largest number), which names are documentation or licences, and which
+    contents contradict their extension. Computing these beside the hashing
+    keeps the main process (the bottleneck of a large inventory) to listing
+    folders and collecting records.
+    """
+
+    __slots__ = ("naming", "docs", "licences", "extension_mismatch")
+
+    def __init__(self) -> None:
+        self.naming: dict[str, dict[str, list[Any]]] = {}
+        self.docs: list[int] = []
+        self.licences: list[int] = []
+        self.extension_mismatch: list[int] = []
+
+    def name(self, i: int, name: str, fmt: str) -> None:
+        ext, pattern, width, number, kind = _name_facts(name)
+        group = self.naming.get(ext)
+        if group is None:
+            group = self.naming[ext] = {}
+        stats = group.get(pattern)
+        if stats is None:
+            stats = group[pattern] = [0, set(), 0]
+        stats[0] += 1
+        if width:
+            stats[1].add(width)
+            if number > stats[2]:
+                stats[2] = number
+        if kind == "licence":
+            self.licences.append(i)
+        elif kind == "doc" or (fmt in _DOC_FORMATS and not name.lower().startswith("check")):
+            self.docs.append(i)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _name_facts(name: str) -> tuple[str, str, int, int, str | None]:
+    """(extension, naming pattern, width and value of the last number, doc/licence kind) of a name.
+
+    Cached: chunk and slice names repeat across thousands of folders.
+    """
+    ext = name.rpartition(".")[2].lower() if "." in name else ""
+    pattern, last = _name_shape(name)
+    kind = None
+    if name[:4].lower() in _DOC_PREFIXES:
+        if LICENCE_NAMES.match(name):
+            kind = "licence"
+        elif DOC_NAMES.match(name):
+            kind = "doc"
+    return ext, pattern, len(last), int(last) if last else 0, kind
+
+
+_DOC_FORMATS = frozenset(("PDF", "Markdown", "reStructuredText"))
+_DOC_PREFIXES = frozenset(
+    ("read", "abou", "desc", "meth", "prot", "mani", "code", "data", "lice", "copy", "righ")
+)
+"""First four letters of every name DOC_NAMES and LICENCE_NAMES match."""
+_NO_EXTENSION_RULE = frozenset(("text", "unknown binary", "empty"))
 
 
 def _runs_keeping_names(walker: _Walker, src: Path, shown: deque[list[str]]) -> Iterator[_Run]:
@@ -591,6 +658,7 @@ def _checklist(
     walker: _Walker,
     docs: list[str],
     licences: list[str],
+    naming: _NamingStats,
 ) -> list[ChecklistAnswer]:
     answers: list[ChecklistAnswer] = []
 
@@ -705,32 +773,39 @@ def _checklist(
         evidence += f"; {len(crowded)} folders hold over 10,000 entries (e.g. {crowded[0][0]}: {crowded[0][1]})"
     add("C7", "needs-human", None if not crowded and walker.max_depth <= 8 else False, evidence)
     # C8 naming convention
-    add("C8", *_naming_answer(files))
+    add("C8", *_naming_answer(naming))
     return answers
 
 
-def _naming_answer(files: list[FileRecord]) -> tuple[str, bool | None, str]:
-    by_folder: dict[str, list[str]] = defaultdict(list)
-    for f in files:
-        folder, _, name = f.path.rpartition("/")
-        # a convention is judged among files of one kind (slices, not the README beside them)
-        ext = name.rpartition(".")[2].lower() if "." in name else ""
-        by_folder[f"{folder} (*.{ext})" if ext else folder].append(name)
-    big = {k: v for k, v in by_folder.items() if len(v) >= 3}
+_NamingStats = dict[str, dict[str, list[Any]]]
+"""Per folder and extension (``"<folder> (*.<ext>)"``): pattern → [files, number widths, largest number]."""
+
+
+def _merge_naming(into: _NamingStats, folder: str, notes: _RunNotes) -> None:
+    for ext, patterns in notes.naming.items():
+        group = into.setdefault(f"{folder} (*.{ext})" if ext else folder, {})
+        for pattern, (count, widths, biggest) in patterns.items():
+            stats = group.setdefault(pattern, [0, set(), 0])
+            stats[0] += count
+            stats[1] |= widths
+            stats[2] = max(stats[2], biggest)
+
+
+def _naming_answer(naming: _NamingStats) -> tuple[str, bool | None, str]:
+    # a convention is judged among files of one kind per folder (slices, not the README beside them)
+    big = {k: v for k, v in naming.items() if sum(c for c, _w, _m in v.values()) >= 3}
     if not big:
         return "needs-human", None, "too few files per folder to infer a convention"
     inconsistent = []
     unpadded = []
-    for folder, names in big.items():
-        shaped = [_name_shape(n) for n in names]  # each name's pattern, computed once
-        top, count = Counter(p for p, _ in shaped).most_common(1)[0]
-        if count / len(names) < 0.9:
+    for folder, patterns in big.items():
+        total = sum(c for c, _w, _m in patterns.values())
+        top = max(patterns.items(), key=lambda kv: kv[1][0])[1]
+        count, widths, biggest = top
+        if count / total < 0.9:
             inconsistent.append(folder or ".")
             continue
-        last_numbers = [last for p, last in shaped if p == top and last]
-        widths = {len(m) for m in last_numbers}
-        numbers = [int(m) for m in last_numbers]
-        if len(widths) > 1 and numbers and max(numbers) >= 10:
+        if len(widths) > 1 and biggest >= 10:
             unpadded.append(folder or ".")
     if inconsistent:
         return (
@@ -844,6 +919,10 @@ def check(
         source_digests: dict[str, str | None] = {}
         personal: dict[str, list[str]] = defaultdict(list)
         phi: dict[str, list[str]] = defaultdict(list)
+        flags: list[RedFlag] = walker.flags
+        naming: _NamingStats = {}
+        docs: list[str] = []
+        licences: list[str] = []
         progress.start("checking files", None, "bytes")
         nproc = default_processes() if processes is None else max(1, int(processes))
         for src in paths:
@@ -851,7 +930,7 @@ def check(
             complete = True
             first_files = len(files)
             pending: deque[list[str]] = deque()
-            for run, (rows, extras, records, nrec, nrec_bytes), ran_here in map_batches(
+            for run, (rows, extras, records, nrec, nrec_bytes, notes), ran_here in map_batches(
                 _examine_run,
                 _runs_keeping_names(walker, src, pending),
                 processes=nproc,
@@ -875,6 +954,18 @@ def check(
                             phi[t].append(shown)
                     if digest is None:
                         complete = False
+                _merge_naming(naming, shown_names[0].rpartition("/")[0], notes)
+                docs.extend(shown_names[i] for i in notes.docs)
+                licences.extend(shown_names[i] for i in notes.licences)
+                for i in notes.extension_mismatch:
+                    flags.append(
+                        RedFlag(
+                            "extension-mismatch",
+                            "warning",
+                            f"content is {rows[i][2]} but the name's extension says otherwise",
+                            [shown_names[i]],
+                        )
+                    )
                 if nrec and tree is not None:
                     folder, names, tree_prefix, _ = run
                     ok = [n for n, r in zip(names, rows, strict=True) if r[1] is not None]
@@ -892,9 +983,8 @@ def check(
                 inputs.append(Artifact(shown, one.size if one else None, digest, role="source"))
             source_digests[shown] = digest
         progress.finish()
-        flags = walker.flags
         _flag_files(files, flags, walker, personal, phi)
-        docs, licences = _docs_and_licences(files, ws)
+        _workspace_docs_and_licences(ws, docs, licences)
         if not docs:
             flags.append(
                 RedFlag(
@@ -913,7 +1003,7 @@ def check(
                     [],
                 )
             )
-        checklist = _checklist(record, files, flags, walker, docs, licences)
+        checklist = _checklist(record, files, flags, walker, docs, licences, naming)
         flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
         report = CheckReport(
             [display_path(str(p)) for p in paths], files, checklist, flags, source_digests
@@ -931,9 +1021,6 @@ def check(
             "flags": dict(Counter(f.code for f in flags)),
         }
     return report
-
-
-_NO_EXTENSION_RULE = frozenset(("text", "unknown binary", "empty"))
 
 
 def _flag_files(
@@ -981,18 +1068,7 @@ def _flag_files(
                 )
             )
         digest = f.sha256
-        if not digest:
-            continue
-        if f.format not in _NO_EXTENSION_RULE and not extension_matches(f.format, f.path):
-            flags.append(
-                RedFlag(
-                    "extension-mismatch",
-                    "warning",
-                    f"content is {f.format} but the name's extension says otherwise",
-                    [f.path],
-                )
-            )
-        if f.size:
+        if digest and f.size:
             first = first_with.setdefault(digest, f.path)
             if first is not f.path:
                 duplicates.setdefault(digest, [first]).append(f.path)
@@ -1025,33 +1101,13 @@ def _flag_files(
         )
 
 
-_DOC_FORMATS = frozenset(("PDF", "Markdown", "reStructuredText"))
-_DOC_INITIALS = frozenset("lcramdp")
-"""First letters of the names DOC_NAMES and LICENCE_NAMES match."""
-
-
-def _docs_and_licences(
-    files: list[FileRecord], ws: Workspace | None
-) -> tuple[list[str], list[str]]:
-    docs = []
-    licences = []
-    for f in files:
-        name = f.path.rpartition("/")[2]
-        if name[:1].lower() not in _DOC_INITIALS and f.format not in _DOC_FORMATS:
-            continue  # most files (image slices, chunks) are ruled out without a regular expression
-        if LICENCE_NAMES.match(name):
-            licences.append(f.path)
-        elif (
-            DOC_NAMES.match(name)
-            or f.format in _DOC_FORMATS
-            and not name.lower().startswith("check")
-        ):
-            docs.append(f.path)
-    if ws is not None:
-        for name in ("README.md", "README.txt", "README"):
-            if (ws.root / name).is_file():
-                docs.append(name)
-        for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "COPYING"):
-            if (ws.root / name).is_file():
-                licences.append(name)
-    return docs, licences
+def _workspace_docs_and_licences(ws: Workspace | None, docs: list[str], licences: list[str]) -> None:
+    """Add the workspace's own README and licence files to what the sources hold."""
+    if ws is None:
+        return
+    for name in ("README.md", "README.txt", "README"):
+        if (ws.root / name).is_file():
+            docs.append(name)
+    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "COPYING"):
+        if (ws.root / name).is_file():
+            licences.append(name)
