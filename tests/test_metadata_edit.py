@@ -168,3 +168,38 @@ def test_parse_false_stores_program_text_exactly(ws):
     with pytest.raises(MetadataError):
         set_field(ws, "study.description", "None: x")
     assert ws.metadata_path.read_bytes() == before
+
+
+def test_curator_comments_survive_edits(ws):
+    """Comments a curator writes beside fields stay; the generated header is refreshed."""
+    set_field(ws, "study.description", "First description.")
+    text = ws.metadata_path.read_text()
+    text = text.replace(
+        "  description: First description.",
+        "  # agreed with the depositor on 2026-11-20\n  description: First description.  # keep short",
+    )
+    ws.metadata_path.write_text(text + "# end of record: ask Ada before changing images\n")
+    set_field(ws, "study.title", "A new title")  # another field
+    set_field(ws, "study.license", "CC-BY-4.0")  # a field that did not exist yet
+    set_field(ws, "study.description", "Second description.")  # the commented field itself
+    after = ws.metadata_path.read_text()
+    assert "# agreed with the depositor on 2026-11-20" in after
+    line = next(ln for ln in after.splitlines() if "description: Second description." in ln)
+    assert line.rstrip().endswith("# keep short")
+    assert "# end of record: ask Ada before changing images" in after
+    assert after.startswith("# curated.yaml: REMBI metadata")
+    assert after.count("# curated.yaml: REMBI metadata") == 1  # the header is rewritten, not stacked
+    study = ws.read_metadata()["study"]
+    assert study["title"] == "A new title" and study["license"] == "CC-BY-4.0"
+    keys = list(study)
+    assert keys.index("license") > keys.index("title")  # inserted in schema order, not at the end
+    set_field(ws, "study.description", "null")  # removing the commented field keeps the rest
+    assert "description" not in ws.read_metadata()["study"]
+    assert "# end of record" in ws.metadata_path.read_text()
+
+
+def test_a_file_without_comments_keeps_the_canonical_layout(ws):
+    from curated.metadata.edit import render_record
+
+    set_field(ws, "study.title", "Plain")
+    assert ws.metadata_path.read_text() == render_record(ws.read_metadata())

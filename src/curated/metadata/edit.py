@@ -8,6 +8,7 @@ lists what is still missing, refreshed on every write made here.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import textwrap
 from datetime import date, datetime
@@ -35,6 +36,11 @@ from curated.workspace import Workspace, as_workspace, dump_yaml, recorder
 # ------------------------------------------------------------------- writing
 def render_record(record: dict[str, Any], report: ValidationReport | None = None) -> str:
     """``curated.yaml`` text: a header comment listing what is missing, then the record as YAML."""
+    return _header(record, report) + "\n" + dump_yaml(in_model_order(record))
+
+
+def _header(record: dict[str, Any], report: ValidationReport | None) -> str:
+    """The generated comment block at the top of ``curated.yaml`` (no final newline)."""
     report = report if report is not None else validate_record(record)
     missing = [e.field for e in report.missing_required]
     recommended = [
@@ -58,7 +64,7 @@ def render_record(record: dict[str, Any], report: ValidationReport | None = None
     listing("Still missing (recommended)", recommended)
     if not missing and not recommended:
         lines.append("# Complete: every required and recommended field is filled.")
-    return "\n".join(lines) + "\n" + dump_yaml(in_model_order(record))
+    return "\n".join(lines)
 
 
 def write_record(
@@ -70,11 +76,94 @@ def write_record(
         mode: int | None = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = None
-    text = render_record(record, report)
+    text = _render_keeping_comments(path, record, report) or render_record(record, report)
     atomic_write_text(path, text)
     with contextlib.suppress(OSError):
         os.chmod(path, default_mode() if mode is None else mode)
     return path
+
+
+def _render_keeping_comments(
+    path: Path, record: dict[str, Any], report: ValidationReport | None
+) -> str | None:
+    """``record`` written into the file's existing YAML so the curator's comments stay.
+
+    The leading comment block is the generated header and is rewritten; every
+    other comment (beside or above a field) is kept by a round-trip YAML
+    parser (ruamel.yaml), changed values are replaced in place and new fields
+    are inserted where the schema's order puts them. ``None`` when the file
+    holds no comment of the curator's (the plain renderer then gives the
+    canonical layout) or cannot be read as a mapping. The result is parsed back
+    and must equal ``record``; if it does not, ``None`` again (never a wrong file).
+    """
+    try:
+        old = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = old.splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and (lines[start].startswith("#") or not lines[start].strip()):
+        start += 1
+    body = "".join(lines[start:])
+    if "#" not in body:
+        return None
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    rt = YAML(typ="rt")
+    rt.width = 100
+    rt.indent(mapping=2, sequence=2, offset=0)
+    rt.allow_unicode = True
+    try:
+        doc = rt.load(body)
+    except Exception:  # a syntax ruamel rejects: fall back to the plain renderer
+        return None
+    if not isinstance(doc, CommentedMap):
+        return None
+    wanted = in_model_order(record)
+    _merge_map(doc, wanted)
+    buf = io.StringIO()
+    rt.dump(doc, buf)
+    text = _header(record, report) + "\n" + buf.getvalue()
+    try:
+        if yaml.safe_load(text) != wanted:
+            return None
+    except yaml.YAMLError:
+        return None
+    return text
+
+
+def _merge_map(doc: Any, new: dict[str, Any]) -> None:
+    for key in [k for k in doc if k not in new]:
+        del doc[key]
+    previous: list[str] = []
+    for key, value in new.items():
+        if key in doc:
+            doc[key] = _merged(doc[key], value)
+        else:
+            before = [k for k in previous if k in doc]
+            pos = list(doc.keys()).index(before[-1]) + 1 if before else 0
+            doc.insert(pos, key, value)
+        previous.append(key)
+
+
+def _merged(old: Any, value: Any) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(old, CommentedMap) and isinstance(value, dict):
+        _merge_map(old, value)
+        return old
+    if isinstance(old, CommentedSeq) and isinstance(value, list):
+        for i, item in enumerate(value):
+            if i < len(old):
+                old[i] = _merged(old[i], item)
+            else:
+                old.append(item)
+        del old[len(value) :]
+        return old
+    if type(old) is type(value) and old == value:
+        return old  # unchanged: keep the scalar as written (its quoting, its style)
+    return value
 
 
 def default_mode() -> int:
