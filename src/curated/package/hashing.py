@@ -112,8 +112,6 @@ def hash_one(
 ) -> HashResult:
     """Place ``task`` in the bag and hash it; refuse a file that changes meanwhile."""
     hashers = [_CONSTRUCTORS[a]() for a in algorithms]
-    buf = _get_buffer()
-    view = memoryview(buf)
     linked = False
     out = None
     fd = os.open(task.src, os.O_RDONLY)
@@ -133,21 +131,15 @@ def hash_one(
                     raise
         if task.mode == COPY or (task.mode == LINK and not linked):
             out = open(task.dest, "xb", buffering=0)  # type: ignore[arg-type]  # noqa: SIM115
-        read = 0
         # Read exactly the listed size (no extra read to meet end-of-file: a file that
         # grew or shrank shows in the fstat below).
-        while read < size:
-            n = os.readv(fd, [buf])
-            if not n:
-                break
-            chunk = view[:n]
-            for h in hashers:
-                h.update(chunk)
-            if out is not None:
-                out.write(chunk)
-            read += n
-            if on_bytes is not None:
-                on_bytes(n)
+        read = _read_large(
+            fd,
+            size,
+            hashers,
+            out,
+            None if on_bytes is None else (lambda _part, n: on_bytes(n)),
+        )
         after = os.fstat(fd)
         if read != size or after.st_size != size or after.st_mtime_ns != mtime_ns:
             raise _changed(task, f"expected {size} bytes, read {read}, now {after.st_size}")
