@@ -118,9 +118,20 @@ print(td.files, base, peak)
 """
 
 
-def rss(root: Path) -> tuple[int, float, float]:
+CHECK_RSS_CHILD = """
+import resource, sys
+from curated.curation.check import check
+import curated.provenance.log
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = check(None, [sys.argv[1]])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(report.files), base, peak)
+"""
+
+
+def rss(root: Path, child: str = RSS_CHILD) -> tuple[int, float, float]:
     out = subprocess.run(
-        [sys.executable, "-c", RSS_CHILD, str(root)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", child, str(root)], check=True, capture_output=True, text=True
     ).stdout.split()
     files, base, peak = int(out[0]), int(out[1]) / 1024, int(out[2]) / 1024
     return files, base, peak
@@ -137,6 +148,13 @@ def main() -> None:
         "--small", type=int, nargs="+", default=[10_000], help="files in the throughput trees"
     )
     ap.add_argument("--rss-counts", type=int, nargs="*", default=[10_000, 200_000])
+    ap.add_argument(
+        "--check-rss-counts",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also measure check()'s peak RSS (main process) over nested trees of these many files",
+    )
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     args = ap.parse_args()
@@ -178,6 +196,13 @@ def main() -> None:
             )
             if not args.keep:
                 shutil.rmtree(root)
+    if args.check_rss_counts:
+        print("\n| files | check() baseline RSS MiB | peak RSS MiB | growth MiB | bytes per file |")
+        print("|---:|---:|---:|---:|---:|")
+    for count in args.check_rss_counts:
+        root = make_small(args.data / f"small-{count}", count, flat=False)
+        n, base, peak = rss(root, CHECK_RSS_CHILD)
+        print(f"| {n} | {base:.1f} | {peak:.1f} | {peak - base:.1f} | {(peak - base) * 2**20 / n:.0f} |")
     if not args.keep:
         shutil.rmtree(args.data, ignore_errors=True)
 
