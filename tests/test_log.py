@@ -483,3 +483,23 @@ def test_cli_head_and_anchor(tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(app, ["log", str(ws.root), "--verify", "--anchor", "nonsense"])
     assert r.exit_code == 1 and "an anchor is SEQ:HASH" in r.output
+
+
+def test_a_bag_s_log_copy_is_an_anchor(tmp_path):
+    from curated.provenance.log import anchor_from
+
+    ws = _ws(tmp_path)
+    bag = tmp_path / "bag"
+    (bag / "metadata").mkdir(parents=True)
+    (bag / "metadata" / "curator-log.jsonl").write_bytes(ws.log.path.read_bytes())  # as a bag holds it
+    assert anchor_from(bag) == ws.log.anchor()
+    ws.log.append("D", "deposit")  # later work keeps the anchor valid
+    runner = CliRunner()
+    r = runner.invoke(app, ["log", str(ws.root), "--verify", "--anchor", str(bag)])
+    assert r.exit_code == 0, r.output
+    lines = ws.log.path.read_text().splitlines(keepends=True)
+    ws.log.path.write_text("".join(lines[:2]))  # cut back to before what the bag recorded
+    r = runner.invoke(app, ["log", str(ws.root), "--verify", "--anchor", str(bag)])
+    assert r.exit_code == 1 and "removed from its end" in " ".join(r.output.split())
+    with pytest.raises(LogError, match="no curator log here"):
+        anchor_from(tmp_path / "nowhere")

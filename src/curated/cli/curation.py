@@ -130,7 +130,8 @@ def log_command(
     anchor: str | None = typer.Option(
         None,
         "--anchor",
-        help="With --verify: a SEQ:HASH printed earlier by --head; entries cut from the log's end are then detected.",
+        help="With --verify: a SEQ:HASH printed earlier by --head, or a bag (or log file) whose log copy "
+        "is the anchor; entries cut from the log's end are then detected.",
     ),
 ) -> None:
     """Show the curator log; verify, repair or export it."""
@@ -157,6 +158,10 @@ def log_command(
                 f"the cut last line was set aside in {ws.relative(aside)}; appends continue from the last good entry"
             )
     if verify:
+        if anchor is not None and ":" not in anchor:
+            from curated.provenance.log import anchor_from
+
+            anchor = anchor_from(anchor)
         report = log.verify(files=files, anchor=anchor)
         if not report.ok:
             for p in report.problems:

@@ -677,6 +677,30 @@ class CuratorLog:
         return report
 
 
+def anchor_from(source: str | Path) -> str:
+    """The ``SEQ:HASH`` anchor kept in a bag or a copy of a log.
+
+    ``source`` is a bag folder (its ``metadata/curator-log.jsonl``, the log up to
+    and including the bag's own entry) or a curator log file; the anchor is its
+    last complete entry. With it, ``verify(anchor=...)`` checks that the
+    workspace's log still holds everything that was deposited.
+    """
+    p = Path(source)
+    if p.is_dir():
+        p = p / "metadata" / "curator-log.jsonl"
+    if not p.is_file():
+        msg = (
+            "no curator log here: an anchor is SEQ:HASH as `curated log --head` prints it, "
+            "a bag folder (metadata/curator-log.jsonl) or a curator log file"
+        )
+        raise LogError(msg, path=p, field="anchor")
+    mark = CuratorLog(p).anchor()
+    if mark is None:
+        msg = "this curator log holds no complete entry to anchor to"
+        raise LogError(msg, path=p, field="anchor")
+    return mark
+
+
 def _parse_anchor(anchor: str) -> tuple[int, str]:
     seq, sep, digest = anchor.strip().partition(":")
     if not sep or not seq.isdigit() or not digest.startswith("sha256:") or len(digest) != 71:
