@@ -107,26 +107,38 @@ def bench_tree(root: Path, repeat: int) -> tuple[float, float, float, float, int
     return min(t_ref, t_ref2, t_ref3), t_cur, t_check, t_check1, td.files, td.bytes
 
 
-RSS_CHILD = """
-import resource, sys
+_HWM = """
+def hwm():
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's RSS at fork time
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+"""
+
+RSS_CHILD = (
+    _HWM
+    + """
+import sys
 from curated.provenance.digest import digest_tree
 import curated.provenance.log  # what a real caller has imported
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 td = digest_tree(sys.argv[1])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(td.files, base, peak)
+print(td.files, base, hwm())
 """
+)
 
 
-CHECK_RSS_CHILD = """
-import resource, sys
+CHECK_RSS_CHILD = (
+    _HWM
+    + """
+import sys
 from curated.curation.check import check
 import curated.provenance.log
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 report = check(None, [sys.argv[1]])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(len(report.files), base, peak)
+print(len(report.files), base, hwm())
 """
+)
 
 
 def rss(root: Path, child: str = RSS_CHILD) -> tuple[int, float, float]:

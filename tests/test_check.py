@@ -447,3 +447,30 @@ def test_cli_check_takes_a_process_count(ws, tmp_path):
     assert result.exit_code == 0, result.output
     bad = CliRunner().invoke(app, ["check", str(ws.root), str(raw), "--processes", "0"])
     assert bad.exit_code == 2
+
+
+def test_a_large_inventory_waits_on_disk_and_reports_the_same(tmp_path, monkeypatch):
+    """Past INVENTORY_IN_MEMORY records the inventory spills to disk; nothing in the report changes."""
+    import importlib
+
+    check_module = importlib.import_module("curated.curation.check")
+    raw = tmp_path / "raw"
+    for d in range(3):
+        sub = raw / f"d{d}"
+        sub.mkdir(parents=True)
+        for i in range(40):
+            (sub / f"f{i:03d}.bin").write_bytes(bytes([i % 9]) * (1 + i % 3))  # duplicates
+    ws = Workspace.create(tmp_path / "ws", record=RECORD)
+    small = check(ws, [raw], processes=1)
+    expected = json.loads((ws.root / "curation" / "check.json").read_text())
+    monkeypatch.setattr(check_module, "INVENTORY_IN_MEMORY", 7)
+    monkeypatch.setattr(check_module, "_SPILL_CHUNK", 5)
+    big = check(ws, [raw], processes=2)
+    assert isinstance(big.files, check_module.FileInventory) and big.files._chunks  # it spilled
+    assert len(big.files) == 120 and big.files == small.files
+    assert big.files[-1] == small.files[-1] and big.files[60] == small.files[60]
+    assert big.files[3:6] == small.files[3:6]
+    written = json.loads((ws.root / "curation" / "check.json").read_text())
+    assert written == expected == big.to_dict()
+    assert big.flags_by_code("duplicate-content") == small.flags_by_code("duplicate-content")
+    assert big.flags_by_code("duplicate-content")  # the on-disk index found them

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     The bytes go to a temporary file in the same folder, are flushed to disk, then
     renamed over ``path`` (rename is atomic on POSIX within one file system).
     """
+    return atomic_write_chunks(path, (data,))
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
+    """:func:`atomic_write_bytes` for content made piece by piece (never all in memory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates 0600 files; keep the replaced file's mode, else the umask's default.
@@ -26,7 +32,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

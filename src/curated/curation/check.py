@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import operator
 import os
+import pickle
 import re
 import stat
+import tempfile
 import unicodedata
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple, overload
 
-from curated._io import write_json
+from curated._io import atomic_write_chunks
 from curated._parallel import default_processes, map_batches
 from curated.curation.formats import (
     HEAD_BYTES,
@@ -121,6 +124,142 @@ class FileRecord:
         return d
 
 
+_CODE_SET = frozenset(CODE_SUFFIXES)
+
+INVENTORY_IN_MEMORY = 100_000
+"""Records kept in memory; beyond this many, an inventory waits on disk in chunks."""
+
+_SPILL_CHUNK = 10_000
+
+
+@dataclass
+class InventoryStats:
+    """Totals the report and checklist need, kept while records are added (no extra pass)."""
+
+    files: int = 0
+    bytes: int = 0
+    formats: Counter[str] = field(default_factory=Counter)
+    images: int = 0
+    broken_images: int = 0
+    first_broken_image: str | None = None
+    errors: int = 0
+    first_error: str | None = None
+    code: int = 0
+    first_code: str | None = None
+
+    def add(self, f: FileRecord) -> None:
+        self.files += 1
+        self.bytes += f.size or 0
+        self.formats[f.format] += 1
+        path = f.path
+        dot = path.rfind(".")
+        if dot != -1 and path[dot:].lower() in _CODE_SET and "/" not in path[dot:]:
+            self.code += 1
+            if self.first_code is None:
+                self.first_code = path
+        if f.image is None and not f.error:
+            return
+        if f.image is not None:
+            self.images += 1
+            if not f.image.get("opens"):
+                self.broken_images += 1
+                if self.first_broken_image is None:
+                    self.first_broken_image = f.path
+        if f.error:
+            self.errors += 1
+            if self.first_error is None:
+                self.first_error = f.path
+
+    @classmethod
+    def of(cls, files: Sequence[FileRecord]) -> InventoryStats:
+        if isinstance(files, FileInventory):
+            return files.stats
+        stats = cls()
+        for f in files:
+            stats.add(f)
+        return stats
+
+
+class FileInventory(Sequence[FileRecord]):
+    """The inventory's records in walk order, with memory bounded whatever the file count.
+
+    The first :data:`INVENTORY_IN_MEMORY` records stay in memory; later ones are
+    written to an unnamed temporary file in chunks of 10,000 and read back when
+    iterated or indexed. It behaves like a read-only list of :class:`FileRecord`.
+    """
+
+    def __init__(self) -> None:
+        self._mem: list[FileRecord] = []
+        self._buf: list[tuple[Any, ...]] = []
+        self._chunks: list[tuple[int, int]] = []
+        self._spill: IO[bytes] | None = None
+        self._n = 0
+        self.stats = InventoryStats()
+
+    def append(self, rec: FileRecord) -> None:
+        self.stats.add(rec)
+        if self._n < INVENTORY_IN_MEMORY:
+            self._mem.append(rec)
+        else:
+            self._buf.append(
+                (rec.path, rec.size, rec.sha256, rec.format, rec.image, rec.symlink, rec.error)
+            )
+            if len(self._buf) >= _SPILL_CHUNK:
+                self._flush()
+        self._n += 1
+
+    def _flush(self) -> None:
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(prefix="curated-check-")  # noqa: SIM115
+        blob = pickle.dumps(self._buf, protocol=pickle.HIGHEST_PROTOCOL)
+        offset = self._spill.seek(0, os.SEEK_END)
+        self._spill.write(blob)
+        self._chunks.append((offset, len(blob)))
+        self._buf = []
+
+    def _chunk(self, k: int) -> list[tuple[Any, ...]]:
+        assert self._spill is not None
+        offset, size = self._chunks[k]
+        self._spill.seek(offset)
+        return pickle.loads(self._spill.read(size))  # our own bytes, written above
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[FileRecord]:
+        yield from self._mem
+        for k in range(len(self._chunks)):
+            for t in self._chunk(k):
+                yield FileRecord(*t)
+        for t in list(self._buf):
+            yield FileRecord(*t)
+
+    @overload
+    def __getitem__(self, i: int) -> FileRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[FileRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> FileRecord | list[FileRecord]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("inventory index out of range")
+        if i < len(self._mem):
+            return self._mem[i]
+        k, r = divmod(i - len(self._mem), _SPILL_CHUNK)
+        return FileRecord(*(self._chunk(k)[r] if k < len(self._chunks) else self._buf[r]))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FileInventory | list):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class RedFlag:
     """Something the curator should look at."""
@@ -157,7 +296,8 @@ class CheckReport:
     """What ``curated check`` found; written to ``curation/check.json``."""
 
     sources: list[str]
-    files: list[FileRecord]
+    files: Sequence[FileRecord]
+    """Every file, in walk order (a :class:`FileInventory`: large ones wait on disk)."""
     checklist: list[ChecklistAnswer]
     flags: list[RedFlag]
     source_digests: dict[str, str | None] = field(default_factory=dict)
@@ -166,7 +306,7 @@ class CheckReport:
 
     @property
     def total_bytes(self) -> int:
-        return sum(f.size or 0 for f in self.files)
+        return InventoryStats.of(self.files).bytes
 
     @property
     def ok(self) -> bool:
@@ -180,7 +320,10 @@ class CheckReport:
         return next(a for a in self.checklist if a.id == item)
 
     def to_dict(self) -> dict[str, Any]:
-        formats = Counter(f.format for f in self.files)
+        return {**self.to_dict_without_files(), "files": [f.to_dict() for f in self.files]}
+
+    def to_dict_without_files(self) -> dict[str, Any]:
+        formats = InventoryStats.of(self.files).formats
         return {
             "format": "curated-check/1",
             "sources": self.sources,
@@ -193,8 +336,26 @@ class CheckReport:
             },
             "checklist": [a.to_dict() for a in self.checklist],
             "flags": [f.to_dict() for f in self.flags],
-            "files": [f.to_dict() for f in self.files],
         }
+
+    def write(self, path: str | Path) -> Path:
+        """Write the report as JSON (as :meth:`to_dict` gives it), atomically, one file record at a time."""
+        head = self.to_dict_without_files()
+        text = json.dumps({**head, "files": []}, indent=2, ensure_ascii=False, default=str)
+        assert text.endswith('"files": []\n}')
+        prefix = text[: -len("[]\n}")]
+
+        def pieces() -> Iterator[bytes]:
+            yield (prefix + "[").encode("utf-8")
+            first = True
+            for f in self.files:
+                item = json.dumps(f.to_dict(), indent=2, ensure_ascii=False, default=str)
+                item = "\n".join("    " + line for line in item.splitlines())
+                yield (("\n" if first else ",\n") + item).encode("utf-8")
+                first = False
+            yield ("]\n}\n" if first else "\n  ]\n}\n").encode("utf-8")
+
+        return atomic_write_chunks(path, pieces())
 
     def to_result(self) -> Result:
         errors = sum(f.severity == "error" for f in self.flags)
@@ -653,7 +814,7 @@ def _get(d: Any, *keys: Any) -> Any:
 
 def _checklist(
     record: dict[str, Any],
-    files: list[FileRecord],
+    files: Sequence[FileRecord],
     flags: list[RedFlag],
     walker: _Walker,
     docs: list[str],
@@ -666,39 +827,38 @@ def _checklist(
         answers.append(ChecklistAnswer(item, CHECKLIST[item], answer, ok, evidence))
 
     # C1 files open
-    images = [f for f in files if f.image is not None]
-    broken = [f for f in images if not f.image.get("opens")] + [f for f in files if f.error]
-    if not files:
+    stats = InventoryStats.of(files)
+    n_broken = stats.broken_images + stats.errors
+    if not stats.files:
         add("C1", "na", None, "no files were found in the sources")
-    elif broken:
+    elif n_broken:
         add(
             "C1",
             "no",
             False,
-            f"{len(broken)} of {len(files)} files cannot be read or opened, e.g. {broken[0].path}",
+            f"{n_broken} of {stats.files} files cannot be read or opened, e.g. {stats.first_broken_image or stats.first_error}",
         )
-    elif images:
+    elif stats.images:
         add(
             "C1",
             "yes",
             True,
-            f"all {len(images)} TIFF files open (headers read, first segment decoded); {len(files) - len(images)} other files are readable",
+            f"all {stats.images} TIFF files open (headers read, first segment decoded); {stats.files - stats.images} other files are readable",
         )
     else:
         add(
             "C1",
             "needs-human",
             None,
-            f"{len(files)} files are readable but none is a format curated can open; check them with their software",
+            f"{stats.files} files are readable but none is a format curated can open; check them with their software",
         )
     # C2 code runs
-    code = [f.path for f in files if f.path.lower().endswith(CODE_SUFFIXES)]
-    if code:
+    if stats.code:
         add(
             "C2",
             "needs-human",
             None,
-            f"{len(code)} code files (e.g. {code[0]}); run them to see whether they work",
+            f"{stats.code} code files (e.g. {stats.first_code}); run them to see whether they work",
         )
     else:
         add("C2", "na", None, "no code files found")
@@ -915,7 +1075,7 @@ def check(
         libraries=("tifffile",),
         hash_inputs=False,
     ) as step:
-        files: list[FileRecord] = []
+        files = FileInventory()
         source_digests: dict[str, str | None] = {}
         personal: dict[str, list[str]] = defaultdict(list)
         phi: dict[str, list[str]] = defaultdict(list)
@@ -1011,7 +1171,7 @@ def check(
         step.inputs.extend(inputs)
         if ws is not None and write:
             out = ws.root / CHECK_FILE
-            write_json(out, report.to_dict())
+            report.write(out)
             report.path = ws.relative(out)
             step.add_output(out, role="check-report")
         result = report.to_result()
@@ -1024,7 +1184,7 @@ def check(
 
 
 def _flag_files(
-    files: list[FileRecord],
+    files: Sequence[FileRecord],
     flags: list[RedFlag],
     walker: _Walker,
     personal: dict[str, list[str]],
@@ -1039,6 +1199,7 @@ def _flag_files(
                 [shown],
             )
         )
+    in_memory = len(files) <= INVENTORY_IN_MEMORY
     first_with: dict[str, str] = {}
     duplicates: dict[str, list[str]] = {}
     for f in files:
@@ -1068,10 +1229,12 @@ def _flag_files(
                 )
             )
         digest = f.sha256
-        if digest and f.size:
+        if digest and f.size and in_memory:
             first = first_with.setdefault(digest, f.path)
             if first is not f.path:
                 duplicates.setdefault(digest, [first]).append(f.path)
+    if not in_memory:
+        duplicates = _duplicates_on_disk(files)
     for digest, paths in sorted(duplicates.items()):
         flags.append(
             RedFlag(
@@ -1099,6 +1262,37 @@ def _flag_files(
                 sorted(set(paths)),
             )
         )
+
+
+def _duplicates_on_disk(files: Sequence[FileRecord]) -> dict[str, list[str]]:
+    """Files with the same content (non-empty), found through a temporary SQLite index.
+
+    For inventories too large for an in-memory digest index: SQLite keeps a
+    small page cache and sorts on disk, so memory stays flat.
+    """
+    import sqlite3
+
+    with tempfile.TemporaryDirectory(prefix="curated-check-") as tmp:
+        db = sqlite3.connect(os.path.join(tmp, "digests.sqlite"))
+        try:
+            # a scratch index: no journal, no fsync
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute("CREATE TABLE d (sha TEXT, path TEXT)")
+            db.executemany(
+                "INSERT INTO d VALUES (?, ?)",
+                ((f.sha256, f.path) for f in files if f.sha256 and f.size),
+            )
+            out: dict[str, list[str]] = {}
+            rows = db.execute(
+                "SELECT sha, path FROM d WHERE sha IN "
+                "(SELECT sha FROM d GROUP BY sha HAVING COUNT(*) > 1) ORDER BY sha, rowid"
+            )
+            for sha, path in rows:
+                out.setdefault(sha, []).append(path)
+            return out
+        finally:
+            db.close()
 
 
 def _workspace_docs_and_licences(ws: Workspace | None, docs: list[str], licences: list[str]) -> None:
