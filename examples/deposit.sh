@@ -45,3 +45,7 @@ done
 # 6. the receipt (record id, DOI, per-file checksums) is in the workspace, and the log says so
 cat "$ws/package/receipt.json"
 curated log "$ws" --verify
+# the deposited bag carries the log up to its own entry: later checks prove nothing was cut since
+curated log "$ws" --verify --anchor "$bag"
+# and keep the head outside the workspace (a ticket, a lab notebook) for the next curator
+curated log "$ws" --head
