@@ -158,7 +158,7 @@ def log_command(
                 f"the cut last line was set aside in {ws.relative(aside)}; appends continue from the last good entry"
             )
     if verify:
-        if anchor is not None and ":" not in anchor:
+        if anchor is not None and (Path(anchor).exists() or ":" not in anchor):
             from curated.provenance.log import anchor_from
 
             anchor = anchor_from(anchor)
