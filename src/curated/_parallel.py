@@ -146,7 +146,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _worker_loop(fn: Callable[..., Any], task_fd: int, result_fd: int, args: tuple[Any, ...]) -> None:
+def _worker_loop(
+    fn: Callable[..., Any], task_fd: int, result_fd: int, args: tuple[Any, ...]
+) -> None:
     """A forked worker: read a task, run it, send its result; until the task pipe closes."""
     while True:
         try:

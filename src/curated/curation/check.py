@@ -1295,7 +1295,9 @@ def _duplicates_on_disk(files: Sequence[FileRecord]) -> dict[str, list[str]]:
             db.close()
 
 
-def _workspace_docs_and_licences(ws: Workspace | None, docs: list[str], licences: list[str]) -> None:
+def _workspace_docs_and_licences(
+    ws: Workspace | None, docs: list[str], licences: list[str]
+) -> None:
     """Add the workspace's own README and licence files to what the sources hold."""
     if ws is None:
         return

@@ -230,9 +230,6 @@ def tree_record(relpath: str, size: int, sha256_hex: str) -> bytes:
     return relpath.encode(_FS_ENCODING, _FS_ERRORS) + f"\0{size}\0{sha256_hex}\n".encode("ascii")
 
 
-_record = tree_record
-
-
 def _validate(relpath: str, sha256_hex: str) -> None:
     if not relpath or relpath[0] == "/" or "\0" in relpath:
         msg = f"relpath must be a relative posix path, not {relpath!r}"
@@ -274,13 +271,11 @@ class TreeHasher:
             msg = f"files must be added in sorted order: {relpath!r} after {'/'.join(self._last)!r}"
             raise ValueError(msg)
         self._last = key
-        self._h.update(_record(relpath, int(size), sha256_hex.lower()))
+        self._h.update(tree_record(relpath, int(size), sha256_hex.lower()))
         self.files += 1
         self.bytes += int(size)
 
-    def add_records(
-        self, records: bytes, first: str, last: str, files: int, nbytes: int
-    ) -> None:
+    def add_records(self, records: bytes, first: str, last: str, files: int, nbytes: int) -> None:
         """Add ``files`` files at once as their :func:`tree_record` lines, already in order.
 
         For producers that hash many files elsewhere (worker processes) and
