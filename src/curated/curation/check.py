@@ -36,6 +36,7 @@ from curated.curation.formats import (
     sniff_format,
 )
 from curated.errors import InputError, MetadataError
+from curated.metadata.paths import get_at
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, hash_fd_at, sha256_file_head, tree_record
 from curated.provenance.log import Artifact
@@ -801,17 +802,6 @@ def _size_or_none(path: str | Path) -> int | None:
 
 
 # -------------------------------------------------------------- checklist
-def _get(d: Any, *keys: Any) -> Any:
-    for k in keys:
-        if isinstance(d, dict):
-            d = d.get(k)
-        elif isinstance(d, list) and isinstance(k, int) and len(d) > k:
-            d = d[k]
-        else:
-            return None
-    return d
-
-
 def _checklist(
     record: dict[str, Any],
     files: Sequence[FileRecord],
@@ -863,9 +853,9 @@ def _checklist(
     else:
         add("C2", "na", None, "no code files found")
     # C3 title, authors, licence
-    title = _get(record, "study", "title")
-    authors = _get(record, "study", "authors") or []
-    licence = _get(record, "study", "license")
+    title = get_at(record, ("study", "title"), None)
+    authors = get_at(record, ("study", "authors"), None) or []
+    licence = get_at(record, ("study", "license"), None)
     missing = [
         n
         for n, v in (("title", title), ("authors", authors), ("licence", licence or licences))
@@ -892,7 +882,7 @@ def _checklist(
         )
     # C5 human participants / personal data
     phi = [f for f in flags if f.code in ("dicom-phi", "personal-data")]
-    organism = str(_get(record, "biosamples", 0, "organism", "ncbi_taxon_id") or "")
+    organism = str(get_at(record, ("biosamples", 0, "organism", "ncbi_taxon_id"), None) or "")
     if any(f.code == "dicom-phi" for f in flags):
         add("C5", "yes", False, "DICOM headers hold patient identifiers; see the red flags")
     elif phi:
@@ -1154,7 +1144,7 @@ def check(
                     [],
                 )
             )
-        if not licences and not _get(record, "study", "license"):
+        if not licences and not get_at(record, ("study", "license"), None):
             flags.append(
                 RedFlag(
                     "no-licence",

@@ -20,6 +20,7 @@ from typing import Any
 
 from curated._io import atomic_write_text
 from curated.errors import MetadataError, WorkspaceError
+from curated.metadata.paths import get_at
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
 
@@ -191,17 +192,6 @@ def _generic(field: str) -> str:
     return _INDEX.sub("[]", field)
 
 
-def _get(d: Any, *keys: Any) -> Any:
-    for k in keys:
-        if isinstance(d, dict):
-            d = d.get(k)
-        elif isinstance(d, list) and isinstance(k, int) and len(d) > k:
-            d = d[k]
-        else:
-            return None
-    return d
-
-
 def _metadata_gaps(record: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
     """``[(field path, rule)]`` the record lacks or gets wrong, and which validator said so."""
     try:
@@ -221,7 +211,7 @@ def _metadata_gaps(record: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
         "study.funding",
         "study.keywords",
     ):
-        if not _get(record, *path.split(".")):
+        if not get_at(record, path.split("."), None):
             gaps.append((path, "required"))
     for key in ("biosamples", "specimens", "acquisition_protocols"):
         if not record.get(key):
@@ -256,7 +246,7 @@ def _asks_from_metadata(record: dict[str, Any], gaps: list[tuple[str, str]]) -> 
         priority, question, why, example = spec
         if "{name}" in question:
             m = re.match(r"study\.authors\[(\d+)\]", field)
-            person = _get(record, "study", "authors", int(m.group(1))) if m else None
+            person = get_at(record, ("study", "authors", int(m.group(1))), None) if m else None
             name = (
                 " ".join(
                     str(person.get(k))
@@ -388,7 +378,7 @@ def rank_asks(asks: list[Ask], limit: int = MAX_ASKS) -> tuple[list[Ask], list[A
 
 
 def _contact(record: dict[str, Any]) -> dict[str, str]:
-    authors = _get(record, "study", "authors") or []
+    authors = get_at(record, ("study", "authors"), None) or []
     people = [a for a in authors if isinstance(a, dict)]
     person = next((a for a in people if a.get("contact")), people[0] if people else {})
     name = " ".join(str(person.get(k)) for k in ("given_name", "family_name") if person.get(k))
@@ -418,7 +408,7 @@ def render_request(
     """Render the request e-mail (Markdown) from ``templates/request.md.j2``."""
     template = _environment().get_template("request.md.j2")
     return template.render(
-        title=_get(record, "study", "title") or "your dataset",
+        title=get_at(record, ("study", "title"), None) or "your dataset",
         contact=_contact(record),
         asks=[a.to_dict() for a in asks],
         summary=check_summary or {},
