@@ -6,7 +6,8 @@ import io
 
 from rich.console import Console
 
-from curated.cli._common import RichProgress, _human_bytes
+from curated._text import decimal_size
+from curated.cli._common import RichProgress
 
 
 def _render(unit: str, steps: list[tuple[float, dict]]) -> str:
@@ -31,6 +32,6 @@ def test_other_info_is_kept_beside_the_byte_count() -> None:
 
 
 def test_human_bytes_uses_decimal_units() -> None:
-    assert _human_bytes(999) == "999 B"
-    assert _human_bytes(1500) == "1.5 kB"
-    assert _human_bytes(3.2e12) == "3.2 TB"
+    assert decimal_size(999) == "999 B"
+    assert decimal_size(1500) == "1.5 kB"
+    assert decimal_size(3.2e12) == "3.2 TB"

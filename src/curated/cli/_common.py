@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from curated._text import decimal_size
 from curated.errors import CuratedError
 from curated.results import Result
 
@@ -111,7 +112,7 @@ class RichProgress:
             self._bytes += nbytes
             elapsed = max(time.perf_counter() - self._t0, 1e-9)
             info = {
-                "read": f"{_human_bytes(self._bytes)} ({_human_bytes(self._bytes / elapsed)}/s)",
+                "read": f"{decimal_size(self._bytes)} ({decimal_size(self._bytes / elapsed)}/s)",
                 **info,
             }
         text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
@@ -122,14 +123,6 @@ class RichProgress:
             self._progress.stop()
         self._progress = None
         self._task = None
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover - loop always returns
 
 
 STATUS_STYLE = {"ok": "green", "notneeded": "cyan", "impossible": "yellow", "error": "red"}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from curated._io import atomic_write_text
+from curated._text import render_template
 from curated.errors import MetadataError, WorkspaceError
 from curated.metadata.paths import get_at
 from curated.results import Result
@@ -385,19 +386,6 @@ def _contact(record: dict[str, Any]) -> dict[str, str]:
     return {"name": name, "email": str(person.get("email") or "")}
 
 
-def _environment() -> Any:
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
-    return Environment(
-        loader=PackageLoader("curated", "templates"),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-
-
 def render_request(
     record: dict[str, Any],
     asks: list[Ask],
@@ -406,8 +394,8 @@ def render_request(
     curator: str | None = None,
 ) -> str:
     """Render the request e-mail (Markdown) from ``templates/request.md.j2``."""
-    template = _environment().get_template("request.md.j2")
-    return template.render(
+    return render_template(
+        "request.md.j2",
         title=get_at(record, ("study", "title"), None) or "your dataset",
         contact=_contact(record),
         asks=[a.to_dict() for a in asks],

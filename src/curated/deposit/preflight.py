@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from curated._text import decimal_size
 from curated.deposit.protocol import UploadItem
 
 GB = 10**9
@@ -133,14 +134,6 @@ class Problem:
         return f"{self.what} → {self.advice}"
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
 def check(
     items: list[UploadItem],
     limits: Limits,
@@ -199,8 +192,8 @@ def check(
         over = [i for i in items if i.size > limits.max_file_bytes]
         problems.append(
             Problem(
-                f"{len(over)} file(s) larger than {limits.name}'s {_human(limits.max_file_bytes)} per file "
-                f"(largest: {biggest.name}, {_human(biggest.size)})",
+                f"{len(over)} file(s) larger than {limits.name}'s {decimal_size(limits.max_file_bytes)} per file "
+                f"(largest: {biggest.name}, {decimal_size(biggest.size)})",
                 "split the bag so no file exceeds the limit, or make a holey bag (fetch.txt pointing at "
                 "institutional storage) and deposit that",
             )
@@ -214,8 +207,8 @@ def check(
         over = [i for i in items if i.size > limits.max_request_bytes]
         problems.append(
             Problem(
-                f"{len(over)} file(s) larger than the {_human(limits.max_request_bytes)} request cap of {limits.name} "
-                f"(largest: {biggest.name}, {_human(biggest.size)}); this repository takes each file in one request",
+                f"{len(over)} file(s) larger than the {decimal_size(limits.max_request_bytes)} request cap of {limits.name} "
+                f"(largest: {biggest.name}, {decimal_size(biggest.size)}); this repository takes each file in one request",
                 "ask the repository to raise its upload limit, split the bag into smaller parts, or deposit a holey "
                 "bag whose large files stay in institutional storage",
             )
@@ -223,7 +216,7 @@ def check(
     if limits.max_record_bytes is not None and total > limits.max_record_bytes:
         problems.append(
             Problem(
-                f"the package is {_human(total)}, over {limits.name}'s {_human(limits.max_record_bytes)} per record",
+                f"the package is {decimal_size(total)}, over {limits.name}'s {decimal_size(limits.max_record_bytes)} per record",
                 "split the bag into several deposits (Bag-Group-Identifier / Bag-Count), request a larger quota, "
                 "or deposit a holey bag",
             )
@@ -244,7 +237,7 @@ def check(
     ):
         problems.append(
             Problem(
-                f"{biggest.name} is {_human(biggest.size)}; uploads this large through {limits.name}'s web server often time out",
+                f"{biggest.name} is {decimal_size(biggest.size)}; uploads this large through {limits.name}'s web server often time out",
                 "ask the repository to enable direct (S3) upload, or split the file",
                 blocking=False,
             )
@@ -254,7 +247,7 @@ def check(
         if total > free:
             problems.append(
                 Problem(
-                    f"the package is {_human(total)} but only {_human(free)} is free at {dest_dir}",
+                    f"the package is {decimal_size(total)} but only {decimal_size(free)} is free at {dest_dir}",
                     "free space or choose another folder",
                 )
             )

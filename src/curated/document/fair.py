@@ -25,10 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
 from curated._io import atomic_write_text, write_json
+from curated._text import render_template
 from curated._version import __version__
 from curated.document.ngff import ImageInfo
 from curated.document.readme import todo_fields
@@ -217,18 +217,7 @@ class FairReport:
         }
 
     def to_markdown(self) -> str:
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("curated", "templates"),
-            autoescape=False,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        env.filters["cell"] = lambda v: (
-            ("" if v is None else str(v)).replace("|", "\\|").replace("\n", " ")
-        )
-        return env.get_template("fair.md.j2").render(report=self, summary=self.summary)
+        return render_template("fair.md.j2", report=self, summary=self.summary)
 
     def result(self) -> Result:
         s = self.summary

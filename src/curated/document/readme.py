@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from curated._io import atomic_write_bytes, atomic_write_text
+from curated._text import render_template
 from curated._version import __version__
 from curated.document.figures import Figure, orthoviews
 from curated.document.survey import (
@@ -87,48 +86,6 @@ class ReadmeReport:
                 "figures": [str(f.path) for f in self.figures],
             },
         )
-
-
-# --------------------------------------------------------------------------- helpers for the template
-def _cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("curated", "templates"),
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        # a record of an unexpected shape renders as blanks rather than crashing the README
-        undefined=jinja2.ChainableUndefined,
-    )
-    env.filters["cell"] = _cell
-    env.filters["bytes"] = _human_bytes
-    env.filters["fmt"] = _fmt
-    return env
 
 
 class _RecordView:
@@ -374,7 +331,8 @@ def render_readme(
             )
         ),
     }
-    return _environment().get_template("readme.md.j2").render(**ctx)
+    # a record of an unexpected shape renders as blanks rather than crashing the README
+    return render_template("readme.md.j2", strict=False, **ctx)
 
 
 def write_readme(

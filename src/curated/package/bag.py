@@ -64,6 +64,7 @@ from typing import IO, Any, Literal
 from urllib.parse import quote
 
 from curated._io import write_json
+from curated._text import binary_size
 from curated._version import __version__
 from curated.errors import PackageError
 from curated.package.crate import build_crate, file_entity, store_entity
@@ -122,16 +123,6 @@ _COMPUTED_TAGS = {
 ZarrMode = Literal["directory", "archive"]
 Serialization = Literal["none", "tar", "zip"]
 _SERIAL_MIME = {"tar": ("application/x-tar", "application/tar"), "zip": ("application/zip",)}
-
-
-def human_size(n: int) -> str:
-    """``Bag-Size`` wording: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _one_line(text: str) -> str:
@@ -547,7 +538,7 @@ def _write_metadata(b: _Build) -> None:
         ("Bagging-Date", datetime.now(UTC).date().isoformat()),
         ("Bag-Software-Agent", f"curated {__version__}"),
         ("Payload-Oxum", f"{b.bytes}.{b.files}"),
-        ("Bag-Size", human_size(b.bytes)),
+        ("Bag-Size", binary_size(b.bytes)),
         ("BagIt-Profile-Identifier", b.profile.identifier),
     ]
     if b.info.get("Bag-Group-Identifier"):
@@ -856,7 +847,7 @@ def make_bag(
                 f"manifest-{b.algorithms[0]}.txt": f"sha256:{b.tag_digests[manifest.name][1]['sha256']}",
                 "profile": prof.identifier,
             }
-            step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({human_size(b.bytes)}) into {final.name}"
+            step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {final.name}"
         step_entry = step.entry
         if step_entry is not None:
             _copy_log(b, step_entry)

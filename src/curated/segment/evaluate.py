@@ -35,6 +35,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
+from curated._text import render_template
 from curated._version import __version__
 from curated.errors import InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
@@ -869,41 +870,6 @@ class EvaluationReport:
             message=msg,
             details={"dice": d, "ci95": ci, "files": dict(self.files), "name": self.name},
         )
-
-
-def render_template(template: str, *, strict: bool = True, **context: Any) -> str:
-    """Render one of the package's Jinja2 templates (``curated/templates``).
-
-    ``strict`` makes a missing value an error (for records this module writes);
-    otherwise missing fields of foreign records render empty and chain.
-    """
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("curated", "templates"),
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined if strict else jinja2.ChainableUndefined,
-    )
-    env.filters["fmt"] = _fmt
-    env.filters["ci"] = _fmt_ci
-    return env.get_template(template).render(**context)
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def _fmt_ci(v: Any) -> str:
-    if not v:
-        return "n/a"
-    return f"{v[0]:.3f}–{v[1]:.3f}"
 
 
 # --------------------------------------------------------------- the command

@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from curated._text import render_template
 from curated.errors import InputError, SegmentationError
 from curated.results import Result
-from curated.segment.evaluate import Box, _open_level0, read_model_json, render_template
+from curated.segment.evaluate import Box, _open_level0, read_model_json
 from curated.workspace import Workspace, as_workspace, recorder
 
 FORMAT_VERSION = "0.5.4"
