@@ -578,3 +578,12 @@ def test_holey_bag_sends_present_files_and_fetch_txt(target, ws, sleeps):
     r = run(target, holey, sleeps, publish=True)
     names = {f["name"] for f in r.files}
     assert "fetch.txt" in names and "data/derived/volume.bin" not in names
+
+
+def test_dataverse_checksum_types_are_named_like_hashlib() -> None:
+    from curated.deposit.dataverse import _remote_file
+
+    df = {"filesize": 3, "id": 7, "checksum": {"type": "SHA-256", "value": "ab" * 32}}
+    rf = _remote_file("a/b.txt", df)
+    assert (rf.name, rf.size, rf.algorithm, rf.id) == ("a/b.txt", 3, "sha256", "7")
+    assert _remote_file("x", {}).algorithm == "md5"

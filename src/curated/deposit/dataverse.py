@@ -45,6 +45,18 @@ def _status_errors(reply: Reply, what: str) -> None:
         raise DepositError(f"{what}: Dataverse reports an error: {reply.data.get('message')}")
 
 
+def _remote_file(name: str, df: dict[str, Any]) -> RemoteFile:
+    """A ``dataFile`` of a Dataverse reply as a :class:`RemoteFile` (``SHA-256`` → ``sha256``)."""
+    ck = df.get("checksum") or {}
+    return RemoteFile(
+        name,
+        df.get("filesize"),
+        ck.get("value"),
+        str(ck.get("type") or "md5").lower().replace("-", ""),
+        str(df.get("id")),
+    )
+
+
 class DataverseRepository:
     """Deposit into a Dataverse collection (``--to dataverse --target ALIAS``)."""
 
@@ -160,14 +172,7 @@ class DataverseRepository:
             name = (f.get("directoryLabel") + "/" if f.get("directoryLabel") else "") + str(
                 f.get("label") or df.get("filename")
             )
-            ck = df.get("checksum") or {}
-            out[name] = RemoteFile(
-                name,
-                df.get("filesize"),
-                ck.get("value"),
-                str(ck.get("type") or "md5").lower().replace("-", ""),
-                str(df.get("id")),
-            )
+            out[name] = _remote_file(name, df)
         return out
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
@@ -224,15 +229,7 @@ class DataverseRepository:
         )
         _status_errors(r, what)
         files = need(r.data, "data", "files", what=what)
-        df = (files[0] if files else {}).get("dataFile") or {}
-        ck = df.get("checksum") or {}
-        remote = RemoteFile(
-            item.name,
-            df.get("filesize"),
-            ck.get("value"),
-            str(ck.get("type") or "md5").lower().replace("-", ""),
-            str(df.get("id")),
-        )
+        remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
         return Uploaded(remote, holder[0].hashes.result())
 
     # ------------------------------------------------------------ direct (S3) upload
@@ -328,15 +325,7 @@ class DataverseRepository:
         )
         _status_errors(r, what)
         files = need(r.data, "data", "files", what=what)
-        df = (files[0] if files else {}).get("dataFile") or {}
-        ck = df.get("checksum") or {}
-        remote = RemoteFile(
-            item.name,
-            df.get("filesize"),
-            ck.get("value"),
-            str(ck.get("type") or "md5").lower(),
-            str(df.get("id")),
-        )
+        remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
         return Uploaded(remote, local)
 
     def _store_put(
