@@ -18,6 +18,7 @@ from curated.images import (
     write_ome_zarr,
 )
 from curated.images.downsample import mode
+from curated.provenance.digest import digest_tree
 
 
 @pytest.fixture(params=["0.5", "0.4"])
@@ -46,6 +47,7 @@ def test_labels_have_the_image_levels_and_mode_pyramid(image):
     lab = _blobs(image.shape)
     res = add_labels(image, "cells", lab, kind="truth")
     assert res.status == "ok"
+    assert res.details["store_digest"] == digest_tree(image.path / "labels" / "cells").digest
     assert validate_ome_zarr(image.path) == []
     assert image.label_names() == ["cells"]
     labels = image.open_label("cells")
@@ -156,4 +158,6 @@ def test_blockwise_labels_stay_unfinished_until_finalized(image):
     assert len(labels.levels) == len(image.levels)
     assert labels.attrs["curated"]["ai_generated"] is True
     assert validate_ome_zarr(image.path) == []
+    # the digest was combined from what the shard tasks hashed and what predict wrote itself
+    assert res.details["store_digest"] == digest_tree(image.path / "labels" / "stream").digest
     assert finalize_label_image(image, "stream").status == "notneeded"

@@ -30,10 +30,11 @@ from curated.images.shards import (
     create_level_arrays,
     level_stats,
     run_levels,
+    store_digest,
+    written_files,
 )
 from curated.images.sources import ArraySource, TiffSource, open_source
 from curated.progress import ProgressReporter, ensure_progress
-from curated.provenance.digest import digest_tree
 from curated.results import Result
 from curated.workspace import Workspace, recorder
 
@@ -258,11 +259,20 @@ def _finish_label(
     written = run_levels(job, range(first_level, len(layout.levels)), progress=rep)
     rep.finish()
     values = collected_values(job) if len(layout.levels) > 1 else _scan_values(dest, layout)
+    known = written_files(job)  # read before finish() drops the journal
     _store.finish(
         dest, _final_attrs(layout, name, values, curated, properties, colors), layout.zarr_format
     )
     _register_label(image, name)
-    return {"shards_written": written, "label_values": len(values)}
+    # the shard tasks hashed what they wrote: only metadata and files written elsewhere
+    # (a blockwise prediction's level 0) are read again for the store digest
+    digest, nbytes, _files = store_digest(dest, known)
+    return {
+        "shards_written": written,
+        "label_values": len(values),
+        "store_digest": digest,
+        "bytes": nbytes,
+    }
 
 
 def add_labels(
@@ -346,8 +356,7 @@ def add_labels(
         figures = _finish_label(
             img, name, layout, job, block, properties, colors, first_level=0, progress=progress
         )
-        td = digest_tree(dest)
-        step.add_output(dest, digest=td.digest, size=td.bytes, role="labels")
+        step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         step.message = f"labels {name!r} ({kind}{', AI-generated' if ai_generated else ''}) with {len(layout.levels)} levels"
     return Result(
         "labels-add",
@@ -358,8 +367,6 @@ def add_labels(
             "levels": len(layout.levels),
             "dtype": dt.name,
             "shape": list(layout.levels[0].shape),
-            "store_digest": td.digest,
-            "bytes": td.bytes,
             **figures,
             "curated": block,
         },
@@ -462,13 +469,12 @@ def finalize_label_image(
         figures = _finish_label(
             img, name, layout, job, block, properties, colors, first_level=1, progress=progress
         )
-        td = digest_tree(dest)
-        step.add_output(dest, digest=td.digest, size=td.bytes, role="labels")
+        step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         step.message = f"labels {name!r} finished with {len(layout.levels)} levels"
     return Result(
         "labels-finalize",
         "ok",
         str(dest),
         step.message,
-        {"levels": len(layout.levels), "store_digest": td.digest, "bytes": td.bytes, **figures},
+        {"levels": len(layout.levels), **figures},
     )
