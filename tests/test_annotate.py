@@ -230,3 +230,16 @@ def test_an_overlapping_import_merges_and_counts_voxels_once(image, tmp_path) ->
     assert np.count_nonzero(ann != UNANNOTATED) == 64 + 8
     more = annotate_from_truth(image, crops=1, size=8, seed=3, name="ann")
     assert more.details["annotated_voxels"] == 64 + 8 + 8**3  # overlapping crops counted once
+
+
+def test_the_recorded_digest_is_the_finished_label_store(image, tmp_path) -> None:
+    """The digest taken while writing already covers the annotation's crops in the attributes."""
+    from curated.provenance.digest import digest_tree
+    from curated.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    annotate_from_truth(image, crops=1, size=8, seed=1, name="ann", workspace=ws)
+    out = ws.log.last()["outputs"][0]
+    assert out["digest"] == digest_tree(_store.label_path(image, "ann")).digest
+    assert read_annotation_rois(image, "ann")  # the crops are in the finished store
+    assert ws.log.verify(files=True).ok

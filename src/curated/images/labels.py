@@ -286,6 +286,7 @@ def add_labels(
     properties: list[dict[str, Any]] | None = None,
     colors: list[dict[str, Any]] | None = None,
     overwrite: bool = False,
+    curated_extra: dict[str, Any] | None = None,
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
 ) -> Result:
@@ -305,6 +306,9 @@ def add_labels(
         model made them; the model (id string or ``{"id", "sha256", "card"}``).
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
+    curated_extra
+        More keys for the label group's ``curated`` block (e.g. an annotation's
+        crops), written with the rest so that the returned store digest is final.
 
     Returns
     -------
@@ -354,7 +358,15 @@ def add_labels(
             root=str(dest), layout=layout, source=_CastSource(src, dt), collect_values=True
         )
         figures = _finish_label(
-            img, name, layout, job, block, properties, colors, first_level=0, progress=progress
+            img,
+            name,
+            layout,
+            job,
+            {**block, **(curated_extra or {})},
+            properties,
+            colors,
+            first_level=0,
+            progress=progress,
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         step.message = f"labels {name!r} ({kind}{', AI-generated' if ai_generated else ''}) with {len(layout.levels)} levels"
@@ -429,10 +441,15 @@ def finalize_label_image(
     *,
     properties: list[dict[str, Any]] | None = None,
     colors: list[dict[str, Any]] | None = None,
+    curated_extra: dict[str, Any] | None = None,
     progress: ProgressReporter | None = None,
     workspace: Workspace | str | Path | None = None,
 ) -> Result:
-    """Build the pyramid (mode) of a label image made with :func:`create_label_image` and mark it finished."""
+    """Build the pyramid (mode) of a label image made with :func:`create_label_image` and mark it finished.
+
+    ``curated_extra`` adds keys to the label group's ``curated`` block (as in
+    :func:`add_labels`); ``details["store_digest"]`` is the finished store's digest.
+    """
     import json
 
     img = _as_image(image)
@@ -467,7 +484,15 @@ def finalize_label_image(
             names=tuple(lv.path for lv in layout.levels[1:] if not (dest / lv.path).exists()),
         )
         figures = _finish_label(
-            img, name, layout, job, block, properties, colors, first_level=1, progress=progress
+            img,
+            name,
+            layout,
+            job,
+            {**block, **(curated_extra or {})},
+            properties,
+            colors,
+            first_level=1,
+            progress=progress,
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         step.message = f"labels {name!r} finished with {len(layout.levels)} levels"

@@ -91,11 +91,3 @@ def label_curated_attrs(path: str | Path, name: str) -> dict[str, Any]:
     g = label_group(path, name)
     attrs = dict(g.attrs)
     return dict(attrs.get("curated") or _ome(attrs).get("curated") or {})
-
-
-def update_label_curated_attrs(path: str | Path, name: str, extra: dict[str, Any]) -> None:
-    """Merge ``extra`` into the label group's ``curated`` key."""
-    g = label_group(path, name, mode="r+")
-    cur = dict(g.attrs.get("curated") or {})
-    cur.update(extra)
-    g.attrs["curated"] = cur

@@ -183,10 +183,11 @@ def _existing_annotation(
 
 def _write_annotation(
     image: Path, name: str, labels: _SparseLabels, rois: list[dict[str, Any]], *, replace: bool
-) -> None:
+) -> Result:
+    """Write the sparse label image; ``details`` hold its store digest, taken while writing."""
     from curated.images import add_labels
 
-    add_labels(
+    return add_labels(
         image,
         name,
         labels,
@@ -195,9 +196,7 @@ def _write_annotation(
         model=None,
         properties=_properties(labels.values()),
         overwrite=replace,
-    )
-    _store.update_label_curated_attrs(
-        image, name, {"annotation": {"unannotated": UNANNOTATED, "rois": rois}}
+        curated_extra={"annotation": {"unannotated": UNANNOTATED, "rois": rois}},
     )
 
 
@@ -286,10 +285,14 @@ def annotate_from_truth(
                 raise SegmentationError(msg, path=image, field="truth")
             labels.paste(tuple(r["offset"]), crop)
         rois = rois + new
-        _write_annotation(image, name, labels, rois, replace=existing is not None)
+        written = _write_annotation(image, name, labels, rois, replace=existing is not None)
         annotated = labels.annotated_voxels(rois)
         fraction = annotated / float(np.prod(shape))
-        step.add_output(_store.label_path(image, name))
+        step.add_output(
+            _store.label_path(image, name),
+            digest=written.details["store_digest"],
+            size=written.details["bytes"],
+        )
         details = {
             "rois": new,
             "annotated_voxels": annotated,
@@ -392,8 +395,12 @@ def import_annotation(
         labels.paste(off, crop)
         roi = {"offset": list(off), "shape": list(crop.shape), "source": source.name}
         rois = rois + [roi]
-        _write_annotation(image, name, labels, rois, replace=existing is not None)
-        step.add_output(_store.label_path(image, name))
+        written = _write_annotation(image, name, labels, rois, replace=existing is not None)
+        step.add_output(
+            _store.label_path(image, name),
+            digest=written.details["store_digest"],
+            size=written.details["bytes"],
+        )
         return Result(
             "annotate-import",
             "ok",

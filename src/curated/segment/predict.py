@@ -353,6 +353,7 @@ def predict(
         seconds = time.perf_counter() - t0
         rep.finish()
 
+        finished: dict[str, Result] = {}
         for n in names:
             props = (
                 [
@@ -364,11 +365,11 @@ def predict(
                 if n == name
                 else None
             )
-            finalize_label_image(image, n, properties=props)
-            _store.update_label_curated_attrs(
+            finished[n] = finalize_label_image(
                 image,
                 n,
-                {
+                properties=props,
+                curated_extra={
                     "prediction": {
                         "threshold": threshold,
                         "values": "probability x 255" if n != name else "label value",
@@ -392,7 +393,11 @@ def predict(
             "device": str(dev),
         }
         for n in names:
-            step.add_output(_store.label_path(image, n))
+            # digests taken while the stores were written; a terabyte prediction is not re-read
+            done = finished[n].details or {}
+            step.add_output(
+                _store.label_path(image, n), digest=done.get("store_digest"), size=done.get("bytes")
+            )
         step.details.update({k: details[k] for k in ("units_computed", "units_skipped", "seconds")})
         step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (
             f" ({skipped} resumed)" if skipped else ""
