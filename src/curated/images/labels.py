@@ -244,11 +244,13 @@ def _finish_label(
     curated: dict[str, Any],
     properties: list[dict[str, Any]] | None,
     colors: list[dict[str, Any]] | None,
+    curated_extra: dict[str, Any] | None,
     *,
     first_level: int,
     progress: ProgressReporter | None,
 ) -> dict[str, Any]:
     dest = Path(job.root)
+    curated = {**curated, **(curated_extra or {})}
     rep = ensure_progress(progress)
     itemsize = np.dtype(layout.dtype).itemsize
     total = sum(int(np.prod(lv.shape)) for lv in layout.levels[first_level:]) * itemsize
@@ -362,9 +364,10 @@ def add_labels(
             name,
             layout,
             job,
-            {**block, **(curated_extra or {})},
+            block,
             properties,
             colors,
+            curated_extra,
             first_level=0,
             progress=progress,
         )
@@ -488,9 +491,10 @@ def finalize_label_image(
             name,
             layout,
             job,
-            {**block, **(curated_extra or {})},
+            block,
             properties,
             colors,
+            curated_extra,
             first_level=1,
             progress=progress,
         )
