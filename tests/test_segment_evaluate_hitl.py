@@ -25,6 +25,9 @@ def test_hitl_rounds_reuse_the_same_held_out_blocks_and_grow_the_lineage(tmp_pat
         base_features=2,
         patch=12,
         seed=0,
+        preprocessing={
+            "local_contrast_sigma": 2.0
+        },  # the default's 16-voxel σ needs a bigger volume
         workspace=ws,
     )
     assert len(story.rounds) == 2

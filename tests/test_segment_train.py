@@ -8,12 +8,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from curated.cli import app
 from curated.errors import InputError, IntegrityError, SegmentationError
 from curated.images import add_labels
 from curated.segment import annotate_from_truth, finetune, load_model, make_fibsem_sample, train
+from curated.segment.preprocess import Preprocessing
 from curated.segment.unet import UNet3D, UNetConfig
 from curated.workspace import Workspace
 
@@ -105,14 +107,36 @@ def test_interrupted_training_resumes_to_the_same_weights(sample, tmp_path) -> N
     whole = train(
         sample, labels="ann", label_value=2, out=tmp_path / "whole", **{**TINY, "iterations": 6}
     )
-    part = train(
-        sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 4}
-    )
-    (tmp_path / "part" / "model.json").unlink()  # as if stopped after the checkpoint at 4
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterFive:
+        """Interrupts the run during iteration 5 (the checkpoint of iteration 4 is on disk)."""
+
+        n = 0
+
+        def start(self, description, total, unit=""):
+            return None
+
+        def advance(self, amount=1, **info):
+            self.n += 1
+            if self.n == 5:
+                raise Stop
+
+        def finish(self):
+            return None
+
+    with pytest.raises(Stop):
+        train(
+            sample, labels="ann", label_value=2, out=tmp_path / "part",
+            progress=StopAfterFive(), **{**TINY, "iterations": 6},
+        )  # fmt: skip
+    assert not (tmp_path / "part" / "model.json").exists()
     resumed = train(
         sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 6}
     )
-    assert part.ok and resumed.details["resumed_from"] == 4
+    assert resumed.details["resumed_from"] == 4
     assert resumed.details["weights_sha256"] == whole.details["weights_sha256"]
 
 
@@ -206,6 +230,7 @@ def test_finetune_records_parent_and_lineage(sample, tmp_path) -> None:
 
 
 def test_cli_train_and_finetune(sample, tmp_path) -> None:
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
     runner = CliRunner()
     common = [
         "--device",
@@ -237,6 +262,7 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
+    annotate_from_truth(sample, crops=1, size=10, seed=5, name="ann")  # the curator adds a crop
     res = runner.invoke(
         app,
         [
@@ -347,3 +373,124 @@ def test_a_store_the_log_recorded_is_named_by_that_digest_not_rehashed(
     t = json.loads((out / "model.json").read_text())["training"]
     assert t["image_digest"] == recorded.digest
     assert f"seq {entry['seq']}" in t["image_digest_scope"]
+
+
+# ---------------------------------------------------------------- issue 13: trust
+def test_default_preprocessing_is_local_contrast_at_128_nm(sample, tmp_path) -> None:
+    """No pre-processing given: local contrast normalisation of 128 nm (16 voxels at 8 nm) is fitted and recorded."""
+    from curated.segment.preprocess import default_preprocessing
+
+    assert default_preprocessing((8.0, 8.0, 8.0)).local_contrast_sigma == 16.0
+    assert default_preprocessing((50.0, 4.0, 4.0)).local_contrast_sigma == 32.0
+    assert default_preprocessing((8.0, 500.0, 500.0)).local_contrast_sigma == 2.0  # kept ≥ 2 voxels
+    train(sample, labels="ann", label_value=2, out=tmp_path / "m", **TINY)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    pre = meta["preprocessing"]
+    assert pre["local_contrast_sigma"] == 16.0  # voxel size (16, 8, 8): y/x decide
+    assert pre["local_contrast_mean"] is not None and pre["local_contrast_std"] > 0
+    assert meta["training"]["loss"] == "bce+dice" and meta["training"]["schedule"] == "cosine"
+
+
+def test_local_contrast_makes_the_input_independent_of_gain_and_offset() -> None:
+    """I = g·S + o with a slow g and o: after the default pre-processing the block is (nearly) unchanged."""
+    from curated.segment.preprocess import default_preprocessing
+
+    rng = np.random.default_rng(0)
+    s = ndimage.gaussian_filter(rng.normal(100, 30, (4, 160, 160)), (0, 2, 2)).astype(np.float32)
+    x = np.linspace(0, 1, 160, dtype=np.float32)[None, None, :]
+    shaded = (1.0 - 0.6 * x) * s + 0.6 * x * 40.0
+    pre = default_preprocessing((8, 8, 8)).fit([s])
+    h = pre.halo[1]
+    inner = (slice(None), slice(h, -h), slice(h, -h))
+    a, b = pre.apply(s)[inner[0], : 160 - 2 * h, : 160 - 2 * h], pre.apply(shaded)
+    assert a.shape == b.shape == (4, 160 - 2 * h, 160 - 2 * h)
+    lcn_change = float(np.abs(a - b).mean())
+    assert lcn_change < 0.15  # of a [-1, 1] range; the gain falls by 60 % across the field
+    # without normalisation the same shading moves the values by far more
+    raw_pre = Preprocessing().fit([s])
+    raw_change = float(np.abs(raw_pre.apply(s) - raw_pre.apply(shaded)).mean())
+    assert raw_change > 3 * lcn_change
+
+
+def test_cosine_learning_rate_is_a_pure_function_of_the_iteration() -> None:
+    from curated.segment.train import TrainingSettings, learning_rate_at
+
+    st = TrainingSettings(iterations=101, learning_rate=1e-3)
+    assert learning_rate_at(st, 1) == pytest.approx(1e-3)
+    assert learning_rate_at(st, 51) == pytest.approx(0.51e-3)
+    assert learning_rate_at(st, 101) == pytest.approx(0.02e-3)
+    lrs = [learning_rate_at(st, i) for i in range(1, 102)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    const = TrainingSettings(iterations=10, learning_rate=5e-4, schedule="constant")
+    assert {learning_rate_at(const, i) for i in (1, 5, 10)} == {5e-4}
+
+
+def test_intensity_augmentation_keeps_shape_and_is_off_when_asked() -> None:
+    from curated.segment.train import Augmentation, _augment, _augment_intensity
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (12, 20, 20)).astype(np.float32)
+    every = Augmentation(
+        brightness_p=1, contrast_p=1, gamma_p=1, gamma_inverted_p=1, noise_p=1,
+        blur_p=1, low_resolution_p=1, gain_field_p=1,
+    )  # fmt: skip
+    for _ in range(20):
+        y = _augment_intensity(x, every, (1, 2), rng)
+        assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+        assert not np.array_equal(y, x)
+    off = Augmentation.spatial_only()
+    off = Augmentation(**{**off.__dict__, "intensity_scale": 0.0, "intensity_shift": 0.0,
+                          "flips": False, "transposes": False})  # fmt: skip
+    lab = np.zeros((4, 4, 4), np.uint8)
+    y, _ = _augment(x, lab, off, (1, 2), rng)
+    assert np.array_equal(y, x)
+    # a gain field lowers the contrast of one side more than the other, never raising values above the max
+    g = _augment_intensity(
+        x,
+        Augmentation(**{**off.__dict__, "gain_field_p": 1.0, "gain_field_strength": 0.9}),
+        (1, 2),
+        rng,
+    )
+    assert g.max() <= x.max() + 1e-6 and float(g.std()) < float(x.std())
+
+
+def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_iteration(
+    sample, tmp_path
+) -> None:
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")  # crops are added below
+    parent = tmp_path / "p"
+    train(sample, labels="ann", label_value=2, out=parent, **TINY)
+    pm = json.loads((parent / "model.json").read_text())
+    # the same crops again: nothing new to learn from, refused with a pointer to what to do
+    with pytest.raises(SegmentationError, match="annotate new crops"):
+        finetune(parent, sample, labels="ann", out=tmp_path / "same", **TINY)
+    assert not (tmp_path / "same" / "model.json").exists()
+    # the curator adds two crops to the same label image
+    annotate_from_truth(sample, crops=2, size=10, seed=11, name="ann")
+    r = finetune(parent, sample, labels="ann", out=tmp_path / "c", **TINY)
+    assert r.ok
+    cm = json.loads((tmp_path / "c" / "model.json").read_text())
+    t = cm["training"]
+    old = {(tuple(x["offset"]), tuple(x["shape"])) for x in pm["lineage_rois"]}
+    new = {(tuple(x["offset"]), tuple(x["shape"])) for x in t["new_rois"]}
+    assert len(new) == 2 and not (new & old)
+    held = {(tuple(x["offset"]), tuple(x["shape"])) for x in t["validation_rois"]}
+    assert not (held & new)  # a new crop is never held out
+    assert t["new_crop_fraction"] == 0.7
+    assert t["checkpoint_selection"]["iteration"] == TINY["iterations"]
+    assert "last iteration" in t["checkpoint_selection"]["rule"]
+
+
+def test_balanced_and_dice_losses_mask_unannotated_voxels() -> None:
+    from curated.segment.train import segmentation_loss
+
+    logits = torch.tensor([[5.0, -5.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    for kind in ("bce+dice", "balanced-bce"):
+        a = segmentation_loss(logits, target, mask, kind)
+        b = segmentation_loss(torch.tensor([[5.0, -5.0, -9.0]]), target, mask, kind)
+        assert float(a) == pytest.approx(float(b), abs=1e-6)  # the unannotated voxel does not count
+        assert float(a) < 0.1
+    with pytest.raises(InputError, match="loss must be one of"):
+        train("x.ome.zarr", labels="a", label_value=1, out="m", loss="focal")

@@ -157,9 +157,9 @@ def run_demo(
     shading: float = 0.0,
     crops: int = 6,
     crop_size: int = 32,
-    iterations: int | None = 1200,
-    depth: int = 1,
-    base_features: int = 16,
+    iterations: int | None = None,
+    depth: int | None = None,
+    base_features: int | None = None,
     eval_blocks: int = 6,
     eval_block_size: int = 32,
     seed: int = 0,
@@ -176,9 +176,9 @@ def run_demo(
     shape
         Sample size (z, y, x); defaults to the sample generator's default.
     iterations, depth, base_features
-        Training length and U-Net size. The defaults (one pooling level, 16 features,
-        1200 iterations) reached held-out Dice ≈ 0.85 in about two minutes on 2 CPU cores
-        (see ``benchmarks/RESULTS.md``, section quality).
+        Training length and U-Net size; ``None`` takes the library's defaults
+        (:mod:`curated.segment.defaults`, the same as ``curated segment train``'s), whose
+        measured quality and time are in ``benchmarks/RESULTS.md`` (sections hitl, quality).
     on_stage
         Called after each stage (the CLI prints a line per stage).
 
@@ -215,9 +215,10 @@ def run_demo(
     model = wsdir / "derived" / "models" / "mito-v1"
     model_pkg = wsdir / "derived" / "models" / "mito-v1.bioimageio.zip"
     bag = wsdir / "package" / "cell01-bag"
-    train_kwargs: dict[str, Any] = {"depth": depth, "base_features": base_features}
-    if iterations is not None:
-        train_kwargs["iterations"] = iterations
+    train_kwargs: dict[str, Any] = {}
+    for key, value in (("depth", depth), ("base_features", base_features), ("iterations", iterations)):
+        if value is not None:
+            train_kwargs[key] = value
     state: dict[str, Any] = {}
 
     def _result_figures(r: Any) -> tuple[str, str, str | None, dict[str, Any]]:

@@ -15,14 +15,16 @@ STYLE = {"ok": "green", "notneeded": "cyan", "error": "red", "impossible": "yell
 def register(app: typer.Typer) -> None:
     """Add ``demo`` to ``app``."""
 
+    from curated.segment.defaults import DEFAULT_DEPTH, DEFAULT_FEATURES, DEFAULT_ITERATIONS
+
     @app.command("demo")
     @handle_errors
     def demo(
         dest: Path = typer.Argument(..., help="New folder for raw/, workspace/ and repository/."),
         shape: tuple[int, int, int] = typer.Option((0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."),
-        iterations: int = typer.Option(1200, "--iterations", min=1, help="Training iterations."),
-        depth: int = typer.Option(1, "--depth", min=1, max=4, help="U-Net pooling levels."),
-        base_features: int = typer.Option(16, "--base-features", min=2, help="U-Net features at the first level."),
+        iterations: int = typer.Option(DEFAULT_ITERATIONS, "--iterations", min=1, help="Training iterations (as curated segment train)."),
+        depth: int = typer.Option(DEFAULT_DEPTH, "--depth", min=1, max=4, help="U-Net pooling levels (as curated segment train)."),
+        base_features: int = typer.Option(DEFAULT_FEATURES, "--base-features", min=2, help="U-Net features at the first level (as curated segment train)."),
         shading: float = typer.Option(0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."),
         crops: int = typer.Option(6, "--crops", min=1, help="Crops the emulated curator annotates."),
         crop_size: int = typer.Option(32, "--crop-size", min=8, help="Edge of each annotated crop (voxels)."),

@@ -8,6 +8,14 @@ import typer
 
 from curated.cli._common import RichProgress, exit_for, handle_errors, print_results
 from curated.cli.segment_eval import register_eval_commands
+from curated.segment.defaults import (
+    DEFAULT_DEPTH,
+    DEFAULT_FEATURES,
+    DEFAULT_FINETUNE_ITERATIONS,
+    DEFAULT_FINETUNE_LEARNING_RATE,
+    DEFAULT_ITERATIONS,
+    DEFAULT_LEARNING_RATE,
+)
 
 sample_app = typer.Typer(
     help="Synthetic samples with ground truth (tests, demo, benchmarks).", no_args_is_help=True
@@ -25,7 +33,12 @@ WORKSPACE = typer.Option(
 )
 
 
-def _pre(denoise: float, shading: float, local_contrast: float) -> dict[str, float]:
+def _pre(denoise: float, shading: float, local_contrast: float | None) -> dict[str, float] | None:
+    """The pre-processing asked for, or None for the library's default (local contrast σ 128 nm)."""
+    if local_contrast is None and not denoise and not shading:
+        return None
+    if local_contrast is None:
+        local_contrast = 0.0
     return {
         "denoise_sigma": denoise,
         "shading_sigma": shading,
@@ -44,7 +57,10 @@ def sample_fibsem(
         None, "--voxel-size", help="Voxel size in nm Z Y X [default: 8 8 8]."
     ),
     shading: float = typer.Option(
-        0.0, "--shading", help="Darken the far x side: brightness falls to 1-S."
+        0.0,
+        "--shading",
+        help="Shading strength S in [0, 1): gain falls along x to about 1-S with contrast lost "
+        "toward a backlight level, plus z drift (0.3 mild, 0.6 strong, 0.8 severe).",
     ),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -161,23 +177,28 @@ def train_cmd(
     label_value: int = typer.Option(..., "--label-value", help="The label K this model segments."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (model.json + weights.pt)."),
     iterations: int | None = typer.Option(
-        None, "--iterations", help="Training iterations [default: 600]."
+        None, "--iterations", help=f"Training iterations [default: {DEFAULT_ITERATIONS}]."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, "--seed"),
-    depth: int = typer.Option(2, "--depth", help="U-Net down-sampling steps."),
-    features: int = typer.Option(8, "--features", help="Feature maps at the top level."),
+    depth: int = typer.Option(DEFAULT_DEPTH, "--depth", help="U-Net down-sampling steps."),
+    features: int = typer.Option(
+        DEFAULT_FEATURES, "--features", help="Feature maps at the top level."
+    ),
     batch_size: int = typer.Option(2, "--batch-size"),
     patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
-    learning_rate: float = typer.Option(1e-3, "--lr"),
+    learning_rate: float = typer.Option(DEFAULT_LEARNING_RATE, "--lr"),
     denoise: float = typer.Option(
         0.0, "--denoise", help="Gaussian denoising σ in voxels (0: off)."
     ),
     shading_correction: float = typer.Option(
         0.0, "--shading-correction", help="Shading correction blur σ in voxels (0: off)."
     ),
-    local_contrast: float = typer.Option(
-        0.0, "--local-contrast", help="CLAHE-like local contrast σ in voxels (0: off)."
+    local_contrast: float | None = typer.Option(
+        None,
+        "--local-contrast",
+        help="Local contrast normalisation σ in voxels, y and x (0: off) "
+        "[default: 128 nm in voxels, e.g. 16 at 8 nm, unless --denoise or --shading-correction is given].",
     ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(
@@ -216,12 +237,14 @@ def finetune_cmd(
     ),
     out: Path = typer.Option(..., "--out", help="Model folder to write."),
     label_value: int | None = typer.Option(None, "--label-value", help="[default: the parent's]"),
-    iterations: int | None = typer.Option(None, "--iterations", help="Iterations [default: 300]."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help=f"Iterations [default: {DEFAULT_FINETUNE_ITERATIONS}]."
+    ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, "--seed"),
     batch_size: int = typer.Option(2, "--batch-size"),
     patch: int = typer.Option(24, "--patch"),
-    learning_rate: float = typer.Option(5e-4, "--lr"),
+    learning_rate: float = typer.Option(DEFAULT_FINETUNE_LEARNING_RATE, "--lr"),
     elastic: bool = typer.Option(False, "--elastic"),
     overwrite: bool = typer.Option(False, "--overwrite"),
     workspace: Path | None = WORKSPACE,

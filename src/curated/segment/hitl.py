@@ -11,10 +11,13 @@
 5. The curator adds crops on the shaded half; the model is fine-tuned from the
    first (its lineage now holds every crop of both rounds).
 6. Evaluation on the *same* test blocks shows whether the shaded half recovered.
-7. Optionally (``shading_sigma``), a model with shading correction is trained on
-   all the crops and scored on the same blocks. A fine-tuned model keeps its
-   parent's fixed intensity bounds, so fine-tuning alone may not rescue a side
-   that falls below them; shading correction addresses the cause.
+7. Optionally (``shading_sigma``), a model with flat-field shading correction
+   instead of the default local contrast normalisation is trained on all the
+   crops and scored on the same blocks, for comparison.
+
+This is the story on one volume with held-out blocks, for the tests and the
+curator log; the measured version (independent test volumes, whole-volume
+scores, several seeds, crop strategies, baselines) is ``benchmarks/hitl.py``.
 
 Every step goes through the public API (and the curator log, with a workspace);
 :func:`run_hitl_story` is what ``examples/hitl_shading.py`` and the tests call.
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from curated.errors import SegmentationError
+from curated.segment.defaults import DEFAULT_DEPTH, DEFAULT_FEATURES
 from curated.segment.evaluate import (
     Box,
     EvaluationReport,
@@ -154,12 +158,13 @@ def run_hitl_story(
     block_size: int | tuple[int, int, int] = 24,
     iterations: int = 300,
     finetune_iterations: int = 200,
-    depth: int = 2,
-    base_features: int = 8,
+    depth: int = DEFAULT_DEPTH,
+    base_features: int = DEFAULT_FEATURES,
     patch: int = 24,
     seed: int = 0,
     device: str = "cpu",
     shading_sigma: float | None = None,
+    preprocessing: dict[str, Any] | None = None,
     workspace: Workspace | str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> HitlStory:
@@ -167,12 +172,15 @@ def run_hitl_story(
 
     The test blocks are drawn before training and kept ``context`` voxels (plus
     the pre-processing halo) away from every annotation crop, so no model's
-    training input ever sees them. With ``shading_sigma``, a third round trains
+    training input ever sees them. ``preprocessing`` (fields of
+    :class:`~curated.segment.preprocess.Preprocessing`) replaces the default local
+    contrast normalisation, e.g. a smaller σ on a tiny test volume. With
+    ``shading_sigma``, a third round trains
     a model with shading correction (σ in voxels, y and x) on all the crops.
     """
     from curated.segment import _store
     from curated.segment.predict import predict
-    from curated.segment.preprocess import Preprocessing
+    from curated.segment.preprocess import Preprocessing, default_preprocessing
     from curated.segment.sample import make_fibsem_sample
     from curated.segment.train import finetune, train
     from curated.segment.unet import UNetConfig
@@ -187,8 +195,10 @@ def run_hitl_story(
     context = UNetConfig.for_voxel_size(
         voxel, depth=depth, base_features=base_features
     ).geometry.context
-    widest = Preprocessing(shading_sigma=float(shading_sigma or 0.0))
-    margin = tuple(c + h for c, h in zip(context, widest.halo, strict=True))
+    first = Preprocessing(**preprocessing) if preprocessing else default_preprocessing(voxel)
+    halos = [first.halo, Preprocessing(shading_sigma=float(shading_sigma or 0.0)).halo]
+    widest = tuple(max(h[i] for h in halos) for i in range(3))
+    margin = tuple(c + h for c, h in zip(context, widest, strict=True))
     say(f"sample {shape} with shading {shading}; network context {context}")
 
     # 1. test blocks first, at random, before anything is trained or predicted
@@ -252,7 +262,7 @@ def run_hitl_story(
                     base_features=base_features,
                     preprocessing={"shading_sigma": float(shading_sigma)}
                     if how == "shading"
-                    else None,
+                    else preprocessing,
                     overwrite=True,
                     **common,
                 )

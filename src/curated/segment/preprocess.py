@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from curated.segment.defaults import LOCAL_CONTRAST_NM
+
 TRUNCATE = 3.0
 """Gaussian kernels are cut at 3 σ; halos follow from this."""
 
@@ -170,6 +172,27 @@ class Preprocessing:
         if "percentiles" in fields:
             fields["percentiles"] = tuple(fields["percentiles"])
         return cls(**fields)
+
+
+def default_preprocessing(voxel_size: tuple[float, float, float] | None) -> Preprocessing:
+    """The pre-processing ``train`` uses when none is given: local contrast normalisation.
+
+    Its σ is :data:`~curated.segment.defaults.LOCAL_CONTRAST_NM` (128 nm) in the yx
+    plane, converted to voxels of ``voxel_size`` (nm; 16 voxels when unknown) and
+    kept within 2–64 voxels: wider than a mitochondrion's half-width (70–110 nm),
+    so organelles keep their contrast, narrow enough to remove the slow brightness
+    and contrast changes of FIB-SEM shading (charging, detector shadowing, drift).
+    The operation is translation-invariant (Gaussian local mean and spread), so
+    blockwise prediction stays identical to a whole-volume pass, and it makes
+    the input independent of slow gain and offset changes (``I = g·S + o``).
+    """
+    if voxel_size is None:
+        sigma = 16.0
+    else:
+        yx = min(float(voxel_size[1]), float(voxel_size[2]))
+        sigma = LOCAL_CONTRAST_NM / yx if yx > 0 else 16.0
+    sigma = float(min(max(round(sigma, 1), 2.0), 64.0))
+    return Preprocessing(local_contrast_sigma=sigma)
 
 
 def _crop_extra(region: np.ndarray, have: tuple[int, ...], want: tuple[int, ...]) -> np.ndarray:

@@ -8,12 +8,19 @@ membranes on grey cytoplasm):
 - label 2, **nucleus**: a large irregular body at one side (y) of the volume whose
   envelope is a double membrane interrupted by **nuclear pores**, with
   heterochromatin along its inner side;
-- unlabelled distractors: small vesicles with dark rims, cytoplasm texture.
+- unlabelled distractors that defeat a grey-level threshold: small vesicles with
+  dark rims, **lipid droplets** (round, homogeneous, darker than any
+  mitochondrion), thin dark **ER** sheets, and cytoplasm texture.
 
-The image is blurred (σ 8 nm), optionally **shaded** (brightness falls linearly
-along x to ``1 - shading`` at the far side, the artifact reported for real
-FIB-SEM data), then given Poisson (≈80 counts at white) and Gaussian noise, and
-stored as uint8. Shapes are drawn in physical units, so an anisotropic voxel size
+The image is blurred (σ 8 nm), optionally **shaded**, then given Poisson (≈80
+counts at white) and Gaussian noise, and stored as uint8. Shading follows the
+usual FIB-SEM artifact model (charging, re-deposition, a detector that sees one
+side of the trench less): a smooth gain field ``g`` that falls along x to about
+``1 - shading`` on the far side, with random low-frequency undulations on top,
+and a loss of contrast toward a backlight level ``b`` (``I = g·S + (1-g)·b``,
+where S is the unshaded signal); each z slice also gets a small random
+brightness drift (milling and beam-current drift). With shading 0.6 the
+cytoplasm on the far side is darker than mitochondria are on the near side. Shapes are drawn in physical units, so an anisotropic voxel size
 (z larger than y, x) samples the same kind of cell more coarsely along z.
 
 Everything is drawn from ``numpy.random.default_rng(seed)``: the same arguments
@@ -55,6 +62,12 @@ _HETEROCHROMATIN = 0.42
 _ENVELOPE_LUMEN = 0.64
 _PORE = 0.50
 _VESICLE_LUMEN = 0.72
+_LIPID = 0.16
+_ER = 0.40
+_BACKLIGHT = 0.30
+"""Grey level the shaded side's contrast collapses toward (``b`` in ``I = g·S + (1-g)·b``)."""
+_Z_DRIFT = 0.03
+"""Standard deviation of the per-slice brightness drift, as a fraction, times ``shading``."""
 _PHOTONS = 80.0
 _READ_NOISE = 0.02
 
@@ -78,6 +91,36 @@ def _smooth_noise(
         rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="wrap"
     )
     return (f - f.mean()) / max(float(f.std()), 1e-6)
+
+
+def shading_gain(
+    shape: tuple[int, ...], voxel_size: np.ndarray, shading: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The smooth gain field ``g`` (1 = unshaded) of :func:`generate_fibsem`'s shading model.
+
+    ``g`` falls linearly along x from 1 to ``1 - shading`` and carries random
+    undulations of ±0.15·shading with a correlation length of about a third of
+    the field of view (in y and x; slowly varying in z), clipped to [0.05, 1].
+    """
+    ramp = np.linspace(0.0, 1.0, shape[2], dtype=np.float32)[None, None, :]
+    extent = np.asarray(shape) * voxel_size
+    corr = np.maximum(extent / 3.0, voxel_size) / voxel_size
+    corr[0] = max(corr[0], shape[0] / 2.0)
+    undulation = _smooth_noise(rng, tuple(shape), tuple(corr))
+    g = 1.0 - shading * (ramp + np.float32(0.15) * undulation)
+    return np.clip(g, 0.05, 1.0).astype(np.float32)
+
+
+def _shade(
+    img: np.ndarray, shading: float, voxel_size: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Apply the shading model: ``I = drift(z) · (g·S + (1-g)·b)``."""
+    g = shading_gain(img.shape, voxel_size, shading, rng)
+    out = g * img + (np.float32(1.0) - g) * np.float32(_BACKLIGHT)
+    drift = 1.0 + shading * _Z_DRIFT * np.cumsum(rng.standard_normal(img.shape[0])) / np.sqrt(
+        max(img.shape[0], 1)
+    )
+    return (out * drift.astype(np.float32)[:, None, None]).astype(np.float32)
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -156,6 +199,14 @@ def generate_fibsem(
         nucleus = inside
     del q
 
+    # ---- ER: thin dark sheets through the cytoplasm (a smooth field's zero set, ~20 nm thick)
+    er_field = _smooth_noise(rng, shape, tuple(60.0 / vs))
+    grad = np.sqrt(sum(g * g for g in np.gradient(er_field, *vs)))
+    er = (np.abs(er_field) < 10.0 * np.maximum(grad, 1e-6)) & ~nucleus
+    er &= _smooth_noise(rng, shape, tuple(150.0 / vs)) > 0.3  # patches, not everywhere
+    img[er] = _ER
+    del er_field, grad, er
+
     # ---- mitochondria: rotated ellipsoids with rim and cristae, not touching the nucleus or each other
     blocked = ndimage.binary_dilation(nucleus, iterations=2)
     volume_um3 = float(np.prod(extent)) / 1e9
@@ -200,6 +251,30 @@ def generate_fibsem(
         blocked[box] |= r <= 1.15
         n_mito += 1
 
+    # ---- lipid droplets: round, homogeneous and darker than mitochondria (unlabelled)
+    n_lipid = 0
+    for _ in range(max(2, int(round(volume_um3 * 6))) * 10):
+        if n_lipid >= max(2, int(round(volume_um3 * 6))):
+            break
+        rad = rng.uniform(50.0, 110.0)
+        c = rng.uniform([0, 0, 0], extent)
+        cv = np.floor(c / vs).astype(int)
+        reach = np.ceil((rad + 10) / vs).astype(int)
+        lo = np.maximum(cv - reach, 0)
+        hi = np.minimum(cv + reach + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        gz, gy, gx = np.meshgrid(
+            zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
+        )
+        d = np.sqrt(gz**2 + gy**2 + gx**2)
+        if np.any(blocked[box][d <= rad + 8]):
+            continue
+        img[box][d <= rad] = _LIPID
+        blocked[box] |= d <= rad + 8
+        n_lipid += 1
+
     # ---- vesicles: unlabelled distractors with a dark rim
     for _ in range(max(3, int(volume_um3 * 40))):
         rad = rng.uniform(20.0, 40.0)
@@ -224,8 +299,7 @@ def generate_fibsem(
     # ---- optics: blur, shading, shot and read noise
     img = ndimage.gaussian_filter(img, tuple(8.0 / vs), mode="nearest")
     if shading > 0:
-        ramp = 1.0 - shading * np.linspace(0.0, 1.0, shape[2], dtype=np.float32)
-        img *= ramp[None, None, :]
+        img = _shade(img, shading, vs, rng)
     img = rng.poisson(np.clip(img, 0, None) * _PHOTONS).astype(np.float32) / np.float32(_PHOTONS)
     img += rng.normal(0.0, _READ_NOISE, size=shape).astype(np.float32)
     image = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
@@ -262,7 +336,10 @@ def make_fibsem_sample(
     voxel_size
         Voxel size in nanometres (z, y, x); z larger than y, x makes it anisotropic.
     shading
-        Strength S in [0, 1): brightness falls linearly along x to ``1 - S``.
+        Strength S in [0, 1) of the shading model (see the module notes): the gain
+        falls along x to about ``1 - S`` with the contrast collapsing toward a
+        backlight level, plus smooth undulations and a per-slice drift in z.
+        0.3, 0.6 and 0.8 are mild, strong and severe.
     seed
         Seed of every random draw; the same arguments give identical bytes.
     chunks, shard

@@ -39,6 +39,15 @@ from curated.provenance.log import library_versions, utc_now
 from curated.results import Result
 from curated.segment import _store
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
+from curated.segment.defaults import (
+    DEFAULT_DEPTH,
+    DEFAULT_FEATURES,
+    DEFAULT_FINETUNE_ITERATIONS,
+    DEFAULT_FINETUNE_LEARNING_RATE,
+    DEFAULT_ITERATIONS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_NEW_CROP_FRACTION,
+)
 from curated.segment.modelio import (
     MODEL_FORMAT,
     MODEL_JSON,
@@ -50,7 +59,7 @@ from curated.segment.modelio import (
     write_model_json,
     write_weights,
 )
-from curated.segment.preprocess import Preprocessing, read_region
+from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
 from curated.segment.unet import UNet3D, UNetConfig, count_parameters
 from curated.workspace import Workspace, as_workspace, recorder
 
@@ -59,24 +68,73 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Training-time augmentation (recorded in ``model.json``)."""
+    """Training-time augmentation (recorded in ``model.json``).
+
+    Spatial: flips, transposes in the isotropic plane, optional elastic warp.
+    Intensity, in the style of nnU-Net (Isensee et al. 2021), each drawn with its
+    own probability per patch, on the pre-processed values: brightness
+    (multiplicative), contrast (around the patch mean), gamma (also on the inverted
+    image), Gaussian noise, Gaussian blur, simulated low resolution, and a smooth
+    random gain field with contrast loss toward a random backlight level (the
+    shading model of :mod:`curated.segment.sample`). These complement the
+    brightness-independent pre-processing; they are not the cure for shading.
+    """
 
     flips: bool = True
     transposes: bool = True
     """Swap axes of the isotropic plane (with flips this gives every 90° rotation in it)."""
     intensity_scale: float = 0.1
-    """Multiply by 1 ± this (uniform)."""
+    """Multiply by 1 ± this (uniform), always."""
     intensity_shift: float = 0.1
-    """Add ± this (uniform, in normalised units)."""
+    """Add ± this (uniform, in normalised units), always."""
     elastic: bool = False
     elastic_grid: int = 16
     """Control-point spacing of the smooth displacement field (voxels)."""
     elastic_sigma: float = 2.0
     """Displacement standard deviation (voxels)."""
+    brightness_p: float = 0.15
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    contrast_p: float = 0.15
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    gamma_p: float = 0.3
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    gamma_inverted_p: float = 0.1
+    noise_p: float = 0.1
+    noise_variance: float = 0.05
+    """Upper bound of the noise variance (normalised units, where the data span [-1, 1])."""
+    blur_p: float = 0.2
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    low_resolution_p: float = 0.25
+    low_resolution_zoom: tuple[float, float] = (0.5, 1.0)
+    gain_field_p: float = 0.3
+    gain_field_strength: float = 0.5
+    """The gain falls by up to this much across the patch (contrast lost toward a random level)."""
 
     @property
     def margin(self) -> int:
         return int(np.ceil(3 * self.elastic_sigma)) + 1 if self.elastic else 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Augmentation:
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k, v in fields.items():
+            if isinstance(v, list):
+                fields[k] = tuple(v)
+        return cls(**fields)
+
+    @classmethod
+    def spatial_only(cls) -> Augmentation:
+        """Flips and transposes with the old ±10 % scale/shift, no other intensity changes."""
+        return cls(
+            brightness_p=0.0,
+            contrast_p=0.0,
+            gamma_p=0.0,
+            gamma_inverted_p=0.0,
+            noise_p=0.0,
+            blur_p=0.0,
+            low_resolution_p=0.0,
+            gain_field_p=0.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -89,6 +147,55 @@ class TrainingSettings:
     checkpoint_every: int = 100
     validate_every: int = 50
     seed: int = 0
+    schedule: str = "cosine"
+    """Learning rate: ``cosine`` (annealed to 2 % of the start over the run) or ``constant``."""
+    new_crop_fraction: float = DEFAULT_NEW_CROP_FRACTION
+    """Fine-tuning only: share of patches drawn from crops the parent never saw."""
+    loss: str = "bce+dice"
+    """``bce+dice``: masked binary cross-entropy plus soft Dice (nnU-Net's default pair);
+    ``balanced-bce``: cross-entropy with foreground and background given equal total
+    weight (favours recall: it over-segments dark distractors)."""
+
+
+LOSSES = ("bce+dice", "balanced-bce")
+
+
+def segmentation_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    kind: str,
+    weights: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:
+    """The training loss over annotated voxels (``mask``) only; see :attr:`TrainingSettings.loss`."""
+    n = mask.sum().clamp(min=1.0)
+    if kind == "balanced-bce":
+        w = torch.where(target > 0.5, weights[0], weights[1]) * mask
+        return (
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, target, weight=w, reduction="sum"
+            )
+            / n
+        )
+    bce = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, target, weight=mask, reduction="sum"
+        )
+        / n
+    )
+    prob = torch.sigmoid(logits) * mask
+    inter = (prob * target).sum()
+    dice = (2 * inter + 1.0) / (prob.sum() + (target * mask).sum() + 1.0)
+    return bce + (1.0 - dice)
+
+
+def learning_rate_at(settings: TrainingSettings, iteration: int) -> float:
+    """The learning rate of ``iteration`` (1-based); a pure function, so resuming needs no state."""
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    frac = min(max((iteration - 1) / max(settings.iterations - 1, 1), 0.0), 1.0)
+    floor = 0.02
+    return float(settings.learning_rate * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * frac))))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -156,6 +263,21 @@ def _read_labels(arr: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> np.
     return out
 
 
+def _parent_rois(
+    parent: SegmentationModel, image: Path, workspace: Workspace | None
+) -> set[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The (offset, shape) of every crop in the parent's lineage recorded on ``image``."""
+    names = {str(image.resolve()), image.name}
+    if workspace is not None:
+        names.add(workspace.relative(image))
+    out = set()
+    for r in parent.meta.get("lineage_rois", []):
+        ref = str(r.get("image", ""))
+        if ref in names or Path(ref).name == image.name:
+            out.add((tuple(int(v) for v in r["offset"]), tuple(int(v) for v in r["shape"])))
+    return out
+
+
 def _signature(obj: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
@@ -188,11 +310,71 @@ def _augment(
         for axis in range(3):
             if rng.random() < 0.5:
                 raw, lab = np.flip(raw, axis), np.flip(lab, axis)
+    raw = _augment_intensity(np.asarray(raw, dtype=np.float32), aug, iso_axes, rng)
     if aug.intensity_scale or aug.intensity_shift:
         scale = 1.0 + rng.uniform(-aug.intensity_scale, aug.intensity_scale)
         shift = rng.uniform(-aug.intensity_shift, aug.intensity_shift)
         raw = raw * np.float32(scale) + np.float32(shift)
     return np.ascontiguousarray(raw, dtype=np.float32), np.ascontiguousarray(lab)
+
+
+def _augment_intensity(
+    raw: np.ndarray, aug: Augmentation, iso_axes: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
+    """nnU-Net-style intensity augmentation of one pre-processed patch (values near [-1, 1])."""
+    x = raw
+    # blur and simulated low resolution act in the isotropic plane (not across thick z slices)
+    plane = tuple(iso_axes) if len(iso_axes) >= 2 else (1, 2)
+    if aug.blur_p and rng.random() < aug.blur_p:
+        sig = [0.0, 0.0, 0.0]
+        for a in plane:
+            sig[a] = float(rng.uniform(*aug.blur_sigma))
+        x = ndimage.gaussian_filter(x, sig, mode="reflect")
+    if aug.low_resolution_p and rng.random() < aug.low_resolution_p:
+        zoom = float(rng.uniform(*aug.low_resolution_zoom))
+        factors = [zoom if a in plane else 1.0 for a in range(3)]
+        small = ndimage.zoom(x, factors, order=0, mode="nearest")
+        back = [s / m for s, m in zip(x.shape, small.shape, strict=True)]
+        x = ndimage.zoom(small, back, order=3, mode="nearest", grid_mode=True)[
+            : x.shape[0], : x.shape[1], : x.shape[2]
+        ]
+        if x.shape != raw.shape:  # rounding left a voxel short: pad by reflection
+            pad = [(0, t - h) for t, h in zip(raw.shape, x.shape, strict=True)]
+            x = np.pad(x, pad, mode="reflect")
+    if aug.noise_p and rng.random() < aug.noise_p:
+        var = float(rng.uniform(0.0, aug.noise_variance))
+        x = x + rng.normal(0.0, np.sqrt(var), size=x.shape).astype(np.float32)
+    if aug.brightness_p and rng.random() < aug.brightness_p:
+        x = x * np.float32(rng.uniform(*aug.brightness_range))
+    if aug.contrast_p and rng.random() < aug.contrast_p:
+        m = np.float32(x.mean())
+        lo, hi = float(x.min()), float(x.max())
+        x = np.clip((x - m) * np.float32(rng.uniform(*aug.contrast_range)) + m, lo, hi)
+    if aug.gain_field_p and rng.random() < aug.gain_field_p:
+        x = _gain_field(x, aug.gain_field_strength, rng)
+    if aug.gamma_p and rng.random() < aug.gamma_p:
+        invert = rng.random() < aug.gamma_inverted_p
+        gamma = float(rng.uniform(*aug.gamma_range))
+        lo, hi = float(x.min()), float(x.max())
+        span = max(hi - lo, 1e-6)
+        u = (x - lo) / span
+        u = 1.0 - (1.0 - u) ** gamma if invert else u**gamma
+        x = u * span + lo
+    return np.asarray(x, dtype=np.float32)
+
+
+def _gain_field(x: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random gain ``g`` in [1 - strength, 1] with contrast lost toward a random level."""
+    grid = [2, 3, 3]
+    coarse = rng.uniform(0.0, 1.0, grid)
+    g = ndimage.zoom(coarse, [s / c for s, c in zip(x.shape, grid, strict=True)], order=1)[
+        : x.shape[0], : x.shape[1], : x.shape[2]
+    ]
+    if g.shape != x.shape:
+        g = np.pad(g, [(0, t - h) for t, h in zip(x.shape, g.shape, strict=True)], mode="edge")
+    g = 1.0 - float(rng.uniform(0.0, strength)) * g
+    level = float(rng.uniform(x.min(), x.mean()))
+    return (g * x + (1.0 - g) * level).astype(np.float32)
 
 
 def _elastic(
@@ -233,19 +415,20 @@ def train(
     labels: str,
     label_value: int,
     out: str | Path,
-    iterations: int = 600,
+    iterations: int = DEFAULT_ITERATIONS,
     device: str = "auto",
     seed: int = 0,
     batch_size: int = 2,
     patch: int | tuple[int, int, int] = 24,
-    learning_rate: float = 1e-3,
-    depth: int = 2,
-    base_features: int = 8,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    depth: int = DEFAULT_DEPTH,
+    base_features: int = DEFAULT_FEATURES,
     preprocessing: Preprocessing | dict[str, Any] | None = None,
     augmentation: Augmentation | None = None,
     checkpoint_every: int = 100,
     validate_every: int = 50,
     validation: bool = True,
+    loss: str = "bce+dice",
     name: str | None = None,
     overwrite: bool = False,
     parent: str | Path | SegmentationModel | None = None,
@@ -287,10 +470,12 @@ def train(
     out = Path(out)
     parent_model = load_model(parent) if isinstance(parent, str | Path) else parent
     aug = augmentation or Augmentation()
+    # None: the default for the image's voxel size (local contrast normalisation),
+    # worked out once the image is open; a fine-tune keeps its parent's.
     pre = (
         preprocessing
-        if isinstance(preprocessing, Preprocessing)
-        else Preprocessing(**(preprocessing or {}))
+        if isinstance(preprocessing, Preprocessing) or preprocessing is None
+        else Preprocessing(**preprocessing)
     )
     patch_t = (patch,) * 3 if isinstance(patch, int) else tuple(int(p) for p in patch)
     settings = TrainingSettings(
@@ -301,7 +486,11 @@ def train(
         checkpoint_every=int(checkpoint_every),
         validate_every=int(validate_every),
         seed=int(seed),
+        loss=str(loss),
     )
+    if settings.loss not in LOSSES:
+        msg = f"loss must be one of {', '.join(LOSSES)}, not {loss!r}"
+        raise InputError(msg, field="loss")
     action = "finetune" if parent_model else "train"
     params = {
         "labels": labels,
@@ -311,7 +500,7 @@ def train(
         **asdict(settings),
         "depth": depth,
         "base_features": base_features,
-        "preprocessing": pre.to_dict(),
+        "preprocessing": pre.to_dict() if pre is not None else "default",
         "augmentation": asdict(aug),
         "parent": parent_model.id if parent_model else None,
     }
@@ -358,15 +547,21 @@ def finetune(
     labels: str,
     out: str | Path,
     label_value: int | None = None,
-    iterations: int = 300,
-    learning_rate: float = 5e-4,
+    iterations: int = DEFAULT_FINETUNE_ITERATIONS,
+    learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
     **kwargs: Any,
 ) -> Result:
     """Continue training ``parent`` on new annotations; the model records the parent's sha256.
 
-    The architecture and the fitted pre-processing are the parent's (so its
-    intensity statistics stay valid); ``lineage_rois`` is the parent's lineage
-    plus the ROIs used here. ``label_value`` defaults to the parent's.
+    The protocol for a few new crops: crops the parent never saw (not in its
+    ``lineage_rois``) are the *new* ones; they are drawn for ``new_crop_fraction``
+    (70 %) of the patches and never held out; the parent's crops keep the rest so
+    what it learned is not forgotten; the learning rate is annealed (cosine) and
+    the last iteration is kept. The architecture and the fitted pre-processing are
+    the parent's (the default local contrast normalisation makes absolute grey
+    levels irrelevant, so nothing needs re-fitting); ``lineage_rois`` is the
+    parent's lineage plus the ROIs used here. ``label_value`` defaults to the
+    parent's. Fine-tuning with no new crop is refused.
     """
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
@@ -393,7 +588,7 @@ def _train(
     device_name: str,
     depth: int,
     base_features: int,
-    pre: Preprocessing,
+    pre: Preprocessing | None,
     aug: Augmentation,
     validation: bool,
     name: str | None,
@@ -423,6 +618,8 @@ def _train(
         pre = parent.preprocessing
     else:
         config = UNetConfig.for_voxel_size(voxel, depth=depth, base_features=base_features)
+        if pre is None:
+            pre = default_preprocessing(voxel)
     geom = config.geometry
     out_patch = geom.valid_output(settings.patch)
     in_patch = geom.input_for(out_patch)
@@ -452,14 +649,29 @@ def _train(
         raise SegmentationError(msg, path=image, field="label_value")
 
     rng = np.random.default_rng(settings.seed)
+    # Fine-tuning: crops the parent never saw are "new". They are what the curator
+    # just added, so they are never held out and are drawn ``new_crop_fraction`` of
+    # the time; the validation crop (if any) comes from the parent's crops and only
+    # watches for forgetting; the last iteration (annealed learning rate) is kept.
+    seen = _parent_rois(parent, image, workspace) if parent is not None else set()
+    is_new = [(tuple(r["offset"]), tuple(r["shape"])) not in seen for r in rois]
+    if parent is not None and not any(is_new):
+        msg = (
+            f"every annotated crop of {labels!r} was already used to train the parent model; "
+            "annotate new crops (e.g. where `curated annotate suggest` points) before fine-tuning"
+        )
+        raise SegmentationError(msg, path=image, field="labels")
     # the validation crop must hold the label, and another crop with the label must remain for training
-    positive = [i for i, has in enumerate(has_label) if has]
+    positive = [i for i, has in enumerate(has_label) if has and not is_new[i]]
+    if parent is None:
+        positive = [i for i, has in enumerate(has_label) if has]
     val_rois: list[dict[str, Any]] = []
     train_rois = list(rois)
     if validation and len(positive) >= 2:
         held = int(positive[int(rng.integers(len(positive)))])
         val_rois = [rois[held]]
         train_rois = [r for i, r in enumerate(rois) if i != held]
+    new_keys = {_roi_key(r) for r, n in zip(rois, is_new, strict=True) if n}
 
     signature = _signature(
         {
@@ -583,6 +795,15 @@ def _train(
     )
     sizes = np.array([np.prod(rg.roi["shape"]) for rg in train_regions], dtype=np.float64)
     pick_p = sizes / sizes.sum()
+    fresh = np.array([_roi_key(rg.roi) in new_keys for rg in train_regions])
+    if parent is not None and fresh.any() and (~fresh).any():
+        share = float(np.clip(settings.new_crop_fraction, 0.0, 1.0))
+        pick_p = np.where(
+            fresh,
+            share * sizes / sizes[fresh].sum(),
+            (1.0 - share) * sizes / sizes[~fresh].sum(),
+        )
+        pick_p = pick_p / pick_p.sum()
 
     def sample() -> tuple[np.ndarray, np.ndarray]:
         rg = train_regions[int(rng.choice(len(train_regions), p=pick_p))]
@@ -621,13 +842,13 @@ def _train(
                 logits = logits[0, 0, : y.shape[0], : y.shape[1], : y.shape[2]].cpu()
                 mask = y != UNANNOTATED
                 target = y == label_value
-                weights = np.where(target, w_fg, w_bg) * mask
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                loss = segmentation_loss(
                     logits,
                     torch.from_numpy(target.astype(np.float32)),
-                    weight=torch.from_numpy(weights.astype(np.float32)),
-                    reduction="sum",
-                ) / max(float(mask.sum()), 1.0)
+                    torch.from_numpy(mask.astype(np.float32)),
+                    settings.loss,
+                    (w_fg, w_bg),
+                )
                 losses.append(float(loss))
                 dices.append(_dice(logits.numpy() > 0, target, mask))
         net.train()
@@ -657,20 +878,17 @@ def _train(
     net.train()
     loss_ema = None
     for it in range(start_it + 1, settings.iterations + 1):
+        lr = learning_rate_at(settings, it)
+        for group in opt.param_groups:
+            group["lr"] = lr
         batch = [sample() for _ in range(settings.batch_size)]
         x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(device)
         y = np.stack([b[1] for b in batch])
-        mask = y != UNANNOTATED
+        mask = torch.from_numpy((y != UNANNOTATED).astype(np.float32)).to(device)
         target = torch.from_numpy((y == label_value).astype(np.float32)).to(device)
-        weight = torch.from_numpy(
-            (np.where(y == label_value, w_fg, w_bg) * mask).astype(np.float32)
-        ).to(device)
-        n_ann = float(mask.sum())
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             logits = net(x)[:, 0]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits.float(), target, weight=weight, reduction="sum"
-        ) / max(n_ann, 1.0)
+        loss = segmentation_loss(logits.float(), target, mask, settings.loss, (w_fg, w_bg))
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -684,7 +902,9 @@ def _train(
         info: dict[str, object] = {"loss": loss_ema}
         if val_regions and (it % settings.validate_every == 0 or it == settings.iterations):
             dice, vloss = validate()
-            history.append({"iteration": it, "loss": loss_ema, "val_dice": dice, "val_loss": vloss})
+            history.append(
+                {"iteration": it, "loss": loss_ema, "val_dice": dice, "val_loss": vloss, "lr": lr}
+            )
             if vloss < best["loss"]:
                 best = {
                     "dice": dice,
@@ -701,7 +921,15 @@ def _train(
         checkpoint(settings.iterations)
 
     final_state = best["state"] if val_regions and best["state"] is not None else net.state_dict()
-    if val_regions:
+    if parent is not None:
+        selection = {
+            "rule": "last iteration (fine-tuning: the learning rate is annealed; the validation "
+            "crop is one of the parent's crops and only watches for forgetting)",
+            "iteration": settings.iterations,
+            "validation_dice": history[-1]["val_dice"] if history else None,
+        }
+        final_state = net.state_dict()
+    elif val_regions:
         selection = {
             "rule": "lowest validation loss (class-balanced, masked BCE on the held-out crop)",
             "iteration": best["iteration"],
@@ -723,7 +951,9 @@ def _train(
     recorded = ws.log.recorded_output(image) if ws is not None and ws.log.exists() else None
     if recorded is not None and recorded.digest:
         image_digest = recorded.digest
-        digest_scope = f"the whole image store, as recorded in the curator log at seq {recorded.recorded_seq}"
+        digest_scope = (
+            f"the whole image store, as recorded in the curator log at seq {recorded.recorded_seq}"
+        )
     else:
         image_digest, _ = digest_path(image / _store.level0_path(_store.open_group(image), image))
         digest_scope = "the level-0 array of the image store"
@@ -766,9 +996,19 @@ def _train(
             "output_patch": list(out_patch),
             "input_patch": list(in_patch),
             "learning_rate": settings.learning_rate,
+            "schedule": settings.schedule,
+            "new_crop_fraction": settings.new_crop_fraction if parent else None,
+            "new_rois": [plain(r) for r in rois if _roi_key(r) in new_keys] if parent else None,
             "optimizer": "Adam",
-            "loss": "binary cross-entropy masked to annotated voxels, class-balanced",
-            "class_weights": {"foreground": w_fg, "background": w_bg},
+            "loss": settings.loss,
+            "loss_description": (
+                "binary cross-entropy plus soft Dice, over annotated voxels only"
+                if settings.loss == "bce+dice"
+                else "binary cross-entropy over annotated voxels, class-balanced"
+            ),
+            "class_weights": {"foreground": w_fg, "background": w_bg}
+            if settings.loss == "balanced-bce"
+            else None,
             "augmentation": asdict(aug),
             "checkpoint_selection": selection,
             "history": history,

@@ -1,0 +1,457 @@
+"""Human in the loop on shaded FIB-SEM, measured: baselines, bright-only training, and one HITL loop per crop strategy.
+
+Protocol (per seed; every score is on an *independent test volume* with full truth,
+never on the volume the crops come from):
+
+1. a training volume and a test volume are drawn with the same shading model
+   (``curated sample fibsem``: smooth gain field falling along x, contrast lost
+   toward a backlight level, z drift, lipid droplets and ER as dark distractors),
+   different seeds;
+2. threshold baselines on the test volume: Otsu, CLAHE + Otsu (skimage, kernel 1/4
+   of the field, clip 0.02, as incasem uses CLAHE), flat-field division (σ 24) + Otsu;
+   each smoothed (σ 1) first, dark side, components under 200 voxels removed;
+3. **bright-only**: a curator annotates ``--crops`` crops holding mitochondria on the
+   bright half of the training volume; a U-Net is trained with the library's
+   defaults (``curated segment train``);
+4. **human in the loop**, per crop strategy, ``--rounds`` rounds of one new crop each
+   (same voxel budget for every strategy): the current model predicts the training
+   volume, the strategy picks the next crop, the crop is annotated (copied from the
+   truth: ``derived-from-truth``), the model is fine-tuned (``curated segment
+   finetune``) and scored on the test volume. Strategies: ``suggested``
+   (``curated annotate suggest``), ``random`` (anywhere), ``foreground-random``
+   (random crops that hold mitochondria, what a curator does unaided);
+5. scores: Dice per x-quarter and per half, precision, recall, over the whole test
+   volume; paired bootstrap 95 % CIs over test tiles (16×32×32) for every
+   difference; the learning-curve AUC (mean Dice over rounds 0..R) per strategy.
+
+Run::
+
+    OMP_NUM_THREADS=2 python benchmarks/hitl.py --seeds 0 1 2 3 4 --scratch /tmp/hitl-bench
+    python benchmarks/hitl.py --quick            # one seed, small: about 10 min on 2 cores
+
+Prints tables and writes ``hitl.json`` in the scratch folder; RESULTS.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TILE = (16, 32, 32)
+MITO = 1
+
+
+# ----------------------------------------------------------------- scoring
+def tile_counts(pred: np.ndarray, truth: np.ndarray, tile=TILE) -> np.ndarray:
+    """Per-tile (tp, fp, fn, x-quarter) counts over the whole volume."""
+    shape = truth.shape
+    q = shape[2] / 4.0
+    rows = []
+    for z in range(0, shape[0], tile[0]):
+        for y in range(0, shape[1], tile[1]):
+            for x in range(0, shape[2], tile[2]):
+                sl = (slice(z, z + tile[0]), slice(y, y + tile[1]), slice(x, x + tile[2]))
+                p, t = pred[sl], truth[sl]
+                xc = min(x + tile[2] / 2.0, shape[2] - 1)
+                rows.append(
+                    (
+                        int(np.count_nonzero(p & t)),
+                        int(np.count_nonzero(p & ~t)),
+                        int(np.count_nonzero(~p & t)),
+                        min(int(xc // q), 3),
+                    )
+                )
+    return np.asarray(rows, dtype=np.int64)
+
+
+def dice_of(c: np.ndarray) -> float:
+    tp, fp, fn = (float(c[..., i].sum()) for i in range(3))
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def summary(c: np.ndarray) -> dict[str, Any]:
+    tp, fp, fn = (float(c[:, i].sum()) for i in range(3))
+    quarters = [dice_of(c[c[:, 3] == k]) for k in range(4)]
+    return {
+        "dice": dice_of(c),
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "bright": dice_of(c[c[:, 3] < 2]),
+        "shaded": dice_of(c[c[:, 3] >= 2]),
+        "quarters": quarters,
+    }
+
+
+def paired_ci(
+    a: list[np.ndarray], b: list[np.ndarray], select, n: int = 2000, seed: int = 0
+) -> tuple[float, list[float]]:
+    """Mean over seeds of Dice(b) − Dice(a) on ``select``ed tiles, with a tile bootstrap within each seed."""
+    rng = np.random.default_rng(seed)
+    point = float(
+        np.mean(
+            [dice_of(bb[select(bb)]) - dice_of(aa[select(aa)]) for aa, bb in zip(a, b, strict=True)]
+        )
+    )
+    draws = np.empty(n)
+    for i in range(n):
+        diffs = []
+        for aa, bb in zip(a, b, strict=True):
+            idx = rng.integers(0, len(aa), len(aa))
+            ra, rb = aa[idx], bb[idx]
+            diffs.append(dice_of(rb[select(rb)]) - dice_of(ra[select(ra)]))
+        draws[i] = np.mean(diffs)
+    return point, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+# --------------------------------------------------------------- baselines
+def threshold_baselines(raw: np.ndarray) -> dict[str, np.ndarray]:
+    from scipy import ndimage
+    from skimage.exposure import equalize_adapthist
+    from skimage.filters import threshold_otsu
+
+    def dark_objects(img: np.ndarray) -> np.ndarray:
+        sm = ndimage.gaussian_filter(img.astype(np.float32), 1.0)
+        mask = sm < threshold_otsu(sm)
+        lab, n = ndimage.label(mask)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        keep = sizes >= 200
+        keep[0] = False
+        return keep[lab]
+
+    f = raw.astype(np.float32)
+    kernel = (max(raw.shape[0] // 4, 1), max(raw.shape[1] // 4, 8), max(raw.shape[2] // 4, 8))
+    clahe = equalize_adapthist(f / 255.0, kernel_size=kernel, clip_limit=0.02)
+    flat = f / np.maximum(ndimage.gaussian_filter(f, (0, 24, 24)), 1e-3)
+    return {
+        "Otsu": dark_objects(f),
+        "CLAHE + Otsu": dark_objects(clahe),
+        "flat-field + Otsu": dark_objects(flat),
+    }
+
+
+# ---------------------------------------------------------------- crops
+def random_crop(shape, size, avoid, rng, truth=None, min_fraction=0.0):
+    from curated.segment.evaluate import Box
+
+    for _ in range(5000):
+        off = tuple(int(rng.integers(0, s - c + 1)) for s, c in zip(shape, size, strict=True))
+        box = Box(off, tuple(size))
+        if any(box.intersects(a) for a in avoid):
+            continue
+        if truth is not None and float(np.mean(truth[box.slices] == MITO)) < min_fraction:
+            continue
+        return box
+    raise RuntimeError("no crop fits")
+
+
+def suggested_crop(image: Path, model: Path, pred: str, size, seed: int, workspace=None):
+    from curated.segment.suggest import suggest_crops
+
+    from curated.segment.evaluate import Box
+
+    res = suggest_crops(
+        image, model=model, pred=pred, n=1, crop_size=tuple(size), seed=seed, workspace=workspace
+    )
+    first = res.details["suggestions"][0]
+    return Box(tuple(first["offset"]), tuple(first["shape"]))
+
+
+# ------------------------------------------------------------------ trial
+def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[str, Any]:
+    from curated.segment import _store
+    from curated.segment.annotate import import_annotation
+    from curated.segment.evaluate import Box
+    from curated.segment.hitl import pick_crops
+    from curated.segment.predict import predict
+    from curated.segment.sample import make_fibsem_sample
+    from curated.segment.train import finetune, train
+
+    root.mkdir(parents=True, exist_ok=True)
+    shape = tuple(a.shape)
+    train_img, test_img = root / "train.ome.zarr", root / "test.ome.zarr"
+    make_fibsem_sample(train_img, shape=shape, shading=a.shading, seed=seed, overwrite=True)
+    make_fibsem_sample(test_img, shape=shape, shading=a.shading, seed=seed + 1000, overwrite=True)
+    truth_train = np.asarray(_store.label_level0(train_img, "truth")[...])
+    truth_test = np.asarray(_store.label_level0(test_img, "truth")[...]) == MITO
+    raw_test = np.asarray(_store.image_level0(test_img)[...])
+    out: dict[str, Any] = {"seed": seed, "baselines": {}, "timing_s": {}}
+
+    for name, mask in threshold_baselines(raw_test).items():
+        out["baselines"][name] = tile_counts(mask, truth_test)
+    scratch = root / "crops"
+    scratch.mkdir(exist_ok=True)
+    size = tuple(a.crop_size)
+
+    def annotate(label_name: str, boxes: list[Box]) -> None:
+        for i, box in enumerate(boxes):
+            f = scratch / f"{label_name}-{i}-{'-'.join(map(str, box.offset))}.npy"
+            np.save(f, truth_train[box.slices].astype(np.uint8))
+            import_annotation(train_img, source_file=f, offset=box.offset, name=label_name)
+
+    def score(model: Path, tag: str) -> np.ndarray:
+        t0 = time.perf_counter()
+        predict(model, test_img, name=f"p-{tag}", device=a.device, overwrite=True)
+        out["timing_s"][f"predict {tag}"] = round(time.perf_counter() - t0, 1)
+        pred = np.asarray(_store.label_level0(test_img, f"p-{tag}")[...]) == 1
+        return tile_counts(pred, truth_test)
+
+    # round 0: bright half only
+    bright = pick_crops(
+        truth_train, n=a.crops, size=size, x_range=(0, shape[2] // 2), avoid=[], seed=seed + 7
+    )
+    annotate("bright", bright)
+    model0 = root / "bright"
+    t0, c0 = time.perf_counter(), time.process_time()
+    train(
+        train_img,
+        labels="bright",
+        label_value=MITO,
+        out=model0,
+        iterations=a.iterations,
+        device=a.device,
+        seed=seed,
+        overwrite=True,
+    )
+    out["timing_s"]["train bright"] = round(time.perf_counter() - t0, 1)
+    out["timing_s"]["train bright (CPU)"] = round(time.process_time() - c0, 1)
+    out["bright"] = score(model0, "bright")
+    frac0 = sum(int(np.prod(b.shape)) for b in bright) / float(np.prod(shape))
+    out["annotated_fraction"] = {"bright": frac0}
+    log(f"seed {seed}: bright-only {summary(out['bright'])['quarters']}")
+
+    out["strategies"] = {}
+    for strategy in a.strategies:
+        rng = np.random.default_rng(seed * 1000 + 17)
+        name = f"hitl-{strategy}"
+        annotate(name, bright)
+        model, boxes, curve = model0, list(bright), [out["bright"]]
+        for r in range(1, a.rounds + 1):
+            if strategy == "suggested":
+                predict(model, train_img, name=f"t-{name}", device=a.device, overwrite=True)
+                box = suggested_crop(train_img, model, f"t-{name}", size, seed + r)
+                if any(box.intersects(b) for b in boxes):
+                    raise RuntimeError(f"suggestion {box} overlaps an annotated crop")
+            elif strategy == "random":
+                box = random_crop(shape, size, boxes, rng)
+            else:
+                box = random_crop(shape, size, boxes, rng, truth_train, min_fraction=0.02)
+            annotate(name, [box])
+            boxes.append(box)
+            child = root / f"{name}-r{r}"
+            t0 = time.perf_counter()
+            finetune(
+                model,
+                train_img,
+                labels=name,
+                out=child,
+                iterations=a.finetune_iterations,
+                device=a.device,
+                seed=seed + r,
+                overwrite=True,
+            )
+            out["timing_s"][f"finetune {name} r{r}"] = round(time.perf_counter() - t0, 1)
+            curve.append(score(child, f"{name}-r{r}"))
+            model = child
+            log(
+                f"seed {seed}: {strategy} round {r} crop {box.offset}: {summary(curve[-1])['quarters']}"
+            )
+        added = sum(int(np.prod(b.shape)) for b in boxes[len(bright) :]) / float(np.prod(shape))
+        out["strategies"][strategy] = {
+            "curve": curve,
+            "added_fraction": added,
+            "crops": [b.to_dict() for b in boxes[len(bright) :]],
+        }
+    return out
+
+
+# ------------------------------------------------------------------ report
+def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any]:
+    seeds = [t["seed"] for t in trials]
+    rows = []
+
+    def row(name: str, counts: list[np.ndarray]) -> dict[str, Any]:
+        s = [summary(c) for c in counts]
+        mean = {k: float(np.mean([x[k] for x in s])) for k in ("dice", "bright", "shaded")}
+        mean["precision"] = float(np.mean([x["precision"] or 0 for x in s]))
+        mean["recall"] = float(np.mean([x["recall"] or 0 for x in s]))
+        mean["quarters"] = [float(np.mean([x["quarters"][k] for x in s])) for k in range(4)]
+        return {"name": name, **mean}
+
+    for name in trials[0]["baselines"]:
+        rows.append(row(name, [t["baselines"][name] for t in trials]))
+    rows.append(row("U-Net, bright-half crops only", [t["bright"] for t in trials]))
+    for strategy in a.strategies:
+        rows.append(
+            row(
+                f"+ {a.rounds} {strategy} crop(s), fine-tuned",
+                [t["strategies"][strategy]["curve"][-1] for t in trials],
+            )
+        )
+    print(
+        f"\nseeds {seeds}; test volumes {tuple(a.shape)} at 8 nm, shading {a.shading}; whole-volume scores (mean over seeds)"
+    )
+    head = f"{'method':<44} {'Dice':>6} {'prec.':>6} {'recall':>6} {'bright':>6} {'shaded':>6}   x-quarters"
+    print(head)
+    print("-" * (len(head) + 20))
+    for r in rows:
+        q = " ".join(f"{v:.3f}" for v in r["quarters"])
+        print(
+            f"{r['name']:<44} {r['dice']:>6.3f} {r['precision']:>6.3f} {r['recall']:>6.3f} {r['bright']:>6.3f} {r['shaded']:>6.3f}   {q}"
+        )
+
+    comp: dict[str, Any] = {}
+    b0 = [t["bright"] for t in trials]
+    ratio = [summary(c)["shaded"] / max(summary(c)["bright"], 1e-9) for c in b0]
+    comp["shaded_over_bright"] = {"mean": float(np.mean(ratio)), "per_seed": ratio}
+    best_base = max((r for r in rows[:3]), key=lambda r: r["dice"])
+    for half in ("bright", "shaded"):
+        sel = (lambda c: c[:, 3] < 2) if half == "bright" else (lambda c: c[:, 3] >= 2)
+        d, ci = paired_ci([t["baselines"][best_base["name"]] for t in trials], b0, sel)
+        comp[f"unet_minus_{best_base['name']}_{half}"] = {"diff": d, "ci95": ci}
+    # worst quarter of the bright-only model, per seed
+    worst = [int(np.argmin(summary(c)["quarters"])) for c in b0]
+    for strategy in a.strategies:
+        last = [t["strategies"][strategy]["curve"][-1] for t in trials]
+        # the worst quarter differs per seed: bootstrap each seed's tiles on its own quarter
+        rng = np.random.default_rng(1)
+        draws = np.empty(2000)
+        for i in range(len(draws)):
+            vals = []
+            for k, (aa, bb) in enumerate(zip(b0, last, strict=True)):
+                idx = rng.integers(0, len(aa), len(aa))
+                ra, rb = aa[idx], bb[idx]
+                vals.append(dice_of(rb[rb[:, 3] == worst[k]]) - dice_of(ra[ra[:, 3] == worst[k]]))
+            draws[i] = np.mean(vals)
+        point = float(
+            np.mean(
+                [
+                    dice_of(bb[bb[:, 3] == worst[k]]) - dice_of(aa[aa[:, 3] == worst[k]])
+                    for k, (aa, bb) in enumerate(zip(b0, last, strict=True))
+                ]
+            )
+        )
+        comp[f"{strategy}: worst-quarter lift"] = {
+            "diff": point,
+            "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
+        }
+        d, ci = paired_ci(b0, last, lambda c: c[:, 3] < 2)
+        comp[f"{strategy}: bright-half change"] = {"diff": d, "ci95": ci}
+        aucs = [
+            float(np.mean([dice_of(c) for c in t["strategies"][strategy]["curve"]])) for t in trials
+        ]
+        comp[f"{strategy}: learning-curve AUC"] = {"mean": float(np.mean(aucs)), "per_seed": aucs}
+    if "suggested" in a.strategies:
+        for other in (s for s in a.strategies if s != "suggested"):
+            rng = np.random.default_rng(2)
+            pt = float(
+                np.mean(
+                    [
+                        np.mean([dice_of(c) for c in t["strategies"]["suggested"]["curve"]])
+                        - np.mean([dice_of(c) for c in t["strategies"][other]["curve"]])
+                        for t in trials
+                    ]
+                )
+            )
+            draws = np.empty(2000)
+            for i in range(len(draws)):
+                vals = []
+                for t in trials:
+                    cs, co = t["strategies"]["suggested"]["curve"], t["strategies"][other]["curve"]
+                    idx = rng.integers(0, len(cs[0]), len(cs[0]))
+                    vals.append(
+                        np.mean([dice_of(c[idx]) for c in cs])
+                        - np.mean([dice_of(c[idx]) for c in co])
+                    )
+                draws[i] = np.mean(vals)
+            comp[f"AUC suggested − {other}"] = {
+                "diff": pt,
+                "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
+            }
+    print(
+        "\npaired comparisons (mean over seeds; 95 % CI: bootstrap over test tiles within each seed)"
+    )
+    for k, v in comp.items():
+        if "ci95" in v:
+            print(f"  {k:<48} {v['diff']:+.3f}  [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]")
+        else:
+            per = " ".join(f"{x:.3f}" for x in v["per_seed"])
+            print(f"  {k:<48} {v['mean']:.3f}  (per seed: {per})")
+    times = [t["timing_s"]["train bright"] for t in trials]
+    cpu = [t["timing_s"]["train bright (CPU)"] for t in trials]
+    ft = [v for t in trials for k, v in t["timing_s"].items() if k.startswith("finetune")]
+    print(
+        f"\ntraining round: {np.mean(times):.0f} s wall ({np.mean(cpu):.0f} s CPU) mean; fine-tune round {np.mean(ft):.0f} s wall mean; load {os.getloadavg()[0]:.1f}"
+    )
+    return {"rows": rows, "comparisons": comp, "train_seconds": times, "finetune_seconds": ft}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--shape", type=int, nargs=3, default=[40, 160, 256])
+    p.add_argument("--shading", type=float, default=0.6)
+    p.add_argument("--crops", type=int, default=3)
+    p.add_argument("--crop-size", type=int, nargs=3, default=[24, 48, 48])
+    p.add_argument("--iterations", type=int, default=None, help="[default: the library's]")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--finetune-iterations", type=int, default=150)
+    p.add_argument("--strategies", nargs="+", default=["suggested", "random", "foreground-random"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--scratch", default=None)
+    p.add_argument("--quick", action="store_true", help="one seed, fewer rounds")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.seeds, a.rounds = a.seeds[:1], min(a.rounds, 2)
+    if a.iterations is None:
+        from curated.segment.train import DEFAULT_ITERATIONS
+
+        a.iterations = DEFAULT_ITERATIONS
+    import torch
+
+    torch.set_num_threads(a.threads)
+    try:
+        import curated.segment.suggest  # noqa: F401
+    except ImportError:
+        a.strategies = [s for s in a.strategies if s != "suggested"]
+        print(
+            "curated.segment.suggest is not available: the suggested strategy is skipped",
+            file=sys.stderr,
+        )
+    scratch = Path(a.scratch or tempfile.mkdtemp(prefix="curated-hitl-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    trials = []
+    t0 = time.perf_counter()
+    for seed in a.seeds:
+        trials.append(
+            run_trial(scratch / f"seed{seed}", seed, a, log=lambda m: print(m, flush=True))
+        )
+    res = report(trials, a)
+    res["seconds"] = round(time.perf_counter() - t0)
+    res["settings"] = {k: v for k, v in vars(a).items()}
+
+    def plain(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(type(o))
+
+    (scratch / "hitl.json").write_text(
+        json.dumps({"report": res, "trials": trials}, default=plain, indent=1)
+    )
+    print(f"\n{res['seconds']} s in all; {scratch / 'hitl.json'}")
+    if not a.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Training defaults shared by ``curated segment train``/``finetune``, the Python API and ``curated demo``.
+
+One place, so the CLI, the library and the demo cannot drift apart; the values
+are the ones measured by ``benchmarks/hitl.py`` and ``benchmarks/quality.py``
+(figures in ``benchmarks/RESULTS.md``). This module imports nothing heavy, so
+the CLI can show the defaults in ``--help`` without loading PyTorch.
+"""
+
+from __future__ import annotations
+
+DEFAULT_DEPTH = 2
+"""Two down-sampling steps: a 41-voxel field of view (328 nm at 8 nm voxels), about
+twice a mitochondrion's diameter."""
+DEFAULT_FEATURES = 8
+"""Feature maps at the top level (doubled at each level down)."""
+DEFAULT_ITERATIONS = 600
+DEFAULT_LEARNING_RATE = 1e-3
+"""Adam's starting learning rate; annealed (cosine) to 2 % of it over the run."""
+DEFAULT_FINETUNE_ITERATIONS = 150
+DEFAULT_FINETUNE_LEARNING_RATE = 1e-3
+DEFAULT_NEW_CROP_FRACTION = 0.7
+"""Fine-tuning: share of training patches drawn from the crops the parent never saw."""
+LOCAL_CONTRAST_NM = 128.0
+"""σ of the default local contrast normalisation, nanometres in y and x."""
+
+__all__ = [
+    "DEFAULT_DEPTH",
+    "DEFAULT_FEATURES",
+    "DEFAULT_FINETUNE_ITERATIONS",
+    "DEFAULT_FINETUNE_LEARNING_RATE",
+    "DEFAULT_ITERATIONS",
+    "DEFAULT_LEARNING_RATE",
+    "DEFAULT_NEW_CROP_FRACTION",
+    "LOCAL_CONTRAST_NM",
+]
