@@ -269,6 +269,9 @@ def deposit(
         token = None
         if to != "directory" and not dry_run:
             token = env_token(env_var, repository=to)  # type: ignore[arg-type]
+        elif to != "directory" and env_var:
+            # A dry run reads the target's form/licences (GET only) when it has a credential.
+            token = os.environ.get(env_var) or None
         repo = make_repository(
             to, url, token=token, token_env=env_var, target=target, retry=retry, options=options
         )
@@ -357,6 +360,7 @@ def _run(
 
     if dry_run:
         metadata = build_metadata(to, view.record, repo, today=today)
+        metadata = _review(repo, metadata, receipt, publish=publish, online=True)
         receipt.planned = [
             c.to_dict()
             for c in repo.plan(
@@ -414,6 +418,12 @@ def _run(
     journal.save()
 
     metadata = build_metadata(to, view.record, repo, today=today)
+    metadata = _review(repo, metadata, receipt, publish=publish, online=False)
+    blocking = [p for p in receipt.problems if p["blocking"]]
+    if blocking:
+        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in blocking)
+        msg = f"{to} would refuse this deposit; nothing more was sent:\n{lines}"
+        raise DepositError(msg, path=view.path, details={"problems": blocking})
     if entry.get("state") is None:
         prev = entry.get("previous")
         state = repo.new_version(prev, metadata) if prev else repo.create_draft(metadata)
@@ -459,6 +469,36 @@ def _run(
         journal.save()
     receipt.journal_path = str(journal.path)
     return _fill(receipt, landing, entry, items)
+
+
+def _review(
+    repo: Repository, metadata: Any, receipt: Receipt, *, publish: bool, online: bool
+) -> Any:
+    """Fit the metadata to what the target accepts (its form, licences, vocabularies).
+
+    Adapters with a ``review`` method return the metadata as it will be sent and what the
+    target will refuse or drop; those findings join the receipt's problems. In a dry run
+    (``online``) an adapter with ``inspect`` first reads the target (GET only) when a
+    credential is at hand; otherwise the documented defaults are assumed.
+    """
+    review = getattr(repo, "review", None)
+    if review is None:
+        return metadata
+    inspect = getattr(repo, "inspect", None)
+    if online and inspect is not None and getattr(repo, "can_inspect", lambda: False)():
+        try:
+            inspect()
+        except DepositError as exc:
+            receipt.problems.append(
+                {
+                    "what": f"could not read the target's form/vocabularies: {exc}",
+                    "advice": "checked against the platform's documented defaults instead",
+                    "blocking": False,
+                }
+            )
+    metadata, findings = review(metadata, publish=publish)
+    receipt.problems.extend(findings)
+    return metadata
 
 
 def _upload_all(
