@@ -24,7 +24,6 @@ import uuid
 from typing import Any
 
 from curated.metadata.crosswalk.dspace import DEFAULT_FORM, SubmissionForm
-
 from tests.fakes.base import FakeServer, Request
 
 USER = "curator@example.org"

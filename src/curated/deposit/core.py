@@ -360,7 +360,7 @@ def _run(
 
     if dry_run:
         metadata = build_metadata(to, view.record, repo, today=today)
-        metadata = _review(repo, metadata, receipt, publish=publish, online=True)
+        metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=True)
         receipt.planned = [
             c.to_dict()
             for c in repo.plan(
@@ -418,7 +418,7 @@ def _run(
     journal.save()
 
     metadata = build_metadata(to, view.record, repo, today=today)
-    metadata = _review(repo, metadata, receipt, publish=publish, online=False)
+    metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=False)
     blocking = [p for p in receipt.problems if p["blocking"]]
     if blocking:
         lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in blocking)
@@ -472,7 +472,13 @@ def _run(
 
 
 def _review(
-    repo: Repository, metadata: Any, receipt: Receipt, *, publish: bool, online: bool
+    repo: Repository,
+    metadata: Any,
+    record: dict[str, Any],
+    receipt: Receipt,
+    *,
+    publish: bool,
+    online: bool,
 ) -> Any:
     """Fit the metadata to what the target accepts (its form, licences, vocabularies).
 
@@ -496,7 +502,7 @@ def _review(
                     "blocking": False,
                 }
             )
-    metadata, findings = review(metadata, publish=publish)
+    metadata, findings = review(metadata, record=record, publish=publish)
     receipt.problems.extend(findings)
     return metadata
 

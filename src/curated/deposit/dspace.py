@@ -209,7 +209,9 @@ class DSpaceRepository:
                 form.sections[sid] = _form_fields(fr.data)
         return form
 
-    def review(self, metadata: Any, *, publish: bool) -> tuple[Any, list[dict[str, Any]]]:
+    def review(
+        self, metadata: Any, *, record: dict[str, Any], publish: bool
+    ) -> tuple[Any, list[dict[str, Any]]]:
         """Keep the operations the collection's form accepts; say what is left out."""
         form = self.form or DEFAULT_FORM
         ops, dropped = fit_to_form(metadata, form)

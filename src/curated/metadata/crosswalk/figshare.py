@@ -83,10 +83,73 @@ def to_figshare(
             refs.append(ident)
     if refs:
         art["references"] = refs
-    release = study.get("release_date")
-    if release:
-        art["timeline"] = {"firstOnline": str(release)[:10]}
+    # No ``timeline``: its dates are Figshare's own (first online = publication) and an
+    # embargo has its own endpoint; a release date is not something to send here.
     return art
+
+
+PUBLISH_FIELDS = ("title", "description", "authors", "keywords", "license", "categories")
+"""What Figshare requires before an article can be published (help.figshare.com, "Figshare
+metadata schema": title, authors, categories, item type, keywords, description, licence)."""
+DESCRIPTION_LIMITS = (4, 10_000)
+MAX_AUTHORS = 10
+"""Article create/update take at most this many authors; the rest go through
+``POST /account/articles/{id}/authors`` (figshare swagger ``AuthorsCreator``)."""
+
+# Broad categories tried, in order, when none of the record's terms names an account
+# category (Figshare's categories are the ANZSRC 2020 fields of research).
+FALLBACK_CATEGORIES = (
+    "microscopy",
+    "cell neuroscience",
+    "neurosciences",
+    "cell development, proliferation and death",
+    "cellular interactions",
+    "biological sciences",
+)
+
+
+def pick_categories(record: Any, categories: list[dict[str, Any]] | None) -> list[int]:
+    """Category ids for ``record`` from an account's category list (``GET /account/categories``).
+
+    A category whose title equals one of the record's keywords, imaging method or
+    organism wins; else the first of :data:`FALLBACK_CATEGORIES` the account has.
+    """
+    if not categories:
+        return []
+    rec = as_dict(record)
+    study = rec.get("study") or {}
+    terms = [str(k) for k in study.get("keywords") or [] if k]
+    terms.append(str((rec.get("dataset") or {}).get("imaging_method_name") or ""))
+    for sample in rec.get("biosamples") or []:
+        terms.append(str(((sample or {}).get("organism") or {}).get("scientific_name") or ""))
+    wanted = {t.strip().lower() for t in terms if t.strip()}
+    by_title: dict[str, int] = {}
+    for c in categories:
+        title = str(c.get("title") or "").strip().lower()
+        if title and c.get("id") is not None:
+            by_title.setdefault(title, int(c["id"]))
+    found = [by_title[t] for t in sorted(wanted) if t in by_title]
+    if not found:
+        found = [by_title[t] for t in FALLBACK_CATEGORIES if t in by_title][:1]
+    return found[:3]
+
+
+def publication_problems(article: dict[str, Any]) -> list[str]:
+    """Why Figshare would refuse to publish ``article`` ("Missing mandatory field for publication")."""
+    out = []
+    desc = str(article.get("description") or "")
+    lo, hi = DESCRIPTION_LIMITS
+    if not lo <= len(desc) <= hi:
+        out.append(f"a description of {lo}-{hi:,} characters (it has {len(desc):,})")
+    if not article.get("keywords") and not article.get("tags"):
+        out.append("at least one keyword")
+    if article.get("license") in (None, ""):
+        out.append("a licence the account offers")
+    if not article.get("categories"):
+        out.append("at least one category")
+    if not article.get("authors"):
+        out.append("at least one author")
+    return out
 
 
 def missing_required(record: Any) -> list[str]:
