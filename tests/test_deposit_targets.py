@@ -54,7 +54,7 @@ def _target(name: str, tmp_path: Path) -> Target:
             ("PUT", r"/api/records/\d+/draft/files/.+/content"),
         )
     if name == "zenodo":
-        f = FakeInvenio(multipart=True).start()
+        f = FakeInvenio(multipart=True, vocabularies=ZENODO_VOCABULARIES).start()
         return Target(
             "zenodo",
             f,
@@ -100,6 +100,13 @@ def _target(name: str, tmp_path: Path) -> Target:
         )
     return Target("directory", None, str(tmp_path / "repo"), "", "", None, ("", ""))
 
+
+ZENODO_VOCABULARIES = {
+    "affiliations": {"05a28rw58"},
+    "funders": {"021nxhr62"},
+    "awards": {"021nxhr62::DBI-1234567"},
+}
+"""What Zenodo's vocabularies hold of the fixture record's ids (ROR and the NSF award)."""
 
 HTTP_TARGETS = ["invenio", "zenodo", "dataverse", "dspace", "figshare"]
 ALL_TARGETS = [*HTTP_TARGETS, "directory"]

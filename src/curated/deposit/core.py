@@ -553,7 +553,7 @@ def _upload_all(
                     prog.advance(item.size, file=item.basename)
                     continue
                 repo.delete_file(state, rf)
-                for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
+                for k in ("initiated", "file_id", "parts", "parts_done", "transfer", "committed"):
                     fe.pop(k, None)
             fe["status"] = "uploading"  # saved by the adapter once the server knows the file
             up = repo.upload(
@@ -568,7 +568,7 @@ def _upload_all(
                 )
             mine = _local_digest(item, fe, r.algorithm)
             if mine != r.checksum.lower():
-                for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
+                for k in ("initiated", "file_id", "parts", "parts_done", "transfer", "committed"):
                     fe.pop(k, None)
                 fe["status"] = "pending"
                 journal.save()
