@@ -21,10 +21,67 @@ import copy
 import hashlib
 import itertools
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
-from curated.metadata.crosswalk.dspace import DEFAULT_FORM, SubmissionForm
 from tests.fakes.base import FakeServer, Request
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    mandatory: bool = False
+    repeatable: bool = True
+    label: str = ""
+
+
+@dataclass
+class Form:
+    """A submission definition as the fake serves it (its own data, not curated's)."""
+
+    name: str
+    sections: dict[str, dict[str, Field]] = field(default_factory=dict)
+    license_section: str | None = "license"
+    upload_section: str | None = "upload"
+
+    def mandatory(self) -> list[tuple[str, Field]]:
+        return [(s, f) for s, fs in self.sections.items() for f in fs.values() if f.mandatory]
+
+
+def _page(*specs: tuple[str, bool, bool, str]) -> dict[str, Field]:
+    return {k: Field(k, m, r, label) for k, m, r, label in specs}
+
+
+DEFAULT_FORM = Form(
+    "traditional",
+    {
+        # DSpace/DSpace dspace/config/submission-forms.xml, form "traditionalpageone"
+        "traditionalpageone": _page(
+            ("dc.contributor.author", False, True, "Author"),
+            ("dc.title", True, False, "Title"),
+            ("dc.title.alternative", False, True, "Other Titles"),
+            ("dc.date.issued", True, False, "Date of Issue"),
+            ("dc.publisher", False, False, "Publisher"),
+            ("dc.identifier.citation", False, False, "Citation"),
+            ("dc.relation.ispartofseries", False, True, "Series/Report No."),
+            ("dc.identifier.issn", False, True, "Identifiers"),
+            ("dc.identifier.other", False, True, "Identifiers"),
+            ("dc.identifier.ismn", False, True, "Identifiers"),
+            ("dc.identifier.govdoc", False, True, "Identifiers"),
+            ("dc.identifier.uri", False, True, "Identifiers"),
+            ("dc.identifier.isbn", False, True, "Identifiers"),
+            ("dc.type", False, True, "Type"),
+            ("dc.language.iso", False, False, "Language"),
+        ),
+        # form "traditionalpagetwo"
+        "traditionalpagetwo": _page(
+            ("dc.subject", False, True, "Subject Keywords"),
+            ("dc.description.abstract", False, False, "Abstract"),
+            ("dc.description.sponsorship", False, False, "Sponsors"),
+            ("dc.description", False, False, "Description"),
+        ),
+    },
+)
 
 USER = "curator@example.org"
 PASSWORD = "dspace-good-password-321"
@@ -40,7 +97,7 @@ class FakeDSpace(FakeServer):
         max_request: int = 512 * 2**20,
         collections: tuple[str, ...] = (COLLECTION,),
         version: str = "7.6",
-        form: SubmissionForm = DEFAULT_FORM,
+        form: Form = DEFAULT_FORM,
     ) -> None:
         super().__init__()
         if version not in ("7.6", "8.0", "8.3"):

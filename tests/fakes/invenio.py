@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from tests.fakes.base import Assembler, FakeServer, Request, bearer
 
@@ -328,6 +329,7 @@ class FakeInvenio(FakeServer):
 
     def vocabulary(self, req: Request, kind: str, ident: str):
         # invenio-vocabularies: GET /api/affiliations/{id}, /api/funders/{id}, /api/awards/{id}
+        ident = unquote(ident)
         if ident not in self.vocabularies.get(kind, set()):
             return 404, {"status": 404, "message": "The persistent identifier does not exist."}
         return 200, {"id": ident, "name": ident}

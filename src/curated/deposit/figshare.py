@@ -190,9 +190,7 @@ class FigshareRepository:
         aid = data.get("entity_id") or data.get("id") or _tail_id(str(data.get("location") or ""))
         if not aid:
             raise DepositError("creating the article: Figshare's answer has no article id")
-        state = {"id": str(aid)}
-        self._add_authors(state)
-        return state
+        return {"id": str(aid)}  # the other authors come with set_metadata, which follows
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
         # Figshare versions an article each time it is published again.
