@@ -542,8 +542,6 @@ def test_dataverse_store_refuses_unsigned_tagging(creds):
     import requests
 
     with FakeDataverse(tagging=False, direct=True) as fake:
-        d = fake.upload_urls.__func__  # noqa: B018 - the route itself is exercised below
-        assert d
         fake.datasets[1] = {
             "id": 1,
             "pid": "doi:x",
