@@ -114,6 +114,22 @@ def test_dspace_without_security_csrf_falls_back_to_authn_status(plain_bag, cred
         assert fake.count("GET", r"/server/api/authn/status") >= 1
 
 
+def test_dspace_without_config_endpoints_or_item_link_still_deposits(plain_bag, creds, tmp_path):
+    """A DSpace that hides its submission configuration gets the default form's fields."""
+    import shutil
+
+    bag = tmp_path / "bag"
+    shutil.copytree(plain_bag, bag)
+    with FakeDSpace() as fake:
+        fake.inject(
+            "GET", r"/server/api/config/submissiondefinitions/.*", status=404, body={}, times=9
+        )
+        fake.inject("GET", r"/server/api/submission/workspaceitems/\d+/item", status=404, body={})
+        r = _run(bag, "dspace", fake.url + "/server", target=COLLECTION, publish=True)
+        assert r.status == "published"
+    assert "default submission-forms.xml" in _problems(r)
+
+
 def test_dspace_item_embedded_by_an_older_server_is_used_as_is():
     from curated.deposit.dspace import DSpaceRepository
 
@@ -274,6 +290,34 @@ def test_figshare_refuses_to_publish_without_mandatory_fields_before_sending(
         # a draft is still possible: the same problems are warnings then
         r = _run(bag, "figshare", fake.url + "/v2")
         assert r.status == "draft" and expected in _problems(r)
+
+
+def test_figshare_files_under_the_public_list_when_no_keyword_matches(creds, tmp_path):
+    bag = _bag(tmp_path / "ws", big=10)
+    cats = [
+        {
+            "id": 11,
+            "parent_id": 0,
+            "title": "Anatomy",
+            "path": "/11",
+            "source_id": "1",
+            "taxonomy_id": 4,
+        },
+        {
+            "id": 12,
+            "parent_id": 11,
+            "title": "Histology",
+            "path": "/11/12",
+            "source_id": "2",
+            "taxonomy_id": 4,
+        },
+    ]
+    with FakeFigshare(categories=cats, account_categories=False) as fake:
+        r = _run(bag, "figshare", fake.url + "/v2", publish=True)
+        assert r.status == "published"
+        assert fake.articles[r.record_id]["meta"]["categories"] == [11]
+        assert fake.count("GET", r"/v2/categories") == 1
+    assert "filed under 'Anatomy'" in _problems(r)
 
 
 def test_figshare_fake_refuses_what_figshare_refuses(creds):
@@ -448,6 +492,18 @@ def test_dataverse_licence_is_sent_as_the_installation_names_it(spdx, name, cred
         r = _run(bag, "dataverse", fake.url, target="lab", publish=True)
         ds = next(iter(fake.datasets.values()))
     assert r.status == "published" and ds["version"]["license"]["name"] == name
+
+
+def test_dataverse_without_a_licence_list_assumes_the_default_licences(plain_bag, creds, tmp_path):
+    import shutil
+
+    bag = tmp_path / "bag"
+    shutil.copytree(plain_bag, bag)
+    with FakeDataverse() as fake:
+        fake.inject("GET", r"/api/licenses", status=404, body={"status": "ERROR", "message": "no"})
+        r = _run(bag, "dataverse", fake.url, target="lab", publish=True)
+        ds = next(iter(fake.datasets.values()))
+    assert r.status == "published" and ds["version"]["license"]["name"] == "CC BY 4.0"
 
 
 def test_dataverse_without_the_licence_stops_before_creating_anything(creds, tmp_path):

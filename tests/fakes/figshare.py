@@ -100,8 +100,12 @@ class FakeFigshare(FakeServer):
         part_size: int = 64 * 1024,
         projects: tuple[str, ...] = ("77",),
         upload_url_style: str = "full",
+        categories: list[dict[str, Any]] | None = None,
+        account_categories: bool = True,
     ) -> None:
         super().__init__()
+        self.category_list = categories if categories is not None else CATEGORIES
+        self.account_categories = account_categories
         self.upload_url_style = upload_url_style
         """``full``: ``upload_url`` is ``…/upload/<token>``; ``root``: the service root, token apart
         (swagger ``PrivateFile`` example)."""
@@ -116,6 +120,7 @@ class FakeFigshare(FakeServer):
         self.route("GET", r"/v2/account", self.account)
         self.route("GET", r"/v2/account/licenses", self.licenses)
         self.route("GET", r"/v2/account/categories", self.categories)
+        self.route("GET", r"/v2/categories", self.categories)
         self.route("POST", a + r"/authors", self.add_authors)
         self.route("GET", a + r"/authors", self.list_authors)
         self.route("GET", r"/v2/account/projects/(\d+)", self.project)
@@ -157,7 +162,7 @@ class FakeFigshare(FakeServer):
                 "authors",
                 f"At most {MAX_AUTHORS} authors on create/update; add the others through the authors endpoint",
             )
-        known_cats = {c["id"] for c in CATEGORIES}
+        known_cats = {c["id"] for c in self.category_list}
         for c in body.get("categories") or []:
             if c not in known_cats:
                 return self._error("categories", f"Category {c!r} does not exist")
@@ -188,7 +193,10 @@ class FakeFigshare(FakeServer):
         return self._auth(req) or (200, LICENSES)
 
     def categories(self, req: Request):
-        return self._auth(req) or (200, CATEGORIES)
+        # swagger: GET /account/categories (the account's) and GET /categories (public)
+        if not self.account_categories and req.path.startswith("/v2/account/"):
+            return 404, {"message": "Not Found", "code": "NotFound"}
+        return self._auth(req) or (200, self.category_list)
 
     def add_authors(self, req: Request, aid: str):
         # swagger: POST /account/articles/{article_id}/authors, body AuthorsCreator.

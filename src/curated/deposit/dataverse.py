@@ -169,8 +169,8 @@ class DataverseRepository:
             "GET", "/licenses", allow=(404,), what="reading the installation's licences"
         )
         data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
-        # Before Dataverse 5.10 there is no licence list: CC0 is the only choice there.
-        self.licences = data if isinstance(data, list) else DEFAULT_LICENCES[:1]
+        # No list (before Dataverse 5.10): the licences every installation starts with are assumed.
+        self.licences = data if isinstance(data, list) else None
 
     def can_inspect(self) -> bool:
         return bool(self._token)

@@ -191,9 +191,12 @@ class DSpaceRepository:
             "GET",
             link or f"/config/submissiondefinitions/{quote(name)}/sections",
             params={"size": 100},
+            allow=(401, 403, 404),
             what=what,
         )
         listed = ((sr.data or {}).get("_embedded") or {}).get("submissionsections") or []
+        if sr.status != 200 or not listed:
+            return DEFAULT_FORM
         form = SubmissionForm(name, {}, None, None, source=f"the {name!r} submission definition")
         for sec in listed:
             sid, kind = str(sec.get("id")), sec.get("sectionType")
@@ -204,8 +207,13 @@ class DSpaceRepository:
             elif kind == "submission-form":
                 href = (((sec.get("_links") or {}).get("config")) or {}).get("href")
                 fr = self.http.request(
-                    "GET", href or f"/config/submissionforms/{quote(sid)}", what=what
+                    "GET",
+                    href or f"/config/submissionforms/{quote(sid)}",
+                    allow=(401, 403, 404),
+                    what=what,
                 )
+                if fr.status != 200:
+                    return DEFAULT_FORM
                 form.sections[sid] = _form_fields(fr.data)
         return form
 
@@ -266,7 +274,14 @@ class DSpaceRepository:
         if isinstance(item, dict) and item.get("uuid"):
             return str(item["uuid"])
         href = (((data.get("_links") or {}).get("item")) or {}).get("href")
-        r = self.http.request("GET", href or f"/submission/workspaceitems/{wsi}/item", what=what)
+        r = self.http.request(
+            "GET", href or f"/submission/workspaceitems/{wsi}/item", allow=(404,), what=what
+        )
+        if r.status == 404:  # no item link to follow: ask for the workspace item with it embedded
+            r = self.http.request(
+                "GET", f"/submission/workspaceitems/{wsi}", params={"embed": "item"}, what=what
+            )
+            return str(need(r.data, "_embedded", "item", "uuid", what=what))
         return str(need(r.data, "uuid", what=what))
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
@@ -460,19 +475,22 @@ class DSpaceRepository:
                     f"<multipart file: {it.size} bytes from {it.path}>",
                 )
             )
-        calls.append(
-            PlannedCall(
-                "PATCH",
-                f"{a}/submission/workspaceitems/{{id}}",
-                [
-                    {
-                        "op": "add",
-                        "path": f"/sections/{(self.form or DEFAULT_FORM).license_section}/granted",
-                        "value": "true",
-                    }
-                ],
+        licence_section = (self.form or DEFAULT_FORM).license_section
+        if licence_section:
+            calls.append(
+                PlannedCall(
+                    "PATCH",
+                    f"{a}/submission/workspaceitems/{{id}}",
+                    [
+                        {
+                            "op": "add",
+                            "path": f"/sections/{licence_section}/granted",
+                            "value": "true",
+                        }
+                    ],
+                    note="grant the deposit licence",
+                )
             )
-        )
         if publish:
             calls.append(
                 PlannedCall(

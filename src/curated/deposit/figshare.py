@@ -106,8 +106,14 @@ class FigshareRepository:
         """The account's licences and categories (``GET /account/licenses``, ``/account/categories``)."""
         r = self.http.request("GET", "/account/licenses", what="reading the account's licences")
         self.licences = r.data if isinstance(r.data, list) else None
-        r = self.http.request("GET", "/account/categories", what="reading the account's categories")
-        self.categories = r.data if isinstance(r.data, list) else None
+        # The account's categories (an institution may restrict them), else Figshare's public list.
+        for path in ("/account/categories", "/categories"):
+            r = self.http.request(
+                "GET", path, allow=(404,), what="reading the account's categories"
+            )
+            if r.status == 200 and isinstance(r.data, list):
+                self.categories = r.data
+                break
 
     def review(
         self, metadata: Any, *, record: dict[str, Any], publish: bool
@@ -117,19 +123,32 @@ class FigshareRepository:
         Figshare publishes only with categories, keywords, a licence and a description of
         4-10,000 characters, and create/update take at most 10 authors.
         """
-        from curated.metadata.crosswalk.figshare import _licence_id
+        from curated.metadata.crosswalk.figshare import licence_id
 
         art = dict(metadata)
         findings: list[dict[str, Any]] = []
         study = record.get("study") or {}
         if self.licences is not None and "license" not in art and study.get("license"):
-            lic = _licence_id(study.get("license"), self.licences)
+            lic = licence_id(study.get("license"), self.licences)
             if lic is not None:
                 art["license"] = lic
-        if self.categories is not None and not art.get("categories"):
+        if self.categories and not art.get("categories"):
             cats = pick_categories(record, self.categories)
-            if cats:
-                art["categories"] = cats
+            if not cats:
+                first = next(
+                    (c for c in self.categories if not c.get("parent_id")), self.categories[0]
+                )
+                cats = [int(first["id"])]
+                findings.append(
+                    {
+                        "what": f"Figshare: no category of the account matches the record's keywords; "
+                        f"the article is filed under {first.get('title')!r}",
+                        "advice": "add one of the account's category titles to study.keywords to choose "
+                        "another, or change it on figshare.com",
+                        "blocking": False,
+                    }
+                )
+            art["categories"] = cats
         authors = list(art.get("authors") or [])
         art["authors"], self.more_authors = authors[:MAX_AUTHORS], authors[MAX_AUTHORS:]
         if self.more_authors:

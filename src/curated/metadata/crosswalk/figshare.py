@@ -18,7 +18,7 @@ from curated.metadata.crosswalk.common import (
 )
 
 
-def _licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int | None:
+def licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int | None:
     lic = licence(spdx)
     if not lic or not licences:
         return None
@@ -62,7 +62,7 @@ def to_figshare(
             keywords.append(str(name))
     if keywords:
         art["keywords"] = keywords
-    lic_id = _licence_id(study.get("license"), licences)
+    lic_id = licence_id(study.get("license"), licences)
     if lic_id is not None:
         art["license"] = lic_id
     funding = [
