@@ -240,7 +240,8 @@ def test_dspace_mandatory_field_missing_from_the_record_blocks_publishing(creds,
     with FakeDSpace(form=form) as fake:
         with pytest.raises(DepositError, match=r"requires dc.description.abstract") as exc:
             _run(bag, "dspace", fake.url + "/server", target=COLLECTION, publish=True)
-        assert "nothing more was sent" in str(exc.value)
+        assert "nothing was created or uploaded" in str(exc.value)
+        assert not (bag.parent / "bag.deposit-journal.json").exists()
         assert fake.count("POST", r"/server/api/submission/workspaceitems") == 0
 
 

@@ -410,6 +410,15 @@ def _run(
             return _done_receipt(receipt, entry, view, "notneeded")
     # Nothing is written before the repository has accepted the credential and target.
     repo.check_access()
+    # What the target's form/licences/vocabularies will refuse is known now: stop before
+    # anything is created (the journal is not touched either).
+    metadata = build_metadata(to, view.record, repo, today=today)
+    metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=False)
+    blocking = [p for p in receipt.problems if p["blocking"]]
+    if blocking:
+        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in blocking)
+        msg = f"{to} would refuse this deposit; nothing was created or uploaded:\n{lines}"
+        raise DepositError(msg, path=view.path, details={"problems": blocking})
     if fresh or entry.get("stage") == "published":  # type: ignore[union-attr]
         previous = (entry or {}).get("previous") if fresh and entry else previous
         entry = journal.start(key, kind=to, url=url, collection=target, bag_id=view.identity)
@@ -417,13 +426,6 @@ def _run(
     assert entry is not None
     journal.save()
 
-    metadata = build_metadata(to, view.record, repo, today=today)
-    metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=False)
-    blocking = [p for p in receipt.problems if p["blocking"]]
-    if blocking:
-        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in blocking)
-        msg = f"{to} would refuse this deposit; nothing more was sent:\n{lines}"
-        raise DepositError(msg, path=view.path, details={"problems": blocking})
     if entry.get("state") is None:
         prev = entry.get("previous")
         state = repo.new_version(prev, metadata) if prev else repo.create_draft(metadata)
