@@ -414,11 +414,11 @@ def _run(
     # anything is created (the journal is not touched either).
     metadata = build_metadata(to, view.record, repo, today=today)
     metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=False)
-    blocking = [p for p in receipt.problems if p["blocking"]]
-    if blocking:
-        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in blocking)
+    refused = [p for p in receipt.problems if p["blocking"]]
+    if refused:
+        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in refused)
         msg = f"{to} would refuse this deposit; nothing was created or uploaded:\n{lines}"
-        raise DepositError(msg, path=view.path, details={"problems": blocking})
+        raise DepositError(msg, path=view.path, details={"problems": refused})
     if fresh or entry.get("stage") == "published":  # type: ignore[union-attr]
         previous = (entry or {}).get("previous") if fresh and entry else previous
         entry = journal.start(key, kind=to, url=url, collection=target, bag_id=view.identity)

@@ -376,7 +376,9 @@ class DataverseRepository:
                 )
                 # Parts carry no tagging: Dataverse tags the object when it starts the upload.
                 r = self._store_put(entry, save, dd["urls"][n], part, f"{what} (part {n})")
-                self._check_etag(entry, save, r, part.last.also.hexdigest(), f"{what} (part {n})")
+                sent = part.last
+                assert sent is not None and sent.also is not None  # part_md5=True hashes each part
+                self._check_etag(entry, save, r, sent.also.hexdigest(), f"{what} (part {n})")
                 running = part.hashes
                 dd["etags"][n] = str(r.header("ETag"))
                 save()

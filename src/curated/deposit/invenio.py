@@ -334,7 +334,7 @@ class InvenioRepository:
                 save()
             local = running.result() if running is not None else None
         else:
-            holder = []
+            holder: list[FileSlice] = []
 
             def body() -> FileSlice:
                 s = FileSlice(item.path, on_read=advance)
