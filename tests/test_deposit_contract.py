@@ -317,3 +317,42 @@ def test_dataverse_licence_list_is_read_and_matched(replay):
         "uri": "http://creativecommons.org/licenses/by-sa/4.0",
     }
     assert findings == []
+
+
+def test_dataverse_url_without_signed_headers_retries_once_without_tagging(replay, payload):
+    """A presigned URL that does not list its signed headers gets the guide's tagging first;
+    a store that refuses the unsigned header gets the same bytes again without it."""
+    from curated.deposit.dataverse import DataverseRepository
+
+    store = replay.url.replace("127.0.0.1", "localhost")
+    urls = {
+        "status": "OK",
+        "data": {
+            "url": f"{store}/dv-bucket/obj?Signature=abc&Expires=1",
+            "partSize": 10**9,
+            "storageIdentifier": "s3://dv-bucket:obj",
+        },
+    }
+    refused = (
+        "<Error><Code>AccessDenied</Code><Message>There were headers present in the request "
+        "which were not signed</Message></Error>"
+    )
+    replay.on("GET", r"/api/datasets/:persistentId/uploadurls", urls)
+    replay.on(
+        "PUT",
+        r"/dv-bucket/obj",
+        (403, refused, {}),
+        (200, None, {"ETag": f'"{hashlib.md5(CONTENT).hexdigest()}"'}),
+    )
+    replay.on("POST", r"/api/datasets/:persistentId/add", replay.doc("dataverse_add_direct.json"))
+    repo = DataverseRepository(
+        replay.url, token="k", collection="lab", retry=_retry(), direct_threshold=1
+    )
+    up = repo._direct({"id": 1, "pid": "doi:x"}, payload, {}, lambda: None, lambda n: None)
+    assert up.remote.checksum == hashlib.md5(CONTENT).hexdigest()
+    first, second = replay.requests("PUT", r"/dv-bucket/obj")
+    assert (
+        first["headers"]["x-amz-tagging"] == "dv-state=temp"
+        and "x-amz-tagging" not in second["headers"]
+    )
+    assert second["body"] == CONTENT

@@ -330,7 +330,8 @@ class DSpaceRepository:
         )
 
     def _files(self, data: Any) -> list[dict[str, Any]]:
-        return (((data or {}).get("sections") or {}).get("upload") or {}).get("files") or []
+        section = (self.form or DEFAULT_FORM).upload_section or "upload"
+        return (((data or {}).get("sections") or {}).get(section) or {}).get("files") or []
 
     @staticmethod
     def _remote(f: dict[str, Any]) -> RemoteFile:
@@ -349,7 +350,8 @@ class DSpaceRepository:
         r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
         for i, f in enumerate(self._files(r.data)):
             if self._remote(f).name == remote.name:
-                ops = [{"op": "remove", "path": f"/sections/upload/files/{i}"}]
+                section = (self.form or DEFAULT_FORM).upload_section or "upload"
+                ops = [{"op": "remove", "path": f"/sections/{section}/files/{i}"}]
                 self.http.request(
                     "PATCH",
                     self._wsi(state),
