@@ -116,6 +116,7 @@ class FakeDataverse(FakeServer):
         return next((d for d in self.datasets.values() if d["pid"] == pid), None)
 
     def me(self, req: Request):
+        # native-api.rst "Get User Information in JSON Format" (GET /api/users/:me).
         return self._auth(req) or (
             200,
             {"status": "OK", "data": {"id": 1, "identifier": "@curator"}},
@@ -139,6 +140,7 @@ class FakeDataverse(FakeServer):
         return None, f"Error parsing Json: Invalid license: {wanted[0]}"
 
     def collection(self, req: Request, alias: str):
+        # native-api.rst "View a Dataverse Collection".
         if alias not in self.collections:
             return 404, {
                 "status": "ERROR",
@@ -147,6 +149,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"alias": alias, "id": 1}}
 
     def create(self, req: Request, alias: str):
+        # native-api.rst "Create a Dataset in a Dataverse Collection" (citation block; required fields refused with 400).
         if (bad := self._auth(req)) is not None:
             return bad
         if alias not in self.collections:
@@ -184,6 +187,7 @@ class FakeDataverse(FakeServer):
         return 201, {"status": "OK", "data": {"id": did, "persistentId": pid}}
 
     def put_version(self, req: Request):
+        # native-api.rst "Update Metadata For a Dataset" (PUT versions/:draft).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -201,6 +205,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"versionState": "DRAFT"}}
 
     def locks(self, req: Request, did: str):
+        # native-api.rst "Dataset Locks" (GET /api/datasets/{id}/locks).
         if self.lock_polls > 0:
             self.lock_polls -= 1
             return 200, {
@@ -210,6 +215,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": []}
 
     def add(self, req: Request):
+        # native-api.rst "Add a File to a Dataset" (multipart file + jsonData; direct uploads register with storageIdentifier).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -245,6 +251,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}
 
     def files(self, req: Request):
+        # native-api.rst "List Files in a Dataset".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -253,6 +260,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": list(d["files"].values())}
 
     def delete(self, req: Request, fid: str):
+        # native-api.rst "Delete a File" (DELETE /api/files/{id}).
         if (bad := self._auth(req)) is not None:
             return bad
         for d in self.datasets.values():
@@ -263,6 +271,7 @@ class FakeDataverse(FakeServer):
         return 404, {"status": "ERROR", "message": "File not found"}
 
     def publish(self, req: Request):
+        # native-api.rst "Publish a Dataset" (type=major|minor|updatecurrent).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -293,6 +302,7 @@ class FakeDataverse(FakeServer):
 
     # ------------------------------------------------------------ direct upload
     def upload_urls(self, req: Request):
+        # s3-direct-upload-api.rst "Requesting Direct Upload of a DataFile" (single url, or urls + abort + complete).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -343,6 +353,7 @@ class FakeDataverse(FakeServer):
         }
 
     def s3_put(self, req: Request, key: str):
+        # s3-direct-upload-api.rst (PUT to the presigned URL); S3 PutObject/UploadPart error codes.
         if req.headers.get("X-Dataverse-key") or req.headers.get("Authorization"):
             req.drain()
             return (
@@ -389,6 +400,7 @@ class FakeDataverse(FakeServer):
         return 200, None, {"ETag": f'"{h.hexdigest()}"'}
 
     def mp_complete(self, req: Request):
+        # s3-direct-upload-api.rst: PUT the complete URL with the part ETags.
         if (bad := self._auth(req)) is not None:
             return bad
         obj = self.objects.get(req.query.get("storageidentifier", ""))

@@ -274,6 +274,7 @@ class FakeDSpace(FakeServer):
         return 200, {"id": sid, "name": sid, "rows": rows, "type": "submissionform"}
 
     def login(self, req: Request):
+        # RestContract authentication.md "Login": form user/password, CSRF header, Bearer JWT in Authorization; the token rotates (csrf-tokens.md).
         if not self._csrf_ok(req):
             return (
                 403,
@@ -294,6 +295,7 @@ class FakeDSpace(FakeServer):
 
     # ------------------------------------------------------------ objects
     def collection(self, req: Request, cid: str):
+        # RestContract collections.md "Single Collection".
         if cid not in self.collections:
             return 404, {"status": 404, "error": "Not Found", "message": "No such collection"}
         return 200, {"uuid": cid, "name": "Datasets", "type": "collection"}
@@ -344,6 +346,7 @@ class FakeDSpace(FakeServer):
         }
 
     def read_item(self, req: Request, wid: str):
+        # RestContract workspaceitems.md linked entity "item" (/workspaceitems/<id>/item).
         if (bad := self._guard(req, write=False)) is not None:
             return bad
         w = self.wsis.get(int(wid))
@@ -369,6 +372,7 @@ class FakeDSpace(FakeServer):
         return w
 
     def create(self, req: Request):
+        # RestContract workspaceitems.md "Creating a workspaceitem": POST ?owningCollection=<uuid>, 201.
         if (bad := self._guard(req)) is not None:
             return bad
         cid = req.query.get("owningCollection")
@@ -379,12 +383,14 @@ class FakeDSpace(FakeServer):
         return 201, self._json(self._new_wsi(item))
 
     def read(self, req: Request, wid: str):
+        # RestContract workspaceitems.md "Single Workspace Item" (default projection: no _embedded).
         if (bad := self._guard(req, write=False)) is not None:
             return bad
         w = self.wsis.get(int(wid))
         return (200, self._json(w, req)) if w else (404, {"status": 404, "message": "not found"})
 
     def search_item(self, req: Request):
+        # RestContract workspaceitems.md "Get Single Workspace Item from Item UUID" (search/item?uuid=).
         if (bad := self._guard(req, write=False)) is not None:
             return bad
         for w in self.wsis.values():
@@ -438,6 +444,7 @@ class FakeDSpace(FakeServer):
         return 200, self._json(w)
 
     def upload(self, req: Request, wid: str):
+        # RestContract workspaceitems.md "Multipart POST Method on a single workspaceitem"; the cap is Spring's spring.servlet.multipart.max-request-size (DSpace default 512MB).
         if (bad := self._guard(req)) is not None:
             return bad
         if req.length > self.max_request:
@@ -465,6 +472,7 @@ class FakeDSpace(FakeServer):
         return 201, self._json(w)
 
     def submit(self, req: Request):
+        # RestContract workflowitems.md "Creating a workflowitem": POST text/uri-list of the workspace item; 422 with the item's errors.
         if (bad := self._guard(req)) is not None:
             return bad
         if not (req.headers.get("Content-Type") or "").startswith("text/uri-list"):
@@ -492,11 +500,13 @@ class FakeDSpace(FakeServer):
         return 201, {"id": w["id"], "type": "workflowitem"}
 
     def item(self, req: Request, iid: str):
+        # RestContract items.md "Single Item".
         if iid not in self.items:
             return 404, {"status": 404, "message": "not found"}
         return 200, self._item_json(iid)
 
     def new_version(self, req: Request):
+        # RestContract versions.md "Create a new version": POST /versioning/versions?summary=, text/uri-list of the item.
         if (bad := self._guard(req)) is not None:
             return bad
         uri = req.body().decode().strip()
@@ -520,6 +530,7 @@ class FakeDSpace(FakeServer):
         return 201, {"id": vid, "version": 2, "summary": req.query.get("summary")}
 
     def version_item(self, req: Request, vid: str):
+        # RestContract versions.md linked entity "item".
         new = self.versions.get(int(vid))
         return (
             (200, {"uuid": new, "type": "item"})

@@ -187,9 +187,11 @@ class FakeFigshare(FakeServer):
         return None
 
     def account(self, req: Request):
+        # swagger.json GET /account (private account info).
         return self._auth(req) or (200, {"id": 1, "email": "curator@example.org"})
 
     def licenses(self, req: Request):
+        # swagger.json GET /account/licenses (License: value, name, url).
         return self._auth(req) or (200, LICENSES)
 
     def categories(self, req: Request):
@@ -225,6 +227,7 @@ class FakeFigshare(FakeServer):
         ]
 
     def project(self, req: Request, pid: str):
+        # swagger.json GET /account/projects/{project_id}.
         if (bad := self._auth(req)) is not None:
             return bad
         return (
@@ -234,6 +237,7 @@ class FakeFigshare(FakeServer):
         )
 
     def create(self, req: Request, project: str | None = None):
+        # swagger.json POST /account/articles, body ArticleCreate, 201 LocationWarnings.
         if (bad := self._auth(req)) is not None:
             return bad
         body = req.json() or {}
@@ -254,11 +258,13 @@ class FakeFigshare(FakeServer):
         }
 
     def create_in_project(self, req: Request, pid: str):
+        # swagger.json POST /account/projects/{project_id}/articles.
         if pid not in self.projects:
             return 404, {"message": "Project not found", "code": "EntityNotFound"}
         return self.create(req, pid)
 
     def read(self, req: Request, aid: str):
+        # swagger.json GET /account/articles/{article_id} (ArticleComplete: doi, figshare_url, version).
         if (bad := self._auth(req)) is not None:
             return bad
         a = self.articles.get(aid)
@@ -274,6 +280,7 @@ class FakeFigshare(FakeServer):
         }
 
     def update(self, req: Request, aid: str):
+        # swagger.json PUT /account/articles/{article_id}, body ArticleUpdate, 205.
         if (bad := self._auth(req)) is not None:
             return bad
         a = self.articles.get(aid)
@@ -301,6 +308,7 @@ class FakeFigshare(FakeServer):
         }
 
     def list_files(self, req: Request, aid: str):
+        # swagger.json GET /account/articles/{article_id}/files (PrivateFile list).
         if (bad := self._auth(req)) is not None:
             return bad
         a = self.articles.get(aid)
@@ -309,6 +317,7 @@ class FakeFigshare(FakeServer):
         return 200, [self._file_json(aid, f) for f in a["files"].values()]
 
     def init_file(self, req: Request, aid: str):
+        # swagger.json POST /account/articles/{article_id}/files, body FileCreator, 201 Location; APIv2/upload_example.md.
         if (bad := self._auth(req)) is not None:
             return bad
         a = self.articles.get(aid)
@@ -346,6 +355,7 @@ class FakeFigshare(FakeServer):
         return 201, {"location": f"{self.url}/v2/account/articles/{aid}/files/{fid}"}
 
     def file_info(self, req: Request, aid: str, fid: str):
+        # swagger.json GET /account/articles/{article_id}/files/{file_id} (PrivateFile: upload_url, upload_token).
         if (bad := self._auth(req)) is not None:
             return bad
         f = (self.articles.get(aid) or {}).get("files", {}).get(fid)
@@ -354,6 +364,7 @@ class FakeFigshare(FakeServer):
         return 200, self._file_json(aid, f)
 
     def upload_info(self, req: Request, token: str):
+        # docs/api/file_uploader.md "GET /upload/<token>" (UploadInfo with parts).
         f = self.uploads.get(token)
         if f is None:
             return 404, {"message": "Upload not found"}
@@ -367,6 +378,7 @@ class FakeFigshare(FakeServer):
         }
 
     def put_part(self, req: Request, token: str, n: str):
+        # docs/api/file_uploader.md "PUT /upload/<token>/<part_no>" (inclusive byte ranges).
         f = self.uploads.get(token)
         if f is None or not 1 <= int(n) <= len(f["parts"]):
             return 404, {"message": "Part not found"}
@@ -383,6 +395,7 @@ class FakeFigshare(FakeServer):
         return 200, None
 
     def complete(self, req: Request, aid: str, fid: str):
+        # swagger.json POST /account/articles/{article_id}/files/{file_id} (complete upload), 202.
         if (bad := self._auth(req)) is not None:
             return bad
         f = (self.articles.get(aid) or {}).get("files", {}).get(fid)
@@ -410,6 +423,7 @@ class FakeFigshare(FakeServer):
         return out
 
     def delete_file(self, req: Request, aid: str, fid: str):
+        # swagger.json DELETE /account/articles/{article_id}/files/{file_id}, 204.
         if (bad := self._auth(req)) is not None:
             return bad
         a = self.articles.get(aid)
@@ -419,6 +433,7 @@ class FakeFigshare(FakeServer):
         return 204, None
 
     def publish(self, req: Request, aid: str):
+        # swagger.json POST /account/articles/{article_id}/publish, 201 Location; mandatory fields per the Figshare metadata schema help page.
         if (bad := self._auth(req)) is not None:
             return bad
         a = self.articles.get(aid)

@@ -195,14 +195,17 @@ class FakeInvenio(FakeServer):
 
     # ------------------------------------------------------------ routes
     def user_records(self, req: Request):
+        # docs-invenio-rdm rest_api_drafts_records.md "User records" (GET /api/user/records).
         return self._auth(req) or (200, {"hits": {"hits": [], "total": 0}})
 
     def community(self, req: Request, slug: str):
+        # docs-invenio-rdm rest_api_communities.md "Get a community".
         if slug not in self.communities:
             return 404, {"status": 404, "message": "The persistent identifier does not exist."}
         return 200, {"id": self.communities[slug], "slug": slug}
 
     def create(self, req: Request):
+        # docs-invenio-rdm rest_api_drafts_records.md "Create a draft record" (saved with partial validation: errors in a 201).
         if (bad := self._auth(req)) is not None:
             return bad
         body = req.json() or {}
@@ -218,6 +221,7 @@ class FakeInvenio(FakeServer):
         return 201, self._draft_json(self.drafts[rid])
 
     def update(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Update a draft record" (replaces the metadata).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -227,10 +231,12 @@ class FakeInvenio(FakeServer):
         return 200, self._draft_json(d)
 
     def read(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Get a draft record".
         d = self._get(rid)
         return (200, self._draft_json(d)) if d else (404, {"status": 404, "message": "not found"})
 
     def list_files(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "List a draft's files".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -242,6 +248,7 @@ class FakeInvenio(FakeServer):
         }
 
     def init_files(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Start draft file upload(s)"; transfer type M per invenio-records-resources services/files/transfer/providers/multipart.py.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -274,6 +281,7 @@ class FakeInvenio(FakeServer):
         return 201, {"entries": out}
 
     def put_content(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Upload a draft file's content".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -286,6 +294,7 @@ class FakeInvenio(FakeServer):
         return 200, self._file_json(rid, key, f)
 
     def put_part(self, req: Request, rid: str, key: str, n: str):
+        # invenio-records-resources multipart transfer: PUT links.parts[n].url per part.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -296,6 +305,7 @@ class FakeInvenio(FakeServer):
         return 200, {"part": int(n)}
 
     def commit(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Complete a draft file upload".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -316,6 +326,7 @@ class FakeInvenio(FakeServer):
         return 200, self._file_json(rid, key, f)
 
     def file_info(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Get a draft file's metadata".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -335,6 +346,7 @@ class FakeInvenio(FakeServer):
         return 200, {"id": ident, "name": ident}
 
     def delete_file(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Delete a draft file".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -344,6 +356,7 @@ class FakeInvenio(FakeServer):
         return 204, None
 
     def review(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_reviews.md "Create/update a review request" (receiver community UUID).
         body = req.json() or {}
         d = self._get(rid)
         cid = (body.get("receiver") or {}).get("community")
@@ -353,6 +366,7 @@ class FakeInvenio(FakeServer):
         return 200, {"id": str(uuid.uuid4()), "status": "created", "receiver": {"community": cid}}
 
     def submit_review(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_reviews.md "Submit a record for review".
         d = self._get(rid)
         if d is None or not d.get("review"):
             return 400, {"status": 400, "message": "No review request."}
@@ -360,6 +374,7 @@ class FakeInvenio(FakeServer):
         return 202, {"status": "submitted"}
 
     def publish(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Publish a draft record" (400 with field errors).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -391,6 +406,7 @@ class FakeInvenio(FakeServer):
         }
 
     def new_version(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Create a new version".
         if (bad := self._auth(req)) is not None:
             return bad
         rec = self.records.get(rid)
@@ -402,6 +418,7 @@ class FakeInvenio(FakeServer):
         return 201, self._draft_json(self.drafts[nid])
 
     def files_import(self, req: Request, rid: str):
+        # invenio-rdm-records resources/config.py draft files-import action (new version keeps files).
         d = self._get(rid)
         if d is None or not d.get("parent"):
             return 404, {"status": 404, "message": "not found"}
