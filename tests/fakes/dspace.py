@@ -4,9 +4,11 @@ Each route cites the part of ``DSpace/RestContract`` (or the DSpace source) it f
 ``version`` switches what differs between releases:
 
 * ``"7.6"`` (7.6.2+): the default projection embeds nothing (``projections.md``); CSRF
-  tokens come with the first GET and ``/security/csrf``.
+  tokens come with the first GET and from ``/security/csrf`` (added to 7.x by DSpace/DSpace
+  PR 9599).
 * ``"8.0"`` (8.0-8.2, 9.0-9.1): as 7.6, but GETs other than ``/security/csrf`` hand out
-  no token (fixed in 8.3 / 9.2), so a login that only read ``/authn/status`` gets 403.
+  no token (Spring Security 6, DSpace/DSpace issue 9774; restored by PR 11154 in 8.3 /
+  9.2), so a login that only read ``/authn/status`` gets 403.
 * ``"8.3"`` (8.3+, 9.2+, 10): tokens on GETs again.
 
 Workspace item PATCHes are validated against the collection's submission form (served
@@ -176,7 +178,7 @@ class FakeDSpace(FakeServer):
 
     def status(self, req: Request):
         # RestContract authentication.md "Status"; DSpace 8.0-8.2/9.0-9.1 send no CSRF token
-        # on GETs (DSpace/DSpace issue 9773, fixed in 8.3/9.2).
+        # on GETs (DSpace/DSpace issue 9774, fixed by PR 11154 in 8.3/9.2).
         headers = {} if self.version == "8.0" or self.csrf else self._new_csrf()
         return (
             200,
@@ -346,7 +348,7 @@ class FakeDSpace(FakeServer):
         }
 
     def read_item(self, req: Request, wid: str):
-        # RestContract workspaceitems.md linked entity "item" (/workspaceitems/<id>/item).
+        # RestContract workspaceitems.md "Linked entities" / "item" (/workspaceitems/<id>/item).
         if (bad := self._guard(req, write=False)) is not None:
             return bad
         w = self.wsis.get(int(wid))
@@ -372,7 +374,7 @@ class FakeDSpace(FakeServer):
         return w
 
     def create(self, req: Request):
-        # RestContract workspaceitems.md "Creating a workspaceitem": POST ?owningCollection=<uuid>, 201.
+        # RestContract workspaceitems.md "Main Endpoint" (POST ?owningCollection=<uuid>), 201.
         if (bad := self._guard(req)) is not None:
             return bad
         cid = req.query.get("owningCollection")
@@ -472,7 +474,7 @@ class FakeDSpace(FakeServer):
         return 201, self._json(w)
 
     def submit(self, req: Request):
-        # RestContract workflowitems.md "Creating a workflowitem": POST text/uri-list of the workspace item; 422 with the item's errors.
+        # RestContract workflowitems.md "Main Endpoint" (POST text/uri-list of the workspace item); 422 with its errors.
         if (bad := self._guard(req)) is not None:
             return bad
         if not (req.headers.get("Content-Type") or "").startswith("text/uri-list"):
@@ -506,7 +508,7 @@ class FakeDSpace(FakeServer):
         return 200, self._item_json(iid)
 
     def new_version(self, req: Request):
-        # RestContract versions.md "Create a new version": POST /versioning/versions?summary=, text/uri-list of the item.
+        # RestContract versions.md "POST /api/versioning/versions[?summary=]", text/uri-list of the item.
         if (bad := self._guard(req)) is not None:
             return bad
         uri = req.body().decode().strip()
@@ -530,7 +532,7 @@ class FakeDSpace(FakeServer):
         return 201, {"id": vid, "version": 2, "summary": req.query.get("summary")}
 
     def version_item(self, req: Request, vid: str):
-        # RestContract versions.md linked entity "item".
+        # RestContract versions.md, the version's linked item.
         new = self.versions.get(int(vid))
         return (
             (200, {"uuid": new, "type": "item"})

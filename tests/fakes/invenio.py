@@ -195,11 +195,11 @@ class FakeInvenio(FakeServer):
 
     # ------------------------------------------------------------ routes
     def user_records(self, req: Request):
-        # docs-invenio-rdm rest_api_drafts_records.md "User records" (GET /api/user/records).
+        # docs-invenio-rdm rest_api_drafts_records.md "List your draft and published records".
         return self._auth(req) or (200, {"hits": {"hits": [], "total": 0}})
 
     def community(self, req: Request, slug: str):
-        # docs-invenio-rdm rest_api_communities.md "Get a community".
+        # docs-invenio-rdm rest_api_communities.md (GET /api/communities/{slug}).
         if slug not in self.communities:
             return 404, {"status": 404, "message": "The persistent identifier does not exist."}
         return 200, {"id": self.communities[slug], "slug": slug}
@@ -339,7 +339,8 @@ class FakeInvenio(FakeServer):
         return 200, out
 
     def vocabulary(self, req: Request, kind: str, ident: str):
-        # invenio-vocabularies: GET /api/affiliations/{id}, /api/funders/{id}, /api/awards/{id}
+        # docs-invenio-rdm rest_api_vocabularies.md "Specific vocabularies" (GET /api/{type}/{id}),
+        # rest_api_awards.md "Get an award" (ids such as 021nxhr62::7244408).
         ident = unquote(ident)
         if ident not in self.vocabularies.get(kind, set()):
             return 404, {"status": 404, "message": "The persistent identifier does not exist."}
@@ -418,7 +419,7 @@ class FakeInvenio(FakeServer):
         return 201, self._draft_json(self.drafts[nid])
 
     def files_import(self, req: Request, rid: str):
-        # invenio-rdm-records resources/config.py draft files-import action (new version keeps files).
+        # docs-invenio-rdm rest_api_drafts_records.md "Link files from previous version".
         d = self._get(rid)
         if d is None or not d.get("parent"):
             return 404, {"status": 404, "message": "not found"}
