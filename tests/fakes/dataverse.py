@@ -116,14 +116,14 @@ class FakeDataverse(FakeServer):
         return next((d for d in self.datasets.values() if d["pid"] == pid), None)
 
     def me(self, req: Request):
-        # native-api.rst "Get User Information in JSON Format" (GET /api/users/:me).
+        # native-api.rst GET /api/users/:me (the token's user).
         return self._auth(req) or (
             200,
             {"status": "OK", "data": {"id": 1, "identifier": "@curator"}},
         )
 
     def list_licences(self, req: Request):
-        # native-api.rst "View the List of Licenses Added to the Installation"
+        # native-api.rst GET /api/licenses
         return 200, {"status": "OK", "data": self.licences}
 
     def _licence(self, version: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -140,7 +140,7 @@ class FakeDataverse(FakeServer):
         return None, f"Error parsing Json: Invalid license: {wanted[0]}"
 
     def collection(self, req: Request, alias: str):
-        # native-api.rst "View a Dataverse Collection".
+        # native-api.rst GET /api/dataverses/{alias}.
         if alias not in self.collections:
             return 404, {
                 "status": "ERROR",
@@ -149,7 +149,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"alias": alias, "id": 1}}
 
     def create(self, req: Request, alias: str):
-        # native-api.rst "Create a Dataset in a Dataverse Collection" (citation block; required fields refused with 400).
+        # native-api.rst POST /api/dataverses/{alias}/datasets (citation block; missing required fields: 400).
         if (bad := self._auth(req)) is not None:
             return bad
         if alias not in self.collections:
@@ -187,7 +187,7 @@ class FakeDataverse(FakeServer):
         return 201, {"status": "OK", "data": {"id": did, "persistentId": pid}}
 
     def put_version(self, req: Request):
-        # native-api.rst "Update Metadata For a Dataset" (PUT versions/:draft).
+        # native-api.rst PUT /api/datasets/:persistentId/versions/:draft.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -205,7 +205,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"versionState": "DRAFT"}}
 
     def locks(self, req: Request, did: str):
-        # native-api.rst "Dataset Locks" (GET /api/datasets/{id}/locks).
+        # native-api.rst GET /api/datasets/{id}/locks.
         if self.lock_polls > 0:
             self.lock_polls -= 1
             return 200, {
@@ -215,7 +215,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": []}
 
     def add(self, req: Request):
-        # native-api.rst "Add a File to a Dataset" (multipart file + jsonData; direct uploads register with storageIdentifier).
+        # native-api.rst POST /api/datasets/:persistentId/add (multipart file + jsonData; direct uploads register with storageIdentifier).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -251,7 +251,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}
 
     def files(self, req: Request):
-        # native-api.rst "List Files in a Dataset".
+        # native-api.rst GET /api/datasets/:persistentId/versions/{version}/files.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -260,7 +260,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": list(d["files"].values())}
 
     def delete(self, req: Request, fid: str):
-        # native-api.rst "Delete a File" (DELETE /api/files/{id}).
+        # native-api.rst DELETE /api/files/{id}.
         if (bad := self._auth(req)) is not None:
             return bad
         for d in self.datasets.values():
@@ -271,7 +271,7 @@ class FakeDataverse(FakeServer):
         return 404, {"status": "ERROR", "message": "File not found"}
 
     def publish(self, req: Request):
-        # native-api.rst "Publish a Dataset" (type=major|minor|updatecurrent).
+        # native-api.rst POST /api/datasets/:persistentId/actions/:publish?type=major|minor|updatecurrent.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -302,7 +302,7 @@ class FakeDataverse(FakeServer):
 
     # ------------------------------------------------------------ direct upload
     def upload_urls(self, req: Request):
-        # s3-direct-upload-api.rst "Requesting Direct Upload of a DataFile" (single url, or urls + abort + complete).
+        # s3-direct-upload-api.rst, requesting direct upload (single url, or urls + abort + complete).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -417,7 +417,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"message": "Multipart upload completed"}}
 
     def mp_abort(self, req: Request):
-        # s3-direct-upload-api.rst: "If the client is unable to complete ... call the abort URL"
+        # s3-direct-upload-api.rst: a client that cannot complete the upload DELETEs the abort URL.
         if (bad := self._auth(req)) is not None:
             return bad
         sid = req.query.get("storageidentifier", "")
