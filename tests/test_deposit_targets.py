@@ -76,8 +76,9 @@ def _target(name: str, tmp_path: Path) -> Target:
             "lab",
             ("POST", r"/api/datasets/:persistentId/add"),
         )
-    if name == "dspace":
-        f = FakeDSpace().start()
+    if name in ("dspace", "dspace-8.0"):
+        # 7.6.2+ by default; "dspace-8.0": DSpace 8.0-8.2/9.0-9.1 (no CSRF token on GETs)
+        f = FakeDSpace(version="8.0" if name == "dspace-8.0" else "7.6").start()
         return Target(
             "dspace",
             f,
@@ -206,7 +207,7 @@ def _all_written(ws: Path, extra: list[Path]) -> list[Path]:
     return files
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
+@pytest.mark.parametrize("target", [*ALL_TARGETS, "dspace-8.0"], indirect=True)
 def test_deposit_resume_publish_new_version(target, ws, sleeps, monkeypatch, tmp_path):
     t = target
     bag = ws / "package" / "bag"
