@@ -60,8 +60,7 @@ CATEGORIES = [
     },
 ]
 ARTICLE_FIELDS = frozenset(
-    # swagger.json definitions ArticleCreate / ArticleUpdate properties, minus ``timeline``,
-    # whose dates Figshare sets itself for regular accounts.
+    # swagger.json definitions ArticleCreate / ArticleUpdate properties
     {
         "title",
         "description",
@@ -85,6 +84,7 @@ ARTICLE_FIELDS = frozenset(
         "resource_doi",
         "resource_title",
         "group_id",
+        "timeline",
     }
 )
 MAX_AUTHORS = 10
@@ -441,7 +441,7 @@ class FakeFigshare(FakeServer):
             return 404, {"message": "Article not found", "code": "EntityNotFound"}
         missing = self._publication_missing(a["meta"])
         if missing:
-            # help.figshare.com "Figshare metadata schema": what an item needs to be made public.
+            # help.figshare.com article/figshare-metadata-schema-overview: required to publish.
             return 400, {
                 "message": f"Missing mandatory field for publication: {missing[0]}",
                 "code": "MissingMandatoryField",

@@ -89,8 +89,12 @@ def to_figshare(
 
 
 PUBLISH_FIELDS = ("title", "description", "authors", "keywords", "license", "categories")
-"""What Figshare requires before an article can be published (help.figshare.com, "Figshare
-metadata schema": title, authors, categories, item type, keywords, description, licence)."""
+"""What Figshare requires before an article can be published (help.figshare.com
+``article/figshare-metadata-schema-overview``: title, authors, item type, categories,
+keywords, description, licence)."""
+MAX_ITEMS = 100
+"""At most 100 authors, categories and keywords per item (same page)."""
+MAX_KEYWORD = 2000
 DESCRIPTION_LIMITS = (4, 10_000)
 MAX_AUTHORS = 10
 """Article create/update take at most this many authors; the rest go through
@@ -141,8 +145,11 @@ def publication_problems(article: dict[str, Any]) -> list[str]:
     lo, hi = DESCRIPTION_LIMITS
     if not lo <= len(desc) <= hi:
         out.append(f"a description of {lo}-{hi:,} characters (it has {len(desc):,})")
-    if not article.get("keywords") and not article.get("tags"):
+    keywords = article.get("keywords") or article.get("tags") or []
+    if not keywords:
         out.append("at least one keyword")
+    elif len(keywords) > MAX_ITEMS or any(len(str(k)) > MAX_KEYWORD for k in keywords):
+        out.append(f"at most {MAX_ITEMS} keywords of at most {MAX_KEYWORD} characters each")
     if article.get("license") in (None, ""):
         out.append("a licence the account offers")
     if not article.get("categories"):
