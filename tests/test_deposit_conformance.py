@@ -431,13 +431,16 @@ def test_invenio_fake_refuses_half_awards_unknown_ids_and_empty_family_names(cre
 # ---------------------------------------------------------------- 6. InvenioRDM multipart md5
 def test_multipart_md5_that_arrives_late_is_waited_for_then_resumed(creds, tmp_path):
     bag = _bag(tmp_path / "ws", big=300_000)
-    opts = {"multipart_threshold": 100_000, "part_size": 64 * 1024, "checksum_polls": 2}
-    with FakeInvenio(multipart=True, checksum_delay=5) as fake:
+    opts = {"multipart_threshold": 100_000, "part_size": 64 * 1024, "checksum_wait": 0.2}
+    with FakeInvenio(multipart=True, checksum_delay=10**9) as fake:  # the task has not run yet
         with pytest.raises(DepositError, match="has not computed the file's md5 yet.*--resume"):
             _run(bag, "zenodo", fake.url, options=opts)
         parts_sent = fake.count("PUT", r"/api/records/\d+/draft/files/.+/content/\d+")
         assert parts_sent == 5
-        r = _run(bag, "zenodo", fake.url, options={**opts, "checksum_polls": 10}, resume=True)
+        for d in fake.drafts.values():  # the background task finishes
+            for f in d["files"].values():
+                f["pending_reads"] = 3
+        r = _run(bag, "zenodo", fake.url, options={**opts, "checksum_wait": 30}, resume=True)
         assert r.status == "draft"
         # nothing sent twice: the committed bytes were verified once the md5 arrived
         assert fake.count("PUT", r"/api/records/\d+/draft/files/.+/content/\d+") == parts_sent

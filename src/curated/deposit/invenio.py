@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -52,7 +53,7 @@ class InvenioRepository:
         multipart_threshold: int = 2 * 2**30,
         part_size: int = PART_SIZE,
         name: str = "InvenioRDM",
-        checksum_polls: int = 30,
+        checksum_wait: float = 900.0,
     ) -> None:
         base = url.rstrip("/")
         self.api = base if base.endswith("/api") else base + "/api"
@@ -62,7 +63,8 @@ class InvenioRepository:
         self.part_size = part_size
         self.multipart_ok = True
         self.name = name
-        self.checksum_polls = checksum_polls
+        self.checksum_wait = checksum_wait
+        """Seconds to wait for the md5 of a multipart upload before leaving it to ``--resume``."""
         self._token = token
         self.vocabulary: dict[str, bool] = {}
         """``kind/id`` → whether the instance's vocabulary has it (read by :meth:`review`)."""
@@ -367,15 +369,16 @@ class InvenioRepository:
         checksum; a background task writes the ``md5:`` later.
         """
         polls = 0
+        deadline = time.monotonic() + self.checksum_wait
         while not str(data.get("checksum") or "").startswith("md5:"):
-            if polls >= self.checksum_polls:
+            if polls and time.monotonic() >= deadline:
                 msg = (
                     f"{what}: {self.name} has not computed the file's md5 yet (it reports "
                     f"{data.get('checksum') or 'no checksum'!r}); the bytes are committed: "
                     "re-run with --resume later to verify them"
                 )
                 raise DepositError(msg, details={"checksum": data.get("checksum")})
-            self.http.retry.sleep(min(self.http.retry.backoff * 2**polls, 30.0))
+            self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls, 5), 30.0))
             polls += 1
             data = (
                 self.http.request(
