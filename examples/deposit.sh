@@ -28,7 +28,8 @@ if [ ! -d "$bag" ]; then
 fi
 curated bag validate "$bag" --profile btr
 
-# 4. rehearse: preflight against Zenodo's limits and print the planned calls, send nothing
+# 4. rehearse: preflight against Zenodo's limits, print the planned calls and what Zenodo
+#    would refuse or drop (with the token set it reads the instance with GETs; writes nothing)
 curated deposit "$bag" --to zenodo --url "$url" "${target_opt[@]}" --token-env ZENODO_TOKEN --dry-run
 
 # 5. deposit; on a dropped connection, resume where it stopped (confirmed files are not re-sent)

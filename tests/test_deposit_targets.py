@@ -54,7 +54,7 @@ def _target(name: str, tmp_path: Path) -> Target:
             ("PUT", r"/api/records/\d+/draft/files/.+/content"),
         )
     if name == "zenodo":
-        f = FakeInvenio(multipart=True).start()
+        f = FakeInvenio(multipart=True, vocabularies=ZENODO_VOCABULARIES).start()
         return Target(
             "zenodo",
             f,
@@ -76,8 +76,9 @@ def _target(name: str, tmp_path: Path) -> Target:
             "lab",
             ("POST", r"/api/datasets/:persistentId/add"),
         )
-    if name == "dspace":
-        f = FakeDSpace().start()
+    if name in ("dspace", "dspace-8.0"):
+        # 7.6.2+ by default; "dspace-8.0": DSpace 8.0-8.2/9.0-9.1 (no CSRF token on GETs)
+        f = FakeDSpace(version="8.0" if name == "dspace-8.0" else "7.6").start()
         return Target(
             "dspace",
             f,
@@ -100,6 +101,13 @@ def _target(name: str, tmp_path: Path) -> Target:
         )
     return Target("directory", None, str(tmp_path / "repo"), "", "", None, ("", ""))
 
+
+ZENODO_VOCABULARIES = {
+    "affiliations": {"05a28rw58"},
+    "funders": {"021nxhr62"},
+    "awards": {"021nxhr62::DBI-1234567"},
+}
+"""What Zenodo's vocabularies hold of the fixture record's ids (ROR and the NSF award)."""
 
 HTTP_TARGETS = ["invenio", "zenodo", "dataverse", "dspace", "figshare"]
 ALL_TARGETS = [*HTTP_TARGETS, "directory"]
@@ -199,7 +207,7 @@ def _all_written(ws: Path, extra: list[Path]) -> list[Path]:
     return files
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
+@pytest.mark.parametrize("target", [*ALL_TARGETS, "dspace-8.0"], indirect=True)
 def test_deposit_resume_publish_new_version(target, ws, sleeps, monkeypatch, tmp_path):
     t = target
     bag = ws / "package" / "bag"

@@ -1,5 +1,15 @@
 """A stateful fake Dataverse native API: datasets in collections, file add with
 ``directoryLabel``, dataset locks, publish (major versions), API-key auth.
+
+Follows ``IQSS/dataverse``: ``doc/sphinx-guides/source/api/native-api.rst`` (datasets,
+``/api/licenses``), ``doc/sphinx-guides/source/developers/s3-direct-upload-api.rst``
+(``uploadurls``, presigned PUTs, ``complete``/``abort``, registration with ``/add``) and
+the server source for what it refuses: a licence is found by exact active name or URI
+(``LicenseServiceBean.getByNameOrUri``; none given means the default licence), and the
+store (standing in for S3) refuses an ``x-amz-tagging`` header its presigned URL did not
+sign (``disable-tagging`` stores) and a signed one that is missing; under SSE-KMS its
+ETags are not md5s. With ``validate_fixity`` publication compares the recorded checksum
+with the stored bytes, as installations that validate fixity at publication do.
 """
 
 from __future__ import annotations
@@ -13,6 +23,31 @@ from typing import Any
 from tests.fakes.base import Assembler, FakeServer, Request
 
 TOKEN = "dataverse-good-key-456"
+DEFAULT_LICENSES = [
+    # What an installation starts with (scripts/api/data/licenses/*.json): note the http:// URIs.
+    {
+        "id": 1,
+        "name": "CC0 1.0",
+        "shortDescription": "Creative Commons CC0 1.0 Universal Public Domain Dedication.",
+        "uri": "http://creativecommons.org/publicdomain/zero/1.0",
+        "active": True,
+        "isDefault": True,
+        "sortOrder": 0,
+        "rightsIdentifier": "CC0-1.0",
+        "rightsIdentifierScheme": "SPDX",
+    },
+    {
+        "id": 2,
+        "name": "CC BY 4.0",
+        "shortDescription": "Creative Commons Attribution 4.0 International License.",
+        "uri": "http://creativecommons.org/licenses/by/4.0",
+        "active": True,
+        "isDefault": False,
+        "sortOrder": 2,
+        "rightsIdentifier": "CC-BY-4.0",
+        "rightsIdentifierScheme": "SPDX",
+    },
+]
 LOCKED = "Dataset cannot be edited due to dataset lock."
 
 
@@ -26,8 +61,19 @@ class FakeDataverse(FakeServer):
         collections: tuple[str, ...] = ("root", "lab"),
         direct: bool = False,
         part_size: int = 64 * 1024,
+        licences: list[dict[str, Any]] | None = None,
+        tagging: bool = True,
+        sse: str | None = None,
+        validate_fixity: bool = True,
     ) -> None:
         super().__init__()
+        self.licences = licences if licences is not None else list(DEFAULT_LICENSES)
+        self.tagging = tagging
+        """The store takes object tags (``disable-tagging`` unset): presigned URLs sign x-amz-tagging."""
+        self.sse = sse
+        """``"aws:kms"``: the store encrypts with SSE-KMS, so an ETag is not the md5 of the bytes."""
+        self.validate_fixity = validate_fixity
+        self.aborted: list[str] = []
         self.direct = direct
         """The dataset's store takes direct (S3-style presigned) uploads."""
         self.part_size = part_size
@@ -43,6 +89,8 @@ class FakeDataverse(FakeServer):
         self.locked_writes = 0
         """While > 0 writes are refused with Dataverse's lock message."""
         self.route("GET", r"/api/users/:me", self.me)
+        self.route("GET", r"/api/licenses", self.list_licences)
+        self.route("DELETE", r"/api/datasets/mpupload", self.mp_abort)
         self.route("GET", r"/api/dataverses/([^/]+)", self.collection)
         self.route("POST", r"/api/dataverses/([^/]+)/datasets", self.create)
         self.route("PUT", r"/api/datasets/:persistentId/versions/:draft", self.put_version)
@@ -68,12 +116,31 @@ class FakeDataverse(FakeServer):
         return next((d for d in self.datasets.values() if d["pid"] == pid), None)
 
     def me(self, req: Request):
+        # native-api.rst GET /api/users/:me (the token's user).
         return self._auth(req) or (
             200,
             {"status": "OK", "data": {"id": 1, "identifier": "@curator"}},
         )
 
+    def list_licences(self, req: Request):
+        # native-api.rst GET /api/licenses
+        return 200, {"status": "OK", "data": self.licences}
+
+    def _licence(self, version: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """The licence a datasetVersion names, or an error (JsonParser.parseLicense)."""
+        lic = version.get("license")
+        active = [x for x in self.licences if x.get("active")]
+        if lic is None:
+            return next((x for x in active if x.get("isDefault")), None), None
+        wanted = [lic.get("uri"), lic.get("name")] if isinstance(lic, dict) else [lic]
+        for w in wanted:
+            for x in active:
+                if w and w in (x["name"], x["uri"]):
+                    return x, None
+        return None, f"Error parsing Json: Invalid license: {wanted[0]}"
+
     def collection(self, req: Request, alias: str):
+        # native-api.rst GET /api/dataverses/{alias}.
         if alias not in self.collections:
             return 404, {
                 "status": "ERROR",
@@ -82,6 +149,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"alias": alias, "id": 1}}
 
     def create(self, req: Request, alias: str):
+        # native-api.rst POST /api/dataverses/{alias}/datasets (citation block; missing required fields: 400).
         if (bad := self._auth(req)) is not None:
             return bad
         if alias not in self.collections:
@@ -100,6 +168,12 @@ class FakeDataverse(FakeServer):
                 "status": "ERROR",
                 "message": f"Validation Failed: {', '.join(sorted(missing))} is required.",
             }
+        lic, err = self._licence(body["datasetVersion"])
+        if err:
+            return 400, {"status": "ERROR", "message": err}
+        body["datasetVersion"]["license"] = (
+            {"name": lic["name"], "uri": lic["uri"]} if lic else None
+        )
         did = next(self.ids)
         pid = f"doi:10.5072/FK2/{did:06d}"
         self.datasets[did] = {
@@ -113,6 +187,7 @@ class FakeDataverse(FakeServer):
         return 201, {"status": "OK", "data": {"id": did, "persistentId": pid}}
 
     def put_version(self, req: Request):
+        # native-api.rst PUT /api/datasets/:persistentId/versions/:draft.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -121,10 +196,16 @@ class FakeDataverse(FakeServer):
         if self.locked_writes > 0:
             self.locked_writes -= 1
             return 403, {"status": "ERROR", "message": LOCKED}
-        d["version"], d["draft"] = req.json(), True
+        version = req.json() or {}
+        lic, err = self._licence(version)
+        if err:
+            return 400, {"status": "ERROR", "message": err}
+        version["license"] = {"name": lic["name"], "uri": lic["uri"]} if lic else None
+        d["version"], d["draft"] = version, True
         return 200, {"status": "OK", "data": {"versionState": "DRAFT"}}
 
     def locks(self, req: Request, did: str):
+        # native-api.rst GET /api/datasets/{id}/locks.
         if self.lock_polls > 0:
             self.lock_polls -= 1
             return 200, {
@@ -134,6 +215,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": []}
 
     def add(self, req: Request):
+        # native-api.rst POST /api/datasets/:persistentId/add (multipart file + jsonData; direct uploads register with storageIdentifier).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -169,6 +251,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}
 
     def files(self, req: Request):
+        # native-api.rst GET /api/datasets/:persistentId/versions/{version}/files.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -177,6 +260,7 @@ class FakeDataverse(FakeServer):
         return 200, {"status": "OK", "data": list(d["files"].values())}
 
     def delete(self, req: Request, fid: str):
+        # native-api.rst DELETE /api/files/{id}.
         if (bad := self._auth(req)) is not None:
             return bad
         for d in self.datasets.values():
@@ -187,6 +271,7 @@ class FakeDataverse(FakeServer):
         return 404, {"status": "ERROR", "message": "File not found"}
 
     def publish(self, req: Request):
+        # native-api.rst POST /api/datasets/:persistentId/actions/:publish?type=major|minor|updatecurrent.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -196,6 +281,14 @@ class FakeDataverse(FakeServer):
             return 400, {"status": "ERROR", "message": "Illegal 'type' parameter value."}
         if not d["draft"]:
             return 400, {"status": "ERROR", "message": "Cannot publish: no draft version."}
+        if self.validate_fixity:
+            for name, f in d["files"].items():
+                df = f["dataFile"]
+                if "stored_md5" in df and df["checksum"]["value"] != df["stored_md5"]:
+                    return 400, {
+                        "status": "ERROR",
+                        "message": f"Dataset cannot be published: the checksum of {name} does not match the stored file",
+                    }
         d["published"] += 1
         d["draft"] = False
         return 200, {
@@ -209,6 +302,7 @@ class FakeDataverse(FakeServer):
 
     # ------------------------------------------------------------ direct upload
     def upload_urls(self, req: Request):
+        # s3-direct-upload-api.rst, requesting direct upload (single url, or urls + abort + complete).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))
@@ -230,17 +324,21 @@ class FakeDataverse(FakeServer):
             "parts": n if size > self.part_size else 1,
             "complete": size <= self.part_size,
         }
+        signed = "host%3Bx-amz-tagging" if self.tagging else "host"
         if size <= self.part_size:
             return 200, {
                 "status": "OK",
                 "data": {
-                    "url": f"{store}/s3/{key}?X-Amz-Signature=sig",
+                    "url": f"{store}/s3/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                    f"&X-Amz-SignedHeaders={signed}&X-Amz-Signature=sig",
                     "partSize": self.part_size,
                     "storageIdentifier": sid,
                 },
             }
         urls = {
-            str(i): f"{store}/s3/{key}?partNumber={i}&X-Amz-Signature=sig" for i in range(1, n + 1)
+            str(i): f"{store}/s3/{key}?partNumber={i}&uploadId=up-{key}"
+            f"&X-Amz-SignedHeaders=host&X-Amz-Signature=sig"
+            for i in range(1, n + 1)
         }
         q = f"globalid={d['pid']}&uploadid=up-{key}&storageidentifier={sid}"
         return 200, {
@@ -255,6 +353,7 @@ class FakeDataverse(FakeServer):
         }
 
     def s3_put(self, req: Request, key: str):
+        # s3-direct-upload-api.rst (PUT to the presigned URL); S3 PutObject/UploadPart error codes.
         if req.headers.get("X-Dataverse-key") or req.headers.get("Authorization"):
             req.drain()
             return (
@@ -262,9 +361,26 @@ class FakeDataverse(FakeServer):
                 "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
             )
         obj = next((o for o in self.objects.values() if o["key"] == key), None)
-        if obj is None:
+        if obj is None or obj.get("aborted"):
+            req.drain()
             return 404, "<Error><Code>NoSuchKey</Code></Error>"
-        import hashlib
+        # A SigV4 presigned URL covers exactly the x-amz-* headers it lists as signed: one
+        # sent unsigned is refused, and a signed one missing breaks the signature.
+        signed = req.query.get("X-Amz-SignedHeaders", "host").split(";")
+        tag = req.headers.get("x-amz-tagging")
+        if tag is not None and "x-amz-tagging" not in signed:
+            req.drain()
+            return 403, (
+                "<Error><Code>AccessDenied</Code><Message>There were headers present in the "
+                "request which were not signed</Message><HeadersNotSigned>x-amz-tagging"
+                "</HeadersNotSigned></Error>"
+            )
+        if tag is None and "x-amz-tagging" in signed:
+            req.drain()
+            return 403, (
+                "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we "
+                "calculated does not match the signature you provided.</Message></Error>"
+            )
 
         part = int(req.query.get("partNumber", 1))
         h = hashlib.md5()
@@ -275,17 +391,42 @@ class FakeDataverse(FakeServer):
                 yield c
 
         obj["asm"].part(part, tee())
+        if self.sse == "aws:kms":
+            # Under SSE-KMS the ETag is an opaque value, not the md5 of the bytes.
+            etag = hashlib.sha256(h.digest()).hexdigest()[:32]
+            obj.setdefault("etags", {})[str(part)] = etag
+            return 200, None, {"ETag": f'"{etag}"', "x-amz-server-side-encryption": "aws:kms"}
+        obj.setdefault("etags", {})[str(part)] = h.hexdigest()
         return 200, None, {"ETag": f'"{h.hexdigest()}"'}
 
     def mp_complete(self, req: Request):
+        # s3-direct-upload-api.rst: PUT the complete URL with the part ETags.
         if (bad := self._auth(req)) is not None:
             return bad
         obj = self.objects.get(req.query.get("storageidentifier", ""))
         etags = req.json() or {}
         if obj is None or len(etags) != obj["parts"] or len(obj["asm"].parts_done) != obj["parts"]:
             return 400, {"status": "ERROR", "message": "Could not complete the multipart upload"}
+        sent = {k: str(v).strip('"') for k, v in etags.items()}
+        if sent != obj.get("etags"):
+            return 400, {
+                "status": "ERROR",
+                "message": "Could not complete the multipart upload: ETag mismatch",
+            }
         obj["complete"] = True
         return 200, {"status": "OK", "data": {"message": "Multipart upload completed"}}
+
+    def mp_abort(self, req: Request):
+        # s3-direct-upload-api.rst: a client that cannot complete the upload DELETEs the abort URL.
+        if (bad := self._auth(req)) is not None:
+            return bad
+        sid = req.query.get("storageidentifier", "")
+        obj = self.objects.get(sid)
+        if obj is None:
+            return 404, {"status": "ERROR", "message": "No such upload"}
+        obj["aborted"] = True
+        self.aborted.append(sid)
+        return 204, None
 
     def _register(self, d: dict[str, Any], meta: dict[str, Any]):
         obj = self.objects.get(meta["storageIdentifier"])

@@ -1,16 +1,89 @@
-"""A stateful fake DSpace 7 REST API: XSRF cookie/header dance, JWT login, workspace
-items with JSON Patch sections, multipart bitstream upload with a request-size cap,
-workflow submission, item versioning.
+"""A stateful fake DSpace 7/8/9 REST API, as strict as the real server on what curated sends.
+
+Each route cites the part of ``DSpace/RestContract`` (or the DSpace source) it follows.
+``version`` switches what differs between releases:
+
+* ``"7.6"`` (7.6.2+): the default projection embeds nothing (``projections.md``); CSRF
+  tokens come with the first GET and from ``/security/csrf`` (added to 7.x by DSpace/DSpace
+  PR 9599).
+* ``"8.0"`` (8.0-8.2, 9.0-9.1): as 7.6, but GETs other than ``/security/csrf`` hand out
+  no token (Spring Security 6, DSpace/DSpace issue 9774; restored by PR 11154 in 8.3 /
+  9.2), so a login that only read ``/authn/status`` gets 403.
+* ``"8.3"`` (8.3+, 9.2+, 10): tokens on GETs again.
+
+Workspace item PATCHes are validated against the collection's submission form (served
+at ``/config/submissiondefinitions`` and ``/config/submissionforms``): one field outside
+the section's form fails the whole PATCH with 422, as ``SubmissionFormRestRepository``
+and the metadata step's patch handling do.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.base import FakeServer, Request
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    mandatory: bool = False
+    repeatable: bool = True
+    label: str = ""
+
+
+@dataclass
+class Form:
+    """A submission definition as the fake serves it (its own data, not curated's)."""
+
+    name: str
+    sections: dict[str, dict[str, Field]] = field(default_factory=dict)
+    license_section: str | None = "license"
+    upload_section: str | None = "upload"
+
+    def mandatory(self) -> list[tuple[str, Field]]:
+        return [(s, f) for s, fs in self.sections.items() for f in fs.values() if f.mandatory]
+
+
+def _page(*specs: tuple[str, bool, bool, str]) -> dict[str, Field]:
+    return {k: Field(k, m, r, label) for k, m, r, label in specs}
+
+
+DEFAULT_FORM = Form(
+    "traditional",
+    {
+        # DSpace/DSpace dspace/config/submission-forms.xml, form "traditionalpageone"
+        "traditionalpageone": _page(
+            ("dc.contributor.author", False, True, "Author"),
+            ("dc.title", True, False, "Title"),
+            ("dc.title.alternative", False, True, "Other Titles"),
+            ("dc.date.issued", True, False, "Date of Issue"),
+            ("dc.publisher", False, False, "Publisher"),
+            ("dc.identifier.citation", False, False, "Citation"),
+            ("dc.relation.ispartofseries", False, True, "Series/Report No."),
+            ("dc.identifier.issn", False, True, "Identifiers"),
+            ("dc.identifier.other", False, True, "Identifiers"),
+            ("dc.identifier.ismn", False, True, "Identifiers"),
+            ("dc.identifier.govdoc", False, True, "Identifiers"),
+            ("dc.identifier.uri", False, True, "Identifiers"),
+            ("dc.identifier.isbn", False, True, "Identifiers"),
+            ("dc.type", False, True, "Type"),
+            ("dc.language.iso", False, False, "Language"),
+        ),
+        # form "traditionalpagetwo"
+        "traditionalpagetwo": _page(
+            ("dc.subject", False, True, "Subject Keywords"),
+            ("dc.description.abstract", False, False, "Abstract"),
+            ("dc.description.sponsorship", False, False, "Sponsors"),
+            ("dc.description", False, False, "Description"),
+        ),
+    },
+)
 
 USER = "curator@example.org"
 PASSWORD = "dspace-good-password-321"
@@ -21,9 +94,18 @@ class FakeDSpace(FakeServer):
     name = "dspace"
 
     def __init__(
-        self, *, max_request: int = 512 * 2**20, collections: tuple[str, ...] = (COLLECTION,)
+        self,
+        *,
+        max_request: int = 512 * 2**20,
+        collections: tuple[str, ...] = (COLLECTION,),
+        version: str = "7.6",
+        form: Form = DEFAULT_FORM,
     ) -> None:
         super().__init__()
+        if version not in ("7.6", "8.0", "8.3"):
+            raise ValueError(version)
+        self.version = version
+        self.form = form
         self.max_request = max_request
         self.collections = set(collections)
         self.csrf: str | None = None
@@ -35,12 +117,19 @@ class FakeDSpace(FakeServer):
         self.handles = itertools.count(100)
         self.logins = 0
         s = r"/server/api"
+        self.route("GET", s + r"/security/csrf", self.security_csrf)
         self.route("GET", s + r"/authn/status", self.status)
+        self.route(
+            "GET", s + r"/config/submissiondefinitions/search/findByCollection", self.definition
+        )
+        self.route("GET", s + r"/config/submissiondefinitions/(\w+)/sections", self.sections)
+        self.route("GET", s + r"/config/submissionforms/(\w+)", self.submission_form)
         self.route("POST", s + r"/authn/login", self.login)
         self.route("GET", s + r"/core/collections/([\w-]+)", self.collection)
         self.route("POST", s + r"/submission/workspaceitems", self.create)
         self.route("GET", s + r"/submission/workspaceitems/search/item", self.search_item)
         self.route("GET", s + r"/submission/workspaceitems/(\d+)", self.read)
+        self.route("GET", s + r"/submission/workspaceitems/(\d+)/item", self.read_item)
         self.route("PATCH", s + r"/submission/workspaceitems/(\d+)", self.patch)
         self.route("POST", s + r"/submission/workspaceitems/(\d+)", self.upload)
         self.route("POST", s + r"/workflow/workflowitems", self.submit)
@@ -83,14 +172,111 @@ class FakeDSpace(FakeServer):
             )
         return None
 
+    def security_csrf(self, req: Request):
+        # RestContract csrf-tokens.md "GET /api/security/csrf": 204, token in header + cookie.
+        return 204, None, self._new_csrf()
+
     def status(self, req: Request):
+        # RestContract authentication.md "Status"; DSpace 8.0-8.2/9.0-9.1 send no CSRF token
+        # on GETs (DSpace/DSpace issue 9774, fixed by PR 11154 in 8.3/9.2).
+        headers = {} if self.version == "8.0" or self.csrf else self._new_csrf()
         return (
             200,
             {"okay": True, "authenticated": self.jwt is not None, "type": "status"},
-            self._new_csrf(),
+            headers,
         )
 
+    # ------------------------------------------------------------ configuration
+    def definition(self, req: Request):
+        # RestContract submissiondefinitions.md "search/findByCollection" (authenticated).
+        if (bad := self._guard(req, write=False)) is not None:
+            return bad
+        if req.query.get("uuid") not in self.collections:
+            return 404, {"status": 404, "message": "collection not found"}
+        name = self.form.name
+        return 200, {
+            "id": name,
+            "name": name,
+            "isDefault": True,
+            "type": "submissiondefinition",
+            "_links": {
+                "sections": {
+                    "href": f"{self.url}/server/api/config/submissiondefinitions/{name}/sections"
+                },
+                "self": {"href": f"{self.url}/server/api/config/submissiondefinitions/{name}"},
+            },
+        }
+
+    def _section_list(self) -> list[dict[str, Any]]:
+        # RestContract submissionsections.md: id, sectionType, mandatory, _links.config.
+        out = []
+        for sid in self.form.sections:
+            out.append(
+                {
+                    "id": sid,
+                    "mandatory": True,
+                    "sectionType": "submission-form",
+                    "type": "submissionsection",
+                    "_links": {
+                        "config": {"href": f"{self.url}/server/api/config/submissionforms/{sid}"}
+                    },
+                }
+            )
+        if self.form.upload_section:
+            out.append(
+                {
+                    "id": self.form.upload_section,
+                    "sectionType": "upload",
+                    "type": "submissionsection",
+                }
+            )
+        if self.form.license_section:
+            out.append(
+                {
+                    "id": self.form.license_section,
+                    "sectionType": "license",
+                    "type": "submissionsection",
+                }
+            )
+        return out
+
+    def sections(self, req: Request, name: str):
+        if (bad := self._guard(req, write=False)) is not None:
+            return bad
+        if name != self.form.name:
+            return 404, {"status": 404, "message": "submission definition not found"}
+        listed = self._section_list()
+        # A collection endpoint lists its members under _embedded (HAL), whatever the projection.
+        return 200, {
+            "_embedded": {"submissionsections": listed},
+            "page": {"size": 100, "totalElements": len(listed), "totalPages": 1, "number": 0},
+        }
+
+    def submission_form(self, req: Request, sid: str):
+        # RestContract submissionforms.md: rows[].fields[].selectableMetadata[].metadata.
+        if (bad := self._guard(req, write=False)) is not None:
+            return bad
+        fields = self.form.sections.get(sid)
+        if fields is None:
+            return 404, {"status": 404, "message": "submission form not found"}
+        rows = [
+            {
+                "fields": [
+                    {
+                        "input": {"type": "onebox"},
+                        "label": f.label,
+                        "mandatory": f.mandatory,
+                        "repeatable": f.repeatable,
+                        "selectableMetadata": [{"metadata": f.key, "label": None}],
+                    }
+                ]
+            }
+            for f in fields.values()
+        ]
+        return 200, {"id": sid, "name": sid, "rows": rows, "type": "submissionform"}
+
     def login(self, req: Request):
+        # RestContract authentication.md "Login": form user/password, CSRF header, Bearer JWT in Authorization; the token rotates (csrf-tokens.md).
         if not self._csrf_ok(req):
             return (
                 403,
@@ -111,37 +297,62 @@ class FakeDSpace(FakeServer):
 
     # ------------------------------------------------------------ objects
     def collection(self, req: Request, cid: str):
+        # RestContract collections.md "Single Collection".
         if cid not in self.collections:
             return 404, {"status": 404, "error": "Not Found", "message": "No such collection"}
         return 200, {"uuid": cid, "name": "Datasets", "type": "collection"}
 
     def _errors(self, w: dict[str, Any]) -> list[dict[str, Any]]:
         errs = []
-        md = w["sections"].get("traditionalpageone", {})
-        for field in ("dc.title", "dc.date.issued"):
-            if not md.get(field):
+        for sid, f in self.form.mandatory():
+            if not w["sections"].get(sid, {}).get(f.key):
                 errs.append(
-                    {
-                        "message": "error.validation.required",
-                        "paths": [f"/sections/traditionalpageone/{field}"],
-                    }
+                    {"message": "error.validation.required", "paths": [f"/sections/{sid}/{f.key}"]}
                 )
-        if not w["sections"]["license"].get("granted"):
+        lic = self.form.license_section
+        if lic and not w["sections"][lic].get("granted"):
             errs.append(
-                {"message": "error.validation.license.notgranted", "paths": ["/sections/license"]}
+                {"message": "error.validation.license.notgranted", "paths": [f"/sections/{lic}"]}
             )
         if not w["sections"]["upload"]["files"]:
             errs.append({"message": "error.validation.filerequired", "paths": ["/sections/upload"]})
         return errs
 
-    def _json(self, w: dict[str, Any]) -> dict[str, Any]:
-        return {
+    def _json(self, w: dict[str, Any], req: Request | None = None) -> dict[str, Any]:
+        # Default projection: links only, no _embedded (RestContract projections.md, DSpace
+        # 7.6.2+/8.1+); "embed=item" embeds the item.
+        base = f"{self.url}/server/api/submission/workspaceitems/{w['id']}"
+        out: dict[str, Any] = {
             "id": w["id"],
             "type": "workspaceitem",
             "sections": w["sections"],
             "errors": self._errors(w),
-            "_embedded": {"item": {"uuid": w["item"], "type": "item"}},
+            "_links": {
+                "self": {"href": base},
+                "item": {"href": f"{base}/item"},
+                "collection": {"href": f"{base}/collection"},
+            },
         }
+        if req is not None and req.method == "GET" and req.query.get("embed") == "item":
+            out["_embedded"] = {"item": self._item_json(w["item"])}
+        return out
+
+    def _item_json(self, iid: str) -> dict[str, Any]:
+        it = self.items[iid]
+        return {
+            "uuid": iid,
+            "id": iid,
+            "handle": it["handle"],
+            "inArchive": it["inArchive"],
+            "type": "item",
+        }
+
+    def read_item(self, req: Request, wid: str):
+        # RestContract workspaceitems.md "Linked entities" / "item" (/workspaceitems/<id>/item).
+        if (bad := self._guard(req, write=False)) is not None:
+            return bad
+        w = self.wsis.get(int(wid))
+        return (200, self._item_json(w["item"])) if w else (404, {"status": 404})
 
     def _new_wsi(self, item: str, sections: dict[str, Any] | None = None) -> dict[str, Any]:
         wid = next(self.ids)
@@ -150,9 +361,12 @@ class FakeDSpace(FakeServer):
             "item": item,
             "sections": sections
             or {
-                "traditionalpageone": {},
-                "traditionalpagetwo": {},
-                "license": {"granted": False},
+                **{sid: {} for sid in self.form.sections},
+                **(
+                    {self.form.license_section: {"granted": False}}
+                    if self.form.license_section
+                    else {}
+                ),
                 "upload": {"files": []},
             },
         }
@@ -160,6 +374,7 @@ class FakeDSpace(FakeServer):
         return w
 
     def create(self, req: Request):
+        # RestContract workspaceitems.md "Main Endpoint" (POST ?owningCollection=<uuid>), 201.
         if (bad := self._guard(req)) is not None:
             return bad
         cid = req.query.get("owningCollection")
@@ -170,12 +385,14 @@ class FakeDSpace(FakeServer):
         return 201, self._json(self._new_wsi(item))
 
     def read(self, req: Request, wid: str):
+        # RestContract workspaceitems.md "Single Workspace Item" (default projection: no _embedded).
         if (bad := self._guard(req, write=False)) is not None:
             return bad
         w = self.wsis.get(int(wid))
-        return (200, self._json(w)) if w else (404, {"status": 404, "message": "not found"})
+        return (200, self._json(w, req)) if w else (404, {"status": 404, "message": "not found"})
 
     def search_item(self, req: Request):
+        # RestContract workspaceitems.md "Get Single Workspace Item from Item UUID" (search/item?uuid=).
         if (bad := self._guard(req, write=False)) is not None:
             return bad
         for w in self.wsis.values():
@@ -184,6 +401,9 @@ class FakeDSpace(FakeServer):
         return 204, None
 
     def patch(self, req: Request, wid: str):
+        # RestContract workspaceitem-data-metadata.md (add/remove/replace on
+        # /sections/<form>/<field>); a field outside the section's form is refused with 422
+        # and the whole PATCH is rolled back (PatchOperation handling in SubmissionService).
         if (bad := self._guard(req)) is not None:
             return bad
         if not (req.headers.get("Content-Type") or "").startswith("application/json-patch+json"):
@@ -191,17 +411,28 @@ class FakeDSpace(FakeServer):
         w = self.wsis.get(int(wid))
         if w is None:
             return 404, {"status": 404, "message": "not found"}
+        sections = copy.deepcopy(w["sections"])
+        lic = self.form.license_section
         for op in req.json() or []:
             path = op["path"].strip("/").split("/")
             if path[:1] != ["sections"] or len(path) < 3:
                 return 422, {"status": 422, "message": f"Unprocessable path {op['path']}"}
-            section = w["sections"].setdefault(path[1], {})
-            if op["op"] == "add" and path[1] == "license":
+            sid = path[1]
+            if sid not in sections:
+                return 422, {"status": 422, "message": f"Section {sid} is not defined"}
+            if sid in self.form.sections and path[2] not in self.form.sections[sid]:
+                return 422, {
+                    "status": 422,
+                    "error": "Unprocessable Entity",
+                    "message": f"Unprocessable Entity: field {path[2]} is not present in section {sid}",
+                }
+            section = sections[sid]
+            if op["op"] == "add" and sid == lic and path[2] == "granted":
                 section["granted"] = str(op["value"]).lower() == "true"
-            elif op["op"] == "add" and path[2] not in section:
+            elif op["op"] == "add" and len(path) == 3 and path[2] not in section:
                 section[path[2]] = op["value"]
-            elif op["op"] == "remove" and path[1] == "upload":
-                del w["sections"]["upload"]["files"][int(path[3])]
+            elif op["op"] == "remove" and sid == "upload":
+                del section["files"][int(path[3])]
             elif op["op"] == "remove" and len(path) == 3 and path[2] in section:
                 del section[path[2]]
             elif op["op"] == "add" and len(path) == 3 and path[2] in section:
@@ -211,9 +442,11 @@ class FakeDSpace(FakeServer):
                 }
             else:
                 return 422, {"status": 422, "message": f"Unsupported operation {op['op']}"}
+        w["sections"] = sections
         return 200, self._json(w)
 
     def upload(self, req: Request, wid: str):
+        # RestContract workspaceitems.md "Multipart POST Method on a single workspaceitem"; the cap is Spring's spring.servlet.multipart.max-request-size (DSpace default 512MB).
         if (bad := self._guard(req)) is not None:
             return bad
         if req.length > self.max_request:
@@ -241,6 +474,7 @@ class FakeDSpace(FakeServer):
         return 201, self._json(w)
 
     def submit(self, req: Request):
+        # RestContract workflowitems.md "Main Endpoint" (POST text/uri-list of the workspace item); 422 with its errors.
         if (bad := self._guard(req)) is not None:
             return bad
         if not (req.headers.get("Content-Type") or "").startswith("text/uri-list"):
@@ -268,17 +502,13 @@ class FakeDSpace(FakeServer):
         return 201, {"id": w["id"], "type": "workflowitem"}
 
     def item(self, req: Request, iid: str):
-        it = self.items.get(iid)
-        if it is None:
+        # RestContract items.md "Single Item".
+        if iid not in self.items:
             return 404, {"status": 404, "message": "not found"}
-        return 200, {
-            "uuid": iid,
-            "handle": it["handle"],
-            "inArchive": it["inArchive"],
-            "type": "item",
-        }
+        return 200, self._item_json(iid)
 
     def new_version(self, req: Request):
+        # RestContract versions.md "POST /api/versioning/versions[?summary=]", text/uri-list of the item.
         if (bad := self._guard(req)) is not None:
             return bad
         uri = req.body().decode().strip()
@@ -292,16 +522,17 @@ class FakeDSpace(FakeServer):
             "inArchive": False,
             "collection": old["collection"],
         }
-        import copy
 
         sections = copy.deepcopy(old["sections"])
-        sections["license"] = {"granted": False}
+        if self.form.license_section:
+            sections[self.form.license_section] = {"granted": False}
         self._new_wsi(new, sections)
         vid = next(self.ids)
         self.versions[vid] = new
         return 201, {"id": vid, "version": 2, "summary": req.query.get("summary")}
 
     def version_item(self, req: Request, vid: str):
+        # RestContract versions.md, the version's linked item.
         new = self.versions.get(int(vid))
         return (
             (200, {"uuid": new, "type": "item"})

@@ -1,9 +1,19 @@
 """A stateful fake InvenioRDM (and Zenodo) REST API.
 
-Follows the draft → files (init, content, commit) → publish sequence, the multipart
-transfer when ``multipart=True``, versions with ``files-import``, communities and
+Follows the draft → files (init, content, commit) → publish sequence
+(``inveniosoftware/docs-invenio-rdm`` ``docs/reference/rest_api_drafts_records.md``), the
+multipart transfer when ``multipart=True`` (``invenio-records-resources``
+``services/files/transfer/providers/multipart.py``: after the commit the checksum is
+``multipart:<etag>-<part size>`` until a background task writes the md5, here after
+``checksum_delay`` reads of the file), versions with ``files-import``, communities and
 review requests; drafts are saved with partial validation, so 2xx answers may carry
-``errors`` (as InvenioRDM does).
+``errors`` (``invenio-records-resources`` ``services/records/results.py``).
+
+Metadata is validated as ``invenio-rdm-records`` ``services/schemas/metadata.py`` and
+``invenio-vocabularies`` do: a personal creator needs a non-empty ``family_name``; an
+award is an ``id`` of the awards vocabulary or a ``title`` with a ``number``
+(``contrib/awards/schema.py``); affiliation, funder and award ids must exist in the
+instance's vocabularies (served at ``/api/affiliations``, ``/api/funders``, ``/api/awards``).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from tests.fakes.base import Assembler, FakeServer, Request, bearer
 
@@ -21,9 +32,19 @@ class FakeInvenio(FakeServer):
     name = "invenio"
 
     def __init__(
-        self, *, token: str = TOKEN, multipart: bool = False, communities: tuple[str, ...] = ()
+        self,
+        *,
+        token: str = TOKEN,
+        multipart: bool = False,
+        communities: tuple[str, ...] = (),
+        vocabularies: dict[str, set[str]] | None = None,
+        checksum_delay: int = 2,
     ) -> None:
         super().__init__()
+        self.vocabularies = {k: set(v) for k, v in (vocabularies or {}).items()}
+        """``affiliations``/``funders``/``awards`` → ids the instance has (none by default:
+        a small instance; Zenodo's loads ROR and the awards)."""
+        self.checksum_delay = checksum_delay
         self.token = token
         self.multipart = multipart
         self.communities = {slug: str(uuid.uuid4()) for slug in communities}
@@ -32,6 +53,7 @@ class FakeInvenio(FakeServer):
         self.ids = itertools.count(1001)
         p = r"/api/records/([^/]+)/draft"
         self.route("GET", r"/api/user/records", self.user_records)
+        self.route("GET", r"/api/(affiliations|funders|awards)/([^/]+)", self.vocabulary)
         self.route("GET", r"/api/communities/([^/]+)", self.community)
         self.route("POST", r"/api/records", self.create)
         self.route("PUT", p, self.update)
@@ -42,6 +64,7 @@ class FakeInvenio(FakeServer):
         self.route("PUT", p + r"/files/(.+)/content", self.put_content)
         self.route("POST", p + r"/files/(.+)/commit", self.commit)
         self.route("DELETE", p + r"/files/(.+)", self.delete_file)
+        self.route("GET", p + r"/files/(.+)", self.file_info)
         self.route("PUT", p + r"/review", self.review)
         self.route("POST", p + r"/actions/submit-review", self.submit_review)
         self.route("POST", p + r"/actions/publish", self.publish)
@@ -78,6 +101,50 @@ class FakeInvenio(FakeServer):
                     "messages": ["Missing data for required field."],
                 }
             )
+        for i, c in enumerate(md.get("creators") or []):
+            por = c.get("person_or_org") or {}
+            if por.get("type") == "personal" and not str(por.get("family_name") or "").strip():
+                errs.append(
+                    {
+                        "field": f"metadata.creators.{i}.person_or_org.family_name",
+                        "messages": ["Family name must be filled."],
+                    }
+                )
+            for j, aff in enumerate(c.get("affiliations") or []):
+                if "id" in aff and aff["id"] not in self.vocabularies.get("affiliations", set()):
+                    errs.append(
+                        {
+                            "field": f"metadata.creators.{i}.affiliations.{j}.id",
+                            "messages": [f"Invalid value {aff['id']}."],
+                        }
+                    )
+        for i, f in enumerate(md.get("funding") or []):
+            fid = (f.get("funder") or {}).get("id")
+            if fid and fid not in self.vocabularies.get("funders", set()):
+                errs.append(
+                    {
+                        "field": f"metadata.funding.{i}.funder.id",
+                        "messages": [f"Invalid value {fid}."],
+                    }
+                )
+            award = f.get("award")
+            if award is None:
+                continue
+            if "id" in award:
+                if award["id"] not in self.vocabularies.get("awards", set()):
+                    errs.append(
+                        {
+                            "field": f"metadata.funding.{i}.award.id",
+                            "messages": [f"Invalid value {award['id']}."],
+                        }
+                    )
+            elif not (award.get("title") and award.get("number")):
+                errs.append(
+                    {
+                        "field": f"metadata.funding.{i}.award",
+                        "messages": ["An existing id or both number and title are required."],
+                    }
+                )
         if (md.get("resource_type") or {}).get("id") is None:
             errs.append(
                 {
@@ -105,7 +172,11 @@ class FakeInvenio(FakeServer):
     def _file_json(self, rid: str, key: str, f: dict[str, Any]) -> dict[str, Any]:
         out = {"key": key, "status": f["status"], "file_id": f["file_id"], "size": f.get("size")}
         if f["status"] == "completed":
-            out["checksum"] = f"md5:{f['md5']}"
+            if f.get("pending_reads", 0) > 0:
+                # Multipart: the md5 is computed later by a background task.
+                out["checksum"] = f.get("pending_checksum", "")
+            else:
+                out["checksum"] = f"md5:{f['md5']}"
         if f.get("parts"):
             out["links"] = {
                 "parts": [
@@ -124,14 +195,17 @@ class FakeInvenio(FakeServer):
 
     # ------------------------------------------------------------ routes
     def user_records(self, req: Request):
+        # docs-invenio-rdm rest_api_drafts_records.md "List your draft and published records".
         return self._auth(req) or (200, {"hits": {"hits": [], "total": 0}})
 
     def community(self, req: Request, slug: str):
+        # docs-invenio-rdm rest_api_communities.md (GET /api/communities/{slug}).
         if slug not in self.communities:
             return 404, {"status": 404, "message": "The persistent identifier does not exist."}
         return 200, {"id": self.communities[slug], "slug": slug}
 
     def create(self, req: Request):
+        # docs-invenio-rdm rest_api_drafts_records.md "Create a draft record" (saved with partial validation: errors in a 201).
         if (bad := self._auth(req)) is not None:
             return bad
         body = req.json() or {}
@@ -147,6 +221,7 @@ class FakeInvenio(FakeServer):
         return 201, self._draft_json(self.drafts[rid])
 
     def update(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Update a draft record" (replaces the metadata).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -156,10 +231,12 @@ class FakeInvenio(FakeServer):
         return 200, self._draft_json(d)
 
     def read(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Get a draft record".
         d = self._get(rid)
         return (200, self._draft_json(d)) if d else (404, {"status": 404, "message": "not found"})
 
     def list_files(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "List a draft's files".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -171,6 +248,7 @@ class FakeInvenio(FakeServer):
         }
 
     def init_files(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Start draft file upload(s)"; transfer type M per invenio-records-resources services/files/transfer/providers/multipart.py.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -203,6 +281,7 @@ class FakeInvenio(FakeServer):
         return 201, {"entries": out}
 
     def put_content(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Upload a draft file's content".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -215,6 +294,7 @@ class FakeInvenio(FakeServer):
         return 200, self._file_json(rid, key, f)
 
     def put_part(self, req: Request, rid: str, key: str, n: str):
+        # invenio-records-resources multipart transfer: PUT links.parts[n].url per part.
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -225,6 +305,7 @@ class FakeInvenio(FakeServer):
         return 200, {"part": int(n)}
 
     def commit(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Complete a draft file upload".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -237,9 +318,36 @@ class FakeInvenio(FakeServer):
         if not asm.parts_done:
             return 400, {"status": 400, "message": "File has no content."}
         f.update({"status": "completed", "md5": asm.hexdigest, "size": asm.size})
+        if f.get("parts"):
+            f["pending_reads"] = self.checksum_delay
+            f["pending_checksum"] = (
+                "" if self.checksum_delay % 2 else f"multipart:{uuid.uuid4().hex}-{f['part_size']}"
+            )
         return 200, self._file_json(rid, key, f)
 
+    def file_info(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Get a draft file's metadata".
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self._get(rid)
+        f = d["files"].get(key) if d else None
+        if f is None:
+            return 404, {"status": 404, "message": "File not found."}
+        out = self._file_json(rid, key, f)
+        if f.get("pending_reads", 0) > 0:
+            f["pending_reads"] -= 1
+        return 200, out
+
+    def vocabulary(self, req: Request, kind: str, ident: str):
+        # docs-invenio-rdm rest_api_vocabularies.md "Specific vocabularies" (GET /api/{type}/{id}),
+        # rest_api_awards.md "Get an award" (ids such as 021nxhr62::7244408).
+        ident = unquote(ident)
+        if ident not in self.vocabularies.get(kind, set()):
+            return 404, {"status": 404, "message": "The persistent identifier does not exist."}
+        return 200, {"id": ident, "name": ident}
+
     def delete_file(self, req: Request, rid: str, key: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Delete a draft file".
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -249,6 +357,7 @@ class FakeInvenio(FakeServer):
         return 204, None
 
     def review(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_reviews.md "Create/update a review request" (receiver community UUID).
         body = req.json() or {}
         d = self._get(rid)
         cid = (body.get("receiver") or {}).get("community")
@@ -258,6 +367,7 @@ class FakeInvenio(FakeServer):
         return 200, {"id": str(uuid.uuid4()), "status": "created", "receiver": {"community": cid}}
 
     def submit_review(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_reviews.md "Submit a record for review".
         d = self._get(rid)
         if d is None or not d.get("review"):
             return 400, {"status": 400, "message": "No review request."}
@@ -265,6 +375,7 @@ class FakeInvenio(FakeServer):
         return 202, {"status": "submitted"}
 
     def publish(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Publish a draft record" (400 with field errors).
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._get(rid)
@@ -296,6 +407,7 @@ class FakeInvenio(FakeServer):
         }
 
     def new_version(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Create a new version".
         if (bad := self._auth(req)) is not None:
             return bad
         rec = self.records.get(rid)
@@ -307,6 +419,7 @@ class FakeInvenio(FakeServer):
         return 201, self._draft_json(self.drafts[nid])
 
     def files_import(self, req: Request, rid: str):
+        # docs-invenio-rdm rest_api_drafts_records.md "Link files from previous version".
         d = self._get(rid)
         if d is None or not d.get("parent"):
             return 404, {"status": 404, "message": "not found"}

@@ -57,7 +57,18 @@ def _show_plan(receipt) -> None:  # type: ignore[no-untyped-def]
             )
 
 
-def _show_problems(receipt) -> None:  # type: ignore[no-untyped-def]
+def _show_problems(receipt, *, dry_run: bool = False) -> None:  # type: ignore[no-untyped-def]
+    if dry_run:
+        if receipt.problems:
+            err_console.print(
+                f"[bold]what {receipt.target} would refuse, or what will not be carried over:[/]",
+                highlight=False,
+            )
+        else:
+            err_console.print(
+                f"nothing {receipt.target} would refuse was found in the payload above",
+                highlight=False,
+            )
     for p in receipt.problems:
         style = "red" if p["blocking"] else "yellow"
         label = "blocking" if p["blocking"] else "warning"
@@ -95,7 +106,11 @@ def register(app: typer.Typer) -> None:
             False, "--publish", help="Publish (or submit for review) after uploading."
         ),
         dry_run: bool = typer.Option(
-            False, "--dry-run", help="Show the planned requests and payload; send nothing."
+            False,
+            "--dry-run",
+            help="Show the planned requests, the payload as the target will get it, and what its "
+            "form or schema would refuse; writes nothing (with a credential set, reads the "
+            "target's form, licences and vocabularies).",
         ),
         resume: bool = typer.Option(
             False, "--resume", help="Continue an interrupted deposit of this bag."
@@ -134,7 +149,7 @@ def register(app: typer.Typer) -> None:
                 console.print_json(json.dumps(receipt.to_dict(), default=str))
             else:
                 _show_plan(receipt)
-            _show_problems(receipt)
+            _show_problems(receipt, dry_run=True)
             exit_for([receipt.to_result()])
             return
         _show_problems(receipt)

@@ -269,6 +269,9 @@ def deposit(
         token = None
         if to != "directory" and not dry_run:
             token = env_token(env_var, repository=to)  # type: ignore[arg-type]
+        elif to != "directory" and env_var:
+            # A dry run reads the target's form/licences (GET only) when it has a credential.
+            token = os.environ.get(env_var) or None
         repo = make_repository(
             to, url, token=token, token_env=env_var, target=target, retry=retry, options=options
         )
@@ -357,6 +360,7 @@ def _run(
 
     if dry_run:
         metadata = build_metadata(to, view.record, repo, today=today)
+        metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=True)
         receipt.planned = [
             c.to_dict()
             for c in repo.plan(
@@ -406,6 +410,15 @@ def _run(
             return _done_receipt(receipt, entry, view, "notneeded")
     # Nothing is written before the repository has accepted the credential and target.
     repo.check_access()
+    # What the target's form/licences/vocabularies will refuse is known now: stop before
+    # anything is created (the journal is not touched either).
+    metadata = build_metadata(to, view.record, repo, today=today)
+    metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=False)
+    refused = [p for p in receipt.problems if p["blocking"]]
+    if refused:
+        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in refused)
+        msg = f"{to} would refuse this deposit; nothing was created or uploaded:\n{lines}"
+        raise DepositError(msg, path=view.path, details={"problems": refused})
     if fresh or entry.get("stage") == "published":  # type: ignore[union-attr]
         previous = (entry or {}).get("previous") if fresh and entry else previous
         entry = journal.start(key, kind=to, url=url, collection=target, bag_id=view.identity)
@@ -413,7 +426,6 @@ def _run(
     assert entry is not None
     journal.save()
 
-    metadata = build_metadata(to, view.record, repo, today=today)
     if entry.get("state") is None:
         prev = entry.get("previous")
         state = repo.new_version(prev, metadata) if prev else repo.create_draft(metadata)
@@ -459,6 +471,42 @@ def _run(
         journal.save()
     receipt.journal_path = str(journal.path)
     return _fill(receipt, landing, entry, items)
+
+
+def _review(
+    repo: Repository,
+    metadata: Any,
+    record: dict[str, Any],
+    receipt: Receipt,
+    *,
+    publish: bool,
+    online: bool,
+) -> Any:
+    """Fit the metadata to what the target accepts (its form, licences, vocabularies).
+
+    Adapters with a ``review`` method return the metadata as it will be sent and what the
+    target will refuse or drop; those findings join the receipt's problems. In a dry run
+    (``online``) an adapter with ``inspect`` first reads the target (GET only) when a
+    credential is at hand; otherwise the documented defaults are assumed.
+    """
+    review = getattr(repo, "review", None)
+    if review is None:
+        return metadata
+    inspect = getattr(repo, "inspect", None)
+    if online and inspect is not None and getattr(repo, "can_inspect", lambda: False)():
+        try:
+            inspect()
+        except DepositError as exc:
+            receipt.problems.append(
+                {
+                    "what": f"could not read the target's form/vocabularies: {exc}",
+                    "advice": "checked against the platform's documented defaults instead",
+                    "blocking": False,
+                }
+            )
+    metadata, findings = review(metadata, record=record, publish=publish)
+    receipt.problems.extend(findings)
+    return metadata
 
 
 def _upload_all(
@@ -507,7 +555,7 @@ def _upload_all(
                     prog.advance(item.size, file=item.basename)
                     continue
                 repo.delete_file(state, rf)
-                for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
+                for k in ("initiated", "file_id", "parts", "parts_done", "transfer", "committed"):
                     fe.pop(k, None)
             fe["status"] = "uploading"  # saved by the adapter once the server knows the file
             up = repo.upload(
@@ -522,7 +570,7 @@ def _upload_all(
                 )
             mine = _local_digest(item, fe, r.algorithm)
             if mine != r.checksum.lower():
-                for k in ("initiated", "file_id", "parts", "parts_done", "transfer"):
+                for k in ("initiated", "file_id", "parts", "parts_done", "transfer", "committed"):
                     fe.pop(k, None)
                 fe["status"] = "pending"
                 journal.save()

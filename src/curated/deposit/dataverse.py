@@ -7,19 +7,30 @@ Before each write the dataset's locks (``GET /api/datasets/{id}/locks``) are pol
 a write refused because of a lock (ingest, publication) is retried after waiting.
 A new version is the same dataset edited: Dataverse opens a draft version by itself.
 
+Licences: the installation's list is read from ``GET /api/licenses`` and the record's
+SPDX licence is sent as the installation names it (Dataverse matches a licence by exact
+URI or name, ``LicenseServiceBean.getByNameOrUri``); a licence it does not offer stops
+the deposit before anything is created (left out, Dataverse would apply its default).
+
 Files of ``direct_threshold`` bytes or more go straight to the dataset's store when it
-allows direct upload (feature-detected with ``GET …/uploadurls``): one presigned PUT, or
-presigned part PUTs whose ETags (the store's md5 of each part) are checked, then
-``complete``, then the file is registered with ``/add`` (``storageIdentifier`` + md5).
-Presigned URLs never receive the API key. Other files go through the application server.
+allows direct upload (feature-detected with ``GET …/uploadurls``; ``IQSS/dataverse``
+``doc/sphinx-guides/source/developers/s3-direct-upload-api.rst``): one presigned PUT, or
+presigned part PUTs, then ``complete`` (or ``abort`` when the upload is given up), then
+the file is registered with ``/add`` (``storageIdentifier`` + md5). ``x-amz-tagging`` is
+sent only when the presigned URL signs it (a store with tagging disabled signs no such
+header and S3 refuses one it did not sign). An ETag is the md5 of the bytes only without
+SSE-KMS/SSE-C encryption, so it is checked only then; the deposit is verified by the
+size and checksum Dataverse records for the file. Presigned URLs never receive the API
+key. Other files go through the application server.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from curated.deposit._base import make_session, need
 from curated.deposit.http import (
@@ -34,6 +45,27 @@ from curated.deposit.http import (
 )
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
+from curated.metadata.crosswalk.dataverse import DEFAULT_LICENCES, match_licence
+
+TAGGING = {"x-amz-tagging": "dv-state=temp"}
+SSE_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm")
+"""S3's answer headers naming SSE-KMS (``aws:kms``) and SSE-C encryption."""
+
+
+def signs_tagging(url: str) -> bool:
+    """Whether a presigned URL expects ``x-amz-tagging`` (Dataverse signs it unless the
+    store has ``disable-tagging``); an URL without SigV4 signed headers gets the guide's default."""
+    signed = parse_qs(urlsplit(url).query).get("X-Amz-SignedHeaders")
+    if not signed:
+        return True
+    return "x-amz-tagging" in signed[0].lower().split(";")
+
+
+def s3_error(text: str) -> tuple[str, str]:
+    """``(Code, Message)`` of an S3 error document (empty strings when there is none)."""
+    code = re.search(r"<Code>([^<]*)</Code>", text or "")
+    message = re.search(r"<Message>([^<]*)</Message>", text or "")
+    return (code.group(1) if code else "", message.group(1) if message else "")
 
 
 def _is_lock(reply: Reply) -> bool:
@@ -86,6 +118,8 @@ class DataverseRepository:
         self.lock_poll = lock_poll
         self.direct_ok = direct
         self.direct_threshold = direct_threshold
+        self.licences: list[dict[str, Any]] | None = None
+        """The installation's licences (``GET /api/licenses``), read by :meth:`check_access`."""
         headers = {"Accept": "application/json"}
         if token:
             headers["X-Dataverse-key"] = token
@@ -131,6 +165,58 @@ class DataverseRepository:
         if r.status == 404:
             msg = f"the Dataverse collection {self.collection!r} does not exist at {self.base}; check --target (the collection alias)"
             raise DepositError(msg, field="target")
+        r = self.http.request(
+            "GET", "/licenses", allow=(404,), what="reading the installation's licences"
+        )
+        data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
+        # No list (before Dataverse 5.10): the licences every installation starts with are assumed.
+        self.licences = data if isinstance(data, list) else None
+
+    def can_inspect(self) -> bool:
+        return bool(self._token)
+
+    def inspect(self) -> None:
+        """Read-only look for ``--dry-run``: token, collection and licences."""
+        self.check_access()
+
+    def review(
+        self, metadata: Any, *, record: dict[str, Any], publish: bool
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Send the licence as the installation names it, or stop when it offers none that fits."""
+        wanted = (record.get("study") or {}).get("license")
+        body = json.loads(json.dumps(metadata))
+        version = body["datasetVersion"]
+        offered = self.licences
+        findings: list[dict[str, Any]] = []
+        if not wanted:
+            return body, findings
+        found = match_licence(str(wanted), offered or DEFAULT_LICENCES)
+        if found is not None:
+            version["license"] = {"name": str(found["name"]), "uri": str(found["uri"])}
+            return body, findings
+        version.pop("license", None)
+        names = ", ".join(
+            str(o.get("name")) for o in offered or DEFAULT_LICENCES if o.get("active", True)
+        )
+        if offered is None:
+            findings.append(
+                {
+                    "what": f"Dataverse: {wanted} is not among the licences every installation offers ({names}); "
+                    "the installation's own list is read when the deposit runs",
+                    "advice": "if it lacks the licence the deposit stops before creating anything",
+                    "blocking": False,
+                }
+            )
+        else:
+            findings.append(
+                {
+                    "what": f"Dataverse at {self.base} offers no licence matching {wanted} (it offers {names}); "
+                    "without one it would apply its default licence",
+                    "advice": "choose one of the offered licences for study.license, or ask the repository to add yours",
+                    "blocking": True,
+                }
+            )
+        return body, findings
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
         r = self.http.request(
@@ -257,6 +343,7 @@ class DataverseRepository:
                     "urls": {str(k): v for k, v in d["urls"].items()},
                     "part_size": int(d["partSize"]),
                     "complete": d["complete"],
+                    "abort": d.get("abort"),
                     "sid": d["storageIdentifier"],
                     "etags": {},
                 }
@@ -272,11 +359,10 @@ class DataverseRepository:
                 holder[:] = [FileSlice(item.path, on_read=advance)]
                 return holder[0]
 
-            r = self._store_put(
-                entry, save, dd["url"], whole, what, {"x-amz-tagging": "dv-state=temp"}
-            )
+            tagging = TAGGING if signs_tagging(dd["url"]) else None
+            r = self._store_put(entry, save, dd["url"], whole, what, tagging)
             local = holder[0].hashes.result()
-            self._check_etag(r, local["md5"], what)
+            self._check_etag(entry, save, r, local["md5"], what)
         else:
             running: Hashes | None = Hashes() if not dd["etags"] else None
             size = dd["part_size"]
@@ -288,22 +374,30 @@ class DataverseRepository:
                 part = PartBody(
                     item.path, offset, length, on_read=advance, running=running, part_md5=True
                 )
+                # Parts carry no tagging: Dataverse tags the object when it starts the upload.
                 r = self._store_put(entry, save, dd["urls"][n], part, f"{what} (part {n})")
-                self._check_etag(r, part.last.also.hexdigest(), f"{what} (part {n})")
+                sent = part.last
+                assert sent is not None and sent.also is not None  # part_md5=True hashes each part
+                self._check_etag(entry, save, r, sent.also.hexdigest(), f"{what} (part {n})")
                 running = part.hashes
                 dd["etags"][n] = str(r.header("ETag"))
                 save()
             local = running.result() if running is not None else None
-            complete = (
-                dd["complete"] if dd["complete"].startswith("http") else self.base + dd["complete"]
-            )
-            self.http.request(
+            r = self.http.request(
                 "PUT",
-                complete,
+                self._api_url(dd["complete"]),
                 json_body=dd["etags"],
+                allow=(400, 404, 409),
                 expect_json=False,
                 what=f"{what} (completing)",
             )
+            if r.status != 200:
+                self._abort(entry, save, what)
+                msg = (
+                    f"{what}: Dataverse could not complete the multipart upload (HTTP {r.status}); "
+                    "it has been aborted: re-run with --resume to send the file again"
+                )
+                raise DepositError(msg, details={"status": r.status})
         if local is None:
             local = hash_file(item.path)
         meta = {
@@ -326,29 +420,83 @@ class DataverseRepository:
         _status_errors(r, what)
         files = need(r.data, "data", "files", what=what)
         remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        # The checksum Dataverse records is the one sent (its fixity check at publication
+        # compares it with the stored object); the size it records is the stored object's.
+        if remote.size is not None and int(remote.size) != item.size:
+            entry.pop("direct", None)
+            save()
+            msg = (
+                f"{what}: Dataverse recorded {remote.size} bytes for the stored object, the file has "
+                f"{item.size}; the upload is incomplete: re-run with --resume to send it again"
+            )
+            raise DepositError(msg, details={"recorded": remote.size, "size": item.size})
         return Uploaded(remote, local)
+
+    def _api_url(self, path: str) -> str:
+        return path if path.startswith("http") else self.base + path
+
+    def _abort(self, entry: dict[str, Any], save: Any, what: str) -> None:
+        """Give up a multipart upload as the guide asks (``DELETE`` its abort URL); forget it."""
+        dd = entry.get("direct") or {}
+        if dd.get("abort"):
+            try:
+                self.http.request(
+                    "DELETE",
+                    self._api_url(dd["abort"]),
+                    allow=(400, 404, 410),
+                    expect_json=False,
+                    what=f"{what} (aborting)",
+                )
+            except DepositError:
+                pass  # the store expires abandoned parts; the re-run starts afresh anyway
+        entry.pop("direct", None)
+        save()
 
     def _store_put(
         self, entry, save, url: str, body, what: str, headers: dict[str, str] | None = None
     ) -> Reply:  # type: ignore[no-untyped-def]
         r = self.http.request(
-            "PUT", url, body=body, headers=headers, allow=(403,), expect_json=False, what=what
+            "PUT", url, body=body, headers=headers, allow=(400, 403), expect_json=False, what=what
         )
-        if r.status == 403:
-            # Presigned URLs expire (an hour on S3): forget them so a re-run asks for new ones.
-            entry.pop("direct", None)
-            save()
-            msg = f"{what}: the storage refused the presigned upload URL (expired?); re-run with --resume to get new ones"
-            raise DepositError(msg, details={"status": 403})
+        if r.status in (400, 403):
+            code, message = s3_error(r.text)
+            expired = "expired" in message.lower() or code == "ExpiredToken"
+            if headers and not expired and code in ("AccessDenied", "SignatureDoesNotMatch"):
+                # The URL's signature did not cover x-amz-tagging after all: once without it.
+                r = self.http.request(
+                    "PUT", url, body=body, allow=(400, 403), expect_json=False, what=what
+                )
+                if r.status not in (400, 403):
+                    return r
+                code, message = s3_error(r.text)
+            self._abort(entry, save, what)
+            if expired:
+                msg = f"{what}: the presigned upload URL has expired; re-run with --resume to get new ones"
+            else:
+                msg = (
+                    f"{what}: the storage refused the presigned upload (HTTP {r.status} {code}: {message}); "
+                    "re-run with --resume to get new URLs, and if it persists ask the repository about "
+                    "its direct-upload store"
+                )
+            raise DepositError(msg, details={"status": r.status, "code": code})
         return r
 
-    @staticmethod
-    def _check_etag(reply: Reply, md5: str, what: str) -> None:
-        """S3 answers each PUT with the md5 of what it stored as the ETag: the store's own check."""
+    def _check_etag(self, entry, save, reply: Reply, md5: str, what: str) -> None:  # type: ignore[no-untyped-def]
+        """Without SSE-KMS/SSE-C encryption S3's ETag of a PUT is the md5 of what it stored."""
+        sse = str(reply.header("x-amz-server-side-encryption") or "").lower()
+        if sse.startswith("aws:kms") or reply.header(SSE_HEADERS[1]):
+            return  # under SSE-KMS or SSE-C the ETag is not the md5 of the bytes
         etag = str(reply.header("ETag") or "").strip('"')
-        if etag and "-" not in etag and etag.lower() != md5:
+        if (
+            etag
+            and "-" not in etag
+            and re.fullmatch(r"[0-9a-f]{32}", etag.lower())
+            and etag.lower() != md5
+        ):
+            self._abort(entry, save, what)
             raise DepositError(
-                f"{what}: the store's checksum ({etag}) differs from the bytes sent ({md5}); re-run with --resume"
+                f"{what}: the store's checksum ({etag}) differs from the bytes sent ({md5}); "
+                "the upload was discarded: re-run with --resume"
             )
 
     def finalize(self, state: dict[str, Any]) -> None:

@@ -1,14 +1,21 @@
 """DSpace 7+ adapter (REST API, as VTechWorks and Cornell eCommons run it).
 
-Authentication: ``GET /server/api/authn/status`` hands out the ``DSPACE-XSRF-TOKEN``
-(header) and its cookie; ``POST /server/api/authn/login`` (form ``user``/``password``,
-with ``X-XSRF-TOKEN``) answers with ``Authorization: Bearer <JWT>``. Every write sends
-the latest XSRF token; a 403 about CSRF refreshes it, a 401 logs in again (once).
+Authentication: the first CSRF token comes from ``GET /server/api/security/csrf``
+(``DSpace/RestContract`` ``csrf-tokens.md``; DSpace 8.0-8.2 and 9.0-9.1 send no token on
+other GETs, so ``/authn/status`` alone is not enough there); ``POST /server/api/authn/login``
+(form ``user``/``password``, with ``X-XSRF-TOKEN``) answers with ``Authorization: Bearer <JWT>``.
+Every write sends the latest token seen in a ``DSPACE-XSRF-TOKEN`` header; a 403 about
+CSRF refreshes it, a 401 logs in again (once).
 
-Submission: ``POST /api/submission/workspaceitems?owningCollection=<uuid>`` →
-``PATCH`` sections (JSON Patch ``dc.*``, licence granted) → one multipart ``POST`` of each
+Submission (``RestContract/submission.md``): ``POST /api/submission/workspaceitems?owningCollection=<uuid>``
+→ ``PATCH`` sections (JSON Patch ``dc.*``, licence granted) → one multipart ``POST`` of each
 file to the workspace item → ``POST /api/workflow/workflowitems`` (``text/uri-list``).
-Files go in one request each, so the server's request cap (512 MB by default) applies.
+Since 7.6.2 / 8.1 the default projection embeds nothing (``RestContract/projections.md``),
+so the item is asked for with ``embed=item`` and otherwise read through its link.
+Only fields the collection's submission form has are sent: the form is read from
+``/api/config/submissiondefinitions`` and ``/api/config/submissionforms``; DSpace refuses
+a whole PATCH for one field outside it. Files go in one request each, so the server's
+request cap (512 MB by default) applies.
 """
 
 from __future__ import annotations
@@ -20,6 +27,13 @@ from curated.deposit._base import make_session, need
 from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
+from curated.metadata.crosswalk.dspace import (
+    DEFAULT_FORM,
+    FormField,
+    SubmissionForm,
+    fit_to_form,
+    missing_from_form,
+)
 
 PATCH_JSON = {"Content-Type": "application/json-patch+json"}
 URI_LIST = {"Content-Type": "text/uri-list"}
@@ -51,7 +65,10 @@ class DSpaceRepository:
         self.password = token
         self.user_env = user_env
         self.sections = sections
+        self.form: SubmissionForm | None = None
+        """The collection's submission form, read by :meth:`inspect`."""
         self._logging_in = False
+        self._logged_in = False
         self.http = make_session(
             self.api,
             headers={"Accept": "application/json"},
@@ -77,21 +94,36 @@ class DSpaceRepository:
         if self._logging_in:
             return False
         if reply.status == 403 and "csrf" in reply.text.lower():
-            self.http.request("GET", "/authn/status", what="refreshing the CSRF token")
+            self._fetch_csrf("refreshing the CSRF token")
             return True
         if reply.status == 401 and "Authorization" in self.http.session.headers:
             del self.http.session.headers["Authorization"]
+            self._logged_in = False
             self.login()
             return True
         return False
 
+    def _fetch_csrf(self, what: str) -> None:
+        """Ask for a CSRF token where DSpace hands one out on request.
+
+        ``GET /security/csrf`` answers 204 with the token (``RestContract/csrf-tokens.md``);
+        a DSpace 7 without that endpoint hands it out on ``/authn/status`` instead.
+        """
+        r = self.http.request(
+            "GET", "/security/csrf", allow=(404, 405), expect_json=False, what=what
+        )
+        if r.status in (404, 405):
+            self.http.request("GET", "/authn/status", what=what)
+
     def login(self) -> None:
+        if self._logged_in:
+            return
         if not self.user or not self.password:
             msg = f"DSpace needs an account: set {self.user_env} (e-mail) and the password variable"
             raise DepositError(msg, field=self.user_env)
         self._logging_in = True
         try:
-            self.http.request("GET", "/authn/status", what="starting a session")
+            self._fetch_csrf("starting a session")
             r = self.http.request(
                 "POST",
                 "/authn/login",
@@ -108,6 +140,7 @@ class DSpaceRepository:
             )
         self.http.secrets.append(bearer.removeprefix("Bearer ").strip())
         self.http.session.headers["Authorization"] = bearer
+        self._logged_in = True
 
     # ------------------------------------------------------------ protocol
     def check_access(self) -> None:
@@ -126,20 +159,130 @@ class DSpaceRepository:
         if r.status == 404:
             msg = f"the DSpace collection {self.collection!r} does not exist at {self.api}; check --target (the collection's UUID)"
             raise DepositError(msg, field="target")
+        self.form = self._read_form()
+
+    def can_inspect(self) -> bool:
+        return bool(self.user and self.password and self.collection)
+
+    def inspect(self) -> None:
+        """Read-only look at the target for ``--dry-run``: log in and read the collection's form."""
+        self.check_access()
+
+    def _read_form(self) -> SubmissionForm:
+        """The collection's submission definition and the forms of its metadata sections.
+
+        ``RestContract/submissiondefinitions.md`` (``search/findByCollection``, linked
+        ``sections``), ``submissionsections.md`` (``sectionType``, ``config`` link) and
+        ``submissionforms.md`` (``rows[].fields[].selectableMetadata[].metadata``).
+        """
+        what = "reading the collection's submission form"
+        r = self.http.request(
+            "GET",
+            "/config/submissiondefinitions/search/findByCollection",
+            params={"uuid": self.collection},
+            allow=(401, 403, 404),
+            what=what,
+        )
+        if r.status != 200 or not isinstance(r.data, dict):
+            return DEFAULT_FORM
+        name = str(r.data.get("id") or r.data.get("name") or "traditional")
+        link = (((r.data.get("_links") or {}).get("sections")) or {}).get("href")
+        sr = self.http.request(
+            "GET",
+            link or f"/config/submissiondefinitions/{quote(name)}/sections",
+            params={"size": 100},
+            allow=(401, 403, 404),
+            what=what,
+        )
+        listed = ((sr.data or {}).get("_embedded") or {}).get("submissionsections") or []
+        if sr.status != 200 or not listed:
+            return DEFAULT_FORM
+        form = SubmissionForm(name, {}, None, None, source=f"the {name!r} submission definition")
+        for sec in listed:
+            sid, kind = str(sec.get("id")), sec.get("sectionType")
+            if kind == "license":
+                form.license_section = sid
+            elif kind == "upload":
+                form.upload_section = sid
+            elif kind == "submission-form":
+                href = (((sec.get("_links") or {}).get("config")) or {}).get("href")
+                fr = self.http.request(
+                    "GET",
+                    href or f"/config/submissionforms/{quote(sid)}",
+                    allow=(401, 403, 404),
+                    what=what,
+                )
+                if fr.status != 200:
+                    return DEFAULT_FORM
+                form.sections[sid] = _form_fields(fr.data)
+        return form
+
+    def review(
+        self, metadata: Any, *, record: dict[str, Any], publish: bool
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Keep the operations the collection's form accepts; say what is left out."""
+        form = self.form or DEFAULT_FORM
+        ops, dropped = fit_to_form(metadata, form)
+        findings: list[dict[str, Any]] = []
+        if dropped:
+            findings.append(
+                {
+                    "what": f"DSpace: {form.source} has no field for {', '.join(dropped)}; "
+                    "these values are not carried over",
+                    "advice": "ask the repository to add the fields to the collection's form, "
+                    "or add them by hand after the deposit",
+                    "blocking": False,
+                }
+            )
+        missing = missing_from_form(ops, form)
+        if missing:
+            findings.append(
+                {
+                    "what": f"DSpace: the form requires {', '.join(missing)}, which the record leaves empty",
+                    "advice": "fill them in curated.yaml (curated metadata set)",
+                    "blocking": publish,
+                }
+            )
+        if form.license_section is None:
+            findings.append(
+                {
+                    "what": f"DSpace: {form.source} has no licence section, so none is granted",
+                    "advice": "the repository's curators may need to grant it",
+                    "blocking": False,
+                }
+            )
+        return ops, findings
 
     def _wsi(self, state: dict[str, Any]) -> str:
         return f"/submission/workspaceitems/{state['id']}"
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
+        what = "creating the workspace item"
         r = self.http.request(
             "POST",
             "/submission/workspaceitems",
-            params={"owningCollection": self.collection},
+            params={"owningCollection": self.collection, "embed": "item"},
             json_body={},
-            what="creating the workspace item",
+            what=what,
         )
-        item = need(r.data, "_embedded", "item", what="creating the workspace item")
-        return {"id": r.data["id"], "item": item["uuid"]}
+        wsi = need(r.data, "id", what=what)
+        return {"id": wsi, "item": self._item_of(r.data, wsi, what)}
+
+    def _item_of(self, data: dict[str, Any], wsi: Any, what: str) -> str:
+        """The item's UUID: embedded when the server embeds it, else read through its link."""
+        item = ((data.get("_embedded") or {}).get("item")) or None
+        if isinstance(item, dict) and item.get("uuid"):
+            return str(item["uuid"])
+        href = (((data.get("_links") or {}).get("item")) or {}).get("href")
+        r = self.http.request(
+            "GET", href or f"/submission/workspaceitems/{wsi}/item", allow=(404,), what=what
+        )
+        if r.status == 404:  # no item link to follow: ask for the workspace item with it embedded
+            r = self.http.request(
+                "GET", f"/submission/workspaceitems/{wsi}", params={"embed": "item"}, what=what
+            )
+            return str(need(r.data, "_embedded", "item", "uuid", what=what))
+        return str(need(r.data, "uuid", what=what))
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
         item = previous["state"]["item"]
@@ -187,7 +330,8 @@ class DSpaceRepository:
         )
 
     def _files(self, data: Any) -> list[dict[str, Any]]:
-        return (((data or {}).get("sections") or {}).get("upload") or {}).get("files") or []
+        section = (self.form or DEFAULT_FORM).upload_section or "upload"
+        return (((data or {}).get("sections") or {}).get(section) or {}).get("files") or []
 
     @staticmethod
     def _remote(f: dict[str, Any]) -> RemoteFile:
@@ -206,7 +350,8 @@ class DSpaceRepository:
         r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
         for i, f in enumerate(self._files(r.data)):
             if self._remote(f).name == remote.name:
-                ops = [{"op": "remove", "path": f"/sections/upload/files/{i}"}]
+                section = (self.form or DEFAULT_FORM).upload_section or "upload"
+                ops = [{"op": "remove", "path": f"/sections/{section}/files/{i}"}]
                 self.http.request(
                     "PATCH",
                     self._wsi(state),
@@ -237,7 +382,10 @@ class DSpaceRepository:
         return Uploaded(remote, holder[0].hashes.result())
 
     def finalize(self, state: dict[str, Any]) -> None:
-        ops = [{"op": "add", "path": "/sections/license/granted", "value": "true"}]
+        section = (self.form or DEFAULT_FORM).license_section
+        if section is None:
+            return
+        ops = [{"op": "add", "path": f"/sections/{section}/granted", "value": "true"}]
         r = self.http.request(
             "PATCH",
             self._wsi(state),
@@ -290,7 +438,7 @@ class DSpaceRepository:
     ) -> list[PlannedCall]:
         a = self.api
         calls = [
-            PlannedCall("GET", f"{a}/authn/status", note="obtain the XSRF token"),
+            PlannedCall("GET", f"{a}/security/csrf", note="obtain the XSRF token"),
             PlannedCall(
                 "POST",
                 f"{a}/authn/login",
@@ -298,6 +446,11 @@ class DSpaceRepository:
                 note="obtain the JWT",
             ),
             PlannedCall("GET", f"{a}/core/collections/{self.collection}"),
+            PlannedCall(
+                "GET",
+                f"{a}/config/submissiondefinitions/search/findByCollection?uuid={self.collection}",
+                note="read the collection's submission form; send only the fields it has",
+            ),
         ]
         if new_version_of:
             calls.append(
@@ -306,7 +459,9 @@ class DSpaceRepository:
         else:
             calls.append(
                 PlannedCall(
-                    "POST", f"{a}/submission/workspaceitems?owningCollection={self.collection}", {}
+                    "POST",
+                    f"{a}/submission/workspaceitems?owningCollection={self.collection}&embed=item",
+                    {},
                 )
             )
         calls.append(
@@ -322,13 +477,22 @@ class DSpaceRepository:
                     f"<multipart file: {it.size} bytes from {it.path}>",
                 )
             )
-        calls.append(
-            PlannedCall(
-                "PATCH",
-                f"{a}/submission/workspaceitems/{{id}}",
-                [{"op": "add", "path": "/sections/license/granted", "value": "true"}],
+        licence_section = (self.form or DEFAULT_FORM).license_section
+        if licence_section:
+            calls.append(
+                PlannedCall(
+                    "PATCH",
+                    f"{a}/submission/workspaceitems/{{id}}",
+                    [
+                        {
+                            "op": "add",
+                            "path": f"/sections/{licence_section}/granted",
+                            "value": "true",
+                        }
+                    ],
+                    note="grant the deposit licence",
+                )
             )
-        )
         if publish:
             calls.append(
                 PlannedCall(
@@ -339,3 +503,20 @@ class DSpaceRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _form_fields(data: Any) -> dict[str, FormField]:
+    """``rows[].fields[]`` of a submission form as metadata key → :class:`FormField`."""
+    out: dict[str, FormField] = {}
+    for row in (data or {}).get("rows") or []:
+        for f in (row or {}).get("fields") or []:
+            for sel in f.get("selectableMetadata") or []:
+                key = sel.get("metadata")
+                if key:
+                    out[str(key)] = FormField(
+                        str(key),
+                        bool(f.get("mandatory")),
+                        bool(f.get("repeatable", True)),
+                        str(f.get("label") or ""),
+                    )
+    return out

@@ -11,11 +11,33 @@ parts still pending. Publishing again after changing files makes a new version.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from curated.deposit._base import body_errors, make_session
 from curated.deposit.http import Hashes, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
+from curated.metadata.crosswalk.figshare import (
+    MAX_AUTHORS,
+    pick_categories,
+    publication_problems,
+)
+
+
+def upload_location(upload_url: str, token: str) -> str:
+    """The upload service's address for one file: ``<service>/upload/<token>``.
+
+    Figshare's file record gives ``upload_url`` either whole (``…/upload/<token>``) or as
+    the service root (swagger ``PrivateFile`` example ``https://uploads.figshare.com``)
+    with ``upload_token`` apart (``docs/api/file_uploader.md``: ``GET /upload/<token>``).
+    """
+    parts = urlsplit(upload_url)
+    segments = [p for p in parts.path.split("/") if p]
+    if token and (not segments or segments[-1] != token):
+        if not segments or segments[-1] != "upload":
+            segments.append("upload")
+        segments.append(token)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(segments), parts.query, ""))
 
 
 def _locked(reply: Reply) -> bool:
@@ -47,6 +69,10 @@ class FigshareRepository:
         self.project = collection
         self.status_polls = status_polls
         self.licences: list[dict[str, Any]] | None = None
+        self.categories: list[dict[str, Any]] | None = None
+        self.more_authors: list[dict[str, Any]] = []
+        """Authors past the tenth, sent through the authors endpoint after create/update."""
+        self._token = token
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"token {token}"
@@ -71,8 +97,106 @@ class FigshareRepository:
             if r.status == 404:
                 msg = f"the Figshare project {self.project!r} does not exist or is not yours; check --target (the project id)"
                 raise DepositError(msg, field="target")
+        self.inspect()
+
+    def can_inspect(self) -> bool:
+        return bool(self._token)
+
+    def inspect(self) -> None:
+        """The account's licences and categories (``GET /account/licenses``, ``/account/categories``)."""
         r = self.http.request("GET", "/account/licenses", what="reading the account's licences")
         self.licences = r.data if isinstance(r.data, list) else None
+        # The account's categories (an institution may restrict them), else Figshare's public list.
+        for path in ("/account/categories", "/categories"):
+            r = self.http.request(
+                "GET", path, allow=(404,), what="reading the account's categories"
+            )
+            if r.status == 200 and isinstance(r.data, list):
+                self.categories = r.data
+                break
+
+    def review(
+        self, metadata: Any, *, record: dict[str, Any], publish: bool
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Licence and categories from the account's lists; authors past the tenth set aside.
+
+        Figshare publishes only with categories, keywords, a licence and a description of
+        4-10,000 characters, and create/update take at most 10 authors.
+        """
+        from curated.metadata.crosswalk.figshare import licence_id
+
+        art = dict(metadata)
+        findings: list[dict[str, Any]] = []
+        study = record.get("study") or {}
+        if self.licences is not None and "license" not in art and study.get("license"):
+            lic = licence_id(study.get("license"), self.licences)
+            if lic is not None:
+                art["license"] = lic
+        if self.categories and not art.get("categories"):
+            cats = pick_categories(record, self.categories)
+            if not cats:
+                first = next(
+                    (c for c in self.categories if not c.get("parent_id")), self.categories[0]
+                )
+                cats = [int(first["id"])]
+                findings.append(
+                    {
+                        "what": f"Figshare: no category of the account matches the record's keywords; "
+                        f"the article is filed under {first.get('title')!r}",
+                        "advice": "add one of the account's category titles to study.keywords to choose "
+                        "another, or change it on figshare.com",
+                        "blocking": False,
+                    }
+                )
+            art["categories"] = cats
+        authors = list(art.get("authors") or [])
+        art["authors"], self.more_authors = authors[:MAX_AUTHORS], authors[MAX_AUTHORS:]
+        if self.more_authors:
+            findings.append(
+                {
+                    "what": f"Figshare: {len(authors)} authors; the article is created with the first "
+                    f"{MAX_AUTHORS} and the other {len(self.more_authors)} are added through its authors endpoint",
+                    "advice": "nothing to do",
+                    "blocking": False,
+                }
+            )
+        known = self.licences is not None and self.categories is not None
+        missing = publication_problems(art)
+        if not known:
+            missing = [
+                m for m in missing if "licence" not in m and "category" not in m
+            ]  # decided by the account's lists, read once the deposit runs
+        if missing:
+            findings.append(
+                {
+                    "what": f"Figshare publishes only with {', '.join(missing)}",
+                    "advice": "fill them in curated.yaml (study.description, study.keywords, study.license "
+                    "from the account's licences), or deposit without --publish and finish on figshare.com",
+                    "blocking": publish,
+                }
+            )
+        if not known:
+            findings.append(
+                {
+                    "what": "Figshare: the licence id and categories come from the account's lists, "
+                    "read when the deposit runs (no token in this dry run)",
+                    "advice": "set the token variable to check them now",
+                    "blocking": False,
+                }
+            )
+        return art, findings
+
+    def _add_authors(self, state: dict[str, Any]) -> None:
+        for i in range(0, len(self.more_authors), MAX_AUTHORS):
+            chunk = self.more_authors[i : i + MAX_AUTHORS]
+            r = self.http.request(
+                "POST",
+                f"{self._article(state)}/authors",
+                json_body={"authors": chunk},
+                expect_json=False,
+                what="adding the other authors",
+            )
+            body_errors(r, "adding the other authors", self.http)
 
     def _article(self, state: dict[str, Any]) -> str:
         return f"/account/articles/{state['id']}"
@@ -85,7 +209,7 @@ class FigshareRepository:
         aid = data.get("entity_id") or data.get("id") or _tail_id(str(data.get("location") or ""))
         if not aid:
             raise DepositError("creating the article: Figshare's answer has no article id")
-        return {"id": str(aid)}
+        return {"id": str(aid)}  # the other authors come with set_metadata, which follows
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
         # Figshare versions an article each time it is published again.
@@ -100,6 +224,7 @@ class FigshareRepository:
             what="setting the metadata",
         )
         body_errors(r, "setting the metadata", self.http)
+        self._add_authors(state)
 
     def remote_files(self, state: dict[str, Any]) -> dict[str, RemoteFile]:
         r = self.http.request(
@@ -148,9 +273,7 @@ class FigshareRepository:
         upload_url = str((r.data or {}).get("upload_url") or "").rstrip("/")
         if not upload_url:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
-        token = str((r.data or {}).get("upload_token") or "")
-        if token and not upload_url.endswith(token):  # older answers give the token apart
-            upload_url = f"{upload_url}/{token}"
+        upload_url = upload_location(upload_url, str((r.data or {}).get("upload_token") or ""))
         r = self.http.request("GET", upload_url, what=f"{what} (part list)")
         parts = sorted((r.data or {}).get("parts") or [], key=lambda p: p["partNo"])
         if not parts:
@@ -224,12 +347,22 @@ class FigshareRepository:
         calls = [
             PlannedCall("GET", f"{a}/account", note="check the token"),
             PlannedCall("GET", f"{a}/account/licenses"),
+            PlannedCall("GET", f"{a}/account/categories", note="choose the categories"),
         ]
         if new_version_of:
             calls.append(PlannedCall("PUT", f"{a}/account/articles/{new_version_of}", metadata))
         else:
             calls.append(
                 PlannedCall("POST", f"{a}/account/articles", metadata, note="create the article")
+            )
+        if self.more_authors:
+            calls.append(
+                PlannedCall(
+                    "POST",
+                    f"{a}/account/articles/{{id}}/authors",
+                    {"authors": self.more_authors},
+                    note="authors past the tenth",
+                )
             )
         for it in items:
             calls.append(

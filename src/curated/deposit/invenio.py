@@ -8,12 +8,21 @@ replaces all) → per file ``POST …/draft/files [{"key"}]`` → ``PUT …/file
 
 Multipart transfer (``{"transfer": {"type": "M", "parts", "part_size"}}``) is used for
 files above ``multipart_threshold`` when the instance accepts it; an instance that
-refuses it (400) gets single PUTs from then on.
+refuses it (400) gets single PUTs from then on. After a multipart commit the checksum
+is empty or ``multipart:<etag>-<part size>`` until a background task computes the md5
+(invenio-records-resources ``services/files/transfer/providers/multipart.py``), so the
+file is read again until its ``md5:`` arrives.
+
+Vocabulary ids (affiliations, funders, awards) must exist in the instance's vocabularies
+(``/api/affiliations/{id}``, ``/api/funders/{id}``, ``/api/awards/{id}``): Zenodo has them,
+a small instance often has none, so an id the instance lacks is replaced by the name.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +30,7 @@ from curated.deposit._base import body_errors, make_session, need
 from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
+from curated.metadata.crosswalk.invenio import award_id
 
 PART_SIZE = 512 * 2**20
 
@@ -43,6 +53,7 @@ class InvenioRepository:
         multipart_threshold: int = 2 * 2**30,
         part_size: int = PART_SIZE,
         name: str = "InvenioRDM",
+        checksum_wait: float = 900.0,
     ) -> None:
         base = url.rstrip("/")
         self.api = base if base.endswith("/api") else base + "/api"
@@ -52,6 +63,13 @@ class InvenioRepository:
         self.part_size = part_size
         self.multipart_ok = True
         self.name = name
+        self.checksum_wait = checksum_wait
+        """Seconds to wait for the md5 of a multipart upload before leaving it to ``--resume``."""
+        self._token = token
+        self.vocabulary: dict[str, bool] = {}
+        """``kind/id`` → whether the instance's vocabulary has it (read by :meth:`review`)."""
+        self.online = False
+        """Whether the instance has been reached (vocabulary ids are then checked with it)."""
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -74,6 +92,7 @@ class InvenioRepository:
     # ------------------------------------------------------------ protocol
     def check_access(self) -> None:
         self.http.request("GET", "/user/records", params={"size": 1}, what="checking the token")
+        self.online = True
         if self.collection:
             r = self.http.request(
                 "GET",
@@ -85,6 +104,92 @@ class InvenioRepository:
                 msg = f"the community {self.collection!r} does not exist at {self.api}; check --target (the community's URL slug)"
                 raise DepositError(msg, field="target")
             self.community_id = str(need(r.data, "id", what="looking up the community"))
+
+    def can_inspect(self) -> bool:
+        return bool(self._token)
+
+    def inspect(self) -> None:
+        """Read-only look for ``--dry-run``: the token and community; vocabularies are read in review."""
+        self.check_access()
+
+    def _has(self, kind: str, ident: str) -> bool:
+        """Whether the instance's ``kind`` vocabulary has ``ident``; offline, Zenodo is assumed to."""
+        if not self.online:
+            return self.name == "Zenodo"
+        key = f"{kind}/{ident}"
+        if key not in self.vocabulary:
+            r = self.http.request(
+                "GET",
+                f"/{kind}/{quote(ident, safe='')}",
+                allow=(404, 410),
+                what=f"looking up {ident} in the instance's {kind}",
+            )
+            self.vocabulary[key] = r.status == 200
+        return self.vocabulary[key]
+
+    def review(
+        self, metadata: Any, *, record: dict[str, Any], publish: bool
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Replace vocabulary ids the instance lacks by names; find awards by their id.
+
+        ``online`` reviews (a deposit, or a dry run with a token) ask the instance;
+        otherwise the ids are kept for Zenodo and reported as unchecked elsewhere.
+        """
+        draft = copy.deepcopy(metadata)
+        md = draft["metadata"]
+        findings: list[dict[str, Any]] = []
+        named: list[str] = []
+        for c in md.get("creators") or []:
+            for aff in c.get("affiliations") or []:
+                if "id" in aff and not self._has("affiliations", aff["id"]):
+                    named.append(f"affiliation {aff['id']} ({aff.get('name')})")
+                    del aff["id"]
+        grants = [
+            g
+            for g in (record.get("study") or {}).get("funding") or []
+            if isinstance(g, dict) and g.get("funder")
+        ]
+        dropped_awards: list[str] = []
+        for f, g in zip(md.get("funding") or [], grants, strict=False):
+            fid = f["funder"].get("id")
+            if fid and not self._has("funders", fid):
+                named.append(f"funder {fid} ({f['funder'].get('name')})")
+                del f["funder"]["id"]
+                fid = None
+            if "award" in f or not g.get("award_id"):
+                continue
+            aid = award_id(fid, str(g["award_id"]))
+            if aid and self._has("awards", aid):
+                f["award"] = {"id": aid}
+            else:
+                dropped_awards.append(str(g["award_id"]))
+        if named:
+            findings.append(
+                {
+                    "what": f"{self.name}: the instance's vocabularies lack {', '.join(named)}; sent by name instead",
+                    "advice": "nothing to do (ask the repository to load ROR if ids matter)",
+                    "blocking": False,
+                }
+            )
+        if dropped_awards:
+            findings.append(
+                {
+                    "what": f"{self.name}: award {', '.join(dropped_awards)} has no title and is not in the "
+                    "instance's awards vocabulary, which an award needs; only its funder is sent",
+                    "advice": "add study.funding[].award_title to curated.yaml to carry the award number",
+                    "blocking": False,
+                }
+            )
+        if not self.online and self.name != "Zenodo":
+            findings.append(
+                {
+                    "what": f"{self.name}: affiliation/funder/award ids are checked against the instance's "
+                    "vocabularies when the deposit runs (no token in this dry run)",
+                    "advice": "ids the instance lacks will be sent as names",
+                    "blocking": False,
+                }
+            )
+        return draft, findings
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
         r = self.http.request("POST", "/records", json_body=metadata, what="creating the draft")
@@ -129,6 +234,9 @@ class InvenioRepository:
         for e in (r.data or {}).get("entries") or []:
             if e.get("status", "completed") != "completed":
                 continue
+            if not str(e.get("checksum") or "").startswith("md5:"):
+                out[e["key"]] = self._settled(state, e["key"], e, f"checking {e['key']}")
+                continue
             algo, _, value = str(e.get("checksum") or "").partition(":")
             out[e["key"]] = RemoteFile(
                 e["key"], e.get("size"), value or None, algo or "md5", e.get("file_id")
@@ -146,6 +254,10 @@ class InvenioRepository:
 
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
+        if entry.get("committed"):
+            # An earlier run committed the bytes and stopped waiting for the md5.
+            r = self.http.request("GET", self._file(state, item.name), what=what)
+            return Uploaded(self._settled(state, item.name, r.data or {}, what), None)
         if not entry.get("initiated"):
             spec: dict[str, Any] = {"key": item.name}
             transfer = "L"
@@ -224,7 +336,7 @@ class InvenioRepository:
                 save()
             local = running.result() if running is not None else None
         else:
-            holder = []
+            holder: list[FileSlice] = []
 
             def body() -> FileSlice:
                 s = FileSlice(item.path, on_read=advance)
@@ -244,15 +356,38 @@ class InvenioRepository:
             "POST", f"{self._file(state, item.name)}/commit", what=f"{what} (commit)"
         )
         body_errors(r, f"{what} (commit)", self.http)
-        algo, _, value = str((r.data or {}).get("checksum") or "").partition(":")
-        remote = RemoteFile(
-            item.name,
-            (r.data or {}).get("size"),
-            value or None,
-            algo or "md5",
-            (r.data or {}).get("file_id"),
-        )
-        return Uploaded(remote, local)
+        entry["committed"] = True
+        save()
+        return Uploaded(self._settled(state, item.name, r.data or {}, what), local)
+
+    def _settled(
+        self, state: dict[str, Any], key: str, data: dict[str, Any], what: str
+    ) -> RemoteFile:
+        """The committed file with its md5, reading it again while the checksum is pending.
+
+        A multipart commit answers with an empty or ``multipart:<etag>-<part size>``
+        checksum; a background task writes the ``md5:`` later.
+        """
+        polls = 0
+        deadline = time.monotonic() + self.checksum_wait
+        while not str(data.get("checksum") or "").startswith("md5:"):
+            if polls and time.monotonic() >= deadline:
+                msg = (
+                    f"{what}: {self.name} has not computed the file's md5 yet (it reports "
+                    f"{data.get('checksum') or 'no checksum'!r}); the bytes are committed: "
+                    "re-run with --resume later to verify them"
+                )
+                raise DepositError(msg, details={"checksum": data.get("checksum")})
+            self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls, 5), 30.0))
+            polls += 1
+            data = (
+                self.http.request(
+                    "GET", self._file(state, key), what=f"{what} (waiting for its checksum)"
+                ).data
+                or {}
+            )
+        algo, _, value = str(data.get("checksum")).partition(":")
+        return RemoteFile(key, data.get("size"), value or None, algo, data.get("file_id"))
 
     def finalize(self, state: dict[str, Any]) -> None:
         if state.get("community"):

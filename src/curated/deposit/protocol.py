@@ -4,6 +4,17 @@ A deposit is: check access → create a draft (or a new version of a published r
 → set metadata → upload each file (size + checksum known) → finalize → publish.
 Adapters keep whatever they need to find their draft again in a JSON-serialisable
 ``state`` dict, which the journal stores so a re-run can continue.
+
+Optional, for targets whose acceptance depends on the instance (a DSpace collection's
+submission form, a Figshare account's licences and categories, InvenioRDM's vocabularies,
+a Dataverse installation's licences):
+
+* ``review(metadata, *, record, publish) -> (metadata, findings)`` fits the crosswalk's
+  metadata to what the target accepts and returns it with findings
+  (``{"what", "advice", "blocking"}``) saying what it would refuse or drop; a blocking
+  finding stops the deposit before anything is created.
+* ``inspect()`` reads the target (GET requests; DSpace also logs in) so that a dry run
+  reviews against the instance itself; ``can_inspect()`` says whether a credential is at hand.
 """
 
 from __future__ import annotations

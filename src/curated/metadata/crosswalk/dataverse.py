@@ -7,9 +7,11 @@ author, datasetContact (with e-mail), dsDescription and subject.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from curated.metadata.crosswalk.common import (
+    Licence,
     as_dict,
     licence,
     normalise_doi,
@@ -19,6 +21,70 @@ from curated.metadata.crosswalk.common import (
 
 SUBJECT = "Medicine, Health and Life Sciences"
 """Dataverse's controlled subject for biomedical imaging."""
+
+DEFAULT_LICENCES: list[dict[str, Any]] = [
+    # What a Dataverse installation offers out of the box (IQSS/dataverse
+    # scripts/api/data/licenses/licenseCC0-1.0.json and licenseCC-BY-4.0.json); note http://.
+    {
+        "name": "CC0 1.0",
+        "uri": "http://creativecommons.org/publicdomain/zero/1.0",
+        "active": True,
+        "rightsIdentifier": "CC0-1.0",
+    },
+    {
+        "name": "CC BY 4.0",
+        "uri": "http://creativecommons.org/licenses/by/4.0",
+        "active": True,
+        "rightsIdentifier": "CC-BY-4.0",
+    },
+]
+
+
+def _uri_key(uri: str) -> str:
+    """A licence address with the variations installations use taken out.
+
+    ``http``/``https``, ``www.``, a trailing ``/``, ``legalcode``/``deed.*`` pages and
+    opensource.org's ``/licenses/`` vs ``/license/`` all name the same licence.
+    """
+    u = uri.strip().lower()
+    u = re.sub(r"^https?://", "", u).removeprefix("www.")
+    u = re.sub(r"/(legalcode|deed)(\.[a-z-]+)?/?$", "", u).rstrip("/")
+    u = u.removesuffix(".html").removesuffix(".txt")
+    return u.replace("opensource.org/licenses/", "opensource.org/license/")
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower()).removesuffix("international")
+
+
+def match_licence(spdx: str | None, offered: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The installation's licence (from ``GET /api/licenses``) that is the SPDX licence ``spdx``.
+
+    Dataverse finds a dataset's licence by its exact URI or name (``LicenseServiceBean
+    .getByNameOrUri``), and installations spell them their own way ("CC BY-SA 4.0",
+    "Apache-2.0", ``http://`` URIs). Matched in order: the licence's SPDX
+    ``rightsIdentifier`` (Dataverse 6.2+), its URI, its name. Inactive licences never match.
+    """
+    if not spdx or not offered:
+        return None
+    lic: Licence | None = licence(spdx)
+    active = [o for o in offered if o.get("active", True)]
+    wanted = str(lic.spdx_id if lic else spdx).lower()
+    for o in active:
+        if str(o.get("rightsIdentifier") or "").lower() == wanted:
+            return o
+    if lic is not None:
+        uris = {_uri_key(lic.url), _uri_key(lic.spdx_url)}
+        for o in active:
+            if o.get("uri") and _uri_key(str(o["uri"])) in uris:
+                return o
+    names = {_name_key(wanted)}
+    if lic is not None:
+        names.add(_name_key(lic.name))
+    for o in active:
+        if _name_key(str(o.get("name") or "")) in names:
+            return o
+    return None
 
 
 def _p(name: str, value: Any, *, multiple: bool = False, cls: str = "primitive") -> dict[str, Any]:
@@ -39,8 +105,16 @@ def _author(person: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
-    """The ``{"datasetVersion": ...}`` body Dataverse's native API takes for ``record``."""
+def to_dataverse(
+    record: Any, *, today: str | None = None, licences: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ``{"datasetVersion": ...}`` body Dataverse's native API takes for ``record``.
+
+    ``licences`` is the installation's list (``GET /api/licenses``); without it, the
+    licences every installation starts with are assumed (:data:`DEFAULT_LICENCES`).
+    A licence the installation does not offer is left out here: the deposit reports it
+    (Dataverse would otherwise apply its default licence).
+    """
     rec = as_dict(record)
     study = rec.get("study") or {}
     authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
@@ -145,13 +219,9 @@ def to_dataverse(record: Any, *, today: str | None = None) -> dict[str, Any]:
     version: dict[str, Any] = {
         "metadataBlocks": {"citation": {"displayName": "Citation Metadata", "fields": fields}}
     }
-    lic = licence(study.get("license"))
-    if lic:
-        # Dataverse names its licences "CC BY 4.0", "CC0 1.0"; the URI identifies them.
-        version["license"] = {
-            "name": lic.spdx_id.replace("-", " "),
-            "uri": lic.url.removesuffix("legalcode").rstrip("/"),
-        }
+    found = match_licence(study.get("license"), licences or DEFAULT_LICENCES)
+    if found:
+        version["license"] = {"name": str(found["name"]), "uri": str(found["uri"])}
     return {"datasetVersion": version}
 
 

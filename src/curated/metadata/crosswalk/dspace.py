@@ -8,6 +8,7 @@ may differ; pass ``sections`` to match the target (its ids are listed at
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from curated.metadata.crosswalk.common import (
@@ -112,3 +113,115 @@ def missing_required(record: Any) -> list[str]:
     if not study.get("authors"):
         missing.append("study.authors")
     return missing
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One metadata field a submission form offers."""
+
+    key: str
+    """``dc.title``; a field with several selectable keys (``qualdrop_value``) gives one each."""
+    mandatory: bool = False
+    repeatable: bool = True
+    label: str = ""
+
+
+@dataclass
+class SubmissionForm:
+    """What a collection's submission definition accepts, section by section.
+
+    DSpace refuses a JSON Patch that names a field outside the section's form (422)
+    and refuses the whole PATCH for it, so every operation is checked against this
+    before it is sent (``RestContract/workspaceitem-data-metadata.md``).
+    """
+
+    name: str
+    sections: dict[str, dict[str, FormField]] = field(default_factory=dict)
+    """Section id (``traditionalpageone``) → metadata key → field, for ``submission-form`` sections."""
+    license_section: str | None = "license"
+    upload_section: str | None = "upload"
+    source: str = "DSpace's default submission-forms.xml"
+    """Where the form came from: the repository, or the documented default when it could not be read."""
+
+    def section_for(self, key: str) -> str | None:
+        for sid, fields in self.sections.items():
+            if key in fields:
+                return sid
+        return None
+
+    def mandatory(self) -> list[tuple[str, FormField]]:
+        return [
+            (sid, f)
+            for sid, fields in self.sections.items()
+            for f in fields.values()
+            if f.mandatory
+        ]
+
+
+def _fields(*specs: tuple[str, bool, bool, str]) -> dict[str, FormField]:
+    return {k: FormField(k, m, r, label) for k, m, r, label in specs}
+
+
+DEFAULT_FORM = SubmissionForm(
+    "traditional",
+    {
+        # DSpace/DSpace dspace/config/submission-forms.xml, <form name="traditionalpageone">
+        "traditionalpageone": _fields(
+            ("dc.contributor.author", False, True, "Author"),
+            ("dc.title", True, False, "Title"),
+            ("dc.title.alternative", False, True, "Other Titles"),
+            ("dc.date.issued", True, False, "Date of Issue"),
+            ("dc.publisher", False, False, "Publisher"),
+            ("dc.identifier.citation", False, False, "Citation"),
+            ("dc.relation.ispartofseries", False, True, "Series/Report No."),
+            ("dc.identifier.issn", False, True, "Identifiers"),
+            ("dc.identifier.other", False, True, "Identifiers"),
+            ("dc.identifier.ismn", False, True, "Identifiers"),
+            ("dc.identifier.govdoc", False, True, "Identifiers"),
+            ("dc.identifier.uri", False, True, "Identifiers"),
+            ("dc.identifier.isbn", False, True, "Identifiers"),
+            ("dc.type", False, True, "Type"),
+            ("dc.language.iso", False, False, "Language"),
+        ),
+        # ... <form name="traditionalpagetwo">
+        "traditionalpagetwo": _fields(
+            ("dc.subject", False, True, "Subject Keywords"),
+            ("dc.description.abstract", False, False, "Abstract"),
+            ("dc.description.sponsorship", False, False, "Sponsors"),
+            ("dc.description", False, False, "Description"),
+        ),
+    },
+)
+"""The ``traditional`` definition DSpace ships (used offline, and when a repository's form cannot be read)."""
+
+
+def fit_to_form(
+    ops: list[dict[str, Any]], form: SubmissionForm
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Route each ``add`` operation to the section whose form has its field.
+
+    Returns the operations DSpace will accept and the ``dc.*`` keys the form has no
+    field for (reported as not carried over, never sent: one unknown field would make
+    DSpace refuse the whole PATCH). A non-repeatable field keeps its first value, the
+    others are joined into it with ``; `` so that nothing is silently lost.
+    """
+    kept: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    for op in ops:
+        key = op["path"].rstrip("/").rsplit("/", 1)[-1]
+        section = form.section_for(key)
+        if section is None:
+            dropped.append(key)
+            continue
+        values = list(op.get("value") or [])
+        if not form.sections[section][key].repeatable and len(values) > 1:
+            joined = "; ".join(str(v.get("value")) for v in values)
+            values = [{**values[0], "value": joined}]
+        kept.append({**op, "path": f"/sections/{section}/{key}", "value": values})
+    return kept, dropped
+
+
+def missing_from_form(ops: list[dict[str, Any]], form: SubmissionForm) -> list[str]:
+    """Mandatory form fields the operations leave empty (DSpace refuses to submit without them)."""
+    sent = {op["path"].rstrip("/").rsplit("/", 1)[-1] for op in ops}
+    return [f"{f.key} ({f.label or sid})" for sid, f in form.mandatory() if f.key not in sent]

@@ -18,7 +18,7 @@ from curated.metadata.crosswalk.common import (
 )
 
 
-def _licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int | None:
+def licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int | None:
     lic = licence(spdx)
     if not lic or not licences:
         return None
@@ -62,7 +62,7 @@ def to_figshare(
             keywords.append(str(name))
     if keywords:
         art["keywords"] = keywords
-    lic_id = _licence_id(study.get("license"), licences)
+    lic_id = licence_id(study.get("license"), licences)
     if lic_id is not None:
         art["license"] = lic_id
     funding = [
@@ -83,10 +83,80 @@ def to_figshare(
             refs.append(ident)
     if refs:
         art["references"] = refs
-    release = study.get("release_date")
-    if release:
-        art["timeline"] = {"firstOnline": str(release)[:10]}
+    # No ``timeline``: its dates are Figshare's own (first online = publication) and an
+    # embargo has its own endpoint; a release date is not something to send here.
     return art
+
+
+PUBLISH_FIELDS = ("title", "description", "authors", "keywords", "license", "categories")
+"""What Figshare requires before an article can be published (help.figshare.com
+``article/figshare-metadata-schema-overview``: title, authors, item type, categories,
+keywords, description, licence)."""
+MAX_ITEMS = 100
+"""At most 100 authors, categories and keywords per item (same page)."""
+MAX_KEYWORD = 2000
+DESCRIPTION_LIMITS = (4, 10_000)
+MAX_AUTHORS = 10
+"""Article create/update take at most this many authors; the rest go through
+``POST /account/articles/{id}/authors`` (figshare swagger ``AuthorsCreator``)."""
+
+# Broad categories tried, in order, when none of the record's terms names an account
+# category (Figshare's categories are the ANZSRC 2020 fields of research).
+FALLBACK_CATEGORIES = (
+    "microscopy",
+    "cell neuroscience",
+    "neurosciences",
+    "cell development, proliferation and death",
+    "cellular interactions",
+    "biological sciences",
+)
+
+
+def pick_categories(record: Any, categories: list[dict[str, Any]] | None) -> list[int]:
+    """Category ids for ``record`` from an account's category list (``GET /account/categories``).
+
+    A category whose title equals one of the record's keywords, imaging method or
+    organism wins; else the first of :data:`FALLBACK_CATEGORIES` the account has.
+    """
+    if not categories:
+        return []
+    rec = as_dict(record)
+    study = rec.get("study") or {}
+    terms = [str(k) for k in study.get("keywords") or [] if k]
+    terms.append(str((rec.get("dataset") or {}).get("imaging_method_name") or ""))
+    for sample in rec.get("biosamples") or []:
+        terms.append(str(((sample or {}).get("organism") or {}).get("scientific_name") or ""))
+    wanted = {t.strip().lower() for t in terms if t.strip()}
+    by_title: dict[str, int] = {}
+    for c in categories:
+        title = str(c.get("title") or "").strip().lower()
+        if title and c.get("id") is not None:
+            by_title.setdefault(title, int(c["id"]))
+    found = [by_title[t] for t in sorted(wanted) if t in by_title]
+    if not found:
+        found = [by_title[t] for t in FALLBACK_CATEGORIES if t in by_title][:1]
+    return found[:3]
+
+
+def publication_problems(article: dict[str, Any]) -> list[str]:
+    """Why Figshare would refuse to publish ``article`` ("Missing mandatory field for publication")."""
+    out = []
+    desc = str(article.get("description") or "")
+    lo, hi = DESCRIPTION_LIMITS
+    if not lo <= len(desc) <= hi:
+        out.append(f"a description of {lo}-{hi:,} characters (it has {len(desc):,})")
+    keywords = article.get("keywords") or article.get("tags") or []
+    if not keywords:
+        out.append("at least one keyword")
+    elif len(keywords) > MAX_ITEMS or any(len(str(k)) > MAX_KEYWORD for k in keywords):
+        out.append(f"at most {MAX_ITEMS} keywords of at most {MAX_KEYWORD} characters each")
+    if article.get("license") in (None, ""):
+        out.append("a licence the account offers")
+    if not article.get("categories"):
+        out.append("at least one category")
+    if not article.get("authors"):
+        out.append("at least one author")
+    return out
 
 
 def missing_required(record: Any) -> list[str]:

@@ -40,10 +40,17 @@ def publication_date(study: dict[str, Any], today: str | None = None) -> str:
     return str(release)[:10] if release else (today or _today())
 
 
-def _creator(person: dict[str, Any]) -> dict[str, Any]:
-    por: dict[str, Any] = {"type": "personal", "family_name": str(person.get("family_name") or "")}
-    if person.get("given_name"):
-        por["given_name"] = str(person["given_name"])
+def _creator(person: dict[str, Any]) -> dict[str, Any] | None:
+    # A personal creator must have a family name (invenio-rdm-records
+    # services/schemas/metadata.py, PersonOrOrganizationSchema): a person known by one
+    # name gets it there; a person with no name at all is left out (and reported).
+    family = str(person.get("family_name") or "").strip()
+    given = str(person.get("given_name") or "").strip()
+    if not family and not given:
+        return None
+    por: dict[str, Any] = {"type": "personal", "family_name": family or given}
+    if family and given:
+        por["given_name"] = given
     orcid = normalise_orcid(person.get("orcid"))
     if orcid:
         por["identifiers"] = [{"scheme": "orcid", "identifier": orcid.rsplit("/", 1)[-1]}]
@@ -80,7 +87,9 @@ def to_invenio(
         "resource_type": {"id": "dataset"},
         "title": str(study.get("title") or ""),
         "publication_date": publication_date(study, today),
-        "creators": [_creator(p) for p in study.get("authors") or [] if isinstance(p, dict)],
+        "creators": [
+            c for p in study.get("authors") or [] if isinstance(p, dict) if (c := _creator(p))
+        ],
     }
     if study.get("description"):
         md["description"] = str(study["description"])
@@ -106,11 +115,11 @@ def to_invenio(
         ror = normalise_ror(g.get("funder_ror"))
         if ror:
             f["funder"]["id"] = ror.rsplit("/", 1)[-1]
-        if g.get("award_id"):
-            award: dict[str, Any] = {"number": str(g["award_id"])}
-            if g.get("award_title"):
-                award["title"] = {"en": str(g["award_title"])}
-            f["award"] = award
+        # An award is an ``id`` from the awards vocabulary, or a ``title`` with a ``number``
+        # (invenio-vocabularies contrib/awards/schema.py, AwardRelationSchema); a number
+        # alone is refused, so it waits for the deposit to look it up (see award_id()).
+        if g.get("award_id") and g.get("award_title"):
+            f["award"] = {"title": {"en": str(g["award_title"])}, "number": str(g["award_id"])}
         funding.append(f)
     if funding:
         md["funding"] = funding
@@ -167,6 +176,13 @@ def to_invenio(
     return {"metadata": md, "access": access, "files": {"enabled": True}}
 
 
+def award_id(funder_id: str | None, number: str | None) -> str | None:
+    """The awards-vocabulary id InvenioRDM gives an award: ``<funder ROR id>::<number>``."""
+    if not funder_id or not number:
+        return None
+    return f"{funder_id}::{number}"
+
+
 def missing_required(record: Any) -> list[str]:
     """Record fields InvenioRDM needs that are empty (it rejects publishing without them)."""
     rec = as_dict(record)
@@ -174,6 +190,10 @@ def missing_required(record: Any) -> list[str]:
     missing = []
     if len(str(study.get("title") or "").strip()) < 3:
         missing.append("study.title (at least 3 characters)")
-    if not [a for a in study.get("authors") or [] if isinstance(a, dict) and a.get("family_name")]:
+    if not [
+        a
+        for a in study.get("authors") or []
+        if isinstance(a, dict) and (a.get("family_name") or a.get("given_name"))
+    ]:
         missing.append("study.authors[].family_name")
     return missing
