@@ -11,8 +11,9 @@ never on the volume the crops come from):
    of the field, clip 0.02, as incasem uses CLAHE), flat-field division (σ 24) + Otsu;
    each smoothed (σ 1) first, dark side, components under 200 voxels removed;
 3. **bright-only**: a curator annotates ``--crops`` crops holding mitochondria on the
-   bright half of the training volume; a U-Net is trained with the library's
-   defaults (``curated segment train``);
+   bright half of the training volume, one of them at the nucleus (so the network
+   sees what is dark but not a mitochondrion); a U-Net is trained with the
+   library's defaults (``curated segment train``);
 4. **human in the loop**, per crop strategy, ``--rounds`` rounds of one new crop each
    (same voxel budget for every strategy): the current model predicts the training
    volume, the strategy picks the next crop, the crop is annotated (copied from the
@@ -205,8 +206,11 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         return tile_counts(pred, truth_test)
 
     # round 0: bright half only
+    # crops that hold mitochondria; one of them also holds the nucleus, which the
+    # network must learn is not a mitochondrion (a curator shows both)
     bright = pick_crops(
-        truth_train, n=a.crops, size=size, x_range=(0, shape[2] // 2), avoid=[], seed=seed + 7
+        truth_train, n=a.crops, size=size, x_range=(0, shape[2] // 2), avoid=[], seed=seed + 7,
+        cover=(2,),
     )
     annotate("bright", bright)
     model0 = root / "bright"

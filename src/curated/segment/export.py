@@ -74,7 +74,9 @@ CITATIONS = [
 _FACTORY = '''
 
 # --- added by `curated segment export`: build the network from YAML-friendly kwargs ---
-def build_curated_unet(depth, base_features, feature_factor, pools, kernels, convs_per_level):
+def build_curated_unet(
+    depth, base_features, feature_factor, pools, kernels, convs_per_level, activation="relu"
+):
     """Return a :class:`UNet3D` for the kwargs stored in the bioimage.io RDF."""
     return UNet3D(
         UNetConfig(
@@ -84,6 +86,7 @@ def build_curated_unet(depth, base_features, feature_factor, pools, kernels, con
             pools=tuple(tuple(int(v) for v in p) for p in pools),
             kernels=tuple(tuple(int(v) for v in k) for k in kernels),
             convs_per_level=int(convs_per_level),
+            activation=str(activation),
         )
     )
 

@@ -90,18 +90,23 @@ def pick_crops(
     seed: int,
     min_fraction: float = 0.02,
     label_value: int = MITOCHONDRION,
+    cover: tuple[int, ...] = (),
 ) -> list[Box]:
     """Crops a curator would annotate: inside ``x_range``, holding some of the structure, clear of ``avoid``.
 
     Crops holding at least ``min_fraction`` of the structure are preferred (a
     curator annotates where there is something to see); if too few exist, any
     crop in the region is taken, as long as one crop holds the structure.
+    ``cover`` lists other label values (e.g. the nucleus) of which some crop must
+    also hold ``min_fraction``: a curator shows the network the structures it
+    must *not* call ``label_value``, not only the one it must.
     """
     rng = np.random.default_rng(seed)
     shape = truth.shape
     lo_x, hi_x = x_range
     chosen: list[Box] = []
     fallback: list[Box] = []
+    missing = [int(v) for v in cover]
     for _ in range(400 * n):
         if len(chosen) == n:
             break
@@ -115,13 +120,23 @@ def pick_crops(
             box.intersects(c) for c in chosen + fallback
         ):
             continue
-        frac = float(np.mean(truth[box.slices] == label_value))
+        crop = truth[box.slices]
+        frac = float(np.mean(crop == label_value))
+        if missing:
+            held = [v for v in missing if float(np.mean(crop == v)) >= min_fraction]
+            if held and frac >= min_fraction:
+                chosen.append(box)
+                missing = [v for v in missing if v not in held]
+            continue
         if frac >= min_fraction:
             chosen.append(box)
         elif len(fallback) < n:
             fallback.append(box)
     if not chosen:
         msg = "no annotation crop holding the structure fits outside the test blocks; use a bigger sample or fewer blocks"
+        raise SegmentationError(msg, field="crops")
+    if missing:
+        msg = f"no annotation crop holding label {missing[0]} and the structure fits in the region; use a bigger sample"
         raise SegmentationError(msg, field="crops")
     chosen += fallback[: n - len(chosen)]
     if len(chosen) < n:

@@ -27,6 +27,8 @@ from torch import nn
 
 Triple = tuple[int, int, int]
 
+ACTIVATIONS = ("leaky_relu", "relu")
+
 ARCHITECTURE_VERSION = "curated-unet/1"
 """Bumped whenever a saved ``weights.pt`` would no longer load into :class:`UNet3D`."""
 
@@ -47,8 +49,14 @@ class UNetConfig:
     """Convolution kernel (z, y, x) of each level, top to bottom (``depth + 1`` of them)."""
     convs_per_level: int = 2
     """Valid convolutions per level and path."""
+    activation: str = "leaky_relu"
+    """``leaky_relu`` (slope 0.01, as nnU-Net: no unit dies on a few crops of training data)
+    or ``relu`` (models saved before the choice existed load as ``relu``)."""
 
     def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            msg = f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
+            raise ValueError(msg)
         if self.depth < 0 or len(self.pools) != self.depth or len(self.kernels) != self.depth + 1:
             msg = f"a depth-{self.depth} U-Net needs {self.depth} pool factors and {self.depth + 1} kernels"
             raise ValueError(msg)
@@ -69,6 +77,7 @@ class UNetConfig:
         base_features: int = 8,
         feature_factor: int = 2,
         convs_per_level: int = 2,
+        activation: str = "leaky_relu",
     ) -> UNetConfig:
         """Plan pooling and kernels from the voxel size (anisotropy-aware first levels)."""
         spacing = [float(v) for v in voxel_size]
@@ -88,6 +97,7 @@ class UNetConfig:
             pools=tuple(pools),
             kernels=tuple(kernels),
             convs_per_level=convs_per_level,
+            activation=activation,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,6 +115,7 @@ class UNetConfig:
             pools=tuple(tuple(int(v) for v in p) for p in d["pools"]),  # type: ignore[misc]
             kernels=tuple(tuple(int(v) for v in k) for k in d["kernels"]),  # type: ignore[misc]
             convs_per_level=int(d["convs_per_level"]),
+            activation=str(d.get("activation", "relu")),
         )
 
     @property
@@ -217,11 +228,15 @@ def _center_crop(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x[tuple(slices)]
 
 
+def _activation(name: str) -> nn.Module:
+    return nn.LeakyReLU(0.01, inplace=True) if name == "leaky_relu" else nn.ReLU(inplace=True)
+
+
 class _ConvBlock(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: Triple, n: int) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: Triple, n: int, act: str = "relu") -> None:
         layers: list[nn.Module] = []
         for i in range(n):
-            layers += [nn.Conv3d(c_in if i == 0 else c_out, c_out, kernel), nn.ReLU(inplace=True)]
+            layers += [nn.Conv3d(c_in if i == 0 else c_out, c_out, kernel), _activation(act)]
         super().__init__(*layers)
 
 
@@ -229,7 +244,12 @@ class UNet3D(nn.Module):
     """Valid-convolution 3D U-Net, one input channel, one logit channel (binary label).
 
     Nearest-neighbour up-sampling followed by a 1×1×1 convolution joins the
-    levels; there are no normalisation layers. ``forward`` maps ``(N, 1, Z, Y, X)``
+    levels; leaky ReLU activations (``relu`` for older models). There are no
+    normalisation layers on purpose: instance, group or batch statistics depend on
+    the tile a voxel is computed in, which would break the bit-identity of
+    blockwise prediction. Brightness independence comes instead from the
+    translation-invariant local contrast normalisation of
+    :mod:`curated.segment.preprocess`. ``forward`` maps ``(N, 1, Z, Y, X)``
     of a valid size to ``(N, 1, Z-2cz, Y-2cy, X-2cx)`` logits.
     """
 
@@ -243,17 +263,23 @@ class UNet3D(nn.Module):
         self.down = nn.ModuleList()
         c_in = 1
         for level in range(config.depth):
-            self.down.append(_ConvBlock(c_in, f[level], config.kernels[level], n))
+            self.down.append(
+                _ConvBlock(c_in, f[level], config.kernels[level], n, config.activation)
+            )
             c_in = f[level]
         self.pool = nn.ModuleList(nn.MaxPool3d(p, stride=p) for p in config.pools)
-        self.bottom = _ConvBlock(c_in, f[config.depth], config.kernels[config.depth], n)
+        self.bottom = _ConvBlock(
+            c_in, f[config.depth], config.kernels[config.depth], n, config.activation
+        )
         self.up = nn.ModuleList()
         self.reduce = nn.ModuleList()
         self.up_convs = nn.ModuleList()
         for level in reversed(range(config.depth)):
             self.up.append(nn.Upsample(scale_factor=config.pools[level], mode="nearest"))
             self.reduce.append(nn.Conv3d(f[level + 1], f[level], 1))
-            self.up_convs.append(_ConvBlock(2 * f[level], f[level], config.kernels[level], n))
+            self.up_convs.append(
+                _ConvBlock(2 * f[level], f[level], config.kernels[level], n, config.activation)
+            )
         self.head = nn.Conv3d(f[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
