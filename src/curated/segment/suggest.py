@@ -228,10 +228,11 @@ def _roi_centres(rois: list[dict[str, Any]]) -> np.ndarray:
 
 
 def _min_distance(points: np.ndarray, others: np.ndarray, crop: Vec3) -> np.ndarray:
-    if len(others) == 0:
-        return np.full(len(points), np.inf)
-    d = (points[:, None, :] - others[None, :, :]) / np.asarray(crop, dtype=float)
-    return np.sqrt((d**2).sum(axis=2)).min(axis=1)
+    best = np.full(len(points), np.inf)
+    scale = np.asarray(crop, dtype=float)
+    for o in others:  # one pass per annotated crop: memory stays one float per candidate
+        np.minimum(best, np.sqrt((((points - o) / scale) ** 2).sum(axis=1)), out=best)
+    return best
 
 
 # ------------------------------------------------------------------ statistics
