@@ -160,7 +160,7 @@ def annotate_suggest_cmd(
         "--out",
         help="Folder for suggestions.csv/.json/.png [default: beside IMAGE or in the workspace].",
     ),
-    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda (quick predictions)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (quick predictions)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     workspace: Path | None = WORKSPACE,
 ) -> None:

@@ -86,14 +86,16 @@ Vec3 = tuple[int, int, int]
 class SuggestionWeights:
     """Weights of the rank-normalised components in the combined score (scaled to sum 1).
 
-    The defaults favour the prediction-vs-prior anomaly, the strongest measured
-    signal of tile error, and keep the other three as tie-breakers and guards
-    against picking four crops in the same place.
+    The defaults follow the measurements (``benchmarks/suggest.py``, RESULTS.md):
+    the prediction-vs-prior anomaly is the strongest signal of tile error, the
+    appearance distance the next; entropy misses confident errors (its Spearman ρ
+    with tile error was negative on a shaded sample), so it only breaks ties;
+    diversity keeps the picks apart and away from what is already annotated.
     """
 
-    anomaly: float = 0.4
-    appearance: float = 0.25
-    uncertainty: float = 0.15
+    anomaly: float = 0.5
+    appearance: float = 0.2
+    uncertainty: float = 0.1
     diversity: float = 0.2
 
     def __post_init__(self) -> None:
@@ -428,7 +430,7 @@ def score_candidates(
     crop_size: int | tuple[int, int, int] | None = None,
     labels: str = "annotations",
     probability: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
 ) -> CandidateScores:
@@ -717,7 +719,7 @@ def suggest_crops(
     weights: SuggestionWeights | None = None,
     name: str = "suggestions",
     out: str | Path | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
 ) -> Result:
@@ -749,6 +751,9 @@ def suggest_crops(
     out
         Folder for ``suggestions.csv``, ``suggestions.json`` and ``suggestions.png``
         (default ``<workspace>/derived/suggestions/<image>-<name>``, or beside the image).
+    device
+        ``auto``, ``cpu`` or ``cuda``, for the quick predictions (only made when
+        there is no probability image).
 
     Returns
     -------
@@ -809,7 +814,11 @@ def suggest_crops(
             "crop_size": list(scores.shape),
             "prior_foreground_fraction": scores.prior,
             "weights": w.normalised(),
-            "normalisation": "each component ranked over the eligible candidates and scaled to [0, 1]; diversity re-ranked after each pick",
+            "normalisation": (
+                "each component ranked over the eligible candidates and scaled to [0, 1]; "
+                "score = weighted sum of the ranks when the crop was picked (greedy: diversity is "
+                "re-ranked over the remaining crops after each pick, so a later pick may score higher)"
+            ),
             "uncertainty_source": scores.uncertainty_source,
             "candidates": len(scores),
             "eligible_candidates": free,
