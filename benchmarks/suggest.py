@@ -14,7 +14,9 @@ For each seed:
    out of that column);
 4. printed: Spearman ρ of each component (anomaly, appearance, uncertainty,
    diversity = distance to the annotated crops) and of the combined score (the
-   default weights, diversity as in the first greedy pick) with each error; and
+   default weights, diversity as in the first greedy pick) with each error, over
+   all candidates and within each x half (overall figures on a shaded sample are
+   dominated by the bright/shaded split); and
    the mean error of the ``--n`` crops chosen by ``suggest`` next to the same
    number chosen at random (mean over 200 draws) and by entropy alone (the
    MONAI Label-style anchor), so the figures read as ratios.
@@ -123,12 +125,17 @@ def _measure(
     }
     values["combined"] = sum(w[c] * rank01(values[c]) for c in values)
     wrong, dice_err = _tile_errors(image, truth, pred, s.offsets[e], s.shape, m.label_value)
+    # within each x half too: overall figures on a shaded sample are dominated by the split
+    centre_x = s.offsets[e][:, 2] + s.shape[2] / 2.0
+    bright = centre_x < s.details["image_shape"][2] / 2.0
     rho = {}
     for c in COMPONENTS:
         ok = ~np.isnan(dice_err)
         rho[c] = (
             float(spearmanr(values[c], wrong).statistic),
             float(spearmanr(values[c][ok], dice_err[ok]).statistic),
+            float(spearmanr(values[c][bright], wrong[bright]).statistic),
+            float(spearmanr(values[c][~bright], wrong[~bright]).statistic),
         )
     # the n crops suggest picks, vs random and entropy-only picks of the same number
     picked = select_crops(s, args.n, weights)
@@ -160,10 +167,7 @@ def _print(seed: object, r: dict) -> None:
         f"\nseed {seed}: {r['candidates']} candidate crops; prior foreground {r['prior']:.3f}; uncertainty from {r['uncertainty_source']}"
     )
     print("combined = " + " + ".join(f"{v:.2f}·rank({k})" for k, v in r["weights"].items()))
-    print(f"{'component':<12} {'rho(error fraction)':>20} {'rho(1 - Dice)':>14}")
-    for c in COMPONENTS:
-        a, b = r["rho"][c]
-        print(f"{c:<12} {a:>20.3f} {b:>14.3f}")
+    _rho_table([r])
     print(
         f"mean error fraction of {args_n} crops: suggested {r['suggested']:.3f} | entropy only {r['entropy_only']:.3f} | "
         f"random {r['random']:.3f} | all candidates {r['all']:.3f}; scoring took {r['seconds']:.1f} s "
@@ -172,6 +176,15 @@ def _print(seed: object, r: dict) -> None:
 
 
 args_n = 3
+HEADS = ("rho(error)", "rho(1 - Dice)", "rho(error), bright half", "rho(error), shaded half")
+
+
+def _rho_table(results: list[dict]) -> None:
+    """Spearman rho per component (mean over ``results``; NaN where a column is constant)."""
+    print(f"{'component':<12} " + " ".join(f"{h:>24}" for h in HEADS))
+    for c in COMPONENTS:
+        cols = [np.nanmean([r["rho"][c][k] for r in results]) for k in range(len(HEADS))]
+        print(f"{c:<12} " + " ".join(f"{v:>24.3f}" for v in cols))
 
 
 def main() -> int:
@@ -228,11 +241,7 @@ def main() -> int:
         if args.scratch is None:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nmean over {len(results)} seeds")
-    print(f"{'component':<12} {'rho(error fraction)':>20} {'rho(1 - Dice)':>14}")
-    for c in COMPONENTS:
-        a = np.nanmean([r["rho"][c][0] for r in results])
-        b = np.nanmean([r["rho"][c][1] for r in results])
-        print(f"{c:<12} {a:>20.3f} {b:>14.3f}")
+    _rho_table(results)
     for k in ("suggested", "entropy_only", "random", "all"):
         print(
             f"mean error fraction of the picked crops, {k:<13} {np.mean([r[k] for r in results]):.3f}"
