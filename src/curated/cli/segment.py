@@ -143,6 +143,65 @@ def annotate_import_cmd(
     exit_for(print_results([r]))
 
 
+@annotate_app.command("suggest")
+@handle_errors
+def annotate_suggest_cmd(
+    image: Path = typer.Argument(
+        ..., help="OME-Zarr image with a prediction and sparse annotations."
+    ),
+    model: Path = typer.Option(..., "--model", help="Model folder that made the prediction."),
+    pred: str = typer.Option(..., "--pred", help="Prediction label image inside IMAGE."),
+    n: int = typer.Option(3, "--n", help="How many crops to suggest."),
+    crop_size: str | None = typer.Option(
+        None,
+        "--crop-size",
+        help="Crop edge Z,Y,X (or one number) [default: median annotated crop, else 32].",
+    ),
+    labels: str = typer.Option(
+        "annotations", "--labels", help="Sparse annotation label image (the crops already done)."
+    ),
+    probability: str | None = typer.Option(
+        None,
+        "--probability",
+        help="Probability label image for the entropy term [default: PRED-probability if present, else quick predictions].",
+    ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="Score weights, e.g. 'anomaly=0.4,appearance=0.25,uncertainty=0.15,diversity=0.2'.",
+    ),
+    name: str = typer.Option("suggestions", "--name", help="Label image to write inside IMAGE."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for suggestions.csv/.json/.png [default: beside IMAGE or in the workspace].",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (quick predictions)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    workspace: Path | None = WORKSPACE,
+) -> None:
+    """Propose the next crops to annotate, where the model is most likely wrong (label image + table + PNG)."""
+    from curated.segment.suggest import SuggestionWeights, parse_crop_size, suggest_crops
+
+    with RichProgress(transient=True) as progress:
+        r = suggest_crops(
+            image,
+            model=model,
+            pred=pred,
+            n=n,
+            crop_size=parse_crop_size(crop_size) if crop_size else None,
+            labels=labels,
+            probability=probability,
+            weights=SuggestionWeights.parse(weights) if weights else None,
+            name=name,
+            out=out,
+            device=device,
+            workspace=workspace,
+            progress=progress,
+        )
+    exit_for(print_results([r], as_json=as_json))
+
+
 def _train_kwargs(
     iterations: int | None,
     device: str,

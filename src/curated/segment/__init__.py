@@ -10,6 +10,7 @@ Public API::
     predict(model, image, name=...)          blockwise OME-Zarr prediction (dask)
     load_model(path) -> SegmentationModel    open and verify a model folder
     evaluate(image, pred=..., truth=..., label_value=...)  held-out block scores
+    suggest_crops(image, model=..., pred=..., n=...)        where to annotate next
     export_bioimageio(model, dest)           bioimage.io package with a model card
 """
 
@@ -28,6 +29,7 @@ from curated.segment.modelio import MODEL_FORMAT, SegmentationModel, load_model
 from curated.segment.predict import predict
 from curated.segment.preprocess import Preprocessing
 from curated.segment.sample import generate_fibsem, make_fibsem_sample
+from curated.segment.suggest import SuggestionWeights, suggest_crops
 from curated.segment.train import Augmentation, finetune, train
 from curated.segment.unet import UNet3D, UNetConfig
 
@@ -38,6 +40,7 @@ __all__ = [
     "Augmentation",
     "Preprocessing",
     "SegmentationModel",
+    "SuggestionWeights",
     "UNet3D",
     "UNetConfig",
     "annotate_from_truth",
@@ -50,5 +53,6 @@ __all__ = [
     "make_fibsem_sample",
     "predict",
     "read_annotation_rois",
+    "suggest_crops",
     "train",
 ]
