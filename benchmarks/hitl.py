@@ -154,15 +154,22 @@ def random_crop(shape, size, avoid, rng, truth=None, min_fraction=0.0):
     raise RuntimeError("no crop fits")
 
 
-def suggested_crop(image: Path, model: Path, pred: str, size, seed: int, workspace=None):
+def suggested_crop(image: Path, model: Path, pred: str, labels: str, size, device: str):
     from curated.segment.suggest import suggest_crops
 
     from curated.segment.evaluate import Box
 
     res = suggest_crops(
-        image, model=model, pred=pred, n=1, crop_size=tuple(size), seed=seed, workspace=workspace
+        image,
+        model=model,
+        pred=pred,
+        n=1,
+        crop_size=tuple(size),
+        labels=labels,
+        name=f"suggestions-{labels}",
+        device=device,
     )
-    first = res.details["suggestions"][0]
+    first = res.details["crops"][0]
     return Box(tuple(first["offset"]), tuple(first["shape"]))
 
 
@@ -209,7 +216,12 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     # crops that hold mitochondria; one of them also holds the nucleus, which the
     # network must learn is not a mitochondrion (a curator shows both)
     bright = pick_crops(
-        truth_train, n=a.crops, size=size, x_range=(0, shape[2] // 2), avoid=[], seed=seed + 7,
+        truth_train,
+        n=a.crops,
+        size=size,
+        x_range=(0, shape[2] // 2),
+        avoid=[],
+        seed=seed + 7,
         cover=(2,),
     )
     annotate("bright", bright)
@@ -241,7 +253,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         for r in range(1, a.rounds + 1):
             if strategy == "suggested":
                 predict(model, train_img, name=f"t-{name}", device=a.device, overwrite=True)
-                box = suggested_crop(train_img, model, f"t-{name}", size, seed + r)
+                box = suggested_crop(train_img, model, f"t-{name}", name, size, a.device)
                 if any(box.intersects(b) for b in boxes):
                     raise RuntimeError(f"suggestion {box} overlaps an annotated crop")
             elif strategy == "random":
@@ -417,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.seeds, a.rounds = a.seeds[:1], min(a.rounds, 2)
     if a.iterations is None:
-        from curated.segment.train import DEFAULT_ITERATIONS
+        from curated.segment.defaults import DEFAULT_ITERATIONS
 
         a.iterations = DEFAULT_ITERATIONS
     import torch

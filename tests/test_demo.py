@@ -16,6 +16,7 @@ from curated.provenance import CuratorLog
 ARGS = [
     "--shape", "40", "144", "144",
     "--iterations", "4",
+    "--local-contrast", "2",
     "--crops", "2",
     "--crop-size", "24",
     "--eval-blocks", "2",

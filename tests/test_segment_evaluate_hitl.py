@@ -25,9 +25,8 @@ def test_hitl_rounds_reuse_the_same_held_out_blocks_and_grow_the_lineage(tmp_pat
         base_features=2,
         patch=12,
         seed=0,
-        preprocessing={
-            "local_contrast_sigma": 2.0
-        },  # the default's 16-voxel σ needs a bigger volume
+        # the default σ (16 voxels) needs a bigger volume than this one
+        preprocessing={"local_contrast_sigma": 1.0},
         workspace=ws,
     )
     assert len(story.rounds) == 2

@@ -70,6 +70,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         depth=1,
         base_features=2,
         patch=12,
+        preprocessing={
+            "local_contrast_sigma": 2.0
+        },  # the default's 16-voxel σ needs a bigger volume
         **common,
     )
     annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=3, name="anno-ä", region="x>=0.5")
@@ -130,7 +133,10 @@ def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path
     child = json.loads((trained["child"] / "model.json").read_text(encoding="utf-8"))
     ctx = child["architecture"]["context"]
     out_axes = rdf["outputs"][0]["axes"][2:]
-    assert [a["size"]["offset"] for a in out_axes] == [-2 * c for c in ctx]
+    halo = (0, 6, 6)  # the fixture's local contrast normalisation (σ 2: radius 6 in y and x)
+    assert [a["size"]["offset"] for a in out_axes] == [
+        -2 * (c + h) for c, h in zip(ctx, halo, strict=True)
+    ]
     assert [a["size"]["min"] for a in rdf["inputs"][0]["axes"][2:]] == child["architecture"][
         "input_shape_min"
     ]
@@ -234,7 +240,8 @@ def test_shading_correction_runs_inside_the_shipped_network(
         card = zf.read("documentation.md").decode("utf-8")
     assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "PreprocessedUNet3D"
     assert [p["id"] for p in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype"]
-    halo = (2, 2 + 9, 2 + 9)  # denoise radius 2 on every axis, shading radius 9 in y and x
+    # denoise radius 2 on every axis, shading radius 9 and local contrast radius 6 in y and x
+    halo = (2, 2 + 9 + 6, 2 + 9 + 6)
     ctx = meta["architecture"]["context"]
     assert [a["size"]["offset"] for a in rdf["outputs"][0]["axes"][2:]] == [
         -2 * (c + h) for c, h in zip(ctx, halo, strict=True)

@@ -63,7 +63,9 @@ def base(tmp_path_factory):
     truth = np.asarray(_store.label_level0(image, "truth"))
     raw = np.asarray(_store.image_level0(image))
     pred = np.where(truth == 1, 1, 0).astype(np.uint8)
-    pred[..., HALF:] = (raw[..., HALF:] < 110).astype(np.uint8)
+    # the shaded half: nearly everything is called mitochondrion (recall 1, precision ~0.1,
+    # as measured on the old main)
+    pred[..., HALF:] = (raw[..., HALF:] < np.percentile(raw[..., HALF:], 90)).astype(np.uint8)
     add_labels(image, "pred", pred, kind="prediction", ai_generated=True)
     return image, root / "model", truth, pred
 

@@ -388,7 +388,9 @@ def test_default_preprocessing_is_local_contrast_at_128_nm(sample, tmp_path) -> 
     pre = meta["preprocessing"]
     assert pre["local_contrast_sigma"] == 16.0  # voxel size (16, 8, 8): y/x decide
     assert pre["local_contrast_mean"] is not None and pre["local_contrast_std"] > 0
-    assert meta["training"]["loss"] == "bce+dice" and meta["training"]["schedule"] == "cosine"
+    assert (
+        meta["training"]["loss"] == "balanced-bce+dice" and meta["training"]["schedule"] == "cosine"
+    )
 
 
 def test_local_contrast_makes_the_input_independent_of_gain_and_offset() -> None:
@@ -487,7 +489,7 @@ def test_balanced_and_dice_losses_mask_unannotated_voxels() -> None:
     logits = torch.tensor([[5.0, -5.0, 0.0]])
     target = torch.tensor([[1.0, 0.0, 1.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0]])
-    for kind in ("bce+dice", "balanced-bce"):
+    for kind in ("balanced-bce+dice", "bce+dice", "balanced-bce"):
         a = segmentation_loss(logits, target, mask, kind)
         b = segmentation_loss(torch.tensor([[5.0, -5.0, -9.0]]), target, mask, kind)
         assert float(a) == pytest.approx(float(b), abs=1e-6)  # the unannotated voxel does not count

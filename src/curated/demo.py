@@ -29,60 +29,88 @@ from curated.results import Result
 DEMO_TITLE = "Synthetic FIB-SEM volume of a HeLa-like cell: mitochondria and nuclear envelope"
 
 DEMO_METADATA: list[tuple[str, Any]] = [
-    ("study.description", (
-        "A synthetic focused-ion-beam scanning electron microscopy (FIB-SEM) volume made by "
-        "curated's sample generator, with ground-truth labels for mitochondria and the nucleus, "
-        "used to demonstrate curation, segmentation with a human in the loop, and deposit."
-    )),
-    ("study.keywords", ["FIB-SEM", "volume electron microscopy", "mitochondria", "segmentation", "OME-Zarr"]),
+    (
+        "study.description",
+        (
+            "A synthetic focused-ion-beam scanning electron microscopy (FIB-SEM) volume made by "
+            "curated's sample generator, with ground-truth labels for mitochondria and the nucleus, "
+            "used to demonstrate curation, segmentation with a human in the loop, and deposit."
+        ),
+    ),
+    (
+        "study.keywords",
+        ["FIB-SEM", "volume electron microscopy", "mitochondria", "segmentation", "OME-Zarr"],
+    ),
     ("study.license", "CC-BY-4.0"),
     ("study.publisher", "curated demo repository"),
-    ("study.authors[0]", {
-        "family_name": "Curator",
-        "given_name": "Demo",
-        "email": "demo.curator@example.org",
-        "orcid": "0000-0002-1825-0097",
-        "affiliation": {"name": "Example University", "ror": "https://ror.org/02mhbdp94"},
-        "contact": True,
-    }),
-    ("study.funding[0]", {"funder": "Example Research Council", "award_id": "ERC-0000-DEMO"}),
-    ("dataset", {
-        "name": "synthetic-fibsem",
-        "description": "One synthetic FIB-SEM volume with dense ground truth and sparse annotations.",
-        "imaging_method_name": "FIB-SEM",
-    }),
-    ("biosamples[0]", {
-        "title": "HeLa-like cell (synthetic)",
-        "organism": {"scientific_name": "Homo sapiens", "common_name": "human", "ncbi_taxon_id": "NCBITaxon:9606"},
-        "biological_entity": "cultured cell",
-        "description": "Simulated cell with mitochondria and a nucleus with nuclear pores.",
-    }),
-    ("study.publication_year", 2026),
-    ("acquisition_protocols[0]", {
-        "title": "FIB-SEM acquisition (simulated)",
-        "imaging_method_name": "focused ion beam scanning electron microscopy",
-        "fbbi_id": "FBbi:00050000",
-        "imaging_instrument": "none: simulated by curated's synthetic FIB-SEM generator",
-        "instrument_manufacturer": "none (simulated)",
-        "instrument_model": "curated sample generator",
-        "image_acquisition_parameters": "Simulated EM contrast, blur, Poisson and Gaussian noise; isotropic 8 nm voxels.",
-        "acquisition_date": "2026-01-01T00:00:00",
-        "fibsem": {
-            "sem_accelerating_voltage_kv": 1.5,
-            "sem_beam_current_na": 0.8,
-            "dwell_time_us": 3.0,
-            "milling_step_nm": 8.0,
-            "detector": ["InLens"],
-            "sample_preparation_type": "HPF",
-            "contrast_inverted": False,
+    (
+        "study.authors[0]",
+        {
+            "family_name": "Curator",
+            "given_name": "Demo",
+            "email": "demo.curator@example.org",
+            "orcid": "0000-0002-1825-0097",
+            "affiliation": {"name": "Example University", "ror": "https://ror.org/02mhbdp94"},
+            "contact": True,
         },
-    }),
-    ("images[0].processing", "No processing; the stack is the simulator's output, written losslessly as OME-TIFF."),
-    ("specimens[0]", {
-        "title": "resin-embedded cell (synthetic)",
-        "sample_preparation": "Simulated high-pressure freezing, freeze substitution and resin embedding.",
-        "signal_contrast_mechanism": "heavy-metal staining, backscattered electrons",
-    }),
+    ),
+    ("study.funding[0]", {"funder": "Example Research Council", "award_id": "ERC-0000-DEMO"}),
+    (
+        "dataset",
+        {
+            "name": "synthetic-fibsem",
+            "description": "One synthetic FIB-SEM volume with dense ground truth and sparse annotations.",
+            "imaging_method_name": "FIB-SEM",
+        },
+    ),
+    (
+        "biosamples[0]",
+        {
+            "title": "HeLa-like cell (synthetic)",
+            "organism": {
+                "scientific_name": "Homo sapiens",
+                "common_name": "human",
+                "ncbi_taxon_id": "NCBITaxon:9606",
+            },
+            "biological_entity": "cultured cell",
+            "description": "Simulated cell with mitochondria and a nucleus with nuclear pores.",
+        },
+    ),
+    ("study.publication_year", 2026),
+    (
+        "acquisition_protocols[0]",
+        {
+            "title": "FIB-SEM acquisition (simulated)",
+            "imaging_method_name": "focused ion beam scanning electron microscopy",
+            "fbbi_id": "FBbi:00050000",
+            "imaging_instrument": "none: simulated by curated's synthetic FIB-SEM generator",
+            "instrument_manufacturer": "none (simulated)",
+            "instrument_model": "curated sample generator",
+            "image_acquisition_parameters": "Simulated EM contrast, blur, Poisson and Gaussian noise; isotropic 8 nm voxels.",
+            "acquisition_date": "2026-01-01T00:00:00",
+            "fibsem": {
+                "sem_accelerating_voltage_kv": 1.5,
+                "sem_beam_current_na": 0.8,
+                "dwell_time_us": 3.0,
+                "milling_step_nm": 8.0,
+                "detector": ["InLens"],
+                "sample_preparation_type": "HPF",
+                "contrast_inverted": False,
+            },
+        },
+    ),
+    (
+        "images[0].processing",
+        "No processing; the stack is the simulator's output, written losslessly as OME-TIFF.",
+    ),
+    (
+        "specimens[0]",
+        {
+            "title": "resin-embedded cell (synthetic)",
+            "sample_preparation": "Simulated high-pressure freezing, freeze substitution and resin embedding.",
+            "signal_contrast_mechanism": "heavy-metal staining, backscattered electrons",
+        },
+    ),
 ]
 
 
@@ -115,7 +143,14 @@ class DemoReport:
         return self.dest / "workspace"
 
 
-def _write_raw_sources(raw: Path, *, shape: tuple[int, int, int], voxel_size: tuple[float, float, float], shading: float, seed: int) -> dict[str, Path]:
+def _write_raw_sources(
+    raw: Path,
+    *,
+    shape: tuple[int, int, int],
+    voxel_size: tuple[float, float, float],
+    shading: float,
+    seed: int,
+) -> dict[str, Path]:
     """What a lab hands over: an OME-TIFF stack with its voxel size, and ground-truth labels."""
     import tifffile
 
@@ -160,6 +195,7 @@ def run_demo(
     iterations: int | None = None,
     depth: int | None = None,
     base_features: int | None = None,
+    local_contrast: float | None = None,
     eval_blocks: int = 6,
     eval_block_size: int = 32,
     seed: int = 0,
@@ -175,6 +211,10 @@ def run_demo(
         A new folder (refused if it exists and is not empty, unless ``overwrite``).
     shape
         Sample size (z, y, x); defaults to the sample generator's default.
+    local_contrast
+        σ (voxels) of the local contrast normalisation; ``None`` is the library's
+        default (128 nm), which needs a volume several times 100 voxels wide for
+        held-out blocks to fit beside the crops; a small demo passes a smaller one.
     iterations, depth, base_features
         Training length and U-Net size; ``None`` takes the library's defaults
         (:mod:`curated.segment.defaults`, the same as ``curated segment train``'s), whose
@@ -216,9 +256,15 @@ def run_demo(
     model_pkg = wsdir / "derived" / "models" / "mito-v1.bioimageio.zip"
     bag = wsdir / "package" / "cell01-bag"
     train_kwargs: dict[str, Any] = {}
-    for key, value in (("depth", depth), ("base_features", base_features), ("iterations", iterations)):
+    for key, value in (
+        ("depth", depth),
+        ("base_features", base_features),
+        ("iterations", iterations),
+    ):
         if value is not None:
             train_kwargs[key] = value
+    if local_contrast is not None:
+        train_kwargs["preprocessing"] = {"local_contrast_sigma": float(local_contrast)}
     state: dict[str, Any] = {}
 
     def _result_figures(r: Any) -> tuple[str, str, str | None, dict[str, Any]]:
@@ -228,10 +274,19 @@ def run_demo(
             rr = r.to_result()
             return rr.status, rr.message, rr.path, dict(rr.details)
         ok = getattr(r, "ok", True)
-        path = getattr(r, "path", None) or getattr(r, "receipt_path", None) or getattr(r, "record_url", None)
+        path = (
+            getattr(r, "path", None)
+            or getattr(r, "receipt_path", None)
+            or getattr(r, "record_url", None)
+        )
         return ("ok" if ok else "error"), getattr(r, "message", "") or "", path, {}
 
-    def stage(name: str, step: str, fn: Callable[[], Any], figures: Callable[[Any], dict[str, Any]] | None = None) -> bool:
+    def stage(
+        name: str,
+        step: str,
+        fn: Callable[[], Any],
+        figures: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> bool:
         st = DemoStage(name=name, step=step)
         report.stages.append(st)
         t0 = time.perf_counter()
@@ -250,7 +305,9 @@ def run_demo(
         return st.status in ("ok", "notneeded")
 
     def make_sources() -> Result:
-        paths = _write_raw_sources(raw, shape=shape, voxel_size=voxel_size, shading=shading, seed=seed)
+        paths = _write_raw_sources(
+            raw, shape=shape, voxel_size=voxel_size, shading=shading, seed=seed
+        )
         state.update(paths)
         return Result("sample", "ok", str(raw), f"synthetic OME-TIFF {shape} and truth labels")
 
@@ -284,27 +341,121 @@ def run_demo(
     steps: list[tuple[str, str, Callable[[], Any], Callable[[Any], dict[str, Any]] | None]] = [
         ("make raw sources", "-", make_sources, None),
         ("init workspace", "D", init, None),
-        ("check sources", "C", lambda: check(state["ws"], [raw], progress=progress), lambda r: {"files": len(r.files), "red flags": len(r.flags)}),
+        (
+            "check sources",
+            "C",
+            lambda: check(state["ws"], [raw], progress=progress),
+            lambda r: {"files": len(r.files), "red flags": len(r.flags)},
+        ),
         ("import OME header", "A", lambda: import_ome(state["ws"], state["image"]), None),
         ("augment metadata", "A", augment, None),
-        ("request e-mail", "R", lambda: request(state["ws"]), lambda r: {"asks": len(r.details.get("asks", []))}),
-        ("convert to OME-Zarr", "T", lambda: images.convert_to_ome_zarr(state["image"], image, workspace=state["ws"], chunks=32, shard=64, progress=progress), lambda r: {"levels": len(r.details.get("levels") or [])}),
-        ("add truth labels", "T", lambda: images.add_labels(image, "truth", state["truth"], kind="truth", workspace=state["ws"]), None),
-        ("annotate crops", "A", lambda: segment.annotate_from_truth(image, truth="truth", crops=crops, size=crop_size, seed=seed, name="annotations", workspace=state["ws"]), lambda r: {"annotated %": round(100 * float(r.details.get("fraction", 0.0)), 2)} if "fraction" in r.details else {}),
-        ("train U-Net", "T", lambda: segment.train(image, labels="annotations", label_value=1, out=model, seed=seed, workspace=state["ws"], progress=progress, **train_kwargs), None),
-        ("predict", "T", lambda: segment.predict(model, image, name="mito-pred", workspace=state["ws"], progress=progress), None),
-        ("evaluate held-out blocks", "E", lambda: evaluate(image, pred="mito-pred", truth="truth", label_value=1, blocks=eval_blocks, block_size=eval_block_size, seed=seed, exclude_training=model, workspace=state["ws"]), _eval_figures),
-        ("export model (bioimage.io)", "D", lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image), None),
+        (
+            "request e-mail",
+            "R",
+            lambda: request(state["ws"]),
+            lambda r: {"asks": len(r.details.get("asks", []))},
+        ),
+        (
+            "convert to OME-Zarr",
+            "T",
+            lambda: images.convert_to_ome_zarr(
+                state["image"], image, workspace=state["ws"], chunks=32, shard=64, progress=progress
+            ),
+            lambda r: {"levels": len(r.details.get("levels") or [])},
+        ),
+        (
+            "add truth labels",
+            "T",
+            lambda: images.add_labels(
+                image, "truth", state["truth"], kind="truth", workspace=state["ws"]
+            ),
+            None,
+        ),
+        (
+            "annotate crops",
+            "A",
+            lambda: segment.annotate_from_truth(
+                image,
+                truth="truth",
+                crops=crops,
+                size=crop_size,
+                seed=seed,
+                name="annotations",
+                workspace=state["ws"],
+            ),
+            lambda r: (
+                {"annotated %": round(100 * float(r.details.get("fraction", 0.0)), 2)}
+                if "fraction" in r.details
+                else {}
+            ),
+        ),
+        (
+            "train U-Net",
+            "T",
+            lambda: segment.train(
+                image,
+                labels="annotations",
+                label_value=1,
+                out=model,
+                seed=seed,
+                workspace=state["ws"],
+                progress=progress,
+                **train_kwargs,
+            ),
+            None,
+        ),
+        (
+            "predict",
+            "T",
+            lambda: segment.predict(
+                model, image, name="mito-pred", workspace=state["ws"], progress=progress
+            ),
+            None,
+        ),
+        (
+            "evaluate held-out blocks",
+            "E",
+            lambda: evaluate(
+                image,
+                pred="mito-pred",
+                truth="truth",
+                label_value=1,
+                blocks=eval_blocks,
+                block_size=eval_block_size,
+                seed=seed,
+                exclude_training=model,
+                workspace=state["ws"],
+            ),
+            _eval_figures,
+        ),
+        (
+            "export model (bioimage.io)",
+            "D",
+            lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image),
+            None,
+        ),
         ("README", "D", lambda: write_readme(state["ws"]), None),
-        ("FAIR checklist", "E", lambda: fair_checklist(state["ws"]), lambda r: dict(r.summary["by_status"])),
+        (
+            "FAIR checklist",
+            "E",
+            lambda: fair_checklist(state["ws"]),
+            lambda r: dict(r.summary["by_status"]),
+        ),
         ("bag", "D", lambda: make_bag(state["ws"], bag, progress=progress), None),
         ("validate bag", "D", lambda: validate_bag(bag), None),
-        ("deposit (directory)", "D", lambda: deposit(bag, to="directory", url=str(repo), publish=True, workspace=state["ws"]), None),
+        (
+            "deposit (directory)",
+            "D",
+            lambda: deposit(
+                bag, to="directory", url=str(repo), publish=True, workspace=state["ws"]
+            ),
+            None,
+        ),
         ("verify curator log", "D", verify_log, None),
     ]
     for name, step_letter, fn, figs in steps:
         if not stage(name, step_letter, fn, figs):
-            for rest_name, rest_step, _, _ in steps[len(report.stages):]:
+            for rest_name, rest_step, _, _ in steps[len(report.stages) :]:
                 report.stages.append(DemoStage(name=rest_name, step=rest_step, status="skipped"))
             break
     return report
@@ -312,4 +463,8 @@ def run_demo(
 
 def _eval_figures(rep: Any) -> dict[str, Any]:
     raw = rep.overall.get("raw", {}) if hasattr(rep, "overall") else {}
-    return {k: round(float(raw[k]), 3) for k in ("dice", "iou", "precision", "recall") if raw.get(k) is not None}
+    return {
+        k: round(float(raw[k]), 3)
+        for k in ("dice", "iou", "precision", "recall")
+        if raw.get(k) is not None
+    }

@@ -9,7 +9,13 @@ from rich.table import Table
 
 from curated.cli._common import RichProgress, console, handle_errors
 
-STYLE = {"ok": "green", "notneeded": "cyan", "error": "red", "impossible": "yellow", "skipped": "dim"}
+STYLE = {
+    "ok": "green",
+    "notneeded": "cyan",
+    "error": "red",
+    "impossible": "yellow",
+    "skipped": "dim",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -21,16 +27,52 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def demo(
         dest: Path = typer.Argument(..., help="New folder for raw/, workspace/ and repository/."),
-        shape: tuple[int, int, int] = typer.Option((0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."),
-        iterations: int = typer.Option(DEFAULT_ITERATIONS, "--iterations", min=1, help="Training iterations (as curated segment train)."),
-        depth: int = typer.Option(DEFAULT_DEPTH, "--depth", min=1, max=4, help="U-Net pooling levels (as curated segment train)."),
-        base_features: int = typer.Option(DEFAULT_FEATURES, "--base-features", min=2, help="U-Net features at the first level (as curated segment train)."),
-        shading: float = typer.Option(0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."),
-        crops: int = typer.Option(6, "--crops", min=1, help="Crops the emulated curator annotates."),
-        crop_size: int = typer.Option(32, "--crop-size", min=8, help="Edge of each annotated crop (voxels)."),
-        eval_blocks: int = typer.Option(6, "--eval-blocks", min=1, help="Random held-out blocks to evaluate on."),
-        eval_block_size: int = typer.Option(32, "--eval-block-size", min=8, help="Edge of each held-out block."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the sample, crops, training and held-out blocks."),
+        shape: tuple[int, int, int] = typer.Option(
+            (0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."
+        ),
+        iterations: int = typer.Option(
+            DEFAULT_ITERATIONS,
+            "--iterations",
+            min=1,
+            help="Training iterations (as curated segment train).",
+        ),
+        depth: int = typer.Option(
+            DEFAULT_DEPTH,
+            "--depth",
+            min=1,
+            max=4,
+            help="U-Net pooling levels (as curated segment train).",
+        ),
+        base_features: int = typer.Option(
+            DEFAULT_FEATURES,
+            "--base-features",
+            min=2,
+            help="U-Net features at the first level (as curated segment train).",
+        ),
+        local_contrast: float | None = typer.Option(
+            None,
+            "--local-contrast",
+            min=0.0,
+            help="Local contrast normalisation σ in voxels [default: 128 nm, as curated segment train].",
+        ),
+        shading: float = typer.Option(
+            0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."
+        ),
+        crops: int = typer.Option(
+            6, "--crops", min=1, help="Crops the emulated curator annotates."
+        ),
+        crop_size: int = typer.Option(
+            32, "--crop-size", min=8, help="Edge of each annotated crop (voxels)."
+        ),
+        eval_blocks: int = typer.Option(
+            6, "--eval-blocks", min=1, help="Random held-out blocks to evaluate on."
+        ),
+        eval_block_size: int = typer.Option(
+            32, "--eval-block-size", min=8, help="Edge of each held-out block."
+        ),
+        seed: int = typer.Option(
+            0, "--seed", help="Seed for the sample, crops, training and held-out blocks."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
     ) -> None:
         """Run the whole pipeline on a synthetic FIB-SEM sample, offline, in minutes.
@@ -42,7 +84,9 @@ def register(app: typer.Typer) -> None:
 
         def on_stage(st) -> None:  # type: ignore[no-untyped-def]
             style = STYLE.get(st.status, "")
-            console.print(f"[{style}]{st.status:>9}[/]  [{st.step}] {st.name}  [dim]{st.seconds:.1f}s[/]")
+            console.print(
+                f"[{style}]{st.status:>9}[/]  [{st.step}] {st.name}  [dim]{st.seconds:.1f}s[/]"
+            )
             if st.status == "error":
                 console.print(f"           [red]{st.message}[/]", soft_wrap=True)
 
@@ -53,6 +97,7 @@ def register(app: typer.Typer) -> None:
                 iterations=iterations,
                 depth=depth,
                 base_features=base_features,
+                local_contrast=local_contrast,
                 shading=shading,
                 crops=crops,
                 crop_size=crop_size,
@@ -78,8 +123,12 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 pass
             style = STYLE.get(st.status, "")
-            table.add_row(st.step, st.name, f"[{style}]{st.status}[/]", out, figs, f"{st.seconds:.1f}")
+            table.add_row(
+                st.step, st.name, f"[{style}]{st.status}[/]", out, figs, f"{st.seconds:.1f}"
+            )
         console.print(table)
         if not report.ok:
             raise typer.Exit(1)
-        console.print(f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made.")
+        console.print(
+            f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made."
+        )
