@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     from curated.images import add_labels, convert_to_ome_zarr
     from curated.segment import _store
     from curated.segment.annotate import import_annotation
+    from curated.segment.defaults import DEFAULT_ITERATIONS
     from curated.segment.evaluate import Box, training_exclusion
     from curated.segment.predict import predict
-    from curated.segment.defaults import DEFAULT_ITERATIONS
     from curated.segment.train import train
 
     scratch = Path(a.scratch or tempfile.mkdtemp(prefix="curated-real-em-"))
