@@ -481,6 +481,9 @@ def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_
     assert t["new_crop_fraction"] == 0.7
     assert t["checkpoint_selection"]["iteration"] == TINY["iterations"]
     assert "last iteration" in t["checkpoint_selection"]["rule"]
+    # the lineage lists each crop once: the parent's, then the two new ones
+    assert cm["lineage_rois"][: len(pm["lineage_rois"])] == pm["lineage_rois"]
+    assert len(cm["lineage_rois"]) == len(pm["lineage_rois"]) + 2
 
 
 def test_balanced_and_dice_losses_mask_unannotated_voxels() -> None:

@@ -963,7 +963,14 @@ def _train(
 
     used = [plain(r) for r in train_rois] + [plain(r) for r in val_rois]
     lineage = list(parent.meta.get("lineage_rois", [])) if parent else []
-    lineage += [{**r, "image": image_ref} for r in used]
+    # a crop the parent already learned from (same image, offset and shape) is listed once
+    known = {(str(r.get("image")), tuple(r["offset"]), tuple(r["shape"])) for r in lineage}
+    known |= {(image_ref, k[0], k[1]) for k in seen}
+    lineage += [
+        {**r, "image": image_ref}
+        for r in used
+        if (image_ref, tuple(r["offset"]), tuple(r["shape"])) not in known
+    ]
     model_name = name or out.name
     meta = {
         "format": MODEL_FORMAT,
