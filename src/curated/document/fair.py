@@ -797,35 +797,19 @@ def check_provenance_prov_o(ctx: FairContext) -> Outcome:
 def check_community_metadata_standard(ctx: FairContext) -> Outcome:
     if ctx.survey.record_problem:
         return Outcome(FAIL, ctx.survey.record_problem, [Evidence(METADATA_FILE)])
+    from curated.metadata.validate import validate_record
+
     try:
-        from curated.metadata.validate import validate_record
-    except ImportError:  # pragma: no cover - the metadata layer ships it
-        validate_record = None
-    if validate_record is not None:
-        try:
-            report = validate_record(ctx.record)
-        except CuratedError as exc:
-            return Outcome(FAIL, str(exc), [Evidence(METADATA_FILE)])
-        if not report.valid:
-            first = report.errors[:5]
-            return Outcome(
-                FAIL,
-                f"curated.yaml does not validate against the REMBI-aligned schema ({len(report.errors)} error(s))",
-                [_ev(str(getattr(e, "field", "")) or None) for e in first],
-            )
-    else:
-        from pydantic import ValidationError
-
-        from curated.metadata.model import CuratedRecord
-
-        try:
-            CuratedRecord.model_validate(ctx.record)
-        except ValidationError as exc:
-            return Outcome(
-                FAIL,
-                f"curated.yaml does not validate ({exc.error_count()} error(s))",
-                [_ev(".".join(str(p) for p in e["loc"])) for e in exc.errors()[:5]],
-            )
+        report = validate_record(ctx.record)
+    except CuratedError as exc:
+        return Outcome(FAIL, str(exc), [Evidence(METADATA_FILE)])
+    if not report.valid:
+        first = report.errors[:5]
+        return Outcome(
+            FAIL,
+            f"curated.yaml does not validate against the REMBI-aligned schema ({len(report.errors)} error(s))",
+            [_ev(str(getattr(e, "field", "") or "(record)")) for e in first],
+        )
     ev = [_ev("schema_version", ctx.get("schema_version"))]
     ev += [
         Evidence(ctx.survey.rel(i.path), "zarr.json attributes.ome.multiscales", i.ngff_version)
@@ -844,7 +828,7 @@ def check_datacite_complete(ctx: FairContext) -> Outcome:
     try:
         dc = to_datacite(ctx.record, strict=False)
     except MetadataError as exc:
-        return Outcome(FAIL, str(exc), [_ev(exc.field)])
+        return Outcome(FAIL, str(exc), [_ev(exc.field or "(record)")])
     missing = missing_mandatory(dc)
     if missing:
         return Outcome(
