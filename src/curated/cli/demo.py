@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from curated.cli._common import RichProgress, console, handle_errors
+from curated.cli._common import JSON_OPTION, RichProgress, console, handle_errors, print_json
 
 STYLE = {"ok": "green", "notneeded": "cyan", "error": "red", "impossible": "yellow", "skipped": "dim"}
 
@@ -30,6 +31,7 @@ def register(app: typer.Typer) -> None:
         eval_block_size: int = typer.Option(32, "--eval-block-size", min=8, help="Edge of each held-out block."),
         seed: int = typer.Option(0, "--seed", help="Seed for the sample, crops, training and held-out blocks."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
+        as_json: bool = JSON_OPTION,
     ) -> None:
         """Run the whole pipeline on a synthetic FIB-SEM sample, offline, in minutes.
 
@@ -39,8 +41,13 @@ def register(app: typer.Typer) -> None:
         from curated.demo import run_demo
 
         def on_stage(st) -> None:  # type: ignore[no-untyped-def]
+            if as_json:
+                return
             style = STYLE.get(st.status, "")
-            console.print(f"[{style}]{st.status:>9}[/]  [{st.step}] {st.name}  [dim]{st.seconds:.1f}s[/]")
+            console.print(
+                f"[{style}]{st.status:>9}[/]  \\[{st.step}] {st.name}  "
+                f"[dim]wall {st.seconds:.1f} s, CPU {st.cpu_seconds:.1f} s[/]"
+            )
             if st.status == "error":
                 console.print(f"           [red]{st.message}[/]", soft_wrap=True)
 
@@ -61,13 +68,19 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 on_stage=on_stage,
             )
+        if as_json:
+            print_json({"ok": report.ok, "dest": str(dest), "stages": [asdict(st) for st in report.stages]})
+            if not report.ok:
+                raise typer.Exit(1)
+            return
         table = Table(title=f"curated demo → {dest}")
         table.add_column("step")
         table.add_column("stage")
         table.add_column("status")
         table.add_column("output", overflow="fold")
         table.add_column("key figures", overflow="fold")
-        table.add_column("s", justify="right")
+        table.add_column("wall s", justify="right")
+        table.add_column("CPU s", justify="right")
         for st in report.stages:
             figs = ", ".join(f"{k}={v}" for k, v in st.figures.items())
             out = st.path or ""
@@ -76,8 +89,11 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 pass
             style = STYLE.get(st.status, "")
-            table.add_row(st.step, st.name, f"[{style}]{st.status}[/]", out, figs, f"{st.seconds:.1f}")
+            table.add_row(st.step, st.name, f"[{style}]{st.status}[/]", out, figs, f"{st.seconds:.1f}", f"{st.cpu_seconds:.1f}")
         console.print(table)
+        wall = sum(st.seconds for st in report.stages)
+        cpu = sum(st.cpu_seconds for st in report.stages)
+        console.print(f"total: wall {wall:.1f} s, CPU {cpu:.1f} s (CPU > wall: stages ran on several cores)")
         if not report.ok:
             raise typer.Exit(1)
         console.print(f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made.")

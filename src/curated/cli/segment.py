@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from curated.cli._common import RichProgress, exit_for, handle_errors, print_results
+from curated.cli._common import JSON_OPTION, RichProgress, exit_for, handle_errors, print_results
 from curated.cli.segment_eval import register_eval_commands
 
 sample_app = typer.Typer(
@@ -46,9 +46,10 @@ def sample_fibsem(
     shading: float = typer.Option(
         0.0, "--shading", help="Darken the far x side: brightness falls to 1-S."
     ),
-    seed: int = typer.Option(0, "--seed"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a synthetic FIB-SEM-like image with a `truth` label image (1 mitochondria, 2 nucleus)."""
     from curated.segment.sample import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, make_fibsem_sample
@@ -62,7 +63,7 @@ def sample_fibsem(
         overwrite=overwrite,
         workspace=workspace,
     )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @annotate_app.command("from-truth")
@@ -72,7 +73,7 @@ def annotate_from_truth_cmd(
     truth: str = typer.Option("truth", "--truth", help="Label image to copy from."),
     crops: int = typer.Option(4, "--crops", help="Number of crops."),
     size: int = typer.Option(32, "--size", help="Crop edge in voxels."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     name: str = typer.Option(
         "annotations", "--name", help="Sparse label image to create or add to."
     ),
@@ -84,8 +85,11 @@ def annotate_from_truth_cmd(
         "--require-label",
         help="Only crops holding at least --min-fraction of this label value.",
     ),
-    min_fraction: float = typer.Option(0.05, "--min-fraction"),
+    min_fraction: float = typer.Option(
+        0.05, "--min-fraction", help="Least fraction of a crop --require-label must fill."
+    ),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Emulate a curator annotating random crops (255 = unannotated elsewhere)."""
     from curated.segment.annotate import annotate_from_truth
@@ -102,7 +106,7 @@ def annotate_from_truth_cmd(
         min_fraction=min_fraction,
         workspace=workspace,
     )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @annotate_app.command("import")
@@ -119,12 +123,13 @@ def annotate_import_cmd(
         "annotations", "--name", help="Sparse label image to create or add to."
     ),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image."""
     from curated.segment.annotate import import_annotation
 
     r = import_annotation(image, source_file=source, offset=offset, name=name, workspace=workspace)
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 def _train_kwargs(
@@ -164,12 +169,12 @@ def train_cmd(
         None, "--iterations", help="Training iterations [default: 600]."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     depth: int = typer.Option(2, "--depth", help="U-Net down-sampling steps."),
     features: int = typer.Option(8, "--features", help="Feature maps at the top level."),
-    batch_size: int = typer.Option(2, "--batch-size"),
+    batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
     patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
-    learning_rate: float = typer.Option(1e-3, "--lr"),
+    learning_rate: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     denoise: float = typer.Option(
         0.0, "--denoise", help="Gaussian denoising σ in voxels (0: off)."
     ),
@@ -184,6 +189,7 @@ def train_cmd(
         False, "--overwrite", help="Start again even if OUT holds a model or checkpoint."
     ),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a one-label 3D U-Net from sparse annotations (resumes from OUT's last checkpoint)."""
     from curated.segment.train import train
@@ -203,7 +209,7 @@ def train_cmd(
                 iterations, device, seed, batch_size, patch, elastic, overwrite, workspace
             ),  # type: ignore[arg-type]
         )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @segment_app.command("finetune")
@@ -215,16 +221,17 @@ def finetune_cmd(
         ..., "--labels", help="Sparse label image with the new annotations."
     ),
     out: Path = typer.Option(..., "--out", help="Model folder to write."),
-    label_value: int | None = typer.Option(None, "--label-value", help="[default: the parent's]"),
+    label_value: int | None = typer.Option(None, "--label-value", help="The label K [default: the parent model's]."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations [default: 300]."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(2, "--batch-size"),
-    patch: int = typer.Option(24, "--patch"),
-    learning_rate: float = typer.Option(5e-4, "--lr"),
-    elastic: bool = typer.Option(False, "--elastic"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
+    batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
+    patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
+    learning_rate: float = typer.Option(5e-4, "--lr", help="Adam learning rate."),
+    elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Continue training PARENT on new annotations; the new model records PARENT's sha256 and lineage."""
     from curated.segment.train import finetune
@@ -242,7 +249,7 @@ def finetune_cmd(
                 iterations, device, seed, batch_size, patch, elastic, overwrite, workspace
             ),  # type: ignore[arg-type]
         )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @segment_app.command("predict")
@@ -263,10 +270,13 @@ def predict_cmd(
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Also write NAME-probability (uint8)."
     ),
-    threshold: float = typer.Option(0.5, "--threshold"),
+    threshold: float = typer.Option(
+        0.5, "--threshold", help="Probability above which a voxel is labelled."
+    ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Segment IMAGE blockwise (identical to one whole-volume pass); resumable."""
     from curated.segment.predict import DEFAULT_BLOCK, predict
@@ -286,7 +296,7 @@ def predict_cmd(
             workspace=workspace,
             progress=progress,
         )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 def register(app: typer.Typer) -> None:
