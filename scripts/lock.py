@@ -65,7 +65,9 @@ def closure(extras: tuple[str, ...] = EXTRAS) -> dict[str, str]:
     """``{name: version}`` of every installed distribution curated[extras] needs."""
     installed = _installed()
     pins: dict[str, str] = {}
-    todo = [(canonicalize_name(r.name), set(r.extras)) for r in _declared(extras) if _wanted(r, set())]
+    todo = [
+        (canonicalize_name(r.name), set(r.extras)) for r in _declared(extras) if _wanted(r, set())
+    ]
     seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
         name, want = todo.pop()
