@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import typer
@@ -117,3 +118,25 @@ def test_metadata_set_json(tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["action"] == "set" and data["status"] == "ok"
+
+
+def test_demo_prints_wall_and_cpu_time_per_stage(tmp_path, monkeypatch):
+    import curated.demo as demo_mod
+    from curated.demo import DemoReport, DemoStage
+
+    def fake_run_demo(dest, *, on_stage=None, **kwargs):
+        report = DemoReport(dest=Path(dest))
+        for name, wall, cpu in (("convert", 2.5, 4.75), ("train", 10.0, 19.5)):
+            st = DemoStage(name=name, step="T", status="ok", seconds=wall, cpu_seconds=cpu)
+            report.stages.append(st)
+            on_stage(st)
+        return report
+
+    monkeypatch.setattr(demo_mod, "run_demo", fake_run_demo)
+    r = CliRunner().invoke(app, ["demo", str(tmp_path / "d")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "convert  wall 2.5 s, CPU 4.8 s" in r.stdout
+    assert "total: wall 12.5 s, CPU 24.2 s" in r.stdout
+    r = CliRunner().invoke(app, ["demo", str(tmp_path / "d"), "--json"])
+    data = json.loads(r.stdout)
+    assert [s["cpu_seconds"] for s in data["stages"]] == [4.75, 19.5]
