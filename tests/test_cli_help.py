@@ -12,6 +12,15 @@ from typer.testing import CliRunner
 
 from curated.cli import app
 
+@pytest.fixture(autouse=True)
+def _normal_verbosity():
+    """--quiet / -v set process-wide state; leave it as other tests expect."""
+    from curated.cli._common import set_verbosity
+
+    yield
+    set_verbosity(quiet=False, verbose=0)
+
+
 # Commands that print no result record of their own, and why.
 NO_RESULT = {}
 
