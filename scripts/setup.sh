@@ -8,15 +8,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+TORCH="torch==2.13.0"
 LOCK=(-c constraints.txt)
 if [ "${1:-}" = "--upgrade" ]; then
-  LOCK=(--upgrade --upgrade-strategy eager)
+  # everything to its newest allowed version, except PyTorch (kept at the CPU build below)
+  PIN=$(mktemp)
+  trap 'rm -f "$PIN"' EXIT
+  echo "$TORCH" >"$PIN"
+  LOCK=(--upgrade --upgrade-strategy eager -c "$PIN")
 fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # The CPU build of PyTorch first: otherwise pip would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet "$TORCH"
 .venv/bin/python -m pip install --quiet "${LOCK[@]}" -e ".[dev]"
 echo "set up .venv; run commands as .venv/bin/curated ... or first: source .venv/bin/activate"
