@@ -127,3 +127,11 @@ def test_bioimageio_zip_members_unpack_readable_by_others(tmp_path):
     folder = tmp_path / "pkg"
     _write_package({"rdf.yaml": b"x: 1\n"}, folder, overwrite=False)
     assert stat.S_IMODE(folder.stat().st_mode) & 0o055 == 0o055
+
+
+@pytest.mark.parametrize("kind", ["archive", "holey"])
+def test_bags_without_store_folders_still_match_images_to_stores(ws, tmp_path, kind):
+    options = {"zarr": "archive"} if kind == "archive" else {"fetch_base": "https://x.org/ws/"}
+    bag = Path(make_bag(ws, tmp_path / "bag", **options).path)
+    shipped = json.loads((bag / "data" / "curation" / "fair.json").read_text())
+    assert _statuses(shipped)["FsF-R1-01MD"][0] == "pass"

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from curated.cli import app
 
+
 @pytest.fixture(autouse=True)
 def _normal_verbosity():
     """--quiet / -v set process-wide state; leave it as other tests expect."""

@@ -1255,8 +1255,8 @@ def bag_fair_report(
     result describes the deposit. ``record`` and ``log`` replace
     ``metadata/curated.yaml`` and ``metadata/curator-log.jsonl`` while the bag is
     being built (they are written after the payload); ``derived`` replaces
-    ``data/derived`` for bags whose Zarr stores are zip archives (the checks read
-    stores, which the archives hold unchanged).
+    ``data/derived`` for bags whose Zarr stores are zip archives or fetched (holey
+    bags): the checks read stores, which those bags hold unchanged or by reference.
 
     Examples
     --------

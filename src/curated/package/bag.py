@@ -526,7 +526,8 @@ def _build_payload(b: _Build) -> None:
             b.partial,
             record=b.ws.metadata_path,
             log=b.ws.log.path,
-            derived=b.ws.root / "derived" if b.zarr == "archive" else None,
+            # archived stores and holey bags' fetched files are read where they were made
+            derived=b.ws.root / "derived" if b.zarr == "archive" or b.fetch_base else None,
         )
         fair_dir = b.partial / "data" / "curation"
         fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
