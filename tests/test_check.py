@@ -474,3 +474,23 @@ def test_a_large_inventory_waits_on_disk_and_reports_the_same(tmp_path, monkeypa
     assert written == expected == big.to_dict()
     assert big.flags_by_code("duplicate-content") == small.flags_by_code("duplicate-content")
     assert big.flags_by_code("duplicate-content")  # the on-disk index found them
+
+
+@pytest.mark.parametrize(
+    "doc", ["NOTES.txt", "notes.md", "read_me.txt", "00_README.md", "ReadMe-2024.txt", "INFO.txt"]
+)
+def test_common_documentation_names_count_as_documentation(tmp_path, doc):
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t", "authors": []}})
+    raw = tmp_path / "raw"
+    _stack(raw, 3)
+    (raw / doc).write_text("how the stack was made")
+    report = check(ws, [raw])
+    assert not report.flags_by_code("no-documentation")
+    assert report.answer("C4").answer == "yes"
+
+
+@pytest.mark.parametrize("name", ["notebook.ipynb", "information_theory.tif", "readmeh.bin"])
+def test_names_that_only_start_like_documentation_are_not_documentation(tmp_path, name):
+    from curated.curation.check import DOC_NAMES
+
+    assert not DOC_NAMES.match(name)

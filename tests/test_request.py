@@ -156,3 +156,35 @@ def test_cli_request(tmp_path):
     r = CliRunner().invoke(app, ["request", str(ws.root), "--show"])
     assert r.exit_code == 0, r.output
     assert "Essential" in r.output and "Subject:" in r.output
+
+
+def test_a_missing_readme_is_asked_for_as_a_file_not_yes_or_no(tmp_path):
+    ws = _ws(tmp_path, COMPLETE)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tifffile.imwrite(raw / "a.tif", np.zeros((8, 8), np.uint8))
+    check(ws, [raw])
+    asks = [a for a in request(ws).details["asks"] if "README" in a["question"]]
+    assert [a["answer"] for a in asks] == ["file"]
+    text = (ws.root / "curation" / "request.md").read_text()
+    readme_item = text.split("README", 1)[1].split("Why we ask", 1)[0]
+    assert "Please attach it to your reply." in readme_item
+    assert "yes or no" not in readme_item
+
+
+def test_notes_txt_is_documentation_so_no_readme_is_asked(tmp_path):
+    ws = _ws(tmp_path, COMPLETE)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tifffile.imwrite(raw / "a.tif", np.zeros((8, 8), np.uint8))
+    (raw / "NOTES.txt").write_text("Imaged on a Crossbeam 550 at 1.5 kV.")
+    check(ws, [raw])
+    assert not any("README" in a["question"] for a in request(ws).details["asks"])
+
+
+def test_cli_request_json(tmp_path):
+    ws = _ws(tmp_path, {"schema_version": "1.0.0", "study": {"title": "t"}})
+    r = CliRunner().invoke(app, ["request", str(ws.root), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["action"] == "request" and data["details"]["asks"]

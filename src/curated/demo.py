@@ -124,6 +124,7 @@ class DemoStage:
     message: str = ""
     path: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time in the stage, all threads together
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -289,7 +290,7 @@ def run_demo(
     ) -> bool:
         st = DemoStage(name=name, step=step)
         report.stages.append(st)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             out = fn()
         except CuratedError as exc:
@@ -300,6 +301,7 @@ def run_demo(
             if st.status not in ("ok", "notneeded") and not st.message:
                 st.message = str(details)[:200]
         st.seconds = time.perf_counter() - t0
+        st.cpu_seconds = time.process_time() - c0
         if on_stage:
             on_stage(st)
         return st.status in ("ok", "notneeded")

@@ -11,6 +11,7 @@ import importlib
 import typer
 
 from curated._version import __version__
+from curated.cli._common import CuratedGroup, set_verbosity
 
 COMMAND_MODULES = (
     "curated.cli.metadata",  # init, metadata validate|import-ome|set
@@ -24,6 +25,7 @@ COMMAND_MODULES = (
 )
 
 app = typer.Typer(
+    cls=CuratedGroup,
     name="curated",
     help="Curate very large biomedical image datasets into well-described, trustworthy deposits.",
     no_args_is_help=True,
@@ -42,10 +44,21 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        False,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Show the version and exit.",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only errors (and JSON when --json is given)."
+    ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="Log each step's progress to stderr; -vv for detail."
     ),
 ) -> None:
     """curated: Check, Understand, Request, Augment, Transform, Evaluate, Document."""
+    set_verbosity(quiet=quiet, verbose=verbose)
 
 
 for _name in COMMAND_MODULES:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -22,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from curated._text import decimal_size
 from curated.errors import CuratedError
@@ -35,6 +38,76 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
+
+JSON_OPTION = typer.Option(
+    False, "--json", help="Print the result record(s) as JSON instead of tables."
+)
+
+
+class _Output:
+    """How chatty the CLI is, set once per invocation by the global --quiet / -v options."""
+
+    quiet = False
+    verbose = 0
+
+
+def set_verbosity(*, quiet: bool, verbose: int) -> None:
+    """``--quiet``: errors and JSON only; ``-v``: log curated's steps, ``-vv`` in detail."""
+    _Output.quiet = quiet
+    _Output.verbose = verbose
+    console.quiet = quiet
+    logger = logging.getLogger("curated")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_curated_cli", False):
+            logger.removeHandler(handler)
+    if verbose and not quiet:
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+        handler._curated_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    else:
+        logger.setLevel(logging.WARNING)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (also under --quiet: it is the result asked for)."""
+    Console(highlight=False).print_json(json.dumps(data, default=str))
+
+
+def _tidy_help(command: Any) -> None:
+    """Make every option's help hold as written, for this command and all below it.
+
+    Typer renders help with Rich markup, which would swallow a literal ``[default: 600]``
+    (read as a tag), so brackets in option help are escaped; and typer shows boolean
+    flags as ``<bool>`` although they take no value, so flags get an empty metavar.
+    """
+    if getattr(command, "_curated_tidy", False):
+        return
+    command._curated_tidy = True
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for param in command.params:
+        if param.help if hasattr(param, "help") else None:
+            param.help = escape(param.help)
+        if getattr(param, "is_bool_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
+class CuratedGroup(TyperGroup):
+    """The root command group: tidies the help of every command below it (see _tidy_help)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _tidy_help(self)
 
 
 def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -78,6 +151,8 @@ class RichProgress:
 
     def start(self, description: str, total: float | None, unit: str = "") -> None:
         self.finish()
+        if _Output.quiet:
+            return
         self._unit = unit
         self._bytes = 0.0
         self._t0 = time.perf_counter()
@@ -115,7 +190,9 @@ class RichProgress:
                 "read": f"{decimal_size(self._bytes)} ({decimal_size(self._bytes / elapsed)}/s)",
                 **info,
             }
-        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+        text = "  ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
+        )
         self._progress.update(self._task, advance=amount, info=text)
 
     def finish(self) -> None:
@@ -128,12 +205,14 @@ class RichProgress:
 STATUS_STYLE = {"ok": "green", "notneeded": "cyan", "impossible": "yellow", "error": "red"}
 
 
-def print_results(results: Iterable[Result], *, title: str | None = None, as_json: bool = False) -> list[Result]:
+def print_results(
+    results: Iterable[Result], *, title: str | None = None, as_json: bool = False
+) -> list[Result]:
     """Show results as a table (or JSON lines) and return them."""
     results = list(results)
     if as_json:
         for r in results:
-            console.print_json(json.dumps(r.to_dict(), default=str))
+            print_json(r.to_dict())
         return results
     table = Table(title=title, show_lines=False)
     table.add_column("action")

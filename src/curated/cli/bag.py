@@ -11,12 +11,16 @@ lists both. (A workspace literally named ``validate`` is reached as ``./validate
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from curated.cli._common import RichProgress, err_console, exit_for, handle_errors, print_results
+
+if TYPE_CHECKING:  # typer >= 0.24 vendors click; these are the classes TyperGroup uses
+    from typer._click.core import Context
+    from typer._click.formatting import HelpFormatter
 
 DEFAULT_COMMAND = "create"
 
@@ -24,12 +28,12 @@ DEFAULT_COMMAND = "create"
 class BagGroup(TyperGroup):
     """A group whose bare invocation ``bag WORKSPACE DEST`` runs the default ``create`` command."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
 
-    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_usage(self, ctx: Context, formatter: HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "WORKSPACE DEST [OPTIONS]")
         formatter.write_usage(
             ctx.command_path, "validate BAG [--profile NAME] [--fast]", prefix="   or: "

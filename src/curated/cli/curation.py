@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from curated.cli._common import (
+    JSON_OPTION,
     RichProgress,
     console,
     err_console,
     fail,
     handle_errors,
+    print_json,
     print_results,
 )
 
@@ -42,11 +43,9 @@ def check_command(
     from curated.curation.check import check
 
     with RichProgress(transient=True) as progress:
-        report = check(
-            workspace, list(sources or []), progress=progress, processes=processes
-        )
+        report = check(workspace, list(sources or []), progress=progress, processes=processes)
     if as_json:
-        console.print_json(json.dumps(report.to_dict(), default=str))
+        print_json(report.to_dict())
         return
     checklist = Table(title="DCN Check checklist")
     checklist.add_column("item")
@@ -82,11 +81,15 @@ def check_command(
 def request_command(
     workspace: Path = typer.Argument(..., help="The dataset's workspace."),
     show: bool = typer.Option(False, "--show", help="Also print the e-mail."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write curation/request.md: an e-mail to the depositor with at most four ranked asks."""
     from curated.curation.request import request
 
     result = request(workspace)
+    if as_json:
+        print_results([result], as_json=True)
+        return
     table = Table(title="Asks for the depositor")
     table.add_column("#")
     table.add_column("priority")
@@ -140,7 +143,9 @@ def log_command(
     if files and not verify:
         raise typer.BadParameter("--files only works together with --verify", param_hint="--files")
     if anchor is not None and not verify:
-        raise typer.BadParameter("--anchor only works together with --verify", param_hint="--anchor")
+        raise typer.BadParameter(
+            "--anchor only works together with --verify", param_hint="--anchor"
+        )
     ws = Workspace(workspace)
     log = ws.log
     if head:
@@ -188,7 +193,7 @@ def log_command(
     entries = list(log.entries())
     if as_json:
         for e in entries:
-            console.print_json(json.dumps(e, default=str))
+            print_json(e)
         return
     table = Table(title=f"Curator log: {ws.relative(log.path)} ({len(entries)} entries)")
     for col in ("seq", "step", "action", "time", "status", "agent", "outputs", "message"):

@@ -16,6 +16,7 @@ from curated.cli._common import (
     err_console,
     exit_for,
     handle_errors,
+    print_json,
     print_results,
 )
 
@@ -146,7 +147,7 @@ def register(app: typer.Typer) -> None:
             )
         if dry_run:
             if as_json:
-                console.print_json(json.dumps(receipt.to_dict(), default=str))
+                print_json(receipt.to_dict())
             else:
                 _show_plan(receipt)
             _show_problems(receipt, dry_run=True)
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
             return
         _show_problems(receipt)
         if as_json:
-            console.print_json(json.dumps(receipt.to_dict(), default=str))
+            print_json(receipt.to_dict())
         else:
             print_results([receipt.to_result()], title="deposit")
             if receipt.receipt_path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,10 +10,12 @@ from rich.table import Table
 
 from curated.cli._common import (
     EXIT_BAD_INPUT,
+    JSON_OPTION,
     console,
     err_console,
     exit_for,
     handle_errors,
+    print_json,
     print_results,
 )
 from curated.errors import MetadataError
@@ -34,15 +35,21 @@ def init(
     title: str = typer.Option(
         ..., "--title", help="Title of the study, as it should appear in a citation."
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a workspace with a curated.yaml skeleton (D: init)."""
     from curated.metadata import init_workspace, validate_record
 
     ws = init_workspace(directory, title)
     report = validate_record(ws.metadata_path)
-    missing = ", ".join(e.field for e in report.missing_required)
-    print_results([Result("init", "ok", str(ws.root), "workspace created")])
-    console.print(escape(f"still missing (required): {missing}"), highlight=False, soft_wrap=True)
+    missing = [e.field for e in report.missing_required]
+    result = Result("init", "ok", str(ws.root), "workspace created", {"still_missing": missing})
+    print_results([result], as_json=as_json)
+    if as_json:
+        return
+    console.print(
+        escape(f"still missing (required): {', '.join(missing)}"), highlight=False, soft_wrap=True
+    )
     console.print(
         escape(
             f"Fill it in with `curated metadata set {directory} FIELD VALUE`; check it with `curated metadata validate {directory}`."
@@ -69,7 +76,7 @@ def validate(
     report = validate_record(path)
     where = report.path or str(path)
     if as_json:
-        console.print_json(json.dumps(report.to_dict(), default=str))
+        print_json(report.to_dict())
         raise typer.Exit(0 if report.valid else EXIT_BAD_INPUT)
     for issue in report.errors:
         err_console.print(
@@ -117,11 +124,15 @@ def import_ome_cmd(
         "--allow-no-metadata",
         help="Import sizes and pixel type from a TIFF without physical metadata.",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Merge an image's header metadata into curated.yaml, keeping curator values unless --force (A)."""
     from curated.metadata import import_ome
 
     result = import_ome(workspace, image, force=force, require_metadata=not allow_no_metadata)
+    if as_json:
+        exit_for(print_results([result], as_json=True))
+        return
     for warning in result.details.get("warnings", []):
         console.print(
             f"[yellow]warning:[/] {escape(str(image))}: {escape(warning)}",
@@ -154,14 +165,15 @@ def set_cmd(
     value: str = typer.Argument(
         ..., help="New value, read as YAML (8.0, true, [a, b], {k: v}); null removes it."
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Set one field of curated.yaml; refused when it would make the record invalid (A)."""
     from curated.metadata import set_field
 
     result = set_field(workspace, field, value)
-    print_results([result])
+    print_results([result], as_json=as_json)
     missing = result.details.get("still_missing")
-    if missing:
+    if missing and not as_json:
         console.print(
             escape(f"still missing (required): {', '.join(missing)}"),
             highlight=False,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from curated.cli._common import RichProgress, exit_for, handle_errors, print_results
+from curated.cli._common import JSON_OPTION, RichProgress, exit_for, handle_errors, print_results
 from curated.cli.segment_eval import register_eval_commands
 from curated.segment.defaults import (
     DEFAULT_DEPTH,
@@ -37,12 +37,10 @@ def _pre(denoise: float, shading: float, local_contrast: float | None) -> dict[s
     """The pre-processing asked for, or None for the library's default (local contrast σ 128 nm)."""
     if local_contrast is None and not denoise and not shading:
         return None
-    if local_contrast is None:
-        local_contrast = 0.0
     return {
         "denoise_sigma": denoise,
         "shading_sigma": shading,
-        "local_contrast_sigma": local_contrast,
+        "local_contrast_sigma": local_contrast or 0.0,
     }
 
 
@@ -62,9 +60,10 @@ def sample_fibsem(
         help="Shading strength S in [0, 1): gain falls along x to about 1-S with contrast lost "
         "toward a backlight level, plus z drift (0.3 mild, 0.6 strong, 0.8 severe).",
     ),
-    seed: int = typer.Option(0, "--seed"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a synthetic FIB-SEM-like image with a `truth` label image (1 mitochondria, 2 nucleus)."""
     from curated.segment.sample import DEFAULT_SHAPE, DEFAULT_VOXEL_SIZE, make_fibsem_sample
@@ -78,7 +77,7 @@ def sample_fibsem(
         overwrite=overwrite,
         workspace=workspace,
     )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @annotate_app.command("from-truth")
@@ -88,7 +87,7 @@ def annotate_from_truth_cmd(
     truth: str = typer.Option("truth", "--truth", help="Label image to copy from."),
     crops: int = typer.Option(4, "--crops", help="Number of crops."),
     size: int = typer.Option(32, "--size", help="Crop edge in voxels."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     name: str = typer.Option(
         "annotations", "--name", help="Sparse label image to create or add to."
     ),
@@ -100,8 +99,11 @@ def annotate_from_truth_cmd(
         "--require-label",
         help="Only crops holding at least --min-fraction of this label value.",
     ),
-    min_fraction: float = typer.Option(0.05, "--min-fraction"),
+    min_fraction: float = typer.Option(
+        0.05, "--min-fraction", help="Least fraction of a crop --require-label must fill."
+    ),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Emulate a curator annotating random crops (255 = unannotated elsewhere)."""
     from curated.segment.annotate import annotate_from_truth
@@ -118,7 +120,7 @@ def annotate_from_truth_cmd(
         min_fraction=min_fraction,
         workspace=workspace,
     )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @annotate_app.command("import")
@@ -135,12 +137,13 @@ def annotate_import_cmd(
         "annotations", "--name", help="Sparse label image to create or add to."
     ),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image."""
     from curated.segment.annotate import import_annotation
 
     r = import_annotation(image, source_file=source, offset=offset, name=name, workspace=workspace)
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @annotate_app.command("suggest")
@@ -177,7 +180,7 @@ def annotate_suggest_cmd(
         help="Folder for suggestions.csv/.json/.png [default: beside IMAGE or in the workspace].",
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (quick predictions)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = JSON_OPTION,
     workspace: Path | None = WORKSPACE,
 ) -> None:
     """Propose the next crops to annotate, where the model is most likely wrong (label image + table + PNG)."""
@@ -239,14 +242,16 @@ def train_cmd(
         None, "--iterations", help=f"Training iterations [default: {DEFAULT_ITERATIONS}]."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     depth: int = typer.Option(DEFAULT_DEPTH, "--depth", help="U-Net down-sampling steps."),
     features: int = typer.Option(
         DEFAULT_FEATURES, "--features", help="Feature maps at the top level."
     ),
-    batch_size: int = typer.Option(2, "--batch-size"),
+    batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
     patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
-    learning_rate: float = typer.Option(DEFAULT_LEARNING_RATE, "--lr"),
+    learning_rate: float = typer.Option(
+        DEFAULT_LEARNING_RATE, "--lr", help="Adam learning rate (cosine-annealed to 2 %)."
+    ),
     denoise: float = typer.Option(
         0.0, "--denoise", help="Gaussian denoising σ in voxels (0: off)."
     ),
@@ -256,14 +261,15 @@ def train_cmd(
     local_contrast: float | None = typer.Option(
         None,
         "--local-contrast",
-        help="Local contrast normalisation σ in voxels, y and x (0: off) "
-        "[default: 128 nm in voxels, e.g. 16 at 8 nm, unless --denoise or --shading-correction is given].",
+        help="Local contrast normalisation σ in voxels, y and x (0: off) [default: 128 nm in "
+        "voxels, e.g. 16 at 8 nm, unless --denoise or --shading-correction is given].",
     ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Start again even if OUT holds a model or checkpoint."
     ),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a one-label 3D U-Net from sparse annotations (resumes from OUT's last checkpoint)."""
     from curated.segment.train import train
@@ -283,7 +289,7 @@ def train_cmd(
                 iterations, device, seed, batch_size, patch, elastic, overwrite, workspace
             ),  # type: ignore[arg-type]
         )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @segment_app.command("finetune")
@@ -295,18 +301,23 @@ def finetune_cmd(
         ..., "--labels", help="Sparse label image with the new annotations."
     ),
     out: Path = typer.Option(..., "--out", help="Model folder to write."),
-    label_value: int | None = typer.Option(None, "--label-value", help="[default: the parent's]"),
+    label_value: int | None = typer.Option(
+        None, "--label-value", help="The label K [default: the parent model's]."
+    ),
     iterations: int | None = typer.Option(
         None, "--iterations", help=f"Iterations [default: {DEFAULT_FINETUNE_ITERATIONS}]."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(2, "--batch-size"),
-    patch: int = typer.Option(24, "--patch"),
-    learning_rate: float = typer.Option(DEFAULT_FINETUNE_LEARNING_RATE, "--lr"),
-    elastic: bool = typer.Option(False, "--elastic"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
+    batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
+    patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
+    learning_rate: float = typer.Option(
+        DEFAULT_FINETUNE_LEARNING_RATE, "--lr", help="Adam learning rate (cosine-annealed to 2 %)."
+    ),
+    elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Continue training PARENT on new annotations; the new model records PARENT's sha256 and lineage."""
     from curated.segment.train import finetune
@@ -324,7 +335,7 @@ def finetune_cmd(
                 iterations, device, seed, batch_size, patch, elastic, overwrite, workspace
             ),  # type: ignore[arg-type]
         )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 @segment_app.command("predict")
@@ -345,10 +356,13 @@ def predict_cmd(
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Also write NAME-probability (uint8)."
     ),
-    threshold: float = typer.Option(0.5, "--threshold"),
+    threshold: float = typer.Option(
+        0.5, "--threshold", help="Probability above which a voxel is labelled."
+    ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Segment IMAGE blockwise (identical to one whole-volume pass); resumable."""
     from curated.segment.predict import DEFAULT_BLOCK, predict
@@ -368,7 +382,7 @@ def predict_cmd(
             workspace=workspace,
             progress=progress,
         )
-    exit_for(print_results([r]))
+    exit_for(print_results([r], as_json=as_json))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from curated.cli._common import RichProgress, console, handle_errors, print_results
+from curated.cli._common import (
+    JSON_OPTION,
+    RichProgress,
+    console,
+    exit_for,
+    handle_errors,
+    print_results,
+)
 
 
 def _fmt(v: Any) -> str:
@@ -171,6 +178,7 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
             None, "--license", help="SPDX licence of the weights (default: the workspace's)."
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package."),
+        as_json: bool = JSON_OPTION,
     ) -> None:
         """Export a model as a bioimage.io package with a model card (D)."""
         from curated.segment.export import export_bioimageio
@@ -178,4 +186,4 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
         result = export_bioimageio(
             model, dest, workspace=workspace, image=image, license=license, overwrite=overwrite
         )
-        print_results([result])
+        exit_for(print_results([result], as_json=as_json))

@@ -78,8 +78,11 @@ CODE_SUFFIXES = (
     ".nf",
     ".smk",
 )
+# documentation as depositors name it: README.txt, read_me.md, 00_README, NOTES.txt, info.txt ...
 DOC_NAMES = re.compile(
-    r"^(readme|about|description|methods|protocol|manifest|codebook|data[_ -]?dictionary)\b", re.I
+    r"^[0_ -]*(read[_ -]?me|about|description|notes?|info|documentation|methods|protocol"
+    r"|manifest|codebook|data[_ -]?dictionary|dataset[_ -]?description)(?![a-z])",
+    re.I,
 )
 LICENCE_NAMES = re.compile(r"^(licen[cs]e|copying|rights)\b", re.I)
 IMAGE_FORMATS = (
@@ -753,7 +756,7 @@ def _name_facts(name: str) -> tuple[str, str, int, int, str | None]:
     ext = name.rpartition(".")[2].lower() if "." in name else ""
     pattern, last = _name_shape(name)
     kind = None
-    if name[:4].lower() in _DOC_PREFIXES:
+    if name.lstrip("0_ -")[:4].lower() in _DOC_PREFIXES:
         if LICENCE_NAMES.match(name):
             kind = "licence"
         elif DOC_NAMES.match(name):
@@ -763,9 +766,10 @@ def _name_facts(name: str) -> tuple[str, str, int, int, str | None]:
 
 _DOC_FORMATS = frozenset(("PDF", "Markdown", "reStructuredText"))
 _DOC_PREFIXES = frozenset(
-    ("read", "abou", "desc", "meth", "prot", "mani", "code", "data", "lice", "copy", "righ")
+    ("read", "abou", "desc", "note", "info", "docu", "meth", "prot", "mani", "code", "data")
+    + ("lice", "copy", "righ")
 )
-"""First four letters of every name DOC_NAMES and LICENCE_NAMES match."""
+"""First four letters (after leading 0, _, -, space) of every name DOC_NAMES and LICENCE_NAMES match."""
 _NO_EXTENSION_RULE = frozenset(("text", "unknown binary", "empty"))
 
 

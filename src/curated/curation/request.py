@@ -41,7 +41,7 @@ class Ask:
     question: str
     """Answerable with yes/no or with one value."""
     answer: str
-    """``yes/no`` or ``value``: what kind of reply is expected."""
+    """``yes/no``, ``value`` or ``file``: what kind of reply is expected."""
     why: str
     """One line on why we ask."""
     field: str | None = None
@@ -329,8 +329,8 @@ def _asks_from_check(check: dict[str, Any]) -> list[Ask]:
         asks.append(
             Ask(
                 "Important",
-                "Can you send a short README describing the files and how they were made?",
-                "yes/no",
+                "Please send a short README (plain text) describing the files and how they were made.",
+                "file",
                 "a README is how others understand the data",
             )
         )

@@ -6,15 +6,15 @@ limits as data (:mod:`curated.deposit.preflight`), and :func:`deposit` tying the
 
 What is sent (see :mod:`curated.deposit.payload`):
 
-=============  ==========================  =======================================
-target         bag folder                  serialized bag (.zip/.tar)
-=============  ==========================  =======================================
-invenio/zenodo each file, key = bag path    the archive (one file)
-dataverse      each file, directoryLabel    .tar only (Dataverse unpacks .zip)
-dspace         one stored zip ``<bag>.zip``  the archive (one multipart POST)
-figshare       one stored zip ``<bag>.zip``  the archive (in Figshare's parts)
-directory      a copy of the folder         a copy of the archive
-=============  ==========================  =======================================
+==============  ============================  ====================================
+target          bag folder                    serialized bag (.zip/.tar)
+==============  ============================  ====================================
+invenio/zenodo  each file, key = bag path     the archive (one file)
+dataverse       each file, directoryLabel     .tar only (Dataverse unpacks .zip)
+dspace          one stored zip ``<bag>.zip``  the archive (one multipart POST)
+figshare        one stored zip ``<bag>.zip``  the archive (in Figshare's parts)
+directory       a copy of the folder          a copy of the archive
+==============  ============================  ====================================
 
 Zenodo's 100-file cap means a folder bag with unarchived Zarr stores is refused in
 preflight with the advice to run ``curated bag --zarr archive`` (or to serialize).

@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -470,11 +472,33 @@ def check_data_content_minimal(ctx: FairContext) -> Outcome:
     )
 
 
+def _norm(root: Path, path: str) -> str:
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))
+
+
+def _converted(ctx: FairContext) -> dict[str, set[str]]:
+    """Source file (normalised) -> the stores the curator log says were converted from it."""
+    out: dict[str, set[str]] = {}
+    for e in ctx.survey.entries:
+        if e.get("action") != "convert" or e.get("status", "ok") != "ok":
+            continue
+        stores = [o.get("path") for o in e.get("outputs") or [] if isinstance(o, dict)]
+        for src in e.get("inputs") or []:
+            if isinstance(src, dict) and src.get("path"):
+                key = _norm(ctx.survey.root, str(src["path"]))
+                out.setdefault(key, set()).update(str(s).rstrip("/") for s in stores if s)
+    return out
+
+
 def _store_for(ctx: FairContext, i: int, im: dict[str, Any]) -> ImageInfo | None:
-    path = str(im.get("path") or "")
+    path = str(im.get("path") or "").rstrip("/")
     for img in ctx.survey.images:
-        rel = ctx.survey.rel(img.path)
-        if path and (path == rel or path.rstrip("/") == rel):
+        if path and path == ctx.survey.rel(img.path):
+            return img
+    # images[].path usually names the source file; convert's log entry links it to its store
+    made = _converted(ctx).get(_norm(ctx.survey.root, path), set()) if path else set()
+    for img in ctx.survey.images:
+        if ctx.survey.rel(img.path) in made:
             return img
     for img in ctx.survey.images:
         if im.get("name") and im.get("name") == img.name:
@@ -797,35 +821,19 @@ def check_provenance_prov_o(ctx: FairContext) -> Outcome:
 def check_community_metadata_standard(ctx: FairContext) -> Outcome:
     if ctx.survey.record_problem:
         return Outcome(FAIL, ctx.survey.record_problem, [Evidence(METADATA_FILE)])
+    from curated.metadata.validate import validate_record
+
     try:
-        from curated.metadata.validate import validate_record
-    except ImportError:  # pragma: no cover - the metadata layer ships it
-        validate_record = None
-    if validate_record is not None:
-        try:
-            report = validate_record(ctx.record)
-        except CuratedError as exc:
-            return Outcome(FAIL, str(exc), [Evidence(METADATA_FILE)])
-        if not report.valid:
-            first = report.errors[:5]
-            return Outcome(
-                FAIL,
-                f"curated.yaml does not validate against the REMBI-aligned schema ({len(report.errors)} error(s))",
-                [_ev(str(getattr(e, "field", "")) or None) for e in first],
-            )
-    else:
-        from pydantic import ValidationError
-
-        from curated.metadata.model import CuratedRecord
-
-        try:
-            CuratedRecord.model_validate(ctx.record)
-        except ValidationError as exc:
-            return Outcome(
-                FAIL,
-                f"curated.yaml does not validate ({exc.error_count()} error(s))",
-                [_ev(".".join(str(p) for p in e["loc"])) for e in exc.errors()[:5]],
-            )
+        report = validate_record(ctx.record)
+    except CuratedError as exc:
+        return Outcome(FAIL, str(exc), [Evidence(METADATA_FILE)])
+    if not report.valid:
+        first = report.errors[:5]
+        return Outcome(
+            FAIL,
+            f"curated.yaml does not validate against the REMBI-aligned schema ({len(report.errors)} error(s))",
+            [_ev(str(getattr(e, "field", "") or "(record)")) for e in first],
+        )
     ev = [_ev("schema_version", ctx.get("schema_version"))]
     ev += [
         Evidence(ctx.survey.rel(i.path), "zarr.json attributes.ome.multiscales", i.ngff_version)
@@ -844,7 +852,7 @@ def check_datacite_complete(ctx: FairContext) -> Outcome:
     try:
         dc = to_datacite(ctx.record, strict=False)
     except MetadataError as exc:
-        return Outcome(FAIL, str(exc), [_ev(exc.field)])
+        return Outcome(FAIL, str(exc), [_ev(exc.field or "(record)")])
     missing = missing_mandatory(dc)
     if missing:
         return Outcome(
@@ -1070,8 +1078,11 @@ def check_human_care(ctx: FairContext) -> Outcome:
 def _combine(defn: dict[str, Any], tests: list[TestResult]) -> tuple[str, float, int]:
     passed = [t for t in tests if t.status == PASS]
     cumulative = defn.get("scoring", "alternative") == "cumulative"
-    # cumulative metrics need every part: one failing test the curator can fix fails the metric
-    if cumulative and any(t.status == FAIL for t in tests):
+    earned = sum(t.score for t in passed) if cumulative else 0.0
+    full = float(defn.get("total_score", math.inf))
+    # cumulative metrics need every part: one failing test the curator can fix fails the
+    # metric, unless the passing tests already earn its whole score (then it passes)
+    if cumulative and any(t.status == FAIL for t in tests) and earned < full:
         status = FAIL
     elif passed:
         status = PASS
@@ -1200,3 +1211,93 @@ def fair_checklist(workspace: Workspace | str | Path, *, write: bool = True) -> 
         step.message = res.message
         step.details = {"summary": report.summary}
     return report
+
+
+# --------------------------------------------------------------------------- inside a bag
+BAG_FAIR_FILES = ("fair.json", "fair.md")
+"""What :func:`write_bag_fair` writes into a bag's ``data/curation/``."""
+
+
+def _bag_view(bag: Path, view: Path, record: Path, log: Path, derived: Path | None) -> Path:
+    """A workspace-shaped folder of links to what ``bag`` packages, for the checks to read.
+
+    ``record`` and ``log`` are the curated.yaml and curator log the bag carries (or,
+    while it is being built, will carry) under ``metadata/``.
+    """
+    (view / "curation").mkdir(parents=True)
+    (view / "package").mkdir()
+    os.symlink(record.resolve(), view / METADATA_FILE)
+    if log.is_file():
+        os.symlink(log.resolve(), view / LOG)
+    prov = bag / "metadata" / "prov.json"
+    if prov.is_file():
+        os.symlink(prov.resolve(), view / "curation" / "prov.json")
+    for name in (README_FILE, "figures", "derived"):
+        if name == "derived" and derived is not None:
+            os.symlink(derived.resolve(), view / name)
+        elif (bag / "data" / name).exists():
+            os.symlink((bag / "data" / name).resolve(), view / name)
+    os.symlink(bag.resolve(), view / "package" / bag.name)
+    return view
+
+
+def bag_fair_report(
+    bag: str | Path,
+    *,
+    record: str | Path | None = None,
+    log: str | Path | None = None,
+    derived: str | Path | None = None,
+) -> FairReport:
+    """Evaluate the FAIR checklist on what an unpacked bag packages (offline, writes nothing).
+
+    The checks read the bag's own README, figures, derived data, RO-Crate, PROV
+    export, curated.yaml and curator log, not the workspace it was made from, so the
+    result describes the deposit. ``record`` and ``log`` replace
+    ``metadata/curated.yaml`` and ``metadata/curator-log.jsonl`` while the bag is
+    being built (they are written after the payload); ``derived`` replaces
+    ``data/derived`` for bags whose Zarr stores are zip archives or fetched (holey
+    bags): the checks read stores, which those bags hold unchanged or by reference.
+
+    Examples
+    --------
+    >>> bag_fair_report("ws/package/cell01-bag").metric("FsF-I1-01M").status  # doctest: +SKIP
+    'pass'
+    """
+    bag = Path(bag)
+    if not (bag / "bagit.txt").is_file():
+        raise CuratedError(f"{bag}: not an unpacked bag (no bagit.txt)")
+    record = Path(record) if record else bag / "metadata" / "curated.yaml"
+    log = Path(log) if log else bag / "metadata" / "curator-log.jsonl"
+    with tempfile.TemporaryDirectory(prefix="curated-fair-") as tmp:
+        view = _bag_view(bag, Path(tmp) / "ws", record, log, Path(derived) if derived else None)
+        ctx = _context(survey_workspace(view, files=False))
+        metrics = evaluate(ctx)
+    crate = bag / "data" / "ro-crate-metadata.json"
+    return FairReport(
+        workspace=bag.name,
+        metrics=metrics,
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        bag=f"{bag.name}/data/ro-crate-metadata.json" if crate.is_file() else None,
+    )
+
+
+def write_bag_fair(
+    bag: str | Path, *, record: str | Path, log: str | Path, derived: str | Path | None = None
+) -> tuple[str, ...]:
+    """Write ``data/curation/fair.json`` and ``fair.md`` into a bag being built; return their names.
+
+    Called by :func:`curated.package.make_bag` once the payload and its RO-Crate are
+    in place, so the checklist a deposit ships agrees with what it holds (a
+    checklist run in the workspace before bagging cannot see the RO-Crate or PROV
+    export that bagging makes). New files are written; a hard link to the
+    workspace's own fair.* would be replaced, never written through.
+    """
+    bag = Path(bag)
+    report = bag_fair_report(bag, record=record, log=log, derived=derived)
+    folder = bag / "data" / "curation"
+    folder.mkdir(exist_ok=True)
+    for name in BAG_FAIR_FILES:
+        (folder / name).unlink(missing_ok=True)
+    write_json(folder / "fair.json", report.to_dict())
+    atomic_write_text(folder / "fair.md", report.to_markdown())
+    return BAG_FAIR_FILES

@@ -156,6 +156,10 @@ class WorkspaceSurvey:
     files: list[FileEntry] = field(default_factory=list)
 
     def rel(self, path: Path) -> str:
+        try:  # lexically first: a bag's workspace view reaches its files through links
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            pass
         try:
             return path.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:

@@ -519,6 +519,19 @@ def _build_payload(b: _Build) -> None:
         write_json(crate_path, crate)
         crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
         _record(b, crate_task, hash_folder(crate_task, b.hash_algorithms, n_manifests))
+        # The FAIR checklist is evaluated on the bag itself, now that its crate exists.
+        from curated.document.fair import write_bag_fair
+
+        fair_names = write_bag_fair(
+            b.partial,
+            record=b.ws.metadata_path,
+            log=b.ws.log.path,
+            # archived stores and holey bags' fetched files are read where they were made
+            derived=b.ws.root / "derived" if b.zarr == "archive" or b.fetch_base else None,
+        )
+        fair_dir = b.partial / "data" / "curation"
+        fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
+        _record(b, fair_task, hash_folder(fair_task, b.hash_algorithms, n_manifests))
         b.parts.clear()
     _write_metadata(b)
 

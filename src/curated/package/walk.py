@@ -21,13 +21,17 @@ from curated.package.names import check_name, check_siblings
 PAYLOAD_ROOTS: tuple[str, ...] = (
     "README.md",
     "figures",
-    "curation/fair.json",
-    "curation/fair.md",
     "derived",
 )
 """Workspace paths that go into ``data/`` (at the same relative place). ``package/``
 (bags and receipts), ``curated.yaml`` and the curator log are not payload: the last
-two travel as tag files under ``metadata/``."""
+two travel as tag files under ``metadata/``. ``data/curation/fair.*`` is evaluated
+on the bag itself while it is built (the workspace's copy predates the bag)."""
+
+TRAINING_STATE = frozenset(("checkpoint.pt", "checkpoint.json"))
+"""Resume state of a training run, left out of a folder that holds a finished model
+(``model.json``): the model is ``weights.pt``; the checkpoint only serves to resume
+training in the workspace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,8 @@ def _walk_tree(
             else:
                 msg = f"{prefix + n!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
                 raise PackageError(msg, path=full)
+        if store is None and "model.json" in files and TRAINING_STATE.intersection(files):
+            files = [n for n in files if n not in TRAINING_STATE]
         if files:
             files.sort()
             srcs = None

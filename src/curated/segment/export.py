@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
 import warnings
 import zipfile
@@ -852,6 +853,16 @@ def _dataset_citations(study: Mapping[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def _umasked(mode: int) -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+_PUBLIC_FILE = _umasked(0o644)
+_PUBLIC_DIR = _umasked(0o755)
+
+
 def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -> None:
     """Write all files as a zip (``*.zip``) or a folder; readers never see a half package."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -860,13 +871,19 @@ def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -
         try:
             with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
                 for name in sorted(files):
-                    zf.writestr(name, files[name])
+                    # writestr(name) would give members mode 0600; unpacked files get 0644
+                    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+                    info.external_attr = 0o644 << 16
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    zf.writestr(info, files[name])
+            os.chmod(tmp, _PUBLIC_FILE)  # mkstemp makes 0600; the package is for others to read
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    os.chmod(tmpdir, _PUBLIC_DIR)  # mkdtemp makes 0700
     try:
         for name, data in files.items():
             p = tmpdir / name
