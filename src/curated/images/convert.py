@@ -29,7 +29,7 @@ from curated.images.shards import (
     written_files,
 )
 from curated.images.sources import ArraySource, TiffSource, open_source
-from curated.images.units import length_unit, to_unit
+from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, sha256_file
 from curated.provenance.log import Artifact
@@ -57,10 +57,21 @@ def _voxel(
             raise InputError(msg, field="voxel_size")
         _store.check_voxel(vals)
         return vals, unit_name, "given"
-    if source.voxel_size is not None and source.unit is not None:
-        vals = tuple(to_unit(v, source.unit, unit_name) for v in source.voxel_size)
+    known = source.voxel_size
+    if known is not None and source.unit is not None and all(v is not None for v in known):
+        vals = tuple(
+            round_to(to_unit(v, source.unit, unit_name), significant_digits(v)) for v in known
+        )
         _store.check_voxel(vals)
         return vals, unit_name, source.voxel_source
+    if known is not None and source.unit is not None:
+        stated = " ".join(f"{a}={v:g}" for a, v in zip("zyx", known, strict=True) if v is not None)
+        missing = " and ".join(a for a, v in zip("zyx", known, strict=True) if v is None)
+        msg = (
+            f"the file's metadata ({source.voxel_source}) give {stated} {source.unit} but no {missing} "
+            f"spacing, and curated does not guess it; pass --voxel-size Z Y X (in {unit_name})"
+        )
+        raise InputError(msg, path=source.path, field="voxel_size")
     msg = f"no voxel size in the file's metadata ({source.kind}); pass --voxel-size Z Y X (in {unit_name})"
     raise InputError(msg, path=source.path, field="voxel_size")
 

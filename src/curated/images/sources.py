@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from curated.errors import ConversionError, InputError
-from curated.images.units import length_unit
+from curated.images.units import length_unit, round_to, significant_digits
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 SUPPORTED_DTYPES = ("uint8", "uint16", "int8", "int16", "uint32", "int32", "float32")
@@ -439,25 +439,33 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
                 offsets[i] = _page_table_entry(pg, i, size, path, (h, w), dtype)
                 index[i] = pg.index if isinstance(pg.index, int) else pg.index[-1]
         out_axes, perm, out_shape_lead = _map_axes(lead_axes, lead_shape, path)
-        voxel, unit, origin = _voxel_from_metadata(tf, path)
+        meta = _voxel_from_metadata(tf, path)
         src = TiffSource(
             kind="ome-tiff" if tf.is_ome else ("imagej" if tf.is_imagej else "tiff"),
             path=str(path),
             files=[str(path)],
             axes=out_axes + "yx",
-            shape=(*out_shape_lead, h, w),
+            shape=(*out_shape_lead, meta.image_rows or h, w),
             dtype=page_dtype.str,
             page_file=np.zeros(npages, dtype=np.int32),
             page_index=index,
             page_offset=offsets,
             lead_shape=lead_shape,
             lead_perm=perm,
-            voxel_size=voxel,
-            unit=unit,
-            voxel_source=origin,
-            not_carried=_not_carried(first, tf),
+            voxel_size=meta.voxel,
+            unit=meta.unit,
+            voxel_source=meta.origin,
+            not_carried=_not_carried(first, tf) + meta.notes + _bar_note(meta, h),
         )
     return src
+
+
+def _bar_note(meta: _PageMetadata, height: int) -> list[str]:
+    if meta.image_rows is None:
+        return []
+    return [
+        f"vendor data bar: rows {meta.image_rows}-{height - 1} of each page are cropped (not image data)"
+    ]
 
 
 def _map_axes(
@@ -507,8 +515,7 @@ def _open_folder(folder: Path) -> TiffSource:
     offsets = np.full(len(files), -1, dtype=np.int64)
     shape0: tuple[int, int] | None = None
     dtype0: np.dtype | None = None
-    voxel: tuple[float, ...] | None = None
-    unit = origin = None
+    meta0 = _PageMetadata()
     not_carried: list[str] = []
     for i, f in enumerate(files):
         tf = _open_tiff(f)
@@ -524,8 +531,8 @@ def _open_folder(folder: Path) -> TiffSource:
             if shape0 is None:
                 shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
                 _check_dtype(dtype0, f)
-                voxel, unit, origin = _voxel_from_metadata(tf, f)
-                not_carried = _not_carried(page, tf)
+                meta0 = _voxel_from_metadata(tf, f)
+                not_carried = _not_carried(page, tf) + meta0.notes + _bar_note(meta0, pshape[0])
             elif pshape != shape0 or np.dtype(page.dtype) != dtype0:
                 msg = (
                     f"slice {i} has shape {pshape} and dtype {np.dtype(page.dtype).name}, "
@@ -536,6 +543,8 @@ def _open_folder(folder: Path) -> TiffSource:
                     path=f,
                     details={"slice": i, "expected": list(shape0), "found": list(pshape)},
                 )
+            if i:
+                _same_grid(meta0, _voxel_from_metadata(tf, f), files[0], f, i)
             if tf.byteorder != "<" and dtype0.itemsize > 1:  # type: ignore[union-attr]
                 offsets[i] = -1
             else:
@@ -543,11 +552,13 @@ def _open_folder(folder: Path) -> TiffSource:
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
-    # a folder's slices carry only 2D resolution; the z spacing is unknown
-    if voxel is not None and len(voxel) == 3 and origin == "tiff-resolution":
-        voxel = None
-        unit = None
-        origin = "none"
+    # a slice states its own pixel size, never the spacing between slices: z is asked
+    # for (--voxel-size) unless OME-XML states it
+    voxel = meta0.voxel
+    if voxel is not None and meta0.origin != "ome-xml":
+        voxel = (None, voxel[1], voxel[2])
+    if meta0.image_rows is not None:
+        shape0 = (meta0.image_rows, shape0[1])
     return TiffSource(
         kind="slices",
         path=str(folder),
@@ -561,34 +572,93 @@ def _open_folder(folder: Path) -> TiffSource:
         lead_shape=(len(files),),
         lead_perm=(0,),
         voxel_size=voxel,
-        unit=unit,
-        voxel_source=origin or "none",
+        unit=meta0.unit,
+        voxel_source=meta0.origin,
         not_carried=not_carried,
     )
+
+
+def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:
+    """Slices of one volume share one pixel size (and data bar); the first that differs is named."""
+    yx0 = None if first.voxel is None else (first.voxel[1], first.voxel[2], first.unit)
+    yx = None if other.voxel is None else (other.voxel[1], other.voxel[2], other.unit)
+    if yx != yx0:
+
+        def say(v: tuple | None, origin: str) -> str:
+            return (
+                "no pixel size"
+                if v is None
+                else f"pixel size y x = {v[0]:g} {v[1]:g} {v[2]} ({origin})"
+            )
+
+        msg = (
+            f"slice {i} has {say(yx, other.origin)}, but {name0.name} has {say(yx0, first.origin)}; "
+            "the slices are not one volume (sort them into one folder per acquisition)"
+        )
+        raise ConversionError(msg, path=f, details={"slice": i, "expected": yx0, "found": yx})
+    if other.image_rows != first.image_rows:
+        msg = f"slice {i} has {other.image_rows or 'no'} image rows above a data bar, but {name0.name} has {first.image_rows or 'none'}; every slice must match"
+        raise ConversionError(msg, path=f, details={"slice": i})
 
 
 # ---------------------------------------------------------------- metadata
 
 
-def _voxel_from_metadata(tf: Any, path: Path) -> tuple[tuple[float, ...] | None, str | None, str]:
-    """Voxel size (z, y, x) and unit from OME-XML, ImageJ metadata, or TIFF resolution tags."""
+@dataclass
+class _PageMetadata:
+    """What a file's header says about its physical grid (and its data bar)."""
+
+    voxel: tuple[float | None, float | None, float | None] | None = None
+    """(z, y, x); an axis the header does not give is ``None``."""
+    unit: str | None = None
+    origin: str = "none"
+    image_rows: int | None = None
+    """Rows of image data above a vendor data bar (FEI), when the page has one."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
+    """Voxel size (z, y, x) and unit from OME-XML, a vendor header or ImageJ metadata.
+
+    Nothing is invented: a z spacing the file does not state stays ``None`` (the
+    converter then asks for ``--voxel-size``), and TIFF resolution tags on their own
+    (dots per inch) are never a voxel size.
+    """
+    from curated.images.vendor import read_vendor_header
+
     if tf.is_ome and tf.ome_metadata:
         got = _voxel_from_ome(tf.ome_metadata)
         if got is not None:
-            return got[0], got[1], "ome-xml"
+            return _PageMetadata(got[0], got[1], "ome-xml")
+    try:
+        head = read_vendor_header(tf)
+    except Exception as exc:  # a damaged vendor header must not stop the pixels being read
+        head = None
+        note = f"vendor header not readable ({type(exc).__name__}); its pixel size is not used"
+        return _PageMetadata(notes=[note])
+    if head is not None:
+        meta = _PageMetadata(image_rows=head.image_rows)
+        if head.pixel_size_nm is not None:
+            meta.voxel = (None, *head.pixel_size_nm)
+            meta.unit = "nanometer"
+            meta.origin = head.pixel_source
+        return meta
     if tf.is_imagej and tf.imagej_metadata:
         ij = tf.imagej_metadata
-        page = tf.pages[0]
-        xy = _resolution(page)
+        xy = _resolution(tf.pages[0])
         if xy is not None:
             try:
-                unit = length_unit(str(ij.get("unit", "micrometer")).replace("\\u00B5", "µ"))
+                unit = length_unit(str(ij.get("unit", "")).replace("\\u00B5", "µ"))
             except InputError:
                 unit = None
             if unit is not None:
-                z = float(ij.get("spacing", 1.0))
-                return (z, xy[0], xy[1]), unit, "imagej"
-    return None, None, "none"
+                z = ij.get("spacing")
+                zval = round_to(float(z), significant_digits(float(z))) if z else None
+                # the resolution tags are rationals: 10 significant digits, no float noise
+                return _PageMetadata(
+                    (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
+                )
+    return _PageMetadata()
 
 
 def _resolution(page: Any) -> tuple[float, float] | None:
@@ -628,7 +698,11 @@ def _voxel_from_ome(xml: str) -> tuple[tuple[float, float, float], str] | None:
     from curated.images.units import to_unit
 
     unit = names[-1]
-    return (to_unit(sizes[0], names[0], unit), to_unit(sizes[1], names[1], unit), sizes[2]), unit
+    return (
+        round_to(to_unit(sizes[0], names[0], unit), significant_digits(sizes[0])),
+        round_to(to_unit(sizes[1], names[1], unit), significant_digits(sizes[1])),
+        sizes[2],
+    ), unit
 
 
 def _not_carried(page: Any, tf: Any) -> list[str]:
