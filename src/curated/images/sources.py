@@ -1,5 +1,6 @@
 """Image sources the converter reads: multi-page (Big)TIFF, OME-TIFF, ImageJ hyperstacks,
-folders of per-slice 2D TIFFs, and in-memory / dask / zarr arrays.
+vendor SEM TIFFs, folders of per-slice 2D TIFFs, in-memory / dask / zarr arrays, and (through
+:mod:`curated.images.stored`) HDF5, MRC, Zarr, N5 and OME-Zarr 0.4/0.5 stores.
 
 A source is a small picklable object: its page table is built once when it is
 opened (checking every page or slice), and :meth:`TiffSource.read` reads any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from curated.errors import ConversionError, InputError
+from curated.images.stored import StoredArraySource, is_stored, open_stored
 from curated.images.units import length_unit, round_to, significant_digits
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -74,11 +76,14 @@ def _frame(path: str, index: int) -> Any:
 
 
 def close_cached_files() -> None:
-    """Close the parsed TIFF files kept between reads (after a conversion)."""
+    """Close the parsed TIFF files (and HDF5/Zarr/N5 handles) kept between reads (after a conversion)."""
     with _tiff_lock:
         while _tiff_cache:
             _, tf = _tiff_cache.popitem()
             tf.close()
+    from curated.images.stored import close_stored
+
+    close_stored()
 
 
 class _Descriptors:
@@ -259,14 +264,18 @@ class ArraySource:
         return np.asarray(block)
 
 
-Source = TiffSource | ArraySource
+Source = TiffSource | ArraySource | StoredArraySource
 
 
 # ---------------------------------------------------------------- opening
 
 
-def open_source(path: str | Path) -> TiffSource:
+def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     """Open a TIFF file or a folder of per-slice TIFFs as a :class:`TiffSource`.
+
+    HDF5 datasets (``FILE.h5:/path/to/dataset``), MRC files, Zarr v2/v3 and N5 arrays
+    and OME-Zarr 0.4/0.5 images open as a
+    :class:`curated.images.stored.StoredArraySource` instead.
 
     Raises
     ------
@@ -275,6 +284,8 @@ def open_source(path: str | Path) -> TiffSource:
     ConversionError
         Truncated pages, slices of different shape or dtype, unsupported pixel types.
     """
+    if is_stored(path):
+        return open_stored(path)
     p = Path(path)
     if not p.exists():
         msg = "does not exist; give a TIFF file or a folder of per-slice TIFFs"
