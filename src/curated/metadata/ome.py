@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from curated.errors import MetadataError
 from curated.metadata.paths import MISSING, format_path, get_at, parse_path, set_at
 from curated.results import Result
@@ -45,7 +47,7 @@ _RESUNIT_NM = {2: 2.54e7, 3: 1e7}  # TIFF ResolutionUnit: 2 inch, 3 centimetre (
 _OME_DTYPES = {"float": "float32", "double": "float64"}
 _PIXEL_TYPES = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"}
 
-IMPORT_KINDS = {"ome_xml", "tiff_tag", "imagej"}
+IMPORT_KINDS = {"ome_xml", "tiff_tag", "imagej", "file_header"}
 """``sources[].source_kind`` values written by an import (re-imports may replace them)."""
 
 
@@ -522,6 +524,10 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
     """
     import tifffile
 
+    from curated.images.stored import is_stored
+
+    if is_stored(path):
+        return _from_stored(str(path), require_metadata)
     path = Path(path)
     imp = OmeImport(path=str(path), kind="")
     if not path.is_file():
@@ -547,6 +553,66 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
             _from_ome_xml(imp, xml)
         else:
             _from_tiff(imp, tif, require_metadata)
+    return imp
+
+
+# ------------------------------------------- HDF5 / MRC / Zarr / N5 / OME-Zarr
+_STORED_FORMATS = {"hdf5": "HDF5", "mrc": "MRC", "zarr": "Zarr", "n5": "N5", "ome-zarr": "OME-Zarr"}
+
+
+def _from_stored(shown: str, require_metadata: bool) -> OmeImport:
+    """Sizes, pixel type and voxel sizes of an HDF5 dataset, MRC file, Zarr/N5 array or OME-Zarr image."""
+    from curated.errors import CuratedError
+    from curated.images.stored import open_stored
+    from curated.images.units import convert_length
+
+    try:
+        src = open_stored(shown)
+    except CuratedError as exc:
+        raise MetadataError(exc.message, path=exc.path or shown, field=exc.field) from None
+    imp = OmeImport(path=shown, kind=src.kind)
+    kind = "file_header"
+    imp._set("images[0].name", src.name, kind, "file name")
+    imp._set("images[0].image_format", _STORED_FORMATS[src.kind], kind, f"{src.kind}:format")
+    dtype = np.dtype(src.dtype).name
+    if dtype in _PIXEL_TYPES:
+        imp._set("images[0].dtype", dtype, kind, f"{src.kind}:dtype")
+    for axis, n in zip(src.axes, src.shape, strict=True):
+        imp._set(f"images[0].size_{axis}", int(n), kind, f"{src.kind}:shape")
+    found = False
+    if src.voxel_size is not None and src.unit is not None:
+        for axis, value in zip("zyx", src.voxel_size, strict=True):
+            if value is None:
+                imp.warnings.append(
+                    f"images[0].voxel_size_{axis}: {src.voxel_source} states no {axis} spacing; set it with `curated metadata set`"
+                )
+                continue
+            nm = convert_length(value, src.unit, TARGET_UNIT)
+            imp._set(
+                f"images[0].voxel_size_{axis}", nm, kind, src.voxel_source, f"{value} {src.unit}"
+            )
+            found = True
+    if found:
+        imp._set(
+            "images[0].voxel_size_unit",
+            TARGET_UNIT,
+            "curated_inference",
+            src.voxel_source,
+            src.unit,
+        )
+    imp._set("images[0].path", shown, kind, "file")
+    imp.warnings.extend(f"not imported: {note}" for note in src.not_carried)
+    if not found:
+        msg = (
+            f"no voxel size with a unit in this {_STORED_FORMATS[src.kind]} source; set them with "
+            "`curated metadata set WORKSPACE images[N].voxel_size_x VALUE` (and _y, _z, voxel_size_unit)"
+        )
+        unusable = [n for n in src.not_carried if "voxel size" in n or "--voxel-size" in n]
+        if unusable:
+            msg += " (" + "; ".join(unusable) + ")"
+        if require_metadata:
+            raise MetadataError(msg, path=shown, field="images[].voxel_size_*")
+        imp.warnings.append(msg)
     return imp
 
 
