@@ -294,3 +294,30 @@ def test_vendor_fixture_files_are_unchanged_by_import_and_convert(tmp_path):
     shutil.copy(FEI, copy)
     from_ome(copy)
     assert {p.name: p.read_bytes() for p in DATA.glob("*.tif")} == before
+
+
+COMPANION = """<?xml version="1.0" encoding="UTF-8"?>
+<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
+<Image ID="Image:0" Name="cell"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="8" SizeY="8" SizeZ="4"
+ SizeC="1" SizeT="1" PhysicalSizeX="0.01" PhysicalSizeY="0.01" PhysicalSizeZ="0.025">
+<TiffData IFD="0" PlaneCount="4"><UUID FileName="part1.ome.tif">urn:uuid:6f3c1c4e-4b0f-4b59-9a5e-0d1d8b8f0a12</UUID></TiffData>
+</Pixels></Image></OME>"""
+
+
+def test_convert_follows_binary_only_tiffs_and_companion_files_to_their_sizes(tmp_path):
+    vol = (np.arange(4 * 8 * 8) % 250).reshape(4, 8, 8).astype(np.uint16)
+    tif = tmp_path / "part1.ome.tif"
+    xml = BINARY_ONLY.format(name="set.companion.ome").encode()
+    tifffile.imwrite(tif, vol, description=xml, metadata=None, photometric="minisblack")
+    with pytest.raises(ConversionError, match=r"BinaryOnly.*'set\.companion\.ome'.*not beside it"):
+        convert_to_ome_zarr(tif, tmp_path / "a.ome.zarr")
+    (tmp_path / "set.companion.ome").write_text(COMPANION, encoding="utf-8")
+    res = convert_to_ome_zarr(tif, tmp_path / "a.ome.zarr")
+    assert res.details["voxel_size"] == [25.0, 10.0, 10.0]
+    assert res.details["decision"]["voxel_size_from"] == "ome-xml (set.companion.ome)"
+    res = convert_to_ome_zarr(tmp_path / "set.companion.ome", tmp_path / "b.ome.zarr")
+    assert res.details["voxel_size"] == [25.0, 10.0, 10.0]
+    np.testing.assert_array_equal(open_image(tmp_path / "b.ome.zarr").read(0), vol)
+    (tmp_path / "two.companion.ome").write_text(multi_xml(2), encoding="utf-8")
+    with pytest.raises(InputError, match="describes 2 images"):
+        convert_to_ome_zarr(tmp_path / "two.companion.ome", tmp_path / "c.ome.zarr")

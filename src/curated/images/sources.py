@@ -290,9 +290,40 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     if not p.exists():
         msg = "does not exist; give a TIFF file or a folder of per-slice TIFFs"
         raise InputError(msg, path=p)
+    if p.is_file() and p.name.lower().endswith(".ome"):
+        return _open_companion(p)
     if p.is_dir():
         return _open_folder(p)
     return _open_file(p)
+
+
+def _open_companion(companion: Path) -> TiffSource:
+    """An OME companion file (``*.companion.ome``): the TIFF holding its image, with the companion's sizes."""
+    xml = companion.read_text(encoding="utf-8", errors="replace")
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise InputError(f"is not valid OME-XML ({exc})", path=companion) from None
+    images = [el for el in root.iter() if _local(el) == "Image"]
+    if len(images) != 1:
+        names = ", ".join(el.get("Name") or el.get("ID") or "?" for el in images[:8])
+        msg = f"describes {len(images)} images ({names or 'none'}); convert one image's TIFF file (its sizes are read from this companion)"
+        raise InputError(msg, path=companion)
+    files = sorted(
+        {u.get("FileName") for u in images[0].iter() if _local(u) == "UUID" and u.get("FileName")}
+    )
+    if len(files) != 1 or Path(files[0]).is_absolute() or ".." in Path(files[0]).parts:
+        msg = f"puts the image's planes in {len(files)} files ({', '.join(files[:4]) or 'none named'}); curated converts an image held in one TIFF beside the companion"
+        raise ConversionError(msg, path=companion)
+    data = companion.parent / files[0]
+    if not data.is_file():
+        msg = f"names {files[0]} as the file holding the pixels, but it is not beside the companion"
+        raise InputError(msg, path=companion)
+    src = _open_file(data)
+    got = _voxel_from_ome(xml, files[0])
+    if got is not None:
+        src.voxel_size, src.unit, src.voxel_source = got[0], got[1], f"ome-xml ({companion.name})"
+    return src
 
 
 def _check_dtype(dtype: np.dtype, path: Path) -> None:
@@ -566,7 +597,7 @@ def _open_folder(folder: Path) -> TiffSource:
     # a slice states its own pixel size, never the spacing between slices: z is asked
     # for (--voxel-size) unless OME-XML states it
     voxel = meta0.voxel
-    if voxel is not None and meta0.origin != "ome-xml":
+    if voxel is not None and not meta0.origin.startswith("ome-xml"):
         voxel = (None, voxel[1], voxel[2])
     if meta0.image_rows is not None:
         shape0 = (meta0.image_rows, shape0[1])
@@ -638,9 +669,15 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
     from curated.images.vendor import read_vendor_header
 
     if tf.is_ome and tf.ome_metadata:
-        got = _voxel_from_ome(tf.ome_metadata)
+        xml, origin, uuid = tf.ome_metadata, "ome-xml", None
+        if _is_binary_only(xml):
+            companion, xml, uuid = _binary_only_companion(path, xml)
+            origin = f"ome-xml ({companion.name})"
+        got = _voxel_from_ome(xml, path.name, uuid)
         if got is not None:
-            return _PageMetadata(got[0], got[1], "ome-xml")
+            return _PageMetadata(got[0], got[1], origin)
+        if origin != "ome-xml":
+            return _PageMetadata(origin=origin)
     try:
         head = read_vendor_header(tf)
     except Exception as exc:  # a damaged vendor header must not stop the pixels being read
@@ -686,34 +723,76 @@ def _resolution(page: Any) -> tuple[float, float] | None:
     return yd / yn, xd / xn
 
 
-def _voxel_from_ome(xml: str) -> tuple[tuple[float, float, float], str] | None:
+def _local(el: ET.Element) -> str:
+    return el.tag.rpartition("}")[2]
+
+
+def _pixels_for(root: ET.Element, file_name: str | None, uuid: str | None) -> ET.Element | None:
+    """The Pixels of the image stored in ``file_name`` (or the file with ``uuid``); else the first."""
+    pixels = [el for el in root.iter() if _local(el) == "Pixels"]
+    if file_name or uuid:
+        for px in pixels:
+            for u in (el for el in px.iter() if _local(el) == "UUID"):
+                if (uuid and (u.text or "").strip() == uuid) or (
+                    file_name and u.get("FileName") == file_name
+                ):
+                    return px
+    return pixels[0] if pixels else None
+
+
+def _voxel_from_ome(
+    xml: str, file_name: str | None = None, uuid: str | None = None
+) -> tuple[tuple[float | None, float | None, float | None], str] | None:
+    """(z, y, x) physical sizes of the image in ``file_name`` (z ``None`` when the XML gives none)."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
-    if pixels is None:
+    pixels = _pixels_for(root, file_name, uuid)
+    if pixels is None or pixels.get("PhysicalSizeX") is None or pixels.get("PhysicalSizeY") is None:
         return None
-    sizes = []
-    units = []
-    for ax in "ZYX":
-        v = pixels.get(f"PhysicalSize{ax}")
-        if v is None:
-            return None
-        sizes.append(float(v))
-        units.append(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
     try:
-        names = [length_unit(u) for u in units]
+        unit = length_unit(pixels.get("PhysicalSizeXUnit", "µm"))
     except InputError:
         return None
     from curated.images.units import to_unit
 
-    unit = names[-1]
-    return (
-        round_to(to_unit(sizes[0], names[0], unit), significant_digits(sizes[0])),
-        round_to(to_unit(sizes[1], names[1], unit), significant_digits(sizes[1])),
-        sizes[2],
-    ), unit
+    out: list[float | None] = []
+    for ax in "ZYX":
+        v = pixels.get(f"PhysicalSize{ax}")
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            value = float(v)
+            name = length_unit(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
+        except (ValueError, InputError):
+            return None
+        out.append(round_to(to_unit(value, name, unit), significant_digits(value)))
+    return (out[0], out[1], out[2]), unit
+
+
+def _binary_only_companion(tiff: Path, xml: str) -> tuple[Path, str, str | None]:
+    """For a BinaryOnly OME-TIFF: (companion file, its XML, this file's UUID); raises when it is missing."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        msg = f"the OME-XML in this file is broken ({exc}); pass --voxel-size Z Y X"
+        raise ConversionError(msg, path=tiff) from None
+    block = next((el for el in root.iter() if _local(el) == "BinaryOnly"), None)
+    name = "" if block is None else block.get("MetadataFile") or ""
+    target = tiff.parent / name
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts or not target.is_file():
+        msg = (
+            f"is a BinaryOnly OME-TIFF: its metadata are in the companion file {name!r}, which is not "
+            "beside it; copy the companion next to the TIFF, or pass --voxel-size Z Y X"
+        )
+        raise ConversionError(msg, path=tiff)
+    return target, target.read_text(encoding="utf-8", errors="replace"), root.get("UUID")
+
+
+def _is_binary_only(xml: str) -> bool:
+    return "BinaryOnly" in xml and "MetadataFile" in xml
 
 
 def _not_carried(page: Any, tf: Any) -> list[str]:
