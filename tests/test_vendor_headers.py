@@ -321,3 +321,16 @@ def test_convert_follows_binary_only_tiffs_and_companion_files_to_their_sizes(tm
     (tmp_path / "two.companion.ome").write_text(multi_xml(2), encoding="utf-8")
     with pytest.raises(InputError, match="describes 2 images"):
         convert_to_ome_zarr(tmp_path / "two.companion.ome", tmp_path / "c.ome.zarr")
+
+
+def test_real_ome_spim_sample_keeps_its_four_images(tmp_path):
+    sample = Path(__file__).parent / "data" / "ome" / "spim.ome.xml"
+    ws = init_workspace(tmp_path / "ws", "SPIM sample")
+    import_ome(ws, sample)
+    images = ws.read_metadata()["images"]
+    assert [im["name"] for im in images] == [
+        "Spim Sample Tile 1 Angle 1",
+        "Spim Sample Tile 2 Angle 1",
+        "Spim Sample Tile 1 Angle 2",
+        "Spim Sample Tile 2 Angle 2",
+    ]
