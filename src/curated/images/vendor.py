@@ -4,7 +4,8 @@ One reading of each header serves both ``metadata import-ome`` (record fields) a
 ``convert`` (pixel size, data bar): Zeiss SmartSEM (``CZ_SEM``, tag 34118, via
 ``TiffFile.sem_metadata``), FEI / Thermo Fisher (tags 34680/34682, via
 ``TiffFile.fei_metadata``), JEOL SightX (``TemReporter`` XML in the
-ImageDescription) and TVIPS (tag 37706, via ``TiffFile.tvips_metadata``).
+ImageDescription), TVIPS (tag 37706, via ``TiffFile.tvips_metadata``) and Gatan
+DigitalMicrograph exports (private tags 65003-65011, as RosettaSciIO reads them).
 
 Every value keeps the header key it came from (``zeiss:ap_image_pixel_size``,
 ``fei:Scan@PixelWidth``) and the raw value with its unit. Converted values are
@@ -53,7 +54,7 @@ class VendorHeader:
     """What a vendor header says, ready for an import or a conversion."""
 
     vendor: str
-    """``zeiss``, ``fei``, ``jeol`` or ``tvips``."""
+    """``zeiss``, ``fei``, ``jeol``, ``tvips`` or ``digitalmicrograph``."""
     values: list[VendorValue] = field(default_factory=list)
     pixel_size_nm: tuple[float, float] | None = None
     """(y, x) pixel size in nanometres, when the header gives one."""
@@ -86,6 +87,8 @@ def read_vendor_header(tif: Any) -> VendorHeader | None:
     if getattr(tif, "is_tvips", False) and tif.tvips_metadata:
         return _tvips(tif.tvips_metadata)
     page = tif.pages.first
+    if 65009 in page.tags and 65003 in page.tags:
+        return _digital_micrograph(page)
     make = page.tags.get("Make")
     if (
         make is not None
@@ -425,6 +428,48 @@ def _tvips(meta: dict[str, Any]) -> VendorHeader:
             "tvips:TemHighTension",
             f"{hv} V",
         )
+    return head
+
+
+# ------------------------------------------------------- DigitalMicrograph
+def _digital_micrograph(page: Any) -> VendorHeader:
+    """Gatan DigitalMicrograph TIFF export: private tags 65003-65011 hold axis units and scales.
+
+    65003/65009 are y (DM's first axis), 65004/65010 x, 65005/65011 z; the scales are stored
+    as float32, hence 7 significant digits.
+    """
+    head = VendorHeader("digitalmicrograph")
+    nm: dict[str, float] = {}
+    for axis, unit_tag, scale_tag in (
+        ("y", 65003, 65009),
+        ("x", 65004, 65010),
+        ("z", 65005, 65011),
+    ):
+        unit = page.tags.get(unit_tag)
+        scale = page.tags.get(scale_tag)
+        if unit is None or scale is None:
+            continue
+        try:
+            value = float(scale.value)
+        except (TypeError, ValueError):
+            continue
+        factor = _NM.get(str(unit.value).strip())
+        if factor is None or value <= 0:
+            head.warnings.append(
+                f"images[0].voxel_size_{axis}: DigitalMicrograph scale {scale.value!r} {unit.value!r} is not a length; not imported"
+            )
+            continue
+        nm[axis] = round_to(value * factor, 7)
+        head.add(
+            f"images[0].voxel_size_{axis}",
+            nm[axis],
+            f"dm:tag{scale_tag}",
+            f"{scale.value} {unit.value}",
+        )
+    if "x" in nm and "y" in nm:
+        head.pixel_size_nm = (nm["y"], nm["x"])
+        head.pixel_source = "dm:tags 65009/65010"
+        head.add("images[0].voxel_size_unit", "nanometer", "dm:tag65003", None, "curated_inference")
     return head
 
 
