@@ -339,7 +339,7 @@ def test_real_ome_spim_sample_keeps_its_four_images(tmp_path):
 def test_digitalmicrograph_tiff_scales_are_the_pixel_size_not_its_72_dpi(tmp_path):
     # tags as in RosettaSciIO's test_loading_image_saved_with_DM.tif (float32 scales in µm)
     path = tmp_path / "dm.tif"
-    tags = [(65003, "s", 0, "µm", True), (65004, "s", 0, "µm", True), (65009, "d", 1, 0.16867469251155853, True), (65010, "d", 1, 0.16867469251155853, True)]  # fmt: skip
+    tags = [(65003, "s", 0, b"\xb5m", True), (65004, "s", 0, b"\xb5m", True), (65009, "d", 1, 0.16867469251155853, True), (65010, "d", 1, 0.16867469251155853, True)]  # fmt: skip
     tifffile.imwrite(path, np.zeros((8, 8), np.int32), resolution=(72, 72), resolutionunit="INCH", extratags=tags)  # fmt: skip
     imp = from_ome(path)
     assert imp.kind == "digitalmicrograph"
