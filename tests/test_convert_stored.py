@@ -138,7 +138,8 @@ def test_ome_zarr_04_is_re_encoded_as_05(tmp_path):
 def test_hdf5_file_with_several_datasets_names_them(tmp_path):
     src = h5(tmp_path / "v.h5")
     with pytest.raises(
-        InputError, match=r"holds 2 datasets \(/volumes/labels, /volumes/raw\); name one as v\.h5:/path"
+        InputError,
+        match=r"holds 2 datasets \(/volumes/labels, /volumes/raw\); name one as v\.h5:/path",
     ):
         open_source(src)
     with pytest.raises(InputError, match="/volumes is a group, not a dataset"):
@@ -223,3 +224,17 @@ def test_sources_are_never_modified(tmp_path):
     convert_to_ome_zarr(f"{src}:/volumes/raw", tmp_path / "a.ome.zarr", **SMALL)
     convert_to_ome_zarr(m, tmp_path / "b.ome.zarr", **SMALL)
     assert (src.read_bytes(), m.read_bytes()) == before
+
+
+def test_cli_converts_an_hdf5_dataset_and_imports_its_header(tmp_path):
+    from typer.testing import CliRunner
+
+    from curated.cli import app
+
+    src = h5(tmp_path / "v.h5", element_size_um=[0.008, 0.004, 0.004])
+    run = CliRunner().invoke(app, ["convert", f"{src}:/volumes/raw", str(tmp_path / "o.ome.zarr"), "--chunks", "16", "--shard", "32"])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL)
+    init_workspace(tmp_path / "ws", "HDF5")
+    run = CliRunner().invoke(app, ["metadata", "import-ome", str(tmp_path / "ws"), f"{src}:/volumes/labels"])  # fmt: skip
+    assert run.exit_code == 1 and "no voxel size with a unit" in run.output
