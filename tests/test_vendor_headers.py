@@ -309,8 +309,11 @@ def test_convert_follows_binary_only_tiffs_and_companion_files_to_their_sizes(tm
     tif = tmp_path / "part1.ome.tif"
     xml = BINARY_ONLY.format(name="set.companion.ome").encode()
     tifffile.imwrite(tif, vol, description=xml, metadata=None, photometric="minisblack")
-    with pytest.raises(ConversionError, match=r"BinaryOnly.*'set\.companion\.ome'.*not beside it"):
+    with pytest.raises(
+        InputError, match=r"BinaryOnly.*'set\.companion\.ome' is not beside it.*--voxel-size"
+    ):
         convert_to_ome_zarr(tif, tmp_path / "a.ome.zarr")
+    assert not (tmp_path / "a.ome.zarr").exists()
     (tmp_path / "set.companion.ome").write_text(COMPANION, encoding="utf-8")
     res = convert_to_ome_zarr(tif, tmp_path / "a.ome.zarr")
     assert res.details["voxel_size"] == [25.0, 10.0, 10.0]

@@ -74,7 +74,8 @@ def _voxel(
             f"spacing, and curated does not guess it; pass --voxel-size Z Y X (in {unit_name})"
         )
         raise InputError(msg, path=source.path, field="voxel_size")
-    msg = f"no voxel size in the file's metadata ({source.kind}); pass --voxel-size Z Y X (in {unit_name})"
+    why = "" if source.voxel_source in ("none", "given") else f": {source.voxel_source}"
+    msg = f"no voxel size in the file's metadata ({source.kind}{why}); pass --voxel-size Z Y X (in {unit_name})"
     raise InputError(msg, path=source.path, field="voxel_size")
 
 

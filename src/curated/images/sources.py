@@ -672,6 +672,8 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
         xml, origin, uuid = tf.ome_metadata, "ome-xml", None
         if _is_binary_only(xml):
             companion, xml, uuid = _binary_only_companion(path, xml)
+            if companion is None:
+                return _PageMetadata(origin=xml)  # why the sizes are unknown
             origin = f"ome-xml ({companion.name})"
         got = _voxel_from_ome(xml, path.name, uuid)
         if got is not None:
@@ -681,7 +683,6 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
     try:
         head = read_vendor_header(tf)
     except Exception as exc:  # a damaged vendor header must not stop the pixels being read
-        head = None
         note = f"vendor header not readable ({type(exc).__name__}); its pixel size is not used"
         return _PageMetadata(notes=[note])
     if head is not None:
@@ -772,22 +773,21 @@ def _voxel_from_ome(
     return (out[0], out[1], out[2]), unit
 
 
-def _binary_only_companion(tiff: Path, xml: str) -> tuple[Path, str, str | None]:
-    """For a BinaryOnly OME-TIFF: (companion file, its XML, this file's UUID); raises when it is missing."""
+def _binary_only_companion(tiff: Path, xml: str) -> tuple[Path | None, str, str | None]:
+    """For a BinaryOnly OME-TIFF: (companion file, its XML, this file's UUID), or (None, why, None)."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
-        msg = f"the OME-XML in this file is broken ({exc}); pass --voxel-size Z Y X"
-        raise ConversionError(msg, path=tiff) from None
+        return None, f"its OME-XML is broken ({exc})", None
     block = next((el for el in root.iter() if _local(el) == "BinaryOnly"), None)
     name = "" if block is None else block.get("MetadataFile") or ""
     target = tiff.parent / name
     if not name or Path(name).is_absolute() or ".." in Path(name).parts or not target.is_file():
-        msg = (
-            f"is a BinaryOnly OME-TIFF: its metadata are in the companion file {name!r}, which is not "
-            "beside it; copy the companion next to the TIFF, or pass --voxel-size Z Y X"
+        why = (
+            f"BinaryOnly OME-TIFF whose companion file {name!r} is not beside it "
+            "(copy the companion next to the TIFF)"
         )
-        raise ConversionError(msg, path=tiff)
+        return None, why, None
     return target, target.read_text(encoding="utf-8", errors="replace"), root.get("UUID")
 
 
