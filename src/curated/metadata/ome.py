@@ -73,7 +73,6 @@ class OmeImport:
     """The OME companion file the values were read from, when it is not ``path`` (BinaryOnly OME-TIFF)."""
     data_files: dict[int, str] = field(default_factory=dict)
     """Image index → the TIFF file holding its planes, when the OME-XML names one (companion files)."""
-    """People named in the header (``what``, ``source_path``, ``source_file``): flagged, never imported."""
 
     def _set(self, where: str, value: Any, kind: str, source_path: str, raw: Any = None) -> None:
         set_at(self.__dict__, parse_path(where), value)
