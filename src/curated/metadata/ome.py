@@ -58,7 +58,9 @@ class OmeImport:
     path: str
     """The file read."""
     kind: str
-    """``ome-xml``, ``imagej``, ``fei`` or ``tiff``: where the physical metadata came from."""
+    """Where the metadata came from: ``ome-xml``, ``imagej``, ``tiff``, a vendor (``zeiss``, ``fei``,
+    ``jeol``, ``tvips``, ``digitalmicrograph``) or a stored array (``hdf5``, ``mrc``, ``zarr``, ``n5``,
+    ``ome-zarr``)."""
     images: list[dict[str, Any]] = field(default_factory=list)
     """ImageRepresentation fields, one dict per image in the file."""
     acquisition: dict[str, Any] = field(default_factory=dict)
