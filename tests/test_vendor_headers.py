@@ -357,7 +357,6 @@ def test_digitalmicrograph_tiff_scales_are_the_pixel_size_not_its_72_dpi(tmp_pat
         (2.465245e-08, "meter", 24.65245),
         (1e-05 * 1e3, "micrometer", 10.0),
         (0.3, "micrometer", 300.0),
-        (2.4999999999999996, "micrometer", 2500.0),
     ],  # fmt: skip
 )
 def test_converted_lengths_carry_the_precision_of_their_source(value, unit, expected):
