@@ -9,7 +9,7 @@ resident memory (``ru_maxrss``). The anchor in the same run is ome-zarr-py's
 to get an HDF5 volume into OME-Zarr with the reference library).
 
     python benchmarks/convert_sources.py --gib 0.25
-    python benchmarks/convert_sources.py --gib 1 --no-anchor
+    python benchmarks/convert_sources.py --gib 1 --no-anchor --only TIFF N5
 
 Scratch data go to ``--workdir`` (default ``/tmp/sources-bench``) and are deleted at the end.
 """
@@ -175,6 +175,9 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/sources-bench"))
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--no-anchor", action="store_true", help="skip ome-zarr-py")
+    ap.add_argument(
+        "--only", nargs="*", help="source names to convert (default: all), e.g. TIFF N5"
+    )
     ap.add_argument("--child", nargs=3, metavar=("KIND", "SRC", "DEST"), help=argparse.SUPPRESS)
     ap.add_argument("--make", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -200,7 +203,8 @@ def main() -> None:
         print(
             f"volume ({depth}, {SIDE}, {SIDE}) uint8, {nbytes / 1e6:.0f} MB; chunks {CHUNK}^3, shards {SHARD}^3"
         )
-        rows = [(name, measure("curated", src, args.workdir / "out.ome.zarr", args.timeout)) for name, src in sources.items()]  # fmt: skip
+        picked = {n: s for n, s in sources.items() if not args.only or any(n.startswith(o) for o in args.only)}  # fmt: skip
+        rows = [(name, measure("curated", src, args.workdir / "out.ome.zarr", args.timeout)) for name, src in picked.items()]  # fmt: skip
         if not args.no_anchor:
             anchor = measure("anchor", sources["HDF5"], args.workdir / "out.ome.zarr", args.timeout)
             rows.append(("ome-zarr-py 0.18 `write_image` from HDF5 (dask)", anchor))
