@@ -363,3 +363,18 @@ def test_converted_lengths_carry_the_precision_of_their_source(value, unit, expe
     from curated.images.units import convert_length
 
     assert convert_length(value, unit, "nanometer") == expected
+
+
+def test_multi_image_ome_tiff_convert_names_the_images_it_leaves(tmp_path):
+    path = tmp_path / "spim.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for i in range(3):
+            tw.write(np.full((4, 8, 8), i, np.uint16), metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.2})  # fmt: skip
+    res = convert_to_ome_zarr(path, tmp_path / "o.ome.zarr")
+    assert any("2 more image(s)" in n for n in res.details["decision"]["not_carried_over"])
+    assert len(from_ome(path).images) == 3
+
+
+def test_vendor_entries_without_a_field_are_named_in_a_warning():
+    imp = from_ome(ZEISS)
+    assert any("zeiss header:" in w and "not imported" in w for w in imp.warnings)

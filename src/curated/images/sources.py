@@ -497,9 +497,21 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             voxel_size=meta.voxel,
             unit=meta.unit,
             voxel_source=meta.origin,
-            not_carried=_not_carried(first, tf) + meta.notes + _bar_note(meta, h),
+            not_carried=_not_carried(first, tf)
+            + meta.notes
+            + _bar_note(meta, h)
+            + _other_series(tf),
         )
     return src
+
+
+def _other_series(tf: Any) -> list[str]:
+    """Images after the first in a multi-image file (OME multi-image, thumbnails, overviews)."""
+    rest = [tuple(int(n) for n in s.shape) for s in tf.series[1:]]
+    if not rest:
+        return []
+    shown = ", ".join(str(r) for r in rest[:4]) + (" ..." if len(rest) > 4 else "")
+    return [f"{len(rest)} more image(s) in the file, not converted (only the first): {shown}"]
 
 
 def _bar_note(meta: _PageMetadata, height: int) -> list[str]:

@@ -64,6 +64,20 @@ class VendorHeader:
     personal: list[dict[str, str]] = field(default_factory=list)
     """People named in the header: ``{"what", "source_path"}`` (the value itself is not repeated)."""
     warnings: list[str] = field(default_factory=list)
+    entries: int = 0
+    """How many entries the header holds (most have no field in the record)."""
+
+    @property
+    def not_imported(self) -> str | None:
+        """A warning naming how many header entries are left in the file, or ``None``."""
+        used = len({v.source_path for v in self.values if v.kind == "tiff_tag"})
+        left = self.entries - used
+        if left <= 0:
+            return None
+        return (
+            f"{self.vendor} header: {left} of its {self.entries} entries (stage, optics, scan and "
+            "vacuum settings...) have no field in the record and are not imported; they stay in the original file"
+        )
 
     def add(
         self, where: str, value: Any, source_path: str, raw: Any = None, kind: str = "tiff_tag"
@@ -112,7 +126,7 @@ _ZEISS_DETECTORS = {"INLENS": "InLens", "ESB": "EsB", "SE2": "SE", "HE-SE2": "SE
 
 def _zeiss(meta: dict[str, Any]) -> VendorHeader:
     """Zeiss SmartSEM: entries are ``(label, value[, unit])`` tuples keyed ``ap_*``/``dp_*``/``sv_*``."""
-    head = VendorHeader("zeiss")
+    head = VendorHeader("zeiss", entries=sum(1 for k in meta if k))
 
     def entry(key: str) -> tuple[Any, str]:
         item = meta.get(key)
@@ -207,7 +221,7 @@ _FEI_DETECTORS = {"TLD": "InLens", "ETD": "SE", "CBS": "BSE", "ABS": "BSE", "BSE
 
 def _fei(meta: dict[str, Any], page: Any) -> VendorHeader:
     """FEI / Thermo Fisher (Helios, Scios, PFIB...): ``[Section] Key=value`` text parsed by tifffile."""
-    head = VendorHeader("fei")
+    head = VendorHeader("fei", entries=sum(len(d) for d in meta.values() if isinstance(d, dict)))
 
     def number(section: str, key: str) -> float | None:
         value = (meta.get(section) or {}).get(key)
@@ -323,6 +337,8 @@ def _jeol_sightx(page: Any) -> VendorHeader:
         )
         return head
 
+    head.entries = sum(1 for el in root.iter() if len(el) == 0)
+
     def text(path: str) -> str | None:
         el = root.find(path)
         return el.text.strip() if el is not None and el.text and el.text.strip() else None
@@ -402,7 +418,7 @@ def _trim_fraction(text: str) -> str:
 # ------------------------------------------------------------------ TVIPS
 def _tvips(meta: dict[str, Any]) -> VendorHeader:
     """TVIPS camera header: pixel size in nanometres (a float32), camera and TEM type."""
-    head = VendorHeader("tvips")
+    head = VendorHeader("tvips", entries=len(meta))
     sx, sy = meta.get("PixelSizeX"), meta.get("PixelSizeY")
     if isinstance(sx, float) and isinstance(sy, float) and sx > 0 and sy > 0:
         # stored as float32: 7 significant digits
@@ -438,7 +454,9 @@ def _digital_micrograph(page: Any) -> VendorHeader:
     65003/65009 are y (DM's first axis), 65004/65010 x, 65005/65011 z; the scales are stored
     as float32, hence 7 significant digits.
     """
-    head = VendorHeader("digitalmicrograph")
+    head = VendorHeader(
+        "digitalmicrograph", entries=sum(1 for t in page.tags.values() if 65000 < t.code < 65100)
+    )
     nm: dict[str, float] = {}
     for axis, unit_tag, scale_tag in (
         ("y", 65003, 65009),

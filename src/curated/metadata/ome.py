@@ -421,6 +421,8 @@ def _from_vendor(imp: OmeImport, head: Any) -> None:
     for v in head.values:
         imp._set(v.where, v.value, v.kind, v.source_path, v.raw)
     imp.warnings.extend(head.warnings)
+    if head.not_imported:
+        imp.warnings.append(head.not_imported)
     for p in head.personal:
         imp.personal_data.append({**p, "source_file": imp.path})
         imp.warnings.append(
