@@ -238,3 +238,19 @@ def test_cli_converts_an_hdf5_dataset_and_imports_its_header(tmp_path):
     init_workspace(tmp_path / "ws", "HDF5")
     run = CliRunner().invoke(app, ["metadata", "import-ome", str(tmp_path / "ws"), f"{src}:/volumes/labels"])  # fmt: skip
     assert run.exit_code == 1 and "no voxel size with a unit" in run.output
+
+
+def test_absent_chunks_are_named_not_silently_zero(tmp_path):
+    src = zarr_array(tmp_path / "a.zarr", 2)
+    full = open_source(src)
+    assert not any("not stored" in n for n in full.not_carried)
+    (src / "1.0.0").unlink()  # one chunk lost, as in a partial copy
+    res = convert_to_ome_zarr(src, tmp_path / "o.ome.zarr", voxel_size=1, **SMALL)
+    notes = res.details["decision"]["not_carried_over"]
+    assert any("1 of 27 chunks are not stored" in n for n in notes)
+    root = n5(tmp_path / "v.n5")
+    assert not any("not stored" in n for n in open_source(f"{root}:/raw").not_carried)
+    next(
+        p for p in (root / "raw").rglob("*") if p.is_file() and p.name != "attributes.json"
+    ).unlink()
+    assert any("1 of 27 chunks" in n for n in open_source(f"{root}:/raw").not_carried)

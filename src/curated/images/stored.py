@@ -239,6 +239,9 @@ def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
         attrs = {k: _plain(v) for k, v in obj.attrs.items()}
         axes = _default_axes(obj.ndim, shown)
         voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "hdf5")
+        if obj.chunks:
+            expected = _expected_chunks(obj.shape, obj.chunks)
+            notes += _absent_chunks(obj.id.get_num_chunks(), expected, obj.fillvalue)
         return StoredArraySource(
             kind="hdf5",
             path=shown,
@@ -361,6 +364,20 @@ def _voxel_from_attrs(
     return None, None, "none", []
 
 
+def _absent_chunks(stored: int, expected: int, fill: Any) -> list[str]:
+    """A note when chunks are absent: they read as the fill value, like a store cut short by a copy."""
+    if expected <= 0 or stored >= expected:
+        return []
+    return [
+        f"warning: {expected - stored} of {expected} chunks are not stored and read as the fill value "
+        f"({fill}); writers may skip empty chunks, but a partial copy looks the same: check the copy"
+    ]
+
+
+def _expected_chunks(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
+    return int(np.prod([-(-n // c) for n, c in zip(shape, chunks, strict=True)])) if shape else 1
+
+
 # -------------------------------------------------------------------- MRC
 _MRC_NOTES = (
     "MRC header fields beyond the voxel size (origin, cell angles, extended header, labels)"
@@ -446,6 +463,10 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
     # N5 lists dimensions fastest-first (x y z); the array is read transposed (z y x), so
     # attribute lists in N5 order are reversed too
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "n5", reverse=True)
+    block = tuple(int(b) for b in attrs.get("blockSize", []))
+    if len(block) == len(shape):
+        stored = sum(1 for p in target.rglob("*") if p.is_file() and p.name != "attributes.json")
+        notes += _absent_chunks(stored, _expected_chunks(shape, block[::-1]), 0)
     return StoredArraySource(
         kind="n5",
         path=shown,
@@ -500,6 +521,7 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
     axes = _default_axes(node.ndim, shown)
     attrs = {k: _plain(v) for k, v in dict(node.attrs).items()}
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "zarr")
+    notes += _absent_chunks(node.nchunks_initialized, node.nchunks, node.fill_value)
     return StoredArraySource(
         kind="zarr",
         path=shown,
@@ -547,6 +569,7 @@ def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
         notes.append("the space axes state no single unit; voxel size not used (pass --voxel-size)")
     if any(v != 0 for v in img.translation[0]):
         notes.append(f"level 0 translation {img.translation[0]}")
+    notes += _absent_chunks(level0.nchunks_initialized, level0.nchunks, level0.fill_value)
     if img.label_names():
         notes.append(
             f"label images ({', '.join(img.label_names())}); add them with `curated labels add`"
