@@ -254,3 +254,10 @@ def test_absent_chunks_are_named_not_silently_zero(tmp_path):
         p for p in (root / "raw").rglob("*") if p.is_file() and p.name != "attributes.json"
     ).unlink()
     assert any("1 of 27 chunks" in n for n in open_source(f"{root}:/raw").not_carried)
+
+
+def test_hdf5_filter_that_is_not_installed_is_named_at_open(tmp_path):
+    with h5py.File(tmp_path / "b.h5", "w") as f:  # 32001 is Blosc's HDF5 filter id
+        f.create_dataset("x", shape=(4, 4, 4), dtype="u1", chunks=(4, 4, 4), compression=32001, allow_unknown_filter=True)  # fmt: skip
+    with pytest.raises(ConversionError, match="HDF5 filter 32001.*not installed.*hdf5plugin"):
+        open_source(f"{tmp_path / 'b.h5'}:/x")

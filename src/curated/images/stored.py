@@ -219,22 +219,30 @@ def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
     except OSError as exc:
         raise _hdf5_error(exc, file) from None
     with f:
-        datasets: list[str] = []
-        f.visititems(lambda n, o: datasets.append("/" + n) if isinstance(o, h5py.Dataset) else None)
+
+        def datasets() -> list[str]:
+            found: list[str] = []
+            f.visititems(
+                lambda n, o: found.append("/" + n) if isinstance(o, h5py.Dataset) else None
+            )
+            return found
+
         if not key:
-            if len(datasets) != 1:
-                listed = ", ".join(datasets[:10]) or "none"
-                msg = f"holds {len(datasets)} datasets ({listed}); name one as {file.name}:/path/to/dataset"
+            names = datasets()
+            if len(names) != 1:
+                listed = ", ".join(names[:10]) or "none"
+                msg = f"holds {len(names)} datasets ({listed}); name one as {file.name}:/path/to/dataset"
                 raise InputError(msg, path=file)
-            key = datasets[0]
+            key = names[0]
         obj = f.get(key)
         if not isinstance(obj, h5py.Dataset):
             what = "no such dataset" if obj is None else "a group, not a dataset"
-            listed = ", ".join(d for d in datasets if d.startswith(key.rstrip("/") + "/"))[
-                :300
-            ] or ", ".join(datasets[:10])
+            names = datasets()
+            inside = [d for d in names if d.startswith(key.rstrip("/") + "/")]
+            listed = ", ".join((inside or names)[:10])
             msg = f"{key} is {what}; datasets in the file: {listed or 'none'}"
             raise InputError(msg, path=file)
+        _check_filters(obj, file)
         dtype = _check_dtype(obj.dtype, shown)
         attrs = {k: _plain(v) for k, v in obj.attrs.items()}
         axes = _default_axes(obj.ndim, shown)
@@ -257,6 +265,22 @@ def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
             not_carried=notes + _other_attrs(attrs, "HDF5 dataset attributes"),
             files=[str(file)],
         )
+
+
+def _check_filters(obj: Any, file: Path) -> None:
+    """Refuse, at open, a dataset compressed with an HDF5 filter this installation cannot decode."""
+    from h5py import h5z
+
+    plist = obj.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, name = plist.get_filter(i)
+        if not h5z.filter_avail(code):
+            label = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+            msg = (
+                f"dataset {obj.name} is compressed with HDF5 filter {code} ({label or 'unnamed'}), "
+                "which is not installed; install the plugin (e.g. `pip install hdf5plugin`) and retry"
+            )
+            raise ConversionError(msg, path=file)
 
 
 def _plain(value: Any) -> Any:
