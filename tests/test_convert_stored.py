@@ -261,3 +261,25 @@ def test_hdf5_filter_that_is_not_installed_is_named_at_open(tmp_path):
         f.create_dataset("x", shape=(4, 4, 4), dtype="u1", chunks=(4, 4, 4), compression=32001, allow_unknown_filter=True)  # fmt: skip
     with pytest.raises(ConversionError, match="HDF5 filter 32001.*not installed.*hdf5plugin"):
         open_source(f"{tmp_path / 'b.h5'}:/x")
+
+
+def test_zarr_array_inside_a_group_is_named_with_a_key(tmp_path):
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    arr = group.create_array("volumes/raw", shape=VOL.shape, chunks=(8, 16, 16), dtype=VOL.dtype)
+    arr[:] = VOL
+    with pytest.raises(InputError, match="is a Zarr group.*name one as g.zarr:/path"):
+        open_source(tmp_path / "g.zarr")
+    src = open_source(f"{tmp_path / 'g.zarr'}:/volumes/raw")
+    assert src.kind == "zarr" and src.shape == VOL.shape and src.name == "g-volumes-raw"
+    np.testing.assert_array_equal(src.read((slice(0, 20), slice(0, 33), slice(0, 41))), VOL)
+
+
+def test_mrc_image_stack_gets_no_z_spacing(tmp_path):
+    with mrcfile.new(tmp_path / "stack.mrcs") as m:
+        m.set_data(VOL.astype(np.int16))
+        m.set_image_stack()
+        m.voxel_size = 4.0
+    src = open_source(tmp_path / "stack.mrcs")
+    assert src.voxel_size == (None, 4.0, 4.0)
+    with pytest.raises(InputError, match="no z spacing.*--voxel-size"):
+        convert_to_ome_zarr(tmp_path / "stack.mrcs", tmp_path / "o.ome.zarr", **SMALL)
