@@ -283,3 +283,14 @@ def test_mrc_image_stack_gets_no_z_spacing(tmp_path):
     assert src.voxel_size == (None, 4.0, 4.0)
     with pytest.raises(InputError, match="no z spacing.*--voxel-size"):
         convert_to_ome_zarr(tmp_path / "stack.mrcs", tmp_path / "o.ome.zarr", **SMALL)
+
+
+def test_a_slice_folder_named_like_an_mrc_file_is_still_a_slice_folder(tmp_path):
+    import tifffile
+
+    folder = tmp_path / "run.rec"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"s{i}.tif", VOL[i])
+    src = open_source(folder)
+    assert src.kind == "slices" and src.shape == (3, 33, 41)

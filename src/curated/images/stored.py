@@ -149,7 +149,7 @@ def split_key(path: str | Path) -> tuple[Path, str] | None:
 def is_stored(path: str | Path) -> bool:
     """Whether ``path`` is an HDF5/MRC file, a Zarr/N5 store, or ``CONTAINER:/key``."""
     p = Path(path)
-    if p.suffix.lower() in MRC_SUFFIXES:
+    if p.suffix.lower() in MRC_SUFFIXES and not p.is_dir():  # a folder of slices may be named x.rec
         return True
     got = split_key(path)
     if got is not None and (got[1] or got[0].suffix.lower() in HDF5_SUFFIXES):
