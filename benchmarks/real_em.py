@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=128, help="crop edge in y and x (full depth in z)")
     p.add_argument("--iterations", type=int, default=None, help="[default: the library's]")
     p.add_argument("--patch", type=int, nargs=3, default=[8, 48, 48])
+    p.add_argument("--local-contrast-nm", type=float, default=None, help="[default: the library's]")
+    p.add_argument("--loss", default=None, help="[default: the library's]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         image, labels="annotations", label_value=1, out=model,
         iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch),
         device=a.device, seed=a.seed,
+        preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
+        **({"loss": a.loss} if a.loss else {}),
     )  # fmt: skip
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()

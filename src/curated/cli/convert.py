@@ -17,7 +17,8 @@ labels_app = typer.Typer(
 def convert(
     source: Path = typer.Argument(
         ...,
-        help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ stack, or folder of per-slice 2D TIFFs.",
+        help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ or vendor SEM stack, folder of per-slice 2D TIFFs, "
+        "HDF5 dataset (FILE.h5:/path), MRC file, Zarr/N5 array (STORE.n5:/path) or OME-Zarr 0.4/0.5 image.",
     ),
     dest: Path = typer.Argument(..., help="The .ome.zarr folder to write."),
     voxel_size: tuple[float, float, float] | None = typer.Option(
@@ -43,7 +44,7 @@ def convert(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Convert a TIFF stack into a multiscale OME-Zarr image (out of core, resumable)."""
+    """Convert a TIFF stack, HDF5/MRC/Zarr/N5 array or OME-Zarr 0.4 image into a multiscale OME-Zarr image (out of core, resumable)."""
     from curated.images import convert_to_ome_zarr
 
     if ngff_version not in ("0.5", "0.4"):

@@ -204,6 +204,13 @@ def personal_data_in_text(text: str) -> list[str]:
     return sorted(set(found))
 
 
+def personal_data_in_vendor_header(tif: Any) -> list[str]:
+    """People named in a microscope vendor's header (see :mod:`curated.images.vendor`)."""
+    from curated.images.vendor import personal_data_in_vendor_header as found
+
+    return found(tif)
+
+
 def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     """Read a TIFF's header (never its pixels beyond one tile/strip): shape, dtype, pages, health.
 
@@ -266,6 +273,9 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
             kinds: set[str] = set()
             for text in texts:
                 kinds.update(personal_data_in_text(text))
+            kinds.update(
+                personal_data_in_vendor_header(tif)
+            )  # Zeiss/FEI/JEOL: user names, user folders
             info["personal_data"] = sorted(kinds)
             if complaints.messages and not info["truncated"]:
                 # tifffile logs, rather than raises, when a page's IFD lies beyond the file's end
@@ -306,7 +316,9 @@ def _decode_first_segment(tif: Any, page: Any) -> None:
     if len(data) < counts[0]:
         msg = "the first image segment is cut short"
         raise EOFError(msg)
-    page.decode(data, 0)
+    # JPEG-compressed TIFFs often keep their quantisation/Huffman tables once, in the
+    # JPEGTables tag, and each strip as an abbreviated stream: decode with those tables
+    page.decode(data, 0, jpegtables=getattr(page, "jpegtables", None))
 
 
 # ------------------------------------------------------------------ DICOM

@@ -1,4 +1,4 @@
-"""Transform: TIFF stacks (and arrays) → OME-Zarr multiscale images, out of core."""
+"""Transform: TIFF stacks, HDF5 / MRC / Zarr / N5 / OME-Zarr sources (and arrays) → OME-Zarr multiscale images, out of core."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from curated.images.shards import (
     written_files,
 )
 from curated.images.sources import ArraySource, TiffSource, open_source
-from curated.images.units import length_unit, to_unit
+from curated.images.stored import StoredArraySource
+from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, sha256_file
 from curated.provenance.log import Artifact
@@ -37,12 +38,13 @@ from curated.results import Result
 from curated.workspace import Workspace, recorder
 
 LIBRARIES = ("zarr", "numcodecs", "tifffile", "dask", "distributed", "imagecodecs")
+STORED_LIBRARIES = {"hdf5": ("h5py",), "mrc": ("mrcfile",), "n5": ("tensorstore",)}
 
 
 def _voxel(
     given: tuple[float, ...] | list[float] | float | None,
     unit: str,
-    source: TiffSource | ArraySource,
+    source: TiffSource | ArraySource | StoredArraySource,
 ) -> tuple[tuple[float, ...], str, str]:
     """Pick the voxel size (z, y, x) and unit: given, else from the file's metadata, else refuse."""
     unit_name = length_unit(unit)
@@ -57,11 +59,23 @@ def _voxel(
             raise InputError(msg, field="voxel_size")
         _store.check_voxel(vals)
         return vals, unit_name, "given"
-    if source.voxel_size is not None and source.unit is not None:
-        vals = tuple(to_unit(v, source.unit, unit_name) for v in source.voxel_size)
+    known = source.voxel_size
+    if known is not None and source.unit is not None and all(v is not None for v in known):
+        vals = tuple(
+            round_to(to_unit(v, source.unit, unit_name), significant_digits(v)) for v in known
+        )
         _store.check_voxel(vals)
         return vals, unit_name, source.voxel_source
-    msg = f"no voxel size in the file's metadata ({source.kind}); pass --voxel-size Z Y X (in {unit_name})"
+    if known is not None and source.unit is not None:
+        stated = " ".join(f"{a}={v:g}" for a, v in zip("zyx", known, strict=True) if v is not None)
+        missing = " and ".join(a for a, v in zip("zyx", known, strict=True) if v is None)
+        msg = (
+            f"the file's metadata ({source.voxel_source}) give {stated} {source.unit} but no {missing} "
+            f"spacing, and curated does not guess it; pass --voxel-size Z Y X (in {unit_name})"
+        )
+        raise InputError(msg, path=source.path, field="voxel_size")
+    why = "" if source.voxel_source in ("none", "given") else f": {source.voxel_source}"
+    msg = f"no voxel size in the file's metadata ({source.kind}{why}); pass --voxel-size Z Y X (in {unit_name})"
     raise InputError(msg, path=source.path, field="voxel_size")
 
 
@@ -70,7 +84,27 @@ def _full_voxel(axes: str, zyx: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(space.get(a, 1.0) for a in axes)
 
 
-def _fingerprint(source: TiffSource | ArraySource) -> dict[str, Any]:
+def _store_metadata_files(root: Path) -> list[Path]:
+    """The metadata documents of a Zarr / N5 store (what changes when its arrays are rewritten)."""
+    names = ("zarr.json", ".zarray", ".zgroup", ".zattrs", "attributes.json")
+    return sorted(p for p in root.rglob("*") if p.name in names and p.is_file())
+
+
+def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[str, Any]:
+    if isinstance(source, StoredArraySource):
+        root = Path(source.file)
+        h = hashlib.sha256()
+        for f in [root] if root.is_file() else _store_metadata_files(root / source.key.strip("/")):
+            st = os.stat(f)
+            h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return {
+            "path": str(root.resolve()),
+            "key": source.key,
+            "kind": source.kind,
+            "shape": list(source.shape),
+            "dtype": source.dtype,
+            "stat": h.hexdigest(),
+        }
     if isinstance(source, TiffSource):
         h = hashlib.sha256()
         for f in source.files:
@@ -85,7 +119,7 @@ def _fingerprint(source: TiffSource | ArraySource) -> dict[str, Any]:
 
 
 def write_multiscale(
-    source: TiffSource | ArraySource,
+    source: TiffSource | ArraySource | StoredArraySource,
     dest: Path,
     layout: StoreLayout,
     *,
@@ -151,7 +185,7 @@ def write_multiscale(
 
 
 def _details(
-    source: TiffSource | ArraySource,
+    source: TiffSource | ArraySource | StoredArraySource,
     layout: StoreLayout,
     figures: dict[str, Any],
     voxel: tuple[float, ...],
@@ -180,23 +214,40 @@ def _details(
     }
 
 
-def _source_artifacts(source: TiffSource, workspace: Workspace | None) -> list[Artifact]:
-    """Input digests: a file's sha256, or for a folder of slices a tree digest over the slices."""
+def _source_artifacts(
+    source: TiffSource | StoredArraySource, workspace: Workspace | None
+) -> list[Artifact]:
+    """Input digests: a file's sha256, or for a folder of slices (or a Zarr/N5 array) a tree digest."""
     if workspace is None:
         return []
-    if source.kind != "slices":
+    if isinstance(source, StoredArraySource):
+        if Path(source.file).is_file():
+            return [workspace.log.artifact(source.file, role="source")]
+        folder = Path(source.file)
+        if source.kind != "ome-zarr":
+            folder = folder / source.key.strip("/")
+        files = [str(p) for p in folder.rglob("*") if p.is_file()]
+    elif source.kind != "slices":
         return [workspace.log.artifact(source.path, role="source")]
+    else:
+        folder, files = Path(source.path), source.files
     hasher = TreeHasher()
-    folder = Path(source.path)
-    for f in sorted(
-        source.files, key=lambda p: tuple(Path(p).relative_to(folder).as_posix().split("/"))
-    ):
+    for f in sorted(files, key=lambda p: tuple(Path(p).relative_to(folder).as_posix().split("/"))):
         p = Path(f)
         hasher.add(p.relative_to(folder).as_posix(), p.stat().st_size, sha256_file(p))
     td = hasher.result()
     return [
         Artifact(path=workspace.relative(folder), bytes=td.bytes, digest=td.digest, role="source")
     ]
+
+
+def _refuse_dest_inside_source(src: TiffSource | StoredArraySource, dest: Path) -> None:
+    """Sources are never modified: a destination inside a source store is refused."""
+    for f in src.files:
+        folder = Path(f).resolve()
+        if folder.is_dir() and folder in dest.resolve().parents:
+            msg = "the destination lies inside the source store; choose a DEST outside it (sources are never modified)"
+            raise InputError(msg, path=dest)
 
 
 def convert_to_ome_zarr(
@@ -214,20 +265,26 @@ def convert_to_ome_zarr(
     overwrite: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Result:
-    """Convert a TIFF stack into a multiscale OME-Zarr image, out of core and resumable.
+    """Convert a TIFF stack or a stored array into a multiscale OME-Zarr image, out of core and resumable.
 
     Parameters
     ----------
     source
         A multi-page TIFF/BigTIFF (contiguous, striped, tiled or compressed), an
-        OME-TIFF, an ImageJ hyperstack, or a folder of per-slice 2D TIFFs (natural
-        sort order: ``s2`` before ``s10``).
+        OME-TIFF, an ImageJ hyperstack, a vendor SEM TIFF (Zeiss, FEI/Thermo: data bar
+        cropped), a folder of per-slice 2D TIFFs (natural sort order: ``s2`` before
+        ``s10``), an HDF5 dataset (``FILE.h5:/path/to/dataset``), an MRC file, a Zarr
+        v2/v3 or N5 array (``STORE.n5:/path`` for one inside a group), or an existing
+        OME-Zarr 0.4/0.5 image (re-encoded from its level 0).
     dest
         The ``.ome.zarr`` folder to write. Refused if it exists, unless it holds an
         unfinished conversion of the same source with the same parameters (then it is
         resumed) or ``overwrite`` is true.
     voxel_size
-        ``(z, y, x)`` in ``unit``; taken from OME-XML or ImageJ metadata when ``None``.
+        ``(z, y, x)`` in ``unit``; taken from the file's metadata when ``None`` (OME-XML,
+        a vendor header, ImageJ, the MRC header, OME-Zarr or array attributes that state
+        a unit). A spacing the file does not state is never guessed: the conversion
+        stops and asks for it.
     unit
         A length unit (UDUNITS-2 name, or an alias such as ``nm``).
     ngff_version
@@ -267,8 +324,10 @@ def convert_to_ome_zarr(
     from curated.workspace import as_workspace
 
     ws = as_workspace(workspace)
-    with recorder(ws, "T", "convert", params=params, libraries=LIBRARIES, hash_inputs=True) as step:
+    libraries = LIBRARIES + STORED_LIBRARIES.get(src.kind, ())
+    with recorder(ws, "T", "convert", params=params, libraries=libraries, hash_inputs=True) as step:
         _store.require_3d(src.shape, src.axes, src.path)
+        _refuse_dest_inside_source(src, dest)
         voxel, unit_name, voxel_from = _voxel(voxel_size, unit, src)
         axes = make_axes(src.axes, unit_name)
         layout = make_layout(
@@ -281,11 +340,14 @@ def convert_to_ome_zarr(
             ngff_version=ngff_version,
         )
         step.inputs.extend(_source_artifacts(src, ws))
-        name = Path(src.path).name
-        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-                break
+        if isinstance(src, StoredArraySource):
+            name = src.name
+        else:
+            name = Path(src.path).name
+            for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+                if name.lower().endswith(suffix):
+                    name = name[: -len(suffix)]
+                    break
         figures = write_multiscale(
             src,
             dest,
@@ -299,7 +361,7 @@ def convert_to_ome_zarr(
         digest, nbytes, nfiles = figures["store_digest"], figures["bytes"], figures["files"]
         decision = {
             "lossless": True,
-            "lossless_note": "level 0 holds exactly the source voxels; the codec (blosc-zstd) is lossless; lower levels are derived (windowed mean)",
+            "lossless_note": "level 0 holds exactly the source voxels (a vendor data bar excepted, see not_carried_over); the codec (blosc-zstd) is lossless; lower levels are derived (windowed mean)",
             "originals_retained": True,
             "originals_note": "the source files were only read, never modified; keep them as the original record",
             "voxel_size_from": voxel_from,
@@ -313,6 +375,7 @@ def convert_to_ome_zarr(
             "source": str(src.path),
             "source_kind": src.kind,
             "source_files": len(src.files),
+            "source_key": getattr(src, "key", None),
             "store_digest": digest,
             "bytes": nbytes,
             "files": nfiles,

@@ -1,5 +1,6 @@
 """Image sources the converter reads: multi-page (Big)TIFF, OME-TIFF, ImageJ hyperstacks,
-folders of per-slice 2D TIFFs, and in-memory / dask / zarr arrays.
+vendor SEM TIFFs, folders of per-slice 2D TIFFs, in-memory / dask / zarr arrays, and (through
+:mod:`curated.images.stored`) HDF5, MRC, Zarr, N5 and OME-Zarr 0.4/0.5 stores.
 
 A source is a small picklable object: its page table is built once when it is
 opened (checking every page or slice), and :meth:`TiffSource.read` reads any
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from curated.errors import ConversionError, InputError
-from curated.images.units import length_unit
+from curated.images.stored import StoredArraySource, is_stored, open_stored
+from curated.images.units import length_unit, round_to, significant_digits
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 SUPPORTED_DTYPES = ("uint8", "uint16", "int8", "int16", "uint32", "int32", "float32")
@@ -74,11 +76,14 @@ def _frame(path: str, index: int) -> Any:
 
 
 def close_cached_files() -> None:
-    """Close the parsed TIFF files kept between reads (after a conversion)."""
+    """Close the parsed TIFF files (and HDF5/Zarr/N5 handles) kept between reads (after a conversion)."""
     with _tiff_lock:
         while _tiff_cache:
             _, tf = _tiff_cache.popitem()
             tf.close()
+    from curated.images.stored import close_stored
+
+    close_stored()
 
 
 class _Descriptors:
@@ -259,14 +264,18 @@ class ArraySource:
         return np.asarray(block)
 
 
-Source = TiffSource | ArraySource
+Source = TiffSource | ArraySource | StoredArraySource
 
 
 # ---------------------------------------------------------------- opening
 
 
-def open_source(path: str | Path) -> TiffSource:
+def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     """Open a TIFF file or a folder of per-slice TIFFs as a :class:`TiffSource`.
+
+    HDF5 datasets (``FILE.h5:/path/to/dataset``), MRC files, Zarr v2/v3 and N5 arrays
+    and OME-Zarr 0.4/0.5 images open as a
+    :class:`curated.images.stored.StoredArraySource` instead.
 
     Raises
     ------
@@ -275,13 +284,46 @@ def open_source(path: str | Path) -> TiffSource:
     ConversionError
         Truncated pages, slices of different shape or dtype, unsupported pixel types.
     """
+    if is_stored(path):
+        return open_stored(path)
     p = Path(path)
     if not p.exists():
         msg = "does not exist; give a TIFF file or a folder of per-slice TIFFs"
         raise InputError(msg, path=p)
+    if p.is_file() and p.name.lower().endswith(".ome"):
+        return _open_companion(p)
     if p.is_dir():
         return _open_folder(p)
     return _open_file(p)
+
+
+def _open_companion(companion: Path) -> TiffSource:
+    """An OME companion file (``*.companion.ome``): the TIFF holding its image, with the companion's sizes."""
+    xml = companion.read_text(encoding="utf-8", errors="replace")
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise InputError(f"is not valid OME-XML ({exc})", path=companion) from None
+    images = [el for el in root.iter() if _local(el) == "Image"]
+    if len(images) != 1:
+        names = ", ".join(el.get("Name") or el.get("ID") or "?" for el in images[:8])
+        msg = f"describes {len(images)} images ({names or 'none'}); convert one image's TIFF file (its sizes are read from this companion)"
+        raise InputError(msg, path=companion)
+    files = sorted(
+        {u.get("FileName") for u in images[0].iter() if _local(u) == "UUID" and u.get("FileName")}
+    )
+    if len(files) != 1 or Path(files[0]).is_absolute() or ".." in Path(files[0]).parts:
+        msg = f"puts the image's planes in {len(files)} files ({', '.join(files[:4]) or 'none named'}); curated converts an image held in one TIFF beside the companion"
+        raise ConversionError(msg, path=companion)
+    data = companion.parent / files[0]
+    if not data.is_file():
+        msg = f"names {files[0]} as the file holding the pixels, but it is not beside the companion"
+        raise InputError(msg, path=companion)
+    src = _open_file(data)
+    got = _voxel_from_ome(xml, files[0])
+    if got is not None:
+        src.voxel_size, src.unit, src.voxel_source = got[0], got[1], f"ome-xml ({companion.name})"
+    return src
 
 
 def _check_dtype(dtype: np.dtype, path: Path) -> None:
@@ -439,25 +481,45 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
                 offsets[i] = _page_table_entry(pg, i, size, path, (h, w), dtype)
                 index[i] = pg.index if isinstance(pg.index, int) else pg.index[-1]
         out_axes, perm, out_shape_lead = _map_axes(lead_axes, lead_shape, path)
-        voxel, unit, origin = _voxel_from_metadata(tf, path)
+        meta = _voxel_from_metadata(tf, path)
         src = TiffSource(
             kind="ome-tiff" if tf.is_ome else ("imagej" if tf.is_imagej else "tiff"),
             path=str(path),
             files=[str(path)],
             axes=out_axes + "yx",
-            shape=(*out_shape_lead, h, w),
+            shape=(*out_shape_lead, meta.image_rows or h, w),
             dtype=page_dtype.str,
             page_file=np.zeros(npages, dtype=np.int32),
             page_index=index,
             page_offset=offsets,
             lead_shape=lead_shape,
             lead_perm=perm,
-            voxel_size=voxel,
-            unit=unit,
-            voxel_source=origin,
-            not_carried=_not_carried(first, tf),
+            voxel_size=meta.voxel,
+            unit=meta.unit,
+            voxel_source=meta.origin,
+            not_carried=_not_carried(first, tf)
+            + meta.notes
+            + _bar_note(meta, h)
+            + _other_series(tf),
         )
     return src
+
+
+def _other_series(tf: Any) -> list[str]:
+    """Images after the first in a multi-image file (OME multi-image, thumbnails, overviews)."""
+    rest = [tuple(int(n) for n in s.shape) for s in tf.series[1:]]
+    if not rest:
+        return []
+    shown = ", ".join(str(r) for r in rest[:4]) + (" ..." if len(rest) > 4 else "")
+    return [f"{len(rest)} more image(s) in the file, not converted (only the first): {shown}"]
+
+
+def _bar_note(meta: _PageMetadata, height: int) -> list[str]:
+    if meta.image_rows is None:
+        return []
+    return [
+        f"vendor data bar: rows {meta.image_rows}-{height - 1} of each page are cropped (not image data)"
+    ]
 
 
 def _map_axes(
@@ -507,8 +569,7 @@ def _open_folder(folder: Path) -> TiffSource:
     offsets = np.full(len(files), -1, dtype=np.int64)
     shape0: tuple[int, int] | None = None
     dtype0: np.dtype | None = None
-    voxel: tuple[float, ...] | None = None
-    unit = origin = None
+    meta0 = _PageMetadata()
     not_carried: list[str] = []
     for i, f in enumerate(files):
         tf = _open_tiff(f)
@@ -524,8 +585,8 @@ def _open_folder(folder: Path) -> TiffSource:
             if shape0 is None:
                 shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
                 _check_dtype(dtype0, f)
-                voxel, unit, origin = _voxel_from_metadata(tf, f)
-                not_carried = _not_carried(page, tf)
+                meta0 = _voxel_from_metadata(tf, f)
+                not_carried = _not_carried(page, tf) + meta0.notes + _bar_note(meta0, pshape[0])
             elif pshape != shape0 or np.dtype(page.dtype) != dtype0:
                 msg = (
                     f"slice {i} has shape {pshape} and dtype {np.dtype(page.dtype).name}, "
@@ -536,6 +597,8 @@ def _open_folder(folder: Path) -> TiffSource:
                     path=f,
                     details={"slice": i, "expected": list(shape0), "found": list(pshape)},
                 )
+            if i:
+                _same_grid(meta0, _voxel_from_metadata(tf, f), files[0], f, i)
             if tf.byteorder != "<" and dtype0.itemsize > 1:  # type: ignore[union-attr]
                 offsets[i] = -1
             else:
@@ -543,11 +606,13 @@ def _open_folder(folder: Path) -> TiffSource:
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
-    # a folder's slices carry only 2D resolution; the z spacing is unknown
-    if voxel is not None and len(voxel) == 3 and origin == "tiff-resolution":
-        voxel = None
-        unit = None
-        origin = "none"
+    # a slice states its own pixel size, never the spacing between slices: z is asked
+    # for (--voxel-size) unless OME-XML states it
+    voxel = meta0.voxel
+    if voxel is not None and not meta0.origin.startswith("ome-xml"):
+        voxel = (None, voxel[1], voxel[2])
+    if meta0.image_rows is not None:
+        shape0 = (meta0.image_rows, shape0[1])
     return TiffSource(
         kind="slices",
         path=str(folder),
@@ -561,34 +626,100 @@ def _open_folder(folder: Path) -> TiffSource:
         lead_shape=(len(files),),
         lead_perm=(0,),
         voxel_size=voxel,
-        unit=unit,
-        voxel_source=origin or "none",
+        unit=meta0.unit,
+        voxel_source=meta0.origin,
         not_carried=not_carried,
     )
+
+
+def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:
+    """Slices of one volume share one pixel size (and data bar); the first that differs is named."""
+    yx0 = None if first.voxel is None else (first.voxel[1], first.voxel[2], first.unit)
+    yx = None if other.voxel is None else (other.voxel[1], other.voxel[2], other.unit)
+    if yx != yx0:
+
+        def say(v: tuple | None, origin: str) -> str:
+            return (
+                "no pixel size"
+                if v is None
+                else f"pixel size y x = {v[0]:g} {v[1]:g} {v[2]} ({origin})"
+            )
+
+        msg = (
+            f"slice {i} has {say(yx, other.origin)}, but {name0.name} has {say(yx0, first.origin)}; "
+            "the slices are not one volume (sort them into one folder per acquisition)"
+        )
+        raise ConversionError(msg, path=f, details={"slice": i, "expected": yx0, "found": yx})
+    if other.image_rows != first.image_rows:
+        msg = f"slice {i} has {other.image_rows or 'no'} image rows above a data bar, but {name0.name} has {first.image_rows or 'none'}; every slice must match"
+        raise ConversionError(msg, path=f, details={"slice": i})
 
 
 # ---------------------------------------------------------------- metadata
 
 
-def _voxel_from_metadata(tf: Any, path: Path) -> tuple[tuple[float, ...] | None, str | None, str]:
-    """Voxel size (z, y, x) and unit from OME-XML, ImageJ metadata, or TIFF resolution tags."""
+@dataclass
+class _PageMetadata:
+    """What a file's header says about its physical grid (and its data bar)."""
+
+    voxel: tuple[float | None, float | None, float | None] | None = None
+    """(z, y, x); an axis the header does not give is ``None``."""
+    unit: str | None = None
+    origin: str = "none"
+    image_rows: int | None = None
+    """Rows of image data above a vendor data bar (FEI), when the page has one."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
+    """Voxel size (z, y, x) and unit from OME-XML, a vendor header or ImageJ metadata.
+
+    Nothing is invented: a z spacing the file does not state stays ``None`` (the
+    converter then asks for ``--voxel-size``), and TIFF resolution tags on their own
+    (dots per inch) are never a voxel size.
+    """
+    from curated.images.vendor import read_vendor_header
+
     if tf.is_ome and tf.ome_metadata:
-        got = _voxel_from_ome(tf.ome_metadata)
+        xml, origin, uuid = tf.ome_metadata, "ome-xml", None
+        if _is_binary_only(xml):
+            companion, xml, uuid = _binary_only_companion(path, xml)
+            if companion is None:
+                return _PageMetadata(origin=xml)  # why the sizes are unknown
+            origin = f"ome-xml ({companion.name})"
+        got = _voxel_from_ome(xml, path.name, uuid)
         if got is not None:
-            return got[0], got[1], "ome-xml"
+            return _PageMetadata(got[0], got[1], origin)
+        if origin != "ome-xml":
+            return _PageMetadata(origin=origin)
+    try:
+        head = read_vendor_header(tf)
+    except Exception as exc:  # a damaged vendor header must not stop the pixels being read
+        note = f"vendor header not readable ({type(exc).__name__}); its pixel size is not used"
+        return _PageMetadata(notes=[note])
+    if head is not None:
+        meta = _PageMetadata(image_rows=head.image_rows)
+        if head.pixel_size_nm is not None:
+            meta.voxel = (None, *head.pixel_size_nm)
+            meta.unit = "nanometer"
+            meta.origin = head.pixel_source
+        return meta
     if tf.is_imagej and tf.imagej_metadata:
         ij = tf.imagej_metadata
-        page = tf.pages[0]
-        xy = _resolution(page)
+        xy = _resolution(tf.pages[0])
         if xy is not None:
             try:
-                unit = length_unit(str(ij.get("unit", "micrometer")).replace("\\u00B5", "µ"))
+                unit = length_unit(str(ij.get("unit", "")).replace("\\u00B5", "µ"))
             except InputError:
                 unit = None
             if unit is not None:
-                z = float(ij.get("spacing", 1.0))
-                return (z, xy[0], xy[1]), unit, "imagej"
-    return None, None, "none"
+                z = ij.get("spacing")
+                zval = round_to(float(z), significant_digits(float(z))) if z else None
+                # the resolution tags are rationals: 10 significant digits, no float noise
+                return _PageMetadata(
+                    (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
+                )
+    return _PageMetadata()
 
 
 def _resolution(page: Any) -> tuple[float, float] | None:
@@ -605,30 +736,75 @@ def _resolution(page: Any) -> tuple[float, float] | None:
     return yd / yn, xd / xn
 
 
-def _voxel_from_ome(xml: str) -> tuple[tuple[float, float, float], str] | None:
+def _local(el: ET.Element) -> str:
+    return el.tag.rpartition("}")[2]
+
+
+def _pixels_for(root: ET.Element, file_name: str | None, uuid: str | None) -> ET.Element | None:
+    """The Pixels of the image stored in ``file_name`` (or the file with ``uuid``); else the first."""
+    pixels = [el for el in root.iter() if _local(el) == "Pixels"]
+    if file_name or uuid:
+        for px in pixels:
+            for u in (el for el in px.iter() if _local(el) == "UUID"):
+                if (uuid and (u.text or "").strip() == uuid) or (
+                    file_name and u.get("FileName") == file_name
+                ):
+                    return px
+    return pixels[0] if pixels else None
+
+
+def _voxel_from_ome(
+    xml: str, file_name: str | None = None, uuid: str | None = None
+) -> tuple[tuple[float | None, float | None, float | None], str] | None:
+    """(z, y, x) physical sizes of the image in ``file_name`` (z ``None`` when the XML gives none)."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
-    if pixels is None:
+    pixels = _pixels_for(root, file_name, uuid)
+    if pixels is None or pixels.get("PhysicalSizeX") is None or pixels.get("PhysicalSizeY") is None:
         return None
-    sizes = []
-    units = []
-    for ax in "ZYX":
-        v = pixels.get(f"PhysicalSize{ax}")
-        if v is None:
-            return None
-        sizes.append(float(v))
-        units.append(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
     try:
-        names = [length_unit(u) for u in units]
+        unit = length_unit(pixels.get("PhysicalSizeXUnit", "µm"))
     except InputError:
         return None
     from curated.images.units import to_unit
 
-    unit = names[-1]
-    return (to_unit(sizes[0], names[0], unit), to_unit(sizes[1], names[1], unit), sizes[2]), unit
+    out: list[float | None] = []
+    for ax in "ZYX":
+        v = pixels.get(f"PhysicalSize{ax}")
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            value = float(v)
+            name = length_unit(pixels.get(f"PhysicalSize{ax}Unit", "µm"))
+        except (ValueError, InputError):
+            return None
+        out.append(round_to(to_unit(value, name, unit), significant_digits(value)))
+    return (out[0], out[1], out[2]), unit
+
+
+def _binary_only_companion(tiff: Path, xml: str) -> tuple[Path | None, str, str | None]:
+    """For a BinaryOnly OME-TIFF: (companion file, its XML, this file's UUID), or (None, why, None)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        return None, f"its OME-XML is broken ({exc})", None
+    block = next((el for el in root.iter() if _local(el) == "BinaryOnly"), None)
+    name = "" if block is None else block.get("MetadataFile") or ""
+    target = tiff.parent / name
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts or not target.is_file():
+        why = (
+            f"BinaryOnly OME-TIFF whose companion file {name!r} is not beside it "
+            "(copy the companion next to the TIFF)"
+        )
+        return None, why, None
+    return target, target.read_text(encoding="utf-8", errors="replace"), root.get("UUID")
+
+
+def _is_binary_only(xml: str) -> bool:
+    return "BinaryOnly" in xml and "MetadataFile" in xml
 
 
 def _not_carried(page: Any, tf: Any) -> list[str]:

@@ -91,3 +91,26 @@ def length_unit(name: str | None, *, field: str = "unit") -> str:
 def to_unit(value: float, from_unit: str, to: str) -> float:
     """Convert a length between two UDUNITS length names."""
     return value * LENGTH_UNITS[from_unit] / LENGTH_UNITS[to]
+
+
+def significant_digits(value: float | str) -> int:
+    """How many significant digits a value states: ``"12.33"`` → 4, ``2.465245e-08`` → 7.
+
+    Floats count the digits of their shortest round-trip form (what the source wrote,
+    for values parsed from text). Used to round a converted value back to the
+    precision of its source, so ``0.0025 mm`` becomes ``2500 nm``, not ``2499.9999999999995``.
+    """
+    text = value if isinstance(value, str) else repr(float(value))
+    mantissa = text.strip().lower().split("e")[0].lstrip("+-").replace(".", "")
+    digits = mantissa.lstrip("0")
+    return max(1, min(17, len(digits))) if digits else 1
+
+
+def round_to(value: float, digits: int) -> float:
+    """``value`` rounded to ``digits`` significant digits."""
+    return float(f"{value:.{max(1, digits)}g}")
+
+
+def convert_length(value: float, from_unit: str, to: str, *, digits: int | None = None) -> float:
+    """Convert a length and round it to the precision of the source value (or ``digits``)."""
+    return round_to(to_unit(value, from_unit, to), digits or significant_digits(value))

@@ -230,6 +230,10 @@ class SourceKind(str, Enum):
     submitter = "submitter"
     curated_inference = "curated_inference"
     default = "default"
+    file_header = "file_header"
+    """
+    Read from an image file's own metadata: HDF5, Zarr or N5 array attributes, the MRC header, OME-Zarr multiscales.
+    """
 
 
 

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from curated.errors import MetadataError
 from curated.metadata.paths import MISSING, format_path, get_at, parse_path, set_at
 from curated.results import Result
@@ -41,12 +43,11 @@ _NM_PER_UNIT: dict[str, float] = {
 }  # fmt: skip
 
 _RESUNIT_NM = {2: 2.54e7, 3: 1e7}  # TIFF ResolutionUnit: 2 inch, 3 centimetre (1 = none)
-_DISPLAY_DPI = {72.0, 96.0, 150.0, 300.0}  # written by image editors, not microscopes
 
 _OME_DTYPES = {"float": "float32", "double": "float64"}
 _PIXEL_TYPES = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"}
 
-IMPORT_KINDS = {"ome_xml", "tiff_tag", "imagej"}
+IMPORT_KINDS = {"ome_xml", "tiff_tag", "imagej", "file_header"}
 """``sources[].source_kind`` values written by an import (re-imports may replace them)."""
 
 
@@ -57,7 +58,9 @@ class OmeImport:
     path: str
     """The file read."""
     kind: str
-    """``ome-xml``, ``imagej``, ``fei`` or ``tiff``: where the physical metadata came from."""
+    """Where the metadata came from: ``ome-xml``, ``imagej``, ``tiff``, a vendor (``zeiss``, ``fei``,
+    ``jeol``, ``tvips``, ``digitalmicrograph``) or a stored array (``hdf5``, ``mrc``, ``zarr``, ``n5``,
+    ``ome-zarr``)."""
     images: list[dict[str, Any]] = field(default_factory=list)
     """ImageRepresentation fields, one dict per image in the file."""
     acquisition: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +69,12 @@ class OmeImport:
     """FieldSource entries; ``field`` is relative to this import (``images[0].voxel_size_x``,
     ``acquisition.instrument_model``)."""
     warnings: list[str] = field(default_factory=list)
+    personal_data: list[dict[str, str]] = field(default_factory=list)
+    """People named in the header (``what``, ``source_path``, ``source_file``): flagged, never imported."""
+    metadata_file: str | None = None
+    """The OME companion file the values were read from, when it is not ``path`` (BinaryOnly OME-TIFF)."""
+    data_files: dict[int, str] = field(default_factory=dict)
+    """Image index → the TIFF file holding its planes, when the OME-XML names one (companion files)."""
 
     def _set(self, where: str, value: Any, kind: str, source_path: str, raw: Any = None) -> None:
         set_at(self.__dict__, parse_path(where), value)
@@ -73,7 +82,7 @@ class OmeImport:
             "field": where,
             "source_kind": kind,
             "source_path": source_path,
-            "source_file": self.path,
+            "source_file": self.metadata_file or self.path,
         }
         if raw is not None:
             entry["source_value"] = str(raw)
@@ -93,9 +102,57 @@ def _to_nm(value: float, unit: str) -> float | None:
 
 
 # --------------------------------------------------------------------- OME-XML
+def _binary_only(xml: str) -> str | None:
+    """``MetadataFile`` of a BinaryOnly OME-XML block (the OME-TIFF's metadata live in a companion file)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.rpartition("}")[2] == "BinaryOnly":
+            return el.get("MetadataFile") or ""
+    return None
+
+
+def _follow_binary_only(imp: OmeImport, xml: str) -> str:
+    """The OME-XML that describes the images: ``xml`` itself, or the companion file it points to."""
+    companion = _binary_only(xml)
+    if companion is None:
+        return xml
+    if not companion:
+        msg = "is a BinaryOnly OME-TIFF whose MetadataFile is empty: its metadata are in a companion *.companion.ome file; import that file instead"
+        raise MetadataError(msg, path=imp.path, field="OME-XML")
+    target = Path(imp.path).parent / companion
+    if Path(companion).is_absolute() or ".." in Path(companion).parts or not target.is_file():
+        msg = f"is a BinaryOnly OME-TIFF: its metadata are in the companion file {companion!r}, which is not beside it; copy the companion next to the TIFF or import the companion file"
+        raise MetadataError(msg, path=imp.path, field="OME-XML")
+    imp.metadata_file = str(target)
+    imp.warnings.append(f"BinaryOnly OME-TIFF: metadata read from its companion file {target.name}")
+    return target.read_text(encoding="utf-8", errors="replace")
+
+
+def _data_file(imp: OmeImport, image: Any) -> str | None:
+    """The one TIFF file (beside the OME-XML) that holds all planes of ``image``, if the XML names one."""
+    names = {
+        td.uuid.file_name
+        for td in image.pixels.tiff_data_blocks
+        if td.uuid is not None and td.uuid.file_name
+    }
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    base = Path(imp.metadata_file or imp.path).parent
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        return None
+    return str(base / name)
+
+
 def _from_ome_xml(imp: OmeImport, xml: str) -> None:
     import ome_types
 
+    xml = _follow_binary_only(imp, xml)
     try:
         ome = ome_types.from_xml(xml, validate=False)
     except Exception as exc:  # ome-types raises several kinds (XML syntax, pydantic, ValueError)
@@ -104,6 +161,10 @@ def _from_ome_xml(imp: OmeImport, xml: str) -> None:
     if not ome.images:
         raise MetadataError("the OME-XML describes no Image", path=imp.path, field="OME-XML")
     stem = Path(imp.path).name.split(".")[0]
+    if len(ome.images) > 1:
+        imp.warnings.append(
+            f"the OME-XML describes {len(ome.images)} images; each is its own images[] entry"
+        )
     names: set[str] = set()
     for i, image in enumerate(ome.images):
         px = image.pixels
@@ -164,7 +225,20 @@ def _from_ome_xml(imp: OmeImport, xml: str) -> None:
                     unit,
                 )
                 unit_set = True
-        imp._set(f"{where}.path", imp.path, "ome_xml", "file")
+        data = (
+            _data_file(imp, image)
+            if Path(imp.path).suffix.lower() in (".ome", ".xml") or imp.metadata_file
+            else None
+        )
+        if data is not None:
+            imp.data_files[i] = data
+            imp._set(f"{where}.path", data, "ome_xml", f"{prefix}Pixels/TiffData/UUID@FileName")
+            if not Path(data).is_file():
+                imp.warnings.append(
+                    f"{where}.path: the OME-XML puts the pixels in {Path(data).name}, which is not there"
+                )
+        else:
+            imp._set(f"{where}.path", imp.path, "ome_xml", "file")
         if i == 0:
             _ome_acquisition(imp, ome, image)
 
@@ -216,9 +290,12 @@ def _ome_acquisition(imp: OmeImport, ome: Any, image: Any) -> None:
 
 
 # --------------------------------------------------------- ImageJ / plain TIFF
-def _tiff_sizes(imp: OmeImport, tif: Any, kind: str) -> None:
+def _tiff_sizes(imp: OmeImport, tif: Any, kind: str, rows: int | None = None) -> None:
+    """Sizes and pixel type; ``rows`` is the image height when the page also holds a data bar."""
     series = tif.series[0]
-    axes, shape = series.axes, series.shape
+    axes, shape = series.axes, tuple(series.shape)
+    if rows is not None and axes.endswith("YX"):
+        shape = (*shape[:-2], rows, shape[-1])
     source_kind = "imagej" if kind == "imagej" else "tiff_tag"
     src = "imagej:images" if kind == "imagej" else "tiff:ImageWidth/ImageLength/pages"
     sizes: dict[str, int] = {}
@@ -277,14 +354,17 @@ def _tiff_tags(imp: OmeImport, tif: Any, unit: str | None) -> bool:
         if unit is not None:  # ImageJ: resolution is pixels per `unit`
             nm = _to_nm(1.0 / res, unit)
             raw = f"{res} pixels per {unit}"
-        elif runit in _RESUNIT_NM:
-            if runit == 2 and res in _DISPLAY_DPI:
-                imp.warnings.append(
-                    f"images[0].voxel_size_{axis}: {res:g} dpi is a display default, not a pixel size; not imported"
-                )
-                continue
+        elif runit == 3:
             nm = _clean(_RESUNIT_NM[runit] / res)
-            raw = f"{res} pixels per {'inch' if runit == 2 else 'centimeter'}"
+            raw = f"{res} pixels per centimeter"
+        elif runit == 2:
+            # dots per inch is how image editors and vendors' print settings size a page; without
+            # a scientific source (OME, ImageJ, a vendor header) it is never a pixel size
+            imp.warnings.append(
+                f"images[0].voxel_size_{axis}: {res:g} dpi (ResolutionUnit inch) is a print/display resolution, "
+                "not a pixel size; not imported"
+            )
+            continue
         else:
             continue  # ResolutionUnit NONE: a ratio without a length
         if nm is None:
@@ -294,6 +374,18 @@ def _tiff_tags(imp: OmeImport, tif: Any, unit: str | None) -> bool:
         )
         found = True
     return found
+
+
+def _dpi_warning(imp: OmeImport, tif: Any) -> None:
+    """Name the resolution tags a vendor file carries but that are not its pixel size."""
+    page = tif.pages.first
+    runit = page.tags.get("ResolutionUnit")
+    res = _resolution(page, "XResolution")
+    if res is not None and (runit is None or int(runit.value) == 2):
+        imp.warnings.append(
+            f"images[0].voxel_size_*: {res:g} dpi (ResolutionUnit inch) is a print/display resolution, "
+            "not a pixel size; not imported"
+        )
 
 
 def _tiff_header(imp: OmeImport, tif: Any) -> None:
@@ -324,103 +416,32 @@ def _tiff_header(imp: OmeImport, tif: Any) -> None:
             )
 
 
-_FEI_DETECTORS = {"TLD": "InLens", "ETD": "SE", "CBS": "BSE", "ABS": "BSE", "BSED": "BSE"}
-"""FEI detector names -> FibsemDetector, used when the header's detector Mode is not SE/BSE."""
-
-
-def _fei_number(meta: dict[str, Any], section: str, key: str) -> float | None:
-    value = (meta.get(section) or {}).get(key)
-    return (
-        float(value)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-        else None
-    )
-
-
-def _from_fei(imp: OmeImport, meta: dict[str, Any]) -> bool:
-    """FEI / Thermo Fisher SEM header (tag 34682/34680): pixel size, beams, dwell time, detector."""
-    found = False
-    for axis, key in (("x", "PixelWidth"), ("y", "PixelHeight")):
-        metres = _fei_number(meta, "Scan", key)
-        if metres is not None:
-            imp._set(
-                f"images[0].voxel_size_{axis}",
-                _clean(metres * 1e9),
-                "tiff_tag",
-                f"fei:Scan@{key}",
-                f"{metres} m",
-            )
-            found = True
-    if found:
-        imp._set("images[0].voxel_size_unit", TARGET_UNIT, "curated_inference", "fei:Scan", "m")
-    system = (meta.get("System") or {}).get("SystemType")
-    if isinstance(system, str) and system.strip():
-        imp._set(
-            "acquisition.instrument_manufacturer",
-            "Thermo Fisher Scientific (FEI)",
-            "curated_inference",
-            "fei:header",
+def _from_vendor(imp: OmeImport, head: Any) -> None:
+    """Values of a vendor header (Zeiss, FEI, JEOL, TVIPS); people named in it are flagged, not imported."""
+    for v in head.values:
+        imp._set(v.where, v.value, v.kind, v.source_path, v.raw)
+    imp.warnings.extend(head.warnings)
+    if head.not_imported:
+        imp.warnings.append(head.not_imported)
+    for p in head.personal:
+        imp.personal_data.append({**p, "source_file": imp.path})
+        imp.warnings.append(
+            f"{p['source_path']}: the header names a person ({p['what']}); personal data, not imported "
+            "(add the person as a contributor with their consent, or remove the name before publishing)"
         )
-        imp._set(
-            "acquisition.instrument_model", system.strip(), "tiff_tag", "fei:System@SystemType"
-        )
-        imp._set(
-            "acquisition.imaging_instrument",
-            f"FEI/Thermo Fisher {system.strip()}",
-            "tiff_tag",
-            "fei:System@SystemType",
-        )
-    scaled = (
-        ("EBeam", "HV", "sem_accelerating_voltage_kv", 1e-3, "V"),
-        ("EBeam", "BeamCurrent", "sem_beam_current_na", 1e9, "A"),
-        ("IBeam", "HV", "fib_accelerating_voltage_kv", 1e-3, "V"),
-        ("IBeam", "BeamCurrent", "fib_beam_current_na", 1e9, "A"),
-        ("Scan", "Dwelltime", "dwell_time_us", 1e6, "s"),
-        ("EBeam", "WD", "working_distance_mm", 1e3, "m"),
-    )
-    for section, key, slot, factor, unit in scaled:
-        value = _fei_number(meta, section, key)
-        if value is not None:
-            imp._set(
-                f"acquisition.fibsem.{slot}",
-                _clean(value * factor),
-                "tiff_tag",
-                f"fei:{section}@{key}",
-                f"{value} {unit}",
-            )
-    detector = (meta.get("Detectors") or {}).get("Name")
-    if isinstance(detector, str) and detector.strip():
-        mode = (meta.get("Detectors") or {}).get("Mode")
-        label = (
-            f"{detector.strip()} ({mode})"
-            if isinstance(mode, str) and mode.strip()
-            else detector.strip()
-        )
-        imp._set("acquisition.detector_description", label, "tiff_tag", "fei:Detectors@Name")
-        kind = (
-            mode.strip().upper()
-            if isinstance(mode, str) and mode.strip().upper() in ("SE", "BSE")
-            else None
-        )
-        kind = kind or _FEI_DETECTORS.get(detector.strip().upper())
-        if kind:
-            imp._set(
-                "acquisition.fibsem.detector",
-                [kind],
-                "curated_inference",
-                "fei:Detectors@Name",
-                detector,
-            )
-    return found
 
 
 def _from_tiff(imp: OmeImport, tif: Any, require_metadata: bool) -> None:
+    from curated.images.vendor import read_vendor_header
+
     ij = tif.imagej_metadata if tif.is_imagej else None
-    fei = tif.fei_metadata if tif.is_fei else None
-    if fei:
-        imp.kind = "fei"
-        _tiff_sizes(imp, tif, "tiff")
-        _from_fei(imp, fei)
+    vendor = read_vendor_header(tif)
+    if vendor is not None:
+        imp.kind = vendor.vendor
+        _tiff_sizes(imp, tif, "tiff", rows=vendor.image_rows)
+        _from_vendor(imp, vendor)
+        if vendor.pixel_size_nm is None:
+            _dpi_warning(imp, tif)
     elif ij:
         imp.kind = "imagej"
         _tiff_sizes(imp, tif, "imagej")
@@ -459,10 +480,15 @@ def _from_tiff(imp: OmeImport, tif: Any, require_metadata: bool) -> None:
             imp._set(
                 "images[0].voxel_size_unit", TARGET_UNIT, "curated_inference", "tiff:ResolutionUnit"
             )
-    if not fei:
+    if vendor is None:
         _tiff_header(imp, tif)
     has_physical = any(s["field"].startswith("images[0].voxel_size_") for s in imp.sources)
-    if not has_physical:
+    if not has_physical and vendor is not None:
+        imp.warnings.append(
+            f"images[0].voxel_size_*: the {vendor.vendor} header gives no pixel size; set the voxel sizes with "
+            "`curated metadata set WORKSPACE images[N].voxel_size_x VALUE` (and _y, _z, voxel_size_unit)"
+        )
+    elif not has_physical:
         msg = (
             "no physical metadata in this TIFF (no OME-XML, no ImageJ spacing/unit, no resolution tags with a unit): "
             "voxel sizes are unknown; set them with `curated metadata set WORKSPACE images[N].voxel_size_x VALUE` "
@@ -479,8 +505,10 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
     Parameters
     ----------
     path
-        An OME-TIFF, ImageJ TIFF or plain TIFF (``.tif``/``.tiff``/``.btf``), or an
-        OME-XML file (``.ome.xml``/``.xml``).
+        An OME-TIFF (a BinaryOnly one is followed to its companion file), a vendor
+        TIFF (Zeiss SmartSEM, FEI/Thermo, JEOL SightX, TVIPS), an ImageJ TIFF, a plain
+        TIFF (``.tif``/``.tiff``/``.btf``), an OME-XML file (``.ome.xml``/``.xml``) or
+        an OME companion file (``.companion.ome``/``.ome``).
     require_metadata
         Raise when the file has no physical metadata at all (a bare TIFF); with
         ``False`` the sizes and pixel type are still imported and a warning says
@@ -499,11 +527,15 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
     """
     import tifffile
 
+    from curated.images.stored import is_stored
+
+    if is_stored(path):
+        return _from_stored(str(path), require_metadata)
     path = Path(path)
     imp = OmeImport(path=str(path), kind="")
     if not path.is_file():
         raise MetadataError("image not found", path=path)
-    if path.name.lower().endswith(".xml"):
+    if path.name.lower().endswith((".xml", ".ome")):  # OME-XML, companion (*.companion.ome)
         imp.kind = "ome-xml"
         _from_ome_xml(imp, path.read_text(encoding="utf-8", errors="replace"))
         return imp
@@ -524,6 +556,66 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
             _from_ome_xml(imp, xml)
         else:
             _from_tiff(imp, tif, require_metadata)
+    return imp
+
+
+# ------------------------------------------- HDF5 / MRC / Zarr / N5 / OME-Zarr
+_STORED_FORMATS = {"hdf5": "HDF5", "mrc": "MRC", "zarr": "Zarr", "n5": "N5", "ome-zarr": "OME-Zarr"}
+
+
+def _from_stored(shown: str, require_metadata: bool) -> OmeImport:
+    """Sizes, pixel type and voxel sizes of an HDF5 dataset, MRC file, Zarr/N5 array or OME-Zarr image."""
+    from curated.errors import CuratedError
+    from curated.images.stored import open_stored
+    from curated.images.units import convert_length
+
+    try:
+        src = open_stored(shown)
+    except CuratedError as exc:
+        raise MetadataError(exc.message, path=exc.path or shown, field=exc.field) from None
+    imp = OmeImport(path=shown, kind=src.kind)
+    kind = "file_header"
+    imp._set("images[0].name", src.name, kind, "file name")
+    imp._set("images[0].image_format", _STORED_FORMATS[src.kind], kind, f"{src.kind}:format")
+    dtype = np.dtype(src.dtype).name
+    if dtype in _PIXEL_TYPES:
+        imp._set("images[0].dtype", dtype, kind, f"{src.kind}:dtype")
+    for axis, n in zip(src.axes, src.shape, strict=True):
+        imp._set(f"images[0].size_{axis}", int(n), kind, f"{src.kind}:shape")
+    found = False
+    if src.voxel_size is not None and src.unit is not None:
+        for axis, value in zip("zyx", src.voxel_size, strict=True):
+            if value is None:
+                imp.warnings.append(
+                    f"images[0].voxel_size_{axis}: {src.voxel_source} states no {axis} spacing; set it with `curated metadata set`"
+                )
+                continue
+            nm = convert_length(value, src.unit, TARGET_UNIT)
+            imp._set(
+                f"images[0].voxel_size_{axis}", nm, kind, src.voxel_source, f"{value} {src.unit}"
+            )
+            found = True
+    if found:
+        imp._set(
+            "images[0].voxel_size_unit",
+            TARGET_UNIT,
+            "curated_inference",
+            src.voxel_source,
+            src.unit,
+        )
+    imp._set("images[0].path", shown, kind, "file")
+    imp.warnings.extend(f"not imported: {note}" for note in src.not_carried)
+    if not found:
+        msg = (
+            f"no voxel size with a unit in this {_STORED_FORMATS[src.kind]} source; set them with "
+            "`curated metadata set WORKSPACE images[N].voxel_size_x VALUE` (and _y, _z, voxel_size_unit)"
+        )
+        unusable = [n for n in src.not_carried if "voxel size" in n or "--voxel-size" in n]
+        if unusable:
+            msg += " (" + "; ".join(unusable) + ")"
+        if require_metadata:
+            raise MetadataError(msg, path=shown, field="images[].voxel_size_*")
+        imp.warnings.append(msg)
     return imp
 
 
@@ -558,11 +650,15 @@ def merge_import(
     force: bool = False,
     root: Path | None = None,
     image_path: str | None = None,
+    data_paths: dict[int, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Merge an import into a copy of ``record``; return ``(new record, changes, kept)``.
 
-    An image already in ``images`` (same ``path``, or same ``name``) is updated in
-    place; otherwise the image is appended. A field the curator wrote (no import
+    An image already in ``images`` (same ``path``, or same ``name``; same path *and*
+    name when the file holds several images) is updated in place; otherwise the
+    image is appended. Each image of a multi-image file gets its own entry.
+    ``data_paths`` overrides ``path`` per image (companion files name the TIFF
+    holding each image's planes). A field the curator wrote (no import
     source recorded for it) is kept unless ``force``; an empty field or one an
     earlier import filled is (re)set. ``changes`` and ``kept`` hold
     ``{"field", "old", "new"}``.
@@ -572,14 +668,25 @@ def merge_import(
     kept: list[dict[str, Any]] = []
     remap: dict[str, str] = {}
     images = out.get("images") if isinstance(out.get("images"), list) else []
+    multi = len(imp.images) > 1
+    taken: set[int] = set()
     for i, img in enumerate(imp.images):
-        if image_path is not None:
+        if data_paths and i in data_paths:
+            img = {**img, "path": data_paths[i]}
+        elif image_path is not None:
             img = {**img, "path": image_path}
+
+        def free(j: int, old: Any) -> bool:
+            return isinstance(old, dict) and j not in taken
+
+        # one file may hold several images (OME multi-image): then path and name together pick the entry
         target = next(
             (
                 j
                 for j, old in enumerate(images)
-                if isinstance(old, dict) and _same_file(old.get("path"), img.get("path", ""), root)
+                if free(j, old)
+                and _same_file(old.get("path"), img.get("path", ""), root)
+                and (not multi or old.get("name") == img.get("name"))
             ),
             None,
         )
@@ -588,12 +695,13 @@ def merge_import(
                 (
                     j
                     for j, old in enumerate(images)
-                    if isinstance(old, dict) and old.get("name") == img.get("name")
+                    if free(j, old) and old.get("name") == img.get("name")
                 ),
                 None,
             )
         if target is None:
-            target = len(images)
+            target = max(len(images), max(taken, default=-1) + 1)
+        taken.add(target)
         remap[f"images[{i}]"] = f"images[{target}]"
         # voxel sizes and their unit go together: never mix a kept curator size with an imported unit
         voxel_keys = [k for k in img if k.startswith("voxel_size_")]
@@ -720,14 +828,23 @@ def import_ome(
         imp = from_ome(image, require_metadata=require_metadata)
         record = ws.read_metadata()
         rel = ws.relative(image)
-        new, changes, kept = merge_import(record, imp, force=force, root=ws.root, image_path=rel)
+        data = {i: ws.relative(Path(p)) for i, p in imp.data_files.items()}
+        new, changes, kept = merge_import(
+            record, imp, force=force, root=ws.root, image_path=rel, data_paths=data
+        )
         added = new_error_issues(record, new)
         if added:
             msg = "; ".join(str(e) for e in added)
             raise MetadataError(
                 f"importing would make the record invalid: {msg}", path=image, field=added[0].field
             )
-        details = {"kind": imp.kind, "changes": changes, "kept": kept, "warnings": imp.warnings}
+        details = {
+            "kind": imp.kind,
+            "changes": changes,
+            "kept": kept,
+            "warnings": imp.warnings,
+            "personal_data": imp.personal_data,
+        }
         step.details = details
         if changes:
             write_record(ws.metadata_path, new, validate_record(new))

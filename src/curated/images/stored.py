@@ -1,0 +1,620 @@
+"""Arrays stored in HDF5, MRC, Zarr (v2/v3), N5 and OME-Zarr (0.4/0.5) as converter sources.
+
+Each is opened through the field's library (h5py, mrcfile, zarr-python,
+TensorStore for N5, :func:`curated.images.reader.open_image` for OME-Zarr) and
+read region by region, so memory stays bounded by the shard being written. A
+:class:`StoredArraySource` is picklable (it holds paths, never open handles):
+shard tasks reopen the file on the thread or worker that reads it.
+
+Voxel sizes are taken only where the file states them with a unit: the MRC
+header, OME-Zarr ``coordinateTransformations``, and the attribute conventions
+that name their unit (``element_size_um``; ``pixelResolution`` with ``unit``;
+``transform`` with ``units``). A size without a unit is reported, not used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curated.errors import ConversionError, InputError
+from curated.images.units import length_unit, round_to, significant_digits
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
+_KEYED = re.compile(
+    r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|n5|zarr))(?::(?P<key>/.*))?$", re.IGNORECASE
+)
+
+
+@dataclass
+class StoredArraySource:
+    """One array in an HDF5 / MRC file or a Zarr / N5 / OME-Zarr store, read region by region."""
+
+    kind: str
+    """``hdf5``, ``mrc``, ``zarr``, ``n5`` or ``ome-zarr``."""
+    path: str
+    """As given: ``FILE.h5:/path/to/dataset``, ``volume.mrc``, ``image.ome.zarr``."""
+    file: str
+    """The file or the store's root folder."""
+    key: str
+    """The dataset / array inside it (``""`` for the root array)."""
+    axes: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...] | None = None
+    voxel_size: tuple[float | None, ...] | None = None
+    unit: str | None = None
+    voxel_source: str = "none"
+    not_carried: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    """What the conversion must never write into (the file or the store)."""
+
+    @property
+    def name(self) -> str:
+        stem = Path(self.file).name
+        for suffix in (".ome.zarr", ".zarr", ".n5", *HDF5_SUFFIXES, *MRC_SUFFIXES):
+            if stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        tail = self.key.strip("/").replace("/", "-")
+        return f"{stem}-{tail}" if tail and self.kind != "ome-zarr" else stem
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Read ``region`` (one slice per axis) into a new native-endian array."""
+        if self.kind == "mrc":
+            import mrcfile
+
+            # memory-mapped and closed after each region, so mapped pages never pile up
+            with mrcfile.mmap(self.file, mode="r", permissive=True) as mrc:
+                block = np.array(mrc.data[region])
+        elif self.kind == "n5":
+            block = np.asarray(_handle(self.kind, self.file, self.key)[region].read().result())
+        else:
+            block = np.asarray(_handle(self.kind, self.file, self.key)[region])
+        return block.astype(block.dtype.newbyteorder("="), copy=False)
+
+
+_lock = threading.Lock()
+_handles: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+
+
+def _handle(kind: str, file: str, key: str) -> Any:
+    """An open array, from a small per-process cache (handles are never pickled)."""
+    k = (kind, file, key)
+    with _lock:
+        arr = _handles.get(k)
+        if arr is None:
+            arr = _open_array(kind, file, key)
+            _handles[k] = arr
+            while len(_handles) > 8:
+                _, old = _handles.popitem(last=False)
+                _close(old)
+        else:
+            _handles.move_to_end(k)
+        return arr
+
+
+def _close(arr: Any) -> None:
+    f = getattr(arr, "file", None)
+    if f is not None and hasattr(f, "close"):
+        f.close()
+
+
+def close_stored() -> None:
+    """Close the files kept open between reads (after a conversion)."""
+    with _lock:
+        while _handles:
+            _close(_handles.popitem()[1])
+
+
+def _open_array(kind: str, file: str, key: str) -> Any:
+    if kind == "hdf5":
+        import h5py
+
+        return h5py.File(file, "r")[key or "/"]
+    if kind == "n5":
+        import tensorstore as ts
+
+        spec = {
+            "driver": "n5",
+            "kvstore": {"driver": "file", "path": str(Path(file) / key.strip("/"))},
+        }
+        # TensorStore shows N5 dimensions in N5's own order (x y z, fastest first): transpose to z y x
+        return ts.open(spec, read=True, open=True).result().T
+    if kind in ("zarr", "ome-zarr"):
+        import zarr
+
+        return zarr.open_array(store=str(Path(file) / key.strip("/")), mode="r")
+    msg = f"unknown stored-array kind {kind!r}"
+    raise ValueError(msg)
+
+
+# ---------------------------------------------------------------- opening
+def split_key(path: str | Path) -> tuple[Path, str] | None:
+    """``FILE.h5:/a/b`` → ``(FILE.h5, "/a/b")``; ``None`` when ``path`` names no HDF5/Zarr/N5 container."""
+    m = _KEYED.match(str(path))
+    if m is None:
+        return None
+    return Path(m.group("file")), m.group("key") or ""
+
+
+def is_stored(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5/MRC file, a Zarr/N5 store, or ``CONTAINER:/key``."""
+    p = Path(path)
+    if p.suffix.lower() in MRC_SUFFIXES and not p.is_dir():  # a folder of slices may be named x.rec
+        return True
+    got = split_key(path)
+    if got is not None and (got[1] or got[0].suffix.lower() in HDF5_SUFFIXES):
+        return True
+    if p.is_dir():
+        return any(
+            (p / n).is_file() for n in ("zarr.json", ".zarray", ".zgroup", "attributes.json")
+        )
+    return False
+
+
+def open_stored(path: str | Path) -> StoredArraySource:
+    """Open an HDF5 dataset, MRC file, Zarr/N5 array or OME-Zarr image as a converter source.
+
+    Raises
+    ------
+    InputError
+        Missing file, no such dataset, a group instead of an array (naming the arrays in it).
+    ConversionError
+        A file the library cannot read (truncated, damaged) or an unsupported pixel type.
+    """
+    text = str(path)
+    p = Path(text)
+    if p.suffix.lower() in MRC_SUFFIXES:
+        return _open_mrc(p)
+    got = split_key(text)
+    file, key = got if got is not None else (p, "")
+    if not file.exists():
+        msg = "does not exist; give FILE.h5:/path/to/dataset, a .mrc file, or a Zarr / N5 / OME-Zarr store"
+        raise InputError(msg, path=file)
+    if file.suffix.lower() in HDF5_SUFFIXES:
+        return _open_hdf5(file, key, text)
+    if (file / "attributes.json").is_file() and not (file / "zarr.json").is_file():
+        return _open_n5(file, key, text)
+    return _open_zarr(file, key, text)
+
+
+def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
+    from curated.images.sources import SUPPORTED_DTYPES
+
+    native = np.dtype(dtype).newbyteorder("=")
+    if native.name not in SUPPORTED_DTYPES:
+        msg = (
+            f"pixel type {native.name} is not supported; convert to uint8, uint16 or float32 first"
+        )
+        raise ConversionError(msg, path=path)
+    return native
+
+
+def _default_axes(ndim: int, path: str) -> str:
+    if ndim > 5 or ndim < 2:
+        msg = f"array has {ndim} dimensions; give a 3D (z y x) array, or up to t c z y x"
+        raise ConversionError(msg, path=path)
+    return "tczyx"[-ndim:]
+
+
+def _hdf5_error(exc: Exception, path: Path) -> ConversionError:
+    msg = f"cannot be read as HDF5 ({exc}); the file is truncated or damaged, copy it again"
+    return ConversionError(msg, path=path)
+
+
+def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
+    import h5py
+
+    try:
+        f = h5py.File(file, "r")
+    except OSError as exc:
+        raise _hdf5_error(exc, file) from None
+    with f:
+
+        def datasets() -> list[str]:
+            found: list[str] = []
+            f.visititems(
+                lambda n, o: found.append("/" + n) if isinstance(o, h5py.Dataset) else None
+            )
+            return found
+
+        if not key:
+            names = datasets()
+            if len(names) != 1:
+                listed = ", ".join(names[:10]) or "none"
+                msg = f"holds {len(names)} datasets ({listed}); name one as {file.name}:/path/to/dataset"
+                raise InputError(msg, path=file)
+            key = names[0]
+        obj = f.get(key)
+        if not isinstance(obj, h5py.Dataset):
+            what = "no such dataset" if obj is None else "a group, not a dataset"
+            names = datasets()
+            inside = [d for d in names if d.startswith(key.rstrip("/") + "/")]
+            listed = ", ".join((inside or names)[:10])
+            msg = f"{key} is {what}; datasets in the file: {listed or 'none'}"
+            raise InputError(msg, path=file)
+        _check_filters(obj, file)
+        dtype = _check_dtype(obj.dtype, shown)
+        attrs = {k: _plain(v) for k, v in obj.attrs.items()}
+        axes = _default_axes(obj.ndim, shown)
+        voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "hdf5")
+        if obj.chunks:
+            expected = _expected_chunks(obj.shape, obj.chunks)
+            notes += _absent_chunks(obj.id.get_num_chunks(), expected, obj.fillvalue)
+        return StoredArraySource(
+            kind="hdf5",
+            path=shown,
+            file=str(file),
+            key=key,
+            axes=axes,
+            shape=tuple(int(n) for n in obj.shape),
+            dtype=dtype.str,
+            chunks=tuple(obj.chunks) if obj.chunks else None,
+            voxel_size=voxel,
+            unit=unit,
+            voxel_source=origin,
+            not_carried=notes + _other_attrs(attrs, "HDF5 dataset attributes"),
+            files=[str(file)],
+        )
+
+
+def _check_filters(obj: Any, file: Path) -> None:
+    """Refuse, at open, a dataset compressed with an HDF5 filter this installation cannot decode."""
+    from h5py import h5z
+
+    plist = obj.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, name = plist.get_filter(i)
+        if not h5z.filter_avail(code):
+            label = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+            msg = (
+                f"dataset {obj.name} is compressed with HDF5 filter {code} ({label or 'unnamed'}), "
+                "which is not installed; install the plugin (e.g. `pip install hdf5plugin`) and retry"
+            )
+            raise ConversionError(msg, path=file)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str) and value.strip().startswith(("{", "[")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+_VOXEL_ATTRS = ("element_size_um", "pixelResolution", "transform", "resolution", "units", "unit")
+
+
+def _other_attrs(attrs: dict[str, Any], where: str) -> list[str]:
+    rest = sorted(k for k in attrs if k not in _VOXEL_ATTRS)
+    return [f"{where}: {', '.join(rest)}"] if rest else []
+
+
+def _voxel_from_attrs(
+    attrs: dict[str, Any], axes: str, prefix: str, *, reverse: bool = False
+) -> tuple[tuple[float | None, ...] | None, str | None, str, list[str]]:
+    """(z, y, x) voxel size, unit, origin and notes from array attributes (C order unless ``reverse``)."""
+    space = [a for a in axes if a in "zyx"]
+    nspace = len(space)
+
+    def ordered(values: list[Any]) -> list[float] | None:
+        vals = list(values)[::-1] if reverse else list(values)
+        if len(vals) < nspace or not all(
+            isinstance(v, int | float) and v > 0 for v in vals[-nspace:]
+        ):
+            return None
+        return [float(v) for v in vals[-nspace:]]
+
+    def result(vals: list[float], unit: str, origin: str) -> tuple:
+        try:
+            name = length_unit(unit)
+        except InputError:
+            return (
+                None,
+                None,
+                "none",
+                [f"{origin}: unit {unit!r} is not a length; voxel size not used"],
+            )
+        full = dict(zip(space, vals, strict=True))
+        zyx = tuple(
+            round_to(full[a], significant_digits(full[a])) if a in full else None for a in "zyx"
+        )
+        return zyx, name, origin, []
+
+    if "element_size_um" in attrs:
+        vals = ordered(
+            attrs["element_size_um"] if isinstance(attrs["element_size_um"], list) else []
+        )
+        if vals:
+            return result(vals, "micrometer", f"{prefix}:@element_size_um")
+    pr = attrs.get("pixelResolution")
+    if (
+        isinstance(pr, dict)
+        and isinstance(pr.get("dimensions"), list)
+        and isinstance(pr.get("unit"), str)
+    ):
+        # n5-viewer convention: dimensions in x y z order
+        vals = ordered(pr["dimensions"][::-1] if not reverse else pr["dimensions"])
+        if vals:
+            return result(vals, pr["unit"], f"{prefix}:@pixelResolution")
+    tr = attrs.get("transform")
+    if (
+        isinstance(tr, dict)
+        and isinstance(tr.get("scale"), list)
+        and isinstance(tr.get("units"), list)
+    ):
+        # COSEM / OpenOrganelle convention: axes, scale and units listed in the array's order
+        vals = ordered(tr["scale"])
+        units = set(tr["units"][-nspace:])
+        if vals and len(units) == 1:
+            return result(vals, units.pop(), f"{prefix}:@transform")
+    if "resolution" in attrs:
+        unit = attrs.get("unit") if isinstance(attrs.get("unit"), str) else None
+        units = attrs.get("units")
+        if (
+            unit is None
+            and isinstance(units, list)
+            and len(set(units)) == 1
+            and isinstance(units[0], str)
+        ):
+            unit = units[0]
+        vals = ordered(attrs["resolution"] if isinstance(attrs["resolution"], list) else [])
+        if vals and unit:
+            return result(vals, unit, f"{prefix}:@resolution")
+        return (
+            None,
+            None,
+            "none",
+            [
+                f"{prefix}:@resolution = {attrs['resolution']} states no unit; not used as the voxel size (pass --voxel-size)"
+            ],
+        )
+    return None, None, "none", []
+
+
+def _absent_chunks(stored: int, expected: int, fill: Any) -> list[str]:
+    """A note when chunks are absent: they read as the fill value, like a store cut short by a copy."""
+    if expected <= 0 or stored >= expected:
+        return []
+    return [
+        f"warning: {expected - stored} of {expected} chunks are not stored and read as the fill value "
+        f"({fill}); writers may skip empty chunks, but a partial copy looks the same: check the copy"
+    ]
+
+
+def _expected_chunks(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
+    return int(np.prod([-(-n // c) for n, c in zip(shape, chunks, strict=True)])) if shape else 1
+
+
+# -------------------------------------------------------------------- MRC
+_MRC_NOTES = (
+    "MRC header fields beyond the voxel size (origin, cell angles, extended header, labels)"
+)
+
+
+def _open_mrc(file: Path) -> StoredArraySource:
+    import mrcfile
+
+    if not file.is_file():
+        raise InputError("does not exist; give an MRC file (.mrc, .rec, .st, .map)", path=file)
+    try:
+        with mrcfile.mmap(file, mode="r", permissive=False) as mrc:
+            data = mrc.data
+            if data is None:
+                msg = "the MRC header describes no data; the file is truncated or damaged"
+                raise ConversionError(msg, path=file)
+            dtype = _check_dtype(data.dtype, str(file))
+            shape = tuple(int(n) for n in data.shape)
+            stack = bool(mrc.is_image_stack()) or bool(mrc.is_volume_stack())
+            vs = mrc.voxel_size
+            nspg = int(mrc.header.ispg)
+    except ConversionError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        msg = f"cannot be read as MRC ({exc}); the file is truncated or damaged, copy it again"
+        raise ConversionError(msg, path=file) from None
+    axes = _default_axes(len(shape), str(file)) if not (stack and len(shape) == 4) else "tzyx"
+    notes = [_MRC_NOTES]
+    # the MRC voxel size is a float32 cell size over the sampling: 7 significant digits, in angstrom
+    sizes = {"x": float(vs.x), "y": float(vs.y), "z": float(vs.z)}
+    voxel: tuple[float | None, ...] | None = tuple(
+        round_to(sizes[a], 7) if sizes[a] > 0 else None for a in "zyx"
+    )
+    if stack and len(shape) == 3:
+        voxel = (None, *voxel[1:])  # type: ignore[index]
+        notes.append(
+            f"image stack (space group {nspg}): the z axis is the image index; give the z spacing with --voxel-size"
+        )
+    if voxel is not None and all(v is None for v in voxel):
+        voxel = None
+        notes.append("the MRC header gives no cell size; pass --voxel-size")
+    return StoredArraySource(
+        kind="mrc",
+        path=str(file),
+        file=str(file),
+        key="",
+        axes=axes,
+        shape=shape,
+        dtype=dtype.str,
+        voxel_size=voxel,
+        unit="angstrom" if voxel is not None else None,
+        voxel_source="mrc:header cella/mx,my,mz" if voxel is not None else "none",
+        not_carried=notes,
+        files=[str(file)],
+    )
+
+
+# -------------------------------------------------------------------- N5
+def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
+
+    target = root / key.strip("/")
+    meta = target / "attributes.json"
+    try:
+        attrs = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+    except ValueError as exc:
+        raise ConversionError(f"attributes.json is not valid JSON ({exc})", path=meta) from None
+    if "dimensions" not in attrs:
+        arrays = sorted(
+            "/" + p.parent.relative_to(root).as_posix()
+            for p in root.rglob("attributes.json")
+            if "dimensions" in _json_or_empty(p)
+        )
+        msg = f"{key or '/'} is an N5 group, not an array; arrays in the store: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"
+        raise InputError(msg, path=root)
+    try:
+        arr = _open_array("n5", str(root), key)
+    except Exception as exc:  # tensorstore raises ValueError with the store's complaint
+        raise ConversionError(f"cannot be opened as N5 ({exc})", path=target) from None
+    dtype = _check_dtype(np.dtype(arr.dtype.numpy_dtype), shown)
+    shape = tuple(int(n) for n in arr.shape)
+    axes = _default_axes(len(shape), shown)
+    # N5 lists dimensions fastest-first (x y z); the array is read transposed (z y x), so
+    # attribute lists in N5 order are reversed too
+    voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "n5", reverse=True)
+    block = tuple(int(b) for b in attrs.get("blockSize", []))
+    if len(block) == len(shape):
+        stored = sum(1 for p in target.rglob("*") if p.is_file() and p.name != "attributes.json")
+        notes += _absent_chunks(stored, _expected_chunks(shape, block[::-1]), 0)
+    return StoredArraySource(
+        kind="n5",
+        path=shown,
+        file=str(root),
+        key=key,
+        axes=axes,
+        shape=shape,
+        dtype=dtype.str,
+        chunks=tuple(int(c) for c in arr.chunk_layout.read_chunk.shape),  # after the transpose
+        voxel_size=voxel,
+        unit=unit,
+        voxel_source=origin,
+        not_carried=notes
+        + _other_attrs(
+            {
+                k: v
+                for k, v in attrs.items()
+                if k not in ("dimensions", "blockSize", "dataType", "compression")
+            },
+            "N5 attributes",
+        ),
+        files=[str(root)],
+    )
+
+
+def _json_or_empty(p: Path) -> dict[str, Any]:
+    try:
+        got = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+# ------------------------------------------------------------------ Zarr
+def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
+    import zarr
+
+    target = root / key.strip("/")
+    try:
+        node = zarr.open(store=str(target), mode="r")
+    except Exception as exc:  # zarr raises several kinds for missing/damaged metadata
+        msg = f"cannot be opened as Zarr ({type(exc).__name__}: {exc}); give a Zarr array, an OME-Zarr image, or STORE.zarr:/path/to/array"
+        raise InputError(msg, path=target) from None
+    if isinstance(node, zarr.Group):
+        attrs = dict(node.attrs)
+        if "multiscales" in attrs or "multiscales" in (attrs.get("ome") or {}):
+            return _open_ome_zarr(target, shown)
+        arrays = sorted("/" + name for name, _ in node.arrays())
+        msg = f"{key or '/'} is a Zarr group, not an array or OME-Zarr image; arrays in it: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"
+        raise InputError(msg, path=target)
+    dtype = _check_dtype(node.dtype, shown)
+    axes = _default_axes(node.ndim, shown)
+    attrs = {k: _plain(v) for k, v in dict(node.attrs).items()}
+    voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "zarr")
+    notes += _absent_chunks(node.nchunks_initialized, node.nchunks, node.fill_value)
+    return StoredArraySource(
+        kind="zarr",
+        path=shown,
+        file=str(root),
+        key=key,
+        axes=axes,
+        shape=tuple(int(n) for n in node.shape),
+        dtype=dtype.str,
+        chunks=tuple(int(c) for c in node.chunks),
+        voxel_size=voxel,
+        unit=unit,
+        voxel_source=origin,
+        not_carried=notes + _other_attrs(attrs, "Zarr attributes"),
+        files=[str(root)],
+    )
+
+
+def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
+    """Level 0 of an existing OME-Zarr image (0.4 or 0.5); the pyramid is rebuilt from it."""
+    from curated.images.reader import open_image
+
+    img = open_image(root)
+    names = "".join(img.axes)
+    if not set(names) <= set("tczyx") or len(set(names)) != len(names):
+        msg = f"axes {img.axes} are not a subset of t c z y x; curated converts only those"
+        raise ConversionError(msg, path=root)
+    order = [a for a in "tczyx" if a in names]
+    if names != "".join(order):
+        msg = f"axes {img.axes} are not in t c z y x order"
+        raise ConversionError(msg, path=root)
+    level0 = img.levels[0]
+    dtype = _check_dtype(level0.dtype, shown)
+    scale = dict(zip(img.axes, img.scale[0], strict=True))
+    units = dict(zip(img.axes, img.units, strict=True))
+    space_units = {units[a] for a in "zyx" if a in units and units[a]}
+    voxel: tuple[float | None, ...] | None = None
+    unit = None
+    notes = [f"OME-Zarr {img.ngff_version} levels 1+ (rebuilt from level 0)"]
+    if len(space_units) == 1:
+        unit = length_unit(space_units.pop())
+        voxel = tuple(
+            round_to(scale[a], significant_digits(scale[a])) if a in scale else None for a in "zyx"
+        )
+    else:
+        notes.append("the space axes state no single unit; voxel size not used (pass --voxel-size)")
+    if any(v != 0 for v in img.translation[0]):
+        notes.append(f"level 0 translation {img.translation[0]}")
+    notes += _absent_chunks(level0.nchunks_initialized, level0.nchunks, level0.fill_value)
+    if img.label_names():
+        notes.append(
+            f"label images ({', '.join(img.label_names())}); add them with `curated labels add`"
+        )
+    if "omero" in img.ome:
+        notes.append("omero rendering settings (recomputed)")
+    return StoredArraySource(
+        kind="ome-zarr",
+        path=shown,
+        file=str(root),
+        key=img.level_paths[0],
+        axes=names,
+        shape=tuple(int(n) for n in level0.shape),
+        dtype=dtype.str,
+        chunks=tuple(int(c) for c in level0.chunks),
+        voxel_size=voxel,
+        unit=unit,
+        voxel_source=f"ome-zarr {img.ngff_version} coordinateTransformations" if voxel else "none",
+        not_carried=notes,
+        files=[str(root)],
+    )
+
+
+__all__ = ["StoredArraySource", "close_stored", "is_stored", "open_stored", "split_key"]

@@ -1,0 +1,296 @@
+"""HDF5, MRC, Zarr v2/v3, N5 and OME-Zarr 0.4 sources: pixels identical, voxel sizes only where stated, bad input named."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import h5py
+import mrcfile
+import numpy as np
+import pytest
+import tensorstore as ts
+import zarr
+
+from curated.errors import ConversionError, InputError, MetadataError
+from curated.images import convert_to_ome_zarr, open_image, validate_ome_zarr
+from curated.images.shards import ABORT_ENV
+from curated.images.sources import open_source
+from curated.metadata import from_ome, import_ome, init_workspace
+
+VOL = np.random.default_rng(7).integers(0, 60000, (20, 33, 41), dtype=np.uint16)
+SMALL = {"chunks": 16, "shard": 32, "workers": 1}
+
+
+def h5(path, **attrs):
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("/volumes/raw", data=VOL, chunks=(8, 16, 16), compression="gzip")
+        d.attrs.update(attrs)
+        f.create_dataset("/volumes/labels", data=VOL.astype(np.uint8))
+    return path
+
+
+def mrc(path, voxel=(4.0, 4.0, 8.5)):
+    with mrcfile.new(path) as m:
+        m.set_data(VOL.astype(np.int16))
+        m.voxel_size = voxel
+    return path
+
+
+def n5(root):
+    spec = {
+        "driver": "n5",
+        "kvstore": {"driver": "file", "path": str(root / "raw")},
+        "metadata": {
+            "dimensions": list(VOL.shape[::-1]),
+            "blockSize": [16, 16, 8],
+            "dataType": "uint16",
+            "compression": {"type": "gzip"},
+        },  # fmt: skip
+        "create": True,
+    }
+    arr = ts.open(spec).result()
+    arr[...] = VOL.T  # N5 order is x y z
+    meta = root / "raw" / "attributes.json"
+    attrs = json.loads(meta.read_text())
+    attrs["pixelResolution"] = {"dimensions": [4, 4, 8], "unit": "nm"}
+    meta.write_text(json.dumps(attrs))
+    (root / "attributes.json").write_text(json.dumps({"n5": "2.0.0"}))
+    return root
+
+
+def zarr_array(path, fmt, **attrs):
+    z = zarr.create_array(
+        str(path), shape=VOL.shape, chunks=(8, 16, 16), dtype=VOL.dtype, zarr_format=fmt
+    )
+    z[:] = VOL
+    z.attrs.update(attrs)
+    return path
+
+
+# -------------------------------------------------------- pixels and voxels
+def test_hdf5_dataset_converts_identically_with_element_size(tmp_path):
+    src = h5(tmp_path / "v.h5", element_size_um=[0.008, 0.004, 0.004])
+    res = convert_to_ome_zarr(f"{src}:/volumes/raw", tmp_path / "o.ome.zarr", **SMALL)
+    assert res.details["voxel_size"] == [8.0, 4.0, 4.0]
+    assert res.details["source_kind"] == "hdf5" and res.details["source_key"] == "/volumes/raw"
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL)
+    assert validate_ome_zarr(tmp_path / "o.ome.zarr") == []
+
+
+def test_hdf5_resolution_without_unit_is_not_a_voxel_size(tmp_path):
+    src = h5(tmp_path / "v.h5", resolution=[8, 4, 4])
+    with pytest.raises(InputError, match="--voxel-size"):
+        convert_to_ome_zarr(f"{src}:/volumes/raw", tmp_path / "o.ome.zarr", **SMALL)
+    with pytest.raises(MetadataError, match=r"@resolution = \[8, 4, 4\] states no unit"):
+        from_ome(f"{src}:/volumes/raw")
+
+
+def test_mrc_converts_identically_with_the_header_voxel_size(tmp_path):
+    src = mrc(tmp_path / "tomo.mrc")
+    res = convert_to_ome_zarr(src, tmp_path / "o.ome.zarr", **SMALL)
+    assert res.details["voxel_size"] == [0.85, 0.4, 0.4]  # 8.5 and 4 angstrom
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL.astype(np.int16))
+    imp = from_ome(src)
+    assert imp.images[0]["voxel_size_z"] == 0.85 and imp.images[0]["image_format"] == "MRC"
+    assert imp.source_for("images[0].voxel_size_z")["source_value"] == "8.5 angstrom"
+
+
+def test_mrc_without_cell_size_asks_for_the_voxel_size(tmp_path):
+    src = mrc(tmp_path / "tomo.mrc", voxel=(0.0, 0.0, 0.0))
+    with pytest.raises(InputError, match="--voxel-size"):
+        convert_to_ome_zarr(src, tmp_path / "o.ome.zarr", **SMALL)
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_zarr_arrays_convert_identically(tmp_path, fmt):
+    attrs = {"transform": {"axes": ["z", "y", "x"], "scale": [8, 4, 4], "units": ["nm"] * 3}}
+    src = zarr_array(tmp_path / "a.zarr", fmt, **attrs)
+    res = convert_to_ome_zarr(src, tmp_path / "o.ome.zarr", **SMALL)
+    assert res.details["voxel_size"] == [8.0, 4.0, 4.0] and res.details["source_kind"] == "zarr"
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL)
+
+
+def test_n5_array_converts_identically_in_z_y_x_order(tmp_path):
+    root = n5(tmp_path / "v.n5")
+    res = convert_to_ome_zarr(f"{root}:/raw", tmp_path / "o.ome.zarr", **SMALL)
+    assert res.details["shape"] == [20, 33, 41] and res.details["voxel_size"] == [8.0, 4.0, 4.0]
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL)
+    with pytest.raises(InputError, match="N5 group.*/raw"):
+        open_source(root)
+
+
+def test_ome_zarr_04_is_re_encoded_as_05(tmp_path):
+    old = tmp_path / "old.ome.zarr"
+    convert_to_ome_zarr(zarr_array(tmp_path / "a.zarr", 2), old, voxel_size=(8, 4, 4), ngff_version="0.4", **SMALL)  # fmt: skip
+    res = convert_to_ome_zarr(old, tmp_path / "new.ome.zarr", **SMALL)
+    new = open_image(tmp_path / "new.ome.zarr")
+    assert new.ngff_version == "0.5" and new.voxel_size == (8.0, 4.0, 4.0)
+    np.testing.assert_array_equal(new.read(0), VOL)
+    assert validate_ome_zarr(tmp_path / "new.ome.zarr") == []
+    assert res.details["source_kind"] == "ome-zarr"
+
+
+# --------------------------------------------------------------- bad input
+def test_hdf5_file_with_several_datasets_names_them(tmp_path):
+    src = h5(tmp_path / "v.h5")
+    with pytest.raises(
+        InputError,
+        match=r"holds 2 datasets \(/volumes/labels, /volumes/raw\); name one as v\.h5:/path",
+    ):
+        open_source(src)
+    with pytest.raises(InputError, match="/volumes is a group, not a dataset"):
+        open_source(f"{src}:/volumes")
+    with pytest.raises(InputError, match="/nope is no such dataset"):
+        open_source(f"{src}:/nope")
+
+
+def test_truncated_hdf5_and_mrc_get_a_clear_error_and_nothing_is_written(tmp_path):
+    good = h5(tmp_path / "v.h5")
+    (tmp_path / "cut.h5").write_bytes(good.read_bytes()[:3000])
+    with pytest.raises(ConversionError, match="HDF5.*copy it again"):
+        convert_to_ome_zarr(
+            f"{tmp_path / 'cut.h5'}:/volumes/raw", tmp_path / "o.ome.zarr", voxel_size=1
+        )
+    cut = mrc(tmp_path / "t.mrc")
+    (tmp_path / "cut.mrc").write_bytes(cut.read_bytes()[:5000])
+    with pytest.raises(ConversionError, match="MRC.*copy it again"):
+        convert_to_ome_zarr(tmp_path / "cut.mrc", tmp_path / "o.ome.zarr", voxel_size=1)
+    assert not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_unsupported_pixel_type_is_refused(tmp_path):
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("x", data=np.zeros((4, 4, 4), np.complex64))
+    with pytest.raises(ConversionError, match="pixel type complex64 is not supported"):
+        open_source(f"{tmp_path / 'c.h5'}:/x")
+
+
+def test_destination_inside_the_source_store_is_refused(tmp_path):
+    src = zarr_array(tmp_path / "a.zarr", 3)
+    with pytest.raises(InputError, match="inside the source store"):
+        convert_to_ome_zarr(src, src / "out.ome.zarr", voxel_size=1, **SMALL)
+    assert not (src / "out.ome.zarr").exists()
+
+
+def test_stored_sources_pickle_for_distributed_workers(tmp_path):
+    src = open_source(f"{h5(tmp_path / 'v.h5', element_size_um=[1, 1, 1])}:/volumes/raw")
+    again = pickle.loads(pickle.dumps(src))
+    np.testing.assert_array_equal(
+        again.read((slice(2, 5), slice(0, 9), slice(3, 40))), VOL[2:5, 0:9, 3:40]
+    )
+
+
+def test_interrupted_hdf5_conversion_resumes_bit_identical(tmp_path):
+    src = f"{h5(tmp_path / 'v.h5', element_size_um=[0.008, 0.004, 0.004])}:/volumes/raw"
+    params = {"chunks": 8, "shard": 16, "workers": 1}
+    code = (
+        "import sys; from curated.images import convert_to_ome_zarr; "
+        f"convert_to_ome_zarr(sys.argv[1], sys.argv[2], **{params!r})"
+    )
+    env = {**os.environ, ABORT_ENV: "3"}
+    dest = tmp_path / "killed.ome.zarr"
+    run = subprocess.run(
+        [sys.executable, "-c", code, src, str(dest)], env=env, check=False, timeout=120
+    )
+    assert run.returncode == 75
+    res = convert_to_ome_zarr(src, dest, **params)
+    ref = convert_to_ome_zarr(src, tmp_path / "whole.ome.zarr", **params)
+    assert res.details["resumed"] is True
+    assert res.details["shards_written"] == ref.details["shards_written"] - 3
+    assert res.details["store_digest"] == ref.details["store_digest"]
+
+
+def test_import_ome_reads_hdf5_and_records_the_source(tmp_path):
+    src = h5(tmp_path / "v.h5", element_size_um=[0.008, 0.004, 0.004])
+    ws = init_workspace(tmp_path / "ws", "HDF5 volume")
+    res = import_ome(ws, f"{src}:/volumes/raw")
+    assert res.status == "ok"
+    record = ws.read_metadata()
+    image = record["images"][0]
+    assert (image["size_z"], image["voxel_size_z"], image["image_format"]) == (20, 8.0, "HDF5")
+    sources = {s["field"]: s for s in record["sources"]}
+    assert sources["images[0].voxel_size_x"]["source_kind"] == "file_header"
+    assert sources["images[0].voxel_size_x"]["source_path"] == "hdf5:@element_size_um"
+
+
+def test_sources_are_never_modified(tmp_path):
+    src = h5(tmp_path / "v.h5", element_size_um=[1, 1, 1])
+    m = mrc(tmp_path / "t.mrc")
+    before = (src.read_bytes(), m.read_bytes())
+    convert_to_ome_zarr(f"{src}:/volumes/raw", tmp_path / "a.ome.zarr", **SMALL)
+    convert_to_ome_zarr(m, tmp_path / "b.ome.zarr", **SMALL)
+    assert (src.read_bytes(), m.read_bytes()) == before
+
+
+def test_cli_converts_an_hdf5_dataset_and_imports_its_header(tmp_path):
+    from typer.testing import CliRunner
+
+    from curated.cli import app
+
+    src = h5(tmp_path / "v.h5", element_size_um=[0.008, 0.004, 0.004])
+    run = CliRunner().invoke(app, ["convert", f"{src}:/volumes/raw", str(tmp_path / "o.ome.zarr"), "--chunks", "16", "--shard", "32"])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL)
+    init_workspace(tmp_path / "ws", "HDF5")
+    run = CliRunner().invoke(app, ["metadata", "import-ome", str(tmp_path / "ws"), f"{src}:/volumes/labels"])  # fmt: skip
+    assert run.exit_code == 1 and "no voxel size with a unit" in run.output
+
+
+def test_absent_chunks_are_named_not_silently_zero(tmp_path):
+    src = zarr_array(tmp_path / "a.zarr", 2)
+    full = open_source(src)
+    assert not any("not stored" in n for n in full.not_carried)
+    (src / "1.0.0").unlink()  # one chunk lost, as in a partial copy
+    res = convert_to_ome_zarr(src, tmp_path / "o.ome.zarr", voxel_size=1, **SMALL)
+    notes = res.details["decision"]["not_carried_over"]
+    assert any("1 of 27 chunks are not stored" in n for n in notes)
+    root = n5(tmp_path / "v.n5")
+    assert not any("not stored" in n for n in open_source(f"{root}:/raw").not_carried)
+    next(
+        p for p in (root / "raw").rglob("*") if p.is_file() and p.name != "attributes.json"
+    ).unlink()
+    assert any("1 of 27 chunks" in n for n in open_source(f"{root}:/raw").not_carried)
+
+
+def test_hdf5_filter_that_is_not_installed_is_named_at_open(tmp_path):
+    with h5py.File(tmp_path / "b.h5", "w") as f:  # 32001 is Blosc's HDF5 filter id
+        f.create_dataset("x", shape=(4, 4, 4), dtype="u1", chunks=(4, 4, 4), compression=32001, allow_unknown_filter=True)  # fmt: skip
+    with pytest.raises(ConversionError, match="HDF5 filter 32001.*not installed.*hdf5plugin"):
+        open_source(f"{tmp_path / 'b.h5'}:/x")
+
+
+def test_zarr_array_inside_a_group_is_named_with_a_key(tmp_path):
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    arr = group.create_array("volumes/raw", shape=VOL.shape, chunks=(8, 16, 16), dtype=VOL.dtype)
+    arr[:] = VOL
+    with pytest.raises(InputError, match="is a Zarr group.*name one as g.zarr:/path"):
+        open_source(tmp_path / "g.zarr")
+    src = open_source(f"{tmp_path / 'g.zarr'}:/volumes/raw")
+    assert src.kind == "zarr" and src.shape == VOL.shape and src.name == "g-volumes-raw"
+    np.testing.assert_array_equal(src.read((slice(0, 20), slice(0, 33), slice(0, 41))), VOL)
+
+
+def test_mrc_image_stack_gets_no_z_spacing(tmp_path):
+    with mrcfile.new(tmp_path / "stack.mrcs") as m:
+        m.set_data(VOL.astype(np.int16))
+        m.set_image_stack()
+        m.voxel_size = 4.0
+    src = open_source(tmp_path / "stack.mrcs")
+    assert src.voxel_size == (None, 4.0, 4.0)
+    with pytest.raises(InputError, match="no z spacing.*--voxel-size"):
+        convert_to_ome_zarr(tmp_path / "stack.mrcs", tmp_path / "o.ome.zarr", **SMALL)
+
+
+def test_a_slice_folder_named_like_an_mrc_file_is_still_a_slice_folder(tmp_path):
+    import tifffile
+
+    folder = tmp_path / "run.rec"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"s{i}.tif", VOL[i])
+    src = open_source(folder)
+    assert src.kind == "slices" and src.shape == (3, 33, 41)
