@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from curated._io import canonical_json
+from curated._secrets import scrub
 from curated._version import __version__
 from curated.errors import LogError
 from curated.provenance.digest import digest_path, digest_tree
@@ -103,6 +104,7 @@ def redact(value: Any) -> Any:
     parameters (``?access_token=...``) and bearer tokens. The log is shared in
     bags and deposits, so nothing secret may reach it.
     """
+    value = scrub(value)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -713,7 +715,7 @@ def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, An
     """Top-level entries of folder ``rel`` that hold outputs recorded after ``seq``."""
     prefix = rel.rstrip("/") + "/"
     return {
-        other[len(prefix):].split("/", 1)[0]
+        other[len(prefix) :].split("/", 1)[0]
         for other, (other_seq, _) in outputs.items()
         if other_seq > seq and other.startswith(prefix)
     }
