@@ -93,6 +93,7 @@ from curated.package.walk import (
     PayloadDir,
     ZarrStore,
     count_files,
+    refuse_link,
     walk_groups,
     walk_store_groups,
 )
@@ -237,6 +238,18 @@ def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overw
             "move it away and bag again"
         )
         raise PackageError(msg, path=partial)
+
+
+TAG_SOURCES = ("curated.yaml", "curation", "curation/check.json", "curation/log.jsonl")
+"""Workspace paths copied into ``metadata/``: under the same symlink policy as the payload."""
+
+
+def _refuse_linked_tag_sources(ws: Workspace) -> None:
+    """A tag file (or its folder) that is a link would bring an outside file into the bag."""
+    for rel in TAG_SOURCES:
+        path = ws.root / rel
+        if path.is_symlink():
+            raise refuse_link(os.fspath(path), rel)
 
 
 def _preflight_profile(b: _Build) -> None:
@@ -777,6 +790,8 @@ def make_bag(
         ) as step:
             prof = load_profile(profile)
             _preflight_dest(ws, dest, final, partial, overwrite)
+            if not follow_symlinks:
+                _refuse_linked_tag_sources(ws)
             dest.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
             record = ws.read_metadata()

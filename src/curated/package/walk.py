@@ -49,7 +49,33 @@ def is_zarr_store(name: str) -> bool:
     return name.endswith(".zarr")
 
 
-def _refuse_link(path: str, rel: str) -> PackageError:
+def links_and_specials(root: str | os.PathLike[str]) -> Iterator[tuple[str, str, str]]:
+    """Every symbolic link and non-regular file under ``root``, never following a link.
+
+    Yields ``(relative path, what it is, where it points or "")`` in a stable order. The one
+    symlink policy of bags: the walk that builds payloads refuses these as it meets
+    them (:func:`walk_groups`); validation and deposit refuse a bag holding any.
+    """
+    root = os.fspath(root)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in sorted(filenames) + [d for d in dirnames]:
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):
+                yield prefix + name, "symbolic link", os.readlink(full)
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                yield prefix + name, "device, pipe or socket", ""
+        # os.walk lists a link to a folder among the folders but does not enter it
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+
+def refuse_link(path: str, rel: str) -> PackageError:
     target = os.readlink(path)
     if not os.path.exists(path):
         msg = (
@@ -129,7 +155,7 @@ def walk_groups(
         src = path
         if stat.S_ISLNK(st.st_mode):
             if not follow_symlinks or not os.path.exists(path):
-                raise _refuse_link(path, rel)
+                raise refuse_link(path, rel)
             src = os.path.realpath(path)
             st = os.stat(src)
         if stat.S_ISREG(st.st_mode):
@@ -209,7 +235,7 @@ def _walk_tree(
             real = full
             if stat.S_ISLNK(mode):
                 if not follow_symlinks or not os.path.exists(full):
-                    raise _refuse_link(full, prefix + n)
+                    raise refuse_link(full, prefix + n)
                 real = os.path.realpath(full)
                 st = os.stat(real)
                 mode = st.st_mode
