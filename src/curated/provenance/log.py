@@ -14,6 +14,7 @@ unbroken chain.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -32,6 +33,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from curated._crash import crash_point
 from curated._io import canonical_json
 from curated._secrets import scrub
 from curated._version import __version__
@@ -55,6 +57,14 @@ DEFAULT_LIBRARIES: tuple[str, ...] = ("numpy",)
 """Libraries whose versions every entry records; a step adds the ones that did its work."""
 
 _TAIL_READ = 1 << 16
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> LogError:
+    """An OS error (full disk, read-only, permission) as one line naming the file."""
+    reason = exc.strerror or type(exc).__name__
+    return LogError(
+        f"{doing} ({reason}); nothing was recorded", path=path, details={"errno": exc.errno}
+    )
 
 
 def utc_now() -> str:
@@ -405,16 +415,30 @@ class CuratorLog:
             entry["prev"] = None if last is None else last["hash"]
             entry["hash"] = entry_hash(entry)
             line = (canonical_json(entry) + "\n").encode("utf-8")
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(line)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            crash_point("log-append")
+            self._write_line(line)
         return entry
+
+    def _write_line(self, line: bytes) -> None:
+        """Append ``line`` whole or not at all: an OS error (full disk...) cuts nothing."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _os_error(exc, self.path, "cannot write the curator log") from None
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError as exc:
+            # Leave the log as it was, so that a full disk is not mistaken for a crash.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise _os_error(exc, self.path, "cannot write the curator log") from None
+        finally:
+            os.close(fd)
 
     def _appendable_tail(self) -> dict[str, Any] | None:
         last, cut = self._tail()
@@ -445,6 +469,10 @@ class CuratorLog:
         """
         if self.path.exists():
             self._appendable_tail()
+        target = self.path if self.path.exists() else self.path.parent
+        if target.exists() and not os.access(target, os.W_OK):
+            msg = "cannot write the curator log (permission denied); nothing was done. Make it writable and re-run"
+            raise LogError(msg, path=target)
 
     def repair(self) -> Path | None:
         """Set a cut last line aside (into ``log.jsonl.cut-<time>``) so appends can continue.
@@ -464,11 +492,24 @@ class CuratorLog:
             while aside.exists():
                 aside = self.path.with_name(f"{self.path.name}.cut-{stamp}-{n}")
                 n += 1
-            aside.write_bytes(data[keep:])
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with open(aside, "xb") as fh:
+                    fh.write(data[keep:])
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                # never leave an empty or partial copy of the cut line behind
+                aside.unlink(missing_ok=True)
+                raise _os_error(
+                    exc, aside, "cannot set the cut line aside; the log was not changed"
+                ) from None
+            try:
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(keep)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _os_error(exc, self.path, "cannot shorten the log") from None
             return aside
 
     # ------------------------------------------------------------- artifacts
