@@ -130,3 +130,34 @@ def test_linked_tag_file_is_stored_with_follow_symlinks(ws, outside, tmp_path):
     res = make_bag(ws, tmp_path / "bag", follow_symlinks=True)
     assert (Path(res.path) / "metadata" / "check.json").read_text() == '{"findings": []}\n'
     assert not os.path.islink(Path(res.path) / "metadata" / "check.json")
+
+
+# ------------------------------------------------------------------ unfinished stores
+def test_interrupted_store_is_not_bagged(ws, tmp_path):
+    store = ws.derived_dir / "cell.ome.zarr"
+    (store / ".curated-progress").mkdir()
+    (store / ".curated-progress" / "plan.json").write_text("{}")
+    with pytest.raises(PackageError, match="unfinished write"):
+        make_bag(ws, tmp_path / "bag")
+    with pytest.raises(PackageError, match="unfinished write"):
+        make_bag(ws, tmp_path / "bag2", zarr="archive")
+    assert not (tmp_path / "bag").exists()
+
+
+def test_store_marked_incomplete_is_not_bagged(ws, tmp_path):
+    store = ws.derived_dir / "cell.ome.zarr"
+    meta = store / "zarr.json"
+    import json
+
+    doc = json.loads(meta.read_text())
+    doc.setdefault("attributes", {})["curated-incomplete"] = "interrupted"
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(PackageError, match="unfinished write"):
+        make_bag(ws, tmp_path / "bag")
+
+
+def test_bag_holding_an_interrupted_store_does_not_validate(bag):
+    store = next(p for p in (bag / "data").rglob("*.zarr") if p.is_dir())
+    (store / ".curated-progress").mkdir()
+    report = validate_bag(bag)
+    assert any("unfinished write" in p for p in report.problems)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curated._crash import crash_point
 from curated._io import write_json
 from curated._secrets import without_userinfo
 from curated._version import __version__
@@ -448,6 +449,7 @@ def _run(
         entry.pop("creating", None)
         entry.update({"state": state, "stage": "draft", "record_id": repo.landing(state).record_id})
         journal.save()
+        crash_point("deposit-draft")
     state = entry["state"]
     if STAGES.index(entry["stage"]) < STAGES.index("metadata"):
         repo.set_metadata(state, metadata)
@@ -461,6 +463,7 @@ def _run(
         )
         entry["stage"] = "uploaded"
         journal.save()
+        crash_point("deposit-uploaded")
     if STAGES.index(entry["stage"]) < STAGES.index("finalized"):
         repo.finalize(state)
         entry["stage"] = "finalized"

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from curated._crash import crash_point
 from curated._io import atomic_write_bytes, atomic_write_text
 from curated.errors import LogError, MetadataError
 from curated.metadata.paths import (
@@ -366,6 +367,12 @@ def _set_locked(ws: Workspace, parts: Any, label: str, new_value: Any) -> Result
             new_out = None if new_value is MISSING else new_value
             details: dict[str, Any] = {"field": label, "old": old_out, "new": new_out}
             if (old is MISSING and new_value is MISSING) or old == new_value:
+                if _unrecorded_change(ws):
+                    # an interrupted run wrote this value but never logged it: record it now
+                    step.add_output(ws.metadata_path)
+                    step.details = details
+                    step.message = f"{label}: {old_out!r} (recorded after an interrupted run)"
+                    return Result("set", "ok", str(ws.metadata_path), step.message, details)
                 step.status, step.message = "notneeded", f"{label} already has this value"
                 step.details = details
                 return Result("set", "notneeded", str(ws.metadata_path), step.message, details)
@@ -389,6 +396,7 @@ def _set_locked(ws: Workspace, parts: Any, label: str, new_value: Any) -> Result
             _drop_source(updated, label)
             wrote = True
             write_record(ws.metadata_path, updated, report)
+            crash_point("metadata-set-written")
             step.add_output(ws.metadata_path)
             details["still_missing"] = [e.field for e in report.missing_required]
             step.details = details
@@ -401,6 +409,14 @@ def _set_locked(ws: Workspace, parts: Any, label: str, new_value: Any) -> Result
             raise LogError(msg, path=exc.path, details=exc.details) from None
         raise
     return Result("set", "ok", str(ws.metadata_path), step.message, details)
+
+
+def _unrecorded_change(ws: Workspace) -> bool:
+    """Whether ``curated.yaml`` differs from what the log last recorded of it."""
+    from curated.provenance.digest import digest_path
+
+    recorded = ws.log.recorded_output(ws.metadata_path)
+    return recorded is not None and digest_path(ws.metadata_path)[0] != recorded.digest
 
 
 def _copy(record: dict[str, Any]) -> dict[str, Any]:

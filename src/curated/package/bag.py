@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import quote
 
+from curated._crash import crash_point
 from curated._io import write_json
 from curated._text import binary_size
 from curated._version import __version__
@@ -250,6 +251,57 @@ def _refuse_linked_tag_sources(ws: Workspace) -> None:
         path = ws.root / rel
         if path.is_symlink():
             raise refuse_link(os.fspath(path), rel)
+
+
+def _correct_interrupted_entry(ws: Workspace, final: Path) -> None:
+    """Make the log true again after a crash between a bag's entry and its rename.
+
+    The bag's entry is written before the bag is complete (the bag carries the log up
+    to its own entry). When the last entry for ``final`` says ``ok`` but no bag with
+    its external identifier is there, an ``error`` entry says that bag was never made.
+    """
+    last = _last_bag_entry(ws, final)
+    if last is None or last.get("status") != "ok":
+        return
+    want = (last.get("details") or {}).get("external_identifier")
+    if not want or final.is_file() or _external_identifier(final) == want:
+        return  # (a serialized bag lands by one rename: if it is there, it is complete)
+    ws.log.append(
+        "D",
+        "bag",
+        status="error",
+        message=f"the bag of seq {last['seq']} was interrupted before it was complete; no bag was left",
+        params=last.get("params") or {},
+        details={"interrupted_seq": last["seq"], "external_identifier": want},
+    )
+
+
+def _last_bag_entry(ws: Workspace, final: Path) -> dict[str, Any] | None:
+    """The log's last ``bag`` entry for ``final`` (any status), or ``None``."""
+    names = (str(final), ws.relative(final))
+    last = None
+    for entry in ws.log.entries():
+        if entry.get("action") == "bag" and (entry.get("params") or {}).get("dest") in names:
+            last = entry
+    return last
+
+
+def _last_bag_entry_id(ws: Workspace, final: Path) -> str | None:
+    last = _last_bag_entry(ws, final)
+    if last is None or last.get("status") != "ok":
+        return None
+    return (last.get("details") or {}).get("external_identifier")
+
+
+def _external_identifier(final: Path) -> str | None:
+    """``External-Identifier`` of the bag folder ``final`` (``None`` if absent or serialized)."""
+    info = final / "bag-info.txt"
+    if not info.is_file():
+        return None
+    for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("External-Identifier:"):
+            return line.partition(":")[2].strip()
+    return None
 
 
 def _preflight_profile(b: _Build) -> None:
@@ -638,12 +690,55 @@ def _serialize(b: _Build) -> None:
     shutil.rmtree(b.partial)
 
 
+def _aside(final: Path) -> Path:
+    """Where the bag being replaced waits while the new one is renamed into place."""
+    return final.with_name(f".{final.name}.curated-replaced")
+
+
 def _replace(src: Path, final: Path) -> None:
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    elif final.exists() or final.is_symlink():
-        final.unlink()
+    """Rename ``src`` to ``final``; an old ``final`` is set aside first and removed last,
+    so that at every moment one complete bag (old or new) is there or recoverable."""
+    aside = _aside(final)
+    if final.exists() or final.is_symlink():
+        os.rename(final, aside)
+        crash_point("bag-swap-aside")
     os.rename(src, final)
+    crash_point("bag-swap-in")
+    _drop_aside(aside)
+
+
+def _drop_aside(aside: Path) -> None:
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    elif aside.exists() or aside.is_symlink():
+        aside.unlink()
+
+
+def _recover_swap(ws: Workspace, final: Path, partial: Path) -> None:
+    """Finish or undo a replacement a crash interrupted (called under the build lock).
+
+    A complete new bag (its in-progress marker removed, its identifier the one the
+    log's last entry for this bag records) is renamed into place; otherwise a bag set
+    aside is put back.
+    """
+    aside = _aside(final)
+    if (
+        partial.is_dir()
+        and not (partial / PARTIAL_MARKER).exists()
+        and (ident := _external_identifier(partial)) is not None
+        and ident == _last_bag_entry_id(ws, final)
+    ):
+        if (final.exists() or final.is_symlink()) and not (aside.exists() or aside.is_symlink()):
+            os.rename(final, aside)
+        os.rename(partial, final)
+        _drop_aside(aside)
+        return
+    if not (aside.exists() or aside.is_symlink()):
+        return
+    if final.exists() or final.is_symlink():
+        _drop_aside(aside)  # the new bag landed: the old one only waited to be removed
+    else:
+        os.rename(aside, final)  # the new bag never landed: the old one is put back
 
 
 class _BuildLock:
@@ -789,11 +884,13 @@ def make_bag(
             libraries=("bagit", "rocrate", "prov"),
         ) as step:
             prof = load_profile(profile)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            _recover_swap(ws, final, partial)
+            _correct_interrupted_entry(ws, final)
             _preflight_dest(ws, dest, final, partial, overwrite)
             if not follow_symlinks:
                 _refuse_linked_tag_sources(ws)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
             record = ws.read_metadata()
             info = describe_bag(record, ws.root)
             other_files = sorted(
@@ -864,6 +961,7 @@ def make_bag(
             }
             step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {final.name}"
         step_entry = step.entry
+        crash_point("bag-entry-written")
         if step_entry is not None:
             _copy_log(b, step_entry)
             from curated.provenance.export import write_prov_json
@@ -873,6 +971,7 @@ def make_bag(
                 b.partial / "metadata" / "prov.json",
             )
         _write_tag_manifests(b)
+        crash_point("bag-tag-manifests")
         (b.partial / PARTIAL_MARKER).unlink()
         if serialize == "none":
             _replace(b.partial, final)

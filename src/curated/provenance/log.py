@@ -753,12 +753,17 @@ def _parse_anchor(anchor: str) -> tuple[int, str]:
 
 
 def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, Any]]]) -> set[str]:
-    """Top-level entries of folder ``rel`` that hold outputs recorded after ``seq``."""
+    """Top-level entries of folder ``rel`` that hold outputs recorded by ``seq`` or after it.
+
+    An entry that records a folder and, separately, something inside it (an image and
+    its truth labels) records the folder's digest without that top-level entry, so the
+    two are checked independently.
+    """
     prefix = rel.rstrip("/") + "/"
     return {
         other[len(prefix) :].split("/", 1)[0]
         for other, (other_seq, _) in outputs.items()
-        if other_seq > seq and other.startswith(prefix)
+        if other_seq >= seq and other.startswith(prefix)
     }
 
 

@@ -1,0 +1,163 @@
+"""Crash-point harness: long commands killed (``os._exit``, like ``kill -9``) at each phase
+boundary, then re-run. After the kill the log still verifies and nothing looks complete
+that is not; the re-run finishes, and the result equals an uninterrupted run's.
+
+The hook is ``CURATED_CRASH_AT=<point>`` (:mod:`curated._crash`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_bag_helpers import build_workspace, copy_workspace
+
+from curated._crash import ENV, EXIT_CODE
+from curated.package import validate_bag
+from curated.workspace import Workspace
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _run(code: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop(ENV, None)
+    if crash:
+        env[ENV] = crash
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("crash") / "ws"
+    build_workspace(root)
+    return root
+
+
+def _assert_log_true(ws: Path) -> None:
+    report = Workspace(ws).log.verify(files=True)
+    assert report.ok, report.problems
+
+
+def _no_false_bag(dest: Path) -> None:
+    """A bag at ``dest`` is either absent or complete and valid."""
+    if dest.exists():
+        report = validate_bag(dest)
+        assert report.ok, report.problems
+
+
+def _manifest(dest: Path) -> str:
+    """The payload manifest without the RO-Crate, which describes the log's history (and
+    so, truthfully, the interrupted attempt too)."""
+    lines = (dest / "manifest-sha256.txt").read_text().splitlines(keepends=True)
+    return "".join(line for line in lines if not line.rstrip().endswith("ro-crate-metadata.json"))
+
+
+BAG = "from curated.package import make_bag; make_bag({ws!r}, {dest!r}, overwrite={ow})"
+
+
+@pytest.fixture(scope="module")
+def reference_manifest(template: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    ws = copy_workspace(template, tmp_path_factory.mktemp("ref") / "ws")
+    dest = ws.package_dir / "bag"
+    r = _run(BAG.format(ws=str(ws.root), dest=str(dest), ow=False))
+    assert r.returncode == 0, r.stderr
+    return _manifest(dest)
+
+
+@pytest.mark.parametrize("point", ["bag-entry-written", "bag-tag-manifests", "log-append"])
+def test_bag_killed_then_rerun(template, tmp_path, reference_manifest, point):
+    ws = copy_workspace(template, tmp_path / "ws")
+    dest = ws.package_dir / "bag"
+    code = BAG.format(ws=str(ws.root), dest=str(dest), ow=False)
+    r = _run(code, crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    _assert_log_true(ws.root)
+    assert not dest.exists()  # nothing looks complete
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    _no_false_bag(dest)
+    _assert_log_true(ws.root)
+    assert _manifest(dest) == reference_manifest
+    bag_entries = [e for e in Workspace(ws.root).log if e["action"] == "bag"]
+    if point != "log-append":
+        # the interrupted run's "ok" is corrected, so the log does not claim a bag never made
+        assert [e["status"] for e in bag_entries] == ["ok", "error", "ok"]
+
+
+@pytest.mark.parametrize(
+    "point", ["bag-swap-aside", "bag-swap-in", "bag-entry-written", "bag-tag-manifests"]
+)
+def test_bag_overwrite_killed_keeps_one_complete_bag(template, tmp_path, reference_manifest, point):
+    ws = copy_workspace(template, tmp_path / "ws")
+    dest = ws.package_dir / "bag"
+    first = _run(BAG.format(ws=str(ws.root), dest=str(dest), ow=False))
+    assert first.returncode == 0, first.stderr
+    code = BAG.format(ws=str(ws.root), dest=str(dest), ow=True)
+    r = _run(code, crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    _assert_log_true(ws.root)
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    _no_false_bag(dest)
+    _assert_log_true(ws.root)
+    assert _manifest(dest) == reference_manifest
+    assert not list(dest.parent.glob(".bag.curated-replaced*"))
+
+
+DEPOSIT = (
+    "from curated.deposit import deposit; "
+    "deposit({bag!r}, to='directory', url={repo!r}, publish=True, resume={resume})"
+)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in ("index.json", ".index.lock", "record.json")
+    }
+
+
+@pytest.mark.parametrize(
+    "point", ["deposit-draft", "deposit-uploaded", "directory-publish-renamed"]
+)
+def test_directory_deposit_killed_then_resumed(template, tmp_path, point):
+    ws = copy_workspace(template, tmp_path / "ws")
+    bag = ws.package_dir / "bag"
+    assert _run(BAG.format(ws=str(ws.root), dest=str(bag), ow=False)).returncode == 0
+    repo = tmp_path / "repo"
+    r = _run(DEPOSIT.format(bag=str(bag), repo=str(repo), resume=False), crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    _assert_log_true(ws.root)
+    r = _run(DEPOSIT.format(bag=str(bag), repo=str(repo), resume=True))
+    assert r.returncode == 0, r.stderr
+    _assert_log_true(ws.root)
+    (record,) = [p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    published = record / "v1" / "bag"
+    assert _tree(published) == _tree(bag)
+    import json
+
+    index = json.loads((repo / "index.json").read_text())
+    assert index["records"][record.name]["versions"][0]["status"] == "published"
+
+
+SET = "from curated.metadata.edit import set_field; set_field({ws!r}, 'study.title', 'Crash-tested title')"
+
+
+@pytest.mark.parametrize("point", ["metadata-set-written", "log-append"])
+def test_metadata_set_killed_then_rerun(template, tmp_path, point):
+    ref = copy_workspace(template, tmp_path / "ref")
+    assert _run(SET.format(ws=str(ref.root))).returncode == 0
+    ws = copy_workspace(template, tmp_path / "ws")
+    r = _run(SET.format(ws=str(ws.root)), crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    r = _run(SET.format(ws=str(ws.root)))
+    assert r.returncode == 0, r.stderr
+    _assert_log_true(ws.root)
+    assert ws.metadata_path.read_bytes() == ref.metadata_path.read_bytes()
