@@ -223,7 +223,14 @@ def skeleton_record(title: str) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "study": {"title": title, "rembi_version": "1.5"}}
 
 
-def init_workspace(directory: str | Path, title: str, *, exist_ok: bool = False) -> Workspace:
+def init_workspace(
+    directory: str | Path,
+    title: str,
+    *,
+    exist_ok: bool = False,
+    curator: str | None = None,
+    orcid: str | None = None,
+) -> Workspace:
     """Create a workspace with a ``curated.yaml`` skeleton and log it (step D, action ``init``).
 
     Parameters
@@ -234,12 +241,20 @@ def init_workspace(directory: str | Path, title: str, *, exist_ok: bool = False)
         The study title.
     exist_ok
         Return an existing workspace unchanged instead of refusing.
+    curator, orcid
+        Who is curating: remembered in the user's config file
+        (:func:`curated.provenance.agent.save_agent`), so that every later log entry,
+        in any workspace, names them. Asked once; environment variables override it.
 
     Raises
     ------
     WorkspaceError
         When ``directory`` already holds a workspace (and not ``exist_ok``) or is a file.
     """
+    if curator:
+        from curated.provenance.agent import save_agent
+
+        save_agent(curator, orcid)
     record = skeleton_record(title)
     directory = Path(directory)
     existed = (directory / "curated.yaml").exists()

@@ -220,8 +220,10 @@ class CuratorLog:
         Folder that recorded paths are made relative to (the workspace root);
         defaults to the log's grandparent (``<workspace>/curation/log.jsonl``).
     agent
-        ``{"name": ..., "orcid": ...}`` of the curator; defaults to the
-        ``CURATED_AGENT_NAME`` / ``CURATED_AGENT_ORCID`` environment variables.
+        ``{"name": ..., "orcid": ...}`` of the curator; defaults to
+        :func:`curated.provenance.agent.current_agent` (the ``CURATED_AGENT_NAME`` /
+        ``CURATED_AGENT_ORCID`` variables, else the user's config file written by
+        ``curated init --curator NAME --orcid ID``).
     record_host
         Opt in to recording host name, user and platform in each entry
         (also ``CURATED_RECORD_HOST=1``). Off by default: they identify people.
@@ -238,10 +240,9 @@ class CuratorLog:
         self.path = Path(path)
         self.root = Path(root) if root is not None else self.path.parent.parent
         if agent is None:
-            agent = {
-                "name": os.environ.get("CURATED_AGENT_NAME"),
-                "orcid": os.environ.get("CURATED_AGENT_ORCID"),
-            }
+            from curated.provenance.agent import current_agent
+
+            agent = current_agent()
         self.agent = agent
         if record_host is None:
             record_host = os.environ.get("CURATED_RECORD_HOST", "") not in ("", "0", "false", "no")
