@@ -100,3 +100,31 @@ def test_log_verifies_after_predict_in_a_workspace(ws, tmp_path):
         torch.set_num_threads(old)
     assert not (image / "labels" / "pred" / ".curated-predict").exists()
     _verify(ws)
+
+
+def test_no_absolute_local_path_reaches_a_deposit(ws, tmp_path, monkeypatch):
+    """Paths are recorded relative to the workspace: README table, log, crate, receipt."""
+    from curated.deposit import deposit
+    from curated.document.readme import write_readme
+
+    crop = tmp_path / "crop.npy"
+    np.save(crop, np.full((4, 4, 4), 1, dtype=np.uint8))
+    import_annotation(
+        ws.derived_dir / "cell.ome.zarr",
+        source_file=crop,
+        offset=(0, 0, 0),
+        name="ann",
+        workspace=ws,
+    )
+    write_readme(ws)
+    bag = Path(make_bag(ws, ws.package_dir / "bag").path)
+    monkeypatch.chdir(tmp_path)
+    deposit(bag, to="directory", url="repository")
+    here = str(tmp_path)
+    for p in [*bag.rglob("*"), ws.package_dir / "receipt.json"]:
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".md", ".txt", ".yaml"):
+            assert here not in p.read_text(encoding="utf-8", errors="replace"), p
+    import json
+
+    receipt = json.loads((ws.package_dir / "receipt.json").read_text())
+    assert receipt["url"] == "../repository"

@@ -630,6 +630,10 @@ def _fill(
     receipt.doi = landing.doi
     receipt.handle = landing.handle
     receipt.record_url = landing.url
+    if receipt.target == "directory" and landing.url:
+        # the folder repository names records relative to its root; the receipt relative to
+        # the workspace, like its url (never an absolute path of the curator's machine)
+        receipt.record_url = f"{receipt.url.rstrip('/')}/{landing.url}"
     prev = entry.get("previous")
     receipt.new_version_of = prev["record_id"] if prev else None
     receipt.files = []
@@ -682,6 +686,9 @@ def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
     data = receipt.to_dict()
     data.pop("planned", None)
     data["receipt_path"] = None
+    if data.get("journal_path"):  # where it lies relative to the workspace, never absolute
+        jp = Path(data["journal_path"])
+        data["journal_path"] = ws.relative(jp) if ws is not None else jp.name
     previous: list[dict[str, Any]] = []
     if path.exists():
         try:

@@ -199,7 +199,7 @@ class DirectoryRepository:
         return Landing(
             state["id"],
             "published",
-            url=final.as_uri(),
+            url=final.relative_to(self.root).as_posix(),
             handle=f"{state['id']}/v{state['version']}",
         )
 
@@ -219,7 +219,7 @@ class DirectoryRepository:
         return Landing(
             state["id"],
             "draft",
-            url=self._draft_dir(state).as_uri(),
+            url=self._draft_dir(state).relative_to(self.root).as_posix(),
             handle=f"{state['id']}/v{state['version']}",
         )
 

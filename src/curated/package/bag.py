@@ -863,7 +863,7 @@ def make_bag(
     final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
     partial = dest.with_name(f"{bag_name}.partial")
     params = {
-        "dest": str(final),
+        "dest": ws.relative(final),
         "profile": profile,
         "zarr": zarr,
         "serialize": serialize,

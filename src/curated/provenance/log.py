@@ -561,7 +561,12 @@ class CuratorLog:
         return self.artifact(p, compute=compute)
 
     def relative(self, path: str | Path) -> str:
-        """``path`` relative to the workspace root (posix), or absolute when it lies outside."""
+        """``path`` relative to the workspace root (posix); ``../...`` when it lies outside.
+
+        Never absolute: the log travels in bags and deposits, and the curator's folders
+        (``/home/ada/...``) are nobody else's business. A relative ``path`` is taken
+        relative to the current folder, like every path a command is given.
+        """
         p = Path(path)
         for candidate, root in (
             (Path(os.path.abspath(p)), Path(os.path.abspath(self.root))),
@@ -571,7 +576,7 @@ class CuratorLog:
                 return candidate.relative_to(root).as_posix()
             except ValueError:
                 continue
-        return os.path.abspath(p) if p.is_absolute() or p.exists() else p.as_posix()
+        return Path(os.path.relpath(os.path.abspath(p), os.path.abspath(self.root))).as_posix()
 
     # ------------------------------------------------------------ recording
     def step(
