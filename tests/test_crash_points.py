@@ -161,3 +161,46 @@ def test_metadata_set_killed_then_rerun(template, tmp_path, point):
     assert r.returncode == 0, r.stderr
     _assert_log_true(ws.root)
     assert ws.metadata_path.read_bytes() == ref.metadata_path.read_bytes()
+
+
+CONVERT = (
+    "from curated.images import convert_to_ome_zarr; "
+    "convert_to_ome_zarr({src!r}, {dest!r}, voxel_size=(8, 8, 8), chunks=8, shard=16, "
+    "workers=1, workspace={ws!r})"
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+    import tifffile
+
+    path = tmp_path_factory.mktemp("src") / "stack.tif"
+    rng = np.random.default_rng(1)
+    tifffile.imwrite(path, rng.integers(0, 255, size=(16, 24, 24), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("point", ["convert-finished", "log-append", "convert-logged"])
+def test_convert_killed_then_rerun(tmp_path, stack, point):
+    from curated.metadata.edit import init_workspace
+    from curated.provenance.digest import digest_tree
+
+    ref = init_workspace(tmp_path / "ref", "Ref")
+    ref_dest = ref.derived_dir / "stack.ome.zarr"
+    assert (
+        _run(CONVERT.format(src=str(stack), dest=str(ref_dest), ws=str(ref.root))).returncode == 0
+    )
+    ws = init_workspace(tmp_path / "ws", "Crash")
+    dest = ws.derived_dir / "stack.ome.zarr"
+    code = CONVERT.format(src=str(stack), dest=str(dest), ws=str(ws.root))
+    r = _run(code, crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    _assert_log_true(ws.root)
+    r = _run(code)
+    assert r.returncode == 0, r.stderr  # resumed, never "already exists"
+    _assert_log_true(ws.root)
+    assert not (dest / ".curated-progress").exists()
+    assert digest_tree(dest).digest == digest_tree(ref_dest).digest
+    converts = [e for e in Workspace(ws.root).log if e["action"] == "convert"]
+    assert converts[-1]["status"] == "ok"
