@@ -204,3 +204,26 @@ def test_convert_killed_then_rerun(tmp_path, stack, point):
     assert digest_tree(dest).digest == digest_tree(ref_dest).digest
     converts = [e for e in Workspace(ws.root).log if e["action"] == "convert"]
     assert converts[-1]["status"] == "ok"
+
+
+def test_resume_needs_space_only_for_what_is_left(template, tmp_path, monkeypatch):
+    """A resumed folder deposit is not refused for room its copied files already use."""
+    import shutil as _shutil
+
+    from curated.deposit import deposit
+
+    ws = copy_workspace(template, tmp_path / "ws")
+    bag = ws.package_dir / "bag"
+    assert _run(BAG.format(ws=str(ws.root), dest=str(bag), ow=False)).returncode == 0
+    repo = tmp_path / "repo"
+    r = _run(DEPOSIT.format(bag=str(bag), repo=str(repo), resume=False), crash="deposit-uploaded")
+    assert r.returncode == EXIT_CODE
+    real = _shutil.disk_usage
+
+    def tight(path):  # room for a few bytes, far less than the bag
+        u = real(path)
+        return type(u)(u.total, u.total - 100, 100)
+
+    monkeypatch.setattr("curated.deposit.preflight.shutil.disk_usage", tight)
+    receipt = deposit(bag, to="directory", url=str(repo), publish=True, resume=True)
+    assert receipt.status == "published"

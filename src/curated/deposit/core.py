@@ -344,6 +344,9 @@ def _run(
     lim = preflight.limits_for(to, url, limits)
     estimate = payload.upload_items(view, keeps_folders=repo.keeps_folders, make_zip=False)
     dest = getattr(repo, "root", None) if to == "directory" else None
+    journal = Journal.open(view.path)
+    key = Journal.key(to, url, target)
+    entry = journal.entry(key)
     problems = preflight.check(
         estimate,
         lim,
@@ -351,6 +354,7 @@ def _run(
         zarr_stores=view.zarr_stores,
         dest_dir=dest,
         missing_metadata=missing_metadata(to, view.record),
+        already_sent=_confirmed_bytes(entry, view.identity),
     )
     receipt = Receipt(
         target=to,
@@ -363,9 +367,6 @@ def _run(
     receipt.problems = [
         {"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems
     ]
-    journal = Journal.open(view.path)
-    key = Journal.key(to, url, target)
-    entry = journal.entry(key)
     previous = None
     if (
         entry
@@ -496,6 +497,17 @@ def _run(
         journal.save()
     receipt.journal_path = str(journal.path)
     return _fill(receipt, landing, entry, items)
+
+
+def _confirmed_bytes(entry: dict[str, Any] | None, bag_id: str) -> int:
+    """Bytes of this bag an unfinished deposit already delivered (a resume needs no room for them)."""
+    if not entry or entry.get("bag_id") != bag_id or entry.get("stage") == "published":
+        return 0
+    return sum(
+        int(fe.get("size") or 0)
+        for fe in (entry.get("files") or {}).values()
+        if isinstance(fe, dict) and fe.get("status") == "confirmed"
+    )
 
 
 def _lost_draft(
