@@ -128,7 +128,9 @@ _SERIAL_MIME = {"tar": ("application/x-tar", "application/tar"), "zip": ("applic
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
+    """``text`` as one tag-file line: whitespace runs made one space, control characters
+    (NUL...) and bidirectional overrides (RLO...) removed, so what is read is what is meant."""
+    return _UNSAFE_CHARS.sub("", re.sub(r"\s+", " ", str(text))).strip()
 
 
 # ------------------------------------------------------------------ bag-info
@@ -165,6 +167,25 @@ def describe_bag(record: dict[str, Any], ws_root: Path) -> dict[str, str]:
         )
     info["Internal-Sender-Identifier"] = ws_root.name
     return info
+
+
+def _refuse_misshapen(record: dict[str, Any], ws: Workspace) -> None:
+    """A field of the wrong shape (``study: 5``) is named before anything reads it."""
+    from curated.metadata.validate import validate_record
+
+    wrong = [e for e in validate_record(record).errors if e.rule == "type"]
+    if wrong:
+        first = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        msg = (
+            f"{first.message}{more}; fix it with `curated metadata set` "
+            "(`curated metadata validate` lists every problem), then bag again"
+        )
+        raise PackageError(msg, path=ws.metadata_path, field=first.field)
+
+
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069\ufeff]")
+"""Control characters and bidirectional overrides: a tag value shows what it says."""
 
 
 def _write_tag_file(path: Path, tags: list[tuple[str, str]]) -> None:
@@ -892,6 +913,7 @@ def make_bag(
             if not follow_symlinks:
                 _refuse_linked_tag_sources(ws)
             record = ws.read_metadata()
+            _refuse_misshapen(record, ws)
             info = describe_bag(record, ws.root)
             other_files = sorted(
                 {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
