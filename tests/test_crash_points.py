@@ -227,3 +227,21 @@ def test_resume_needs_space_only_for_what_is_left(template, tmp_path, monkeypatc
     monkeypatch.setattr("curated.deposit.preflight.shutil.disk_usage", tight)
     receipt = deposit(bag, to="directory", url=str(repo), publish=True, resume=True)
     assert receipt.status == "published"
+
+
+def test_small_shards_keep_the_progress_journal_small(tmp_path, stack, monkeypatch):
+    """The display-window sample is bounded over the whole image, not per shard."""
+    from curated.images import convert_to_ome_zarr
+    from curated.images import shards as _shards
+    from curated.images import store as _store_mod
+
+    monkeypatch.setattr(_shards, "SAMPLE_BUDGET", 512)
+    monkeypatch.setattr(_store_mod, "drop_journal", lambda root: None)
+    monkeypatch.setattr("curated.images.convert._store.drop_journal", lambda root: None)
+    dest = tmp_path / "small-shards.ome.zarr"
+    convert_to_ome_zarr(stack, dest, voxel_size=(8, 8, 8), chunks=8, shard=8, workers=1)
+    import numpy as np
+
+    samples = dest / ".curated-progress" / "samples"
+    total = sum(np.load(p).size for p in samples.iterdir())
+    assert 0 < total <= 2 * 512  # 16*24*24 voxels without the bound
