@@ -22,8 +22,11 @@ from curated.workspace import Workspace
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def _run(code: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    code: str, crash: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.update(extra_env or {})
     env.pop(ENV, None)
     if crash:
         env[ENV] = crash
@@ -245,3 +248,88 @@ def test_small_shards_keep_the_progress_journal_small(tmp_path, stack, monkeypat
     samples = dest / ".curated-progress" / "samples"
     total = sum(np.load(p).size for p in samples.iterdir())
     assert 0 < total <= 2 * 512  # 16*24*24 voxels without the bound
+
+
+HTTP_DEPOSIT = (
+    "from curated.deposit import deposit, RetryPolicy; "
+    "deposit({bag!r}, to={to!r}, url={url!r}, target={target!r}, publish=True, resume={resume}, "
+    "retry=RetryPolicy(attempts=2, backoff=0.001), options={options!r})"
+)
+
+
+def _http_target(to: str):
+    from tests.fakes.dataverse import TOKEN as DV_TOKEN
+    from tests.fakes.dataverse import FakeDataverse
+    from tests.fakes.dspace import COLLECTION, PASSWORD, USER, FakeDSpace
+    from tests.fakes.figshare import TOKEN as FS_TOKEN
+    from tests.fakes.figshare import FakeFigshare
+    from tests.fakes.invenio import TOKEN as INV_TOKEN
+    from tests.fakes.invenio import FakeInvenio
+
+    if to == "invenio":
+        f = FakeInvenio().start()
+        return f, f.url, None, {"INVENIO_TOKEN": INV_TOKEN}, {}
+    if to == "dataverse":
+        f = FakeDataverse().start()
+        return f, f.url, "lab", {"DATAVERSE_TOKEN": DV_TOKEN}, {}
+    if to == "dspace":
+        f = FakeDSpace().start()
+        return (
+            f,
+            f.url + "/server",
+            COLLECTION,
+            {"DSPACE_PASSWORD": PASSWORD, "DSPACE_USER": USER},
+            {},
+        )
+    f = FakeFigshare(part_size=64 * 1024).start()
+    return f, f.url + "/v2", None, {"FIGSHARE_TOKEN": FS_TOKEN}, {}
+
+
+@pytest.fixture(scope="module")
+def http_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fakes import bags
+
+    ws = bags.make_workspace(tmp_path_factory.mktemp("http") / "ws", big=150_000)
+    bags.bag_workspace(ws)
+    return ws
+
+
+@pytest.mark.parametrize(
+    ("to", "point"),
+    [
+        ("invenio", "deposit-draft"),
+        ("invenio", "deposit-uploaded"),
+        ("dataverse", "deposit-uploaded"),
+        ("dspace", "deposit-draft"),
+        ("figshare", "deposit-uploaded"),
+    ],
+)
+def test_http_deposit_killed_then_resumed(http_template, tmp_path, to, point):
+    from tests.fakes import bags
+
+    ws = Workspace(bags.copy_workspace(http_template, tmp_path / "ws"))
+    bag = ws.package_dir / "bag"
+    fake, url, target, env, options = _http_target(to)
+    try:
+        code = HTTP_DEPOSIT.format(
+            bag=str(bag), to=to, url=url, target=target, resume=False, options=options
+        )
+        r = _run(code, crash=point, extra_env=env)
+        assert r.returncode == EXIT_CODE, r.stderr
+        _assert_log_true(ws.root)
+        code = HTTP_DEPOSIT.format(
+            bag=str(bag), to=to, url=url, target=target, resume=True, options=options
+        )
+        r = _run(code, extra_env=env)
+        assert r.returncode == 0, r.stderr
+        _assert_log_true(ws.root)
+        import json
+
+        receipt = json.loads((ws.package_dir / "receipt.json").read_text())
+        assert receipt["status"] in ("published", "submitted")
+        assert len(receipt["files"]) >= 1
+        for secret in env.values():
+            if len(secret) > 8:
+                assert secret not in (ws.package_dir / "receipt.json").read_text()
+    finally:
+        fake.stop()
