@@ -333,3 +333,89 @@ def test_http_deposit_killed_then_resumed(http_template, tmp_path, to, point):
                 assert secret not in (ws.package_dir / "receipt.json").read_text()
     finally:
         fake.stop()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A workspace with a sample image and a tiny model (trained outside the workspace)."""
+    import torch
+
+    from curated.segment import annotate_from_truth, make_fibsem_sample, train
+    from tests.fakes import bags
+
+    root = tmp_path_factory.mktemp("predict")
+    ws = Workspace.create(root / "ws", record=bags.record())
+    image = ws.derived_dir / "cell.ome.zarr"
+    make_fibsem_sample(image, shape=(16, 24, 24), seed=0, chunks=8, shard=16, workspace=ws)
+    annotate_from_truth(image, crops=2, size=8, seed=0, name="ann")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(
+            image,
+            labels="ann",
+            label_value=2,
+            out=root / "model",
+            depth=2,
+            base_features=2,
+            patch=8,
+            batch_size=1,
+            iterations=2,
+            device="cpu",
+        )
+    finally:
+        torch.set_num_threads(old)
+    return ws.root, root / "model"
+
+
+PREDICT = (
+    "import torch; torch.set_num_threads(1); from curated.segment import predict; "
+    "predict({model!r}, {image!r}, name='pred', workers=1, device='cpu', workspace={ws!r})"
+)
+
+
+@pytest.fixture(scope="module")
+def reference_prediction(trained, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Digest of an uninterrupted prediction (run in this process)."""
+    import shutil as _shutil
+
+    import torch
+
+    from curated.provenance.digest import digest_tree
+    from curated.segment import predict
+
+    template, model = trained
+    ref = tmp_path_factory.mktemp("ref-pred") / "ws"
+    _shutil.copytree(template, ref)
+    image = ref / "derived" / "cell.ome.zarr"
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predict(model, image, name="pred", workers=1, device="cpu", workspace=ref)
+    finally:
+        torch.set_num_threads(old)
+    return digest_tree(image / "labels" / "pred").digest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["predict-finalized", "log-append"])
+def test_predict_killed_then_rerun(trained, reference_prediction, tmp_path, point):
+    import shutil as _shutil
+
+    from curated.provenance.digest import digest_tree
+
+    template, model = trained
+    ws = tmp_path / "ws"
+    _shutil.copytree(template, ws)
+    image = ws / "derived" / "cell.ome.zarr"
+    code = PREDICT.format(model=str(model), image=str(image), ws=str(ws))
+    r = _run(code, crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    _assert_log_true(ws)
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    _assert_log_true(ws)
+    pred = image / "labels" / "pred"
+    assert not (pred / ".curated-predict").exists()
+    assert Workspace(ws).log.recorded_output(pred) is not None  # the prediction is on record
+    assert digest_tree(pred).digest == reference_prediction
