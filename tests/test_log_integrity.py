@@ -158,3 +158,28 @@ def test_cli_reports_a_read_only_workspace_in_one_line(tmp_path: Path, monkeypat
     assert "Read-only file system" in res.output and "curated.yaml" in res.output
     assert ws.metadata_path.read_bytes() == before
     assert Workspace(ws.root).log.verify(files=True).ok
+
+
+def test_full_disk_while_writing_curated_yaml_names_it_and_leaves_it_whole(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from curated.cli import app
+
+    ws = init_workspace(tmp_path / "ws", "ENOSPC")
+    before = ws.metadata_path.read_bytes()
+    real_fsync = os.fsync
+
+    def full(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    res = CliRunner().invoke(app, ["metadata", "set", str(ws.root), "study.title", "X"])
+    monkeypatch.undo()
+    assert res.exit_code == 1
+    assert "No space left on device" in res.output and "curated.yaml" in res.output
+    assert "Traceback" not in res.output
+    assert ws.metadata_path.read_bytes() == before
+    assert not list(ws.root.glob(".curated.yaml.*.tmp"))
+    assert Workspace(ws.root).log.verify(files=True).ok
