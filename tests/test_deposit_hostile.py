@@ -462,3 +462,50 @@ def test_lost_draft_on_a_repository_that_cannot_list_asks_the_curator_once(
     finally:
         fake.stop()
     assert os.path.exists(ws / "package" / "receipt.json")
+
+
+class PublishedRecords(FakeInvenio):
+    """InvenioRDM that serves published records at ``/api/records/<id>``, as the real one does."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.routes.insert(
+            0, ("GET", __import__("re").compile(r"/api/records/([^/]+)$"), self.record)
+        )
+
+    def record(self, req: Request, rid: str):
+        rec = self.records.get(rid)
+        if rec is None:
+            return 404, {"status": 404, "message": "not found"}
+        return 200, {
+            "id": rid,
+            "pids": {"doi": {"identifier": rec["doi"]}},
+            "links": {"self_html": f"{self.url}/records/{rid}"},
+        }
+
+
+def test_lost_answer_to_publish_is_checked_not_repeated(template, tmp_path, monkeypatch):
+    ws = bags.copy_workspace(template, tmp_path / "ws")
+    bag = ws / "package" / "bag"
+    monkeypatch.setenv("INVENIO_TOKEN", INV_TOKEN)
+    fake = PublishedRecords().start()
+    try:
+        orig = fake.publish
+
+        def publish_then_hang_up(req, rid):
+            orig(req, rid)
+            raise ConnectionResetError  # published, but the answer never leaves
+
+        fake.routes = [
+            (m, rx, publish_then_hang_up if rx.pattern.endswith("/actions/publish$") else fn)
+            for m, rx, fn in fake.routes
+        ]
+        with pytest.raises(LostResponse):
+            deposit(bag, to="invenio", url=fake.url, retry=FAST, publish=True)
+        assert len(fake.records) == 1
+        receipt = deposit(bag, to="invenio", url=fake.url, retry=FAST, publish=True, resume=True)
+        assert receipt.status == "published"
+        assert receipt.doi == next(iter(fake.records.values()))["doi"]
+        assert fake.count("POST", r"/api/records/[^/]+/draft/actions/publish") == 1
+    finally:
+        fake.stop()
