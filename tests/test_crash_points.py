@@ -47,6 +47,25 @@ def _assert_log_true(ws: Path) -> None:
     assert report.ok, report.problems
 
 
+def _log_true_about_bag(ws: Path, dest: Path) -> None:
+    """After a kill: the chain verifies, and the files check passes exactly when the bag the
+    log last recorded for ``dest`` is there (it never verifies while claiming a missing bag)."""
+    log = Workspace(ws).log
+    assert log.verify().ok
+    report = log.verify(files=True)
+    if not report.ok:
+        assert all(f"bag {dest.relative_to(ws).as_posix()}" in p for p in report.problems), (
+            report.problems
+        )
+        assert not (dest.is_dir() and validate_bag(dest).ok and _is_recorded(ws, dest))
+
+
+def _is_recorded(ws: Path, dest: Path) -> bool:
+    entries = [e for e in Workspace(ws).log if e["action"] == "bag" and e["status"] == "ok"]
+    info = (dest / "bag-info.txt").read_text()
+    return bool(entries) and entries[-1]["details"]["external_identifier"] in info
+
+
 def _no_false_bag(dest: Path) -> None:
     """A bag at ``dest`` is either absent or complete and valid."""
     if dest.exists():
@@ -80,7 +99,7 @@ def test_bag_killed_then_rerun(template, tmp_path, reference_manifest, point):
     code = BAG.format(ws=str(ws.root), dest=str(dest), ow=False)
     r = _run(code, crash=point)
     assert r.returncode == EXIT_CODE, r.stderr
-    _assert_log_true(ws.root)
+    _log_true_about_bag(ws.root, dest)
     assert not dest.exists()  # nothing looks complete
     r = _run(code)
     assert r.returncode == 0, r.stderr
@@ -91,6 +110,7 @@ def test_bag_killed_then_rerun(template, tmp_path, reference_manifest, point):
     if point != "log-append":
         # the interrupted run's "ok" is corrected, so the log does not claim a bag never made
         assert [e["status"] for e in bag_entries] == ["ok", "error", "ok"]
+        assert not Workspace(ws.root).log.verify(files=True).problems
 
 
 @pytest.mark.parametrize(
@@ -104,7 +124,7 @@ def test_bag_overwrite_killed_keeps_one_complete_bag(template, tmp_path, referen
     code = BAG.format(ws=str(ws.root), dest=str(dest), ow=True)
     r = _run(code, crash=point)
     assert r.returncode == EXIT_CODE, r.stderr
-    _assert_log_true(ws.root)
+    _log_true_about_bag(ws.root, dest)
     r = _run(code)
     assert r.returncode == 0, r.stderr
     _no_false_bag(dest)

@@ -183,3 +183,17 @@ def test_full_disk_while_writing_curated_yaml_names_it_and_leaves_it_whole(tmp_p
     assert ws.metadata_path.read_bytes() == before
     assert not list(ws.root.glob(".curated.yaml.*.tmp"))
     assert Workspace(ws.root).log.verify(files=True).ok
+
+
+def test_verify_files_reports_a_recorded_bag_that_is_not_there(tmp_path):
+    import shutil
+
+    from tests.fakes import bags
+
+    ws = Workspace(bags.make_workspace(tmp_path / "ws", big=1000))
+    bag = bags.bag_workspace(ws.root)
+    assert ws.log.verify(files=True).ok
+    shutil.rmtree(bag)
+    report = ws.log.verify(files=True)
+    assert not report.ok
+    assert "bag package/bag is missing" in report.problems[0]

@@ -39,7 +39,8 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # a failed write (ENOSPC...) names no file: name the target
+        if exc.filename is None and exc.errno is not None:
+            # a failed write (ENOSPC...) names no file: name the target
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     except BaseException:

@@ -635,6 +635,7 @@ class CuratorLog:
         prev_hash: str | None = None
         expected_seq = 0
         latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
+        bags: dict[str, tuple[int, str | None]] = {}
         for lineno, raw in self.iter_raw():
             if not raw.endswith(b"\n"):
                 # only the last line can lack its newline
@@ -679,6 +680,13 @@ class CuratorLog:
             for out in entry.get("outputs") or []:
                 if isinstance(out, dict) and out.get("digest") and out.get("path"):
                     latest_outputs[out["path"]] = (seq, out)
+                elif isinstance(out, dict) and out.get("role") == "bag" and out.get("path"):
+                    ident = (entry.get("details") or {}).get("external_identifier")
+                    bags[out["path"]] = (seq, ident)
+            retracted = (entry.get("details") or {}).get("interrupted_seq")
+            if entry.get("status") == "error" and isinstance(retracted, int):
+                # a later entry says that bag was never completed: it is no longer claimed
+                bags = {k: v for k, v in bags.items() if v[0] != retracted}
             prev_hash = entry["hash"]
             if seq == anchor_seq:
                 anchored = prev_hash
@@ -699,6 +707,10 @@ class CuratorLog:
                     f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
                 )
         if files and report.ok:
+            for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
+                problem = _bag_problem(self.root, rel, ident)
+                if problem:
+                    report.fail(seq, f"seq {seq}: bag {rel} {problem}")
             for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
                 p = Path(rel) if Path(rel).is_absolute() else self.root / rel
                 if not p.exists():
@@ -756,6 +768,28 @@ def _parse_anchor(anchor: str) -> tuple[int, str]:
         msg = f"an anchor is SEQ:HASH as `curated log --head` prints it (e.g. 12:sha256:3f5a...), not {anchor!r}"
         raise LogError(msg, field="anchor")
     return int(seq), digest
+
+
+def _bag_problem(root: Path, rel: str, ident: str | None) -> str | None:
+    """What is wrong with the bag a ``bag`` entry recorded at ``rel`` (``None``: it is there).
+
+    A bag's digest cannot be in its own entry (the bag carries the log up to that entry),
+    so it is checked by its ``External-Identifier``: a bag that was never completed (a
+    crash after the entry) or was replaced by a bag made otherwise is reported.
+    """
+    p = Path(rel) if Path(rel).is_absolute() else root / rel
+    if p.is_file():
+        return None  # a serialized bag lands by one rename after its entry: it is complete
+    info = p / "bag-info.txt"
+    if not info.is_file():
+        return "is missing (was it completed, moved or deleted?)"
+    if ident:
+        for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("External-Identifier:"):
+                if line.partition(":")[2].strip() != ident:
+                    return "is another bag than the one recorded"
+                return None
+    return None
 
 
 def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, Any]]]) -> set[str]:
