@@ -161,3 +161,32 @@ def test_bag_holding_an_interrupted_store_does_not_validate(bag):
     (store / ".curated-progress").mkdir()
     report = validate_bag(bag)
     assert any("unfinished write" in p for p in report.problems)
+
+
+def test_manifest_paths_leaving_the_bag_are_refused_unread(bag, tmp_path, monkeypatch):
+    import hashlib
+
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(OUTSIDE)
+    digest = hashlib.sha256(OUTSIDE).hexdigest()
+    rel = os.path.relpath(outside, bag)
+    with open(bag / "tagmanifest-sha256.txt", "a") as fh:
+        fh.write(f"{digest}  {rel}\n")
+    with open(bag / "manifest-sha256.txt", "a") as fh:
+        fh.write(f"{digest}  data/../{rel}\n")
+    import builtins
+
+    real_open = builtins.open
+    opened: list[str] = []
+
+    def spy(file, *a, **k):
+        opened.append(str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    report = validate_bag(bag)
+    monkeypatch.undo()
+    assert not report.ok
+    assert any("outside the bag" in p for p in report.problems)
+    assert any("data/../" in p for p in report.problems)
+    assert not any(os.path.realpath(o) == str(outside.resolve()) for o in opened)

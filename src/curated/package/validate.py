@@ -358,7 +358,7 @@ def _check_payload(
     entries: dict[str, list[str | None]] = {}
     for i, m in enumerate(manifests):
         for digest, rel in _manifest_lines(m, report):
-            if not rel.startswith("data/"):
+            if not rel.startswith("data/") or ".." in rel.split("/"):
                 report.problems.append(f"{m.name}: {rel!r} is outside data/")
                 continue
             slot = entries.setdefault(rel, [None] * len(manifests))
@@ -437,6 +437,11 @@ def _check_tag_manifests(bag: Path, report: BagReport, manifests: list[Path]) ->
         listed: set[str] = set()
         for digest, rel in _manifest_lines(tm, report):
             listed.add(rel)
+            if rel.startswith("/") or ".." in rel.split("/"):
+                report.problems.append(
+                    f"{tm.name} lists {rel!r}, outside the bag; nothing was read"
+                )
+                continue
             if rel.startswith("data/") or rel.startswith("tagmanifest-"):
                 report.problems.append(
                     f"{tm.name} lists {rel!r}; tag manifests list tag files only"
