@@ -440,7 +440,7 @@ class HttpSession:
         # session that has never held the credential or a cookie of the repository.
         self.bare = requests.Session()
         self.bare.headers["User-Agent"] = USER_AGENT
-        self.bare.trust_env = False
+        self.bare.trust_env = True  # proxies and CA bundles apply off-origin too
         self.secrets = [*self.secrets, *url_secrets(self.base_url)]
         for secret in self.secrets:
             register_secret(secret)
