@@ -425,7 +425,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scratch", default=None)
     p.add_argument("--quick", action="store_true", help="one seed, fewer rounds")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="only report: pool the trials of earlier runs' hitl.json files (seeds run in parallel)",
+    )
     a = p.parse_args(argv)
+    if a.merge:
+        trials = []
+        for f in a.merge:
+            doc = json.loads(Path(f).read_text())
+            for t in doc["trials"]:
+                for k in ("bright",):
+                    t[k] = np.asarray(t[k])
+                t["baselines"] = {n: np.asarray(v) for n, v in t["baselines"].items()}
+                for st in t["strategies"].values():
+                    st["curve"] = [np.asarray(c) for c in st["curve"]]
+                trials.append(t)
+            settings = doc["report"]["settings"]
+        for k in ("shape", "shading", "rounds", "strategies"):
+            setattr(a, k, settings[k])
+        report(trials, a)
+        return 0
     if a.quick:
         a.seeds, a.rounds = a.seeds[:1], min(a.rounds, 2)
     if a.iterations is None:

@@ -92,7 +92,10 @@ def test_source_tree_digest_equals_digest_tree(ws, tmp_path):
     (raw / "sub").mkdir()
     (raw / "sub" / "notes.txt").write_text("n")
     report = check(ws, [raw])
-    assert report.source_digests[str(raw)] == digest_tree(raw).digest
+    # recorded relative to the workspace, never as the curator's absolute path
+    key = ws.relative(raw)
+    assert not key.startswith("/")
+    assert report.source_digests[key] == digest_tree(raw).digest
 
 
 def test_format_comes_from_content_not_extension(ws, tmp_path):

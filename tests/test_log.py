@@ -369,12 +369,14 @@ def test_agent_comes_from_environment(tmp_path, monkeypatch):
     }
 
 
-def test_paths_outside_the_workspace_stay_absolute(tmp_path):
+def test_paths_outside_the_workspace_are_relative_never_absolute(tmp_path, monkeypatch):
     log = CuratorLog(tmp_path / "ws" / "curation" / "log.jsonl")
     outside = tmp_path / "raw.bin"
     outside.write_bytes(b"1")
-    assert log.relative(outside) == str(outside)
+    assert log.relative(outside) == "../raw.bin"
     assert log.relative(tmp_path / "ws" / "derived" / "a") == "derived/a"
+    monkeypatch.chdir(tmp_path)
+    assert log.relative("missing.tif") == "../missing.tif"  # relative to where it was given
 
 
 # -------------------------------------------------------------------- CLI

@@ -37,6 +37,12 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:
+            # a failed write (ENOSPC...) names no file: name the target
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -64,4 +70,6 @@ def canonical_json(obj: Any) -> str:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write pretty JSON (2-space indent, trailing newline)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+    )

@@ -14,7 +14,10 @@ Originals stay where they are; the workspace references them by path and checksu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import fcntl
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +73,9 @@ class Workspace:
         return self.derived_dir / "evaluations"
 
     @classmethod
-    def create(cls, root: str | Path, *, record: dict[str, Any], exist_ok: bool = False) -> Workspace:
+    def create(
+        cls, root: str | Path, *, record: dict[str, Any], exist_ok: bool = False
+    ) -> Workspace:
         """Create the folder layout and write ``record`` as ``curated.yaml``.
 
         Refuses an existing workspace unless ``exist_ok`` (then it is returned as is).
@@ -79,7 +84,9 @@ class Workspace:
         if (root / METADATA_FILE).exists():
             if exist_ok:
                 return cls(root)
-            raise WorkspaceError(f"a workspace already exists here ({METADATA_FILE} present)", path=root)
+            raise WorkspaceError(
+                f"a workspace already exists here ({METADATA_FILE} present)", path=root
+            )
         if root.exists() and not root.is_dir():
             raise WorkspaceError("exists and is not a folder", path=root)
         for sub in ("curation", "derived", "package"):
@@ -98,6 +105,23 @@ class Workspace:
         """Atomically replace ``curated.yaml`` (never half-written)."""
         atomic_write_text(self.metadata_path, dump_yaml(record))
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the workspace's exclusive lock (``curation/.workspace.lock``).
+
+        Every read-modify-write of ``curated.yaml`` runs inside it, together with the
+        log entry that records it, so parallel edits neither lose an update nor log
+        them in another order than they were made.
+        """
+        self.curation_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.curation_dir / ".workspace.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     # ------------------------------------------------------------ provenance
     def step(
         self,
@@ -110,7 +134,9 @@ class Workspace:
         hash_inputs: bool = True,
     ) -> StepRecorder:
         """Record one CURATE(D) step in this workspace's log; see :class:`StepRecorder`."""
-        return self.log.step(step, action, inputs=inputs, params=params, libraries=libraries, hash_inputs=hash_inputs)
+        return self.log.step(
+            step, action, inputs=inputs, params=params, libraries=libraries, hash_inputs=hash_inputs
+        )
 
     def relative(self, path: str | Path) -> str:
         return self.log.relative(path)
@@ -145,4 +171,6 @@ def recorder(
 
 def dump_yaml(record: dict[str, Any]) -> str:
     """YAML as curators like to read it: block style, keys in model order, UTF-8 kept."""
-    return yaml.safe_dump(record, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    return yaml.safe_dump(
+        record, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -116,6 +117,23 @@ def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+_OS_ADVICE = {
+    errno.ENOSPC: "free some space and re-run the same command",
+    errno.EDQUOT: "free some space (disk quota) and re-run the same command",
+    errno.EROFS: "the file system is read-only; choose a writable place",
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an error of the operating system, naming the file."""
+    where = exc.filename if exc.filename is not None else "a file"
+    what = exc.strerror or type(exc).__name__
+    advice = _OS_ADVICE.get(exc.errno or 0, "re-run the same command once it is fixed")
+    return f"{where}: {what}; {advice}"
+
+
 def handle_errors(fn: F) -> F:
     """Turn :class:`CuratedError` into a one-line message and exit code 1."""
 
@@ -125,6 +143,8 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except CuratedError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:  # full disk, read-only file system, permissions
+            raise fail(os_error_line(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted; re-run the same command to resume", code=130) from None
 

@@ -35,12 +35,26 @@ def init(
     title: str = typer.Option(
         ..., "--title", help="Title of the study, as it should appear in a citation."
     ),
+    curator: str = typer.Option(
+        None,
+        "--curator",
+        help="Your name, recorded as the agent of every log entry (asked once: kept in ~/.config/curated/config.yaml).",
+    ),
+    orcid: str = typer.Option(None, "--orcid", help="Your ORCID iD, recorded with your name."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a workspace with a curated.yaml skeleton (D: init)."""
     from curated.metadata import init_workspace, validate_record
+    from curated.provenance.agent import current_agent
 
-    ws = init_workspace(directory, title)
+    ws = init_workspace(directory, title, curator=curator, orcid=orcid)
+    if not current_agent()["name"]:
+        console.print(
+            "nobody is recorded as the curator of these steps: run `curated init DIR --title T "
+            '--curator "Your Name" --orcid 0000-...` once (or set CURATED_AGENT_NAME)',
+            highlight=False,
+            soft_wrap=True,
+        )
     report = validate_record(ws.metadata_path)
     missing = [e.field for e in report.missing_required]
     result = Result("init", "ok", str(ws.root), "workspace created", {"still_missing": missing})

@@ -28,7 +28,8 @@ def make_session(
         credential=f"${token_env}" if token_env else "the credential",
         retry=retry or RetryPolicy(),
         timeouts=timeouts or Timeouts(),
-        repository=f"{repository} at {urlparse(base).netloc}",
+        # the host only: a ``user:password@`` in --url must not reach a message
+        repository=f"{repository} at {urlparse(base).netloc.rpartition('@')[2]}",
     )
 
 

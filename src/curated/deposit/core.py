@@ -10,14 +10,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curated._crash import crash_point
 from curated._io import write_json
+from curated._secrets import without_userinfo
 from curated._version import __version__
 from curated.deposit import payload, preflight
-from curated.deposit.http import RetryPolicy, env_token, hash_file
+from curated.deposit.http import RetryPolicy, env_token, hash_file, public_url
 from curated.deposit.journal import Journal
 from curated.deposit.protocol import Landing, RemoteFile, Repository, UploadItem
 from curated.errors import DepositError, InputError, IntegrityError
 from curated.progress import ProgressReporter, ensure_progress
+from curated.provenance.log import redact
 from curated.results import Result
 from curated.workspace import METADATA_FILE, Workspace, as_workspace, recorder
 
@@ -85,6 +88,17 @@ class Receipt:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _recorded_url(to: str, url: str, ws: Workspace | None) -> str:
+    """``url`` as receipts and journals hold it: no ``user:password@``; a directory
+    target relative to the workspace (not to where the command ran, not absolute)."""
+    if to != "directory":
+        return public_url(url)
+    target = Path(os.path.abspath(url))
+    if ws is None:
+        return target.as_posix()
+    return Path(os.path.relpath(target, os.path.abspath(ws.root))).as_posix()
 
 
 def discover_workspace(bag: Path) -> Workspace | None:
@@ -259,7 +273,13 @@ def deposit(
         )
     bag = Path(bag)
     ws = as_workspace(workspace) if workspace is not None else discover_workspace(bag)
-    params = {"to": to, "url": url, "target": target, "publish": publish, "resume": resume}
+    params = {
+        "to": to,
+        "url": _recorded_url(to, url, ws),
+        "target": target,
+        "publish": publish,
+        "resume": resume,
+    }
     with recorder(
         None if dry_run else ws, "D", "deposit", params=params, hash_inputs=False
     ) as step:
@@ -283,7 +303,7 @@ def deposit(
                 view,
                 repo,
                 to=to,
-                url=url,
+                url=_recorded_url(to, url, ws),
                 target=target,
                 publish=publish,
                 dry_run=dry_run,
@@ -327,6 +347,9 @@ def _run(
     lim = preflight.limits_for(to, url, limits)
     estimate = payload.upload_items(view, keeps_folders=repo.keeps_folders, make_zip=False)
     dest = getattr(repo, "root", None) if to == "directory" else None
+    journal = Journal.open(view.path)
+    key = Journal.key(to, url, target)
+    entry = journal.entry(key)
     problems = preflight.check(
         estimate,
         lim,
@@ -334,6 +357,7 @@ def _run(
         zarr_stores=view.zarr_stores,
         dest_dir=dest,
         missing_metadata=missing_metadata(to, view.record),
+        already_sent=_confirmed_bytes(entry, view.identity),
     )
     receipt = Receipt(
         target=to,
@@ -346,9 +370,6 @@ def _run(
     receipt.problems = [
         {"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems
     ]
-    journal = Journal.open(view.path)
-    key = Journal.key(to, url, target)
-    entry = journal.entry(key)
     previous = None
     if (
         entry
@@ -421,16 +442,27 @@ def _run(
         raise DepositError(msg, path=view.path, details={"problems": refused})
     if fresh or entry.get("stage") == "published":  # type: ignore[union-attr]
         previous = (entry or {}).get("previous") if fresh and entry else previous
+        lost = (entry or {}).get("creating") if fresh else None
         entry = journal.start(key, kind=to, url=url, collection=target, bag_id=view.identity)
         entry["previous"] = previous
+        if lost:
+            entry["creating"] = lost
     assert entry is not None
     journal.save()
 
     if entry.get("state") is None:
-        prev = entry.get("previous")
-        state = repo.new_version(prev, metadata) if prev else repo.create_draft(metadata)
+        state = _lost_draft(repo, metadata, entry, journal, to)
+        if state is None:
+            prev = entry.get("previous")
+            # Marked before asking: if the answer is lost, the next run looks for the draft
+            # this request may have made instead of making a second one.
+            entry["creating"] = _now()
+            journal.save()
+            state = repo.new_version(prev, metadata) if prev else repo.create_draft(metadata)
+        entry.pop("creating", None)
         entry.update({"state": state, "stage": "draft", "record_id": repo.landing(state).record_id})
         journal.save()
+        crash_point("deposit-draft")
     state = entry["state"]
     if STAGES.index(entry["stage"]) < STAGES.index("metadata"):
         repo.set_metadata(state, metadata)
@@ -444,12 +476,18 @@ def _run(
         )
         entry["stage"] = "uploaded"
         journal.save()
+        crash_point("deposit-uploaded")
     if STAGES.index(entry["stage"]) < STAGES.index("finalized"):
         repo.finalize(state)
         entry["stage"] = "finalized"
         journal.save()
     if publish:
-        landing = repo.publish(state)
+        landing = _lost_publish(repo, state, entry) if entry.get("publishing") else None
+        if landing is None:
+            entry["publishing"] = _now()
+            journal.save()
+            landing = repo.publish(state)
+        entry.pop("publishing", None)
         entry["stage"] = "published"
         entry["landing"] = asdict(landing)
         entry["history"].append(
@@ -507,6 +545,52 @@ def _review(
     metadata, findings = review(metadata, record=record, publish=publish)
     receipt.problems.extend(findings)
     return metadata
+
+
+def _confirmed_bytes(entry: dict[str, Any] | None, bag_id: str) -> int:
+    """Bytes of this bag an unfinished deposit already delivered (a resume needs no room for them)."""
+    if not entry or entry.get("bag_id") != bag_id or entry.get("stage") == "published":
+        return 0
+    return sum(
+        int(fe.get("size") or 0)
+        for fe in (entry.get("files") or {}).values()
+        if isinstance(fe, dict) and fe.get("status") == "confirmed"
+    )
+
+
+def _lost_draft(
+    repo: Repository, metadata: Any, entry: dict[str, Any], journal: Journal, to: str
+) -> dict[str, Any] | None:
+    """The draft an earlier run asked for but got no answer about, if the repository has it.
+
+    ``None`` when there was no such request. Adapters that can list the account's drafts
+    (``find_draft``) are asked; otherwise the curator is told once to look, and the next
+    run creates a new draft.
+    """
+    since = entry.get("creating")
+    if not since:
+        return None
+    finder = getattr(repo, "find_draft", None)
+    if finder is not None:
+        found = finder(metadata, since)
+        if found is not None:
+            return dict(found)
+        entry.pop("creating", None)
+        return None
+    entry.pop("creating", None)
+    journal.save()
+    msg = (
+        f"an earlier run asked {to} to create the draft at {since} but its answer was lost, and "
+        f"curated cannot list drafts on {to}: look there for a draft created then and delete it if it exists "
+        "(or keep it and delete this one later), then re-run with --resume to create the draft"
+    )
+    raise DepositError(msg, path=journal.path, details={"creating": since})
+
+
+def _lost_publish(repo: Repository, state: dict[str, Any], entry: dict[str, Any]) -> Landing | None:
+    """The landing of a publish whose answer was lost, when the repository says it went through."""
+    check = getattr(repo, "published", None)
+    return check(state) if check is not None else None
 
 
 def _upload_all(
@@ -606,6 +690,10 @@ def _fill(
     receipt.doi = landing.doi
     receipt.handle = landing.handle
     receipt.record_url = landing.url
+    if receipt.target == "directory" and landing.url:
+        # the folder repository names records relative to its root; the receipt relative to
+        # the workspace, like its url (never an absolute path of the curator's machine)
+        receipt.record_url = f"{receipt.url.rstrip('/')}/{landing.url}"
     prev = entry.get("previous")
     receipt.new_version_of = prev["record_id"] if prev else None
     receipt.files = []
@@ -658,6 +746,9 @@ def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
     data = receipt.to_dict()
     data.pop("planned", None)
     data["receipt_path"] = None
+    if data.get("journal_path"):  # where it lies relative to the workspace, never absolute
+        jp = Path(data["journal_path"])
+        data["journal_path"] = ws.relative(jp) if ws is not None else jp.name
     previous: list[dict[str, Any]] = []
     if path.exists():
         try:
@@ -682,5 +773,6 @@ def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
         except (OSError, ValueError):
             previous = []
     data["previous"] = previous[-50:]
-    write_json(path, data)
+    # shared with the bag's readers: no credential, no user:password@, no ?token=
+    write_json(path, redact(without_userinfo(data)))
     return path

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from curated._crash import crash_point
 from curated._io import write_json
 from curated.deposit.http import CHUNK, hash_file
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
@@ -176,11 +177,15 @@ class DirectoryRepository:
     def publish(self, state: dict[str, Any]) -> Landing:
         draft, final = self._draft_dir(state), self._final_dir(state)
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
+        if final.exists() and not draft.exists() and self._is_draft(state):
+            pass  # an earlier run renamed the draft into place and stopped: finish its index
+        elif final.exists():
             raise DepositError(
                 "this version already exists in the repository; nothing was overwritten", path=final
             )
-        os.replace(draft, final)
+        else:
+            os.replace(draft, final)
+            crash_point("directory-publish-renamed")
         with self._index() as idx:
             for v in idx["records"][state["id"]]["versions"]:
                 if v["version"] == state["version"]:
@@ -194,15 +199,27 @@ class DirectoryRepository:
         return Landing(
             state["id"],
             "published",
-            url=final.as_uri(),
+            url=final.relative_to(self.root).as_posix(),
             handle=f"{state['id']}/v{state['version']}",
+        )
+
+    def _is_draft(self, state: dict[str, Any]) -> bool:
+        """Whether the index still lists this version as a draft."""
+        path = self.root / INDEX
+        if not path.is_file():
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rec = (data.get("records") or {}).get(state["id"]) or {}
+        return any(
+            v.get("version") == state["version"] and v.get("status") == "draft"
+            for v in rec.get("versions") or []
         )
 
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(
             state["id"],
             "draft",
-            url=self._draft_dir(state).as_uri(),
+            url=self._draft_dir(state).relative_to(self.root).as_posix(),
             handle=f"{state['id']}/v{state['version']}",
         )
 

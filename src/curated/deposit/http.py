@@ -9,7 +9,19 @@
   is named as such.
 * Bodies are streamed from disk through :class:`FileSlice` / :class:`MultipartBody`, which
   hash what they send (md5 + sha256) in the same pass; a retry re-opens the body.
-* Secrets never reach a message: every text taken from a server passes :func:`redact`.
+* Secrets never reach a message: every text taken from a server passes :func:`redact`,
+  and a server echoing the credential back (in a link, a body) gets it replaced before
+  anything is parsed, so it cannot reach a receipt, the journal or the log.
+* Redirects are followed here, not by ``requests``: within the repository's origin
+  (scheme, host, port) with the credential; to another origin only for GET/HEAD, on a
+  bare session without any credential header or cookie; a redirect of any other request
+  to another origin is refused (it may carry a password or a body meant for the repository).
+* Response bodies are read in bounded pieces: at most :attr:`HttpSession.max_body` bytes
+  and :attr:`Timeouts.body` seconds, however slowly or hugely a server answers.
+* A request that is not idempotent (a POST/PATCH creating a draft, publishing) is not
+  re-sent once it may have reached the server (a read timeout, a connection closed without
+  an answer): that would create a second draft. It raises :class:`LostResponse` instead,
+  and the deposit looks the draft up before making another.
 """
 
 from __future__ import annotations
@@ -24,15 +36,28 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 
+from curated._secrets import register_secret
 from curated._version import __version__
 from curated.errors import DepositError
 
+
+class LostResponse(DepositError):
+    """A request that is not safe to repeat may have reached the server, but no answer came back."""
+
+
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-AUTH_HEADERS = ("Authorization", "X-Dataverse-key", "X-XSRF-TOKEN", "Cookie")
+UNSENT_STATUSES = frozenset({429, 503})
+"""Statuses that say the request was not acted on: retried even when not idempotent."""
+AUTH_HEADERS = ("Authorization", "X-Dataverse-key", "X-XSRF-TOKEN", "Cookie", "Proxy-Authorization")
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MAX_BODY = 64 * 1024 * 1024
+"""Largest response body read (API answers are small; a bigger one is refused, not buffered)."""
 CHUNK = 1024 * 1024
 USER_AGENT = (
     f"curated/{__version__} (+https://github.com/curated; python-requests/{requests.__version__})"
@@ -68,6 +93,9 @@ class RetryPolicy:
 class Timeouts:
     connect: float = 15.0
     read: float = 600.0
+    """Longest wait for any one piece of an answer."""
+    body: float = 900.0
+    """Longest time reading one answer's body (a server trickling bytes is cut off)."""
 
     def as_tuple(self) -> tuple[float, float]:
         return (self.connect, self.read)
@@ -78,7 +106,59 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "***")
+            quoted = quote(s, safe="")
+            if quoted != s:
+                text = text.replace(quoted, "***")
     return text
+
+
+def redact_data(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` (parsed JSON) with every secret inside its strings replaced by ``***``."""
+    secrets = [s for s in secrets if s and len(s) >= 4]
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {
+            redact(str(k), secrets) if isinstance(k, str) else k: redact_data(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_data(v, secrets) for v in value]
+    return value
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``: where a credential may be sent (RFC 6454)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def public_url(url: str) -> str:
+    """``url`` without ``user:password@`` (for messages, receipts and journals)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password (and user) of a ``user:password@`` URL, to be redacted wherever written."""
+    parts = urlsplit(url)
+    out = []
+    if parts.password:
+        out.append(unquote(parts.password))
+        out.append(parts.password)
+    return out
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -348,11 +428,22 @@ class HttpSession:
     on_response: Callable[[requests.Response], None] | None = None
     """Called on every response (DSpace reads its rotating XSRF token here)."""
 
+    max_body: int = MAX_BODY
+    """Largest answer body read; a bigger one is refused (never buffered whole)."""
+
     def __post_init__(self) -> None:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers.update(self.headers)
         self.session.trust_env = True
+        # Requests to another origin (presigned storage URLs, redirects) go through a
+        # session that has never held the credential or a cookie of the repository.
+        self.bare = requests.Session()
+        self.bare.headers["User-Agent"] = USER_AGENT
+        self.bare.trust_env = True  # proxies and CA bundles apply off-origin too
+        self.secrets = [*self.secrets, *url_secrets(self.base_url)]
+        for secret in self.secrets:
+            register_secret(secret)
 
     # -------------------------------------------------------------- helpers
     def url(self, path: str) -> str:
@@ -361,14 +452,15 @@ class HttpSession:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def foreign(self, url: str) -> bool:
-        """Whether ``url`` is on another host than the repository's API."""
-        return urlsplit(url).netloc.lower() != urlsplit(self.base_url).netloc.lower()
+        """Whether ``url`` is on another origin (scheme, host, port) than the repository's API."""
+        return origin(url) != origin(self.base_url)
 
     def clean(self, text: str) -> str:
         return redact(text, self.secrets)
 
     def close(self) -> None:
         self.session.close()
+        self.bare.close()
 
     # -------------------------------------------------------------- request
     def request(
@@ -386,27 +478,30 @@ class HttpSession:
         expect_json: bool = True,
         retry_on: Callable[[Reply], bool] | None = None,
         what: str = "",
+        idempotent: bool | None = None,
     ) -> Reply:
         """Send one request, retrying transient failures; return the :class:`Reply`.
 
         ``body`` is a factory returning a fresh streamed body (a :class:`FileSlice` or
         :class:`MultipartBody`) for each attempt. Statuses in ``allow`` are returned,
         not raised. ``retry_on(reply)`` may declare an extra status retryable (a lock).
+        ``idempotent`` (default: GET, HEAD, PUT, DELETE, OPTIONS and streamed file
+        bodies, which the deposit verifies by checksum) says whether the request may be
+        sent again after it possibly reached the server; when not, a lost answer raises
+        :class:`LostResponse`.
         """
         url = self.url(path)
         allow = set(allow)
-        what = what or f"{method} {url}"
+        what = self.clean(what or f"{method} {public_url(url)}")
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT or body is not None
         waited = 0.0
         auth_retried = False
         attempt = 0
         while True:
             attempt += 1
-            hdrs: dict[str, Any] = dict(headers or {})
-            if self.foreign(url):
-                # Presigned storage URLs (S3 parts, Figshare's upload service) carry their own
-                # authorisation; the repository credential must not travel to another host.
-                hdrs.update({h: None for h in AUTH_HEADERS if h not in (headers or {})})
             data: Any = None
+            hdrs: dict[str, Any] = dict(headers or {})
             if body is not None:
                 data = body()
                 if isinstance(data, MultipartBody):
@@ -418,50 +513,58 @@ class HttpSession:
             elif form is not None:
                 data = form
             try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    json=json_body if json_body is not None else None,
-                    data=data,
-                    headers=hdrs,
-                    params=params,
-                    timeout=self.timeouts.as_tuple(),
-                    allow_redirects=True,
-                )
+                resp = self._send(method, url, json_body, data, hdrs, params, what)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 for fh in (data, getattr(data, "source", None)):
                     if isinstance(fh, FileSlice):
                         fh.close()
                 reason = type(exc).__name__
+                if not idempotent and _may_have_arrived(exc):
+                    msg = (
+                        f"{what}: the answer from {self.repository} was lost ({reason}); it may have been done. "
+                        "Re-run with --resume: curated looks for what was made before doing it again"
+                    )
+                    raise LostResponse(
+                        msg, details={"url": public_url(url), "lost": True}
+                    ) from None
                 if attempt >= self.retry.attempts:
                     msg = (
                         f"{what}: the connection to {self.repository} failed {attempt} times ({reason}); "
                         "nothing confirmed is lost: re-run with --resume to continue"
                     )
-                    raise DepositError(msg, details={"url": url, "attempts": attempt}) from None
+                    raise DepositError(
+                        msg, details={"url": public_url(url), "attempts": attempt}
+                    ) from None
                 delay = self.retry.delay(attempt, None)
                 if waited + delay > self.retry.max_wait:
                     msg = f"{what}: gave up after waiting {waited:.0f} s for {self.repository}; re-run with --resume"
-                    raise DepositError(msg, details={"url": url}) from None
+                    raise DepositError(msg, details={"url": public_url(url)}) from None
                 waited += delay
                 self.retry.sleep(delay)
                 continue
-            if self.on_response is not None:
-                self.on_response(resp)
             reply = self._reply(
-                resp, expect_json=expect_json and resp.status_code not in (204, 205)
+                resp, expect_json=expect_json and resp.status_code not in (204, 205), what=what
             )
             status = resp.status_code
             if status in allow:
                 return reply
             transient = status in RETRY_STATUSES or (retry_on is not None and retry_on(reply))
+            if transient and not idempotent and status not in UNSENT_STATUSES:
+                # a gateway error after the request went through may hide a draft made
+                msg = (
+                    f"{what}: {self.repository} answered HTTP {status}; the request may have been done. "
+                    "Re-run with --resume: curated looks for what was made before doing it again"
+                )
+                raise LostResponse(
+                    msg, details={"url": public_url(url), "status": status, "lost": True}
+                )
             if transient:
                 if attempt >= self.retry.attempts:
                     msg = (
                         f"{what}: {self.repository} still answers HTTP {status} after {attempt} attempts"
                         f"{self._server_says(reply)}; try again later with --resume"
                     )
-                    raise DepositError(msg, details={"url": url, "status": status})
+                    raise DepositError(msg, details={"url": public_url(url), "status": status})
                 delay = self.retry.delay(
                     attempt, parse_retry_after(resp.headers.get("Retry-After"))
                 )
@@ -470,7 +573,7 @@ class HttpSession:
                         f"{what}: {self.repository} asks to wait longer than {self.retry.max_wait:.0f} s "
                         f"(HTTP {status}); try again later with --resume"
                     )
-                    raise DepositError(msg, details={"url": url, "status": status})
+                    raise DepositError(msg, details={"url": public_url(url), "status": status})
                 waited += delay
                 self.retry.sleep(delay)
                 continue
@@ -487,11 +590,16 @@ class HttpSession:
                     f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"
                     f"{self._server_says(reply)}; check that it is valid, not expired, and allowed to deposit"
                 )
-                raise DepositError(msg, details={"url": url, "status": status})
+                raise DepositError(msg, details={"url": public_url(url), "status": status})
             if status >= 400:
                 msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
                 raise DepositError(
-                    msg, details={"url": url, "status": status, "server": self._errors(reply)}
+                    msg,
+                    details={
+                        "url": public_url(url),
+                        "status": status,
+                        "server": self._errors(reply),
+                    },
                 )
             if (
                 expect_json
@@ -503,8 +611,118 @@ class HttpSession:
             return reply
 
     # ---------------------------------------------------------- internals
-    def _reply(self, resp: requests.Response, *, expect_json: bool) -> Reply:
-        text = resp.text if resp.content else ""
+    def _send(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        data: Any,
+        headers: dict[str, Any],
+        params: dict[str, Any] | None,
+        what: str,
+    ) -> requests.Response:
+        """One request and the redirects it meets, with the credential kept on its origin."""
+        trusted = not self.foreign(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            session = self.session if trusted else self.bare
+            hdrs = dict(headers)
+            if not trusted:
+                # Presigned storage URLs carry their own authorisation (passed in ``headers``
+                # by the caller); the repository's credential and cookies never go there.
+                for h in AUTH_HEADERS:
+                    if h not in (headers or {}):
+                        hdrs.pop(h, None)
+            resp = session.request(
+                method,
+                url,
+                json=json_body,
+                data=data,
+                headers=hdrs,
+                params=params,
+                timeout=self.timeouts.as_tuple(),
+                allow_redirects=False,
+                stream=True,
+            )
+            if self.on_response is not None and trusted:
+                self.on_response(resp)
+            if resp.status_code not in REDIRECTS or not resp.headers.get("Location"):
+                return resp
+            target = urljoin(resp.url, resp.headers["Location"])
+            resp.close()
+            if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
+                method, json_body, data, params = (
+                    ("GET" if method != "HEAD" else "HEAD"),
+                    None,
+                    None,
+                    None,
+                )
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            else:
+                params = None  # already part of the URL redirected from
+            if trusted and self.foreign(target):
+                if method not in ("GET", "HEAD") or data is not None or json_body is not None:
+                    msg = (
+                        f"{what}: {self.repository} redirected this {method} to another site "
+                        f"({public_url(target)}); curated does not send credentials or request bodies "
+                        "off the repository's origin. Check --url (it may need https:// or the API path)"
+                    )
+                    raise DepositError(
+                        msg, details={"url": public_url(url), "redirect": public_url(target)}
+                    )
+                trusted = False  # once off the origin, never back to the credential
+            if origin(target)[0] == "http" and origin(url)[0] == "https":
+                msg = f"{what}: redirected from https to plain http ({public_url(target)}); refused"
+                raise DepositError(msg, details={"url": public_url(url)})
+            url = target
+            if callable(getattr(data, "seek", None)):
+                data.seek(0)
+        msg = f"{what}: more than {MAX_REDIRECTS} redirects from {self.repository}; check --url"
+        raise DepositError(msg, details={"url": public_url(url)})
+
+    def _read_body(self, resp: requests.Response, what: str) -> bytes:
+        """The answer's body, at most ``max_body`` bytes within ``timeouts.body`` seconds."""
+        declared = resp.headers.get("Content-Length", "")
+        too_big = (
+            f"{what}: {self.repository} sent an answer larger than {self.max_body // 2**20} MiB; "
+            "refused (an API answer is never that large: check --url)"
+        )
+        if declared.isdigit() and int(declared) > self.max_body:
+            resp.close()
+            raise DepositError(too_big, details={"url": public_url(resp.url)})
+        deadline = time.monotonic() + self.timeouts.body
+        buf = bytearray()
+        raw = resp.raw
+        try:
+            while True:
+                # read1: at most one read from the socket, so a trickling server is
+                # checked against the deadline after every piece it sends.
+                piece = raw.read1(CHUNK) if hasattr(raw, "read1") else raw.read(CHUNK)
+                if not piece:
+                    break
+                buf += piece
+                if len(buf) > self.max_body:
+                    raise DepositError(too_big, details={"url": public_url(resp.url)})
+                if time.monotonic() > deadline:
+                    msg = (
+                        f"{what}: {self.repository} took more than {self.timeouts.body:.0f} s to send "
+                        "its answer; gave up (re-run with --resume)"
+                    )
+                    raise DepositError(msg, details={"url": public_url(resp.url)})
+        except (requests.RequestException, OSError, Exception) as exc:
+            if isinstance(exc, DepositError):
+                raise
+            msg = f"{what}: the answer from {self.repository} was cut off ({type(exc).__name__}); re-run with --resume"
+            raise DepositError(msg, details={"url": public_url(resp.url)}) from None
+        finally:
+            resp.close()
+        return bytes(buf)
+
+    def _reply(self, resp: requests.Response, *, expect_json: bool, what: str = "") -> Reply:
+        content = self._read_body(resp, what or f"{resp.request.method} {public_url(resp.url)}")
+        text = content.decode(resp.encoding or "utf-8", errors="replace") if content else ""
+        # A server echoing the credential back (a link ``?token=...``, a body) must not
+        # hand it to what is written: receipts, the journal, the log.
+        text = self.clean(text)
         data = None
         ctype = resp.headers.get("Content-Type", "")
         if text and ("json" in ctype or (expect_json and text.lstrip()[:1] in ("{", "["))):
@@ -512,8 +730,12 @@ class HttpSession:
                 data = json.loads(text)
             except ValueError:
                 data = None
+            data = redact_data(data, self.secrets)
+        headers = requests.structures.CaseInsensitiveDict(
+            {k: self.clean(v) for k, v in resp.headers.items()}
+        )
         return Reply(
-            status=resp.status_code, headers=resp.headers, data=data, text=text, url=resp.url
+            status=resp.status_code, headers=headers, data=data, text=text, url=self.clean(resp.url)
         )
 
     def _not_json(self, reply: Reply, what: str) -> DepositError:
@@ -568,6 +790,20 @@ def describe_error(e: Any) -> str:
     return str(e)
 
 
+def _may_have_arrived(exc: BaseException) -> bool:
+    """Whether a failed request may have reached the server (its answer was lost).
+
+    A connect timeout or a refused connection never reached it; a read timeout, or a
+    connection closed without an answer after the request was sent, may have.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    text = repr(exc)
+    return "RemoteDisconnected" in text or "without response" in text or "IncompleteRead" in text
+
+
 def env_token(var: str, *, repository: str) -> str:
     """The secret in environment variable ``var``, or a DepositError saying how to set it."""
     value = os.environ.get(var, "")
@@ -577,4 +813,5 @@ def env_token(var: str, *, repository: str) -> str:
             f"(e.g. `export {var}=...` from a password manager) or choose another with --token-env"
         )
         raise DepositError(msg, field=var)
+    register_secret(value.strip())
     return value.strip()

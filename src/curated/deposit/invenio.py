@@ -417,6 +417,50 @@ class InvenioRepository:
         url = (data.get("links") or {}).get("self_html") or state.get("html")
         return Landing(str(data.get("id") or state["id"]), "published", url=url, doi=doi)
 
+    def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
+        """The account's one unpublished draft with this title created since ``since``
+        (a create whose answer was lost), or ``None``."""
+        title = ((metadata or {}).get("metadata") or {}).get("title")
+        r = self.http.request(
+            "GET",
+            "/user/records",
+            params={"q": "is_published:false", "sort": "newest", "size": 25},
+            what="looking for a draft an earlier run created",
+        )
+        hits = ((r.data or {}).get("hits") or {}).get("hits") or []
+        found = [
+            h
+            for h in hits
+            if isinstance(h, dict)
+            and not h.get("is_published")
+            and (h.get("metadata") or {}).get("title") == title
+            and str(h.get("created") or since) >= since[:16]
+        ]
+        if len(found) != 1:
+            return None
+        h = found[0]
+        return {
+            "id": str(h["id"]),
+            "html": (h.get("links") or {}).get("self_html"),
+            "community": self.community_id,
+        }
+
+    def published(self, state: dict[str, Any]) -> Landing | None:
+        """The record's landing when an earlier publish went through (its answer lost)."""
+        if state.get("community"):
+            return None
+        r = self.http.request(
+            "GET",
+            f"/records/{state['id']}",
+            allow=(404, 410),
+            what="checking whether it was published",
+        )
+        if r.status != 200 or not isinstance(r.data, dict):
+            return None
+        doi = ((r.data.get("pids") or {}).get("doi") or {}).get("identifier")
+        url = (r.data.get("links") or {}).get("self_html") or state.get("html")
+        return Landing(str(r.data.get("id") or state["id"]), "published", url=url, doi=doi)
+
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(state["id"], "draft", url=state.get("html"))
 

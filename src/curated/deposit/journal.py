@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from curated._io import write_json
+from curated._secrets import scrub, without_userinfo
 from curated.errors import DepositError
 
 FORMAT = "curated-deposit-journal/1"
@@ -78,4 +79,5 @@ class Journal:
 
     def save(self) -> None:
         self.data["updated"] = _now()
-        write_json(self.path, self.data)
+        # a credential echoed back by a server must not reach the disk (state, links)
+        write_json(self.path, without_userinfo(scrub(self.data)))

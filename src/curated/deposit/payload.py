@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -65,7 +66,16 @@ def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
             dirs.sort()
             for n in sorted(names):
                 p = Path(root) / n
-                files.append(UploadItem(p.relative_to(path).as_posix(), p, p.stat().st_size))
+                st = p.lstat()
+                if not stat.S_ISREG(st.st_mode):
+                    # never send what a link points to (validation refuses these too)
+                    msg = f"{p.relative_to(path).as_posix()} is a link or special file; a bag holds regular files only"
+                    raise DepositError(msg, path=path)
+                files.append(UploadItem(p.relative_to(path).as_posix(), p, st.st_size))
+            for d in dirs:
+                if (Path(root) / d).is_symlink():
+                    msg = f"{(Path(root) / d).relative_to(path).as_posix()} is a link to a folder; a bag holds regular files only"
+                    raise DepositError(msg, path=path)
         record_file = path / RECORD_TAG
         if not record_file.is_file():
             msg = (

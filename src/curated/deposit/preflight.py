@@ -142,12 +142,15 @@ def check(
     zarr_stores: list[str] = (),  # type: ignore[assignment]
     dest_dir: Path | None = None,
     missing_metadata: list[str] = (),  # type: ignore[assignment]
+    already_sent: int = 0,
 ) -> list[Problem]:
     """Problems with sending ``items`` to a target with ``limits``.
 
     ``single_request``: the adapter sends each file in one request (no parts), so
     ``max_request_bytes`` applies per file. ``zarr_stores``: unarchived ``.zarr``
     folders in the payload (each is thousands of files to a repository).
+    ``already_sent``: bytes an interrupted deposit already delivered (a folder target
+    needs free space only for the rest).
     """
     problems: list[Problem] = []
     total = sum(i.size for i in items)
@@ -244,10 +247,12 @@ def check(
         )
     if dest_dir is not None:
         free = shutil.disk_usage(_existing(dest_dir)).free
-        if total > free:
+        needed = max(total - already_sent, 0)  # a resume needs room only for what is left
+        if needed > free:
+            left = f" ({decimal_size(needed)} still to copy)" if already_sent else ""
             problems.append(
                 Problem(
-                    f"the package is {decimal_size(total)} but only {decimal_size(free)} is free at {dest_dir}",
+                    f"the package is {decimal_size(total)}{left} but only {decimal_size(free)} is free at {dest_dir}",
                     "free space or choose another folder",
                 )
             )

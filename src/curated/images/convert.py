@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from curated._crash import crash_point
 from curated.errors import InputError
 from curated.images import store as _store
 from curated.images.layout import (
@@ -129,8 +130,12 @@ def write_multiscale(
     scheduler: str | None,
     progress: ProgressReporter | None,
     extra_plan: dict[str, Any] | None = None,
+    keep_journal: bool = False,
 ) -> dict[str, Any]:
-    """Write every level of ``layout`` from ``source`` into ``dest`` (resuming if interrupted); return figures."""
+    """Write every level of ``layout`` from ``source`` into ``dest`` (resuming if interrupted); return figures.
+
+    ``keep_journal``: the caller drops the progress journal once the step is logged.
+    """
     plan = {
         "layout": layout.to_dict(),
         "source": _fingerprint(source),
@@ -170,7 +175,13 @@ def write_multiscale(
         body["omero"] = omero(
             layout.dtype, window_from_sample(collected_sample(job), layout.dtype), name
         )
-    _store.finish(dest, _store.ome_attrs(body, layout.ngff_version), layout.zarr_format)
+    _store.finish(
+        dest,
+        _store.ome_attrs(body, layout.ngff_version),
+        layout.zarr_format,
+        keep_journal=keep_journal,
+    )
+    crash_point("convert-finished")
     digest, nbytes, nfiles = store_digest(dest, known)
     return {
         "store_digest": digest,
@@ -357,6 +368,7 @@ def convert_to_ome_zarr(
             workers=workers,
             scheduler=scheduler,
             progress=progress,
+            keep_journal=True,
         )
         digest, nbytes, nfiles = figures["store_digest"], figures["bytes"], figures["files"]
         decision = {
@@ -389,6 +401,10 @@ def convert_to_ome_zarr(
             "levels": len(layout.levels),
         }
         step.message = f"{src.kind} {tuple(src.shape)} {np.dtype(layout.dtype).name} → OME-Zarr {ngff_version}, {len(layout.levels)} levels"
+    # The journal goes only once the step is logged: killed before, a re-run resumes
+    # (nothing left to write) and logs it; it never finds a complete, unlogged store.
+    crash_point("convert-logged")
+    _store.drop_journal(dest)
     return Result(
         "convert",
         "ok",

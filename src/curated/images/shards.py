@@ -37,6 +37,9 @@ ABORT_ENV = "CURATED_TEST_ABORT_AFTER_SHARDS"
 """Test hook: the process exits abruptly after this many shards (simulates a kill)."""
 
 SAMPLES_PER_SHARD_AXIS = 32
+SAMPLE_BUDGET = 1 << 22
+"""Most level-0 voxels sampled over the whole image for the display window: small shards
+must not make the progress journal an uncompressed copy of the image."""
 SCHEDULER_TIMEOUT = "20s"
 """How long to keep trying to reach a dask.distributed scheduler."""
 
@@ -384,8 +387,9 @@ def write_shard(
                     values.update(int(v) for v in found)
             return reducer(data, f)
 
+    whole = _global_sample_step(layout.levels[0].shape, layout)
     sample_step = tuple(
-        max(1, b // SAMPLES_PER_SHARD_AXIS) if a.type == "space" else 1
+        max(1, b // SAMPLES_PER_SHARD_AXIS, whole) if a.type == "space" else 1
         for b, a in zip(block, layout.axes, strict=True)
     )
 
@@ -514,6 +518,15 @@ def write_shard(
     )
     os.replace(tmp_mark, mark)  # a kill never leaves half a marker
     return info
+
+
+def _global_sample_step(shape: tuple[int, ...], layout: StoreLayout) -> int:
+    """The step along each space axis that keeps the image's sample within :data:`SAMPLE_BUDGET`."""
+    space = [n for n, a in zip(shape, layout.axes, strict=True) if a.type == "space"]
+    voxels = float(np.prod(space)) if space else 1.0
+    if voxels <= SAMPLE_BUDGET or not space:
+        return 1
+    return int(np.ceil((voxels / SAMPLE_BUDGET) ** (1.0 / len(space))))
 
 
 def _chunk_file(array_dir: Path, gidx: tuple[int, ...]) -> Path:

@@ -114,11 +114,24 @@ def begin(
     return False
 
 
-def finish(root: Path, attrs: dict[str, Any], zarr_format: int) -> None:
-    """Write the final OME metadata (the completion mark) and drop the journal."""
+def finish(
+    root: Path, attrs: dict[str, Any], zarr_format: int, *, keep_journal: bool = False
+) -> None:
+    """Write the final OME metadata (the completion mark) and drop the journal.
+
+    ``keep_journal`` leaves the journal for the caller to drop once the step is logged
+    (:func:`drop_journal`): a crash in between is then resumed (nothing left to write)
+    instead of refused as an existing store. Digests never cover the journal.
+    """
     attrs = {k: v for k, v in attrs.items() if k != INCOMPLETE_KEY}
     write_group_attrs(root, attrs, zarr_format)
-    shutil.rmtree(root / JOURNAL, ignore_errors=True)
+    if not keep_journal:
+        drop_journal(root)
+
+
+def drop_journal(root: Path) -> None:
+    """Remove a finished store's progress journal."""
+    shutil.rmtree(Path(root) / JOURNAL, ignore_errors=True)
 
 
 def is_incomplete(root: Path) -> bool:

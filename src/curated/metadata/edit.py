@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from curated._io import atomic_write_text
-from curated.errors import MetadataError
+from curated._crash import crash_point
+from curated._io import atomic_write_bytes, atomic_write_text
+from curated.errors import LogError, MetadataError
 from curated.metadata.paths import (
     MISSING,
     format_path,
@@ -222,7 +223,14 @@ def skeleton_record(title: str) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "study": {"title": title, "rembi_version": "1.5"}}
 
 
-def init_workspace(directory: str | Path, title: str, *, exist_ok: bool = False) -> Workspace:
+def init_workspace(
+    directory: str | Path,
+    title: str,
+    *,
+    exist_ok: bool = False,
+    curator: str | None = None,
+    orcid: str | None = None,
+) -> Workspace:
     """Create a workspace with a ``curated.yaml`` skeleton and log it (step D, action ``init``).
 
     Parameters
@@ -233,12 +241,20 @@ def init_workspace(directory: str | Path, title: str, *, exist_ok: bool = False)
         The study title.
     exist_ok
         Return an existing workspace unchanged instead of refusing.
+    curator, orcid
+        Who is curating: remembered in the user's config file
+        (:func:`curated.provenance.agent.save_agent`), so that every later log entry,
+        in any workspace, names them. Asked once; environment variables override it.
 
     Raises
     ------
     WorkspaceError
         When ``directory`` already holds a workspace (and not ``exist_ok``) or is a file.
     """
+    if curator:
+        from curated.provenance.agent import save_agent
+
+        save_agent(curator, orcid)
     record = skeleton_record(title)
     directory = Path(directory)
     existed = (directory / "curated.yaml").exists()
@@ -341,48 +357,81 @@ def set_field(
         new_value = parse_value(value, annotation)
     else:
         new_value = MISSING if value is None else _json_safe(value)
-    with recorder(
-        ws,
-        "A",
-        "set",
-        params={
-            "field": label,
-            "value": _json_safe(new_value) if new_value is not MISSING else None,
-        },
-    ) as step:
-        record = ws.read_metadata()
-        old = get_at(record, parts)
-        old_out = None if old is MISSING else _json_safe(old)
-        new_out = None if new_value is MISSING else new_value
-        details: dict[str, Any] = {"field": label, "old": old_out, "new": new_out}
-        if (old is MISSING and new_value is MISSING) or old == new_value:
-            step.status, step.message = "notneeded", f"{label} already has this value"
+    # Read, change, write and log under the workspace lock: parallel `metadata set`
+    # runs neither lose an update nor log them out of order.
+    with ws.locked():
+        return _set_locked(ws, parts, label, new_value)
+
+
+def _set_locked(ws: Workspace, parts: Any, label: str, new_value: Any) -> Result:
+    before = ws.metadata_path.read_bytes()
+    wrote = False
+    try:
+        with recorder(
+            ws,
+            "A",
+            "set",
+            params={
+                "field": label,
+                "value": _json_safe(new_value) if new_value is not MISSING else None,
+            },
+        ) as step:
+            record = ws.read_metadata()
+            old = get_at(record, parts)
+            old_out = None if old is MISSING else _json_safe(old)
+            new_out = None if new_value is MISSING else new_value
+            details: dict[str, Any] = {"field": label, "old": old_out, "new": new_out}
+            if (old is MISSING and new_value is MISSING) or old == new_value:
+                if _unrecorded_change(ws):
+                    # an interrupted run wrote this value but never logged it: record it now
+                    step.add_output(ws.metadata_path)
+                    step.details = details
+                    step.message = f"{label}: {old_out!r} (recorded after an interrupted run)"
+                    return Result("set", "ok", str(ws.metadata_path), step.message, details)
+                step.status, step.message = "notneeded", f"{label} already has this value"
+                step.details = details
+                return Result("set", "notneeded", str(ws.metadata_path), step.message, details)
+            updated = _copy(record)
+            set_at(updated, parts, new_value)
+            added = new_error_issues(record, updated)
+            if added:
+                first = added[0]
+                more = "; ".join(str(e) for e in added[1:])
+                msg = (
+                    f"refused, the record would become invalid: {first.message} (rule: {first.rule})"
+                    + (f"; also {more}" if more else "")
+                )
+                raise MetadataError(
+                    msg,
+                    path=ws.metadata_path,
+                    field=first.field,
+                    details={"errors": [e.to_dict() for e in added]},
+                )
+            report = validate_record(updated)
+            _drop_source(updated, label)
+            wrote = True
+            write_record(ws.metadata_path, updated, report)
+            crash_point("metadata-set-written")
+            step.add_output(ws.metadata_path)
+            details["still_missing"] = [e.field for e in report.missing_required]
             step.details = details
-            return Result("set", "notneeded", str(ws.metadata_path), step.message, details)
-        updated = _copy(record)
-        set_at(updated, parts, new_value)
-        added = new_error_issues(record, updated)
-        if added:
-            first = added[0]
-            more = "; ".join(str(e) for e in added[1:])
-            msg = (
-                f"refused, the record would become invalid: {first.message} (rule: {first.rule})"
-                + (f"; also {more}" if more else "")
-            )
-            raise MetadataError(
-                msg,
-                path=ws.metadata_path,
-                field=first.field,
-                details={"errors": [e.to_dict() for e in added]},
-            )
-        report = validate_record(updated)
-        _drop_source(updated, label)
-        write_record(ws.metadata_path, updated, report)
-        step.add_output(ws.metadata_path)
-        details["still_missing"] = [e.field for e in report.missing_required]
-        step.details = details
-        step.message = f"{label}: {old_out!r} -> {new_out!r}"
+            step.message = f"{label}: {old_out!r} -> {new_out!r}"
+    except LogError as exc:
+        if wrote:
+            # the change and its record go together: unrecorded, the change is undone
+            atomic_write_bytes(ws.metadata_path, before)
+            msg = f"{exc.message}; curated.yaml was left unchanged"
+            raise LogError(msg, path=exc.path, details=exc.details) from None
+        raise
     return Result("set", "ok", str(ws.metadata_path), step.message, details)
+
+
+def _unrecorded_change(ws: Workspace) -> bool:
+    """Whether ``curated.yaml`` differs from what the log last recorded of it."""
+    from curated.provenance.digest import digest_path
+
+    recorded = ws.log.recorded_output(ws.metadata_path)
+    return recorded is not None and digest_path(ws.metadata_path)[0] != recorded.digest
 
 
 def _copy(record: dict[str, Any]) -> dict[str, Any]:

@@ -815,16 +815,20 @@ def import_ome(
     if not isinstance(ws, Workspace):
         raise MetadataError("import-ome needs a workspace (a folder made by `curated init`)")
     image = Path(image)
-    params = {"image": str(image), "force": force}
-    with recorder(
-        ws,
-        "A",
-        "import-ome",
-        inputs=[image],
-        params=params,
-        libraries=("ome-types", "tifffile"),
-        hash_inputs=False,
-    ) as step:
+    params = {"image": ws.relative(image), "force": force}
+    # a read-modify-write of curated.yaml: under the workspace lock, like `metadata set`
+    with (
+        ws.locked(),
+        recorder(
+            ws,
+            "A",
+            "import-ome",
+            inputs=[image],
+            params=params,
+            libraries=("ome-types", "tifffile"),
+            hash_inputs=False,
+        ) as step,
+    ):
         imp = from_ome(image, require_metadata=require_metadata)
         record = ws.read_metadata()
         rel = ws.relative(image)

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import quote
 
+from curated._crash import crash_point
 from curated._io import write_json
 from curated._text import binary_size
 from curated._version import __version__
@@ -93,6 +94,7 @@ from curated.package.walk import (
     PayloadDir,
     ZarrStore,
     count_files,
+    refuse_link,
     walk_groups,
     walk_store_groups,
 )
@@ -126,7 +128,9 @@ _SERIAL_MIME = {"tar": ("application/x-tar", "application/tar"), "zip": ("applic
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
+    """``text`` as one tag-file line: whitespace runs made one space, control characters
+    (NUL...) and bidirectional overrides (RLO...) removed, so what is read is what is meant."""
+    return _UNSAFE_CHARS.sub("", re.sub(r"\s+", " ", str(text))).strip()
 
 
 # ------------------------------------------------------------------ bag-info
@@ -163,6 +167,25 @@ def describe_bag(record: dict[str, Any], ws_root: Path) -> dict[str, str]:
         )
     info["Internal-Sender-Identifier"] = ws_root.name
     return info
+
+
+def _refuse_misshapen(record: dict[str, Any], ws: Workspace) -> None:
+    """A field of the wrong shape (``study: 5``) is named before anything reads it."""
+    from curated.metadata.validate import validate_record
+
+    wrong = [e for e in validate_record(record).errors if e.rule == "type"]
+    if wrong:
+        first = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        msg = (
+            f"{first.message}{more}; fix it with `curated metadata set` "
+            "(`curated metadata validate` lists every problem), then bag again"
+        )
+        raise PackageError(msg, path=ws.metadata_path, field=first.field)
+
+
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069\ufeff]")
+"""Control characters and bidirectional overrides: a tag value shows what it says."""
 
 
 def _write_tag_file(path: Path, tags: list[tuple[str, str]]) -> None:
@@ -237,6 +260,69 @@ def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overw
             "move it away and bag again"
         )
         raise PackageError(msg, path=partial)
+
+
+TAG_SOURCES = ("curated.yaml", "curation", "curation/check.json", "curation/log.jsonl")
+"""Workspace paths copied into ``metadata/``: under the same symlink policy as the payload."""
+
+
+def _refuse_linked_tag_sources(ws: Workspace) -> None:
+    """A tag file (or its folder) that is a link would bring an outside file into the bag."""
+    for rel in TAG_SOURCES:
+        path = ws.root / rel
+        if path.is_symlink():
+            raise refuse_link(os.fspath(path), rel)
+
+
+def _correct_interrupted_entry(ws: Workspace, final: Path) -> None:
+    """Make the log true again after a crash between a bag's entry and its rename.
+
+    The bag's entry is written before the bag is complete (the bag carries the log up
+    to its own entry). When the last entry for ``final`` says ``ok`` but no bag with
+    its external identifier is there, an ``error`` entry says that bag was never made.
+    """
+    last = _last_bag_entry(ws, final)
+    if last is None or last.get("status") != "ok":
+        return
+    want = (last.get("details") or {}).get("external_identifier")
+    if not want or final.is_file() or _external_identifier(final) == want:
+        return  # (a serialized bag lands by one rename: if it is there, it is complete)
+    ws.log.append(
+        "D",
+        "bag",
+        status="error",
+        message=f"the bag of seq {last['seq']} was interrupted before it was complete; no bag was left",
+        params=last.get("params") or {},
+        details={"interrupted_seq": last["seq"], "external_identifier": want},
+    )
+
+
+def _last_bag_entry(ws: Workspace, final: Path) -> dict[str, Any] | None:
+    """The log's last ``bag`` entry for ``final`` (any status), or ``None``."""
+    names = (str(final), ws.relative(final))
+    last = None
+    for entry in ws.log.entries():
+        if entry.get("action") == "bag" and (entry.get("params") or {}).get("dest") in names:
+            last = entry
+    return last
+
+
+def _last_bag_entry_id(ws: Workspace, final: Path) -> str | None:
+    last = _last_bag_entry(ws, final)
+    if last is None or last.get("status") != "ok":
+        return None
+    return (last.get("details") or {}).get("external_identifier")
+
+
+def _external_identifier(final: Path) -> str | None:
+    """``External-Identifier`` of the bag folder ``final`` (``None`` if absent or serialized)."""
+    info = final / "bag-info.txt"
+    if not info.is_file():
+        return None
+    for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("External-Identifier:"):
+            return line.partition(":")[2].strip()
+    return None
 
 
 def _preflight_profile(b: _Build) -> None:
@@ -638,12 +724,55 @@ def _serialize(b: _Build) -> None:
     shutil.rmtree(b.partial)
 
 
+def _aside(final: Path) -> Path:
+    """Where the bag being replaced waits while the new one is renamed into place."""
+    return final.with_name(f".{final.name}.curated-replaced")
+
+
 def _replace(src: Path, final: Path) -> None:
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    elif final.exists() or final.is_symlink():
-        final.unlink()
+    """Rename ``src`` to ``final``; an old ``final`` is set aside first and removed last,
+    so that at every moment one complete bag (old or new) is there or recoverable."""
+    aside = _aside(final)
+    if final.exists() or final.is_symlink():
+        os.rename(final, aside)
+        crash_point("bag-swap-aside")
     os.rename(src, final)
+    crash_point("bag-swap-in")
+    _drop_aside(aside)
+
+
+def _drop_aside(aside: Path) -> None:
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    elif aside.exists() or aside.is_symlink():
+        aside.unlink()
+
+
+def _recover_swap(ws: Workspace, final: Path, partial: Path) -> None:
+    """Finish or undo a replacement a crash interrupted (called under the build lock).
+
+    A complete new bag (its in-progress marker removed, its identifier the one the
+    log's last entry for this bag records) is renamed into place; otherwise a bag set
+    aside is put back.
+    """
+    aside = _aside(final)
+    if (
+        partial.is_dir()
+        and not (partial / PARTIAL_MARKER).exists()
+        and (ident := _external_identifier(partial)) is not None
+        and ident == _last_bag_entry_id(ws, final)
+    ):
+        if (final.exists() or final.is_symlink()) and not (aside.exists() or aside.is_symlink()):
+            os.rename(final, aside)
+        os.rename(partial, final)
+        _drop_aside(aside)
+        return
+    if not (aside.exists() or aside.is_symlink()):
+        return
+    if final.exists() or final.is_symlink():
+        _drop_aside(aside)  # the new bag landed: the old one only waited to be removed
+    else:
+        os.rename(aside, final)  # the new bag never landed: the old one is put back
 
 
 class _BuildLock:
@@ -768,7 +897,7 @@ def make_bag(
     final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
     partial = dest.with_name(f"{bag_name}.partial")
     params = {
-        "dest": str(final),
+        "dest": ws.relative(final),
         "profile": profile,
         "zarr": zarr,
         "serialize": serialize,
@@ -789,10 +918,15 @@ def make_bag(
             libraries=("bagit", "rocrate", "prov"),
         ) as step:
             prof = load_profile(profile)
-            _preflight_dest(ws, dest, final, partial, overwrite)
             dest.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
+            _recover_swap(ws, final, partial)
+            _correct_interrupted_entry(ws, final)
+            _preflight_dest(ws, dest, final, partial, overwrite)
+            if not follow_symlinks:
+                _refuse_linked_tag_sources(ws)
             record = ws.read_metadata()
+            _refuse_misshapen(record, ws)
             info = describe_bag(record, ws.root)
             other_files = sorted(
                 {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
@@ -862,6 +996,7 @@ def make_bag(
             }
             step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {final.name}"
         step_entry = step.entry
+        crash_point("bag-entry-written")
         if step_entry is not None:
             _copy_log(b, step_entry)
             from curated.provenance.export import write_prov_json
@@ -871,6 +1006,7 @@ def make_bag(
                 b.partial / "metadata" / "prov.json",
             )
         _write_tag_manifests(b)
+        crash_point("bag-tag-manifests")
         (b.partial / PARTIAL_MARKER).unlink()
         if serialize == "none":
             _replace(b.partial, final)

@@ -26,6 +26,7 @@ from curated.package.profiles import (
     profile_for_identifier,
     read_tag_file,
 )
+from curated.package.walk import links_and_specials
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 
@@ -82,7 +83,15 @@ class BagReport:
 def _unpack(archive: Path, into: str) -> Path:
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            tf.extractall(into, filter="data")
+            for member in tf:
+                if member.issym() or member.islnk() or not (member.isfile() or member.isdir()):
+                    msg = f"{member.name!r} in the archive is a link or special file; a bag holds regular files only"
+                    raise PackageError(msg, path=archive)
+            try:
+                tf.extractall(into, filter="data")
+            except tarfile.TarError as exc:  # FilterError: absolute or ../ member names
+                msg = f"unsafe member in the archive ({exc}); nothing was written outside it"
+                raise PackageError(msg, path=archive) from None
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for name in zf.namelist():
@@ -263,6 +272,17 @@ def _validate_dir(
     progress: ProgressReporter | None,
 ) -> None:
     _check_bagit_txt(bag, report)
+    strays = list(links_and_specials(bag))
+    for rel, kind, target in strays[:20]:
+        to = f" -> {target!r}" if target else ""
+        report.problems.append(
+            f"{rel}{to} is a {kind}: a bag holds regular files only (a link can bring in files "
+            "from outside the bag); nothing is read through it"
+        )
+    if len(strays) > 20:
+        report.problems.append(f"... and {len(strays) - 20} more links or special files")
+    if strays:
+        return  # hashing would read through the links
     if not (bag / "data").is_dir():
         report.problems.append("data/ is missing")
         return
@@ -338,7 +358,7 @@ def _check_payload(
     entries: dict[str, list[str | None]] = {}
     for i, m in enumerate(manifests):
         for digest, rel in _manifest_lines(m, report):
-            if not rel.startswith("data/"):
+            if not rel.startswith("data/") or ".." in rel.split("/"):
                 report.problems.append(f"{m.name}: {rel!r} is outside data/")
                 continue
             slot = entries.setdefault(rel, [None] * len(manifests))
@@ -398,6 +418,16 @@ def _check_payload(
                 )
 
 
+def _tag_files(bag: Path) -> Iterator[str]:
+    """Files of the bag outside ``data/`` (relative posix paths)."""
+    for dirpath, dirnames, filenames in os.walk(bag):
+        rel_dir = os.path.relpath(dirpath, bag).replace(os.sep, "/")
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != "data"]
+        for name in filenames:
+            yield name if rel_dir == "." else f"{rel_dir}/{name}"
+
+
 def _check_tag_manifests(bag: Path, report: BagReport, manifests: list[Path]) -> None:
     for tm in sorted(bag.glob("tagmanifest-*.txt")):
         alg = tm.name.removeprefix("tagmanifest-").removesuffix(".txt")
@@ -407,6 +437,11 @@ def _check_tag_manifests(bag: Path, report: BagReport, manifests: list[Path]) ->
         listed: set[str] = set()
         for digest, rel in _manifest_lines(tm, report):
             listed.add(rel)
+            if rel.startswith("/") or ".." in rel.split("/"):
+                report.problems.append(
+                    f"{tm.name} lists {rel!r}, outside the bag; nothing was read"
+                )
+                continue
             if rel.startswith("data/") or rel.startswith("tagmanifest-"):
                 report.problems.append(
                     f"{tm.name} lists {rel!r}; tag manifests list tag files only"
@@ -425,3 +460,8 @@ def _check_tag_manifests(bag: Path, report: BagReport, manifests: list[Path]) ->
         for m in manifests:
             if m.name not in listed:
                 report.problems.append(f"{tm.name} does not list the payload manifest {m.name}")
+        for rel in _tag_files(bag):
+            if rel not in listed and not rel.startswith("tagmanifest-"):
+                report.problems.append(
+                    f"{rel} is a tag file in no tag manifest ({tm.name}); a deposit would carry it unchecked"
+                )

@@ -53,7 +53,63 @@ def is_zarr_store(name: str) -> bool:
     return name.endswith(".zarr")
 
 
-def _refuse_link(path: str, rel: str) -> PackageError:
+UNFINISHED_MARKERS = frozenset({".curated-progress", ".curated-predict"})
+"""Folders that unfinished writes (convert, labels, predict) keep inside a store until done."""
+
+
+def refuse_unfinished(path: str, rel: str, marker: str) -> PackageError:
+    msg = (
+        f"{rel!r} holds an unfinished write ({marker}/): a conversion or prediction was "
+        "interrupted; re-run that command to finish it (or remove the store), then bag again"
+    )
+    return PackageError(msg, path=path, details={"unfinished": rel})
+
+
+INCOMPLETE_KEY = "curated-incomplete"
+"""The attribute a store carries while it is being written (``curated.images.store``)."""
+
+
+def _refuse_if_marked_incomplete(path: str, rel: str) -> None:
+    for meta in ("zarr.json", ".zattrs"):
+        try:
+            with open(os.path.join(path, meta), "rb") as fh:
+                head = fh.read(1 << 20)
+        except OSError:
+            continue
+        if INCOMPLETE_KEY.encode() in head:
+            raise refuse_unfinished(path, rel, meta + ": " + INCOMPLETE_KEY)
+
+
+def links_and_specials(root: str | os.PathLike[str]) -> Iterator[tuple[str, str, str]]:
+    """Every symbolic link and non-regular file under ``root``, never following a link.
+
+    Progress folders of unfinished writes (:data:`UNFINISHED_MARKERS`) are reported too.
+    Yields ``(relative path, what it is, where it points or "")`` in a stable order. The one
+    symlink policy of bags: the walk that builds payloads refuses these as it meets
+    them (:func:`walk_groups`); validation and deposit refuse a bag holding any.
+    """
+    root = os.fspath(root)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in sorted(filenames) + [d for d in dirnames]:
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):
+                yield prefix + name, "symbolic link", os.readlink(full)
+            elif name in UNFINISHED_MARKERS and stat.S_ISDIR(mode):
+                yield prefix + name, "unfinished write's progress folder", ""
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                yield prefix + name, "device, pipe or socket", ""
+        # os.walk lists a link to a folder among the folders but does not enter it
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+
+def refuse_link(path: str, rel: str) -> PackageError:
     target = os.readlink(path)
     if not os.path.exists(path):
         msg = (
@@ -133,7 +189,7 @@ def walk_groups(
         src = path
         if stat.S_ISLNK(st.st_mode):
             if not follow_symlinks or not os.path.exists(path):
-                raise _refuse_link(path, rel)
+                raise refuse_link(path, rel)
             src = os.path.realpath(path)
             st = os.stat(src)
         if stat.S_ISREG(st.st_mode):
@@ -167,6 +223,7 @@ def _walk_tree(
         path, rel, store, ancestors = stack.pop()
         name = rel.rsplit("/", 1)[-1]
         if store is None and is_zarr_store(name):
+            _refuse_if_marked_incomplete(path, rel)
             if zarr_archives:
                 yield ZarrStore(rel, path)
                 continue
@@ -202,6 +259,9 @@ def _walk_tree(
                 if e.name in plain:
                     sizes[e.name] = e.stat(follow_symlinks=False).st_size
         del entries
+        for n in dirs:
+            if n in UNFINISHED_MARKERS:
+                raise refuse_unfinished(path, rel, n)
         _check_listing(files + dirs + other, path)
         yield PayloadDir(rel, empty=not (files or dirs or other), store=store)
         prefix = rel + "/" if rel else ""
@@ -213,7 +273,7 @@ def _walk_tree(
             real = full
             if stat.S_ISLNK(mode):
                 if not follow_symlinks or not os.path.exists(full):
-                    raise _refuse_link(full, prefix + n)
+                    raise refuse_link(full, prefix + n)
                 real = os.path.realpath(full)
                 st = os.stat(real)
                 mode = st.st_mode

@@ -9,7 +9,8 @@ Paths are encoded with the file system encoding (``surrogateescape``, so names
 that are not UTF-8 still hash) and NUL cannot occur in a path, so the records
 are unambiguous even for names holding tabs or newlines. "Sorted" means by the
 tuple of path components, which is what a depth-first walk with each folder's
-entries sorted by name yields.
+entries sorted by name yields. Working folders of unfinished writes
+(:data:`WORKING_FOLDERS`) are not part of a tree.
 
 Memory is bounded by one read buffer plus the sorted listings of the folders
 on the current path (never the whole tree); a folder with more than
@@ -28,6 +29,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+WORKING_FOLDERS = frozenset({".curated-progress", ".curated-predict"})
+"""Folders an unfinished write keeps inside a store (progress journal, done-markers): working
+state, not content, so no digest covers them (a store is recorded once they are gone, and
+bagging refuses a store that still holds one)."""
 
 BUFFER_SIZE = 1024 * 1024
 """Read buffer; 1 MiB keeps OpenSSL's sha256 at full speed with little memory."""
@@ -189,6 +195,8 @@ def _walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[st
     def walk(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
         for name, is_dir in _sorted_names(folder):
             if exclude and f"{prefix}{name}" in exclude:
+                continue
+            if is_dir and name in WORKING_FOLDERS:
                 continue
             path = os.path.join(folder, name)
             if is_dir:

@@ -14,6 +14,7 @@ unbroken chain.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -32,7 +33,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from curated._crash import crash_point
 from curated._io import canonical_json
+from curated._secrets import scrub
 from curated._version import __version__
 from curated.errors import LogError
 from curated.provenance.digest import digest_path, digest_tree
@@ -54,6 +57,14 @@ DEFAULT_LIBRARIES: tuple[str, ...] = ("numpy",)
 """Libraries whose versions every entry records; a step adds the ones that did its work."""
 
 _TAIL_READ = 1 << 16
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> LogError:
+    """An OS error (full disk, read-only, permission) as one line naming the file."""
+    reason = exc.strerror or type(exc).__name__
+    return LogError(
+        f"{doing} ({reason}); nothing was recorded", path=path, details={"errno": exc.errno}
+    )
 
 
 def utc_now() -> str:
@@ -103,6 +114,7 @@ def redact(value: Any) -> Any:
     parameters (``?access_token=...``) and bearer tokens. The log is shared in
     bags and deposits, so nothing secret may reach it.
     """
+    value = scrub(value)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -208,8 +220,10 @@ class CuratorLog:
         Folder that recorded paths are made relative to (the workspace root);
         defaults to the log's grandparent (``<workspace>/curation/log.jsonl``).
     agent
-        ``{"name": ..., "orcid": ...}`` of the curator; defaults to the
-        ``CURATED_AGENT_NAME`` / ``CURATED_AGENT_ORCID`` environment variables.
+        ``{"name": ..., "orcid": ...}`` of the curator; defaults to
+        :func:`curated.provenance.agent.current_agent` (the ``CURATED_AGENT_NAME`` /
+        ``CURATED_AGENT_ORCID`` variables, else the user's config file written by
+        ``curated init --curator NAME --orcid ID``).
     record_host
         Opt in to recording host name, user and platform in each entry
         (also ``CURATED_RECORD_HOST=1``). Off by default: they identify people.
@@ -226,10 +240,9 @@ class CuratorLog:
         self.path = Path(path)
         self.root = Path(root) if root is not None else self.path.parent.parent
         if agent is None:
-            agent = {
-                "name": os.environ.get("CURATED_AGENT_NAME"),
-                "orcid": os.environ.get("CURATED_AGENT_ORCID"),
-            }
+            from curated.provenance.agent import current_agent
+
+            agent = current_agent()
         self.agent = agent
         if record_host is None:
             record_host = os.environ.get("CURATED_RECORD_HOST", "") not in ("", "0", "false", "no")
@@ -403,16 +416,30 @@ class CuratorLog:
             entry["prev"] = None if last is None else last["hash"]
             entry["hash"] = entry_hash(entry)
             line = (canonical_json(entry) + "\n").encode("utf-8")
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(line)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            crash_point("log-append")
+            self._write_line(line)
         return entry
+
+    def _write_line(self, line: bytes) -> None:
+        """Append ``line`` whole or not at all: an OS error (full disk...) cuts nothing."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _os_error(exc, self.path, "cannot write the curator log") from None
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError as exc:
+            # Leave the log as it was, so that a full disk is not mistaken for a crash.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise _os_error(exc, self.path, "cannot write the curator log") from None
+        finally:
+            os.close(fd)
 
     def _appendable_tail(self) -> dict[str, Any] | None:
         last, cut = self._tail()
@@ -443,6 +470,10 @@ class CuratorLog:
         """
         if self.path.exists():
             self._appendable_tail()
+        target = self.path if self.path.exists() else self.path.parent
+        if target.exists() and not os.access(target, os.W_OK):
+            msg = "cannot write the curator log (permission denied); nothing was done. Make it writable and re-run"
+            raise LogError(msg, path=target)
 
     def repair(self) -> Path | None:
         """Set a cut last line aside (into ``log.jsonl.cut-<time>``) so appends can continue.
@@ -462,11 +493,24 @@ class CuratorLog:
             while aside.exists():
                 aside = self.path.with_name(f"{self.path.name}.cut-{stamp}-{n}")
                 n += 1
-            aside.write_bytes(data[keep:])
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with open(aside, "xb") as fh:
+                    fh.write(data[keep:])
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                # never leave an empty or partial copy of the cut line behind
+                aside.unlink(missing_ok=True)
+                raise _os_error(
+                    exc, aside, "cannot set the cut line aside; the log was not changed"
+                ) from None
+            try:
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(keep)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _os_error(exc, self.path, "cannot shorten the log") from None
             return aside
 
     # ------------------------------------------------------------- artifacts
@@ -517,7 +561,12 @@ class CuratorLog:
         return self.artifact(p, compute=compute)
 
     def relative(self, path: str | Path) -> str:
-        """``path`` relative to the workspace root (posix), or absolute when it lies outside."""
+        """``path`` relative to the workspace root (posix); ``../...`` when it lies outside.
+
+        Never absolute: the log travels in bags and deposits, and the curator's folders
+        (``/home/ada/...``) are nobody else's business. A relative ``path`` is taken
+        relative to the current folder, like every path a command is given.
+        """
         p = Path(path)
         for candidate, root in (
             (Path(os.path.abspath(p)), Path(os.path.abspath(self.root))),
@@ -527,7 +576,7 @@ class CuratorLog:
                 return candidate.relative_to(root).as_posix()
             except ValueError:
                 continue
-        return os.path.abspath(p) if p.is_absolute() or p.exists() else p.as_posix()
+        return Path(os.path.relpath(os.path.abspath(p), os.path.abspath(self.root))).as_posix()
 
     # ------------------------------------------------------------ recording
     def step(
@@ -586,6 +635,7 @@ class CuratorLog:
         prev_hash: str | None = None
         expected_seq = 0
         latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
+        bags: dict[str, tuple[int, str | None]] = {}
         for lineno, raw in self.iter_raw():
             if not raw.endswith(b"\n"):
                 # only the last line can lack its newline
@@ -630,6 +680,13 @@ class CuratorLog:
             for out in entry.get("outputs") or []:
                 if isinstance(out, dict) and out.get("digest") and out.get("path"):
                     latest_outputs[out["path"]] = (seq, out)
+                elif isinstance(out, dict) and out.get("role") == "bag" and out.get("path"):
+                    ident = (entry.get("details") or {}).get("external_identifier")
+                    bags[out["path"]] = (seq, ident)
+            retracted = (entry.get("details") or {}).get("interrupted_seq")
+            if entry.get("status") == "error" and isinstance(retracted, int):
+                # a later entry says that bag was never completed: it is no longer claimed
+                bags = {k: v for k, v in bags.items() if v[0] != retracted}
             prev_hash = entry["hash"]
             if seq == anchor_seq:
                 anchored = prev_hash
@@ -650,6 +707,10 @@ class CuratorLog:
                     f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
                 )
         if files and report.ok:
+            for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
+                problem = _bag_problem(self.root, rel, ident)
+                if problem:
+                    report.fail(seq, f"seq {seq}: bag {rel} {problem}")
             for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
                 p = Path(rel) if Path(rel).is_absolute() else self.root / rel
                 if not p.exists():
@@ -709,13 +770,40 @@ def _parse_anchor(anchor: str) -> tuple[int, str]:
     return int(seq), digest
 
 
+def _bag_problem(root: Path, rel: str, ident: str | None) -> str | None:
+    """What is wrong with the bag a ``bag`` entry recorded at ``rel`` (``None``: it is there).
+
+    A bag's digest cannot be in its own entry (the bag carries the log up to that entry),
+    so it is checked by its ``External-Identifier``: a bag that was never completed (a
+    crash after the entry) or was replaced by a bag made otherwise is reported.
+    """
+    p = Path(rel) if Path(rel).is_absolute() else root / rel
+    if p.is_file():
+        return None  # a serialized bag lands by one rename after its entry: it is complete
+    info = p / "bag-info.txt"
+    if not info.is_file():
+        return "is missing (was it completed, moved or deleted?)"
+    if ident:
+        for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("External-Identifier:"):
+                if line.partition(":")[2].strip() != ident:
+                    return "is another bag than the one recorded"
+                return None
+    return None
+
+
 def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, Any]]]) -> set[str]:
-    """Top-level entries of folder ``rel`` that hold outputs recorded after ``seq``."""
+    """Top-level entries of folder ``rel`` that hold outputs recorded by ``seq`` or after it.
+
+    An entry that records a folder and, separately, something inside it (an image and
+    its truth labels) records the folder's digest without that top-level entry, so the
+    two are checked independently.
+    """
     prefix = rel.rstrip("/") + "/"
     return {
-        other[len(prefix):].split("/", 1)[0]
+        other[len(prefix) :].split("/", 1)[0]
         for other, (other_seq, _) in outputs.items()
-        if other_seq > seq and other.startswith(prefix)
+        if other_seq >= seq and other.startswith(prefix)
     }
 
 

@@ -134,11 +134,19 @@ def _own_checks(crate_dir: Path) -> list[str]:
             and "ComputationalWorkflow" not in types(graph.get(inst[0], {}))
         ):
             problems.append(f"action {id_}: instrument {inst[0]} is not a SoftwareApplication")
+        # A failed step may name a file that never existed (a mistyped input): it is
+        # recorded as the curator gave it, with nothing to check, and poisons nothing.
+        failed = ent.get("actionStatus") == "http://schema.org/FailedActionStatus"
         for ref in ids(ent.get("object")) + ids(ent.get("result")):
             target = graph.get(ref)
             if target is None:
                 problems.append(f"action {id_} refers to {ref}, which is not in the crate")
-            elif "File" in types(target) and "sha256" not in target and "contentSize" not in target:
+            elif (
+                "File" in types(target)
+                and not failed
+                and "sha256" not in target
+                and "contentSize" not in target
+            ):
                 problems.append(f"file {ref} has neither sha256 nor contentSize")
         raw_status = ent.get("actionStatus")
         status = [raw_status] if isinstance(raw_status, str) else ids(raw_status)

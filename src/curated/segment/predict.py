@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from curated._crash import crash_point
 from curated.errors import InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
@@ -294,6 +295,13 @@ def predict(
             if (attrs.get("model") or {}).get("sha256") == m.sha256 and attrs.get(
                 "prediction", {}
             ).get("threshold") == threshold:
+                if step.log is not None and step.log.recorded_output(dest) is None:
+                    # killed after finishing but before its log entry: record it now
+                    for n in names:
+                        if n in img.label_names():
+                            step.add_output(_store.label_path(image, n))
+                    step.message = f"label image {name!r} recorded after an interrupted run"
+                    return Result("predict", "ok", str(dest), step.message, {"name": name})
                 step.status = "notneeded"
                 step.message = f"label image {name!r} was already predicted by this model"
                 return Result("predict", "notneeded", str(dest), step.message, {"name": name})
@@ -377,6 +385,7 @@ def predict(
                     }
                 },
             )
+        crash_point("predict-finalized")
         shutil.rmtree(markers, ignore_errors=True)
         voxels = int(np.prod(shape)) * len(todo) // max(len(plan.units()), 1)
         details = {

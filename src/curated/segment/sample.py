@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from curated.errors import InputError
+from curated.provenance.digest import digest_tree
 from curated.results import Result
 from curated.workspace import Workspace, recorder
 
@@ -389,7 +390,11 @@ def make_fibsem_sample(
             ai_generated=False,
             properties=TRUTH_PROPERTIES,
         )
-        step.add_output(dest)
+        # The image and its truth labels are recorded apart, so that later label images
+        # (annotate, predict) written beside the truth never look like a changed image.
+        image_only = digest_tree(dest, exclude={"labels"})
+        step.add_output(dest, digest=image_only.digest, size=image_only.bytes)
+        step.add_output(dest / "labels" / "truth")
         details = {
             "shape": list(sample.image.shape),
             "voxel_size": list(sample.voxel_size),
