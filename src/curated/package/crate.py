@@ -11,6 +11,7 @@ per file of a Zarr store.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 from pathlib import Path
@@ -124,8 +125,8 @@ def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
     """``(relative path, size)`` of a Zarr store's metadata documents, chunk folders skipped."""
     found: list[tuple[str, int]] = []
     for dirpath, dirnames, filenames in os.walk(store):
-        # v3 chunks live under c/, v2 nested chunks under numeric folders: neither holds metadata
-        dirnames[:] = sorted(d for d in dirnames if d != "c" and not d.isdigit())
+        # below an array there are only chunks (v3 under c/, v2 nested by number): do not descend
+        dirnames[:] = [] if _is_array(dirpath, filenames) else sorted(dirnames)
         for name in sorted(filenames):
             if name in _ZARR_METADATA:
                 full = os.path.join(dirpath, name)
@@ -133,6 +134,18 @@ def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
                     (os.path.relpath(full, store).replace(os.sep, "/"), os.path.getsize(full))
                 )
     return found
+
+
+def _is_array(folder: str, filenames: list[str]) -> bool:
+    if ".zarray" in filenames:
+        return True
+    if "zarr.json" not in filenames:
+        return False
+    try:
+        with open(os.path.join(folder, "zarr.json"), encoding="utf-8") as fh:
+            return json.load(fh).get("node_type") == "array"
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable metadata: keep walking, the bag's validation reports it
 
 
 def store_entity(
