@@ -42,7 +42,8 @@ DEMO_METADATA: list[tuple[str, Any]] = [
         "given_name": "Demo",
         "email": "demo.curator@example.org",
         "orcid": "0000-0002-1825-0097",
-        "affiliation": {"name": "Example University", "ror": "https://ror.org/02mhbdp94"},
+        "affiliation": {"name": "Example University", "ror": "https://ror.org/02mhbdp94", "country": "GB"},
+        "role": ["ProjectLeader", "ContactPerson"],
         "contact": True,
     }),
     ("study.funding[0]", {"funder": "Example Research Council", "award_id": "ERC-0000-DEMO"}),
@@ -76,6 +77,14 @@ DEMO_METADATA: list[tuple[str, Any]] = [
             "sample_preparation_type": "HPF",
             "contrast_inverted": False,
         },
+    }),
+    ("annotations[0]", {
+        "name": "truth",
+        "annotation_overview": "Dense ground truth: 1 mitochondria, 2 nucleus.",
+        "annotation_type": ["segmentation_mask"],
+        "annotation_method": "Made by curated's synthetic sample generator together with the image: exact by construction.",
+        "annotation_coverage": "The whole volume.",
+        "ai_generated": False,
     }),
     ("images[0].processing", "No processing; the stack is the simulator's output, written losslessly as OME-TIFF."),
     ("specimens[0]", {
@@ -190,6 +199,7 @@ def run_demo(
     import shutil
 
     from curated import images, segment
+    from curated.archive import export_bia, export_empiar
     from curated.curation import check
     from curated.curation.request import request
     from curated.deposit import deposit
@@ -294,6 +304,9 @@ def run_demo(
         ("predict", "T", lambda: segment.predict(model, image, name="mito-pred", workspace=state["ws"], progress=progress), None),
         ("evaluate held-out blocks", "E", lambda: evaluate(image, pred="mito-pred", truth="truth", label_value=1, blocks=eval_blocks, block_size=eval_block_size, seed=seed, exclude_training=model, workspace=state["ws"]), _eval_figures),
         ("export model (bioimage.io)", "D", lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image), None),
+        # archive submissions (issue 20): before the README, which links them
+        ("export EMPIAR package", "D", lambda: export_empiar(state["ws"], wsdir / "package" / "empiar"), lambda r: {"image sets": len(r.details["image_sets"])}),
+        ("export BioImage Archive submission", "D", lambda: export_bia(state["ws"], wsdir / "package" / "bia"), lambda r: {"files listed": r.details["files"]}),
         ("README", "D", lambda: write_readme(state["ws"]), None),
         ("FAIR checklist", "E", lambda: fair_checklist(state["ws"]), lambda r: dict(r.summary["by_status"])),
         ("bag", "D", lambda: make_bag(state["ws"], bag, progress=progress), None),
