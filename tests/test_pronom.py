@@ -181,3 +181,57 @@ def test_crate_entities_carry_pronom_uris_and_contextual_entities(
     ]  # no chunk
     assert all(graph[m]["encodingFormat"][1] == {"@id": PRONOM_BASE + "fmt/817"} for m in members)
     assert "_pronom" not in json.dumps(crate)
+
+
+def test_one_fido_call_per_folder_format_and_extension(
+    samples: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    calls = []
+    real = _Fido.identify
+
+    def counting(path):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(_Fido, "identify", counting)
+    for i in range(5):
+        shutil.copyfile(samples["png"], tmp_path / f"slice_{i}.png")
+    memo: dict = {}
+    ents = [
+        file_entity(
+            f"figures/slice_{i}.png", 1, "0" * 64, path=tmp_path / f"slice_{i}.png", memo=memo
+        )
+        for i in range(5)
+    ]
+    assert len(calls) == 1
+    assert {e["encodingFormat"][1]["@id"] for e in ents} == {PRONOM_BASE + "fmt/11"}
+
+
+def test_the_bag_crate_names_pronom_formats_of_its_payload(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    import shutil
+
+    from test_bag_helpers import build_workspace
+
+    from curated.package import make_bag
+
+    ws = build_workspace(tmp_path / "ws")
+    shutil.copyfile(samples["ome_tiff"], ws.derived_dir / "stack.ome.tif")
+    shutil.copyfile(samples["yaml"], ws.derived_dir / "models" / "unet-1" / "rdf.yaml")
+    make_bag(ws, tmp_path / "bag")
+    crate = json.loads((tmp_path / "bag" / "data" / "ro-crate-metadata.json").read_text())
+    graph = {e["@id"]: e for e in crate["@graph"]}
+
+    def puid(rel: str) -> str:
+        return graph[rel]["encodingFormat"][1]["@id"].removeprefix(PRONOM_BASE)
+
+    assert puid("derived/stack.ome.tif") == "fmt/353"
+    assert graph["derived/stack.ome.tif"]["conformsTo"]["@id"].endswith("/ome-tiff/")
+    assert puid("derived/models/unet-1/rdf.yaml") == "fmt/818"
+    assert puid("derived/models/unet-1/model.json") == "fmt/817"
+    assert puid("README.md") == "fmt/1149"
+    assert puid("derived/cell.ome.zarr/zarr.json") == "fmt/817"
+    assert graph[PRONOM_BASE + "fmt/1149"]["@type"] == "WebSite"

@@ -532,7 +532,12 @@ class _Fido:
 
 
 def identify_format(
-    path: str | Path, *, fmt: str | None = None, head: bytes | None = None, name: str | None = None
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    head: bytes | None = None,
+    name: str | None = None,
+    memo: dict[tuple[str, str, str], FormatId] | None = None,
 ) -> FormatId:
     """Identify a file's format with a PRONOM identifier.
 
@@ -542,6 +547,10 @@ def identify_format(
     wrong). Otherwise fido matches PRONOM's byte signatures (PNG, JPEG, PDF,
     HDF5 versions; formats the sniffer does not know). Zarr chunks (numeric
     names) are never sent to fido: they are codec output with no registry entry.
+
+    With ``memo`` (a dict the caller keeps for one run), files of one folder,
+    sniffed format and extension share fido's answer for the first of them: fido
+    takes tens of milliseconds a file, and a folder of slices is one kind of file.
 
     Returns a :class:`FormatId`; ``puid`` is ``None`` when nothing matched.
     """
@@ -561,6 +570,16 @@ def identify_format(
         return FormatId(None, "empty file", None, "no bytes to identify")
     if _CHUNK_NAME.match(name) and fmt not in ("PNG", "JPEG", "GIF", "PDF", "HDF5"):
         return FormatId(None, fmt, None, "Zarr chunk name: codec output, no PRONOM record")
+    key = (str(path.parent), fmt, name.rpartition(".")[2].lower() if "." in name else "")
+    if memo is not None and key in memo:
+        return memo[key]
+    fid = _identify_with_fido(path, fmt, name, head)
+    if memo is not None:
+        memo[key] = fid
+    return fid
+
+
+def _identify_with_fido(path: Path, fmt: str, name: str, head: bytes) -> FormatId:
     try:
         matches = _Fido.identify(path)
     except Exception as exc:  # fido is best effort: its failure leaves the sniffer's answer

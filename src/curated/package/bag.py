@@ -201,6 +201,8 @@ class _Build:
     archives: list[str] = field(default_factory=list)
     empty_dirs: int = 0
     parts: list[dict[str, Any]] = field(default_factory=list)
+    formats: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    """fido's answer per (folder, format, extension): one fido call for a folder of slices."""
     external_id: str = ""
     manifests: dict[str, _TagHashingWriter] = field(default_factory=dict)
     fetch_fh: _TagHashingWriter | None = None
@@ -459,7 +461,12 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         # linked or copied here by now; a file completed from fetch.txt is read at its source
         staged = b.partial / "data" / rel
         ent = file_entity(
-            rel, size, sha256, description=desc, path=staged if staged.exists() else b.ws.root / rel
+            rel,
+            size,
+            sha256,
+            description=desc,
+            path=staged if staged.exists() else b.ws.root / rel,
+            memo=b.formats,
         )
         if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL

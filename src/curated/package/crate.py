@@ -87,17 +87,20 @@ def file_entity(
     *,
     description: str | None = None,
     path: str | Path | None = None,
+    memo: dict[tuple[str, str, str], Any] | None = None,
 ) -> dict[str, Any]:
     """A payload file as a ``File`` data entity (``@id`` relative to ``data/``).
 
     With ``path`` (where the file can be read), its format is identified with a
     PRONOM identifier (:func:`curated.curation.formats.identify_format`); a
     community profile PRONOM has no record of (OME-TIFF) goes into ``conformsTo``.
+    ``memo`` (one dict per bag) lets files of one folder, format and extension
+    share one fido answer.
     """
     fid = None
     if path is not None:
         try:
-            fid = identify_format(path, name=rel.rsplit("/", 1)[-1])
+            fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo)
         except OSError:
             fid = None  # unreadable here (e.g. completed later from fetch.txt): MIME type only
     fmt, formats = encoding_format(fid, rel)
