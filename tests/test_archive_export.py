@@ -370,3 +370,39 @@ def test_bia_cli_writes_the_submission(ws: Workspace, tmp_path: Path) -> None:
     assert (tmp_path / "b" / "submission.json").is_file()
     log = CuratorLog(ws.log.path, root=ws.root)
     assert log.last()["action"] == "export-bia"
+
+
+def test_empiar_takes_a_folder_of_slices_as_one_image_set(ws: Workspace, tmp_path: Path) -> None:
+    import numpy as np
+    import tifffile
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    for z in range(3):
+        tifffile.imwrite(
+            slices / f"s{z:03d}.tif", np.full((20, 24), z, np.uint16), photometric="minisblack"
+        )
+
+    def use_folder(record):  # type: ignore[no-untyped-def]
+        record["images"][0]["path"] = str(slices)
+        record["images"][0]["image_format"] = "TIFF stack"
+
+    _edit(ws, use_folder)
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    raw = json.loads((dest / "deposition.json").read_text())["imagesets"][0]
+    assert (raw["num_images_or_tilt_series"], raw["frames_per_image"]) == (3, 1)
+    assert sorted(p.name for p in (dest / "data" / "raw").iterdir()) == [
+        "s000.tif",
+        "s001.tif",
+        "s002.tif",
+    ]
+
+
+def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:
+    from archive_helpers import archive_record
+
+    ws = Workspace.create(tmp_path / "ws", record=archive_record(tmp_path / "absent.tif"))
+    with pytest.raises(MetadataError) as info:
+        export_empiar(ws, tmp_path / "e")
+    assert [m["field"] for m in info.value.details["missing"]] == ["images"]

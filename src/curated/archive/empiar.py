@@ -332,13 +332,17 @@ def _original_sets(
         if not raw or "zarr" in fmt.lower() or raw.rstrip("/").endswith(".zarr"):
             continue  # OME-Zarr images are taken from derived/
         path = Path(raw) if Path(raw).is_absolute() else ws.root / raw
-        if not path.is_file():
+        if path.is_dir():  # a folder of per-slice files: one image set of many images
+            stack = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        else:
+            stack = [path] if path.is_file() else []
+        if not stack:
             checklist.append(
                 f"Original image images[{i}] ({raw}) is not on this machine: copy it into "
                 f"data/{_safe(text(img.get('name')) or f'image{i}')}/ before uploading."
             )
             continue
-        kind = identify_format(path)
+        kind = identify_format(stack[0])
         if kind.puid not in ("fmt/353", "fmt/1917"):
             checklist.append(
                 f"Original image images[{i}] ({raw}) is {kind.name}, not TIFF: add it as an image set by hand."
@@ -352,6 +356,8 @@ def _original_sets(
             missing.need(f"images[{i}].voxel_size_unit", "not a unit of length")
         name = text(img.get("name")) or path.name
         folder = f"data/{_safe(name)}"
+        if any(s.directory == folder for s in sets):
+            folder = f"{folder}_{i}"
         z = img.get("voxel_size_z")
         details = f"{fmt or kind.profile or kind.name} stored as {kind.name} (PRONOM {kind.puid})"
         details += f"; {img.get('size_z') or 1} slices" + (
@@ -366,14 +372,14 @@ def _original_sets(
                 data_format=TIFF,
                 header_format=TIFF,
                 voxel_type=VOXEL_TYPES.get(text(img.get("dtype")), "('OT', 'OTHER')"),
-                num_images=1,
-                frames_per_image=int(img.get("size_z") or 1),
+                num_images=len(stack),
+                frames_per_image=1 if path.is_dir() else int(img.get("size_z") or 1),
                 image_width=int(img["size_x"]) if img.get("size_x") else None,
                 image_height=int(img["size_y"]) if img.get("size_y") else None,
                 pixel_width=_angstrom(img.get("voxel_size_x"), unit),
                 pixel_height=_angstrom(img.get("voxel_size_y"), unit),
                 details="; ".join(x for x in (details, processing) if x) or None,
-                sources=[(path, f"{folder}/{path.name}")],
+                sources=[(f, f"{folder}/{f.name}") for f in stack],
             )
         )
     return sets
@@ -482,7 +488,7 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
     originals = _original_sets(ws, record, missing, checklist)
     raw_pattern = f"/{originals[0].directory}/*" if originals else None
     sets = originals + _zarr_sets(ws, missing, raw_pattern)
-    if not sets and not missing:
+    if not sets:
         missing.need(
             "images",
             "no image to deposit: convert one to OME-Zarr or name the originals in images[].path",
