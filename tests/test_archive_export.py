@@ -406,3 +406,9 @@ def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:
     with pytest.raises(MetadataError) as info:
         export_empiar(ws, tmp_path / "e")
     assert [m["field"] for m in info.value.details["missing"]] == ["images"]
+
+
+def test_empiar_release_option(ws: Workspace, tmp_path: Path) -> None:
+    assert plan_empiar(ws, release="HP").deposition["release_date"] == "HP"
+    with pytest.raises(InputError, match="release must be one of RE, EP, HP, HO"):
+        plan_empiar(ws, release="soon")

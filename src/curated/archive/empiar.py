@@ -50,8 +50,14 @@ from curated.metadata.identifiers import check_orcid
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
 
-RELEASE_OPTIONS = ("RE", "EP", "HP", "HO")
-"""EMPIAR release options: RE on processing, EP with the EMDB entry, HP on publication, HO hold one year."""
+RELEASE_MEANING = {
+    "RE": "directly after processing",
+    "EP": "with the related EMDB entry",
+    "HP": "when the primary citation is published",
+    "HO": "held for one year",
+}
+RELEASE_OPTIONS = tuple(RELEASE_MEANING)
+"""EMPIAR release options (the ``release_date`` values of its deposition JSON)."""
 
 EXPERIMENT_TYPES: tuple[tuple[tuple[str, ...], int, str], ...] = (
     (("fib-sem", "fibsem", "focused ion beam", "fbbi:00050000"), 5, "FIB-SEM"),
@@ -529,10 +535,11 @@ def _standard_checklist(
     record: dict[str, Any], kind: tuple[int, str], release: str, sets: list[ImageSet]
 ) -> list[str]:
     out = [
-        "An EMPIAR deposition account and API token; upload with EMPIAR's depositor "
-        "(`pip install empiar-depositor`; it sends deposition.json and the data/ folder).",
-        "An entry thumbnail image (EMPIAR shows one per entry); a figure from the dataset README can serve.",
-        f"Release option: {release} ({dict(zip(RELEASE_OPTIONS, ('directly after processing', 'with the related EMDB entry', 'when the primary citation is published', 'held for one year'), strict=True))[release]}); pass --release to choose another.",
+        "An EMPIAR deposition account and API token; then `pip install empiar-depositor` and run "
+        "`empiar-depositor EMPIAR_TOKEN deposition.json data` here (with -a/-g for Aspera or Globus "
+        "transfer); the image set directories in deposition.json are under /data/.",
+        "An entry thumbnail image (the depositor's -e option); a figure from the dataset README can serve.",
+        f"Release option: {release} ({RELEASE_MEANING[release]}); pass --release to choose another.",
         f"Experiment type {kind[0]} ({kind[1]}) was derived from the imaging method; check it.",
         "Corresponding author and principal investigator postal address (street, town, post code) if EMPIAR's form asks for them.",
     ]
