@@ -412,3 +412,18 @@ def test_empiar_release_option(ws: Workspace, tmp_path: Path) -> None:
     assert plan_empiar(ws, release="HP").deposition["release_date"] == "HP"
     with pytest.raises(InputError, match="release must be one of RE, EP, HP, HO"):
         plan_empiar(ws, release="soon")
+
+
+def test_empiar_author_names_are_surname_and_initials() -> None:
+    from curated.archive._common import initials, orcid_id
+
+    assert [initials(g) for g in ("Yi-Wei", "John David", "J. D.", "", "  ", "Ängel")] == [
+        "YW",
+        "JD",
+        "JD",
+        "",
+        "",
+        "Ä",
+    ]
+    assert orcid_id("https://orcid.org/0000-0002-1825-0097") == "0000-0002-1825-0097"
+    assert orcid_id(None) is None

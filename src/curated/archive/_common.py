@@ -71,8 +71,8 @@ def items(record: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 def initials(given: str) -> str:
     """``YW`` for ``Yi-Wei``, ``JD`` for ``John David`` (EMPIAR's author name format)."""
-    parts = [p for chunk in given.replace("-", " ").replace(".", " ").split() for p in [chunk]]
-    return "".join(p[0].upper() for p in parts if p and p[0].isalpha())
+    parts = given.replace("-", " ").replace(".", " ").split()
+    return "".join(p[0].upper() for p in parts if p[0].isalpha())
 
 
 def orcid_id(value: Any) -> str | None:
