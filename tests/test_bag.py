@@ -20,6 +20,7 @@ from test_bag_helpers import (
     snapshot,
 )
 
+from curated.curation.formats import PRONOM_BASE
 from curated.package import BAGIT_TXT, make_bag, validate_bag
 from curated.package.profiles import list_profiles, load_profile
 from curated.provenance.log import CuratorLog
@@ -155,9 +156,16 @@ def test_ro_crate_describes_each_zarr_store_as_one_dataset(ws: Workspace, tmp_pa
     assert root["identifier"] == _info(bag)["External-Identifier"]
     store = graph["derived/cell.ome.zarr/"]
     assert store["@type"] == "Dataset" and int(store["contentSize"]) > 0
-    assert not [
+    # never one entity per chunk: only the store's metadata documents (JSON, PRONOM fmt/817)
+    inside = [
         i for i in graph if i.startswith("derived/cell.ome.zarr/") and i != "derived/cell.ome.zarr/"
     ]
+    assert inside and all(
+        i.rsplit("/", 1)[-1] in ("zarr.json", ".zattrs", ".zgroup", ".zarray") for i in inside
+    )
+    assert all(graph[i]["encodingFormat"][1] == {"@id": PRONOM_BASE + "fmt/817"} for i in inside)
+    for i in inside:
+        assert {"@id": i} in store["hasPart"] and {"@id": i} not in root["hasPart"]
     sha = _manifest(bag, "sha256")
     weights = graph["derived/models/unet-1/weights.pt"]
     assert weights["sha256"] == sha["data/derived/models/unet-1/weights.pt"]

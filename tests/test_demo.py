@@ -52,6 +52,16 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert (ws / "curation" / "request.md").is_file()
     assert (ws / "curation" / "check.json").is_file()
 
+    # the archive submissions validate under the archives' schemas and the README links them
+    from curated.archive import validate_deposition
+    from curated.archive.bia import validate_submission
+
+    deposition = json.loads((ws / "package" / "empiar" / "deposition.json").read_text())
+    assert validate_deposition(deposition) == []
+    submission = json.loads((ws / "package" / "bia" / "submission.json").read_text())
+    assert validate_submission(submission) == []
+    assert "(package/empiar/)" in readme and "(package/bia/)" in readme
+
     # the bag validates with curated, bagit-python and holds the log up to its own entry
     bag = ws / "package" / "cell01-bag"
     assert validate_bag(bag).ok
@@ -69,7 +79,7 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     report = log.verify(files=True)
     assert report.ok, report.problems
     actions = [e["action"] for e in log.entries()]
-    for action in ("init", "check", "convert", "train", "predict", "evaluate", "bag", "deposit"):
+    for action in ("init", "check", "convert", "train", "predict", "evaluate", "export-empiar", "export-bia", "bag", "deposit"):
         assert any(a.startswith(action) for a in actions), (action, actions)
 
 

@@ -50,7 +50,12 @@ DEMO_METADATA: list[tuple[str, Any]] = [
             "given_name": "Demo",
             "email": "demo.curator@example.org",
             "orcid": "0000-0002-1825-0097",
-            "affiliation": {"name": "Example University", "ror": "https://ror.org/02mhbdp94"},
+            "affiliation": {
+                "name": "Example University",
+                "ror": "https://ror.org/02mhbdp94",
+                "country": "GB",
+            },
+            "role": ["ProjectLeader", "ContactPerson"],
             "contact": True,
         },
     ),
@@ -97,6 +102,17 @@ DEMO_METADATA: list[tuple[str, Any]] = [
                 "sample_preparation_type": "HPF",
                 "contrast_inverted": False,
             },
+        },
+    ),
+    (
+        "annotations[0]",
+        {
+            "name": "truth",
+            "annotation_overview": "Dense ground truth: 1 mitochondria, 2 nucleus.",
+            "annotation_type": ["segmentation_mask"],
+            "annotation_method": "Made by curated's synthetic sample generator together with the image: exact by construction.",
+            "annotation_coverage": "The whole volume.",
+            "ai_generated": False,
         },
     ),
     (
@@ -231,6 +247,7 @@ def run_demo(
     import shutil
 
     from curated import images, segment
+    from curated.archive import export_bia, export_empiar
     from curated.curation import check
     from curated.curation.request import request
     from curated.deposit import deposit
@@ -435,6 +452,19 @@ def run_demo(
             "D",
             lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image),
             None,
+        ),
+        # archive submissions (issue 20): before the README, which links them
+        (
+            "export EMPIAR package",
+            "D",
+            lambda: export_empiar(state["ws"], wsdir / "package" / "empiar"),
+            lambda r: {"image sets": len(r.details["image_sets"])},
+        ),
+        (
+            "export BioImage Archive submission",
+            "D",
+            lambda: export_bia(state["ws"], wsdir / "package" / "bia"),
+            lambda r: {"files listed": r.details["files"]},
         ),
         ("README", "D", lambda: write_readme(state["ws"]), None),
         (

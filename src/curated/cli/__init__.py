@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "curated.cli.document",  # readme, fair
     "curated.cli.bag",  # bag, bag validate
     "curated.cli.deposit",  # deposit
+    "curated.cli.export",  # export empiar|bia
     "curated.cli.demo",  # demo
 )
 

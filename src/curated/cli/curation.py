@@ -124,6 +124,9 @@ def log_command(
     ro_crate: Path | None = typer.Option(
         None, "--ro-crate", help="Export the log as a Process Run Crate into this folder."
     ),
+    premis: Path | None = typer.Option(
+        None, "--premis", help="Export the log as PREMIS 3 events, objects and agents (XML) to this file."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON lines."),
     head: bool = typer.Option(
         False,
@@ -188,7 +191,12 @@ def log_command(
 
         out = write_ro_crate(log, ro_crate)
         console.print(f"Process Run Crate written to {out}")
-    if verify or repair or prov is not None or ro_crate is not None:
+    if premis is not None:
+        from curated.archive.premis import write_premis
+
+        out = write_premis(log, premis)
+        console.print(f"PREMIS 3 XML written to {out} (validated against the PREMIS 3.0 schema)")
+    if verify or repair or prov is not None or ro_crate is not None or premis is not None:
         return
     entries = list(log.entries())
     if as_json:

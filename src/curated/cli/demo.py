@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         """Run the whole pipeline on a synthetic FIB-SEM sample, offline, in minutes.
 
         init, check, metadata, request, convert, annotate, train, predict, evaluate,
-        model export, README, FAIR, bag, deposit to a folder, log verify.
+        model export, EMPIAR and BioImage Archive exports, README, FAIR, bag, deposit to a folder, log verify.
         """
         from curated.demo import run_demo
 

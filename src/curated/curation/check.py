@@ -32,6 +32,7 @@ from curated.curation.formats import (
     HEAD_BYTES,
     dicom_phi_tags,
     extension_matches,
+    identify_format,
     inspect_tiff,
     sniff_format,
 )
@@ -118,10 +119,12 @@ class FileRecord:
     symlink: bool = False
     error: str | None = None
     """Why the file could not be read, if it could not."""
+    pronom: str | None = None
+    """PRONOM identifier (PUID) of the format, e.g. ``fmt/353`` (see :func:`curated.curation.formats.identify_format`)."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path}
-        for k in ("size", "sha256", "format", "image", "symlink", "error"):
+        for k in ("size", "sha256", "format", "pronom", "image", "symlink", "error"):
             v = getattr(self, k)
             if v is not None and v is not False:
                 d[k] = dict(v) if k == "image" else v
@@ -143,6 +146,7 @@ class InventoryStats:
     files: int = 0
     bytes: int = 0
     formats: Counter[str] = field(default_factory=Counter)
+    pronom: Counter[str] = field(default_factory=Counter)
     images: int = 0
     broken_images: int = 0
     first_broken_image: str | None = None
@@ -155,6 +159,7 @@ class InventoryStats:
         self.files += 1
         self.bytes += f.size or 0
         self.formats[f.format] += 1
+        self.pronom[f.pronom or "unidentified"] += 1
         path = f.path
         dot = path.rfind(".")
         if dot != -1 and path[dot:].lower() in _CODE_SET and "/" not in path[dot:]:
@@ -206,7 +211,16 @@ class FileInventory(Sequence[FileRecord]):
             self._mem.append(rec)
         else:
             self._buf.append(
-                (rec.path, rec.size, rec.sha256, rec.format, rec.image, rec.symlink, rec.error)
+                (
+                    rec.path,
+                    rec.size,
+                    rec.sha256,
+                    rec.format,
+                    rec.image,
+                    rec.symlink,
+                    rec.error,
+                    rec.pronom,
+                )
             )
             if len(self._buf) >= _SPILL_CHUNK:
                 self._flush()
@@ -327,7 +341,8 @@ class CheckReport:
         return {**self.to_dict_without_files(), "files": [f.to_dict() for f in self.files]}
 
     def to_dict_without_files(self) -> dict[str, Any]:
-        formats = InventoryStats.of(self.files).formats
+        stats = InventoryStats.of(self.files)
+        formats = stats.formats
         return {
             "format": "curated-check/1",
             "sources": self.sources,
@@ -336,6 +351,7 @@ class CheckReport:
                 "files": len(self.files),
                 "bytes": self.total_bytes,
                 "formats": dict(sorted(formats.items())),
+                "pronom": dict(sorted(stats.pronom.items())),
                 "flags": dict(sorted(Counter(f.severity for f in self.flags).items())),
             },
             "checklist": [a.to_dict() for a in self.checklist],
@@ -669,7 +685,8 @@ def _examine_run(
     """
     folder, names, tree_prefix, _symlink = run
     notes = _RunNotes()
-    rows: list[tuple[int | None, str | None, str]] = []
+    rows: list[tuple[int | None, str | None, str, str | None]] = []
+    same_kind: dict[Any, Any] = {}
     extras: dict[int, _Extra] = {}
     records: list[bytes] = []
     nbytes = 0
@@ -688,7 +705,7 @@ def _examine_run(
                     digest, size, head = hash_fd_at(dir_fd, name, on_bytes, HEAD_BYTES)
             except OSError as exc:
                 path = os.path.join(folder, name)
-                rows.append((_size_or_none(path), None, "unreadable"))
+                rows.append((_size_or_none(path), None, "unreadable", None))
                 extras[i] = (None, [], [], exc.strerror or str(exc))
                 notes.name(i, name if name.isascii() else display_path(name), "unreadable")
                 continue
@@ -697,7 +714,7 @@ def _examine_run(
             if fmt in _INSPECTED:
                 fmt, extra = _inspect(os.path.join(folder, name), fmt, size)
                 extras[i] = extra
-            rows.append((size, digest, fmt))
+            rows.append((size, digest, fmt, _pronom(folder, name, fmt, head, same_kind)))
             notes.name(i, shown_name, fmt)
             if fmt not in _NO_EXTENSION_RULE and not extension_matches(fmt, shown_name):
                 notes.extension_mismatch.append(i)
@@ -781,6 +798,25 @@ def _runs_keeping_names(walker: _Walker, src: Path, shown: deque[list[str]]) -> 
 
 
 _INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM"))
+
+
+def _pronom(folder: str, name: str, fmt: str, head: bytes, memo: dict[Any, Any]) -> str | None:
+    """The file's PUID (:func:`curated.curation.formats.identify_format`).
+
+    Formats the sniffer names outright never reach fido; for the others fido (tens of
+    milliseconds a file) identifies the first file of each format and extension in
+    the folder, and the rest share its answer through ``memo``.
+    """
+    if fmt == "unreadable":
+        return None
+    try:
+        return identify_format(
+            os.path.join(folder, name), fmt=fmt, head=head, name=name, memo=memo
+        ).puid
+    except OSError:
+        return None
+
+
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -1094,14 +1130,18 @@ def check(
                 symlink = run[3]
                 if not ran_here:
                     progress.advance(sum(r[0] or 0 for r in rows))
-                for i, (size, digest, fmt) in enumerate(rows):
+                for i, (size, digest, fmt, puid) in enumerate(rows):
                     extra = extras.get(i) if extras else None
                     if extra is None:
-                        files.append(FileRecord(shown_names[i], size, digest, fmt, None, symlink))
+                        files.append(
+                            FileRecord(shown_names[i], size, digest, fmt, None, symlink, None, puid)
+                        )
                     else:
                         image, kinds, tags, error = extra
                         shown = shown_names[i]
-                        files.append(FileRecord(shown, size, digest, fmt, image, symlink, error))
+                        files.append(
+                            FileRecord(shown, size, digest, fmt, image, symlink, error, puid)
+                        )
                         for k in kinds:
                             personal[k].append(shown)
                         for t in tags:

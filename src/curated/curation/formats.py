@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,237 @@ def dicom_phi_tags(path: str | Path) -> list[str]:
                 found.append(name)
                 break
     return found
+
+
+# ------------------------------------------------------------------ PRONOM
+PRONOM_BASE = "https://www.nationalarchives.gov.uk/PRONOM/"
+"""PRONOM identifiers (PUIDs) resolve under this base, e.g. ``…/PRONOM/fmt/353``."""
+
+
+@dataclass(frozen=True)
+class FormatId:
+    """A file's format as preservation systems name it: a PRONOM identifier (PUID) and its name.
+
+    ``profile`` names a community format that PRONOM has no record of but that
+    this file follows (``OME-TIFF`` inside a TIFF, a ``Zarr`` metadata document
+    inside JSON). ``basis`` says how the identification was made, for the
+    PREMIS ``formatRegistry`` note and the reader.
+    """
+
+    puid: str | None
+    name: str
+    mime: str | None = None
+    basis: str = ""
+    profile: str | None = None
+
+    @property
+    def uri(self) -> str | None:
+        """The PUID as a PRONOM URI (what RO-Crate's ``encodingFormat`` takes)."""
+        return PRONOM_BASE + self.puid if self.puid else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"puid": self.puid, "name": self.name}
+        for k in ("mime", "basis", "profile"):
+            v = getattr(self, k)
+            if v:
+                d[k] = v
+        return d
+
+
+PRONOM: dict[str, tuple[str, str, str | None]] = {
+    "TIFF": ("fmt/353", "Tagged Image File Format", "image/tiff"),
+    "BigTIFF": ("fmt/1917", "BigTIFF", "image/tiff"),
+    "JSON": ("fmt/817", "JSON Data Interchange Format", "application/json"),
+    "JSON-LD": ("fmt/880", "JSON-LD", "application/ld+json"),
+    "YAML": ("fmt/818", "YAML", "application/yaml"),
+    "Markdown": ("fmt/1149", "Markdown", "text/markdown"),
+    "reStructuredText": ("fmt/1565", "reStructuredText", "text/x-rst"),
+    "text": ("x-fmt/111", "Plain Text File", "text/plain"),
+    "CSV": ("x-fmt/18", "Comma Separated Values", "text/csv"),
+    "TSV": ("x-fmt/13", "Tab-separated values", "text/tab-separated-values"),
+    "XML": ("fmt/101", "Extensible Markup Language", "application/xml"),
+    "Python source": ("fmt/938", "Python Script File", "text/x-python"),
+    "Jupyter notebook": ("fmt/1119", "Jupyter Python Notebook", "application/x-ipynb+json"),
+    "MATLAB source": ("fmt/1678", "MATLAB Script File", "text/x-matlab"),
+    "ZIP": ("x-fmt/263", "ZIP Format", "application/zip"),
+    "gzip": ("x-fmt/266", "GZIP Format", "application/gzip"),
+    "7z": ("fmt/484", "7Zip format", "application/x-7z-compressed"),
+    "JPEG 2000": ("x-fmt/392", "JP2 (JPEG 2000 part 1)", "image/jp2"),
+}
+"""Formats the content sniffer names unambiguously, with their PRONOM record (PUID, name, MIME).
+
+Checked against PRONOM's own records (``nationalarchives/pronom`` signatures,
+2026 snapshot) and, where fido's bundled signatures know the format, against
+fido (``tests/test_pronom.py``). Formats PRONOM splits into versions (PNG 1.0 /
+1.1 / 1.2, JPEG/JFIF, GIF 87a/89a, PDF, HDF5) are left to fido, which reads the
+signatures that tell the versions apart.
+"""
+
+_FIDO_DECIDES = frozenset(
+    (
+        "PNG",
+        "JPEG",
+        "GIF",
+        "PDF",
+        "HDF5",
+        "unknown binary",
+        "text",
+        "script",
+        "DICOM",
+        "NumPy array",
+    )
+)
+"""Sniffed formats whose PRONOM identity needs fido's signatures (versions, or no sniffer answer)."""
+
+_CHUNK_NAME = re.compile(r"^[0-9]+(?:[./][0-9]+)*$")
+"""Names of Zarr chunks (``0``, ``0.1.2``): raw codec output that no registry identifies."""
+
+_ZARR_METADATA = (".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json")
+
+
+def pronom_for(fmt: str, name: str = "", head: bytes = b"") -> FormatId | None:
+    """PRONOM identity of a sniffed format (see :func:`sniff_format`) without reading more.
+
+    OME-TIFF has no PRONOM record of its own: it is reported as the TIFF or
+    BigTIFF it is stored in (``head`` tells which), with ``profile="OME-TIFF"``.
+    Zarr metadata documents are JSON with ``profile="Zarr"``. Returns ``None``
+    when the format needs fido's signatures (:data:`_FIDO_DECIDES`) or has no
+    PRONOM record.
+    """
+    lower = name.lower()
+    profile = None
+    if fmt == "OME-TIFF":
+        fmt = "BigTIFF" if head[2:4] in (b"+\x00", b"\x00+") else "TIFF"
+        profile = "OME-TIFF"
+    elif fmt == "JSON" and lower.endswith(".jsonld"):
+        fmt = "JSON-LD"
+    elif fmt == "JSON" and lower.rsplit("/", 1)[-1] in _ZARR_METADATA:
+        profile = "Zarr"
+    entry = PRONOM.get(fmt)
+    if entry is None or (fmt == "text" and not lower.endswith(".txt")):
+        return None
+    puid, pname, mime = entry
+    return FormatId(
+        puid, pname, mime, "content signature (curated sniffer), PRONOM record", profile
+    )
+
+
+def _is_ome_tiff(path: Path) -> bool:
+    """Whether a TIFF's first page carries OME-XML (reads the first IFD only)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.is_ome)
+    except Exception:  # a damaged TIFF is still a TIFF; check() reports the damage
+        return False
+
+
+class _Fido:
+    """One fido identifier per process, loaded on first use (about a second)."""
+
+    _instance: Any = None
+    version = ""
+
+    @classmethod
+    def identify(cls, path: str | Path) -> list[tuple[str, str, str | None, str]]:
+        """``(puid, name, mime, match type)`` for each of fido's best matches."""
+        if cls._instance is None:
+            from fido import __version__ as fido_version
+            from fido.fido import Fido
+            from fido.versions import get_local_versions
+
+            local = get_local_versions()
+            # fido 1.6.1 defaults to formats-v104.xml but ships formats-v109.xml: name the
+            # files its own versions.xml lists, or it cannot start.
+            cls._instance = Fido(
+                quiet=True,
+                nocontainer=True,
+                handle_matches=cls._collect,
+                format_files=[local.pronom_signature, local.fido_extension_signature],
+            )
+            cls.version = f"fido {fido_version}, PRONOM signatures v{local.pronom_version}"
+        cls._matches = []
+        cls._instance.identify_file(str(path))
+        return cls._matches
+
+    _matches: list[tuple[str, str, str | None, str]] = []
+
+    @classmethod
+    def _collect(cls, _name: str, matches: Any, _secs: float, matchtype: str) -> None:
+        cls._matches = [
+            (f.findtext("puid") or "", f.findtext("name") or "", f.findtext("mime"), matchtype)
+            for f, _sig in matches
+        ]
+
+
+def identify_format(
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    head: bytes | None = None,
+    name: str | None = None,
+    memo: dict[tuple[str, str, str], FormatId] | None = None,
+) -> FormatId:
+    """Identify a file's format with a PRONOM identifier.
+
+    The content sniffer (:func:`sniff_format`) runs first; when it names a format
+    that has exactly one PRONOM record, that record is the answer (microseconds,
+    and right for the BigTIFF, JSON and Markdown files fido's 2022 signatures get
+    wrong). Otherwise fido matches PRONOM's byte signatures (PNG, JPEG, PDF,
+    HDF5 versions; formats the sniffer does not know). Zarr chunks (numeric
+    names) are never sent to fido: they are codec output with no registry entry.
+
+    With ``memo`` (a dict the caller keeps for one run), files of one folder,
+    sniffed format and extension share fido's answer for the first of them: fido
+    takes tens of milliseconds a file, and a folder of slices is one kind of file.
+
+    Returns a :class:`FormatId`; ``puid`` is ``None`` when nothing matched.
+    """
+    path = Path(path)
+    name = name or path.name
+    if head is None:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    if fmt is None:
+        fmt = sniff_format(head, name)
+        if fmt in ("TIFF", "BigTIFF") and _is_ome_tiff(path):
+            fmt = "OME-TIFF"
+    known = pronom_for(fmt, name, head)
+    if known is not None:
+        return known
+    if fmt == "empty":
+        return FormatId(None, "empty file", None, "no bytes to identify")
+    if _CHUNK_NAME.match(name) and fmt not in ("PNG", "JPEG", "GIF", "PDF", "HDF5"):
+        return FormatId(None, fmt, None, "Zarr chunk name: codec output, no PRONOM record")
+    key = (str(path.parent), fmt, name.rpartition(".")[2].lower() if "." in name else "")
+    if memo is not None and key in memo:
+        return memo[key]
+    fid = _identify_with_fido(path, fmt, name, head)
+    if memo is not None:
+        memo[key] = fid
+    return fid
+
+
+def _identify_with_fido(path: Path, fmt: str, name: str, head: bytes) -> FormatId:
+    try:
+        matches = _Fido.identify(path)
+    except Exception as exc:  # fido is best effort: its failure leaves the sniffer's answer
+        return FormatId(None, fmt, None, f"fido failed ({type(exc).__name__}); curated sniffer")
+    signature = [m for m in matches if m[3] == "signature"]
+    if len(signature) >= 1:
+        puid, pname, mime, _ = signature[0]
+        if puid == "fmt/898" and fmt == "BigTIFF" and not name.lower().endswith(".zif"):
+            # fido's v109 signatures predate BigTIFF (fmt/1917, PRONOM v115): its Zoomify
+            # signature is the only one that matches a plain BigTIFF header.
+            return pronom_for("BigTIFF", name, head) or FormatId(None, fmt)
+        basis = _Fido.version + " (byte signature)"
+        if len(signature) > 1:
+            basis += "; also matched " + ", ".join(m[0] for m in signature[1:])
+        return FormatId(puid, pname, mime, basis)
+    if fmt == "text" or fmt == "script":
+        return FormatId("x-fmt/111", "Plain Text File", "text/plain", "curated sniffer: UTF-8 text")
+    if len(matches) == 1:
+        puid, pname, mime, _ = matches[0]
+        return FormatId(puid, pname, mime, _Fido.version + " (file extension only)")
+    return FormatId(None, fmt, None, "no PRONOM signature matched (" + _Fido.version + ")")

@@ -285,6 +285,28 @@ def _figure_link(fig: Figure, root: Path) -> str:
     return fig.path.relative_to(root).as_posix()
 
 
+ARCHIVE_EXPORTS = {
+    "export-empiar": ("EMPIAR", "export empiar", "deposition.json, the image sets under data/"),
+    "export-bia": ("BioImage Archive", "export bia", "submission.json, file_list.tsv/json, files/"),
+}
+
+
+def _archive_exports(survey: WorkspaceSurvey) -> list[dict[str, str]]:
+    """The latest archive submission of each kind the log records, where its folder still exists."""
+    latest: dict[str, str] = {}
+    for e in survey.entries:
+        if e.get("action") in ARCHIVE_EXPORTS and e.get("status") == "ok":
+            for out in e.get("outputs") or []:
+                if isinstance(out, dict) and out.get("path"):
+                    latest[str(e["action"])] = str(out["path"])
+    out = []
+    for action, path in latest.items():
+        if (survey.root / path).is_dir():
+            archive, command, what = ARCHIVE_EXPORTS[action]
+            out.append({"archive": archive, "command": command, "what": what, "path": path})
+    return out
+
+
 def render_readme(
     survey: WorkspaceSurvey, figures: list[Figure] | None = None, *, now: datetime | None = None
 ) -> str:
@@ -321,6 +343,7 @@ def render_readme(
         "transforms": _transform_steps(survey.entries),
         "history": _history(survey.entries),
         "labels": _labels(survey, rv),
+        "archive_exports": _archive_exports(survey),
         "figures": figs_by_image,
         "fair": fair_summary,
         "version": __version__,

@@ -224,6 +224,8 @@ class _Build:
     archives: list[str] = field(default_factory=list)
     empty_dirs: int = 0
     parts: list[dict[str, Any]] = field(default_factory=list)
+    formats: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    """fido's answer per (folder, format, extension): one fido call for a folder of slices."""
     external_id: str = ""
     manifests: dict[str, _TagHashingWriter] = field(default_factory=dict)
     fetch_fh: _TagHashingWriter | None = None
@@ -542,7 +544,16 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
                 f"OME-Zarr store {inner} as one uncompressed zip ({nfiles} files, {nbytes} bytes); "
                 f"per-chunk sha256 in metadata/zarr-inventory/{inner}.tsv"
             )
-        ent = file_entity(rel, size, sha256, description=desc)
+        # linked or copied here by now; a file completed from fetch.txt is read at its source
+        staged = b.partial / "data" / rel
+        ent = file_entity(
+            rel,
+            size,
+            sha256,
+            description=desc,
+            path=staged if staged.exists() else b.ws.root / rel,
+            memo=b.formats,
+        )
         if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL
             ent["url"] = f"{b.fetch_base.rstrip('/')}/{quote(rel, safe='/')}"
@@ -590,7 +601,8 @@ def _build_payload(b: _Build) -> None:
         # The crate describes what was just measured, so it is written after the payload.
         for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
             if store + ".zip" not in b.archives:
-                b.parts.append(store_entity(store, nfiles, nbytes_store))
+                ents = store_entity(store, nfiles, nbytes_store, path=b.ws.root / store)
+                b.parts.extend(ents if isinstance(ents, list) else [ents])
         from curated.provenance.export import ro_crate_action_entities
 
         actions = ro_crate_action_entities(b.ws.log) if b.ws.log.exists() else []

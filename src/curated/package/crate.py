@@ -11,14 +11,21 @@ per file of a Zarr store.
 
 from __future__ import annotations
 
+import json
 import mimetypes
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from curated.curation.formats import PRONOM, FormatId, identify_format
 
 RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.2/context"
 RO_CRATE_SPEC = "https://w3id.org/ro/crate/1.2"
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
 OME_ZARR = "https://ngff.openmicroscopy.org/"
+OME_TIFF = "https://docs.openmicroscopy.org/ome-model/latest/ome-tiff/"
+ZARR_SPEC = "https://zarr-specs.readthedocs.io/"
 BAGIT_RFC = "https://www.rfc-editor.org/rfc/rfc8493"
 
 
@@ -56,33 +63,144 @@ def _person(p: dict[str, Any], index: int) -> tuple[dict[str, Any], list[dict[st
     return ent, extra
 
 
+PRONOM_KEY = "_pronom"
+"""Private key on a data entity: the PRONOM formats it refers to, ``{uri: name}``;
+:func:`build_crate` turns them into contextual entities and drops the key."""
+
+
+def encoding_format(fid: FormatId | None, rel: str) -> tuple[Any, dict[str, str]]:
+    """``encodingFormat`` for a file: its MIME type and, where identified, its PRONOM URI.
+
+    RO-Crate recommends both: a MIME type string and a reference to a PRONOM
+    contextual entity. Returns the value and ``{uri: name}`` of the formats used.
+    """
+    mime = (fid.mime if fid else None) or mimetypes.guess_type(rel)[0] or "application/octet-stream"
+    if fid is None or fid.uri is None:
+        return mime, {}
+    return [mime, _ref(fid.uri)], {fid.uri: fid.name}
+
+
 def file_entity(
-    rel: str, size: int, sha256: str, *, description: str | None = None
+    rel: str,
+    size: int,
+    sha256: str,
+    *,
+    description: str | None = None,
+    path: str | Path | None = None,
+    memo: dict[tuple[str, str, str], Any] | None = None,
 ) -> dict[str, Any]:
-    """A payload file as a ``File`` data entity (``@id`` relative to ``data/``)."""
+    """A payload file as a ``File`` data entity (``@id`` relative to ``data/``).
+
+    With ``path`` (where the file can be read), its format is identified with a
+    PRONOM identifier (:func:`curated.curation.formats.identify_format`); a
+    community profile PRONOM has no record of (OME-TIFF) goes into ``conformsTo``.
+    ``memo`` (one dict per bag) lets files of one folder, format and extension
+    share one fido answer.
+    """
+    fid = None
+    if path is not None:
+        try:
+            fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo)
+        except OSError:
+            fid = None  # unreadable here (e.g. completed later from fetch.txt): MIME type only
+    fmt, formats = encoding_format(fid, rel)
     ent: dict[str, Any] = {
         "@id": quote(rel, safe="/"),
         "@type": "File",
         "name": rel.rsplit("/", 1)[-1],
         "contentSize": str(size),
         "sha256": sha256,
-        "encodingFormat": mimetypes.guess_type(rel)[0] or "application/octet-stream",
+        "encodingFormat": fmt,
     }
+    if fid is not None and fid.profile == "OME-TIFF":
+        ent["conformsTo"] = _ref(OME_TIFF)
     if description:
         ent["description"] = description
+    if formats:
+        ent[PRONOM_KEY] = formats
     return ent
 
 
-def store_entity(rel: str, files: int, size: int) -> dict[str, Any]:
-    """A Zarr store (a folder of chunks) as one ``Dataset`` entity."""
-    return {
-        "@id": quote(rel, safe="/") + "/",
+_ZARR_METADATA = ("zarr.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
+
+
+def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
+    """``(relative path, size)`` of a Zarr store's metadata documents, chunk folders skipped."""
+    found: list[tuple[str, int]] = []
+    for dirpath, dirnames, filenames in os.walk(store):
+        # below an array there are only chunks (v3 under c/, v2 nested by number): do not descend
+        dirnames[:] = [] if _is_array(dirpath, filenames) else sorted(dirnames)
+        for name in sorted(filenames):
+            if name in _ZARR_METADATA:
+                full = os.path.join(dirpath, name)
+                found.append(
+                    (os.path.relpath(full, store).replace(os.sep, "/"), os.path.getsize(full))
+                )
+    return found
+
+
+def _is_array(folder: str, filenames: list[str]) -> bool:
+    if ".zarray" in filenames:
+        return True
+    if "zarr.json" not in filenames:
+        return False
+    try:
+        with open(os.path.join(folder, "zarr.json"), encoding="utf-8") as fh:
+            return json.load(fh).get("node_type") == "array"
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable metadata: keep walking, the bag's validation reports it
+
+
+def store_entity(
+    rel: str, files: int, size: int, *, path: str | Path | None = None
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """A Zarr store (a folder of chunks) as one ``Dataset`` entity.
+
+    PRONOM has no record for Zarr. With ``path`` (the store on disk), its metadata
+    documents (``zarr.json``...) are listed as ``hasPart`` files with their PRONOM
+    identifier (JSON, ``fmt/817``); the chunks are codec output no registry
+    identifies, and their checksums stay in the bag's manifests. Returns the
+    store entity, followed by its metadata file entities when ``path`` is given.
+    """
+    store_id = quote(rel, safe="/") + "/"
+    ent: dict[str, Any] = {
+        "@id": store_id,
         "@type": "Dataset",
         "name": rel.rsplit("/", 1)[-1],
-        "description": f"OME-Zarr store: {files} files, {size} bytes; per-file checksums are in the bag's manifests",
+        "description": (
+            f"OME-Zarr store: {files} files, {size} bytes; per-file checksums are in the bag's manifests. "
+            "PRONOM has no record for Zarr: its metadata documents are JSON (PRONOM fmt/817), "
+            "its chunks codec output"
+        ),
         "contentSize": str(size),
-        "conformsTo": _ref(OME_ZARR),
+        "conformsTo": [_ref(OME_ZARR), _ref(ZARR_SPEC)],
     }
+    if path is None:
+        return ent
+    puid, pname, mime = PRONOM["JSON"]
+    fid = FormatId(puid, pname, mime, profile="Zarr")
+    fmt, formats = encoding_format(fid, "zarr.json")
+    parts = []
+    for inner, nbytes in _zarr_metadata_documents(Path(path)):
+        parts.append(
+            {
+                "@id": store_id + quote(inner, safe="/"),
+                "@type": "File",
+                "name": inner,
+                "contentSize": str(nbytes),
+                "encodingFormat": fmt,
+                "description": "Zarr metadata document",
+                PRONOM_KEY: formats,
+            }
+        )
+    if parts:
+        ent["hasPart"] = [_ref(p["@id"]) for p in parts]
+    return [ent, *parts]
+
+
+def _inside_store(pid: str, stores: list[str]) -> bool:
+    """Whether a part is a member listed by a store entity's own ``hasPart``."""
+    return any(pid != s and pid.startswith(s) for s in stores)
 
 
 def build_crate(
@@ -115,6 +233,16 @@ def build_crate(
         study.get("description") or (record.get("dataset") or {}).get("description") or title
     )
     graph: dict[str, dict[str, Any]] = {}
+    clean_parts = []
+    for p in parts:
+        formats = p.get(PRONOM_KEY) or {}
+        for uri, fname in formats.items():
+            # RO-Crate: a PRONOM format is a contextual entity the encodingFormat refers to
+            graph.setdefault(uri, {"@id": uri, "@type": "WebSite", "name": fname})
+        clean_parts.append({k: v for k, v in p.items() if k != PRONOM_KEY} if formats else p)
+    parts = clean_parts
+    stores = [p["@id"] for p in parts if p["@id"].endswith("/")]
+    top = [p for p in parts if not _inside_store(p["@id"], stores)]
     root: dict[str, Any] = {
         "@id": "./",
         "@type": "Dataset",
@@ -123,7 +251,7 @@ def build_crate(
         "datePublished": date,
         "identifier": identifier,
         "conformsTo": [_ref(PROCESS_RUN_CRATE)],
-        "hasPart": [_ref(p["@id"]) for p in parts],
+        "hasPart": [_ref(p["@id"]) for p in top],
     }
     licence = study.get("license")
     if licence:

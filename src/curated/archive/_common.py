@@ -1,0 +1,182 @@
+"""What the EMPIAR and BioImage Archive exports share.
+
+Reading the workspace's images (the OME-Zarr stores under ``derived/`` and the
+original files named in ``curated.yaml``), collecting every missing field before
+refusing, building the package in a hidden sibling folder that is renamed into
+place only when complete, and placing image files there without ever opening a
+source for writing (hard links where the file system allows, else copies).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curated.document.ngff import ImageInfo, read_image_info
+from curated.errors import InputError, MetadataError
+
+LINK = "link"
+COPY = "copy"
+FILE_MODES = (LINK, COPY)
+
+
+@dataclass
+class Missing:
+    """Fields an archive needs that the record lacks, collected so that all are named at once."""
+
+    archive: str
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def need(self, path: str, why: str) -> None:
+        """Note that field ``path`` (as ``curated metadata set`` takes it) is missing or unusable."""
+        if (path, why) not in self.items:
+            self.items.append((path, why))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, metadata_path: Path) -> None:
+        """Refuse with one line that names every field, field path first."""
+        if not self.items:
+            return
+        n = len(self.items)
+        listed = "; ".join(f"{p}: {why}" for p, why in self.items)
+        msg = (
+            f"cannot export for {self.archive}: {n} required field{'s' if n != 1 else ''} "
+            f"missing or unusable: {listed} (set them with `curated metadata set`)"
+        )
+        raise MetadataError(
+            msg,
+            path=metadata_path,
+            details={"missing": [{"field": p, "why": w} for p, w in self.items]},
+        )
+
+
+def text(value: Any) -> str:
+    """A record value as stripped text (``""`` for nothing)."""
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def items(record: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The dict entries of a list field (non-dict entries are skipped)."""
+    value = record.get(key) or []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def initials(given: str) -> str:
+    """``YW`` for ``Yi-Wei``, ``JD`` for ``John David`` (EMPIAR's author name format)."""
+    parts = given.replace("-", " ").replace(".", " ").split()
+    return "".join(p[0].upper() for p in parts if p[0].isalpha())
+
+
+def orcid_id(value: Any) -> str | None:
+    """The bare 16-character ORCID iD of ``https://orcid.org/…`` or ``0000-…`` (``None`` if absent)."""
+    s = text(value)
+    if not s:
+        return None
+    return s.rsplit("/", 1)[-1]
+
+
+def workspace_images(root: Path) -> list[ImageInfo]:
+    """The OME-Zarr images under ``derived/`` (as the README finds them)."""
+    derived = root / "derived"
+    if not derived.is_dir():
+        return []
+    return [
+        read_image_info(p)
+        for p in sorted(derived.iterdir())
+        if p.is_dir() and p.name.endswith((".ome.zarr", ".zarr"))
+    ]
+
+
+def label_dtype(path: Path, level: str) -> str | None:
+    """The data type of a label image's level array (``None`` if it cannot be read)."""
+    import zarr
+
+    try:
+        return str(zarr.open_array(str(path / level), mode="r").dtype)
+    except Exception:  # an unreadable label is reported by the caller as a missing field
+        return None
+
+
+def check_destination(dest: Path, sources: list[Path], *, overwrite: bool) -> None:
+    """Refuse a destination that holds something, or that overlaps what is exported."""
+    dest_abs = dest.resolve()
+    for src in sources:
+        s = src.resolve()
+        if dest_abs == s or s.is_relative_to(dest_abs) or dest_abs.is_relative_to(s):
+            msg = f"the export folder overlaps {src}, which it exports; choose a folder outside it"
+            raise InputError(msg, path=dest)
+    if dest.exists() and not dest.is_dir():
+        raise InputError("exists and is not a folder", path=dest)
+    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
+        msg = "exists and is not empty; choose a new folder or pass --overwrite"
+        raise InputError(msg, path=dest)
+
+
+def partial_dir(dest: Path) -> Path:
+    """The hidden sibling a package is built in (removed first if a crash left one)."""
+    partial = dest.parent / f".{dest.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def publish(partial: Path, dest: Path) -> None:
+    """Move a complete package into place (replacing an old one only now)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(partial, dest)
+
+
+def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
+    """Every file below ``src`` with its relative path; symbolic links are refused."""
+    if src.is_symlink():
+        raise InputError("is a symbolic link; exports never follow links", path=src)
+    if src.is_file():
+        yield src, ""
+        return
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                raise InputError(
+                    "is a symbolic link; exports never follow links",
+                    path=os.path.join(dirpath, d),
+                )
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                raise InputError("is a symbolic link; exports never follow links", path=full)
+            yield full, full.relative_to(src).as_posix()
+
+
+def place(src: Path, dest: Path, *, mode: str = LINK) -> Iterator[tuple[Path, str]]:
+    """Put a file or folder's files at ``dest``: hard links (``link``) or copies.
+
+    Yields each placed file and its path relative to ``dest``. Sources are only
+    read: a hard link shares the file without opening it, and a copy streams it
+    (memory bounded by the copy buffer). Where the file system refuses links
+    (another device, no support) the file is copied.
+    """
+    if mode not in FILE_MODES:
+        msg = f"files must be one of {', '.join(FILE_MODES)}, not {mode!r}"
+        raise InputError(msg, field="files")
+    for full, rel in _files_under(src):
+        target = dest / rel if rel else dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == LINK:
+            try:
+                os.link(full, target)
+            except OSError:
+                shutil.copyfile(full, target)
+        else:
+            shutil.copyfile(full, target)
+        yield target, rel

@@ -1,0 +1,731 @@
+"""A BioImage Archive submission: REMBI components, a file list and the OME-Zarr images.
+
+The BioImage Archive (BIA) describes a study with REMBI: Study, Study Component,
+Biosample, Specimen, Image Acquisition, and (MIFA) Annotations, each image tied
+to its biosample, specimen and acquisition; a file list gives per-file
+attributes. This module maps ``curated.yaml`` and the workspace's OME-Zarr
+images onto those components and validates each one, offline, against the
+archive's own models:
+
+- REMBI 1.5: the JSON Schemas of BIA's ``bia-rembi-models`` 0.1.0 pydantic models
+  (``data/archive/bia-rembi-1.5.schema.json``, generated from the PyPI package,
+  Apache-2.0). The package itself pins pydantic < 2 and so cannot be installed
+  beside curated; its schemas can.
+- MIFA annotations: the JSON Schema published in ``BioImage-Archive/bia-mifa-models``
+  (``project/jsonschema/bia_mifa_models.schema.json``, CC0-1.0).
+
+The BIA's current ``bia-shared-datamodels`` is not published on PyPI; see
+``data/archive/README.md``.
+
+Layout::
+
+    DEST/
+      submission.json   REMBI components, MIFA annotations and the image associations
+      file_list.tsv     one row per file: Files, size, sha256, PRONOM id, image type, annotation, source image
+      file_list.json    the same rows in BioStudies' file-list JSON shape (path, size, attributes)
+      files/            the OME-Zarr images (hard links or copies), labels inside
+      checklist.md      what a person must still supply
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib.resources import files as resource_files
+from pathlib import Path
+from typing import Any
+
+from curated._io import atomic_write_text, write_json
+from curated.archive._common import (
+    LINK,
+    Missing,
+    check_destination,
+    items,
+    orcid_id,
+    partial_dir,
+    place,
+    publish,
+    text,
+    workspace_images,
+)
+from curated.curation.formats import HEAD_BYTES, identify_format
+from curated.document.ngff import ImageInfo, LabelInfo
+from curated.errors import MetadataError
+from curated.provenance.digest import sha256_file_head
+from curated.results import Result
+from curated.workspace import Workspace, as_workspace, recorder
+
+REMBI_VERSION = "1.5"
+LICENCES = {
+    "CC0-1.0": {"name": "CC0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},
+    "CC-BY-4.0": {"name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
+}
+"""The licences the BioImage Archive publishes under (MIFA's LicenseType: CC0, CC_BY)."""
+
+FBBI = "http://purl.obolibrary.org/obo/FBbi_"
+FILE_COLUMNS = (
+    "Files",
+    "size_bytes",
+    "sha256",
+    "pronom",
+    "image_type",
+    "annotation",
+    "source_image",
+)
+"""File list columns; BioStudies file lists start with ``Files`` (the path)."""
+
+
+@functools.cache
+def rembi_schemas() -> dict[str, Any]:
+    """JSON Schemas of BIA's REMBI 1.5 models, by model name."""
+    path = resource_files("curated") / "data" / "archive" / "bia-rembi-1.5.schema.json"
+    return json.loads(path.read_text(encoding="utf-8"))["models"]
+
+
+@functools.cache
+def mifa_schema() -> dict[str, Any]:
+    """BIA's MIFA JSON Schema (``bia-mifa-models``)."""
+    path = resource_files("curated") / "data" / "archive" / "bia-mifa-models.schema.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _validate(instance: Any, schema: dict[str, Any], where: str) -> list[str]:
+    from jsonschema import Draft7Validator
+
+    validator = Draft7Validator(schema)
+    out = []
+    for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+        loc = "/".join(str(p) for p in err.absolute_path)
+        out.append(f"{where}{'/' + loc if loc else ''}: {err.message[:200]}")
+    return out
+
+
+def validate_submission(submission: dict[str, Any]) -> list[str]:
+    """Problems of a submission under the BIA's REMBI and MIFA schemas (``[]`` when valid)."""
+    models = rembi_schemas()
+    problems = _validate(submission.get("study"), models["Study"], "study")
+    problems += _validate(
+        submission.get("study_component"), models["StudyComponent"], "study_component"
+    )
+    for group, model in (
+        ("biosamples", "Biosample"),
+        ("specimens", "Specimen"),
+        ("image_acquisitions", "ImageAcquisition"),
+    ):
+        for key, value in (submission.get(group) or {}).items():
+            problems += _validate(value, models[model], f"{group}/{key}")
+    mifa = mifa_schema()
+    annotations = {"$defs": mifa["$defs"], "$ref": "#/$defs/Annotations"}
+    for key, value in (submission.get("annotations") or {}).items():
+        problems += _validate(value, annotations, f"annotations/{key}")
+    return problems
+
+
+@dataclass
+class BiaPlan:
+    """What :func:`plan_bia` worked out: the components, the images and the checklist."""
+
+    submission: dict[str, Any]
+    images: list[ImageInfo]
+    checklist: list[str]
+
+
+def _person(p: dict[str, Any], i: int, missing: Missing) -> dict[str, Any]:
+    aff = p.get("affiliation") if isinstance(p.get("affiliation"), dict) else {}
+    for key, value in (
+        ("family_name", p.get("family_name")),
+        ("given_name", p.get("given_name")),
+        ("affiliation.name", aff.get("name")),
+    ):
+        if not text(value):
+            missing.need(
+                f"study.authors[{i}].{key}", "REMBI needs every author's name and affiliation"
+            )
+    ror = text(aff.get("ror"))
+    org: dict[str, Any] = {"name": text(aff.get("name"))}
+    if ror:
+        org["url"] = ror if ror.startswith("http") else f"https://ror.org/{ror}"
+    elif aff.get("country"):
+        org["address"] = text(aff.get("country"))
+    out: dict[str, Any] = {
+        "last_name": text(p.get("family_name")),
+        "first_name": text(p.get("given_name")),
+        "affiliation": org,
+    }
+    if p.get("email"):
+        out["email"] = text(p["email"])
+    if orcid_id(p.get("orcid")):
+        out["orcid"] = orcid_id(p.get("orcid"))
+    if p.get("role"):
+        out["role"] = ", ".join(str(r) for r in p["role"])
+    return out
+
+
+def _study(record: dict[str, Any], missing: Missing, checklist: list[str]) -> dict[str, Any]:
+    study = record.get("study") or {}
+    for key, why in (
+        ("title", "REMBI's study title"),
+        ("description", "REMBI's study description"),
+    ):
+        if not text(study.get(key)):
+            missing.need(f"study.{key}", why)
+    if text(study.get("description")) and len(text(study.get("description"))) < 25:
+        missing.need("study.description", "the BioImage Archive asks for at least 25 characters")
+    keywords = [text(k) for k in study.get("keywords") or [] if text(k)]
+    if not keywords:
+        missing.need("study.keywords", "REMBI needs at least one keyword")
+    licence = text(study.get("license"))
+    if licence not in LICENCES:
+        missing.need(
+            "study.license",
+            f"the BioImage Archive publishes under CC0-1.0 or CC-BY-4.0, not {licence or 'nothing'}",
+        )
+    people = items(study, "authors")
+    if not people:
+        missing.need("study.authors", "REMBI needs at least one author")
+    release = text(study.get("release_date"))
+    try:
+        private_until = date.fromisoformat(release[:10]).isoformat() if release else None
+    except ValueError:
+        missing.need("study.release_date", f"not a date (YYYY-MM-DD): {release!r}")
+        private_until = None
+    if private_until is None:
+        private_until = datetime.now(UTC).date().isoformat()
+        checklist.append(
+            f"private_until_date is {private_until} (public as soon as the BIA releases it) because "
+            "study.release_date is not set; set it to keep the study private until a date."
+        )
+    out: dict[str, Any] = {
+        "title": text(study.get("title")),
+        "description": text(study.get("description")),
+        "private_until_date": private_until,
+        "keywords": keywords,
+        "authors": [_person(p, i, missing) for i, p in enumerate(people)],
+        "rembi_version": REMBI_VERSION,
+    }
+    if licence in LICENCES:
+        out["license"] = dict(LICENCES[licence])
+    grants = [g for g in items(study, "funding") if text(g.get("funder"))]
+    if grants:
+        refs = [
+            {"identifier": text(g.get("award_id")), "funder": text(g.get("funder"))}
+            for g in grants
+            if text(g.get("award_id"))
+        ]
+        out["funding"] = {
+            "funding_statement": "Funded by "
+            + "; ".join(
+                text(g.get("funder"))
+                + (f" ({text(g.get('award_id'))})" if g.get("award_id") else "")
+                for g in grants
+            )
+            + ".",
+            "grant_references": refs,
+        }
+    pubs = [
+        {
+            k: v
+            for k, v in {
+                "title": text(p.get("title")),
+                "authors": text(p.get("authors")) or None,
+                "doi": text(p.get("doi")) or None,
+                "year": str(p["year"]) if p.get("year") else None,
+            }.items()
+            if v
+        }
+        for p in items(study, "publications")
+        if text(p.get("title"))
+    ]
+    if pubs:
+        out["publications"] = pubs
+    links = [
+        {
+            k: v
+            for k, v in {
+                "link_url": text(r.get("identifier")),
+                "link_type": text(r.get("relation_type")) or None,
+                "link_description": text(r.get("description")) or None,
+            }.items()
+            if v
+        }
+        for r in items(study, "related_identifiers")
+        if text(r.get("identifier"))
+    ]
+    if links:
+        out["links"] = links
+    if text(study.get("acknowledgements")):
+        out["acknowledgements"] = text(study["acknowledgements"])
+    return out
+
+
+def _biosamples(record: dict[str, Any], missing: Missing) -> dict[str, dict[str, Any]]:
+    out = {}
+    samples = items(record, "biosamples")
+    if not samples:
+        missing.need(
+            "biosamples", "REMBI needs at least one biosample (organism, biological entity)"
+        )
+    for i, b in enumerate(samples):
+        org = b.get("organism") if isinstance(b.get("organism"), dict) else {}
+        for key, value in (
+            ("organism.scientific_name", org.get("scientific_name")),
+            ("organism.ncbi_taxon_id", org.get("ncbi_taxon_id")),
+            ("biological_entity", b.get("biological_entity")),
+        ):
+            if not text(value):
+                missing.need(f"biosamples[{i}].{key}", "REMBI's biosample needs it")
+        organism = {
+            "scientific_name": text(org.get("scientific_name")),
+            "ncbi_taxon": text(org.get("ncbi_taxon_id")),
+        }
+        if org.get("common_name"):
+            organism["common_name"] = text(org["common_name"])
+        entry: dict[str, Any] = {
+            "organism": organism,
+            "biological_entity": text(b.get("biological_entity")),
+        }
+        if b.get("description"):
+            entry["description"] = text(b["description"])
+        for key in ("intrinsic_variables", "extrinsic_variables", "experimental_variables"):
+            if b.get(key):
+                entry[key] = [text(v) for v in b[key]]
+        out[f"biosample-{i + 1}"] = entry
+    return out
+
+
+def _specimens(record: dict[str, Any], missing: Missing) -> dict[str, dict[str, Any]]:
+    out = {}
+    specimens = items(record, "specimens")
+    if not specimens:
+        missing.need("specimens", "REMBI needs at least one specimen (its sample preparation)")
+    for i, s in enumerate(specimens):
+        if not text(s.get("sample_preparation")):
+            missing.need(f"specimens[{i}].sample_preparation", "REMBI's specimen needs it")
+        entry = {"sample_preparation": text(s.get("sample_preparation"))}
+        if s.get("growth_protocol"):
+            entry["growth_protocol"] = text(s["growth_protocol"])
+        out[f"specimen-{i + 1}"] = entry
+    return out
+
+
+def _fibsem_text(fib: dict[str, Any]) -> str:
+    labels = {
+        "sem_accelerating_voltage_kv": ("SEM accelerating voltage", "kV"),
+        "sem_beam_current_na": ("SEM beam current", "nA"),
+        "fib_accelerating_voltage_kv": ("FIB accelerating voltage", "kV"),
+        "fib_beam_current_na": ("FIB beam current", "nA"),
+        "dwell_time_us": ("dwell time", "µs"),
+        "milling_step_nm": ("milling step", "nm"),
+        "working_distance_mm": ("working distance", "mm"),
+    }
+    parts = [
+        f"{label} {fib[k]} {unit}" for k, (label, unit) in labels.items() if fib.get(k) is not None
+    ]
+    if fib.get("detector"):
+        parts.append("detector " + ", ".join(str(d) for d in fib["detector"]))
+    if fib.get("sample_preparation_type"):
+        parts.append(f"sample preparation {fib['sample_preparation_type']}")
+    if fib.get("contrast_inverted") is not None:
+        parts.append("contrast inverted" if fib["contrast_inverted"] else "contrast not inverted")
+    return "; ".join(parts)
+
+
+def _acquisitions(record: dict[str, Any], missing: Missing) -> dict[str, dict[str, Any]]:
+    out = {}
+    protocols = items(record, "acquisition_protocols")
+    if not protocols:
+        missing.need("acquisition_protocols", "REMBI needs at least one image acquisition protocol")
+    for i, p in enumerate(protocols):
+        fbbi = text(p.get("fbbi_id"))
+        name = text(p.get("imaging_method_name"))
+        if not name:
+            missing.need(
+                f"acquisition_protocols[{i}].imaging_method_name", "REMBI's imaging method"
+            )
+        if not fbbi:
+            missing.need(f"acquisition_protocols[{i}].fbbi_id", "the imaging method's FBbi term")
+        instrument = "; ".join(
+            x
+            for x in (
+                text(p.get("imaging_instrument")),
+                " ".join(
+                    x
+                    for x in (
+                        text(p.get("instrument_manufacturer")),
+                        text(p.get("instrument_model")),
+                    )
+                    if x
+                ),
+                text(p.get("detector_description")),
+            )
+            if x
+        )
+        if not instrument:
+            missing.need(
+                f"acquisition_protocols[{i}].imaging_instrument", "REMBI's imaging instrument"
+            )
+        fib = p.get("fibsem") if isinstance(p.get("fibsem"), dict) else {}
+        params = "; ".join(
+            x.rstrip(".")
+            for x in (text(p.get("image_acquisition_parameters")), _fibsem_text(fib))
+            if x
+        )
+        if not params:
+            missing.need(
+                f"acquisition_protocols[{i}].image_acquisition_parameters",
+                "REMBI's image acquisition parameters",
+            )
+        out[f"acquisition-{i + 1}"] = {
+            "imaging_method": {
+                "value": name,
+                "ontology_name": "Biological Imaging Methods Ontology (FBbi)",
+                "ontology_id": FBBI + fbbi.split(":", 1)[-1] if fbbi else "",
+            },
+            "imaging_instrument": instrument,
+            "image_acquisition_parameters": params,
+        }
+    return out
+
+
+def _annotation(
+    info: ImageInfo,
+    label: LabelInfo,
+    record: dict[str, Any],
+    authors: list[dict[str, Any]],
+    missing: Missing,
+    checklist: list[str],
+) -> dict[str, Any]:
+    """MIFA Annotations for one label image: from ``annotations[]``, else from what the label records."""
+    index, given = next(
+        (
+            (i, a)
+            for i, a in enumerate(items(record, "annotations"))
+            if text(a.get("name")) == label.name
+            and text(a.get("source_image")) in ("", info.name, info.path.name)
+        ),
+        (None, None),
+    )
+    types = ["segmentation_mask"]
+    if given is not None:
+        overview = text(given.get("annotation_overview"))
+        method = text(given.get("annotation_method"))
+        types = [str(t) for t in given.get("annotation_type") or []] or types
+        extra = {
+            k: text(given.get(k))
+            for k in ("annotation_criteria", "annotation_coverage", "annotation_confidence_level")
+            if text(given.get(k))
+        }
+        if not method:
+            missing.need(
+                f"annotations[{index}].annotation_method",
+                "MIFA needs how the annotations were made",
+            )
+    elif label.kind == "prediction" and label.model:
+        overview = f"AI-generated segmentation of {info.name} by model {label.model.get('id')}"
+        method = (
+            f"Predicted by the 3D U-Net {label.model.get('id')} (weights sha256 "
+            f"{str(label.model.get('sha256'))[:12]}...; model card {label.model.get('card')}); "
+            "not corrected by a person"
+        )
+        extra = {}
+        checklist.append(
+            f"Annotation {info.name}/{label.name}: overview and method were written from the label's "
+            "recorded model; add an annotations[] entry in curated.yaml to replace them."
+        )
+    elif label.kind == "annotation":
+        overview = f"Sparse manual annotations of {info.name} (unannotated voxels: {sorted(label.unannotated)})"
+        method = "Annotated crops recorded by `curated annotate`; the crops, their source and offsets are in the label's curated attributes"
+        extra = {}
+        checklist.append(
+            f"Annotation {info.name}/{label.name}: overview and method were written from the label's "
+            "recorded crops; say who annotated them and with which tool in annotations[]."
+        )
+    else:
+        missing.need(
+            "annotations[]",
+            f"add an entry named {label.name!r} saying how that {label.kind or 'label'} image was made "
+            "(annotation_overview, annotation_type, annotation_method, ai_generated)",
+        )
+        overview = method = ""
+        extra = {}
+    out: dict[str, Any] = {
+        "annotation_overview": overview
+        or f"{label.kind or 'label'} image {label.name} of {info.name}",
+        "annotation_method": method,
+        **extra,
+        "file_metadata": [
+            {
+                "annotation_id": f"{info.path.name}/labels/{label.name}",
+                "source_image_id": info.path.name,
+                "annotation_type": types,
+            }
+        ],
+    }
+    if authors:
+        out["authors"] = authors
+    return out
+
+
+def _mifa_authors(record: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for p in items(record.get("study") or {}, "authors"):
+        if not (text(p.get("given_name")) and text(p.get("family_name"))):
+            continue
+        a: dict[str, Any] = {
+            "author_first_name": text(p["given_name"]),
+            "author_last_name": text(p["family_name"]),
+        }
+        if p.get("email"):
+            a["email"] = text(p["email"])
+        if orcid_id(p.get("orcid")):
+            a["orcid_id"] = orcid_id(p.get("orcid"))
+        aff = p.get("affiliation") if isinstance(p.get("affiliation"), dict) else {}
+        if aff.get("name"):
+            a["organisation"] = [{"organisation_name": text(aff["name"])}]
+        out.append(a)
+    return out
+
+
+def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
+    """Map a workspace onto a BIA submission, refusing when required fields are missing.
+
+    Raises
+    ------
+    MetadataError
+        Naming every missing field at once (field path first), or every place where a
+        component breaks the archive's REMBI / MIFA schemas.
+    """
+    ws = as_workspace(workspace)
+    assert ws is not None
+    record = ws.read_metadata()
+    missing = Missing("the BioImage Archive")
+    checklist: list[str] = []
+    study = _study(record, missing, checklist)
+    dataset = record.get("dataset") or {}
+    for key in ("name", "description"):
+        if not text(dataset.get(key)):
+            missing.need(f"dataset.{key}", "REMBI's study component needs it")
+    component = {
+        "name": text(dataset.get("name")),
+        "description": text(dataset.get("description")),
+        "rembi_version": REMBI_VERSION,
+    }
+    biosamples = _biosamples(record, missing)
+    specimens = _specimens(record, missing)
+    acquisitions = _acquisitions(record, missing)
+    images = [i for i in workspace_images(ws.root)]
+    if not images:
+        missing.need("derived/", "no OME-Zarr image to submit: convert one with `curated convert`")
+    for info in images:
+        if info.problem:
+            missing.need(
+                ws.relative(info.path), f"the OME-Zarr image cannot be read ({info.problem})"
+            )
+    authors = _mifa_authors(record)
+    annotations = {
+        f"{info.path.name}/labels/{label.name}": _annotation(
+            info, label, record, authors, missing, checklist
+        )
+        for info in images
+        for label in info.labels
+    }
+    missing.raise_if_any(ws.metadata_path)
+    for group, keys in (
+        ("biosample", biosamples),
+        ("specimen", specimens),
+        ("acquisition", acquisitions),
+    ):
+        if len(keys) > 1:
+            checklist.append(
+                f"curated.yaml has {len(keys)} {group}s; each image is associated with the first: "
+                "correct the associations in submission.json where that is wrong."
+            )
+    submission = {
+        "format": "curated-bia-submission/1",
+        "rembi_version": REMBI_VERSION,
+        "study": study,
+        "study_component": component,
+        "biosamples": biosamples,
+        "specimens": specimens,
+        "image_acquisitions": acquisitions,
+        "annotations": annotations,
+        "associations": [
+            {
+                "image": f"files/{info.path.name}",
+                "biosample": next(iter(biosamples)),
+                "specimen": next(iter(specimens)),
+                "image_acquisition": next(iter(acquisitions)),
+                "annotations": [f"{info.path.name}/labels/{lab.name}" for lab in info.labels],
+            }
+            for info in images
+        ],
+        "file_lists": {"tsv": "file_list.tsv", "json": "file_list.json"},
+    }
+    problems = validate_submission(submission)
+    if problems:
+        msg = (
+            f"the BioImage Archive submission does not validate against the archive's REMBI/MIFA "
+            f"schemas ({len(problems)} problem{'s' if len(problems) != 1 else ''}): "
+            + "; ".join(problems)
+        )
+        raise MetadataError(msg, path=ws.metadata_path, details={"schema_errors": problems})
+    checklist[:0] = [
+        "A BioStudies / BioImage Archive account; upload the files/ folder to your BIA user space "
+        "(FTP or Aspera) and create the submission with the values of submission.json and the file list "
+        "file_list.tsv (its paths are relative to files/).",
+        "Each OME-Zarr store is many files; if the archive asks for one file per image, zip each "
+        "store uncompressed (`curated bag --zarr archive` makes such zips). Single files over 2 TB are refused.",
+    ]
+    return BiaPlan(submission, images, checklist)
+
+
+class _FileList:
+    """Writes the TSV and JSON file lists row by row (memory bounded by one row)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.tsv = open(folder / "file_list.tsv", "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.json = open(folder / "file_list.json", "w", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.writer(self.tsv, delimiter="\t", lineterminator="\n")
+        self.writer.writerow(FILE_COLUMNS)
+        self.json.write("[")
+        self.rows = 0
+        self.bytes = 0
+
+    def add(
+        self,
+        rel: str,
+        size: int,
+        sha256: str,
+        puid: str | None,
+        kind: str,
+        annotation: str,
+        source: str,
+    ) -> None:
+        self.writer.writerow([rel, size, sha256, puid or "", kind, annotation, source])
+        attrs = [
+            {"name": "sha256", "value": sha256},
+            {"name": "PRONOM", "value": puid or ""},
+            {"name": "image type", "value": kind},
+            {"name": "annotation", "value": annotation},
+            {"name": "source image", "value": source},
+        ]
+        row = {
+            "path": rel,
+            "size": size,
+            "type": "file",
+            "attributes": [a for a in attrs if a["value"]],
+        }
+        self.json.write(("," if self.rows else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+        self.rows += 1
+        self.bytes += size
+
+    def close(self) -> None:
+        self.json.write("\n]\n")
+        self.tsv.close()
+        self.json.close()
+
+
+def _row_kind(rel_in_store: str, info: ImageInfo) -> tuple[str, str, str]:
+    """(image type, linked annotation, source image) of a file inside an OME-Zarr store."""
+    parts = rel_in_store.split("/")
+    metadata = parts[-1] in ("zarr.json", ".zattrs", ".zgroup", ".zarray", ".zmetadata")
+    if len(parts) >= 2 and parts[0] == "labels":
+        if len(parts) == 2:
+            return "label group metadata", "", info.path.name
+        kind = "label image metadata" if metadata else "label image"
+        return kind, parts[1], info.path.name
+    linked = ";".join(lab.name for lab in info.labels)
+    return ("image metadata" if metadata else "image"), linked, ""
+
+
+def export_bia(
+    workspace: Workspace | str | Path,
+    dest: str | Path,
+    *,
+    files: str = LINK,
+    overwrite: bool = False,
+) -> Result:
+    """Write a BioImage Archive submission to ``dest`` (a logged ``D`` step).
+
+    Parameters
+    ----------
+    workspace
+        The dataset's workspace.
+    dest
+        A new folder (refused if it holds anything, unless ``overwrite``).
+    files
+        ``link`` (hard links, copies where refused) or ``copy`` for the OME-Zarr files.
+
+    Raises
+    ------
+    MetadataError
+        When required fields are missing (all named at once) or a component breaks the
+        archive's schemas; nothing is written then.
+    """
+    ws = as_workspace(workspace)
+    assert ws is not None
+    dest = Path(dest)
+    plan = plan_bia(ws)
+    sources = [info.path for info in plan.images]
+    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite)
+    params = {"dest": ws.relative(dest), "files": files}
+    with recorder(
+        ws,
+        "D",
+        "export-bia",
+        inputs=[ws.metadata_path, *sources],
+        params=params,
+        libraries=("jsonschema",),
+    ) as step:
+        partial = partial_dir(dest)
+        listing = _FileList(partial)
+        try:
+            for info in plan.images:
+                for placed, rel in place(info.path, partial / "files" / info.path.name, mode=files):
+                    digest, head, size = sha256_file_head(placed, HEAD_BYTES)
+                    puid = identify_format(placed, head=head).puid
+                    kind, annotation, source = _row_kind(rel, info)
+                    listing.add(
+                        f"{info.path.name}/{rel}", size, digest, puid, kind, annotation, source
+                    )
+        finally:
+            listing.close()
+        write_json(partial / "submission.json", plan.submission)
+        atomic_write_text(partial / "checklist.md", render_checklist(plan))
+        publish(partial, dest)
+        step.add_output(dest)
+        step.details = {"images": len(plan.images), "files": listing.rows, "bytes": listing.bytes}
+        step.message = (
+            f"{len(plan.images)} image(s), {len(plan.submission['annotations'])} annotation set(s), "
+            f"{listing.rows} files listed"
+        )
+    return Result(
+        "export-bia",
+        "ok",
+        str(dest),
+        step.message,
+        {
+            "submission": str(dest / "submission.json"),
+            "file_list": str(dest / "file_list.tsv"),
+            "checklist": plan.checklist,
+            "files": listing.rows,
+            "bytes": listing.bytes,
+        },
+    )
+
+
+def render_checklist(plan: BiaPlan) -> str:
+    """The checklist as Markdown."""
+    lines = ["# BioImage Archive submission: what a person must still supply", ""]
+    lines += [f"- [ ] {item}" for item in plan.checklist]
+    return "\n".join(lines) + "\n"
+
+
+def read_file_list(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a ``file_list.tsv`` as dicts (for tests and tools)."""
+    text_ = Path(path).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text_), delimiter="\t"))

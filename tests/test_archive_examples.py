@@ -1,0 +1,39 @@
+"""The golden examples in examples/archive/ validate against the archives' schemas and PREMIS 3.0."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from curated.archive import validate_deposition, validate_premis
+from curated.archive.bia import FILE_COLUMNS, validate_submission
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "archive"
+
+
+def test_golden_empiar_deposition_validates() -> None:
+    deposition = json.loads((EXAMPLES / "empiar" / "deposition.json").read_text())
+    assert validate_deposition(deposition) == []
+    dirs = [s["directory"] for s in deposition["imagesets"]]
+    assert any(d.endswith("/labels/mito-pred") for d in dirs)
+    assert "- [ ]" in (EXAMPLES / "empiar" / "checklist.md").read_text()
+
+
+def test_golden_bia_submission_and_file_lists_agree() -> None:
+    submission = json.loads((EXAMPLES / "bia" / "submission.json").read_text())
+    assert validate_submission(submission) == []
+    rows = list(
+        csv.DictReader(
+            io.StringIO((EXAMPLES / "bia" / "file_list.tsv").read_text()), delimiter="\t"
+        )
+    )
+    assert tuple(rows[0]) == FILE_COLUMNS
+    listed = json.loads((EXAMPLES / "bia" / "file_list.json").read_text())
+    assert [e["path"] for e in listed] == [r["Files"] for r in rows]
+    assert {r["annotation"] for r in rows if "/labels/" in r["Files"]} >= {"truth", "mito-pred"}
+
+
+def test_golden_premis_validates() -> None:
+    assert validate_premis(EXAMPLES / "premis.xml") == []

@@ -1,0 +1,429 @@
+"""EMPIAR and BioImage Archive exports: valid under the archives' own schemas, refusals that name
+every missing field, logged steps, and a workspace left as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from archive_helpers import build_archive_workspace
+from test_bag_helpers import assert_untouched, snapshot
+from typer.testing import CliRunner
+
+from curated.archive import export_bia, export_empiar, plan_bia, plan_empiar
+from curated.archive.bia import (
+    FILE_COLUMNS,
+    mifa_schema,
+    read_file_list,
+    rembi_schemas,
+    validate_submission,
+)
+from curated.archive.empiar import empiar_schema, validate_deposition
+from curated.cli import app
+from curated.errors import InputError, MetadataError
+from curated.provenance.log import CuratorLog
+from curated.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("archive")
+    build_archive_workspace(root)
+    return root
+
+
+@pytest.fixture
+def ws(template: Path, tmp_path: Path) -> Workspace:
+    import shutil
+
+    shutil.copytree(template, tmp_path / "t", symlinks=True)
+    ws = Workspace(tmp_path / "t" / "ws")
+    record = ws.read_metadata()
+    record["images"][0]["path"] = str(tmp_path / "t" / "raw" / "stack.ome.tif")
+    ws.write_metadata(record)
+    return ws
+
+
+def _edit(ws: Workspace, edit) -> None:  # type: ignore[no-untyped-def]
+    record = ws.read_metadata()
+    edit(record)
+    ws.write_metadata(record)
+
+
+# ---------------------------------------------------------------- EMPIAR
+def test_empiar_package_validates_against_empiars_own_schema(ws: Workspace, tmp_path: Path) -> None:
+    from jsonschema import Draft7Validator
+
+    dest = tmp_path / "empiar"
+    before = snapshot(ws.root)
+    result = export_empiar(ws, dest)
+    assert result.ok
+    deposition = json.loads((dest / "deposition.json").read_text())
+    # the schema is the one EMPIAR ships in empiar-depositor, read from the installed package
+    import empiar_depositor
+
+    shipped = Path(empiar_depositor.__file__).parent / "empiar_deposition.schema.json"
+    assert empiar_schema() == json.loads(shipped.read_text())
+    assert list(Draft7Validator(json.loads(shipped.read_text())).iter_errors(deposition)) == []
+    assert deposition["experiment_type"] == 5  # FIB-SEM
+    assert deposition["authors"][0] == {
+        "name": "('Carberry', 'J')",
+        "order_id": 0,
+        "author_orcid": "0000-0002-1825-0097",
+    }
+    assert deposition["corresponding_author"]["country"] == "DE"
+    assert deposition["principal_investigator"][0]["last_name"] == "Carberry"
+    assert deposition["citation"][0]["doi"] == "10.1234/example.fibsem.paper"
+    sets = {s["directory"]: s for s in deposition["imagesets"]}
+    raw = sets["/data/raw"]
+    assert raw["data_format"] == raw["header_format"] == "('T3', '')"  # TIFF
+    assert raw["voxel_type"] == "('T3', '')"  # unsigned 16-bit
+    assert (raw["image_width"], raw["image_height"], raw["frames_per_image"]) == (24, 20, 12)
+    assert raw["pixel_width"] == raw["pixel_height"] == 80.0  # 8 nm in ångström
+    assert "voxel size z 10.0 nanometer" in raw["details"]
+    seg = sets["/data/cell.ome.zarr/labels/truth"]
+    assert seg["category"] == "('OT', 'segmentation')"
+    assert (
+        seg["micrographs_file_pattern"] == "/data/raw/*"
+    )  # the segmentation names its micrographs
+    # the image sets are laid out under data/ as the JSON says
+    assert (dest / "data" / "raw" / "stack.ome.tif").read_bytes() == Path(
+        ws.read_metadata()["images"][0]["path"]
+    ).read_bytes()
+    assert (dest / "data" / "cell.ome.zarr" / "labels" / "truth" / "zarr.json").is_file()
+    checklist = (dest / "checklist.md").read_text()
+    assert "thumbnail" in checklist and "- [ ]" in checklist
+    # a logged step whose output digest verifies; the workspace's files are unchanged
+    assert_untouched(before, ws.root)
+    last = ws.log.last()
+    assert last["action"] == "export-empiar" and last["status"] == "ok"
+    assert last["outputs"][0]["digest"].startswith("sha256-tree:")
+    assert ws.log.verify(files=True).ok
+
+
+def test_empiar_refuses_naming_every_missing_field_at_once(ws: Workspace, tmp_path: Path) -> None:
+    def strip(record):  # type: ignore[no-untyped-def]
+        record["study"]["title"] = "short"
+        for person in record["study"]["authors"]:
+            person.pop("role", None)
+            person.pop("contact", None)
+            person["affiliation"].pop("country", None)
+        record["study"]["authors"][1]["orcid"] = "0000-0002-1825-0098"  # bad check digit
+        record["dataset"]["imaging_method_name"] = "light sheet"
+        record["acquisition_protocols"][0]["imaging_method_name"] = "light sheet"
+        record["acquisition_protocols"][0]["fbbi_id"] = "FBbi:00000369"
+
+    _edit(ws, strip)
+    dest = tmp_path / "empiar"
+    entries = len(list(ws.log.entries()))
+    with pytest.raises(MetadataError) as info:
+        export_empiar(ws, dest)
+    message = str(info.value)
+    fields = [m["field"] for m in info.value.details["missing"]]
+    assert fields == [
+        "study.title",
+        "acquisition_protocols[0].imaging_method_name",
+        "study.authors[1].orcid",
+        "study.authors[].contact",
+        "study.authors[].role",
+    ]
+    for field in fields:
+        assert f"{field}: " in message  # field path first, then why
+    assert "\n" not in message
+    assert not dest.exists()  # nothing written
+    assert len(list(ws.log.entries())) == entries  # refused before the step began
+
+
+def test_empiar_refusal_from_the_cli_is_one_line_and_exit_1(ws: Workspace, tmp_path: Path) -> None:
+    _edit(ws, lambda r: r["study"]["authors"][0]["affiliation"].pop("country"))
+    result = CliRunner().invoke(app, ["export", "empiar", str(ws.root), str(tmp_path / "e")])
+    assert result.exit_code == 1
+    assert result.output.count("error:") == 1
+    assert (
+        "study.authors[0].affiliation.country: EMPIAR needs the corresponding author's country"
+        in " ".join(result.output.split())
+    )
+
+
+def test_empiar_validator_rejects_what_empiar_would(ws: Workspace) -> None:
+    deposition = plan_empiar(ws).deposition
+    assert validate_deposition(deposition) == []
+    broken = json.loads(json.dumps(deposition))
+    broken["imagesets"][0]["voxel_type"] = "('T42', '')"
+    broken["authors"][0]["author_orcid"] = "not-an-orcid"
+    del broken["citation"]
+    problems = validate_deposition(broken)
+    assert any(p.startswith("imagesets/0/voxel_type") for p in problems)
+    assert any(p.startswith("authors/0/author_orcid") for p in problems)
+    assert any("'citation' is a required property" in p for p in problems)
+
+
+def test_export_refuses_a_full_or_overlapping_destination(ws: Workspace, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        export_empiar(ws, full)
+    assert (full / "keep.txt").read_text() == "mine"
+    with pytest.raises(InputError, match="overlaps"):
+        export_bia(ws, ws.derived_dir / "cell.ome.zarr" / "export")
+    assert not (ws.derived_dir / "cell.ome.zarr" / "export").exists()
+
+
+def test_an_interrupted_export_leaves_no_package_and_reruns(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import curated.archive.empiar as empiar
+
+    real_place = empiar.place
+    calls = {"n": 0}
+
+    def failing_place(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for item in real_place(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise OSError(28, "No space left on device")
+            yield item
+
+    monkeypatch.setattr(empiar, "place", failing_place)
+    dest = tmp_path / "empiar"
+    with pytest.raises(OSError):
+        export_empiar(ws, dest)
+    assert not dest.exists()  # only the hidden .partial folder, never a package that looks complete
+    assert ws.log.last()["status"] == "error"
+    monkeypatch.setattr(empiar, "place", real_place)
+    assert export_empiar(ws, dest).ok
+    assert not (tmp_path / ".empiar.partial").exists()
+    assert ws.log.verify(files=True).ok
+
+
+def test_export_refuses_a_symbolic_link_inside_an_image(ws: Workspace, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the workspace")
+    os.symlink(secret, ws.derived_dir / "cell.ome.zarr" / "leak.txt")
+    with pytest.raises(InputError, match="symbolic link"):
+        export_bia(ws, tmp_path / "bia")
+    assert not (tmp_path / "bia").exists()
+
+
+def test_copy_mode_gives_independent_files(ws: Workspace, tmp_path: Path) -> None:
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest, files="copy")
+    src = ws.derived_dir / "cell.ome.zarr" / "zarr.json"
+    assert (dest / "data" / "cell.ome.zarr" / "zarr.json").stat().st_ino != src.stat().st_ino
+    with pytest.raises(InputError, match="files must be one of"):
+        export_empiar(ws, tmp_path / "other", files="move")
+
+
+# ---------------------------------------------------------------- BioImage Archive
+def test_bia_submission_validates_against_the_archives_models(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    from jsonschema import Draft7Validator
+
+    dest = tmp_path / "bia"
+    before = snapshot(ws.root)
+    result = export_bia(ws, dest)
+    assert result.ok
+    sub = json.loads((dest / "submission.json").read_text())
+    assert validate_submission(sub) == []
+    models = rembi_schemas()
+    assert list(Draft7Validator(models["Study"]).iter_errors(sub["study"])) == []
+    assert sub["study"]["rembi_version"] == "1.5"
+    assert sub["study"]["license"]["name"] == "CC BY 4.0"
+    assert sub["study"]["authors"][0]["affiliation"]["url"] == "https://ror.org/0xmp1e079"
+    assert sub["biosamples"]["biosample-1"]["organism"]["ncbi_taxon"] == "NCBITaxon:10090"
+    acq = sub["image_acquisitions"]["acquisition-1"]
+    assert acq["imaging_method"]["ontology_id"] == "http://purl.obolibrary.org/obo/FBbi_00050000"
+    assert "milling step 8 nm" in acq["image_acquisition_parameters"]
+    truth = sub["annotations"]["cell.ome.zarr/labels/truth"]
+    assert truth["annotation_method"].startswith("Drawn slice by slice")
+    assert truth["file_metadata"][0]["annotation_type"] == ["segmentation_mask"]
+    assert sub["associations"][0]["image"] == "files/cell.ome.zarr"
+    # the file list: one row per file under files/, with its real size and checksum
+    rows = read_file_list(dest / "file_list.tsv")
+    assert tuple(rows[0]) == FILE_COLUMNS
+    on_disk = sorted(
+        p.relative_to(dest / "files").as_posix() for p in (dest / "files").rglob("*") if p.is_file()
+    )
+    assert sorted(r["Files"] for r in rows) == on_disk
+    for r in rows[:: max(1, len(rows) // 10)]:
+        data = (dest / "files" / r["Files"]).read_bytes()
+        assert int(r["size_bytes"]) == len(data)
+        assert r["sha256"] == hashlib.sha256(data).hexdigest()
+    by_path = {r["Files"]: r for r in rows}
+    assert by_path["cell.ome.zarr/zarr.json"]["pronom"] == "fmt/817"
+    assert by_path["cell.ome.zarr/zarr.json"]["annotation"] == "annotations;truth"
+    label_rows = [r for r in rows if r["Files"].startswith("cell.ome.zarr/labels/truth/")]
+    assert label_rows and all(r["annotation"] == "truth" for r in label_rows)
+    assert all(r["source_image"] == "cell.ome.zarr" for r in label_rows)
+    assert {r["image_type"] for r in label_rows} == {"label image", "label image metadata"}
+    listed = json.loads((dest / "file_list.json").read_text())
+    assert [e["path"] for e in listed] == [r["Files"] for r in rows]
+    assert_untouched(before, ws.root)
+    assert ws.log.last()["action"] == "export-bia"
+    assert ws.log.verify(files=True).ok
+
+
+def test_bia_refuses_naming_every_missing_field(ws: Workspace, tmp_path: Path) -> None:
+    def strip(record):  # type: ignore[no-untyped-def]
+        record["study"]["license"] = "MIT"
+        record["study"]["keywords"] = []
+        record["annotations"] = []
+        del record["specimens"][0]["sample_preparation"]
+        del record["acquisition_protocols"][0]["fbbi_id"]
+
+    _edit(ws, strip)
+    with pytest.raises(MetadataError) as info:
+        export_bia(ws, tmp_path / "bia")
+    fields = [m["field"] for m in info.value.details["missing"]]
+    assert fields == [
+        "study.keywords",
+        "study.license",
+        "specimens[0].sample_preparation",
+        "acquisition_protocols[0].fbbi_id",
+        "annotations[]",
+    ]
+    assert "add an entry named 'truth'" in str(info.value)
+    assert not (tmp_path / "bia").exists()
+
+
+def test_bia_annotation_of_sparse_crops_is_derived_from_the_label(ws: Workspace) -> None:
+    plan = plan_bia(ws)
+    sparse = plan.submission["annotations"]["cell.ome.zarr/labels/annotations"]
+    assert "Sparse manual annotations" in sparse["annotation_overview"]
+    assert any("annotations" in item and "annotated" in item for item in plan.checklist)
+
+
+def test_vendored_mifa_schema_accepts_the_archives_own_example() -> None:
+    """A real BIA annotation record (S-BIAD634, from bia-mifa-models' examples) validates."""
+    from jsonschema import Draft7Validator
+
+    example = yaml.safe_load(
+        (Path(__file__).parent / "data" / "archive" / "Annotations_S-BIAD634.yaml").read_text()
+    )
+    schema = mifa_schema()
+    validator = Draft7Validator({"$defs": schema["$defs"], "$ref": "#/$defs/Annotations"})
+    # The example writes one value where the model's slot is multivalued (role, annotation_type):
+    # LinkML loaders wrap such a value in a list; its generated JSON Schema wants the list.
+    assert {e.message for e in validator.iter_errors(example)} == {
+        "'data annotation' is not of type 'array'",
+        "'segmentation_mask' is not of type 'array'",
+    }
+    for author in example["authors"]:
+        author["role"] = [author["role"]]
+    for entry in example["file_metadata"]:
+        entry["annotation_type"] = [entry["annotation_type"]]
+    assert list(validator.iter_errors(example)) == []
+    del example["annotation_method"]
+    assert [e.message for e in validator.iter_errors(example)] == [
+        "'annotation_method' is a required property"
+    ]
+
+
+def test_vendored_rembi_schemas_match_the_archives_models() -> None:
+    """Regenerate the schemas from bia-rembi-models when it can be imported (it pins pydantic < 2)."""
+    try:
+        import pydantic.v1 as v1
+    except ImportError:  # pragma: no cover
+        pytest.skip("pydantic.v1 unavailable")
+    real = sys.modules["pydantic"]
+    sys.modules["pydantic"] = v1  # the models import `pydantic`, written for its version 1
+    try:
+        from bia_rembi_models.study import Study
+        from bia_rembi_models.study_component import StudyComponent
+    except ImportError:
+        pytest.skip("bia-rembi-models is not installed (pip install --no-deps bia-rembi-models)")
+    finally:
+        sys.modules["pydantic"] = real
+    assert rembi_schemas()["Study"] == json.loads(json.dumps(Study.schema()))
+    assert rembi_schemas()["StudyComponent"] == json.loads(json.dumps(StudyComponent.schema()))
+
+
+def test_rembi_schemas_enforce_the_models_required_fields() -> None:
+    from jsonschema import Draft7Validator
+
+    study = {
+        "title": "t",
+        "description": "d",
+        "keywords": [],
+        "authors": [],
+        "rembi_version": "1.5",
+    }
+    errors = [e.message for e in Draft7Validator(rembi_schemas()["Study"]).iter_errors(study)]
+    assert errors == ["'private_until_date' is a required property"]
+    study["rembi_version"] = "1.4"
+    study["private_until_date"] = "2026-01-01"
+    assert [e.message for e in Draft7Validator(rembi_schemas()["Study"]).iter_errors(study)] == [
+        "'1.4' is not one of ['1.5']"
+    ]
+
+
+def test_bia_cli_writes_the_submission(ws: Workspace, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", "bia", str(ws.root), str(tmp_path / "b"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "submission.json").is_file()
+    log = CuratorLog(ws.log.path, root=ws.root)
+    assert log.last()["action"] == "export-bia"
+
+
+def test_empiar_takes_a_folder_of_slices_as_one_image_set(ws: Workspace, tmp_path: Path) -> None:
+    import numpy as np
+    import tifffile
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    for z in range(3):
+        tifffile.imwrite(
+            slices / f"s{z:03d}.tif", np.full((20, 24), z, np.uint16), photometric="minisblack"
+        )
+
+    def use_folder(record):  # type: ignore[no-untyped-def]
+        record["images"][0]["path"] = str(slices)
+        record["images"][0]["image_format"] = "TIFF stack"
+
+    _edit(ws, use_folder)
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    raw = json.loads((dest / "deposition.json").read_text())["imagesets"][0]
+    assert (raw["num_images_or_tilt_series"], raw["frames_per_image"]) == (3, 1)
+    assert sorted(p.name for p in (dest / "data" / "raw").iterdir()) == [
+        "s000.tif",
+        "s001.tif",
+        "s002.tif",
+    ]
+
+
+def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:
+    from archive_helpers import archive_record
+
+    ws = Workspace.create(tmp_path / "ws", record=archive_record(tmp_path / "absent.tif"))
+    with pytest.raises(MetadataError) as info:
+        export_empiar(ws, tmp_path / "e")
+    assert [m["field"] for m in info.value.details["missing"]] == ["images"]
+
+
+def test_empiar_release_option(ws: Workspace, tmp_path: Path) -> None:
+    assert plan_empiar(ws, release="HP").deposition["release_date"] == "HP"
+    with pytest.raises(InputError, match="release must be one of RE, EP, HP, HO"):
+        plan_empiar(ws, release="soon")
+
+
+def test_empiar_author_names_are_surname_and_initials() -> None:
+    from curated.archive._common import initials, orcid_id
+
+    assert [initials(g) for g in ("Yi-Wei", "John David", "J. D.", "", "  ", "Ängel")] == [
+        "YW",
+        "JD",
+        "JD",
+        "",
+        "",
+        "Ä",
+    ]
+    assert orcid_id("https://orcid.org/0000-0002-1825-0097") == "0000-0002-1825-0097"
+    assert orcid_id(None) is None

@@ -1,0 +1,114 @@
+"""PREMIS 3 from the curator log: valid against the PREMIS 3.0 schema, faithful to the log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from typer.testing import CliRunner
+
+from curated.archive.premis import PREMIS_NS, premis_document, validate_premis, write_premis
+from curated.cli import app
+from curated.errors import LogError
+from curated.metadata import init_workspace, set_field
+from curated.workspace import Workspace
+
+NS = {"p": PREMIS_NS}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    ws = init_workspace(tmp_path / "ws", "A FIB-SEM volume for PREMIS")
+    set_field(ws, "study.keywords", ["FIB-SEM"])
+    (ws.derived_dir / "notes").mkdir()
+    (ws.derived_dir / "notes" / "a.md").write_text("# notes\n")
+    with ws.step("T", "convert", params={"chunks": 8}) as step:
+        step.add_output(ws.derived_dir / "notes")
+    with ws.step("E", "evaluate") as step:
+        step.status, step.message = "error", "held-out blocks overlap the training crops"
+    return ws
+
+
+def test_premis_export_validates_and_mirrors_the_log(ws: Workspace, tmp_path: Path) -> None:
+    out = write_premis(ws.log, tmp_path / "premis.xml")
+    data = out.read_bytes()
+    assert validate_premis(data) == []
+    tree = etree.fromstring(data)
+    entries = list(ws.log.entries())
+    events = tree.findall("p:event", NS)
+    assert len(events) == len(entries)
+    assert [
+        e.findtext("p:eventIdentifier/p:eventIdentifierValue", namespaces=NS) for e in events
+    ] == [e["id"] for e in entries]
+    types = [e.findtext("p:eventType", namespaces=NS) for e in events]
+    assert types == ["creation", "metadata modification", "migration", "validation"]
+    outcomes = [
+        e.findtext("p:eventOutcomeInformation/p:eventOutcome", namespaces=NS) for e in events
+    ]
+    assert outcomes[-1] == "failure" and set(outcomes[:-1]) == {"success"}
+    assert "overlap the training crops" in events[-1].findtext(
+        "p:eventOutcomeInformation/p:eventOutcomeDetail/p:eventOutcomeDetailNote", namespaces=NS
+    )
+    # each recorded file version is an object with the log's SHA-256 as fixity and its PRONOM id
+    yaml_outputs = [
+        o for e in entries for o in e.get("outputs") or [] if o["path"] == "curated.yaml"
+    ]
+    objects = {
+        o.findtext("p:objectIdentifier/p:objectIdentifierValue", namespaces=NS): o
+        for o in tree.findall("p:object", NS)
+    }
+    for out_art in yaml_outputs:
+        obj = objects[f"curated.yaml@{out_art['digest']}"]
+        assert obj.findtext(
+            "p:objectCharacteristics/p:fixity/p:messageDigest", namespaces=NS
+        ) == out_art["digest"].removeprefix("sha256:")
+        assert (
+            obj.findtext(
+                "p:objectCharacteristics/p:format/p:formatRegistry/p:formatRegistryKey",
+                namespaces=NS,
+            )
+            == "fmt/818"
+        )
+    folder = objects[next(k for k in objects if k.startswith("derived/notes@"))]
+    assert folder.get("{http://www.w3.org/2001/XMLSchema-instance}type") == "premis:representation"
+    # the software agent and the person (CURATED_AGENT_NAME) are agents linked from every event
+    agents = {a.findtext("p:agentType", namespaces=NS) for a in tree.findall("p:agent", NS)}
+    assert agents == {"software", "person"}
+    assert all(len(e.findall("p:linkingAgentIdentifier", NS)) == 2 for e in events)
+
+
+def test_validation_catches_a_broken_document(ws: Workspace) -> None:
+    tree = etree.fromstring(premis_document(ws.log))
+    event = tree.find("p:event", NS)
+    event.remove(event.find("p:eventType", NS))
+    problems = validate_premis(etree.tostring(tree))
+    assert problems and "eventType" in problems[0]
+    assert validate_premis(b"<premis")[0].startswith("not well-formed XML")
+
+
+def test_an_entity_bomb_is_not_expanded() -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+        b'<premis xmlns="http://www.loc.gov/premis/v3" version="3.0">&c;</premis>'
+    )
+    assert validate_premis(bomb) == [
+        "has a DOCTYPE declaration: PREMIS documents have none, and entities are refused"
+    ]
+
+
+def test_an_empty_log_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    ws = Workspace.create(
+        tmp_path / "empty", record={"schema_version": "1.0.0", "study": {"title": "x"}}
+    )
+    with pytest.raises(LogError, match="nothing for PREMIS to describe"):
+        write_premis(ws.log, tmp_path / "p.xml")
+    assert not (tmp_path / "p.xml").exists()
+
+
+def test_log_premis_from_the_cli(ws: Workspace, tmp_path: Path) -> None:
+    target = tmp_path / "premis.xml"
+    result = CliRunner().invoke(app, ["log", str(ws.root), "--premis", str(target)])
+    assert result.exit_code == 0, result.output
+    assert validate_premis(target) == []
