@@ -61,3 +61,24 @@ def test_hitl_rounds_reuse_the_same_held_out_blocks_and_grow_the_lineage(tmp_pat
     assert steps.count(("E", "evaluate")) == 2
     assert ("T", "finetune") in steps
     assert ws.log.verify().ok
+
+
+def test_pick_crops_can_require_a_crop_that_also_holds_another_structure():
+    """A curator shows the network the nucleus too: one crop holds both mitochondria and nucleus."""
+    import numpy as np
+    import pytest
+
+    from curated.errors import SegmentationError
+    from curated.segment.hitl import pick_crops
+
+    truth = np.zeros((8, 64, 64), np.uint8)
+    truth[:, 40:, :] = 2  # a nucleus along one y side
+    truth[:, 4:10, 4:10] = 1
+    truth[:, 34:40, 30:36] = 1  # a mitochondrion next to the nucleus
+    truth[:, 20:26, 50:56] = 1
+    crops = pick_crops(truth, n=2, size=(8, 16, 16), x_range=(0, 64), avoid=[], seed=0, cover=(2,))
+    held = [{int(v) for v in np.unique(truth[c.slices])} for c in crops]
+    assert any({1, 2} <= h for h in held)
+    assert all(1 in h for h in held)
+    with pytest.raises(SegmentationError, match="holding label 3"):
+        pick_crops(truth, n=2, size=(8, 16, 16), x_range=(0, 64), avoid=[], seed=0, cover=(3,))

@@ -132,11 +132,11 @@ def pick_crops(
             chosen.append(box)
         elif len(fallback) < n:
             fallback.append(box)
-    if not chosen:
-        msg = "no annotation crop holding the structure fits outside the test blocks; use a bigger sample or fewer blocks"
-        raise SegmentationError(msg, field="crops")
     if missing:
         msg = f"no annotation crop holding label {missing[0]} and the structure fits in the region; use a bigger sample"
+        raise SegmentationError(msg, field="crops")
+    if not chosen:
+        msg = "no annotation crop holding the structure fits outside the test blocks; use a bigger sample or fewer blocks"
         raise SegmentationError(msg, field="crops")
     chosen += fallback[: n - len(chosen)]
     if len(chosen) < n:
