@@ -129,6 +129,8 @@ def test_the_label_image_table_and_figure_agree(case) -> None:
         assert np.all(lab[box] == c["rank"])
     assert np.count_nonzero(lab) == sum(int(np.prod(c["shape"])) for c in crops)
 
+    assert "another model" not in r.message  # 'pred' carries no model record
+
     attrs = _store.label_curated_attrs(image, "suggestions")
     assert attrs["kind"] == "prediction" and attrs["ai_generated"] is True
     assert attrs["model"]["sha256"] == r.details["model"]["sha256"]
@@ -401,3 +403,19 @@ def test_a_confident_error_on_the_bright_side_is_found_by_the_prior_anomaly(
     offsets = [c["offset"] for c in r.details["crops"]]
     assert (offsets[0] == bad["offset"]) is found
     assert (bad["offset"] in offsets) is found
+
+
+def test_a_prediction_from_another_model_is_named_in_the_message(case) -> None:
+    image, model, _truth, pred = case
+    add_labels(
+        image,
+        "pred-other",
+        pred,
+        kind="prediction",
+        ai_generated=True,
+        model={"id": "other@abc", "sha256": "f" * 64},
+    )
+    r = suggest_crops(
+        image, model=model, pred="pred-other", n=1, crop_size=CROP, out=image.parent / "s"
+    )
+    assert "predicted by another model (weights ffffffffffff" in r.message

@@ -803,6 +803,12 @@ def suggest_crops(
             progress=progress,
         )
         free = int(scores.eligible.sum())
+        made_by = (_store.label_curated_attrs(image, pred).get("model") or {}).get("sha256")
+        note = (
+            f"; note: {pred!r} was predicted by another model (weights {made_by[:12]}…)"
+            if made_by and made_by != m.sha256
+            else ""
+        )
         crops = select_crops(scores, n, w)
         if len(crops) < n:
             msg = f"only {len(crops)} crops of {scores.shape} fit outside the annotated crops ({free} free grid positions); ask for fewer or smaller crops"
@@ -852,7 +858,10 @@ def suggest_crops(
                 "prior": round(scores.prior, 4),
             }
         )
-        step.message = f"{len(crops)} crops of {tuple(scores.shape)} suggested ({free} candidates); label image {name!r}"
+        step.message = (
+            f"{len(crops)} crops of {tuple(scores.shape)} suggested ({free} candidates); "
+            f"label image {name!r}{note}"
+        )
         details = {
             **summary,
             "label_image": str(_store.label_path(image, name)),
