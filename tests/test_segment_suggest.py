@@ -353,7 +353,7 @@ def test_the_command_line(case) -> None:
         (["--n", "0"], "n must be a whole number"),
         (["--crop-size", "12,16"], "one or three numbers"),
         (["--crop-size", "a,b,c"], "is not like '32'"),
-        (["--weights", "speed=2"], "is not like 'anomaly=0.4'"),
+        (["--weights", "speed=2"], "is not like 'anomaly=0.5'"),
         (["--weights", "anomaly=-1"], "weights must be finite"),
     ):
         res = runner.invoke(app, [*args, *bad])

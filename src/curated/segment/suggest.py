@@ -8,9 +8,11 @@ overlap an annotated crop. Each candidate gets four components:
 ``anomaly``
     ``|predicted foreground fraction in the crop − foreground fraction in the
     annotated crops|`` (the *prior*). Confident errors, such as a shaded side
-    where everything dark is called foreground, show up here and nowhere else;
+    where everything dark is called foreground, show up here although the model
+    is confident there;
     a previous measurement gave it Spearman 0.956 with tile error, against 0.145
-    for entropy.
+    for entropy; ``benchmarks/suggest.py`` gives 0.855 against −0.441 on a shaded
+    sample (RESULTS.md).
 ``appearance``
     A model-free distance of the crop's raw intensity statistics (mean, standard
     deviation, 5th/50th/95th percentiles, local contrast = mean absolute
@@ -116,7 +118,7 @@ class SuggestionWeights:
             key, sep, value = part.partition("=")
             key = key.strip()
             if not sep or key not in COMPONENTS:
-                msg = f"{part.strip()!r} is not like 'anomaly=0.4' (components: {', '.join(COMPONENTS)})"
+                msg = f"{part.strip()!r} is not like 'anomaly=0.5' (components: {', '.join(COMPONENTS)})"
                 raise InputError(msg, field="weights")
             try:
                 given[key] = float(value)
