@@ -39,7 +39,7 @@ HALF = SHAPE[2] // 2
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A shaded sample, two annotated crops on the bright half, a tiny model, and a prediction
-    that is right on the bright half and calls everything dark 'mitochondrion' on the shaded half
+    that is right on the bright half and calls nearly everything 'mitochondrion' on the shaded half
     (the failure the issue reports)."""
     root = tmp_path_factory.mktemp("suggest")
     image = root / "cell.ome.zarr"
@@ -63,7 +63,9 @@ def base(tmp_path_factory):
     truth = np.asarray(_store.label_level0(image, "truth"))
     raw = np.asarray(_store.image_level0(image))
     pred = np.where(truth == 1, 1, 0).astype(np.uint8)
-    pred[..., HALF:] = (raw[..., HALF:] < 110).astype(np.uint8)
+    # as measured (benchmarks/suggest.py): about 90 % of the shaded half called mitochondrion
+    shaded = raw[..., HALF:]
+    pred[..., HALF:] = (shaded < np.percentile(shaded, 90)).astype(np.uint8)
     add_labels(image, "pred", pred, kind="prediction", ai_generated=True)
     return image, root / "model", truth, pred
 
