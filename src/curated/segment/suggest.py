@@ -93,6 +93,9 @@ class SuggestionWeights:
     appearance distance the next; entropy misses confident errors (its Spearman ρ
     with tile error was negative on a shaded sample), so it only breaks ties;
     diversity keeps the picks apart and away from what is already annotated.
+    These figures come from a model that fails on a shaded half; on a model that
+    does not, the anomaly term reverses (ρ −0.76) and entropy leads (0.84), so the
+    defaults are provisional (RESULTS.md, section "suggest").
     """
 
     anomaly: float = 0.5
