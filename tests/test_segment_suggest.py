@@ -39,7 +39,7 @@ HALF = SHAPE[2] // 2
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A shaded sample, two annotated crops on the bright half, a tiny model, and a prediction
-    that is right on the bright half and calls everything dark 'mitochondrion' on the shaded half
+    that is right on the bright half and calls nearly everything 'mitochondrion' on the shaded half
     (the failure the issue reports)."""
     root = tmp_path_factory.mktemp("suggest")
     image = root / "cell.ome.zarr"
@@ -63,9 +63,9 @@ def base(tmp_path_factory):
     truth = np.asarray(_store.label_level0(image, "truth"))
     raw = np.asarray(_store.image_level0(image))
     pred = np.where(truth == 1, 1, 0).astype(np.uint8)
-    # the shaded half: nearly everything is called mitochondrion (recall 1, precision ~0.1,
-    # as measured on the old main)
-    pred[..., HALF:] = (raw[..., HALF:] < np.percentile(raw[..., HALF:], 90)).astype(np.uint8)
+    # as measured (benchmarks/suggest.py): about 90 % of the shaded half called mitochondrion
+    shaded = raw[..., HALF:]
+    pred[..., HALF:] = (shaded < np.percentile(shaded, 90)).astype(np.uint8)
     add_labels(image, "pred", pred, kind="prediction", ai_generated=True)
     return image, root / "model", truth, pred
 
@@ -130,6 +130,8 @@ def test_the_label_image_table_and_figure_agree(case) -> None:
         box = tuple(slice(o, o + s) for o, s in zip(c["offset"], c["shape"], strict=True))
         assert np.all(lab[box] == c["rank"])
     assert np.count_nonzero(lab) == sum(int(np.prod(c["shape"])) for c in crops)
+
+    assert "another model" not in r.message  # 'pred' carries no model record
 
     attrs = _store.label_curated_attrs(image, "suggestions")
     assert attrs["kind"] == "prediction" and attrs["ai_generated"] is True
@@ -353,7 +355,7 @@ def test_the_command_line(case) -> None:
         (["--n", "0"], "n must be a whole number"),
         (["--crop-size", "12,16"], "one or three numbers"),
         (["--crop-size", "a,b,c"], "is not like '32'"),
-        (["--weights", "speed=2"], "is not like 'anomaly=0.4'"),
+        (["--weights", "speed=2"], "is not like 'anomaly=0.5'"),
         (["--weights", "anomaly=-1"], "weights must be finite"),
     ):
         res = runner.invoke(app, [*args, *bad])
@@ -403,3 +405,19 @@ def test_a_confident_error_on_the_bright_side_is_found_by_the_prior_anomaly(
     offsets = [c["offset"] for c in r.details["crops"]]
     assert (offsets[0] == bad["offset"]) is found
     assert (bad["offset"] in offsets) is found
+
+
+def test_a_prediction_from_another_model_is_named_in_the_message(case) -> None:
+    image, model, _truth, pred = case
+    add_labels(
+        image,
+        "pred-other",
+        pred,
+        kind="prediction",
+        ai_generated=True,
+        model={"id": "other@abc", "sha256": "f" * 64},
+    )
+    r = suggest_crops(
+        image, model=model, pred="pred-other", n=1, crop_size=CROP, out=image.parent / "s"
+    )
+    assert "predicted by another model (weights ffffffffffff" in r.message

@@ -8,9 +8,11 @@ overlap an annotated crop. Each candidate gets four components:
 ``anomaly``
     ``|predicted foreground fraction in the crop − foreground fraction in the
     annotated crops|`` (the *prior*). Confident errors, such as a shaded side
-    where everything dark is called foreground, show up here and nowhere else;
+    where everything dark is called foreground, show up here although the model
+    is confident there;
     a previous measurement gave it Spearman 0.956 with tile error, against 0.145
-    for entropy.
+    for entropy; ``benchmarks/suggest.py`` gives 0.855 against −0.441 on a shaded
+    sample (RESULTS.md).
 ``appearance``
     A model-free distance of the crop's raw intensity statistics (mean, standard
     deviation, 5th/50th/95th percentiles, local contrast = mean absolute
@@ -91,6 +93,9 @@ class SuggestionWeights:
     appearance distance the next; entropy misses confident errors (its Spearman ρ
     with tile error was negative on a shaded sample), so it only breaks ties;
     diversity keeps the picks apart and away from what is already annotated.
+    These figures come from a model that fails on a shaded half; on a model that
+    does not, the anomaly term reverses (ρ −0.76) and entropy leads (0.84), so the
+    defaults are provisional (RESULTS.md, section "suggest").
     """
 
     anomaly: float = 0.5
@@ -116,7 +121,7 @@ class SuggestionWeights:
             key, sep, value = part.partition("=")
             key = key.strip()
             if not sep or key not in COMPONENTS:
-                msg = f"{part.strip()!r} is not like 'anomaly=0.4' (components: {', '.join(COMPONENTS)})"
+                msg = f"{part.strip()!r} is not like 'anomaly=0.5' (components: {', '.join(COMPONENTS)})"
                 raise InputError(msg, field="weights")
             try:
                 given[key] = float(value)
@@ -803,6 +808,12 @@ def suggest_crops(
             progress=progress,
         )
         free = int(scores.eligible.sum())
+        made_by = (_store.label_curated_attrs(image, pred).get("model") or {}).get("sha256")
+        note = (
+            f"; note: {pred!r} was predicted by another model (weights {made_by[:12]}…)"
+            if made_by and made_by != m.sha256
+            else ""
+        )
         crops = select_crops(scores, n, w)
         if len(crops) < n:
             msg = f"only {len(crops)} crops of {scores.shape} fit outside the annotated crops ({free} free grid positions); ask for fewer or smaller crops"
@@ -852,7 +863,10 @@ def suggest_crops(
                 "prior": round(scores.prior, 4),
             }
         )
-        step.message = f"{len(crops)} crops of {tuple(scores.shape)} suggested ({free} candidates); label image {name!r}"
+        step.message = (
+            f"{len(crops)} crops of {tuple(scores.shape)} suggested ({free} candidates); "
+            f"label image {name!r}{note}"
+        )
         details = {
             **summary,
             "label_image": str(_store.label_path(image, name)),
