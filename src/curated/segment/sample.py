@@ -310,6 +310,7 @@ def make_fibsem_sample(
             sample.truth,
             kind="truth",
             ai_generated=False,
+            origin="simulated",
             properties=TRUTH_PROPERTIES,
         )
         step.add_output(dest)
