@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_segment_evaluate import SHAPE, _model, _truth, _write_image
 from typer.testing import CliRunner
 
 from curated.segment.confusion import DISTANCE_BINS, count_confusion
 from curated.segment.evaluate import Box, HeldOutBlocks, _Volume, evaluate
 from curated.segment.wholevolume import tile_bootstrap_ci, tiles, x_bin_edges
-from test_segment_evaluate import SHAPE, _model, _truth, _write_image
 
 
 def _pred(truth: np.ndarray) -> np.ndarray:
