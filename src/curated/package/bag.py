@@ -505,7 +505,9 @@ def _build_payload(b: _Build) -> None:
         for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
             if store + ".zip" not in b.archives:
                 b.parts.append(
-                    store_entity(store, nfiles, nbytes_store, labels=label_origins(b.ws.root / store))
+                    store_entity(
+                        store, nfiles, nbytes_store, labels=label_origins(b.ws.root / store)
+                    )
                 )
         from curated.provenance.export import ro_crate_action_entities
 
