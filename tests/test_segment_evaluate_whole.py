@@ -135,6 +135,12 @@ def test_blocks_are_stratified_so_a_rare_class_is_covered(tmp_path):
     # the same blocks, strata included, are scored again from the JSON
     again = HeldOutBlocks.load(tmp_path / "s.json")
     assert again.blocks == rep.held_out.blocks and again.strata == rep.held_out.strata
+    model = _model(tmp_path / "m", [{"offset": [0, 0, 0], "shape": [2, 2, 2]}], context=(0, 0, 0))
+    rescored = evaluate(
+        img, pred="pred", truth="truth", label_value=1, blocks=tmp_path / "s.json",
+        exclude_training=model, whole_volume=False,
+    )  # fmt: skip
+    assert rescored.held_out.strata == rep.held_out.strata
 
 
 def test_too_little_foreground_in_the_blocks_is_warned(tmp_path):

@@ -1291,6 +1291,7 @@ def evaluate(
                 held.rejected_training,
                 held.rejected_overlap,
                 exclusion.boxes,
+                held.strata,
             )
         seed = held.seed
     else:
