@@ -17,6 +17,15 @@ was trained on (``lineage_rois`` grown by the model's context), and reports:
 
 Blocks are read one at a time from the OME-Zarr level 0, so memory is bounded by
 the block size, never by the image.
+
+A few blocks can miss whole kinds of error, so when the truth covers the volume
+:func:`evaluate` also scores every voxel outside the training regions, tile by
+tile (:mod:`curated.segment.wholevolume`), and the report puts those figures
+first. Blocks are stratified so that each truth class present is covered
+(:func:`stratify_blocks`); the report warns when the blocks hold too little of a
+class, names the classes from the truth's ``image-label`` properties, states the
+truth's origin, and says where the false positives lie
+(:mod:`curated.segment.confusion`).
 """
 
 from __future__ import annotations
