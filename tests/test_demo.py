@@ -41,7 +41,9 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert model_json["evaluations"], "the evaluation is linked from the model"
     assert (ws / "derived" / "models" / "mito-v1.bioimageio.zip").is_file()
     assert list((ws / "derived" / "evaluations").glob("*.json"))
-    pred_attrs = json.loads((image / "labels" / "mito-pred" / "zarr.json").read_text())["attributes"]
+    pred_attrs = json.loads((image / "labels" / "mito-pred" / "zarr.json").read_text())[
+        "attributes"
+    ]
     assert pred_attrs["curated"]["ai_generated"] is True
     assert pred_attrs["curated"]["model"]["card"] == "derived/models/mito-v1.bioimageio.zip"
     readme = (ws / "README.md").read_text(encoding="utf-8")
@@ -56,7 +58,9 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert "held-out blocks Dice" in readme and "Scores for mitochondrion" in readme
     assert "What the model gets wrong" in readme
     origins = {
-        name: next(line for line in readme.splitlines() if line.startswith(f"- **cell01 / {name}**"))
+        name: next(
+            line for line in readme.splitlines() if line.startswith(f"- **cell01 / {name}**")
+        )
         for name in ("truth", "annotations", "mito-pred")
     }
     assert "origin: simulated" in origins["truth"]
@@ -64,6 +68,7 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert "origin: model-prediction" in origins["mito-pred"]
     assert "Classes: 1 = mitochondrion, 2 = nucleus" in origins["truth"]
     assert "made by people" not in readme
+    assert "**Model mito-v1** (" in readme and "segments **mitochondrion**" in readme
     import zipfile
 
     with zipfile.ZipFile(ws / "derived" / "models" / "mito-v1.bioimageio.zip") as zf:

@@ -327,6 +327,25 @@ def _class_list(lab: Any) -> str:
     return ", ".join(names)
 
 
+def _model_structures(s: WorkspaceSurvey) -> dict[str, str]:
+    """Model name → the structure it segments, named by its training label image's properties."""
+    from curated.segment._store import GENERIC_NAME
+
+    out: dict[str, str] = {}
+    for m in s.models:
+        label = m.meta.get("label") if isinstance(m.meta.get("label"), dict) else {}
+        if label.get("name") and not GENERIC_NAME.match(str(label["name"])):
+            out[m.name] = str(label["name"])
+            continue
+        value = label.get("label_value")
+        for img in s.images:
+            for lab in img.labels:
+                name = lab.names.get(value) if lab.name == label.get("labels") else None
+                if name and not GENERIC_NAME.match(name):
+                    out[m.name] = name
+    return out
+
+
 def _figure_link(fig: Figure, root: Path) -> str:
     return fig.path.relative_to(root).as_posix()
 
@@ -367,6 +386,7 @@ def render_readme(
         "transforms": _transform_steps(survey.entries),
         "history": _history(survey.entries),
         "labels": _labels(survey, rv),
+        "model_structures": _model_structures(survey),
         "figures": figs_by_image,
         "fair": fair_summary,
         "version": __version__,
