@@ -211,3 +211,24 @@ def test_cli_whole_volume_switch_and_warnings(cell, tmp_path):
     assert "whole volume outside training regions" in res.output
     assert "Warning: no model was given" in res.output
     assert "what it gets wrong" in res.output
+
+
+def test_cropped_confusion_equals_the_full_distance_transform():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    ctx = ndimage.median_filter(rng.integers(0, 3, (20, 22, 24)).astype(np.uint8), 5)
+    inner = (slice(4, 16), slice(4, 18), slice(4, 20))
+    pred = np.zeros((12, 14, 16), bool)
+    pred[3:5, 2:9, 5:7] = True
+    pred[10, 12, 14] = True
+    c = count_confusion(pred, ctx, inner, target=1)
+    fp = pred & (ctx[inner] != 1)
+    for v in (1, 2):
+        inside = ctx == v
+        dist = np.where(
+            inside,
+            ndimage.distance_transform_edt(inside),
+            ndimage.distance_transform_edt(~inside),
+        )[inner][fp]
+        assert c.near.get(v, [0, 0, 0]) == [int((dist <= d).sum()) for d in DISTANCE_BINS]
