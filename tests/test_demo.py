@@ -42,11 +42,42 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert model_json["evaluations"], "the evaluation is linked from the model"
     assert (ws / "derived" / "models" / "mito-v1.bioimageio.zip").is_file()
     assert list((ws / "derived" / "evaluations").glob("*.json"))
-    pred_attrs = json.loads((image / "labels" / "mito-pred" / "zarr.json").read_text())["attributes"]
+    pred_attrs = json.loads((image / "labels" / "mito-pred" / "zarr.json").read_text())[
+        "attributes"
+    ]
     assert pred_attrs["curated"]["ai_generated"] is True
     assert pred_attrs["curated"]["model"]["card"] == "derived/models/mito-v1.bioimageio.zip"
     readme = (ws / "README.md").read_text(encoding="utf-8")
     assert "AI-generated" in readme or "AI generated" in readme
+    # honest evaluation: whole-volume scores next to the blocks, classes named, origins marked
+    evaluation = json.loads(next((ws / "derived" / "evaluations").glob("*.json")).read_text())
+    assert evaluation["whole_volume"]["overall"]["scored_voxels"] > 0
+    assert evaluation["label_name"] == "mitochondrion"
+    assert evaluation["truth"] | {"complete": True} == evaluation["truth"]
+    assert evaluation["truth"]["origin"] == "simulated"
+    assert "whole volume outside training regions Dice" in readme
+    assert "held-out blocks Dice" in readme and "Scores for mitochondrion" in readme
+    assert "What the model gets wrong" in readme
+    origins = {
+        name: next(
+            line for line in readme.splitlines() if line.startswith(f"- **cell01 / {name}**")
+        )
+        for name in ("truth", "annotations", "mito-pred")
+    }
+    assert "origin: simulated" in origins["truth"]
+    assert "origin: derived-from-truth" in origins["annotations"]
+    assert "origin: model-prediction" in origins["mito-pred"]
+    assert "Classes: 1 = mitochondrion, 2 = nucleus" in origins["truth"]
+    assert "made by people" not in readme
+    assert "**Model mito-v1** (" in readme and "segments **mitochondrion**" in readme
+    import zipfile
+
+    with zipfile.ZipFile(ws / "derived" / "models" / "mito-v1.bioimageio.zip") as zf:
+        card = zf.read("documentation.md").decode("utf-8")
+    assert "Structure: **mitochondrion**" in card
+    assert "whole volume outside training regions" in card and "held-out blocks" in card
+    assert "origin **simulated**" in card and "**derived-from-truth**" in card
+    assert "## What the model gets wrong" in card
     assert list((ws / "figures").glob("*.png"))
     assert (ws / "curation" / "fair.json").is_file()
     assert (ws / "curation" / "request.md").is_file()

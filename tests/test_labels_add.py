@@ -62,7 +62,12 @@ def test_labels_have_the_image_levels_and_mode_pyramid(image):
     il = labels.ome["image-label"]
     assert il["source"]["image"] == "../../"
     assert {c["label-value"] for c in il["colors"]} == {0, 1, 7}
-    assert labels.attrs["curated"] == {"kind": "truth", "ai_generated": False, "model": None}
+    assert labels.attrs["curated"] == {
+        "kind": "truth",
+        "origin": "human",
+        "ai_generated": False,
+        "model": None,
+    }
 
 
 def test_ai_generated_labels_carry_the_model(image):
@@ -81,7 +86,12 @@ def test_ai_generated_labels_carry_the_model(image):
         properties=[{"label-value": 1, "class": "mitochondrion"}],
     )
     labels = image.open_label("pred")
-    assert labels.attrs["curated"] == {"kind": "prediction", "ai_generated": True, "model": model}
+    assert labels.attrs["curated"] == {
+        "kind": "prediction",
+        "origin": "model-prediction",
+        "ai_generated": True,
+        "model": model,
+    }
     assert labels.ome["image-label"]["properties"] == [{"label-value": 1, "class": "mitochondrion"}]
     assert validate_ome_zarr(image.path) == []
 
@@ -115,6 +125,7 @@ def test_labels_from_files_via_cli(tmp_path, image):
     np.testing.assert_array_equal(b.levels[0][:], lab)
     assert b.attrs["curated"] == {
         "kind": "prediction",
+        "origin": "model-prediction",
         "ai_generated": True,
         "model": {"id": "m-1", "sha256": None, "card": None},
     }

@@ -81,7 +81,10 @@ def test_complete_workspace_readme_has_every_section_and_only_the_deposit_gap(co
 def test_ai_generated_labels_are_marked_and_link_model_card_and_scores(complete):
     write_readme(complete)
     text = _readme(complete)
-    assert "**cell / mito-pred** (prediction): **AI-generated** by model `mito-v1`" in text
+    assert (
+        "**cell / mito-pred** (prediction; origin: model-prediction): **AI-generated** by model `mito-v1`"
+        in text
+    )
     assert (
         "(model card: [derived/models/mito-v1.bioimageio.zip](derived/models/mito-v1.bioimageio.zip))"
         in text
@@ -350,7 +353,10 @@ def test_scores_are_attached_to_the_right_image_only(tmp_path):
     )
     write_readme(ws)
     text = _readme(ws)
-    assert "**cell / mito-pred** (prediction): **AI-generated** by model `mito-v1`" in text
+    assert (
+        "**cell / mito-pred** (prediction; origin: model-prediction): **AI-generated** by model `mito-v1`"
+        in text
+    )
     twin_line = next(
         line for line in text.splitlines() if line.startswith("- **cell2 / mito-pred**")
     )

@@ -260,3 +260,27 @@ def test_cli_export(trained: dict[str, Path], tmp_path: Path):
     assert dest.is_file() and "export" in res.output
     again = CliRunner().invoke(app, ["segment", "export", str(trained["parent"]), str(dest)])
     assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_card_names_the_class_the_origins_and_whole_volume_scores(
+    trained: dict[str, Path], tmp_path: Path
+):
+    ws = Workspace(trained["ws"])
+    dest = tmp_path / "card-pkg"
+    export_bioimageio(trained["child"], dest, workspace=ws)
+    card = (dest / "documentation.md").read_text(encoding="utf-8")
+    rdf = yaml.safe_load((dest / "rdf.yaml").read_text(encoding="utf-8"))
+    # the structure by name, never the label image's name or "class 1"
+    assert "Structure: **mitochondrion**" in card and "class 1" not in card
+    assert rdf["config"]["bioimageio"]["target_structure"] == ["mitochondrion"]
+    # honest origins: crops copied from a simulated truth, never "made by people"
+    assert "Origin of the training labels: **derived-from-truth**" in card
+    assert "origin **simulated**" in card and "made by people" not in card
+    assert rdf["config"]["curated"]["training_labels"]["origin"] == "derived-from-truth"
+    # whole-volume scores next to the blocks, and what the model gets wrong
+    assert "whole volume outside training regions" in card and "Along x" in card
+    assert "## What the model gets wrong" in card
+    assert "of false-positive voxels are" in card or "no false-positive voxel" in card
+    entry = rdf["config"]["curated"]["evaluations"][0]
+    assert entry["whole_volume_dice"] is not None and entry["truth"]["origin"] == "simulated"
+    assert entry["truth"]["classes"] == {"1": "mitochondrion", "2": "nucleus"}

@@ -88,6 +88,9 @@ def test_prediction_is_an_ai_generated_label_image_and_reruns_are_not_needed(tra
     m = load_model(model)
     attrs = _store.label_curated_attrs(image, "p")
     assert attrs["kind"] == "prediction" and attrs["ai_generated"] is True
+    assert attrs["origin"] == "model-prediction"
+    # the predicted class is named after the structure, not after the training label image
+    assert _store.label_properties(image, "p") == [{"label-value": 2, "name": "nucleus"}]
     assert attrs["model"]["id"] == m.id and attrs["model"]["sha256"] == m.sha256
     assert validate_ome_zarr(image) == []
     assert r.details["units"] == 3 * 3

@@ -48,12 +48,19 @@ def fmt_interval(value: Any) -> str:
     return f"{value[0]:.3f}–{value[1]:.3f}"
 
 
+def fmt_percent(value: Any) -> str:
+    """A share in [0, 1] as a whole percentage (``31%``), ``None`` as ``n/a``."""
+    if value is None:
+        return "n/a"
+    return f"{float(value):.0%}"
+
+
 def render_template(template: str, *, strict: bool = True, **context: Any) -> str:
     """Render one of the package's Jinja2 templates (``curated/templates``).
 
     ``strict`` makes a missing value an error (for records curated writes itself);
     otherwise missing fields of foreign records render empty and chain. Every
-    template gets the filters ``cell``, ``fmt``, ``ci`` and ``bytes``.
+    template gets the filters ``cell``, ``fmt``, ``ci``, ``pct`` and ``bytes``.
     """
     import jinja2
 
@@ -68,5 +75,6 @@ def render_template(template: str, *, strict: bool = True, **context: Any) -> st
     env.filters["cell"] = markdown_cell
     env.filters["fmt"] = fmt_number
     env.filters["ci"] = fmt_interval
+    env.filters["pct"] = fmt_percent
     env.filters["bytes"] = binary_size
     return env.get_template(template).render(**context)

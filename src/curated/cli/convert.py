@@ -96,6 +96,17 @@ def labels_add(
         False, "--ai-generated", help="A model produced these labels."
     ),
     model: str | None = typer.Option(None, "--model", help="Id of the model that produced them."),
+    origin: str | None = typer.Option(
+        None,
+        "--origin",
+        help="human, derived-from-truth, simulated or model-prediction (default: model-prediction "
+        "with --ai-generated, else human).",
+    ),
+    class_name: list[str] = typer.Option(
+        [],
+        "--class-name",
+        help="Name a label value, VALUE=NAME (e.g. 1=mitochondrion); repeatable.",
+    ),
     workspace: Path | None = typer.Option(
         None, "--workspace", help="Record this in the workspace's curator log."
     ),
@@ -106,8 +117,10 @@ def labels_add(
 ) -> None:
     """Add a label volume to an OME-Zarr image as labels/NAME (same pyramid, mode downsampling)."""
     from curated.images import add_labels
+    from curated.images.labels import parse_class_names
 
-    if model and not ai_generated:
+    properties = parse_class_names(class_name) or None
+    if (model or origin == "model-prediction") and not ai_generated:
         ai_generated = True
     if kind is None:
         kind = "prediction" if ai_generated else "annotation"
@@ -119,6 +132,8 @@ def labels_add(
             kind=kind,
             ai_generated=ai_generated,
             model=model,
+            origin=origin,
+            properties=properties,
             workspace=workspace,
             overwrite=overwrite,
             progress=bar,

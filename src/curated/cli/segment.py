@@ -136,13 +136,33 @@ def annotate_import_cmd(
     name: str = typer.Option(
         "annotations", "--name", help="Sparse label image to create or add to."
     ),
+    origin: str = typer.Option(
+        "human",
+        "--origin",
+        help="Who made the crop: human, derived-from-truth, simulated or model-prediction.",
+    ),
+    class_name: list[str] = typer.Option(
+        [],
+        "--class-name",
+        help="Name a label value, VALUE=NAME (e.g. 1=mitochondrion); repeatable.",
+    ),
     workspace: Path | None = WORKSPACE,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image."""
+    from curated.images.labels import parse_class_names
     from curated.segment.annotate import import_annotation
 
-    r = import_annotation(image, source_file=source, offset=offset, name=name, workspace=workspace)
+    names = {p["label-value"]: p["name"] for p in parse_class_names(class_name)}
+    r = import_annotation(
+        image,
+        source_file=source,
+        offset=offset,
+        name=name,
+        origin=origin,
+        class_names=names,
+        workspace=workspace,
+    )
     exit_for(print_results([r], as_json=as_json))
 
 

@@ -54,6 +54,27 @@ def print_evaluation(report: dict[str, Any]) -> None:
         "TP / FP / FN", f"{ov['raw']['tp']} / {ov['raw']['fp']} / {ov['raw']['fn']}", "", ""
     )
     console.print(table)
+    wv = report.get("whole_volume")
+    if wv:
+        wt = Table(
+            title=f"whole volume outside training regions: {wv['overall']['scored_voxels']} voxels"
+        )
+        for col in ("x range", "Dice", "95% CI", "precision", "recall"):
+            wt.add_column(col, justify="left" if col == "x range" else "right")
+        for b in [{"x_start": "all", "x_stop": "", **wv["overall"]}, *wv["x_curve"]]:
+            wt.add_row(
+                f"{b['x_start']}–{b['x_stop']}" if b["x_stop"] != "" else "all",
+                _fmt(b["raw"]["dice"]),
+                _ci(b["ci95"].get("dice")),
+                _fmt(b["raw"]["precision"]),
+                _fmt(b["raw"]["recall"]),
+            )
+        console.print(wt)
+    conf = (report.get("confusion") or {}).get("whole_volume") or (
+        report.get("confusion") or {}
+    ).get("blocks")
+    for sentence in (conf or {}).get("sentences", []):
+        console.print(f"what it gets wrong: {sentence}")
     for fname, groups in report["factors"].items():
         ft = Table(title=f"by {fname}")
         for col in ("group", "blocks", "Dice", "95% CI", "precision", "recall", "instance F1"):
@@ -69,6 +90,8 @@ def print_evaluation(report: dict[str, Any]) -> None:
                 _fmt(s["instance"]["f1"]),
             )
         console.print(ft)
+    for w in report.get("warnings") or []:
+        console.print(f"[yellow]Warning: {w}.[/]")
     rejected = held.get("rejected_training", 0)
     if report.get("model"):
         console.print(
@@ -130,6 +153,12 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace an evaluation of the same name."
         ),
+        whole_volume: bool | None = typer.Option(
+            None,
+            "--whole-volume/--blocks-only",
+            help="Also score every voxel outside training regions (default: when the truth is complete).",
+        ),
+        tile: int = typer.Option(64, "--tile", min=1, help="Tile edge of the whole-volume pass."),
         as_json: bool = typer.Option(
             False, "--json", help="Print the evaluation JSON instead of tables."
         ),
@@ -154,6 +183,8 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
                 workspace=workspace,
                 out=out,
                 overwrite=overwrite,
+                whole_volume=whole_volume,
+                tile=tile,
                 progress=progress,
             )
         data = report.to_dict()

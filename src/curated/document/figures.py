@@ -341,14 +341,40 @@ def orthoviews(
         overlay = {k: _nearest(v, planes[k].shape) for k, v in lab_planes.items()}
         canvas = _compose(planes, geometry, window, overlay, label.colors, label.unannotated)
         _scale_bar(canvas, geometry, (voxel.get("x") or 1.0) / geometry.zoom, info.unit)
-        ai = " (AI-generated)" if label.ai_generated else ""
         emit(
             f"{slug(info.name)}--{slug(label.name, fallback='labels')}",
             canvas,
             label.name,
-            f"{info.name} with label image {label.name}{ai} overlaid (same views as above).",
+            f"{info.name} with label image {label.name}{_origin_note(label)} overlaid "
+            f"(same views as above){_class_note(label)}.",
         )
     return figures
+
+
+_ORIGIN_NOTE = {
+    "model-prediction": "AI-generated",
+    "derived-from-truth": "derived from truth, not an independent annotation",
+    "simulated": "simulated",
+    "human": "made by people",
+    "mixed": "crops of mixed origin",
+}
+
+
+def _origin_note(label: LabelInfo) -> str:
+    """`` (AI-generated)``, `` (simulated)`` ...: who made the labels, as the caption says it."""
+    if label.ai_generated and label.origin != "mixed":
+        return " (AI-generated)"
+    note = _ORIGIN_NOTE.get(label.origin or "")
+    return f" ({note})" if note else ""
+
+
+def _class_note(label: LabelInfo) -> str:
+    named = [
+        f"{v} {n}"
+        for v, n in sorted(label.names.items())
+        if v != 0 and v not in label.unannotated and not n.lower().startswith("class ")
+    ]
+    return f"; values {', '.join(named)}" if named else ""
 
 
 def figure_summary(fig: Figure) -> dict[str, Any]:

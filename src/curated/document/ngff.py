@@ -34,6 +34,11 @@ class LabelInfo:
     kind: str | None = None
     """``truth``, ``annotation`` or ``prediction`` (from the ``curated`` attribute block)."""
     ai_generated: bool | None = None
+    origin: str | None = None
+    """``human``, ``derived-from-truth``, ``simulated``, ``model-prediction`` or ``mixed``
+    (``curated.origin``); ``model-prediction`` for older AI-generated labels, else ``None``."""
+    origins: dict[str, int] = field(default_factory=dict)
+    """For a sparse annotation: how many crops have each origin."""
     model: dict[str, Any] | None = None
     colors: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
@@ -170,8 +175,17 @@ def _read_labels(group: Any, path: Path) -> list[LabelInfo]:
             block = _curated_block(attrs)
             label.kind = block.get("kind")
             label.ai_generated = block.get("ai_generated")
+            origin = block.get("origin")
+            label.origin = (
+                str(origin)
+                if isinstance(origin, str) and origin
+                else ("model-prediction" if label.ai_generated else None)
+            )
             label.model = block.get("model") if isinstance(block.get("model"), dict) else None
             sparse = block.get("annotation") if isinstance(block.get("annotation"), dict) else {}
+            for roi in sparse.get("rois") or []:
+                if isinstance(roi, dict) and isinstance(roi.get("origin"), str):
+                    label.origins[roi["origin"]] = label.origins.get(roi["origin"], 0) + 1
             if isinstance(sparse.get("unannotated"), int):
                 label.unannotated.add(int(sparse["unannotated"]))
         except Exception as exc:

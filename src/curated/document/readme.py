@@ -259,14 +259,14 @@ def _labels(s: WorkspaceSurvey, rv: _RecordView) -> list[dict[str, Any]]:
                         f" (model folder: [{model.path}]({model.path}); no exported model card yet)"
                     )
             else:
-                method = (
-                    ann.get("annotation_method") or f"made by people ({lab.kind or 'annotation'})"
-                )
+                method = _origin_text(lab, ann)
             evals = s.evaluations_of(img.name, lab.name)
             out.append(
                 {
                     "image": img.name,
                     "name": lab.name,
+                    "origin": lab.origin,
+                    "classes": _class_list(lab),
                     "kind": lab.kind
                     or ", ".join(str(t) for t in ann.get("annotation_type") or [])
                     or todo(f"annotations[name={lab.name}].annotation_type"),
@@ -278,6 +278,71 @@ def _labels(s: WorkspaceSurvey, rv: _RecordView) -> list[dict[str, Any]]:
                     "needs_eval": bool(ai),
                 }
             )
+    return out
+
+
+ORIGIN_METHOD = {
+    "human": "made by people",
+    "derived-from-truth": (
+        "**derived from truth**: crops copied from another label image, not an independent "
+        "human annotation"
+    ),
+    "simulated": (
+        "**simulated**: made by a simulator together with the image (exact by construction, "
+        "not drawn by people)"
+    ),
+}
+
+
+def _origin_text(lab: Any, ann: dict[str, Any]) -> str:
+    """How a label image not made by a model came about, from its recorded origin."""
+    origin = lab.origin
+    if origin in ORIGIN_METHOD:
+        text = ORIGIN_METHOD[origin]
+        if origin == "human":
+            text += f" ({lab.kind or 'annotation'})"
+            if ann.get("annotation_method"):
+                text += f": {ann['annotation_method']}"
+        return text
+    if origin == "mixed" and lab.origins:
+        parts = ", ".join(f"{n} {o}" for o, n in sorted(lab.origins.items()))
+        return f"crops of **mixed origin** ({parts})"
+    if ann.get("annotation_method"):
+        return str(ann["annotation_method"])
+    return todo(
+        f"labels {lab.name}: origin (human, derived-from-truth or simulated; "
+        "add it with `curated labels add --origin`)"
+    )
+
+
+def _class_list(lab: Any) -> str:
+    """``1 = mitochondrion, 2 = nucleus`` from the label image's properties (placeholders left out)."""
+    from curated.segment._store import GENERIC_NAME
+
+    names = [
+        f"{v} = {n}"
+        for v, n in sorted(lab.names.items())
+        if v != 0 and v not in lab.unannotated and not GENERIC_NAME.match(n.strip())
+    ]
+    return ", ".join(names)
+
+
+def _model_structures(s: WorkspaceSurvey) -> dict[str, str]:
+    """Model name → the structure it segments, named by its training label image's properties."""
+    from curated.segment._store import GENERIC_NAME
+
+    out: dict[str, str] = {}
+    for m in s.models:
+        label = m.meta.get("label") if isinstance(m.meta.get("label"), dict) else {}
+        if label.get("name") and not GENERIC_NAME.match(str(label["name"])):
+            out[m.name] = str(label["name"])
+            continue
+        value = label.get("label_value")
+        for img in s.images:
+            for lab in img.labels:
+                name = lab.names.get(value) if lab.name == label.get("labels") else None
+                if name and not GENERIC_NAME.match(name):
+                    out[m.name] = name
     return out
 
 
@@ -344,6 +409,7 @@ def render_readme(
         "history": _history(survey.entries),
         "labels": _labels(survey, rv),
         "archive_exports": _archive_exports(survey),
+        "model_structures": _model_structures(survey),
         "figures": figs_by_image,
         "fair": fair_summary,
         "version": __version__,

@@ -95,6 +95,49 @@ class EvaluationInfo:
     def dice_ci(self) -> list[float] | None:
         return self._get("ci95", "dice")
 
+    @property
+    def label_name(self) -> str | None:
+        """The scored structure's name (``mitochondrion``), when the evaluation recorded it."""
+        return self.data.get("label_name")
+
+    @property
+    def truth_origin(self) -> str | None:
+        return self._get("truth", "origin")
+
+    @property
+    def whole_volume_dice(self) -> float | None:
+        return self._get("whole_volume", "overall", "raw", "dice")
+
+    @property
+    def whole_volume_ci(self) -> list[float] | None:
+        return self._get("whole_volume", "overall", "ci95", "dice")
+
+    @property
+    def whole_volume_voxels(self) -> int | None:
+        return self._get("whole_volume", "overall", "scored_voxels")
+
+    def x_curve(self) -> list[tuple[int, int, float | None]]:
+        """``(x_start, x_stop, dice)`` of the whole-volume curve along x."""
+        rows = self._get("whole_volume", "x_curve") or []
+        return [
+            (r.get("x_start"), r.get("x_stop"), (r.get("raw") or {}).get("dice"))
+            for r in rows
+            if isinstance(r, dict)
+        ]
+
+    @property
+    def gets_wrong(self) -> list[str]:
+        """Sentences on what the model confuses (whole volume when scored, else blocks)."""
+        conf = self.data.get("confusion") or {}
+        if not isinstance(conf, dict):
+            return []
+        best = conf.get("whole_volume") or conf.get("blocks") or {}
+        return [str(x) for x in (best.get("sentences") or [])] if isinstance(best, dict) else []
+
+    @property
+    def warnings(self) -> list[str]:
+        return [str(w) for w in self.data.get("warnings") or []]
+
     def factor_scores(self) -> list[tuple[str, str, float | None, int | None]]:
         """``(factor, group, dice, blocks)`` rows for each factor group."""
         rows = []

@@ -39,6 +39,17 @@ from curated.results import Result
 from curated.workspace import Workspace, recorder
 
 KINDS = ("truth", "annotation", "prediction")
+ORIGINS = ("human", "derived-from-truth", "simulated", "model-prediction")
+"""Where a label image's values came from (``curated.origin``):
+
+- ``human``: drawn or corrected by people;
+- ``derived-from-truth``: copied from another label image (e.g. crops taken from a
+  dense truth to emulate a curator), so no independent human judgement;
+- ``simulated``: made by a simulator together with the image (exact by construction);
+- ``model-prediction``: predicted by a model (``ai_generated`` is then true).
+"""
+MIXED_ORIGIN = "mixed"
+"""Label-level ``origin`` of a sparse annotation whose crops have different origins."""
 MAX_COLORS = 1024
 """Beyond this many label values, ``colors`` is left out (viewers pick their own)."""
 
@@ -64,11 +75,65 @@ def _model_block(model: Any) -> dict[str, Any] | None:
     raise InputError(msg, field="model")
 
 
-def curated_block(kind: str, ai_generated: bool, model: Any) -> dict[str, Any]:
+def check_origin(origin: str, *, allow_mixed: bool = False) -> str:
+    """``origin`` if it is one of :data:`ORIGINS` (or ``mixed`` when allowed), else a clear error."""
+    allowed = (*ORIGINS, MIXED_ORIGIN) if allow_mixed else ORIGINS
+    if origin not in allowed:
+        msg = f"origin must be one of {', '.join(allowed)}, not {origin!r}"
+        raise InputError(msg, field="origin")
+    return origin
+
+
+def parse_class_names(items: list[str]) -> list[dict[str, Any]]:
+    """``["1=mitochondrion", "2=nucleus"]`` as ``image-label`` properties (a clear error otherwise)."""
+    props: dict[int, str] = {}
+    for item in items:
+        value, sep, name = str(item).partition("=")
+        try:
+            v = int(value.strip())
+        except ValueError:
+            v = -1
+        if not sep or v < 0 or not name.strip():
+            msg = f"a class name is given as VALUE=NAME with a label value ≥ 0, e.g. 1=mitochondrion; got {item!r}"
+            raise InputError(msg, field="class_name")
+        props[v] = name.strip()
+    return [{"label-value": v, "name": n} for v, n in sorted(props.items())]
+
+
+def default_origin(kind: str, ai_generated: bool) -> str:
+    """The origin assumed when none is given: a model's output if AI-generated, else people's."""
+    del kind  # a "prediction" not marked AI-generated (e.g. a classical filter) was run by people
+    return "model-prediction" if ai_generated else "human"
+
+
+def curated_block(
+    kind: str, ai_generated: bool, model: Any, origin: str | None = None
+) -> dict[str, Any]:
+    """The label group's ``curated`` attributes: kind, origin, AI marking and model.
+
+    ``ai_generated`` is kept for readers that predate ``origin``; the two must agree
+    (a model's output is ``model-prediction``, nothing else is AI-generated).
+    """
     if kind not in KINDS:
         msg = f"kind must be one of {', '.join(KINDS)}, not {kind!r}"
         raise InputError(msg, field="kind")
-    return {"kind": kind, "ai_generated": bool(ai_generated), "model": _model_block(model)}
+    origin = (
+        check_origin(origin, allow_mixed=True) if origin else default_origin(kind, ai_generated)
+    )
+    if (origin == "model-prediction" and not ai_generated) or (
+        ai_generated and origin not in ("model-prediction", MIXED_ORIGIN)
+    ):
+        msg = (
+            f"origin {origin!r} contradicts ai_generated={bool(ai_generated)}: only a "
+            "model-prediction is AI-generated"
+        )
+        raise InputError(msg, field="origin")
+    return {
+        "kind": kind,
+        "origin": origin,
+        "ai_generated": bool(ai_generated),
+        "model": _model_block(model),
+    }
 
 
 def label_layout(image: OmeZarrImage, dtype: np.dtype | str) -> StoreLayout:
@@ -283,8 +348,9 @@ def add_labels(
     labels: Any,
     *,
     kind: str = "annotation",
-    ai_generated: bool = False,
+    ai_generated: bool | None = None,
     model: Any = None,
+    origin: str | None = None,
     properties: list[dict[str, Any]] | None = None,
     colors: list[dict[str, Any]] | None = None,
     overwrite: bool = False,
@@ -305,7 +371,13 @@ def add_labels(
         image's level-0 shape and an integer (or bool) type.
     kind, ai_generated, model
         The ``curated`` block: ``truth``/``annotation``/``prediction``; whether a
-        model made them; the model (id string or ``{"id", "sha256", "card"}``).
+        model made them (default: when ``origin`` is ``model-prediction``); the
+        model (id string or ``{"id", "sha256", "card"}``).
+    origin
+        Where the values came from, one of :data:`ORIGINS` (default
+        ``model-prediction`` for AI-generated labels, else ``human``). Say
+        ``simulated`` for a simulator's truth and ``derived-from-truth`` for
+        labels copied from another label image: documents show it.
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
     curated_extra
@@ -319,11 +391,14 @@ def add_labels(
     """
     img = _as_image(image)
     _check_name(name)
-    block = curated_block(kind, ai_generated, model)
+    if ai_generated is None:
+        ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
+    block = curated_block(kind, ai_generated, model, origin)
     src = _labels_source(labels)
     params = {
         "name": name,
         "kind": kind,
+        "origin": block["origin"],
         "ai_generated": bool(ai_generated),
         "model": _model_block(model),
     }
@@ -372,7 +447,7 @@ def add_labels(
             progress=progress,
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
-        step.message = f"labels {name!r} ({kind}{', AI-generated' if ai_generated else ''}) with {len(layout.levels)} levels"
+        step.message = f"labels {name!r} ({kind}, origin {block['origin']}{', AI-generated' if ai_generated else ''}) with {len(layout.levels)} levels"
     return Result(
         "labels-add",
         "ok",
@@ -409,6 +484,7 @@ def create_label_image(
     kind: str = "prediction",
     ai_generated: bool = True,
     model: Any = None,
+    origin: str | None = None,
     fill_value: int = 0,
     overwrite: bool = False,
 ) -> Any:
@@ -424,7 +500,7 @@ def create_label_image(
 
     img = _as_image(image)
     _check_name(name)
-    block = curated_block(kind, ai_generated, model)
+    block = curated_block(kind, ai_generated, model, origin)
     dt = _label_dtype(np.dtype(dtype))
     layout = label_layout(img, dt)
     layout = StoreLayout(**{**layout.__dict__, "fill_value": int(fill_value)})

@@ -68,7 +68,7 @@ from curated._io import write_json
 from curated._text import binary_size
 from curated._version import __version__
 from curated.errors import PackageError
-from curated.package.crate import build_crate, file_entity, store_entity
+from curated.package.crate import build_crate, file_entity, label_origins, store_entity
 from curated.package.hashing import (
     COPY,
     FOLDER_CHUNK,
@@ -601,7 +601,13 @@ def _build_payload(b: _Build) -> None:
         # The crate describes what was just measured, so it is written after the payload.
         for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
             if store + ".zip" not in b.archives:
-                ents = store_entity(store, nfiles, nbytes_store, path=b.ws.root / store)
+                ents = store_entity(
+                    store,
+                    nfiles,
+                    nbytes_store,
+                    path=b.ws.root / store,
+                    labels=label_origins(b.ws.root / store),
+                )
                 b.parts.extend(ents if isinstance(ents, list) else [ents])
         from curated.provenance.export import ro_crate_action_entities
 

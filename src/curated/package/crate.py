@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -151,8 +152,41 @@ def _is_array(folder: str, filenames: list[str]) -> bool:
         return False  # unreadable metadata: keep walking, the bag's validation reports it
 
 
+LABEL_ORIGIN_PROPERTY = "curated:label-origin"
+"""``propertyID`` of the PropertyValue saying who made a label image (``curated.origin``)."""
+
+
+def label_origins(store: str | Path) -> list[dict[str, Any]]:
+    """Each label image of an OME-Zarr store: name, kind, origin, AI marking and class names."""
+    from curated.document.ngff import read_image_info
+
+    out = []
+    for lab in read_image_info(Path(store)).labels:
+        if lab.problem:
+            continue
+        out.append(
+            {
+                "name": lab.name,
+                "kind": lab.kind,
+                "origin": lab.origin,
+                "ai_generated": bool(lab.ai_generated),
+                "classes": {
+                    v: n
+                    for v, n in sorted(lab.names.items())
+                    if v != 0 and v not in lab.unannotated
+                },
+            }
+        )
+    return out
+
+
 def store_entity(
-    rel: str, files: int, size: int, *, path: str | Path | None = None
+    rel: str,
+    files: int,
+    size: int,
+    *,
+    path: str | Path | None = None,
+    labels: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any] | list[dict[str, Any]]:
     """A Zarr store (a folder of chunks) as one ``Dataset`` entity.
 
@@ -161,6 +195,11 @@ def store_entity(
     identifier (JSON, ``fmt/817``); the chunks are codec output no registry
     identifies, and their checksums stay in the bag's manifests. Returns the
     store entity, followed by its metadata file entities when ``path`` is given.
+
+    ``labels`` (from :func:`label_origins`) adds one ``PropertyValue`` per label
+    image saying who made it (origin ``human``, ``derived-from-truth``,
+    ``simulated``, ``model-prediction`` or ``not recorded``); the property values
+    are contextual entities that :func:`build_crate` puts into the graph.
     """
     store_id = quote(rel, safe="/") + "/"
     ent: dict[str, Any] = {
@@ -175,6 +214,31 @@ def store_entity(
         "contentSize": str(size),
         "conformsTo": [_ref(OME_ZARR), _ref(ZARR_SPEC)],
     }
+    props = []
+    lines = []
+    for lab in labels:
+        origin = lab.get("origin") or "not recorded"
+        classes = ", ".join(f"{v} = {n}" for v, n in (lab.get("classes") or {}).items())
+        text = f"label image labels/{lab['name']} ({lab.get('kind') or 'labels'}): origin {origin}"
+        if lab.get("ai_generated"):
+            text += ", AI-generated"
+        if classes:
+            text += f"; classes {classes}"
+        lines.append(text)
+        props.append(
+            {
+                "@id": f"#{quote(rel, safe='')}-labels-{quote(str(lab['name']), safe='')}-origin",
+                "@type": "PropertyValue",
+                "propertyID": LABEL_ORIGIN_PROPERTY,
+                "name": f"origin of label image {lab['name']}",
+                "value": origin,
+                "description": text,
+            }
+        )
+    if props:
+        ent["description"] += ". " + "; ".join(lines)
+        ent["additionalProperty"] = [_ref(p["@id"]) for p in props]
+        ent["_contextual"] = props
     if path is None:
         return ent
     puid, pname, mime = PRONOM["JSON"]
@@ -293,6 +357,10 @@ def build_crate(
         "conformsTo": _ref(RO_CRATE_SPEC),
         "about": _ref("./"),
     }
+    contextual = [c for p in parts for c in p.get("_contextual", [])]
+    parts = [{k: v for k, v in p.items() if k != "_contextual"} for p in parts]
+    for c in contextual:
+        graph.setdefault(c["@id"], c)
     ids = {p["@id"] for p in parts}
     merged: list[dict[str, Any]] = []
     for ent in actions:

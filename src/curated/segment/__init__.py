@@ -4,12 +4,12 @@ Public API::
 
     make_fibsem_sample(dest, ...)            synthetic FIB-SEM image + ``truth`` labels
     annotate_from_truth(image, ...)          emulate a curator annotating random crops
-    import_annotation(image, source_file=..., offset=...)   add a crop annotated elsewhere
+    import_annotation(image, source_file=..., offset=..., origin="human")   add a crop annotated elsewhere
     train(image, labels=..., label_value=..., out=...)      one-label 3D U-Net from sparse crops
     finetune(parent, image, labels=..., out=...)            continue from a parent model
     predict(model, image, name=...)          blockwise OME-Zarr prediction (dask)
     load_model(path) -> SegmentationModel    open and verify a model folder
-    evaluate(image, pred=..., truth=..., label_value=...)  held-out block scores
+    evaluate(image, pred=..., truth=..., label_value=...)  held-out blocks + whole volume (full truth)
     suggest_crops(image, model=..., pred=..., n=...)        where to annotate next
     export_bioimageio(model, dest)           bioimage.io package with a model card
 """

@@ -6,6 +6,7 @@ and attributes (NGFF 0.5 keeps them under ``attrs["ome"]``, 0.4 at the top level
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,42 @@ def label_curated_attrs(path: str | Path, name: str) -> dict[str, Any]:
     g = label_group(path, name)
     attrs = dict(g.attrs)
     return dict(attrs.get("curated") or _ome(attrs).get("curated") or {})
+
+
+GENERIC_NAME = re.compile(r"^(class|label)\s*\d+$", re.IGNORECASE)
+"""Names that say nothing about the structure (``class 1``): never shown as a class name."""
+
+
+def label_properties(path: str | Path, name: str) -> list[dict[str, Any]]:
+    """The ``image-label.properties`` of a label image (``[]`` when it has none)."""
+    g = label_group(path, name)
+    il = _ome(dict(g.attrs)).get("image-label") or {}
+    return [dict(p) for p in il.get("properties") or [] if isinstance(p, dict)]
+
+
+def class_names(path: str | Path, name: str) -> dict[int, str]:
+    """Label value → the structure's name, from the label image's properties.
+
+    Background (0), the unannotated marker and placeholder names (``class 1``)
+    are left out, so a caller can fall back to its own wording.
+    """
+    out: dict[int, str] = {}
+    for p in label_properties(path, name):
+        try:
+            value = int(p.get("label-value"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        text = str(p.get("name") or "").strip()
+        if value == 0 or p.get("curated:unannotated") or not text or GENERIC_NAME.match(text):
+            continue
+        out[value] = text
+    return out
+
+
+def label_origin(path: str | Path, name: str) -> str | None:
+    """The label image's ``curated.origin``; ``model-prediction`` for older AI-generated labels."""
+    attrs = label_curated_attrs(path, name)
+    origin = attrs.get("origin")
+    if isinstance(origin, str) and origin:
+        return origin
+    return "model-prediction" if attrs.get("ai_generated") else None

@@ -11,9 +11,13 @@ A sparse annotation is an OME-Zarr **uint8** label image beside the raw image:
 
 The label group's ``image-label.properties`` names each value, with
 ``{"label-value": 255, "name": "unannotated", "curated:unannotated": true}``,
-and its ``curated`` attributes hold ``kind: "annotation"`` plus
-``annotation: {"unannotated": 255, "rois": [{"offset": [z, y, x], "shape": [z, y, x], "source": ...}]}``:
-every annotated crop, in the order it was added. Training reads the ROIs from
+and its ``curated`` attributes hold ``kind: "annotation"``, ``origin`` plus
+``annotation: {"unannotated": 255, "rois": [{"offset": [z, y, x], "shape": [z, y, x], "source": ..., "origin": ...}]}``:
+every annotated crop, in the order it was added, with where it came from
+(``human`` for a crop a person drew, ``derived-from-truth`` for one copied from a
+truth label image). The label image's ``origin`` is the crops' common origin, or
+``mixed`` when they differ. Class names are copied from the truth (or kept from
+the annotation), never made up. Training reads the ROIs from
 there (or, for label images written by other tools, from the bounding boxes of
 the annotated voxels).
 """
@@ -78,14 +82,24 @@ def _overlaps(a_off: Any, a_shape: Any, b_off: Any, b_shape: Any) -> bool:
     )
 
 
-def _properties(values: list[int]) -> list[dict[str, Any]]:
+def _properties(values: list[int], names: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """Properties of a sparse annotation; a class without a known name stays ``class K``."""
+    names = names or {}
     props: list[dict[str, Any]] = [
         {"label-value": UNANNOTATED, "name": "unannotated", "curated:unannotated": True},
         {"label-value": BACKGROUND, "name": "background (annotated)"},
     ]
     for v in sorted({int(v) for v in values} - {UNANNOTATED, BACKGROUND}):
-        props.append({"label-value": v, "name": f"class {v}"})
+        props.append({"label-value": v, "name": names.get(v, f"class {v}")})
     return props
+
+
+def _rois_origin(rois: list[dict[str, Any]]) -> str:
+    """The common origin of the crops (crops recorded before origins existed count as ``human``)."""
+    from curated.images.labels import MIXED_ORIGIN
+
+    found = {str(r.get("origin") or "human") for r in rois}
+    return found.pop() if len(found) == 1 else MIXED_ORIGIN
 
 
 def read_annotation_rois(image: str | Path, name: str) -> list[dict[str, Any]]:
@@ -162,6 +176,7 @@ class _SparseLabels:
 def _existing_annotation(
     image: Path, name: str
 ) -> tuple[_SparseLabels, list[dict[str, Any]]] | None:
+    # class names of an existing annotation are read separately (_existing_names)
     """An existing sparse annotation, as the contents of its recorded crops only."""
     if name not in _store.label_names(image) and not _store.label_path(image, name).exists():
         return None
@@ -181,8 +196,20 @@ def _existing_annotation(
     return sparse, rois
 
 
+def _existing_names(image: Path, name: str) -> dict[int, str]:
+    if not _store.label_path(image, name).exists():
+        return {}
+    return _store.class_names(image, name)
+
+
 def _write_annotation(
-    image: Path, name: str, labels: _SparseLabels, rois: list[dict[str, Any]], *, replace: bool
+    image: Path,
+    name: str,
+    labels: _SparseLabels,
+    rois: list[dict[str, Any]],
+    *,
+    replace: bool,
+    names: dict[int, str] | None = None,
 ) -> Result:
     """Write the sparse label image; ``details`` hold its store digest, taken while writing."""
     from curated.images import add_labels
@@ -192,9 +219,10 @@ def _write_annotation(
         name,
         labels,
         kind="annotation",
-        ai_generated=False,
+        ai_generated=any(r.get("origin") == "model-prediction" for r in rois),
         model=None,
-        properties=_properties(labels.values()),
+        origin=_rois_origin(rois),
+        properties=_properties(labels.values(), names),
         overwrite=replace,
         curated_extra={"annotation": {"unannotated": UNANNOTATED, "rois": rois}},
     )
@@ -272,7 +300,14 @@ def annotate_from_truth(
                 sl = tuple(slice(o, o + s) for o, s in zip(off, sz, strict=True))
                 if np.mean(np.asarray(truth_arr[sl]) == require_label) < min_fraction:
                     continue
-            new.append({"offset": list(off), "shape": list(sz), "source": f"truth:{truth}"})
+            new.append(
+                {
+                    "offset": list(off),
+                    "shape": list(sz),
+                    "source": f"truth:{truth}",
+                    "origin": "derived-from-truth",
+                }
+            )
         if len(new) < crops:
             msg = f"only {len(new)} non-overlapping {sz} crops fit in the region (with the required label); ask for fewer or smaller crops"
             raise SegmentationError(msg, path=image, field="crops")
@@ -285,7 +320,11 @@ def annotate_from_truth(
                 raise SegmentationError(msg, path=image, field="truth")
             labels.paste(tuple(r["offset"]), crop)
         rois = rois + new
-        written = _write_annotation(image, name, labels, rois, replace=existing is not None)
+        # the truth's names win: the crops are its values
+        names = {**_existing_names(image, name), **_store.class_names(image, truth)}
+        written = _write_annotation(
+            image, name, labels, rois, replace=existing is not None, names=names
+        )
         annotated = labels.annotated_voxels(rois)
         fraction = annotated / float(np.prod(shape))
         step.add_output(
@@ -304,7 +343,8 @@ def annotate_from_truth(
             "annotate-from-truth",
             "ok",
             str(_store.label_path(image, name)),
-            f"{len(new)} crops of {sz} added; {fraction:.1%} of voxels annotated",
+            f"{len(new)} crops of {sz} copied from truth {truth!r} (origin derived-from-truth); "
+            f"{fraction:.1%} of voxels annotated",
             details,
         )
 
@@ -356,6 +396,8 @@ def import_annotation(
     source_file: str | Path,
     offset: tuple[int, int, int],
     name: str = "annotations",
+    origin: str = "human",
+    class_names: dict[int, str] | None = None,
     workspace: Workspace | str | Path | None = None,
 ) -> Result:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image.
@@ -364,10 +406,18 @@ def import_annotation(
     unannotated) is placed at ``offset`` (z, y, x) of the image's level 0. The
     label image ``name`` is created if missing; existing annotations outside the
     crop are kept. Nothing is written when the crop does not fit or is not a label.
+
+    ``origin`` says who made the crop: ``human`` (default) when a person drew it,
+    ``derived-from-truth``, ``simulated`` or ``model-prediction`` otherwise (a
+    corrected prediction a person checked is ``human``). ``class_names`` names
+    label values (``{1: "mitochondrion"}``); names already in ``name`` are kept.
     """
+    from curated.images.labels import check_origin
+
     image = Path(image)
     source = Path(source_file)
-    params = {"offset": list(offset), "name": name}
+    origin = check_origin(origin)
+    params = {"offset": list(offset), "name": name, "origin": origin}
     with recorder(
         workspace,
         "A",
@@ -393,9 +443,20 @@ def import_annotation(
         rois = existing[1] if existing else []
         annotated = crop != UNANNOTATED
         labels.paste(off, crop)
-        roi = {"offset": list(off), "shape": list(crop.shape), "source": source.name}
+        roi = {
+            "offset": list(off),
+            "shape": list(crop.shape),
+            "source": source.name,
+            "origin": origin,
+        }
         rois = rois + [roi]
-        written = _write_annotation(image, name, labels, rois, replace=existing is not None)
+        names = {
+            **_existing_names(image, name),
+            **{int(k): str(v) for k, v in (class_names or {}).items()},
+        }
+        written = _write_annotation(
+            image, name, labels, rois, replace=existing is not None, names=names
+        )
         step.add_output(
             _store.label_path(image, name),
             digest=written.details["store_digest"],
@@ -405,6 +466,6 @@ def import_annotation(
             "annotate-import",
             "ok",
             str(_store.label_path(image, name)),
-            f"crop {crop.shape} from {source.name} added at {off}",
-            {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name},
+            f"crop {crop.shape} from {source.name} added at {off} (origin {origin})",
+            {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name, "origin": origin},
         )

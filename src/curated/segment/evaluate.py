@@ -17,6 +17,15 @@ was trained on (``lineage_rois`` grown by the model's context), and reports:
 
 Blocks are read one at a time from the OME-Zarr level 0, so memory is bounded by
 the block size, never by the image.
+
+A few blocks can miss whole kinds of error, so when the truth covers the volume
+:func:`evaluate` also scores every voxel outside the training regions, tile by
+tile (:mod:`curated.segment.wholevolume`), and the report puts those figures
+first. Blocks are stratified so that each truth class present is covered
+(:func:`stratify_blocks`); the report warns when the blocks hold too little of a
+class, names the classes from the truth's ``image-label`` properties, states the
+truth's origin, and says where the false positives lie
+(:mod:`curated.segment.confusion`).
 """
 
 from __future__ import annotations
@@ -66,6 +75,11 @@ class Box:
     @property
     def slices(self) -> tuple[slice, slice, slice]:
         return tuple(slice(o, e) for o, e in zip(self.offset, self.stop, strict=True))  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        """Number of voxels."""
+        return int(np.prod(self.shape))
 
     @property
     def centre(self) -> tuple[float, float, float]:
@@ -133,6 +147,8 @@ class HeldOutBlocks:
     """Draws refused because they overlapped a block already drawn."""
     exclusion: tuple[Box, ...] = ()
     """The grown training ROIs the blocks were kept clear of."""
+    strata: tuple[dict[str, Any], ...] = ()
+    """Blocks placed on purpose so that a truth class is covered: ``{"block", "class_value"}``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +159,7 @@ class HeldOutBlocks:
             "rejected_training": self.rejected_training,
             "rejected_overlap": self.rejected_overlap,
             "exclusion": [b.to_dict() for b in self.exclusion],
+            "strata": [dict(s) for s in self.strata],
         }
 
     @classmethod
@@ -156,6 +173,7 @@ class HeldOutBlocks:
                 rejected_training=int(d.get("rejected_training", 0)),
                 rejected_overlap=int(d.get("rejected_overlap", 0)),
                 exclusion=tuple(Box.from_dict(b) for b in d.get("exclusion", [])),
+                strata=tuple(dict(x) for x in d.get("strata", []) if isinstance(x, Mapping)),
             )
         except KeyError as exc:
             msg = f"held-out blocks lack the field {exc.args[0]!r}"
@@ -252,6 +270,146 @@ def draw_held_out_blocks(
         rejected_overlap=rejected_overlap,
         exclusion=exclude,
     )
+
+
+MIN_CLASS_VOXELS = 500
+"""Below this many truth voxels of a class in the scored blocks, the report warns."""
+MIN_CLASS_FRACTION = 0.01
+"""Below this share of the scored voxels for a class, the report warns."""
+
+
+def _class_counts(values: np.ndarray, ignore: Iterable[int] = ()) -> dict[int, int]:
+    vals, cnt = np.unique(values, return_counts=True)
+    skip = set(ignore)
+    return {int(v): int(c) for v, c in zip(vals, cnt, strict=True) if int(v) not in skip}
+
+
+def stratify_blocks(
+    held: HeldOutBlocks,
+    truth: _Volume,
+    coarse: np.ndarray,
+    classes: Sequence[int],
+    *,
+    min_voxels: int = MIN_CLASS_VOXELS,
+    tries: int = 50,
+) -> tuple[HeldOutBlocks, list[dict[int, int]]]:
+    """Make every truth class in ``classes`` appear in at least one held-out block.
+
+    Uniform blocks often miss a rare class (a nucleus at one side, a few
+    vesicles). For each class with fewer than ``min_voxels`` voxels in the
+    blocks, a block is moved onto the class: a voxel of the class is picked at
+    random (the held-out seed) in ``coarse`` (the truth's coarsest level), the
+    block is centred on it at level 0 and kept if it touches no training region
+    and no other block. The uniform block replaced is the last one whose
+    classes stay covered without it. The moved blocks are listed in
+    ``strata``; the number of blocks does not change.
+
+    Returns the (possibly) new blocks and each block's truth voxels per value.
+    """
+    blocks = list(held.blocks)
+    counts = [_class_counts(truth.read(b)) for b in blocks]
+    strata: list[dict[str, Any]] = list(held.strata)
+    rng = np.random.default_rng([held.seed, 1])
+    scale = [s / c for s, c in zip(held.image_shape, coarse.shape, strict=True)]
+    size = held.block_size
+    for value in classes:
+        if sum(c.get(value, 0) for c in counts) >= min_voxels:
+            continue
+        fixed = {int(x["block"]) for x in strata}
+        # replace the last uniform block whose other classes are covered elsewhere
+        victim = None
+        for i in reversed(range(len(blocks))):
+            if i in fixed:
+                continue
+            others_ok = all(
+                sum(c.get(v, 0) for j, c in enumerate(counts) if j != i) > 0
+                for v in classes
+                if v != value and counts[i].get(v, 0) > 0
+            )
+            if others_ok:
+                victim = i
+                break
+        where = np.argwhere(coarse == value)
+        if victim is None or where.size == 0:
+            continue
+        best: tuple[int, Box, dict[int, int]] | None = None
+        for _ in range(tries):
+            cz = where[int(rng.integers(0, len(where)))]
+            centre = [(c + 0.5) * f for c, f in zip(cz, scale, strict=True)]
+            off = tuple(
+                int(min(max(0, round(c - b / 2)), n - b))
+                for c, b, n in zip(centre, size, held.image_shape, strict=True)
+            )
+            box = Box(off, size)  # type: ignore[arg-type]
+            if any(box.intersects(e) for e in held.exclusion):
+                continue
+            if any(box.intersects(b) for j, b in enumerate(blocks) if j != victim):
+                continue
+            got = _class_counts(truth.read(box))
+            if best is None or got.get(value, 0) > best[0]:
+                best = (got.get(value, 0), box, got)
+            if got.get(value, 0) >= min_voxels:
+                break
+        if best is None or best[0] == 0:
+            continue
+        blocks[victim] = best[1]
+        counts[victim] = best[2]
+        strata = [x for x in strata if int(x["block"]) != victim]
+        strata.append({"block": victim, "class_value": int(value)})
+    new = HeldOutBlocks(
+        held.image_shape,
+        held.block_size,
+        held.seed,
+        tuple(blocks),
+        held.rejected_training,
+        held.rejected_overlap,
+        held.exclusion,
+        tuple(sorted(strata, key=lambda x: int(x["block"]))),
+    )
+    return new, counts
+
+
+def coarsest_level(vol: _Volume) -> np.ndarray:
+    """The coarsest pyramid level of an OME-Zarr image or label image as (z, y, x).
+
+    Memory is bounded by that level, which a multiscale image keeps small.
+    """
+    import zarr
+
+    group = zarr.open_group(str(vol.path), mode="r")
+    ms = _ome_attrs(group)["multiscales"][0]
+    arr = group[ms["datasets"][-1]["path"]]
+    index: list[Any] = [0] * arr.ndim
+    for a in vol.spatial:
+        index[a] = slice(None)
+    return np.asarray(arr[tuple(index)])
+
+
+def foreground_warnings(
+    class_voxels: Mapping[int, int],
+    scored: int,
+    classes: Sequence[int],
+    names: Mapping[int, str],
+    *,
+    where: str,
+    target: int,
+) -> list[str]:
+    """Warnings for classes with too little truth among the scored voxels."""
+    out = []
+    for v in classes:
+        n = int(class_voxels.get(v, 0))
+        share = n / scored if scored else 0.0
+        if n >= MIN_CLASS_VOXELS and share >= MIN_CLASS_FRACTION:
+            continue
+        name = names.get(v, f"class {v}")
+        role = "the scored class" if v == target else "a truth class"
+        out.append(
+            f"the {where} hold only {n} voxels of {name} (label {v}, {role}), {share:.2%} of the "
+            f"{scored} scored voxels (fewer than {MIN_CLASS_VOXELS} or under "
+            f"{MIN_CLASS_FRACTION:.0%}): scores for it are fragile; use more or larger blocks, "
+            "or score the whole volume when the truth covers it"
+        )
+    return out
 
 
 # ----------------------------------------------------------- training lineage
@@ -449,18 +607,24 @@ def count_block(
     context_slices: tuple[slice, ...] | None = None,
     iou_threshold: float = 0.5,
     connectivity: int = 3,
+    valid: np.ndarray | None = None,
 ) -> BlockCounts:
     """Count one block; ``pred`` and ``truth`` are boolean arrays of the same shape.
 
     ``truth_context`` (with ``context_slices`` locating the block inside it) is
     the truth grown by ``boundary_band`` voxels, so the band is exact at the
-    block's faces.
+    block's faces. ``valid`` (optional) marks the voxels that count: voxels the
+    truth leaves unannotated are neither positives nor negatives.
     """
     if pred.shape != truth.shape:
         msg = f"prediction block {pred.shape} and truth block {truth.shape} differ in shape"
         raise SegmentationError(msg)
     pred = pred.astype(bool, copy=False)
     truth = truth.astype(bool, copy=False)
+    if valid is not None:
+        # unannotated truth voxels count neither way
+        pred = pred & valid
+        truth = truth & valid
     tp = int(np.count_nonzero(pred & truth))
     fp = int(np.count_nonzero(pred & ~truth))
     fn = int(np.count_nonzero(~pred & truth))
@@ -470,7 +634,7 @@ def count_block(
         ]
     else:
         band = boundary_band_mask(truth, boundary_band)
-    keep = ~band
+    keep = ~band if valid is None else ~band & valid
     i_tp, i_fp, i_fn = instance_counts(
         pred, truth, iou_threshold=iou_threshold, connectivity=connectivity
     )
@@ -773,10 +937,38 @@ class EvaluationReport:
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     bootstrap_seed: int = 0
     files: dict[str, str] = field(default_factory=dict)
+    class_names: dict[int, str] = field(default_factory=dict)
+    """Truth value → structure name (from the truth's ``image-label`` properties)."""
+    classes: list[int] = field(default_factory=list)
+    """Truth classes present (coarsest level), the scored one always included."""
+    truth_origin: str | None = None
+    truth_complete: bool = False
+    unannotated: list[int] = field(default_factory=list)
+    block_class_voxels: dict[int, int] = field(default_factory=dict)
+    block_scored_voxels: int = 0
+    confusion: Any = None
+    """:class:`curated.segment.confusion.Confusion` of the false positives in the blocks."""
+    whole: Any = None
+    """:class:`curated.segment.wholevolume.WholeVolumeScores` when the whole volume was scored."""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def overall(self) -> dict[str, Any]:
         return summarize(self.counts)
+
+    @property
+    def label_name(self) -> str:
+        """The scored structure's name, or ``label K`` when the truth does not name it."""
+        return self.class_names.get(self.label_value, f"label {self.label_value}")
+
+    def confusion_summary(self) -> dict[str, Any]:
+        """What the model confuses, on the whole volume (when scored) and on the blocks."""
+        out: dict[str, Any] = {}
+        if self.whole is not None:
+            out["whole_volume"] = self.whole.confusion.summary(self.label_value, self.class_names)
+        if self.confusion is not None:
+            out["blocks"] = self.confusion.summary(self.label_value, self.class_names)
+        return out
 
     @property
     def ci95(self) -> dict[str, list[float] | None]:
@@ -812,21 +1004,63 @@ class EvaluationReport:
                 }
             )
         per_block = [b["dice"] for b in blocks]
+        sampling = (
+            "uniform random block offsets inside the image (level 0), seeded, non-overlapping, "
+            "drawn independently of the prediction; blocks touching a training ROI of the model "
+            "or any ancestor (grown by the model's context) were rejected and redrawn"
+        )
+        if self.held_out.strata:
+            moved = ", ".join(
+                f"block {x['block']} onto {self.class_names.get(int(x['class_value']), 'label ' + str(x['class_value']))}"
+                for x in self.held_out.strata
+            )
+            sampling += (
+                f"; stratified by truth class: {len(self.held_out.strata)} uniform block(s) moved onto a "
+                f"class no block covered, centred on a random voxel of it ({moved})"
+            )
+        names = {str(k): v for k, v in sorted(self.class_names.items())}
         return {
             "format": EVALUATION_FORMAT,
             "name": self.name,
             "created": self.created,
             "software": {"curated": __version__},
             "image": self.image,
-            "pred": {"name": self.pred, "value": self.pred_value, **self.pred_meta},
-            "truth": {"name": self.truth},
+            "pred": {
+                "name": self.pred,
+                "value": self.pred_value,
+                "class_name": self.label_name,
+                **self.pred_meta,
+            },
+            "truth": {
+                "name": self.truth,
+                "origin": self.truth_origin,
+                "classes": names,
+                "complete": self.truth_complete,
+                "unannotated": list(self.unannotated),
+            },
             "label_value": self.label_value,
+            "label_name": self.label_name,
+            "classes_present": [
+                {"value": v, "name": self.class_names.get(v, f"label {v}")} for v in self.classes
+            ],
             "model": self.model,
+            "warnings": list(self.warnings),
+            "whole_volume": self.whole.to_dict() if self.whole is not None else None,
+            "confusion": self.confusion_summary(),
+            "block_class_voxels": {
+                str(k): int(v) for k, v in sorted(self.block_class_voxels.items())
+            },
+            "block_scored_voxels": int(self.block_scored_voxels),
             "protocol": {
-                "sampling": (
-                    "uniform random block offsets inside the image (level 0), seeded, non-overlapping, "
-                    "drawn independently of the prediction; blocks touching a training ROI of the model "
-                    "or any ancestor (grown by the model's context) were rejected and redrawn"
+                "sampling": sampling,
+                "whole_volume": (
+                    "every voxel of the image outside the training regions of the model and its "
+                    "ancestors (grown by the model's context and pre-processing halo)"
+                    + (", and outside unannotated truth voxels" if self.unannotated else "")
+                    + ", read tile by tile; TP/FP/FN summed over tiles; bootstrap CI over tiles; "
+                    "instance scores are not computed (objects cross tiles)"
+                    if self.whole is not None
+                    else None
                 ),
                 "dataset_role": "test",
                 "boundary_band": self.boundary_band,
@@ -862,13 +1096,32 @@ class EvaluationReport:
         d = ov["raw"]["dice"]
         ci = self.ci95.get("dice")
         ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
-        msg = f"Dice {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+        msg = f"{self.label_name}: Dice {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+        details: dict[str, Any] = {
+            "dice": d,
+            "ci95": ci,
+            "files": dict(self.files),
+            "name": self.name,
+            "warnings": list(self.warnings),
+        }
+        if self.whole is not None:
+            wo = self.whole.overall
+            wd, wci = wo["raw"]["dice"], wo["ci95"].get("dice")
+            wci_txt = f" (95% CI {wci[0]:.3f}–{wci[1]:.3f})" if wci else ""
+            msg = (
+                f"{self.label_name}: Dice {wd:.3f}{wci_txt} on the whole volume outside training "
+                f"regions; {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+            )
+            details["whole_volume_dice"] = wd
+            details["whole_volume_ci95"] = wci
+        if self.warnings:
+            msg += f" ({len(self.warnings)} warning(s))"
         return Result(
             action="evaluate",
             status="ok",
             path=self.files.get("json"),
             message=msg,
-            details={"dice": d, "ci95": ci, "files": dict(self.files), "name": self.name},
+            details=details,
         )
 
 
@@ -910,9 +1163,14 @@ def evaluate(
     out: str | Path | None = None,
     overwrite: bool = False,
     picture_blocks: int = 4,
+    whole_volume: bool | None = None,
+    tile: int | Sequence[int] = 64,
+    x_bins: int = 4,
+    stratify: bool = True,
     progress: ProgressReporter | None = None,
 ) -> EvaluationReport:
-    """Score label image ``pred`` against ``truth`` on seeded random held-out blocks.
+    """Score label image ``pred`` against ``truth`` on seeded random held-out blocks,
+    and on the whole volume when the truth covers it.
 
     Parameters
     ----------
@@ -951,6 +1209,17 @@ def evaluate(
         Without a workspace: the JSON path; Markdown and PNG go next to it.
     overwrite
         Replace an existing evaluation of the same name (refused otherwise).
+    whole_volume
+        Also score every voxel outside the (grown) training regions, tile by
+        tile (:func:`curated.segment.wholevolume.score_whole_volume`): overall,
+        per x-bin, with a bootstrap CI over tiles. ``None`` (default) does so
+        when the truth is complete (not a sparse annotation, no unannotated
+        value declared); ``True`` scores every *annotated* voxel of any truth.
+    tile, x_bins
+        Tile edge of the whole-volume pass, and how many bins along x its curve has.
+    stratify
+        Move uniform blocks onto truth classes that no block covers (see
+        :func:`stratify_blocks`); freshly drawn blocks only.
 
     Returns
     -------
@@ -986,6 +1255,16 @@ def evaluate(
     if declared is not None and label_value not in declared:
         msg = f"label value {label_value} is not among the truth's declared values {sorted(declared)}; choose one of them"
         raise SegmentationError(msg, path=truth_vol.path, field="label_value")
+    from curated.segment import _store
+
+    unannotated = _unannotated_values(truth_vol.attrs)
+    truth_kind = (truth_vol.attrs.get("curated") or {}).get("kind")
+    truth_complete = not unannotated and truth_kind != "annotation"
+    if whole_volume is None:
+        whole_volume = truth_complete
+    names = _store.class_names(image, truth)
+    coarse = coarsest_level(truth_vol)
+    classes = sorted(({int(v) for v in np.unique(coarse)} | {label_value}) - {0} - set(unannotated))
 
     exclusion: TrainingExclusion | None = None
     if exclude_training is not None:
@@ -1021,6 +1300,7 @@ def evaluate(
                 held.rejected_training,
                 held.rejected_overlap,
                 exclusion.boxes,
+                held.strata,
             )
         seed = held.seed
     else:
@@ -1031,6 +1311,8 @@ def evaluate(
             seed=seed,
             exclude=exclusion.boxes if exclusion else (),
         )
+        if stratify:
+            held, _ = stratify_blocks(held, truth_vol, coarse, classes)
 
     name = safe_name(name or f"{pred}-vs-{truth}-{label_value}")
     json_path = _output_json(ws, out, name)
@@ -1062,6 +1344,8 @@ def evaluate(
         "iou_threshold": iou_threshold,
         "factors": list(factor_fns),
         "exclude_training": str(exclude_training) if exclude_training is not None else None,
+        "whole_volume": bool(whole_volume),
+        "stratified_blocks": len(held.strata),
     }
     inputs: list[str | Path] = [image]
     if exclusion is not None:
@@ -1075,13 +1359,18 @@ def evaluate(
         libraries=("zarr", "scipy"),
         hash_inputs=False,
     ) as step:
+        from curated.segment.confusion import HALO, Confusion, count_confusion
+
         counts: list[BlockCounts] = []
         shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = []
         seen_value = False
+        confusion = Confusion()
+        block_classes: dict[int, int] = {}
+        scored_in_blocks = 0
         prog.start("evaluating held-out blocks", len(held.blocks), "blocks")
         try:
             for box in held.blocks:
-                ctx = box.grow((boundary_band,) * 3, within=img.shape)
+                ctx = box.grow((max(boundary_band, HALO),) * 3, within=img.shape)
                 truth_ctx = truth_vol.read(ctx)
                 inner = tuple(
                     slice(b - c, b - c + s)
@@ -1091,6 +1380,7 @@ def evaluate(
                 p_raw = pred_vol.read(box)
                 t = _binary(t_raw, label_value)
                 p = _binary(p_raw, pred_value)
+                valid = ~np.isin(t_raw, list(unannotated)) if unannotated else None
                 seen_value = seen_value or bool(t.any())
                 c = count_block(
                     p,
@@ -1100,8 +1390,16 @@ def evaluate(
                     context_slices=inner,
                     iou_threshold=iou_threshold,
                     connectivity=connectivity,
+                    valid=valid,
                 )
                 counts.append(c)
+                scored_in_blocks += box.size if valid is None else int(valid.sum())
+                for v, n in _class_counts(t_raw, unannotated).items():
+                    block_classes[v] = block_classes.get(v, 0) + n
+                if c.fp:
+                    confusion = confusion + count_confusion(
+                        p, truth_ctx, inner, label_value, valid=valid, ignore=unannotated
+                    )
                 if len(shown) < picture_blocks:
                     mid = box.shape[0] // 2
                     shown.append(
@@ -1120,6 +1418,51 @@ def evaluate(
         if not seen_value and declared is None and not _value_anywhere(truth_vol, label_value):
             msg = f"label value {label_value} does not occur in the truth {truth!r}; check --label-value"
             raise SegmentationError(msg, path=truth_vol.path, field="label_value")
+        whole = None
+        if whole_volume:
+            from curated.segment.wholevolume import score_whole_volume
+
+            whole = score_whole_volume(
+                pred_vol,
+                truth_vol,
+                label_value=label_value,
+                pred_value=pred_value,
+                exclusion=exclusion.boxes if exclusion else (),
+                unannotated=unannotated,
+                boundary_band=boundary_band,
+                tile=tile,
+                x_bins=x_bins,
+                seed=seed,
+                progress=prog,
+            )
+        warnings = foreground_warnings(
+            block_classes,
+            scored_in_blocks,
+            classes,
+            names,
+            where="held-out blocks",
+            target=label_value,
+        )
+        if whole is not None:
+            warnings += foreground_warnings(
+                whole.class_voxels,
+                int(whole.counts[:, -1].sum()),
+                [label_value],
+                names,
+                where="scored voxels of the whole volume",
+                target=label_value,
+            )
+        if exclusion is None:
+            warnings.append(
+                "no model was given (--exclude-training), so training regions were not left out: "
+                "if this prediction's model was trained on this image, these scores are optimistic"
+            )
+        truth_origin = _store.label_origin(image, truth)
+        if truth_origin == "model-prediction":
+            warnings.append(
+                f"the truth {truth!r} is itself a model's prediction: these scores measure agreement "
+                "between two models, not accuracy"
+            )
 
         groups = {f: [fn(b, tuple(img.shape)) for b in held.blocks] for f, fn in factor_fns.items()}
         model_info = None
@@ -1151,8 +1494,18 @@ def evaluate(
             if needs_shading
             else {},
             model=model_info,
-            pred_meta=pred_meta,
+            pred_meta={**pred_meta, "origin": _store.label_origin(image, pred)},
             bootstrap_seed=seed,
+            class_names=names,
+            classes=classes,
+            truth_origin=truth_origin,
+            truth_complete=truth_complete,
+            unannotated=sorted(unannotated),
+            block_class_voxels=block_classes,
+            block_scored_voxels=scored_in_blocks,
+            confusion=confusion,
+            whole=whole,
+            warnings=warnings,
         )
         if json_path is not None:
             md_path = json_path.with_suffix(".md")
@@ -1173,6 +1526,8 @@ def evaluate(
             "dice": ov["raw"]["dice"],
             "blocks": len(counts),
             "ci95_dice": report.ci95.get("dice"),
+            "whole_volume_dice": whole.overall["raw"]["dice"] if whole is not None else None,
+            "warnings": len(warnings),
         }
         step.message = report.result().message
     return report
@@ -1183,6 +1538,21 @@ def _prediction_meta(attrs: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(cur, Mapping):
         return {}
     return {k: cur[k] for k in ("kind", "ai_generated", "model") if k in cur}
+
+
+def _unannotated_values(attrs: Mapping[str, Any]) -> set[int]:
+    """Truth values that mean "nobody annotated this voxel" (sparse annotations)."""
+    out: set[int] = set()
+    for p in (attrs.get("image-label") or {}).get("properties") or []:
+        if isinstance(p, Mapping) and p.get("curated:unannotated") and "label-value" in p:
+            try:
+                out.add(int(p["label-value"]))
+            except (TypeError, ValueError):
+                continue
+    ann = (attrs.get("curated") or {}).get("annotation")
+    if isinstance(ann, Mapping) and isinstance(ann.get("unannotated"), int):
+        out.add(int(ann["unannotated"]))
+    return out
 
 
 def _value_anywhere(vol: _Volume, value: int) -> bool:

@@ -353,6 +353,42 @@ def _structure_name(image: Path | None, labels: str | None, value: Any) -> str |
     return None
 
 
+ORIGIN_TEXT = {
+    "human": "drawn or checked by people",
+    "derived-from-truth": "copied from a truth label image, not an independent human annotation",
+    "simulated": "made by a simulator together with the image (exact by construction, not drawn by people)",
+    "model-prediction": "predicted by a model (AI-generated)",
+    "mixed": "crops of different origins",
+}
+"""How the card explains each label origin."""
+
+
+def _label_facts(image: Path | None, name: str | None) -> dict[str, Any] | None:
+    """Name, origin (with its explanation), per-crop origins and class names of a label image."""
+    from curated.segment import _store
+
+    if image is None or not name or not (Path(image) / "labels" / name).is_dir():
+        return None
+    try:
+        attrs = _store.label_curated_attrs(image, name)
+        origin = _store.label_origin(image, name)
+        classes = _store.class_names(image, name)
+    except (InputError, SegmentationError):
+        return None
+    crops: dict[str, int] = {}
+    for roi in (attrs.get("annotation") or {}).get("rois") or []:
+        if isinstance(roi, Mapping) and roi.get("origin"):
+            crops[str(roi["origin"])] = crops.get(str(roi["origin"]), 0) + 1
+    return {
+        "name": name,
+        "kind": attrs.get("kind"),
+        "origin": origin,
+        "origin_text": ORIGIN_TEXT.get(origin or "", "not recorded"),
+        "crop_origins": crops,
+        "classes": {str(k): v for k, v in sorted(classes.items())},
+    }
+
+
 def _cover_png(raw: np.ndarray, prob: np.ndarray, context: tuple[int, int, int]) -> bytes:
     """A 2:1 cover: mid-slice of the test input (left) and the predicted probability (right)."""
     from PIL import Image
@@ -579,6 +615,12 @@ def export_bioimageio(
             _structure_name(train_image, label.get("labels"), label.get("label_value"))
             or f"label {label.get('label_value')}"
         )
+        training_labels = _label_facts(train_image, label.get("labels"))
+        for ev in evaluations:
+            if ev.get("missing"):
+                continue
+            ev_image = _resolve(str(ev.get("image") or ""), *bases)
+            ev["_truth_facts"] = _label_facts(ev_image, (ev.get("truth") or {}).get("name"))
         display = str(model.get("name") or model.get("id") or folder.name)
         pytorch_version = torch.__version__.split("+")[0]
         voxel, unit = _voxel_size(model, img_path)
@@ -608,6 +650,8 @@ def export_bioimageio(
             weights_sha=weights_sha,
             created=datetime.now(UTC).strftime("%Y-%m-%d"),
             dataset_title=study.get("title"),
+            training_labels=training_labels,
+            origin_text=ORIGIN_TEXT,
         )
         files["documentation.md"] = card.encode("utf-8")
 
@@ -753,16 +797,10 @@ def export_bioimageio(
                     "training": _plain(model.get("training") or {}),
                     "preprocessing": prep.to_dict(),
                     "geometry": geom.to_dict(),
-                    "label": _plain(label),
+                    "label": _plain({**label, "name": struct}),
+                    "training_labels": _plain(training_labels),
                     "evaluations": [
-                        {
-                            "file": e.get("_package_file"),
-                            "current": bool(e.get("_current")),
-                            "dice": ((e.get("overall") or {}).get("raw") or {}).get("dice"),
-                            "ci95_dice": (e.get("ci95") or {}).get("dice"),
-                        }
-                        for e in evaluations
-                        if not e.get("missing")
+                        _evaluation_entry(e) for e in evaluations if not e.get("missing")
                     ],
                     "software": _plain(model.get("software") or {}),
                     "test_input": raw_origin,
@@ -833,6 +871,35 @@ def _link_predictions_to_card(
             group.attrs["curated"] = block
             changed.append(label_dir)
     return changed
+
+
+def _evaluation_entry(e: Mapping[str, Any]) -> dict[str, Any]:
+    """One evaluation in ``config.curated``: block and whole-volume scores, truth origin, warnings."""
+    wv = e.get("whole_volume") or {}
+    wo = wv.get("overall") or {}
+    truth = e.get("truth") or {}
+    return {
+        "file": e.get("_package_file"),
+        "current": bool(e.get("_current")),
+        "structure": e.get("label_name"),
+        "truth": {
+            "name": truth.get("name"),
+            "origin": truth.get("origin"),
+            "classes": truth.get("classes") or {},
+        },
+        "dice": ((e.get("overall") or {}).get("raw") or {}).get("dice"),
+        "ci95_dice": (e.get("ci95") or {}).get("dice"),
+        "blocks": len((e.get("held_out") or {}).get("blocks") or []),
+        "whole_volume_dice": (wo.get("raw") or {}).get("dice"),
+        "whole_volume_ci95_dice": (wo.get("ci95") or {}).get("dice"),
+        "whole_volume_voxels": wo.get("scored_voxels"),
+        "what_it_gets_wrong": (
+            (e.get("confusion") or {}).get("whole_volume")
+            or (e.get("confusion") or {}).get("blocks")
+            or {}
+        ).get("sentences", []),
+        "warnings": list(e.get("warnings") or []),
+    }
 
 
 def _plain(obj: Any) -> Any:

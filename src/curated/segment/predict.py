@@ -362,17 +362,9 @@ def predict(
         rep.finish()
 
         finished: dict[str, Result] = {}
+        class_name = _class_name(image, m)
         for n in names:
-            props = (
-                [
-                    {
-                        "label-value": m.label_value,
-                        "name": m.meta["label"].get("labels", "foreground"),
-                    }
-                ]
-                if n == name
-                else None
-            )
+            props = [{"label-value": m.label_value, "name": class_name}] if n == name else None
             finished[n] = finalize_label_image(
                 image,
                 n,
@@ -412,6 +404,23 @@ def predict(
             f" ({skipped} resumed)" if skipped else ""
         )
         return Result("predict", "ok", str(dest), step.message, details)
+
+
+def _class_name(image: str | Path, m: Any) -> str:
+    """The predicted structure's name: the model's record, else the training labels' properties.
+
+    Falls back to ``label K``; never the label image's own name (``annotations``), which
+    says nothing about the structure.
+    """
+    label = m.meta.get("label") or {}
+    if label.get("name"):
+        return str(label["name"])
+    src = label.get("labels")
+    if src and src in _store.label_names(image):
+        found = _store.class_names(image, src).get(int(m.label_value))
+        if found:
+            return found
+    return f"label {m.label_value}"
 
 
 def _run_threads(

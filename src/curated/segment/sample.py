@@ -388,6 +388,7 @@ def make_fibsem_sample(
             sample.truth,
             kind="truth",
             ai_generated=False,
+            origin="simulated",
             properties=TRUTH_PROPERTIES,
         )
         # The image and its truth labels are recorded apart, so that later label images

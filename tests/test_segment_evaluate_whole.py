@@ -1,0 +1,234 @@
+"""Whole-volume scoring, class-stratified blocks, foreground warnings and the confusion summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_segment_evaluate import SHAPE, _model, _truth, _write_image
+from typer.testing import CliRunner
+
+from curated.segment.confusion import DISTANCE_BINS, count_confusion
+from curated.segment.evaluate import Box, HeldOutBlocks, _Volume, evaluate
+from curated.segment.wholevolume import tile_bootstrap_ci, tiles, x_bin_edges
+
+
+def _pred(truth: np.ndarray) -> np.ndarray:
+    pred = (truth == 1).astype(np.uint8)
+    pred[:, :, 32:] = 0  # misses the high-x half
+    pred[:, 58:62, :] = 1  # and calls a band around the nucleus edge (y = 60) mitochondrion
+    return pred
+
+
+@pytest.fixture
+def cell(tmp_path: Path) -> Path:
+    truth = _truth()
+    return _write_image(tmp_path / "cell.ome.zarr", truth, _pred(truth))
+
+
+def test_whole_volume_counts_every_voxel_outside_grown_training_regions(cell, tmp_path):
+    roi = {"offset": [0, 0, 0], "shape": [8, 16, 16]}
+    model = _model(tmp_path / "m", [roi], context=(2, 3, 3))
+    rep = evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+        exclude_training=model, tile=16,
+    )  # fmt: skip
+    truth, pred = _truth(), _pred(_truth())
+    keep = np.ones(SHAPE, bool)
+    keep[0:10, 0:19, 0:19] = False  # the ROI grown by the context (2, 3, 3), clipped at 0
+    t, p = (truth == 1) & keep, (pred == 1) & keep
+    wv = rep.to_dict()["whole_volume"]
+    raw = wv["overall"]["raw"]
+    assert (raw["tp"], raw["fp"], raw["fn"]) == (
+        int((t & p).sum()),
+        int((p & ~t).sum()),
+        int((t & ~p).sum()),
+    )
+    assert wv["overall"]["scored_voxels"] == int(keep.sum())
+    assert wv["excluded_training_voxels"] == int((~keep).sum())
+    # the curve along x: the missed half scores recall 0, the other half recall 1
+    curve = wv["x_curve"]
+    assert [(b["x_start"], b["x_stop"]) for b in curve] == [(0, 16), (16, 32), (32, 48), (48, 64)]
+    assert [b["raw"]["recall"] for b in curve] == [1.0, 1.0, 0.0, 0.0]
+    lo, hi = wv["overall"]["ci95"]["dice"]
+    assert lo <= raw["dice"] <= hi
+    assert "whole volume" in rep.result().message
+
+
+def test_whole_volume_reads_tile_by_tile_never_the_whole_volume(cell, monkeypatch):
+    seen: list[int] = []
+    real = _Volume.read
+
+    def read(self, box):
+        seen.append(box.size)
+        return real(self, box)
+
+    monkeypatch.setattr(_Volume, "read", read)
+    evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=1, block_size=8, tile=8,
+        stratify=False,
+    )  # fmt: skip
+    # a tile of 8³ plus the confusion halo of 4 voxels per side, never the 24×64×64 volume
+    assert max(seen) <= (8 + 2 * max(DISTANCE_BINS)) ** 3 < int(np.prod(SHAPE))
+
+
+def test_sparse_truth_gets_blocks_only_unless_asked_and_then_annotated_voxels_only(cell):
+    from curated.segment import annotate_from_truth
+
+    annotate_from_truth(cell, truth="truth", crops=2, size=12, seed=0, name="ann")
+    auto = evaluate(cell, pred="pred", truth="ann", label_value=1, blocks=2, block_size=8)
+    assert auto.whole is None and auto.to_dict()["truth"]["complete"] is False
+    forced = evaluate(
+        cell, pred="pred", truth="ann", label_value=1, blocks=2, block_size=8, whole_volume=True
+    )
+    wv = forced.to_dict()["whole_volume"]
+    assert wv["overall"]["scored_voxels"] == 2 * 12**3
+    assert wv["ignored_unannotated_voxels"] == int(np.prod(SHAPE)) - 2 * 12**3
+    # unannotated voxels are not negatives in the blocks either
+    for c in forced.counts:
+        assert c.tp + c.fp + c.fn + c.tn <= 8**3
+
+
+def test_the_report_names_the_classes_and_what_is_confused(cell, tmp_path):
+    rep = evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=3, block_size=12,
+        out=tmp_path / "ev.json",
+    )  # fmt: skip
+    data = json.loads((tmp_path / "ev.json").read_text())
+    assert data["label_name"] == "mitochondrion"
+    assert data["truth"]["classes"] == {"1": "mitochondrion", "2": "nucleus"}
+    assert data["truth"]["origin"] == "human" and data["pred"]["origin"] == "model-prediction"
+    conf = data["confusion"]["whole_volume"]
+    shares = {r["truth_value"]: r["share"] for r in conf["by_truth_class"]}
+    # the band y 58..61 outside mitochondria: y 58-59 is background, y 60-61 nucleus
+    assert shares[2] == pytest.approx(0.5) and shares[0] == pytest.approx(0.5)
+    nucleus = next(n for n in conf["near_boundary"] if n["class_value"] == 2)
+    assert nucleus["within"]["2"]["share"] == pytest.approx(1.0)
+    md = (tmp_path / "ev.md").read_text()
+    assert "What the model gets wrong" in md
+    assert "50% of false-positive voxels are nucleus (label 2)" in md
+    assert "within 2 voxels of the boundary of nucleus (label 2)" in md
+    assert "mitochondrion" in rep.result().message
+
+
+def test_blocks_are_stratified_so_a_rare_class_is_covered(tmp_path):
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[:, 4:20, 4:20] = 1
+    truth[16:24, 56:64, 56:64] = 2  # a small nucleus corner
+    img = _write_image(tmp_path / "c.ome.zarr", truth, (truth == 1).astype(np.uint8))
+    plain = evaluate(
+        img, pred="pred", truth="truth", label_value=1, blocks=3, block_size=8, seed=3,
+        stratify=False, whole_volume=False,
+    )  # fmt: skip
+    assert plain.block_class_voxels.get(2, 0) == 0  # uniform blocks miss it
+    assert any("nucleus (label 2" in w for w in plain.warnings)
+    rep = evaluate(
+        img, pred="pred", truth="truth", label_value=1, blocks=3, block_size=8, seed=3,
+        whole_volume=False, out=tmp_path / "s.json",
+    )  # fmt: skip
+    assert rep.block_class_voxels.get(2, 0) > 0
+    assert [s["class_value"] for s in rep.held_out.strata] == [2]
+    assert len(rep.held_out.blocks) == 3
+    assert "stratified by truth class" in rep.to_dict()["protocol"]["sampling"]
+    # the same blocks, strata included, are scored again from the JSON
+    again = HeldOutBlocks.load(tmp_path / "s.json")
+    assert again.blocks == rep.held_out.blocks and again.strata == rep.held_out.strata
+    model = _model(tmp_path / "m", [{"offset": [0, 0, 0], "shape": [2, 2, 2]}], context=(0, 0, 0))
+    rescored = evaluate(
+        img, pred="pred", truth="truth", label_value=1, blocks=tmp_path / "s.json",
+        exclude_training=model, whole_volume=False,
+    )  # fmt: skip
+    assert rescored.held_out.strata == rep.held_out.strata
+
+
+def test_too_little_foreground_in_the_blocks_is_warned(tmp_path):
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[10:12, 30:32, 30:32] = 1  # 8 voxels of mitochondrion in the whole volume
+    img = _write_image(tmp_path / "c.ome.zarr", truth, (truth == 1).astype(np.uint8))
+    rep = evaluate(img, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8)
+    text = " ".join(rep.warnings)
+    assert "voxels of mitochondrion (label 1, the scored class)" in text
+    assert "whole volume" in text
+    assert "Warning" in rep.to_markdown()
+
+
+def test_count_confusion_distances_are_exact():
+    truth = np.zeros((1, 1, 12), np.uint8)
+    truth[..., 6:] = 2  # boundary between x = 5 and x = 6
+    pred = np.zeros(truth.shape, bool)
+    pred[..., [1, 4, 5, 6, 8]] = True
+    c = count_confusion(pred, truth, (slice(None),) * 3, target=1)
+    assert c.fp == 5 and c.by_truth == {0: 3, 2: 2}
+    # distances to the class-2 boundary: x=1 → 5, x=4 → 2, x=5 → 1, x=6 → 1, x=8 → 3
+    assert c.near[2] == [2, 3, 4]
+    s = c.summary(1, {2: "nucleus"})
+    assert (
+        s["sentences"][0] == "60% of false-positive voxels are background (label 0) in the truth."
+    )
+
+
+def test_tiles_split_at_the_x_bins_and_cover_the_volume():
+    edges = x_bin_edges(50, 4)
+    assert edges == [0, 12, 25, 38, 50]
+    boxes = list(tiles((5, 7, 50), (4, 4, 16), edges))
+    assert sum(b.size for b in boxes) == 5 * 7 * 50
+    assert all(
+        any(e <= b.offset[2] and b.stop[2] <= f for e, f in zip(edges, edges[1:], strict=False))
+        for b in boxes
+    )
+    assert Box((0, 0, 0), (2, 3, 4)).size == 24
+
+
+def test_tile_bootstrap_is_seeded_and_memory_batched():
+    rng = np.random.default_rng(0)
+    rows = np.zeros((200, 9), np.int64)
+    rows[:, 0] = rng.integers(0, 50, 200)
+    rows[:, 1] = rng.integers(0, 10, 200)
+    rows[:, 2] = rng.integers(0, 10, 200)
+    rows[:, 8] = 100
+    a = tile_bootstrap_ci(rows, seed=1)
+    b = tile_bootstrap_ci(rows, seed=1, batch_cells=500)
+    tp, fp, fn = rows[:, :3].sum(axis=0)
+    dice = 2 * tp / (2 * tp + fp + fn)
+    assert a["dice"][0] <= dice <= a["dice"][1]
+    assert b["dice"][0] <= dice <= b["dice"][1]
+    assert tile_bootstrap_ci(rows[:1])["dice"] is None
+
+
+def test_cli_whole_volume_switch_and_warnings(cell, tmp_path):
+    from curated.cli import app
+
+    runner = CliRunner()
+    args = ["segment", "evaluate", str(cell), "--pred", "pred", "--truth", "truth"]
+    args += ["--label-value", "1", "--blocks", "2", "--block-size", "8", "--tile", "16"]
+    res = runner.invoke(app, [*args, "--blocks-only", "--json", "--out", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["whole_volume"] is None
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    assert "whole volume outside training regions" in res.output
+    assert "Warning: no model was given" in res.output
+    assert "what it gets wrong" in res.output
+
+
+def test_cropped_confusion_equals_the_full_distance_transform():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    ctx = ndimage.median_filter(rng.integers(0, 3, (20, 22, 24)).astype(np.uint8), 5)
+    inner = (slice(4, 16), slice(4, 18), slice(4, 20))
+    pred = np.zeros((12, 14, 16), bool)
+    pred[3:5, 2:9, 5:7] = True
+    pred[10, 12, 14] = True
+    c = count_confusion(pred, ctx, inner, target=1)
+    fp = pred & (ctx[inner] != 1)
+    for v in (1, 2):
+        inside = ctx == v
+        dist = np.where(
+            inside,
+            ndimage.distance_transform_edt(inside),
+            ndimage.distance_transform_edt(~inside),
+        )[inner][fp]
+        assert c.near.get(v, [0, 0, 0]) == [int((dist <= d).sum()) for d in DISTANCE_BINS]
