@@ -155,9 +155,8 @@ def random_crop(shape, size, avoid, rng, truth=None, min_fraction=0.0):
 
 
 def suggested_crop(image: Path, model: Path, pred: str, labels: str, size, device: str):
-    from curated.segment.suggest import suggest_crops
-
     from curated.segment.evaluate import Box
+    from curated.segment.suggest import suggest_crops
 
     res = suggest_crops(
         image,

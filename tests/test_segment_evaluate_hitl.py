@@ -82,3 +82,24 @@ def test_pick_crops_can_require_a_crop_that_also_holds_another_structure():
     assert all(1 in h for h in held)
     with pytest.raises(SegmentationError, match="holding label 3"):
         pick_crops(truth, n=2, size=(8, 16, 16), x_range=(0, 64), avoid=[], seed=0, cover=(3,))
+
+
+def test_training_exclusion_grows_crops_by_context_and_denoise_radius_not_by_smooth_statistics(
+    tmp_path,
+):
+    """Local contrast (σ 16: radius 48) only feeds smooth statistics: crops grow by context + denoise radius."""
+    import json
+
+    from curated.segment.evaluate import training_exclusion
+
+    model = tmp_path / "m"
+    model.mkdir()
+    meta = {
+        "architecture": {"context": [20, 20, 20]},
+        "preprocessing": {"denoise_sigma": 1.0, "local_contrast_sigma": 16.0, "shading_sigma": 4.0},
+        "lineage_rois": [{"offset": [50, 50, 50], "shape": [10, 10, 10]}],
+    }
+    (model / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    ex = training_exclusion(model)
+    assert ex.margin == (23, 23, 23)  # context 20 + denoise radius 3
+    assert ex.boxes[0].offset == (27, 27, 27) and ex.boxes[0].shape == (56, 56, 56)

@@ -449,8 +449,14 @@ def training_exclusion(
     Every ROI in ``lineage_rois`` (this model's and all its ancestors'; falls
     back to ``training.rois`` when absent) is grown by the model's
     ``architecture.context`` (the raw input a training output saw), the
-    pre-processing filters' halo, and ``extra_margin`` (e.g. for elastic
-    augmentation). With ``image``, ROIs recorded on an image of another name
+    denoising filter's halo (it mixes raw voxels directly into that input), and
+    ``extra_margin`` (e.g. for elastic augmentation). The halos of the shading
+    correction and the local contrast normalisation are *not* added: beyond the
+    network's input they only feed smooth local statistics (a Gaussian mean and
+    spread, σ ≥ 16 voxels by default), never a label or a voxel value the
+    network sees; with them, a 128 nm normalisation would grow every crop by 48
+    voxels per side and leave no room for held-out blocks in a volume of a few
+    hundred voxels. With ``image``, ROIs recorded on an image of another name
     are left out (another image shares no voxels); ROIs whose image is not
     recorded, or has the same name, are always kept: when in doubt, exclude.
     """
@@ -488,15 +494,21 @@ def training_exclusion(
 
 
 def _preprocessing_halo(prep: Any) -> tuple[int, int, int]:
-    """Extra raw voxels the model's pre-processing filters read around each block."""
+    """Extra raw voxels whose *values* reach the network's input: the denoising filter's radius.
+
+    The shading and local-contrast filters only contribute smooth statistics
+    (see :func:`training_exclusion`), so their halos are left out.
+    """
     if not isinstance(prep, Mapping):
         return (0, 0, 0)
     try:
-        from curated.segment.preprocess import Preprocessing
+        from curated.segment.preprocess import Preprocessing, gaussian_radius
 
-        return Preprocessing.from_dict(dict(prep)).halo
+        pre = Preprocessing.from_dict(dict(prep))
     except (TypeError, ValueError):
         return (0, 0, 0)
+    d = gaussian_radius(pre.denoise_sigma)
+    return (d, d, d)
 
 
 # ------------------------------------------------------------------ counting

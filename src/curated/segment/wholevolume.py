@@ -5,7 +5,7 @@ kind of error (the demo's blocks scored Dice 0.97 where the volume scored
 0.74). When the truth covers the volume, :func:`score_whole_volume` reads
 prediction and truth one tile at a time (memory bounded by a tile plus a small
 halo), leaves out every voxel inside a training region grown by the model's
-context and pre-processing halo (and every unannotated truth voxel), and sums:
+context and denoising halo (see `evaluate.training_exclusion`; and every unannotated truth voxel), and sums:
 
 - TP/FP/FN overall, raw and with a band around truth edges excluded;
 - the same per x-bin (quarters by default): a curve along x, because FIB-SEM
