@@ -427,3 +427,20 @@ def test_pictures_read_three_planes_only(complete, monkeypatch):
         assert (
             sum(isinstance(i, int) for i in index) == 1
         )  # each read is one plane, never the volume
+
+
+def test_original_files_are_named_without_the_curators_folders(tmp_path):
+    """Originals are named by file name: the curator's local folders never reach a deposit."""
+    record = complete_record()
+    record["sources"] = [
+        {
+            "field": "images[0].voxel_size_x",
+            "source_file": "/home/someone/private/raw/cell01_fibsem.ome.tif",
+            "source_kind": "ome-xml",
+            "source_key": "Pixels@PhysicalSizeX",
+        }
+    ]
+    ws = Workspace.create(tmp_path / "ws", record=record)
+    write_readme(ws)
+    text = _readme(ws)
+    assert "cell01_fibsem.ome.tif" in text and "/home/someone" not in text

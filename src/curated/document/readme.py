@@ -416,7 +416,10 @@ def render_readme(
         "generated": (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         "source_files": list(
             dict.fromkeys(
-                str(x["source_file"]) for x in rv.items("sources") if x.get("source_file")
+                # originals by name: the curator's local folders never reach a deposit
+                Path(str(x["source_file"])).name
+                for x in rv.items("sources")
+                if x.get("source_file")
             )
         ),
     }
