@@ -102,8 +102,8 @@ def labels_add(
         help="human, derived-from-truth, simulated or model-prediction (default: model-prediction "
         "with --ai-generated, else human).",
     ),
-    class_name: list[str] = typer.Option(
-        [],
+    class_name: list[str] | None = typer.Option(
+        None,
         "--class-name",
         help="Name a label value, VALUE=NAME (e.g. 1=mitochondrion); repeatable.",
     ),
@@ -119,7 +119,7 @@ def labels_add(
     from curated.images import add_labels
     from curated.images.labels import parse_class_names
 
-    properties = parse_class_names(class_name) or None
+    properties = parse_class_names(class_name or []) or None
     if (model or origin == "model-prediction") and not ai_generated:
         ai_generated = True
     if kind is None:

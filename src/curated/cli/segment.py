@@ -141,8 +141,8 @@ def annotate_import_cmd(
         "--origin",
         help="Who made the crop: human, derived-from-truth, simulated or model-prediction.",
     ),
-    class_name: list[str] = typer.Option(
-        [],
+    class_name: list[str] | None = typer.Option(
+        None,
         "--class-name",
         help="Name a label value, VALUE=NAME (e.g. 1=mitochondrion); repeatable.",
     ),
@@ -153,7 +153,7 @@ def annotate_import_cmd(
     from curated.images.labels import parse_class_names
     from curated.segment.annotate import import_annotation
 
-    names = {p["label-value"]: p["name"] for p in parse_class_names(class_name)}
+    names = {p["label-value"]: p["name"] for p in parse_class_names(class_name or [])}
     r = import_annotation(
         image,
         source_file=source,
