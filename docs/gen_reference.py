@@ -17,6 +17,7 @@ PACKAGES = (
     "curated.package",
     "curated.deposit",
     "curated.provenance",
+    "curated.archive",
 )
 
 

@@ -74,10 +74,12 @@ def _no_false_bag(dest: Path) -> None:
 
 
 def _manifest(dest: Path) -> str:
-    """The payload manifest without the RO-Crate, which describes the log's history (and
-    so, truthfully, the interrupted attempt too)."""
+    """The payload manifest without the RO-Crate and the bag's FAIR checklist, which describe
+    the log's history (and so, truthfully, the interrupted attempt too: the checklist counts
+    the log's entries)."""
     lines = (dest / "manifest-sha256.txt").read_text().splitlines(keepends=True)
-    return "".join(line for line in lines if not line.rstrip().endswith("ro-crate-metadata.json"))
+    history = ("ro-crate-metadata.json", "data/curation/fair.json", "data/curation/fair.md")
+    return "".join(line for line in lines if not line.rstrip().endswith(history))
 
 
 BAG = "from curated.package import make_bag; make_bag({ws!r}, {dest!r}, overwrite={ow})"

@@ -30,7 +30,10 @@ OPTIONAL = {
     "(the tests); curated itself never does, and bagit-profile brings it anyway",
 }
 # Runtime dependencies that other libraries load as plug-ins, so src/ never imports them.
-PLUGINS = {"imagecodecs": "tifffile decodes LZW/zstd/JPEG-compressed TIFFs with it"}
+PLUGINS = {
+    "imagecodecs": "tifffile decodes LZW/zstd/JPEG-compressed TIFFs with it",
+    "empiar-depositor": "export empiar reads EMPIAR's schema from its package data (importlib.resources)",
+}
 # Module names whose distribution is named differently and may be absent here.
 MODULE_DIST = {"yaml": "pyyaml", "PIL": "pillow", "ruamel": "ruamel-yaml"}
 

@@ -127,4 +127,6 @@ def test_readme_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert status["FsF-I1-01M"] == "pass" and status["FsF-R1-01MD"] == "pass"
     assert any(stand_in.iterdir())
     receipt = json.loads((ws / "package" / "receipt.json").read_text())
-    assert str(stand_in) in json.dumps(receipt)
+    # the receipt names the repository relative to the workspace: no local folder leaks
+    assert (ws / receipt["url"]).resolve() == stand_in.resolve()
+    assert str(tmp_path) not in json.dumps(receipt)

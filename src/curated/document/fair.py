@@ -1276,7 +1276,9 @@ def bag_fair_report(
     return FairReport(
         workspace=bag.name,
         metrics=metrics,
-        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # the day, as the bag's crate dates it: a bag rebuilt after an interruption the same
+        # day is byte-identical to one built in one go
+        created=datetime.now(UTC).date().isoformat(),
         bag=f"{bag.name}/data/ro-crate-metadata.json" if crate.is_file() else None,
     )
 
