@@ -92,25 +92,36 @@ def summary(c: np.ndarray) -> dict[str, Any]:
     }
 
 
+def paired_bootstrap(per_seed, diff, n: int = 2000, seed: int = 0) -> tuple[float, list[float]]:
+    """Mean over seeds of ``diff(payload, idx)``, with a 95 % CI from a tile bootstrap within each seed.
+
+    ``per_seed`` holds ``(tiles, payload)`` per seed; ``idx`` is a resample of that seed's
+    tile rows (``None``: all tiles, for the point estimate).
+    """
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([diff(p, None) for _, p in per_seed]))
+    draws = np.empty(n)
+    for i in range(n):
+        draws[i] = np.mean([diff(p, rng.integers(0, m, m)) for m, p in per_seed])
+    return point, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def _rows(c: np.ndarray, idx) -> np.ndarray:
+    return c if idx is None else c[idx]
+
+
 def paired_ci(
     a: list[np.ndarray], b: list[np.ndarray], select, n: int = 2000, seed: int = 0
 ) -> tuple[float, list[float]]:
     """Mean over seeds of Dice(b) − Dice(a) on ``select``ed tiles, with a tile bootstrap within each seed."""
-    rng = np.random.default_rng(seed)
-    point = float(
-        np.mean(
-            [dice_of(bb[select(bb)]) - dice_of(aa[select(aa)]) for aa, bb in zip(a, b, strict=True)]
-        )
+
+    def diff(pair, idx):
+        ra, rb = _rows(pair[0], idx), _rows(pair[1], idx)
+        return dice_of(rb[select(rb)]) - dice_of(ra[select(ra)])
+
+    return paired_bootstrap(
+        [(len(aa), (aa, bb)) for aa, bb in zip(a, b, strict=True)], diff, n, seed
     )
-    draws = np.empty(n)
-    for i in range(n):
-        diffs = []
-        for aa, bb in zip(a, b, strict=True):
-            idx = rng.integers(0, len(aa), len(aa))
-            ra, rb = aa[idx], bb[idx]
-            diffs.append(dice_of(rb[select(rb)]) - dice_of(ra[select(ra)]))
-        draws[i] = np.mean(diffs)
-    return point, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
 
 
 # --------------------------------------------------------------- baselines
@@ -336,28 +347,18 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
     worst = [int(np.argmin(summary(c)["quarters"])) for c in b0]
     for strategy in a.strategies:
         last = [t["strategies"][strategy]["curve"][-1] for t in trials]
+
         # the worst quarter differs per seed: bootstrap each seed's tiles on its own quarter
-        rng = np.random.default_rng(1)
-        draws = np.empty(2000)
-        for i in range(len(draws)):
-            vals = []
-            for k, (aa, bb) in enumerate(zip(b0, last, strict=True)):
-                idx = rng.integers(0, len(aa), len(aa))
-                ra, rb = aa[idx], bb[idx]
-                vals.append(dice_of(rb[rb[:, 3] == worst[k]]) - dice_of(ra[ra[:, 3] == worst[k]]))
-            draws[i] = np.mean(vals)
-        point = float(
-            np.mean(
-                [
-                    dice_of(bb[bb[:, 3] == worst[k]]) - dice_of(aa[aa[:, 3] == worst[k]])
-                    for k, (aa, bb) in enumerate(zip(b0, last, strict=True))
-                ]
-            )
-        )
-        comp[f"{strategy}: worst-quarter lift"] = {
-            "diff": point,
-            "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
-        }
+        def lift(p, idx):
+            aa, bb, q = p
+            ra, rb = _rows(aa, idx), _rows(bb, idx)
+            return dice_of(rb[rb[:, 3] == q]) - dice_of(ra[ra[:, 3] == q])
+
+        per_seed = [
+            (len(aa), (aa, bb, worst[k])) for k, (aa, bb) in enumerate(zip(b0, last, strict=True))
+        ]
+        point, ci = paired_bootstrap(per_seed, lift, seed=1)
+        comp[f"{strategy}: worst-quarter lift"] = {"diff": point, "ci95": ci}
         d, ci = paired_ci(b0, last, lambda c: c[:, 3] < 2)
         comp[f"{strategy}: bright-half change"] = {"diff": d, "ci95": ci}
         aucs = [
@@ -366,31 +367,22 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
         comp[f"{strategy}: learning-curve AUC"] = {"mean": float(np.mean(aucs)), "per_seed": aucs}
     if "suggested" in a.strategies:
         for other in (s for s in a.strategies if s != "suggested"):
-            rng = np.random.default_rng(2)
-            pt = float(
-                np.mean(
-                    [
-                        np.mean([dice_of(c) for c in t["strategies"]["suggested"]["curve"]])
-                        - np.mean([dice_of(c) for c in t["strategies"][other]["curve"]])
-                        for t in trials
-                    ]
+
+            def auc_gap(p, idx):
+                cs, co = p
+                return np.mean([dice_of(_rows(c, idx)) for c in cs]) - np.mean(
+                    [dice_of(_rows(c, idx)) for c in co]
                 )
-            )
-            draws = np.empty(2000)
-            for i in range(len(draws)):
-                vals = []
-                for t in trials:
-                    cs, co = t["strategies"]["suggested"]["curve"], t["strategies"][other]["curve"]
-                    idx = rng.integers(0, len(cs[0]), len(cs[0]))
-                    vals.append(
-                        np.mean([dice_of(c[idx]) for c in cs])
-                        - np.mean([dice_of(c[idx]) for c in co])
-                    )
-                draws[i] = np.mean(vals)
-            comp[f"AUC suggested − {other}"] = {
-                "diff": pt,
-                "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
-            }
+
+            per_seed = [
+                (
+                    len(t["strategies"]["suggested"]["curve"][0]),
+                    (t["strategies"]["suggested"]["curve"], t["strategies"][other]["curve"]),
+                )
+                for t in trials
+            ]
+            pt, ci = paired_bootstrap(per_seed, auc_gap, seed=2)
+            comp[f"AUC suggested − {other}"] = {"diff": pt, "ci95": ci}
     print(
         "\npaired comparisons (mean over seeds; 95 % CI: bootstrap over test tiles within each seed)"
     )

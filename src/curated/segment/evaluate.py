@@ -487,13 +487,13 @@ def training_exclusion(
             field="architecture.context",
         ) from None
     extra = (extra_margin,) * 3 if isinstance(extra_margin, int) else tuple(extra_margin)
-    halo = _preprocessing_halo(model.get("preprocessing"))
+    halo = _denoise_halo(model.get("preprocessing"))
     margin = tuple(c + e + h for c, e, h in zip(ctx, extra, halo, strict=True))
     boxes = tuple(r.grow(margin) for r in rois)
     return TrainingExclusion(folder, model, rois, margin, boxes)  # type: ignore[arg-type]
 
 
-def _preprocessing_halo(prep: Any) -> tuple[int, int, int]:
+def _denoise_halo(prep: Any) -> tuple[int, int, int]:
     """Extra raw voxels whose *values* reach the network's input: the denoising filter's radius.
 
     The shading and local-contrast filters only contribute smooth statistics

@@ -252,24 +252,32 @@ def generate_fibsem(
         blocked[box] |= r <= 1.15
         n_mito += 1
 
-    # ---- lipid droplets: round, homogeneous and darker than mitochondria (unlabelled)
-    n_lipid = 0
-    for _ in range(max(2, int(round(volume_um3 * 6))) * 10):
-        if n_lipid >= max(2, int(round(volume_um3 * 6))):
-            break
-        rad = rng.uniform(50.0, 110.0)
+    def sphere(rad: float) -> tuple[tuple[slice, ...], np.ndarray] | None:
+        """A random centre's bounding box (clipped to the volume) and distances from it, in nm."""
         c = rng.uniform([0, 0, 0], extent)
         cv = np.floor(c / vs).astype(int)
         reach = np.ceil((rad + 10) / vs).astype(int)
         lo = np.maximum(cv - reach, 0)
         hi = np.minimum(cv + reach + 1, shape)
         if np.any(hi <= lo):
-            continue
+            return None
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         gz, gy, gx = np.meshgrid(
             zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
         )
-        d = np.sqrt(gz**2 + gy**2 + gx**2)
+        return box, np.sqrt(gz**2 + gy**2 + gx**2)
+
+    # ---- lipid droplets: round, homogeneous and darker than mitochondria (unlabelled)
+    n_lipid_target = max(2, int(round(volume_um3 * 6)))
+    n_lipid = 0
+    for _ in range(n_lipid_target * 10):
+        if n_lipid >= n_lipid_target:
+            break
+        rad = rng.uniform(50.0, 110.0)
+        placed = sphere(rad)
+        if placed is None:
+            continue
+        box, d = placed
         if np.any(blocked[box][d <= rad + 8]):
             continue
         img[box][d <= rad] = _LIPID
@@ -279,18 +287,10 @@ def generate_fibsem(
     # ---- vesicles: unlabelled distractors with a dark rim
     for _ in range(max(3, int(volume_um3 * 40))):
         rad = rng.uniform(20.0, 40.0)
-        c = rng.uniform([0, 0, 0], extent)
-        cv = np.floor(c / vs).astype(int)
-        reach = np.ceil((rad + 10) / vs).astype(int)
-        lo = np.maximum(cv - reach, 0)
-        hi = np.minimum(cv + reach + 1, shape)
-        if np.any(hi <= lo):
+        placed = sphere(rad)
+        if placed is None:
             continue
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        gz, gy, gx = np.meshgrid(
-            zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
-        )
-        d = np.sqrt(gz**2 + gy**2 + gx**2)
+        box, d = placed
         if np.any(blocked[box][d <= rad + 8]):
             continue
         sub = img[box]

@@ -662,9 +662,7 @@ def _train(
         )
         raise SegmentationError(msg, path=image, field="labels")
     # the validation crop must hold the label, and another crop with the label must remain for training
-    positive = [i for i, has in enumerate(has_label) if has and not is_new[i]]
-    if parent is None:
-        positive = [i for i, has in enumerate(has_label) if has]
+    positive = [i for i, has in enumerate(has_label) if has and (parent is None or not is_new[i])]
     val_rois: list[dict[str, Any]] = []
     train_rois = list(rois)
     if validation and len(positive) >= 2:
