@@ -132,10 +132,11 @@ def test_figures_are_png_orthoviews_of_the_expected_size_with_overlays(complete)
     ).astype(int)
     geom = ortho_geometry(shape, voxel)
     # centre of the xy panel lies inside the sphere: the overlay tints it magenta (R and B up, G down)
-    cy, cx = geom.height_y // 2, geom.width_x // 2
+    (ox, oy), _ = geom.panel("xy")
+    cy, cx = oy + geom.height_y // 2 + 3, ox + geom.width_x // 2 + 3  # beside the dashed cut lines
     assert over[cy, cx, 0] > plain[cy, cx, 0] and over[cy, cx, 1] < plain[cy, cx, 1] + 1
-    # a corner of the xy panel is outside every label: untouched
-    assert (over[1, 1] == plain[1, 1]).all()
+    # a corner of the xy panel (below its letter tag) is outside every label: untouched
+    assert (over[oy + geom.height_y - 2, ox + 1] == plain[oy + geom.height_y - 2, ox + 1]).all()
     text = _readme(complete)
     for name in figs:
         assert f"](figures/{name})" in text
@@ -288,12 +289,16 @@ def test_unannotated_voxels_and_alpha_zero_colours_are_not_painted(tmp_path):
     res = write_readme(ws)
     plain = np.asarray(Image.open(ws.root / "figures/cell.png").convert("RGB")).astype(int)
     over = np.asarray(Image.open(ws.root / "figures/cell--crops.png").convert("RGB")).astype(int)
-    # outside the crop every voxel is 255 = unannotated: the picture is untouched there
-    assert (over[:10, :10] == plain[:10, :10]).all()
     geom = ortho_geometry(
         dict(zip("zyx", SHAPE, strict=True)), dict(zip("zyx", VOXEL, strict=True))
     )
-    cy, cx = geom.height_y // 2, geom.width_x // 2
+    (ox, oy), _ = geom.panel("xy")
+    # outside the crop every voxel is 255 = unannotated: the picture is untouched there
+    bottom = oy + geom.height_y
+    assert (
+        over[bottom - 10 : bottom, ox : ox + 10] == plain[bottom - 10 : bottom, ox : ox + 10]
+    ).all()
+    cy, cx = oy + geom.height_y // 2 + 3, ox + geom.width_x // 2 + 3
     assert (over[cy, cx] != plain[cy, cx]).any()  # inside the crop, the mitochondrion is painted
     assert (
         "- **Label image `crops`:** annotation; values 1 (rgba 255,0,255,255), 255 (not drawn), 0 = background"
@@ -444,3 +449,42 @@ def test_original_files_are_named_without_the_curators_folders(tmp_path):
     write_readme(ws)
     text = _readme(ws)
     assert "cell01_fibsem.ome.tif" in text and "/home/someone" not in text
+
+
+def test_annotation_figure_outlines_every_recorded_crop_even_all_background_ones(tmp_path):
+    """Issue 16: an all-background crop used to vanish from the picture (background is uncoloured)."""
+    ws = Workspace.create(tmp_path / "ws", record=complete_record())
+    sparse = np.full(SHAPE, 255, dtype=np.uint8)
+    sparse[4:8, 2:10, 2:10] = 0  # crop 1: all background, cut by the xy plane (z = 6)
+    sparse[0:2, 28:36, 40:48] = 0  # crop 2: behind the xy plane
+    block = {
+        "kind": "annotation",
+        "origin": "human",
+        "ai_generated": False,
+        "model": None,
+        "annotation": {
+            "unannotated": 255,
+            "rois": [
+                {"offset": [4, 2, 2], "shape": [4, 8, 8], "origin": "human"},
+                {"offset": [0, 28, 40], "shape": [2, 8, 8], "origin": "human"},
+            ],
+        },
+    }
+    write_tiny_ome_zarr(ws.root / "derived" / "cell.ome.zarr", labels={"crops": (sparse, block)})
+    res = write_readme(ws)
+    over = np.asarray(Image.open(ws.root / "figures/cell--crops.png").convert("RGB")).astype(int)
+    plain = np.asarray(Image.open(ws.root / "figures/cell.png").convert("RGB")).astype(int)
+    geom = ortho_geometry(
+        dict(zip("zyx", SHAPE, strict=True)), dict(zip("zyx", VOXEL, strict=True))
+    )
+    (ox, oy), _ = geom.panel("xy")
+    z = geom.zoom
+    # crop 1's top edge: a solid white line where the picture without labels is grey
+    edge = over[oy + 2 * z + 1, ox + 6 * z : ox + 10 * z - 2]
+    assert (edge == 255).all() and not (plain[oy + 2 * z + 1, ox + 6 * z] == 255).all()
+    # crop 2 lies behind the xy plane: its top edge is dashed (white and not white)
+    dashed = over[oy + 28 * z + 1, ox + 40 * z : ox + 48 * z]
+    white = (dashed == 255).all(axis=1)
+    assert white.any() and not white.all()
+    assert res.status == "ok"
+    assert "the 2 annotated crops are outlined and numbered" in _readme(ws)
