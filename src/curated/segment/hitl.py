@@ -194,10 +194,8 @@ def run_hitl_story(
     a model with shading correction (σ in voxels, y and x) on all the crops.
     """
     from curated.segment import _store
-    from curated.segment.predict import predict
     from curated.segment.preprocess import Preprocessing, default_preprocessing
     from curated.segment.sample import make_fibsem_sample
-    from curated.segment.train import finetune, train
     from curated.segment.unet import UNetConfig
 
     say = log or (lambda _msg: None)
@@ -256,45 +254,19 @@ def run_hitl_story(
             say(
                 f"round {r + 1}: {title}: {len(all_crops)} crops ({annotated:.1%} of voxels); training"
             )
-            if how == "finetune":
-                finetune(
-                    models / names["train"],
-                    image,
-                    labels="annotations",
-                    out=out,
-                    iterations=finetune_iterations,
-                    overwrite=True,
-                    **common,
-                )
-            else:
-                train(
-                    image,
-                    labels="annotations",
-                    label_value=MITOCHONDRION,
-                    out=out,
-                    iterations=iterations,
-                    depth=depth,
-                    base_features=base_features,
-                    preprocessing={"shading_sigma": float(shading_sigma)}
-                    if how == "shading"
-                    else preprocessing,
-                    overwrite=True,
-                    **common,
-                )
-            pred_name = f"prediction-{out.name}"
-            predict(out, image, name=pred_name, device=device, overwrite=True, workspace=ws)
-            report = evaluate(
+            report = _round(
                 image,
-                pred=pred_name,
-                truth="truth",
-                label_value=MITOCHONDRION,
-                blocks=held,
-                exclude_training=out,
-                factors=("shading_side",),
-                workspace=ws,
-                out=None if ws else dest / "evaluations",
-                name=f"{out.name}-held-out",
-                overwrite=True,
+                how,
+                out,
+                models / names["train"],
+                held,
+                iterations=finetune_iterations if how == "finetune" else iterations,
+                net={"depth": depth, "base_features": base_features},
+                preprocessing={"shading_sigma": float(shading_sigma or 0.0)}
+                if how == "shading"
+                else preprocessing,
+                dest=dest,
+                common=common,
             )
             story.rounds.append(
                 {
@@ -306,6 +278,63 @@ def run_hitl_story(
                 }
             )
     return story
+
+
+def _round(
+    image: Path,
+    how: str,
+    out: Path,
+    parent: Path,
+    held: Any,
+    *,
+    iterations: int,
+    net: dict[str, int],
+    preprocessing: dict[str, Any] | None,
+    dest: Path,
+    common: dict[str, Any],
+) -> Any:
+    """Train (or fine-tune ``parent``), predict the whole image and score the held-out blocks."""
+    from curated.segment.predict import predict
+    from curated.segment.train import finetune, train
+
+    ws = common["workspace"]
+    if how == "finetune":
+        finetune(
+            parent,
+            image,
+            labels="annotations",
+            out=out,
+            iterations=iterations,
+            overwrite=True,
+            **common,
+        )
+    else:
+        train(
+            image,
+            labels="annotations",
+            label_value=MITOCHONDRION,
+            out=out,
+            iterations=iterations,
+            preprocessing=preprocessing,
+            overwrite=True,
+            **net,
+            **common,
+        )
+    pred_name = f"prediction-{out.name}"
+    predict(out, image, name=pred_name, device=common["device"], overwrite=True, workspace=ws)
+    return evaluate(
+        image,
+        pred=pred_name,
+        truth="truth",
+        label_value=MITOCHONDRION,
+        blocks=held,
+        exclude_training=out,
+        factors=("shading_side",),
+        workspace=ws,
+        out=None if ws else dest / "evaluations",
+        name=f"{out.name}-held-out",
+        overwrite=True,
+    )
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -616,9 +616,15 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _figure_png(image: Path, crops: list[dict[str, Any]], annotated: list[dict[str, Any]]) -> bytes:
-    """xy (at the top suggestion's centre z) and xz (at its centre y) views with crops outlined."""
-    from PIL import Image, ImageDraw, ImageFont
+    """xy (at the top suggestion's centre z) and xz (at its centre y) views with crops outlined.
 
+    Suggested crops are yellow and numbered by rank, annotated crops cyan; a crop
+    the plane does not cut is dashed (its projection). Each panel has a scale bar;
+    the legend names the colours.
+    """
+    from PIL import Image, ImageDraw
+
+    from curated.document import figures as fig
     from curated.images import open_image
 
     img = open_image(image)
@@ -640,7 +646,7 @@ def _figure_png(image: Path, crops: list[dict[str, Any]], annotated: list[dict[s
     )
     lo, hi = np.percentile(np.concatenate([xy.ravel(), xz.ravel()]), (1, 99))
     vs = img.voxel_size[-3:]
-    zoom = max(1.0, 512.0 / max(xy.shape))
+    zoom = max(1.0, 640.0 / max(xy.shape))
     aniso = vs[0] * factor[0] / (vs[2] * factor[2])
 
     def panel(plane: np.ndarray, sy: float) -> Image.Image:
@@ -651,45 +657,58 @@ def _figure_png(image: Path, crops: list[dict[str, Any]], annotated: list[dict[s
         )
 
     views = [
-        (panel(xy, 1.0), 1, zoom / factor[1], "xy", cz * factor[0], 0),
-        (panel(xz, aniso), 0, zoom * aniso / factor[0], "xz", cy * factor[1], 1),
+        (panel(xy, 1.0), 1, zoom / factor[1], "a  xy", cz * factor[0], 0),
+        (panel(xz, aniso), 0, zoom * aniso / factor[0], "b  xz", cy * factor[1], 1),
     ]
-    font = ImageFont.load_default()
-    pad, head = 8, 30
+    suggested, known = (255, 210, 0), (0, 200, 255)
+    legend = [
+        fig.LegendItem(suggested, "suggested crop (number = rank)", "outline"),
+        fig.LegendItem(known, "annotated crop", "outline"),
+        fig.LegendItem(fig.TEXT, "dashed: crop not cut by this plane", "dashed"),
+    ]
+    pad, head = fig.PAD, 24
     width = max(v[0].width for v in views) + 2 * pad
-    height = sum(v[0].height + head for v in views) + pad
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    rows = fig.legend_rows(legend, width - 2 * pad)
+    height = fig.TITLE_H + sum(v[0].height + head for v in views) + rows * fig.LEGEND_ROW + pad
+    canvas = Image.new("RGB", (width, height), fig.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    y0 = 0
+    title = f"{image.name}: {len(crops)} crop{'s' if len(crops) != 1 else ''} to annotate next (level {level})"
+    draw.text((pad, 6), title, fill=fig.TEXT, font=fig.font(fig.TITLE_SIZE))
+    y0 = fig.TITLE_H
+    unit = img.unit
     for im, row_axis, row_scale, label, cut, cut_axis in views:
         draw.text(
             (pad, y0 + 4),
-            f"{label} view at {'z' if cut_axis == 0 else 'y'} = {int(cut)} (level {level}); yellow: suggested (rank), cyan: annotated",
-            fill=(0, 0, 0),
-            font=font,
+            f"{label} at {'z' if cut_axis == 0 else 'y'} = {int(cut)} (level-0 voxels)",
+            fill=fig.TEXT,
+            font=fig.font(fig.TEXT_SIZE),
         )
         canvas.paste(im, (pad, y0 + head))
         col_scale = zoom / factor[2]
-        for boxes, colour, numbered in (
-            (annotated, (0, 200, 255), False),
-            (crops, (255, 210, 0), True),
-        ):
+        for boxes, colour, numbered in ((annotated, known, False), (crops, suggested, True)):
             for b in boxes:
                 inside = b["offset"][cut_axis] <= cut < b["offset"][cut_axis] + b["shape"][cut_axis]
                 x0 = pad + b["offset"][2] * col_scale
                 x1 = pad + (b["offset"][2] + b["shape"][2]) * col_scale - 1
                 r0 = y0 + head + b["offset"][row_axis] * row_scale
                 r1 = y0 + head + (b["offset"][row_axis] + b["shape"][row_axis]) * row_scale - 1
-                draw.rectangle([x0, r0, x1, r1], outline=colour, width=3 if inside else 1)
+                if inside:
+                    draw.rectangle([x0, r0, x1, r1], outline=colour, width=3)
+                else:
+                    fig.dashed_rectangle(draw, (x0, r0, x1, r1), colour, 2)
                 if numbered:
-                    tag = str(b["rank"])
-                    box = draw.textbbox((x0 + 3, r0 + 2), tag, font=font)
-                    draw.rectangle(box, fill=(0, 0, 0))
-                    draw.text((x0 + 3, r0 + 2), tag, fill=colour, font=font)
+                    fig.tag(draw, (int(x0) + 4, int(r0) + 3), str(b["rank"]))
+        fig.scale_bar(
+            draw,
+            pad + im.width - 8,
+            y0 + head + im.height - 8,
+            int(0.3 * im.width),
+            vs[2] * factor[2] / zoom,
+            unit,
+        )
         y0 += head + im.height
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
+    fig.draw_legend(draw, legend, pad, y0 + pad // 2, width - 2 * pad)
+    return fig.png_bytes(canvas)
 
 
 def _default_out(image: Path, name: str, ws: Workspace | None) -> Path:
@@ -790,9 +809,7 @@ def suggest_crops(
     with recorder(
         ws, "A", "annotate-suggest", inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            msg = f"n must be a whole number ≥ 1, not {n!r}"
-            raise InputError(msg, field="n")
+        _check_n(n)
         m = model if isinstance(model, SegmentationModel) else load_model(model)
         step.add_input(m.path / "weights.pt")
         replace = _check_name(image, name, {pred, labels, probability or f"{pred}-probability"})
@@ -808,55 +825,13 @@ def suggest_crops(
             progress=progress,
         )
         free = int(scores.eligible.sum())
-        made_by = (_store.label_curated_attrs(image, pred).get("model") or {}).get("sha256")
-        note = (
-            f"; note: {pred!r} was predicted by another model (weights {made_by[:12]}…)"
-            if made_by and made_by != m.sha256
-            else ""
-        )
+        note = _other_model_note(image, pred, m)
         crops = select_crops(scores, n, w)
         if len(crops) < n:
             msg = f"only {len(crops)} crops of {scores.shape} fit outside the annotated crops ({free} free grid positions); ask for fewer or smaller crops"
             raise SegmentationError(msg, path=image, field="n")
-        summary = {
-            "model": {"id": m.id, "sha256": m.sha256},
-            "pred": pred,
-            "labels": labels,
-            "crop_size": list(scores.shape),
-            "prior_foreground_fraction": scores.prior,
-            "weights": w.normalised(),
-            "normalisation": (
-                "each component ranked over the eligible candidates and scaled to [0, 1]; "
-                "score = weighted sum of the ranks when the crop was picked (greedy: diversity is "
-                "re-ranked over the remaining crops after each pick, so a later pick may score higher)"
-            ),
-            "uncertainty_source": scores.uncertainty_source,
-            "candidates": len(scores),
-            "eligible_candidates": free,
-            "annotated_crops": scores.annotated,
-            "crops": crops,
-        }
-        written = _write_labels(image, name, m, crops, summary, replace)
-        step.add_output(
-            _store.label_path(image, name),
-            digest=written.details["store_digest"],
-            size=written.details["bytes"],
-            role="labels",
-        )
-        folder = Path(out) if out is not None else _default_out(image, name, ws)
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = _table_rows(crops)
-        files = {
-            "csv": atomic_write_text(folder / "suggestions.csv", _csv_text(rows)),
-            "json": write_json(
-                folder / "suggestions.json", {**summary, "table": rows, "label_image": name}
-            ),
-            "png": atomic_write_bytes(
-                folder / "suggestions.png", _figure_png(image, crops, scores.annotated)
-            ),
-        }
-        for p in files.values():
-            step.add_output(p)
+        summary = _summary(m, pred, labels, scores, w, free, crops)
+        files = _write_outputs(image, name, m, crops, summary, replace, scores, step, out, ws)
         step.details.update(
             {
                 "crops": [{"offset": c["offset"], "score": round(c["score"], 4)} for c in crops],
@@ -875,6 +850,87 @@ def suggest_crops(
         return Result(
             "annotate-suggest", "ok", str(_store.label_path(image, name)), step.message, details
         )
+
+
+def _check_n(n: Any) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        msg = f"n must be a whole number ≥ 1, not {n!r}"
+        raise InputError(msg, field="n")
+
+
+def _other_model_note(image: Path, pred: str, m: SegmentationModel) -> str:
+    """A warning for the message when ``pred`` was made by a model other than ``m``."""
+    made_by = (_store.label_curated_attrs(image, pred).get("model") or {}).get("sha256")
+    if made_by and made_by != m.sha256:
+        return f"; note: {pred!r} was predicted by another model (weights {made_by[:12]}…)"
+    return ""
+
+
+def _summary(
+    m: SegmentationModel,
+    pred: str,
+    labels: str,
+    scores: Any,
+    w: SuggestionWeights,
+    free: int,
+    crops: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What the suggestion outputs record: the model, the prior, the weights and the crops."""
+    return {
+        "model": {"id": m.id, "sha256": m.sha256},
+        "pred": pred,
+        "labels": labels,
+        "crop_size": list(scores.shape),
+        "prior_foreground_fraction": scores.prior,
+        "weights": w.normalised(),
+        "normalisation": (
+            "each component ranked over the eligible candidates and scaled to [0, 1]; "
+            "score = weighted sum of the ranks when the crop was picked (greedy: diversity is "
+            "re-ranked over the remaining crops after each pick, so a later pick may score higher)"
+        ),
+        "uncertainty_source": scores.uncertainty_source,
+        "candidates": len(scores),
+        "eligible_candidates": free,
+        "annotated_crops": scores.annotated,
+        "crops": crops,
+    }
+
+
+def _write_outputs(
+    image: Path,
+    name: str,
+    m: SegmentationModel,
+    crops: list[dict[str, Any]],
+    summary: dict[str, Any],
+    replace: bool,
+    scores: Any,
+    step: Any,
+    out: str | Path | None,
+    ws: Workspace | None,
+) -> dict[str, Path]:
+    """The label image (recorded with its store digest), the table, the JSON record and the picture."""
+    written = _write_labels(image, name, m, crops, summary, replace)
+    step.add_output(
+        _store.label_path(image, name),
+        digest=written.details["store_digest"],
+        size=written.details["bytes"],
+        role="labels",
+    )
+    folder = Path(out) if out is not None else _default_out(image, name, ws)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = _table_rows(crops)
+    files = {
+        "csv": atomic_write_text(folder / "suggestions.csv", _csv_text(rows)),
+        "json": write_json(
+            folder / "suggestions.json", {**summary, "table": rows, "label_image": name}
+        ),
+        "png": atomic_write_bytes(
+            folder / "suggestions.png", _figure_png(image, crops, scores.annotated)
+        ),
+    }
+    for p in files.values():
+        step.add_output(p)
+    return files
 
 
 def _write_labels(
