@@ -142,10 +142,9 @@ def label_layout(image: OmeZarrImage, dtype: np.dtype | str) -> StoreLayout:
     if dt.kind not in "ui":
         msg = f"labels must have an integer type, not {dt.name}; round or cast them first"
         raise InputError(msg, field="labels")
-    ms = image.ome["multiscales"][0]
     axes = tuple(
-        Axis(a["name"], a.get("type", "space" if a["name"] in "zyx" else "channel"), a.get("unit"))
-        for a in ms["axes"]
+        Axis(a.name, a.type or ("space" if a.name in "zyx" else "channel"), a.unit)
+        for a in image.metadata.axes
     )
     scale0 = image.scale[0]
     levels = tuple(
