@@ -139,7 +139,8 @@ class NgffMetadata:
     incomplete: bool = False
     """An interrupted or unfinished write (only a tolerant read returns one)."""
     problems: tuple[str, ...] = ()
-    """What a tolerant read could not use, one line each (empty after a strict read)."""
+    """What a tolerant read could not use, one line each. After a strict read only
+    malformed ``image-label`` entries can be listed (they describe, they never stop a read)."""
 
     @property
     def ome(self) -> Mapping[str, Any]:
@@ -289,7 +290,7 @@ def from_attrs(
     if incomplete:
         if not tolerant:
             raise ConversionError(INCOMPLETE_MESSAGE, path=where)
-        found.lines.append(INCOMPLETE_MESSAGE)
+        found.note("", INCOMPLETE_MESSAGE)
     if "ome" in attrs and not isinstance(attrs["ome"], Mapping):
         found.fatal("ome", "must be a JSON object")
     block = ngff_block(attrs)
