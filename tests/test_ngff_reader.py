@@ -16,8 +16,7 @@ import pytest
 
 from curated.document.ngff import read_image_info
 from curated.errors import ConversionError, InputError
-from curated.images import add_labels, open_image, validate_ome_zarr, write_ome_zarr
-from curated.images import ngff
+from curated.images import add_labels, ngff, open_image, validate_ome_zarr, write_ome_zarr
 from curated.images.store import INCOMPLETE_KEY, INCOMPLETE_MESSAGE, write_group_attrs
 from curated.package import walk
 from curated.segment import _store
@@ -145,12 +144,7 @@ def test_a_zarr_store_is_known_by_its_metadata_everywhere_not_by_its_name(tmp_pa
     items = list(walk.walk_groups(root, zarr_archives=True))
     zipped = sorted(i.rel for i in items if isinstance(i, walk.ZarrStore))
     assert zipped == ["derived/cell", "derived/old"]
-    files = [
-        i.prefix + n
-        for i in items
-        if isinstance(i, walk.FileGroup)
-        for n in i.names
-    ]
+    files = [i.prefix + n for i in items if isinstance(i, walk.FileGroup) for n in i.names]
     assert "derived/notes.zarr/read me.txt" in files
     # the progress total counts each store's zip once (nested groups are not stores of their own)
     in_stores = sum(1 for p in (derived / "cell").rglob("*") if p.is_file()) + 1
@@ -238,7 +232,10 @@ def test_level_with_other_dimensions_than_axes_is_refused(tmp_path):
                 {
                     "path": d["path"],
                     "coordinateTransformations": [
-                        {"type": "scale", "scale": [1.0, *d["coordinateTransformations"][0]["scale"]]}
+                        {
+                            "type": "scale",
+                            "scale": [1.0, *d["coordinateTransformations"][0]["scale"]],
+                        }
                     ],
                 }
                 for d in b["multiscales"][0]["datasets"]

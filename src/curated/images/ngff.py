@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -247,7 +247,7 @@ def read_ngff(path: str | Path, *, tolerant: bool = False) -> NgffMetadata:
     attrs, fmt = got
     meta = from_attrs(attrs, zarr_format=fmt, path=root, tolerant=tolerant)
     labels = tuple(label_names(root))
-    return meta if not labels else _replace(meta, labels=labels)
+    return meta if not labels else replace(meta, labels=labels)
 
 
 def from_group(
@@ -294,33 +294,34 @@ def from_attrs(
     if "ome" in attrs and not isinstance(attrs["ome"], Mapping):
         found.fatal("ome", "must be a JSON object")
     block = ngff_block(attrs)
-    base = {
-        "path": where,
-        "zarr_format": zarr_format,
-        "attrs": attrs,
-        "incomplete": incomplete,
-        "curated": _curated(attrs, block),
-        "image_label": _image_label(block.get("image-label"), found),
-    }
+    base = NgffMetadata(
+        path=where,
+        zarr_format=zarr_format,
+        version=_version(block, {}, zarr_format),
+        attrs=attrs,
+        incomplete=incomplete,
+        curated=_curated(attrs, block),
+        image_label=_image_label(block.get("image-label"), found),
+    )
     ms_list = block.get("multiscales")
     if incomplete and not ms_list:
-        return NgffMetadata(version=_version(block, {}, zarr_format), problems=found.lines, **base)
+        return replace(base, problems=found.lines)
     if not isinstance(ms_list, list) or not ms_list or not isinstance(ms_list[0], Mapping):
         found.fatal("multiscales", NO_MULTISCALES)
-        return NgffMetadata(version=_version(block, {}, zarr_format), problems=found.lines, **base)
+        return replace(base, problems=found.lines)
     ms = ms_list[0]
     axes = _axes(ms.get("axes"), found)
     ndim = len(axes) if axes else None
     overall = _transforms(ms.get("coordinateTransformations"), ndim, "multiscales[0]", found)
     levels = _levels(ms.get("datasets"), ndim, overall, found)
     name = ms.get("name")
-    return NgffMetadata(
+    return replace(
+        base,
         version=_version(block, ms, zarr_format),
         axes=axes,
         levels=levels,
         name=name if isinstance(name, str) else None,
         problems=found.lines,
-        **base,
     )
 
 
@@ -340,12 +341,6 @@ class _Findings:
 
     def note(self, where: str, message: str) -> None:
         self.lines = (*self.lines, f"{where}: {message}" if where else message)
-
-
-def _replace(meta: NgffMetadata, **changes: Any) -> NgffMetadata:
-    from dataclasses import replace
-
-    return replace(meta, **changes)
 
 
 def _version(block: Mapping[str, Any], ms: Mapping[str, Any], zarr_format: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from curated.images.ngff import NgffMetadata, read_ngff
 from curated.images.ngff import label_names as _label_names
@@ -39,7 +39,7 @@ def validate_ome_zarr(path: str | Path) -> list[str]:
 def _ome_zarr_models(root: Path, version: str) -> list[str]:
     import zarr
 
-    fmt = 3 if version == "0.5" else 2
+    fmt: Literal[2, 3] = 3 if version == "0.5" else 2
     try:
         from ome_zarr_models import open_ome_zarr
 
@@ -54,7 +54,7 @@ def _ome_zarr_models(root: Path, version: str) -> list[str]:
     return []
 
 
-def _precise_errors(root: Path, version: str, fmt: int) -> list[str]:
+def _precise_errors(root: Path, version: str, fmt: Literal[2, 3]) -> list[str]:
     """Validate the image and each label image on their own, to name what is wrong."""
     import importlib
 

@@ -39,10 +39,13 @@ def image_level0(path: str | Path) -> zarr.Array:
     """The full-resolution array (z, y, x) of an OME-Zarr image."""
     meta = ngff.read_ngff(path)
     arr = open_group(path)[meta.levels[0].path]
+    if not isinstance(arr, zarr.Array):
+        msg = f"level {meta.levels[0].path!r} is a Zarr group, not an array"
+        raise InputError(msg, path=path, field="multiscales[0].datasets[0].path")
     if arr.ndim != 3:
         msg = f"segmentation needs a 3D (z, y, x) image; level 0 has {arr.ndim} dimensions"
         raise InputError(msg, path=path)
-    return arr  # type: ignore[return-value]
+    return arr
 
 
 def voxel_size(path: str | Path) -> tuple[float, float, float]:
