@@ -73,6 +73,12 @@ def test_the_checker_sees_reads_and_writes():
     assert _uses(writes, "multiscales") == (1, 0)
 
 
+def test_only_the_reader_unwraps_the_ome_block():
+    """NGFF 0.5 keeps its attributes under ``ome``, 0.4 at the top level: one rule, in one place."""
+    readers = sorted(m for m, tree in _modules().items() if _uses(tree, "ome")[1])
+    assert readers == [NGFF_READER], f"read the 'ome' block with images.ngff.ngff_block: {readers}"
+
+
 def test_one_definition_of_a_zarr_store():
     defined = sorted(
         m
