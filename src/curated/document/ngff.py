@@ -53,6 +53,8 @@ class LabelInfo:
     (``curated.origin``); ``model-prediction`` for older AI-generated labels, else ``None``."""
     origins: dict[str, int] = field(default_factory=dict)
     """For a sparse annotation: how many crops have each origin."""
+    rois: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    """For a sparse annotation: each recorded crop's ``(offset, shape)`` in level-0 voxels."""
     model: dict[str, Any] | None = None
     colors: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
@@ -176,8 +178,24 @@ def _describe_origin(label: LabelInfo, block: Any) -> None:
     for roi in sparse.get("rois") or []:
         if isinstance(roi, dict) and isinstance(roi.get("origin"), str):
             label.origins[roi["origin"]] = label.origins.get(roi["origin"], 0) + 1
+        box = _roi_box(roi)
+        if box is not None:
+            label.rois.append(box)
     if isinstance(sparse.get("unannotated"), int):
         label.unannotated.add(int(sparse["unannotated"]))
+
+
+def _roi_box(roi: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``(offset, shape)`` of a recorded crop, or ``None`` when the record is malformed."""
+    if not isinstance(roi, dict):
+        return None
+    off, shp = roi.get("offset"), roi.get("shape")
+    if not (isinstance(off, list) and isinstance(shp, list) and len(off) == len(shp) and off):
+        return None
+    try:
+        return tuple(int(v) for v in off), tuple(int(v) for v in shp)
+    except (TypeError, ValueError):
+        return None
 
 
 def image_name(path: Path) -> str:
