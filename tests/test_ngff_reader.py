@@ -298,3 +298,20 @@ def test_malformed_image_label_entries_are_left_out_not_fatal(tmp_path):
     assert lab.image_label.names == {1: "mito"}
     assert len(lab.problems) == 2
     assert _store.class_names(image, "m") == {1: "mito"}
+
+
+def test_a_label_image_being_written_does_not_stop_naming_structures(tmp_path):
+    """Describing skips an unfinished label image; before, the refusal was an InputError it caught."""
+    from curated.segment.export import _structure_name
+
+    image = _image(tmp_path)
+    add_labels(
+        image,
+        "truth",
+        (VOL > 100).astype(np.uint8),
+        kind="truth",
+        properties=[{"label-value": 1, "name": "mitochondrion"}],
+    )
+    (image / "labels" / "a-pred").mkdir()
+    _interrupt(image / "labels" / "a-pred")  # sorted before "truth": met first
+    assert _structure_name(image, None, 1) == "mitochondrion"
