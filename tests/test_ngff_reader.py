@@ -186,6 +186,12 @@ def test_hostile_level_path_is_refused_before_anything_is_opened(tmp_path):
             "multiscales[0].datasets[1]",
         ),
         (lambda b: b["multiscales"][0].update(datasets=[]), "multiscales[0].datasets"),
+        (
+            lambda b: b["multiscales"][0].update(
+                coordinateTransformations=[{"type": "scale", "scale": [1, 10**400, 1]}]
+            ),
+            "multiscales[0].coordinateTransformations[0].scale",
+        ),
     ],
 )
 def test_malformed_multiscales_get_one_line_naming_the_field(tmp_path, edit, field):

@@ -388,18 +388,23 @@ def _axes(raw: Any, found: _Findings) -> tuple[Axis, ...]:
 
 
 def _vector(raw: Any, ndim: int | None, where: str, found: _Findings) -> tuple[float, ...] | None:
-    if (
-        not isinstance(raw, list)
-        or not raw
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw)
-        or not all(math.isfinite(v) for v in raw)
-    ):
+    if not isinstance(raw, list) or not raw or not all(_finite(v) for v in raw):
         found.fatal(where, f"must be a list of finite numbers, got {str(raw)[:80]}")
         return None
     if ndim is not None and len(raw) != ndim:
         found.fatal(where, f"has {len(raw)} values for {ndim} axes")
         return None
     return tuple(float(v) for v in raw)
+
+
+def _finite(v: Any) -> bool:
+    """A JSON number that is a finite float (a 400-digit integer is not)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _transforms(
@@ -515,7 +520,7 @@ def _label_value(entry: Any) -> int | None:
     v = entry.get("label-value")
     if isinstance(v, str) and v.strip().lstrip("-").isdigit():  # tolerated: "1" for 1
         return int(v)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    if not _finite(v):
         return None
     return int(v) if v == int(v) else None
 
