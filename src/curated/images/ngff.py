@@ -520,9 +520,11 @@ def _label_value(entry: Any) -> int | None:
     v = entry.get("label-value")
     if isinstance(v, str) and v.strip().lstrip("-").isdigit():  # tolerated: "1" for 1
         return int(v)
-    if not _finite(v):
-        return None
-    return int(v) if v == int(v) else None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v  # exact, up to uint64 label values
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return int(v)
+    return None
 
 
 def _rgba(raw: Any) -> bool:
