@@ -1,9 +1,10 @@
 """Read what a README needs from an OME-Zarr image: levels, voxel size, labels, slices.
 
 Tolerant by design: a store that cannot be read yields an :class:`ImageInfo` whose
-``problem`` says why (the README then shows a TODO instead of crashing). Reads NGFF
-0.5 (attributes under ``ome``) and 0.4 (attributes at the top level). Pixel data
-are read one plane at a time, so memory is bounded by a slice of one level.
+``problem`` says why (the README then shows a TODO instead of crashing). The metadata
+come from :mod:`curated.images.ngff` in its tolerant mode (NGFF 0.4 and 0.5; an
+interrupted store is described, not refused). Pixel data are read one plane at a
+time, so memory is bounded by a slice of one level.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from curated.images.ngff import NgffMetadata, is_zarr_store, read_ngff
+
+__all__ = [
+    "ImageInfo",
+    "LabelInfo",
+    "LevelInfo",
+    "image_name",
+    "is_zarr_store",
+    "pick_level",
+    "read_image_info",
+    "read_plane",
+]
 
 
 @dataclass(frozen=True)
@@ -88,34 +102,21 @@ class ImageInfo:
         return self.spatial(self.levels[0].shape) if self.levels else {}
 
 
-def ome_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """The NGFF attributes: under ``ome`` for 0.5, at the top level for 0.4."""
-    ome = attrs.get("ome")
-    return ome if isinstance(ome, dict) else attrs
+def _levels(path: Path, meta: NgffMetadata) -> list[LevelInfo]:
+    """Each level's shape from its array's own metadata (no pixel is read)."""
+    import zarr
 
-
-def _curated_block(attrs: dict[str, Any]) -> dict[str, Any]:
-    for holder in (attrs, ome_attrs(attrs)):
-        block = holder.get("curated")
-        if isinstance(block, dict):
-            return block
-    return {}
-
-
-def _levels(group: Any, multiscale: dict[str, Any]) -> list[LevelInfo]:
     levels = []
-    ndim = len(multiscale.get("axes") or [])
-    for ds in multiscale.get("datasets") or []:
-        path = str(ds.get("path"))
-        arr = group[path]
-        scale = (1.0,) * len(arr.shape)
-        for t in ds.get("coordinateTransformations") or []:
-            if t.get("type") == "scale" and isinstance(t.get("scale"), list):
-                scale = tuple(float(s) for s in t["scale"])
-        if ndim and len(arr.shape) != ndim:
-            msg = f"level {path} has {len(arr.shape)} dimensions but {ndim} axes are declared"
+    for lv in meta.levels:
+        arr = zarr.open_array(str(path / lv.path), mode="r")
+        if meta.axes and arr.ndim != len(meta.axes):
+            msg = (
+                f"level {lv.path} has {arr.ndim} dimensions but {len(meta.axes)} axes are declared"
+            )
             raise ValueError(msg)
-        levels.append(LevelInfo(path=path, shape=tuple(int(s) for s in arr.shape), scale=scale))
+        levels.append(
+            LevelInfo(path=lv.path, shape=tuple(int(s) for s in arr.shape), scale=lv.scale)
+        )
     return levels
 
 
@@ -125,78 +126,63 @@ def read_image_info(path: str | Path, name: str | None = None) -> ImageInfo:
 
     path = Path(path)
     info = ImageInfo(name=name or image_name(path), path=path)
+    meta = read_ngff(path, tolerant=True)
+    info.ngff_version = meta.version if meta.levels else None
+    if not meta.levels:
+        info.problem = meta.problems[0] if meta.problems else "no NGFF multiscales metadata"
+        return info
+    info.axes = [a.to_dict() for a in meta.axes]
     try:
-        group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        ome = ome_attrs(attrs)
-        multiscales = ome.get("multiscales") or []
-        if not multiscales:
-            info.problem = "no NGFF multiscales metadata"
-            return info
-        ms = multiscales[0]
-        info.ngff_version = str(ome.get("version") or ms.get("version") or "") or None
-        info.axes = [a if isinstance(a, dict) else {"name": str(a)} for a in ms.get("axes") or []]
-        info.levels = _levels(group, ms)
-        info.dtype = str(group[info.levels[0].path].dtype) if info.levels else None
+        info.levels = _levels(path, meta)
+        info.dtype = str(zarr.open_array(str(path / info.levels[0].path), mode="r").dtype)
     except Exception as exc:  # any unreadable store becomes a TODO, not a crash
         info.problem = f"cannot read the store ({type(exc).__name__}: {exc})"
         return info
-    info.labels = _read_labels(group, path)
+    info.labels = [_read_label(path, lname) for lname in meta.labels]
     return info
 
 
-def _read_labels(group: Any, path: Path) -> list[LabelInfo]:
+def _read_label(image: Path, lname: str) -> LabelInfo:
+    label = LabelInfo(name=lname, path=image / "labels" / lname)
+    meta = read_ngff(label.path, tolerant=True)
+    if not meta.levels:
+        label.problem = "cannot read the label image (" + (meta.problems or ("no levels",))[0] + ")"
+        return label
     try:
-        labels_group = group["labels"]
-    except Exception:
-        return []
-    names = ome_attrs(dict(labels_group.attrs)).get("labels") or []
-    out = []
-    for lname in names:
-        label = LabelInfo(name=str(lname), path=path / "labels" / str(lname))
-        try:
-            lg = labels_group[str(lname)]
-            attrs = dict(lg.attrs)
-            ome = ome_attrs(attrs)
-            ms = (ome.get("multiscales") or [{}])[0]
-            label.levels = _levels(lg, ms)
-            il = ome.get("image-label") or {}
-            for c in il.get("colors") or []:
-                if "label-value" in c and isinstance(c.get("rgba"), list) and len(c["rgba"]) == 4:
-                    label.colors[int(c["label-value"])] = tuple(int(v) for v in c["rgba"])  # type: ignore[assignment]
-            for prop in il.get("properties") or []:
-                if isinstance(prop, dict) and "label-value" in prop and prop.get("name"):
-                    label.names[int(prop["label-value"])] = str(prop["name"])
-                if (
-                    isinstance(prop, dict)
-                    and prop.get("curated:unannotated")
-                    and "label-value" in prop
-                ):
-                    label.unannotated.add(int(prop["label-value"]))
-            label.source = il.get("source") or {}
-            block = _curated_block(attrs)
-            label.kind = block.get("kind")
-            label.ai_generated = block.get("ai_generated")
-            origin = block.get("origin")
-            label.origin = (
-                str(origin)
-                if isinstance(origin, str) and origin
-                else ("model-prediction" if label.ai_generated else None)
-            )
-            label.model = block.get("model") if isinstance(block.get("model"), dict) else None
-            sparse = block.get("annotation") if isinstance(block.get("annotation"), dict) else {}
-            for roi in sparse.get("rois") or []:
-                if isinstance(roi, dict) and isinstance(roi.get("origin"), str):
-                    label.origins[roi["origin"]] = label.origins.get(roi["origin"], 0) + 1
-                box = _roi_box(roi)
-                if box is not None:
-                    label.rois.append(box)
-            if isinstance(sparse.get("unannotated"), int):
-                label.unannotated.add(int(sparse["unannotated"]))
-        except Exception as exc:
-            label.problem = f"cannot read the label image ({type(exc).__name__}: {exc})"
-        out.append(label)
-    return out
+        label.levels = _levels(label.path, meta)
+    except Exception as exc:
+        label.problem = f"cannot read the label image ({type(exc).__name__}: {exc})"
+        return label
+    il = meta.image_label
+    if il is not None:
+        label.colors = dict(il.colors)
+        label.names = il.names
+        label.unannotated = set(il.unannotated)
+        label.source = dict(il.source)
+    _describe_origin(label, meta.curated)
+    return label
+
+
+def _describe_origin(label: LabelInfo, block: Any) -> None:
+    """Kind, AI marking, origin and model from the label image's ``curated`` block."""
+    label.kind = block.get("kind")
+    label.ai_generated = block.get("ai_generated")
+    origin = block.get("origin")
+    label.origin = (
+        str(origin)
+        if isinstance(origin, str) and origin
+        else ("model-prediction" if label.ai_generated else None)
+    )
+    label.model = block.get("model") if isinstance(block.get("model"), dict) else None
+    sparse = block.get("annotation") if isinstance(block.get("annotation"), dict) else {}
+    for roi in sparse.get("rois") or []:
+        if isinstance(roi, dict) and isinstance(roi.get("origin"), str):
+            label.origins[roi["origin"]] = label.origins.get(roi["origin"], 0) + 1
+        box = _roi_box(roi)
+        if box is not None:
+            label.rois.append(box)
+    if isinstance(sparse.get("unannotated"), int):
+        label.unannotated.add(int(sparse["unannotated"]))
 
 
 def _roi_box(roi: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -219,11 +205,6 @@ def image_name(path: Path) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def is_zarr_store(path: Path) -> bool:
-    """A folder that is a Zarr v2 or v3 group or array."""
-    return path.is_dir() and any((path / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray"))
 
 
 def pick_level(levels: list[LevelInfo], axis_names: list[str], max_dim: int = 512) -> int:

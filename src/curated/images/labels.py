@@ -22,6 +22,7 @@ from curated.images.layout import (
     level_block,
     multiscales,
 )
+from curated.images.ngff import ngff_block
 from curated.images.reader import OmeZarrImage, open_image
 from curated.images.shards import (
     LevelFiles,
@@ -142,10 +143,9 @@ def label_layout(image: OmeZarrImage, dtype: np.dtype | str) -> StoreLayout:
     if dt.kind not in "ui":
         msg = f"labels must have an integer type, not {dt.name}; round or cast them first"
         raise InputError(msg, field="labels")
-    ms = image.ome["multiscales"][0]
     axes = tuple(
-        Axis(a["name"], a.get("type", "space" if a["name"] in "zyx" else "channel"), a.get("unit"))
-        for a in ms["axes"]
+        Axis(a.name, a.type or ("space" if a.name in "zyx" else "channel"), a.unit)
+        for a in image.metadata.axes
     )
     scale0 = image.scale[0]
     levels = tuple(
@@ -229,7 +229,7 @@ def _register_label(image: OmeZarrImage, name: str) -> None:
         try:
             got = _store.read_group_attrs(labels_dir)
             attrs = got[0] if got else {}
-            block = attrs.get("ome", {}) if image.zarr_format == 3 else attrs
+            block = ngff_block(attrs)
             names = [n for n in block.get("labels", []) if n != name] + [name]
             names.sort()
             new = (
@@ -250,7 +250,7 @@ def _unregister_label(image: OmeZarrImage, name: str) -> None:
     if got is None:
         return
     attrs = got[0]
-    block = attrs.get("ome", {}) if image.zarr_format == 3 else attrs
+    block = ngff_block(attrs)
     if name in block.get("labels", []):
         names = [n for n in block["labels"] if n != name]
         new = (

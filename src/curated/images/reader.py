@@ -1,15 +1,20 @@
-"""Open a finished OME-Zarr image (0.5 or 0.4) and its label images."""
+"""Open a finished OME-Zarr image (0.5 or 0.4) and its label images.
+
+The metadata come from :mod:`curated.images.ngff` (strict: an interrupted store is
+refused); this module adds the level arrays.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from curated.errors import ConversionError, InputError
-from curated.images.store import INCOMPLETE_KEY, read_group_attrs
+from curated.errors import InputError
+from curated.images.ngff import NgffMetadata, read_ngff
+from curated.images.ngff import label_names as _label_names
 
 
 @dataclass(frozen=True)
@@ -17,25 +22,49 @@ class OmeZarrImage:
     """A multiscale OME-Zarr image (or label image) opened for reading.
 
     ``levels[0]`` is full resolution. ``scale``/``translation`` are per level, in
-    axis order; ``voxel_size`` is level 0's scale on the ``z, y, x`` axes.
+    axis order, and are the effective ones (the level's transformations followed by
+    the multiscale-wide ones); ``voxel_size`` is level 0's scale on the ``z, y, x`` axes.
     """
 
     path: Path
     levels: list[Any]
     """zarr arrays, level 0 first."""
-    axes: list[str]
-    units: list[str | None]
-    scale: list[list[float]]
-    translation: list[list[float]]
-    ngff_version: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-    """The group's attributes as stored (``ome`` for 0.5, top level for 0.4)."""
-    name: str | None = None
+    metadata: NgffMetadata
+    """The typed NGFF metadata (axes, levels, ``image-label``, ``curated`` block)."""
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.metadata.axis_names)
+
+    @property
+    def units(self) -> list[str | None]:
+        return list(self.metadata.units)
+
+    @property
+    def scale(self) -> list[list[float]]:
+        return [list(lv.scale) for lv in self.metadata.levels]
+
+    @property
+    def translation(self) -> list[list[float]]:
+        return [list(lv.translation) for lv in self.metadata.levels]
+
+    @property
+    def ngff_version(self) -> str:
+        return str(self.metadata.version)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The group's attributes as stored (``ome`` for 0.5, top level for 0.4)."""
+        return dict(self.metadata.attrs)
+
+    @property
+    def name(self) -> str | None:
+        return self.metadata.name
 
     @property
     def ome(self) -> dict[str, Any]:
-        """The OME metadata block whatever the version."""
-        return self.attrs.get("ome", self.attrs) if self.ngff_version == "0.5" else self.attrs
+        """The OME metadata block as stored, whatever the version."""
+        return dict(self.metadata.ome)
 
     @property
     def dtype(self) -> np.dtype:
@@ -47,37 +76,27 @@ class OmeZarrImage:
 
     @property
     def voxel_size(self) -> tuple[float, ...]:
-        return tuple(
-            s for s, a in zip(self.scale[0], self.axes, strict=True) if a in ("z", "y", "x")
-        )
+        return self.metadata.voxel_size
 
     @property
     def unit(self) -> str | None:
-        return next(
-            (u for u, a in zip(self.units, self.axes, strict=True) if a in ("z", "y", "x") and u),
-            None,
-        )
+        return self.metadata.unit
 
     @property
     def zarr_format(self) -> int:
-        return 3 if self.ngff_version == "0.5" else 2
+        return self.metadata.zarr_format
 
     @property
     def level_paths(self) -> list[str]:
-        return [d["path"] for d in self.ome["multiscales"][0]["datasets"]]
+        return self.metadata.level_paths
 
     @property
     def is_label(self) -> bool:
-        return "image-label" in self.ome
+        return self.metadata.is_label
 
     def label_names(self) -> list[str]:
         """Names of the finished label images under ``labels/``."""
-        got = read_group_attrs(self.path / "labels")
-        if got is None:
-            return []
-        attrs, _ = got
-        block = attrs.get("ome", attrs) if self.ngff_version == "0.5" else attrs
-        return list(block.get("labels", []))
+        return _label_names(self.path)
 
     def open_label(self, name: str) -> OmeZarrImage:
         if name not in self.label_names():
@@ -91,57 +110,32 @@ class OmeZarrImage:
 
 
 def open_image(path: str | Path) -> OmeZarrImage:
-    """Open a finished OME-Zarr multiscale image.
+    """Open a finished OME-Zarr multiscale image (strict: see :func:`curated.images.ngff.read_ngff`).
 
     Raises
     ------
     InputError
-        ``path`` is not a zarr group / has no ``multiscales``.
+        ``path`` is not a zarr group, has no (or malformed) ``multiscales``, or a
+        level's array is missing or has another number of dimensions than the axes.
     ConversionError
-        The store is an unfinished (interrupted) conversion.
+        The store is being written or was interrupted.
     """
+    root = Path(path)
+    meta = read_ngff(root)
+    levels = [_open_level(root, meta, k) for k in range(len(meta.levels))]
+    return OmeZarrImage(path=root, levels=levels, metadata=meta)
+
+
+def _open_level(root: Path, meta: NgffMetadata, k: int) -> Any:
     import zarr
 
-    root = Path(path)
-    got = read_group_attrs(root)
-    if got is None:
-        msg = (
-            "is not an OME-Zarr image (no zarr.json or .zgroup); convert one with `curated convert`"
-        )
-        raise InputError(msg, path=root)
-    attrs, fmt = got
-    if INCOMPLETE_KEY in attrs:
-        msg = "is an unfinished conversion (interrupted); re-run the same command to finish it"
-        raise ConversionError(msg, path=root)
-    ome = attrs.get("ome", {}) if fmt == 3 else attrs
-    ms_list = ome.get("multiscales")
-    if not ms_list:
-        msg = "has no OME-Zarr multiscales metadata; it is not an OME-Zarr image"
-        raise InputError(msg, path=root)
-    ms = ms_list[0]
-    version = str(ome.get("version") or ms.get("version") or ("0.5" if fmt == 3 else "0.4"))
-    axes = [a["name"] for a in ms["axes"]]
-    units = [a.get("unit") for a in ms["axes"]]
-    levels, scales, translations = [], [], []
-    for ds in ms["datasets"]:
-        levels.append(zarr.open_array(str(root / ds["path"]), mode="r", zarr_format=fmt))
-        sc = [1.0] * len(axes)
-        tr = [0.0] * len(axes)
-        for t in ds.get("coordinateTransformations", []):
-            if t.get("type") == "scale":
-                sc = [float(v) for v in t["scale"]]
-            elif t.get("type") == "translation":
-                tr = [float(v) for v in t["translation"]]
-        scales.append(sc)
-        translations.append(tr)
-    return OmeZarrImage(
-        path=root,
-        levels=levels,
-        axes=axes,
-        units=units,
-        scale=scales,
-        translation=translations,
-        ngff_version=version,
-        attrs=attrs,
-        name=ms.get("name"),
-    )
+    rel = meta.levels[k].path
+    try:
+        arr = zarr.open_array(str(root / rel), mode="r", zarr_format=meta.zarr_format)  # type: ignore[arg-type]
+    except Exception as exc:  # zarr raises several kinds for a missing or damaged array
+        msg = f"level {rel!r} cannot be opened as a Zarr array ({type(exc).__name__})"
+        raise InputError(msg, path=root, field=f"multiscales[0].datasets[{k}]") from None
+    if arr.ndim != len(meta.axes):
+        msg = f"level {rel!r} has {arr.ndim} dimensions but {len(meta.axes)} axes are declared"
+        raise InputError(msg, path=root, field=f"multiscales[0].datasets[{k}]")
+    return arr

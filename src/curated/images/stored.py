@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from curated.errors import ConversionError, InputError
+from curated.images.ngff import declares_image
 from curated.images.units import length_unit, round_to, significant_digits
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -536,7 +537,7 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
         raise InputError(msg, path=target) from None
     if isinstance(node, zarr.Group):
         attrs = dict(node.attrs)
-        if "multiscales" in attrs or "multiscales" in (attrs.get("ome") or {}):
+        if declares_image(attrs):
             return _open_ome_zarr(target, shown)
         arrays = sorted("/" + name for name, _ in node.arrays())
         msg = f"{key or '/'} is a Zarr group, not an array or OME-Zarr image; arrays in it: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from curated.images.store import INCOMPLETE_KEY, read_group_attrs
+from curated.images.ngff import NgffMetadata, read_ngff
+from curated.images.ngff import label_names as _label_names
 from curated.images.units import LENGTH_UNITS, TIME_UNITS
 
 
@@ -22,25 +22,24 @@ def validate_ome_zarr(path: str | Path) -> list[str]:
     integer type against the image.
     """
     root = Path(path)
-    got = read_group_attrs(root)
-    if got is None:
-        return [f"{root}: not a zarr group"]
-    attrs, fmt = got
-    if INCOMPLETE_KEY in attrs:
-        return [f"{root}: unfinished conversion ({attrs[INCOMPLETE_KEY]})"]
+    meta = read_ngff(root, tolerant=True)
+    if meta.zarr_format == 0:
+        return [f"{root}: not a zarr group ({meta.problems[0]})"]
+    if meta.incomplete:
+        return [f"{root}: unfinished conversion ({meta.problems[0]})"]
     problems: list[str] = []
-    version = "0.5" if fmt == 3 else "0.4"
+    version = "0.5" if meta.zarr_format == 3 else "0.4"
     problems += _ome_zarr_models(root, version)
     if version == "0.5":
         problems += _yaozarrs(root)
-    problems += _own_checks(root, attrs, fmt)
+    problems += _own_checks(root, meta)
     return problems
 
 
 def _ome_zarr_models(root: Path, version: str) -> list[str]:
     import zarr
 
-    fmt = 3 if version == "0.5" else 2
+    fmt: Literal[2, 3] = 3 if version == "0.5" else 2
     try:
         from ome_zarr_models import open_ome_zarr
 
@@ -55,7 +54,7 @@ def _ome_zarr_models(root: Path, version: str) -> list[str]:
     return []
 
 
-def _precise_errors(root: Path, version: str, fmt: int) -> list[str]:
+def _precise_errors(root: Path, version: str, fmt: Literal[2, 3]) -> list[str]:
     """Validate the image and each label image on their own, to name what is wrong."""
     import importlib
 
@@ -65,10 +64,7 @@ def _precise_errors(root: Path, version: str, fmt: int) -> list[str]:
     out = []
     targets = [(root, mod.Image)]
     labels = root / "labels"
-    got = read_group_attrs(labels)
-    if got is not None:
-        names = (got[0].get("ome", {}) if fmt == 3 else got[0]).get("labels", [])
-        targets += [(labels / n, mod.ImageLabel) for n in names]
+    targets += [(labels / n, mod.ImageLabel) for n in _label_names(root)]
     for path, cls in targets:
         try:
             with warnings.catch_warnings():
@@ -111,124 +107,132 @@ def _array_shape(root: Path, fmt: int) -> tuple[tuple[int, ...], str, list[str] 
     return tuple(m["shape"]), str(m["dtype"]), None
 
 
+def _axis_units(meta: NgffMetadata, where: str) -> list[str]:
+    problems = []
+    for a in meta.axes:
+        if a.type == "space" and a.unit not in LENGTH_UNITS:
+            problems.append(
+                f"{where}: axis {a.name!r} unit {a.unit!r} is not a UDUNITS-2 length name"
+            )
+        if a.type == "time" and a.unit is not None and a.unit not in TIME_UNITS:
+            problems.append(
+                f"{where}: axis {a.name!r} unit {a.unit!r} is not a UDUNITS-2 time name"
+            )
+    return problems
+
+
 def _levels(
-    root: Path, attrs: dict[str, Any], fmt: int, where: str, problems: list[str]
+    root: Path, meta: NgffMetadata, where: str, problems: list[str]
 ) -> list[dict[str, Any]] | None:
-    ome = attrs.get("ome", {}) if fmt == 3 else attrs
-    ms = (ome.get("multiscales") or [None])[0]
-    if ms is None:
-        problems.append(f"{where}: no multiscales")
+    """Each level's path, shape, dtype and effective scale/translation, after the pyramid checks."""
+    if meta.problems or not meta.levels:
+        problems += [f"{where}: {p}" for p in meta.problems] or [f"{where}: no multiscales"]
         return None
-    axes = ms.get("axes", [])
-    names = [a.get("name") for a in axes]
-    for a in axes:
-        unit = a.get("unit")
-        if a.get("type") == "space" and unit not in LENGTH_UNITS:
-            problems.append(
-                f"{where}: axis {a.get('name')!r} unit {unit!r} is not a UDUNITS-2 length name"
-            )
-        if a.get("type") == "time" and unit is not None and unit not in TIME_UNITS:
-            problems.append(
-                f"{where}: axis {a.get('name')!r} unit {unit!r} is not a UDUNITS-2 time name"
-            )
-    out = []
-    base_scale = base_tr = base_shape = None
-    for k, ds in enumerate(ms.get("datasets", [])):
-        sc = tr = None
-        for t in ds.get("coordinateTransformations", []):
-            if t.get("type") == "scale":
-                sc = [float(v) for v in t["scale"]]
-            elif t.get("type") == "translation":
-                tr = [float(v) for v in t["translation"]]
-        tr = tr or [0.0] * len(names)
-        info = _array_shape(root / ds["path"], fmt)
-        if info is None or sc is None:
-            problems.append(f"{where}: level {ds.get('path')!r} has no array or no scale")
+    problems += _axis_units(meta, where)
+    names = list(meta.axis_names)
+    out: list[dict[str, Any]] = []
+    for lv in meta.levels:
+        info = _array_shape(root / lv.path, meta.zarr_format)
+        if info is None:
+            problems.append(f"{where}: level {lv.path!r} has no array")
             return None
         shape, dtype, dims = info
         if dims is not None and list(dims) != names:
             problems.append(
-                f"{where}: level {ds['path']} dimension_names {dims} differ from axes {names}"
+                f"{where}: level {lv.path} dimension_names {dims} differ from axes {names}"
             )
-        if any(s <= 0 or not math.isfinite(s) for s in sc):
-            problems.append(f"{where}: level {ds['path']} scale {sc} must be positive")
-        if k == 0:
-            base_scale, base_tr, base_shape = sc, tr, shape
-        else:
-            assert base_scale is not None and base_tr is not None and base_shape is not None
-            for i, name in enumerate(names):
-                f = sc[i] / base_scale[i]
-                if abs(f - round(f)) > 1e-6 or round(f) < 1:
-                    problems.append(
-                        f"{where}: level {ds['path']} axis {name}: scale {sc[i]} is not an integer multiple of {base_scale[i]}"
-                    )
-                    continue
-                f = round(f)
-                want_tr = base_tr[i] + (f - 1) / 2 * base_scale[i]
-                if abs(tr[i] - want_tr) > 1e-6 * max(1.0, abs(want_tr)):
-                    problems.append(
-                        f"{where}: level {ds['path']} axis {name}: translation {tr[i]} should be {want_tr} for a {f}x windowed downsampling"
-                    )
-                want_n = -(-base_shape[i] // f)
-                if shape[i] != want_n:
-                    problems.append(
-                        f"{where}: level {ds['path']} axis {name}: {shape[i]} voxels, expected ceil({base_shape[i]}/{f}) = {want_n}"
-                    )
-        out.append(
-            {"path": ds["path"], "shape": shape, "dtype": dtype, "scale": sc, "translation": tr}
-        )
+        if any(s <= 0 for s in lv.scale):
+            problems.append(f"{where}: level {lv.path} scale {list(lv.scale)} must be positive")
+        level = {
+            "path": lv.path,
+            "shape": shape,
+            "dtype": dtype,
+            "scale": list(lv.scale),
+            "translation": list(lv.translation),
+        }
+        if out:
+            problems += _against_base(out[0], level, names, where)
+        out.append(level)
     return out
 
 
-def _own_checks(root: Path, attrs: dict[str, Any], fmt: int) -> list[str]:
+def _against_base(
+    base: dict[str, Any], level: dict[str, Any], names: list[str], where: str
+) -> list[str]:
+    """A coarser level: integer factors, windowed-mean translation and ``ceil(n / factor)`` shapes."""
+    problems = []
+    sc, tr, shape, path = level["scale"], level["translation"], level["shape"], level["path"]
+    for i, name in enumerate(names):
+        f = sc[i] / base["scale"][i]
+        if abs(f - round(f)) > 1e-6 or round(f) < 1:
+            problems.append(
+                f"{where}: level {path} axis {name}: scale {sc[i]} is not an integer multiple of {base['scale'][i]}"
+            )
+            continue
+        f = round(f)
+        want_tr = base["translation"][i] + (f - 1) / 2 * base["scale"][i]
+        if abs(tr[i] - want_tr) > 1e-6 * max(1.0, abs(want_tr)):
+            problems.append(
+                f"{where}: level {path} axis {name}: translation {tr[i]} should be {want_tr} for a {f}x windowed downsampling"
+            )
+        want_n = -(-base["shape"][i] // f)
+        if shape[i] != want_n:
+            problems.append(
+                f"{where}: level {path} axis {name}: {shape[i]} voxels, expected ceil({base['shape'][i]}/{f}) = {want_n}"
+            )
+    return problems
+
+
+def _own_checks(root: Path, meta: NgffMetadata) -> list[str]:
     problems: list[str] = []
-    levels = _levels(root, attrs, fmt, str(root), problems)
+    levels = _levels(root, meta, str(root), problems)
     if levels is None:
         return problems
-    labels_root = root / "labels"
-    got = read_group_attrs(labels_root)
-    if got is None:
-        return problems
-    lattrs, _ = got
-    names = (lattrs.get("ome", {}) if fmt == 3 else lattrs).get("labels", [])
-    for name in names:
-        lroot = labels_root / name
-        lgot = read_group_attrs(lroot)
+    for name in meta.labels:
+        lroot = root / "labels" / name
         where = f"{root}: labels/{name}"
-        if lgot is None:
+        lmeta = read_ngff(lroot, tolerant=True)
+        if lmeta.zarr_format == 0:
             problems.append(f"{where}: listed but missing")
             continue
-        la, _ = lgot
-        if INCOMPLETE_KEY in la:
+        if lmeta.incomplete:
             problems.append(f"{where}: unfinished label image is listed")
             continue
-        llevels = _levels(lroot, la, fmt, where, problems)
-        if llevels is None:
-            continue
-        if len(llevels) != len(levels):
-            problems.append(f"{where}: {len(llevels)} levels, the image has {len(levels)}")
-        for lv, iv in zip(llevels, levels, strict=False):
-            if tuple(lv["shape"]) != tuple(iv["shape"]):
-                problems.append(
-                    f"{where}: level {lv['path']} shape {lv['shape']} differs from the image's {iv['shape']}"
-                )
-            if any(
-                abs(a - b) > 1e-9 * max(1.0, abs(b))
-                for a, b in zip(lv["scale"], iv["scale"], strict=False)
-            ):
-                problems.append(
-                    f"{where}: level {lv['path']} scale {lv['scale']} differs from the image's {iv['scale']}"
-                )
-            if not any(t in lv["dtype"] for t in ("int", "<i", "<u", "|u", "|i")):
-                problems.append(
-                    f"{where}: level {lv['path']} dtype {lv['dtype']} is not an integer type"
-                )
-        cur = la.get("curated")
+        llevels = _levels(lroot, lmeta, where, problems)
+        if llevels is not None:
+            problems += _label_against_image(llevels, levels, where)
+        cur = lmeta.attrs.get("curated")
         if cur is not None and (
-            cur.get("kind") not in ("truth", "annotation", "prediction")
+            not isinstance(cur, dict)
+            or cur.get("kind") not in ("truth", "annotation", "prediction")
             or not isinstance(cur.get("ai_generated"), bool)
         ):
             problems.append(
                 f"{where}: 'curated' block needs kind truth|annotation|prediction and a boolean ai_generated"
+            )
+    return problems
+
+
+def _label_against_image(
+    llevels: list[dict[str, Any]], levels: list[dict[str, Any]], where: str
+) -> list[str]:
+    problems = []
+    if len(llevels) != len(levels):
+        problems.append(f"{where}: {len(llevels)} levels, the image has {len(levels)}")
+    for lv, iv in zip(llevels, levels, strict=False):
+        if tuple(lv["shape"]) != tuple(iv["shape"]):
+            problems.append(
+                f"{where}: level {lv['path']} shape {lv['shape']} differs from the image's {iv['shape']}"
+            )
+        if any(
+            abs(a - b) > 1e-9 * max(1.0, abs(b))
+            for a, b in zip(lv["scale"], iv["scale"], strict=False)
+        ):
+            problems.append(
+                f"{where}: level {lv['path']} scale {lv['scale']} differs from the image's {iv['scale']}"
+            )
+        if not any(t in lv["dtype"] for t in ("int", "<i", "<u", "|u", "|i")):
+            problems.append(
+                f"{where}: level {lv['path']} dtype {lv['dtype']} is not an integer type"
             )
     return problems

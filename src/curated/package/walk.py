@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from curated.errors import PackageError
+from curated.images.ngff import is_zarr_store
 from curated.package.names import check_name, check_siblings
 
 PAYLOAD_ROOTS: tuple[str, ...] = (
@@ -47,10 +48,6 @@ class ZarrStore:
 
     rel: str
     src: str
-
-
-def is_zarr_store(name: str) -> bool:
-    return name.endswith(".zarr")
 
 
 UNFINISHED_MARKERS = frozenset({".curated-progress", ".curated-predict"})
@@ -221,8 +218,7 @@ def _walk_tree(
     stack: list[tuple[str, str, str | None, frozenset[str]]] = [(path, rel, None, ancestors)]
     while stack:
         path, rel, store, ancestors = stack.pop()
-        name = rel.rsplit("/", 1)[-1]
-        if store is None and is_zarr_store(name):
+        if store is None and is_zarr_store(path):
             _refuse_if_marked_incomplete(path, rel)
             if zarr_archives:
                 yield ZarrStore(rel, path)
@@ -391,7 +387,12 @@ def count_files(
             total += 1
         while stack:
             folder = stack.pop()
-            if zarr_archives and is_zarr_store(folder) and folder != path:
+            if (
+                zarr_archives
+                and folder != path
+                and is_zarr_store(folder)
+                and not is_zarr_store(os.path.dirname(folder))
+            ):
                 total += 1  # the store's zip
             with os.scandir(folder) as it:
                 for e in it:

@@ -1,7 +1,9 @@
 """Read access to OME-Zarr images and their label images for the segmentation layer.
 
-Writing always goes through :mod:`curated.images`; this module only finds arrays
-and attributes (NGFF 0.5 keeps them under ``attrs["ome"]``, 0.4 at the top level).
+Writing always goes through :mod:`curated.images`; the metadata are read by
+:mod:`curated.images.ngff` (strict for the arrays a computation reads: an
+interrupted store is refused; tolerant for the ``curated`` block and the class
+names that describe a label image, which a resumed prediction reads back).
 """
 
 from __future__ import annotations
@@ -13,10 +15,7 @@ from typing import Any
 import zarr
 
 from curated.errors import InputError, SegmentationError
-
-
-def _ome(attrs: dict[str, Any]) -> dict[str, Any]:
-    return dict(attrs.get("ome", attrs))
+from curated.images import ngff
 
 
 def open_group(path: str | Path, *, mode: str = "r") -> zarr.Group:
@@ -32,41 +31,33 @@ def open_group(path: str | Path, *, mode: str = "r") -> zarr.Group:
 
 
 def level0_path(group: zarr.Group, where: str | Path) -> str:
-    ms = _ome(dict(group.attrs)).get("multiscales")
-    if not ms:
-        msg = "has no multiscales metadata; is it an OME-Zarr image?"
-        raise InputError(msg, path=where)
-    return str(ms[0]["datasets"][0]["path"])
+    """Path of the full-resolution array inside ``group`` (strict: refuses an interrupted store)."""
+    return ngff.from_group(group, path=where).levels[0].path
 
 
 def image_level0(path: str | Path) -> zarr.Array:
     """The full-resolution array (z, y, x) of an OME-Zarr image."""
-    g = open_group(path)
-    arr = g[level0_path(g, path)]
+    meta = ngff.read_ngff(path)
+    arr = open_group(path)[meta.levels[0].path]
+    if not isinstance(arr, zarr.Array):
+        msg = f"level {meta.levels[0].path!r} is a Zarr group, not an array"
+        raise InputError(msg, path=path, field="multiscales[0].datasets[0].path")
     if arr.ndim != 3:
         msg = f"segmentation needs a 3D (z, y, x) image; level 0 has {arr.ndim} dimensions"
         raise InputError(msg, path=path)
-    return arr  # type: ignore[return-value]
+    return arr
 
 
 def voxel_size(path: str | Path) -> tuple[float, float, float]:
-    """Level-0 voxel size (z, y, x) from the image's coordinate transformations."""
-    g = open_group(path)
-    ms = _ome(dict(g.attrs))["multiscales"][0]
-    scale = [1.0, 1.0, 1.0]
-    for t in ms.get("coordinateTransformations", []) + ms["datasets"][0].get(
-        "coordinateTransformations", []
-    ):
-        if t.get("type") == "scale":
-            scale = [a * b for a, b in zip(scale, t["scale"][-3:], strict=True)]
-    return (float(scale[0]), float(scale[1]), float(scale[2]))
+    """Level-0 voxel size (z, y, x): the level's scale followed by the multiscale-wide one."""
+    meta = ngff.read_ngff(path)
+    scale = meta.levels[0].scale
+    z, y, x = meta.zyx()
+    return (scale[z], scale[y], scale[x])
 
 
 def label_names(path: str | Path) -> list[str]:
-    g = open_group(path)
-    if "labels" not in g:
-        return []
-    return list(_ome(dict(g["labels"].attrs)).get("labels", []))
+    return ngff.label_names(path)
 
 
 def label_path(path: str | Path, name: str) -> Path:
@@ -87,11 +78,14 @@ def label_level0(path: str | Path, name: str, *, mode: str = "r") -> zarr.Array:
     return g[level0_path(g, label_path(path, name))]  # type: ignore[return-value]
 
 
+def _describe_label(path: str | Path, name: str) -> ngff.NgffMetadata:
+    """A label image's metadata, tolerant: an unfinished one still says what it is."""
+    return ngff.from_group(label_group(path, name), path=label_path(path, name), tolerant=True)
+
+
 def label_curated_attrs(path: str | Path, name: str) -> dict[str, Any]:
     """The ``curated`` key of a label group (kind, ai_generated, model, annotation ...)."""
-    g = label_group(path, name)
-    attrs = dict(g.attrs)
-    return dict(attrs.get("curated") or _ome(attrs).get("curated") or {})
+    return dict(_describe_label(path, name).curated)
 
 
 GENERIC_NAME = re.compile(r"^(class|label)\s*\d+$", re.IGNORECASE)
@@ -100,9 +94,8 @@ GENERIC_NAME = re.compile(r"^(class|label)\s*\d+$", re.IGNORECASE)
 
 def label_properties(path: str | Path, name: str) -> list[dict[str, Any]]:
     """The ``image-label.properties`` of a label image (``[]`` when it has none)."""
-    g = label_group(path, name)
-    il = _ome(dict(g.attrs)).get("image-label") or {}
-    return [dict(p) for p in il.get("properties") or [] if isinstance(p, dict)]
+    il = _describe_label(path, name).image_label
+    return [dict(p) for p in il.properties] if il is not None else []
 
 
 def class_names(path: str | Path, name: str) -> dict[int, str]:
@@ -113,10 +106,7 @@ def class_names(path: str | Path, name: str) -> dict[int, str]:
     """
     out: dict[int, str] = {}
     for p in label_properties(path, name):
-        try:
-            value = int(p.get("label-value"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
+        value = int(p["label-value"])  # an int in every property the reader keeps
         text = str(p.get("name") or "").strip()
         if value == 0 or p.get("curated:unannotated") or not text or GENERIC_NAME.match(text):
             continue

@@ -47,6 +47,7 @@ from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated._text import render_template
 from curated._version import __version__
 from curated.errors import InputError, SegmentationError
+from curated.images.ngff import read_ngff
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
@@ -377,8 +378,7 @@ def coarsest_level(vol: _Volume) -> np.ndarray:
     import zarr
 
     group = zarr.open_group(str(vol.path), mode="r")
-    ms = _ome_attrs(group)["multiscales"][0]
-    arr = group[ms["datasets"][-1]["path"]]
+    arr = group[read_ngff(vol.path).levels[-1].path]
     index: list[Any] = [0] * arr.ndim
     for a in vol.spatial:
         index[a] = slice(None)
@@ -799,10 +799,8 @@ def measure_shading(image: str | Path, axis: int = 2) -> dict[str, Any]:
     import zarr
 
     group = zarr.open_group(str(image), mode="r")
-    attrs = _ome_attrs(group)
-    ms = attrs["multiscales"][0]
     vol = _open_level0(Path(image), "image")
-    arr = group[ms["datasets"][-1]["path"]]
+    arr = group[read_ngff(image).levels[-1].path]
     index: list[Any] = [0] * arr.ndim
     for a in vol.spatial:
         index[a] = slice(None)
@@ -865,38 +863,24 @@ class _Volume:
         return np.asarray(self.array[tuple(index)])
 
 
-def _ome_attrs(group: Any) -> dict[str, Any]:
-    attrs = dict(group.attrs)
-    return dict(attrs.get("ome", {})) | {k: v for k, v in attrs.items() if k != "ome"}
-
-
 def _open_level0(path: Path, what: str) -> _Volume:
+    """Level 0 of an image or label image, read through :mod:`curated.images.ngff` (strict)."""
     import zarr
 
     try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a missing/non-group path
-        msg = f"cannot open the {what} as an OME-Zarr group ({type(exc).__name__}: {exc})"
-        raise InputError(msg, path=path) from None
-    attrs = _ome_attrs(group)
-    ms = attrs.get("multiscales")
-    if not ms:
-        raise InputError(f"the {what} has no OME-Zarr 'multiscales' metadata", path=path)
-    ds_path = ms[0]["datasets"][0]["path"]
-    axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", ["z", "y", "x"])]
-    try:
-        spatial = tuple(axes.index(n) for n in ("z", "y", "x"))
-    except ValueError:
-        raise InputError(f"the {what} must have z, y and x axes, has {axes}", path=path) from None
-    array = group[ds_path]
+        meta = read_ngff(path)
+        spatial = meta.zyx()
+    except InputError as exc:
+        raise InputError(f"the {what} {exc.message}", path=path, field=exc.field) from None
+    array = zarr.open_group(str(path), mode="r")[meta.levels[0].path]
     lead = tuple(i for i in range(array.ndim) if i not in spatial)
     if any(array.shape[i] != 1 for i in lead):
-        dims = {axes[i]: array.shape[i] for i in lead}
+        dims = {meta.axes[i].name: array.shape[i] for i in lead}
         raise InputError(
             f"the {what} has non-spatial axes of size > 1 {dims}; evaluate one channel/time point",
             path=path,
         )
-    return _Volume(path=path, array=array, attrs=attrs, spatial=spatial, lead=lead)  # type: ignore[arg-type]
+    return _Volume(path=path, array=array, attrs=meta.flat_attrs, spatial=spatial, lead=lead)
 
 
 def _label_path(image: Path, name: str, role: str) -> Path:

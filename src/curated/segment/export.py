@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 
 from curated._text import render_template
-from curated.errors import InputError, SegmentationError
+from curated.errors import ConversionError, InputError, SegmentationError
 from curated.results import Result
 from curated.segment.evaluate import Box, _open_level0, read_model_json
 from curated.workspace import Workspace, as_workspace, recorder
@@ -299,7 +299,7 @@ def _test_raw(
     if src is not None:
         try:
             vol = _open_level0(src, "image")
-        except InputError:
+        except (InputError, ConversionError):  # unreadable or interrupted: synthetic input
             vol = None
         if vol is not None:
             rois = [Box.from_dict(r) for r in training.get("rois") or []]
@@ -343,7 +343,7 @@ def _structure_name(image: Path | None, labels: str | None, value: Any) -> str |
     for name in names:
         try:
             attrs = _open_level0(labels_dir / name, "label image").attrs
-        except InputError:
+        except (InputError, ConversionError):  # not a label image, or one still being written
             continue
         for prop in (attrs.get("image-label") or {}).get("properties") or []:
             if isinstance(prop, Mapping) and prop.get("label-value") == value:
