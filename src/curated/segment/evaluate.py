@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated._text import render_template
@@ -49,83 +47,22 @@ from curated._version import __version__
 from curated.errors import InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
+from curated.segment.geometry import Box, Vec3, vec3
+from curated.segment.metrics import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE,
+    BlockCounts,
+    bootstrap_ci,
+    count_block,
+    ratio_scores,
+    summarize,
+)
+from curated.segment.modeljson import read_model_json
+from curated.segment.volume import Volume, ome_attrs, open_level0
 from curated.workspace import Workspace, as_workspace, recorder
 
 EVALUATION_FORMAT = "curated-evaluation/1"
 """Value of ``format`` in every evaluation JSON this module writes."""
-
-BOOTSTRAP_SAMPLES = 1000
-CONFIDENCE = 0.95
-
-Vec3 = tuple[int, int, int]
-
-
-# --------------------------------------------------------------------- boxes
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned box of voxels, ``offset`` and ``shape`` as ``(z, y, x)``."""
-
-    offset: Vec3
-    shape: Vec3
-
-    @property
-    def stop(self) -> Vec3:
-        return tuple(o + s for o, s in zip(self.offset, self.shape, strict=True))  # type: ignore[return-value]
-
-    @property
-    def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(o, e) for o, e in zip(self.offset, self.stop, strict=True))  # type: ignore[return-value]
-
-    @property
-    def size(self) -> int:
-        """Number of voxels."""
-        return int(np.prod(self.shape))
-
-    @property
-    def centre(self) -> tuple[float, float, float]:
-        return tuple(o + s / 2 for o, s in zip(self.offset, self.shape, strict=True))  # type: ignore[return-value]
-
-    def intersects(self, other: Box) -> bool:
-        """True when the two boxes share at least one voxel."""
-        return all(
-            a0 < b1 and b0 < a1
-            for a0, a1, b0, b1 in zip(self.offset, self.stop, other.offset, other.stop, strict=True)
-        )
-
-    def grow(self, margin: Sequence[int], within: Sequence[int] | None = None) -> Box:
-        """The box widened by ``margin`` voxels per side, clipped to ``[0, within)`` if given."""
-        lo = [o - m for o, m in zip(self.offset, margin, strict=True)]
-        hi = [e + m for e, m in zip(self.stop, margin, strict=True)]
-        if within is not None:
-            lo = [max(0, v) for v in lo]
-            hi = [min(w, v) for w, v in zip(within, hi, strict=True)]
-        return Box(tuple(lo), tuple(h - lo_ for lo_, h in zip(lo, hi, strict=True)))  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"offset": list(self.offset), "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Box:
-        try:
-            offset = tuple(int(v) for v in d["offset"])
-            shape = tuple(int(v) for v in d["shape"])
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"a box needs 'offset' and 'shape' as three integers each, got {dict(d)!r}"
-            raise InputError(msg) from exc
-        if len(offset) != 3 or len(shape) != 3 or min(shape) <= 0:
-            msg = f"a box needs three offsets and three positive sizes (z, y, x), got {dict(d)!r}"
-            raise InputError(msg)
-        return cls(offset, shape)  # type: ignore[arg-type]
-
-
-def _vec3(value: int | Sequence[int], what: str) -> Vec3:
-    out = (int(value),) * 3 if isinstance(value, int | np.integer) else tuple(int(v) for v in value)
-    if len(out) != 3 or min(out) <= 0:
-        msg = (
-            f"{what} must be a positive integer or three positive integers (z, y, x), got {value!r}"
-        )
-        raise InputError(msg, field=what)
-    return out  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------- held-out blocks
@@ -166,8 +103,8 @@ class HeldOutBlocks:
     def from_dict(cls, d: Mapping[str, Any]) -> HeldOutBlocks:
         try:
             return cls(
-                image_shape=_vec3(d["image_shape"], "image_shape"),
-                block_size=_vec3(d["block_size"], "block_size"),
+                image_shape=vec3(d["image_shape"], "image_shape"),
+                block_size=vec3(d["block_size"], "block_size"),
                 seed=int(d["seed"]),
                 blocks=tuple(Box.from_dict(b) for b in d["blocks"]),
                 rejected_training=int(d.get("rejected_training", 0)),
@@ -223,8 +160,8 @@ def draw_held_out_blocks(
         ``200 * n``), e.g. because the training ROIs cover the image: the
         message gives how many were found and what to change.
     """
-    shape = _vec3(image_shape, "image_shape")
-    size = tuple(min(b, s) for b, s in zip(_vec3(block_size, "block_size"), shape, strict=True))
+    shape = vec3(image_shape, "image_shape")
+    size = tuple(min(b, s) for b, s in zip(vec3(block_size, "block_size"), shape, strict=True))
     if n <= 0:
         raise InputError(f"the number of blocks must be positive, got {n}", field="blocks")
     exclude = tuple(exclude)
@@ -286,7 +223,7 @@ def _class_counts(values: np.ndarray, ignore: Iterable[int] = ()) -> dict[int, i
 
 def stratify_blocks(
     held: HeldOutBlocks,
-    truth: _Volume,
+    truth: Volume,
     coarse: np.ndarray,
     classes: Sequence[int],
     *,
@@ -369,7 +306,7 @@ def stratify_blocks(
     return new, counts
 
 
-def coarsest_level(vol: _Volume) -> np.ndarray:
+def coarsest_level(vol: Volume) -> np.ndarray:
     """The coarsest pyramid level of an OME-Zarr image or label image as (z, y, x).
 
     Memory is bounded by that level, which a multiscale image keeps small.
@@ -377,7 +314,7 @@ def coarsest_level(vol: _Volume) -> np.ndarray:
     import zarr
 
     group = zarr.open_group(str(vol.path), mode="r")
-    ms = _ome_attrs(group)["multiscales"][0]
+    ms = ome_attrs(group)["multiscales"][0]
     arr = group[ms["datasets"][-1]["path"]]
     index: list[Any] = [0] * arr.ndim
     for a in vol.spatial:
@@ -422,23 +359,6 @@ class TrainingExclusion:
     rois: tuple[Box, ...]
     margin: Vec3
     boxes: tuple[Box, ...]
-
-
-def read_model_json(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Read ``model.json`` from a model folder (or the file itself) with clear errors."""
-    p = Path(model_dir)
-    mj = p / "model.json" if p.is_dir() else p
-    folder = mj.parent
-    if not mj.is_file():
-        msg = "not a curated model folder (no model.json); give the folder `curated segment train --out` made"
-        raise InputError(msg, path=p)
-    try:
-        data = json.loads(mj.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"model.json is not valid JSON ({exc})", path=mj) from None
-    if not isinstance(data, dict):
-        raise InputError("model.json must hold a JSON object", path=mj)
-    return folder, data
 
 
 def training_exclusion(
@@ -511,244 +431,6 @@ def _denoise_halo(prep: Any) -> tuple[int, int, int]:
     return (d, d, d)
 
 
-# ------------------------------------------------------------------ counting
-@dataclass
-class BlockCounts:
-    """Confusion counts of one block (voxels and instances)."""
-
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-    band_tp: int = 0
-    band_fp: int = 0
-    band_fn: int = 0
-    inst_tp: int = 0
-    inst_fp: int = 0
-    inst_fn: int = 0
-    truth_voxels: int = 0
-    pred_voxels: int = 0
-
-    def __add__(self, other: BlockCounts) -> BlockCounts:
-        return BlockCounts(
-            **{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__}
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
-
-
-def ratio_scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
-    """Dice/F1, IoU, precision and recall from summed counts.
-
-    Both-empty (no truth, no prediction) scores 1 for Dice, F1 and IoU, as
-    CellMap and empanada do; a ratio with a zero denominator otherwise is
-    ``None`` (undefined), never a silent 0.
-    """
-    if tp + fp + fn == 0:
-        return {"dice": 1.0, "iou": 1.0, "precision": None, "recall": None}
-    return {
-        "dice": 2 * tp / (2 * tp + fp + fn),
-        "iou": tp / (tp + fp + fn),
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-    }
-
-
-def boundary_band_mask(truth: np.ndarray, band: int, *, connectivity: int = 1) -> np.ndarray:
-    """Voxels within ``band`` voxels (inside or outside) of the truth's edges.
-
-    Outside the array counts as "same as the nearest voxel", so the array's own
-    faces are not taken for object edges; pass a truth array grown by ``band``
-    voxels and crop afterwards to get exact bands at block faces.
-    """
-    if band <= 0:
-        return np.zeros(truth.shape, dtype=bool)
-    structure = ndimage.generate_binary_structure(truth.ndim, connectivity)
-    padded = np.pad(truth, band, mode="edge")
-    grown = ndimage.binary_dilation(padded, structure, iterations=band)
-    shrunk = ndimage.binary_erosion(padded, structure, iterations=band, border_value=1)
-    inner = tuple(slice(band, -band) for _ in range(truth.ndim))
-    return (grown & ~shrunk)[inner]
-
-
-def instance_counts(
-    pred: np.ndarray,
-    truth: np.ndarray,
-    *,
-    iou_threshold: float = 0.5,
-    connectivity: int = 3,
-) -> tuple[int, int, int]:
-    """Instance TP/FP/FN: connected components matched one-to-one at IoU ≥ ``iou_threshold``.
-
-    Components come from :func:`scipy.ndimage.label` (``connectivity`` 1 = faces,
-    3 = faces, edges and corners). Pairs are matched by the Hungarian algorithm
-    on IoU, restricted to pairs reaching the threshold.
-    """
-    structure = ndimage.generate_binary_structure(3, connectivity)
-    t_lab, n_t = ndimage.label(truth, structure)
-    p_lab, n_p = ndimage.label(pred, structure)
-    if n_t == 0 or n_p == 0:
-        return 0, int(n_p), int(n_t)
-    t_area = np.bincount(t_lab.ravel(), minlength=n_t + 1)
-    p_area = np.bincount(p_lab.ravel(), minlength=n_p + 1)
-    both = (t_lab > 0) & (p_lab > 0)
-    pair = t_lab[both].astype(np.int64) * (n_p + 1) + p_lab[both]
-    keys, inter = np.unique(pair, return_counts=True)
-    ti, pi = np.divmod(keys, n_p + 1)
-    iou = inter / (t_area[ti] + p_area[pi] - inter)
-    ok = iou >= iou_threshold
-    if not ok.any():
-        return 0, int(n_p), int(n_t)
-    ti, pi, iou = ti[ok], pi[ok], iou[ok]
-    rows, row_idx = np.unique(ti, return_inverse=True)
-    cols, col_idx = np.unique(pi, return_inverse=True)
-    cost = np.zeros((rows.size, cols.size))
-    cost[row_idx, col_idx] = iou
-    r, c = linear_sum_assignment(cost, maximize=True)
-    tp = int(np.count_nonzero(cost[r, c] >= iou_threshold))
-    return tp, int(n_p) - tp, int(n_t) - tp
-
-
-def count_block(
-    pred: np.ndarray,
-    truth: np.ndarray,
-    *,
-    boundary_band: int = 1,
-    truth_context: np.ndarray | None = None,
-    context_slices: tuple[slice, ...] | None = None,
-    iou_threshold: float = 0.5,
-    connectivity: int = 3,
-    valid: np.ndarray | None = None,
-) -> BlockCounts:
-    """Count one block; ``pred`` and ``truth`` are boolean arrays of the same shape.
-
-    ``truth_context`` (with ``context_slices`` locating the block inside it) is
-    the truth grown by ``boundary_band`` voxels, so the band is exact at the
-    block's faces. ``valid`` (optional) marks the voxels that count: voxels the
-    truth leaves unannotated are neither positives nor negatives.
-    """
-    if pred.shape != truth.shape:
-        msg = f"prediction block {pred.shape} and truth block {truth.shape} differ in shape"
-        raise SegmentationError(msg)
-    pred = pred.astype(bool, copy=False)
-    truth = truth.astype(bool, copy=False)
-    if valid is not None:
-        # unannotated truth voxels count neither way
-        pred = pred & valid
-        truth = truth & valid
-    tp = int(np.count_nonzero(pred & truth))
-    fp = int(np.count_nonzero(pred & ~truth))
-    fn = int(np.count_nonzero(~pred & truth))
-    if truth_context is not None and context_slices is not None:
-        band = boundary_band_mask(truth_context.astype(bool, copy=False), boundary_band)[
-            context_slices
-        ]
-    else:
-        band = boundary_band_mask(truth, boundary_band)
-    keep = ~band if valid is None else ~band & valid
-    i_tp, i_fp, i_fn = instance_counts(
-        pred, truth, iou_threshold=iou_threshold, connectivity=connectivity
-    )
-    return BlockCounts(
-        tp=tp,
-        fp=fp,
-        fn=fn,
-        tn=int(pred.size - tp - fp - fn),
-        band_tp=int(np.count_nonzero(pred & truth & keep)),
-        band_fp=int(np.count_nonzero(pred & ~truth & keep)),
-        band_fn=int(np.count_nonzero(~pred & truth & keep)),
-        inst_tp=i_tp,
-        inst_fp=i_fp,
-        inst_fn=i_fn,
-        truth_voxels=int(np.count_nonzero(truth)),
-        pred_voxels=int(np.count_nonzero(pred)),
-    )
-
-
-_CI_KEYS = {
-    "dice": ("tp", "fp", "fn"),
-    "dice_boundary_excluded": ("band_tp", "band_fp", "band_fn"),
-    "instance_f1": ("inst_tp", "inst_fp", "inst_fn"),
-}
-
-
-def bootstrap_ci(
-    counts: Sequence[BlockCounts],
-    *,
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> dict[str, list[float] | None]:
-    """Percentile bootstrap CI over blocks for summed-count metrics.
-
-    Each resample draws ``len(counts)`` blocks with replacement, sums their
-    counts and recomputes the metric, exactly as the point estimate is made.
-    ``None`` when fewer than two blocks exist (no spread to resample).
-    """
-    keys = [*_CI_KEYS, "iou", "precision", "recall"]
-    if len(counts) < 2:
-        return dict.fromkeys(keys)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(counts), size=(samples, len(counts)))
-    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
-
-    def arr(name: str) -> np.ndarray:
-        return np.array([getattr(c, name) for c in counts], dtype=np.float64)[idx].sum(axis=1)
-
-    def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            val = np.where(
-                den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan
-            )
-        val = val[~np.isnan(val)]
-        if val.size == 0:
-            return None
-        return [float(np.quantile(val, lo_q)), float(np.quantile(val, hi_q))]
-
-    out: dict[str, list[float] | None] = {}
-    for key, (a, b, c) in _CI_KEYS.items():
-        tp, fp, fn = arr(a), arr(b), arr(c)
-        out[key] = interval(2 * tp, 2 * tp + fp + fn, True)
-    tp, fp, fn = arr("tp"), arr("fp"), arr("fn")
-    out["iou"] = interval(tp, tp + fp + fn, True)
-    out["precision"] = interval(tp, tp + fp, False)
-    out["recall"] = interval(tp, tp + fn, False)
-    return out
-
-
-def summarize(counts: Sequence[BlockCounts]) -> dict[str, Any]:
-    """Summed counts and the scores computed from them (raw, boundary-excluded, instance)."""
-    total = sum(counts, BlockCounts())
-    inst = ratio_scores(total.inst_tp, total.inst_fp, total.inst_fn)
-    return {
-        "blocks": len(counts),
-        "raw": {
-            "tp": total.tp,
-            "fp": total.fp,
-            "fn": total.fn,
-            **ratio_scores(total.tp, total.fp, total.fn),
-        },
-        "boundary_excluded": {
-            "tp": total.band_tp,
-            "fp": total.band_fp,
-            "fn": total.band_fn,
-            **ratio_scores(total.band_tp, total.band_fp, total.band_fn),
-        },
-        "instance": {
-            "tp": total.inst_tp,
-            "fp": total.inst_fp,
-            "fn": total.inst_fn,
-            "f1": inst["dice"],
-            "precision": inst["precision"],
-            "recall": inst["recall"],
-        },
-        "truth_voxels": total.truth_voxels,
-        "pred_voxels": total.pred_voxels,
-        "empty_truth_blocks": sum(1 for c in counts if c.truth_voxels == 0),
-    }
-
-
 # ------------------------------------------------------------------- factors
 Factor = Callable[[Box, tuple[int, ...]], str]
 """A factor maps a block (and the image shape) to the name of its group."""
@@ -799,9 +481,9 @@ def measure_shading(image: str | Path, axis: int = 2) -> dict[str, Any]:
     import zarr
 
     group = zarr.open_group(str(image), mode="r")
-    attrs = _ome_attrs(group)
+    attrs = ome_attrs(group)
     ms = attrs["multiscales"][0]
-    vol = _open_level0(Path(image), "image")
+    vol = open_level0(Path(image), "image")
     arr = group[ms["datasets"][-1]["path"]]
     index: list[Any] = [0] * arr.ndim
     for a in vol.spatial:
@@ -841,62 +523,6 @@ def resolve_factors(
             raise InputError(msg, field="factors")
         out[name] = BUILTIN_FACTORS[name](image_attrs)
     return out
-
-
-# -------------------------------------------------------------- OME-Zarr read
-@dataclass
-class _Volume:
-    """Level 0 of an OME-Zarr image or label image, opened lazily."""
-
-    path: Path
-    array: Any
-    attrs: dict[str, Any]
-    spatial: tuple[int, int, int]
-    lead: tuple[int, ...]
-
-    @property
-    def shape(self) -> Vec3:
-        return tuple(self.array.shape[i] for i in self.spatial)  # type: ignore[return-value]
-
-    def read(self, box: Box) -> np.ndarray:
-        index: list[Any] = [0] * self.array.ndim
-        for axis, sl in zip(self.spatial, box.slices, strict=True):
-            index[axis] = sl
-        return np.asarray(self.array[tuple(index)])
-
-
-def _ome_attrs(group: Any) -> dict[str, Any]:
-    attrs = dict(group.attrs)
-    return dict(attrs.get("ome", {})) | {k: v for k, v in attrs.items() if k != "ome"}
-
-
-def _open_level0(path: Path, what: str) -> _Volume:
-    import zarr
-
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a missing/non-group path
-        msg = f"cannot open the {what} as an OME-Zarr group ({type(exc).__name__}: {exc})"
-        raise InputError(msg, path=path) from None
-    attrs = _ome_attrs(group)
-    ms = attrs.get("multiscales")
-    if not ms:
-        raise InputError(f"the {what} has no OME-Zarr 'multiscales' metadata", path=path)
-    ds_path = ms[0]["datasets"][0]["path"]
-    axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", ["z", "y", "x"])]
-    try:
-        spatial = tuple(axes.index(n) for n in ("z", "y", "x"))
-    except ValueError:
-        raise InputError(f"the {what} must have z, y and x axes, has {axes}", path=path) from None
-    array = group[ds_path]
-    lead = tuple(i for i in range(array.ndim) if i not in spatial)
-    if any(array.shape[i] != 1 for i in lead):
-        dims = {axes[i]: array.shape[i] for i in lead}
-        raise InputError(
-            f"the {what} has non-spatial axes of size > 1 {dims}; evaluate one channel/time point",
-            path=path,
-        )
-    return _Volume(path=path, array=array, attrs=attrs, spatial=spatial, lead=lead)  # type: ignore[arg-type]
 
 
 def _label_path(image: Path, name: str, role: str) -> Path:
@@ -1248,9 +874,9 @@ def evaluate(
     prog = ensure_progress(progress)
     ws = as_workspace(workspace)
     label_value = int(label_value)
-    img = _open_level0(image, "image")
-    pred_vol = _open_level0(_label_path(image, pred, "pred"), f"prediction {pred!r}")
-    truth_vol = _open_level0(_label_path(image, truth, "truth"), f"truth {truth!r}")
+    img = open_level0(image, "image")
+    pred_vol = open_level0(_label_path(image, pred, "pred"), f"prediction {pred!r}")
+    truth_vol = open_level0(_label_path(image, truth, "truth"), f"truth {truth!r}")
     for vol, role in ((pred_vol, "pred"), (truth_vol, "truth")):
         if vol.shape != img.shape:
             msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
@@ -1567,7 +1193,7 @@ def _unannotated_values(attrs: Mapping[str, Any]) -> set[int]:
     return out
 
 
-def _value_anywhere(vol: _Volume, value: int) -> bool:
+def _value_anywhere(vol: Volume, value: int) -> bool:
     """Scan level 0 chunk row by chunk row for ``value`` (only when blocks and metadata did not show it)."""
     chunks = getattr(vol.array, "chunks", None)
     step = tuple(int(chunks[a]) for a in vol.spatial) if chunks else (64, 64, 64)

@@ -46,7 +46,9 @@ import yaml
 from curated._text import render_template
 from curated.errors import InputError, SegmentationError
 from curated.results import Result
-from curated.segment.evaluate import Box, _open_level0, read_model_json
+from curated.segment.geometry import Box
+from curated.segment.modeljson import read_model_json
+from curated.segment.volume import open_level0
 from curated.workspace import Workspace, as_workspace, recorder
 
 FORMAT_VERSION = "0.5.4"
@@ -298,7 +300,7 @@ def _test_raw(
     src = image or _resolve(training.get("image"), *bases)
     if src is not None:
         try:
-            vol = _open_level0(src, "image")
+            vol = open_level0(src, "image")
         except InputError:
             vol = None
         if vol is not None:
@@ -342,7 +344,7 @@ def _structure_name(image: Path | None, labels: str | None, value: Any) -> str |
     names += sorted(p.name for p in labels_dir.iterdir() if p.is_dir() and p.name != labels)
     for name in names:
         try:
-            attrs = _open_level0(labels_dir / name, "label image").attrs
+            attrs = open_level0(labels_dir / name, "label image").attrs
         except InputError:
             continue
         for prop in (attrs.get("image-label") or {}).get("properties") or []:

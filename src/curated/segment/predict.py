@@ -42,9 +42,9 @@ from curated.errors import InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
+from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.modelio import SOFTWARE, SegmentationModel, load_model
 from curated.segment.preprocess import read_region
-from curated.segment.train import amp_dtype, resolve_device
 from curated.workspace import Workspace, recorder
 
 DEFAULT_BLOCK = (64, 128, 128)

@@ -48,6 +48,7 @@ from curated.segment.defaults import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
 )
+from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.modelio import (
     MODEL_FORMAT,
     MODEL_JSON,
@@ -62,8 +63,6 @@ from curated.segment.modelio import (
 from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
 from curated.segment.unet import UNet3D, UNetConfig, count_parameters
 from curated.workspace import Workspace, as_workspace, recorder
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -196,26 +195,6 @@ def learning_rate_at(settings: TrainingSettings, iteration: int) -> float:
     frac = min(max((iteration - 1) / max(settings.iterations - 1, 1), 0.0), 1.0)
     floor = 0.02
     return float(settings.learning_rate * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * frac))))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device not in DEVICES:
-        msg = f"device must be one of {', '.join(DEVICES)}, not {device!r}"
-        raise InputError(msg, field="device")
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            msg = "--device cuda was asked for but no CUDA GPU is available to PyTorch; use --device cpu or auto"
-            raise SegmentationError(msg, field="device")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype on CUDA (bf16 where supported, else fp16); ``None`` on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 # ------------------------------------------------------------------- inputs
