@@ -780,6 +780,33 @@ def _binary(arr: np.ndarray, value: int) -> np.ndarray:
     return arr == value
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """What :func:`evaluate` scores and how; the fields are its keyword arguments."""
+
+    pred: str
+    truth: str
+    label_value: int
+    pred_value: int | None = None
+    blocks: int | HeldOutBlocks | str | Path = 8
+    block_size: int | Sequence[int] = 32
+    seed: int = 0
+    exclude_training: str | Path | None = None
+    extra_margin: int = 0
+    factors: Sequence[str] | Mapping[str, Factor] | None = ("shading_side",)
+    boundary_band: int = 1
+    iou_threshold: float = 0.5
+    connectivity: int = 3
+    name: str | None = None
+    out: str | Path | None = None
+    overwrite: bool = False
+    picture_blocks: int = 4
+    whole_volume: bool | None = None
+    tile: int | Sequence[int] = 64
+    x_bins: int = 4
+    stratify: bool = True
+
+
 def evaluate(
     image: str | Path,
     *,
@@ -870,94 +897,145 @@ def evaluate(
     >>> report.dice  # doctest: +SKIP
     0.91
     """
-    image = Path(image)
-    prog = ensure_progress(progress)
-    ws = as_workspace(workspace)
-    label_value = int(label_value)
+    settings = EvalSettings(
+        pred=pred,
+        truth=truth,
+        label_value=int(label_value),
+        pred_value=pred_value,
+        blocks=blocks,
+        block_size=block_size,
+        seed=seed,
+        exclude_training=exclude_training,
+        extra_margin=extra_margin,
+        factors=factors,
+        boundary_band=boundary_band,
+        iou_threshold=iou_threshold,
+        connectivity=connectivity,
+        name=name,
+        out=out,
+        overwrite=overwrite,
+        picture_blocks=picture_blocks,
+        whole_volume=whole_volume,
+        tile=tile,
+        x_bins=x_bins,
+        stratify=stratify,
+    )
+    return _evaluate(Path(image), settings, as_workspace(workspace), ensure_progress(progress))
+
+
+@dataclass
+class _Inputs:
+    """The three level-0 volumes and what the truth's metadata says about the scoring."""
+
+    image: Path
+    img: Volume
+    pred_vol: Volume
+    truth_vol: Volume
+    pred_meta: dict[str, Any]
+    pred_value: int
+    declared: set[int] | None
+    unannotated: set[int]
+    truth_complete: bool
+    names: dict[int, str]
+    coarse: np.ndarray
+    classes: list[int]
+
+
+def _open_inputs(image: Path, s: EvalSettings) -> _Inputs:
+    """Open image, prediction and truth; check their shapes and the label values."""
+    from curated.segment import _store
+
     img = open_level0(image, "image")
-    pred_vol = open_level0(_label_path(image, pred, "pred"), f"prediction {pred!r}")
-    truth_vol = open_level0(_label_path(image, truth, "truth"), f"truth {truth!r}")
+    pred_vol = open_level0(_label_path(image, s.pred, "pred"), f"prediction {s.pred!r}")
+    truth_vol = open_level0(_label_path(image, s.truth, "truth"), f"truth {s.truth!r}")
     for vol, role in ((pred_vol, "pred"), (truth_vol, "truth")):
         if vol.shape != img.shape:
             msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
             raise SegmentationError(msg, path=vol.path, field=role)
     pred_meta = _prediction_meta(pred_vol.attrs)
+    pred_value = s.pred_value
     if pred_value is None:
         pv = (
             (pred_meta.get("model") or {}).get("label_value")
             if isinstance(pred_meta.get("model"), Mapping)
             else None
         )
-        pred_value = int(pv) if pv is not None else label_value
+        pred_value = int(pv) if pv is not None else s.label_value
     declared = _declared_label_values(truth_vol.attrs)
-    if declared is not None and label_value not in declared:
-        msg = f"label value {label_value} is not among the truth's declared values {sorted(declared)}; choose one of them"
+    if declared is not None and s.label_value not in declared:
+        msg = f"label value {s.label_value} is not among the truth's declared values {sorted(declared)}; choose one of them"
         raise SegmentationError(msg, path=truth_vol.path, field="label_value")
-    from curated.segment import _store
-
     unannotated = _unannotated_values(truth_vol.attrs)
     truth_kind = (truth_vol.attrs.get("curated") or {}).get("kind")
-    truth_complete = not unannotated and truth_kind != "annotation"
-    if whole_volume is None:
-        whole_volume = truth_complete
-    names = _store.class_names(image, truth)
+    names = _store.class_names(image, s.truth)
     coarse = coarsest_level(truth_vol)
-    classes = sorted(({int(v) for v in np.unique(coarse)} | {label_value}) - {0} - set(unannotated))
+    classes = sorted(
+        ({int(v) for v in np.unique(coarse)} | {s.label_value}) - {0} - set(unannotated)
+    )
+    return _Inputs(
+        image=image,
+        img=img,
+        pred_vol=pred_vol,
+        truth_vol=truth_vol,
+        pred_meta=pred_meta,
+        pred_value=int(pred_value),
+        declared=declared,
+        unannotated=unannotated,
+        truth_complete=not unannotated and truth_kind != "annotation",
+        names=names,
+        coarse=coarse,
+        classes=classes,
+    )
 
-    exclusion: TrainingExclusion | None = None
-    if exclude_training is not None:
-        exclusion = training_exclusion(exclude_training, extra_margin=extra_margin, image=image)
-    if isinstance(blocks, HeldOutBlocks | str | Path):
-        held = blocks if isinstance(blocks, HeldOutBlocks) else HeldOutBlocks.load(blocks)
-        if tuple(held.image_shape) != tuple(img.shape):
-            msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(img.shape)}"
-            raise SegmentationError(msg, field="blocks")
-        if exclusion is not None:
-            touching = [
-                i
-                for i, b in enumerate(held.blocks)
-                if any(b.intersects(e) for e in exclusion.boxes)
-            ]
-            if touching:
-                msg = (
-                    f"held-out blocks {touching} touch a training ROI of the model or its ancestors "
-                    "(context included): the model was trained where it is tested. Draw new blocks, "
-                    "or train without those regions"
-                )
-                raise SegmentationError(
-                    msg,
-                    path=exclusion.model_dir,
-                    field="lineage_rois",
-                    details={"blocks": touching},
-                )
-            held = HeldOutBlocks(
-                held.image_shape,
-                held.block_size,
-                held.seed,
-                held.blocks,
-                held.rejected_training,
-                held.rejected_overlap,
-                exclusion.boxes,
-                held.strata,
-            )
-        seed = held.seed
-    else:
+
+def _held_out(s: EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | None) -> HeldOutBlocks:
+    """The blocks to score: given ones (checked against the training regions) or a fresh draw."""
+    if not isinstance(s.blocks, HeldOutBlocks | str | Path):
         held = draw_held_out_blocks(
-            img.shape,
-            int(blocks),
-            block_size,
-            seed=seed,
+            inp.img.shape,
+            int(s.blocks),
+            s.block_size,
+            seed=s.seed,
             exclude=exclusion.boxes if exclusion else (),
         )
-        if stratify:
-            held, _ = stratify_blocks(held, truth_vol, coarse, classes)
+        if s.stratify:
+            held, _ = stratify_blocks(held, inp.truth_vol, inp.coarse, inp.classes)
+        return held
+    held = s.blocks if isinstance(s.blocks, HeldOutBlocks) else HeldOutBlocks.load(s.blocks)
+    if tuple(held.image_shape) != tuple(inp.img.shape):
+        msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(inp.img.shape)}"
+        raise SegmentationError(msg, field="blocks")
+    if exclusion is None:
+        return held
+    touching = [
+        i for i, b in enumerate(held.blocks) if any(b.intersects(e) for e in exclusion.boxes)
+    ]
+    if touching:
+        msg = (
+            f"held-out blocks {touching} touch a training ROI of the model or its ancestors "
+            "(context included): the model was trained where it is tested. Draw new blocks, "
+            "or train without those regions"
+        )
+        raise SegmentationError(
+            msg, path=exclusion.model_dir, field="lineage_rois", details={"blocks": touching}
+        )
+    return HeldOutBlocks(
+        held.image_shape,
+        held.block_size,
+        held.seed,
+        held.blocks,
+        held.rejected_training,
+        held.rejected_overlap,
+        exclusion.boxes,
+        held.strata,
+    )
 
-    name = safe_name(name or f"{pred}-vs-{truth}-{label_value}")
-    json_path = _output_json(ws, out, name)
-    if json_path is not None and json_path.exists() and not overwrite:
-        msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
-        raise InputError(msg, path=json_path)
 
+def _factor_setup(
+    image: Path, img: Volume, factors: Sequence[str] | Mapping[str, Factor] | None
+) -> tuple[dict[str, Any], bool, dict[str, Factor]]:
+    """The image attributes the factors read (shading measured when asked for and not
+    recorded), whether shading was asked for, and the factor functions."""
     factor_attrs = dict(img.attrs)
     needs_shading = (
         factors is not None and not isinstance(factors, Mapping) and "shading_side" in factors
@@ -969,22 +1047,49 @@ def evaluate(
             **(factor_attrs.get("curated") or {}),
             "shading": measure_shading(image),
         }
-    factor_fns = resolve_factors(factors, factor_attrs)
-    params = {
-        "pred": pred,
-        "truth": truth,
-        "label_value": label_value,
-        "pred_value": pred_value,
+    return factor_attrs, needs_shading, resolve_factors(factors, factor_attrs)
+
+
+def _step_params(
+    s: EvalSettings, inp: _Inputs, held: HeldOutBlocks, factor_fns: Mapping[str, Factor]
+) -> dict[str, Any]:
+    return {
+        "pred": s.pred,
+        "truth": s.truth,
+        "label_value": s.label_value,
+        "pred_value": inp.pred_value,
         "blocks": len(held.blocks),
         "block_size": list(held.block_size),
-        "seed": seed,
-        "boundary_band": boundary_band,
-        "iou_threshold": iou_threshold,
+        "seed": held.seed,
+        "boundary_band": s.boundary_band,
+        "iou_threshold": s.iou_threshold,
         "factors": list(factor_fns),
-        "exclude_training": str(exclude_training) if exclude_training is not None else None,
-        "whole_volume": bool(whole_volume),
+        "exclude_training": str(s.exclude_training) if s.exclude_training is not None else None,
+        "whole_volume": bool(_wants_whole_volume(s, inp)),
         "stratified_blocks": len(held.strata),
     }
+
+
+def _wants_whole_volume(s: EvalSettings, inp: _Inputs) -> bool:
+    return inp.truth_complete if s.whole_volume is None else bool(s.whole_volume)
+
+
+def _evaluate(
+    image: Path, s: EvalSettings, ws: Workspace | None, prog: ProgressReporter
+) -> EvaluationReport:
+    from curated.segment import _store
+
+    inp = _open_inputs(image, s)
+    exclusion: TrainingExclusion | None = None
+    if s.exclude_training is not None:
+        exclusion = training_exclusion(s.exclude_training, extra_margin=s.extra_margin, image=image)
+    held = _held_out(s, inp, exclusion)
+    name = safe_name(s.name or f"{s.pred}-vs-{s.truth}-{s.label_value}")
+    json_path = _output_json(ws, s.out, name)
+    if json_path is not None and json_path.exists() and not s.overwrite:
+        msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
+        raise InputError(msg, path=json_path)
+    factor_attrs, needs_shading, factor_fns = _factor_setup(image, inp.img, s.factors)
     inputs: list[str | Path] = [image]
     if exclusion is not None:
         inputs.append(exclusion.model_dir / "model.json")
@@ -993,182 +1098,231 @@ def evaluate(
         "E",
         "evaluate",
         inputs=inputs,
-        params=params,
+        params=_step_params(s, inp, held, factor_fns),
         libraries=("zarr", "scipy"),
         hash_inputs=False,
     ) as step:
-        from curated.segment.confusion import HALO, Confusion, count_confusion
-
-        counts: list[BlockCounts] = []
-        shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = []
-        seen_value = False
-        confusion = Confusion()
-        block_classes: dict[int, int] = {}
-        scored_in_blocks = 0
-        prog.start("evaluating held-out blocks", len(held.blocks), "blocks")
-        try:
-            for box in held.blocks:
-                ctx = box.grow((max(boundary_band, HALO),) * 3, within=img.shape)
-                truth_ctx = truth_vol.read(ctx)
-                inner = tuple(
-                    slice(b - c, b - c + s)
-                    for b, c, s in zip(box.offset, ctx.offset, box.shape, strict=True)
-                )
-                t_raw = truth_ctx[inner]
-                p_raw = pred_vol.read(box)
-                t = _binary(t_raw, label_value)
-                p = _binary(p_raw, pred_value)
-                valid = ~np.isin(t_raw, list(unannotated)) if unannotated else None
-                seen_value = seen_value or bool(t.any())
-                c = count_block(
-                    p,
-                    t,
-                    boundary_band=boundary_band,
-                    truth_context=_binary(truth_ctx, label_value),
-                    context_slices=inner,
-                    iou_threshold=iou_threshold,
-                    connectivity=connectivity,
-                    valid=valid,
-                )
-                counts.append(c)
-                scored_in_blocks += box.size if valid is None else int(valid.sum())
-                for v, n in _class_counts(t_raw, unannotated).items():
-                    block_classes[v] = block_classes.get(v, 0) + n
-                if c.fp:
-                    confusion = confusion + count_confusion(
-                        p, truth_ctx, inner, label_value, valid=valid, ignore=unannotated
-                    )
-                if len(shown) < picture_blocks:
-                    mid = box.shape[0] // 2
-                    shown.append(
-                        (
-                            box,
-                            img.read(
-                                Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:]))
-                            )[0],
-                            t[mid],
-                            p[mid],
-                        )
-                    )
-                prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
-        finally:
-            prog.finish()
-        if not seen_value and declared is None and not _value_anywhere(truth_vol, label_value):
-            msg = f"label value {label_value} does not occur in the truth {truth!r}; check --label-value"
-            raise SegmentationError(msg, path=truth_vol.path, field="label_value")
-        whole = None
-        if whole_volume:
-            from curated.segment.wholevolume import score_whole_volume
-
-            whole = score_whole_volume(
-                pred_vol,
-                truth_vol,
-                label_value=label_value,
-                pred_value=pred_value,
-                exclusion=exclusion.boxes if exclusion else (),
-                unannotated=unannotated,
-                boundary_band=boundary_band,
-                tile=tile,
-                x_bins=x_bins,
-                seed=seed,
-                progress=prog,
-            )
-        warnings = foreground_warnings(
-            block_classes,
-            scored_in_blocks,
-            classes,
-            names,
-            where="held-out blocks",
-            target=label_value,
-        )
-        if whole is not None:
-            warnings += foreground_warnings(
-                whole.class_voxels,
-                int(whole.counts[:, -1].sum()),
-                [label_value],
-                names,
-                where="scored voxels of the whole volume",
-                target=label_value,
-            )
-        if exclusion is None:
-            warnings.append(
-                "no model was given (--exclude-training), so training regions were not left out: "
-                "if this prediction's model was trained on this image, these scores are optimistic"
-            )
-        truth_origin = _store.label_origin(image, truth)
-        if truth_origin == "model-prediction":
-            warnings.append(
-                f"the truth {truth!r} is itself a model's prediction: these scores measure agreement "
-                "between two models, not accuracy"
-            )
-
-        groups = {f: [fn(b, tuple(img.shape)) for b in held.blocks] for f, fn in factor_fns.items()}
-        model_info = None
-        if exclusion is not None:
-            m = exclusion.model
-            model_info = {
-                "id": m.get("id"),
-                "name": m.get("name"),
-                "path": str(exclusion.model_dir),
-                "weights_sha256": (m.get("weights") or {}).get("sha256"),
-                "parent": m.get("parent"),
-                "lineage_rois": [r.to_dict() for r in exclusion.rois],
-                "exclusion_margin": list(exclusion.margin),
-            }
+        scores = _score_blocks(s, inp, held, prog)
+        whole = _score_whole(s, inp, held.seed, exclusion, prog)
+        truth_origin = _store.label_origin(image, s.truth)
         report = EvaluationReport(
             name=name,
             image=str(image),
-            pred=pred,
-            truth=truth,
-            label_value=label_value,
-            pred_value=pred_value,
+            pred=s.pred,
+            truth=s.truth,
+            label_value=s.label_value,
+            pred_value=inp.pred_value,
             held_out=held,
-            boundary_band=boundary_band,
-            iou_threshold=iou_threshold,
-            connectivity=connectivity,
-            counts=counts,
-            factor_groups=groups,
+            boundary_band=s.boundary_band,
+            iou_threshold=s.iou_threshold,
+            connectivity=s.connectivity,
+            counts=scores.counts,
+            factor_groups={
+                f: [fn(b, tuple(inp.img.shape)) for b in held.blocks]
+                for f, fn in factor_fns.items()
+            },
             factor_info={"shading": (factor_attrs.get("curated") or {}).get("shading")}
             if needs_shading
             else {},
-            model=model_info,
-            pred_meta={**pred_meta, "origin": _store.label_origin(image, pred)},
-            bootstrap_seed=seed,
-            class_names=names,
-            classes=classes,
+            model=_model_info(exclusion),
+            pred_meta={**inp.pred_meta, "origin": _store.label_origin(image, s.pred)},
+            bootstrap_seed=held.seed,
+            class_names=inp.names,
+            classes=inp.classes,
             truth_origin=truth_origin,
-            truth_complete=truth_complete,
-            unannotated=sorted(unannotated),
-            block_class_voxels=block_classes,
-            block_scored_voxels=scored_in_blocks,
-            confusion=confusion,
+            truth_complete=inp.truth_complete,
+            unannotated=sorted(inp.unannotated),
+            block_class_voxels=scores.block_classes,
+            block_scored_voxels=scores.scored_voxels,
+            confusion=scores.confusion,
             whole=whole,
-            warnings=warnings,
+            warnings=_warnings(s, inp, scores, whole, exclusion, truth_origin),
         )
         if json_path is not None:
-            md_path = json_path.with_suffix(".md")
-            png_path = json_path.with_suffix(".png")
-            rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
-            report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
-            atomic_write_bytes(png_path, render_blocks_png(shown))
-            atomic_write_text(md_path, report.to_markdown())
-            write_json(json_path, report.to_dict())
-            for p in (json_path, md_path, png_path):
-                step.add_output(p, role="evaluation")
-            if exclusion is not None:
-                _append_model_evaluation(exclusion.model_dir, json_path)
-                # model.json changed: record its new digest so `curated log --verify --files` still passes
-                step.add_output(exclusion.model_dir / "model.json", role="model")
-        ov = report.overall
+            _write_report(report, json_path, ws, scores.shown, step, exclusion)
         step.details = {
-            "dice": ov["raw"]["dice"],
-            "blocks": len(counts),
+            "dice": report.overall["raw"]["dice"],
+            "blocks": len(scores.counts),
             "ci95_dice": report.ci95.get("dice"),
             "whole_volume_dice": whole.overall["raw"]["dice"] if whole is not None else None,
-            "warnings": len(warnings),
+            "warnings": len(report.warnings),
         }
         step.message = report.result().message
     return report
+
+
+@dataclass
+class _BlockScores:
+    """What scoring the held-out blocks one by one gathered."""
+
+    counts: list[BlockCounts] = field(default_factory=list)
+    shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    seen_value: bool = False
+    confusion: Any = None
+    block_classes: dict[int, int] = field(default_factory=dict)
+    scored_voxels: int = 0
+
+
+def _score_blocks(
+    s: EvalSettings, inp: _Inputs, held: HeldOutBlocks, prog: ProgressReporter
+) -> _BlockScores:
+    """Count every held-out block (memory: one block and its halo at a time)."""
+    from curated.segment.confusion import HALO, Confusion, count_confusion
+
+    out = _BlockScores(confusion=Confusion())
+    unannotated = inp.unannotated
+    prog.start("evaluating held-out blocks", len(held.blocks), "blocks")
+    try:
+        for box in held.blocks:
+            ctx = box.grow((max(s.boundary_band, HALO),) * 3, within=inp.img.shape)
+            truth_ctx = inp.truth_vol.read(ctx)
+            inner = tuple(
+                slice(b - c, b - c + n)
+                for b, c, n in zip(box.offset, ctx.offset, box.shape, strict=True)
+            )
+            t_raw = truth_ctx[inner]
+            t = _binary(t_raw, s.label_value)
+            p = _binary(inp.pred_vol.read(box), inp.pred_value)
+            valid = ~np.isin(t_raw, list(unannotated)) if unannotated else None
+            out.seen_value = out.seen_value or bool(t.any())
+            c = count_block(
+                p,
+                t,
+                boundary_band=s.boundary_band,
+                truth_context=_binary(truth_ctx, s.label_value),
+                context_slices=inner,
+                iou_threshold=s.iou_threshold,
+                connectivity=s.connectivity,
+                valid=valid,
+            )
+            out.counts.append(c)
+            out.scored_voxels += box.size if valid is None else int(valid.sum())
+            for v, n in _class_counts(t_raw, unannotated).items():
+                out.block_classes[v] = out.block_classes.get(v, 0) + n
+            if c.fp:
+                out.confusion = out.confusion + count_confusion(
+                    p, truth_ctx, inner, s.label_value, valid=valid, ignore=unannotated
+                )
+            if len(out.shown) < s.picture_blocks:
+                mid = box.shape[0] // 2
+                mid_plane = Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:]))
+                out.shown.append((box, inp.img.read(mid_plane)[0], t[mid], p[mid]))
+            prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
+    finally:
+        prog.finish()
+    if (
+        not out.seen_value
+        and inp.declared is None
+        and not _value_anywhere(inp.truth_vol, s.label_value)
+    ):
+        msg = f"label value {s.label_value} does not occur in the truth {s.truth!r}; check --label-value"
+        raise SegmentationError(msg, path=inp.truth_vol.path, field="label_value")
+    return out
+
+
+def _score_whole(
+    s: EvalSettings,
+    inp: _Inputs,
+    seed: int,
+    exclusion: TrainingExclusion | None,
+    prog: ProgressReporter,
+) -> Any:
+    """Whole-volume scores outside the training regions, or ``None`` when not asked for."""
+    if not _wants_whole_volume(s, inp):
+        return None
+    from curated.segment.wholevolume import score_whole_volume
+
+    return score_whole_volume(
+        inp.pred_vol,
+        inp.truth_vol,
+        label_value=s.label_value,
+        pred_value=inp.pred_value,
+        exclusion=exclusion.boxes if exclusion else (),
+        unannotated=inp.unannotated,
+        boundary_band=s.boundary_band,
+        tile=s.tile,
+        x_bins=s.x_bins,
+        seed=seed,
+        progress=prog,
+    )
+
+
+def _warnings(
+    s: EvalSettings,
+    inp: _Inputs,
+    scores: _BlockScores,
+    whole: Any,
+    exclusion: TrainingExclusion | None,
+    truth_origin: str | None,
+) -> list[str]:
+    """What the reader of the scores must know: thin classes, no exclusion, a model as truth."""
+    warnings = foreground_warnings(
+        scores.block_classes,
+        scores.scored_voxels,
+        inp.classes,
+        inp.names,
+        where="held-out blocks",
+        target=s.label_value,
+    )
+    if whole is not None:
+        warnings += foreground_warnings(
+            whole.class_voxels,
+            int(whole.counts[:, -1].sum()),
+            [s.label_value],
+            inp.names,
+            where="scored voxels of the whole volume",
+            target=s.label_value,
+        )
+    if exclusion is None:
+        warnings.append(
+            "no model was given (--exclude-training), so training regions were not left out: "
+            "if this prediction's model was trained on this image, these scores are optimistic"
+        )
+    if truth_origin == "model-prediction":
+        warnings.append(
+            f"the truth {s.truth!r} is itself a model's prediction: these scores measure agreement "
+            "between two models, not accuracy"
+        )
+    return warnings
+
+
+def _model_info(exclusion: TrainingExclusion | None) -> dict[str, Any] | None:
+    if exclusion is None:
+        return None
+    m = exclusion.model
+    return {
+        "id": m.get("id"),
+        "name": m.get("name"),
+        "path": str(exclusion.model_dir),
+        "weights_sha256": (m.get("weights") or {}).get("sha256"),
+        "parent": m.get("parent"),
+        "lineage_rois": [r.to_dict() for r in exclusion.rois],
+        "exclusion_margin": list(exclusion.margin),
+    }
+
+
+def _write_report(
+    report: EvaluationReport,
+    json_path: Path,
+    ws: Workspace | None,
+    shown: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]],
+    step: Any,
+    exclusion: TrainingExclusion | None,
+) -> None:
+    """Write the JSON, Markdown and PNG; link the evaluation from the model's ``model.json``."""
+    md_path = json_path.with_suffix(".md")
+    png_path = json_path.with_suffix(".png")
+    rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
+    report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
+    atomic_write_bytes(png_path, render_blocks_png(shown))
+    atomic_write_text(md_path, report.to_markdown())
+    write_json(json_path, report.to_dict())
+    for p in (json_path, md_path, png_path):
+        step.add_output(p, role="evaluation")
+    if exclusion is not None:
+        _append_model_evaluation(exclusion.model_dir, json_path)
+        # model.json changed: record its new digest so `curated log --verify --files` still passes
+        step.add_output(exclusion.model_dir / "model.json", role="model")
 
 
 def _prediction_meta(attrs: Mapping[str, Any]) -> dict[str, Any]:
