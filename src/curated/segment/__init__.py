@@ -12,10 +12,17 @@ Public API::
     evaluate(image, pred=..., truth=..., label_value=...)  held-out blocks + whole volume (full truth)
     suggest_crops(image, model=..., pred=..., n=...)        where to annotate next
     export_bioimageio(model, dest)           bioimage.io package with a model card
+    GENERIC_NAME                             class names that name nothing ("label 3", "class 1")
+
+Shared pieces: :mod:`~curated.segment.geometry` (boxes), :mod:`~curated.segment.metrics`
+(Dice, counts, bootstrap intervals), :mod:`~curated.segment.volume` (level 0 of an
+OME-Zarr image), :mod:`~curated.segment.device` (where PyTorch runs) and
+:mod:`~curated.segment.modeljson` (the one ``model.json`` reader).
 """
 
 from __future__ import annotations
 
+from curated.segment._store import GENERIC_NAME
 from curated.segment.annotate import (
     BACKGROUND,
     UNANNOTATED,
@@ -35,6 +42,7 @@ from curated.segment.unet import UNet3D, UNetConfig
 
 __all__ = [
     "BACKGROUND",
+    "GENERIC_NAME",
     "MODEL_FORMAT",
     "UNANNOTATED",
     "Augmentation",
