@@ -146,6 +146,37 @@ def test_no_module_imports_a_private_name_of_another_package():
     )
 
 
+def private_names_from_other_modules(root: Path, under: str) -> list[str]:
+    """``from curated.x.y import _z`` in the modules under ``root/under``: another module's
+    private name (a private *module* of the same package, ``from curated.x import _y``, is fine)."""
+    found = []
+    for path in sorted((root / under).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or node.level:
+                continue
+            module = node.module or ""
+            if not module.startswith("curated") or root.joinpath(*module.split(".")).is_dir():
+                continue
+            for alias in node.names:
+                if _is_private(alias.name):
+                    found.append(
+                        f"{_module_name(path, root)}:{node.lineno} imports {module}.{alias.name}"
+                    )
+    return found
+
+
+@pytest.mark.parametrize("under", ["curated/segment", "curated/demo.py"])
+def test_segment_modules_use_each_others_public_names_only(under: str):
+    target = SRC / under
+    paths = [target] if target.is_file() else sorted(target.rglob("*.py"))
+    found = [
+        f
+        for f in private_names_from_other_modules(SRC, "curated")
+        if any(f.startswith(_module_name(p, SRC) + ":") for p in paths)
+    ]
+    assert not found, "; ".join(found)
+
+
 # ------------------------------------------------------------------ the checks can fail
 def _write(root: Path, rel: str, text: str) -> None:
     p = root / rel
@@ -192,3 +223,17 @@ def test_private_imports_across_packages_are_found(
     _write(tmp_path, importer, line + "\n")
     found = private_imports_across_packages(tmp_path)
     assert bool(found) is bad, found
+
+
+def test_a_private_name_of_a_sibling_module_is_found(tmp_path: Path):
+    for pkg in ("curated", "curated/segment"):
+        _write(tmp_path, f"{pkg}/__init__.py", "")
+    _write(tmp_path, "curated/segment/evaluate.py", "def _open_level0(): ...\n")
+    _write(tmp_path, "curated/segment/_store.py", "")
+    _write(
+        tmp_path,
+        "curated/segment/export.py",
+        "from curated.segment import _store\nfrom curated.segment.evaluate import Box, _open_level0\n",
+    )
+    found = private_names_from_other_modules(tmp_path, "curated")
+    assert found == ["curated.segment.export:2 imports curated.segment.evaluate._open_level0"]
