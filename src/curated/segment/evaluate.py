@@ -781,7 +781,7 @@ def _binary(arr: np.ndarray, value: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class EvalSettings:
+class _EvalSettings:
     """What :func:`evaluate` scores and how; the fields are its keyword arguments."""
 
     pred: str
@@ -897,7 +897,7 @@ def evaluate(
     >>> report.dice  # doctest: +SKIP
     0.91
     """
-    settings = EvalSettings(
+    settings = _EvalSettings(
         pred=pred,
         truth=truth,
         label_value=int(label_value),
@@ -941,7 +941,7 @@ class _Inputs:
     classes: list[int]
 
 
-def _open_inputs(image: Path, s: EvalSettings) -> _Inputs:
+def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
     """Open image, prediction and truth; check their shapes and the label values."""
     from curated.segment import _store
 
@@ -988,7 +988,7 @@ def _open_inputs(image: Path, s: EvalSettings) -> _Inputs:
     )
 
 
-def _held_out(s: EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | None) -> HeldOutBlocks:
+def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | None) -> HeldOutBlocks:
     """The blocks to score: given ones (checked against the training regions) or a fresh draw."""
     if not isinstance(s.blocks, HeldOutBlocks | str | Path):
         held = draw_held_out_blocks(
@@ -1051,7 +1051,7 @@ def _factor_setup(
 
 
 def _step_params(
-    s: EvalSettings, inp: _Inputs, held: HeldOutBlocks, factor_fns: Mapping[str, Factor]
+    s: _EvalSettings, inp: _Inputs, held: HeldOutBlocks, factor_fns: Mapping[str, Factor]
 ) -> dict[str, Any]:
     return {
         "pred": s.pred,
@@ -1070,12 +1070,12 @@ def _step_params(
     }
 
 
-def _wants_whole_volume(s: EvalSettings, inp: _Inputs) -> bool:
+def _wants_whole_volume(s: _EvalSettings, inp: _Inputs) -> bool:
     return inp.truth_complete if s.whole_volume is None else bool(s.whole_volume)
 
 
 def _evaluate(
-    image: Path, s: EvalSettings, ws: Workspace | None, prog: ProgressReporter
+    image: Path, s: _EvalSettings, ws: Workspace | None, prog: ProgressReporter
 ) -> EvaluationReport:
     from curated.segment import _store
 
@@ -1164,7 +1164,7 @@ class _BlockScores:
 
 
 def _score_blocks(
-    s: EvalSettings, inp: _Inputs, held: HeldOutBlocks, prog: ProgressReporter
+    s: _EvalSettings, inp: _Inputs, held: HeldOutBlocks, prog: ProgressReporter
 ) -> _BlockScores:
     """Count every held-out block (memory: one block and its halo at a time)."""
     from curated.segment.confusion import HALO, Confusion, count_confusion
@@ -1221,7 +1221,7 @@ def _score_blocks(
 
 
 def _score_whole(
-    s: EvalSettings,
+    s: _EvalSettings,
     inp: _Inputs,
     seed: int,
     exclusion: TrainingExclusion | None,
@@ -1248,7 +1248,7 @@ def _score_whole(
 
 
 def _warnings(
-    s: EvalSettings,
+    s: _EvalSettings,
     inp: _Inputs,
     scores: _BlockScores,
     whole: Any,

@@ -57,7 +57,7 @@ def open_level0(path: Path, what: str) -> Volume:
         spatial = tuple(axes.index(n) for n in ("z", "y", "x"))
     except ValueError:
         raise InputError(f"the {what} must have z, y and x axes, has {axes}", path=path) from None
-    array = group[ds_path]
+    array: Any = group[ds_path]
     lead = tuple(i for i in range(array.ndim) if i not in spatial)
     if any(array.shape[i] != 1 for i in lead):
         dims = {axes[i]: array.shape[i] for i in lead}
