@@ -525,6 +525,7 @@ def resolve_factors(
     return out
 
 
+# --------------------------------------------------------------- label images
 def _label_path(image: Path, name: str, role: str) -> Path:
     p = image / "labels" / name
     if not p.is_dir():
