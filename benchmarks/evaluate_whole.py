@@ -50,7 +50,7 @@ def _write(path: Path, n: int) -> None:
 
 
 def _child(mode: str, path: str) -> None:
-    from curated.segment.evaluate import _open_level0
+    from curated.segment.volume import open_level0
 
     t0, c0 = time.perf_counter(), time.process_time()
     if mode == "curated":
@@ -58,8 +58,8 @@ def _child(mode: str, path: str) -> None:
 
         image = Path(path)
         wv = score_whole_volume(
-            _open_level0(image / "labels" / "pred", "pred"),
-            _open_level0(image / "labels" / "truth", "truth"),
+            open_level0(image / "labels" / "pred", "pred"),
+            open_level0(image / "labels" / "truth", "truth"),
             label_value=1,
             pred_value=1,
         )

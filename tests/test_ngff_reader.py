@@ -20,7 +20,7 @@ from curated.images import add_labels, ngff, open_image, validate_ome_zarr, writ
 from curated.images.store import INCOMPLETE_KEY, INCOMPLETE_MESSAGE, write_group_attrs
 from curated.package import walk
 from curated.segment import _store
-from curated.segment.evaluate import _open_level0
+from curated.segment.volume import open_level0
 
 VOL = (np.arange(8 * 16 * 16) % 251).astype(np.uint8).reshape(8, 16, 16)
 
@@ -85,7 +85,7 @@ def test_interrupted_store_is_refused_for_computation_with_one_message(tmp_path,
         "open_image": lambda: open_image(image),
         "segment image": lambda: _store.image_level0(image),
         "segment voxel size": lambda: _store.voxel_size(image),
-        "evaluate": lambda: _open_level0(image, "image"),
+        "evaluate": lambda: open_level0(image, "image"),
         "strict read": lambda: ngff.read_ngff(image),
     }
     for who, read in readers.items():
@@ -117,7 +117,7 @@ def test_unfinished_label_image_still_says_what_it_is_but_is_not_computed_on(tmp
     with pytest.raises(ConversionError, match="interrupted"):
         _store.label_level0(image, "pred")
     with pytest.raises(ConversionError, match="interrupted"):
-        _open_level0(label, "prediction")
+        open_level0(label, "prediction")
 
 
 # --------------------------------------------------------- is_zarr_store

@@ -12,17 +12,19 @@ from typer.testing import CliRunner
 
 from curated.errors import InputError, SegmentationError
 from curated.segment.evaluate import (
-    BlockCounts,
-    Box,
     HeldOutBlocks,
+    draw_held_out_blocks,
+    evaluate,
+    training_exclusion,
+)
+from curated.segment.geometry import Box
+from curated.segment.metrics import (
+    BlockCounts,
     bootstrap_ci,
     boundary_band_mask,
     count_block,
-    draw_held_out_blocks,
-    evaluate,
     instance_counts,
     ratio_scores,
-    training_exclusion,
 )
 from curated.workspace import Workspace
 

@@ -11,7 +11,8 @@ from test_segment_evaluate import SHAPE, _model, _truth, _write_image
 from typer.testing import CliRunner
 
 from curated.segment.confusion import DISTANCE_BINS, count_confusion
-from curated.segment.evaluate import Box, HeldOutBlocks, _Volume, evaluate
+from curated.segment.evaluate import Box, HeldOutBlocks, evaluate
+from curated.segment.volume import Volume
 from curated.segment.wholevolume import tile_bootstrap_ci, tiles, x_bin_edges
 
 
@@ -59,13 +60,13 @@ def test_whole_volume_counts_every_voxel_outside_grown_training_regions(cell, tm
 
 def test_whole_volume_reads_tile_by_tile_never_the_whole_volume(cell, monkeypatch):
     seen: list[int] = []
-    real = _Volume.read
+    real = Volume.read
 
     def read(self, box):
         seen.append(box.size)
         return real(self, box)
 
-    monkeypatch.setattr(_Volume, "read", read)
+    monkeypatch.setattr(Volume, "read", read)
     evaluate(
         cell, pred="pred", truth="truth", label_value=1, blocks=1, block_size=8, tile=8,
         stratify=False,

@@ -246,17 +246,7 @@ def run_demo(
     """
     import shutil
 
-    from curated import images, segment
-    from curated.archive import export_bia, export_empiar
-    from curated.curation import check
-    from curated.curation.request import request
-    from curated.deposit import deposit
-    from curated.document import fair_checklist, write_readme
-    from curated.metadata import import_ome, init_workspace, set_field, validate_record
-    from curated.package import make_bag, validate_bag
-    from curated.segment.evaluate import evaluate
-    from curated.segment.export import export_bioimageio
-    from curated.segment.sample import DEFAULT_SHAPE, TRUTH_PROPERTIES
+    from curated.segment.sample import DEFAULT_SHAPE
 
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -264,242 +254,354 @@ def run_demo(
             msg = "exists and is not empty; choose a new folder or pass --overwrite"
             raise InputError(msg, path=dest)
         shutil.rmtree(dest)
-    shape = tuple(shape or DEFAULT_SHAPE)  # type: ignore[assignment]
+    demo = _Demo(
+        dest=dest,
+        shape=tuple(shape or DEFAULT_SHAPE),  # type: ignore[arg-type]
+        voxel_size=voxel_size,
+        shading=shading,
+        crops=crops,
+        crop_size=crop_size,
+        iterations=iterations,
+        depth=depth,
+        base_features=base_features,
+        local_contrast=local_contrast,
+        eval_blocks=eval_blocks,
+        eval_block_size=eval_block_size,
+        seed=seed,
+        progress=progress,
+    )
     report = DemoReport(dest=dest)
-    raw = dest / "raw"
-    wsdir = dest / "workspace"
-    repo = dest / "repository"
-    image = wsdir / "derived" / "cell01.ome.zarr"
-    model = wsdir / "derived" / "models" / "mito-v1"
-    model_pkg = wsdir / "derived" / "models" / "mito-v1.bioimageio.zip"
-    bag = wsdir / "package" / "cell01-bag"
-    train_kwargs: dict[str, Any] = {}
-    for key, value in (
-        ("depth", depth),
-        ("base_features", base_features),
-        ("iterations", iterations),
-    ):
-        if value is not None:
-            train_kwargs[key] = value
-    if local_contrast is not None:
-        train_kwargs["preprocessing"] = {"local_contrast_sigma": float(local_contrast)}
-    state: dict[str, Any] = {}
+    stages = demo.curation_stages() + demo.segmentation_stages() + demo.packaging_stages()
+    for name, step_letter, fn, figs in stages:
+        if not _run_stage(report, name, step_letter, fn, figs, on_stage):
+            for rest_name, rest_step, _, _ in stages[len(report.stages) :]:
+                report.stages.append(DemoStage(name=rest_name, step=rest_step, status="skipped"))
+            break
+    return report
 
-    def _result_figures(r: Any) -> tuple[str, str, str | None, dict[str, Any]]:
-        if isinstance(r, Result):
-            return r.status, r.message, r.path, dict(r.details)
-        if hasattr(r, "to_result"):
-            rr = r.to_result()
-            return rr.status, rr.message, rr.path, dict(rr.details)
-        ok = getattr(r, "ok", True)
-        path = (
-            getattr(r, "path", None)
-            or getattr(r, "receipt_path", None)
-            or getattr(r, "record_url", None)
-        )
-        return ("ok" if ok else "error"), getattr(r, "message", "") or "", path, {}
 
-    def stage(
-        name: str,
-        step: str,
-        fn: Callable[[], Any],
-        figures: Callable[[Any], dict[str, Any]] | None = None,
-    ) -> bool:
-        st = DemoStage(name=name, step=step)
-        report.stages.append(st)
-        t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            out = fn()
-        except CuratedError as exc:
-            st.status, st.message = "error", str(exc)
-        else:
-            st.status, st.message, st.path, details = _result_figures(out)
-            st.figures = figures(out) if figures else {}
-            if st.status not in ("ok", "notneeded") and not st.message:
-                st.message = str(details)[:200]
-        st.seconds = time.perf_counter() - t0
-        st.cpu_seconds = time.process_time() - c0
-        if on_stage:
-            on_stage(st)
-        return st.status in ("ok", "notneeded")
+_Stage = tuple[str, str, Callable[[], Any], Callable[[Any], dict[str, Any]] | None]
+"""A demo stage: name, REMBI/CURATED step letter, what it runs, and the figures it reports."""
 
-    def make_sources() -> Result:
+
+def _result_figures(r: Any) -> tuple[str, str, str | None, dict[str, Any]]:
+    """Status, message, path and details of whatever a stage returned."""
+    if isinstance(r, Result):
+        return r.status, r.message, r.path, dict(r.details)
+    if hasattr(r, "to_result"):
+        rr = r.to_result()
+        return rr.status, rr.message, rr.path, dict(rr.details)
+    ok = getattr(r, "ok", True)
+    path = (
+        getattr(r, "path", None)
+        or getattr(r, "receipt_path", None)
+        or getattr(r, "record_url", None)
+    )
+    return ("ok" if ok else "error"), getattr(r, "message", "") or "", path, {}
+
+
+def _run_stage(
+    report: DemoReport,
+    name: str,
+    step: str,
+    fn: Callable[[], Any],
+    figures: Callable[[Any], dict[str, Any]] | None,
+    on_stage: Callable[[DemoStage], None] | None,
+) -> bool:
+    """Run one stage, timed, into ``report``; true when it went well."""
+    st = DemoStage(name=name, step=step)
+    report.stages.append(st)
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        out = fn()
+    except CuratedError as exc:
+        st.status, st.message = "error", str(exc)
+    else:
+        st.status, st.message, st.path, details = _result_figures(out)
+        st.figures = figures(out) if figures else {}
+        if st.status not in ("ok", "notneeded") and not st.message:
+            st.message = str(details)[:200]
+    st.seconds = time.perf_counter() - t0
+    st.cpu_seconds = time.process_time() - c0
+    if on_stage:
+        on_stage(st)
+    return st.status in ("ok", "notneeded")
+
+
+@dataclass
+class _Demo:
+    """The demo's settings and where it writes; its stages in three groups."""
+
+    dest: Path
+    shape: tuple[int, int, int]
+    voxel_size: tuple[float, float, float]
+    shading: float
+    crops: int
+    crop_size: int
+    iterations: int | None
+    depth: int | None
+    base_features: int | None
+    local_contrast: float | None
+    eval_blocks: int
+    eval_block_size: int
+    seed: int
+    progress: ProgressReporter | None
+    state: dict[str, Any] = field(default_factory=dict)
+    """What earlier stages made for later ones: the workspace, the raw image and truth."""
+
+    @property
+    def raw(self) -> Path:
+        return self.dest / "raw"
+
+    @property
+    def wsdir(self) -> Path:
+        return self.dest / "workspace"
+
+    @property
+    def image(self) -> Path:
+        return self.wsdir / "derived" / "cell01.ome.zarr"
+
+    @property
+    def model(self) -> Path:
+        return self.wsdir / "derived" / "models" / "mito-v1"
+
+    def train_kwargs(self) -> dict[str, Any]:
+        """Training settings the caller chose; the rest are the library's defaults."""
+        out: dict[str, Any] = {}
+        for key, value in (
+            ("depth", self.depth),
+            ("base_features", self.base_features),
+            ("iterations", self.iterations),
+        ):
+            if value is not None:
+                out[key] = value
+        if self.local_contrast is not None:
+            out["preprocessing"] = {"local_contrast_sigma": float(self.local_contrast)}
+        return out
+
+    def make_sources(self) -> Result:
         paths = _write_raw_sources(
-            raw, shape=shape, voxel_size=voxel_size, shading=shading, seed=seed
+            self.raw,
+            shape=self.shape,
+            voxel_size=self.voxel_size,
+            shading=self.shading,
+            seed=self.seed,
         )
-        state.update(paths)
-        return Result("sample", "ok", str(raw), f"synthetic OME-TIFF {shape} and truth labels")
+        self.state.update(paths)
+        return Result(
+            "sample", "ok", str(self.raw), f"synthetic OME-TIFF {self.shape} and truth labels"
+        )
 
-    def init() -> Result:
-        ws = init_workspace(wsdir, DEMO_TITLE)
-        state["ws"] = ws
+    def init(self) -> Result:
+        from curated.metadata import init_workspace
+
+        ws = init_workspace(self.wsdir, DEMO_TITLE)
+        self.state["ws"] = ws
         return Result("init", "ok", str(ws.root), "workspace created")
 
-    def augment() -> Result:
+    def augment(self) -> Result:
+        from curated.metadata import set_field, validate_record
+
         for field_path, value in DEMO_METADATA:
-            set_field(state["ws"], field_path, value)
-        rep = validate_record(state["ws"].metadata_path)
+            set_field(self.state["ws"], field_path, value)
+        rep = validate_record(self.state["ws"].metadata_path)
         return Result(
             "augment",
             "ok" if rep.valid else "error",
-            str(state["ws"].metadata_path),
+            str(self.state["ws"].metadata_path),
             f"{len(DEMO_METADATA)} fields set; {len(rep.errors)} errors, {len(rep.warnings)} warnings",
             {"errors": [str(e) for e in rep.errors]},
         )
 
-    def verify_log() -> Result:
-        v = state["ws"].log.verify(files=True)
+    def verify_log(self) -> Result:
+        v = self.state["ws"].log.verify(files=True)
         return Result(
             "log-verify",
             "ok" if v.ok else "error",
-            str(state["ws"].log.path),
+            str(self.state["ws"].log.path),
             f"{v.entries} entries, chain intact" if v.ok else "; ".join(v.problems),
             {"entries": v.entries},
         )
 
-    steps: list[tuple[str, str, Callable[[], Any], Callable[[Any], dict[str, Any]] | None]] = [
-        ("make raw sources", "-", make_sources, None),
-        ("init workspace", "D", init, None),
-        (
-            "check sources",
-            "C",
-            lambda: check(state["ws"], [raw], progress=progress),
-            lambda r: {"files": len(r.files), "red flags": len(r.flags)},
-        ),
-        ("import OME header", "A", lambda: import_ome(state["ws"], state["image"]), None),
-        ("augment metadata", "A", augment, None),
-        (
-            "request e-mail",
-            "R",
-            lambda: request(state["ws"]),
-            lambda r: {"asks": len(r.details.get("asks", []))},
-        ),
-        (
-            "convert to OME-Zarr",
-            "T",
-            lambda: images.convert_to_ome_zarr(
-                state["image"], image, workspace=state["ws"], chunks=32, shard=64, progress=progress
+    def curation_stages(self) -> list[_Stage]:
+        """From the lab's files to an OME-Zarr image with its truth labels."""
+        from curated import images
+        from curated.curation import check
+        from curated.curation.request import request
+        from curated.metadata import import_ome
+        from curated.segment.sample import TRUTH_PROPERTIES
+
+        state, progress, image = self.state, self.progress, self.image
+        return [
+            ("make raw sources", "-", self.make_sources, None),
+            ("init workspace", "D", self.init, None),
+            (
+                "check sources",
+                "C",
+                lambda: check(state["ws"], [self.raw], progress=progress),
+                lambda r: {"files": len(r.files), "red flags": len(r.flags)},
             ),
-            lambda r: {"levels": len(r.details.get("levels") or [])},
-        ),
-        (
-            "add truth labels",
-            "T",
-            # the simulator drew these labels with the image: origin "simulated", classes named
-            lambda: images.add_labels(
-                image,
-                "truth",
-                state["truth"],
-                kind="truth",
-                origin="simulated",
-                properties=TRUTH_PROPERTIES,
-                workspace=state["ws"],
+            ("import OME header", "A", lambda: import_ome(state["ws"], state["image"]), None),
+            ("augment metadata", "A", self.augment, None),
+            (
+                "request e-mail",
+                "R",
+                lambda: request(state["ws"]),
+                lambda r: {"asks": len(r.details.get("asks", []))},
             ),
-            None,
-        ),
-        (
-            "annotate crops",
-            "A",
-            lambda: segment.annotate_from_truth(
-                image,
-                truth="truth",
-                crops=crops,
-                size=crop_size,
-                seed=seed,
-                name="annotations",
-                workspace=state["ws"],
+            (
+                "convert to OME-Zarr",
+                "T",
+                lambda: images.convert_to_ome_zarr(
+                    state["image"],
+                    image,
+                    workspace=state["ws"],
+                    chunks=32,
+                    shard=64,
+                    progress=progress,
+                ),
+                lambda r: {"levels": len(r.details.get("levels") or [])},
             ),
-            lambda r: (
-                {"annotated %": round(100 * float(r.details.get("fraction", 0.0)), 2)}
-                if "fraction" in r.details
-                else {}
+            (
+                "add truth labels",
+                "T",
+                # the simulator drew these labels with the image: origin "simulated", classes named
+                lambda: images.add_labels(
+                    image,
+                    "truth",
+                    state["truth"],
+                    kind="truth",
+                    origin="simulated",
+                    properties=TRUTH_PROPERTIES,
+                    workspace=state["ws"],
+                ),
+                None,
             ),
-        ),
-        (
-            "train U-Net",
-            "T",
-            lambda: segment.train(
-                image,
-                labels="annotations",
-                label_value=1,
-                out=model,
-                seed=seed,
-                workspace=state["ws"],
-                progress=progress,
-                **train_kwargs,
+        ]
+
+    def segmentation_stages(self) -> list[_Stage]:
+        """Annotate, train, predict, evaluate honestly, export the model."""
+        from curated import segment
+        from curated.segment.evaluate import evaluate
+        from curated.segment.export import export_bioimageio
+
+        state, progress, image, model = self.state, self.progress, self.image, self.model
+        model_pkg = self.wsdir / "derived" / "models" / "mito-v1.bioimageio.zip"
+        train_kwargs = self.train_kwargs()
+        return [
+            (
+                "annotate crops",
+                "A",
+                lambda: segment.annotate_from_truth(
+                    image,
+                    truth="truth",
+                    crops=self.crops,
+                    size=self.crop_size,
+                    seed=self.seed,
+                    name="annotations",
+                    workspace=state["ws"],
+                ),
+                lambda r: (
+                    {"annotated %": round(100 * float(r.details.get("fraction", 0.0)), 2)}
+                    if "fraction" in r.details
+                    else {}
+                ),
             ),
-            None,
-        ),
-        (
-            "predict",
-            "T",
-            lambda: segment.predict(
-                model, image, name="mito-pred", workspace=state["ws"], progress=progress
+            (
+                "train U-Net",
+                "T",
+                lambda: segment.train(
+                    image,
+                    labels="annotations",
+                    label_value=1,
+                    out=model,
+                    seed=self.seed,
+                    workspace=state["ws"],
+                    progress=progress,
+                    **train_kwargs,
+                ),
+                None,
             ),
-            None,
-        ),
-        # the truth covers the volume: score every voxel outside the training regions next to the blocks
-        (
-            "evaluate (whole volume + held-out blocks)",
-            "E",
-            lambda: evaluate(
-                image,
-                pred="mito-pred",
-                truth="truth",
-                label_value=1,
-                blocks=eval_blocks,
-                block_size=eval_block_size,
-                seed=seed,
-                exclude_training=model,
-                whole_volume=True,
-                workspace=state["ws"],
+            (
+                "predict",
+                "T",
+                lambda: segment.predict(
+                    model, image, name="mito-pred", workspace=state["ws"], progress=progress
+                ),
+                None,
             ),
-            _eval_figures,
-        ),
-        (
-            "export model (bioimage.io)",
-            "D",
-            lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image),
-            None,
-        ),
-        # archive submissions (issue 20): before the README, which links them
-        (
-            "export EMPIAR package",
-            "D",
-            lambda: export_empiar(state["ws"], wsdir / "package" / "empiar"),
-            lambda r: {"image sets": len(r.details["image_sets"])},
-        ),
-        (
-            "export BioImage Archive submission",
-            "D",
-            lambda: export_bia(state["ws"], wsdir / "package" / "bia"),
-            lambda r: {"files listed": r.details["files"]},
-        ),
-        ("README", "D", lambda: write_readme(state["ws"]), None),
-        (
-            "FAIR checklist",
-            "E",
-            lambda: fair_checklist(state["ws"]),
-            lambda r: dict(r.summary["by_status"]),
-        ),
-        ("bag", "D", lambda: make_bag(state["ws"], bag, progress=progress), None),
-        ("validate bag", "D", lambda: validate_bag(bag), None),
-        (
-            "deposit (directory)",
-            "D",
-            lambda: deposit(
-                bag, to="directory", url=str(repo), publish=True, workspace=state["ws"]
+            # the truth covers the volume: score every voxel outside the training regions next to the blocks
+            (
+                "evaluate (whole volume + held-out blocks)",
+                "E",
+                lambda: evaluate(
+                    image,
+                    pred="mito-pred",
+                    truth="truth",
+                    label_value=1,
+                    blocks=self.eval_blocks,
+                    block_size=self.eval_block_size,
+                    seed=self.seed,
+                    exclude_training=model,
+                    whole_volume=True,
+                    workspace=state["ws"],
+                ),
+                _eval_figures,
             ),
-            None,
-        ),
-        ("verify curator log", "D", verify_log, None),
-    ]
-    for name, step_letter, fn, figs in steps:
-        if not stage(name, step_letter, fn, figs):
-            for rest_name, rest_step, _, _ in steps[len(report.stages) :]:
-                report.stages.append(DemoStage(name=rest_name, step=rest_step, status="skipped"))
-            break
-    return report
+            (
+                "export model (bioimage.io)",
+                "D",
+                lambda: export_bioimageio(model, model_pkg, workspace=state["ws"], image=image),
+                None,
+            ),
+        ]
+
+    def packaging_stages(self) -> list[_Stage]:
+        """Archive submissions, README, FAIR checklist, bag, deposit, and the log verified."""
+        from curated.archive import export_bia, export_empiar
+        from curated.deposit import deposit
+        from curated.document import fair_checklist, write_readme
+        from curated.package import make_bag, validate_bag
+
+        state, wsdir = self.state, self.wsdir
+        bag = wsdir / "package" / "cell01-bag"
+        return [
+            # archive submissions (issue 20): before the README, which links them
+            (
+                "export EMPIAR package",
+                "D",
+                lambda: export_empiar(state["ws"], wsdir / "package" / "empiar"),
+                lambda r: {"image sets": len(r.details["image_sets"])},
+            ),
+            (
+                "export BioImage Archive submission",
+                "D",
+                lambda: export_bia(state["ws"], wsdir / "package" / "bia"),
+                lambda r: {"files listed": r.details["files"]},
+            ),
+            ("README", "D", lambda: write_readme(state["ws"]), None),
+            (
+                "FAIR checklist",
+                "E",
+                lambda: fair_checklist(state["ws"]),
+                lambda r: dict(r.summary["by_status"]),
+            ),
+            ("bag", "D", lambda: make_bag(state["ws"], bag, progress=self.progress), None),
+            ("validate bag", "D", lambda: validate_bag(bag), None),
+            (
+                "deposit (directory)",
+                "D",
+                lambda: deposit(
+                    bag,
+                    to="directory",
+                    url=str(self.dest / "repository"),
+                    publish=True,
+                    workspace=state["ws"],
+                ),
+                None,
+            ),
+            ("verify curator log", "D", self.verify_log, None),
+        ]
 
 
 def _eval_figures(rep: Any) -> dict[str, Any]:

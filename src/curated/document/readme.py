@@ -317,7 +317,7 @@ def _origin_text(lab: Any, ann: dict[str, Any]) -> str:
 
 def _class_list(lab: Any) -> str:
     """``1 = mitochondrion, 2 = nucleus`` from the label image's properties (placeholders left out)."""
-    from curated.segment._store import GENERIC_NAME
+    from curated.segment import GENERIC_NAME
 
     names = [
         f"{v} = {n}"
@@ -329,7 +329,7 @@ def _class_list(lab: Any) -> str:
 
 def _model_structures(s: WorkspaceSurvey) -> dict[str, str]:
     """Model name → the structure it segments, named by its training label image's properties."""
-    from curated.segment._store import GENERIC_NAME
+    from curated.segment import GENERIC_NAME
 
     out: dict[str, str] = {}
     for m in s.models:

@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated._text import render_template
@@ -50,83 +48,22 @@ from curated.errors import InputError, SegmentationError
 from curated.images.ngff import read_ngff
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
+from curated.segment.geometry import Box, Vec3, vec3
+from curated.segment.metrics import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE,
+    BlockCounts,
+    bootstrap_ci,
+    count_block,
+    ratio_scores,
+    summarize,
+)
+from curated.segment.modeljson import read_model_json
+from curated.segment.volume import Volume, open_level0
 from curated.workspace import Workspace, as_workspace, recorder
 
 EVALUATION_FORMAT = "curated-evaluation/1"
 """Value of ``format`` in every evaluation JSON this module writes."""
-
-BOOTSTRAP_SAMPLES = 1000
-CONFIDENCE = 0.95
-
-Vec3 = tuple[int, int, int]
-
-
-# --------------------------------------------------------------------- boxes
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned box of voxels, ``offset`` and ``shape`` as ``(z, y, x)``."""
-
-    offset: Vec3
-    shape: Vec3
-
-    @property
-    def stop(self) -> Vec3:
-        return tuple(o + s for o, s in zip(self.offset, self.shape, strict=True))  # type: ignore[return-value]
-
-    @property
-    def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(o, e) for o, e in zip(self.offset, self.stop, strict=True))  # type: ignore[return-value]
-
-    @property
-    def size(self) -> int:
-        """Number of voxels."""
-        return int(np.prod(self.shape))
-
-    @property
-    def centre(self) -> tuple[float, float, float]:
-        return tuple(o + s / 2 for o, s in zip(self.offset, self.shape, strict=True))  # type: ignore[return-value]
-
-    def intersects(self, other: Box) -> bool:
-        """True when the two boxes share at least one voxel."""
-        return all(
-            a0 < b1 and b0 < a1
-            for a0, a1, b0, b1 in zip(self.offset, self.stop, other.offset, other.stop, strict=True)
-        )
-
-    def grow(self, margin: Sequence[int], within: Sequence[int] | None = None) -> Box:
-        """The box widened by ``margin`` voxels per side, clipped to ``[0, within)`` if given."""
-        lo = [o - m for o, m in zip(self.offset, margin, strict=True)]
-        hi = [e + m for e, m in zip(self.stop, margin, strict=True)]
-        if within is not None:
-            lo = [max(0, v) for v in lo]
-            hi = [min(w, v) for w, v in zip(within, hi, strict=True)]
-        return Box(tuple(lo), tuple(h - lo_ for lo_, h in zip(lo, hi, strict=True)))  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"offset": list(self.offset), "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Box:
-        try:
-            offset = tuple(int(v) for v in d["offset"])
-            shape = tuple(int(v) for v in d["shape"])
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"a box needs 'offset' and 'shape' as three integers each, got {dict(d)!r}"
-            raise InputError(msg) from exc
-        if len(offset) != 3 or len(shape) != 3 or min(shape) <= 0:
-            msg = f"a box needs three offsets and three positive sizes (z, y, x), got {dict(d)!r}"
-            raise InputError(msg)
-        return cls(offset, shape)  # type: ignore[arg-type]
-
-
-def _vec3(value: int | Sequence[int], what: str) -> Vec3:
-    out = (int(value),) * 3 if isinstance(value, int | np.integer) else tuple(int(v) for v in value)
-    if len(out) != 3 or min(out) <= 0:
-        msg = (
-            f"{what} must be a positive integer or three positive integers (z, y, x), got {value!r}"
-        )
-        raise InputError(msg, field=what)
-    return out  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------- held-out blocks
@@ -167,8 +104,8 @@ class HeldOutBlocks:
     def from_dict(cls, d: Mapping[str, Any]) -> HeldOutBlocks:
         try:
             return cls(
-                image_shape=_vec3(d["image_shape"], "image_shape"),
-                block_size=_vec3(d["block_size"], "block_size"),
+                image_shape=vec3(d["image_shape"], "image_shape"),
+                block_size=vec3(d["block_size"], "block_size"),
                 seed=int(d["seed"]),
                 blocks=tuple(Box.from_dict(b) for b in d["blocks"]),
                 rejected_training=int(d.get("rejected_training", 0)),
@@ -224,8 +161,8 @@ def draw_held_out_blocks(
         ``200 * n``), e.g. because the training ROIs cover the image: the
         message gives how many were found and what to change.
     """
-    shape = _vec3(image_shape, "image_shape")
-    size = tuple(min(b, s) for b, s in zip(_vec3(block_size, "block_size"), shape, strict=True))
+    shape = vec3(image_shape, "image_shape")
+    size = tuple(min(b, s) for b, s in zip(vec3(block_size, "block_size"), shape, strict=True))
     if n <= 0:
         raise InputError(f"the number of blocks must be positive, got {n}", field="blocks")
     exclude = tuple(exclude)
@@ -287,7 +224,7 @@ def _class_counts(values: np.ndarray, ignore: Iterable[int] = ()) -> dict[int, i
 
 def stratify_blocks(
     held: HeldOutBlocks,
-    truth: _Volume,
+    truth: Volume,
     coarse: np.ndarray,
     classes: Sequence[int],
     *,
@@ -370,7 +307,7 @@ def stratify_blocks(
     return new, counts
 
 
-def coarsest_level(vol: _Volume) -> np.ndarray:
+def coarsest_level(vol: Volume) -> np.ndarray:
     """The coarsest pyramid level of an OME-Zarr image or label image as (z, y, x).
 
     Memory is bounded by that level, which a multiscale image keeps small.
@@ -422,23 +359,6 @@ class TrainingExclusion:
     rois: tuple[Box, ...]
     margin: Vec3
     boxes: tuple[Box, ...]
-
-
-def read_model_json(model_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Read ``model.json`` from a model folder (or the file itself) with clear errors."""
-    p = Path(model_dir)
-    mj = p / "model.json" if p.is_dir() else p
-    folder = mj.parent
-    if not mj.is_file():
-        msg = "not a curated model folder (no model.json); give the folder `curated segment train --out` made"
-        raise InputError(msg, path=p)
-    try:
-        data = json.loads(mj.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"model.json is not valid JSON ({exc})", path=mj) from None
-    if not isinstance(data, dict):
-        raise InputError("model.json must hold a JSON object", path=mj)
-    return folder, data
 
 
 def training_exclusion(
@@ -511,244 +431,6 @@ def _denoise_halo(prep: Any) -> tuple[int, int, int]:
     return (d, d, d)
 
 
-# ------------------------------------------------------------------ counting
-@dataclass
-class BlockCounts:
-    """Confusion counts of one block (voxels and instances)."""
-
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-    band_tp: int = 0
-    band_fp: int = 0
-    band_fn: int = 0
-    inst_tp: int = 0
-    inst_fp: int = 0
-    inst_fn: int = 0
-    truth_voxels: int = 0
-    pred_voxels: int = 0
-
-    def __add__(self, other: BlockCounts) -> BlockCounts:
-        return BlockCounts(
-            **{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__}
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
-
-
-def ratio_scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
-    """Dice/F1, IoU, precision and recall from summed counts.
-
-    Both-empty (no truth, no prediction) scores 1 for Dice, F1 and IoU, as
-    CellMap and empanada do; a ratio with a zero denominator otherwise is
-    ``None`` (undefined), never a silent 0.
-    """
-    if tp + fp + fn == 0:
-        return {"dice": 1.0, "iou": 1.0, "precision": None, "recall": None}
-    return {
-        "dice": 2 * tp / (2 * tp + fp + fn),
-        "iou": tp / (tp + fp + fn),
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-    }
-
-
-def boundary_band_mask(truth: np.ndarray, band: int, *, connectivity: int = 1) -> np.ndarray:
-    """Voxels within ``band`` voxels (inside or outside) of the truth's edges.
-
-    Outside the array counts as "same as the nearest voxel", so the array's own
-    faces are not taken for object edges; pass a truth array grown by ``band``
-    voxels and crop afterwards to get exact bands at block faces.
-    """
-    if band <= 0:
-        return np.zeros(truth.shape, dtype=bool)
-    structure = ndimage.generate_binary_structure(truth.ndim, connectivity)
-    padded = np.pad(truth, band, mode="edge")
-    grown = ndimage.binary_dilation(padded, structure, iterations=band)
-    shrunk = ndimage.binary_erosion(padded, structure, iterations=band, border_value=1)
-    inner = tuple(slice(band, -band) for _ in range(truth.ndim))
-    return (grown & ~shrunk)[inner]
-
-
-def instance_counts(
-    pred: np.ndarray,
-    truth: np.ndarray,
-    *,
-    iou_threshold: float = 0.5,
-    connectivity: int = 3,
-) -> tuple[int, int, int]:
-    """Instance TP/FP/FN: connected components matched one-to-one at IoU ≥ ``iou_threshold``.
-
-    Components come from :func:`scipy.ndimage.label` (``connectivity`` 1 = faces,
-    3 = faces, edges and corners). Pairs are matched by the Hungarian algorithm
-    on IoU, restricted to pairs reaching the threshold.
-    """
-    structure = ndimage.generate_binary_structure(3, connectivity)
-    t_lab, n_t = ndimage.label(truth, structure)
-    p_lab, n_p = ndimage.label(pred, structure)
-    if n_t == 0 or n_p == 0:
-        return 0, int(n_p), int(n_t)
-    t_area = np.bincount(t_lab.ravel(), minlength=n_t + 1)
-    p_area = np.bincount(p_lab.ravel(), minlength=n_p + 1)
-    both = (t_lab > 0) & (p_lab > 0)
-    pair = t_lab[both].astype(np.int64) * (n_p + 1) + p_lab[both]
-    keys, inter = np.unique(pair, return_counts=True)
-    ti, pi = np.divmod(keys, n_p + 1)
-    iou = inter / (t_area[ti] + p_area[pi] - inter)
-    ok = iou >= iou_threshold
-    if not ok.any():
-        return 0, int(n_p), int(n_t)
-    ti, pi, iou = ti[ok], pi[ok], iou[ok]
-    rows, row_idx = np.unique(ti, return_inverse=True)
-    cols, col_idx = np.unique(pi, return_inverse=True)
-    cost = np.zeros((rows.size, cols.size))
-    cost[row_idx, col_idx] = iou
-    r, c = linear_sum_assignment(cost, maximize=True)
-    tp = int(np.count_nonzero(cost[r, c] >= iou_threshold))
-    return tp, int(n_p) - tp, int(n_t) - tp
-
-
-def count_block(
-    pred: np.ndarray,
-    truth: np.ndarray,
-    *,
-    boundary_band: int = 1,
-    truth_context: np.ndarray | None = None,
-    context_slices: tuple[slice, ...] | None = None,
-    iou_threshold: float = 0.5,
-    connectivity: int = 3,
-    valid: np.ndarray | None = None,
-) -> BlockCounts:
-    """Count one block; ``pred`` and ``truth`` are boolean arrays of the same shape.
-
-    ``truth_context`` (with ``context_slices`` locating the block inside it) is
-    the truth grown by ``boundary_band`` voxels, so the band is exact at the
-    block's faces. ``valid`` (optional) marks the voxels that count: voxels the
-    truth leaves unannotated are neither positives nor negatives.
-    """
-    if pred.shape != truth.shape:
-        msg = f"prediction block {pred.shape} and truth block {truth.shape} differ in shape"
-        raise SegmentationError(msg)
-    pred = pred.astype(bool, copy=False)
-    truth = truth.astype(bool, copy=False)
-    if valid is not None:
-        # unannotated truth voxels count neither way
-        pred = pred & valid
-        truth = truth & valid
-    tp = int(np.count_nonzero(pred & truth))
-    fp = int(np.count_nonzero(pred & ~truth))
-    fn = int(np.count_nonzero(~pred & truth))
-    if truth_context is not None and context_slices is not None:
-        band = boundary_band_mask(truth_context.astype(bool, copy=False), boundary_band)[
-            context_slices
-        ]
-    else:
-        band = boundary_band_mask(truth, boundary_band)
-    keep = ~band if valid is None else ~band & valid
-    i_tp, i_fp, i_fn = instance_counts(
-        pred, truth, iou_threshold=iou_threshold, connectivity=connectivity
-    )
-    return BlockCounts(
-        tp=tp,
-        fp=fp,
-        fn=fn,
-        tn=int(pred.size - tp - fp - fn),
-        band_tp=int(np.count_nonzero(pred & truth & keep)),
-        band_fp=int(np.count_nonzero(pred & ~truth & keep)),
-        band_fn=int(np.count_nonzero(~pred & truth & keep)),
-        inst_tp=i_tp,
-        inst_fp=i_fp,
-        inst_fn=i_fn,
-        truth_voxels=int(np.count_nonzero(truth)),
-        pred_voxels=int(np.count_nonzero(pred)),
-    )
-
-
-_CI_KEYS = {
-    "dice": ("tp", "fp", "fn"),
-    "dice_boundary_excluded": ("band_tp", "band_fp", "band_fn"),
-    "instance_f1": ("inst_tp", "inst_fp", "inst_fn"),
-}
-
-
-def bootstrap_ci(
-    counts: Sequence[BlockCounts],
-    *,
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> dict[str, list[float] | None]:
-    """Percentile bootstrap CI over blocks for summed-count metrics.
-
-    Each resample draws ``len(counts)`` blocks with replacement, sums their
-    counts and recomputes the metric, exactly as the point estimate is made.
-    ``None`` when fewer than two blocks exist (no spread to resample).
-    """
-    keys = [*_CI_KEYS, "iou", "precision", "recall"]
-    if len(counts) < 2:
-        return dict.fromkeys(keys)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(counts), size=(samples, len(counts)))
-    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
-
-    def arr(name: str) -> np.ndarray:
-        return np.array([getattr(c, name) for c in counts], dtype=np.float64)[idx].sum(axis=1)
-
-    def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            val = np.where(
-                den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan
-            )
-        val = val[~np.isnan(val)]
-        if val.size == 0:
-            return None
-        return [float(np.quantile(val, lo_q)), float(np.quantile(val, hi_q))]
-
-    out: dict[str, list[float] | None] = {}
-    for key, (a, b, c) in _CI_KEYS.items():
-        tp, fp, fn = arr(a), arr(b), arr(c)
-        out[key] = interval(2 * tp, 2 * tp + fp + fn, True)
-    tp, fp, fn = arr("tp"), arr("fp"), arr("fn")
-    out["iou"] = interval(tp, tp + fp + fn, True)
-    out["precision"] = interval(tp, tp + fp, False)
-    out["recall"] = interval(tp, tp + fn, False)
-    return out
-
-
-def summarize(counts: Sequence[BlockCounts]) -> dict[str, Any]:
-    """Summed counts and the scores computed from them (raw, boundary-excluded, instance)."""
-    total = sum(counts, BlockCounts())
-    inst = ratio_scores(total.inst_tp, total.inst_fp, total.inst_fn)
-    return {
-        "blocks": len(counts),
-        "raw": {
-            "tp": total.tp,
-            "fp": total.fp,
-            "fn": total.fn,
-            **ratio_scores(total.tp, total.fp, total.fn),
-        },
-        "boundary_excluded": {
-            "tp": total.band_tp,
-            "fp": total.band_fp,
-            "fn": total.band_fn,
-            **ratio_scores(total.band_tp, total.band_fp, total.band_fn),
-        },
-        "instance": {
-            "tp": total.inst_tp,
-            "fp": total.inst_fp,
-            "fn": total.inst_fn,
-            "f1": inst["dice"],
-            "precision": inst["precision"],
-            "recall": inst["recall"],
-        },
-        "truth_voxels": total.truth_voxels,
-        "pred_voxels": total.pred_voxels,
-        "empty_truth_blocks": sum(1 for c in counts if c.truth_voxels == 0),
-    }
-
-
 # ------------------------------------------------------------------- factors
 Factor = Callable[[Box, tuple[int, ...]], str]
 """A factor maps a block (and the image shape) to the name of its group."""
@@ -799,7 +481,7 @@ def measure_shading(image: str | Path, axis: int = 2) -> dict[str, Any]:
     import zarr
 
     group = zarr.open_group(str(image), mode="r")
-    vol = _open_level0(Path(image), "image")
+    vol = open_level0(Path(image), "image")
     arr = group[read_ngff(image).levels[-1].path]
     index: list[Any] = [0] * arr.ndim
     for a in vol.spatial:
@@ -841,48 +523,7 @@ def resolve_factors(
     return out
 
 
-# -------------------------------------------------------------- OME-Zarr read
-@dataclass
-class _Volume:
-    """Level 0 of an OME-Zarr image or label image, opened lazily."""
-
-    path: Path
-    array: Any
-    attrs: dict[str, Any]
-    spatial: tuple[int, int, int]
-    lead: tuple[int, ...]
-
-    @property
-    def shape(self) -> Vec3:
-        return tuple(self.array.shape[i] for i in self.spatial)  # type: ignore[return-value]
-
-    def read(self, box: Box) -> np.ndarray:
-        index: list[Any] = [0] * self.array.ndim
-        for axis, sl in zip(self.spatial, box.slices, strict=True):
-            index[axis] = sl
-        return np.asarray(self.array[tuple(index)])
-
-
-def _open_level0(path: Path, what: str) -> _Volume:
-    """Level 0 of an image or label image, read through :mod:`curated.images.ngff` (strict)."""
-    import zarr
-
-    try:
-        meta = read_ngff(path)
-        spatial = meta.zyx()
-    except InputError as exc:
-        raise InputError(f"the {what} {exc.message}", path=path, field=exc.field) from None
-    array = zarr.open_group(str(path), mode="r")[meta.levels[0].path]
-    lead = tuple(i for i in range(array.ndim) if i not in spatial)
-    if any(array.shape[i] != 1 for i in lead):
-        dims = {meta.axes[i].name: array.shape[i] for i in lead}
-        raise InputError(
-            f"the {what} has non-spatial axes of size > 1 {dims}; evaluate one channel/time point",
-            path=path,
-        )
-    return _Volume(path=path, array=array, attrs=meta.flat_attrs, spatial=spatial, lead=lead)
-
-
+# --------------------------------------------------------------- label images
 def _label_path(image: Path, name: str, role: str) -> Path:
     p = image / "labels" / name
     if not p.is_dir():
@@ -1138,6 +779,33 @@ def _binary(arr: np.ndarray, value: int) -> np.ndarray:
     return arr == value
 
 
+@dataclass(frozen=True)
+class _EvalSettings:
+    """What :func:`evaluate` scores and how; the fields are its keyword arguments."""
+
+    pred: str
+    truth: str
+    label_value: int
+    pred_value: int | None = None
+    blocks: int | HeldOutBlocks | str | Path = 8
+    block_size: int | Sequence[int] = 32
+    seed: int = 0
+    exclude_training: str | Path | None = None
+    extra_margin: int = 0
+    factors: Sequence[str] | Mapping[str, Factor] | None = ("shading_side",)
+    boundary_band: int = 1
+    iou_threshold: float = 0.5
+    connectivity: int = 3
+    name: str | None = None
+    out: str | Path | None = None
+    overwrite: bool = False
+    picture_blocks: int = 4
+    whole_volume: bool | None = None
+    tile: int | Sequence[int] = 64
+    x_bins: int = 4
+    stratify: bool = True
+
+
 def evaluate(
     image: str | Path,
     *,
@@ -1228,94 +896,145 @@ def evaluate(
     >>> report.dice  # doctest: +SKIP
     0.91
     """
-    image = Path(image)
-    prog = ensure_progress(progress)
-    ws = as_workspace(workspace)
-    label_value = int(label_value)
-    img = _open_level0(image, "image")
-    pred_vol = _open_level0(_label_path(image, pred, "pred"), f"prediction {pred!r}")
-    truth_vol = _open_level0(_label_path(image, truth, "truth"), f"truth {truth!r}")
+    settings = _EvalSettings(
+        pred=pred,
+        truth=truth,
+        label_value=int(label_value),
+        pred_value=pred_value,
+        blocks=blocks,
+        block_size=block_size,
+        seed=seed,
+        exclude_training=exclude_training,
+        extra_margin=extra_margin,
+        factors=factors,
+        boundary_band=boundary_band,
+        iou_threshold=iou_threshold,
+        connectivity=connectivity,
+        name=name,
+        out=out,
+        overwrite=overwrite,
+        picture_blocks=picture_blocks,
+        whole_volume=whole_volume,
+        tile=tile,
+        x_bins=x_bins,
+        stratify=stratify,
+    )
+    return _evaluate(Path(image), settings, as_workspace(workspace), ensure_progress(progress))
+
+
+@dataclass
+class _Inputs:
+    """The three level-0 volumes and what the truth's metadata says about the scoring."""
+
+    image: Path
+    img: Volume
+    pred_vol: Volume
+    truth_vol: Volume
+    pred_meta: dict[str, Any]
+    pred_value: int
+    declared: set[int] | None
+    unannotated: set[int]
+    truth_complete: bool
+    names: dict[int, str]
+    coarse: np.ndarray
+    classes: list[int]
+
+
+def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
+    """Open image, prediction and truth; check their shapes and the label values."""
+    from curated.segment import _store
+
+    img = open_level0(image, "image")
+    pred_vol = open_level0(_label_path(image, s.pred, "pred"), f"prediction {s.pred!r}")
+    truth_vol = open_level0(_label_path(image, s.truth, "truth"), f"truth {s.truth!r}")
     for vol, role in ((pred_vol, "pred"), (truth_vol, "truth")):
         if vol.shape != img.shape:
             msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
             raise SegmentationError(msg, path=vol.path, field=role)
     pred_meta = _prediction_meta(pred_vol.attrs)
+    pred_value = s.pred_value
     if pred_value is None:
         pv = (
             (pred_meta.get("model") or {}).get("label_value")
             if isinstance(pred_meta.get("model"), Mapping)
             else None
         )
-        pred_value = int(pv) if pv is not None else label_value
+        pred_value = int(pv) if pv is not None else s.label_value
     declared = _declared_label_values(truth_vol.attrs)
-    if declared is not None and label_value not in declared:
-        msg = f"label value {label_value} is not among the truth's declared values {sorted(declared)}; choose one of them"
+    if declared is not None and s.label_value not in declared:
+        msg = f"label value {s.label_value} is not among the truth's declared values {sorted(declared)}; choose one of them"
         raise SegmentationError(msg, path=truth_vol.path, field="label_value")
-    from curated.segment import _store
-
     unannotated = _unannotated_values(truth_vol.attrs)
     truth_kind = (truth_vol.attrs.get("curated") or {}).get("kind")
-    truth_complete = not unannotated and truth_kind != "annotation"
-    if whole_volume is None:
-        whole_volume = truth_complete
-    names = _store.class_names(image, truth)
+    names = _store.class_names(image, s.truth)
     coarse = coarsest_level(truth_vol)
-    classes = sorted(({int(v) for v in np.unique(coarse)} | {label_value}) - {0} - set(unannotated))
+    classes = sorted(
+        ({int(v) for v in np.unique(coarse)} | {s.label_value}) - {0} - set(unannotated)
+    )
+    return _Inputs(
+        image=image,
+        img=img,
+        pred_vol=pred_vol,
+        truth_vol=truth_vol,
+        pred_meta=pred_meta,
+        pred_value=int(pred_value),
+        declared=declared,
+        unannotated=unannotated,
+        truth_complete=not unannotated and truth_kind != "annotation",
+        names=names,
+        coarse=coarse,
+        classes=classes,
+    )
 
-    exclusion: TrainingExclusion | None = None
-    if exclude_training is not None:
-        exclusion = training_exclusion(exclude_training, extra_margin=extra_margin, image=image)
-    if isinstance(blocks, HeldOutBlocks | str | Path):
-        held = blocks if isinstance(blocks, HeldOutBlocks) else HeldOutBlocks.load(blocks)
-        if tuple(held.image_shape) != tuple(img.shape):
-            msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(img.shape)}"
-            raise SegmentationError(msg, field="blocks")
-        if exclusion is not None:
-            touching = [
-                i
-                for i, b in enumerate(held.blocks)
-                if any(b.intersects(e) for e in exclusion.boxes)
-            ]
-            if touching:
-                msg = (
-                    f"held-out blocks {touching} touch a training ROI of the model or its ancestors "
-                    "(context included): the model was trained where it is tested. Draw new blocks, "
-                    "or train without those regions"
-                )
-                raise SegmentationError(
-                    msg,
-                    path=exclusion.model_dir,
-                    field="lineage_rois",
-                    details={"blocks": touching},
-                )
-            held = HeldOutBlocks(
-                held.image_shape,
-                held.block_size,
-                held.seed,
-                held.blocks,
-                held.rejected_training,
-                held.rejected_overlap,
-                exclusion.boxes,
-                held.strata,
-            )
-        seed = held.seed
-    else:
+
+def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | None) -> HeldOutBlocks:
+    """The blocks to score: given ones (checked against the training regions) or a fresh draw."""
+    if not isinstance(s.blocks, HeldOutBlocks | str | Path):
         held = draw_held_out_blocks(
-            img.shape,
-            int(blocks),
-            block_size,
-            seed=seed,
+            inp.img.shape,
+            int(s.blocks),
+            s.block_size,
+            seed=s.seed,
             exclude=exclusion.boxes if exclusion else (),
         )
-        if stratify:
-            held, _ = stratify_blocks(held, truth_vol, coarse, classes)
+        if s.stratify:
+            held, _ = stratify_blocks(held, inp.truth_vol, inp.coarse, inp.classes)
+        return held
+    held = s.blocks if isinstance(s.blocks, HeldOutBlocks) else HeldOutBlocks.load(s.blocks)
+    if tuple(held.image_shape) != tuple(inp.img.shape):
+        msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(inp.img.shape)}"
+        raise SegmentationError(msg, field="blocks")
+    if exclusion is None:
+        return held
+    touching = [
+        i for i, b in enumerate(held.blocks) if any(b.intersects(e) for e in exclusion.boxes)
+    ]
+    if touching:
+        msg = (
+            f"held-out blocks {touching} touch a training ROI of the model or its ancestors "
+            "(context included): the model was trained where it is tested. Draw new blocks, "
+            "or train without those regions"
+        )
+        raise SegmentationError(
+            msg, path=exclusion.model_dir, field="lineage_rois", details={"blocks": touching}
+        )
+    return HeldOutBlocks(
+        held.image_shape,
+        held.block_size,
+        held.seed,
+        held.blocks,
+        held.rejected_training,
+        held.rejected_overlap,
+        exclusion.boxes,
+        held.strata,
+    )
 
-    name = safe_name(name or f"{pred}-vs-{truth}-{label_value}")
-    json_path = _output_json(ws, out, name)
-    if json_path is not None and json_path.exists() and not overwrite:
-        msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
-        raise InputError(msg, path=json_path)
 
+def _factor_setup(
+    image: Path, img: Volume, factors: Sequence[str] | Mapping[str, Factor] | None
+) -> tuple[dict[str, Any], bool, dict[str, Factor]]:
+    """The image attributes the factors read (shading measured when asked for and not
+    recorded), whether shading was asked for, and the factor functions."""
     factor_attrs = dict(img.attrs)
     needs_shading = (
         factors is not None and not isinstance(factors, Mapping) and "shading_side" in factors
@@ -1327,22 +1046,49 @@ def evaluate(
             **(factor_attrs.get("curated") or {}),
             "shading": measure_shading(image),
         }
-    factor_fns = resolve_factors(factors, factor_attrs)
-    params = {
-        "pred": pred,
-        "truth": truth,
-        "label_value": label_value,
-        "pred_value": pred_value,
+    return factor_attrs, needs_shading, resolve_factors(factors, factor_attrs)
+
+
+def _step_params(
+    s: _EvalSettings, inp: _Inputs, held: HeldOutBlocks, factor_fns: Mapping[str, Factor]
+) -> dict[str, Any]:
+    return {
+        "pred": s.pred,
+        "truth": s.truth,
+        "label_value": s.label_value,
+        "pred_value": inp.pred_value,
         "blocks": len(held.blocks),
         "block_size": list(held.block_size),
-        "seed": seed,
-        "boundary_band": boundary_band,
-        "iou_threshold": iou_threshold,
+        "seed": held.seed,
+        "boundary_band": s.boundary_band,
+        "iou_threshold": s.iou_threshold,
         "factors": list(factor_fns),
-        "exclude_training": str(exclude_training) if exclude_training is not None else None,
-        "whole_volume": bool(whole_volume),
+        "exclude_training": str(s.exclude_training) if s.exclude_training is not None else None,
+        "whole_volume": bool(_wants_whole_volume(s, inp)),
         "stratified_blocks": len(held.strata),
     }
+
+
+def _wants_whole_volume(s: _EvalSettings, inp: _Inputs) -> bool:
+    return inp.truth_complete if s.whole_volume is None else bool(s.whole_volume)
+
+
+def _evaluate(
+    image: Path, s: _EvalSettings, ws: Workspace | None, prog: ProgressReporter
+) -> EvaluationReport:
+    from curated.segment import _store
+
+    inp = _open_inputs(image, s)
+    exclusion: TrainingExclusion | None = None
+    if s.exclude_training is not None:
+        exclusion = training_exclusion(s.exclude_training, extra_margin=s.extra_margin, image=image)
+    held = _held_out(s, inp, exclusion)
+    name = safe_name(s.name or f"{s.pred}-vs-{s.truth}-{s.label_value}")
+    json_path = _output_json(ws, s.out, name)
+    if json_path is not None and json_path.exists() and not s.overwrite:
+        msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
+        raise InputError(msg, path=json_path)
+    factor_attrs, needs_shading, factor_fns = _factor_setup(image, inp.img, s.factors)
     inputs: list[str | Path] = [image]
     if exclusion is not None:
         inputs.append(exclusion.model_dir / "model.json")
@@ -1351,182 +1097,231 @@ def evaluate(
         "E",
         "evaluate",
         inputs=inputs,
-        params=params,
+        params=_step_params(s, inp, held, factor_fns),
         libraries=("zarr", "scipy"),
         hash_inputs=False,
     ) as step:
-        from curated.segment.confusion import HALO, Confusion, count_confusion
-
-        counts: list[BlockCounts] = []
-        shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = []
-        seen_value = False
-        confusion = Confusion()
-        block_classes: dict[int, int] = {}
-        scored_in_blocks = 0
-        prog.start("evaluating held-out blocks", len(held.blocks), "blocks")
-        try:
-            for box in held.blocks:
-                ctx = box.grow((max(boundary_band, HALO),) * 3, within=img.shape)
-                truth_ctx = truth_vol.read(ctx)
-                inner = tuple(
-                    slice(b - c, b - c + s)
-                    for b, c, s in zip(box.offset, ctx.offset, box.shape, strict=True)
-                )
-                t_raw = truth_ctx[inner]
-                p_raw = pred_vol.read(box)
-                t = _binary(t_raw, label_value)
-                p = _binary(p_raw, pred_value)
-                valid = ~np.isin(t_raw, list(unannotated)) if unannotated else None
-                seen_value = seen_value or bool(t.any())
-                c = count_block(
-                    p,
-                    t,
-                    boundary_band=boundary_band,
-                    truth_context=_binary(truth_ctx, label_value),
-                    context_slices=inner,
-                    iou_threshold=iou_threshold,
-                    connectivity=connectivity,
-                    valid=valid,
-                )
-                counts.append(c)
-                scored_in_blocks += box.size if valid is None else int(valid.sum())
-                for v, n in _class_counts(t_raw, unannotated).items():
-                    block_classes[v] = block_classes.get(v, 0) + n
-                if c.fp:
-                    confusion = confusion + count_confusion(
-                        p, truth_ctx, inner, label_value, valid=valid, ignore=unannotated
-                    )
-                if len(shown) < picture_blocks:
-                    mid = box.shape[0] // 2
-                    shown.append(
-                        (
-                            box,
-                            img.read(
-                                Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:]))
-                            )[0],
-                            t[mid],
-                            p[mid],
-                        )
-                    )
-                prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
-        finally:
-            prog.finish()
-        if not seen_value and declared is None and not _value_anywhere(truth_vol, label_value):
-            msg = f"label value {label_value} does not occur in the truth {truth!r}; check --label-value"
-            raise SegmentationError(msg, path=truth_vol.path, field="label_value")
-        whole = None
-        if whole_volume:
-            from curated.segment.wholevolume import score_whole_volume
-
-            whole = score_whole_volume(
-                pred_vol,
-                truth_vol,
-                label_value=label_value,
-                pred_value=pred_value,
-                exclusion=exclusion.boxes if exclusion else (),
-                unannotated=unannotated,
-                boundary_band=boundary_band,
-                tile=tile,
-                x_bins=x_bins,
-                seed=seed,
-                progress=prog,
-            )
-        warnings = foreground_warnings(
-            block_classes,
-            scored_in_blocks,
-            classes,
-            names,
-            where="held-out blocks",
-            target=label_value,
-        )
-        if whole is not None:
-            warnings += foreground_warnings(
-                whole.class_voxels,
-                int(whole.counts[:, -1].sum()),
-                [label_value],
-                names,
-                where="scored voxels of the whole volume",
-                target=label_value,
-            )
-        if exclusion is None:
-            warnings.append(
-                "no model was given (--exclude-training), so training regions were not left out: "
-                "if this prediction's model was trained on this image, these scores are optimistic"
-            )
-        truth_origin = _store.label_origin(image, truth)
-        if truth_origin == "model-prediction":
-            warnings.append(
-                f"the truth {truth!r} is itself a model's prediction: these scores measure agreement "
-                "between two models, not accuracy"
-            )
-
-        groups = {f: [fn(b, tuple(img.shape)) for b in held.blocks] for f, fn in factor_fns.items()}
-        model_info = None
-        if exclusion is not None:
-            m = exclusion.model
-            model_info = {
-                "id": m.get("id"),
-                "name": m.get("name"),
-                "path": str(exclusion.model_dir),
-                "weights_sha256": (m.get("weights") or {}).get("sha256"),
-                "parent": m.get("parent"),
-                "lineage_rois": [r.to_dict() for r in exclusion.rois],
-                "exclusion_margin": list(exclusion.margin),
-            }
+        scores = _score_blocks(s, inp, held, prog)
+        whole = _score_whole(s, inp, held.seed, exclusion, prog)
+        truth_origin = _store.label_origin(image, s.truth)
         report = EvaluationReport(
             name=name,
             image=str(image),
-            pred=pred,
-            truth=truth,
-            label_value=label_value,
-            pred_value=pred_value,
+            pred=s.pred,
+            truth=s.truth,
+            label_value=s.label_value,
+            pred_value=inp.pred_value,
             held_out=held,
-            boundary_band=boundary_band,
-            iou_threshold=iou_threshold,
-            connectivity=connectivity,
-            counts=counts,
-            factor_groups=groups,
+            boundary_band=s.boundary_band,
+            iou_threshold=s.iou_threshold,
+            connectivity=s.connectivity,
+            counts=scores.counts,
+            factor_groups={
+                f: [fn(b, tuple(inp.img.shape)) for b in held.blocks]
+                for f, fn in factor_fns.items()
+            },
             factor_info={"shading": (factor_attrs.get("curated") or {}).get("shading")}
             if needs_shading
             else {},
-            model=model_info,
-            pred_meta={**pred_meta, "origin": _store.label_origin(image, pred)},
-            bootstrap_seed=seed,
-            class_names=names,
-            classes=classes,
+            model=_model_info(exclusion),
+            pred_meta={**inp.pred_meta, "origin": _store.label_origin(image, s.pred)},
+            bootstrap_seed=held.seed,
+            class_names=inp.names,
+            classes=inp.classes,
             truth_origin=truth_origin,
-            truth_complete=truth_complete,
-            unannotated=sorted(unannotated),
-            block_class_voxels=block_classes,
-            block_scored_voxels=scored_in_blocks,
-            confusion=confusion,
+            truth_complete=inp.truth_complete,
+            unannotated=sorted(inp.unannotated),
+            block_class_voxels=scores.block_classes,
+            block_scored_voxels=scores.scored_voxels,
+            confusion=scores.confusion,
             whole=whole,
-            warnings=warnings,
+            warnings=_warnings(s, inp, scores, whole, exclusion, truth_origin),
         )
         if json_path is not None:
-            md_path = json_path.with_suffix(".md")
-            png_path = json_path.with_suffix(".png")
-            rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
-            report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
-            atomic_write_bytes(png_path, render_blocks_png(shown))
-            atomic_write_text(md_path, report.to_markdown())
-            write_json(json_path, report.to_dict())
-            for p in (json_path, md_path, png_path):
-                step.add_output(p, role="evaluation")
-            if exclusion is not None:
-                _append_model_evaluation(exclusion.model_dir, json_path)
-                # model.json changed: record its new digest so `curated log --verify --files` still passes
-                step.add_output(exclusion.model_dir / "model.json", role="model")
-        ov = report.overall
+            _write_report(report, json_path, ws, scores.shown, step, exclusion)
         step.details = {
-            "dice": ov["raw"]["dice"],
-            "blocks": len(counts),
+            "dice": report.overall["raw"]["dice"],
+            "blocks": len(scores.counts),
             "ci95_dice": report.ci95.get("dice"),
             "whole_volume_dice": whole.overall["raw"]["dice"] if whole is not None else None,
-            "warnings": len(warnings),
+            "warnings": len(report.warnings),
         }
         step.message = report.result().message
     return report
+
+
+@dataclass
+class _BlockScores:
+    """What scoring the held-out blocks one by one gathered."""
+
+    counts: list[BlockCounts] = field(default_factory=list)
+    shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    seen_value: bool = False
+    confusion: Any = None
+    block_classes: dict[int, int] = field(default_factory=dict)
+    scored_voxels: int = 0
+
+
+def _score_blocks(
+    s: _EvalSettings, inp: _Inputs, held: HeldOutBlocks, prog: ProgressReporter
+) -> _BlockScores:
+    """Count every held-out block (memory: one block and its halo at a time)."""
+    from curated.segment.confusion import HALO, Confusion, count_confusion
+
+    out = _BlockScores(confusion=Confusion())
+    unannotated = inp.unannotated
+    prog.start("evaluating held-out blocks", len(held.blocks), "blocks")
+    try:
+        for box in held.blocks:
+            ctx = box.grow((max(s.boundary_band, HALO),) * 3, within=inp.img.shape)
+            truth_ctx = inp.truth_vol.read(ctx)
+            inner = tuple(
+                slice(b - c, b - c + n)
+                for b, c, n in zip(box.offset, ctx.offset, box.shape, strict=True)
+            )
+            t_raw = truth_ctx[inner]
+            t = _binary(t_raw, s.label_value)
+            p = _binary(inp.pred_vol.read(box), inp.pred_value)
+            valid = ~np.isin(t_raw, list(unannotated)) if unannotated else None
+            out.seen_value = out.seen_value or bool(t.any())
+            c = count_block(
+                p,
+                t,
+                boundary_band=s.boundary_band,
+                truth_context=_binary(truth_ctx, s.label_value),
+                context_slices=inner,
+                iou_threshold=s.iou_threshold,
+                connectivity=s.connectivity,
+                valid=valid,
+            )
+            out.counts.append(c)
+            out.scored_voxels += box.size if valid is None else int(valid.sum())
+            for v, n in _class_counts(t_raw, unannotated).items():
+                out.block_classes[v] = out.block_classes.get(v, 0) + n
+            if c.fp:
+                out.confusion = out.confusion + count_confusion(
+                    p, truth_ctx, inner, s.label_value, valid=valid, ignore=unannotated
+                )
+            if len(out.shown) < s.picture_blocks:
+                mid = box.shape[0] // 2
+                mid_plane = Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:]))
+                out.shown.append((box, inp.img.read(mid_plane)[0], t[mid], p[mid]))
+            prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
+    finally:
+        prog.finish()
+    if (
+        not out.seen_value
+        and inp.declared is None
+        and not _value_anywhere(inp.truth_vol, s.label_value)
+    ):
+        msg = f"label value {s.label_value} does not occur in the truth {s.truth!r}; check --label-value"
+        raise SegmentationError(msg, path=inp.truth_vol.path, field="label_value")
+    return out
+
+
+def _score_whole(
+    s: _EvalSettings,
+    inp: _Inputs,
+    seed: int,
+    exclusion: TrainingExclusion | None,
+    prog: ProgressReporter,
+) -> Any:
+    """Whole-volume scores outside the training regions, or ``None`` when not asked for."""
+    if not _wants_whole_volume(s, inp):
+        return None
+    from curated.segment.wholevolume import score_whole_volume
+
+    return score_whole_volume(
+        inp.pred_vol,
+        inp.truth_vol,
+        label_value=s.label_value,
+        pred_value=inp.pred_value,
+        exclusion=exclusion.boxes if exclusion else (),
+        unannotated=inp.unannotated,
+        boundary_band=s.boundary_band,
+        tile=s.tile,
+        x_bins=s.x_bins,
+        seed=seed,
+        progress=prog,
+    )
+
+
+def _warnings(
+    s: _EvalSettings,
+    inp: _Inputs,
+    scores: _BlockScores,
+    whole: Any,
+    exclusion: TrainingExclusion | None,
+    truth_origin: str | None,
+) -> list[str]:
+    """What the reader of the scores must know: thin classes, no exclusion, a model as truth."""
+    warnings = foreground_warnings(
+        scores.block_classes,
+        scores.scored_voxels,
+        inp.classes,
+        inp.names,
+        where="held-out blocks",
+        target=s.label_value,
+    )
+    if whole is not None:
+        warnings += foreground_warnings(
+            whole.class_voxels,
+            int(whole.counts[:, -1].sum()),
+            [s.label_value],
+            inp.names,
+            where="scored voxels of the whole volume",
+            target=s.label_value,
+        )
+    if exclusion is None:
+        warnings.append(
+            "no model was given (--exclude-training), so training regions were not left out: "
+            "if this prediction's model was trained on this image, these scores are optimistic"
+        )
+    if truth_origin == "model-prediction":
+        warnings.append(
+            f"the truth {s.truth!r} is itself a model's prediction: these scores measure agreement "
+            "between two models, not accuracy"
+        )
+    return warnings
+
+
+def _model_info(exclusion: TrainingExclusion | None) -> dict[str, Any] | None:
+    if exclusion is None:
+        return None
+    m = exclusion.model
+    return {
+        "id": m.get("id"),
+        "name": m.get("name"),
+        "path": str(exclusion.model_dir),
+        "weights_sha256": (m.get("weights") or {}).get("sha256"),
+        "parent": m.get("parent"),
+        "lineage_rois": [r.to_dict() for r in exclusion.rois],
+        "exclusion_margin": list(exclusion.margin),
+    }
+
+
+def _write_report(
+    report: EvaluationReport,
+    json_path: Path,
+    ws: Workspace | None,
+    shown: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]],
+    step: Any,
+    exclusion: TrainingExclusion | None,
+) -> None:
+    """Write the JSON, Markdown and PNG; link the evaluation from the model's ``model.json``."""
+    md_path = json_path.with_suffix(".md")
+    png_path = json_path.with_suffix(".png")
+    rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
+    report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
+    atomic_write_bytes(png_path, render_blocks_png(shown))
+    atomic_write_text(md_path, report.to_markdown())
+    write_json(json_path, report.to_dict())
+    for p in (json_path, md_path, png_path):
+        step.add_output(p, role="evaluation")
+    if exclusion is not None:
+        _append_model_evaluation(exclusion.model_dir, json_path)
+        # model.json changed: record its new digest so `curated log --verify --files` still passes
+        step.add_output(exclusion.model_dir / "model.json", role="model")
 
 
 def _prediction_meta(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -1551,7 +1346,7 @@ def _unannotated_values(attrs: Mapping[str, Any]) -> set[int]:
     return out
 
 
-def _value_anywhere(vol: _Volume, value: int) -> bool:
+def _value_anywhere(vol: Volume, value: int) -> bool:
     """Scan level 0 chunk row by chunk row for ``value`` (only when blocks and metadata did not show it)."""
     chunks = getattr(vol.array, "chunks", None)
     step = tuple(int(chunks[a]) for a in vol.spatial) if chunks else (64, 64, 64)

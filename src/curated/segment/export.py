@@ -36,9 +36,10 @@ import unicodedata
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -46,8 +47,13 @@ import yaml
 from curated._text import render_template
 from curated.errors import ConversionError, InputError, SegmentationError
 from curated.results import Result
-from curated.segment.evaluate import Box, _open_level0, read_model_json
+from curated.segment.geometry import Box
+from curated.segment.modeljson import read_model_json
+from curated.segment.volume import open_level0
 from curated.workspace import Workspace, as_workspace, recorder
+
+if TYPE_CHECKING:
+    from curated.segment.modelio import SegmentationModel
 
 FORMAT_VERSION = "0.5.4"
 """bioimage.io model RDF version written (0.5.x; newer readers convert it)."""
@@ -298,7 +304,7 @@ def _test_raw(
     src = image or _resolve(training.get("image"), *bases)
     if src is not None:
         try:
-            vol = _open_level0(src, "image")
+            vol = open_level0(src, "image")
         except (InputError, ConversionError):  # unreadable or interrupted: synthetic input
             vol = None
         if vol is not None:
@@ -342,7 +348,7 @@ def _structure_name(image: Path | None, labels: str | None, value: Any) -> str |
     names += sorted(p.name for p in labels_dir.iterdir() if p.is_dir() and p.name != labels)
     for name in names:
         try:
-            attrs = _open_level0(labels_dir / name, "label image").attrs
+            attrs = open_level0(labels_dir / name, "label image").attrs
         except (InputError, ConversionError):  # not a label image, or one still being written
             continue
         for prop in (attrs.get("image-label") or {}).get("properties") or []:
@@ -469,8 +475,6 @@ def export_bioimageio(
         ``details`` holds the package's files, sha256 of the weights, and whether
         the model had an evaluation.
     """
-    import torch
-
     from curated.segment.modelio import load_model
 
     folder, _ = read_model_json(model_dir)
@@ -489,347 +493,481 @@ def export_bioimageio(
     ) as step:
         # checks the format, the architecture and the weights' sha256 before anything is written
         loaded = load_model(folder)
-        model, cfg, prep = loaded.meta, loaded.config, loaded.preprocessing
-        weights_sha = loaded.sha256
-        if not prep.fitted:
+        if not loaded.preprocessing.fitted:
             raise SegmentationError(
                 "pre-processing has no fitted intensity bounds (low/high)",
                 path=folder / "model.json",
                 field="preprocessing",
             )
-        filters = [
-            n
-            for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma")
-            if getattr(prep, n) > 0
-        ]
-        net = loaded.network("cpu")
-        geom = cfg.geometry
-        arch_text = architecture_source()
-        arch_module = _load_architecture(arch_text)
-        if filters:
-            # bioimage.io has no step for these filters: they run inside the shipped network
-            arch_callable = PREPROCESSED_CALLABLE
-            arch_kwargs: dict[str, Any] = {
-                "unet": cfg.to_dict(),
-                "low": float(prep.low),
-                "high": float(prep.high),
-                "denoise_sigma": float(prep.denoise_sigma),
-                "shading_sigma": float(prep.shading_sigma),
-                "shading_reference": prep.shading_reference,
-                "local_contrast_sigma": float(prep.local_contrast_sigma),
-                "local_contrast_mean": prep.local_contrast_mean,
-                "local_contrast_std": prep.local_contrast_std,
-            }
-            halo = prep.halo
-        else:
-            arch_callable = ARCHITECTURE_CALLABLE
-            arch_kwargs = cfg.to_dict()
-            halo = (0, 0, 0)
-        shipped = getattr(arch_module, arch_callable)(**arch_kwargs)
-        (shipped.unet if filters else shipped).load_state_dict(net.state_dict())
-        shipped.eval()
-        in_min = tuple(m + 2 * h for m, h in zip(geom.input_min, halo, strict=True))
-        reach = tuple(c + h for c, h in zip(geom.context, halo, strict=True))
-
-        meta = _workspace_metadata(ws)
-        bases = [folder, *([ws.root] if ws else []), *folder.parents]
+        shipped = _ship_network(loaded)
         img_path = Path(image) if image is not None else None
-        # test tensors: ~24 voxels of output per side, kept well under 10 MB
-        out_shape = geom.valid_output((min(24, max(geom.output_min[0], 8)), 24, 24))
-        in_shape = tuple(i + 2 * h for i, h in zip(geom.input_for(out_shape), halo, strict=True))
-        raw, raw_origin = _test_raw(model, in_shape, img_path, bases, "uint8")
-        with torch.no_grad():
-            # the expected output comes from curated's own pre-processing and network ...
-            prob = (
-                torch.sigmoid(net(torch.from_numpy(prep.apply(raw))[None, None]))
-                .numpy()
-                .astype(np.float32)
-            )
-            # ... and the shipped network (with what bioimage.io will do before it) must agree
-            x = np.asarray(raw, dtype=np.float32)
-            if not filters:
-                x = np.clip(
-                    x * np.float32(2.0 / (prep.high - prep.low))
-                    - np.float32(2.0 * prep.low / (prep.high - prep.low) + 1.0),
-                    -1,
-                    1,
-                )
-            again = torch.sigmoid(
-                shipped(torch.from_numpy(np.ascontiguousarray(x))[None, None])
-            ).numpy()
-        if again.shape != prob.shape or float(np.max(np.abs(again - prob))) > 1e-3:
-            msg = "the exported network does not reproduce curated's own prediction; this is a bug, please report it"
-            raise SegmentationError(msg, path=folder)
-        test_in = raw[None, None]
-        # torchscript, checked against the eager network at a second valid size
-        with warnings.catch_warnings():
-            # torch deprecates TorchScript, but bioimage.io consumers still run it
-            warnings.simplefilter("ignore", DeprecationWarning)
-            traced = torch.jit.trace(shipped, torch.zeros((1, 1, *in_min)), check_trace=False)
-        probe = torch.from_numpy(
-            np.random.default_rng(1).uniform(20, 230, (1, 1, *in_shape)).astype(np.float32)
-        )
-        with torch.no_grad():
-            if not torch.allclose(traced(probe), shipped(probe), atol=1e-5):
-                msg = "the traced TorchScript network differs from the eager one; cannot export torchscript"
-                raise SegmentationError(msg, path=folder)
-        ts_buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(traced, ts_buf)
-        sd_buf = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in shipped.state_dict().items()}, sd_buf)
-
-        arch_src = arch_text.encode("utf-8")
-        files: dict[str, bytes] = {
-            ARCHITECTURE_FILE: arch_src,
-            "weights.pt": sd_buf.getvalue(),
-            "weights_torchscript.pt": ts_buf.getvalue(),
-            "test_input.npy": _npy_bytes(test_in),
-            "test_output.npy": _npy_bytes(prob),
-            "cover.png": _cover_png(raw, prob[0, 0], reach),
-            "model.json": (folder / "model.json").read_bytes(),
-        }
-        evaluations = _read_evaluations(folder, model, ws, weights_sha)
+        bases = [folder, *([ws.root] if ws else []), *folder.parents]
+        test = _test_tensors(loaded, shipped, img_path, bases)
+        files = _network_files(loaded, shipped, test)
+        evaluations = _read_evaluations(folder, loaded.meta, ws, loaded.sha256)
         attachments = ["model.json"]
         for i, ev in enumerate(e for e in evaluations if not e.get("missing")):
             fname = f"evaluations/{i:02d}-{Path(ev['_path']).name}"
             files[fname] = Path(ev["_path"]).read_bytes()
             ev["_package_file"] = fname
             attachments.append(fname)
-
-        study = meta.get("study") or {}
-        lic = license or study.get("license") or model.get("license")
-        license_note = None
-        if not lic:
-            lic = DEFAULT_LICENSE
-            license_note = (
-                f"No licence was recorded for this model or its dataset, so the weights are offered under {DEFAULT_LICENSE} "
-                "(curated's own licence). Set `study.license` in curated.yaml and export again to change it."
-            )
-        authors = _authors(meta, model)
-        label = model.get("label") or {}
-        label_name = str(label.get("labels") or "structure")
-        train_image = img_path or _resolve((model.get("training") or {}).get("image"), *bases)
-        struct = (
-            _structure_name(train_image, label.get("labels"), label.get("label_value"))
-            or f"label {label.get('label_value')}"
-        )
-        training_labels = _label_facts(train_image, label.get("labels"))
-        for ev in evaluations:
-            if ev.get("missing"):
-                continue
-            ev_image = _resolve(str(ev.get("image") or ""), *bases)
-            ev["_truth_facts"] = _label_facts(ev_image, (ev.get("truth") or {}).get("name"))
-        display = str(model.get("name") or model.get("id") or folder.name)
-        pytorch_version = torch.__version__.split("+")[0]
-        voxel, unit = _voxel_size(model, img_path)
-        current = [e for e in evaluations if not e.get("missing") and e.get("_current")]
-        card = render_template(
-            "model_card.md.j2",
-            strict=False,
-            filters=filters,
-            halo=list(halo),
-            m=model,
-            name=display,
-            label_name=label_name,
-            structure=struct,
-            geom=geom.to_dict(),
-            cfg=cfg.to_dict(),
-            n_params=sum(int(v.numel()) for v in net.state_dict().values()),
-            prep=prep.to_dict(),
-            evaluations=evaluations,
-            current=current,
-            authors=authors,
-            license=lic,
-            license_note=license_note,
-            study=study,
-            voxel=voxel,
-            unit=unit,
-            raw_origin=raw_origin,
-            weights_sha=weights_sha,
-            created=datetime.now(UTC).strftime("%Y-%m-%d"),
-            dataset_title=study.get("title"),
-            training_labels=training_labels,
-            origin_text=ORIGIN_TEXT,
-        )
-        files["documentation.md"] = card.encode("utf-8")
-
-        def space_axes(size_of: Any) -> list[dict[str, Any]]:
-            axes = []
-            for i, ax in enumerate("zyx"):
-                a: dict[str, Any] = {"type": "space", "id": ax, "size": size_of(i, ax)}
-                if voxel:
-                    a["scale"] = voxel[i]
-                    if unit:
-                        a["unit"] = unit
-                axes.append(a)
-            return axes
-
-        gain = 2.0 / max(float(prep.high) - float(prep.low), 1e-6)
-        offset = -float(prep.low) * gain - 1.0
-        raw_dtype = str(raw.dtype)
-        rdf: dict[str, Any] = {
-            "type": "model",
-            "format_version": FORMAT_VERSION,
-            "name": ascii_name(display),
-            "description": (
-                f"3D U-Net (valid convolutions) segmenting {struct} (label value {label.get('label_value')}) in FIB-SEM "
-                f"volumes; trained with curated from sparse annotations. Model: {display}."
-            ),
-            "authors": authors,
-            "cite": [*CITATIONS, *_dataset_citations(study)],
-            "license": lic,
-            "documentation": "documentation.md",
-            "covers": ["cover.png"],
-            "tags": [
-                "3d",
-                "unet",
-                "semantic-segmentation",
-                "electron-microscopy",
-                "fib-sem",
-                "pytorch",
-                ascii_name(struct, fallback="label").lower(),
-            ],
-            "attachments": [{"source": f, "sha256": _sha256_bytes(files[f])} for f in attachments],
-            "inputs": [
-                {
-                    "id": "raw",
-                    "description": "raw FIB-SEM intensities (before normalisation)",
-                    "axes": [
-                        {"type": "batch"},
-                        {"type": "channel", "channel_names": ["raw"]},
-                        *space_axes(
-                            lambda i, ax: {"min": int(in_min[i]), "step": int(geom.step[i])}
-                        ),
-                    ],
-                    "test_tensor": {
-                        "source": "test_input.npy",
-                        "sha256": _sha256_bytes(files["test_input.npy"]),
-                    },
-                    "data": {"type": raw_dtype},
-                    "preprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
-                    if filters
-                    else [
-                        {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
-                        {"id": "scale_linear", "kwargs": {"gain": gain, "offset": offset}},
-                        {"id": "clip", "kwargs": {"min": -1.0, "max": 1.0}},
-                        # without a closing ensure_dtype, bioimage.io casts back to the raw dtype
-                        {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
-                    ],
-                }
-            ],
-            "outputs": [
-                {
-                    "id": "probability",
-                    "description": (
-                        f"probability of {struct}; the centre of the input, {list(reach)} voxels (z, y, x) "
-                        "smaller on each side (valid convolutions)"
-                    ),
-                    "axes": [
-                        {"type": "batch"},
-                        {
-                            "type": "channel",
-                            "channel_names": [
-                                ascii_name(struct, fallback="label").lower().replace(" ", "_")
-                            ],
-                        },
-                        *space_axes(
-                            lambda i, ax: {
-                                "tensor_id": "raw",
-                                "axis_id": ax,
-                                "offset": -2 * int(reach[i]),
-                            }
-                        ),
-                    ],
-                    "test_tensor": {
-                        "source": "test_output.npy",
-                        "sha256": _sha256_bytes(files["test_output.npy"]),
-                    },
-                    "data": {"type": "float32", "range": [0.0, 1.0]},
-                    "postprocessing": [{"id": "sigmoid"}],
-                }
-            ],
-            "weights": {
-                "pytorch_state_dict": {
-                    "source": "weights.pt",
-                    "sha256": _sha256_bytes(files["weights.pt"]),
-                    "architecture": {
-                        "source": ARCHITECTURE_FILE,
-                        "sha256": _sha256_bytes(arch_src),
-                        "callable": arch_callable,
-                        "kwargs": _plain(arch_kwargs),
-                    },
-                    "pytorch_version": pytorch_version,
-                },
-                "torchscript": {
-                    "source": "weights_torchscript.pt",
-                    "sha256": _sha256_bytes(files["weights_torchscript.pt"]),
-                    "pytorch_version": pytorch_version,
-                    "parent": "pytorch_state_dict",
-                },
-            },
-            "config": {
-                "bioimageio": {
-                    "architecture_type": "3D U-Net (valid convolutions)",
-                    "modality": "electron microscopy (FIB-SEM)",
-                    "target_structure": [struct],
-                    "task": "semantic segmentation",
-                    "model_parameter_count": sum(int(v.numel()) for v in net.state_dict().values()),
-                    "out_of_scope_use": (
-                        "Other structures than the one named, other imaging modalities or preparations, and any use "
-                        "without checking the output on held-out data of the new sample."
-                    ),
-                    "reproducibility_tolerance": [
-                        {
-                            "relative_tolerance": 1e-3,
-                            "absolute_tolerance": 1e-3,
-                            "mismatched_elements_per_million": 100,
-                        }
-                    ],
-                },
-                "curated": {
-                    "model_id": model.get("id"),
-                    "model_name": display,
-                    "weights_sha256_in_model_folder": weights_sha,
-                    "parent": model.get("parent"),
-                    "lineage_rois": model.get("lineage_rois") or [],
-                    "training": _plain(model.get("training") or {}),
-                    "preprocessing": prep.to_dict(),
-                    "geometry": geom.to_dict(),
-                    "label": _plain({**label, "name": struct}),
-                    "training_labels": _plain(training_labels),
-                    "evaluations": [
-                        _evaluation_entry(e) for e in evaluations if not e.get("missing")
-                    ],
-                    "software": _plain(model.get("software") or {}),
-                    "test_input": raw_origin,
-                },
-            },
-        }
+        facts = _card_facts(loaded, ws, license, img_path, bases, evaluations)
+        files["documentation.md"] = _model_card(loaded, shipped, test, facts).encode("utf-8")
+        rdf = _rdf(loaded, shipped, test, facts, files, attachments)
         files["rdf.yaml"] = yaml.safe_dump(
             rdf, sort_keys=False, allow_unicode=True, width=100
         ).encode("utf-8")
         _write_package(files, dest, overwrite=overwrite)
         step.add_output(dest, role="model-package")
-        linked = _link_predictions_to_card(weights_sha, dest, ws=ws, image=image)
+        linked = _link_predictions_to_card(loaded.sha256, dest, ws=ws, image=image)
         for label_dir in linked:
             # the label group's metadata changed, so its recorded digest is renewed here
             step.add_output(label_dir, role="labels")
         details = {
             "files": sorted(files),
-            "weights_sha256": weights_sha,
-            "evaluated": bool(current),
+            "weights_sha256": loaded.sha256,
+            "evaluated": bool(facts.current),
             "evaluations": len([e for e in evaluations if not e.get("missing")]),
-            "license": lic,
+            "license": facts.license,
             "format_version": FORMAT_VERSION,
             "linked_label_images": [str(p) for p in linked],
         }
         step.details.update(details)
-        note = "" if current else "; no evaluation of these weights, the card says so"
+        note = "" if facts.current else "; no evaluation of these weights, the card says so"
         return Result(
             "export", "ok", str(dest), f"bioimage.io package with model card{note}", details
         )
+
+
+@dataclass
+class _Shipped:
+    """The network as the package ships it: architecture file, callable and its arguments."""
+
+    network: Any
+    arch_text: str
+    arch_callable: str
+    arch_kwargs: dict[str, Any]
+    filters: list[str]
+    """Pre-processing filters that run inside the shipped network (bioimage.io has no step for them)."""
+    halo: tuple[int, int, int]
+    in_min: tuple[int, ...]
+    reach: tuple[int, ...]
+
+
+def _ship_network(loaded: SegmentationModel) -> _Shipped:
+    """Build the shipped network from the architecture file's text and load the model's weights."""
+    cfg, prep, geom = loaded.config, loaded.preprocessing, loaded.config.geometry
+    filters = [
+        n
+        for n in ("denoise_sigma", "shading_sigma", "local_contrast_sigma")
+        if getattr(prep, n) > 0
+    ]
+    net = loaded.network("cpu")
+    arch_text = architecture_source()
+    arch_module = _load_architecture(arch_text)
+    if filters:
+        # bioimage.io has no step for these filters: they run inside the shipped network
+        arch_callable = PREPROCESSED_CALLABLE
+        arch_kwargs: dict[str, Any] = {
+            "unet": cfg.to_dict(),
+            "low": float(prep.low),
+            "high": float(prep.high),
+            "denoise_sigma": float(prep.denoise_sigma),
+            "shading_sigma": float(prep.shading_sigma),
+            "shading_reference": prep.shading_reference,
+            "local_contrast_sigma": float(prep.local_contrast_sigma),
+            "local_contrast_mean": prep.local_contrast_mean,
+            "local_contrast_std": prep.local_contrast_std,
+        }
+        halo = prep.halo
+    else:
+        arch_callable = ARCHITECTURE_CALLABLE
+        arch_kwargs = cfg.to_dict()
+        halo = (0, 0, 0)
+    shipped = getattr(arch_module, arch_callable)(**arch_kwargs)
+    (shipped.unet if filters else shipped).load_state_dict(net.state_dict())
+    shipped.eval()
+    in_min = tuple(m + 2 * h for m, h in zip(geom.input_min, halo, strict=True))
+    reach = tuple(c + h for c, h in zip(geom.context, halo, strict=True))
+    return _Shipped(shipped, arch_text, arch_callable, arch_kwargs, filters, halo, in_min, reach)
+
+
+@dataclass
+class _TestTensors:
+    raw: np.ndarray
+    raw_origin: str
+    prob: np.ndarray
+    in_shape: tuple[int, ...]
+
+
+def _test_tensors(
+    loaded: SegmentationModel, shipped: _Shipped, img_path: Path | None, bases: list[Path]
+) -> _TestTensors:
+    """Test input and output; the shipped network must reproduce curated's own prediction."""
+    import torch
+
+    geom, prep, net = loaded.config.geometry, loaded.preprocessing, loaded.network("cpu")
+    halo = shipped.halo
+    # test tensors: ~24 voxels of output per side, kept well under 10 MB
+    out_shape = geom.valid_output((min(24, max(geom.output_min[0], 8)), 24, 24))
+    in_shape = tuple(i + 2 * h for i, h in zip(geom.input_for(out_shape), halo, strict=True))
+    raw, raw_origin = _test_raw(loaded.meta, in_shape, img_path, bases, "uint8")  # type: ignore[arg-type]
+    with torch.no_grad():
+        # the expected output comes from curated's own pre-processing and network ...
+        prob = (
+            torch.sigmoid(net(torch.from_numpy(prep.apply(raw))[None, None]))
+            .numpy()
+            .astype(np.float32)
+        )
+        # ... and the shipped network (with what bioimage.io will do before it) must agree
+        x = np.asarray(raw, dtype=np.float32)
+        if not shipped.filters:
+            x = np.clip(
+                x * np.float32(2.0 / (prep.high - prep.low))
+                - np.float32(2.0 * prep.low / (prep.high - prep.low) + 1.0),
+                -1,
+                1,
+            )
+        again = torch.sigmoid(
+            shipped.network(torch.from_numpy(np.ascontiguousarray(x))[None, None])
+        ).numpy()
+    if again.shape != prob.shape or float(np.max(np.abs(again - prob))) > 1e-3:
+        msg = "the exported network does not reproduce curated's own prediction; this is a bug, please report it"
+        raise SegmentationError(msg, path=loaded.path)
+    return _TestTensors(raw, raw_origin, prob, in_shape)
+
+
+def _network_files(
+    loaded: SegmentationModel, shipped: _Shipped, test: _TestTensors
+) -> dict[str, bytes]:
+    """Architecture, both weight formats (TorchScript checked at a second size), tensors, cover."""
+    import torch
+
+    with warnings.catch_warnings():
+        # torch deprecates TorchScript, but bioimage.io consumers still run it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(
+            shipped.network, torch.zeros((1, 1, *shipped.in_min)), check_trace=False
+        )
+    probe = torch.from_numpy(
+        np.random.default_rng(1).uniform(20, 230, (1, 1, *test.in_shape)).astype(np.float32)
+    )
+    with torch.no_grad():
+        if not torch.allclose(traced(probe), shipped.network(probe), atol=1e-5):
+            msg = "the traced TorchScript network differs from the eager one; cannot export torchscript"
+            raise SegmentationError(msg, path=loaded.path)
+    ts_buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(traced, ts_buf)
+    sd_buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in shipped.network.state_dict().items()}, sd_buf)
+    return {
+        ARCHITECTURE_FILE: shipped.arch_text.encode("utf-8"),
+        "weights.pt": sd_buf.getvalue(),
+        "weights_torchscript.pt": ts_buf.getvalue(),
+        "test_input.npy": _npy_bytes(test.raw[None, None]),
+        "test_output.npy": _npy_bytes(test.prob),
+        "cover.png": _cover_png(test.raw, test.prob[0, 0], shipped.reach),  # type: ignore[arg-type]
+        "model.json": (loaded.path / "model.json").read_bytes(),
+    }
+
+
+@dataclass
+class _CardFacts:
+    """What the card and the RDF say about the model beyond its network."""
+
+    study: dict[str, Any]
+    license: str
+    license_note: str | None
+    authors: list[dict[str, Any]]
+    label: dict[str, Any]
+    label_name: str
+    structure: str
+    training_labels: dict[str, Any] | None
+    display: str
+    voxel: Any
+    unit: Any
+    evaluations: list[dict[str, Any]]
+    current: list[dict[str, Any]]
+
+
+def _card_facts(
+    loaded: SegmentationModel,
+    ws: Workspace | None,
+    license: str | None,
+    img_path: Path | None,
+    bases: list[Path],
+    evaluations: list[dict[str, Any]],
+) -> _CardFacts:
+    model = loaded.meta
+    meta = _workspace_metadata(ws)
+    study = meta.get("study") or {}
+    lic = license or study.get("license") or model.get("license")
+    license_note = None
+    if not lic:
+        lic = DEFAULT_LICENSE
+        license_note = (
+            f"No licence was recorded for this model or its dataset, so the weights are offered under {DEFAULT_LICENSE} "
+            "(curated's own licence). Set `study.license` in curated.yaml and export again to change it."
+        )
+    authors = _authors(meta, model)
+    label = model.get("label") or {}
+    train_image = img_path or _resolve((model.get("training") or {}).get("image"), *bases)
+    struct = (
+        _structure_name(train_image, label.get("labels"), label.get("label_value"))
+        or f"label {label.get('label_value')}"
+    )
+    training_labels = _label_facts(train_image, label.get("labels"))
+    for ev in evaluations:
+        if ev.get("missing"):
+            continue
+        ev_image = _resolve(str(ev.get("image") or ""), *bases)
+        ev["_truth_facts"] = _label_facts(ev_image, (ev.get("truth") or {}).get("name"))
+    voxel, unit = _voxel_size(model, img_path)
+    return _CardFacts(
+        study=study,
+        license=lic,
+        license_note=license_note,
+        authors=authors,
+        label=label,
+        label_name=str(label.get("labels") or "structure"),
+        structure=struct,
+        training_labels=training_labels,
+        display=str(model.get("name") or model.get("id") or loaded.path.name),
+        voxel=voxel,
+        unit=unit,
+        evaluations=evaluations,
+        current=[e for e in evaluations if not e.get("missing") and e.get("_current")],
+    )
+
+
+def _model_card(
+    loaded: SegmentationModel, shipped: _Shipped, test: _TestTensors, facts: _CardFacts
+) -> str:
+    """``documentation.md``: the model card."""
+    return render_template(
+        "model_card.md.j2",
+        strict=False,
+        filters=shipped.filters,
+        halo=list(shipped.halo),
+        m=loaded.meta,
+        name=facts.display,
+        label_name=facts.label_name,
+        structure=facts.structure,
+        geom=loaded.config.geometry.to_dict(),
+        cfg=loaded.config.to_dict(),
+        n_params=_parameter_count(loaded),
+        prep=loaded.preprocessing.to_dict(),
+        evaluations=facts.evaluations,
+        current=facts.current,
+        authors=facts.authors,
+        license=facts.license,
+        license_note=facts.license_note,
+        study=facts.study,
+        voxel=facts.voxel,
+        unit=facts.unit,
+        raw_origin=test.raw_origin,
+        weights_sha=loaded.sha256,
+        created=datetime.now(UTC).strftime("%Y-%m-%d"),
+        dataset_title=facts.study.get("title"),
+        training_labels=facts.training_labels,
+        origin_text=ORIGIN_TEXT,
+    )
+
+
+def _parameter_count(loaded: SegmentationModel) -> int:
+    return sum(int(v.numel()) for v in loaded.network("cpu").state_dict().values())
+
+
+def _rdf(
+    loaded: SegmentationModel,
+    shipped: _Shipped,
+    test: _TestTensors,
+    facts: _CardFacts,
+    files: Mapping[str, bytes],
+    attachments: list[str],
+) -> dict[str, Any]:
+    """``rdf.yaml`` (bioimage.io model RDF 0.5) as a dictionary."""
+    struct, display = facts.structure, facts.display
+    return {
+        "type": "model",
+        "format_version": FORMAT_VERSION,
+        "name": ascii_name(display),
+        "description": (
+            f"3D U-Net (valid convolutions) segmenting {struct} (label value {facts.label.get('label_value')}) in FIB-SEM "
+            f"volumes; trained with curated from sparse annotations. Model: {display}."
+        ),
+        "authors": facts.authors,
+        "cite": [*CITATIONS, *_dataset_citations(facts.study)],
+        "license": facts.license,
+        "documentation": "documentation.md",
+        "covers": ["cover.png"],
+        "tags": [
+            "3d",
+            "unet",
+            "semantic-segmentation",
+            "electron-microscopy",
+            "fib-sem",
+            "pytorch",
+            ascii_name(struct, fallback="label").lower(),
+        ],
+        "attachments": [{"source": f, "sha256": _sha256_bytes(files[f])} for f in attachments],
+        "inputs": [_rdf_input(loaded, shipped, test, facts, files)],
+        "outputs": [_rdf_output(loaded, shipped, facts, files)],
+        "weights": _rdf_weights(shipped, files),
+        "config": _rdf_config(loaded, test, facts),
+    }
+
+
+def _space_axes(facts: _CardFacts, size_of: Any) -> list[dict[str, Any]]:
+    axes = []
+    for i, ax in enumerate("zyx"):
+        a: dict[str, Any] = {"type": "space", "id": ax, "size": size_of(i, ax)}
+        if facts.voxel:
+            a["scale"] = facts.voxel[i]
+            if facts.unit:
+                a["unit"] = facts.unit
+        axes.append(a)
+    return axes
+
+
+def _rdf_input(
+    loaded: SegmentationModel,
+    shipped: _Shipped,
+    test: _TestTensors,
+    facts: _CardFacts,
+    files: Mapping[str, bytes],
+) -> dict[str, Any]:
+    """The ``raw`` input: valid sizes, test tensor and the model's normalisation in bioimage.io steps."""
+    prep, geom, in_min = loaded.preprocessing, loaded.config.geometry, shipped.in_min
+    gain = 2.0 / max(float(prep.high) - float(prep.low), 1e-6)
+    offset = -float(prep.low) * gain - 1.0
+    return {
+        "id": "raw",
+        "description": "raw FIB-SEM intensities (before normalisation)",
+        "axes": [
+            {"type": "batch"},
+            {"type": "channel", "channel_names": ["raw"]},
+            *_space_axes(facts, lambda i, ax: {"min": int(in_min[i]), "step": int(geom.step[i])}),
+        ],
+        "test_tensor": {
+            "source": "test_input.npy",
+            "sha256": _sha256_bytes(files["test_input.npy"]),
+        },
+        "data": {"type": str(test.raw.dtype)},
+        "preprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
+        if shipped.filters
+        else [
+            {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
+            {"id": "scale_linear", "kwargs": {"gain": gain, "offset": offset}},
+            {"id": "clip", "kwargs": {"min": -1.0, "max": 1.0}},
+            # without a closing ensure_dtype, bioimage.io casts back to the raw dtype
+            {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
+        ],
+    }
+
+
+def _rdf_output(
+    loaded: SegmentationModel, shipped: _Shipped, facts: _CardFacts, files: Mapping[str, bytes]
+) -> dict[str, Any]:
+    """The ``probability`` output: the input's centre (valid convolutions), after a sigmoid."""
+    struct, reach = facts.structure, shipped.reach
+    return {
+        "id": "probability",
+        "description": (
+            f"probability of {struct}; the centre of the input, {list(reach)} voxels (z, y, x) "
+            "smaller on each side (valid convolutions)"
+        ),
+        "axes": [
+            {"type": "batch"},
+            {
+                "type": "channel",
+                "channel_names": [ascii_name(struct, fallback="label").lower().replace(" ", "_")],
+            },
+            *_space_axes(
+                facts,
+                lambda i, ax: {
+                    "tensor_id": "raw",
+                    "axis_id": ax,
+                    "offset": -2 * int(reach[i]),
+                },
+            ),
+        ],
+        "test_tensor": {
+            "source": "test_output.npy",
+            "sha256": _sha256_bytes(files["test_output.npy"]),
+        },
+        "data": {"type": "float32", "range": [0.0, 1.0]},
+        "postprocessing": [{"id": "sigmoid"}],
+    }
+
+
+def _rdf_weights(shipped: _Shipped, files: Mapping[str, bytes]) -> dict[str, Any]:
+    import torch
+
+    pytorch_version = torch.__version__.split("+")[0]
+    return {
+        "pytorch_state_dict": {
+            "source": "weights.pt",
+            "sha256": _sha256_bytes(files["weights.pt"]),
+            "architecture": {
+                "source": ARCHITECTURE_FILE,
+                "sha256": _sha256_bytes(files[ARCHITECTURE_FILE]),
+                "callable": shipped.arch_callable,
+                "kwargs": _plain(shipped.arch_kwargs),
+            },
+            "pytorch_version": pytorch_version,
+        },
+        "torchscript": {
+            "source": "weights_torchscript.pt",
+            "sha256": _sha256_bytes(files["weights_torchscript.pt"]),
+            "pytorch_version": pytorch_version,
+            "parent": "pytorch_state_dict",
+        },
+    }
+
+
+def _rdf_config(loaded: SegmentationModel, test: _TestTensors, facts: _CardFacts) -> dict[str, Any]:
+    """``config``: bioimage.io's model facts and curated's provenance of the weights."""
+    model = loaded.meta
+    return {
+        "bioimageio": {
+            "architecture_type": "3D U-Net (valid convolutions)",
+            "modality": "electron microscopy (FIB-SEM)",
+            "target_structure": [facts.structure],
+            "task": "semantic segmentation",
+            "model_parameter_count": _parameter_count(loaded),
+            "out_of_scope_use": (
+                "Other structures than the one named, other imaging modalities or preparations, and any use "
+                "without checking the output on held-out data of the new sample."
+            ),
+            "reproducibility_tolerance": [
+                {
+                    "relative_tolerance": 1e-3,
+                    "absolute_tolerance": 1e-3,
+                    "mismatched_elements_per_million": 100,
+                }
+            ],
+        },
+        "curated": {
+            "model_id": model.get("id"),
+            "model_name": facts.display,
+            "weights_sha256_in_model_folder": loaded.sha256,
+            "parent": model.get("parent"),
+            "lineage_rois": model.get("lineage_rois") or [],
+            "training": _plain(model.get("training") or {}),
+            "preprocessing": loaded.preprocessing.to_dict(),
+            "geometry": loaded.config.geometry.to_dict(),
+            "label": _plain({**facts.label, "name": facts.structure}),
+            "training_labels": _plain(facts.training_labels),
+            "evaluations": [
+                _evaluation_entry(e) for e in facts.evaluations if not e.get("missing")
+            ],
+            "software": _plain(model.get("software") or {}),
+            "test_input": test.raw_origin,
+        },
+    }
 
 
 def _link_predictions_to_card(

@@ -22,11 +22,11 @@ import torch
 from curated._io import atomic_write_bytes, write_json
 from curated.errors import IntegrityError, SegmentationError
 from curated.provenance.digest import sha256_file
+from curated.segment.modeljson import MODEL_JSON, read_model_json
 from curated.segment.preprocess import Preprocessing
 from curated.segment.unet import ARCHITECTURE_VERSION, UNet3D, UNetConfig, UNetGeometry
 
 MODEL_FORMAT = ARCHITECTURE_VERSION
-MODEL_JSON = "model.json"
 WEIGHTS = "weights.pt"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_JSON = "checkpoint.json"
@@ -104,18 +104,8 @@ def load_state(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
 
 def load_model(path: str | Path) -> SegmentationModel:
     """Open a model folder (or its ``model.json``), checking format and weights' sha256."""
-    p = Path(path)
-    if p.is_file() and p.name == MODEL_JSON:
-        p = p.parent
+    p, meta = read_model_json(path)
     mj = p / MODEL_JSON
-    if not mj.is_file():
-        msg = "not a model folder (no model.json); train one with `curated segment train`"
-        raise SegmentationError(msg, path=p)
-    try:
-        meta = json.loads(mj.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"model.json is not valid JSON ({exc})"
-        raise SegmentationError(msg, path=mj) from None
     fmt = meta.get("format")
     if fmt != MODEL_FORMAT:
         msg = f"model format {fmt!r} is from another architecture version; this curated reads {MODEL_FORMAT!r}"

@@ -42,9 +42,9 @@ from curated.errors import InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
+from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.modelio import SOFTWARE, SegmentationModel, load_model
 from curated.segment.preprocess import read_region
-from curated.segment.train import amp_dtype, resolve_device
 from curated.workspace import Workspace, recorder
 
 DEFAULT_BLOCK = (64, 128, 128)
@@ -244,7 +244,7 @@ def predict(
     Result
         ``details``: voxels, seconds, voxels per second, units computed and skipped.
     """
-    from curated.images import create_label_image, finalize_label_image, open_image
+    from curated.images import open_image
 
     image = Path(image)
     m = model if isinstance(model, SegmentationModel) else load_model(model)
@@ -268,142 +268,215 @@ def predict(
         libraries=SOFTWARE,
     ) as step:
         dev = resolve_device(device)
-        if not 0.0 < threshold < 1.0:
-            msg = f"threshold must be between 0 and 1, not {threshold}"
-            raise InputError(msg, field="threshold")
-        if len(block) != 3 or min(int(b) for b in block) < 1:
-            msg = f"block must be three positive sizes (z y x), not {block}"
-            raise InputError(msg, field="block")
+        _check_arguments(threshold, block)
         img = open_image(image)
         raw = img.levels[0]
         if raw.ndim != 3:
             msg = f"prediction needs a 3D (z, y, x) image; level 0 has {raw.ndim} dimensions"
             raise InputError(msg, path=image)
-        shape = tuple(int(s) for s in raw.shape)
-        model_block = {"id": m.id, "sha256": m.sha256, "card": None}
-        names = [name] + ([f"{name}-probability"] if probabilities else [])
-        dest = _store.label_path(image, name)
-        markers = dest / MARKERS
-
-        finished = name in img.label_names()
-        if (
-            finished and markers.exists()
-        ):  # stopped after finalizing, before the markers were dropped
-            shutil.rmtree(markers, ignore_errors=True)
-        if finished and not overwrite:
-            attrs = _store.label_curated_attrs(image, name)
-            if (attrs.get("model") or {}).get("sha256") == m.sha256 and attrs.get(
-                "prediction", {}
-            ).get("threshold") == threshold:
-                if step.log is not None and step.log.recorded_output(dest) is None:
-                    # killed after finishing but before its log entry: record it now
-                    for n in names:
-                        if n in img.label_names():
-                            step.add_output(_store.label_path(image, n))
-                    step.message = f"label image {name!r} recorded after an interrupted run"
-                    return Result("predict", "ok", str(dest), step.message, {"name": name})
-                step.status = "notneeded"
-                step.message = f"label image {name!r} was already predicted by this model"
-                return Result("predict", "notneeded", str(dest), step.message, {"name": name})
-            msg = f"label image {name!r} already exists (made otherwise); choose another --name or pass overwrite"
-            raise SegmentationError(msg, path=image, field="name")
-        if name == "truth" or any(
-            n in img.label_names()
-            and _store.label_curated_attrs(image, n).get("kind") != "prediction"
-            for n in names
-        ):
-            msg = (
-                f"label image {name!r} holds truth or annotations; predictions never replace those"
-            )
-            raise SegmentationError(msg, path=image, field="name")
-
-        arrays = [
-            create_label_image(
-                image,
-                n,
-                dtype="uint8",
-                kind="prediction",
-                ai_generated=True,
-                model=model_block,
-                overwrite=overwrite,
-            )
-            for n in names
-        ]
-        unit_shape = tuple(int(v) for v in (getattr(arrays[0], "shards", None) or arrays[0].chunks))
-        plan = plan_blocks(m, shape, unit_shape, block)
-        markers.mkdir(parents=True, exist_ok=True)
-        todo = [
-            idx
-            for idx in plan.units()
-            if not (markers / ("done-" + "-".join(map(str, idx)))).exists()
-        ]
-        skipped = len(plan.units()) - len(todo)
-        array_paths = [str(_store.label_path(image, n) / img.level_paths[0]) for n in names]
-        args = (
-            str(m.path),
-            m.sha256,
-            str(image),
-            array_paths[0],
-            array_paths[1] if probabilities else None,
-            plan,
+        run = _Prediction(
+            image=image,
+            img=img,
+            model=m,
+            name=name,
+            names=[name] + ([f"{name}-probability"] if probabilities else []),
+            threshold=threshold,
+            device=dev,
+            shape=tuple(int(s) for s in raw.shape),
         )
-
-        rep = ensure_progress(progress)
-        rep.start(f"predict {name}", len(plan.units()), "blocks")
-        if skipped:
-            rep.advance(skipped)
-        t0 = time.perf_counter()
-        n_workers = workers or os.cpu_count() or 1
-        if scheduler:
-            _run_distributed(scheduler, args, todo, str(dev), threshold, str(markers), rep)
-        else:
-            _run_threads(args, todo, str(dev), threshold, str(markers), n_workers, rep)
-        seconds = time.perf_counter() - t0
-        rep.finish()
-
-        finished: dict[str, Result] = {}
-        class_name = _class_name(image, m)
-        for n in names:
-            props = [{"label-value": m.label_value, "name": class_name}] if n == name else None
-            finished[n] = finalize_label_image(
-                image,
-                n,
-                properties=props,
-                curated_extra={
-                    "prediction": {
-                        "threshold": threshold,
-                        "values": "probability x 255" if n != name else "label value",
-                        "block": list(plan.tile),
-                    }
-                },
-            )
+        done = _earlier_prediction(run, step, overwrite)
+        if done is not None:
+            return done
+        plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
+        finished = _finalize(run, plan)
         crash_point("predict-finalized")
-        shutil.rmtree(markers, ignore_errors=True)
-        voxels = int(np.prod(shape)) * len(todo) // max(len(plan.units()), 1)
-        details = {
-            "name": name,
-            "model": model_block,
-            "shape": list(shape),
-            "units": len(plan.units()),
-            "units_computed": len(todo),
-            "units_skipped": skipped,
-            "tile": list(plan.tile),
-            "halo": list(m.halo),
-            "seconds": round(seconds, 3),
-            "voxels_per_second": voxels / seconds if seconds > 0 else None,
-            "device": str(dev),
-        }
-        for n in names:
+        shutil.rmtree(run.markers, ignore_errors=True)
+        details = _details(run, plan, len(todo), seconds)
+        for n in run.names:
             # digests taken while the stores were written; a terabyte prediction is not re-read
-            done = finished[n].details or {}
+            done_n = finished[n].details or {}
             step.add_output(
-                _store.label_path(image, n), digest=done.get("store_digest"), size=done.get("bytes")
+                _store.label_path(image, n),
+                digest=done_n.get("store_digest"),
+                size=done_n.get("bytes"),
             )
         step.details.update({k: details[k] for k in ("units_computed", "units_skipped", "seconds")})
+        skipped = details["units_skipped"]
         step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (
             f" ({skipped} resumed)" if skipped else ""
         )
-        return Result("predict", "ok", str(dest), step.message, details)
+        return Result("predict", "ok", str(run.dest), step.message, details)
+
+
+@dataclass
+class _Prediction:
+    """One prediction run: the image, the model and the label image(s) it writes."""
+
+    image: Path
+    img: Any
+    model: SegmentationModel
+    name: str
+    names: list[str]
+    """The label image, then its probability image when asked for."""
+    threshold: float
+    device: torch.device
+    shape: tuple[int, ...]
+
+    @property
+    def dest(self) -> Path:
+        return _store.label_path(self.image, self.name)
+
+    @property
+    def markers(self) -> Path:
+        return self.dest / MARKERS
+
+    @property
+    def model_block(self) -> dict[str, Any]:
+        return {"id": self.model.id, "sha256": self.model.sha256, "card": None}
+
+
+def _check_arguments(threshold: float, block: tuple[int, int, int]) -> None:
+    if not 0.0 < threshold < 1.0:
+        msg = f"threshold must be between 0 and 1, not {threshold}"
+        raise InputError(msg, field="threshold")
+    if len(block) != 3 or min(int(b) for b in block) < 1:
+        msg = f"block must be three positive sizes (z y x), not {block}"
+        raise InputError(msg, field="block")
+
+
+def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result | None:
+    """The result when this model already predicted ``name``; refuses to replace anything else."""
+    image, name, names, img = run.image, run.name, run.names, run.img
+    finished = name in img.label_names()
+    if (
+        finished and run.markers.exists()
+    ):  # stopped after finalizing, before the markers were dropped
+        shutil.rmtree(run.markers, ignore_errors=True)
+    if finished and not overwrite:
+        attrs = _store.label_curated_attrs(image, name)
+        if (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(
+            "prediction", {}
+        ).get("threshold") == run.threshold:
+            if step.log is not None and step.log.recorded_output(run.dest) is None:
+                # killed after finishing but before its log entry: record it now
+                for n in names:
+                    if n in img.label_names():
+                        step.add_output(_store.label_path(image, n))
+                step.message = f"label image {name!r} recorded after an interrupted run"
+                return Result("predict", "ok", str(run.dest), step.message, {"name": name})
+            step.status = "notneeded"
+            step.message = f"label image {name!r} was already predicted by this model"
+            return Result("predict", "notneeded", str(run.dest), step.message, {"name": name})
+        msg = f"label image {name!r} already exists (made otherwise); choose another --name or pass overwrite"
+        raise SegmentationError(msg, path=image, field="name")
+    if name == "truth" or any(
+        n in img.label_names() and _store.label_curated_attrs(image, n).get("kind") != "prediction"
+        for n in names
+    ):
+        msg = f"label image {name!r} holds truth or annotations; predictions never replace those"
+        raise SegmentationError(msg, path=image, field="name")
+    return None
+
+
+def _compute_units(
+    run: _Prediction,
+    block: tuple[int, int, int],
+    overwrite: bool,
+    workers: int | None,
+    scheduler: str | None,
+    progress: ProgressReporter | None,
+) -> tuple[BlockPlan, list[tuple[int, ...]], float]:
+    """Create the label image(s) and compute every write unit not marked done; returns the
+    plan, the units computed now and the seconds they took."""
+    from curated.images import create_label_image
+
+    image, m, names = run.image, run.model, run.names
+    arrays = [
+        create_label_image(
+            image,
+            n,
+            dtype="uint8",
+            kind="prediction",
+            ai_generated=True,
+            model=run.model_block,
+            overwrite=overwrite,
+        )
+        for n in names
+    ]
+    unit_shape = tuple(int(v) for v in (getattr(arrays[0], "shards", None) or arrays[0].chunks))
+    plan = plan_blocks(m, run.shape, unit_shape, block)
+    markers = run.markers
+    markers.mkdir(parents=True, exist_ok=True)
+    todo = [
+        idx for idx in plan.units() if not (markers / ("done-" + "-".join(map(str, idx)))).exists()
+    ]
+    skipped = len(plan.units()) - len(todo)
+    array_paths = [str(_store.label_path(image, n) / run.img.level_paths[0]) for n in names]
+    args = (
+        str(m.path),
+        m.sha256,
+        str(image),
+        array_paths[0],
+        array_paths[1] if len(names) > 1 else None,
+        plan,
+    )
+    rep = ensure_progress(progress)
+    rep.start(f"predict {run.name}", len(plan.units()), "blocks")
+    if skipped:
+        rep.advance(skipped)
+    t0 = time.perf_counter()
+    n_workers = workers or os.cpu_count() or 1
+    dev, threshold = str(run.device), run.threshold
+    if scheduler:
+        _run_distributed(scheduler, args, todo, dev, threshold, str(markers), rep)
+    else:
+        _run_threads(args, todo, dev, threshold, str(markers), n_workers, rep)
+    seconds = time.perf_counter() - t0
+    rep.finish()
+    return plan, todo, seconds
+
+
+def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
+    """Write the label images' final metadata (class name, threshold, tile)."""
+    from curated.images import finalize_label_image
+
+    finished: dict[str, Result] = {}
+    class_name = _class_name(run.image, run.model)
+    for n in run.names:
+        props = (
+            [{"label-value": run.model.label_value, "name": class_name}] if n == run.name else None
+        )
+        finished[n] = finalize_label_image(
+            run.image,
+            n,
+            properties=props,
+            curated_extra={
+                "prediction": {
+                    "threshold": run.threshold,
+                    "values": "probability x 255" if n != run.name else "label value",
+                    "block": list(plan.tile),
+                }
+            },
+        )
+    return finished
+
+
+def _details(run: _Prediction, plan: BlockPlan, computed: int, seconds: float) -> dict[str, Any]:
+    units = len(plan.units())
+    voxels = int(np.prod(run.shape)) * computed // max(units, 1)
+    return {
+        "name": run.name,
+        "model": run.model_block,
+        "shape": list(run.shape),
+        "units": units,
+        "units_computed": computed,
+        "units_skipped": units - computed,
+        "tile": list(plan.tile),
+        "halo": list(run.model.halo),
+        "seconds": round(seconds, 3),
+        "voxels_per_second": voxels / seconds if seconds > 0 else None,
+        "device": str(run.device),
+    }
 
 
 def _class_name(image: str | Path, m: Any) -> str:

@@ -129,14 +129,35 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def generate_fibsem(
-    shape: tuple[int, int, int] = DEFAULT_SHAPE,
-    voxel_size: tuple[float, float, float] = DEFAULT_VOXEL_SIZE,
-    *,
-    shading: float = 0.0,
-    seed: int = 0,
-) -> FibsemSample:
-    """Draw a synthetic sample in memory (the arrays :func:`make_fibsem_sample` writes)."""
+@dataclass
+class _Canvas:
+    """The volume being drawn: image and truth arrays, the random stream and the coordinates (nm)."""
+
+    shape: tuple[int, int, int]
+    vs: np.ndarray
+    rng: np.random.Generator
+    img: np.ndarray
+    truth: np.ndarray
+    zz: np.ndarray
+    yy: np.ndarray
+    xx: np.ndarray
+
+    @property
+    def extent(self) -> np.ndarray:
+        return np.asarray(self.shape) * self.vs
+
+    def grids(
+        self, box: tuple[slice, ...], c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coordinates (nm) of the voxels of ``box`` relative to the point ``c``."""
+        return np.meshgrid(
+            self.zz[box[0]] - c[0], self.yy[box[1]] - c[1], self.xx[box[2]] - c[2], indexing="ij"
+        )
+
+
+def _checked_geometry(
+    shape: tuple[int, int, int], voxel_size: tuple[float, float, float], shading: float
+) -> tuple[tuple[int, int, int], np.ndarray]:
     shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
     vs = np.asarray([float(v) for v in voxel_size])
     if len(shape) != 3 or min(shape) < 8:
@@ -151,17 +172,49 @@ def generate_fibsem(
     if not 0.0 <= shading < 1.0:
         msg = f"shading must be in [0, 1), not {shading}"
         raise InputError(msg, field="shading")
+    return shape, vs
+
+
+def generate_fibsem(
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    voxel_size: tuple[float, float, float] = DEFAULT_VOXEL_SIZE,
+    *,
+    shading: float = 0.0,
+    seed: int = 0,
+) -> FibsemSample:
+    """Draw a synthetic sample in memory (the arrays :func:`make_fibsem_sample` writes).
+
+    The structures are drawn in a fixed order from one random stream (``seed``), so the
+    same arguments always give the same bytes.
+    """
+    shape, vs = _checked_geometry(shape, voxel_size, shading)
     rng = np.random.default_rng(seed)
     zz, yy, xx = (
         np.arange(n, dtype=np.float32) * np.float32(v) for n, v in zip(shape, vs, strict=True)
     )
-    extent = np.asarray(shape) * vs
-
     img = np.full(shape, _CYTOPLASM, dtype=np.float32)
     img += np.float32(0.03) * _smooth_noise(rng, shape, tuple(30.0 / vs))
-    truth = np.zeros(shape, dtype=np.uint8)
+    cv = _Canvas(shape, vs, rng, img, np.zeros(shape, dtype=np.uint8), zz, yy, xx)
+    nucleus, n_pores = _draw_nucleus(cv)
+    _draw_er(cv, nucleus)
+    blocked = ndimage.binary_dilation(nucleus, iterations=2)
+    n_mito = _draw_mitochondria(cv, blocked)
+    _draw_lipid_droplets(cv, blocked)
+    _draw_vesicles(cv, blocked)
+    return FibsemSample(
+        image=_image_formation(cv, shading),
+        truth=cv.truth,
+        voxel_size=(float(vs[0]), float(vs[1]), float(vs[2])),
+        n_mitochondria=n_mito,
+        n_pores=n_pores,
+    )
 
-    # ---- nucleus: an irregular body centred beyond the far y side
+
+def _draw_nucleus(cv: _Canvas) -> tuple[np.ndarray, int]:
+    """An irregular body centred beyond the far y side, with envelope and pores; returns
+    the nucleus mask and the number of pores."""
+    img, rng, vs, shape, extent = cv.img, cv.rng, cv.vs, cv.shape, cv.extent
+    zz, yy, xx = cv.zz, cv.yy, cv.xx
     centre = np.array([extent[0] * 0.5, extent[1] * 1.02, extent[2] * 0.5])
     radii = np.array([max(extent[0], extent[1]) * 0.75, extent[1] * 0.42, extent[2] * 0.45])
     q = (
@@ -171,45 +224,47 @@ def generate_fibsem(
     )
     q = q + np.float32(0.06) * _smooth_noise(rng, shape, tuple(200.0 / vs))
     inside = q <= 1.0
-    if inside.any():
-        d_in = ndimage.distance_transform_edt(inside, sampling=vs).astype(np.float32)
-        d_out = ndimage.distance_transform_edt(~inside, sampling=vs).astype(np.float32)
-        nucleus = inside | (d_out <= 14.0)
-        img[nucleus] = _NUCLEOPLASM
-        chrom = inside & (d_in < 110.0) & (_smooth_noise(rng, shape, tuple(40.0 / vs)) > -0.3)
-        img[chrom] = _HETEROCHROMATIN
-        inner = inside & (d_in <= 8.0)
-        lumen = ~inside & (d_out <= 6.0)
-        outer = ~inside & (d_out > 6.0) & (d_out <= 14.0)
-        img[lumen] = _ENVELOPE_LUMEN
-        img[inner | outer] = _MEMBRANE
-        # pores: discs of 45 nm radius where the envelope is interrupted, one per ~0.04 µm² of surface
-        surface = np.argwhere(inside & (d_in <= 8.0))
-        area_um2 = len(surface) * float(np.prod(vs)) / 8.0 / 1e6
-        n_pores = int(min(len(surface), max(1, round(area_um2 / 0.04)))) if len(surface) else 0
-        envelope = inner | lumen | outer
-        env_idx = np.argwhere(envelope)
-        for p in surface[rng.choice(len(surface), size=n_pores, replace=False)] if n_pores else []:
-            d = np.sqrt((((env_idx - p) * vs) ** 2).sum(axis=1))
-            hit = env_idx[d <= 45.0]
-            img[hit[:, 0], hit[:, 1], hit[:, 2]] = _PORE
-        truth[nucleus] = NUCLEUS
-        del d_in, d_out, chrom, inner, lumen, outer, envelope, env_idx
-    else:
-        n_pores = 0
-        nucleus = inside
     del q
+    if not inside.any():
+        return inside, 0
+    d_in = ndimage.distance_transform_edt(inside, sampling=vs).astype(np.float32)
+    d_out = ndimage.distance_transform_edt(~inside, sampling=vs).astype(np.float32)
+    nucleus = inside | (d_out <= 14.0)
+    img[nucleus] = _NUCLEOPLASM
+    chrom = inside & (d_in < 110.0) & (_smooth_noise(rng, shape, tuple(40.0 / vs)) > -0.3)
+    img[chrom] = _HETEROCHROMATIN
+    inner = inside & (d_in <= 8.0)
+    lumen = ~inside & (d_out <= 6.0)
+    outer = ~inside & (d_out > 6.0) & (d_out <= 14.0)
+    img[lumen] = _ENVELOPE_LUMEN
+    img[inner | outer] = _MEMBRANE
+    # pores: discs of 45 nm radius where the envelope is interrupted, one per ~0.04 µm² of surface
+    surface = np.argwhere(inside & (d_in <= 8.0))
+    area_um2 = len(surface) * float(np.prod(vs)) / 8.0 / 1e6
+    n_pores = int(min(len(surface), max(1, round(area_um2 / 0.04)))) if len(surface) else 0
+    env_idx = np.argwhere(inner | lumen | outer)
+    for p in surface[rng.choice(len(surface), size=n_pores, replace=False)] if n_pores else []:
+        d = np.sqrt((((env_idx - p) * vs) ** 2).sum(axis=1))
+        hit = env_idx[d <= 45.0]
+        img[hit[:, 0], hit[:, 1], hit[:, 2]] = _PORE
+    cv.truth[nucleus] = NUCLEUS
+    return nucleus, n_pores
 
-    # ---- ER: thin dark sheets through the cytoplasm (a smooth field's zero set, ~20 nm thick)
+
+def _draw_er(cv: _Canvas, nucleus: np.ndarray) -> None:
+    """ER: thin dark sheets through the cytoplasm (a smooth field's zero set, ~20 nm thick)."""
+    rng, vs, shape = cv.rng, cv.vs, cv.shape
     er_field = _smooth_noise(rng, shape, tuple(60.0 / vs))
     grad = np.sqrt(sum(g * g for g in np.gradient(er_field, *vs)))
     er = (np.abs(er_field) < 10.0 * np.maximum(grad, 1e-6)) & ~nucleus
     er &= _smooth_noise(rng, shape, tuple(150.0 / vs)) > 0.3  # patches, not everywhere
-    img[er] = _ER
-    del er_field, grad, er
+    cv.img[er] = _ER
 
-    # ---- mitochondria: rotated ellipsoids with rim and cristae, not touching the nucleus or each other
-    blocked = ndimage.binary_dilation(nucleus, iterations=2)
+
+def _draw_mitochondria(cv: _Canvas, blocked: np.ndarray) -> int:
+    """Rotated ellipsoids with rim and cristae, not touching the nucleus or each other;
+    returns how many were placed (``blocked`` grows by each)."""
+    rng, vs, shape, extent = cv.rng, cv.vs, cv.shape, cv.extent
     volume_um3 = float(np.prod(extent)) / 1e9
     target = max(2, int(round(volume_um3 * 18)))
     n_mito = 0
@@ -221,15 +276,13 @@ def generate_fibsem(
         rot = _random_rotation(rng)
         c = rng.uniform([0, 0, 0], extent)
         reach = np.ceil((long + 20.0) / vs).astype(int)
-        cv = np.floor(c / vs).astype(int)
-        lo = np.maximum(cv - reach, 0)
-        hi = np.minimum(cv + reach + 1, shape)
+        centre_vox = np.floor(c / vs).astype(int)
+        lo = np.maximum(centre_vox - reach, 0)
+        hi = np.minimum(centre_vox + reach + 1, shape)
         if np.any(hi <= lo):
             continue
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        gz, gy, gx = np.meshgrid(
-            zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
-        )
+        gz, gy, gx = cv.grids(box, c)
         local = np.stack([gz, gy, gx], axis=-1) @ rot  # coordinates along the ellipsoid's axes
         r = np.sqrt(
             (local[..., 0] / long) ** 2
@@ -240,7 +293,7 @@ def generate_fibsem(
         if body.sum() < 8 or np.any(blocked[box][r <= 1.15]):
             continue
         depth = (1.0 - r) * short  # approximate distance to the surface in nm
-        sub = img[box]
+        sub = cv.img[box]
         sub[body] = _MATRIX
         cristae = body & (np.abs(np.sin(np.pi * local[..., 0] / 55.0)) < 0.3) & (depth > 20.0)
         sub[cristae] = _CRISTA
@@ -248,69 +301,71 @@ def generate_fibsem(
         sub[body & (depth > 6.0) & (depth <= 10.0)] = (
             _MATRIX + 0.08
         )  # the gap between the two membranes
-        truth[box][body] = MITOCHONDRION
+        cv.truth[box][body] = MITOCHONDRION
         blocked[box] |= r <= 1.15
         n_mito += 1
+    return n_mito
 
-    def sphere(rad: float) -> tuple[tuple[slice, ...], np.ndarray] | None:
-        """A random centre's bounding box (clipped to the volume) and distances from it, in nm."""
-        c = rng.uniform([0, 0, 0], extent)
-        cv = np.floor(c / vs).astype(int)
-        reach = np.ceil((rad + 10) / vs).astype(int)
-        lo = np.maximum(cv - reach, 0)
-        hi = np.minimum(cv + reach + 1, shape)
-        if np.any(hi <= lo):
-            return None
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        gz, gy, gx = np.meshgrid(
-            zz[box[0]] - c[0], yy[box[1]] - c[1], xx[box[2]] - c[2], indexing="ij"
-        )
-        return box, np.sqrt(gz**2 + gy**2 + gx**2)
 
-    # ---- lipid droplets: round, homogeneous and darker than mitochondria (unlabelled)
+def _random_sphere(cv: _Canvas, rad: float) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """A random centre's bounding box (clipped to the volume) and distances from it, in nm."""
+    c = cv.rng.uniform([0, 0, 0], cv.extent)
+    centre_vox = np.floor(c / cv.vs).astype(int)
+    reach = np.ceil((rad + 10) / cv.vs).astype(int)
+    lo = np.maximum(centre_vox - reach, 0)
+    hi = np.minimum(centre_vox + reach + 1, cv.shape)
+    if np.any(hi <= lo):
+        return None
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    gz, gy, gx = cv.grids(box, c)
+    return box, np.sqrt(gz**2 + gy**2 + gx**2)
+
+
+def _draw_lipid_droplets(cv: _Canvas, blocked: np.ndarray) -> None:
+    """Round, homogeneous and darker than mitochondria (unlabelled)."""
+    volume_um3 = float(np.prod(cv.extent)) / 1e9
     n_lipid_target = max(2, int(round(volume_um3 * 6)))
     n_lipid = 0
     for _ in range(n_lipid_target * 10):
         if n_lipid >= n_lipid_target:
             break
-        rad = rng.uniform(50.0, 110.0)
-        placed = sphere(rad)
+        rad = cv.rng.uniform(50.0, 110.0)
+        placed = _random_sphere(cv, rad)
         if placed is None:
             continue
         box, d = placed
         if np.any(blocked[box][d <= rad + 8]):
             continue
-        img[box][d <= rad] = _LIPID
+        cv.img[box][d <= rad] = _LIPID
         blocked[box] |= d <= rad + 8
         n_lipid += 1
 
-    # ---- vesicles: unlabelled distractors with a dark rim
+
+def _draw_vesicles(cv: _Canvas, blocked: np.ndarray) -> None:
+    """Unlabelled distractors with a dark rim."""
+    volume_um3 = float(np.prod(cv.extent)) / 1e9
     for _ in range(max(3, int(volume_um3 * 40))):
-        rad = rng.uniform(20.0, 40.0)
-        placed = sphere(rad)
+        rad = cv.rng.uniform(20.0, 40.0)
+        placed = _random_sphere(cv, rad)
         if placed is None:
             continue
         box, d = placed
         if np.any(blocked[box][d <= rad + 8]):
             continue
-        sub = img[box]
+        sub = cv.img[box]
         sub[d <= rad] = _VESICLE_LUMEN
         sub[(d <= rad) & (d > rad - 10)] = _MEMBRANE
 
-    # ---- optics: blur, shading, shot and read noise
-    img = ndimage.gaussian_filter(img, tuple(8.0 / vs), mode="nearest")
+
+def _image_formation(cv: _Canvas, shading: float) -> np.ndarray:
+    """Optics: blur, shading, shot and read noise; the 8-bit image."""
+    rng, vs = cv.rng, cv.vs
+    img = ndimage.gaussian_filter(cv.img, tuple(8.0 / vs), mode="nearest")
     if shading > 0:
         img = _shade(img, shading, vs, rng)
     img = rng.poisson(np.clip(img, 0, None) * _PHOTONS).astype(np.float32) / np.float32(_PHOTONS)
-    img += rng.normal(0.0, _READ_NOISE, size=shape).astype(np.float32)
-    image = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-    return FibsemSample(
-        image=image,
-        truth=truth,
-        voxel_size=(float(vs[0]), float(vs[1]), float(vs[2])),
-        n_mitochondria=n_mito,
-        n_pores=n_pores,
-    )
+    img += rng.normal(0.0, _READ_NOISE, size=cv.shape).astype(np.float32)
+    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
 def make_fibsem_sample(

@@ -21,7 +21,6 @@ The recipe follows incasem (Gallusser et al. 2023), scaled to minutes on a CPU:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +47,8 @@ from curated.segment.defaults import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
 )
+from curated.segment.device import amp_dtype, resolve_device
+from curated.segment.metrics import masked_dice
 from curated.segment.modelio import (
     MODEL_FORMAT,
     MODEL_JSON,
@@ -59,11 +60,10 @@ from curated.segment.modelio import (
     write_model_json,
     write_weights,
 )
+from curated.segment.modeljson import read_model_json
 from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
-from curated.segment.unet import UNet3D, UNetConfig, count_parameters
+from curated.segment.unet import UNet3D, UNetConfig, UNetGeometry, count_parameters
 from curated.workspace import Workspace, as_workspace, recorder
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -198,26 +198,6 @@ def learning_rate_at(settings: TrainingSettings, iteration: int) -> float:
     return float(settings.learning_rate * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * frac))))
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device not in DEVICES:
-        msg = f"device must be one of {', '.join(DEVICES)}, not {device!r}"
-        raise InputError(msg, field="device")
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            msg = "--device cuda was asked for but no CUDA GPU is available to PyTorch; use --device cpu or auto"
-            raise SegmentationError(msg, field="device")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype on CUDA (bf16 where supported, else fp16); ``None`` on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 # ------------------------------------------------------------------- inputs
 @dataclass
 class _Region:
@@ -280,12 +260,6 @@ def _parent_rois(
 
 def _signature(obj: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
-
-
-def _dice(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    p, t = pred[mask], target[mask]
-    denom = p.sum() + t.sum()
-    return 1.0 if denom == 0 else float(2.0 * np.logical_and(p, t).sum() / denom)
 
 
 # --------------------------------------------------------------- augmenting
@@ -469,7 +443,6 @@ def train(
     image = Path(image)
     out = Path(out)
     parent_model = load_model(parent) if isinstance(parent, str | Path) else parent
-    aug = augmentation or Augmentation()
     # None: the default for the image's voxel size (local contrast normalisation),
     # worked out once the image is open; a fine-tune keeps its parent's.
     pre = (
@@ -491,40 +464,27 @@ def train(
     if settings.loss not in LOSSES:
         msg = f"loss must be one of {', '.join(LOSSES)}, not {loss!r}"
         raise InputError(msg, field="loss")
-    action = "finetune" if parent_model else "train"
-    params = {
-        "labels": labels,
-        "label_value": label_value,
-        "out": str(out),
-        "device": device,
-        **asdict(settings),
-        "depth": depth,
-        "base_features": base_features,
-        "preprocessing": pre.to_dict() if pre is not None else "default",
-        "augmentation": asdict(aug),
-        "parent": parent_model.id if parent_model else None,
-    }
+    job = _TrainJob(
+        image=image,
+        labels=labels,
+        label_value=int(label_value),
+        out=out,
+        settings=settings,
+        device_name=device,
+        depth=depth,
+        base_features=base_features,
+        pre=pre,
+        aug=augmentation or Augmentation(),
+        validation=validation,
+        name=name,
+        overwrite=overwrite,
+        parent=parent_model,
+    )
+    params = job.params(label_value)
     with recorder(
-        workspace, "T", action, inputs=[image], params=params, libraries=SOFTWARE
+        workspace, "T", job.action, inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
-        result = _train(
-            image=image,
-            labels=labels,
-            label_value=int(label_value),
-            out=out,
-            settings=settings,
-            device_name=device,
-            depth=depth,
-            base_features=base_features,
-            pre=pre,
-            aug=aug,
-            validation=validation,
-            name=name,
-            overwrite=overwrite,
-            parent=parent_model,
-            workspace=as_workspace(workspace),
-            progress=ensure_progress(progress),
-        )
+        result = _train(job, as_workspace(workspace), ensure_progress(progress))
         step.status = result.status
         step.message = result.message
         if result.status == "ok":
@@ -578,61 +538,156 @@ def finetune(
     )
 
 
-def _train(
-    *,
-    image: Path,
-    labels: str,
-    label_value: int,
-    out: Path,
-    settings: TrainingSettings,
-    device_name: str,
-    depth: int,
-    base_features: int,
-    pre: Preprocessing | None,
-    aug: Augmentation,
-    validation: bool,
-    name: str | None,
-    overwrite: bool,
-    parent: SegmentationModel | None,
-    workspace: Workspace | None,
-    progress: ProgressReporter,
-) -> Result:
+@dataclass
+class _TrainJob:
+    """One training run as :func:`train` resolved its arguments."""
+
+    image: Path
+    labels: str
+    label_value: int
+    out: Path
+    settings: TrainingSettings
+    device_name: str
+    depth: int
+    base_features: int
+    pre: Preprocessing | None
+    aug: Augmentation
+    validation: bool
+    name: str | None
+    overwrite: bool
+    parent: SegmentationModel | None
+
+    @property
+    def action(self) -> str:
+        return "finetune" if self.parent else "train"
+
+    def params(self, label_value: Any) -> dict[str, Any]:
+        """The parameters the curator log records for this run."""
+        return {
+            "labels": self.labels,
+            "label_value": label_value,
+            "out": str(self.out),
+            "device": self.device_name,
+            **asdict(self.settings),
+            "depth": self.depth,
+            "base_features": self.base_features,
+            "preprocessing": self.pre.to_dict() if self.pre is not None else "default",
+            "augmentation": asdict(self.aug),
+            "parent": self.parent.id if self.parent else None,
+        }
+
+
+@dataclass
+class _Source:
+    """The opened image and labels, and the network and pre-processing that fit them."""
+
+    raw: Any
+    labels: Any
+    shape: tuple[int, ...]
+    voxel: tuple[float, float, float]
+    config: UNetConfig
+    pre: Preprocessing
+    out_patch: tuple[int, int, int]
+    in_patch: tuple[int, int, int]
+
+    @property
+    def geom(self) -> UNetGeometry:
+        return self.config.geometry
+
+
+@dataclass
+class _Crops:
+    """The annotated crops, which of them is held out for validation, and which are new."""
+
+    rois: list[dict[str, Any]]
+    annotated: int
+    train: list[dict[str, Any]]
+    val: list[dict[str, Any]]
+    seen: set[tuple[tuple[int, ...], tuple[int, ...]]]
+    new_keys: set[tuple[tuple[int, ...], tuple[int, ...]]]
+
+
+def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReporter) -> Result:
     t0 = time.perf_counter()
-    device = resolve_device(device_name)
+    device = resolve_device(job.device_name)
+    src = _open_source(job)
+    rng = np.random.default_rng(job.settings.seed)
+    crops = _select_crops(job, src, workspace, rng)
+    signature = _run_signature(job, src, crops)
+    done = _finished_model(job, signature)
+    if done is not None:
+        return done
+    ckpt = load_checkpoint(
+        job.out, signature
+    )  # IntegrityError on a corrupt one, before anything is written
+    src.pre, train_regions, val_regions = _prepare_regions(job, src, crops)
+    loop = _TrainingLoop(job, src, device, rng, train_regions, val_regions, crops.new_keys)
+    loop.restore(ckpt)
+    loop.run(signature, progress)
+    selection, final_state = loop.selection()
+    sha = write_weights(job.out, final_state)
+    meta = _model_meta(job, src, crops, loop, workspace, signature, selection, sha, t0)
+    write_model_json(job.out, meta)
+    best = loop.best
+    details = {
+        "weights_sha256": sha,
+        "iterations": job.settings.iterations,
+        "resumed_from": loop.start_it,
+        "best_validation_dice": best["dice"] if val_regions else None,
+        "checkpoint_selection": selection,
+        "seconds": meta["training"]["seconds"],
+        "model_id": meta["id"],
+        "annotated_fraction": meta["training"]["annotated_fraction"],
+    }
+    msg = f"{job.settings.iterations} iterations"
+    if val_regions:
+        msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
+    return Result(job.action, "ok", str(job.out), msg, details)
+
+
+def _open_source(job: _TrainJob) -> _Source:
+    """Check the settings, open level 0 of image and labels, choose network and pre-processing."""
+    settings = job.settings
     if settings.iterations < 1 or settings.batch_size < 1:
         msg = "iterations and batch size must be at least 1"
         raise InputError(msg, field="iterations")
-    if not 1 <= label_value < UNANNOTATED:
-        msg = f"label value must be 1..{UNANNOTATED - 1}, not {label_value}"
+    if not 1 <= job.label_value < UNANNOTATED:
+        msg = f"label value must be 1..{UNANNOTATED - 1}, not {job.label_value}"
         raise InputError(msg, field="label_value")
-    raw_arr = _store.image_level0(image)
-    lab_arr = _store.label_level0(image, labels)
+    raw_arr = _store.image_level0(job.image)
+    lab_arr = _store.label_level0(job.image, job.labels)
     shape = tuple(int(s) for s in raw_arr.shape)
     if tuple(lab_arr.shape) != shape:
-        msg = f"label image {labels!r} has shape {tuple(lab_arr.shape)} but the image has {shape}"
-        raise SegmentationError(msg, path=image, field="labels")
-    voxel = _store.voxel_size(image)
-
-    if parent is not None:
-        config = parent.config
-        pre = parent.preprocessing
+        msg = (
+            f"label image {job.labels!r} has shape {tuple(lab_arr.shape)} but the image has {shape}"
+        )
+        raise SegmentationError(msg, path=job.image, field="labels")
+    voxel = _store.voxel_size(job.image)
+    pre = job.pre
+    if job.parent is not None:
+        config = job.parent.config
+        pre = job.parent.preprocessing
     else:
-        config = UNetConfig.for_voxel_size(voxel, depth=depth, base_features=base_features)
+        config = UNetConfig.for_voxel_size(voxel, depth=job.depth, base_features=job.base_features)
         if pre is None:
             pre = default_preprocessing(voxel)
-    geom = config.geometry
-    out_patch = geom.valid_output(settings.patch)
-    in_patch = geom.input_for(out_patch)
-    halo = pre.halo
+    out_patch = config.geometry.valid_output(settings.patch)
+    in_patch = config.geometry.input_for(out_patch)
+    return _Source(raw_arr, lab_arr, shape, voxel, config, pre, out_patch, in_patch)  # type: ignore[arg-type]
 
-    # ---- annotated crops
-    rois = _annotation_rois(image, labels, lab_arr)
+
+def _select_crops(
+    job: _TrainJob, src: _Source, workspace: Workspace | None, rng: np.random.Generator
+) -> _Crops:
+    """The annotated crops; the validation crop is drawn with ``rng`` (the run's first draw)."""
+    image, labels, label_value, parent = job.image, job.labels, job.label_value, job.parent
+    rois = _annotation_rois(image, labels, src.labels)
     annotated = 0
     values: set[int] = set()
     has_label: list[bool] = []
     for r in rois:
         crop = _read_labels(
-            lab_arr,
+            src.labels,
             tuple(r["offset"]),
             tuple(o + s for o, s in zip(r["offset"], r["shape"], strict=True)),
         )
@@ -647,8 +702,6 @@ def _train(
     if label_value not in values:
         msg = f"label value {label_value} does not occur in the annotations of {labels!r} (values present: {sorted(values)})"
         raise SegmentationError(msg, path=image, field="label_value")
-
-    rng = np.random.default_rng(settings.seed)
     # Fine-tuning: crops the parent never saw are "new". They are what the curator
     # just added, so they are never held out and are drawn ``new_crop_fraction`` of
     # the time; the validation crop (if any) comes from the parent's crops and only
@@ -665,146 +718,201 @@ def _train(
     positive = [i for i, has in enumerate(has_label) if has and (parent is None or not is_new[i])]
     val_rois: list[dict[str, Any]] = []
     train_rois = list(rois)
-    if validation and len(positive) >= 2:
+    if job.validation and len(positive) >= 2:
         held = int(positive[int(rng.integers(len(positive)))])
         val_rois = [rois[held]]
         train_rois = [r for i, r in enumerate(rois) if i != held]
     new_keys = {_roi_key(r) for r, n in zip(rois, is_new, strict=True) if n}
+    return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys)
 
-    signature = _signature(
+
+def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
+    """What makes two runs the same run (the iterations aside: more of them resume)."""
+    return _signature(
         {
-            "image": str(image.resolve()),
-            "labels": labels,
-            "label_value": label_value,
-            "rois": rois,
-            "settings": {k: v for k, v in asdict(settings).items() if k != "iterations"},
-            "config": config.to_dict(),
-            "preprocessing": pre.to_dict(),
-            "augmentation": asdict(aug),
-            "parent": parent.sha256 if parent else None,
-            "validation": validation,
+            "image": str(job.image.resolve()),
+            "labels": job.labels,
+            "label_value": job.label_value,
+            "rois": crops.rois,
+            "settings": {k: v for k, v in asdict(job.settings).items() if k != "iterations"},
+            "config": src.config.to_dict(),
+            "preprocessing": src.pre.to_dict(),
+            "augmentation": asdict(job.aug),
+            "parent": job.parent.sha256 if job.parent else None,
+            "validation": job.validation,
         }
     )
+
+
+def _finished_model(job: _TrainJob, signature: str) -> Result | None:
+    """``notneeded`` when this run already finished in ``out``; refuses another model there."""
+    out = job.out
     out.mkdir(parents=True, exist_ok=True)
-    if overwrite:
+    if job.overwrite:
         for f in ("checkpoint.pt", "checkpoint.json"):
             (out / f).unlink(missing_ok=True)
-    existing = out / MODEL_JSON
-    if existing.is_file() and not overwrite:
-        try:
-            old = json.loads(existing.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        same = old.get("training", {}).get("signature") == signature
-        if same and int(old["training"]["iterations"]) >= settings.iterations:
-            load_model(out)  # verifies the weights
-            return Result(
-                "finetune" if parent else "train",
-                "notneeded",
-                str(out),
-                f"already trained for {old['training']['iterations']} iterations",
-                {
-                    "weights_sha256": old["weights"]["sha256"],
-                    "iterations": old["training"]["iterations"],
-                },
-            )
-        if not same:
-            msg = "a different model is already here; choose another --out or pass overwrite"
-            raise SegmentationError(msg, path=out, field="out")
-    ckpt = load_checkpoint(
-        out, signature
-    )  # IntegrityError on a corrupt one, before anything is written
+    if not (out / MODEL_JSON).is_file() or job.overwrite:
+        return None
+    try:
+        _, old = read_model_json(out)
+    except InputError:
+        old = {}
+    same = old.get("training", {}).get("signature") == signature
+    if same and int(old["training"]["iterations"]) >= job.settings.iterations:
+        load_model(out)  # verifies the weights
+        return Result(
+            job.action,
+            "notneeded",
+            str(out),
+            f"already trained for {old['training']['iterations']} iterations",
+            {
+                "weights_sha256": old["weights"]["sha256"],
+                "iterations": old["training"]["iterations"],
+            },
+        )
+    if not same:
+        msg = "a different model is already here; choose another --out or pass overwrite"
+        raise SegmentationError(msg, path=out, field="out")
+    return None
 
-    # ---- regions around each crop (pre-processed once)
-    grow = [o + c + h + aug.margin for o, c, h in zip(out_patch, geom.context, halo, strict=True)]
+
+def _prepare_regions(
+    job: _TrainJob, src: _Source, crops: _Crops
+) -> tuple[Preprocessing, list[_Region], list[_Region]]:
+    """Read and pre-process the region around each crop once (statistics fitted on them
+    unless fine-tuning); the validation crop's labels are hidden from the training regions."""
+    geom, out_patch, halo, margin = src.geom, src.out_patch, src.pre.halo, job.aug.margin
+    grow = [o + c + h + margin for o, c, h in zip(out_patch, geom.context, halo, strict=True)]
 
     def region_of(r: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         lo = tuple(o - g for o, g in zip(r["offset"], grow, strict=True))
         hi = tuple(o + s + g for o, s, g in zip(r["offset"], r["shape"], grow, strict=True))
         return lo, hi
 
+    train_rois, val_rois = crops.train, crops.val
     raw_regions = []
     for r in train_rois + val_rois:
         lo, hi = region_of(r)
-        raw_regions.append(read_region(raw_arr, lo, hi))
-    if parent is None:
-        pre = pre.fit(raw_regions)
+        raw_regions.append(read_region(src.raw, lo, hi))
+    pre = src.pre.fit(raw_regions) if job.parent is None else src.pre
     regions: list[_Region] = []
     for r, raw in zip(train_rois + val_rois, raw_regions, strict=True):
         lo, hi = region_of(r)
         proc = pre.apply(raw)
         origin = tuple(a + h for a, h in zip(lo, halo, strict=True))
-        lab_lo = tuple(o - (out_patch[i] + aug.margin) for i, o in enumerate(r["offset"]))
+        lab_lo = tuple(o - (out_patch[i] + margin) for i, o in enumerate(r["offset"]))
         lab_hi = tuple(
-            o + s + out_patch[i] + aug.margin
+            o + s + out_patch[i] + margin
             for i, (o, s) in enumerate(zip(r["offset"], r["shape"], strict=True))
         )
-        lab = _read_labels(lab_arr, lab_lo, lab_hi)
+        lab = _read_labels(src.labels, lab_lo, lab_hi)
         if r not in val_rois:
-            # the validation crop's annotations never reach the loss, even where regions touch it
-            for v in val_rois:
-                lo_v = [max(0, vo - lo_) for vo, lo_ in zip(v["offset"], lab_lo, strict=True)]
-                hi_v = [
-                    min(n, vo + vs - lo_)
-                    for vo, vs, lo_, n in zip(
-                        v["offset"], v["shape"], lab_lo, lab.shape, strict=True
-                    )
-                ]
-                if all(h > lo_ for lo_, h in zip(lo_v, hi_v, strict=True)):
-                    lab[tuple(slice(a, b) for a, b in zip(lo_v, hi_v, strict=True))] = UNANNOTATED
+            _hide_validation_labels(lab, lab_lo, val_rois)
         regions.append(_Region(r, origin, proc, lab_lo, lab))  # type: ignore[arg-type]
     del raw_regions
-    train_regions = regions[: len(train_rois)]
-    val_regions = regions[len(train_rois) :]
+    return pre, regions[: len(train_rois)], regions[len(train_rois) :]
 
-    # ---- class balance over all training annotations
-    fg = sum(int((rg.labels == label_value).sum()) for rg in train_regions)
-    ann = sum(int((rg.labels != UNANNOTATED).sum()) for rg in train_regions)
-    freq = float(np.clip(fg / max(ann, 1), 0.01, 0.99))
-    w_fg, w_bg = 0.5 / freq, 0.5 / (1.0 - freq)
 
-    # ---- network, optimiser, AMP
-    torch.manual_seed(settings.seed)
-    net = UNet3D(config)
-    if parent is not None:
-        net.load_state_dict(parent.network("cpu").state_dict())
-    net = net.to(device)
-    opt = torch.optim.Adam(
-        net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
-    dtype = amp_dtype(device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    start_it = 0
-    best: dict[str, Any] = {"dice": -1.0, "loss": float("inf"), "iteration": 0, "state": None}
-    history: list[dict[str, float]] = []
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_it = int(ckpt["iteration"])
-        best = ckpt["best"]
-        history = list(ckpt.get("history", []))
-        rng.bit_generator.state = ckpt["numpy_rng"]
+def _hide_validation_labels(
+    lab: np.ndarray, lab_lo: tuple[int, ...], val_rois: list[dict[str, Any]]
+) -> None:
+    """The validation crop's annotations never reach the loss, even where regions touch it."""
+    for v in val_rois:
+        lo_v = [max(0, vo - lo_) for vo, lo_ in zip(v["offset"], lab_lo, strict=True)]
+        hi_v = [
+            min(n, vo + vs - lo_)
+            for vo, vs, lo_, n in zip(v["offset"], v["shape"], lab_lo, lab.shape, strict=True)
+        ]
+        if all(h > lo_ for lo_, h in zip(lo_v, hi_v, strict=True)):
+            lab[tuple(slice(a, b) for a, b in zip(lo_v, hi_v, strict=True))] = UNANNOTATED
+
+
+class _TrainingLoop:
+    """The network, optimiser and random state of one run, and the loop that trains it."""
+
+    def __init__(
+        self,
+        job: _TrainJob,
+        src: _Source,
+        device: torch.device,
+        rng: np.random.Generator,
+        train_regions: list[_Region],
+        val_regions: list[_Region],
+        new_keys: set[tuple[tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        self.job, self.src, self.device, self.rng = job, src, device, rng
+        self.settings = job.settings
+        self.train_regions, self.val_regions = train_regions, val_regions
+        # class balance over all training annotations
+        label_value = job.label_value
+        fg = sum(int((rg.labels == label_value).sum()) for rg in train_regions)
+        ann = sum(int((rg.labels != UNANNOTATED).sum()) for rg in train_regions)
+        freq = float(np.clip(fg / max(ann, 1), 0.01, 0.99))
+        self.weights = (0.5 / freq, 0.5 / (1.0 - freq))
+        # network, optimiser, AMP
+        torch.manual_seed(self.settings.seed)
+        net = UNet3D(src.config)
+        if job.parent is not None:
+            net.load_state_dict(job.parent.network("cpu").state_dict())
+        self.net = net.to(device)
+        self.opt = torch.optim.Adam(
+            self.net.parameters(),
+            lr=self.settings.learning_rate,
+            weight_decay=self.settings.weight_decay,
+        )
+        self.dtype = amp_dtype(device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.start_it = 0
+        self.best: dict[str, Any] = {
+            "dice": -1.0,
+            "loss": float("inf"),
+            "iteration": 0,
+            "state": None,
+        }
+        self.history: list[dict[str, float]] = []
+        voxel, in_patch = src.voxel, src.in_patch
+        self.iso_axes = tuple(
+            i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch)
+        )
+        self.pick_p = self._pick_probabilities(new_keys)
+
+    def _pick_probabilities(
+        self, new_keys: set[tuple[tuple[int, ...], tuple[int, ...]]]
+    ) -> np.ndarray:
+        """Crops are drawn by size; when fine-tuning, new crops get ``new_crop_fraction``."""
+        regions = self.train_regions
+        sizes = np.array([np.prod(rg.roi["shape"]) for rg in regions], dtype=np.float64)
+        pick_p = sizes / sizes.sum()
+        fresh = np.array([_roi_key(rg.roi) in new_keys for rg in regions])
+        if self.job.parent is not None and fresh.any() and (~fresh).any():
+            share = float(np.clip(self.settings.new_crop_fraction, 0.0, 1.0))
+            pick_p = np.where(
+                fresh,
+                share * sizes / sizes[fresh].sum(),
+                (1.0 - share) * sizes / sizes[~fresh].sum(),
+            )
+            pick_p = pick_p / pick_p.sum()
+        return pick_p
+
+    def restore(self, ckpt: dict[str, Any] | None) -> None:
+        """Continue from a checkpoint of this run (weights, optimiser, history, random state)."""
+        if ckpt is None:
+            return
+        self.net.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_it = int(ckpt["iteration"])
+        self.best = ckpt["best"]
+        self.history = list(ckpt.get("history", []))
+        self.rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
 
-    iso_axes = tuple(
-        i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch)
-    )
-    sizes = np.array([np.prod(rg.roi["shape"]) for rg in train_regions], dtype=np.float64)
-    pick_p = sizes / sizes.sum()
-    fresh = np.array([_roi_key(rg.roi) in new_keys for rg in train_regions])
-    if parent is not None and fresh.any() and (~fresh).any():
-        share = float(np.clip(settings.new_crop_fraction, 0.0, 1.0))
-        pick_p = np.where(
-            fresh,
-            share * sizes / sizes[fresh].sum(),
-            (1.0 - share) * sizes / sizes[~fresh].sum(),
-        )
-        pick_p = pick_p / pick_p.sum()
-
-    def sample() -> tuple[np.ndarray, np.ndarray]:
-        rg = train_regions[int(rng.choice(len(train_regions), p=pick_p))]
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented (raw, labels) patch pair from a random place in a random crop."""
+        rng, geom, aug = self.rng, self.src.geom, self.job.aug
+        out_patch, in_patch = self.src.out_patch, self.src.in_patch
+        rg = self.train_regions[int(rng.choice(len(self.train_regions), p=self.pick_p))]
         centre = [
             int(rng.integers(o, o + s))
             for o, s in zip(rg.roi["offset"], rg.roi["shape"], strict=True)
@@ -815,13 +923,15 @@ def _train(
         raw = rg.raw[tuple(slice(s, s + i + 2 * m) for s, i in zip(rs, in_patch, strict=True))]
         ls = [p - m - o for p, o in zip(p0, rg.label_origin, strict=True)]
         lab = rg.labels[tuple(slice(s, s + o + 2 * m) for s, o in zip(ls, out_patch, strict=True))]
-        return _augment(raw, lab, aug, iso_axes, rng)
+        return _augment(raw, lab, aug, self.iso_axes, rng)
 
-    def validate() -> tuple[float, float]:
+    def validate(self) -> tuple[float, float]:
+        """Mean Dice and loss over the validation crops."""
+        net, geom, label_value = self.net, self.src.geom, self.job.label_value
         net.eval()
         dices, losses = [], []
         with torch.no_grad():
-            for rg in val_regions:
+            for rg in self.val_regions:
                 o = geom.valid_output(tuple(rg.roi["shape"]))
                 rs = [
                     ro - c - org
@@ -835,7 +945,7 @@ def _train(
                     tuple(slice(s, s + sz) for s, sz in zip(ls, rg.roi["shape"], strict=True))
                 ]
                 logits = net(
-                    torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
+                    torch.from_numpy(np.ascontiguousarray(x))[None, None].to(self.device)
                 ).float()
                 logits = logits[0, 0, : y.shape[0], : y.shape[1], : y.shape[2]].cpu()
                 mask = y != UNANNOTATED
@@ -844,133 +954,189 @@ def _train(
                     logits,
                     torch.from_numpy(target.astype(np.float32)),
                     torch.from_numpy(mask.astype(np.float32)),
-                    settings.loss,
-                    (w_fg, w_bg),
+                    self.settings.loss,
+                    self.weights,
                 )
                 losses.append(float(loss))
-                dices.append(_dice(logits.numpy() > 0, target, mask))
+                dices.append(masked_dice(logits.numpy() > 0, target, mask))
         net.train()
         return float(np.mean(dices)), float(np.mean(losses))
 
-    def checkpoint(it: int) -> None:
+    def checkpoint(self, it: int, signature: str) -> None:
         save_checkpoint(
-            out,
+            self.job.out,
             {
                 "iteration": it,
-                "model": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "best": best,
-                "history": history,
-                "numpy_rng": rng.bit_generator.state,
+                "model": self.net.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "best": self.best,
+                "history": self.history,
+                "numpy_rng": self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
             },
             signature,
         )
 
-    progress.start(
-        f"{'fine-tune' if parent else 'train'} {out.name}", settings.iterations, "iterations"
-    )
-    if start_it:
-        progress.advance(start_it)
-    net.train()
-    loss_ema = None
-    for it in range(start_it + 1, settings.iterations + 1):
+    def step(self, it: int) -> tuple[float, float]:
+        """One optimiser step at iteration ``it``; returns the loss and the learning rate."""
+        settings, device, label_value = self.settings, self.device, self.job.label_value
         lr = learning_rate_at(settings, it)
-        for group in opt.param_groups:
+        for group in self.opt.param_groups:
             group["lr"] = lr
-        batch = [sample() for _ in range(settings.batch_size)]
+        batch = [self.sample() for _ in range(settings.batch_size)]
         x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(device)
         y = np.stack([b[1] for b in batch])
         mask = torch.from_numpy((y != UNANNOTATED).astype(np.float32)).to(device)
         target = torch.from_numpy((y == label_value).astype(np.float32)).to(device)
+        dtype = self.dtype
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-            logits = net(x)[:, 0]
-        loss = segmentation_loss(logits.float(), target, mask, settings.loss, (w_fg, w_bg))
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            logits = self.net(x)[:, 0]
+        loss = segmentation_loss(logits.float(), target, mask, settings.loss, self.weights)
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
         else:
             loss.backward()
-            opt.step()
-        lv = float(loss.detach())
-        loss_ema = lv if loss_ema is None else 0.9 * loss_ema + 0.1 * lv
-        info: dict[str, object] = {"loss": loss_ema}
-        if val_regions and (it % settings.validate_every == 0 or it == settings.iterations):
-            dice, vloss = validate()
-            history.append(
-                {"iteration": it, "loss": loss_ema, "val_dice": dice, "val_loss": vloss, "lr": lr}
-            )
-            if vloss < best["loss"]:
-                best = {
-                    "dice": dice,
-                    "loss": vloss,
-                    "iteration": it,
-                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                }
-            info["val_dice"] = dice
-        progress.advance(1, **info)
-        if it % settings.checkpoint_every == 0 and it < settings.iterations:
-            checkpoint(it)
-    progress.finish()
-    if settings.iterations > start_it:
-        checkpoint(settings.iterations)
+            self.opt.step()
+        return float(loss.detach()), lr
 
-    final_state = best["state"] if val_regions and best["state"] is not None else net.state_dict()
-    if parent is not None:
-        selection = {
-            "rule": "last iteration (fine-tuning: the learning rate is annealed; the validation "
-            "crop is one of the parent's crops and only watches for forgetting)",
-            "iteration": settings.iterations,
-            "validation_dice": history[-1]["val_dice"] if history else None,
-        }
-        final_state = net.state_dict()
-    elif val_regions:
-        selection = {
-            "rule": "lowest validation loss (class-balanced, masked BCE on the held-out crop)",
-            "iteration": best["iteration"],
-            "validation_dice": best["dice"],
-        }
-    else:
+    def run(self, signature: str, progress: ProgressReporter) -> None:
+        """Train from the last checkpoint to the last iteration, validating and checkpointing."""
+        settings = self.settings
+        progress.start(
+            f"{'fine-tune' if self.job.parent else 'train'} {self.job.out.name}",
+            settings.iterations,
+            "iterations",
+        )
+        if self.start_it:
+            progress.advance(self.start_it)
+        self.net.train()
+        loss_ema = None
+        for it in range(self.start_it + 1, settings.iterations + 1):
+            lv, lr = self.step(it)
+            loss_ema = lv if loss_ema is None else 0.9 * loss_ema + 0.1 * lv
+            info: dict[str, object] = {"loss": loss_ema}
+            if self.val_regions and (
+                it % settings.validate_every == 0 or it == settings.iterations
+            ):
+                dice, vloss = self.validate()
+                self.history.append(
+                    {
+                        "iteration": it,
+                        "loss": loss_ema,
+                        "val_dice": dice,
+                        "val_loss": vloss,
+                        "lr": lr,
+                    }
+                )
+                if vloss < self.best["loss"]:
+                    self.best = {
+                        "dice": dice,
+                        "loss": vloss,
+                        "iteration": it,
+                        "state": {
+                            k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
+                        },
+                    }
+                info["val_dice"] = dice
+            progress.advance(1, **info)
+            if it % settings.checkpoint_every == 0 and it < settings.iterations:
+                self.checkpoint(it, signature)
+        progress.finish()
+        if settings.iterations > self.start_it:
+            self.checkpoint(settings.iterations, signature)
+
+    def selection(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Which iteration's weights are kept, and why; and those weights."""
+        best, history, iterations = self.best, self.history, self.settings.iterations
+        if self.job.parent is not None:
+            selection = {
+                "rule": "last iteration (fine-tuning: the learning rate is annealed; the validation "
+                "crop is one of the parent's crops and only watches for forgetting)",
+                "iteration": iterations,
+                "validation_dice": history[-1]["val_dice"] if history else None,
+            }
+            return selection, self.net.state_dict()
+        if self.val_regions:
+            selection = {
+                "rule": "lowest validation loss (class-balanced, masked BCE on the held-out crop)",
+                "iteration": best["iteration"],
+                "validation_dice": best["dice"],
+            }
+            state = best["state"] if best["state"] is not None else self.net.state_dict()
+            return selection, state
         selection = {
             "rule": "last iteration (only one annotated crop: no validation crop held out)",
-            "iteration": settings.iterations,
+            "iteration": iterations,
         }
-        final_state = net.state_dict()
-    sha = write_weights(out, final_state)
+        return selection, self.net.state_dict()
 
-    ws = workspace
+
+def _image_identity(image: Path, ws: Workspace | None) -> tuple[str, str, str]:
+    """How the model names its training image: reference, digest and what the digest covers."""
     image_ref = ws.relative(image) if ws else str(image.resolve())
     # A store the curator log already recorded (the converter hashed it while writing)
     # is named by that digest; re-reading a terabyte level 0 for every training run is
     # what the log's digests are there to spare. Otherwise the level-0 array is hashed.
     recorded = ws.log.recorded_output(image) if ws is not None and ws.log.exists() else None
     if recorded is not None and recorded.digest:
-        image_digest = recorded.digest
-        digest_scope = (
-            f"the whole image store, as recorded in the curator log at seq {recorded.recorded_seq}"
+        return (
+            image_ref,
+            recorded.digest,
+            f"the whole image store, as recorded in the curator log at seq {recorded.recorded_seq}",
         )
-    else:
-        image_digest, _ = digest_path(image / _store.level0_path(_store.open_group(image), image))
-        digest_scope = "the level-0 array of the image store"
+    image_digest, _ = digest_path(image / _store.level0_path(_store.open_group(image), image))
+    return image_ref, image_digest, "the level-0 array of the image store"
 
-    def plain(r: dict[str, Any]) -> dict[str, Any]:
-        return {"offset": list(r["offset"]), "shape": list(r["shape"])}
 
-    used = [plain(r) for r in train_rois] + [plain(r) for r in val_rois]
+def _plain(r: dict[str, Any]) -> dict[str, Any]:
+    return {"offset": list(r["offset"]), "shape": list(r["shape"])}
+
+
+def _lineage(
+    parent: SegmentationModel | None, image_ref: str, crops: _Crops
+) -> list[dict[str, Any]]:
+    """The parent's lineage plus the crops used here; a crop it already learned from is listed once."""
+    used = [_plain(r) for r in crops.train] + [_plain(r) for r in crops.val]
     lineage = list(parent.meta.get("lineage_rois", [])) if parent else []
-    # a crop the parent already learned from (same image, offset and shape) is listed once
     known = {(str(r.get("image")), tuple(r["offset"]), tuple(r["shape"])) for r in lineage}
-    known |= {(image_ref, k[0], k[1]) for k in seen}
+    known |= {(image_ref, k[0], k[1]) for k in crops.seen}
     lineage += [
         {**r, "image": image_ref}
         for r in used
         if (image_ref, tuple(r["offset"]), tuple(r["shape"])) not in known
     ]
-    model_name = name or out.name
-    meta = {
+    return lineage
+
+
+_LOSS_DESCRIPTION = {
+    "balanced-bce+dice": "class-balanced binary cross-entropy plus soft Dice, over annotated voxels only",
+    "bce+dice": "binary cross-entropy plus soft Dice, over annotated voxels only",
+    "balanced-bce": "binary cross-entropy over annotated voxels, class-balanced",
+}
+
+
+def _model_meta(
+    job: _TrainJob,
+    src: _Source,
+    crops: _Crops,
+    loop: _TrainingLoop,
+    ws: Workspace | None,
+    signature: str,
+    selection: dict[str, Any],
+    sha: str,
+    t0: float,
+) -> dict[str, Any]:
+    """The ``model.json`` of the finished run."""
+    settings, parent, device, dtype = job.settings, job.parent, loop.device, loop.dtype
+    image_ref, image_digest, digest_scope = _image_identity(job.image, ws)
+    lineage = _lineage(parent, image_ref, crops)
+    model_name = job.name or job.out.name
+    w_fg, w_bg = loop.weights
+    return {
         "format": MODEL_FORMAT,
         "id": f"{model_name}@{sha[:12]}",
         "name": model_name,
@@ -978,45 +1144,43 @@ def _train(
         "architecture": {
             "type": "unet3d-valid",
             "version": MODEL_FORMAT,
-            **config.to_dict(),
-            **geom.to_dict(),
-            "parameters": count_parameters(net),
+            **src.config.to_dict(),
+            **src.geom.to_dict(),
+            "parameters": count_parameters(loop.net),
             "normalisation_layers": None,
             "output": "one logit channel; sigmoid > 0.5 is the label",
         },
-        "preprocessing": pre.to_dict(),
-        "label": {"labels": labels, "label_value": label_value},
+        "preprocessing": src.pre.to_dict(),
+        "label": {"labels": job.labels, "label_value": job.label_value},
         "training": {
             "image": image_ref,
             "image_digest": image_digest,
             "image_digest_scope": digest_scope,
-            "voxel_size": list(voxel),
-            "rois": [plain(r) for r in train_rois],
-            "validation_rois": [plain(r) for r in val_rois],
-            "annotated_voxels": annotated,
-            "annotated_fraction": annotated / float(np.prod(shape)),
+            "voxel_size": list(src.voxel),
+            "rois": [_plain(r) for r in crops.train],
+            "validation_rois": [_plain(r) for r in crops.val],
+            "annotated_voxels": crops.annotated,
+            "annotated_fraction": crops.annotated / float(np.prod(src.shape)),
             "iterations": settings.iterations,
             "seed": settings.seed,
             "batch_size": settings.batch_size,
-            "output_patch": list(out_patch),
-            "input_patch": list(in_patch),
+            "output_patch": list(src.out_patch),
+            "input_patch": list(src.in_patch),
             "learning_rate": settings.learning_rate,
             "schedule": settings.schedule,
             "new_crop_fraction": settings.new_crop_fraction if parent else None,
-            "new_rois": [plain(r) for r in rois if _roi_key(r) in new_keys] if parent else None,
+            "new_rois": [_plain(r) for r in crops.rois if _roi_key(r) in crops.new_keys]
+            if parent
+            else None,
             "optimizer": "Adam",
             "loss": settings.loss,
-            "loss_description": {
-                "balanced-bce+dice": "class-balanced binary cross-entropy plus soft Dice, over annotated voxels only",
-                "bce+dice": "binary cross-entropy plus soft Dice, over annotated voxels only",
-                "balanced-bce": "binary cross-entropy over annotated voxels, class-balanced",
-            }[settings.loss],
+            "loss_description": _LOSS_DESCRIPTION[settings.loss],
             "class_weights": {"foreground": w_fg, "background": w_bg}
             if settings.loss.startswith("balanced")
             else None,
-            "augmentation": asdict(aug),
+            "augmentation": asdict(job.aug),
             "checkpoint_selection": selection,
-            "history": history,
+            "history": loop.history,
             "device": str(device),
             "amp": str(dtype).replace("torch.", "") if dtype else None,
             "signature": signature,
@@ -1032,18 +1196,3 @@ def _train(
             "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         },
     }
-    write_model_json(out, meta)
-    details = {
-        "weights_sha256": sha,
-        "iterations": settings.iterations,
-        "resumed_from": start_it,
-        "best_validation_dice": best["dice"] if val_regions else None,
-        "checkpoint_selection": selection,
-        "seconds": meta["training"]["seconds"],
-        "model_id": meta["id"],
-        "annotated_fraction": meta["training"]["annotated_fraction"],
-    }
-    msg = f"{settings.iterations} iterations"
-    if val_regions:
-        msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
-    return Result("finetune" if parent else "train", "ok", str(out), msg, details)

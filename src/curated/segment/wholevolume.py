@@ -28,15 +28,9 @@ import numpy as np
 
 from curated.progress import ProgressReporter, ensure_progress
 from curated.segment.confusion import HALO, Confusion, count_confusion
-from curated.segment.evaluate import (
-    BOOTSTRAP_SAMPLES,
-    CONFIDENCE,
-    Box,
-    Vec3,
-    _Volume,
-    boundary_band_mask,
-    ratio_scores,
-)
+from curated.segment.geometry import Box, Vec3
+from curated.segment.metrics import BOOTSTRAP_SAMPLES, CONFIDENCE, boundary_band_mask, ratio_scores
+from curated.segment.volume import Volume
 
 DEFAULT_TILE = 64
 """Edge of a scoring tile in voxels (z, y, x); tiles are also cut at the x-bin edges."""
@@ -148,8 +142,8 @@ def _excluded_mask(box: Box, exclusion: Sequence[Box]) -> np.ndarray | None:
 
 
 def score_whole_volume(
-    pred: _Volume,
-    truth: _Volume,
+    pred: Volume,
+    truth: Volume,
     *,
     label_value: int,
     pred_value: int,
