@@ -44,6 +44,7 @@ import numpy as np
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated._text import render_template
 from curated._version import __version__
+from curated.document.figures import BlockPanel, block_errors_png
 from curated.errors import InputError, SegmentationError
 from curated.images.ngff import read_ngff
 from curated.progress import ProgressReporter, ensure_progress
@@ -799,7 +800,7 @@ class _EvalSettings:
     name: str | None = None
     out: str | Path | None = None
     overwrite: bool = False
-    picture_blocks: int = 4
+    picture_blocks: int | None = None
     whole_volume: bool | None = None
     tile: int | Sequence[int] = 64
     x_bins: int = 4
@@ -826,7 +827,7 @@ def evaluate(
     workspace: Workspace | str | Path | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
-    picture_blocks: int = 4,
+    picture_blocks: int | None = None,
     whole_volume: bool | None = None,
     tile: int | Sequence[int] = 64,
     x_bins: int = 4,
@@ -1138,7 +1139,7 @@ def _evaluate(
             warnings=_warnings(s, inp, scores, whole, exclusion, truth_origin),
         )
         if json_path is not None:
-            _write_report(report, json_path, ws, scores.shown, step, exclusion)
+            _write_report(report, json_path, ws, scores.shown, step, exclusion, image)
         step.details = {
             "dice": report.overall["raw"]["dice"],
             "blocks": len(scores.counts),
@@ -1155,7 +1156,7 @@ class _BlockScores:
     """What scoring the held-out blocks one by one gathered."""
 
     counts: list[BlockCounts] = field(default_factory=list)
-    shown: list[tuple[Box, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    shown: list[BlockPanel] = field(default_factory=list)
     seen_value: bool = False
     confusion: Any = None
     block_classes: dict[int, int] = field(default_factory=dict)
@@ -1202,10 +1203,18 @@ def _score_blocks(
                 out.confusion = out.confusion + count_confusion(
                     p, truth_ctx, inner, s.label_value, valid=valid, ignore=unannotated
                 )
-            if len(out.shown) < s.picture_blocks:
+            if s.picture_blocks is None or len(out.shown) < s.picture_blocks:
                 mid = box.shape[0] // 2
                 mid_plane = Box((box.offset[0] + mid, *box.offset[1:]), (1, *box.shape[1:]))
-                out.shown.append((box, inp.img.read(mid_plane)[0], t[mid], p[mid]))
+                out.shown.append(
+                    BlockPanel(
+                        box.offset,
+                        inp.img.read(mid_plane)[0],
+                        t[mid],
+                        p[mid],
+                        _block_note(c, valid, t),
+                    )
+                )
             prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
     finally:
         prog.finish()
@@ -1300,20 +1309,42 @@ def _model_info(exclusion: TrainingExclusion | None) -> dict[str, Any] | None:
     }
 
 
+def _block_note(c: BlockCounts, valid: np.ndarray | None, t: np.ndarray) -> str:
+    """``Dice 0.91, 812 truth voxels`` for the block figure (``no truth`` when the block has none)."""
+    dice = ratio_scores(c.tp, c.fp, c.fn)["dice"]
+    truth = c.tp + c.fn
+    scored = "" if valid is None else f", {int(valid.sum())} annotated"
+    if truth == 0:
+        return f"no truth in block, {c.fp} false positive voxels{scored}"
+    return f"Dice {dice:.2f}, {truth} truth voxels{scored}"
+
+
 def _write_report(
     report: EvaluationReport,
     json_path: Path,
     ws: Workspace | None,
-    shown: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]],
+    shown: Sequence[BlockPanel],
     step: Any,
     exclusion: TrainingExclusion | None,
+    image: Path,
 ) -> None:
     """Write the JSON, Markdown and PNG; link the evaluation from the model's ``model.json``."""
     md_path = json_path.with_suffix(".md")
     png_path = json_path.with_suffix(".png")
     rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
     report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
-    atomic_write_bytes(png_path, render_blocks_png(shown))
+    meta = read_ngff(image)
+    atomic_write_bytes(
+        png_path,
+        block_errors_png(
+            shown,
+            class_name=report.label_name,
+            pixel_size=meta.voxel_size[-1] if meta.voxel_size else None,
+            unit=meta.unit,
+            title=f"{report.name}: held-out blocks, middle z slice of each ({len(shown)} of "
+            f"{len(report.counts)} blocks)",
+        ),
+    )
     atomic_write_text(md_path, report.to_markdown())
     write_json(json_path, report.to_dict())
     for p in (json_path, md_path, png_path):
@@ -1384,54 +1415,3 @@ def _append_model_evaluation(model_dir: Path, json_path: Path) -> None:
         evals.append(rel)
     data["evaluations"] = evals
     write_json(mj, data)
-
-
-# ------------------------------------------------------------------- picture
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    a = img.astype(np.float32)
-    lo, hi = np.percentile(a, [1, 99]) if a.size else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1
-    return (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-
-
-def render_blocks_png(
-    panels: Sequence[tuple[Box, np.ndarray, np.ndarray, np.ndarray]], *, tile: int = 160
-) -> bytes:
-    """PNG with one row per block: image, truth, prediction, errors (mid z slice).
-
-    Errors: white = true positive, magenta = false positive, green = false negative.
-    """
-    import io
-
-    from PIL import Image, ImageDraw
-
-    header = 18
-    cols = ("image", "truth", "prediction", "errors")
-    rows = max(1, len(panels))
-    canvas = Image.new("RGB", (tile * len(cols), header + rows * (tile + header)), (24, 24, 24))
-    draw = ImageDraw.Draw(canvas)
-    for j, title in enumerate(cols):
-        draw.text((j * tile + 4, 2), title, fill=(230, 230, 230))
-    for i, (box, raw, t, p) in enumerate(panels):
-        y0 = header + i * (tile + header)
-        draw.text((4, y0 + 2), f"block {i} at z,y,x={list(box.offset)}", fill=(200, 200, 200))
-        g = _to_uint8(raw)
-        tiles = [
-            np.stack([g] * 3, -1),
-            np.stack([t.astype(np.uint8) * 255] * 3, -1),
-            np.stack([p.astype(np.uint8) * 255] * 3, -1),
-        ]
-        err = np.zeros((*t.shape, 3), np.uint8)
-        err[t & p] = (255, 255, 255)
-        err[p & ~t] = (255, 0, 255)
-        err[t & ~p] = (0, 200, 0)
-        tiles.append(err)
-        scale = tile / max(t.shape)
-        size = (max(1, round(t.shape[1] * scale)), max(1, round(t.shape[0] * scale)))
-        for j, arr in enumerate(tiles):
-            im = Image.fromarray(arr, "RGB").resize(size, Image.NEAREST)
-            canvas.paste(im, (j * tile, y0 + header))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()

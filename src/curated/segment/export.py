@@ -395,35 +395,22 @@ def _label_facts(image: Path | None, name: str | None) -> dict[str, Any] | None:
     }
 
 
-def _cover_png(raw: np.ndarray, prob: np.ndarray, context: tuple[int, int, int]) -> bytes:
+def _cover_png(
+    raw: np.ndarray, prob: np.ndarray, context: tuple[int, int, int], structure: str
+) -> bytes:
     """A 2:1 cover: mid-slice of the test input (left) and the predicted probability (right)."""
-    from PIL import Image
+    from curated.document.figures import model_cover_png
 
     z = raw.shape[0] // 2
-    r = raw[z].astype(np.float32)
-    lo, hi = np.percentile(r, [1, 99])
-    r8 = (np.clip((r - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
     pz = prob.shape[0] // 2
-    p8 = (np.clip(prob[pz], 0, 1) * 255).astype(np.uint8)
-    side = 256
-    left = Image.fromarray(r8).resize((side, side), Image.BILINEAR).convert("RGB")
-    # place the probability where it lies in the input (it is the input's centre)
-    scale = side / r8.shape[0], side / r8.shape[1]
-    right = Image.new("RGB", (side, side), (0, 0, 0))
-    pimg = Image.fromarray(p8).resize(
-        (max(1, round(p8.shape[1] * scale[1])), max(1, round(p8.shape[0] * scale[0]))),
-        Image.NEAREST,
+    # the probability is the input's centre: it lies ``context`` voxels in from the input's edge
+    return model_cover_png(
+        raw[z],
+        prob[pz],
+        (context[1], context[2]),
+        class_name=structure,
+        title="test input (middle slice)",
     )
-    right.paste(
-        Image.merge("RGB", (pimg, pimg.point(lambda v: v // 3), pimg.point(lambda v: 255 - v))),
-        (round(context[2] * scale[1]), round(context[1] * scale[0])),
-    )
-    canvas = Image.new("RGB", (2 * side, side))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (side, 0))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -512,6 +499,7 @@ def export_bioimageio(
             ev["_package_file"] = fname
             attachments.append(fname)
         facts = _card_facts(loaded, ws, license, img_path, bases, evaluations)
+        files["cover.png"] = _cover_png(test.raw, test.prob[0, 0], shipped.reach, facts.structure)  # type: ignore[arg-type]
         files["documentation.md"] = _model_card(loaded, shipped, test, facts).encode("utf-8")
         rdf = _rdf(loaded, shipped, test, facts, files, attachments)
         files["rdf.yaml"] = yaml.safe_dump(
@@ -668,7 +656,6 @@ def _network_files(
         "weights_torchscript.pt": ts_buf.getvalue(),
         "test_input.npy": _npy_bytes(test.raw[None, None]),
         "test_output.npy": _npy_bytes(test.prob),
-        "cover.png": _cover_png(test.raw, test.prob[0, 0], shipped.reach),  # type: ignore[arg-type]
         "model.json": (loaded.path / "model.json").read_bytes(),
     }
 
