@@ -689,3 +689,28 @@ def test_an_older_draft_with_the_same_title_is_not_adopted(target, ws, sleeps):
     receipt = run(target, bag, sleeps, resume=True)
     assert receipt.record_id != "doi:10.5072/FK2/000007"
     assert len(target.fake.datasets) == 2
+
+
+@pytest.mark.parametrize("target", ["dspace"], indirect=True)
+def test_lost_workspace_item_is_found_past_the_first_page(target, ws, sleeps):
+    from curated.deposit.http import LostResponse
+
+    fake = target.fake
+    for i in range(130):  # the account's other submissions, listed before the lost one
+        item = f"00000000-0000-0000-0000-{i:012d}"
+        fake.items[item] = {
+            "uuid": item,
+            "handle": None,
+            "inArchive": False,
+            "collection": COLLECTION,
+        }
+        w = fake._new_wsi(item)
+        w["sections"]["traditionalpageone"] = {"dc.title": [{"value": f"another study {i}"}]}
+    fake.lose_answers("POST", r"/server/api/submission/workspaceitems")
+    bag = ws / "package" / "bag"
+    with pytest.raises(LostResponse):
+        run(target, bag, sleeps)
+    assert len(fake.wsis) == 131
+    receipt = run(target, bag, sleeps, resume=True)
+    assert len(fake.wsis) == 131  # found on the second page, not made again
+    assert receipt.status == "draft"

@@ -367,11 +367,16 @@ class FakeDSpace(FakeServer):
             return 401, {"status": 401, "message": "Authentication is required"}
         if req.query.get("uuid") != EPERSON:
             return 200, {"_embedded": {"workspaceitems": []}, "page": {"totalElements": 0}}
-        rows = [self._json(w, req) for w in sorted(self.wsis.values(), key=lambda w: -w["id"])]
-        size = int(req.query.get("size") or 20)
+        rows = [self._json(w, req) for w in sorted(self.wsis.values(), key=lambda w: w["id"])]
+        page, size = int(req.query.get("page") or 0), int(req.query.get("size") or 20)
         return 200, {
-            "_embedded": {"workspaceitems": rows[:size]},
-            "page": {"size": size, "totalElements": len(rows), "number": 0},
+            "_embedded": {"workspaceitems": rows[page * size : (page + 1) * size]},
+            "page": {
+                "size": size,
+                "totalElements": len(rows),
+                "totalPages": -(-len(rows) // size),
+                "number": page,
+            },
         }
 
     def _item_json(self, iid: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from curated.deposit._base import MAX_LOOKUPS, made_since, make_session, need, one_lost_draft
+from curated.deposit._base import made_since, make_session, need, one_lost_draft
 from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -37,6 +37,11 @@ from curated.metadata.crosswalk.dspace import (
 
 PATCH_JSON = {"Content-Type": "application/json-patch+json"}
 URI_LIST = {"Content-Type": "text/uri-list"}
+
+
+LIST_PAGE = 100
+LIST_PAGES = 20
+"""Pages of the account's workspace items read when looking for a lost draft."""
 
 
 class DSpaceRepository:
@@ -283,26 +288,24 @@ class DSpaceRepository:
         person = _eperson(st.data)
         if not person:
             raise DepositError(f"{what}: DSpace's session status names no account")
-        r = self.http.request(
-            "GET",
-            "/submission/workspaceitems/search/findBySubmitter",
-            params={
-                "uuid": person,
-                "embed": "collection",
-                "size": MAX_LOOKUPS,
-                "sort": "lastModified,DESC",
-            },
-            allow=(204,),
-            what=what,
-        )
-        items = (
-            ((r.data or {}).get("_embedded") or {}).get("workspaceitems")
-            if r.status == 200
-            else None
-        )
+        items: list[Any] = []
+        for page in range(LIST_PAGES):  # every page: the default order is not by date
+            r = self.http.request(
+                "GET",
+                "/submission/workspaceitems/search/findBySubmitter",
+                params={"uuid": person, "embed": "collection", "page": page, "size": LIST_PAGE},
+                allow=(204,),
+                what=what,
+            )
+            data = r.data if r.status == 200 and isinstance(r.data, dict) else {}
+            rows = (data.get("_embedded") or {}).get("workspaceitems") or []
+            items += rows if isinstance(rows, list) else []
+            total = (data.get("page") or {}).get("totalPages")
+            if len(rows) < LIST_PAGE or (isinstance(total, int) and page + 1 >= total):
+                break
         title = _dc_title(metadata)
         found = []
-        for w in items or []:
+        for w in items:
             if not isinstance(w, dict) or w.get("id") is None:
                 continue
             coll = ((w.get("_embedded") or {}).get("collection") or {}).get("uuid")
