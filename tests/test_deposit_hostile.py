@@ -285,6 +285,91 @@ def test_trickling_body_is_given_up_after_the_body_timeout():
         srv.close()
 
 
+def _trickle_headers(conn):
+    """A status line, then headers one byte every 50 ms, for ever (no read timeout fires)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(2000):
+        conn.sendall(b"X")
+        time.sleep(0.05)
+
+
+def test_server_trickling_its_headers_is_cut_off_at_the_deadline():
+    srv = RawServer(_trickle_headers)
+    try:
+        s = _session(srv.url, timeouts=Timeouts(connect=2, read=2, body=60, total=0.6))
+        t0 = time.monotonic()
+        with pytest.raises(DepositError, match=r"did not answer within 0.6 s") as err:
+            s.request("GET", "/x")
+        assert time.monotonic() - t0 < 4
+        assert not isinstance(err.value, LostResponse)  # a GET: nothing may have been made
+        assert srv.requests == 1  # not retried: the next try would trickle as long
+        assert "\n" not in str(err.value)
+    finally:
+        srv.close()
+
+
+def test_post_cut_off_at_the_deadline_is_a_lost_answer():
+    srv = RawServer(_trickle_headers)
+    try:
+        s = _session(srv.url, timeouts=Timeouts(connect=2, read=2, body=60, total=0.4))
+        with pytest.raises(LostResponse, match="may have been done"):
+            s.request("POST", "/records", json_body={"a": 1})
+        assert srv.requests == 1
+    finally:
+        srv.close()
+
+
+def test_deadline_covers_a_trickling_body_too():
+    def respond(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        for _ in range(2000):
+            conn.sendall(b" ")
+            time.sleep(0.05)
+
+    srv = RawServer(respond)
+    try:
+        s = _session(srv.url, timeouts=Timeouts(connect=2, read=2, body=60, total=0.5))
+        with pytest.raises(DepositError, match="did not answer within 0.5 s"):
+            s.request("GET", "/x")
+    finally:
+        srv.close()
+
+
+def test_sending_a_slow_request_body_does_not_count_against_the_deadline(tmp_path):
+    from curated.deposit.http import FileSlice
+
+    f = tmp_path / "part.bin"
+    f.write_bytes(b"x" * 4096)
+    with FakeServer() as repo:
+        repo.route("PUT", r"/up", lambda req: (200, {"got": len(req.body())}))
+        s = _session(repo.url, timeouts=Timeouts(connect=2, read=5, body=5, total=0.3))
+
+        def body():
+            # 4 pieces of 1 KiB, 0.15 s apart: 0.6 s sending, twice the deadline
+            return FileSlice(f, on_read=lambda n: time.sleep(0.15))
+
+        orig_read = FileSlice.read
+        try:
+            FileSlice.read = lambda self, n=-1: orig_read(self, min(n if n > 0 else 1024, 1024))
+            assert s.request("PUT", "/up", body=body).data == {"got": 4096}
+        finally:
+            FileSlice.read = orig_read
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "nan", "inf"])
+def test_bad_deadline_setting_is_one_clear_error(monkeypatch, value):
+    monkeypatch.setenv("CURATED_HTTP_DEADLINE", value)
+    with pytest.raises(DepositError, match="CURATED_HTTP_DEADLINE must be a positive number"):
+        Timeouts()
+
+
+def test_deadline_setting_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CURATED_HTTP_DEADLINE", "42.5")
+    assert Timeouts().total == 42.5
+    monkeypatch.delenv("CURATED_HTTP_DEADLINE")
+    assert Timeouts().total == 1800.0
+
+
 # ------------------------------------------------------------------ echoed secrets
 def test_token_echoed_in_body_links_and_headers_is_redacted():
     with FakeServer() as repo:
@@ -450,6 +535,10 @@ def test_lost_draft_on_a_repository_that_cannot_list_asks_the_curator_once(
     ws = bags.copy_workspace(template, tmp_path / "ws")
     bag = ws / "package" / "bag"
     monkeypatch.setenv("DATAVERSE_TOKEN", DV_TOKEN)
+    from curated.deposit.dataverse import DataverseRepository
+
+    # an adapter that cannot list its drafts (every built-in one can now)
+    monkeypatch.delattr(DataverseRepository, "find_draft")
     fake = FakeDataverse().start()
     try:
         fake.inject("POST", r"/api/dataverses/lab/datasets", status=502)

@@ -595,3 +595,122 @@ def test_dataverse_checksum_types_are_named_like_hashlib() -> None:
     rf = _remote_file("a/b.txt", df)
     assert (rf.name, rf.size, rf.algorithm, rf.id) == ("a/b.txt", 3, "sha256", "7")
     assert _remote_file("x", {}).algorithm == "md5"
+
+
+# ------------------------------------------------------------------ lost answers to a create
+CREATE = {
+    "dataverse": ("POST", r"/api/dataverses/([^/]+)/datasets", "datasets"),
+    "dspace": ("POST", r"/server/api/submission/workspaceitems", "wsis"),
+    "figshare": ("POST", r"/v2/account/articles", "articles"),
+}
+"""Per target: the request that makes the draft, and the fake's table of drafts."""
+
+
+@pytest.mark.parametrize("target", list(CREATE), indirect=True)
+def test_lost_answer_to_the_create_is_found_not_duplicated(target, ws, sleeps):
+    from curated.deposit.http import LostResponse
+
+    method, pattern, table = CREATE[target.to]
+    target.fake.lose_answers(method, pattern)
+    bag = ws / "package" / "bag"
+    with pytest.raises(LostResponse, match="may have been done"):
+        run(target, bag, sleeps)
+    drafts = getattr(target.fake, table)
+    assert len(drafts) == 1  # made, but its answer never came back
+    assert "creating" in json.loads(journal_path(bag).read_text())["deposits"].__repr__()
+    receipt = run(target, bag, sleeps, resume=True)
+    assert len(drafts) == 1  # the lost draft was adopted, not made twice
+    assert target.fake.count(method, pattern + "$") == 1
+    assert receipt.status == "draft" and len(receipt.files) >= 1
+    key = next(iter(drafts))
+    assert str(key) in json.dumps(receipt.to_dict())
+    assert "creating" not in journal_path(bag).read_text()
+
+
+@pytest.mark.parametrize("target", list(CREATE), indirect=True)
+def test_lost_create_that_made_nothing_is_made_once_on_resume(target, ws, sleeps):
+    from curated.deposit.http import LostResponse
+
+    method, pattern, table = CREATE[target.to]
+    target.fake.inject(method, pattern, status=502)  # a gateway error: nothing was made
+    bag = ws / "package" / "bag"
+    with pytest.raises(LostResponse):
+        run(target, bag, sleeps)
+    assert len(getattr(target.fake, table)) == 0
+    receipt = run(target, bag, sleeps, resume=True)
+    assert len(getattr(target.fake, table)) == 1
+    assert receipt.status == "draft"
+
+
+@pytest.mark.parametrize("target", ["figshare"], indirect=True)
+def test_two_drafts_matching_a_lost_create_are_left_to_the_curator(target, ws, sleeps):
+    from curated.deposit.http import LostResponse
+
+    target.fake.lose_answers("POST", r"/v2/account/articles")
+    bag = ws / "package" / "bag"
+    with pytest.raises(LostResponse):
+        run(target, bag, sleeps)
+    ((aid, art),) = target.fake.articles.items()
+    target.fake.articles["999"] = {**art, "id": "999", "files": {}}  # a twin, made by hand
+    with pytest.raises(
+        DepositError, match=r"2 drafts made since then match it .*delete all but one"
+    ):
+        run(target, bag, sleeps, resume=True)
+    assert sorted(target.fake.articles) == sorted([aid, "999"])  # nothing made, nothing adopted
+    del target.fake.articles["999"]
+    receipt = run(target, bag, sleeps, resume=True)
+    assert receipt.record_id == aid and len(target.fake.articles) == 1
+
+
+@pytest.mark.parametrize("target", ["dataverse"], indirect=True)
+def test_an_older_draft_with_the_same_title_is_not_adopted(target, ws, sleeps):
+    from curated.deposit.http import LostResponse
+
+    target.fake.inject("POST", r"/api/dataverses/([^/]+)/datasets", status=504)
+    bag = ws / "package" / "bag"
+    with pytest.raises(LostResponse):
+        run(target, bag, sleeps)
+    # a draft of the same record from last year, by an earlier deposit the journal forgot
+    from curated.deposit import payload
+    from curated.metadata.crosswalk.dataverse import to_dataverse
+
+    record = payload.open_bag(bag).record
+    version = to_dataverse(record, today="2026-11-23")["datasetVersion"]
+    target.fake.datasets[7] = {
+        "id": 7,
+        "pid": "doi:10.5072/FK2/000007",
+        "version": version,
+        "files": {},
+        "published": 0,
+        "draft": True,
+        "collection": "lab",
+        "created": "2025-01-01T00:00:00Z",
+    }
+    receipt = run(target, bag, sleeps, resume=True)
+    assert receipt.record_id != "doi:10.5072/FK2/000007"
+    assert len(target.fake.datasets) == 2
+
+
+@pytest.mark.parametrize("target", ["dspace"], indirect=True)
+def test_lost_workspace_item_is_found_past_the_first_page(target, ws, sleeps):
+    from curated.deposit.http import LostResponse
+
+    fake = target.fake
+    for i in range(130):  # the account's other submissions, listed before the lost one
+        item = f"00000000-0000-0000-0000-{i:012d}"
+        fake.items[item] = {
+            "uuid": item,
+            "handle": None,
+            "inArchive": False,
+            "collection": COLLECTION,
+        }
+        w = fake._new_wsi(item)
+        w["sections"]["traditionalpageone"] = {"dc.title": [{"value": f"another study {i}"}]}
+    fake.lose_answers("POST", r"/server/api/submission/workspaceitems")
+    bag = ws / "package" / "bag"
+    with pytest.raises(LostResponse):
+        run(target, bag, sleeps)
+    assert len(fake.wsis) == 131
+    receipt = run(target, bag, sleeps, resume=True)
+    assert len(fake.wsis) == 131  # found on the second page, not made again
+    assert receipt.status == "draft"

@@ -129,6 +129,31 @@ class FakeServer:
             self.faults.append(f)
         return f
 
+    def lose_answers(self, method: str, pattern: str, *, times: int = 1) -> None:
+        """The next ``times`` requests to the route ``pattern`` are carried out, then the
+        connection is closed without an answer (the answer to a POST lost on the way)."""
+        left = {"n": times}
+
+        def wrap(fn: Callable[..., Reply]) -> Callable[..., Reply]:
+            def lossy(req: Request, *groups: str) -> Reply:
+                result = fn(req, *groups)
+                if left["n"] > 0:
+                    left["n"] -= 1
+                    raise ConnectionResetError  # done, but the answer never leaves
+                return result
+
+            return lossy
+
+        hits = [
+            i
+            for i, (m, rx, _) in enumerate(self.routes)
+            if m == method and rx.pattern == pattern + "$"
+        ]
+        if not hits:
+            raise KeyError(f"no route {method} {pattern}")
+        m, rx, fn = self.routes[hits[0]]
+        self.routes[hits[0]] = (m, rx, wrap(fn))
+
     def start(self) -> FakeServer:
         fake = self
 

@@ -14,6 +14,7 @@ with the stored bytes, as installations that validate fixity at publication do.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -92,6 +93,8 @@ class FakeDataverse(FakeServer):
         self.route("GET", r"/api/licenses", self.list_licences)
         self.route("DELETE", r"/api/datasets/mpupload", self.mp_abort)
         self.route("GET", r"/api/dataverses/([^/]+)", self.collection)
+        self.route("GET", r"/api/dataverses/([^/]+)/contents", self.contents)
+        self.route("GET", r"/api/datasets/(\d+)/versions/:draft", self.draft_version)
         self.route("POST", r"/api/dataverses/([^/]+)/datasets", self.create)
         self.route("PUT", r"/api/datasets/:persistentId/versions/:draft", self.put_version)
         self.route("GET", r"/api/datasets/(\d+)/locks", self.locks)
@@ -183,8 +186,68 @@ class FakeDataverse(FakeServer):
             "files": {},
             "published": 0,
             "draft": True,
+            "collection": alias,
+            "created": self.now(),
         }
         return 201, {"status": "OK", "data": {"id": did, "persistentId": pid}}
+
+    @staticmethod
+    def now() -> str:
+        return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def contents(self, req: Request, alias: str):
+        # native-api.rst "Show Contents of a Dataverse Collection": GET /api/dataverses/{alias}/contents;
+        # datasets carry protocol/authority/identifier, and publicationDate once published.
+        if (bad := self._auth(req)) is not None:
+            return bad
+        if alias not in self.collections:
+            return 404, {
+                "status": "ERROR",
+                "message": f"Can't find dataverse with identifier='{alias}'",
+            }
+        rows = []
+        for d in self.datasets.values():
+            if d.get("collection", "root") != alias:
+                continue
+            protocol, _, rest = d["pid"].partition(":")
+            authority, _, identifier = rest.partition("/")
+            row = {
+                "id": d["id"],
+                "identifier": identifier,
+                "persistentUrl": f"https://doi.org/{rest}",
+                "protocol": protocol,
+                "authority": authority,
+                "publisher": "Fake Dataverse",
+                "storageIdentifier": f"file://{identifier}",
+                "type": "dataset",
+            }
+            if d["published"]:
+                row["publicationDate"] = "2024-01-01"
+            rows.append(row)
+        return 200, {"status": "OK", "data": rows}
+
+    def draft_version(self, req: Request, did: str):
+        # native-api.rst "Get Version of a Dataset": GET /api/datasets/{id}/versions/:draft (404 without a draft).
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self.datasets.get(int(did))
+        if d is None or not d["draft"]:
+            return 404, {
+                "status": "ERROR",
+                "message": "Dataset version :draft of dataset not found",
+            }
+        return 200, {
+            "status": "OK",
+            "data": {
+                **d["version"],
+                "id": d["id"] * 10,
+                "datasetId": d["id"],
+                "datasetPersistentId": d["pid"],
+                "versionState": "DRAFT",
+                "createTime": d.get("created") or self.now(),
+                "lastUpdateTime": self.now(),
+            },
+        }
 
     def put_version(self, req: Request):
         # native-api.rst PUT /api/datasets/:persistentId/versions/:draft.

@@ -20,6 +20,7 @@ and the metadata step's patch handling do.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import itertools
 import uuid
@@ -88,6 +89,7 @@ DEFAULT_FORM = Form(
 USER = "curator@example.org"
 PASSWORD = "dspace-good-password-321"
 COLLECTION = "5ad50035-ca22-4a4d-84ca-d5132f34f588"
+EPERSON = "2f0a7e1c-3b5d-4e8f-9a6b-1c2d3e4f5a6b"
 
 
 class FakeDSpace(FakeServer):
@@ -128,6 +130,9 @@ class FakeDSpace(FakeServer):
         self.route("GET", s + r"/core/collections/([\w-]+)", self.collection)
         self.route("POST", s + r"/submission/workspaceitems", self.create)
         self.route("GET", s + r"/submission/workspaceitems/search/item", self.search_item)
+        self.route(
+            "GET", s + r"/submission/workspaceitems/search/findBySubmitter", self.by_submitter
+        )
         self.route("GET", s + r"/submission/workspaceitems/(\d+)", self.read)
         self.route("GET", s + r"/submission/workspaceitems/(\d+)/item", self.read_item)
         self.route("PATCH", s + r"/submission/workspaceitems/(\d+)", self.patch)
@@ -180,11 +185,20 @@ class FakeDSpace(FakeServer):
         # RestContract authentication.md "Status"; DSpace 8.0-8.2/9.0-9.1 send no CSRF token
         # on GETs (DSpace/DSpace issue 9774, fixed by PR 11154 in 8.3/9.2).
         headers = {} if self.version == "8.0" or self.csrf else self._new_csrf()
-        return (
-            200,
-            {"okay": True, "authenticated": self.jwt is not None, "type": "status"},
-            headers,
-        )
+        body: dict[str, Any] = {
+            "okay": True,
+            "authenticated": self.jwt is not None,
+            "type": "status",
+        }
+        if self._authenticated(req):
+            # the e-person is linked, and embedded by default (RestContract authentication.md)
+            href = f"{self.url}/server/api/eperson/epersons/{EPERSON}"
+            body["_links"] = {"eperson": {"href": href}}
+            body["_embedded"] = {"eperson": {"id": EPERSON, "uuid": EPERSON, "email": USER}}
+        return 200, body, headers
+
+    def _authenticated(self, req: Request) -> bool:
+        return self.jwt is not None and req.headers.get("Authorization") == f"Bearer {self.jwt}"
 
     # ------------------------------------------------------------ configuration
     def definition(self, req: Request):
@@ -333,9 +347,37 @@ class FakeDSpace(FakeServer):
                 "collection": {"href": f"{base}/collection"},
             },
         }
-        if req is not None and req.method == "GET" and req.query.get("embed") == "item":
-            out["_embedded"] = {"item": self._item_json(w["item"])}
+        out["lastModified"] = w.get("modified")
+        embeds = set((req.query.get("embed") or "").split(",")) if req is not None else set()
+        if req is not None and req.method == "GET" and embeds & {"item", "collection"}:
+            out["_embedded"] = {}
+            if "item" in embeds:
+                out["_embedded"]["item"] = self._item_json(w["item"])
+            if "collection" in embeds:
+                cid = self.items[w["item"]].get("collection")
+                out["_embedded"]["collection"] = {"id": cid, "uuid": cid, "type": "collection"}
         return out
+
+    def by_submitter(self, req: Request):
+        # RestContract workspaceitems.md "Search methods" findBySubmitter?uuid=<eperson> (paged;
+        # every workspace item of that e-person).
+        if (bad := self._guard(req, write=False)) is not None:
+            return bad
+        if not self._authenticated(req):
+            return 401, {"status": 401, "message": "Authentication is required"}
+        if req.query.get("uuid") != EPERSON:
+            return 200, {"_embedded": {"workspaceitems": []}, "page": {"totalElements": 0}}
+        rows = [self._json(w, req) for w in sorted(self.wsis.values(), key=lambda w: w["id"])]
+        page, size = int(req.query.get("page") or 0), int(req.query.get("size") or 20)
+        return 200, {
+            "_embedded": {"workspaceitems": rows[page * size : (page + 1) * size]},
+            "page": {
+                "size": size,
+                "totalElements": len(rows),
+                "totalPages": -(-len(rows) // size),
+                "number": page,
+            },
+        }
 
     def _item_json(self, iid: str) -> dict[str, Any]:
         it = self.items[iid]
@@ -359,6 +401,7 @@ class FakeDSpace(FakeServer):
         w = {
             "id": wid,
             "item": item,
+            "modified": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000+00:00"),
             "sections": sections
             or {
                 **{sid: {} for sid in self.form.sections},

@@ -12,6 +12,7 @@ unknown category or licence ids, and publishing without the mandatory fields.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import uuid
 from typing import Any
@@ -125,6 +126,8 @@ class FakeFigshare(FakeServer):
         self.route("GET", a + r"/authors", self.list_authors)
         self.route("GET", r"/v2/account/projects/(\d+)", self.project)
         self.route("POST", r"/v2/account/articles", self.create)
+        self.route("GET", r"/v2/account/articles", self.list_articles)
+        self.route("GET", r"/v2/account/projects/(\d+)/articles", self.list_project_articles)
         self.route("POST", r"/v2/account/projects/(\d+)/articles", self.create_in_project)
         self.route("GET", a, self.read)
         self.route("PUT", a, self.update)
@@ -250,12 +253,40 @@ class FakeFigshare(FakeServer):
             "files": {},
             "version": 0,
             "project": project,
+            "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         return 201, {
             "entity_id": int(aid),
             "location": f"{self.url}/v2/account/articles/{aid}",
             "warnings": [],
         }
+
+    def list_articles(self, req: Request, project: str | None = None):
+        # swagger.json GET /account/articles (page, page_size; private articles included): Article
+        # rows with id, title, doi, url, published_date (null until published), created_date.
+        if (bad := self._auth(req)) is not None:
+            return bad
+        page, size = int(req.query.get("page") or 1), int(req.query.get("page_size") or 10)
+        rows = [
+            {
+                "id": int(a["id"]),
+                "title": a["meta"].get("title"),
+                "doi": "",
+                "url": f"{self.url}/v2/account/articles/{a['id']}",
+                "published_date": "2024-01-01T00:00:00Z" if a["version"] else None,
+                "created_date": a.get("created"),
+                "defined_type": 3,
+            }
+            for a in self.articles.values()
+            if project is None or a["project"] == project
+        ]
+        return 200, rows[(page - 1) * size : page * size]
+
+    def list_project_articles(self, req: Request, pid: str):
+        # swagger.json GET /account/projects/{project_id}/articles.
+        if pid not in self.projects:
+            return 404, {"message": "Project not found", "code": "EntityNotFound"}
+        return self.list_articles(req, pid)
 
     def create_in_project(self, req: Request, pid: str):
         # swagger.json POST /account/projects/{project_id}/articles.

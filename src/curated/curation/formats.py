@@ -257,7 +257,11 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                         f"page {page.index}'s image data ends at byte {max(ends)} but the file has {size} bytes: the file is truncated"
                     )
                     break
-            if not info["truncated"]:
+            lie = None if info["truncated"] else _header_lie(tif, path, complaints.messages)
+            if lie is not None:
+                info["problem"] = lie
+                info["truncated"] = "puts its pixel data" in lie  # past the end of the file
+            elif not info["truncated"]:
                 _decode_first_segment(tif, first)
             texts = []
             for page in pages:
@@ -278,11 +282,11 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 personal_data_in_vendor_header(tif)
             )  # Zeiss/FEI/JEOL: user names, user folders
             info["personal_data"] = sorted(kinds)
-            if complaints.messages and not info["truncated"]:
+            if complaints.messages and not info["truncated"] and lie is None:
                 # tifffile logs, rather than raises, when a page's IFD lies beyond the file's end
                 info["truncated"] = any("offset" in m for m in complaints.messages)
                 info["problem"] = "damaged page list: " + complaints.messages[0]
-            info["opens"] = not info["truncated"] and not complaints.messages
+            info["opens"] = not info["truncated"] and not complaints.messages and lie is None
     except Exception as exc:  # tifffile raises many types on damaged files
         info["opens"] = False
         info["problem"] = info["problem"] or f"cannot be read as TIFF: {type(exc).__name__}: {exc}"
@@ -293,6 +297,16 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     finally:
         tlog.removeHandler(complaints)
     return info
+
+
+def _header_lie(tif: Any, path: str | Path, complaints: list[str]) -> str | None:
+    """What the TIFF's headers claim that its pages contradict (the converter's own check,
+    :func:`curated.images.sources.header_lies`); a file cut short is reported as such instead."""
+    if any("invalid page offset" in m for m in complaints):
+        return None
+    from curated.images.sources import header_lies
+
+    return header_lies(tif, Path(path), complaints)
 
 
 class _TifffileComplaints(logging.Handler):

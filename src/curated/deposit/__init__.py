@@ -30,15 +30,19 @@ from curated.deposit.core import (
 )
 from curated.deposit.http import RetryPolicy
 from curated.deposit.preflight import LIMITS, Limits
+from curated.deposit.targets import REGISTRY, Target, get_target
 
 __all__ = [
     "DEFAULT_TOKEN_ENV",
     "LIMITS",
+    "REGISTRY",
     "TARGETS",
     "Limits",
     "Receipt",
     "RetryPolicy",
+    "Target",
     "deposit",
     "discover_workspace",
+    "get_target",
     "make_repository",
 ]

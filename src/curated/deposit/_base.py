@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from urllib.parse import urlparse
 
@@ -54,3 +55,52 @@ def need(data: Any, *keys: str, what: str) -> Any:
             raise DepositError(msg)
         cur = cur[k]
     return cur
+
+
+CLOCK_SKEW = dt.timedelta(minutes=10)
+"""How far the repository's clock may be behind ours when matching a draft made by a
+request whose answer was lost."""
+MAX_LOOKUPS = 25
+"""Most candidate drafts read one by one when looking for a lost draft."""
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """An ISO 8601 timestamp from a server (``Z`` or an offset; naive means UTC), else ``None``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def made_since(when: Any, since: str) -> bool:
+    """Whether a server timestamp is not earlier than ``since`` (less :data:`CLOCK_SKEW`).
+
+    A missing or unreadable timestamp proves nothing: ``False``.
+    """
+    t, s = parse_time(when), parse_time(since)
+    return t is not None and s is not None and t >= s - CLOCK_SKEW
+
+
+def one_lost_draft(
+    found: list[tuple[str, dict[str, Any]]], *, repository: str, since: str
+) -> dict[str, Any] | None:
+    """The one draft matching a lost create (``(label, state)`` pairs), ``None`` for none.
+
+    Several matches cannot be told apart: the curator is asked to keep one, so that the
+    deposit never adopts the wrong draft nor makes yet another.
+    """
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0][1]
+    labels = ", ".join(label for label, _ in found[:10])
+    msg = (
+        f"an earlier run asked {repository} to create the draft at {since} but its answer was "
+        f"lost, and {len(found)} drafts made since then match it ({labels}): delete all but one "
+        "there, then re-run with --resume to continue with the one left"
+    )
+    raise DepositError(msg, details={"creating": since, "candidates": [lb for lb, _ in found]})

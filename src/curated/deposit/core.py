@@ -18,22 +18,18 @@ from curated.deposit import payload, preflight
 from curated.deposit.http import RetryPolicy, env_token, hash_file, public_url
 from curated.deposit.journal import Journal
 from curated.deposit.protocol import Landing, RemoteFile, Repository, UploadItem
-from curated.errors import DepositError, InputError, IntegrityError
+from curated.deposit.targets import DSPACE_USER_ENV as DSPACE_USER_ENV
+from curated.deposit.targets import REGISTRY, Target, get_target
+from curated.errors import DepositError, IntegrityError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.log import redact
 from curated.results import Result
 from curated.workspace import METADATA_FILE, Workspace, as_workspace, recorder
 
-TARGETS = ("invenio", "zenodo", "dataverse", "dspace", "figshare", "directory")
-DEFAULT_TOKEN_ENV = {
-    "invenio": "INVENIO_TOKEN",
-    "zenodo": "ZENODO_TOKEN",
-    "dataverse": "DATAVERSE_TOKEN",
-    "dspace": "DSPACE_PASSWORD",
-    "figshare": "FIGSHARE_TOKEN",
-}
+TARGETS = tuple(REGISTRY)
+"""Every ``--to`` value (the keys of :data:`curated.deposit.targets.REGISTRY`)."""
+DEFAULT_TOKEN_ENV = {name: t.token_env for name, t in REGISTRY.items() if t.token_env}
 """Where each target's credential is read from unless ``token_env`` names another variable."""
-DSPACE_USER_ENV = "DSPACE_USER"
 STAGES = ("started", "draft", "metadata", "uploaded", "finalized", "published")
 
 
@@ -90,10 +86,10 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _recorded_url(to: str, url: str, ws: Workspace | None) -> str:
-    """``url`` as receipts and journals hold it: no ``user:password@``; a directory
+def _recorded_url(target: Target, url: str, ws: Workspace | None) -> str:
+    """``url`` as receipts and journals hold it: no ``user:password@``; a folder
     target relative to the workspace (not to where the command ran, not absolute)."""
-    if to != "directory":
+    if not target.local:
         return public_url(url)
     target = Path(os.path.abspath(url))
     if ws is None:
@@ -120,71 +116,19 @@ def make_repository(
     options: dict[str, Any] | None = None,
 ) -> Repository:
     """The adapter for ``to`` (one of :data:`TARGETS`)."""
-    opts = dict(options or {})
-    common = {"token": token, "token_env": token_env, "collection": target, "retry": retry, **opts}
-    if to in ("invenio", "zenodo"):
-        from curated.deposit.invenio import InvenioRepository, zenodo
-
-        return zenodo(url, **common) if to == "zenodo" else InvenioRepository(url, **common)
-    if to == "dataverse":
-        from curated.deposit.dataverse import DataverseRepository
-
-        return DataverseRepository(url, **common)
-    if to == "dspace":
-        from curated.deposit.dspace import DSpaceRepository
-
-        common.setdefault("user", os.environ.get(DSPACE_USER_ENV))
-        return DSpaceRepository(url, **common)
-    if to == "figshare":
-        from curated.deposit.figshare import FigshareRepository
-
-        return FigshareRepository(url, **common)
-    if to == "directory":
-        from curated.deposit.directory import DirectoryRepository
-
-        return DirectoryRepository(url, collection=target)
-    msg = f"unknown deposit target {to!r}; choose one of {', '.join(TARGETS)}"
-    raise InputError(msg, field="to")
+    return get_target(to).make(
+        url, token=token, token_env=token_env, collection=target, retry=retry, options=options
+    )
 
 
 def build_metadata(to: str, record: dict[str, Any], repo: Any, *, today: str | None = None) -> Any:
     """The record in the target's shape (crosswalk)."""
-    if to in ("invenio", "zenodo"):
-        from curated.metadata.crosswalk.invenio import to_invenio
-
-        return to_invenio(record, today=today)
-    if to == "dataverse":
-        from curated.metadata.crosswalk.dataverse import to_dataverse
-
-        return to_dataverse(record, today=today)
-    if to == "dspace":
-        from curated.metadata.crosswalk.dspace import to_dspace_patch
-
-        return to_dspace_patch(
-            record,
-            today=today,
-            sections=getattr(repo, "sections", ("traditionalpageone", "traditionalpagetwo")),
-        )
-    if to == "figshare":
-        from curated.metadata.crosswalk.figshare import to_figshare
-
-        return to_figshare(record, licences=getattr(repo, "licences", None), today=today)
-    return record
+    return get_target(to).metadata(record, repo, today=today)
 
 
 def missing_metadata(to: str, record: dict[str, Any]) -> list[str]:
-    mod = {
-        "invenio": "invenio",
-        "zenodo": "invenio",
-        "dataverse": "dataverse",
-        "dspace": "dspace",
-        "figshare": "figshare",
-    }.get(to)
-    if mod is None:
-        return []
-    import importlib
-
-    return importlib.import_module(f"curated.metadata.crosswalk.{mod}").missing_required(record)
+    """Record fields target ``to`` requires that are empty."""
+    return get_target(to).missing(record)
 
 
 def _local_digest(item: UploadItem, fe: dict[str, Any], algorithm: str) -> str:
@@ -267,189 +211,270 @@ def deposit(
     >>> receipt.doi  # doctest: +SKIP
     '10.5281/zenodo.1234567'
     """
-    if to not in TARGETS:
-        raise InputError(
-            f"unknown deposit target {to!r}; choose one of {', '.join(TARGETS)}", field="to"
-        )
+    spec = get_target(to)
     bag = Path(bag)
     ws = as_workspace(workspace) if workspace is not None else discover_workspace(bag)
-    params = {
-        "to": to,
-        "url": _recorded_url(to, url, ws),
-        "target": target,
-        "publish": publish,
-        "resume": resume,
-    }
+    order = _Order(
+        spec=spec,
+        url=_recorded_url(spec, url, ws),
+        target=target,
+        publish=publish,
+        dry_run=dry_run,
+        resume=resume,
+        limits=limits,
+        progress=progress,
+        today=today,
+    )
+    params = {"to": to, "url": order.url, "target": target, "publish": publish, "resume": resume}
     with recorder(
         None if dry_run else ws, "D", "deposit", params=params, hash_inputs=False
     ) as step:
         view = payload.open_bag(bag)
         step.add_input(bag, digest=f"bag:{view.identity}", size=view.size)
-        env_var = token_env or DEFAULT_TOKEN_ENV.get(to)
-        token = None
-        if to != "directory" and not dry_run:
-            token = env_token(env_var, repository=to)  # type: ignore[arg-type]
-        elif to != "directory" and env_var:
-            # A dry run reads the target's form/licences (GET only) when it has a credential.
-            token = os.environ.get(env_var) or None
-        repo = make_repository(
-            to, url, token=token, token_env=env_var, target=target, retry=retry, options=options
-        )
-        if to == "directory":
-            # a bag folder is copied as <record>/v<N>/<bag name>/..., an archive as <record>/v<N>/<archive>
-            repo.bag_name = bag.name if bag.is_dir() else ""  # type: ignore[attr-defined]
+        repo = _open_repository(spec, url, bag, order, token_env, retry, options)
         try:
-            receipt = _run(
-                view,
-                repo,
-                to=to,
-                url=_recorded_url(to, url, ws),
-                target=target,
-                publish=publish,
-                dry_run=dry_run,
-                resume=resume,
-                limits=limits,
-                progress=progress,
-                today=today,
-            )
+            receipt = _run(view, repo, order)
         finally:
             repo.close()
         if not dry_run:
-            if receipt.status == "notneeded":  # the receipt of that deposit stays as it is
-                receipt.receipt_path = str(_receipt_path(bag, ws))
-            else:
-                receipt.receipt_path = str(_write_receipt(receipt, bag, ws))
-                step.add_output(receipt.receipt_path)
-            step.details = {
-                k: getattr(receipt, k)
-                for k in ("target", "status", "record_id", "doi", "handle", "record_url")
-            }
-            step.message = receipt.to_result().message
-            if receipt.status == "notneeded":
-                step.status = "notneeded"
+            _record(step, receipt, bag, ws)
         return receipt
 
 
-def _run(
+@dataclass(frozen=True)
+class _Order:
+    """What one :func:`deposit` call asks for, as its phases need it."""
+
+    spec: Target
+    url: str
+    """As receipts and journals hold it (:func:`_recorded_url`)."""
+    target: str | None
+    publish: bool
+    dry_run: bool
+    resume: bool
+    limits: str | None
+    progress: ProgressReporter | None
+    today: str | None
+
+    @property
+    def to(self) -> str:
+        return self.spec.name
+
+
+def _open_repository(
+    spec: Target,
+    url: str,
+    bag: Path,
+    order: _Order,
+    token_env: str | None,
+    retry: RetryPolicy | None,
+    options: dict[str, Any] | None,
+) -> Repository:
+    """The adapter, with the credential when the target needs one."""
+    env_var = token_env or spec.token_env
+    token = None
+    if not spec.local and not order.dry_run:
+        token = env_token(env_var, repository=spec.name)  # type: ignore[arg-type]
+    elif not spec.local and env_var:
+        # A dry run reads the target's form/licences (GET only) when it has a credential.
+        token = os.environ.get(env_var) or None
+    repo = spec.make(
+        url, token=token, token_env=env_var, collection=order.target, retry=retry, options=options
+    )
+    if spec.local:
+        # a bag folder is copied as <record>/v<N>/<bag name>/..., an archive as <record>/v<N>/<archive>
+        repo.bag_name = bag.name if bag.is_dir() else ""  # type: ignore[attr-defined]
+    return repo
+
+
+def _record(step: Any, receipt: Receipt, bag: Path, ws: Workspace | None) -> None:
+    """Write the receipt (unless nothing was needed) and fill the curator-log entry."""
+    if receipt.status == "notneeded":  # the receipt of that deposit stays as it is
+        receipt.receipt_path = str(_receipt_path(bag, ws))
+    else:
+        receipt.receipt_path = str(_write_receipt(receipt, bag, ws))
+        step.add_output(receipt.receipt_path)
+    step.details = {
+        k: getattr(receipt, k)
+        for k in ("target", "status", "record_id", "doi", "handle", "record_url")
+    }
+    step.message = receipt.to_result().message
+    if receipt.status == "notneeded":
+        step.status = "notneeded"
+
+
+def _run(view: payload.BagView, repo: Repository, order: _Order) -> Receipt:
+    """Preflight, then plan (dry run) or carry the deposit through its stages."""
+    lim = preflight.limits_for(order.to, order.url, order.limits)
+    journal = Journal.open(view.path)
+    key = Journal.key(order.to, order.url, order.target)
+    entry = journal.entry(key)
+    receipt, problems, estimate = _preflight(view, repo, order, lim, entry)
+    previous = _published_before(entry, view)
+    if order.dry_run:
+        return _plan(view, repo, order, receipt, previous, estimate)
+    blocking = [p for p in problems if p.blocking]
+    if blocking:
+        lines = "\n".join(f"  - {p}" for p in blocking)
+        msg = f"the package cannot go to {order.to} ({lim.name} limits) as it is; nothing was uploaded:\n{lines}"
+        raise DepositError(msg, path=view.path, details={"problems": receipt.problems})
+    done = _decide(entry, view, order, journal, receipt)
+    if done is not None:
+        return done
+    # Nothing is written before the repository has accepted the credential and target.
+    repo.check_access()
+    # What the target's form/licences/vocabularies will refuse is known now: stop before
+    # anything is created (the journal is not touched either).
+    metadata = order.spec.metadata(view.record, repo, today=order.today)
+    metadata = _review(repo, metadata, view.record, receipt, publish=order.publish, online=False)
+    refused = [p for p in receipt.problems if p["blocking"]]
+    if refused:
+        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in refused)
+        msg = f"{order.to} would refuse this deposit; nothing was created or uploaded:\n{lines}"
+        raise DepositError(msg, path=view.path, details={"problems": refused})
+    entry = _journal_entry(journal, key, entry, view, order, previous)
+    state = _draft(repo, metadata, entry, journal, order.to)
+    items = _send(repo, state, metadata, view, entry, journal, order)
+    landing = _finish(repo, state, entry, journal, view, order)
+    receipt.journal_path = str(journal.path)
+    return _fill(receipt, landing, entry, items)
+
+
+def _preflight(
     view: payload.BagView,
     repo: Repository,
-    *,
-    to: str,
-    url: str,
-    target: str | None,
-    publish: bool,
-    dry_run: bool,
-    resume: bool,
-    limits: str | None,
-    progress: ProgressReporter | None,
-    today: str | None,
-) -> Receipt:
-    lim = preflight.limits_for(to, url, limits)
+    order: _Order,
+    lim: preflight.Limits,
+    entry: dict[str, Any] | None,
+) -> tuple[Receipt, list[preflight.Problem], list[UploadItem]]:
+    """The receipt to fill, what the target's limits say about this package, and the
+    files it would send (sizes estimated, nothing zipped yet)."""
     estimate = payload.upload_items(view, keeps_folders=repo.keeps_folders, make_zip=False)
-    dest = getattr(repo, "root", None) if to == "directory" else None
-    journal = Journal.open(view.path)
-    key = Journal.key(to, url, target)
-    entry = journal.entry(key)
     problems = preflight.check(
         estimate,
         lim,
-        single_request=repo.single_request,
+        single_request=repo.single_request,  # type: ignore[attr-defined]
         zarr_stores=view.zarr_stores,
-        dest_dir=dest,
-        missing_metadata=missing_metadata(to, view.record),
+        dest_dir=getattr(repo, "root", None) if order.spec.local else None,
+        missing_metadata=order.spec.missing(view.record),
         already_sent=_confirmed_bytes(entry, view.identity),
     )
     receipt = Receipt(
-        target=to,
-        url=url,
+        target=order.to,
+        url=order.url,
         status="planned",
         bag=view.path.name,
-        collection=target,
+        collection=order.target,
         limits=preflight.summary(lim),
     )
     receipt.problems = [
         {"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems
     ]
-    previous = None
+    return receipt, problems, estimate
+
+
+def _published_before(entry: dict[str, Any] | None, view: payload.BagView) -> dict[str, Any] | None:
+    """The last published deposit of an earlier bag here: this one becomes its new version."""
     if (
         entry
         and entry.get("stage") == "published"
         and entry.get("bag_id") != view.identity
         and entry.get("history")
     ):
-        previous = entry["history"][-1]
+        return entry["history"][-1]  # type: ignore[no-any-return]
+    return None
 
-    if dry_run:
-        metadata = build_metadata(to, view.record, repo, today=today)
-        metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=True)
-        receipt.planned = [
-            c.to_dict()
-            for c in repo.plan(
-                metadata,
-                estimate,
-                publish=publish,
-                new_version_of=previous and previous["record_id"],
-            )
-        ]
-        receipt.new_version_of = previous and previous["record_id"]
-        return receipt
 
-    blocking = [p for p in problems if p.blocking]
-    if blocking:
-        lines = "\n".join(f"  - {p}" for p in blocking)
-        msg = f"the package cannot go to {to} ({lim.name} limits) as it is; nothing was uploaded:\n{lines}"
-        raise DepositError(msg, path=view.path, details={"problems": receipt.problems})
+def _plan(
+    view: payload.BagView,
+    repo: Repository,
+    order: _Order,
+    receipt: Receipt,
+    previous: dict[str, Any] | None,
+    estimate: list[UploadItem],
+) -> Receipt:
+    """A dry run: the requests a deposit would make; nothing sent, nothing written."""
+    metadata = order.spec.metadata(view.record, repo, today=order.today)
+    metadata = _review(repo, metadata, view.record, receipt, publish=order.publish, online=True)
+    version_of = previous["record_id"] if previous else None
+    receipt.planned = [
+        c.to_dict()
+        for c in repo.plan(metadata, estimate, publish=order.publish, new_version_of=version_of)
+    ]
+    receipt.new_version_of = version_of
+    return receipt
 
-    # ---- decide: fresh, resume, already done, or a new version
-    fresh = entry is None or entry.get("state") is None
-    if not fresh and entry.get("stage") != "published":  # type: ignore[union-attr]
-        assert entry is not None
-        if entry.get("bag_id") != view.identity:
-            if not resume:
-                msg = (
-                    f"the bag changed since an unfinished deposit to {to} (record {entry.get('record_id')}); "
-                    f"re-run with --resume to bring that draft up to date with the bag "
-                    f"(or delete {journal.path.name} to start a new record)"
-                )
-                raise DepositError(msg, path=journal.path)
-            # Bring the draft up to date: metadata again, every file re-checked against the server.
-            entry.update({"bag_id": view.identity, "stage": "draft"})
-            for fe in entry["files"].values():
-                for k in ("status", "md5", "sha256"):
-                    fe.pop(k, None)
-        if entry["stage"] != "finalized" and not resume:
-            msg = (
-                f"an earlier deposit of this bag to {to} stopped at stage {entry['stage']!r}; "
-                f"re-run with --resume to continue it (delete {journal.path.name} to start over)"
-            )
-            raise DepositError(msg, path=journal.path)
-        if entry["stage"] == "finalized" and not publish:
-            return _done_receipt(receipt, entry, view, "notneeded")
-    elif not fresh:
-        assert entry is not None
+
+def _decide(
+    entry: dict[str, Any] | None,
+    view: payload.BagView,
+    order: _Order,
+    journal: Journal,
+    receipt: Receipt,
+) -> Receipt | None:
+    """Fresh, resume, already done, or a new version: the receipt when nothing is to do.
+
+    Raises when an unfinished deposit needs ``--resume``.
+    """
+    if entry is None or entry.get("state") is None:
+        return None  # fresh
+    if entry.get("stage") == "published":
         if entry.get("bag_id") == view.identity:
             return _done_receipt(receipt, entry, view, "notneeded")
-    # Nothing is written before the repository has accepted the credential and target.
-    repo.check_access()
-    # What the target's form/licences/vocabularies will refuse is known now: stop before
-    # anything is created (the journal is not touched either).
-    metadata = build_metadata(to, view.record, repo, today=today)
-    metadata = _review(repo, metadata, view.record, receipt, publish=publish, online=False)
-    refused = [p for p in receipt.problems if p["blocking"]]
-    if refused:
-        lines = "\n".join(f"  - {p['what']} → {p['advice']}" for p in refused)
-        msg = f"{to} would refuse this deposit; nothing was created or uploaded:\n{lines}"
-        raise DepositError(msg, path=view.path, details={"problems": refused})
+        return None  # a new version of the published record
+    if entry.get("bag_id") != view.identity:
+        if not order.resume:
+            msg = (
+                f"the bag changed since an unfinished deposit to {order.to} (record {entry.get('record_id')}); "
+                f"re-run with --resume to bring that draft up to date with the bag "
+                f"(or delete {journal.path.name} to start a new record)"
+            )
+            raise DepositError(msg, path=journal.path)
+        # Bring the draft up to date: metadata again, every file re-checked against the server.
+        entry.update({"bag_id": view.identity, "stage": "draft"})
+        for fe in entry["files"].values():
+            for k in ("status", "md5", "sha256"):
+                fe.pop(k, None)
+    if entry["stage"] != "finalized" and not order.resume:
+        msg = (
+            f"an earlier deposit of this bag to {order.to} stopped at stage {entry['stage']!r}; "
+            f"re-run with --resume to continue it (delete {journal.path.name} to start over)"
+        )
+        raise DepositError(msg, path=journal.path)
+    if entry["stage"] == "finalized" and not order.publish:
+        return _done_receipt(receipt, entry, view, "notneeded")
+    return None
+
+
+def _journal_entry(
+    journal: Journal,
+    key: str,
+    entry: dict[str, Any] | None,
+    view: payload.BagView,
+    order: _Order,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The journal entry this run continues, or a new one (a lost create carried over)."""
+    fresh = entry is None or entry.get("state") is None
     if fresh or entry.get("stage") == "published":  # type: ignore[union-attr]
-        previous = (entry or {}).get("previous") if fresh and entry else previous
-        lost = (entry or {}).get("creating") if fresh else None
-        entry = journal.start(key, kind=to, url=url, collection=target, bag_id=view.identity)
+        if fresh and entry:
+            previous = entry.get("previous")
+        lost = entry.get("creating") if fresh and entry else None
+        entry = journal.start(
+            key, kind=order.to, url=order.url, collection=order.target, bag_id=view.identity
+        )
         entry["previous"] = previous
         if lost:
             entry["creating"] = lost
     assert entry is not None
     journal.save()
+    return entry
 
+
+def _draft(
+    repo: Repository, metadata: Any, entry: dict[str, Any], journal: Journal, to: str
+) -> dict[str, Any]:
+    """The draft's state: the journal's, a lost one found again, or a new one."""
     if entry.get("state") is None:
         state = _lost_draft(repo, metadata, entry, journal, to)
         if state is None:
@@ -463,17 +488,27 @@ def _run(
         entry.update({"state": state, "stage": "draft", "record_id": repo.landing(state).record_id})
         journal.save()
         crash_point("deposit-draft")
-    state = entry["state"]
+    return entry["state"]  # type: ignore[no-any-return]
+
+
+def _send(
+    repo: Repository,
+    state: dict[str, Any],
+    metadata: Any,
+    view: payload.BagView,
+    entry: dict[str, Any],
+    journal: Journal,
+    order: _Order,
+) -> list[UploadItem]:
+    """Metadata, every file, then the finished draft; each stage journalled once done."""
     if STAGES.index(entry["stage"]) < STAGES.index("metadata"):
         repo.set_metadata(state, metadata)
         entry["stage"] = "metadata"
         journal.save()
-
     items = payload.upload_items(view, keeps_folders=repo.keeps_folders)
     if STAGES.index(entry["stage"]) < STAGES.index("uploaded"):
-        _upload_all(
-            repo, state, items, entry, journal, progress, sync=bool(entry.get("previous")) or resume
-        )
+        sync = bool(entry.get("previous")) or order.resume
+        _upload_all(repo, state, items, entry, journal, order.progress, sync=sync)
         entry["stage"] = "uploaded"
         journal.save()
         crash_point("deposit-uploaded")
@@ -481,34 +516,45 @@ def _run(
         repo.finalize(state)
         entry["stage"] = "finalized"
         journal.save()
-    if publish:
-        landing = _lost_publish(repo, state, entry) if entry.get("publishing") else None
-        if landing is None:
-            entry["publishing"] = _now()
-            journal.save()
-            landing = repo.publish(state)
-        entry.pop("publishing", None)
-        entry["stage"] = "published"
-        entry["landing"] = asdict(landing)
-        entry["history"].append(
-            {
-                "record_id": landing.record_id,
-                "state": state,
-                "doi": landing.doi,
-                "handle": landing.handle,
-                "url": landing.url,
-                "status": landing.status,
-                "bag_id": view.identity,
-                "when": _now(),
-            }
-        )
-        journal.save()
-    else:
+    return items
+
+
+def _finish(
+    repo: Repository,
+    state: dict[str, Any],
+    entry: dict[str, Any],
+    journal: Journal,
+    view: payload.BagView,
+    order: _Order,
+) -> Landing:
+    """Publish (a lost publish looked up first) or leave the draft; where it landed."""
+    if not order.publish:
         landing = repo.landing(state)
         entry["landing"] = asdict(landing)
         journal.save()
-    receipt.journal_path = str(journal.path)
-    return _fill(receipt, landing, entry, items)
+        return landing
+    landing = _lost_publish(repo, state, entry) if entry.get("publishing") else None
+    if landing is None:
+        entry["publishing"] = _now()
+        journal.save()
+        landing = repo.publish(state)
+    entry.pop("publishing", None)
+    entry["stage"] = "published"
+    entry["landing"] = asdict(landing)
+    entry["history"].append(
+        {
+            "record_id": landing.record_id,
+            "state": state,
+            "doi": landing.doi,
+            "handle": landing.handle,
+            "url": landing.url,
+            "status": landing.status,
+            "bag_id": view.identity,
+            "when": _now(),
+        }
+    )
+    journal.save()
+    return landing
 
 
 def _review(
@@ -723,9 +769,7 @@ def _done_receipt(
         else Landing(str(entry.get("record_id")), entry["stage"])
     )
     items = payload.upload_items(
-        view,
-        keeps_folders=entry["kind"] in ("invenio", "zenodo", "dataverse", "directory"),
-        make_zip=False,
+        view, keeps_folders=get_target(entry["kind"]).keeps_folders(), make_zip=False
     )
     _fill(receipt, landing, entry, items)
     receipt.status = status

@@ -32,7 +32,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from curated.deposit._base import make_session, need
+from curated.deposit._base import MAX_LOOKUPS, made_since, make_session, need, one_lost_draft
 from curated.deposit.http import (
     FileSlice,
     Hashes,
@@ -228,6 +228,49 @@ class DataverseRepository:
         _status_errors(r, "creating the dataset")
         data = need(r.data, "data", what="creating the dataset")
         return {"id": data["id"], "pid": data["persistentId"]}
+
+    def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
+        """The dataset an earlier create made in the collection before its answer was lost.
+
+        The collection's contents (``GET /api/dataverses/{alias}/contents``) list its
+        datasets; the unpublished ones, newest first, are read as drafts
+        (``GET /api/datasets/{id}/versions/:draft``) and match when their title is this
+        deposit's and they were created since the lost request.
+        """
+        what = "looking for a dataset an earlier run created"
+        r = self.http.request("GET", f"/dataverses/{quote(self.collection)}/contents", what=what)
+        listed = (r.data or {}).get("data") if isinstance(r.data, dict) else None
+        unpublished = sorted(
+            (
+                d
+                for d in listed or []
+                if isinstance(d, dict)
+                and d.get("type") == "dataset"
+                and not d.get("publicationDate")
+                and str(d.get("id", "")).isdigit()
+            ),
+            key=lambda d: int(d["id"]),
+            reverse=True,
+        )
+        title = _title(metadata)
+        found = []
+        for d in unpublished[:MAX_LOOKUPS]:
+            v = self.http.request(
+                "GET", f"/datasets/{d['id']}/versions/:draft", allow=(404,), what=what
+            )
+            draft = (
+                (v.data or {}).get("data") if v.status == 200 and isinstance(v.data, dict) else None
+            )
+            if not isinstance(draft, dict) or draft.get("versionState") not in (None, "DRAFT"):
+                continue
+            pid = draft.get("datasetPersistentId") or _pid_of(d)
+            if (
+                pid
+                and _title({"datasetVersion": draft}) == title
+                and made_since(draft.get("createTime"), since)
+            ):
+                found.append((str(pid), {"id": int(d["id"]), "pid": str(pid)}))
+        return one_lost_draft(found, repository="Dataverse", since=since)
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
         state = dict(previous["state"])
@@ -577,3 +620,21 @@ class DataverseRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _title(metadata: Any) -> str | None:
+    """The citation block's title of a dataset version (``{"datasetVersion": ...}``)."""
+    version = (metadata or {}).get("datasetVersion") or {}
+    fields = ((version.get("metadataBlocks") or {}).get("citation") or {}).get("fields") or []
+    for f in fields:
+        if isinstance(f, dict) and f.get("typeName") == "title":
+            return str(f.get("value"))
+    return None
+
+
+def _pid_of(listed: dict[str, Any]) -> str | None:
+    """``protocol:authority/identifier`` of a dataset in a collection's contents."""
+    parts = [listed.get(k) for k in ("protocol", "authority", "identifier")]
+    if not all(isinstance(x, str) and x for x in parts):
+        return None
+    return f"{parts[0]}:{parts[1]}/{parts[2]}"

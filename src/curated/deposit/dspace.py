@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from curated.deposit._base import make_session, need
+from curated.deposit._base import made_since, make_session, need, one_lost_draft
 from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -37,6 +37,11 @@ from curated.metadata.crosswalk.dspace import (
 
 PATCH_JSON = {"Content-Type": "application/json-patch+json"}
 URI_LIST = {"Content-Type": "text/uri-list"}
+
+
+LIST_PAGE = 100
+LIST_PAGES = 20
+"""Pages of the account's workspace items read when looking for a lost draft."""
 
 
 class DSpaceRepository:
@@ -267,6 +272,57 @@ class DSpaceRepository:
         )
         wsi = need(r.data, "id", what=what)
         return {"id": wsi, "item": self._item_of(r.data, wsi, what)}
+
+    def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
+        """The workspace item an earlier create (or new version) made before its answer was lost.
+
+        The account's workspace items (``GET /api/submission/workspaceitems/search/
+        findBySubmitter?uuid=<eperson>``, the e-person from ``GET /api/authn/status``) match
+        when they belong to the collection, hold no file, were modified since the lost
+        request and carry no title or this deposit's title (a create sends no metadata; a
+        new version copies the previous one's).
+        """
+        what = "looking for a workspace item an earlier run created"
+        self.login()
+        st = self.http.request("GET", "/authn/status", params={"embed": "eperson"}, what=what)
+        person = _eperson(st.data)
+        if not person:
+            raise DepositError(f"{what}: DSpace's session status names no account")
+        items: list[Any] = []
+        for page in range(LIST_PAGES):  # every page: the default order is not by date
+            r = self.http.request(
+                "GET",
+                "/submission/workspaceitems/search/findBySubmitter",
+                params={"uuid": person, "embed": "collection", "page": page, "size": LIST_PAGE},
+                allow=(204,),
+                what=what,
+            )
+            data = r.data if r.status == 200 and isinstance(r.data, dict) else {}
+            rows = (data.get("_embedded") or {}).get("workspaceitems") or []
+            items += rows if isinstance(rows, list) else []
+            total = (data.get("page") or {}).get("totalPages")
+            if len(rows) < LIST_PAGE or (isinstance(total, int) and page + 1 >= total):
+                break
+        title = _dc_title(metadata)
+        found = []
+        for w in items:
+            if not isinstance(w, dict) or w.get("id") is None:
+                continue
+            coll = ((w.get("_embedded") or {}).get("collection") or {}).get("uuid")
+            sections = w.get("sections") or {}
+            files = (sections.get("upload") or {}).get("files") or []
+            has = _section_title(sections)
+            if (
+                coll == self.collection
+                and not files
+                and has in (None, title)
+                and made_since(w.get("lastModified"), since)
+            ):
+                found.append((f"workspace item {w['id']}", w))
+        chosen = one_lost_draft(found, repository="DSpace", since=since)
+        if chosen is None:
+            return None
+        return {"id": chosen["id"], "item": self._item_of(chosen, chosen["id"], what)}
 
     def _item_of(self, data: dict[str, Any], wsi: Any, what: str) -> str:
         """The item's UUID: embedded when the server embeds it, else read through its link."""
@@ -520,3 +576,33 @@ def _form_fields(data: Any) -> dict[str, FormField]:
                         str(f.get("label") or ""),
                     )
     return out
+
+
+def _eperson(status: Any) -> str | None:
+    """The logged-in e-person's UUID from ``/api/authn/status`` (embedded or linked)."""
+    if not isinstance(status, dict):
+        return None
+    person = (status.get("_embedded") or {}).get("eperson")
+    if isinstance(person, dict) and (person.get("uuid") or person.get("id")):
+        return str(person.get("uuid") or person.get("id"))
+    href = (((status.get("_links") or {}).get("eperson")) or {}).get("href")
+    return str(href).rstrip("/").rpartition("/")[2] or None if href else None
+
+
+def _dc_title(ops: Any) -> str | None:
+    """The ``dc.title`` value the metadata patch sets."""
+    for op in ops or []:
+        if isinstance(op, dict) and str(op.get("path", "")).endswith("/dc.title"):
+            values = op.get("value") or []
+            if values and isinstance(values[0], dict):
+                return str(values[0].get("value"))
+    return None
+
+
+def _section_title(sections: dict[str, Any]) -> str | None:
+    """The ``dc.title`` a workspace item's sections hold, ``None`` when it has none."""
+    for sec in sections.values():
+        values = sec.get("dc.title") if isinstance(sec, dict) else None
+        if values and isinstance(values, list) and isinstance(values[0], dict):
+            return str(values[0].get("value"))
+    return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from curated.deposit._base import body_errors, make_session
+from curated.deposit._base import body_errors, made_since, make_session, one_lost_draft
 from curated.deposit.http import Hashes, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -22,6 +22,10 @@ from curated.metadata.crosswalk.figshare import (
     pick_categories,
     publication_problems,
 )
+
+LIST_PAGE = 100
+MAX_LIST_PAGES = 20
+"""Pages of the account's articles read when looking for a lost draft."""
 
 
 def upload_location(upload_url: str, token: str) -> str:
@@ -210,6 +214,38 @@ class FigshareRepository:
         if not aid:
             raise DepositError("creating the article: Figshare's answer has no article id")
         return {"id": str(aid)}  # the other authors come with set_metadata, which follows
+
+    def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
+        """The article an earlier create made before its answer was lost.
+
+        The account's articles (``GET /account/articles``, or the project's
+        ``GET /account/projects/{id}/articles``) are listed, a page at a time up to
+        :data:`MAX_LIST_PAGES`, and match when unpublished, titled as this deposit and
+        created since the lost request.
+        """
+        path = f"/account/projects/{self.project}/articles" if self.project else "/account/articles"
+        title = (metadata or {}).get("title")
+        found = []
+        for page in range(1, MAX_LIST_PAGES + 1):
+            r = self.http.request(
+                "GET",
+                path,
+                params={"page": page, "page_size": LIST_PAGE},
+                what="looking for an article an earlier run created",
+            )
+            rows = r.data if isinstance(r.data, list) else []
+            for a in rows:
+                if (
+                    isinstance(a, dict)
+                    and a.get("id") is not None
+                    and a.get("title") == title
+                    and not a.get("published_date")
+                    and made_since(a.get("created_date"), since)
+                ):
+                    found.append((f"article {a['id']}", {"id": str(a["id"])}))
+            if len(rows) < LIST_PAGE:
+                break
+        return one_lost_draft(found, repository="Figshare", since=since)
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
         # Figshare versions an article each time it is published again.

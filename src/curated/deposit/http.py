@@ -18,6 +18,11 @@
   to another origin is refused (it may carry a password or a body meant for the repository).
 * Response bodies are read in bounded pieces: at most :attr:`HttpSession.max_body` bytes
   and :attr:`Timeouts.body` seconds, however slowly or hugely a server answers.
+* Every attempt has a total deadline (:attr:`Timeouts.total`, ``$CURATED_HTTP_DEADLINE``):
+  connecting, the status line, the headers and the body of the answer together. A server
+  trickling its headers a byte at a time (which no per-read timeout catches) is cut off
+  by a watchdog that shuts the socket. The time spent sending a request body (a file
+  upload) is not counted: only the waiting for the repository is.
 * A request that is not idempotent (a POST/PATCH creating a draft, publishing) is not
   re-sent once it may have reached the server (a read timeout, a connection closed without
   an answer): that would create a second draft. It raises :class:`LostResponse` instead,
@@ -30,6 +35,8 @@ import email.utils
 import hashlib
 import json
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -39,6 +46,9 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
+from requests.adapters import HTTPAdapter
 
 from curated._secrets import register_secret
 from curated._version import __version__
@@ -89,6 +99,26 @@ class RetryPolicy:
         return min(base, self.max_delay)
 
 
+DEADLINE_ENV = "CURATED_HTTP_DEADLINE"
+"""Environment variable overriding :attr:`Timeouts.total` (seconds)."""
+DEFAULT_DEADLINE = 1800.0
+
+
+def default_deadline() -> float:
+    """:data:`DEFAULT_DEADLINE`, or the seconds in ``$CURATED_HTTP_DEADLINE``."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        msg = f"${DEADLINE_ENV} must be a positive number of seconds, not {raw!r}"
+        raise DepositError(msg, field=DEADLINE_ENV)
+    return value
+
+
 @dataclass
 class Timeouts:
     connect: float = 15.0
@@ -96,9 +126,143 @@ class Timeouts:
     """Longest wait for any one piece of an answer."""
     body: float = 900.0
     """Longest time reading one answer's body (a server trickling bytes is cut off)."""
+    total: float = field(default_factory=default_deadline)
+    """Longest time one attempt may wait for the repository: connecting, then the status
+    line, headers and body of its answer (sending a request body is not counted)."""
 
     def as_tuple(self) -> tuple[float, float]:
         return (self.connect, self.read)
+
+
+class Deadline:
+    """The watchdog of one attempt: shuts its sockets once :attr:`Timeouts.total` is spent.
+
+    A per-read timeout never fires while a server sends one byte every second; this
+    does. The clock stops while the request body is being sent (:meth:`pause`/:meth:`arm`).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.left = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._since = 0.0
+        self._stopped = False
+        self._socks: list[socket.socket] = []
+
+    def arm(self) -> None:
+        with self._lock:
+            if self._stopped or self._timer is not None or self.expired:
+                return
+            self._since = time.monotonic()
+            self._timer = threading.Timer(max(self.left, 0.0), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self.left -= time.monotonic() - self._since
+
+    def stop(self) -> None:
+        self.pause()
+        with self._lock:
+            self._stopped = True
+            self._socks.clear()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if sock not in self._socks:
+                self._socks.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self.expired = True
+            self._timer = None
+            for sock in self._socks:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+_current = threading.local()
+"""The :class:`Deadline` of the attempt running on this thread (``_current.deadline``)."""
+
+
+def _deadline() -> Deadline | None:
+    return getattr(_current, "deadline", None)
+
+
+class _Watched:
+    """Connection mixin: hands every socket to the running attempt's :class:`Deadline` and
+    stops its clock while the request (and its body) is being sent."""
+
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        if (d := _deadline()) is not None:
+            d.watch(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        d = _deadline()
+        if d is None:
+            return super().request(*args, **kwargs)  # type: ignore[misc, no-any-return]
+        d.watch(self.sock)
+        d.pause()
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            d.watch(self.sock)
+            d.arm()
+
+
+class _WatchedHTTP(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTP
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPS
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """``requests``' adapter whose connections answer to the running :class:`Deadline`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        _watch_pools(manager)
+        return manager
+
+
+def _watch_pools(manager: Any) -> None:
+    manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -401,6 +565,42 @@ class Reply:
 
 
 @dataclass
+class _Call:
+    """One :meth:`HttpSession.request` across its attempts."""
+
+    method: str
+    url: str
+    what: str
+    idempotent: bool
+    allow: set[int]
+    expect_json: bool
+    retry_on: Callable[[Reply], bool] | None
+    attempt: int = 0
+    waited: float = 0.0
+    auth_retried: bool = False
+
+
+def _attempt_body(
+    body: Callable[[], Any] | None,
+    raw: bytes | str | None,
+    form: dict[str, str] | None,
+    headers: dict[str, str] | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The body of one attempt (a fresh stream for each) and its headers."""
+    hdrs: dict[str, Any] = dict(headers or {})
+    if body is not None:
+        data = body()
+        if isinstance(data, MultipartBody):
+            hdrs.setdefault("Content-Type", data.content_type)
+        else:
+            hdrs.setdefault("Content-Type", "application/octet-stream")
+        return data, hdrs
+    if raw is not None:
+        return raw, hdrs
+    return form, hdrs
+
+
+@dataclass
 class HttpSession:
     """A ``requests.Session`` with timeouts, retries, streaming and error mapping.
 
@@ -441,6 +641,9 @@ class HttpSession:
         self.bare = requests.Session()
         self.bare.headers["User-Agent"] = USER_AGENT
         self.bare.trust_env = True  # proxies and CA bundles apply off-origin too
+        for sess in (self.session, self.bare):
+            sess.mount("http://", DeadlineAdapter())
+            sess.mount("https://", DeadlineAdapter())
         self.secrets = [*self.secrets, *url_secrets(self.base_url)]
         for secret in self.secrets:
             register_secret(secret)
@@ -491,124 +694,171 @@ class HttpSession:
         :class:`LostResponse`.
         """
         url = self.url(path)
-        allow = set(allow)
-        what = self.clean(what or f"{method} {public_url(url)}")
-        if idempotent is None:
-            idempotent = method.upper() in IDEMPOTENT or body is not None
-        waited = 0.0
-        auth_retried = False
-        attempt = 0
+        call = _Call(
+            method=method,
+            url=url,
+            what=self.clean(what or f"{method} {public_url(url)}"),
+            idempotent=method.upper() in IDEMPOTENT or body is not None
+            if idempotent is None
+            else idempotent,
+            allow=set(allow),
+            expect_json=expect_json,
+            retry_on=retry_on,
+        )
         while True:
-            attempt += 1
-            data: Any = None
-            hdrs: dict[str, Any] = dict(headers or {})
-            if body is not None:
-                data = body()
-                if isinstance(data, MultipartBody):
-                    hdrs.setdefault("Content-Type", data.content_type)
-                else:
-                    hdrs.setdefault("Content-Type", "application/octet-stream")
-            elif raw is not None:
-                data = raw
-            elif form is not None:
-                data = form
+            call.attempt += 1
+            data, hdrs = _attempt_body(body, raw, form, headers)
+            reply = self._attempt(call, json_body, data, hdrs, params)
+            if reply is None:  # a dropped connection, retried after a pause
+                continue
+            if self._settle(call, reply):
+                return reply
+
+    def _attempt(
+        self,
+        call: _Call,
+        json_body: Any,
+        data: Any,
+        hdrs: dict[str, Any],
+        params: dict[str, Any] | None,
+    ) -> Reply | None:
+        """One try under its :class:`Deadline`: the reply, or ``None`` to try again."""
+        deadline = Deadline(self.timeouts.total)
+        _current.deadline = deadline
+        deadline.arm()
+        try:
             try:
-                resp = self._send(method, url, json_body, data, hdrs, params, what)
+                resp = self._send(call.method, call.url, json_body, data, hdrs, params, call.what)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 for fh in (data, getattr(data, "source", None)):
                     if isinstance(fh, FileSlice):
                         fh.close()
-                reason = type(exc).__name__
-                if not idempotent and _may_have_arrived(exc):
-                    msg = (
-                        f"{what}: the answer from {self.repository} was lost ({reason}); it may have been done. "
-                        "Re-run with --resume: curated looks for what was made before doing it again"
-                    )
-                    raise LostResponse(
-                        msg, details={"url": public_url(url), "lost": True}
-                    ) from None
-                if attempt >= self.retry.attempts:
-                    msg = (
-                        f"{what}: the connection to {self.repository} failed {attempt} times ({reason}); "
-                        "nothing confirmed is lost: re-run with --resume to continue"
-                    )
-                    raise DepositError(
-                        msg, details={"url": public_url(url), "attempts": attempt}
-                    ) from None
-                delay = self.retry.delay(attempt, None)
-                if waited + delay > self.retry.max_wait:
-                    msg = f"{what}: gave up after waiting {waited:.0f} s for {self.repository}; re-run with --resume"
-                    raise DepositError(msg, details={"url": public_url(url)}) from None
-                waited += delay
-                self.retry.sleep(delay)
-                continue
-            reply = self._reply(
-                resp, expect_json=expect_json and resp.status_code not in (204, 205), what=what
+                if deadline.expired:
+                    raise self._past_deadline(call) from None
+                self._connection_failed(call, exc)
+                return None
+            expect = call.expect_json and resp.status_code not in (204, 205)
+            try:
+                return self._reply(resp, expect_json=expect, what=call.what)
+            except DepositError:
+                if deadline.expired:
+                    raise self._past_deadline(call) from None
+                raise
+            finally:
+                if deadline.expired:
+                    raise self._past_deadline(call)
+        finally:
+            deadline.stop()
+            _current.deadline = None
+
+    def _past_deadline(self, call: _Call) -> DepositError:
+        """The error of an attempt cut off by its deadline (lost, when not safe to repeat)."""
+        total = self.timeouts.total
+        if not call.idempotent:
+            msg = (
+                f"{call.what}: {self.repository} did not answer within {total:g} s "
+                f"(${DEADLINE_ENV}); it may have been done. Re-run with --resume: curated "
+                "looks for what was made before doing it again"
             )
-            status = resp.status_code
-            if status in allow:
-                return reply
-            transient = status in RETRY_STATUSES or (retry_on is not None and retry_on(reply))
-            if transient and not idempotent and status not in UNSENT_STATUSES:
-                # a gateway error after the request went through may hide a draft made
-                msg = (
-                    f"{what}: {self.repository} answered HTTP {status}; the request may have been done. "
-                    "Re-run with --resume: curated looks for what was made before doing it again"
-                )
-                raise LostResponse(
-                    msg, details={"url": public_url(url), "status": status, "lost": True}
-                )
-            if transient:
-                if attempt >= self.retry.attempts:
-                    msg = (
-                        f"{what}: {self.repository} still answers HTTP {status} after {attempt} attempts"
-                        f"{self._server_says(reply)}; try again later with --resume"
-                    )
-                    raise DepositError(msg, details={"url": public_url(url), "status": status})
-                delay = self.retry.delay(
-                    attempt, parse_retry_after(resp.headers.get("Retry-After"))
-                )
-                if waited + delay > self.retry.max_wait:
-                    msg = (
-                        f"{what}: {self.repository} asks to wait longer than {self.retry.max_wait:.0f} s "
-                        f"(HTTP {status}); try again later with --resume"
-                    )
-                    raise DepositError(msg, details={"url": public_url(url), "status": status})
-                waited += delay
-                self.retry.sleep(delay)
-                continue
-            if status in (401, 403):
-                if (
-                    not auth_retried
-                    and self.on_auth_failure is not None
-                    and self.on_auth_failure(reply)
-                ):
-                    auth_retried = True
-                    attempt -= 1
-                    continue
-                msg = (
-                    f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"
-                    f"{self._server_says(reply)}; check that it is valid, not expired, and allowed to deposit"
-                )
-                raise DepositError(msg, details={"url": public_url(url), "status": status})
-            if status >= 400:
-                msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
-                raise DepositError(
-                    msg,
-                    details={
-                        "url": public_url(url),
-                        "status": status,
-                        "server": self._errors(reply),
-                    },
-                )
+            return LostResponse(msg, details={"url": public_url(call.url), "lost": True})
+        msg = (
+            f"{call.what}: {self.repository} did not answer within {total:g} s (connecting, "
+            f"headers and body; set ${DEADLINE_ENV} to allow longer); gave up, re-run with --resume"
+        )
+        return DepositError(msg, details={"url": public_url(call.url), "deadline": total})
+
+    def _connection_failed(self, call: _Call, exc: Exception) -> None:
+        """Raise for a connection that failed for good; otherwise sleep before the next try."""
+        what, url, reason = call.what, call.url, type(exc).__name__
+        if not call.idempotent and _may_have_arrived(exc):
+            msg = (
+                f"{what}: the answer from {self.repository} was lost ({reason}); it may have been done. "
+                "Re-run with --resume: curated looks for what was made before doing it again"
+            )
+            raise LostResponse(msg, details={"url": public_url(url), "lost": True}) from None
+        if call.attempt >= self.retry.attempts:
+            msg = (
+                f"{what}: the connection to {self.repository} failed {call.attempt} times ({reason}); "
+                "nothing confirmed is lost: re-run with --resume to continue"
+            )
+            raise DepositError(
+                msg, details={"url": public_url(url), "attempts": call.attempt}
+            ) from None
+        delay = self.retry.delay(call.attempt, None)
+        if call.waited + delay > self.retry.max_wait:
+            msg = f"{what}: gave up after waiting {call.waited:.0f} s for {self.repository}; re-run with --resume"
+            raise DepositError(msg, details={"url": public_url(url)}) from None
+        call.waited += delay
+        self.retry.sleep(delay)
+
+    def _settle(self, call: _Call, reply: Reply) -> bool:
+        """True when ``reply`` is the answer; False after a pause before the next try.
+
+        Raises for an answer that is an error (transient ones once retries are spent).
+        """
+        status, what, url = reply.status, call.what, call.url
+        if status in call.allow:
+            return True
+        transient = status in RETRY_STATUSES or (call.retry_on is not None and call.retry_on(reply))
+        if transient:
+            self._transient(call, reply)
+            return False
+        if status in (401, 403):
             if (
-                expect_json
-                and status not in (204, 205)
-                and reply.data is None
-                and reply.text.strip()
+                not call.auth_retried
+                and self.on_auth_failure is not None
+                and self.on_auth_failure(reply)
             ):
-                raise self._not_json(reply, what)
-            return reply
+                call.auth_retried = True
+                call.attempt -= 1
+                return False
+            msg = (
+                f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"
+                f"{self._server_says(reply)}; check that it is valid, not expired, and allowed to deposit"
+            )
+            raise DepositError(msg, details={"url": public_url(url), "status": status})
+        if status >= 400:
+            msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
+            raise DepositError(
+                msg,
+                details={"url": public_url(url), "status": status, "server": self._errors(reply)},
+            )
+        if (
+            call.expect_json
+            and status not in (204, 205)
+            and reply.data is None
+            and reply.text.strip()
+        ):
+            raise self._not_json(reply, what)
+        return True
+
+    def _transient(self, call: _Call, reply: Reply) -> None:
+        """Sleep before retrying a transient answer, or raise when that is not safe or too long."""
+        status, what, url = reply.status, call.what, call.url
+        if not call.idempotent and status not in UNSENT_STATUSES:
+            # a gateway error after the request went through may hide a draft made
+            msg = (
+                f"{what}: {self.repository} answered HTTP {status}; the request may have been done. "
+                "Re-run with --resume: curated looks for what was made before doing it again"
+            )
+            raise LostResponse(
+                msg, details={"url": public_url(url), "status": status, "lost": True}
+            )
+        if call.attempt >= self.retry.attempts:
+            msg = (
+                f"{what}: {self.repository} still answers HTTP {status} after {call.attempt} attempts"
+                f"{self._server_says(reply)}; try again later with --resume"
+            )
+            raise DepositError(msg, details={"url": public_url(url), "status": status})
+        delay = self.retry.delay(call.attempt, parse_retry_after(reply.header("Retry-After")))
+        if call.waited + delay > self.retry.max_wait:
+            msg = (
+                f"{what}: {self.repository} asks to wait longer than {self.retry.max_wait:.0f} s "
+                f"(HTTP {status}); try again later with --resume"
+            )
+            raise DepositError(msg, details={"url": public_url(url), "status": status})
+        call.waited += delay
+        self.retry.sleep(delay)
 
     # ---------------------------------------------------------- internals
     def _send(

@@ -54,7 +54,10 @@ class InvenioRepository:
         part_size: int = PART_SIZE,
         name: str = "InvenioRDM",
         checksum_wait: float = 900.0,
+        kind: str = "invenio",
     ) -> None:
+        self.kind = kind
+        """The ``--to`` value it serves (``zenodo`` is an InvenioRDM instance)."""
         base = url.rstrip("/")
         self.api = base if base.endswith("/api") else base + "/api"
         self.collection = collection
@@ -516,6 +519,5 @@ class InvenioRepository:
 
 def zenodo(url: str = "https://zenodo.org", **kwargs: Any) -> InvenioRepository:
     """Zenodo: an InvenioRDM instance."""
-    repo = InvenioRepository(url, name="Zenodo", **kwargs)
-    repo.kind = "zenodo"
-    return repo
+    kwargs.setdefault("name", "Zenodo")
+    return InvenioRepository(url, kind="zenodo", **kwargs)

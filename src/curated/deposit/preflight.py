@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from curated._text import decimal_size
 from curated.deposit.protocol import UploadItem
+from curated.deposit.targets import get_target
 
 GB = 10**9
 MiB = 2**20
@@ -97,14 +98,6 @@ _HOSTS = {
     "api.figshare.com": "figshare",
     "figshare.com": "figshare",
 }
-_DEFAULT_FOR_KIND = {
-    "invenio": "invenio",
-    "zenodo": "zenodo",
-    "dataverse": "dataverse",
-    "dspace": "dspace",
-    "figshare": "figshare-institution",
-    "directory": "directory",
-}
 
 
 def limits_for(kind: str, url: str, name: str | None = None) -> Limits:
@@ -119,7 +112,7 @@ def limits_for(kind: str, url: str, name: str | None = None) -> Limits:
     host = (urlparse(url).hostname or "").lower()
     if host in _HOSTS:
         return LIMITS[_HOSTS[host]]
-    return LIMITS[_DEFAULT_FOR_KIND[kind]]
+    return LIMITS[get_target(kind).limits]
 
 
 @dataclass(frozen=True)
@@ -153,8 +146,6 @@ def check(
     needs free space only for the rest).
     """
     problems: list[Problem] = []
-    total = sum(i.size for i in items)
-    biggest = max(items, key=lambda i: i.size, default=None)
     if missing_metadata:
         problems.append(
             Problem(
@@ -162,41 +153,70 @@ def check(
                 "fill them in curated.yaml (`curated metadata set ...`) and rebuild the bag",
             )
         )
+    problems += _count_problems(items, limits, list(zarr_stores))
+    problems += _size_problems(items, limits, single_request=single_request)
+    if limits.unpacks_zip:
+        zips = [i.name for i in items if i.name.lower().endswith(".zip")]
+        if zips:
+            problems.append(
+                Problem(
+                    f"{limits.name} unpacks uploaded .zip files ({', '.join(zips[:3])}), which breaks the bag",
+                    "deposit the bag folder (not a zipped bag) or serialize it as .tar",
+                )
+            )
+    problems += _fragile_problems(items, limits)
+    if dest_dir is not None:
+        problems += _space_problems(items, dest_dir, already_sent)
+    return problems
+
+
+def _count_problems(
+    items: list[UploadItem], limits: Limits, zarr_stores: list[str]
+) -> list[Problem]:
+    """Too many files for the target (unarchived Zarr stores named)."""
     if limits.max_files is not None and len(items) > limits.max_files:
         advice = (
             "archive Zarr stores (`curated bag --zarr archive`)"
             if zarr_stores
             else "serialize the bag (zip)"
         )
-        problems.append(
+        stores = (
+            f" ({len(zarr_stores)} unarchived Zarr store(s): {', '.join(zarr_stores[:3])})"
+            if zarr_stores
+            else ""
+        )
+        return [
             Problem(
-                f"{len(items)} files, but {limits.name} takes at most {limits.max_files} per record"
-                + (
-                    f" ({len(zarr_stores)} unarchived Zarr store(s): {', '.join(zarr_stores[:3])})"
-                    if zarr_stores
-                    else ""
-                ),
+                f"{len(items)} files, but {limits.name} takes at most {limits.max_files} per record{stores}",
                 f"{advice}, or split the bag into several deposits",
             )
-        )
-    elif zarr_stores and limits.name not in ("directory", "none"):
-        problems.append(
+        ]
+    if zarr_stores and limits.name not in ("directory", "none"):
+        return [
             Problem(
                 f"{len(zarr_stores)} unarchived Zarr store(s) in the payload ({', '.join(zarr_stores[:3])})",
                 "repositories list every chunk as a file: archive them with `curated bag --zarr archive`",
                 blocking=False,
             )
-        )
-    if (
-        limits.max_file_bytes is not None
-        and biggest is not None
-        and biggest.size > limits.max_file_bytes
-    ):
+        ]
+    return []
+
+
+def _size_problems(
+    items: list[UploadItem], limits: Limits, *, single_request: bool
+) -> list[Problem]:
+    """Files or a record too large for the target."""
+    problems: list[Problem] = []
+    total = sum(i.size for i in items)
+    biggest = max(items, key=lambda i: i.size, default=None)
+    biggest_size = 0 if biggest is None else biggest.size
+    largest = f"(largest: {biggest.name}, {decimal_size(biggest_size)})" if biggest else ""
+    if limits.max_file_bytes is not None and biggest_size > limits.max_file_bytes:
         over = [i for i in items if i.size > limits.max_file_bytes]
         problems.append(
             Problem(
                 f"{len(over)} file(s) larger than {limits.name}'s {decimal_size(limits.max_file_bytes)} per file "
-                f"(largest: {biggest.name}, {decimal_size(biggest.size)})",
+                f"{largest}",
                 "split the bag so no file exceeds the limit, or make a holey bag (fetch.txt pointing at "
                 "institutional storage) and deposit that",
             )
@@ -204,14 +224,13 @@ def check(
     if (
         single_request
         and limits.max_request_bytes is not None
-        and biggest is not None
-        and biggest.size > limits.max_request_bytes
+        and biggest_size > limits.max_request_bytes
     ):
         over = [i for i in items if i.size > limits.max_request_bytes]
         problems.append(
             Problem(
                 f"{len(over)} file(s) larger than the {decimal_size(limits.max_request_bytes)} request cap of {limits.name} "
-                f"(largest: {biggest.name}, {decimal_size(biggest.size)}); this repository takes each file in one request",
+                f"{largest}; this repository takes each file in one request",
                 "ask the repository to raise its upload limit, split the bag into smaller parts, or deposit a holey "
                 "bag whose large files stay in institutional storage",
             )
@@ -224,39 +243,37 @@ def check(
                 "or deposit a holey bag",
             )
         )
-    if limits.unpacks_zip:
-        zips = [i.name for i in items if i.name.lower().endswith(".zip")]
-        if zips:
-            problems.append(
-                Problem(
-                    f"{limits.name} unpacks uploaded .zip files ({', '.join(zips[:3])}), which breaks the bag",
-                    "deposit the bag folder (not a zipped bag) or serialize it as .tar",
-                )
-            )
-    if (
-        limits.warn_file_bytes is not None
-        and biggest is not None
-        and biggest.size > limits.warn_file_bytes
-    ):
-        problems.append(
-            Problem(
-                f"{biggest.name} is {decimal_size(biggest.size)}; uploads this large through {limits.name}'s web server often time out",
-                "ask the repository to enable direct (S3) upload, or split the file",
-                blocking=False,
-            )
-        )
-    if dest_dir is not None:
-        free = shutil.disk_usage(_existing(dest_dir)).free
-        needed = max(total - already_sent, 0)  # a resume needs room only for what is left
-        if needed > free:
-            left = f" ({decimal_size(needed)} still to copy)" if already_sent else ""
-            problems.append(
-                Problem(
-                    f"the package is {decimal_size(total)}{left} but only {decimal_size(free)} is free at {dest_dir}",
-                    "free space or choose another folder",
-                )
-            )
     return problems
+
+
+def _fragile_problems(items: list[UploadItem], limits: Limits) -> list[Problem]:
+    """A file of a size known to time out on this target (a warning)."""
+    biggest = max(items, key=lambda i: i.size, default=None)
+    if biggest is None or limits.warn_file_bytes is None or biggest.size <= limits.warn_file_bytes:
+        return []
+    return [
+        Problem(
+            f"{biggest.name} is {decimal_size(biggest.size)}; uploads this large through {limits.name}'s web server often time out",
+            "ask the repository to enable direct (S3) upload, or split the file",
+            blocking=False,
+        )
+    ]
+
+
+def _space_problems(items: list[UploadItem], dest_dir: Path, already_sent: int) -> list[Problem]:
+    """Not enough free space in the destination folder for what is left to copy."""
+    total = sum(i.size for i in items)
+    free = shutil.disk_usage(_existing(dest_dir)).free
+    needed = max(total - already_sent, 0)  # a resume needs room only for what is left
+    if needed <= free:
+        return []
+    left = f" ({decimal_size(needed)} still to copy)" if already_sent else ""
+    return [
+        Problem(
+            f"the package is {decimal_size(total)}{left} but only {decimal_size(free)} is free at {dest_dir}",
+            "free space or choose another folder",
+        )
+    ]
 
 
 def _existing(path: Path) -> Path:

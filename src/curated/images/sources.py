@@ -12,6 +12,7 @@ pages are decoded only where the region touches them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -354,14 +355,10 @@ def _page_table_entry(
     if tuple(page.shape[-2:]) != shape or page.dtype != dtype:
         msg = f"page {index} has shape {page.shape} {page.dtype}, unlike page 0 ({shape} {dtype})"
         raise ConversionError(msg, path=path, details={"page": index})
+    lie = page_lie(page, index, size)
+    if lie is not None:
+        raise ConversionError(lie, path=path, details={"page": index})
     offs, counts = page.dataoffsets, page.databytecounts
-    if (
-        not offs
-        or any(o + c > size for o, c in zip(offs, counts, strict=False))
-        or any(c == 0 for c in counts)
-    ):
-        msg = f"page {index} is truncated (its data extend past the end of the file); the file is incomplete, copy it again"
-        raise ConversionError(msg, path=path, details={"page": index})
     expected = shape[0] * shape[1] * dtype.itemsize
     kf = getattr(page, "keyframe", None) or page
     plain = (
@@ -379,6 +376,190 @@ def _page_table_entry(
     ):
         return int(offs[0])
     return -1
+
+
+# ---------------------------------------------------------------- lying headers
+
+
+def page_lie(page: Any, index: int, size: int) -> str | None:
+    """What page ``index``'s own header claims that its file cannot hold, else ``None``.
+
+    Read from the header only: where its strips/tiles are (``StripOffsets`` +
+    ``StripByteCounts``, past the end of a file of ``size`` bytes?) and, for an
+    uncompressed page, whether they hold the ``ImageWidth`` x ``ImageLength`` pixels of
+    ``BitsPerSample`` bits the header announces.
+    """
+    kf = getattr(page, "keyframe", None) or page
+    offs = [int(o) for o in (page.dataoffsets or ())]
+    counts = [int(c) for c in (page.databytecounts or ())]
+    ends = [o + c for o, c in zip(offs, counts, strict=False) if c]
+    if ends and max(ends) > size:
+        return (
+            f"page {index}'s header puts its pixel data at bytes up to {max(ends)} (StripOffsets + "
+            f"StripByteCounts) but the file has {size} bytes: it is truncated or its header lies; "
+            "if it was copied, copy it again"
+        )
+    if not offs or not counts or any(c == 0 for c in counts):
+        return (
+            f"page {index}'s header gives no pixel data (empty StripOffsets/StripByteCounts): "
+            "the file is damaged"
+        )
+    if kf.compression != 1:
+        return None
+    width, length = int(kf.imagewidth), int(kf.imagelength)
+    depth = int(getattr(kf, "imagedepth", 1) or 1)
+    bits, spp = int(kf.bitspersample), int(kf.samplesperpixel)
+    if getattr(kf, "is_tiled", False):
+        tw, tl = int(kf.tilewidth), int(kf.tilelength)
+        width, length = -(-width // tw) * tw, -(-length // tl) * tl
+    row_bits = width * bits * (spp if kf.planarconfig == 1 else 1)
+    expected = -(-row_bits // 8) * length * depth * (1 if kf.planarconfig == 1 else spp)
+    held = sum(counts)
+    if held < expected:
+        return (
+            f"page {index}'s header says {int(kf.imagewidth)} x {int(kf.imagelength)} pixels of "
+            f"{bits} bit(s){f' x {spp} samples' if spp > 1 else ''} ({expected} bytes) but its "
+            f"strips hold {held} bytes: ImageWidth/ImageLength/BitsPerSample lie or the file is damaged"
+        )
+    return None
+
+
+def header_lies(tf: Any, path: Path, complaints: list[str] = ()) -> str | None:  # type: ignore[assignment]
+    """What a TIFF's headers claim that its pages contradict (one line), else ``None``.
+
+    Checks, from headers only: the IFD chain (a loop back to an earlier page, which
+    tifffile reports in ``complaints``), the first and last pages (:func:`page_lie`), and
+    the page count and plane size the ImageJ header, tifffile's shaped description or
+    the OME-XML announce against the pages the file holds.
+    """
+    loop = next((m for m in complaints if "circular reference" in m), None)
+    if loop is not None:
+        return (
+            "its IFD chain loops back to an earlier page "
+            f"({loop.split('> ')[-1]}): the page count cannot be trusted; the file is damaged"
+        )
+    size = path.stat().st_size
+    npages = len(tf.pages)
+    if not npages:
+        return None
+    for index in _pages_to_check(npages):
+        try:
+            page = tf.pages.get(index, aspage=True)  # a full page, never a bare frame
+        except Exception as exc:  # tifffile raises many types on a damaged IFD
+            return f"page {index} cannot be read ({exc}): the file is truncated or damaged"
+        lie = page_lie(page, index, size)
+        if lie is not None:
+            return lie
+    first = tf.pages.get(0, aspage=True)
+    return _description_lie(tf, first, npages, size) or _ome_lie(tf, first, npages, path.name)
+
+
+HEADER_PAGES = 2048
+"""Most pages whose headers :func:`header_lies` reads (evenly spread beyond that; the
+converter checks every page it reads anyway)."""
+
+
+def _pages_to_check(npages: int) -> list[int]:
+    if npages <= HEADER_PAGES:
+        return list(range(npages))
+    step = npages / (HEADER_PAGES - 1)
+    return sorted({min(int(i * step), npages - 1) for i in range(HEADER_PAGES)} | {npages - 1})
+
+
+def _plane_bytes(page: Any) -> int:
+    kf = getattr(page, "keyframe", None) or page
+    return int(np.prod(kf.shape)) * int(np.dtype(kf.dtype).itemsize) if kf.dtype else 0
+
+
+def _contiguous_fits(first: Any, planes: int, size: int) -> bool:
+    """A file whose planes follow the first one's data back to back (ImageJ > 4 GB,
+    tifffile's contiguous series) may list one IFD for many planes, if the bytes are there."""
+    offs = first.dataoffsets or (0,)
+    return bool(first.compression == 1 and int(offs[0]) + planes * _plane_bytes(first) <= size)
+
+
+def _description_lie(tf: Any, first: Any, npages: int, size: int) -> str | None:
+    """An ImageJ header or tifffile shaped description announcing another number of pages."""
+    if tf.is_imagej and isinstance(tf.imagej_metadata, dict):
+        claimed = tf.imagej_metadata.get("images")
+        if (
+            isinstance(claimed, int)
+            and claimed != npages
+            and not (npages == 1 and claimed > 1 and _contiguous_fits(first, claimed, size))
+        ):
+            return (
+                f"its ImageJ header says {claimed} image(s) (images={claimed}) but the file "
+                f"holds {npages} page(s): the header lies or the file is truncated"
+            )
+    desc = first.description if isinstance(getattr(first, "description", None), str) else ""
+    if desc.lstrip().startswith("{") and '"shape"' in desc:
+        try:
+            shape = json.loads(desc).get("shape")
+        except (ValueError, AttributeError):
+            shape = None
+        if isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape):
+            plane = 2 + (
+                1 if first.samplesperpixel > 1 and shape[-1] == first.samplesperpixel else 0
+            )
+            claimed = int(np.prod(shape[:-plane])) if len(shape) > plane else 1
+            if tuple(shape[-plane:][:2]) != (int(first.imagelength), int(first.imagewidth)):
+                return (
+                    f"its ImageDescription says shape {shape} but its pages are "
+                    f"{int(first.imagelength)} x {int(first.imagewidth)}: the description lies"
+                )
+            shaped_series = (
+                sum(1 for p in tf.pages if p is not None and p.is_shaped) if npages < 64 else 1
+            )
+            if (
+                claimed != npages
+                and shaped_series <= 1
+                and not (npages == 1 and claimed > 1 and _contiguous_fits(first, claimed, size))
+            ):
+                return (
+                    f"its ImageDescription says shape {shape} ({claimed} page(s)) but the file "
+                    f"holds {npages} page(s): the description lies or the file is truncated"
+                )
+    return None
+
+
+def _ome_lie(tf: Any, first: Any, npages: int, name: str) -> str | None:
+    """OME-XML announcing another plane size, or (one image in this file) another plane count."""
+    if not tf.is_ome or not tf.ome_metadata:
+        return None
+    try:
+        root = ET.fromstring(tf.ome_metadata)
+    except ET.ParseError:
+        return None  # unreadable OME-XML is reported (and not used) by the metadata reader
+    images = [el for el in root.iter() if _local(el) == "Image"]
+    pixels = [el for el in images[0].iter() if _local(el) == "Pixels"] if images else []
+    if not pixels:
+        return None
+    px = pixels[0]
+    try:
+        sx, sy = int(px.get("SizeX", "0")), int(px.get("SizeY", "0"))
+        sz, sc, st = (int(px.get(k, "1")) for k in ("SizeZ", "SizeC", "SizeT"))
+    except ValueError:
+        return "its OME-XML gives sizes that are not whole numbers: the OME-XML is damaged"
+    if (sy, sx) != (int(first.imagelength), int(first.imagewidth)):
+        return (
+            f"its OME-XML says the image is {sx} x {sy} pixels (SizeX x SizeY) but its pages are "
+            f"{int(first.imagewidth)} x {int(first.imagelength)}: the OME-XML does not describe this file"
+        )
+    elsewhere = any(
+        _local(u) == "UUID" and u.get("FileName") not in (None, name) for u in root.iter()
+    )
+    if len(images) != 1 or elsewhere:
+        return None  # planes spread over several images or files: counted by the OME reader
+    planes = sz * sc * st
+    spp = int(first.samplesperpixel)
+    if spp > 1 and sc % spp == 0:
+        planes //= spp  # RGB: the channels share one page
+    if planes != npages:
+        return (
+            f"its OME-XML describes {planes} plane(s) (SizeZ={sz}, SizeC={sc}, SizeT={st}) but "
+            f"the file holds {npages} page(s): the OME-XML lies or the file is truncated"
+        )
+    return None
 
 
 class _TiffWarnings(logging.Handler):
@@ -411,6 +592,9 @@ def _open_file(path: Path) -> TiffSource:
                 npages_file = min(npages_file, _first_short_page(tf, path))
                 msg = f"page {npages_file} is truncated or missing (the file ends early: {broken[0].split('> ')[-1]}); the file is incomplete, copy it again"
                 raise ConversionError(msg, path=path, details={"page": npages_file})
+            lie = header_lies(tf, path, capture.messages)
+            if lie is not None:
+                raise ConversionError(lie, path=path)
             return _source_from_tiff(tf, path)
         finally:
             tf.close()
