@@ -28,12 +28,8 @@ KNOWN_DEBT = {
     "curated/curation/check.py::check",
     "curated/curation/check.py::_checklist",
     "curated/images/shards.py::write_shard",
-    "curated/deposit/core.py::_run",
-    "curated/deposit/core.py::deposit",
     "curated/provenance/export.py::ro_crate_action_entities",
     "curated/images/convert.py::convert_to_ome_zarr",
-    "curated/deposit/http.py::HttpSession.request",
-    "curated/deposit/preflight.py::check",
     "curated/provenance/log.py::CuratorLog.verify",
     "curated/cli/curation.py::log_command",
 }
