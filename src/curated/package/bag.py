@@ -68,7 +68,7 @@ from curated._io import write_json
 from curated._text import binary_size
 from curated._version import __version__
 from curated.errors import PackageError
-from curated.package.crate import build_crate, file_entity, label_origins, store_entity
+from curated.package.crate import CrateWriter, file_entity, label_origins, store_entity
 from curated.package.hashing import (
     COPY,
     FOLDER_CHUNK,
@@ -223,7 +223,8 @@ class _Build:
     stores: dict[str, list[int]] = field(default_factory=dict)
     archives: list[str] = field(default_factory=list)
     empty_dirs: int = 0
-    parts: list[dict[str, Any]] = field(default_factory=list)
+    crate: CrateWriter | None = None
+    """The RO-Crate's data entities, spilled to disk as files are recorded."""
     formats: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     """fido's answer per (folder, format, extension): one fido call for a folder of slices."""
     external_id: str = ""
@@ -535,6 +536,8 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         stats[0] += r.files
         stats[1] += r.bytes
         return
+    if b.crate is None:
+        return  # the crate is written: files made after it (the crate, fair.*) are not in it
     for rel, size, sha256, fetched in r.entities:
         desc = None
         if rel in b.archives:
@@ -557,7 +560,7 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL
             ent["url"] = f"{b.fetch_base.rstrip('/')}/{quote(rel, safe='/')}"
-        b.parts.append(ent)
+        b.crate.add(ent)
 
 
 def _build_payload(b: _Build) -> None:
@@ -573,8 +576,15 @@ def _build_payload(b: _Build) -> None:
     b.progress.start("hashing payload", total, "files")
     fetch = FetchSpec(b.fetch_base.rstrip("/"), b.fetch_min_size) if b.fetch_base else None
     n_manifests = len(b.algorithms)
+    from curated.provenance.export import ro_crate_action_entities
+
+    # the log's entities are known before the payload, so the crate need not keep every part's id
+    actions = ro_crate_action_entities(b.ws.log) if b.ws.log.exists() else []
     with ExitStack() as files:
         files.callback(b.progress.finish)
+        b.crate = files.enter_context(
+            CrateWriter(spill_dir=b.partial, action_ids=[str(a.get("@id")) for a in actions])
+        )
         for alg in b.algorithms:
             path = b.partial / f"manifest-{alg}.txt"
             b.manifests[alg] = _TagHashingWriter(b, path.name)
@@ -599,28 +609,7 @@ def _build_payload(b: _Build) -> None:
             else:
                 _zip_step(b, task, r)
         # The crate describes what was just measured, so it is written after the payload.
-        for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
-            if store + ".zip" not in b.archives:
-                ents = store_entity(
-                    store,
-                    nfiles,
-                    nbytes_store,
-                    path=b.ws.root / store,
-                    labels=label_origins(b.ws.root / store),
-                )
-                b.parts.extend(ents if isinstance(ents, list) else [ents])
-        from curated.provenance.export import ro_crate_action_entities
-
-        actions = ro_crate_action_entities(b.ws.log) if b.ws.log.exists() else []
-        crate = build_crate(
-            b.record,
-            identifier=b.external_id,
-            date=datetime.now(UTC).date().isoformat(),
-            parts=b.parts,
-            actions=actions,
-        )
-        crate_path = b.partial / "data" / "ro-crate-metadata.json"
-        write_json(crate_path, crate)
+        crate_path = _write_crate(b, actions)
         crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
         _record(b, crate_task, hash_folder(crate_task, b.hash_algorithms, n_manifests))
         # The FAIR checklist is evaluated on the bag itself, now that its crate exists.
@@ -636,8 +625,35 @@ def _build_payload(b: _Build) -> None:
         fair_dir = b.partial / "data" / "curation"
         fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
         _record(b, fair_task, hash_folder(fair_task, b.hash_algorithms, n_manifests))
-        b.parts.clear()
     _write_metadata(b)
+
+
+def _write_crate(b: _Build, actions: list[dict[str, Any]]) -> Path:
+    """Add the stores to the crate (files are in by now) and write ``data/ro-crate-metadata.json``."""
+    assert b.crate is not None
+    for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
+        if store + ".zip" not in b.archives:
+            ents = store_entity(
+                store,
+                nfiles,
+                nbytes_store,
+                path=b.ws.root / store,
+                labels=label_origins(b.ws.root / store),
+            )
+            for ent in ents if isinstance(ents, list) else [ents]:
+                b.crate.add(ent)
+    crate_path = b.partial / "data" / "ro-crate-metadata.json"
+    with open(crate_path, "x", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
+        b.crate.write(
+            out,
+            b.record,
+            identifier=b.external_id,
+            date=datetime.now(UTC).date().isoformat(),
+            actions=actions,
+        )
+    b.crate.close()
+    b.crate = None
+    return crate_path
 
 
 def _write_metadata(b: _Build) -> None:

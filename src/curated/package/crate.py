@@ -11,12 +11,15 @@ per file of a Zarr store.
 
 from __future__ import annotations
 
+import io
 import json
 import mimetypes
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from curated.curation.formats import PRONOM, FormatId, identify_format
@@ -267,46 +270,148 @@ def _inside_store(pid: str, stores: list[str]) -> bool:
     return any(pid != s and pid.startswith(s) for s in stores)
 
 
-def build_crate(
-    record: dict[str, Any],
-    *,
-    identifier: str,
-    date: str,
-    parts: list[dict[str, Any]],
-    actions: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Assemble the crate document.
+def _dump_at(obj: Any, level: int) -> str:
+    """``obj`` as :func:`curated._io.write_json` writes it when nested ``level`` spaces deep."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    return " " * level + text.replace("\n", "\n" + " " * level)
 
-    Parameters
-    ----------
-    record
-        ``curated.yaml`` as a dict (missing fields tolerated).
-    identifier
-        The bag's ``External-Identifier`` (``urn:uuid:...``).
-    date
-        ``datePublished`` (ISO date).
-    parts
-        Data entities of the payload (files and stores), from :func:`file_entity`
-        and :func:`store_entity`.
-    actions
-        Entities from :func:`curated.provenance.export.ro_crate_action_entities`.
+
+_GRAPH_LEVEL = 4
+"""Indentation of an ``@graph`` item in the crate document (top object 2, its list 4)."""
+
+_HASPART_MARK = "\ue000curated-hasPart\ue000"
+"""Stands in the root entity for its ``hasPart`` list until the list is streamed in its place."""
+
+
+class CrateWriter:
+    """Writes ``ro-crate-metadata.json`` with the payload's data entities spilled to disk.
+
+    A bag of a million plain files has a million ``File`` entities (and as many
+    ``hasPart`` references): :meth:`add` formats each one at once and appends it
+    to an anonymous temporary file, and :meth:`write` streams them into the
+    document, so memory stays bounded by the few contextual entities (PRONOM
+    formats, people, label origins) whatever the file count. The document is
+    byte for byte what ``write_json`` makes of :func:`build_crate`'s dict.
+
+    ``action_ids`` are the ``@id`` of the log's entities that will be merged in
+    (:func:`curated.provenance.export.ro_crate_action_entities`): the parts
+    measured now win over the log's view of the same entity, so the writer notes
+    which of them it met instead of keeping every part's id.
     """
+
+    def __init__(self, *, spill_dir: str | Path | None = None, action_ids: Iterable[str] = ()) -> None:
+        self._parts: IO[str] = tempfile.TemporaryFile(
+            "w+", encoding="utf-8", newline="\n", dir=spill_dir
+        )
+        self._top: IO[str] = tempfile.TemporaryFile(
+            "w+", encoding="utf-8", newline="\n", dir=spill_dir
+        )
+        self._formats: dict[str, dict[str, Any]] = {}
+        self._contextual: list[dict[str, Any]] = []
+        self._stores: list[str] = []
+        self._wanted = set(action_ids)
+        self._met: set[str] = set()
+        self.parts = 0
+        self._tops = 0
+
+    def add(self, part: dict[str, Any]) -> None:
+        """One data entity (from :func:`file_entity` or :func:`store_entity`), in crate order."""
+        formats = part.get(PRONOM_KEY) or {}
+        for uri, fname in formats.items():
+            # RO-Crate: a PRONOM format is a contextual entity the encodingFormat refers to
+            self._formats.setdefault(uri, {"@id": uri, "@type": "WebSite", "name": fname})
+        self._contextual.extend(part.get("_contextual", ()))
+        pid = part["@id"]
+        if pid in self._wanted:
+            self._met.add(pid)
+        ent = {k: v for k, v in part.items() if k not in (PRONOM_KEY, "_contextual")}
+        if pid.endswith("/"):
+            self._stores.append(pid)
+        if not _inside_store(pid, self._stores):
+            self._top.write(("" if not self._tops else ",\n") + _dump_at(_ref(pid), 8))
+            self._tops += 1
+        self._parts.write(("" if not self.parts else ",\n") + _dump_at(ent, _GRAPH_LEVEL))
+        self.parts += 1
+
+    def close(self) -> None:
+        self._parts.close()
+        self._top.close()
+
+    def __enter__(self) -> CrateWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(
+        self,
+        out: IO[str],
+        record: dict[str, Any],
+        *,
+        identifier: str,
+        date: str,
+        actions: list[dict[str, Any]],
+    ) -> None:
+        """Write the whole document to ``out`` (see :func:`build_crate` for the arguments)."""
+        root, graph = _root_and_context(record, identifier, date, actions)
+        graph = {**self._formats, **graph}
+        for c in self._contextual:
+            graph.setdefault(c["@id"], c)
+        merged = _merge_actions(actions, self._met, graph)
+        descriptor = {
+            "@id": "ro-crate-metadata.json",
+            "@type": "CreativeWork",
+            "conformsTo": _ref(RO_CRATE_SPEC),
+            "about": _ref("./"),
+        }
+        head = [descriptor, root, _PROFILE, *graph.values()]
+        out.write('{\n  "@context": ' + json.dumps(RO_CRATE_CONTEXT) + ',\n  "@graph": [\n')
+        for i, ent in enumerate(head):
+            if i:
+                out.write(",\n")
+            text = _dump_at(ent, _GRAPH_LEVEL)
+            if ent is root:
+                before, _, text = text.partition(json.dumps(_HASPART_MARK, ensure_ascii=False))
+                out.write(before)
+                if self._tops:
+                    out.write("[\n")
+                    _copy(self._top, out)
+                    out.write("\n" + " " * 6 + "]")
+                else:
+                    out.write("[]")
+            out.write(text)
+        if self.parts:
+            out.write(",\n")
+            _copy(self._parts, out)
+        for ent in merged:
+            out.write(",\n" + _dump_at(ent, _GRAPH_LEVEL))
+        out.write("\n  ]\n}\n")
+
+
+def _copy(src: IO[str], out: IO[str]) -> None:
+    src.flush()
+    src.seek(0)
+    shutil.copyfileobj(src, out, 1 << 20)
+
+
+_PROFILE = {
+    "@id": PROCESS_RUN_CRATE,
+    "@type": ["CreativeWork", "Profile"],
+    "name": "Process Run Crate",
+    "version": "0.5",
+}
+
+
+def _root_and_context(
+    record: dict[str, Any], identifier: str, date: str, actions: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The root ``Dataset`` (its ``hasPart`` a placeholder) and the contextual entities of the record."""
     study = record.get("study") or {}
     title = study.get("title") or (record.get("dataset") or {}).get("name") or "Untitled dataset"
     description = (
         study.get("description") or (record.get("dataset") or {}).get("description") or title
     )
     graph: dict[str, dict[str, Any]] = {}
-    clean_parts = []
-    for p in parts:
-        formats = p.get(PRONOM_KEY) or {}
-        for uri, fname in formats.items():
-            # RO-Crate: a PRONOM format is a contextual entity the encodingFormat refers to
-            graph.setdefault(uri, {"@id": uri, "@type": "WebSite", "name": fname})
-        clean_parts.append({k: v for k, v in p.items() if k != PRONOM_KEY} if formats else p)
-    parts = clean_parts
-    stores = [p["@id"] for p in parts if p["@id"].endswith("/")]
-    top = [p for p in parts if not _inside_store(p["@id"], stores)]
     root: dict[str, Any] = {
         "@id": "./",
         "@type": "Dataset",
@@ -315,7 +420,7 @@ def build_crate(
         "datePublished": date,
         "identifier": identifier,
         "conformsTo": [_ref(PROCESS_RUN_CRATE)],
-        "hasPart": [_ref(p["@id"]) for p in top],
+        "hasPart": _HASPART_MARK,
     }
     licence = study.get("license")
     if licence:
@@ -351,20 +456,15 @@ def build_crate(
     ]
     if action_refs:
         root["mentions"] = action_refs
-    descriptor = {
-        "@id": "ro-crate-metadata.json",
-        "@type": "CreativeWork",
-        "conformsTo": _ref(RO_CRATE_SPEC),
-        "about": _ref("./"),
-    }
-    contextual = [c for p in parts for c in p.get("_contextual", [])]
-    parts = [{k: v for k, v in p.items() if k != "_contextual"} for p in parts]
-    for c in contextual:
-        graph.setdefault(c["@id"], c)
-    ids = {p["@id"] for p in parts}
+    return root, graph
+
+
+def _merge_actions(
+    actions: list[dict[str, Any]], part_ids: set[str], graph: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     merged: list[dict[str, Any]] = []
     for ent in actions:
-        if ent.get("@id") in ids or ent.get("@id") in graph:
+        if ent.get("@id") in part_ids or ent.get("@id") in graph:
             continue  # ours (measured now) win over the log's view of the same entity
         if (
             ent.get("@type") == "SoftwareApplication"
@@ -373,13 +473,37 @@ def build_crate(
         ):
             ent = {**ent, "version": ent["softwareVersion"]}  # RO-Crate 1.2 asks for `version`
         merged.append(ent)
-    profile = {
-        "@id": PROCESS_RUN_CRATE,
-        "@type": ["CreativeWork", "Profile"],
-        "name": "Process Run Crate",
-        "version": "0.5",
-    }
-    return {
-        "@context": RO_CRATE_CONTEXT,
-        "@graph": [descriptor, root, profile, *graph.values(), *parts, *merged],
-    }
+    return merged
+
+
+def build_crate(
+    record: dict[str, Any],
+    *,
+    identifier: str,
+    date: str,
+    parts: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Assemble the crate document as a dict (small crates; bags stream it with :class:`CrateWriter`).
+
+    Parameters
+    ----------
+    record
+        ``curated.yaml`` as a dict (missing fields tolerated).
+    identifier
+        The bag's ``External-Identifier`` (``urn:uuid:...``).
+    date
+        ``datePublished`` (ISO date).
+    parts
+        Data entities of the payload (files and stores), from :func:`file_entity`
+        and :func:`store_entity`.
+    actions
+        Entities from :func:`curated.provenance.export.ro_crate_action_entities`.
+    """
+    out = io.StringIO()
+    with CrateWriter(action_ids=[str(a.get("@id")) for a in actions]) as writer:
+        for p in parts:
+            writer.add(p)
+        writer.write(out, record, identifier=identifier, date=date, actions=actions)
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result
