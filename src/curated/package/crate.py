@@ -299,11 +299,13 @@ class CrateWriter:
     which of them it met instead of keeping every part's id.
     """
 
-    def __init__(self, *, spill_dir: str | Path | None = None, action_ids: Iterable[str] = ()) -> None:
-        self._parts: IO[str] = tempfile.TemporaryFile(
+    def __init__(
+        self, *, spill_dir: str | Path | None = None, action_ids: Iterable[str] = ()
+    ) -> None:
+        self._parts: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed by close())
             "w+", encoding="utf-8", newline="\n", dir=spill_dir
         )
-        self._top: IO[str] = tempfile.TemporaryFile(
+        self._top: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed by close())
             "w+", encoding="utf-8", newline="\n", dir=spill_dir
         )
         self._formats: dict[str, dict[str, Any]] = {}
