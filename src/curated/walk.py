@@ -342,7 +342,9 @@ def _entries(
     yield from _flush(d, prefix, names, srcs, linked)
 
 
-def _flush(d: _Dir, prefix: str, names: list[str], srcs: list[str], linked: bool) -> Iterator[Files]:
+def _flush(
+    d: _Dir, prefix: str, names: list[str], srcs: list[str], linked: bool
+) -> Iterator[Files]:
     if names:
         yield Files(d.path, prefix, tuple(names), tuple(srcs) if linked else None)
 
