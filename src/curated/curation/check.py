@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import operator
 import os
 import pickle
 import re
@@ -42,6 +41,7 @@ from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, hash_fd_at, sha256_file_head, tree_record
 from curated.provenance.log import Artifact
 from curated.results import Result
+from curated.walk import DIR, Files, Folder, Special, Unreadable, walk
 from curated.workspace import Workspace, as_workspace, recorder
 
 CHECK_FILE = "curation/check.json"
@@ -457,7 +457,8 @@ class _Found(NamedTuple):
     symlink: bool = False
 
 
-_entry_name = operator.attrgetter("name")
+CROWDED_FOLDER = 10_000
+"""A folder with more entries than this is named in checklist item C7 (folder layout)."""
 
 
 class _Walker:
@@ -473,6 +474,7 @@ class _Walker:
         self.dirs_seen = 0
         self.max_depth = 0
         self.folder_counts: Counter[str] = Counter()
+        """Entries of each crowded folder (more than :data:`CROWDED_FOLDER`)."""
 
     def shown_root(self, source: str) -> str:
         """How ``source`` itself is shown: relative to the workspace, else its own name."""
@@ -487,12 +489,12 @@ class _Walker:
 
         A run is up to :data:`BATCH_FILES` consecutive plain files of one folder,
         the unit of work of the examination. Files come depth-first, each
-        folder's entries sorted by name: the order
+        folder's entries sorted by name (:func:`curated.walk.walk`, the one tree
+        walker: listings past its spill threshold are sorted on disk): the order
         :func:`curated.provenance.digest.digest_tree` uses, so a source's tree
-        digest can be built as results come in. An explicit stack of folder
-        listings (not recursive generators) keeps the per-file cost to one loop
-        step, and the kind of an entry comes from the folder listing, so plain
-        files and folders cost no ``lstat`` here.
+        digest can be built as results come in. Links and special files are
+        examined one by one (:meth:`_entry`); folders that cannot be listed are
+        red flags, and the walk goes on.
         """
         src = os.path.abspath(source)
         shown_root = self.shown_root(src)
@@ -501,73 +503,60 @@ class _Walker:
                 yield _single(found), [found.shown]
             return
         own = self.own
-        prefix = f"{shown_root}/" if shown_root else ""
-        stack: list[tuple[Iterator[os.DirEntry[str]], str, str, str, int]] = []
-        listing = self._list(src, prefix, 0)
-        if listing is not None:
-            stack.append((iter(listing), src, prefix, "", 0))
-        while stack:
-            entries, folder, shown_prefix, tree_prefix, depth = stack[-1]
-            names: list[str] = []
-            shown_names: list[str] = []
-            weight = 0
-            for entry in entries:
-                name = entry.name
-                if name.isascii():
-                    shown = shown_prefix + name
-                    if _SAFE_NAME.fullmatch(name) is None or name[-1] == ".":
-                        self._name(shown, name)
-                else:
-                    shown = shown_prefix + display_path(name)
-                    self._name(shown, name)
-                try:
-                    is_file = entry.is_file(follow_symlinks=False)
-                    is_dir = not is_file and entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    is_file = is_dir = False
-                if is_file:
-                    names.append(name)
-                    shown_names.append(shown)
-                    weight += len(name) + 8
-                    if len(names) >= BATCH_FILES or weight >= _RUN_NAME_BYTES:
-                        yield (folder, names, tree_prefix, False), shown_names
-                        names, shown_names, weight = [], [], 0
-                    continue
-                if names:
-                    yield (folder, names, tree_prefix, False), shown_names
-                    names, shown_names, weight = [], [], 0
-                path = entry.path
-                if is_dir:
-                    if depth == 0 and path in own:
-                        continue  # the workspace's own folders, when the workspace itself is checked
-                    sub = self._list(path, f"{shown}/", depth + 1)
-                    if sub is not None:
-                        stack.append(
-                            (iter(sub), path, f"{shown}/", f"{tree_prefix}{name}/", depth + 1)
-                        )
-                        break  # descend now: depth-first, the rest of this folder waits on the stack
-                else:
-                    for found in self._entry(path, shown, tree_prefix + name):
-                        yield _single(found), [found.shown]
+        # shown prefix of the folder walked at each depth
+        shown_at: list[str] = [f"{shown_root}/" if shown_root else ""]
+
+        def skip(prefix: str, name: str, kind: str) -> bool:
+            # the workspace's own folders, when the workspace itself is checked
+            return not prefix and kind == DIR and os.path.join(src, name) in own
+
+        for ev in walk(src, errors="report", skip=skip, batch=4 * BATCH_FILES):
+            if type(ev) is Files:  # (its folder's depth is the number of "/" in its prefix)
+                yield from self._file_runs(ev, shown_at[ev.prefix.count("/")])
+            elif type(ev) is Special:
+                shown = self._shown(shown_at[ev.rel.count("/")], ev.rel.rpartition("/")[2])
+                for found in self._entry(ev.path, shown, ev.rel):
+                    yield _single(found), [found.shown]
             else:
-                stack.pop()
-                if names:
-                    yield (folder, names, tree_prefix, False), shown_names
+                depth = ev.rel.count("/") + 1 if ev.rel else 0
+                if depth:
+                    del shown_at[depth:]
+                    shown_at.append(
+                        self._shown(shown_at[depth - 1], ev.rel.rpartition("/")[2]) + "/"
+                    )
+                self._folder(ev, shown_at[depth], depth)
 
-    def _name(self, shown: str, name: str) -> None:
-        problems = name_problems(name)
-        if problems:
-            self.bad_names.append((shown, problems))
+    def _shown(self, shown_prefix: str, name: str) -> str:
+        """How an entry is shown; its name's problems are noted on the way."""
+        if name.isascii():
+            if _SAFE_NAME.fullmatch(name) is None or name[-1] == ".":
+                self._name(shown_prefix + name, name)
+            return shown_prefix + name
+        shown = shown_prefix + display_path(name)
+        self._name(shown, name)
+        return shown
 
-    def _list(self, folder: str, shown_prefix: str, depth: int) -> list[os.DirEntry[str]] | None:
-        """One folder's entries sorted by name (``None``, with a red flag, when it cannot be listed)."""
+    def _file_runs(self, ev: Files, shown_prefix: str) -> Iterator[tuple[_Run, list[str]]]:
+        names: list[str] = []
+        shown_names: list[str] = []
+        weight = 0
+        for name in ev.names:
+            names.append(name)
+            shown_names.append(self._shown(shown_prefix, name))
+            weight += len(name) + 8
+            if len(names) >= BATCH_FILES or weight >= _RUN_NAME_BYTES:
+                yield (ev.folder, names, ev.prefix, False), shown_names
+                names, shown_names, weight = [], [], 0
+        if names:
+            yield (ev.folder, names, ev.prefix, False), shown_names
+
+    def _folder(self, ev: Folder | Unreadable, shown_prefix: str, depth: int) -> None:
+        """A folder met: counted, or a red flag when it cannot be listed."""
         self.dirs_seen += 1
         if depth > self.max_depth:
             self.max_depth = depth
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=_entry_name)
-        except OSError as exc:
+        if type(ev) is Unreadable:
+            exc = ev.error
             self.flags.append(
                 RedFlag(
                     "unreadable",
@@ -576,9 +565,13 @@ class _Walker:
                     [shown_prefix.rstrip("/") or "."],
                 )
             )
-            return None
-        self.folder_counts[shown_prefix or "."] = len(entries)
-        return entries
+        elif ev.entries > CROWDED_FOLDER:
+            self.folder_counts[shown_prefix or "."] = ev.entries
+
+    def _name(self, shown: str, name: str) -> None:
+        problems = name_problems(name)
+        if problems:
+            self.bad_names.append((shown, problems))
 
     def _entry(self, path: str, shown: str, tree_rel: str | None) -> Iterator[_Found]:
         try:
@@ -957,7 +950,7 @@ def _checklist(
     else:
         add("C6", "no", True, "all file and folder names are safe")
     # C7 hierarchy
-    crowded = [(k, n) for k, n in walker.folder_counts.items() if n > 10_000]
+    crowded = [(k, n) for k, n in walker.folder_counts.items() if n > CROWDED_FOLDER]
     evidence = f"{walker.dirs_seen} folders, deepest {walker.max_depth} levels"
     if crowded:
         evidence += f"; {len(crowded)} folders hold over 10,000 entries (e.g. {crowded[0][0]}: {crowded[0][1]})"
