@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from curated.provenance import TreeHasher, digest_path, digest_tree, sha256_file
 from curated import walk as walk_mod
+from curated.provenance import TreeHasher, digest_path, digest_tree, sha256_file
 from curated.provenance import digest as digest_mod
 from curated.provenance.digest import iter_tree, sha256_file_head
 

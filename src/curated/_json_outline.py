@@ -57,7 +57,9 @@ def _tokens(path: Path) -> Any:
         eof = False
         while True:
             m = _TOKEN.match(buf, pos)
-            if m is None or (m.end() == len(buf) and not eof):
+            # a number or literal near the end of what was read may go on in the next piece
+            short = m is not None and m.lastindex != 1 and m.end() > len(buf) - 64
+            if m is None or (not eof and (short or m.end() == len(buf))):
                 if eof:
                     rest = buf[_SPACE.match(buf, pos).end() :]  # type: ignore[union-attr]
                     if rest:

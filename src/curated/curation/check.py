@@ -472,6 +472,8 @@ class _Walker:
         self.flags: list[RedFlag] = []
         self.bad_names: list[tuple[str, list[str]]] = []
         self.dirs_seen = 0
+        self.tree_root: str | None = None
+        """The real path of the source folder being walked (links never lead out of it)."""
         self.max_depth = 0
         self.folder_counts: Counter[str] = Counter()
         """Entries of each crowded folder (more than :data:`CROWDED_FOLDER`)."""
@@ -498,6 +500,7 @@ class _Walker:
         """
         src = os.path.abspath(source)
         shown_root = self.shown_root(src)
+        self.tree_root = os.path.realpath(src) if os.path.isdir(src) else None
         if not os.path.isdir(src):
             for found in self._entry(src, shown_root, None):
                 yield _single(found), [found.shown]
@@ -525,6 +528,14 @@ class _Walker:
                         self._shown(shown_at[depth - 1], ev.rel.rpartition("/")[2]) + "/"
                     )
                 self._folder(ev, shown_at[depth], depth)
+
+    def _inside(self, link: str) -> bool:
+        """Whether what ``link`` leads to lies inside the source being walked."""
+        root = self.tree_root
+        if root is None:
+            return True  # a source that is itself a link to a file: the curator named it
+        target = os.path.realpath(link)
+        return target == root or target.startswith(root.rstrip("/") + "/")
 
     def _shown(self, shown_prefix: str, name: str) -> str:
         """How an entry is shown; its name's problems are noted on the way."""
@@ -616,6 +627,17 @@ class _Walker:
                         "symlinked-folder",
                         "info",
                         "symbolic link to a folder, not followed (pass the folder itself to check it)",
+                        [shown],
+                    )
+                )
+            elif stat.S_ISREG(st.st_mode) and not self._inside(path):
+                # the one link policy (curated.walk): never followed out of the tree checked
+                self.flags.append(
+                    RedFlag(
+                        "symlink-outside",
+                        "warning",
+                        "symbolic link to a file outside the checked folder; not read "
+                        "(pass that file itself to check it)",
                         [shown],
                     )
                 )
