@@ -265,3 +265,34 @@ def test_json_outline_reads_a_stream_and_refuses_what_json_refuses(
     assert out.kind == "object" and out.values["@context"] == doc["@context"]
     assert out.keys["@graph"] == ("array" if isinstance(doc["@graph"], list) else "object")
     assert ("CreateAction" in out.found) == ("CreateAction" in text)
+
+
+def test_no_import_cycle_between_package_modules() -> None:
+    """``package/hashing.py`` and ``package/zarr_archive.py`` imported each other (issue 19)."""
+    import ast
+
+    import curated
+
+    src = Path(curated.__file__).parent
+    edges: dict[str, set[str]] = {}
+    for path in src.rglob("*.py"):
+        mod = ".".join(path.relative_to(src.parent).with_suffix("").parts)
+        mod = mod.removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                edges.setdefault(mod, set()).add(node.module)
+    package = sorted(m for m in edges if m.startswith("curated.package."))
+
+    def reaches(a: str, b: str) -> bool:
+        seen, todo = set(), [a]
+        while todo:
+            m = todo.pop()
+            if m == b:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo.extend(n for n in edges.get(m, ()) if n.startswith("curated.package"))
+        return False
+
+    cycles = [(a, b) for a in package for b in edges[a] if b in edges and reaches(b, a)]
+    assert cycles == []

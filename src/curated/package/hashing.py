@@ -25,9 +25,8 @@ from urllib.parse import quote
 from curated._parallel import WorkerDied, map_batches
 from curated.errors import PackageError
 from curated.package.names import encode_path
-
-BUFFER_SIZE = 1 << 20
-"""Read buffer (1 MiB): big enough for full hashing speed, small enough to stay cache-friendly."""
+from curated.package.tasks import BUFFER_SIZE, FileChangedError, FolderTask
+from curated.package.zarr_archive import zip_folder
 
 BATCH_FILES = 512
 BATCH_BYTES = 64 << 20
@@ -80,10 +79,6 @@ class HashResult(NamedTuple):
     """Hex digests in the order of the algorithms asked for."""
     linked: bool
     store: str | None = None
-
-
-class FileChangedError(PackageError):
-    """A payload file changed (size or modification time) while it was being bagged."""
 
 
 _buffer: bytearray | None = None
@@ -232,23 +227,6 @@ FOLDER_CHUNK = 1000
 
 FOLDER_CHUNK_BYTES = 64 << 20
 """Bytes per :class:`FolderTask` where sizes are known (files outside Zarr stores)."""
-
-
-class FolderTask(NamedTuple):
-    """Files of one folder to place and hash in one go (a tuple: cheap to pickle)."""
-
-    src_dir: str
-    """The folder the names are in."""
-    dest_dir: str | None
-    """The same folder in the bag (``None``: hash only, nothing is placed)."""
-    prefix: str
-    """``rel`` of the folder plus ``/`` (or ``""`` at the payload root)."""
-    names: tuple[str, ...]
-    mode: str
-    store: str | None = None
-    """The Zarr store all these files belong to, if any."""
-    srcs: tuple[str, ...] | None = None
-    """Where each name is read from when not ``src_dir/name`` (followed links)."""
 
 
 class FetchSpec(NamedTuple):
@@ -458,8 +436,6 @@ def run_folder(
     if task.mode in MAIN_ONLY:
         return None
     if task.mode == ZIP:
-        from curated.package.zarr_archive import zip_folder
-
         piece = zip_folder(task)
         if on_bytes is not None:
             on_bytes(piece.files, piece.bytes)
@@ -515,5 +491,3 @@ def _unpack(r: Any, on_bytes: Callable[[float, int], None] | None) -> Any:
     if on_bytes is not None and r is not None:
         on_bytes(r.files, r.bytes)
     return r
-
-
