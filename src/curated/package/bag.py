@@ -919,26 +919,14 @@ def make_bag(
     ws = as_workspace(workspace)
     if ws is None:
         raise PackageError("a workspace is needed to make a bag")
-    if zarr not in ("directory", "archive"):
-        raise PackageError(f"zarr must be 'directory' or 'archive', not {zarr!r}")
-    if serialize not in ("none", "tar", "zip"):
-        raise PackageError(f"serialize must be 'none', 'tar' or 'zip', not {serialize!r}")
-    dest = Path(os.path.abspath(dest))
-    bag_name = dest.name
-    for suffix in (".tar", ".zip"):
-        if serialize != "none" and bag_name.endswith(suffix):
-            bag_name = bag_name.removesuffix(suffix)
-    final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
-    partial = dest.with_name(f"{bag_name}.partial")
-    params = {
-        "dest": ws.relative(final),
-        "profile": profile,
-        "zarr": zarr,
-        "serialize": serialize,
-        "processes": processes,
-        "fetch_base": fetch_base,
-        "follow_symlinks": follow_symlinks,
-    }
+    dest, bag_name, final, partial = _bag_paths(dest, zarr, serialize)
+    params = dict(
+        zip(
+            _PARAMS,
+            (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks),
+            strict=True,
+        )
+    )
     b: _Build | None = None
     step_entry: dict[str, Any] | None = None
     lock = _BuildLock(dest.parent / f".{bag_name}.curated-bag.lock")
@@ -951,126 +939,223 @@ def make_bag(
             params=params,
             libraries=("bagit", "rocrate", "prov"),
         ) as step:
-            prof = load_profile(profile)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-            _recover_swap(ws, final, partial)
-            _correct_interrupted_entry(ws, final)
-            _preflight_dest(ws, dest, final, partial, overwrite)
-            if not follow_symlinks:
-                _refuse_linked_tag_sources(ws)
-            record = ws.read_metadata()
-            _refuse_misshapen(record, ws)
-            info = describe_bag(record, ws.root)
-            other_files = sorted(
-                {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
-                - {"bagit.txt", "bag-info.txt"}
-            )
-            other: dict[str, dict[str, str]] = {f: {} for f in other_files}
-            if "aptrust-info.txt" in other:
-                study = record.get("study") or {}
-                if study.get("title"):
-                    other["aptrust-info.txt"]["Title"] = _one_line(study["title"])
-                other["aptrust-info.txt"]["Access"] = "Institution"
-                other["aptrust-info.txt"]["Storage-Option"] = "Standard"
-                if study.get("description"):
-                    other["aptrust-info.txt"]["Description"] = _one_line(study["description"])
-            for k, v in (bag_info or {}).items():
-                if k.lower() in _COMPUTED_TAGS:
-                    msg = f"bag-info tag {k!r} is computed while bagging and cannot be given"
-                    raise PackageError(msg, field=k)
-                target = next(
-                    (f for f in other_files if any(t.get("tagName") == k for t in prof.tags(f))),
-                    None,
-                )
-                if target is not None:
-                    other[target][k] = str(v)
-                else:
-                    info[k] = str(v)
-            if bag_group is not None:
-                gid, index, total = bag_group
-                info["Bag-Group-Identifier"] = str(gid)
-                info["Bag-Count"] = f"{int(index)} of {int(total)}"
-            b = _Build(
-                ws=ws,
-                profile=prof,
-                final=final,
-                bag_name=bag_name,
-                partial=partial,
-                zarr=zarr,
-                serialize=serialize,
-                processes=max(1, int(processes)),
-                fetch_base=fetch_base,
-                fetch_min_size=int(fetch_min_size),
-                follow_symlinks=follow_symlinks,
+            b = _prepare(
+                ws,
+                lock,
+                dest,
+                (final, partial, bag_name),
+                params,
+                fetch_min_size=fetch_min_size,
+                overwrite=overwrite,
+                bag_info=bag_info,
+                bag_group=bag_group,
                 link=link,
-                record=record,
-                info=info,
-                other_tags=other,
-                progress=ensure_progress(progress),
-                counting=progress is not None,
+                progress=progress,
             )
-            _preflight_profile(b)
-            b.algorithms = prof.manifest_algorithms
-            b.hash_algorithms = b.algorithms + (() if "sha256" in b.algorithms else ("sha256",))
-            b.external_id = f"urn:uuid:{uuid.uuid4()}"
-            if partial.exists():
-                shutil.rmtree(partial)  # a marked leftover of an interrupted run (checked above)
-            _build_payload(b)
-            manifest = b.partial / f"manifest-{b.algorithms[0]}.txt"
-
-            step.add_output(
-                Artifact(path=ws.relative(final), bytes=b.bytes, digest=None, role="bag")
-            )
-            step.details = {
-                "external_identifier": b.external_id,
-                "payload_oxum": f"{b.bytes}.{b.files}",
-                f"manifest-{b.algorithms[0]}.txt": f"sha256:{b.tag_digests[manifest.name][1]['sha256']}",
-                "profile": prof.identifier,
-            }
-            step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {final.name}"
+            _build(b)
+            _describe_step(step, b)
         step_entry = step.entry
         crash_point("bag-entry-written")
-        if step_entry is not None:
-            _copy_log(b, step_entry)
-            from curated.provenance.export import write_prov_json
-
-            write_prov_json(
-                CuratorLog(b.partial / "metadata" / "curator-log.jsonl", root=ws.root),
-                b.partial / "metadata" / "prov.json",
-            )
-        _write_tag_manifests(b)
-        crash_point("bag-tag-manifests")
-        (b.partial / PARTIAL_MARKER).unlink()
-        if serialize == "none":
-            _replace(b.partial, final)
-        else:
-            _serialize(b)
+        _finish(b, step_entry)
     except BaseException as exc:
-        if lock.held:
-            _discard_partial(partial)
-        if step_entry is not None:
-            ws.log.append(
-                "D",
-                "bag",
-                status="error",
-                message=f"{type(exc).__name__}: {exc} (after the bag entry; no bag was left)",
-                params=params,
-            )
+        _failed(ws, exc, lock, partial, step_entry, params)
         raise
     finally:
         lock.release()
+    return _result(b, step.message, step_entry)
+
+
+_PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")
+"""The options a bag's log entry records, in this order."""
+
+
+def _describe_step(step: Any, b: _Build) -> None:
+    """The bag's log entry: the bag as output, its identifier and payload manifest digest."""
+    step.add_output(Artifact(path=b.ws.relative(b.final), bytes=b.bytes, digest=None, role="bag"))
+    manifest = f"manifest-{b.algorithms[0]}.txt"
+    step.details = {
+        "external_identifier": b.external_id,
+        "payload_oxum": f"{b.bytes}.{b.files}",
+        manifest: f"sha256:{b.tag_digests[manifest][1]['sha256']}",
+        "profile": b.profile.identifier,
+    }
+    step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {b.final.name}"
+
+
+def _failed(
+    ws: Workspace,
+    exc: BaseException,
+    lock: _BuildLock,
+    partial: Path,
+    step_entry: dict[str, Any] | None,
+    params: dict[str, Any],
+) -> None:
+    """Remove what a failed run built; a failure after the bag's entry is logged as such."""
+    if lock.held:
+        _discard_partial(partial)
+    if step_entry is not None:
+        ws.log.append(
+            "D",
+            "bag",
+            status="error",
+            message=f"{type(exc).__name__}: {exc} (after the bag entry; no bag was left)",
+            params=params,
+        )
+
+
+def _prepare(
+    ws: Workspace,
+    lock: _BuildLock,
+    dest: Path,
+    where: tuple[Path, Path, str],
+    params: dict[str, Any],
+    *,
+    fetch_min_size: int,
+    overwrite: bool,
+    bag_info: dict[str, str] | None,
+    bag_group: tuple[str, int, int] | None,
+    link: bool,
+    progress: ProgressReporter | None,
+) -> _Build:
+    """Under the build lock: recover an interrupted run, check the destination and the record.
+
+    ``params`` are the options the log entry records (:data:`_PARAMS`).
+    """
+    final, partial, bag_name = where
+    follow_symlinks = bool(params["follow_symlinks"])
+    profile = str(params["profile"])
+    prof = load_profile(profile)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    _recover_swap(ws, final, partial)
+    _correct_interrupted_entry(ws, final)
+    _preflight_dest(ws, dest, final, partial, overwrite)
+    if not follow_symlinks:
+        _refuse_linked_tag_sources(ws)
+    record = ws.read_metadata()
+    _refuse_misshapen(record, ws)
+    info, other = _tag_values(record, ws, prof, bag_info, bag_group)
+    return _Build(
+        ws=ws,
+        profile=prof,
+        final=final,
+        bag_name=bag_name,
+        partial=partial,
+        zarr=params["zarr"],
+        serialize=params["serialize"],
+        processes=max(1, int(params["processes"])),
+        fetch_base=params["fetch_base"],
+        fetch_min_size=int(fetch_min_size),
+        follow_symlinks=follow_symlinks,
+        link=link,
+        record=record,
+        info=info,
+        other_tags=other,
+        progress=ensure_progress(progress),
+        counting=progress is not None,
+    )
+
+
+def _bag_paths(dest: str | Path, zarr: str, serialize: str) -> tuple[Path, str, Path, Path]:
+    """``(dest, bag name, final path, partial folder)``: a serialized bag is ``<name>.tar``/``.zip``."""
+    if zarr not in ("directory", "archive"):
+        raise PackageError(f"zarr must be 'directory' or 'archive', not {zarr!r}")
+    if serialize not in ("none", "tar", "zip"):
+        raise PackageError(f"serialize must be 'none', 'tar' or 'zip', not {serialize!r}")
+    dest = Path(os.path.abspath(dest))
+    bag_name = dest.name
+    for suffix in (".tar", ".zip"):
+        if serialize != "none" and bag_name.endswith(suffix):
+            bag_name = bag_name.removesuffix(suffix)
+    final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
+    return dest, bag_name, final, dest.with_name(f"{bag_name}.partial")
+
+
+def _tag_values(
+    record: dict[str, Any],
+    ws: Workspace,
+    prof: Profile,
+    bag_info: dict[str, str] | None,
+    bag_group: tuple[str, int, int] | None,
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """bag-info tags and those of the profile's other tag files (APTrust's ``aptrust-info.txt``)."""
+    info = describe_bag(record, ws.root)
+    other_files = sorted(
+        {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
+        - {"bagit.txt", "bag-info.txt"}
+    )
+    other: dict[str, dict[str, str]] = {f: {} for f in other_files}
+    if "aptrust-info.txt" in other:
+        study = record.get("study") or {}
+        if study.get("title"):
+            other["aptrust-info.txt"]["Title"] = _one_line(study["title"])
+        other["aptrust-info.txt"]["Access"] = "Institution"
+        other["aptrust-info.txt"]["Storage-Option"] = "Standard"
+        if study.get("description"):
+            other["aptrust-info.txt"]["Description"] = _one_line(study["description"])
+    for k, v in (bag_info or {}).items():
+        if k.lower() in _COMPUTED_TAGS:
+            msg = f"bag-info tag {k!r} is computed while bagging and cannot be given"
+            raise PackageError(msg, field=k)
+        target = next(
+            (f for f in other_files if any(t.get("tagName") == k for t in prof.tags(f))),
+            None,
+        )
+        if target is not None:
+            other[target][k] = str(v)
+        else:
+            info[k] = str(v)
+    if bag_group is not None:
+        gid, index, total = bag_group
+        info["Bag-Group-Identifier"] = str(gid)
+        info["Bag-Count"] = f"{int(index)} of {int(total)}"
+    return info, other
+
+
+def _build(b: _Build) -> None:
+    """Check the profile's demands, then build the payload, crate and tag files in ``partial``."""
+    _preflight_profile(b)
+    b.algorithms = b.profile.manifest_algorithms
+    b.hash_algorithms = b.algorithms + (() if "sha256" in b.algorithms else ("sha256",))
+    b.external_id = f"urn:uuid:{uuid.uuid4()}"
+    if b.partial.exists():
+        shutil.rmtree(b.partial)  # a marked leftover of an interrupted run (checked before)
+    _build_payload(b)
+
+
+def _finish(b: _Build | None, step_entry: dict[str, Any] | None) -> None:
+    """After the bag's log entry: the log copy and its PROV, tag manifests, then into place."""
+    assert b is not None
+    if step_entry is not None:
+        _copy_log(b, step_entry)
+        from curated.provenance.export import write_prov_json
+
+        write_prov_json(
+            CuratorLog(b.partial / "metadata" / "curator-log.jsonl", root=b.ws.root),
+            b.partial / "metadata" / "prov.json",
+        )
+    _write_tag_manifests(b)
+    crash_point("bag-tag-manifests")
+    (b.partial / PARTIAL_MARKER).unlink()
+    if b.serialize == "none":
+        _replace(b.partial, b.final)
+    else:
+        _serialize(b)
+
+
+def _result(b: _Build | None, message: str, step_entry: dict[str, Any] | None) -> Result:
+    assert b is not None
     return Result(
         action="bag",
         status="ok",
-        path=str(final),
-        message=step.message,
+        path=str(b.final),
+        message=message,
         details={
             "files": b.files,
             "bytes": b.bytes,
             "payload_oxum": f"{b.bytes}.{b.files}",
             "algorithms": list(b.algorithms),
-            "profile": prof.name,
+            "profile": b.profile.name,
             "external_identifier": b.external_id,
             "linked": b.linked,
             "copied": b.copied,
