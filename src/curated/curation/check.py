@@ -857,6 +857,10 @@ def _size_or_none(path: str | Path) -> int | None:
 
 
 # -------------------------------------------------------------- checklist
+_Answer = tuple[str, str, bool | None, str]
+"""``(item, answer, ok, evidence)`` of one checklist item."""
+
+
 def _checklist(
     record: dict[str, Any],
     files: Sequence[FileRecord],
@@ -866,13 +870,24 @@ def _checklist(
     licences: list[str],
     naming: _NamingStats,
 ) -> list[ChecklistAnswer]:
-    answers: list[ChecklistAnswer] = []
+    """The DCN checklist C1-C8 answered from what was found."""
+    answers = [
+        *_answer_files(InventoryStats.of(files)),
+        *_answer_record(record, docs, licences),
+        *_answer_people(record, flags),
+        *_answer_layout(walker),
+        ("C8", *_naming_answer(naming)),
+    ]
+    return [ChecklistAnswer(i, CHECKLIST[i], a, ok, ev) for i, a, ok, ev in answers]
+
+
+def _answer_files(stats: InventoryStats) -> list[_Answer]:
+    """C1 (files open) and C2 (code runs)."""
+    out: list[_Answer] = []
 
     def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
-        answers.append(ChecklistAnswer(item, CHECKLIST[item], answer, ok, evidence))
+        out.append((item, answer, ok, evidence))
 
-    # C1 files open
-    stats = InventoryStats.of(files)
     n_broken = stats.broken_images + stats.errors
     if not stats.files:
         add("C1", "na", None, "no files were found in the sources")
@@ -907,7 +922,16 @@ def _checklist(
         )
     else:
         add("C2", "na", None, "no code files found")
-    # C3 title, authors, licence
+    return out
+
+
+def _answer_record(record: dict[str, Any], docs: list[str], licences: list[str]) -> list[_Answer]:
+    """C3 (title, authors, licence) and C4 (documentation)."""
+    out: list[_Answer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        out.append((item, answer, ok, evidence))
+
     title = get_at(record, ("study", "title"), None)
     authors = get_at(record, ("study", "authors"), None) or []
     licence = get_at(record, ("study", "license"), None)
@@ -935,7 +959,16 @@ def _checklist(
             False,
             "no README or other documentation among the sources or in the workspace",
         )
-    # C5 human participants / personal data
+    return out
+
+
+def _answer_people(record: dict[str, Any], flags: list[RedFlag]) -> list[_Answer]:
+    """C5 (human participants, personal data)."""
+    out: list[_Answer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        out.append((item, answer, ok, evidence))
+
     phi = [f for f in flags if f.code in ("dicom-phi", "personal-data")]
     organism = str(get_at(record, ("biosamples", 0, "organism", "ncbi_taxon_id"), None) or "")
     if any(f.code == "dicom-phi" for f in flags):
@@ -961,7 +994,16 @@ def _checklist(
             None,
             "no personal data found in headers; only a person can confirm there are no human-participant data",
         )
-    # C6 bad characters
+    return out
+
+
+def _answer_layout(walker: _Walker) -> list[_Answer]:
+    """C6 (names that break tools) and C7 (folder layout)."""
+    out: list[_Answer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        out.append((item, answer, ok, evidence))
+
     if walker.bad_names:
         add(
             "C6",
@@ -977,9 +1019,7 @@ def _checklist(
     if crowded:
         evidence += f"; {len(crowded)} folders hold over 10,000 entries (e.g. {crowded[0][0]}: {crowded[0][1]})"
     add("C7", "needs-human", None if not crowded and walker.max_depth <= 8 else False, evidence)
-    # C8 naming convention
-    add("C8", *_naming_answer(naming))
-    return answers
+    return out
 
 
 _NamingStats = dict[str, dict[str, list[Any]]]
@@ -1089,6 +1129,58 @@ def check(
     'yes'
     """
     ws = as_workspace(workspace)
+    paths = _source_paths(ws, sources)
+    progress = ensure_progress(progress)
+    record: dict[str, Any] = {}
+    if ws is not None:
+        try:
+            record = ws.read_metadata()
+        except MetadataError:
+            record = {}
+    walker = _Walker(ws.root if ws else None)
+    with recorder(
+        ws,
+        STEP,
+        "check",
+        params={"sources": [display_path(str(p)) for p in paths]},
+        libraries=("tifffile",),
+        hash_inputs=False,
+    ) as step:
+        found = _Collected(flags=walker.flags)
+        progress.start("checking files", None, "bytes")
+        nproc = default_processes() if processes is None else max(1, int(processes))
+        source_digests: dict[str, str | None] = {}
+        for src in paths:
+            art = _examine_source(src, ws, walker, found, nproc, progress)
+            step.inputs.append(art)
+            source_digests[art.path] = art.digest
+        progress.finish()
+        flags = found.flags
+        _flag_files(found.files, flags, walker, found.personal, found.phi)
+        _flag_missing_docs(ws, record, found)
+        checklist = _checklist(
+            record, found.files, flags, walker, found.docs, found.licences, found.naming
+        )
+        flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
+        report = CheckReport(
+            [display_path(str(p)) for p in paths], found.files, checklist, flags, source_digests
+        )
+        if ws is not None and write:
+            out = ws.root / CHECK_FILE
+            report.write(out)
+            report.path = ws.relative(out)
+            step.add_output(out, role="check-report")
+        result = report.to_result()
+        step.message = result.message
+        step.details = {
+            "checklist": {a.id: a.answer for a in checklist},
+            "flags": dict(Counter(f.code for f in flags)),
+        }
+    return report
+
+
+def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:
+    """The sources to check: those given, else the record's ``images[].path``; each must exist."""
     paths = [Path(s) for s in sources]
     if not paths and ws is not None:
         paths = _sources_from_metadata(ws)
@@ -1102,134 +1194,124 @@ def check(
     for p in paths:
         if not os.path.lexists(p):
             raise InputError("source does not exist; check the path", path=p)
-    progress = ensure_progress(progress)
-    record: dict[str, Any] = {}
-    if ws is not None:
-        try:
-            record = ws.read_metadata()
-        except MetadataError:
-            record = {}
+    return paths
 
-    walker = _Walker(ws.root if ws else None)
-    inputs: list[Artifact] = []
-    with recorder(
-        ws,
-        STEP,
-        "check",
-        params={"sources": [display_path(str(p)) for p in paths]},
-        libraries=("tifffile",),
-        hash_inputs=False,
-    ) as step:
-        files = FileInventory()
-        source_digests: dict[str, str | None] = {}
-        personal: dict[str, list[str]] = defaultdict(list)
-        phi: dict[str, list[str]] = defaultdict(list)
-        flags: list[RedFlag] = walker.flags
-        naming: _NamingStats = {}
-        docs: list[str] = []
-        licences: list[str] = []
-        progress.start("checking files", None, "bytes")
-        nproc = default_processes() if processes is None else max(1, int(processes))
-        for src in paths:
-            tree = TreeHasher() if src.is_dir() else None
-            complete = True
-            first_files = len(files)
-            pending: deque[list[str]] = deque()
-            for run, (rows, extras, records, nrec, nrec_bytes, notes), ran_here in map_batches(
-                _examine_run,
-                _runs_keeping_names(walker, src, pending),
-                processes=nproc,
-                local_args=(progress.advance,),
-            ):
-                shown_names = pending.popleft()
-                symlink = run[3]
-                if not ran_here:
-                    progress.advance(sum(r[0] or 0 for r in rows))
-                for i, (size, digest, fmt, puid) in enumerate(rows):
-                    extra = extras.get(i) if extras else None
-                    if extra is None:
-                        files.append(
-                            FileRecord(shown_names[i], size, digest, fmt, None, symlink, None, puid)
-                        )
-                    else:
-                        image, kinds, tags, error = extra
-                        shown = shown_names[i]
-                        files.append(
-                            FileRecord(shown, size, digest, fmt, image, symlink, error, puid)
-                        )
-                        for k in kinds:
-                            personal[k].append(shown)
-                        for t in tags:
-                            phi[t].append(shown)
-                    if digest is None:
-                        complete = False
-                _merge_naming(naming, shown_names[0].rpartition("/")[0], notes)
-                docs.extend(shown_names[i] for i in notes.docs)
-                licences.extend(shown_names[i] for i in notes.licences)
-                for i in notes.extension_mismatch:
-                    flags.append(
-                        RedFlag(
-                            "extension-mismatch",
-                            "warning",
-                            f"content is {rows[i][2]} but the name's extension says otherwise",
-                            [shown_names[i]],
-                        )
-                    )
-                if nrec and tree is not None:
-                    folder, names, tree_prefix, _ = run
-                    ok = [n for n, r in zip(names, rows, strict=True) if r[1] is not None]
-                    tree.add_records(
-                        records, f"{tree_prefix}{ok[0]}", f"{tree_prefix}{ok[-1]}", nrec, nrec_bytes
-                    )
-            shown = display_path(str(src if ws is None else ws.relative(src)))
-            if tree is not None:
-                td = tree.result()
-                digest = td.digest if complete else None
-                inputs.append(Artifact(shown, td.bytes, digest, role="source"))
-            else:
-                one = files[first_files] if len(files) > first_files else None
-                digest = f"sha256:{one.sha256}" if one and one.sha256 else None
-                inputs.append(Artifact(shown, one.size if one else None, digest, role="source"))
-            source_digests[shown] = digest
-        progress.finish()
-        _flag_files(files, flags, walker, personal, phi)
-        _workspace_docs_and_licences(ws, docs, licences)
-        if not docs:
-            flags.append(
-                RedFlag(
-                    "no-documentation",
-                    "warning",
-                    "no README or other documentation; ask the depositor for one",
-                    [],
-                )
+
+@dataclass
+class _Collected:
+    """What the examination of every source gathers for the flags and the checklist."""
+
+    flags: list[RedFlag]
+    files: FileInventory = field(default_factory=FileInventory)
+    personal: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    phi: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    naming: _NamingStats = field(default_factory=dict)
+    docs: list[str] = field(default_factory=list)
+    licences: list[str] = field(default_factory=list)
+
+
+def _examine_source(
+    src: Path,
+    ws: Workspace | None,
+    walker: _Walker,
+    found: _Collected,
+    nproc: int,
+    progress: ProgressReporter,
+) -> Artifact:
+    """Examine one source's files (in worker processes when many); return it as a log input."""
+    tree = TreeHasher() if src.is_dir() else None
+    complete = True
+    first_files = len(found.files)
+    pending: deque[list[str]] = deque()
+    for run, (rows, extras, records, nrec, nrec_bytes, notes), ran_here in map_batches(
+        _examine_run,
+        _runs_keeping_names(walker, src, pending),
+        processes=nproc,
+        local_args=(progress.advance,),
+    ):
+        shown_names = pending.popleft()
+        if not ran_here:
+            progress.advance(sum(r[0] or 0 for r in rows))
+        complete = _collect_run(found, run, shown_names, rows, extras, notes) and complete
+        if nrec and tree is not None:
+            folder, names, tree_prefix, _ = run
+            ok = [n for n, r in zip(names, rows, strict=True) if r[1] is not None]
+            tree.add_records(
+                records, f"{tree_prefix}{ok[0]}", f"{tree_prefix}{ok[-1]}", nrec, nrec_bytes
             )
-        if not licences and not get_at(record, ("study", "license"), None):
-            flags.append(
-                RedFlag(
-                    "no-licence",
-                    "warning",
-                    "no licence: neither a LICENSE file nor study.license in curated.yaml",
-                    [],
-                )
+    shown = display_path(str(src if ws is None else ws.relative(src)))
+    if tree is not None:
+        td = tree.result()
+        return Artifact(shown, td.bytes, td.digest if complete else None, role="source")
+    files = found.files
+    one = files[first_files] if len(files) > first_files else None
+    digest = f"sha256:{one.sha256}" if one and one.sha256 else None
+    return Artifact(shown, one.size if one else None, digest, role="source")
+
+
+def _collect_run(
+    found: _Collected,
+    run: _Run,
+    shown_names: list[str],
+    rows: list[tuple[int | None, str | None, str, str | None]],
+    extras: dict[int, _Extra],
+    notes: _RunNotes,
+) -> bool:
+    """Add one run's results to what was found; false when some file could not be read."""
+    symlink = run[3]
+    complete = True
+    for i, (size, digest, fmt, puid) in enumerate(rows):
+        extra = extras.get(i) if extras else None
+        if extra is None:
+            found.files.append(
+                FileRecord(shown_names[i], size, digest, fmt, None, symlink, None, puid)
             )
-        checklist = _checklist(record, files, flags, walker, docs, licences, naming)
-        flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
-        report = CheckReport(
-            [display_path(str(p)) for p in paths], files, checklist, flags, source_digests
+        else:
+            image, kinds, tags, error = extra
+            shown = shown_names[i]
+            found.files.append(FileRecord(shown, size, digest, fmt, image, symlink, error, puid))
+            for k in kinds:
+                found.personal[k].append(shown)
+            for t in tags:
+                found.phi[t].append(shown)
+        if digest is None:
+            complete = False
+    _merge_naming(found.naming, shown_names[0].rpartition("/")[0], notes)
+    found.docs.extend(shown_names[i] for i in notes.docs)
+    found.licences.extend(shown_names[i] for i in notes.licences)
+    for i in notes.extension_mismatch:
+        found.flags.append(
+            RedFlag(
+                "extension-mismatch",
+                "warning",
+                f"content is {rows[i][2]} but the name's extension says otherwise",
+                [shown_names[i]],
+            )
         )
-        step.inputs.extend(inputs)
-        if ws is not None and write:
-            out = ws.root / CHECK_FILE
-            report.write(out)
-            report.path = ws.relative(out)
-            step.add_output(out, role="check-report")
-        result = report.to_result()
-        step.message = result.message
-        step.details = {
-            "checklist": {a.id: a.answer for a in checklist},
-            "flags": dict(Counter(f.code for f in flags)),
-        }
-    return report
+    return complete
+
+
+def _flag_missing_docs(ws: Workspace | None, record: dict[str, Any], found: _Collected) -> None:
+    """Red flags for a delivery without documentation or without a licence."""
+    _workspace_docs_and_licences(ws, found.docs, found.licences)
+    if not found.docs:
+        found.flags.append(
+            RedFlag(
+                "no-documentation",
+                "warning",
+                "no README or other documentation; ask the depositor for one",
+                [],
+            )
+        )
+    if not found.licences and not get_at(record, ("study", "license"), None):
+        found.flags.append(
+            RedFlag(
+                "no-licence",
+                "warning",
+                "no licence: neither a LICENSE file nor study.license in curated.yaml",
+                [],
+            )
+        )
 
 
 def _flag_files(
