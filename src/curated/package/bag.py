@@ -102,6 +102,7 @@ from curated.package.zarr_archive import ZipPiece, ZipWriter
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.log import Artifact, CuratorLog
 from curated.results import Result
+from curated.walk import DIR, Files, Folder, walk
 from curated.workspace import Workspace, as_workspace, recorder
 
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
@@ -706,17 +707,21 @@ def _copy_log(b: _Build, entry: dict[str, Any]) -> Path:
 
 
 def _tag_files(partial: Path) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(partial):
-        rel_dir = os.path.relpath(dirpath, partial)
-        if rel_dir == ".":
-            dirnames[:] = sorted(d for d in dirnames if d != "data")
-        else:
-            dirnames.sort()
-        for name in sorted(filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            if rel == PARTIAL_MARKER or (rel_dir == "." and name.startswith("tagmanifest-")):
-                continue
-            yield rel
+    """Every file of the bag outside ``data/``, its marker and the tag manifests (files first)."""
+
+    def skip(prefix: str, name: str, kind: str) -> bool:
+        if prefix:
+            return False
+        return (
+            (kind == DIR and name == "data")
+            or name == PARTIAL_MARKER
+            or (kind != DIR and name.startswith("tagmanifest-"))
+        )
+
+    for ev in walk(partial, order="files-first", skip=skip):
+        if type(ev) is Files:
+            for name in ev.names:
+                yield ev.prefix + name
 
 
 def _write_tag_manifests(b: _Build) -> None:
@@ -746,14 +751,12 @@ def _serialize(b: _Build) -> None:
             tf.add(b.partial, arcname=b.bag_name, recursive=True)
     else:
         with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for dirpath, dirnames, filenames in os.walk(b.partial):
-                dirnames.sort()
-                rel_dir = os.path.relpath(dirpath, b.partial)
-                arc_dir = b.bag_name if rel_dir == "." else f"{b.bag_name}/{rel_dir}"
-                if not filenames and not dirnames:
-                    zf.mkdir(arc_dir)
-                for name in sorted(filenames):
-                    zf.write(os.path.join(dirpath, name), f"{arc_dir}/{name}")
+            for ev in walk(b.partial, rel=b.bag_name, order="files-first"):
+                if type(ev) is Folder and not ev.entries:
+                    zf.mkdir(ev.rel)
+                elif type(ev) is Files:
+                    for name in ev.names:
+                        zf.write(os.path.join(ev.folder, name), ev.prefix + name)
     _replace(tmp, b.final)
     shutil.rmtree(b.partial)
 

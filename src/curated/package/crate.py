@@ -23,6 +23,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from curated.curation.formats import PRONOM, FormatId, identify_format
+from curated.walk import DIR, Files, walk
 
 RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.2/context"
 RO_CRATE_SPEC = "https://w3id.org/ro/crate/1.2"
@@ -130,16 +131,27 @@ _ZARR_METADATA = ("zarr.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
 
 def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
     """``(relative path, size)`` of a Zarr store's metadata documents, chunk folders skipped."""
+    root = os.fspath(store)
+    arrays: dict[str, bool] = {}
+
+    def skip(prefix: str, name: str, kind: str) -> bool:
+        # below an array there are only chunks (v3 under c/, v2 nested by number): not walked
+        if kind != DIR:
+            return False
+        if prefix not in arrays:
+            folder = os.path.join(root, *prefix.split("/"))
+            arrays[prefix] = _is_array(
+                folder, [n for n in _ZARR_METADATA if os.path.isfile(os.path.join(folder, n))]
+            )
+        return arrays[prefix]
+
     found: list[tuple[str, int]] = []
-    for dirpath, dirnames, filenames in os.walk(store):
-        # below an array there are only chunks (v3 under c/, v2 nested by number): do not descend
-        dirnames[:] = [] if _is_array(dirpath, filenames) else sorted(dirnames)
-        for name in sorted(filenames):
-            if name in _ZARR_METADATA:
-                full = os.path.join(dirpath, name)
-                found.append(
-                    (os.path.relpath(full, store).replace(os.sep, "/"), os.path.getsize(full))
-                )
+    for ev in walk(root, order="files-first", skip=skip):
+        if type(ev) is Files:
+            for name in ev.names:
+                if name in _ZARR_METADATA:
+                    size = os.path.getsize(os.path.join(ev.folder, name))
+                    found.append((ev.prefix + name, size))
     return found
 
 
