@@ -296,3 +296,25 @@ def test_no_import_cycle_between_package_modules() -> None:
 
     cycles = [(a, b) for a in package for b in edges[a] if b in edges and reaches(b, a)]
     assert cycles == []
+
+
+def test_fido_answers_serve_the_whole_bag_once_folders_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A million files in a thousand folders made a thousand fido calls (most of a second each)."""
+    from curated.curation.formats import _Fido, identify_format
+    from curated.package.crate import FormatMemo
+
+    calls: list[str] = []
+    real = _Fido.identify
+    monkeypatch.setattr(_Fido, "identify", lambda p: calls.append(str(p)) or real(p))
+    memo = FormatMemo()
+    answers = []
+    for k in range(6):
+        folder = tmp_path / f"part-{k}"
+        folder.mkdir()
+        for i in range(2):
+            (folder / f"row-{i}.bin").write_bytes(b"\x01\x02binary" * 4)
+            answers.append(identify_format(folder / f"row-{i}.bin", memo=memo))
+    assert len(calls) == FormatMemo.AGREEING_FOLDERS  # then the settled answer serves
+    assert len(set(answers)) == 1

@@ -68,7 +68,13 @@ from curated._io import write_json
 from curated._text import binary_size
 from curated._version import __version__
 from curated.errors import PackageError
-from curated.package.crate import CrateWriter, file_entity, label_origins, store_entity
+from curated.package.crate import (
+    CrateWriter,
+    FormatMemo,
+    file_entity,
+    label_origins,
+    store_entity,
+)
 from curated.package.hashing import (
     COPY,
     FOLDER_CHUNK,
@@ -226,8 +232,8 @@ class _Build:
     empty_dirs: int = 0
     crate: CrateWriter | None = None
     """The RO-Crate's data entities, spilled to disk as files are recorded."""
-    formats: dict[tuple[str, str, str], Any] = field(default_factory=dict)
-    """fido's answer per (folder, format, extension): one fido call for a folder of slices."""
+    formats: FormatMemo = field(default_factory=FormatMemo)
+    """fido's answers: one call for a folder of slices, one per bag once folders agree."""
     external_id: str = ""
     manifests: dict[str, _TagHashingWriter] = field(default_factory=dict)
     fetch_fh: _TagHashingWriter | None = None

@@ -85,6 +85,53 @@ def encoding_format(fid: FormatId | None, rel: str) -> tuple[Any, dict[str, str]
     return [mime, _ref(fid.uri)], {fid.uri: fid.name}
 
 
+class FormatMemo(dict[tuple[str, str, str], Any]):
+    """fido's answers for one bag: per folder, then for the whole bag once they agree.
+
+    :func:`curated.curation.formats.identify_format` keys its memo by (folder,
+    sniffed format, extension): a folder of slices costs one fido call. A bag of
+    a million files in a thousand folders would still make a thousand calls (fido
+    takes most of a second each, recompiling its signature patterns), so once
+    :data:`AGREEING_FOLDERS` folders gave the same answer for a (format,
+    extension), that answer serves every further folder.
+    """
+
+    AGREEING_FOLDERS = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._answers: dict[tuple[str, str], list[Any]] = {}
+
+    def _settled(self, key: tuple[str, str, str]) -> Any:
+        seen = self._answers.get(key[1:])
+        if (
+            seen is not None
+            and len(seen) >= self.AGREEING_FOLDERS
+            and seen.count(seen[0]) == len(seen)
+        ):
+            return seen[0]
+        return None
+
+    def __contains__(self, key: object) -> bool:
+        if super().__contains__(key):
+            return True
+        return isinstance(key, tuple) and len(key) == 3 and self._settled(key) is not None
+
+    def __getitem__(self, key: tuple[str, str, str]) -> Any:
+        if super().__contains__(key):
+            return super().__getitem__(key)
+        settled = self._settled(key)
+        if settled is None:
+            raise KeyError(key)
+        return settled
+
+    def __setitem__(self, key: tuple[str, str, str], value: Any) -> None:
+        super().__setitem__(key, value)
+        seen = self._answers.setdefault(key[1:], [])
+        if len(seen) < self.AGREEING_FOLDERS:
+            seen.append(value)
+
+
 def file_entity(
     rel: str,
     size: int,
