@@ -243,6 +243,8 @@ def test_crate_with_no_parts_and_store_members_after_their_store() -> None:
         ('{"@context": "c"} trailing', False),
         ('{"@context": "c", "@graph": [', False),
         ('{"a": 01}', False),
+        ('{"@context": "c", "@graph": [{"k": [1 2]}, {"@type": "File"}]}', False),
+        ('{"@context": "c", "@graph": [{"@type": "File", "name": "a long name"}, 2]}', True),
         ("", False),
     ],
 )
@@ -251,7 +253,8 @@ def test_json_outline_reads_a_stream_and_refuses_what_json_refuses(
 ) -> None:
     import curated._json_outline as jo
 
-    monkeypatch.setattr(jo, "_READ", 5)  # tokens cut across reads
+    monkeypatch.setattr(jo, "_READ", 5)  # values cut across reads
+    monkeypatch.setattr(jo, "STEP_IN", 12)  # long values walked through, short ones decoded
     path = tmp_path / "doc.json"
     path.write_text(text)
     if not ok:

@@ -17,20 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_TOKEN = re.compile(
-    r"""[ \t\n\r]*(?:
-        ("(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")
-      | (-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
-      | (true|false|null)
-      | ([{}\[\],:])
-    )""",
-    re.VERBOSE,
-)
 _SPACE = re.compile(r"[ \t\n\r]*")
-_KIND = {"{": "object", "[": "array"}
+_KIND = {"{": "object", "[": "array", '"': "string", "t": "literal", "f": "literal", "n": "literal"}
+_DECODER = json.JSONDecoder()
 _READ = 1 << 20
+STEP_IN = 1 << 20
+"""A value longer than this is walked through piece by piece; shorter ones are decoded whole
+(by the json module, at C speed) and dropped."""
 KEEP_LIMIT = 1 << 20
-"""Kept values longer than this (as tokens) are reported by kind only."""
+"""Kept values longer than this are reported by kind only."""
 
 
 @dataclass
@@ -47,116 +42,156 @@ class Outline:
     """The searched texts that occur in some string (key or value) of the document."""
 
 
-def _tokens(path: Path) -> Any:
-    """``(kind, text)`` of each token of the file, read in pieces."""
-    with open(path, encoding="utf-8") as fh:
-        buf = fh.read(_READ)
-        if buf.startswith("\ufeff"):
+class _Stream:
+    """The file's text in a sliding buffer: what is behind ``pos`` is let go as it grows."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.buf = fh.read(_READ)
+        self.pos = 0
+        self.eof = not self.buf
+        if self.buf.startswith("\ufeff"):
             raise ValueError("a JSON text must not start with a byte order mark")
-        pos = 0
-        eof = False
+
+    def fill(self) -> bool:
+        """Read more; false at the end of the file."""
+        if self.eof:
+            return False
+        more = self.fh.read(_READ)
+        self.eof = not more
+        self.buf = self.buf[self.pos :] + more
+        self.pos = 0
+        return bool(more)
+
+    def peek(self) -> str:
+        """The next character that is not white space (``""`` at the end)."""
         while True:
-            m = _TOKEN.match(buf, pos)
-            # a number or literal near the end of what was read may go on in the next piece
-            short = m is not None and m.lastindex != 1 and m.end() > len(buf) - 64
-            if m is None or (not eof and (short or m.end() == len(buf))):
-                if eof:
-                    rest = buf[_SPACE.match(buf, pos).end() :]  # type: ignore[union-attr]
-                    if rest:
-                        raise ValueError(f"invalid JSON near {rest[:40]!r}")
-                    return
-                more = fh.read(_READ)
-                eof = not more
-                buf = buf[pos:] + more
-                pos = 0
+            self.pos = _SPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf) or not self.fill():
+                return self.buf[self.pos : self.pos + 1]
+
+    def take(self, ch: str) -> None:
+        if self.peek() != ch:
+            got = self.buf[self.pos : self.pos + 20]
+            raise ValueError(f"invalid JSON: expected {ch!r} near {got!r}")
+        self.pos += 1
+
+    def decode(self, limit: int) -> tuple[Any, str] | None:
+        """The next value decoded whole and its text, or ``None`` if it is longer than ``limit``.
+
+        Raises ``ValueError`` for a value that is not valid JSON.
+        """
+        self.peek()
+        while True:
+            try:
+                obj, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if len(self.buf) - self.pos >= limit:
+                    return None  # too long to decode whole (or wrong: walking it will say)
+                if not self.fill():
+                    raise
                 continue
-            pos = m.end()
-            yield m.lastindex, m.group(m.lastindex)
+            if end == len(self.buf) and not self.eof and self.buf[self.pos] not in '{["':
+                self.fill()  # a number or literal may go on in the next piece
+                continue
+            text = self.buf[self.pos : end]
+            self.pos = end
+            return obj, text
+
+
+def _walk_value(s: _Stream, find: tuple[str, ...], found: set[str]) -> None:
+    """Consume one value: decoded whole when it is short, else walked through piece by piece."""
+    whole = s.decode(STEP_IN)
+    if whole is not None:
+        for f in find:
+            if f in whole[1]:
+                found.add(f)
+        return
+    ch = s.peek()
+    s.pos += 1
+    if ch == "{":
+        if s.peek() == "}":
+            s.pos += 1
+            return
+        while True:
+            if s.peek() != '"':
+                raise ValueError("invalid JSON: an object key must be a string")
+            _walk_value(s, find, found)
+            s.take(":")
+            _walk_value(s, find, found)
+            if s.peek() == ",":
+                s.pos += 1
+                continue
+            s.take("}")
+            return
+    if ch == "[":
+        if s.peek() == "]":
+            s.pos += 1
+            return
+        while True:
+            _walk_value(s, find, found)
+            if s.peek() == ",":
+                s.pos += 1
+                continue
+            s.take("]")
+            return
+    raise ValueError(f"invalid JSON near {s.buf[s.pos - 1 : s.pos + 20]!r}")
 
 
 def json_outline(
     path: str | Path, *, keep: tuple[str, ...] = (), find: tuple[str, ...] = ()
 ) -> Outline:
-    """Read ``path`` as a stream of tokens; raise ``ValueError`` if it is not valid JSON.
+    """Read ``path`` as a stream; raise ``ValueError`` if it is not valid JSON.
 
     ``keep`` names top-level keys whose values are decoded (when at most
-    :data:`KEEP_LIMIT` characters); ``find`` lists texts to look for in strings.
+    :data:`KEEP_LIMIT` characters); ``find`` lists texts to look for in the
+    document's text. Values up to :data:`STEP_IN` characters are decoded (and
+    validated) by :mod:`json` one at a time; longer ones are walked through.
     """
-    stack: list[str] = []  # "{" / "["
-    expect = "value"  # value | key | colon | comma-or-end | value-or-end | key-or-end
-    top_kind = ""
     outline = Outline(kind="")
-    key: str | None = None
-    kept: list[str] | None = None
-    kept_size = 0
-    pending = False
-    for group, text in _tokens(Path(path)):
-        if group == 1 and find:
-            for f in find:
-                if f in text:
-                    outline.found.add(f)
-        if kept is not None:
-            kept.append(text)
-            kept_size += len(text)
-        if expect in ("value", "value-or-end"):
-            if expect == "value-or-end" and text == "]":
-                stack.pop()
-                expect = _after_value(stack)
-            elif group == 4 and text in "{[":
-                if not stack:
-                    top_kind = _KIND[text]
-                elif len(stack) == 1 and stack[0] == "{" and key is not None:
-                    outline.keys[key] = _KIND[text]
-                stack.append(text)
-                expect = "key-or-end" if text == "{" else "value-or-end"
-            elif group in (1, 2, 3):
-                kind = {1: "string", 2: "number", 3: "literal"}[group]
-                if not stack:
-                    top_kind = kind
-                elif len(stack) == 1 and stack[0] == "{" and key is not None:
-                    outline.keys[key] = kind
-                expect = _after_value(stack)
+    with open(path, encoding="utf-8") as fh:
+        s = _Stream(fh)
+        first = s.peek()
+        if first != "{":
+            whole = s.decode(STEP_IN)
+            if whole is None:
+                _walk_value(s, find, outline.found)
             else:
-                raise ValueError(f"invalid JSON: {text!r} where a value was expected")
-        elif expect in ("key", "key-or-end"):
-            if expect == "key-or-end" and text == "}":
-                stack.pop()
-                expect = _after_value(stack)
-            elif group == 1:
-                if len(stack) == 1:
-                    key = json.loads(text)
-                    pending = key in keep
-                expect = "colon"
-            else:
-                raise ValueError(f"invalid JSON: {text!r} where a key was expected")
-        elif expect == "colon":
-            if text != ":":
-                raise ValueError(f"invalid JSON: {text!r} where ':' was expected")
-            expect = "value"
-            if pending:
-                kept, kept_size, pending = [], 0, False
-        elif expect == "comma-or-end":
-            closing = "}" if stack[-1] == "{" else "]"
-            if text == ",":
-                expect = "key" if stack[-1] == "{" else "value"
-            elif text == closing:
-                stack.pop()
-                expect = _after_value(stack)
-            else:
-                raise ValueError(f"invalid JSON: {text!r} where ',' or {closing!r} was expected")
-        else:  # "end": one value only
-            raise ValueError(f"invalid JSON: extra data {text!r} after the document")
-        if kept is not None and len(stack) == 1 and expect == "comma-or-end" and key is not None:
-            if kept_size <= KEEP_LIMIT:
-                outline.values[key] = json.loads("".join(kept))
-            kept = None
-        elif kept is not None and kept_size > KEEP_LIMIT:
-            kept = None
-    if expect != "end":
-        raise ValueError("invalid JSON: the document ends early")
-    outline.kind = top_kind
+                outline.found.update(f for f in find if f in whole[1])
+            outline.kind = _KIND.get(first, "number")
+        else:
+            outline.kind = "object"
+            s.pos += 1
+            _top_members(s, keep, find, outline)
+        if s.peek() != "":
+            raise ValueError(f"invalid JSON: extra data {s.buf[s.pos : s.pos + 20]!r}")
     return outline
 
 
-def _after_value(stack: list[str]) -> str:
-    return "comma-or-end" if stack else "end"
+def _top_members(s: _Stream, keep: tuple[str, ...], find: tuple[str, ...], out: Outline) -> None:
+    if s.peek() == "}":
+        s.pos += 1
+        return
+    while True:
+        if s.peek() != '"':
+            raise ValueError("invalid JSON: an object key must be a string")
+        key_whole = s.decode(STEP_IN)
+        if key_whole is None:
+            raise ValueError("invalid JSON: an object key too long to read")
+        key = key_whole[0]
+        out.found.update(f for f in find if f in key_whole[1])
+        s.take(":")
+        ch = s.peek()
+        out.keys[key] = _KIND.get(ch, "number")
+        whole = s.decode(KEEP_LIMIT if key in keep else STEP_IN)
+        if whole is None:
+            _walk_value(s, find, out.found)
+        else:
+            if key in keep:
+                out.values[key] = whole[0]
+            out.found.update(f for f in find if f in whole[1])
+        if s.peek() == ",":
+            s.pos += 1
+            continue
+        s.take("}")
+        return
