@@ -545,6 +545,8 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         return
     if b.crate is None:
         return  # the crate is written: files made after it (the crate, fair.*) are not in it
+    ws_root = os.fspath(b.ws.root)
+    data = os.path.join(b.partial, "data")
     for rel, size, sha256, fetched in r.entities:
         desc = None
         if rel in b.archives:
@@ -554,15 +556,12 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
                 f"OME-Zarr store {inner} as one uncompressed zip ({nfiles} files, {nbytes} bytes); "
                 f"per-chunk sha256 in metadata/zarr-inventory/{inner}.tsv"
             )
-        # linked or copied here by now; a file completed from fetch.txt is read at its source
-        staged = b.partial / "data" / rel
+        # read where it was hashed: the workspace (a linked file is the same file, a copied
+        # one the same bytes, one completed from fetch.txt is only there), or the bag for a
+        # store's zip made while bagging
+        where = data if desc is not None else ws_root
         ent = file_entity(
-            rel,
-            size,
-            sha256,
-            description=desc,
-            path=staged if staged.exists() else b.ws.root / rel,
-            memo=b.formats,
+            rel, size, sha256, description=desc, path=os.path.join(where, rel), memo=b.formats
         )
         if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL

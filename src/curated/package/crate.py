@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -330,9 +331,27 @@ def _inside_store(pid: str, stores: list[str]) -> bool:
 
 
 def _dump_at(obj: Any, level: int) -> str:
-    """``obj`` as :func:`curated._io.write_json` writes it when nested ``level`` spaces deep."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
-    return " " * level + text.replace("\n", "\n" + " " * level)
+    """``obj`` as :func:`curated._io.write_json` writes it when nested ``level`` spaces deep.
+
+    A data entity is a flat dict of strings and small lists: its members are written
+    here with the json module's C string encoder, and only other values go through
+    ``json.dumps(indent=2)`` (pure Python, several times slower per entity); the
+    text is the same.
+    """
+    if type(obj) is not dict or not obj:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+        return " " * level + text.replace("\n", "\n" + " " * level)
+    pad = " " * (level + 2)
+    members = []
+    for k, v in obj.items():
+        if type(v) is str:
+            value = _encode_str(v)
+        else:
+            value = json.dumps(v, indent=2, ensure_ascii=False, default=str).replace(
+                "\n", "\n" + pad
+            )
+        members.append(f"{pad}{_encode_str(str(k))}: {value}")
+    return " " * level + "{\n" + ",\n".join(members) + "\n" + " " * level + "}"
 
 
 _GRAPH_LEVEL = 4
