@@ -321,3 +321,10 @@ def test_fido_answers_serve_the_whole_bag_once_folders_agree(
             answers.append(identify_format(folder / f"row-{i}.bin", memo=memo))
     assert len(calls) == FormatMemo.AGREEING_FOLDERS  # then the settled answer serves
     assert len(set(answers)) == 1
+
+
+def test_workers_send_back_as_many_head_bytes_as_format_identification_reads() -> None:
+    from curated.curation.formats import HEAD_BYTES
+    from curated.package.hashing import ENTITY_HEAD
+
+    assert ENTITY_HEAD == HEAD_BYTES

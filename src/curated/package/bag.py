@@ -547,7 +547,7 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         return  # the crate is written: files made after it (the crate, fair.*) are not in it
     ws_root = os.fspath(b.ws.root)
     data = os.path.join(b.partial, "data")
-    for rel, size, sha256, fetched in r.entities:
+    for rel, size, sha256, fetched, head in r.entities:
         desc = None
         if rel in b.archives:
             inner = rel.removesuffix(".zip")
@@ -561,7 +561,13 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         # store's zip made while bagging
         where = data if desc is not None else ws_root
         ent = file_entity(
-            rel, size, sha256, description=desc, path=os.path.join(where, rel), memo=b.formats
+            rel,
+            size,
+            sha256,
+            description=desc,
+            path=os.path.join(where, rel),
+            memo=b.formats,
+            head=head,
         )
         if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL

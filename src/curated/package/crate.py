@@ -141,6 +141,7 @@ def file_entity(
     description: str | None = None,
     path: str | Path | None = None,
     memo: dict[tuple[str, str, str], Any] | None = None,
+    head: bytes | None = None,
 ) -> dict[str, Any]:
     """A payload file as a ``File`` data entity (``@id`` relative to ``data/``).
 
@@ -148,12 +149,13 @@ def file_entity(
     PRONOM identifier (:func:`curated.curation.formats.identify_format`); a
     community profile PRONOM has no record of (OME-TIFF) goes into ``conformsTo``.
     ``memo`` (one dict per bag) lets files of one folder, format and extension
-    share one fido answer.
+    share one fido answer; ``head`` (its first bytes, read while it was hashed)
+    spares reading the file again.
     """
     fid = None
     if path is not None:
         try:
-            fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo)
+            fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo, head=head)
         except OSError:
             fid = None  # unreadable here (e.g. completed later from fetch.txt): MIME type only
     fmt, formats = encoding_format(fid, rel)

@@ -35,6 +35,9 @@ BATCH_FILES_UNSIZED = 128
 
 SUPPORTED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 
+ENTITY_HEAD = 512
+"""Bytes of each file outside a store sent back for its format (``curated.curation.formats.HEAD_BYTES``)."""
+
 # Placement modes of one payload file.
 LINK = "link"  # hard link into the bag, copy when the file system refuses
 COPY = "copy"  # always copy (tests; file systems where links are unwanted)
@@ -247,8 +250,9 @@ class FolderResult(NamedTuple):
     linked: int
     copied: int
     fetched: int
-    entities: tuple[tuple[str, int, str, bool], ...]
-    """``(rel, size, sha256, fetched)`` per file, only for files outside Zarr stores."""
+    entities: tuple[tuple[str, int, str, bool, bytes], ...]
+    """``(rel, size, sha256, fetched, head)`` per file, only for files outside Zarr stores;
+    ``head`` is its first :data:`ENTITY_HEAD` bytes (format identification reads no file again)."""
 
 
 class FolderFailure(NamedTuple):
@@ -294,7 +298,7 @@ def hash_folder(
     sha_i = algorithms.index("sha256") if want_entities else -1
     lines: list[list[str]] = [[] for _ in range(n_manifests)]
     fetch_lines: list[str] = []
-    entities: list[tuple[str, int, str, bool]] = []
+    entities: list[tuple[str, int, str, bool, bytes]] = []
     nbytes = linked = copied = fetched = 0
     dest_dir, prefix, mode, srcs = task.dest_dir, task.prefix, task.mode, task.srcs
     url_prefix: str | None = None
@@ -342,6 +346,8 @@ def hash_folder(
                     hashers = [c() for c in constructors]
                     read = _read_large(fd, size, hashers, out, on_bytes)
                     digests = [h.hexdigest() for h in hashers]
+                    if want_entities:
+                        data = os.pread(fd, ENTITY_HEAD, 0)
                 after = fstat(fd)
                 if read != size or after.st_size != size or after.st_mtime_ns != st0.st_mtime_ns:
                     raise _changed_file(
@@ -368,7 +374,7 @@ def hash_folder(
                 fetch_lines.append(f"{url} {size}{tail[1:]}")
                 fetched += 1
             if want_entities:
-                entities.append((prefix + name, size, digests[sha_i], left_out))
+                entities.append((prefix + name, size, digests[sha_i], left_out, data[:ENTITY_HEAD]))
     finally:
         close(src_fd)
         if dest_fd >= 0:
