@@ -14,6 +14,15 @@ Prints wall time, MB/s and peak RSS side by side with ratios (``x_...`` > 1 mean
 curated is faster).
 
     python benchmarks/bag.py --small 200000 --large-mib 1024 --processes 2
+
+Plain folders (issue 18: RSS flat at any file count): ``--plain N ...`` builds a
+workspace of N files of 128 bytes outside any Zarr store (``derived/plain/<k>/<i>.bin``,
+1000 per folder; each gets its own RO-Crate ``File`` entity and manifest lines) and
+times only the coreutils pair, curated (hard links) and curated hash-only, with each
+curated run's peak RSS (``ru_maxrss`` of the process, and of its largest worker).
+``--reuse DIR`` takes (or leaves, for the next run) the trees under DIR::
+
+    python benchmarks/bag.py --plain 100000 1000000 --reuse /tmp/bag1m --small --large-mib 0
 """
 
 from __future__ import annotations
@@ -83,6 +92,68 @@ def make_large(ws: Path, total_mib: int, files: int) -> None:
         with open(d / f"volume-{i}.raw", "wb") as fh:
             for _ in range(total_mib // files):
                 fh.write(chunk)
+
+
+def make_plain(ws: Path, n: int, size: int) -> None:
+    """``n`` files of ``size`` bytes in plain folders of 1000 (no Zarr store: one crate entity each)."""
+    blob = os.urandom(size)
+    root = ws / "derived" / "plain"
+    d = root
+    for i in range(n):
+        if i % 1000 == 0:
+            d = root / f"{i // 1000:04d}"
+            d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"{i % 1000:04d}.bin", "wb") as fh:
+            fh.write(blob[: size - 8] + i.to_bytes(8, "little"))
+
+
+def plain_workspace(root: Path, n: int, size: int) -> Path:
+    """The plain tree of ``n`` files under ``root`` (made once, kept for the next run)."""
+    ws = root / f"plain-{n}"
+    if not (ws / "curated.yaml").is_file():
+        if ws.exists():
+            shutil.rmtree(ws)
+        ws = new_workspace(root, f"plain-{n}")
+        make_plain(ws, n, size)
+    shutil.rmtree(ws / "package", ignore_errors=True)
+    log = ws / "curation" / "log.jsonl"
+    log.unlink(missing_ok=True)  # every run bags the same workspace state
+    return ws
+
+
+def bench_plain(ws: Path, root: Path, processes: int) -> dict[str, object]:
+    """coreutils pair vs curated (hard links) vs curated hash-only, with curated's peak RSS."""
+    files, nbytes = tree_bytes(ws)
+    coreutils(ws, processes)  # warms the page cache (not counted)
+    settle()
+    ref = coreutils(ws, processes)
+
+    def curated(tool: str) -> dict[str, float]:
+        dest = root / f"bag-{tool}"
+        shutil.rmtree(dest, ignore_errors=True)
+        settle()
+        out = run_child(tool, ws, dest, processes)
+        shutil.rmtree(dest)
+        (ws / "curation" / "log.jsonl").unlink(missing_ok=True)
+        return out
+
+    cur = curated("curated")
+    hash_only = curated("curated-hash-only")
+    row = {
+        "case": f"plain-{files}",
+        "files": files,
+        "MB": round(nbytes / 1e6, 1),
+        "sha512sum+sha256sum_s": round(ref, 2),
+        "curated_s": round(cur["wall"], 2),
+        "curated_hash_only_s": round(hash_only["wall"], 2),
+        "x_coreutils": round(ref / cur["wall"], 2),
+        "x_coreutils_hash_only": round(ref / hash_only["wall"], 2),
+        "curated_rss_MB": round(cur["rss_main_mb"], 1),
+        "curated_worker_rss_MB": round(cur["rss_worker_mb"], 1),
+        "hash_only_rss_MB": round(hash_only["rss_main_mb"], 1),
+    }
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def new_workspace(root: Path, name: str) -> Path:
@@ -251,11 +322,28 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the fastest counts")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument(
+        "--plain", type=int, nargs="*", default=[], help="file counts of plain-folder trees"
+    )
+    ap.add_argument(
+        "--reuse", type=Path, default=None, help="folder holding (or to hold) the plain trees"
+    )
     args = ap.parse_args()
+    rows = []
+    if args.plain:
+        keep = args.reuse or args.root
+        keep.mkdir(parents=True, exist_ok=True)
+        for n in args.plain:
+            ws = plain_workspace(keep, n, args.small_size)
+            rows.append(bench_plain(ws, keep, args.processes))
+        if args.reuse is None and not args.keep:
+            shutil.rmtree(keep, ignore_errors=True)
+        if not args.small and not args.large_mib:
+            _table(rows)
+            return
     if args.root.exists():
         shutil.rmtree(args.root)
     args.root.mkdir(parents=True)
-    rows = []
     try:
         for n in args.small:
             ws = new_workspace(args.root, f"small-{n}")
@@ -271,10 +359,14 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(args.root, ignore_errors=True)
-    cols = list(rows[0])
-    print("\n| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+    _table(rows)
+
+
+def _table(rows: list[dict[str, object]]) -> None:
     for r in rows:
+        cols = list(r)
+        print("\n| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
 
 

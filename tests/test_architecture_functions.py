@@ -24,9 +24,6 @@ PACKAGE = SRC / "curated"
 MAX_LINES = 120
 
 KNOWN_DEBT = {
-    "curated/package/bag.py::make_bag",
-    "curated/curation/check.py::check",
-    "curated/curation/check.py::_checklist",
     "curated/images/shards.py::write_shard",
     "curated/provenance/export.py::ro_crate_action_entities",
     "curated/images/convert.py::convert_to_ome_zarr",

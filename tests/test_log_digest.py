@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from curated import walk as walk_mod
 from curated.provenance import TreeHasher, digest_path, digest_tree, sha256_file
 from curated.provenance import digest as digest_mod
 from curated.provenance.digest import iter_tree, sha256_file_head
@@ -112,10 +113,10 @@ def test_huge_folder_is_sorted_on_disk_with_the_same_result(tmp_path, monkeypatc
     spill = tmp_path / "spill"
     spill.mkdir()
     monkeypatch.setattr(digest_mod, "SPILL_THRESHOLD", 10)
-    monkeypatch.setattr(digest_mod.tempfile, "tempdir", str(spill))
+    monkeypatch.setattr(walk_mod.tempfile, "tempdir", str(spill))
     runs = []
-    real_spill = digest_mod._spill
-    monkeypatch.setattr(digest_mod, "_spill", lambda batch: runs.append(1) or real_spill(batch))
+    real_spill = walk_mod._spill  # the one walker sorts on disk (curated.walk)
+    monkeypatch.setattr(walk_mod, "_spill", lambda batch: runs.append(1) or real_spill(batch))
     assert digest_tree(tree) == expected
     assert len(runs) == 6  # 57 names in runs of 10 (5 full, 1 partial)
     assert [r for r, _ in iter_tree(tree)] == sorted(names)

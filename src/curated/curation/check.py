@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import operator
 import os
 import pickle
 import re
@@ -42,6 +41,7 @@ from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, hash_fd_at, sha256_file_head, tree_record
 from curated.provenance.log import Artifact
 from curated.results import Result
+from curated.walk import DIR, Files, Folder, Special, Unreadable, walk
 from curated.workspace import Workspace, as_workspace, recorder
 
 CHECK_FILE = "curation/check.json"
@@ -457,7 +457,8 @@ class _Found(NamedTuple):
     symlink: bool = False
 
 
-_entry_name = operator.attrgetter("name")
+CROWDED_FOLDER = 10_000
+"""A folder with more entries than this is named in checklist item C7 (folder layout)."""
 
 
 class _Walker:
@@ -471,8 +472,11 @@ class _Walker:
         self.flags: list[RedFlag] = []
         self.bad_names: list[tuple[str, list[str]]] = []
         self.dirs_seen = 0
+        self.tree_root: str | None = None
+        """The real path of the source folder being walked (links never lead out of it)."""
         self.max_depth = 0
         self.folder_counts: Counter[str] = Counter()
+        """Entries of each crowded folder (more than :data:`CROWDED_FOLDER`)."""
 
     def shown_root(self, source: str) -> str:
         """How ``source`` itself is shown: relative to the workspace, else its own name."""
@@ -487,87 +491,83 @@ class _Walker:
 
         A run is up to :data:`BATCH_FILES` consecutive plain files of one folder,
         the unit of work of the examination. Files come depth-first, each
-        folder's entries sorted by name: the order
+        folder's entries sorted by name (:func:`curated.walk.walk`, the one tree
+        walker: listings past its spill threshold are sorted on disk): the order
         :func:`curated.provenance.digest.digest_tree` uses, so a source's tree
-        digest can be built as results come in. An explicit stack of folder
-        listings (not recursive generators) keeps the per-file cost to one loop
-        step, and the kind of an entry comes from the folder listing, so plain
-        files and folders cost no ``lstat`` here.
+        digest can be built as results come in. Links and special files are
+        examined one by one (:meth:`_entry`); folders that cannot be listed are
+        red flags, and the walk goes on.
         """
         src = os.path.abspath(source)
         shown_root = self.shown_root(src)
+        self.tree_root = os.path.realpath(src) if os.path.isdir(src) else None
         if not os.path.isdir(src):
             for found in self._entry(src, shown_root, None):
                 yield _single(found), [found.shown]
             return
         own = self.own
-        prefix = f"{shown_root}/" if shown_root else ""
-        stack: list[tuple[Iterator[os.DirEntry[str]], str, str, str, int]] = []
-        listing = self._list(src, prefix, 0)
-        if listing is not None:
-            stack.append((iter(listing), src, prefix, "", 0))
-        while stack:
-            entries, folder, shown_prefix, tree_prefix, depth = stack[-1]
-            names: list[str] = []
-            shown_names: list[str] = []
-            weight = 0
-            for entry in entries:
-                name = entry.name
-                if name.isascii():
-                    shown = shown_prefix + name
-                    if _SAFE_NAME.fullmatch(name) is None or name[-1] == ".":
-                        self._name(shown, name)
-                else:
-                    shown = shown_prefix + display_path(name)
-                    self._name(shown, name)
-                try:
-                    is_file = entry.is_file(follow_symlinks=False)
-                    is_dir = not is_file and entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    is_file = is_dir = False
-                if is_file:
-                    names.append(name)
-                    shown_names.append(shown)
-                    weight += len(name) + 8
-                    if len(names) >= BATCH_FILES or weight >= _RUN_NAME_BYTES:
-                        yield (folder, names, tree_prefix, False), shown_names
-                        names, shown_names, weight = [], [], 0
-                    continue
-                if names:
-                    yield (folder, names, tree_prefix, False), shown_names
-                    names, shown_names, weight = [], [], 0
-                path = entry.path
-                if is_dir:
-                    if depth == 0 and path in own:
-                        continue  # the workspace's own folders, when the workspace itself is checked
-                    sub = self._list(path, f"{shown}/", depth + 1)
-                    if sub is not None:
-                        stack.append(
-                            (iter(sub), path, f"{shown}/", f"{tree_prefix}{name}/", depth + 1)
-                        )
-                        break  # descend now: depth-first, the rest of this folder waits on the stack
-                else:
-                    for found in self._entry(path, shown, tree_prefix + name):
-                        yield _single(found), [found.shown]
+        # shown prefix of the folder walked at each depth
+        shown_at: list[str] = [f"{shown_root}/" if shown_root else ""]
+
+        def skip(prefix: str, name: str, kind: str) -> bool:
+            # the workspace's own folders, when the workspace itself is checked
+            return not prefix and kind == DIR and os.path.join(src, name) in own
+
+        for ev in walk(src, errors="report", skip=skip, batch=4 * BATCH_FILES):
+            if type(ev) is Files:  # (its folder's depth is the number of "/" in its prefix)
+                yield from self._file_runs(ev, shown_at[ev.prefix.count("/")])
+            elif type(ev) is Special:
+                shown = self._shown(shown_at[ev.rel.count("/")], ev.rel.rpartition("/")[2])
+                for found in self._entry(ev.path, shown, ev.rel):
+                    yield _single(found), [found.shown]
             else:
-                stack.pop()
-                if names:
-                    yield (folder, names, tree_prefix, False), shown_names
+                depth = ev.rel.count("/") + 1 if ev.rel else 0
+                if depth:
+                    del shown_at[depth:]
+                    shown_at.append(
+                        self._shown(shown_at[depth - 1], ev.rel.rpartition("/")[2]) + "/"
+                    )
+                self._folder(ev, shown_at[depth], depth)
 
-    def _name(self, shown: str, name: str) -> None:
-        problems = name_problems(name)
-        if problems:
-            self.bad_names.append((shown, problems))
+    def _inside(self, link: str) -> bool:
+        """Whether what ``link`` leads to lies inside the source being walked."""
+        root = self.tree_root
+        if root is None:
+            return True  # a source that is itself a link to a file: the curator named it
+        target = os.path.realpath(link)
+        return target == root or target.startswith(root.rstrip("/") + "/")
 
-    def _list(self, folder: str, shown_prefix: str, depth: int) -> list[os.DirEntry[str]] | None:
-        """One folder's entries sorted by name (``None``, with a red flag, when it cannot be listed)."""
+    def _shown(self, shown_prefix: str, name: str) -> str:
+        """How an entry is shown; its name's problems are noted on the way."""
+        if name.isascii():
+            if _SAFE_NAME.fullmatch(name) is None or name[-1] == ".":
+                self._name(shown_prefix + name, name)
+            return shown_prefix + name
+        shown = shown_prefix + display_path(name)
+        self._name(shown, name)
+        return shown
+
+    def _file_runs(self, ev: Files, shown_prefix: str) -> Iterator[tuple[_Run, list[str]]]:
+        names: list[str] = []
+        shown_names: list[str] = []
+        weight = 0
+        for name in ev.names:
+            names.append(name)
+            shown_names.append(self._shown(shown_prefix, name))
+            weight += len(name) + 8
+            if len(names) >= BATCH_FILES or weight >= _RUN_NAME_BYTES:
+                yield (ev.folder, names, ev.prefix, False), shown_names
+                names, shown_names, weight = [], [], 0
+        if names:
+            yield (ev.folder, names, ev.prefix, False), shown_names
+
+    def _folder(self, ev: Folder | Unreadable, shown_prefix: str, depth: int) -> None:
+        """A folder met: counted, or a red flag when it cannot be listed."""
         self.dirs_seen += 1
         if depth > self.max_depth:
             self.max_depth = depth
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=_entry_name)
-        except OSError as exc:
+        if type(ev) is Unreadable:
+            exc = ev.error
             self.flags.append(
                 RedFlag(
                     "unreadable",
@@ -576,9 +576,13 @@ class _Walker:
                     [shown_prefix.rstrip("/") or "."],
                 )
             )
-            return None
-        self.folder_counts[shown_prefix or "."] = len(entries)
-        return entries
+        elif ev.entries > CROWDED_FOLDER:
+            self.folder_counts[shown_prefix or "."] = ev.entries
+
+    def _name(self, shown: str, name: str) -> None:
+        problems = name_problems(name)
+        if problems:
+            self.bad_names.append((shown, problems))
 
     def _entry(self, path: str, shown: str, tree_rel: str | None) -> Iterator[_Found]:
         try:
@@ -623,6 +627,17 @@ class _Walker:
                         "symlinked-folder",
                         "info",
                         "symbolic link to a folder, not followed (pass the folder itself to check it)",
+                        [shown],
+                    )
+                )
+            elif stat.S_ISREG(st.st_mode) and not self._inside(path):
+                # the one link policy (curated.walk): never followed out of the tree checked
+                self.flags.append(
+                    RedFlag(
+                        "symlink-outside",
+                        "warning",
+                        "symbolic link to a file outside the checked folder; not read "
+                        "(pass that file itself to check it)",
                         [shown],
                     )
                 )
@@ -842,6 +857,10 @@ def _size_or_none(path: str | Path) -> int | None:
 
 
 # -------------------------------------------------------------- checklist
+_Answer = tuple[str, str, bool | None, str]
+"""``(item, answer, ok, evidence)`` of one checklist item."""
+
+
 def _checklist(
     record: dict[str, Any],
     files: Sequence[FileRecord],
@@ -851,13 +870,24 @@ def _checklist(
     licences: list[str],
     naming: _NamingStats,
 ) -> list[ChecklistAnswer]:
-    answers: list[ChecklistAnswer] = []
+    """The DCN checklist C1-C8 answered from what was found."""
+    answers = [
+        *_answer_files(InventoryStats.of(files)),
+        *_answer_record(record, docs, licences),
+        *_answer_people(record, flags),
+        *_answer_layout(walker),
+        ("C8", *_naming_answer(naming)),
+    ]
+    return [ChecklistAnswer(i, CHECKLIST[i], a, ok, ev) for i, a, ok, ev in answers]
+
+
+def _answer_files(stats: InventoryStats) -> list[_Answer]:
+    """C1 (files open) and C2 (code runs)."""
+    out: list[_Answer] = []
 
     def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
-        answers.append(ChecklistAnswer(item, CHECKLIST[item], answer, ok, evidence))
+        out.append((item, answer, ok, evidence))
 
-    # C1 files open
-    stats = InventoryStats.of(files)
     n_broken = stats.broken_images + stats.errors
     if not stats.files:
         add("C1", "na", None, "no files were found in the sources")
@@ -892,7 +922,16 @@ def _checklist(
         )
     else:
         add("C2", "na", None, "no code files found")
-    # C3 title, authors, licence
+    return out
+
+
+def _answer_record(record: dict[str, Any], docs: list[str], licences: list[str]) -> list[_Answer]:
+    """C3 (title, authors, licence) and C4 (documentation)."""
+    out: list[_Answer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        out.append((item, answer, ok, evidence))
+
     title = get_at(record, ("study", "title"), None)
     authors = get_at(record, ("study", "authors"), None) or []
     licence = get_at(record, ("study", "license"), None)
@@ -920,7 +959,16 @@ def _checklist(
             False,
             "no README or other documentation among the sources or in the workspace",
         )
-    # C5 human participants / personal data
+    return out
+
+
+def _answer_people(record: dict[str, Any], flags: list[RedFlag]) -> list[_Answer]:
+    """C5 (human participants, personal data)."""
+    out: list[_Answer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        out.append((item, answer, ok, evidence))
+
     phi = [f for f in flags if f.code in ("dicom-phi", "personal-data")]
     organism = str(get_at(record, ("biosamples", 0, "organism", "ncbi_taxon_id"), None) or "")
     if any(f.code == "dicom-phi" for f in flags):
@@ -946,7 +994,16 @@ def _checklist(
             None,
             "no personal data found in headers; only a person can confirm there are no human-participant data",
         )
-    # C6 bad characters
+    return out
+
+
+def _answer_layout(walker: _Walker) -> list[_Answer]:
+    """C6 (names that break tools) and C7 (folder layout)."""
+    out: list[_Answer] = []
+
+    def add(item: str, answer: str, ok: bool | None, evidence: str) -> None:
+        out.append((item, answer, ok, evidence))
+
     if walker.bad_names:
         add(
             "C6",
@@ -957,14 +1014,12 @@ def _checklist(
     else:
         add("C6", "no", True, "all file and folder names are safe")
     # C7 hierarchy
-    crowded = [(k, n) for k, n in walker.folder_counts.items() if n > 10_000]
+    crowded = [(k, n) for k, n in walker.folder_counts.items() if n > CROWDED_FOLDER]
     evidence = f"{walker.dirs_seen} folders, deepest {walker.max_depth} levels"
     if crowded:
         evidence += f"; {len(crowded)} folders hold over 10,000 entries (e.g. {crowded[0][0]}: {crowded[0][1]})"
     add("C7", "needs-human", None if not crowded and walker.max_depth <= 8 else False, evidence)
-    # C8 naming convention
-    add("C8", *_naming_answer(naming))
-    return answers
+    return out
 
 
 _NamingStats = dict[str, dict[str, list[Any]]]
@@ -1074,6 +1129,58 @@ def check(
     'yes'
     """
     ws = as_workspace(workspace)
+    paths = _source_paths(ws, sources)
+    progress = ensure_progress(progress)
+    record: dict[str, Any] = {}
+    if ws is not None:
+        try:
+            record = ws.read_metadata()
+        except MetadataError:
+            record = {}
+    walker = _Walker(ws.root if ws else None)
+    with recorder(
+        ws,
+        STEP,
+        "check",
+        params={"sources": [display_path(str(p)) for p in paths]},
+        libraries=("tifffile",),
+        hash_inputs=False,
+    ) as step:
+        found = _Collected(flags=walker.flags)
+        progress.start("checking files", None, "bytes")
+        nproc = default_processes() if processes is None else max(1, int(processes))
+        source_digests: dict[str, str | None] = {}
+        for src in paths:
+            art = _examine_source(src, ws, walker, found, nproc, progress)
+            step.inputs.append(art)
+            source_digests[art.path] = art.digest
+        progress.finish()
+        flags = found.flags
+        _flag_files(found.files, flags, walker, found.personal, found.phi)
+        _flag_missing_docs(ws, record, found)
+        checklist = _checklist(
+            record, found.files, flags, walker, found.docs, found.licences, found.naming
+        )
+        flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
+        report = CheckReport(
+            [display_path(str(p)) for p in paths], found.files, checklist, flags, source_digests
+        )
+        if ws is not None and write:
+            out = ws.root / CHECK_FILE
+            report.write(out)
+            report.path = ws.relative(out)
+            step.add_output(out, role="check-report")
+        result = report.to_result()
+        step.message = result.message
+        step.details = {
+            "checklist": {a.id: a.answer for a in checklist},
+            "flags": dict(Counter(f.code for f in flags)),
+        }
+    return report
+
+
+def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:
+    """The sources to check: those given, else the record's ``images[].path``; each must exist."""
     paths = [Path(s) for s in sources]
     if not paths and ws is not None:
         paths = _sources_from_metadata(ws)
@@ -1087,134 +1194,124 @@ def check(
     for p in paths:
         if not os.path.lexists(p):
             raise InputError("source does not exist; check the path", path=p)
-    progress = ensure_progress(progress)
-    record: dict[str, Any] = {}
-    if ws is not None:
-        try:
-            record = ws.read_metadata()
-        except MetadataError:
-            record = {}
+    return paths
 
-    walker = _Walker(ws.root if ws else None)
-    inputs: list[Artifact] = []
-    with recorder(
-        ws,
-        STEP,
-        "check",
-        params={"sources": [display_path(str(p)) for p in paths]},
-        libraries=("tifffile",),
-        hash_inputs=False,
-    ) as step:
-        files = FileInventory()
-        source_digests: dict[str, str | None] = {}
-        personal: dict[str, list[str]] = defaultdict(list)
-        phi: dict[str, list[str]] = defaultdict(list)
-        flags: list[RedFlag] = walker.flags
-        naming: _NamingStats = {}
-        docs: list[str] = []
-        licences: list[str] = []
-        progress.start("checking files", None, "bytes")
-        nproc = default_processes() if processes is None else max(1, int(processes))
-        for src in paths:
-            tree = TreeHasher() if src.is_dir() else None
-            complete = True
-            first_files = len(files)
-            pending: deque[list[str]] = deque()
-            for run, (rows, extras, records, nrec, nrec_bytes, notes), ran_here in map_batches(
-                _examine_run,
-                _runs_keeping_names(walker, src, pending),
-                processes=nproc,
-                local_args=(progress.advance,),
-            ):
-                shown_names = pending.popleft()
-                symlink = run[3]
-                if not ran_here:
-                    progress.advance(sum(r[0] or 0 for r in rows))
-                for i, (size, digest, fmt, puid) in enumerate(rows):
-                    extra = extras.get(i) if extras else None
-                    if extra is None:
-                        files.append(
-                            FileRecord(shown_names[i], size, digest, fmt, None, symlink, None, puid)
-                        )
-                    else:
-                        image, kinds, tags, error = extra
-                        shown = shown_names[i]
-                        files.append(
-                            FileRecord(shown, size, digest, fmt, image, symlink, error, puid)
-                        )
-                        for k in kinds:
-                            personal[k].append(shown)
-                        for t in tags:
-                            phi[t].append(shown)
-                    if digest is None:
-                        complete = False
-                _merge_naming(naming, shown_names[0].rpartition("/")[0], notes)
-                docs.extend(shown_names[i] for i in notes.docs)
-                licences.extend(shown_names[i] for i in notes.licences)
-                for i in notes.extension_mismatch:
-                    flags.append(
-                        RedFlag(
-                            "extension-mismatch",
-                            "warning",
-                            f"content is {rows[i][2]} but the name's extension says otherwise",
-                            [shown_names[i]],
-                        )
-                    )
-                if nrec and tree is not None:
-                    folder, names, tree_prefix, _ = run
-                    ok = [n for n, r in zip(names, rows, strict=True) if r[1] is not None]
-                    tree.add_records(
-                        records, f"{tree_prefix}{ok[0]}", f"{tree_prefix}{ok[-1]}", nrec, nrec_bytes
-                    )
-            shown = display_path(str(src if ws is None else ws.relative(src)))
-            if tree is not None:
-                td = tree.result()
-                digest = td.digest if complete else None
-                inputs.append(Artifact(shown, td.bytes, digest, role="source"))
-            else:
-                one = files[first_files] if len(files) > first_files else None
-                digest = f"sha256:{one.sha256}" if one and one.sha256 else None
-                inputs.append(Artifact(shown, one.size if one else None, digest, role="source"))
-            source_digests[shown] = digest
-        progress.finish()
-        _flag_files(files, flags, walker, personal, phi)
-        _workspace_docs_and_licences(ws, docs, licences)
-        if not docs:
-            flags.append(
-                RedFlag(
-                    "no-documentation",
-                    "warning",
-                    "no README or other documentation; ask the depositor for one",
-                    [],
-                )
+
+@dataclass
+class _Collected:
+    """What the examination of every source gathers for the flags and the checklist."""
+
+    flags: list[RedFlag]
+    files: FileInventory = field(default_factory=FileInventory)
+    personal: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    phi: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    naming: _NamingStats = field(default_factory=dict)
+    docs: list[str] = field(default_factory=list)
+    licences: list[str] = field(default_factory=list)
+
+
+def _examine_source(
+    src: Path,
+    ws: Workspace | None,
+    walker: _Walker,
+    found: _Collected,
+    nproc: int,
+    progress: ProgressReporter,
+) -> Artifact:
+    """Examine one source's files (in worker processes when many); return it as a log input."""
+    tree = TreeHasher() if src.is_dir() else None
+    complete = True
+    first_files = len(found.files)
+    pending: deque[list[str]] = deque()
+    for run, (rows, extras, records, nrec, nrec_bytes, notes), ran_here in map_batches(
+        _examine_run,
+        _runs_keeping_names(walker, src, pending),
+        processes=nproc,
+        local_args=(progress.advance,),
+    ):
+        shown_names = pending.popleft()
+        if not ran_here:
+            progress.advance(sum(r[0] or 0 for r in rows))
+        complete = _collect_run(found, run, shown_names, rows, extras, notes) and complete
+        if nrec and tree is not None:
+            folder, names, tree_prefix, _ = run
+            ok = [n for n, r in zip(names, rows, strict=True) if r[1] is not None]
+            tree.add_records(
+                records, f"{tree_prefix}{ok[0]}", f"{tree_prefix}{ok[-1]}", nrec, nrec_bytes
             )
-        if not licences and not get_at(record, ("study", "license"), None):
-            flags.append(
-                RedFlag(
-                    "no-licence",
-                    "warning",
-                    "no licence: neither a LICENSE file nor study.license in curated.yaml",
-                    [],
-                )
+    shown = display_path(str(src if ws is None else ws.relative(src)))
+    if tree is not None:
+        td = tree.result()
+        return Artifact(shown, td.bytes, td.digest if complete else None, role="source")
+    files = found.files
+    one = files[first_files] if len(files) > first_files else None
+    digest = f"sha256:{one.sha256}" if one and one.sha256 else None
+    return Artifact(shown, one.size if one else None, digest, role="source")
+
+
+def _collect_run(
+    found: _Collected,
+    run: _Run,
+    shown_names: list[str],
+    rows: list[tuple[int | None, str | None, str, str | None]],
+    extras: dict[int, _Extra],
+    notes: _RunNotes,
+) -> bool:
+    """Add one run's results to what was found; false when some file could not be read."""
+    symlink = run[3]
+    complete = True
+    for i, (size, digest, fmt, puid) in enumerate(rows):
+        extra = extras.get(i) if extras else None
+        if extra is None:
+            found.files.append(
+                FileRecord(shown_names[i], size, digest, fmt, None, symlink, None, puid)
             )
-        checklist = _checklist(record, files, flags, walker, docs, licences, naming)
-        flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
-        report = CheckReport(
-            [display_path(str(p)) for p in paths], files, checklist, flags, source_digests
+        else:
+            image, kinds, tags, error = extra
+            shown = shown_names[i]
+            found.files.append(FileRecord(shown, size, digest, fmt, image, symlink, error, puid))
+            for k in kinds:
+                found.personal[k].append(shown)
+            for t in tags:
+                found.phi[t].append(shown)
+        if digest is None:
+            complete = False
+    _merge_naming(found.naming, shown_names[0].rpartition("/")[0], notes)
+    found.docs.extend(shown_names[i] for i in notes.docs)
+    found.licences.extend(shown_names[i] for i in notes.licences)
+    for i in notes.extension_mismatch:
+        found.flags.append(
+            RedFlag(
+                "extension-mismatch",
+                "warning",
+                f"content is {rows[i][2]} but the name's extension says otherwise",
+                [shown_names[i]],
+            )
         )
-        step.inputs.extend(inputs)
-        if ws is not None and write:
-            out = ws.root / CHECK_FILE
-            report.write(out)
-            report.path = ws.relative(out)
-            step.add_output(out, role="check-report")
-        result = report.to_result()
-        step.message = result.message
-        step.details = {
-            "checklist": {a.id: a.answer for a in checklist},
-            "flags": dict(Counter(f.code for f in flags)),
-        }
-    return report
+    return complete
+
+
+def _flag_missing_docs(ws: Workspace | None, record: dict[str, Any], found: _Collected) -> None:
+    """Red flags for a delivery without documentation or without a licence."""
+    _workspace_docs_and_licences(ws, found.docs, found.licences)
+    if not found.docs:
+        found.flags.append(
+            RedFlag(
+                "no-documentation",
+                "warning",
+                "no README or other documentation; ask the depositor for one",
+                [],
+            )
+        )
+    if not found.licences and not get_at(record, ("study", "license"), None):
+        found.flags.append(
+            RedFlag(
+                "no-licence",
+                "warning",
+                "no licence: neither a LICENSE file nor study.license in curated.yaml",
+                [],
+            )
+        )
 
 
 def _flag_files(

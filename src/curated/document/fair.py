@@ -15,7 +15,6 @@ records an E (Evaluate) entry in the curator log.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import re
@@ -30,6 +29,7 @@ from typing import Any
 import yaml
 
 from curated._io import atomic_write_text, write_json
+from curated._json_outline import json_outline
 from curated._text import render_template
 from curated._version import __version__
 from curated.document.ngff import ImageInfo
@@ -260,7 +260,10 @@ class FairContext:
     survey: WorkspaceSurvey
     readme_text: str | None = None
     crate: dict[str, Any] | None = None
+    """The crate's outline: ``@context`` as written, ``@graph`` an empty list if it is a list."""
     crate_path: str | None = None
+    crate_actions: bool = False
+    """Whether the crate names a ``CreateAction``."""
 
     @property
     def record(self) -> dict[str, Any]:
@@ -804,7 +807,7 @@ def check_provenance_prov_o(ctx: FairContext) -> Outcome:
                 "a W3C PROV export of the curator log is present",
                 [Evidence(ctx.survey.rel(p), None)],
             )
-    if ctx.crate is not None and ctx.crate_path and "CreateAction" in json.dumps(ctx.crate):
+    if ctx.crate is not None and ctx.crate_path and ctx.crate_actions:
         return Outcome(
             PASS,
             "the bag's RO-Crate describes the curation steps as actions (Process Run Crate)",
@@ -1153,11 +1156,20 @@ def _context(survey: WorkspaceSurvey) -> FairContext:
             ctx.readme_text = None
     for bag in survey.bags:
         if bag.crate:
+            # read as a stream: a bag's crate lists every payload file (hundreds of MB at 1M files)
+            data: dict[str, Any] = {}
             try:
-                data = json.loads((survey.root / bag.crate).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                data = {}
-            ctx.crate, ctx.crate_path = (data if isinstance(data, dict) else {}), bag.crate
+                outline = json_outline(
+                    survey.root / bag.crate, keep=("@context",), find=("CreateAction",)
+                )
+            except (OSError, ValueError):
+                outline = None
+            if outline is not None and outline.kind == "object":
+                data = dict(outline.values)
+                if outline.keys.get("@graph") == "array":
+                    data["@graph"] = []
+                ctx.crate_actions = "CreateAction" in outline.found
+            ctx.crate, ctx.crate_path = data, bag.crate
             break
     return ctx
 

@@ -44,8 +44,9 @@ from typing import Any
 from curated.errors import ConversionError, InputError
 from curated.images.store import INCOMPLETE_KEY, INCOMPLETE_MESSAGE, read_group_attrs
 
-ZARR_METADATA = ("zarr.json", ".zgroup", ".zarray")
-"""The files that make a folder a Zarr node (v3; v2 group; v2 array)."""
+# re-exported for readers of images: the one definition of a Zarr store is curated.walk's
+from curated.walk import ZARR_METADATA as ZARR_METADATA
+from curated.walk import is_zarr_store as is_zarr_store
 
 SPATIAL = ("z", "y", "x")
 
@@ -53,12 +54,6 @@ NOT_A_STORE = (
     "is not an OME-Zarr image (no zarr.json or .zgroup); convert one with `curated convert`"
 )
 NO_MULTISCALES = "has no OME-Zarr multiscales metadata; it is not an OME-Zarr image"
-
-
-def is_zarr_store(path: str | Path) -> bool:
-    """A folder that is a Zarr v2 or v3 group or array (it holds Zarr metadata), whatever its name."""
-    p = Path(path)
-    return p.is_dir() and any((p / f).is_file() for f in ZARR_METADATA)
 
 
 # ------------------------------------------------------------------ the view

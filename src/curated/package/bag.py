@@ -68,7 +68,13 @@ from curated._io import write_json
 from curated._text import binary_size
 from curated._version import __version__
 from curated.errors import PackageError
-from curated.package.crate import build_crate, file_entity, label_origins, store_entity
+from curated.package.crate import (
+    CrateWriter,
+    FormatMemo,
+    file_entity,
+    label_origins,
+    store_entity,
+)
 from curated.package.hashing import (
     COPY,
     FOLDER_CHUNK,
@@ -102,6 +108,7 @@ from curated.package.zarr_archive import ZipPiece, ZipWriter
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.log import Artifact, CuratorLog
 from curated.results import Result
+from curated.walk import DIR, Files, Folder, walk
 from curated.workspace import Workspace, as_workspace, recorder
 
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
@@ -223,9 +230,10 @@ class _Build:
     stores: dict[str, list[int]] = field(default_factory=dict)
     archives: list[str] = field(default_factory=list)
     empty_dirs: int = 0
-    parts: list[dict[str, Any]] = field(default_factory=list)
-    formats: dict[tuple[str, str, str], Any] = field(default_factory=dict)
-    """fido's answer per (folder, format, extension): one fido call for a folder of slices."""
+    crate: CrateWriter | None = None
+    """The RO-Crate's data entities, spilled to disk as files are recorded."""
+    formats: FormatMemo = field(default_factory=FormatMemo)
+    """fido's answers: one call for a folder of slices, one per bag once folders agree."""
     external_id: str = ""
     manifests: dict[str, _TagHashingWriter] = field(default_factory=dict)
     fetch_fh: _TagHashingWriter | None = None
@@ -535,7 +543,11 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         stats[0] += r.files
         stats[1] += r.bytes
         return
-    for rel, size, sha256, fetched in r.entities:
+    if b.crate is None:
+        return  # the crate is written: files made after it (the crate, fair.*) are not in it
+    ws_root = os.fspath(b.ws.root)
+    data = os.path.join(b.partial, "data")
+    for rel, size, sha256, fetched, head in r.entities:
         desc = None
         if rel in b.archives:
             inner = rel.removesuffix(".zip")
@@ -544,20 +556,23 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
                 f"OME-Zarr store {inner} as one uncompressed zip ({nfiles} files, {nbytes} bytes); "
                 f"per-chunk sha256 in metadata/zarr-inventory/{inner}.tsv"
             )
-        # linked or copied here by now; a file completed from fetch.txt is read at its source
-        staged = b.partial / "data" / rel
+        # read where it was hashed: the workspace (a linked file is the same file, a copied
+        # one the same bytes, one completed from fetch.txt is only there), or the bag for a
+        # store's zip made while bagging
+        where = data if desc is not None else ws_root
         ent = file_entity(
             rel,
             size,
             sha256,
             description=desc,
-            path=staged if staged.exists() else b.ws.root / rel,
+            path=os.path.join(where, rel),
             memo=b.formats,
+            head=head,
         )
         if fetched and desc is None and b.fetch_base:
             # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL
             ent["url"] = f"{b.fetch_base.rstrip('/')}/{quote(rel, safe='/')}"
-        b.parts.append(ent)
+        b.crate.add(ent)
 
 
 def _build_payload(b: _Build) -> None:
@@ -573,8 +588,15 @@ def _build_payload(b: _Build) -> None:
     b.progress.start("hashing payload", total, "files")
     fetch = FetchSpec(b.fetch_base.rstrip("/"), b.fetch_min_size) if b.fetch_base else None
     n_manifests = len(b.algorithms)
+    from curated.provenance.export import ro_crate_action_entities
+
+    # the log's entities are known before the payload, so the crate need not keep every part's id
+    actions = ro_crate_action_entities(b.ws.log) if b.ws.log.exists() else []
     with ExitStack() as files:
         files.callback(b.progress.finish)
+        b.crate = files.enter_context(
+            CrateWriter(spill_dir=b.partial, action_ids=[str(a.get("@id")) for a in actions])
+        )
         for alg in b.algorithms:
             path = b.partial / f"manifest-{alg}.txt"
             b.manifests[alg] = _TagHashingWriter(b, path.name)
@@ -599,28 +621,7 @@ def _build_payload(b: _Build) -> None:
             else:
                 _zip_step(b, task, r)
         # The crate describes what was just measured, so it is written after the payload.
-        for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
-            if store + ".zip" not in b.archives:
-                ents = store_entity(
-                    store,
-                    nfiles,
-                    nbytes_store,
-                    path=b.ws.root / store,
-                    labels=label_origins(b.ws.root / store),
-                )
-                b.parts.extend(ents if isinstance(ents, list) else [ents])
-        from curated.provenance.export import ro_crate_action_entities
-
-        actions = ro_crate_action_entities(b.ws.log) if b.ws.log.exists() else []
-        crate = build_crate(
-            b.record,
-            identifier=b.external_id,
-            date=datetime.now(UTC).date().isoformat(),
-            parts=b.parts,
-            actions=actions,
-        )
-        crate_path = b.partial / "data" / "ro-crate-metadata.json"
-        write_json(crate_path, crate)
+        crate_path = _write_crate(b, actions)
         crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
         _record(b, crate_task, hash_folder(crate_task, b.hash_algorithms, n_manifests))
         # The FAIR checklist is evaluated on the bag itself, now that its crate exists.
@@ -636,8 +637,35 @@ def _build_payload(b: _Build) -> None:
         fair_dir = b.partial / "data" / "curation"
         fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
         _record(b, fair_task, hash_folder(fair_task, b.hash_algorithms, n_manifests))
-        b.parts.clear()
     _write_metadata(b)
+
+
+def _write_crate(b: _Build, actions: list[dict[str, Any]]) -> Path:
+    """Add the stores to the crate (files are in by now) and write ``data/ro-crate-metadata.json``."""
+    assert b.crate is not None
+    for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
+        if store + ".zip" not in b.archives:
+            ents = store_entity(
+                store,
+                nfiles,
+                nbytes_store,
+                path=b.ws.root / store,
+                labels=label_origins(b.ws.root / store),
+            )
+            for ent in ents if isinstance(ents, list) else [ents]:
+                b.crate.add(ent)
+    crate_path = b.partial / "data" / "ro-crate-metadata.json"
+    with open(crate_path, "x", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
+        b.crate.write(
+            out,
+            b.record,
+            identifier=b.external_id,
+            date=datetime.now(UTC).date().isoformat(),
+            actions=actions,
+        )
+    b.crate.close()
+    b.crate = None
+    return crate_path
 
 
 def _write_metadata(b: _Build) -> None:
@@ -690,17 +718,21 @@ def _copy_log(b: _Build, entry: dict[str, Any]) -> Path:
 
 
 def _tag_files(partial: Path) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(partial):
-        rel_dir = os.path.relpath(dirpath, partial)
-        if rel_dir == ".":
-            dirnames[:] = sorted(d for d in dirnames if d != "data")
-        else:
-            dirnames.sort()
-        for name in sorted(filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            if rel == PARTIAL_MARKER or (rel_dir == "." and name.startswith("tagmanifest-")):
-                continue
-            yield rel
+    """Every file of the bag outside ``data/``, its marker and the tag manifests (files first)."""
+
+    def skip(prefix: str, name: str, kind: str) -> bool:
+        if prefix:
+            return False
+        return (
+            (kind == DIR and name == "data")
+            or name == PARTIAL_MARKER
+            or (kind != DIR and name.startswith("tagmanifest-"))
+        )
+
+    for ev in walk(partial, order="files-first", skip=skip):
+        if type(ev) is Files:
+            for name in ev.names:
+                yield ev.prefix + name
 
 
 def _write_tag_manifests(b: _Build) -> None:
@@ -730,14 +762,12 @@ def _serialize(b: _Build) -> None:
             tf.add(b.partial, arcname=b.bag_name, recursive=True)
     else:
         with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for dirpath, dirnames, filenames in os.walk(b.partial):
-                dirnames.sort()
-                rel_dir = os.path.relpath(dirpath, b.partial)
-                arc_dir = b.bag_name if rel_dir == "." else f"{b.bag_name}/{rel_dir}"
-                if not filenames and not dirnames:
-                    zf.mkdir(arc_dir)
-                for name in sorted(filenames):
-                    zf.write(os.path.join(dirpath, name), f"{arc_dir}/{name}")
+            for ev in walk(b.partial, rel=b.bag_name, order="files-first"):
+                if type(ev) is Folder and not ev.entries:
+                    zf.mkdir(ev.rel)
+                elif type(ev) is Files:
+                    for name in ev.names:
+                        zf.write(os.path.join(ev.folder, name), ev.prefix + name)
     _replace(tmp, b.final)
     shutil.rmtree(b.partial)
 
@@ -903,26 +933,14 @@ def make_bag(
     ws = as_workspace(workspace)
     if ws is None:
         raise PackageError("a workspace is needed to make a bag")
-    if zarr not in ("directory", "archive"):
-        raise PackageError(f"zarr must be 'directory' or 'archive', not {zarr!r}")
-    if serialize not in ("none", "tar", "zip"):
-        raise PackageError(f"serialize must be 'none', 'tar' or 'zip', not {serialize!r}")
-    dest = Path(os.path.abspath(dest))
-    bag_name = dest.name
-    for suffix in (".tar", ".zip"):
-        if serialize != "none" and bag_name.endswith(suffix):
-            bag_name = bag_name.removesuffix(suffix)
-    final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
-    partial = dest.with_name(f"{bag_name}.partial")
-    params = {
-        "dest": ws.relative(final),
-        "profile": profile,
-        "zarr": zarr,
-        "serialize": serialize,
-        "processes": processes,
-        "fetch_base": fetch_base,
-        "follow_symlinks": follow_symlinks,
-    }
+    dest, bag_name, final, partial = _bag_paths(dest, zarr, serialize)
+    params = dict(
+        zip(
+            _PARAMS,
+            (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks),
+            strict=True,
+        )
+    )
     b: _Build | None = None
     step_entry: dict[str, Any] | None = None
     lock = _BuildLock(dest.parent / f".{bag_name}.curated-bag.lock")
@@ -935,126 +953,223 @@ def make_bag(
             params=params,
             libraries=("bagit", "rocrate", "prov"),
         ) as step:
-            prof = load_profile(profile)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-            _recover_swap(ws, final, partial)
-            _correct_interrupted_entry(ws, final)
-            _preflight_dest(ws, dest, final, partial, overwrite)
-            if not follow_symlinks:
-                _refuse_linked_tag_sources(ws)
-            record = ws.read_metadata()
-            _refuse_misshapen(record, ws)
-            info = describe_bag(record, ws.root)
-            other_files = sorted(
-                {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
-                - {"bagit.txt", "bag-info.txt"}
-            )
-            other: dict[str, dict[str, str]] = {f: {} for f in other_files}
-            if "aptrust-info.txt" in other:
-                study = record.get("study") or {}
-                if study.get("title"):
-                    other["aptrust-info.txt"]["Title"] = _one_line(study["title"])
-                other["aptrust-info.txt"]["Access"] = "Institution"
-                other["aptrust-info.txt"]["Storage-Option"] = "Standard"
-                if study.get("description"):
-                    other["aptrust-info.txt"]["Description"] = _one_line(study["description"])
-            for k, v in (bag_info or {}).items():
-                if k.lower() in _COMPUTED_TAGS:
-                    msg = f"bag-info tag {k!r} is computed while bagging and cannot be given"
-                    raise PackageError(msg, field=k)
-                target = next(
-                    (f for f in other_files if any(t.get("tagName") == k for t in prof.tags(f))),
-                    None,
-                )
-                if target is not None:
-                    other[target][k] = str(v)
-                else:
-                    info[k] = str(v)
-            if bag_group is not None:
-                gid, index, total = bag_group
-                info["Bag-Group-Identifier"] = str(gid)
-                info["Bag-Count"] = f"{int(index)} of {int(total)}"
-            b = _Build(
-                ws=ws,
-                profile=prof,
-                final=final,
-                bag_name=bag_name,
-                partial=partial,
-                zarr=zarr,
-                serialize=serialize,
-                processes=max(1, int(processes)),
-                fetch_base=fetch_base,
-                fetch_min_size=int(fetch_min_size),
-                follow_symlinks=follow_symlinks,
+            b = _prepare(
+                ws,
+                lock,
+                dest,
+                (final, partial, bag_name),
+                params,
+                fetch_min_size=fetch_min_size,
+                overwrite=overwrite,
+                bag_info=bag_info,
+                bag_group=bag_group,
                 link=link,
-                record=record,
-                info=info,
-                other_tags=other,
-                progress=ensure_progress(progress),
-                counting=progress is not None,
+                progress=progress,
             )
-            _preflight_profile(b)
-            b.algorithms = prof.manifest_algorithms
-            b.hash_algorithms = b.algorithms + (() if "sha256" in b.algorithms else ("sha256",))
-            b.external_id = f"urn:uuid:{uuid.uuid4()}"
-            if partial.exists():
-                shutil.rmtree(partial)  # a marked leftover of an interrupted run (checked above)
-            _build_payload(b)
-            manifest = b.partial / f"manifest-{b.algorithms[0]}.txt"
-
-            step.add_output(
-                Artifact(path=ws.relative(final), bytes=b.bytes, digest=None, role="bag")
-            )
-            step.details = {
-                "external_identifier": b.external_id,
-                "payload_oxum": f"{b.bytes}.{b.files}",
-                f"manifest-{b.algorithms[0]}.txt": f"sha256:{b.tag_digests[manifest.name][1]['sha256']}",
-                "profile": prof.identifier,
-            }
-            step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {final.name}"
+            _build(b)
+            _describe_step(step, b)
         step_entry = step.entry
         crash_point("bag-entry-written")
-        if step_entry is not None:
-            _copy_log(b, step_entry)
-            from curated.provenance.export import write_prov_json
-
-            write_prov_json(
-                CuratorLog(b.partial / "metadata" / "curator-log.jsonl", root=ws.root),
-                b.partial / "metadata" / "prov.json",
-            )
-        _write_tag_manifests(b)
-        crash_point("bag-tag-manifests")
-        (b.partial / PARTIAL_MARKER).unlink()
-        if serialize == "none":
-            _replace(b.partial, final)
-        else:
-            _serialize(b)
+        _finish(b, step_entry)
     except BaseException as exc:
-        if lock.held:
-            _discard_partial(partial)
-        if step_entry is not None:
-            ws.log.append(
-                "D",
-                "bag",
-                status="error",
-                message=f"{type(exc).__name__}: {exc} (after the bag entry; no bag was left)",
-                params=params,
-            )
+        _failed(ws, exc, lock, partial, step_entry, params)
         raise
     finally:
         lock.release()
+    return _result(b, step.message, step_entry)
+
+
+_PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")
+"""The options a bag's log entry records, in this order."""
+
+
+def _describe_step(step: Any, b: _Build) -> None:
+    """The bag's log entry: the bag as output, its identifier and payload manifest digest."""
+    step.add_output(Artifact(path=b.ws.relative(b.final), bytes=b.bytes, digest=None, role="bag"))
+    manifest = f"manifest-{b.algorithms[0]}.txt"
+    step.details = {
+        "external_identifier": b.external_id,
+        "payload_oxum": f"{b.bytes}.{b.files}",
+        manifest: f"sha256:{b.tag_digests[manifest][1]['sha256']}",
+        "profile": b.profile.identifier,
+    }
+    step.message = f"bagged {b.files} file{'' if b.files == 1 else 's'} ({binary_size(b.bytes)}) into {b.final.name}"
+
+
+def _failed(
+    ws: Workspace,
+    exc: BaseException,
+    lock: _BuildLock,
+    partial: Path,
+    step_entry: dict[str, Any] | None,
+    params: dict[str, Any],
+) -> None:
+    """Remove what a failed run built; a failure after the bag's entry is logged as such."""
+    if lock.held:
+        _discard_partial(partial)
+    if step_entry is not None:
+        ws.log.append(
+            "D",
+            "bag",
+            status="error",
+            message=f"{type(exc).__name__}: {exc} (after the bag entry; no bag was left)",
+            params=params,
+        )
+
+
+def _prepare(
+    ws: Workspace,
+    lock: _BuildLock,
+    dest: Path,
+    where: tuple[Path, Path, str],
+    params: dict[str, Any],
+    *,
+    fetch_min_size: int,
+    overwrite: bool,
+    bag_info: dict[str, str] | None,
+    bag_group: tuple[str, int, int] | None,
+    link: bool,
+    progress: ProgressReporter | None,
+) -> _Build:
+    """Under the build lock: recover an interrupted run, check the destination and the record.
+
+    ``params`` are the options the log entry records (:data:`_PARAMS`).
+    """
+    final, partial, bag_name = where
+    follow_symlinks = bool(params["follow_symlinks"])
+    profile = str(params["profile"])
+    prof = load_profile(profile)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    _recover_swap(ws, final, partial)
+    _correct_interrupted_entry(ws, final)
+    _preflight_dest(ws, dest, final, partial, overwrite)
+    if not follow_symlinks:
+        _refuse_linked_tag_sources(ws)
+    record = ws.read_metadata()
+    _refuse_misshapen(record, ws)
+    info, other = _tag_values(record, ws, prof, bag_info, bag_group)
+    return _Build(
+        ws=ws,
+        profile=prof,
+        final=final,
+        bag_name=bag_name,
+        partial=partial,
+        zarr=params["zarr"],
+        serialize=params["serialize"],
+        processes=max(1, int(params["processes"])),
+        fetch_base=params["fetch_base"],
+        fetch_min_size=int(fetch_min_size),
+        follow_symlinks=follow_symlinks,
+        link=link,
+        record=record,
+        info=info,
+        other_tags=other,
+        progress=ensure_progress(progress),
+        counting=progress is not None,
+    )
+
+
+def _bag_paths(dest: str | Path, zarr: str, serialize: str) -> tuple[Path, str, Path, Path]:
+    """``(dest, bag name, final path, partial folder)``: a serialized bag is ``<name>.tar``/``.zip``."""
+    if zarr not in ("directory", "archive"):
+        raise PackageError(f"zarr must be 'directory' or 'archive', not {zarr!r}")
+    if serialize not in ("none", "tar", "zip"):
+        raise PackageError(f"serialize must be 'none', 'tar' or 'zip', not {serialize!r}")
+    dest = Path(os.path.abspath(dest))
+    bag_name = dest.name
+    for suffix in (".tar", ".zip"):
+        if serialize != "none" and bag_name.endswith(suffix):
+            bag_name = bag_name.removesuffix(suffix)
+    final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
+    return dest, bag_name, final, dest.with_name(f"{bag_name}.partial")
+
+
+def _tag_values(
+    record: dict[str, Any],
+    ws: Workspace,
+    prof: Profile,
+    bag_info: dict[str, str] | None,
+    bag_group: tuple[str, int, int] | None,
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """bag-info tags and those of the profile's other tag files (APTrust's ``aptrust-info.txt``)."""
+    info = describe_bag(record, ws.root)
+    other_files = sorted(
+        {str(t.get("tagFile")) for t in prof.document.get("Tags", [])}
+        - {"bagit.txt", "bag-info.txt"}
+    )
+    other: dict[str, dict[str, str]] = {f: {} for f in other_files}
+    if "aptrust-info.txt" in other:
+        study = record.get("study") or {}
+        if study.get("title"):
+            other["aptrust-info.txt"]["Title"] = _one_line(study["title"])
+        other["aptrust-info.txt"]["Access"] = "Institution"
+        other["aptrust-info.txt"]["Storage-Option"] = "Standard"
+        if study.get("description"):
+            other["aptrust-info.txt"]["Description"] = _one_line(study["description"])
+    for k, v in (bag_info or {}).items():
+        if k.lower() in _COMPUTED_TAGS:
+            msg = f"bag-info tag {k!r} is computed while bagging and cannot be given"
+            raise PackageError(msg, field=k)
+        target = next(
+            (f for f in other_files if any(t.get("tagName") == k for t in prof.tags(f))),
+            None,
+        )
+        if target is not None:
+            other[target][k] = str(v)
+        else:
+            info[k] = str(v)
+    if bag_group is not None:
+        gid, index, total = bag_group
+        info["Bag-Group-Identifier"] = str(gid)
+        info["Bag-Count"] = f"{int(index)} of {int(total)}"
+    return info, other
+
+
+def _build(b: _Build) -> None:
+    """Check the profile's demands, then build the payload, crate and tag files in ``partial``."""
+    _preflight_profile(b)
+    b.algorithms = b.profile.manifest_algorithms
+    b.hash_algorithms = b.algorithms + (() if "sha256" in b.algorithms else ("sha256",))
+    b.external_id = f"urn:uuid:{uuid.uuid4()}"
+    if b.partial.exists():
+        shutil.rmtree(b.partial)  # a marked leftover of an interrupted run (checked before)
+    _build_payload(b)
+
+
+def _finish(b: _Build | None, step_entry: dict[str, Any] | None) -> None:
+    """After the bag's log entry: the log copy and its PROV, tag manifests, then into place."""
+    assert b is not None
+    if step_entry is not None:
+        _copy_log(b, step_entry)
+        from curated.provenance.export import write_prov_json
+
+        write_prov_json(
+            CuratorLog(b.partial / "metadata" / "curator-log.jsonl", root=b.ws.root),
+            b.partial / "metadata" / "prov.json",
+        )
+    _write_tag_manifests(b)
+    crash_point("bag-tag-manifests")
+    (b.partial / PARTIAL_MARKER).unlink()
+    if b.serialize == "none":
+        _replace(b.partial, b.final)
+    else:
+        _serialize(b)
+
+
+def _result(b: _Build | None, message: str, step_entry: dict[str, Any] | None) -> Result:
+    assert b is not None
     return Result(
         action="bag",
         status="ok",
-        path=str(final),
-        message=step.message,
+        path=str(b.final),
+        message=message,
         details={
             "files": b.files,
             "bytes": b.bytes,
             "payload_oxum": f"{b.bytes}.{b.files}",
             "algorithms": list(b.algorithms),
-            "profile": prof.name,
+            "profile": b.profile.name,
             "external_identifier": b.external_id,
             "linked": b.linked,
             "copied": b.copied,

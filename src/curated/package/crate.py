@@ -11,15 +11,20 @@ per file of a Zarr store.
 
 from __future__ import annotations
 
+import io
 import json
 import mimetypes
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from curated.curation.formats import PRONOM, FormatId, identify_format
+from curated.walk import DIR, Files, walk
 
 RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.2/context"
 RO_CRATE_SPEC = "https://w3id.org/ro/crate/1.2"
@@ -81,6 +86,53 @@ def encoding_format(fid: FormatId | None, rel: str) -> tuple[Any, dict[str, str]
     return [mime, _ref(fid.uri)], {fid.uri: fid.name}
 
 
+class FormatMemo(dict[tuple[str, str, str], Any]):
+    """fido's answers for one bag: per folder, then for the whole bag once they agree.
+
+    :func:`curated.curation.formats.identify_format` keys its memo by (folder,
+    sniffed format, extension): a folder of slices costs one fido call. A bag of
+    a million files in a thousand folders would still make a thousand calls (fido
+    takes most of a second each, recompiling its signature patterns), so once
+    :data:`AGREEING_FOLDERS` folders gave the same answer for a (format,
+    extension), that answer serves every further folder.
+    """
+
+    AGREEING_FOLDERS = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._answers: dict[tuple[str, str], list[Any]] = {}
+
+    def _settled(self, key: tuple[str, str, str]) -> Any:
+        seen = self._answers.get(key[1:])
+        if (
+            seen is not None
+            and len(seen) >= self.AGREEING_FOLDERS
+            and seen.count(seen[0]) == len(seen)
+        ):
+            return seen[0]
+        return None
+
+    def __contains__(self, key: object) -> bool:
+        if super().__contains__(key):
+            return True
+        return isinstance(key, tuple) and len(key) == 3 and self._settled(key) is not None
+
+    def __getitem__(self, key: tuple[str, str, str]) -> Any:
+        if super().__contains__(key):
+            return super().__getitem__(key)
+        settled = self._settled(key)
+        if settled is None:
+            raise KeyError(key)
+        return settled
+
+    def __setitem__(self, key: tuple[str, str, str], value: Any) -> None:
+        super().__setitem__(key, value)
+        seen = self._answers.setdefault(key[1:], [])
+        if len(seen) < self.AGREEING_FOLDERS:
+            seen.append(value)
+
+
 def file_entity(
     rel: str,
     size: int,
@@ -89,6 +141,7 @@ def file_entity(
     description: str | None = None,
     path: str | Path | None = None,
     memo: dict[tuple[str, str, str], Any] | None = None,
+    head: bytes | None = None,
 ) -> dict[str, Any]:
     """A payload file as a ``File`` data entity (``@id`` relative to ``data/``).
 
@@ -96,12 +149,13 @@ def file_entity(
     PRONOM identifier (:func:`curated.curation.formats.identify_format`); a
     community profile PRONOM has no record of (OME-TIFF) goes into ``conformsTo``.
     ``memo`` (one dict per bag) lets files of one folder, format and extension
-    share one fido answer.
+    share one fido answer; ``head`` (its first bytes, read while it was hashed)
+    spares reading the file again.
     """
     fid = None
     if path is not None:
         try:
-            fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo)
+            fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo, head=head)
         except OSError:
             fid = None  # unreadable here (e.g. completed later from fetch.txt): MIME type only
     fmt, formats = encoding_format(fid, rel)
@@ -127,16 +181,27 @@ _ZARR_METADATA = ("zarr.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
 
 def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
     """``(relative path, size)`` of a Zarr store's metadata documents, chunk folders skipped."""
+    root = os.fspath(store)
+    arrays: dict[str, bool] = {}
+
+    def skip(prefix: str, name: str, kind: str) -> bool:
+        # below an array there are only chunks (v3 under c/, v2 nested by number): not walked
+        if kind != DIR:
+            return False
+        if prefix not in arrays:
+            folder = os.path.join(root, *prefix.split("/"))
+            arrays[prefix] = _is_array(
+                folder, [n for n in _ZARR_METADATA if os.path.isfile(os.path.join(folder, n))]
+            )
+        return arrays[prefix]
+
     found: list[tuple[str, int]] = []
-    for dirpath, dirnames, filenames in os.walk(store):
-        # below an array there are only chunks (v3 under c/, v2 nested by number): do not descend
-        dirnames[:] = [] if _is_array(dirpath, filenames) else sorted(dirnames)
-        for name in sorted(filenames):
-            if name in _ZARR_METADATA:
-                full = os.path.join(dirpath, name)
-                found.append(
-                    (os.path.relpath(full, store).replace(os.sep, "/"), os.path.getsize(full))
-                )
+    for ev in walk(root, order="files-first", skip=skip):
+        if type(ev) is Files:
+            for name in ev.names:
+                if name in _ZARR_METADATA:
+                    size = os.path.getsize(os.path.join(ev.folder, name))
+                    found.append((ev.prefix + name, size))
     return found
 
 
@@ -267,46 +332,168 @@ def _inside_store(pid: str, stores: list[str]) -> bool:
     return any(pid != s and pid.startswith(s) for s in stores)
 
 
-def build_crate(
-    record: dict[str, Any],
-    *,
-    identifier: str,
-    date: str,
-    parts: list[dict[str, Any]],
-    actions: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Assemble the crate document.
+def _dump_at(obj: Any, level: int) -> str:
+    """``obj`` as :func:`curated._io.write_json` writes it when nested ``level`` spaces deep.
 
-    Parameters
-    ----------
-    record
-        ``curated.yaml`` as a dict (missing fields tolerated).
-    identifier
-        The bag's ``External-Identifier`` (``urn:uuid:...``).
-    date
-        ``datePublished`` (ISO date).
-    parts
-        Data entities of the payload (files and stores), from :func:`file_entity`
-        and :func:`store_entity`.
-    actions
-        Entities from :func:`curated.provenance.export.ro_crate_action_entities`.
+    A data entity is a flat dict of strings and small lists: its members are written
+    here with the json module's C string encoder, and only other values go through
+    ``json.dumps(indent=2)`` (pure Python, several times slower per entity); the
+    text is the same.
     """
+    if type(obj) is not dict or not obj:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+        return " " * level + text.replace("\n", "\n" + " " * level)
+    pad = " " * (level + 2)
+    members = []
+    for k, v in obj.items():
+        if type(v) is str:
+            value = _encode_str(v)
+        else:
+            value = json.dumps(v, indent=2, ensure_ascii=False, default=str).replace(
+                "\n", "\n" + pad
+            )
+        members.append(f"{pad}{_encode_str(str(k))}: {value}")
+    return " " * level + "{\n" + ",\n".join(members) + "\n" + " " * level + "}"
+
+
+_GRAPH_LEVEL = 4
+"""Indentation of an ``@graph`` item in the crate document (top object 2, its list 4)."""
+
+_HASPART_MARK = "\ue000curated-hasPart\ue000"
+"""Stands in the root entity for its ``hasPart`` list until the list is streamed in its place."""
+
+
+class CrateWriter:
+    """Writes ``ro-crate-metadata.json`` with the payload's data entities spilled to disk.
+
+    A bag of a million plain files has a million ``File`` entities (and as many
+    ``hasPart`` references): :meth:`add` formats each one at once and appends it
+    to an anonymous temporary file, and :meth:`write` streams them into the
+    document, so memory stays bounded by the few contextual entities (PRONOM
+    formats, people, label origins) whatever the file count. The document is
+    byte for byte what ``write_json`` makes of :func:`build_crate`'s dict.
+
+    ``action_ids`` are the ``@id`` of the log's entities that will be merged in
+    (:func:`curated.provenance.export.ro_crate_action_entities`): the parts
+    measured now win over the log's view of the same entity, so the writer notes
+    which of them it met instead of keeping every part's id.
+    """
+
+    def __init__(
+        self, *, spill_dir: str | Path | None = None, action_ids: Iterable[str] = ()
+    ) -> None:
+        self._parts: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed by close())
+            "w+", encoding="utf-8", newline="\n", dir=spill_dir
+        )
+        self._top: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed by close())
+            "w+", encoding="utf-8", newline="\n", dir=spill_dir
+        )
+        self._formats: dict[str, dict[str, Any]] = {}
+        self._contextual: list[dict[str, Any]] = []
+        self._stores: list[str] = []
+        self._wanted = set(action_ids)
+        self._met: set[str] = set()
+        self.parts = 0
+        self._tops = 0
+
+    def add(self, part: dict[str, Any]) -> None:
+        """One data entity (from :func:`file_entity` or :func:`store_entity`), in crate order."""
+        formats = part.get(PRONOM_KEY) or {}
+        for uri, fname in formats.items():
+            # RO-Crate: a PRONOM format is a contextual entity the encodingFormat refers to
+            self._formats.setdefault(uri, {"@id": uri, "@type": "WebSite", "name": fname})
+        self._contextual.extend(part.get("_contextual", ()))
+        pid = part["@id"]
+        if pid in self._wanted:
+            self._met.add(pid)
+        ent = {k: v for k, v in part.items() if k not in (PRONOM_KEY, "_contextual")}
+        if pid.endswith("/"):
+            self._stores.append(pid)
+        if not _inside_store(pid, self._stores):
+            self._top.write(("" if not self._tops else ",\n") + _dump_at(_ref(pid), 8))
+            self._tops += 1
+        self._parts.write(("" if not self.parts else ",\n") + _dump_at(ent, _GRAPH_LEVEL))
+        self.parts += 1
+
+    def close(self) -> None:
+        self._parts.close()
+        self._top.close()
+
+    def __enter__(self) -> CrateWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(
+        self,
+        out: IO[str],
+        record: dict[str, Any],
+        *,
+        identifier: str,
+        date: str,
+        actions: list[dict[str, Any]],
+    ) -> None:
+        """Write the whole document to ``out`` (see :func:`build_crate` for the arguments)."""
+        root, graph = _root_and_context(record, identifier, date, actions)
+        graph = {**self._formats, **graph}
+        for c in self._contextual:
+            graph.setdefault(c["@id"], c)
+        merged = _merge_actions(actions, self._met, graph)
+        descriptor = {
+            "@id": "ro-crate-metadata.json",
+            "@type": "CreativeWork",
+            "conformsTo": _ref(RO_CRATE_SPEC),
+            "about": _ref("./"),
+        }
+        head = [descriptor, root, _PROFILE, *graph.values()]
+        out.write('{\n  "@context": ' + json.dumps(RO_CRATE_CONTEXT) + ',\n  "@graph": [\n')
+        for i, ent in enumerate(head):
+            if i:
+                out.write(",\n")
+            text = _dump_at(ent, _GRAPH_LEVEL)
+            if ent is root:
+                before, _, text = text.partition(json.dumps(_HASPART_MARK, ensure_ascii=False))
+                out.write(before)
+                if self._tops:
+                    out.write("[\n")
+                    _copy(self._top, out)
+                    out.write("\n" + " " * 6 + "]")
+                else:
+                    out.write("[]")
+            out.write(text)
+        if self.parts:
+            out.write(",\n")
+            _copy(self._parts, out)
+        for ent in merged:
+            out.write(",\n" + _dump_at(ent, _GRAPH_LEVEL))
+        out.write("\n  ]\n}\n")
+
+
+def _copy(src: IO[str], out: IO[str]) -> None:
+    src.flush()
+    src.seek(0)
+    shutil.copyfileobj(src, out, 1 << 20)
+
+
+_PROFILE = {
+    "@id": PROCESS_RUN_CRATE,
+    "@type": ["CreativeWork", "Profile"],
+    "name": "Process Run Crate",
+    "version": "0.5",
+}
+
+
+def _root_and_context(
+    record: dict[str, Any], identifier: str, date: str, actions: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The root ``Dataset`` (its ``hasPart`` a placeholder) and the contextual entities of the record."""
     study = record.get("study") or {}
     title = study.get("title") or (record.get("dataset") or {}).get("name") or "Untitled dataset"
     description = (
         study.get("description") or (record.get("dataset") or {}).get("description") or title
     )
     graph: dict[str, dict[str, Any]] = {}
-    clean_parts = []
-    for p in parts:
-        formats = p.get(PRONOM_KEY) or {}
-        for uri, fname in formats.items():
-            # RO-Crate: a PRONOM format is a contextual entity the encodingFormat refers to
-            graph.setdefault(uri, {"@id": uri, "@type": "WebSite", "name": fname})
-        clean_parts.append({k: v for k, v in p.items() if k != PRONOM_KEY} if formats else p)
-    parts = clean_parts
-    stores = [p["@id"] for p in parts if p["@id"].endswith("/")]
-    top = [p for p in parts if not _inside_store(p["@id"], stores)]
     root: dict[str, Any] = {
         "@id": "./",
         "@type": "Dataset",
@@ -315,7 +502,7 @@ def build_crate(
         "datePublished": date,
         "identifier": identifier,
         "conformsTo": [_ref(PROCESS_RUN_CRATE)],
-        "hasPart": [_ref(p["@id"]) for p in top],
+        "hasPart": _HASPART_MARK,
     }
     licence = study.get("license")
     if licence:
@@ -351,20 +538,15 @@ def build_crate(
     ]
     if action_refs:
         root["mentions"] = action_refs
-    descriptor = {
-        "@id": "ro-crate-metadata.json",
-        "@type": "CreativeWork",
-        "conformsTo": _ref(RO_CRATE_SPEC),
-        "about": _ref("./"),
-    }
-    contextual = [c for p in parts for c in p.get("_contextual", [])]
-    parts = [{k: v for k, v in p.items() if k != "_contextual"} for p in parts]
-    for c in contextual:
-        graph.setdefault(c["@id"], c)
-    ids = {p["@id"] for p in parts}
+    return root, graph
+
+
+def _merge_actions(
+    actions: list[dict[str, Any]], part_ids: set[str], graph: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     merged: list[dict[str, Any]] = []
     for ent in actions:
-        if ent.get("@id") in ids or ent.get("@id") in graph:
+        if ent.get("@id") in part_ids or ent.get("@id") in graph:
             continue  # ours (measured now) win over the log's view of the same entity
         if (
             ent.get("@type") == "SoftwareApplication"
@@ -373,13 +555,37 @@ def build_crate(
         ):
             ent = {**ent, "version": ent["softwareVersion"]}  # RO-Crate 1.2 asks for `version`
         merged.append(ent)
-    profile = {
-        "@id": PROCESS_RUN_CRATE,
-        "@type": ["CreativeWork", "Profile"],
-        "name": "Process Run Crate",
-        "version": "0.5",
-    }
-    return {
-        "@context": RO_CRATE_CONTEXT,
-        "@graph": [descriptor, root, profile, *graph.values(), *parts, *merged],
-    }
+    return merged
+
+
+def build_crate(
+    record: dict[str, Any],
+    *,
+    identifier: str,
+    date: str,
+    parts: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Assemble the crate document as a dict (small crates; bags stream it with :class:`CrateWriter`).
+
+    Parameters
+    ----------
+    record
+        ``curated.yaml`` as a dict (missing fields tolerated).
+    identifier
+        The bag's ``External-Identifier`` (``urn:uuid:...``).
+    date
+        ``datePublished`` (ISO date).
+    parts
+        Data entities of the payload (files and stores), from :func:`file_entity`
+        and :func:`store_entity`.
+    actions
+        Entities from :func:`curated.provenance.export.ro_crate_action_entities`.
+    """
+    out = io.StringIO()
+    with CrateWriter(action_ids=[str(a.get("@id")) for a in actions]) as writer:
+        for p in parts:
+            writer.add(p)
+        writer.write(out, record, identifier=identifier, date=date, actions=actions)
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result

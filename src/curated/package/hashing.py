@@ -25,9 +25,8 @@ from urllib.parse import quote
 from curated._parallel import WorkerDied, map_batches
 from curated.errors import PackageError
 from curated.package.names import encode_path
-
-BUFFER_SIZE = 1 << 20
-"""Read buffer (1 MiB): big enough for full hashing speed, small enough to stay cache-friendly."""
+from curated.package.tasks import BUFFER_SIZE, FileChangedError, FolderTask
+from curated.package.zarr_archive import zip_folder
 
 BATCH_FILES = 512
 BATCH_BYTES = 64 << 20
@@ -35,6 +34,9 @@ BATCH_FILES_UNSIZED = 128
 """Files of unknown size (Zarr chunks listed without ``lstat``) per batch: small enough to share out large shards."""
 
 SUPPORTED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
+
+ENTITY_HEAD = 512
+"""Bytes of each file outside a store sent back for its format (``curated.curation.formats.HEAD_BYTES``)."""
 
 # Placement modes of one payload file.
 LINK = "link"  # hard link into the bag, copy when the file system refuses
@@ -80,10 +82,6 @@ class HashResult(NamedTuple):
     """Hex digests in the order of the algorithms asked for."""
     linked: bool
     store: str | None = None
-
-
-class FileChangedError(PackageError):
-    """A payload file changed (size or modification time) while it was being bagged."""
 
 
 _buffer: bytearray | None = None
@@ -234,23 +232,6 @@ FOLDER_CHUNK_BYTES = 64 << 20
 """Bytes per :class:`FolderTask` where sizes are known (files outside Zarr stores)."""
 
 
-class FolderTask(NamedTuple):
-    """Files of one folder to place and hash in one go (a tuple: cheap to pickle)."""
-
-    src_dir: str
-    """The folder the names are in."""
-    dest_dir: str | None
-    """The same folder in the bag (``None``: hash only, nothing is placed)."""
-    prefix: str
-    """``rel`` of the folder plus ``/`` (or ``""`` at the payload root)."""
-    names: tuple[str, ...]
-    mode: str
-    store: str | None = None
-    """The Zarr store all these files belong to, if any."""
-    srcs: tuple[str, ...] | None = None
-    """Where each name is read from when not ``src_dir/name`` (followed links)."""
-
-
 class FetchSpec(NamedTuple):
     """With a holey bag: files of at least ``min_size`` bytes go to ``fetch.txt``."""
 
@@ -269,8 +250,9 @@ class FolderResult(NamedTuple):
     linked: int
     copied: int
     fetched: int
-    entities: tuple[tuple[str, int, str, bool], ...]
-    """``(rel, size, sha256, fetched)`` per file, only for files outside Zarr stores."""
+    entities: tuple[tuple[str, int, str, bool, bytes], ...]
+    """``(rel, size, sha256, fetched, head)`` per file, only for files outside Zarr stores;
+    ``head`` is its first :data:`ENTITY_HEAD` bytes (format identification reads no file again)."""
 
 
 class FolderFailure(NamedTuple):
@@ -316,7 +298,7 @@ def hash_folder(
     sha_i = algorithms.index("sha256") if want_entities else -1
     lines: list[list[str]] = [[] for _ in range(n_manifests)]
     fetch_lines: list[str] = []
-    entities: list[tuple[str, int, str, bool]] = []
+    entities: list[tuple[str, int, str, bool, bytes]] = []
     nbytes = linked = copied = fetched = 0
     dest_dir, prefix, mode, srcs = task.dest_dir, task.prefix, task.mode, task.srcs
     url_prefix: str | None = None
@@ -364,6 +346,8 @@ def hash_folder(
                     hashers = [c() for c in constructors]
                     read = _read_large(fd, size, hashers, out, on_bytes)
                     digests = [h.hexdigest() for h in hashers]
+                    if want_entities:
+                        data = os.pread(fd, ENTITY_HEAD, 0)
                 after = fstat(fd)
                 if read != size or after.st_size != size or after.st_mtime_ns != st0.st_mtime_ns:
                     raise _changed_file(
@@ -390,7 +374,7 @@ def hash_folder(
                 fetch_lines.append(f"{url} {size}{tail[1:]}")
                 fetched += 1
             if want_entities:
-                entities.append((prefix + name, size, digests[sha_i], left_out))
+                entities.append((prefix + name, size, digests[sha_i], left_out, data[:ENTITY_HEAD]))
     finally:
         close(src_fd)
         if dest_fd >= 0:
@@ -458,8 +442,6 @@ def run_folder(
     if task.mode in MAIN_ONLY:
         return None
     if task.mode == ZIP:
-        from curated.package.zarr_archive import zip_folder
-
         piece = zip_folder(task)
         if on_bytes is not None:
             on_bytes(piece.files, piece.bytes)
@@ -515,5 +497,3 @@ def _unpack(r: Any, on_bytes: Callable[[float, int], None] | None) -> Any:
     if on_bytes is not None and r is not None:
         on_bytes(r.files, r.bytes)
     return r
-
-

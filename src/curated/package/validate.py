@@ -29,6 +29,7 @@ from curated.package.profiles import (
 from curated.package.walk import links_and_specials
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
+from curated.walk import Files, Special, walk
 
 _BAGIT_KEYS = ("BagIt-Version", "Tag-File-Character-Encoding")
 
@@ -179,13 +180,23 @@ def _fetch_entries(bag: Path, report: BagReport) -> dict[str, int | None]:
 
 
 def _payload_files(bag: Path) -> Iterator[tuple[str, str, os.stat_result]]:
-    data = bag / "data"
-    for dirpath, dirnames, filenames in os.walk(data):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, bag).replace(os.sep, "/")
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            yield f"{rel_dir}/{name}", full, os.lstat(full)
+    """Payload entries that are not folders, in name order (links and specials too: refused later)."""
+    for rel, full in _files(bag / "data", "data"):
+        yield rel, full, os.lstat(full)
+
+
+def _files(root: Path, rel: str = "", skip_data: bool = False) -> Iterator[tuple[str, str]]:
+    """``(rel, path)`` of the files under ``root`` (a link or special file too, a link to a folder not)."""
+
+    def skip(prefix: str, name: str, kind: str) -> bool:
+        return skip_data and not prefix and name == "data"
+
+    for ev in walk(root, rel=rel, order="files-first", skip=skip):
+        if type(ev) is Files:
+            for name in ev.names:
+                yield ev.prefix + name, os.path.join(ev.folder, name)
+        elif type(ev) is Special and not (ev.kind == "link" and os.path.isdir(ev.path)):
+            yield ev.rel, ev.path
 
 
 def validate_bag(
@@ -420,12 +431,8 @@ def _check_payload(
 
 def _tag_files(bag: Path) -> Iterator[str]:
     """Files of the bag outside ``data/`` (relative posix paths)."""
-    for dirpath, dirnames, filenames in os.walk(bag):
-        rel_dir = os.path.relpath(dirpath, bag).replace(os.sep, "/")
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != "data"]
-        for name in filenames:
-            yield name if rel_dir == "." else f"{rel_dir}/{name}"
+    for rel, _full in _files(bag, skip_data=True):
+        yield rel
 
 
 def _check_tag_manifests(bag: Path, report: BagReport, manifests: list[Path]) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from curated.errors import PackageError
-from curated.images.ngff import is_zarr_store
 from curated.package.names import check_name, check_siblings
+from curated.walk import Files, Folder, Special, is_zarr_store, walk
 
 PAYLOAD_ROOTS: tuple[str, ...] = (
     "README.md",
@@ -85,25 +87,21 @@ def links_and_specials(root: str | os.PathLike[str]) -> Iterator[tuple[str, str,
     symlink policy of bags: the walk that builds payloads refuses these as it meets
     them (:func:`walk_groups`); validation and deposit refuse a bag holding any.
     """
-    root = os.fspath(root)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        for name in sorted(filenames) + [d for d in dirnames]:
-            full = os.path.join(dirpath, name)
-            try:
-                mode = os.lstat(full).st_mode
-            except OSError:
-                continue
-            if stat.S_ISLNK(mode):
-                yield prefix + name, "symbolic link", os.readlink(full)
-            elif name in UNFINISHED_MARKERS and stat.S_ISDIR(mode):
-                yield prefix + name, "unfinished write's progress folder", ""
-            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                yield prefix + name, "device, pipe or socket", ""
-        # os.walk lists a link to a folder among the folders but does not enter it
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+    marker = False
+
+    def enter(folder: Folder) -> bool:
+        return not marker
+
+    for ev in walk(root, order="files-first", enter=enter, batch=1 << 16):
+        if type(ev) is Special:
+            if ev.kind == "special":
+                yield ev.rel, "device, pipe or socket", ""
+            else:
+                yield ev.rel, "symbolic link", os.readlink(ev.path)
+        elif type(ev) is Folder:
+            marker = ev.rel.rpartition("/")[2] in UNFINISHED_MARKERS
+            if marker:
+                yield ev.rel, "unfinished write's progress folder", ""
 
 
 def refuse_link(path: str, rel: str) -> PackageError:
@@ -138,14 +136,29 @@ class FileGroup:
 GroupItem = PayloadDir | FileGroup | ZarrStore
 
 
-def _check_listing(names: list[str], path: str) -> None:
-    # Plain ASCII names are valid UTF-8 and already NFC: nothing to check. Names
-    # with undecodable bytes (surrogate escapes) are not ASCII, so they take the slow path.
-    if "".join(names).isascii():
-        return
-    for n in names:
-        check_name(n, path)
-    check_siblings(names, path)
+class _Names:
+    """Names of one folder checked as they are met (UTF-8, NFC collisions), in bounded memory.
+
+    Plain ASCII names are valid UTF-8 and already NFC: nothing to check. A name
+    that changes under NFC collides with a sibling holding its NFC form (looked
+    up on disk) or with another name of the same NFC form met before (only
+    non-ASCII names are remembered).
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.seen: dict[str, str] = {}
+
+    def check(self, name: str) -> None:
+        if name.isascii():
+            return
+        check_name(name, self.folder)
+        key = unicodedata.normalize("NFC", name)
+        if key != name and os.path.lexists(os.path.join(self.folder, key)):
+            check_siblings((key, name), self.folder)
+        if key in self.seen:
+            check_siblings((self.seen[key], name), self.folder)
+        self.seen[key] = name
 
 
 def walk_groups(
@@ -211,146 +224,135 @@ def _walk_tree(
     group_files: int,
     group_bytes: int,
     parts: int,
+    store: str | None = None,
 ) -> Iterator[GroupItem]:
-    ancestors: frozenset[str] = (
-        frozenset({os.path.realpath(path)}) if follow_symlinks else frozenset()
-    )
-    stack: list[tuple[str, str, str | None, frozenset[str]]] = [(path, rel, None, ancestors)]
-    while stack:
-        path, rel, store, ancestors = stack.pop()
-        if store is None and is_zarr_store(path):
-            _refuse_if_marked_incomplete(path, rel)
-            if zarr_archives:
-                yield ZarrStore(rel, path)
-                continue
-            store = rel
-        # The listing's d_type says which entries are plain files and folders
-        # (no system call); only the rest (links, specials, unknown) are lstat-ed.
-        files: list[str] = []
-        dirs: list[str] = []
-        other: list[str] = []
-        sizes: dict[str, int] | None = None if store is not None else {}
-        with os.scandir(path) as it:
-            entries = list(it)
-        try:  # the common case in one pass: every entry a plain file (a chunk folder)
-            files = [e.name for e in entries if e.is_file(follow_symlinks=False)]
-        except OSError:
-            files = []
-        if len(files) != len(entries):
-            files = []
-            for e in entries:
-                try:
-                    if e.is_file(follow_symlinks=False):
-                        files.append(e.name)
-                        continue
-                    if e.is_dir(follow_symlinks=False):
-                        dirs.append(e.name)
-                        continue
-                except OSError:
-                    pass
-                other.append(e.name)
-        if sizes is not None:
-            plain = set(files)
-            for e in entries:
-                if e.name in plain:
-                    sizes[e.name] = e.stat(follow_symlinks=False).st_size
-        del entries
-        for n in dirs:
-            if n in UNFINISHED_MARKERS:
-                raise refuse_unfinished(path, rel, n)
-        _check_listing(files + dirs + other, path)
-        yield PayloadDir(rel, empty=not (files or dirs or other), store=store)
-        prefix = rel + "/" if rel else ""
-        linked: dict[str, str] = {}
-        for n in other:
-            full = os.path.join(path, n)
-            st = os.lstat(full)
-            mode = st.st_mode
-            real = full
-            if stat.S_ISLNK(mode):
-                if not follow_symlinks or not os.path.exists(full):
-                    raise refuse_link(full, prefix + n)
-                real = os.path.realpath(full)
-                st = os.stat(real)
-                mode = st.st_mode
-            if stat.S_ISREG(mode):
-                files.append(n)
-                linked[n] = real
-                if sizes is not None:
-                    sizes[n] = st.st_size
-            elif stat.S_ISDIR(mode):
-                dirs.append(n)
-                linked[n] = real
-            else:
-                msg = f"{prefix + n!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
-                raise PackageError(msg, path=full)
-        if store is None and "model.json" in files and TRAINING_STATE.intersection(files):
-            files = [n for n in files if n not in TRAINING_STATE]
-        if files:
-            files.sort()
-            srcs = None
-            if linked:
-                srcs = [linked.get(n) or os.path.join(path, n) for n in files]
-            yield from _groups(
-                path, prefix, store, files, srcs, sizes, group_files, group_bytes, parts
-            )
-        dirs.sort(reverse=True)
-        for n in dirs:
-            real = linked.get(n) or os.path.join(path, n)
-            sub_anc = ancestors
-            if follow_symlinks:
-                rp = os.path.realpath(real)
-                if rp in ancestors:
-                    msg = f"symbolic link loop at {prefix + n!r}: it leads back into a folder above it"
-                    raise PackageError(msg, path=os.path.join(path, n))
-                sub_anc = ancestors | {rp}
-            stack.append((real, prefix + n, store, sub_anc))
+    """The payload under one folder through :func:`curated.walk.walk` (files first, then folders)."""
+    stores: list[str] = [] if store is None else [store]
+    archived = False
+    # per depth: the folder being walked there and its name checker (made at its first non-ASCII name)
+    anc: list[list[Any]] = []
+    pending = _Pending()
+    model_dir = False
 
+    def enter(folder: Folder) -> bool:
+        return not archived
 
-def _groups(
-    path: str,
-    prefix: str,
-    store: str | None,
-    files: list[str],
-    srcs: list[str] | None,
-    sizes: dict[str, int] | None,
-    group_files: int,
-    group_bytes: int,
-    parts: int,
-) -> Iterator[FileGroup]:
-    per = max(1, min(group_files, -(-len(files) // max(1, parts))))
-    if sizes is None:  # inside a store: by count only
-        for i in range(0, len(files), per):
-            yield FileGroup(
-                path,
-                prefix,
-                tuple(files[i : i + per]),
-                store,
-                None if srcs is None else tuple(srcs[i : i + per]),
-            )
-        return
-    start = 0
-    nbytes = 0
-    for i, name in enumerate(files):
-        size = sizes[name]
-        count = i - start
-        if count and (count >= per or nbytes + size > group_bytes):
-            yield FileGroup(
-                path,
-                prefix,
-                tuple(files[start:i]),
-                store,
-                None if srcs is None else tuple(srcs[start:i]),
-            )
-            start, nbytes = i, 0
-        nbytes += size
-    yield FileGroup(
+    for ev in walk(
         path,
-        prefix,
-        tuple(files[start:]),
-        store,
-        None if srcs is None else tuple(srcs[start:]),
-    )
+        rel=rel,
+        order="files-first",
+        follow_symlinks=follow_symlinks,
+        enter=enter,
+        batch=group_files,
+    ):
+        if type(ev) is Files:
+            for n in ev.names:
+                if not n.isascii():
+                    _names_of(anc[-1]).check(n)
+            yield from pending.add(ev, model_dir)
+            continue
+        yield from pending.flush()
+        if type(ev) is Folder:
+            archived = False
+            del anc[ev.depth :]
+            name = ev.rel.rpartition("/")[2]
+            if ev.depth:
+                if name in UNFINISHED_MARKERS:
+                    raise refuse_unfinished(anc[-1][0], ev.rel.rpartition("/")[0], name)
+                if not name.isascii():
+                    _names_of(anc[-1]).check(name)
+            anc.append([ev.path, None])
+            while stores and not (ev.rel == stores[-1] or ev.rel.startswith(stores[-1] + "/")):
+                stores.pop()
+            current = stores[-1] if stores else None
+            if current is None and is_zarr_store(ev.path):
+                _refuse_if_marked_incomplete(ev.path, ev.rel)
+                if zarr_archives:
+                    archived = True
+                    yield ZarrStore(ev.rel, ev.path)
+                    continue
+                stores.append(ev.rel)
+                current = ev.rel
+            model_dir = current is None and os.path.lexists(os.path.join(ev.path, "model.json"))
+            pending.start(ev, current, group_files, group_bytes, parts)
+            yield PayloadDir(ev.rel, empty=ev.entries == 0, store=current)
+        elif type(ev) is Special:
+            raise _refuse_special(ev)
+    yield from pending.flush()
+
+
+def _names_of(level: list[Any]) -> _Names:
+    if level[1] is None:
+        level[1] = _Names(level[0])
+    checker: _Names = level[1]
+    return checker
+
+
+def _refuse_special(ev: Special) -> PackageError:
+    if ev.kind in ("link", "broken-link"):
+        return refuse_link(ev.path, ev.rel)
+    if ev.kind == "link-loop":
+        msg = f"symbolic link loop at {ev.rel!r}: it leads back into a folder above it"
+        return PackageError(msg, path=ev.path)
+    msg = f"{ev.rel!r} is not a regular file or folder (a device, pipe or socket); remove it from the payload"
+    return PackageError(msg, path=ev.path)
+
+
+class _Pending:
+    """Files of the current folder gathered into :class:`FileGroup` s (by count, and by bytes
+    outside stores, where sizes keep large files in separate groups)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.srcs: list[str] = []
+        self.linked = False
+        self.nbytes = 0
+        self.path = self.prefix = ""
+        self.store: str | None = None
+        self.per = 1
+        self.group_bytes = 0
+
+    def start(
+        self, folder: Folder, store: str | None, group_files: int, group_bytes: int, parts: int
+    ) -> None:
+        self.path = folder.path
+        self.prefix = folder.rel + "/" if folder.rel else ""
+        self.store = store
+        self.per = max(1, min(group_files, -(-folder.entries // max(1, parts))))
+        self.group_bytes = group_bytes
+
+    def add(self, ev: Files, model_dir: bool) -> Iterator[FileGroup]:
+        for i, name in enumerate(ev.names):
+            if model_dir and name in TRAINING_STATE:
+                continue
+            src = ev.srcs[i] if ev.srcs is not None else None
+            size = 0
+            if self.store is None:
+                size = (
+                    os.stat(src).st_size
+                    if src is not None
+                    else os.lstat(os.path.join(ev.folder, name)).st_size
+                )
+            if self.names and (
+                len(self.names) >= self.per
+                or (self.store is None and self.nbytes + size > self.group_bytes)
+            ):
+                yield from self.flush()
+            self.names.append(name)
+            self.srcs.append(src or os.path.join(ev.folder, name))
+            self.linked = self.linked or src is not None
+            self.nbytes += size
+
+    def flush(self) -> Iterator[FileGroup]:
+        if self.names:
+            yield FileGroup(
+                self.path,
+                self.prefix,
+                tuple(self.names),
+                self.store,
+                tuple(self.srcs) if self.linked else None,
+            )
+        self.names, self.srcs, self.linked, self.nbytes = [], [], False, 0
 
 
 def walk_store_groups(
@@ -362,7 +364,9 @@ def walk_store_groups(
     parts: int = 1,
 ) -> Iterator[GroupItem]:
     """:func:`walk_groups` inside one Zarr store (``rel`` its path in the payload)."""
-    yield from _walk_tree(path, rel, follow_symlinks, False, group_files, 64 << 20, parts)
+    yield from _walk_tree(
+        path, rel, follow_symlinks, False, group_files, 64 << 20, parts, store=rel
+    )
 
 
 def count_files(
@@ -373,35 +377,25 @@ def count_files(
 ) -> int:
     """How many files :func:`walk_groups` will yield, for a progress total (checks nothing).
 
-    Folder listings only (``d_type``), no ``lstat`` per file and no sorting. Each
-    Zarr store in archive mode counts its files plus one for its zip. Links count
-    as one file each.
+    Folder listings only (``d_type``), no ``lstat`` per file. Each Zarr store in
+    archive mode counts its files plus one for its zip. Links count as one file each.
     """
     total = 0
-    stack: list[str] = []
     for rel in roots:
         path = os.path.join(os.fspath(root), *rel.split("/"))
-        if os.path.isdir(path):
-            stack.append(path)
-        elif os.path.lexists(path):
-            total += 1
-        while stack:
-            folder = stack.pop()
-            if (
-                zarr_archives
-                and folder != path
-                and is_zarr_store(folder)
-                and not is_zarr_store(os.path.dirname(folder))
-            ):
-                total += 1  # the store's zip
-            with os.scandir(folder) as it:
-                for e in it:
-                    try:
-                        is_dir = e.is_dir(follow_symlinks=False)
-                    except OSError:
-                        is_dir = False
-                    if is_dir:
-                        stack.append(e.path)
-                    else:
-                        total += 1
+        if not os.path.isdir(path):
+            total += os.path.lexists(path)
+            continue
+        stores: list[str] = []
+        for ev in walk(path, rel=rel, errors="report", batch=1 << 16):
+            if type(ev) is Files:
+                total += len(ev.names)
+            elif type(ev) is Special:
+                total += 1
+            elif type(ev) is Folder and zarr_archives:
+                while stores and not ev.rel.startswith(stores[-1] + "/"):
+                    stores.pop()
+                if not stores and ev.rel != rel and is_zarr_store(ev.path):
+                    stores.append(ev.rel)
+                    total += 1  # the store's zip
     return total

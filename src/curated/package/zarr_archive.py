@@ -23,8 +23,9 @@ import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from curated.package.hashing import BUFFER_SIZE, FileChangedError, FolderTask, _read_exact
 from curated.package.names import encode_tsv_field
+from curated.package.tasks import BUFFER_SIZE, FileChangedError, FolderTask
+from curated.package.tasks import read_exact as _read_exact
 
 INVENTORY_HEADER = "path\tsize\tsha256\n"
 
@@ -48,7 +49,7 @@ def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
 # bytes (local headers + data) ready to append; the main process appends them in
 # order and keeps the central directory in a spool file beside the archive, so
 # memory does not grow with the number of chunks. Files over
-# :data:`~curated.package.hashing.BUFFER_SIZE` are not sent back: the main
+# :data:`~curated.package.tasks.BUFFER_SIZE` are not sent back: the main
 # process copies them into the zip in the kernel and checks they did not change
 # since the worker read them.
 

@@ -21,14 +21,14 @@ sort), so even a flat folder of a million files hashes in bounded memory.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from curated.walk import DIR, Files, walk
 
 WORKING_FOLDERS = frozenset({".curated-progress", ".curated-predict"})
 """Folders an unfinished write keeps inside a store (progress journal, done-markers): working
@@ -42,7 +42,8 @@ SMALL_FILE = 256 * 1024
 """Files below this size are read with one call."""
 
 SPILL_THRESHOLD = 50_000
-"""A folder with more entries than this is sorted on disk rather than in memory."""
+"""A folder with more entries than this is sorted on disk rather than in memory
+(:class:`curated.walk.Listing`; read at each walk, so tests may lower it)."""
 
 _local = threading.local()
 
@@ -138,73 +139,23 @@ def _hash_open(
         os.close(fd)
 
 
-def _sorted_names(folder: str) -> Iterator[tuple[str, bool]]:
-    """``(name, is_dir)`` of a folder's entries (regular files and folders only), sorted by name."""
-    runs: list[str] = []
-    batch: list[tuple[str, bool]] = []
-    try:
-        with os.scandir(folder) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    batch.append((entry.name, True))
-                elif entry.is_file(follow_symlinks=False):
-                    batch.append((entry.name, False))
-                else:
-                    continue
-                if len(batch) >= SPILL_THRESHOLD:
-                    runs.append(_spill(batch))
-                    batch = []
-        if not runs:
-            batch.sort()
-            yield from batch
-            return
-        if batch:
-            runs.append(_spill(batch))
-            batch = []
-        yield from heapq.merge(*(_read_run(r) for r in runs))
-    finally:
-        for r in runs:
-            Path(r).unlink(missing_ok=True)
-
-
-def _spill(batch: list[tuple[str, bool]]) -> str:
-    batch.sort()
-    fd, name = tempfile.mkstemp(prefix="curated-sort-", suffix=".run")
-    with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-        for entry_name, is_dir in batch:
-            fh.write((b"d" if is_dir else b"f") + os.fsencode(entry_name) + b"\0")
-    return name
-
-
-def _read_run(run: str) -> Iterator[tuple[str, bool]]:
-    with open(run, "rb") as fh:
-        rest = b""
-        while chunk := fh.read(1 << 20):
-            parts = (rest + chunk).split(b"\0")
-            rest = parts.pop()
-            for rec in parts:
-                yield os.fsdecode(rec[1:]), rec[:1] == b"d"
-
-
 def _walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
     """``(relative posix path, path)`` of regular files under ``root``, sorted; plain strings (fast).
 
     ``exclude`` holds relative posix paths (files or folders) left out with everything below them.
+    Links and special files are not part of a tree (the walker reports them; they are passed over).
     """
 
-    def walk(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
-        for name, is_dir in _sorted_names(folder):
-            if exclude and f"{prefix}{name}" in exclude:
-                continue
-            if is_dir and name in WORKING_FOLDERS:
-                continue
-            path = os.path.join(folder, name)
-            if is_dir:
-                yield from walk(path, f"{prefix}{name}/")
-            else:
-                yield f"{prefix}{name}", path
+    def skip(prefix: str, name: str, kind: str) -> bool:
+        if kind == DIR and name in WORKING_FOLDERS:
+            return True
+        return bool(exclude) and f"{prefix}{name}" in exclude
 
-    yield from walk(root, "")
+    for ev in walk(root, skip=skip, spill_threshold=SPILL_THRESHOLD):
+        if type(ev) is Files:
+            folder, prefix = ev.folder, ev.prefix
+            for name in ev.names:
+                yield prefix + name, os.path.join(folder, name)
 
 
 def iter_tree(root: str | Path) -> Iterator[tuple[str, Path]]:
