@@ -25,6 +25,7 @@ import re
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -589,7 +590,12 @@ class CuratorLog:
         libraries: Sequence[str] = (),
         hash_inputs: bool = True,
     ) -> StepRecorder:
-        """Record one step around a block of work (see :class:`StepRecorder`)."""
+        """Deprecated: use :func:`curated.recorder` (``recorder(log, step, action, ...)``)."""
+        warnings.warn(
+            "CuratorLog.step is deprecated; use curated.recorder(log, step, action, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return StepRecorder(
             self,
             step,
@@ -810,7 +816,9 @@ def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, An
 class StepRecorder:
     """Context manager that records one step: start, end, outputs, failures.
 
-    >>> with log.step("T", "convert", inputs=[src], params={"chunks": 64}) as step:  # doctest: +SKIP
+    Open one with :func:`curated.recorder`:
+
+    >>> with recorder(workspace, "T", "convert", inputs=[src], params={"chunks": 64}) as step:  # doctest: +SKIP
     ...     out = convert(...)
     ...     step.add_output(out, digest=store_digest)
 
