@@ -353,6 +353,42 @@ def test_workspace_step_appends_to_its_log(tmp_path):
 
 
 # ---------------------------------------------------------------- privacy
+def test_one_redact_with_one_contract(tmp_path):
+    """The log, receipts and the provenance API share curated._secrets.redact; scrub stays value-only."""
+    import curated.deposit.http
+    import curated.provenance
+    import curated.provenance.log
+    from curated._secrets import REDACTED, forget_secrets, register_secret, scrub
+    from curated._secrets import redact as the_redact
+
+    assert curated.provenance.redact is the_redact is curated.provenance.log.redact
+    assert not hasattr(curated.deposit.http, "redact")
+    register_secret("registered-secret-1")
+    try:
+        value = {
+            "note": "echo registered-secret-1 back",
+            "upload_token": "t0k3n-value",
+            "token_env": "ZENODO_TOKEN",
+            "links": ("https://u:pw@h.org/a?access_token=zz&x=1", "Bearer abcdefghij"),
+            "n": 3,
+        }
+        assert redact(value) == {
+            "note": f"echo {REDACTED} back",
+            "upload_token": REDACTED,
+            "token_env": "ZENODO_TOKEN",
+            "links": [
+                f"https://{REDACTED}@h.org/a?access_token={REDACTED}&x=1",
+                f"Bearer {REDACTED}",
+            ],
+            "n": 3,
+        }
+        # scrub only replaces what was registered: a reply's upload token stays usable
+        assert scrub(value)["upload_token"] == "t0k3n-value"
+        assert scrub(value)["note"] == f"echo {REDACTED} back"
+    finally:
+        forget_secrets()
+
+
 def test_host_details_only_when_opted_in(tmp_path, monkeypatch):
     monkeypatch.delenv("CURATED_RECORD_HOST", raising=False)
     log = _log(tmp_path)

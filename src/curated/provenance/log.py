@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import socket
 import time
 import uuid
@@ -36,7 +35,7 @@ from typing import Any
 
 from curated._crash import crash_point
 from curated._io import canonical_json
-from curated._secrets import scrub
+from curated._secrets import redact
 from curated._version import __version__
 from curated.errors import LogError
 from curated.provenance.digest import digest_path, digest_tree
@@ -92,51 +91,6 @@ def library_versions(names: Sequence[str]) -> dict[str, str]:
         if version is not None:
             out[name] = version
     return out
-
-
-REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(
-    r"(token|secret|password|passwd|api[_-]?key|authori[sz]ation|credential|cookie|private[_-]?key)",
-    re.I,
-)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
-_URL_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&](?:access_token|token|api_key|apikey|key|secret|signature|sig|password)=)[^&#\s]+",
-    re.I,
-)
-_BEARER = re.compile(r"(?P<key>bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I)
-
-
-def redact(value: Any) -> Any:
-    """Return ``value`` with secrets replaced by ``<redacted>``.
-
-    Keys that name a secret (``token``, ``password``, ``api_key``...) lose their
-    value; strings lose URL credentials (``https://user:pass@``), secret query
-    parameters (``?access_token=...``) and bearer tokens. The log is shared in
-    bags and deposits, so nothing secret may reach it.
-    """
-    value = scrub(value)
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if (
-                isinstance(k, str)
-                and _SECRET_KEY.search(k)
-                and v not in (None, "", False)
-                and not isinstance(v, (dict, list, bool))
-            ):
-                # a *_env key holds a variable's name, not its value: keep it
-                out[k] = v if k.lower().endswith(("_env", "_var")) else REDACTED
-            else:
-                out[k] = redact(v)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        value = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
-        value = _URL_SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", value)
-        return _BEARER.sub(lambda m: f"{m['key']}{REDACTED}", value)
-    return value
 
 
 def _utf8_safe(value: Any) -> Any:
