@@ -188,10 +188,11 @@ def recorder(
     returned :class:`~curated.provenance.StepRecorder` appends one entry when the
     block ends (``error`` and the exception's message when it raises).
     """
-    log = where if isinstance(where, CuratorLog) else None
-    if log is None and where is not None:
-        w = as_workspace(where)
-        log = w.log if w is not None else None
+    log: CuratorLog | None
+    if where is None or isinstance(where, CuratorLog):
+        log = where
+    else:
+        log = Workspace(where).log if not isinstance(where, Workspace) else where.log
     return StepRecorder(
         log,
         step,
