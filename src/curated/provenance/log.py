@@ -590,112 +590,143 @@ class CuratorLog:
         ``cut_tail``; the entries before it are still counted as intact.
         """
         anchor_seq, anchor_hash = _parse_anchor(anchor) if anchor is not None else (None, None)
-        anchored: str | None = None
-        report = VerifyReport()
-        prev_hash: str | None = None
-        expected_seq = 0
-        latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
-        bags: dict[str, tuple[int, str | None]] = {}
+        walk = _ChainWalk()
         for lineno, raw in self.iter_raw():
-            if not raw.endswith(b"\n"):
-                # only the last line can lack its newline
-                report.cut_tail = True
-                report.fail(
-                    expected_seq,
-                    f"line {lineno}: cut by a crash (incomplete last line); the {report.entries} entries before it are intact; `curated log --repair` sets it aside",
-                )
+            entry = walk.check_line(lineno, raw)
+            if entry is None:
                 break
-            try:
-                entry = json.loads(raw.decode("utf-8"))
-                if not isinstance(entry, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError:
-                report.fail(
-                    expected_seq, f"seq {expected_seq} (line {lineno}): not a valid JSON entry"
-                )
-                break
-            seq = entry.get("seq")
-            if seq != expected_seq:
-                report.fail(
-                    expected_seq,
-                    f"seq {expected_seq} (line {lineno}): found seq {seq!r} instead; an entry was removed, inserted or reordered here",
-                )
-                break
-            if entry.get("hash") != entry_hash(entry):
-                report.fail(
-                    seq, f"seq {seq}: content does not match its hash; the entry was edited"
-                )
-                break
-            if entry.get("prev") != prev_hash:
-                if seq == 0:
-                    report.fail(
-                        0, "seq 0: the first entry must have no prev; the log's start was altered"
-                    )
-                else:
-                    report.fail(
-                        seq - 1,
-                        f"seq {seq - 1}: its hash no longer matches the prev recorded by seq {seq}; seq {seq - 1} was rewritten after seq {seq} was written",
-                    )
-                break
-            for out in entry.get("outputs") or []:
-                if isinstance(out, dict) and out.get("digest") and out.get("path"):
-                    latest_outputs[out["path"]] = (seq, out)
-                elif isinstance(out, dict) and out.get("role") == "bag" and out.get("path"):
-                    ident = (entry.get("details") or {}).get("external_identifier")
-                    bags[out["path"]] = (seq, ident)
-            retracted = (entry.get("details") or {}).get("interrupted_seq")
-            if entry.get("status") == "error" and isinstance(retracted, int):
-                # a later entry says that bag was never completed: it is no longer claimed
-                bags = {k: v for k, v in bags.items() if v[0] != retracted}
-            prev_hash = entry["hash"]
-            if seq == anchor_seq:
-                anchored = prev_hash
-            report.entries += 1
-            expected_seq = report.entries
-        if anchor_seq is not None and report.ok:
-            if anchored is None:
-                gone = anchor_seq - report.entries + 1
-                report.fail(
-                    report.entries,
-                    f"the log ends at seq {report.entries - 1} but the anchor names seq {anchor_seq}: "
-                    + ("1 entry was" if gone == 1 else f"{gone} entries were")
-                    + " removed from its end",
-                )
-            elif anchored != anchor_hash:
-                report.fail(
-                    anchor_seq,
-                    f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
-                )
+            walk.note_outputs(entry)
+            if entry["seq"] == anchor_seq:
+                walk.anchored = entry["hash"]
+        report = walk.report
+        if anchor_seq is not None and anchor_hash is not None and report.ok:
+            _check_anchor(report, anchor_seq, anchor_hash, walk.anchored)
         if files and report.ok:
-            for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
-                problem = _bag_problem(self.root, rel, ident)
-                if problem:
-                    report.fail(seq, f"seq {seq}: bag {rel} {problem}")
-            for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
-                p = Path(rel) if Path(rel).is_absolute() else self.root / rel
-                if not p.exists():
-                    report.fail(seq, f"seq {seq}: output {rel} is missing")
-                    continue
-                # A later step may write inside a recorded folder (label images added to an
-                # OME-Zarr image). Those sub-trees are verified against their own, later
-                # entries; the folder is verified without them, which is the state that was
-                # recorded when they did not exist yet. (A later step that rewrote something
-                # that did exist must record the whole folder again, or this reports a change:
-                # a false alarm, never a false pass.)
-                later_inside = _later_nested(rel, seq, latest_outputs)
-                try:
-                    if later_inside and p.is_dir():
-                        digest = digest_tree(p, exclude=later_inside).digest
-                    else:
-                        digest, _ = digest_path(p)
-                except OSError as exc:
-                    report.fail(
-                        seq, f"seq {seq}: output {rel} cannot be read ({exc.strerror or exc})"
-                    )
-                    continue
-                if digest != out["digest"]:
-                    report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
+            self._verify_bags(report, walk.bags)
+            self._verify_outputs(report, walk.latest_outputs)
         return report
+
+    def _verify_bags(self, report: VerifyReport, bags: dict[str, tuple[int, str | None]]) -> None:
+        """Each bag a ``bag`` entry recorded is still there, and is that bag."""
+        for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
+            problem = _bag_problem(self.root, rel, ident)
+            if problem:
+                report.fail(seq, f"seq {seq}: bag {rel} {problem}")
+
+    def _verify_outputs(
+        self, report: VerifyReport, latest_outputs: dict[str, tuple[int, dict[str, Any]]]
+    ) -> None:
+        """Each path's latest recorded output digest still matches what is on disk."""
+        for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
+            p = Path(rel) if Path(rel).is_absolute() else self.root / rel
+            if not p.exists():
+                report.fail(seq, f"seq {seq}: output {rel} is missing")
+                continue
+            # A later step may write inside a recorded folder (label images added to an
+            # OME-Zarr image). Those sub-trees are verified against their own, later
+            # entries; the folder is verified without them, which is the state that was
+            # recorded when they did not exist yet. (A later step that rewrote something
+            # that did exist must record the whole folder again, or this reports a change:
+            # a false alarm, never a false pass.)
+            later_inside = _later_nested(rel, seq, latest_outputs)
+            try:
+                if later_inside and p.is_dir():
+                    digest = digest_tree(p, exclude=later_inside).digest
+                else:
+                    digest, _ = digest_path(p)
+            except OSError as exc:
+                report.fail(seq, f"seq {seq}: output {rel} cannot be read ({exc.strerror or exc})")
+                continue
+            if digest != out["digest"]:
+                report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
+
+
+class _ChainWalk:
+    """One pass over the log's lines: the chain checks, and what ``verify --files`` needs later."""
+
+    def __init__(self) -> None:
+        self.report = VerifyReport()
+        self.prev_hash: str | None = None
+        self.anchored: str | None = None
+        self.latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.bags: dict[str, tuple[int, str | None]] = {}
+
+    def check_line(self, lineno: int, raw: bytes) -> dict[str, Any] | None:
+        """The entry on this line when it continues the chain; else ``None`` (the report says why)."""
+        report = self.report
+        expected_seq = report.entries
+        if not raw.endswith(b"\n"):
+            # only the last line can lack its newline
+            report.cut_tail = True
+            report.fail(
+                expected_seq,
+                f"line {lineno}: cut by a crash (incomplete last line); the {report.entries} entries before it are intact; `curated log --repair` sets it aside",
+            )
+            return None
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            report.fail(expected_seq, f"seq {expected_seq} (line {lineno}): not a valid JSON entry")
+            return None
+        seq = entry.get("seq")
+        if seq != expected_seq:
+            report.fail(
+                expected_seq,
+                f"seq {expected_seq} (line {lineno}): found seq {seq!r} instead; an entry was removed, inserted or reordered here",
+            )
+            return None
+        if entry.get("hash") != entry_hash(entry):
+            report.fail(seq, f"seq {seq}: content does not match its hash; the entry was edited")
+            return None
+        if entry.get("prev") != self.prev_hash:
+            if seq == 0:
+                report.fail(
+                    0, "seq 0: the first entry must have no prev; the log's start was altered"
+                )
+            else:
+                report.fail(
+                    seq - 1,
+                    f"seq {seq - 1}: its hash no longer matches the prev recorded by seq {seq}; seq {seq - 1} was rewritten after seq {seq} was written",
+                )
+            return None
+        self.prev_hash = entry["hash"]
+        report.entries += 1
+        return entry
+
+    def note_outputs(self, entry: dict[str, Any]) -> None:
+        """Remember each path's latest recorded output, and the bags still claimed."""
+        seq = entry["seq"]
+        for out in entry.get("outputs") or []:
+            if isinstance(out, dict) and out.get("digest") and out.get("path"):
+                self.latest_outputs[out["path"]] = (seq, out)
+            elif isinstance(out, dict) and out.get("role") == "bag" and out.get("path"):
+                ident = (entry.get("details") or {}).get("external_identifier")
+                self.bags[out["path"]] = (seq, ident)
+        retracted = (entry.get("details") or {}).get("interrupted_seq")
+        if entry.get("status") == "error" and isinstance(retracted, int):
+            # a later entry says that bag was never completed: it is no longer claimed
+            self.bags = {k: v for k, v in self.bags.items() if v[0] != retracted}
+
+
+def _check_anchor(
+    report: VerifyReport, anchor_seq: int, anchor_hash: str, anchored: str | None
+) -> None:
+    """The anchored entry is still there (nothing cut from the end) and unchanged."""
+    if anchored is None:
+        gone = anchor_seq - report.entries + 1
+        report.fail(
+            report.entries,
+            f"the log ends at seq {report.entries - 1} but the anchor names seq {anchor_seq}: "
+            + ("1 entry was" if gone == 1 else f"{gone} entries were")
+            + " removed from its end",
+        )
+    elif anchored != anchor_hash:
+        report.fail(
+            anchor_seq,
+            f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
+        )
 
 
 def anchor_from(source: str | Path) -> str:
