@@ -18,6 +18,7 @@ from curated.cli._common import (
     print_json,
     print_results,
 )
+from curated.results import RequestDetails, details_as
 
 if TYPE_CHECKING:
     from curated.provenance.log import CuratorLog
@@ -100,7 +101,7 @@ def request_command(
     table.add_column("priority")
     table.add_column("question", overflow="fold")
     table.add_column("reply")
-    for i, ask in enumerate(result.details["asks"], start=1):
+    for i, ask in enumerate(details_as(result, RequestDetails)["asks"], start=1):
         table.add_row(str(i), ask["priority"], ask["question"], ask["answer"])
     console.print(table)
     if show and result.path:
