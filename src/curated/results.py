@@ -8,10 +8,10 @@ Modelled on DataLad's result records: each operation reports what it did
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NotRequired, TypeVar, cast
 
 # typing_extensions' TypedDict, not typing's: pydantic can check it on Python 3.11 (the tests do)
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 Status = Literal["ok", "notneeded", "impossible", "error"]
 STATUSES: tuple[str, ...] = ("ok", "notneeded", "impossible", "error")

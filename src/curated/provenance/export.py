@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from urllib.parse import quote
 from curated._io import atomic_write_text
 from curated._version import __version__
 from curated.errors import LogError
-from curated.provenance.log import STEPS, CuratorLog
+from curated.provenance.log import STEPS, CuratorLog, LogEntry
 
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
 """The Process Run Crate profile the exported crate conforms to."""
@@ -34,7 +34,7 @@ CURATED_URL = "https://pypi.org/project/curated/"
 _OK = ("ok", "notneeded")
 
 
-def _entries(log: CuratorLog | str | Path) -> tuple[CuratorLog, list[dict[str, Any]]]:
+def _entries(log: CuratorLog | str | Path) -> tuple[CuratorLog, list[LogEntry]]:
     if not isinstance(log, CuratorLog):
         log = CuratorLog(log)
     if not log.exists():
@@ -45,7 +45,7 @@ def _entries(log: CuratorLog | str | Path) -> tuple[CuratorLog, list[dict[str, A
     return log, list(log.entries())
 
 
-def _end_time(entry: dict[str, Any]) -> str | None:
+def _end_time(entry: Mapping[str, Any]) -> str | None:
     start = entry.get("time")
     if not isinstance(start, str):
         return None
@@ -121,7 +121,7 @@ def to_prov_document(log: CuratorLog | str | Path) -> Any:
             )
         return agents[key]
 
-    def person(agent: dict[str, Any] | None) -> Any:
+    def person(agent: Mapping[str, Any] | None) -> Any:
         if not isinstance(agent, dict) or not (agent.get("name") or agent.get("orcid")):
             return None
         orcid = agent.get("orcid")
@@ -137,7 +137,7 @@ def to_prov_document(log: CuratorLog | str | Path) -> Any:
             agents[key] = doc.agent(key, attrs)
         return agents[key]
 
-    def entity(art: dict[str, Any]) -> Any:
+    def entity(art: Mapping[str, Any]) -> Any:
         path = str(art.get("path"))
         digest = art.get("digest")
         key = f"ws:{quote(path, safe='/')}" + (f"@{quote(digest, safe='')}" if digest else "")
@@ -235,7 +235,7 @@ def ro_crate_action_entities(
     return actions + list(graph.entities.values())
 
 
-def _latest_digests(entries: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+def _latest_digests(entries: Sequence[LogEntry]) -> dict[str, str | None]:
     """The digest of each path's latest recorded version (outputs win over inputs)."""
     latest: dict[str, str | None] = {}
     for e in entries:
@@ -284,7 +284,7 @@ class _CrateGraph:
             self.entities[id_] = {"@id": id_, "@type": "Person", "name": agent.get("name") or id_}
         return id_
 
-    def file(self, art: dict[str, Any]) -> str:
+    def file(self, art: Mapping[str, Any]) -> str:
         path = str(art.get("path"))
         digest = art.get("digest")
         # an input recorded without a digest (not re-read) is typed by what it is on disk
@@ -316,7 +316,7 @@ class _CrateGraph:
         }
         return pid
 
-    def instrument(self, e: dict[str, Any]) -> str:
+    def instrument(self, e: LogEntry) -> str:
         """``curated`` at the entry's version, with the libraries that did the work as requirements."""
         tool = e.get("tool") or {}
         libs = [self.software(n, str(v)) for n, v in sorted((e.get("software") or {}).items())]
@@ -329,7 +329,7 @@ class _CrateGraph:
                 reqs.append(_ref(lib))
         return instrument
 
-    def action(self, e: dict[str, Any]) -> dict[str, Any]:
+    def action(self, e: LogEntry) -> dict[str, Any]:
         """The ``CreateAction`` (``UpdateAction`` for Augment) of one log entry."""
         uid = str(e.get("id", "")).removeprefix("urn:uuid:") or f"seq-{e.get('seq')}"
         instrument = self.instrument(e)
@@ -370,7 +370,7 @@ class _CrateGraph:
 
 
 def _file_entity(
-    id_: str, path: str, art: dict[str, Any], digest: str | None, *, is_dir: bool
+    id_: str, path: str, art: Mapping[str, Any], digest: str | None, *, is_dir: bool
 ) -> dict[str, Any]:
     """A ``File`` (size, sha256, format) or ``Dataset`` (tree digest) entity for a recorded path."""
     ent: dict[str, Any] = {"@id": id_, "@type": "Dataset" if is_dir else "File", "name": path}

@@ -25,13 +25,15 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, cast
+
+from typing_extensions import TypedDict
 
 from curated._crash import crash_point
 from curated._io import canonical_json
@@ -108,7 +110,67 @@ def _utf8_safe(value: Any) -> Any:
     return value
 
 
-def entry_hash(entry: dict[str, Any]) -> str:
+class ArtifactRecord(TypedDict):
+    """An input or output in a log entry (:meth:`Artifact.to_dict`)."""
+
+    path: str
+    bytes: int | None
+    digest: str | None
+    role: NotRequired[str]
+    recorded_seq: NotRequired[int]
+
+
+class AgentRecord(TypedDict):
+    """Who acted: the curator's name and ORCID, when known."""
+
+    name: str | None
+    orcid: str | None
+
+
+class ToolRecord(TypedDict):
+    name: str
+    version: str
+
+
+class LogEntry(TypedDict):
+    """One line of ``curation/log.jsonl``, as :meth:`CuratorLog.append` writes it.
+
+    Read from disk an entry may be anything (the log can be edited by hand);
+    :meth:`CuratorLog.verify` says whether it is what was written. Readers of
+    unverified entries keep using ``.get`` with a default.
+    """
+
+    seq: int
+    id: str
+    """``urn:uuid:...``"""
+    step: str
+    """A CURATE(D) letter (:data:`STEPS`)."""
+    step_name: str
+    action: str
+    time: str
+    """When the step started (UTC, ISO 8601 with a ``Z``)."""
+    agent: AgentRecord
+    tool: ToolRecord
+    software: dict[str, str]
+    """Versions of Python and of the libraries that did the work."""
+    params: dict[str, Any]
+    inputs: list[ArtifactRecord]
+    outputs: list[ArtifactRecord]
+    status: str
+    """``ok``, ``notneeded``, ``impossible`` or ``error``."""
+    message: str
+    duration: float
+    """Seconds."""
+    details: NotRequired[dict[str, Any]]
+    host: NotRequired[dict[str, str | None]]
+    """Only when opted in (``CURATED_RECORD_HOST=1``)."""
+    prev: str | None
+    """``hash`` of the entry before (``None`` for the first)."""
+    hash: str
+    """sha256 of the entry's canonical JSON without ``hash``."""
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
     """The digest an entry carries in ``hash``: sha256 of its canonical JSON without ``hash``."""
     body = {k: v for k, v in entry.items() if k != "hash"}
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
@@ -227,7 +289,7 @@ class CuratorLog:
         with open(self.path, "rb") as fh:
             yield from enumerate(fh, start=1)
 
-    def entries(self, *, strict: bool = False) -> Iterator[dict[str, Any]]:
+    def entries(self, *, strict: bool = False) -> Iterator[LogEntry]:
         """Yield parsed entries in order.
 
         A cut (unparseable or unterminated) last line is skipped, unless
@@ -254,7 +316,7 @@ class CuratorLog:
             return
         yield self._parse(raw, lineno)
 
-    def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
+    def _parse(self, raw: bytes, lineno: int) -> LogEntry:
         try:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -265,15 +327,16 @@ class CuratorLog:
             raise LogError(
                 f"line {lineno} is not a JSON object", path=self.path, details={"line": lineno}
             )
-        return obj
+        # typed as written; whether it still is what was written is verify's to say
+        return cast(LogEntry, obj)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[LogEntry]:
         return self.entries()
 
     def __len__(self) -> int:
         return sum(1 for _ in self.entries())
 
-    def _tail(self) -> tuple[dict[str, Any] | None, bool]:
+    def _tail(self) -> tuple[LogEntry | None, bool]:
         """Return (last complete entry, whether a cut line follows it), reading only the file's end."""
         if not self.path.exists():
             return None, False
@@ -306,7 +369,7 @@ class CuratorLog:
                 path=self.path,
             ) from None
 
-    def last(self) -> dict[str, Any] | None:
+    def last(self) -> LogEntry | None:
         """The last complete entry, or ``None`` for an empty log."""
         return self._tail()[0]
 
@@ -396,7 +459,7 @@ class CuratorLog:
         finally:
             os.close(fd)
 
-    def _appendable_tail(self) -> dict[str, Any] | None:
+    def _appendable_tail(self) -> LogEntry | None:
         last, cut = self._tail()
         if cut:
             raise LogError(
@@ -885,7 +948,7 @@ class StepRecorder:
             self.inputs.append(self._as_artifact(item, compute=self.hash_inputs))
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         duration = time.perf_counter() - self._t0
         if exc is not None:
             status = "error"
