@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from curated._io import atomic_write_text
+from curated._io import atomic_write_text, load_mapping
 from curated.errors import WorkspaceError
 from curated.provenance.log import Artifact, CuratorLog, StepRecorder
 
@@ -98,9 +98,7 @@ class Workspace:
     # -------------------------------------------------------------- metadata
     def read_metadata(self) -> dict[str, Any]:
         """The raw ``curated.yaml`` as a dict (no validation; see ``curated.metadata`` for that)."""
-        from curated.metadata.io import load_record_dict  # metadata layer owns parsing errors
-
-        return load_record_dict(self.metadata_path)
+        return load_mapping(self.metadata_path)
 
     def write_metadata(self, record: dict[str, Any]) -> None:
         """Atomically replace ``curated.yaml`` (never half-written)."""
