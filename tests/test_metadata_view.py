@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 from datetime import date, datetime
 
 import pytest
 
+from curated.errors import MetadataError
 from curated.metadata import CuratedRecord, RecordView, record_view, to_datacite, view
 from curated.metadata import model as strict
+from curated.metadata.crosswalk import dataverse, dspace, figshare, invenio
 from tests.document_workspaces import complete_record
 
 VIEW_CLASSES = [
@@ -162,3 +165,38 @@ def test_datacite_reads_a_single_role_written_without_a_list():
     rec["study"]["authors"][0]["role"] = "DataCurator"
     contributors = to_datacite(rec).get("contributors", [])
     assert any(c["contributorType"] == "DataCurator" for c in contributors)
+
+
+CROSSWALKS = {
+    "datacite": lambda r: to_datacite(r, strict=False),
+    "invenio": lambda r: invenio.to_invenio(r, today="2026-06-01"),
+    "invenio-missing": invenio.missing_required,
+    "dataverse": dataverse.to_dataverse,
+    "dataverse-missing": dataverse.missing_required,
+    "dspace": lambda r: dspace.to_dspace_patch(r, today="2026-06-01"),
+    "dspace-missing": dspace.missing_required,
+    "figshare": figshare.to_figshare,
+    "figshare-categories": lambda r: figshare.pick_categories(r, [{"id": 1, "title": "x"}]),
+    "figshare-missing": figshare.missing_required,
+}
+
+
+@pytest.mark.parametrize("data", [d for d in HOSTILE if isinstance(d, dict)], ids=str)
+@pytest.mark.parametrize("crosswalk", sorted(CROSSWALKS))
+def test_every_crosswalk_reads_a_malformed_record_without_crashing(crosswalk, data):
+    """Regression: ``study: 5`` raised AttributeError ('int' object has no attribute 'get').
+
+    A value that cannot be used may still be refused, with a clear MetadataError.
+    """
+    with contextlib.suppress(MetadataError):
+        CROSSWALKS[crosswalk](data)
+
+
+def test_a_malformed_record_is_reported_as_missing_not_crashed_on():
+    assert invenio.missing_required({"study": 5}) == [
+        "study.title (at least 3 characters)",
+        "study.authors[].family_name",
+    ]
+    assert dataverse.missing_required({"study": {"authors": ["Ada"], "title": "t"}})[0] == (
+        "study.authors"
+    )

@@ -199,10 +199,10 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-def display_name(person: dict[str, Any]) -> str:
-    """``Given Family`` for prose (READMEs, emails)."""
-    family = str(person.get("family_name") or "").strip()
-    given = str(person.get("given_name") or "").strip()
+def display_name(person: Any) -> str:
+    """``Given Family`` for prose (READMEs, emails); a mapping or a view ``Person``."""
+    family = str(_field(person, "family_name") or "").strip()
+    given = str(_field(person, "given_name") or "").strip()
     return " ".join(p for p in (given, family) if p)
 
 
