@@ -200,3 +200,10 @@ def test_a_malformed_record_is_reported_as_missing_not_crashed_on():
     assert dataverse.missing_required({"study": {"authors": ["Ada"], "title": "t"}})[0] == (
         "study.authors"
     )
+
+
+def test_a_validated_record_reads_like_its_mapping():
+    record = complete_record()
+    study = record_view(CuratedRecord.model_validate(record)).study
+    assert study.rembi_version == "1.5"  # the model fills in the schema's default
+    assert dataclasses.replace(study, rembi_version=None) == record_view(record).study

@@ -276,7 +276,10 @@ V = TypeVar("V")
 
 
 def record_view(record: Any) -> RecordView:
-    """The typed view of ``record`` (the parsed ``curated.yaml``); never raises."""
+    """The typed view of ``record``: the parsed ``curated.yaml`` or a ``CuratedRecord``; never raises."""
+    dump = getattr(record, "model_dump", None)
+    if callable(dump):  # a validated CuratedRecord: read what it holds
+        record = dump(mode="json", exclude_none=True)
     return view_of(RecordView, record)
 
 
