@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 
 from curated.provenance.digest import digest_path
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 SHAPE = (12, 40, 56)
 """(z, y, x) of level 0; level 1 halves y and x."""
@@ -258,8 +258,12 @@ def make_complete_workspace(
     truth = sphere_mask()
     pred = np.roll(truth, 2, axis=2)
     model_card = "derived/models/mito-v1.bioimageio.zip"
-    with ws.step(
-        "T", "convert", params={"voxel_size": list(VOXEL), "unit": "nanometer"}, libraries=("zarr",)
+    with recorder(
+        ws,
+        "T",
+        "convert",
+        params={"voxel_size": list(VOXEL), "unit": "nanometer"},
+        libraries=("zarr",),
     ) as step:
         write_tiny_ome_zarr(
             store,
@@ -329,7 +333,7 @@ def make_complete_workspace(
                 }
             },
         }
-        with ws.step("E", "evaluate") as step:
+        with recorder(ws, "E", "evaluate") as step:
             (ev_dir / "mito-eval.json").write_text(json.dumps(evaluation), encoding="utf-8")
             step.add_output(ev_dir / "mito-eval.json")
     return ws

@@ -14,7 +14,7 @@ from curated.document import bag_fair_report, fair_checklist
 from curated.document.fair import _combine
 from curated.errors import CuratedError
 from curated.package import make_bag
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 
 def _statuses(report: dict) -> dict[str, tuple[str, float]]:
@@ -83,7 +83,7 @@ def test_image_converted_from_the_described_source_matches_its_store(ws):
     ws.write_metadata(record)
     before = fair_checklist(ws, write=False).metric("FsF-R1-01MD")
     assert before.status == "fail" and "matches an OME-Zarr store" in before.message
-    with ws.step("T", "convert", params={}) as step:
+    with recorder(ws, "T", "convert", params={}) as step:
         step.add_input(source)
         step.add_output(ws.root / "derived" / "cell.ome.zarr", role="image")
     after = fair_checklist(ws, write=False).metric("FsF-R1-01MD")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from curated._secrets import REDACTED
 from curated.deposit._base import body_errors
-from curated.deposit.http import FileSlice, HttpSession, RetryPolicy, parse_retry_after, redact
+from curated.deposit.http import FileSlice, HttpSession, RetryPolicy, parse_retry_after
 from curated.errors import DepositError
 from tests.fakes.base import FakeServer
 
@@ -128,7 +129,10 @@ def test_retry_after_forms_and_redaction():
     assert parse_retry_after("12") == 12.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
-    assert redact(f"bad {SECRET}!", [SECRET]) == "bad ***!"
+    # the session's credential is scrubbed from every text it hands on (one marker everywhere)
+    s = HttpSession("http://127.0.0.1:9", secrets=[SECRET])
+    assert s.clean(f"bad {SECRET}!") == f"bad {REDACTED}!"
+    s.close()
 
 
 def test_file_slice_streams_a_range(tmp_path):

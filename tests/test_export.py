@@ -20,7 +20,7 @@ from curated.provenance.export import (
     write_ro_crate,
 )
 from curated.provenance.rocrate_check import validate_crate
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 
 @pytest.fixture
@@ -29,19 +29,21 @@ def ws(tmp_path):
     ws.log.agent = {"name": "Ada Curator", "orcid": "0000-0002-1825-0097"}
     raw = tmp_path / "raw.tif"
     raw.write_bytes(b"II*\x00rawdata")
-    with ws.step("C", "check", inputs=[raw], params={"sources": [str(raw)]}) as step:
+    with recorder(ws, "C", "check", inputs=[raw], params={"sources": [str(raw)]}) as step:
         report = ws.curation_dir / "check.json"
         report.write_text("{}")
         step.add_output(report)
-    with ws.step("T", "convert", inputs=[raw], params={"chunks": 64}, libraries=("zarr",)) as step:
+    with recorder(
+        ws, "T", "convert", inputs=[raw], params={"chunks": 64}, libraries=("zarr",)
+    ) as step:
         store = ws.derived_dir / "img.ome.zarr"
         (store / "0").mkdir(parents=True)
         (store / "zarr.json").write_text("{}")
         (store / "0" / "c").write_bytes(b"\x00" * 8)
         step.add_output(store)
-    with pytest.raises(ValueError), ws.step("E", "evaluate"):
+    with pytest.raises(ValueError), recorder(ws, "E", "evaluate"):
         raise ValueError("no truth labels")
-    with ws.step("C", "check") as step:  # check.json rewritten: a second version
+    with recorder(ws, "C", "check") as step:  # check.json rewritten: a second version
         (ws.curation_dir / "check.json").write_text('{"v": 2}')
         step.add_output(ws.curation_dir / "check.json")
     return ws

@@ -14,7 +14,7 @@ from curated.cli import app
 from curated.errors import LogError
 from curated.provenance import CuratorLog, entry_hash, redact
 from curated.provenance.log import StepRecorder
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 
 def _log(tmp_path: Path, **kw) -> CuratorLog:
@@ -81,7 +81,7 @@ def test_undecodable_file_names_do_not_break_an_append(tmp_path):
     log = _log(tmp_path)
     odd = tmp_path / os.fsdecode(b"caf\xe9.tif")
     odd.write_bytes(b"x")
-    with pytest.raises(OSError), log.step("C", "check", inputs=[odd]):
+    with pytest.raises(OSError), recorder(log, "C", "check", inputs=[odd]):
         raise OSError(f"cannot read {odd}")
     e = log.last()
     assert e["inputs"][0]["path"] == "caf\\xe9.tif"
@@ -236,7 +236,7 @@ def test_step_recorder_fails_fast_on_a_cut_log(tmp_path):
     with open(log.path, "ab") as fh:
         fh.write(b"{")
     ran = []
-    with pytest.raises(LogError), log.step("T", "convert"):
+    with pytest.raises(LogError), recorder(log, "T", "convert"):
         ran.append(1)
     assert ran == []
 
@@ -250,7 +250,7 @@ def test_verify_files_detects_changed_and_missing_outputs(tmp_path):
     store = tmp_path / "derived" / "img.zarr"
     (store / "0").mkdir(parents=True)
     (store / "0" / "c").write_bytes(b"\x00" * 10)
-    with log.step("T", "make") as step:
+    with recorder(log, "T", "make") as step:
         step.add_output(out)
         step.add_output(store)
     assert log.verify(files=True).ok
@@ -268,10 +268,10 @@ def test_latest_output_digest_is_the_one_verified(tmp_path):
     log = _log(tmp_path)
     out = tmp_path / "check.json"
     out.write_text("v1")
-    with log.step("C", "check") as step:
+    with recorder(log, "C", "check") as step:
         step.add_output(out)
     out.write_text("v2")
-    with log.step("C", "check") as step:
+    with recorder(log, "C", "check") as step:
         step.add_output(out)
     assert log.verify(files=True).ok
 
@@ -281,8 +281,8 @@ def test_step_recorder_records_outputs_inputs_and_duration(tmp_path):
     log = _log(tmp_path)
     src = tmp_path / "raw.tif"
     src.write_bytes(b"abc")
-    with log.step(
-        "T", "convert", inputs=[src], params={"chunks": 64}, libraries=("tifffile",)
+    with recorder(
+        log, "T", "convert", inputs=[src], params={"chunks": 64}, libraries=("tifffile",)
     ) as step:
         dest = tmp_path / "derived" / "x.bin"
         dest.parent.mkdir()
@@ -299,7 +299,7 @@ def test_step_recorder_records_outputs_inputs_and_duration(tmp_path):
 
 def test_exception_is_recorded_as_error_and_reraised(tmp_path):
     log = _log(tmp_path)
-    with pytest.raises(ValueError, match="boom"), log.step("T", "convert"):
+    with pytest.raises(ValueError, match="boom"), recorder(log, "T", "convert"):
         raise ValueError("boom")
     e = log.last()
     assert e["status"] == "error" and "ValueError: boom" in e["message"]
@@ -307,7 +307,7 @@ def test_exception_is_recorded_as_error_and_reraised(tmp_path):
 
 def test_status_set_in_block_is_recorded(tmp_path):
     log = _log(tmp_path)
-    with log.step("T", "convert") as step:
+    with recorder(log, "T", "convert") as step:
         step.status, step.message = "notneeded", "already converted"
     assert log.last()["status"] == "notneeded"
 
@@ -316,16 +316,79 @@ def test_recorder_without_log_records_nothing(tmp_path):
     with StepRecorder(None, "T", "convert", inputs=["x"]) as step:
         step.add_output(tmp_path / "y")
     assert step.entry is None
+    with recorder(None, "T", "convert", inputs=["x"]) as step:
+        step.add_output(tmp_path / "y")
+    assert step.entry is None
+
+
+def test_recorder_is_the_one_way_to_open_a_step(tmp_path):
+    """A workspace, its path or a bare log: the same entry; the old methods warn and still record."""
+    import curated
+
+    assert curated.recorder is recorder and "recorder" in curated.__all__
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    with recorder(ws.root, "C", "check", params={"n": 1}):
+        pass
+    with pytest.warns(DeprecationWarning, match="curated.recorder"), ws.step("U", "old"):
+        pass
+    with pytest.warns(DeprecationWarning, match="curated.recorder"), ws.log.step("R", "older"):
+        pass
+    entries = list(ws.log.entries())
+    assert [(e["step"], e["action"]) for e in entries] == [
+        ("C", "check"),
+        ("U", "old"),
+        ("R", "older"),
+    ]
+    assert entries[0]["params"] == {"n": 1}
+    assert ws.log.verify().ok
+    with pytest.raises(LogError, match="step must be one of"):
+        recorder(ws, "Z", "nonsense")
 
 
 def test_workspace_step_appends_to_its_log(tmp_path):
     ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
-    with ws.step("D", "readme"):
+    with recorder(ws, "D", "readme"):
         pass
     assert ws.log.last()["step"] == "D"
 
 
 # ---------------------------------------------------------------- privacy
+def test_one_redact_with_one_contract(tmp_path):
+    """The log, receipts and the provenance API share curated._secrets.redact; scrub stays value-only."""
+    import curated.deposit.http
+    import curated.provenance
+    import curated.provenance.log
+    from curated._secrets import REDACTED, forget_secrets, register_secret, scrub
+    from curated._secrets import redact as the_redact
+
+    assert curated.provenance.redact is the_redact is curated.provenance.log.redact
+    assert not hasattr(curated.deposit.http, "redact")
+    register_secret("registered-secret-1")
+    try:
+        value = {
+            "note": "echo registered-secret-1 back",
+            "upload_token": "t0k3n-value",
+            "token_env": "ZENODO_TOKEN",
+            "links": ("https://u:pw@h.org/a?access_token=zz&x=1", "Bearer abcdefghij"),
+            "n": 3,
+        }
+        assert redact(value) == {
+            "note": f"echo {REDACTED} back",
+            "upload_token": REDACTED,
+            "token_env": "ZENODO_TOKEN",
+            "links": [
+                f"https://{REDACTED}@h.org/a?access_token={REDACTED}&x=1",
+                f"Bearer {REDACTED}",
+            ],
+            "n": 3,
+        }
+        # scrub only replaces what was registered: a reply's upload token stays usable
+        assert scrub(value)["upload_token"] == "t0k3n-value"
+        assert scrub(value)["note"] == f"echo {REDACTED} back"
+    finally:
+        forget_secrets()
+
+
 def test_host_details_only_when_opted_in(tmp_path, monkeypatch):
     monkeypatch.delenv("CURATED_RECORD_HOST", raising=False)
     log = _log(tmp_path)
@@ -493,7 +556,9 @@ def test_a_bag_s_log_copy_is_an_anchor(tmp_path):
     ws = _ws(tmp_path)
     bag = tmp_path / "bag"
     (bag / "metadata").mkdir(parents=True)
-    (bag / "metadata" / "curator-log.jsonl").write_bytes(ws.log.path.read_bytes())  # as a bag holds it
+    (bag / "metadata" / "curator-log.jsonl").write_bytes(
+        ws.log.path.read_bytes()
+    )  # as a bag holds it
     assert anchor_from(bag) == ws.log.anchor()
     ws.log.append("D", "deposit")  # later work keeps the anchor valid
     runner = CliRunner()

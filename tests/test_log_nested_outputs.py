@@ -6,10 +6,15 @@ import numpy as np
 
 from curated.images import add_labels, write_ome_zarr
 from curated.metadata import init_workspace
+from curated.workspace import recorder
 
 
 def _first_chunk_file(folder):
-    return next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("zarr.json", ".zattrs", ".zgroup", ".zarray"))
+    return next(
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("zarr.json", ".zattrs", ".zgroup", ".zarray")
+    )
 
 
 def test_labels_added_later_do_not_break_file_verification(tmp_path):
@@ -51,7 +56,9 @@ def test_tampered_label_chunk_is_caught(tmp_path):
     assert any("labels/truth changed" in p for p in report.problems)
 
 
-def test_a_step_reading_a_recorded_store_reuses_its_digest_instead_of_rereading(tmp_path, monkeypatch):
+def test_a_step_reading_a_recorded_store_reuses_its_digest_instead_of_rereading(
+    tmp_path, monkeypatch
+):
     ws = init_workspace(tmp_path / "ws", "inputs")
     image = ws.derived_dir / "img.ome.zarr"
     data = np.zeros((16, 32, 32), dtype=np.uint8)
@@ -64,7 +71,7 @@ def test_a_step_reading_a_recorded_store_reuses_its_digest_instead_of_rereading(
         raise AssertionError("the store was re-read")
 
     monkeypatch.setattr(logmod, "digest_path", no_rereading)
-    with ws.step("T", "predict", inputs=[image]) as step:
+    with recorder(ws, "T", "predict", inputs=[image]) as step:
         pass
     (inp,) = step.entry["inputs"]
     assert inp["digest"] == written["outputs"][0]["digest"]

@@ -12,7 +12,7 @@ from curated.archive.premis import PREMIS_NS, premis_document, validate_premis, 
 from curated.cli import app
 from curated.errors import LogError
 from curated.metadata import init_workspace, set_field
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 NS = {"p": PREMIS_NS}
 
@@ -23,9 +23,9 @@ def ws(tmp_path: Path) -> Workspace:
     set_field(ws, "study.keywords", ["FIB-SEM"])
     (ws.derived_dir / "notes").mkdir()
     (ws.derived_dir / "notes" / "a.md").write_text("# notes\n")
-    with ws.step("T", "convert", params={"chunks": 8}) as step:
+    with recorder(ws, "T", "convert", params={"chunks": 8}) as step:
         step.add_output(ws.derived_dir / "notes")
-    with ws.step("E", "evaluate") as step:
+    with recorder(ws, "E", "evaluate") as step:
         step.status, step.message = "error", "held-out blocks overlap the training crops"
     return ws
 

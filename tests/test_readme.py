@@ -25,7 +25,7 @@ from curated.cli import app
 from curated.document import todo_fields, write_readme
 from curated.document.figures import ortho_geometry, slug
 from curated.errors import InputError
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 CORNELL_SECTIONS = (
     "## 1. General information",
@@ -230,7 +230,7 @@ def test_non_ascii_names_and_text_everywhere(tmp_path):
     root = tmp_path / "Datensatz α"
     ws = Workspace.create(root, record=complete_record(non_ascii=True))
     store = root / "derived" / "Zellkern-α ß.ome.zarr"
-    with ws.step("T", "convert") as step:
+    with recorder(ws, "T", "convert") as step:
         write_tiny_ome_zarr(
             store,
             labels={
@@ -309,7 +309,8 @@ def test_unannotated_voxels_and_alpha_zero_colours_are_not_painted(tmp_path):
 
 def test_long_or_private_parameters_stay_out_of_the_processing_table(tmp_path):
     ws = Workspace.create(tmp_path / "ws", record=complete_record())
-    with ws.step(
+    with recorder(
+        ws,
         "T",
         "train",
         params={

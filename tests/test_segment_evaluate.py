@@ -26,7 +26,7 @@ from curated.segment.metrics import (
     instance_counts,
     ratio_scores,
 )
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
 SHAPE = (24, 64, 64)
 
@@ -269,7 +269,9 @@ def test_evaluate_reports_drop_on_the_shaded_side(
 
 def test_model_json_update_keeps_the_log_verifiable(sample: Path, workspace: Workspace):
     model = _model(workspace.models_dir / "m", [{"offset": [0, 0, 0], "shape": [8, 8, 8]}])
-    with workspace.step("T", "train") as step:  # as `curated segment train` records its model.json
+    with recorder(
+        workspace, "T", "train"
+    ) as step:  # as `curated segment train` records its model.json
         step.add_output(model / "model.json")
     evaluate(
         sample,

@@ -14,6 +14,6 @@ The Python API lab pipelines import. Each subpackage is one layer:
 from curated._version import __version__
 from curated.errors import CuratedError
 from curated.results import Result
-from curated.workspace import Workspace
+from curated.workspace import Workspace, recorder
 
-__all__ = ["CuratedError", "Result", "Workspace", "__version__"]
+__all__ = ["CuratedError", "Result", "Workspace", "__version__", "recorder"]

@@ -8,7 +8,10 @@ Modelled on DataLad's result records: each operation reports what it did
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypeVar, cast
+
+# typing_extensions' TypedDict, not typing's: pydantic can check it on Python 3.11 (the tests do)
+from typing_extensions import TypedDict
 
 Status = Literal["ok", "notneeded", "impossible", "error"]
 STATUSES: tuple[str, ...] = ("ok", "notneeded", "impossible", "error")
@@ -40,3 +43,134 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# ------------------------------------------------------------------ details
+# What each operation puts in ``Result.details``, for callers that read it (the CLI
+# first). ``details`` stays a plain dict (it is JSON in ``--json`` output and in the
+# log); these types name its keys so that a reader and the producer agree, and
+# ``tests/test_result_details.py`` checks real results against them.
+
+D = TypeVar("D")
+
+
+def details_as(result: Result, kind: type[D]) -> D:
+    """``result.details`` typed as ``kind`` (one of the ``*Details`` below); no copy, no check."""
+    return cast(D, result.details)
+
+
+class ConvertDecision(TypedDict):
+    """What ``convert`` decided, and why (also recorded in the log entry)."""
+
+    lossless: bool
+    lossless_note: str
+    originals_retained: bool
+    originals_note: str
+    voxel_size_from: Any
+    not_carried_over: list[str]
+    """Parts of the source that are not in the image (e.g. a vendor data bar)."""
+    store_digest_method: str
+
+
+class ConvertLevel(TypedDict):
+    """One resolution level of a converted image."""
+
+    path: str
+    shape: list[int]
+    scale: list[float]
+    translation: list[float]
+
+
+class ConvertDetails(TypedDict):
+    """``curated convert`` / :func:`curated.images.convert_to_ome_zarr`."""
+
+    ngff_version: str
+    axes: str
+    shape: list[int]
+    dtype: str
+    chunks: list[int]
+    shard: list[int] | None
+    codec: Any
+    levels: list[ConvertLevel]
+    voxel_size: list[float]
+    unit: str | None
+    source: str
+    source_kind: str
+    source_files: int
+    source_key: str | None
+    store_digest: str
+    bytes: int
+    files: int
+    decision: ConvertDecision
+    resumed: NotRequired[bool]
+    shards_written: NotRequired[int]
+    seconds: NotRequired[float]
+    """Time spent writing the levels."""
+    bytes_in: NotRequired[int]
+    """Bytes read from the source."""
+    bytes_stored: NotRequired[int]
+
+
+class Ask(TypedDict):
+    """One question for the depositor (:class:`curated.curation.request.Ask` as a dict)."""
+
+    priority: str
+    question: str
+    answer: str
+    why: str
+    field: str | None
+    example: str | None
+    rank: int
+
+
+class RequestDetails(TypedDict):
+    """``curated request`` / :func:`curated.curation.request`."""
+
+    asks: list[Ask]
+    """The questions in the e-mail, most important first."""
+    deferred: list[Ask]
+    """Questions held for a later round."""
+    validator: Any
+
+
+class FieldChange(TypedDict):
+    """A field an import set (``changes``) or did not overwrite (``kept``)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+class ImportOmeDetails(TypedDict):
+    """``curated metadata import-ome`` / :func:`curated.metadata.import_ome`."""
+
+    kind: str
+    changes: list[FieldChange]
+    kept: list[FieldChange]
+    """Curator values the header disagrees with, left as they were (no ``--force``)."""
+    warnings: list[str]
+    personal_data: Any
+
+
+class SetFieldDetails(TypedDict):
+    """``curated metadata set`` / :func:`curated.metadata.set_field`."""
+
+    field: str
+    old: Any
+    new: Any
+    still_missing: NotRequired[list[str]]
+    """Required fields the record still lacks (when the value was written)."""
+
+
+class ReadmeDetails(TypedDict):
+    """``curated readme`` / :func:`curated.document.write_readme`."""
+
+    todo_count: int
+    todo_fields: list[str]
+    figures: list[str]
+
+
+class ArchiveExportDetails(TypedDict, total=False):
+    """``curated export empiar`` / ``export bia``: what a person must still supply."""
+
+    checklist: list[str]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from curated._io import atomic_write_text
+from curated._io import atomic_write_text, load_mapping
 from curated.errors import WorkspaceError
 from curated.provenance.log import Artifact, CuratorLog, StepRecorder
 
@@ -97,9 +98,7 @@ class Workspace:
     # -------------------------------------------------------------- metadata
     def read_metadata(self) -> dict[str, Any]:
         """The raw ``curated.yaml`` as a dict (no validation; see ``curated.metadata`` for that)."""
-        from curated.metadata.io import load_record_dict  # metadata layer owns parsing errors
-
-        return load_record_dict(self.metadata_path)
+        return load_mapping(self.metadata_path)
 
     def write_metadata(self, record: dict[str, Any]) -> None:
         """Atomically replace ``curated.yaml`` (never half-written)."""
@@ -133,9 +132,20 @@ class Workspace:
         libraries: Sequence[str] = (),
         hash_inputs: bool = True,
     ) -> StepRecorder:
-        """Record one CURATE(D) step in this workspace's log; see :class:`StepRecorder`."""
-        return self.log.step(
-            step, action, inputs=inputs, params=params, libraries=libraries, hash_inputs=hash_inputs
+        """Deprecated: use :func:`curated.recorder` (``recorder(workspace, step, action, ...)``)."""
+        warnings.warn(
+            "Workspace.step is deprecated; use curated.recorder(workspace, step, action, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return recorder(
+            self,
+            step,
+            action,
+            inputs=inputs,
+            params=params,
+            libraries=libraries,
+            hash_inputs=hash_inputs,
         )
 
     def relative(self, path: str | Path) -> str:
@@ -153,20 +163,43 @@ def as_workspace(ws: Workspace | str | Path | None) -> Workspace | None:
 
 
 def recorder(
-    ws: Workspace | str | Path | None,
+    where: Workspace | CuratorLog | str | Path | None,
     step: str,
     action: str,
-    **kwargs: Any,
+    *,
+    inputs: Sequence[str | Path | Artifact] = (),
+    params: dict[str, Any] | None = None,
+    libraries: Sequence[str] = (),
+    hash_inputs: bool = True,
 ) -> StepRecorder:
-    """A step recorder on ``ws``'s log, or a recorder that records nothing when ``ws`` is ``None``.
+    """Open one recorded step: the one way to record work in a curator log.
 
-    Core functions use this so they work with or without a workspace::
+    ``where`` is a :class:`Workspace`, a path to one, a :class:`CuratorLog` (a log
+    outside a workspace), or ``None``: then the block runs and nothing is recorded,
+    so core functions work with or without a workspace::
 
         with recorder(workspace, "T", "convert", inputs=[src], params=p) as step:
             ...
+            step.add_output(out)
+
+    ``step`` is a CURATE(D) letter (see :data:`curated.provenance.STEPS`); the
+    returned :class:`~curated.provenance.StepRecorder` appends one entry when the
+    block ends (``error`` and the exception's message when it raises).
     """
-    w = as_workspace(ws)
-    return StepRecorder(w.log if w else None, step, action, **kwargs)
+    log: CuratorLog | None
+    if where is None or isinstance(where, CuratorLog):
+        log = where
+    else:
+        log = Workspace(where).log if not isinstance(where, Workspace) else where.log
+    return StepRecorder(
+        log,
+        step,
+        action,
+        inputs=inputs,
+        params=params,
+        libraries=libraries,
+        hash_inputs=hash_inputs,
+    )
 
 
 def dump_yaml(record: dict[str, Any]) -> str:

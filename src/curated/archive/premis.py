@@ -14,7 +14,7 @@ in ``data/archive/premis-v3-0.xsd`` (Library of Congress).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.resources import files as resource_files
 from pathlib import Path
 from typing import Any
@@ -151,7 +151,7 @@ def _add_object(root: Any, artifact: dict[str, Any], workspace: Path) -> None:
     _sub(obj, "originalName", path)
 
 
-def _agents_of(entry: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def _agents_of(entry: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     """``(identifier type, value, name, agent type)`` of the software and person of an entry."""
     tool = entry.get("tool") or {}
     out = [

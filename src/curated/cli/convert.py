@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from curated.cli._common import RichProgress, console, handle_errors, print_results
+from curated.results import ConvertDetails, details_as
 
 labels_app = typer.Typer(
     help="OME-Zarr label images (segmentations, annotations).", no_args_is_help=True
@@ -66,7 +67,7 @@ def convert(
         )
     print_results([result], as_json=as_json)
     if not as_json:
-        d = result.details
+        d = details_as(result, ConvertDetails)
         secs = d.get("seconds") or 0
         rate = d.get("bytes_in", 0) / secs / 1e6 if secs else 0.0
         console.print(
@@ -74,10 +75,9 @@ def convert(
             f"{rate:.0f} MB/s; store digest {d['store_digest']}",
             highlight=False,
         )
-        if d["decision"]["not_carried_over"]:
-            console.print(
-                "not carried over: " + "; ".join(d["decision"]["not_carried_over"]), highlight=False
-            )
+        dropped = d["decision"]["not_carried_over"]
+        if dropped:
+            console.print("not carried over: " + "; ".join(dropped), highlight=False)
 
 
 @handle_errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -17,6 +18,11 @@ from curated.cli._common import (
     print_json,
     print_results,
 )
+from curated.results import RequestDetails, details_as
+
+if TYPE_CHECKING:
+    from curated.provenance.log import CuratorLog
+    from curated.workspace import Workspace
 
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 ANSWER_STYLE = {True: "green", False: "red", None: "yellow"}
@@ -95,7 +101,7 @@ def request_command(
     table.add_column("priority")
     table.add_column("question", overflow="fold")
     table.add_column("reply")
-    for i, ask in enumerate(result.details["asks"], start=1):
+    for i, ask in enumerate(details_as(result, RequestDetails)["asks"], start=1):
         table.add_row(str(i), ask["priority"], ask["question"], ask["answer"])
     console.print(table)
     if show and result.path:
@@ -125,7 +131,9 @@ def log_command(
         None, "--ro-crate", help="Export the log as a Process Run Crate into this folder."
     ),
     premis: Path | None = typer.Option(
-        None, "--premis", help="Export the log as PREMIS 3 events, objects and agents (XML) to this file."
+        None,
+        "--premis",
+        help="Export the log as PREMIS 3 events, objects and agents (XML) to this file.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON lines."),
     head: bool = typer.Option(
@@ -150,37 +158,58 @@ def log_command(
             "--anchor only works together with --verify", param_hint="--anchor"
         )
     ws = Workspace(workspace)
-    log = ws.log
     if head:
-        mark = log.anchor()
-        if mark is None:
-            raise fail("the curator log is empty: there is no head to print")
-        console.print(mark, highlight=False, soft_wrap=True)
+        _print_head(ws.log)
         return
     if repair:
-        aside = log.repair()
-        if aside is None:
-            console.print("nothing to repair: the log's last line is complete")
-        else:
-            console.print(
-                f"the cut last line was set aside in {ws.relative(aside)}; appends continue from the last good entry"
-            )
+        _repair_log(ws)
     if verify:
-        if anchor is not None and (Path(anchor).exists() or ":" not in anchor):
-            from curated.provenance.log import anchor_from
+        _verify_log(ws.log, files=files, anchor=anchor)
+    _export_log(ws.log, prov=prov, ro_crate=ro_crate, premis=premis)
+    if verify or repair or prov is not None or ro_crate is not None or premis is not None:
+        return
+    _show_entries(ws, as_json=as_json)
 
-            anchor = anchor_from(anchor)
-        report = log.verify(files=files, anchor=anchor)
-        if not report.ok:
-            for p in report.problems:
-                err_console.print(f"[red]{p}[/]", highlight=False)
-            raise fail(
-                f"the curator log does not verify: first bad seq {report.first_bad_seq} ({report.entries} intact entries before it)"
-            )
-        what = "chain and output digests" if files else "chain"
-        if anchor is not None:
-            what += f" and anchor seq {anchor.partition(':')[0]}"
-        console.print(f"[green]ok[/]: {report.entries} entries, {what} verified")
+
+def _print_head(log: CuratorLog) -> None:
+    mark = log.anchor()
+    if mark is None:
+        raise fail("the curator log is empty: there is no head to print")
+    console.print(mark, highlight=False, soft_wrap=True)
+
+
+def _repair_log(ws: Workspace) -> None:
+    aside = ws.log.repair()
+    if aside is None:
+        console.print("nothing to repair: the log's last line is complete")
+    else:
+        console.print(
+            f"the cut last line was set aside in {ws.relative(aside)}; appends continue from the last good entry"
+        )
+
+
+def _verify_log(log: CuratorLog, *, files: bool, anchor: str | None) -> None:
+    """Exit 1 naming the first bad seq, or say what was verified."""
+    if anchor is not None and (Path(anchor).exists() or ":" not in anchor):
+        from curated.provenance.log import anchor_from
+
+        anchor = anchor_from(anchor)
+    report = log.verify(files=files, anchor=anchor)
+    if not report.ok:
+        for p in report.problems:
+            err_console.print(f"[red]{p}[/]", highlight=False)
+        raise fail(
+            f"the curator log does not verify: first bad seq {report.first_bad_seq} ({report.entries} intact entries before it)"
+        )
+    what = "chain and output digests" if files else "chain"
+    if anchor is not None:
+        what += f" and anchor seq {anchor.partition(':')[0]}"
+    console.print(f"[green]ok[/]: {report.entries} entries, {what} verified")
+
+
+def _export_log(
+    log: CuratorLog, *, prov: Path | None, ro_crate: Path | None, premis: Path | None
+) -> None:
     if prov is not None:
         from curated.provenance.export import write_prov_json
 
@@ -196,8 +225,11 @@ def log_command(
 
         out = write_premis(log, premis)
         console.print(f"PREMIS 3 XML written to {out} (validated against the PREMIS 3.0 schema)")
-    if verify or repair or prov is not None or ro_crate is not None or premis is not None:
-        return
+
+
+def _show_entries(ws: Workspace, *, as_json: bool) -> None:
+    """The entries as a table (or JSON lines), with a warning when the last line is cut."""
+    log = ws.log
     entries = list(log.entries())
     if as_json:
         for e in entries:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from curated.cli._common import RichProgress, console, err_console, handle_errors, print_results
+from curated.results import ReadmeDetails, details_as
 
 STATUS_STYLE = {"pass": "green", "fail": "red", "pending-deposit": "cyan", "needs-human": "yellow"}
 
@@ -57,10 +58,11 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
             )
         print_results([res], as_json=as_json)
-        fields = res.details.get("todo_fields") or []
+        todo = details_as(res, ReadmeDetails)
+        fields = todo.get("todo_fields") or []
         if fields and not as_json:
             err_console.print(
-                f"[yellow]{res.details['todo_count']} TODO marker(s)[/] for: " + "; ".join(fields)
+                f"[yellow]{todo['todo_count']} TODO marker(s)[/] for: " + "; ".join(fields)
             )
 
     @app.command("fair")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from curated.cli._common import err_console, handle_errors, print_results
+from curated.results import ArchiveExportDetails, details_as
 
 export_app = typer.Typer(
     name="export",
@@ -51,7 +52,7 @@ def empiar_cmd(
 
     res = export_empiar(workspace, dest, release=release, files=files, overwrite=overwrite)
     print_results([res], as_json=as_json)
-    _show_checklist(res.details.get("checklist") or [], as_json)
+    _show_checklist(details_as(res, ArchiveExportDetails).get("checklist") or [], as_json)
 
 
 @export_app.command("bia")
@@ -74,7 +75,7 @@ def bia_cmd(
 
     res = export_bia(workspace, dest, files=files, overwrite=overwrite)
     print_results([res], as_json=as_json)
-    _show_checklist(res.details.get("checklist") or [], as_json)
+    _show_checklist(details_as(res, ArchiveExportDetails).get("checklist") or [], as_json)
 
 
 def register(app: typer.Typer) -> None:

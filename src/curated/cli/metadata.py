@@ -19,7 +19,7 @@ from curated.cli._common import (
     print_results,
 )
 from curated.errors import MetadataError
-from curated.results import Result
+from curated.results import ImportOmeDetails, Result, SetFieldDetails, details_as
 
 metadata_app = typer.Typer(
     help="Describe the dataset: validate curated.yaml, import image headers, set fields.",
@@ -148,19 +148,20 @@ def import_ome_cmd(
     if as_json:
         exit_for(print_results([result], as_json=True))
         return
-    for warning in result.details.get("warnings", []):
+    details = details_as(result, ImportOmeDetails)
+    for warning in details.get("warnings", []):
         console.print(
             f"[yellow]warning:[/] {escape(str(image))}: {escape(warning)}",
             highlight=False,
             soft_wrap=True,
         )
-    for change in result.details.get("changes", []):
+    for change in details.get("changes", []):
         console.print(
             escape(f"  {change['field']}: {change['old']!r} -> {change['new']!r}"),
             highlight=False,
             soft_wrap=True,
         )
-    for kept in result.details.get("kept", []):
+    for kept in details.get("kept", []):
         console.print(
             "  [cyan]kept[/] "
             + escape(f"{kept['field']}: {kept['old']!r} (header says {kept['new']!r})"),
@@ -187,7 +188,7 @@ def set_cmd(
 
     result = set_field(workspace, field, value)
     print_results([result], as_json=as_json)
-    missing = result.details.get("still_missing")
+    missing = details_as(result, SetFieldDetails).get("still_missing")
     if missing and not as_json:
         console.print(
             escape(f"still missing (required): {', '.join(missing)}"),

@@ -9,7 +9,8 @@
   is named as such.
 * Bodies are streamed from disk through :class:`FileSlice` / :class:`MultipartBody`, which
   hash what they send (md5 + sha256) in the same pass; a retry re-opens the body.
-* Secrets never reach a message: every text taken from a server passes :func:`redact`,
+* Secrets never reach a message: every text taken from a server passes
+  :func:`curated._secrets.scrub` (each session registers its credentials there),
   and a server echoing the credential back (in a link, a body) gets it replaced before
   anything is parsed, so it cannot reach a receipt, the journal or the log.
 * Redirects are followed here, not by ``requests``: within the repository's origin
@@ -43,14 +44,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from curated._secrets import register_secret
+from curated._secrets import register_secret, scrub
 from curated._version import __version__
 from curated.errors import DepositError
 
@@ -263,34 +264,6 @@ class DeadlineAdapter(HTTPAdapter):
 
 def _watch_pools(manager: Any) -> None:
     manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in ``text`` by ``***``."""
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-            quoted = quote(s, safe="")
-            if quoted != s:
-                text = text.replace(quoted, "***")
-    return text
-
-
-def redact_data(value: Any, secrets: Iterable[str]) -> Any:
-    """``value`` (parsed JSON) with every secret inside its strings replaced by ``***``."""
-    secrets = [s for s in secrets if s and len(s) >= 4]
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {
-            redact(str(k), secrets) if isinstance(k, str) else k: redact_data(v, secrets)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_data(v, secrets) for v in value]
-    return value
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -659,7 +632,7 @@ class HttpSession:
         return origin(url) != origin(self.base_url)
 
     def clean(self, text: str) -> str:
-        return redact(text, self.secrets)
+        return scrub(text)
 
     def close(self) -> None:
         self.session.close()
@@ -980,7 +953,7 @@ class HttpSession:
                 data = json.loads(text)
             except ValueError:
                 data = None
-            data = redact_data(data, self.secrets)
+            data = scrub(data)
         headers = requests.structures.CaseInsensitiveDict(
             {k: self.clean(v) for k, v in resp.headers.items()}
         )

@@ -13,6 +13,8 @@ from_ome, import_ome, OmeImport
     Read an image's header metadata; merge it into a workspace's record.
 set_field
     Change one field of a workspace's record.
+record_view, RecordView
+    Read a record (valid or not) through typed, tolerant objects with the schema's names.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from curated.metadata.validate import (
     load_record,
     validate_record,
 )
+from curated.metadata.view import RecordView, record_view
 
 
 def schema_path():
@@ -47,12 +50,14 @@ __all__ = [
     "Issue",
     "ModuleCompleteness",
     "OmeImport",
+    "RecordView",
     "ValidationReport",
     "from_ome",
     "import_ome",
     "init_workspace",
     "load_record",
     "load_record_dict",
+    "record_view",
     "schema_path",
     "set_field",
     "skeleton_record",

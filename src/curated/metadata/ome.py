@@ -20,7 +20,7 @@ import numpy as np
 
 from curated.errors import MetadataError
 from curated.metadata.paths import MISSING, format_path, get_at, parse_path, set_at
-from curated.results import Result
+from curated.results import Result, Status
 
 if TYPE_CHECKING:
     from curated.workspace import Workspace
@@ -667,7 +667,8 @@ def merge_import(
     changes: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []
     remap: dict[str, str] = {}
-    images = out.get("images") if isinstance(out.get("images"), list) else []
+    found = out.get("images")
+    images: list[Any] = found if isinstance(found, list) else []
     multi = len(imp.images) > 1
     taken: set[int] = set()
     for i, img in enumerate(imp.images):
@@ -850,6 +851,7 @@ def import_ome(
             "personal_data": imp.personal_data,
         }
         step.details = details
+        status: Status
         if changes:
             write_record(ws.metadata_path, new, validate_record(new))
             step.add_output(ws.metadata_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from urllib.parse import quote
 from curated._io import atomic_write_text
 from curated._version import __version__
 from curated.errors import LogError
-from curated.provenance.log import STEPS, CuratorLog
+from curated.provenance.log import STEPS, CuratorLog, LogEntry
 
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
 """The Process Run Crate profile the exported crate conforms to."""
@@ -34,7 +34,7 @@ CURATED_URL = "https://pypi.org/project/curated/"
 _OK = ("ok", "notneeded")
 
 
-def _entries(log: CuratorLog | str | Path) -> tuple[CuratorLog, list[dict[str, Any]]]:
+def _entries(log: CuratorLog | str | Path) -> tuple[CuratorLog, list[LogEntry]]:
     if not isinstance(log, CuratorLog):
         log = CuratorLog(log)
     if not log.exists():
@@ -45,7 +45,7 @@ def _entries(log: CuratorLog | str | Path) -> tuple[CuratorLog, list[dict[str, A
     return log, list(log.entries())
 
 
-def _end_time(entry: dict[str, Any]) -> str | None:
+def _end_time(entry: Mapping[str, Any]) -> str | None:
     start = entry.get("time")
     if not isinstance(start, str):
         return None
@@ -121,7 +121,7 @@ def to_prov_document(log: CuratorLog | str | Path) -> Any:
             )
         return agents[key]
 
-    def person(agent: dict[str, Any] | None) -> Any:
+    def person(agent: Mapping[str, Any] | None) -> Any:
         if not isinstance(agent, dict) or not (agent.get("name") or agent.get("orcid")):
             return None
         orcid = agent.get("orcid")
@@ -137,7 +137,7 @@ def to_prov_document(log: CuratorLog | str | Path) -> Any:
             agents[key] = doc.agent(key, attrs)
         return agents[key]
 
-    def entity(art: dict[str, Any]) -> Any:
+    def entity(art: Mapping[str, Any]) -> Any:
         path = str(art.get("path"))
         digest = art.get("digest")
         key = f"ws:{quote(path, safe='/')}" + (f"@{quote(digest, safe='')}" if digest else "")
@@ -230,31 +230,49 @@ def ro_crate_action_entities(
         Prefix of payload paths inside the crate (e.g. ``""`` or ``"data/"``).
     """
     log, entries = _entries(log)
-    graph: dict[str, dict[str, Any]] = {}
+    graph = _CrateGraph(log.root, _latest_digests(entries), payload=payload, prefix=path_prefix)
+    actions = [graph.action(e) for e in entries]
+    return actions + list(graph.entities.values())
 
+
+def _latest_digests(entries: Sequence[LogEntry]) -> dict[str, str | None]:
+    """The digest of each path's latest recorded version (outputs win over inputs)."""
     latest: dict[str, str | None] = {}
     for e in entries:
         for art in e.get("outputs") or []:
             latest[str(art.get("path"))] = art.get("digest")
         for art in e.get("inputs") or []:
             latest.setdefault(str(art.get("path")), art.get("digest"))
+    return latest
 
-    def software(name: str, version: str, **extra: Any) -> str:
+
+class _CrateGraph:
+    """The entities the actions refer to (software, people, files), each added once by ``@id``."""
+
+    def __init__(
+        self, root: Path, latest: dict[str, str | None], *, payload: bool, prefix: str
+    ) -> None:
+        self.root = root
+        self.latest = latest
+        self.payload = payload
+        self.prefix = prefix
+        self.entities: dict[str, dict[str, Any]] = {}
+
+    def software(self, name: str, version: str) -> str:
         id_ = f"https://pypi.org/project/{quote(name)}/{quote(version)}/"
         if name == "python":
             id_ = f"https://www.python.org/downloads/release/python-{version.replace('.', '')}/"
-        if id_ not in graph:
-            graph[id_] = {
+        if id_ not in self.entities:
+            self.entities[id_] = {
                 "@id": id_,
                 "@type": "SoftwareApplication",
                 "name": name,
                 "softwareVersion": version,
                 "url": id_,
-                **extra,
             }
         return id_
 
-    def agent_id(agent: Any) -> str | None:
+    def agent(self, agent: Any) -> str | None:
         if not isinstance(agent, dict) or not (agent.get("name") or agent.get("orcid")):
             return None
         orcid = agent.get("orcid")
@@ -262,65 +280,63 @@ def ro_crate_action_entities(
             id_ = orcid if str(orcid).startswith("http") else f"https://orcid.org/{orcid}"
         else:
             id_ = f"#curator-{quote(str(agent['name']).strip().lower().replace(' ', '-'), safe='')}"
-        if id_ not in graph:
-            ent: dict[str, Any] = {"@id": id_, "@type": "Person"}
-            ent["name"] = agent.get("name") or id_
-            graph[id_] = ent
+        if id_ not in self.entities:
+            self.entities[id_] = {"@id": id_, "@type": "Person", "name": agent.get("name") or id_}
         return id_
 
-    def file_id(art: dict[str, Any]) -> str:
+    def file(self, art: Mapping[str, Any]) -> str:
         path = str(art.get("path"))
         digest = art.get("digest")
         # an input recorded without a digest (not re-read) is typed by what it is on disk
         is_dir = str(digest or "").startswith("sha256-tree:") or (
-            digest is None and (Path(path) if Path(path).is_absolute() else log.root / path).is_dir()
+            digest is None
+            and (Path(path) if Path(path).is_absolute() else self.root / path).is_dir()
         )
         inside = not Path(path).is_absolute() and not path.startswith("../")
-        if payload and inside and latest.get(path) == digest:
-            id_ = f"{path_prefix}{quote(path, safe='/')}" + (
+        if self.payload and inside and self.latest.get(path) == digest:
+            id_ = f"{self.prefix}{quote(path, safe='/')}" + (
                 "/" if is_dir and not path.endswith("/") else ""
             )
         else:
             hexd = _digest_hex(digest)
             id_ = f"#file:{quote(path, safe='/')}" + (f"@{hexd[:16]}" if hexd else "")
-        if id_ not in graph:
-            ent: dict[str, Any] = {
-                "@id": id_,
-                "@type": "Dataset" if is_dir else "File",
-                "name": path,
-            }
-            if art.get("bytes") is not None:
-                ent["contentSize"] = str(int(art["bytes"]))
-            hexd = _digest_hex(digest)
-            if hexd and not is_dir:
-                ent["sha256"] = hexd
-            elif digest:
-                ent["identifier"] = digest
-            if not is_dir:
-                ent["encodingFormat"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
-            if art.get("role"):
-                ent["description"] = f"role: {art['role']}"
-            graph[id_] = ent
+        if id_ not in self.entities:
+            self.entities[id_] = _file_entity(id_, path, art, digest, is_dir=is_dir)
         return id_
 
-    actions: list[dict[str, Any]] = []
-    for e in entries:
-        uid = str(e.get("id", "")).removeprefix("urn:uuid:") or f"seq-{e.get('seq')}"
-        act_id = f"#{uid}"
+    def parameter(self, uid: str, key: str, value: Any) -> str:
+        pid = f"#{uid}-param-{quote(str(key), safe='')}"
+        self.entities[pid] = {
+            "@id": pid,
+            "@type": "PropertyValue",
+            "name": str(key),
+            "value": value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False, sort_keys=True),
+        }
+        return pid
+
+    def instrument(self, e: LogEntry) -> str:
+        """``curated`` at the entry's version, with the libraries that did the work as requirements."""
         tool = e.get("tool") or {}
-        libs = [software(n, str(v)) for n, v in sorted((e.get("software") or {}).items())]
-        sw_extra: dict[str, Any] = {}
-        instrument = software(
-            str(tool.get("name", "curated")), str(tool.get("version", __version__)), **sw_extra
+        libs = [self.software(n, str(v)) for n, v in sorted((e.get("software") or {}).items())]
+        instrument = self.software(
+            str(tool.get("name", "curated")), str(tool.get("version", __version__))
         )
-        reqs = graph[instrument].setdefault("softwareRequirements", [])
+        reqs = self.entities[instrument].setdefault("softwareRequirements", [])
         for lib in libs:
             if _ref(lib) not in reqs:
                 reqs.append(_ref(lib))
+        return instrument
+
+    def action(self, e: LogEntry) -> dict[str, Any]:
+        """The ``CreateAction`` (``UpdateAction`` for Augment) of one log entry."""
+        uid = str(e.get("id", "")).removeprefix("urn:uuid:") or f"seq-{e.get('seq')}"
+        instrument = self.instrument(e)
         step_name = STEPS.get(str(e.get("step")), str(e.get("step")))
         status = e.get("status", "ok")
         act: dict[str, Any] = {
-            "@id": act_id,
+            "@id": f"#{uid}",
             "@type": "UpdateAction" if e.get("step") == "A" else "CreateAction",
             "name": f"{step_name}: {e.get('action')} (seq {e.get('seq')})",
             "description": e.get("message")
@@ -336,30 +352,40 @@ def ro_crate_action_entities(
             act["startTime"] = start
         if end:
             act["endTime"] = end
-        who = agent_id(e.get("agent"))
+        who = self.agent(e.get("agent"))
         if who:
             act["agent"] = _ref(who)
-        objects = [_ref(file_id(a)) for a in e.get("inputs") or []]
-        for k, v in sorted((e.get("params") or {}).items()):
-            pid = f"#{uid}-param-{quote(str(k), safe='')}"
-            graph[pid] = {
-                "@id": pid,
-                "@type": "PropertyValue",
-                "name": str(k),
-                "value": v
-                if isinstance(v, str)
-                else json.dumps(v, ensure_ascii=False, sort_keys=True),
-            }
-            objects.append(_ref(pid))
+        objects = [_ref(self.file(a)) for a in e.get("inputs") or []]
+        objects += [
+            _ref(self.parameter(uid, k, v)) for k, v in sorted((e.get("params") or {}).items())
+        ]
         if objects:
             act["object"] = _one_or_many(objects)
-        results = [_ref(file_id(a)) for a in e.get("outputs") or []]
+        results = [_ref(self.file(a)) for a in e.get("outputs") or []]
         if results:
             act["result"] = _one_or_many(results)
         if status not in _OK:
             act["error"] = e.get("message") or f"status {status}"
-        actions.append(act)
-    return actions + list(graph.values())
+        return act
+
+
+def _file_entity(
+    id_: str, path: str, art: Mapping[str, Any], digest: str | None, *, is_dir: bool
+) -> dict[str, Any]:
+    """A ``File`` (size, sha256, format) or ``Dataset`` (tree digest) entity for a recorded path."""
+    ent: dict[str, Any] = {"@id": id_, "@type": "Dataset" if is_dir else "File", "name": path}
+    if art.get("bytes") is not None:
+        ent["contentSize"] = str(int(art["bytes"]))
+    hexd = _digest_hex(digest)
+    if hexd and not is_dir:
+        ent["sha256"] = hexd
+    elif digest:
+        ent["identifier"] = digest
+    if not is_dir:
+        ent["encodingFormat"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if art.get("role"):
+        ent["description"] = f"role: {art['role']}"
+    return ent
 
 
 def action_ids(entities: Iterable[dict[str, Any]]) -> list[dict[str, str]]:

@@ -21,21 +21,23 @@ import hashlib
 import json
 import os
 import platform
-import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, cast
+
+from typing_extensions import TypedDict
 
 from curated._crash import crash_point
 from curated._io import canonical_json
-from curated._secrets import scrub
+from curated._secrets import redact
 from curated._version import __version__
 from curated.errors import LogError
 from curated.provenance.digest import digest_path, digest_tree
@@ -93,51 +95,6 @@ def library_versions(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(
-    r"(token|secret|password|passwd|api[_-]?key|authori[sz]ation|credential|cookie|private[_-]?key)",
-    re.I,
-)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
-_URL_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&](?:access_token|token|api_key|apikey|key|secret|signature|sig|password)=)[^&#\s]+",
-    re.I,
-)
-_BEARER = re.compile(r"(?P<key>bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I)
-
-
-def redact(value: Any) -> Any:
-    """Return ``value`` with secrets replaced by ``<redacted>``.
-
-    Keys that name a secret (``token``, ``password``, ``api_key``...) lose their
-    value; strings lose URL credentials (``https://user:pass@``), secret query
-    parameters (``?access_token=...``) and bearer tokens. The log is shared in
-    bags and deposits, so nothing secret may reach it.
-    """
-    value = scrub(value)
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if (
-                isinstance(k, str)
-                and _SECRET_KEY.search(k)
-                and v not in (None, "", False)
-                and not isinstance(v, (dict, list, bool))
-            ):
-                # a *_env key holds a variable's name, not its value: keep it
-                out[k] = v if k.lower().endswith(("_env", "_var")) else REDACTED
-            else:
-                out[k] = redact(v)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        value = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
-        value = _URL_SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", value)
-        return _BEARER.sub(lambda m: f"{m['key']}{REDACTED}", value)
-    return value
-
-
 def _utf8_safe(value: Any) -> Any:
     """Strings that hold undecodable file-name bytes (surrogates) shown as ``\\xNN``, so the line is UTF-8."""
     if isinstance(value, str):
@@ -153,7 +110,67 @@ def _utf8_safe(value: Any) -> Any:
     return value
 
 
-def entry_hash(entry: dict[str, Any]) -> str:
+class ArtifactRecord(TypedDict):
+    """An input or output in a log entry (:meth:`Artifact.to_dict`)."""
+
+    path: str
+    bytes: int | None
+    digest: str | None
+    role: NotRequired[str]
+    recorded_seq: NotRequired[int]
+
+
+class AgentRecord(TypedDict):
+    """Who acted: the curator's name and ORCID, when known."""
+
+    name: str | None
+    orcid: str | None
+
+
+class ToolRecord(TypedDict):
+    name: str
+    version: str
+
+
+class LogEntry(TypedDict):
+    """One line of ``curation/log.jsonl``, as :meth:`CuratorLog.append` writes it.
+
+    Read from disk an entry may be anything (the log can be edited by hand);
+    :meth:`CuratorLog.verify` says whether it is what was written. Readers of
+    unverified entries keep using ``.get`` with a default.
+    """
+
+    seq: int
+    id: str
+    """``urn:uuid:...``"""
+    step: str
+    """A CURATE(D) letter (:data:`STEPS`)."""
+    step_name: str
+    action: str
+    time: str
+    """When the step started (UTC, ISO 8601 with a ``Z``)."""
+    agent: AgentRecord
+    tool: ToolRecord
+    software: dict[str, str]
+    """Versions of Python and of the libraries that did the work."""
+    params: dict[str, Any]
+    inputs: list[ArtifactRecord]
+    outputs: list[ArtifactRecord]
+    status: str
+    """``ok``, ``notneeded``, ``impossible`` or ``error``."""
+    message: str
+    duration: float
+    """Seconds."""
+    details: NotRequired[dict[str, Any]]
+    host: NotRequired[dict[str, str | None]]
+    """Only when opted in (``CURATED_RECORD_HOST=1``)."""
+    prev: str | None
+    """``hash`` of the entry before (``None`` for the first)."""
+    hash: str
+    """sha256 of the entry's canonical JSON without ``hash``."""
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
     """The digest an entry carries in ``hash``: sha256 of its canonical JSON without ``hash``."""
     body = {k: v for k, v in entry.items() if k != "hash"}
     return "sha256:" + hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
@@ -272,7 +289,7 @@ class CuratorLog:
         with open(self.path, "rb") as fh:
             yield from enumerate(fh, start=1)
 
-    def entries(self, *, strict: bool = False) -> Iterator[dict[str, Any]]:
+    def entries(self, *, strict: bool = False) -> Iterator[LogEntry]:
         """Yield parsed entries in order.
 
         A cut (unparseable or unterminated) last line is skipped, unless
@@ -299,7 +316,7 @@ class CuratorLog:
             return
         yield self._parse(raw, lineno)
 
-    def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
+    def _parse(self, raw: bytes, lineno: int) -> LogEntry:
         try:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -310,15 +327,16 @@ class CuratorLog:
             raise LogError(
                 f"line {lineno} is not a JSON object", path=self.path, details={"line": lineno}
             )
-        return obj
+        # typed as written; whether it still is what was written is verify's to say
+        return cast(LogEntry, obj)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[LogEntry]:
         return self.entries()
 
     def __len__(self) -> int:
         return sum(1 for _ in self.entries())
 
-    def _tail(self) -> tuple[dict[str, Any] | None, bool]:
+    def _tail(self) -> tuple[LogEntry | None, bool]:
         """Return (last complete entry, whether a cut line follows it), reading only the file's end."""
         if not self.path.exists():
             return None, False
@@ -351,7 +369,7 @@ class CuratorLog:
                 path=self.path,
             ) from None
 
-    def last(self) -> dict[str, Any] | None:
+    def last(self) -> LogEntry | None:
         """The last complete entry, or ``None`` for an empty log."""
         return self._tail()[0]
 
@@ -441,7 +459,7 @@ class CuratorLog:
         finally:
             os.close(fd)
 
-    def _appendable_tail(self) -> dict[str, Any] | None:
+    def _appendable_tail(self) -> LogEntry | None:
         last, cut = self._tail()
         if cut:
             raise LogError(
@@ -589,7 +607,12 @@ class CuratorLog:
         libraries: Sequence[str] = (),
         hash_inputs: bool = True,
     ) -> StepRecorder:
-        """Record one step around a block of work (see :class:`StepRecorder`)."""
+        """Deprecated: use :func:`curated.recorder` (``recorder(log, step, action, ...)``)."""
+        warnings.warn(
+            "CuratorLog.step is deprecated; use curated.recorder(log, step, action, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return StepRecorder(
             self,
             step,
@@ -630,112 +653,143 @@ class CuratorLog:
         ``cut_tail``; the entries before it are still counted as intact.
         """
         anchor_seq, anchor_hash = _parse_anchor(anchor) if anchor is not None else (None, None)
-        anchored: str | None = None
-        report = VerifyReport()
-        prev_hash: str | None = None
-        expected_seq = 0
-        latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
-        bags: dict[str, tuple[int, str | None]] = {}
+        walk = _ChainWalk()
         for lineno, raw in self.iter_raw():
-            if not raw.endswith(b"\n"):
-                # only the last line can lack its newline
-                report.cut_tail = True
-                report.fail(
-                    expected_seq,
-                    f"line {lineno}: cut by a crash (incomplete last line); the {report.entries} entries before it are intact; `curated log --repair` sets it aside",
-                )
+            entry = walk.check_line(lineno, raw)
+            if entry is None:
                 break
-            try:
-                entry = json.loads(raw.decode("utf-8"))
-                if not isinstance(entry, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError:
-                report.fail(
-                    expected_seq, f"seq {expected_seq} (line {lineno}): not a valid JSON entry"
-                )
-                break
-            seq = entry.get("seq")
-            if seq != expected_seq:
-                report.fail(
-                    expected_seq,
-                    f"seq {expected_seq} (line {lineno}): found seq {seq!r} instead; an entry was removed, inserted or reordered here",
-                )
-                break
-            if entry.get("hash") != entry_hash(entry):
-                report.fail(
-                    seq, f"seq {seq}: content does not match its hash; the entry was edited"
-                )
-                break
-            if entry.get("prev") != prev_hash:
-                if seq == 0:
-                    report.fail(
-                        0, "seq 0: the first entry must have no prev; the log's start was altered"
-                    )
-                else:
-                    report.fail(
-                        seq - 1,
-                        f"seq {seq - 1}: its hash no longer matches the prev recorded by seq {seq}; seq {seq - 1} was rewritten after seq {seq} was written",
-                    )
-                break
-            for out in entry.get("outputs") or []:
-                if isinstance(out, dict) and out.get("digest") and out.get("path"):
-                    latest_outputs[out["path"]] = (seq, out)
-                elif isinstance(out, dict) and out.get("role") == "bag" and out.get("path"):
-                    ident = (entry.get("details") or {}).get("external_identifier")
-                    bags[out["path"]] = (seq, ident)
-            retracted = (entry.get("details") or {}).get("interrupted_seq")
-            if entry.get("status") == "error" and isinstance(retracted, int):
-                # a later entry says that bag was never completed: it is no longer claimed
-                bags = {k: v for k, v in bags.items() if v[0] != retracted}
-            prev_hash = entry["hash"]
-            if seq == anchor_seq:
-                anchored = prev_hash
-            report.entries += 1
-            expected_seq = report.entries
-        if anchor_seq is not None and report.ok:
-            if anchored is None:
-                gone = anchor_seq - report.entries + 1
-                report.fail(
-                    report.entries,
-                    f"the log ends at seq {report.entries - 1} but the anchor names seq {anchor_seq}: "
-                    + ("1 entry was" if gone == 1 else f"{gone} entries were")
-                    + " removed from its end",
-                )
-            elif anchored != anchor_hash:
-                report.fail(
-                    anchor_seq,
-                    f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
-                )
+            walk.note_outputs(entry)
+            if entry["seq"] == anchor_seq:
+                walk.anchored = entry["hash"]
+        report = walk.report
+        if anchor_seq is not None and anchor_hash is not None and report.ok:
+            _check_anchor(report, anchor_seq, anchor_hash, walk.anchored)
         if files and report.ok:
-            for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
-                problem = _bag_problem(self.root, rel, ident)
-                if problem:
-                    report.fail(seq, f"seq {seq}: bag {rel} {problem}")
-            for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
-                p = Path(rel) if Path(rel).is_absolute() else self.root / rel
-                if not p.exists():
-                    report.fail(seq, f"seq {seq}: output {rel} is missing")
-                    continue
-                # A later step may write inside a recorded folder (label images added to an
-                # OME-Zarr image). Those sub-trees are verified against their own, later
-                # entries; the folder is verified without them, which is the state that was
-                # recorded when they did not exist yet. (A later step that rewrote something
-                # that did exist must record the whole folder again, or this reports a change:
-                # a false alarm, never a false pass.)
-                later_inside = _later_nested(rel, seq, latest_outputs)
-                try:
-                    if later_inside and p.is_dir():
-                        digest = digest_tree(p, exclude=later_inside).digest
-                    else:
-                        digest, _ = digest_path(p)
-                except OSError as exc:
-                    report.fail(
-                        seq, f"seq {seq}: output {rel} cannot be read ({exc.strerror or exc})"
-                    )
-                    continue
-                if digest != out["digest"]:
-                    report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
+            self._verify_bags(report, walk.bags)
+            self._verify_outputs(report, walk.latest_outputs)
         return report
+
+    def _verify_bags(self, report: VerifyReport, bags: dict[str, tuple[int, str | None]]) -> None:
+        """Each bag a ``bag`` entry recorded is still there, and is that bag."""
+        for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
+            problem = _bag_problem(self.root, rel, ident)
+            if problem:
+                report.fail(seq, f"seq {seq}: bag {rel} {problem}")
+
+    def _verify_outputs(
+        self, report: VerifyReport, latest_outputs: dict[str, tuple[int, dict[str, Any]]]
+    ) -> None:
+        """Each path's latest recorded output digest still matches what is on disk."""
+        for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
+            p = Path(rel) if Path(rel).is_absolute() else self.root / rel
+            if not p.exists():
+                report.fail(seq, f"seq {seq}: output {rel} is missing")
+                continue
+            # A later step may write inside a recorded folder (label images added to an
+            # OME-Zarr image). Those sub-trees are verified against their own, later
+            # entries; the folder is verified without them, which is the state that was
+            # recorded when they did not exist yet. (A later step that rewrote something
+            # that did exist must record the whole folder again, or this reports a change:
+            # a false alarm, never a false pass.)
+            later_inside = _later_nested(rel, seq, latest_outputs)
+            try:
+                if later_inside and p.is_dir():
+                    digest = digest_tree(p, exclude=later_inside).digest
+                else:
+                    digest, _ = digest_path(p)
+            except OSError as exc:
+                report.fail(seq, f"seq {seq}: output {rel} cannot be read ({exc.strerror or exc})")
+                continue
+            if digest != out["digest"]:
+                report.fail(seq, f"seq {seq}: output {rel} changed since it was recorded")
+
+
+class _ChainWalk:
+    """One pass over the log's lines: the chain checks, and what ``verify --files`` needs later."""
+
+    def __init__(self) -> None:
+        self.report = VerifyReport()
+        self.prev_hash: str | None = None
+        self.anchored: str | None = None
+        self.latest_outputs: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.bags: dict[str, tuple[int, str | None]] = {}
+
+    def check_line(self, lineno: int, raw: bytes) -> dict[str, Any] | None:
+        """The entry on this line when it continues the chain; else ``None`` (the report says why)."""
+        report = self.report
+        expected_seq = report.entries
+        if not raw.endswith(b"\n"):
+            # only the last line can lack its newline
+            report.cut_tail = True
+            report.fail(
+                expected_seq,
+                f"line {lineno}: cut by a crash (incomplete last line); the {report.entries} entries before it are intact; `curated log --repair` sets it aside",
+            )
+            return None
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            report.fail(expected_seq, f"seq {expected_seq} (line {lineno}): not a valid JSON entry")
+            return None
+        seq = entry.get("seq")
+        if seq != expected_seq:
+            report.fail(
+                expected_seq,
+                f"seq {expected_seq} (line {lineno}): found seq {seq!r} instead; an entry was removed, inserted or reordered here",
+            )
+            return None
+        if entry.get("hash") != entry_hash(entry):
+            report.fail(seq, f"seq {seq}: content does not match its hash; the entry was edited")
+            return None
+        if entry.get("prev") != self.prev_hash:
+            if seq == 0:
+                report.fail(
+                    0, "seq 0: the first entry must have no prev; the log's start was altered"
+                )
+            else:
+                report.fail(
+                    seq - 1,
+                    f"seq {seq - 1}: its hash no longer matches the prev recorded by seq {seq}; seq {seq - 1} was rewritten after seq {seq} was written",
+                )
+            return None
+        self.prev_hash = entry["hash"]
+        report.entries += 1
+        return entry
+
+    def note_outputs(self, entry: dict[str, Any]) -> None:
+        """Remember each path's latest recorded output, and the bags still claimed."""
+        seq = entry["seq"]
+        for out in entry.get("outputs") or []:
+            if isinstance(out, dict) and out.get("digest") and out.get("path"):
+                self.latest_outputs[out["path"]] = (seq, out)
+            elif isinstance(out, dict) and out.get("role") == "bag" and out.get("path"):
+                ident = (entry.get("details") or {}).get("external_identifier")
+                self.bags[out["path"]] = (seq, ident)
+        retracted = (entry.get("details") or {}).get("interrupted_seq")
+        if entry.get("status") == "error" and isinstance(retracted, int):
+            # a later entry says that bag was never completed: it is no longer claimed
+            self.bags = {k: v for k, v in self.bags.items() if v[0] != retracted}
+
+
+def _check_anchor(
+    report: VerifyReport, anchor_seq: int, anchor_hash: str, anchored: str | None
+) -> None:
+    """The anchored entry is still there (nothing cut from the end) and unchanged."""
+    if anchored is None:
+        gone = anchor_seq - report.entries + 1
+        report.fail(
+            report.entries,
+            f"the log ends at seq {report.entries - 1} but the anchor names seq {anchor_seq}: "
+            + ("1 entry was" if gone == 1 else f"{gone} entries were")
+            + " removed from its end",
+        )
+    elif anchored != anchor_hash:
+        report.fail(
+            anchor_seq,
+            f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
+        )
 
 
 def anchor_from(source: str | Path) -> str:
@@ -810,7 +864,9 @@ def _later_nested(rel: str, seq: int, outputs: dict[str, tuple[int, dict[str, An
 class StepRecorder:
     """Context manager that records one step: start, end, outputs, failures.
 
-    >>> with log.step("T", "convert", inputs=[src], params={"chunks": 64}) as step:  # doctest: +SKIP
+    Open one with :func:`curated.recorder`:
+
+    >>> with recorder(workspace, "T", "convert", inputs=[src], params={"chunks": 64}) as step:  # doctest: +SKIP
     ...     out = convert(...)
     ...     step.add_output(out, digest=store_digest)
 
@@ -892,7 +948,7 @@ class StepRecorder:
             self.inputs.append(self._as_artifact(item, compute=self.hash_inputs))
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         duration = time.perf_counter() - self._t0
         if exc is not None:
             status = "error"

@@ -107,7 +107,7 @@ def _own_checks(crate_dir: Path) -> list[str]:
     if not root:
         return [*problems, "no root data entity"]
 
-    def ids(value: Any) -> list[str]:
+    def ids(value: Any) -> list[str | None]:
         items = value if isinstance(value, list) else [value] if value else []
         return [i.get("@id") for i in items if isinstance(i, dict)]
 

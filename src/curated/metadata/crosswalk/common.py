@@ -182,19 +182,27 @@ def normalise_doi(value: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def person_name(person: dict[str, Any]) -> str:
-    """``Family, Given`` (the citation order DataCite and most repositories use); family alone if no given name."""
-    family = str(person.get("family_name") or "").strip()
-    given = str(person.get("given_name") or "").strip()
+def person_name(person: Any) -> str:
+    """``Family, Given`` (the citation order DataCite and most repositories use); family alone if no given name.
+
+    ``person`` is a record's mapping or a :class:`curated.metadata.view.Person`.
+    """
+    family = str(_field(person, "family_name") or "").strip()
+    given = str(_field(person, "given_name") or "").strip()
     if family and given:
         return f"{family}, {given}"
     return family or given
 
 
-def display_name(person: dict[str, Any]) -> str:
-    """``Given Family`` for prose (READMEs, emails)."""
-    family = str(person.get("family_name") or "").strip()
-    given = str(person.get("given_name") or "").strip()
+def _field(obj: Any, name: str) -> Any:
+    """A field of a record's mapping or of a typed view object."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def display_name(person: Any) -> str:
+    """``Given Family`` for prose (READMEs, emails); a mapping or a view ``Person``."""
+    family = str(_field(person, "family_name") or "").strip()
+    given = str(_field(person, "given_name") or "").strip()
     return " ".join(p for p in (given, family) if p)
 
 

@@ -29,6 +29,7 @@ from curated.metadata.crosswalk.common import (
     person_name,
     spdx_id,
 )
+from curated.metadata.view import ImageRepresentation, Person, RecordView, Study, record_view
 
 SCHEMA_VERSION = "http://datacite.org/schema/kernel-4"
 """Value of ``schemaVersion`` (the kernel-4 namespace; the JSON validators pin the minor version)."""
@@ -103,30 +104,29 @@ def to_datacite(
     >>> to_datacite(rec)["titles"]
     [{'title': 'Mitochondria in HeLa'}]
     """
-    rec = as_dict(record)
-    study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
+    rec = record_view(as_dict(record))
+    study = rec.study
     out: dict[str, Any] = {}
 
-    the_doi = normalise_doi(doi or study.get("doi"))
-    if (doi or study.get("doi")) and the_doi is None:
-        msg = f"{doi or study.get('doi')!r} is not a DOI (expected 10.NNNN/suffix or https://doi.org/10.NNNN/suffix)"
+    given_doi = doi or study.doi
+    the_doi = normalise_doi(given_doi)
+    if given_doi and the_doi is None:
+        msg = f"{given_doi!r} is not a DOI (expected 10.NNNN/suffix or https://doi.org/10.NNNN/suffix)"
         raise MetadataError(msg, field="study.doi")
     if the_doi:
         out["doi"] = the_doi
     if url:
         out["url"] = url
 
-    creators = [
-        _creator(a) for a in _dicts(study.get("authors")) if isinstance(a, dict) and person_name(a)
-    ]
+    creators = [_creator(a) for a in study.authors if person_name(a)]
     if creators:
         out["creators"] = creators
-    if study.get("title"):
-        out["titles"] = [{"title": str(study["title"])}]
-    pub = publisher or study.get("publisher")
+    if study.title:
+        out["titles"] = [{"title": study.title}]
+    pub = publisher or study.publisher
     if pub:
         out["publisher"] = {"name": str(pub)}
-    year = publication_year if publication_year is not None else study.get("publication_year")
+    year = publication_year if publication_year is not None else study.publication_year
     if year is not None and str(year).strip():
         out["publicationYear"] = str(year).strip()
     out["types"] = {"resourceTypeGeneral": "Dataset", "resourceType": _resource_type(rec)}
@@ -137,14 +137,10 @@ def to_datacite(
     _put(out, "dates", _dates(rec))
     _put(out, "relatedIdentifiers", _related(study))
     _put(out, "sizes", _sizes(rec))
-    _put(
-        out,
-        "formats",
-        _unique(str(i["image_format"]) for i in _dicts(rec.get("images")) if i.get("image_format")),
-    )
+    _put(out, "formats", _unique(i.image_format for i in rec.images if i.image_format))
     if version:
         out["version"] = str(version)
-    _put(out, "rightsList", _rights(study.get("license")))
+    _put(out, "rightsList", _rights(study.license))
     _put(out, "descriptions", _descriptions(rec))
     _put(out, "fundingReferences", _funding(study))
 
@@ -179,11 +175,6 @@ def validate_datacite(datacite: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------ parts
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    """The mapping entries of a list from the record (a malformed entry is skipped, never a crash)."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
 def _put(out: dict[str, Any], key: str, value: list[Any]) -> None:
     if value:
         out[key] = value
@@ -197,13 +188,13 @@ def _unique(items: Any) -> list[Any]:
     return seen
 
 
-def _creator(person: dict[str, Any]) -> dict[str, Any]:
+def _creator(person: Person) -> dict[str, Any]:
     c: dict[str, Any] = {"name": person_name(person), "nameType": "Personal"}
-    if person.get("given_name"):
-        c["givenName"] = str(person["given_name"])
-    if person.get("family_name"):
-        c["familyName"] = str(person["family_name"])
-    orcid = normalise_orcid(person.get("orcid"))
+    if person.given_name:
+        c["givenName"] = person.given_name
+    if person.family_name:
+        c["familyName"] = person.family_name
+    orcid = normalise_orcid(person.orcid)
     if orcid:
         c["nameIdentifiers"] = [
             {
@@ -212,10 +203,10 @@ def _creator(person: dict[str, Any]) -> dict[str, Any]:
                 "schemeUri": ORCID_URL.rstrip("/"),
             }
         ]
-    aff = person.get("affiliation") or {}
-    if isinstance(aff, dict) and aff.get("name"):
-        a: dict[str, Any] = {"name": str(aff["name"])}
-        ror = normalise_ror(aff.get("ror"))
+    aff = person.affiliation
+    if aff.name:
+        a: dict[str, Any] = {"name": aff.name}
+        ror = normalise_ror(aff.ror)
         if ror:
             a.update(
                 affiliationIdentifier=ror,
@@ -226,13 +217,13 @@ def _creator(person: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
-def _contributors(study: dict[str, Any]) -> list[dict[str, Any]]:
+def _contributors(study: Study) -> list[dict[str, Any]]:
     out = []
-    for person in _dicts(study.get("authors")):
-        if not isinstance(person, dict) or not person_name(person):
+    for person in study.authors:
+        if not person_name(person):
             continue
-        roles = [str(r) for r in person.get("role") or []]
-        if person.get("contact") and "ContactPerson" not in roles:
+        roles = list(person.role)
+        if person.contact and "ContactPerson" not in roles:
             roles.insert(0, "ContactPerson")
         for role in roles:
             if role in _CONTRIBUTOR_TYPES:
@@ -242,83 +233,70 @@ def _contributors(study: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _resource_type(rec: dict[str, Any]) -> str:
-    method = (rec.get("dataset") or {}).get("imaging_method_name")
-    if not method:
-        protocols = _dicts(rec.get("acquisition_protocols"))
-        method = (
-            protocols[0].get("imaging_method_name")
-            if protocols and isinstance(protocols[0], dict)
-            else None
-        )
+def _resource_type(rec: RecordView) -> str:
+    method = rec.dataset.imaging_method_name
+    if not method and rec.acquisition_protocols:
+        method = rec.acquisition_protocols[0].imaging_method_name
     return f"{method} image data" if method else "Image data"
 
 
-def _subjects(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
-    keywords = study.get("keywords") or []
-    if isinstance(keywords, str):
-        keywords = [keywords]
-    subjects: list[dict[str, Any]] = [{"subject": str(k)} for k in keywords if k]
-    for sample in _dicts(rec.get("biosamples")):
-        org = sample.get("organism") if isinstance(sample.get("organism"), dict) else {}
-        name = org.get("scientific_name")
+def _subjects(rec: RecordView) -> list[dict[str, Any]]:
+    subjects: list[dict[str, Any]] = [{"subject": k} for k in rec.study.keywords if k]
+    for sample in rec.biosamples:
+        name = sample.organism.scientific_name
         if not name:
             continue
         s: dict[str, Any] = {
-            "subject": str(name),
+            "subject": name,
             "subjectScheme": "NCBI Taxonomy",
             "schemeUri": NCBI_TAXONOMY,
         }
-        taxon = str(org.get("ncbi_taxon_id") or "").removeprefix("NCBITaxon:")
+        taxon = (sample.organism.ncbi_taxon_id or "").removeprefix("NCBITaxon:")
         if taxon.isdigit():
             s["valueUri"] = f"{OBO_PURL}NCBITaxon_{taxon}"
         subjects.append(s)
-    for proto in _dicts(rec.get("acquisition_protocols")):
-        name = (proto or {}).get("imaging_method_name")
-        if not name:
+    for proto in rec.acquisition_protocols:
+        if not proto.imaging_method_name:
             continue
-        s = {"subject": str(name), "subjectScheme": "FBbi", "schemeUri": f"{OBO_PURL}fbbi.owl"}
-        fbbi = str(proto.get("fbbi_id") or "")
+        s = {
+            "subject": proto.imaging_method_name,
+            "subjectScheme": "FBbi",
+            "schemeUri": f"{OBO_PURL}fbbi.owl",
+        }
+        fbbi = proto.fbbi_id or ""
         if fbbi.startswith("FBbi:"):
             s["valueUri"] = f"{OBO_PURL}FBbi_{fbbi.removeprefix('FBbi:')}"
         subjects.append(s)
     return _unique(subjects)
 
 
-def _dates(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    dates = []
-    for proto in _dicts(rec.get("acquisition_protocols")):
-        when = (proto or {}).get("acquisition_date")
-        if when:
-            dates.append({"date": str(when)[:10], "dateType": "Collected"})
-    release = (rec.get("study") if isinstance(rec.get("study"), dict) else {}).get("release_date")
-    if release:
-        dates.append({"date": str(release)[:10], "dateType": "Available"})
+def _dates(rec: RecordView) -> list[dict[str, Any]]:
+    dates = [
+        {"date": proto.acquisition_date.date().isoformat(), "dateType": "Collected"}
+        for proto in rec.acquisition_protocols
+        if proto.acquisition_date
+    ]
+    if rec.study.release_date:
+        dates.append({"date": rec.study.release_date.isoformat(), "dateType": "Available"})
     return _unique(dates)
 
 
-def _related(study: dict[str, Any]) -> list[dict[str, Any]]:
+def _related(study: Study) -> list[dict[str, Any]]:
     out = []
-    for r in _dicts(study.get("related_identifiers")):
-        if (
-            isinstance(r, dict)
-            and r.get("identifier")
-            and r.get("identifier_type")
-            and r.get("relation_type")
-        ):
-            ident = str(r["identifier"])
-            if r["identifier_type"] == "DOI":
+    for r in study.related_identifiers:
+        if r.identifier and r.identifier_type and r.relation_type:
+            ident = r.identifier
+            if r.identifier_type == "DOI":
                 ident = normalise_doi(ident) or ident
             out.append(
                 {
                     "relatedIdentifier": ident,
-                    "relatedIdentifierType": str(r["identifier_type"]),
-                    "relationType": str(r["relation_type"]),
+                    "relatedIdentifierType": r.identifier_type,
+                    "relationType": r.relation_type,
                 }
             )
-    for pub in _dicts(study.get("publications")):
-        doi = normalise_doi((pub or {}).get("doi"))
+    for pub in study.publications:
+        doi = normalise_doi(pub.doi)
         if doi:
             out.append(
                 {
@@ -330,16 +308,12 @@ def _related(study: dict[str, Any]) -> list[dict[str, Any]]:
     return _unique(out)
 
 
-def _sizes(rec: dict[str, Any]) -> list[str]:
-    images = [i for i in _dicts(rec.get("images")) if isinstance(i, dict)]
+def _sizes(rec: RecordView) -> list[str]:
+    images = rec.images
     sizes = []
     if images:
         sizes.append(f"{len(images)} image{'s' if len(images) != 1 else ''}")
-    total = sum(
-        int(i["total_size_in_bytes"])
-        for i in images
-        if isinstance(i.get("total_size_in_bytes"), int)
-    )
+    total = sum(i.total_size_in_bytes or 0 for i in images)
     if total:
         sizes.append(f"{total} bytes")
     return sizes
@@ -373,68 +347,71 @@ def _rights(spdx: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def _descriptions(rec: dict[str, Any]) -> list[dict[str, Any]]:
+def _descriptions(rec: RecordView) -> list[dict[str, Any]]:
+    study = rec.study
     out = []
-    study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
-    if study.get("description"):
-        out.append({"description": str(study["description"]), "descriptionType": "Abstract"})
-    methods = []
-    for spec in _dicts(rec.get("specimens")):
-        if (spec or {}).get("sample_preparation"):
-            methods.append(f"Sample preparation: {spec['sample_preparation']}")
-    for proto in _dicts(rec.get("acquisition_protocols")):
-        proto = proto or {}
-        bits = [proto.get("imaging_method_name"), proto.get("imaging_instrument")]
-        text = "; ".join(str(b) for b in bits if b)
-        if proto.get("image_acquisition_parameters"):
-            text = (
-                f"{text}. {proto['image_acquisition_parameters']}"
-                if text
-                else str(proto["image_acquisition_parameters"])
-            )
-        if text:
-            methods.append(f"Image acquisition: {text}")
-    for img in _dicts(rec.get("images")):
-        if (img or {}).get("processing"):
-            methods.append(f"Processing of {img.get('name', 'image')}: {img['processing']}")
+    if study.description:
+        out.append({"description": study.description, "descriptionType": "Abstract"})
+    methods = _methods(rec)
     if methods:
         out.append({"description": "\n".join(methods), "descriptionType": "Methods"})
-    tech = []
-    for img in _dicts(rec.get("images")):
-        img = img or {}
-        dims = " × ".join(str(img[k]) for k in ("size_x", "size_y", "size_z") if img.get(k))
-        vox = " × ".join(
-            str(img[k])
-            for k in ("voxel_size_x", "voxel_size_y", "voxel_size_z")
-            if img.get(k) is not None
-        )
-        parts = [str(img.get("name") or "image"), str(img.get("image_format") or "")]
-        if dims:
-            parts.append(f"{dims} voxels (x × y × z)")
-        if vox:
-            parts.append(f"voxel size {vox} {img.get('voxel_size_unit') or ''}".rstrip())
-        if img.get("dtype"):
-            parts.append(str(img["dtype"]))
-        tech.append(", ".join(p for p in parts if p))
+    tech = [_technical_info(img) for img in rec.images]
     if tech:
         out.append({"description": "\n".join(tech), "descriptionType": "TechnicalInfo"})
-    if study.get("acknowledgements"):
-        out.append({"description": str(study["acknowledgements"]), "descriptionType": "Other"})
+    if study.acknowledgements:
+        out.append({"description": study.acknowledgements, "descriptionType": "Other"})
     return out
 
 
-def _funding(study: dict[str, Any]) -> list[dict[str, Any]]:
+def _methods(rec: RecordView) -> list[str]:
+    methods = [
+        f"Sample preparation: {spec.sample_preparation}"
+        for spec in rec.specimens
+        if spec.sample_preparation
+    ]
+    for proto in rec.acquisition_protocols:
+        bits = [proto.imaging_method_name, proto.imaging_instrument]
+        text = "; ".join(b for b in bits if b)
+        if proto.image_acquisition_parameters:
+            params = proto.image_acquisition_parameters
+            text = f"{text}. {params}" if text else params
+        if text:
+            methods.append(f"Image acquisition: {text}")
+    methods += [
+        f"Processing of {img.name or 'image'}: {img.processing}"
+        for img in rec.images
+        if img.processing
+    ]
+    return methods
+
+
+def _technical_info(img: ImageRepresentation) -> str:
+    dims = " × ".join(str(n) for n in (img.size_x, img.size_y, img.size_z) if n)
+    vox = " × ".join(
+        str(v) for v in (img.voxel_size_x, img.voxel_size_y, img.voxel_size_z) if v is not None
+    )
+    parts = [img.name or "image", img.image_format or ""]
+    if dims:
+        parts.append(f"{dims} voxels (x × y × z)")
+    if vox:
+        parts.append(f"voxel size {vox} {img.voxel_size_unit or ''}".rstrip())
+    if img.dtype:
+        parts.append(img.dtype)
+    return ", ".join(p for p in parts if p)
+
+
+def _funding(study: Study) -> list[dict[str, Any]]:
     out = []
-    for g in _dicts(study.get("funding")):
-        if not isinstance(g, dict) or not g.get("funder"):
+    for g in study.funding:
+        if not g.funder:
             continue
-        f: dict[str, Any] = {"funderName": str(g["funder"])}
-        ror = normalise_ror(g.get("funder_ror"))
+        f: dict[str, Any] = {"funderName": g.funder}
+        ror = normalise_ror(g.funder_ror)
         if ror:
             f.update(funderIdentifier=ror, funderIdentifierType="ROR")
-        if g.get("award_id"):
-            f["awardNumber"] = str(g["award_id"])
-        if g.get("award_title"):
-            f["awardTitle"] = str(g["award_title"])
+        if g.award_id:
+            f["awardNumber"] = g.award_id
+        if g.award_title:
+            f["awardTitle"] = g.award_title
         out.append(f)
     return _unique(out)

@@ -18,6 +18,7 @@ from curated.metadata.crosswalk.common import (
     normalise_orcid,
     person_name,
 )
+from curated.metadata.view import Person, Study, record_view
 
 SUBJECT = "Medicine, Health and Life Sciences"
 """Dataverse's controlled subject for biomedical imaging."""
@@ -91,18 +92,21 @@ def _p(name: str, value: Any, *, multiple: bool = False, cls: str = "primitive")
     return {"typeName": name, "multiple": multiple, "typeClass": cls, "value": value}
 
 
-def _author(person: dict[str, Any]) -> dict[str, Any]:
+def _author(person: Person) -> dict[str, Any]:
     out: dict[str, Any] = {"authorName": _p("authorName", person_name(person))}
-    aff = person.get("affiliation") or {}
-    if isinstance(aff, dict) and aff.get("name"):
-        out["authorAffiliation"] = _p("authorAffiliation", str(aff["name"]))
-    orcid = normalise_orcid(person.get("orcid"))
+    if person.affiliation.name:
+        out["authorAffiliation"] = _p("authorAffiliation", person.affiliation.name)
+    orcid = normalise_orcid(person.orcid)
     if orcid:
         out["authorIdentifierScheme"] = _p(
             "authorIdentifierScheme", "ORCID", cls="controlledVocabulary"
         )
         out["authorIdentifier"] = _p("authorIdentifier", orcid.rsplit("/", 1)[-1])
     return out
+
+
+def _compound(name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    return _p(name, values, multiple=True, cls="compound")
 
 
 def to_dataverse(
@@ -115,128 +119,100 @@ def to_dataverse(
     A licence the installation does not offer is left out here: the deposit reports it
     (Dataverse would otherwise apply its default licence).
     """
-    rec = as_dict(record)
-    study = rec.get("study") or {}
-    authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
-    fields: list[dict[str, Any]] = [_p("title", str(study.get("title") or ""))]
-    fields.append(_p("author", [_author(a) for a in authors], multiple=True, cls="compound"))
-    contacts = [a for a in authors if a.get("contact") and a.get("email")] or [
-        a for a in authors if a.get("email")
-    ][:1]
+    rec = record_view(as_dict(record))
+    study = rec.study
+    fields: list[dict[str, Any]] = [_p("title", study.title or "")]
+    fields.append(_compound("author", [_author(a) for a in study.authors]))
+    contacts = _contacts(study.authors)
     if contacts:
-        fields.append(
-            _p(
-                "datasetContact",
-                [
-                    {
-                        "datasetContactName": _p("datasetContactName", person_name(a)),
-                        "datasetContactEmail": _p("datasetContactEmail", str(a["email"])),
-                    }
-                    for a in contacts
-                ],
-                multiple=True,
-                cls="compound",
-            )
-        )
-    if study.get("description"):
-        fields.append(
-            _p(
-                "dsDescription",
-                [{"dsDescriptionValue": _p("dsDescriptionValue", str(study["description"]))}],
-                multiple=True,
-                cls="compound",
-            )
-        )
+        fields.append(_compound("datasetContact", contacts))
+    if study.description:
+        value = _p("dsDescriptionValue", study.description)
+        fields.append(_compound("dsDescription", [{"dsDescriptionValue": value}]))
     fields.append(_p("subject", [SUBJECT], multiple=True, cls="controlledVocabulary"))
-    keywords = [str(k) for k in study.get("keywords") or [] if k]
-    for sample in rec.get("biosamples") or []:
-        name = ((sample or {}).get("organism") or {}).get("scientific_name")
+    keywords = [k for k in study.keywords if k]
+    for sample in rec.biosamples:
+        name = sample.organism.scientific_name
         if name and name not in keywords:
-            keywords.append(str(name))
+            keywords.append(name)
     if keywords:
         fields.append(
-            _p(
-                "keyword",
-                [{"keywordValue": _p("keywordValue", k)} for k in keywords],
-                multiple=True,
-                cls="compound",
-            )
+            _compound("keyword", [{"keywordValue": _p("keywordValue", k)} for k in keywords])
         )
-    grants = [g for g in study.get("funding") or [] if isinstance(g, dict) and g.get("funder")]
-    if grants:
-        fields.append(
-            _p(
-                "grantNumber",
-                [
-                    {
-                        "grantNumberAgency": _p("grantNumberAgency", str(g["funder"])),
-                        "grantNumberValue": _p("grantNumberValue", str(g.get("award_id") or "")),
-                    }
-                    for g in grants
-                ],
-                multiple=True,
-                cls="compound",
-            )
-        )
-    pubs = []
-    for pub in study.get("publications") or []:
-        if not isinstance(pub, dict) or not pub.get("title"):
-            continue
-        entry: dict[str, Any] = {
-            "publicationCitation": _p("publicationCitation", str(pub["title"]))
+    grants = [
+        {
+            "grantNumberAgency": _p("grantNumberAgency", g.funder),
+            "grantNumberValue": _p("grantNumberValue", g.award_id or ""),
         }
-        doi = normalise_doi(pub.get("doi"))
-        if doi:
-            entry["publicationIDType"] = _p("publicationIDType", "doi", cls="controlledVocabulary")
-            entry["publicationIDNumber"] = _p("publicationIDNumber", doi)
-            entry["publicationURL"] = _p("publicationURL", f"https://doi.org/{doi}")
-        pubs.append(entry)
+        for g in study.funding
+        if g.funder
+    ]
+    if grants:
+        fields.append(_compound("grantNumber", grants))
+    pubs = _publications(study)
     if pubs:
-        fields.append(_p("publication", pubs, multiple=True, cls="compound"))
-    method = (rec.get("dataset") or {}).get("imaging_method_name")
+        fields.append(_compound("publication", pubs))
+    method = rec.dataset.imaging_method_name
     fields.append(
         _p("kindOfData", [f"{method} image data" if method else "Image data"], multiple=True)
     )
     dates = [
-        str((p or {}).get("acquisition_date"))[:10]
-        for p in rec.get("acquisition_protocols") or []
-        if (p or {}).get("acquisition_date")
+        p.acquisition_date.date().isoformat()
+        for p in rec.acquisition_protocols
+        if p.acquisition_date
     ]
     if dates:
-        fields.append(
-            _p(
-                "dateOfCollection",
-                [
-                    {
-                        "dateOfCollectionStart": _p("dateOfCollectionStart", min(dates)),
-                        "dateOfCollectionEnd": _p("dateOfCollectionEnd", max(dates)),
-                    }
-                ],
-                multiple=True,
-                cls="compound",
-            )
-        )
+        span = {
+            "dateOfCollectionStart": _p("dateOfCollectionStart", min(dates)),
+            "dateOfCollectionEnd": _p("dateOfCollectionEnd", max(dates)),
+        }
+        fields.append(_compound("dateOfCollection", [span]))
     version: dict[str, Any] = {
         "metadataBlocks": {"citation": {"displayName": "Citation Metadata", "fields": fields}}
     }
-    found = match_licence(study.get("license"), licences or DEFAULT_LICENCES)
+    found = match_licence(study.license, licences or DEFAULT_LICENCES)
     if found:
         version["license"] = {"name": str(found["name"]), "uri": str(found["uri"])}
     return {"datasetVersion": version}
 
 
+def _contacts(authors: tuple[Person, ...]) -> list[dict[str, Any]]:
+    """The contact authors with an e-mail, else the first author with one."""
+    chosen = [a for a in authors if a.contact and a.email] or [a for a in authors if a.email][:1]
+    return [
+        {
+            "datasetContactName": _p("datasetContactName", person_name(a)),
+            "datasetContactEmail": _p("datasetContactEmail", a.email),
+        }
+        for a in chosen
+    ]
+
+
+def _publications(study: Study) -> list[dict[str, Any]]:
+    pubs = []
+    for pub in study.publications:
+        if not pub.title:
+            continue
+        entry: dict[str, Any] = {"publicationCitation": _p("publicationCitation", pub.title)}
+        doi = normalise_doi(pub.doi)
+        if doi:
+            entry["publicationIDType"] = _p("publicationIDType", "doi", cls="controlledVocabulary")
+            entry["publicationIDNumber"] = _p("publicationIDNumber", doi)
+            entry["publicationURL"] = _p("publicationURL", f"https://doi.org/{doi}")
+        pubs.append(entry)
+    return pubs
+
+
 def missing_required(record: Any) -> list[str]:
     """Record fields Dataverse requires that are empty."""
-    rec = as_dict(record)
-    study = rec.get("study") or {}
-    authors = [a for a in study.get("authors") or [] if isinstance(a, dict)]
+    study = record_view(as_dict(record)).study
     missing = []
-    if not study.get("title"):
+    if not study.title:
         missing.append("study.title")
-    if not authors:
+    if not study.authors:
         missing.append("study.authors")
-    if not any(a.get("email") for a in authors):
+    if not any(a.email for a in study.authors):
         missing.append("study.authors[].email (Dataverse needs a dataset contact e-mail)")
-    if not study.get("description"):
+    if not study.description:
         missing.append("study.description")
     return missing

@@ -19,14 +19,15 @@ from curated.metadata.crosswalk.common import (
     person_name,
 )
 from curated.metadata.crosswalk.invenio import publication_date
+from curated.metadata.view import record_view
 
 DEFAULT_SECTIONS = ("traditionalpageone", "traditionalpagetwo")
 
 
 def dublin_core(record: Any, *, today: str | None = None) -> dict[str, list[str]]:
     """The record as ``dc.*`` field → list of values (order kept)."""
-    rec = as_dict(record)
-    study = rec.get("study") or {}
+    rec = record_view(as_dict(record))
+    study = rec.study
     dc: dict[str, list[str]] = {}
 
     def put(key: str, *values: Any) -> None:
@@ -34,37 +35,34 @@ def dublin_core(record: Any, *, today: str | None = None) -> dict[str, list[str]
         if vals:
             dc.setdefault(key, []).extend(v for v in vals if v not in dc.get(key, []))
 
-    put("dc.title", study.get("title"))
-    for a in study.get("authors") or []:
-        if isinstance(a, dict):
-            put("dc.contributor.author", person_name(a))
+    put("dc.title", study.title)
+    for a in study.authors:
+        put("dc.contributor.author", person_name(a))
     put("dc.date.issued", publication_date(study, today))
     put("dc.type", "Dataset")
-    put("dc.publisher", study.get("publisher"))
-    put("dc.description.abstract", study.get("description"))
-    put("dc.subject", *[k for k in study.get("keywords") or [] if k])
-    for sample in rec.get("biosamples") or []:
-        put("dc.subject", ((sample or {}).get("organism") or {}).get("scientific_name"))
-    for g in study.get("funding") or []:
-        if isinstance(g, dict) and g.get("funder"):
-            award = f" {g['award_id']}" if g.get("award_id") else ""
-            put("dc.description.sponsorship", f"{g['funder']}{award}")
-    lic = licence(study.get("license"))
+    put("dc.publisher", study.publisher)
+    put("dc.description.abstract", study.description)
+    put("dc.subject", *[k for k in study.keywords if k])
+    for sample in rec.biosamples:
+        put("dc.subject", sample.organism.scientific_name)
+    for g in study.funding:
+        if g.funder:
+            award = f" {g.award_id}" if g.award_id else ""
+            put("dc.description.sponsorship", f"{g.funder}{award}")
+    lic = licence(study.license)
     if lic:
         put("dc.rights", lic.name)
         put("dc.rights.uri", lic.url)
-    elif study.get("license"):
-        put("dc.rights", study["license"])
-    for pub in study.get("publications") or []:
-        doi = normalise_doi((pub or {}).get("doi"))
+    elif study.license:
+        put("dc.rights", study.license)
+    for pub in study.publications:
+        doi = normalise_doi(pub.doi)
         if doi:
             put("dc.relation.isreferencedby", f"https://doi.org/{doi}")
-    for r in study.get("related_identifiers") or []:
-        if isinstance(r, dict) and r.get("identifier"):
-            put("dc.relation.uri", r["identifier"])
-    orcids = [
-        normalise_orcid(a.get("orcid")) for a in study.get("authors") or [] if isinstance(a, dict)
-    ]
+    for r in study.related_identifiers:
+        if r.identifier:
+            put("dc.relation.uri", r.identifier)
+    orcids = [normalise_orcid(a.orcid) for a in study.authors]
     put("dc.identifier.orcid", *[o for o in orcids if o])
     return dc
 
@@ -106,11 +104,11 @@ def to_dspace_patch(
 
 def missing_required(record: Any) -> list[str]:
     """Record fields DSpace's default form requires that are empty."""
-    study = as_dict(record).get("study") or {}
+    study = record_view(as_dict(record)).study
     missing = []
-    if not study.get("title"):
+    if not study.title:
         missing.append("study.title")
-    if not study.get("authors"):
+    if not study.authors:
         missing.append("study.authors")
     return missing
 

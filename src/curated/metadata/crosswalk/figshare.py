@@ -16,6 +16,7 @@ from curated.metadata.crosswalk.common import (
     normalise_doi,
     normalise_orcid,
 )
+from curated.metadata.view import record_view
 
 
 def licence_id(spdx: str | None, licences: list[dict[str, Any]] | None) -> int | None:
@@ -38,49 +39,44 @@ def to_figshare(
     record: Any, *, licences: list[dict[str, Any]] | None = None, today: str | None = None
 ) -> dict[str, Any]:
     """The Figshare article body for ``record``."""
-    rec = as_dict(record)
-    study = rec.get("study") or {}
+    rec = record_view(as_dict(record))
+    study = rec.study
     authors = []
-    for a in study.get("authors") or []:
-        if not isinstance(a, dict):
-            continue
+    for a in study.authors:
         entry: dict[str, Any] = {"name": display_name(a)}
-        orcid = normalise_orcid(a.get("orcid"))
+        orcid = normalise_orcid(a.orcid)
         if orcid:
             entry["orcid_id"] = orcid.rsplit("/", 1)[-1]
         authors.append(entry)
     art: dict[str, Any] = {
-        "title": str(study.get("title") or ""),
-        "description": str(study.get("description") or ""),
+        "title": study.title or "",
+        "description": study.description or "",
         "authors": authors,
         "defined_type": "dataset",
     }
-    keywords = [str(k) for k in study.get("keywords") or [] if k]
-    for sample in rec.get("biosamples") or []:
-        name = ((sample or {}).get("organism") or {}).get("scientific_name")
+    keywords = [k for k in study.keywords if k]
+    for sample in rec.biosamples:
+        name = sample.organism.scientific_name
         if name and name not in keywords:
-            keywords.append(str(name))
+            keywords.append(name)
     if keywords:
         art["keywords"] = keywords
-    lic_id = licence_id(study.get("license"), licences)
+    lic_id = licence_id(study.license, licences)
     if lic_id is not None:
         art["license"] = lic_id
     funding = [
-        {"title": f"{g['funder']} {g.get('award_id') or ''}".strip()}
-        for g in study.get("funding") or []
-        if isinstance(g, dict) and g.get("funder")
+        {"title": f"{g.funder} {g.award_id or ''}".strip()} for g in study.funding if g.funder
     ]
     if funding:
         art["funding_list"] = funding
-    refs = []
-    for pub in study.get("publications") or []:
-        doi = normalise_doi((pub or {}).get("doi"))
-        if doi:
-            refs.append(f"https://doi.org/{doi}")
-    for r in study.get("related_identifiers") or []:
-        ident = str((r or {}).get("identifier") or "")
-        if ident.startswith(("http://", "https://")):
-            refs.append(ident)
+    refs = [
+        f"https://doi.org/{doi}" for pub in study.publications if (doi := normalise_doi(pub.doi))
+    ]
+    refs += [
+        r.identifier
+        for r in study.related_identifiers
+        if r.identifier and r.identifier.startswith(("http://", "https://"))
+    ]
     if refs:
         art["references"] = refs
     # No ``timeline``: its dates are Figshare's own (first online = publication) and an
@@ -120,12 +116,10 @@ def pick_categories(record: Any, categories: list[dict[str, Any]] | None) -> lis
     """
     if not categories:
         return []
-    rec = as_dict(record)
-    study = rec.get("study") or {}
-    terms = [str(k) for k in study.get("keywords") or [] if k]
-    terms.append(str((rec.get("dataset") or {}).get("imaging_method_name") or ""))
-    for sample in rec.get("biosamples") or []:
-        terms.append(str(((sample or {}).get("organism") or {}).get("scientific_name") or ""))
+    rec = record_view(as_dict(record))
+    terms = [k for k in rec.study.keywords if k]
+    terms.append(rec.dataset.imaging_method_name or "")
+    terms += [sample.organism.scientific_name or "" for sample in rec.biosamples]
     wanted = {t.strip().lower() for t in terms if t.strip()}
     by_title: dict[str, int] = {}
     for c in categories:
@@ -161,12 +155,12 @@ def publication_problems(article: dict[str, Any]) -> list[str]:
 
 def missing_required(record: Any) -> list[str]:
     """Record fields Figshare requires before publishing that are empty."""
-    study = as_dict(record).get("study") or {}
+    study = record_view(as_dict(record)).study
     missing = []
-    if len(str(study.get("title") or "")) < 3:
+    if len(study.title or "") < 3:
         missing.append("study.title")
-    if not study.get("description"):
+    if not study.description:
         missing.append("study.description")
-    if not study.get("authors"):
+    if not study.authors:
         missing.append("study.authors")
     return missing

@@ -18,6 +18,7 @@ from curated.metadata.crosswalk.common import (
     normalise_orcid,
     normalise_ror,
 )
+from curated.metadata.view import Person, RecordView, Study, record_view
 
 _RELATED_SCHEMES = {
     "DOI": "doi",
@@ -34,31 +35,31 @@ def _today() -> str:
     return dt.date.today().isoformat()
 
 
-def publication_date(study: dict[str, Any], today: str | None = None) -> str:
+def publication_date(study: Study, today: str | None = None) -> str:
     """The date to publish under: the release date if set, else ``today``."""
-    release = study.get("release_date")
-    return str(release)[:10] if release else (today or _today())
+    release = study.release_date
+    return release.isoformat() if release else (today or _today())
 
 
-def _creator(person: dict[str, Any]) -> dict[str, Any] | None:
+def _creator(person: Person) -> dict[str, Any] | None:
     # A personal creator must have a family name (invenio-rdm-records
     # services/schemas/metadata.py, PersonOrOrganizationSchema): a person known by one
     # name gets it there; a person with no name at all is left out (and reported).
-    family = str(person.get("family_name") or "").strip()
-    given = str(person.get("given_name") or "").strip()
+    family = (person.family_name or "").strip()
+    given = (person.given_name or "").strip()
     if not family and not given:
         return None
     por: dict[str, Any] = {"type": "personal", "family_name": family or given}
     if family and given:
         por["given_name"] = given
-    orcid = normalise_orcid(person.get("orcid"))
+    orcid = normalise_orcid(person.orcid)
     if orcid:
         por["identifiers"] = [{"scheme": "orcid", "identifier": orcid.rsplit("/", 1)[-1]}]
     out: dict[str, Any] = {"person_or_org": por}
-    aff = person.get("affiliation") or {}
-    if isinstance(aff, dict) and aff.get("name"):
-        entry: dict[str, Any] = {"name": str(aff["name"])}
-        ror = normalise_ror(aff.get("ror"))
+    aff = person.affiliation
+    if aff.name:
+        entry: dict[str, Any] = {"name": aff.name}
+        ror = normalise_ror(aff.ror)
         if ror:
             # InvenioRDM's affiliations vocabulary is keyed by the bare ROR id.
             entry["id"] = ror.rsplit("/", 1)[-1]
@@ -81,62 +82,73 @@ def to_invenio(
         Not part of the draft (InvenioRDM sets communities by review request); accepted
         and ignored so every crosswalk has the same call shape.
     """
-    rec = as_dict(record)
-    study = rec.get("study") or {}
+    rec = record_view(as_dict(record))
+    study = rec.study
     md: dict[str, Any] = {
         "resource_type": {"id": "dataset"},
-        "title": str(study.get("title") or ""),
+        "title": study.title or "",
         "publication_date": publication_date(study, today),
-        "creators": [
-            c for p in study.get("authors") or [] if isinstance(p, dict) if (c := _creator(p))
-        ],
+        "creators": [c for p in study.authors if (c := _creator(p))],
     }
-    if study.get("description"):
-        md["description"] = str(study["description"])
-    if study.get("publisher"):
-        md["publisher"] = str(study["publisher"])
-    subjects = [{"subject": str(k)} for k in study.get("keywords") or [] if k]
-    for sample in rec.get("biosamples") or []:
-        name = ((sample or {}).get("organism") or {}).get("scientific_name")
-        if name and {"subject": str(name)} not in subjects:
-            subjects.append({"subject": str(name)})
+    if study.description:
+        md["description"] = study.description
+    if study.publisher:
+        md["publisher"] = study.publisher
+    subjects = [{"subject": k} for k in study.keywords if k]
+    for sample in rec.biosamples:
+        name = sample.organism.scientific_name
+        if name and {"subject": name} not in subjects:
+            subjects.append({"subject": name})
     if subjects:
         md["subjects"] = subjects
-    lic = licence(study.get("license"))
+    lic = licence(study.license)
     if lic:
         md["rights"] = [{"id": lic.spdx_id.lower()}]
-    elif study.get("license"):
-        md["rights"] = [{"title": {"en": str(study["license"])}}]
+    elif study.license:
+        md["rights"] = [{"title": {"en": study.license}}]
+    for key, value in (
+        ("funding", _funding(study)),
+        ("related_identifiers", _related(study)),
+        ("dates", _dates(rec)),
+    ):
+        if value:
+            md[key] = value
+    return {"metadata": md, "access": _access(study, today), "files": {"enabled": True}}
+
+
+def _funding(study: Study) -> list[dict[str, Any]]:
     funding = []
-    for g in study.get("funding") or []:
-        if not isinstance(g, dict) or not g.get("funder"):
+    for g in study.funding:
+        if not g.funder:
             continue
-        f: dict[str, Any] = {"funder": {"name": str(g["funder"])}}
-        ror = normalise_ror(g.get("funder_ror"))
+        f: dict[str, Any] = {"funder": {"name": g.funder}}
+        ror = normalise_ror(g.funder_ror)
         if ror:
             f["funder"]["id"] = ror.rsplit("/", 1)[-1]
         # An award is an ``id`` from the awards vocabulary, or a ``title`` with a ``number``
         # (invenio-vocabularies contrib/awards/schema.py, AwardRelationSchema); a number
         # alone is refused, so it waits for the deposit to look it up (see award_id()).
-        if g.get("award_id") and g.get("award_title"):
-            f["award"] = {"title": {"en": str(g["award_title"])}, "number": str(g["award_id"])}
+        if g.award_id and g.award_title:
+            f["award"] = {"title": {"en": g.award_title}, "number": g.award_id}
         funding.append(f)
-    if funding:
-        md["funding"] = funding
+    return funding
+
+
+def _related(study: Study) -> list[dict[str, Any]]:
     related = []
-    for r in study.get("related_identifiers") or []:
-        if isinstance(r, dict) and r.get("identifier") and r.get("relation_type"):
-            scheme = _RELATED_SCHEMES.get(str(r.get("identifier_type")), "url")
-            ident = normalise_doi(r["identifier"]) if scheme == "doi" else str(r["identifier"])
+    for r in study.related_identifiers:
+        if r.identifier and r.relation_type:
+            scheme = _RELATED_SCHEMES.get(str(r.identifier_type), "url")
+            ident = normalise_doi(r.identifier) if scheme == "doi" else r.identifier
             related.append(
                 {
-                    "identifier": ident or str(r["identifier"]),
+                    "identifier": ident or r.identifier,
                     "scheme": scheme,
-                    "relation_type": {"id": str(r["relation_type"]).lower()},
+                    "relation_type": {"id": r.relation_type.lower()},
                 }
             )
-    for pub in study.get("publications") or []:
-        doi = normalise_doi((pub or {}).get("doi"))
+    for pub in study.publications:
+        doi = normalise_doi(pub.doi)
         if doi:
             related.append(
                 {
@@ -146,34 +158,35 @@ def to_invenio(
                     "resource_type": {"id": "publication-article"},
                 }
             )
-    if related:
-        md["related_identifiers"] = related
-    dates = []
-    for proto in rec.get("acquisition_protocols") or []:
-        when = (proto or {}).get("acquisition_date")
-        if when:
-            dates.append(
-                {
-                    "date": str(when)[:10],
-                    "type": {"id": "collected"},
-                    "description": "image acquisition",
-                }
-            )
-    if dates:
-        md["dates"] = dates
-    access: dict[str, Any] = {"record": "public", "files": "public"}
-    release = study.get("release_date")
-    if release and str(release)[:10] > (today or _today()):
-        access = {
+    return related
+
+
+def _dates(rec: RecordView) -> list[dict[str, Any]]:
+    return [
+        {
+            "date": proto.acquisition_date.date().isoformat(),
+            "type": {"id": "collected"},
+            "description": "image acquisition",
+        }
+        for proto in rec.acquisition_protocols
+        if proto.acquisition_date
+    ]
+
+
+def _access(study: Study, today: str | None) -> dict[str, Any]:
+    """Public, or files embargoed until ``study.release_date`` when it is still ahead."""
+    release = study.release_date.isoformat() if study.release_date else None
+    if release and release > (today or _today()):
+        return {
             "record": "public",
             "files": "restricted",
             "embargo": {
                 "active": True,
-                "until": str(release)[:10],
+                "until": release,
                 "reason": "embargoed until the release date",
             },
         }
-    return {"metadata": md, "access": access, "files": {"enabled": True}}
+    return {"record": "public", "files": "public"}
 
 
 def award_id(funder_id: str | None, number: str | None) -> str | None:
@@ -185,15 +198,10 @@ def award_id(funder_id: str | None, number: str | None) -> str | None:
 
 def missing_required(record: Any) -> list[str]:
     """Record fields InvenioRDM needs that are empty (it rejects publishing without them)."""
-    rec = as_dict(record)
-    study = rec.get("study") or {}
+    study = record_view(as_dict(record)).study
     missing = []
-    if len(str(study.get("title") or "").strip()) < 3:
+    if len((study.title or "").strip()) < 3:
         missing.append("study.title (at least 3 characters)")
-    if not [
-        a
-        for a in study.get("authors") or []
-        if isinstance(a, dict) and (a.get("family_name") or a.get("given_name"))
-    ]:
+    if not [a for a in study.authors if a.family_name or a.given_name]:
         missing.append("study.authors[].family_name")
     return missing
