@@ -934,20 +934,23 @@ def run_levels(
     progress: Any = None,
     total_bytes: int | None = None,
 ) -> int:
-    """Write every pending shard of ``levels`` in order (one dask task per shard). Returns shards written."""
-    import dask
+    """Write every pending shard of ``levels`` in order, one task per shard. Returns shards written.
 
+    Locally the tasks run on a thread pool (every heavy step releases the GIL); with
+    ``scheduler`` they are dask tasks on that dask.distributed cluster.
+    """
     abort_after = int(os.environ.get(ABORT_ENV, "0") or 0)
     count = 0
-    client = None
-    if scheduler:
-        from distributed import Client
 
-        try:
-            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False)
-        except OSError as exc:
-            msg = f"cannot reach the dask scheduler at {scheduler} ({exc})"
-            raise ConversionError(msg) from exc
+    def done(info: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        if progress is not None:
+            progress.advance(info["bytes"], level=int(info["level"]))
+        if abort_after and count >= abort_after:
+            os._exit(75)
+
+    client = _connect(scheduler) if scheduler else None
     try:
         for level in levels:
             todo = pending_shards(job, level)
@@ -957,48 +960,10 @@ def run_levels(
             if client is not None:
                 threads = max(1, sum(client.nthreads().values()))
             inner = max(1, threads // len(todo))
-            tasks = [
-                dask.delayed(write_shard, pure=False)(
-                    job,
-                    level,
-                    idx,
-                    inner,
-                    dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
-                )
-                for idx in todo
-            ]
-
-            def done(info: dict[str, Any]) -> None:
-                nonlocal count
-                count += 1
-                if progress is not None:
-                    progress.advance(info["bytes"], level=int(info["level"]))
-                if abort_after and count >= abort_after:
-                    os._exit(75)
-
             if client is not None:
-                from distributed import as_completed
-
-                futures = client.compute(tasks)
-                try:
-                    for fut in as_completed(futures, loop=client.loop):
-                        done(fut.result())
-                finally:
-                    client.cancel(futures)
+                _run_distributed(client, job, level, todo, inner, done)
             else:
-                from dask.callbacks import Callback
-
-                class _Progress(Callback):
-                    def _posttask(
-                        self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
-                    ) -> None:
-                        if isinstance(result, dict) and "shard" in result:
-                            done(result)
-
-                with _Progress():
-                    dask.compute(
-                        *tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1
-                    )
+                _run_local(job, level, todo, inner, threads, done)
     finally:
         if client is not None:
             client.close()
@@ -1006,3 +971,63 @@ def run_levels(
 
         close_cached_files()
     return count
+
+
+def _connect(scheduler: str) -> Any:
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False)
+    except OSError as exc:
+        msg = f"cannot reach the dask scheduler at {scheduler} ({exc})"
+        raise ConversionError(msg) from exc
+
+
+def _run_local(
+    job: WriteJob,
+    level: int,
+    todo: list[tuple[int, ...]],
+    inner: int,
+    threads: int,
+    done: Any,
+) -> None:
+    """The shards of one level on a thread pool; the first failure cancels the tasks not started."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    if threads <= 1 or len(todo) == 1:
+        for idx in todo:
+            done(write_shard(job, level, idx, inner))
+        return
+    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        futures = [pool.submit(write_shard, job, level, idx, inner) for idx in todo]
+        try:
+            for fut in as_completed(futures):
+                done(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _run_distributed(
+    client: Any, job: WriteJob, level: int, todo: list[tuple[int, ...]], inner: int, done: Any
+) -> None:
+    import dask
+    from distributed import as_completed
+
+    tasks = [
+        dask.delayed(write_shard, pure=False)(
+            job,
+            level,
+            idx,
+            inner,
+            dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
+        )
+        for idx in todo
+    ]
+    futures = client.compute(tasks)
+    try:
+        for fut in as_completed(futures, loop=client.loop):
+            done(fut.result())
+    finally:
+        client.cancel(futures)
