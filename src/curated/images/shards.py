@@ -389,21 +389,30 @@ class _ShardFile:
     pairs, ``EMPTY`` for chunks left out) and its crc32c, hashed as it is written; published in one
     rename. Also the format of the sub-pyramid parts a level-0 task leaves in the journal."""
 
-    def __init__(self, final: Path, origin: tuple[int, ...], cps: tuple[int, ...], tmp: Path):
+    def __init__(
+        self,
+        final: Path,
+        origin: tuple[int, ...],
+        cps: tuple[int, ...],
+        tmp: Path,
+        *,
+        hashed: bool = True,
+    ):
         self.final = final
         self.origin = origin
         """Global chunk index of the file's first chunk."""
         self.index = np.full((*cps, 2), EMPTY, dtype="<u8")
         self.tmp = tmp
         self.fh: Any = open(tmp, "wb")  # noqa: SIM115 - closed by publish() / discard()
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if hashed else None
         self.offset = 0
         self.count = 0
 
     def add(self, gidx: tuple[int, ...], payload: bytes) -> None:
         local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
         self.fh.write(payload)
-        self.hash.update(payload)
+        if self.hash is not None:
+            self.hash.update(payload)
         self.index[local] = (self.offset, len(payload))
         self.offset += len(payload)
         self.count += 1
@@ -421,10 +430,11 @@ class _ShardFile:
         crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
         for piece in (raw, crc):
             self.fh.write(piece)
-            self.hash.update(piece)
+            if self.hash is not None:
+                self.hash.update(piece)
         self.fh.close()
         _publish_file(self.tmp, self.final)
-        return self.offset + len(raw) + len(crc), self.hash.hexdigest()
+        return self.offset + len(raw) + len(crc), self.hash.hexdigest() if self.hash else ""
 
     def discard(self) -> None:
         self.fh.close()
@@ -570,6 +580,7 @@ class _SubPyramid:
                 tuple(i * n for i, n in zip(self.idx0, cps, strict=True)),
                 cps,
                 _tmp_dir(self.job) / f"p{k}-{shard_key(self.idx0)}-{uuid.uuid4().hex}",
+                hashed=False,  # a working file: the shard that gathers it is hashed
             )
             try:
                 for gidx, payload in coder.encode_all(data, tuple(s.start for s in region)):
