@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from curated._crash import crash_point
 from curated.errors import ConversionError
 from curated.images import downsample
 from curated.images.layout import (
@@ -616,20 +617,37 @@ class _Parts:
     def payload(self, gidx: tuple[int, ...]) -> bytes | None:
         child = tuple(g // n for g, n in zip(gidx, self.cps, strict=True))
         if child not in self._open:
-            fd = os.open(self.paths[child], os.O_RDONLY)
-            nidx = int(np.prod(self.cps)) * 16
-            size = os.fstat(fd).st_size
-            raw = os.pread(fd, nidx, size - nidx - 4)
-            if len(raw) != nidx:
-                os.close(fd)
-                msg = "a sub-pyramid part in the progress journal is truncated; re-run with --overwrite"
-                raise ConversionError(msg, path=self.paths[child])
-            self._open[child] = (fd, np.frombuffer(raw, dtype="<u8").reshape(*self.cps, 2))
+            self._open[child] = self._load(child)
         fd, index = self._open[child]
         off, n = index[tuple(g - c * k for g, c, k in zip(gidx, child, self.cps, strict=True))]
         if off == EMPTY:
             return None
-        return os.pread(fd, int(n), int(off))
+        data = os.pread(fd, int(n), int(off))
+        if len(data) != int(n):
+            self._damaged(child)
+        return data
+
+    def _load(self, child: tuple[int, ...]) -> tuple[int, np.ndarray]:
+        import google_crc32c
+
+        fd = os.open(self.paths[child], os.O_RDONLY)
+        nidx = int(np.prod(self.cps)) * 16
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, nidx + 4, size - nidx - 4) if size >= nidx + 4 else b""
+        if len(tail) != nidx + 4 or np.frombuffer(tail[nidx:], "<u4")[0] != google_crc32c.value(
+            tail[:nidx]
+        ):
+            os.close(fd)
+            self._damaged(child)
+        return fd, np.frombuffer(tail[:nidx], dtype="<u8").reshape(*self.cps, 2)
+
+    def _damaged(self, child: tuple[int, ...]) -> None:
+        folder = self.job.journal / "parts"
+        msg = (
+            "a sub-pyramid part in the progress journal is truncated or damaged; remove "
+            f"{folder} and re-run the same command (the level is then computed from the level below)"
+        )
+        raise ConversionError(msg, path=self.paths[child])
 
     def close(self) -> None:
         for fd, _ in self._open.values():
@@ -694,6 +712,7 @@ def write_shard(
         sink.discard()
         if parts is not None:
             parts.close()
+    crash_point("shard-written")
     _save_task_figures(job, level, idx, figures)
     _write_marker(
         marker_path(job, level, idx),
