@@ -469,9 +469,8 @@ class _ShardSink:
 
     def add(self, gidx: tuple[int, ...], payload: bytes | None) -> None:
         if payload is None:
-            if (
-                self.shard is None
-            ):  # leave the chunk out, and remove a stale one from an earlier run
+            # left out; one file per chunk: remove a stale one from an earlier run
+            if self.shard is None:
                 _remove_file(_chunk_file(self.array_dir, gidx))
             return
         if self.shard is not None:
