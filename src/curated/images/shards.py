@@ -6,7 +6,14 @@ read-modify-write data loss of partial shard writes cannot happen. A task
 streams its shard in slabs, encodes every inner chunk as it goes, writes the
 shard to a temporary file and renames it into place, then leaves a marker in
 the store's progress journal (``.curated-progress/``). A re-run skips shards with
-markers. Level ``k+1`` is built from the *written* level ``k``.
+markers. A level-0 task also builds, from the slabs it holds, the levels above it
+whose share of its shard is whole chunks (:func:`subpyramid_depth`), and leaves their
+encoded chunks in the journal (``parts/``); the task of such a level only gathers those
+bytes. Any other level ``k+1`` is built from the *written* level ``k``. Both ways give
+the same bytes.
+
+Every file is written by one of the small functions at the end of the writing section
+(``_write_chunk``, ``_publish_file``, ``_remove_file``, ``_save_npy``, ``_write_marker``).
 
 The files are the ones zarr-python reads: sharding codec with the index at the
 end (offset/length ``uint64`` pairs + crc32c), inner chunks padded to full size,
