@@ -13,7 +13,8 @@ bytes. Any other level ``k+1`` is built from the *written* level ``k``. Both way
 the same bytes.
 
 Every file is written by one of the small functions at the end of the writing section
-(``_write_chunk``, ``_publish_file``, ``_remove_file``, ``_save_npy``, ``_write_marker``).
+(``_write_chunk``, ``_publish_file``, ``_publish_journal_file``, ``_remove_file``,
+``_save_npy``, ``_write_marker``); a shard is streamed into a temporary file first.
 
 The files are the ones zarr-python reads: sharding codec with the index at the
 end (offset/length ``uint64`` pairs + crc32c), inner chunks padded to full size,
@@ -404,7 +405,7 @@ class _ShardFile:
         cps: tuple[int, ...],
         tmp: Path,
         *,
-        hashed: bool = True,
+        journal: bool = False,
     ):
         self.final = final
         self.origin = origin
@@ -412,7 +413,9 @@ class _ShardFile:
         self.index = np.full((*cps, 2), EMPTY, dtype="<u8")
         self.tmp = tmp
         self.fh: Any = open(tmp, "wb")  # noqa: SIM115 - closed by publish() / discard()
-        self.hash = hashlib.sha256() if hashed else None
+        self.journal = journal
+        """A working file of the progress journal (a part): not hashed, published there."""
+        self.hash = None if journal else hashlib.sha256()
         self.offset = 0
         self.count = 0
 
@@ -441,7 +444,7 @@ class _ShardFile:
             if self.hash is not None:
                 self.hash.update(piece)
         self.fh.close()
-        _publish_file(self.tmp, self.final)
+        (_publish_journal_file if self.journal else _publish_file)(self.tmp, self.final)
         return self.offset + len(raw) + len(crc), self.hash.hexdigest() if self.hash else ""
 
     def discard(self) -> None:
@@ -587,13 +590,12 @@ class _SubPyramid:
                 tuple(i * n for i, n in zip(self.idx0, cps, strict=True)),
                 cps,
                 _tmp_dir(self.job) / f"p{k}-{shard_key(self.idx0)}-{uuid.uuid4().hex}",
-                hashed=False,  # a working file: the shard that gathers it is hashed
+                journal=True,  # a working file: the shard that gathers it is hashed
             )
             try:
                 for gidx, payload in coder.encode_all(data, tuple(s.start for s in region)):
                     if payload is not None:
                         part.add(gidx, payload)
-                part_path(self.job, k, self.idx0).parent.mkdir(parents=True, exist_ok=True)
                 part.publish(keep_empty=True)
             except BaseException:
                 part.discard()
@@ -866,7 +868,13 @@ def _write_chunk(array_dir: Path, gidx: tuple[int, ...], payload: bytes, tmp_dir
 
 
 def _publish_file(tmp: Path, final: Path) -> None:
-    """Move a finished file (a shard, a sub-pyramid part) into place in one rename."""
+    """Move a finished shard file of the store into place in one rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
+
+
+def _publish_journal_file(tmp: Path, final: Path) -> None:
+    """Move a finished working file (a sub-pyramid part) into the progress journal."""
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
 
