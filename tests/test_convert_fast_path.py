@@ -156,16 +156,16 @@ def _run_convert(src: Path, dest: Path, env: dict[str, str]) -> int:
     ).returncode
 
 
-@pytest.fixture
-def stack(tmp_path) -> Path:
-    src = tmp_path / "stack.tif"
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("fast-src") / "stack.tif"
     tifffile.imwrite(src, _volume((40, 48, 40), "uint8", 5))
     return src
 
 
-@pytest.fixture
-def reference(tmp_path, stack) -> Path:
-    dest = tmp_path / "whole.ome.zarr"
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, stack: Path) -> Path:
+    dest = tmp_path_factory.mktemp("fast-ref") / "whole.ome.zarr"
     assert _run_convert(stack, dest, {}) == 0
     return dest
 
