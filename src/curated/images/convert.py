@@ -337,63 +337,30 @@ def convert_to_ome_zarr(
     ws = as_workspace(workspace)
     libraries = LIBRARIES + STORED_LIBRARIES.get(src.kind, ())
     with recorder(ws, "T", "convert", params=params, libraries=libraries, hash_inputs=True) as step:
-        _store.require_3d(src.shape, src.axes, src.path)
-        _refuse_dest_inside_source(src, dest)
-        voxel, unit_name, voxel_from = _voxel(voxel_size, unit, src)
-        axes = make_axes(src.axes, unit_name)
-        layout = make_layout(
-            src.shape,
-            src.dtype,
-            axes,
-            _full_voxel(src.axes, voxel),
-            chunks=chunks,
-            shard=shard,
-            ngff_version=ngff_version,
+        layout, voxel, unit_name, voxel_from = _plan_conversion(
+            src, dest, voxel_size, unit, chunks, shard, ngff_version
         )
         step.inputs.extend(_source_artifacts(src, ws))
-        if isinstance(src, StoredArraySource):
-            name = src.name
-        else:
-            name = Path(src.path).name
-            for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-                if name.lower().endswith(suffix):
-                    name = name[: -len(suffix)]
-                    break
         figures = write_multiscale(
             src,
             dest,
             layout,
-            name=name,
+            name=_image_name(src),
             overwrite=overwrite,
             workers=workers,
             scheduler=scheduler,
             progress=progress,
             keep_journal=True,
         )
-        digest, nbytes, nfiles = figures["store_digest"], figures["bytes"], figures["files"]
-        decision = {
-            "lossless": True,
-            "lossless_note": "level 0 holds exactly the source voxels (a vendor data bar excepted, see not_carried_over); the codec (blosc-zstd) is lossless; lower levels are derived (windowed mean)",
-            "originals_retained": True,
-            "originals_note": "the source files were only read, never modified; keep them as the original record",
-            "voxel_size_from": voxel_from,
-            "not_carried_over": list(src.not_carried),
-            "store_digest_method": (
-                "each shard/chunk hashed by the task that wrote it, metadata hashed at the end; "
-                "combined exactly as curated.provenance.digest.digest_tree"
-            ),
-        }
+        decision = _decision(src, voxel_from)
         details = _details(src, layout, figures, voxel, unit_name) | {
             "source": str(src.path),
             "source_kind": src.kind,
             "source_files": len(src.files),
             "source_key": getattr(src, "key", None),
-            "store_digest": digest,
-            "bytes": nbytes,
-            "files": nfiles,
             "decision": decision,
         }
-        step.add_output(dest, digest=digest, size=nbytes, role="image")
+        step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="image")
         step.details = {
             "decision": decision,
             "shape": details["shape"],
@@ -412,6 +379,58 @@ def convert_to_ome_zarr(
         step.message + (" (resumed)" if figures["resumed"] else ""),
         details,
     )
+
+
+def _plan_conversion(
+    src: TiffSource | StoredArraySource,
+    dest: Path,
+    voxel_size: tuple[float, float, float] | list[float] | float | None,
+    unit: str,
+    chunks: int | tuple[int, ...],
+    shard: int | tuple[int, ...] | None,
+    ngff_version: str,
+) -> tuple[StoreLayout, tuple[float, ...], str, str]:
+    """Check the source and destination and plan the store: ``(layout, voxel, unit, voxel_from)``."""
+    _store.require_3d(src.shape, src.axes, src.path)
+    _refuse_dest_inside_source(src, dest)
+    voxel, unit_name, voxel_from = _voxel(voxel_size, unit, src)
+    layout = make_layout(
+        src.shape,
+        src.dtype,
+        make_axes(src.axes, unit_name),
+        _full_voxel(src.axes, voxel),
+        chunks=chunks,
+        shard=shard,
+        ngff_version=ngff_version,
+    )
+    return layout, voxel, unit_name, voxel_from
+
+
+def _image_name(src: TiffSource | StoredArraySource) -> str:
+    """The image's name in the multiscales metadata: the source's, without TIFF suffixes."""
+    if isinstance(src, StoredArraySource):
+        return src.name
+    name = Path(src.path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _decision(src: TiffSource | StoredArraySource, voxel_from: str) -> dict[str, Any]:
+    """The transformation decision recorded in the log."""
+    return {
+        "lossless": True,
+        "lossless_note": "level 0 holds exactly the source voxels (a vendor data bar excepted, see not_carried_over); the codec (blosc-zstd) is lossless; lower levels are derived (windowed mean)",
+        "originals_retained": True,
+        "originals_note": "the source files were only read, never modified; keep them as the original record",
+        "voxel_size_from": voxel_from,
+        "not_carried_over": list(src.not_carried),
+        "store_digest_method": (
+            "each shard/chunk hashed by the task that wrote it, metadata hashed at the end; "
+            "combined exactly as curated.provenance.digest.digest_tree"
+        ),
+    }
 
 
 def write_ome_zarr(

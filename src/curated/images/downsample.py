@@ -7,7 +7,9 @@ padded window equal those of the voxels that exist.
 
 The window's voxels are visited as strided views (one per offset in the window)
 and combined element-wise; that is an order of magnitude faster than reducing a
-reshaped array over several axes.
+reshaped array over several axes. A large block is reduced in slices along its first
+axis (about :data:`CACHE_BYTES` each), so the views of one slice stay in the CPU cache;
+every output voxel sees the same operations in the same order either way.
 """
 
 from __future__ import annotations
@@ -42,9 +44,26 @@ def _accumulator(dtype: np.dtype, count: int) -> np.dtype:
     return np.dtype(np.float64)
 
 
+CACHE_BYTES = 1 << 20
+"""Input bytes reduced at once: about one CPU core's L2 cache."""
+
+
 def mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     """Windowed mean; integers round half up, so the result is exact and reproducible."""
     block = _pad_even(block, factors)
+    f0 = factors[0]
+    plane = block.nbytes // max(1, block.shape[0])
+    step = max(1, CACHE_BYTES // max(1, plane * f0)) * f0
+    if block.ndim < 2 or step >= block.shape[0]:
+        return _mean_even(block, factors)
+    out = np.empty(tuple(n // f for n, f in zip(block.shape, factors, strict=True)), block.dtype)
+    for z in range(0, block.shape[0], step):
+        out[z // f0 : (z + step) // f0] = _mean_even(block[z : z + step], factors)
+    return out
+
+
+def _mean_even(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """:func:`mean` of a block whose extents are multiples of ``factors``."""
     count = int(np.prod(factors))
     views = _views(block, factors)
     acc_t = _accumulator(block.dtype, count)

@@ -6,7 +6,15 @@ read-modify-write data loss of partial shard writes cannot happen. A task
 streams its shard in slabs, encodes every inner chunk as it goes, writes the
 shard to a temporary file and renames it into place, then leaves a marker in
 the store's progress journal (``.curated-progress/``). A re-run skips shards with
-markers. Level ``k+1`` is built from the *written* level ``k``.
+markers. A level-0 task also builds, from the slabs it holds, the levels above it
+whose share of its shard is whole chunks (:func:`subpyramid_depth`), and leaves their
+encoded chunks in the journal (``parts/``); the task of such a level only gathers those
+bytes. Any other level ``k+1`` is built from the *written* level ``k``. Both ways give
+the same bytes.
+
+Every file is written by one of the small functions at the end of the writing section
+(``_write_chunk``, ``_publish_file``, ``_publish_journal_file``, ``_remove_file``,
+``_save_npy``, ``_write_marker``); a shard is streamed into a temporary file first.
 
 The files are the ones zarr-python reads: sharding codec with the index at the
 end (offset/length ``uint64`` pairs + crc32c), inner chunks padded to full size,
@@ -21,15 +29,22 @@ import os
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from curated._crash import crash_point
 from curated.errors import ConversionError
 from curated.images import downsample
-from curated.images.layout import StoreLayout, block_grid, block_region, level_block
+from curated.images.layout import (
+    StoreLayout,
+    block_grid,
+    block_region,
+    level_block,
+    step_factors,
+)
 
 JOURNAL = ".curated-progress"
 EMPTY = np.uint64(2**64 - 1)
@@ -339,185 +354,486 @@ def _pipeline(fn: Any, items: list[Any], workers: int) -> Any:
             yield pending.popleft().result()
 
 
+def _chunk_range(region: tuple[slice, ...], chunks: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Global indices of the chunks that cover ``region`` (chunk-aligned start), in C order."""
+    lo = [s.start // c for s, c in zip(region, chunks, strict=True)]
+    n = [-(-(s.stop - s.start) // c) for s, c in zip(region, chunks, strict=True)]
+    return [tuple(a + int(i) for a, i in zip(lo, idx, strict=True)) for idx in np.ndindex(*n)]
+
+
+class _ChunkCoder:
+    """Turns one chunk of data into the bytes stored for it (``None``: all fill value, left out)."""
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.codec = make_codec(layout.codec)
+        self.chunks = layout.chunks
+        self.dtype = np.dtype(layout.dtype)
+        self.le = self.dtype.newbyteorder("<")
+        self.fill = layout.fill_value
+
+    def encode(self, chunk: np.ndarray) -> bytes | None:
+        if chunk.shape != self.chunks:  # the image's edge: padded with the fill value
+            full = np.full(self.chunks, self.fill, dtype=self.le)
+            full[tuple(slice(0, n) for n in chunk.shape)] = chunk
+        else:  # the one copy a chunk needs: out of its slab, into contiguous little-endian
+            full = np.ascontiguousarray(chunk, dtype=self.le)
+        # an all-zero chunk is found without a temporary array (-0.0 and NaN agree with ==)
+        if (not full.any()) if self.fill == 0 else bool(np.all(full == self.fill)):
+            return None
+        return self.codec.encode(full)
+
+    def encode_all(
+        self, data: np.ndarray, origin: tuple[int, ...]
+    ) -> list[tuple[tuple[int, ...], bytes | None]]:
+        """Every chunk of ``data`` (a chunk-aligned block starting at voxel ``origin``), in C order."""
+        out = []
+        for cidx in block_grid(data.shape, self.chunks):
+            gidx = tuple(o // c + i for o, c, i in zip(origin, self.chunks, cidx, strict=True))
+            out.append((gidx, self.encode(data[block_region(cidx, self.chunks, data.shape)])))
+        return out
+
+
+class _ShardFile:
+    """One sharded file being written: encoded chunks in arrival order, then the index (offset/length
+    pairs, ``EMPTY`` for chunks left out) and its crc32c, hashed as it is written; published in one
+    rename. Also the format of the sub-pyramid parts a level-0 task leaves in the journal."""
+
+    def __init__(
+        self,
+        final: Path,
+        origin: tuple[int, ...],
+        cps: tuple[int, ...],
+        tmp: Path,
+        *,
+        journal: bool = False,
+    ):
+        self.final = final
+        self.origin = origin
+        """Global chunk index of the file's first chunk."""
+        self.index = np.full((*cps, 2), EMPTY, dtype="<u8")
+        self.tmp = tmp
+        self.fh: Any = open(tmp, "wb")  # noqa: SIM115 - closed by publish() / discard()
+        self.journal = journal
+        """A working file of the progress journal (a part): not hashed, published there."""
+        self.hash = None if journal else hashlib.sha256()
+        self.offset = 0
+        self.count = 0
+
+    def add(self, gidx: tuple[int, ...], payload: bytes) -> None:
+        local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
+        self.fh.write(payload)
+        if self.hash is not None:
+            self.hash.update(payload)
+        self.index[local] = (self.offset, len(payload))
+        self.offset += len(payload)
+        self.count += 1
+
+    def publish(self, *, keep_empty: bool = False) -> tuple[int, str] | None:
+        """Finish and rename into place; ``(size, sha256)``, or ``None`` when no chunk was stored
+        (then no file is left, unless ``keep_empty``)."""
+        import google_crc32c
+
+        if not self.count and not keep_empty:
+            self.discard()
+            _remove_file(self.final)
+            return None
+        raw = self.index.tobytes()
+        crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
+        for piece in (raw, crc):
+            self.fh.write(piece)
+            if self.hash is not None:
+                self.hash.update(piece)
+        self.fh.close()
+        (_publish_journal_file if self.journal else _publish_file)(self.tmp, self.final)
+        return self.offset + len(raw) + len(crc), self.hash.hexdigest() if self.hash else ""
+
+    def discard(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class _ShardSink:
+    """Where the encoded chunks of one shard task go, in C order: one shard file (v3 sharded) or one
+    file per chunk (v2 and unsharded v3). Records size and sha256 of every file for the store digest."""
+
+    def __init__(self, job: WriteJob, level: int, idx: tuple[int, ...]) -> None:
+        layout = job.layout
+        self.array_dir = Path(job.root) / layout.levels[level].path
+        self.rel = layout.levels[level].path
+        self.tmp_dir = _tmp_dir(job)
+        self.files: dict[str, list[Any]] = {}
+        self.count = 0
+        self.stored = 0
+        self.shard: _ShardFile | None = None
+        if layout.shard is not None:
+            cps = tuple(
+                b // c for b, c in zip(level_block(layout, level), layout.chunks, strict=True)
+            )
+            self.shard = _ShardFile(
+                self.array_dir / "c" / "/".join(str(i) for i in idx),
+                tuple(i * n for i, n in zip(idx, cps, strict=True)),
+                cps,
+                self.tmp_dir / f"{level}-{shard_key(idx)}-{uuid.uuid4().hex}",
+            )
+            self.idx = idx
+
+    def add(self, gidx: tuple[int, ...], payload: bytes | None) -> None:
+        if payload is None:
+            # left out; one file per chunk: remove a stale one from an earlier run
+            if self.shard is None:
+                _remove_file(_chunk_file(self.array_dir, gidx))
+            return
+        if self.shard is not None:
+            self.shard.add(gidx, payload)
+        else:
+            _write_chunk(self.array_dir, gidx, payload, self.tmp_dir)
+            rel = f"{self.rel}/" + "/".join(str(i) for i in gidx)
+            self.files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
+        self.count += 1
+        self.stored += len(payload)
+
+    def publish(self) -> None:
+        if self.shard is None:
+            return
+        done = self.shard.publish()
+        if done is not None:
+            self.files[f"{self.rel}/c/" + "/".join(str(i) for i in self.idx)] = list(done)
+
+    def discard(self) -> None:
+        if self.shard is not None:
+            self.shard.discard()
+
+
+# ---------------------------------------------------------------- the sub-pyramid of level-0 tasks
+
+
+def subpyramid_depth(layout: StoreLayout) -> int:
+    """How many levels above level 0 each level-0 task also computes, from the data it holds.
+
+    Level ``k`` qualifies when a level-0 shard maps onto whole level-``k`` chunks (its edge
+    divisible by the cumulative factor, the quotient by the chunk) and the level-0 slabs
+    start on even voxels; its chunks are then exactly those a level-``k`` task would compute
+    by reading level ``k-1`` back (same windows, same edge padding, same chunk bytes).
+    """
+    if len(layout.levels) < 2:
+        return 0
+    block = level_block(layout, 0)
+    f1 = step_factors(layout.levels, 1)
+    if any(c % f or b % f for c, b, f in zip(layout.chunks, block, f1, strict=True)):
+        return 0
+    depth = 0
+    for k in range(1, len(layout.levels)):
+        cum = layout.levels[k].factors
+        if any(b % f or (b // f) % c for b, f, c in zip(block, cum, layout.chunks, strict=True)):
+            break
+        depth = k
+    return depth
+
+
+def part_path(job: WriteJob, level: int, idx0: tuple[int, ...]) -> Path:
+    """The encoded level-``level`` chunks computed by level-0 task ``idx0``."""
+    return job.journal / "parts" / str(level) / shard_key(idx0)
+
+
+def _piece_chunks(layout: StoreLayout, level: int) -> tuple[int, ...]:
+    """Chunks per axis of the piece of level ``level`` that one level-0 shard covers."""
+    cum = layout.levels[level].factors
+    return tuple(
+        b // f // c for b, f, c in zip(level_block(layout, 0), cum, layout.chunks, strict=True)
+    )
+
+
+class _SubPyramid:
+    """Levels ``1..depth`` over one level-0 shard, built from its slabs as they pass."""
+
+    def __init__(self, job: WriteJob, idx0: tuple[int, ...], depth: int) -> None:
+        layout = job.layout
+        self.job, self.idx0, self.depth = job, idx0, depth
+        self.reducer = downsample.REDUCERS[layout.method]
+        self.f1 = step_factors(layout.levels, 1)
+        self.origin0 = tuple(
+            s.start for s in block_region(idx0, level_block(layout, 0), layout.levels[0].shape)
+        )
+        region1 = self._region(1)
+        self.level1 = np.empty(
+            tuple(s.stop - s.start for s in region1), dtype=np.dtype(layout.dtype)
+        )
+
+    def _region(self, k: int) -> tuple[slice, ...]:
+        cum = self.job.layout.levels[k].factors
+        r0 = block_region(
+            self.idx0, level_block(self.job.layout, 0), self.job.layout.levels[0].shape
+        )
+        return tuple(slice(s.start // f, -(-s.stop // f)) for s, f in zip(r0, cum, strict=True))
+
+    def reduce(self, data: np.ndarray) -> np.ndarray:
+        """Level 1 of one level-0 slab (thread-safe)."""
+        return self.reducer(data, self.f1)
+
+    def place(self, unit: tuple[slice, ...], reduced: np.ndarray) -> None:
+        at = tuple((u.start - o) // f for u, o, f in zip(unit, self.origin0, self.f1, strict=True))
+        self.level1[tuple(slice(a, a + n) for a, n in zip(at, reduced.shape, strict=True))] = (
+            reduced
+        )
+
+    def write_parts(self, coder: _ChunkCoder) -> None:
+        """Encode every level's piece into its part file (published before the task's marker)."""
+        layout = self.job.layout
+        data = self.level1
+        for k in range(1, self.depth + 1):
+            if k > 1:
+                data = self.reducer(data, step_factors(layout.levels, k))
+            region = self._region(k)
+            cps = _piece_chunks(layout, k)
+            part = _ShardFile(
+                part_path(self.job, k, self.idx0),
+                tuple(i * n for i, n in zip(self.idx0, cps, strict=True)),
+                cps,
+                _tmp_dir(self.job) / f"p{k}-{shard_key(self.idx0)}-{uuid.uuid4().hex}",
+                journal=True,  # a working file: the shard that gathers it is hashed
+            )
+            try:
+                for gidx, payload in coder.encode_all(data, tuple(s.start for s in region)):
+                    if payload is not None:
+                        part.add(gidx, payload)
+                part.publish(keep_empty=True)
+            except BaseException:
+                part.discard()
+                raise
+
+
+class _Parts:
+    """Reads back the parts that level-0 tasks left for one shard of level ``level``."""
+
+    def __init__(self, job: WriteJob, level: int, region: tuple[slice, ...]) -> None:
+        layout = job.layout
+        self.job, self.level = job, level
+        self.cps = _piece_chunks(layout, level)
+        piece = tuple(n * c for n, c in zip(self.cps, layout.chunks, strict=True))
+        lo = [s.start // p for s, p in zip(region, piece, strict=True)]
+        hi = [-(-s.stop // p) for s, p in zip(region, piece, strict=True)]
+        self.children = [
+            tuple(a + int(i) for a, i in zip(lo, d, strict=True))
+            for d in np.ndindex(*[b - a for a, b in zip(lo, hi, strict=True)])
+        ]
+        self.paths = {c: part_path(job, level, c) for c in self.children}
+        self._open: dict[tuple[int, ...], tuple[int, np.ndarray]] = {}
+
+    def complete(self) -> bool:
+        return bool(self.children) and all(p.is_file() for p in self.paths.values())
+
+    def payload(self, gidx: tuple[int, ...]) -> bytes | None:
+        child = tuple(g // n for g, n in zip(gidx, self.cps, strict=True))
+        if child not in self._open:
+            self._open[child] = self._load(child)
+        fd, index = self._open[child]
+        off, n = index[tuple(g - c * k for g, c, k in zip(gidx, child, self.cps, strict=True))]
+        if off == EMPTY:
+            return None
+        data = os.pread(fd, int(n), int(off))
+        if len(data) != int(n):
+            self._damaged(child)
+        return data
+
+    def _load(self, child: tuple[int, ...]) -> tuple[int, np.ndarray]:
+        import google_crc32c
+
+        fd = os.open(self.paths[child], os.O_RDONLY)
+        nidx = int(np.prod(self.cps)) * 16
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, nidx + 4, size - nidx - 4) if size >= nidx + 4 else b""
+        if len(tail) != nidx + 4 or np.frombuffer(tail[nidx:], "<u4")[0] != google_crc32c.value(
+            tail[:nidx]
+        ):
+            os.close(fd)
+            self._damaged(child)
+        return fd, np.frombuffer(tail[:nidx], dtype="<u8").reshape(*self.cps, 2)
+
+    def _damaged(self, child: tuple[int, ...]) -> None:
+        folder = self.job.journal / "parts"
+        msg = (
+            "a sub-pyramid part in the progress journal is truncated or damaged; remove "
+            f"{folder} and re-run the same command (the level is then computed from the level below)"
+        )
+        raise ConversionError(msg, path=self.paths[child])
+
+    def close(self) -> None:
+        for fd, _ in self._open.values():
+            os.close(fd)
+        self._open.clear()
+
+    def drop(self) -> None:
+        """Remove the parts once the shard that used them is marked done."""
+        for p in self.paths.values():
+            _remove_file(p)
+
+
+# ---------------------------------------------------------------- one shard task
+
+
+@dataclass
+class _TaskFigures:
+    """What one shard task saw besides its chunks: bytes, the display-window sample, label values."""
+
+    bytes: int = 0
+    samples: list[np.ndarray] = field(default_factory=list)
+    values: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_values(self, found: np.ndarray) -> None:
+        with self.lock:
+            self.values.update(int(v) for v in found)
+
+
 def write_shard(
     job: WriteJob, level: int, idx: tuple[int, ...], inner_workers: int = 1
 ) -> dict[str, Any]:
     """Write shard ``idx`` of ``level`` completely, then mark it done. Returns figures for progress.
 
-    With ``inner_workers`` > 1, slabs of the shard are produced and encoded in that many
-    threads (used when a level has fewer shards than workers); one thread still writes the file.
+    A level-0 task also computes the levels above it that fit whole chunks (see
+    :func:`subpyramid_depth`) and leaves their encoded chunks in the journal; the task of
+    such a level then only gathers those bytes. Other levels are read back from the written
+    level below. With ``inner_workers`` > 1, slabs of the shard are produced and encoded in
+    that many threads (used when a level has fewer shards than workers); one thread writes.
     """
     layout = job.layout
     lv = layout.levels[level]
-    block = level_block(layout, level)
-    region = block_region(idx, block, lv.shape)
-    chunks = layout.chunks
-    codec = make_codec(layout.codec)
-    dtype = np.dtype(layout.dtype)
-    fill = layout.fill_value
-    root = Path(job.root)
-    info: dict[str, Any] = {"level": level, "shard": idx, "bytes": 0, "stored": 0}
-    sample_parts: list[np.ndarray] = []
-    values: set[int] = set()
-    values_lock = threading.Lock()
-
-    if level == 0:
-        if job.source is None:
-            msg = "level 0 has no source to be written from"
-            raise ConversionError(msg, path=root)
-
-        def produce(r: tuple[slice, ...]) -> np.ndarray:
-            return job.source.read(r)
-
-    else:
-        # opened fresh per task: a store may have been rewritten since the last one
-        parent = LevelFiles(root / layout.levels[level - 1].path)
-        pshape = layout.levels[level - 1].shape
-        f = tuple(b // a for a, b in zip(layout.levels[level - 1].factors, lv.factors, strict=True))
-        reducer = downsample.REDUCERS[layout.method]
-
-        def produce(r: tuple[slice, ...]) -> np.ndarray:
-            pr = tuple(
-                slice(s.start * k, min(s.stop * k, n)) for s, k, n in zip(r, f, pshape, strict=True)
-            )
-            data = parent.read(pr)
-            if job.collect_values and level == 1:
-                found = np.unique(data)
-                with values_lock:
-                    values.update(int(v) for v in found)
-            return reducer(data, f)
-
-    whole = _global_sample_step(layout.levels[0].shape, layout)
-    sample_step = tuple(
-        max(1, b // SAMPLES_PER_SHARD_AXIS, whole) if a.type == "space" else 1
-        for b, a in zip(block, layout.axes, strict=True)
+    region = block_region(idx, level_block(layout, level), lv.shape)
+    if level == 0 and job.source is None:
+        msg = "level 0 has no source to be written from"
+        raise ConversionError(msg, path=job.root)
+    parts = _Parts(job, level, region) if 0 < level <= subpyramid_depth(layout) else None
+    if parts is not None and not parts.complete():
+        parts = None  # e.g. a journal from an earlier version: compute from the level below
+    figures = _TaskFigures()
+    sink = _ShardSink(job, level, idx)
+    try:
+        if parts is not None:
+            for gidx in _chunk_range(region, layout.chunks):
+                sink.add(gidx, parts.payload(gidx))
+            figures.bytes = int(np.prod([s.stop - s.start for s in region]))
+            figures.bytes *= np.dtype(layout.dtype).itemsize
+        else:
+            _encode_region(job, level, idx, region, sink, figures, inner_workers)
+        sink.publish()
+    finally:
+        sink.discard()
+        if parts is not None:
+            parts.close()
+    crash_point("shard-written")
+    _save_task_figures(job, level, idx, figures)
+    _write_marker(
+        marker_path(job, level, idx),
+        {"bytes": figures.bytes, "stored": sink.stored, "chunks": sink.count, "files": sink.files},
+        _tmp_dir(job),
     )
+    if parts is not None:
+        parts.drop()
+    return {"level": level, "shard": idx, "bytes": figures.bytes, "stored": sink.stored}
 
-    def process(
-        unit: tuple[slice, ...],
-    ) -> tuple[
-        tuple[slice, ...], int, np.ndarray | None, list[tuple[tuple[int, ...], bytes | None]]
-    ]:
+
+def _encode_region(
+    job: WriteJob,
+    level: int,
+    idx: tuple[int, ...],
+    region: tuple[slice, ...],
+    sink: _ShardSink,
+    figures: _TaskFigures,
+    inner_workers: int,
+) -> None:
+    """Produce the shard's data slab by slab (source, or the level below reduced), encode, write."""
+    layout = job.layout
+    coder = _ChunkCoder(layout)
+    produce = _producer(job, level, figures)
+    depth = subpyramid_depth(layout) if level == 0 else 0
+    pyramid = _SubPyramid(job, idx, depth) if depth else None
+    sample = _sampler(layout) if level == 0 and layout.method == "mean" else None
+    collect = job.collect_values and level == 0 and (len(layout.levels) == 1 or depth > 0)
+
+    def process(unit: tuple[slice, ...]) -> tuple[Any, ...]:
         """Produce and encode one slab (pure: safe to run in several threads)."""
         data = produce(unit)
-        if data.dtype != dtype:
-            data = data.astype(dtype)
-        sample = None
-        if level == 0 and layout.method == "mean":
-            sample = (
-                data[
-                    tuple(
-                        slice((-u.start) % s, None, s)
-                        for u, s in zip(unit, sample_step, strict=True)
-                    )
-                ]
-                .ravel()
-                .copy()
-            )
-        if job.collect_values and level == 0 and len(layout.levels) == 1:
-            found = np.unique(data)
-            with values_lock:
-                values.update(int(v) for v in found)
-        encoded: list[tuple[tuple[int, ...], bytes | None]] = []
-        for cidx in block_grid(data.shape, chunks):
-            chunk = data[block_region(cidx, chunks, data.shape)]
-            gidx = tuple(u.start // c + i for u, c, i in zip(unit, chunks, cidx, strict=True))
-            if np.all(chunk == fill):
-                encoded.append((gidx, None))
-                continue
-            if chunk.shape != chunks:
-                padded = np.full(chunks, fill, dtype=dtype)
-                padded[tuple(slice(0, n) for n in chunk.shape)] = chunk
-                chunk = padded
-            encoded.append(
-                (
-                    gidx,
-                    codec.encode(
-                        np.ascontiguousarray(chunk.astype(dtype.newbyteorder("<"), copy=False))
-                    ),
-                )
-            )
-        return unit, data.nbytes, sample, encoded
+        if data.dtype != coder.dtype:
+            data = data.astype(coder.dtype)
+        if collect:
+            figures.add_values(np.unique(data))
+        return (
+            unit,
+            data.nbytes,
+            sample(unit, data) if sample is not None else None,
+            pyramid.reduce(data) if pyramid is not None else None,
+            coder.encode_all(data, tuple(u.start for u in unit)),
+        )
 
-    tmp_dir = job.journal / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{level}-{shard_key(idx)}-{uuid.uuid4().hex}"
-    n_written = 0
-    shard_hash = hashlib.sha256()
-    files: dict[str, list[Any]] = {}
-    """Every file this task wrote: relative path → [size, sha256], so the store digest needs no re-read."""
-    try:
-        with open(tmp, "wb") as fh:
-            if layout.shard is not None:
-                cps = tuple(b // c for b, c in zip(block, chunks, strict=True))
-                index = np.full((*cps, 2), EMPTY, dtype="<u8")
-                offset = 0
-            for _unit, nbytes, sample, encoded in _pipeline(
-                process, _units(region, _unit_shape(layout, block, level)), inner_workers
-            ):
-                info["bytes"] += nbytes
-                if sample is not None:
-                    sample_parts.append(sample)
-                for gidx, payload in encoded:
-                    if payload is None:
-                        if layout.shard is None:
-                            # v2: leave the chunk out, and remove a stale one from an earlier run
-                            _chunk_file(root / lv.path, gidx).unlink(missing_ok=True)
-                        continue
-                    if layout.shard is not None:
-                        local = tuple(g - i * n for g, i, n in zip(gidx, idx, cps, strict=True))
-                        fh.write(payload)
-                        shard_hash.update(payload)
-                        index[local] = (offset, len(payload))
-                        offset += len(payload)
-                    else:
-                        _write_chunk(root / lv.path, gidx, payload, tmp_dir)
-                        rel = f"{lv.path}/" + "/".join(str(i) for i in gidx)
-                        files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
-                    n_written += 1
-                    info["stored"] += len(payload)
-            if layout.shard is not None and n_written:
-                import google_crc32c
+    units = _units(region, _unit_shape(layout, level_block(layout, level), level))
+    for unit, nbytes, part_sample, reduced, encoded in _pipeline(process, units, inner_workers):
+        figures.bytes += nbytes
+        if part_sample is not None:
+            figures.samples.append(part_sample)
+        if pyramid is not None:
+            pyramid.place(unit, reduced)
+        for gidx, payload in encoded:
+            sink.add(gidx, payload)
+    if pyramid is not None:
+        pyramid.write_parts(coder)
 
-                raw = index.tobytes()
-                crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
-                fh.write(raw)
-                fh.write(crc)
-                shard_hash.update(raw)
-                shard_hash.update(crc)
-                rel = f"{lv.path}/c/" + "/".join(str(i) for i in idx)
-                files[rel] = [offset + len(raw) + len(crc), shard_hash.hexdigest()]
-        if layout.shard is not None:
-            final = root / lv.path / "c" / "/".join(str(i) for i in idx)
-            if n_written:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-            else:
-                final.unlink(missing_ok=True)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if sample_parts:
+
+def _producer(job: WriteJob, level: int, figures: _TaskFigures) -> Any:
+    """``region → array`` of ``level``: the source (level 0) or the written level below, reduced."""
+    if level == 0:
+        return job.source.read
+    layout = job.layout
+    # opened fresh per task: a store may have been rewritten since the last one
+    parent = LevelFiles(Path(job.root) / layout.levels[level - 1].path)
+    pshape = layout.levels[level - 1].shape
+    f = step_factors(layout.levels, level)
+    reducer = downsample.REDUCERS[layout.method]
+    collect = job.collect_values and level == 1
+
+    def produce(r: tuple[slice, ...]) -> np.ndarray:
+        pr = tuple(
+            slice(s.start * k, min(s.stop * k, n)) for s, k, n in zip(r, f, pshape, strict=True)
+        )
+        data = parent.read(pr)
+        if collect:
+            figures.add_values(np.unique(data))
+        return reducer(data, f)
+
+    return produce
+
+
+def _sampler(layout: StoreLayout) -> Any:
+    """``(unit, data) → strided sample`` of level 0 for the display window (bounded overall)."""
+    whole = _global_sample_step(layout.levels[0].shape, layout)
+    step = tuple(
+        max(1, b // SAMPLES_PER_SHARD_AXIS, whole) if a.type == "space" else 1
+        for b, a in zip(level_block(layout, 0), layout.axes, strict=True)
+    )
+
+    def sample(unit: tuple[slice, ...], data: np.ndarray) -> np.ndarray:
+        picked = data[
+            tuple(slice((-u.start) % s, None, s) for u, s in zip(unit, step, strict=True))
+        ]
+        return picked.ravel().copy()
+
+    return sample
+
+
+def _save_task_figures(
+    job: WriteJob, level: int, idx: tuple[int, ...], figures: _TaskFigures
+) -> None:
+    if figures.samples:
         sdir = job.journal / "samples"
         sdir.mkdir(parents=True, exist_ok=True)
-        _save_npy(sdir / f"{shard_key(idx)}.npy", np.concatenate(sample_parts), tmp_dir)
-    if values:
+        _save_npy(sdir / f"{shard_key(idx)}.npy", np.concatenate(figures.samples), _tmp_dir(job))
+    if figures.values:
         vdir = job.journal / "values"
         vdir.mkdir(parents=True, exist_ok=True)
         _save_npy(
             vdir / f"{level}-{shard_key(idx)}.npy",
-            np.array(sorted(values), dtype=np.int64),
-            tmp_dir,
+            np.array(sorted(figures.values), dtype=np.int64),
+            _tmp_dir(job),
         )
-    mark = marker_path(job, level, idx)
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    tmp_mark = tmp_dir / f"m-{uuid.uuid4().hex}"
-    tmp_mark.write_text(
-        json.dumps(
-            {"bytes": info["bytes"], "stored": info["stored"], "chunks": n_written, "files": files}
-        )
-    )
-    os.replace(tmp_mark, mark)  # a kill never leaves half a marker
-    return info
 
 
 def _global_sample_step(shape: tuple[int, ...], layout: StoreLayout) -> int:
@@ -529,11 +845,21 @@ def _global_sample_step(shape: tuple[int, ...], layout: StoreLayout) -> int:
     return int(np.ceil((voxels / SAMPLE_BUDGET) ** (1.0 / len(space))))
 
 
+# ---------------------------------------------------------------- the only places that write files
+
+
+def _tmp_dir(job: WriteJob) -> Path:
+    tmp = job.journal / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
 def _chunk_file(array_dir: Path, gidx: tuple[int, ...]) -> Path:
     return array_dir / "/".join(str(i) for i in gidx)
 
 
 def _write_chunk(array_dir: Path, gidx: tuple[int, ...], payload: bytes, tmp_dir: Path) -> None:
+    """One unsharded chunk file, written whole under a temporary name then renamed."""
     final = _chunk_file(array_dir, gidx)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"c-{uuid.uuid4().hex}"
@@ -541,9 +867,33 @@ def _write_chunk(array_dir: Path, gidx: tuple[int, ...], payload: bytes, tmp_dir
     os.replace(tmp, final)
 
 
+def _publish_file(tmp: Path, final: Path) -> None:
+    """Move a finished shard file of the store into place in one rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
+
+
+def _publish_journal_file(tmp: Path, final: Path) -> None:
+    """Move a finished working file (a sub-pyramid part) into the progress journal."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
+
+
+def _remove_file(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 def _save_npy(path: Path, arr: np.ndarray, tmp_dir: Path) -> None:
     tmp = tmp_dir / f"n-{uuid.uuid4().hex}.npy"
     np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def _write_marker(path: Path, body: dict[str, Any], tmp_dir: Path) -> None:
+    """The completion marker of one shard, written last: a kill never leaves half a marker."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"m-{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(body))
     os.replace(tmp, path)
 
 
@@ -628,20 +978,23 @@ def run_levels(
     progress: Any = None,
     total_bytes: int | None = None,
 ) -> int:
-    """Write every pending shard of ``levels`` in order (one dask task per shard). Returns shards written."""
-    import dask
+    """Write every pending shard of ``levels`` in order, one task per shard. Returns shards written.
 
+    Locally the tasks run on a thread pool (every heavy step releases the GIL); with
+    ``scheduler`` they are dask tasks on that dask.distributed cluster.
+    """
     abort_after = int(os.environ.get(ABORT_ENV, "0") or 0)
     count = 0
-    client = None
-    if scheduler:
-        from distributed import Client
 
-        try:
-            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False)
-        except OSError as exc:
-            msg = f"cannot reach the dask scheduler at {scheduler} ({exc})"
-            raise ConversionError(msg) from exc
+    def done(info: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        if progress is not None:
+            progress.advance(info["bytes"], level=int(info["level"]))
+        if abort_after and count >= abort_after:
+            os._exit(75)
+
+    client = _connect(scheduler) if scheduler else None
     try:
         for level in levels:
             todo = pending_shards(job, level)
@@ -651,48 +1004,10 @@ def run_levels(
             if client is not None:
                 threads = max(1, sum(client.nthreads().values()))
             inner = max(1, threads // len(todo))
-            tasks = [
-                dask.delayed(write_shard, pure=False)(
-                    job,
-                    level,
-                    idx,
-                    inner,
-                    dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
-                )
-                for idx in todo
-            ]
-
-            def done(info: dict[str, Any]) -> None:
-                nonlocal count
-                count += 1
-                if progress is not None:
-                    progress.advance(info["bytes"], level=int(info["level"]))
-                if abort_after and count >= abort_after:
-                    os._exit(75)
-
             if client is not None:
-                from distributed import as_completed
-
-                futures = client.compute(tasks)
-                try:
-                    for fut in as_completed(futures, loop=client.loop):
-                        done(fut.result())
-                finally:
-                    client.cancel(futures)
+                _run_distributed(client, job, level, todo, inner, done)
             else:
-                from dask.callbacks import Callback
-
-                class _Progress(Callback):
-                    def _posttask(
-                        self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any
-                    ) -> None:
-                        if isinstance(result, dict) and "shard" in result:
-                            done(result)
-
-                with _Progress():
-                    dask.compute(
-                        *tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1
-                    )
+                _run_local(job, level, todo, inner, threads, done)
     finally:
         if client is not None:
             client.close()
@@ -700,3 +1015,63 @@ def run_levels(
 
         close_cached_files()
     return count
+
+
+def _connect(scheduler: str) -> Any:
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False)
+    except OSError as exc:
+        msg = f"cannot reach the dask scheduler at {scheduler} ({exc})"
+        raise ConversionError(msg) from exc
+
+
+def _run_local(
+    job: WriteJob,
+    level: int,
+    todo: list[tuple[int, ...]],
+    inner: int,
+    threads: int,
+    done: Any,
+) -> None:
+    """The shards of one level on a thread pool; the first failure cancels the tasks not started."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    if threads <= 1 or len(todo) == 1:
+        for idx in todo:
+            done(write_shard(job, level, idx, inner))
+        return
+    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        futures = [pool.submit(write_shard, job, level, idx, inner) for idx in todo]
+        try:
+            for fut in as_completed(futures):
+                done(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _run_distributed(
+    client: Any, job: WriteJob, level: int, todo: list[tuple[int, ...]], inner: int, done: Any
+) -> None:
+    import dask
+    from distributed import as_completed
+
+    tasks = [
+        dask.delayed(write_shard, pure=False)(
+            job,
+            level,
+            idx,
+            inner,
+            dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
+        )
+        for idx in todo
+    ]
+    futures = client.compute(tasks)
+    try:
+        for fut in as_completed(futures, loop=client.loop):
+            done(fut.result())
+    finally:
+        client.cancel(futures)
