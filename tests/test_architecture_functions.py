@@ -7,9 +7,6 @@
   ``curated.document`` may not import it; a private module of ``curated`` itself
   (``curated._io``) serves the whole library.
 
-:data:`KNOWN_DEBT` lists the long functions that helpers are still splitting; the
-coordinator removes each entry once its branch is merged (a stale entry fails too, so
-the list only shrinks).
 """
 
 from __future__ import annotations
@@ -22,12 +19,6 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "curated"
 MAX_LINES = 120
-
-KNOWN_DEBT = {
-    "curated/images/shards.py::write_shard",
-    "curated/images/convert.py::convert_to_ome_zarr",
-}
-"""Functions longer than :data:`MAX_LINES` owned by other helpers of issue 19, still to split."""
 
 
 # ------------------------------------------------------------------ function length
@@ -57,16 +48,11 @@ def long_functions(root: Path, limit: int = MAX_LINES) -> dict[str, int]:
 
 
 def test_no_function_in_src_is_longer_than_120_lines():
-    too_long = {k: n for k, n in long_functions(PACKAGE).items() if k not in KNOWN_DEBT}
+    too_long = long_functions(PACKAGE)
     assert not too_long, (
         f"functions longer than {MAX_LINES} lines (split them along their phases): "
         + ", ".join(f"{k} ({n})" for k, n in sorted(too_long.items()))
     )
-
-
-def test_known_debt_only_lists_functions_that_are_still_long():
-    stale = sorted(KNOWN_DEBT - set(long_functions(PACKAGE)))
-    assert not stale, f"no longer long (or gone): remove from KNOWN_DEBT: {stale}"
 
 
 # ------------------------------------------------------------------ private names
