@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from curated.cli import app
 from curated.errors import InputError
-from curated.images import add_labels, open_image, write_ome_zarr
+from curated.images import add_labels, write_ome_zarr
 from curated.images.measure import measure_arrays, measure_labels
 from curated.metadata.edit import init_workspace
 
@@ -33,7 +33,7 @@ def brute_force(lab: np.ndarray, img: np.ndarray, vs=VS) -> dict[int, dict[str, 
         out[int(v)] = {
             "voxels": int(m.sum()),
             "volume": float(m.sum()) * float(np.prod(vs)),
-            "surface_area": float(sum(f * a for f, a in zip(faces, area))),
+            "surface_area": float(sum(f * a for f, a in zip(faces, area, strict=True))),
             **{f"centroid_{a}": idx[:, i].mean() * vs[i] for i, a in enumerate("zyx")},
             **{f"bbox_start_{a}": int(idx[:, i].min()) for i, a in enumerate("zyx")},
             **{f"bbox_stop_{a}": int(idx[:, i].max()) + 1 for i, a in enumerate("zyx")},
@@ -46,7 +46,9 @@ def _labels(shape=(18, 40, 34)) -> np.ndarray:
     rng = np.random.default_rng(3)
     z, y, x = np.indices(shape)
     lab = np.zeros(shape, np.uint16)
-    lab[((z - 9) ** 2 + (y - 16) ** 2 + (x - 16) ** 2) < 60] = 5  # crosses every 8- and 16-block seam
+    lab[((z - 9) ** 2 + (y - 16) ** 2 + (x - 16) ** 2) < 60] = (
+        5  # crosses every 8- and 16-block seam
+    )
     lab[2:5, 30:40, 0:34] = 9  # touches the volume's far y face and both x faces
     lab[0:18, 0:3, 30:34] = 3  # touches near z, far z, near y, far x
     lab[rng.random(shape) < 0.01] = 65535  # scattered single voxels, top value of the type
@@ -139,7 +141,8 @@ def test_label_image_of_another_shape_is_a_clear_error(image, tmp_path):
         measure_labels(path, "cells", out=tmp_path / "m.parquet")
     assert not (tmp_path / "m.parquet").exists()
     r = CliRunner().invoke(
-        app, ["labels", "measure", str(path), "--labels", "cells", "--out", str(tmp_path / "x.parquet")]
+        app,
+        ["labels", "measure", str(path), "--labels", "cells", "--out", str(tmp_path / "x.parquet")],
     )
     assert r.exit_code == 1 and "must match voxel for voxel" in r.output
     assert len(r.output.strip().splitlines()) <= 3
@@ -158,5 +161,5 @@ def test_cli_measure_prints_json(image, tmp_path):
         app, ["labels", "measure", str(path), "--labels", "cells", "--out", str(out), "--json"]
     )
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["details"]["rows"] == len(np.unique(lab)) - 1
+    assert json.loads(r.stdout)["details"]["rows"] == len(np.unique(lab)) - 1
     assert pq.read_table(out).num_rows == len(np.unique(lab)) - 1

@@ -121,7 +121,9 @@ def _cold_warm(fmt: StorageFormat, path: Path, region: tuple[slice, ...]) -> tup
     return cold, warm
 
 
-def _scan(fmt: StorageFormat, path: Path, shape: tuple[int, ...], itemsize: int, edge: int) -> float:
+def _scan(
+    fmt: StorageFormat, path: Path, shape: tuple[int, ...], itemsize: int, edge: int
+) -> float:
     evict(path)
     t0 = time.perf_counter()
     reader = fmt.open(path)
@@ -201,7 +203,9 @@ def bench_tables(img: Any, labels: str | None, out: Path, repeats: int = 3) -> d
 
     names = img.label_names() if img is not None else []
     if img is None or not names:
-        return {"skipped": "the image has no label image to measure (add one with `curated labels add`)"}
+        return {
+            "skipped": "the image has no label image to measure (add one with `curated labels add`)"
+        }
     name = labels or names[0]
     lab = img.open_label(name)
     if lab.shape != img.shape:
@@ -270,7 +274,9 @@ def table_rows(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = []
         for key, _, kind in TABLE_COLUMNS:
             v = r.get(key, "")
-            cells.append(f"{v / 1e6:.1f}" if kind == "mb" else f"{v:g}" if isinstance(v, float) else str(v))
+            cells.append(
+                f"{v / 1e6:.1f}" if kind == "mb" else f"{v:g}" if isinstance(v, float) else str(v)
+            )
         rows.append(cells)
     return header, rows
 
@@ -292,13 +298,19 @@ def plot(record: dict[str, Any], dest: Path) -> Path:
     rows = record["formats"]
     names = [r["format"] for r in rows]
     panels = [
-        ("random block reads, cold (ms, median)", ["block64_cold_ms", "block256_cold_ms"], ["64³", "256³"]),
+        (
+            "random block reads, cold (ms, median)",
+            ["block64_cold_ms", "block256_cold_ms"],
+            ["64³", "256³"],
+        ),
         ("slice reads, cold (ms)", ["xy_cold_ms", "xz_cold_ms", "yz_cold_ms"], ["xy", "xz", "yz"]),
         ("full scan, cold (MB/s)", ["scan_mb_s"], ["scan"]),
         ("write incl. fsync (s)", ["write_s"], ["write"]),
         ("size on disk (MB)", ["disk_bytes"], ["disk"]),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 4.2), constrained_layout=True
+    )
     y = np.arange(len(names))
     for ax, (title, keys, labels) in zip(axes, panels, strict=True):
         h = 0.8 / len(keys)
@@ -347,7 +359,9 @@ def _plan(vol: Volume, blocks: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     plan = {
         "blocks": {
-            e: _positions(vol.shape, e, blocks if e == BLOCK_EDGES[0] else max(1, (blocks + 1) // 2), rng)
+            e: _positions(
+                vol.shape, e, blocks if e == BLOCK_EDGES[0] else max(1, (blocks + 1) // 2), rng
+            )
             for e in BLOCK_EDGES
         },
         "slices": _slices(vol.shape),
@@ -451,7 +465,9 @@ def bench_formats(
         step.add_output(report, role="report")
         step.add_output(png, role="figure")
         step.details = {"formats": rows, "tables": record["tables"]}
-        step.message = f"{len(rows)} formats timed on {'x'.join(map(str, vol.shape))} {vol.dtype.name}"
+        step.message = (
+            f"{len(rows)} formats timed on {'x'.join(map(str, vol.shape))} {vol.dtype.name}"
+        )
     return Result(
         "bench-formats",
         "ok",

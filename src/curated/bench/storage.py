@@ -120,8 +120,7 @@ def _write_tiff(vol: Volume, dest: Path, layout: Layout, *, tiled: bool) -> floa
 
     def pages() -> Iterator[np.ndarray]:
         for region in slabs(vol.shape, vol.dtype.itemsize):
-            for plane in vol.read(region):
-                yield plane
+            yield from vol.read(region)
 
     def tiles() -> Iterator[np.ndarray]:
         t = layout.tile
@@ -146,7 +145,9 @@ def _write_tiff(vol: Volume, dest: Path, layout: Layout, *, tiled: bool) -> floa
     return _timed_sync(dest, time.perf_counter() - t0 - (vol.seconds - before))
 
 
-def _write_cubes(vol: Volume, layout: Layout, put: Callable[[tuple[slice, ...], Any], None]) -> float:
+def _write_cubes(
+    vol: Volume, layout: Layout, put: Callable[[tuple[slice, ...], Any], None]
+) -> float:
     spent = 0.0
     for region in cubes(vol.shape, layout.shard):
         block = vol.read(region)

@@ -8,12 +8,14 @@ Public API::
     add_labels(image, name, labels, ...)     whole label volume → labels/<name>
     create_label_image / finalize_label_image   label volume written block by block
     validate_ome_zarr(path) -> list[str]     ome-zarr-models + yaozarrs + own checks
+    measure_labels(image, name, ...)         per-object measurements of labels/<name> → Parquet
 """
 
 from __future__ import annotations
 
 from curated.images.convert import convert_to_ome_zarr, write_ome_zarr
 from curated.images.labels import add_labels, create_label_image, finalize_label_image
+from curated.images.measure import measure_labels
 from curated.images.reader import OmeZarrImage, open_image
 from curated.images.validate import validate_ome_zarr
 
@@ -23,6 +25,7 @@ __all__ = [
     "convert_to_ome_zarr",
     "create_label_image",
     "finalize_label_image",
+    "measure_labels",
     "open_image",
     "validate_ome_zarr",
     "write_ome_zarr",

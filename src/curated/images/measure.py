@@ -133,7 +133,8 @@ def _add_faces(
         ids = ids[ids != 0]
         if ids.size:
             values, counts = np.unique(ids, return_counts=True)
-            acc.faces[acc.row_of(values), axis] += counts
+            rows = acc.row_of(values)  # before indexing: it may grow the arrays
+            acc.faces[rows, axis] += counts
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,9 @@ def measure_arrays(
     prog.start("measuring labels", len(blocks), "blocks")
     try:
         for region in blocks:
-            ext_region = tuple(slice(s.start, min(s.stop + 1, n)) for s, n in zip(region, shape))
+            ext_region = tuple(
+                slice(s.start, min(s.stop + 1, n)) for s, n in zip(region, shape, strict=True)
+            )
             ext = np.asarray(labels[ext_region])
             core = ext[tuple(slice(0, s.stop - s.start) for s in region)]
             _add_voxels(acc, core, np.asarray(image[region]), [s.start for s in region])
