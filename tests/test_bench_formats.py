@@ -163,3 +163,26 @@ def test_missing_and_two_dimensional_sources_are_clear_errors(tmp_path):
     tifffile.imwrite(tmp_path / "plane.tif", np.zeros((20, 30), np.uint8))
     r = _cli(tmp_path / "plane.tif", "--out", tmp_path / "b")
     assert r.exit_code == 1 and "needs a 3-D z,y,x volume" in r.output
+
+
+def test_a_failure_midway_leaves_no_copies_and_is_logged_as_failed(image, tmp_path, monkeypatch):
+    import curated.bench.formats as bench
+
+    real = bench._measure_format
+    calls = []
+
+    def fail_second(fmt, path, *args):
+        calls.append(fmt.name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real(fmt, path, *args)
+
+    monkeypatch.setattr(bench, "_measure_format", fail_second)
+    ws = init_workspace(tmp_path / "ws", "bench")
+    with pytest.raises(OSError, match="No space left"):
+        bench_formats(image, tmp_path / "b", formats_=["hdf5", "zarr-v2"], workspace=ws)
+    assert not (tmp_path / "b" / "copies").exists()
+    assert not (tmp_path / "b" / "bench-formats.json").exists()  # no report that looks complete
+    entry = list(ws.log.entries())[-1]
+    assert entry["action"] == "bench-formats" and entry["status"] == "error"
+    assert "No space left" in entry["message"]

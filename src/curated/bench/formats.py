@@ -40,6 +40,7 @@ from curated.bench.storage import (
     formats,
     slabs,
 )
+from curated._io import atomic_write_text
 from curated.errors import InputError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
@@ -329,8 +330,13 @@ def plot(record: dict[str, Any], dest: Path) -> Path:
         fontsize=10,
     )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(dest, dpi=100)
-    plt.close(fig)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        tmp.replace(dest)  # never a half-drawn plot under the final name
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -443,8 +449,11 @@ def bench_formats(
                 prog.advance(1, format=fmt.name)
                 if not keep:
                     _remove(path)
+            tables = bench_tables(img, labels, copies)
         finally:
             prog.finish()
+            if not keep:  # also after a failure or an interruption: the copies are scratch
+                shutil.rmtree(copies, ignore_errors=True)
         record = {
             "source": {
                 "path": str(image),
@@ -455,12 +464,10 @@ def bench_formats(
             "plan": _describe_plan(plan),
             "machine": {"platform": platform.platform(), "python": platform.python_version()},
             "formats": rows,
-            "tables": bench_tables(img, labels, copies),
+            "tables": tables,
         }
-        if not keep:
-            shutil.rmtree(copies)
         report = out / "bench-formats.json"
-        report.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(report, json.dumps(record, indent=2) + "\n")
         png = plot(record, out / "bench-formats.png")
         step.add_output(report, role="report")
         step.add_output(png, role="figure")
