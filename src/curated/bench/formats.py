@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from curated._io import atomic_write_text
 from curated.bench.storage import (
     Layout,
     StorageFormat,
@@ -40,7 +41,6 @@ from curated.bench.storage import (
     formats,
     slabs,
 )
-from curated._io import atomic_write_text
 from curated.errors import InputError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
