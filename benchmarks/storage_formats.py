@@ -2,6 +2,7 @@
 
     python benchmarks/storage_formats.py                       # demo sample + 0.5 GiB volume
     python benchmarks/storage_formats.py --gib 4 --skip-demo   # the 4 GiB volume
+    python benchmarks/storage_formats.py --gib 0               # the demo sample only
 
 Each run of ``curated bench formats`` happens in its own subprocess, which reports its
 wall time and peak resident memory (``ru_maxrss`` of the child). The larger volume is
@@ -167,6 +168,8 @@ def main() -> None:
             labels = add_instances(sample)
             rec = run_bench(sample, work / "demo", args.blocks, labels)
             report("demo sample (`curated sample fibsem`)", rec, None)
+        if args.gib <= 0:
+            return
         big = work / "volume.tif"
         make_volume(sample, big, args.gib)
         anchor = disk_anchor(big)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -186,3 +188,34 @@ def test_a_failure_midway_leaves_no_copies_and_is_logged_as_failed(image, tmp_pa
     entry = list(ws.log.entries())[-1]
     assert entry["action"] == "bench-formats" and entry["status"] == "error"
     assert "No space left" in entry["message"]
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+def test_cold_reads_start_with_the_files_out_of_the_page_cache(tmp_path):
+    from curated.bench.storage import evict, sync
+
+    fs = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE", "--target", str(tmp_path)], capture_output=True, text=True
+    ).stdout.strip()
+    if fs in ("tmpfs", "ramfs", ""):
+        pytest.skip(
+            f"the test folder is on {fs or 'an unknown file system'}: no page cache to evict"
+        )
+    f = tmp_path / "d" / "chunk"
+    f.parent.mkdir()
+    f.write_bytes(np.random.default_rng(0).bytes(4 << 20))
+    sync(f.parent)
+    f.read_bytes()
+
+    def resident() -> int:
+        out = subprocess.run(
+            ["fincore", "--bytes", "--noheadings", "--output", "RES", str(f)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return int(out.split()[0])
+
+    assert resident() > 0
+    evict(f.parent)
+    assert resident() == 0
