@@ -265,12 +265,12 @@ class _ContiguousTiff:
 
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
-            self.offset = series.dataoffset
             self.shape = tuple(series.shape)
             self.dtype = np.dtype(series.dtype)
-        if self.offset is None:
+        if series.dataoffset is None:
             msg = f"{path} is not a contiguous uncompressed TIFF"
             raise ValueError(msg)
+        self.offset: int = series.dataoffset
         self.fd = os.open(path, os.O_RDONLY)
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
@@ -312,7 +312,12 @@ def _open_tiled_tiff(path: Path) -> _ArrayReader:
 
     tf = tifffile.TiffFile(path)
     store = tf.series[0].aszarr()
-    return _ArrayReader(zarr.open_array(store, mode="r"), lambda: (store.close(), tf.close()))
+
+    def close() -> None:
+        store.close()
+        tf.close()
+
+    return _ArrayReader(zarr.open_array(store, mode="r"), close)
 
 
 def _open_hdf5(path: Path) -> _ArrayReader:
