@@ -320,6 +320,8 @@ def plot(record: dict[str, Any], dest: Path) -> Path:
             ax.barh(y + i * h - 0.4 + h / 2, vals, height=h, label=lab)
         ax.set_yticks(y, names if ax is axes[0] else [""] * len(names))
         ax.invert_yaxis()
+        if "(ms" in title:
+            ax.set_xscale("log")  # read times span orders of magnitude between formats
         ax.set_title(title, fontsize=9)
         if len(keys) > 1:
             ax.legend(fontsize=8)
