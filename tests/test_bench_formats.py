@@ -87,7 +87,7 @@ def image(tmp_path):
 def test_bench_formats_reports_every_format_with_plot_json_and_tables(image, tmp_path):
     before = digest_tree(image).digest
     out = tmp_path / "bench"
-    res = bench_formats(image, out, blocks=2)
+    res = bench_formats(image, out, blocks=1)
     d = res.details
     assert [r["format"] for r in d["formats"]] == list(FORMATS)
     for row in d["formats"]:
