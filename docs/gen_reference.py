@@ -18,6 +18,7 @@ PACKAGES = (
     "curated.deposit",
     "curated.provenance",
     "curated.archive",
+    "curated.bench",
 )
 
 

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "curated.cli.deposit",  # deposit
     "curated.cli.export",  # export empiar|bia
     "curated.cli.demo",  # demo
+    "curated.cli.measure",  # labels measure
+    "curated.cli.bench",  # bench formats
 )
 
 app = typer.Typer(
