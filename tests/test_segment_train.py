@@ -499,3 +499,32 @@ def test_balanced_and_dice_losses_mask_unannotated_voxels() -> None:
         assert float(a) < 0.1
     with pytest.raises(InputError, match="loss must be one of"):
         train("x.ome.zarr", labels="a", label_value=1, out="m", loss="focal")
+
+
+def test_class_weights_span_unweighted_to_equal_total_weight() -> None:
+    from curated.segment.train import class_weights
+
+    f = 0.05
+    for b in (0.0, 0.25, 0.5, 1.0):
+        w_fg, w_bg = class_weights(f, b)
+        assert f * w_fg + (1 - f) * w_bg == pytest.approx(1.0)  # mean weight 1: same loss scale
+        assert w_fg / w_bg == pytest.approx(((1 - f) / f) ** b)
+    assert class_weights(f, 0.0) == (1.0, 1.0)
+    w_fg, w_bg = class_weights(f, 1.0)
+    assert f * w_fg == pytest.approx((1 - f) * w_bg)  # b = 1: each class the same total weight
+    with pytest.raises(InputError, match="class_balance must be between 0 and 1"):
+        train("x.ome.zarr", labels="a", label_value=1, out="m", class_balance=2.0)
+
+
+def test_class_balance_is_recorded_and_a_finetune_keeps_the_parents(sample, tmp_path) -> None:
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")  # a crop is added below
+    parent = tmp_path / "p"
+    assert train(sample, labels="ann", label_value=2, out=parent, class_balance=0.5, **TINY).ok
+    pm = json.loads((parent / "model.json").read_text())
+    assert pm["training"]["class_balance"] == 0.5
+    w = pm["training"]["class_weights"]
+    assert w["foreground"] > w["background"]
+    annotate_from_truth(sample, crops=1, size=10, seed=21, name="ann")
+    assert finetune(parent, sample, labels="ann", out=tmp_path / "c", **TINY).ok
+    cm = json.loads((tmp_path / "c" / "model.json").read_text())
+    assert cm["training"]["class_balance"] == 0.5

@@ -9,6 +9,7 @@ import typer
 from curated.cli._common import JSON_OPTION, RichProgress, exit_for, handle_errors, print_results
 from curated.cli.segment_eval import register_eval_commands
 from curated.segment.defaults import (
+    DEFAULT_CLASS_BALANCE,
     DEFAULT_DEPTH,
     DEFAULT_FEATURES,
     DEFAULT_FINETUNE_ITERATIONS,
@@ -272,6 +273,13 @@ def train_cmd(
     learning_rate: float = typer.Option(
         DEFAULT_LEARNING_RATE, "--lr", help="Adam learning rate (cosine-annealed to 2 %)."
     ),
+    class_balance: float = typer.Option(
+        DEFAULT_CLASS_BALANCE,
+        "--class-balance",
+        help="Exponent b of the cross-entropy's class weighting, 0-1: foreground weighs "
+        "((1-f)/f)^b times background (f = annotated foreground fraction); 1 = equal total "
+        "weight per class (over-segments), 0 = unweighted.",
+    ),
     denoise: float = typer.Option(
         0.0, "--denoise", help="Gaussian denoising σ in voxels (0: off)."
     ),
@@ -303,6 +311,7 @@ def train_cmd(
             depth=depth,
             base_features=features,
             learning_rate=learning_rate,
+            class_balance=class_balance,
             preprocessing=_pre(denoise, shading_correction, local_contrast),
             progress=progress,
             **_train_kwargs(
@@ -334,6 +343,11 @@ def finetune_cmd(
     learning_rate: float = typer.Option(
         DEFAULT_FINETUNE_LEARNING_RATE, "--lr", help="Adam learning rate (cosine-annealed to 2 %)."
     ),
+    class_balance: float | None = typer.Option(
+        None,
+        "--class-balance",
+        help="Exponent of the class weighting (see `segment train`) [default: the parent's].",
+    ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
@@ -350,6 +364,7 @@ def finetune_cmd(
             out=out,
             label_value=label_value,
             learning_rate=learning_rate,
+            class_balance=class_balance,
             progress=progress,
             **_train_kwargs(
                 iterations, device, seed, batch_size, patch, elastic, overwrite, workspace

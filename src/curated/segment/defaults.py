@@ -20,10 +20,17 @@ DEFAULT_FINETUNE_ITERATIONS = 150
 DEFAULT_FINETUNE_LEARNING_RATE = 1e-3
 DEFAULT_NEW_CROP_FRACTION = 0.7
 """Fine-tuning: share of training patches drawn from the crops the parent never saw."""
+DEFAULT_CLASS_BALANCE = 0.25
+"""Exponent b of the cross-entropy's class weighting: foreground voxels weigh
+((1 - f) / f) ** b times background ones (f = annotated foreground fraction), scaled
+so the mean weight is 1. b = 1 gives both classes equal total weight (over-segments:
+5-7x the truth on real ssTEM), b = 0 none (can settle on "all background"); 0.25 was
+best on real ssTEM (``benchmarks/real_em.py``, RESULTS.md)."""
 LOCAL_CONTRAST_NM = 128.0
 """σ of the default local contrast normalisation, nanometres in y and x."""
 
 __all__ = [
+    "DEFAULT_CLASS_BALANCE",
     "DEFAULT_DEPTH",
     "DEFAULT_FEATURES",
     "DEFAULT_FINETUNE_ITERATIONS",

@@ -39,6 +39,7 @@ from curated.results import Result
 from curated.segment import _store
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
 from curated.segment.defaults import (
+    DEFAULT_CLASS_BALANCE,
     DEFAULT_DEPTH,
     DEFAULT_FEATURES,
     DEFAULT_FINETUNE_ITERATIONS,
@@ -152,11 +153,30 @@ class TrainingSettings:
     new_crop_fraction: float = DEFAULT_NEW_CROP_FRACTION
     """Fine-tuning only: share of patches drawn from crops the parent never saw."""
     loss: str = "balanced-bce+dice"
-    """``balanced-bce+dice`` (default): cross-entropy with foreground and background given
-    equal total weight, plus soft Dice; ``bce+dice``: plain cross-entropy plus soft Dice
+    """``balanced-bce+dice`` (default): cross-entropy with the classes weighted by
+    :attr:`class_balance`, plus soft Dice; ``bce+dice``: plain cross-entropy plus soft Dice
     (nnU-Net's pair; on a few crops with 4-10 % foreground it can settle on "all
     background" from the start, seen on real ssTEM); ``balanced-bce``: the weighted
     cross-entropy alone (favours recall: it over-segments dark distractors)."""
+    class_balance: float = DEFAULT_CLASS_BALANCE
+    """Exponent b of the class weighting of the ``balanced-*`` losses: foreground
+    voxels weigh ``((1 - f) / f) ** b`` times background ones (f: the annotated
+    foreground fraction), scaled to a mean weight of 1; 1 = equal total weight per
+    class, 0 = unweighted."""
+
+
+def class_weights(foreground_fraction: float, balance: float) -> tuple[float, float]:
+    """``(foreground, background)`` cross-entropy weights with a mean of 1 over the annotated voxels.
+
+    >>> class_weights(0.2, 1.0)  # equal total weight: 0.2 * 2.5 == 0.8 * 0.625
+    (2.5, 0.625)
+    >>> class_weights(0.2, 0.0)
+    (1.0, 1.0)
+    """
+    f = float(np.clip(foreground_fraction, 0.01, 0.99))
+    ratio = ((1.0 - f) / f) ** float(balance)
+    norm = ratio * f + (1.0 - f)
+    return ratio / norm, 1.0 / norm
 
 
 LOSSES = ("balanced-bce+dice", "bce+dice", "balanced-bce")
@@ -403,6 +423,7 @@ def train(
     validate_every: int = 50,
     validation: bool = True,
     loss: str = "balanced-bce+dice",
+    class_balance: float = DEFAULT_CLASS_BALANCE,
     name: str | None = None,
     overwrite: bool = False,
     parent: str | Path | SegmentationModel | None = None,
@@ -460,7 +481,11 @@ def train(
         validate_every=int(validate_every),
         seed=int(seed),
         loss=str(loss),
+        class_balance=float(class_balance),
     )
+    if not 0.0 <= settings.class_balance <= 1.0:
+        msg = f"class_balance must be between 0 and 1, not {class_balance!r}"
+        raise InputError(msg, field="class_balance")
     if settings.loss not in LOSSES:
         msg = f"loss must be one of {', '.join(LOSSES)}, not {loss!r}"
         raise InputError(msg, field="loss")
@@ -521,11 +546,15 @@ def finetune(
     the parent's (the default local contrast normalisation makes absolute grey
     levels irrelevant, so nothing needs re-fitting); ``lineage_rois`` is the
     parent's lineage plus the ROIs used here. ``label_value`` defaults to the
-    parent's. Fine-tuning with no new crop is refused.
+    parent's, and so is ``class_balance`` unless given. Fine-tuning with no new crop
+    is refused.
     """
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
         label_value = parent_model.label_value
+    if kwargs.get("class_balance") is None:
+        # the parent's objective: models from before the option weighed classes equally (1.0)
+        kwargs["class_balance"] = _parent_class_balance(parent_model)
     return train(
         image,
         labels=labels,
@@ -536,6 +565,12 @@ def finetune(
         parent=parent_model,
         **kwargs,
     )
+
+
+def _parent_class_balance(parent: SegmentationModel) -> float:
+    training = parent.meta.get("training") or {}
+    value = training.get("class_balance")
+    return float(value) if isinstance(value, int | float) else 1.0
 
 
 @dataclass
@@ -847,8 +882,7 @@ class _TrainingLoop:
         label_value = job.label_value
         fg = sum(int((rg.labels == label_value).sum()) for rg in train_regions)
         ann = sum(int((rg.labels != UNANNOTATED).sum()) for rg in train_regions)
-        freq = float(np.clip(fg / max(ann, 1), 0.01, 0.99))
-        self.weights = (0.5 / freq, 0.5 / (1.0 - freq))
+        self.weights = class_weights(fg / max(ann, 1), self.settings.class_balance)
         # network, optimiser, AMP
         torch.manual_seed(self.settings.seed)
         net = UNet3D(src.config)
@@ -1113,9 +1147,9 @@ def _lineage(
 
 
 _LOSS_DESCRIPTION = {
-    "balanced-bce+dice": "class-balanced binary cross-entropy plus soft Dice, over annotated voxels only",
+    "balanced-bce+dice": "class-weighted binary cross-entropy (see class_balance) plus soft Dice, over annotated voxels only",
     "bce+dice": "binary cross-entropy plus soft Dice, over annotated voxels only",
-    "balanced-bce": "binary cross-entropy over annotated voxels, class-balanced",
+    "balanced-bce": "binary cross-entropy over annotated voxels, class-weighted (see class_balance)",
 }
 
 
@@ -1176,6 +1210,9 @@ def _model_meta(
             "loss": settings.loss,
             "loss_description": _LOSS_DESCRIPTION[settings.loss],
             "class_weights": {"foreground": w_fg, "background": w_bg}
+            if settings.loss.startswith("balanced")
+            else None,
+            "class_balance": settings.class_balance
             if settings.loss.startswith("balanced")
             else None,
             "augmentation": asdict(job.aug),
