@@ -20,7 +20,11 @@ def convert(
         help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ or vendor SEM stack, folder of per-slice 2D TIFFs, "
         "HDF5 dataset (FILE.h5:/path), MRC file, Zarr/N5 array (STORE.n5:/path) or OME-Zarr 0.4/0.5 image.",
     ),
-    dest: Path = typer.Argument(..., help="The .ome.zarr folder to write."),
+    dest: str = typer.Argument(
+        ...,
+        help="The .ome.zarr folder to write, or s3://BUCKET/PATH.ome.zarr in an S3-compatible "
+        "object store (credentials and endpoint from the AWS_* environment variables or ~/.aws).",
+    ),
     voxel_size: tuple[float, float, float] | None = typer.Option(
         None, "--voxel-size", help="Voxel size Z Y X (default: from the file's metadata)."
     ),

@@ -21,6 +21,7 @@ from curated.images.layout import (
     omero,
     window_from_sample,
 )
+from curated.images.objstore import add_store_output, is_url
 from curated.images.shards import (
     WriteJob,
     collected_sample,
@@ -121,7 +122,7 @@ def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[s
 
 def write_multiscale(
     source: TiffSource | ArraySource | StoredArraySource,
-    dest: Path,
+    dest: str | Path,
     layout: StoreLayout,
     *,
     name: str,
@@ -252,8 +253,11 @@ def _source_artifacts(
     ]
 
 
-def _refuse_dest_inside_source(src: TiffSource | StoredArraySource, dest: Path) -> None:
+def _refuse_dest_inside_source(src: TiffSource | StoredArraySource, dest: str | Path) -> None:
     """Sources are never modified: a destination inside a source store is refused."""
+    if is_url(dest):
+        return
+    dest = Path(dest)
     for f in src.files:
         folder = Path(f).resolve()
         if folder.is_dir() and folder in dest.resolve().parents:
@@ -322,7 +326,7 @@ def convert_to_ome_zarr(
     >>> convert_to_ome_zarr("stack.tif", "derived/stack.ome.zarr", voxel_size=(8, 4, 4))  # doctest: +SKIP
     """
     src = open_source(source)
-    dest = Path(dest)
+    dest = dest if is_url(dest) else Path(dest)
     params = {
         "voxel_size": list(voxel_size) if isinstance(voxel_size, list | tuple) else voxel_size,
         "unit": unit,
@@ -393,7 +397,7 @@ def convert_to_ome_zarr(
             "files": nfiles,
             "decision": decision,
         }
-        step.add_output(dest, digest=digest, size=nbytes, role="image")
+        add_store_output(step, dest, digest=digest, size=nbytes, role="image")
         step.details = {
             "decision": decision,
             "shape": details["shape"],

@@ -15,10 +15,11 @@ chunks equal to the fill value left out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import numpy as np
 from curated.errors import ConversionError
 from curated.images import downsample
 from curated.images.layout import StoreLayout, block_grid, block_region, level_block
+from curated.images.objstore import LocalSink, S3Sink, open_sink, sha256_of
 
 JOURNAL = ".curated-progress"
 EMPTY = np.uint64(2**64 - 1)
@@ -85,13 +87,12 @@ def zarr_compressor(config: dict[str, Any], zarr_format: int) -> Any:
 
 
 def create_level_arrays(
-    root: Path, layout: StoreLayout, *, names: tuple[str, ...] | None = None
+    root: str | Path, layout: StoreLayout, *, names: tuple[str, ...] | None = None
 ) -> None:
     """Write the ``zarr.json``/``.zarray`` of every level (no data)."""
     import zarr
-    from zarr.storage import LocalStore
 
-    store = LocalStore(str(root))
+    store = open_sink(root).zarr_store()
     dims = tuple(a.name for a in layout.axes)
     for k, lv in enumerate(layout.levels):
         if names is not None and lv.path not in names:
@@ -122,11 +123,14 @@ def create_level_arrays(
 class LevelFiles:
     """Fast region reads of one array written in curated's layout (v3 sharded/unsharded, v2)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        meta_v3 = self.path / "zarr.json"
-        if meta_v3.exists():
-            meta = json.loads(meta_v3.read_text())
+    def __init__(self, path: str | Path, sink: LocalSink | S3Sink | None = None) -> None:
+        """``path``: the array's folder (or URL); or, with ``sink``, its key in that store."""
+        self.sink = sink if sink is not None else open_sink(path)
+        self._base = str(path).strip("/") + "/" if sink is not None else ""
+        self.path = path if sink is not None else self.sink.url
+        meta_v3 = self.sink.size(self._base + "zarr.json") is not None
+        if meta_v3:
+            meta = json.loads(self.sink.get(self._base + "zarr.json"))
             self.zarr_format = 3
             self.shape = tuple(meta["shape"])
             self.dtype = np.dtype(meta["data_type"])
@@ -168,7 +172,7 @@ class LevelFiles:
                 else None
             )
         else:
-            meta = json.loads((self.path / ".zarray").read_text())
+            meta = json.loads(self.sink.get(self._base + ".zarray"))
             self.zarr_format = 2
             self.shape = tuple(meta["shape"])
             self.dtype = np.dtype(meta["dtype"])
@@ -180,8 +184,8 @@ class LevelFiles:
             self.codec = make_codec(meta["compressor"]) if meta.get("compressor") else None
         self._lock = threading.Lock()
 
-    def _key(self, idx: tuple[int, ...]) -> Path:
-        return self.path / (self._prefix + self._sep.join(str(i) for i in idx))
+    def _key(self, idx: tuple[int, ...]) -> str:
+        return self._base + self._prefix + self._sep.join(str(i) for i in idx)
 
     def _decode(self, data: bytes) -> np.ndarray:
         raw = self.codec.decode(data) if self.codec is not None else data
@@ -192,25 +196,20 @@ class LevelFiles:
     ) -> dict[tuple[int, ...], np.ndarray | None]:
         assert self.shard is not None
         cps = tuple(s // c for s, c in zip(self.shard, self.chunks, strict=True))
-        path = self._key(shard_idx)
+        key = self._key(shard_idx)
         out: dict[tuple[int, ...], np.ndarray | None] = dict.fromkeys(wanted)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        size = self.sink.size(key)
+        if size is None:
             return out
-        try:
-            size = os.fstat(fd).st_size
-            nidx = int(np.prod(cps)) * 16
-            raw = os.pread(fd, nidx, size - nidx - 4)
-            index = np.frombuffer(raw, dtype="<u8").reshape(*cps, 2)
-            for c in wanted:
-                local = tuple(ci - si * n for ci, si, n in zip(c, shard_idx, cps, strict=True))
-                off, n = index[local]
-                if off == EMPTY:
-                    continue
-                out[c] = self._decode(os.pread(fd, int(n), int(off)))
-        finally:
-            os.close(fd)
+        nidx = int(np.prod(cps)) * 16
+        raw = self.sink.get_range(key, size - nidx - 4, nidx)
+        index = np.frombuffer(raw, dtype="<u8").reshape(*cps, 2)
+        for c in wanted:
+            local = tuple(ci - si * n for ci, si, n in zip(c, shard_idx, cps, strict=True))
+            off, n = index[local]
+            if off == EMPTY:
+                continue
+            out[c] = self._decode(self.sink.get_range(key, int(off), int(n)))
         return out
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
@@ -237,7 +236,7 @@ class LevelFiles:
             decoded = {}
             for c in wanted:
                 try:
-                    decoded[c] = self._decode(self._key(c).read_bytes())
+                    decoded[c] = self._decode(self.sink.get(self._key(c)))
                 except FileNotFoundError:
                     decoded[c] = None
         for c, arr in decoded.items():
@@ -269,23 +268,23 @@ class WriteJob:
     """Labels: record the label values each level-1 task (or level-0 scan) saw, for ``image-label`` colours."""
 
     @property
-    def journal(self) -> Path:
-        return Path(self.root) / JOURNAL
+    def sink(self) -> LocalSink | S3Sink:
+        """Where the store's bytes go (a local folder or an ``s3://`` object store)."""
+        return open_sink(self.root)
 
 
 def shard_key(idx: tuple[int, ...]) -> str:
     return ".".join(str(i) for i in idx)
 
 
-def marker_path(job: WriteJob, level: int, idx: tuple[int, ...]) -> Path:
-    return job.journal / "done" / str(level) / shard_key(idx)
+def marker_key(level: int, idx: tuple[int, ...]) -> str:
+    return f"{JOURNAL}/done/{level}/{shard_key(idx)}"
 
 
 def pending_shards(job: WriteJob, level: int) -> list[tuple[int, ...]]:
     """Shards of ``level`` without a completion marker."""
     lv = job.layout.levels[level]
-    done_dir = job.journal / "done" / str(level)
-    done = set(os.listdir(done_dir)) if done_dir.is_dir() else set()
+    done = set(job.sink.listdir(f"{JOURNAL}/done/{level}"))
     return [
         idx
         for idx in block_grid(lv.shape, level_block(job.layout, level))
@@ -355,7 +354,8 @@ def write_shard(
     codec = make_codec(layout.codec)
     dtype = np.dtype(layout.dtype)
     fill = layout.fill_value
-    root = Path(job.root)
+    root = job.root
+    sink = job.sink
     info: dict[str, Any] = {"level": level, "shard": idx, "bytes": 0, "stored": 0}
     sample_parts: list[np.ndarray] = []
     values: set[int] = set()
@@ -371,7 +371,7 @@ def write_shard(
 
     else:
         # opened fresh per task: a store may have been rewritten since the last one
-        parent = LevelFiles(root / layout.levels[level - 1].path)
+        parent = LevelFiles(layout.levels[level - 1].path, sink)
         pshape = layout.levels[level - 1].shape
         f = tuple(b // a for a, b in zip(layout.levels[level - 1].factors, lv.factors, strict=True))
         reducer = downsample.REDUCERS[layout.method]
@@ -439,15 +439,15 @@ def write_shard(
             )
         return unit, data.nbytes, sample, encoded
 
-    tmp_dir = job.journal / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{level}-{shard_key(idx)}-{uuid.uuid4().hex}"
     n_written = 0
     shard_hash = hashlib.sha256()
     files: dict[str, list[Any]] = {}
     """Every file this task wrote: relative path → [size, sha256], so the store digest needs no re-read."""
+    shard_name = f"{lv.path}/c/" + "/".join(str(i) for i in idx)
     try:
-        with open(tmp, "wb") as fh:
+        # v2 chunks go one by one (sink.put); a v3 shard is staged whole, then put in one piece
+        staged = sink.staging(shard_name) if layout.shard is not None else contextlib.nullcontext()
+        with staged as fh:
             if layout.shard is not None:
                 cps = tuple(b // c for b, c in zip(block, chunks, strict=True))
                 index = np.full((*cps, 2), EMPTY, dtype="<u8")
@@ -462,7 +462,7 @@ def write_shard(
                     if payload is None:
                         if layout.shard is None:
                             # v2: leave the chunk out, and remove a stale one from an earlier run
-                            _chunk_file(root / lv.path, gidx).unlink(missing_ok=True)
+                            sink.delete(_chunk_key(lv.path, gidx))
                         continue
                     if layout.shard is not None:
                         local = tuple(g - i * n for g, i, n in zip(gidx, idx, cps, strict=True))
@@ -471,7 +471,7 @@ def write_shard(
                         index[local] = (offset, len(payload))
                         offset += len(payload)
                     else:
-                        _write_chunk(root / lv.path, gidx, payload, tmp_dir)
+                        sink.put(_chunk_key(lv.path, gidx), payload)
                         rel = f"{lv.path}/" + "/".join(str(i) for i in gidx)
                         files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
                     n_written += 1
@@ -485,39 +485,32 @@ def write_shard(
                 fh.write(crc)
                 shard_hash.update(raw)
                 shard_hash.update(crc)
-                rel = f"{lv.path}/c/" + "/".join(str(i) for i in idx)
-                files[rel] = [offset + len(raw) + len(crc), shard_hash.hexdigest()]
-        if layout.shard is not None:
-            final = root / lv.path / "c" / "/".join(str(i) for i in idx)
-            if n_written:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-            else:
-                final.unlink(missing_ok=True)
-    finally:
-        tmp.unlink(missing_ok=True)
+                files[shard_name] = [offset + len(raw) + len(crc), shard_hash.hexdigest()]
+            if layout.shard is not None and not n_written:
+                raise _EmptyShard
+    except _EmptyShard:
+        sink.delete(shard_name)  # all fill value: no shard object, and none left from a past run
     if sample_parts:
-        sdir = job.journal / "samples"
-        sdir.mkdir(parents=True, exist_ok=True)
-        _save_npy(sdir / f"{shard_key(idx)}.npy", np.concatenate(sample_parts), tmp_dir)
+        _save_npy(sink, f"{JOURNAL}/samples/{shard_key(idx)}.npy", np.concatenate(sample_parts))
     if values:
-        vdir = job.journal / "values"
-        vdir.mkdir(parents=True, exist_ok=True)
         _save_npy(
-            vdir / f"{level}-{shard_key(idx)}.npy",
+            sink,
+            f"{JOURNAL}/values/{level}-{shard_key(idx)}.npy",
             np.array(sorted(values), dtype=np.int64),
-            tmp_dir,
         )
-    mark = marker_path(job, level, idx)
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    tmp_mark = tmp_dir / f"m-{uuid.uuid4().hex}"
-    tmp_mark.write_text(
+    # the marker is one atomic object (rename locally, one PUT in an object store): a kill
+    # never leaves half a marker, and a shard without one is written again
+    sink.put(
+        marker_key(level, idx),
         json.dumps(
             {"bytes": info["bytes"], "stored": info["stored"], "chunks": n_written, "files": files}
-        )
+        ).encode(),
     )
-    os.replace(tmp_mark, mark)  # a kill never leaves half a marker
     return info
+
+
+class _EmptyShard(Exception):
+    """Leaves a staged shard unwritten: every one of its chunks is the fill value."""
 
 
 def _global_sample_step(shape: tuple[int, ...], layout: StoreLayout) -> int:
@@ -529,91 +522,83 @@ def _global_sample_step(shape: tuple[int, ...], layout: StoreLayout) -> int:
     return int(np.ceil((voxels / SAMPLE_BUDGET) ** (1.0 / len(space))))
 
 
-def _chunk_file(array_dir: Path, gidx: tuple[int, ...]) -> Path:
-    return array_dir / "/".join(str(i) for i in gidx)
+def _chunk_key(array: str, gidx: tuple[int, ...]) -> str:
+    return f"{array}/" + "/".join(str(i) for i in gidx)
 
 
-def _write_chunk(array_dir: Path, gidx: tuple[int, ...], payload: bytes, tmp_dir: Path) -> None:
-    final = _chunk_file(array_dir, gidx)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"c-{uuid.uuid4().hex}"
-    tmp.write_bytes(payload)
-    os.replace(tmp, final)
+def _save_npy(sink: LocalSink | S3Sink, key: str, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    sink.put(key, buf.getvalue())
 
 
-def _save_npy(path: Path, arr: np.ndarray, tmp_dir: Path) -> None:
-    tmp = tmp_dir / f"n-{uuid.uuid4().hex}.npy"
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+def _load_npy(sink: LocalSink | S3Sink, key: str) -> np.ndarray:
+    return np.load(io.BytesIO(sink.get(key)))
 
 
 def collected_sample(job: WriteJob) -> np.ndarray:
-    sdir = job.journal / "samples"
-    if not sdir.is_dir():
-        return np.zeros(0)
-    parts = [np.load(sdir / name) for name in sorted(os.listdir(sdir))]
+    sink = job.sink
+    names = sink.listdir(f"{JOURNAL}/samples")
+    parts = [_load_npy(sink, f"{JOURNAL}/samples/{name}") for name in names]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def collected_values(job: WriteJob) -> list[int]:
-    vdir = job.journal / "values"
-    if not vdir.is_dir():
-        return []
+    sink = job.sink
     vals: set[int] = set()
-    for name in sorted(os.listdir(vdir)):
-        vals.update(int(v) for v in np.load(vdir / name))
+    for name in sink.listdir(f"{JOURNAL}/values"):
+        vals.update(int(v) for v in _load_npy(sink, f"{JOURNAL}/values/{name}"))
     return sorted(vals)
+
+
+def _markers(job: WriteJob) -> list[dict[str, Any]]:
+    """Every completion marker of the store's journal."""
+    sink = job.sink
+    out = []
+    for level in sink.listdir(f"{JOURNAL}/done"):
+        for name in sink.listdir(f"{JOURNAL}/done/{level}"):
+            out.append(json.loads(sink.get(f"{JOURNAL}/done/{level}/{name}")))
+    return out
 
 
 def level_stats(job: WriteJob) -> dict[str, int]:
     """Bytes and stored bytes over all finished shards, from the journal markers."""
     total = {"bytes": 0, "stored": 0, "chunks": 0}
-    done = job.journal / "done"
-    if not done.is_dir():
-        return total
-    for level in sorted(os.listdir(done)):
-        for name in os.listdir(done / level):
-            d = json.loads((done / level / name).read_text())
-            for k in total:
-                total[k] += int(d.get(k, 0))
+    for d in _markers(job):
+        for k in total:
+            total[k] += int(d.get(k, 0))
     return total
 
 
 def written_files(job: WriteJob) -> dict[str, tuple[int, str]]:
     """Size and sha256 of every data file the shard tasks wrote (from the journal markers)."""
     out: dict[str, tuple[int, str]] = {}
-    done = job.journal / "done"
-    if not done.is_dir():
-        return out
-    for level in sorted(os.listdir(done)):
-        for name in os.listdir(done / level):
-            for rel, (size, hexd) in (
-                json.loads((done / level / name).read_text()).get("files", {}).items()
-            ):
-                out[rel] = (int(size), hexd)
+    for d in _markers(job):
+        for rel, (size, hexd) in d.get("files", {}).items():
+            out[rel] = (int(size), hexd)
     return out
 
 
-def store_digest(root: Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
+def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
     """The :func:`curated.provenance.digest.digest_tree` digest of ``root``, hashing only files not in ``known``.
 
     Data files were hashed by the tasks while they wrote them; only metadata files
     (and any file whose size no longer matches) are read here.
     """
-    from curated.provenance.digest import TreeHasher, iter_tree, sha256_file
+    from curated.provenance.digest import TreeHasher
 
     hasher = TreeHasher()
-    for rel, path in iter_tree(root):
-        size = path.stat().st_size
+    sink = open_sink(root)
+    for rel, size in sink.files():
         got = known.get(rel)
-        hexd = got[1] if got is not None and got[0] == size else sha256_file(path)
+        hexd = got[1] if got is not None and got[0] == size else sha256_of(sink, rel)
         hasher.add(rel, size, hexd)
     td = hasher.result()
     return td.digest, td.bytes, td.files
 
 
 def remove_journal(job: WriteJob) -> None:
-    shutil.rmtree(job.journal, ignore_errors=True)
+    job.sink.delete_prefix(JOURNAL)
 
 
 # ------------------------------------------------------------------ running
