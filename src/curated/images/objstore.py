@@ -45,6 +45,8 @@ TMP = f"{JOURNAL}/tmp"
 """Where a local sink stages objects before renaming them into place."""
 CONNECT_TIMEOUT = 10
 """Seconds to wait for an object store's endpoint to accept a connection."""
+PIECE = 4 << 20
+"""Bytes read at once when an object is hashed (bounded memory for big shards)."""
 
 
 class StoreAccessError(InputError):
@@ -226,7 +228,10 @@ class S3Sink:
 
     def check(self) -> None:
         """Fail with a one-line error unless the bucket exists and can be listed with these credentials."""
-        self._call(self.fs.call_s3, "head_bucket", Bucket=self.bucket)
+        try:
+            self._call(self.fs.call_s3, "head_bucket", Bucket=self.bucket)
+        except FileNotFoundError as exc:  # HEAD answers a bare 404, without NoSuchBucket
+            raise _access_error(FileNotFoundError("NoSuchBucket"), self) from exc
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.fs.pipe_file, self._key(key), bytes(data))
@@ -308,7 +313,8 @@ class S3Sink:
 
 def _storage_options() -> dict[str, Any]:
     """s3fs settings: only timeouts; credentials, region and endpoint are botocore's to find."""
-    return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT}}
+    # no listings cache: several processes write one store, and a listing must show them all
+    return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT}, "use_listings_cache": False}
 
 
 def _filesystem() -> Any:
@@ -383,3 +389,42 @@ def add_store_output(step: Any, dest: str | Path, *, digest: str, size: int, rol
         step.add_output(Artifact(path=display(dest), bytes=size, digest=digest, role=role))
     else:
         step.add_output(dest, digest=digest, size=size, role=role)
+
+
+def url_digest(url: str, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The :func:`curated.provenance.digest.digest_tree` digest of the objects under ``url``
+    (``None`` when there are none); top-level names in ``exclude`` are left out.
+
+    Every object is read once, in pieces (bounded memory), as ``log --verify --files``
+    re-reads a local store.
+    """
+    from curated.provenance.digest import TreeHasher
+
+    sink = open_sink(url)
+    hasher = TreeHasher()
+    for rel, size in sink.files():
+        if rel.split("/", 1)[0] in exclude:
+            continue
+        hasher.add(rel, size, _sha256_streamed(sink, rel))
+    return hasher.result().digest if hasher.files else None
+
+
+def _sha256_streamed(sink: LocalSink | S3Sink, key: str) -> str:
+    if isinstance(sink, LocalSink):
+        return sha256_of(sink, key)
+    h = hashlib.sha256()
+    size = sink.size(key) or 0
+    for start in range(0, size, PIECE):
+        h.update(sink.get_range(key, start, min(PIECE, size - start)))
+    return h.hexdigest()
+
+
+def url_output_problem(url: str, digest: str, exclude: set[str]) -> str | None:
+    """What is wrong with an object-store output the log recorded (``None``: it still matches)."""
+    try:
+        got = url_digest(url, exclude)
+    except StoreAccessError as exc:
+        return f"cannot be read ({exc.message})"
+    if got is None:
+        return "is missing"
+    return None if got == digest else "changed since it was recorded"

@@ -707,11 +707,20 @@ class CuratorLog:
                     f"seq {anchor_seq}: does not match the anchor's hash; the log was rewritten from here",
                 )
         if files and report.ok:
+            from curated.images.objstore import is_url, url_output_problem
+
             for rel, (seq, ident) in sorted(bags.items(), key=lambda kv: (kv[1][0], kv[0])):
                 problem = _bag_problem(self.root, rel, ident)
                 if problem:
                     report.fail(seq, f"seq {seq}: bag {rel} {problem}")
             for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
+                if is_url(rel):  # a store written into an object store (s3://)
+                    problem = url_output_problem(
+                        rel, out["digest"], _later_nested(rel, seq, latest_outputs)
+                    )
+                    if problem:
+                        report.fail(seq, f"seq {seq}: output {rel} {problem}")
+                    continue
                 p = Path(rel) if Path(rel).is_absolute() else self.root / rel
                 if not p.exists():
                     report.fail(seq, f"seq {seq}: output {rel} is missing")
