@@ -21,7 +21,7 @@ from curated.images.layout import (
     omero,
     window_from_sample,
 )
-from curated.images.objstore import add_store_output, is_url
+from curated.images.objstore import is_url
 from curated.images.shards import (
     WriteJob,
     collected_sample,
@@ -397,7 +397,7 @@ def convert_to_ome_zarr(
             "files": nfiles,
             "decision": decision,
         }
-        add_store_output(step, dest, digest=digest, size=nbytes, role="image")
+        step.add_output(dest, digest=digest, size=nbytes, role="image")
         step.details = {
             "decision": decision,
             "shape": details["shape"],

@@ -53,9 +53,75 @@ class StoreAccessError(InputError):
     """The object store cannot be used (no bucket, no access, not reachable)."""
 
 
-def is_url(dest: str | Path) -> bool:
+def is_url(dest: object) -> bool:
     """Whether ``dest`` names an object store (``s3://…``) rather than a local path."""
     return isinstance(dest, str) and dest.lower().startswith(SCHEMES)
+
+
+class StorePath(str):
+    """An ``s3://`` location with the few :class:`pathlib.Path` operations store code uses
+    (``/``, ``name``, ``exists``, ``is_file``, ``read_text``, ``touch``, ``mkdir``), so that
+    code written for folders also works on object stores. It is its URL as a string."""
+
+    def __new__(cls, url: str) -> StorePath:
+        return super().__new__(cls, url.rstrip("/"))
+
+    def __truediv__(self, part: str | Path) -> StorePath:
+        return StorePath(f"{self}/{str(part).strip('/')}")
+
+    @property
+    def name(self) -> str:
+        return self.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> StorePath:
+        return StorePath(self.rsplit("/", 1)[0])
+
+    def _in_parent(self) -> tuple[S3Sink, str]:
+        return _cached_sink(str(self.parent)), self.name
+
+    def is_file(self) -> bool:
+        sink, key = self._in_parent()
+        return sink.size(key) is not None
+
+    def is_dir(self) -> bool:
+        return bool(_cached_sink(str(self))._find(""))
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def read_bytes(self) -> bytes:
+        sink, key = self._in_parent()
+        return sink.get(key)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def touch(self) -> None:
+        sink, key = self._in_parent()
+        sink.put(key, b"")
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        sink, key = self._in_parent()
+        sink.delete(key)
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Nothing to do: object stores have no folders, only keys."""
+
+
+def as_path(location: str | Path) -> Path | StorePath:
+    """A :class:`StorePath` for an ``s3://`` URL, else a :class:`pathlib.Path`."""
+    if isinstance(location, StorePath):
+        return location
+    return StorePath(str(location)) if is_url(location) else Path(location)
+
+
+def remove_tree(location: str | Path) -> None:
+    """Remove a folder, or every object under an ``s3://`` prefix (missing: nothing to do)."""
+    if is_url(location):
+        open_sink(str(location)).delete_prefix("")
+    else:
+        shutil.rmtree(location, ignore_errors=True)
 
 
 def join(root: str | Path, *parts: str) -> str | Path:
@@ -378,17 +444,6 @@ def sha256_of(sink: LocalSink | S3Sink, key: str) -> str:
 
         return sha256_file(sink.root / key)
     return hashlib.sha256(sink.get(key)).hexdigest()
-
-
-def add_store_output(step: Any, dest: str | Path, *, digest: str, size: int, role: str) -> None:
-    """Record a written store as an output of ``step``: a local folder relative to the
-    workspace, an object store by its URL (which never carries credentials)."""
-    if is_url(dest):
-        from curated.provenance.log import Artifact
-
-        step.add_output(Artifact(path=display(dest), bytes=size, digest=digest, role=role))
-    else:
-        step.add_output(dest, digest=digest, size=size, role=role)
 
 
 def url_digest(url: str, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from curated.errors import ConversionError, InputError
+from curated.images.objstore import as_path
 from curated.images.store import INCOMPLETE_KEY, read_group_attrs
 
 
@@ -102,7 +103,7 @@ def open_image(path: str | Path) -> OmeZarrImage:
     """
     import zarr
 
-    root = Path(path)
+    root = as_path(path)  # a folder, or an s3:// URL read through zarr's fsspec store
     got = read_group_attrs(root)
     if got is None:
         msg = (

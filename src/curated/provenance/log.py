@@ -524,6 +524,12 @@ class CuratorLog:
         role: str | None = None,
     ) -> Artifact:
         """Describe ``path`` for an entry, computing its digest unless given or ``compute`` is false."""
+        from curated.images.objstore import is_url, url_digest
+
+        if is_url(path):  # an object store (s3://): recorded by its URL, never with credentials
+            if digest is None and compute:
+                digest = url_digest(str(path))
+            return Artifact(path=str(path), bytes=size, digest=digest, role=role)
         p = Path(path)
         if digest is None and compute and p.exists():
             digest, size = digest_path(p)
@@ -553,6 +559,10 @@ class CuratorLog:
 
     def input_artifact(self, path: str | Path, *, compute: bool = True) -> Artifact:
         """Describe an input: a folder an earlier step recorded reuses that digest; else as :meth:`artifact`."""
+        from curated.images.objstore import is_url
+
+        if is_url(path):
+            return self.recorded_output(path) or self.artifact(path, compute=compute)
         p = Path(path)
         if p.is_dir():
             recorded = self.recorded_output(p)
@@ -565,8 +575,11 @@ class CuratorLog:
 
         Never absolute: the log travels in bags and deposits, and the curator's folders
         (``/home/ada/...``) are nobody else's business. A relative ``path`` is taken
-        relative to the current folder, like every path a command is given.
+        relative to the current folder, like every path a command is given. An object
+        store's ``s3://`` URL stays as it is.
         """
+        if isinstance(path, str) and path.lower().startswith("s3://"):
+            return path
         p = Path(path)
         for candidate, root in (
             (Path(os.path.abspath(p)), Path(os.path.abspath(self.root))),

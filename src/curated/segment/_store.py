@@ -13,6 +13,7 @@ from typing import Any
 import zarr
 
 from curated.errors import InputError, SegmentationError
+from curated.images.objstore import as_path
 
 
 def _ome(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def _ome(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_group(path: str | Path, *, mode: str = "r") -> zarr.Group:
-    p = Path(path)
+    p = as_path(path)
     if not p.exists():
         msg = "no such OME-Zarr image"
         raise InputError(msg, path=p)
@@ -70,7 +71,7 @@ def label_names(path: str | Path) -> list[str]:
 
 
 def label_path(path: str | Path, name: str) -> Path:
-    return Path(path) / "labels" / name
+    return as_path(path) / "labels" / name
 
 
 def label_group(path: str | Path, name: str, *, mode: str = "r") -> zarr.Group:

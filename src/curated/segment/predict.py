@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import torch
 
 from curated._crash import crash_point
 from curated.errors import InputError, SegmentationError
+from curated.images.objstore import as_path, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -177,7 +177,7 @@ def _predict_unit(
     zarr.open_array(label_array, mode="r+")[region] = labels
     if prob8 is not None:
         zarr.open_array(prob_array, mode="r+")[region] = prob8
-    Path(markers, "done-" + "-".join(str(i) for i in idx)).touch()
+    (as_path(markers) / ("done-" + "-".join(str(i) for i in idx))).touch()
     return int(np.prod(unit_shape))
 
 
@@ -246,7 +246,7 @@ def predict(
     """
     from curated.images import create_label_image, finalize_label_image, open_image
 
-    image = Path(image)
+    image = as_path(image)
     m = model if isinstance(model, SegmentationModel) else load_model(model)
     params = {
         "model": m.id,
@@ -289,7 +289,7 @@ def predict(
         if (
             finished and markers.exists()
         ):  # stopped after finalizing, before the markers were dropped
-            shutil.rmtree(markers, ignore_errors=True)
+            remove_tree(markers)
         if finished and not overwrite:
             attrs = _store.label_curated_attrs(image, name)
             if (attrs.get("model") or {}).get("sha256") == m.sha256 and attrs.get(
@@ -378,7 +378,7 @@ def predict(
                 },
             )
         crash_point("predict-finalized")
-        shutil.rmtree(markers, ignore_errors=True)
+        remove_tree(markers)
         voxels = int(np.prod(shape)) * len(todo) // max(len(plan.units()), 1)
         details = {
             "name": name,
