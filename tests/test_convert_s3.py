@@ -237,3 +237,16 @@ def test_credentials_in_the_url_are_refused(s3, source):
     line = _one_error_line(r)
     assert "credentials in the URL are refused" in line
     assert "topsecret" not in r.output
+
+
+def test_without_the_s3_extra_the_error_names_it(source, monkeypatch):
+    import sys
+
+    from curated.errors import InputError
+    from curated.images import objstore
+
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if it were not installed
+    objstore._cached_sink.cache_clear()
+    with pytest.raises(InputError, match=r"pip install 'curated\[s3\]'"):
+        convert_to_ome_zarr(source[0], "s3://images/x.ome.zarr", voxel_size=(8, 4, 4))
+    objstore._cached_sink.cache_clear()

@@ -386,7 +386,7 @@ def _storage_options() -> dict[str, Any]:
 def _filesystem() -> Any:
     try:
         import s3fs
-    except ImportError:  # pragma: no cover - depends on the install
+    except ImportError:
         msg = "writing to s3:// needs the s3 extra: pip install 'curated[s3]'"
         raise InputError(msg) from None
     return s3fs.S3FileSystem(**_storage_options())
