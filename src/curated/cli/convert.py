@@ -86,7 +86,9 @@ def convert(
 
 @handle_errors
 def labels_add(
-    image: Path = typer.Argument(..., help="The OME-Zarr image."),
+    image: str = typer.Argument(
+        ..., help="The OME-Zarr image (a folder or s3://BUCKET/PATH.ome.zarr)."
+    ),
     name: str = typer.Option(..., "--name", help="Name of the label image (labels/NAME)."),
     source: Path = typer.Option(
         ..., "--from", help="Label volume: .npy, TIFF, or OME-Zarr image with the image's shape."
