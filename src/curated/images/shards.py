@@ -42,6 +42,8 @@ SAMPLES_PER_SHARD_AXIS = 32
 SAMPLE_BUDGET = 1 << 22
 """Most level-0 voxels sampled over the whole image for the display window: small shards
 must not make the progress journal an uncompressed copy of the image."""
+REMOTE_SHARDS = 2
+"""Whole shards an object-store reader keeps (memory: two compressed shards per open level)."""
 SCHEDULER_TIMEOUT = "20s"
 """How long to keep trying to reach a dask.distributed scheduler."""
 
@@ -183,6 +185,7 @@ class LevelFiles:
             self._sep = meta.get("dimension_separator", ".")
             self.codec = make_codec(meta["compressor"]) if meta.get("compressor") else None
         self._lock = threading.Lock()
+        self._remote: dict[str, bytes] = {}
 
     def _key(self, idx: tuple[int, ...]) -> str:
         return self._base + self._prefix + self._sep.join(str(i) for i in idx)
@@ -198,19 +201,46 @@ class LevelFiles:
         cps = tuple(s // c for s, c in zip(self.shard, self.chunks, strict=True))
         key = self._key(shard_idx)
         out: dict[tuple[int, ...], np.ndarray | None] = dict.fromkeys(wanted)
-        size = self.sink.size(key)
-        if size is None:
+        read = self._object_reader(key)
+        if read is None:
             return out
+        size, get_range = read
         nidx = int(np.prod(cps)) * 16
-        raw = self.sink.get_range(key, size - nidx - 4, nidx)
+        raw = get_range(size - nidx - 4, nidx)
         index = np.frombuffer(raw, dtype="<u8").reshape(*cps, 2)
         for c in wanted:
             local = tuple(ci - si * n for ci, si, n in zip(c, shard_idx, cps, strict=True))
             off, n = index[local]
             if off == EMPTY:
                 continue
-            out[c] = self._decode(self.sink.get_range(key, int(off), int(n)))
+            out[c] = self._decode(get_range(int(off), int(n)))
         return out
+
+    def _object_reader(self, key: str) -> tuple[int, Any] | None:
+        """``(size, get_range)`` of one shard, or ``None`` when it is absent.
+
+        Locally every range is one ``pread``. From an object store each request costs a
+        round trip, and building a pyramid level reads every parent shard many times (once
+        per slab), so the last shards fetched are kept whole (at most ``REMOTE_SHARDS``).
+        """
+        if isinstance(self.sink, LocalSink):
+            size = self.sink.size(key)
+            if size is None:
+                return None
+            return size, lambda start, length: self.sink.get_range(key, start, length)
+        with self._lock:
+            data = self._remote.get(key)
+        if data is None:
+            try:
+                data = self.sink.get(key)
+            except FileNotFoundError:
+                return None
+            with self._lock:
+                self._remote[key] = data
+                while len(self._remote) > REMOTE_SHARDS:
+                    self._remote.pop(next(iter(self._remote)))
+        view = memoryview(data)
+        return len(data), lambda start, length: view[start : start + length]
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Read ``region`` into a new native-endian array (missing chunks = fill value)."""
@@ -532,32 +562,29 @@ def _save_npy(sink: LocalSink | S3Sink, key: str, arr: np.ndarray) -> None:
     sink.put(key, buf.getvalue())
 
 
-def _load_npy(sink: LocalSink | S3Sink, key: str) -> np.ndarray:
-    return np.load(io.BytesIO(sink.get(key)))
+def _journal_objects(job: WriteJob, folder: str) -> list[bytes]:
+    """The objects in one folder of the journal, in name order (fetched together)."""
+    sink = job.sink
+    return sink.get_many([f"{JOURNAL}/{folder}/{n}" for n in sink.listdir(f"{JOURNAL}/{folder}")])
 
 
 def collected_sample(job: WriteJob) -> np.ndarray:
-    sink = job.sink
-    names = sink.listdir(f"{JOURNAL}/samples")
-    parts = [_load_npy(sink, f"{JOURNAL}/samples/{name}") for name in names]
+    parts = [np.load(io.BytesIO(b)) for b in _journal_objects(job, "samples")]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def collected_values(job: WriteJob) -> list[int]:
-    sink = job.sink
     vals: set[int] = set()
-    for name in sink.listdir(f"{JOURNAL}/values"):
-        vals.update(int(v) for v in _load_npy(sink, f"{JOURNAL}/values/{name}"))
+    for b in _journal_objects(job, "values"):
+        vals.update(int(v) for v in np.load(io.BytesIO(b)))
     return sorted(vals)
 
 
 def _markers(job: WriteJob) -> list[dict[str, Any]]:
     """Every completion marker of the store's journal."""
-    sink = job.sink
     out = []
-    for level in sink.listdir(f"{JOURNAL}/done"):
-        for name in sink.listdir(f"{JOURNAL}/done/{level}"):
-            out.append(json.loads(sink.get(f"{JOURNAL}/done/{level}/{name}")))
+    for level in job.sink.listdir(f"{JOURNAL}/done"):
+        out.extend(json.loads(b) for b in _journal_objects(job, f"done/{level}"))
     return out
 
 
