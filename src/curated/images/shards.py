@@ -42,6 +42,8 @@ SAMPLES_PER_SHARD_AXIS = 32
 SAMPLE_BUDGET = 1 << 22
 """Most level-0 voxels sampled over the whole image for the display window: small shards
 must not make the progress journal an uncompressed copy of the image."""
+SMALL_OBJECT = 1 << 20
+"""Objects up to this size the store digest fetches together (metadata documents)."""
 REMOTE_SHARDS = 2
 """Whole shards an object-store reader keeps (memory: two compressed shards per open level)."""
 SCHEDULER_TIMEOUT = "20s"
@@ -93,8 +95,12 @@ def create_level_arrays(
 ) -> None:
     """Write the ``zarr.json``/``.zarray`` of every level (no data)."""
     import zarr
+    from zarr.storage import MemoryStore
 
-    store = open_sink(root).zarr_store()
+    # zarr-python makes the metadata documents in memory; the sink puts each in one piece
+    # (one request per level into an object store, instead of zarr's listing and probing)
+    made: dict[str, Any] = {}
+    store = MemoryStore(made)
     dims = tuple(a.name for a in layout.axes)
     for k, lv in enumerate(layout.levels):
         if names is not None and lv.path not in names:
@@ -117,6 +123,11 @@ def create_level_arrays(
         else:
             kw["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
         zarr.create_array(**kw)
+    sink = open_sink(root)
+    arrays = {lv.path for lv in layout.levels}
+    for key, buf in sorted(made.items()):
+        if key.split("/", 1)[0] in arrays:  # not the implicit groups zarr-python made around them
+            sink.put(key, buf.to_bytes())
 
 
 # ------------------------------------------------------------------ reading
@@ -616,9 +627,20 @@ def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[s
 
     hasher = TreeHasher()
     sink = open_sink(root)
-    for rel, size in sink.files():
+    listed = sink.files()
+    fetched: dict[str, bytes] = {}
+    if not isinstance(sink, LocalSink):  # a listing in memory anyway: fetch the unknown together
+        listed = list(listed)  # type: ignore[assignment]
+        small = [r for r, n in listed if (known.get(r) or (None,))[0] != n and n <= SMALL_OBJECT]
+        fetched = dict(zip(small, sink.get_many(small), strict=True))
+    for rel, size in listed:
         got = known.get(rel)
-        hexd = got[1] if got is not None and got[0] == size else sha256_of(sink, rel)
+        if got is not None and got[0] == size:
+            hexd = got[1]
+        elif rel in fetched:
+            hexd = hashlib.sha256(fetched.pop(rel)).hexdigest()
+        else:
+            hexd = sha256_of(sink, rel)
         hasher.add(rel, size, hexd)
     td = hasher.result()
     return td.digest, td.bytes, td.files
