@@ -250,3 +250,13 @@ def test_without_the_s3_extra_the_error_names_it(source, monkeypatch):
     with pytest.raises(InputError, match=r"pip install 'curated\[s3\]'"):
         convert_to_ome_zarr(source[0], "s3://images/x.ome.zarr", voxel_size=(8, 4, 4))
     objstore._cached_sink.cache_clear()
+
+
+def test_ome_zarr_04_into_s3_equals_the_local_store(s3, source, tmp_path):
+    """Zarr v2 (one object per chunk) goes through the same sink."""
+    bucket = s3.make_bucket("zarr-v2")
+    kw = {"voxel_size": (8, 4, 4), "chunks": 8, "ngff_version": "0.4"}
+    local = convert_to_ome_zarr(source[0], tmp_path / "l.ome.zarr", **kw)
+    remote = convert_to_ome_zarr(source[0], f"s3://{bucket}/v2.ome.zarr", **kw)
+    assert s3.objects(bucket, "v2.ome.zarr") == local_files(tmp_path / "l.ome.zarr")
+    assert remote.details["store_digest"] == local.details["store_digest"]
