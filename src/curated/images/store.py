@@ -83,12 +83,13 @@ def begin(
         ``root`` exists (and is not an unfinished run of the same plan) and ``overwrite`` is false,
         or ``root`` would contain one of the ``protect`` paths (the source).
     """
-    root = root if is_url(root) else Path(root)
-    for p in protect if isinstance(root, Path) else ():
-        rp, rr = Path(p).resolve(), root.resolve()
-        if rp == rr or rr in rp.parents:
-            msg = "the destination must not be (or contain) the source; choose another DEST"
-            raise InputError(msg, path=root)
+    if not is_url(root):  # an object store cannot contain a local source
+        rr = Path(root).resolve()
+        for p in protect:
+            rp = Path(p).resolve()
+            if rp == rr or rr in rp.parents:
+                msg = "the destination must not be (or contain) the source; choose another DEST"
+                raise InputError(msg, path=root)
     sink = open_sink(root)
     digest = plan_digest(plan)
     if sink.root_exists():
