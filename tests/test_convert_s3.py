@@ -260,3 +260,12 @@ def test_ome_zarr_04_into_s3_equals_the_local_store(s3, source, tmp_path):
     remote = convert_to_ome_zarr(source[0], f"s3://{bucket}/v2.ome.zarr", **kw)
     assert s3.objects(bucket, "v2.ome.zarr") == local_files(tmp_path / "l.ome.zarr")
     assert remote.details["store_digest"] == local.details["store_digest"]
+
+
+def test_the_secret_key_is_scrubbed_from_whatever_curated_writes(s3):
+    from curated._secrets import scrub
+    from curated.images.objstore import open_sink
+
+    assert open_sink("s3://images/any").fs is not None  # opening it registers the secret
+    secret = s3.env["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in scrub(f"server said: signature for {secret} does not match")

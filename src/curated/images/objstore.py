@@ -400,6 +400,12 @@ def _filesystem() -> Any:
     except ImportError:
         msg = "writing to s3:// needs the s3 extra: pip install 'curated[s3]'"
         raise InputError(msg) from None
+    from curated._secrets import register_secret
+
+    # never written by curated; registered so that no server echo or error text carries them
+    # into the curator log or a receipt
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        register_secret(os.environ.get(name))
     return s3fs.S3FileSystem(**_storage_options())
 
 
