@@ -292,7 +292,9 @@ def convert_to_ome_zarr(
         v2/v3 or N5 array (``STORE.n5:/path`` for one inside a group), or an existing
         OME-Zarr 0.4/0.5 image (re-encoded from its level 0).
     dest
-        The ``.ome.zarr`` folder to write. Refused if it exists, unless it holds an
+        The ``.ome.zarr`` folder to write, or an ``s3://BUCKET/PATH.ome.zarr`` URL in an
+        S3-compatible object store (the ``s3`` extra; credentials and endpoint from the
+        standard ``AWS_*`` variables or ``~/.aws``). Refused if it exists, unless it holds an
         unfinished conversion of the same source with the same parameters (then it is
         resumed) or ``overwrite`` is true.
     voxel_size
