@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "walk": 0,  # the one directory walker (no curated imports)
     "_json_outline": 0,
     "provenance": 1,
+    "objstore": 1,  # where bytes go (folder or s3://); imports errors, _secrets, provenance.digest
     "workspace": 2,
     "__init__": 2,  # the facade re-exports Workspace, recorder, Result, CuratedError
     "metadata": 3,

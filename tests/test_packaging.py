@@ -26,6 +26,8 @@ OPTIONAL = {
     "rocrate_validator": "RO-Crate checks skip roc-validator when it is not installed",
     "requests_cache": "only used to seed roc-validator's cache, when it is installed",
     "urllib3": "the same, together with requests_cache",
+    "s3fs": "the s3 extra: only s3:// destinations and sources need it, and without it they "
+    "stop with a one-line error naming `pip install 'curated[s3]'`",
     "bagit": "package/compat.py patches bagit-python for callers that read bags with it "
     "(the tests); curated itself never does, and bagit-profile brings it anyway",
 }

@@ -21,7 +21,11 @@ def convert(
         help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ or vendor SEM stack, folder of per-slice 2D TIFFs, "
         "HDF5 dataset (FILE.h5:/path), MRC file, Zarr/N5 array (STORE.n5:/path) or OME-Zarr 0.4/0.5 image.",
     ),
-    dest: Path = typer.Argument(..., help="The .ome.zarr folder to write."),
+    dest: str = typer.Argument(
+        ...,
+        help="The .ome.zarr folder to write, or s3://BUCKET/PATH.ome.zarr in an S3-compatible "
+        "object store (credentials and endpoint from the AWS_* environment variables or ~/.aws).",
+    ),
     voxel_size: tuple[float, float, float] | None = typer.Option(
         None, "--voxel-size", help="Voxel size Z Y X (default: from the file's metadata)."
     ),
@@ -82,7 +86,9 @@ def convert(
 
 @handle_errors
 def labels_add(
-    image: Path = typer.Argument(..., help="The OME-Zarr image."),
+    image: str = typer.Argument(
+        ..., help="The OME-Zarr image (a folder or s3://BUCKET/PATH.ome.zarr)."
+    ),
     name: str = typer.Option(..., "--name", help="Name of the label image (labels/NAME)."),
     source: Path = typer.Option(
         ..., "--from", help="Label volume: .npy, TIFF, or OME-Zarr image with the image's shape."

@@ -377,7 +377,9 @@ def finetune_cmd(
 @handle_errors
 def predict_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
-    image: Path = typer.Argument(..., help="OME-Zarr image to segment."),
+    image: str = typer.Argument(
+        ..., help="OME-Zarr image to segment (a folder or s3://BUCKET/PATH.ome.zarr)."
+    ),
     name: str = typer.Option(..., "--name", help="Label image to write."),
     workers: int | None = typer.Option(
         None, "--workers", help="Local threads [default: all cores]."

@@ -32,6 +32,7 @@ from curated.images.shards import (
 from curated.images.sources import ArraySource, TiffSource, open_source
 from curated.images.stored import StoredArraySource
 from curated.images.units import length_unit, round_to, significant_digits, to_unit
+from curated.objstore import is_url
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, sha256_file
 from curated.provenance.log import Artifact
@@ -121,7 +122,7 @@ def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[s
 
 def write_multiscale(
     source: TiffSource | ArraySource | StoredArraySource,
-    dest: Path,
+    dest: str | Path,
     layout: StoreLayout,
     *,
     name: str,
@@ -252,8 +253,11 @@ def _source_artifacts(
     ]
 
 
-def _refuse_dest_inside_source(src: TiffSource | StoredArraySource, dest: Path) -> None:
+def _refuse_dest_inside_source(src: TiffSource | StoredArraySource, dest: str | Path) -> None:
     """Sources are never modified: a destination inside a source store is refused."""
+    if is_url(dest):
+        return
+    dest = Path(dest)
     for f in src.files:
         folder = Path(f).resolve()
         if folder.is_dir() and folder in dest.resolve().parents:
@@ -288,7 +292,9 @@ def convert_to_ome_zarr(
         v2/v3 or N5 array (``STORE.n5:/path`` for one inside a group), or an existing
         OME-Zarr 0.4/0.5 image (re-encoded from its level 0).
     dest
-        The ``.ome.zarr`` folder to write. Refused if it exists, unless it holds an
+        The ``.ome.zarr`` folder to write, or an ``s3://BUCKET/PATH.ome.zarr`` URL in an
+        S3-compatible object store (the ``s3`` extra; credentials and endpoint from the
+        standard ``AWS_*`` variables or ``~/.aws``). Refused if it exists, unless it holds an
         unfinished conversion of the same source with the same parameters (then it is
         resumed) or ``overwrite`` is true.
     voxel_size
@@ -322,7 +328,7 @@ def convert_to_ome_zarr(
     >>> convert_to_ome_zarr("stack.tif", "derived/stack.ome.zarr", voxel_size=(8, 4, 4))  # doctest: +SKIP
     """
     src = open_source(source)
-    dest = Path(dest)
+    dest = dest if is_url(dest) else Path(dest)
     params = {
         "voxel_size": list(voxel_size) if isinstance(voxel_size, list | tuple) else voxel_size,
         "unit": unit,

@@ -35,6 +35,7 @@ from curated.images.shards import (
     written_files,
 )
 from curated.images.sources import ArraySource, TiffSource, open_source
+from curated.objstore import as_path, is_url
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.workspace import Workspace, recorder
@@ -220,6 +221,10 @@ def _label_dtype(dtype: np.dtype) -> np.dtype:
 def _register_label(image: OmeZarrImage, name: str) -> None:
     """Add ``name`` to ``labels/``'s list (under a lock: two label writers may finish at once)."""
     labels_dir = image.path / "labels"
+    if is_url(labels_dir):
+        # an object store has no locks: its label images are finished one at a time
+        _add_label_name(labels_dir, name, image.zarr_format)
+        return
     labels_dir.mkdir(parents=True, exist_ok=True)
     lock = os.open(
         labels_dir, os.O_RDONLY
@@ -227,21 +232,21 @@ def _register_label(image: OmeZarrImage, name: str) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            got = _store.read_group_attrs(labels_dir)
-            attrs = got[0] if got else {}
-            block = ngff_block(attrs)
-            names = [n for n in block.get("labels", []) if n != name] + [name]
-            names.sort()
-            new = (
-                {"ome": {"version": "0.5", "labels": names}}
-                if image.zarr_format == 3
-                else {"labels": names}
-            )
-            _store.write_group_attrs(labels_dir, new, image.zarr_format)
+            _add_label_name(labels_dir, name, image.zarr_format)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     finally:
         os.close(lock)
+
+
+def _add_label_name(labels_dir: str | Path, name: str, zarr_format: int) -> None:
+    got = _store.read_group_attrs(labels_dir)
+    attrs = got[0] if got else {}
+    block = ngff_block(attrs)
+    names = [n for n in block.get("labels", []) if n != name] + [name]
+    names.sort()
+    new = {"ome": {"version": "0.5", "labels": names}} if zarr_format == 3 else {"labels": names}
+    _store.write_group_attrs(labels_dir, new, zarr_format)
 
 
 def _unregister_label(image: OmeZarrImage, name: str) -> None:
@@ -314,7 +319,7 @@ def _finish_label(
     first_level: int,
     progress: ProgressReporter | None,
 ) -> dict[str, Any]:
-    dest = Path(job.root)
+    dest = as_path(job.root)
     curated = {**curated, **(curated_extra or {})}
     rep = ensure_progress(progress)
     itemsize = np.dtype(layout.dtype).itemsize

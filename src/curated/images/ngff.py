@@ -43,6 +43,7 @@ from typing import Any
 
 from curated.errors import ConversionError, InputError
 from curated.images.store import INCOMPLETE_KEY, INCOMPLETE_MESSAGE, read_group_attrs
+from curated.objstore import StorePath, as_path
 
 # re-exported for readers of images: the one definition of a Zarr store is curated.walk's
 from curated.walk import ZARR_METADATA as ZARR_METADATA
@@ -116,7 +117,7 @@ class ImageLabel:
 class NgffMetadata:
     """What an OME-Zarr image (or label image) says about itself, version-independent."""
 
-    path: Path | None
+    path: Path | StorePath | None
     zarr_format: int
     version: str | None
     axes: tuple[Axis, ...] = ()
@@ -226,7 +227,7 @@ def read_ngff(path: str | Path, *, tolerant: bool = False) -> NgffMetadata:
     >>> meta.voxel_size, meta.unit, meta.level_paths  # doctest: +SKIP
     ((8.0, 4.0, 4.0), 'nanometer', ['0', '1', '2'])
     """
-    root = Path(path)
+    root = as_path(path)  # a folder, or an s3:// URL (curated.objstore)
     try:
         got = read_group_attrs(root)
     except (OSError, ValueError) as exc:  # unreadable / not JSON
@@ -257,7 +258,7 @@ def from_group(
 def label_names(path: str | Path) -> list[str]:
     """Names listed by the ``labels`` group of the image at ``path`` (``[]`` when none or unreadable)."""
     try:
-        got = read_group_attrs(Path(path) / "labels")
+        got = read_group_attrs(as_path(path) / "labels")
     except (OSError, ValueError):
         return []
     if got is None or not isinstance(got[0], Mapping):

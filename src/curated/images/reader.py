@@ -15,6 +15,7 @@ import numpy as np
 from curated.errors import InputError
 from curated.images.ngff import NgffMetadata, read_ngff
 from curated.images.ngff import label_names as _label_names
+from curated.objstore import StorePath, as_path
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class OmeZarrImage:
     the multiscale-wide ones); ``voxel_size`` is level 0's scale on the ``z, y, x`` axes.
     """
 
-    path: Path
+    path: Path | StorePath
     levels: list[Any]
     """zarr arrays, level 0 first."""
     metadata: NgffMetadata
@@ -120,13 +121,13 @@ def open_image(path: str | Path) -> OmeZarrImage:
     ConversionError
         The store is being written or was interrupted.
     """
-    root = Path(path)
+    root = as_path(path)  # a folder, or an s3:// URL read through zarr's fsspec store
     meta = read_ngff(root)
     levels = [_open_level(root, meta, k) for k in range(len(meta.levels))]
     return OmeZarrImage(path=root, levels=levels, metadata=meta)
 
 
-def _open_level(root: Path, meta: NgffMetadata, k: int) -> Any:
+def _open_level(root: Path | StorePath, meta: NgffMetadata, k: int) -> Any:
     import zarr
 
     rel = meta.levels[k].path

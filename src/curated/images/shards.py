@@ -12,9 +12,14 @@ encoded chunks in the journal (``parts/``); the task of such a level only gather
 bytes. Any other level ``k+1`` is built from the *written* level ``k``. Both ways give
 the same bytes.
 
-Every file is written by one of the small functions at the end of the writing section
-(``_write_chunk``, ``_publish_file``, ``_publish_journal_file``, ``_remove_file``,
-``_save_npy``, ``_write_marker``); a shard is streamed into a temporary file first.
+Every byte is read and written through the store's sink (:mod:`curated.objstore`): a local
+folder, where every object is written to a temporary file in the journal and renamed into
+place, or an ``s3://`` object store, where every object is one atomic ``PUT``. The journal
+(markers, samples, label values, parts) lives in the store under ``.curated-progress/``,
+so a conversion into an object store resumes like a local one. Every object is written by
+one of the small functions at the end of the writing section (``_stage``/``_publish``,
+``_write_chunk``, ``_remove``, ``_save_npy``, ``_write_marker``); a shard is streamed into
+a local temporary file first and published in one piece.
 
 The files are the ones zarr-python reads: sharding codec with the index at the
 end (offset/length ``uint64`` pairs + crc32c), inner chunks padded to full size,
@@ -23,15 +28,17 @@ chunks equal to the fill value left out.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import io
 import json
 import os
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -45,6 +52,7 @@ from curated.images.layout import (
     level_block,
     step_factors,
 )
+from curated.objstore import LocalSink, S3Sink, join, open_sink, sha256_of
 
 JOURNAL = ".curated-progress"
 EMPTY = np.uint64(2**64 - 1)
@@ -55,6 +63,10 @@ SAMPLES_PER_SHARD_AXIS = 32
 SAMPLE_BUDGET = 1 << 22
 """Most level-0 voxels sampled over the whole image for the display window: small shards
 must not make the progress journal an uncompressed copy of the image."""
+SMALL_OBJECT = 1 << 20
+"""Objects up to this size the store digest fetches together (metadata documents)."""
+REMOTE_SHARDS = 2
+"""Whole shards an object-store reader keeps (memory: two compressed shards per open level)."""
 SCHEDULER_TIMEOUT = "20s"
 """How long to keep trying to reach a dask.distributed scheduler."""
 
@@ -100,13 +112,16 @@ def zarr_compressor(config: dict[str, Any], zarr_format: int) -> Any:
 
 
 def create_level_arrays(
-    root: Path, layout: StoreLayout, *, names: tuple[str, ...] | None = None
+    root: str | Path, layout: StoreLayout, *, names: tuple[str, ...] | None = None
 ) -> None:
     """Write the ``zarr.json``/``.zarray`` of every level (no data)."""
     import zarr
-    from zarr.storage import LocalStore
+    from zarr.storage import MemoryStore
 
-    store = LocalStore(str(root))
+    # zarr-python makes the metadata documents in memory; the sink puts each in one piece
+    # (one request per level into an object store, instead of zarr's listing and probing)
+    made: dict[str, Any] = {}
+    store = MemoryStore(made)
     dims = tuple(a.name for a in layout.axes)
     for k, lv in enumerate(layout.levels):
         if names is not None and lv.path not in names:
@@ -129,6 +144,11 @@ def create_level_arrays(
         else:
             kw["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
         zarr.create_array(**kw)
+    sink = open_sink(root)
+    arrays = {lv.path for lv in layout.levels}
+    for key, buf in sorted(made.items()):
+        if key.split("/", 1)[0] in arrays:  # not the implicit groups zarr-python made around them
+            sink.put(key, buf.to_bytes())
 
 
 # ------------------------------------------------------------------ reading
@@ -137,11 +157,14 @@ def create_level_arrays(
 class LevelFiles:
     """Fast region reads of one array written in curated's layout (v3 sharded/unsharded, v2)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        meta_v3 = self.path / "zarr.json"
-        if meta_v3.exists():
-            meta = json.loads(meta_v3.read_text())
+    def __init__(self, path: str | Path, sink: LocalSink | S3Sink | None = None) -> None:
+        """``path``: the array's folder (or URL); or, with ``sink``, its key in that store."""
+        self.sink = sink if sink is not None else open_sink(path)
+        self._base = str(path).strip("/") + "/" if sink is not None else ""
+        self.path = path if sink is not None else self.sink.url
+        meta_v3 = self.sink.size(self._base + "zarr.json") is not None
+        if meta_v3:
+            meta = json.loads(self.sink.get(self._base + "zarr.json"))
             self.zarr_format = 3
             self.shape = tuple(meta["shape"])
             self.dtype = np.dtype(meta["data_type"])
@@ -183,7 +206,7 @@ class LevelFiles:
                 else None
             )
         else:
-            meta = json.loads((self.path / ".zarray").read_text())
+            meta = json.loads(self.sink.get(self._base + ".zarray"))
             self.zarr_format = 2
             self.shape = tuple(meta["shape"])
             self.dtype = np.dtype(meta["dtype"])
@@ -194,9 +217,10 @@ class LevelFiles:
             self._sep = meta.get("dimension_separator", ".")
             self.codec = make_codec(meta["compressor"]) if meta.get("compressor") else None
         self._lock = threading.Lock()
+        self._remote: dict[str, bytes] = {}
 
-    def _key(self, idx: tuple[int, ...]) -> Path:
-        return self.path / (self._prefix + self._sep.join(str(i) for i in idx))
+    def _key(self, idx: tuple[int, ...]) -> str:
+        return self._base + self._prefix + self._sep.join(str(i) for i in idx)
 
     def _decode(self, data: bytes) -> np.ndarray:
         raw = self.codec.decode(data) if self.codec is not None else data
@@ -207,26 +231,48 @@ class LevelFiles:
     ) -> dict[tuple[int, ...], np.ndarray | None]:
         assert self.shard is not None
         cps = tuple(s // c for s, c in zip(self.shard, self.chunks, strict=True))
-        path = self._key(shard_idx)
+        key = self._key(shard_idx)
         out: dict[tuple[int, ...], np.ndarray | None] = dict.fromkeys(wanted)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        read = self._object_reader(key)
+        if read is None:
             return out
-        try:
-            size = os.fstat(fd).st_size
-            nidx = int(np.prod(cps)) * 16
-            raw = os.pread(fd, nidx, size - nidx - 4)
-            index = np.frombuffer(raw, dtype="<u8").reshape(*cps, 2)
-            for c in wanted:
-                local = tuple(ci - si * n for ci, si, n in zip(c, shard_idx, cps, strict=True))
-                off, n = index[local]
-                if off == EMPTY:
-                    continue
-                out[c] = self._decode(os.pread(fd, int(n), int(off)))
-        finally:
-            os.close(fd)
+        size, get_range = read
+        nidx = int(np.prod(cps)) * 16
+        raw = get_range(size - nidx - 4, nidx)
+        index = np.frombuffer(raw, dtype="<u8").reshape(*cps, 2)
+        for c in wanted:
+            local = tuple(ci - si * n for ci, si, n in zip(c, shard_idx, cps, strict=True))
+            off, n = index[local]
+            if off == EMPTY:
+                continue
+            out[c] = self._decode(get_range(int(off), int(n)))
         return out
+
+    def _object_reader(self, key: str) -> tuple[int, Any] | None:
+        """``(size, get_range)`` of one shard, or ``None`` when it is absent.
+
+        Locally every range is one ``pread``. From an object store each request costs a
+        round trip, and building a pyramid level reads every parent shard many times (once
+        per slab), so the last shards fetched are kept whole (at most ``REMOTE_SHARDS``).
+        """
+        if isinstance(self.sink, LocalSink):
+            size = self.sink.size(key)
+            if size is None:
+                return None
+            return size, lambda start, length: self.sink.get_range(key, start, length)
+        with self._lock:
+            data = self._remote.get(key)
+        if data is None:
+            try:
+                data = self.sink.get(key)
+            except FileNotFoundError:
+                return None
+            with self._lock:
+                self._remote[key] = data
+                while len(self._remote) > REMOTE_SHARDS:
+                    self._remote.pop(next(iter(self._remote)))
+        view = memoryview(data)
+        return len(data), lambda start, length: view[start : start + length]
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Read ``region`` into a new native-endian array (missing chunks = fill value)."""
@@ -252,7 +298,7 @@ class LevelFiles:
             decoded = {}
             for c in wanted:
                 try:
-                    decoded[c] = self._decode(self._key(c).read_bytes())
+                    decoded[c] = self._decode(self.sink.get(self._key(c)))
                 except FileNotFoundError:
                     decoded[c] = None
         for c, arr in decoded.items():
@@ -284,23 +330,23 @@ class WriteJob:
     """Labels: record the label values each level-1 task (or level-0 scan) saw, for ``image-label`` colours."""
 
     @property
-    def journal(self) -> Path:
-        return Path(self.root) / JOURNAL
+    def sink(self) -> LocalSink | S3Sink:
+        """Where the store's bytes go (a local folder or an ``s3://`` object store)."""
+        return open_sink(self.root)
 
 
 def shard_key(idx: tuple[int, ...]) -> str:
     return ".".join(str(i) for i in idx)
 
 
-def marker_path(job: WriteJob, level: int, idx: tuple[int, ...]) -> Path:
-    return job.journal / "done" / str(level) / shard_key(idx)
+def marker_key(level: int, idx: tuple[int, ...]) -> str:
+    return f"{JOURNAL}/done/{level}/{shard_key(idx)}"
 
 
 def pending_shards(job: WriteJob, level: int) -> list[tuple[int, ...]]:
     """Shards of ``level`` without a completion marker."""
     lv = job.layout.levels[level]
-    done_dir = job.journal / "done" / str(level)
-    done = set(os.listdir(done_dir)) if done_dir.is_dir() else set()
+    done = set(job.sink.listdir(f"{JOURNAL}/done/{level}"))
     return [
         idx
         for idx in block_grid(lv.shape, level_block(job.layout, level))
@@ -394,25 +440,26 @@ class _ChunkCoder:
 
 
 class _ShardFile:
-    """One sharded file being written: encoded chunks in arrival order, then the index (offset/length
-    pairs, ``EMPTY`` for chunks left out) and its crc32c, hashed as it is written; published in one
-    rename. Also the format of the sub-pyramid parts a level-0 task leaves in the journal."""
+    """One sharded object being written: encoded chunks in arrival order, then the index
+    (offset/length pairs, ``EMPTY`` for chunks left out) and its crc32c, hashed as it is written;
+    staged in a local temporary file and published in one piece (a rename, or one upload).
+    Also the format of the sub-pyramid parts a level-0 task leaves in the journal."""
 
     def __init__(
         self,
-        final: Path,
+        sink: LocalSink | S3Sink,
+        key: str,
         origin: tuple[int, ...],
         cps: tuple[int, ...],
-        tmp: Path,
         *,
         journal: bool = False,
     ):
-        self.final = final
+        self.sink, self.key = sink, key
         self.origin = origin
         """Global chunk index of the file's first chunk."""
         self.index = np.full((*cps, 2), EMPTY, dtype="<u8")
-        self.tmp = tmp
-        self.fh: Any = open(tmp, "wb")  # noqa: SIM115 - closed by publish() / discard()
+        self._staged = _stage(sink, key)
+        self.fh: IO[bytes] | None = self._staged.__enter__()  # left by publish() / discard()
         self.journal = journal
         """A working file of the progress journal (a part): not hashed, published there."""
         self.hash = None if journal else hashlib.sha256()
@@ -420,6 +467,7 @@ class _ShardFile:
         self.count = 0
 
     def add(self, gidx: tuple[int, ...], payload: bytes) -> None:
+        assert self.fh is not None
         local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
         self.fh.write(payload)
         if self.hash is not None:
@@ -429,13 +477,14 @@ class _ShardFile:
         self.count += 1
 
     def publish(self, *, keep_empty: bool = False) -> tuple[int, str] | None:
-        """Finish and rename into place; ``(size, sha256)``, or ``None`` when no chunk was stored
-        (then no file is left, unless ``keep_empty``)."""
+        """Finish and publish under its key; ``(size, sha256)``, or ``None`` when no chunk was
+        stored (then no object is left, unless ``keep_empty``)."""
         import google_crc32c
 
+        assert self.fh is not None
         if not self.count and not keep_empty:
             self.discard()
-            _remove_file(self.final)
+            _remove(self.sink, self.key)
             return None
         raw = self.index.tobytes()
         crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
@@ -443,24 +492,26 @@ class _ShardFile:
             self.fh.write(piece)
             if self.hash is not None:
                 self.hash.update(piece)
-        self.fh.close()
-        (_publish_journal_file if self.journal else _publish_file)(self.tmp, self.final)
+        self.fh = None
+        _publish(self._staged)
         return self.offset + len(raw) + len(crc), self.hash.hexdigest() if self.hash else ""
 
     def discard(self) -> None:
-        self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        """Drop the staged bytes unpublished (nothing to do once published)."""
+        if self.fh is not None:
+            self.fh = None
+            _unstage(self._staged)
 
 
 class _ShardSink:
-    """Where the encoded chunks of one shard task go, in C order: one shard file (v3 sharded) or one
-    file per chunk (v2 and unsharded v3). Records size and sha256 of every file for the store digest."""
+    """Where the encoded chunks of one shard task go, in C order: one shard object (v3 sharded) or
+    one object per chunk (v2 and unsharded v3). Records size and sha256 of every object for the
+    store digest."""
 
     def __init__(self, job: WriteJob, level: int, idx: tuple[int, ...]) -> None:
         layout = job.layout
-        self.array_dir = Path(job.root) / layout.levels[level].path
+        self.sink = job.sink
         self.rel = layout.levels[level].path
-        self.tmp_dir = _tmp_dir(job)
         self.files: dict[str, list[Any]] = {}
         self.count = 0
         self.stored = 0
@@ -470,10 +521,10 @@ class _ShardSink:
                 b // c for b, c in zip(level_block(layout, level), layout.chunks, strict=True)
             )
             self.shard = _ShardFile(
-                self.array_dir / "c" / "/".join(str(i) for i in idx),
+                self.sink,
+                _shard_name(self.rel, idx),
                 tuple(i * n for i, n in zip(idx, cps, strict=True)),
                 cps,
-                self.tmp_dir / f"{level}-{shard_key(idx)}-{uuid.uuid4().hex}",
             )
             self.idx = idx
 
@@ -481,13 +532,13 @@ class _ShardSink:
         if payload is None:
             # left out; one file per chunk: remove a stale one from an earlier run
             if self.shard is None:
-                _remove_file(_chunk_file(self.array_dir, gidx))
+                _remove(self.sink, _chunk_key(self.rel, gidx))
             return
         if self.shard is not None:
             self.shard.add(gidx, payload)
         else:
-            _write_chunk(self.array_dir, gidx, payload, self.tmp_dir)
-            rel = f"{self.rel}/" + "/".join(str(i) for i in gidx)
+            rel = _chunk_key(self.rel, gidx)
+            _write_chunk(self.sink, rel, payload)
             self.files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
         self.count += 1
         self.stored += len(payload)
@@ -497,7 +548,7 @@ class _ShardSink:
             return
         done = self.shard.publish()
         if done is not None:
-            self.files[f"{self.rel}/c/" + "/".join(str(i) for i in self.idx)] = list(done)
+            self.files[_shard_name(self.rel, self.idx)] = list(done)
 
     def discard(self) -> None:
         if self.shard is not None:
@@ -530,9 +581,9 @@ def subpyramid_depth(layout: StoreLayout) -> int:
     return depth
 
 
-def part_path(job: WriteJob, level: int, idx0: tuple[int, ...]) -> Path:
-    """The encoded level-``level`` chunks computed by level-0 task ``idx0``."""
-    return job.journal / "parts" / str(level) / shard_key(idx0)
+def part_key(level: int, idx0: tuple[int, ...]) -> str:
+    """The encoded level-``level`` chunks computed by level-0 task ``idx0`` (a journal object)."""
+    return f"{JOURNAL}/parts/{level}/{shard_key(idx0)}"
 
 
 def _piece_chunks(layout: StoreLayout, level: int) -> tuple[int, ...]:
@@ -586,11 +637,11 @@ class _SubPyramid:
             region = self._region(k)
             cps = _piece_chunks(layout, k)
             part = _ShardFile(
-                part_path(self.job, k, self.idx0),
+                self.job.sink,
+                part_key(k, self.idx0),
                 tuple(i * n for i, n in zip(self.idx0, cps, strict=True)),
                 cps,
-                _tmp_dir(self.job) / f"p{k}-{shard_key(self.idx0)}-{uuid.uuid4().hex}",
-                journal=True,  # a working file: the shard that gathers it is hashed
+                journal=True,  # a working object: the shard that gathers it is hashed
             )
             try:
                 for gidx, payload in coder.encode_all(data, tuple(s.start for s in region)):
@@ -603,11 +654,16 @@ class _SubPyramid:
 
 
 class _Parts:
-    """Reads back the parts that level-0 tasks left for one shard of level ``level``."""
+    """Reads back the parts that level-0 tasks left for one shard of level ``level``.
+
+    Locally every chunk is one ranged read of its part file; from an object store each part is
+    fetched whole, once (a part is at most one compressed level-0 shard's share of the level).
+    """
 
     def __init__(self, job: WriteJob, level: int, region: tuple[slice, ...]) -> None:
         layout = job.layout
         self.job, self.level = job, level
+        self.sink = job.sink
         self.cps = _piece_chunks(layout, level)
         piece = tuple(n * c for n, c in zip(self.cps, layout.chunks, strict=True))
         lo = [s.start // p for s, p in zip(region, piece, strict=True)]
@@ -616,56 +672,63 @@ class _Parts:
             tuple(a + int(i) for a, i in zip(lo, d, strict=True))
             for d in np.ndindex(*[b - a for a, b in zip(lo, hi, strict=True)])
         ]
-        self.paths = {c: part_path(job, level, c) for c in self.children}
-        self._open: dict[tuple[int, ...], tuple[int, np.ndarray]] = {}
+        self.keys = {c: part_key(level, c) for c in self.children}
+        self._open: dict[tuple[int, ...], tuple[Any, np.ndarray]] = {}
 
     def complete(self) -> bool:
-        return bool(self.children) and all(p.is_file() for p in self.paths.values())
+        return bool(self.children) and all(self.sink.exists(k) for k in self.keys.values())
 
     def payload(self, gidx: tuple[int, ...]) -> bytes | None:
         child = tuple(g // n for g, n in zip(gidx, self.cps, strict=True))
         if child not in self._open:
             self._open[child] = self._load(child)
-        fd, index = self._open[child]
+        read, index = self._open[child]
         off, n = index[tuple(g - c * k for g, c, k in zip(gidx, child, self.cps, strict=True))]
         if off == EMPTY:
             return None
-        data = os.pread(fd, int(n), int(off))
+        data = bytes(read(int(off), int(n)))
         if len(data) != int(n):
             self._damaged(child)
         return data
 
-    def _load(self, child: tuple[int, ...]) -> tuple[int, np.ndarray]:
+    def _load(self, child: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+        """``(read(start, length), index)`` of one part, its index checked against its crc32c."""
         import google_crc32c
 
-        fd = os.open(self.paths[child], os.O_RDONLY)
+        key = self.keys[child]
+        if isinstance(self.sink, LocalSink):
+            size = self.sink.size(key) or 0
+            read: Any = functools.partial(self.sink.get_range, key)
+        else:
+            whole = memoryview(self.sink.get(key))
+            size = len(whole)
+
+            def read(start: int, length: int) -> bytes:
+                return bytes(whole[start : start + length])
+
         nidx = int(np.prod(self.cps)) * 16
-        size = os.fstat(fd).st_size
-        tail = os.pread(fd, nidx + 4, size - nidx - 4) if size >= nidx + 4 else b""
+        tail = bytes(read(size - nidx - 4, nidx + 4)) if size >= nidx + 4 else b""
         if len(tail) != nidx + 4 or np.frombuffer(tail[nidx:], "<u4")[0] != google_crc32c.value(
             tail[:nidx]
         ):
-            os.close(fd)
             self._damaged(child)
-        return fd, np.frombuffer(tail[:nidx], dtype="<u8").reshape(*self.cps, 2)
+        return read, np.frombuffer(tail[:nidx], dtype="<u8").reshape(*self.cps, 2)
 
     def _damaged(self, child: tuple[int, ...]) -> None:
-        folder = self.job.journal / "parts"
+        folder = join(self.job.root, JOURNAL, "parts")
         msg = (
             "a sub-pyramid part in the progress journal is truncated or damaged; remove "
             f"{folder} and re-run the same command (the level is then computed from the level below)"
         )
-        raise ConversionError(msg, path=self.paths[child])
+        raise ConversionError(msg, path=join(self.job.root, self.keys[child]))
 
     def close(self) -> None:
-        for fd, _ in self._open.values():
-            os.close(fd)
         self._open.clear()
 
     def drop(self) -> None:
         """Remove the parts once the shard that used them is marked done."""
-        for p in self.paths.values():
-            _remove_file(p)
+        for key in self.keys.values():
+            _remove(self.sink, key)
 
 
 # ---------------------------------------------------------------- one shard task
@@ -723,9 +786,9 @@ def write_shard(
     crash_point("shard-written")
     _save_task_figures(job, level, idx, figures)
     _write_marker(
-        marker_path(job, level, idx),
+        job.sink,
+        marker_key(level, idx),
         {"bytes": figures.bytes, "stored": sink.stored, "chunks": sink.count, "files": sink.files},
-        _tmp_dir(job),
     )
     if parts is not None:
         parts.drop()
@@ -784,7 +847,7 @@ def _producer(job: WriteJob, level: int, figures: _TaskFigures) -> Any:
         return job.source.read
     layout = job.layout
     # opened fresh per task: a store may have been rewritten since the last one
-    parent = LevelFiles(Path(job.root) / layout.levels[level - 1].path)
+    parent = LevelFiles(join(job.root, layout.levels[level - 1].path))
     pshape = layout.levels[level - 1].shape
     f = step_factors(layout.levels, level)
     reducer = downsample.REDUCERS[layout.method]
@@ -823,16 +886,14 @@ def _save_task_figures(
     job: WriteJob, level: int, idx: tuple[int, ...], figures: _TaskFigures
 ) -> None:
     if figures.samples:
-        sdir = job.journal / "samples"
-        sdir.mkdir(parents=True, exist_ok=True)
-        _save_npy(sdir / f"{shard_key(idx)}.npy", np.concatenate(figures.samples), _tmp_dir(job))
-    if figures.values:
-        vdir = job.journal / "values"
-        vdir.mkdir(parents=True, exist_ok=True)
         _save_npy(
-            vdir / f"{level}-{shard_key(idx)}.npy",
+            job.sink, f"{JOURNAL}/samples/{shard_key(idx)}.npy", np.concatenate(figures.samples)
+        )
+    if figures.values:
+        _save_npy(
+            job.sink,
+            f"{JOURNAL}/values/{level}-{shard_key(idx)}.npy",
             np.array(sorted(figures.values), dtype=np.int64),
-            _tmp_dir(job),
         )
 
 
@@ -845,125 +906,135 @@ def _global_sample_step(shape: tuple[int, ...], layout: StoreLayout) -> int:
     return int(np.ceil((voxels / SAMPLE_BUDGET) ** (1.0 / len(space))))
 
 
-# ---------------------------------------------------------------- the only places that write files
+# ---------------------------------------------------------------- the only places that write objects
+# Through the store's sink: locally a temporary file in the journal renamed into place, in an
+# object store one PUT (a shard: one upload of its staged file). A kill never leaves half an object.
 
 
-def _tmp_dir(job: WriteJob) -> Path:
-    tmp = job.journal / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    return tmp
+def _shard_name(array: str, idx: tuple[int, ...]) -> str:
+    return f"{array}/c/" + "/".join(str(i) for i in idx)
 
 
-def _chunk_file(array_dir: Path, gidx: tuple[int, ...]) -> Path:
-    return array_dir / "/".join(str(i) for i in gidx)
+def _chunk_key(array: str, gidx: tuple[int, ...]) -> str:
+    return f"{array}/" + "/".join(str(i) for i in gidx)
 
 
-def _write_chunk(array_dir: Path, gidx: tuple[int, ...], payload: bytes, tmp_dir: Path) -> None:
-    """One unsharded chunk file, written whole under a temporary name then renamed."""
-    final = _chunk_file(array_dir, gidx)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"c-{uuid.uuid4().hex}"
-    tmp.write_bytes(payload)
-    os.replace(tmp, final)
+def _stage(sink: LocalSink | S3Sink, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """A local temporary file to stream ``key``'s bytes into (entered by the caller)."""
+    return sink.staging(key)
 
 
-def _publish_file(tmp: Path, final: Path) -> None:
-    """Move a finished shard file of the store into place in one rename."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
+def _publish(staged: contextlib.AbstractContextManager[IO[bytes]]) -> None:
+    """Publish a staged object under its key in one piece (a rename, or one upload)."""
+    staged.__exit__(None, None, None)
 
 
-def _publish_journal_file(tmp: Path, final: Path) -> None:
-    """Move a finished working file (a sub-pyramid part) into the progress journal."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
+class _Unpublished(Exception):
+    """Thrown into a staged object to drop it without publishing it."""
 
 
-def _remove_file(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def _unstage(staged: contextlib.AbstractContextManager[IO[bytes]]) -> None:
+    """Drop a staged object: its temporary file is removed, nothing is published."""
+    staged.__exit__(_Unpublished, _Unpublished(), None)
 
 
-def _save_npy(path: Path, arr: np.ndarray, tmp_dir: Path) -> None:
-    tmp = tmp_dir / f"n-{uuid.uuid4().hex}.npy"
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+def _write_chunk(sink: LocalSink | S3Sink, key: str, payload: bytes) -> None:
+    """One unsharded chunk, written whole (temporary file then rename, or one PUT)."""
+    sink.put(key, payload)
 
 
-def _write_marker(path: Path, body: dict[str, Any], tmp_dir: Path) -> None:
-    """The completion marker of one shard, written last: a kill never leaves half a marker."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"m-{uuid.uuid4().hex}"
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, path)
+def _remove(sink: LocalSink | S3Sink, key: str) -> None:
+    sink.delete(key)
+
+
+def _save_npy(sink: LocalSink | S3Sink, key: str, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    sink.put(key, buf.getvalue())
+
+
+def _write_marker(sink: LocalSink | S3Sink, key: str, body: dict[str, Any]) -> None:
+    """The completion marker of one shard, written last as one atomic object (rename locally,
+    one PUT in an object store): a kill never leaves half a marker, and a shard without one
+    is written again."""
+    sink.put(key, json.dumps(body).encode())
+
+
+def _journal_objects(job: WriteJob, folder: str) -> list[bytes]:
+    """The objects in one folder of the journal, in name order (fetched together)."""
+    sink = job.sink
+    return sink.get_many([f"{JOURNAL}/{folder}/{n}" for n in sink.listdir(f"{JOURNAL}/{folder}")])
 
 
 def collected_sample(job: WriteJob) -> np.ndarray:
-    sdir = job.journal / "samples"
-    if not sdir.is_dir():
-        return np.zeros(0)
-    parts = [np.load(sdir / name) for name in sorted(os.listdir(sdir))]
+    parts = [np.load(io.BytesIO(b)) for b in _journal_objects(job, "samples")]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def collected_values(job: WriteJob) -> list[int]:
-    vdir = job.journal / "values"
-    if not vdir.is_dir():
-        return []
     vals: set[int] = set()
-    for name in sorted(os.listdir(vdir)):
-        vals.update(int(v) for v in np.load(vdir / name))
+    for b in _journal_objects(job, "values"):
+        vals.update(int(v) for v in np.load(io.BytesIO(b)))
     return sorted(vals)
+
+
+def _markers(job: WriteJob) -> list[dict[str, Any]]:
+    """Every completion marker of the store's journal."""
+    out = []
+    for level in job.sink.listdir(f"{JOURNAL}/done"):
+        out.extend(json.loads(b) for b in _journal_objects(job, f"done/{level}"))
+    return out
 
 
 def level_stats(job: WriteJob) -> dict[str, int]:
     """Bytes and stored bytes over all finished shards, from the journal markers."""
     total = {"bytes": 0, "stored": 0, "chunks": 0}
-    done = job.journal / "done"
-    if not done.is_dir():
-        return total
-    for level in sorted(os.listdir(done)):
-        for name in os.listdir(done / level):
-            d = json.loads((done / level / name).read_text())
-            for k in total:
-                total[k] += int(d.get(k, 0))
+    for d in _markers(job):
+        for k in total:
+            total[k] += int(d.get(k, 0))
     return total
 
 
 def written_files(job: WriteJob) -> dict[str, tuple[int, str]]:
     """Size and sha256 of every data file the shard tasks wrote (from the journal markers)."""
     out: dict[str, tuple[int, str]] = {}
-    done = job.journal / "done"
-    if not done.is_dir():
-        return out
-    for level in sorted(os.listdir(done)):
-        for name in os.listdir(done / level):
-            for rel, (size, hexd) in (
-                json.loads((done / level / name).read_text()).get("files", {}).items()
-            ):
-                out[rel] = (int(size), hexd)
+    for d in _markers(job):
+        for rel, (size, hexd) in d.get("files", {}).items():
+            out[rel] = (int(size), hexd)
     return out
 
 
-def store_digest(root: Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
+def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
     """The :func:`curated.provenance.digest.digest_tree` digest of ``root``, hashing only files not in ``known``.
 
     Data files were hashed by the tasks while they wrote them; only metadata files
     (and any file whose size no longer matches) are read here.
     """
-    from curated.provenance.digest import TreeHasher, iter_tree, sha256_file
+    from curated.provenance.digest import TreeHasher
 
     hasher = TreeHasher()
-    for rel, path in iter_tree(root):
-        size = path.stat().st_size
+    sink = open_sink(root)
+    listed = sink.files()
+    fetched: dict[str, bytes] = {}
+    if not isinstance(sink, LocalSink):  # a listing in memory anyway: fetch the unknown together
+        listed = list(listed)  # type: ignore[assignment]
+        small = [r for r, n in listed if (known.get(r) or (None,))[0] != n and n <= SMALL_OBJECT]
+        fetched = dict(zip(small, sink.get_many(small), strict=True))
+    for rel, size in listed:
         got = known.get(rel)
-        hexd = got[1] if got is not None and got[0] == size else sha256_file(path)
+        if got is not None and got[0] == size:
+            hexd = got[1]
+        elif rel in fetched:
+            hexd = hashlib.sha256(fetched.pop(rel)).hexdigest()
+        else:
+            hexd = sha256_of(sink, rel)
         hasher.add(rel, size, hexd)
     td = hasher.result()
     return td.digest, td.bytes, td.files
 
 
 def remove_journal(job: WriteJob) -> None:
-    shutil.rmtree(job.journal, ignore_errors=True)
+    job.sink.delete_prefix(JOURNAL)
 
 
 # ------------------------------------------------------------------ running

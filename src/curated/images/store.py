@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from curated._io import atomic_write_text, canonical_json, write_json
+from curated._io import canonical_json
 from curated.errors import ConversionError, InputError
 from curated.images.layout import StoreLayout
 from curated.images.shards import JOURNAL, create_level_arrays
+from curated.objstore import LocalSink, S3Sink, is_url, open_sink
 
 INCOMPLETE_KEY = "curated-incomplete"
 INCOMPLETE_MESSAGE = (
@@ -25,34 +25,41 @@ INCOMPLETE_MESSAGE = (
 )
 
 
-def read_group_attrs(root: Path) -> tuple[dict[str, Any], int] | None:
-    """``(attributes, zarr_format)`` of the group at ``root``, or ``None`` when it is not a zarr group."""
-    v3 = root / "zarr.json"
-    if v3.is_file():
-        meta = json.loads(v3.read_text())
-        return meta.get("attributes", {}) or {}, 3
-    if (root / ".zgroup").is_file():
-        attrs = root / ".zattrs"
-        return (json.loads(attrs.read_text()) if attrs.is_file() else {}), 2
+def read_group_attrs(root: str | Path) -> tuple[dict[str, Any], int] | None:
+    """``(attributes, zarr_format)`` of the group at ``root`` (folder or ``s3://`` URL), or ``None`` when it is not a zarr group."""
+    sink = open_sink(root)
+    if isinstance(sink, LocalSink) and not sink.root.is_dir():
+        return None
+    try:
+        return json.loads(sink.get("zarr.json")).get("attributes", {}) or {}, 3
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+    if sink.exists(".zgroup"):
+        try:
+            return json.loads(sink.get(".zattrs")), 2
+        except FileNotFoundError:
+            return {}, 2
     return None
 
 
-def write_group_attrs(root: Path, attrs: dict[str, Any], zarr_format: int) -> None:
+def write_group_attrs(root: str | Path, attrs: dict[str, Any], zarr_format: int) -> None:
     """Atomically (re)write a group's metadata with ``attrs``."""
-    root.mkdir(parents=True, exist_ok=True)
+    sink = open_sink(root)
     if zarr_format == 3:
         _write_json_readable(
-            root / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+            sink, "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs}
         )
     else:
-        if not (root / ".zgroup").exists():
-            _write_json_readable(root / ".zgroup", {"zarr_format": 2})
-        _write_json_readable(root / ".zattrs", attrs)
+        if not sink.exists(".zgroup"):
+            _write_json_readable(sink, ".zgroup", {"zarr_format": 2})
+        _write_json_readable(sink, ".zattrs", attrs)
 
 
-def _write_json_readable(path: Path, obj: dict[str, Any]) -> None:
-    write_json(path, obj)
-    path.chmod(0o644)  # the atomic temporary file is private; metadata is meant to be shared
+def _write_json_readable(sink: LocalSink | S3Sink, key: str, obj: dict[str, Any]) -> None:
+    """Pretty JSON (2-space indent, trailing newline), put in one atomic piece."""
+    sink.put(key, (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+    if isinstance(sink, LocalSink):
+        (sink.root / key).chmod(0o644)  # staged files are private; metadata is meant to be shared
 
 
 def plan_digest(plan: dict[str, Any]) -> str:
@@ -60,7 +67,7 @@ def plan_digest(plan: dict[str, Any]) -> str:
 
 
 def begin(
-    root: Path,
+    root: str | Path,
     layout: StoreLayout,
     plan: dict[str, Any],
     *,
@@ -76,23 +83,21 @@ def begin(
         ``root`` exists (and is not an unfinished run of the same plan) and ``overwrite`` is false,
         or ``root`` would contain one of the ``protect`` paths (the source).
     """
-    root = Path(root)
-    for p in protect:
-        rp, rr = Path(p).resolve(), root.resolve()
-        if rp == rr or rr in rp.parents:
-            msg = "the destination must not be (or contain) the source; choose another DEST"
-            raise InputError(msg, path=root)
-    journal = root / JOURNAL
+    if not is_url(root):  # an object store cannot contain a local source
+        rr = Path(root).resolve()
+        for p in protect:
+            rp = Path(p).resolve()
+            if rp == rr or rr in rp.parents:
+                msg = "the destination must not be (or contain) the source; choose another DEST"
+                raise InputError(msg, path=root)
+    sink = open_sink(root)
     digest = plan_digest(plan)
-    if root.exists() or root.is_symlink():
-        previous = journal / "plan.json"
+    if sink.root_exists():
+        previous = f"{JOURNAL}/plan.json"
         if overwrite:
-            if root.is_dir() and not root.is_symlink():
-                shutil.rmtree(root)
-            else:
-                root.unlink()
-        elif previous.is_file():
-            old = json.loads(previous.read_text())
+            sink.delete_prefix("")
+        elif sink.exists(previous):
+            old = json.loads(sink.get(previous))
             if old.get("digest") == digest:
                 return True
             msg = (
@@ -103,9 +108,9 @@ def begin(
         else:
             msg = "already exists; pass --overwrite to replace it (or choose another DEST)"
             raise InputError(msg, path=root)
-    journal.mkdir(parents=True)
-    atomic_write_text(
-        journal / "plan.json", json.dumps({"digest": digest, "plan": plan}, indent=1, default=str)
+    sink.put(
+        f"{JOURNAL}/plan.json",
+        json.dumps({"digest": digest, "plan": plan}, indent=1, default=str).encode(),
     )
     attrs = dict(group_attrs or {})
     attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
@@ -115,7 +120,7 @@ def begin(
 
 
 def finish(
-    root: Path, attrs: dict[str, Any], zarr_format: int, *, keep_journal: bool = False
+    root: str | Path, attrs: dict[str, Any], zarr_format: int, *, keep_journal: bool = False
 ) -> None:
     """Write the final OME metadata (the completion mark) and drop the journal.
 
@@ -129,17 +134,17 @@ def finish(
         drop_journal(root)
 
 
-def drop_journal(root: Path) -> None:
+def drop_journal(root: str | Path) -> None:
     """Remove a finished store's progress journal."""
-    shutil.rmtree(Path(root) / JOURNAL, ignore_errors=True)
+    open_sink(root).delete_prefix(JOURNAL)
 
 
-def is_incomplete(root: Path) -> bool:
+def is_incomplete(root: str | Path) -> bool:
     got = read_group_attrs(root)
     if got is None:
         return True
     attrs, _ = got
-    return INCOMPLETE_KEY in attrs or (root / JOURNAL).exists()
+    return INCOMPLETE_KEY in attrs or bool(open_sink(root).listdir(JOURNAL))
 
 
 def ome_attrs(body: dict[str, Any], ngff_version: str) -> dict[str, Any]:

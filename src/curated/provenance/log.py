@@ -542,6 +542,12 @@ class CuratorLog:
         role: str | None = None,
     ) -> Artifact:
         """Describe ``path`` for an entry, computing its digest unless given or ``compute`` is false."""
+        from curated.objstore import is_url, url_digest
+
+        if is_url(path):  # an object store (s3://): recorded by its URL, never with credentials
+            if digest is None and compute:
+                digest = url_digest(str(path))
+            return Artifact(path=str(path), bytes=size, digest=digest, role=role)
         p = Path(path)
         if digest is None and compute and p.exists():
             digest, size = digest_path(p)
@@ -571,6 +577,10 @@ class CuratorLog:
 
     def input_artifact(self, path: str | Path, *, compute: bool = True) -> Artifact:
         """Describe an input: a folder an earlier step recorded reuses that digest; else as :meth:`artifact`."""
+        from curated.objstore import is_url
+
+        if is_url(path):
+            return self.recorded_output(path) or self.artifact(path, compute=compute)
         p = Path(path)
         if p.is_dir():
             recorded = self.recorded_output(p)
@@ -583,8 +593,11 @@ class CuratorLog:
 
         Never absolute: the log travels in bags and deposits, and the curator's folders
         (``/home/ada/...``) are nobody else's business. A relative ``path`` is taken
-        relative to the current folder, like every path a command is given.
+        relative to the current folder, like every path a command is given. An object
+        store's ``s3://`` URL stays as it is.
         """
+        if isinstance(path, str) and path.lower().startswith("s3://"):
+            return path
         p = Path(path)
         for candidate, root in (
             (Path(os.path.abspath(p)), Path(os.path.abspath(self.root))),
@@ -679,8 +692,17 @@ class CuratorLog:
     def _verify_outputs(
         self, report: VerifyReport, latest_outputs: dict[str, tuple[int, dict[str, Any]]]
     ) -> None:
-        """Each path's latest recorded output digest still matches what is on disk."""
+        """Each path's latest recorded output digest still matches what is on disk (or in the store)."""
+        from curated.objstore import is_url, url_output_problem
+
         for rel, (seq, out) in sorted(latest_outputs.items(), key=lambda kv: (kv[1][0], kv[0])):
+            if is_url(rel):  # a store written into an object store (s3://)
+                problem = url_output_problem(
+                    rel, out["digest"], _later_nested(rel, seq, latest_outputs)
+                )
+                if problem:
+                    report.fail(seq, f"seq {seq}: output {rel} {problem}")
+                continue
             p = Path(rel) if Path(rel).is_absolute() else self.root / rel
             if not p.exists():
                 report.fail(seq, f"seq {seq}: output {rel} is missing")

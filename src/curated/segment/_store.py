@@ -16,10 +16,11 @@ import zarr
 
 from curated.errors import InputError, SegmentationError
 from curated.images import ngff
+from curated.objstore import StorePath, as_path
 
 
 def open_group(path: str | Path, *, mode: str = "r") -> zarr.Group:
-    p = Path(path)
+    p = as_path(path)
     if not p.exists():
         msg = "no such OME-Zarr image"
         raise InputError(msg, path=p)
@@ -60,8 +61,8 @@ def label_names(path: str | Path) -> list[str]:
     return ngff.label_names(path)
 
 
-def label_path(path: str | Path, name: str) -> Path:
-    return Path(path) / "labels" / name
+def label_path(path: str | Path, name: str) -> Path | StorePath:
+    return as_path(path) / "labels" / name
 
 
 def label_group(path: str | Path, name: str, *, mode: str = "r") -> zarr.Group:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import torch
 
 from curated._crash import crash_point
 from curated.errors import InputError, SegmentationError
+from curated.objstore import as_path, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -177,7 +177,7 @@ def _predict_unit(
     zarr.open_array(label_array, mode="r+")[region] = labels
     if prob8 is not None:
         zarr.open_array(prob_array, mode="r+")[region] = prob8
-    Path(markers, "done-" + "-".join(str(i) for i in idx)).touch()
+    (as_path(markers) / ("done-" + "-".join(str(i) for i in idx))).touch()
     return int(np.prod(unit_shape))
 
 
@@ -246,7 +246,7 @@ def predict(
     """
     from curated.images import open_image
 
-    image = Path(image)
+    image = as_path(image)
     m = model if isinstance(model, SegmentationModel) else load_model(model)
     params = {
         "model": m.id,
@@ -290,7 +290,7 @@ def predict(
         plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
         finished = _finalize(run, plan)
         crash_point("predict-finalized")
-        shutil.rmtree(run.markers, ignore_errors=True)
+        remove_tree(run.markers)
         details = _details(run, plan, len(todo), seconds)
         for n in run.names:
             # digests taken while the stores were written; a terabyte prediction is not re-read
@@ -351,7 +351,7 @@ def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result 
     if (
         finished and run.markers.exists()
     ):  # stopped after finalizing, before the markers were dropped
-        shutil.rmtree(run.markers, ignore_errors=True)
+        remove_tree(run.markers)
     if finished and not overwrite:
         attrs = _store.label_curated_attrs(image, name)
         if (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(

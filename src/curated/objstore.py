@@ -1,0 +1,502 @@
+"""Where a store's bytes go: a local folder or an S3-compatible object store, behind one small interface.
+
+The shard writer, the store's life cycle (:mod:`curated.images.store`) and the
+shard reader only ever ``put``/``get``/``list``/``delete`` keys (``/``-separated
+paths relative to the store root) through a :class:`Sink`:
+
+- :class:`LocalSink` keeps POSIX atomicity: every object is written to a temporary
+  file in the store's progress journal and renamed into place (``os.replace``), so a
+  kill leaves the old object or the new one, never half.
+- :class:`S3Sink` writes ``s3://bucket/prefix`` through fsspec's ``s3fs`` (the store
+  layer zarr-python itself uses for ``s3://`` URLs). An S3 ``PUT`` is atomic by
+  itself: an object appears whole or not at all. Credentials, region and endpoint
+  come only from the standard AWS variables and profiles (``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``,
+  ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``~/.aws``), resolved by botocore; curated
+  never reads, stores or logs them, and refuses URLs that carry them.
+
+Errors of the object store become one-line :class:`~curated.errors.StoreAccessError`
+messages (missing bucket, access denied, no credentials, unreachable endpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import urlsplit
+
+from curated.errors import InputError
+
+SCHEMES = ("s3://",)
+"""URL schemes of object stores curated writes to."""
+WORKING_FOLDERS = frozenset({".curated-progress", ".curated-predict"})
+"""Top-level working folders no digest covers (see :mod:`curated.provenance.digest`)."""
+JOURNAL = ".curated-progress"
+"""A store's progress journal (plan, completion markers): working state inside the store."""
+TMP = f"{JOURNAL}/tmp"
+"""Where a local sink stages objects before renaming them into place."""
+CONNECT_TIMEOUT = 10
+"""Seconds to wait for an object store's endpoint to accept a connection."""
+PIECE = 4 << 20
+"""Bytes read at once when an object is hashed (bounded memory for big shards)."""
+
+
+class StoreAccessError(InputError):
+    """The object store cannot be used (no bucket, no access, not reachable)."""
+
+
+def is_url(dest: object) -> bool:
+    """Whether ``dest`` names an object store (``s3://…``) rather than a local path."""
+    return isinstance(dest, str) and dest.lower().startswith(SCHEMES)
+
+
+class StorePath(str):
+    """An ``s3://`` location with the few :class:`pathlib.Path` operations store code uses
+    (``/``, ``name``, ``exists``, ``is_file``, ``read_text``, ``touch``, ``mkdir``), so that
+    code written for folders also works on object stores. It is its URL as a string."""
+
+    def __new__(cls, url: str) -> StorePath:
+        return super().__new__(cls, url.rstrip("/"))
+
+    def __truediv__(self, part: str | Path) -> StorePath:
+        return StorePath(f"{self}/{str(part).strip('/')}")
+
+    @property
+    def name(self) -> str:
+        return self.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> StorePath:
+        return StorePath(self.rsplit("/", 1)[0])
+
+    def _in_parent(self) -> tuple[S3Sink, str]:
+        return _cached_sink(str(self.parent)), self.name
+
+    def is_file(self) -> bool:
+        sink, key = self._in_parent()
+        return sink.size(key) is not None
+
+    def is_dir(self) -> bool:
+        return bool(_cached_sink(str(self))._find(""))
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def read_bytes(self) -> bytes:
+        sink, key = self._in_parent()
+        return sink.get(key)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def touch(self) -> None:
+        sink, key = self._in_parent()
+        sink.put(key, b"")
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        sink, key = self._in_parent()
+        sink.delete(key)
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Nothing to do: object stores have no folders, only keys."""
+
+
+def as_path(location: str | Path) -> Path | StorePath:
+    """A :class:`StorePath` for an ``s3://`` URL, else a :class:`pathlib.Path`."""
+    if isinstance(location, StorePath):
+        return location
+    return StorePath(str(location)) if is_url(location) else Path(location)
+
+
+def remove_tree(location: str | Path) -> None:
+    """Remove a folder, or every object under an ``s3://`` prefix (missing: nothing to do)."""
+    if is_url(location):
+        open_sink(str(location)).delete_prefix("")
+    else:
+        shutil.rmtree(location, ignore_errors=True)
+
+
+def join(root: str | Path, *parts: str) -> str | Path:
+    """``root/parts…`` for a local path (a :class:`Path`) or an object store URL (a ``str``)."""
+    if is_url(root):
+        return "/".join([str(root).rstrip("/"), *(p.strip("/") for p in parts if p)])
+    return Path(root).joinpath(*parts)
+
+
+def display(dest: str | Path) -> str:
+    """How ``dest`` appears in messages and the curator log (never with credentials)."""
+    return str(dest)
+
+
+class Sink(Protocol):
+    """Keyed bytes under one store root."""
+
+    url: str
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def get_many(self, keys: list[str]) -> list[bytes]: ...
+    def get_range(self, key: str, start: int, length: int) -> bytes: ...
+    def size(self, key: str) -> int | None: ...
+    def exists(self, key: str) -> bool: ...
+    def listdir(self, prefix: str) -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def root_exists(self) -> bool: ...
+    def staging(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+    def files(self) -> Iterator[tuple[str, int]]: ...
+    def zarr_store(self) -> Any: ...
+
+
+def _sort_key(rel: str) -> tuple[str, ...]:
+    return tuple(rel.split("/"))
+
+
+class LocalSink:
+    """A store in a local folder; every object is written to a temporary file, then renamed."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def _tmp(self) -> Path:
+        tmp = self.root / TMP
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp / uuid.uuid4().hex
+
+    def put(self, key: str, data: bytes) -> None:
+        final = self._path(key)
+        if not (self.root / JOURNAL).is_dir():
+            # a finished store (e.g. its labels group gaining a name): no journal to stage in
+            from curated._io import atomic_write_bytes
+
+            atomic_write_bytes(final, data)
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp()
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, final)  # a kill never leaves half an object
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def staging(self, key: str) -> Iterator[IO[bytes]]:
+        """A file to write ``key``'s bytes into; it becomes ``key`` only when the block ends without error."""
+        tmp = self._tmp()
+        try:
+            with open(tmp, "wb") as fh:
+                yield fh
+            final = self._path(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def get_many(self, keys: list[str]) -> list[bytes]:
+        return [self.get(k) for k in keys]
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        fd = os.open(self._path(key), os.O_RDONLY)
+        try:
+            return os.pread(fd, length, start)
+        finally:
+            os.close(fd)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def listdir(self, prefix: str) -> list[str]:
+        folder = self._path(prefix)
+        return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=bool(prefix))
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+    def root_exists(self) -> bool:
+        return self.root.exists() or self.root.is_symlink()
+
+    def files(self) -> Iterator[tuple[str, int]]:
+        from curated.provenance.digest import iter_tree
+
+        for rel, path in iter_tree(self.root):
+            yield rel, path.stat().st_size
+
+    def zarr_store(self) -> Any:
+        from zarr.storage import LocalStore
+
+        return LocalStore(str(self.root))
+
+
+class S3Sink:
+    """A store under ``s3://bucket/prefix`` in an S3-compatible object store (through s3fs)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.username or parts.password or "@" in parts.netloc:
+            msg = "credentials in the URL are refused: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
+            raise InputError(msg, path=f"s3://{parts.hostname or ''}{parts.path}")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        if not self.bucket:
+            msg = "names no bucket; write s3://BUCKET/PATH"
+            raise InputError(msg, path=url)
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self._fs: Any = None
+
+    # Pickled to dask workers without the connection; each process opens its own.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fs": None}
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs = _filesystem()
+        return self._fs
+
+    def _key(self, key: str) -> str:
+        return "/".join(p for p in (self.bucket, self.prefix, key) if p)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError as exc:
+            if _no_bucket(exc):
+                raise _access_error(exc, self) from None
+            raise
+        except StoreAccessError:
+            raise
+        except Exception as exc:
+            raise _access_error(exc, self) from None
+
+    def check(self) -> None:
+        """Fail with a one-line error unless the bucket exists and can be listed with these credentials."""
+        try:
+            self._call(self.fs.call_s3, "head_bucket", Bucket=self.bucket)
+        except FileNotFoundError as exc:  # HEAD answers a bare 404, without NoSuchBucket
+            raise _access_error(FileNotFoundError("NoSuchBucket"), self) from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(self.fs.pipe_file, self._key(key), bytes(data))
+
+    @contextlib.contextmanager
+    def staging(self, key: str) -> Iterator[IO[bytes]]:
+        """A local temporary file uploaded as ``key`` (one atomic PUT, or multipart) when the block ends."""
+        fd, tmp = tempfile.mkstemp(prefix="curated-shard-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+            self._call(self.fs.put_file, tmp, self._key(key))
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self._call(self.fs.cat_file, self._key(key)))
+
+    def get_many(self, keys: list[str]) -> list[bytes]:
+        """Several small objects at once (concurrent requests: one round trip's wait, not N)."""
+        if not keys:
+            return []
+        got = self._call(self.fs.cat, [self._key(k) for k in keys], on_error="raise")
+        return [bytes(got[self._key(k)]) for k in keys]
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return bytes(self._call(self.fs.cat_file, self._key(key), start=start, end=start + length))
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self._call(self.fs.info, self._key(key))["size"])
+        except FileNotFoundError:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def listdir(self, prefix: str) -> list[str]:
+        path = self._key(prefix)
+        try:
+            names = self._call(self.fs.ls, path, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(n.rstrip("/").rsplit("/", 1)[-1] for n in names if n.rstrip("/") != path)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._call(self.fs.rm_file, self._key(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = self._find(prefix)
+        if keys:
+            self._call(self.fs.rm, [self._key(k) for k in keys])
+        self.fs.invalidate_cache()
+
+    def _find(self, prefix: str) -> dict[str, int]:
+        """Every object under ``prefix`` (relative keys → sizes)."""
+        base = self._key(prefix)
+        try:
+            found = self._call(self.fs.find, base + "/", detail=True, withdirs=False)
+        except FileNotFoundError:
+            return {}
+        root = self._key("")
+        return {
+            name[len(root) + 1 :]: int(info.get("size") or 0)
+            for name, info in found.items()
+            if info.get("type") != "directory" and name.startswith(root + "/")
+        }
+
+    def root_exists(self) -> bool:
+        self.check()
+        return bool(self._find(""))
+
+    def files(self) -> Iterator[tuple[str, int]]:
+        found = self._find("")
+        for rel in sorted(found, key=_sort_key):
+            if rel.split("/", 1)[0] in WORKING_FOLDERS:
+                continue
+            yield rel, found[rel]
+
+    def zarr_store(self) -> Any:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(self.url, storage_options=_storage_options(), read_only=False)
+
+
+def _storage_options() -> dict[str, Any]:
+    """s3fs settings: only timeouts; credentials, region and endpoint are botocore's to find."""
+    # no listings cache: several processes write one store, and a listing must show them all
+    return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT}, "use_listings_cache": False}
+
+
+def _filesystem() -> Any:
+    try:
+        import s3fs
+    except ImportError:
+        msg = "writing to s3:// needs the s3 extra: pip install 'curated[s3]'"
+        raise InputError(msg) from None
+    from curated._secrets import register_secret
+
+    # never written by curated; registered so that no server echo or error text carries them
+    # into the curator log or a receipt
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        register_secret(os.environ.get(name))
+    return s3fs.S3FileSystem(**_storage_options())
+
+
+def _no_bucket(exc: BaseException) -> bool:
+    return "NoSuchBucket" in repr(exc) or "bucket does not exist" in str(exc).lower()
+
+
+def _endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+
+
+def _access_error(exc: BaseException, sink: S3Sink) -> StoreAccessError:
+    """One line saying what is wrong with the object store and what to do (never a credential)."""
+    text = f"{type(exc).__name__} {exc!r}"
+    bucket = f"s3://{sink.bucket}"
+    if _no_bucket(exc):
+        msg = f"bucket {sink.bucket!r} does not exist at {_endpoint()}; create it first or correct the URL"
+    elif "NoCredentials" in text or "Unable to locate credentials" in text:
+        msg = f"no credentials for {bucket}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    elif isinstance(exc, PermissionError) or any(
+        code in text
+        for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
+    ):
+        msg = f"access to {bucket} was refused at {_endpoint()}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+    elif any(
+        word in text
+        for word in ("EndpointConnectionError", "ConnectTimeout", "ClientConnector", "Connect")
+    ) or isinstance(exc, ConnectionError | TimeoutError):
+        msg = f"cannot reach the object store at {_endpoint()}: check AWS_ENDPOINT_URL and the network"
+    else:
+        msg = f"the object store refused the request for {sink.url} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    from curated._secrets import scrub
+
+    return StoreAccessError(scrub(msg), path=sink.url)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sink(url: str) -> S3Sink:
+    return S3Sink(url)
+
+
+def open_sink(root: str | Path) -> LocalSink | S3Sink:
+    """The sink for a store root: an ``s3://`` URL or a local folder."""
+    if is_url(root):
+        return _cached_sink(str(root).rstrip("/"))
+    return LocalSink(root)
+
+
+def sha256_of(sink: LocalSink | S3Sink, key: str) -> str:
+    """The hex sha256 of one object (read in one piece: used for small metadata documents)."""
+    if isinstance(sink, LocalSink):
+        from curated.provenance.digest import sha256_file
+
+        return sha256_file(sink.root / key)
+    return hashlib.sha256(sink.get(key)).hexdigest()
+
+
+def url_digest(url: str, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The :func:`curated.provenance.digest.digest_tree` digest of the objects under ``url``
+    (``None`` when there are none); top-level names in ``exclude`` are left out.
+
+    Every object is read once, in pieces (bounded memory), as ``log --verify --files``
+    re-reads a local store.
+    """
+    from curated.provenance.digest import TreeHasher
+
+    sink = open_sink(url)
+    hasher = TreeHasher()
+    for rel, size in sink.files():
+        if rel.split("/", 1)[0] in exclude:
+            continue
+        hasher.add(rel, size, _sha256_streamed(sink, rel))
+    return hasher.result().digest if hasher.files else None
+
+
+def _sha256_streamed(sink: LocalSink | S3Sink, key: str) -> str:
+    if isinstance(sink, LocalSink):
+        return sha256_of(sink, key)
+    h = hashlib.sha256()
+    size = sink.size(key) or 0
+    for start in range(0, size, PIECE):
+        h.update(sink.get_range(key, start, min(PIECE, size - start)))
+    return h.hexdigest()
+
+
+def url_output_problem(url: str, digest: str, exclude: set[str]) -> str | None:
+    """What is wrong with an object-store output the log recorded (``None``: it still matches)."""
+    try:
+        got = url_digest(url, exclude)
+    except StoreAccessError as exc:
+        return f"cannot be read ({exc.message})"
+    if got is None:
+        return "is missing"
+    return None if got == digest else "changed since it was recorded"
