@@ -303,7 +303,7 @@ def speed_rounds(args: argparse.Namespace) -> None:
         if not ok:
             print(f"| {name} | error: {rounds[-1][name]['error']} |||||||")
             continue
-        med = lambda k: statistics.median(x[k] for x in ok)  # noqa: E731
+        med = lambda k, ok=ok: statistics.median(x[k] for x in ok)  # noqa: E731
         print(
             f"| {name} | {ok[0]['levels']} | {med('seconds'):.2f} | {med('mb_s'):.0f} | "
             f"{med('cpu_seconds'):.2f} | {med('peak_rss_mb'):.0f} | {ok[0]['stored_mb']:.0f} | {ok[0]['files']} |"

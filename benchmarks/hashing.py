@@ -214,7 +214,9 @@ def main() -> None:
     for count in args.check_rss_counts:
         root = make_small(args.data / f"small-{count}", count, flat=False)
         n, base, peak = rss(root, CHECK_RSS_CHILD)
-        print(f"| {n} | {base:.1f} | {peak:.1f} | {peak - base:.1f} | {(peak - base) * 2**20 / n:.0f} |")
+        print(
+            f"| {n} | {base:.1f} | {peak:.1f} | {peak - base:.1f} | {(peak - base) * 2**20 / n:.0f} |"
+        )
     if not args.keep:
         shutil.rmtree(args.data, ignore_errors=True)
 

@@ -210,7 +210,9 @@ def test_annotating_reads_only_the_crops_never_the_whole_volume(image, monkeypat
     assert len(rois) == 3
     mask = np.zeros(SHAPE, bool)
     for roi in rois:
-        mask[tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))] = True
+        mask[tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))] = (
+            True
+        )
     assert np.array_equal(ann[mask], truth[mask]) and np.all(ann[~mask] == UNANNOTATED)
 
 

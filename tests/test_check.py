@@ -426,7 +426,9 @@ def test_worker_processes_give_the_same_report_as_one_process(tmp_path):
         sub = raw / "chunks" / str(d)
         sub.mkdir(parents=True)
         for i in range(150):  # more than one run of files per folder
-            (sub / str(i)).write_bytes(bytes([d, i % 7]) * (i % 5))  # zero-byte files and duplicates
+            (sub / str(i)).write_bytes(
+                bytes([d, i % 7]) * (i % 5)
+            )  # zero-byte files and duplicates
     (raw / "chunks" / "odd%name .bin").write_bytes(b"x" * 10)
     os.symlink(raw / "stack" / "slice_000.tif", raw / "alias.tif")
     (raw / "README.md").write_text("# about\n")

@@ -14,13 +14,22 @@ from curated.package.compat import rfc_path_decoding
 from curated.provenance import CuratorLog
 
 ARGS = [
-    "--shape", "40", "144", "144",
-    "--iterations", "4",
-    "--local-contrast", "2",
-    "--crops", "2",
-    "--crop-size", "24",
-    "--eval-blocks", "2",
-    "--eval-block-size", "20",
+    "--shape",
+    "40",
+    "144",
+    "144",
+    "--iterations",
+    "4",
+    "--local-contrast",
+    "2",
+    "--crops",
+    "2",
+    "--crop-size",
+    "24",
+    "--eval-blocks",
+    "2",
+    "--eval-block-size",
+    "20",
 ]
 
 
@@ -110,7 +119,18 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     report = log.verify(files=True)
     assert report.ok, report.problems
     actions = [e["action"] for e in log.entries()]
-    for action in ("init", "check", "convert", "train", "predict", "evaluate", "export-empiar", "export-bia", "bag", "deposit"):
+    for action in (
+        "init",
+        "check",
+        "convert",
+        "train",
+        "predict",
+        "evaluate",
+        "export-empiar",
+        "export-bia",
+        "bag",
+        "deposit",
+    ):
         assert any(a.startswith(action) for a in actions), (action, actions)
 
 

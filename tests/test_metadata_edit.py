@@ -188,7 +188,9 @@ def test_curator_comments_survive_edits(ws):
     assert line.rstrip().endswith("# keep short")
     assert "# end of record: ask Ada before changing images" in after
     assert after.startswith("# curated.yaml: REMBI metadata")
-    assert after.count("# curated.yaml: REMBI metadata") == 1  # the header is rewritten, not stacked
+    assert (
+        after.count("# curated.yaml: REMBI metadata") == 1
+    )  # the header is rewritten, not stacked
     study = ws.read_metadata()["study"]
     assert study["title"] == "A new title" and study["license"] == "CC-BY-4.0"
     keys = list(study)

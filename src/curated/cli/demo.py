@@ -10,7 +10,13 @@ from rich.table import Table
 
 from curated.cli._common import JSON_OPTION, RichProgress, console, handle_errors, print_json
 
-STYLE = {"ok": "green", "notneeded": "cyan", "error": "red", "impossible": "yellow", "skipped": "dim"}
+STYLE = {
+    "ok": "green",
+    "notneeded": "cyan",
+    "error": "red",
+    "impossible": "yellow",
+    "skipped": "dim",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -21,17 +27,52 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def demo(
         dest: Path = typer.Argument(..., help="New folder for raw/, workspace/ and repository/."),
-        shape: tuple[int, int, int] = typer.Option((0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."),
-        iterations: int = typer.Option(DEFAULT_ITERATIONS, "--iterations", min=1, help="Training iterations (as curated segment train)."),
-        depth: int = typer.Option(DEFAULT_DEPTH, "--depth", min=1, max=4, help="U-Net pooling levels (as curated segment train)."),
-        base_features: int = typer.Option(DEFAULT_FEATURES, "--base-features", min=2, help="U-Net features at the first level (as curated segment train)."),
-        local_contrast: float | None = typer.Option(None, "--local-contrast", min=0.0, help="Local contrast normalisation σ in voxels [default: 128 nm, as curated segment train]."),
-        shading: float = typer.Option(0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."),
-        crops: int = typer.Option(6, "--crops", min=1, help="Crops the emulated curator annotates."),
-        crop_size: int = typer.Option(32, "--crop-size", min=8, help="Edge of each annotated crop (voxels)."),
-        eval_blocks: int = typer.Option(6, "--eval-blocks", min=1, help="Random held-out blocks to evaluate on."),
-        eval_block_size: int = typer.Option(32, "--eval-block-size", min=8, help="Edge of each held-out block."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the sample, crops, training and held-out blocks."),
+        shape: tuple[int, int, int] = typer.Option(
+            (0, 0, 0), "--shape", help="Sample size Z Y X (default: the generator's)."
+        ),
+        iterations: int = typer.Option(
+            DEFAULT_ITERATIONS,
+            "--iterations",
+            min=1,
+            help="Training iterations (as curated segment train).",
+        ),
+        depth: int = typer.Option(
+            DEFAULT_DEPTH,
+            "--depth",
+            min=1,
+            max=4,
+            help="U-Net pooling levels (as curated segment train).",
+        ),
+        base_features: int = typer.Option(
+            DEFAULT_FEATURES,
+            "--base-features",
+            min=2,
+            help="U-Net features at the first level (as curated segment train).",
+        ),
+        local_contrast: float | None = typer.Option(
+            None,
+            "--local-contrast",
+            min=0.0,
+            help="Local contrast normalisation σ in voxels [default: 128 nm, as curated segment train].",
+        ),
+        shading: float = typer.Option(
+            0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."
+        ),
+        crops: int = typer.Option(
+            6, "--crops", min=1, help="Crops the emulated curator annotates."
+        ),
+        crop_size: int = typer.Option(
+            32, "--crop-size", min=8, help="Edge of each annotated crop (voxels)."
+        ),
+        eval_blocks: int = typer.Option(
+            6, "--eval-blocks", min=1, help="Random held-out blocks to evaluate on."
+        ),
+        eval_block_size: int = typer.Option(
+            32, "--eval-block-size", min=8, help="Edge of each held-out block."
+        ),
+        seed: int = typer.Option(
+            0, "--seed", help="Seed for the sample, crops, training and held-out blocks."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists."),
         as_json: bool = JSON_OPTION,
     ) -> None:
@@ -72,7 +113,9 @@ def register(app: typer.Typer) -> None:
                 on_stage=on_stage,
             )
         if as_json:
-            print_json({"ok": report.ok, "dest": str(dest), "stages": [asdict(st) for st in report.stages]})
+            print_json(
+                {"ok": report.ok, "dest": str(dest), "stages": [asdict(st) for st in report.stages]}
+            )
             if not report.ok:
                 raise typer.Exit(1)
             return
@@ -92,11 +135,23 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 pass
             style = STYLE.get(st.status, "")
-            table.add_row(st.step, st.name, f"[{style}]{st.status}[/]", out, figs, f"{st.seconds:.1f}", f"{st.cpu_seconds:.1f}")
+            table.add_row(
+                st.step,
+                st.name,
+                f"[{style}]{st.status}[/]",
+                out,
+                figs,
+                f"{st.seconds:.1f}",
+                f"{st.cpu_seconds:.1f}",
+            )
         console.print(table)
         wall = sum(st.seconds for st in report.stages)
         cpu = sum(st.cpu_seconds for st in report.stages)
-        console.print(f"total: wall {wall:.1f} s, CPU {cpu:.1f} s (CPU > wall: stages ran on several cores)")
+        console.print(
+            f"total: wall {wall:.1f} s, CPU {cpu:.1f} s (CPU > wall: stages ran on several cores)"
+        )
         if not report.ok:
             raise typer.Exit(1)
-        console.print(f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made.")
+        console.print(
+            f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made."
+        )

@@ -14,6 +14,7 @@ memory does not grow with the number of files.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import os
@@ -250,7 +251,7 @@ class FolderResult(NamedTuple):
     linked: int
     copied: int
     fetched: int
-    entities: tuple[tuple[str, int, str, bool, bytes], ...]
+    entities: tuple[tuple[str, int, str, bool, builtins.bytes], ...]  # ``bytes`` is a field here
     """``(rel, size, sha256, fetched, head)`` per file, only for files outside Zarr stores;
     ``head`` is its first :data:`ENTITY_HEAD` bytes (format identification reads no file again)."""
 
