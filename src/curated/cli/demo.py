@@ -83,17 +83,6 @@ def register(app: typer.Typer) -> None:
         """
         from curated.demo import run_demo
 
-        def on_stage(st) -> None:  # type: ignore[no-untyped-def]
-            if as_json:
-                return
-            style = STYLE.get(st.status, "")
-            console.print(
-                f"[{style}]{st.status:>9}[/]  \\[{st.step}] {st.name}  "
-                f"[dim]wall {st.seconds:.1f} s, CPU {st.cpu_seconds:.1f} s[/]"
-            )
-            if st.status == "error":
-                console.print(f"           [red]{st.message}[/]", soft_wrap=True)
-
         with RichProgress(transient=True) as progress:
             report = run_demo(
                 dest,
@@ -110,7 +99,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 overwrite=overwrite,
                 progress=progress,
-                on_stage=on_stage,
+                on_stage=_quiet if as_json else _print_stage,
             )
         if as_json:
             print_json(
@@ -119,39 +108,59 @@ def register(app: typer.Typer) -> None:
             if not report.ok:
                 raise typer.Exit(1)
             return
-        table = Table(title=f"curated demo → {dest}")
-        table.add_column("step")
-        table.add_column("stage")
-        table.add_column("status")
-        table.add_column("output", overflow="fold")
-        table.add_column("key figures", overflow="fold")
-        table.add_column("wall s", justify="right")
-        table.add_column("CPU s", justify="right")
-        for st in report.stages:
-            figs = ", ".join(f"{k}={v}" for k, v in st.figures.items())
-            out = st.path or ""
-            try:
-                out = str(Path(out).resolve().relative_to(Path(dest).resolve())) if out else ""
-            except ValueError:
-                pass
-            style = STYLE.get(st.status, "")
-            table.add_row(
-                st.step,
-                st.name,
-                f"[{style}]{st.status}[/]",
-                out,
-                figs,
-                f"{st.seconds:.1f}",
-                f"{st.cpu_seconds:.1f}",
-            )
-        console.print(table)
-        wall = sum(st.seconds for st in report.stages)
-        cpu = sum(st.cpu_seconds for st in report.stages)
-        console.print(
-            f"total: wall {wall:.1f} s, CPU {cpu:.1f} s (CPU > wall: stages ran on several cores)"
-        )
+        _print_summary(report, dest)
         if not report.ok:
             raise typer.Exit(1)
         console.print(
             f"[green]done.[/] Open {report.workspace / 'README.md'} to see what was made."
         )
+
+
+def _quiet(st) -> None:  # type: ignore[no-untyped-def]
+    """``--json``: nothing printed while stages run (the JSON comes at the end)."""
+
+
+def _print_stage(st) -> None:  # type: ignore[no-untyped-def]
+    """One line per finished stage, as the demo runs."""
+    style = STYLE.get(st.status, "")
+    console.print(
+        f"[{style}]{st.status:>9}[/]  \\[{st.step}] {st.name}  "
+        f"[dim]wall {st.seconds:.1f} s, CPU {st.cpu_seconds:.1f} s[/]"
+    )
+    if st.status == "error":
+        console.print(f"           [red]{st.message}[/]", soft_wrap=True)
+
+
+def _print_summary(report, dest: Path) -> None:  # type: ignore[no-untyped-def]
+    """The table of every stage, its output, key figures and times, then the totals."""
+    table = Table(title=f"curated demo → {dest}")
+    table.add_column("step")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("output", overflow="fold")
+    table.add_column("key figures", overflow="fold")
+    table.add_column("wall s", justify="right")
+    table.add_column("CPU s", justify="right")
+    for st in report.stages:
+        figs = ", ".join(f"{k}={v}" for k, v in st.figures.items())
+        out = st.path or ""
+        try:
+            out = str(Path(out).resolve().relative_to(Path(dest).resolve())) if out else ""
+        except ValueError:
+            pass
+        style = STYLE.get(st.status, "")
+        table.add_row(
+            st.step,
+            st.name,
+            f"[{style}]{st.status}[/]",
+            out,
+            figs,
+            f"{st.seconds:.1f}",
+            f"{st.cpu_seconds:.1f}",
+        )
+    console.print(table)
+    wall = sum(st.seconds for st in report.stages)
+    cpu = sum(st.cpu_seconds for st in report.stages)
+    console.print(
+        f"total: wall {wall:.1f} s, CPU {cpu:.1f} s (CPU > wall: stages ran on several cores)"
+    )
