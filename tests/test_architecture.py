@@ -87,3 +87,133 @@ def test_one_definition_of_a_zarr_store():
         if isinstance(node, ast.FunctionDef) and node.name == "is_zarr_store"
     )
     assert defined == ["walk.py"]  # the walker's; images.ngff re-exports it
+
+
+# ----------------------------------------------------------- one tree walker
+TREE_WALKER = "walk.py"
+"""The one module that walks directory trees (sorted scandir, spill to disk, link policy)."""
+
+WALK_ALLOWED: dict[str, str] = {
+    TREE_WALKER: "curated.walk: lists one folder with os.scandir, descends with an explicit stack",
+}
+"""Modules allowed to walk a tree themselves, each with the reason. Everything else calls
+:func:`curated.walk.walk` (single-folder listings such as ``iterdir()`` of one folder are fine)."""
+
+LISTINGS = {"scandir", "iterdir", "listdir"}
+"""Calls that list one folder: fine on their own, a tree walk inside a recursive function."""
+
+
+def _called_name(call: ast.Call) -> str | None:
+    f = call.func
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    return None
+
+
+def _calls_itself(call: ast.Call, name: str) -> bool:
+    """``name(...)``, ``self.name(...)`` or ``cls.name(...)`` (not ``os.listdir`` in a ``listdir``)."""
+    f = call.func
+    if isinstance(f, ast.Name):
+        return f.id == name
+    return (
+        isinstance(f, ast.Attribute)
+        and f.attr == name
+        and isinstance(f.value, ast.Name)
+        and f.value.id in ("self", "cls")
+    )
+
+
+def _is_recursive_glob(call: ast.Call) -> bool:
+    """``x.glob("**/...")`` or ``glob.glob(..., recursive=True)`` / ``glob.iglob``."""
+    if any(kw.arg == "recursive" for kw in call.keywords):
+        return True
+    return any(
+        isinstance(a, ast.Constant) and isinstance(a.value, str) and "**" in a.value
+        for a in call.args
+    )
+
+
+def _tree_walks(tree: ast.Module) -> list[str]:
+    """Recursive tree walks in a module, as ``"line: what"``.
+
+    Caught: ``os.walk`` / ``os.fwalk`` (called, or imported by name), any ``.rglob(``
+    call, a recursive ``glob`` (``**`` pattern or ``recursive=``), and a folder
+    listing (``os.scandir``, ``iterdir``, ``os.listdir``) inside a function that
+    calls itself (by name, or as ``self.``/``cls.`` method).
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            found += [
+                f"{node.lineno}: from os import {a.name}"
+                for a in node.names
+                if a.name in ("walk", "fwalk")
+            ]
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        f = node.func
+        if isinstance(f.value, ast.Name) and f.value.id == "os" and f.attr in ("walk", "fwalk"):
+            found.append(f"{node.lineno}: os.{f.attr}")
+        elif f.attr == "rglob":
+            found.append(f"{node.lineno}: .rglob(")
+        elif f.attr in ("glob", "iglob") and _is_recursive_glob(node):
+            found.append(f"{node.lineno}: recursive .{f.attr}(")
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call)]
+        if not any(_calls_itself(c, fn.name) for c in calls):
+            continue
+        found += [
+            f"{c.lineno}: {_called_name(c)} in the recursive function {fn.name}"
+            for c in calls
+            if _called_name(c) in LISTINGS
+        ]
+    return found
+
+
+def test_exactly_one_module_walks_directory_trees():
+    walkers = {m: w for m, tree in _modules().items() if (w := _tree_walks(tree))}
+    unexpected = {m: w for m, w in walkers.items() if m not in WALK_ALLOWED}
+    assert not unexpected, (
+        "walk folder trees with curated.walk.walk (sorted, bounded memory, one link policy); "
+        f"found own walks in {unexpected}"
+    )
+
+
+def test_the_walk_checker_sees_each_kind_of_walk():
+    code = """
+import os
+from os import walk
+def a(p):
+    for r, d, f in os.walk(p): pass
+    list(p.rglob("*.json"))
+    list(p.glob("**/x"))
+    glob.glob(p, recursive=True)
+def b(folder):
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.is_dir():
+                b(e.path)
+class C:
+    def c(self, p):
+        for q in p.iterdir():
+            self.c(q)
+def one_folder(p):
+    return sorted(p.iterdir()), list(p.glob("*.tif")), os.scandir(p)
+class Sink:
+    def listdir(self, p):
+        return os.listdir(p)
+"""
+    hits = _tree_walks(ast.parse(code))
+    assert sorted(h.split(": ", 1)[1] for h in hits) == [
+        ".rglob(",
+        "from os import walk",
+        "iterdir in the recursive function c",
+        "os.walk",
+        "recursive .glob(",
+        "recursive .glob(",
+        "scandir in the recursive function b",
+    ]

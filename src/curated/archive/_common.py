@@ -18,6 +18,7 @@ from typing import Any
 
 from curated.document.ngff import ImageInfo, read_image_info
 from curated.errors import InputError, MetadataError
+from curated.walk import Files, Special, Unreadable, walk
 
 LINK = "link"
 COPY = "copy"
@@ -143,19 +144,21 @@ def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
     if src.is_file():
         yield src, ""
         return
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        for d in dirnames:
-            if os.path.islink(os.path.join(dirpath, d)):
-                raise InputError(
-                    "is a symbolic link; exports never follow links",
-                    path=os.path.join(dirpath, d),
-                )
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if full.is_symlink():
-                raise InputError("is a symbolic link; exports never follow links", path=full)
-            yield full, full.relative_to(src).as_posix()
+    # curated.walk, files-first (a folder's files in name order, then its sub-folders):
+    # links are refused, never followed; so are devices, pipes and sockets (copying a
+    # pipe would block), and folders that cannot be listed (no silently missing files)
+    for ev in walk(src, order="files-first", errors="report"):
+        if type(ev) is Files:
+            for name in ev.names:
+                yield Path(ev.folder, name), ev.prefix + name
+        elif type(ev) is Special:
+            if ev.kind == "link":
+                raise InputError("is a symbolic link; exports never follow links", path=ev.path)
+            msg = "is a device, pipe or socket; exports hold regular files only"
+            raise InputError(msg, path=ev.path)
+        elif type(ev) is Unreadable:
+            msg = f"cannot be read ({ev.error.strerror or ev.error}); nothing was exported"
+            raise InputError(msg, path=ev.path)
 
 
 def place(src: Path, dest: Path, *, mode: str = LINK) -> Iterator[tuple[Path, str]]:

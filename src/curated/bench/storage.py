@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from curated.walk import Files, walk
+
 SLAB_BYTES = 64 << 20
 """Largest slab of whole z-planes held at once when a page-ordered format is written or scanned."""
 
@@ -69,10 +71,18 @@ def slabs(shape: tuple[int, ...], itemsize: int) -> Iterator[tuple[slice, ...]]:
 
 
 def files_of(path: Path) -> list[Path]:
-    """Every file of a format's output (one file, or all files under a store folder)."""
+    """Every file of a format's output (one file, or all files under a store folder).
+
+    A folder is walked with :func:`curated.walk.walk` (sorted by path components;
+    links and special files are not followed: curated writes neither).
+    """
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file())
+    out: list[Path] = []
+    for ev in walk(path):
+        if type(ev) is Files:
+            out.extend(Path(ev.folder, n) for n in ev.names)
+    return out
 
 
 def sync(path: Path) -> None:

@@ -31,6 +31,7 @@ from curated._io import write_json
 from curated.deposit.http import CHUNK, hash_file
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
+from curated.walk import Files, walk
 
 INDEX = "index.json"
 FORMAT = "curated-directory-repository/1"
@@ -130,15 +131,19 @@ class DirectoryRepository:
         base = self._draft_dir(state) / self.bag_name
         if not base.is_dir():
             return out
-        for root, _, names in os.walk(base):
-            for n in names:
+        # curated.walk: regular files only; a link or special file is not a file that was
+        # uploaded (never followed), so it is left out and replaced by the next upload
+        for ev in walk(base):
+            if type(ev) is not Files:
+                continue
+            for n in ev.names:
                 if (n.startswith(".") and n.endswith(".partial")) or (
-                    not self.bag_name and root == str(base) and n == "record.json"
+                    not self.bag_name and not ev.prefix and n == "record.json"
                 ):
                     continue
-                p = Path(root) / n
-                rel = p.relative_to(base).as_posix()
-                out[rel] = RemoteFile(rel, p.stat().st_size, None, "md5", url=self._rel_url(rel))
+                rel = ev.prefix + n
+                size = os.stat(os.path.join(ev.folder, n)).st_size
+                out[rel] = RemoteFile(rel, size, None, "md5", url=self._rel_url(rel))
         return out
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:

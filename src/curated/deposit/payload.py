@@ -26,6 +26,7 @@ import yaml
 
 from curated.deposit.protocol import UploadItem
 from curated.errors import CuratedError, DepositError, PackageError
+from curated.walk import Files, Folder, Special, Unreadable, walk
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 RECORD_TAG = "metadata/curated.yaml"
@@ -61,21 +62,7 @@ def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
     if validate:
         validate_bag_fully(path)
     if path.is_dir():
-        files = []
-        for root, dirs, names in os.walk(path):
-            dirs.sort()
-            for n in sorted(names):
-                p = Path(root) / n
-                st = p.lstat()
-                if not stat.S_ISREG(st.st_mode):
-                    # never send what a link points to (validation refuses these too)
-                    msg = f"{p.relative_to(path).as_posix()} is a link or special file; a bag holds regular files only"
-                    raise DepositError(msg, path=path)
-                files.append(UploadItem(p.relative_to(path).as_posix(), p, st.st_size))
-            for d in dirs:
-                if (Path(root) / d).is_symlink():
-                    msg = f"{(Path(root) / d).relative_to(path).as_posix()} is a link to a folder; a bag holds regular files only"
-                    raise DepositError(msg, path=path)
+        files = _bag_files(path)
         record_file = path / RECORD_TAG
         if not record_file.is_file():
             msg = (
@@ -96,6 +83,37 @@ def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
     return BagView(
         path, True, [UploadItem(path.name, path, st.st_size)], _load_record(raw, path), ident
     )
+
+
+def _bag_files(path: Path) -> list[UploadItem]:
+    """A bag folder's files, each folder's files in name order before its sub-folders.
+
+    Walked with :func:`curated.walk.walk` (``files-first``): a link (to a file or
+    a folder) or a special file is refused, never followed: what a link points
+    to is never sent (validation refuses these too). A folder that cannot be
+    listed is refused too, rather than deposited without its files.
+    """
+    files = []
+    for ev in walk(path, order="files-first", errors="report"):
+        if type(ev) is Files:
+            for n in ev.names:
+                p = Path(ev.folder, n)
+                st = p.lstat()
+                if not stat.S_ISREG(st.st_mode):  # replaced since the folder was listed
+                    msg = (
+                        f"{ev.prefix}{n} is a link or special file; a bag holds regular files only"
+                    )
+                    raise DepositError(msg, path=path)
+                files.append(UploadItem(ev.prefix + n, p, st.st_size))
+        elif type(ev) is Special:
+            link_to_folder = ev.kind == "link" and os.path.isdir(ev.path)
+            what = "link to a folder" if link_to_folder else "link or special file"
+            msg = f"{ev.rel} is a {what}; a bag holds regular files only"
+            raise DepositError(msg, path=path)
+        elif type(ev) is Unreadable:
+            msg = f"{ev.rel or '.'} cannot be read ({ev.error.strerror or ev.error}); nothing was deposited"
+            raise DepositError(msg, path=path)
+    return files
 
 
 def _load_record(raw: bytes, bag: Path) -> dict[str, Any]:
@@ -119,16 +137,20 @@ def _dir_identity(path: Path) -> str:
 
 
 def _zarr_stores(path: Path) -> list[str]:
-    stores = []
+    """The payload's folders named ``*.zarr`` (not entered; links not followed), sorted."""
+    stores: list[str] = []
     data = path / "data"
-    for root, dirs, _ in os.walk(data):
-        keep = []
-        for d in dirs:
-            if d.endswith(".zarr"):
-                stores.append((Path(root) / d).relative_to(path).as_posix())
-            else:
-                keep.append(d)
-        dirs[:] = keep
+    if not data.is_dir():
+        return stores
+
+    def enter(folder: Folder) -> bool:
+        if folder.depth > 0 and folder.rel.endswith(".zarr"):
+            stores.append(folder.rel)
+            return False
+        return True
+
+    for _ in walk(data, rel="data", enter=enter, errors="report"):
+        pass
     return sorted(stores)
 
 

@@ -9,7 +9,6 @@ damaged piece: each piece carries a ``problem`` the documents turn into a TODO.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from curated.document.ngff import ImageInfo, image_name, is_zarr_store, read_image_info
 from curated.errors import CuratedError
 from curated.provenance.digest import digest_tree, iter_tree, sha256_file
+from curated.walk import Files, Folder, walk
 from curated.workspace import LOG_FILE, METADATA_FILE, Workspace
 
 README_FILE = "README.md"
@@ -362,23 +362,28 @@ def _bag(s: WorkspaceSurvey, folder: Path) -> BagInfo:
     return b
 
 
-def _walk(root: Path, folder: Path, skip: set[str]) -> Iterable[Path]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return
-    for e in entries:
-        p = Path(e.path)
-        rel = p.relative_to(root).as_posix()
-        if e.name.startswith(".") or rel in skip or e.name.endswith(".lock"):
-            continue
-        if e.is_dir(follow_symlinks=False):
-            if is_zarr_store(p):
-                yield p
-            else:
-                yield from _walk(root, p, skip)
-        elif e.is_file(follow_symlinks=False):
-            yield p
+def _walk(root: Path, skip: set[str]) -> Iterable[Path]:
+    """The workspace's regular files and Zarr stores (one entry each, not entered), sorted.
+
+    Walked with :func:`curated.walk.walk`: hidden names, ``*.lock`` and the
+    relative paths in ``skip`` are left out; links and special files are passed
+    over (never followed); folders that cannot be listed are passed over.
+    """
+
+    def left_out(prefix: str, name: str, kind: str) -> bool:
+        return name.startswith(".") or name.endswith(".lock") or prefix + name in skip
+
+    stores: set[str] = set()
+
+    def enter(folder: Folder) -> bool:
+        return folder.path not in stores
+
+    for ev in walk(root, skip=left_out, enter=enter, errors="report"):
+        if type(ev) is Files:
+            yield from (Path(ev.folder, n) for n in ev.names)
+        elif type(ev) is Folder and ev.depth > 0 and is_zarr_store(ev.path):
+            stores.add(ev.path)
+            yield Path(ev.path)
 
 
 def inventory(
@@ -393,7 +398,7 @@ def inventory(
     skip = {"package", *(exclude or ())}
     recorded = s.outputs_by_path()
     out: list[FileEntry] = []
-    for p in _walk(s.root, s.root, skip):
+    for p in _walk(s.root, skip):
         rel = p.relative_to(s.root).as_posix()
         if rel == LOG_FILE:
             out.append(

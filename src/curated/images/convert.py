@@ -34,9 +34,10 @@ from curated.images.stored import StoredArraySource
 from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.objstore import is_url
 from curated.progress import ProgressReporter, ensure_progress
-from curated.provenance.digest import TreeHasher, sha256_file
+from curated.provenance.digest import TreeHasher, digest_tree, sha256_file
 from curated.provenance.log import Artifact
 from curated.results import Result
+from curated.walk import Files, walk
 from curated.workspace import Workspace, recorder
 
 LIBRARIES = ("zarr", "numcodecs", "tifffile", "dask", "distributed", "imagecodecs")
@@ -89,7 +90,11 @@ def _full_voxel(axes: str, zyx: tuple[float, ...]) -> tuple[float, ...]:
 def _store_metadata_files(root: Path) -> list[Path]:
     """The metadata documents of a Zarr / N5 store (what changes when its arrays are rewritten)."""
     names = ("zarr.json", ".zarray", ".zgroup", ".zattrs", "attributes.json")
-    return sorted(p for p in root.rglob("*") if p.name in names and p.is_file())
+    found = []
+    for ev in walk(root, errors="report"):  # links not followed; sorted by path components
+        if type(ev) is Files:
+            found.extend(Path(ev.folder, n) for n in ev.names if n in names)
+    return found
 
 
 def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[str, Any]:
@@ -238,16 +243,19 @@ def _source_artifacts(
         folder = Path(source.file)
         if source.kind != "ome-zarr":
             folder = folder / source.key.strip("/")
-        files = [str(p) for p in folder.rglob("*") if p.is_file()]
+        # the tree digest of the log (curated.walk: links and special files are not part of it)
+        td = digest_tree(folder)
     elif source.kind != "slices":
         return [workspace.log.artifact(source.path, role="source")]
     else:
         folder, files = Path(source.path), source.files
-    hasher = TreeHasher()
-    for f in sorted(files, key=lambda p: tuple(Path(p).relative_to(folder).as_posix().split("/"))):
-        p = Path(f)
-        hasher.add(p.relative_to(folder).as_posix(), p.stat().st_size, sha256_file(p))
-    td = hasher.result()
+        hasher = TreeHasher()
+        for f in sorted(
+            files, key=lambda p: tuple(Path(p).relative_to(folder).as_posix().split("/"))
+        ):
+            p = Path(f)
+            hasher.add(p.relative_to(folder).as_posix(), p.stat().st_size, sha256_file(p))
+        td = hasher.result()
     return [
         Artifact(path=workspace.relative(folder), bytes=td.bytes, digest=td.digest, role="source")
     ]

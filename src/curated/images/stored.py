@@ -27,6 +27,7 @@ import numpy as np
 from curated.errors import ConversionError, InputError
 from curated.images.ngff import declares_image
 from curated.images.units import length_unit, round_to, significant_digits
+from curated.walk import Files, walk
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
@@ -462,6 +463,32 @@ def _open_mrc(file: Path) -> StoredArraySource:
 
 
 # -------------------------------------------------------------------- N5
+def _n5_arrays(root: Path) -> list[str]:
+    """The arrays of an N5 container (folders whose ``attributes.json`` has dimensions).
+
+    Walked with :func:`curated.walk.walk`: links are not followed (not even to
+    files), unreadable folders are passed over; names sorted.
+    """
+    arrays = []
+    for ev in walk(root, errors="report"):
+        if (
+            type(ev) is Files
+            and "attributes.json" in ev.names
+            and "dimensions" in _json_or_empty(Path(ev.folder) / "attributes.json")
+        ):
+            arrays.append("/" + ev.prefix.rstrip("/"))
+    return sorted(arrays)
+
+
+def _n5_chunk_files(target: Path) -> int:
+    """How many chunk files an N5 array folder holds (regular files other than its attributes)."""
+    n = 0
+    for ev in walk(target, errors="report"):
+        if type(ev) is Files:
+            n += sum(1 for name in ev.names if name != "attributes.json")
+    return n
+
+
 def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
 
     target = root / key.strip("/")
@@ -471,11 +498,7 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
     except ValueError as exc:
         raise ConversionError(f"attributes.json is not valid JSON ({exc})", path=meta) from None
     if "dimensions" not in attrs:
-        arrays = sorted(
-            "/" + p.parent.relative_to(root).as_posix()
-            for p in root.rglob("attributes.json")
-            if "dimensions" in _json_or_empty(p)
-        )
+        arrays = _n5_arrays(root)
         msg = f"{key or '/'} is an N5 group, not an array; arrays in the store: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"
         raise InputError(msg, path=root)
     try:
@@ -490,7 +513,7 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "n5", reverse=True)
     block = tuple(int(b) for b in attrs.get("blockSize", []))
     if len(block) == len(shape):
-        stored = sum(1 for p in target.rglob("*") if p.is_file() and p.name != "attributes.json")
+        stored = _n5_chunk_files(target)
         notes += _absent_chunks(stored, _expected_chunks(shape, block[::-1]), 0)
     return StoredArraySource(
         kind="n5",
