@@ -20,14 +20,13 @@ DEFAULT_FINETUNE_ITERATIONS = 150
 DEFAULT_FINETUNE_LEARNING_RATE = 1e-3
 DEFAULT_NEW_CROP_FRACTION = 0.7
 """Fine-tuning: share of training patches drawn from the crops the parent never saw."""
-DEFAULT_CLASS_BALANCE = 0.5
+DEFAULT_CLASS_BALANCE = 1.0
 """Exponent b of the cross-entropy's class weighting: foreground voxels weigh
 ((1 - f) / f) ** b times background ones (f = annotated foreground fraction), scaled
-so the mean weight is 1. b = 1 gives both classes equal total weight (over-segments:
-5-7x the truth on real ssTEM), b = 0 none. 0.5 on real ssTEM (``benchmarks/real_em.py``,
-RESULTS.md): Dice 0.330 outside the crops with either normalisation width (b = 1: 0.208);
-0.25 scored 0.361 with a 400 nm normalisation but collapsed to "all background" with the
-default 128 nm one."""
+so the mean weight is 1; b = 1 gives both classes equal total weight. Smaller b
+over-segments less but can collapse to "all background": on real ssTEM
+(``benchmarks/real_em.py``, three crop seeds, RESULTS.md) b = 0.5 gave Dice 0.330 /
+0.187 / 0.000 against 0.208 / 0.194 / 0.154 for b = 1, so the default stays 1."""
 LOCAL_CONTRAST_NM = 128.0
 """σ of the default local contrast normalisation, nanometres in y and x."""
 
