@@ -179,6 +179,23 @@ _CI_KEYS = {
 }
 
 
+def ratio_interval(
+    num: np.ndarray, den: np.ndarray, *, empty_is_one: bool, confidence: float = CONFIDENCE
+) -> list[float] | None:
+    """Percentile interval of the bootstrap ratios ``num / den`` (one value per resample).
+
+    A resample with ``den == 0`` counts as 1 when ``empty_is_one`` (Dice, IoU: nothing to
+    find, nothing found) and is left out otherwise; ``None`` when no resample is left.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        val = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan)
+    val = val[~np.isnan(val)]
+    if val.size == 0:
+        return None
+    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    return [float(np.quantile(val, lo_q)), float(np.quantile(val, hi_q))]
+
+
 def bootstrap_ci(
     counts: Sequence[BlockCounts],
     *,
@@ -197,20 +214,12 @@ def bootstrap_ci(
         return dict.fromkeys(keys)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(counts), size=(samples, len(counts)))
-    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
 
     def arr(name: str) -> np.ndarray:
         return np.array([getattr(c, name) for c in counts], dtype=np.float64)[idx].sum(axis=1)
 
     def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            val = np.where(
-                den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan
-            )
-        val = val[~np.isnan(val)]
-        if val.size == 0:
-            return None
-        return [float(np.quantile(val, lo_q)), float(np.quantile(val, hi_q))]
+        return ratio_interval(num, den, empty_is_one=empty_is_one, confidence=confidence)
 
     out: dict[str, list[float] | None] = {}
     for key, (a, b, c) in _CI_KEYS.items():

@@ -29,7 +29,13 @@ import numpy as np
 from curated.progress import ProgressReporter, ensure_progress
 from curated.segment.confusion import HALO, Confusion, count_confusion
 from curated.segment.geometry import Box, Vec3
-from curated.segment.metrics import BOOTSTRAP_SAMPLES, CONFIDENCE, boundary_band_mask, ratio_scores
+from curated.segment.metrics import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE,
+    boundary_band_mask,
+    ratio_interval,
+    ratio_scores,
+)
 from curated.segment.volume import Volume
 
 DEFAULT_TILE = 64
@@ -264,17 +270,9 @@ def tile_bootstrap_ci(
         sums[done : done + k] = w @ data
         done += k
     tp, fp, fn, btp, bfp, bfn = sums.T
-    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
 
     def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            val = np.where(
-                den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan
-            )
-        val = val[~np.isnan(val)]
-        if val.size == 0:
-            return None
-        return [float(np.quantile(val, lo_q)), float(np.quantile(val, hi_q))]
+        return ratio_interval(num, den, empty_is_one=empty_is_one, confidence=confidence)
 
     return {
         "dice": interval(2 * tp, 2 * tp + fp + fn, True),
