@@ -301,12 +301,15 @@ def slug(text: str, *, fallback: str = "image") -> str:
     return s or fallback
 
 
-def _window(planes: list[np.ndarray]) -> tuple[float, float]:
+def grey_window(
+    planes: Sequence[np.ndarray], percentiles: tuple[float, float] = (0.5, 99.5)
+) -> tuple[float, float]:
+    """Display window ``(low, high)``: the ``percentiles`` of the finite values of ``planes``."""
     values = np.concatenate([p.astype(np.float32, copy=False).ravel() for p in planes])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = np.percentile(values, list(percentiles))
     if hi <= lo:
         lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
@@ -314,7 +317,8 @@ def _window(planes: list[np.ndarray]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _to_grey(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+def to_grey(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """8-bit grey of ``plane`` in the display ``window`` (see :func:`grey_window`)."""
     lo, hi = window
     p = np.nan_to_num(plane.astype(np.float32, copy=False), nan=lo)
     return (np.clip((p - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
@@ -401,7 +405,7 @@ def _compose(
     for view in ("xy", "yz", "xz"):
         origin, size = g.panel(view)
         tile = _resize(
-            Image.fromarray(_to_grey(planes[view], window)), size, nearest=g.zoom > 1
+            Image.fromarray(to_grey(planes[view], window)), size, nearest=g.zoom > 1
         ).convert("RGBA")
         if overlay is not None:
             lab = _colourise(overlay[view], colors, transparent)
@@ -650,7 +654,7 @@ def orthoviews(
     factor = {k: shape[k] / level0[k] for k in shape if level0.get(k)}
     centre = _centre(shape)
     planes = _planes(info.path, level, names, centre)
-    window = _window(list(planes.values()))
+    window = grey_window(list(planes.values()))
     where = ", ".join(f"{k}={v}" for k, v in centre.items())
     unit = _UNIT_ABBREV.get(info.unit or "", info.unit or "")
     vox_txt = " × ".join(f"{voxel[k]:g}" for k in ("z", "y", "x") if k in voxel)
@@ -762,11 +766,7 @@ class BlockPanel:
 
 
 def _grey8(a: np.ndarray) -> np.ndarray:
-    v = a.astype(np.float32, copy=False)
-    lo, hi = np.percentile(v, [1, 99]) if v.size else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1
-    return (np.clip((v - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    return to_grey(a, grey_window([a], (1, 99)))
 
 
 def _block_tiles(panel: BlockPanel) -> list[np.ndarray]:

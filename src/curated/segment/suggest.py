@@ -644,13 +644,13 @@ def _figure_png(image: Path, crops: list[dict[str, Any]], annotated: list[dict[s
     xz = np.asarray(
         arr[(*lead, slice(None), min(cy, arr.shape[-2] - 1), slice(None))], dtype=np.float32
     )
-    lo, hi = np.percentile(np.concatenate([xy.ravel(), xz.ravel()]), (1, 99))
+    window = fig.grey_window([xy, xz], (1, 99))
     vs = img.voxel_size[-3:]
     zoom = max(1.0, 640.0 / max(xy.shape))
     aniso = vs[0] * factor[0] / (vs[2] * factor[2])
 
     def panel(plane: np.ndarray, sy: float) -> Image.Image:
-        g = np.clip((plane - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        g = fig.to_grey(plane, window)
         p = Image.fromarray(g).convert("RGB")
         return p.resize(
             (round(g.shape[1] * zoom), max(1, round(g.shape[0] * zoom * sy))), Image.NEAREST
