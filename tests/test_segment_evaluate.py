@@ -187,6 +187,18 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
 
 
 # ---------------------------------------------------------- held-out blocks
+def test_a_grown_box_starting_below_zero_indexes_its_overlap_not_the_far_end():
+    # a training crop at the volume's edge grown by the network's context starts at -2:
+    # masking it out must remove planes 0-21, not the last two planes (Python's -2)
+    held = np.ones((20, 8, 8), dtype=bool)
+    grown = Box((0, 0, 0), (20, 4, 4)).grow((2, 2, 2))
+    assert grown.offset == (-2, -2, -2)
+    held[grown.slices] = False
+    assert not held[:, :6, :6].any()
+    assert held[:, 6:, :].all() and held[:, :, 6:].all()
+    assert Box((-5, 0, 0), (3, 2, 2)).slices[0] == slice(0, 0)
+
+
 def test_blocks_are_seeded_inside_and_non_overlapping():
     a = draw_held_out_blocks(SHAPE, 6, 12, seed=5)
     b = draw_held_out_blocks(SHAPE, 6, 12, seed=5)

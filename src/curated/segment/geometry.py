@@ -26,7 +26,16 @@ class Box:
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(o, e) for o, e in zip(self.offset, self.stop, strict=True))  # type: ignore[return-value]
+        """Index expression for the box's voxels; parts before 0 are dropped.
+
+        A grown box (e.g. a training crop widened by the network's context) can start
+        below 0. Python reads a negative slice start as "from the end", so
+        ``slice(-2, 22)`` on 20 planes would select planes 18-19 instead of 0-19; the
+        start is clipped to 0 so the expression means the box's overlap with the array.
+        """
+        return tuple(
+            slice(max(o, 0), max(e, 0)) for o, e in zip(self.offset, self.stop, strict=True)
+        )  # type: ignore[return-value]
 
     @property
     def size(self) -> int:
