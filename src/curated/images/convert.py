@@ -374,17 +374,10 @@ def convert_to_ome_zarr(
             progress=progress,
             keep_journal=True,
         )
-        decision = _decision(src, voxel_from)
-        details = _details(src, layout, figures, voxel, unit_name) | {
-            "source": str(src.path),
-            "source_kind": src.kind,
-            "source_files": len(src.files),
-            "source_key": getattr(src, "key", None),
-            "decision": decision,
-        }
+        details = _convert_details(src, layout, figures, voxel, unit_name, voxel_from)
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="image")
         step.details = {
-            "decision": decision,
+            "decision": details["decision"],
             "shape": details["shape"],
             "dtype": layout.dtype,
             "levels": len(layout.levels),
@@ -401,6 +394,24 @@ def convert_to_ome_zarr(
         step.message + (" (resumed)" if figures["resumed"] else ""),
         details,
     )
+
+
+def _convert_details(
+    src: TiffSource | StoredArraySource,
+    layout: StoreLayout,
+    figures: dict[str, Any],
+    voxel: tuple[float, ...],
+    unit_name: str,
+    voxel_from: str,
+) -> dict[str, Any]:
+    """The result's details: the store's figures, the source and the transformation decision."""
+    return _details(src, layout, figures, voxel, unit_name) | {
+        "source": str(src.path),
+        "source_kind": src.kind,
+        "source_files": len(src.files),
+        "source_key": getattr(src, "key", None),
+        "decision": _decision(src, voxel_from),
+    }
 
 
 def _plan_conversion(
