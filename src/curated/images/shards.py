@@ -1116,6 +1116,10 @@ def _run_local(
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        if threads <= 1 or len(todo) == 1:  # one after the other, as if in this thread
+            for idx in todo:
+                done(pool.submit(write_shard, job, level, idx, inner).result())
+            return
         futures = [pool.submit(write_shard, job, level, idx, inner) for idx in todo]
         try:
             for fut in as_completed(futures):
