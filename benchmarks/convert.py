@@ -4,8 +4,9 @@ Every converter reads the same synthetic uint8 BigTIFF (smooth structure + noise
 EM-like) and writes OME-Zarr 0.5 / Zarr v3 with 64³ inner chunks in 512³ shards and
 blosc-zstd level 3 + shuffle (level 0 everywhere; curated's default stores its levels 1 and
 up with blosc-zstd level 1, ``curated-same-codec`` keeps level 3 on every level). Each
-measurement runs in its own subprocess, which reports its wall time, CPU time and peak
-resident memory (``ru_maxrss``).
+measurement runs in its own subprocess, which reports its wall time (library imports
+excluded, for every converter alike), CPU time (imports included) and peak resident
+memory (``ru_maxrss``).
 
 The anchors:
 
@@ -89,8 +90,14 @@ def _slabs(src: str):
 def run_curated(
     src: str, dest: str, workers: int | None = None, *, same_codec: bool = False
 ) -> dict:
+    import numcodecs  # noqa: F401
+    import tifffile  # noqa: F401
+    import zarr  # noqa: F401
+
     from curated.images import convert_to_ome_zarr
 
+    # the libraries stay outside the clock for every converter (the anchors import zarr or
+    # tensorstore before theirs starts); curated imports these lazily, inside the conversion
     t0 = time.perf_counter()
     res = convert_to_ome_zarr(
         src,
