@@ -118,6 +118,9 @@ def test_layout_round_trips_and_reads_plans_without_a_pyramid_codec():
     old = lay.to_dict()
     del old["pyramid_codec"]  # a plan written before levels had their own codec
     assert StoreLayout.from_dict(old).level_codec(1) == INTENSITY_CODEC
+    # ... is the plan of the same image with one codec everywhere: such a store resumes
+    same = make_layout((64, 64, 64), "uint8", axes, (4, 4, 4), chunks=16, same_codec=True)
+    assert same.to_dict() == old
 
 
 def test_an_unfinished_store_is_not_resumed_with_the_other_codec_choice(tmp_path, monkeypatch):

@@ -199,10 +199,12 @@ class StoreLayout:
             "shard": list(self.shard) if self.shard else None,
             "ngff_version": self.ngff_version,
             "codec": self.codec,
-            "pyramid_codec": self.pyramid_codec,
             "method": self.method,
             "fill_value": self.fill_value,
             "block": list(self.block),
+            # absent with one codec everywhere: the plans of stores begun before levels had
+            # their own codec stay the same (an unfinished one resumes with --same-codec)
+            **({"pyramid_codec": self.pyramid_codec} if self.pyramid_codec is not None else {}),
         }
 
     @classmethod
