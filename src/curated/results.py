@@ -91,6 +91,7 @@ class ConvertDetails(TypedDict):
     chunks: list[int]
     shard: list[int] | None
     codec: Any
+    pyramid_codec: Any
     levels: list[ConvertLevel]
     voxel_size: list[float]
     unit: str | None

@@ -10,6 +10,12 @@ and combined element-wise; that is an order of magnitude faster than reducing a
 reshaped array over several axes. A large block is reduced in slices along its first
 axis (about :data:`CACHE_BYTES` each), so the views of one slice stay in the CPU cache;
 every output voxel sees the same operations in the same order either way.
+
+Unsigned integers halved along every reduced axis (the common case: 2 x 2 x 2 windows of
+uint8/uint16 EM data) take a faster path: the sums are built one axis at a time, the
+innermost axis first by viewing each pair of neighbouring voxels as one integer of twice
+the width (no strided gather), the others by adding whole rows or planes. The sums are
+exact integers either way, so both paths give identical results.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ def mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
 
 def _mean_even(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     """:func:`mean` of a block whose extents are multiples of ``factors``."""
+    if _pairwise_ok(block, factors):
+        return _mean_pairwise(block, factors)
     count = int(np.prod(factors))
     views = _views(block, factors)
     acc_t = _accumulator(block.dtype, count)
@@ -80,6 +88,45 @@ def _mean_even(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
             np.floor_divide(acc, count, out=acc)
         return acc.astype(block.dtype)
     acc /= count
+    return acc.astype(block.dtype)
+
+
+_WIDER = {1: np.dtype("<u2"), 2: np.dtype("<u4"), 4: np.dtype("<u8")}
+
+
+def _pairwise_ok(block: np.ndarray, factors: tuple[int, ...]) -> bool:
+    """Unsigned, native little-endian, factors of 1 or 2, at most 8 voxels a window."""
+    return (
+        block.dtype.kind == "u"
+        and block.dtype.itemsize in _WIDER
+        and block.dtype.byteorder in "=|<"
+        and np.little_endian
+        and all(f in (1, 2) for f in factors)
+        and block.ndim >= 1
+    )
+
+
+def _mean_pairwise(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """:func:`_mean_even` for unsigned integers and factors of 1 or 2, one axis at a time."""
+    count = int(np.prod(factors))
+    acc_t = _accumulator(block.dtype, count)
+    last = block.ndim - 1
+    if factors[last] == 2:
+        # a pair of neighbours along the last axis is one integer twice as wide: low + high half
+        wide = np.ascontiguousarray(block).view(_WIDER[block.dtype.itemsize])
+        bits = block.dtype.itemsize * 8
+        acc = np.bitwise_and(wide, (1 << bits) - 1, dtype=acc_t, casting="unsafe")
+        np.add(acc, np.right_shift(wide, bits).astype(acc_t, copy=False), out=acc)
+    else:
+        acc = block.astype(acc_t)
+    for axis in range(last - 1, -1, -1):
+        if factors[axis] == 2:
+            lo = (slice(None),) * axis + (slice(0, None, 2),)
+            hi = (slice(None),) * axis + (slice(1, None, 2),)
+            acc = np.add(acc[lo], acc[hi])
+    if count > 1:
+        acc += count // 2
+        np.right_shift(acc, count.bit_length() - 1, out=acc)
     return acc.astype(block.dtype)
 
 

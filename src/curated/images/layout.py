@@ -19,6 +19,13 @@ NGFF_VERSIONS = ("0.5", "0.4")
 INTENSITY_CODEC: dict[str, Any] = {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 1}
 """Images: blosc-zstd level 3 with byte shuffle (best ratio/speed for EM intensities)."""
 
+PYRAMID_CODEC: dict[str, Any] = {"id": "blosc", "cname": "zstd", "clevel": 1, "shuffle": 1}
+"""Images, levels 1 and up (the default): blosc-zstd level 1 with byte shuffle. The downsampled
+levels are smoother than level 0 (the mean halves the noise), and zstd's higher levels search
+much longer for matches on smooth data: level 1 compresses them 4-6x faster for ~1 % more bytes
+over the whole store. Each array's ``zarr.json`` names its own codec, as Zarr allows; pass
+``same_codec`` to :func:`make_layout` to write every level with :data:`INTENSITY_CODEC`."""
+
 LABEL_CODEC: dict[str, Any] = {"id": "zstd", "level": 3}
 """Labels: plain zstd level 3 (dense labels compress best without shuffle)."""
 
@@ -160,6 +167,12 @@ class StoreLayout:
     method: str = "mean"
     """Downsampling reducer: ``mean`` (intensity) or ``mode`` (labels)."""
     fill_value: int | float = 0
+    pyramid_codec: dict[str, Any] | None = None
+    """The codec of levels 1 and up, or ``None``: :attr:`codec` on every level."""
+
+    def level_codec(self, level: int) -> dict[str, Any]:
+        """The codec the chunks of pyramid level ``level`` are stored with."""
+        return self.codec if level == 0 or self.pyramid_codec is None else self.pyramid_codec
 
     @property
     def zarr_format(self) -> int:
@@ -189,6 +202,9 @@ class StoreLayout:
             "method": self.method,
             "fill_value": self.fill_value,
             "block": list(self.block),
+            # absent with one codec everywhere: the plans of stores begun before levels had
+            # their own codec stay the same (an unfinished one resumes with --same-codec)
+            **({"pyramid_codec": self.pyramid_codec} if self.pyramid_codec is not None else {}),
         }
 
     @classmethod
@@ -210,6 +226,7 @@ class StoreLayout:
             shard=tuple(d["shard"]) if d["shard"] else None,
             ngff_version=d["ngff_version"],
             codec=d["codec"],
+            pyramid_codec=d.get("pyramid_codec"),
             method=d["method"],
             fill_value=d["fill_value"],
             block=tuple(d["block"]),
@@ -227,8 +244,13 @@ def make_layout(
     ngff_version: str = "0.5",
     method: str = "mean",
     codec: dict[str, Any] | None = None,
+    same_codec: bool = False,
 ) -> StoreLayout:
-    """Check the parameters and plan the store (chunks clipped to the image, shards a multiple of chunks)."""
+    """Check the parameters and plan the store (chunks clipped to the image, shards a multiple of chunks).
+
+    Intensity images with the default codec store levels 1 and up with :data:`PYRAMID_CODEC`
+    unless ``same_codec``; labels and an explicit ``codec`` use one codec on every level.
+    """
     if ngff_version not in NGFF_VERSIONS:
         msg = f"ngff_version must be one of {', '.join(NGFF_VERSIONS)}, not {ngff_version!r}"
         raise InputError(msg, field="ngff_version")
@@ -257,6 +279,11 @@ def make_layout(
         block=blk,
         ngff_version=ngff_version,
         codec=dict(codec or (INTENSITY_CODEC if method == "mean" else LABEL_CODEC)),
+        pyramid_codec=(
+            dict(PYRAMID_CODEC)
+            if method == "mean" and codec is None and not same_codec and len(levels) > 1
+            else None
+        ),
         method=method,
     )
 

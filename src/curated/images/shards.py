@@ -135,7 +135,7 @@ def create_level_arrays(
             "fill_value": layout.fill_value,
             "zarr_format": layout.zarr_format,
             "overwrite": True,
-            "compressors": zarr_compressor(layout.codec, layout.zarr_format),
+            "compressors": zarr_compressor(layout.level_codec(k), layout.zarr_format),
         }
         if layout.zarr_format == 3:
             kw["dimension_names"] = dims
@@ -408,10 +408,10 @@ def _chunk_range(region: tuple[slice, ...], chunks: tuple[int, ...]) -> list[tup
 
 
 class _ChunkCoder:
-    """Turns one chunk of data into the bytes stored for it (``None``: all fill value, left out)."""
+    """Turns one chunk of ``level`` into the bytes stored for it (``None``: all fill value, left out)."""
 
-    def __init__(self, layout: StoreLayout) -> None:
-        self.codec = make_codec(layout.codec)
+    def __init__(self, layout: StoreLayout, level: int) -> None:
+        self.codec = make_codec(layout.level_codec(level))
         self.chunks = layout.chunks
         self.dtype = np.dtype(layout.dtype)
         self.le = self.dtype.newbyteorder("<")
@@ -627,7 +627,7 @@ class _SubPyramid:
             reduced
         )
 
-    def write_parts(self, coder: _ChunkCoder) -> None:
+    def write_parts(self) -> None:
         """Encode every level's piece into its part file (published before the task's marker)."""
         layout = self.job.layout
         data = self.level1
@@ -636,6 +636,7 @@ class _SubPyramid:
                 data = self.reducer(data, step_factors(layout.levels, k))
             region = self._region(k)
             cps = _piece_chunks(layout, k)
+            coder = _ChunkCoder(layout, k)
             part = _ShardFile(
                 self.job.sink,
                 part_key(k, self.idx0),
@@ -806,7 +807,7 @@ def _encode_region(
 ) -> None:
     """Produce the shard's data slab by slab (source, or the level below reduced), encode, write."""
     layout = job.layout
-    coder = _ChunkCoder(layout)
+    coder = _ChunkCoder(layout, level)
     produce = _producer(job, level, figures)
     depth = subpyramid_depth(layout) if level == 0 else 0
     pyramid = _SubPyramid(job, idx, depth) if depth else None
@@ -838,7 +839,7 @@ def _encode_region(
         for gidx, payload in encoded:
             sink.add(gidx, payload)
     if pyramid is not None:
-        pyramid.write_parts(coder)
+        pyramid.write_parts()
 
 
 def _producer(job: WriteJob, level: int, figures: _TaskFigures) -> Any:
@@ -1106,14 +1107,19 @@ def _run_local(
     threads: int,
     done: Any,
 ) -> None:
-    """The shards of one level on a thread pool; the first failure cancels the tasks not started."""
+    """The shards of one level on a thread pool; the first failure cancels the tasks not started.
+
+    Even one worker runs in a pool thread: numcodecs' blosc compresses with its own thread
+    pool (as many threads as cores) when called from the main thread, and single-threaded
+    elsewhere, so ``workers`` is the number of cores the conversion uses.
+    """
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    if threads <= 1 or len(todo) == 1:
-        for idx in todo:
-            done(write_shard(job, level, idx, inner))
-        return
     with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        if threads <= 1 or len(todo) == 1:  # one after the other, as if in this thread
+            for idx in todo:
+                done(pool.submit(write_shard, job, level, idx, inner).result())
+            return
         futures = [pool.submit(write_shard, job, level, idx, inner) for idx in todo]
         try:
             for fut in as_completed(futures):

@@ -108,9 +108,20 @@ class _Descriptors:
 def _pread_exact(fd: int, n: int, offset: int, path: str, page: int) -> bytes:
     data = os.pread(fd, n, offset)
     if len(data) != n:
-        msg = f"page {page} is truncated (file ends {n - len(data)} bytes early); the file is incomplete, copy it again"
-        raise ConversionError(msg, path=path, details={"page": page})
+        _truncated(n - len(data), path, page)
     return data
+
+
+def _pread_into(fd: int, into: np.ndarray, offset: int, path: str, page: int) -> None:
+    """Fill the C-contiguous array ``into`` with the file's bytes at ``offset`` (no copy in between)."""
+    got = os.preadv(fd, [into], offset)
+    if got != into.nbytes:
+        _truncated(into.nbytes - got, path, page)
+
+
+def _truncated(missing: int, path: str, page: int) -> None:
+    msg = f"page {page} is truncated (file ends {missing} bytes early); the file is incomplete, copy it again"
+    raise ConversionError(msg, path=path, details={"page": page})
 
 
 @dataclass
@@ -154,6 +165,7 @@ class TiffSource:
         out = np.empty(out_shape, dtype=native)
         ranges = [range(s.start, s.stop) for s in lead]
         fds = _Descriptors()
+        rows: list[np.ndarray] = []  # one buffer of whole page rows, reused for every page
         try:
             for pos in np.ndindex(*[len(r) for r in ranges]):
                 out_idx = [r[p] for r, p in zip(ranges, pos, strict=True)]
@@ -163,34 +175,59 @@ class TiffSource:
                 page = (
                     int(np.ravel_multi_index(file_idx, self.lead_shape)) if self.lead_shape else 0
                 )
-                out[pos] = self._read_page(page, ys, xs, fds)
+                if not self._read_page_into(out[pos], page, ys, xs, fds, rows):
+                    out[pos] = self._decode_page(
+                        page, self.files[int(self.page_file[page])], ys, xs, fds
+                    )
         finally:
             fds.close()
         return out
 
-    def _read_page(self, page: int, ys: slice, xs: slice, fds: _Descriptors) -> np.ndarray:
-        path = self.files[int(self.page_file[page])]
-        h, w = self.page_shape
-        dt = np.dtype(self.dtype)
+    def _read_page_into(
+        self,
+        into: np.ndarray,
+        page: int,
+        ys: slice,
+        xs: slice,
+        fds: _Descriptors,
+        rows: list[np.ndarray],
+    ) -> bool:
+        """Read rows ``ys``, columns ``xs`` of an uncompressed contiguous page into ``into``
+        (native byte order); ``False`` when the page is compressed or segmented (decode it).
+
+        Whole-width windows are read straight into ``into``; a window narrower than the page
+        goes through ``rows`` (whole rows, one read), a narrow one row by row."""
         off = int(self.page_offset[page])
-        if off >= 0:
-            fd = fds.get(path)
-            isz = dt.itemsize
-            nrows = ys.stop - ys.start
-            ncols = xs.stop - xs.start
-            if ncols * 4 >= w or nrows == 1:
-                data = _pread_exact(fd, nrows * w * isz, off + ys.start * w * isz, path, page)
-                arr = np.frombuffer(data, dtype=dt).reshape(nrows, w)[:, xs]
-            else:  # narrow window of a wide page: read only the needed part of each row
-                arr = np.empty((nrows, ncols), dtype=dt)
-                rowbytes = ncols * isz
-                for i in range(nrows):
-                    data = _pread_exact(
-                        fd, rowbytes, off + ((ys.start + i) * w + xs.start) * isz, path, page
-                    )
-                    arr[i] = np.frombuffer(data, dtype=dt)
-            return arr.astype(dt.newbyteorder("="), copy=False)
-        return self._decode_page(page, path, ys, xs, fds)
+        if off < 0:
+            return False
+        path = self.files[int(self.page_file[page])]
+        fd = fds.get(path)
+        w = self.page_shape[1]
+        dt = np.dtype(self.dtype)
+        isz = dt.itemsize
+        nrows = ys.stop - ys.start
+        ncols = xs.stop - xs.start
+        start = off + ys.start * w * isz
+        if ncols == w and into.flags.c_contiguous:
+            _pread_into(fd, into, start, path, page)
+            if not dt.isnative:
+                into.byteswap(inplace=True)
+            return True
+        if ncols * 4 >= w or nrows == 1:
+            if not rows or rows[0].shape[0] < nrows:
+                rows[:] = [np.empty((nrows, w), dtype=dt)]
+            buf = rows[0][:nrows]
+            _pread_into(fd, buf, start, path, page)
+            into[...] = buf[:, xs]
+            return True
+        # narrow window of a wide page: read only the needed part of each row
+        rowbytes = ncols * isz
+        for i in range(nrows):
+            data = _pread_exact(
+                fd, rowbytes, off + ((ys.start + i) * w + xs.start) * isz, path, page
+            )
+            into[i] = np.frombuffer(data, dtype=dt)
+        return True
 
     def _decode_page(
         self, page: int, path: str, ys: slice, xs: slice, fds: _Descriptors
