@@ -14,7 +14,6 @@ memory does not grow with the number of files.
 
 from __future__ import annotations
 
-import builtins
 import errno
 import hashlib
 import os
@@ -25,6 +24,7 @@ from urllib.parse import quote
 
 from curated._parallel import WorkerDied, map_batches
 from curated.errors import PackageError
+from curated.package.crate import EntityRun, EntitySpec, RawEntity, entity_runs
 from curated.package.names import encode_path
 from curated.package.tasks import BUFFER_SIZE, FileChangedError, FolderTask
 from curated.package.zarr_archive import zip_folder
@@ -251,9 +251,12 @@ class FolderResult(NamedTuple):
     linked: int
     copied: int
     fetched: int
-    entities: tuple[tuple[str, int, str, bool, builtins.bytes], ...]  # ``bytes`` is a field here
-    """``(rel, size, sha256, fetched, head)`` per file, only for files outside Zarr stores;
-    ``head`` is its first :data:`ENTITY_HEAD` bytes (format identification reads no file again)."""
+    entities: tuple[EntityRun | RawEntity, ...]
+    """The RO-Crate entities of the files outside Zarr stores, in order: runs formatted by
+    the worker (:func:`curated.package.crate.entity_runs`), and ``(rel, size, sha256,
+    fetched, head)`` for each file whose format needs fido (``head``: its first
+    :data:`ENTITY_HEAD` bytes, so that the main process reads no file again). Without an
+    :class:`~curated.package.crate.EntitySpec`, every file comes back that way."""
 
 
 class FolderFailure(NamedTuple):
@@ -283,6 +286,7 @@ def hash_folder(
     n_manifests: int,
     fetch: FetchSpec | None = None,
     on_bytes: Callable[[float, int], None] | None = None,
+    entity_spec: EntitySpec | None = None,
 ) -> FolderResult:
     """Place and hash every file of ``task``; refuse a file that changes meanwhile.
 
@@ -292,14 +296,16 @@ def hash_folder(
     for large ones), before each file's final check. Files are opened and linked
     relative to their folder's descriptor (one path component to look up, not
     the whole path); the size and time read by ``fstat`` on opening are checked
-    again after reading.
+    again after reading. With ``entity_spec``, the files' RO-Crate entities are
+    formatted here too (:func:`curated.package.crate.entity_runs`, with the formats the
+    task carries as settled).
     """
     constructors = [_CONSTRUCTORS[a] for a in algorithms]
     want_entities = task.store is None
     sha_i = algorithms.index("sha256") if want_entities else -1
     lines: list[list[str]] = [[] for _ in range(n_manifests)]
     fetch_lines: list[str] = []
-    entities: list[tuple[str, int, str, bool, bytes]] = []
+    entities: list[tuple[str, int, str, bool, bytes, str]] = []
     nbytes = linked = copied = fetched = 0
     dest_dir, prefix, mode, srcs = task.dest_dir, task.prefix, task.mode, task.srcs
     url_prefix: str | None = None
@@ -375,7 +381,9 @@ def hash_folder(
                 fetch_lines.append(f"{url} {size}{tail[1:]}")
                 fetched += 1
             if want_entities:
-                entities.append((prefix + name, size, digests[sha_i], left_out, data[:ENTITY_HEAD]))
+                entities.append(
+                    (prefix + name, size, digests[sha_i], left_out, data[:ENTITY_HEAD], src)
+                )
     finally:
         close(src_fd)
         if dest_fd >= 0:
@@ -388,8 +396,20 @@ def hash_folder(
         linked,
         copied,
         fetched,
-        tuple(entities),
+        _entities(task, entities, entity_spec),
     )
+
+
+def _entities(
+    task: FolderTask,
+    files: list[tuple[str, int, str, bool, bytes, str]],
+    spec: EntitySpec | None,
+) -> tuple[EntityRun | RawEntity, ...]:
+    if not files:
+        return ()
+    if spec is None:
+        return tuple(f[:5] for f in files)  # type: ignore[misc]
+    return entity_runs(files, spec, task.formats or {}, task.src_dir)
 
 
 def _create(dest_dir: str, name: str) -> IO[bytes]:
@@ -438,6 +458,7 @@ def run_folder(
     n_manifests: int,
     fetch: FetchSpec | None = None,
     on_bytes: Callable[[float, int], None] | None = None,
+    entity_spec: EntitySpec | None = None,
 ) -> Any:
     """One folder task: a :class:`FolderResult`, a zip piece, or ``None`` (main-process steps)."""
     if task.mode in MAIN_ONLY:
@@ -447,14 +468,18 @@ def run_folder(
         if on_bytes is not None:
             on_bytes(piece.files, piece.bytes)
         return piece
-    return hash_folder(task, algorithms, n_manifests, fetch, on_bytes)
+    return hash_folder(task, algorithms, n_manifests, fetch, on_bytes, entity_spec)
 
 
 def _folder_worker(
-    task: FolderTask, algorithms: tuple[str, ...], n_manifests: int, fetch: FetchSpec | None
+    task: FolderTask,
+    algorithms: tuple[str, ...],
+    n_manifests: int,
+    fetch: FetchSpec | None,
+    entity_spec: EntitySpec | None,
 ) -> Any:
     try:
-        return run_folder(task, algorithms, n_manifests, fetch)
+        return run_folder(task, algorithms, n_manifests, fetch, None, entity_spec)
     except PackageError as exc:  # rebuilt whole in the main process (path, details kept)
         return FolderFailure(type(exc), exc.message, exc.path, exc.details)
 
@@ -467,6 +492,7 @@ def hash_folders(
     fetch: FetchSpec | None = None,
     processes: int = 1,
     on_bytes: Callable[[float, int], None] | None = None,
+    entity_spec: EntitySpec | None = None,
 ) -> Iterator[tuple[FolderTask, Any]]:
     """Run folder tasks; yield ``(task, result)`` in the order given, with bounded memory.
 
@@ -480,11 +506,14 @@ def hash_folders(
     """
     if processes <= 1:
         for t in tasks:
-            yield t, run_folder(t, algorithms, n_manifests, fetch, on_bytes)
+            yield t, run_folder(t, algorithms, n_manifests, fetch, on_bytes, entity_spec)
         return
     try:
         for task, r, _here in map_batches(
-            _folder_worker, tasks, processes=processes, args=(algorithms, n_manifests, fetch)
+            _folder_worker,
+            tasks,
+            processes=processes,
+            args=(algorithms, n_manifests, fetch, entity_spec),
         ):
             yield task, _unpack(r, on_bytes)
     except WorkerDied:
