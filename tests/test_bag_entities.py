@@ -268,3 +268,41 @@ def test_crate_writer_outline_is_what_json_outline_reads(tmp_path: Path, named: 
     assert writer.outline == read
     assert ("CreateAction" in read.found) is named
     assert build_crate({}, identifier="i", date="d", parts=parts, actions=actions)["@graph"]
+
+
+def test_threaded_hash_of_one_file_is_hash_folder_s(tmp_path: Path) -> None:
+    from curated.package import hashing
+    from curated.package.tasks import FolderTask
+
+    big = tmp_path / "crate 100%.json"
+    big.write_bytes(os.urandom(3 * hashing.BUFFER_SIZE + 17))
+    task = FolderTask(str(tmp_path), None, "", (big.name,), hashing.READ)
+    algs = ("sha512", "sha256", "md5")
+    threaded = hashing.hash_file_threaded(task, algs, 2)
+    plain = hashing.hash_folder(task, algs, 2)
+    assert threaded._replace(entities=()) == plain._replace(entities=())
+    assert threaded.lines[0].decode().endswith("  data/crate 100%25.json\n")
+    with pytest.raises(ValueError, match="one file"):
+        hashing.hash_file_threaded(task._replace(names=("a", "b")), algs, 2)
+
+
+def test_a_crate_changing_while_it_is_hashed_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curated.package import hashing
+    from curated.package.tasks import FolderTask
+
+    big = tmp_path / "crate.json"
+    big.write_bytes(os.urandom(2 * hashing.BUFFER_SIZE))
+    real = os.preadv
+
+    def preadv_then_edit(fd: int, bufs: list[bytearray], offset: int) -> int:
+        n = real(fd, bufs, offset)
+        with open(big, "ab") as fh:  # something writes to the file meanwhile
+            fh.write(b"x")
+        return n
+
+    monkeypatch.setattr(hashing.os, "preadv", preadv_then_edit)
+    task = FolderTask(str(tmp_path), None, "", (big.name,), hashing.READ)
+    with pytest.raises(hashing.FileChangedError, match="changed while it was being bagged"):
+        hashing.hash_file_threaded(task, ("sha512", "sha256"), 2)

@@ -92,6 +92,7 @@ from curated.package.hashing import (
     FolderResult,
     FolderTask,
     HashTask,
+    hash_file_threaded,
     hash_folder,
     hash_folders,
     hash_one,
@@ -650,19 +651,24 @@ def _hash_payload(b: _Build) -> None:
 def _record_crate_and_fair(b: _Build, crate_path: Path, outline: Outline | None) -> None:
     """Hash the crate, then evaluate the FAIR checklist on the bag itself (now that its
     crate exists; ``outline`` spares reading the crate again) and hash its report."""
-    n_manifests = len(b.algorithms)
-    crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
-    _record(b, crate_task, hash_folder(crate_task, b.hash_algorithms, n_manifests))
+    from concurrent.futures import ThreadPoolExecutor
+
     from curated.document.fair import write_bag_fair
 
-    fair_names = write_bag_fair(
-        b.partial,
-        record=b.ws.metadata_path,
-        log=b.ws.log.path,
-        # archived stores and holey bags' fetched files are read where they were made
-        derived=b.ws.root / "derived" if b.zarr == "archive" or b.fetch_base else None,
-        crate_outline=outline,
-    )
+    n_manifests = len(b.algorithms)
+    crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
+    with ThreadPoolExecutor(1) as pool:
+        # the crate is hashed (one thread per algorithm) while the checklist is evaluated
+        crate_hashed = pool.submit(hash_file_threaded, crate_task, b.hash_algorithms, n_manifests)
+        fair_names = write_bag_fair(
+            b.partial,
+            record=b.ws.metadata_path,
+            log=b.ws.log.path,
+            # archived stores and holey bags' fetched files are read where they were made
+            derived=b.ws.root / "derived" if b.zarr == "archive" or b.fetch_base else None,
+            crate_outline=outline,
+        )
+        _record(b, crate_task, crate_hashed.result())
     fair_dir = b.partial / "data" / "curation"
     fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
     _record(b, fair_task, hash_folder(fair_task, b.hash_algorithms, n_manifests))

@@ -412,6 +412,55 @@ def _entities(
     return entity_runs(files, spec, task.formats or {}, task.src_dir)
 
 
+def hash_file_threaded(
+    task: FolderTask, algorithms: tuple[str, ...], n_manifests: int
+) -> FolderResult:
+    """:func:`hash_folder` of a :data:`READ` task of one file, one thread per algorithm.
+
+    For a large tag-like payload file made by the main process (the bag's RO-Crate,
+    hundreds of MB at a million files) when no worker is left: hashlib lets go of the
+    GIL while it hashes a buffer, so the algorithms run side by side on separate cores
+    (each thread reading the file with ``pread``). The same checks as
+    :func:`hash_folder`: the size and time taken on opening must hold after reading.
+    No crate entity is returned.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if task.mode != READ or len(task.names) != 1:
+        raise ValueError("hash_file_threaded takes a READ task of one file")
+    name = task.names[0]
+    src = os.path.join(task.src_dir, name if task.srcs is None else task.srcs[0])
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        st0 = os.fstat(fd)
+        size = st0.st_size
+
+        def digest(algorithm: str) -> tuple[str, int]:
+            h = _CONSTRUCTORS[algorithm]()
+            buf = bytearray(BUFFER_SIZE)
+            view = memoryview(buf)
+            read = 0
+            while read < size:
+                n = os.preadv(fd, [buf], read)
+                if not n:
+                    break
+                h.update(view[:n])
+                read += n
+            return h.hexdigest(), read
+
+        with ThreadPoolExecutor(len(algorithms)) as pool:
+            done = list(pool.map(digest, algorithms))
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    read = min(r for _d, r in done)
+    if read != size or after.st_size != size or after.st_mtime_ns != st0.st_mtime_ns:
+        raise _changed_file(src, task.prefix + name, size, read, after.st_size)
+    tail = "  data/" + encode_path(task.prefix + name) + "\n"
+    lines = tuple((d + tail).encode("utf-8") for d, _r in done[:n_manifests])
+    return FolderResult(lines, b"", 1, size, 0, 0, 0, ())
+
+
 def _create(dest_dir: str, name: str) -> IO[bytes]:
     return open(os.path.join(dest_dir, name), "xb", buffering=0)  # noqa: SIM115
 
