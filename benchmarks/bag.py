@@ -115,7 +115,8 @@ def make_plain(ws: Path, n: int, size: int) -> None:
 def plain_workspace(root: Path, n: int, size: int) -> Path:
     """The plain tree of ``n`` files under ``root`` (made once, kept for the next run)."""
     ws = root / f"plain-{n}"
-    if not (ws / "curated.yaml").is_file():
+    whole = (ws / "curated.yaml").is_file() and tree_bytes(ws)[0] == n
+    if not whole:  # missing, or some of its files were removed since it was made
         if ws.exists():
             shutil.rmtree(ws)
         ws = new_workspace(root, f"plain-{n}")
