@@ -6,7 +6,8 @@ a hard link (no bytes copied; the bag's file *is* the workspace's file, so the
 bag writer never opens it for writing), or, where the file system refuses links,
 a copy written from the very buffers that are hashed. Work is handed out in
 units (:class:`FolderTask`: up to :data:`FOLDER_CHUNK` files of one folder, the
-manifest lines coming back already formatted; :class:`HashTask` batches for
+manifest lines and the RO-Crate entities of files outside Zarr stores coming back
+already formatted; :class:`HashTask` batches for
 bag validation); with ``processes > 1`` the thread-free worker pool of
 :mod:`curated._parallel` runs them with a bounded number of units in flight, so
 memory does not grow with the number of files.
@@ -224,7 +225,10 @@ def _drain(
 # lines here) left the workers idle behind the main process. A FolderTask carries
 # up to FOLDER_CHUNK names of one folder; the worker opens, places, hashes and
 # checks every file and sends back the manifest lines already formatted, one
-# string per algorithm, so the main process only writes them.
+# string per algorithm, so the main process only writes them. The same holds for
+# the RO-Crate entities of plain files (one each: a million in a plain folder of a
+# million files): the worker holds their first bytes, tells their format and sends
+# back the entity text (curated.package.crate.entity_runs).
 
 FOLDER_CHUNK = 1000
 """Names per :class:`FolderTask` (a Zarr chunk folder usually holds at most this many)."""
