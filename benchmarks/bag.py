@@ -23,6 +23,10 @@ curated run's peak RSS (``ru_maxrss`` of the process, and of its largest worker)
 ``--reuse DIR`` takes (or leaves, for the next run) the trees under DIR::
 
     python benchmarks/bag.py --plain 100000 1000000 --reuse /tmp/bag1m --small --large-mib 0
+
+``--rounds R`` repeats the plain cases (each row says its round and the 1-minute load
+average); ``--link-floor`` adds ``cp -al`` of each plain tree. CPU seconds (user + system,
+the tool and every process it started) are given beside wall time.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -110,7 +115,8 @@ def make_plain(ws: Path, n: int, size: int) -> None:
 def plain_workspace(root: Path, n: int, size: int) -> Path:
     """The plain tree of ``n`` files under ``root`` (made once, kept for the next run)."""
     ws = root / f"plain-{n}"
-    if not (ws / "curated.yaml").is_file():
+    whole = (ws / "curated.yaml").is_file() and tree_bytes(ws)[0] == n
+    if not whole:  # missing, or some of its files were removed since it was made
         if ws.exists():
             shutil.rmtree(ws)
         ws = new_workspace(root, f"plain-{n}")
@@ -121,39 +127,82 @@ def plain_workspace(root: Path, n: int, size: int) -> Path:
     return ws
 
 
-def bench_plain(ws: Path, root: Path, processes: int) -> dict[str, object]:
-    """coreutils pair vs curated (hard links) vs curated hash-only, with curated's peak RSS."""
+def bench_plain(
+    ws: Path, root: Path, processes: int, *, link_floor: bool = False
+) -> dict[str, object]:
+    """coreutils pair vs curated (hard links) vs curated hash-only, with curated's peak RSS.
+
+    Besides wall time, the CPU seconds (user + system) of each tool and everything it
+    started: on a shared machine the share of CPU a run gets varies, its CPU time much
+    less. With ``link_floor``, ``cp -al`` of the same tree is timed too (placing a
+    million hard links costs the kernel about as much as the whole coreutils pair).
+    """
     files, nbytes = tree_bytes(ws)
     coreutils(ws, processes)  # warms the page cache (not counted)
     settle()
-    ref = coreutils(ws, processes)
+    warm(ws, processes)
+    load = os.getloadavg()[0]
+    ref, ref_cpu = timed_cpu(lambda: coreutils(ws, processes))
 
-    def curated(tool: str) -> dict[str, float]:
+    def curated(tool: str) -> tuple[dict[str, float], float]:
         dest = root / f"bag-{tool}"
         shutil.rmtree(dest, ignore_errors=True)
         settle()
-        out = run_child(tool, ws, dest, processes)
+        warm(ws, processes)
+        out, cpu = timed_cpu(lambda: run_child(tool, ws, dest, processes))
         shutil.rmtree(dest)
         (ws / "curation" / "log.jsonl").unlink(missing_ok=True)
-        return out
+        return out, cpu
 
-    cur = curated("curated")
-    hash_only = curated("curated-hash-only")
-    row = {
+    cur, cur_cpu = curated("curated")
+    hash_only, hash_cpu = curated("curated-hash-only")
+    row: dict[str, object] = {
         "case": f"plain-{files}",
         "files": files,
         "MB": round(nbytes / 1e6, 1),
+        "load_avg_1min": round(load, 1),
         "sha512sum+sha256sum_s": round(ref, 2),
         "curated_s": round(cur["wall"], 2),
         "curated_hash_only_s": round(hash_only["wall"], 2),
         "x_coreutils": round(ref / cur["wall"], 2),
         "x_coreutils_hash_only": round(ref / hash_only["wall"], 2),
+        "coreutils_cpu_s": round(ref_cpu, 2),
+        "curated_cpu_s": round(cur_cpu, 2),
+        "hash_only_cpu_s": round(hash_cpu, 2),
         "curated_rss_MB": round(cur["rss_main_mb"], 1),
         "curated_worker_rss_MB": round(cur["rss_worker_mb"], 1),
         "hash_only_rss_MB": round(hash_only["rss_main_mb"], 1),
     }
+    if link_floor:
+        settle()
+        warm(ws, processes)
+        t0 = time.perf_counter()
+        subprocess.run(["cp", "-al", str(ws / "derived"), str(root / "cp-al")], check=True)
+        floor = time.perf_counter() - t0
+        shutil.rmtree(root / "cp-al")
+        row["cp_-al_s"] = round(floor, 2)
+        row["x_(coreutils+cp_-al)"] = round((ref + floor) / cur["wall"], 2)
     print(json.dumps(row), flush=True)
     return row
+
+
+def warm(ws: Path, processes: int) -> None:
+    """Read every file once (not timed): on this machine a million files' pages can leave
+    the page cache within minutes, and each tool is to be measured with them cached."""
+    subprocess.run(
+        f"find {ws}/derived -type f -print0 | xargs -0 -P {processes} -n 2000 cat > /dev/null",
+        shell=True,
+        check=True,
+    )
+
+
+def timed_cpu(fn):  # type: ignore[no-untyped-def]
+    """``(fn(), CPU seconds of the child processes it waited for)``; a float result is its wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = fn()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out, cpu
 
 
 def new_workspace(root: Path, name: str) -> Path:
@@ -328,14 +377,20 @@ def main() -> None:
     ap.add_argument(
         "--reuse", type=Path, default=None, help="folder holding (or to hold) the plain trees"
     )
+    ap.add_argument("--rounds", type=int, default=1, help="rounds over the plain trees")
+    ap.add_argument(
+        "--link-floor", action="store_true", help="also time `cp -al` of each plain tree"
+    )
     args = ap.parse_args()
     rows = []
     if args.plain:
         keep = args.reuse or args.root
         keep.mkdir(parents=True, exist_ok=True)
-        for n in args.plain:
-            ws = plain_workspace(keep, n, args.small_size)
-            rows.append(bench_plain(ws, keep, args.processes))
+        for r in range(args.rounds):
+            for n in args.plain:
+                ws = plain_workspace(keep, n, args.small_size)
+                row = bench_plain(ws, keep, args.processes, link_floor=args.link_floor)
+                rows.append({"round": r + 1, **row})
         if args.reuse is None and not args.keep:
             shutil.rmtree(keep, ignore_errors=True)
         if not args.small and not args.large_mib:
@@ -363,10 +418,14 @@ def main() -> None:
 
 
 def _table(rows: list[dict[str, object]]) -> None:
+    """One Markdown table per run of rows with the same columns."""
+    last: list[str] = []
     for r in rows:
         cols = list(r)
-        print("\n| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
+        if cols != last:
+            print("\n| " + " | ".join(cols) + " |")
+            print("|" + "---|" * len(cols))
+            last = cols
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
 
 

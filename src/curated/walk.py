@@ -291,42 +291,51 @@ def _entries(
     dirs: bool = False,
 ) -> Iterator[Event | _Dir]:
     names: list[str] = []
-    srcs: list[str] = []
-    linked = False
+    # where each file is read from: made at the first followed link (else every file is d.path/name)
+    srcs: list[str] | None = None
     join = os.path.join
     for name, kind in listing:
         if kinds is not None and kind not in kinds:
             continue
         if skip is not None and skip(prefix, name, kind):
             continue
+        if kind == FILE:
+            names.append(name)
+            if srcs is not None:
+                srcs.append(join(d.path, name))
+            if len(names) >= batch:
+                yield from _flush(d, prefix, names, srcs)
+                names, srcs = [], None
+            continue
         path = join(d.path, name)
         real = path
         if kind == LINK:
             if not follow:
                 if not dirs:
-                    yield from _flush(d, prefix, names, srcs, linked)
-                    names, srcs, linked = [], [], False
+                    yield from _flush(d, prefix, names, srcs)
+                    names, srcs = [], None
                     yield Special(path, prefix + name, "link")
                 continue
             kind, real = _resolve(path)
             if kind not in (FILE, DIR):
                 if not dirs:
-                    yield from _flush(d, prefix, names, srcs, linked)
-                    names, srcs, linked = [], [], False
+                    yield from _flush(d, prefix, names, srcs)
+                    names, srcs = [], None
                     yield Special(path, prefix + name, kind)
                 continue
             if kinds is not None and kind not in kinds:
                 continue  # a link to a folder waits for the folders (files-first)
-        if kind == FILE:
+        if kind == FILE:  # a followed link to a file
+            if srcs is None:
+                srcs = [join(d.path, n) for n in names]
             names.append(name)
             srcs.append(real)
-            linked = linked or real is not path
             if len(names) >= batch:
-                yield from _flush(d, prefix, names, srcs, linked)
-                names, srcs, linked = [], [], False
+                yield from _flush(d, prefix, names, srcs)
+                names, srcs = [], None
         elif kind == DIR:
-            yield from _flush(d, prefix, names, srcs, linked)
-            names, srcs, linked = [], [], False
+            yield from _flush(d, prefix, names, srcs)
+            names, srcs = [], None
             sub_anc = d.ancestors
             if follow:
                 rp = os.path.realpath(real)
@@ -336,17 +345,15 @@ def _entries(
                 sub_anc = d.ancestors | {rp}
             yield _Dir(real, prefix + name, d.depth + 1, sub_anc)
         else:
-            yield from _flush(d, prefix, names, srcs, linked)
-            names, srcs, linked = [], [], False
+            yield from _flush(d, prefix, names, srcs)
+            names, srcs = [], None
             yield Special(path, prefix + name, "special")
-    yield from _flush(d, prefix, names, srcs, linked)
+    yield from _flush(d, prefix, names, srcs)
 
 
-def _flush(
-    d: _Dir, prefix: str, names: list[str], srcs: list[str], linked: bool
-) -> Iterator[Files]:
+def _flush(d: _Dir, prefix: str, names: list[str], srcs: list[str] | None) -> Iterator[Files]:
     if names:
-        yield Files(d.path, prefix, tuple(names), tuple(srcs) if linked else None)
+        yield Files(d.path, prefix, tuple(names), tuple(srcs) if srcs is not None else None)
 
 
 def _resolve(path: str) -> tuple[str, str]:

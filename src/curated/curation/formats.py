@@ -508,7 +508,7 @@ def pronom_for(fmt: str, name: str = "", head: bytes = b"") -> FormatId | None:
     )
 
 
-def _is_ome_tiff(path: Path) -> bool:
+def is_ome_tiff(path: Path) -> bool:
     """Whether a TIFF's first page carries OME-XML (reads the first IFD only)."""
     import tifffile
 
@@ -587,8 +587,26 @@ def identify_format(
             head = fh.read(HEAD_BYTES)
     if fmt is None:
         fmt = sniff_format(head, name)
-        if fmt in ("TIFF", "BigTIFF") and _is_ome_tiff(path):
+        if fmt in ("TIFF", "BigTIFF") and is_ome_tiff(path):
             fmt = "OME-TIFF"
+    known = identify_by_content(fmt, name, head)
+    if known is not None:
+        return known
+    key = (str(path.parent), fmt, extension_key(name))
+    if memo is not None and key in memo:
+        return memo[key]
+    fid = _identify_with_fido(path, fmt, name, head)
+    if memo is not None:
+        memo[key] = fid
+    return fid
+
+
+def identify_by_content(fmt: str, name: str, head: bytes) -> FormatId | None:
+    """What :func:`identify_format` answers for a sniffed ``fmt`` without fido or reading more.
+
+    ``None`` when fido's signatures must decide (or, for ``TIFF``/``BigTIFF``, when
+    the caller has not yet told an OME-TIFF apart by reading its first page).
+    """
     known = pronom_for(fmt, name, head)
     if known is not None:
         return known
@@ -596,13 +614,12 @@ def identify_format(
         return FormatId(None, "empty file", None, "no bytes to identify")
     if _CHUNK_NAME.match(name) and fmt not in ("PNG", "JPEG", "GIF", "PDF", "HDF5"):
         return FormatId(None, fmt, None, "Zarr chunk name: codec output, no PRONOM record")
-    key = (str(path.parent), fmt, name.rpartition(".")[2].lower() if "." in name else "")
-    if memo is not None and key in memo:
-        return memo[key]
-    fid = _identify_with_fido(path, fmt, name, head)
-    if memo is not None:
-        memo[key] = fid
-    return fid
+    return None
+
+
+def extension_key(name: str) -> str:
+    """The extension part of :func:`identify_format`'s memo key (lower case, ``""`` for none)."""
+    return name.rpartition(".")[2].lower() if "." in name else ""
 
 
 def _identify_with_fido(path: Path, fmt: str, name: str, head: bytes) -> FormatId:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from curated._io import atomic_write_text, write_json
-from curated._json_outline import json_outline
+from curated._json_outline import Outline, json_outline
 from curated._text import render_template
 from curated._version import __version__
 from curated.document.ngff import ImageInfo
@@ -1146,7 +1146,8 @@ def evaluate(ctx: FairContext) -> list[MetricResult]:
     return results
 
 
-def _context(survey: WorkspaceSurvey) -> FairContext:
+def _context(survey: WorkspaceSurvey, crate_outline: Outline | None = None) -> FairContext:
+    """What the checks read; ``crate_outline`` stands for reading the (first) bag's crate."""
     ctx = FairContext(survey=survey)
     readme = survey.root / README_FILE
     if readme.is_file():
@@ -1159,7 +1160,7 @@ def _context(survey: WorkspaceSurvey) -> FairContext:
             # read as a stream: a bag's crate lists every payload file (hundreds of MB at 1M files)
             data: dict[str, Any] = {}
             try:
-                outline = json_outline(
+                outline = crate_outline or json_outline(
                     survey.root / bag.crate, keep=("@context",), find=("CreateAction",)
                 )
             except (OSError, ValueError):
@@ -1259,6 +1260,7 @@ def bag_fair_report(
     record: str | Path | None = None,
     log: str | Path | None = None,
     derived: str | Path | None = None,
+    crate_outline: Outline | None = None,
 ) -> FairReport:
     """Evaluate the FAIR checklist on what an unpacked bag packages (offline, writes nothing).
 
@@ -1269,6 +1271,9 @@ def bag_fair_report(
     being built (they are written after the payload); ``derived`` replaces
     ``data/derived`` for bags whose Zarr stores are zip archives or fetched (holey
     bags): the checks read stores, which those bags hold unchanged or by reference.
+    ``crate_outline`` is what ``json_outline`` finds in the bag's RO-Crate
+    (``keep=("@context",)``, ``find=("CreateAction",)``) when its writer already knows
+    (:attr:`curated.package.crate.CrateWriter.outline`): the crate is not read again.
 
     Examples
     --------
@@ -1282,7 +1287,7 @@ def bag_fair_report(
     log = Path(log) if log else bag / "metadata" / "curator-log.jsonl"
     with tempfile.TemporaryDirectory(prefix="curated-fair-") as tmp:
         view = _bag_view(bag, Path(tmp) / "ws", record, log, Path(derived) if derived else None)
-        ctx = _context(survey_workspace(view, files=False))
+        ctx = _context(survey_workspace(view, files=False), crate_outline)
         metrics = evaluate(ctx)
     crate = bag / "data" / "ro-crate-metadata.json"
     return FairReport(
@@ -1296,7 +1301,12 @@ def bag_fair_report(
 
 
 def write_bag_fair(
-    bag: str | Path, *, record: str | Path, log: str | Path, derived: str | Path | None = None
+    bag: str | Path,
+    *,
+    record: str | Path,
+    log: str | Path,
+    derived: str | Path | None = None,
+    crate_outline: Outline | None = None,
 ) -> tuple[str, ...]:
     """Write ``data/curation/fair.json`` and ``fair.md`` into a bag being built; return their names.
 
@@ -1307,7 +1317,9 @@ def write_bag_fair(
     workspace's own fair.* would be replaced, never written through.
     """
     bag = Path(bag)
-    report = bag_fair_report(bag, record=record, log=log, derived=derived)
+    report = bag_fair_report(
+        bag, record=record, log=log, derived=derived, crate_outline=crate_outline
+    )
     folder = bag / "data" / "curation"
     folder.mkdir(exist_ok=True)
     for name in BAG_FAIR_FILES:

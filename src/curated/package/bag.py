@@ -65,11 +65,14 @@ from urllib.parse import quote
 
 from curated._crash import crash_point
 from curated._io import write_json
+from curated._json_outline import Outline
 from curated._text import binary_size
 from curated._version import __version__
 from curated.errors import PackageError
 from curated.package.crate import (
     CrateWriter,
+    EntityRun,
+    EntitySpec,
     FormatMemo,
     file_entity,
     label_origins,
@@ -89,6 +92,7 @@ from curated.package.hashing import (
     FolderResult,
     FolderTask,
     HashTask,
+    hash_file_threaded,
     hash_folder,
     hash_folders,
     hash_one,
@@ -416,6 +420,7 @@ def _tasks(b: _Build) -> Iterator[FolderTask]:
                     mode,
                     item.store,
                     item.srcs,
+                    None if item.store is not None else b.formats.settled(),
                 )
             elif type(item) is PayloadDir:
                 os.mkdir(join(data, item.rel))
@@ -547,7 +552,11 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
         return  # the crate is written: files made after it (the crate, fair.*) are not in it
     ws_root = os.fspath(b.ws.root)
     data = os.path.join(b.partial, "data")
-    for rel, size, sha256, fetched, head in r.entities:
+    for item in r.entities:
+        if type(item) is EntityRun:
+            b.crate.add_run(item)  # formatted by the worker
+            continue
+        rel, size, sha256, fetched, head = item
         desc = None
         if rel in b.archives:
             inner = rel.removesuffix(".zip")
@@ -576,18 +585,8 @@ def _record(b: _Build, task: FolderTask, r: FolderResult) -> None:
 
 
 def _build_payload(b: _Build) -> None:
-    b.partial.mkdir(parents=True)
-    (b.partial / PARTIAL_MARKER).write_text(
-        f"curated {__version__} is building this bag\n", encoding="utf-8"
-    )
-    (b.partial / "bagit.txt").write_text(BAGIT_TXT, encoding="utf-8", newline="\n")
-    (b.partial / "data").mkdir()
-    (b.partial / "metadata").mkdir()
-    # The count only feeds a progress bar: without one, no second listing of the payload.
-    total = count_files(b.ws.root, zarr_archives=b.zarr == "archive") if b.counting else None
-    b.progress.start("hashing payload", total, "files")
-    fetch = FetchSpec(b.fetch_base.rstrip("/"), b.fetch_min_size) if b.fetch_base else None
-    n_manifests = len(b.algorithms)
+    """The payload, its manifests, RO-Crate and FAIR report, then the metadata tag files."""
+    _start_bag(b)
     from curated.provenance.export import ro_crate_action_entities
 
     # the log's entities are known before the payload, so the crate need not keep every part's id
@@ -603,45 +602,82 @@ def _build_payload(b: _Build) -> None:
             files.callback(b.manifests[alg].close)
         files.callback(lambda: b.fetch_fh.close() if b.fetch_fh is not None else None)
         files.callback(lambda: b.zip.abort() if b.zip is not None else None)
-        advance = b.progress.advance
-
-        def on_bytes(nfiles: float, nbytes: int) -> None:
-            advance(nfiles, bytes=nbytes)
-
-        for task, r in hash_folders(
-            _tasks(b),
-            b.hash_algorithms,
-            n_manifests,
-            fetch=fetch,
-            processes=b.processes,
-            on_bytes=on_bytes,
-        ):
-            if type(r) is FolderResult:
-                _record(b, task, r)
-            else:
-                _zip_step(b, task, r)
+        _hash_payload(b)
         # The crate describes what was just measured, so it is written after the payload.
-        crate_path = _write_crate(b, actions)
-        crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
-        _record(b, crate_task, hash_folder(crate_task, b.hash_algorithms, n_manifests))
-        # The FAIR checklist is evaluated on the bag itself, now that its crate exists.
-        from curated.document.fair import write_bag_fair
+        crate_path, outline = _write_crate(b, actions)
+        _record_crate_and_fair(b, crate_path, outline)
+    _write_metadata(b)
 
+
+def _start_bag(b: _Build) -> None:
+    """``partial`` with its marker, ``bagit.txt`` and empty ``data/`` and ``metadata/``."""
+    b.partial.mkdir(parents=True)
+    (b.partial / PARTIAL_MARKER).write_text(
+        f"curated {__version__} is building this bag\n", encoding="utf-8"
+    )
+    (b.partial / "bagit.txt").write_text(BAGIT_TXT, encoding="utf-8", newline="\n")
+    (b.partial / "data").mkdir()
+    (b.partial / "metadata").mkdir()
+    # The count only feeds a progress bar: without one, no second listing of the payload.
+    total = count_files(b.ws.root, zarr_archives=b.zarr == "archive") if b.counting else None
+    b.progress.start("hashing payload", total, "files")
+
+
+def _hash_payload(b: _Build) -> None:
+    """Walk, place and hash the payload; the workers format the files' crate entities."""
+    assert b.crate is not None
+    fetch = FetchSpec(b.fetch_base.rstrip("/"), b.fetch_min_size) if b.fetch_base else None
+    spec = EntitySpec(fetch.base if fetch else None, b.crate.spec.wanted)
+    advance = b.progress.advance
+
+    def on_bytes(nfiles: float, nbytes: int) -> None:
+        advance(nfiles, bytes=nbytes)
+
+    for task, r in hash_folders(
+        _tasks(b),
+        b.hash_algorithms,
+        len(b.algorithms),
+        fetch=fetch,
+        processes=b.processes,
+        on_bytes=on_bytes,
+        entity_spec=spec,
+    ):
+        if type(r) is FolderResult:
+            _record(b, task, r)
+        else:
+            _zip_step(b, task, r)
+
+
+def _record_crate_and_fair(b: _Build, crate_path: Path, outline: Outline | None) -> None:
+    """Hash the crate, then evaluate the FAIR checklist on the bag itself (now that its
+    crate exists; ``outline`` spares reading the crate again) and hash its report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curated.document.fair import write_bag_fair
+
+    n_manifests = len(b.algorithms)
+    crate_task = FolderTask(str(crate_path.parent), None, "", (crate_path.name,), READ)
+    with ThreadPoolExecutor(1) as pool:
+        # the crate is hashed (one thread per algorithm) while the checklist is evaluated
+        crate_hashed = pool.submit(hash_file_threaded, crate_task, b.hash_algorithms, n_manifests)
         fair_names = write_bag_fair(
             b.partial,
             record=b.ws.metadata_path,
             log=b.ws.log.path,
             # archived stores and holey bags' fetched files are read where they were made
             derived=b.ws.root / "derived" if b.zarr == "archive" or b.fetch_base else None,
+            crate_outline=outline,
         )
-        fair_dir = b.partial / "data" / "curation"
-        fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
-        _record(b, fair_task, hash_folder(fair_task, b.hash_algorithms, n_manifests))
-    _write_metadata(b)
+        _record(b, crate_task, crate_hashed.result())
+    fair_dir = b.partial / "data" / "curation"
+    fair_task = FolderTask(str(fair_dir), None, "curation/", fair_names, READ)
+    _record(b, fair_task, hash_folder(fair_task, b.hash_algorithms, n_manifests))
 
 
-def _write_crate(b: _Build, actions: list[dict[str, Any]]) -> Path:
-    """Add the stores to the crate (files are in by now) and write ``data/ro-crate-metadata.json``."""
+def _write_crate(b: _Build, actions: list[dict[str, Any]]) -> tuple[Path, Outline | None]:
+    """Add the stores to the crate (files are in by now) and write ``data/ro-crate-metadata.json``.
+
+    Returns its path and its outline (what the FAIR checks would read in it)."""
     assert b.crate is not None
     for store, (nfiles, nbytes_store) in sorted(b.stores.items()):
         if store + ".zip" not in b.archives:
@@ -655,7 +691,7 @@ def _write_crate(b: _Build, actions: list[dict[str, Any]]) -> Path:
             for ent in ents if isinstance(ents, list) else [ents]:
                 b.crate.add(ent)
     crate_path = b.partial / "data" / "ro-crate-metadata.json"
-    with open(crate_path, "x", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
+    with open(crate_path, "xb", buffering=1 << 20) as out:
         b.crate.write(
             out,
             b.record,
@@ -663,9 +699,10 @@ def _write_crate(b: _Build, actions: list[dict[str, Any]]) -> Path:
             date=datetime.now(UTC).date().isoformat(),
             actions=actions,
         )
+    outline = b.crate.outline
     b.crate.close()
     b.crate = None
-    return crate_path
+    return crate_path, outline
 
 
 def _write_metadata(b: _Build) -> None:

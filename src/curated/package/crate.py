@@ -15,15 +15,25 @@ import io
 import json
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from urllib.parse import quote
 
-from curated.curation.formats import PRONOM, FormatId, identify_format
+from curated._json_outline import Outline
+from curated.curation.formats import (
+    PRONOM,
+    FormatId,
+    extension_key,
+    identify_by_content,
+    identify_format,
+    is_ome_tiff,
+    sniff_format,
+)
 from curated.walk import DIR, Files, walk
 
 RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.2/context"
@@ -131,6 +141,23 @@ class FormatMemo(dict[tuple[str, str, str], Any]):
         seen = self._answers.setdefault(key[1:], [])
         if len(seen) < self.AGREEING_FOLDERS:
             seen.append(value)
+            self._settled_all = None
+
+    _settled_all: dict[tuple[str, str], Any] | None = None
+
+    def settled(self) -> dict[tuple[str, str], Any]:
+        """The answers that serve every further folder, by (sniffed format, extension).
+
+        A folder with an answer of its own has the same one (once settled, fido is not
+        asked again), so these are what :meth:`__getitem__` gives for any folder.
+        """
+        if self._settled_all is None:
+            self._settled_all = {
+                k: v
+                for k in self._answers
+                if (v := self._settled(("", *k))) is not None  # type: ignore[arg-type]
+            }
+        return self._settled_all
 
 
 def file_entity(
@@ -158,6 +185,13 @@ def file_entity(
             fid = identify_format(path, name=rel.rsplit("/", 1)[-1], memo=memo, head=head)
         except OSError:
             fid = None  # unreadable here (e.g. completed later from fetch.txt): MIME type only
+    return file_entity_for(rel, size, sha256, fid, description)
+
+
+def file_entity_for(
+    rel: str, size: int, sha256: str, fid: FormatId | None, description: str | None = None
+) -> dict[str, Any]:
+    """:func:`file_entity` with the format already identified (``None``: MIME type only)."""
     fmt, formats = encoding_format(fid, rel)
     ent: dict[str, Any] = {
         "@id": quote(rel, safe="/"),
@@ -332,13 +366,29 @@ def _inside_store(pid: str, stores: list[str]) -> bool:
     return any(pid != s and pid.startswith(s) for s in stores)
 
 
+_NESTED: dict[tuple[str, int], str] = {}
+"""Indented text of the non-string member values met (``encodingFormat`` lists, references),
+keyed by their compact JSON and indentation: a bag's entities share a handful of them."""
+
+
+def _nested(v: Any, pad: str) -> str:
+    key = (json.dumps(v, ensure_ascii=False, default=str), len(pad))
+    text = _NESTED.get(key)
+    if text is None:
+        if len(_NESTED) > 4096:
+            _NESTED.clear()
+        text = json.dumps(v, indent=2, ensure_ascii=False, default=str).replace("\n", "\n" + pad)
+        _NESTED[key] = text
+    return text
+
+
 def _dump_at(obj: Any, level: int) -> str:
     """``obj`` as :func:`curated._io.write_json` writes it when nested ``level`` spaces deep.
 
     A data entity is a flat dict of strings and small lists: its members are written
-    here with the json module's C string encoder, and only other values go through
-    ``json.dumps(indent=2)`` (pure Python, several times slower per entity); the
-    text is the same.
+    here with the json module's C string encoder, and other values go through
+    ``json.dumps(indent=2)`` (pure Python, several times slower per entity) once per
+    distinct value (:data:`_NESTED`); the text is the same.
     """
     if type(obj) is not dict or not obj:
         text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
@@ -346,12 +396,7 @@ def _dump_at(obj: Any, level: int) -> str:
     pad = " " * (level + 2)
     members = []
     for k, v in obj.items():
-        if type(v) is str:
-            value = _encode_str(v)
-        else:
-            value = json.dumps(v, indent=2, ensure_ascii=False, default=str).replace(
-                "\n", "\n" + pad
-            )
+        value = _encode_str(v) if type(v) is str else _nested(v, pad)
         members.append(f"{pad}{_encode_str(str(k))}: {value}")
     return " " * level + "{\n" + ",\n".join(members) + "\n" + " " * level + "}"
 
@@ -363,11 +408,159 @@ _HASPART_MARK = "\ue000curated-hasPart\ue000"
 """Stands in the root entity for its ``hasPart`` list until the list is streamed in its place."""
 
 
+OUTLINE_FIND = ("CreateAction",)
+"""Texts :class:`CrateWriter` notes while writing (its :attr:`CrateWriter.outline`): what the
+FAIR checks ask :func:`curated._json_outline.json_outline` of a crate."""
+
+
+class EntityRun(NamedTuple):
+    """Consecutive ``File`` entities of a folder, formatted by a hashing worker."""
+
+    parts: bytes
+    """Their texts at ``@graph`` level, joined with ``,\\n`` (UTF-8)."""
+    tops: bytes
+    """Their references in the root's ``hasPart``, likewise."""
+    count: int
+    formats: dict[str, str]
+    """PRONOM formats they refer to, ``{uri: name}``."""
+    met: tuple[str, ...]
+    """Their ``@id`` that are among the log's entities (:class:`EntitySpec`)."""
+    found: tuple[str, ...]
+    """The :data:`OUTLINE_FIND` texts that occur in them."""
+
+
+class EntitySpec(NamedTuple):
+    """What a hashing worker needs to write the entities of the files it hashes (see :func:`entity_runs`)."""
+
+    fetch_base: str | None
+    """Base URL (no trailing ``/``) of files left outside a holey bag: their ``url``."""
+    wanted: frozenset[str]
+    """``@id`` of the log's entities (``action_ids`` of :class:`CrateWriter`)."""
+
+
+RawEntity = tuple[str, int, str, bool, bytes]
+"""``(rel, size, sha256, fetched, head)`` of a file whose format only fido can tell."""
+
+
+def entity_runs(
+    files: Sequence[tuple[str, int, str, bool, bytes, str]],
+    spec: EntitySpec,
+    settled: dict[tuple[str, str], FormatId],
+    folder: str = "",
+) -> tuple[EntityRun | RawEntity, ...]:
+    """The crate entities of ``files`` (``(rel, size, sha256, fetched, head, path)``), in order.
+
+    ``path`` is where the file was read (relative to ``folder``, or absolute).
+
+    Runs in the hashing workers, which hold each file's first bytes: the format is
+    told by content (:func:`curated.curation.formats.identify_by_content`, reading
+    the first page of a TIFF for OME-XML) or, when fido would decide, by the bag's
+    settled answer for that (format, extension) (``settled``, from
+    :meth:`FormatMemo.settled`); the entity is then formatted as :meth:`CrateWriter.add`
+    would. A file whose format only fido can tell yet comes back raw, in its place,
+    for the main process (which keeps fido's memo) to finish.
+    """
+    out: list[EntityRun | RawEntity] = []
+    parts: list[str] = []
+    tops: list[str] = []
+    formats: dict[str, str] = {}
+    met: list[str] = []
+
+    def flush() -> None:
+        if parts:
+            text = ",\n".join(parts)
+            out.append(
+                EntityRun(
+                    text.encode("utf-8"),
+                    ",\n".join(tops).encode("utf-8"),
+                    len(parts),
+                    dict(formats),
+                    tuple(met),
+                    tuple(f for f in OUTLINE_FIND if f in text),
+                )
+            )
+            parts.clear()
+            tops.clear()
+            formats.clear()
+            met.clear()
+
+    for rel, size, sha256, fetched, head, path in files:
+        name = rel.rpartition("/")[2]
+        fmt = sniff_format(head, name)
+        if fmt in ("TIFF", "BigTIFF") and is_ome_tiff(Path(folder, path)):
+            fmt = "OME-TIFF"
+        fid = identify_by_content(fmt, name, head) or settled.get((fmt, extension_key(name)))
+        if fid is None:
+            flush()
+            out.append((rel, size, sha256, fetched, head))
+            continue
+        pid = rel if _QUOTE_SAFE(rel) else quote(rel, safe="/")
+        tail, fmts = _format_members(fid, rel, name)
+        if fetched and spec.fetch_base:
+            # RO-Crate in BagIt: a file completed from fetch.txt SHOULD carry the same URL
+            tail += ',\n      "url": ' + _encode_str(f"{spec.fetch_base}/{pid}")
+        formats.update(fmts)
+        if pid in spec.wanted:
+            met.append(pid)
+        ref = _encode_str(pid)
+        # what _dump_at(file_entity_for(...), 4) writes (tests/test_bag_entities.py holds them equal)
+        parts.append(
+            '    {\n      "@id": ' + ref + ',\n      "@type": "File",\n      "name": '
+            + _encode_str(name) + ',\n      "contentSize": "' + str(size)
+            + '",\n      "sha256": "' + sha256 + '"' + tail + "\n    }"
+        )  # fmt: skip
+        tops.append('        {\n          "@id": ' + ref + "\n        }")
+    flush()
+    return tuple(out)
+
+
+_QUOTE_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*").fullmatch
+"""Paths that ``quote(rel, safe="/")`` leaves as they are."""
+
+_MEMBERS: dict[tuple[FormatId, str | None], tuple[str, dict[str, str]]] = {}
+
+
+def _format_members(fid: FormatId, rel: str, name: str) -> tuple[str, dict[str, str]]:
+    """The text of a file entity's members after ``sha256`` (``encodingFormat``, ``conformsTo``)
+    as :func:`_dump_at` writes them, and the PRONOM formats they refer to.
+
+    Kept per format and, where the MIME type comes from the name, per suffixes: a name
+    not starting with a dot, in a path whose first part holds no ``:``, gets the same
+    :func:`mimetypes.guess_type` answer as any other name with the same suffixes.
+    """
+    key: str | None = ""
+    if not fid.mime:
+        dot = name.find(".")
+        plain = dot > 0 and ":" not in rel.partition("/")[0]
+        key = name[dot:] if plain else None
+    found = _MEMBERS.get((fid, key)) if key is not None else None
+    if found is None:
+        ent = file_entity_for(rel, 0, "", fid)
+        formats = ent.pop(PRONOM_KEY, None) or {}
+        members = {k: ent[k] for k in ("encodingFormat", "conformsTo") if k in ent}
+        pad = " " * (_GRAPH_LEVEL + 2)
+        text = "".join(
+            f",\n{pad}{_encode_str(k)}: " + (_encode_str(v) if type(v) is str else _nested(v, pad))
+            for k, v in members.items()
+        )
+        found = (text, formats)
+        if key is not None:
+            if len(_MEMBERS) > 4096:
+                _MEMBERS.clear()
+            _MEMBERS[(fid, key)] = found
+    return found
+
+
+_TOP_LEVEL = 8
+"""Indentation of a reference in the root's ``hasPart`` list."""
+
+
 class CrateWriter:
     """Writes ``ro-crate-metadata.json`` with the payload's data entities spilled to disk.
 
     A bag of a million plain files has a million ``File`` entities (and as many
-    ``hasPart`` references): :meth:`add` formats each one at once and appends it
+    ``hasPart`` references): :meth:`add` formats each one at once (or
+    :meth:`add_run` takes them formatted by the hashing workers) and appends it
     to an anonymous temporary file, and :meth:`write` streams them into the
     document, so memory stays bounded by the few contextual entities (PRONOM
     formats, people, label origins) whatever the file count. The document is
@@ -382,26 +575,33 @@ class CrateWriter:
     def __init__(
         self, *, spill_dir: str | Path | None = None, action_ids: Iterable[str] = ()
     ) -> None:
-        self._parts: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed by close())
-            "w+", encoding="utf-8", newline="\n", dir=spill_dir
-        )
-        self._top: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed by close())
-            "w+", encoding="utf-8", newline="\n", dir=spill_dir
-        )
+        self._parts: IO[bytes] = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 (closed by close())
+        self._top: IO[bytes] = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 (closed by close())
         self._formats: dict[str, dict[str, Any]] = {}
         self._contextual: list[dict[str, Any]] = []
         self._stores: list[str] = []
-        self._wanted = set(action_ids)
+        self._wanted = frozenset(action_ids)
         self._met: set[str] = set()
+        self._found: set[str] = set()
         self.parts = 0
         self._tops = 0
+        self.outline: Outline | None = None
+        """What :func:`curated._json_outline.json_outline` would find in the document
+        (``keep=("@context",)``, ``find=OUTLINE_FIND``), once :meth:`write` wrote it."""
 
-    def add(self, part: dict[str, Any]) -> None:
-        """One data entity (from :func:`file_entity` or :func:`store_entity`), in crate order."""
-        formats = part.get(PRONOM_KEY) or {}
+    @property
+    def spec(self) -> EntitySpec:
+        """For workers formatting entities (:func:`entity_runs`); ``fetch_base`` left to the caller."""
+        return EntitySpec(None, self._wanted)
+
+    def _note(self, formats: dict[str, str]) -> None:
         for uri, fname in formats.items():
             # RO-Crate: a PRONOM format is a contextual entity the encodingFormat refers to
             self._formats.setdefault(uri, {"@id": uri, "@type": "WebSite", "name": fname})
+
+    def add(self, part: dict[str, Any]) -> None:
+        """One data entity (from :func:`file_entity` or :func:`store_entity`), in crate order."""
+        self._note(part.get(PRONOM_KEY) or {})
         self._contextual.extend(part.get("_contextual", ()))
         pid = part["@id"]
         if pid in self._wanted:
@@ -410,10 +610,30 @@ class CrateWriter:
         if pid.endswith("/"):
             self._stores.append(pid)
         if not _inside_store(pid, self._stores):
-            self._top.write(("" if not self._tops else ",\n") + _dump_at(_ref(pid), 8))
+            self._top.write(
+                (("" if not self._tops else ",\n") + _dump_at(_ref(pid), _TOP_LEVEL)).encode()
+            )
             self._tops += 1
-        self._parts.write(("" if not self.parts else ",\n") + _dump_at(ent, _GRAPH_LEVEL))
+        text = _dump_at(ent, _GRAPH_LEVEL)
+        self._found.update(f for f in OUTLINE_FIND if f in text)
+        self._parts.write((("" if not self.parts else ",\n") + text).encode())
         self.parts += 1
+
+    def add_run(self, run: EntityRun) -> None:
+        """``File`` entities formatted by a worker (:func:`entity_runs`), in crate order.
+
+        Only files, and only before any store was added (a file after a store
+        could be one of the store's own parts, which the root does not list).
+        """
+        if self._stores:
+            raise ValueError("file entities formatted by workers come before the stores")
+        self._note(run.formats)
+        self._met.update(run.met)
+        self._found.update(run.found)
+        self._top.write(run.tops if not self._tops else b",\n" + run.tops)
+        self._tops += run.count
+        self._parts.write(run.parts if not self.parts else b",\n" + run.parts)
+        self.parts += run.count
 
     def close(self) -> None:
         self._parts.close()
@@ -427,7 +647,7 @@ class CrateWriter:
 
     def write(
         self,
-        out: IO[str],
+        out: IO[bytes],
         record: dict[str, Any],
         *,
         identifier: str,
@@ -446,33 +666,60 @@ class CrateWriter:
             "conformsTo": _ref(RO_CRATE_SPEC),
             "about": _ref("./"),
         }
+        found = self._found
         head = [descriptor, root, _PROFILE, *graph.values()]
-        out.write('{\n  "@context": ' + json.dumps(RO_CRATE_CONTEXT) + ',\n  "@graph": [\n')
+        context = json.dumps(RO_CRATE_CONTEXT)
+        out.write(('{\n  "@context": ' + context + ',\n  "@graph": [\n').encode())
         for i, ent in enumerate(head):
             if i:
-                out.write(",\n")
+                out.write(b",\n")
             text = _dump_at(ent, _GRAPH_LEVEL)
             if ent is root:
                 before, _, text = text.partition(json.dumps(_HASPART_MARK, ensure_ascii=False))
-                out.write(before)
+                found.update(f for f in OUTLINE_FIND if f in before)
+                out.write(before.encode())
                 if self._tops:
-                    out.write("[\n")
+                    out.write(b"[\n")
                     _copy(self._top, out)
-                    out.write("\n" + " " * 6 + "]")
+                    out.write(b"\n" + b" " * 6 + b"]")
                 else:
-                    out.write("[]")
-            out.write(text)
+                    out.write(b"[]")
+            found.update(f for f in OUTLINE_FIND if f in text)
+            out.write(text.encode())
         if self.parts:
-            out.write(",\n")
+            out.write(b",\n")
             _copy(self._parts, out)
         for ent in merged:
-            out.write(",\n" + _dump_at(ent, _GRAPH_LEVEL))
-        out.write("\n  ]\n}\n")
+            text = _dump_at(ent, _GRAPH_LEVEL)
+            found.update(f for f in OUTLINE_FIND if f in text)
+            out.write((",\n" + text).encode())
+        out.write(b"\n  ]\n}\n")
+        found.update(f for f in OUTLINE_FIND if f in context)
+        self.outline = Outline(
+            kind="object",
+            keys={"@context": "string", "@graph": "array"},
+            values={"@context": RO_CRATE_CONTEXT},
+            found=set(found),
+        )
 
 
-def _copy(src: IO[str], out: IO[str]) -> None:
+def _copy(src: IO[bytes], out: IO[bytes]) -> None:
+    """Append the spill ``src`` to ``out``: inside the kernel where both are files."""
     src.flush()
     src.seek(0)
+    try:
+        out_fd = out.fileno()
+    except (AttributeError, OSError):  # io.BytesIO (build_crate)
+        out_fd = -1
+    if out_fd >= 0 and hasattr(os, "copy_file_range"):
+        out.flush()
+        in_fd = src.fileno()
+        try:
+            while os.copy_file_range(in_fd, out_fd, 1 << 30):
+                pass
+            return
+        except OSError:  # not supported here: copy through this process from where it stopped
+            pass
     shutil.copyfileobj(src, out, 1 << 20)
 
 
@@ -582,7 +829,7 @@ def build_crate(
     actions
         Entities from :func:`curated.provenance.export.ro_crate_action_entities`.
     """
-    out = io.StringIO()
+    out = io.BytesIO()
     with CrateWriter(action_ids=[str(a.get("@id")) for a in actions]) as writer:
         for p in parts:
             writer.add(p)

@@ -6,7 +6,8 @@ a hard link (no bytes copied; the bag's file *is* the workspace's file, so the
 bag writer never opens it for writing), or, where the file system refuses links,
 a copy written from the very buffers that are hashed. Work is handed out in
 units (:class:`FolderTask`: up to :data:`FOLDER_CHUNK` files of one folder, the
-manifest lines coming back already formatted; :class:`HashTask` batches for
+manifest lines and the RO-Crate entities of files outside Zarr stores coming back
+already formatted; :class:`HashTask` batches for
 bag validation); with ``processes > 1`` the thread-free worker pool of
 :mod:`curated._parallel` runs them with a bounded number of units in flight, so
 memory does not grow with the number of files.
@@ -14,7 +15,6 @@ memory does not grow with the number of files.
 
 from __future__ import annotations
 
-import builtins
 import errno
 import hashlib
 import os
@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from curated._parallel import WorkerDied, map_batches
 from curated.errors import PackageError
+from curated.package.crate import EntityRun, EntitySpec, RawEntity, entity_runs
 from curated.package.names import encode_path
 from curated.package.tasks import BUFFER_SIZE, FileChangedError, FolderTask
 from curated.package.zarr_archive import zip_folder
@@ -224,7 +225,10 @@ def _drain(
 # lines here) left the workers idle behind the main process. A FolderTask carries
 # up to FOLDER_CHUNK names of one folder; the worker opens, places, hashes and
 # checks every file and sends back the manifest lines already formatted, one
-# string per algorithm, so the main process only writes them.
+# string per algorithm, so the main process only writes them. The same holds for
+# the RO-Crate entities of plain files (one each: a million in a plain folder of a
+# million files): the worker holds their first bytes, tells their format and sends
+# back the entity text (curated.package.crate.entity_runs).
 
 FOLDER_CHUNK = 1000
 """Names per :class:`FolderTask` (a Zarr chunk folder usually holds at most this many)."""
@@ -251,9 +255,12 @@ class FolderResult(NamedTuple):
     linked: int
     copied: int
     fetched: int
-    entities: tuple[tuple[str, int, str, bool, builtins.bytes], ...]  # ``bytes`` is a field here
-    """``(rel, size, sha256, fetched, head)`` per file, only for files outside Zarr stores;
-    ``head`` is its first :data:`ENTITY_HEAD` bytes (format identification reads no file again)."""
+    entities: tuple[EntityRun | RawEntity, ...]
+    """The RO-Crate entities of the files outside Zarr stores, in order: runs formatted by
+    the worker (:func:`curated.package.crate.entity_runs`), and ``(rel, size, sha256,
+    fetched, head)`` for each file whose format needs fido (``head``: its first
+    :data:`ENTITY_HEAD` bytes, so that the main process reads no file again). Without an
+    :class:`~curated.package.crate.EntitySpec`, every file comes back that way."""
 
 
 class FolderFailure(NamedTuple):
@@ -283,6 +290,7 @@ def hash_folder(
     n_manifests: int,
     fetch: FetchSpec | None = None,
     on_bytes: Callable[[float, int], None] | None = None,
+    entity_spec: EntitySpec | None = None,
 ) -> FolderResult:
     """Place and hash every file of ``task``; refuse a file that changes meanwhile.
 
@@ -292,14 +300,16 @@ def hash_folder(
     for large ones), before each file's final check. Files are opened and linked
     relative to their folder's descriptor (one path component to look up, not
     the whole path); the size and time read by ``fstat`` on opening are checked
-    again after reading.
+    again after reading. With ``entity_spec``, the files' RO-Crate entities are
+    formatted here too (:func:`curated.package.crate.entity_runs`, with the formats the
+    task carries as settled).
     """
     constructors = [_CONSTRUCTORS[a] for a in algorithms]
     want_entities = task.store is None
     sha_i = algorithms.index("sha256") if want_entities else -1
     lines: list[list[str]] = [[] for _ in range(n_manifests)]
     fetch_lines: list[str] = []
-    entities: list[tuple[str, int, str, bool, bytes]] = []
+    entities: list[tuple[str, int, str, bool, bytes, str]] = []
     nbytes = linked = copied = fetched = 0
     dest_dir, prefix, mode, srcs = task.dest_dir, task.prefix, task.mode, task.srcs
     url_prefix: str | None = None
@@ -375,7 +385,9 @@ def hash_folder(
                 fetch_lines.append(f"{url} {size}{tail[1:]}")
                 fetched += 1
             if want_entities:
-                entities.append((prefix + name, size, digests[sha_i], left_out, data[:ENTITY_HEAD]))
+                entities.append(
+                    (prefix + name, size, digests[sha_i], left_out, data[:ENTITY_HEAD], src)
+                )
     finally:
         close(src_fd)
         if dest_fd >= 0:
@@ -388,8 +400,69 @@ def hash_folder(
         linked,
         copied,
         fetched,
-        tuple(entities),
+        _entities(task, entities, entity_spec),
     )
+
+
+def _entities(
+    task: FolderTask,
+    files: list[tuple[str, int, str, bool, bytes, str]],
+    spec: EntitySpec | None,
+) -> tuple[EntityRun | RawEntity, ...]:
+    if not files:
+        return ()
+    if spec is None:
+        return tuple(f[:5] for f in files)  # type: ignore[misc]
+    return entity_runs(files, spec, task.formats or {}, task.src_dir)
+
+
+def hash_file_threaded(
+    task: FolderTask, algorithms: tuple[str, ...], n_manifests: int
+) -> FolderResult:
+    """:func:`hash_folder` of a :data:`READ` task of one file, one thread per algorithm.
+
+    For a large tag-like payload file made by the main process (the bag's RO-Crate,
+    hundreds of MB at a million files) when no worker is left: hashlib lets go of the
+    GIL while it hashes a buffer, so the algorithms run side by side on separate cores
+    (each thread reading the file with ``pread``). The same checks as
+    :func:`hash_folder`: the size and time taken on opening must hold after reading.
+    No crate entity is returned.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if task.mode != READ or len(task.names) != 1:
+        raise ValueError("hash_file_threaded takes a READ task of one file")
+    name = task.names[0]
+    src = os.path.join(task.src_dir, name if task.srcs is None else task.srcs[0])
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        st0 = os.fstat(fd)
+        size = st0.st_size
+
+        def digest(algorithm: str) -> tuple[str, int]:
+            h = _CONSTRUCTORS[algorithm]()
+            buf = bytearray(BUFFER_SIZE)
+            view = memoryview(buf)
+            read = 0
+            while read < size:
+                n = os.preadv(fd, [buf], read)
+                if not n:
+                    break
+                h.update(view[:n])
+                read += n
+            return h.hexdigest(), read
+
+        with ThreadPoolExecutor(len(algorithms)) as pool:
+            done = list(pool.map(digest, algorithms))
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    read = min(r for _d, r in done)
+    if read != size or after.st_size != size or after.st_mtime_ns != st0.st_mtime_ns:
+        raise _changed_file(src, task.prefix + name, size, read, after.st_size)
+    tail = "  data/" + encode_path(task.prefix + name) + "\n"
+    lines = tuple((d + tail).encode("utf-8") for d, _r in done[:n_manifests])
+    return FolderResult(lines, b"", 1, size, 0, 0, 0, ())
 
 
 def _create(dest_dir: str, name: str) -> IO[bytes]:
@@ -438,6 +511,7 @@ def run_folder(
     n_manifests: int,
     fetch: FetchSpec | None = None,
     on_bytes: Callable[[float, int], None] | None = None,
+    entity_spec: EntitySpec | None = None,
 ) -> Any:
     """One folder task: a :class:`FolderResult`, a zip piece, or ``None`` (main-process steps)."""
     if task.mode in MAIN_ONLY:
@@ -447,14 +521,18 @@ def run_folder(
         if on_bytes is not None:
             on_bytes(piece.files, piece.bytes)
         return piece
-    return hash_folder(task, algorithms, n_manifests, fetch, on_bytes)
+    return hash_folder(task, algorithms, n_manifests, fetch, on_bytes, entity_spec)
 
 
 def _folder_worker(
-    task: FolderTask, algorithms: tuple[str, ...], n_manifests: int, fetch: FetchSpec | None
+    task: FolderTask,
+    algorithms: tuple[str, ...],
+    n_manifests: int,
+    fetch: FetchSpec | None,
+    entity_spec: EntitySpec | None,
 ) -> Any:
     try:
-        return run_folder(task, algorithms, n_manifests, fetch)
+        return run_folder(task, algorithms, n_manifests, fetch, None, entity_spec)
     except PackageError as exc:  # rebuilt whole in the main process (path, details kept)
         return FolderFailure(type(exc), exc.message, exc.path, exc.details)
 
@@ -467,6 +545,7 @@ def hash_folders(
     fetch: FetchSpec | None = None,
     processes: int = 1,
     on_bytes: Callable[[float, int], None] | None = None,
+    entity_spec: EntitySpec | None = None,
 ) -> Iterator[tuple[FolderTask, Any]]:
     """Run folder tasks; yield ``(task, result)`` in the order given, with bounded memory.
 
@@ -480,11 +559,14 @@ def hash_folders(
     """
     if processes <= 1:
         for t in tasks:
-            yield t, run_folder(t, algorithms, n_manifests, fetch, on_bytes)
+            yield t, run_folder(t, algorithms, n_manifests, fetch, on_bytes, entity_spec)
         return
     try:
         for task, r, _here in map_batches(
-            _folder_worker, tasks, processes=processes, args=(algorithms, n_manifests, fetch)
+            _folder_worker,
+            tasks,
+            processes=processes,
+            args=(algorithms, n_manifests, fetch, entity_spec),
         ):
             yield task, _unpack(r, on_bytes)
     except WorkerDied:

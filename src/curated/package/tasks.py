@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from curated.errors import PackageError
 
@@ -30,6 +30,9 @@ class FolderTask(NamedTuple):
     """The Zarr store all these files belong to, if any."""
     srcs: tuple[str, ...] | None = None
     """Where each name is read from when not ``src_dir/name`` (followed links)."""
+    formats: dict[tuple[str, str], Any] | None = None
+    """The bag's settled format answers (:meth:`curated.package.crate.FormatMemo.settled`)
+    for the worker that formats these files' RO-Crate entities."""
 
 
 def read_exact(fd: int, size: int) -> bytes:

@@ -237,48 +237,51 @@ def _walk_tree(
     def enter(folder: Folder) -> bool:
         return not archived
 
-    for ev in walk(
-        path,
-        rel=rel,
-        order="files-first",
-        follow_symlinks=follow_symlinks,
-        enter=enter,
-        batch=group_files,
-    ):
-        if type(ev) is Files:
-            for n in ev.names:
-                if not n.isascii():
-                    _names_of(anc[-1]).check(n)
-            yield from pending.add(ev, model_dir)
-            continue
+    try:
+        for ev in walk(
+            path,
+            rel=rel,
+            order="files-first",
+            follow_symlinks=follow_symlinks,
+            enter=enter,
+            batch=group_files,
+        ):
+            if type(ev) is Files:
+                for n in ev.names:
+                    if not n.isascii():
+                        _names_of(anc[-1]).check(n)
+                yield from pending.add(ev, model_dir)
+                continue
+            yield from pending.flush()
+            if type(ev) is Folder:
+                archived = False
+                del anc[ev.depth :]
+                name = ev.rel.rpartition("/")[2]
+                if ev.depth:
+                    if name in UNFINISHED_MARKERS:
+                        raise refuse_unfinished(anc[-1][0], ev.rel.rpartition("/")[0], name)
+                    if not name.isascii():
+                        _names_of(anc[-1]).check(name)
+                anc.append([ev.path, None])
+                while stores and not (ev.rel == stores[-1] or ev.rel.startswith(stores[-1] + "/")):
+                    stores.pop()
+                current = stores[-1] if stores else None
+                if current is None and is_zarr_store(ev.path):
+                    _refuse_if_marked_incomplete(ev.path, ev.rel)
+                    if zarr_archives:
+                        archived = True
+                        yield ZarrStore(ev.rel, ev.path)
+                        continue
+                    stores.append(ev.rel)
+                    current = ev.rel
+                model_dir = current is None and os.path.lexists(os.path.join(ev.path, "model.json"))
+                pending.start(ev, current, group_files, group_bytes, parts)
+                yield PayloadDir(ev.rel, empty=ev.entries == 0, store=current)
+            elif type(ev) is Special:
+                raise _refuse_special(ev)
         yield from pending.flush()
-        if type(ev) is Folder:
-            archived = False
-            del anc[ev.depth :]
-            name = ev.rel.rpartition("/")[2]
-            if ev.depth:
-                if name in UNFINISHED_MARKERS:
-                    raise refuse_unfinished(anc[-1][0], ev.rel.rpartition("/")[0], name)
-                if not name.isascii():
-                    _names_of(anc[-1]).check(name)
-            anc.append([ev.path, None])
-            while stores and not (ev.rel == stores[-1] or ev.rel.startswith(stores[-1] + "/")):
-                stores.pop()
-            current = stores[-1] if stores else None
-            if current is None and is_zarr_store(ev.path):
-                _refuse_if_marked_incomplete(ev.path, ev.rel)
-                if zarr_archives:
-                    archived = True
-                    yield ZarrStore(ev.rel, ev.path)
-                    continue
-                stores.append(ev.rel)
-                current = ev.rel
-            model_dir = current is None and os.path.lexists(os.path.join(ev.path, "model.json"))
-            pending.start(ev, current, group_files, group_bytes, parts)
-            yield PayloadDir(ev.rel, empty=ev.entries == 0, store=current)
-        elif type(ev) is Special:
-            raise _refuse_special(ev)
-    yield from pending.flush()
+    finally:
+        pending.close()
 
 
 def _names_of(level: list[Any]) -> _Names:
@@ -304,9 +307,12 @@ class _Pending:
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self.srcs: list[str] = []
-        self.linked = False
+        self.srcs: list[str] | None = None
+        """Where each name is read from, made at the first followed link (else ``None``)."""
         self.nbytes = 0
+        self.fd = -1
+        """The folder whose files are being sized, open (``lstat`` by name, one path step)."""
+        self.fd_folder = ""
         self.path = self.prefix = ""
         self.store: str | None = None
         self.per = 1
@@ -322,25 +328,29 @@ class _Pending:
         self.group_bytes = group_bytes
 
     def add(self, ev: Files, model_dir: bool) -> Iterator[FileGroup]:
+        sized = self.store is None
+        if sized and self.fd_folder != ev.folder:
+            self.close()
+            self.fd = os.open(ev.folder, os.O_RDONLY | os.O_DIRECTORY)
+            self.fd_folder = ev.folder
+        lstat, fd, names = os.lstat, self.fd, self.names
         for i, name in enumerate(ev.names):
             if model_dir and name in TRAINING_STATE:
                 continue
             src = ev.srcs[i] if ev.srcs is not None else None
             size = 0
-            if self.store is None:
-                size = (
-                    os.stat(src).st_size
-                    if src is not None
-                    else os.lstat(os.path.join(ev.folder, name)).st_size
-                )
-            if self.names and (
-                len(self.names) >= self.per
-                or (self.store is None and self.nbytes + size > self.group_bytes)
+            if sized:
+                size = os.stat(src).st_size if src is not None else lstat(name, dir_fd=fd).st_size
+            if names and (
+                len(names) >= self.per or (sized and self.nbytes + size > self.group_bytes)
             ):
                 yield from self.flush()
-            self.names.append(name)
-            self.srcs.append(src or os.path.join(ev.folder, name))
-            self.linked = self.linked or src is not None
+                names = self.names
+            if src is not None and self.srcs is None:
+                self.srcs = [os.path.join(ev.folder, n) for n in names]
+            names.append(name)
+            if self.srcs is not None:
+                self.srcs.append(src or os.path.join(ev.folder, name))
             self.nbytes += size
 
     def flush(self) -> Iterator[FileGroup]:
@@ -350,9 +360,14 @@ class _Pending:
                 self.prefix,
                 tuple(self.names),
                 self.store,
-                tuple(self.srcs) if self.linked else None,
+                tuple(self.srcs) if self.srcs is not None else None,
             )
-        self.names, self.srcs, self.linked, self.nbytes = [], [], False, 0
+        self.names, self.srcs, self.nbytes = [], None, 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.fd_folder = -1, ""
 
 
 def walk_store_groups(
