@@ -516,6 +516,49 @@ def test_class_weights_span_unweighted_to_equal_total_weight() -> None:
         train("x.ome.zarr", labels="a", label_value=1, out="m", class_balance=2.0)
 
 
+def test_class_balance_warms_up_from_equal_weight_to_the_target() -> None:
+    from curated.segment.train import TrainingSettings, class_balance_at
+
+    s = TrainingSettings(iterations=200, class_balance=0.25, class_balance_warmup=0.5)
+    b = [class_balance_at(s, i) for i in range(1, 201)]
+    assert b[0] == 1.0  # starts at equal total weight per class
+    assert all(x >= y for x, y in zip(b, b[1:], strict=False))  # never rises again
+    assert b[100] == pytest.approx(0.25) and b[-1] == pytest.approx(0.25)
+    assert b[50] == pytest.approx(1.0 - 0.75 * 50 / 100)
+    # no warm-up, or nothing to warm up to: the target throughout
+    assert (
+        class_balance_at(TrainingSettings(class_balance=0.25, class_balance_warmup=0.0), 1) == 0.25
+    )
+    assert class_balance_at(TrainingSettings(class_balance=1.0, class_balance_warmup=0.5), 1) == 1.0
+    with pytest.raises(InputError, match="class_balance_warmup must be between 0 and 1"):
+        train("x.ome.zarr", labels="a", label_value=1, out="m", class_balance_warmup=1.5)
+
+
+def test_the_training_loss_uses_the_warmed_up_weights(sample, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    tr = importlib.import_module("curated.segment.train")  # the package re-exports train()
+    seen: list[tuple[float, float]] = []
+    real = tr.segmentation_loss
+
+    def spy(logits, target, mask, kind, weights=(1.0, 1.0)):
+        if logits.requires_grad:
+            seen.append(tuple(weights))
+        return real(logits, target, mask, kind, weights)
+
+    monkeypatch.setattr(tr, "segmentation_loss", spy)
+    kw = {**TINY, "iterations": 4}
+    assert train(
+        sample, labels="ann", label_value=2, out=tmp_path / "m", class_balance=0.0,
+        class_balance_warmup=0.5, **kw,
+    ).ok  # fmt: skip
+    ratios = [fg / bg for fg, bg in seen]
+    assert ratios[0] > ratios[1] > 1.0 and ratios[2] == ratios[3] == pytest.approx(1.0)
+    m = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert m["training"]["class_balance_warmup"] == 0.5
+    assert m["training"]["class_weights"] == {"foreground": 1.0, "background": 1.0}
+
+
 def test_class_balance_is_recorded_and_a_finetune_keeps_the_parents(sample, tmp_path) -> None:
     sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")  # a crop is added below
     parent = tmp_path / "p"

@@ -27,11 +27,16 @@ so the mean weight is 1; b = 1 gives both classes equal total weight. Smaller b
 over-segments less but can collapse to "all background": on real ssTEM
 (``benchmarks/real_em.py``, three crop seeds, RESULTS.md) b = 0.5 gave Dice 0.330 /
 0.187 / 0.000 against 0.208 / 0.194 / 0.154 for b = 1, so the default stays 1."""
+DEFAULT_CLASS_BALANCE_WARMUP = 0.5
+"""Share of the iterations over which the class-balance exponent falls from 1 to its
+target (``segment.train.class_balance_at``): equal class weight first finds the rare
+foreground, the weaker target then trims the over-segmentation."""
 LOCAL_CONTRAST_NM = 128.0
 """σ of the default local contrast normalisation, nanometres in y and x."""
 
 __all__ = [
     "DEFAULT_CLASS_BALANCE",
+    "DEFAULT_CLASS_BALANCE_WARMUP",
     "DEFAULT_DEPTH",
     "DEFAULT_FEATURES",
     "DEFAULT_FINETUNE_ITERATIONS",
