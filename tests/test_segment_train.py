@@ -376,17 +376,18 @@ def test_a_store_the_log_recorded_is_named_by_that_digest_not_rehashed(
 
 
 # ---------------------------------------------------------------- issue 13: trust
-def test_default_preprocessing_is_local_contrast_at_128_nm(sample, tmp_path) -> None:
-    """No pre-processing given: local contrast normalisation of 128 nm (16 voxels at 8 nm) is fitted and recorded."""
+def test_default_preprocessing_is_local_contrast_at_400_nm(sample, tmp_path) -> None:
+    """No pre-processing given: local contrast normalisation of 400 nm (50 voxels at 8 nm) is fitted and recorded."""
     from curated.segment.preprocess import default_preprocessing
 
-    assert default_preprocessing((8.0, 8.0, 8.0)).local_contrast_sigma == 16.0
-    assert default_preprocessing((50.0, 4.0, 4.0)).local_contrast_sigma == 32.0
+    assert default_preprocessing((8.0, 8.0, 8.0)).local_contrast_sigma == 50.0
+    assert default_preprocessing((50.0, 4.6, 4.6)).local_contrast_sigma == 87.0  # real ssTEM
+    assert default_preprocessing((50.0, 2.0, 2.0)).local_contrast_sigma == 128.0  # kept ≤ 128
     assert default_preprocessing((8.0, 500.0, 500.0)).local_contrast_sigma == 2.0  # kept ≥ 2 voxels
     train(sample, labels="ann", label_value=2, out=tmp_path / "m", **TINY)
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     pre = meta["preprocessing"]
-    assert pre["local_contrast_sigma"] == 16.0  # voxel size (16, 8, 8): y/x decide
+    assert pre["local_contrast_sigma"] == 50.0  # voxel size (16, 8, 8): y/x decide
     assert pre["local_contrast_mean"] is not None and pre["local_contrast_std"] > 0
     assert (
         meta["training"]["loss"] == "balanced-bce+dice" and meta["training"]["schedule"] == "cosine"
@@ -398,14 +399,15 @@ def test_local_contrast_makes_the_input_independent_of_gain_and_offset() -> None
     from curated.segment.preprocess import default_preprocessing
 
     rng = np.random.default_rng(0)
-    s = ndimage.gaussian_filter(rng.normal(100, 30, (4, 160, 160)), (0, 2, 2)).astype(np.float32)
-    x = np.linspace(0, 1, 160, dtype=np.float32)[None, None, :]
+    n = 480  # the 400 nm normalisation reads 150 voxels around a block at 8 nm
+    s = ndimage.gaussian_filter(rng.normal(100, 30, (4, n, n)), (0, 2, 2)).astype(np.float32)
+    x = np.linspace(0, 1, n, dtype=np.float32)[None, None, :]
     shaded = (1.0 - 0.6 * x) * s + 0.6 * x * 40.0
     pre = default_preprocessing((8, 8, 8)).fit([s])
     h = pre.halo[1]
     inner = (slice(None), slice(h, -h), slice(h, -h))
-    a, b = pre.apply(s)[inner[0], : 160 - 2 * h, : 160 - 2 * h], pre.apply(shaded)
-    assert a.shape == b.shape == (4, 160 - 2 * h, 160 - 2 * h)
+    a, b = pre.apply(s)[inner[0], : n - 2 * h, : n - 2 * h], pre.apply(shaded)
+    assert a.shape == b.shape == (4, n - 2 * h, n - 2 * h)
     lcn_change = float(np.abs(a - b).mean())
     assert lcn_change < 0.15  # of a [-1, 1] range; the gain falls by 60 % across the field
     # without normalisation the same shading moves the values by far more

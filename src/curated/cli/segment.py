@@ -36,7 +36,7 @@ WORKSPACE = typer.Option(
 
 
 def _pre(denoise: float, shading: float, local_contrast: float | None) -> dict[str, float] | None:
-    """The pre-processing asked for, or None for the library's default (local contrast σ 128 nm)."""
+    """The pre-processing asked for, or None for the library's default (local contrast σ 400 nm)."""
     if local_contrast is None and not denoise and not shading:
         return None
     return {
@@ -296,8 +296,8 @@ def train_cmd(
     local_contrast: float | None = typer.Option(
         None,
         "--local-contrast",
-        help="Local contrast normalisation σ in voxels, y and x (0: off) [default: 128 nm in "
-        "voxels, e.g. 16 at 8 nm, unless --denoise or --shading-correction is given].",
+        help="Local contrast normalisation σ in voxels, y and x (0: off) [default: 400 nm in "
+        "voxels, e.g. 50 at 8 nm, unless --denoise or --shading-correction is given].",
     ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(
