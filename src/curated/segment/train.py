@@ -511,15 +511,7 @@ def train(
         class_balance=float(class_balance),
         class_balance_warmup=float(class_balance_warmup),
     )
-    if not 0.0 <= settings.class_balance <= 1.0:
-        msg = f"class_balance must be between 0 and 1, not {class_balance!r}"
-        raise InputError(msg, field="class_balance")
-    if not 0.0 <= settings.class_balance_warmup <= 1.0:
-        msg = f"class_balance_warmup must be between 0 and 1, not {class_balance_warmup!r}"
-        raise InputError(msg, field="class_balance_warmup")
-    if settings.loss not in LOSSES:
-        msg = f"loss must be one of {', '.join(LOSSES)}, not {loss!r}"
-        raise InputError(msg, field="loss")
+    _check_settings(settings)
     job = _TrainJob(
         image=image,
         labels=labels,
@@ -596,6 +588,18 @@ def finetune(
         parent=parent_model,
         **kwargs,
     )
+
+
+def _check_settings(settings: TrainingSettings) -> None:
+    """One line for a class balance, warm-up or loss out of range."""
+    for name in ("class_balance", "class_balance_warmup"):
+        value = getattr(settings, name)
+        if not 0.0 <= value <= 1.0:
+            msg = f"{name} must be between 0 and 1, not {value!r}"
+            raise InputError(msg, field=name)
+    if settings.loss not in LOSSES:
+        msg = f"loss must be one of {', '.join(LOSSES)}, not {settings.loss!r}"
+        raise InputError(msg, field="loss")
 
 
 def _parent_class_balance(parent: SegmentationModel) -> float:
