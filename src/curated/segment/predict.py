@@ -149,16 +149,29 @@ def _whole_input(
     return _Input(tuple(a + h for a, h in zip(start, pre, strict=True)), x)
 
 
-def _shared_input(model: SegmentationModel, image: str, plan: BlockPlan) -> _Input | None:
-    """The whole image's pre-processed input when it fits :data:`WHOLE_INPUT_VOXELS`, else ``None``."""
-    out = model.geometry.valid_output(plan.tile)
-    last = [(-(-n // t) - 1) * t for n, t in zip(plan.shape, plan.tile, strict=True)]
+def shared_input(model: SegmentationModel, image: str, extent: tuple[int, ...]) -> _Input | None:
+    """The pre-processed input of every tile whose output ends by ``extent``, or ``None``.
+
+    ``None`` when the padded region exceeds :data:`WHOLE_INPUT_VOXELS`; the caller then
+    pre-processes each tile on its own.
+    """
     start = tuple(-h for h in model.halo)
-    stop = tuple(a + o + h for a, o, h in zip(last, out, model.halo, strict=True))
+    stop = tuple(int(e) + h for e, h in zip(extent, model.halo, strict=True))
     if int(np.prod([b - a for a, b in zip(start, stop, strict=True)])) > WHOLE_INPUT_VOXELS:
         return None
     with _whole_lock:  # one computation, shared by the worker threads
-        return _whole_input(str(model.path), model.sha256, image, start, stop)
+        return _whole_input(str(model.path), model.sha256, str(image), start, stop)
+
+
+def release_shared_input() -> None:
+    """Forget the shared input (call when a run ends)."""
+    _whole_input.cache_clear()
+
+
+def _shared_input(model: SegmentationModel, image: str, plan: BlockPlan) -> _Input | None:
+    out = model.geometry.valid_output(plan.tile)
+    last = [(-(-n // t) - 1) * t for n, t in zip(plan.shape, plan.tile, strict=True)]
+    return shared_input(model, image, tuple(a + o for a, o in zip(last, out, strict=True)))
 
 
 def predict_tile(
@@ -492,7 +505,7 @@ def _compute_units(
         try:
             _run_threads(args, todo, dev, threshold, str(markers), n_workers, rep)
         finally:
-            _whole_input.cache_clear()  # do not hold the shared input after the run
+            release_shared_input()  # do not hold the shared input after the run
     seconds = time.perf_counter() - t0
     rep.finish()
     return plan, todo, seconds

@@ -408,12 +408,19 @@ def _probability_name(image: Path, pred: str, probability: str | None) -> str | 
 class _QuickPredictor:
     """Foreground probability of a candidate's centre, for the entropy term when no probability image exists."""
 
-    def __init__(self, model: SegmentationModel, raw: Any, device: str) -> None:
-        from curated.segment.predict import predict_tile
+    def __init__(
+        self, model: SegmentationModel, raw: Any, device: str, image: Path | None = None
+    ) -> None:
+        from curated.segment.predict import predict_tile, shared_input
         from curated.segment.train import resolve_device
 
         self.model, self.raw, self.dev = model, raw, resolve_device(device)
         self._predict = predict_tile
+        # the whole image pre-processed once when it is small (the 400 nm normalisation
+        # reads 150 voxels around every quick tile at 8 nm); None: per tile
+        out = model.geometry.valid_output(model.geometry.block_multiple((QUICK_EDGE,) * 3))
+        extent = tuple(int(n) + o for n, o in zip(raw.shape, out, strict=True))
+        self._source = shared_input(model, str(image), extent) if image is not None else None
 
     def __call__(self, offset: np.ndarray, crop: Vec3) -> np.ndarray:
         geom = self.model.geometry
@@ -425,7 +432,7 @@ class _QuickPredictor:
             max(0, (m - s // 2) // st * st)
             for m, s, st in zip(centre, size, geom.step, strict=True)
         )
-        return self._predict(self.model, self.raw, start, size, self.dev)
+        return self._predict(self.model, self.raw, start, size, self.dev, self._source)
 
 
 def score_candidates(
@@ -466,7 +473,7 @@ def score_candidates(
     reference, prior, annotated_voxels = _reference(raw, lab_arr, rois, crop, m.label_value)
     offsets = candidate_offsets(shape, crop)
     eligible = ~_overlap_mask(offsets, crop, rois)
-    quick = _QuickPredictor(m, raw, device) if prob_arr is None else None
+    quick = _QuickPredictor(m, raw, device, image) if prob_arr is None else None
 
     n = len(offsets)
     feats = np.zeros((n, len(FEATURES)))
@@ -486,6 +493,10 @@ def score_candidates(
             entropy[i] = float(binary_entropy(p).mean())
         rep.advance(1)
     rep.finish()
+    if quick is not None:
+        from curated.segment.predict import release_shared_input
+
+        release_shared_input()
     return CandidateScores(
         shape=crop,
         offsets=offsets,
