@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--local-contrast-nm", type=float, default=None, help="[default: the library's]")
     p.add_argument("--loss", default=None, help="[default: the library's]")
     p.add_argument("--class-balance", type=float, default=None, help="[default: the library's]")
+    p.add_argument(
+        "--class-balance-warmup", type=float, default=None, help="[default: the library's]"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
         **({"loss": a.loss} if a.loss else {}),
         **({"class_balance": a.class_balance} if a.class_balance is not None else {}),
+        **({"class_balance_warmup": a.class_balance_warmup} if a.class_balance_warmup is not None else {}),
     )  # fmt: skip
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from curated.cli import app
@@ -67,6 +68,17 @@ def base(tmp_path_factory):
     shaded = raw[..., HALF:]
     pred[..., HALF:] = (shaded < np.percentile(shaded, 90)).astype(np.uint8)
     add_labels(image, "pred", pred, kind="prediction", ai_generated=True)
+    # its probabilities: unsure only at object boundaries on the bright half (a decent model),
+    # confidently wrong on the shaded half (the failure: entropy does not point there)
+    prob = ndimage.gaussian_filter((truth == 1).astype(np.float32), 1.5)
+    prob[..., HALF:] = np.where(pred[..., HALF:] == 1, 0.97, 0.03)
+    add_labels(
+        image,
+        "pred-probability",
+        np.round(prob * 255).astype(np.uint8),
+        kind="prediction",
+        ai_generated=True,
+    )
     return image, root / "model", truth, pred
 
 
@@ -170,9 +182,9 @@ def test_the_step_is_recorded_in_the_curator_log(case, tmp_path) -> None:
     assert entry["action"] == "annotate-suggest" and entry["status"] == "ok"
     assert entry["params"]["n"] == 2 and entry["params"]["pred"] == "pred"
     assert entry["params"]["weights"] == {
-        "anomaly": 0.5,
-        "appearance": 0.2,
-        "uncertainty": 0.1,
+        "anomaly": 0.4,
+        "appearance": 0.1,
+        "uncertainty": 0.3,
         "diversity": 0.2,
     }
     outputs = {o["path"] for o in entry["outputs"]}
@@ -237,7 +249,9 @@ def test_a_probability_image_feeds_the_entropy_term(case) -> None:
     image, model, _truth, pred = case
     prob = np.where(pred == 1, 250, 5).astype(np.uint8)
     prob[:, :, :16] = 128  # maximal uncertainty on the far bright side
-    add_labels(image, "pred-probability", prob, kind="prediction", ai_generated=True)
+    add_labels(
+        image, "pred-probability", prob, kind="prediction", ai_generated=True, overwrite=True
+    )
     s = score_candidates(image, model=model, pred="pred", crop_size=CROP)
     assert "pred-probability" in s.uncertainty_source
     far = s.offsets[:, 2] == 0
@@ -257,7 +271,7 @@ def test_a_probability_image_feeds_the_entropy_term(case) -> None:
         weights=SuggestionWeights(anomaly=0, appearance=0, uncertainty=1, diversity=0),
         out=image.parent / "s",
     )
-    assert r.details["crops"][0]["offset"][2] == 0
+    assert r.details["crops"][0]["offset"][2] < HALF
 
 
 def test_reading_is_bounded_by_the_crop_size(case, monkeypatch) -> None:
@@ -274,7 +288,9 @@ def test_reading_is_bounded_by_the_crop_size(case, monkeypatch) -> None:
             largest.append(int(np.asarray(block).size))
             return block
 
-    add_labels(image, "pred-probability", np.full(SHAPE, 9, np.uint8), kind="prediction")
+    add_labels(
+        image, "pred-probability", np.full(SHAPE, 9, np.uint8), kind="prediction", overwrite=True
+    )
     for fn in ("image_level0", "label_level0"):
         real = getattr(_store, fn)
         monkeypatch.setattr(_store, fn, lambda *a, _real=real, **k: Spy(_real(*a, **k)))
@@ -372,7 +388,7 @@ def test_geometry_and_ranking_helpers() -> None:
     assert parse_crop_size("32") == 32 and parse_crop_size("8, 16,16") == (8, 16, 16)
     assert SuggestionWeights.parse("anomaly=1,diversity=0").normalised()[
         "anomaly"
-    ] == pytest.approx(1 / 1.3)
+    ] == pytest.approx(1 / 1.4)  # appearance 0.1 + uncertainty 0.3 keep their defaults
 
 
 @pytest.mark.parametrize(
@@ -405,6 +421,22 @@ def test_a_confident_error_on_the_bright_side_is_found_by_the_prior_anomaly(
     offsets = [c["offset"] for c in r.details["crops"]]
     assert (offsets[0] == bad["offset"]) is found
     assert (bad["offset"] in offsets) is found
+
+
+def test_an_empty_region_predicted_empty_is_not_an_anomaly(case) -> None:
+    """Annotated crops were chosen to hold objects, so the prior is high; a region with no
+    object that the model rightly calls empty must not outrank one it over-calls."""
+    image, model, truth, _pred = case
+    pred = np.where(truth == 1, 1, 0).astype(np.uint8)
+    pred[12:24, 48:64, 16:32] = 0
+    add_labels(image, "pred3", pred, kind="prediction", ai_generated=True)
+    s = score_candidates(image, model=model, pred="pred3", crop_size=CROP, probability="")
+    i = [list(o) for o in s.offsets].index([12, 48, 16])
+    assert s.foreground[i] == 0.0 and s.prior > 0
+    assert s.anomaly[i] == 0.0
+    over = s.foreground > s.prior
+    assert np.all(s.anomaly[over] == pytest.approx(s.foreground[over] - s.prior))
+    assert np.all(s.anomaly[~over] == 0.0)
 
 
 def test_a_prediction_from_another_model_is_named_in_the_message(case) -> None:

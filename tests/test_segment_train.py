@@ -376,17 +376,18 @@ def test_a_store_the_log_recorded_is_named_by_that_digest_not_rehashed(
 
 
 # ---------------------------------------------------------------- issue 13: trust
-def test_default_preprocessing_is_local_contrast_at_128_nm(sample, tmp_path) -> None:
-    """No pre-processing given: local contrast normalisation of 128 nm (16 voxels at 8 nm) is fitted and recorded."""
+def test_default_preprocessing_is_local_contrast_at_400_nm(sample, tmp_path) -> None:
+    """No pre-processing given: local contrast normalisation of 400 nm (50 voxels at 8 nm) is fitted and recorded."""
     from curated.segment.preprocess import default_preprocessing
 
-    assert default_preprocessing((8.0, 8.0, 8.0)).local_contrast_sigma == 16.0
-    assert default_preprocessing((50.0, 4.0, 4.0)).local_contrast_sigma == 32.0
+    assert default_preprocessing((8.0, 8.0, 8.0)).local_contrast_sigma == 50.0
+    assert default_preprocessing((50.0, 4.6, 4.6)).local_contrast_sigma == 87.0  # real ssTEM
+    assert default_preprocessing((50.0, 2.0, 2.0)).local_contrast_sigma == 128.0  # kept ≤ 128
     assert default_preprocessing((8.0, 500.0, 500.0)).local_contrast_sigma == 2.0  # kept ≥ 2 voxels
     train(sample, labels="ann", label_value=2, out=tmp_path / "m", **TINY)
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     pre = meta["preprocessing"]
-    assert pre["local_contrast_sigma"] == 16.0  # voxel size (16, 8, 8): y/x decide
+    assert pre["local_contrast_sigma"] == 50.0  # voxel size (16, 8, 8): y/x decide
     assert pre["local_contrast_mean"] is not None and pre["local_contrast_std"] > 0
     assert (
         meta["training"]["loss"] == "balanced-bce+dice" and meta["training"]["schedule"] == "cosine"
@@ -398,14 +399,15 @@ def test_local_contrast_makes_the_input_independent_of_gain_and_offset() -> None
     from curated.segment.preprocess import default_preprocessing
 
     rng = np.random.default_rng(0)
-    s = ndimage.gaussian_filter(rng.normal(100, 30, (4, 160, 160)), (0, 2, 2)).astype(np.float32)
-    x = np.linspace(0, 1, 160, dtype=np.float32)[None, None, :]
+    n = 480  # the 400 nm normalisation reads 150 voxels around a block at 8 nm
+    s = ndimage.gaussian_filter(rng.normal(100, 30, (4, n, n)), (0, 2, 2)).astype(np.float32)
+    x = np.linspace(0, 1, n, dtype=np.float32)[None, None, :]
     shaded = (1.0 - 0.6 * x) * s + 0.6 * x * 40.0
     pre = default_preprocessing((8, 8, 8)).fit([s])
     h = pre.halo[1]
     inner = (slice(None), slice(h, -h), slice(h, -h))
-    a, b = pre.apply(s)[inner[0], : 160 - 2 * h, : 160 - 2 * h], pre.apply(shaded)
-    assert a.shape == b.shape == (4, 160 - 2 * h, 160 - 2 * h)
+    a, b = pre.apply(s)[inner[0], : n - 2 * h, : n - 2 * h], pre.apply(shaded)
+    assert a.shape == b.shape == (4, n - 2 * h, n - 2 * h)
     lcn_change = float(np.abs(a - b).mean())
     assert lcn_change < 0.15  # of a [-1, 1] range; the gain falls by 60 % across the field
     # without normalisation the same shading moves the values by far more
@@ -514,6 +516,49 @@ def test_class_weights_span_unweighted_to_equal_total_weight() -> None:
     assert f * w_fg == pytest.approx((1 - f) * w_bg)  # b = 1: each class the same total weight
     with pytest.raises(InputError, match="class_balance must be between 0 and 1"):
         train("x.ome.zarr", labels="a", label_value=1, out="m", class_balance=2.0)
+
+
+def test_class_balance_warms_up_from_equal_weight_to_the_target() -> None:
+    from curated.segment.train import TrainingSettings, class_balance_at
+
+    s = TrainingSettings(iterations=200, class_balance=0.25, class_balance_warmup=0.5)
+    b = [class_balance_at(s, i) for i in range(1, 201)]
+    assert b[0] == 1.0  # starts at equal total weight per class
+    assert all(x >= y for x, y in zip(b, b[1:], strict=False))  # never rises again
+    assert b[100] == pytest.approx(0.25) and b[-1] == pytest.approx(0.25)
+    assert b[50] == pytest.approx(1.0 - 0.75 * 50 / 100)
+    # no warm-up, or nothing to warm up to: the target throughout
+    assert (
+        class_balance_at(TrainingSettings(class_balance=0.25, class_balance_warmup=0.0), 1) == 0.25
+    )
+    assert class_balance_at(TrainingSettings(class_balance=1.0, class_balance_warmup=0.5), 1) == 1.0
+    with pytest.raises(InputError, match="class_balance_warmup must be between 0 and 1"):
+        train("x.ome.zarr", labels="a", label_value=1, out="m", class_balance_warmup=1.5)
+
+
+def test_the_training_loss_uses_the_warmed_up_weights(sample, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    tr = importlib.import_module("curated.segment.train")  # the package re-exports train()
+    seen: list[tuple[float, float]] = []
+    real = tr.segmentation_loss
+
+    def spy(logits, target, mask, kind, weights=(1.0, 1.0)):
+        if logits.requires_grad:
+            seen.append(tuple(weights))
+        return real(logits, target, mask, kind, weights)
+
+    monkeypatch.setattr(tr, "segmentation_loss", spy)
+    kw = {**TINY, "iterations": 4}
+    assert train(
+        sample, labels="ann", label_value=2, out=tmp_path / "m", class_balance=0.0,
+        class_balance_warmup=0.5, **kw,
+    ).ok  # fmt: skip
+    ratios = [fg / bg for fg, bg in seen]
+    assert ratios[0] > ratios[1] > 1.0 and ratios[2] == ratios[3] == pytest.approx(1.0)
+    m = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert m["training"]["class_balance_warmup"] == 0.5
+    assert m["training"]["class_weights"] == {"foreground": 1.0, "background": 1.0}
 
 
 def test_class_balance_is_recorded_and_a_finetune_keeps_the_parents(sample, tmp_path) -> None:

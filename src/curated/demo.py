@@ -230,7 +230,7 @@ def run_demo(
         Sample size (z, y, x); defaults to the sample generator's default.
     local_contrast
         σ (voxels) of the local contrast normalisation; ``None`` is the library's
-        default (128 nm), which needs a volume several times 100 voxels wide for
+        default (400 nm), which needs a volume several times 100 voxels wide for
         held-out blocks to fit beside the crops; a small demo passes a smaller one.
     iterations, depth, base_features
         Training length and U-Net size; ``None`` takes the library's defaults

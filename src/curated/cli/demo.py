@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--local-contrast",
             min=0.0,
-            help="Local contrast normalisation σ in voxels [default: 128 nm, as curated segment train].",
+            help="Local contrast normalisation σ in voxels [default: 400 nm, as curated segment train].",
         ),
         shading: float = typer.Option(
             0.0, "--shading", min=0.0, max=0.99, help="Shading strength S of the sample."

@@ -10,6 +10,7 @@ from curated.cli._common import JSON_OPTION, RichProgress, exit_for, handle_erro
 from curated.cli.segment_eval import register_eval_commands
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
+    DEFAULT_CLASS_BALANCE_WARMUP,
     DEFAULT_DEPTH,
     DEFAULT_FEATURES,
     DEFAULT_FINETUNE_ITERATIONS,
@@ -35,7 +36,7 @@ WORKSPACE = typer.Option(
 
 
 def _pre(denoise: float, shading: float, local_contrast: float | None) -> dict[str, float] | None:
-    """The pre-processing asked for, or None for the library's default (local contrast σ 128 nm)."""
+    """The pre-processing asked for, or None for the library's default (local contrast σ 400 nm)."""
     if local_contrast is None and not denoise and not shading:
         return None
     return {
@@ -280,6 +281,12 @@ def train_cmd(
         "((1-f)/f)^b times background (f = annotated foreground fraction); 1 = equal total "
         "weight per class (over-segments), 0 = unweighted.",
     ),
+    class_balance_warmup: float = typer.Option(
+        DEFAULT_CLASS_BALANCE_WARMUP,
+        "--class-balance-warmup",
+        help="Share of the iterations over which b falls from 1 to --class-balance "
+        "(starting at equal class weight keeps a weak weighting from settling on 'all background').",
+    ),
     denoise: float = typer.Option(
         0.0, "--denoise", help="Gaussian denoising σ in voxels (0: off)."
     ),
@@ -289,8 +296,8 @@ def train_cmd(
     local_contrast: float | None = typer.Option(
         None,
         "--local-contrast",
-        help="Local contrast normalisation σ in voxels, y and x (0: off) [default: 128 nm in "
-        "voxels, e.g. 16 at 8 nm, unless --denoise or --shading-correction is given].",
+        help="Local contrast normalisation σ in voxels, y and x (0: off) [default: 400 nm in "
+        "voxels, e.g. 50 at 8 nm, unless --denoise or --shading-correction is given].",
     ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(
@@ -312,6 +319,7 @@ def train_cmd(
             base_features=features,
             learning_rate=learning_rate,
             class_balance=class_balance,
+            class_balance_warmup=class_balance_warmup,
             preprocessing=_pre(denoise, shading_correction, local_contrast),
             progress=progress,
             **_train_kwargs(

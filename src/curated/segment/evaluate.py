@@ -374,8 +374,8 @@ def training_exclusion(
     ``extra_margin`` (e.g. for elastic augmentation). The halos of the shading
     correction and the local contrast normalisation are *not* added: beyond the
     network's input they only feed smooth local statistics (a Gaussian mean and
-    spread, σ ≥ 16 voxels by default), never a label or a voxel value the
-    network sees; with them, a 128 nm normalisation would grow every crop by 48
+    spread, σ 400 nm by default), never a label or a voxel value the
+    network sees; with them, a 400 nm normalisation would grow every crop by 150
     voxels per side and leave no room for held-out blocks in a volume of a few
     hundred voxels. With ``image``, ROIs recorded on an image of another name
     are left out (another image shares no voxels); ROIs whose image is not

@@ -28,6 +28,7 @@ import ctypes
 import functools
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,20 +115,90 @@ def _cached_model(path: str, sha256: str) -> SegmentationModel:
     return model
 
 
+WHOLE_INPUT_VOXELS = 32 * 2**20
+"""Largest raw region (voxels, halos included) pre-processed once and shared by every tile.
+
+The default normalisation reads 3 σ = 150 voxels around a tile at 8 nm; pre-processing
+each 64³ tile of a small image on its own re-filtered a 364²-voxel area per tile (the demo:
+4.6× slower than one pass). Images whose whole padded input fits this budget (32 Mi
+voxels, 128 MiB as float32) are pre-processed once per process instead; larger ones keep
+the per-tile path, so memory stays bounded by the budget or the tile, never the volume.
+Both give the same values: a pre-processed voxel only depends on raw voxels within the
+halo, read with the same reflection at the volume's borders.
+"""
+
+
+@dataclass(frozen=True)
+class _Input:
+    """The pre-processed network input of ``[start, start + data.shape)`` (global voxels)."""
+
+    start: tuple[int, ...]
+    data: np.ndarray
+
+
+_whole_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _whole_input(
+    model_path: str, sha256: str, image: str, start: tuple[int, ...], stop: tuple[int, ...]
+) -> _Input:
+    model = _cached_model(model_path, sha256)
+    pre = model.preprocessing.halo
+    x = model.preprocessing.apply(read_region(_store.image_level0(image), start, stop))
+    return _Input(tuple(a + h for a, h in zip(start, pre, strict=True)), x)
+
+
+def shared_input(model: SegmentationModel, image: str, extent: tuple[int, ...]) -> _Input | None:
+    """The pre-processed input of every tile whose output ends by ``extent``, or ``None``.
+
+    ``None`` when the padded region exceeds :data:`WHOLE_INPUT_VOXELS`; the caller then
+    pre-processes each tile on its own.
+    """
+    start = tuple(-h for h in model.halo)
+    stop = tuple(int(e) + h for e, h in zip(extent, model.halo, strict=True))
+    if int(np.prod([b - a for a, b in zip(start, stop, strict=True)])) > WHOLE_INPUT_VOXELS:
+        return None
+    with _whole_lock:  # one computation, shared by the worker threads
+        return _whole_input(str(model.path), model.sha256, str(image), start, stop)
+
+
+def release_shared_input() -> None:
+    """Forget the shared input (call when a run ends)."""
+    _whole_input.cache_clear()
+
+
+def _shared_input(model: SegmentationModel, image: str, plan: BlockPlan) -> _Input | None:
+    out = model.geometry.valid_output(plan.tile)
+    last = [(-(-n // t) - 1) * t for n, t in zip(plan.shape, plan.tile, strict=True)]
+    return shared_input(model, image, tuple(a + o for a, o in zip(last, out, strict=True)))
+
+
 def predict_tile(
     model: SegmentationModel,
     raw: Any,
     offset: tuple[int, ...],
     size: tuple[int, ...],
     device: torch.device,
+    source: _Input | None = None,
 ) -> np.ndarray:
-    """Foreground probability (float32) of the region ``[offset, offset + size)``; ``offset`` on the step grid."""
+    """Foreground probability (float32) of the region ``[offset, offset + size)``; ``offset`` on the step grid.
+
+    ``source``, when given, holds the pre-processed input around the tile already.
+    """
     geom = model.geometry
     out = geom.valid_output(size)
-    halo = model.halo
-    start = tuple(o - h for o, h in zip(offset, halo, strict=True))
-    stop = tuple(o + s + h for o, s, h in zip(offset, out, halo, strict=True))
-    x = model.preprocessing.apply(read_region(raw, start, stop))
+    if source is not None:
+        ctx = geom.context
+        a = [o - c - s for o, c, s in zip(offset, ctx, source.start, strict=True)]
+        x = source.data[
+            tuple(slice(lo, lo + n + 2 * c) for lo, n, c in zip(a, out, ctx, strict=True))
+        ]
+    else:
+        halo = model.halo
+        start = tuple(o - h for o, h in zip(offset, halo, strict=True))
+        stop = tuple(o + s + h for o, s, h in zip(offset, out, halo, strict=True))
+        x = model.preprocessing.apply(read_region(raw, start, stop))
     net = model.network(device)
     dtype = amp_dtype(device)
     with (
@@ -164,8 +235,9 @@ def _predict_unit(
     labels = np.zeros(unit_shape, dtype=np.uint8)
     prob8 = np.zeros(unit_shape, dtype=np.uint8) if prob_array is not None else None
     value = np.uint8(model.label_value)
+    source = _shared_input(model, image, plan)
     for t in plan.tiles(lo, hi):
-        p = predict_tile(model, raw, t, plan.tile, dev)
+        p = predict_tile(model, raw, t, plan.tile, dev, source)
         a = [max(lo_, t_) for lo_, t_ in zip(lo, t, strict=True)]
         b = [min(hi_, t_ + s) for hi_, t_, s in zip(hi, t, plan.tile, strict=True)]
         dst = tuple(slice(x - lo_, y - lo_) for x, y, lo_ in zip(a, b, lo, strict=True))
@@ -430,7 +502,10 @@ def _compute_units(
     if scheduler:
         _run_distributed(scheduler, args, todo, dev, threshold, str(markers), rep)
     else:
-        _run_threads(args, todo, dev, threshold, str(markers), n_workers, rep)
+        try:
+            _run_threads(args, todo, dev, threshold, str(markers), n_workers, rep)
+        finally:
+            release_shared_input()  # do not hold the shared input after the run
     seconds = time.perf_counter() - t0
     rep.finish()
     return plan, todo, seconds

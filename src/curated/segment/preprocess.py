@@ -177,9 +177,9 @@ class Preprocessing:
 def default_preprocessing(voxel_size: tuple[float, float, float] | None) -> Preprocessing:
     """The pre-processing ``train`` uses when none is given: local contrast normalisation.
 
-    Its σ is :data:`~curated.segment.defaults.LOCAL_CONTRAST_NM` (128 nm) in the yx
-    plane, converted to voxels of ``voxel_size`` (nm; 16 voxels when unknown) and
-    kept within 2–64 voxels: wider than a mitochondrion's half-width (70–110 nm),
+    Its σ is :data:`~curated.segment.defaults.LOCAL_CONTRAST_NM` (400 nm) in the yx
+    plane, converted to voxels of ``voxel_size`` (nm; 50 voxels when unknown) and
+    kept within 2–128 voxels: wider than a mitochondrion (200–1000 nm across),
     so organelles keep their contrast, narrow enough to remove the slow brightness
     and contrast changes of FIB-SEM shading (charging, detector shadowing, drift).
     The operation is translation-invariant (Gaussian local mean and spread), so
@@ -187,11 +187,11 @@ def default_preprocessing(voxel_size: tuple[float, float, float] | None) -> Prep
     the input independent of slow gain and offset changes (``I = g·S + o``).
     """
     if voxel_size is None:
-        sigma = 16.0
+        sigma = 50.0
     else:
         yx = min(float(voxel_size[1]), float(voxel_size[2]))
-        sigma = LOCAL_CONTRAST_NM / yx if yx > 0 else 16.0
-    sigma = float(min(max(round(sigma, 1), 2.0), 64.0))
+        sigma = LOCAL_CONTRAST_NM / yx if yx > 0 else 50.0
+    sigma = float(min(max(round(sigma, 1), 2.0), 128.0))
     return Preprocessing(local_contrast_sigma=sigma)
 
 

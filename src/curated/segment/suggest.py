@@ -6,13 +6,15 @@ is moved in so that it ends at the border) and scores every crop that does not
 overlap an annotated crop. Each candidate gets four components:
 
 ``anomaly``
-    ``|predicted foreground fraction in the crop − foreground fraction in the
-    annotated crops|`` (the *prior*). Confident errors, such as a shaded side
-    where everything dark is called foreground, show up here although the model
-    is confident there;
-    a previous measurement gave it Spearman 0.956 with tile error, against 0.145
-    for entropy; ``benchmarks/suggest.py`` gives 0.855 against −0.441 on a shaded
-    sample (RESULTS.md).
+    ``max(0, predicted foreground fraction in the crop − foreground fraction in
+    the annotated crops)`` (the *prior*): how much more the model calls
+    foreground there than the annotated crops hold. Confident errors, such as a
+    shaded side where everything dark is called foreground, or distractors
+    (lipid droplets, ER, a nuclear envelope) the crops never showed, show up here
+    although the model is confident there. The excess is one-sided: an earlier
+    two-sided ``|fraction − prior|`` ranked empty, correctly predicted crops as
+    anomalous once the model was decent (ρ −0.76 with tile error, RESULTS.md
+    "suggest"); missed objects in unfamiliar regions are the *appearance* term's job.
 ``appearance``
     A model-free distance of the crop's raw intensity statistics (mean, standard
     deviation, 5th/50th/95th percentiles, local contrast = mean absolute
@@ -88,19 +90,18 @@ Vec3 = tuple[int, int, int]
 class SuggestionWeights:
     """Weights of the rank-normalised components in the combined score (scaled to sum 1).
 
-    The defaults follow the measurements (``benchmarks/suggest.py``, RESULTS.md):
-    the prediction-vs-prior anomaly is the strongest signal of tile error, the
-    appearance distance the next; entropy misses confident errors (its Spearman ρ
-    with tile error was negative on a shaded sample), so it only breaks ties;
-    diversity keeps the picks apart and away from what is already annotated.
-    These figures come from a model that fails on a shaded half; on a model that
-    does not, the anomaly term reverses (ρ −0.76) and entropy leads (0.84), so the
-    defaults are provisional (RESULTS.md, section "suggest").
+    Measured with ``benchmarks/suggest.py`` (Spearman ρ of the combined score with
+    the tile error fraction, RESULTS.md "suggest: one-sided anomaly") in both
+    regimes a curator meets: a model that fails on a shaded half (3 seeds, ρ 0.77)
+    and a decent one whose errors sit at object boundaries (ρ 0.68). The anomaly
+    finds gross and confident errors, entropy the boundary errors of a decent
+    model, appearance regions unlike anything annotated; diversity keeps the
+    picks apart and away from what is already annotated.
     """
 
-    anomaly: float = 0.5
-    appearance: float = 0.2
-    uncertainty: float = 0.1
+    anomaly: float = 0.4
+    appearance: float = 0.1
+    uncertainty: float = 0.3
     diversity: float = 0.2
 
     def __post_init__(self) -> None:
@@ -407,12 +408,19 @@ def _probability_name(image: Path, pred: str, probability: str | None) -> str | 
 class _QuickPredictor:
     """Foreground probability of a candidate's centre, for the entropy term when no probability image exists."""
 
-    def __init__(self, model: SegmentationModel, raw: Any, device: str) -> None:
-        from curated.segment.predict import predict_tile
+    def __init__(
+        self, model: SegmentationModel, raw: Any, device: str, image: Path | None = None
+    ) -> None:
+        from curated.segment.predict import predict_tile, shared_input
         from curated.segment.train import resolve_device
 
         self.model, self.raw, self.dev = model, raw, resolve_device(device)
         self._predict = predict_tile
+        # the whole image pre-processed once when it is small (the 400 nm normalisation
+        # reads 150 voxels around every quick tile at 8 nm); None: per tile
+        out = model.geometry.valid_output(model.geometry.block_multiple((QUICK_EDGE,) * 3))
+        extent = tuple(int(n) + o for n, o in zip(raw.shape, out, strict=True))
+        self._source = shared_input(model, str(image), extent) if image is not None else None
 
     def __call__(self, offset: np.ndarray, crop: Vec3) -> np.ndarray:
         geom = self.model.geometry
@@ -424,7 +432,7 @@ class _QuickPredictor:
             max(0, (m - s // 2) // st * st)
             for m, s, st in zip(centre, size, geom.step, strict=True)
         )
-        return self._predict(self.model, self.raw, start, size, self.dev)
+        return self._predict(self.model, self.raw, start, size, self.dev, self._source)
 
 
 def score_candidates(
@@ -465,7 +473,7 @@ def score_candidates(
     reference, prior, annotated_voxels = _reference(raw, lab_arr, rois, crop, m.label_value)
     offsets = candidate_offsets(shape, crop)
     eligible = ~_overlap_mask(offsets, crop, rois)
-    quick = _QuickPredictor(m, raw, device) if prob_arr is None else None
+    quick = _QuickPredictor(m, raw, device, image) if prob_arr is None else None
 
     n = len(offsets)
     feats = np.zeros((n, len(FEATURES)))
@@ -485,11 +493,15 @@ def score_candidates(
             entropy[i] = float(binary_entropy(p).mean())
         rep.advance(1)
     rep.finish()
+    if quick is not None:
+        from curated.segment.predict import release_shared_input
+
+        release_shared_input()
     return CandidateScores(
         shape=crop,
         offsets=offsets,
         eligible=eligible,
-        anomaly=np.abs(fg - prior),
+        anomaly=np.maximum(fg - prior, 0.0),
         appearance=appearance_distance(feats, reference),
         uncertainty=entropy,
         foreground=fg,

@@ -40,6 +40,7 @@ from curated.segment import _store
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
+    DEFAULT_CLASS_BALANCE_WARMUP,
     DEFAULT_DEPTH,
     DEFAULT_FEATURES,
     DEFAULT_FINETUNE_ITERATIONS,
@@ -163,6 +164,9 @@ class TrainingSettings:
     voxels weigh ``((1 - f) / f) ** b`` times background ones (f: the annotated
     foreground fraction), scaled to a mean weight of 1; 1 = equal total weight per
     class, 0 = unweighted."""
+    class_balance_warmup: float = DEFAULT_CLASS_BALANCE_WARMUP
+    """Share of the iterations over which b falls linearly from 1 (equal class
+    weight) to :attr:`class_balance`; see :func:`class_balance_at`."""
 
 
 def class_weights(foreground_fraction: float, balance: float) -> tuple[float, float]:
@@ -177,6 +181,28 @@ def class_weights(foreground_fraction: float, balance: float) -> tuple[float, fl
     ratio = ((1.0 - f) / f) ** float(balance)
     norm = ratio * f + (1.0 - f)
     return ratio / norm, 1.0 / norm
+
+
+def class_balance_at(settings: TrainingSettings, iteration: int) -> float:
+    """The class-balance exponent b of ``iteration`` (1-based); a pure function, so resuming needs no state.
+
+    Training starts with equal total weight per class (b = 1), which finds the rare
+    foreground at once, and moves b linearly to ``settings.class_balance`` over the
+    first ``class_balance_warmup`` share of the iterations. A weak weighting from
+    the start let the net settle on "all background" on a few crops of real ssTEM
+    (``benchmarks/real_em.py``, RESULTS.md); starting at b = 1 avoids that, ending
+    at a smaller b removes most of b = 1's over-segmentation.
+
+    >>> s = TrainingSettings(iterations=100, class_balance=0.25, class_balance_warmup=0.5)
+    >>> [round(class_balance_at(s, i), 3) for i in (1, 26, 51, 100)]
+    [1.0, 0.625, 0.25, 0.25]
+    """
+    target = float(settings.class_balance)
+    span = float(settings.class_balance_warmup) * settings.iterations
+    if span <= 0 or target >= 1.0:
+        return target
+    frac = min(max((iteration - 1) / span, 0.0), 1.0)
+    return 1.0 + (target - 1.0) * frac
 
 
 LOSSES = ("balanced-bce+dice", "bce+dice", "balanced-bce")
@@ -424,6 +450,7 @@ def train(
     validation: bool = True,
     loss: str = "balanced-bce+dice",
     class_balance: float = DEFAULT_CLASS_BALANCE,
+    class_balance_warmup: float = DEFAULT_CLASS_BALANCE_WARMUP,
     name: str | None = None,
     overwrite: bool = False,
     parent: str | Path | SegmentationModel | None = None,
@@ -482,13 +509,9 @@ def train(
         seed=int(seed),
         loss=str(loss),
         class_balance=float(class_balance),
+        class_balance_warmup=float(class_balance_warmup),
     )
-    if not 0.0 <= settings.class_balance <= 1.0:
-        msg = f"class_balance must be between 0 and 1, not {class_balance!r}"
-        raise InputError(msg, field="class_balance")
-    if settings.loss not in LOSSES:
-        msg = f"loss must be one of {', '.join(LOSSES)}, not {loss!r}"
-        raise InputError(msg, field="loss")
+    _check_settings(settings)
     job = _TrainJob(
         image=image,
         labels=labels,
@@ -565,6 +588,18 @@ def finetune(
         parent=parent_model,
         **kwargs,
     )
+
+
+def _check_settings(settings: TrainingSettings) -> None:
+    """One line for a class balance, warm-up or loss out of range."""
+    for name in ("class_balance", "class_balance_warmup"):
+        value = getattr(settings, name)
+        if not 0.0 <= value <= 1.0:
+            msg = f"{name} must be between 0 and 1, not {value!r}"
+            raise InputError(msg, field=name)
+    if settings.loss not in LOSSES:
+        msg = f"loss must be one of {', '.join(LOSSES)}, not {settings.loss!r}"
+        raise InputError(msg, field="loss")
 
 
 def _parent_class_balance(parent: SegmentationModel) -> float:
@@ -882,7 +917,9 @@ class _TrainingLoop:
         label_value = job.label_value
         fg = sum(int((rg.labels == label_value).sum()) for rg in train_regions)
         ann = sum(int((rg.labels != UNANNOTATED).sum()) for rg in train_regions)
-        self.weights = class_weights(fg / max(ann, 1), self.settings.class_balance)
+        self.fg_fraction = fg / max(ann, 1)
+        # validation (and so checkpoint choice) always uses the final weighting
+        self.weights = class_weights(self.fg_fraction, self.settings.class_balance)
         # network, optimiser, AMP
         torch.manual_seed(self.settings.seed)
         net = UNet3D(src.config)
@@ -1026,7 +1063,8 @@ class _TrainingLoop:
         dtype = self.dtype
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
             logits = self.net(x)[:, 0]
-        loss = segmentation_loss(logits.float(), target, mask, settings.loss, self.weights)
+        weights = class_weights(self.fg_fraction, class_balance_at(settings, it))
+        loss = segmentation_loss(logits.float(), target, mask, settings.loss, weights)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -1214,6 +1252,9 @@ def _model_meta(
             else None,
             "class_balance": settings.class_balance
             if settings.loss.startswith("balanced")
+            else None,
+            "class_balance_warmup": settings.class_balance_warmup
+            if settings.loss.startswith("balanced") and settings.class_balance < 1.0
             else None,
             "augmentation": asdict(job.aug),
             "checkpoint_selection": selection,
