@@ -112,7 +112,7 @@ def test_worker_entity_text_is_what_the_main_process_writes(
     assert [x[0] for x in raw] == ["plain/readme"]
     assert all(len(x) == 5 for x in raw)
     runs = [x for x in out if type(x) is EntityRun]
-    assert len(runs) == 2 and sum(r.count for r in runs) == len(files) - 1
+    assert len(runs) == 2 and sum(r.entities for r in runs) == len(files) - 1
 
     expected_parts, expected_tops, expected_formats = [], [], {}
     for (rel, size, sha, fetched, head, _name), item in zip(rows, _expand(out), strict=True):
@@ -141,7 +141,7 @@ def _expand(out: tuple[Any, ...]) -> list[Any]:
     items: list[Any] = []
     for x in out:
         if type(x) is EntityRun:
-            items.extend(["run"] * x.count)
+            items.extend(["run"] * x.entities)
         else:
             items.append(None)
     return items
@@ -153,7 +153,7 @@ def test_a_format_that_needs_fido_comes_back_raw_until_settled(tmp_path: Path) -
     assert entity_runs(rows, EntitySpec(None, frozenset()), {}, str(tmp_path)) == (rows[0][:5],)
     memo = _settled_memo(("unknown binary", "bin", FIDO_BIN))
     (run,) = entity_runs(rows, EntitySpec(None, frozenset()), memo.settled(), str(tmp_path))
-    assert type(run) is EntityRun and run.count == 1
+    assert type(run) is EntityRun and run.entities == 1
 
 
 def test_settled_answers_need_three_agreeing_folders() -> None:

@@ -21,6 +21,7 @@ exact integers either way, so both paths give identical results.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def _mean_even(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     return acc.astype(block.dtype)
 
 
-_WIDER = {1: np.dtype("<u2"), 2: np.dtype("<u4"), 4: np.dtype("<u8")}
+_WIDER: dict[int, np.dtype[Any]] = {1: np.dtype("<u2"), 2: np.dtype("<u4"), 4: np.dtype("<u8")}
 
 
 def _pairwise_ok(block: np.ndarray, factors: tuple[int, ...]) -> bool:

@@ -420,7 +420,8 @@ class EntityRun(NamedTuple):
     """Their texts at ``@graph`` level, joined with ``,\\n`` (UTF-8)."""
     tops: bytes
     """Their references in the root's ``hasPart``, likewise."""
-    count: int
+    entities: int
+    """How many entities (``count`` would shadow ``tuple.count``)."""
     formats: dict[str, str]
     """PRONOM formats they refer to, ``{uri: name}``."""
     met: tuple[str, ...]
@@ -631,9 +632,9 @@ class CrateWriter:
         self._met.update(run.met)
         self._found.update(run.found)
         self._top.write(run.tops if not self._tops else b",\n" + run.tops)
-        self._tops += run.count
+        self._tops += run.entities
         self._parts.write(run.parts if not self.parts else b",\n" + run.parts)
-        self.parts += run.count
+        self.parts += run.entities
 
     def close(self) -> None:
         self._parts.close()
