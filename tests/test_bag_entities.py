@@ -204,7 +204,7 @@ def test_bags_with_and_without_workers_have_the_main_process_entities(
     add_run = CrateWriter.add_run
 
     def counting(self: CrateWriter, run: EntityRun) -> None:
-        runs.append(run.count)
+        runs.append(run.entities)
         add_run(self, run)
 
     monkeypatch.setattr(CrateWriter, "add_run", counting)
