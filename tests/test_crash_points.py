@@ -360,9 +360,9 @@ def test_http_deposit_killed_then_resumed(http_template, tmp_path, to, point):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """A workspace with a sample image and a tiny model (trained outside the workspace)."""
-    import torch
+    from segment_helpers import train_tiny
 
-    from curated.segment import annotate_from_truth, make_fibsem_sample, train
+    from curated.segment import annotate_from_truth, make_fibsem_sample
     from tests.fakes import bags
 
     root = tmp_path_factory.mktemp("predict")
@@ -370,23 +370,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     image = ws.derived_dir / "cell.ome.zarr"
     make_fibsem_sample(image, shape=(16, 24, 24), seed=0, chunks=8, shard=16, workspace=ws)
     annotate_from_truth(image, crops=2, size=8, seed=0, name="ann")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(
-            image,
-            labels="ann",
-            label_value=2,
-            out=root / "model",
-            depth=2,
-            base_features=2,
-            patch=8,
-            batch_size=1,
-            iterations=2,
-            device="cpu",
-        )
-    finally:
-        torch.set_num_threads(old)
+    train_tiny(image, root / "model")
     return ws.root, root / "model"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from segment_helpers import one_torch_thread, train_tiny
 
 from curated.errors import InputError
 from curated.package import make_bag, validate_bag
@@ -16,7 +16,6 @@ from curated.segment import (
     import_annotation,
     make_fibsem_sample,
     predict,
-    train,
 )
 from curated.workspace import Workspace
 from tests.fakes import bags
@@ -80,24 +79,9 @@ def test_working_folders_are_not_part_of_a_store_digest(tmp_path):
 def test_log_verifies_after_predict_in_a_workspace(ws, tmp_path):
     image = ws.derived_dir / "cell.ome.zarr"
     annotate_from_truth(image, crops=2, size=8, seed=0, name="ann", workspace=ws)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(
-            image,
-            labels="ann",
-            label_value=2,
-            out=tmp_path / "model",
-            depth=2,
-            base_features=2,
-            patch=8,
-            batch_size=1,
-            iterations=2,
-            device="cpu",
-        )
+    with one_torch_thread():
+        train_tiny(image, tmp_path / "model")
         predict(tmp_path / "model", image, name="pred", workers=1, workspace=ws)
-    finally:
-        torch.set_num_threads(old)
     assert not (image / "labels" / "pred" / ".curated-predict").exists()
     _verify(ws)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import s3_server
-import torch
 from s3_server import local_files
+from segment_helpers import train_tiny
 
 from curated.images import add_labels, convert_to_ome_zarr, open_image, validate_ome_zarr
-from curated.segment import annotate_from_truth, make_fibsem_sample, predict, train
+from curated.segment import annotate_from_truth, make_fibsem_sample, predict
 
 s3 = s3_server.s3  # the fixture: an S3 server on 127.0.0.1
 SHAPE = (16, 32, 32)
@@ -25,21 +25,7 @@ def sample(tmp_path_factory):
     image = root / "cell.ome.zarr"
     make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), seed=0, chunks=8, shard=16)
     annotate_from_truth(image, crops=2, size=10, seed=0, name="ann")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    train(
-        image,
-        labels="ann",
-        label_value=2,
-        out=root / "model",
-        depth=2,
-        base_features=2,
-        patch=8,
-        batch_size=1,
-        iterations=2,
-        device="cpu",
-    )
-    torch.set_num_threads(old)
+    train_tiny(image, root / "model")
     return image, root / "model"
 
 

@@ -7,6 +7,7 @@ import importlib
 import numpy as np
 import pytest
 import torch
+from segment_helpers import train_tiny
 from typer.testing import CliRunner
 
 from curated.cli import app
@@ -18,7 +19,6 @@ from curated.segment import (
     load_model,
     make_fibsem_sample,
     predict,
-    train,
 )
 
 predict_module = importlib.import_module("curated.segment.predict")
@@ -32,22 +32,12 @@ def trained(tmp_path_factory):
     image = root / "cell.ome.zarr"
     make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), seed=0, chunks=8, shard=16)
     annotate_from_truth(image, crops=3, size=10, seed=0, name="ann")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    train(
+    train_tiny(
         image,
-        labels="ann",
-        label_value=2,
-        out=root / "model",
-        depth=2,
-        base_features=2,
-        patch=8,
-        batch_size=1,
+        root / "model",
         iterations=3,
-        device="cpu",
         preprocessing={"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": 1.0},
     )
-    torch.set_num_threads(old)
     return image, root / "model"
 
 

@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy import ndimage
+from segment_helpers import train_tiny
 from typer.testing import CliRunner
 
 from curated.cli import app
@@ -29,7 +29,6 @@ from curated.segment.suggest import (
     score_candidates,
     suggest_crops,
 )
-from curated.segment.train import train
 from curated.workspace import Workspace
 
 SHAPE = (24, 64, 64)
@@ -46,21 +45,7 @@ def base(tmp_path_factory):
     image = root / "cell.ome.zarr"
     make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), shading=0.6, seed=0)
     annotate_from_truth(image, crops=2, size=12, seed=0, region="x<0.5")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    train(
-        image,
-        labels="annotations",
-        label_value=1,
-        out=root / "model",
-        depth=1,
-        base_features=2,
-        patch=8,
-        batch_size=1,
-        iterations=2,
-        device="cpu",
-    )
-    torch.set_num_threads(old)
+    train_tiny(image, root / "model", labels="annotations", label_value=1, depth=1)
     truth = np.asarray(_store.label_level0(image, "truth"))
     raw = np.asarray(_store.image_level0(image))
     pred = np.where(truth == 1, 1, 0).astype(np.uint8)
