@@ -562,11 +562,9 @@ def finalize_label_image(
         libraries=("zarr", "numcodecs", "dask"),
     ) as step:
         job = WriteJob(root=str(dest), layout=layout, collect_values=True)
-        create_level_arrays(
-            dest,
-            layout,
-            names=tuple(lv.path for lv in layout.levels[1:] if not (dest / lv.path).exists()),
-        )
+        # every level's metadata, should a kill inside create_label_image have left one out
+        # (a level's folder can exist without its metadata: test the documents themselves)
+        create_level_arrays(dest, layout, missing_only=True)
         figures = _finish_label(
             img,
             name,

@@ -112,9 +112,16 @@ def zarr_compressor(config: dict[str, Any], zarr_format: int) -> Any:
 
 
 def create_level_arrays(
-    root: str | Path, layout: StoreLayout, *, names: tuple[str, ...] | None = None
+    root: str | Path,
+    layout: StoreLayout,
+    *,
+    names: tuple[str, ...] | None = None,
+    missing_only: bool = False,
 ) -> None:
-    """Write the ``zarr.json``/``.zarray`` of every level (no data)."""
+    """Write the ``zarr.json``/``.zarray`` of every level (no data).
+
+    ``missing_only`` writes only the documents not in the store yet (a resumed start).
+    """
     import zarr
     from zarr.storage import MemoryStore
 
@@ -147,8 +154,12 @@ def create_level_arrays(
     sink = open_sink(root)
     arrays = {lv.path for lv in layout.levels}
     for key, buf in sorted(made.items()):
-        if key.split("/", 1)[0] in arrays:  # not the implicit groups zarr-python made around them
-            sink.put(key, buf.to_bytes())
+        if key.split("/", 1)[0] not in arrays:
+            continue  # not the implicit groups zarr-python made around them
+        if missing_only and sink.exists(key):
+            continue
+        sink.put(key, buf.to_bytes())
+        crash_point("store-level-created")
 
 
 # ------------------------------------------------------------------ reading

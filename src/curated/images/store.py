@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from curated._crash import crash_point
 from curated._io import canonical_json
 from curated.errors import ConversionError, InputError
 from curated.images.layout import StoreLayout
@@ -92,31 +93,74 @@ def begin(
                 raise InputError(msg, path=root)
     sink = open_sink(root)
     digest = plan_digest(plan)
+    attrs = dict(group_attrs or {})
+    attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
     if sink.root_exists():
-        previous = f"{JOURNAL}/plan.json"
         if overwrite:
             sink.delete_prefix("")
-        elif sink.exists(previous):
-            old = json.loads(sink.get(previous))
-            if old.get("digest") == digest:
+        elif sink.exists(PLAN):
+            if _read_plan(sink).get("digest") == digest:
+                _complete_metadata(root, layout, attrs)
                 return True
             msg = (
                 "holds an unfinished conversion made with different inputs or parameters; "
                 "re-run it with the same ones to finish it, or pass --overwrite to start again"
             )
             raise InputError(msg, path=root)
+        elif _nothing_but_journal(sink):
+            sink.delete_prefix(JOURNAL)  # a start killed before its plan was written
         else:
             msg = "already exists; pass --overwrite to replace it (or choose another DEST)"
             raise InputError(msg, path=root)
-    sink.put(
-        f"{JOURNAL}/plan.json",
-        json.dumps({"digest": digest, "plan": plan}, indent=1, default=str).encode(),
-    )
-    attrs = dict(group_attrs or {})
-    attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
+    # The plan is the claim on ``root`` and goes first; the group (marked unfinished) and the
+    # level arrays' metadata follow. A kill can fall between any two of these writes (each
+    # is atomic: a renamed file or one PUT), so a re-run with the same plan completes
+    # whatever metadata is missing (:func:`_complete_metadata`) before it resumes, and a
+    # root holding only a journal without a plan (a kill while the plan was being written)
+    # is started afresh. Every one of these documents is a pure function of the plan, and
+    # nothing else is written before ``begin`` returns, so any kill point ends, after a
+    # re-run, byte-identical to an uninterrupted run.
+    sink.put(PLAN, json.dumps({"digest": digest, "plan": plan}, indent=1, default=str).encode())
+    crash_point("store-planned")
     write_group_attrs(root, attrs, layout.zarr_format)
+    crash_point("store-group-written")
     create_level_arrays(root, layout)
     return False
+
+
+PLAN = f"{JOURNAL}/plan.json"
+"""The plan of an unfinished store (its digest decides whether a re-run resumes it)."""
+
+
+def _read_plan(sink: LocalSink | S3Sink) -> dict[str, Any]:
+    try:
+        got = json.loads(sink.get(PLAN))
+    except (ValueError, UnicodeDecodeError):
+        got = None
+    if not isinstance(got, dict):
+        msg = f"holds an unreadable progress journal ({PLAN}); pass --overwrite to start again"
+        raise InputError(msg, path=sink.url)
+    return got
+
+
+def _nothing_but_journal(sink: LocalSink | S3Sink) -> bool:
+    """Whether the root is an empty folder or holds only a progress journal (no plan, no data)."""
+    if isinstance(sink, LocalSink) and not sink.root.is_dir():
+        return False
+    return set(sink.listdir("")) <= {JOURNAL}
+
+
+def _complete_metadata(root: str | Path, layout: StoreLayout, attrs: dict[str, Any]) -> None:
+    """Write the group's and the level arrays' metadata that a run killed inside :func:`begin` left out.
+
+    Only missing documents are written: a present group keeps its attributes (they may be
+    the final ones, written just before a kill), and no chunk or shard is touched.
+    """
+    sink = open_sink(root)
+    keys = ("zarr.json",) if layout.zarr_format == 3 else (".zgroup", ".zattrs")
+    if not all(sink.exists(k) for k in keys):
+        write_group_attrs(root, attrs, layout.zarr_format)
+    create_level_arrays(root, layout, missing_only=True)
 
 
 def finish(
