@@ -1,0 +1,143 @@
+"""Images larger than one shared input: each write unit pre-processes its padded region once.
+
+The per-unit input (split into groups of whole tiles when it exceeds its budget) must give
+exactly the values of the whole-image shared input and of per-tile pre-processing, while
+filtering each unit's halo once instead of once per tile.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from segment_helpers import one_torch_thread, train_tiny
+
+from curated.segment import _store, annotate_from_truth, load_model, make_fibsem_sample, predict
+from curated.segment.preprocess import Preprocessing
+
+predict_module = importlib.import_module("curated.segment.predict")
+
+SHAPE = (16, 40, 44)  # not a multiple of the tiles: edge tiles are partial
+BLOCK = (8, 8, 12)  # several tiles per write unit (16³ shards), tiles straddling units
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unit-input")
+    image = root / "cell.ome.zarr"
+    make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), seed=1, chunks=8, shard=16)
+    annotate_from_truth(image, crops=3, size=10, seed=0, name="ann")
+    train_tiny(
+        image,
+        root / "model",
+        iterations=2,
+        preprocessing={"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": 1.5},
+    )
+    return image, root / "model"
+
+
+class _CountingApply:
+    """Counts pre-processing calls and the raw voxels they filter."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls, self.voxels = 0, 0
+        real = Preprocessing.apply
+
+        def counted(pre, raw):
+            self.calls += 1
+            self.voxels += int(np.prod(raw.shape))
+            return real(pre, raw)
+
+        monkeypatch.setattr(Preprocessing, "apply", counted)
+
+
+def _predict(model, image, name: str) -> tuple[np.ndarray, np.ndarray]:
+    with one_torch_thread():
+        predict(model, image, name=name, block=BLOCK, probabilities=True, device="cpu", workers=2)
+    return (
+        _store.label_level0(image, name)[...],
+        _store.label_level0(image, f"{name}-probability")[...],
+    )
+
+
+def test_per_unit_input_equals_the_shared_input(trained, monkeypatch) -> None:
+    image, model = trained
+    shared = _predict(model, image, "shared")
+    monkeypatch.setattr(predict_module, "WHOLE_INPUT_VOXELS", 1)  # the image is "too large"
+    count = _CountingApply(monkeypatch)
+    unit = _predict(model, image, "unit")
+    units = 3 * 3  # 16 x 40 x 44 in 16³ write units: 1 x 3 x 3
+    assert count.calls == units  # one pre-processing pass per write unit, not per tile
+    for a, b in zip(shared, unit, strict=True):
+        assert np.array_equal(a, b)
+
+    # just under a 2 x 2 x 2-tile unit's input: units split into groups; one voxel: one tile each
+    m = load_model(model)
+    eight = int(np.prod([2 * t + 2 * h for t, h in zip(BLOCK, m.halo, strict=True)]))
+    for budget, name in ((eight - 1, "groups"), (1, "tiles")):
+        monkeypatch.setattr(predict_module, "UNIT_INPUT_VOXELS", budget)
+        count = _CountingApply(monkeypatch)
+        got = _predict(model, image, name)
+        for a, b in zip(shared, got, strict=True):
+            assert np.array_equal(a, b)
+        plan = predict_module.plan_blocks(m, SHAPE, (16, 16, 16), BLOCK)
+        tiles = sum(len(plan.tiles(*plan.unit_region(u))) for u in plan.units())
+        if name == "tiles":
+            assert count.calls == tiles
+        else:
+            assert units < count.calls < tiles
+
+
+def test_every_source_gives_the_same_floats(trained) -> None:
+    """Float probabilities (not only their uint8 rounding) agree tile by tile."""
+    image, model = trained
+    m = load_model(model)
+    raw = _store.image_level0(image)
+    plan = predict_module.plan_blocks(m, SHAPE, (16, 16, 16), BLOCK)
+    shared = predict_module._shared_input(m, str(image), plan)
+    predict_module.release_shared_input()
+    assert shared is not None
+    import torch
+
+    dev = torch.device("cpu")
+    with one_torch_thread():
+        for idx in plan.units():
+            lo, hi = plan.unit_region(idx)
+            tiles = plan.tiles(lo, hi)
+            unit = predict_module.region_input(m, raw, tiles, plan.tile)
+            for t in tiles:
+                ref = predict_module.predict_tile(m, raw, t, plan.tile, dev, shared)
+                assert np.array_equal(
+                    ref, predict_module.predict_tile(m, raw, t, plan.tile, dev, unit)
+                )
+                assert np.array_equal(ref, predict_module.predict_tile(m, raw, t, plan.tile, dev))
+
+
+def test_tile_groups_cover_the_unit_once_within_the_budget(trained) -> None:
+    _, model = trained
+    m = load_model(model)
+    plan = predict_module.plan_blocks(m, (40, 300, 500), (32, 256, 256), (8, 32, 32))
+    out = m.geometry.valid_output(plan.tile)
+    for idx in plan.units():
+        lo, hi = plan.unit_region(idx)
+        tiles = sorted(plan.tiles(lo, hi))
+        whole = predict_module.tile_groups(m, plan, lo, hi, budget=10**12)
+        assert [sorted(g) for g in whole] == [tiles]
+        for budget in (1, 200_000, 2_000_000):
+            groups = predict_module.tile_groups(m, plan, lo, hi, budget=budget)
+            assert sorted(t for g in groups for t in g) == tiles  # each tile exactly once
+            for g in groups:
+                first = [min(t[i] for t in g) for i in range(3)]
+                last = [max(t[i] for t in g) for i in range(3)]
+                size = int(
+                    np.prod(
+                        [
+                            b - a + o + 2 * h
+                            for a, b, o, h in zip(first, last, out, m.halo, strict=True)
+                        ]
+                    )
+                )
+                # a box of whole tiles (a full product of its axes' offsets) within the budget
+                assert len(g) == int(np.prod([len({t[i] for t in g}) for i in range(3)]))
+                assert size <= budget or len(g) == 1
