@@ -138,6 +138,8 @@ def main() -> None:
     print()
     print(f"image {args.image}, model {args.model}, tile {first['tile']}, units {first['units']}")
     print(f"before = {args.before_rev}; one thread (OMP_NUM_THREADS=1, torch 1 thread, workers 1)")
+    for mode, res in rows.items():
+        print(f"{mode:>6} code: {res[0]['source']}")
     print(
         f"{'mode':>6} | {'wall s (each round)':>24} | {'cpu s (each round)':>24} | {'RSS MiB':>8}"
     )

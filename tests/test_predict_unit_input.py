@@ -124,9 +124,17 @@ def test_tile_groups_cover_the_unit_once_within_the_budget(trained) -> None:
         tiles = sorted(plan.tiles(lo, hi))
         whole = predict_module.tile_groups(m, plan, lo, hi, budget=10**12)
         assert [sorted(g) for g in whole] == [tiles]
+        one = [o + 2 * h for o, h in zip(out, m.halo, strict=True)]
+        per_tile = len(tiles) * int(np.prod(one))
+        # the smallest box of two tiles (two along one axis, where the unit has two)
+        counts = [len({t[i] for t in tiles}) for i in range(3)]
+        pair = min(
+            int(np.prod(one)) // one[i] * (one[i] + plan.tile[i]) for i in range(3) if counts[i] > 1
+        )
         for budget in (1, 200_000, 2_000_000):
             groups = predict_module.tile_groups(m, plan, lo, hi, budget=budget)
             assert sorted(t for g in groups for t in g) == tiles  # each tile exactly once
+            filtered = 0
             for g in groups:
                 first = [min(t[i] for t in g) for i in range(3)]
                 last = [max(t[i] for t in g) for i in range(3)]
@@ -141,3 +149,6 @@ def test_tile_groups_cover_the_unit_once_within_the_budget(trained) -> None:
                 # a box of whole tiles (a full product of its axes' offsets) within the budget
                 assert len(g) == int(np.prod([len({t[i] for t in g}) for i in range(3)]))
                 assert size <= budget or len(g) == 1
+                filtered += size
+            # never more pre-processing than tile by tile; less as soon as boxes can grow
+            assert filtered <= per_tile and (budget < pair or filtered < per_tile)

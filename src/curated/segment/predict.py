@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import os
 import sys
 import threading
@@ -204,29 +205,37 @@ def tile_groups(
 ) -> list[list[tuple[int, ...]]]:
     """The tiles of ``[lo, hi)`` in boxes of whole tiles whose padded input fits ``budget`` voxels.
 
-    ``budget`` defaults to :data:`UNIT_INPUT_VOXELS`. The axis with the largest extent
-    is halved until a box's input (tiles + network context + pre-processing halo)
-    fits; a box holds at least one tile, whatever its size.
+    ``budget`` defaults to :data:`UNIT_INPUT_VOXELS`. Of the ways to cut the unit's
+    tile grid into equal runs per axis, the one whose boxes fit the budget and
+    together pre-process the fewest voxels is taken (the halo is paid once per box:
+    wide flat boxes suit a normalisation that only reaches across yx). A box holds
+    at least one tile, whatever its size.
     """
     budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
     axes = [list(range((a // t) * t, b, t)) for a, b, t in zip(lo, hi, plan.tile, strict=True)]
     out = model.geometry.valid_output(plan.tile)
     halo = model.halo
 
-    def padded(per: list[int]) -> int:
-        return int(
-            np.prod(
-                [
-                    (n - 1) * t + o + 2 * h
-                    for n, t, o, h in zip(per, plan.tile, out, halo, strict=True)
-                ]
-            )
-        )
+    def extent(i: int, n: int) -> int:
+        """Input length along axis ``i`` of a box of ``n`` tiles."""
+        return (n - 1) * plan.tile[i] + out[i] + 2 * halo[i]
 
-    per = [len(a) for a in axes]
-    while padded(per) > budget and max(per) > 1:
-        k = max((i for i in range(3) if per[i] > 1), key=lambda i: per[i] * plan.tile[i])
-        per[k] = -(-per[k] // 2)
+    def size(per: tuple[int, ...]) -> int:
+        """Input voxels of the largest box of ``per`` tiles per axis."""
+        return int(np.prod([extent(i, per[i]) for i in range(3)]))
+
+    def total(per: tuple[int, ...]) -> int:
+        """Input voxels of all boxes: a product of per-axis sums (the last run may be shorter)."""
+        runs = [
+            [min(n, len(a) - j) for j in range(0, len(a), n)]
+            for a, n in zip(axes, per, strict=True)
+        ]
+        return int(np.prod([sum(extent(i, r) for r in runs[i]) for i in range(3)]))
+
+    options = [sorted({-(-len(a) // k) for k in range(1, len(a) + 1)}) for a in axes]
+    fitting = (p for p in itertools.product(*options) if max(p) == 1 or size(p) <= budget)
+    # (1, 1, 1) always qualifies; ties go to the larger boxes
+    per = min(fitting, key=lambda p: (total(p), -int(np.prod(p)), p))
     boxes = [[a[i : i + n] for i in range(0, len(a), n)] for a, n in zip(axes, per, strict=True)]
     return [
         [(z, y, x) for z in bz for y in by for x in bx]
