@@ -131,8 +131,9 @@ WHOLE_INPUT_VOXELS = 32 * 2**20
 The default normalisation reads 3 σ = 150 voxels around a tile at 8 nm; pre-processing
 each 64³ tile of a small image on its own re-filtered a 364²-voxel area per tile (the demo:
 4.6× slower than one pass). Images whose whole padded input fits this budget (32 Mi
-voxels, 128 MiB as float32) are pre-processed once per process instead; larger ones keep
-the per-tile path, so memory stays bounded by the budget or the tile, never the volume.
+voxels, 128 MiB as float32) are pre-processed once per process instead; larger ones are
+pre-processed once per write unit (:data:`UNIT_INPUT_VOXELS`), so memory stays bounded by
+the budget or the tile, never the volume.
 Both give the same values: a pre-processed voxel only depends on raw voxels within the
 halo, read with the same reflection at the volume's borders.
 """
@@ -175,7 +176,8 @@ def shared_input(model: SegmentationModel, image: str, extent: tuple[int, ...]) 
     """The pre-processed input of every tile whose output ends by ``extent``, or ``None``.
 
     ``None`` when the padded region exceeds :data:`WHOLE_INPUT_VOXELS`; the caller then
-    pre-processes each tile on its own.
+    pre-processes smaller regions (:func:`region_input` for a group of tiles from
+    :func:`tile_groups`, or each tile on its own).
     """
     start = tuple(-h for h in model.halo)
     stop = tuple(int(e) + h for e, h in zip(extent, model.halo, strict=True))
