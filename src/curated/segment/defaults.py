@@ -19,9 +19,11 @@ Dice 0.36 on crop seed 0 and depth 3 (409 nm) 0.41-0.45 (RESULTS.md)."""
 MAX_DEPTH = 4
 DEFAULT_FEATURES = 8
 """Feature maps at the top level (doubled at each level down)."""
-DEFAULT_NORM = "none"
+DEFAULT_NORM = "batch"
 """Normalisation inside the U-Net: ``batch`` (batch statistics while training, a fixed
-affine map at prediction) or ``none``."""
+affine map at prediction) or ``none``. Without it the depth-3 net that 4.6 nm data plans
+trained to validation Dice 0 for most of 600 iterations (real ssTEM seed 0: Dice 0.11);
+with it, 0.41 (RESULTS.md)."""
 DEFAULT_ITERATIONS = 600
 DEFAULT_LEARNING_RATE = 1e-3
 """Adam's starting learning rate; annealed (cosine) to 2 % of it over the run."""
