@@ -246,6 +246,8 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         device=a.device,
         seed=seed,
         overwrite=True,
+        **({"norm": a.norm} if a.norm else {}),
+        **({"depth": a.depth} if a.depth else {}),
     )
     out["timing_s"]["train bright"] = round(time.perf_counter() - t0, 1)
     out["timing_s"]["train bright (CPU)"] = round(time.process_time() - c0, 1)
@@ -283,6 +285,12 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                 device=a.device,
                 seed=seed + r,
                 overwrite=True,
+                **({"learning_rate": a.finetune_lr} if a.finetune_lr else {}),
+                **(
+                    {"class_balance_warmup": a.finetune_warmup}
+                    if a.finetune_warmup is not None
+                    else {}
+                ),
             )
             out["timing_s"][f"finetune {name} r{r}"] = round(time.perf_counter() - t0, 1)
             curve.append(score(child, f"{name}-r{r}"))
@@ -410,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop-size", type=int, nargs=3, default=[24, 48, 48])
     p.add_argument("--iterations", type=int, default=None, help="[default: the library's]")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--norm", default=None, help="U-Net normalisation [default: the library's]")
+    p.add_argument("--depth", type=int, default=None, help="U-Net depth [default: the library's]")
     p.add_argument("--finetune-iterations", type=int, default=150)
+    p.add_argument("--finetune-lr", type=float, default=None, help="[default: the library's]")
+    p.add_argument("--finetune-warmup", type=float, default=None, help="[default: the library's]")
     p.add_argument("--strategies", nargs="+", default=["suggested", "random", "foreground-random"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)

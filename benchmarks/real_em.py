@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--class-balance-warmup", type=float, default=None, help="[default: the library's]"
     )
+    p.add_argument("--depth", type=int, default=None, help="[default: the library's]")
+    p.add_argument("--features", type=int, default=None, help="[default: the library's]")
+    p.add_argument("--norm", default=None, help="[default: the library's]")
+    p.add_argument("--batch", type=int, default=None, help="[default: the library's]")
+    p.add_argument("--learning-rate", type=float, default=None, help="[default: the library's]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
@@ -117,10 +122,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from curated.images import add_labels, convert_to_ome_zarr
     from curated.segment import _store
+    from curated.segment import predict as _predict_mod
     from curated.segment.annotate import import_annotation
     from curated.segment.defaults import DEFAULT_ITERATIONS
     from curated.segment.evaluate import Box, training_exclusion
     from curated.segment.predict import predict
+
+    if os.environ.get("CURATED_EXP_WHOLE"):  # experiment only
+        _predict_mod.WHOLE_INPUT_VOXELS = 96 * 2**20
     from curated.segment.train import train
 
     scratch = Path(a.scratch or tempfile.mkdtemp(prefix="curated-real-em-"))
@@ -170,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         device=a.device, seed=a.seed,
         preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
         **({"loss": a.loss} if a.loss else {}),
+        **({"depth": a.depth} if a.depth is not None else {}),
+        **({"base_features": a.features} if a.features is not None else {}),
+        **({"norm": a.norm} if a.norm is not None else {}),
+        **({"batch_size": a.batch} if a.batch is not None else {}),
+        **({"learning_rate": a.learning_rate} if a.learning_rate is not None else {}),
         **({"class_balance": a.class_balance} if a.class_balance is not None else {}),
         **({"class_balance_warmup": a.class_balance_warmup} if a.class_balance_warmup is not None else {}),
     )  # fmt: skip

@@ -573,3 +573,54 @@ def test_class_balance_is_recorded_and_a_finetune_keeps_the_parents(sample, tmp_
     assert finetune(parent, sample, labels="ann", out=tmp_path / "c", **TINY).ok
     cm = json.loads((tmp_path / "c" / "model.json").read_text())
     assert cm["training"]["class_balance"] == 0.5
+
+
+def test_batch_normalisation_is_fixed_at_prediction_so_tiles_equal_one_pass() -> None:
+    cfg = UNetConfig.for_voxel_size((8, 8, 8), depth=2, base_features=2, norm="batch")
+    net = UNet3D(cfg)
+    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules()) == 10
+    torch.manual_seed(0)
+    for m in net.modules():  # statistics as training would have left them, far from 0/1
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    net.eval()
+    g = cfg.geometry
+    x = torch.randn(1, 1, *g.input_for((16, 16, 16)))
+    with torch.no_grad():
+        whole = net(x)
+        # the 8³ tile whose output starts one step in: its input starts one step in too
+        s, n = g.step, g.input_for((8, 8, 8))
+        tile_in = x[..., s[0] : s[0] + n[0], s[1] : s[1] + n[1], s[2] : s[2] + n[2]]
+        tile = net(tile_in)
+    assert torch.equal(tile, whole[..., s[0] : s[0] + 8, s[1] : s[1] + 8, s[2] : s[2] + 8])
+    net.train()  # batch statistics while training: the same tile then differs
+    with torch.no_grad():
+        assert not torch.allclose(net(tile_in), tile)
+
+
+def test_unknown_normalisation_is_a_clear_error_and_old_models_load_without_one(
+    sample, tmp_path
+) -> None:
+    with pytest.raises(InputError, match="norm must be one of batch, none"):
+        train(sample, labels="ann", label_value=2, out=tmp_path / "a", norm="group", **TINY)
+    assert not (tmp_path / "a" / "weights.pt").exists()
+    old = UNetConfig.for_voxel_size((8, 8, 8), depth=1).to_dict()
+    del old["norm"]  # model.json written before the option existed
+    assert UNetConfig.from_dict(old).norm == "none"
+
+
+def test_depth_is_planned_from_the_voxel_size_for_the_field_of_view(sample, tmp_path) -> None:
+    from curated.segment.defaults import FIELD_OF_VIEW_NM
+    from curated.segment.unet import depth_for_voxel_size
+
+    assert depth_for_voxel_size((8, 8, 8), FIELD_OF_VIEW_NM) == 2  # 41 voxels, 328 nm
+    assert depth_for_voxel_size((50, 4.6, 4.6), FIELD_OF_VIEW_NM) == 3  # 89 voxels, 409 nm
+    assert depth_for_voxel_size((50, 4.6, 4.6), 10_000, max_depth=4) == 4  # capped
+    assert depth_for_voxel_size((8, 8, 8), 10) == 1
+    # the sample fixture is 16 x 8 x 8 nm: depth 2 is the smallest reaching 320 nm
+    out = tmp_path / "auto"
+    train(sample, labels="ann", label_value=2, out=out, **{**TINY, "depth": None, "norm": "batch"})
+    arch = json.loads((out / "model.json").read_text())["architecture"]
+    assert arch["depth"] == 2 and arch["norm"] == "batch"
+    assert arch["normalisation_layers"].startswith("batch normalisation")

@@ -36,12 +36,13 @@ def register(app: typer.Typer) -> None:
             min=1,
             help="Training iterations (as curated segment train).",
         ),
-        depth: int = typer.Option(
+        depth: int | None = typer.Option(
             DEFAULT_DEPTH,
             "--depth",
             min=1,
             max=4,
-            help="U-Net pooling levels (as curated segment train).",
+            help="U-Net pooling levels [default: planned from the voxel size, as curated "
+            "segment train].",
         ),
         base_features: int = typer.Option(
             DEFAULT_FEATURES,

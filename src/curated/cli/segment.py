@@ -17,6 +17,9 @@ from curated.segment.defaults import (
     DEFAULT_FINETUNE_LEARNING_RATE,
     DEFAULT_ITERATIONS,
     DEFAULT_LEARNING_RATE,
+    DEFAULT_NORM,
+    FIELD_OF_VIEW_NM,
+    MAX_DEPTH,
 )
 
 sample_app = typer.Typer(
@@ -265,7 +268,20 @@ def train_cmd(
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
-    depth: int = typer.Option(DEFAULT_DEPTH, "--depth", help="U-Net down-sampling steps."),
+    depth: int | None = typer.Option(
+        DEFAULT_DEPTH,
+        "--depth",
+        min=1,
+        max=MAX_DEPTH,
+        help="U-Net down-sampling steps [default: the smallest whose in-plane field of view "
+        f"reaches {FIELD_OF_VIEW_NM:.0f} nm: 2 at 8 nm, 3 at 4.6 nm].",
+    ),
+    norm: str = typer.Option(
+        DEFAULT_NORM,
+        "--norm",
+        help="Normalisation inside the U-Net: batch (fixed at prediction, so blockwise "
+        "prediction stays identical to one pass) or none.",
+    ),
     features: int = typer.Option(
         DEFAULT_FEATURES, "--features", help="Feature maps at the top level."
     ),
@@ -317,6 +333,7 @@ def train_cmd(
             out=out,
             depth=depth,
             base_features=features,
+            norm=norm,
             learning_rate=learning_rate,
             class_balance=class_balance,
             class_balance_warmup=class_balance_warmup,

@@ -48,6 +48,9 @@ from curated.segment.defaults import (
     DEFAULT_ITERATIONS,
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
+    DEFAULT_NORM,
+    FIELD_OF_VIEW_NM,
+    MAX_DEPTH,
 )
 from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.metrics import masked_dice
@@ -64,7 +67,13 @@ from curated.segment.modelio import (
 )
 from curated.segment.modeljson import read_model_json
 from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
-from curated.segment.unet import UNet3D, UNetConfig, UNetGeometry, count_parameters
+from curated.segment.unet import (
+    UNet3D,
+    UNetConfig,
+    UNetGeometry,
+    count_parameters,
+    depth_for_voxel_size,
+)
 from curated.workspace import Workspace, as_workspace, recorder
 
 
@@ -441,8 +450,9 @@ def train(
     batch_size: int = 2,
     patch: int | tuple[int, int, int] = 24,
     learning_rate: float = DEFAULT_LEARNING_RATE,
-    depth: int = DEFAULT_DEPTH,
+    depth: int | None = DEFAULT_DEPTH,
     base_features: int = DEFAULT_FEATURES,
+    norm: str = DEFAULT_NORM,
     preprocessing: Preprocessing | dict[str, Any] | None = None,
     augmentation: Augmentation | None = None,
     checkpoint_every: int = 100,
@@ -475,8 +485,11 @@ def train(
         valid size of the network).
     device
         ``auto`` (CUDA if available), ``cpu`` or ``cuda`` (an error without a GPU).
-    depth, base_features
-        Network size (ignored when fine-tuning: the parent's architecture is kept).
+    depth, base_features, norm
+        Network size and normalisation (``batch`` or ``none``; ignored when fine-tuning:
+        the parent's architecture is kept). ``depth=None`` plans it from the voxel size
+        (:func:`curated.segment.unet.depth_for_voxel_size`, field of view
+        :data:`~curated.segment.defaults.FIELD_OF_VIEW_NM`).
     preprocessing
         :class:`Preprocessing` (or its fields as a dict), e.g. ``{"shading_sigma": 24}``;
         its statistics are fitted once on the training regions.
@@ -521,6 +534,7 @@ def train(
         device_name=device,
         depth=depth,
         base_features=base_features,
+        norm=norm,
         pre=pre,
         aug=augmentation or Augmentation(),
         validation=validation,
@@ -618,8 +632,9 @@ class _TrainJob:
     out: Path
     settings: TrainingSettings
     device_name: str
-    depth: int
+    depth: int | None
     base_features: int
+    norm: str
     pre: Preprocessing | None
     aug: Augmentation
     validation: bool
@@ -641,6 +656,7 @@ class _TrainJob:
             **asdict(self.settings),
             "depth": self.depth,
             "base_features": self.base_features,
+            "norm": self.norm,
             "preprocessing": self.pre.to_dict() if self.pre is not None else "default",
             "augmentation": asdict(self.aug),
             "parent": self.parent.id if self.parent else None,
@@ -738,7 +754,15 @@ def _open_source(job: _TrainJob) -> _Source:
         config = job.parent.config
         pre = job.parent.preprocessing
     else:
-        config = UNetConfig.for_voxel_size(voxel, depth=job.depth, base_features=job.base_features)
+        try:
+            depth = job.depth
+            if depth is None:
+                depth = depth_for_voxel_size(voxel, FIELD_OF_VIEW_NM, MAX_DEPTH)
+            config = UNetConfig.for_voxel_size(
+                voxel, depth=depth, base_features=job.base_features, norm=job.norm
+            )
+        except ValueError as e:
+            raise InputError(str(e), field="norm") from None
         if pre is None:
             pre = default_preprocessing(voxel)
     out_patch = config.geometry.valid_output(settings.patch)
@@ -1219,7 +1243,11 @@ def _model_meta(
             **src.config.to_dict(),
             **src.geom.to_dict(),
             "parameters": count_parameters(loop.net),
-            "normalisation_layers": None,
+            "normalisation_layers": (
+                "batch normalisation after every convolution; running statistics at prediction"
+                if src.config.norm == "batch"
+                else None
+            ),
             "output": "one logit channel; sigmoid > 0.5 is the label",
         },
         "preprocessing": src.pre.to_dict(),

@@ -6,8 +6,12 @@ pass over the whole volume (funlib/incasem style, see the segmentation notes):
 1. every convolution is *valid* (no padding), so an output voxel only ever sees
    real input voxels; the input of a block is its output region grown by
    :attr:`UNetGeometry.context` voxels on each side;
-2. there is no per-sample normalisation (no instance, group or batch statistics),
-   so the value at a voxel does not depend on which tile it was computed in.
+2. no normalisation computes statistics of the tile at prediction time: the
+   optional batch normalisation (``norm="batch"``) uses batch statistics only
+   while training and is a fixed per-channel affine map afterwards (eval mode,
+   running statistics), so the value at a voxel does not depend on which tile it
+   was computed in. Instance or group normalisation would (their statistics are
+   those of the tile), which is why they are not offered.
 
 Block offsets must be multiples of :attr:`UNetGeometry.step` (the product of the
 pooling factors) for the pooling grid to line up between blocks.
@@ -28,6 +32,7 @@ from torch import nn
 Triple = tuple[int, int, int]
 
 ACTIVATIONS = ("leaky_relu", "relu")
+NORMS = ("batch", "none")
 
 ARCHITECTURE_VERSION = "curated-unet/1"
 """Bumped whenever a saved ``weights.pt`` would no longer load into :class:`UNet3D`."""
@@ -52,8 +57,15 @@ class UNetConfig:
     activation: str = "leaky_relu"
     """``leaky_relu`` (slope 0.01, as nnU-Net: no unit dies on a few crops of training data)
     or ``relu`` (models saved before the choice existed load as ``relu``)."""
+    norm: str = "none"
+    """``batch``: batch normalisation after each convolution (trained with batch
+    statistics, applied with the running ones, so prediction stays translation-invariant);
+    ``none``: plain convolutions (models saved before the choice existed load as ``none``)."""
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            msg = f"norm must be one of {', '.join(NORMS)}, not {self.norm!r}"
+            raise ValueError(msg)
         if self.activation not in ACTIVATIONS:
             msg = f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             raise ValueError(msg)
@@ -78,6 +90,7 @@ class UNetConfig:
         feature_factor: int = 2,
         convs_per_level: int = 2,
         activation: str = "leaky_relu",
+        norm: str = "none",
     ) -> UNetConfig:
         """Plan pooling and kernels from the voxel size (anisotropy-aware first levels)."""
         spacing = [float(v) for v in voxel_size]
@@ -98,6 +111,7 @@ class UNetConfig:
             kernels=tuple(kernels),
             convs_per_level=convs_per_level,
             activation=activation,
+            norm=norm,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +130,7 @@ class UNetConfig:
             kernels=tuple(tuple(int(v) for v in k) for k in d["kernels"]),  # type: ignore[misc]
             convs_per_level=int(d["convs_per_level"]),
             activation=str(d.get("activation", "relu")),
+            norm=str(d.get("norm", "none")),
         )
 
     @property
@@ -233,10 +248,17 @@ def _activation(name: str) -> nn.Module:
 
 
 class _ConvBlock(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: Triple, n: int, act: str = "relu") -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: Triple, n: int, act: str = "relu", norm: str = "none"
+    ) -> None:
         layers: list[nn.Module] = []
         for i in range(n):
-            layers += [nn.Conv3d(c_in if i == 0 else c_out, c_out, kernel), _activation(act)]
+            c = c_in if i == 0 else c_out
+            if norm == "batch":  # the normalisation's shift makes the convolution's bias redundant
+                layers += [nn.Conv3d(c, c_out, kernel, bias=False), nn.BatchNorm3d(c_out)]
+            else:
+                layers.append(nn.Conv3d(c, c_out, kernel))
+            layers.append(_activation(act))
         super().__init__(*layers)
 
 
@@ -244,11 +266,12 @@ class UNet3D(nn.Module):
     """Valid-convolution 3D U-Net, one input channel, one logit channel (binary label).
 
     Nearest-neighbour up-sampling followed by a 1×1×1 convolution joins the
-    levels; leaky ReLU activations (``relu`` for older models). There are no
-    normalisation layers on purpose: instance, group or batch statistics depend on
-    the tile a voxel is computed in, which would break the bit-identity of
-    blockwise prediction. Brightness independence comes instead from the
-    translation-invariant local contrast normalisation of
+    levels; leaky ReLU activations (``relu`` for older models). With
+    ``norm="batch"`` each convolution is followed by batch normalisation, which in
+    eval mode is a fixed affine map per channel; instance or group statistics would
+    depend on the tile a voxel is computed in and break the bit-identity of
+    blockwise prediction, so they are not offered. Brightness independence comes
+    from the translation-invariant local contrast normalisation of
     :mod:`curated.segment.preprocess`. ``forward`` maps ``(N, 1, Z, Y, X)``
     of a valid size to ``(N, 1, Z-2cz, Y-2cy, X-2cx)`` logits.
     """
@@ -264,12 +287,12 @@ class UNet3D(nn.Module):
         c_in = 1
         for level in range(config.depth):
             self.down.append(
-                _ConvBlock(c_in, f[level], config.kernels[level], n, config.activation)
+                _ConvBlock(c_in, f[level], config.kernels[level], n, config.activation, config.norm)
             )
             c_in = f[level]
         self.pool = nn.ModuleList(nn.MaxPool3d(p, stride=p) for p in config.pools)
         self.bottom = _ConvBlock(
-            c_in, f[config.depth], config.kernels[config.depth], n, config.activation
+            c_in, f[config.depth], config.kernels[config.depth], n, config.activation, config.norm
         )
         self.up = nn.ModuleList()
         self.reduce = nn.ModuleList()
@@ -278,7 +301,9 @@ class UNet3D(nn.Module):
             self.up.append(nn.Upsample(scale_factor=config.pools[level], mode="nearest"))
             self.reduce.append(nn.Conv3d(f[level + 1], f[level], 1))
             self.up_convs.append(
-                _ConvBlock(2 * f[level], f[level], config.kernels[level], n, config.activation)
+                _ConvBlock(
+                    2 * f[level], f[level], config.kernels[level], n, config.activation, config.norm
+                )
             )
         self.head = nn.Conv3d(f[0], 1, 1)
 
@@ -295,6 +320,22 @@ class UNet3D(nn.Module):
             x = up(reduce(x))
             x = convs(torch.cat([_center_crop(skip, x.shape[2:]), x], dim=1))
         return self.head(x)
+
+
+def depth_for_voxel_size(
+    voxel_size: tuple[float, float, float], field_of_view_nm: float, max_depth: int = 4
+) -> int:
+    """The smallest depth (1 to ``max_depth``) whose in-plane field of view reaches ``field_of_view_nm``.
+
+    The field of view is the receptive field of an output voxel, ``2 × context + 1``
+    voxels, in y (the finer of y and x sets the pace of the planning).
+    """
+    voxel_nm = min(float(voxel_size[1]), float(voxel_size[2]))
+    for depth in range(1, max_depth + 1):
+        ctx = UNetConfig.for_voxel_size(voxel_size, depth=depth).geometry.context
+        if (2 * max(ctx[1], ctx[2]) + 1) * voxel_nm >= field_of_view_nm:
+            return depth
+    return max_depth
 
 
 def count_parameters(model: nn.Module) -> int:
