@@ -122,14 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from curated.images import add_labels, convert_to_ome_zarr
     from curated.segment import _store
-    from curated.segment import predict as _predict_mod
     from curated.segment.annotate import import_annotation
     from curated.segment.defaults import DEFAULT_ITERATIONS
     from curated.segment.evaluate import Box, training_exclusion
     from curated.segment.predict import predict
-
-    if os.environ.get("CURATED_EXP_WHOLE"):  # experiment only
-        _predict_mod.WHOLE_INPUT_VOXELS = 96 * 2**20
     from curated.segment.train import train
 
     scratch = Path(a.scratch or tempfile.mkdtemp(prefix="curated-real-em-"))
