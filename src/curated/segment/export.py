@@ -82,7 +82,14 @@ _FACTORY = '''
 
 # --- added by `curated segment export`: build the network from YAML-friendly kwargs ---
 def build_curated_unet(
-    depth, base_features, feature_factor, pools, kernels, convs_per_level, activation="relu"
+    depth,
+    base_features,
+    feature_factor,
+    pools,
+    kernels,
+    convs_per_level,
+    activation="relu",
+    norm="none",
 ):
     """Return a :class:`UNet3D` for the kwargs stored in the bioimage.io RDF."""
     return UNet3D(
@@ -94,6 +101,7 @@ def build_curated_unet(
             kernels=tuple(tuple(int(v) for v in k) for k in kernels),
             convs_per_level=int(convs_per_level),
             activation=str(activation),
+            norm=str(norm),
         )
     )
 
