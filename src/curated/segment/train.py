@@ -486,10 +486,8 @@ def train(
     device
         ``auto`` (CUDA if available), ``cpu`` or ``cuda`` (an error without a GPU).
     depth, base_features, norm
-        Network size and normalisation (``batch`` or ``none``; ignored when fine-tuning:
-        the parent's architecture is kept). ``depth=None`` plans it from the voxel size
-        (:func:`curated.segment.unet.depth_for_voxel_size`, field of view
-        :data:`~curated.segment.defaults.FIELD_OF_VIEW_NM`).
+        Network size and normalisation (``batch`` or ``none``); ``depth=None`` plans it from
+        the voxel size (:func:`~curated.segment.unet.depth_for_voxel_size`). A fine-tune keeps the parent's.
     preprocessing
         :class:`Preprocessing` (or its fields as a dict), e.g. ``{"shading_sigma": 24}``;
         its statistics are fitted once on the training regions.
