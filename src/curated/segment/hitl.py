@@ -194,10 +194,9 @@ def run_hitl_story(
     a model with shading correction (σ in voxels, y and x) on all the crops.
     """
     from curated.segment import _store
-    from curated.segment.defaults import FIELD_OF_VIEW_NM, MAX_DEPTH
     from curated.segment.preprocess import Preprocessing, default_preprocessing
     from curated.segment.sample import make_fibsem_sample
-    from curated.segment.unet import UNetConfig, depth_for_voxel_size
+    from curated.segment.unet import UNetConfig
 
     say = log or (lambda _msg: None)
     dest = Path(dest)
@@ -206,8 +205,6 @@ def run_hitl_story(
     image = dest / "shaded-sample.ome.zarr"
     make_fibsem_sample(image, shape=shape, shading=shading, seed=seed, overwrite=True, workspace=ws)
     voxel = _store.voxel_size(image)
-    if depth is None:
-        depth = depth_for_voxel_size(voxel, FIELD_OF_VIEW_NM, MAX_DEPTH)
     context = UNetConfig.for_voxel_size(
         voxel, depth=depth, base_features=base_features
     ).geometry.context

@@ -49,8 +49,6 @@ from curated.segment.defaults import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
     DEFAULT_NORM,
-    FIELD_OF_VIEW_NM,
-    MAX_DEPTH,
 )
 from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.metrics import masked_dice
@@ -67,13 +65,7 @@ from curated.segment.modelio import (
 )
 from curated.segment.modeljson import read_model_json
 from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
-from curated.segment.unet import (
-    UNet3D,
-    UNetConfig,
-    UNetGeometry,
-    count_parameters,
-    depth_for_voxel_size,
-)
+from curated.segment.unet import UNet3D, UNetConfig, UNetGeometry, count_parameters
 from curated.workspace import Workspace, as_workspace, recorder
 
 
@@ -752,15 +744,12 @@ def _open_source(job: _TrainJob) -> _Source:
         config = job.parent.config
         pre = job.parent.preprocessing
     else:
-        try:
-            depth = job.depth
-            if depth is None:
-                depth = depth_for_voxel_size(voxel, FIELD_OF_VIEW_NM, MAX_DEPTH)
+        try:  # depth None: planned from the voxel size
             config = UNetConfig.for_voxel_size(
-                voxel, depth=depth, base_features=job.base_features, norm=job.norm
+                voxel, depth=job.depth, base_features=job.base_features, norm=job.norm
             )
-        except ValueError as e:
-            raise InputError(str(e), field="norm") from None
+        except ValueError as e:  # an unknown norm, an impossible depth
+            raise InputError(str(e)) from None
         if pre is None:
             pre = default_preprocessing(voxel)
     out_patch = config.geometry.valid_output(settings.patch)
