@@ -145,8 +145,9 @@ An image larger than :data:`WHOLE_INPUT_VOXELS` is pre-processed per write unit:
 unit's tiles share one input grown once by the halo instead of each tile re-filtering
 its own halo (400 nm normalisation at 4.6 nm: a 20 x 128 x 128 tile read a 20 x 690 x
 690 region, 29 times its size; a 20 x 512 x 512 unit reads 4.4 times its size). A unit
-whose padded region exceeds this budget is split into groups of whole tiles (largest
-extent halved first) that fit it; a single tile is never split. Each worker holds one
+whose padded region exceeds this budget is split into groups of whole tiles that fit it
+(the cut that pre-processes the fewest voxels, :func:`tile_groups`); a single tile is
+never split. Each worker holds one
 group's input at a time (float32, plus the filters' temporaries).
 """
 
@@ -166,9 +167,15 @@ _whole_lock = threading.Lock()
 def _whole_input(
     model_path: str, sha256: str, image: str, start: tuple[int, ...], stop: tuple[int, ...]
 ) -> _Input:
-    model = _cached_model(model_path, sha256)
+    return _preprocessed(_cached_model(model_path, sha256), _store.image_level0(image), start, stop)
+
+
+def _preprocessed(
+    model: SegmentationModel, raw: Any, start: tuple[int, ...], stop: tuple[int, ...]
+) -> _Input:
+    """Raw ``[start, stop)`` pre-processed: the input of every voxel at least a halo inside it."""
+    x = model.preprocessing.apply(read_region(raw, start, stop))
     pre = model.preprocessing.halo
-    x = model.preprocessing.apply(read_region(_store.image_level0(image), start, stop))
     return _Input(tuple(a + h for a, h in zip(start, pre, strict=True)), x)
 
 
@@ -256,9 +263,7 @@ def region_input(
     last = [max(t[i] for t in tiles) for i in range(3)]
     start = tuple(a - h for a, h in zip(first, model.halo, strict=True))
     stop = tuple(b + o + h for b, o, h in zip(last, out, model.halo, strict=True))
-    x = model.preprocessing.apply(read_region(raw, start, stop))
-    pre = model.preprocessing.halo
-    return _Input(tuple(a + h for a, h in zip(start, pre, strict=True)), x)
+    return _preprocessed(model, raw, start, stop)
 
 
 def predict_tile(
