@@ -100,7 +100,7 @@ def begin(
             sink.delete_prefix("")
         elif sink.exists(PLAN):
             if _read_plan(sink).get("digest") == digest:
-                _complete_metadata(root, layout, attrs)
+                _complete_metadata(sink, root, layout, attrs)
                 return True
             msg = (
                 "holds an unfinished conversion made with different inputs or parameters; "
@@ -150,13 +150,14 @@ def _nothing_but_journal(sink: LocalSink | S3Sink) -> bool:
     return set(sink.listdir("")) <= {JOURNAL}
 
 
-def _complete_metadata(root: str | Path, layout: StoreLayout, attrs: dict[str, Any]) -> None:
+def _complete_metadata(
+    sink: LocalSink | S3Sink, root: str | Path, layout: StoreLayout, attrs: dict[str, Any]
+) -> None:
     """Write the group's and the level arrays' metadata that a run killed inside :func:`begin` left out.
 
     Only missing documents are written: a present group keeps its attributes (they may be
     the final ones, written just before a kill), and no chunk or shard is touched.
     """
-    sink = open_sink(root)
     keys = ("zarr.json",) if layout.zarr_format == 3 else (".zgroup", ".zattrs")
     if not all(sink.exists(k) for k in keys):
         write_group_attrs(root, attrs, layout.zarr_format)
