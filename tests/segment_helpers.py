@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from curated.results import Result
-from curated.segment import train
+from curated.segment import annotate_from_truth, make_fibsem_sample, train
 
 TINY_MODEL = {
     "depth": 2,
@@ -41,3 +41,22 @@ def train_tiny(
         return train(
             image, labels=labels, label_value=label_value, out=out, **{**TINY_MODEL, **settings}
         )
+
+
+PREDICT_SHAPE = (16, 40, 44)
+"""Not a multiple of the prediction tiles: edge tiles are partial."""
+
+
+def sample_with_tiny_model(
+    root: Path, *, seed: int, iterations: int, local_contrast_sigma: float
+) -> tuple[Path, Path]:
+    """A :data:`PREDICT_SHAPE` sample (8 nm, 8³ chunks in 16³ shards) with three annotated
+    crops, and a tiny model trained on it with every pre-processing step switched on."""
+    image = root / "cell.ome.zarr"
+    make_fibsem_sample(
+        image, shape=PREDICT_SHAPE, voxel_size=(8, 8, 8), seed=seed, chunks=8, shard=16
+    )
+    annotate_from_truth(image, crops=3, size=10, seed=0, name="ann")
+    pre = {"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": local_contrast_sigma}
+    train_tiny(image, root / "model", iterations=iterations, preprocessing=pre)
+    return image, root / "model"

@@ -11,30 +11,22 @@ import importlib
 
 import numpy as np
 import pytest
-from segment_helpers import one_torch_thread, train_tiny
+from segment_helpers import PREDICT_SHAPE as SHAPE
+from segment_helpers import one_torch_thread, sample_with_tiny_model
 
-from curated.segment import _store, annotate_from_truth, load_model, make_fibsem_sample, predict
+from curated.segment import _store, load_model, predict
 from curated.segment.preprocess import Preprocessing
 
 predict_module = importlib.import_module("curated.segment.predict")
 
-SHAPE = (16, 40, 44)  # not a multiple of the tiles: edge tiles are partial
 BLOCK = (8, 8, 12)  # several tiles per write unit (16³ shards), tiles straddling units
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("unit-input")
-    image = root / "cell.ome.zarr"
-    make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), seed=1, chunks=8, shard=16)
-    annotate_from_truth(image, crops=3, size=10, seed=0, name="ann")
-    train_tiny(
-        image,
-        root / "model",
-        iterations=2,
-        preprocessing={"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": 1.5},
+    return sample_with_tiny_model(
+        tmp_path_factory.mktemp("unit-input"), seed=1, iterations=2, local_contrast_sigma=1.5
     )
-    return image, root / "model"
 
 
 class _CountingApply:

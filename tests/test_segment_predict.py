@@ -7,7 +7,7 @@ import importlib
 import numpy as np
 import pytest
 import torch
-from segment_helpers import train_tiny
+from segment_helpers import sample_with_tiny_model
 from typer.testing import CliRunner
 
 from curated.cli import app
@@ -15,30 +15,18 @@ from curated.errors import SegmentationError
 from curated.images import open_image, validate_ome_zarr
 from curated.segment import (
     _store,
-    annotate_from_truth,
     load_model,
-    make_fibsem_sample,
     predict,
 )
 
 predict_module = importlib.import_module("curated.segment.predict")
 
-SHAPE = (16, 40, 44)  # not a multiple of the tiles: edge tiles are partial
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
-    image = root / "cell.ome.zarr"
-    make_fibsem_sample(image, shape=SHAPE, voxel_size=(8, 8, 8), seed=0, chunks=8, shard=16)
-    annotate_from_truth(image, crops=3, size=10, seed=0, name="ann")
-    train_tiny(
-        image,
-        root / "model",
-        iterations=3,
-        preprocessing={"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": 1.0},
+    return sample_with_tiny_model(
+        tmp_path_factory.mktemp("predict"), seed=0, iterations=3, local_contrast_sigma=1.0
     )
-    return image, root / "model"
 
 
 def _whole_volume_probability(model_dir, image) -> np.ndarray:
