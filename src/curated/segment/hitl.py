@@ -194,9 +194,10 @@ def run_hitl_story(
     a model with shading correction (σ in voxels, y and x) on all the crops.
     """
     from curated.segment import _store
+    from curated.segment.defaults import DEFAULT_NORM
     from curated.segment.preprocess import Preprocessing, default_preprocessing
     from curated.segment.sample import make_fibsem_sample
-    from curated.segment.unet import UNetConfig
+    from curated.segment.train import network_config
 
     say = log or (lambda _msg: None)
     dest = Path(dest)
@@ -205,9 +206,7 @@ def run_hitl_story(
     image = dest / "shaded-sample.ome.zarr"
     make_fibsem_sample(image, shape=shape, shading=shading, seed=seed, overwrite=True, workspace=ws)
     voxel = _store.voxel_size(image)
-    context = UNetConfig.for_voxel_size(
-        voxel, depth=depth, base_features=base_features
-    ).geometry.context
+    context = network_config(voxel, depth, base_features, DEFAULT_NORM).geometry.context
     first = Preprocessing(**preprocessing) if preprocessing else default_preprocessing(voxel)
     halos = [first.halo, Preprocessing(shading_sigma=float(shading_sigma or 0.0)).halo]
     widest = tuple(max(h[i] for h in halos) for i in range(3))

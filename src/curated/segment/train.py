@@ -49,6 +49,8 @@ from curated.segment.defaults import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
     DEFAULT_NORM,
+    FIELD_OF_VIEW_NM,
+    MAX_DEPTH,
 )
 from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.metrics import masked_dice
@@ -65,7 +67,13 @@ from curated.segment.modelio import (
 )
 from curated.segment.modeljson import read_model_json
 from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
-from curated.segment.unet import UNet3D, UNetConfig, UNetGeometry, count_parameters
+from curated.segment.unet import (
+    UNet3D,
+    UNetConfig,
+    UNetGeometry,
+    count_parameters,
+    depth_for_voxel_size,
+)
 from curated.workspace import Workspace, as_workspace, recorder
 
 
@@ -744,17 +752,29 @@ def _open_source(job: _TrainJob) -> _Source:
         config = job.parent.config
         pre = job.parent.preprocessing
     else:
-        try:  # depth None: planned from the voxel size
-            config = UNetConfig.for_voxel_size(
-                voxel, depth=job.depth, base_features=job.base_features, norm=job.norm
-            )
-        except ValueError as e:  # an unknown norm, an impossible depth
-            raise InputError(str(e)) from None
+        config = network_config(voxel, job.depth, job.base_features, job.norm)
         if pre is None:
             pre = default_preprocessing(voxel)
     out_patch = config.geometry.valid_output(settings.patch)
     in_patch = config.geometry.input_for(out_patch)
     return _Source(raw_arr, lab_arr, shape, voxel, config, pre, out_patch, in_patch)  # type: ignore[arg-type]
+
+
+def network_config(
+    voxel: tuple[float, float, float], depth: int | None, base_features: int, norm: str
+) -> UNetConfig:
+    """The U-Net a new model gets for this voxel size; ``depth=None`` plans the depth for
+    :data:`~curated.segment.defaults.FIELD_OF_VIEW_NM`.
+
+    (Planned here, not in :mod:`curated.segment.unet`: that module is shipped as one
+    self-contained file in exported packages and must not import the defaults.)
+    """
+    if depth is None:
+        depth = depth_for_voxel_size(voxel, FIELD_OF_VIEW_NM, MAX_DEPTH)
+    try:
+        return UNetConfig.for_voxel_size(voxel, depth=depth, base_features=base_features, norm=norm)
+    except ValueError as e:  # an unknown norm, an impossible depth
+        raise InputError(str(e)) from None
 
 
 def _select_crops(

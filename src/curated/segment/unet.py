@@ -29,8 +29,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from curated.segment.defaults import FIELD_OF_VIEW_NM, MAX_DEPTH
-
 Triple = tuple[int, int, int]
 
 ACTIVATIONS = ("leaky_relu", "relu")
@@ -87,20 +85,14 @@ class UNetConfig:
         cls,
         voxel_size: tuple[float, float, float],
         *,
-        depth: int | None = 2,
+        depth: int = 2,
         base_features: int = 8,
         feature_factor: int = 2,
         convs_per_level: int = 2,
         activation: str = "leaky_relu",
         norm: str = "none",
     ) -> UNetConfig:
-        """Plan pooling and kernels from the voxel size (anisotropy-aware first levels).
-
-        ``depth=None`` plans the depth too: :func:`depth_for_voxel_size` for the default
-        field of view (:data:`curated.segment.defaults.FIELD_OF_VIEW_NM`).
-        """
-        if depth is None:
-            depth = depth_for_voxel_size(voxel_size, FIELD_OF_VIEW_NM, MAX_DEPTH)
+        """Plan pooling and kernels from the voxel size (anisotropy-aware first levels)."""
         spacing = [float(v) for v in voxel_size]
         pools: list[Triple] = []
         kernels: list[Triple] = []
