@@ -438,3 +438,48 @@ def test_a_prediction_from_another_model_is_named_in_the_message(case) -> None:
         image, model=model, pred="pred-other", n=1, crop_size=CROP, out=image.parent / "s"
     )
     assert "predicted by another model (weights ffffffffffff" in r.message
+
+
+def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkeypatch) -> None:
+    """An image too large to pre-process whole is pre-processed once per box of candidates,
+    not once per candidate, and the entropies equal those of the whole-image input."""
+    import importlib
+
+    # the package re-exports a function named `predict`; the module is wanted here
+    predict_mod = importlib.import_module("curated.segment.predict")
+    suggest_mod = importlib.import_module("curated.segment.suggest")
+
+    image, model, _truth, _pred = case
+    whole = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
+    calls = []
+    real = predict_mod._preprocessed
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(predict_mod, "_preprocessed", counting)
+    monkeypatch.setattr(predict_mod, "WHOLE_INPUT_VOXELS", 0)  # "too large to share"
+    m = load_model(model)
+    quick = suggest_mod._QuickPredictor(m, _store.image_level0(image), "cpu", image, CROP)
+    out = m.geometry.valid_output(quick.size)
+    pad = [o + 2 * h for o, h in zip(out, m.halo, strict=True)]
+    # a budget of about half the image per axis: several boxes, each within the budget
+    budget = int(np.prod([n // 2 + p for n, p in zip(SHAPE, pad, strict=True)]))
+    monkeypatch.setattr(predict_mod, "UNIT_INPUT_VOXELS", budget)
+    edge = quick.bins()
+    assert int(np.prod([e + p for e, p in zip(edge, pad, strict=True)])) <= budget
+    boxed = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
+    np.testing.assert_allclose(
+        boxed.uncertainty, whole.uncertainty, rtol=0, atol=1e-6, equal_nan=True
+    )
+    n_quick = int(np.count_nonzero(boxed.eligible))
+    assert 1 < len(calls) < n_quick
+    # the default budget holds this small image in one box: one pre-processing pass
+    calls.clear()
+    monkeypatch.setattr(predict_mod, "UNIT_INPUT_VOXELS", 32 * 2**20)
+    again = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
+    assert len(calls) == 1
+    np.testing.assert_allclose(
+        again.uncertainty, whole.uncertainty, rtol=0, atol=1e-6, equal_nan=True
+    )

@@ -44,8 +44,11 @@ boxes of annotated voxels, found tile by tile) plus the model's ``lineage_rois``
 made on this image. The prior is the foreground fraction of the annotated voxels
 of ``labels``.
 
-Memory is bounded by one crop of raw, prediction and probability (plus one quick
-prediction's activations); the volume is never loaded whole. The figures kept per
+Memory is bounded by one crop of raw, prediction and probability; quick
+predictions add one pre-processed box of at most
+:data:`~curated.segment.predict.UNIT_INPUT_VOXELS` (or the whole image's input when it
+is smaller than :data:`~curated.segment.predict.WHOLE_INPUT_VOXELS`) and one tile's
+activations; the volume is never loaded whole. The figures kept per
 candidate are a few floats.
 
 Outputs: a label image ``labels/<name>`` inside the image (value *i* marks the
@@ -406,33 +409,87 @@ def _probability_name(image: Path, pred: str, probability: str | None) -> str | 
 
 # ------------------------------------------------------------------ scoring
 class _QuickPredictor:
-    """Foreground probability of a candidate's centre, for the entropy term when no probability image exists."""
+    """Foreground probability of candidates' centres, for the entropy term when no probability image exists.
+
+    A small image is pre-processed once, whole (:func:`~curated.segment.predict.shared_input`).
+    A larger one is pre-processed once per box of candidates whose padded input fits
+    :data:`~curated.segment.predict.UNIT_INPUT_VOXELS`: each quick tile's own input
+    would re-filter the normalisation's halo around it (at 4.6 nm the 400 nm
+    normalisation reads 260 voxels each side of a 24-voxel tile). Both give the same
+    values as a tile pre-processed on its own.
+    """
 
     def __init__(
-        self, model: SegmentationModel, raw: Any, device: str, image: Path | None = None
+        self,
+        model: SegmentationModel,
+        raw: Any,
+        device: str,
+        image: Path | None,
+        crop: Vec3,
     ) -> None:
         from curated.segment.predict import predict_tile, shared_input
         from curated.segment.train import resolve_device
 
         self.model, self.raw, self.dev = model, raw, resolve_device(device)
         self._predict = predict_tile
-        # the whole image pre-processed once when it is small (the 400 nm normalisation
-        # reads 150 voxels around every quick tile at 8 nm); None: per tile
-        out = model.geometry.valid_output(model.geometry.block_multiple((QUICK_EDGE,) * 3))
+        geom = model.geometry
+        self.size = geom.block_multiple(tuple(min(c, QUICK_EDGE) for c in crop))
+        self.crop = crop
+        out = geom.valid_output(self.size)
         extent = tuple(int(n) + o for n, o in zip(raw.shape, out, strict=True))
         self._source = shared_input(model, str(image), extent) if image is not None else None
 
-    def __call__(self, offset: np.ndarray, crop: Vec3) -> np.ndarray:
-        geom = self.model.geometry
-        want = tuple(min(c, QUICK_EDGE) for c in crop)
-        size = geom.block_multiple(want)
-        centre = [o + c // 2 for o, c in zip(offset, crop, strict=True)]
+    def start(self, offset: Any) -> tuple[int, ...]:
+        """Where the quick tile of the candidate at ``offset`` starts (centred, on the step grid)."""
+        centre = [int(o) + c // 2 for o, c in zip(offset, self.crop, strict=True)]
         # tiles must start on the pooling-step grid (predict_tile's rule)
-        start = tuple(
+        return tuple(
             max(0, (m - s // 2) // st * st)
-            for m, s, st in zip(centre, size, geom.step, strict=True)
+            for m, s, st in zip(centre, self.size, self.model.geometry.step, strict=True)
         )
-        return self._predict(self.model, self.raw, start, size, self.dev, self._source)
+
+    def bins(self, budget: int | None = None) -> tuple[int, ...]:
+        """Box edges (voxels of tile starts per axis) whose padded input fits ``budget``."""
+        from curated.segment.predict import UNIT_INPUT_VOXELS
+
+        budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
+        out = self.model.geometry.valid_output(self.size)
+        pad = [o + 2 * h for o, h in zip(out, self.model.halo, strict=True)]
+        edge = [max(1, int(n)) for n in self.raw.shape]
+        while int(np.prod([e + p for e, p in zip(edge, pad, strict=True)])) > budget:
+            # halve the axis whose halving shrinks the padded box most: a wide halo (the
+            # normalisation's, across yx) makes cutting that axis buy little
+            shrink = [
+                (e // 2 + p) / (e + p) if e > 1 else 2.0 for e, p in zip(edge, pad, strict=True)
+            ]
+            i = int(np.argmin(shrink))
+            if edge[i] == 1:
+                break  # one tile per box, whatever its size
+            edge[i] //= 2
+        return tuple(edge)
+
+    def batches(self, offsets: np.ndarray, budget: int | None = None) -> Any:
+        """``(indices, probabilities)`` for every candidate, one pre-processed box at a time."""
+        from curated.segment.predict import region_input
+
+        starts = [self.start(o) for o in offsets]
+        if self._source is not None:
+            groups: dict[tuple[int, ...], list[int]] = {(): list(range(len(starts)))}
+        else:
+            edge = self.bins(budget)
+            groups = {}
+            for i, s in enumerate(starts):
+                groups.setdefault(tuple(a // e for a, e in zip(s, edge, strict=True)), []).append(i)
+        for key in sorted(groups):
+            idx = groups[key]
+            source = (
+                self._source
+                if self._source is not None
+                else region_input(self.model, self.raw, [starts[i] for i in idx], self.size)
+            )
+            for i in idx:
+                yield i, self._predict(self.model, self.raw, starts[i], self.size, self.dev, source)
+            del source  # one box's input at a time
 
 
 def score_candidates(
@@ -473,8 +530,6 @@ def score_candidates(
     reference, prior, annotated_voxels = _reference(raw, lab_arr, rois, crop, m.label_value)
     offsets = candidate_offsets(shape, crop)
     eligible = ~_overlap_mask(offsets, crop, rois)
-    quick = _QuickPredictor(m, raw, device, image) if prob_arr is None else None
-
     n = len(offsets)
     feats = np.zeros((n, len(FEATURES)))
     fg = np.zeros(n)
@@ -485,18 +540,24 @@ def score_candidates(
         box = _box(off, crop)
         feats[i] = region_features(np.asarray(raw[box]))
         fg[i] = float(np.mean(np.asarray(pred_arr[box]) == m.label_value))
-        if eligible[i]:
-            if prob_arr is not None:
-                p = np.asarray(prob_arr[box], dtype=np.float32) / np.float32(255.0)
-            else:
-                p = quick(off, crop)  # type: ignore[misc]
+        if eligible[i] and prob_arr is not None:
+            p = np.asarray(prob_arr[box], dtype=np.float32) / np.float32(255.0)
             entropy[i] = float(binary_entropy(p).mean())
         rep.advance(1)
     rep.finish()
-    if quick is not None:
+    if prob_arr is None:
         from curated.segment.predict import release_shared_input
 
-        release_shared_input()
+        todo = np.flatnonzero(eligible)
+        quick = _QuickPredictor(m, raw, device, image, crop)
+        rep.start("suggest: quick predictions", len(todo), "crops")
+        try:
+            for j, p in quick.batches(offsets[todo]):
+                entropy[todo[j]] = float(binary_entropy(p).mean())
+                rep.advance(1)
+        finally:
+            rep.finish()
+            release_shared_input()
     return CandidateScores(
         shape=crop,
         offsets=offsets,
