@@ -15,7 +15,8 @@ DEFAULT_DEPTH: int | None = None
 FIELD_OF_VIEW_NM = 320.0
 """In-plane field of view (nm) the default depth reaches: twice a 160 nm mitochondrion's
 short axis. On real ssTEM at 4.6 nm, depth 2 (189 nm, about one mitochondrion) scored
-Dice 0.36 on crop seed 0 and depth 3 (409 nm) 0.41-0.45 (RESULTS.md)."""
+Dice 0.36 on crop seed 0 and depth 3 (409 nm) 0.41, and 0.44 / 0.47 on seeds 1 / 2
+(RESULTS.md)."""
 MAX_DEPTH = 4
 DEFAULT_FEATURES = 8
 """Feature maps at the top level (doubled at each level down)."""
