@@ -70,9 +70,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         depth=1,
         base_features=2,
         patch=12,
-        preprocessing={
-            "local_contrast_sigma": 2.0
-        },  # the default's 16-voxel σ needs a bigger volume
+        # the default's σ needs a bigger volume; box3 is the default kernel on integer images
+        preprocessing={"local_contrast_sigma": 2.0, "local_contrast_kernel": "box3"},
         **common,
     )
     annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=3, name="anno-ä", region="x>=0.5")

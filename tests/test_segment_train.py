@@ -389,6 +389,7 @@ def test_default_preprocessing_is_local_contrast_at_400_nm(sample, tmp_path) -> 
     pre = meta["preprocessing"]
     assert pre["local_contrast_sigma"] == 50.0  # voxel size (16, 8, 8): y/x decide
     assert pre["local_contrast_mean"] is not None and pre["local_contrast_std"] > 0
+    assert pre["local_contrast_kernel"] == "box3"  # uint8 sample: exact running sums
     assert (
         meta["training"]["loss"] == "balanced-bce+dice" and meta["training"]["schedule"] == "cosine"
     )

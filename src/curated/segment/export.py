@@ -130,6 +130,25 @@ class _ValidGaussian(nn.Module):
         return x
 
 
+class _ValidBox(nn.Module):
+    """``passes`` box filters of odd ``width`` along y and x without padding (curated's ``box3`` kernel)."""
+
+    def __init__(self, width, passes=3):
+        super().__init__()
+        self.passes = int(passes)
+        taps = torch.full((int(width),), 1.0 / float(width), dtype=torch.float32)
+        self.register_buffer("taps", taps, persistent=False)
+
+    def forward(self, x):
+        n = self.taps.numel()
+        for axis in (3, 4):
+            shape = [1, 1, 1, 1, 1]
+            shape[axis] = n
+            for _ in range(self.passes):
+                x = torch.nn.functional.conv3d(x, self.taps.view(shape))
+        return x
+
+
 def _crop_yx(x, r):
     return x[:, :, :, r : x.shape[3] - r, r : x.shape[4] - r]
 
@@ -152,6 +171,7 @@ class PreprocessedUNet3D(nn.Module):
         local_contrast_sigma=0.0,
         local_contrast_mean=None,
         local_contrast_std=None,
+        local_contrast_box=None,
     ):
         super().__init__()
         self.unet = build_curated_unet(**unet)
@@ -160,8 +180,14 @@ class PreprocessedUNet3D(nn.Module):
         self.shading = _ValidGaussian(shading_sigma, (3, 4)) if shading_sigma > 0 else None
         self.shading_r = int(3.0 * float(shading_sigma) + 0.5)
         self.shading_reference = float(shading_reference or 0.0)
-        self.contrast = _ValidGaussian(local_contrast_sigma, (3, 4)) if local_contrast_sigma > 0 else None
-        self.contrast_r = int(3.0 * float(local_contrast_sigma) + 0.5)
+        if local_contrast_sigma > 0 and local_contrast_box:
+            # [width, passes]: box filters with the Gaussian's variance
+            width, passes = int(local_contrast_box[0]), int(local_contrast_box[1])
+            self.contrast = _ValidBox(width, passes)
+            self.contrast_r = passes * (width - 1) // 2
+        else:
+            self.contrast = _ValidGaussian(local_contrast_sigma, (3, 4)) if local_contrast_sigma > 0 else None
+            self.contrast_r = int(3.0 * float(local_contrast_sigma) + 0.5)
         self.contrast_mean = float(local_contrast_mean or 0.0)
         self.contrast_std = float(local_contrast_std or 1.0)
 
@@ -552,6 +578,8 @@ class _Shipped:
 
 def _ship_network(loaded: SegmentationModel) -> _Shipped:
     """Build the shipped network from the architecture file's text and load the model's weights."""
+    from curated.segment.preprocess import BOX_PASSES, box_width
+
     cfg, prep, geom = loaded.config, loaded.preprocessing, loaded.config.geometry
     filters = [
         n
@@ -575,6 +603,8 @@ def _ship_network(loaded: SegmentationModel) -> _Shipped:
             "local_contrast_mean": prep.local_contrast_mean,
             "local_contrast_std": prep.local_contrast_std,
         }
+        if prep.local_contrast_sigma > 0 and prep.local_contrast_kernel == "box3":
+            arch_kwargs["local_contrast_box"] = [box_width(prep.local_contrast_sigma), BOX_PASSES]
         halo = prep.halo
     else:
         arch_callable = ARCHITECTURE_CALLABLE

@@ -207,7 +207,11 @@ def run_hitl_story(
     make_fibsem_sample(image, shape=shape, shading=shading, seed=seed, overwrite=True, workspace=ws)
     voxel = _store.voxel_size(image)
     context = network_config(voxel, depth, base_features, DEFAULT_NORM).geometry.context
-    first = Preprocessing(**preprocessing) if preprocessing else default_preprocessing(voxel)
+    first = (
+        Preprocessing(**preprocessing)
+        if preprocessing
+        else default_preprocessing(voxel, _store.image_level0(image).dtype)
+    )
     halos = [first.halo, Preprocessing(shading_sigma=float(shading_sigma or 0.0)).halo]
     widest = tuple(max(h[i] for h in halos) for i in range(3))
     margin = tuple(c + h for c, h in zip(context, widest, strict=True))

@@ -754,7 +754,7 @@ def _open_source(job: _TrainJob) -> _Source:
     else:
         config = network_config(voxel, job.depth, job.base_features, job.norm)
         if pre is None:
-            pre = default_preprocessing(voxel)
+            pre = default_preprocessing(voxel, raw_arr.dtype)
     out_patch = config.geometry.valid_output(settings.patch)
     in_patch = config.geometry.input_for(out_patch)
     return _Source(raw_arr, lab_arr, shape, voxel, config, pre, out_patch, in_patch)  # type: ignore[arg-type]
