@@ -467,8 +467,12 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
     # a budget of about half the image per axis: several boxes, each within the budget
     budget = int(np.prod([n // 2 + p for n, p in zip(SHAPE, pad, strict=True)]))
     monkeypatch.setattr(predict_mod, "UNIT_INPUT_VOXELS", budget)
-    edge = quick.bins()
+    starts = [quick.start(o) for o in candidate_offsets(SHAPE, CROP)]
+    edge = quick.bins(starts=starts)
     assert int(np.prod([e + p for e, p in zip(edge, pad, strict=True)])) <= budget
+    # tiles that all start on one plane need no cut along z
+    flat = [(0, y, x) for _z, y, x in starts]
+    assert quick.bins(starts=flat)[0] == 1
     boxed = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
     np.testing.assert_allclose(
         boxed.uncertainty, whole.uncertainty, rtol=0, atol=1e-6, equal_nan=True

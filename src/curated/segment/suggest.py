@@ -448,14 +448,23 @@ class _QuickPredictor:
             for m, s, st in zip(centre, self.size, self.model.geometry.step, strict=True)
         )
 
-    def bins(self, budget: int | None = None) -> tuple[int, ...]:
-        """Box edges (voxels of tile starts per axis) whose padded input fits ``budget``."""
+    def bins(
+        self, budget: int | None = None, starts: list[tuple[int, ...]] | None = None
+    ) -> tuple[int, ...]:
+        """Box edges (voxels of tile starts per axis) whose padded input fits ``budget``.
+
+        ``starts`` (the tiles to cover) bound the edges by their spread: candidates all
+        starting at z = 0 need no cut along z, whatever the image's depth.
+        """
         from curated.segment.predict import UNIT_INPUT_VOXELS
 
         budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
         out = self.model.geometry.valid_output(self.size)
         pad = [o + 2 * h for o, h in zip(out, self.model.halo, strict=True)]
-        edge = [max(1, int(n)) for n in self.raw.shape]
+        if starts:
+            edge = [max(s[i] for s in starts) - min(s[i] for s in starts) + 1 for i in range(3)]
+        else:
+            edge = [max(1, int(n)) for n in self.raw.shape]
         while int(np.prod([e + p for e, p in zip(edge, pad, strict=True)])) > budget:
             # halve the axis whose halving shrinks the padded box most: a wide halo (the
             # normalisation's, across yx) makes cutting that axis buy little
@@ -476,10 +485,12 @@ class _QuickPredictor:
         if self._source is not None:
             groups: dict[tuple[int, ...], list[int]] = {(): list(range(len(starts)))}
         else:
-            edge = self.bins(budget)
+            edge = self.bins(budget, starts)
+            first = [min(s[i] for s in starts) for i in range(3)]
             groups = {}
             for i, s in enumerate(starts):
-                groups.setdefault(tuple(a // e for a, e in zip(s, edge, strict=True)), []).append(i)
+                key = tuple((a - f) // e for a, f, e in zip(s, first, edge, strict=True))
+                groups.setdefault(key, []).append(i)
         for key in sorted(groups):
             idx = groups[key]
             source = (
