@@ -20,6 +20,7 @@ from curated.segment.preprocess import (
     box_mean_var,
     box_width,
     default_preprocessing,
+    exact_sums_fit,
     gaussian_radius,
 )
 from curated.segment.sample import make_fibsem_sample
@@ -79,6 +80,15 @@ def test_the_widest_kernel_on_16_bit_extremes_does_not_overflow() -> None:
     assert np.allclose(np.sqrt(var), 65535 / 2, rtol=1e-4)
     lo = np.full((1, 2 * r + 1, 2 * r + 1), -32768, dtype=np.int16)
     assert box_mean_var(lo, w)[0].item() == -32768.0
+
+
+def test_exact_sums_are_only_used_where_int64_cannot_overflow() -> None:
+    w = box_width(128.0)  # 257
+    assert exact_sums_fit(w, BOX_PASSES, 5_000)  # any block a worker pre-processes in practice
+    assert not exact_sums_fit(w, BOX_PASSES, 100_000)  # a 100,000-voxel row: float64 sums
+    # the bound is tight: one more step of the digit sums would pass 2**63
+    n = (2**63 - 1) // (255 * w ** (2 * BOX_PASSES - 1))
+    assert exact_sums_fit(w, BOX_PASSES, n) and not exact_sums_fit(w, BOX_PASSES, n + 1)
 
 
 def test_box_width_matches_the_gaussian_variance_and_halo() -> None:

@@ -24,7 +24,8 @@ Steps, in order (each optional except the last):
    (three box filters per axis with the same variance, a near-Gaussian B-spline
    weighting computed with running sums: its cost does not depend on σ). On
    integer images of up to 16 bits the running sums are exact integer sums (split
-   into base-256 digits so they cannot overflow), so a voxel's value does not
+   into base-256 digits so they cannot overflow; rows longer than
+   :func:`exact_sums_fit` allows, over ~30,000 voxels at σ 128, use float64), so a voxel's value does not
    depend on where the block around it starts: bit-identical blockwise. On float
    images the sums are float64 and equal across blocks to about 1e-12.
 4. Percentile normalisation: ``low``/``high`` (the ``percentiles`` of the
@@ -86,6 +87,15 @@ def _digits(u: np.ndarray, n: int) -> list[np.ndarray]:
     return [(u >> (8 * k)) & 255 for k in range(n)]
 
 
+def exact_sums_fit(w: int, passes: int, length: int) -> bool:
+    """Whether int64 running sums of base-256 digits cannot overflow for rows of ``length``.
+
+    The last pass's cumulative sum adds up ``length`` window sums of ``2·passes − 1``
+    earlier passes, each at most ``255 · w^(2·passes − 1)``.
+    """
+    return 255 * int(w) ** (2 * passes - 1) * int(length) < 2**63
+
+
 def box_mean_var(
     raw: np.ndarray, w: int, passes: int = BOX_PASSES
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +112,12 @@ def box_mean_var(
     mean = np.empty((nz, ny - 2 * r, nx - 2 * r), dtype=np.float32)
     var = np.empty_like(mean)
     weight = float(w) ** (2 * passes)
-    exact = raw.dtype.kind in "ui" and raw.dtype.itemsize <= 2
+    # rows too long for exact int64 sums (over ~30,000 voxels at σ 128) fall back to float64
+    exact = (
+        raw.dtype.kind in "ui"
+        and raw.dtype.itemsize <= 2
+        and exact_sums_fit(w, passes, max(ny, nx))
+    )
     shift = int(np.iinfo(raw.dtype).min) if exact else 0
     nbytes = raw.dtype.itemsize
     for z in range(nz):
