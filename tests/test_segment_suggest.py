@@ -451,12 +451,12 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
 
     image, model, _truth, _pred = case
     whole = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
-    calls = []
+    calls: list[int] = []  # input voxels of each pre-processing pass
     real = predict_mod._preprocessed
 
-    def counting(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
+    def counting(model, raw, start, stop):
+        calls.append(int(np.prod([b - a for a, b in zip(start, stop, strict=True)])))
+        return real(model, raw, start, stop)
 
     monkeypatch.setattr(predict_mod, "_preprocessed", counting)
     monkeypatch.setattr(predict_mod, "WHOLE_INPUT_VOXELS", 0)  # "too large to share"
@@ -468,12 +468,11 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
     budget = int(np.prod([n // 2 + p for n, p in zip(SHAPE, pad, strict=True)]))
     monkeypatch.setattr(predict_mod, "UNIT_INPUT_VOXELS", budget)
     starts = [quick.start(o) for o in candidate_offsets(SHAPE, CROP)]
-    edge = quick.bins(starts=starts)
-    assert int(np.prod([e + p for e, p in zip(edge, pad, strict=True)])) <= budget
     # tiles that all start on one plane need no cut along z
-    flat = [(0, y, x) for _z, y, x in starts]
-    assert quick.bins(starts=flat)[0] == 1
+    flat_axes = [[0], sorted({y for _z, y, _x in starts}), sorted({x for _z, _y, x in starts})]
+    assert len(predict_mod.start_boxes(flat_axes, out, m.halo, budget)[0]) == 1
     boxed = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
+    assert max(calls) <= budget  # every box within the budget
     np.testing.assert_allclose(
         boxed.uncertainty, whole.uncertainty, rtol=0, atol=1e-6, equal_nan=True
     )

@@ -205,6 +205,44 @@ def _shared_input(model: SegmentationModel, image: str, plan: BlockPlan) -> _Inp
     return shared_input(model, image, tuple(a + o for a, o in zip(last, out, strict=True)))
 
 
+def start_boxes(
+    axes: list[list[int]],
+    out: tuple[int, ...],
+    halo: tuple[int, ...],
+    budget: int,
+) -> list[list[list[int]]]:
+    """Cut sorted per-axis tile starts into runs whose boxes' padded input fits ``budget`` voxels.
+
+    A box spans one run per axis; its input is the span of its starts plus one tile's
+    output ``out`` and ``2 · halo``. Of the ways to cut each axis into equal runs, the
+    one whose boxes fit the budget and together pre-process the fewest voxels is taken
+    (the halo is paid once per box: wide flat boxes suit a normalisation that only
+    reaches across yx). A box holds at least one tile, whatever its size. Returns the
+    runs per axis.
+    """
+
+    def runs(i: int, n: int) -> list[list[int]]:
+        return [axes[i][j : j + n] for j in range(0, len(axes[i]), n)]
+
+    def extent(i: int, run: list[int]) -> int:
+        """Input length along axis ``i`` of a box over the starts ``run``."""
+        return run[-1] - run[0] + out[i] + 2 * halo[i]
+
+    def size(per: tuple[int, ...]) -> int:
+        """Input voxels of the largest box of ``per`` tiles per axis."""
+        return int(np.prod([max(extent(i, r) for r in runs(i, per[i])) for i in range(3)]))
+
+    def total(per: tuple[int, ...]) -> int:
+        """Input voxels of all boxes: a product of per-axis sums (the last run may be shorter)."""
+        return int(np.prod([sum(extent(i, r) for r in runs(i, per[i])) for i in range(3)]))
+
+    options = [sorted({-(-len(a) // k) for k in range(1, len(a) + 1)}) for a in axes]
+    fitting = (p for p in itertools.product(*options) if max(p) == 1 or size(p) <= budget)
+    # (1, 1, 1) always qualifies; ties go to the larger boxes
+    per = min(fitting, key=lambda p: (total(p), -int(np.prod(p)), p))
+    return [runs(i, per[i]) for i in range(3)]
+
+
 def tile_groups(
     model: SegmentationModel,
     plan: BlockPlan,
@@ -212,40 +250,13 @@ def tile_groups(
     hi: tuple[int, ...],
     budget: int | None = None,
 ) -> list[list[tuple[int, ...]]]:
-    """The tiles of ``[lo, hi)`` in boxes of whole tiles whose padded input fits ``budget`` voxels.
+    """The tiles of ``[lo, hi)`` in boxes of whole tiles whose padded input fits ``budget``.
 
-    ``budget`` defaults to :data:`UNIT_INPUT_VOXELS`. Of the ways to cut the unit's
-    tile grid into equal runs per axis, the one whose boxes fit the budget and
-    together pre-process the fewest voxels is taken (the halo is paid once per box:
-    wide flat boxes suit a normalisation that only reaches across yx). A box holds
-    at least one tile, whatever its size.
+    ``budget`` defaults to :data:`UNIT_INPUT_VOXELS`; the cut is :func:`start_boxes`'.
     """
     budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
     axes = [list(range((a // t) * t, b, t)) for a, b, t in zip(lo, hi, plan.tile, strict=True)]
-    out = model.geometry.valid_output(plan.tile)
-    halo = model.halo
-
-    def extent(i: int, n: int) -> int:
-        """Input length along axis ``i`` of a box of ``n`` tiles."""
-        return (n - 1) * plan.tile[i] + out[i] + 2 * halo[i]
-
-    def size(per: tuple[int, ...]) -> int:
-        """Input voxels of the largest box of ``per`` tiles per axis."""
-        return int(np.prod([extent(i, per[i]) for i in range(3)]))
-
-    def total(per: tuple[int, ...]) -> int:
-        """Input voxels of all boxes: a product of per-axis sums (the last run may be shorter)."""
-        runs = [
-            [min(n, len(a) - j) for j in range(0, len(a), n)]
-            for a, n in zip(axes, per, strict=True)
-        ]
-        return int(np.prod([sum(extent(i, r) for r in runs[i]) for i in range(3)]))
-
-    options = [sorted({-(-len(a) // k) for k in range(1, len(a) + 1)}) for a in axes]
-    fitting = (p for p in itertools.product(*options) if max(p) == 1 or size(p) <= budget)
-    # (1, 1, 1) always qualifies; ties go to the larger boxes
-    per = min(fitting, key=lambda p: (total(p), -int(np.prod(p)), p))
-    boxes = [[a[i : i + n] for i in range(0, len(a), n)] for a, n in zip(axes, per, strict=True)]
+    boxes = start_boxes(axes, model.geometry.valid_output(plan.tile), model.halo, budget)
     return [
         [(z, y, x) for z in bz for y in by for x in bx]
         for bz in boxes[0]

@@ -87,6 +87,12 @@ def _digits(u: np.ndarray, n: int) -> list[np.ndarray]:
     return [(u >> (8 * k)) & 255 for k in range(n)]
 
 
+def sums_exactly(dtype: Any) -> bool:
+    """Whether ``box3`` sums images of ``dtype`` exactly: integers of up to 16 bits."""
+    dt = np.dtype(dtype)
+    return dt.kind in "ui" and dt.itemsize <= 2
+
+
 def exact_sums_fit(w: int, passes: int, length: int) -> bool:
     """Whether int64 running sums of base-256 digits cannot overflow for rows of ``length``.
 
@@ -113,11 +119,7 @@ def box_mean_var(
     var = np.empty_like(mean)
     weight = float(w) ** (2 * passes)
     # rows too long for exact int64 sums (over ~30,000 voxels at σ 128) fall back to float64
-    exact = (
-        raw.dtype.kind in "ui"
-        and raw.dtype.itemsize <= 2
-        and exact_sums_fit(w, passes, max(ny, nx))
-    )
+    exact = sums_exactly(raw.dtype) and exact_sums_fit(w, passes, max(ny, nx))
     shift = int(np.iinfo(raw.dtype).min) if exact else 0
     nbytes = raw.dtype.itemsize
     for z in range(nz):
@@ -315,10 +317,7 @@ def default_preprocessing(
         yx = min(float(voxel_size[1]), float(voxel_size[2]))
         sigma = LOCAL_CONTRAST_NM / yx if yx > 0 else 50.0
     sigma = float(min(max(round(sigma, 1), 2.0), 128.0))
-    kernel = "gaussian"
-    if dtype is not None:
-        dt = np.dtype(dtype)
-        kernel = "box3" if dt.kind in "ui" and dt.itemsize <= 2 else "gaussian"
+    kernel = "box3" if dtype is not None and sums_exactly(dtype) else "gaussian"
     return Preprocessing(local_contrast_sigma=sigma, local_contrast_kernel=kernel)
 
 

@@ -413,7 +413,8 @@ class _QuickPredictor:
 
     A small image is pre-processed once, whole (:func:`~curated.segment.predict.shared_input`).
     A larger one is pre-processed once per box of candidates whose padded input fits
-    :data:`~curated.segment.predict.UNIT_INPUT_VOXELS`: each quick tile's own input
+    :data:`~curated.segment.predict.UNIT_INPUT_VOXELS` (cut by
+    :func:`~curated.segment.predict.start_boxes`, as prediction cuts a write unit): each quick tile's own input
     would re-filter the normalisation's halo around it (at 4.6 nm the 400 nm
     normalisation reads 260 voxels each side of a 24-voxel tile). Both give the same
     values as a tile pre-processed on its own.
@@ -448,49 +449,25 @@ class _QuickPredictor:
             for m, s, st in zip(centre, self.size, self.model.geometry.step, strict=True)
         )
 
-    def bins(
-        self, budget: int | None = None, starts: list[tuple[int, ...]] | None = None
-    ) -> tuple[int, ...]:
-        """Box edges (voxels of tile starts per axis) whose padded input fits ``budget``.
-
-        ``starts`` (the tiles to cover) bound the edges by their spread: candidates all
-        starting at z = 0 need no cut along z, whatever the image's depth.
-        """
-        from curated.segment.predict import UNIT_INPUT_VOXELS
-
-        budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
-        out = self.model.geometry.valid_output(self.size)
-        pad = [o + 2 * h for o, h in zip(out, self.model.halo, strict=True)]
-        if starts:
-            edge = [max(s[i] for s in starts) - min(s[i] for s in starts) + 1 for i in range(3)]
-        else:
-            edge = [max(1, int(n)) for n in self.raw.shape]
-        while int(np.prod([e + p for e, p in zip(edge, pad, strict=True)])) > budget:
-            # halve the axis whose halving shrinks the padded box most: a wide halo (the
-            # normalisation's, across yx) makes cutting that axis buy little
-            shrink = [
-                (e // 2 + p) / (e + p) if e > 1 else 2.0 for e, p in zip(edge, pad, strict=True)
-            ]
-            i = int(np.argmin(shrink))
-            if edge[i] == 1:
-                break  # one tile per box, whatever its size
-            edge[i] //= 2
-        return tuple(edge)
-
     def batches(self, offsets: np.ndarray, budget: int | None = None) -> Any:
         """``(indices, probabilities)`` for every candidate, one pre-processed box at a time."""
-        from curated.segment.predict import region_input
+        from curated.segment.predict import UNIT_INPUT_VOXELS, region_input, start_boxes
 
         starts = [self.start(o) for o in offsets]
+        groups: dict[tuple[int, ...], list[int]] = {}
         if self._source is not None:
-            groups: dict[tuple[int, ...], list[int]] = {(): list(range(len(starts)))}
-        else:
-            edge = self.bins(budget, starts)
-            first = [min(s[i] for s in starts) for i in range(3)]
-            groups = {}
+            groups[()] = list(range(len(starts)))
+        elif starts:
+            # the candidates' tiles form a grid: cut it as prediction cuts a write unit
+            boxes = start_boxes(
+                [sorted({s[i] for s in starts}) for i in range(3)],
+                self.model.geometry.valid_output(self.size),
+                self.model.halo,
+                UNIT_INPUT_VOXELS if budget is None else int(budget),
+            )
+            run_of = [{v: k for k, run in enumerate(b) for v in run} for b in boxes]
             for i, s in enumerate(starts):
-                key = tuple((a - f) // e for a, f, e in zip(s, first, edge, strict=True))
-                groups.setdefault(key, []).append(i)
+                groups.setdefault(tuple(run_of[a][v] for a, v in enumerate(s)), []).append(i)
         for key in sorted(groups):
             idx = groups[key]
             source = (
