@@ -11,8 +11,9 @@ never on the volume the crops come from):
    of the field, clip 0.02, as incasem uses CLAHE), flat-field division (σ 24) + Otsu;
    each smoothed (σ 1) first, dark side, components under 200 voxels removed;
 3. **bright-only**: a curator annotates ``--crops`` crops holding mitochondria on the
-   bright half of the training volume, one of them at the nucleus (so the network
-   sees what is dark but not a mitochondrion); a U-Net is trained with the
+   bright half of the training volume, one of them holding a quarter of its voxels
+   of nucleus (``--cover-fraction``), so the network sees the dark chromatin under
+   the envelope, what is dark but not a mitochondrion; a U-Net is trained with the
    library's defaults (``curated segment train``);
 4. **human in the loop**, per crop strategy, ``--rounds`` rounds of one new crop each
    (same voxel budget for every strategy): the current model predicts the training
@@ -233,6 +234,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         avoid=[],
         seed=seed + 7,
         cover=(2,),
+        cover_fraction=a.cover_fraction,
     )
     annotate("bright", bright)
     model0 = root / "bright"
@@ -416,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shading", type=float, default=0.6)
     p.add_argument("--crops", type=int, default=3)
     p.add_argument("--crop-size", type=int, nargs=3, default=[24, 48, 48])
+    p.add_argument(
+        "--cover-fraction",
+        type=float,
+        default=0.25,
+        help="share of the nucleus the bright crop at the nucleus holds (0.02: its envelope only)",
+    )
     p.add_argument("--iterations", type=int, default=None, help="[default: the library's]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--norm", default=None, help="U-Net normalisation [default: the library's]")

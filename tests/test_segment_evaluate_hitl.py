@@ -82,6 +82,18 @@ def test_pick_crops_can_require_a_crop_that_also_holds_another_structure():
     assert all(1 in h for h in held)
     with pytest.raises(SegmentationError, match="holding label 3"):
         pick_crops(truth, n=2, size=(8, 16, 16), x_range=(0, 64), avoid=[], seed=0, cover=(3,))
+    # a crop that grazes the nucleus does not show what lies inside its envelope
+    for seed in range(6):
+        crops = pick_crops(
+            truth, n=2, size=(8, 16, 16), x_range=(0, 64), avoid=[], seed=seed,
+            cover=(2,), cover_fraction=0.25,
+        )  # fmt: skip
+        assert max(float(np.mean(truth[c.slices] == 2)) for c in crops) >= 0.25
+    with pytest.raises(SegmentationError, match="holding label 2"):
+        pick_crops(
+            truth, n=2, size=(8, 16, 16), x_range=(0, 64), avoid=[], seed=0,
+            cover=(2,), cover_fraction=0.99,
+        )  # fmt: skip
 
 
 def test_training_exclusion_grows_crops_by_context_and_denoise_radius_not_by_smooth_statistics(

@@ -625,3 +625,39 @@ def test_depth_is_planned_from_the_voxel_size_for_the_field_of_view(sample, tmp_
     arch = json.loads((out / "model.json").read_text())["architecture"]
     assert arch["depth"] == 2 and arch["norm"] == "batch"
     assert arch["normalisation_layers"].startswith("batch normalisation")
+
+
+def test_the_saved_bias_removes_the_class_weighting_prior_and_a_finetune_undoes_it_first(
+    sample, tmp_path
+) -> None:
+    """Weighted cross-entropy moves every boundary outwards by log(w_fg / w_bg); the saved
+    weights carry -log(w_fg / w_bg) in the output bias (the checkpoint keeps the raw one),
+    and a fine-tune trains on the parent's raw logits, not on the adjusted ones."""
+    import math
+
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
+    parent = tmp_path / "p"
+    assert train(sample, labels="ann", label_value=2, out=parent, class_balance=0.5, **TINY).ok
+    pm = json.loads((parent / "model.json").read_text())["training"]
+    w = pm["class_weights"]
+    assert pm["logit_adjustment"] == pytest.approx(-math.log(w["foreground"] / w["background"]))
+    assert pm["logit_adjustment"] < -0.1
+
+    def head_bias(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return float(state.get("model", state)["head.bias"][0])
+
+    annotate_from_truth(sample, crops=1, size=10, seed=21, name="ann")
+    child = tmp_path / "c"
+    # a learning rate of ~0 leaves the bias where the fine-tune started
+    assert finetune(parent, sample, labels="ann", out=child, learning_rate=1e-12, **TINY).ok
+    cm = json.loads((child / "model.json").read_text())["training"]
+    raw_parent = head_bias(parent / "weights.pt") - pm["logit_adjustment"]
+    assert head_bias(child / "checkpoint.pt") == pytest.approx(raw_parent, abs=1e-6)
+    assert head_bias(child / "weights.pt") == pytest.approx(
+        raw_parent + cm["logit_adjustment"], abs=1e-6
+    )
+    # an unweighted loss has no prior to remove
+    plain = tmp_path / "u"
+    assert train(sample, labels="ann", label_value=2, out=plain, loss="bce+dice", **TINY).ok
+    assert json.loads((plain / "model.json").read_text())["training"]["logit_adjustment"] == 0.0

@@ -295,7 +295,8 @@ def train_cmd(
         "--class-balance",
         help="Exponent b of the cross-entropy's class weighting, 0-1: foreground weighs "
         "((1-f)/f)^b times background (f = annotated foreground fraction); 1 = equal total "
-        "weight per class (over-segments), 0 = unweighted.",
+        "weight per class, 0 = unweighted. The saved weights remove the weighting's "
+        "prior from the output bias, so predictions are not pushed outwards by it.",
     ),
     class_balance_warmup: float = typer.Option(
         DEFAULT_CLASS_BALANCE_WARMUP,

@@ -40,7 +40,10 @@ at b = 1 and reaches this value after :data:`DEFAULT_CLASS_BALANCE_WARMUP` of th
 iterations. On real ssTEM (``benchmarks/real_em.py``, three crop seeds, RESULTS.md)
 b = 1 throughout over-segmented five- to sevenfold (Dice 0.208 / 0.194 / 0.154), and
 b = 0.5 without the warm-up collapsed to "all background" on one seed; b = 0.25 with
-the warm-up and the 400 nm normalisation scored 0.349 / 0.235 / 0.228."""
+the warm-up and the 400 nm normalisation scored 0.349 / 0.235 / 0.228. The weighting's
+prior, ``log(w_fg / w_bg)`` on the logit, is taken out of the saved weights' output bias
+(``segment.train.logit_adjustment``), so it helps training find the structure without
+moving the predicted boundaries outwards."""
 DEFAULT_CLASS_BALANCE_WARMUP = 0.5
 """Share of the iterations over which the class-balance exponent falls from 1 to its
 target (``segment.train.class_balance_at``): equal class weight first finds the rare

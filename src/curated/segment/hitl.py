@@ -91,6 +91,7 @@ def pick_crops(
     min_fraction: float = 0.02,
     label_value: int = MITOCHONDRION,
     cover: tuple[int, ...] = (),
+    cover_fraction: float | None = None,
 ) -> list[Box]:
     """Crops a curator would annotate: inside ``x_range``, holding some of the structure, clear of ``avoid``.
 
@@ -99,7 +100,9 @@ def pick_crops(
     crop in the region is taken, as long as one crop holds the structure.
     ``cover`` lists other label values (e.g. the nucleus) of which some crop must
     also hold ``min_fraction``: a curator shows the network the structures it
-    must *not* call ``label_value``, not only the one it must.
+    must *not* call ``label_value``, not only the one it must. ``cover_fraction``
+    (default ``min_fraction``) is how much of such a label the crop must hold: a crop
+    that grazes the nucleus shows its envelope but not the dark chromatin inside it.
     """
     rng = np.random.default_rng(seed)
     shape = truth.shape
@@ -123,7 +126,8 @@ def pick_crops(
         crop = truth[box.slices]
         frac = float(np.mean(crop == label_value))
         if missing:
-            held = [v for v in missing if float(np.mean(crop == v)) >= min_fraction]
+            need = min_fraction if cover_fraction is None else cover_fraction
+            held = [v for v in missing if float(np.mean(crop == v)) >= need]
             if held and frac >= min_fraction:
                 chosen.append(box)
                 missing = [v for v in missing if v not in held]
