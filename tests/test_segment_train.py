@@ -393,6 +393,14 @@ def test_default_preprocessing_is_local_contrast_at_400_nm(sample, tmp_path) -> 
     assert (
         meta["training"]["loss"] == "balanced-bce+dice" and meta["training"]["schedule"] == "cosine"
     )
+    # a σ given without a kernel (`--local-contrast 20`) gets the image's default kernel too;
+    # a kernel given is kept
+    for given, kernel in (({}, "box3"), ({"local_contrast_kernel": "gaussian"}, "gaussian")):
+        out = tmp_path / f"m-{kernel}"
+        pre_in = {"local_contrast_sigma": 20.0, **given}
+        assert train(sample, labels="ann", label_value=2, out=out, preprocessing=pre_in, **TINY).ok
+        got = json.loads((out / "model.json").read_text())["preprocessing"]
+        assert (got["local_contrast_sigma"], got["local_contrast_kernel"]) == (20.0, kernel)
 
 
 def test_local_contrast_makes_the_input_independent_of_gain_and_offset() -> None:

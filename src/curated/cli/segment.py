@@ -314,7 +314,8 @@ def train_cmd(
         None,
         "--local-contrast",
         help="Local contrast normalisation σ in voxels, y and x (0: off) [default: 400 nm in "
-        "voxels, e.g. 50 at 8 nm, unless --denoise or --shading-correction is given].",
+        "voxels, e.g. 50 at 8 nm, unless --denoise or --shading-correction is given]. On "
+        "integer images of up to 16 bits it uses box3 running sums, whose cost does not grow with σ.",
     ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(

@@ -32,7 +32,7 @@ import torch
 from scipy import ndimage
 
 from curated._io import canonical_json
-from curated.errors import InputError, SegmentationError
+from curated.errors import CuratedError, InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import digest_path
 from curated.provenance.log import library_versions, utc_now
@@ -67,7 +67,12 @@ from curated.segment.modelio import (
     write_weights,
 )
 from curated.segment.modeljson import read_model_json
-from curated.segment.preprocess import Preprocessing, default_preprocessing, read_region
+from curated.segment.preprocess import (
+    Preprocessing,
+    default_preprocessing,
+    read_region,
+    sums_exactly,
+)
 from curated.segment.unet import (
     UNet3D,
     UNetConfig,
@@ -221,6 +226,20 @@ def adjusted_head(state: dict[str, torch.Tensor], adjustment: float) -> dict[str
     out = dict(state)
     out["head.bias"] = state["head.bias"].detach().clone() + float(adjustment)
     return out
+
+
+def _with_kernel(preprocessing: dict[str, Any], image: Path) -> dict[str, Any]:
+    """A pre-processing dict that names no local contrast kernel gets the default one for
+    the image's data type (``box3`` on integer images up to 16 bits: its cost does not
+    grow with σ), as the default pre-processing does."""
+    if "local_contrast_kernel" in preprocessing or not preprocessing.get("local_contrast_sigma"):
+        return preprocessing
+    try:
+        dtype = _store.image_level0(image).dtype
+    except (CuratedError, OSError, ValueError, KeyError):
+        return preprocessing  # an unreadable image is reported when training opens it
+    kernel = "box3" if sums_exactly(dtype) else "gaussian"
+    return {**preprocessing, "local_contrast_kernel": kernel}
 
 
 def _parent_logit_adjustment(parent: SegmentationModel) -> float:
@@ -543,7 +562,7 @@ def train(
     pre = (
         preprocessing
         if isinstance(preprocessing, Preprocessing) or preprocessing is None
-        else Preprocessing(**preprocessing)
+        else Preprocessing(**_with_kernel(preprocessing, image))
     )
     patch_t = (patch,) * 3 if isinstance(patch, int) else tuple(int(p) for p in patch)
     settings = TrainingSettings(
