@@ -115,3 +115,33 @@ def test_training_exclusion_grows_crops_by_context_and_denoise_radius_not_by_smo
     ex = training_exclusion(model)
     assert ex.margin == (23, 23, 23)  # context 20 + denoise radius 3
     assert ex.boxes[0].offset == (27, 27, 27) and ex.boxes[0].shape == (56, 56, 56)
+
+
+def test_pick_crops_places_again_rather_than_take_a_crop_without_the_structure(monkeypatch):
+    """A crop at the nucleus in the middle of the region can leave no room for the others;
+    one random placement then fell back to a crop holding no mitochondrion."""
+    import numpy as np
+
+    import curated.segment.hitl as hitl
+
+    truth = np.zeros((24, 160, 128), np.uint8)
+    truth[:, 100:, :] = 2  # nucleus along the far y side
+    for y in range(4, 96, 12):
+        for x in range(4, 124, 12):
+            truth[:, y : y + 4, x : x + 4] = 1  # mitochondria everywhere else
+
+    def without_structure(placements: int) -> int:
+        monkeypatch.setattr(hitl, "_PLACEMENTS", placements)
+        bad = 0
+        for seed in range(20):
+            crops = hitl.pick_crops(
+                truth, n=3, size=(24, 48, 48), x_range=(0, 128), avoid=[], seed=seed,
+                cover=(2,), cover_fraction=0.25,
+            )  # fmt: skip
+            assert len(crops) == 3
+            bad += any(float(np.mean(truth[c.slices] == 1)) < 0.02 for c in crops)
+        return bad
+
+    placements = hitl._PLACEMENTS
+    assert without_structure(1) >= 1  # the case exists: one placement is not enough
+    assert without_structure(placements) == 0

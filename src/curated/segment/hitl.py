@@ -80,31 +80,23 @@ class HitlStory:
         return rows
 
 
-def pick_crops(
+_PLACEMENTS = 20
+"""Whole placements :func:`pick_crops` draws before it settles for crops without the structure."""
+
+
+def _place_crops(
     truth: np.ndarray,
-    *,
+    rng: np.random.Generator,
     n: int,
     size: tuple[int, int, int],
     x_range: tuple[int, int],
     avoid: list[Box],
-    seed: int,
-    min_fraction: float = 0.02,
-    label_value: int = MITOCHONDRION,
-    cover: tuple[int, ...] = (),
-    cover_fraction: float | None = None,
-) -> list[Box]:
-    """Crops a curator would annotate: inside ``x_range``, holding some of the structure, clear of ``avoid``.
-
-    Crops holding at least ``min_fraction`` of the structure are preferred (a
-    curator annotates where there is something to see); if too few exist, any
-    crop in the region is taken, as long as one crop holds the structure.
-    ``cover`` lists other label values (e.g. the nucleus) of which some crop must
-    also hold ``min_fraction``: a curator shows the network the structures it
-    must *not* call ``label_value``, not only the one it must. ``cover_fraction``
-    (default ``min_fraction``) is how much of such a label the crop must hold: a crop
-    that grazes the nucleus shows its envelope but not the dark chromatin inside it.
-    """
-    rng = np.random.default_rng(seed)
+    min_fraction: float,
+    label_value: int,
+    cover: tuple[int, ...],
+    cover_fraction: float | None,
+) -> tuple[list[Box], list[Box], list[int]]:
+    """One random placement: crops holding the structure, crops without it, labels not covered."""
     shape = truth.shape
     lo_x, hi_x = x_range
     chosen: list[Box] = []
@@ -136,6 +128,49 @@ def pick_crops(
             chosen.append(box)
         elif len(fallback) < n:
             fallback.append(box)
+    return chosen, fallback, missing
+
+
+def pick_crops(
+    truth: np.ndarray,
+    *,
+    n: int,
+    size: tuple[int, int, int],
+    x_range: tuple[int, int],
+    avoid: list[Box],
+    seed: int,
+    min_fraction: float = 0.02,
+    label_value: int = MITOCHONDRION,
+    cover: tuple[int, ...] = (),
+    cover_fraction: float | None = None,
+) -> list[Box]:
+    """Crops a curator would annotate: inside ``x_range``, holding some of the structure, clear of ``avoid``.
+
+    Crops holding at least ``min_fraction`` of the structure are preferred (a
+    curator annotates where there is something to see); if too few exist, any
+    crop in the region is taken, as long as one crop holds the structure.
+    ``cover`` lists other label values (e.g. the nucleus) of which some crop must
+    also hold ``min_fraction``: a curator shows the network the structures it
+    must *not* call ``label_value``, not only the one it must. ``cover_fraction``
+    (default ``min_fraction``) is how much of such a label the crop must hold: a crop
+    that grazes the nucleus shows its envelope but not the dark chromatin inside it.
+    """
+    rng = np.random.default_rng(seed)
+    # Random placement can fill the region before every crop holds the structure (a crop
+    # at the nucleus in the middle leaves no room); a curator would place them again, so
+    # draw whole placements until one has n crops with structure (the first draw is the
+    # one earlier versions took), else keep the one with the most.
+    best: tuple[list[Box], list[Box], list[int]] | None = None
+    for _ in range(_PLACEMENTS):
+        chosen, fallback, missing = _place_crops(
+            truth, rng, n, size, x_range, avoid, min_fraction, label_value, cover, cover_fraction
+        )
+        if best is None or (not missing, len(chosen)) > (not best[2], len(best[0])):
+            best = (chosen, fallback, missing)
+        if not missing and len(chosen) == n:
+            break
+    assert best is not None
+    chosen, fallback, missing = best
     if missing:
         msg = f"no annotation crop holding label {missing[0]} and the structure fits in the region; use a bigger sample"
         raise SegmentationError(msg, field="crops")
