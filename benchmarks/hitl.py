@@ -238,21 +238,29 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     )
     annotate("bright", bright)
     model0 = root / "bright"
-    t0, c0 = time.perf_counter(), time.process_time()
-    train(
-        train_img,
-        labels="bright",
-        label_value=MITO,
-        out=model0,
-        iterations=a.iterations,
-        device=a.device,
-        seed=seed,
-        overwrite=True,
-        **({"norm": a.norm} if a.norm else {}),
-        **({"depth": a.depth} if a.depth else {}),
-    )
-    out["timing_s"]["train bright"] = round(time.perf_counter() - t0, 1)
-    out["timing_s"]["train bright (CPU)"] = round(time.process_time() - c0, 1)
+    earlier = _earlier_trial(root, seed) if a.reuse_bright else None
+    if earlier is not None and (model0 / "model.json").is_file():
+        # the bright-only model of an earlier run of this benchmark in this scratch folder
+        # (its training is deterministic; only the human rounds are run again)
+        for k in ("train bright", "train bright (CPU)"):
+            out["timing_s"][k] = earlier["timing_s"][k]
+        log(f"seed {seed}: reusing {model0}")
+    else:
+        t0, c0 = time.perf_counter(), time.process_time()
+        train(
+            train_img,
+            labels="bright",
+            label_value=MITO,
+            out=model0,
+            iterations=a.iterations,
+            device=a.device,
+            seed=seed,
+            overwrite=True,
+            **({"norm": a.norm} if a.norm else {}),
+            **({"depth": a.depth} if a.depth else {}),
+        )
+        out["timing_s"]["train bright"] = round(time.perf_counter() - t0, 1)
+        out["timing_s"]["train bright (CPU)"] = round(time.process_time() - c0, 1)
     out["bright"] = score(model0, "bright")
     frac0 = sum(int(np.prod(b.shape)) for b in bright) / float(np.prod(shape))
     out["annotated_fraction"] = {"bright": frac0}
@@ -307,6 +315,17 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             "crops": [b.to_dict() for b in boxes[len(bright) :]],
         }
     return out
+
+
+def _earlier_trial(root: Path, seed: int) -> dict[str, Any] | None:
+    """This seed's trial in the ``hitl.json`` an earlier run left in the scratch folder."""
+    f = root.parent / "hitl.json"
+    if not f.is_file():
+        return None
+    for t in json.loads(f.read_text()).get("trials", []):
+        if t.get("seed") == seed:
+            return t
+    return None
 
 
 # ------------------------------------------------------------------ report
@@ -402,6 +421,17 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
         else:
             per = " ".join(f"{x:.3f}" for x in v["per_seed"])
             print(f"  {k:<48} {v['mean']:.3f}  (per seed: {per})")
+    # which strategies drew the very same crops (on a dense sample the first random crop
+    # usually holds the structure, so "random" and "foreground-random" coincide)
+    for i, sa in enumerate(a.strategies):
+        for sb in a.strategies[i + 1 :]:
+            same = [
+                t["seed"]
+                for t in trials
+                if t["strategies"][sa]["crops"] == t["strategies"][sb]["crops"]
+            ]
+            if same:
+                print(f"  {sa} and {sb} drew the same crops on seeds {same}")
     times = [t["timing_s"]["train bright"] for t in trials]
     cpu = [t["timing_s"]["train bright (CPU)"] for t in trials]
     ft = [v for t in trials for k, v in t["timing_s"].items() if k.startswith("finetune")]
@@ -432,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-lr", type=float, default=None, help="[default: the library's]")
     p.add_argument("--finetune-warmup", type=float, default=None, help="[default: the library's]")
     p.add_argument("--strategies", nargs="+", default=["suggested", "random", "foreground-random"])
+    p.add_argument(
+        "--reuse-bright",
+        action="store_true",
+        help="keep the bright-only model an earlier run left in --scratch; run the human rounds again",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scratch", default=None)

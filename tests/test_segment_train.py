@@ -669,3 +669,46 @@ def test_the_saved_bias_removes_the_class_weighting_prior_and_a_finetune_undoes_
     plain = tmp_path / "u"
     assert train(sample, labels="ann", label_value=2, out=plain, loss="bce+dice", **TINY).ok
     assert json.loads((plain / "model.json").read_text())["training"]["logit_adjustment"] == 0.0
+
+
+def test_a_finetune_on_a_crop_without_the_structure_keeps_the_annotated_prior(sample, tmp_path):
+    """Fine-tuning shows the new crops 70 % of the time; a new crop without foreground
+    would teach a prior far below the annotated one. The saved bias adds
+    logit(f_annotated) - logit(f_shown); plain training (crops drawn by size) adds nothing."""
+    import math
+
+    from curated.segment import _store
+    from curated.segment.annotate import import_annotation
+
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
+    parent = tmp_path / "p"
+    assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
+    pm = json.loads((parent / "model.json").read_text())["training"]
+    assert pm["sampling_prior_shift"] == 0.0
+    w = pm["class_weights"]
+    assert pm["logit_adjustment"] == pytest.approx(-math.log(w["foreground"] / w["background"]))
+
+    # a new crop of background only, where no crop lies yet
+    ann = np.asarray(_store.label_level0(sample, "ann")[...])
+    truth = np.asarray(_store.label_level0(sample, "truth")[...])
+    free = next(
+        (z, y, x)
+        for z in range(0, SHAPE[0] - 9, 2)
+        for y in range(0, SHAPE[1] - 9, 2)
+        for x in range(0, SHAPE[2] - 9, 2)
+        if (ann[z : z + 10, y : y + 10, x : x + 10] == 255).all()
+        and not (truth[z : z + 10, y : y + 10, x : x + 10] == 2).any()
+    )
+    crop = truth[free[0] : free[0] + 10, free[1] : free[1] + 10, free[2] : free[2] + 10]
+    np.save(tmp_path / "empty.npy", crop.astype(np.uint8))
+    import_annotation(sample, source_file=tmp_path / "empty.npy", offset=free, name="ann")
+    child = tmp_path / "c"
+    assert finetune(parent, sample, labels="ann", out=child, **TINY).ok
+    cm = json.loads((child / "model.json").read_text())["training"]
+    assert cm["new_rois"] == [{"offset": list(free), "shape": [10, 10, 10]}]
+    # the sampler showed less foreground than was annotated: the shift raises the bias
+    assert cm["sampling_prior_shift"] > 0.3
+    cw = cm["class_weights"]
+    assert cm["logit_adjustment"] == pytest.approx(
+        -math.log(cw["foreground"] / cw["background"]) + cm["sampling_prior_shift"]
+    )
