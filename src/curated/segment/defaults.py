@@ -31,7 +31,9 @@ DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_FINETUNE_ITERATIONS = 150
 DEFAULT_FINETUNE_LEARNING_RATE = 1e-3
 DEFAULT_NEW_CROP_FRACTION = 0.7
-"""Fine-tuning: share of training patches drawn from the crops the parent never saw."""
+"""Fine-tuning: share of training patches drawn from the crops the parent never saw. The
+foreground prior this shows the network differs from the annotated one; the saved bias
+corrects for it (``segment.train.sampling_prior_shift``)."""
 DEFAULT_CLASS_BALANCE = 0.25
 """Exponent b of the cross-entropy's class weighting: foreground voxels weigh
 ((1 - f) / f) ** b times background ones (f = annotated foreground fraction), scaled
