@@ -671,10 +671,13 @@ def test_the_saved_bias_removes_the_class_weighting_prior_and_a_finetune_undoes_
     assert json.loads((plain / "model.json").read_text())["training"]["logit_adjustment"] == 0.0
 
 
-def test_a_finetune_on_a_crop_without_the_structure_keeps_the_annotated_prior(sample, tmp_path):
-    """Fine-tuning shows the new crops 70 % of the time; a new crop without foreground
-    would teach a prior far below the annotated one. The saved bias adds
-    logit(f_annotated) - logit(f_shown); plain training (crops drawn by size) adds nothing."""
+def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_the_prior(
+    sample, tmp_path
+):
+    """Fine-tuning shows new crops 70 % of the time. A new crop without the structure is
+    drawn by size instead (at 70 % it taught a model to find nothing); a new crop with
+    less of it than annotated overall shifts the prior the network sees, and the saved
+    bias adds logit(f_annotated) - logit(f_shown). Plain training adds nothing."""
     import math
 
     from curated.segment import _store
@@ -684,31 +687,42 @@ def test_a_finetune_on_a_crop_without_the_structure_keeps_the_annotated_prior(sa
     parent = tmp_path / "p"
     assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
     pm = json.loads((parent / "model.json").read_text())["training"]
-    assert pm["sampling_prior_shift"] == 0.0
-    w = pm["class_weights"]
-    assert pm["logit_adjustment"] == pytest.approx(-math.log(w["foreground"] / w["background"]))
-
-    # a new crop of background only, where no crop lies yet
+    assert pm["sampling_prior_shift"] == 0.0 and pm["new_rois_without_structure"] is None
     ann = np.asarray(_store.label_level0(sample, "ann")[...])
     truth = np.asarray(_store.label_level0(sample, "truth")[...])
-    free = next(
-        (z, y, x)
-        for z in range(0, SHAPE[0] - 9, 2)
-        for y in range(0, SHAPE[1] - 9, 2)
-        for x in range(0, SHAPE[2] - 9, 2)
-        if (ann[z : z + 10, y : y + 10, x : x + 10] == 255).all()
-        and not (truth[z : z + 10, y : y + 10, x : x + 10] == 2).any()
-    )
-    crop = truth[free[0] : free[0] + 10, free[1] : free[1] + 10, free[2] : free[2] + 10]
-    np.save(tmp_path / "empty.npy", crop.astype(np.uint8))
-    import_annotation(sample, source_file=tmp_path / "empty.npy", offset=free, name="ann")
+    annotated = float(np.mean(ann[ann != 255] == 2))
+
+    def free_crop(want) -> tuple[int, int, int]:
+        for z in range(0, SHAPE[0] - 9, 2):
+            for y in range(0, SHAPE[1] - 9, 2):
+                for x in range(0, SHAPE[2] - 9, 2):
+                    sl = (slice(z, z + 10), slice(y, y + 10), slice(x, x + 10))
+                    if (ann[sl] == 255).all() and want(float(np.mean(truth[sl] == 2))):
+                        return (z, y, x)
+        raise AssertionError("no such crop in the sample")
+
+    def add(offset, name) -> None:
+        sl = tuple(slice(o, o + 10) for o in offset)
+        np.save(tmp_path / f"{name}.npy", truth[sl].astype(np.uint8))
+        import_annotation(sample, source_file=tmp_path / f"{name}.npy", offset=offset, name="ann")
+
+    empty = free_crop(lambda f: f == 0.0)
+    add(empty, "empty")
     child = tmp_path / "c"
     assert finetune(parent, sample, labels="ann", out=child, **TINY).ok
     cm = json.loads((child / "model.json").read_text())["training"]
-    assert cm["new_rois"] == [{"offset": list(free), "shape": [10, 10, 10]}]
-    # the sampler showed less foreground than was annotated: the shift raises the bias
-    assert cm["sampling_prior_shift"] > 0.3
-    cw = cm["class_weights"]
-    assert cm["logit_adjustment"] == pytest.approx(
-        -math.log(cw["foreground"] / cw["background"]) + cm["sampling_prior_shift"]
+    box = {"offset": list(empty), "shape": [10, 10, 10]}
+    assert cm["new_rois"] == [box] and cm["new_rois_without_structure"] == [box]
+    assert cm["sampling_prior_shift"] == 0.0  # drawn by size: the prior is the annotated one
+
+    sparse = free_crop(lambda f: 0.0 < f < annotated / 3)
+    add(sparse, "sparse")
+    grandchild = tmp_path / "g"
+    assert finetune(child, sample, labels="ann", out=grandchild, **TINY).ok
+    gm = json.loads((grandchild / "model.json").read_text())["training"]
+    assert gm["new_rois_without_structure"] == []
+    assert gm["sampling_prior_shift"] > 0.3  # it showed less foreground than was annotated
+    w = gm["class_weights"]
+    assert gm["logit_adjustment"] == pytest.approx(
+        -math.log(w["foreground"] / w["background"]) + gm["sampling_prior_shift"]
     )
