@@ -93,6 +93,12 @@ def sums_exactly(dtype: Any) -> bool:
     return dt.kind in "ui" and dt.itemsize <= 2
 
 
+def default_kernel(dtype: Any = None) -> str:
+    """The local contrast kernel for images of ``dtype``: ``box3`` where it sums exactly
+    (integers of up to 16 bits), else ``gaussian`` (also when the type is unknown)."""
+    return "box3" if dtype is not None and sums_exactly(dtype) else "gaussian"
+
+
 def exact_sums_fit(w: int, passes: int, length: int) -> bool:
     """Whether int64 running sums of base-256 digits cannot overflow for rows of ``length``.
 
@@ -317,8 +323,7 @@ def default_preprocessing(
         yx = min(float(voxel_size[1]), float(voxel_size[2]))
         sigma = LOCAL_CONTRAST_NM / yx if yx > 0 else 50.0
     sigma = float(min(max(round(sigma, 1), 2.0), 128.0))
-    kernel = "box3" if dtype is not None and sums_exactly(dtype) else "gaussian"
-    return Preprocessing(local_contrast_sigma=sigma, local_contrast_kernel=kernel)
+    return Preprocessing(local_contrast_sigma=sigma, local_contrast_kernel=default_kernel(dtype))
 
 
 def _crop_extra(region: np.ndarray, have: tuple[int, ...], want: tuple[int, ...]) -> np.ndarray:

@@ -69,9 +69,9 @@ from curated.segment.modelio import (
 from curated.segment.modeljson import read_model_json
 from curated.segment.preprocess import (
     Preprocessing,
+    default_kernel,
     default_preprocessing,
     read_region,
-    sums_exactly,
 )
 from curated.segment.unet import (
     UNet3D,
@@ -266,8 +266,7 @@ def _with_kernel(preprocessing: dict[str, Any], image: Path) -> dict[str, Any]:
         dtype = _store.image_level0(image).dtype
     except (CuratedError, OSError, ValueError, KeyError):
         return preprocessing  # an unreadable image is reported when training opens it
-    kernel = "box3" if sums_exactly(dtype) else "gaussian"
-    return {**preprocessing, "local_contrast_kernel": kernel}
+    return {**preprocessing, "local_contrast_kernel": default_kernel(dtype)}
 
 
 def _parent_logit_adjustment(parent: SegmentationModel) -> float:
@@ -1054,7 +1053,6 @@ class _TrainingLoop:
         self.dtype = amp_dtype(device)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.start_it = 0
-        self.new_without_structure: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {
             "dice": -1.0,
             "loss": float("inf"),
@@ -1066,7 +1064,16 @@ class _TrainingLoop:
         self.iso_axes = tuple(
             i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch)
         )
+        # per crop, inside the crop: foreground and annotated voxels
+        inside = [_roi_labels(rg) for rg in train_regions]
+        self.roi_fg = np.array([int((lab == label_value).sum()) for lab in inside])
+        self.roi_ann = np.array([int((lab != UNANNOTATED).sum()) for lab in inside])
         self.oversampled = self._oversampled(new_keys)
+        self.new_without_structure = [
+            _plain(rg.roi)
+            for rg, fg in zip(train_regions, self.roi_fg, strict=True)
+            if job.parent is not None and _roi_key(rg.roi) in new_keys and fg == 0
+        ]
         self.pick_p = self._pick_probabilities()
         # added to the output bias when the weights are saved (see logit_adjustment and
         # sampling_prior_shift); validation scores the decision the saved model will make
@@ -1083,30 +1090,17 @@ class _TrainingLoop:
         explains (``benchmarks/hitl.py`` seed 3: whole-volume Dice 0.720 → 0.482 with the
         shift corrected, RESULTS.md). The crops without it are recorded in ``model.json``.
         """
-        regions = self.train_regions
         if self.job.parent is None:
-            return np.zeros(len(regions), dtype=bool)
-        label_value = self.job.label_value
-        self.new_without_structure = [
-            _plain(rg.roi)
-            for rg in regions
-            if _roi_key(rg.roi) in new_keys and not (_roi_labels(rg) == label_value).any()
-        ]
-        return np.array(
-            [
-                _roi_key(rg.roi) in new_keys and bool((_roi_labels(rg) == label_value).any())
-                for rg in regions
-            ]
-        )
+            return np.zeros(len(self.train_regions), dtype=bool)
+        fresh = np.array([_roi_key(rg.roi) in new_keys for rg in self.train_regions])
+        return fresh & (self.roi_fg > 0)
 
     def _sampling_prior_shift(self) -> float:
         """See :func:`sampling_prior_shift`; 0 unless fine-tuning oversamples new crops."""
-        regions, over = self.train_regions, self.oversampled
+        over = self.oversampled
         if not over.any() or over.all():
             return 0.0
-        label_value = self.job.label_value
-        fg = np.array([int((_roi_labels(rg) == label_value).sum()) for rg in regions])
-        ann = np.array([int((_roi_labels(rg) != UNANNOTATED).sum()) for rg in regions])
+        fg, ann = self.roi_fg, self.roi_ann
         per_crop = list(fg / np.maximum(ann, 1))
         return sampling_prior_shift(float(fg.sum() / max(ann.sum(), 1)), self.pick_p, per_crop)
 
