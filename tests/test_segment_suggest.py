@@ -27,6 +27,7 @@ from curated.segment.suggest import (
     parse_crop_size,
     rank01,
     score_candidates,
+    select_crops,
     suggest_crops,
 )
 from curated.workspace import Workspace
@@ -418,10 +419,31 @@ def test_an_empty_region_predicted_empty_is_not_an_anomaly(case) -> None:
     s = score_candidates(image, model=model, pred="pred3", crop_size=CROP, probability="")
     i = [list(o) for o in s.offsets].index([12, 48, 16])
     assert s.foreground[i] == 0.0 and s.prior > 0
-    assert s.anomaly[i] == 0.0
-    over = s.foreground > s.prior
-    assert np.all(s.anomaly[over] == pytest.approx(s.foreground[over] - s.prior))
-    assert np.all(s.anomaly[~over] == 0.0)
+    assert s.anomaly == pytest.approx(s.foreground - s.prior)
+    # the empty crop ranks last; every crop the model sees structure in ranks above it
+    seen = s.eligible & (s.foreground > 0)
+    assert seen.any()
+    assert np.all(s.anomaly[seen] > s.anomaly[i])
+    assert s.anomaly[i] == s.anomaly[s.eligible].min()
+
+
+def test_below_the_prior_a_crop_with_structure_outranks_an_empty_one(case) -> None:
+    """Once the model under-calls (every crop below the prior), the anomaly still prefers a
+    crop with under-drawn objects over an empty one, which entropy and appearance may favour;
+    a one-sided max(0, ·) tied them all at 0."""
+    image, model, truth, _pred = case
+    pred = np.zeros_like(truth, dtype=np.uint8)
+    # the model sees only a sliver of each object: far below the annotated prior everywhere
+    objects = np.argwhere(truth == 1)
+    keep = objects[:: max(1, len(objects) // 200)]
+    pred[tuple(keep.T)] = 1
+    add_labels(image, "pred4", pred, kind="prediction", ai_generated=True)
+    s = score_candidates(image, model=model, pred="pred4", crop_size=CROP, probability="")
+    assert np.all(s.foreground[s.eligible] < s.prior)
+    w = SuggestionWeights(anomaly=1, appearance=0, uncertainty=0, diversity=0)
+    top = select_crops(s, 1, w)[0]
+    i = [list(o) for o in s.offsets].index(top["offset"])
+    assert s.foreground[i] == s.foreground[s.eligible].max() > 0
 
 
 def test_a_prediction_from_another_model_is_named_in_the_message(case) -> None:
@@ -486,3 +508,14 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
     np.testing.assert_allclose(
         again.uncertainty, whole.uncertainty, rtol=0, atol=1e-6, equal_nan=True
     )
+
+
+def test_the_cli_help_states_the_default_weights() -> None:
+    """`--weights` help quotes the defaults; it once kept weights two releases old."""
+    import inspect
+
+    from curated.cli import segment as cli_segment
+
+    src = inspect.getsource(cli_segment)
+    stated = src.split("Score weights, e.g. '", 1)[1].split("'", 1)[0]
+    assert SuggestionWeights.parse(stated) == SuggestionWeights()

@@ -196,7 +196,7 @@ def annotate_suggest_cmd(
     weights: str | None = typer.Option(
         None,
         "--weights",
-        help="Score weights, e.g. 'anomaly=0.5,appearance=0.2,uncertainty=0.1,diversity=0.2' (the defaults).",
+        help="Score weights, e.g. 'anomaly=0.4,appearance=0.1,uncertainty=0.3,diversity=0.2' (the defaults).",
     ),
     name: str = typer.Option("suggestions", "--name", help="Label image to write inside IMAGE."),
     out: Path | None = typer.Option(

@@ -6,15 +6,21 @@ is moved in so that it ends at the border) and scores every crop that does not
 overlap an annotated crop. Each candidate gets four components:
 
 ``anomaly``
-    ``max(0, predicted foreground fraction in the crop − foreground fraction in
-    the annotated crops)`` (the *prior*): how much more the model calls
-    foreground there than the annotated crops hold. Confident errors, such as a
-    shaded side where everything dark is called foreground, or distractors
+    ``predicted foreground fraction in the crop − foreground fraction in the
+    annotated crops`` (the *prior*), signed. Above 0 it is how much more the model
+    calls foreground there than the annotated crops hold: confident errors, such as
+    a shaded side where everything dark is called foreground, or distractors
     (lipid droplets, ER, a nuclear envelope) the crops never showed, show up here
-    although the model is confident there. The excess is one-sided: an earlier
-    two-sided ``|fraction − prior|`` ranked empty, correctly predicted crops as
-    anomalous once the model was decent (ρ −0.76 with tile error, RESULTS.md
-    "suggest"); missed objects in unfamiliar regions are the *appearance* term's job.
+    although the model is confident there. Below 0 it still orders crops by how
+    much structure the model sees in them: a crop with a few under-drawn objects
+    holds more errors to correct than an empty one, and a crop with nothing to
+    show teaches fine-tuning only what the structure is not. An empty crop the
+    model rightly calls empty ranks last (an earlier two-sided
+    ``|fraction − prior|`` ranked such crops as anomalous once the model was
+    decent, ρ −0.76 with tile error; a one-sided ``max(0, ·)`` tied every crop
+    below the prior and let entropy pick an empty shaded nucleus; RESULTS.md
+    "suggest"). Missed objects in unfamiliar regions are also the *appearance*
+    term's job.
 ``appearance``
     A model-free distance of the crop's raw intensity statistics (mean, standard
     deviation, 5th/50th/95th percentiles, local contrast = mean absolute
@@ -94,12 +100,14 @@ class SuggestionWeights:
     """Weights of the rank-normalised components in the combined score (scaled to sum 1).
 
     Measured with ``benchmarks/suggest.py`` (Spearman ρ of the combined score with
-    the tile error fraction, RESULTS.md "suggest: one-sided anomaly") in both
-    regimes a curator meets: a model that fails on a shaded half (3 seeds, ρ 0.77)
-    and a decent one whose errors sit at object boundaries (ρ 0.68). The anomaly
-    finds gross and confident errors, entropy the boundary errors of a decent
-    model, appearance regions unlike anything annotated; diversity keeps the
-    picks apart and away from what is already annotated.
+    the tile error fraction, RESULTS.md "suggest: a signed anomaly") in the regimes
+    a curator meets: a small model that fails on a shaded half (3 seeds, ρ 0.77), a
+    decent one whose errors sit at object boundaries, and the bright-only models of
+    ``benchmarks/hitl.py``, which under-call the shaded half (5 seeds, ρ 0.58). The
+    anomaly finds gross and confident errors and orders the rest by how much
+    structure the model sees, entropy finds the boundary errors of a decent model,
+    appearance regions unlike anything annotated; diversity keeps the picks apart
+    and away from what is already annotated.
     """
 
     anomaly: float = 0.4
@@ -550,7 +558,7 @@ def score_candidates(
         shape=crop,
         offsets=offsets,
         eligible=eligible,
-        anomaly=np.maximum(fg - prior, 0.0),
+        anomaly=fg - prior,
         appearance=appearance_distance(feats, reference),
         uncertainty=entropy,
         foreground=fg,
