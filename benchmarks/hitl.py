@@ -166,7 +166,10 @@ def random_crop(shape, size, avoid, rng, truth=None, min_fraction=0.0):
     raise RuntimeError("no crop fits")
 
 
-def suggested_crop(image: Path, model: Path, pred: str, labels: str, size, device: str):
+def suggested_crops(
+    image: Path, model: Path, pred: str, labels: str, size, device: str, n: int = 1
+) -> list:
+    """The top ``n`` crops of ``curated annotate suggest`` (a curator annotates them all)."""
     from curated.segment.evaluate import Box
     from curated.segment.suggest import suggest_crops
 
@@ -174,14 +177,13 @@ def suggested_crop(image: Path, model: Path, pred: str, labels: str, size, devic
         image,
         model=model,
         pred=pred,
-        n=1,
+        n=n,
         crop_size=tuple(size),
         labels=labels,
         name=f"suggestions-{labels}",
         device=device,
     )
-    first = res.details["crops"][0]
-    return Box(tuple(first["offset"]), tuple(first["shape"]))
+    return [Box(tuple(c["offset"]), tuple(c["shape"])) for c in res.details["crops"]]
 
 
 # ------------------------------------------------------------------ trial
@@ -277,15 +279,25 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         for r in range(1, a.rounds + 1):
             if strategy == "suggested":
                 predict(model, train_img, name=f"t-{name}", device=a.device, overwrite=True)
-                box = suggested_crop(train_img, model, f"t-{name}", name, round_size, a.device)
-                if any(box.intersects(b) for b in boxes):
-                    raise RuntimeError(f"suggestion {box} overlaps an annotated crop")
-            elif strategy == "random":
-                box = random_crop(shape, round_size, boxes, rng)
+                new = suggested_crops(
+                    train_img, model, f"t-{name}", name, round_size, a.device, a.round_crops
+                )
+                for box in new:
+                    if any(box.intersects(b) for b in boxes):
+                        raise RuntimeError(f"suggestion {box} overlaps an annotated crop")
             else:
-                box = random_crop(shape, round_size, boxes, rng, truth_train, min_fraction=0.02)
-            annotate(name, [box])
-            boxes.append(box)
+                new = []
+                for _ in range(a.round_crops):
+                    if strategy == "random":
+                        new.append(random_crop(shape, round_size, boxes + new, rng))
+                    else:
+                        new.append(
+                            random_crop(
+                                shape, round_size, boxes + new, rng, truth_train, min_fraction=0.02
+                            )
+                        )
+            annotate(name, new)
+            boxes.extend(new)
             child = root / f"{name}-r{r}"
             t0 = time.perf_counter()
             finetune(
@@ -308,7 +320,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             curve.append(score(child, f"{name}-r{r}"))
             model = child
             log(
-                f"seed {seed}: {strategy} round {r} crop {box.offset}: {summary(curve[-1])['quarters']}"
+                f"seed {seed}: {strategy} round {r} crops {[b.offset for b in new]}: {summary(curve[-1])['quarters']}"
             )
         added = sum(int(np.prod(b.shape)) for b in boxes[len(bright) :]) / float(np.prod(shape))
         out["strategies"][strategy] = {
@@ -349,7 +361,7 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
     for strategy in a.strategies:
         rows.append(
             row(
-                f"+ {a.rounds} {strategy} crop(s), fine-tuned",
+                f"+ {a.rounds * getattr(a, 'round_crops', 1)} {strategy} crop(s), fine-tuned",
                 [t["strategies"][strategy]["curve"][-1] for t in trials],
             )
         )
@@ -467,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         help="crop of each human round (z y x); 20x48x48 is 2.8 %% of the default volume",
     )
     p.add_argument(
+        "--round-crops",
+        type=int,
+        default=1,
+        help="crops annotated per human round (the issue allows up to 3 within 3 %% of the voxels)",
+    )
+    p.add_argument(
         "--cover-fraction",
         type=float,
         default=0.25,
@@ -511,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = doc["report"]["settings"]
         for k in ("shape", "shading", "rounds", "strategies"):
             setattr(a, k, settings[k])
+        a.round_crops = settings.get("round_crops", 1)  # runs before --round-crops had one
         report(trials, a)
         return 0
     if a.quick:

@@ -726,3 +726,43 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     assert gm["logit_adjustment"] == pytest.approx(
         -math.log(w["foreground"] / w["background"]) + gm["sampling_prior_shift"]
     )
+    assert cm["new_crop_share"] == 0.0 and gm["new_crop_share"] == pytest.approx(0.7)
+
+
+def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(sample, tmp_path):
+    """Two new crops, one holding the structure: that one gets 70 % times its half of the
+    new voxels, not all 70 % (one small crop shown 70 % of the time, with a prior shift
+    to match, made a fine-tuned model find almost nothing, benchmarks/hitl.py)."""
+    from curated.segment import _store
+    from curated.segment.annotate import import_annotation
+
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
+    parent = tmp_path / "p"
+    assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
+    truth = np.asarray(_store.label_level0(sample, "truth")[...])
+    taken = np.asarray(_store.label_level0(sample, "ann")[...]) != 255
+
+    def add(want, name) -> None:
+        for z in range(0, SHAPE[0] - 7, 2):
+            for y in range(0, SHAPE[1] - 7, 2):
+                for x in range(0, SHAPE[2] - 7, 2):
+                    sl = (slice(z, z + 8), slice(y, y + 8), slice(x, x + 8))
+                    if not taken[sl].any() and want(float(np.mean(truth[sl] == 2))):
+                        taken[sl] = True
+                        np.save(tmp_path / f"{name}.npy", truth[sl].astype(np.uint8))
+                        import_annotation(
+                            sample,
+                            source_file=tmp_path / f"{name}.npy",
+                            offset=(z, y, x),
+                            name="ann",
+                        )
+                        return
+        raise AssertionError("no such crop in the sample")
+
+    add(lambda f: f == 0.0, "empty")
+    add(lambda f: f > 0.2, "dense")
+    child = tmp_path / "c"
+    assert finetune(parent, sample, labels="ann", out=child, **TINY).ok
+    cm = json.loads((child / "model.json").read_text())["training"]
+    assert len(cm["new_rois"]) == 2 and len(cm["new_rois_without_structure"]) == 1
+    assert cm["new_crop_share"] == pytest.approx(0.35)
