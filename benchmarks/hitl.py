@@ -286,16 +286,11 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                     if any(box.intersects(b) for b in boxes):
                         raise RuntimeError(f"suggestion {box} overlaps an annotated crop")
             else:
+                # foreground-random: only crops holding some of the structure
+                holds = {} if strategy == "random" else {"truth": truth_train, "min_fraction": 0.02}
                 new = []
                 for _ in range(a.round_crops):
-                    if strategy == "random":
-                        new.append(random_crop(shape, round_size, boxes + new, rng))
-                    else:
-                        new.append(
-                            random_crop(
-                                shape, round_size, boxes + new, rng, truth_train, min_fraction=0.02
-                            )
-                        )
+                    new.append(random_crop(shape, round_size, boxes + new, rng, **holds))
             annotate(name, new)
             boxes.extend(new)
             child = root / f"{name}-r{r}"
@@ -361,7 +356,7 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
     for strategy in a.strategies:
         rows.append(
             row(
-                f"+ {a.rounds * getattr(a, 'round_crops', 1)} {strategy} crop(s), fine-tuned",
+                f"+ {a.rounds * a.round_crops} {strategy} crop(s), fine-tuned",
                 [t["strategies"][strategy]["curve"][-1] for t in trials],
             )
         )

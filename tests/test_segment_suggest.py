@@ -512,10 +512,9 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
 
 def test_the_cli_help_states_the_default_weights() -> None:
     """`--weights` help quotes the defaults; it once kept weights two releases old."""
-    import inspect
+    import typer
 
-    from curated.cli import segment as cli_segment
-
-    src = inspect.getsource(cli_segment)
-    stated = src.split("Score weights, e.g. '", 1)[1].split("'", 1)[0]
+    suggest = typer.main.get_command(app).commands["annotate"].commands["suggest"]  # type: ignore[attr-defined]
+    (option,) = [p for p in suggest.params if p.name == "weights"]
+    stated = option.help.split("e.g. '", 1)[1].split("'", 1)[0]
     assert SuggestionWeights.parse(stated) == SuggestionWeights()

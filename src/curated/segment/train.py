@@ -659,8 +659,8 @@ def finetune(
     ``lineage_rois``) are the *new* ones; those holding the structure are drawn for
     ``new_crop_fraction`` (70 %) of the patches times their share of the new voxels
     (see ``_TrainingLoop._pick_probabilities``), and new crops are never held out;
-    the parent's crops keep the rest so what it learned is not forgotten; the learning rate is annealed (cosine) and
-    the last iteration is kept. The architecture and the fitted pre-processing are
+    the parent's crops keep the rest so what it learned is not forgotten; the
+    learning rate is annealed (cosine) and the last iteration is kept. The architecture and the fitted pre-processing are
     the parent's (the default local contrast normalisation makes absolute grey
     levels irrelevant, so nothing needs re-fitting); ``lineage_rois`` is the
     parent's lineage plus the ROIs used here. ``label_value`` defaults to the
@@ -1069,33 +1069,28 @@ class _TrainingLoop:
         inside = [_roi_labels(rg) for rg in train_regions]
         self.roi_fg = np.array([int((lab == label_value).sum()) for lab in inside])
         self.roi_ann = np.array([int((lab != UNANNOTATED).sum()) for lab in inside])
-        self.oversampled = self._oversampled(new_keys)
+        # new crops: those the parent never saw (none when training from scratch).
+        # Fine-tuning oversamples only the new ones that hold the structure; a new crop
+        # without any is drawn in proportion to its size like the parent's crops: shown
+        # 70 % of the time, a crop of nucleus and cytoplasm taught the network to find
+        # nothing on the shaded half, far beyond what the prior shift explains
+        # (benchmarks/hitl.py seed 3: whole-volume Dice 0.720 → 0.482 with the shift
+        # corrected, RESULTS.md). The crops without it are recorded in model.json.
+        self.fresh = np.array(
+            [job.parent is not None and _roi_key(rg.roi) in new_keys for rg in train_regions],
+            dtype=bool,
+        )
+        self.oversampled = self.fresh & (self.roi_fg > 0)
         self.new_without_structure = [
             _plain(rg.roi)
-            for rg, fg in zip(train_regions, self.roi_fg, strict=True)
-            if job.parent is not None and _roi_key(rg.roi) in new_keys and fg == 0
+            for rg, new, fg in zip(train_regions, self.fresh, self.roi_fg, strict=True)
+            if new and fg == 0
         ]
         self.pick_p = self._pick_probabilities()
         # added to the output bias when the weights are saved (see logit_adjustment and
         # sampling_prior_shift); validation scores the decision the saved model will make
         self.sampling_shift = self._sampling_prior_shift()
         self.adjustment = logit_adjustment(self.weights, self.settings.loss) + self.sampling_shift
-
-    def _oversampled(self, new_keys: set[tuple[tuple[int, ...], tuple[int, ...]]]) -> np.ndarray:
-        """Which crops fine-tuning draws ``new_crop_fraction`` of the time: the new ones
-        that hold the structure.
-
-        A new crop without any of it is drawn in proportion to its size like the
-        parent's crops: shown 70 % of the time, a crop of nucleus and cytoplasm taught
-        the network to find nothing on the shaded half, far beyond what the prior shift
-        explains (``benchmarks/hitl.py`` seed 3: whole-volume Dice 0.720 → 0.482 with the
-        shift corrected, RESULTS.md). The crops without it are recorded in ``model.json``.
-        """
-        if self.job.parent is None:
-            self.fresh = np.zeros(len(self.train_regions), dtype=bool)
-            return self.fresh
-        self.fresh = np.array([_roi_key(rg.roi) in new_keys for rg in self.train_regions])
-        return self.fresh & (self.roi_fg > 0)
 
     def _sampling_prior_shift(self) -> float:
         """See :func:`sampling_prior_shift`; 0 unless fine-tuning oversamples new crops."""
@@ -1109,7 +1104,7 @@ class _TrainingLoop:
     def _pick_probabilities(self) -> np.ndarray:
         """Crops are drawn by size; when fine-tuning, the new crops holding the structure
         get ``new_crop_fraction`` times their share of the new crops' voxels (all of it
-        when every new crop holds some; see :meth:`_oversampled`).
+        when every new crop holds some; see ``oversampled`` in ``__init__``).
 
         The share of a new crop without the structure does not pass to the others: when
         one 16×32×32 crop of three new ones held mitochondria, it alone took 70 % of the
