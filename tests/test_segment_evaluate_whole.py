@@ -114,6 +114,34 @@ def test_the_report_names_the_classes_and_what_is_confused(cell, tmp_path):
     assert "mitochondrion" in rep.result().message
 
 
+def test_the_confusion_says_what_fixing_each_confusion_is_worth(cell, tmp_path):
+    evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=3, block_size=12,
+        out=tmp_path / "ev.json",
+    )  # fmt: skip
+    data = json.loads((tmp_path / "ev.json").read_text())
+    conf = data["confusion"]["whole_volume"]
+    truth, pred = _truth(), _pred(_truth()) == 1
+    t = truth == 1
+
+    def dice(p):
+        return 2 * (p & t).sum() / (2 * (p & t).sum() + (p & ~t).sum() + (~p & t).sum())
+
+    row = next(r for r in conf["by_truth_class"] if r["truth_value"] == 2)
+    # the Dice of the same prediction with its false positives in the nucleus taken away
+    assert row["dice_without"] == pytest.approx(dice(pred & (truth != 2)))
+    assert conf["errors"]["dice"] == pytest.approx(dice(pred))
+    assert row["dice_without"] > conf["errors"]["dice"]
+    missed = int((~pred & t).sum())
+    assert conf["errors"]["missed_voxels"] == missed
+    assert conf["errors"]["missed_share"] == pytest.approx(missed / (missed + (pred & ~t).sum()))
+    md = (tmp_path / "ev.md").read_text()
+    assert f"without them Dice would be {row['dice_without']:.3f}" in md
+    assert "of all wrong voxels" in md.lower() and "mitochondrion voxels the model missed" in md
+    # background is no single confusion: no "without them" for it
+    assert not any("background" in x and "without them" in x for x in conf["sentences"])
+
+
 def test_blocks_are_stratified_so_a_rare_class_is_covered(tmp_path):
     truth = np.zeros(SHAPE, np.uint8)
     truth[:, 4:20, 4:20] = 1

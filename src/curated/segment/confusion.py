@@ -52,9 +52,22 @@ class Confusion:
         return Confusion(self.fp + other.fp, by, near)
 
     def summary(
-        self, target: int, names: Mapping[int, str] | None = None, *, top: int = 3
+        self,
+        target: int,
+        names: Mapping[int, str] | None = None,
+        *,
+        top: int = 3,
+        tp: int | None = None,
+        fn: int | None = None,
     ) -> dict[str, Any]:
-        """JSON-ready split of the false positives, with sentences a curator can read."""
+        """JSON-ready split of the false positives, with sentences a curator can read.
+
+        With ``tp`` and ``fn`` (counted over the same voxels as these false positives),
+        every class also gets ``dice_without``: the Dice the model would score if it made
+        none of its false positives there, which says what annotating that confusion is
+        worth; and ``errors`` splits all wrong voxels into false positives per truth class
+        and missed ones.
+        """
         names = names or {}
 
         def label(v: int) -> str:
@@ -72,6 +85,18 @@ class Confusion:
             for v, n in sorted(self.by_truth.items(), key=lambda kv: (-kv[1], kv[0]))
             if n
         ]
+        errors = None
+        if tp is not None and fn is not None:
+            dice = _dice(tp, self.fp, fn)
+            for r in rows:
+                r["dice_without"] = _dice(tp, self.fp - r["voxels"], fn)
+            wrong = self.fp + fn
+            errors = {
+                "wrong_voxels": int(wrong),
+                "missed_voxels": int(fn),
+                "missed_share": fn / wrong if wrong else None,
+                "dice": dice,
+            }
         near = []
         for v, counts in sorted(self.near.items()):
             near.append(
@@ -89,8 +114,18 @@ class Confusion:
         if self.fp == 0:
             sentences.append("The model made no false-positive voxel here.")
         for r in rows[:top]:
+            text = f"{r['share']:.0%} of false-positive voxels are {label(r['truth_value'])} in the truth"
+            if errors is not None and r["truth_value"] != 0 and errors["dice"] is not None:
+                # what fixing this confusion would be worth (background is not one confusion)
+                text += (
+                    f"; without them Dice would be {r['dice_without']:.3f} "
+                    f"instead of {errors['dice']:.3f}"
+                )
+            sentences.append(text + ".")
+        if errors is not None and errors["wrong_voxels"]:
             sentences.append(
-                f"{r['share']:.0%} of false-positive voxels are {label(r['truth_value'])} in the truth."
+                f"Of all wrong voxels, {errors['missed_share']:.0%} are {names.get(target, f'class {target}')} "
+                f"voxels the model missed and {1 - errors['missed_share']:.0%} false positives."
             )
         d = DISTANCE_BINS[1]
         for n in near:
@@ -108,8 +143,13 @@ class Confusion:
             "by_truth_class": rows,
             "near_boundary": near,
             "distance_bins_voxels": list(DISTANCE_BINS),
+            **({"errors": errors} if errors is not None else {}),
             "sentences": sentences,
         }
+
+
+def _dice(tp: int, fp: int, fn: int) -> float | None:
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
 
 
 def count_confusion(

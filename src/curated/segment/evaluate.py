@@ -603,9 +603,15 @@ class EvaluationReport:
         """What the model confuses, on the whole volume (when scored) and on the blocks."""
         out: dict[str, Any] = {}
         if self.whole is not None:
-            out["whole_volume"] = self.whole.confusion.summary(self.label_value, self.class_names)
+            raw = self.whole.overall["raw"]
+            out["whole_volume"] = self.whole.confusion.summary(
+                self.label_value, self.class_names, tp=raw["tp"], fn=raw["fn"]
+            )
         if self.confusion is not None:
-            out["blocks"] = self.confusion.summary(self.label_value, self.class_names)
+            raw = self.overall["raw"]
+            out["blocks"] = self.confusion.summary(
+                self.label_value, self.class_names, tp=raw["tp"], fn=raw["fn"]
+            )
         return out
 
     @property
