@@ -709,7 +709,11 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     empty = free_crop(lambda f: f == 0.0)
     add(empty, "empty")
     child = tmp_path / "c"
-    assert finetune(parent, sample, labels="ann", out=child, **TINY).ok
+    res = finetune(parent, sample, labels="ann", out=child, **TINY)
+    assert res.ok
+    # the curator hears that a crop without the structure can cost it elsewhere
+    assert "the new crop holds no voxel of label 2" in res.details["warnings"][0]
+    assert "Warning:" in res.message and "annotate a crop that holds it" in res.message
     cm = json.loads((child / "model.json").read_text())["training"]
     box = {"offset": list(empty), "shape": [10, 10, 10]}
     assert cm["new_rois"] == [box] and cm["new_rois_without_structure"] == [box]
@@ -718,7 +722,8 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     sparse = free_crop(lambda f: 0.0 < f < annotated / 3)
     add(sparse, "sparse")
     grandchild = tmp_path / "g"
-    assert finetune(child, sample, labels="ann", out=grandchild, **TINY).ok
+    res = finetune(child, sample, labels="ann", out=grandchild, **TINY)
+    assert res.ok and "warnings" not in res.details  # this new crop holds the structure
     gm = json.loads((grandchild / "model.json").read_text())["training"]
     assert gm["new_rois_without_structure"] == []
     assert gm["sampling_prior_shift"] > 0.3  # it showed less foreground than was annotated
@@ -762,7 +767,11 @@ def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(
     add(lambda f: f == 0.0, "empty")
     add(lambda f: f > 0.2, "dense")
     child = tmp_path / "c"
-    assert finetune(parent, sample, labels="ann", out=child, **TINY).ok
+    res = finetune(parent, sample, labels="ann", out=child, **TINY)
+    assert res.ok
+    # the curator hears that a crop without the structure can cost it elsewhere
+    assert "the new crop holds no voxel of label 2" in res.details["warnings"][0]
+    assert "Warning:" in res.message and "annotate a crop that holds it" in res.message
     cm = json.loads((child / "model.json").read_text())["training"]
     assert len(cm["new_rois"]) == 2 and len(cm["new_rois_without_structure"]) == 1
     assert cm["new_crop_share"] == pytest.approx(0.35)
