@@ -768,10 +768,8 @@ def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(
     add(lambda f: f > 0.2, "dense")
     child = tmp_path / "c"
     res = finetune(parent, sample, labels="ann", out=child, **TINY)
-    assert res.ok
-    # the curator hears that a crop without the structure can cost it elsewhere
-    assert "the new crop holds no voxel of label 2" in res.details["warnings"][0]
-    assert "Warning:" in res.message and "annotate a crop that holds it" in res.message
+    # one of the two new crops holds the structure: nothing to warn about
+    assert res.ok and "warnings" not in res.details and "Warning" not in res.message
     cm = json.loads((child / "model.json").read_text())["training"]
     assert len(cm["new_rois"]) == 2 and len(cm["new_rois_without_structure"]) == 1
     assert cm["new_crop_share"] == pytest.approx(0.35)
