@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from curated.segment.metrics import ratio_scores
+
 DISTANCE_BINS = (1, 2, 4)
 """Distances (voxels, Euclidean) to a class boundary at which false positives are counted."""
 
@@ -87,9 +89,9 @@ class Confusion:
         ]
         errors = None
         if tp is not None and fn is not None:
-            dice = _dice(tp, self.fp, fn)
+            dice = ratio_scores(tp, self.fp, fn)["dice"]
             for r in rows:
-                r["dice_without"] = _dice(tp, self.fp - r["voxels"], fn)
+                r["dice_without"] = ratio_scores(tp, self.fp - r["voxels"], fn)["dice"]
             wrong = self.fp + fn
             errors = {
                 "wrong_voxels": int(wrong),
@@ -115,7 +117,7 @@ class Confusion:
             sentences.append("The model made no false-positive voxel here.")
         for r in rows[:top]:
             text = f"{r['share']:.0%} of false-positive voxels are {label(r['truth_value'])} in the truth"
-            if errors is not None and r["truth_value"] != 0 and errors["dice"] is not None:
+            if errors is not None and r["truth_value"] != 0:
                 # what fixing this confusion would be worth (background is not one confusion)
                 text += (
                     f"; without them Dice would be {r['dice_without']:.3f} "
@@ -146,10 +148,6 @@ class Confusion:
             **({"errors": errors} if errors is not None else {}),
             "sentences": sentences,
         }
-
-
-def _dice(tp: int, fp: int, fn: int) -> float | None:
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
 
 
 def count_confusion(

@@ -603,9 +603,10 @@ class EvaluationReport:
         """What the model confuses, on the whole volume (when scored) and on the blocks."""
         out: dict[str, Any] = {}
         if self.whole is not None:
-            raw = self.whole.overall["raw"]
+            # the summed counts only: ``overall`` would also run the tile bootstrap
+            tot = self.whole.totals
             out["whole_volume"] = self.whole.confusion.summary(
-                self.label_value, self.class_names, tp=raw["tp"], fn=raw["fn"]
+                self.label_value, self.class_names, tp=tot["tp"], fn=tot["fn"]
             )
         if self.confusion is not None:
             raw = self.overall["raw"]

@@ -44,6 +44,11 @@ DEFAULT_TILE = 64
 _FIELDS = ("tp", "fp", "fn", "band_tp", "band_fp", "band_fn", "truth", "pred", "scored")
 
 
+def _totals(rows: np.ndarray) -> dict[str, int]:
+    tot = rows.sum(axis=0) if rows.size else np.zeros(len(_FIELDS), np.int64)
+    return dict(zip(_FIELDS, (int(v) for v in tot), strict=True))
+
+
 @dataclass
 class WholeVolumeScores:
     """What :func:`score_whole_volume` found."""
@@ -62,9 +67,13 @@ class WholeVolumeScores:
     """Truth voxels of each value among the scored voxels."""
     seed: int = 0
 
+    @property
+    def totals(self) -> dict[str, int]:
+        """The counts of :data:`_FIELDS` summed over every tile (no bootstrap)."""
+        return _totals(self.counts)
+
     def _summary(self, rows: np.ndarray) -> dict[str, Any]:
-        tot = rows.sum(axis=0) if rows.size else np.zeros(len(_FIELDS), np.int64)
-        t = dict(zip(_FIELDS, (int(v) for v in tot), strict=True))
+        t = _totals(rows)
         return {
             "tiles": int(rows.shape[0]),
             "scored_voxels": t["scored"],
