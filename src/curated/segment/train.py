@@ -156,7 +156,7 @@ class Augmentation:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    iterations: int = 600
+    iterations: int = DEFAULT_ITERATIONS
     batch_size: int = 2
     patch: tuple[int, int, int] = (24, 24, 24)
     learning_rate: float = 1e-3
