@@ -310,6 +310,11 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                     if a.finetune_warmup is not None
                     else {}
                 ),
+                **(
+                    {"new_crop_fraction": a.new_crop_fraction}
+                    if a.new_crop_fraction is not None
+                    else {}
+                ),
             )
             out["timing_s"][f"finetune {name} r{r}"] = round(time.perf_counter() - t0, 1)
             curve.append(score(child, f"{name}-r{r}"))
@@ -492,6 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-iterations", type=int, default=150)
     p.add_argument("--finetune-lr", type=float, default=None, help="[default: the library's]")
     p.add_argument("--finetune-warmup", type=float, default=None, help="[default: the library's]")
+    p.add_argument(
+        "--new-crop-fraction",
+        type=float,
+        default=None,
+        help="share of fine-tuning patches from the new crops [default: the library's]",
+    )
     p.add_argument("--strategies", nargs="+", default=["suggested", "random", "foreground-random"])
     p.add_argument(
         "--reuse-bright",

@@ -497,6 +497,49 @@ def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_
     assert len(cm["lineage_rois"]) == len(pm["lineage_rois"]) + 2
 
 
+def test_the_new_crops_share_of_a_finetune_is_the_users_to_set(sample, tmp_path) -> None:
+    from curated.segment import _store
+    from curated.segment.annotate import import_annotation
+
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")  # a crop is added below
+    parent = tmp_path / "p"
+    train(sample, labels="ann", label_value=2, out=parent, **TINY)
+    ann = np.asarray(_store.label_level0(sample, "ann")[...])
+    truth = np.asarray(_store.label_level0(sample, "truth")[...])
+    free = next(
+        (z, y, x)
+        for z in range(0, SHAPE[0] - 9, 2)
+        for y in range(0, SHAPE[1] - 9, 2)
+        for x in range(0, SHAPE[2] - 9, 2)
+        if (ann[z : z + 10, y : y + 10, x : x + 10] == 255).all()
+        and (truth[z : z + 10, y : y + 10, x : x + 10] == 2).any()
+    )  # a new crop that holds the structure
+    np.save(tmp_path / "new.npy", truth[tuple(slice(o, o + 10) for o in free)].astype(np.uint8))
+    import_annotation(sample, source_file=tmp_path / "new.npy", offset=free, name="ann")
+    shares = {}
+    for f in (0.7, 0.35):
+        out = tmp_path / f"c{f}"
+        assert finetune(parent, sample, labels="ann", out=out, new_crop_fraction=f, **TINY).ok
+        t = json.loads((out / "model.json").read_text())["training"]
+        assert t["new_crop_fraction"] == f
+        shares[f] = t["new_crop_share"]
+    assert shares == {0.7: pytest.approx(0.7), 0.35: pytest.approx(0.35)}
+    r = CliRunner().invoke(
+        app,
+        [
+            "segment", "finetune", str(parent), str(sample), "--labels", "ann",
+            "--out", str(tmp_path / "cli"), "--iterations", "2", "--patch", "8",
+            "--batch-size", "1", "--device", "cpu", "--new-crop-fraction", "0.5",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    t = json.loads((tmp_path / "cli" / "model.json").read_text())["training"]
+    assert t["new_crop_fraction"] == 0.5
+    with pytest.raises(InputError, match="new_crop_fraction must be between 0 and 1"):
+        finetune(parent, sample, labels="ann", out=tmp_path / "bad", new_crop_fraction=1.5, **TINY)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_balanced_and_dice_losses_mask_unannotated_voxels() -> None:
     from curated.segment.train import segmentation_loss
 

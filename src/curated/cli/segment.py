@@ -17,6 +17,7 @@ from curated.segment.defaults import (
     DEFAULT_FINETUNE_LEARNING_RATE,
     DEFAULT_ITERATIONS,
     DEFAULT_LEARNING_RATE,
+    DEFAULT_NEW_CROP_FRACTION,
     DEFAULT_NORM,
     FIELD_OF_VIEW_NM,
     MAX_DEPTH,
@@ -375,6 +376,12 @@ def finetune_cmd(
         "--class-balance",
         help="Exponent of the class weighting (see `segment train`) [default: the parent's].",
     ),
+    new_crop_fraction: float = typer.Option(
+        DEFAULT_NEW_CROP_FRACTION,
+        "--new-crop-fraction",
+        help="Share of the training patches drawn from the new crops that hold the structure, "
+        "0-1 (the parent's crops get the rest; a new crop without the structure is drawn by size).",
+    ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
@@ -392,6 +399,7 @@ def finetune_cmd(
             label_value=label_value,
             learning_rate=learning_rate,
             class_balance=class_balance,
+            new_crop_fraction=new_crop_fraction,
             progress=progress,
             **_train_kwargs(
                 iterations, device, seed, batch_size, patch, elastic, overwrite, workspace

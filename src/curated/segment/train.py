@@ -543,6 +543,7 @@ def train(
     loss: str = "balanced-bce+dice",
     class_balance: float = DEFAULT_CLASS_BALANCE,
     class_balance_warmup: float = DEFAULT_CLASS_BALANCE_WARMUP,
+    new_crop_fraction: float = DEFAULT_NEW_CROP_FRACTION,
     name: str | None = None,
     overwrite: bool = False,
     parent: str | Path | SegmentationModel | None = None,
@@ -575,6 +576,9 @@ def train(
         its statistics are fitted once on the training regions.
     parent
         A model to start from (see :func:`finetune`).
+    new_crop_fraction
+        Fine-tuning only: share of the patches drawn from the crops the parent never saw
+        (those holding the structure; see :func:`finetune`).
 
     Returns
     -------
@@ -603,6 +607,7 @@ def train(
         loss=str(loss),
         class_balance=float(class_balance),
         class_balance_warmup=float(class_balance_warmup),
+        new_crop_fraction=float(new_crop_fraction),
     )
     _check_settings(settings)
     job = _TrainJob(
@@ -686,8 +691,8 @@ def finetune(
 
 
 def _check_settings(settings: TrainingSettings) -> None:
-    """One line for a class balance, warm-up or loss out of range."""
-    for name in ("class_balance", "class_balance_warmup"):
+    """One line for a class balance, warm-up, new-crop share or loss out of range."""
+    for name in ("class_balance", "class_balance_warmup", "new_crop_fraction"):
         value = getattr(settings, name)
         if not 0.0 <= value <= 1.0:
             msg = f"{name} must be between 0 and 1, not {value!r}"
