@@ -632,19 +632,19 @@ def train(
         workspace, "T", job.action, inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
         result = _train(job, as_workspace(workspace), ensure_progress(progress))
-        step.status = result.status
-        step.message = result.message
-        if result.status == "ok":
-            step.add_output(out / MODEL_JSON)
-            step.add_output(out / "weights.pt", digest="sha256:" + result.details["weights_sha256"])
-        step.details.update(
-            {
-                k: v
-                for k, v in result.details.items()
-                if k in ("best_validation_dice", "iterations", "seconds")
-            }
-        )
+        _record_training(step, result, out)
         return result
+
+
+def _record_training(step: Any, result: Result, out: Path) -> None:
+    """The curator log entry of a training: status, message, the model's files and key figures."""
+    step.status = result.status
+    step.message = result.message
+    if result.status == "ok":
+        step.add_output(out / MODEL_JSON)
+        step.add_output(out / "weights.pt", digest="sha256:" + result.details["weights_sha256"])
+    keep = ("best_validation_dice", "iterations", "seconds")
+    step.details.update({k: v for k, v in result.details.items() if k in keep})
 
 
 def finetune(
