@@ -56,6 +56,28 @@ def sample(tmp_path_factory):
     return image
 
 
+def _annotate_free_crop(sample, tmp_path, want, name, size=10) -> tuple[int, int, int]:
+    """Copy the truth of the first not yet annotated ``size``³ crop (grid step 2) whose
+    nucleus share passes ``want`` into the ``ann`` labels, as a curator adding a crop would;
+    its offset."""
+    from curated.segment import _store
+    from curated.segment.annotate import import_annotation
+
+    ann = np.asarray(_store.label_level0(sample, "ann")[...])
+    truth = np.asarray(_store.label_level0(sample, "truth")[...])
+    for z in range(0, SHAPE[0] - size + 1, 2):
+        for y in range(0, SHAPE[1] - size + 1, 2):
+            for x in range(0, SHAPE[2] - size + 1, 2):
+                sl = (slice(z, z + size), slice(y, y + size), slice(x, x + size))
+                if (ann[sl] == 255).all() and want(float(np.mean(truth[sl] == 2))):
+                    np.save(tmp_path / f"{name}.npy", truth[sl].astype(np.uint8))
+                    import_annotation(
+                        sample, source_file=tmp_path / f"{name}.npy", offset=(z, y, x), name="ann"
+                    )
+                    return (z, y, x)
+    raise AssertionError("no such crop in the sample")
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     old = torch.get_num_threads()
@@ -498,24 +520,10 @@ def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_
 
 
 def test_the_new_crops_share_of_a_finetune_is_the_users_to_set(sample, tmp_path) -> None:
-    from curated.segment import _store
-    from curated.segment.annotate import import_annotation
-
     sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")  # a crop is added below
     parent = tmp_path / "p"
     train(sample, labels="ann", label_value=2, out=parent, **TINY)
-    ann = np.asarray(_store.label_level0(sample, "ann")[...])
-    truth = np.asarray(_store.label_level0(sample, "truth")[...])
-    free = next(
-        (z, y, x)
-        for z in range(0, SHAPE[0] - 9, 2)
-        for y in range(0, SHAPE[1] - 9, 2)
-        for x in range(0, SHAPE[2] - 9, 2)
-        if (ann[z : z + 10, y : y + 10, x : x + 10] == 255).all()
-        and (truth[z : z + 10, y : y + 10, x : x + 10] == 2).any()
-    )  # a new crop that holds the structure
-    np.save(tmp_path / "new.npy", truth[tuple(slice(o, o + 10) for o in free)].astype(np.uint8))
-    import_annotation(sample, source_file=tmp_path / "new.npy", offset=free, name="ann")
+    _annotate_free_crop(sample, tmp_path, lambda f: f > 0.0, "new")  # holds the structure
     shares = {}
     for f in (0.7, 0.35):
         out = tmp_path / f"c{f}"
@@ -724,7 +732,6 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     import math
 
     from curated.segment import _store
-    from curated.segment.annotate import import_annotation
 
     sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
     parent = tmp_path / "p"
@@ -732,25 +739,9 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     pm = json.loads((parent / "model.json").read_text())["training"]
     assert pm["sampling_prior_shift"] == 0.0 and pm["new_rois_without_structure"] is None
     ann = np.asarray(_store.label_level0(sample, "ann")[...])
-    truth = np.asarray(_store.label_level0(sample, "truth")[...])
     annotated = float(np.mean(ann[ann != 255] == 2))
 
-    def free_crop(want) -> tuple[int, int, int]:
-        for z in range(0, SHAPE[0] - 9, 2):
-            for y in range(0, SHAPE[1] - 9, 2):
-                for x in range(0, SHAPE[2] - 9, 2):
-                    sl = (slice(z, z + 10), slice(y, y + 10), slice(x, x + 10))
-                    if (ann[sl] == 255).all() and want(float(np.mean(truth[sl] == 2))):
-                        return (z, y, x)
-        raise AssertionError("no such crop in the sample")
-
-    def add(offset, name) -> None:
-        sl = tuple(slice(o, o + 10) for o in offset)
-        np.save(tmp_path / f"{name}.npy", truth[sl].astype(np.uint8))
-        import_annotation(sample, source_file=tmp_path / f"{name}.npy", offset=offset, name="ann")
-
-    empty = free_crop(lambda f: f == 0.0)
-    add(empty, "empty")
+    empty = _annotate_free_crop(sample, tmp_path, lambda f: f == 0.0, "empty")
     child = tmp_path / "c"
     res = finetune(parent, sample, labels="ann", out=child, **TINY)
     assert res.ok
@@ -762,8 +753,7 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     assert cm["new_rois"] == [box] and cm["new_rois_without_structure"] == [box]
     assert cm["sampling_prior_shift"] == 0.0  # drawn by size: the prior is the annotated one
 
-    sparse = free_crop(lambda f: 0.0 < f < annotated / 3)
-    add(sparse, "sparse")
+    _annotate_free_crop(sample, tmp_path, lambda f: 0.0 < f < annotated / 3, "sparse")
     grandchild = tmp_path / "g"
     res = finetune(child, sample, labels="ann", out=grandchild, **TINY)
     assert res.ok and "warnings" not in res.details  # this new crop holds the structure
@@ -781,34 +771,11 @@ def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(
     """Two new crops, one holding the structure: that one gets 70 % times its half of the
     new voxels, not all 70 % (one small crop shown 70 % of the time, with a prior shift
     to match, made a fine-tuned model find almost nothing, benchmarks/hitl.py)."""
-    from curated.segment import _store
-    from curated.segment.annotate import import_annotation
-
     sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
     parent = tmp_path / "p"
     assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
-    truth = np.asarray(_store.label_level0(sample, "truth")[...])
-    taken = np.asarray(_store.label_level0(sample, "ann")[...]) != 255
-
-    def add(want, name) -> None:
-        for z in range(0, SHAPE[0] - 7, 2):
-            for y in range(0, SHAPE[1] - 7, 2):
-                for x in range(0, SHAPE[2] - 7, 2):
-                    sl = (slice(z, z + 8), slice(y, y + 8), slice(x, x + 8))
-                    if not taken[sl].any() and want(float(np.mean(truth[sl] == 2))):
-                        taken[sl] = True
-                        np.save(tmp_path / f"{name}.npy", truth[sl].astype(np.uint8))
-                        import_annotation(
-                            sample,
-                            source_file=tmp_path / f"{name}.npy",
-                            offset=(z, y, x),
-                            name="ann",
-                        )
-                        return
-        raise AssertionError("no such crop in the sample")
-
-    add(lambda f: f == 0.0, "empty")
-    add(lambda f: f > 0.2, "dense")
+    _annotate_free_crop(sample, tmp_path, lambda f: f == 0.0, "empty", size=8)
+    _annotate_free_crop(sample, tmp_path, lambda f: f > 0.2, "dense", size=8)
     child = tmp_path / "c"
     res = finetune(parent, sample, labels="ann", out=child, **TINY)
     # one of the two new crops holds the structure: nothing to warn about

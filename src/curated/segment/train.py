@@ -159,7 +159,7 @@ class TrainingSettings:
     iterations: int = DEFAULT_ITERATIONS
     batch_size: int = 2
     patch: tuple[int, int, int] = (24, 24, 24)
-    learning_rate: float = 1e-3
+    learning_rate: float = DEFAULT_LEARNING_RATE
     weight_decay: float = 0.0
     checkpoint_every: int = 100
     validate_every: int = 50
