@@ -103,6 +103,74 @@ def test_unet_geometry_rules() -> None:
     )
 
 
+def test_fine_isotropic_voxels_get_a_pointwise_top_level_and_keep_the_field_of_view() -> None:
+    from curated.segment.defaults import FIELD_OF_VIEW_NM
+    from curated.segment.train import network_config
+
+    fib = network_config((5.0, 5.0, 5.0), None, 8, "batch")  # isotropic FIB-SEM at 5 nm
+    assert fib.kernels[0] == (1, 1, 1) and set(fib.kernels[1:]) == {(3, 3, 3)}
+    assert fib.base_features == 4 and fib.depth == 3
+    ctx = fib.geometry.context
+    assert (2 * ctx[1] + 1) * 5.0 >= FIELD_OF_VIEW_NM  # 81 voxels, 405 nm
+    # 8 nm data and ssTEM (coarse z) are planned as before
+    eight = network_config((8.0, 8.0, 8.0), None, 8, "batch")
+    assert eight.kernels[0] == (3, 3, 3) and eight.base_features == 8 and eight.depth == 2
+    sstem = network_config((50.0, 4.6, 4.6), None, 8, "batch")
+    assert sstem.kernels[0] == (1, 3, 3) and sstem.base_features == 8 and sstem.depth == 3
+    # two tiles one step apart agree, bit for bit, where they overlap (blockwise prediction)
+    small = network_config((5.0, 5.0, 5.0), 2, 4, "batch")
+    assert small.kernels[0] == (1, 1, 1) and small.base_features == 2
+    torch.manual_seed(0)
+    net = UNet3D(small).eval()
+    g = small.geometry
+    out = g.valid_output((2 * g.step[0], 2 * g.step[1], 2 * g.step[2]))
+    size = g.input_for(out)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=[n + s for n, s in zip(size, g.step, strict=True)]))
+    x = x.float()[None, None]
+    a, b = ((slice(o, o + n) for o, n in zip(off, size, strict=True)) for off in ((0,) * 3, g.step))
+    with torch.no_grad():
+        first = net(x[(..., *a)])[0, 0]
+        second = net(x[(..., *b)])[0, 0]
+    z, y, w = g.step
+    assert torch.equal(first[z:, y:, w:], second[:-z, :-y, :-w])
+
+
+def _relabel_units(image, unit: str, factor: float) -> None:
+    """Rewrite an OME-Zarr's spatial unit and scales (the same voxels, in another unit)."""
+    meta_file = image / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    for axis in ms["axes"]:
+        axis["unit"] = unit
+    for ds in ms["datasets"]:
+        for t in ds["coordinateTransformations"]:
+            key = t["type"]
+            t[key] = [v * factor for v in t[key]]
+    meta_file.write_text(json.dumps(meta))
+
+
+def test_voxel_sizes_in_micrometres_plan_the_same_network_as_in_nanometres(
+    sample, tmp_path
+) -> None:
+    from curated.segment import _store
+    from curated.segment.train import network_config
+
+    um = tmp_path / "um.ome.zarr"
+    shutil.copytree(sample, um)
+    _relabel_units(um, "micrometer", 1e-3)  # as Fiji and bioformats2raw write them
+    assert _store.voxel_size(um) == pytest.approx(_store.voxel_size(sample))
+    assert network_config(_store.voxel_size(um), None, 8, "batch") == network_config(
+        _store.voxel_size(sample), None, 8, "batch"
+    )
+    timed = tmp_path / "s.ome.zarr"
+    shutil.copytree(sample, timed)
+    _relabel_units(timed, "second", 1.0)
+    with pytest.raises(SegmentationError, match="needs a length unit"):
+        train(timed, labels="ann", label_value=2, out=tmp_path / "m", **TINY)
+    assert not (tmp_path / "m" / "weights.pt").exists()
+
+
 def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, tmp_path) -> None:
     ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
     out = tmp_path / "m"

@@ -284,7 +284,10 @@ def train_cmd(
         "prediction stays identical to one pass) or none.",
     ),
     features: int = typer.Option(
-        DEFAULT_FEATURES, "--features", help="Feature maps at the top level."
+        DEFAULT_FEATURES,
+        "--features",
+        help="Feature maps at the top level (half of this when voxels finer than "
+        "6 nm along every axis make the top level pointwise).",
     ),
     batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
     patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),

@@ -49,12 +49,41 @@ def image_level0(path: str | Path) -> zarr.Array:
     return arr
 
 
+NM_PER_UNIT = {
+    "angstrom": 0.1,
+    "picometer": 1e-3,
+    "nanometer": 1.0,
+    "micrometer": 1e3,
+    "millimeter": 1e6,
+    "centimeter": 1e7,
+    "meter": 1e9,
+}
+"""Nanometres per OME-NGFF spatial unit (UDUNITS-2 names) that segmentation converts from."""
+
+
 def voxel_size(path: str | Path) -> tuple[float, float, float]:
-    """Level-0 voxel size (z, y, x): the level's scale followed by the multiscale-wide one."""
+    """Level-0 voxel size (z, y, x) in nanometres: the level's scale followed by the
+    multiscale-wide one, converted from each axis's unit (an axis without a unit is
+    taken as nanometres, as ``curated convert`` writes them).
+
+    Network planning, the normalisation's σ and exported models read sizes in nm: a
+    store written in micrometres (Fiji, bioformats2raw) would otherwise plan a 5 nm
+    image as 0.005 nm.
+    """
     meta = ngff.read_ngff(path)
     scale = meta.levels[0].scale
-    z, y, x = meta.zyx()
-    return (scale[z], scale[y], scale[x])
+    units = meta.units
+    out = []
+    for axis in meta.zyx():
+        unit = units[axis]
+        if unit is not None and unit not in NM_PER_UNIT:
+            msg = (
+                f"its axis {meta.axes[axis].name!r} is in {unit!r}; segmentation needs a length "
+                f"unit ({', '.join(NM_PER_UNIT)})"
+            )
+            raise SegmentationError(msg, path=path, field="unit")
+        out.append(float(scale[axis]) * NM_PER_UNIT.get(unit or "nanometer", 1.0))
+    return (out[0], out[1], out[2])
 
 
 def label_names(path: str | Path) -> list[str]:

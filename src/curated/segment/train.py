@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from curated.segment.defaults import (
     DEFAULT_NORM,
     FIELD_OF_VIEW_NM,
     MAX_DEPTH,
+    POINTWISE_BELOW_NM,
 )
 from curated.segment.device import amp_dtype, resolve_device
 from curated.segment.metrics import masked_dice
@@ -570,7 +571,9 @@ def train(
         ``auto`` (CUDA if available), ``cpu`` or ``cuda`` (an error without a GPU).
     depth, base_features, norm
         Network size and normalisation (``batch`` or ``none``); ``depth=None`` plans it from
-        the voxel size (:func:`~curated.segment.unet.depth_for_voxel_size`). A fine-tune keeps the parent's.
+        the voxel size (:func:`~curated.segment.unet.depth_for_voxel_size`); voxels finer than
+        6 nm along every axis get a pointwise top level with half of ``base_features``
+        (:func:`network_config`). A fine-tune keeps the parent's.
     preprocessing
         :class:`Preprocessing` (or its fields as a dict), e.g. ``{"shading_sigma": 24}``;
         its statistics are fitted once on the training regions.
@@ -877,15 +880,30 @@ def network_config(
     """The U-Net a new model gets for this voxel size; ``depth=None`` plans the depth for
     :data:`~curated.segment.defaults.FIELD_OF_VIEW_NM`.
 
+    Levels finer than :data:`~curated.segment.defaults.POINTWISE_BELOW_NM` along every
+    axis (isotropic FIB-SEM at 4-5 nm) get 1×1×1 kernels, and a pointwise top level
+    carries half of ``base_features``: the first level that sees space, one pooling step
+    down, then has ``base_features`` maps at about the voxel size a coarser image starts
+    with.
+
     (Planned here, not in :mod:`curated.segment.unet`: that module is shipped as one
     self-contained file in exported packages and must not import the defaults.)
     """
     if depth is None:
-        depth = depth_for_voxel_size(voxel, FIELD_OF_VIEW_NM, MAX_DEPTH)
+        depth = depth_for_voxel_size(voxel, FIELD_OF_VIEW_NM, MAX_DEPTH, POINTWISE_BELOW_NM)
     try:
-        return UNetConfig.for_voxel_size(voxel, depth=depth, base_features=base_features, norm=norm)
+        cfg = UNetConfig.for_voxel_size(
+            voxel,
+            depth=depth,
+            base_features=base_features,
+            norm=norm,
+            pointwise_below_nm=POINTWISE_BELOW_NM,
+        )
     except ValueError as e:  # an unknown norm, an impossible depth
         raise InputError(str(e)) from None
+    if cfg.depth and cfg.kernels[0] == (1, 1, 1) and base_features > 1:
+        cfg = replace(cfg, base_features=base_features // 2)
+    return cfg
 
 
 def _select_crops(

@@ -91,14 +91,24 @@ class UNetConfig:
         convs_per_level: int = 2,
         activation: str = "leaky_relu",
         norm: str = "none",
+        pointwise_below_nm: float | None = None,
     ) -> UNetConfig:
-        """Plan pooling and kernels from the voxel size (anisotropy-aware first levels)."""
+        """Plan pooling and kernels from the voxel size (anisotropy-aware first levels).
+
+        A level whose voxels are finer than ``pointwise_below_nm`` along every axis gets
+        1×1×1 kernels: it only mixes channels, and spatial context starts one pooling
+        step down. At 5 nm isotropic the 3×3×3 convolutions of the top level were about
+        half of a training step's arithmetic (RESULTS.md).
+        """
         spacing = [float(v) for v in voxel_size]
         pools: list[Triple] = []
         kernels: list[Triple] = []
         for level in range(depth + 1):
             anisotropic = spacing[0] >= 2 * min(spacing[1], spacing[2])
-            kernels.append((1, 3, 3) if anisotropic else (3, 3, 3))
+            if pointwise_below_nm is not None and max(spacing) < pointwise_below_nm:
+                kernels.append((1, 1, 1))
+            else:
+                kernels.append((1, 3, 3) if anisotropic else (3, 3, 3))
             if level < depth:
                 pool = (1, 2, 2) if anisotropic else (2, 2, 2)
                 pools.append(pool)
@@ -323,16 +333,22 @@ class UNet3D(nn.Module):
 
 
 def depth_for_voxel_size(
-    voxel_size: tuple[float, float, float], field_of_view_nm: float, max_depth: int = 4
+    voxel_size: tuple[float, float, float],
+    field_of_view_nm: float,
+    max_depth: int = 4,
+    pointwise_below_nm: float | None = None,
 ) -> int:
     """The smallest depth (1 to ``max_depth``) whose in-plane field of view reaches ``field_of_view_nm``.
 
     The field of view is the receptive field of an output voxel, ``2 × context + 1``
-    voxels, in y (the finer of y and x sets the pace of the planning).
+    voxels, in y (the finer of y and x sets the pace of the planning), of the network
+    :meth:`UNetConfig.for_voxel_size` plans with ``pointwise_below_nm``.
     """
     voxel_nm = min(float(voxel_size[1]), float(voxel_size[2]))
     for depth in range(1, max_depth + 1):
-        ctx = UNetConfig.for_voxel_size(voxel_size, depth=depth).geometry.context
+        ctx = UNetConfig.for_voxel_size(
+            voxel_size, depth=depth, pointwise_below_nm=pointwise_below_nm
+        ).geometry.context
         if (2 * max(ctx[1], ctx[2]) + 1) * voxel_nm >= field_of_view_nm:
             return depth
     return max_depth
