@@ -16,6 +16,7 @@ import zarr
 
 from curated.errors import InputError, SegmentationError
 from curated.images import ngff
+from curated.images.units import convert_length, length_unit
 from curated.objstore import StorePath, as_path
 
 
@@ -49,18 +50,6 @@ def image_level0(path: str | Path) -> zarr.Array:
     return arr
 
 
-NM_PER_UNIT = {
-    "angstrom": 0.1,
-    "picometer": 1e-3,
-    "nanometer": 1.0,
-    "micrometer": 1e3,
-    "millimeter": 1e6,
-    "centimeter": 1e7,
-    "meter": 1e9,
-}
-"""Nanometres per OME-NGFF spatial unit (UDUNITS-2 names) that segmentation converts from."""
-
-
 def voxel_size(path: str | Path) -> tuple[float, float, float]:
     """Level-0 voxel size (z, y, x) in nanometres: the level's scale followed by the
     multiscale-wide one, converted from each axis's unit (an axis without a unit is
@@ -75,14 +64,19 @@ def voxel_size(path: str | Path) -> tuple[float, float, float]:
     units = meta.units
     out = []
     for axis in meta.zyx():
-        unit = units[axis]
-        if unit is not None and unit not in NM_PER_UNIT:
-            msg = (
-                f"its axis {meta.axes[axis].name!r} is in {unit!r}; segmentation needs a length "
-                f"unit ({', '.join(NM_PER_UNIT)})"
-            )
-            raise SegmentationError(msg, path=path, field="unit")
-        out.append(float(scale[axis]) * NM_PER_UNIT.get(unit or "nanometer", 1.0))
+        value = float(scale[axis])
+        if units[axis] is not None:
+            try:
+                unit = length_unit(units[axis])
+            except InputError:
+                msg = (
+                    f"its axis {meta.axes[axis].name!r} is in {units[axis]!r}; segmentation "
+                    "needs a length unit (e.g. nanometer, micrometer, angstrom)"
+                )
+                raise SegmentationError(msg, path=path, field="unit") from None
+            if unit != "nanometer":  # rounded to the source's precision: 0.008 µm is 8 nm
+                value = convert_length(value, unit, "nanometer")
+        out.append(value)
     return (out[0], out[1], out[2])
 
 
