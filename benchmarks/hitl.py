@@ -381,11 +381,20 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
     b0 = [t["bright"] for t in trials]
     ratio = [summary(c)["shaded"] / max(summary(c)["bright"], 1e-9) for c in b0]
     comp["shaded_over_bright"] = {"mean": float(np.mean(ratio)), "per_seed": ratio}
-    best_base = max((r for r in rows[:3]), key=lambda r: r["dice"])
+    # the U-Net against the best threshold baseline *of each half* (mean over seeds), for
+    # the bright-only model and for every strategy's model after its last human round
+    n_base = len(trials[0]["baselines"])
+    unets = [("bright-only U-Net", b0)] + [
+        (f"{s} (round {a.rounds})", [t["strategies"][s]["curve"][-1] for t in trials])
+        for s in a.strategies
+    ]
     for half in ("bright", "shaded"):
         sel = (lambda c: c[:, 3] < 2) if half == "bright" else (lambda c: c[:, 3] >= 2)
-        d, ci = paired_ci([t["baselines"][best_base["name"]] for t in trials], b0, sel)
-        comp[f"unet_minus_{best_base['name']}_{half}"] = {"diff": d, "ci95": ci}
+        best_base = max(rows[:n_base], key=lambda r: r[half])
+        base = [t["baselines"][best_base["name"]] for t in trials]
+        for label, counts in unets:
+            d, ci = paired_ci(base, counts, sel)
+            comp[f"{label} − {best_base['name']}, {half} half"] = {"diff": d, "ci95": ci}
     # worst quarter of the bright-only model, per seed
     worst = [int(np.argmin(summary(c)["quarters"])) for c in b0]
     for strategy in a.strategies:
@@ -440,10 +449,10 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
     )
     for k, v in comp.items():
         if "ci95" in v:
-            print(f"  {k:<48} {v['diff']:+.3f}  [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]")
+            print(f"  {k:<56} {v['diff']:+.3f}  [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]")
         else:
             per = " ".join(f"{x:.3f}" for x in v["per_seed"])
-            print(f"  {k:<48} {v['mean']:.3f}  (per seed: {per})")
+            print(f"  {k:<56} {v['mean']:.3f}  (per seed: {per})")
     # which strategies drew the very same crops (on a dense sample the first random crop
     # usually holds the structure, so "random" and "foreground-random" coincide)
     for i, sa in enumerate(a.strategies):

@@ -557,6 +557,41 @@ def test_intensity_augmentation_keeps_shape_and_is_off_when_asked() -> None:
     assert g.max() <= x.max() + 1e-6 and float(g.std()) < float(x.std())
 
 
+def test_gain_field_interpolation_is_scipys_linear_zoom() -> None:
+    from scipy import ndimage
+
+    from curated.segment.train import _linear_upsample
+
+    rng = np.random.default_rng(3)
+    for grid, shape in (
+        ((2, 3, 3), (104, 104, 104)),
+        ((2, 3, 3), (7, 31, 1)),
+        ((1, 2, 4), (5, 9, 13)),
+    ):
+        coarse = rng.uniform(0, 1, grid)
+        want = ndimage.zoom(coarse, [s / c for s, c in zip(shape, grid, strict=True)], order=1)
+        got = _linear_upsample(coarse, shape)
+        assert got.shape == shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_simulated_low_resolution_is_linear_between_nearest_samples() -> None:
+    """Down by nearest, up by linear interpolation (nnU-Net v2): no overshoot past the patch's range."""
+    from curated.segment.train import Augmentation, _augment_intensity
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((16, 24, 24), np.float32)
+    x[:, :, 12:] = 1.0  # a step edge: a cubic spline rings on both sides of it
+    only = Augmentation(**{**Augmentation.spatial_only().__dict__, "low_resolution_p": 1.0})
+    for _ in range(10):
+        y = _augment_intensity(x, only, (0, 1, 2), rng)
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert y.min() >= 0.0 and y.max() <= 1.0
+        assert np.array_equal(y[:, :, :4], x[:, :, :4]) and np.array_equal(
+            y[:, :, -4:], x[:, :, -4:]
+        )
+
+
 def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_iteration(
     sample, tmp_path
 ) -> None:

@@ -447,7 +447,10 @@ def _augment_intensity(
         factors = [zoom if a in plane else 1.0 for a in range(3)]
         small = ndimage.zoom(x, factors, order=0, mode="nearest")
         back = [s / m for s, m in zip(x.shape, small.shape, strict=True)]
-        x = ndimage.zoom(small, back, order=3, mode="nearest", grid_mode=True)[
+        # nearest down, linear up, as nnU-Net v2's augmentation (batchgeneratorsv2) does; a
+        # cubic spline up took 0.36 s of a 104³ patch, three times a 5 nm training step's
+        # forward and backward pass on one core (RESULTS.md, twelfth session)
+        x = ndimage.zoom(small, back, order=1, mode="nearest", grid_mode=True)[
             : x.shape[0], : x.shape[1], : x.shape[2]
         ]
         if x.shape != raw.shape:  # rounding left a voxel short: pad by reflection
@@ -479,14 +482,29 @@ def _gain_field(x: np.ndarray, strength: float, rng: np.random.Generator) -> np.
     """A smooth random gain ``g`` in [1 - strength, 1] with contrast lost toward a random level."""
     grid = [2, 3, 3]
     coarse = rng.uniform(0.0, 1.0, grid)
-    g = ndimage.zoom(coarse, [s / c for s, c in zip(x.shape, grid, strict=True)], order=1)[
-        : x.shape[0], : x.shape[1], : x.shape[2]
-    ]
-    if g.shape != x.shape:
-        g = np.pad(g, [(0, t - h) for t, h in zip(x.shape, g.shape, strict=True)], mode="edge")
-    g = 1.0 - float(rng.uniform(0.0, strength)) * g
+    g = 1.0 - float(rng.uniform(0.0, strength)) * _linear_upsample(coarse, x.shape)
     level = float(rng.uniform(x.min(), x.mean()))
     return (g * x + (1.0 - g) * level).astype(np.float32)
+
+
+def _linear_upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``coarse`` stretched to ``shape`` by linear interpolation between corner-aligned grids.
+
+    What ``ndimage.zoom(coarse, shape / coarse.shape, order=1)`` computes, as one
+    interpolation matrix per axis (it is separable): 9 ms instead of 46 ms for a 104³
+    patch.
+    """
+    mats = []
+    for n, c in zip(shape, coarse.shape, strict=True):
+        pos = np.arange(n) * ((c - 1) / (n - 1)) if n > 1 else np.zeros(1)
+        lo = np.minimum(np.floor(pos).astype(int), max(c - 2, 0))
+        frac = pos - lo
+        m = np.zeros((n, c))
+        m[np.arange(n), lo] = 1.0 - frac
+        if c > 1:
+            m[np.arange(n), lo + 1] += frac
+        mats.append(m)
+    return np.einsum("ia,jb,kc,abc->ijk", *mats, coarse, optimize=True)
 
 
 def _elastic(
