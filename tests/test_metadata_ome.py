@@ -126,6 +126,35 @@ def test_imagej_spacing_and_unit_when_there_is_no_ome_xml(tmp_path):
     assert imp.source_for("images[0].voxel_size_x")["source_path"] == "tiff:XResolution"
 
 
+@pytest.mark.parametrize(
+    ("unit", "spacing", "nm"),
+    [
+        ("micron", 0.01, 10.0),
+        ("\\u00B5m", 0.05, 50.0),  # ImageJ writes µ as an escape in its ASCII description
+        ("nm", 4.6, 4.6),
+        ("\\u00C5", 46, 4.6),
+        ("dm", 1e-7, 10.0),
+        ("in", 1e-6, 25.4),
+        ("thou", 0.001, 25.4),  # OME UnitsLength only: no UDUNITS-2 name
+    ],
+)
+def test_imagej_unit_spellings_land_in_nanometres(tmp_path, unit, spacing, nm):
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        path, STACK, imagej=True, metadata={"spacing": spacing, "unit": unit, "axes": "ZYX"}
+    )
+    assert from_ome(path).images[0]["voxel_size_z"] == pytest.approx(nm, rel=1e-9)
+
+
+def test_imagej_spacing_in_a_unit_that_is_not_a_length_is_not_imported(tmp_path):
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        path, STACK, imagej=True, metadata={"spacing": 2.0, "unit": "second", "axes": "ZYX"}
+    )
+    imp = from_ome(path, require_metadata=False)
+    assert "voxel_size_z" not in imp.images[0]
+
+
 def test_plain_tiff_resolution_tags_with_unit(tmp_path):
     path = tmp_path / "res.tif"
     tifffile.imwrite(path, STACK, resolution=(1e7 / 5, 1e7 / 5), resolutionunit="CENTIMETER")

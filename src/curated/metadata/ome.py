@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curated.errors import MetadataError
+from curated.errors import InputError, MetadataError
 from curated.metadata.paths import MISSING, format_path, get_at, parse_path, set_at
 from curated.results import Result, Status
 
@@ -28,19 +28,8 @@ if TYPE_CHECKING:
 TARGET_UNIT = "nanometer"
 """The UDUNITS-2 unit every imported voxel size is expressed in."""
 
-# length of one unit in nanometres; keys are OME UnitsLength symbols and ImageJ spellings
-_NM_PER_UNIT: dict[str, float] = {
-    "m": 1e9, "meter": 1e9, "metre": 1e9,
-    "dm": 1e8,
-    "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
-    "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
-    "µm": 1e3, "μm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3, "micrometre": 1e3,
-    "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0,
-    "pm": 1e-3, "picometer": 1e-3,
-    "Å": 0.1, "å": 0.1, "a": 0.1, "angstrom": 0.1,
-    "in": 2.54e7, "inch": 2.54e7,
-    "thou": 2.54e4,
-}  # fmt: skip
+# OME UnitsLength symbols without a UDUNITS-2 name (the rest go through curated.images.units)
+_OME_ONLY_NM: dict[str, float] = {"thou": 2.54e4}
 
 _RESUNIT_NM = {2: 2.54e7, 3: 1e7}  # TIFF ResolutionUnit: 2 inch, 3 centimetre (1 = none)
 
@@ -97,8 +86,14 @@ def _clean(x: float) -> float:
 
 
 def _to_nm(value: float, unit: str) -> float | None:
-    factor = _NM_PER_UNIT.get(unit) or _NM_PER_UNIT.get(unit.lower())
-    return None if factor is None else _clean(value * factor)
+    """``value`` in ``unit`` (an OME UnitsLength symbol or an ImageJ spelling) in nm; None if not a length."""
+    from curated.images.units import length_unit, to_unit
+
+    try:
+        return _clean(to_unit(value, length_unit(unit), "nanometer"))
+    except InputError:
+        factor = _OME_ONLY_NM.get(unit.strip().lower())
+        return None if factor is None else _clean(value * factor)
 
 
 # --------------------------------------------------------------------- OME-XML
