@@ -31,6 +31,12 @@ Run::
     OMP_NUM_THREADS=2 python benchmarks/hitl.py --seeds 0 1 2 3 4 --scratch /tmp/hitl-bench
     python benchmarks/hitl.py --quick            # one seed, small: about 10 min on 2 cores
 
+One training per seed leaves training's own randomness out of the CIs (they resample test
+tiles). Replicates train the same volumes and crops with other draws; merge them::
+
+    python benchmarks/hitl.py --seeds 0 --train-seed 1 --scratch /tmp/hitl-s0-t1 ...
+    python benchmarks/hitl.py --merge /tmp/hitl-s*-t*/hitl.json
+
 Prints tables and writes ``hitl.json`` in the scratch folder; RESULTS.md quotes them.
 """
 
@@ -49,6 +55,8 @@ from typing import Any
 import numpy as np
 
 TILE = (16, 32, 32)
+TRAIN_SEED_STRIDE = 7919
+"""``--train-seed k`` trains and fine-tunes with seed ``seed + k × this`` (same volumes and crops)."""
 MITO = 1
 
 
@@ -204,7 +212,12 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     truth_train = np.asarray(_store.label_level0(train_img, "truth")[...])
     truth_test = np.asarray(_store.label_level0(test_img, "truth")[...]) == MITO
     raw_test = np.asarray(_store.image_level0(test_img)[...])
-    out: dict[str, Any] = {"seed": seed, "baselines": {}, "timing_s": {}}
+    out: dict[str, Any] = {
+        "seed": seed,
+        "train_seed": a.train_seed,
+        "baselines": {},
+        "timing_s": {},
+    }
 
     for name, mask in threshold_baselines(raw_test).items():
         out["baselines"][name] = tile_counts(mask, truth_test)
@@ -243,6 +256,8 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     annotate("bright", bright)
     model0 = root / "bright"
     earlier = _earlier_trial(root, seed) if a.reuse_bright else None
+    if earlier is not None and earlier.get("train_seed", 0) != a.train_seed:
+        earlier = None  # that model was trained with other draws: train this replicate's own
     if earlier is not None and (model0 / "model.json").is_file():
         # the bright-only model of an earlier run of this benchmark in this scratch folder
         # (its training is deterministic; only the human rounds are run again)
@@ -258,7 +273,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             out=model0,
             iterations=a.iterations,
             device=a.device,
-            seed=seed,
+            seed=seed + TRAIN_SEED_STRIDE * a.train_seed,
             overwrite=True,
             **({"norm": a.norm} if a.norm else {}),
             **({"depth": a.depth} if a.depth else {}),
@@ -302,7 +317,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                 out=child,
                 iterations=a.finetune_iterations,
                 device=a.device,
-                seed=seed + r,
+                seed=seed + r + TRAIN_SEED_STRIDE * a.train_seed,
                 overwrite=True,
                 **({"learning_rate": a.finetune_lr} if a.finetune_lr else {}),
                 **(
@@ -345,6 +360,7 @@ def _earlier_trial(root: Path, seed: int) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ report
 def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any]:
     seeds = [t["seed"] for t in trials]
+    replicas = [t.get("train_seed", 0) for t in trials]
     rows = []
 
     def row(name: str, counts: list[np.ndarray]) -> dict[str, Any]:
@@ -365,8 +381,11 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
                 [t["strategies"][strategy]["curve"][-1] for t in trials],
             )
         )
+    what = f"seeds {seeds}"
+    if any(replicas):
+        what = "trials (seed, train seed) " + str(list(zip(seeds, replicas, strict=True)))
     print(
-        f"\nseeds {seeds}; test volumes {tuple(a.shape)} at 8 nm, shading {a.shading}; whole-volume scores (mean over seeds)"
+        f"\n{what}; test volumes {tuple(a.shape)} at 8 nm, shading {a.shading}; whole-volume scores (mean over trials)"
     )
     head = f"{'method':<44} {'Dice':>6} {'prec.':>6} {'recall':>6} {'bright':>6} {'shaded':>6}   x-quarters"
     print(head)
@@ -464,6 +483,18 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
             ]
             if same:
                 print(f"  {sa} and {sb} drew the same crops on seeds {same}")
+    if len(set(zip(seeds, replicas, strict=True))) > len(set(seeds)):
+        print("\ntraining's own spread (same volumes, crops and test tiles; other training draws):")
+        for seed in sorted(set(seeds)):
+            group = [t for t in trials if t["seed"] == seed]
+            if len(group) < 2:
+                continue
+            parts = ["bright-only " + " ".join(f"{dice_of(t['bright']):.3f}" for t in group)]
+            for st in a.strategies:
+                after = [dice_of(t["strategies"][st]["curve"][-1]) for t in group]
+                parts.append(f"+ {st} " + " ".join(f"{x:.3f}" for x in after))
+            reps = [t.get("train_seed", 0) for t in group]
+            print(f"  seed {seed} (train seeds {reps}): " + "; ".join(parts))
     times = [t["timing_s"]["train bright"] for t in trials]
     cpu = [t["timing_s"]["train bright (CPU)"] for t in trials]
     ft = [v for t in trials for k, v in t["timing_s"].items() if k.startswith("finetune")]
@@ -476,6 +507,13 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="replicate k: the same volumes, crops and test tiles, trained and fine-tuned with "
+        "other random draws (merge runs with several k to see training's own spread)",
+    )
     p.add_argument("--shape", type=int, nargs=3, default=[40, 160, 256])
     p.add_argument("--shading", type=float, default=0.6)
     p.add_argument("--crops", type=int, default=3)
