@@ -491,8 +491,8 @@ def _linear_upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``coarse`` stretched to ``shape`` by linear interpolation between corner-aligned grids.
 
     What ``ndimage.zoom(coarse, shape / coarse.shape, order=1)`` computes, as one
-    interpolation matrix per axis (it is separable): 9 ms instead of 46 ms for a 104³
-    patch.
+    interpolation matrix per axis (it is separable): about 10 ms instead of 46 ms for a
+    104³ patch.
     """
     mats = []
     for n, c in zip(shape, coarse.shape, strict=True):
@@ -504,7 +504,14 @@ def _linear_upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         if c > 1:
             m[np.arange(n), lo + 1] += frac
         mats.append(m)
-    return np.einsum("ia,jb,kc,abc->ijk", *mats, coarse, optimize=True)
+    mz, my, mx = mats
+    # axis by axis, the large last step as a few scaled adds: no BLAS call (an optimised
+    # einsum went through BLAS and started its threads beside torch's)
+    u = np.einsum("jb,abk->ajk", my, np.einsum("abc,kc->abk", coarse, mx))
+    out = np.zeros(tuple(shape), dtype=np.float64)
+    for a in range(coarse.shape[0]):
+        out += mz[:, a, None, None] * u[a][None]
+    return out
 
 
 def _elastic(
