@@ -448,8 +448,8 @@ def _augment_intensity(
         small = ndimage.zoom(x, factors, order=0, mode="nearest")
         back = [s / m for s, m in zip(x.shape, small.shape, strict=True)]
         # nearest down, linear up, as nnU-Net v2's augmentation (batchgeneratorsv2) does; a
-        # cubic spline up took 0.36 s of a 104³ patch, three times a 5 nm training step's
-        # forward and backward pass on one core (RESULTS.md, twelfth session)
+        # cubic spline up took 0.36 s of a 104³ patch, where a whole 5 nm training step takes
+        # 0.8 s on two cores (RESULTS.md, "Faster augmentation")
         x = ndimage.zoom(small, back, order=1, mode="nearest", grid_mode=True)[
             : x.shape[0], : x.shape[1], : x.shape[2]
         ]
@@ -491,8 +491,8 @@ def _linear_upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``coarse`` stretched to ``shape`` by linear interpolation between corner-aligned grids.
 
     What ``ndimage.zoom(coarse, shape / coarse.shape, order=1)`` computes, as one
-    interpolation matrix per axis (it is separable): about 10 ms instead of 46 ms for a
-    104³ patch.
+    interpolation matrix per axis (it is separable): 5 ms instead of 46 ms for a 104³
+    patch.
     """
     mats = []
     for n, c in zip(shape, coarse.shape, strict=True):
