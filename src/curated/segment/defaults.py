@@ -23,7 +23,8 @@ POINTWISE_BELOW_NM = 6.0
 pointwise top level half the features (``segment.train.network_config``): isotropic FIB-SEM
 at 4-5 nm then sees space from 8-10 nm on, as 8 nm data does from its top level. At 5 nm the
 top level's 3×3×3 convolutions were about half of a training step: a step takes 0.69 s instead
-of 1.86 s on two cores (1200 iterations with validation: 19 min), and whole-volume Dice on three
+of 1.86 s on two cores (1200 iterations with validation: 19 min, 17 min since the linear
+low-resolution augmentation), and whole-volume Dice on three
 synthetic seeds was 0.638 against 0.648
 (0.000, +0.029, −0.060; RESULTS.md "Isotropic 5 nm FIB-SEM: a pointwise top level"). 8 nm data
 and ssTEM (50 nm in z) are planned as before."""
