@@ -215,6 +215,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     out: dict[str, Any] = {
         "seed": seed,
         "train_seed": a.train_seed,
+        "precision": a.precision,
         "baselines": {},
         "timing_s": {},
     }
@@ -235,7 +236,9 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
 
     def score(model: Path, tag: str) -> np.ndarray:
         t0 = time.perf_counter()
-        predict(model, test_img, name=f"p-{tag}", device=a.device, overwrite=True)
+        predict(
+            model, test_img, name=f"p-{tag}", device=a.device, precision=a.precision, overwrite=True
+        )
         out["timing_s"][f"predict {tag}"] = round(time.perf_counter() - t0, 1)
         pred = np.asarray(_store.label_level0(test_img, f"p-{tag}")[...]) == 1
         return tile_counts(pred, truth_test)
@@ -273,6 +276,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             out=model0,
             iterations=a.iterations,
             device=a.device,
+            precision=a.precision,
             seed=seed + TRAIN_SEED_STRIDE * a.train_seed,
             overwrite=True,
             **({"norm": a.norm} if a.norm else {}),
@@ -293,7 +297,14 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         model, boxes, curve = model0, list(bright), [out["bright"]]
         for r in range(1, a.rounds + 1):
             if strategy == "suggested":
-                predict(model, train_img, name=f"t-{name}", device=a.device, overwrite=True)
+                predict(
+                    model,
+                    train_img,
+                    name=f"t-{name}",
+                    device=a.device,
+                    precision=a.precision,
+                    overwrite=True,
+                )
                 new = suggested_crops(
                     train_img, model, f"t-{name}", name, round_size, a.device, a.round_crops
                 )
@@ -317,6 +328,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                 out=child,
                 iterations=a.finetune_iterations,
                 device=a.device,
+                precision=a.precision,
                 seed=seed + r + TRAIN_SEED_STRIDE * a.train_seed,
                 overwrite=True,
                 **({"learning_rate": a.finetune_lr} if a.finetune_lr else {}),
@@ -557,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the bright-only model an earlier run left in --scratch; run the human rounds again",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--precision", default="auto", help="auto | fp32 | bf16 (training and prediction)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scratch", default=None)
     p.add_argument("--quick", action="store_true", help="one seed, fewer rounds")

@@ -51,7 +51,13 @@ def _volumes(
 
 
 def run_one(
-    plan: str, train_img: Path, test_img: Path, iterations: int, threads: int, scratch: Path
+    plan: str,
+    train_img: Path,
+    test_img: Path,
+    iterations: int,
+    threads: int,
+    scratch: Path,
+    precision: str = "auto",
 ) -> dict:
     """Train and predict with one plan (in this process) and score the prediction."""
     import importlib
@@ -67,16 +73,22 @@ def run_one(
     torch.set_num_threads(threads)
     if plan == "previous":
         train_mod.POINTWISE_BELOW_NM = None  # type: ignore[assignment]  # plan as before the rule
-    tag = f"{train_img.stem.split('.')[0]}-{plan}-it{iterations}"
+    tag = f"{train_img.stem.split('.')[0]}-{plan}-it{iterations}-{precision}"
     out = scratch / f"model-{tag}"
     t0, c0 = time.perf_counter(), time.process_time()
     train(
-        train_img, labels="annotations", label_value=1, out=out, iterations=iterations, device="cpu"
+        train_img,
+        labels="annotations",
+        label_value=1,
+        out=out,
+        iterations=iterations,
+        device="cpu",
+        precision=precision,
     )
     train_wall, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     arch = json.loads((out / "model.json").read_text())["architecture"]
     t1, c1 = time.perf_counter(), time.process_time()
-    predict(out, test_img, name=f"p-{tag}", overwrite=True, device="cpu")
+    predict(out, test_img, name=f"p-{tag}", overwrite=True, device="cpu", precision=precision)
     pred_wall, pred_cpu = time.perf_counter() - t1, time.process_time() - c1
     g = zarr.open_group(str(test_img), mode="r")
     truth = np.asarray(g["labels/truth/0"][...])
@@ -85,6 +97,7 @@ def run_one(
     tp, fp, fn = int((t & fg).sum()), int((~t & fg).sum()), int((t & ~fg).sum())
     return {
         "plan": plan,
+        "arithmetic": json.loads((out / "model.json").read_text())["training"]["precision"],
         "kernels_top": arch["kernels"][0],
         "depth": arch["depth"],
         "base_features": arch["base_features"],
@@ -109,12 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=(128, 256, 256))
     ap.add_argument("--plans", nargs="+", choices=PLANS, default=list(PLANS))
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/iso-bench"))
+    ap.add_argument(
+        "--precision", default="auto", help="auto | fp32 | bf16 (training and prediction)"
+    )
     ap.add_argument("--child", choices=PLANS, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     a.scratch.mkdir(parents=True, exist_ok=True)
     train_img, test_img = _volumes(a.scratch, a.seed, tuple(a.shape), a.voxel)
     if a.child:
-        print(json.dumps(run_one(a.child, train_img, test_img, a.iterations, a.threads, a.scratch)))
+        print(
+            json.dumps(
+                run_one(
+                    a.child, train_img, test_img, a.iterations, a.threads, a.scratch, a.precision
+                )
+            )
+        )
         return 0
     rows = []
     for plan in a.plans:  # one process per plan: the module constant is set per process

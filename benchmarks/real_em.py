@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, default=None, help="[default: the library's]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--precision", default="auto", help="auto | fp32 | bf16 (training and prediction)"
+    )
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
 
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     res = train(
         image, labels="annotations", label_value=1, out=model,
         iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch),
-        device=a.device, seed=a.seed,
+        device=a.device, precision=a.precision, seed=a.seed,
         preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
         **({"loss": a.loss} if a.loss else {}),
         **({"depth": a.depth} if a.depth is not None else {}),
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
-    predict(model, image, name="pred", device=a.device)
+    predict(model, image, name="pred", device=a.device, precision=a.precision)
     t_pred = time.perf_counter() - t0
     pred = np.asarray(_store.label_level0(image, "pred")[...]) == 1
 

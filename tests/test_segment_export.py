@@ -76,7 +76,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     annotate_from_truth(image, crops=1, size=(20, 20, 20), seed=3, name="anno-ä", region="x>=0.5")
     child = ws.models_dir / "kind-ü"
-    finetune(parent, image, labels="anno-ä", out=child, iterations=4, **common)
+    finetune(parent, image, labels="anno-ä", out=child, iterations=4, precision="bf16", **common)
     predict(child, image, name="vorhersage", device="cpu", workers=1, workspace=ws)
     evaluate(
         image,
@@ -158,6 +158,7 @@ def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path
     # the card says what the network is and how its output was calibrated
     assert child["architecture"]["norm"] == "batch" and "batch normalisation" in card
     assert "no normalisation layers" not in card
+    assert "Arithmetic: bfloat16 mixed precision on cpu (asked for: bf16)" in card
     adj = child["training"]["logit_adjustment"]
     assert adj != 0 and f"({round(adj, 3)} on the logit)" in card
     entry = list(ws.log.entries())[-1]

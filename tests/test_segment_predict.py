@@ -11,7 +11,7 @@ from segment_helpers import sample_with_tiny_model
 from typer.testing import CliRunner
 
 from curated.cli import app
-from curated.errors import SegmentationError
+from curated.errors import InputError, SegmentationError
 from curated.images import open_image, validate_ome_zarr
 from curated.segment import (
     _store,
@@ -29,35 +29,61 @@ def trained(tmp_path_factory):
     )
 
 
-def _whole_volume_probability(model_dir, image) -> np.ndarray:
-    """One network pass over the whole (reflect-padded) volume, written out by hand."""
+def _whole_volume_probability(model_dir, image, dtype=None) -> np.ndarray:
+    """One network pass over the whole (reflect-padded) volume, written out by hand
+    (``dtype``: the mixed-precision dtype, ``None`` for float32)."""
     m = load_model(model_dir)
     raw = np.asarray(open_image(image).levels[0][...])
     out = m.geometry.valid_output(raw.shape)
     h = m.halo
     pad = [(hh, o - n + hh) for hh, o, n in zip(h, out, raw.shape, strict=True)]
     x = m.preprocessing.apply(np.pad(raw, pad, mode="reflect"))
-    with torch.no_grad():
-        logits = m.network("cpu")(torch.from_numpy(x)[None, None])
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        logits = m.network("cpu")(torch.from_numpy(x)[None, None]).float()
     return torch.sigmoid(logits)[0, 0].numpy()[: raw.shape[0], : raw.shape[1], : raw.shape[2]]
 
 
-def test_blockwise_prediction_equals_one_whole_volume_pass(trained) -> None:
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", None), ("bf16", torch.bfloat16)])
+def test_blockwise_prediction_equals_one_whole_volume_pass(trained, precision, dtype) -> None:
+    # bf16 runs on any CPU (emulated without AVX512-BF16/AMX): the same numbers as where native
     image, model = trained
+    name = f"small-{precision}"
     r = predict(
-        model, image, name="small", block=(8, 8, 12), probabilities=True, device="cpu", workers=2
+        model,
+        image,
+        name=name,
+        block=(8, 8, 12),
+        probabilities=True,
+        device="cpu",
+        precision=precision,
+        workers=2,
     )
     assert r.details["tile"] == [
         8,
         8,
         12,
     ]  # several tiles per write unit, partial ones at the edges
-    ref = _whole_volume_probability(model, image)
+    assert r.details["precision"] == precision
+    attrs = _store.label_curated_attrs(image, name)
+    assert attrs["prediction"]["precision"] == precision
+    ref = _whole_volume_probability(model, image, dtype)
     assert np.array_equal(
-        np.rint(ref * 255).astype(np.uint8), _store.label_level0(image, "small-probability")[...]
+        np.rint(ref * 255).astype(np.uint8), _store.label_level0(image, f"{name}-probability")[...]
     )
-    labels = _store.label_level0(image, "small")[...]
+    labels = _store.label_level0(image, name)[...]
     assert np.array_equal(labels, np.where(ref > 0.5, 2, 0).astype(np.uint8))
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_has_it(trained, monkeypatch) -> None:
+    from curated.segment import device as device_module
+
+    image, model = trained
+    for native, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda n=native: n)
+        r = predict(model, image, name=f"auto-{expected}", device="cpu", overwrite=True)
+        assert r.details["precision"] == expected
+    with pytest.raises(InputError, match="precision must be one of auto, fp32, bf16"):
+        predict(model, image, name="bad", device="cpu", precision="fp8")
 
 
 def test_prediction_is_an_ai_generated_label_image_and_reruns_are_not_needed(trained) -> None:
@@ -138,6 +164,8 @@ def test_cli_predict(trained) -> None:
             "2",
             "--device",
             "cpu",
+            "--precision",
+            "fp32",
             "--block",
             "8",
             "16",
@@ -146,6 +174,7 @@ def test_cli_predict(trained) -> None:
     )
     assert res.exit_code == 0, res.output
     assert "cli" in open_image(image).label_names()
+    assert _store.label_curated_attrs(image, "cli")["prediction"]["precision"] == "fp32"
     res = CliRunner().invoke(
         app, ["segment", "predict", str(model), str(image), "--name", "truth", "--device", "cpu"]
     )

@@ -193,10 +193,14 @@ def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, 
     assert actions.count("train") == 1
 
 
-def test_interrupted_training_resumes_to_the_same_weights(sample, tmp_path) -> None:
-    whole = train(
-        sample, labels="ann", label_value=2, out=tmp_path / "whole", **{**TINY, "iterations": 6}
-    )
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_interrupted_training_resumes_to_the_same_weights(sample, tmp_path, precision) -> None:
+    # bf16 mixed precision runs on any CPU (emulated where AVX512-BF16/AMX are missing)
+    tiny = {**TINY, "iterations": 6, "precision": precision}
+    whole = train(sample, labels="ann", label_value=2, out=tmp_path / "whole", **tiny)
+    used = json.loads((tmp_path / "whole" / "model.json").read_text())["training"]
+    assert used["precision"] == {"asked": precision, "used": precision}
+    assert used["amp"] == ("bfloat16" if precision == "bf16" else None)
 
     class Stop(Exception):
         pass
@@ -220,12 +224,10 @@ def test_interrupted_training_resumes_to_the_same_weights(sample, tmp_path) -> N
     with pytest.raises(Stop):
         train(
             sample, labels="ann", label_value=2, out=tmp_path / "part",
-            progress=StopAfterFive(), **{**TINY, "iterations": 6},
+            progress=StopAfterFive(), **tiny,
         )  # fmt: skip
     assert not (tmp_path / "part" / "model.json").exists()
-    resumed = train(
-        sample, labels="ann", label_value=2, out=tmp_path / "part", **{**TINY, "iterations": 6}
-    )
+    resumed = train(sample, labels="ann", label_value=2, out=tmp_path / "part", **tiny)
     assert resumed.details["resumed_from"] == 4
     assert resumed.details["weights_sha256"] == whole.details["weights_sha256"]
 
@@ -368,6 +370,8 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
             "2",
             "--device",
             "cpu",
+            "--precision",
+            "bf16",
             "--patch",
             "8",
             "--batch-size",
@@ -375,6 +379,27 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
+    child = json.loads((tmp_path / "c" / "model.json").read_text())["training"]
+    assert child["precision"] == {"asked": "bf16", "used": "bf16"}
+    res = runner.invoke(
+        app,
+        [
+            "segment",
+            "train",
+            str(sample),
+            "--labels",
+            "ann",
+            "--label-value",
+            "2",
+            "--out",
+            str(tmp_path / "y"),
+            "--precision",
+            "fp16",
+            *common,
+        ],
+    )
+    assert res.exit_code != 0 and "precision must be one of auto, fp32, bf16" in res.output
+    assert not (tmp_path / "y").exists()
     res = runner.invoke(
         app,
         [

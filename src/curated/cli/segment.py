@@ -37,6 +37,12 @@ FTriple = tuple[float, float, float]
 WORKSPACE = typer.Option(
     None, "--workspace", "-w", help="Record this step in the workspace's curator log."
 )
+PRECISION = typer.Option(
+    "auto",
+    "--precision",
+    help="auto (bfloat16 mixed precision where the hardware has it: a GPU, or a CPU with "
+    "AVX512-BF16 or AMX; float32 elsewhere) | fp32 | bf16",
+)
 
 
 def _pre(denoise: float, shading: float, local_contrast: float | None) -> dict[str, float] | None:
@@ -234,6 +240,7 @@ def annotate_suggest_cmd(
 def _train_kwargs(
     iterations: int | None,
     device: str,
+    precision: str,
     seed: int,
     batch_size: int,
     patch: int,
@@ -245,6 +252,7 @@ def _train_kwargs(
 
     kw: dict[str, object] = {
         "device": device,
+        "precision": precision,
         "seed": seed,
         "batch_size": batch_size,
         "patch": patch,
@@ -268,6 +276,7 @@ def train_cmd(
         None, "--iterations", help=f"Training iterations [default: {DEFAULT_ITERATIONS}]."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    precision: str = PRECISION,
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     depth: int | None = typer.Option(
         DEFAULT_DEPTH,
@@ -346,7 +355,15 @@ def train_cmd(
             preprocessing=_pre(denoise, shading_correction, local_contrast),
             progress=progress,
             **_train_kwargs(
-                iterations, device, seed, batch_size, patch, elastic, overwrite, workspace
+                iterations,
+                device,
+                precision,
+                seed,
+                batch_size,
+                patch,
+                elastic,
+                overwrite,
+                workspace,
             ),  # type: ignore[arg-type]
         )
     exit_for(print_results([r], as_json=as_json))
@@ -368,6 +385,7 @@ def finetune_cmd(
         None, "--iterations", help=f"Iterations [default: {DEFAULT_FINETUNE_ITERATIONS}]."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    precision: str = PRECISION,
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
     patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
@@ -405,7 +423,15 @@ def finetune_cmd(
             new_crop_fraction=new_crop_fraction,
             progress=progress,
             **_train_kwargs(
-                iterations, device, seed, batch_size, patch, elastic, overwrite, workspace
+                iterations,
+                device,
+                precision,
+                seed,
+                batch_size,
+                patch,
+                elastic,
+                overwrite,
+                workspace,
             ),  # type: ignore[arg-type]
         )
     exit_for(print_results([r], as_json=as_json))
@@ -435,6 +461,7 @@ def predict_cmd(
         0.5, "--threshold", help="Probability above which a voxel is labelled."
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    precision: str = PRECISION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
     as_json: bool = JSON_OPTION,
@@ -453,6 +480,7 @@ def predict_cmd(
             probabilities=probabilities,
             threshold=threshold,
             device=device,
+            precision=precision,
             overwrite=overwrite,
             workspace=workspace,
             progress=progress,

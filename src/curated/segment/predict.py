@@ -33,11 +33,9 @@ running it again after it finished reports ``notneeded``.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import itertools
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -53,7 +51,14 @@ from curated.objstore import as_path, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
-from curated.segment.device import amp_dtype, resolve_device
+from curated.segment._heap import steady_heap
+from curated.segment.device import (
+    amp_dtype,
+    check_precision,
+    precision_dtype,
+    precision_name,
+    resolve_device,
+)
 from curated.segment.modelio import SOFTWARE, SegmentationModel, load_model
 from curated.segment.preprocess import read_region
 from curated.workspace import Workspace, recorder
@@ -99,23 +104,6 @@ def plan_blocks(
 
 
 # ------------------------------------------------------------------ compute
-@functools.cache
-def _steady_heap() -> bool:
-    """Keep peak memory flat over many tiles (glibc): serve big buffers from mmap at a fixed threshold.
-
-    glibc raises its mmap threshold each time a large buffer is freed, after which
-    tile-sized arrays come from the heap and fragment it: peak RSS then creeps up
-    with the number of tiles (measured: +240 MiB over 32 tiles). A fixed 1 MiB
-    threshold returns every tile's buffers to the system. No effect elsewhere.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
-
-
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str, sha256: str) -> SegmentationModel:
     model = load_model(path)
@@ -284,10 +272,13 @@ def predict_tile(
     size: tuple[int, ...],
     device: torch.device,
     source: _Input | None = None,
+    dtype: torch.dtype | None = None,
 ) -> np.ndarray:
     """Foreground probability (float32) of the region ``[offset, offset + size)``; ``offset`` on the step grid.
 
-    ``source``, when given, holds the pre-processed input around the tile already.
+    ``source``, when given, holds the pre-processed input around the tile already;
+    ``dtype`` is the mixed-precision dtype (``None``: float32, see
+    :func:`~curated.segment.device.amp_dtype`).
     """
     geom = model.geometry
     out = geom.valid_output(size)
@@ -303,7 +294,6 @@ def predict_tile(
         stop = tuple(o + s + h for o, s, h in zip(offset, out, halo, strict=True))
         x = model.preprocessing.apply(read_region(raw, start, stop))
     net = model.network(device)
-    dtype = amp_dtype(device)
     with (
         torch.no_grad(),
         torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None),
@@ -328,9 +318,10 @@ def _predict_unit(
     """One task: compute every tile of a write unit, write the unit once, leave a marker."""
     import zarr
 
-    _steady_heap()
+    steady_heap()
     model = _cached_model(model_path, sha256)
-    dev = torch.device(device)
+    where, _, precision = device.partition(":")
+    dev, dtype = torch.device(where), precision_dtype(precision or "fp32")
     raw = _store.image_level0(image)
     lo, hi = plan.unit_region(idx)
     unit_shape = [b - a for a, b in zip(lo, hi, strict=True)]
@@ -344,7 +335,7 @@ def _predict_unit(
     for group in groups:
         source = shared if shared is not None else region_input(model, raw, group, plan.tile)
         for t in group:
-            p = predict_tile(model, raw, t, plan.tile, dev, source)
+            p = predict_tile(model, raw, t, plan.tile, dev, source, dtype)
             a = [max(lo_, t_) for lo_, t_ in zip(lo, t, strict=True)]
             b = [min(hi_, t_ + s) for hi_, t_, s in zip(hi, t, plan.tile, strict=True)]
             dst = tuple(slice(x - lo_, y - lo_) for x, y, lo_ in zip(a, b, lo, strict=True))
@@ -390,6 +381,7 @@ def predict(
     probabilities: bool = False,
     threshold: float = 0.5,
     device: str = "auto",
+    precision: str = "auto",
     overwrite: bool = False,
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
@@ -417,7 +409,11 @@ def predict(
     threshold
         Probability above which a voxel is foreground.
     device
-        ``auto``, ``cpu`` or ``cuda`` (mixed precision on CUDA).
+        ``auto``, ``cpu`` or ``cuda``.
+    precision
+        ``auto`` (bfloat16 mixed precision where the hardware has it: a GPU, or a CPU
+        with AVX512-BF16 or AMX), ``fp32`` or ``bf16``; resolved once here, so every
+        worker computes at the same precision (recorded with the label image).
 
     Returns
     -------
@@ -436,6 +432,7 @@ def predict(
         "probabilities": probabilities,
         "threshold": threshold,
         "device": device,
+        "precision": precision,
         "workers": workers,
         "scheduler": scheduler,
     }
@@ -448,6 +445,7 @@ def predict(
         libraries=SOFTWARE,
     ) as step:
         dev = resolve_device(device)
+        used = precision_name(amp_dtype(dev, check_precision(precision)))
         _check_arguments(threshold, block)
         img = open_image(image)
         raw = img.levels[0]
@@ -462,6 +460,7 @@ def predict(
             names=[name] + ([f"{name}-probability"] if probabilities else []),
             threshold=threshold,
             device=dev,
+            precision=used,
             shape=tuple(int(s) for s in raw.shape),
         )
         done = _earlier_prediction(run, step, overwrite)
@@ -500,6 +499,8 @@ class _Prediction:
     """The label image, then its probability image when asked for."""
     threshold: float
     device: torch.device
+    precision: str
+    """``fp32``, ``bf16`` or ``fp16``: what :func:`predict`'s ``precision`` resolved to."""
     shape: tuple[int, ...]
 
     @property
@@ -606,7 +607,8 @@ def _compute_units(
         rep.advance(skipped)
     t0 = time.perf_counter()
     n_workers = workers or os.cpu_count() or 1
-    dev, threshold = str(run.device), run.threshold
+    dev = f"{run.device}:{run.precision}"  # both travel to the workers as one field
+    threshold = run.threshold
     if scheduler:
         _run_distributed(scheduler, args, todo, dev, threshold, str(markers), rep)
     else:
@@ -636,6 +638,7 @@ def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
             curated_extra={
                 "prediction": {
                     "threshold": run.threshold,
+                    "precision": run.precision,
                     "values": "probability x 255" if n != run.name else "label value",
                     "block": list(plan.tile),
                 }
@@ -659,6 +662,7 @@ def _details(run: _Prediction, plan: BlockPlan, computed: int, seconds: float) -
         "seconds": round(seconds, 3),
         "voxels_per_second": voxels / seconds if seconds > 0 else None,
         "device": str(run.device),
+        "precision": run.precision,
     }
 
 

@@ -436,10 +436,11 @@ class _QuickPredictor:
         image: Path | None,
         crop: Vec3,
     ) -> None:
+        from curated.segment.device import amp_dtype, resolve_device
         from curated.segment.predict import predict_tile, shared_input
-        from curated.segment.train import resolve_device
 
         self.model, self.raw, self.dev = model, raw, resolve_device(device)
+        self.dtype = amp_dtype(self.dev)  # as `curated segment predict` computes by default
         self._predict = predict_tile
         geom = model.geometry
         self.size = geom.block_multiple(tuple(min(c, QUICK_EDGE) for c in crop))
@@ -484,7 +485,12 @@ class _QuickPredictor:
                 else region_input(self.model, self.raw, [starts[i] for i in idx], self.size)
             )
             for i in idx:
-                yield i, self._predict(self.model, self.raw, starts[i], self.size, self.dev, source)
+                yield (
+                    i,
+                    self._predict(
+                        self.model, self.raw, starts[i], self.size, self.dev, source, self.dtype
+                    ),
+                )
             del source  # one box's input at a time
 
 

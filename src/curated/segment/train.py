@@ -15,7 +15,8 @@ The recipe follows incasem (Gallusser et al. 2023), scaled to minutes on a CPU:
   out for validation and the checkpoint with the lowest validation loss becomes
   ``weights.pt`` (the rule is written to ``model.json``; the loss is used because
   Dice on a small crop with few foreground voxels jumps from check to check);
-- mixed precision (bf16, or fp16 with loss scaling) on CUDA.
+- mixed precision where the hardware has it (bf16 on a GPU or a CPU with AVX512-BF16
+  or AMX, fp16 with loss scaling on an older GPU; ``precision``), float32 elsewhere.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from curated.provenance.digest import digest_path
 from curated.provenance.log import library_versions, utc_now
 from curated.results import Result
 from curated.segment import _store
+from curated.segment._heap import training_heap
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
@@ -54,7 +56,7 @@ from curated.segment.defaults import (
     MAX_DEPTH,
     POINTWISE_BELOW_NM,
 )
-from curated.segment.device import amp_dtype, resolve_device
+from curated.segment.device import amp_dtype, check_precision, precision_name, resolve_device
 from curated.segment.metrics import masked_dice
 from curated.segment.modelio import (
     MODEL_FORMAT,
@@ -554,6 +556,7 @@ def train(
     out: str | Path,
     iterations: int = DEFAULT_ITERATIONS,
     device: str = "auto",
+    precision: str = "auto",
     seed: int = 0,
     batch_size: int = 2,
     patch: int | tuple[int, int, int] = 24,
@@ -592,8 +595,9 @@ def train(
     iterations, batch_size, patch, learning_rate
         Optimisation settings; ``patch`` is the output patch size (rounded up to a
         valid size of the network).
-    device
-        ``auto`` (CUDA if available), ``cpu`` or ``cuda`` (an error without a GPU).
+    device, precision
+        ``auto`` (CUDA if available), ``cpu`` or ``cuda``; ``auto``, ``fp32`` or ``bf16``
+        (:data:`~curated.segment.device.PRECISIONS`; a resumed run may change it).
     depth, base_features, norm
         Network size and normalisation (``batch`` or ``none``); ``depth=None`` plans it from
         the voxel size (:func:`~curated.segment.unet.depth_for_voxel_size`); voxels finer than
@@ -645,6 +649,7 @@ def train(
         out=out,
         settings=settings,
         device_name=device,
+        precision=check_precision(precision),
         depth=depth,
         base_features=base_features,
         norm=norm,
@@ -746,6 +751,7 @@ class _TrainJob:
     out: Path
     settings: TrainingSettings
     device_name: str
+    precision: str
     depth: int | None
     base_features: int
     norm: str
@@ -767,6 +773,7 @@ class _TrainJob:
             "label_value": label_value,
             "out": str(self.out),
             "device": self.device_name,
+            "precision": self.precision,
             **asdict(self.settings),
             "depth": self.depth,
             "base_features": self.base_features,
@@ -823,7 +830,8 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     src.pre, train_regions, val_regions = _prepare_regions(job, src, crops)
     loop = _TrainingLoop(job, src, device, rng, train_regions, val_regions, crops.new_keys)
     loop.restore(ckpt)
-    loop.run(signature, progress)
+    with training_heap():  # the same buffers every step: keep their pages mapped
+        loop.run(signature, progress)
     selection, final_state = loop.selection()
     sha = write_weights(job.out, adjusted_head(final_state, loop.adjustment))
     meta = _model_meta(job, src, crops, loop, workspace, signature, selection, sha, t0)
@@ -1122,7 +1130,7 @@ class _TrainingLoop:
             lr=self.settings.learning_rate,
             weight_decay=self.settings.weight_decay,
         )
-        self.dtype = amp_dtype(device)
+        self.dtype = amp_dtype(device, job.precision)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.start_it = 0
         self.best: dict[str, Any] = {
@@ -1233,7 +1241,13 @@ class _TrainingLoop:
         net, geom, label_value = self.net, self.src.geom, self.job.label_value
         net.eval()
         dices, losses = [], []
-        with torch.no_grad():
+        # at the run's precision, as prediction computes (validation scores the
+        # decision the saved model will make)
+        dtype = self.dtype
+        with (
+            torch.no_grad(),
+            torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None),
+        ):
             for rg in self.val_regions:
                 o = geom.valid_output(tuple(rg.roi["shape"]))
                 rs = [
@@ -1512,6 +1526,7 @@ def _model_meta(
             "history": loop.history,
             "device": str(device),
             "amp": str(dtype).replace("torch.", "") if dtype else None,
+            "precision": {"asked": job.precision, "used": precision_name(dtype)},
             "signature": signature,
             "seconds": round(time.perf_counter() - t0, 2),
         },
