@@ -38,15 +38,31 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker(tool: str, image: str, model: str, tile: tuple[int, int, int], overlap: float) -> dict:
+def worker(
+    tool: str,
+    image: str,
+    model: str,
+    tile: tuple[int, int, int],
+    overlap: float,
+    precision: str = "auto",
+) -> dict:
     import torch
 
     from curated.images import open_image
     from curated.segment import load_model, predict
+    from curated.segment.device import amp_dtype
 
     if tool == "curated":
         t0 = time.perf_counter()
-        r = predict(model, image, name="bench", block=tile, device="cpu", overwrite=True)
+        r = predict(
+            model,
+            image,
+            name="bench",
+            block=tile,
+            device="cpu",
+            precision=precision,
+            overwrite=True,
+        )
         seconds = time.perf_counter() - t0
         voxels = int(np.prod(r.details["shape"]))
         return {"seconds": seconds, "voxels": voxels, "rss_mib": _rss_mib()}
@@ -74,7 +90,9 @@ def worker(tool: str, image: str, model: str, tile: tuple[int, int, int], overla
         padded = torch.nn.functional.pad(window, pad, mode="reflect")
         return net(padded)[:, :, : size[0], : size[1], : size[2]]
 
-    with torch.no_grad():
+    # MONAI's windows run at the same precision as curated's tiles
+    dtype = amp_dtype(torch.device("cpu"), precision)
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
         prob = sliding_window_inference(
             inputs,
             roi_size=tile,
@@ -83,7 +101,7 @@ def worker(tool: str, image: str, model: str, tile: tuple[int, int, int], overla
             overlap=overlap,
             mode="constant",
         )
-    labels = (torch.sigmoid(prob)[0, 0] > 0.5).to(torch.uint8).numpy()
+    labels = (torch.sigmoid(prob.float())[0, 0] > 0.5).to(torch.uint8).numpy()
     seconds = time.perf_counter() - t0
     assert labels.shape == raw.shape
     return {"seconds": seconds, "voxels": int(raw.size), "rss_mib": _rss_mib()}
@@ -100,13 +118,18 @@ def main() -> None:
     )
     ap.add_argument("--scratch", default="/tmp/segment/bench-predict")
     ap.add_argument(
+        "--precision",
+        default="auto",
+        help="auto | fp32 | bf16: both tools compute at it (auto: bf16 where the CPU has it)",
+    )
+    ap.add_argument(
         "--worker", nargs=4, metavar=("TOOL", "IMAGE", "MODEL", "OVERLAP"), help=argparse.SUPPRESS
     )
     args = ap.parse_args()
     tile = tuple(int(v) for v in args.tile.split("x"))
     if args.worker:
         tool, image, model, overlap = args.worker
-        print(json.dumps(worker(tool, image, model, tile, float(overlap))))  # type: ignore[arg-type]
+        print(json.dumps(worker(tool, image, model, tile, float(overlap), args.precision)))  # type: ignore[arg-type]
         return
 
     from curated.segment import annotate_from_truth, make_fibsem_sample, train
@@ -141,6 +164,8 @@ def main() -> None:
                 __file__,
                 "--tile",
                 args.tile,
+                "--precision",
+                args.precision,
                 "--worker",
                 tool,
                 str(img),
@@ -159,8 +184,14 @@ def main() -> None:
             }
         rows.append(row)
 
+    import torch
+
+    from curated.segment.device import amp_dtype, precision_name
+
+    used = precision_name(amp_dtype(torch.device("cpu"), args.precision))
     print(
-        f"tile/window {args.tile}, network: depth 2, 8 features, valid convolutions; CPU threads: {os.cpu_count()}"
+        f"tile/window {args.tile}, network: depth 2, 8 features, valid convolutions; "
+        f"CPU threads: {os.cpu_count()}; precision {args.precision} ({used})"
     )
     head = f"{'volume':>12} {'Mvox':>6} | {'curated vox/s':>13} {'MONAI@0.25':>11} {'MONAI@0':>10} {'ratio@0.25':>10} {'ratio@0':>8} | {'RSS MiB cur':>11} {'MONAI@0.25':>10} {'MONAI@0':>8}"
     print(head)

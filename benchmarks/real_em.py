@@ -110,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--norm", default=None, help="[default: the library's]")
     p.add_argument("--batch", type=int, default=None, help="[default: the library's]")
     p.add_argument("--learning-rate", type=float, default=None, help="[default: the library's]")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="crop positions (and training draws)")
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="replicate k: the same crops, trained with other random draws (seed + 7919 k)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--precision", default="auto", help="auto | fp32 | bf16 (training and prediction)"
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     res = train(
         image, labels="annotations", label_value=1, out=model,
         iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch),
-        device=a.device, precision=a.precision, seed=a.seed,
+        device=a.device, precision=a.precision, seed=a.seed + 7919 * a.train_seed,
         preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
         **({"loss": a.loss} if a.loss else {}),
         **({"depth": a.depth} if a.depth is not None else {}),

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(_heap._libc() is None, reason="glibc's mallopt i
 CHURN = """
 import json, resource, sys
 import numpy as np
-from curated.segment._heap import training_heap
+from curated.segment._heap import steady_heap, training_heap
 
 def churn():
     # what a training step does: allocate and free the same large buffers again and again
@@ -36,7 +36,11 @@ with training_heap() as ok:
     churn()  # the heap grows once
     inside = faults(churn)
 after = faults(churn)
-print(json.dumps({"ok": ok, "before": before, "inside": inside, "after": after}))
+steady = steady_heap()
+churn()
+predicting = faults(churn)
+print(json.dumps({"ok": ok, "before": before, "inside": inside, "after": after,
+                  "steady": steady, "predicting": predicting}))
 """
 
 
@@ -52,6 +56,8 @@ def test_training_heap_keeps_pages_mapped_and_restores_glibc_defaults() -> None:
     assert r["inside"] < r["before"] // 20
     # after the training, large buffers are mapped (and returned) as before
     assert r["after"] > 10_000
+    # prediction's setting: every buffer over 1 MiB is returned to the system (flat memory)
+    assert r["steady"] is True and r["predicting"] > 10_000
 
 
 def test_training_runs_its_steps_inside_the_training_heap(monkeypatch, tmp_path) -> None:
