@@ -40,8 +40,8 @@ WORKSPACE = typer.Option(
 PRECISION = typer.Option(
     "auto",
     "--precision",
-    help="auto (bfloat16 mixed precision where the hardware has it: a GPU, or a CPU with "
-    "AVX512-BF16 or AMX; float32 elsewhere) | fp32 | bf16",
+    help="auto (mixed precision on a GPU, float32 on a CPU) | fp32 | bf16 (bfloat16 mixed "
+    "precision, on a CPU too: fast only with AVX512-BF16 or AMX)",
 )
 
 

@@ -9,10 +9,13 @@ from curated.errors import InputError, SegmentationError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
-"""``auto``: bfloat16 mixed precision where the hardware computes it natively (a CUDA GPU,
-float16 on one without bfloat16; a CPU with AVX512-BF16 or AMX), float32 elsewhere;
-``fp32``: float32 throughout; ``bf16``: bfloat16 mixed precision even where it is emulated
-(slow, but the same numbers as on a machine that has it)."""
+"""``auto``: mixed precision on a CUDA GPU (bfloat16, or float16 with loss scaling on a GPU
+without bfloat16), float32 on a CPU; ``fp32``: float32 throughout; ``bf16``: bfloat16 mixed
+precision, on a CPU too (fast where it has AVX512-BF16 or AMX, emulated and slow elsewhere).
+
+On a CPU ``auto`` stays float32: bfloat16 trained the 5 nm U-Net only 1.2× faster once
+training kept its pages mapped, and on the real ssTEM stack its models scored lower
+outside the crops than float32 ones from the same crops (benchmarks/RESULTS.md)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -36,31 +39,10 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX tiles).
-
-    Without either, oneDNN emulates bfloat16 convolutions and mixed precision is
-    slower than float32; with AVX512-BF16 (AMD Zen 4/5, Intel Cooper Lake) a training
-    step of the 5 nm U-Net took 0.33 s instead of 0.95 s (benchmarks/RESULTS.md).
-    """
-    # torch.cpu's capability probes are private (underscored) but present since 2.1;
-    # a PyTorch without them gets float32, never a failure
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    for name in probes:
-        probe = getattr(torch.cpu, name, None)
-        try:
-            if probe is not None and probe():
-                return True
-        except RuntimeError:  # pragma: no cover - a build without cpuinfo
-            continue
-    return False
-
-
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The mixed-precision dtype for ``precision`` on ``device``; ``None`` is float32 throughout.
 
-    ``auto`` on CUDA: bf16 where supported, else fp16; on a CPU: bf16 where it is native
-    (:func:`cpu_has_native_bf16`), else ``None``.
+    ``auto`` on CUDA: bf16 where supported, else fp16; on a CPU: ``None``.
     """
     check_precision(precision)
     if precision == "fp32":
@@ -72,9 +54,7 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
             msg = "--precision bf16 was asked for but this GPU has no bfloat16; use --precision auto (float16) or fp32"
             raise SegmentationError(msg, field="precision")
         return torch.float16
-    if precision == "bf16" or cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
+    return torch.bfloat16 if precision == "bf16" else None
 
 
 _NAMES: dict[torch.dtype | None, str] = {

@@ -411,8 +411,8 @@ def predict(
     device
         ``auto``, ``cpu`` or ``cuda``.
     precision
-        ``auto`` (bfloat16 mixed precision where the hardware has it: a GPU, or a CPU
-        with AVX512-BF16 or AMX), ``fp32`` or ``bf16``; resolved once here, so every
+        ``auto`` (mixed precision on a GPU, float32 on a CPU), ``fp32`` or ``bf16``
+        (:data:`~curated.segment.device.PRECISIONS`); resolved once here, so every
         worker computes at the same precision (recorded with the label image).
 
     Returns

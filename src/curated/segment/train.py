@@ -15,8 +15,9 @@ The recipe follows incasem (Gallusser et al. 2023), scaled to minutes on a CPU:
   out for validation and the checkpoint with the lowest validation loss becomes
   ``weights.pt`` (the rule is written to ``model.json``; the loss is used because
   Dice on a small crop with few foreground voxels jumps from check to check);
-- mixed precision where the hardware has it (bf16 on a GPU or a CPU with AVX512-BF16
-  or AMX, fp16 with loss scaling on an older GPU; ``precision``), float32 elsewhere.
+- mixed precision on CUDA (bf16, or fp16 with loss scaling), float32 on a CPU unless
+  ``precision="bf16"`` asks for bfloat16 there too;
+- the training loop runs with glibc's heap kept (:func:`~curated.segment._heap.training_heap`).
 """
 
 from __future__ import annotations
