@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument(
         "--precision",
         default="auto",
-        help="auto | fp32 | bf16: both tools compute at it (auto: bf16 where the CPU has it)",
+        help="auto | fp32 | bf16: both tools compute at it (auto: float32 on a CPU)",
     )
     ap.add_argument(
         "--worker", nargs=4, metavar=("TOOL", "IMAGE", "MODEL", "OVERLAP"), help=argparse.SUPPRESS

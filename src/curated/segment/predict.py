@@ -54,7 +54,6 @@ from curated.segment import _store
 from curated.segment._heap import steady_heap
 from curated.segment.device import (
     amp_dtype,
-    check_precision,
     precision_dtype,
     precision_name,
     resolve_device,
@@ -310,18 +309,20 @@ def _predict_unit(
     label_array: str,
     prob_array: str | None,
     plan: BlockPlan,
+    precision: str,
     idx: tuple[int, ...],
     device: str,
     threshold: float,
     markers: str,
 ) -> int:
-    """One task: compute every tile of a write unit, write the unit once, leave a marker."""
+    """One task: compute every tile of a write unit, write the unit once, leave a marker.
+
+    ``precision`` is what :func:`predict` resolved (``fp32``, ``bf16`` or ``fp16``)."""
     import zarr
 
     steady_heap()
     model = _cached_model(model_path, sha256)
-    where, _, precision = device.partition(":")
-    dev, dtype = torch.device(where), precision_dtype(precision or "fp32")
+    dev, dtype = torch.device(device), precision_dtype(precision)
     raw = _store.image_level0(image)
     lo, hi = plan.unit_region(idx)
     unit_shape = [b - a for a, b in zip(lo, hi, strict=True)]
@@ -445,7 +446,7 @@ def predict(
         libraries=SOFTWARE,
     ) as step:
         dev = resolve_device(device)
-        used = precision_name(amp_dtype(dev, check_precision(precision)))
+        used = precision_name(amp_dtype(dev, precision))
         _check_arguments(threshold, block)
         img = open_image(image)
         raw = img.levels[0]
@@ -600,6 +601,7 @@ def _compute_units(
         array_paths[0],
         array_paths[1] if len(names) > 1 else None,
         plan,
+        run.precision,
     )
     rep = ensure_progress(progress)
     rep.start(f"predict {run.name}", len(plan.units()), "blocks")
@@ -607,8 +609,7 @@ def _compute_units(
         rep.advance(skipped)
     t0 = time.perf_counter()
     n_workers = workers or os.cpu_count() or 1
-    dev = f"{run.device}:{run.precision}"  # both travel to the workers as one field
-    threshold = run.threshold
+    dev, threshold = str(run.device), run.threshold
     if scheduler:
         _run_distributed(scheduler, args, todo, dev, threshold, str(markers), rep)
     else:
