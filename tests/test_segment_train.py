@@ -336,23 +336,12 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
         "--batch-size",
         "1",
     ]
-    res = runner.invoke(
-        app,
-        [
-            "segment",
-            "train",
-            str(sample),
-            "--labels",
-            "ann",
-            "--label-value",
-            "2",
-            "--out",
-            str(tmp_path / "m"),
-            "--iterations",
-            "2",
-            *common,
-        ],
-    )
+
+    def train_args(out: str, *options: str) -> list[str]:
+        return ["segment", "train", str(sample), "--labels", "ann", "--label-value", "2",
+                "--out", str(tmp_path / out), *options]  # fmt: skip
+
+    res = runner.invoke(app, train_args("m", "--iterations", "2", *common))
     assert res.exit_code == 0, res.output
     annotate_from_truth(sample, crops=1, size=10, seed=5, name="ann")  # the curator adds a crop
     res = runner.invoke(
@@ -381,40 +370,11 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     child = json.loads((tmp_path / "c" / "model.json").read_text())["training"]
     assert child["precision"] == {"asked": "bf16", "used": "bf16"}
-    res = runner.invoke(
-        app,
-        [
-            "segment",
-            "train",
-            str(sample),
-            "--labels",
-            "ann",
-            "--label-value",
-            "2",
-            "--out",
-            str(tmp_path / "y"),
-            "--precision",
-            "fp16",
-            *common,
-        ],
-    )
+    res = runner.invoke(app, train_args("y", "--precision", "fp16", *common))
     assert res.exit_code != 0 and "precision must be one of auto, fp32, bf16" in res.output
     assert not (tmp_path / "y").exists()
     res = runner.invoke(
-        app,
-        [
-            "segment",
-            "train",
-            str(sample),
-            "--labels",
-            "ann",
-            "--label-value",
-            "2",
-            "--out",
-            str(tmp_path / "x"),
-            "--device",
-            "cuda" if not torch.cuda.is_available() else "tpu",
-        ],
+        app, train_args("x", "--device", "cuda" if not torch.cuda.is_available() else "tpu")
     )
     assert res.exit_code != 0
 
