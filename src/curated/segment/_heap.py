@@ -1,7 +1,8 @@
-"""glibc heap settings for the two kinds of segmentation work: flat memory while predicting
-many tiles, no page faults while training on the same patch shapes again and again.
+"""glibc heap settings for the two kinds of segmentation work: no page faults while training
+on the same patch shapes again and again, or while predicting the tiles of one write unit, and
+memory that stays flat over many write units.
 
-Both are process-wide (``mallopt``) and do nothing off glibc (musl, macOS, Windows).
+All are process-wide (``mallopt``) and do nothing off glibc (musl, macOS, Windows).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +18,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 GLIBC_MMAP_MAX = 65536
-"""glibc's default ``M_MMAP_MAX``, restored after training."""
+"""glibc's default ``M_MMAP_MAX``, restored after training and prediction."""
 GLIBC_TRIM_THRESHOLD = 128 * 1024
 """glibc's default ``M_TRIM_THRESHOLD``, restored after training."""
 TRAINING_TRIM_THRESHOLD = 2**31 - 1
@@ -88,3 +90,40 @@ def training_heap() -> Iterator[bool]:
             mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
             mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
             libc.malloc_trim(0)
+
+
+_units_lock = threading.Lock()
+_units_running = 0
+
+
+@contextmanager
+def prediction_heap() -> Iterator[bool]:
+    """Serve one write unit's allocations from the heap; give its free pages back when it ends.
+
+    The tiles of a write unit have one shape, so the network's activations (torch allocates
+    them with plain ``malloc``, tens to hundreds of MB per tile at 5 nm) are the same buffers
+    from tile to tile. Under :func:`steady_heap` alone each of them was mapped afresh and
+    faulted in page by page: the 5 nm test volume of ``benchmarks/isotropic.py`` made 40
+    million page faults and spent more system than user time (65 s wall). Inside this
+    context ``mmap`` is off and the heap is not trimmed, so the pages stay mapped from tile
+    to tile (3.4 million faults, 31 s; benchmarks/RESULTS.md). When a unit ends,
+    ``malloc_trim(0)`` gives every free page of the heap back, so memory is bounded by the
+    write units running at once, not by the number of units. Units run in several threads
+    share the settings: they stay in force until the last running unit ends, then
+    :func:`steady_heap`'s are restored. Yields whether the settings took (glibc only).
+    """
+    global _units_running
+    libc = _libc()
+    with _units_lock:
+        ok = mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)
+        _units_running += 1
+    try:
+        yield ok
+    finally:
+        with _units_lock:
+            _units_running -= 1
+            if ok and libc is not None:
+                if not _units_running:
+                    mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
+                    steady_heap()
+                libc.malloc_trim(0)

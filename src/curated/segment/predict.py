@@ -51,7 +51,7 @@ from curated.objstore import as_path, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
-from curated.segment._heap import steady_heap
+from curated.segment._heap import prediction_heap
 from curated.segment.device import (
     amp_dtype,
     precision_dtype,
@@ -320,37 +320,37 @@ def _predict_unit(
     ``precision`` is what :func:`predict` resolved (``fp32``, ``bf16`` or ``fp16``)."""
     import zarr
 
-    steady_heap()
-    model = _cached_model(model_path, sha256)
-    dev, dtype = torch.device(device), precision_dtype(precision)
-    raw = _store.image_level0(image)
-    lo, hi = plan.unit_region(idx)
-    unit_shape = [b - a for a, b in zip(lo, hi, strict=True)]
-    # uint8 buffers: one write unit costs 1-2 bytes per voxel, whatever the volume
-    labels = np.zeros(unit_shape, dtype=np.uint8)
-    prob8 = np.zeros(unit_shape, dtype=np.uint8) if prob_array is not None else None
-    value = np.uint8(model.label_value)
-    shared = _shared_input(model, image, plan)
-    # the whole image's input when it fits; else the unit's, in groups that fit the budget
-    groups = [plan.tiles(lo, hi)] if shared is not None else tile_groups(model, plan, lo, hi)
-    for group in groups:
-        source = shared if shared is not None else region_input(model, raw, group, plan.tile)
-        for t in group:
-            p = predict_tile(model, raw, t, plan.tile, dev, source, dtype)
-            a = [max(lo_, t_) for lo_, t_ in zip(lo, t, strict=True)]
-            b = [min(hi_, t_ + s) for hi_, t_, s in zip(hi, t, plan.tile, strict=True)]
-            dst = tuple(slice(x - lo_, y - lo_) for x, y, lo_ in zip(a, b, lo, strict=True))
-            src = tuple(slice(x - t_, y - t_) for x, y, t_ in zip(a, b, t, strict=True))
-            labels[dst] = np.where(p[src] > threshold, value, np.uint8(0))
-            if prob8 is not None:
-                prob8[dst] = np.rint(p[src] * 255.0).astype(np.uint8)
-        del source  # one group's input at a time
-    region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    zarr.open_array(label_array, mode="r+")[region] = labels
-    if prob8 is not None:
-        zarr.open_array(prob_array, mode="r+")[region] = prob8
-    (as_path(markers) / ("done-" + "-".join(str(i) for i in idx))).touch()
-    return int(np.prod(unit_shape))
+    with prediction_heap():  # the tiles' buffers stay mapped until the unit ends
+        model = _cached_model(model_path, sha256)
+        dev, dtype = torch.device(device), precision_dtype(precision)
+        raw = _store.image_level0(image)
+        lo, hi = plan.unit_region(idx)
+        unit_shape = [b - a for a, b in zip(lo, hi, strict=True)]
+        # uint8 buffers: one write unit costs 1-2 bytes per voxel, whatever the volume
+        labels = np.zeros(unit_shape, dtype=np.uint8)
+        prob8 = np.zeros(unit_shape, dtype=np.uint8) if prob_array is not None else None
+        value = np.uint8(model.label_value)
+        shared = _shared_input(model, image, plan)
+        # the whole image's input when it fits; else the unit's, in groups that fit the budget
+        groups = [plan.tiles(lo, hi)] if shared is not None else tile_groups(model, plan, lo, hi)
+        for group in groups:
+            source = shared if shared is not None else region_input(model, raw, group, plan.tile)
+            for t in group:
+                p = predict_tile(model, raw, t, plan.tile, dev, source, dtype)
+                a = [max(lo_, t_) for lo_, t_ in zip(lo, t, strict=True)]
+                b = [min(hi_, t_ + s) for hi_, t_, s in zip(hi, t, plan.tile, strict=True)]
+                dst = tuple(slice(x - lo_, y - lo_) for x, y, lo_ in zip(a, b, lo, strict=True))
+                src = tuple(slice(x - t_, y - t_) for x, y, t_ in zip(a, b, t, strict=True))
+                labels[dst] = np.where(p[src] > threshold, value, np.uint8(0))
+                if prob8 is not None:
+                    prob8[dst] = np.rint(p[src] * 255.0).astype(np.uint8)
+            del source  # one group's input at a time
+        region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        zarr.open_array(label_array, mode="r+")[region] = labels
+        if prob8 is not None:
+            zarr.open_array(prob_array, mode="r+")[region] = prob8
+        (as_path(markers) / ("done-" + "-".join(str(i) for i in idx))).touch()
+        return int(np.prod(unit_shape))
 
 
 class _DaskProgress:
