@@ -217,6 +217,23 @@ def test_parts_are_removed_once_gathered(tmp_path, stack, monkeypatch):
     assert not [p for p in (journal / "parts").rglob("*") if p.is_file()]
 
 
+def test_store_digest_of_gathered_shards_matches_their_files(tmp_path, stack, monkeypatch):
+    """Shards gathered from parts are hashed while written (beside the writes, in another
+    thread): the digest logged must be that of the bytes on disk."""
+    gathered: list[int] = []
+    real = _shards._ShardFile.add_all
+
+    def spy(self, items):
+        gathered.append(len(items))
+        real(self, items)
+
+    monkeypatch.setattr(_shards._ShardFile, "add_all", spy)
+    dest = tmp_path / "gathered.ome.zarr"
+    res = convert_to_ome_zarr(stack, dest, voxel_size=(4, 4, 4), chunks=8, shard=16, workers=2)
+    assert gathered and max(gathered) > 1  # levels above 0 came from the parts
+    assert res.details["store_digest"] == digest_tree(dest).digest
+
+
 def test_truncated_part_is_a_clear_error(tmp_path, stack):
     dest = tmp_path / "bad.ome.zarr"
     assert _run_convert(stack, dest, {ABORT_ENV: "27"}) == 75

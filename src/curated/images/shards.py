@@ -29,7 +29,6 @@ chunks equal to the fill value left out.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import io
 import json
@@ -487,6 +486,33 @@ class _ShardFile:
         self.offset += len(payload)
         self.count += 1
 
+    def add_all(self, items: list[tuple[tuple[int, ...], Any]]) -> None:
+        """Add many encoded chunks (already in memory): the file writes run in this thread
+        while another hashes the same bytes, both outside the GIL, so gathering a shard from
+        its parts costs the slower of the two instead of their sum."""
+        assert self.fh is not None
+        for gidx, payload in items:
+            local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
+            self.index[local] = (self.offset, len(payload))
+            self.offset += len(payload)
+        self.count += len(items)
+        if self.hash is None or len(items) < 2:
+            for _, payload in items:
+                self.fh.write(payload)
+                if self.hash is not None:
+                    self.hash.update(payload)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        digest = self.hash
+        with ThreadPoolExecutor(1) as pool:
+            hashed = pool.submit(lambda: [digest.update(p) for _, p in items])
+            try:
+                for _, payload in items:
+                    self.fh.write(payload)
+            finally:
+                hashed.result()
+
     def publish(self, *, keep_empty: bool = False) -> tuple[int, str] | None:
         """Finish and publish under its key; ``(size, sha256)``, or ``None`` when no chunk was
         stored (then no object is left, unless ``keep_empty``)."""
@@ -553,6 +579,18 @@ class _ShardSink:
             self.files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
         self.count += 1
         self.stored += len(payload)
+
+    def add_all(self, items: list[tuple[tuple[int, ...], Any]]) -> None:
+        """Every chunk of the shard at once (C order), e.g. gathered from the journal's parts:
+        a shard object's bytes are written and hashed side by side (:meth:`_ShardFile.add_all`)."""
+        if self.shard is None:
+            for gidx, payload in items:
+                self.add(gidx, payload)
+            return
+        kept = [(g, p) for g, p in items if p is not None]
+        self.shard.add_all(kept)
+        self.count += len(kept)
+        self.stored += sum(len(p) for _, p in kept)
 
     def publish(self) -> None:
         if self.shard is None:
@@ -668,8 +706,8 @@ class _SubPyramid:
 class _Parts:
     """Reads back the parts that level-0 tasks left for one shard of level ``level``.
 
-    Locally every chunk is one ranged read of its part file; from an object store each part is
-    fetched whole, once (a part is at most one compressed level-0 shard's share of the level).
+    Each part is read whole, once (a part is at most one compressed level-0 shard's share of
+    the level), locally as from an object store.
     """
 
     def __init__(self, job: WriteJob, level: int, region: tuple[slice, ...]) -> None:
@@ -690,7 +728,7 @@ class _Parts:
     def complete(self) -> bool:
         return bool(self.children) and all(self.sink.exists(k) for k in self.keys.values())
 
-    def payload(self, gidx: tuple[int, ...]) -> bytes | None:
+    def payload(self, gidx: tuple[int, ...]) -> memoryview | None:
         child = tuple(g // n for g, n in zip(gidx, self.cps, strict=True))
         if child not in self._open:
             self._open[child] = self._load(child)
@@ -698,25 +736,24 @@ class _Parts:
         off, n = index[tuple(g - c * k for g, c, k in zip(gidx, child, self.cps, strict=True))]
         if off == EMPTY:
             return None
-        data = bytes(read(int(off), int(n)))
+        data = read(int(off), int(n))
         if len(data) != int(n):
             self._damaged(child)
         return data
 
     def _load(self, child: tuple[int, ...]) -> tuple[Any, np.ndarray]:
-        """``(read(start, length), index)`` of one part, its index checked against its crc32c."""
+        """``(read(start, length), index)`` of one part, its index checked against its crc32c.
+
+        The part is read whole, once: a shard's parts together hold at most one compressed
+        shard, and its chunks are then handed on as views, without a copy each."""
         import google_crc32c
 
         key = self.keys[child]
-        if isinstance(self.sink, LocalSink):
-            size = self.sink.size(key) or 0
-            read: Any = functools.partial(self.sink.get_range, key)
-        else:
-            whole = memoryview(self.sink.get(key))
-            size = len(whole)
+        whole = memoryview(self.sink.get(key))
+        size = len(whole)
 
-            def read(start: int, length: int) -> bytes:
-                return bytes(whole[start : start + length])
+        def read(start: int, length: int) -> memoryview:
+            return whole[start : start + length]
 
         nidx = int(np.prod(self.cps)) * 16
         tail = bytes(read(size - nidx - 4, nidx + 4)) if size >= nidx + 4 else b""
@@ -784,8 +821,7 @@ def write_shard(
     sink = _ShardSink(job, level, idx)
     try:
         if parts is not None:
-            for gidx in _chunk_range(region, layout.chunks):
-                sink.add(gidx, parts.payload(gidx))
+            sink.add_all([(g, parts.payload(g)) for g in _chunk_range(region, layout.chunks)])
             figures.bytes = int(np.prod([s.stop - s.start for s in region]))
             figures.bytes *= np.dtype(layout.dtype).itemsize
         else:
