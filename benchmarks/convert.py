@@ -18,8 +18,10 @@ The anchors:
 
 The goal (issue 18) is curated's *full pyramid* at ≥ 0.7× the throughput of the faster
 level-0 copy and ≥ 15× ome-zarr-py. Rounds are interleaved (every converter once per
-round) so that load from other processes hits all of them; ratios are taken within a
-round and the median over rounds is printed.
+round, in an order that turns by one each round and is reversed every other round, so that
+load from other processes and the slow first run after another program hit all of them
+alike; use a ``--repeat`` that is a multiple of twice the number of converters); ratios are taken within a round and the median over
+rounds is printed.
 
     python benchmarks/convert.py --gib 0.5 --repeat 3 --rss-gib 0.25 1 4 --workers 1 2
 
@@ -308,7 +310,12 @@ def speed_rounds(args: argparse.Namespace) -> None:
     rounds: list[dict[str, dict]] = []
     for r in range(args.repeat):
         row: dict[str, dict] = {}
-        for name in args.only:
+        # the order turns every round: on this project's VM the first run of a program after
+        # another one is up to 3x slower (zarrs 2.7 s, then 0.8 s), whichever program it is
+        # (turned, and reversed every other round, so that no converter always follows the same one)
+        k = r % len(args.only)
+        order = args.only[k:] + args.only[:k]
+        for name in order[::-1] if r % 2 else order:
             res = measure(name, src, args.workdir / f"{name}.ome.zarr", args.timeout)
             if "error" not in res:
                 res["mb_s"] = nbytes / 1e6 / res["seconds"]
