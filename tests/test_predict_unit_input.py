@@ -60,7 +60,8 @@ def test_per_unit_input_equals_the_shared_input(trained, monkeypatch) -> None:
     count = _CountingApply(monkeypatch)
     unit = _predict(model, image, "unit")
     units = 3 * 3  # 16 x 40 x 44 in 16³ write units: 1 x 3 x 3
-    assert count.calls == units  # one pre-processing pass per write unit, not per tile
+    # the nine units' padded region fits one task's budget: one pass for all of them
+    assert count.calls == 1
     for a, b in zip(shared, unit, strict=True):
         assert np.array_equal(a, b)
 
@@ -144,3 +145,39 @@ def test_tile_groups_cover_the_unit_once_within_the_budget(trained) -> None:
                 filtered += size
             # never more pre-processing than tile by tile; less as soon as boxes can grow
             assert filtered <= per_tile and (budget < pair or filtered < per_tile)
+
+
+def test_unit_tasks_block_the_units_within_the_budget(trained, monkeypatch) -> None:
+    """Write units are grouped into blocks pre-processed together: every unit in exactly one
+    task, blocks within the budget (a single unit may exceed it), the same blocks when
+    resuming, and one unit per task when the image fits one shared input."""
+    _, model = trained
+    m = load_model(model)
+    plan = predict_module.plan_blocks(m, (40, 300, 500), (16, 64, 64), (8, 32, 32))
+    units = plan.units()
+    unit_padded = int(np.prod([u + 2 * h for u, h in zip(plan.unit, m.halo, strict=True)]))
+    small = predict_module.plan_blocks(m, SHAPE, (16, 16, 16), BLOCK)
+    # an image that fits one shared input: one unit per task (more tasks for the workers)
+    assert predict_module._fits_whole(m, predict_module._shared_extent(m, small))
+    assert predict_module.unit_tasks(m, small, small.units()) == [[u] for u in small.units()]
+    monkeypatch.setattr(predict_module, "WHOLE_INPUT_VOXELS", 1)  # the image is "too large"
+    for budget in (1, 4 * unit_padded, 10**12):
+        tasks = predict_module.unit_tasks(m, plan, units, budget=budget)
+        assert sorted(u for t in tasks for u in t) == sorted(units)  # each unit exactly once
+        for t in tasks:
+            lo = [min(u[i] for u in t) * plan.unit[i] for i in range(3)]
+            hi = [(max(u[i] for u in t) + 1) * plan.unit[i] for i in range(3)]
+            span = [b - a for a, b in zip(lo, hi, strict=True)]
+            # a block: every unit of its bounding box is in it
+            assert len(t) == int(np.prod([s // u for s, u in zip(span, plan.unit, strict=True)]))
+            padded = int(np.prod([n + 2 * h for n, h in zip(span, m.halo, strict=True)]))
+            assert len(t) == 1 or padded <= budget
+        if budget == 1:
+            assert len(tasks) == len(units)
+        if budget == 10**12:
+            assert len(tasks) == 1
+        # resuming: the units left keep their blocks
+        left = units[::3]
+        resumed = predict_module.unit_tasks(m, plan, left, budget=budget)
+        assert resumed == [kept for t in tasks if (kept := [u for u in t if u in left])]
+    assert len(predict_module.unit_tasks(m, plan, units, budget=4 * unit_padded)) < len(units)
