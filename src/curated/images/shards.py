@@ -583,9 +583,9 @@ class _ShardSink:
     def add_all(self, items: list[tuple[tuple[int, ...], Any]]) -> None:
         """Every chunk of the shard at once (C order), e.g. gathered from the journal's parts:
         a shard object's bytes are written and hashed side by side (:meth:`_ShardFile.add_all`)."""
-        if self.shard is None:
+        if self.shard is None:  # one object per chunk: each put gets bytes of its own
             for gidx, payload in items:
-                self.add(gidx, payload)
+                self.add(gidx, None if payload is None else bytes(payload))
             return
         kept = [(g, p) for g, p in items if p is not None]
         self.shard.add_all(kept)
