@@ -181,3 +181,40 @@ def test_unit_tasks_block_the_units_within_the_budget(trained, monkeypatch) -> N
         resumed = predict_module.unit_tasks(m, plan, left, budget=budget)
         assert resumed == [kept for t in tasks if (kept := [u for u in t if u in left])]
     assert len(predict_module.unit_tasks(m, plan, units, budget=4 * unit_padded)) < len(units)
+
+
+def test_a_block_interrupted_between_its_units_resumes_identical(trained, monkeypatch) -> None:
+    """A task computes a block of write units and marks each as it is written: stopped after
+    its first unit, a re-run computes only the others and the result is the same."""
+    image, model = trained
+    reference = _predict(model, image, "block-ref")
+    monkeypatch.setattr(predict_module, "WHOLE_INPUT_VOXELS", 1)  # the image is "too large"
+    m = load_model(model)
+    plan = predict_module.plan_blocks(m, SHAPE, (16, 16, 16), BLOCK)
+    assert len(predict_module.unit_tasks(m, plan, plan.units())) == 1  # all nine in one block
+    real = predict_module.as_path
+    calls = {"n": 0}
+
+    def flaky(path):
+        calls["n"] += 1
+        if calls["n"] == 3:  # predict() itself, the first unit's marker, then the second's
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(predict_module, "as_path", flaky)
+    with pytest.raises(KeyboardInterrupt), one_torch_thread():
+        predict(
+            model, image, name="block", block=BLOCK, probabilities=True, device="cpu", workers=1
+        )
+    monkeypatch.setattr(predict_module, "as_path", real)
+    with one_torch_thread():
+        r = predict(
+            model, image, name="block", block=BLOCK, probabilities=True, device="cpu", workers=1
+        )
+    assert r.details["units_skipped"] == 1 and r.details["units_computed"] == 8
+    got = (
+        _store.label_level0(image, "block")[...],
+        _store.label_level0(image, "block-probability")[...],
+    )
+    for a, b in zip(reference, got, strict=True):
+        assert np.array_equal(a, b)
