@@ -45,6 +45,20 @@ print(json.dumps({"ok": ok, "before": before, "inside": inside, "after": after,
 """
 
 
+def _spy(calls: list[str]):
+    """A stand-in for a heap context manager that records entering and leaving it."""
+
+    @contextmanager
+    def spy():
+        calls.append("enter")
+        try:
+            yield True
+        finally:
+            calls.append("exit")
+
+    return spy
+
+
 def test_training_heap_keeps_pages_mapped_and_restores_glibc_defaults() -> None:
     out = subprocess.run(
         [sys.executable, "-c", CHURN], capture_output=True, text=True, check=True
@@ -66,16 +80,7 @@ def test_training_runs_its_steps_inside_the_training_heap(monkeypatch, tmp_path)
 
     train_module = importlib.import_module("curated.segment.train")
     calls: list[str] = []
-
-    @contextmanager
-    def spy():
-        calls.append("enter")
-        try:
-            yield True
-        finally:
-            calls.append("exit")
-
-    monkeypatch.setattr(train_module, "training_heap", spy)
+    monkeypatch.setattr(train_module, "training_heap", _spy(calls))
     sample_with_tiny_model(tmp_path, seed=0, iterations=2, local_contrast_sigma=1.0)
     assert calls == ["enter", "exit"]
 
@@ -149,16 +154,7 @@ def test_prediction_computes_every_write_unit_inside_the_prediction_heap(
     predict_module = importlib.import_module("curated.segment.predict")
     image, model = sample_with_tiny_model(tmp_path, seed=0, iterations=2, local_contrast_sigma=1.0)
     calls: list[str] = []
-
-    @contextmanager
-    def spy():
-        calls.append("enter")
-        try:
-            yield True
-        finally:
-            calls.append("exit")
-
-    monkeypatch.setattr(predict_module, "prediction_heap", spy)
+    monkeypatch.setattr(predict_module, "prediction_heap", _spy(calls))
     res = predict(model, image, name="heap", block=(8, 16, 16), workers=1)
     units = res.details["units_computed"]
     assert units > 1

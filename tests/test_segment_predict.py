@@ -100,7 +100,7 @@ def test_prediction_is_an_ai_generated_label_image_and_reruns_are_not_needed(tra
 
 def test_interrupted_prediction_resumes(trained, monkeypatch) -> None:
     image, model = trained
-    real = predict_module._predict_unit
+    real = predict_module._predict_units
     calls = {"n": 0}
 
     def flaky(*args):
@@ -109,10 +109,10 @@ def test_interrupted_prediction_resumes(trained, monkeypatch) -> None:
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(predict_module, "_predict_unit", flaky)
+    monkeypatch.setattr(predict_module, "_predict_units", flaky)
     with pytest.raises(KeyboardInterrupt):
         predict(model, image, name="r", device="cpu", workers=1)
-    monkeypatch.setattr(predict_module, "_predict_unit", real)
+    monkeypatch.setattr(predict_module, "_predict_units", real)
     r = predict(model, image, name="r", device="cpu", workers=1)
     assert r.details["units_skipped"] == 3 and r.details["units_computed"] == 6
     predict(model, image, name="r2", device="cpu")

@@ -476,32 +476,31 @@ class _ShardFile:
         self.offset = 0
         self.count = 0
 
+    def _place(self, gidx: tuple[int, ...], length: int) -> None:
+        """Record the next ``length`` bytes of the file as chunk ``gidx`` in the index."""
+        local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
+        self.index[local] = (self.offset, length)
+        self.offset += length
+        self.count += 1
+
     def add(self, gidx: tuple[int, ...], payload: bytes) -> None:
         assert self.fh is not None
-        local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
         self.fh.write(payload)
         if self.hash is not None:
             self.hash.update(payload)
-        self.index[local] = (self.offset, len(payload))
-        self.offset += len(payload)
-        self.count += 1
+        self._place(gidx, len(payload))
 
     def add_all(self, items: list[tuple[tuple[int, ...], Any]]) -> None:
         """Add many encoded chunks (already in memory): the file writes run in this thread
         while another hashes the same bytes, both outside the GIL, so gathering a shard from
         its parts costs the slower of the two instead of their sum."""
+        if self.hash is None or len(items) < 2:
+            for gidx, payload in items:
+                self.add(gidx, payload)
+            return
         assert self.fh is not None
         for gidx, payload in items:
-            local = tuple(g - o for g, o in zip(gidx, self.origin, strict=True))
-            self.index[local] = (self.offset, len(payload))
-            self.offset += len(payload)
-        self.count += len(items)
-        if self.hash is None or len(items) < 2:
-            for _, payload in items:
-                self.fh.write(payload)
-                if self.hash is not None:
-                    self.hash.update(payload)
-            return
+            self._place(gidx, len(payload))
         from concurrent.futures import ThreadPoolExecutor
 
         digest = self.hash

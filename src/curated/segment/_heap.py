@@ -22,8 +22,8 @@ GLIBC_MMAP_MAX = 65536
 GLIBC_TRIM_THRESHOLD = 128 * 1024
 """glibc's default ``M_TRIM_THRESHOLD``, restored after training."""
 TRAINING_TRIM_THRESHOLD = 2**31 - 1
-"""Free memory at the heap's top that training keeps instead of giving back (the largest
-value ``mallopt`` takes): one step's buffers are the next step's."""
+"""Free memory at the heap's top that training (and a prediction task) keeps instead of
+giving back (the largest value ``mallopt`` takes): one step's buffers are the next step's."""
 
 
 @functools.cache
@@ -42,6 +42,12 @@ def mallopt(param: int, value: int) -> bool:
     """glibc's ``mallopt``; ``False`` where there is no glibc or it refused the value."""
     libc = _libc()
     return bool(libc is not None and libc.mallopt(param, value))
+
+
+def _heap_only() -> bool:
+    """Every allocation from the heap (``mmap`` off), the heap never trimmed: what
+    :func:`training_heap` and :func:`prediction_heap` run under."""
+    return mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)
 
 
 PREDICTION_TRIM_THRESHOLD = 64 << 20
@@ -82,7 +88,7 @@ def training_heap() -> Iterator[bool]:
     glibc's defaults restored. Yields whether the settings took (glibc only).
     """
     libc = _libc()
-    ok = mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)
+    ok = _heap_only()
     try:
         yield ok
     finally:
@@ -92,38 +98,38 @@ def training_heap() -> Iterator[bool]:
             libc.malloc_trim(0)
 
 
-_units_lock = threading.Lock()
-_units_running = 0
+_tasks_lock = threading.Lock()
+_tasks_running = 0
 
 
 @contextmanager
 def prediction_heap() -> Iterator[bool]:
-    """Serve one write unit's allocations from the heap; give its free pages back when it ends.
+    """Serve one prediction task's allocations from the heap; give its free pages back when it ends.
 
-    The tiles of a write unit have one shape, so the network's activations (torch allocates
+    The tiles of a task (a block of write units) have one shape, so the network's activations (torch allocates
     them with plain ``malloc``, tens to hundreds of MB per tile at 5 nm) are the same buffers
     from tile to tile. Under :func:`steady_heap` alone each of them was mapped afresh and
     faulted in page by page: the 5 nm test volume of ``benchmarks/isotropic.py`` made 40
     million page faults and spent more system than user time (65 s wall). Inside this
     context ``mmap`` is off and the heap is not trimmed, so the pages stay mapped from tile
-    to tile (3.4 million faults, 31 s; benchmarks/RESULTS.md). When a unit ends,
+    to tile (3.4 million faults, 31 s; benchmarks/RESULTS.md). When a task ends,
     ``malloc_trim(0)`` gives every free page of the heap back, so memory is bounded by the
-    write units running at once, not by the number of units. Units run in several threads
-    share the settings: they stay in force until the last running unit ends, then
+    tasks running at once, not by their number. Tasks run in several threads share the
+    settings: they stay in force until the last running task ends, then
     :func:`steady_heap`'s are restored. Yields whether the settings took (glibc only).
     """
-    global _units_running
+    global _tasks_running
     libc = _libc()
-    with _units_lock:
-        ok = mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, TRAINING_TRIM_THRESHOLD)
-        _units_running += 1
+    with _tasks_lock:
+        ok = _heap_only()
+        _tasks_running += 1
     try:
         yield ok
     finally:
-        with _units_lock:
-            _units_running -= 1
+        with _tasks_lock:
+            _tasks_running -= 1
             if ok and libc is not None:
-                if not _units_running:
+                if not _tasks_running:
                     mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)
                     steady_heap()
                 libc.malloc_trim(0)

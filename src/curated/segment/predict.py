@@ -352,7 +352,7 @@ def predict_tile(
     return prob[: size[0], : size[1], : size[2]]
 
 
-def _predict_unit(
+def _predict_units(
     model_path: str,
     sha256: str,
     image: str,
@@ -744,7 +744,7 @@ def _class_name(image: str | Path, m: Any) -> str:
 
 def _run_threads(
     args: tuple[Any, ...],
-    todo: list[list[tuple[int, ...]]],
+    tasks: list[list[tuple[int, ...]]],
     device: str,
     threshold: float,
     markers: str,
@@ -753,18 +753,18 @@ def _run_threads(
 ) -> None:
     import dask
 
-    if not todo:
+    if not tasks:
         return
-    tasks = [
-        dask.delayed(_predict_unit)(*args, units, device, threshold, markers) for units in todo
+    delayed = [
+        dask.delayed(_predict_units)(*args, units, device, threshold, markers) for units in tasks
     ]
-    threads = max(1, min(workers, len(todo)))
+    threads = max(1, min(workers, len(tasks)))
     # torch's own threads share the cores with dask's
     old = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // threads))
     try:
         with _DaskProgress(rep).callback:
-            dask.compute(*tasks, scheduler="threads", num_workers=threads)
+            dask.compute(*delayed, scheduler="threads", num_workers=threads)
     finally:
         torch.set_num_threads(old)
 
@@ -772,7 +772,7 @@ def _run_threads(
 def _run_distributed(
     address: str,
     args: tuple[Any, ...],
-    todo: list[list[tuple[int, ...]]],
+    tasks: list[list[tuple[int, ...]]],
     device: str,
     threshold: float,
     markers: str,
@@ -787,8 +787,8 @@ def _run_distributed(
         raise SegmentationError(msg, field="scheduler") from None
     try:
         futures = [
-            client.submit(_predict_unit, *args, units, device, threshold, markers, pure=False)
-            for units in todo
+            client.submit(_predict_units, *args, units, device, threshold, markers, pure=False)
+            for units in tasks
         ]
         for fut in as_completed(futures):
             rep.advance(fut.result())
