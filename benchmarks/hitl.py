@@ -281,6 +281,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             overwrite=True,
             **({"norm": a.norm} if a.norm else {}),
             **({"depth": a.depth} if a.depth else {}),
+            **_train_options(a),
         )
         out["timing_s"]["train bright"] = round(time.perf_counter() - t0, 1)
         out["timing_s"]["train bright (CPU)"] = round(time.process_time() - c0, 1)
@@ -516,6 +517,14 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
     return {"rows": rows, "comparisons": comp, "train_seconds": times, "finetune_seconds": ft}
 
 
+def _train_options(a: argparse.Namespace) -> dict:
+    """The ``--train-options`` JSON as keyword arguments of ``train`` (lists as tuples)."""
+    if not getattr(a, "train_options", None):
+        return {}
+    opts = json.loads(a.train_options)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -553,6 +562,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--norm", default=None, help="U-Net normalisation [default: the library's]")
     p.add_argument("--depth", type=int, default=None, help="U-Net depth [default: the library's]")
+    p.add_argument(
+        "--train-options",
+        default=None,
+        metavar="JSON",
+        help="more arguments of the bright-only training, e.g. '{\"patch\": [24, 48, 48]}' "
+        "(lists become tuples; fine-tuning keeps the parent's network)",
+    )
     p.add_argument("--finetune-iterations", type=int, default=150)
     p.add_argument("--finetune-lr", type=float, default=None, help="[default: the library's]")
     p.add_argument("--finetune-warmup", type=float, default=None, help="[default: the library's]")

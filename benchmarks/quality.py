@@ -38,7 +38,7 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--depth", type=int, default=1)
     p.add_argument("--base-features", type=int, default=16)
-    p.add_argument("--patch", type=int, default=24)
+    p.add_argument("--patch", type=int, default=None, help="[default: planned from the crops]")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--crops", type=int, default=3)
@@ -144,7 +144,7 @@ def main() -> int:
             f"{len(held.blocks)} held-out blocks of {args.block_size}³ (seed {args.seed}, {held.rejected_overlap} overlap redraws)"
         )
         print(
-            f"net depth {args.depth}, {args.base_features} features, patch {args.patch}, batch {args.batch_size}, "
+            f"net depth {args.depth}, {args.base_features} features, patch {args.patch or 'planned'}, batch {args.batch_size}, "
             f"{args.iterations} iterations, {args.threads} threads; {res.message}"
         )
         print(

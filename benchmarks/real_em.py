@@ -98,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crops", type=int, default=4)
     p.add_argument("--crop", type=int, default=128, help="crop edge in y and x (full depth in z)")
     p.add_argument("--iterations", type=int, default=None, help="[default: the library's]")
-    p.add_argument("--patch", type=int, nargs=3, default=[8, 48, 48])
+    p.add_argument(
+        "--patch",
+        type=int,
+        nargs=3,
+        default=None,
+        help="output patch (z y x) [default: the library's plan from the crops; 8 48 48 until "
+        "the plan existed]",
+    )
     p.add_argument("--local-contrast-nm", type=float, default=None, help="[default: the library's]")
     p.add_argument("--loss", default=None, help="[default: the library's]")
     p.add_argument("--class-balance", type=float, default=None, help="[default: the library's]")
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     res = train(
         image, labels="annotations", label_value=1, out=model,
-        iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch),
+        iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch) if a.patch else None,
         device=a.device, precision=a.precision, seed=a.seed + 7919 * a.train_seed,
         preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
         **({"loss": a.loss} if a.loss else {}),
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(everything outside the crops grown by context + halo)"
     )
     print(
-        f"U-Net: {res.message}; train {t_train:.0f} s wall, {c_train:.0f} s CPU; predict {t_pred:.0f} s"
+        f"U-Net: {res.message}; output patch {res.details.get('output_patch')}; train {t_train:.0f} s wall, {c_train:.0f} s CPU; predict {t_pred:.0f} s"
     )
     print(
         f"{'method':<40} {'Dice':>6} {'95% CI':>15} {'prec.':>6} {'recall':>6} {'pred. fg':>8} {'truth fg':>8}"

@@ -200,7 +200,7 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--depth", type=int, default=1)
     p.add_argument("--base-features", type=int, default=8)
-    p.add_argument("--patch", type=int, default=24)
+    p.add_argument("--patch", type=int, default=None, help="[default: planned from the crops]")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--weights", default=None, help="e.g. anomaly=0.5,uncertainty=0.1 [default: suggest's]"

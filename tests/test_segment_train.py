@@ -285,6 +285,16 @@ def test_bad_training_inputs_are_clear_errors(sample, tmp_path) -> None:
             )
     with pytest.raises(InputError):
         train(sample, labels="ann", label_value=2, out=tmp_path / "f", **{**TINY, "device": "tpu"})
+    for bad_patch in ((8, 8), (0, 8, 8)):
+        with pytest.raises(InputError, match="patch must be"):
+            train(
+                sample,
+                labels="ann",
+                label_value=2,
+                out=tmp_path / "p",
+                **{**TINY, "patch": bad_patch},
+            )
+    assert not (tmp_path / "p" / "model.json").exists()
     out = tmp_path / "g"
     train(sample, labels="ann", label_value=2, out=out, **TINY)
     before = (out / "model.json").read_bytes()
@@ -871,3 +881,32 @@ def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(
     cm = json.loads((child / "model.json").read_text())["training"]
     assert len(cm["new_rois"]) == 2 and len(cm["new_rois_without_structure"]) == 1
     assert cm["new_crop_share"] == pytest.approx(0.35)
+
+
+def test_the_default_patch_is_planned_from_the_crops_and_recorded(sample, tmp_path) -> None:
+    from curated.segment.train import planned_patch
+    from curated.segment.unet import UNetConfig
+
+    # 8 nm, depth 2: the shaded benchmark's 24 x 48 x 48 crops get a patch that covers one
+    # (64 x 88 x 88 input, within the budget); 5 nm's depth 3 keeps the 24-voxel cube, whose
+    # 104³ input is over it already; a patch reaches past the largest crop only by rounding
+    geom8 = UNetConfig().geometry
+    assert planned_patch(geom8, [(24, 48, 48)]) == (24, 48, 48)
+    assert planned_patch(geom8, [(10, 10, 10), (12, 6, 6)]) == (12, 12, 12)
+    geom5 = UNetConfig(
+        depth=3,
+        pools=((2, 2, 2),) * 3,
+        kernels=((1, 1, 1), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+    ).geometry
+    assert planned_patch(geom5, [(64, 64, 64)]) == (24, 24, 24)
+    # train() without a patch: the sample's 10³ crops (depth 1: outputs step by 2) give 10³
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    out = tmp_path / "m"
+    r = train(sample, labels="ann", label_value=2, out=out, workspace=ws, **{**TINY, "patch": None})
+    assert r.details["output_patch"] == [10, 10, 10]
+    assert json.loads((out / "model.json").read_text())["training"]["output_patch"] == [10, 10, 10]
+    logged = next(e for e in ws.log.entries() if e["action"] == "train")
+    assert logged["details"]["output_patch"] == [10, 10, 10]
+    # the same call again is the same run (the plan is part of what it was)
+    again = train(sample, labels="ann", label_value=2, out=out, **{**TINY, "patch": None})
+    assert again.status == "notneeded"

@@ -243,7 +243,7 @@ def _train_kwargs(
     precision: str,
     seed: int,
     batch_size: int,
-    patch: int,
+    patch: int | None,
     elastic: bool,
     overwrite: bool,
     workspace: Path | None,
@@ -299,7 +299,11 @@ def train_cmd(
         "6 nm along every axis make the top level pointwise).",
     ),
     batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
-    patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
+    patch: int | None = typer.Option(
+        None,
+        "--patch",
+        help="Output patch edge in voxels [default: planned from the crops, up to 48 an axis].",
+    ),
     learning_rate: float = typer.Option(
         DEFAULT_LEARNING_RATE, "--lr", help="Adam learning rate (cosine-annealed to 2 %)."
     ),
@@ -388,7 +392,11 @@ def finetune_cmd(
     precision: str = PRECISION,
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     batch_size: int = typer.Option(2, "--batch-size", help="Patches per training step."),
-    patch: int = typer.Option(24, "--patch", help="Output patch edge in voxels."),
+    patch: int | None = typer.Option(
+        None,
+        "--patch",
+        help="Output patch edge in voxels [default: planned from the crops, up to 48 an axis].",
+    ),
     learning_rate: float = typer.Option(
         DEFAULT_FINETUNE_LEARNING_RATE, "--lr", help="Adam learning rate (cosine-annealed to 2 %)."
     ),

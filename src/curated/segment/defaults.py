@@ -42,6 +42,21 @@ shaded sample's whole-volume Dice +0.042 (95 % CI +0.023 to +0.061, five seeds; 
 0.963× the bright half instead of 0.917×), real ssTEM Dice outside the crops 0.526 instead of
 0.480 (three crop seeds: +0.01, +0.14, −0.01). It doubles the training time: about 9-10 min of
 CPU on one thread for either benchmark; ``curated demo`` stays within 10 min on two cores."""
+PATCH_EDGE = 48
+"""Planned output patch (``patch=None``, the default): up to this many voxels along each axis,
+no more than the largest annotated crop spans along it (a patch beyond the crops trains on
+masked voxels only) and within :data:`PATCH_INPUT_VOXELS` (``segment.train.planned_patch``).
+Measured against the fixed 24³ cube on the same volumes, crops and draws (RESULTS.md "A planned
+output patch"): the shaded benchmark's bright-only whole-volume Dice 0.705 → 0.750 (five seeds,
+two training draws; shaded / bright 0.90 → 0.995), real ssTEM outside the crops 0.534 → 0.583
+(higher on each of three crop seeds), at about twice the training time."""
+PATCH_FLOOR = 24
+"""The planned patch never shrinks an axis below this many voxels (or the crops' extent) to meet
+the input budget: the fixed 24-voxel cube that was the default before the plan."""
+PATCH_INPUT_VOXELS = 512 * 1024
+"""Input voxels one planned patch may read (80³): at 8 nm the 24 × 48 × 48 output patch of a
+24 × 48 × 48 crop needs 64 × 88 × 88 = 496 k, twice a 24³ patch's cost for four times its
+supervised voxels; at 5 nm already a 24³ output needs 104³, so the plan keeps that."""
 DEFAULT_LEARNING_RATE = 1e-3
 """Adam's starting learning rate; annealed (cosine) to 2 % of it over the run."""
 DEFAULT_FINETUNE_ITERATIONS = 150
@@ -88,6 +103,9 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "DEFAULT_LEARNING_RATE",
     "DEFAULT_NORM",
+    "PATCH_EDGE",
+    "PATCH_FLOOR",
+    "PATCH_INPUT_VOXELS",
     "FIELD_OF_VIEW_NM",
     "MAX_DEPTH",
     "POINTWISE_BELOW_NM",

@@ -214,7 +214,7 @@ def run_hitl_story(
     finetune_iterations: int = 200,
     depth: int | None = DEFAULT_DEPTH,
     base_features: int = DEFAULT_FEATURES,
-    patch: int = 24,
+    patch: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     shading_sigma: float | None = None,
