@@ -15,13 +15,14 @@ from curated.segment import _heap
 
 pytestmark = pytest.mark.skipif(_heap._libc() is None, reason="glibc's mallopt is needed")
 
-CHURN = """
+PRELUDE = """
 import json, resource, sys
 import numpy as np
-from curated.segment._heap import steady_heap, training_heap
+from curated.segment._heap import prediction_heap, steady_heap, training_heap
 
 def churn():
-    # what a training step does: allocate and free the same large buffers again and again
+    # a training step, or the tiles of one write unit: the same large buffers allocated and
+    # freed again and again
     for _ in range(4):
         a = [np.ones(40 << 20, dtype=np.uint8) for _ in range(3)]  # over glibc's 32 MiB mmap cap
         b = [np.ones(4 << 20, dtype=np.uint8) for _ in range(20)]
@@ -31,7 +32,11 @@ def faults(f):
     r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     f()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0
+"""
+"""The churn both subprocess scripts measure; each runs in a fresh interpreter, so that no
+other allocation of the test process moves the counts."""
 
+CHURN = """
 before = faults(churn)
 with training_heap() as ok:
     churn()  # the heap grows once
@@ -43,6 +48,14 @@ predicting = faults(churn)
 print(json.dumps({"ok": ok, "before": before, "inside": inside, "after": after,
                   "steady": steady, "predicting": predicting}))
 """
+
+
+def _measure(script: str) -> dict:
+    """Run :data:`PRELUDE` + ``script`` in a fresh interpreter; the JSON it prints last."""
+    out = subprocess.run(
+        [sys.executable, "-c", PRELUDE + script], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _spy(calls: list[str]):
@@ -60,10 +73,7 @@ def _spy(calls: list[str]):
 
 
 def test_training_heap_keeps_pages_mapped_and_restores_glibc_defaults() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", CHURN], capture_output=True, text=True, check=True
-    ).stdout
-    r = json.loads(out.strip().splitlines()[-1])
+    r = _measure(CHURN)
     assert r["ok"] is True
     # 4 rounds of 200 MiB mapped afresh each time: tens of thousands of page faults
     # (fewer than 4 KiB pages would give: numpy asks for huge pages on large arrays)
@@ -86,22 +96,6 @@ def test_training_runs_its_steps_inside_the_training_heap(monkeypatch, tmp_path)
 
 
 UNITS = """
-import json, resource, sys
-import numpy as np
-from curated.segment._heap import prediction_heap, steady_heap
-
-def churn():
-    # the tiles of one write unit: the same large buffers allocated and freed tile after tile
-    for _ in range(4):
-        a = [np.ones(40 << 20, dtype=np.uint8) for _ in range(3)]
-        b = [np.ones(4 << 20, dtype=np.uint8) for _ in range(20)]
-        del a, b
-
-def faults(f):
-    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    f()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0
-
 def rss_mib():
     with open("/proc/self/status") as fh:
         return next(int(l.split()[1]) // 1024 for l in fh if l.startswith("VmRSS:"))
@@ -129,10 +123,7 @@ print(json.dumps({"ok": ok, "between": between, "inside": inside, "kept": kept,
 
 
 def test_prediction_heap_keeps_a_units_pages_and_gives_them_back_after() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", UNITS], capture_output=True, text=True, check=True
-    ).stdout
-    r = json.loads(out.strip().splitlines()[-1])
+    r = _measure(UNITS)
     assert r["ok"] is True
     assert r["between"] > 10_000  # steady_heap: every large buffer mapped afresh
     assert r["inside"] < r["between"] // 20
