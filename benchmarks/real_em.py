@@ -29,6 +29,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="replicate k: the same crops, trained with other random draws (seed + 7919 k)",
     )
+    p.add_argument(
+        "--train-options",
+        default=None,
+        help='more keyword arguments of train() as JSON, e.g. \'{"weight_average": 0.99}\'',
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--precision", default="auto", help="auto | fp32 | bf16 (training and prediction)"
@@ -198,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         **({"learning_rate": a.learning_rate} if a.learning_rate is not None else {}),
         **({"class_balance": a.class_balance} if a.class_balance is not None else {}),
         **({"class_balance_warmup": a.class_balance_warmup} if a.class_balance_warmup is not None else {}),
+        **(json.loads(a.train_options) if a.train_options else {}),
     )  # fmt: skip
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
