@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--train-options",
         default=None,
-        help='more keyword arguments of train() as JSON, e.g. \'{"weight_average": 0.99}\'',
+        help="more keyword arguments of train() as JSON, e.g. '{\"weight_average\": 0.99}'",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(

@@ -19,8 +19,6 @@ from curated.segment.defaults import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
     DEFAULT_NORM,
-    DEFAULT_OTHER_CLASSES_WEIGHT,
-    DEFAULT_WEIGHT_AVERAGE,
     FIELD_OF_VIEW_NM,
     MAX_DEPTH,
 )
@@ -323,23 +321,6 @@ def train_cmd(
         help="Share of the iterations over which b falls from 1 to --class-balance "
         "(starting at equal class weight keeps a weak weighting from settling on 'all background').",
     ),
-    other_classes_weight: float = typer.Option(
-        DEFAULT_OTHER_CLASSES_WEIGHT,
-        "--other-classes-weight",
-        min=0.0,
-        max=10.0,
-        help="Weight of an auxiliary loss on the crops' other annotated classes (e.g. the "
-        "nucleus beside mitochondria): the network learns them too while training, and the "
-        "saved model keeps only --label-value's output; 0 = off.",
-    ),
-    weight_average: float = typer.Option(
-        DEFAULT_WEIGHT_AVERAGE,
-        "--weight-average",
-        min=0.0,
-        max=0.9999,
-        help="Decay of the moving average of the weights that is validated and saved "
-        "(0 = the last raw weights).",
-    ),
     denoise: float = typer.Option(
         0.0, "--denoise", help="Gaussian denoising σ in voxels (0: off)."
     ),
@@ -375,8 +356,6 @@ def train_cmd(
             learning_rate=learning_rate,
             class_balance=class_balance,
             class_balance_warmup=class_balance_warmup,
-            other_classes_weight=other_classes_weight,
-            weight_average=weight_average,
             preprocessing=_pre(denoise, shading_correction, local_contrast),
             progress=progress,
             **_train_kwargs(
@@ -432,23 +411,6 @@ def finetune_cmd(
         help="Share of the training patches drawn from the new crops that hold the structure, "
         "0-1 (the parent's crops get the rest; a new crop without the structure is drawn by size).",
     ),
-    other_classes_weight: float = typer.Option(
-        DEFAULT_OTHER_CLASSES_WEIGHT,
-        "--other-classes-weight",
-        min=0.0,
-        max=10.0,
-        help="Weight of an auxiliary loss on the crops' other annotated classes (e.g. the "
-        "nucleus beside mitochondria): the network learns them too while training, and the "
-        "saved model keeps only --label-value's output; 0 = off.",
-    ),
-    weight_average: float = typer.Option(
-        DEFAULT_WEIGHT_AVERAGE,
-        "--weight-average",
-        min=0.0,
-        max=0.9999,
-        help="Decay of the moving average of the weights that is validated and saved "
-        "(0 = the last raw weights).",
-    ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
@@ -467,8 +429,6 @@ def finetune_cmd(
             learning_rate=learning_rate,
             class_balance=class_balance,
             new_crop_fraction=new_crop_fraction,
-            other_classes_weight=other_classes_weight,
-            weight_average=weight_average,
             progress=progress,
             **_train_kwargs(
                 iterations,

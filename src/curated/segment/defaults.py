@@ -87,12 +87,6 @@ DEFAULT_CLASS_BALANCE_WARMUP = 0.5
 """Share of the iterations over which the class-balance exponent falls from 1 to its
 target (``segment.train.class_balance_at``): equal class weight first finds the rare
 foreground, the weaker target then trims the over-segmentation."""
-DEFAULT_OTHER_CLASSES_WEIGHT = 0.0
-"""Weight of the auxiliary loss on the crops' other annotated classes
-(``segment.train.TrainingSettings.other_classes_weight``); 0 = off."""
-DEFAULT_WEIGHT_AVERAGE = 0.0
-"""Decay of the exponential moving average of the weights that training validates and
-saves (``segment.train.TrainingSettings.weight_average``); 0 = off."""
 LOCAL_CONTRAST_NM = 400.0
 """σ of the default local contrast normalisation, nanometres in y and x: wider than the
 objects, so it removes shading without flattening them. Real mitochondria are 200-1000 nm
@@ -116,7 +110,5 @@ __all__ = [
     "MAX_DEPTH",
     "POINTWISE_BELOW_NM",
     "DEFAULT_NEW_CROP_FRACTION",
-    "DEFAULT_OTHER_CLASSES_WEIGHT",
-    "DEFAULT_WEIGHT_AVERAGE",
     "LOCAL_CONTRAST_NM",
 ]

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import ndimage
-from torch.optim.swa_utils import AveragedModel
 
 from curated._io import canonical_json
 from curated.errors import CuratedError, InputError, SegmentationError
@@ -56,8 +55,6 @@ from curated.segment.defaults import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_NEW_CROP_FRACTION,
     DEFAULT_NORM,
-    DEFAULT_OTHER_CLASSES_WEIGHT,
-    DEFAULT_WEIGHT_AVERAGE,
     FIELD_OF_VIEW_NM,
     MAX_DEPTH,
     PATCH_EDGE,
@@ -121,10 +118,6 @@ class Augmentation:
     """Control-point spacing of the smooth displacement field (voxels)."""
     elastic_sigma: float = 2.0
     """Displacement standard deviation (voxels)."""
-    rotation_p: float = 0.0
-    """Probability of a rotation by a uniform random angle in the isotropic plane (the last
-    two isotropic axes; raw trilinear with reflection, labels nearest, unannotated beyond
-    the label patch)."""
     brightness_p: float = 0.15
     brightness_range: tuple[float, float] = (0.75, 1.25)
     contrast_p: float = 0.15
@@ -199,15 +192,6 @@ class TrainingSettings:
     class_balance_warmup: float = DEFAULT_CLASS_BALANCE_WARMUP
     """Share of the iterations over which b falls linearly from 1 (equal class
     weight) to :attr:`class_balance`; see :func:`class_balance_at`."""
-    other_classes_weight: float = DEFAULT_OTHER_CLASSES_WEIGHT
-    weight_average: float = DEFAULT_WEIGHT_AVERAGE
-    """Decay of an exponential moving average of the weights (and batch-norm statistics),
-    e.g. 0.99; validation, checkpoint choice and the saved model use the average; 0 = off.
-    The decay warms up as ``min(d, (1 + n) / (10 + n))`` after n updates."""
-    """Weight of the auxiliary loss on the crops' *other* annotated classes (label values
-    other than background, the model's own and unannotated): during training the network
-    gets one extra output per such class, fitted with masked cross-entropy, and the extra
-    outputs are dropped when the weights are saved; 0 = off. See :func:`other_classes`."""
 
 
 def class_weights(foreground_fraction: float, balance: float) -> tuple[float, float]:
@@ -322,10 +306,7 @@ def class_balance_at(settings: TrainingSettings, iteration: int) -> float:
     return 1.0 + (target - 1.0) * frac
 
 
-LOSSES = ("balanced-bce+dice", "bce+dice", "balanced-bce", "balanced-topk-bce+dice")
-TOPK_SHARE = 0.1
-"""``balanced-topk-bce+dice``: the share of annotated voxels, hardest first, whose
-cross-entropy is averaged (nnU-Net's TopK10 loss)."""
+LOSSES = ("balanced-bce+dice", "bce+dice", "balanced-bce")
 
 
 def segmentation_loss(
@@ -337,91 +318,22 @@ def segmentation_loss(
 ) -> torch.Tensor:
     """The training loss over annotated voxels (``mask``) only; see :attr:`TrainingSettings.loss`."""
     n = mask.sum().clamp(min=1.0)
-    if kind.startswith("balanced"):
+    if kind in ("balanced-bce", "balanced-bce+dice"):
         w = torch.where(target > 0.5, weights[0], weights[1]) * mask
     else:
         w = mask
-    if kind == "balanced-topk-bce+dice":
-        per_voxel = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, target, weight=w, reduction="none"
-        ).flatten()
-        k = max(1, int(TOPK_SHARE * float(n)))
-        bce = per_voxel.topk(k).values.mean()
-    else:
-        bce = (
-            torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, target, weight=w, reduction="sum"
-            )
-            / n
+    bce = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, target, weight=w, reduction="sum"
         )
+        / n
+    )
     if kind == "balanced-bce":
         return bce
     prob = torch.sigmoid(logits) * mask
     inter = (prob * target).sum()
     dice = (2 * inter + 1.0) / (prob.sum() + (target * mask).sum() + 1.0)
     return bce + (1.0 - dice)
-
-
-def other_classes(regions: list[_Region], label_value: int) -> list[int]:
-    """The label values annotated in ``regions`` besides background (0), ``label_value``
-    and unannotated: the classes the auxiliary loss teaches (sorted)."""
-    seen: set[int] = set()
-    for rg in regions:
-        seen.update(int(v) for v in np.unique(rg.labels))
-    return sorted(seen - {0, int(label_value), UNANNOTATED})
-
-
-def other_classes_loss(
-    logits: torch.Tensor, labels: np.ndarray, mask: torch.Tensor, values: list[int]
-) -> torch.Tensor:
-    """Mean over ``values`` of the masked cross-entropy of "is class v" (one logit each).
-
-    ``logits`` is ``(N, len(values), Z, Y, X)``; ``labels`` the patch labels (N, Z, Y, X).
-    """
-    n = mask.sum().clamp(min=1.0)
-    total = logits.new_zeros(())
-    for j, v in enumerate(values):
-        target = torch.from_numpy((labels == v).astype(np.float32)).to(logits.device)
-        total = total + (
-            torch.nn.functional.binary_cross_entropy_with_logits(
-                logits[:, j], target, weight=mask, reduction="sum"
-            )
-            / n
-        )
-    return total / len(values)
-
-
-def _ema_update(decay: float) -> Any:
-    """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: an exponential
-    moving average whose decay warms up as ``min(decay, (1 + n) / (10 + n))`` (so a short
-    fine-tune is not held at its parent's weights); integer buffers are copied."""
-
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-        if not averaged[0].is_floating_point():
-            torch._foreach_copy_(averaged, current)
-            return
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        torch._foreach_lerp_(averaged, current, 1.0 - d)
-
-    return update
-
-
-def _widen_head(net: UNet3D, extra: int) -> None:
-    """Give ``net`` ``extra`` more output channels; channel 0 keeps its weights."""
-    old = net.head
-    head = torch.nn.Conv3d(old.in_channels, 1 + extra, 1)
-    with torch.no_grad():
-        head.weight[:1].copy_(old.weight)
-        head.bias[:1].copy_(old.bias)  # type: ignore[index]
-    net.head = head
-
-
-def _model_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with the head cut back to the model's one output (a no-op without extras)."""
-    out = dict(state)
-    out["head.weight"] = state["head.weight"][:1].clone()
-    out["head.bias"] = state["head.bias"][:1].clone()
-    return out
 
 
 def learning_rate_at(settings: TrainingSettings, iteration: int) -> float:
@@ -508,9 +420,6 @@ def _augment(
     """Apply the same random flips/transposes/elastic warp to a raw patch and its (centred) labels."""
     if aug.elastic:
         raw, lab = _elastic(raw, lab, aug, rng)
-    if aug.rotation_p and len(iso_axes) >= 2 and rng.random() < aug.rotation_p:
-        plane = (iso_axes[-2], iso_axes[-1])
-        raw, lab = _rotate(raw, lab, float(rng.uniform(0.0, 2.0 * np.pi)), plane)
     if aug.transposes and len(iso_axes) >= 2:
         perm = list(range(3))
         chosen = list(iso_axes)
@@ -614,44 +523,6 @@ def _linear_upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _rotation_grid(shape: tuple[int, ...], angle: float, plane: tuple[int, int]) -> torch.Tensor:
-    """``grid_sample``'s grid (1, Z, Y, X, 3) that rotates a volume about its centre in ``plane``."""
-    idx = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) for n in shape], indexing="ij")
-    centre = [(n - 1) / 2.0 for n in shape]
-    a, b = plane
-    qa, qb = idx[a] - centre[a], idx[b] - centre[b]
-    src = list(idx)
-    src[a] = centre[a] + math.cos(angle) * qa - math.sin(angle) * qb
-    src[b] = centre[b] + math.sin(angle) * qa + math.cos(angle) * qb
-    norm = [2.0 * c / max(n - 1, 1) - 1.0 for c, n in zip(src, shape, strict=True)]
-    return torch.stack(norm[::-1], dim=-1)[None].float()  # (x, y, z) order
-
-
-def _rotate(
-    raw: np.ndarray, lab: np.ndarray, angle: float, plane: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate a raw patch and its centred labels by ``angle`` about their common centre."""
-    f = torch.nn.functional
-    r = f.grid_sample(
-        torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))[None, None],
-        _rotation_grid(raw.shape, angle, plane),
-        mode="bilinear",
-        padding_mode="reflection",
-        align_corners=True,
-    )[0, 0].numpy()
-    # labels + 1 so that 0 marks "from outside the label patch" (unannotated)
-    shifted = torch.from_numpy(lab.astype(np.float32) + 1.0)[None, None]
-    lb = f.grid_sample(
-        shifted,
-        _rotation_grid(lab.shape, angle, plane),
-        mode="nearest",
-        padding_mode="zeros",
-        align_corners=True,
-    )[0, 0].numpy()
-    new_lab = np.where(lb == 0, UNANNOTATED, lb - 1).astype(np.uint8)
-    return r, new_lab
-
-
 def _elastic(
     raw: np.ndarray, lab: np.ndarray, aug: Augmentation, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -709,8 +580,6 @@ def train(
     class_balance: float = DEFAULT_CLASS_BALANCE,
     class_balance_warmup: float = DEFAULT_CLASS_BALANCE_WARMUP,
     new_crop_fraction: float = DEFAULT_NEW_CROP_FRACTION,
-    other_classes_weight: float = DEFAULT_OTHER_CLASSES_WEIGHT,
-    weight_average: float = DEFAULT_WEIGHT_AVERAGE,
     name: str | None = None,
     overwrite: bool = False,
     parent: str | Path | SegmentationModel | None = None,
@@ -745,18 +614,14 @@ def train(
     preprocessing
         :class:`Preprocessing` (or its fields as a dict), e.g. ``{"shading_sigma": 24}``;
         its statistics are fitted once on the training regions.
+    augmentation
+        :class:`Augmentation` (or its fields as a dict, e.g. ``{"elastic": True}``);
+        recorded in ``model.json``.
     parent
         A model to start from (see :func:`finetune`).
     new_crop_fraction
         Fine-tuning only: share of the patches drawn from the crops the parent never saw
         (those holding the structure; see :func:`finetune`).
-    other_classes_weight
-        Weight of an auxiliary loss that also teaches the network the crops' other
-        annotated classes (e.g. the nucleus beside mitochondria); the saved model keeps
-        only the output for ``label_value`` (:attr:`TrainingSettings.other_classes_weight`).
-    weight_average
-        Decay of the moving average of the weights that is validated and saved
-        (:attr:`TrainingSettings.weight_average`; 0 = the raw weights).
 
     Returns
     -------
@@ -785,8 +650,6 @@ def train(
         class_balance=float(class_balance),
         class_balance_warmup=float(class_balance_warmup),
         new_crop_fraction=float(new_crop_fraction),
-        other_classes_weight=float(other_classes_weight),
-        weight_average=float(weight_average),
     )
     _check_settings(settings)
     job = _TrainJob(
@@ -801,9 +664,7 @@ def train(
         base_features=base_features,
         norm=norm,
         pre=pre,
-        aug=Augmentation.from_dict(augmentation)
-        if isinstance(augmentation, dict)
-        else augmentation or Augmentation(),
+        aug=_augmentation(augmentation),
         validation=validation,
         name=name,
         overwrite=overwrite,
@@ -816,6 +677,18 @@ def train(
         result = _train(job, as_workspace(workspace), ensure_progress(progress))
         _record_training(step, result, out)
         return result
+
+
+def _augmentation(given: Augmentation | dict[str, Any] | None) -> Augmentation:
+    """``given`` as an :class:`Augmentation`; a dict naming a field that does not exist is
+    refused (a misspelt option would otherwise train silently with the default)."""
+    if not isinstance(given, dict):
+        return given or Augmentation()
+    unknown = sorted(set(given) - set(Augmentation.__dataclass_fields__))
+    if unknown:
+        msg = f"unknown augmentation option(s) {', '.join(unknown)}; known: {', '.join(Augmentation.__dataclass_fields__)}"
+        raise InputError(msg, field="augmentation")
+    return Augmentation.from_dict(given)
 
 
 def _patch_tuple(patch: int | tuple[int, ...] | None) -> tuple[int, int, int] | None:
@@ -892,14 +765,6 @@ def _check_settings(settings: TrainingSettings) -> None:
         if not 0.0 <= value <= 1.0:
             msg = f"{name} must be between 0 and 1, not {value!r}"
             raise InputError(msg, field=name)
-    if not 0.0 <= settings.other_classes_weight <= 10.0:
-        msg = (
-            f"other_classes_weight must be between 0 and 10, not {settings.other_classes_weight!r}"
-        )
-        raise InputError(msg, field="other_classes_weight")
-    if not 0.0 <= settings.weight_average < 1.0:
-        msg = f"weight_average must be at least 0 and below 1, not {settings.weight_average!r}"
-        raise InputError(msg, field="weight_average")
     if settings.loss not in LOSSES:
         msg = f"loss must be one of {', '.join(LOSSES)}, not {settings.loss!r}"
         raise InputError(msg, field="loss")
@@ -1009,7 +874,6 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     with training_heap():  # the same buffers every step: keep their pages mapped
         loop.run(signature, progress)
     selection, final_state = loop.selection()
-    final_state = _model_head(final_state)  # the auxiliary outputs stay behind
     sha = write_weights(job.out, adjusted_head(final_state, loop.adjustment))
     meta = _model_meta(job, src, crops, loop, workspace, signature, selection, sha, t0)
     write_model_json(job.out, meta)
@@ -1213,12 +1077,7 @@ def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
             "labels": job.labels,
             "label_value": job.label_value,
             "rois": crops.rois,
-            "settings": {
-                k: v
-                for k, v in asdict(job.settings).items()
-                if k != "iterations"
-                and not (k in ("other_classes_weight", "weight_average") and not v)
-            },
+            "settings": {k: v for k, v in asdict(job.settings).items() if k != "iterations"},
             "config": src.config.to_dict(),
             "preprocessing": src.pre.to_dict(),
             "augmentation": asdict(job.aug),
@@ -1345,22 +1204,7 @@ class _TrainingLoop:
                     job.parent.network("cpu").state_dict(), -_parent_logit_adjustment(job.parent)
                 )
             )
-        # the crops' other annotated classes, each an extra output while training
-        self.other_values = (
-            other_classes(train_regions, label_value) if self.settings.other_classes_weight else []
-        )
-        if self.other_values:
-            _widen_head(net, len(self.other_values))
         self.net = net.to(device)
-        self.ema = (
-            AveragedModel(
-                self.net,
-                multi_avg_fn=_ema_update(self.settings.weight_average),
-                use_buffers=True,
-            )
-            if self.settings.weight_average
-            else None
-        )
         self.opt = torch.optim.Adam(
             self.net.parameters(),
             lr=self.settings.learning_rate,
@@ -1446,8 +1290,6 @@ class _TrainingLoop:
         if ckpt is None:
             return
         self.net.load_state_dict(ckpt["model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(ckpt["ema"])
         self.opt.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -1474,14 +1316,9 @@ class _TrainingLoop:
         lab = rg.labels[tuple(slice(s, s + o + 2 * m) for s, o in zip(ls, out_patch, strict=True))]
         return _augment(raw, lab, aug, self.iso_axes, rng)
 
-    @property
-    def kept_net(self) -> torch.nn.Module:
-        """The network validated and saved: the weight average when there is one."""
-        return self.ema.module if self.ema is not None else self.net
-
     def validate(self) -> tuple[float, float]:
         """Mean Dice and loss over the validation crops."""
-        net, geom, label_value = self.kept_net, self.src.geom, self.job.label_value
+        net, geom, label_value = self.net, self.src.geom, self.job.label_value
         net.eval()
         dices, losses = [], []
         # at the run's precision, as prediction computes (validation scores the
@@ -1519,7 +1356,7 @@ class _TrainingLoop:
                 )
                 losses.append(float(loss))
                 dices.append(masked_dice(logits.numpy() + self.adjustment > 0, target, mask))
-        self.net.train()
+        net.train()
         return float(np.mean(dices)), float(np.mean(losses))
 
     def checkpoint(self, it: int, signature: str) -> None:
@@ -1528,7 +1365,6 @@ class _TrainingLoop:
             {
                 "iteration": it,
                 "model": self.net.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "optimizer": self.opt.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "best": self.best,
@@ -1552,14 +1388,9 @@ class _TrainingLoop:
         target = torch.from_numpy((y == label_value).astype(np.float32)).to(device)
         dtype = self.dtype
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-            out = self.net(x)
-        logits = out[:, 0]
+            logits = self.net(x)[:, 0]
         weights = class_weights(self.fg_fraction, class_balance_at(settings, it))
         loss = segmentation_loss(logits.float(), target, mask, settings.loss, weights)
-        if self.other_values:
-            loss = loss + settings.other_classes_weight * other_classes_loss(
-                out[:, 1:].float(), y, mask, self.other_values
-            )
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -1568,8 +1399,6 @@ class _TrainingLoop:
         else:
             loss.backward()
             self.opt.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.net)
         return float(loss.detach()), lr
 
     def run(self, signature: str, progress: ProgressReporter) -> None:
@@ -1607,8 +1436,7 @@ class _TrainingLoop:
                         "loss": vloss,
                         "iteration": it,
                         "state": {
-                            k: v.detach().cpu().clone()
-                            for k, v in self.kept_net.state_dict().items()
+                            k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
                         },
                     }
                 info["val_dice"] = dice
@@ -1629,20 +1457,20 @@ class _TrainingLoop:
                 "iteration": iterations,
                 "validation_dice": history[-1]["val_dice"] if history else None,
             }
-            return selection, self.kept_net.state_dict()
+            return selection, self.net.state_dict()
         if self.val_regions:
             selection = {
                 "rule": "lowest validation loss (class-balanced, masked BCE on the held-out crop)",
                 "iteration": best["iteration"],
                 "validation_dice": best["dice"],
             }
-            state = best["state"] if best["state"] is not None else self.kept_net.state_dict()
+            state = best["state"] if best["state"] is not None else self.net.state_dict()
             return selection, state
         selection = {
             "rule": "last iteration (only one annotated crop: no validation crop held out)",
             "iteration": iterations,
         }
-        return selection, self.kept_net.state_dict()
+        return selection, self.net.state_dict()
 
 
 def _image_identity(image: Path, ws: Workspace | None) -> tuple[str, str, str]:
@@ -1692,8 +1520,6 @@ _LOSS_DESCRIPTION = {
     "balanced-bce+dice": "class-weighted binary cross-entropy (see class_balance) plus soft Dice, over annotated voxels only",
     "bce+dice": "binary cross-entropy plus soft Dice, over annotated voxels only",
     "balanced-bce": "binary cross-entropy over annotated voxels, class-weighted (see class_balance)",
-    "balanced-topk-bce+dice": "class-weighted binary cross-entropy of the hardest 10 % of the "
-    "annotated voxels (nnU-Net's TopK10) plus soft Dice",
 }
 
 
@@ -1774,21 +1600,6 @@ def _model_meta(
             "decision at the annotated prior (the checkpoint holds the unadjusted weights)",
             "class_balance_warmup": settings.class_balance_warmup
             if settings.loss.startswith("balanced") and settings.class_balance < 1.0
-            else None,
-            "weight_average": {
-                "decay": settings.weight_average,
-                "description": "the saved weights and batch-norm statistics are an exponential "
-                "moving average over the iterations (decay warmed up as min(d, (1+n)/(10+n)))",
-            }
-            if settings.weight_average
-            else None,
-            "other_classes": {
-                "values": loop.other_values,
-                "weight": settings.other_classes_weight,
-                "description": "auxiliary outputs (one per value, masked cross-entropy) used "
-                "while training and dropped from the saved weights",
-            }
-            if loop.other_values
             else None,
             "augmentation": asdict(job.aug),
             "checkpoint_selection": selection,
