@@ -611,12 +611,10 @@ def train(
         the voxel size (:func:`~curated.segment.unet.depth_for_voxel_size`); voxels finer than
         6 nm along every axis get a pointwise top level with half of ``base_features``
         (:func:`network_config`). A fine-tune keeps the parent's.
-    preprocessing
-        :class:`Preprocessing` (or its fields as a dict), e.g. ``{"shading_sigma": 24}``;
-        its statistics are fitted once on the training regions.
-    augmentation
-        :class:`Augmentation` (or its fields as a dict, e.g. ``{"elastic": True}``);
-        recorded in ``model.json``.
+    preprocessing, augmentation
+        :class:`Preprocessing` and :class:`Augmentation`, or their fields as dicts (e.g.
+        ``{"shading_sigma": 24}``, ``{"elastic": True}``); the pre-processing's statistics
+        are fitted once on the training regions.
     parent
         A model to start from (see :func:`finetune`).
     new_crop_fraction
