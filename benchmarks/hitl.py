@@ -31,6 +31,12 @@ Run::
     OMP_NUM_THREADS=2 python benchmarks/hitl.py --seeds 0 1 2 3 4 --scratch /tmp/hitl-bench
     python benchmarks/hitl.py --quick            # one seed, small: about 10 min on 2 cores
 
+Every human round is fine-tuned ``--finetune-draws`` times (3) from the same parent and
+crops with other random draws, and the rows and comparisons pool their tile counts: one
+fine-tuning of one crop is a lottery (the same crop took one seed's whole-volume Dice to
+0.50 with one draw and 0.79 with another), and single draws once made suggested crops look
+worse than random ones. The last table shows each draw on its own.
+
 One training per seed leaves training's own randomness out of the CIs (they resample test
 tiles). Replicates train the same volumes and crops with other draws; merge them::
 
@@ -58,6 +64,8 @@ TILE = (16, 32, 32)
 TRAIN_SEED_STRIDE = 7919
 """``--train-seed k`` trains and fine-tunes with seed ``seed + k × this`` (same volumes and crops)."""
 MITO = 1
+DRAW_STRIDE = 100
+"""Fine-tuning draw ``d`` of a round uses the round's seed plus ``d`` × this (draw 0 is the old single run)."""
 
 
 # ----------------------------------------------------------------- scoring
@@ -81,6 +89,20 @@ def tile_counts(pred: np.ndarray, truth: np.ndarray, tile=TILE) -> np.ndarray:
                     )
                 )
     return np.asarray(rows, dtype=np.int64)
+
+
+def pool_draws(counts: list[np.ndarray]) -> np.ndarray:
+    """Tile counts of several fine-tuning draws summed (tp, fp, fn), the x-quarter kept.
+
+    Dice of the pooled counts is the expected outcome of one fine-tuning over its draws:
+    a single draw of one crop swung a seed's whole-volume Dice by up to 0.3 (RESULTS.md).
+    """
+    pooled = np.array(counts[0], dtype=np.int64, copy=True)
+    for c in counts[1:]:
+        if not np.array_equal(c[:, 3], pooled[:, 3]):
+            raise ValueError("draws scored on different tiles")
+        pooled[:, :3] += c[:, :3]
+    return pooled
 
 
 def dice_of(c: np.ndarray) -> float:
@@ -290,12 +312,34 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     out["annotated_fraction"] = {"bright": frac0}
     log(f"seed {seed}: bright-only {summary(out['bright'])['quarters']}")
 
+    def _finetune_draw(parent: Path, labels: str, child: Path, draw_seed: int) -> None:
+        finetune(
+            parent,
+            train_img,
+            labels=labels,
+            out=child,
+            iterations=a.finetune_iterations,
+            device=a.device,
+            precision=a.precision,
+            seed=draw_seed,
+            overwrite=True,
+            **({"learning_rate": a.finetune_lr} if a.finetune_lr else {}),
+            **(
+                {"class_balance_warmup": a.finetune_warmup} if a.finetune_warmup is not None else {}
+            ),
+            **(
+                {"new_crop_fraction": a.new_crop_fraction}
+                if a.new_crop_fraction is not None
+                else {}
+            ),
+        )
+
     out["strategies"] = {}
     for strategy in a.strategies:
         rng = np.random.default_rng(seed * 1000 + 17)
         name = f"hitl-{strategy}"
         annotate(name, bright)
-        model, boxes, curve = model0, list(bright), [out["bright"]]
+        model, boxes, curve, draws = model0, list(bright), [out["bright"]], [[out["bright"]]]
         for r in range(1, a.rounds + 1):
             if strategy == "suggested":
                 predict(
@@ -320,39 +364,36 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                     new.append(random_crop(shape, round_size, boxes + new, rng, **holds))
             annotate(name, new)
             boxes.extend(new)
-            child = root / f"{name}-r{r}"
-            t0 = time.perf_counter()
-            finetune(
-                model,
-                train_img,
-                labels=name,
-                out=child,
-                iterations=a.finetune_iterations,
-                device=a.device,
-                precision=a.precision,
-                seed=seed + r + TRAIN_SEED_STRIDE * a.train_seed,
-                overwrite=True,
-                **({"learning_rate": a.finetune_lr} if a.finetune_lr else {}),
-                **(
-                    {"class_balance_warmup": a.finetune_warmup}
-                    if a.finetune_warmup is not None
-                    else {}
-                ),
-                **(
-                    {"new_crop_fraction": a.new_crop_fraction}
-                    if a.new_crop_fraction is not None
-                    else {}
-                ),
-            )
-            out["timing_s"][f"finetune {name} r{r}"] = round(time.perf_counter() - t0, 1)
-            curve.append(score(child, f"{name}-r{r}"))
-            model = child
+            children, counts = [], []
+            for d in range(a.finetune_draws):
+                child = root / (f"{name}-r{r}" + (f"-d{d}" if d else ""))
+                t0 = time.perf_counter()
+                _finetune_draw(
+                    model,
+                    name,
+                    child,
+                    seed + r + TRAIN_SEED_STRIDE * a.train_seed + DRAW_STRIDE * d,
+                )
+                out["timing_s"][f"finetune {name} r{r}" + (f" d{d}" if d else "")] = round(
+                    time.perf_counter() - t0, 1
+                )
+                children.append(child)
+                counts.append(score(child, f"{name}-r{r}" + (f"-d{d}" if d else "")))
+            curve.append(pool_draws(counts))
+            draws.append(counts)
+            model = children[0]
             log(
                 f"seed {seed}: {strategy} round {r} crops {[b.offset for b in new]}: {summary(curve[-1])['quarters']}"
+                + (
+                    f" (per draw {' '.join(f'{dice_of(c):.3f}' for c in counts)})"
+                    if len(counts) > 1
+                    else ""
+                )
             )
         added = sum(int(np.prod(b.shape)) for b in boxes[len(bright) :]) / float(np.prod(shape))
         out["strategies"][strategy] = {
             "curve": curve,
+            "draws": draws,
             "added_fraction": added,
             "crops": [b.to_dict() for b in boxes[len(bright) :]],
         }
@@ -508,13 +549,53 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
                 parts.append(f"+ {st} " + " ".join(f"{x:.3f}" for x in after))
             reps = [t.get("train_seed", 0) for t in group]
             print(f"  seed {seed} (train seeds {reps}): " + "; ".join(parts))
+    spread = draw_spread(trials, a.strategies)
     times = [t["timing_s"]["train bright"] for t in trials]
     cpu = [t["timing_s"]["train bright (CPU)"] for t in trials]
     ft = [v for t in trials for k, v in t["timing_s"].items() if k.startswith("finetune")]
+    ft_text = f"{np.mean(ft):.0f} s wall mean" if ft else "none"
     print(
-        f"\ntraining round: {np.mean(times):.0f} s wall ({np.mean(cpu):.0f} s CPU) mean; fine-tune round {np.mean(ft):.0f} s wall mean; load {os.getloadavg()[0]:.1f}"
+        f"\ntraining round: {np.mean(times):.0f} s wall ({np.mean(cpu):.0f} s CPU) mean; fine-tune round {ft_text}; load {os.getloadavg()[0]:.1f}"
     )
-    return {"rows": rows, "comparisons": comp, "train_seconds": times, "finetune_seconds": ft}
+    return {
+        "rows": rows,
+        "comparisons": comp,
+        "draw_spread": spread,
+        "train_seconds": times,
+        "finetune_seconds": ft,
+    }
+
+
+def draw_spread(trials: list[dict[str, Any]], strategies: list[str]) -> dict[str, Any]:
+    """Each fine-tuning draw on its own: per trial the last round's Dice per draw, and the
+    suggested-vs-other AUC gap computed from draw ``d`` of both strategies alone."""
+    k = min(len(t["strategies"][s]["draws"][-1]) for t in trials for s in strategies)
+    if k < 2:
+        return {}
+    print("\nfine-tuning's own spread (same crops, other draws; the rows above pool the draws):")
+    per_trial = []
+    for t in trials:
+        last = {s: [dice_of(c) for c in t["strategies"][s]["draws"][-1]] for s in strategies}
+        per_trial.append({"seed": t["seed"], "train_seed": t.get("train_seed", 0), "last": last})
+        parts = "; ".join(f"{s} " + " ".join(f"{x:.3f}" for x in v) for s, v in last.items())
+        print(f"  seed {t['seed']} (train seed {t.get('train_seed', 0)}): {parts}")
+    gaps: dict[str, list[float]] = {}
+    if "suggested" in strategies:
+        for other in (s for s in strategies if s != "suggested"):
+
+            def auc(t: dict[str, Any], s: str, d: int) -> float:
+                rounds = t["strategies"][s]["draws"]
+                return float(np.mean([dice_of(r[0] if len(r) == 1 else r[d]) for r in rounds]))
+
+            gaps[other] = [
+                float(np.mean([auc(t, "suggested", d) - auc(t, other, d) for t in trials]))
+                for d in range(k)
+            ]
+            print(
+                f"  AUC suggested − {other}, each draw alone: "
+                + " ".join(f"{g:+.3f}" for g in gaps[other])
+            )
+    return {"per_trial": per_trial, "auc_gap_per_draw": gaps}
 
 
 def _train_options(a: argparse.Namespace) -> dict:
@@ -570,6 +651,14 @@ def main(argv: list[str] | None = None) -> int:
         "(lists become tuples; fine-tuning keeps the parent's network)",
     )
     p.add_argument("--finetune-iterations", type=int, default=150)
+    p.add_argument(
+        "--finetune-draws",
+        type=int,
+        default=3,
+        help="fine-tune every human round this many times with other random draws and pool "
+        "their scores (one draw of one crop swung a seed by up to 0.3 Dice); the next round "
+        "continues from draw 0",
+    )
     p.add_argument("--finetune-lr", type=float, default=None, help="[default: the library's]")
     p.add_argument("--finetune-warmup", type=float, default=None, help="[default: the library's]")
     p.add_argument(
@@ -609,6 +698,11 @@ def main(argv: list[str] | None = None) -> int:
                 t["baselines"] = {n: np.asarray(v) for n, v in t["baselines"].items()}
                 for st in t["strategies"].values():
                     st["curve"] = [np.asarray(c) for c in st["curve"]]
+                    # runs from before --finetune-draws fine-tuned each round once
+                    st["draws"] = [
+                        [np.asarray(c) for c in d]
+                        for d in st.get("draws", [[c] for c in st["curve"]])
+                    ]
                 trials.append(t)
             settings = doc["report"]["settings"]
         for k in ("shape", "shading", "rounds", "strategies"):
