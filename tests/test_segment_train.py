@@ -15,6 +15,7 @@ from curated.cli import app
 from curated.errors import InputError, IntegrityError, SegmentationError
 from curated.images import add_labels
 from curated.segment import annotate_from_truth, finetune, load_model, make_fibsem_sample, train
+from curated.segment.defaults import DEFAULT_NEW_CROP_FRACTION
 from curated.segment.preprocess import Preprocessing
 from curated.segment.unet import UNet3D, UNetConfig
 from curated.workspace import Workspace
@@ -613,7 +614,7 @@ def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_
     assert len(new) == 2 and not (new & old)
     held = {(tuple(x["offset"]), tuple(x["shape"])) for x in t["validation_rois"]}
     assert not (held & new)  # a new crop is never held out
-    assert t["new_crop_fraction"] == 0.7
+    assert t["new_crop_fraction"] == DEFAULT_NEW_CROP_FRACTION == 0.5
     assert t["checkpoint_selection"]["iteration"] == TINY["iterations"]
     assert "last iteration" in t["checkpoint_selection"]["rule"]
     # the lineage lists each crop once: the parent's, then the two new ones
@@ -827,8 +828,8 @@ def test_the_saved_bias_removes_the_class_weighting_prior_and_a_finetune_undoes_
 def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_the_prior(
     sample, tmp_path
 ):
-    """Fine-tuning shows new crops 70 % of the time. A new crop without the structure is
-    drawn by size instead (at 70 % it taught a model to find nothing); a new crop with
+    """Fine-tuning shows new crops half of the time (the default share). A new crop without
+    the structure is drawn by size instead (at 70 % it taught a model to find nothing); a new crop with
     less of it than annotated overall shifts the prior the network sees, and the saved
     bias adds logit(f_annotated) - logit(f_shown). Plain training adds nothing."""
     import math
@@ -866,12 +867,13 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     assert gm["logit_adjustment"] == pytest.approx(
         -math.log(w["foreground"] / w["background"]) + gm["sampling_prior_shift"]
     )
-    assert cm["new_crop_share"] == 0.0 and gm["new_crop_share"] == pytest.approx(0.7)
+    assert cm["new_crop_share"] == 0.0
+    assert gm["new_crop_share"] == pytest.approx(DEFAULT_NEW_CROP_FRACTION)
 
 
 def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(sample, tmp_path):
-    """Two new crops, one holding the structure: that one gets 70 % times its half of the
-    new voxels, not all 70 % (one small crop shown 70 % of the time, with a prior shift
+    """Two new crops, one holding the structure: that one gets the share times its half of
+    the new voxels, not the whole share (one small crop shown 70 % of the time, with a prior shift
     to match, made a fine-tuned model find almost nothing, benchmarks/hitl.py)."""
     sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
     parent = tmp_path / "p"
@@ -884,7 +886,7 @@ def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(
     assert res.ok and "warnings" not in res.details and "Warning" not in res.message
     cm = json.loads((child / "model.json").read_text())["training"]
     assert len(cm["new_rois"]) == 2 and len(cm["new_rois_without_structure"]) == 1
-    assert cm["new_crop_share"] == pytest.approx(0.35)
+    assert cm["new_crop_share"] == pytest.approx(DEFAULT_NEW_CROP_FRACTION / 2)
 
 
 def test_the_default_patch_is_planned_from_the_crops_and_recorded(sample, tmp_path) -> None:

@@ -236,7 +236,7 @@ def sampling_prior_shift(
 ) -> float:
     """``logit(f_annotated) - logit(f_shown)``: the prior shift of oversampling some crops.
 
-    Fine-tuning draws 70 % of its patches from the new crops. The network then learns
+    Fine-tuning draws half of its patches from the new crops (70 % until this release). The network then learns
     the foreground prior of what it was shown, ``f_shown = Σ p_crop · f_crop``, not of
     what was annotated: after a new crop with no foreground (a suggested crop of
     nucleus and cytoplasm), it learned a prior a third of the annotated one and called
@@ -728,7 +728,7 @@ def finetune(
 
     The protocol for a few new crops: crops the parent never saw (not in its
     ``lineage_rois``) are the *new* ones; those holding the structure are drawn for
-    ``new_crop_fraction`` (70 %) of the patches times their share of the new voxels
+    ``new_crop_fraction`` (50 %) of the patches times their share of the new voxels
     (see ``_TrainingLoop._pick_probabilities``), and new crops are never held out;
     the parent's crops keep the rest so what it learned is not forgotten; the
     learning rate is annealed (cosine) and the last iteration is kept. The architecture and the fitted pre-processing are
