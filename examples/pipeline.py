@@ -26,24 +26,16 @@ from curated.segment.export import export_bioimageio
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", type=Path, help="OME-TIFF / TIFF stack / folder of slices")
     ap.add_argument("workspace", type=Path, help="new workspace folder")
     ap.add_argument("--title", default="FIB-SEM volume")
-    ap.add_argument(
-        "--truth", type=Path, help="dense ground-truth labels (TIFF) for an honest evaluation"
-    )
+    ap.add_argument("--truth", type=Path, help="dense ground-truth labels (TIFF) for an honest evaluation")
     ap.add_argument("--repository", type=Path, help="local repository folder to deposit into")
     ap.add_argument("--iterations", type=int, default=None)
-    ap.add_argument(
-        "--contact", default="Curator, Example", help="'Family, Given' of the contact author"
-    )
+    ap.add_argument("--contact", default="Curator, Example", help="'Family, Given' of the contact author")
     ap.add_argument("--email", default="curator@example.org")
-    ap.add_argument(
-        "--organisation", default="Example University", help="publisher / source organisation"
-    )
+    ap.add_argument("--organisation", default="Example University", help="publisher / source organisation")
     args = ap.parse_args()
 
     # D, C — accession and check of what the depositor sent
@@ -56,17 +48,9 @@ def main() -> None:
     set_field(ws, "study.license", "CC-BY-4.0")
     set_field(ws, "study.description", "FIB-SEM volume curated with curated's example pipeline.")
     family, _, given = (part.strip() for part in args.contact.partition(","))
-    set_field(
-        ws,
-        "study.authors[0]",
-        {
-            "family_name": family,
-            "given_name": given or None,
-            "email": args.email,
-            "contact": True,
-            "affiliation": {"name": args.organisation},
-        },
-    )
+    set_field(ws, "study.authors[0]", {"family_name": family, "given_name": given or None,
+                                       "email": args.email, "contact": True,
+                                       "affiliation": {"name": args.organisation}})
     set_field(ws, "study.publisher", args.organisation)
     vr = validate_record(ws.metadata_path)
     print(f"metadata: {len(vr.errors)} errors, {len(vr.warnings)} warnings")
@@ -81,34 +65,18 @@ def main() -> None:
     if args.truth:
         images.add_labels(image, "truth", args.truth, kind="truth", workspace=ws)
         # A, T — emulated annotation of a few crops, one model for label 1
-        segment.annotate_from_truth(
-            image, truth="truth", crops=6, size=32, seed=0, name="annotations", workspace=ws
-        )
+        segment.annotate_from_truth(image, truth="truth", crops=6, size=32, seed=0, name="annotations", workspace=ws)
         model = ws.models_dir / "label1-v1"
         kwargs = {} if args.iterations is None else {"iterations": args.iterations}
         segment.train(image, labels="annotations", label_value=1, out=model, workspace=ws, **kwargs)
         segment.predict(model, image, name="label1-pred", workspace=ws)
         # E — random held-out blocks, never touching a training crop
-        ev = evaluate(
-            image,
-            pred="label1-pred",
-            truth="truth",
-            label_value=1,
-            blocks=6,
-            block_size=32,
-            seed=0,
-            exclude_training=model,
-            workspace=ws,
-        )
-        per_factor = {
-            f"{factor}={group}": round(scores["raw"]["dice"], 3)
-            for factor, groups in ev.factors().items()
-            for group, scores in groups.items()
-        }
+        ev = evaluate(image, pred="label1-pred", truth="truth", label_value=1, blocks=6, block_size=32,
+                      seed=0, exclude_training=model, workspace=ws)
+        per_factor = {f"{factor}={group}": round(scores["raw"]["dice"], 3)
+                      for factor, groups in ev.factors().items() for group, scores in groups.items()}
         print(f"held-out Dice {ev.dice:.3f}; per factor: {per_factor}")
-        export_bioimageio(
-            model, ws.models_dir / "label1-v1.bioimageio.zip", workspace=ws, image=image
-        )
+        export_bioimageio(model, ws.models_dir / "label1-v1.bioimageio.zip", workspace=ws, image=image)
 
     # D — README with pictures, FAIR checklist, bag, deposit
     print(write_readme(ws).message)
@@ -121,9 +89,7 @@ def main() -> None:
         print(f"deposited: {receipt.record_url or receipt.record_id}")
 
     verdict = ws.log.verify(files=True)
-    print(
-        f"curator log: {verdict.entries} entries, {'verifies' if verdict.ok else verdict.problems}"
-    )
+    print(f"curator log: {verdict.entries} entries, {'verifies' if verdict.ok else verdict.problems}")
 
 
 if __name__ == "__main__":
