@@ -916,3 +916,75 @@ def test_the_default_patch_is_planned_from_the_crops_and_recorded(sample, tmp_pa
     # the same call again is the same run (the plan is part of what it was)
     again = train(sample, labels="ann", label_value=2, out=out, **{**TINY, "patch": None})
     assert again.status == "notneeded"
+
+
+def test_a_finetune_with_draws_keeps_the_average_of_their_weights(sample, tmp_path) -> None:
+    """``draws=2``: two fine-tunings (seeds s and s + 100) averaged into one model folder that
+    loads and predicts like any other, one curator-log step whose files verify, the draws'
+    folder removed, a re-run reports ``notneeded``, and a draw already finished before an
+    interruption is not trained again."""
+    from curated.segment.average import DRAW_SEED_STRIDE, draws_folder
+    from curated.segment.modelio import load_state
+
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
+    parent = tmp_path / "p"
+    assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
+    _annotate_free_crop(sample, tmp_path, lambda f: f > 0.0, "new")
+    singles = []
+    for s in (3, 3 + DRAW_SEED_STRIDE):
+        out = tmp_path / f"single{s}"
+        assert finetune(parent, sample, labels="ann", out=out, **{**TINY, "seed": s}).ok
+        singles.append(load_state(out / "weights.pt", None))
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    avg = tmp_path / "avg"
+    r = finetune(
+        parent, sample, labels="ann", out=avg, draws=2, workspace=ws, **{**TINY, "seed": 3}
+    )
+    assert r.ok and r.details["seeds"] == [3, 3 + DRAW_SEED_STRIDE]
+    m = load_model(avg)  # sha256 checked
+    state = load_state(avg / "weights.pt", m.sha256)
+    for k, v in state.items():
+        if v.is_floating_point():
+            want = (singles[0][k].double() + singles[1][k].double()) / 2
+            assert torch.allclose(v.double(), want, atol=1e-6), k
+    meta = json.loads((avg / "model.json").read_text())
+    assert meta["parent"]["sha256"] == load_model(parent).sha256
+    assert meta["training"]["weight_average"]["seeds"] == [3, 3 + DRAW_SEED_STRIDE]
+    assert len(meta["training"]["weight_average"]["members_sha256"]) == 2
+    assert meta["id"] == f"avg@{m.sha256[:12]}" and meta["name"] == "avg"
+    assert not draws_folder(avg).exists()
+    steps = [e for e in ws.log.entries() if e["action"] == "finetune"]
+    assert len(steps) == 1 and steps[0]["params"]["draws"] == 2
+    assert ws.log.verify(files=True).ok
+    again = finetune(
+        parent, sample, labels="ann", out=avg, draws=2, workspace=ws, **{**TINY, "seed": 3}
+    )
+    assert again.status == "notneeded"
+    with pytest.raises(SegmentationError, match="a different model is already here"):
+        finetune(parent, sample, labels="ann", out=avg, draws=3, **{**TINY, "seed": 3})
+    # interrupted after its first draw: that draw is kept, the second is trained
+    resumed = tmp_path / "resumed"
+    first = draws_folder(resumed) / "d0"
+    assert finetune(
+        parent, sample, labels="ann", out=first, name="resumed", **{**TINY, "seed": 3}
+    ).ok
+    r2 = finetune(parent, sample, labels="ann", out=resumed, draws=2, **{**TINY, "seed": 3})
+    assert r2.ok and r2.details["draw_status"] == ["notneeded", "ok"]
+    assert not draws_folder(resumed).exists()
+    # the same draws give the same average as the uninterrupted run (deterministic on a CPU)
+    assert load_model(resumed).sha256 == m.sha256
+    cli = CliRunner().invoke(
+        app,
+        [
+            "segment", "finetune", str(parent), str(sample), "--labels", "ann",
+            "--out", str(tmp_path / "cli"), "--iterations", "2", "--patch", "8",
+            "--batch-size", "1", "--device", "cpu", "--draws", "2",
+        ],
+    )  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    wa = json.loads((tmp_path / "cli" / "model.json").read_text())["training"]["weight_average"]
+    assert wa["seeds"] == [0, DRAW_SEED_STRIDE]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="draws must be a whole number"):
+            finetune(parent, sample, labels="ann", out=tmp_path / "bad", draws=bad, **TINY)
+    assert not (tmp_path / "bad").exists()

@@ -44,6 +44,7 @@ from curated.results import Result
 from curated.segment import _store
 from curated.segment._heap import training_heap
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
+from curated.segment.average import check_draws, finetune_average
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
     DEFAULT_CLASS_BALANCE_WARMUP,
@@ -722,6 +723,7 @@ def finetune(
     label_value: int | None = None,
     iterations: int = DEFAULT_FINETUNE_ITERATIONS,
     learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
+    draws: int = 1,
     **kwargs: Any,
 ) -> Result:
     """Continue training ``parent`` on new annotations; the model records the parent's sha256.
@@ -736,7 +738,8 @@ def finetune(
     levels irrelevant, so nothing needs re-fitting); ``lineage_rois`` is the
     parent's lineage plus the ROIs used here. ``label_value`` defaults to the
     parent's, and so is ``class_balance`` unless given. Fine-tuning with no new crop
-    is refused.
+    is refused. ``draws`` > 1 fine-tunes that many times with other random draws and
+    keeps the average of their weights (:mod:`curated.segment.average`).
     """
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
@@ -744,6 +747,18 @@ def finetune(
     if kwargs.get("class_balance") is None:
         # the parent's objective: models from before the option weighed classes equally (1.0)
         kwargs["class_balance"] = _parent_class_balance(parent_model)
+    if check_draws(draws) > 1:
+        return finetune_average(
+            parent_model,
+            Path(image),
+            out=Path(out),
+            draws=draws,
+            labels=labels,
+            label_value=label_value,
+            iterations=iterations,
+            learning_rate=learning_rate,
+            **kwargs,
+        )
     return train(
         image,
         labels=labels,
