@@ -132,7 +132,7 @@ def finetune_average(
     seeds = [int(seed) + DRAW_SEED_STRIDE * d for d in range(draws)]
     settings = {
         "parent_sha256": parent.sha256,
-        "image": str(image),
+        "image": str(Path(image).resolve()),
         "seeds": seeds,
         **{k: _plain(v) for k, v in sorted(kwargs.items())},
     }
