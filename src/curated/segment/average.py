@@ -20,6 +20,7 @@ the draws' folder is removed.
 from __future__ import annotations
 
 import copy
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,11 @@ def finetune_average(
         meta["id"], meta["name"] = f"{model_name}@{sha[:12]}", model_name
         meta["weights"]["sha256"] = sha
         meta["training"]["seed"] = seeds[0]
+        # not draw 0's run signature: a plain fine-tuning into this folder must not mistake
+        # the average for its own finished run
+        meta["training"]["signature"] = hashlib.sha256(
+            canonical_json({"weight_average": settings}).encode()
+        ).hexdigest()
         meta["training"]["weight_average"] = {
             "method": "uniform average of the weights and batch-norm statistics of fine-tunings "
             "of one parent on the same crops with other random draws (model soup)",
