@@ -64,8 +64,6 @@ TILE = (16, 32, 32)
 TRAIN_SEED_STRIDE = 7919
 """``--train-seed k`` trains and fine-tunes with seed ``seed + k × this`` (same volumes and crops)."""
 MITO = 1
-DRAW_STRIDE = 100
-"""Fine-tuning draw ``d`` of a round uses the round's seed plus ``d`` × this (draw 0 is the old single run)."""
 
 
 # ----------------------------------------------------------------- scoring
@@ -220,6 +218,9 @@ def suggested_crops(
 def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[str, Any]:
     from curated.segment import _store
     from curated.segment.annotate import import_annotation
+
+    # fine-tuning draw d of a round: the round's seed + d × this, as finetune(draws=...) draws
+    from curated.segment.average import DRAW_SEED_STRIDE
     from curated.segment.evaluate import Box
     from curated.segment.hitl import pick_crops
     from curated.segment.predict import predict
@@ -372,7 +373,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                     model,
                     name,
                     child,
-                    seed + r + TRAIN_SEED_STRIDE * a.train_seed + DRAW_STRIDE * d,
+                    seed + r + TRAIN_SEED_STRIDE * a.train_seed + DRAW_SEED_STRIDE * d,
                 )
                 out["timing_s"][f"finetune {name} r{r}" + (f" d{d}" if d else "")] = round(
                     time.perf_counter() - t0, 1

@@ -747,28 +747,11 @@ def finetune(
     if kwargs.get("class_balance") is None:
         # the parent's objective: models from before the option weighed classes equally (1.0)
         kwargs["class_balance"] = _parent_class_balance(parent_model)
+    kwargs.update(labels=labels, label_value=label_value, iterations=iterations)
+    kwargs["learning_rate"] = learning_rate
     if check_draws(draws) > 1:
-        return finetune_average(
-            parent_model,
-            Path(image),
-            out=Path(out),
-            draws=draws,
-            labels=labels,
-            label_value=label_value,
-            iterations=iterations,
-            learning_rate=learning_rate,
-            **kwargs,
-        )
-    return train(
-        image,
-        labels=labels,
-        label_value=label_value,
-        out=out,
-        iterations=iterations,
-        learning_rate=learning_rate,
-        parent=parent_model,
-        **kwargs,
-    )
+        return finetune_average(parent_model, Path(image), out=Path(out), draws=draws, **kwargs)
+    return train(image, out=out, parent=parent_model, **kwargs)
 
 
 def _check_settings(settings: TrainingSettings) -> None:
