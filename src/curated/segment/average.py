@@ -44,6 +44,8 @@ from curated.workspace import as_workspace, recorder
 
 DRAW_SEED_STRIDE = 100
 """Seed step between draws (the benchmark's ``--finetune-draws`` uses the same)."""
+OTHER_MODEL_HERE = "a different model is already here; choose another --out or pass overwrite"
+"""What training and fine-tuning say when ``out`` holds a model they did not make."""
 
 
 def check_draws(draws: Any) -> int:
@@ -101,8 +103,7 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
     _, meta = read_model_json(out)
     wa = meta.get("training", {}).get("weight_average") or {}
     if canonical_json(wa.get("settings")) != canonical_json(settings):
-        msg = "a different model is already here; choose another --out or pass overwrite"
-        raise SegmentationError(msg, path=out, field="out")
+        raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     load_model(out)  # verifies the weights
     shutil.rmtree(draws_folder(out), ignore_errors=True)  # left by a run stopped just before
     return Result(

@@ -44,7 +44,7 @@ from curated.results import Result
 from curated.segment import _store
 from curated.segment._heap import training_heap
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
-from curated.segment.average import check_draws, finetune_average
+from curated.segment.average import OTHER_MODEL_HERE, check_draws, finetune_average
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
     DEFAULT_CLASS_BALANCE_WARMUP,
@@ -1110,8 +1110,7 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
             },
         )
     if not same:
-        msg = "a different model is already here; choose another --out or pass overwrite"
-        raise SegmentationError(msg, path=out, field="out")
+        raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     return None
 
 
