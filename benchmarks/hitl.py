@@ -31,11 +31,13 @@ Run::
     OMP_NUM_THREADS=2 python benchmarks/hitl.py --seeds 0 1 2 3 4 --scratch /tmp/hitl-bench
     python benchmarks/hitl.py --quick            # one seed, small: about 10 min on 2 cores
 
-Every human round is fine-tuned ``--finetune-draws`` times (3) from the same parent and
-crops with other random draws, and the rows and comparisons pool their tile counts: one
-fine-tuning of one crop is a lottery (the same crop took one seed's whole-volume Dice to
-0.50 with one draw and 0.79 with another), and single draws once made suggested crops look
-worse than random ones. The last table shows each draw on its own.
+Every human round is fine-tuned as ``curated segment finetune`` does by default: the
+average of ``--draws`` (the library's: 3) fine-tunings' weights. ``--replicates R`` runs that
+R times per round with other random draws, and the rows and comparisons pool their tile
+counts (a single fine-tuning of one crop is a lottery: the same crop took one seed's
+whole-volume Dice to 0.50 with one draw and 0.79 with another); the last table then shows
+each replicate on its own. ``--draws 1 --replicates 3`` is how RESULTS.md's pooled
+single-draw figures were made.
 
 One training per seed leaves training's own randomness out of the CIs (they resample test
 tiles). Replicates train the same volumes and crops with other draws; merge them::
@@ -194,6 +196,24 @@ def random_crop(shape, size, avoid, rng, truth=None, min_fraction=0.0):
     raise RuntimeError("no crop fits")
 
 
+def bright_boxes(
+    truth_train: np.ndarray, seed: int, crops: int, size, cover_fraction: float
+) -> list:
+    """The bright-only round's crops: on the bright half, holding mitochondria, one at the nucleus."""
+    from curated.segment.hitl import pick_crops
+
+    return pick_crops(
+        truth_train,
+        n=crops,
+        size=tuple(size),
+        x_range=(0, truth_train.shape[2] // 2),
+        avoid=[],
+        seed=seed + 7,
+        cover=(2,),
+        cover_fraction=cover_fraction,
+    )
+
+
 def suggested_crops(
     image: Path, model: Path, pred: str, labels: str, size, device: str, n: int = 1
 ) -> list:
@@ -219,10 +239,9 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     from curated.segment import _store
     from curated.segment.annotate import import_annotation
 
-    # fine-tuning draw d of a round: the round's seed + d × this, as finetune(draws=...) draws
+    # draw d of a fine-tuning: its seed + d × this (finetune(draws=...)); replicates step past them
     from curated.segment.average import DRAW_SEED_STRIDE
     from curated.segment.evaluate import Box
-    from curated.segment.hitl import pick_crops
     from curated.segment.predict import predict
     from curated.segment.sample import make_fibsem_sample
     from curated.segment.train import finetune, train
@@ -269,16 +288,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     # round 0: bright half only
     # crops that hold mitochondria; one of them also holds the nucleus, which the
     # network must learn is not a mitochondrion (a curator shows both)
-    bright = pick_crops(
-        truth_train,
-        n=a.crops,
-        size=size,
-        x_range=(0, shape[2] // 2),
-        avoid=[],
-        seed=seed + 7,
-        cover=(2,),
-        cover_fraction=a.cover_fraction,
-    )
+    bright = bright_boxes(truth_train, seed, a.crops, size, a.cover_fraction)
     annotate("bright", bright)
     model0 = root / "bright"
     earlier = _earlier_trial(root, seed) if a.reuse_bright else None
@@ -313,7 +323,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     out["annotated_fraction"] = {"bright": frac0}
     log(f"seed {seed}: bright-only {summary(out['bright'])['quarters']}")
 
-    def _finetune_draw(parent: Path, labels: str, child: Path, draw_seed: int) -> None:
+    def _finetune_once(parent: Path, labels: str, child: Path, draw_seed: int) -> None:
         finetune(
             parent,
             train_img,
@@ -323,6 +333,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             device=a.device,
             precision=a.precision,
             seed=draw_seed,
+            draws=a.draws,
             overwrite=True,
             **({"learning_rate": a.finetune_lr} if a.finetune_lr else {}),
             **(
@@ -366,14 +377,14 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             annotate(name, new)
             boxes.extend(new)
             children, counts = [], []
-            for d in range(a.finetune_draws):
+            for d in range(a.replicates):
                 child = root / (f"{name}-r{r}" + (f"-d{d}" if d else ""))
                 t0 = time.perf_counter()
-                _finetune_draw(
+                _finetune_once(
                     model,
                     name,
                     child,
-                    seed + r + TRAIN_SEED_STRIDE * a.train_seed + DRAW_SEED_STRIDE * d,
+                    seed + r + TRAIN_SEED_STRIDE * a.train_seed + DRAW_SEED_STRIDE * a.draws * d,
                 )
                 out["timing_s"][f"finetune {name} r{r}" + (f" d{d}" if d else "")] = round(
                     time.perf_counter() - t0, 1
@@ -568,12 +579,13 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
 
 
 def draw_spread(trials: list[dict[str, Any]], strategies: list[str]) -> dict[str, Any]:
-    """Each fine-tuning draw on its own: per trial the last round's Dice per draw, and the
-    suggested-vs-other AUC gap computed from draw ``d`` of both strategies alone."""
+    """Each fine-tuning replicate on its own: per trial the last round's Dice per replicate, and
+    the suggested-vs-other AUC gap computed from replicate ``d`` of both strategies alone (the
+    JSON keeps the name ``draws`` for them, as runs before ``--replicates`` wrote it)."""
     k = min(len(t["strategies"][s]["draws"][-1]) for t in trials for s in strategies)
     if k < 2:
         return {}
-    print("\nfine-tuning's own spread (same crops, other draws; the rows above pool the draws):")
+    print("\nfine-tuning's own spread (same crops, other replicates; the rows above pool them):")
     per_trial = []
     for t in trials:
         last = {s: [dice_of(c) for c in t["strategies"][s]["draws"][-1]] for s in strategies}
@@ -593,7 +605,7 @@ def draw_spread(trials: list[dict[str, Any]], strategies: list[str]) -> dict[str
                 for d in range(k)
             ]
             print(
-                f"  AUC suggested − {other}, each draw alone: "
+                f"  AUC suggested − {other}, each replicate alone: "
                 + " ".join(f"{g:+.3f}" for g in gaps[other])
             )
     return {"per_trial": per_trial, "auc_gap_per_draw": gaps}
@@ -653,12 +665,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--finetune-iterations", type=int, default=150)
     p.add_argument(
-        "--finetune-draws",
+        "--draws",
         type=int,
-        default=3,
+        default=None,
+        help="fine-tunings averaged into each round's model [default: the library's]",
+    )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=1,
         help="fine-tune every human round this many times with other random draws and pool "
         "their scores (one draw of one crop swung a seed by up to 0.3 Dice); the next round "
-        "continues from draw 0",
+        "continues from replicate 0",
     )
     p.add_argument("--finetune-lr", type=float, default=None, help="[default: the library's]")
     p.add_argument("--finetune-warmup", type=float, default=None, help="[default: the library's]")
@@ -699,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
                 t["baselines"] = {n: np.asarray(v) for n, v in t["baselines"].items()}
                 for st in t["strategies"].values():
                     st["curve"] = [np.asarray(c) for c in st["curve"]]
-                    # runs from before --finetune-draws fine-tuned each round once
+                    # runs from before replicates fine-tuned each round once
                     st["draws"] = [
                         [np.asarray(c) for c in d]
                         for d in st.get("draws", [[c] for c in st["curve"]])
@@ -717,6 +735,10 @@ def main(argv: list[str] | None = None) -> int:
         from curated.segment.defaults import DEFAULT_ITERATIONS
 
         a.iterations = DEFAULT_ITERATIONS
+    if a.draws is None:
+        from curated.segment.defaults import DEFAULT_FINETUNE_DRAWS
+
+        a.draws = DEFAULT_FINETUNE_DRAWS
     import torch
 
     torch.set_num_threads(a.threads)

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.device,
                 "--scratch",
                 args.scratch,
-                # one fine-tuning per round keeps the story within half an hour; the
-                # benchmark pools three draws per round (one draw can swing a seed by 0.1)
-                "--finetune-draws",
+                # one fine-tuning per round keeps the story within half an hour;
+                # `curated segment finetune` averages three (one draw can swing a seed by 0.1)
+                "--draws",
                 "1",
             ]
         )

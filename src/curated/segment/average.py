@@ -43,7 +43,7 @@ from curated.segment.modeljson import read_model_json
 from curated.workspace import as_workspace, recorder
 
 DRAW_SEED_STRIDE = 100
-"""Seed step between draws (the benchmark's ``--finetune-draws`` uses the same)."""
+"""Seed step between draws (``benchmarks/hitl.py`` steps its replicates past them)."""
 OTHER_MODEL_HERE = "a different model is already here; choose another --out or pass overwrite"
 """What training and fine-tuning say when ``out`` holds a model they did not make."""
 
@@ -147,7 +147,7 @@ def finetune_average(
         as_workspace(workspace), "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
         where = draws_folder(out)
-        members, status = [], []
+        members, status, warnings = [], [], []
         for d, s in enumerate(seeds):
             member = where / f"d{d}"
             r = train(
@@ -161,6 +161,8 @@ def finetune_average(
                 **kwargs,
             )
             status.append(r.status)  # "notneeded": finished before an interruption
+            # the draws share their crops, so they warn alike (e.g. no new crop holds the structure)
+            warnings += [w for w in r.details.get("warnings", []) if w not in warnings]
             members.append(load_model(member))
         states = [load_state(m.path / WEIGHTS, m.sha256) for m in members]
         out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +188,7 @@ def finetune_average(
         step.add_output(out / MODEL_JSON)
         step.add_output(out / WEIGHTS, digest="sha256:" + sha)
         msg = f"average of {draws} fine-tunings (seeds {', '.join(map(str, seeds))})"
+        msg += "".join(f". Warning: {w}" for w in warnings)
         step.status, step.message = "ok", msg
         step.details["draws"] = draws
         return Result(
@@ -199,5 +202,6 @@ def finetune_average(
                 "seeds": seeds,
                 "draw_status": status,
                 "model_id": meta["id"],
+                **({"warnings": warnings} if warnings else {}),
             },
         )

@@ -50,6 +50,7 @@ from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE_WARMUP,
     DEFAULT_DEPTH,
     DEFAULT_FEATURES,
+    DEFAULT_FINETUNE_DRAWS,
     DEFAULT_FINETUNE_ITERATIONS,
     DEFAULT_FINETUNE_LEARNING_RATE,
     DEFAULT_ITERATIONS,
@@ -723,7 +724,7 @@ def finetune(
     label_value: int | None = None,
     iterations: int = DEFAULT_FINETUNE_ITERATIONS,
     learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
-    draws: int = 1,
+    draws: int = DEFAULT_FINETUNE_DRAWS,
     **kwargs: Any,
 ) -> Result:
     """Continue training ``parent`` on new annotations; the model records the parent's sha256.
@@ -738,8 +739,9 @@ def finetune(
     levels irrelevant, so nothing needs re-fitting); ``lineage_rois`` is the
     parent's lineage plus the ROIs used here. ``label_value`` defaults to the
     parent's, and so is ``class_balance`` unless given. Fine-tuning with no new crop
-    is refused. ``draws`` > 1 fine-tunes that many times with other random draws and
-    keeps the average of their weights (:mod:`curated.segment.average`).
+    is refused. ``draws`` (3 by default) fine-tunes that many times with other random
+    draws and keeps the average of their weights (:mod:`curated.segment.average`);
+    ``draws=1`` is one plain fine-tuning, a third of the time.
     """
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
