@@ -19,7 +19,14 @@ Protocol:
    recall, bootstrap 95 % CI over 128 × 128 column tiles);
 4. anchor: a *tuned* threshold, the best global grey-level threshold (after Gaussian
    smoothing σ 2 px, dark side, small objects removed) chosen on the annotated crops
-   and applied to the same voxels.
+   and applied to the same voxels;
+5. with ``--rounds R``, R human rounds per crop strategy: one more crop of the same size
+   (``suggested``: the top pick of ``curated annotate suggest`` from the current model's
+   prediction and probabilities; ``random``: a random crop holding mitochondria, chosen as
+   the first crops were), annotated from the truth (``derived-from-truth``) and
+   fine-tuned at the library's defaults (``--draws``). Every model of every strategy is
+   scored on the same voxels: outside *all* crops of all strategies, grown as above, with
+   paired bootstrap CIs over the same tiles for each difference.
 
 Run::
 
@@ -49,9 +56,10 @@ def load_truth(stack: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(f)) > 127 for f in files]).astype(np.uint8)
 
 
-def tile_dice(
-    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, tile: int = 128, n: int = 2000
-):
+def tile_counts(
+    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, tile: int = 128
+) -> np.ndarray:
+    """(tp, fp, fn) per 128 × 128 column tile, counted where ``mask`` is set."""
     rows = []
     for y in range(0, truth.shape[1], tile):
         for x in range(0, truth.shape[2], tile):
@@ -61,17 +69,141 @@ def tile_dice(
                 rows.append(
                     (np.count_nonzero(p & t), np.count_nonzero(p & ~t), np.count_nonzero(~p & t))
                 )
-    c = np.asarray(rows, dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64)
 
-    def dice(cc: np.ndarray) -> float:
-        tp, fp, fn = cc.sum(axis=0)
-        return 2 * tp / max(2 * tp + fp + fn, 1)
 
+def _dice(c: np.ndarray) -> float:
+    tp, fp, fn = c.sum(axis=0)
+    return float(2 * tp / max(2 * tp + fp + fn, 1))
+
+
+def paired_diff(a: np.ndarray, b: np.ndarray, n: int = 2000) -> tuple[float, list[float]]:
+    """Dice(a) − Dice(b) over the same tiles, with a bootstrap 95 % CI over tiles."""
     rng = np.random.default_rng(0)
-    boot = [dice(c[rng.integers(0, len(c), len(c))]) for _ in range(n)]
+    boot = []
+    for _ in range(n):
+        i = rng.integers(0, len(a), len(a))
+        boot.append(_dice(a[i]) - _dice(b[i]))
+    return _dice(a) - _dice(b), [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+
+
+def human_rounds(
+    image: Path, model: Path, truth: np.ndarray, crops: list, scratch: Path, a: argparse.Namespace
+) -> dict:
+    """``a.rounds`` rounds of one new crop per strategy, fine-tuned; scored on common voxels."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from hitl import suggested_crops
+
+    from curated.segment import _store
+    from curated.segment.annotate import import_annotation
+    from curated.segment.evaluate import Box, training_exclusion
+    from curated.segment.predict import predict
+    from curated.segment.train import finetune
+
+    size = (truth.shape[0], a.crop, a.crop)
+    models: dict[str, list[Path]] = {}
+    timing: dict[str, float] = {}
+    for strategy in a.strategies:
+        rng = np.random.default_rng(a.seed * 1000 + 17)
+        labels, boxes, current = f"hitl-{strategy}", list(crops), model
+        for i, box in enumerate(crops):
+            np.save(scratch / f"{labels}-{i}.npy", truth[box.slices])
+            import_annotation(
+                image, source_file=scratch / f"{labels}-{i}.npy", offset=box.offset, name=labels
+            )
+        models[strategy] = [model]
+        for r in range(1, a.rounds + 1):
+            if strategy == "suggested":
+                pred = f"t-{labels}-{r}"
+                predict(
+                    current,
+                    image,
+                    name=pred,
+                    probabilities=True,
+                    device=a.device,
+                    precision=a.precision,
+                )
+                new = suggested_crops(image, current, pred, labels, size, a.device)[0]
+            else:
+                while True:
+                    off = (
+                        0,
+                        int(rng.integers(0, truth.shape[1] - a.crop)),
+                        int(rng.integers(0, truth.shape[2] - a.crop)),
+                    )
+                    new = Box(off, size)
+                    if (
+                        not any(new.intersects(c) for c in boxes)
+                        and truth[new.slices].mean() >= 0.03
+                    ):
+                        break
+            boxes.append(new)
+            np.save(scratch / f"{labels}-r{r}.npy", truth[new.slices])
+            import_annotation(
+                image, source_file=scratch / f"{labels}-r{r}.npy", offset=new.offset, name=labels
+            )
+            child = scratch / f"{labels}-r{r}"
+            t0 = time.perf_counter()
+            finetune(
+                current, image, labels=labels, out=child, device=a.device, precision=a.precision,
+                seed=a.seed + r + 7919 * a.train_seed, **({"draws": a.draws} if a.draws else {}),
+                **({"iterations": a.finetune_iterations} if a.finetune_iterations else {}),
+            )  # fmt: skip
+            timing[f"finetune {strategy} r{r}"] = round(time.perf_counter() - t0, 1)
+            print(
+                f"{strategy} round {r}: crop {new.offset} ({truth[new.slices].mean():.1%} mitochondria), fine-tuned in {timing[f'finetune {strategy} r{r}']:.0f} s",
+                flush=True,
+            )
+            current = child
+            models[strategy].append(child)
+    # the same voxels for every model: outside every strategy's crops, grown by context + halo
+    held = np.ones(truth.shape, dtype=bool)
+    for chain in models.values():
+        for box in training_exclusion(chain[-1], image=image).boxes:
+            held[box.slices] = False
+    tb = truth.astype(bool)
+    counts: dict[str, list[np.ndarray]] = {}
+    scored: dict[Path, np.ndarray] = {}  # the trained model starts every strategy's chain
+    for strategy, chain in models.items():
+        counts[strategy] = []
+        for r, m in enumerate(chain):
+            if m not in scored:
+                name = f"s-{strategy}-{r}"
+                predict(m, image, name=name, device=a.device, precision=a.precision, overwrite=True)
+                pred = np.asarray(_store.label_level0(image, name)[...]) == 1
+                scored[m] = tile_counts(pred, tb, held)
+            counts[strategy].append(scored[m])
+    out = {"held_fraction": float(held.mean()), "timing_s": timing, "curves": {}}
+    print(
+        f"\nhuman rounds, scored on the {held.mean():.1%} of voxels outside every strategy's crops:"
+    )
+    for strategy, cs in counts.items():
+        curve = [_dice(c) for c in cs]
+        d, ci = paired_diff(cs[-1], cs[0])
+        out["curves"][strategy] = {
+            "dice": curve,
+            "auc": float(np.mean(curve)),
+            "last_minus_first": [d, ci],
+        }
+        print(
+            f"  {strategy:<10} Dice per round {' '.join(f'{x:.3f}' for x in curve)}; round {len(cs) - 1} − trained: {d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+        )
+    if "suggested" in counts and "random" in counts:
+        d, ci = paired_diff(counts["suggested"][-1], counts["random"][-1])
+        out["suggested_minus_random_last"] = [d, ci]
+        print(f"  suggested − random after round {a.rounds}: {d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+    return out
+
+
+def tile_dice(
+    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, tile: int = 128, n: int = 2000
+):
+    c = tile_counts(pred, truth, mask, tile)
+    rng = np.random.default_rng(0)
+    boot = [_dice(c[rng.integers(0, len(c), len(c))]) for _ in range(n)]
     tp, fp, fn = c.sum(axis=0)
     return {
-        "dice": dice(c),
+        "dice": _dice(c),
         "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
         "precision": tp / max(tp + fp, 1),
         "recall": tp / max(tp + fn, 1),
@@ -135,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         "--precision", default="auto", help="auto | fp32 | bf16 (training and prediction)"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=0, help="human rounds per crop strategy")
+    p.add_argument("--strategies", nargs="+", default=["suggested", "random"])
+    p.add_argument(
+        "--draws", type=int, default=None, help="fine-tunings averaged [default: the library's]"
+    )
+    p.add_argument("--finetune-iterations", type=int, default=None, help="[default: the library's]")
+    p.add_argument("--json", default=None, help="write the figures here")
     a = p.parse_args(argv)
 
     import torch
@@ -253,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"U-Net − tuned threshold: {unet['dice'] - anchor['dice']:+.3f}; {time.perf_counter() - t_start:.0f} s in all; load {os.getloadavg()[0]:.1f}"
     )
+    record = {"seed": a.seed, "train_seed": a.train_seed, "unet": unet, "threshold": anchor}
+    if a.rounds:
+        record["rounds"] = human_rounds(image, model, truth, crops, scratch, a)
+    if a.json:
+        Path(a.json).write_text(json.dumps(record, indent=1, default=float))
     if not a.scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
