@@ -21,6 +21,7 @@ Each stage is skipped once ``--budget-s`` is spent; the JSON is rewritten after 
 so a run stopped early keeps what it measured::
 
     python benchmarks/gpu.py --scratch /tmp/gpu --out /tmp/gpu/gpu.json
+    python benchmarks/gpu.py --stages train predict --budget-s 240 ...   # one short call
 
 Needs a CUDA GPU (``--device cuda``); ``--device cpu --quick`` runs the same stages on a CPU,
 to check the script.
@@ -45,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hitl  # noqa: E402  (the bright-only protocol and the tile scores)
 
 MITO = hitl.MITO
+STAGES = ("train", "determinism", "cpu", "predict", "finetune", "train-fp32", "train-batch8")
+"""What ``--stages`` chooses from, in the order they run (the volumes are always made first)."""
 
 
 class Clock:
@@ -419,6 +422,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scratch", default="/tmp/curated-gpu")
     p.add_argument("--out", default=None)
     p.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        choices=STAGES,
+        help="run only these; several short calls lose less to a machine that stops answering",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="tiny sizes: checks the script, measures nothing"
     )
     a = p.parse_args(argv)
@@ -427,14 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         a.predict_shape = [32, 128, 128]
     b = Bench(a)
     dev = a.device
-    b.stage("volumes", b.volumes, 0)
-    b.stage(
-        "train bf16", lambda: b.train_run("train-bf16", device=dev, iterations=a.iterations), 60
-    )
-    b.stage("determinism", b.determinism, 60)
-    b.stage(
-        "cpu",
-        lambda: {
+
+    def cpu_rates() -> dict[str, Any]:
+        return {
             f"{t} threads": b.train_run(
                 f"cpu-{t}t",
                 device="cpu",
@@ -445,21 +450,33 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint_every=10_000,
             )
             for t in sorted({os.cpu_count() or 2, 2}, reverse=True)
-        },
-        60,
-    )
-    b.stage("predict", b.predict_stage, 60)
-    b.stage("finetune", b.finetune_stage, 60)
-    b.stage(
-        "train fp32",
-        lambda: b.train_run("train-fp32", device=dev, precision="fp32", iterations=a.iterations),
-        90,
-    )
-    b.stage(
-        "train bf16 batch 8",
-        lambda: b.train_run("train-bf16-b8", device=dev, batch_size=8, iterations=a.iterations),
-        120,
-    )
+        }
+
+    stages = {  # name: (what it runs, seconds of budget it needs to start)
+        "train": (lambda: b.train_run("train-bf16", device=dev, iterations=a.iterations), 60),
+        "determinism": (b.determinism, 60),
+        "cpu": (cpu_rates, 60),
+        "predict": (b.predict_stage, 60),
+        "finetune": (b.finetune_stage, 60),
+        "train-fp32": (
+            lambda: b.train_run(
+                "train-fp32", device=dev, precision="fp32", iterations=a.iterations
+            ),
+            90,
+        ),
+        "train-batch8": (
+            lambda: b.train_run("train-bf16-b8", device=dev, batch_size=8, iterations=a.iterations),
+            120,
+        ),
+    }
+    assert list(stages) == list(STAGES)
+    chosen = a.stages or list(stages)
+    b.stage("volumes", b.volumes, 0)
+    if {"predict", "finetune"} & set(chosen) and "train" not in chosen:
+        chosen = ["train", *chosen]  # they start from the default GPU-trained model
+    for name in stages:
+        if name in chosen:
+            b.stage(name, *stages[name])
     b.res["total_s"] = round(time.perf_counter() - b.t0, 1)
     b.save()
     print(json.dumps(b.res["stages"], indent=1, default=str)[-6000:])
