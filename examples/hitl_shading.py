@@ -14,9 +14,9 @@ paired confidence intervals; its figures are in ``benchmarks/RESULTS.md``):
 3. a U-Net trained with the library's defaults on 3 crops from the bright half only;
 4. R rounds of one new crop each, per strategy: ``curated annotate suggest``,
    random crops, and random crops that hold mitochondria; after each crop the
-   model is fine-tuned once and scored on the whole test volume, per x-quarter
-   (the benchmark fine-tunes every round three times and pools the draws: one
-   draw is one sample of a noisy outcome).
+   model is fine-tuned once (``--draws 1``) and scored on the whole test volume, per
+   x-quarter (``curated segment finetune`` and the benchmark average three
+   fine-tunings by default: one fine-tuning is one sample of a noisy outcome).
 
 It takes about 20-30 minutes on 2 idle CPU cores (less with a GPU: ``--device cuda``).
 """
