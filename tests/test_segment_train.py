@@ -855,6 +855,14 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     assert len(res.details["warnings"]) == 1
     assert "the new crop holds no voxel of label 2" in res.details["warnings"][0]
     assert "Warning:" in res.message and "annotate a crop that holds it" in res.message
+    # a re-run that finds the work done says it again: the average, and a single fine-tuning
+    # (what each draw of an average interrupted before its averaging finds)
+    again = finetune(parent, sample, labels="ann", out=child, **TINY)
+    assert again.status == "notneeded" and again.details["warnings"] == res.details["warnings"]
+    one = finetune(parent, sample, labels="ann", out=tmp_path / "one", draws=1, **TINY)
+    redo = finetune(parent, sample, labels="ann", out=tmp_path / "one", draws=1, **TINY)
+    assert redo.status == "notneeded" and redo.details["warnings"] == one.details["warnings"]
+    assert "Warning:" in redo.message
     cm = json.loads((child / "model.json").read_text())["training"]
     box = {"offset": list(empty), "shape": [10, 10, 10]}
     assert cm["new_rois"] == [box] and cm["new_rois_without_structure"] == [box]

@@ -98,6 +98,8 @@ def _plain(value: Any) -> Any:
 
 def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | None:
     """``notneeded`` when ``out`` holds this very average; refuses another model there."""
+    from curated.segment.train import recorded_warnings  # train imports this module
+
     if overwrite or not (out / MODEL_JSON).is_file():
         return None
     _, meta = read_model_json(out)
@@ -106,12 +108,17 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     load_model(out)  # verifies the weights
     shutil.rmtree(draws_folder(out), ignore_errors=True)  # left by a run stopped just before
+    warnings = recorded_warnings(meta)
     return Result(
         "finetune",
         "notneeded",
         str(out),
-        f"already the average of {len(wa.get('seeds', []))} fine-tunings",
-        {"weights_sha256": meta["weights"]["sha256"]},
+        f"already the average of {len(wa.get('seeds', []))} fine-tunings"
+        + "".join(f". Warning: {w}" for w in warnings),
+        {
+            "weights_sha256": meta["weights"]["sha256"],
+            **({"warnings": warnings} if warnings else {}),
+        },
     )
 
 
@@ -161,7 +168,8 @@ def finetune_average(
                 **kwargs,
             )
             status.append(r.status)  # "notneeded": finished before an interruption
-            # the draws share their crops, so they warn alike (e.g. no new crop holds the structure)
+            # the draws share their crops, so they warn alike (no new crop holds the structure);
+            # a draw found done repeats its warning from its model.json
             warnings += [w for w in r.details.get("warnings", []) if w not in warnings]
             members.append(load_model(member))
         states = [load_state(m.path / WEIGHTS, m.sha256) for m in members]

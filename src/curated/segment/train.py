@@ -907,13 +907,26 @@ def _no_structure_warning(job: _TrainJob, loop: _TrainingLoop) -> str | None:
     """
     if job.parent is None or not loop.new_without_structure or loop.oversampled.any():
         return None
-    n = len(loop.new_without_structure)
+    return _no_structure_message(len(loop.new_without_structure), job.label_value)
+
+
+def _no_structure_message(n: int, label_value: int) -> str:
     which = "the new crop holds" if n == 1 else f"none of the {n} new crops holds"
     return (
-        f"{which} no voxel of label {job.label_value}: crops that only show what the "
+        f"{which} no voxel of label {label_value}: crops that only show what the "
         "structure is not can teach the network to drop it where it looks alike; check the "
         "new model's scores where the structure is, and annotate a crop that holds it as well"
     )
+
+
+def recorded_warnings(meta: dict[str, Any]) -> list[str]:
+    """The warnings a finished fine-tuning gave, from its ``model.json`` (for a re-run that
+    finds it done, or a weight average whose draws were all done before an interruption)."""
+    t = meta.get("training", {})
+    new, without = t.get("new_rois") or [], t.get("new_rois_without_structure") or []
+    if new and len(without) == len(new):
+        return [_no_structure_message(len(without), int(meta["label"]["label_value"]))]
+    return []
 
 
 def _open_source(job: _TrainJob) -> _Source:
@@ -1101,14 +1114,17 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
     same = old.get("training", {}).get("signature") == signature
     if same and int(old["training"]["iterations"]) >= job.settings.iterations:
         load_model(out)  # verifies the weights
+        warnings = recorded_warnings(old)
         return Result(
             job.action,
             "notneeded",
             str(out),
-            f"already trained for {old['training']['iterations']} iterations",
+            f"already trained for {old['training']['iterations']} iterations"
+            + "".join(f". Warning: {w}" for w in warnings),
             {
                 "weights_sha256": old["weights"]["sha256"],
                 "iterations": old["training"]["iterations"],
+                **({"warnings": warnings} if warnings else {}),
             },
         )
     if not same:
