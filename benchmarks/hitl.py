@@ -141,6 +141,14 @@ def _rows(c: np.ndarray, idx) -> np.ndarray:
     return c if idx is None else c[idx]
 
 
+def trial_bootstrap(values: list[float], n: int = 2000, seed: int = 3) -> list[float]:
+    """95 % CI of the mean of per-trial values, resampling the trials."""
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, dtype=np.float64)
+    means = [float(v[rng.integers(0, len(v), len(v))].mean()) for _ in range(n)]
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
 def paired_ci(
     a: list[np.ndarray], b: list[np.ndarray], select, n: int = 2000, seed: int = 0
 ) -> tuple[float, list[float]]:
@@ -520,6 +528,14 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
             ]
             pt, ci = paired_bootstrap(per_seed, auc_gap, seed=2)
             comp[f"AUC suggested − {other}"] = {"diff": pt, "ci95": ci}
+            # the tile bootstrap holds each trial's crops and trainings fixed; resampling the
+            # trials themselves includes which crop was drawn and how training went
+            gaps = [auc_gap(payload, None) for _, payload in per_seed]
+            comp[f"AUC suggested − {other}, over trials"] = {
+                "diff": float(np.mean(gaps)),
+                "ci95": trial_bootstrap(gaps),
+                "per_seed": gaps,
+            }
     added = {
         s: float(np.mean([t["strategies"][s]["added_fraction"] for t in trials]))
         for s in a.strategies
@@ -530,7 +546,8 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
         + "; ".join(f"{s} adds {100 * v:.2f} % in {a.rounds} round(s)" for s, v in added.items())
     )
     print(
-        "\npaired comparisons (mean over seeds; 95 % CI: bootstrap over test tiles within each seed)"
+        "\npaired comparisons (mean over seeds; 95 % CI: bootstrap over test tiles within each "
+        "seed, or over the trials where it says so)"
     )
     for k, v in comp.items():
         if "ci95" in v:
