@@ -98,7 +98,7 @@ def _plain(value: Any) -> Any:
 
 def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | None:
     """``notneeded`` when ``out`` holds this very average; refuses another model there."""
-    from curated.segment.train import recorded_warnings  # train imports this module
+    from curated.segment.train import recorded_warnings, with_warnings  # train imports this
 
     if overwrite or not (out / MODEL_JSON).is_file():
         return None
@@ -108,18 +108,10 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     load_model(out)  # verifies the weights
     shutil.rmtree(draws_folder(out), ignore_errors=True)  # left by a run stopped just before
-    warnings = recorded_warnings(meta)
-    return Result(
-        "finetune",
-        "notneeded",
-        str(out),
-        f"already the average of {len(wa.get('seeds', []))} fine-tunings"
-        + "".join(f". Warning: {w}" for w in warnings),
-        {
-            "weights_sha256": meta["weights"]["sha256"],
-            **({"warnings": warnings} if warnings else {}),
-        },
-    )
+    details = {"weights_sha256": meta["weights"]["sha256"]}
+    msg = f"already the average of {len(wa.get('seeds', []))} fine-tunings"
+    msg = with_warnings(msg, details, recorded_warnings(meta))
+    return Result("finetune", "notneeded", str(out), msg, details)
 
 
 def finetune_average(
@@ -136,7 +128,7 @@ def finetune_average(
     **kwargs: Any,
 ) -> Result:
     """``draws`` fine-tunings of ``parent`` (keyword arguments as :func:`~curated.segment.train.train`), averaged."""
-    from curated.segment.train import SOFTWARE, train
+    from curated.segment.train import SOFTWARE, train, with_warnings
 
     seeds = [int(seed) + DRAW_SEED_STRIDE * d for d in range(draws)]
     settings = {
@@ -195,21 +187,15 @@ def finetune_average(
         shutil.rmtree(where, ignore_errors=True)
         step.add_output(out / MODEL_JSON)
         step.add_output(out / WEIGHTS, digest="sha256:" + sha)
+        details = {
+            "weights_sha256": sha,
+            "draws": draws,
+            "seeds": seeds,
+            "draw_status": status,
+            "model_id": meta["id"],
+        }
         msg = f"average of {draws} fine-tunings (seeds {', '.join(map(str, seeds))})"
-        msg += "".join(f". Warning: {w}" for w in warnings)
+        msg = with_warnings(msg, details, warnings)
         step.status, step.message = "ok", msg
         step.details["draws"] = draws
-        return Result(
-            "finetune",
-            "ok",
-            str(out),
-            msg,
-            {
-                "weights_sha256": sha,
-                "draws": draws,
-                "seeds": seeds,
-                "draw_status": status,
-                "model_id": meta["id"],
-                **({"warnings": warnings} if warnings else {}),
-            },
-        )
+        return Result("finetune", "ok", str(out), msg, details)

@@ -890,43 +890,37 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     msg = f"{job.settings.iterations} iterations"
     if val_regions:
         msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
-    warning = _no_structure_warning(job, loop)
-    if warning:
-        details["warnings"] = [warning]
-        msg += f". Warning: {warning}"
+    msg = with_warnings(msg, details, recorded_warnings(meta))
     return Result(job.action, "ok", str(job.out), msg, details)
 
 
-def _no_structure_warning(job: _TrainJob, loop: _TrainingLoop) -> str | None:
-    """A fine-tune whose new crops all lack the structure: say what that tends to do.
-
-    Such a crop only shows what the structure is *not*. In ``benchmarks/hitl.py`` a new
-    crop that was mostly nucleus cost the shaded half of the volume its mitochondria
-    (shaded-half Dice 0.731 → 0.557 on one seed, 0.794 → 0.655 → 0.221 over two rounds on
-    another; RESULTS.md), because the chromatin looks like shaded mitochondria there.
-    """
-    if job.parent is None or not loop.new_without_structure or loop.oversampled.any():
-        return None
-    return _no_structure_message(len(loop.new_without_structure), job.label_value)
-
-
-def _no_structure_message(n: int, label_value: int) -> str:
-    which = "the new crop holds" if n == 1 else f"none of the {n} new crops holds"
-    return (
-        f"{which} no voxel of label {label_value}: crops that only show what the "
-        "structure is not can teach the network to drop it where it looks alike; check the "
-        "new model's scores where the structure is, and annotate a crop that holds it as well"
-    )
-
-
 def recorded_warnings(meta: dict[str, Any]) -> list[str]:
-    """The warnings a finished fine-tuning gave, from its ``model.json`` (for a re-run that
-    finds it done, or a weight average whose draws were all done before an interruption)."""
+    """What a fine-tuning warns of, read from its ``model.json``, so that a finished run, a
+    re-run that finds it done and a weight average of such runs all say the same.
+
+    A fine-tune whose new crops all lack the structure: such a crop only shows what the
+    structure is *not*. In ``benchmarks/hitl.py`` a new crop that was mostly nucleus cost the
+    shaded half of the volume its mitochondria (shaded-half Dice 0.731 → 0.557 on one seed,
+    0.794 → 0.655 → 0.221 over two rounds on another; RESULTS.md), because the chromatin looks
+    like shaded mitochondria there.
+    """
     t = meta.get("training", {})
     new, without = t.get("new_rois") or [], t.get("new_rois_without_structure") or []
-    if new and len(without) == len(new):
-        return [_no_structure_message(len(without), int(meta["label"]["label_value"]))]
-    return []
+    if not new or len(without) < len(new):
+        return []
+    which = "the new crop holds" if len(new) == 1 else f"none of the {len(new)} new crops holds"
+    return [
+        f"{which} no voxel of label {meta['label']['label_value']}: crops that only show what "
+        "the structure is not can teach the network to drop it where it looks alike; check the "
+        "new model's scores where the structure is, and annotate a crop that holds it as well"
+    ]
+
+
+def with_warnings(message: str, details: dict[str, Any], warnings: list[str]) -> str:
+    """``message`` with each warning appended; ``details["warnings"]`` holds them, if any."""
+    if warnings:
+        details["warnings"] = list(warnings)
+    return message + "".join(f". Warning: {w}" for w in warnings)
 
 
 def _open_source(job: _TrainJob) -> _Source:
@@ -1114,19 +1108,13 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
     same = old.get("training", {}).get("signature") == signature
     if same and int(old["training"]["iterations"]) >= job.settings.iterations:
         load_model(out)  # verifies the weights
-        warnings = recorded_warnings(old)
-        return Result(
-            job.action,
-            "notneeded",
-            str(out),
-            f"already trained for {old['training']['iterations']} iterations"
-            + "".join(f". Warning: {w}" for w in warnings),
-            {
-                "weights_sha256": old["weights"]["sha256"],
-                "iterations": old["training"]["iterations"],
-                **({"warnings": warnings} if warnings else {}),
-            },
-        )
+        details = {
+            "weights_sha256": old["weights"]["sha256"],
+            "iterations": old["training"]["iterations"],
+        }
+        msg = f"already trained for {old['training']['iterations']} iterations"
+        msg = with_warnings(msg, details, recorded_warnings(old))
+        return Result(job.action, "notneeded", str(out), msg, details)
     if not same:
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     return None
