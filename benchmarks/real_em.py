@@ -87,6 +87,22 @@ def paired_diff(a: np.ndarray, b: np.ndarray, n: int = 2000) -> tuple[float, lis
     return _dice(a) - _dice(b), [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
 
 
+def curator_crop(truth: np.ndarray, edge: int, avoid: list, rng: np.random.Generator):
+    """One random try at a crop as a curator picks one: full depth, ``edge`` × ``edge``, clear
+    of ``avoid``, at least 3 % mitochondria; ``None`` when this try does not qualify."""
+    from curated.segment.evaluate import Box
+
+    off = (
+        0,
+        int(rng.integers(0, truth.shape[1] - edge)),
+        int(rng.integers(0, truth.shape[2] - edge)),
+    )
+    box = Box(off, (truth.shape[0], edge, edge))
+    if any(box.intersects(c) for c in avoid) or truth[box.slices].mean() < 0.03:
+        return None
+    return box
+
+
 def human_rounds(
     image: Path, model: Path, truth: np.ndarray, crops: list, scratch: Path, a: argparse.Namespace
 ) -> dict:
@@ -96,7 +112,7 @@ def human_rounds(
 
     from curated.segment import _store
     from curated.segment.annotate import import_annotation
-    from curated.segment.evaluate import Box, training_exclusion
+    from curated.segment.evaluate import training_exclusion
     from curated.segment.predict import predict
     from curated.segment.train import finetune
 
@@ -125,18 +141,13 @@ def human_rounds(
                 )
                 new = suggested_crops(image, current, pred, labels, size, a.device)[0]
             else:
-                while True:
-                    off = (
-                        0,
-                        int(rng.integers(0, truth.shape[1] - a.crop)),
-                        int(rng.integers(0, truth.shape[2] - a.crop)),
-                    )
-                    new = Box(off, size)
-                    if (
-                        not any(new.intersects(c) for c in boxes)
-                        and truth[new.slices].mean() >= 0.03
-                    ):
+                for _ in range(20000):
+                    found = curator_crop(truth, a.crop, boxes, rng)
+                    if found is not None:
                         break
+                else:
+                    raise SystemExit("no further crop holding mitochondria fits")
+                new = found
             boxes.append(new)
             np.save(scratch / f"{labels}-r{r}.npy", truth[new.slices])
             import_annotation(
@@ -313,15 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(20000):
         if len(crops) == a.crops:
             break
-        off = (
-            0,
-            int(rng.integers(0, raw.shape[1] - a.crop)),
-            int(rng.integers(0, raw.shape[2] - a.crop)),
-        )
-        box = Box(off, (raw.shape[0], a.crop, a.crop))
-        if any(box.intersects(c) for c in crops) or truth[box.slices].mean() < 0.03:
-            continue
-        crops.append(box)
+        box = curator_crop(truth, a.crop, crops, rng)
+        if box is not None:
+            crops.append(box)
     for i, box in enumerate(crops):
         f = scratch / f"crop{i}.npy"
         np.save(f, truth[box.slices])
