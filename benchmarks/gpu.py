@@ -168,12 +168,8 @@ class Bench:
         }
 
     def score(self, model: Path, tag: str, device: str) -> dict[str, Any]:
-        from curated.segment import _store
-        from curated.segment.predict import predict
-
-        predict(model, self.test_img, name=f"p-{tag}", device=device, overwrite=True)
-        pred = np.asarray(_store.label_level0(self.test_img, f"p-{tag}")[...]) == MITO
-        s = hitl.summary(hitl.tile_counts(pred, self.truth_test))
+        counts = hitl.predicted_counts(model, self.test_img, f"p-{tag}", self.truth_test, device)
+        s = hitl.summary(counts)
         return {k: s[k] for k in ("dice", "precision", "recall", "bright", "shaded")}
 
     # ------------------------------------------------------------ stages

@@ -91,6 +91,17 @@ def tile_counts(pred: np.ndarray, truth: np.ndarray, tile=TILE) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+def predicted_counts(
+    model: Path, image: Path, name: str, truth: np.ndarray, device: str, precision: str = "auto"
+) -> np.ndarray:
+    """``model`` predicts ``image`` into label image ``name``; its tile counts against ``truth``."""
+    from curated.segment import _store
+    from curated.segment.predict import predict
+
+    predict(model, image, name=name, device=device, precision=precision, overwrite=True)
+    return tile_counts(np.asarray(_store.label_level0(image, name)[...]) == MITO, truth)
+
+
 def pool_draws(counts: list[np.ndarray]) -> np.ndarray:
     """Tile counts of several fine-tuning draws summed (tp, fp, fn), the x-quarter kept.
 
@@ -286,12 +297,9 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
 
     def score(model: Path, tag: str) -> np.ndarray:
         t0 = time.perf_counter()
-        predict(
-            model, test_img, name=f"p-{tag}", device=a.device, precision=a.precision, overwrite=True
-        )
+        counts = predicted_counts(model, test_img, f"p-{tag}", truth_test, a.device, a.precision)
         out["timing_s"][f"predict {tag}"] = round(time.perf_counter() - t0, 1)
-        pred = np.asarray(_store.label_level0(test_img, f"p-{tag}")[...]) == 1
-        return tile_counts(pred, truth_test)
+        return counts
 
     # round 0: bright half only
     # crops that hold mitochondria; one of them also holds the nucleus, which the
