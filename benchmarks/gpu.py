@@ -81,10 +81,6 @@ class Interrupted(Exception):
     pass
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _env(device: str) -> dict[str, Any]:
     import torch
 
