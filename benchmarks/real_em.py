@@ -104,9 +104,18 @@ def curator_crop(truth: np.ndarray, edge: int, avoid: list, rng: np.random.Gener
 
 
 def human_rounds(
-    image: Path, model: Path, truth: np.ndarray, crops: list, scratch: Path, a: argparse.Namespace
+    image: Path,
+    model: Path,
+    truth: np.ndarray,
+    crops: list,
+    scratch: Path,
+    a: argparse.Namespace,
+    trained_pred: str = "pred",
 ) -> dict:
-    """``a.rounds`` rounds of one new crop per strategy, fine-tuned; scored on common voxels."""
+    """``a.rounds`` rounds of one new crop per strategy, fine-tuned; scored on common voxels.
+
+    ``trained_pred``: the label image in which ``model`` already predicted ``image``, with its
+    probabilities (the first suggestion and the trained model's score start from it)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from hitl import suggested_crops
 
@@ -130,15 +139,16 @@ def human_rounds(
         models[strategy] = [model]
         for r in range(1, a.rounds + 1):
             if strategy == "suggested":
-                pred = f"t-{labels}-{r}"
-                predict(
-                    current,
-                    image,
-                    name=pred,
-                    probabilities=True,
-                    device=a.device,
-                    precision=a.precision,
-                )
+                pred = trained_pred if current == model else f"t-{labels}-{r}"
+                if current != model:
+                    predict(
+                        current,
+                        image,
+                        name=pred,
+                        probabilities=True,
+                        device=a.device,
+                        precision=a.precision,
+                    )
                 new = suggested_crops(image, current, pred, labels, size, a.device)[0]
             else:
                 for _ in range(20000):
@@ -174,7 +184,9 @@ def human_rounds(
             held[box.slices] = False
     tb = truth.astype(bool)
     counts: dict[str, list[np.ndarray]] = {}
-    scored: dict[Path, np.ndarray] = {}  # the trained model starts every strategy's chain
+    # the trained model starts every strategy's chain; it has predicted already
+    trained = np.asarray(_store.label_level0(image, trained_pred)[...]) == 1
+    scored: dict[Path, np.ndarray] = {model: tile_counts(trained, tb, held)}
     for strategy, chain in models.items():
         counts[strategy] = []
         for r, m in enumerate(chain):
@@ -352,7 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
-    predict(model, image, name="pred", device=a.device, precision=a.precision)
+    # with probabilities when human rounds follow: the first suggestion starts from them
+    predict(
+        model,
+        image,
+        name="pred",
+        probabilities=a.rounds > 0,
+        device=a.device,
+        precision=a.precision,
+    )
     t_pred = time.perf_counter() - t0
     pred = np.asarray(_store.label_level0(image, "pred")[...]) == 1
 
