@@ -128,6 +128,7 @@ def human_rounds(
     size = (truth.shape[0], a.crop, a.crop)
     models: dict[str, list[Path]] = {}
     timing: dict[str, float] = {}
+    checks: dict[str, list] = {}  # each round's own check on the crop the parent held out
     for strategy in a.strategies:
         rng = np.random.default_rng(a.seed * 1000 + 17)
         labels, boxes, current = f"hitl-{strategy}", list(crops), model
@@ -165,14 +166,21 @@ def human_rounds(
             )
             child = scratch / f"{labels}-r{r}"
             t0 = time.perf_counter()
-            finetune(
+            res = finetune(
                 current, image, labels=labels, out=child, device=a.device, precision=a.precision,
                 seed=a.seed + r + 7919 * a.train_seed, **({"draws": a.draws} if a.draws else {}),
                 **({"iterations": a.finetune_iterations} if a.finetune_iterations else {}),
             )  # fmt: skip
             timing[f"finetune {strategy} r{r}"] = round(time.perf_counter() - t0, 1)
+            check = res.details.get("heldout_check")
+            checks.setdefault(strategy, []).append(check)
             print(
-                f"{strategy} round {r}: crop {new.offset} ({truth[new.slices].mean():.1%} mitochondria), fine-tuned in {timing[f'finetune {strategy} r{r}']:.0f} s",
+                f"{strategy} round {r}: crop {new.offset} ({truth[new.slices].mean():.1%} mitochondria), fine-tuned in {timing[f'finetune {strategy} r{r}']:.0f} s"
+                + (
+                    f"; on the crop the parent held out {check['parent']['dice']:.3f} → {check['model']['dice']:.3f}"
+                    if check
+                    else ""
+                ),
                 flush=True,
             )
             current = child
@@ -196,7 +204,12 @@ def human_rounds(
                 pred = np.asarray(_store.label_level0(image, name)[...]) == 1
                 scored[m] = tile_counts(pred, tb, held)
             counts[strategy].append(scored[m])
-    out = {"held_fraction": float(held.mean()), "timing_s": timing, "curves": {}}
+    out = {
+        "held_fraction": float(held.mean()),
+        "timing_s": timing,
+        "curves": {},
+        "heldout_checks": checks,
+    }
     print(
         f"\nhuman rounds, scored on the {held.mean():.1%} of voxels outside every strategy's crops:"
     )
@@ -245,6 +258,16 @@ def threshold_objects(raw: np.ndarray, level: float) -> np.ndarray:
     keep = sizes >= 100
     keep[0] = False
     return keep[lab]
+
+
+def reused_model(folder: str, crops: list) -> tuple[Path, str, list]:
+    """``--parent``: a model an earlier run trained on these very crops (its path, message, patch)."""
+    model = Path(folder)
+    t = json.loads((model / "model.json").read_text())["training"]
+    used = sorted(tuple(r["offset"]) for r in t["rois"] + t["validation_rois"])
+    if used != sorted(tuple(b.offset) for b in crops):
+        raise SystemExit(f"{model} was trained on other crops ({used}); pass the same --seed")
+    return model, f"reused {model} ({t['iterations']} iterations)", t["output_patch"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         "--draws", type=int, default=None, help="fine-tunings averaged [default: the library's]"
     )
     p.add_argument("--finetune-iterations", type=int, default=None, help="[default: the library's]")
+    p.add_argument(
+        "--parent",
+        default=None,
+        help="skip training: the model folder an earlier run of this script trained on the same "
+        "crops (same --seed, --crops, --crop), e.g. to run only other human rounds",
+    )
     p.add_argument("--json", default=None, help="write the figures here")
     a = p.parse_args(argv)
 
@@ -347,21 +376,25 @@ def main(argv: list[str] | None = None) -> int:
 
     model = scratch / "model"
     t0, c0 = time.perf_counter(), time.process_time()
-    res = train(
-        image, labels="annotations", label_value=1, out=model,
-        iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch) if a.patch else None,
-        device=a.device, precision=a.precision, seed=a.seed + 7919 * a.train_seed,
-        preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
-        **({"loss": a.loss} if a.loss else {}),
-        **({"depth": a.depth} if a.depth is not None else {}),
-        **({"base_features": a.features} if a.features is not None else {}),
-        **({"norm": a.norm} if a.norm is not None else {}),
-        **({"batch_size": a.batch} if a.batch is not None else {}),
-        **({"learning_rate": a.learning_rate} if a.learning_rate is not None else {}),
-        **({"class_balance": a.class_balance} if a.class_balance is not None else {}),
-        **({"class_balance_warmup": a.class_balance_warmup} if a.class_balance_warmup is not None else {}),
-        **(json.loads(a.train_options) if a.train_options else {}),
-    )  # fmt: skip
+    if a.parent:
+        model, message, patch = reused_model(a.parent, crops)
+    else:
+        res = train(
+            image, labels="annotations", label_value=1, out=model,
+            iterations=a.iterations or DEFAULT_ITERATIONS, patch=tuple(a.patch) if a.patch else None,
+            device=a.device, precision=a.precision, seed=a.seed + 7919 * a.train_seed,
+            preprocessing={"local_contrast_sigma": round(a.local_contrast_nm / 4.6, 1)} if a.local_contrast_nm else None,
+            **({"loss": a.loss} if a.loss else {}),
+            **({"depth": a.depth} if a.depth is not None else {}),
+            **({"base_features": a.features} if a.features is not None else {}),
+            **({"norm": a.norm} if a.norm is not None else {}),
+            **({"batch_size": a.batch} if a.batch is not None else {}),
+            **({"learning_rate": a.learning_rate} if a.learning_rate is not None else {}),
+            **({"class_balance": a.class_balance} if a.class_balance is not None else {}),
+            **({"class_balance_warmup": a.class_balance_warmup} if a.class_balance_warmup is not None else {}),
+            **(json.loads(a.train_options) if a.train_options else {}),
+        )  # fmt: skip
+        message, patch = res.message, res.details.get("output_patch")
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     # with probabilities when human rounds follow: the first suggestion starts from them
@@ -401,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(everything outside the crops grown by context + halo)"
     )
     print(
-        f"U-Net: {res.message}; output patch {res.details.get('output_patch')}; train {t_train:.0f} s wall, {c_train:.0f} s CPU; predict {t_pred:.0f} s"
+        f"U-Net: {message}; output patch {patch}; train {t_train:.0f} s wall, {c_train:.0f} s CPU; predict {t_pred:.0f} s"
     )
     print(
         f"{'method':<40} {'Dice':>6} {'95% CI':>15} {'prec.':>6} {'recall':>6} {'pred. fg':>8} {'truth fg':>8}"

@@ -1001,3 +1001,77 @@ def test_a_finetune_with_draws_keeps_the_average_of_their_weights(sample, tmp_pa
         with pytest.raises(InputError, match="draws must be a whole number"):
             finetune(parent, sample, labels="ann", out=tmp_path / "bad", draws=bad, **TINY)
     assert not (tmp_path / "bad").exists()
+
+
+def _dice_on(sample, pred_name: str, roi: dict, label_value: int) -> float:
+    """Dice of a stored prediction on the annotated voxels of ``roi`` of the ``ann`` labels."""
+    from curated.segment import _store
+
+    box = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))
+    ann = np.asarray(_store.label_level0(sample, "ann")[box])
+    pred = np.asarray(_store.label_level0(sample, pred_name)[box]) == label_value
+    mask, target = ann != 255, ann == label_value
+    p, t = pred[mask], target[mask]
+    return float(2 * np.logical_and(p, t).sum() / max(p.sum() + t.sum(), 1))
+
+
+def test_a_finetune_holds_out_the_parents_validation_crop_and_scores_both_models_there(
+    sample, tmp_path
+) -> None:
+    """Neither model trained on the parent's validation crop, so the fine-tuning scores the
+    parent and itself there (a truth-free "did this round help?"), in its result, message and
+    model.json, as a whole-volume prediction of each model scores them; a weight average
+    scores itself; a clear fall warns; without such a crop there is no check."""
+    from curated.segment.heldout import HELDOUT_TOLERANCE
+    from curated.segment.predict import predict
+    from curated.segment.train import recorded_warnings
+
+    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
+    parent = tmp_path / "p"
+    assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
+    held = json.loads((parent / "model.json").read_text())["training"]["validation_rois"]
+    assert len(held) == 1
+    _annotate_free_crop(sample, tmp_path, lambda f: f > 0.0, "new")
+    for seed in (1, 2, 3):  # each seed's own draw would often have held out another crop
+        out = tmp_path / f"ft{seed}"
+        r = finetune(parent, sample, labels="ann", out=out, draws=1, **{**TINY, "seed": seed})
+        t = json.loads((out / "model.json").read_text())["training"]
+        assert t["validation_rois"] == held
+        assert held[0] not in t["rois"]
+        check = r.details["heldout_check"]
+        assert check == t["heldout_check"] and check["roi"] == held[0]
+        assert check["change"] == pytest.approx(
+            check["model"]["dice"] - check["parent"]["dice"], abs=2e-4
+        )
+        assert "on the crop the parent held out" in r.message
+    # the check scores what prediction decides: each model's whole-volume prediction agrees
+    for name, model in (("pp", parent), ("pf", tmp_path / "ft1")):
+        assert predict(model, sample, name=name, device="cpu", workers=1).ok
+    first = json.loads((tmp_path / "ft1" / "model.json").read_text())["training"]["heldout_check"]
+    assert first["parent"]["dice"] == pytest.approx(_dice_on(sample, "pp", held[0], 2), abs=1e-4)
+    assert first["model"]["dice"] == pytest.approx(_dice_on(sample, "pf", held[0], 2), abs=1e-4)
+    # the weight average scores itself on the same crop
+    avg = tmp_path / "avg"
+    r = finetune(parent, sample, labels="ann", out=avg, draws=2, **{**TINY, "seed": 1})
+    assert r.ok and r.details["heldout_check"]["roi"] == held[0]
+    assert predict(avg, sample, name="pa", device="cpu", workers=1).ok
+    assert r.details["heldout_check"]["model"]["dice"] == pytest.approx(
+        _dice_on(sample, "pa", held[0], 2), abs=1e-4
+    )
+    again = finetune(parent, sample, labels="ann", out=avg, draws=2, **{**TINY, "seed": 1})
+    assert (
+        again.status == "notneeded" and again.details["heldout_check"] == r.details["heldout_check"]
+    )
+    # a clear fall warns; noise within the tolerance does not
+    meta = json.loads((tmp_path / "ft1" / "model.json").read_text())
+    meta["training"]["new_rois_without_structure"] = []
+    for change, warns in ((-2 * HELDOUT_TOLERANCE, True), (-HELDOUT_TOLERANCE / 2, False)):
+        meta["training"]["heldout_check"] |= {"change": change}
+        assert any("Dice fell from" in w for w in recorded_warnings(meta)) is warns
+    # a parent that held nothing out: a parent's crop is drawn, the message says so, no check
+    lone = tmp_path / "lone"
+    assert train(sample, labels="ann", label_value=2, out=lone, validation=False, **TINY).ok
+    annotate_from_truth(sample, crops=1, size=10, seed=21, name="ann")
+    r = finetune(lone, sample, labels="ann", out=tmp_path / "lone-ft", draws=1, **TINY)
+    assert r.ok and "heldout_check" not in r.details
+    assert "on a crop the parent trained on" in r.message

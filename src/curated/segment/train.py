@@ -65,6 +65,7 @@ from curated.segment.defaults import (
     POINTWISE_BELOW_NM,
 )
 from curated.segment.device import amp_dtype, check_precision, precision_name, resolve_device
+from curated.segment.heldout import heldout_check, heldout_message, heldout_warning
 from curated.segment.metrics import masked_dice
 from curated.segment.modelio import (
     MODEL_FORMAT,
@@ -849,6 +850,8 @@ class _Crops:
     val: list[dict[str, Any]]
     seen: set[tuple[tuple[int, ...], tuple[int, ...]]]
     new_keys: set[tuple[tuple[int, ...], tuple[int, ...]]]
+    val_from_parent: bool = False
+    """Fine-tuning: the validation crop is the one the parent held out."""
 
 
 def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReporter) -> Result:
@@ -875,6 +878,18 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     sha = write_weights(job.out, adjusted_head(final_state, loop.adjustment))
     meta = _model_meta(job, src, crops, loop, workspace, signature, selection, sha, t0)
     write_model_json(job.out, meta)
+    if job.parent is not None and crops.val_from_parent:
+        meta["training"]["heldout_check"] = heldout_check(
+            job.parent,
+            load_model(job.out),
+            job.image,
+            job.labels,
+            crops.val[0],
+            job.label_value,
+            device=job.device_name,
+            precision=job.precision,
+        )
+        write_model_json(job.out, meta)
     best = loop.best
     details = {
         "weights_sha256": sha,
@@ -888,8 +903,16 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
         "annotated_fraction": meta["training"]["annotated_fraction"],
     }
     msg = f"{job.settings.iterations} iterations"
-    if val_regions:
+    if val_regions and job.parent is None:
         msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
+    check = meta["training"].get("heldout_check")
+    if check:
+        details["heldout_check"] = check
+    elif val_regions and loop.history:
+        msg += (
+            f"; validation Dice {loop.history[-1]['val_dice']:.3f} on a crop the parent trained on"
+        )
+    msg += heldout_message(check)
     msg = with_warnings(msg, details, recorded_warnings(meta))
     return Result(job.action, "ok", str(job.out), msg, details)
 
@@ -897,6 +920,9 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
 def recorded_warnings(meta: dict[str, Any]) -> list[str]:
     """What a fine-tuning warns of, read from its ``model.json``, so that a finished run, a
     re-run that finds it done and a weight average of such runs all say the same.
+
+    A fine-tune that scores clearly lower than its parent on the crop the parent held out
+    (:func:`~curated.segment.heldout.heldout_warning`).
 
     A fine-tune whose new crops all lack the structure: such a crop only shows what the
     structure is *not*. In ``benchmarks/hitl.py`` a new crop that was mostly nucleus cost the
@@ -906,13 +932,15 @@ def recorded_warnings(meta: dict[str, Any]) -> list[str]:
     """
     t = meta.get("training", {})
     new, without = t.get("new_rois") or [], t.get("new_rois_without_structure") or []
+    warnings = heldout_warning(t.get("heldout_check"))
     if not new or len(without) < len(new):
-        return []
+        return warnings
     which = "the new crop holds" if len(new) == 1 else f"none of the {len(new)} new crops holds"
     return [
         f"{which} no voxel of label {meta['label']['label_value']}: crops that only show what "
         "the structure is not can teach the network to drop it where it looks alike; check the "
-        "new model's scores where the structure is, and annotate a crop that holds it as well"
+        "new model's scores where the structure is, and annotate a crop that holds it as well",
+        *warnings,
     ]
 
 
@@ -1066,12 +1094,37 @@ def _select_crops(
     positive = [i for i, has in enumerate(has_label) if has and (parent is None or not is_new[i])]
     val_rois: list[dict[str, Any]] = []
     train_rois = list(rois)
+    from_parent = False
     if job.validation and len(positive) >= 2:
-        held = int(positive[int(rng.integers(len(positive)))])
+        held = int(
+            positive[int(rng.integers(len(positive)))]
+        )  # drawn even when unused: same stream
+        # fine-tuning keeps out the crop its parent held out, if the parent held one out on
+        # this image: then neither model trained on it, and both can be scored there
+        # (curated.segment.heldout); otherwise one of the parent's crops is drawn
+        kept = _parent_validation_key(parent, image, workspace) if parent is not None else None
+        for i in positive:
+            if kept is not None and _roi_key(rois[i]) == kept:
+                held, from_parent = i, True
         val_rois = [rois[held]]
         train_rois = [r for i, r in enumerate(rois) if i != held]
     new_keys = {_roi_key(r) for r, n in zip(rois, is_new, strict=True) if n}
-    return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys)
+    return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys, from_parent)
+
+
+def _parent_validation_key(
+    parent: SegmentationModel, image: Path, workspace: Workspace | None
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The crop the parent held out for validation, when it was trained on ``image``."""
+    training = parent.meta.get("training") or {}
+    held = training.get("validation_rois") or []
+    ref = str(training.get("image", ""))
+    names = {str(image.resolve()), image.name}
+    if workspace is not None:
+        names.add(workspace.relative(image))
+    if len(held) != 1 or not (ref in names or Path(ref).name == image.name):
+        return None
+    return _roi_key(held[0])
 
 
 def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
@@ -1113,7 +1166,10 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
             "iterations": old["training"]["iterations"],
         }
         msg = f"already trained for {old['training']['iterations']} iterations"
-        msg = with_warnings(msg, details, recorded_warnings(old))
+        check = old["training"].get("heldout_check")
+        if check:
+            details["heldout_check"] = check
+        msg = with_warnings(msg + heldout_message(check), details, recorded_warnings(old))
         return Result(job.action, "notneeded", str(out), msg, details)
     if not same:
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
@@ -1454,7 +1510,8 @@ class _TrainingLoop:
         if self.job.parent is not None:
             selection = {
                 "rule": "last iteration (fine-tuning: the learning rate is annealed; the validation "
-                "crop is one of the parent's crops and only watches for forgetting)",
+                "crop is the one the parent held out, or else one of the parent's crops, and only "
+                "watches for forgetting)",
                 "iteration": iterations,
                 "validation_dice": history[-1]["val_dice"] if history else None,
             }
