@@ -23,8 +23,9 @@ from curated.segment.metrics import masked_dice
 from curated.segment.modelio import SegmentationModel
 from curated.segment.predict import predict_tile
 
-HELDOUT_TOLERANCE = 0.01
-"""A fall in held-out Dice larger than this makes the fine-tuning warn."""
+TILES_PER_AXIS = 4
+"""The crop is cut into up to 4 × 4 tiles in y and x for the bootstrap of the change."""
+BOOTSTRAP_SAMPLES = 2000
 
 
 def _scores(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
@@ -35,6 +36,42 @@ def _scores(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str,
         "false_positives": int(np.logical_and(p, ~t).sum()),
         "false_negatives": int(np.logical_and(~p, t).sum()),
     }
+
+
+def _tile_counts(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(tp, fp, fn) per tile of a grid of up to 4 × 4 in y and x, annotated voxels only."""
+    rows = []
+    for ys in np.array_split(np.arange(pred.shape[1]), min(TILES_PER_AXIS, pred.shape[1])):
+        for xs in np.array_split(np.arange(pred.shape[2]), min(TILES_PER_AXIS, pred.shape[2])):
+            sl = (slice(None), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+            p, t, m = pred[sl], target[sl], mask[sl]
+            rows.append(
+                (
+                    np.count_nonzero(p & t & m),
+                    np.count_nonzero(p & ~t & m),
+                    np.count_nonzero(~p & t & m),
+                )
+            )
+    return np.asarray(rows, dtype=np.float64)
+
+
+def paired_change_ci(
+    new: np.ndarray, old: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> list[float] | None:
+    """95 % percentile-bootstrap interval of Dice(new) − Dice(old), resampling tiles (rows of
+    (tp, fp, fn)) in pairs; ``None`` with fewer than two tiles."""
+    n = len(new)
+    if n < 2:
+        return None
+    idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+    def dice(rows: np.ndarray) -> np.ndarray:
+        tp, fp, fn = rows[idx].sum(axis=1).T
+        den = 2 * tp + fp + fn
+        return np.where(den > 0, 2 * tp / np.maximum(den, 1), 1.0)
+
+    diff = dice(new) - dice(old)
+    return [round(float(np.quantile(diff, 0.025)), 4), round(float(np.quantile(diff, 0.975)), 4)]
 
 
 def heldout_check(
@@ -58,10 +95,11 @@ def heldout_check(
     raw = _store.image_level0(image)
     dev = resolve_device(device)
     dtype = amp_dtype(dev, precision)
-    scores = []
+    scores, tiles = [], []
     for m in (parent, model):
-        prob = predict_tile(m, raw, offset, shape, dev, dtype=dtype)
-        scores.append(_scores(prob > 0.5, target, mask))
+        pred = predict_tile(m, raw, offset, shape, dev, dtype=dtype) > 0.5
+        scores.append(_scores(pred, target, mask))
+        tiles.append(_tile_counts(pred, target, mask))
     return {
         "roi": {"offset": list(offset), "shape": list(shape)},
         "annotated_voxels": int(mask.sum()),
@@ -69,7 +107,10 @@ def heldout_check(
         "parent": scores[0],
         "model": scores[1],
         "change": round(scores[1]["dice"] - scores[0]["dice"], 4),
-        "note": "one crop, annotated by the curator, that neither model trained on",
+        "change_ci95": paired_change_ci(tiles[1], tiles[0]),
+        "tiles": len(tiles[0]),
+        "note": "one crop, annotated by the curator, that neither model trained on; the "
+        "interval resamples tiles of that crop, so it cannot show how the models do elsewhere",
     }
 
 
@@ -77,16 +118,20 @@ def heldout_message(check: dict[str, Any] | None) -> str:
     """The clause a fine-tuning's message carries for its check ('' without one)."""
     if not check:
         return ""
+    ci = check.get("change_ci95")
+    span = f", 95 % CI {ci[0]:+.3f} … {ci[1]:+.3f} over its tiles" if ci else ""
     return (
         f"; on the crop the parent held out ({check['label_voxels']} of "
         f"{check['annotated_voxels']} annotated voxels are the label): Dice "
-        f"{check['parent']['dice']:.3f} → {check['model']['dice']:.3f} ({check['change']:+.3f})"
+        f"{check['parent']['dice']:.3f} → {check['model']['dice']:.3f} ({check['change']:+.3f}{span})"
     )
 
 
 def heldout_warning(check: dict[str, Any] | None) -> list[str]:
-    """A warning when the new model scores clearly lower than its parent on that crop."""
-    if not check or check["change"] >= -HELDOUT_TOLERANCE:
+    """A warning when the new model scores lower than its parent on that crop beyond the
+    spread of its tiles (the whole interval below 0)."""
+    ci = (check or {}).get("change_ci95")
+    if not check or not ci or ci[1] >= 0:
         return []
     return [
         f"on the crop the parent held out, Dice fell from {check['parent']['dice']:.3f} to "
