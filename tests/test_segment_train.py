@@ -377,10 +377,17 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
             "--batch-size",
             "1",
         ],
+        env={"COLUMNS": "1000"},
     )
     assert res.exit_code == 0, res.output
+    # the curator reads how both models score on the crop the parent held out
+    assert "on the crop the parent held out" in res.output  # (a table wide enough for it)
     child = json.loads((tmp_path / "c" / "model.json").read_text())["training"]
     assert child["precision"] == {"asked": "bf16", "used": "bf16"}
+    assert (
+        child["heldout_check"]["roi"]
+        == json.loads((tmp_path / "m" / "model.json").read_text())["training"]["validation_rois"][0]
+    )
     res = runner.invoke(app, train_args("y", "--precision", "fp16", *common))
     assert res.exit_code != 0 and "precision must be one of auto, fp32, bf16" in res.output
     assert not (tmp_path / "y").exists()

@@ -424,7 +424,8 @@ def finetune_cmd(
     workspace: Path | None = WORKSPACE,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Continue training PARENT on new annotations; the new model records PARENT's sha256 and lineage."""
+    """Continue training PARENT on new annotations; the new model records PARENT's sha256 and lineage
+    and is scored beside PARENT on the crop PARENT held out."""
     from curated.segment.train import finetune
 
     with RichProgress() as progress:

@@ -743,6 +743,12 @@ def finetune(
     is refused. ``draws`` (3 by default) fine-tunes that many times with other random
     draws and keeps the average of their weights (:mod:`curated.segment.average`);
     ``draws=1`` is one plain fine-tuning, a third of the time.
+
+    The crop the parent held out for validation stays out, so neither model trained on
+    it: the result's ``heldout_check`` (also in ``model.json`` and the message) scores
+    both there, with a paired bootstrap interval over the crop's tiles, and a fall beyond
+    that interval warns (:mod:`curated.segment.heldout`). A parent that held no crop out
+    gets no check; one of its crops is then held out for validation only.
     """
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
