@@ -30,7 +30,7 @@ import torch
 from curated._io import canonical_json
 from curated.errors import InputError, SegmentationError
 from curated.results import Result
-from curated.segment.heldout import heldout_check, heldout_message
+from curated.segment.heldout import heldout_check, with_check
 from curated.segment.modelio import (
     MODEL_JSON,
     WEIGHTS,
@@ -111,10 +111,7 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
     shutil.rmtree(draws_folder(out), ignore_errors=True)  # left by a run stopped just before
     details = {"weights_sha256": meta["weights"]["sha256"]}
     msg = f"already the average of {len(wa.get('seeds', []))} fine-tunings"
-    check = meta["training"].get("heldout_check")
-    if check:
-        details["heldout_check"] = check
-    msg = with_warnings(msg + heldout_message(check), details, recorded_warnings(meta))
+    msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
     return Result("finetune", "notneeded", str(out), msg, details)
 
 
@@ -210,12 +207,9 @@ def finetune_average(
             "model_id": meta["id"],
         }
         msg = f"average of {draws} fine-tunings (seeds {', '.join(map(str, seeds))})"
-        check = meta["training"].get("heldout_check")
-        if check:
-            details["heldout_check"] = check
         # the draws share their crops, so the average warns as they do (no new crop holds
         # the structure), and of its own held-out score
-        msg = with_warnings(msg + heldout_message(check), details, recorded_warnings(meta))
+        msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
         step.status, step.message = "ok", msg
         step.details["draws"] = draws
         return Result("finetune", "ok", str(out), msg, details)

@@ -114,6 +114,15 @@ def heldout_check(
     }
 
 
+def with_check(message: str, details: dict[str, Any], meta: dict[str, Any]) -> str:
+    """``message`` with the clause for the check a fine-tuning's ``model.json`` records (if
+    any); ``details["heldout_check"]`` holds the check."""
+    check = (meta.get("training") or {}).get("heldout_check")
+    if check:
+        details["heldout_check"] = check
+    return message + heldout_message(check)
+
+
 def heldout_message(check: dict[str, Any] | None) -> str:
     """The clause a fine-tuning's message carries for its check ('' without one)."""
     if not check:

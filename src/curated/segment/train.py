@@ -65,7 +65,7 @@ from curated.segment.defaults import (
     POINTWISE_BELOW_NM,
 )
 from curated.segment.device import amp_dtype, check_precision, precision_name, resolve_device
-from curated.segment.heldout import heldout_check, heldout_message, heldout_warning
+from curated.segment.heldout import heldout_check, heldout_warning, with_check
 from curated.segment.metrics import masked_dice
 from curated.segment.modelio import (
     MODEL_FORMAT,
@@ -397,15 +397,20 @@ def _parent_rois(
     parent: SegmentationModel, image: Path, workspace: Workspace | None
 ) -> set[tuple[tuple[int, ...], tuple[int, ...]]]:
     """The (offset, shape) of every crop in the parent's lineage recorded on ``image``."""
+    out = set()
+    for r in parent.meta.get("lineage_rois", []):
+        if _names_image(r.get("image", ""), image, workspace):
+            out.add((tuple(int(v) for v in r["offset"]), tuple(int(v) for v in r["shape"])))
+    return out
+
+
+def _names_image(ref: Any, image: Path, workspace: Workspace | None) -> bool:
+    """Whether a model's reference to its training image names ``image``."""
+    ref = str(ref)
     names = {str(image.resolve()), image.name}
     if workspace is not None:
         names.add(workspace.relative(image))
-    out = set()
-    for r in parent.meta.get("lineage_rois", []):
-        ref = str(r.get("image", ""))
-        if ref in names or Path(ref).name == image.name:
-            out.add((tuple(int(v) for v in r["offset"]), tuple(int(v) for v in r["shape"])))
-    return out
+    return ref in names or Path(ref).name == image.name
 
 
 def _signature(obj: dict[str, Any]) -> str:
@@ -911,15 +916,11 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     msg = f"{job.settings.iterations} iterations"
     if val_regions and job.parent is None:
         msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
-    check = meta["training"].get("heldout_check")
-    if check:
-        details["heldout_check"] = check
-    elif val_regions and loop.history:
+    if job.parent is not None and not crops.val_from_parent and loop.history:
         msg += (
             f"; validation Dice {loop.history[-1]['val_dice']:.3f} on a crop the parent trained on"
         )
-    msg += heldout_message(check)
-    msg = with_warnings(msg, details, recorded_warnings(meta))
+    msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
     return Result(job.action, "ok", str(job.out), msg, details)
 
 
@@ -1102,12 +1103,11 @@ def _select_crops(
     train_rois = list(rois)
     from_parent = False
     if job.validation and len(positive) >= 2:
-        held = int(
-            positive[int(rng.integers(len(positive)))]
-        )  # drawn even when unused: same stream
         # fine-tuning keeps out the crop its parent held out, if the parent held one out on
         # this image: then neither model trained on it, and both can be scored there
-        # (curated.segment.heldout); otherwise one of the parent's crops is drawn
+        # (curated.segment.heldout); otherwise one of the parent's crops is drawn (the draw
+        # is made either way, so the rest of the run's random stream stays the same)
+        held = int(positive[int(rng.integers(len(positive)))])
         kept = _parent_validation_key(parent, image, workspace) if parent is not None else None
         for i in positive:
             if kept is not None and _roi_key(rois[i]) == kept:
@@ -1124,11 +1124,7 @@ def _parent_validation_key(
     """The crop the parent held out for validation, when it was trained on ``image``."""
     training = parent.meta.get("training") or {}
     held = training.get("validation_rois") or []
-    ref = str(training.get("image", ""))
-    names = {str(image.resolve()), image.name}
-    if workspace is not None:
-        names.add(workspace.relative(image))
-    if len(held) != 1 or not (ref in names or Path(ref).name == image.name):
+    if len(held) != 1 or not _names_image(training.get("image", ""), image, workspace):
         return None
     return _roi_key(held[0])
 
@@ -1172,10 +1168,7 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
             "iterations": old["training"]["iterations"],
         }
         msg = f"already trained for {old['training']['iterations']} iterations"
-        check = old["training"].get("heldout_check")
-        if check:
-            details["heldout_check"] = check
-        msg = with_warnings(msg + heldout_message(check), details, recorded_warnings(old))
+        msg = with_warnings(with_check(msg, details, old), details, recorded_warnings(old))
         return Result(job.action, "notneeded", str(out), msg, details)
     if not same:
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
