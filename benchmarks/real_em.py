@@ -170,6 +170,7 @@ def human_rounds(
                 current, image, labels=labels, out=child, device=a.device, precision=a.precision,
                 seed=a.seed + r + 7919 * a.train_seed, **({"draws": a.draws} if a.draws else {}),
                 **({"iterations": a.finetune_iterations} if a.finetune_iterations else {}),
+                **(json.loads(a.finetune_options) if a.finetune_options else {}),
             )  # fmt: skip
             timing[f"finetune {strategy} r{r}"] = round(time.perf_counter() - t0, 1)
             check = res.details.get("heldout_check")
@@ -307,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         "--train-options",
         default=None,
         help="more keyword arguments of train() as JSON, e.g. '{\"weight_average\": 0.99}'",
+    )
+    p.add_argument(
+        "--finetune-options",
+        default=None,
+        help="more keyword arguments of finetune() as JSON, e.g. '{\"validation\": false}'",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(
