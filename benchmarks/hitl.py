@@ -361,6 +361,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                 if a.new_crop_fraction is not None
                 else {}
             ),
+            **(json.loads(a.finetune_options) if getattr(a, "finetune_options", None) else {}),
         ).details.get("heldout_check")
 
     out["strategies"] = {}
@@ -693,6 +694,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSON",
         help="more arguments of the bright-only training, e.g. '{\"patch\": [24, 48, 48]}' "
         "(lists become tuples; fine-tuning keeps the parent's network)",
+    )
+    p.add_argument(
+        "--finetune-options",
+        default=None,
+        metavar="JSON",
+        help="more arguments of every fine-tuning, e.g. '{\"validation\": false}'",
     )
     p.add_argument("--finetune-iterations", type=int, default=150)
     p.add_argument(
