@@ -376,6 +376,7 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
             "8",
             "--batch-size",
             "1",
+            "--heldout-check",
         ],
         env={"COLUMNS": "1000"},
     )
@@ -1024,11 +1025,11 @@ def _dice_on(sample, pred_name: str, roi: dict, label_value: int) -> float:
     return float(2 * np.logical_and(p, t).sum() / max(p.sum() + t.sum(), 1))
 
 
-def test_a_finetune_holds_out_the_parents_validation_crop_and_scores_both_models_there(
+def test_a_finetune_trains_on_every_crop_or_holds_out_the_parents_and_scores_both_there(
     sample, tmp_path
 ) -> None:
-    """Neither model trained on the parent's validation crop, so the fine-tuning scores the
-    parent and itself there (a truth-free "did this round help?", with a paired bootstrap
+    """By default every crop trains. With ``heldout_check`` neither model trained on the
+    parent's validation crop, so the fine-tuning scores the parent and itself there (a truth-free "did this round help?", with a paired bootstrap
     interval over the crop's tiles), in its result, message and model.json, as a whole-volume
     prediction of each model scores them; a weight average scores itself; a fall beyond the
     tiles' spread warns; without such a crop there is no check."""
@@ -1041,9 +1042,19 @@ def test_a_finetune_holds_out_the_parents_validation_crop_and_scores_both_models
     held = json.loads((parent / "model.json").read_text())["training"]["validation_rois"]
     assert len(held) == 1
     _annotate_free_crop(sample, tmp_path, lambda f: f > 0.0, "new")
+    # by default every crop trains, the parent's held-out one included, and nothing is checked
+    r = finetune(parent, sample, labels="ann", out=tmp_path / "all", draws=1, **TINY)
+    t = json.loads((tmp_path / "all" / "model.json").read_text())["training"]
+    assert t["validation_rois"] == [] and held[0] in t["rois"]
+    assert "heldout_check" not in r.details and "held out" not in r.message
+    with pytest.raises(InputError, match="heldout_check"):
+        finetune(parent, sample, labels="ann", out=tmp_path / "v", validation=True, **TINY)
     for seed in (1, 2, 3):  # each seed's own draw would often have held out another crop
         out = tmp_path / f"ft{seed}"
-        r = finetune(parent, sample, labels="ann", out=out, draws=1, **{**TINY, "seed": seed})
+        r = finetune(
+            parent, sample, labels="ann", out=out, draws=1, heldout_check=True,
+            **{**TINY, "seed": seed},
+        )  # fmt: skip
         t = json.loads((out / "model.json").read_text())["training"]
         assert t["validation_rois"] == held
         assert held[0] not in t["rois"]
@@ -1063,13 +1074,14 @@ def test_a_finetune_holds_out_the_parents_validation_crop_and_scores_both_models
     assert first["model"]["dice"] == pytest.approx(_dice_on(sample, "pf", held[0], 2), abs=1e-4)
     # the weight average scores itself on the same crop
     avg = tmp_path / "avg"
-    r = finetune(parent, sample, labels="ann", out=avg, draws=2, **{**TINY, "seed": 1})
+    checked = {"draws": 2, "heldout_check": True, **TINY, "seed": 1}
+    r = finetune(parent, sample, labels="ann", out=avg, **checked)
     assert r.ok and r.details["heldout_check"]["roi"] == held[0]
     assert predict(avg, sample, name="pa", device="cpu", workers=1).ok
     assert r.details["heldout_check"]["model"]["dice"] == pytest.approx(
         _dice_on(sample, "pa", held[0], 2), abs=1e-4
     )
-    again = finetune(parent, sample, labels="ann", out=avg, draws=2, **{**TINY, "seed": 1})
+    again = finetune(parent, sample, labels="ann", out=avg, **checked)
     assert (
         again.status == "notneeded" and again.details["heldout_check"] == r.details["heldout_check"]
     )
@@ -1079,13 +1091,17 @@ def test_a_finetune_holds_out_the_parents_validation_crop_and_scores_both_models
     for ci, warns in (([-0.2, -0.01], True), ([-0.2, 0.05], False), (None, False)):
         meta["training"]["heldout_check"] |= {"change": -0.1, "change_ci95": ci}
         assert any("Dice fell from" in w for w in recorded_warnings(meta)) is warns
-    # a parent that held nothing out: a parent's crop is drawn, the message says so, no check
+    # a parent that held nothing out: nothing is held out and the message says why
     lone = tmp_path / "lone"
     assert train(sample, labels="ann", label_value=2, out=lone, validation=False, **TINY).ok
     annotate_from_truth(sample, crops=1, size=10, seed=21, name="ann")
-    r = finetune(lone, sample, labels="ann", out=tmp_path / "lone-ft", draws=1, **TINY)
+    r = finetune(
+        lone, sample, labels="ann", out=tmp_path / "lone-ft", draws=1, heldout_check=True, **TINY
+    )
     assert r.ok and "heldout_check" not in r.details
-    assert "on a crop the parent trained on" in r.message
+    assert "no held-out check: the parent held no crop out" in r.message
+    t = json.loads((tmp_path / "lone-ft" / "model.json").read_text())["training"]
+    assert t["validation_rois"] == []
 
 
 def test_the_paired_change_interval_resamples_tiles_together() -> None:

@@ -1,12 +1,12 @@
 """Did a fine-tuning help? The parent and the new model scored on the crop the parent held out.
 
 A model trained from several crops holds one of them out for validation (it never reaches
-the loss). Fine-tuning keeps that same crop out, so after a human round both models can be
-scored on annotations neither of them learned from: a check that needs no truth beyond
-what the curator already annotated. It is one crop, so it is a coarse check: on the real
-ssTEM stack one round moved Dice outside every crop by a few hundredths
-(``benchmarks/RESULTS.md``, "Real EM: one human round"), which one crop cannot resolve; a
-clear fall is still worth a look before the new model replaces its parent.
+the loss). ``finetune(..., heldout_check=True)`` keeps that same crop out, so after a human
+round both models can be scored on annotations neither of them learned from: a check that
+needs no truth beyond what the curator already annotated. It costs the fine-tuning that
+crop, and it is one crop: on the benchmarks its verdict often disagreed with the change
+outside every crop (``benchmarks/RESULTS.md``, "Held-out crops in fine-tuning"), so it is
+off by default and a fall only asks the curator to look closer.
 """
 
 from __future__ import annotations

@@ -731,6 +731,7 @@ def finetune(
     iterations: int = DEFAULT_FINETUNE_ITERATIONS,
     learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
     draws: int = DEFAULT_FINETUNE_DRAWS,
+    heldout_check: bool = False,
     **kwargs: Any,
 ) -> Result:
     """Continue training ``parent`` on new annotations; the model records the parent's sha256.
@@ -749,12 +750,19 @@ def finetune(
     draws and keeps the average of their weights (:mod:`curated.segment.average`);
     ``draws=1`` is one plain fine-tuning, a third of the time.
 
-    The crop the parent held out for validation stays out, so neither model trained on
-    it: the result's ``heldout_check`` (also in ``model.json`` and the message) scores
-    both there, with a paired bootstrap interval over the crop's tiles, and a fall beyond
-    that interval warns (:mod:`curated.segment.heldout`). A parent that held no crop out
-    gets no check; one of its crops is then held out for validation only.
+    Every annotated crop trains, the one the parent held out for validation included:
+    fine-tuning keeps its last iteration, so a held-out crop would select nothing, and on
+    both benchmarks holding one out cost the fine-tuned model (``benchmarks/RESULTS.md``,
+    "Held-out crops in fine-tuning"). ``heldout_check=True`` keeps the crop the parent held
+    out out of the fine-tuning too, so neither model trained on it, and scores both there:
+    the result's ``heldout_check`` (also in ``model.json`` and the message), with a paired
+    bootstrap interval over the crop's tiles; a fall beyond that interval warns
+    (:mod:`curated.segment.heldout`). A parent that held no crop out gives no check.
     """
+    if "validation" in kwargs:
+        msg = "finetune() holds out no crop unless heldout_check=True; it takes no 'validation'"
+        raise InputError(msg, field="validation")
+    kwargs["validation"] = bool(heldout_check)
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
         label_value = parent_model.label_value
@@ -916,10 +924,8 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     msg = f"{job.settings.iterations} iterations"
     if val_regions and job.parent is None:
         msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
-    if job.parent is not None and not crops.val_from_parent and loop.history:
-        msg += (
-            f"; validation Dice {loop.history[-1]['val_dice']:.3f} on a crop the parent trained on"
-        )
+    if job.parent is not None and job.validation and not crops.val_from_parent:
+        msg += "; no held-out check: the parent held no crop out on this image"
     msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
     return Result(job.action, "ok", str(job.out), msg, details)
 
@@ -1103,17 +1109,18 @@ def _select_crops(
     train_rois = list(rois)
     from_parent = False
     if job.validation and len(positive) >= 2:
-        # fine-tuning keeps out the crop its parent held out, if the parent held one out on
-        # this image: then neither model trained on it, and both can be scored there
-        # (curated.segment.heldout); otherwise one of the parent's crops is drawn (the draw
-        # is made either way, so the rest of the run's random stream stays the same)
-        held = int(positive[int(rng.integers(len(positive)))])
-        kept = _parent_validation_key(parent, image, workspace) if parent is not None else None
-        for i in positive:
-            if kept is not None and _roi_key(rois[i]) == kept:
-                held, from_parent = i, True
-        val_rois = [rois[held]]
-        train_rois = [r for i, r in enumerate(rois) if i != held]
+        held: int | None = int(positive[int(rng.integers(len(positive)))])
+        if parent is not None:
+            # fine-tuning with a held-out check keeps out only the crop its parent held out
+            # (if the parent held one out on this image): neither model trained on it, so
+            # both can be scored there (curated.segment.heldout). The draw above is made
+            # either way, so the rest of the run's random stream stays the same.
+            kept = _parent_validation_key(parent, image, workspace)
+            held = next((i for i in positive if _roi_key(rois[i]) == kept), None)
+            from_parent = held is not None
+        if held is not None:
+            val_rois = [rois[held]]
+            train_rois = [r for i, r in enumerate(rois) if i != held]
     new_keys = {_roi_key(r) for r, n in zip(rois, is_new, strict=True) if n}
     return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys, from_parent)
 
@@ -1508,9 +1515,8 @@ class _TrainingLoop:
         best, history, iterations = self.best, self.history, self.settings.iterations
         if self.job.parent is not None:
             selection = {
-                "rule": "last iteration (fine-tuning: the learning rate is annealed; the validation "
-                "crop is the one the parent held out, or else one of the parent's crops, and only "
-                "watches for forgetting)",
+                "rule": "last iteration (fine-tuning: the learning rate is annealed; a held-out "
+                "crop, kept only for the held-out check, is the one the parent held out)",
                 "iteration": iterations,
                 "validation_dice": history[-1]["val_dice"] if history else None,
             }
