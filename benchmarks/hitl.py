@@ -339,9 +339,8 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
     out["annotated_fraction"] = {"bright": frac0}
     log(f"seed {seed}: bright-only {summary(out['bright'])['quarters']}")
 
-    def _finetune_once(parent: Path, labels: str, child: Path, draw_seed: int) -> Any:
-        """The fine-tuning's own check on the crop its parent held out (``None`` without one)."""
-        return finetune(
+    def _finetune_once(parent: Path, labels: str, child: Path, draw_seed: int) -> None:
+        finetune(
             parent,
             train_img,
             labels=labels,
@@ -362,7 +361,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                 else {}
             ),
             **(json.loads(a.finetune_options) if getattr(a, "finetune_options", None) else {}),
-        ).details.get("heldout_check")
+        )
 
     out["strategies"] = {}
     for strategy in a.strategies:
@@ -370,7 +369,6 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         name = f"hitl-{strategy}"
         annotate(name, bright)
         model, boxes, curve, draws = model0, list(bright), [out["bright"]], [[out["bright"]]]
-        checks = []
         for r in range(1, a.rounds + 1):
             if strategy == "suggested":
                 predict(
@@ -399,14 +397,12 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             for d in range(a.replicates):
                 child = root / (f"{name}-r{r}" + (f"-d{d}" if d else ""))
                 t0 = time.perf_counter()
-                check = _finetune_once(
+                _finetune_once(
                     model,
                     name,
                     child,
                     seed + r + TRAIN_SEED_STRIDE * a.train_seed + DRAW_SEED_STRIDE * a.draws * d,
                 )
-                if d == 0:
-                    checks.append(check)
                 out["timing_s"][f"finetune {name} r{r}" + (f" d{d}" if d else "")] = round(
                     time.perf_counter() - t0, 1
                 )
@@ -429,8 +425,6 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
             "draws": draws,
             "added_fraction": added,
             "crops": [b.to_dict() for b in boxes[len(bright) :]],
-            # each round's check on the crop its parent held out (replicate 0)
-            "heldout_checks": checks,
         }
     return out
 

@@ -128,7 +128,6 @@ def human_rounds(
     size = (truth.shape[0], a.crop, a.crop)
     models: dict[str, list[Path]] = {}
     timing: dict[str, float] = {}
-    checks: dict[str, list] = {}  # each round's own check on the crop the parent held out
     for strategy in a.strategies:
         rng = np.random.default_rng(a.seed * 1000 + 17)
         labels, boxes, current = f"hitl-{strategy}", list(crops), model
@@ -166,22 +165,15 @@ def human_rounds(
             )
             child = scratch / f"{labels}-r{r}"
             t0 = time.perf_counter()
-            res = finetune(
+            finetune(
                 current, image, labels=labels, out=child, device=a.device, precision=a.precision,
                 seed=a.seed + r + 7919 * a.train_seed, **({"draws": a.draws} if a.draws else {}),
                 **({"iterations": a.finetune_iterations} if a.finetune_iterations else {}),
                 **(json.loads(a.finetune_options) if a.finetune_options else {}),
             )  # fmt: skip
             timing[f"finetune {strategy} r{r}"] = round(time.perf_counter() - t0, 1)
-            check = res.details.get("heldout_check")
-            checks.setdefault(strategy, []).append(check)
             print(
-                f"{strategy} round {r}: crop {new.offset} ({truth[new.slices].mean():.1%} mitochondria), fine-tuned in {timing[f'finetune {strategy} r{r}']:.0f} s"
-                + (
-                    f"; on the crop the parent held out {check['parent']['dice']:.3f} → {check['model']['dice']:.3f}"
-                    if check
-                    else ""
-                ),
+                f"{strategy} round {r}: crop {new.offset} ({truth[new.slices].mean():.1%} mitochondria), fine-tuned in {timing[f'finetune {strategy} r{r}']:.0f} s",
                 flush=True,
             )
             current = child
@@ -205,12 +197,7 @@ def human_rounds(
                 pred = np.asarray(_store.label_level0(image, name)[...]) == 1
                 scored[m] = tile_counts(pred, tb, held)
             counts[strategy].append(scored[m])
-    out = {
-        "held_fraction": float(held.mean()),
-        "timing_s": timing,
-        "curves": {},
-        "heldout_checks": checks,
-    }
+    out = {"held_fraction": float(held.mean()), "timing_s": timing, "curves": {}}
     print(
         f"\nhuman rounds, scored on the {held.mean():.1%} of voxels outside every strategy's crops:"
     )

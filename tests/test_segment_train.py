@@ -376,19 +376,11 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
             "8",
             "--batch-size",
             "1",
-            "--heldout-check",
         ],
-        env={"COLUMNS": "1000"},
     )
     assert res.exit_code == 0, res.output
-    # the curator reads how both models score on the crop the parent held out
-    assert "on the crop the parent held out" in res.output  # (a table wide enough for it)
     child = json.loads((tmp_path / "c" / "model.json").read_text())["training"]
     assert child["precision"] == {"asked": "bf16", "used": "bf16"}
-    assert (
-        child["heldout_check"]["roi"]
-        == json.loads((tmp_path / "m" / "model.json").read_text())["training"]["validation_rois"][0]
-    )
     res = runner.invoke(app, train_args("y", "--precision", "fp16", *common))
     assert res.exit_code != 0 and "precision must be one of auto, fp32, bf16" in res.output
     assert not (tmp_path / "y").exists()
@@ -620,8 +612,16 @@ def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_
     old = {(tuple(x["offset"]), tuple(x["shape"])) for x in pm["lineage_rois"]}
     new = {(tuple(x["offset"]), tuple(x["shape"])) for x in t["new_rois"]}
     assert len(new) == 2 and not (new & old)
-    held = {(tuple(x["offset"]), tuple(x["shape"])) for x in t["validation_rois"]}
-    assert not (held & new)  # a new crop is never held out
+    # by default every crop trains, the one the parent held out for validation included
+    assert t["validation_rois"] == [] and pm["training"]["validation_rois"][0] in t["rois"]
+    assert t["checkpoint_selection"]["validation_dice"] is None
+    # asked to validate, it holds out one of the parent's crops, never a new one
+    v = finetune(parent, sample, labels="ann", out=tmp_path / "v", validation=True, draws=1, **TINY)
+    assert "none of the 2 new crops holds a voxel of label 2" in v.message
+    tv = json.loads((tmp_path / "v" / "model.json").read_text())["training"]
+    held = {(tuple(x["offset"]), tuple(x["shape"])) for x in tv["validation_rois"]}
+    assert len(held) == 1 and held <= old and "validation Dice" in v.message
+    assert tv["checkpoint_selection"]["validation_dice"] is not None
     assert t["new_crop_fraction"] == DEFAULT_NEW_CROP_FRACTION == 0.5
     assert t["checkpoint_selection"]["iteration"] == TINY["iterations"]
     assert "last iteration" in t["checkpoint_selection"]["rule"]
@@ -860,9 +860,8 @@ def test_a_finetune_oversamples_only_new_crops_holding_the_structure_and_keeps_t
     # by default the average of three fine-tunings, and it passes on what its draws warn
     assert res.ok and res.details["draws"] == DEFAULT_FINETUNE_DRAWS == 3
     # the curator hears that a crop without the structure can cost it elsewhere
-    # (the held-out check may add its own warning when these tiny models score lower there)
-    lacking = [w for w in res.details["warnings"] if "the new crop holds no voxel of label 2" in w]
-    assert len(lacking) == 1
+    assert len(res.details["warnings"]) == 1
+    assert "the new crop holds no voxel of label 2" in res.details["warnings"][0]
     assert "Warning:" in res.message and "annotate a crop that holds it" in res.message
     # a re-run that finds the work done says it again: the average, and a single fine-tuning
     # (what each draw of an average interrupted before its averaging finds)
@@ -904,8 +903,7 @@ def test_a_new_crop_without_the_structure_does_not_pass_its_share_to_the_others(
     child = tmp_path / "c"
     res = finetune(parent, sample, labels="ann", out=child, **TINY)
     # one of the two new crops holds the structure: nothing to warn about
-    assert res.ok and not any("no voxel of label" in w for w in res.details.get("warnings", []))
-    assert "holds no voxel" not in res.message
+    assert res.ok and "warnings" not in res.details and "Warning" not in res.message
     cm = json.loads((child / "model.json").read_text())["training"]
     assert len(cm["new_rois"]) == 2 and len(cm["new_rois_without_structure"]) == 1
     assert cm["new_crop_share"] == pytest.approx(DEFAULT_NEW_CROP_FRACTION / 2)
@@ -1011,107 +1009,3 @@ def test_a_finetune_with_draws_keeps_the_average_of_their_weights(sample, tmp_pa
         with pytest.raises(InputError, match="draws must be a whole number"):
             finetune(parent, sample, labels="ann", out=tmp_path / "bad", draws=bad, **TINY)
     assert not (tmp_path / "bad").exists()
-
-
-def _dice_on(sample, pred_name: str, roi: dict, label_value: int) -> float:
-    """Dice of a stored prediction on the annotated voxels of ``roi`` of the ``ann`` labels."""
-    from curated.segment import _store
-
-    box = tuple(slice(o, o + s) for o, s in zip(roi["offset"], roi["shape"], strict=True))
-    ann = np.asarray(_store.label_level0(sample, "ann")[box])
-    pred = np.asarray(_store.label_level0(sample, pred_name)[box]) == label_value
-    mask, target = ann != 255, ann == label_value
-    p, t = pred[mask], target[mask]
-    return float(2 * np.logical_and(p, t).sum() / max(p.sum() + t.sum(), 1))
-
-
-def test_a_finetune_trains_on_every_crop_or_holds_out_the_parents_and_scores_both_there(
-    sample, tmp_path
-) -> None:
-    """By default every crop trains. With ``heldout_check`` neither model trained on the
-    parent's validation crop, so the fine-tuning scores the parent and itself there (a truth-free "did this round help?", with a paired bootstrap
-    interval over the crop's tiles), in its result, message and model.json, as a whole-volume
-    prediction of each model scores them; a weight average scores itself; a fall beyond the
-    tiles' spread warns; without such a crop there is no check."""
-    from curated.segment.predict import predict
-    from curated.segment.train import recorded_warnings
-
-    sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")
-    parent = tmp_path / "p"
-    assert train(sample, labels="ann", label_value=2, out=parent, **TINY).ok
-    held = json.loads((parent / "model.json").read_text())["training"]["validation_rois"]
-    assert len(held) == 1
-    _annotate_free_crop(sample, tmp_path, lambda f: f > 0.0, "new")
-    # by default every crop trains, the parent's held-out one included, and nothing is checked
-    r = finetune(parent, sample, labels="ann", out=tmp_path / "all", draws=1, **TINY)
-    t = json.loads((tmp_path / "all" / "model.json").read_text())["training"]
-    assert t["validation_rois"] == [] and held[0] in t["rois"]
-    assert "heldout_check" not in r.details and "held out" not in r.message
-    with pytest.raises(InputError, match="heldout_check"):
-        finetune(parent, sample, labels="ann", out=tmp_path / "v", validation=True, **TINY)
-    for seed in (1, 2, 3):  # each seed's own draw would often have held out another crop
-        out = tmp_path / f"ft{seed}"
-        r = finetune(
-            parent, sample, labels="ann", out=out, draws=1, heldout_check=True,
-            **{**TINY, "seed": seed},
-        )  # fmt: skip
-        t = json.loads((out / "model.json").read_text())["training"]
-        assert t["validation_rois"] == held
-        assert held[0] not in t["rois"]
-        check = r.details["heldout_check"]
-        assert check == t["heldout_check"] and check["roi"] == held[0]
-        assert check["change"] == pytest.approx(
-            check["model"]["dice"] - check["parent"]["dice"], abs=2e-4
-        )
-        assert "on the crop the parent held out" in r.message
-        lo, hi = check["change_ci95"]
-        assert lo <= check["change"] <= hi and check["tiles"] == 16
-    # the check scores what prediction decides: each model's whole-volume prediction agrees
-    for name, model in (("pp", parent), ("pf", tmp_path / "ft1")):
-        assert predict(model, sample, name=name, device="cpu", workers=1).ok
-    first = json.loads((tmp_path / "ft1" / "model.json").read_text())["training"]["heldout_check"]
-    assert first["parent"]["dice"] == pytest.approx(_dice_on(sample, "pp", held[0], 2), abs=1e-4)
-    assert first["model"]["dice"] == pytest.approx(_dice_on(sample, "pf", held[0], 2), abs=1e-4)
-    # the weight average scores itself on the same crop
-    avg = tmp_path / "avg"
-    checked = {"draws": 2, "heldout_check": True, **TINY, "seed": 1}
-    r = finetune(parent, sample, labels="ann", out=avg, **checked)
-    assert r.ok and r.details["heldout_check"]["roi"] == held[0]
-    assert predict(avg, sample, name="pa", device="cpu", workers=1).ok
-    assert r.details["heldout_check"]["model"]["dice"] == pytest.approx(
-        _dice_on(sample, "pa", held[0], 2), abs=1e-4
-    )
-    again = finetune(parent, sample, labels="ann", out=avg, **checked)
-    assert (
-        again.status == "notneeded" and again.details["heldout_check"] == r.details["heldout_check"]
-    )
-    # a fall beyond the spread of the crop's tiles warns; one within it does not
-    meta = json.loads((tmp_path / "ft1" / "model.json").read_text())
-    meta["training"]["new_rois_without_structure"] = []
-    for ci, warns in (([-0.2, -0.01], True), ([-0.2, 0.05], False), (None, False)):
-        meta["training"]["heldout_check"] |= {"change": -0.1, "change_ci95": ci}
-        assert any("Dice fell from" in w for w in recorded_warnings(meta)) is warns
-    # a parent that held nothing out: nothing is held out and the message says why
-    lone = tmp_path / "lone"
-    assert train(sample, labels="ann", label_value=2, out=lone, validation=False, **TINY).ok
-    annotate_from_truth(sample, crops=1, size=10, seed=21, name="ann")
-    r = finetune(
-        lone, sample, labels="ann", out=tmp_path / "lone-ft", draws=1, heldout_check=True, **TINY
-    )
-    assert r.ok and "heldout_check" not in r.details
-    assert "no held-out check: the parent held no crop out" in r.message
-    t = json.loads((tmp_path / "lone-ft" / "model.json").read_text())["training"]
-    assert t["validation_rois"] == []
-
-
-def test_the_paired_change_interval_resamples_tiles_together() -> None:
-    from curated.segment.heldout import paired_change_ci
-
-    old = np.array([[10, 10, 10]] * 8, dtype=float)  # Dice 0.5 on every tile
-    better = np.array([[20, 0, 0]] * 8, dtype=float)  # Dice 1
-    assert paired_change_ci(better, old) == [0.5, 0.5]
-    assert paired_change_ci(old, old) == [0.0, 0.0]
-    mixed = np.array([[20, 0, 0]] * 4 + [[0, 10, 10]] * 4, dtype=float)
-    lo, hi = paired_change_ci(mixed, old)
-    assert lo < 0.0 < hi  # half the tiles better, half worse: the interval spans 0
-    assert paired_change_ci(better[:1], old[:1]) is None

@@ -419,13 +419,6 @@ def finetune_cmd(
         "weights (3 scored +0.011 Dice over a single draw's mean on the shaded benchmark); "
         "1 is a single fine-tuning in a third of the time.",
     ),
-    heldout_check: bool = typer.Option(
-        False,
-        "--heldout-check",
-        help="Keep the crop PARENT held out for validation out of the fine-tuning too, and score "
-        "both models there (a check without truth, at the price of that crop: by default every "
-        "annotated crop trains).",
-    ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     workspace: Path | None = WORKSPACE,
@@ -445,7 +438,6 @@ def finetune_cmd(
             class_balance=class_balance,
             new_crop_fraction=new_crop_fraction,
             draws=draws,
-            heldout_check=heldout_check,
             progress=progress,
             **_train_kwargs(
                 iterations,

@@ -30,7 +30,6 @@ import torch
 from curated._io import canonical_json
 from curated.errors import InputError, SegmentationError
 from curated.results import Result
-from curated.segment.heldout import heldout_check, with_check
 from curated.segment.modelio import (
     MODEL_JSON,
     WEIGHTS,
@@ -111,7 +110,7 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
     shutil.rmtree(draws_folder(out), ignore_errors=True)  # left by a run stopped just before
     details = {"weights_sha256": meta["weights"]["sha256"]}
     msg = f"already the average of {len(wa.get('seeds', []))} fine-tunings"
-    msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
+    msg = with_warnings(msg, details, recorded_warnings(meta))
     return Result("finetune", "notneeded", str(out), msg, details)
 
 
@@ -129,7 +128,7 @@ def finetune_average(
     **kwargs: Any,
 ) -> Result:
     """``draws`` fine-tunings of ``parent`` (keyword arguments as :func:`~curated.segment.train.train`), averaged."""
-    from curated.segment.train import SOFTWARE, recorded_warnings, train, with_warnings
+    from curated.segment.train import SOFTWARE, train, with_warnings
 
     seeds = [int(seed) + DRAW_SEED_STRIDE * d for d in range(draws)]
     settings = {
@@ -147,7 +146,7 @@ def finetune_average(
         as_workspace(workspace), "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
         where = draws_folder(out)
-        members, status = [], []
+        members, status, warnings = [], [], []
         for d, s in enumerate(seeds):
             member = where / f"d{d}"
             r = train(
@@ -161,6 +160,9 @@ def finetune_average(
                 **kwargs,
             )
             status.append(r.status)  # "notneeded": finished before an interruption
+            # the draws share their crops, so they warn alike (no new crop holds the structure);
+            # a draw found done repeats its warning from its model.json
+            warnings += [w for w in r.details.get("warnings", []) if w not in warnings]
             members.append(load_model(member))
         states = [load_state(m.path / WEIGHTS, m.sha256) for m in members]
         out.mkdir(parents=True, exist_ok=True)
@@ -182,20 +184,6 @@ def finetune_average(
             "settings": settings,
         }
         write_model_json(out, meta)
-        check = meta["training"].get("heldout_check")
-        if check:
-            # the draws' own checks scored the draws: score the average on the same crop
-            meta["training"]["heldout_check"] = heldout_check(
-                parent,
-                load_model(out),
-                image,
-                str(kwargs["labels"]),
-                check["roi"],
-                int(kwargs["label_value"]),
-                device=str(kwargs.get("device", "auto")),
-                precision=str(kwargs.get("precision", "auto")),
-            )
-            write_model_json(out, meta)
         shutil.rmtree(where, ignore_errors=True)
         step.add_output(out / MODEL_JSON)
         step.add_output(out / WEIGHTS, digest="sha256:" + sha)
@@ -207,9 +195,7 @@ def finetune_average(
             "model_id": meta["id"],
         }
         msg = f"average of {draws} fine-tunings (seeds {', '.join(map(str, seeds))})"
-        # the draws share their crops, so the average warns as they do (no new crop holds
-        # the structure), and of its own held-out score
-        msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
+        msg = with_warnings(msg, details, warnings)
         step.status, step.message = "ok", msg
         step.details["draws"] = draws
         return Result("finetune", "ok", str(out), msg, details)

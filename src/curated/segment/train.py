@@ -65,7 +65,6 @@ from curated.segment.defaults import (
     POINTWISE_BELOW_NM,
 )
 from curated.segment.device import amp_dtype, check_precision, precision_name, resolve_device
-from curated.segment.heldout import heldout_check, heldout_warning, with_check
 from curated.segment.metrics import masked_dice
 from curated.segment.modelio import (
     MODEL_FORMAT,
@@ -397,20 +396,15 @@ def _parent_rois(
     parent: SegmentationModel, image: Path, workspace: Workspace | None
 ) -> set[tuple[tuple[int, ...], tuple[int, ...]]]:
     """The (offset, shape) of every crop in the parent's lineage recorded on ``image``."""
-    out = set()
-    for r in parent.meta.get("lineage_rois", []):
-        if _names_image(r.get("image", ""), image, workspace):
-            out.add((tuple(int(v) for v in r["offset"]), tuple(int(v) for v in r["shape"])))
-    return out
-
-
-def _names_image(ref: Any, image: Path, workspace: Workspace | None) -> bool:
-    """Whether a model's reference to its training image names ``image``."""
-    ref = str(ref)
     names = {str(image.resolve()), image.name}
     if workspace is not None:
         names.add(workspace.relative(image))
-    return ref in names or Path(ref).name == image.name
+    out = set()
+    for r in parent.meta.get("lineage_rois", []):
+        ref = str(r.get("image", ""))
+        if ref in names or Path(ref).name == image.name:
+            out.add((tuple(int(v) for v in r["offset"]), tuple(int(v) for v in r["shape"])))
+    return out
 
 
 def _signature(obj: dict[str, Any]) -> str:
@@ -731,7 +725,6 @@ def finetune(
     iterations: int = DEFAULT_FINETUNE_ITERATIONS,
     learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
     draws: int = DEFAULT_FINETUNE_DRAWS,
-    heldout_check: bool = False,
     **kwargs: Any,
 ) -> Result:
     """Continue training ``parent`` on new annotations; the model records the parent's sha256.
@@ -751,18 +744,12 @@ def finetune(
     ``draws=1`` is one plain fine-tuning, a third of the time.
 
     Every annotated crop trains, the one the parent held out for validation included:
-    fine-tuning keeps its last iteration, so a held-out crop would select nothing, and on
-    both benchmarks holding one out cost the fine-tuned model (``benchmarks/RESULTS.md``,
-    "Held-out crops in fine-tuning"). ``heldout_check=True`` keeps the crop the parent held
-    out out of the fine-tuning too, so neither model trained on it, and scores both there:
-    the result's ``heldout_check`` (also in ``model.json`` and the message), with a paired
-    bootstrap interval over the crop's tiles; a fall beyond that interval warns
-    (:mod:`curated.segment.heldout`). A parent that held no crop out gives no check.
+    fine-tuning keeps its last iteration, so a held-out crop would select nothing, and
+    holding one out cost the fine-tuned model on both benchmarks (``benchmarks/RESULTS.md``,
+    "Held-out crops in fine-tuning"). ``validation=True`` holds one of the parent's crops
+    out and records its Dice during training, as fine-tuning did before this release.
     """
-    if "validation" in kwargs:
-        msg = "finetune() holds out no crop unless heldout_check=True; it takes no 'validation'"
-        raise InputError(msg, field="validation")
-    kwargs["validation"] = bool(heldout_check)
+    kwargs.setdefault("validation", False)
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
         label_value = parent_model.label_value
@@ -869,8 +856,6 @@ class _Crops:
     val: list[dict[str, Any]]
     seen: set[tuple[tuple[int, ...], tuple[int, ...]]]
     new_keys: set[tuple[tuple[int, ...], tuple[int, ...]]]
-    val_from_parent: bool = False
-    """Fine-tuning: the validation crop is the one the parent held out."""
 
 
 def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReporter) -> Result:
@@ -897,18 +882,6 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     sha = write_weights(job.out, adjusted_head(final_state, loop.adjustment))
     meta = _model_meta(job, src, crops, loop, workspace, signature, selection, sha, t0)
     write_model_json(job.out, meta)
-    if job.parent is not None and crops.val_from_parent:
-        meta["training"]["heldout_check"] = heldout_check(
-            job.parent,
-            load_model(job.out),
-            job.image,
-            job.labels,
-            crops.val[0],
-            job.label_value,
-            device=job.device_name,
-            precision=job.precision,
-        )
-        write_model_json(job.out, meta)
     best = loop.best
     details = {
         "weights_sha256": sha,
@@ -924,18 +897,15 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     msg = f"{job.settings.iterations} iterations"
     if val_regions and job.parent is None:
         msg += f"; kept iteration {best['iteration']} (validation loss {best['loss']:.4f}, Dice {best['dice']:.3f})"
-    if job.parent is not None and job.validation and not crops.val_from_parent:
-        msg += "; no held-out check: the parent held no crop out on this image"
-    msg = with_warnings(with_check(msg, details, meta), details, recorded_warnings(meta))
+    elif val_regions and loop.history:  # fine-tuning keeps its last iteration
+        msg += f"; validation Dice {loop.history[-1]['val_dice']:.3f} at the last iteration"
+    msg = with_warnings(msg, details, recorded_warnings(meta))
     return Result(job.action, "ok", str(job.out), msg, details)
 
 
 def recorded_warnings(meta: dict[str, Any]) -> list[str]:
     """What a fine-tuning warns of, read from its ``model.json``, so that a finished run, a
     re-run that finds it done and a weight average of such runs all say the same.
-
-    A fine-tune that scores clearly lower than its parent on the crop the parent held out
-    (:func:`~curated.segment.heldout.heldout_warning`).
 
     A fine-tune whose new crops all lack the structure: such a crop only shows what the
     structure is *not*. In ``benchmarks/hitl.py`` a new crop that was mostly nucleus cost the
@@ -945,15 +915,18 @@ def recorded_warnings(meta: dict[str, Any]) -> list[str]:
     """
     t = meta.get("training", {})
     new, without = t.get("new_rois") or [], t.get("new_rois_without_structure") or []
-    warnings = heldout_warning(t.get("heldout_check"))
     if not new or len(without) < len(new):
-        return warnings
-    which = "the new crop holds" if len(new) == 1 else f"none of the {len(new)} new crops holds"
+        return []
+    value = meta["label"]["label_value"]
+    which = (
+        f"the new crop holds no voxel of label {value}"
+        if len(new) == 1
+        else f"none of the {len(new)} new crops holds a voxel of label {value}"
+    )
     return [
-        f"{which} no voxel of label {meta['label']['label_value']}: crops that only show what "
+        f"{which}: crops that only show what "
         "the structure is not can teach the network to drop it where it looks alike; check the "
-        "new model's scores where the structure is, and annotate a crop that holds it as well",
-        *warnings,
+        "new model's scores where the structure is, and annotate a crop that holds it as well"
     ]
 
 
@@ -1093,8 +1066,9 @@ def _select_crops(
         raise SegmentationError(msg, path=image, field="label_value")
     # Fine-tuning: crops the parent never saw are "new". They are what the curator
     # just added, so they are never held out and are drawn ``new_crop_fraction`` of
-    # the time; the validation crop (if any) comes from the parent's crops and only
-    # watches for forgetting; the last iteration (annealed learning rate) is kept.
+    # the time; the last iteration (annealed learning rate) is kept. By default no crop
+    # is held out (finetune); with validation=True one of the parent's crops is, and
+    # only watches for forgetting.
     seen = _parent_rois(parent, image, workspace) if parent is not None else set()
     is_new = [(tuple(r["offset"]), tuple(r["shape"])) not in seen for r in rois]
     if parent is not None and not any(is_new):
@@ -1107,33 +1081,12 @@ def _select_crops(
     positive = [i for i, has in enumerate(has_label) if has and (parent is None or not is_new[i])]
     val_rois: list[dict[str, Any]] = []
     train_rois = list(rois)
-    from_parent = False
     if job.validation and len(positive) >= 2:
-        held: int | None = int(positive[int(rng.integers(len(positive)))])
-        if parent is not None:
-            # fine-tuning with a held-out check keeps out only the crop its parent held out
-            # (if the parent held one out on this image): neither model trained on it, so
-            # both can be scored there (curated.segment.heldout). The draw above is made
-            # either way, so the rest of the run's random stream stays the same.
-            kept = _parent_validation_key(parent, image, workspace)
-            held = next((i for i in positive if _roi_key(rois[i]) == kept), None)
-            from_parent = held is not None
-        if held is not None:
-            val_rois = [rois[held]]
-            train_rois = [r for i, r in enumerate(rois) if i != held]
+        held = int(positive[int(rng.integers(len(positive)))])
+        val_rois = [rois[held]]
+        train_rois = [r for i, r in enumerate(rois) if i != held]
     new_keys = {_roi_key(r) for r, n in zip(rois, is_new, strict=True) if n}
-    return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys, from_parent)
-
-
-def _parent_validation_key(
-    parent: SegmentationModel, image: Path, workspace: Workspace | None
-) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """The crop the parent held out for validation, when it was trained on ``image``."""
-    training = parent.meta.get("training") or {}
-    held = training.get("validation_rois") or []
-    if len(held) != 1 or not _names_image(training.get("image", ""), image, workspace):
-        return None
-    return _roi_key(held[0])
+    return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys)
 
 
 def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
@@ -1175,7 +1128,7 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
             "iterations": old["training"]["iterations"],
         }
         msg = f"already trained for {old['training']['iterations']} iterations"
-        msg = with_warnings(with_check(msg, details, old), details, recorded_warnings(old))
+        msg = with_warnings(msg, details, recorded_warnings(old))
         return Result(job.action, "notneeded", str(out), msg, details)
     if not same:
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
@@ -1515,8 +1468,9 @@ class _TrainingLoop:
         best, history, iterations = self.best, self.history, self.settings.iterations
         if self.job.parent is not None:
             selection = {
-                "rule": "last iteration (fine-tuning: the learning rate is annealed; a held-out "
-                "crop, kept only for the held-out check, is the one the parent held out)",
+                "rule": "last iteration (fine-tuning: the learning rate is annealed; a validation "
+                "crop, held out only when asked, is one of the parent's crops and only watches for "
+                "forgetting)",
                 "iteration": iterations,
                 "validation_dice": history[-1]["val_dice"] if history else None,
             }
