@@ -695,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSON",
         help="more arguments of every fine-tuning, e.g. '{\"validation\": false}'",
     )
-    p.add_argument("--finetune-iterations", type=int, default=150)
+    p.add_argument("--finetune-iterations", type=int, default=None, help="[default: the library's]")
     p.add_argument(
         "--draws",
         type=int,
@@ -771,6 +771,10 @@ def main(argv: list[str] | None = None) -> int:
         from curated.segment.defaults import DEFAULT_FINETUNE_DRAWS
 
         a.draws = DEFAULT_FINETUNE_DRAWS
+    if a.finetune_iterations is None:
+        from curated.segment.defaults import DEFAULT_FINETUNE_ITERATIONS
+
+        a.finetune_iterations = DEFAULT_FINETUNE_ITERATIONS
     import torch
 
     torch.set_num_threads(a.threads)
