@@ -252,8 +252,8 @@ def reused_model(folder: str, crops: list) -> tuple[Path, str, list]:
     """``--parent``: a model an earlier run trained on these very crops (its path, message, patch)."""
     model = Path(folder)
     t = json.loads((model / "model.json").read_text())["training"]
-    used = sorted(tuple(r["offset"]) for r in t["rois"] + t["validation_rois"])
-    if used != sorted(tuple(b.offset) for b in crops):
+    used = sorted((tuple(r["offset"]), tuple(r["shape"])) for r in t["rois"] + t["validation_rois"])
+    if used != sorted((tuple(b.offset), tuple(b.shape)) for b in crops):
         raise SystemExit(f"{model} was trained on other crops ({used}); pass the same --seed")
     return model, f"reused {model} ({t['iterations']} iterations)", t["output_patch"]
 
