@@ -63,8 +63,8 @@ DEFAULT_FINETUNE_ITERATIONS = 450
 """Fine-tuning's iterations; 150 until this release. With every annotated crop training and
 the average of three fine-tunings, 450 scored higher than the old defaults (150, a random crop
 of the parent's held out) on both benchmarks (RESULTS.md "Held-out crops in fine-tuning, and
-450 fine-tuning iterations"): whole-volume Dice +0.020 after a suggested and +0.024 after a
-random crop on two synthetic trials, and +0.007 to +0.025 outside every crop in four rounds on
+450 fine-tuning iterations"): whole-volume Dice +0.020 after a suggested and +0.014 after a
+random crop on three synthetic trials, and +0.007 to +0.025 outside every crop in four rounds on
 two crop seeds of the real ssTEM stack. Three times the fine-tuning time: 361 s instead of 129 s
 for ``curated segment finetune`` of the benchmark's volume on two idle CPU cores."""
 DEFAULT_FINETUNE_LEARNING_RATE = 3e-4
