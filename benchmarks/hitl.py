@@ -360,7 +360,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                 if a.new_crop_fraction is not None
                 else {}
             ),
-            **(json.loads(a.finetune_options) if getattr(a, "finetune_options", None) else {}),
+            **(json.loads(a.finetune_options) if a.finetune_options else {}),
         )
 
     out["strategies"] = {}
@@ -693,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         "--finetune-options",
         default=None,
         metavar="JSON",
-        help="more arguments of every fine-tuning, e.g. '{\"validation\": false}'",
+        help="more arguments of every fine-tuning, e.g. '{\"validation\": true}' (hold out one "
+        "of the parent's crops, as fine-tuning did before this release)",
     )
     p.add_argument("--finetune-iterations", type=int, default=None, help="[default: the library's]")
     p.add_argument(

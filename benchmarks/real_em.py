@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--finetune-options",
         default=None,
-        help="more keyword arguments of finetune() as JSON, e.g. '{\"validation\": false}'",
+        help="more keyword arguments of finetune() as JSON, e.g. '{\"validation\": true}' "
+        "(hold out one of the parent's crops, as fine-tuning did before)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(
