@@ -53,6 +53,12 @@ def convert(
         help="Store every level with blosc-zstd level 3 (default: levels 1+ use blosc-zstd "
         "level 1, 4-6x faster to compress, ~1 % larger).",
     ),
+    axes: str | None = typer.Option(
+        None,
+        "--axes",
+        help="The source's axes when its metadata names them wrongly, e.g. zyx for an ImageJ "
+        "TIFF that calls its slices channels (default: from the file).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Convert a TIFF stack, HDF5/MRC/Zarr/N5 array or OME-Zarr 0.4 image into a multiscale OME-Zarr image (out of core, resumable)."""
@@ -75,6 +81,7 @@ def convert(
             overwrite=overwrite,
             progress=bar,
             same_codec=same_codec,
+            axes=axes,
         )
     print_results([result], as_json=as_json)
     if not as_json:

@@ -29,7 +29,7 @@ from curated.images.shards import (
     store_digest,
     written_files,
 )
-from curated.images.sources import ArraySource, TiffSource, open_source
+from curated.images.sources import ArraySource, TiffSource, open_source, with_axes
 from curated.images.stored import StoredArraySource
 from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.objstore import is_url
@@ -289,6 +289,7 @@ def convert_to_ome_zarr(
     overwrite: bool = False,
     progress: ProgressReporter | None = None,
     same_codec: bool = False,
+    axes: str | None = None,
 ) -> Result:
     """Convert a TIFF stack or a stored array into a multiscale OME-Zarr image, out of core and resumable.
 
@@ -331,6 +332,10 @@ def convert_to_ome_zarr(
         up use blosc-zstd level 1 (:data:`curated.images.layout.PYRAMID_CODEC`): 4-6x faster to
         compress on the smoother downsampled data, about 1 % more bytes in all; each level's
         ``zarr.json`` names its codec.
+    axes
+        The source's axes when its metadata names them wrongly, e.g. ``"zyx"`` for an ImageJ
+        TIFF that calls its slices channels (tifffile writes a stack saved without axes
+        so); see :func:`curated.images.sources.with_axes`. Recorded with the conversion.
 
     Returns
     -------
@@ -343,8 +348,11 @@ def convert_to_ome_zarr(
     >>> convert_to_ome_zarr("stack.tif", "derived/stack.ome.zarr", voxel_size=(8, 4, 4))  # doctest: +SKIP
     """
     src = open_source(source)
+    if axes is not None:
+        src = with_axes(src, axes)
     dest = dest if is_url(dest) else Path(dest)
     params = {
+        **({"axes": axes} if axes is not None else {}),
         "voxel_size": list(voxel_size) if isinstance(voxel_size, list | tuple) else voxel_size,
         "unit": unit,
         "ngff_version": ngff_version,

@@ -20,7 +20,7 @@ import threading
 import warnings
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +333,48 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     if p.is_dir():
         return _open_folder(p)
     return _open_file(p)
+
+
+def with_axes(src: TiffSource | StoredArraySource, axes: str) -> TiffSource | StoredArraySource:
+    """``src`` read with the curator's axis names (``zyx``, ``czyx``...) instead of the file's.
+
+    For files whose metadata names the axes wrongly, most often an ImageJ TIFF written
+    without axes (tifffile then calls a stack's leading axis channels, ``CYX``). A TIFF's
+    axes are given in the file's own order, its axes of size 1 left out; they may be in
+    any order (they are put into OME order ``t c z y x``). An array in an HDF5 / MRC /
+    Zarr / N5 file is named axis by axis and must already be in OME order. OME-Zarr and
+    OME-TIFF state their axes; they are not renamed.
+    """
+    given = axes.strip().lower()
+    if len(set(given)) != len(given) or not set(given) <= set("tczyx") or not given.endswith("yx"):
+        msg = f"axes {axes!r}: give each of t, c, z, y, x at most once, ending in yx (e.g. zyx or czyx)"
+        raise InputError(msg, field="axes")
+    if src.kind in ("ome-zarr", "ome-tiff"):
+        msg = f"states its axes ({src.axes}); --axes only renames those of files that do not"
+        raise InputError(msg, path=src.path, field="axes")
+    if isinstance(src, StoredArraySource):
+        if len(given) != len(src.shape) or "".join(a for a in "tczyx" if a in given) != given:
+            msg = f"axes {axes!r} do not fit the array's {len(src.shape)} axes {tuple(src.shape)}: name each, in t c z y x order"
+            raise InputError(msg, path=src.path, field="axes")
+        note = f"axes {given} given by the curator (the file's metadata reads {src.axes})"
+        return replace(src, axes=given, not_carried=[*src.not_carried, note])
+    lead = given[:-2]
+    named = [i for i, n in enumerate(src.lead_shape) if n > 1]
+    if len(lead) != len(named):
+        sizes = tuple(src.lead_shape[i] for i in named)
+        msg = f"axes {axes!r} name {len(lead)} axes before yx, but the file has {len(named)} of more than one plane ({sizes})"
+        raise InputError(msg, path=src.path, field="axes")
+    order = sorted(range(len(lead)), key=lambda k: "tcz".index(lead[k]))
+    perm = tuple(named[k] for k in order)
+    out_lead = tuple(src.lead_shape[i] for i in perm)
+    note = f"axes {given} given by the curator (the file's metadata reads {src.axes})"
+    return replace(
+        src,
+        axes="".join(lead[k] for k in order) + "yx",
+        shape=(*out_lead, *src.shape[-2:]),
+        lead_perm=perm,
+        not_carried=[*src.not_carried, note],
+    )
 
 
 def _open_companion(companion: Path) -> TiffSource:

@@ -208,5 +208,5 @@ def check_voxel(voxel: tuple[float, ...]) -> None:
 
 def require_3d(shape: tuple[int, ...], axes: str, path: str) -> None:
     if sum(1 for a in axes if a in "zyx") < 3:
-        msg = f"is a 2D image (shape {tuple(shape)}, axes {axes}); a 3D stack (z, y, x) is needed: give a multi-page TIFF or a folder of slices"
+        msg = f"is a 2D image (shape {tuple(shape)}, axes {axes}); a 3D stack (z, y, x) is needed: give a multi-page TIFF or a folder of slices, or, if its metadata names the axes wrongly, --axes (e.g. zyx)"
         raise ConversionError(msg, path=path)
