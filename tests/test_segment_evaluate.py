@@ -457,3 +457,25 @@ def test_cli_evaluate_prints_tables(sample: Path, tmp_path: Path):
     assert json.loads(again.output)["held_out"]["blocks"] == first["held_out"]["blocks"]
     bad = CliRunner().invoke(app, [*args[:-1], "9", "--blocks", "1", "--block-size", "8"])
     assert bad.exit_code == 1 and "label value 9" in bad.output
+
+
+def test_a_group_without_the_class_is_marked_empty_not_scored(tmp_path: Path):
+    from curated.cli import app
+
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[4:20, 8:30, 40:60] = 1  # the class only in the high-x half
+    path = _write_image(tmp_path / "half.ome.zarr", truth, truth)
+    out = tmp_path / "half.json"
+    res = CliRunner().invoke(
+        app,
+        ["segment", "evaluate", str(path), "--pred", "pred", "--truth", "truth",
+         "--label-value", "1", "--blocks", "6", "--block-size", "12", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    groups = json.loads(out.read_text(encoding="utf-8"))["factors"]["shading_side"]
+    empty = [g for g, s in groups.items() if s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0]
+    assert empty, groups  # the seeded draw puts some block into the empty half
+    flat = " ".join(res.output.split())
+    assert "(empty)" in flat and "Dice is 1 by convention there, not a measured score" in flat
+    md = (tmp_path / "half.md").read_text(encoding="utf-8")
+    assert f"| {empty[0]} |" in md and "(empty: no voxel of the class" in md

@@ -80,16 +80,22 @@ def print_evaluation(report: dict[str, Any]) -> None:
         for col in ("group", "blocks", "Dice", "95% CI", "precision", "recall", "instance F1"):
             ft.add_column(col, justify="left" if col == "group" else "right")
         for g, s in groups.items():
+            empty = s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0
             ft.add_row(
                 g,
                 str(s["blocks"]),
-                _fmt(s["raw"]["dice"]),
+                _fmt(s["raw"]["dice"]) + (" (empty)" if empty else ""),
                 _ci(s["ci95"].get("dice")),
                 _fmt(s["raw"]["precision"]),
                 _fmt(s["raw"]["recall"]),
                 _fmt(s["instance"]["f1"]),
             )
         console.print(ft)
+        if any(s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0 for s in groups.values()):
+            console.print(
+                "empty: no voxel of the class in truth or prediction in those blocks; "
+                "Dice is 1 by convention there, not a measured score."
+            )
     for w in report.get("warnings") or []:
         console.print(f"[yellow]Warning: {w}.[/]")
     rejected = held.get("rejected_training", 0)
