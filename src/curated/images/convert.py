@@ -246,7 +246,7 @@ def _source_artifacts(
             folder = folder / source.key.strip("/")
         # the tree digest of the log (curated.walk: links and special files are not part of it)
         td = digest_tree(folder)
-    elif source.kind != "slices":
+    elif source.kind not in ("slices", "png-slices"):
         return [workspace.log.artifact(source.path, role="source")]
     else:
         folder, files = Path(source.path), source.files

@@ -232,6 +232,8 @@ class TiffSource:
     def _decode_page(
         self, page: int, path: str, ys: slice, xs: slice, fds: _Descriptors
     ) -> np.ndarray:
+        if self.kind == "png-slices":
+            return _decode_png(path, page, self.page_shape, np.dtype(self.dtype), ys, xs)
         try:
             frame = _frame(path, int(self.page_index[page]))
             p = getattr(frame, "keyframe", None) or frame
@@ -818,16 +820,12 @@ def _map_axes(
 
 
 def _open_folder(folder: Path) -> TiffSource:
-    files = sorted(
-        (
-            f
-            for f in folder.iterdir()
-            if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES and not f.name.startswith(".")
-        ),
-        key=lambda f: natural_key(f.name),
-    )
+    files = _slice_files(folder, TIFF_SUFFIXES)
     if not files:
-        msg = "contains no TIFF slices (*.tif, *.tiff); give a folder of per-slice 2D TIFFs"
+        pngs = _slice_files(folder, (".png",))
+        if pngs:
+            return _open_png_folder(folder, pngs)
+        msg = "contains no TIFF slices (*.tif, *.tiff) or PNG slices (*.png); give a folder of per-slice 2D images"
         raise InputError(msg, path=folder)
     offsets = np.full(len(files), -1, dtype=np.int64)
     shape0: tuple[int, int] | None = None
@@ -893,6 +891,107 @@ def _open_folder(folder: Path) -> TiffSource:
         voxel_source=meta0.origin,
         not_carried=not_carried,
     )
+
+
+def _slice_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(
+        (
+            f
+            for f in folder.iterdir()
+            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
+        ),
+        key=lambda f: natural_key(f.name),
+    )
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_PNG_COLOUR = {0: "grey", 2: "RGB", 3: "palette", 4: "grey + alpha", 6: "RGBA"}
+
+
+def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
+    """Shape and dtype of a single-channel PNG from its IHDR chunk, checking that it ends whole.
+
+    Nothing is decoded: the last 12 bytes must be the IEND chunk, which a truncated
+    copy lacks. Only grey PNGs are volume slices (1, 2, 4 and 8 bits read as uint8, 16
+    bits as uint16; a folder may mix 1-bit masks with 8-bit slices, as public label sets
+    do); colour, palette and alpha images are refused rather than reduced to grey.
+    """
+    details = {"slice": index}
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+            size = os.fstat(f.fileno()).st_size
+            tail = os.pread(f.fileno(), 12, max(0, size - 12))
+    except OSError as exc:
+        raise ConversionError(f"cannot be read ({exc})", path=path, details=details) from exc
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        msg = "is not a PNG image (no PNG signature and header); remove it or give only the slices"
+        raise ConversionError(msg, path=path, details=details)
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    depth, colour = head[24], head[25]
+    if colour != 0 or depth not in (1, 2, 4, 8, 16):
+        kind = _PNG_COLOUR.get(colour, f"colour type {colour}")
+        msg = f"is a {depth}-bit {kind} PNG; slices must be single-channel grey PNGs"
+        raise ConversionError(msg, path=path, details=details)
+    if tail != _PNG_END:
+        msg = "does not end with the PNG end chunk: the file is truncated, copy it again"
+        raise ConversionError(msg, path=path, details=details)
+    return (height, width), np.dtype(np.uint8 if depth <= 8 else "<u2")
+
+
+def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
+    """A folder of per-slice grey PNGs (common for public EM labels and images): lossless, z unknown."""
+    shape0, dtype0 = _png_header(files[0], 0)
+    for i, f in enumerate(files[1:], start=1):
+        shape, dtype = _png_header(f, i)
+        if (shape, dtype) != (shape0, dtype0):
+            msg = (
+                f"slice {i} has shape {shape} and dtype {dtype.name}, "
+                f"but {files[0].name} has {shape0} {dtype0.name}; every slice must match"
+            )
+            raise ConversionError(
+                msg, path=f, details={"slice": i, "expected": list(shape0), "found": list(shape)}
+            )
+    n = len(files)
+    return TiffSource(
+        kind="png-slices",
+        path=str(folder),
+        files=[str(f) for f in files],
+        axes="zyx",
+        shape=(n, *shape0),
+        dtype=dtype0.str,
+        page_file=np.arange(n, dtype=np.int32),
+        page_index=np.zeros(n, dtype=np.int64),
+        page_offset=np.full(n, -1, dtype=np.int64),
+        lead_shape=(n,),
+        lead_perm=(0,),
+        not_carried=["PNG slices state no voxel size that curated uses (pHYs, if any, is ignored)"],
+    )
+
+
+def _decode_png(
+    path: str, index: int, shape: tuple[int, int], dtype: np.dtype, ys: slice, xs: slice
+) -> np.ndarray:
+    """Decode one PNG slice whole (PNG has no random access) and cut ``ys, xs`` out of it."""
+    import imagecodecs
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        plane = imagecodecs.png_decode(data)
+    except Exception as exc:  # codec errors on damaged data
+        msg = f"slice {index} cannot be decoded ({exc}); the file may be truncated or damaged"
+        raise ConversionError(msg, path=path, details={"slice": index}) from exc
+    depth = data[24]
+    if depth < 8:
+        # libpng widens 1-, 2- and 4-bit grey to 8 bits by scaling (1 -> 255 for a 1-bit
+        # mask); a slice's values are its samples, so the scaling is undone exactly
+        plane = plane // np.uint8(255 // ((1 << depth) - 1))
+    if plane.shape != shape or plane.dtype.itemsize != dtype.itemsize:
+        msg = f"slice {index} decodes to {plane.shape} {plane.dtype.name}, not the {shape} {dtype.name} its header states"
+        raise ConversionError(msg, path=path, details={"slice": index})
+    return np.ascontiguousarray(plane[ys, xs]).astype(dtype.newbyteorder("="), copy=False)
 
 
 def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:
