@@ -18,7 +18,7 @@ labels_app = typer.Typer(
 def convert(
     source: Path = typer.Argument(
         ...,
-        help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ or vendor SEM stack, folder of per-slice 2D TIFFs, "
+        help="Multi-page TIFF/BigTIFF, OME-TIFF, ImageJ or vendor SEM stack, folder of per-slice 2D TIFFs or grey PNGs, "
         "HDF5 dataset (FILE.h5:/path), MRC file, Zarr/N5 array (STORE.n5:/path) or OME-Zarr 0.4/0.5 image.",
     ),
     dest: str = typer.Argument(

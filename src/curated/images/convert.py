@@ -298,8 +298,8 @@ def convert_to_ome_zarr(
     source
         A multi-page TIFF/BigTIFF (contiguous, striped, tiled or compressed), an
         OME-TIFF, an ImageJ hyperstack, a vendor SEM TIFF (Zeiss, FEI/Thermo: data bar
-        cropped), a folder of per-slice 2D TIFFs (natural sort order: ``s2`` before
-        ``s10``), an HDF5 dataset (``FILE.h5:/path/to/dataset``), an MRC file, a Zarr
+        cropped), a folder of per-slice 2D TIFFs or grey PNGs (natural sort order: ``s2``
+        before ``s10``), an HDF5 dataset (``FILE.h5:/path/to/dataset``), an MRC file, a Zarr
         v2/v3 or N5 array (``STORE.n5:/path`` for one inside a group), or an existing
         OME-Zarr 0.4/0.5 image (re-encoded from its level 0).
     dest

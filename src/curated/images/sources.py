@@ -311,7 +311,7 @@ Source = TiffSource | ArraySource | StoredArraySource
 
 
 def open_source(path: str | Path) -> TiffSource | StoredArraySource:
-    """Open a TIFF file or a folder of per-slice TIFFs as a :class:`TiffSource`.
+    """Open a TIFF file or a folder of per-slice TIFFs (or grey PNGs) as a :class:`TiffSource`.
 
     HDF5 datasets (``FILE.h5:/path/to/dataset``), MRC files, Zarr v2/v3 and N5 arrays
     and OME-Zarr 0.4/0.5 images open as a
