@@ -973,7 +973,13 @@ def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
 def _decode_png(
     path: str, index: int, shape: tuple[int, int], dtype: np.dtype, ys: slice, xs: slice
 ) -> np.ndarray:
-    """Decode one PNG slice whole (PNG has no random access) and cut ``ys, xs`` out of it."""
+    """Decode one PNG slice whole (PNG has no random access) and cut ``ys, xs`` out of it.
+
+    A slice is decoded once for every shard it spans: a 1024² slice four times with 512³
+    shards, a 4096² one 64 times (imagecodecs decodes about 115 MB/s of noisy 8-bit EM on
+    one core here). For slices much larger than a shard, convert the PNGs to TIFF slices
+    first, whose strips are read where a shard needs them.
+    """
     import imagecodecs
 
     try:
