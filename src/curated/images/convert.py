@@ -311,8 +311,7 @@ def convert_to_ome_zarr(
     voxel_size
         ``(z, y, x)`` in ``unit``; taken from the file's metadata when ``None`` (OME-XML,
         a vendor header, ImageJ, the MRC header, OME-Zarr or array attributes that state
-        a unit). A spacing the file does not state is never guessed: the conversion
-        stops and asks for it.
+        a unit). A spacing the file does not state is never guessed: it is asked for.
     unit
         A length unit (UDUNITS-2 name, or an alias such as ``nm``).
     ngff_version
@@ -328,14 +327,11 @@ def convert_to_ome_zarr(
     progress
         Receives the bytes written (all levels) as they are written.
     same_codec
-        Store every level with level 0's codec (blosc-zstd level 3). By default levels 1 and
-        up use blosc-zstd level 1 (:data:`curated.images.layout.PYRAMID_CODEC`): 4-6x faster to
-        compress on the smoother downsampled data, about 1 % more bytes in all; each level's
-        ``zarr.json`` names its codec.
+        Store every level with level 0's codec (blosc-zstd 3), not blosc-zstd 1 on levels 1+
+        (:data:`curated.images.layout.PYRAMID_CODEC`, 4-6x faster, ~1 % more bytes).
     axes
-        The source's axes when its metadata names them wrongly, e.g. ``"zyx"`` for an ImageJ
-        TIFF that calls its slices channels (tifffile writes a stack saved without axes
-        so); see :func:`curated.images.sources.with_axes`. Recorded with the conversion.
+        The source's axes where its metadata names them wrongly, e.g. ``"zyx"`` for an ImageJ
+        TIFF that calls its slices channels (:func:`curated.images.sources.with_axes`).
 
     Returns
     -------
@@ -347,9 +343,7 @@ def convert_to_ome_zarr(
     --------
     >>> convert_to_ome_zarr("stack.tif", "derived/stack.ome.zarr", voxel_size=(8, 4, 4))  # doctest: +SKIP
     """
-    src = open_source(source)
-    if axes is not None:
-        src = with_axes(src, axes)
+    src = open_source(source) if axes is None else with_axes(open_source(source), axes)
     dest = dest if is_url(dest) else Path(dest)
     params = {
         **({"axes": axes} if axes is not None else {}),
@@ -358,9 +352,7 @@ def convert_to_ome_zarr(
         "ngff_version": ngff_version,
         "chunks": chunks if isinstance(chunks, int) else list(chunks),
         "shard": shard if isinstance(shard, int | None) else list(shard),
-        "workers": workers,
-        "scheduler": scheduler,
-        "same_codec": same_codec,
+        **{"workers": workers, "scheduler": scheduler, "same_codec": same_codec},
     }
     from curated.workspace import as_workspace
 
