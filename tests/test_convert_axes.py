@@ -118,3 +118,15 @@ def test_hdf5_time_series_named_tzyx_instead_of_czyx(tmp_path):
         convert_to_ome_zarr(
             f"{tmp_path / 't.h5'}:/data", tmp_path / "p.ome.zarr", voxel_size=(8, 4, 4), axes="ztyx"
         )
+
+
+def test_axes_are_named_in_the_files_order_and_put_into_ome_order(tmp_path):
+    vol = np.random.default_rng(6).integers(0, 255, (6, 2, 20, 24), dtype=np.uint8)  # file: T C Y X
+    src = tmp_path / "tc.tif"
+    tifffile.imwrite(src, vol, imagej=True, metadata={"axes": "TCYX"})  # frames that are slices
+    convert_to_ome_zarr(
+        src, tmp_path / "o.ome.zarr", voxel_size=(8, 4, 4), axes="zcyx", chunks=8, shard=16
+    )
+    img = open_image(tmp_path / "o.ome.zarr")
+    assert img.axes == ["c", "z", "y", "x"]
+    np.testing.assert_array_equal(img.levels[0][:], vol.transpose(1, 0, 2, 3))
