@@ -154,6 +154,24 @@ def test_truncated_and_corrupt_tiffs_are_flagged(ws, tmp_path):
     assert not report.ok
 
 
+def test_png_slices_open_and_truncated_ones_are_flagged(ws, tmp_path):
+    from PIL import Image
+
+    raw = tmp_path / "labels"
+    raw.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 24), i, np.uint8)).save(raw / f"s{i}.png")
+    report = check(ws, [raw])
+    assert (
+        report.answer("C1").answer == "yes" and "3 image files open" in report.answer("C1").evidence
+    )
+    whole = (raw / "s1.png").read_bytes()
+    (raw / "s1.png").write_bytes(whole[: len(whole) - 20])  # a copy cut short
+    report = check(ws, [raw])
+    assert _flags(report, "truncated-image") == ["labels/s1.png"]
+    assert report.answer("C1").answer == "no" and not report.ok
+
+
 def test_truncation_check_reads_headers_not_pixels(tmp_path, monkeypatch):
     big = tmp_path / "big.tif"
     tifffile.imwrite(big, np.zeros((40, 256, 256), np.uint16), photometric="minisblack")

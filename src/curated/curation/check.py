@@ -32,6 +32,7 @@ from curated.curation.formats import (
     dicom_phi_tags,
     extension_matches,
     identify_format,
+    inspect_png,
     inspect_tiff,
     sniff_format,
 )
@@ -812,7 +813,7 @@ def _runs_keeping_names(walker: _Walker, src: Path, shown: deque[list[str]]) -> 
         yield run
 
 
-_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM"))
+_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM", "PNG"))
 
 
 def _pronom(folder: str, name: str, fmt: str, head: bytes, memo: dict[Any, Any]) -> str | None:
@@ -837,13 +838,13 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _inspect(path: str, fmt: str, size: int) -> tuple[str, _Extra]:
-    """Read the header of a TIFF or DICOM file: (format, extra findings)."""
+    """Read the header of a TIFF, PNG or DICOM file: (format, extra findings)."""
     if fmt == "DICOM":
         try:
             return fmt, (None, [], dicom_phi_tags(path), None)
         except OSError as exc:
             return fmt, (None, [], [], exc.strerror or str(exc))
-    info = inspect_tiff(path, size)
+    info = inspect_png(path, size) if fmt == "PNG" else inspect_tiff(path, size)
     fmt = info.pop("format", fmt)
     personal = info.pop("personal_data", [])
     return fmt, (info, personal, [], None)
@@ -903,7 +904,7 @@ def _answer_files(stats: InventoryStats) -> list[_Answer]:
             "C1",
             "yes",
             True,
-            f"all {stats.images} TIFF files open (headers read, first segment decoded); {stats.files - stats.images} other files are readable",
+            f"all {stats.images} image files open (TIFF: headers read, first segment decoded; PNG: header and end chunk read); {stats.files - stats.images} other files are readable",
         )
     else:
         add(
