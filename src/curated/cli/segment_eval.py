@@ -79,19 +79,21 @@ def print_evaluation(report: dict[str, Any]) -> None:
         ft = Table(title=f"by {fname}")
         for col in ("group", "blocks", "Dice", "95% CI", "precision", "recall", "instance F1"):
             ft.add_column(col, justify="left" if col == "group" else "right")
+        empty = {
+            g for g, s in groups.items() if s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0
+        }
         for g, s in groups.items():
-            empty = s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0
             ft.add_row(
                 g,
                 str(s["blocks"]),
-                _fmt(s["raw"]["dice"]) + (" (empty)" if empty else ""),
+                _fmt(s["raw"]["dice"]) + (" (empty)" if g in empty else ""),
                 _ci(s["ci95"].get("dice")),
                 _fmt(s["raw"]["precision"]),
                 _fmt(s["raw"]["recall"]),
                 _fmt(s["instance"]["f1"]),
             )
         console.print(ft)
-        if any(s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0 for s in groups.values()):
+        if empty:
             console.print(
                 "empty: no voxel of the class in truth or prediction in those blocks; "
                 "Dice is 1 by convention there, not a measured score."

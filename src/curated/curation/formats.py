@@ -9,7 +9,6 @@ identifying (PHI) tags by their byte patterns, so no DICOM library is needed.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import struct
 from dataclasses import dataclass
@@ -213,35 +212,31 @@ def personal_data_in_vendor_header(tif: Any) -> list[str]:
     return found(tif)
 
 
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
 def inspect_png(path: str | Path, size: int) -> dict[str, Any]:
     """Check a PNG's header and end without decoding it: shape, bit depth, colour type, health.
 
     A PNG opens when its signature and IHDR chunk are whole and its last 12 bytes are
-    the IEND chunk, which a truncated copy lacks. Returns the keys of
-    :func:`inspect_tiff` (``opens``, ``format``, ``shape``, ``dtype``, ``truncated``,
-    ``problem``, ``personal_data``) plus ``bit_depth`` and ``colour_type``.
+    the IEND chunk, which a truncated copy lacks (:func:`curated.images.sources.png_header`).
+    Returns the keys of :func:`inspect_tiff` (``opens``, ``format``, ``shape``, ``dtype``,
+    ``truncated``, ``problem``, ``personal_data``) plus ``bit_depth`` and ``colour_type``.
     """
+    from curated.images.sources import png_header
+
     info: dict[str, Any] = {"opens": False, "truncated": False, "problem": None, "format": "PNG"}
     info["personal_data"] = []
     try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-            tail = os.pread(f.fileno(), 12, max(0, size - 12))
+        h = png_header(path)
     except OSError as exc:
         info["problem"] = f"cannot be read: {exc.strerror or exc}"
         return info
-    if len(head) < 33 or head[12:16] != b"IHDR":
-        info["truncated"] = len(head) < 33
+    if h is None:
+        info["truncated"] = size < 33
         info["problem"] = "the PNG header (IHDR) is missing or cut short"
         return info
-    depth, colour = head[24], head[25]
-    info["shape"] = [int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")]
-    info["bit_depth"], info["colour_type"] = int(depth), int(colour)
-    info["dtype"] = "uint16" if depth == 16 else "uint8"
-    if tail != _PNG_END:
+    info["shape"] = [h.height, h.width]
+    info["bit_depth"], info["colour_type"] = h.bit_depth, h.colour_type
+    info["dtype"] = "uint16" if h.bit_depth == 16 else "uint8"
+    if not h.ends_whole:
         info["truncated"] = True
         info["problem"] = "the PNG does not end with its end chunk (IEND): the file is truncated"
         return info

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -354,12 +354,15 @@ def with_axes(src: TiffSource | StoredArraySource, axes: str) -> TiffSource | St
     if src.kind in ("ome-zarr", "ome-tiff"):
         msg = f"states its axes ({src.axes}); --axes only renames those of files that do not"
         raise InputError(msg, path=src.path, field="axes")
+    noted = [
+        *src.not_carried,
+        f"axes {given} given by the curator (the file's metadata reads {src.axes})",
+    ]
     if isinstance(src, StoredArraySource):
         if len(given) != len(src.shape) or "".join(a for a in "tczyx" if a in given) != given:
             msg = f"axes {axes!r} do not fit the array's {len(src.shape)} axes {tuple(src.shape)}: name each, in t c z y x order"
             raise InputError(msg, path=src.path, field="axes")
-        note = f"axes {given} given by the curator (the file's metadata reads {src.axes})"
-        return replace(src, axes=given, not_carried=[*src.not_carried, note])
+        return replace(src, axes=given, not_carried=noted)
     lead = given[:-2]
     named = [i for i, n in enumerate(src.lead_shape) if n > 1]
     if len(lead) != len(named):
@@ -369,13 +372,12 @@ def with_axes(src: TiffSource | StoredArraySource, axes: str) -> TiffSource | St
     order = sorted(range(len(lead)), key=lambda k: "tcz".index(lead[k]))
     perm = tuple(named[k] for k in order)
     out_lead = tuple(src.lead_shape[i] for i in perm)
-    note = f"axes {given} given by the curator (the file's metadata reads {src.axes})"
     return replace(
         src,
         axes="".join(lead[k] for k in order) + "yx",
         shape=(*out_lead, *src.shape[-2:]),
         lead_perm=perm,
-        not_carried=[*src.not_carried, note],
+        not_carried=noted,
     )
 
 
@@ -909,8 +911,39 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _PNG_COLOUR = {0: "grey", 2: "RGB", 3: "palette", 4: "grey + alpha", 6: "RGBA"}
 
 
+class PngHeader(NamedTuple):
+    """What a PNG's IHDR chunk and its last 12 bytes say, without decoding it."""
+
+    height: int
+    width: int
+    bit_depth: int
+    colour_type: int
+    ends_whole: bool
+    """The last 12 bytes are the IEND chunk (a truncated copy lacks them)."""
+
+
+def png_header(path: str | Path) -> PngHeader | None:
+    """The PNG's header, or ``None`` when its first 33 bytes are no PNG signature and IHDR.
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(33)
+        size = os.fstat(f.fileno()).st_size
+        tail = os.pread(f.fileno(), 12, max(0, size - 12))
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return PngHeader(
+        height=int.from_bytes(head[20:24], "big"),
+        width=int.from_bytes(head[16:20], "big"),
+        bit_depth=head[24],
+        colour_type=head[25],
+        ends_whole=tail == _PNG_END,
+    )
+
+
 def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
-    """Shape and dtype of a single-channel PNG from its IHDR chunk, checking that it ends whole.
+    """Shape and dtype of a single-channel PNG slice from :func:`png_header`, checking that it ends whole.
 
     Nothing is decoded: the last 12 bytes must be the IEND chunk, which a truncated
     copy lacks. Only grey PNGs are volume slices (1, 2, 4 and 8 bits read as uint8, 16
@@ -919,25 +952,21 @@ def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
     """
     details = {"slice": index}
     try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-            size = os.fstat(f.fileno()).st_size
-            tail = os.pread(f.fileno(), 12, max(0, size - 12))
+        h = png_header(path)
     except OSError as exc:
         raise ConversionError(f"cannot be read ({exc})", path=path, details=details) from exc
-    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+    if h is None:
         msg = "is not a PNG image (no PNG signature and header); remove it or give only the slices"
         raise ConversionError(msg, path=path, details=details)
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    depth, colour = head[24], head[25]
+    depth, colour = h.bit_depth, h.colour_type
     if colour != 0 or depth not in (1, 2, 4, 8, 16):
         kind = _PNG_COLOUR.get(colour, f"colour type {colour}")
         msg = f"is a {depth}-bit {kind} PNG; slices must be single-channel grey PNGs"
         raise ConversionError(msg, path=path, details=details)
-    if tail != _PNG_END:
+    if not h.ends_whole:
         msg = "does not end with the PNG end chunk: the file is truncated, copy it again"
         raise ConversionError(msg, path=path, details=details)
-    return (height, width), np.dtype(np.uint8 if depth <= 8 else "<u2")
+    return (h.height, h.width), np.dtype(np.uint8 if depth <= 8 else "<u2")
 
 
 def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:

@@ -66,8 +66,9 @@ of the parent's held out) on both benchmarks (RESULTS.md "The ten synthetic tria
 fine-tuning defaults" and "Held-out crops in fine-tuning, and 450 fine-tuning iterations"):
 whole-volume Dice +0.025 after a suggested and +0.008 after a random crop on the ten synthetic
 trials (suggested crops now beat random ones: AUC +0.011, CI above 0), and +0.007 to +0.025
-outside every crop in four rounds on two crop seeds of the real ssTEM stack. Three times the fine-tuning time: 361 s instead of 129 s
-for ``curated segment finetune`` of the benchmark's volume on two idle CPU cores."""
+outside every crop in four rounds on two crop seeds of the real ssTEM stack. Three times the
+fine-tuning time: 361 s instead of 129 s for ``curated segment finetune`` of the benchmark's
+volume on two idle CPU cores."""
 DEFAULT_FINETUNE_LEARNING_RATE = 3e-4
 """Fine-tuning's starting learning rate (annealed like training's). Lower than training's: the
 parent's own schedule ended at 2e-5, and restarting at 1e-3 moved well-trained parents away from
