@@ -185,7 +185,11 @@ def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, 
     assert meta["preprocessing"]["low"] < meta["preprocessing"]["high"]
     t = meta["training"]
     assert t["image_digest"].startswith("sha256") and t["seed"] == 0 and t["iterations"] == 4
-    assert len(t["rois"]) + len(t["validation_rois"]) == 4
+    # by default every annotated crop trains and the last iteration is kept
+    assert len(t["rois"]) == 4 and t["validation_rois"] == []
+    assert t["checkpoint_selection"]["iteration"] == 4
+    assert t["checkpoint_selection"]["rule"].startswith("last iteration (every crop trains")
+    assert r.details["best_validation_dice"] is None and "validation" not in r.message
     assert len(meta["lineage_rois"]) == 4 and "torch" in meta["software"]
     assert load_model(out).sha256 == meta["weights"]["sha256"]
     again = train(sample, labels="ann", label_value=2, out=out, **TINY)
@@ -354,6 +358,15 @@ def test_cli_train_and_finetune(sample, tmp_path) -> None:
 
     res = runner.invoke(app, train_args("m", "--iterations", "2", *common))
     assert res.exit_code == 0, res.output
+    assert (
+        json.loads((tmp_path / "m" / "model.json").read_text())["training"]["validation_rois"] == []
+    )
+    # --validation holds one crop out and keeps the iteration that scored best on it
+    res = runner.invoke(app, train_args("v", "--iterations", "2", "--validation", *common))
+    assert res.exit_code == 0, res.output
+    held = json.loads((tmp_path / "v" / "model.json").read_text())["training"]
+    assert len(held["validation_rois"]) == 1 and len(held["rois"]) == 3
+    assert held["checkpoint_selection"]["rule"].startswith("lowest validation loss")
     annotate_from_truth(sample, crops=1, size=10, seed=5, name="ann")  # the curator adds a crop
     res = runner.invoke(
         app,
@@ -597,7 +610,8 @@ def test_finetune_oversamples_new_crops_never_holds_them_out_and_keeps_the_last_
 ) -> None:
     sample = shutil.copytree(sample, tmp_path / "cell.ome.zarr")  # crops are added below
     parent = tmp_path / "p"
-    train(sample, labels="ann", label_value=2, out=parent, **TINY)
+    # a parent that held a crop out (training's default until this release)
+    train(sample, labels="ann", label_value=2, out=parent, validation=True, **TINY)
     pm = json.loads((parent / "model.json").read_text())
     # the same crops again: nothing new to learn from, refused with a pointer to what to do
     with pytest.raises(SegmentationError, match="annotate new crops"):

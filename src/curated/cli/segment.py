@@ -336,6 +336,12 @@ def train_cmd(
         "integer images of up to 16 bits it uses box3 running sums, whose cost does not grow with σ.",
     ),
     elastic: bool = typer.Option(False, "--elastic", help="Elastic deformation augmentation."),
+    validation: bool = typer.Option(
+        False,
+        "--validation",
+        help="Hold out one annotated crop and keep the iteration with the lowest loss on it "
+        "[default: every crop trains and the last iteration is kept].",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Start again even if OUT holds a model or checkpoint."
     ),
@@ -358,6 +364,7 @@ def train_cmd(
             class_balance=class_balance,
             class_balance_warmup=class_balance_warmup,
             preprocessing=_pre(denoise, shading_correction, local_contrast),
+            validation=validation,
             progress=progress,
             **_train_kwargs(
                 iterations,

@@ -577,7 +577,7 @@ def train(
     augmentation: Augmentation | dict[str, Any] | None = None,
     checkpoint_every: int = 100,
     validate_every: int = 50,
-    validation: bool = True,
+    validation: bool = False,
     loss: str = "balanced-bce+dice",
     class_balance: float = DEFAULT_CLASS_BALANCE,
     class_balance_warmup: float = DEFAULT_CLASS_BALANCE_WARMUP,
@@ -598,9 +598,8 @@ def train(
         The sparse label image (255 = unannotated, see :mod:`curated.segment.annotate`)
         and the value K this model learns to segment.
     out
-        The model folder to write (``model.json`` + ``weights.pt``). Running again
-        with the same arguments resumes from its last checkpoint, or reports
-        ``notneeded`` when the model is finished.
+        The model folder (``model.json`` + ``weights.pt``). Running again with the same
+        arguments resumes from its last checkpoint, or is ``notneeded`` when finished.
     iterations, batch_size, patch, learning_rate
         Optimisation settings; ``patch`` is the output patch size (rounded up to a
         valid size of the network); ``None`` plans it from the annotated crops
@@ -619,14 +618,15 @@ def train(
         are fitted once on the training regions.
     parent
         A model to start from (see :func:`finetune`).
+    validation
+        Hold out a crop with the label; keep the iteration of lowest loss on it. By default
+        every crop trains, last iteration kept (RESULTS.md "Every crop trains").
     new_crop_fraction
         Fine-tuning only: share of the patches drawn from the crops the parent never saw
         (those holding the structure; see :func:`finetune`).
 
-    Returns
-    -------
-    Result
-        ``path`` is the model folder; ``details`` holds losses, validation Dice and timing.
+    Returns a :class:`Result`: ``path`` is the model folder; ``details`` holds losses,
+    validation Dice and timing.
     """
     image = Path(image)
     out = Path(out)
@@ -749,7 +749,6 @@ def finetune(
     "Held-out crops in fine-tuning"). ``validation=True`` holds one of the parent's crops
     out and records its Dice during training, as fine-tuning did before this release.
     """
-    kwargs.setdefault("validation", False)
     parent_model = parent if isinstance(parent, SegmentationModel) else load_model(parent)
     if label_value is None:
         label_value = parent_model.label_value
@@ -1483,10 +1482,12 @@ class _TrainingLoop:
             }
             state = best["state"] if best["state"] is not None else self.net.state_dict()
             return selection, state
-        selection = {
-            "rule": "last iteration (only one annotated crop: no validation crop held out)",
-            "iteration": iterations,
-        }
+        why = (
+            "every crop trains; validation=True holds one out"
+            if not self.job.validation
+            else "only one annotated crop holds the label: none held out for validation"
+        )
+        selection = {"rule": f"last iteration ({why})", "iteration": iterations}
         return selection, self.net.state_dict()
 
 
