@@ -619,14 +619,14 @@ def train(
     parent
         A model to start from (see :func:`finetune`).
     validation
-        Hold out a crop with the label; keep the iteration of lowest loss on it. By default
-        every crop trains, last iteration kept (RESULTS.md "Every crop trains").
+        Hold out a crop with the label and keep the lowest-loss iteration on it (default: no).
     new_crop_fraction
-        Fine-tuning only: share of the patches drawn from the crops the parent never saw
-        (those holding the structure; see :func:`finetune`).
+        Fine-tuning only: share of patches from new crops holding the structure (:func:`finetune`).
 
-    Returns a :class:`Result`: ``path`` is the model folder; ``details`` holds losses,
-    validation Dice and timing.
+    Returns
+    -------
+    Result
+        ``path`` is the model folder; ``details`` holds losses, validation Dice and timing.
     """
     image = Path(image)
     out = Path(out)
