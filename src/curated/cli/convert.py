@@ -127,6 +127,12 @@ def labels_add(
         "--class-name",
         help="Name a label value, VALUE=NAME (e.g. 1=mitochondrion); repeatable.",
     ),
+    value_map: list[str] | None = typer.Option(
+        None,
+        "--map",
+        help="Rewrite a label value on the way in, OLD=NEW (e.g. 255=1 for a 0/255 mask: 255 "
+        "means 'not annotated' to annotate and train); repeatable. The file is only read.",
+    ),
     workspace: Path | None = typer.Option(
         None, "--workspace", help="Record this in the workspace's curator log."
     ),
@@ -137,9 +143,10 @@ def labels_add(
 ) -> None:
     """Add a label volume to an OME-Zarr image as labels/NAME (same pyramid, mode downsampling)."""
     from curated.images import add_labels
-    from curated.images.labels import parse_class_names
+    from curated.images.labels import parse_class_names, parse_value_map
 
     properties = parse_class_names(class_name or []) or None
+    mapping = parse_value_map(value_map or []) or None
     if (model or origin == "model-prediction") and not ai_generated:
         ai_generated = True
     if kind is None:
@@ -154,6 +161,7 @@ def labels_add(
             model=model,
             origin=origin,
             properties=properties,
+            value_map=mapping,
             workspace=workspace,
             overwrite=overwrite,
             progress=bar,

@@ -159,11 +159,17 @@ def annotate_import_cmd(
         "--class-name",
         help="Name a label value, VALUE=NAME (e.g. 1=mitochondrion); repeatable.",
     ),
+    value_map: list[str] | None = typer.Option(
+        None,
+        "--map",
+        help="Rewrite a value as the crop is read, OLD=NEW (e.g. 255=1 for a 0/255 mask from "
+        "Fiji); repeatable.",
+    ),
     workspace: Path | None = WORKSPACE,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image."""
-    from curated.images.labels import parse_class_names
+    from curated.images.labels import parse_class_names, parse_value_map
     from curated.segment.annotate import import_annotation
 
     names = {p["label-value"]: p["name"] for p in parse_class_names(class_name or [])}
@@ -174,6 +180,7 @@ def annotate_import_cmd(
         name=name,
         origin=origin,
         class_names=names,
+        value_map=parse_value_map(value_map or []) or None,
         workspace=workspace,
     )
     exit_for(print_results([r], as_json=as_json))

@@ -54,6 +54,9 @@ MIXED_ORIGIN = "mixed"
 """Label-level ``origin`` of a sparse annotation whose crops have different origins."""
 MAX_COLORS = 1024
 """Beyond this many label values, ``colors`` is left out (viewers pick their own)."""
+UNANNOTATED_VALUE = 255
+"""Label value of voxels that carry no annotation in a sparse annotation
+(``curated.segment.annotate.UNANNOTATED``): ``annotate`` and ``segment train`` skip them."""
 
 
 def _as_image(image: OmeZarrImage | str | Path) -> OmeZarrImage:
@@ -100,6 +103,29 @@ def parse_class_names(items: list[str]) -> list[dict[str, Any]]:
             raise InputError(msg, field="class_name")
         props[v] = name.strip()
     return [{"label-value": v, "name": n} for v, n in sorted(props.items())]
+
+
+def parse_value_map(items: list[str]) -> dict[int, int]:
+    """``["255=1"]`` as ``{255: 1}``: label values rewritten while a label volume is stored.
+
+    A binary mask saved as 0/255 (ImageJ, most EM challenge data) needs ``255=1``: 255 is
+    what ``curated annotate`` and ``curated segment train`` read as "not annotated".
+    """
+    out: dict[int, int] = {}
+    for item in items:
+        old, sep, new = str(item).partition("=")
+        try:
+            a, b = int(old.strip()), int(new.strip())
+        except ValueError:
+            a = b = -1
+        if not sep or a < 0 or b < 0:
+            msg = f"a value map is given as OLD=NEW with label values ≥ 0, e.g. 255=1; got {item!r}"
+            raise InputError(msg, field="map")
+        if out.get(a, b) != b:
+            msg = f"label value {a} is mapped twice ({a}={out[a]} and {a}={b})"
+            raise InputError(msg, field="map")
+        out[a] = b
+    return out
 
 
 def default_origin(kind: str, ai_generated: bool) -> str:
@@ -208,13 +234,16 @@ def _labels_source(labels: Any) -> ArraySource | TiffSource:
     )
 
 
-def _label_dtype(dtype: np.dtype) -> np.dtype:
+def _label_dtype(dtype: np.dtype, value_map: dict[int, int] | None = None) -> np.dtype:
     dt = np.dtype(dtype).newbyteorder("=")
     if dt.kind == "b":
-        return np.dtype("uint8")
+        dt = np.dtype("uint8")
     if dt.kind not in "ui":
         msg = f"labels must have an integer type (uint8, uint16, uint32...), not {dt.name}; round or cast them first"
         raise InputError(msg, field="labels")
+    if value_map:
+        # the stored type must also hold the new values (255=1000 on uint8 labels: uint16)
+        dt = np.promote_types(dt, np.min_scalar_type(max(value_map.values())))
     return dt
 
 
@@ -341,6 +370,7 @@ def _finish_label(
     digest, nbytes, _files = store_digest(dest, known)
     return {
         "shards_written": written,
+        "values": values,
         "label_values": len(values),
         "store_digest": digest,
         "bytes": nbytes,
@@ -360,6 +390,7 @@ def add_labels(
     colors: list[dict[str, Any]] | None = None,
     overwrite: bool = False,
     curated_extra: dict[str, Any] | None = None,
+    value_map: dict[int, int] | None = None,
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
 ) -> Result:
@@ -388,6 +419,10 @@ def add_labels(
     curated_extra
         More keys for the label group's ``curated`` block (e.g. an annotation's
         crops), written with the rest so that the returned store digest is final.
+    value_map
+        Label values rewritten on the way in, ``{old: new}`` (e.g. ``{255: 1}`` for a
+        0/255 mask; see :func:`parse_value_map`); recorded in the ``curated`` block and
+        the log. The source is only read.
 
     Returns
     -------
@@ -399,6 +434,8 @@ def add_labels(
     if ai_generated is None:
         ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
     block = curated_block(kind, ai_generated, model, origin)
+    if value_map:
+        block["value_map"] = {str(k): int(v) for k, v in sorted(value_map.items())}
     src = _labels_source(labels)
     params = {
         "name": name,
@@ -406,6 +443,7 @@ def add_labels(
         "origin": block["origin"],
         "ai_generated": bool(ai_generated),
         "model": _model_block(model),
+        "value_map": block.get("value_map"),
     }
     inputs = [src.path] if isinstance(labels, str | Path) else []
     with recorder(
@@ -421,24 +459,8 @@ def add_labels(
             raise InputError(
                 msg, path=src.path if isinstance(labels, str | Path) else None, field="labels"
             )
-        dt = _label_dtype(np.dtype(src.dtype))
-        layout = label_layout(img, dt)
-        dest = img.path / "labels" / name
-        if overwrite and dest.exists():
-            _unregister_label(img, name)
-        plan = {
-            "layout": layout.to_dict(),
-            "labels": {
-                "path": src.path,
-                "shape": list(src.shape),
-                "dtype": np.dtype(src.dtype).str,
-            },
-            "curated": block,
-        }
-        _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
-        job = WriteJob(
-            root=str(dest), layout=layout, source=_CastSource(src, dt), collect_values=True
-        )
+        dt = _label_dtype(np.dtype(src.dtype), value_map)
+        layout, dest, job = _begin_added(img, name, src, dt, block, value_map, overwrite)
         figures = _finish_label(
             img,
             name,
@@ -452,7 +474,10 @@ def add_labels(
             progress=progress,
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
-        step.message = f"labels {name!r} ({kind}, origin {block['origin']}{', AI-generated' if ai_generated else ''}) with {len(layout.levels)} levels"
+        sparse = bool((curated_extra or {}).get("annotation"))  # written by curated annotate
+        step.message = _added_message(
+            name, block, len(layout.levels), value_map, figures.pop("values"), sparse
+        )
     return Result(
         "labels-add",
         "ok",
@@ -468,17 +493,94 @@ def add_labels(
     )
 
 
-class _CastSource:
-    """Reads a label source and casts it to the label dtype (bool → uint8)."""
+def _begin_added(
+    img: OmeZarrImage,
+    name: str,
+    src: ArraySource | TiffSource,
+    dt: np.dtype,
+    block: dict[str, Any],
+    value_map: dict[int, int] | None,
+    overwrite: bool,
+) -> tuple[StoreLayout, Path, WriteJob]:
+    """Start (or resume) writing an added label volume: its layout, folder and write job."""
+    layout = label_layout(img, dt)
+    dest = img.path / "labels" / name
+    if overwrite and dest.exists():
+        _unregister_label(img, name)
+    plan = {
+        "layout": layout.to_dict(),
+        "labels": {"path": src.path, "shape": list(src.shape), "dtype": np.dtype(src.dtype).str},
+        "curated": block,
+    }
+    _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
+    job = WriteJob(
+        root=str(dest),
+        layout=layout,
+        source=_CastSource(src, dt, value_map),
+        collect_values=True,
+    )
+    return layout, dest, job
 
-    def __init__(self, src: ArraySource | TiffSource, dtype: np.dtype) -> None:
+
+def _added_message(
+    name: str,
+    block: dict[str, Any],
+    levels: int,
+    value_map: dict[int, int] | None,
+    values: list[int],
+    sparse: bool,
+) -> str:
+    """``labels add``'s one-line result, with the value map and a hint for 0/255 masks."""
+    ai = ", AI-generated" if block["ai_generated"] else ""
+    msg = f"labels {name!r} ({block['kind']}, origin {block['origin']}{ai}) with {levels} levels"
+    if value_map:
+        msg += "; values " + ", ".join(f"{k}→{v}" for k, v in sorted(value_map.items()))
+    if block["kind"] != "prediction" and not sparse and UNANNOTATED_VALUE in values:
+        msg += (
+            f"; value {UNANNOTATED_VALUE} means 'not annotated' to annotate and train: if it "
+            f"marks a structure (a 0/{UNANNOTATED_VALUE} mask), add the labels again with "
+            f"--map {UNANNOTATED_VALUE}=1 --overwrite"
+        )
+    return msg
+
+
+def remap_values(block: np.ndarray, value_map: dict[int, int], dtype: Any) -> np.ndarray:
+    """``block`` as ``dtype`` with each value ``old`` of ``value_map`` replaced by its ``new``.
+
+    Every voxel is looked up in ``block`` as given, so ``{1: 2, 2: 1}`` swaps two values.
+    """
+    out = np.asarray(block).astype(dtype, copy=True)
+    if not value_map:
+        return out
+    keys = np.array(sorted(value_map), dtype=np.int64)
+    new = np.array([value_map[int(k)] for k in keys], dtype=out.dtype)
+    idx = np.searchsorted(keys, block)
+    np.minimum(idx, keys.size - 1, out=idx)
+    hit = keys[idx] == block
+    out[hit] = new[idx[hit]]
+    return out
+
+
+class _CastSource:
+    """Reads a label source, casts it to the label dtype (bool → uint8) and applies a value map."""
+
+    def __init__(
+        self,
+        src: ArraySource | TiffSource,
+        dtype: np.dtype,
+        value_map: dict[int, int] | None = None,
+    ) -> None:
         self.src = src
         self.dtype = dtype.str
         self.shape = src.shape
         self.path = src.path
+        self.value_map = value_map or {}
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        return np.asarray(self.src.read(region)).astype(self.dtype, copy=False)
+        block = np.asarray(self.src.read(region))
+        if self.value_map:
+            return remap_values(block, self.value_map, self.dtype)
+        return block.astype(self.dtype, copy=False)
 
 
 def create_label_image(
@@ -577,6 +679,7 @@ def finalize_label_image(
             first_level=1,
             progress=progress,
         )
+        figures.pop("values")
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         step.message = f"labels {name!r} finished with {len(layout.levels)} levels"
     return Result(

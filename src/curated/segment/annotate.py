@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from curated.errors import InputError, SegmentationError
+from curated.images.labels import UNANNOTATED_VALUE, remap_values
 from curated.results import Result
 from curated.segment import _store
 from curated.workspace import Workspace, recorder
 
-UNANNOTATED = 255
-"""Label value of voxels that carry no annotation."""
+UNANNOTATED = UNANNOTATED_VALUE
+"""Label value of voxels that carry no annotation (255)."""
 BACKGROUND = 0
 """Label value of annotated background."""
 
@@ -228,6 +229,15 @@ def _write_annotation(
     )
 
 
+def _truth_uses_255(truth: str) -> str:
+    return (
+        f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated "
+        f"voxels; if it marks a structure (a 0/{UNANNOTATED} mask), add the truth again "
+        f"with `curated labels add IMAGE --name {truth} --from FILE --kind truth "
+        f"--map {UNANNOTATED}=1 --overwrite`"
+    )
+
+
 def annotate_from_truth(
     image: str | Path,
     *,
@@ -316,8 +326,7 @@ def annotate_from_truth(
             sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
             crop = np.asarray(truth_arr[sl])
             if np.any(crop == UNANNOTATED):
-                msg = f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated voxels"
-                raise SegmentationError(msg, path=image, field="truth")
+                raise SegmentationError(_truth_uses_255(truth), path=image, field="truth")
             labels.paste(tuple(r["offset"]), crop)
         rois = rois + new
         # the truth's names win: the crops are its values
@@ -349,7 +358,7 @@ def annotate_from_truth(
         )
 
 
-def _read_crop(source: Path) -> np.ndarray:
+def _read_crop(source: Path, value_map: dict[int, int] | None = None) -> np.ndarray:
     if not source.exists():
         msg = "no such annotation file"
         raise InputError(msg, path=source)
@@ -384,10 +393,26 @@ def _read_crop(source: Path) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
         msg = f"an annotation must hold integer labels, not {arr.dtype}"
         raise InputError(msg, path=source)
+    if value_map:
+        wide = arr.dtype if arr.dtype == np.uint64 else np.dtype(np.int64)
+        arr = remap_values(arr, value_map, wide)
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > UNANNOTATED):
         msg = f"label values must be 0..{UNANNOTATED} ({UNANNOTATED} = unannotated); found {int(arr.min())}..{int(arr.max())}"
         raise InputError(msg, path=source)
     return arr.astype(np.uint8)
+
+
+def _crop_note(crop: np.ndarray, value_map: dict[int, int] | None) -> str:
+    """A hint when an imported crop looks like a 0/255 mask whose 255 was meant as a structure."""
+    if value_map:
+        return "; values " + ", ".join(f"{k}→{v}" for k, v in sorted(value_map.items()))
+    if set(np.unique(crop).tolist()) == {BACKGROUND, UNANNOTATED}:
+        return (
+            f"; it holds only {BACKGROUND} and {UNANNOTATED}, and {UNANNOTATED} means 'not "
+            f"annotated': if it marks a structure (a 0/{UNANNOTATED} mask), import it again "
+            f"with --map {UNANNOTATED}=1"
+        )
+    return ""
 
 
 def import_annotation(
@@ -398,6 +423,7 @@ def import_annotation(
     name: str = "annotations",
     origin: str = "human",
     class_names: dict[int, str] | None = None,
+    value_map: dict[int, int] | None = None,
     workspace: Workspace | str | Path | None = None,
 ) -> Result:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image.
@@ -411,13 +437,20 @@ def import_annotation(
     ``derived-from-truth``, ``simulated`` or ``model-prediction`` otherwise (a
     corrected prediction a person checked is ``human``). ``class_names`` names
     label values (``{1: "mitochondrion"}``); names already in ``name`` are kept.
+    ``value_map`` rewrites values as the crop is read (``{255: 1}`` for a 0/255 mask
+    from Fiji, whose 255 would otherwise mean "not annotated"); it is recorded.
     """
     from curated.images.labels import check_origin
 
     image = Path(image)
     source = Path(source_file)
     origin = check_origin(origin)
-    params = {"offset": list(offset), "name": name, "origin": origin}
+    params = {
+        "offset": list(offset),
+        "name": name,
+        "origin": origin,
+        "value_map": {str(k): v for k, v in sorted(value_map.items())} if value_map else None,
+    }
     with recorder(
         workspace,
         "A",
@@ -426,7 +459,7 @@ def import_annotation(
         params=params,
         libraries=("numpy", "zarr", "tifffile"),
     ) as step:
-        crop = _read_crop(source)
+        crop = _read_crop(source, value_map)
         shape = tuple(int(s) for s in _store.image_level0(image).shape)
         off = tuple(int(o) for o in offset)
         if len(off) != 3:
@@ -466,6 +499,7 @@ def import_annotation(
             "annotate-import",
             "ok",
             str(_store.label_path(image, name)),
-            f"crop {crop.shape} from {source.name} added at {off} (origin {origin})",
+            f"crop {crop.shape} from {source.name} added at {off} (origin {origin})"
+            + _crop_note(crop, value_map),
             {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name, "origin": origin},
         )
