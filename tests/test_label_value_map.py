@@ -120,3 +120,35 @@ def test_an_imported_0_255_crop_is_mapped_or_flagged(image, tmp_path) -> None:
     b = _store.label_level0(image, "b")[...]
     assert np.all(b[:4, :4, :8] == 1) and np.all(b[:4, 4:8, :8] == 0)
     assert np.all(b[4:] == UNANNOTATED)
+
+
+def test_an_instance_segmentation_becomes_one_class_and_is_never_wrapped(image, tmp_path) -> None:
+    inst = np.zeros(SHAPE, np.uint16)
+    for i in range(20):  # twenty objects with ids 300, 310, ... (beyond uint8)
+        inst[2:12, 2 * i : 2 * i + 1, 2:30] = 300 + 10 * i
+    f = tmp_path / "instances.tif"
+    tifffile.imwrite(f, inst, photometric="minisblack")
+    add_labels(image, "inst", f, kind="truth")
+    # copying crops of ids above 254 into a uint8 annotation is refused, not wrapped (300 → 44)
+    with pytest.raises(SegmentationError, match="nonzero=1"):
+        annotate_from_truth(image, truth="inst", crops=1, size=8, seed=0, region="x<0.5", name="a")
+    assert "a" not in _store.label_names(image)
+    r = CliRunner().invoke(
+        app,
+        ["labels", "add", str(image), "--name", "inst", "--from", str(f), "--kind", "truth"]
+        + ["--overwrite", "--map", "nonzero=1", "--map", "310=2"],
+    )
+    assert r.exit_code == 0, r.output
+    got = open_image(image).open_label("inst").levels[0][:]
+    want = np.where(inst == 310, 2, (inst > 0).astype(np.uint16))
+    np.testing.assert_array_equal(got, want)
+    assert open_image(image).open_label("inst").attrs["curated"]["value_map"] == {
+        "310": 2,
+        "nonzero": 1,
+    }
+    # ids below 255 copy fine, but twenty of them in the crops get a hint
+    small = (inst // 10 - 29).astype(np.uint8) * (inst > 0)
+    add_labels(image, "small", small, kind="truth")
+    note = annotate_from_truth(image, truth="small", crops=1, size=(8, 40, 40), seed=0, name="b")
+    assert "instance segmentation" in note.message and "nonzero=1" in note.message
+    assert parse_value_map(["nonzero=1", "0=0"]) == {"nonzero": 1, 0: 0}

@@ -131,7 +131,8 @@ def labels_add(
         None,
         "--map",
         help="Rewrite a label value on the way in, OLD=NEW (e.g. 255=1 for a 0/255 mask: 255 "
-        "means 'not annotated' to annotate and train); repeatable. The file is only read.",
+        "means 'not annotated' to annotate and train; nonzero=1 makes one class of an instance "
+        "segmentation); repeatable. The file is only read.",
     ),
     workspace: Path | None = typer.Option(
         None, "--workspace", help="Record this in the workspace's curator log."

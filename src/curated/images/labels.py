@@ -105,27 +105,46 @@ def parse_class_names(items: list[str]) -> list[dict[str, Any]]:
     return [{"label-value": v, "name": n} for v, n in sorted(props.items())]
 
 
-def parse_value_map(items: list[str]) -> dict[int, int]:
+NONZERO = "nonzero"
+"""Key of a value map that stands for every non-zero value not mapped on its own."""
+
+ValueMap = dict[int | str, int]
+"""``{old: new}`` label values, ``old`` an integer or :data:`NONZERO`."""
+
+
+def parse_value_map(items: list[str]) -> ValueMap:
     """``["255=1"]`` as ``{255: 1}``: label values rewritten while a label volume is stored.
 
     A binary mask saved as 0/255 (ImageJ, most EM challenge data) needs ``255=1``: 255 is
-    what ``curated annotate`` and ``curated segment train`` read as "not annotated".
+    what ``curated annotate`` and ``curated segment train`` read as "not annotated". An
+    instance segmentation (one value per object, often beyond 255) becomes one class with
+    ``nonzero=1``: every non-zero value not mapped on its own.
     """
-    out: dict[int, int] = {}
+    out: ValueMap = {}
     for item in items:
         old, sep, new = str(item).partition("=")
+        a: int | str
         try:
-            a, b = int(old.strip()), int(new.strip())
+            a = NONZERO if old.strip() == NONZERO else int(old.strip())
+            b = int(new.strip())
         except ValueError:
             a = b = -1
-        if not sep or a < 0 or b < 0:
-            msg = f"a value map is given as OLD=NEW with label values ≥ 0, e.g. 255=1; got {item!r}"
+        if not sep or (isinstance(a, int) and a < 0) or b < 0:
+            msg = (
+                "a value map is given as OLD=NEW with label values ≥ 0 (or nonzero=NEW for "
+                f"every other non-zero value), e.g. 255=1; got {item!r}"
+            )
             raise InputError(msg, field="map")
         if out.get(a, b) != b:
             msg = f"label value {a} is mapped twice ({a}={out[a]} and {a}={b})"
             raise InputError(msg, field="map")
         out[a] = b
     return out
+
+
+def value_map_record(value_map: ValueMap) -> dict[str, int]:
+    """A value map as the ``curated`` block and the log record it (string keys, sorted)."""
+    return {str(k): int(v) for k, v in sorted(value_map.items(), key=lambda kv: str(kv[0]))}
 
 
 def default_origin(kind: str, ai_generated: bool) -> str:
@@ -234,7 +253,7 @@ def _labels_source(labels: Any) -> ArraySource | TiffSource:
     )
 
 
-def _label_dtype(dtype: np.dtype, value_map: dict[int, int] | None = None) -> np.dtype:
+def _label_dtype(dtype: np.dtype, value_map: ValueMap | None = None) -> np.dtype:
     dt = np.dtype(dtype).newbyteorder("=")
     if dt.kind == "b":
         dt = np.dtype("uint8")
@@ -390,7 +409,7 @@ def add_labels(
     colors: list[dict[str, Any]] | None = None,
     overwrite: bool = False,
     curated_extra: dict[str, Any] | None = None,
-    value_map: dict[int, int] | None = None,
+    value_map: ValueMap | None = None,
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
 ) -> Result:
@@ -421,8 +440,9 @@ def add_labels(
         crops), written with the rest so that the returned store digest is final.
     value_map
         Label values rewritten on the way in, ``{old: new}`` (e.g. ``{255: 1}`` for a
-        0/255 mask; see :func:`parse_value_map`); recorded in the ``curated`` block and
-        the log. The source is only read.
+        0/255 mask, ``{"nonzero": 1}`` for an instance segmentation; see
+        :func:`parse_value_map`); recorded in the ``curated`` block and the log. The
+        source is only read.
 
     Returns
     -------
@@ -435,7 +455,7 @@ def add_labels(
         ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
     block = curated_block(kind, ai_generated, model, origin)
     if value_map:
-        block["value_map"] = {str(k): int(v) for k, v in sorted(value_map.items())}
+        block["value_map"] = value_map_record(value_map)
     src = _labels_source(labels)
     params = {
         "name": name,
@@ -499,7 +519,7 @@ def _begin_added(
     src: ArraySource | TiffSource,
     dt: np.dtype,
     block: dict[str, Any],
-    value_map: dict[int, int] | None,
+    value_map: ValueMap | None,
     overwrite: bool,
 ) -> tuple[StoreLayout, Path, WriteJob]:
     """Start (or resume) writing an added label volume: its layout, folder and write job."""
@@ -526,7 +546,7 @@ def _added_message(
     name: str,
     block: dict[str, Any],
     levels: int,
-    value_map: dict[int, int] | None,
+    value_map: ValueMap | None,
     values: list[int],
     sparse: bool,
 ) -> str:
@@ -534,7 +554,7 @@ def _added_message(
     ai = ", AI-generated" if block["ai_generated"] else ""
     msg = f"labels {name!r} ({block['kind']}, origin {block['origin']}{ai}) with {levels} levels"
     if value_map:
-        msg += "; values " + ", ".join(f"{k}→{v}" for k, v in sorted(value_map.items()))
+        msg += "; values " + ", ".join(f"{k}→{v}" for k, v in value_map_record(value_map).items())
     if block["kind"] != "prediction" and not sparse and UNANNOTATED_VALUE in values:
         msg += (
             f"; value {UNANNOTATED_VALUE} means 'not annotated' to annotate and train: if it "
@@ -544,20 +564,25 @@ def _added_message(
     return msg
 
 
-def remap_values(block: np.ndarray, value_map: dict[int, int], dtype: Any) -> np.ndarray:
+def remap_values(block: np.ndarray, value_map: ValueMap, dtype: Any) -> np.ndarray:
     """``block`` as ``dtype`` with each value ``old`` of ``value_map`` replaced by its ``new``.
 
-    Every voxel is looked up in ``block`` as given, so ``{1: 2, 2: 1}`` swaps two values.
+    Every voxel is looked up in ``block`` as given, so ``{1: 2, 2: 1}`` swaps two values;
+    ``{"nonzero": 1}`` turns every other non-zero value into 1.
     """
-    out = np.asarray(block).astype(dtype, copy=True)
-    if not value_map:
-        return out
-    keys = np.array(sorted(value_map), dtype=np.int64)
-    new = np.array([value_map[int(k)] for k in keys], dtype=out.dtype)
-    idx = np.searchsorted(keys, block)
-    np.minimum(idx, keys.size - 1, out=idx)
-    hit = keys[idx] == block
-    out[hit] = new[idx[hit]]
+    block = np.asarray(block)
+    out = block.astype(dtype, copy=True)
+    ints = {int(k): v for k, v in value_map.items() if k != NONZERO}
+    hit = np.zeros(block.shape, dtype=bool)
+    if ints:
+        keys = np.array(sorted(ints), dtype=np.int64)
+        new = np.array([ints[int(k)] for k in keys], dtype=out.dtype)
+        idx = np.searchsorted(keys, block)
+        np.minimum(idx, keys.size - 1, out=idx)
+        hit = keys[idx] == block
+        out[hit] = new[idx[hit]]
+    if NONZERO in value_map:
+        out[(block != 0) & ~hit] = value_map[NONZERO]
     return out
 
 
@@ -568,7 +593,7 @@ class _CastSource:
         self,
         src: ArraySource | TiffSource,
         dtype: np.dtype,
-        value_map: dict[int, int] | None = None,
+        value_map: ValueMap | None = None,
     ) -> None:
         self.src = src
         self.dtype = dtype.str

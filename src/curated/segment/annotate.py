@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from curated.errors import InputError, SegmentationError
-from curated.images.labels import UNANNOTATED_VALUE, remap_values
+from curated.images.labels import UNANNOTATED_VALUE, ValueMap, remap_values, value_map_record
 from curated.results import Result
 from curated.segment import _store
 from curated.workspace import Workspace, recorder
@@ -125,7 +125,12 @@ class _SparseLabels:
         self.crops: list[tuple[tuple[int, ...], np.ndarray]] = []
 
     def paste(self, offset: tuple[int, ...], crop: np.ndarray) -> None:
-        self.crops.append((tuple(int(o) for o in offset), np.asarray(crop, dtype=np.uint8)))
+        crop = np.asarray(crop)
+        if crop.size and (int(crop.min()) < 0 or int(crop.max()) > UNANNOTATED):
+            # a cast would wrap 300 to 44: another class, without a word
+            msg = f"annotation values must be 0..{UNANNOTATED}; found {int(crop.min())}..{int(crop.max())}"
+            raise SegmentationError(msg, field="labels")
+        self.crops.append((tuple(int(o) for o in offset), crop.astype(np.uint8)))
 
     def __getitem__(self, region: tuple[slice, ...]) -> np.ndarray:
         bounds = [sl.indices(n)[:2] for sl, n in zip(region, self.shape, strict=True)]
@@ -229,12 +234,37 @@ def _write_annotation(
     )
 
 
-def _truth_uses_255(truth: str) -> str:
+def _truth_too_high(truth: str, crop: np.ndarray) -> str:
+    """Why a truth crop cannot become a sparse annotation (values 0..254), and the fix."""
+    fix = f"`curated labels add IMAGE --name {truth} --from FILE --kind truth --overwrite --map"
+    top = int(crop.max())
+    if top == UNANNOTATED:
+        return (
+            f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated "
+            f"voxels; if it marks a structure (a 0/{UNANNOTATED} mask), add the truth again "
+            f"with {fix} {UNANNOTATED}=1`"
+        )
+    # never cast: 300 would become 44 in the uint8 annotation, another class without a word
     return (
-        f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated "
-        f"voxels; if it marks a structure (a 0/{UNANNOTATED} mask), add the truth again "
-        f"with `curated labels add IMAGE --name {truth} --from FILE --kind truth "
-        f"--map {UNANNOTATED}=1 --overwrite`"
+        f"truth {truth!r} holds label values up to {top} (an instance segmentation?), but "
+        f"annotations hold 0..{UNANNOTATED - 1} ({UNANNOTATED} = unannotated); for one class "
+        f"of all objects add the truth again with {fix} nonzero=1`"
+    )
+
+
+INSTANCE_HINT_VALUES = 16
+"""Crops holding more label values than this look like an instance segmentation."""
+
+
+def _instance_note(labels: _SparseLabels, truth: str) -> str:
+    """A hint when the copied crops hold many values: training learns one (``--label-value``)."""
+    n = len(set(labels.values()) - {BACKGROUND, UNANNOTATED})
+    if n <= INSTANCE_HINT_VALUES:
+        return ""
+    return (
+        f"; the crops hold {n} label values (an instance segmentation?) and training learns "
+        f"one of them: for one class of all objects add the truth with `curated labels add "
+        f"IMAGE --name {truth} --from FILE --kind truth --overwrite --map nonzero=1`"
     )
 
 
@@ -325,8 +355,8 @@ def annotate_from_truth(
             # only the crops are read from the truth, never the whole volume
             sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
             crop = np.asarray(truth_arr[sl])
-            if np.any(crop == UNANNOTATED):
-                raise SegmentationError(_truth_uses_255(truth), path=image, field="truth")
+            if crop.size and int(crop.max()) >= UNANNOTATED:
+                raise SegmentationError(_truth_too_high(truth, crop), path=image, field="truth")
             labels.paste(tuple(r["offset"]), crop)
         rois = rois + new
         # the truth's names win: the crops are its values
@@ -353,12 +383,12 @@ def annotate_from_truth(
             "ok",
             str(_store.label_path(image, name)),
             f"{len(new)} crops of {sz} copied from truth {truth!r} (origin derived-from-truth); "
-            f"{fraction:.1%} of voxels annotated",
+            f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
             details,
         )
 
 
-def _read_crop(source: Path, value_map: dict[int, int] | None = None) -> np.ndarray:
+def _read_crop(source: Path, value_map: ValueMap | None = None) -> np.ndarray:
     if not source.exists():
         msg = "no such annotation file"
         raise InputError(msg, path=source)
@@ -402,10 +432,10 @@ def _read_crop(source: Path, value_map: dict[int, int] | None = None) -> np.ndar
     return arr.astype(np.uint8)
 
 
-def _crop_note(crop: np.ndarray, value_map: dict[int, int] | None) -> str:
+def _crop_note(crop: np.ndarray, value_map: ValueMap | None) -> str:
     """A hint when an imported crop looks like a 0/255 mask whose 255 was meant as a structure."""
     if value_map:
-        return "; values " + ", ".join(f"{k}→{v}" for k, v in sorted(value_map.items()))
+        return "; values " + ", ".join(f"{k}→{v}" for k, v in value_map_record(value_map).items())
     if set(np.unique(crop).tolist()) == {BACKGROUND, UNANNOTATED}:
         return (
             f"; it holds only {BACKGROUND} and {UNANNOTATED}, and {UNANNOTATED} means 'not "
@@ -423,7 +453,7 @@ def import_annotation(
     name: str = "annotations",
     origin: str = "human",
     class_names: dict[int, str] | None = None,
-    value_map: dict[int, int] | None = None,
+    value_map: ValueMap | None = None,
     workspace: Workspace | str | Path | None = None,
 ) -> Result:
     """Add a crop annotated in another tool (napari, Fiji, Paintera ...) to a sparse label image.
@@ -449,7 +479,7 @@ def import_annotation(
         "offset": list(offset),
         "name": name,
         "origin": origin,
-        "value_map": {str(k): v for k, v in sorted(value_map.items())} if value_map else None,
+        "value_map": value_map_record(value_map) if value_map else None,
     }
     with recorder(
         workspace,
