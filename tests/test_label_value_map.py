@@ -152,3 +152,15 @@ def test_an_instance_segmentation_becomes_one_class_and_is_never_wrapped(image, 
     note = annotate_from_truth(image, truth="small", crops=1, size=(8, 40, 40), seed=0, name="b")
     assert "instance segmentation" in note.message and "nonzero=1" in note.message
     assert parse_value_map(["nonzero=1", "0=0"]) == {"nonzero": 1, 0: 0}
+
+
+def test_training_on_instance_ids_is_refused_not_wrapped(image, tmp_path) -> None:
+    from curated.segment import train
+
+    inst = np.zeros(SHAPE, np.uint16)
+    inst[4:12, 5:15, 5:15] = 1
+    inst[4:12, 20:30, 20:30] = 257  # would wrap to 1, the label value, in uint8
+    add_labels(image, "inst", inst, kind="truth")
+    with pytest.raises(SegmentationError, match="nonzero=1"):
+        train(image, labels="inst", label_value=1, out=tmp_path / "m", iterations=1)
+    assert not (tmp_path / "m" / "weights.pt").exists()

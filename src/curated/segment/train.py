@@ -387,6 +387,14 @@ def _read_labels(arr: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> np.
     hi = [min(n, b) for b, n in zip(stop, arr.shape, strict=True)]
     if all(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
         src = np.asarray(arr[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])
+        if src.dtype != np.uint8 and src.size and int(src.max()) > UNANNOTATED:
+            # a cast would wrap 256 to 0 (background) and 511 to 255 (unannotated)
+            msg = (
+                f"the labels hold values up to {int(src.max())} (an instance segmentation?); "
+                f"training reads 0..{UNANNOTATED} ({UNANNOTATED} = unannotated): add them with "
+                "`curated labels add ... --map nonzero=1` for one class of all objects"
+            )
+            raise SegmentationError(msg, field="labels")
         dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))
         out[dst] = src
     return out
