@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -172,3 +174,30 @@ def test_blockwise_labels_stay_unfinished_until_finalized(image):
     # the digest was combined from what the shard tasks hashed and what predict wrote itself
     assert res.details["store_digest"] == digest_tree(image.path / "labels" / "stream").digest
     assert finalize_label_image(image, "stream").status == "notneeded"
+
+
+def test_labels_from_a_dataset_inside_an_hdf5_file(tmp_path, image):
+    """CREMI / MitoEM style: labels are one dataset of an HDF5 file named FILE.h5:/key."""
+    import h5py
+
+    from curated.workspace import Workspace
+
+    lab = _blobs(image.shape).astype(np.uint8)
+    f = tmp_path / "sample.h5"
+    with h5py.File(f, "w") as h5:
+        h5["volumes/labels/mito"] = lab
+        h5["volumes/raw"] = np.zeros(image.shape, np.uint8)
+    ws = Workspace.create(tmp_path / "ws", record={})
+    r = add_labels(image, "mito", f"{f}:/volumes/labels/mito", kind="truth", workspace=ws)
+    assert r.status == "ok"
+    np.testing.assert_array_equal(image.open_label("mito").levels[0][:], lab)
+    step = list(ws.log.entries())[-1]
+    # the container file is hashed as the input, the dataset named in the parameters
+    assert [Path(i["path"]).name for i in step["inputs"]] == ["sample.h5"]
+    assert step["inputs"][0]["digest"].startswith("sha256:")
+    assert step["params"]["source_key"] == "/volumes/labels/mito"
+    with pytest.raises(InputError, match="no such dataset"):
+        add_labels(image, "x", f"{f}:/volumes/nope", kind="truth")
+    with pytest.raises(InputError, match="names one|name one"):
+        add_labels(image, "x", f, kind="truth")
+    assert "x" not in image.label_names()

@@ -6,7 +6,7 @@ Run from the repository root::
 
 It creates a workspace from ``examples/metadata/fibsem.yaml``, writes the synthetic
 FIB-SEM sample (``curated.segment.make_fibsem_sample``), annotates six crops from its
-truth, trains a small 3D U-Net (the demo's settings), predicts, evaluates on random held-out blocks,
+truth, trains a 3D U-Net (the library's defaults, as ``curated demo`` does), predicts, evaluates on random held-out blocks,
 exports the model card and the log as W3C PROV, then writes the README and the FAIR checklist and copies
 ``README.md``, ``figures/`` and ``curation/fair.md`` here (so the README's links work). Every step is in the
 workspace's curator log. Takes a few minutes on 2 CPU cores.
@@ -108,9 +108,6 @@ def build(root: Path) -> Workspace:
         labels="annotations",
         label_value=1,
         out=model,
-        iterations=1200,
-        depth=1,
-        base_features=16,
         device="cpu",
         seed=0,
         name="mito-unet",

@@ -35,6 +35,7 @@ from curated.images.shards import (
     written_files,
 )
 from curated.images.sources import ArraySource, TiffSource, open_source
+from curated.images.stored import is_stored
 from curated.objstore import as_path, is_url
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
@@ -234,8 +235,8 @@ def label_layout(image: OmeZarrImage, dtype: np.dtype | str) -> StoreLayout:
 def _labels_source(labels: Any) -> ArraySource | TiffSource:
     if isinstance(labels, str | Path):
         p = Path(labels)
-        if not p.exists():
-            msg = "does not exist; give a label array file (.npy, .tif) or an OME-Zarr image"
+        if not p.exists() and not is_stored(labels):  # FILE.h5:/dataset does not exist as a path
+            msg = "does not exist; give a label array file (.npy, .tif, .h5, .mrc), a Zarr/N5 array or an OME-Zarr image"
             raise InputError(msg, path=p)
         if p.suffix == ".npy":
             return ArraySource(np.load(p, mmap_mode="r"), axes="zyx", path=str(p), files=[str(p)])
@@ -464,8 +465,10 @@ def add_labels(
         "ai_generated": bool(ai_generated),
         "model": _model_block(model),
         "value_map": block.get("value_map"),
+        **({"source_key": src.key} if getattr(src, "key", None) else {}),
     }
-    inputs = [src.path] if isinstance(labels, str | Path) else []
+    # an HDF5 dataset's container file is what is hashed (FILE.h5:/key is no file)
+    inputs = [getattr(src, "file", None) or src.path] if isinstance(labels, str | Path) else []
     with recorder(
         workspace,
         "T",
