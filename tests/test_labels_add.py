@@ -201,3 +201,27 @@ def test_labels_from_a_dataset_inside_an_hdf5_file(tmp_path, image):
     with pytest.raises(InputError, match="names one|name one"):
         add_labels(image, "x", f, kind="truth")
     assert "x" not in image.label_names()
+
+
+def test_labels_from_plain_zarr_arrays_and_groups(tmp_path, image):
+    """A bare Zarr v3 or v2 array, or one array of a group: not mistaken for an OME-Zarr image."""
+    import zarr
+
+    lab = _blobs(image.shape).astype(np.uint8)
+    for fmt in (3, 2):
+        arr = zarr.create_array(
+            tmp_path / f"v{fmt}.zarr",
+            shape=lab.shape,
+            dtype="u1",
+            chunks=(8, 8, 8),
+            zarr_format=fmt,
+        )
+        arr[:] = lab
+        add_labels(image, f"v{fmt}", tmp_path / f"v{fmt}.zarr", kind="truth")
+        np.testing.assert_array_equal(image.open_label(f"v{fmt}").levels[0][:], lab)
+    grp = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    grp.create_array("volumes/labels/mito", shape=lab.shape, dtype="u1", chunks=(8, 8, 8))[:] = lab
+    with pytest.raises(InputError, match="/volumes/labels/mito"):  # the nested array is named
+        add_labels(image, "g", tmp_path / "g.zarr", kind="truth")
+    add_labels(image, "g", f"{tmp_path / 'g.zarr'}:/volumes/labels/mito", kind="truth")
+    np.testing.assert_array_equal(image.open_label("g").levels[0][:], lab)

@@ -240,7 +240,8 @@ def _labels_source(labels: Any) -> ArraySource | TiffSource:
             raise InputError(msg, path=p)
         if p.suffix == ".npy":
             return ArraySource(np.load(p, mmap_mode="r"), axes="zyx", path=str(p), files=[str(p)])
-        if p.is_dir() and (_store.read_group_attrs(p) is not None):
+        got = _store.read_group_attrs(p) if p.is_dir() else None
+        if got is not None and ("multiscales" in got[0] or "multiscales" in got[0].get("ome", {})):
             img = open_image(p)
             return ArraySource(img.levels[0], axes="".join(img.axes), path=str(p))
         return open_source(p)

@@ -562,7 +562,10 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
         attrs = dict(node.attrs)
         if declares_image(attrs):
             return _open_ome_zarr(target, shown)
-        arrays = sorted("/" + name for name, _ in node.arrays())
+        # nested too (CREMI-style volumes/labels/...): members at any depth
+        arrays = sorted(
+            "/" + name for name, m in node.members(max_depth=None) if isinstance(m, zarr.Array)
+        )
         msg = f"{key or '/'} is a Zarr group, not an array or OME-Zarr image; arrays in it: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"
         raise InputError(msg, path=target)
     dtype = _check_dtype(node.dtype, shown)
