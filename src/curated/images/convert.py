@@ -78,7 +78,16 @@ def _voxel(
         )
         raise InputError(msg, path=source.path, field="voxel_size")
     why = "" if source.voxel_source in ("none", "given") else f": {source.voxel_source}"
-    msg = f"no voxel size in the file's metadata ({source.kind}{why}); pass --voxel-size Z Y X (in {unit_name})"
+    # what the file does state, e.g. CREMI's unitless @resolution, so the curator can check it
+    seen = [
+        n.replace(" (pass --voxel-size)", "")
+        for n in getattr(source, "not_carried", [])
+        if "voxel size" in n
+    ]
+    stated = "; ".join(seen) if seen else f"{source.kind}{why}"
+    msg = (
+        f"no voxel size in the file's metadata ({stated}); pass --voxel-size Z Y X (in {unit_name})"
+    )
     raise InputError(msg, path=source.path, field="voxel_size")
 
 
