@@ -196,6 +196,9 @@ def test_train_writes_a_complete_model_folder_and_reruns_are_not_needed(sample, 
     assert again.status == "notneeded"
     actions = [e["action"] for e in ws.log.entries()]
     assert actions.count("train") == 1
+    # the log says whether a crop was held out (the default changed in this release)
+    step = next(e for e in ws.log.entries() if e["action"] == "train")
+    assert step["params"]["validation"] is False
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

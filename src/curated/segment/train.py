@@ -827,6 +827,7 @@ class _TrainJob:
             "norm": self.norm,
             "preprocessing": self.pre.to_dict() if self.pre is not None else "default",
             "augmentation": asdict(self.aug),
+            "validation": self.validation,
             "parent": self.parent.id if self.parent else None,
         }
 
