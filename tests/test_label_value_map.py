@@ -164,3 +164,17 @@ def test_training_on_instance_ids_is_refused_not_wrapped(image, tmp_path) -> Non
     with pytest.raises(SegmentationError, match="nonzero=1"):
         train(image, labels="inst", label_value=1, out=tmp_path / "m", iterations=1)
     assert not (tmp_path / "m" / "weights.pt").exists()
+
+
+def test_remapping_a_block_needs_no_wide_temporaries() -> None:
+    """Label shards are up to 512³ voxels: a map must not build int64 indices per voxel (8×)."""
+    import tracemalloc
+
+    block = np.random.default_rng(0).integers(0, 3, (64, 256, 256), dtype=np.uint8)
+    for vm in ({255: 1}, {"nonzero": 1, 2: 5}):
+        tracemalloc.start()
+        out = remap_values(block, vm, np.uint8)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 1.5 * block.nbytes, (vm, peak)
+        assert out.dtype == np.uint8

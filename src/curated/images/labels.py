@@ -575,16 +575,23 @@ def remap_values(block: np.ndarray, value_map: ValueMap, dtype: Any) -> np.ndarr
     ``{"nonzero": 1}`` turns every other non-zero value into 1.
     """
     block = np.asarray(block)
-    out = block.astype(dtype, copy=True)
     ints = {int(k): v for k, v in value_map.items() if k != NONZERO}
+    if block.dtype.kind in "bu" and block.dtype.itemsize <= 2:
+        # a lookup table over every value the type can hold: one gather, no temporaries
+        # wider than the output (a 512³ shard of uint8 labels stays 128 MiB, not 1 GiB)
+        lut = np.arange(2 ** (8 * block.dtype.itemsize), dtype=np.dtype(dtype))
+        if NONZERO in value_map:
+            lut[1:] = value_map[NONZERO]
+        for k, v in ints.items():
+            if k < lut.size:
+                lut[k] = v
+        return lut[block.view(np.uint8) if block.dtype.kind == "b" else block]
+    out = block.astype(dtype, copy=True)
     hit = np.zeros(block.shape, dtype=bool)
-    if ints:
-        keys = np.array(sorted(ints), dtype=np.int64)
-        new = np.array([ints[int(k)] for k in keys], dtype=out.dtype)
-        idx = np.searchsorted(keys, block)
-        np.minimum(idx, keys.size - 1, out=idx)
-        hit = keys[idx] == block
-        out[hit] = new[idx[hit]]
+    for k, v in ints.items():  # one boolean mask at a time, each tested on the values as read
+        m = block == k
+        out[m] = v
+        hit |= m
     if NONZERO in value_map:
         out[(block != 0) & ~hit] = value_map[NONZERO]
     return out
