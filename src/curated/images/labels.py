@@ -22,7 +22,7 @@ from curated.images.layout import (
     level_block,
     multiscales,
 )
-from curated.images.ngff import ngff_block
+from curated.images.ngff import declares_image, ngff_block
 from curated.images.reader import OmeZarrImage, open_image
 from curated.images.shards import (
     LevelFiles,
@@ -241,7 +241,7 @@ def _labels_source(labels: Any) -> ArraySource | TiffSource:
         if p.suffix == ".npy":
             return ArraySource(np.load(p, mmap_mode="r"), axes="zyx", path=str(p), files=[str(p)])
         got = _store.read_group_attrs(p) if p.is_dir() else None
-        if got is not None and ("multiscales" in got[0] or "multiscales" in got[0].get("ome", {})):
+        if got is not None and declares_image(got[0]):
             img = open_image(p)
             return ArraySource(img.levels[0], axes="".join(img.axes), path=str(p))
         return open_source(p)
