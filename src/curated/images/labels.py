@@ -148,6 +148,11 @@ def value_map_record(value_map: ValueMap) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(value_map.items(), key=lambda kv: str(kv[0]))}
 
 
+def describe_value_map(value_map: ValueMap) -> str:
+    """A value map as results show it: ``255→1, nonzero→1``."""
+    return ", ".join(f"{k}→{v}" for k, v in value_map_record(value_map).items())
+
+
 def default_origin(kind: str, ai_generated: bool) -> str:
     """The origin assumed when none is given: a model's output if AI-generated, else people's."""
     del kind  # a "prediction" not marked AI-generated (e.g. a classical filter) was run by people
@@ -558,7 +563,7 @@ def _added_message(
     ai = ", AI-generated" if block["ai_generated"] else ""
     msg = f"labels {name!r} ({block['kind']}, origin {block['origin']}{ai}) with {levels} levels"
     if value_map:
-        msg += "; values " + ", ".join(f"{k}→{v}" for k, v in value_map_record(value_map).items())
+        msg += "; values " + describe_value_map(value_map)
     if block["kind"] != "prediction" and not sparse and UNANNOTATED_VALUE in values:
         msg += (
             f"; value {UNANNOTATED_VALUE} means 'not annotated' to annotate and train: if it "

@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from curated.errors import InputError, SegmentationError
-from curated.images.labels import UNANNOTATED_VALUE, ValueMap, remap_values, value_map_record
+from curated.images.labels import (
+    UNANNOTATED_VALUE,
+    ValueMap,
+    describe_value_map,
+    remap_values,
+    value_map_record,
+)
 from curated.results import Result
 from curated.segment import _store
 from curated.workspace import Workspace, recorder
@@ -234,21 +240,25 @@ def _write_annotation(
     )
 
 
+def _readd_truth(truth: str, mapping: str) -> str:
+    """The command that adds ``truth`` again with a value map (e.g. ``255=1``)."""
+    return f"`curated labels add IMAGE --name {truth} --from FILE --kind truth --overwrite --map {mapping}`"
+
+
 def _truth_too_high(truth: str, crop: np.ndarray) -> str:
     """Why a truth crop cannot become a sparse annotation (values 0..254), and the fix."""
-    fix = f"`curated labels add IMAGE --name {truth} --from FILE --kind truth --overwrite --map"
     top = int(crop.max())
     if top == UNANNOTATED:
         return (
             f"truth {truth!r} uses value {UNANNOTATED}, which is reserved for unannotated "
             f"voxels; if it marks a structure (a 0/{UNANNOTATED} mask), add the truth again "
-            f"with {fix} {UNANNOTATED}=1`"
+            f"with {_readd_truth(truth, f'{UNANNOTATED}=1')}"
         )
     # never cast: 300 would become 44 in the uint8 annotation, another class without a word
     return (
         f"truth {truth!r} holds label values up to {top} (an instance segmentation?), but "
         f"annotations hold 0..{UNANNOTATED - 1} ({UNANNOTATED} = unannotated); for one class "
-        f"of all objects add the truth again with {fix} nonzero=1`"
+        f"of all objects add the truth again with {_readd_truth(truth, 'nonzero=1')}"
     )
 
 
@@ -263,8 +273,8 @@ def _instance_note(labels: _SparseLabels, truth: str) -> str:
         return ""
     return (
         f"; the crops hold {n} label values (an instance segmentation?) and training learns "
-        f"one of them: for one class of all objects add the truth with `curated labels add "
-        f"IMAGE --name {truth} --from FILE --kind truth --overwrite --map nonzero=1`"
+        f"one of them: for one class of all objects add the truth with "
+        f"{_readd_truth(truth, 'nonzero=1')}"
     )
 
 
@@ -435,7 +445,7 @@ def _read_crop(source: Path, value_map: ValueMap | None = None) -> np.ndarray:
 def _crop_note(crop: np.ndarray, value_map: ValueMap | None) -> str:
     """A hint when an imported crop looks like a 0/255 mask whose 255 was meant as a structure."""
     if value_map:
-        return "; values " + ", ".join(f"{k}→{v}" for k, v in value_map_record(value_map).items())
+        return "; values " + describe_value_map(value_map)
     if set(np.unique(crop).tolist()) == {BACKGROUND, UNANNOTATED}:
         return (
             f"; it holds only {BACKGROUND} and {UNANNOTATED}, and {UNANNOTATED} means 'not "
