@@ -21,7 +21,10 @@ never on the volume the crops come from):
    truth: ``derived-from-truth``), the model is fine-tuned (``curated segment
    finetune``) and scored on the test volume. Strategies: ``suggested``
    (``curated annotate suggest``), ``random`` (anywhere), ``foreground-random``
-   (random crops that hold mitochondria, what a curator does unaided);
+   (random crops that hold mitochondria, what a curator does unaided), and ``oracle``
+   (the crop of ``suggest``'s grid where the current model has the most wrong voxels
+   against the training volume's truth: no curator can do this; it bounds what any
+   error-pointing suggestion can gain under the same fine-tuning);
 5. scores: Dice per x-quarter and per half, precision, recall, over the whole test
    volume; paired bootstrap 95 % CIs over test tiles (16×32×32) for every
    difference; the learning-curve AUC (mean Dice over rounds 0..R) per strategy.
@@ -253,6 +256,30 @@ def suggested_crops(
     return [Box(tuple(c["offset"]), tuple(c["shape"])) for c in res.details["crops"]]
 
 
+def oracle_crops(pred: np.ndarray, truth: np.ndarray, size, avoid: list, n: int = 1) -> list:
+    """The ``n`` crops of ``annotate suggest``'s candidate grid with the most wrong voxels.
+
+    ``pred`` is the current model's label image of the training volume, ``truth`` its full
+    truth: only a benchmark can do this (the upper bound of an error-pointing suggestion).
+    """
+    from curated.segment.evaluate import Box
+    from curated.segment.suggest import candidate_offsets
+
+    wrong = (pred == MITO) != (truth == MITO)
+    picked: list = []
+    scored = []
+    for off in candidate_offsets(truth.shape, tuple(size)):
+        box = Box(tuple(int(o) for o in off), tuple(size))
+        if not any(box.intersects(b) for b in avoid):
+            scored.append((int(wrong[box.slices].sum()), box))
+    for _, box in sorted(scored, key=lambda t: -t[0]):
+        if len(picked) == n:
+            break
+        if not any(box.intersects(b) for b in picked):
+            picked.append(box)
+    return picked
+
+
 # ------------------------------------------------------------------ trial
 def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[str, Any]:
     from curated.segment import _store
@@ -370,7 +397,7 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
         annotate(name, bright)
         model, boxes, curve, draws = model0, list(bright), [out["bright"]], [[out["bright"]]]
         for r in range(1, a.rounds + 1):
-            if strategy == "suggested":
+            if strategy in ("suggested", "oracle"):
                 predict(
                     model,
                     train_img,
@@ -379,9 +406,13 @@ def run_trial(root: Path, seed: int, a: argparse.Namespace, log=print) -> dict[s
                     precision=a.precision,
                     overwrite=True,
                 )
-                new = suggested_crops(
-                    train_img, model, f"t-{name}", name, round_size, a.device, a.round_crops
-                )
+                if strategy == "oracle":
+                    pred = np.asarray(_store.label_level0(train_img, f"t-{name}")[...])
+                    new = oracle_crops(pred, truth_train, round_size, boxes, a.round_crops)
+                else:
+                    new = suggested_crops(
+                        train_img, model, f"t-{name}", name, round_size, a.device, a.round_crops
+                    )
                 for box in new:
                     if any(box.intersects(b) for b in boxes):
                         raise RuntimeError(f"suggestion {box} overlaps an annotated crop")

@@ -105,8 +105,8 @@ def test_bad_imports_change_nothing(image, tmp_path) -> None:
     with pytest.raises(InputError, match="does not fit"):
         import_annotation(image, source_file=big, offset=(14, 0, 0), name="ann")
     floats = tmp_path / "f.npy"
-    np.save(floats, np.zeros((4, 4, 4), np.float32))
-    with pytest.raises(InputError, match="integer"):
+    np.save(floats, np.full((4, 4, 4), 0.5, np.float32))  # a probability map
+    with pytest.raises(InputError, match="whole numbers"):
         import_annotation(image, source_file=floats, offset=(0, 0, 0), name="ann")
     with pytest.raises(InputError):
         import_annotation(image, source_file=tmp_path / "missing.npy", offset=(0, 0, 0), name="ann")

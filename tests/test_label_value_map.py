@@ -90,7 +90,8 @@ def test_value_maps_swap_widen_and_refuse_nonsense(image) -> None:
     assert wide.details["dtype"] == "uint16"
     assert int(open_image(image).open_label("wide").levels[0][:].max()) == 1000
     assert parse_value_map(["255=1", " 255 = 1 "]) == {255: 1}
-    for bad in (["255"], ["a=1"], ["-1=2"], ["1=-2"], ["255=1", "255=2"]):
+    assert parse_value_map(["-1=255"]) == {-1: 255}  # an "ignore" label of -1
+    for bad in (["255"], ["a=1"], ["1=-2"], ["255=1", "255=2"]):
         with pytest.raises(InputError):
             parse_value_map(bad)
     bad_cli = CliRunner().invoke(
@@ -178,3 +179,93 @@ def test_remapping_a_block_needs_no_wide_temporaries() -> None:
         tracemalloc.stop()
         assert peak < 1.5 * block.nbytes, (vm, peak)
         assert out.dtype == np.uint8
+
+
+def test_float_masks_are_stored_as_integers_and_probability_maps_refused(image, tmp_path) -> None:
+    """A float32 0.0/1.0 mask (what numpy and Fiji's 32-bit results give) is a label
+    volume; a probability map, a NaN or a resampled (blurred) mask is not."""
+    mask = np.zeros(SHAPE, np.float32)
+    mask[:, :, :14] = 1.0
+    f = tmp_path / "mask.tif"
+    tifffile.imwrite(f, mask, photometric="minisblack")
+    r = add_labels(image, "truth", f, kind="truth")
+    assert r.details["dtype"] == "uint8" and r.details["curated"]["cast_from"] == "float32"
+    assert "float32" in r.message
+    np.testing.assert_array_equal(open_image(image).open_label("truth").levels[0][:], mask)
+    big = mask * 300  # values beyond uint8 widen the stored type
+    assert add_labels(image, "big", big, kind="truth").details["dtype"] == "uint16"
+    for bad, shown in ((0.5, "0.5 at z,y,x 3, 7, 20"), (np.nan, "nan at z,y,x 3, 7, 20")):
+        prob = mask.copy()
+        prob[3, 7, 20] = bad
+        with pytest.raises(
+            InputError,
+            match=f"1 voxel of these float32 labels is not a whole number \\(e.g. {shown}\\)",
+        ):
+            add_labels(image, "prob", prob, kind="truth")
+        assert "prob" not in _store.label_names(image)
+        assert not (image / "labels" / "prob").exists()
+
+
+def test_negative_ignore_labels_must_be_mapped(image, tmp_path) -> None:
+    """-1 is "ignore" in many training sets; stored label values are ≥ 0, so it is mapped
+    (to 255, curated's "not annotated") instead of wrapping silently to 255 or 254."""
+    lab = np.full(SHAPE, -1, np.int16)
+    lab[:8] = 0
+    lab[2:6, 10:20, 10:20] = 1
+    lab[0, 0, 0] = -2
+    f = tmp_path / "ignore.npy"
+    np.save(f, lab)
+    before = _sha(f)
+    args = ["labels", "add", str(image), "--name", "ann", "--from", str(f)]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0
+    assert "-2 in 1 voxels, -1 in" in refused.output and "--map=-2=255" in refused.output
+    assert "ann" not in _store.label_names(image)
+    ok = CliRunner().invoke(app, [*args, "--map=-1=255", "--map", "-2=0", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert "not annotated' to annotate" not in ok.output  # 255 was asked for: no 0/255 hint
+    got = open_image(image).open_label("ann")
+    assert got.levels[0].dtype == np.uint8
+    want = np.where(lab == -1, 255, np.where(lab == -2, 0, lab)).astype(np.uint8)
+    np.testing.assert_array_equal(got.levels[0][:], want)
+    assert got.attrs["curated"]["value_map"] == {"-1": 255, "-2": 0}
+    assert got.attrs["curated"]["cast_from"] == "int16"
+    assert _sha(f) == before
+    # signed labels without negative values need no map and are stored unsigned
+    assert add_labels(image, "pos", np.abs(lab), kind="truth").details["dtype"] == "uint8"
+
+
+def test_training_refuses_negative_labels_instead_of_wrapping_them(image) -> None:
+    """A label image written by another tool straight into the store can still be signed:
+    -1 would be read as 255 ("not annotated") and -2 as 254, a class."""
+    from curated.segment.train import _read_labels
+
+    lab = np.zeros((4, 8, 8), np.int16)
+    lab[0, 0, 0] = -2
+    with pytest.raises(SegmentationError, match=r"negative values \(down to -2\).*--map=-1=255"):
+        _read_labels(lab, (0, 0, 0), (4, 8, 8))
+    np.testing.assert_array_equal(_read_labels(np.abs(lab), (0, 0, 0), (4, 8, 8)), np.abs(lab))
+
+
+def test_imported_float_and_ignore_label_crops(image, tmp_path) -> None:
+    """A crop saved as float32 0.0/1.0 imports as labels; -1 ("ignore") is refused with the
+    map that fixes it, and imports as not annotated with that map."""
+    crop = np.zeros((4, 8, 8), np.float32)
+    crop[:, :4] = 1.0
+    np.save(tmp_path / "f.npy", crop)
+    import_annotation(image, source_file=tmp_path / "f.npy", offset=(0, 0, 0), name="a")
+    np.testing.assert_array_equal(_store.label_level0(image, "a")[:4, :8, :8], crop)
+    crop[0, 0, 0] = 0.5
+    np.save(tmp_path / "p.npy", crop)
+    with pytest.raises(InputError, match="1 voxels .* not whole numbers"):
+        import_annotation(image, source_file=tmp_path / "p.npy", offset=(4, 0, 0), name="a")
+    ign = np.ones((4, 8, 8), np.int16)
+    ign[:, 4:] = -1
+    np.save(tmp_path / "i.npy", ign)
+    with pytest.raises(InputError, match="--map=-1=255"):
+        import_annotation(image, source_file=tmp_path / "i.npy", offset=(4, 0, 0), name="a")
+    import_annotation(
+        image, source_file=tmp_path / "i.npy", offset=(4, 0, 0), name="a", value_map={-1: 255}
+    )
+    got = _store.label_level0(image, "a")[4:8, :8, :8]
+    assert np.all(got[:, :4] == 1) and np.all(got[:, 4:] == UNANNOTATED)

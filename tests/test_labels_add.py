@@ -138,11 +138,11 @@ def test_labels_from_files_via_cli(tmp_path, image):
     assert validate_ome_zarr(image.path) == []
 
 
-def test_label_shape_mismatch_and_float_labels_are_refused(image):
+def test_label_shape_mismatch_and_fractional_labels_are_refused(image):
     with pytest.raises(InputError, match="must match"):
         add_labels(image, "x", np.zeros((3, 4, 5), np.uint8))
-    with pytest.raises(InputError, match="integer"):
-        add_labels(image, "x", np.zeros(image.shape, np.float32))
+    with pytest.raises(InputError, match="not a whole number"):
+        add_labels(image, "x", np.full(image.shape, 0.25, np.float32))
     assert image.label_names() == []
     assert not (image.path / "labels" / "x").exists()
 

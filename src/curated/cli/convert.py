@@ -132,7 +132,8 @@ def labels_add(
         "--map",
         help="Rewrite a label value on the way in, OLD=NEW (e.g. 255=1 for a 0/255 mask: 255 "
         "means 'not annotated' to annotate and train; nonzero=1 makes one class of an instance "
-        "segmentation); repeatable. The file is only read.",
+        "segmentation; -1=255 for an 'ignore' label: stored values are ≥ 0); repeatable. "
+        "The file is only read.",
     ),
     workspace: Path | None = typer.Option(
         None, "--workspace", help="Record this in the workspace's curator log."

@@ -163,7 +163,7 @@ def annotate_import_cmd(
         None,
         "--map",
         help="Rewrite a value as the crop is read, OLD=NEW (e.g. 255=1 for a 0/255 mask from "
-        "Fiji); repeatable.",
+        "Fiji, -1=255 for an 'ignore' label); repeatable.",
     ),
     workspace: Path | None = WORKSPACE,
     as_json: bool = JSON_OPTION,

@@ -119,7 +119,8 @@ def parse_value_map(items: list[str]) -> ValueMap:
     A binary mask saved as 0/255 (ImageJ, most EM challenge data) needs ``255=1``: 255 is
     what ``curated annotate`` and ``curated segment train`` read as "not annotated". An
     instance segmentation (one value per object, often beyond 255) becomes one class with
-    ``nonzero=1``: every non-zero value not mapped on its own.
+    ``nonzero=1``: every non-zero value not mapped on its own. Stored label values are ≥ 0,
+    so an "ignore" label of -1 (a machine-learning habit) is mapped, e.g. ``-1=255``.
     """
     out: ValueMap = {}
     for item in items:
@@ -130,10 +131,10 @@ def parse_value_map(items: list[str]) -> ValueMap:
             b = int(new.strip())
         except ValueError:
             a = b = -1
-        if not sep or (isinstance(a, int) and a < 0) or b < 0:
+        if not sep or b < 0:
             msg = (
-                "a value map is given as OLD=NEW with label values ≥ 0 (or nonzero=NEW for "
-                f"every other non-zero value), e.g. 255=1; got {item!r}"
+                "a value map is given as OLD=NEW with a NEW label value ≥ 0 (or nonzero=NEW "
+                f"for every other non-zero value), e.g. 255=1 or -1=255; got {item!r}"
             )
             raise InputError(msg, field="map")
         if out.get(a, b) != b:
@@ -258,6 +259,84 @@ def _labels_source(labels: Any) -> ArraySource | TiffSource:
         if len(labels.shape) <= 3
         else "tczyx"[-len(labels.shape) :],
     )
+
+
+_SCAN_BYTES = 64 << 20
+"""Bytes of a label source read at a time when its values are checked before storing."""
+
+
+def _source_values(src: ArraySource | TiffSource) -> dict[str, Any]:
+    """What a signed or floating-point label source holds, read in slabs along its first axis.
+
+    ``max``: the largest finite value; ``bad``: voxels that are not finite or not whole
+    numbers, with ``example`` (value, position) of the first; ``negative``: voxel counts
+    of up to 20 negative values.
+    """
+    shape = tuple(int(n) for n in src.shape)
+    per = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(src.dtype).itemsize)
+    step = max(1, _SCAN_BYTES // per)
+    top, bad, example = None, 0, None
+    negative: dict[int, int] = {}
+    for z in range(0, shape[0], step):
+        region = (slice(z, min(z + step, shape[0])),) + tuple(slice(0, n) for n in shape[1:])
+        b = np.asarray(src.read(region))
+        if b.dtype.kind == "f":
+            off = ~np.isfinite(b) | (b != np.round(b))  # NaN, ±inf, fractions
+            n = int(np.count_nonzero(off))
+            if n:
+                if example is None:
+                    at = np.unravel_index(int(np.argmax(off)), b.shape)
+                    example = (float(b[at]), (at[0] + z, *at[1:]))
+                bad += n
+                b = b[~off]
+        if b.size:
+            top = max(top, float(b.max())) if top is not None else float(b.max())
+            if b.min() < 0:
+                vals, counts = np.unique(b[b < 0], return_counts=True)
+                for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
+                    if int(v) in negative or len(negative) < 20:
+                        negative[int(v)] = negative.get(int(v), 0) + int(c)
+    return {"max": top, "bad": bad, "example": example, "negative": negative}
+
+
+def _checked_label_dtype(
+    src: ArraySource | TiffSource, value_map: ValueMap | None
+) -> tuple[np.dtype, dict[str, Any]]:
+    """The stored type of a label source, checking signed and floating-point sources first.
+
+    Unsigned and boolean sources are stored as they are (widened where a value map needs
+    it). Signed and floating-point ones are read once before anything is written: every
+    value must be a whole number (a float32 0.0/1.0 mask is fine, a probability map is
+    not) and every negative value must be mapped (an "ignore" label of -1: ``-1=255``);
+    they are then stored as the smallest unsigned type that holds them, recorded as
+    ``cast_from`` in the ``curated`` block.
+    """
+    sdt = np.dtype(src.dtype)
+    if sdt.kind not in "if":
+        return _label_dtype(sdt, value_map), {}
+    scan = _source_values(src)
+    if scan["bad"]:
+        value, at = scan["example"]
+        msg = (
+            f"{scan['bad']:,} voxel{'s' if scan['bad'] != 1 else ''} of these {sdt.name} labels "
+            f"{'are' if scan['bad'] != 1 else 'is'} not a whole number (e.g. "
+            f"{value:g} at z,y,x {', '.join(map(str, at[-3:]))}): labels are whole numbers ≥ 0. "
+            "A probability map must be thresholded first (curated does not guess a threshold); "
+            "a mask that was resampled must be resampled again with nearest-neighbour"
+        )
+        raise InputError(msg, field="labels")
+    vmap = value_map or {}
+    unmapped = {v: n for v, n in scan["negative"].items() if v not in vmap}
+    if unmapped and NONZERO not in vmap:
+        shown = ", ".join(f"{v} in {n:,} voxels" for v, n in sorted(unmapped.items())[:5])
+        msg = (
+            f"the labels hold negative values ({shown}); label images hold values ≥ 0: map "
+            f"them, e.g. --map={min(unmapped)}=255 (an 'ignore' label: not annotated) or "
+            f"--map={min(unmapped)}=0 (background)"
+        )
+        raise InputError(msg, field="labels")
+    top = max([int(scan["max"] or 0), *vmap.values()])
+    return np.promote_types(np.uint8, np.min_scalar_type(top)), {"cast_from": sdt.name}
 
 
 def _label_dtype(dtype: np.dtype, value_map: ValueMap | None = None) -> np.dtype:
@@ -488,7 +567,8 @@ def add_labels(
             raise InputError(
                 msg, path=src.path if isinstance(labels, str | Path) else None, field="labels"
             )
-        dt = _label_dtype(np.dtype(src.dtype), value_map)
+        dt, cast = _checked_label_dtype(src, value_map)
+        block.update(cast)
         layout, dest, job = _begin_added(img, name, src, dt, block, value_map, overwrite)
         figures = _finish_label(
             img,
@@ -564,7 +644,10 @@ def _added_message(
     msg = f"labels {name!r} ({block['kind']}, origin {block['origin']}{ai}) with {levels} levels"
     if value_map:
         msg += "; values " + describe_value_map(value_map)
-    if block["kind"] != "prediction" and not sparse and UNANNOTATED_VALUE in values:
+    if block.get("cast_from"):
+        msg += f"; whole-number {block['cast_from']} values stored as unsigned integers"
+    meant = UNANNOTATED_VALUE in (value_map or {}).values()  # e.g. -1=255: asked for
+    if block["kind"] != "prediction" and not sparse and not meant and UNANNOTATED_VALUE in values:
         msg += (
             f"; value {UNANNOTATED_VALUE} means 'not annotated' to annotate and train: if it "
             f"marks a structure (a 0/{UNANNOTATED_VALUE} mask), add the labels again with "

@@ -430,6 +430,16 @@ def _read_crop(source: Path, value_map: ValueMap | None = None) -> np.ndarray:
     if arr.ndim != 3:
         msg = f"an annotation crop must be 3D (z, y, x); this one has shape {arr.shape}"
         raise InputError(msg, path=source)
+    if arr.dtype.kind == "f":  # a float32 0.0/1.0 mask is fine, a probability map is not
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if not whole.all():
+            msg = (
+                f"{int(arr.size - np.count_nonzero(whole)):,} voxels of this {arr.dtype} "
+                "annotation are not whole numbers: labels are whole numbers (threshold a "
+                "probability map first)"
+            )
+            raise InputError(msg, path=source)
+        arr = arr.astype(np.int64)
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
         msg = f"an annotation must hold integer labels, not {arr.dtype}"
         raise InputError(msg, path=source)
@@ -438,6 +448,8 @@ def _read_crop(source: Path, value_map: ValueMap | None = None) -> np.ndarray:
         arr = remap_values(arr, value_map, wide)
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > UNANNOTATED):
         msg = f"label values must be 0..{UNANNOTATED} ({UNANNOTATED} = unannotated); found {int(arr.min())}..{int(arr.max())}"
+        if int(arr.min()) < 0:
+            msg += f" (an 'ignore' label? import it with --map={int(arr.min())}={UNANNOTATED})"
         raise InputError(msg, path=source)
     return arr.astype(np.uint8)
 

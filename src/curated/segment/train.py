@@ -387,6 +387,14 @@ def _read_labels(arr: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> np.
     hi = [min(n, b) for b, n in zip(stop, arr.shape, strict=True)]
     if all(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
         src = np.asarray(arr[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])
+        if src.dtype.kind == "i" and src.size and int(src.min()) < 0:
+            # a cast would wrap -1 to 255 (unannotated) and -2 to 254 (a class)
+            msg = (
+                f"the labels hold negative values (down to {int(src.min())}); training reads "
+                f"0..{UNANNOTATED} ({UNANNOTATED} = unannotated): add them again with a value "
+                "map, e.g. `curated labels add ... --map=-1=255` for an 'ignore' label"
+            )
+            raise SegmentationError(msg, field="labels")
         if src.dtype != np.uint8 and src.size and int(src.max()) > UNANNOTATED:
             # a cast would wrap 256 to 0 (background) and 511 to 255 (unannotated)
             msg = (
