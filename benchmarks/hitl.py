@@ -550,32 +550,36 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
             float(np.mean([dice_of(c) for c in t["strategies"][strategy]["curve"]])) for t in trials
         ]
         comp[f"{strategy}: learning-curve AUC"] = {"mean": float(np.mean(aucs)), "per_seed": aucs}
-    if "suggested" in a.strategies:
-        for other in (s for s in a.strategies if s != "suggested"):
+    # suggested against every other strategy; the oracle (the most wrong voxels) against random
+    pairs = [
+        ("suggested", s) for s in a.strategies if s != "suggested" and "suggested" in a.strategies
+    ]
+    pairs += [("oracle", s) for s in ("random",) if {"oracle", s} <= set(a.strategies)]
+    for lead, other in pairs:
 
-            def auc_gap(p, idx):
-                cs, co = p
-                return np.mean([dice_of(_rows(c, idx)) for c in cs]) - np.mean(
-                    [dice_of(_rows(c, idx)) for c in co]
-                )
+        def auc_gap(p, idx):
+            cs, co = p
+            return np.mean([dice_of(_rows(c, idx)) for c in cs]) - np.mean(
+                [dice_of(_rows(c, idx)) for c in co]
+            )
 
-            per_seed = [
-                (
-                    len(t["strategies"]["suggested"]["curve"][0]),
-                    (t["strategies"]["suggested"]["curve"], t["strategies"][other]["curve"]),
-                )
-                for t in trials
-            ]
-            pt, ci = paired_bootstrap(per_seed, auc_gap, seed=2)
-            comp[f"AUC suggested − {other}"] = {"diff": pt, "ci95": ci}
-            # the tile bootstrap holds each trial's crops and trainings fixed; resampling the
-            # trials themselves includes which crop was drawn and how training went
-            gaps = [auc_gap(payload, None) for _, payload in per_seed]
-            comp[f"AUC suggested − {other}, over trials"] = {
-                "diff": float(np.mean(gaps)),
-                "ci95": trial_bootstrap(gaps),
-                "per_seed": gaps,
-            }
+        per_seed = [
+            (
+                len(t["strategies"][lead]["curve"][0]),
+                (t["strategies"][lead]["curve"], t["strategies"][other]["curve"]),
+            )
+            for t in trials
+        ]
+        pt, ci = paired_bootstrap(per_seed, auc_gap, seed=2)
+        comp[f"AUC {lead} − {other}"] = {"diff": pt, "ci95": ci}
+        # the tile bootstrap holds each trial's crops and trainings fixed; resampling the
+        # trials themselves includes which crop was drawn and how training went
+        gaps = [auc_gap(payload, None) for _, payload in per_seed]
+        comp[f"AUC {lead} − {other}, over trials"] = {
+            "diff": float(np.mean(gaps)),
+            "ci95": trial_bootstrap(gaps),
+            "per_seed": gaps,
+        }
     added = {
         s: float(np.mean([t["strategies"][s]["added_fraction"] for t in trials]))
         for s in a.strategies
@@ -772,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     if a.merge:
-        trials = []
+        trials, strategies = [], []
         for f in a.merge:
             doc = json.loads(Path(f).read_text())
             for t in doc["trials"]:
@@ -786,10 +790,26 @@ def main(argv: list[str] | None = None) -> int:
                         [np.asarray(c) for c in d]
                         for d in st.get("draws", [[c] for c in st["curve"]])
                     ]
-                trials.append(t)
+                same = [
+                    u
+                    for u in trials
+                    if (u["seed"], u.get("train_seed", 0)) == (t["seed"], t.get("train_seed", 0))
+                ]
+                if same:
+                    # another run of this trial (--reuse-bright) with other strategies: join them
+                    if not np.array_equal(same[0]["bright"], t["bright"]):
+                        raise SystemExit(f"{f}: seed {t['seed']}'s bright-only model differs")
+                    same[0]["strategies"].update(t["strategies"])
+                else:
+                    trials.append(t)
             settings = doc["report"]["settings"]
-        for k in ("shape", "shading", "rounds", "strategies"):
+            strategies += [s for s in settings["strategies"] if s not in strategies]
+        for k in ("shape", "shading", "rounds"):
             setattr(a, k, settings[k])
+        a.strategies = strategies
+        missing = [(t["seed"], s) for t in trials for s in strategies if s not in t["strategies"]]
+        if missing:
+            raise SystemExit(f"trials without a strategy (seed, strategy): {missing}")
         a.round_crops = settings.get("round_crops", 1)  # runs before --round-crops had one
         report(trials, a)
         return 0
