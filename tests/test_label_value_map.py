@@ -269,3 +269,21 @@ def test_imported_float_and_ignore_label_crops(image, tmp_path) -> None:
     )
     got = _store.label_level0(image, "a")[4:8, :8, :8]
     assert np.all(got[:, :4] == 1) and np.all(got[:, 4:] == UNANNOTATED)
+
+
+def test_the_value_check_reads_bounded_regions(image, monkeypatch) -> None:
+    """Checking a float or signed source reads it in regions of a bounded size (a 20k² plane
+    is 1.6 GB of float32), and reports the offending voxel's position in the whole volume."""
+    from curated.images import labels as labels_mod
+
+    monkeypatch.setattr(labels_mod, "_SCAN_BYTES", 4096)
+    src = labels_mod._labels_source(np.zeros(SHAPE, np.float32))
+    sizes = []
+    read = src.read
+    monkeypatch.setattr(
+        src, "read", lambda region: sizes.append(read(region).nbytes) or read(region)
+    )
+    src.array[11, 33, 27] = 2.5
+    scan = labels_mod._source_values(src)
+    assert max(sizes) <= 4096 and sum(sizes) == np.prod(SHAPE) * 4
+    assert scan["bad"] == 1 and scan["example"] == (2.5, (11, 33, 27))

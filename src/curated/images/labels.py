@@ -266,19 +266,22 @@ _SCAN_BYTES = 64 << 20
 
 
 def _source_values(src: ArraySource | TiffSource) -> dict[str, Any]:
-    """What a signed or floating-point label source holds, read in slabs along its first axis.
+    """What a signed or floating-point label source holds, read in regions of ≤ 64 MiB.
 
     ``max``: the largest finite value; ``bad``: voxels that are not finite or not whole
     numbers, with ``example`` (value, position) of the first; ``negative``: voxel counts
     of up to 20 negative values.
     """
     shape = tuple(int(n) for n in src.shape)
-    per = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(src.dtype).itemsize)
-    step = max(1, _SCAN_BYTES // per)
+    step = list(shape)  # a region of at most _SCAN_BYTES: halve its longest axis until it fits
+    while int(np.prod(step, dtype=np.int64)) * np.dtype(src.dtype).itemsize > _SCAN_BYTES:
+        k = int(np.argmax(step))
+        step[k] = -(-step[k] // 2)
     top, bad, example = None, 0, None
     negative: dict[int, int] = {}
-    for z in range(0, shape[0], step):
-        region = (slice(z, min(z + step, shape[0])),) + tuple(slice(0, n) for n in shape[1:])
+    for idx in np.ndindex(*[-(-n // s) for n, s in zip(shape, step, strict=True)]):
+        start = [i * s for i, s in zip(idx, step, strict=True)]
+        region = tuple(slice(a, min(a + s, n)) for a, s, n in zip(start, step, shape, strict=True))
         b = np.asarray(src.read(region))
         if b.dtype.kind == "f":
             off = ~np.isfinite(b) | (b != np.round(b))  # NaN, ±inf, fractions
@@ -286,7 +289,10 @@ def _source_values(src: ArraySource | TiffSource) -> dict[str, Any]:
             if n:
                 if example is None:
                     at = np.unravel_index(int(np.argmax(off)), b.shape)
-                    example = (float(b[at]), (at[0] + z, *at[1:]))
+                    example = (
+                        float(b[at]),
+                        tuple(int(i) + a for i, a in zip(at, start, strict=True)),
+                    )
                 bad += n
                 b = b[~off]
         if b.size:
