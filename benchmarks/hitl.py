@@ -622,6 +622,7 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
                 parts.append(f"+ {st} " + " ".join(f"{x:.3f}" for x in after))
             reps = [t.get("train_seed", 0) for t in group]
             print(f"  seed {seed} (train seeds {reps}): " + "; ".join(parts))
+    per_trial(trials, a.strategies)
     spread = draw_spread(trials, a.strategies)
     times = [t["timing_s"]["train bright"] for t in trials]
     cpu = [t["timing_s"]["train bright (CPU)"] for t in trials]
@@ -637,6 +638,23 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
         "train_seconds": times,
         "finetune_seconds": ft,
     }
+
+
+def per_trial(trials: list[dict[str, Any]], strategies: list[str]) -> None:
+    """Whole / bright / shaded Dice of each trial after each strategy's last round, and the crops added."""
+    print("\nper trial, whole / bright / shaded Dice (the crops the rounds added in brackets):")
+    for t in trials:
+        parts = [f"bright-only {_wbs(t['bright'])}"]
+        for st in strategies:
+            info = t["strategies"][st]
+            offsets = ", ".join(str(tuple(c["offset"])) for c in info["crops"])
+            parts.append(f"{st} {_wbs(info['curve'][-1])} [{offsets}]")
+        print(f"  seed {t['seed']} (train seed {t.get('train_seed', 0)}): " + "; ".join(parts))
+
+
+def _wbs(c: np.ndarray) -> str:
+    m = summary(np.asarray(c))
+    return f"{m['dice']:.3f} / {m['bright']:.3f} / {m['shaded']:.3f}"
 
 
 def draw_spread(trials: list[dict[str, Any]], strategies: list[str]) -> dict[str, Any]:
