@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import bagit
+import pytest
 from typer.testing import CliRunner
 
 from curated.cli import app
@@ -65,6 +66,10 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert evaluation["truth"] | {"complete": True} == evaluation["truth"]
     assert evaluation["truth"]["origin"] == "simulated"
     assert "whole volume outside training regions Dice" in readme
+    assert "A grey-level threshold tuned on the training crops" in readme
+    base = evaluation["whole_volume"]["threshold_baseline"]  # the tiny test model may lose to it
+    model_dice = evaluation["whole_volume"]["overall"]["raw"]["dice"]
+    assert base["model_minus_baseline"]["dice"] == pytest.approx(model_dice - base["dice"])
     assert "held-out blocks Dice" in readme and "Scores for mitochondrion" in readme
     assert "What the model gets wrong" in readme
     origins = {

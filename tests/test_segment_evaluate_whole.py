@@ -10,6 +10,7 @@ import pytest
 from test_segment_evaluate import SHAPE, _model, _truth, _write_image
 from typer.testing import CliRunner
 
+from curated.cli import app
 from curated.segment.confusion import DISTANCE_BINS, count_confusion
 from curated.segment.evaluate import Box, HeldOutBlocks, evaluate
 from curated.segment.volume import Volume
@@ -261,3 +262,80 @@ def test_cropped_confusion_equals_the_full_distance_transform():
             ndimage.distance_transform_edt(~inside),
         )[inner][fp]
         assert c.near.get(v, [0, 0, 0]) == [int((dist <= d).sum()) for d in DISTANCE_BINS]
+
+
+def test_a_threshold_tuned_on_the_crops_is_scored_beside_the_model(cell, tmp_path):
+    """The evaluation says how a grey-level threshold tuned on the training crops' truth does
+    on the same held-out voxels, and by how much the model leads it, tile size aside."""
+    from scipy import ndimage
+
+    from curated.segment import _store
+    from curated.segment.baseline import smoothing_sigma
+
+    roi = {"offset": [0, 0, 0], "shape": [8, 16, 16]}
+    model = _model(tmp_path / "m", [roi], context=(2, 3, 3))
+    reps = [
+        evaluate(
+            cell, pred="pred", truth="truth", label_value=1, blocks=1, block_size=8,
+            exclude_training=model, tile=tile, out=tmp_path / f"e{tile}.json",
+        ).to_dict()["whole_volume"]
+        for tile in (16, 9)
+    ]  # fmt: skip
+    base = reps[0]["threshold_baseline"]
+    assert base["polarity"] == "brighter than the level"  # the cubes are brighter here
+    assert base["tuned_dice"] > 0.8 and base["tuned_voxels"] == 8 * 16 * 16
+    # the same counts as thresholding the whole smoothed image at once, outside the grown ROI
+    raw = _store.image_level0(cell)[...].astype(np.float32)
+    sm = ndimage.gaussian_filter(raw, smoothing_sigma(_store.voxel_size(cell)), mode="nearest")
+    keep = np.ones(SHAPE, bool)
+    keep[0:10, 0:19, 0:19] = False
+    t, b = (_truth() == 1) & keep, (sm > base["level"]) & keep
+    want = (int((b & t).sum()), int((b & ~t).sum()), int((~b & t).sum()))
+    for wv in reps:  # and with other tiles
+        got = wv["threshold_baseline"]
+        assert (got["tp"], got["fp"], got["fn"]) == want
+    lead = base["model_minus_baseline"]
+    assert lead["dice"] == pytest.approx(reps[0]["overall"]["raw"]["dice"] - base["dice"])
+    lo, hi = lead["ci95"]
+    assert lo <= lead["dice"] <= hi
+    # the CLI prints it
+    r = CliRunner().invoke(
+        app,
+        ["segment", "evaluate", str(cell), "--pred", "pred", "--truth", "truth"]
+        + [
+            "--label-value",
+            "1",
+            "--exclude-training",
+            str(model),
+            "--out",
+            str(tmp_path / "c.json"),
+            "--blocks",
+            "1",
+            "--block-size",
+            "8",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "grey-level threshold tuned on the training crops" in r.output
+
+
+def test_no_threshold_without_crops_to_tune_it_on(cell, tmp_path):
+    from curated.segment.baseline import paired_dice_ci, tune_threshold
+    from curated.segment.volume import open_level0
+
+    img = open_level0(cell, "image")
+    truth = open_level0(cell / "labels" / "truth", "truth")
+    empty = Box((0, 0, 20), (2, 2, 2))  # background only: nothing to tune on
+    assert (
+        tune_threshold(img, truth, [empty], label_value=1, unannotated=(), voxel_size=(1, 1, 1))
+        is None
+    )
+    assert (
+        tune_threshold(img, truth, [], label_value=1, unannotated=(), voxel_size=(1, 1, 1)) is None
+    )
+    # without a model (no training regions) the evaluation has no threshold row
+    rep = evaluate(cell, pred="pred", truth="truth", label_value=1, blocks=1, block_size=8)
+    assert rep.to_dict()["whole_volume"]["threshold_baseline"] is None
+    rows = np.array([[5, 1, 2], [3, 0, 1], [0, 2, 0]])
+    ci = paired_dice_ci(rows, rows)
+    assert ci["difference"] == [0.0, 0.0]

@@ -286,4 +286,8 @@ def test_card_names_the_class_the_origins_and_whole_volume_scores(
     assert "of false-positive voxels are" in card or "no false-positive voxel" in card
     entry = rdf["config"]["curated"]["evaluations"][0]
     assert entry["whole_volume_dice"] is not None and entry["truth"]["origin"] == "simulated"
+    # a threshold tuned on the same crops, scored on the same voxels, beside the model
+    assert "grey-level threshold tuned on the training crops" in card
+    base = entry["threshold_baseline"]
+    assert base["dice"] is not None and base["model_minus_baseline_dice"] is not None
     assert entry["truth"]["classes"] == {"1": "mitochondrion", "2": "nucleus"}

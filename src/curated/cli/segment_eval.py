@@ -23,6 +23,10 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _signed(v: Any) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
+
+
 def _ci(v: Any) -> str:
     return "n/a" if not v else f"{v[0]:.3f}–{v[1]:.3f}"
 
@@ -70,6 +74,15 @@ def print_evaluation(report: dict[str, Any]) -> None:
                 _fmt(b["raw"]["recall"]),
             )
         console.print(wt)
+        base = wv.get("threshold_baseline")
+        if base:
+            lead = base["model_minus_baseline"]
+            console.print(
+                f"against a grey-level threshold tuned on the training crops ({base['polarity']} "
+                f"{base['level']:.4g}, smoothed σ {', '.join(f'{v:g}' for v in base['sigma_voxels'])} "
+                f"voxels): its Dice {_fmt(base['dice'])} (95% CI {_ci(base['ci95']['dice'])}); "
+                f"model − threshold {_signed(lead['dice'])} (95% CI {_ci(lead['ci95'])})"
+            )
     conf = (report.get("confusion") or {}).get("whole_volume") or (
         report.get("confusion") or {}
     ).get("blocks")

@@ -116,6 +116,12 @@ class EvaluationInfo:
     def whole_volume_voxels(self) -> int | None:
         return self._get("whole_volume", "overall", "scored_voxels")
 
+    @property
+    def threshold_baseline(self) -> dict[str, Any] | None:
+        """The grey-level threshold tuned on the training crops, scored on the same voxels."""
+        got = self._get("whole_volume", "threshold_baseline")
+        return got if isinstance(got, dict) else None
+
     def x_curve(self) -> list[tuple[int, int, float | None]]:
         """``(x_start, x_stop, dice)`` of the whole-volume curve along x."""
         rows = self._get("whole_volume", "x_curve") or []

@@ -1245,8 +1245,23 @@ def _score_whole(
     """Whole-volume scores outside the training regions, or ``None`` when not asked for."""
     if not _wants_whole_volume(s, inp):
         return None
+    from curated.segment import _store
+    from curated.segment.baseline import tune_threshold
     from curated.segment.wholevolume import score_whole_volume
 
+    # a threshold tuned on the truth inside the crops the model learned from, scored beside it
+    baseline = (
+        tune_threshold(
+            inp.img,
+            inp.truth_vol,
+            exclusion.rois,
+            label_value=s.label_value,
+            unannotated=inp.unannotated,
+            voxel_size=_store.voxel_size(inp.image),
+        )
+        if exclusion is not None and exclusion.rois
+        else None
+    )
     return score_whole_volume(
         inp.pred_vol,
         inp.truth_vol,
@@ -1258,6 +1273,8 @@ def _score_whole(
         tile=s.tile,
         x_bins=s.x_bins,
         seed=seed,
+        raw=inp.img if baseline is not None else None,
+        baseline=baseline,
         progress=prog,
     )
 

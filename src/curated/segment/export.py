@@ -1061,12 +1061,27 @@ def _evaluation_entry(e: Mapping[str, Any]) -> dict[str, Any]:
         "whole_volume_dice": (wo.get("raw") or {}).get("dice"),
         "whole_volume_ci95_dice": (wo.get("ci95") or {}).get("dice"),
         "whole_volume_voxels": wo.get("scored_voxels"),
+        "threshold_baseline": _baseline_entry(wv.get("threshold_baseline")),
         "what_it_gets_wrong": (
             (e.get("confusion") or {}).get("whole_volume")
             or (e.get("confusion") or {}).get("blocks")
             or {}
         ).get("sentences", []),
         "warnings": list(e.get("warnings") or []),
+    }
+
+
+def _baseline_entry(b: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The tuned threshold's held-out Dice and the model's lead over it (model card)."""
+    if not b:
+        return None
+    return {
+        "what": f"grey-level threshold tuned on the training crops, {b.get('polarity')} "
+        f"{b.get('level')} after Gaussian smoothing (σ {b.get('sigma_voxels')} voxels)",
+        "dice": b.get("dice"),
+        "ci95_dice": (b.get("ci95") or {}).get("dice"),
+        "model_minus_baseline_dice": (b.get("model_minus_baseline") or {}).get("dice"),
+        "ci95_model_minus_baseline_dice": (b.get("model_minus_baseline") or {}).get("ci95"),
     }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from curated.progress import ProgressReporter, ensure_progress
+from curated.segment.baseline import ThresholdBaseline, paired_dice_ci
 from curated.segment.confusion import HALO, Confusion, count_confusion
 from curated.segment.geometry import Box, Vec3
 from curated.segment.metrics import (
@@ -66,6 +67,33 @@ class WholeVolumeScores:
     class_voxels: dict[int, int] = field(default_factory=dict)
     """Truth voxels of each value among the scored voxels."""
     seed: int = 0
+    baseline: ThresholdBaseline | None = None
+    """The tuned threshold scored on the same voxels (:mod:`curated.segment.baseline`)."""
+    baseline_counts: np.ndarray | None = None
+    """One (tp, fp, fn) row per tile for :attr:`baseline`."""
+
+    def baseline_summary(self) -> dict[str, Any] | None:
+        """The threshold's held-out Dice and the model's lead over it, with bootstrap CIs."""
+        if self.baseline is None or self.baseline_counts is None:
+            return None
+        scored = self.counts[:, _FIELDS.index("scored")] > 0
+        model, base = self.counts[scored][:, :3], self.baseline_counts[scored]
+        tp, fp, fn = (int(v) for v in base.sum(axis=0))
+        mine = ratio_scores(*(int(v) for v in model.sum(axis=0)))["dice"]
+        theirs = ratio_scores(tp, fp, fn)["dice"]
+        ci = paired_dice_ci(model, base, seed=self.seed)
+        return {
+            **self.baseline.to_dict(),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            **ratio_scores(tp, fp, fn),
+            "ci95": {"dice": ci["dice"]},
+            "model_minus_baseline": {
+                "dice": None if mine is None or theirs is None else mine - theirs,
+                "ci95": ci["difference"],
+            },
+        }
 
     @property
     def totals(self) -> dict[str, int]:
@@ -121,6 +149,7 @@ class WholeVolumeScores:
             "overall": self.overall,
             "x_curve": self.x_curve(),
             "class_voxels": {str(k): int(v) for k, v in sorted(self.class_voxels.items())},
+            "threshold_baseline": self.baseline_summary(),
         }
 
 
@@ -168,14 +197,22 @@ def score_whole_volume(
     tile: int | Sequence[int] = DEFAULT_TILE,
     x_bins: int = 4,
     seed: int = 0,
+    raw: Volume | None = None,
+    baseline: ThresholdBaseline | None = None,
     progress: ProgressReporter | None = None,
 ) -> WholeVolumeScores:
-    """Score ``pred`` against ``truth`` on every voxel outside ``exclusion``, tile by tile."""
+    """Score ``pred`` against ``truth`` on every voxel outside ``exclusion``, tile by tile.
+
+    With ``raw`` and ``baseline`` (:func:`curated.segment.baseline.tune_threshold`) the
+    threshold is scored on the same voxels of the same tiles.
+    """
+    use_base = raw is not None and baseline is not None
     shape = truth.shape
     size: Vec3 = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)  # type: ignore[assignment]
     edges = x_bin_edges(shape[2], x_bins)
     boxes = list(tiles(shape, size, edges))
     rows = np.zeros((len(boxes), len(_FIELDS)), np.int64)
+    base_rows = np.zeros((len(boxes), 3), np.int64) if use_base else None
     bins = np.zeros(len(boxes), np.int64)
     confusion = Confusion()
     class_voxels: dict[int, int] = {}
@@ -225,6 +262,13 @@ def score_whole_volume(
                 int(np.count_nonzero(pv)),
                 int(valid.sum()),
             )
+            if base_rows is not None and baseline is not None and raw is not None:
+                b = baseline.mask(raw, box) & valid
+                base_rows[i] = (
+                    int(np.count_nonzero(b & t)),
+                    int(np.count_nonzero(b & ~t)),
+                    int(np.count_nonzero(~b & t)),
+                )
             vals, cnt = np.unique(t_vals[valid], return_counts=True)
             for v, c in zip(vals, cnt, strict=True):
                 class_voxels[int(v)] = class_voxels.get(int(v), 0) + int(c)
@@ -246,6 +290,8 @@ def score_whole_volume(
         confusion=confusion,
         class_voxels=class_voxels,
         seed=seed,
+        baseline=baseline if use_base else None,
+        baseline_counts=base_rows,
     )
 
 
