@@ -339,3 +339,15 @@ def test_no_threshold_without_crops_to_tune_it_on(cell, tmp_path):
     rows = np.array([[5, 1, 2], [3, 0, 1], [0, 2, 0]])
     ci = paired_dice_ci(rows, rows)
     assert ci["difference"] == [0.0, 0.0]
+
+
+def test_stray_truth_values_do_not_make_zero_percent_sentences():
+    """A real label folder held a few anti-aliased values (53, 223) beside 0/255; the summary
+    said "0% of false-positive voxels are class 53" twice. Rows keep them; sentences do not."""
+    from curated.segment.confusion import Confusion
+
+    c = Confusion(fp=10_000, by_truth={0: 9_990, 53: 7, 223: 3}, near={})
+    s = c.summary(1, {1: "mitochondrion"}, tp=5_000, fn=1_000)
+    assert [r["truth_value"] for r in s["by_truth_class"]] == [0, 53, 223]
+    assert not any("class 53" in t or "class 223" in t for t in s["sentences"])
+    assert s["sentences"][0].startswith("100% of false-positive voxels are background")

@@ -115,7 +115,11 @@ class Confusion:
         sentences = []
         if self.fp == 0:
             sentences.append("The model made no false-positive voxel here.")
-        for r in rows[:top]:
+        for k, r in enumerate(rows[:top]):
+            if k and r["share"] < 0.005:
+                # "0% of false-positive voxels are class 53": a handful of stray truth values
+                # (anti-aliased label slices) says nothing; the rows keep their counts
+                continue
             text = f"{r['share']:.0%} of false-positive voxels are {label(r['truth_value'])} in the truth"
             if errors is not None and r["truth_value"] != 0:
                 # what fixing this confusion would be worth (background is not one confusion)
