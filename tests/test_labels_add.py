@@ -225,3 +225,22 @@ def test_labels_from_plain_zarr_arrays_and_groups(tmp_path, image):
         add_labels(image, "g", tmp_path / "g.zarr", kind="truth")
     add_labels(image, "g", f"{tmp_path / 'g.zarr'}:/volumes/labels/mito", kind="truth")
     np.testing.assert_array_equal(image.open_label("g").levels[0][:], lab)
+
+
+def test_values_without_a_class_name_are_pointed_out(image):
+    """A real label folder held a few anti-aliased values (53, 223) beside its mask: when the
+    curator names the classes, the values left unnamed are listed in the result."""
+    lab = np.zeros(image.shape, np.uint8)
+    lab[..., :3] = 1
+    lab.reshape(-1)[:2] = 53
+    named = [{"label-value": 1, "name": "mitochondrion"}]
+    r = add_labels(image, "t", lab, kind="truth", properties=named)
+    assert r.message.endswith("values without a class name: 53")
+    lab[lab == 53] = 0
+    assert (
+        "without a class name"
+        not in add_labels(image, "u", lab, kind="truth", properties=named).message
+    )
+    assert (
+        "without a class name" not in add_labels(image, "v", lab, kind="truth").message
+    )  # none named

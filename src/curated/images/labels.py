@@ -590,9 +590,10 @@ def add_labels(
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         sparse = bool((curated_extra or {}).get("annotation"))  # written by curated annotate
+        values = figures.pop("values")
         step.message = _added_message(
-            name, block, len(layout.levels), value_map, figures.pop("values"), sparse
-        )
+            name, block, len(layout.levels), value_map, values, sparse
+        ) + _unnamed_note(values, properties)
     return Result(
         "labels-add",
         "ok",
@@ -635,6 +636,21 @@ def _begin_added(
         collect_values=True,
     )
     return layout, dest, job
+
+
+def _unnamed_note(values: list[int], properties: list[dict[str, Any]] | None) -> str:
+    """When classes were named, the values found that got no name (stray values of
+    anti-aliased label slices, a class forgotten): a curator should see them now."""
+    if not properties:
+        return ""
+    named = {int(p["label-value"]) for p in properties if "label-value" in p}
+    unnamed = sorted(set(values) - named - {0, UNANNOTATED_VALUE})
+    if not unnamed:
+        return ""
+    shown = ", ".join(map(str, unnamed[:10])) + (
+        f" and {len(unnamed) - 10} more" if len(unnamed) > 10 else ""
+    )
+    return f"; values without a class name: {shown}"
 
 
 def _added_message(
