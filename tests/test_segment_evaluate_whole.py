@@ -351,3 +351,30 @@ def test_stray_truth_values_do_not_make_zero_percent_sentences():
     assert [r["truth_value"] for r in s["by_truth_class"]] == [0, 53, 223]
     assert not any("class 53" in t or "class 223" in t for t in s["sentences"])
     assert s["sentences"][0].startswith("100% of false-positive voxels are background")
+
+
+def test_the_threshold_tunes_on_float_images_with_nan_padding():
+    """Aligned FIB-SEM stacks are often float32 with NaN where no data was acquired."""
+    from curated.segment.baseline import tune_threshold
+
+    truth = np.zeros((8, 16, 16), np.uint8)
+    truth[2:6, 4:12, 4:12] = 1
+    raw = np.where(truth == 1, 40.0, 200.0).astype(np.float32)
+    raw[:, :, :2] = np.nan
+    vol, tv = (Volume(Path("x"), a, {}, (0, 1, 2), ()) for a in (raw, truth))
+    base = tune_threshold(
+        vol, tv, [Box((0, 0, 0), (8, 16, 16))], label_value=1, unannotated=(), voxel_size=(1, 1, 1)
+    )
+    assert base is not None and base.dark and 40 < base.level < 200
+    all_nan = Volume(Path("x"), np.full((8, 16, 16), np.nan, np.float32), {}, (0, 1, 2), ())
+    assert (
+        tune_threshold(
+            all_nan,
+            tv,
+            [Box((0, 0, 0), (8, 16, 16))],
+            label_value=1,
+            unannotated=(),
+            voxel_size=(1, 1, 1),
+        )
+        is None
+    )

@@ -100,9 +100,10 @@ def tune_threshold(
     lo, hi = math.inf, -math.inf
     for box in rois:
         r = raw.read(box)
-        if r.size:
-            lo, hi = min(lo, float(r.min())), max(hi, float(r.max()))
-    if not rois or hi <= lo:
+        finite = r[np.isfinite(r)] if r.dtype.kind == "f" else r  # NaN padding of aligned stacks
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if not rois or not hi > lo:
         return None
     edges = np.linspace(lo, hi, LEVELS + 1)
     fg = np.zeros(LEVELS, np.int64)
