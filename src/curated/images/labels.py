@@ -261,6 +261,11 @@ def _labels_source(labels: Any) -> ArraySource | TiffSource:
     )
 
 
+def not_whole(block: np.ndarray) -> np.ndarray:
+    """True where a floating-point label value is NaN, infinite or a fraction (no label)."""
+    return ~np.isfinite(block) | (block != np.round(block))
+
+
 _SCAN_BYTES = 64 << 20
 """Bytes of a label source read at a time when its values are checked before storing."""
 
@@ -284,7 +289,7 @@ def _source_values(src: ArraySource | TiffSource) -> dict[str, Any]:
         region = tuple(slice(a, min(a + s, n)) for a, s, n in zip(start, step, shape, strict=True))
         b = np.asarray(src.read(region))
         if b.dtype.kind == "f":
-            off = ~np.isfinite(b) | (b != np.round(b))  # NaN, ±inf, fractions
+            off = not_whole(b)
             n = int(np.count_nonzero(off))
             if n:
                 if example is None:

@@ -35,6 +35,7 @@ from curated.images.labels import (
     UNANNOTATED_VALUE,
     ValueMap,
     describe_value_map,
+    not_whole,
     remap_values,
     value_map_record,
 )
@@ -431,10 +432,10 @@ def _read_crop(source: Path, value_map: ValueMap | None = None) -> np.ndarray:
         msg = f"an annotation crop must be 3D (z, y, x); this one has shape {arr.shape}"
         raise InputError(msg, path=source)
     if arr.dtype.kind == "f":  # a float32 0.0/1.0 mask is fine, a probability map is not
-        whole = np.isfinite(arr) & (arr == np.round(arr))
-        if not whole.all():
+        off = not_whole(arr)
+        if off.any():
             msg = (
-                f"{int(arr.size - np.count_nonzero(whole)):,} voxels of this {arr.dtype} "
+                f"{int(np.count_nonzero(off)):,} voxels of this {arr.dtype} "
                 "annotation are not whole numbers: labels are whole numbers (threshold a "
                 "probability map first)"
             )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from curated.segment.geometry import Box
-from curated.segment.metrics import BOOTSTRAP_SAMPLES, CONFIDENCE
+from curated.segment.metrics import BOOTSTRAP_SAMPLES, CONFIDENCE, tile_bootstrap_sums
 from curated.segment.volume import Volume
 
 LEVELS = 1024
@@ -150,18 +150,11 @@ def paired_dice_ci(
     """Bootstrap over tiles (the same resample for both) of the baseline's Dice and of the
     model's minus the baseline's; ``model`` and ``base`` are per-tile (tp, fp, fn) rows of
     the scored tiles. Batched multinomial weights keep memory bounded for millions of tiles."""
-    n = int(model.shape[0])
-    if n < 2:
+    if int(model.shape[0]) < 2:
         return {"dice": None, "difference": None}
-    data = np.concatenate([model, base], axis=1).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    sums = np.empty((samples, 6))
-    per, done = max(1, batch_cells // n), 0
-    while done < samples:
-        k = min(per, samples - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
-        sums[done : done + k] = w @ data
-        done += k
+    sums = tile_bootstrap_sums(
+        np.concatenate([model, base], axis=1), samples=samples, seed=seed, batch_cells=batch_cells
+    )
 
     def dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
         den = 2 * tp + fp + fn

@@ -179,6 +179,27 @@ _CI_KEYS = {
 }
 
 
+def tile_bootstrap_sums(
+    data: np.ndarray, *, samples: int, seed: int, batch_cells: int = 4_000_000
+) -> np.ndarray:
+    """``samples`` bootstrap resamples of the rows of ``data`` (tiles × counts), summed.
+
+    Each resample draws the rows with replacement as multinomial weights, in batches of at
+    most ``batch_cells`` weights, so memory stays bounded for millions of tiles.
+    """
+    n = int(data.shape[0])
+    rng = np.random.default_rng(seed)
+    data = np.asarray(data, dtype=np.float64)
+    sums = np.empty((samples, data.shape[1]))
+    per, done = max(1, batch_cells // n), 0
+    while done < samples:
+        k = min(per, samples - done)
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
+        sums[done : done + k] = w @ data
+        done += k
+    return sums
+
+
 def ratio_interval(
     num: np.ndarray, den: np.ndarray, *, empty_is_one: bool, confidence: float = CONFIDENCE
 ) -> list[float] | None:

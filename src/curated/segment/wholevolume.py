@@ -36,6 +36,7 @@ from curated.segment.metrics import (
     boundary_band_mask,
     ratio_interval,
     ratio_scores,
+    tile_bootstrap_sums,
 )
 from curated.segment.volume import Volume
 
@@ -314,16 +315,7 @@ def tile_bootstrap_ci(
     n = int(rows.shape[0])
     if n < 2:
         return dict.fromkeys(keys)
-    rng = np.random.default_rng(seed)
-    data = rows[:, :6].astype(np.float64)
-    sums = np.empty((samples, 6))
-    per = max(1, batch_cells // n)
-    done = 0
-    while done < samples:
-        k = min(per, samples - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
-        sums[done : done + k] = w @ data
-        done += k
+    sums = tile_bootstrap_sums(rows[:, :6], samples=samples, seed=seed, batch_cells=batch_cells)
     tp, fp, fn, btp, bfp, bfn = sums.T
 
     def interval(num: np.ndarray, den: np.ndarray, empty_is_one: bool) -> list[float] | None:
