@@ -65,11 +65,14 @@ def test_per_unit_input_equals_the_shared_input(trained, monkeypatch) -> None:
     for a, b in zip(shared, unit, strict=True):
         assert np.array_equal(a, b)
 
-    # just under a 2 x 2 x 2-tile unit's input: units split into groups; one voxel: one tile each
+    # just under what a 2 x 2 x 2-tile unit's input holds: units split into groups; one byte:
+    # one tile each
     m = load_model(model)
-    eight = int(np.prod([2 * t + 2 * h for t, h in zip(BLOCK, m.halo, strict=True)]))
+    itemsize = _store.image_level0(image).dtype.itemsize
+    box = [2 * t + 2 * h for t, h in zip(BLOCK, m.halo, strict=True)]
+    eight = predict_module.input_bytes(m, itemsize, box)
     for budget, name in ((eight - 1, "groups"), (1, "tiles")):
-        monkeypatch.setattr(predict_module, "UNIT_INPUT_VOXELS", budget)
+        monkeypatch.setattr(predict_module, "UNIT_INPUT_BYTES", budget)
         count = _CountingApply(monkeypatch)
         got = _predict(model, image, name)
         for a, b in zip(shared, got, strict=True):
@@ -119,30 +122,30 @@ def test_tile_groups_cover_the_unit_once_within_the_budget(trained) -> None:
         assert [sorted(g) for g in whole] == [tiles]
         one = [o + 2 * h for o, h in zip(out, m.halo, strict=True)]
         per_tile = len(tiles) * int(np.prod(one))
-        # the smallest box of two tiles (two along one axis, where the unit has two)
+        # what the smallest box of two tiles holds (two along one axis, where the unit has two)
         counts = [len({t[i] for t in tiles}) for i in range(3)]
         pair = min(
-            int(np.prod(one)) // one[i] * (one[i] + plan.tile[i]) for i in range(3) if counts[i] > 1
+            predict_module.input_bytes(
+                m, 1, [n + plan.tile[i] * (j == i) for j, n in enumerate(one)]
+            )
+            for i in range(3)
+            if counts[i] > 1
         )
-        for budget in (1, 200_000, 2_000_000):
+        assert pair <= 4_000_000  # the largest budget lets boxes grow
+        for budget in (1, 400_000, 4_000_000):
             groups = predict_module.tile_groups(m, plan, lo, hi, budget=budget)
             assert sorted(t for g in groups for t in g) == tiles  # each tile exactly once
             filtered = 0
             for g in groups:
                 first = [min(t[i] for t in g) for i in range(3)]
                 last = [max(t[i] for t in g) for i in range(3)]
-                size = int(
-                    np.prod(
-                        [
-                            b - a + o + 2 * h
-                            for a, b, o, h in zip(first, last, out, m.halo, strict=True)
-                        ]
-                    )
-                )
+                box = [
+                    b - a + o + 2 * h for a, b, o, h in zip(first, last, out, m.halo, strict=True)
+                ]
                 # a box of whole tiles (a full product of its axes' offsets) within the budget
                 assert len(g) == int(np.prod([len({t[i] for t in g}) for i in range(3)]))
-                assert size <= budget or len(g) == 1
-                filtered += size
+                assert predict_module.input_bytes(m, 1, box) <= budget or len(g) == 1
+                filtered += int(np.prod(box))
             # never more pre-processing than tile by tile; less as soon as boxes can grow
             assert filtered <= per_tile and (budget < pair or filtered < per_tile)
 
@@ -155,7 +158,8 @@ def test_unit_tasks_block_the_units_within_the_budget(trained, monkeypatch) -> N
     m = load_model(model)
     plan = predict_module.plan_blocks(m, (40, 300, 500), (16, 64, 64), (8, 32, 32))
     units = plan.units()
-    unit_padded = int(np.prod([u + 2 * h for u, h in zip(plan.unit, m.halo, strict=True)]))
+    unit_box = [u + 2 * h for u, h in zip(plan.unit, m.halo, strict=True)]
+    unit_padded = predict_module.input_bytes(m, 1, unit_box)
     small = predict_module.plan_blocks(m, SHAPE, (16, 16, 16), BLOCK)
     # an image that fits one shared input: one unit per task (more tasks for the workers)
     assert predict_module._fits_whole(m, predict_module._shared_extent(m, small))
@@ -170,8 +174,8 @@ def test_unit_tasks_block_the_units_within_the_budget(trained, monkeypatch) -> N
             span = [b - a for a, b in zip(lo, hi, strict=True)]
             # a block: every unit of its bounding box is in it
             assert len(t) == int(np.prod([s // u for s, u in zip(span, plan.unit, strict=True)]))
-            padded = int(np.prod([n + 2 * h for n, h in zip(span, m.halo, strict=True)]))
-            assert len(t) == 1 or padded <= budget
+            padded = [n + 2 * h for n, h in zip(span, m.halo, strict=True)]
+            assert len(t) == 1 or predict_module.input_bytes(m, 1, padded) <= budget
         if budget == 1:
             assert len(tasks) == len(units)
         if budget == 10**12:

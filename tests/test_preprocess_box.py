@@ -26,6 +26,7 @@ from curated.segment.preprocess import (
 from curated.segment.sample import make_fibsem_sample
 
 predict_module = importlib.import_module("curated.segment.predict")
+preprocess_module = importlib.import_module("curated.segment.preprocess")
 
 
 def _brute_force(a: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +90,31 @@ def test_exact_sums_are_only_used_where_int64_cannot_overflow() -> None:
     # the bound is tight: one more step of the digit sums would pass 2**63
     n = (2**63 - 1) // (255 * w ** (2 * BOX_PASSES - 1))
     assert exact_sums_fit(w, BOX_PASSES, n) and not exact_sums_fit(w, BOX_PASSES, n + 1)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "sigma"), [(np.uint8, 80.0), (np.uint8, 50.0), (np.uint16, 50.0), (np.uint16, 16.0)]
+)
+def test_one_running_sum_plane_gives_the_digit_sums_bits(dtype, sigma, monkeypatch) -> None:
+    """The single-plane shortcut (squares of 8-bit images at 4.6-8 nm) must not change a bit:
+    which way a slice is summed depends on its size, i.e. on the block it lies in."""
+    rng = np.random.default_rng(3)
+    w = box_width(sigma)
+    nbytes = np.dtype(dtype).itemsize
+    top = 256**nbytes - 1
+    side = 3 * w + 5
+    u = rng.integers(0, top, (side, side + 3), endpoint=True).astype(np.int64)
+    u[: w // 2, : w // 2] = top  # a saturated corner: the largest sums
+    for values, vmax, n in ((u, top, nbytes), (u * u, top * top, 2 * nbytes)):
+        digits = sum(
+            preprocess_module._box_valid(d, w, BOX_PASSES).astype(np.float64) * float(256**k)
+            for k, d in enumerate(preprocess_module._digits(values, n))
+        )
+        with monkeypatch.context() as m:
+            if n <= 2:  # one or two digits: the shortcut must be taken at these sizes
+                m.setattr(preprocess_module, "_digits", lambda *a: pytest.fail("digits used"))
+            got = preprocess_module._exact_box_sum(values, vmax, n, w, BOX_PASSES)
+        assert got.dtype == np.float64 and np.array_equal(got, digits)
 
 
 def test_box_width_matches_the_gaussian_variance_and_halo() -> None:
@@ -164,3 +190,32 @@ def test_blockwise_prediction_with_box3_equals_one_whole_volume_pass(tmp_path) -
         predict_module.WHOLE_INPUT_VOXELS = old
     got = _store.label_level0(image, "p-probability")[...]
     assert np.array_equal(np.rint(ref * 255).astype(np.uint8), got)
+
+
+def test_normalising_a_region_holds_its_output_and_one_slice_not_copies_of_the_region() -> None:
+    """A worker's memory is budgeted as the raw region plus 4 bytes per output voxel
+    (``predict.input_bytes``); whole-block float32 arithmetic held five copies of the
+    output and a float32 copy of the raw region on top (25 bytes per voxel at 5 nm)."""
+    import tracemalloc
+
+    pre = Preprocessing(
+        local_contrast_sigma=20.0,
+        local_contrast_kernel="box3",
+        local_contrast_mean=120.0,
+        local_contrast_std=30.0,
+        low=-50.0,
+        high=300.0,
+    )
+    h = pre.halo
+    raw = np.random.default_rng(0).integers(0, 256, (24, 2 * h[1] + 60, 2 * h[2] + 60), np.uint8)
+    area = raw.shape[1] * raw.shape[2]
+    tracemalloc.start()
+    try:
+        out = pre.apply(raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (24, 60, 60) and out.dtype == np.float32
+    slice_temporaries = 12 * 8 * area  # a dozen int64/float64 planes of one raw slice
+    assert peak <= out.nbytes + slice_temporaries
+    assert peak < raw.nbytes * 4  # no float32 copy of the padded region

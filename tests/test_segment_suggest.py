@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 
@@ -473,11 +474,12 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
 
     image, model, _truth, _pred = case
     whole = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
-    calls: list[int] = []  # input voxels of each pre-processing pass
+    calls: list[int] = []  # bytes each pre-processing pass holds
     real = predict_mod._preprocessed
 
     def counting(model, raw, start, stop):
-        calls.append(int(np.prod([b - a for a, b in zip(start, stop, strict=True)])))
+        box = [b - a for a, b in zip(start, stop, strict=True)]
+        calls.append(predict_mod.input_bytes(model, raw.dtype.itemsize, box))
         return real(model, raw, start, stop)
 
     monkeypatch.setattr(predict_mod, "_preprocessed", counting)
@@ -487,12 +489,14 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
     out = m.geometry.valid_output(quick.size)
     pad = [o + 2 * h for o, h in zip(out, m.halo, strict=True)]
     # a budget of about half the image per axis: several boxes, each within the budget
-    budget = int(np.prod([n // 2 + p for n, p in zip(SHAPE, pad, strict=True)]))
-    monkeypatch.setattr(predict_mod, "UNIT_INPUT_VOXELS", budget)
+    itemsize = _store.image_level0(image).dtype.itemsize
+    cost = functools.partial(predict_mod.input_bytes, m, itemsize)
+    budget = cost([n // 2 + p for n, p in zip(SHAPE, pad, strict=True)])
+    monkeypatch.setattr(predict_mod, "UNIT_INPUT_BYTES", budget)
     starts = [quick.start(o) for o in candidate_offsets(SHAPE, CROP)]
     # tiles that all start on one plane need no cut along z
     flat_axes = [[0], sorted({y for _z, y, _x in starts}), sorted({x for _z, _y, x in starts})]
-    assert len(predict_mod.start_boxes(flat_axes, out, m.halo, budget)[0]) == 1
+    assert len(predict_mod.start_boxes(flat_axes, out, m.halo, budget, cost)[0]) == 1
     boxed = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
     assert max(calls) <= budget  # every box within the budget
     np.testing.assert_allclose(
@@ -502,7 +506,7 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
     assert 1 < len(calls) < n_quick
     # the default budget holds this small image in one box: one pre-processing pass
     calls.clear()
-    monkeypatch.setattr(predict_mod, "UNIT_INPUT_VOXELS", 32 * 2**20)
+    monkeypatch.setattr(predict_mod, "UNIT_INPUT_BYTES", 160 * 2**20)
     again = score_candidates(image, model=model, pred="pred", crop_size=CROP, probability="")
     assert len(calls) == 1
     np.testing.assert_allclose(

@@ -20,7 +20,7 @@ The network input is pre-processed (normalised) over as large a region as a
 budget allows, then cut into the tiles' inputs: the whole padded volume once per
 process when it fits :data:`WHOLE_INPUT_VOXELS`, otherwise each write unit's
 padded region (unit + network context + pre-processing halo), split into groups
-of whole tiles when that exceeds :data:`UNIT_INPUT_VOXELS`. A pre-processed voxel
+of whole tiles when what it holds exceeds :data:`UNIT_INPUT_BYTES`. A pre-processed voxel
 only depends on the raw voxels within the halo, so every choice gives the same
 values; a wider region only spares re-filtering the halo around every tile.
 
@@ -119,24 +119,41 @@ The default normalisation reads 3 σ = 150 voxels around a tile at 8 nm; pre-pro
 each 64³ tile of a small image on its own re-filtered a 364²-voxel area per tile (the demo:
 4.6× slower than one pass). Images whose whole padded input fits this budget (32 Mi
 voxels, 128 MiB as float32) are pre-processed once per process instead; larger ones are
-pre-processed once per write unit (:data:`UNIT_INPUT_VOXELS`), so memory stays bounded by
+pre-processed once per write unit (:data:`UNIT_INPUT_BYTES`), so memory stays bounded by
 the budget or the tile, never the volume.
 Both give the same values: a pre-processed voxel only depends on raw voxels within the
 halo, read with the same reflection at the volume's borders.
 """
 
-UNIT_INPUT_VOXELS = 32 * 2**20
-"""Largest raw region (voxels, halos included) one write unit pre-processes at once.
+UNIT_INPUT_BYTES = 160 * 2**20
+"""Most memory (bytes) one pre-processed region may hold: its raw voxels as stored, halos
+included, plus the float32 network input made from them (:func:`input_bytes`).
 
 An image larger than :data:`WHOLE_INPUT_VOXELS` is pre-processed per write unit: the
 unit's tiles share one input grown once by the halo instead of each tile re-filtering
 its own halo (400 nm normalisation at 4.6 nm: a 20 x 128 x 128 tile read a 20 x 690 x
 690 region, 29 times its size; a 20 x 512 x 512 unit reads 4.4 times its size). A unit
-whose padded region exceeds this budget is split into groups of whole tiles that fit it
+whose region exceeds this budget is split into groups of whole tiles that fit it
 (the cut that pre-processes the fewest voxels, :func:`tile_groups`); a single tile is
-never split. Each worker holds one
-group's input at a time (float32, plus the filters' temporaries).
+never split. Each worker holds one group's input at a time. Until this release the budget
+counted raw voxels (32 Mi) while the filters held 5 float32 copies of the region on top;
+the normalisation now reads the stored integers and works slice by slice, so 160 MiB is
+what the region holds, and wide groups fit it where the halo is wide (5 nm FIB-SEM: 3 x 3
+tiles of 64 x 96 x 96 instead of one, a third of the raw voxels read per output voxel).
 """
+
+
+def input_bytes(model: SegmentationModel, itemsize: int, extent: Any) -> int:
+    """Bytes a pre-processed region of ``extent`` raw voxels (halos included) holds:
+    the raw voxels at ``itemsize`` bytes plus 4 bytes per network-input voxel (the
+    region less the pre-processing halo on each side)."""
+    pre = model.preprocessing.halo
+    inner = [max(0, int(e) - 2 * h) for e, h in zip(extent, pre, strict=True)]
+    return int(np.prod([int(e) for e in extent])) * int(itemsize) + 4 * int(np.prod(inner))
+
+
+def _input_cost(model: SegmentationModel, itemsize: int) -> Any:
+    return functools.partial(input_bytes, model, itemsize)
 
 
 @dataclass(frozen=True)
@@ -208,6 +225,7 @@ def unit_tasks(
     plan: BlockPlan,
     todo: list[tuple[int, ...]],
     budget: int | None = None,
+    itemsize: int = 1,
 ) -> list[list[tuple[int, ...]]]:
     """The write units of ``todo`` in tasks: blocks of adjacent units pre-processed together.
 
@@ -215,8 +233,9 @@ def unit_tasks(
     region grown by the halo. The halo of the default 400 nm normalisation is 150 voxels
     at 8 nm, so one 32 × 128 × 128 write unit on its own filtered 11 times its area in
     every plane; blocks of units share one halo. The blocks are cut from the whole unit
-    grid as :func:`start_boxes` cuts tiles (padded input within ``budget``, default
-    :data:`UNIT_INPUT_VOXELS``; the fewest voxels pre-processed in all), so a resumed run
+    grid as :func:`start_boxes` cuts tiles (:func:`input_bytes` of raw voxels of ``itemsize``
+    bytes within ``budget``, default :data:`UNIT_INPUT_BYTES`; the fewest voxels
+    pre-processed in all), so a resumed run
     forms the same blocks; units already done are left out of them. Images that fit one
     shared input keep one task per unit (more tasks to share out between workers).
     """
@@ -224,10 +243,10 @@ def unit_tasks(
         return []
     if _fits_whole(model, _shared_extent(model, plan)):
         return [[idx] for idx in todo]
-    budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
+    budget = UNIT_INPUT_BYTES if budget is None else int(budget)
     counts = [-(-n // u) for n, u in zip(plan.shape, plan.unit, strict=True)]
     axes = [[i * u for i in range(c)] for c, u in zip(counts, plan.unit, strict=True)]
-    runs = start_boxes(axes, plan.unit, model.halo, budget)
+    runs = start_boxes(axes, plan.unit, model.halo, budget, _input_cost(model, itemsize))
     pending = set(todo)
     tasks = []
     for bz, by, bx in itertools.product(*runs):
@@ -247,8 +266,12 @@ def start_boxes(
     out: tuple[int, ...],
     halo: tuple[int, ...],
     budget: int,
+    cost: Any = None,
 ) -> list[list[list[int]]]:
-    """Cut sorted per-axis tile starts into runs whose boxes' padded input fits ``budget`` voxels.
+    """Cut sorted per-axis tile starts into runs whose boxes' padded input fits ``budget``.
+
+    ``cost`` maps a box's input extent to what counts against the budget: its voxels
+    when ``None``, else e.g. :func:`input_bytes`.
 
     A box spans one run per axis; its input is the span of its starts plus one tile's
     output ``out`` and ``2 · halo``. Of the ways to cut each axis into equal runs, the
@@ -266,8 +289,9 @@ def start_boxes(
         return run[-1] - run[0] + out[i] + 2 * halo[i]
 
     def size(per: tuple[int, ...]) -> int:
-        """Input voxels of the largest box of ``per`` tiles per axis."""
-        return int(np.prod([max(extent(i, r) for r in runs(i, per[i])) for i in range(3)]))
+        """Cost of the largest box of ``per`` tiles per axis."""
+        box = [max(extent(i, r) for r in runs(i, per[i])) for i in range(3)]
+        return int(np.prod(box)) if cost is None else int(cost(box))
 
     def total(per: tuple[int, ...]) -> int:
         """Input voxels of all boxes: a product of per-axis sums (the last run may be shorter)."""
@@ -286,14 +310,17 @@ def tile_groups(
     lo: tuple[int, ...],
     hi: tuple[int, ...],
     budget: int | None = None,
+    itemsize: int = 1,
 ) -> list[list[tuple[int, ...]]]:
     """The tiles of ``[lo, hi)`` in boxes of whole tiles whose padded input fits ``budget``.
 
-    ``budget`` defaults to :data:`UNIT_INPUT_VOXELS`; the cut is :func:`start_boxes`'.
+    ``budget`` (bytes, :func:`input_bytes` of raw voxels of ``itemsize`` bytes) defaults
+    to :data:`UNIT_INPUT_BYTES`; the cut is :func:`start_boxes`'.
     """
-    budget = UNIT_INPUT_VOXELS if budget is None else int(budget)
+    budget = UNIT_INPUT_BYTES if budget is None else int(budget)
     axes = [list(range((a // t) * t, b, t)) for a, b, t in zip(lo, hi, plan.tile, strict=True)]
-    boxes = start_boxes(axes, model.geometry.valid_output(plan.tile), model.halo, budget)
+    out = model.geometry.valid_output(plan.tile)
+    boxes = start_boxes(axes, out, model.halo, budget, _input_cost(model, itemsize))
     return [
         [(z, y, x) for z in bz for y in by for x in bx]
         for bz in boxes[0]
@@ -385,7 +412,11 @@ def _predict_units(
         value = np.uint8(model.label_value)
         shared = _shared_input(model, image, plan)
         # the whole image's input when it fits; else the block's, in groups that fit the budget
-        groups = [plan.tiles(lo, hi)] if shared is not None else tile_groups(model, plan, lo, hi)
+        groups = (
+            [plan.tiles(lo, hi)]
+            if shared is not None
+            else tile_groups(model, plan, lo, hi, itemsize=raw.dtype.itemsize)
+        )
         for group in groups:
             source = shared if shared is not None else region_input(model, raw, group, plan.tile)
             for t in group:
@@ -667,7 +698,7 @@ def _compute_units(
     t0 = time.perf_counter()
     n_workers = workers or os.cpu_count() or 1
     dev, threshold = str(run.device), run.threshold
-    tasks = unit_tasks(m, plan, todo)
+    tasks = unit_tasks(m, plan, todo, itemsize=_store.image_level0(image).dtype.itemsize)
     if scheduler:
         _run_distributed(scheduler, args, tasks, dev, threshold, str(markers), rep)
     else:

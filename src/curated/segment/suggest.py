@@ -52,7 +52,7 @@ of ``labels``.
 
 Memory is bounded by one crop of raw, prediction and probability; quick
 predictions add one pre-processed box of at most
-:data:`~curated.segment.predict.UNIT_INPUT_VOXELS` (or the whole image's input when it
+:data:`~curated.segment.predict.UNIT_INPUT_BYTES` (or the whole image's input when it
 is smaller than :data:`~curated.segment.predict.WHOLE_INPUT_VOXELS`) and one tile's
 activations; the volume is never loaded whole. The figures kept per
 candidate are a few floats.
@@ -66,6 +66,7 @@ crops outlined on xy and xz views.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -421,7 +422,7 @@ class _QuickPredictor:
 
     A small image is pre-processed once, whole (:func:`~curated.segment.predict.shared_input`).
     A larger one is pre-processed once per box of candidates whose padded input fits
-    :data:`~curated.segment.predict.UNIT_INPUT_VOXELS` (cut by
+    :data:`~curated.segment.predict.UNIT_INPUT_BYTES` (cut by
     :func:`~curated.segment.predict.start_boxes`, as prediction cuts a write unit): each quick tile's own input
     would re-filter the normalisation's halo around it (at 4.6 nm the 400 nm
     normalisation reads 260 voxels each side of a 24-voxel tile). Both give the same
@@ -460,7 +461,12 @@ class _QuickPredictor:
 
     def batches(self, offsets: np.ndarray, budget: int | None = None) -> Any:
         """``(indices, probabilities)`` for every candidate, one pre-processed box at a time."""
-        from curated.segment.predict import UNIT_INPUT_VOXELS, region_input, start_boxes
+        from curated.segment.predict import (
+            UNIT_INPUT_BYTES,
+            input_bytes,
+            region_input,
+            start_boxes,
+        )
 
         starts = [self.start(o) for o in offsets]
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -472,7 +478,8 @@ class _QuickPredictor:
                 [sorted({s[i] for s in starts}) for i in range(3)],
                 self.model.geometry.valid_output(self.size),
                 self.model.halo,
-                UNIT_INPUT_VOXELS if budget is None else int(budget),
+                UNIT_INPUT_BYTES if budget is None else int(budget),
+                functools.partial(input_bytes, self.model, self.raw.dtype.itemsize),
             )
             run_of = [{v: k for k, run in enumerate(b) for v in run} for b in boxes]
             for i, s in enumerate(starts):
