@@ -132,10 +132,14 @@ def _exact_box_sum(u: np.ndarray, top: int, nbytes: int, w: int, passes: int) ->
     same_bits = top * weight < 2**53 or (digits <= 2 and 255 * weight < 2**53)
     if same_bits and exact_sums_fit(w, passes, max(u.shape), top):
         return _box_valid(u, w, passes).astype(np.float64)
-    return sum(
+    terms = (
         _box_valid(d, w, passes).astype(np.float64) * float(256**k)
         for k, d in enumerate(_digits(u, nbytes))
     )
+    total = next(terms)
+    for t in terms:  # in digit order, as the sums were always added
+        total = total + t
+    return total
 
 
 def box_mean_var(
