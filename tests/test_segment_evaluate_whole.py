@@ -353,6 +353,22 @@ def test_stray_truth_values_do_not_make_zero_percent_sentences():
     assert s["sentences"][0].startswith("100% of false-positive voxels are background")
 
 
+def test_a_binary_truth_says_it_cannot_name_the_confusion():
+    """With a truth of background and one class, "100% of false-positive voxels are
+    background" was printed for every model: true and empty. It now says what a second
+    class would show."""
+    from curated.segment.confusion import Confusion
+
+    s = Confusion(fp=4_000, by_truth={0: 4_000}, near={}).summary(
+        1, {1: "mitochondrion"}, tp=5_000, fn=300
+    )
+    assert s["by_truth_class"][0]["share"] == 1.0  # the JSON keeps the row
+    assert not any(t.startswith("100% of false-positive") for t in s["sentences"])
+    assert s["sentences"][0].startswith("Every false-positive voxel lies in background")
+    assert "mitochondrion" in s["sentences"][0]
+    assert any(t.startswith("Of all wrong voxels, 7% are mitochondrion") for t in s["sentences"])
+
+
 def test_the_threshold_tunes_on_float_images_with_nan_padding():
     """Aligned FIB-SEM stacks are often float32 with NaN where no data was acquired."""
     from curated.segment.baseline import tune_threshold

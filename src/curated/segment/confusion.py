@@ -115,7 +115,16 @@ class Confusion:
         sentences = []
         if self.fp == 0:
             sentences.append("The model made no false-positive voxel here.")
-        for k, r in enumerate(rows[:top]):
+        only_background = len(rows) == 1 and rows[0]["truth_value"] == 0
+        if only_background:
+            # "100% of false-positive voxels are background" is all a binary truth can say;
+            # say what it cannot tell instead
+            sentences.append(
+                "Every false-positive voxel lies in background: the truth names no other "
+                f"structure, so what the model takes for {names.get(target, f'class {target}')} "
+                "cannot be named (label the confused structures as further classes to see them)."
+            )
+        for k, r in enumerate([] if only_background else rows[:top]):
             if k and r["share"] < 0.005:
                 # "0% of false-positive voxels are class 53": a handful of stray truth values
                 # (anti-aliased label slices) says nothing; the rows keep their counts
