@@ -222,3 +222,43 @@ def test_a_block_interrupted_between_its_units_resumes_identical(trained, monkey
     )
     for a, b in zip(reference, got, strict=True):
         assert np.array_equal(a, b)
+
+
+def _input_read(plan, model) -> int:
+    """Network input voxels a plan computes: every tile once per write unit it touches."""
+    total = 0
+    for idx in plan.units():
+        lo, hi = plan.unit_region(idx)
+        for _ in plan.tiles(lo, hi):
+            total += int(np.prod(model.geometry.input_for(model.geometry.valid_output(plan.tile))))
+    return total
+
+
+def test_the_planned_tile_does_not_straddle_write_units(trained) -> None:
+    """96-voxel shards with the 64-voxel default tile computed every second z tile twice
+    (once per unit it touched); the planned tile divides the unit where that reads less."""
+    image, model = trained
+    m = load_model(model)
+    step = m.geometry.step[0]
+    shape, unit = (12 * step, 40, 44), (6 * step, 16, 16)
+    fixed = predict_module.plan_blocks(m, shape, unit, (4 * step, 64, 64))
+    planned = predict_module.plan_blocks(m, shape, unit)
+    assert unit[0] % planned.tile[0] == 0  # whole tiles per unit along z
+    assert fixed.tile[0] == 4 * step and unit[0] % fixed.tile[0] != 0  # the old cut straddled
+    assert _input_read(planned, m) < _input_read(fixed, m)
+    # planned lengths stay within the default tile, on the pooling grid
+    for t, cap, st in zip(planned.tile, predict_module.DEFAULT_BLOCK, m.geometry.step, strict=True):
+        assert t % st == 0 and t <= -(-cap // st) * st
+    # and the prediction is the same, voxel for voxel, whatever the tile
+    with one_torch_thread():
+        predict(model, image, name="planned", probabilities=True, device="cpu", workers=2)
+    explicit = _predict(model, image, "explicit")
+    for a, b in zip(
+        explicit,
+        (
+            _store.label_level0(image, "planned")[...],
+            _store.label_level0(image, "planned-probability")[...],
+        ),
+        strict=True,
+    ):
+        assert np.array_equal(a, b)

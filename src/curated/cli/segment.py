@@ -483,7 +483,10 @@ def predict_cmd(
         None, "--scheduler", help="dask.distributed scheduler address."
     ),
     block: Triple | None = typer.Option(
-        None, "--block", help="Tile Z Y X computed per network pass [default: 64 128 128]."
+        None,
+        "--block",
+        help="Tile Z Y X computed per network pass [default: planned within 64 128 128, "
+        "not straddling write units].",
     ),
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Also write NAME-probability (uint8)."
@@ -498,7 +501,7 @@ def predict_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Segment IMAGE blockwise (identical to one whole-volume pass); resumable."""
-    from curated.segment.predict import DEFAULT_BLOCK, predict
+    from curated.segment.predict import predict
 
     with RichProgress() as progress:
         r = predict(
@@ -507,7 +510,7 @@ def predict_cmd(
             name=name,
             workers=workers,
             scheduler=scheduler,
-            block=block or DEFAULT_BLOCK,
+            block=block,
             probabilities=probabilities,
             threshold=threshold,
             device=device,

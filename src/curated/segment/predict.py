@@ -63,7 +63,8 @@ from curated.segment.preprocess import read_region
 from curated.workspace import Workspace, recorder
 
 DEFAULT_BLOCK = (64, 128, 128)
-"""Tile size (z, y, x) computed in one network pass (rounded to the pooling step)."""
+"""Largest tile (z, y, x) computed in one network pass when none is given; the planned tile
+(:func:`plan_blocks`) may be shorter along an axis so that tiles do not straddle write units."""
 MARKERS = ".curated-predict"
 
 
@@ -94,12 +95,51 @@ class BlockPlan:
 
 
 def plan_blocks(
-    model: SegmentationModel, shape: tuple[int, ...], unit: tuple[int, ...], block: tuple[int, ...]
+    model: SegmentationModel,
+    shape: tuple[int, ...],
+    unit: tuple[int, ...],
+    block: tuple[int, ...] | None = None,
 ) -> BlockPlan:
-    # a tile never needs to exceed the write unit or the volume
-    want = tuple(min(int(b), int(u), int(n)) for b, u, n in zip(block, unit, shape, strict=True))
-    tile = model.geometry.block_multiple(want)
+    """Write units and tiles of a prediction; ``block`` is the tile, or ``None`` to plan one.
+
+    A given ``block`` is cut to the write unit and the volume and rounded up to the pooling
+    step. ``None`` plans each axis's length (:func:`planned_length`) within
+    :data:`DEFAULT_BLOCK`: a tile that straddles two write units is computed for both, so
+    with 96-voxel shards a 64-voxel tile computed half the z tiles twice.
+    """
+    geom = model.geometry
+    if block is None:
+        tile = tuple(
+            planned_length(int(b), int(u), int(n), int(st), int(lo), int(c))
+            for b, u, n, st, lo, c in zip(
+                DEFAULT_BLOCK, unit, shape, geom.step, geom.output_min, geom.context, strict=True
+            )
+        )
+    else:
+        # a tile never needs to exceed the write unit or the volume
+        want = tuple(
+            min(int(b), int(u), int(n)) for b, u, n in zip(block, unit, shape, strict=True)
+        )
+        tile = geom.block_multiple(want)
     return BlockPlan(tuple(int(s) for s in shape), tuple(int(u) for u in unit), tile)  # type: ignore[arg-type]
+
+
+def planned_length(cap: int, unit: int, n: int, step: int, least: int, context: int) -> int:
+    """Tile length along one axis: of the multiples of ``step`` (at least ``least``) up to
+    ``min(cap, unit, n)`` rounded up, the one whose tiles read the fewest input voxels over
+    the axis, counting every tile once per write unit it touches (each unit computes the
+    tiles it touches) and its ``2 · context`` margin; ties go to the longer tile.
+
+    Per axis is enough: the tiles a block of units computes are a product over the axes.
+    """
+    top = -(-min(int(cap), int(unit), int(n)) // step) * step
+    best: tuple[tuple[int, int], int] | None = None
+    for t in range(max(step, -(-least // step) * step), max(top, least) + 1, step):
+        touched = sum((min(u0 + unit, n) - 1) // t - u0 // t + 1 for u0 in range(0, n, unit))
+        key = (touched * (t + 2 * context), -t)
+        if best is None or key < best[0]:
+            best = (key, t)
+    return best[1] if best is not None else top
 
 
 # ------------------------------------------------------------------ compute
@@ -466,7 +506,7 @@ def predict(
     name: str,
     workers: int | None = None,
     scheduler: str | None = None,
-    block: tuple[int, int, int] = DEFAULT_BLOCK,
+    block: tuple[int, int, int] | None = None,
     probabilities: bool = False,
     threshold: float = 0.5,
     device: str = "auto",
@@ -492,7 +532,8 @@ def predict(
         Address of a ``dask.distributed`` scheduler (``tcp://host:port``); its
         workers must see the same file system.
     block
-        Tile computed in one network pass (memory per worker grows with it).
+        Tile computed in one network pass (memory per worker grows with it); ``None``
+        plans it within :data:`DEFAULT_BLOCK` (:func:`plan_blocks`).
     probabilities
         Also write ``<name>-probability`` (uint8, probability × 255).
     threshold
@@ -517,7 +558,7 @@ def predict(
         "model": m.id,
         "model_sha256": m.sha256,
         "name": name,
-        "block": list(block),
+        "block": list(block) if block is not None else None,
         "probabilities": probabilities,
         "threshold": threshold,
         "device": device,
@@ -605,11 +646,11 @@ class _Prediction:
         return {"id": self.model.id, "sha256": self.model.sha256, "card": None}
 
 
-def _check_arguments(threshold: float, block: tuple[int, int, int]) -> None:
+def _check_arguments(threshold: float, block: tuple[int, int, int] | None) -> None:
     if not 0.0 < threshold < 1.0:
         msg = f"threshold must be between 0 and 1, not {threshold}"
         raise InputError(msg, field="threshold")
-    if len(block) != 3 or min(int(b) for b in block) < 1:
+    if block is not None and (len(block) != 3 or min(int(b) for b in block) < 1):
         msg = f"block must be three positive sizes (z y x), not {block}"
         raise InputError(msg, field="block")
 
@@ -650,7 +691,7 @@ def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result 
 
 def _compute_units(
     run: _Prediction,
-    block: tuple[int, int, int],
+    block: tuple[int, int, int] | None,
     overwrite: bool,
     workers: int | None,
     scheduler: str | None,
