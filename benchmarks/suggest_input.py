@@ -5,7 +5,8 @@ centre of every candidate crop for the entropy term. On an image too large to
 pre-process whole (``WHOLE_INPUT_VOXELS``), each quick tile used to be normalised on its
 own, re-filtering the normalisation's halo around it (at 4.6 nm the 400 nm local contrast
 reads 260 voxels each side of a 24-voxel tile). Candidates are now grouped into boxes
-whose padded input fits ``UNIT_INPUT_VOXELS`` and each box is pre-processed once.
+whose padded input fits ``UNIT_INPUT_BYTES`` (``UNIT_INPUT_VOXELS`` before 2026-12-06) and each
+box is pre-processed once.
 
 This script times, in one process on one thread, round by round:
 
