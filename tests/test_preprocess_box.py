@@ -219,3 +219,15 @@ def test_normalising_a_region_holds_its_output_and_one_slice_not_copies_of_the_r
     slice_temporaries = 12 * 8 * area  # a dozen int64/float64 planes of one raw slice
     assert peak <= out.nbytes + slice_temporaries
     assert peak < raw.nbytes * 4  # no float32 copy of the padded region
+
+
+def test_pre_processing_never_writes_into_the_callers_array() -> None:
+    """The percentile step works in place; with no filter to run, its input is the caller's."""
+    pre = Preprocessing(low=0.0, high=10.0)
+    raw = np.linspace(0.0, 20.0, 2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    kept = raw.copy()
+    out = pre.apply(raw)
+    assert np.array_equal(raw, kept) and out.min() == -1.0 and out.max() == 1.0
+    view = raw[:, 1:, :]  # a view into a larger array
+    pre.apply(view)
+    assert np.array_equal(raw, kept)

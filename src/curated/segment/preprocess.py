@@ -306,7 +306,7 @@ class Preprocessing:
             msg = "pre-processing is not fitted (no intensity percentiles)"
             raise ValueError(msg)
         x = self._filters(raw)
-        if np.shares_memory(x, raw) or not x.flags.writeable:
+        if np.may_share_memory(x, raw) or not x.flags.writeable:
             x = x.copy()  # never write into the caller's array
         lo, hi = np.float32(self.low), np.float32(self.high)
         # in place: the same float32 steps as ``(x - lo) * scale - 1`` without two temporaries
