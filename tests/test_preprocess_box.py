@@ -113,7 +113,7 @@ def test_one_running_sum_plane_gives_the_digit_sums_bits(dtype, sigma, monkeypat
         with monkeypatch.context() as m:
             if n <= 2:  # one or two digits: the shortcut must be taken at these sizes
                 m.setattr(preprocess_module, "_digits", lambda *a: pytest.fail("digits used"))
-            got = preprocess_module._exact_box_sum(values, vmax, n, w, BOX_PASSES)
+            got = preprocess_module._exact_box_sum(values, vmax, w, BOX_PASSES)
         assert got.dtype == np.float64 and np.array_equal(got, digits)
 
 

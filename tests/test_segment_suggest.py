@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import shutil
 
@@ -490,7 +489,7 @@ def test_quick_predictions_of_a_large_image_share_one_input_per_box(case, monkey
     pad = [o + 2 * h for o, h in zip(out, m.halo, strict=True)]
     # a budget of about half the image per axis: several boxes, each within the budget
     itemsize = _store.image_level0(image).dtype.itemsize
-    cost = functools.partial(predict_mod.input_bytes, m, itemsize)
+    cost = predict_mod.input_cost(m, itemsize)
     budget = cost([n // 2 + p for n, p in zip(SHAPE, pad, strict=True)])
     monkeypatch.setattr(predict_mod, "UNIT_INPUT_BYTES", budget)
     starts = [quick.start(o) for o in candidate_offsets(SHAPE, CROP)]

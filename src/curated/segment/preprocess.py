@@ -117,11 +117,11 @@ def exact_sums_fit(w: int, passes: int, length: int, top: int = 255) -> bool:
     return int(top) * int(w) ** (2 * passes - 1) * int(length) < 2**63
 
 
-def _exact_box_sum(u: np.ndarray, top: int, nbytes: int, w: int, passes: int) -> np.ndarray:
+def _exact_box_sum(u: np.ndarray, top: int, w: int, passes: int) -> np.ndarray:
     """The box cascade of a non-negative int64 slice ``u`` (values up to ``top``), exact, as float64.
 
     One running-sum plane when its sums fit int64 and the result has the same bits as
-    ``nbytes`` base-256 digits summed apart, which is the fallback: either every sum
+    the base-256 digits of ``top``'s width summed apart, which is the fallback: either every sum
     stays below 2⁵³ (all exact in float64), or there are at most two digits whose sums
     are each below 2⁵³, so both ways round the same exact integer once. The choice
     depends on the slice's size, so identical bits keep blockwise results identical.
@@ -134,7 +134,7 @@ def _exact_box_sum(u: np.ndarray, top: int, nbytes: int, w: int, passes: int) ->
         return _box_valid(u, w, passes).astype(np.float64)
     terms = (
         _box_valid(d, w, passes).astype(np.float64) * float(256**k)
-        for k, d in enumerate(_digits(u, nbytes))
+        for k, d in enumerate(_digits(u, digits))
     )
     total = next(terms)
     for t in terms:  # in digit order, as the sums were always added
@@ -166,8 +166,8 @@ def box_mean_var(
         if exact:
             u = raw[z].astype(np.int64) - shift  # non-negative, < 2**(8 * nbytes)
             top = 256**nbytes - 1
-            s1 = _exact_box_sum(u, top, nbytes, w, passes)
-            s2 = _exact_box_sum(u * u, top * top, 2 * nbytes, w, passes)
+            s1 = _exact_box_sum(u, top, w, passes)
+            s2 = _exact_box_sum(u * u, top * top, w, passes)
         else:
             f = raw[z].astype(np.float64)
             s1, s2 = _box_valid(f, w, passes), _box_valid(f * f, w, passes)
@@ -290,7 +290,7 @@ class Preprocessing:
 
         Memory: the output (4 bytes per inner voxel) and one slice's temporaries, not
         the five float32 copies of the block that whole-block arithmetic made (20 bytes
-        per voxel: 390 MB for a 144 x 368 x 368 input at 5 nm). Element-wise float32
+        per output voxel: 390 MB for a 144 x 848 x 848 region at 5 nm). Element-wise float32
         arithmetic does not depend on how the block is cut, so the values are the same.
         """
         w = box_width(self.local_contrast_sigma)

@@ -66,7 +66,6 @@ crops outlined on xy and xz views.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import math
@@ -463,7 +462,7 @@ class _QuickPredictor:
         """``(indices, probabilities)`` for every candidate, one pre-processed box at a time."""
         from curated.segment.predict import (
             UNIT_INPUT_BYTES,
-            input_bytes,
+            input_cost,
             region_input,
             start_boxes,
         )
@@ -479,7 +478,7 @@ class _QuickPredictor:
                 self.model.geometry.valid_output(self.size),
                 self.model.halo,
                 UNIT_INPUT_BYTES if budget is None else int(budget),
-                functools.partial(input_bytes, self.model, self.raw.dtype.itemsize),
+                input_cost(self.model, self.raw.dtype.itemsize),
             )
             run_of = [{v: k for k, run in enumerate(b) for v in run} for b in boxes]
             for i, s in enumerate(starts):
