@@ -394,3 +394,96 @@ def test_the_threshold_tunes_on_float_images_with_nan_padding():
         )
         is None
     )
+
+
+# ------------------------------------------------------------ the whole-volume picture
+def test_the_whole_volume_picture_shows_the_worst_slice_and_dice_per_column(cell, tmp_path):
+    from PIL import Image
+
+    from curated.segment import wholefigure
+
+    roi = {"offset": [0, 0, 0], "shape": [8, 16, 16]}
+    model = _model(tmp_path / "m", [roi], context=(2, 3, 3))
+    rep = evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+        exclude_training=model, tile=16, out=tmp_path / "ev.json",
+    )  # fmt: skip
+    data = json.loads((tmp_path / "ev.json").read_text())
+    assert data["files"]["whole_png"] == "ev-whole.png"
+    assert "](ev-whole.png)" in (tmp_path / "ev.md").read_text()
+    png = Image.open(tmp_path / "ev-whole.png").convert("RGB")
+    colours = {tuple(int(v) for v in c) for c in np.asarray(png).reshape(-1, 3)}
+    # the band called mitochondrion and the missed high-x half are painted over the image
+    assert any(r > 200 and g < 150 and b > 200 for r, g, b in colours)  # magenta-ish
+    assert any(g > 100 and r < 120 and b < 120 for r, g, b in colours)  # green-ish
+
+    panel = wholefigure.whole_volume_panel(
+        cell, rep.whole, pred="pred", truth="truth", label_value=1, pred_value=1,
+        exclusion=training_exclusion_boxes(model),
+    )  # fmt: skip
+    truth, pred = _truth(), _pred(_truth())
+    # the slice is the middle of the z layer of tiles with the most wrong voxels outside the
+    # (grown) training region
+    layers = {}
+    keep = np.ones(SHAPE, bool)
+    keep[0:10, 0:19, 0:19] = False
+    for z0 in (0, 16):
+        t, p, k = (truth == 1)[z0 : z0 + 16], (pred == 1)[z0 : z0 + 16], keep[z0 : z0 + 16]
+        layers[z0] = int(((t ^ p) & k).sum())
+    z0 = max(layers, key=layers.get)
+    assert panel.z == (z0 + min(z0 + 16, SHAPE[0]) - 1) // 2
+    assert panel.level == 0 and panel.raw.shape == SHAPE[1:]
+    assert np.array_equal(panel.truth, truth[panel.z] == 1)
+    assert np.array_equal(panel.pred, pred[panel.z] == 1)
+    # the column of tiles y 16-32, x 32-48 (all z): the prediction misses everything there
+    t, p = (truth == 1)[:, 16:32, 32:48], (pred == 1)[:, 16:32, 32:48]
+    assert panel.dice_map[20, 40] == pytest.approx(2 * (t & p).sum() / (t.sum() + p.sum()))
+    assert panel.dice_map[20, 40] == 0.0
+    # y 0-16, x 0-16 lies wholly inside the grown training region in z 0-10, but z 10-24 is scored
+    assert not np.isnan(panel.dice_map[5, 5])
+    # the training region is drawn only where the slice cuts it
+    assert panel.excluded == ([(0.0, 0.0, 19.0, 19.0)] if panel.z < 10 else [])
+
+
+def training_exclusion_boxes(model):
+    from curated.segment.evaluate import training_exclusion
+
+    return training_exclusion(model).boxes
+
+
+def test_the_whole_volume_picture_reads_one_plane_at_a_coarse_level(cell, monkeypatch):
+    import zarr
+
+    from curated.segment import wholefigure
+
+    rep = evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=1, block_size=8, tile=16,
+        stratify=False,
+    )  # fmt: skip
+    monkeypatch.setattr(wholefigure, "MAX_EDGE", 32)
+    reads: list[tuple[int, ...]] = []
+    real = zarr.Array.__getitem__
+
+    def getitem(self, sel):
+        out = real(self, sel)
+        reads.append(np.shape(out))
+        return out
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", getitem)
+    panel = wholefigure.whole_volume_panel(
+        cell, rep.whole, pred="pred", truth="truth", label_value=1, pred_value=1
+    )
+    assert panel is not None and panel.level == 1
+    assert panel.raw.shape == (32, 32) and panel.downsample == (2.0, 2.0)
+    assert reads == [(32, 32)] * 3  # one plane of the image, the truth and the prediction
+    assert panel.dice_map.shape == (32, 32)
+
+
+def test_no_whole_volume_picture_without_a_shared_level():
+    from curated.document.ngff import LevelInfo
+    from curated.segment.wholefigure import _shared_level
+
+    img = [LevelInfo("0", (8, 64, 64), (1, 1, 1)), LevelInfo("1", (8, 32, 32), (1, 2, 2))]
+    lab = [LevelInfo("0", (8, 60, 60), (1, 1, 1))]
+    assert _shared_level(img, lab, lab) is None
+    assert _shared_level(img, img, img[1:])[0] == 1

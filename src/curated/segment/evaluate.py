@@ -1146,7 +1146,8 @@ def _evaluate(
             warnings=_warnings(s, inp, scores, whole, exclusion, truth_origin),
         )
         if json_path is not None:
-            _write_report(report, json_path, ws, scores.shown, step, exclusion, image)
+            panel = _whole_panel(image, s, inp, whole, exclusion)
+            _write_report(report, json_path, ws, scores.shown, step, exclusion, image, panel)
         step.details = {
             "dice": report.overall["raw"]["dice"],
             "blocks": len(scores.counts),
@@ -1343,6 +1344,30 @@ def _block_note(c: BlockCounts, valid: np.ndarray | None, t: np.ndarray) -> str:
     return f"Dice {dice:.2f}, {truth} truth voxels{scored}"
 
 
+def _whole_panel(
+    image: Path,
+    s: _EvalSettings,
+    inp: _Inputs,
+    whole: Any,
+    exclusion: TrainingExclusion | None,
+) -> Any:
+    """The whole-volume picture's data (:mod:`curated.segment.wholefigure`), or ``None``."""
+    if whole is None:
+        return None
+    from curated.segment.wholefigure import whole_volume_panel
+
+    return whole_volume_panel(
+        image,
+        whole,
+        pred=s.pred,
+        truth=s.truth,
+        label_value=s.label_value,
+        pred_value=inp.pred_value,
+        exclusion=exclusion.boxes if exclusion else (),
+        unannotated=inp.unannotated,
+    )
+
+
 def _write_report(
     report: EvaluationReport,
     json_path: Path,
@@ -1351,13 +1376,32 @@ def _write_report(
     step: Any,
     exclusion: TrainingExclusion | None,
     image: Path,
+    whole_panel: Any = None,
 ) -> None:
-    """Write the JSON, Markdown and PNG; link the evaluation from the model's ``model.json``."""
+    """Write the JSON, Markdown and PNGs; link the evaluation from the model's ``model.json``."""
     md_path = json_path.with_suffix(".md")
     png_path = json_path.with_suffix(".png")
+    whole_path = json_path.with_name(json_path.stem + "-whole.png")
     rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
     report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
     meta = read_ngff(image)
+    written = [json_path, md_path, png_path]
+    if whole_panel is not None:
+        from curated.segment.wholefigure import whole_volume_png
+
+        report.files["whole_png"] = rel(whole_path)
+        atomic_write_bytes(
+            whole_path,
+            whole_volume_png(
+                whole_panel,
+                class_name=report.label_name,
+                pixel_size=meta.voxel_size[-1] if meta.voxel_size else None,
+                unit=meta.unit,
+                title=f"{report.name}: the whole volume outside the training regions"
+                + (f" (pyramid level {whole_panel.level})" if whole_panel.level else ""),
+            ),
+        )
+        written.append(whole_path)
     atomic_write_bytes(
         png_path,
         block_errors_png(
@@ -1371,7 +1415,7 @@ def _write_report(
     )
     atomic_write_text(md_path, report.to_markdown())
     write_json(json_path, report.to_dict())
-    for p in (json_path, md_path, png_path):
+    for p in written:
         step.add_output(p, role="evaluation")
     if exclusion is not None:
         _append_model_evaluation(exclusion.model_dir, json_path)
