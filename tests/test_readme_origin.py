@@ -70,3 +70,6 @@ def test_readme_shows_whole_volume_next_to_blocks_and_what_goes_wrong(ws):
     assert "held-out blocks Dice" in text and "Along x (whole volume): x 0–12 Dice" in text
     wrong = _line(text, "    - What the model gets wrong:")
     assert "nucleus (label 2)" in wrong
+    # the whole-volume picture is shown beside the scores, from where the README lies
+    picture = "derived/evaluations/mito-whole.png"
+    assert (ws.root / picture).is_file() and f"]({picture})" in text

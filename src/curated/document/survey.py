@@ -48,6 +48,8 @@ class EvaluationInfo:
     path: str
     data: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    whole_png: str | None = None
+    """The whole-volume picture beside the report (``<name>-whole.png``), when it exists."""
 
     def _get(self, *keys: str) -> Any:
         cur: Any = self.data
@@ -301,9 +303,14 @@ def survey_workspace(
         if ev_dir.is_dir():
             for p in sorted(ev_dir.glob("*.json")):
                 data, problem = _read_json(p)
+                picture = p.with_name(p.stem + "-whole.png")
                 s.evaluations.append(
                     EvaluationInfo(
-                        name=data.get("name") or p.stem, path=s.rel(p), data=data, problem=problem
+                        name=data.get("name") or p.stem,
+                        path=s.rel(p),
+                        data=data,
+                        problem=problem,
+                        whole_png=s.rel(picture) if picture.is_file() else None,
                     )
                 )
         models_dir = derived / "models"
