@@ -155,7 +155,7 @@ def _text_width(text: str, fnt: Any) -> int:
     return int(math.ceil(fnt.getlength(text)))
 
 
-def _fit(text: str, width: int, fnt: Any) -> str:
+def fit_text(text: str, width: int, fnt: Any) -> str:
     """``text`` shortened with an ellipsis to fit ``width`` pixels."""
     if _text_width(text, fnt) <= width:
         return text
@@ -206,7 +206,9 @@ def draw_legend(
             draw.rectangle(box, outline=item.colour, width=2)
         else:
             dashed_line(draw, (x, y + 11), (x + 13, y + 11), item.colour, 2, dash=4)
-        draw.text((x + 20, y + 3), _fit(item.text, left + width - x - 20, fnt), fill=TEXT, font=fnt)
+        draw.text(
+            (x + 20, y + 3), fit_text(item.text, left + width - x - 20, fnt), fill=TEXT, font=fnt
+        )
         x += w
 
 
@@ -470,7 +472,7 @@ def _decorate(
 def _draw_title(canvas: Image.Image, title: str) -> None:
     draw = ImageDraw.Draw(canvas)
     fnt = font(TITLE_SIZE)
-    draw.text((PAD, 6), _fit(title, canvas.size[0] - 2 * PAD, fnt), fill=TEXT, font=fnt)
+    draw.text((PAD, 6), fit_text(title, canvas.size[0] - 2 * PAD, fnt), fill=TEXT, font=fnt)
 
 
 def _legend_at_bottom(canvas: Image.Image, g: OrthoGeometry, items: Sequence[LegendItem]) -> None:
@@ -822,7 +824,10 @@ def block_errors_png(
     fnt = font(TEXT_SIZE)
     heading = title or f"Held-out blocks, middle z slice of each ({len(panels)} blocks)"
     draw.text(
-        (PAD, 6), _fit(heading, width - 2 * PAD, font(TITLE_SIZE)), fill=TEXT, font=font(TITLE_SIZE)
+        (PAD, 6),
+        fit_text(heading, width - 2 * PAD, font(TITLE_SIZE)),
+        fill=TEXT,
+        font=font(TITLE_SIZE),
     )
     for c in range(columns):
         for j, name in enumerate(BLOCK_COLUMNS):
@@ -834,7 +839,7 @@ def block_errors_png(
         y0 = top + r * (head + tile + PAD)
         where = ", ".join(str(int(v)) for v in panel.offset)
         text = f"{i + 1}. block at z,y,x = {where}" + (f" · {panel.note}" if panel.note else "")
-        draw.text((x0, y0 + 3), _fit(text, group_w, fnt), fill=TEXT, font=fnt)
+        draw.text((x0, y0 + 3), fit_text(text, group_w, fnt), fill=TEXT, font=fnt)
         tiles = _block_tiles(panel)
         h, w = tiles[0].shape[:2]
         zoom = max(1, tile // max(h, w, 1))

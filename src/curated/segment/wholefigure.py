@@ -42,10 +42,10 @@ from curated.document.figures import (
     TITLE_H,
     TITLE_SIZE,
     LegendItem,
-    _fit,
     dashed_line,
     dashed_rectangle,
     draw_legend,
+    fit_text,
     font,
     grey_window,
     legend_rows,
@@ -57,7 +57,7 @@ from curated.document.figures import (
 )
 from curated.document.ngff import LevelInfo, read_image_info
 from curated.segment.geometry import Box
-from curated.segment.wholevolume import _FIELDS, WholeVolumeScores, tiles
+from curated.segment.wholevolume import COUNT_FIELDS, WholeVolumeScores, tiles
 
 MAX_EDGE = 768
 """The slice is read at the finest level whose y and x are at most this many voxels."""
@@ -127,7 +127,7 @@ def _read_slice(path: Path, level: LevelInfo, z: int) -> np.ndarray:
 def _columns(whole: WholeVolumeScores) -> tuple[dict[tuple[int, int, int, int], np.ndarray], int]:
     """Counts summed over z per tile column (y0, x0, y1, x1), and the level-0 z of the middle of
     the layer of tiles with the most wrong voxels (the volume's middle when there are none)."""
-    fields = [_FIELDS.index(f) for f in ("tp", "fp", "fn", "scored")]
+    fields = [COUNT_FIELDS.index(f) for f in ("tp", "fp", "fn", "scored")]
     cols: dict[tuple[int, int, int, int], np.ndarray] = {}
     layers: dict[tuple[int, int], int] = {}
     boxes = list(tiles(whole.image_shape, whole.tile, whole.x_edges))
@@ -197,7 +197,7 @@ def whole_volume_panel(
         if b.offset[0] <= z < b.stop[0]
     ]
     x_bins = []
-    tp_i, fp_i, fn_i, truth_i = (_FIELDS.index(f) for f in ("tp", "fp", "fn", "truth"))
+    tp_i, fp_i, fn_i, truth_i = (COUNT_FIELDS.index(f) for f in ("tp", "fp", "fn", "truth"))
     for i, (a, b) in enumerate(zip(whole.x_edges, whole.x_edges[1:], strict=False)):
         rows = whole.counts[whole.tile_bin == i]
         tp, fp, fn = (int(rows[:, j].sum()) for j in (tp_i, fp_i, fn_i))
@@ -273,20 +273,23 @@ def whole_volume_png(
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text(
-        (PAD, 6), _fit(title, width - 2 * PAD, font(TITLE_SIZE)), fill=TEXT, font=font(TITLE_SIZE)
+        (PAD, 6),
+        fit_text(title, width - 2 * PAD, font(TITLE_SIZE)),
+        fill=TEXT,
+        font=font(TITLE_SIZE),
     )
     fnt = font(TEXT_SIZE)
     left_a, left_b = PAD, PAD + size[0] + 3 * PAD
     sy, sx = size[1] / h, size[0] / w
     draw.text(
         (left_a, top),
-        _fit(f"a  errors in the slice z = {panel.z}", size[0], fnt),
+        fit_text(f"a  errors in the slice z = {panel.z}", size[0], fnt),
         fill=TEXT,
         font=fnt,
     )
     draw.text(
         (left_b, top),
-        _fit("b  Dice per column of tiles, all z; x-bins above", size[0], fnt),
+        fit_text("b  Dice per column of tiles, all z; x-bins above", size[0], fnt),
         fill=TEXT,
         font=fnt,
     )

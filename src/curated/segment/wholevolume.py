@@ -43,12 +43,12 @@ from curated.segment.volume import Volume
 DEFAULT_TILE = 64
 """Edge of a scoring tile in voxels (z, y, x); tiles are also cut at the x-bin edges."""
 
-_FIELDS = ("tp", "fp", "fn", "band_tp", "band_fp", "band_fn", "truth", "pred", "scored")
+COUNT_FIELDS = ("tp", "fp", "fn", "band_tp", "band_fp", "band_fn", "truth", "pred", "scored")
 
 
 def _totals(rows: np.ndarray) -> dict[str, int]:
-    tot = rows.sum(axis=0) if rows.size else np.zeros(len(_FIELDS), np.int64)
-    return dict(zip(_FIELDS, (int(v) for v in tot), strict=True))
+    tot = rows.sum(axis=0) if rows.size else np.zeros(len(COUNT_FIELDS), np.int64)
+    return dict(zip(COUNT_FIELDS, (int(v) for v in tot), strict=True))
 
 
 @dataclass
@@ -59,7 +59,7 @@ class WholeVolumeScores:
     tile: Vec3
     x_edges: list[int]
     counts: np.ndarray
-    """One row per tile, columns :data:`_FIELDS`."""
+    """One row per tile, columns :data:`COUNT_FIELDS`."""
     tile_bin: np.ndarray
     """The x-bin of each tile."""
     excluded_voxels: int
@@ -77,7 +77,7 @@ class WholeVolumeScores:
         """The threshold's held-out Dice and the model's lead over it, with bootstrap CIs."""
         if self.baseline is None or self.baseline_counts is None:
             return None
-        scored = self.counts[:, _FIELDS.index("scored")] > 0
+        scored = self.counts[:, COUNT_FIELDS.index("scored")] > 0
         model, base = self.counts[scored][:, :3], self.baseline_counts[scored]
         tp, fp, fn = (int(v) for v in base.sum(axis=0))
         mine = ratio_scores(*(int(v) for v in model.sum(axis=0)))["dice"]
@@ -98,7 +98,7 @@ class WholeVolumeScores:
 
     @property
     def totals(self) -> dict[str, int]:
-        """The counts of :data:`_FIELDS` summed over every tile (no bootstrap)."""
+        """The counts of :data:`COUNT_FIELDS` summed over every tile (no bootstrap)."""
         return _totals(self.counts)
 
     def _summary(self, rows: np.ndarray) -> dict[str, Any]:
@@ -212,7 +212,7 @@ def score_whole_volume(
     size: Vec3 = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)  # type: ignore[assignment]
     edges = x_bin_edges(shape[2], x_bins)
     boxes = list(tiles(shape, size, edges))
-    rows = np.zeros((len(boxes), len(_FIELDS)), np.int64)
+    rows = np.zeros((len(boxes), len(COUNT_FIELDS)), np.int64)
     base_rows = np.zeros((len(boxes), 3), np.int64) if use_base else None
     bins = np.zeros(len(boxes), np.int64)
     confusion = Confusion()
@@ -304,14 +304,14 @@ def tile_bootstrap_ci(
     confidence: float = CONFIDENCE,
     batch_cells: int = 4_000_000,
 ) -> dict[str, list[float] | None]:
-    """Percentile bootstrap over tiles (rows of :data:`_FIELDS`) for summed-count metrics.
+    """Percentile bootstrap over tiles (rows of :data:`COUNT_FIELDS`) for summed-count metrics.
 
     Tiles that scored nothing (inside training regions) are dropped first. Each
     resample draws tiles with replacement as multinomial weights, in batches of at
     most ``batch_cells`` weights, so memory stays bounded for millions of tiles.
     """
     keys = ("dice", "iou", "precision", "recall", "dice_boundary_excluded")
-    rows = rows[rows[:, _FIELDS.index("scored")] > 0] if rows.size else rows
+    rows = rows[rows[:, COUNT_FIELDS.index("scored")] > 0] if rows.size else rows
     n = int(rows.shape[0])
     if n < 2:
         return dict.fromkeys(keys)
