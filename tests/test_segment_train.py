@@ -410,23 +410,43 @@ def test_elastic_augmentation_moves_raw_and_labels_together() -> None:
     from curated.segment.train import Augmentation, _augment
 
     aug = Augmentation(
-        elastic=True, elastic_sigma=2.0, elastic_grid=8, intensity_scale=0, intensity_shift=0
-    )
-    m, ctx = aug.margin, 6
-    size_raw = 20 + 2 * ctx + 2 * m
-    z, y, x = np.meshgrid(*[np.arange(size_raw, dtype=np.float32)] * 3, indexing="ij")
+        elastic=True, elastic_sigma=2.0, elastic_grid=8, intensity_scale=0, intensity_shift=0,
+        flips=False, transposes=False, gamma_p=0, brightness_p=0, contrast_p=0, noise_p=0,
+        blur_p=0, low_resolution_p=0, gain_field_p=0, gamma_inverted_p=0,
+    )  # fmt: skip
+    mz, my, mx = aug.margin
+    assert mz == 0 and my == mx == 7  # in-plane only: z, the cutting axis, is never displaced
+    ctx = 6
+    shape = (20 + 2 * ctx, 20 + 2 * ctx + 2 * my, 20 + 2 * ctx + 2 * mx)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
     raw = np.sin(z / 3.0) + np.cos(y / 4.0) + np.sin(x / 5.0)
-    lab = (
-        raw[ctx : ctx + 20 + 2 * m, ctx : ctx + 20 + 2 * m, ctx : ctx + 20 + 2 * m] > 0.5
-    ).astype(np.uint8)
+    lab = (raw[ctx:-ctx, ctx:-ctx, ctx:-ctx] > 0.5).astype(np.uint8)
     new_raw, new_lab = _augment(raw, lab, aug, (0, 1, 2), np.random.default_rng(0))
     assert new_raw.shape == (20 + 2 * ctx,) * 3 and new_lab.shape == (20,) * 3
     centre = new_raw[ctx:-ctx, ctx:-ctx, ctx:-ctx] > 0.5
     assert np.mean(centre == (new_lab == 1)) > 0.97
-    assert not np.array_equal(
-        new_raw[ctx:-ctx, ctx:-ctx, ctx:-ctx],
-        raw[ctx + m : -ctx - m, ctx + m : -ctx - m, ctx + m : -ctx - m],
-    )
+    inner = raw[:, my:-my, mx:-mx]
+    assert not np.array_equal(new_raw, inner)
+    # the same in-plane field in every slice: the z profile of each column is the source's
+    # (raw varies along z as sin(z / 3) only, so differences between slices are unchanged)
+    assert np.allclose(np.diff(new_raw, axis=0), np.diff(inner, axis=0), atol=1e-5)
+
+
+def test_elastic_share_leaves_the_other_patches_unwarped() -> None:
+    from curated.segment.train import Augmentation, _augment
+
+    aug = Augmentation(
+        elastic=True, elastic_p=0.0, intensity_scale=0, intensity_shift=0,
+        flips=False, transposes=False, gamma_p=0, brightness_p=0, contrast_p=0, noise_p=0,
+        blur_p=0, low_resolution_p=0, gain_field_p=0, gamma_inverted_p=0,
+    )  # fmt: skip
+    _, m, _ = aug.margin
+    rng = np.random.default_rng(1)
+    raw = rng.random((8, 24 + 2 * m, 24 + 2 * m)).astype(np.float32)
+    lab = rng.integers(0, 2, (4, 12 + 2 * m, 12 + 2 * m)).astype(np.uint8)
+    new_raw, new_lab = _augment(raw, lab, aug, (1, 2), rng)
+    assert np.array_equal(new_raw, raw[:, m:-m, m:-m])
+    assert np.array_equal(new_lab, lab[:, m:-m, m:-m])
 
 
 def test_training_with_elastic_augmentation_and_all_preprocessing(sample, tmp_path) -> None:

@@ -116,6 +116,9 @@ class Augmentation:
     intensity_shift: float = 0.1
     """Add ± this (uniform, in normalised units), always."""
     elastic: bool = False
+    """A smooth random in-plane warp (y and x displaced; z, the cutting axis, never is)."""
+    elastic_p: float = 1.0
+    """Share of the patches warped when ``elastic`` is on."""
     elastic_grid: int = 16
     """Control-point spacing of the smooth displacement field (voxels)."""
     elastic_sigma: float = 2.0
@@ -139,8 +142,10 @@ class Augmentation:
     """The gain falls by up to this much across the patch (contrast lost toward a random level)."""
 
     @property
-    def margin(self) -> int:
-        return int(np.ceil(3 * self.elastic_sigma)) + 1 if self.elastic else 0
+    def margin(self) -> tuple[int, int, int]:
+        """Voxels read beyond a patch on each side (z, y, x) for the warp to draw from."""
+        m = int(np.ceil(3 * self.elastic_sigma)) + 1 if self.elastic else 0
+        return (0, m, m)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Augmentation:
@@ -436,8 +441,12 @@ def _augment(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply the same random flips/transposes/elastic warp to a raw patch and its (centred) labels."""
-    if aug.elastic:
+    if aug.elastic and rng.random() < aug.elastic_p:
         raw, lab = _elastic(raw, lab, aug, rng)
+    elif any(aug.margin):  # read with the warp's margin, not warped this time
+        inner = tuple(slice(m, n - m) for m, n in zip(aug.margin, raw.shape, strict=True))
+        raw = raw[inner]
+        lab = lab[tuple(slice(m, n - m) for m, n in zip(aug.margin, lab.shape, strict=True))]
     if aug.transposes and len(iso_axes) >= 2:
         perm = list(range(3))
         chosen = list(iso_axes)
@@ -544,27 +553,34 @@ def _linear_upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def _elastic(
     raw: np.ndarray, lab: np.ndarray, aug: Augmentation, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Smooth random displacement (cubic-upsampled control grid); raw is linear, labels nearest."""
-    m = aug.margin
-    out_raw_shape = tuple(s - 2 * m for s in raw.shape)
-    grid = [max(2, -(-s // aug.elastic_grid) + 1) for s in out_raw_shape]
+    """Smooth random in-plane displacement (cubic-upsampled control grid, the same in every
+    slice of the patch; z is never displaced); raw is linear, labels nearest."""
+    margin = aug.margin
+    m = margin[1]
+    out_raw_shape = tuple(s - 2 * mm for s, mm in zip(raw.shape, margin, strict=True))
+    plane = out_raw_shape[1:]
+    grid = [max(2, -(-s // aug.elastic_grid) + 1) for s in plane]
     disp = [
-        ndimage.zoom(
-            rng.normal(0, aug.elastic_sigma, grid),
-            [s / g for s, g in zip(out_raw_shape, grid, strict=True)],
-            order=3,
-        )[: out_raw_shape[0], : out_raw_shape[1], : out_raw_shape[2]]
-        for _ in range(3)
+        np.clip(
+            ndimage.zoom(
+                rng.normal(0, aug.elastic_sigma, grid),
+                [s / g for s, g in zip(plane, grid, strict=True)],
+                order=3,
+            )[: plane[0], : plane[1]],
+            -m + 1,
+            m - 1,
+        ).astype(np.float32)
+        for _ in range(2)
     ]
-    disp = [np.clip(d, -m + 1, m - 1) for d in disp]
     coords = np.meshgrid(
-        *[np.arange(s, dtype=np.float32) + m for s in out_raw_shape], indexing="ij"
+        *[np.arange(s, dtype=np.float32) + mm for s, mm in zip(out_raw_shape, margin, strict=True)],
+        indexing="ij",
     )
-    warped = [c + d for c, d in zip(coords, disp, strict=True)]
+    warped = [coords[0], coords[1] + disp[0][None], coords[2] + disp[1][None]]
     new_raw = ndimage.map_coordinates(raw, warped, order=1, mode="reflect").astype(np.float32)
     # label voxel j sits at raw voxel j + context; follow the same field into label coordinates
     ctx = [(r - s) // 2 for r, s in zip(raw.shape, lab.shape, strict=True)]
-    sl = tuple(slice(c, c + s - 2 * m) for c, s in zip(ctx, lab.shape, strict=True))
+    sl = tuple(slice(c, c + s - 2 * mm) for c, s, mm in zip(ctx, lab.shape, margin, strict=True))
     lab_coords = [w[sl] - c for w, c in zip(warped, ctx, strict=True)]
     new_lab = ndimage.map_coordinates(
         lab, lab_coords, order=0, mode="constant", cval=UNANNOTATED
@@ -1157,7 +1173,7 @@ def _prepare_regions(
     """Read and pre-process the region around each crop once (statistics fitted on them
     unless fine-tuning); the validation crop's labels are hidden from the training regions."""
     geom, out_patch, halo, margin = src.geom, src.out_patch, src.pre.halo, job.aug.margin
-    grow = [o + c + h + margin for o, c, h in zip(out_patch, geom.context, halo, strict=True)]
+    grow = [o + c + h + m for o, c, h, m in zip(out_patch, geom.context, halo, margin, strict=True)]
 
     def region_of(r: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         lo = tuple(o - g for o, g in zip(r["offset"], grow, strict=True))
@@ -1175,9 +1191,9 @@ def _prepare_regions(
         lo, hi = region_of(r)
         proc = pre.apply(raw)
         origin = tuple(a + h for a, h in zip(lo, halo, strict=True))
-        lab_lo = tuple(o - (out_patch[i] + margin) for i, o in enumerate(r["offset"]))
+        lab_lo = tuple(o - (out_patch[i] + margin[i]) for i, o in enumerate(r["offset"]))
         lab_hi = tuple(
-            o + s + out_patch[i] + margin
+            o + s + out_patch[i] + margin[i]
             for i, (o, s) in enumerate(zip(r["offset"], r["shape"], strict=True))
         )
         lab = _read_labels(src.labels, lab_lo, lab_hi)
@@ -1341,11 +1357,15 @@ class _TrainingLoop:
             for o, s in zip(rg.roi["offset"], rg.roi["shape"], strict=True)
         ]
         p0 = [c - op // 2 for c, op in zip(centre, out_patch, strict=True)]
-        m = aug.margin
-        rs = [p - c - m - o for p, c, o in zip(p0, geom.context, rg.origin, strict=True)]
-        raw = rg.raw[tuple(slice(s, s + i + 2 * m) for s, i in zip(rs, in_patch, strict=True))]
-        ls = [p - m - o for p, o in zip(p0, rg.label_origin, strict=True)]
-        lab = rg.labels[tuple(slice(s, s + o + 2 * m) for s, o in zip(ls, out_patch, strict=True))]
+        mg = aug.margin
+        rs = [p - c - m - o for p, c, m, o in zip(p0, geom.context, mg, rg.origin, strict=True)]
+        raw = rg.raw[
+            tuple(slice(s, s + i + 2 * m) for s, i, m in zip(rs, in_patch, mg, strict=True))
+        ]
+        ls = [p - m - o for p, m, o in zip(p0, mg, rg.label_origin, strict=True)]
+        lab = rg.labels[
+            tuple(slice(s, s + o + 2 * m) for s, o, m in zip(ls, out_patch, mg, strict=True))
+        ]
         return _augment(raw, lab, aug, self.iso_axes, rng)
 
     def validate(self) -> tuple[float, float]:
