@@ -282,6 +282,10 @@ def test_card_names_the_class_the_origins_and_whole_volume_scores(
     assert rdf["config"]["curated"]["training_labels"]["origin"] == "derived-from-truth"
     # whole-volume scores next to the blocks, and what the model gets wrong
     assert "whole volume outside training regions" in card and "Along x" in card
+    # the whole-volume picture travels with the package and the card shows it
+    picture = "evaluations/00-bewertung-ß-whole.png"
+    assert (dest / picture).is_file() and f"]({picture})" in card
+    assert picture in [a["source"] for a in rdf["attachments"]]
     assert "## What the model gets wrong" in card
     assert any(
         s in card

@@ -537,6 +537,12 @@ def export_bioimageio(
             files[fname] = Path(ev["_path"]).read_bytes()
             ev["_package_file"] = fname
             attachments.append(fname)
+            picture = Path(ev["_path"]).with_name(Path(ev["_path"]).stem + "-whole.png")
+            if picture.is_file():  # the whole-volume picture `segment evaluate` drew beside it
+                pname = f"evaluations/{i:02d}-{picture.name}"
+                files[pname] = picture.read_bytes()
+                ev["_package_picture"] = pname
+                attachments.append(pname)
         facts = _card_facts(loaded, ws, license, img_path, bases, evaluations)
         files["cover.png"] = _cover_png(test.raw, test.prob[0, 0], shipped.reach, facts.structure)  # type: ignore[arg-type]
         files["documentation.md"] = _model_card(loaded, shipped, test, facts).encode("utf-8")
