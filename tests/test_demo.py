@@ -67,6 +67,7 @@ def test_demo_makes_every_artefact_and_they_all_check_out(tmp_path):
     assert evaluation["truth"]["origin"] == "simulated"
     assert "whole volume outside training regions Dice" in readme
     assert evaluation["files"]["whole_png"] in readme
+    assert "picture=" in result.output  # the summary points at the whole-volume picture
     assert (ws / evaluation["files"]["whole_png"]).is_file()
     assert "A grey-level threshold tuned on the training crops" in readme
     base = evaluation["whole_volume"]["threshold_baseline"]  # the tiny test model may lose to it

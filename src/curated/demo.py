@@ -627,4 +627,7 @@ def _eval_figures(rep: Any) -> dict[str, Any]:
     )
     if getattr(rep, "warnings", None):
         out["warnings"] = len(rep.warnings)
+    picture = (getattr(rep, "files", None) or {}).get("whole_png")
+    if picture:
+        out["picture"] = picture  # where the errors are: look before quoting the score
     return out
