@@ -116,7 +116,10 @@ class Augmentation:
     intensity_shift: float = 0.1
     """Add ± this (uniform, in normalised units), always."""
     elastic: bool = False
-    """A smooth random in-plane warp (y and x displaced; z, the cutting axis, never is)."""
+    """A smooth random in-plane warp (y and x displaced; z, the cutting axis, never is). Off:
+    on real ssTEM (three crop seeds, control points every 40 voxels, σ 2) it lowered Dice by
+    0.031 (95 % CI 0.009-0.046) and cost 13 % more training time (RESULTS.md "Elastic
+    deformation on real ssTEM")."""
     elastic_p: float = 1.0
     """Share of the patches warped when ``elastic`` is on."""
     elastic_grid: int = 16
