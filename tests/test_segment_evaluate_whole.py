@@ -487,3 +487,12 @@ def test_no_whole_volume_picture_without_a_shared_level():
     lab = [LevelInfo("0", (8, 60, 60), (1, 1, 1))]
     assert _shared_level(img, lab, lab) is None
     assert _shared_level(img, img, img[1:])[0] == 1
+    # a large image whose label images have no pyramid: no picture rather than a huge plane
+    big = [
+        LevelInfo("0", (64, 40000, 40000), (1, 1, 1)),
+        LevelInfo("1", (64, 20000, 20000), (1, 2, 2)),
+    ]
+    assert _shared_level(big, big[:1], big[:1]) is None
+    assert (
+        _shared_level(big[:1] + [LevelInfo("1", (64, 2000, 2000), (1, 20, 20))], big, big) is None
+    )

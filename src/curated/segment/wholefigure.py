@@ -61,6 +61,9 @@ from curated.segment.wholevolume import COUNT_FIELDS, WholeVolumeScores, tiles
 
 MAX_EDGE = 768
 """The slice is read at the finest level whose y and x are at most this many voxels."""
+LIMIT_EDGE = 2048
+"""When no shared level is that small, the coarsest is used only up to this edge; a larger
+plane (label images without a pyramid on a large image) gets no picture, never a big read."""
 PANEL = 560
 """Each panel's longer side in pixels (small slices are enlarged by an integer factor)."""
 FOUND_COLOUR = (86, 180, 233)
@@ -102,7 +105,7 @@ def _shared_level(
     levels: Sequence[LevelInfo], pred: Sequence[LevelInfo], truth: Sequence[LevelInfo]
 ) -> tuple[int, LevelInfo, LevelInfo, LevelInfo] | None:
     """The finest image level with y, x ≤ :data:`MAX_EDGE` where both label images have a level
-    of the same spatial shape (else the coarsest such level)."""
+    of the same spatial shape (else the coarsest such level, if within :data:`LIMIT_EDGE`)."""
     by_pred = {_spatial(lv.shape): lv for lv in pred}
     by_truth = {_spatial(lv.shape): lv for lv in truth}
     shared = [
@@ -113,7 +116,9 @@ def _shared_level(
     for option in shared:
         if max(_spatial(option[1].shape)[1:]) <= MAX_EDGE:
             return option
-    return shared[-1] if shared else None
+    if shared and max(_spatial(shared[-1][1].shape)[1:]) <= LIMIT_EDGE:
+        return shared[-1]
+    return None
 
 
 def _read_slice(path: Path, level: LevelInfo, z: int) -> np.ndarray:
