@@ -496,3 +496,6 @@ def test_no_whole_volume_picture_without_a_shared_level():
     assert (
         _shared_level(big[:1] + [LevelInfo("1", (64, 2000, 2000), (1, 20, 20))], big, big) is None
     )
+    # no level as small as MAX_EDGE: the coarsest shared one, within LIMIT_EDGE
+    mid = [LevelInfo("0", (8, 3000, 3000), (1, 1, 1)), LevelInfo("1", (8, 1500, 1500), (1, 2, 2))]
+    assert _shared_level(mid, mid, mid)[0] == 1
