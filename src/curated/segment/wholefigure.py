@@ -15,7 +15,8 @@ pyramid level whose y and x are at most :data:`MAX_EDGE` voxels and where all th
 have a level of the same shape (the label images' levels are mode-downsampled, so a
 coarse slice's colours are approximate; the title names the level). The map comes
 from the per-tile counts the scores already hold. Nothing is drawn (``None``) when
-the image is not a local folder or the three share no level.
+the image is not a local folder, the three share no level, or the smallest shared
+level is wider than :data:`LIMIT_EDGE` (memory stays bounded by one small plane).
 """
 
 from __future__ import annotations
