@@ -441,6 +441,11 @@ def test_the_whole_volume_picture_shows_the_worst_slice_and_dice_per_column(cell
     assert panel.dice_map[20, 40] == 0.0
     # y 0-16, x 0-16 lies wholly inside the grown training region in z 0-10, but z 10-24 is scored
     assert not np.isnan(panel.dice_map[5, 5])
+    # the truth's other class (the nucleus slab, y ≥ 60) is outlined and named, nothing else
+    assert panel.other_names == ("nucleus",)
+    slab = truth[panel.z] == 2
+    assert panel.others is not None and panel.others[60].all() and not panel.others[:60].any()
+    assert not (panel.others & ~slab).any()
     # the training region is drawn only where the slice cuts it
     assert panel.excluded == ([(0.0, 0.0, 19.0, 19.0)] if panel.z < 10 else [])
 

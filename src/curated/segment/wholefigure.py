@@ -5,8 +5,9 @@ are the whole volume's (:mod:`curated.segment.wholevolume`), and a curator shoul
 able to *see* them too. :func:`whole_volume_png` draws two panels side by side:
 
 a. the z slice through the layer of scoring tiles with the most wrong voxels, the
-   image with the errors painted over it (found, false positive, missed) and the
-   training regions that were left out of the scores outlined;
+   image with the errors painted over it (found, false positive, missed), the
+   outlines of the truth's other classes (what a false positive may be confused
+   with, e.g. a nucleus) and the training regions that were left out of the scores;
 b. a map of Dice per column of tiles (all z summed), with the x-bins' Dice along
    its top edge: where in the volume the model fails, at a glance.
 
@@ -33,6 +34,7 @@ from PIL import Image, ImageDraw
 from curated.document.figures import (
     BACKGROUND,
     CROP_LINE,
+    CUT_LINE,
     FN_COLOUR,
     FP_COLOUR,
     LEGEND_ROW,
@@ -96,6 +98,9 @@ class WholePanel:
     level: int
     downsample: tuple[float, float]
     """Level-0 voxels per plane pixel in y and x."""
+    others: np.ndarray | None = None
+    """bool: the outlines of the truth's other classes in the slice (``None``: there are none)."""
+    other_names: tuple[str, ...] = ()
 
 
 def _spatial(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -183,6 +188,15 @@ def whole_volume_panel(
     t = _read_slice(labels[truth].path, truth_lv, zk)
     p = _read_slice(labels[pred].path, pred_lv, zk) == pred_value
     ignore = np.isin(t, list(unannotated)) if unannotated else np.zeros(t.shape, bool)
+    other = (t != 0) & (t != label_value) & ~ignore
+    others: np.ndarray | None = None
+    other_names: tuple[str, ...] = ()
+    if other.any():
+        from scipy import ndimage
+
+        others = other & ~ndimage.binary_erosion(other, border_value=1)
+        names = labels[truth].names
+        other_names = tuple(names.get(int(v), f"label {int(v)}") for v in np.unique(t[other]))
     dice_map = np.full(shape[1:], np.nan, np.float32)
     for (y0, x0, y1, x1), (tp, fp, fn, scored) in cols.items():
         if scored == 0:
@@ -219,6 +233,8 @@ def whole_volume_panel(
         z=z,
         level=index,
         downsample=(sy, sx),
+        others=others,
+        other_names=other_names,
     )
 
 
@@ -228,6 +244,8 @@ def _overlay(panel: WholePanel) -> np.ndarray:
     t, p = panel.truth, panel.pred
     for mask, colour in ((t & p, FOUND_COLOUR), (p & ~t, FP_COLOUR), (t & ~p, FN_COLOUR)):
         rgb[mask] = rgb[mask] * (1 - ALPHA) + ALPHA * np.array(colour, np.float32)
+    if panel.others is not None:
+        rgb[panel.others] = CUT_LINE
     return rgb.clip(0, 255).astype(np.uint8)
 
 
@@ -269,7 +287,16 @@ def whole_volume_png(
         LegendItem(FOUND_COLOUR, f"{class_name}: found"),
         LegendItem(FP_COLOUR, f"called {class_name}, is not"),
         LegendItem(FN_COLOUR, f"{class_name} missed"),
-        LegendItem(CROP_LINE, "training region (not scored)", "dashed"),
+        *(
+            [LegendItem(CUT_LINE, "truth's " + ", ".join(panel.other_names), "outline")]
+            if panel.others is not None
+            else []
+        ),
+        *(
+            [LegendItem(CROP_LINE, "training region (not scored)", "dashed")]
+            if panel.excluded
+            else []
+        ),
         LegendItem(EMPTY_COLOUR, f"map: no {class_name} in truth or prediction"),
         LegendItem(NOT_SCORED, "map: not scored"),
     ]
