@@ -40,6 +40,11 @@ class FileEntry:
     note: str = ""
 
 
+def evaluation_picture(report: Path) -> Path:
+    """Where ``segment evaluate`` draws the whole volume beside the report ``<name>.json``."""
+    return report.with_name(report.stem + "-whole.png")
+
+
 @dataclass
 class EvaluationInfo:
     """An evaluation report (``derived/evaluations/<name>.json``)."""
@@ -303,7 +308,7 @@ def survey_workspace(
         if ev_dir.is_dir():
             for p in sorted(ev_dir.glob("*.json")):
                 data, problem = _read_json(p)
-                picture = p.with_name(p.stem + "-whole.png")
+                picture = evaluation_picture(p)
                 s.evaluations.append(
                     EvaluationInfo(
                         name=data.get("name") or p.stem,

@@ -45,6 +45,7 @@ from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated._text import render_template
 from curated._version import __version__
 from curated.document.figures import BlockPanel, block_errors_png
+from curated.document.survey import evaluation_picture
 from curated.errors import InputError, SegmentationError
 from curated.images.ngff import read_ngff
 from curated.progress import ProgressReporter, ensure_progress
@@ -1381,10 +1382,11 @@ def _write_report(
     """Write the JSON, Markdown and PNGs; link the evaluation from the model's ``model.json``."""
     md_path = json_path.with_suffix(".md")
     png_path = json_path.with_suffix(".png")
-    whole_path = json_path.with_name(json_path.stem + "-whole.png")
+    whole_path = evaluation_picture(json_path)
     rel = (lambda p: p.name) if ws is None else (lambda p: ws.relative(p))
     report.files = {"json": rel(json_path), "md": rel(md_path), "png": rel(png_path)}
     meta = read_ngff(image)
+    pixel_size = meta.voxel_size[-1] if meta.voxel_size else None
     written = [json_path, md_path, png_path]
     if whole_panel is not None:
         from curated.segment.wholefigure import whole_volume_png
@@ -1395,7 +1397,7 @@ def _write_report(
             whole_volume_png(
                 whole_panel,
                 class_name=report.label_name,
-                pixel_size=meta.voxel_size[-1] if meta.voxel_size else None,
+                pixel_size=pixel_size,
                 unit=meta.unit,
                 title=f"{report.name}: the whole volume outside the training regions"
                 + (f" (pyramid level {whole_panel.level})" if whole_panel.level else ""),
@@ -1407,7 +1409,7 @@ def _write_report(
         block_errors_png(
             shown,
             class_name=report.label_name,
-            pixel_size=meta.voxel_size[-1] if meta.voxel_size else None,
+            pixel_size=pixel_size,
             unit=meta.unit,
             title=f"{report.name}: held-out blocks, middle z slice of each ({len(shown)} of "
             f"{len(report.counts)} blocks)",

@@ -45,6 +45,7 @@ import numpy as np
 import yaml
 
 from curated._text import render_template
+from curated.document.survey import evaluation_picture
 from curated.errors import ConversionError, InputError, SegmentationError
 from curated.results import Result
 from curated.segment.geometry import Box
@@ -537,7 +538,7 @@ def export_bioimageio(
             files[fname] = Path(ev["_path"]).read_bytes()
             ev["_package_file"] = fname
             attachments.append(fname)
-            picture = Path(ev["_path"]).with_name(Path(ev["_path"]).stem + "-whole.png")
+            picture = evaluation_picture(Path(ev["_path"]))
             if picture.is_file():  # the whole-volume picture `segment evaluate` drew beside it
                 pname = f"evaluations/{i:02d}-{picture.name}"
                 files[pname] = picture.read_bytes()

@@ -60,6 +60,7 @@ from curated.document.figures import (
 )
 from curated.document.ngff import LevelInfo, read_image_info
 from curated.segment.geometry import Box
+from curated.segment.metrics import ratio_scores
 from curated.segment.wholevolume import COUNT_FIELDS, WholeVolumeScores, tiles
 
 MAX_EDGE = 768
@@ -201,8 +202,7 @@ def whole_volume_panel(
     for (y0, x0, y1, x1), (tp, fp, fn, scored) in cols.items():
         if scored == 0:
             continue
-        denom = 2 * tp + fp + fn
-        value = -1.0 if denom == 0 else 2 * tp / denom
+        value = -1.0 if tp + fp + fn == 0 else ratio_scores(tp, fp, fn)["dice"]
         ys = slice(int(y0 / sy), max(int(y0 / sy) + 1, math.ceil(y1 / sy)))
         xs = slice(int(x0 / sx), max(int(x0 / sx) + 1, math.ceil(x1 / sx)))
         dice_map[ys, xs] = value
@@ -221,7 +221,7 @@ def whole_volume_panel(
     for i, (a, b) in enumerate(zip(whole.x_edges, whole.x_edges[1:], strict=False)):
         rows = whole.counts[whole.tile_bin == i]
         tp, fp, fn = (int(rows[:, j].sum()) for j in (tp_i, fp_i, fn_i))
-        dice = 2 * tp / (2 * tp + fp + fn) if rows[:, truth_i].sum() else None
+        dice = ratio_scores(tp, fp, fn)["dice"] if rows[:, truth_i].sum() else None
         x_bins.append((a / sx, b / sx, dice))
     return WholePanel(
         raw=raw,
