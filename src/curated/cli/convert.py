@@ -105,7 +105,9 @@ def labels_add(
     ),
     name: str = typer.Option(..., "--name", help="Name of the label image (labels/NAME)."),
     source: Path = typer.Option(
-        ..., "--from", help="Label volume: .npy, TIFF, or OME-Zarr image with the image's shape."
+        ...,
+        "--from",
+        help="Label volume with the image's shape: .npy, TIFF, a folder of TIFF or PNG slices, HDF5 (FILE.h5:/dataset), MRC, a Zarr/N5 array or an OME-Zarr image.",
     ),
     kind: str | None = typer.Option(
         None,
