@@ -281,7 +281,11 @@ def train_cmd(
     label_value: int = typer.Option(..., "--label-value", help="The label K this model segments."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (model.json + weights.pt)."),
     iterations: int | None = typer.Option(
-        None, "--iterations", help=f"Training iterations [default: {DEFAULT_ITERATIONS}]."
+        None,
+        "--iterations",
+        help=f"Training iterations [default: {DEFAULT_ITERATIONS}]: a round within 10 min on two "
+        "CPU cores. Twice as many scored higher on both benchmarks (whole-volume Dice +0.04 "
+        "synthetic, +0.07 real ssTEM) at twice the time: use 2400 with more cores or a GPU.",
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     precision: str = PRECISION,

@@ -41,7 +41,15 @@ side on the same volumes and crops (RESULTS.md "1200 iterations by default"): th
 shaded sample's whole-volume Dice +0.042 (95 % CI +0.023 to +0.061, five seeds; shaded half
 0.963× the bright half instead of 0.917×), real ssTEM Dice outside the crops 0.526 instead of
 0.480 (three crop seeds: +0.01, +0.14, −0.01). It doubles the training time: about 9-10 min of
-CPU on one thread for either benchmark; ``curated demo`` stays within 10 min on two cores."""
+CPU on one thread for either benchmark; ``curated demo`` stays within 10 min on two cores.
+
+Not 2400, though it scores higher (RESULTS.md "Twice the training steps on all five seeds"):
+whole-volume Dice +0.037 (CI +0.010 … +0.054, five seeds; shaded half +0.051) on the synthetic
+benchmark and +0.068 (CI +0.016 … +0.097, three crop seeds) outside the crops of real ssTEM,
+but ``curated demo``'s training took 12.7 min on two idle cores of a 2026-12-06 machine (the
+whole demo 13 min 6 s against 6 min 57 s at 1200; Dice 0.892 against 0.840), over the 10
+minutes a round may take there. Ask for it (``--iterations 2400``) where the cores
+allow."""
 PATCH_EDGE = 48
 """Planned output patch (``patch=None``, the default): up to this many voxels along each axis,
 no more than the largest annotated crop spans along it (a patch beyond the crops trains on
