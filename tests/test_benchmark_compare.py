@@ -1,0 +1,87 @@
+"""`benchmarks/real_em.py --compare`: a setting's difference carries the spread of training draws."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def real_em():
+    spec = importlib.util.spec_from_file_location(
+        "real_em_bench", ROOT / "benchmarks" / "real_em.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["real_em_bench"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["real_em_bench"]
+
+
+def _counts(dice_per_tile: float, tiles: int = 40, fg: int = 1000, seed: int = 0) -> np.ndarray:
+    """(tp, fp, fn) per tile scattered around one Dice (fp == fn, so Dice = tp / (tp + fp))."""
+    rng = np.random.default_rng(seed)
+    tp = np.round(fg * rng.uniform(0.8, 1.2, tiles) * dice_per_tile)
+    err = np.round(tp * (1 - dice_per_tile) / dice_per_tile)
+    return np.stack([tp, err, err], axis=1)
+
+
+def _record(path: Path, seed: int, draw: int, counts: np.ndarray | None) -> None:
+    unet = {"dice": 0.0} if counts is None else {"tile_counts": counts.astype(int).tolist()}
+    path.write_text(json.dumps({"seed": seed, "train_seed": draw, "unet": unet}))
+
+
+def test_a_setting_no_better_than_its_draws_gets_an_interval_over_zero(real_em):
+    # reference: two draws per crop seed, 0.55 and 0.65; the other setting: one draw at 0.62.
+    # Tiles alone would call +0.02 real; the draws' spread (SD ~0.07) must not.
+    ref = {s: [_counts(0.55, seed=s), _counts(0.65, seed=s)] for s in range(3)}
+    other = {s: [_counts(0.62, seed=s)] for s in range(3)}
+    rows = real_em.compare_settings({"ref": ref, "other": other})
+    assert rows[0]["mean"] == pytest.approx(0.60, abs=0.002)
+    r = rows[1]
+    assert r["diff"] == pytest.approx(0.02, abs=0.002)
+    assert r["tile_ci"][0] > 0  # the tiles alone exclude 0 ...
+    assert r["ci"][0] < 0 < r["ci"][1]  # ... the draws do not
+    assert r["ci"][1] - r["ci"][0] > 3 * (r["tile_ci"][1] - r["tile_ci"][0])
+
+
+def test_pooled_draw_variance(real_em):
+    a = {0: [_counts(0.5), _counts(0.7)], 1: [_counts(0.6)]}
+    b = {0: [_counts(0.4), _counts(0.6), _counts(0.5)]}
+    var, df = real_em.draw_variance({"a": a, "b": b})
+    # SS: (0.1² + 0.1²) + (0.1² + 0.1² + 0) over 1 + 2 degrees of freedom
+    assert df == 3
+    assert var == pytest.approx(0.04 / 3, rel=0.02)
+
+
+def test_a_clear_gain_stays_clear(real_em):
+    ref = {s: [_counts(0.55, seed=s), _counts(0.57, seed=s)] for s in range(3)}
+    better = {s: [_counts(0.75, seed=s), _counts(0.77, seed=s)] for s in range(3)}
+    r = real_em.compare_settings({"ref": ref, "better": better})[1]
+    assert r["diff"] == pytest.approx(0.20, abs=0.003)
+    assert 0.1 < r["ci"][0] < r["diff"] < r["ci"][1] < 0.3
+
+
+def test_the_command_reads_records_and_refuses_old_ones(real_em, tmp_path, capsys):
+    for s in range(2):
+        for d, dice in enumerate((0.55, 0.65)):
+            _record(tmp_path / f"ref-s{s}-d{d}.json", s, d, _counts(dice, seed=s))
+        _record(tmp_path / f"new-s{s}-d0.json", s, 0, _counts(0.62, seed=s))
+    assert real_em.main(["--compare", f"ref={tmp_path}/ref-*", f"new={tmp_path}/new-*"]) == 0
+    out = capsys.readouterr().out
+    assert "new − ref: +0.020" in out
+    assert "pooled, 2 degrees of freedom" in out
+    _record(tmp_path / "old-s0-d0.json", 0, 0, None)
+    with pytest.raises(SystemExit, match="holds no tile counts"):
+        real_em.main(["--compare", f"ref={tmp_path}/ref-*", f"old={tmp_path}/old-*"])
+    with pytest.raises(SystemExit, match="nothing matches"):
+        real_em.main(["--compare", f"ref={tmp_path}/none-*"])
+    with pytest.raises(SystemExit, match="NAME=GLOB"):
+        real_em.main(["--compare", f"{tmp_path}/ref-*"])
