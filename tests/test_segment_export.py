@@ -155,6 +155,8 @@ def test_zip_package_validates_and_passes_the_model_test(trained: dict[str, Path
     # the parent's crop and the new one, each once
     assert len(child["lineage_rois"]) == 2 and card.count("shape 20×20×20") >= 2
     assert "not been evaluated" not in card
+    # its CIs speak for these weights, not for the training: the card says so
+    assert "These weights are one training draw" in card and "(`--seed`)" in card
     # the card says what the network is and how its output was calibrated
     assert child["architecture"]["norm"] == "batch" and "batch normalisation" in card
     assert "no normalisation layers" not in card

@@ -285,7 +285,7 @@ def train_cmd(
         "--iterations",
         help=f"Training iterations [default: {DEFAULT_ITERATIONS}]: a round within 10 min on two "
         "CPU cores. Twice as many scored higher on both benchmarks (whole-volume Dice +0.04 "
-        "synthetic, +0.07 real ssTEM) at twice the time: use 2400 with more cores or a GPU.",
+        "synthetic, +0.08 real ssTEM) at twice the time: use 2400 with more cores or a GPU.",
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     precision: str = PRECISION,

@@ -45,7 +45,9 @@ CPU on one thread for either benchmark; ``curated demo`` stays within 10 min on 
 
 Not 2400, though it scores higher (RESULTS.md "Twice the training steps on all five seeds"):
 whole-volume Dice +0.037 (CI +0.010 … +0.054, five seeds; shaded half +0.051) on the synthetic
-benchmark and +0.068 (CI +0.016 … +0.097, three crop seeds) outside the crops of real ssTEM,
+benchmark and +0.082 outside the crops of real ssTEM (three crop seeds, two training draws
+against four; CI +0.029 … +0.135 over test tiles and draws, RESULTS.md "Settings compared over
+training draws"),
 but ``curated demo``'s training took 12.7 min on two idle cores of a 2026-12-06 machine (the
 whole demo 13 min 6 s against 6 min 57 s at 1200; Dice 0.892 against 0.840), over the 10
 minutes a round may take there. Ask for it (``--iterations 2400``) where the cores
@@ -69,8 +71,9 @@ DEFAULT_LEARNING_RATE = 1e-3
 """Adam's starting learning rate; annealed (cosine) to 2 % of it over the run. Neither 2e-3 nor
 5e-4 did better (RESULTS.md "The training learning rate"): real ssTEM outside the crops, crop
 seeds 0-2, scored 0.584 / 0.557 / 0.558 from 2e-3 and 0.596 / 0.634 / 0.623 from 5e-4, against
-0.578 / 0.647 / 0.601 and, with another training draw of 1e-3, 0.616 / 0.574 / 0.557: one more
-draw moves a seed by as much as either rate."""
+0.595 / 0.644 / 0.587 from four training draws of 1e-3 (one run's Dice varies between draws with
+a standard deviation of 0.048): with the draws counted, 2e-3 is −0.042 (CI −0.110 … +0.026) and
+5e-4 +0.009 (CI −0.059 … +0.078)."""
 DEFAULT_FINETUNE_ITERATIONS = 450
 """Fine-tuning's iterations; 150 until this release. With every annotated crop training and
 the average of three fine-tunings, 450 scored higher than the old defaults (150, a random crop
