@@ -85,3 +85,17 @@ def test_the_command_reads_records_and_refuses_old_ones(real_em, tmp_path, capsy
         real_em.main(["--compare", f"ref={tmp_path}/none-*"])
     with pytest.raises(SystemExit, match="NAME=GLOB"):
         real_em.main(["--compare", f"{tmp_path}/ref-*"])
+
+
+def test_runs_on_other_tiles_are_refused_and_single_draws_get_no_setting_interval(
+    real_em, tmp_path, capsys
+):
+    _record(tmp_path / "ref-s0-d0.json", 0, 0, _counts(0.55))
+    _record(tmp_path / "new-s0-d0.json", 0, 0, _counts(0.62))
+    real_em.main(["--compare", f"ref={tmp_path}/ref-*", f"new={tmp_path}/new-*"])
+    out = capsys.readouterr().out
+    assert "the draw-to-draw spread is unknown" in out
+    assert "one draw's interval, not the setting's" in out and "nan" not in out
+    _record(tmp_path / "other-s0-d0.json", 0, 0, _counts(0.62, tiles=30))
+    with pytest.raises(SystemExit, match="scored on different tiles"):
+        real_em.main(["--compare", f"ref={tmp_path}/ref-*", f"other={tmp_path}/other-*"])
