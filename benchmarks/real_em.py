@@ -312,7 +312,7 @@ def compare_settings(settings: dict[str, dict[int, list[np.ndarray]]], n: int = 
             diffs, boot = [], np.zeros(n)
             for s in seeds:
                 a, b = runs[s], base[s]
-                diffs.append(np.mean([_dice(c) for c in a]) - np.mean([_dice(c) for c in b]))
+                diffs.append(np.mean(per_seed[s]) - np.mean(rows[0]["per_seed"][s]))
                 idx = rng.integers(0, len(a[0]), (n, len(a[0])))
                 boot += np.mean([_boot_dice(c, idx) for c in a], axis=0) - np.mean(
                     [_boot_dice(c, idx) for c in b], axis=0
