@@ -1046,3 +1046,67 @@ def test_a_finetune_with_draws_keeps_the_average_of_their_weights(sample, tmp_pa
         with pytest.raises(InputError, match="draws must be a whole number"):
             finetune(parent, sample, labels="ann", out=tmp_path / "bad", draws=bad, **TINY)
     assert not (tmp_path / "bad").exists()
+
+
+def _striped_patches(tmp_path, swap_z: bool, voxel=(8.0, 8.0, 8.0)) -> list:
+    """Patches a short training run draws from a volume striped along z (every plane uniform)."""
+    from curated.images import write_ome_zarr
+    from curated.segment.train import _TrainingLoop
+
+    z = np.arange(24)
+    stripes = np.where((z // 3) % 2 == 1, 220, 30).astype(np.uint8)
+    raw = np.ascontiguousarray(np.broadcast_to(stripes[:, None, None], (24, 48, 48)))
+    image = tmp_path / f"stripes-{swap_z}.ome.zarr"
+    write_ome_zarr(raw, image, voxel_size=voxel, chunks=16)
+    ann = np.full(raw.shape, 255, np.uint8)
+    ann[8:16, 8:40, 8:40] = np.where(raw[8:16, 8:40, 8:40] > 100, 2, 1)
+    add_labels(image, "ann", ann, kind="annotation")
+    seen: list = []
+    real = _TrainingLoop.sample
+
+    def recording(self):
+        raw_p, lab_p = real(self)
+        seen.append((raw_p.copy(), lab_p.copy()))
+        return raw_p, lab_p
+
+    off = dict.fromkeys(
+        ("gamma_p", "brightness_p", "contrast_p", "noise_p", "blur_p", "low_resolution_p",
+         "gain_field_p", "intensity_scale", "intensity_shift"), 0,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_TrainingLoop, "sample", recording)
+        train(
+            image, labels="ann", label_value=2, out=tmp_path / f"m-{swap_z}",
+            **{**TINY, "patch": (6, 12, 12), "iterations": 16},
+            preprocessing={"local_contrast_sigma": 0.0},
+            augmentation={**off, "flips": False, "swap_z": swap_z},
+        )  # fmt: skip
+    return seen
+
+
+def test_isotropic_training_turns_structures_along_z_into_the_plane(tmp_path) -> None:
+    from curated.segment.train import Augmentation, z_swap_axes
+
+    seen = _striped_patches(tmp_path, swap_z=True)
+    in_shape, out_shape = seen[0][0].shape, seen[0][1].shape
+    assert out_shape == (6, 12, 12) and in_shape[0] < in_shape[1] == in_shape[2]
+    ctx = (in_shape[0] - out_shape[0]) // 2
+    turned = 0
+    for raw_p, lab_p in seen:
+        # every patch has the shapes the network takes, whichever way it was read
+        assert raw_p.shape == in_shape and lab_p.shape == out_shape
+        # raw and labels turned together: each annotated voxel's label is its own grey level's
+        centre = raw_p[ctx:-ctx, ctx:-ctx, ctx:-ctx]
+        annotated = lab_p != 255
+        assert annotated.sum() > 0
+        assert np.array_equal((lab_p == 2)[annotated], (centre > 0)[annotated])
+        varies = [bool(np.ptp(raw_p, axis=a).max() > 0) for a in range(3)]
+        turned += not varies[0]  # the stripes now run across an in-plane axis, not z
+    assert 0 < turned < len(seen)  # z stays z for about a third of the patches
+    # off, or where z is the coarse axis, every patch keeps z along z
+    for raw_p, _ in _striped_patches(tmp_path, swap_z=False):
+        assert np.ptp(raw_p, axis=0).max() > 0
+    assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation()) == (0, 1, 2)
+    assert z_swap_axes((50, 4.6, 4.6), (26, 52, 52), Augmentation()) == ()
+    assert z_swap_axes((8, 8, 8), (52, 52, 52), Augmentation()) == ()  # transposes do it already
+    assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation(transposes=False)) == ()

@@ -8,7 +8,8 @@ The recipe follows incasem (Gallusser et al. 2023), scaled to minutes on a CPU:
   network's context (reflected at the volume border, as in prediction); the patch is
   planned from the crops (:func:`planned_patch`: up to 48 voxels an axis, within an
   80³-voxel input) unless given;
-- augmentation: flips, transposes and 90° rotations in the isotropic plane,
+- augmentation: flips, transposes and 90° rotations in the isotropic plane (and
+  across z where the voxels are isotropic, :func:`z_swap_axes`),
   intensity scale/shift, optional elastic deformation;
 - binary cross-entropy masked to annotated voxels, with class weights that give
   foreground and background equal total weight (frequencies clipped to 1-99 %);
@@ -111,6 +112,12 @@ class Augmentation:
     flips: bool = True
     transposes: bool = True
     """Swap axes of the isotropic plane (with flips this gives every 90° rotation in it)."""
+    swap_z: bool = True
+    """Where z's voxels are as fine as y's and x's (isotropic FIB-SEM) but the patch is shallower
+    in z than in-plane, read some patches with z and an in-plane axis exchanged and turn them
+    back (``segment.train.z_swap_axes``), so the network also sees structures that run along z
+    the way it sees those that run in-plane: with transposes and flips, every 90° rotation of
+    the cube. A patch as deep as it is wide gets them from ``transposes`` already."""
     intensity_scale: float = 0.1
     """Multiply by 1 ± this (uniform), always."""
     intensity_shift: float = 0.1
@@ -436,6 +443,26 @@ def _signature(obj: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------- augmenting
+def z_swap_axes(
+    voxel: tuple[float, ...], in_patch: tuple[int, ...], aug: Augmentation
+) -> tuple[int, ...]:
+    """The axes that may take z's place in a training patch (z among them), or ``()``.
+
+    Those whose voxels are within 1.5× of the finest, when z's are too and z is not already
+    among the axes ``_augment`` transposes (those of the patch's longest input extent): the
+    planned patch of a thin crop at isotropic 8 nm is 24 × 48 × 48, so the in-plane transposes
+    never turn a mitochondrion that runs along z into one that runs across. Reading such a patch
+    with z exchanged needs the crop's region grown to the largest extent of these axes
+    (``_prepare_regions``); beyond the crop the labels are unannotated and the loss skips them.
+    """
+    if not (aug.transposes and aug.swap_z):
+        return ()
+    fine = tuple(i for i in range(3) if voxel[i] <= 1.5 * min(voxel))
+    if 0 not in fine or len(fine) < 2 or in_patch[0] == max(in_patch):
+        return ()
+    return fine
+
+
 def _augment(
     raw: np.ndarray,
     lab: np.ndarray,
@@ -1176,7 +1203,13 @@ def _prepare_regions(
     """Read and pre-process the region around each crop once (statistics fitted on them
     unless fine-tuning); the validation crop's labels are hidden from the training regions."""
     geom, out_patch, halo, margin = src.geom, src.out_patch, src.pre.halo, job.aug.margin
-    grow = [o + c + h + m for o, c, h, m in zip(out_patch, geom.context, halo, margin, strict=True)]
+    lab_reach = [o + m for o, m in zip(out_patch, margin, strict=True)]
+    raw_reach = [r + c for r, c in zip(lab_reach, geom.context, strict=True)]
+    swap = z_swap_axes(src.voxel, src.in_patch, job.aug)
+    for reach in (lab_reach, raw_reach):  # a patch read with z exchanged reaches this far
+        top = max((reach[a] for a in swap), default=0)
+        reach[:] = [top if a in swap else r for a, r in enumerate(reach)]
+    grow = [r + h for r, h in zip(raw_reach, halo, strict=True)]
 
     def region_of(r: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         lo = tuple(o - g for o, g in zip(r["offset"], grow, strict=True))
@@ -1194,9 +1227,9 @@ def _prepare_regions(
         lo, hi = region_of(r)
         proc = pre.apply(raw)
         origin = tuple(a + h for a, h in zip(lo, halo, strict=True))
-        lab_lo = tuple(o - (out_patch[i] + margin[i]) for i, o in enumerate(r["offset"]))
+        lab_lo = tuple(o - lab_reach[i] for i, o in enumerate(r["offset"]))
         lab_hi = tuple(
-            o + s + out_patch[i] + margin[i]
+            o + s + lab_reach[i]
             for i, (o, s) in enumerate(zip(r["offset"], r["shape"], strict=True))
         )
         lab = _read_labels(src.labels, lab_lo, lab_hi)
@@ -1275,6 +1308,7 @@ class _TrainingLoop:
         self.iso_axes = tuple(
             i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch)
         )
+        self.swap_axes = z_swap_axes(voxel, in_patch, job.aug)
         # per crop, inside the crop: foreground and annotated voxels
         inside = [_roi_labels(rg) for rg in train_regions]
         self.roi_fg = np.array([int((lab == label_value).sum()) for lab in inside])
@@ -1359,16 +1393,24 @@ class _TrainingLoop:
             int(rng.integers(o, o + s))
             for o, s in zip(rg.roi["offset"], rg.roi["shape"], strict=True)
         ]
-        p0 = [c - op // 2 for c, op in zip(centre, out_patch, strict=True)]
-        mg = aug.margin
-        rs = [p - c - m - o for p, c, m, o in zip(p0, geom.context, mg, rg.origin, strict=True)]
-        raw = rg.raw[
-            tuple(slice(s, s + i + 2 * m) for s, i, m in zip(rs, in_patch, mg, strict=True))
-        ]
+        # z exchanged with axis k (k = 0: not at all): the block is read in the source's
+        # orientation with the patch's extents exchanged, then turned back
+        perm = [0, 1, 2]
+        if self.swap_axes:
+            k = self.swap_axes[int(rng.integers(len(self.swap_axes)))]
+            perm[0], perm[k] = k, 0
+        out_s, in_s, ctx, mg = (
+            [t[a] for a in perm] for t in (out_patch, in_patch, geom.context, aug.margin)
+        )
+        p0 = [c - op // 2 for c, op in zip(centre, out_s, strict=True)]
+        rs = [p - c - m - o for p, c, m, o in zip(p0, ctx, mg, rg.origin, strict=True)]
+        raw = rg.raw[tuple(slice(s, s + i + 2 * m) for s, i, m in zip(rs, in_s, mg, strict=True))]
         ls = [p - m - o for p, m, o in zip(p0, mg, rg.label_origin, strict=True)]
         lab = rg.labels[
-            tuple(slice(s, s + o + 2 * m) for s, o, m in zip(ls, out_patch, mg, strict=True))
+            tuple(slice(s, s + o + 2 * m) for s, o, m in zip(ls, out_s, mg, strict=True))
         ]
+        if perm[0]:
+            raw, lab = raw.transpose(perm), lab.transpose(perm)
         return _augment(raw, lab, aug, self.iso_axes, rng)
 
     def validate(self) -> tuple[float, float]:
