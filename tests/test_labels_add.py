@@ -244,3 +244,51 @@ def test_values_without_a_class_name_are_pointed_out(image):
     assert (
         "without a class name" not in add_labels(image, "v", lab, kind="truth").message
     )  # none named
+
+
+def _zarr_python_image(path: Path, vol: np.ndarray) -> None:
+    """An OME-Zarr 0.5 image as zarr-python (and so ome-zarr-py) writes one by default: unsharded
+    Zarr v3 arrays, chunk keys under ``c/``."""
+    import zarr
+
+    root = zarr.open_group(path, mode="w", zarr_format=3)
+    root.create_array("s0", data=vol, chunks=(8, 16, 16))
+    root.create_array("s1", data=vol[::2, ::2, ::2], chunks=(8, 16, 16))
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    datasets = [
+        {
+            "path": p,
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [8.0 * f] * 3},
+                {"type": "translation", "translation": [4.0 * (f - 1)] * 3},
+            ],
+        }
+        for p, f in (("s0", 1), ("s1", 2))
+    ]
+    root.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}
+
+
+def test_unsharded_zarr_v3_is_readable_by_zarr_python(tmp_path) -> None:
+    """Chunks of an unsharded v3 store sit under ``c/`` (the default key encoding): written
+    without it, every reader saw the fill value; a label image added to an image another tool
+    wrote (unsharded, as ome-zarr-py does) was all zero."""
+    import zarr
+
+    vol = np.random.default_rng(1).integers(1, 255, (18, 40, 34), dtype=np.uint8)
+    out = tmp_path / "flat.ome.zarr"
+    write_ome_zarr(vol, out, voxel_size=(8, 4, 4), chunks=8, shard=None)
+    assert np.array_equal(zarr.open_array(out / "0", mode="r")[...], vol)
+    img = open_image(out)
+    assert img.levels[0].shards is None and np.array_equal(np.asarray(img.levels[0][...]), vol)
+    assert np.array_equal(zarr.open_array(out / "1", mode="r")[...], np.asarray(img.levels[1]))
+    assert np.asarray(img.levels[1][...]).any()
+
+    other = tmp_path / "other.ome.zarr"
+    _zarr_python_image(other, vol)
+    ann = np.full(vol.shape, 255, np.uint8)
+    ann[4:12, 8:30, 6:26] = _blobs((8, 22, 20))
+    add_labels(other, "ann", ann, kind="annotation")
+    assert np.array_equal(zarr.open_array(other / "labels" / "ann" / "s0", mode="r")[...], ann)
+    back = open_image(other / "labels" / "ann")
+    assert np.array_equal(np.asarray(back.levels[0][...]), ann)
+    assert validate_ome_zarr(other / "labels" / "ann") == []

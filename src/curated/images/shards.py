@@ -548,6 +548,7 @@ class _ShardSink:
         layout = job.layout
         self.sink = job.sink
         self.rel = layout.levels[level].path
+        self.zarr_format = layout.zarr_format
         self.files: dict[str, list[Any]] = {}
         self.count = 0
         self.stored = 0
@@ -568,12 +569,12 @@ class _ShardSink:
         if payload is None:
             # left out; one file per chunk: remove a stale one from an earlier run
             if self.shard is None:
-                _remove(self.sink, _chunk_key(self.rel, gidx))
+                _remove(self.sink, _chunk_key(self.rel, gidx, self.zarr_format))
             return
         if self.shard is not None:
             self.shard.add(gidx, payload)
         else:
-            rel = _chunk_key(self.rel, gidx)
+            rel = _chunk_key(self.rel, gidx, self.zarr_format)
             _write_chunk(self.sink, rel, payload)
             self.files[rel] = [len(payload), hashlib.sha256(payload).hexdigest()]
         self.count += 1
@@ -962,8 +963,11 @@ def _shard_name(array: str, idx: tuple[int, ...]) -> str:
     return f"{array}/c/" + "/".join(str(i) for i in idx)
 
 
-def _chunk_key(array: str, gidx: tuple[int, ...]) -> str:
-    return f"{array}/" + "/".join(str(i) for i in gidx)
+def _chunk_key(array: str, gidx: tuple[int, ...], zarr_format: int) -> str:
+    """One unsharded chunk's key: Zarr v3's default encoding puts ``c/`` before the indices
+    (the arrays are created with it, ``create_store_levels``), v2's "/"-separated one does not.
+    Without the ``c/`` an unsharded v3 store read as all fill value, in zarr-python and here."""
+    return f"{array}/{'c/' if zarr_format == 3 else ''}" + "/".join(str(i) for i in gidx)
 
 
 def _stage(sink: LocalSink | S3Sink, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
