@@ -292,3 +292,10 @@ def test_unsharded_zarr_v3_is_readable_by_zarr_python(tmp_path) -> None:
     back = open_image(other / "labels" / "ann")
     assert np.array_equal(np.asarray(back.levels[0][...]), ann)
     assert validate_ome_zarr(other / "labels" / "ann") == []
+    # written block by block (as prediction does), the pyramid below level 0 is readable too
+    pred = create_label_image(other, "pred", dtype="uint8")
+    pred[...] = (vol > 128).astype(np.uint8)
+    finalize_label_image(other, "pred")
+    low = zarr.open_array(other / "labels" / "pred" / "s1", mode="r")[...]
+    assert np.array_equal(low, np.asarray(open_image(other / "labels" / "pred").levels[1][...]))
+    assert low.any()
