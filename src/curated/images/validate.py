@@ -107,6 +107,27 @@ def _array_shape(root: Path, fmt: int) -> tuple[tuple[int, ...], str, list[str] 
     return tuple(m["shape"]), str(m["dtype"]), None
 
 
+def _stray_chunks(array_dir: Path) -> str | None:
+    """Chunk objects a Zarr v3 array's default key encoding cannot name (outside ``c/``).
+
+    curated before 2026-12-07 wrote an unsharded v3 array's chunks there (``0/1/2`` instead of
+    ``c/0/1/2``); every reader then saw the fill value."""
+    try:
+        m = json.loads((array_dir / "zarr.json").read_text())
+        enc = m.get("chunk_key_encoding", {}).get("name", "default")
+        entries = [e.name for e in array_dir.iterdir()]
+    except (OSError, ValueError, AttributeError):
+        return None
+    stray = sorted(e for e in entries if e.isdigit())
+    if enc != "default" or not stray:
+        return None
+    return (
+        f"chunk objects outside c/ ({', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}): "
+        "the array's default chunk-key encoding never reads them, so readers see the fill value "
+        "(written by curated before 2026-12-07 into an unsharded store; write it again)"
+    )
+
+
 def _axis_units(meta: NgffMetadata, where: str) -> list[str]:
     problems = []
     for a in meta.axes:
@@ -137,6 +158,9 @@ def _levels(
             problems.append(f"{where}: level {lv.path!r} has no array")
             return None
         shape, dtype, dims = info
+        stray = _stray_chunks(root / lv.path) if meta.zarr_format == 3 else None
+        if stray is not None:
+            problems.append(f"{where}: level {lv.path}: {stray}")
         if dims is not None and list(dims) != names:
             problems.append(
                 f"{where}: level {lv.path} dimension_names {dims} differ from axes {names}"
