@@ -48,6 +48,12 @@ tiles). Replicates train the same volumes and crops with other draws; merge them
     python benchmarks/hitl.py --seeds 0 --train-seed 1 --scratch /tmp/hitl-s0-t1 ...
     python benchmarks/hitl.py --merge /tmp/hitl-s*-t*/hitl.json
 
+To compare settings (a ``--train-options`` change, say) over seeds *and* training draws, name
+each setting's files; each seed's difference is of its draws' means, the CI Student's t over
+seeds::
+
+    python benchmarks/hitl.py --compare default='/tmp/base-*/hitl.json' new='/tmp/new-*/hitl.json'
+
 Prints tables and writes ``hitl.json`` in the scratch folder; RESULTS.md quotes them.
 """
 
@@ -690,6 +696,110 @@ def draw_spread(trials: list[dict[str, Any]], strategies: list[str]) -> dict[str
     return {"per_trial": per_trial, "auc_gap_per_draw": gaps}
 
 
+def trial_metrics(t: dict[str, Any]) -> dict[str, float]:
+    """One trial's figures: the bright-only model's whole / bright / shaded Dice and, per
+    strategy, the last round's whole Dice and its lift of the bright-only worst x-quarter."""
+    b = summary(np.asarray(t["bright"]))
+    out = {"bright-only whole": b["dice"], "bright half": b["bright"], "shaded half": b["shaded"]}
+    q = int(np.argmin(b["quarters"]))
+    for st, info in t.get("strategies", {}).items():
+        if not info.get("curve") or len(info["curve"]) < 2:
+            continue  # no human round in this run
+        last = summary(np.asarray(info["curve"][-1]))
+        out[f"+ {st}: whole"] = last["dice"]
+        out[f"+ {st}: worst-quarter lift"] = last["quarters"][q] - b["quarters"][q]
+    return out
+
+
+def load_setting(pattern: str) -> dict[tuple[int, int], dict[str, float]]:
+    """Every trial of the ``hitl.json`` files ``pattern`` matches: (seed, train seed) → metrics."""
+    import glob
+
+    runs: dict[tuple[int, int], dict[str, float]] = {}
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise SystemExit(f"--compare: nothing matches {pattern!r}")
+    for f in files:
+        for t in json.loads(Path(f).read_text())["trials"]:
+            key = (int(t["seed"]), int(t.get("train_seed", 0)))
+            if key in runs:
+                raise SystemExit(
+                    f"--compare: seed {key[0]} train seed {key[1]} twice in {pattern!r}"
+                )
+            runs[key] = trial_metrics(t)
+    return runs
+
+
+def compare_settings(settings: dict[str, dict[tuple[int, int], dict[str, float]]]) -> dict:
+    """Each setting against the first, over seeds *and* training draws.
+
+    Per seed, each setting's runs (one per training draw) are averaged and the difference of
+    the averages is one observation; the interval is Student's t over the seeds both settings
+    ran. A seed's difference then carries its draws' spread, which the tile bootstraps of
+    ``report`` leave out (one draw of the default moved a seed's bright half by 0.05-0.10,
+    RESULTS.md). The pooled draw-to-draw SD of one run is printed beside it: from the seeds
+    a setting ran with two or more draws.
+    """
+    from scipy import stats
+
+    names = list(settings)
+    base = settings[names[0]]
+    metrics = [m for m in next(iter(base.values())) if all(
+        m in r for runs in settings.values() for r in runs.values())]  # fmt: skip
+
+    def per_seed(runs: dict[tuple[int, int], dict[str, float]], m: str) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        for (seed, _), r in sorted(runs.items()):
+            out.setdefault(seed, []).append(r[m])
+        return out
+
+    result: dict[str, Any] = {"settings": {}, "metrics": metrics}
+    for name in names:
+        runs = settings[name]
+        row: dict[str, Any] = {"runs": len(runs), "seeds": sorted({s for s, _ in runs})}
+        for m in metrics:
+            groups = per_seed(runs, m)
+            row[m] = {"mean": float(np.mean([v for g in groups.values() for v in g]))}
+            within = [(len(g) - 1, float(np.var(g, ddof=1))) for g in groups.values() if len(g) > 1]
+            if within:
+                dof = sum(d for d, _ in within)
+                row[m]["draw_sd"] = float(np.sqrt(sum(d * v for d, v in within) / dof))
+                row[m]["draw_df"] = dof
+            if name != names[0]:
+                ref = per_seed(base, m)
+                common = sorted(set(groups) & set(ref))
+                d = np.array([np.mean(groups[s]) - np.mean(ref[s]) for s in common])
+                entry: dict[str, Any] = {"diff": float(d.mean()) if len(d) else float("nan")}
+                entry["seeds"] = len(d)
+                entry["higher"] = int((d > 0).sum())
+                if len(d) >= 2:
+                    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+                    entry["ci95"] = [entry["diff"] - half, entry["diff"] + half]
+                row[m]["vs_first"] = entry
+        result["settings"][name] = row
+    return result
+
+
+def print_comparison(result: dict) -> None:
+    names = list(result["settings"])
+    print(f"settings against {names[0]!r}: per seed the mean over its training draws, then "
+          "the mean over seeds; 95 % CI Student's t over seeds (each seed's difference holds its "
+          "draws' spread)")  # fmt: skip
+    for name, row in result["settings"].items():
+        print(f"\n{name}: {row['runs']} runs on seeds {row['seeds']}")
+        for m in result["metrics"]:
+            v = row[m]
+            text = f"  {m:<36} {v['mean']:.3f}"
+            if "draw_sd" in v:
+                text += f"  (one run's draw-to-draw SD {v['draw_sd']:.3f}, {v['draw_df']} df)"
+            c = v.get("vs_first")
+            if c is not None:
+                ci = c.get("ci95")
+                ci_text = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "(one seed: no interval)"
+                text += f"   vs {names[0]}: {c['diff']:+.3f} {ci_text}, higher on {c['higher']} of {c['seeds']} seeds"
+            print(text)
+
+
 def _train_options(a: argparse.Namespace) -> dict:
     """The ``--train-options`` JSON as keyword arguments of ``train`` (lists as tuples)."""
     if not getattr(a, "train_options", None):
@@ -792,7 +902,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSON",
         help="only report: pool the trials of earlier runs' hitl.json files (seeds run in parallel)",
     )
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="NAME=GLOB",
+        help="only report: compare settings, each the hitl.json files GLOB matches (any seeds "
+        "and --train-seed draws), against the first, over seeds and training draws",
+    )
     a = p.parse_args(argv)
+    if a.compare:
+        settings = {}
+        for spec in a.compare:
+            name, sep, pattern = spec.partition("=")
+            if not sep or not name or not pattern:
+                raise SystemExit(f"--compare wants NAME=GLOB, not {spec!r}")
+            settings[name] = load_setting(pattern)
+        print_comparison(compare_settings(settings))
+        return 0
     if a.merge:
         trials, strategies = [], []
         for f in a.merge:

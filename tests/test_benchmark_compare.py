@@ -99,3 +99,71 @@ def test_runs_on_other_tiles_are_refused_and_single_draws_get_no_setting_interva
     _record(tmp_path / "other-s0-d0.json", 0, 0, _counts(0.62, tiles=30))
     with pytest.raises(SystemExit, match="scored on different tiles"):
         real_em.main(["--compare", f"ref={tmp_path}/ref-*", f"other={tmp_path}/other-*"])
+
+
+# ------------------------------------------------------------- benchmarks/hitl.py --compare
+
+
+@pytest.fixture(scope="module")
+def hitl():
+    spec = importlib.util.spec_from_file_location("hitl_bench", ROOT / "benchmarks" / "hitl.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hitl_bench"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["hitl_bench"]
+
+
+def _hitl_counts(bright: float, shaded: float, seed: int) -> np.ndarray:
+    """Tile rows (tp, fp, fn, x-quarter) with one Dice on the bright and one on the shaded half."""
+    rows = []
+    for q in range(4):
+        c = _counts(bright if q < 2 else shaded, tiles=10, seed=seed * 7 + q)
+        rows.append(np.column_stack([c, np.full(len(c), q)]))
+    return np.vstack(rows).astype(int)
+
+
+def _hitl_run(folder: Path, seed: int, draw: int, bright: float, shaded: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    trial = {
+        "seed": seed,
+        "train_seed": draw,
+        "bright": _hitl_counts(bright, shaded, seed).tolist(),
+        "strategies": {"random": {"curve": [_hitl_counts(bright, shaded, seed).tolist()]}},
+    }
+    (folder / "hitl.json").write_text(json.dumps({"trials": [trial]}))
+
+
+def test_hitl_compare_counts_the_draws(hitl, tmp_path, capsys) -> None:
+    # the default: two draws per seed that disagree by 0.10 on the bright half
+    for s in range(4):
+        for d, jitter in ((0, -0.05), (1, 0.05)):
+            _hitl_run(tmp_path / f"base-s{s}-d{d}", s, d, 0.80 + jitter, 0.75)
+    # "lucky": one draw per seed, as high as the default's better draw; "clear": +0.08 everywhere
+    for s in range(4):
+        _hitl_run(tmp_path / f"lucky-s{s}", s, 0, 0.85 + (0.05 if s % 2 else -0.05), 0.75)
+        _hitl_run(tmp_path / f"clear-s{s}", s, 0, 0.88, 0.83)
+    settings = {
+        n: hitl.load_setting(str(tmp_path / f"{n}-*" / "hitl.json"))
+        for n in ("base", "lucky", "clear")
+    }
+    res = hitl.compare_settings(settings)
+    base = res["settings"]["base"]["bright half"]
+    assert base["draw_sd"] == pytest.approx(0.10 / np.sqrt(2), abs=0.01) and base["draw_df"] == 4
+    lucky = res["settings"]["lucky"]["bright half"]["vs_first"]
+    assert (
+        lucky["diff"] == pytest.approx(0.05, abs=0.01) and lucky["ci95"][0] < 0 < lucky["ci95"][1]
+    )
+    clear = res["settings"]["clear"]["shaded half"]["vs_first"]
+    assert clear["ci95"][0] > 0.05 and clear["higher"] == clear["seeds"] == 4
+    # a run without human rounds compares on the bright-only figures alone
+    assert "+ random: whole" not in res["metrics"] and "bright-only whole" in res["metrics"]
+    assert hitl.main(["--compare", f"base={tmp_path}/base-*/hitl.json",
+                      f"clear={tmp_path}/clear-*/hitl.json"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "draw-to-draw SD" in out and "higher on 4 of 4 seeds" in out
+    with pytest.raises(SystemExit, match="nothing matches"):
+        hitl.main(["--compare", f"x={tmp_path}/none-*/hitl.json"])
+    _hitl_run(tmp_path / "base-s0-again", 0, 0, 0.8, 0.8)
+    with pytest.raises(SystemExit, match="seed 0 train seed 0 twice"):
+        hitl.load_setting(str(tmp_path / "base-s0-*" / "hitl.json"))
