@@ -1106,7 +1106,9 @@ def test_isotropic_training_turns_structures_along_z_into_the_plane(tmp_path) ->
     # off, or where z is the coarse axis, every patch keeps z along z
     for raw_p, _ in _striped_patches(tmp_path, swap_z=False):
         assert np.ptp(raw_p, axis=0).max() > 0
-    assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation()) == (0, 1, 2)
-    assert z_swap_axes((50, 4.6, 4.6), (26, 52, 52), Augmentation()) == ()
-    assert z_swap_axes((8, 8, 8), (52, 52, 52), Augmentation()) == ()  # transposes do it already
-    assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation(transposes=False)) == ()
+    on = Augmentation(swap_z=True)
+    assert z_swap_axes((8, 8, 8), (46, 52, 52), on) == (0, 1, 2)
+    assert z_swap_axes((50, 4.6, 4.6), (26, 52, 52), on) == ()
+    assert z_swap_axes((8, 8, 8), (52, 52, 52), on) == ()  # transposes do it already
+    assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation(transposes=False, swap_z=True)) == ()
+    assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation()) == ()  # off by default
