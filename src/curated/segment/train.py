@@ -1172,11 +1172,21 @@ def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
             "settings": {k: v for k, v in asdict(job.settings).items() if k != "iterations"},
             "config": src.config.to_dict(),
             "preprocessing": src.pre.to_dict(),
-            "augmentation": asdict(job.aug),
+            "augmentation": _augmentation_signature(job.aug),
             "parent": job.parent.sha256 if job.parent else None,
             "validation": job.validation,
         }
     )
+
+
+def _augmentation_signature(aug: Augmentation) -> dict[str, Any]:
+    """The augmentation as the run signature holds it: ``swap_z`` only when on, so a run the
+    previous release started (or finished) with the same command still resumes (or is found
+    done) rather than being refused as another model."""
+    d = asdict(aug)
+    if not d["swap_z"]:
+        del d["swap_z"]
+    return d
 
 
 def _finished_model(job: _TrainJob, signature: str) -> Result | None:
