@@ -453,6 +453,11 @@ def _signature(obj: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------- augmenting
+def _fine_axes(voxel: tuple[float, ...]) -> tuple[int, ...]:
+    """Axes whose voxels are within 1.5× of the finest: those training may turn into each other."""
+    return tuple(i for i in range(3) if voxel[i] <= 1.5 * min(voxel))
+
+
 def z_swap_axes(
     voxel: tuple[float, ...], in_patch: tuple[int, ...], aug: Augmentation
 ) -> tuple[int, ...]:
@@ -467,7 +472,7 @@ def z_swap_axes(
     """
     if not (aug.transposes and aug.swap_z):
         return ()
-    fine = tuple(i for i in range(3) if voxel[i] <= 1.5 * min(voxel))
+    fine = _fine_axes(voxel)
     if 0 not in fine or len(fine) < 2 or in_patch[0] == max(in_patch):
         return ()
     return fine
@@ -1325,9 +1330,7 @@ class _TrainingLoop:
         }
         self.history: list[dict[str, float]] = []
         voxel, in_patch = src.voxel, src.in_patch
-        self.iso_axes = tuple(
-            i for i in range(3) if voxel[i] <= 1.5 * min(voxel) and in_patch[i] == max(in_patch)
-        )
+        self.iso_axes = tuple(i for i in _fine_axes(voxel) if in_patch[i] == max(in_patch))
         self.swap_axes = z_swap_axes(voxel, in_patch, job.aug)
         # per crop, inside the crop: foreground and annotated voxels
         inside = [_roi_labels(rg) for rg in train_regions]
