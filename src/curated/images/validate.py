@@ -97,29 +97,32 @@ def _first_line(exc: BaseException, n: int = 3) -> str:
     return " | ".join(line.strip() for line in text.splitlines()[:n] if line.strip())
 
 
-def _array_shape(root: Path, fmt: int) -> tuple[tuple[int, ...], str, list[str] | None] | None:
+def _array_shape(
+    root: Path, fmt: int
+) -> tuple[tuple[int, ...], str, list[str] | None, str | None] | None:
+    """Shape, data type, dimension names and (v3) chunk-key encoding of the array at ``root``."""
     meta = root / ("zarr.json" if fmt == 3 else ".zarray")
     if not meta.is_file():
         return None
     m = json.loads(meta.read_text())
     if fmt == 3:
-        return tuple(m["shape"]), str(m["data_type"]), m.get("dimension_names")
-    return tuple(m["shape"]), str(m["dtype"]), None
+        enc = m.get("chunk_key_encoding", {}).get("name", "default")
+        return tuple(m["shape"]), str(m["data_type"]), m.get("dimension_names"), enc
+    return tuple(m["shape"]), str(m["dtype"]), None, None
 
 
-def _stray_chunks(array_dir: Path) -> str | None:
+def _stray_chunks(array_dir: Path, encoding: str | None) -> str | None:
     """Chunk objects a Zarr v3 array's default key encoding cannot name (outside ``c/``).
 
     curated before 2026-12-07 wrote an unsharded v3 array's chunks there (``0/1/2`` instead of
     ``c/0/1/2``); every reader then saw the fill value."""
-    try:
-        m = json.loads((array_dir / "zarr.json").read_text())
-        enc = m.get("chunk_key_encoding", {}).get("name", "default")
-        entries = [e.name for e in array_dir.iterdir()]
-    except (OSError, ValueError, AttributeError):
+    if encoding != "default":
         return None
-    stray = sorted(e for e in entries if e.isdigit())
-    if enc != "default" or not stray:
+    try:
+        stray = sorted(e.name for e in array_dir.iterdir() if e.name.isdigit())
+    except OSError:
+        return None
+    if not stray:
         return None
     return (
         f"chunk objects outside c/ ({', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}): "
@@ -157,8 +160,8 @@ def _levels(
         if info is None:
             problems.append(f"{where}: level {lv.path!r} has no array")
             return None
-        shape, dtype, dims = info
-        stray = _stray_chunks(root / lv.path) if meta.zarr_format == 3 else None
+        shape, dtype, dims, encoding = info
+        stray = _stray_chunks(root / lv.path, encoding)
         if stray is not None:
             problems.append(f"{where}: level {lv.path}: {stray}")
         if dims is not None and list(dims) != names:
