@@ -20,6 +20,7 @@ from curated.workspace import Workspace, recorder
 SHAPE = (12, 40, 56)
 """(z, y, x) of level 0; level 1 halves y and x."""
 VOXEL = (20.0, 5.0, 5.0)
+AXES = ("z", "y", "x")
 
 
 def complete_record(*, non_ascii: bool = False) -> dict[str, Any]:
@@ -220,7 +221,9 @@ def write_tiny_ome_zarr(
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
     levels = _levels(volume)
     for k, lv in enumerate(levels):
-        arr = root.create_array(str(k), shape=lv.shape, dtype=lv.dtype, chunks=(4, 16, 16))
+        arr = root.create_array(
+            str(k), shape=lv.shape, dtype=lv.dtype, chunks=(4, 16, 16), dimension_names=AXES
+        )
         arr[...] = lv
     root.attrs["ome"] = _ngff_attrs(path.name, [lv.shape for lv in levels], VOXEL)
     if labels:
@@ -230,7 +233,9 @@ def write_tiny_ome_zarr(
             g = lg.create_group(name)
             llevels = _levels(lab)
             for k, lv in enumerate(llevels):
-                a = g.create_array(str(k), shape=lv.shape, dtype=lv.dtype, chunks=(4, 16, 16))
+                a = g.create_array(
+                    str(k), shape=lv.shape, dtype=lv.dtype, chunks=(4, 16, 16), dimension_names=AXES
+                )
                 a[...] = lv
             ome = _ngff_attrs(name, [lv.shape for lv in llevels], VOXEL)
             ome["image-label"] = {

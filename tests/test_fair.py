@@ -101,7 +101,8 @@ def test_complete_workspace_passes_what_it_can_and_waits_for_deposit(complete):
     write_prov_json(complete.log, complete.root / "curation" / "prov.json")
     report = fair_checklist(complete)
     for mid in ("FsF-F2-01M", "FsF-F3-01M", "FsF-A1-01M", "FsF-I1-01M", "FsF-I2-01M", "FsF-I3-01M", "FsF-R1-01MD",
-                "FsF-R1.1-01M", "FsF-R1.2-01M", "FsF-R1.3-01M", "FsF-R1.3-02D", "curated-E-contact", "curated-R1-ai-marking"):  # fmt: skip
+                "FsF-R1.1-01M", "FsF-R1.2-01M", "FsF-R1.3-01M", "FsF-R1.3-02D", "curated-E-contact", "curated-R1-ai-marking",
+                "curated-R1.3-ngff-valid"):  # fmt: skip
         assert _status(report, mid) == "pass", (mid, report.metric(mid).message)
     for mid in ("FsF-F1-02D", "FsF-F4-01M", "FsF-A1-02M", "FsF-A1-03D", "FsF-A2-01M"):
         assert _status(report, mid) == "pending-deposit", mid
@@ -210,6 +211,38 @@ def test_metadata_that_disagrees_with_the_store_fails_r1_with_both_values(tmp_pa
     t4 = report_test(report, "FsF-R1-01MD", "FsF-R1-01MD-4")
     # x/y are 5 micrometres in the record but 5 nm in the store; z (0.02 µm = 20 nm) agrees
     assert t4.status == "fail" and "voxel_size_x" in t4.message and "voxel_size_z" not in t4.message
+
+
+def test_stores_the_validators_reject_fail_the_ngff_check_naming_store_and_problem(tmp_path):
+    """A deposit must not carry an OME-Zarr image that readers misread, however well its
+    metadata parse: here chunks written where the key encoding cannot name them (what
+    curated before 2026-12-07 wrote into unsharded stores, read back as all zero) and a
+    label image whose pyramid disagrees with its image's."""
+    import zarr
+
+    ws = make_complete_workspace(tmp_path / "ws")
+    ok = fair_checklist(ws, write=False).metric("curated-R1.3-ngff-valid")
+    assert ok.status == "pass" and ok.evidence[0].file == "derived/cell.ome.zarr"
+    level0 = ws.root / "derived/cell.ome.zarr/labels/mito-truth/0"
+    for chunk_dir in (level0 / "c").iterdir():  # the layout the old writer left
+        chunk_dir.rename(level0 / chunk_dir.name)
+    (level0 / "c").rmdir()
+    pred = zarr.open_group(str(ws.root / "derived/cell.ome.zarr/labels/mito-pred"), mode="r+")
+    ome = dict(pred.attrs["ome"])
+    ms = [dict(m) for m in ome["multiscales"]]
+    ms[0]["datasets"] = ms[0]["datasets"][:1]  # one level where the image has two
+    ome["multiscales"] = ms
+    pred.attrs["ome"] = ome
+    before = {p: p.read_bytes() for p in (ws.root / "derived").rglob("*") if p.is_file()}
+    m = fair_checklist(ws, write=False).metric("curated-R1.3-ngff-valid")
+    assert m.status == "fail" and m.score == 0
+    assert m.message.startswith("derived/cell.ome.zarr: ")
+    found = " ".join(str(e.value) for e in m.evidence)
+    assert "labels/mito-truth: level 0: chunk objects outside c/" in found
+    assert "mito-pred" in found
+    assert all(e.file == "derived/cell.ome.zarr" for e in m.evidence)
+    # the check reads; it never repairs or rewrites the store
+    assert before == {p: p.read_bytes() for p in (ws.root / "derived").rglob("*") if p.is_file()}
 
 
 def test_unmarked_ai_labels_and_undocumented_models_fail(tmp_path):

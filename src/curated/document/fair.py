@@ -910,6 +910,42 @@ def check_community_file_format(ctx: FairContext) -> Outcome:
 
 
 @check
+def check_ome_zarr_valid(ctx: FairContext) -> Outcome:
+    """Every OME-Zarr image (and its label images) passes the NGFF validators.
+
+    The survey only parses the metadata; here ``ome-zarr-models``, ``yaozarrs`` and
+    curated's own checks (:func:`curated.images.validate_ome_zarr`) run, so a store that a
+    viewer would misread (wrong scales, a label image whose shape differs from its image,
+    chunks its key encoding cannot name) fails before it is deposited."""
+    from curated.images import validate_ome_zarr
+
+    images = ctx.survey.images
+    if not images:
+        return Outcome(
+            PASS, "no OME-Zarr images in derived/, so none to validate", [Evidence("derived")]
+        )
+    ev, bad = [], []
+    for img in images:
+        where = ctx.survey.rel(img.path)
+        problems = validate_ome_zarr(img.path, conventions=False)
+        if problems:
+            bad.append(
+                f"{where}: {problems[0]}"
+                + (f" (+{len(problems) - 1} more)" if problems[1:] else "")
+            )
+            ev += [Evidence(where, "OME-NGFF", p) for p in problems[:5]]
+        else:
+            ev.append(Evidence(where, "OME-NGFF", f"valid {img.ngff_version or ''}".strip()))
+    if bad:
+        return Outcome(FAIL, "; ".join(bad), ev)
+    return Outcome(
+        PASS,
+        f"{len(images)} OME-Zarr image(s) pass ome-zarr-models, yaozarrs and curated's own checks",
+        ev,
+    )
+
+
+@check
 def check_contact_person(ctx: FairContext) -> Outcome:
     for i, a in enumerate(ctx.get("study.authors") or []):
         if isinstance(a, dict) and (a.get("contact") or "ContactPerson" in (a.get("role") or [])):

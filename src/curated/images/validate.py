@@ -12,14 +12,19 @@ from curated.images.ngff import label_names as _label_names
 from curated.images.units import LENGTH_UNITS, TIME_UNITS
 
 
-def validate_ome_zarr(path: str | Path) -> list[str]:
+def validate_ome_zarr(path: str | Path, *, conventions: bool = True) -> list[str]:
     """Return the problems found in the OME-Zarr image at ``path`` (empty when valid).
 
     Runs ``ome-zarr-models`` (0.4 and 0.5) and ``yaozarrs`` (0.5 store check), then
     checks what they do not enforce: UDUNITS unit names, ``scale = voxel * factor``
     with integer factors, ``translation = (factor - 1) / 2 * voxel``, level shapes
-    ``ceil(n / factor)``, and every label image's level count, shapes, scales and
-    integer type against the image.
+    ``ceil(n / factor)``, chunk objects the key encoding can name, and every label
+    image's level count, shapes, scales and integer type against the image.
+
+    ``conventions=False`` leaves out the one check that is curated's convention rather
+    than the specification's: the half-voxel translation of a windowed-mean level (other
+    writers, ome-zarr-py among them, give coarser levels no translation). The FAIR
+    checklist judges other people's stores this way.
     """
     root = Path(path)
     meta = read_ngff(root, tolerant=True)
@@ -32,7 +37,7 @@ def validate_ome_zarr(path: str | Path) -> list[str]:
     problems += _ome_zarr_models(root, version)
     if version == "0.5":
         problems += _yaozarrs(root)
-    problems += _own_checks(root, meta)
+    problems += _own_checks(root, meta, conventions)
     return problems
 
 
@@ -146,7 +151,7 @@ def _axis_units(meta: NgffMetadata, where: str) -> list[str]:
 
 
 def _levels(
-    root: Path, meta: NgffMetadata, where: str, problems: list[str]
+    root: Path, meta: NgffMetadata, where: str, problems: list[str], conventions: bool = True
 ) -> list[dict[str, Any]] | None:
     """Each level's path, shape, dtype and effective scale/translation, after the pyramid checks."""
     if meta.problems or not meta.levels:
@@ -178,13 +183,13 @@ def _levels(
             "translation": list(lv.translation),
         }
         if out:
-            problems += _against_base(out[0], level, names, where)
+            problems += _against_base(out[0], level, names, where, conventions)
         out.append(level)
     return out
 
 
 def _against_base(
-    base: dict[str, Any], level: dict[str, Any], names: list[str], where: str
+    base: dict[str, Any], level: dict[str, Any], names: list[str], where: str, conventions: bool
 ) -> list[str]:
     """A coarser level: integer factors, windowed-mean translation and ``ceil(n / factor)`` shapes."""
     problems = []
@@ -198,7 +203,7 @@ def _against_base(
             continue
         f = round(f)
         want_tr = base["translation"][i] + (f - 1) / 2 * base["scale"][i]
-        if abs(tr[i] - want_tr) > 1e-6 * max(1.0, abs(want_tr)):
+        if conventions and abs(tr[i] - want_tr) > 1e-6 * max(1.0, abs(want_tr)):
             problems.append(
                 f"{where}: level {path} axis {name}: translation {tr[i]} should be {want_tr} for a {f}x windowed downsampling"
             )
@@ -210,9 +215,9 @@ def _against_base(
     return problems
 
 
-def _own_checks(root: Path, meta: NgffMetadata) -> list[str]:
+def _own_checks(root: Path, meta: NgffMetadata, conventions: bool = True) -> list[str]:
     problems: list[str] = []
-    levels = _levels(root, meta, str(root), problems)
+    levels = _levels(root, meta, str(root), problems, conventions)
     if levels is None:
         return problems
     for name in meta.labels:
@@ -225,7 +230,7 @@ def _own_checks(root: Path, meta: NgffMetadata) -> list[str]:
         if lmeta.incomplete:
             problems.append(f"{where}: unfinished label image is listed")
             continue
-        llevels = _levels(lroot, lmeta, where, problems)
+        llevels = _levels(lroot, lmeta, where, problems, conventions)
         if llevels is not None:
             problems += _label_against_image(llevels, levels, where)
         cur = lmeta.attrs.get("curated")
