@@ -171,3 +171,41 @@ def test_import_ome_bad_inputs_exit_1_and_name_the_file(runner, tmp_path):
 def test_commands_on_a_folder_that_is_not_a_workspace_exit_1(runner, tmp_path):
     result = runner.invoke(app, ["metadata", "set", str(tmp_path), "study.title", "x"])
     assert result.exit_code == 1 and "not a curated workspace" in flat(result.output)
+
+
+def test_validate_an_ome_zarr_image_runs_the_ngff_validators(runner, tmp_path):
+    import json
+
+    import zarr
+
+    from curated.images import write_ome_zarr
+
+    vol = np.random.default_rng(0).integers(0, 255, (12, 40, 40), dtype=np.uint8)
+    store = tmp_path / "i.ome.zarr"
+    write_ome_zarr(vol, store, voxel_size=(8, 4, 4), chunks=16, shard=32)
+    ok = runner.invoke(app, ["metadata", "validate", str(store)])
+    assert ok.exit_code == 0, ok.output
+    assert "valid" in ok.output and "yaozarrs" in ok.output
+
+    meta = json.loads((store / "zarr.json").read_text())
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    ms["datasets"][1]["coordinateTransformations"][1]["translation"] = [0.0, 0.0, 0.0]
+    (store / "zarr.json").write_text(json.dumps(meta))
+    bad = runner.invoke(app, ["metadata", "validate", str(store)])
+    assert bad.exit_code == 1 and "translation 0.0 should be" in flat(bad.output)
+    # the half-voxel translation is curated's convention, not the specification's
+    spec = runner.invoke(app, ["metadata", "validate", str(store), "--spec-only"])
+    assert spec.exit_code == 0, spec.output
+
+    for a in ms["axes"]:
+        a["unit"] = "nm"
+    (store / "zarr.json").write_text(json.dumps(meta))
+    js = runner.invoke(app, ["metadata", "validate", str(store), "--spec-only", "--json"])
+    report = json.loads(js.stdout)
+    assert js.exit_code == 1 and report["valid"] is False
+    assert any("UDUNITS" in p for p in report["problems"])
+
+    plain = tmp_path / "plain.zarr"  # a Zarr group with no NGFF metadata
+    zarr.open_group(str(plain), mode="w", zarr_format=3)
+    res = runner.invoke(app, ["metadata", "validate", str(plain)])
+    assert res.exit_code == 1 and "does not contain an 'ome' key" in flat(res.output)

@@ -76,17 +76,35 @@ def init(
 @metadata_app.command("validate")
 @handle_errors
 def validate(
-    path: Path = typer.Argument(..., help="A workspace folder, or a YAML/JSON record file."),
+    path: Path = typer.Argument(
+        ..., help="A workspace folder, a YAML/JSON record file, or an OME-Zarr image."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="Print errors only (no warnings, no table)."
     ),
+    spec_only: bool = typer.Option(
+        False,
+        "--spec-only",
+        help="OME-Zarr: leave out curated's own pyramid convention (the half-voxel translation "
+        "of windowed-mean levels), which the specification does not require.",
+    ),
 ) -> None:
-    """Check a record: errors (exit 1) with field paths, graded warnings, completeness per REMBI module."""
+    """Check a record: errors (exit 1) with field paths, graded warnings, completeness per REMBI module.
+
+    Given an OME-Zarr image, run ome-zarr-models, yaozarrs and curated's own checks on it
+    and its label images instead (exit 1 when any finds a problem)."""
+    from curated.images import is_zarr_store
     from curated.metadata import validate_record
 
     if not path.exists():
-        raise MetadataError("not found; give a workspace folder or a YAML/JSON record", path=path)
+        raise MetadataError(
+            "not found; give a workspace folder, a YAML/JSON record or an OME-Zarr image",
+            path=path,
+        )
+    if path.is_dir() and is_zarr_store(path):
+        _validate_ome_zarr(path, as_json=as_json, conventions=not spec_only)
+        return
     report = validate_record(path)
     where = report.path or str(path)
     if as_json:
@@ -123,6 +141,27 @@ def validate(
         f"[bold red]invalid[/]: {escape(where)}: {len(report.errors)} error(s)", highlight=False
     )
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _validate_ome_zarr(path: Path, *, as_json: bool, conventions: bool) -> None:
+    from curated.images import validate_ome_zarr
+
+    problems = validate_ome_zarr(path, conventions=conventions)
+    if as_json:
+        print_json({"path": str(path), "valid": not problems, "problems": problems})
+        raise typer.Exit(EXIT_BAD_INPUT if problems else 0)
+    for p in problems:
+        err_console.print(f"[bold red]error:[/] {escape(p)}", highlight=False, soft_wrap=True)
+    if problems:
+        err_console.print(
+            f"[bold red]invalid[/]: {escape(str(path))}: {len(problems)} problem(s)",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(
+        f"[green]valid[/]: {escape(str(path))} (ome-zarr-models, yaozarrs, curated's checks)",
+        highlight=False,
+    )
 
 
 @metadata_app.command("import-ome")
