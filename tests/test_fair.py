@@ -241,6 +241,7 @@ def test_stores_the_validators_reject_fail_the_ngff_check_naming_store_and_probl
     assert "labels/mito-truth: level 0: chunk objects outside c/" in found
     assert "mito-pred" in found
     assert all(e.file == "derived/cell.ome.zarr" for e in m.evidence)
+    assert str(tmp_path) not in m.message + found  # no local paths in a report bags ship
     # the check reads; it never repairs or rewrites the store
     assert before == {p: p.read_bytes() for p in (ws.root / "derived").rglob("*") if p.is_file()}
 

@@ -927,7 +927,11 @@ def check_ome_zarr_valid(ctx: FairContext) -> Outcome:
     ev, bad = [], []
     for img in images:
         where = ctx.survey.rel(img.path)
-        problems = validate_ome_zarr(img.path, conventions=False)
+        # the validator names the store by its local path; the report (shipped in bags) by
+        # the workspace-relative one
+        problems = [
+            p.replace(f"{img.path}: ", "") for p in validate_ome_zarr(img.path, conventions=False)
+        ]
         if problems:
             bad.append(
                 f"{where}: {problems[0]}"
