@@ -517,3 +517,31 @@ def test_names_that_only_start_like_documentation_are_not_documentation(tmp_path
     from curated.curation.check import DOC_NAMES
 
     assert not DOC_NAMES.match(name)
+
+
+def test_ome_zarr_images_handed_in_are_validated(ws, tmp_path):
+    import zarr
+
+    from curated.images import write_ome_zarr
+
+    raw = tmp_path / "raw"
+    vol = np.random.default_rng(0).integers(0, 255, (8, 32, 32), dtype=np.uint8)
+    write_ome_zarr(vol, raw / "good.ome.zarr", voxel_size=(8, 4, 4), chunks=16)
+    write_ome_zarr(vol, raw / "bad.ome.zarr", voxel_size=(8, 4, 4), chunks=16)
+    meta = json.loads((raw / "bad.ome.zarr" / "zarr.json").read_text())
+    for a in meta["attributes"]["ome"]["multiscales"][0]["axes"]:
+        a["unit"] = "nm"  # not a UDUNITS-2 name: viewers cannot read the voxel size
+    (raw / "bad.ome.zarr" / "zarr.json").write_text(json.dumps(meta))
+    zarr.open_group(str(raw / "plain.zarr"), mode="w", zarr_format=3)  # no NGFF: not judged
+    before = {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+    report = check(ws, [raw])
+    flags = report.flags_by_code("invalid-ome-zarr")
+    assert len(flags) == 1 and flags[0].paths[0].endswith("raw/bad.ome.zarr")
+    assert flags[0].severity == "warning"
+    assert "UDUNITS" in flags[0].message and "curated metadata validate" in flags[0].message
+    assert str(tmp_path) not in flags[0].message
+    # a store given as the source itself is judged too; sources are never modified
+    alone = check(ws, [raw / "bad.ome.zarr"])
+    assert [f.paths[0] for f in alone.flags_by_code("invalid-ome-zarr")] == [flags[0].paths[0]]
+    assert check(ws, [raw / "good.ome.zarr"]).flags_by_code("invalid-ome-zarr") == []
+    assert before == {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}

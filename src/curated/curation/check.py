@@ -1159,6 +1159,7 @@ def check(
         flags = found.flags
         _flag_files(found.files, flags, walker, found.personal, found.phi)
         _flag_missing_docs(ws, record, found)
+        _flag_invalid_ome_zarr(paths, ws, flags)
         checklist = _checklist(
             record, found.files, flags, walker, found.docs, found.licences, found.naming
         )
@@ -1178,6 +1179,47 @@ def check(
             "flags": dict(Counter(f.code for f in flags)),
         }
     return report
+
+
+def _flag_invalid_ome_zarr(
+    paths: Sequence[Path], ws: Workspace | None, flags: list[RedFlag]
+) -> None:
+    """Run the NGFF validators on OME-Zarr images handed in: a source that is one, or a
+    folder's direct members that are (``raw/cell01.ome.zarr``).
+
+    Found here, a problem is the depositor's to explain or fix before anything is converted
+    from the store; curated's own pyramid convention is not asked of other tools' stores."""
+    from curated.images import read_ngff, validate_ome_zarr
+    from curated.walk import is_zarr_store
+
+    stores = []
+    for src in paths:
+        if src.is_dir() and is_zarr_store(src):
+            stores.append(src)
+        elif src.is_dir():
+            try:
+                stores += sorted(p for p in src.iterdir() if p.is_dir() and is_zarr_store(p))
+            except OSError:
+                continue  # the walk already flagged an unreadable folder
+    for store in stores:
+        meta = read_ngff(store, tolerant=True)
+        if not any(k in meta.attrs for k in ("ome", "multiscales")):
+            continue  # a plain Zarr store (or an array), not an OME-Zarr image
+        problems = [
+            p.replace(f"{store}: ", "") for p in validate_ome_zarr(store, conventions=False)
+        ]
+        if problems:
+            more = f" (+{len(problems) - 1} more)" if problems[1:] else ""
+            shown = display_path(str(store if ws is None else ws.relative(store)))
+            flags.append(
+                RedFlag(
+                    "invalid-ome-zarr",
+                    "warning",
+                    f"OME-Zarr image does not validate: {problems[0]}{more}; "
+                    f"`curated metadata validate {shown}` lists every problem",
+                    [shown],
+                )
+            )
 
 
 def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:
