@@ -1190,6 +1190,7 @@ def _flag_invalid_ome_zarr(
     Found here, a problem is the depositor's to explain or fix before anything is converted
     from the store; curated's own pyramid convention is not asked of other tools' stores."""
     from curated.images import read_ngff, validate_ome_zarr
+    from curated.images.ngff import declares_image
     from curated.walk import is_zarr_store
 
     stores = []
@@ -1208,7 +1209,7 @@ def _flag_invalid_ome_zarr(
                 continue  # the walk already flagged an unreadable folder
     for store in stores:
         meta = read_ngff(store, tolerant=True)
-        if not any(k in meta.attrs for k in ("ome", "multiscales")):
+        if not declares_image(meta.attrs):
             continue  # a plain Zarr store (or an array), not an OME-Zarr image
         problems = [
             p.replace(f"{store}: ", "") for p in validate_ome_zarr(store, conventions=False)
