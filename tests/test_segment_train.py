@@ -1112,3 +1112,31 @@ def test_isotropic_training_turns_structures_along_z_into_the_plane(tmp_path) ->
     assert z_swap_axes((8, 8, 8), (52, 52, 52), on) == ()  # transposes do it already
     assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation(transposes=False, swap_z=True)) == ()
     assert z_swap_axes((8, 8, 8), (46, 52, 52), Augmentation()) == ()  # off by default
+
+
+def test_pointwise_convolutions_are_matrix_products_with_conv3d_parameters() -> None:
+    """1×1×1 convolutions run as a channel matrix product (oneDNN was slower on two threads
+    than on one for them) yet keep nn.Conv3d's parameters: weights saved before load, and
+    the output equals the convolution's."""
+    from curated.segment.train import network_config
+    from curated.segment.unet import PointwiseConv3d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(4, 3, 1)
+    pw = PointwiseConv3d(4, 3)
+    pw.load_state_dict(conv.state_dict())  # the same keys and shapes
+    x = torch.randn(2, 4, 5, 6, 7)
+    assert torch.allclose(pw(x), conv(x), atol=1e-6)
+    no_bias = PointwiseConv3d(4, 3, bias=False)
+    assert no_bias.bias is None and "bias" not in no_bias.state_dict()
+    # a 5 nm plan's pointwise top level uses it; gradients flow as through a convolution
+    net = UNet3D(network_config((5.0, 5.0, 5.0), None, 8, "batch"))
+    kinds = {type(m).__name__ for m in net.modules() if isinstance(m, torch.nn.Conv3d)}
+    assert kinds == {"Conv3d", "PointwiseConv3d"}
+    y = pw(x.requires_grad_(True)).sum()
+    y.backward()
+    assert (
+        x.grad is not None
+        and pw.weight.grad is not None
+        and pw.weight.grad.shape == (3, 4, 1, 1, 1)
+    )
