@@ -1189,8 +1189,9 @@ def _flag_invalid_ome_zarr(
 
     Found here, a problem is the depositor's to explain or fix before anything is converted
     from the store; curated's own pyramid convention is not asked of other tools' stores."""
-    from curated.images import read_ngff, validate_ome_zarr
+    from curated.images import read_ngff
     from curated.images.ngff import declares_image
+    from curated.images.validate import store_problems
     from curated.walk import is_zarr_store
 
     stores = []
@@ -1211,9 +1212,7 @@ def _flag_invalid_ome_zarr(
         meta = read_ngff(store, tolerant=True)
         if not declares_image(meta.attrs):
             continue  # a plain Zarr store (or an array), not an OME-Zarr image
-        problems = [
-            p.replace(f"{store}: ", "") for p in validate_ome_zarr(store, conventions=False)
-        ]
+        problems = store_problems(store, conventions=False)
         if problems:
             more = f" (+{len(problems) - 1} more)" if problems[1:] else ""
             shown = display_path(str(store if ws is None else ws.relative(store)))

@@ -917,7 +917,7 @@ def check_ome_zarr_valid(ctx: FairContext) -> Outcome:
     curated's own checks (:func:`curated.images.validate_ome_zarr`) run, so a store that a
     viewer would misread (wrong scales, a label image whose shape differs from its image,
     chunks its key encoding cannot name) fails before it is deposited."""
-    from curated.images import validate_ome_zarr
+    from curated.images.validate import store_problems
 
     images = ctx.survey.images
     if not images:
@@ -927,11 +927,7 @@ def check_ome_zarr_valid(ctx: FairContext) -> Outcome:
     ev, bad = [], []
     for img in images:
         where = ctx.survey.rel(img.path)
-        # the validator names the store by its local path; the report (shipped in bags) by
-        # the workspace-relative one
-        problems = [
-            p.replace(f"{img.path}: ", "") for p in validate_ome_zarr(img.path, conventions=False)
-        ]
+        problems = store_problems(img.path, conventions=False)  # named by `where`, not locally
         if problems:
             bad.append(
                 f"{where}: {problems[0]}"

@@ -41,6 +41,13 @@ def validate_ome_zarr(path: str | Path, *, conventions: bool = True) -> list[str
     return problems
 
 
+def store_problems(path: str | Path, *, conventions: bool = True) -> list[str]:
+    """:func:`validate_ome_zarr`'s problems with places named inside the store (``labels/x:
+    level 0: ...``) rather than after the local path, for reports that travel (bags, logs)."""
+    prefix = f"{Path(path)}: "
+    return [p.removeprefix(prefix) for p in validate_ome_zarr(path, conventions=conventions)]
+
+
 def _ome_zarr_models(root: Path, version: str) -> list[str]:
     import zarr
 
