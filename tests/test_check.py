@@ -545,3 +545,33 @@ def test_ome_zarr_images_handed_in_are_validated(ws, tmp_path):
     assert [f.paths[0] for f in alone.flags_by_code("invalid-ome-zarr")] == [flags[0].paths[0]]
     assert check(ws, [raw / "good.ome.zarr"]).flags_by_code("invalid-ome-zarr") == []
     assert before == {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+
+
+def test_ome_zarr_images_nested_anywhere_in_a_source_are_validated(ws, tmp_path):
+    """Stores deep in a source tree, and images inside a container group (bioformats2raw's
+    layout), are judged too; the groups inside a store are not taken for stores of their own."""
+    import zarr
+
+    from curated.images import write_ome_zarr
+
+    raw = tmp_path / "raw"
+    vol = np.random.default_rng(0).integers(0, 255, (8, 32, 32), dtype=np.uint8)
+    deep = raw / "2024" / "grid3" / "cell.ome.zarr"
+    write_ome_zarr(vol, deep, voxel_size=(8, 4, 4), chunks=16)
+    container = raw / "scan.zarr"
+    zarr.open_group(str(container), mode="w", zarr_format=3).attrs["bioformats2raw.layout"] = 3
+    write_ome_zarr(vol, container / "0", voxel_size=(8, 4, 4), chunks=16)
+    write_ome_zarr(vol, container / "1", voxel_size=(8, 4, 4), chunks=16)
+    zarr.open_array(str(raw / "flat.zarr"), mode="w", shape=(4, 4), chunks=(2, 2), dtype="u1")[
+        :
+    ] = 1
+    assert check(ws, [raw]).flags_by_code("invalid-ome-zarr") == []
+    for bad in (deep, container / "1"):
+        meta = json.loads((bad / "zarr.json").read_text())
+        for a in meta["attributes"]["ome"]["multiscales"][0]["axes"]:
+            a["unit"] = "nm"
+        (bad / "zarr.json").write_text(json.dumps(meta))
+    before = {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+    flagged = sorted(f.paths[0] for f in check(ws, [raw]).flags_by_code("invalid-ome-zarr"))
+    assert [p.rsplit("raw/", 1)[1] for p in flagged] == ["2024/grid3/cell.ome.zarr", "scan.zarr/1"]
+    assert before == {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()}

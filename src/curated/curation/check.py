@@ -42,7 +42,7 @@ from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, hash_fd_at, sha256_file_head, tree_record
 from curated.provenance.log import Artifact
 from curated.results import Result
-from curated.walk import DIR, Files, Folder, Special, Unreadable, walk
+from curated.walk import DIR, Files, Folder, Special, Unreadable, is_zarr_store, walk
 from curated.workspace import Workspace, as_workspace, recorder
 
 CHECK_FILE = "curation/check.json"
@@ -478,6 +478,8 @@ class _Walker:
         self.max_depth = 0
         self.folder_counts: Counter[str] = Counter()
         """Entries of each crowded folder (more than :data:`CROWDED_FOLDER`)."""
+        self.zarr_stores: list[str] = []
+        """The outermost Zarr stores met at any depth of the walks (their groups not again)."""
 
     def shown_root(self, source: str) -> str:
         """How ``source`` itself is shown: relative to the workspace, else its own name."""
@@ -563,8 +565,15 @@ class _Walker:
             yield (ev.folder, names, ev.prefix, False), shown_names
 
     def _folder(self, ev: Folder | Unreadable, shown_prefix: str, depth: int) -> None:
-        """A folder met: counted, or a red flag when it cannot be listed."""
+        """A folder met: counted, noted when it is a Zarr store, or a red flag when it cannot
+        be listed."""
         self.dirs_seen += 1
+        if type(ev) is Folder:
+            stores = self.zarr_stores
+            # depth-first: a folder inside a store comes right after the store's root, so only
+            # the last store found can hold it (one list entry per store, not per group)
+            if not (stores and ev.path.startswith(stores[-1] + os.sep)) and is_zarr_store(ev.path):
+                stores.append(ev.path)
         if depth > self.max_depth:
             self.max_depth = depth
         if type(ev) is Unreadable:
@@ -1159,7 +1168,7 @@ def check(
         flags = found.flags
         _flag_files(found.files, flags, walker, found.personal, found.phi)
         _flag_missing_docs(ws, record, found)
-        _flag_invalid_ome_zarr(paths, ws, flags)
+        _flag_invalid_ome_zarr(walker.zarr_stores, ws, flags)
         checklist = _checklist(
             record, found.files, flags, walker, found.docs, found.licences, found.naming
         )
@@ -1182,32 +1191,35 @@ def check(
 
 
 def _flag_invalid_ome_zarr(
-    paths: Sequence[Path], ws: Workspace | None, flags: list[RedFlag]
+    found: Sequence[str], ws: Workspace | None, flags: list[RedFlag]
 ) -> None:
-    """Run the NGFF validators on OME-Zarr images handed in: a source that is one, or a
-    folder's direct members that are (``raw/cell01.ome.zarr``).
+    """Run the NGFF validators on the OME-Zarr images handed in, at any depth of the sources
+    (``found``: the outermost Zarr stores the walk met, :attr:`_Walker.zarr_stores`).
 
-    Found here, a problem is the depositor's to explain or fix before anything is converted
-    from the store; curated's own pyramid convention is not asked of other tools' stores."""
+    A store that is not an image itself (a bioformats2raw container, a plain Zarr group of
+    images) has its direct member groups that are images judged instead. Found here, a
+    problem is the depositor's to explain or fix before anything is converted from the
+    store; curated's own pyramid convention is not asked of other tools' stores."""
     from curated.images import read_ngff
     from curated.images.ngff import declares_image
     from curated.images.validate import store_problems
-    from curated.walk import is_zarr_store
 
-    stores = []
-    for src in paths:
-        if src.is_dir() and is_zarr_store(src):
-            stores.append(src)
-        elif src.is_dir():
-            try:  # scandir's entry types: no stat per member of a million-file folder
-                with os.scandir(src) as entries:
-                    stores += sorted(
-                        Path(e.path)
-                        for e in entries
-                        if e.is_dir(follow_symlinks=False) and is_zarr_store(e.path)
-                    )
-            except OSError:
-                continue  # the walk already flagged an unreadable folder
+    stores: list[Path] = []
+    for root in found:
+        if declares_image(read_ngff(root, tolerant=True).attrs):
+            stores.append(Path(root))
+            continue
+        if _zarr_array(root):
+            continue  # an array's members are its chunks (a flat v2 array: millions of them)
+        try:  # scandir's entry types: no stat per member of a million-chunk array
+            with os.scandir(root) as entries:
+                stores += sorted(
+                    Path(e.path)
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False) and is_zarr_store(e.path)
+                )
+        except OSError:
+            continue  # the walk already flagged an unreadable folder
     for store in stores:
         meta = read_ngff(store, tolerant=True)
         if not declares_image(meta.attrs):
@@ -1225,6 +1237,18 @@ def _flag_invalid_ome_zarr(
                     [shown],
                 )
             )
+
+
+def _zarr_array(path: str) -> bool:
+    """Whether the Zarr store at ``path`` is an array (v2 ``.zarray``, v3 ``node_type``)."""
+    if os.path.isfile(os.path.join(path, ".zarray")):
+        return True
+    try:
+        with open(os.path.join(path, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "array"
 
 
 def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:
