@@ -135,6 +135,26 @@ def test_ome_zarr_04_is_re_encoded_as_05(tmp_path):
     assert res.details["source_kind"] == "ome-zarr"
 
 
+def test_a_bioformats2raw_container_of_one_series_converts_its_image(tmp_path):
+    """bioformats2raw writes each series of a vendor file as an OME-Zarr image ``0/``, ``1/``,
+    ... inside a plain group marked ``bioformats2raw.layout``; with one series that image is
+    what the curator means; with several they are named, images rather than their arrays."""
+    scan = tmp_path / "scan.zarr"
+    zarr.open_group(str(scan), mode="w", zarr_format=2).attrs["bioformats2raw.layout"] = 3
+    convert_to_ome_zarr(zarr_array(tmp_path / "a.zarr", 2), scan / "0", voxel_size=(8, 4, 4), ngff_version="0.4", **SMALL)  # fmt: skip
+    src = open_source(scan)
+    assert src.kind == "ome-zarr" and src.shape == VOL.shape and src.voxel_size == (8.0, 4.0, 4.0)
+    res = convert_to_ome_zarr(scan, tmp_path / "o.ome.zarr", **SMALL)
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL)
+    assert res.details["source_kind"] == "ome-zarr"
+    convert_to_ome_zarr(zarr_array(tmp_path / "b.zarr", 2), scan / "1", voxel_size=(8, 4, 4), ngff_version="0.4", **SMALL)  # fmt: skip
+    with pytest.raises(
+        InputError, match=r"OME-Zarr images in it: /0, /1; name one as scan\.zarr:/path"
+    ):
+        open_source(scan)
+    assert open_source(f"{scan}:/1").shape == VOL.shape
+
+
 # --------------------------------------------------------------- bad input
 def test_hdf5_file_with_several_datasets_names_them(tmp_path):
     src = h5(tmp_path / "v.h5")

@@ -563,10 +563,19 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
         if declares_image(attrs):
             return _open_ome_zarr(target, shown)
         # nested too (CREMI-style volumes/labels/...): members at any depth
-        arrays = sorted(
-            "/" + name for name, m in node.members(max_depth=None) if isinstance(m, zarr.Array)
+        members = sorted(("/" + name, m) for name, m in node.members(max_depth=None))
+        images = _outermost(
+            [name for name, m in members if isinstance(m, zarr.Group) and declares_image(m.attrs)]
         )
-        msg = f"{key or '/'} is a Zarr group, not an array or OME-Zarr image; arrays in it: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"
+        if len(images) == 1 and "bioformats2raw.layout" in attrs:
+            # bioformats2raw's container of one series: the image is its only OME-Zarr member
+            return _open_ome_zarr(target / images[0].strip("/"), f"{shown}:{images[0]}")
+        if images:
+            listed = f"OME-Zarr images in it: {', '.join(images[:10])}"
+        else:
+            arrays = [name for name, m in members if isinstance(m, zarr.Array)]
+            listed = f"arrays in it: {', '.join(arrays[:10]) or 'none'}"
+        msg = f"{key or '/'} is a Zarr group, not an array or OME-Zarr image; {listed}; name one as {root.name}:/path"
         raise InputError(msg, path=target)
     dtype = _check_dtype(node.dtype, shown)
     axes = _default_axes(node.ndim, shown)
@@ -588,6 +597,15 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
         not_carried=notes + _other_attrs(attrs, "Zarr attributes"),
         files=[str(root)],
     )
+
+
+def _outermost(groups: list[str]) -> list[str]:
+    """Sorted group paths without those inside another listed one (an image's label images)."""
+    kept: list[str] = []
+    for g in groups:
+        if not any(g.startswith(k + "/") for k in kept):
+            kept.append(g)
+    return kept
 
 
 def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
