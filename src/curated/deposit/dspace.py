@@ -426,7 +426,8 @@ class DSpaceRepository:
             holder[:] = [b]
             return b
 
-        r = self.http.request("POST", self._wsi(state), body=body, what=what)
+        # Each POST adds a bitstream: one whose answer was lost is looked for, not re-sent.
+        r = self.http.request("POST", self._wsi(state), body=body, idempotent=False, what=what)
         found = [self._remote(f) for f in self._files(r.data)]
         found = [f for f in found if f.name == item.basename]
         if not found:
@@ -465,6 +466,8 @@ class DSpaceRepository:
             headers=URI_LIST,
             what="submitting to the workflow",
         )
+        # the workflow item made; an answer without one submitted nothing
+        workflowitem = need(r.data, "id", what="submitting to the workflow")
         handle = None
         ir = self.http.request(
             "GET", f"/core/items/{state['item']}", allow=(404,), what="reading the item"
@@ -478,7 +481,7 @@ class DSpaceRepository:
             status,
             url=url,
             handle=handle,
-            extra={"workflowitem": (r.data or {}).get("id")},
+            extra={"workflowitem": workflowitem},
         )
 
     def landing(self, state: dict[str, Any]) -> Landing:
