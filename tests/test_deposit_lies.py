@@ -222,3 +222,21 @@ def test_retry_after_that_is_not_a_number_is_ignored(value):
         repo.route("GET", r"/x", busy)
         r = HttpSession(repo.url, retry=FAST, repository="Test").request("GET", "/x")
         assert r.status == 200 and hits["n"] == 2
+
+
+@pytest.mark.parametrize("workflow", [False, True], ids=["archived-at-once", "in-review"])
+def test_dspace_submission_answered_204_or_with_a_workflow_item_is_told_apart(bag, workflow):
+    """DSpace answers the submission 204 without a body when the collection has no reviewers
+    (the item is archived at once) and 201 with the workflow item when it waits for review;
+    both are successes, told apart by the item itself."""
+    with FakeDSpace(workflow=workflow) as fake:
+        done = deposit(
+            bag, to="dspace", url=_url("dspace", fake), target=COLLECTION, retry=FAST, publish=True
+        )
+        item = next(iter(fake.items.values()))
+        if workflow:
+            assert done.status == "submitted" and not item["inArchive"]
+            assert list(fake.workflow_items.values()) == [item["uuid"]]
+        else:
+            assert done.status == "published" and item["inArchive"]
+            assert done.handle == item["handle"]
