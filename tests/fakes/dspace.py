@@ -102,8 +102,13 @@ class FakeDSpace(FakeServer):
         collections: tuple[str, ...] = (COLLECTION,),
         version: str = "7.6",
         form: Form = DEFAULT_FORM,
+        workflow: bool = False,
     ) -> None:
         super().__init__()
+        # False: the collection has no reviewers, so a submission is archived at once and
+        # answered 204 (WorkflowItemRestRepository.createAndReturn); True: it waits for review
+        self.workflow = workflow
+        self.workflow_items: dict[int, str] = {}
         if version not in ("7.6", "8.0", "8.3"):
             raise ValueError(version)
         self.version = version
@@ -138,6 +143,7 @@ class FakeDSpace(FakeServer):
         self.route("PATCH", s + r"/submission/workspaceitems/(\d+)", self.patch)
         self.route("POST", s + r"/submission/workspaceitems/(\d+)", self.upload)
         self.route("POST", s + r"/workflow/workflowitems", self.submit)
+        self.route("GET", s + r"/workflow/workflowitems/search/item", self.search_workflow_item)
         self.route("GET", s + r"/core/items/([\w-]+)", self.item)
         self.route("POST", s + r"/versioning/versions", self.new_version)
         self.route("GET", s + r"/versioning/versions/(\d+)/item", self.version_item)
@@ -534,6 +540,11 @@ class FakeDSpace(FakeServer):
         if errs:
             return 422, {"status": 422, "message": "Unprocessable Entity", "errors": errs}
         item = self.items[w["item"]]
+        del self.wsis[w["id"]]
+        if self.workflow:  # in review: the workflow item is the answer
+            item["sections"] = w["sections"]
+            self.workflow_items[w["id"]] = w["item"]
+            return 201, {"id": w["id"], "type": "workflowitem"}
         item.update(
             {
                 "handle": f"123456789/{next(self.handles)}",
@@ -541,8 +552,16 @@ class FakeDSpace(FakeServer):
                 "sections": w["sections"],
             }
         )
-        del self.wsis[w["id"]]
-        return 201, {"id": w["id"], "type": "workflowitem"}
+        return 204, None  # archived at once: "a status code 204 with no content"
+
+    def search_workflow_item(self, req: Request):
+        # RestContract workflowitems.md "Get Single Workflow Item from Item UUID": 200 or 204.
+        if (bad := self._guard(req, write=False)) is not None:
+            return bad
+        for wid, item in self.workflow_items.items():
+            if item == req.query.get("uuid"):
+                return 200, {"id": wid, "type": "workflowitem"}
+        return 204, None
 
     def item(self, req: Request, iid: str):
         # RestContract items.md "Single Item".

@@ -38,6 +38,10 @@ def body_errors(reply: Reply, what: str, session: HttpSession, *, key: str = "er
     """Raise when a successful answer carries validation errors (Invenio drafts, Figshare, DSpace)."""
     data = reply.data
     errs = data.get(key) if isinstance(data, dict) else None
+    status = data.get("status") if isinstance(data, dict) else None
+    if not errs and isinstance(status, int) and not isinstance(status, bool) and status >= 400:
+        # an error document (Invenio's, Spring's) under a success status
+        errs = [str(data.get("message") or data.get("error") or f"status {status}")]
     if errs:
         lines = [
             session.clean(describe_error(e)) for e in (errs if isinstance(errs, list) else [errs])

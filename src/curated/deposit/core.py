@@ -15,9 +15,9 @@ from curated._io import write_json
 from curated._secrets import without_userinfo
 from curated._version import __version__
 from curated.deposit import payload, preflight
-from curated.deposit.http import RetryPolicy, env_token, hash_file, public_url
+from curated.deposit.http import LostResponse, RetryPolicy, env_token, hash_file, public_url
 from curated.deposit.journal import Journal
-from curated.deposit.protocol import Landing, RemoteFile, Repository, UploadItem
+from curated.deposit.protocol import Landing, RemoteFile, Repository, Uploaded, UploadItem
 from curated.deposit.targets import DSPACE_USER_ENV as DSPACE_USER_ENV
 from curated.deposit.targets import REGISTRY, Target, get_target
 from curated.errors import DepositError, IntegrityError
@@ -685,11 +685,11 @@ def _upload_all(
                     prog.advance(item.size, file=item.basename)
                     continue
                 repo.delete_file(state, rf)
-                for k in ("initiated", "file_id", "parts", "parts_done", "transfer", "committed"):
+                for k in UPLOAD_KEYS:
                     fe.pop(k, None)
             fe["status"] = "uploading"  # saved by the adapter once the server knows the file
-            up = repo.upload(
-                state, item, fe, journal.save, lambda n, _i=item: prog.advance(n, file=_i.basename)
+            up = _upload_once(
+                repo, state, item, fe, journal, lambda n, _i=item: prog.advance(n, file=_i.basename)
             )
             if up.local:
                 fe.update({"md5": up.local["md5"], "sha256": up.local["sha256"]})
@@ -699,8 +699,8 @@ def _upload_all(
                     f"uploading {item.name}: the repository reported no checksum, so the upload cannot be verified"
                 )
             mine = _local_digest(item, fe, r.algorithm)
-            if mine != r.checksum.lower():
-                for k in ("initiated", "file_id", "parts", "parts_done", "transfer", "committed"):
+            if mine != r.checksum.lower() or not _same_size(r, item):
+                for k in UPLOAD_KEYS:
                     fe.pop(k, None)
                 fe["status"] = "pending"
                 journal.save()
@@ -708,9 +708,11 @@ def _upload_all(
                     repo.delete_file(state, r)
                 except DepositError:
                     pass
+                told = f"{r.algorithm} {r.checksum}, {r.size} bytes"
                 msg = (
-                    f"uploading {item.name}: the repository's {r.algorithm} ({r.checksum}) differs from the file's ({mine}); "
-                    "the upload was corrupted in transit and has been discarded: re-run with --resume to send it again"
+                    f"uploading {item.name}: the repository reports {told}; the file has {mine}, "
+                    f"{item.size} bytes: the upload was corrupted in transit and has been discarded: "
+                    "re-run with --resume to send it again"
                 )
                 raise IntegrityError(msg, path=item.path)
             if not fe.get("sha256"):
@@ -726,6 +728,54 @@ def _upload_all(
             journal.save()
     finally:
         prog.finish()
+
+
+UPLOAD_KEYS = ("initiated", "file_id", "parts", "parts_done", "transfer", "committed", "direct")
+"""What an adapter keeps in a file's journal entry about one upload under way."""
+
+
+def _same_size(remote: RemoteFile, item: UploadItem) -> bool:
+    """Whether the size the repository reports (when it reports one) is the file's."""
+    if remote.size is None:
+        return True
+    try:
+        return int(remote.size) == item.size
+    except (TypeError, ValueError):
+        return False
+
+
+def _upload_once(
+    repo: Repository,
+    state: dict[str, Any],
+    item: UploadItem,
+    fe: dict[str, Any],
+    journal: Journal,
+    advance: Any,
+) -> Uploaded:
+    """Upload ``item``; when the answer to a request that stores it is lost, look instead
+    of sending it again, so that a file the repository did store is not stored twice.
+
+    A file found whole is taken; otherwise what was found is removed and the lost answer
+    raised (``--resume`` sends the file again).
+    """
+    try:
+        return repo.upload(state, item, fe, journal.save, advance)
+    except LostResponse:
+        found = repo.remote_files(state).get(item.name)
+        if (
+            found is not None
+            and found.checksum
+            and _same_size(found, item)
+            and _local_digest(item, fe, found.algorithm) == found.checksum.lower()
+        ):
+            return Uploaded(found, None)  # it arrived: the lost answer would have said so
+        if found is not None:
+            repo.delete_file(state, found)  # a partial copy: never left beside a new one
+        for k in UPLOAD_KEYS:
+            fe.pop(k, None)
+        fe["status"] = "pending"
+        journal.save()
+        raise
 
 
 def _fill(

@@ -226,8 +226,9 @@ class DataverseRepository:
             what="creating the dataset",
         )
         _status_errors(r, "creating the dataset")
-        data = need(r.data, "data", what="creating the dataset")
-        return {"id": data["id"], "pid": data["persistentId"]}
+        did = need(r.data, "data", "id", what="creating the dataset")
+        pid = need(r.data, "data", "persistentId", what="creating the dataset")
+        return {"id": did, "pid": pid}
 
     def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
         """The dataset an earlier create made in the collection before its answer was lost.
@@ -354,6 +355,7 @@ class DataverseRepository:
             params=self._pid(state),
             body=body,
             retry_on=_is_lock,
+            idempotent=False,  # each /add adds a file: a lost answer is looked up, not re-sent
             what=what,
         )
         _status_errors(r, what)
@@ -555,6 +557,17 @@ class DataverseRepository:
             what="publishing",
         )
         _status_errors(r, "publishing")
+        said = str((r.data or {}).get("status") if isinstance(r.data, dict) else "")
+        if said.upper() not in ("OK", "WORKFLOW_IN_PROGRESS"):
+            # Dataverse answers a publication with status OK (or a workflow under way);
+            # anything else is not taken for one.
+            text = self.http.clean(r.text.strip()[:200]) or "an empty body"
+            msg = (
+                f"publishing: Dataverse answered HTTP {r.status} without saying the dataset was "
+                f"published (it answered {text!r}); the draft and its files are kept: check it "
+                "there, then re-run with --resume"
+            )
+            raise DepositError(msg, details={"status": r.status, "record": state.get("pid")})
         self._wait_unlocked(state, "publishing")
         return self._landing(state, "published")
 

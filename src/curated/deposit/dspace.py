@@ -426,7 +426,8 @@ class DSpaceRepository:
             holder[:] = [b]
             return b
 
-        r = self.http.request("POST", self._wsi(state), body=body, what=what)
+        # Each POST adds a bitstream: one whose answer was lost is looked for, not re-sent.
+        r = self.http.request("POST", self._wsi(state), body=body, idempotent=False, what=what)
         found = [self._remote(f) for f in self._files(r.data)]
         found = [f for f in found if f.name == item.basename]
         if not found:
@@ -465,21 +466,44 @@ class DSpaceRepository:
             headers=URI_LIST,
             what="submitting to the workflow",
         )
-        handle = None
+        # 201 with the workflow item (in review), or 204 without a body when the collection has
+        # no reviewers and the item was archived at once (WorkflowItemRestRepository); either
+        # way the item itself says what happened, never a bare success status
+        answered = r.data.get("id") if isinstance(r.data, dict) else None
         ir = self.http.request(
             "GET", f"/core/items/{state['item']}", allow=(404,), what="reading the item"
         )
-        if ir.status == 200 and isinstance(ir.data, dict):
-            handle = ir.data.get("handle")
-        status = "published" if handle and (ir.data or {}).get("inArchive") else "submitted"
+        item = ir.data if ir.status == 200 and isinstance(ir.data, dict) else {}
+        handle = item.get("handle")
+        if handle and item.get("inArchive"):
+            status = "published"
+        else:
+            status = "submitted"
+            answered = answered if answered is not None else self._workflow_item(state, r)
         url = f"https://hdl.handle.net/{handle}" if handle else None
         return Landing(
-            str(state["item"]),
-            status,
-            url=url,
-            handle=handle,
-            extra={"workflowitem": (r.data or {}).get("id")},
+            str(state["item"]), status, url=url, handle=handle, extra={"workflowitem": answered}
         )
+
+    def _workflow_item(self, state: dict[str, Any], r: Reply) -> Any:
+        """The id of the item's workflow item; an error when it has none, for then the
+        submission answered success without submitting anything."""
+        wr = self.http.request(
+            "GET",
+            "/workflow/workflowitems/search/item",
+            params={"uuid": state["item"]},
+            allow=(204, 404),
+            what="looking for the item's workflow item",
+        )
+        if wr.status == 200 and isinstance(wr.data, dict) and wr.data.get("id") is not None:
+            return wr.data["id"]
+        said = self.http.clean(r.text.strip()[:200]) or "an empty body"
+        msg = (
+            f"submitting to the workflow: DSpace answered HTTP {r.status} ({said!r}) but the "
+            "item is neither archived nor in a workflow; the workspace item and its files are "
+            "kept: check it there, then re-run with --resume"
+        )
+        raise DepositError(msg, details={"status": r.status, "record": state.get("item")})
 
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(

@@ -359,6 +359,15 @@ class FigshareRepository:
     def publish(self, state: dict[str, Any]) -> Landing:
         r = self.http.request("POST", f"{self._article(state)}/publish", what="publishing")
         body_errors(r, "publishing", self.http)
+        if not isinstance(r.data, dict) or not r.data.get("location"):
+            # Figshare answers a publication with the public article's location.
+            text = self.http.clean(r.text.strip()[:200]) or "an empty body"
+            msg = (
+                f"publishing: Figshare answered HTTP {r.status} without the published article's "
+                f"location (it answered {text!r}); the article and its files are kept: check it "
+                "there, then re-run with --resume"
+            )
+            raise DepositError(msg, details={"status": r.status, "record": state["id"]})
         info = (
             self.http.request(
                 "GET", self._article(state), what="reading the published article"

@@ -304,9 +304,12 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "nan" parses as a float that no sleep takes; a server's nonsense means no advice
+        return max(seconds, 0.0) if seconds == seconds else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -846,6 +849,7 @@ class HttpSession:
     ) -> requests.Response:
         """One request and the redirects it meets, with the credential kept on its origin."""
         trusted = not self.foreign(url)
+        asked = method  # a POST turned into a GET by a 301/302/303 is still a POST's answer
         for _hop in range(MAX_REDIRECTS + 1):
             session = self.session if trusted else self.bare
             hdrs = dict(headers)
@@ -883,9 +887,11 @@ class HttpSession:
             else:
                 params = None  # already part of the URL redirected from
             if trusted and self.foreign(target):
-                if method not in ("GET", "HEAD") or data is not None or json_body is not None:
+                if asked not in ("GET", "HEAD") or data is not None or json_body is not None:
+                    # Another site's answer is never taken for the repository's answer to a
+                    # request that changes something (a forged "published", a foreign draft id).
                     msg = (
-                        f"{what}: {self.repository} redirected this {method} to another site "
+                        f"{what}: {self.repository} redirected this {asked} to another site "
                         f"({public_url(target)}); curated does not send credentials or request bodies "
                         "off the repository's origin. Check --url (it may need https:// or the API path)"
                     )

@@ -415,7 +415,20 @@ class InvenioRepository:
             return Landing(state["id"], "submitted", url=state.get("html"))
         r = self.http.request("POST", f"{self._draft(state)}/actions/publish", what="publishing")
         body_errors(r, "publishing", self.http)
-        data = r.data or {}
+        data = r.data if isinstance(r.data, dict) else {}
+        if data.get("is_published") is not True:
+            # Not the published record the service answers with: ask the record itself
+            # rather than take a bare success status for a publication.
+            landing = self.published(state)
+            if landing is None:
+                said = self.http.clean(r.text.strip()[:200]) or "an empty body"
+                msg = (
+                    f"publishing: {self.name} answered HTTP {r.status} but the record is not "
+                    f"published (it answered {said!r}); the draft and its files are kept: "
+                    "check it there, then re-run with --resume"
+                )
+                raise DepositError(msg, details={"status": r.status, "record": state["id"]})
+            return landing
         doi = ((data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (data.get("links") or {}).get("self_html") or state.get("html")
         return Landing(str(data.get("id") or state["id"]), "published", url=url, doi=doi)
@@ -458,7 +471,7 @@ class InvenioRepository:
             allow=(404, 410),
             what="checking whether it was published",
         )
-        if r.status != 200 or not isinstance(r.data, dict):
+        if r.status != 200 or not isinstance(r.data, dict) or r.data.get("is_published") is False:
             return None
         doi = ((r.data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (r.data.get("links") or {}).get("self_html") or state.get("html")
