@@ -7,6 +7,7 @@ answers to requests that create something (no second draft).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -482,8 +483,10 @@ def test_get_is_still_retried_after_a_read_timeout():
 class ListingInvenio(FakeInvenio):
     """InvenioRDM whose ``/user/records`` lists the account's drafts, as the real one does."""
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, *, zone: dt.timezone = dt.UTC, **kw: Any) -> None:
         super().__init__(**kw)
+        self.zone = zone  # the server's clock writes its times in this offset
+        self.created: dict[str, str] = {}
         self.routes.insert(
             0, ("GET", __import__("re").compile(r"/api/user/records$"), self.listing)
         )
@@ -491,18 +494,21 @@ class ListingInvenio(FakeInvenio):
     def listing(self, req: Request):
         if (bad := self._auth(req)) is not None:
             return bad
+        now = dt.datetime.now(self.zone).isoformat()
         hits = [
-            {**self._draft_json(d), "created": "2999-01-01T00:00:00+00:00"}
-            for d in self.drafts.values()
+            {**self._draft_json(d), "created": self.created.setdefault(key, now)}
+            for key, d in self.drafts.items()
         ]
         return 200, {"hits": {"hits": hits, "total": len(hits)}}
 
 
-def test_lost_draft_creation_is_found_not_duplicated(template, tmp_path, monkeypatch):
+@pytest.mark.parametrize("zone", [0, -5], ids=["utc", "utc-5"])
+def test_lost_draft_creation_is_found_not_duplicated(template, tmp_path, monkeypatch, zone):
+    """A server writing its times in another offset (UTC-5 reads earlier as text) too."""
     ws = bags.copy_workspace(template, tmp_path / "ws")
     bag = ws / "package" / "bag"
     monkeypatch.setenv("INVENIO_TOKEN", INV_TOKEN)
-    fake = ListingInvenio().start()
+    fake = ListingInvenio(zone=dt.timezone(dt.timedelta(hours=zone))).start()
     try:
         orig = fake.create
 

@@ -26,7 +26,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from curated.deposit._base import body_errors, make_session, need
+from curated.deposit._base import body_errors, made_since, make_session, need, one_lost_draft
 from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -444,22 +444,25 @@ class InvenioRepository:
             what="looking for a draft an earlier run created",
         )
         hits = ((r.data or {}).get("hits") or {}).get("hits") or []
+        # timestamps compared as instants (an offset other than ours, no string order); a
+        # draft without one proves nothing; several matches are the curator's to resolve
         found = [
-            h
+            (
+                f"draft {h['id']}",
+                {
+                    "id": str(h["id"]),
+                    "html": (h.get("links") or {}).get("self_html"),
+                    "community": self.community_id,
+                },
+            )
             for h in hits
             if isinstance(h, dict)
+            and h.get("id") is not None
             and not h.get("is_published")
             and (h.get("metadata") or {}).get("title") == title
-            and str(h.get("created") or since) >= since[:16]
+            and made_since(h.get("created"), since)
         ]
-        if len(found) != 1:
-            return None
-        h = found[0]
-        return {
-            "id": str(h["id"]),
-            "html": (h.get("links") or {}).get("self_html"),
-            "community": self.community_id,
-        }
+        return one_lost_draft(found, repository=self.name, since=since)
 
     def published(self, state: dict[str, Any]) -> Landing | None:
         """The record's landing when an earlier publish went through (its answer lost)."""
