@@ -155,6 +155,7 @@ def test_committed_file_of_the_wrong_size_is_not_confirmed(bag):
 UPLOADS = {
     "dspace": (FakeDSpace, r"/server/api/submission/workspaceitems/(\d+)", {"target": COLLECTION}),
     "dataverse": (FakeDataverse, r"/api/datasets/:persistentId/add", {"target": "lab"}),
+    "figshare": (FakeFigshare, r"/v2/account/articles/(\d+)/files", {}),
 }
 
 
@@ -171,6 +172,10 @@ def test_lost_answer_to_an_upload_stores_the_file_once(bag, to):
                 f["metadata"]["dc.title"][0]["value"] for f in wsi["sections"]["upload"]["files"]
             ]
             assert names == ["bag.zip"]
+        if to == "figshare":  # one entry per file, none left pending beside it
+            article = next(iter(fake.articles.values()))
+            assert len(article["files"]) == len(receipt.files)
+            assert {f["status"] for f in article["files"].values()} == {"available"}
         assert all(f["server_checksum"] for f in receipt.files)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from curated.deposit._base import body_errors, made_since, make_session, one_lost_draft
-from curated.deposit.http import Hashes, PartBody, Reply, RetryPolicy
+from curated.deposit.http import Hashes, LostResponse, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
 from curated.metadata.crosswalk.figshare import (
@@ -291,18 +291,55 @@ class FigshareRepository:
             what=f"removing {remote.name}",
         )
 
+    def _unfinished_file(self, state: dict[str, Any], item: UploadItem) -> str:
+        """The id of the one file entry of ``item``'s name and size not yet uploaded; the
+        lost answer again when there is none (nothing was made) or several (the curator's)."""
+        r = self.http.request(
+            "GET",
+            f"{self._article(state)}/files",
+            params={"page_size": 1000},
+            what="looking for the file entry an unanswered request made",
+        )
+        found = [
+            str(f["id"])
+            for f in (r.data if isinstance(r.data, list) else [])
+            if isinstance(f, dict)
+            and f.get("id") is not None
+            and f.get("name") == item.basename
+            and f.get("size") == item.size
+            and f.get("status") != "available"
+        ]
+        if len(found) != 1:
+            msg = (
+                f"uploading {item.name}: Figshare's answer to the new file entry was lost and "
+                f"{len(found)} unfinished entries of that name are on the article: "
+                + (
+                    "re-run with --resume"
+                    if not found
+                    else "delete them there, then re-run with --resume"
+                )
+            )
+            raise LostResponse(msg, path=item.path)
+        return found[0]
+
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
         if not entry.get("file_id"):
             body: dict[str, Any] = {"name": item.basename, "size": item.size}
-            r = self.http.request(
-                "POST", f"{self._article(state)}/files", json_body=body, what=what
-            )
-            body_errors(r, what, self.http)
-            loc = str((r.data or {}).get("location") or "")
-            if not loc:
-                raise DepositError(f"{what}: Figshare's answer has no file location")
-            entry["file_id"] = _tail_id(loc)
+            try:
+                r = self.http.request(
+                    "POST", f"{self._article(state)}/files", json_body=body, what=what
+                )
+            except LostResponse:
+                # the file entry may exist without its answer: take it rather than leave it
+                # pending on the article beside a second one
+                entry["file_id"] = self._unfinished_file(state, item)
+            else:
+                body_errors(r, what, self.http)
+                loc = str((r.data or {}).get("location") or "")
+                if not loc:
+                    raise DepositError(f"{what}: Figshare's answer has no file location")
+                entry["file_id"] = _tail_id(loc)
             save()
         file_path = f"{self._article(state)}/files/{entry['file_id']}"
         r = self.http.request("GET", file_path, what=what)
