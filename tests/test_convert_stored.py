@@ -327,6 +327,7 @@ def test_imod_mode0_file_keeps_its_unsigned_bytes(tmp_path):
     assert np.dtype(open_source(tmp_path / "tomo.rec").dtype) == np.int8
 
 
+@pytest.mark.filterwarnings("ignore:Unrecognised machine stamp:RuntimeWarning")  # mrcfile, per read
 def test_mrc_with_an_unusual_machine_stamp_is_read_not_called_damaged(tmp_path):
     """Some exporters write the machine stamp 0x44 0x20 0x20 0x20 (mrcfile issue 47): the file
     is whole; it converts, with the quirk noted, instead of 'truncated or damaged, copy it again'."""
