@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -315,3 +316,64 @@ def test_a_slice_folder_named_like_an_mrc_file_is_still_a_slice_folder(tmp_path)
         tifffile.imwrite(folder / f"s{i}.tif", VOL[i])
     src = open_source(folder)
     assert src.kind == "slices" and src.shape == (3, 33, 41)
+
+
+# ------------------------------------------------ MRC headers as real software writes them
+def _patch(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def test_imod_mode0_file_keeps_its_unsigned_bytes(tmp_path):
+    """IMOD and SerialEM write mode 0 as unsigned bytes (imodStamp set, imodFlags bit 1 clear):
+    200 stays 200, not -56, and the downsampled levels average the real values."""
+    u8 = (VOL % 256).astype(np.uint8)
+    with mrcfile.new(tmp_path / "tomo.rec") as m:
+        m.set_data(u8.view(np.int8))
+        m.voxel_size = 10.0
+    _patch(tmp_path / "tomo.rec", 152, struct.pack("<ii", 1146047817, 0))  # imodStamp, imodFlags
+    src = open_source(tmp_path / "tomo.rec")
+    assert np.dtype(src.dtype) == np.uint8
+    res = convert_to_ome_zarr(tmp_path / "tomo.rec", tmp_path / "o.ome.zarr", **SMALL)
+    assert res.details["dtype"] == "u1"
+    img = open_image(tmp_path / "o.ome.zarr")
+    np.testing.assert_array_equal(img.read(0), u8)
+    assert from_ome(tmp_path / "tomo.rec").images[0]["dtype"] == "uint8"
+    # the signed-bytes flag set, or no IMOD stamp at all (MRC2014): signed, as the file says
+    _patch(tmp_path / "tomo.rec", 156, struct.pack("<i", 1))
+    assert np.dtype(open_source(tmp_path / "tomo.rec").dtype) == np.int8
+    _patch(tmp_path / "tomo.rec", 152, struct.pack("<ii", 0, 0))
+    assert np.dtype(open_source(tmp_path / "tomo.rec").dtype) == np.int8
+
+
+@pytest.mark.filterwarnings("ignore:Unrecognised machine stamp:RuntimeWarning")  # mrcfile, per read
+def test_mrc_with_an_unusual_machine_stamp_is_read_not_called_damaged(tmp_path):
+    """Some exporters write the machine stamp 0x44 0x20 0x20 0x20 (mrcfile issue 47): the file
+    is whole; it converts, with the quirk noted, instead of 'truncated or damaged, copy it again'."""
+    src = mrc(tmp_path / "t.mrc")
+    _patch(src, 212, bytes([0x44, 0x20, 0x20, 0x20]))
+    opened = open_source(src)
+    assert any("machine stamp" in n for n in opened.not_carried)
+    convert_to_ome_zarr(src, tmp_path / "o.ome.zarr", **SMALL)
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), VOL.astype(np.int16))
+
+
+def test_mrc_map_with_z_in_its_columns_is_read_as_zyx(tmp_path):
+    """EMDB maps may store their axes in another order (EMD-3001: mapc/mapr/maps = 3, 1, 2):
+    the converted image is z, y, x with each axis's own spacing, not the file's order relabelled."""
+    zyx = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)  # z=5, y=6, x=7
+    with mrcfile.new(tmp_path / "emd.map") as m:
+        m.set_data(np.ascontiguousarray(zyx.transpose(1, 2, 0)))  # sections y, rows x, columns z
+        m.header.mapc, m.header.mapr, m.header.maps = 3, 1, 2
+        m.header.mx, m.header.my, m.header.mz = 7, 6, 5
+        m.header.cella = (7 * 2.0, 6 * 3.0, 5 * 4.0)  # x 2, y 3, z 4 angstrom
+    src = open_source(tmp_path / "emd.map")
+    assert src.axes == "zyx" and src.shape == (5, 6, 7)
+    assert src.voxel_size == (4.0, 3.0, 2.0)
+    np.testing.assert_array_equal(
+        src.read((slice(1, 4), slice(0, 6), slice(2, 5))), zyx[1:4, :, 2:5]
+    )
+    res = convert_to_ome_zarr(tmp_path / "emd.map", tmp_path / "o.ome.zarr", **SMALL)
+    assert res.details["voxel_size"] == [0.4, 0.3, 0.2]
+    np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), zyx)

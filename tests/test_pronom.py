@@ -235,3 +235,25 @@ def test_the_bag_crate_names_pronom_formats_of_its_payload(
     assert puid("README.md") == "fmt/1149"
     assert puid("derived/cell.ome.zarr/zarr.json") == "fmt/817"
     assert graph[PRONOM_BASE + "fmt/1149"]["@type"] == "WebSite"
+
+
+def test_an_mrc_map_is_named_mrc_not_a_street_map(tmp_path: Path) -> None:
+    """EMDB / tomography maps are MRC files named ``*.map``; fido knows no MRC signature and
+    matched them by extension only, as a Mapsforge street map (fmt/915). The sniffer reads the
+    MRC ``MAP`` id at byte 208: format MRC, no PUID (PRONOM has no record), fido not asked."""
+    import mrcfile
+
+    from curated.metadata import init_workspace
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("emd_1234.map", "tomo.rec", "tilt.st"):
+        with mrcfile.new(data / name) as m:
+            m.set_data(np.zeros((2, 4, 4), np.float32))
+    fid = identify_format(data / "emd_1234.map")
+    assert (fid.puid, fid.name) == (None, "MRC") and "MAP id" in fid.basis
+    ws = init_workspace(tmp_path / "ws", "MRC check")
+    report = check(ws, [data], processes=1)
+    for f in report.files:
+        assert f.format == "MRC" and f.pronom is None, f
+    assert not [fl for fl in report.flags if "extension" in fl.code]

@@ -127,6 +127,41 @@ def test_fei_slice_folder_converts_with_fei_pixel_sizes_and_crops_the_data_bar(t
     assert any("data bar" in n for n in result.details["decision"]["not_carried_over"])
 
 
+def test_a_voxel_size_that_contradicts_the_vendor_header_is_named(tmp_path):
+    """--voxel-size 50 0.005 0.005 typed in micrometres (the unit is nanometer) is 1000 times
+    off the FEI header's 5 nm: the result, the log and the CLI say so; the given size is used."""
+    from typer.testing import CliRunner
+
+    from curated.cli import app
+
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in range(3):
+        fei_slice(folder / f"s{i:02d}.tif", fei_header("5e-09"), value=i)
+    slip = convert_to_ome_zarr(folder, tmp_path / "a.ome.zarr", voxel_size=(50, 0.005, 0.005))
+    note = slip.details["decision"]["voxel_size_disagrees"]
+    assert "y=0.005 x=0.005 nanometer" in note and "fei:Scan@PixelWidth" in note
+    assert "y=5 x=5 nanometer" in note
+    assert slip.details["voxel_size"] == [50.0, 0.005, 0.005]
+    agree = convert_to_ome_zarr(folder, tmp_path / "b.ome.zarr", voxel_size=(50, 5, 5))
+    assert "voxel_size_disagrees" not in agree.details["decision"]
+    out = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            str(folder),
+            str(tmp_path / "c.ome.zarr"),
+            "--voxel-size",
+            "50",
+            "5",
+            "5",
+            "--unit",
+            "micrometer",
+        ],
+    )
+    assert out.exit_code == 0 and "differs from the file's metadata" in " ".join(out.output.split())
+
+
 def test_fei_slices_with_different_pixel_sizes_are_refused_naming_the_first(tmp_path):
     folder = tmp_path / "slices"
     folder.mkdir()

@@ -67,6 +67,8 @@ class ConvertDecision(TypedDict):
     originals_retained: bool
     originals_note: str
     voxel_size_from: Any
+    voxel_size_disagrees: NotRequired[str]
+    """Set when ``--voxel-size`` differs from what the file's metadata state (a unit slip?)."""
     not_carried_over: list[str]
     """Parts of the source that are not in the image (e.g. a vendor data bar)."""
     store_digest_method: str

@@ -93,6 +93,9 @@ def convert(
             f"{rate:.0f} MB/s; store digest {d['store_digest']}",
             highlight=False,
         )
+        disagrees = d["decision"].get("voxel_size_disagrees")
+        if disagrees:
+            console.print("warning: " + disagrees, highlight=False)
         dropped = d["decision"]["not_carried_over"]
         if dropped:
             console.print("not carried over: " + "; ".join(dropped), highlight=False)

@@ -101,6 +101,7 @@ IMAGE_FORMATS = (
     "NIfTI-2",
     "NRRD",
     "HDF5",
+    "MRC",
 )
 _WORKSPACE_OWN = ("curation", "derived", "package")
 

@@ -91,6 +91,31 @@ def _voxel(
     raise InputError(msg, path=source.path, field="voxel_size")
 
 
+def _voxel_disagreement(
+    given: tuple[float, ...], unit_name: str, source: TiffSource | ArraySource | StoredArraySource
+) -> str | None:
+    """What the file's metadata state where a given voxel size differs from it by more than 1 %
+    (a value typed in micrometres with the default unit nanometer is 1000 times off), else ``None``."""
+    known = getattr(source, "voxel_size", None)
+    unit = getattr(source, "unit", None)
+    if known is None or unit is None:
+        return None
+    stated, differ = [], False
+    for axis, mine, theirs in zip("zyx", given, known, strict=True):
+        if theirs is None:
+            continue
+        value = to_unit(theirs, unit, unit_name)
+        stated.append(f"{axis}={round_to(value, significant_digits(theirs)):g}")
+        differ = differ or abs(mine - value) > 0.01 * abs(value)
+    if not differ:
+        return None
+    gave = " ".join(f"{a}={v:g}" for a, v in zip("zyx", given, strict=True))
+    return (
+        f"the voxel size given ({gave} {unit_name}) differs from the file's metadata "
+        f"({source.voxel_source}: {' '.join(stated)} {unit_name}); the given one is used"
+    )
+
+
 def _full_voxel(axes: str, zyx: tuple[float, ...]) -> tuple[float, ...]:
     space = dict(zip("zyx", zyx, strict=True))
     return tuple(space.get(a, 1.0) for a in axes)
@@ -419,8 +444,19 @@ def _convert_details(
         "source_kind": src.kind,
         "source_files": len(src.files),
         "source_key": getattr(src, "key", None),
-        "decision": _decision(src, voxel_from),
+        "decision": _decision(src, voxel_from)
+        | (
+            {"voxel_size_disagrees": note}
+            if (note := _given_note(src, voxel, unit_name, voxel_from))
+            else {}
+        ),
     }
+
+
+def _given_note(
+    src: TiffSource | StoredArraySource, voxel: tuple[float, ...], unit_name: str, voxel_from: str
+) -> str | None:
+    return _voxel_disagreement(voxel, unit_name, src) if voxel_from == "given" else None
 
 
 def _plan_conversion(

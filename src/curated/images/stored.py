@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class StoredArraySource:
     not_carried: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     """What the conversion must never write into (the file or the store)."""
+    file_axes: tuple[int, ...] | None = None
+    """For each axis of :attr:`axes`, the file's own axis it is read from (``None``: the same
+    order). An MRC map whose header puts z in its columns (``mapc = 3``) is read transposed."""
 
     @property
     def name(self) -> str:
@@ -74,9 +78,15 @@ class StoredArraySource:
         if self.kind == "mrc":
             import mrcfile
 
+            order = self.file_axes or tuple(range(len(region)))
+            in_file = [slice(None)] * len(region)
+            for axis, sl in zip(order, region, strict=True):
+                in_file[axis] = sl
             # memory-mapped and closed after each region, so mapped pages never pile up
             with mrcfile.mmap(self.file, mode="r", permissive=True) as mrc:
-                block = np.array(mrc.data[region])
+                block = np.ascontiguousarray(np.array(mrc.data[tuple(in_file)]).transpose(order))
+            if block.dtype == np.int8 and np.dtype(self.dtype) == np.uint8:
+                block = block.view(np.uint8)  # IMOD's unsigned bytes (see _mrc_mode0_unsigned)
         elif self.kind == "n5":
             block = np.asarray(_handle(self.kind, self.file, self.key)[region].read().result())
         else:
@@ -410,31 +420,107 @@ _MRC_NOTES = (
 )
 
 
-def _open_mrc(file: Path) -> StoredArraySource:
+_IMOD_STAMP = 1146047817
+"""``imodStamp`` (header bytes 152-155) of files written by IMOD and the software using its library."""
+
+
+def _mrc_mode0_unsigned(header: Any) -> bool:
+    """Whether mode-0 data are unsigned bytes: files stamped by IMOD (and SerialEM) hold unsigned
+    bytes unless ``imodFlags`` bit 1 says they are signed (IMOD's mrc_format.txt); mrcfile reads
+    every mode-0 file as signed, the MRC2014 reading, which turns 128-255 into -128..-1."""
+    if int(header.mode) != 0:
+        return False
+    raw = bytes(header.extra2)[40:48]  # imodStamp, imodFlags at header bytes 152 and 156
+    stamp, flags = np.frombuffer(
+        raw, dtype=np.dtype("i4").newbyteorder(header.mode.dtype.byteorder)
+    )
+    return int(stamp) == _IMOD_STAMP and not int(flags) & 1
+
+
+def _mrc_file_axes(header: Any, ndim: int, path: Path) -> tuple[tuple[int, ...] | None, list[str]]:
+    """Which file axis holds z, y and x (``mapc/mapr/maps``): ``None`` for the usual columns = x,
+    rows = y, sections = z; a transposition for maps that store their axes in another order."""
+    mapping = (int(header.maps), int(header.mapr), int(header.mapc))  # file axes 0, 1, 2
+    if mapping == (3, 2, 1):
+        return None, []
+    if sorted(mapping) != [1, 2, 3]:
+        note = f"MRC axis order mapc/mapr/maps = {mapping[::-1]} is not valid; read as columns = x, rows = y, sections = z"
+        return None, [note]
+    if ndim != 3:
+        msg = f"the MRC header stores the axes in another order (mapc/mapr/maps = {mapping[::-1]}) in a {ndim}D stack; curated reads that order only in a 3D map"
+        raise ConversionError(msg, path=path)
+    order = tuple(mapping.index(a) for a in (3, 2, 1))
+    note = f"MRC axis order mapc/mapr/maps = {mapping[::-1]}: read transposed into z, y, x"
+    return order, [note]
+
+
+class _MrcFacts(NamedTuple):
+    header: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    stack: bool
+    voxel: dict[str, float]
+    """Cell size over sampling per physical axis (``x``, ``y``, ``z``), in angstrom."""
+
+
+def _mrc_facts(mrc: Any, file: Path) -> _MrcFacts:
+    data = mrc.data
+    if data is None:
+        msg = "the MRC header describes no data; the file is truncated or damaged, copy it again"
+        raise ConversionError(msg, path=file)
+    vs = mrc.voxel_size
+    return _MrcFacts(
+        header=mrc.header.copy(),
+        shape=tuple(int(n) for n in data.shape),
+        dtype=data.dtype,
+        stack=bool(mrc.is_image_stack()) or bool(mrc.is_volume_stack()),
+        voxel={"x": float(vs.x), "y": float(vs.y), "z": float(vs.z)},
+    )
+
+
+def _read_mrc_header(file: Path) -> tuple[_MrcFacts, list[str]]:
+    """What the converter needs from an MRC file's header; header quirks (an unknown machine
+    stamp, no ``MAP`` id, as in older files) are read past, as mrcfile's permissive mode does,
+    and noted."""
     import mrcfile
 
-    if not file.is_file():
-        raise InputError("does not exist; give an MRC file (.mrc, .rec, .st, .map)", path=file)
+    damaged = "cannot be read as MRC ({}); the file is truncated or damaged, copy it again"
     try:
         with mrcfile.mmap(file, mode="r", permissive=False) as mrc:
-            data = mrc.data
-            if data is None:
-                msg = "the MRC header describes no data; the file is truncated or damaged"
-                raise ConversionError(msg, path=file)
-            dtype = _check_dtype(data.dtype, str(file))
-            shape = tuple(int(n) for n in data.shape)
-            stack = bool(mrc.is_image_stack()) or bool(mrc.is_volume_stack())
-            vs = mrc.voxel_size
-            nspg = int(mrc.header.ispg)
-    except ConversionError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        msg = f"cannot be read as MRC ({exc}); the file is truncated or damaged, copy it again"
-        raise ConversionError(msg, path=file) from None
+            return _mrc_facts(mrc, file), []
+    except ValueError as exc:
+        text = str(exc)
+        if "machine stamp" not in text.lower() and "map id" not in text.lower():
+            raise ConversionError(damaged.format(text), path=file) from None
+    except (OSError, EOFError) as exc:
+        raise ConversionError(damaged.format(exc), path=file) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with mrcfile.mmap(file, mode="r", permissive=True) as mrc:
+                facts = _mrc_facts(mrc, file)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ConversionError(damaged.format(exc), path=file) from None
+    return facts, [f"MRC header: {text}; read as mrcfile's permissive mode does"]
+
+
+def _open_mrc(file: Path) -> StoredArraySource:
+    if not file.is_file():
+        raise InputError("does not exist; give an MRC file (.mrc, .rec, .st, .map)", path=file)
+    facts, quirks = _read_mrc_header(file)
+    file_dtype = facts.dtype
+    if _mrc_mode0_unsigned(facts.header):
+        file_dtype = np.dtype(np.uint8)
+        quirks.append("MRC mode 0 from IMOD without its signed-bytes flag: read as unsigned bytes")
+    dtype = _check_dtype(file_dtype, str(file))
+    file_axes, axis_notes = _mrc_file_axes(facts.header, len(facts.shape), file)
+    shape = facts.shape if file_axes is None else tuple(facts.shape[a] for a in file_axes)
+    stack = facts.stack
+    nspg = int(facts.header.ispg)
     axes = _default_axes(len(shape), str(file)) if not (stack and len(shape) == 4) else "tzyx"
-    notes = [_MRC_NOTES]
+    notes = [_MRC_NOTES, *quirks, *axis_notes]
     # the MRC voxel size is a float32 cell size over the sampling: 7 significant digits, in angstrom
-    sizes = {"x": float(vs.x), "y": float(vs.y), "z": float(vs.z)}
+    sizes = facts.voxel
     voxel: tuple[float | None, ...] | None = tuple(
         round_to(sizes[a], 7) if sizes[a] > 0 else None for a in "zyx"
     )
@@ -459,6 +545,7 @@ def _open_mrc(file: Path) -> StoredArraySource:
         voxel_source="mrc:header cella/mx,my,mz" if voxel is not None else "none",
         not_carried=notes,
         files=[str(file)],
+        file_axes=file_axes,
     )
 
 
