@@ -348,3 +348,19 @@ def test_fibsem_parameters_merge_field_by_field(ws, tmp_path):
         "acquisition_protocols[0].fibsem.dwell_time_us"
     ]
     assert validate_record(ws.root).structurally_valid
+
+
+def test_convert_and_import_ome_read_the_same_voxel_size_from_resolution_tags(tmp_path):
+    """One answer per file: pixels per centimetre are a pixel size for both readers,
+    dots per inch for neither (the converter then asks for --voxel-size)."""
+    from curated.images.sources import open_source
+
+    cm = tmp_path / "cm.tif"
+    tifffile.imwrite(cm, STACK, resolution=(1e7 / 5, 1e7 / 5), resolutionunit="CENTIMETER")
+    imp = from_ome(cm).images[0]
+    src = open_source(cm)
+    assert src.voxel_size == (None, imp["voxel_size_y"], imp["voxel_size_x"]) == (None, 5.0, 5.0)
+    assert src.unit == "nanometer" and "centimeter" in src.voxel_source
+    dpi = tmp_path / "dpi.tif"
+    tifffile.imwrite(dpi, STACK, resolution=(72, 72), resolutionunit="INCH")
+    assert open_source(dpi).voxel_size in (None, (None, None, None))

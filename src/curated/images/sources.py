@@ -1072,8 +1072,10 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
     """Voxel size (z, y, x) and unit from OME-XML, a vendor header or ImageJ metadata.
 
     Nothing is invented: a z spacing the file does not state stays ``None`` (the
-    converter then asks for ``--voxel-size``), and TIFF resolution tags on their own
-    (dots per inch) are never a voxel size.
+    converter then asks for ``--voxel-size``). TIFF resolution tags on their own are a pixel
+    size only in centimetres (``ResolutionUnit`` 3, as Fiji and tifffile's writers use them,
+    and as ``import-ome`` reads them); in inches (dots per inch) or without a unit they are a
+    print setting or a ratio, never a voxel size.
     """
     from curated.images.vendor import read_vendor_header
 
@@ -1116,7 +1118,18 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
                 return _PageMetadata(
                     (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
                 )
-    return _PageMetadata()
+    return _centimetre_resolution(tf.pages[0])
+
+
+def _centimetre_resolution(page: Any) -> _PageMetadata:
+    """The pixel size that X/YResolution state in pixels per centimetre, else nothing."""
+    unit = page.tags.get("ResolutionUnit")
+    xy = _resolution(page)
+    if unit is None or xy is None or int(unit.value) != 3:
+        return _PageMetadata()
+    # centimetres per pixel to nanometres; the tags are rationals: 10 significant digits
+    yx = (round_to(xy[0] * 1e7, 10), round_to(xy[1] * 1e7, 10))
+    return _PageMetadata((None, *yx), "nanometer", "tiff:X/YResolution (pixels per centimeter)")
 
 
 def _resolution(page: Any) -> tuple[float, float] | None:
