@@ -1403,6 +1403,7 @@ def _flag_files(
                 [shown],
             )
         )
+    _flag_pixel_types(files, flags)
     in_memory = len(files) <= INVENTORY_IN_MEMORY
     first_with: dict[str, str] = {}
     duplicates: dict[str, list[str]] = {}
@@ -1464,6 +1465,36 @@ def _flag_files(
                 "error",
                 f"DICOM header holds {tag}: protected health information must be removed before deposit",
                 sorted(set(paths)),
+            )
+        )
+
+
+def _flag_pixel_types(files: Sequence[FileRecord], flags: list[RedFlag]) -> None:
+    """Images whose pixel type ``curated convert`` refuses (float64, complex, ...): found
+    here, before anything is converted, the depositor can be asked for another export.
+    One flag per type, naming the first few files and counting the rest."""
+    from curated.images.sources import SUPPORTED_DTYPES
+
+    shown_most = 20
+    found: dict[str, list[str]] = {}
+    counts: Counter[str] = Counter()
+    for f in files:
+        dtype = (f.image or {}).get("dtype") if f.image is not None else None
+        if not f.image or not f.image.get("opens") or not dtype or dtype in SUPPORTED_DTYPES:
+            continue
+        counts[dtype] += 1
+        if len(paths := found.setdefault(dtype, [])) < shown_most:
+            paths.append(f.path)
+    for dtype, paths in sorted(found.items()):
+        more = f" ({counts[dtype]} files)" if counts[dtype] > len(paths) else ""
+        flags.append(
+            RedFlag(
+                "unsupported-pixel-type",
+                "warning",
+                f"pixel type {dtype}{more} cannot be converted to OME-Zarr "
+                f"(supported: {', '.join(SUPPORTED_DTYPES)}); ask for such an export, or convert "
+                "the files first",
+                paths,
             )
         )
 

@@ -581,11 +581,17 @@ def _description_lie(tf: Any, first: Any, npages: int, size: int) -> str | None:
         except (ValueError, AttributeError):
             shape = None
         if isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape):
-            plane = 2 + (
-                1 if first.samplesperpixel > 1 and shape[-1] == first.samplesperpixel else 0
-            )
+            spp = int(first.samplesperpixel)
+            if spp > 1 and shape[-1] == spp:  # samples interleaved: (..., y, x, s)
+                plane, yx = 3, tuple(shape[-3:-1])
+            elif spp > 1 and len(shape) >= 3 and shape[-3] == spp and int(first.planarconfig) == 2:
+                # samples in planes of their own (PlanarConfiguration 2): (..., s, y, x), as
+                # tifffile writes an array of 3 or 4 leading planes by default
+                plane, yx = 3, tuple(shape[-2:])
+            else:
+                plane, yx = 2, tuple(shape[-2:])
             claimed = int(np.prod(shape[:-plane])) if len(shape) > plane else 1
-            if tuple(shape[-plane:][:2]) != (int(first.imagelength), int(first.imagewidth)):
+            if yx != (int(first.imagelength), int(first.imagewidth)):
                 return (
                     f"its ImageDescription says shape {shape} but its pages are "
                     f"{int(first.imagelength)} x {int(first.imagewidth)}: the description lies"
