@@ -604,3 +604,29 @@ def test_lost_answer_to_publish_is_checked_not_repeated(template, tmp_path, monk
         assert fake.count("POST", r"/api/records/[^/]+/draft/actions/publish") == 1
     finally:
         fake.stop()
+
+
+def test_dspace_item_link_to_another_site_is_not_followed(template, tmp_path, monkeypatch):
+    """The item a workspace item holds is read from the repository, never from a site its
+    answer links to (that site could name any item, and later steps would act on it)."""
+    ws = bags.copy_workspace(template, tmp_path / "ws")
+    bag = ws / "package" / "bag"
+    monkeypatch.setenv("DSPACE_USER", USER)
+    monkeypatch.setenv("DSPACE_PASSWORD", PASSWORD)
+    with FakeDSpace() as fake, FakeServer() as evil:
+        evil.route("GET", r"/.*", lambda req: (200, {"uuid": "forged-item", "type": "item"}))
+        orig = fake.create
+
+        def create_linking_elsewhere(req):
+            status, body = orig(req)[:2]
+            if isinstance(body, dict):
+                body.pop("_embedded", None)
+                body.setdefault("_links", {})["item"] = {"href": evil.url + "/item"}
+            return status, body
+
+        fake.routes = [
+            (m, rx, create_linking_elsewhere if fn == orig else fn) for m, rx, fn in fake.routes
+        ]
+        receipt = deposit(bag, to="dspace", url=fake.url + "/server", target=COLLECTION, retry=FAST)
+        assert receipt.record_id in fake.items and receipt.record_id != "forged-item"
+        assert evil.count("GET", r"/.*") == 0

@@ -330,6 +330,8 @@ class DSpaceRepository:
         if isinstance(item, dict) and item.get("uuid"):
             return str(item["uuid"])
         href = (((data.get("_links") or {}).get("item")) or {}).get("href")
+        if not isinstance(href, str) or self.http.foreign(href):
+            href = None  # another site's answer is never taken for the item this draft holds
         r = self.http.request(
             "GET", href or f"/submission/workspaceitems/{wsi}/item", allow=(404,), what=what
         )
