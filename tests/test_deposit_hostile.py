@@ -480,6 +480,26 @@ def test_get_is_still_retried_after_a_read_timeout():
         assert s.request("GET", "/ok").data == {"ok": True}
 
 
+def test_a_stalled_server_is_given_up_on_after_two_silences_with_the_shorter_wait():
+    """A request without a file waits Timeouts.answer, not the long read timeout meant for
+    a repository checking an uploaded file; a server silent twice is not tried six times."""
+    with FakeServer() as repo:
+        repo.route("GET", r"/stall", lambda req: (time.sleep(3), (200, {}))[1])
+        s = HttpSession(
+            repo.url,
+            retry=RetryPolicy(attempts=6, backoff=0.001, sleep=lambda s: None),
+            repository="Test",
+            timeouts=Timeouts(connect=2, read=30, answer=0.3, body=5),
+        )
+        t0 = time.monotonic()
+        with pytest.raises(DepositError, match=r"failed 2 times \(ReadTimeout\)"):
+            s.request("GET", "/stall")
+        assert time.monotonic() - t0 < 2.5
+        assert repo.count("GET", r"/stall") == 2
+    assert Timeouts().as_tuple(sends_file=False) == (15.0, 120.0)
+    assert Timeouts().as_tuple(sends_file=True) == (15.0, 600.0)
+
+
 class ListingInvenio(FakeInvenio):
     """InvenioRDM whose ``/user/records`` lists the account's drafts, as the real one does."""
 

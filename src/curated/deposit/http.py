@@ -24,6 +24,10 @@
   trickling its headers a byte at a time (which no per-read timeout catches) is cut off
   by a watchdog that shuts the socket. The time spent sending a request body (a file
   upload) is not counted: only the waiting for the repository is.
+* A server silent for :attr:`Timeouts.answer` seconds (120) within the answer to a request
+  that sends no file, or :attr:`Timeouts.read` (600) after a file, has stalled; an attempt
+  that meets such a silence is tried once more at most (:data:`STALLS`), not as often as
+  :class:`RetryPolicy` allows for other failures.
 * A request that is not idempotent (a POST/PATCH creating a draft, publishing) is not
   re-sent once it may have reached the server (a read timeout, a connection closed without
   an answer): that would create a second draft. It raises :class:`LostResponse` instead,
@@ -120,19 +124,28 @@ def default_deadline() -> float:
     return value
 
 
+STALLS = 2
+"""Attempts after which a server that accepted the request and then fell silent (a read
+timeout) is given up on, whatever :attr:`RetryPolicy.attempts` allows."""
+
+
 @dataclass
 class Timeouts:
     connect: float = 15.0
     read: float = 600.0
-    """Longest wait for any one piece of an answer."""
+    """Longest wait for any one piece of the answer to a request that sends a file (the
+    repository may check a large file before it answers)."""
+    answer: float = 120.0
+    """Longest wait for any one piece of the answer to any other request (metadata, lists,
+    publishing): a server silent that long has stalled."""
     body: float = 900.0
     """Longest time reading one answer's body (a server trickling bytes is cut off)."""
     total: float = field(default_factory=default_deadline)
     """Longest time one attempt may wait for the repository: connecting, then the status
     line, headers and body of its answer (sending a request body is not counted)."""
 
-    def as_tuple(self) -> tuple[float, float]:
-        return (self.connect, self.read)
+    def as_tuple(self, *, sends_file: bool = True) -> tuple[float, float]:
+        return (self.connect, self.read if sends_file else min(self.read, self.answer))
 
 
 class Deadline:
@@ -752,7 +765,9 @@ class HttpSession:
                 "Re-run with --resume: curated looks for what was made before doing it again"
             )
             raise LostResponse(msg, details={"url": public_url(url), "lost": True}) from None
-        if call.attempt >= self.retry.attempts:
+        stalled = isinstance(exc, requests.ReadTimeout) and call.attempt >= STALLS
+        if call.attempt >= self.retry.attempts or stalled:
+            # a server that fell silent twice is stalled, not busy: no hour of retries
             msg = (
                 f"{what}: the connection to {self.repository} failed {call.attempt} times ({reason}); "
                 "nothing confirmed is lost: re-run with --resume to continue"
@@ -866,7 +881,7 @@ class HttpSession:
                 data=data,
                 headers=hdrs,
                 params=params,
-                timeout=self.timeouts.as_tuple(),
+                timeout=self.timeouts.as_tuple(sends_file=_sends_file(data)),
                 allow_redirects=False,
                 stream=True,
             )
@@ -1017,6 +1032,11 @@ def describe_error(e: Any) -> str:
             msgs = " ".join(str(m) for m in msgs)
         return f"{fld}: {msgs}" if fld else str(msgs)
     return str(e)
+
+
+def _sends_file(data: Any) -> bool:
+    """Whether a request body is (part of) a file rather than a small in-memory one."""
+    return data is not None and not isinstance(data, (bytes, bytearray, str, dict))
 
 
 def _may_have_arrived(exc: BaseException) -> bool:
