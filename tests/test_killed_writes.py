@@ -102,3 +102,62 @@ def test_readme_killed_before_its_log_entry_is_rerun_without_force(complete):
     readme.write_text(readme.read_text(encoding="utf-8") + "\nA note.\n", encoding="utf-8")
     with pytest.raises(InputError):
         write_readme(complete)
+
+
+EVALUATE = (
+    "from curated.segment import evaluate; "
+    "evaluate({image!r}, pred='pred', truth='truth', label_value=1, blocks=2, block_size=8, "
+    "seed=0, name='e1', workspace={ws!r})"
+)
+
+
+def test_evaluation_killed_before_its_log_entry_is_rerun(tmp_path):
+    import numpy as np
+
+    from curated.images import add_labels, write_ome_zarr
+    from curated.segment import evaluate
+
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "Kill"}})
+    image = ws.derived_dir / "cell.ome.zarr"
+    truth = np.zeros((16, 24, 24), np.uint8)
+    truth[2:10, 4:14, 4:14] = 1
+    write_ome_zarr((truth * 90 + 40).astype(np.uint8), image, voxel_size=(8.0, 8.0, 8.0), chunks=8)
+    add_labels(image, "truth", truth, kind="truth")
+    add_labels(
+        image,
+        "pred",
+        truth,
+        kind="prediction",
+        ai_generated=True,
+        model={"id": "m", "sha256": "0" * 64, "card": None},
+    )
+    r = _run(EVALUATE.format(image=str(image), ws=str(ws.root)), crash="log-append")
+    assert r.returncode == EXIT_CODE, r.stderr
+    report = ws.evaluations_dir / "e1.json"
+    assert report.is_file()  # written, but not on record
+    evaluate(
+        image,
+        pred="pred",
+        truth="truth",
+        label_value=1,
+        blocks=2,
+        block_size=8,
+        seed=0,
+        name="e1",
+        workspace=ws,
+    )
+    assert ws.log.recorded_output(report) is not None
+    assert ws.log.verify(files=True).ok
+    # a recorded evaluation is still never replaced without --overwrite
+    with pytest.raises(InputError):
+        evaluate(
+            image,
+            pred="pred",
+            truth="truth",
+            label_value=1,
+            blocks=2,
+            block_size=8,
+            seed=0,
+            name="e1",
+            workspace=ws,
+        )
