@@ -161,3 +161,139 @@ def test_evaluation_killed_before_its_log_entry_is_rerun(tmp_path):
             name="e1",
             workspace=ws,
         )
+
+
+LABELS_ADD = (
+    "import numpy as np; from curated.images import add_labels; "
+    "t = np.zeros((16, 24, 24), np.uint8); t[2:10, 4:14, 4:14] = 1; "
+    "add_labels({image!r}, 'hand', t, kind='truth', workspace={ws!r})"
+)
+
+
+def _image_workspace(tmp_path: Path) -> tuple[Workspace, Path]:
+    import numpy as np
+
+    from curated.images import write_ome_zarr
+
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "Kill"}})
+    image = ws.derived_dir / "cell.ome.zarr"
+    rng = np.random.default_rng(0)
+    write_ome_zarr(
+        rng.integers(0, 255, (16, 24, 24), dtype=np.uint8),
+        image,
+        voxel_size=(8.0, 8.0, 8.0),
+        chunks=8,
+    )
+    return ws, image
+
+
+def test_labels_add_killed_before_its_log_entry_is_resumed_and_logged(tmp_path):
+    from curated.images.store import is_incomplete
+
+    ws, image = _image_workspace(tmp_path)
+    code = LABELS_ADD.format(image=str(image), ws=str(ws.root))
+    r = _run(code, crash="log-append")
+    assert r.returncode == EXIT_CODE, r.stderr
+    r = _run(code)  # resumed (nothing left to write) and logged, never "already exists"
+    assert r.returncode == 0, r.stderr
+    dest = image / "labels" / "hand"
+    assert not is_incomplete(dest)
+    assert ws.log.recorded_output(dest) is not None
+    assert ws.log.verify(files=True).ok
+
+
+KILLED_IN_JOURNAL_REMOVAL = (
+    "import os, shutil\n"
+    "from pathlib import Path\n"
+    "real = shutil.rmtree\n"
+    "def rmtree(path, *a, **kw):\n"
+    "    if str(path).endswith('.curated-progress'):\n"
+    "        Path(path, 'plan.json').unlink(missing_ok=True)  # the removal got that far\n"
+    "        os._exit(137)\n"
+    "    return real(path, *a, **kw)\n"
+    "shutil.rmtree = rmtree\n"
+    "from curated.images import convert_to_ome_zarr\n"
+    "convert_to_ome_zarr({src!r}, {dest!r}, voxel_size=(8, 8, 8), chunks=8, shard=16, "
+    "workers=1, workspace={ws!r})\n"
+)
+
+
+def test_convert_killed_while_removing_its_journal_leaves_a_usable_store(tmp_path):
+    import numpy as np
+    import tifffile
+
+    from curated.images.store import is_incomplete
+    from curated.provenance.digest import digest_tree
+
+    src = tmp_path / "stack.tif"
+    tifffile.imwrite(src, np.random.default_rng(1).integers(0, 255, (16, 24, 24), np.uint8))
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "Kill"}})
+    dest = ws.derived_dir / "stack.ome.zarr"
+    code = KILLED_IN_JOURNAL_REMOVAL.format(src=str(src), dest=str(dest), ws=str(ws.root))
+    r = _run(code)
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert ws.log.verify(files=True).ok  # logged before the journal goes
+    code = code.replace("shutil.rmtree = rmtree\n", "")
+    _run(code)  # a finished conversion: the re-run only clears what the kill left
+    assert not (dest / ".curated-progress").exists()
+    assert not is_incomplete(dest)
+    assert ws.log.verify(files=True).ok
+    assert ws.log.recorded_output(dest).digest == digest_tree(dest).digest
+
+
+class _Killed(BaseException):
+    """Stands for kill -9: nothing after it runs (atomic_write cleans only its temp file)."""
+
+
+def test_training_checkpoint_killed_between_its_two_files_resumes(tmp_path, monkeypatch):
+    import torch
+
+    from curated.segment import modelio
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    modelio.save_checkpoint(folder, {"iteration": 10, "w": torch.zeros(3)}, "run-1")
+    real = os.replace
+    calls = []
+
+    def replace(src, dst, **kw):
+        calls.append(dst)
+        if len(calls) == 2:  # the second of the checkpoint's two files
+            raise _Killed
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        modelio.save_checkpoint(folder, {"iteration": 20, "w": torch.ones(3)}, "run-1")
+    monkeypatch.setattr(os, "replace", real)
+    got = modelio.load_checkpoint(folder, "run-1")  # never "corrupt": one of the two, whole
+    assert got is not None and int(got["iteration"]) in (10, 20)
+    assert torch.equal(got["w"], torch.zeros(3) if got["iteration"] == 10 else torch.ones(3))
+    # a changed file is still refused
+    (folder / modelio.CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="corrupt"):
+        modelio.load_checkpoint(folder, "run-1")
+
+
+def test_first_training_checkpoint_killed_between_its_two_files_starts_over(tmp_path, monkeypatch):
+    import torch
+
+    from curated.segment import modelio
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    real = os.replace
+    calls = []
+
+    def replace(src, dst, **kw):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise _Killed
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        modelio.save_checkpoint(folder, {"iteration": 10, "w": torch.zeros(3)}, "run-1")
+    monkeypatch.setattr(os, "replace", real)
+    got = modelio.load_checkpoint(folder, "run-1")
+    assert got is None or int(got["iteration"]) == 10

@@ -463,7 +463,14 @@ def _finish_label(
     *,
     first_level: int,
     progress: ProgressReporter | None,
+    keep_journal: bool = False,
 ) -> dict[str, Any]:
+    """Write the remaining levels, the final metadata, then register the label image.
+
+    The journal goes only after the label image is registered (``keep_journal``: the
+    caller drops it once the step is logged): killed before, a re-run resumes the store
+    (nothing left to write) instead of finding a finished, unregistered one it refuses.
+    """
     dest = as_path(job.root)
     curated = {**curated, **(curated_extra or {})}
     rep = ensure_progress(progress)
@@ -478,9 +485,14 @@ def _finish_label(
     values = collected_values(job) if len(layout.levels) > 1 else _scan_values(dest, layout)
     known = written_files(job)  # read before finish() drops the journal
     _store.finish(
-        dest, _final_attrs(layout, name, values, curated, properties, colors), layout.zarr_format
+        dest,
+        _final_attrs(layout, name, values, curated, properties, colors),
+        layout.zarr_format,
+        keep_journal=True,
     )
     _register_label(image, name)
+    if not keep_journal:
+        _store.drop_journal(dest)
     # the shard tasks hashed what they wrote: only metadata and files written elsewhere
     # (a blockwise prediction's level 0) are read again for the store digest
     digest, nbytes, _files = store_digest(dest, known)
@@ -592,6 +604,7 @@ def add_labels(
             curated_extra,
             first_level=0,
             progress=progress,
+            keep_journal=True,
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         sparse = bool((curated_extra or {}).get("annotation"))  # written by curated annotate
@@ -599,6 +612,9 @@ def add_labels(
         step.message = _added_message(
             name, block, len(layout.levels), value_map, values, sparse
         ) + _unnamed_note(values, properties)
+    # As for a conversion: the journal goes once the step is logged, so that a kill before
+    # leaves a store the re-run resumes and logs, never an unlogged one it refuses.
+    _store.drop_journal(dest)
     return Result(
         "labels-add",
         "ok",
@@ -793,6 +809,7 @@ def finalize_label_image(
     dest = img.path / "labels" / name
     plan_file = dest / _store.JOURNAL / "plan.json"
     if not plan_file.is_file():
+        _store.drop_leftover_journal(dest)
         if (
             (dest / "zarr.json").exists() or (dest / ".zattrs").exists()
         ) and not _store.is_incomplete(dest):
