@@ -297,3 +297,29 @@ def test_first_training_checkpoint_killed_between_its_two_files_starts_over(tmp_
     monkeypatch.setattr(os, "replace", real)
     got = modelio.load_checkpoint(folder, "run-1")
     assert got is None or int(got["iteration"]) == 10
+
+
+def test_finished_label_image_keeps_no_partial_chunk_of_a_killed_writer(tmp_path):
+    """zarr writes a shard to ``KEY.<uuid>.partial`` and renames it; a blockwise writer (a
+    prediction) killed in between leaves that file. Finishing the label image removes it, so
+    the finished store equals one written without the kill."""
+    import numpy as np
+
+    from curated.images import create_label_image, finalize_label_image
+    from curated.provenance.digest import digest_tree
+
+    digests = []
+    for i, killed in enumerate((False, True)):
+        _, image = _image_workspace(tmp_path / f"run{i}")
+        arr = create_label_image(image, "pred", model={"id": "m", "sha256": "0" * 64})
+        arr[:] = np.ones(arr.shape, dtype=arr.dtype)
+        if killed:
+            shard = next(
+                p for p in (image / "labels" / "pred" / "0" / "c").rglob("*") if p.is_file()
+            )
+            (shard.parent / f"{shard.name}.{'ab' * 16}.partial").write_bytes(b"half a shard")
+        finalize_label_image(image, "pred")
+        pred = image / "labels" / "pred"
+        assert not list(pred.rglob("*.partial"))
+        digests.append(digest_tree(pred).digest)
+    assert digests[0] == digests[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -788,6 +789,22 @@ def create_label_image(
     )
 
 
+_ZARR_PARTIAL = re.compile(r".+\.[0-9a-f]{32}\.partial")
+
+
+def _remove_partial_writes(level: Path) -> None:
+    """Delete what zarr's local store left of writes killed before their rename.
+
+    zarr writes each chunk or shard to ``KEY.<uuid hex>.partial`` and renames it; a writer
+    killed in between (a blockwise prediction) leaves that file in the array's folder. It is
+    never part of the array, and a finished store must not carry it into digests and bags.
+    """
+    for folder, _dirs, files in os.walk(level):
+        for f in files:
+            if f.endswith(".partial") and _ZARR_PARTIAL.fullmatch(f):
+                Path(folder, f).unlink(missing_ok=True)
+
+
 def finalize_label_image(
     image: OmeZarrImage | str | Path,
     name: str,
@@ -835,6 +852,8 @@ def finalize_label_image(
         # every level's metadata, should a kill inside create_label_image have left one out
         # (a level's folder can exist without its metadata: test the documents themselves)
         create_level_arrays(dest, layout, missing_only=True)
+        if not is_url(dest):
+            _remove_partial_writes(Path(dest) / layout.levels[0].path)
         figures = _finish_label(
             img,
             name,
