@@ -323,3 +323,22 @@ def test_finished_label_image_keeps_no_partial_chunk_of_a_killed_writer(tmp_path
         assert not list(pred.rglob("*.partial"))
         digests.append(digest_tree(pred).digest)
     assert digests[0] == digests[1]
+
+
+def test_a_full_disk_while_writing_a_shard_names_the_shard(tmp_path, monkeypatch):
+    import errno
+
+    from curated.objstore import LocalSink
+
+    sink = LocalSink(tmp_path / "x.ome.zarr")
+    (sink.root / ".curated-progress").mkdir(parents=True)
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it: no file
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError) as exc:
+        sink.put("0/c/0/0/0", b"shard")
+    assert exc.value.errno == errno.ENOSPC
+    assert exc.value.filename == str(sink.root / "0/c/0/0/0")
+    assert not (sink.root / "0/c/0/0/0").exists()

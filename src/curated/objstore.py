@@ -160,6 +160,14 @@ def _sort_key(rel: str) -> tuple[str, ...]:
     return tuple(rel.split("/"))
 
 
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` when it names no file: a failed write (disk full, file too
+    large) names none, and the error would only say "a file"."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
 class LocalSink:
     """A store in a local folder; every object is written to a temporary file, then renamed."""
 
@@ -188,6 +196,8 @@ class LocalSink:
         try:
             tmp.write_bytes(data)
             os.replace(tmp, final)  # a kill never leaves half an object
+        except OSError as exc:
+            raise _naming(exc, final) from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -201,6 +211,8 @@ class LocalSink:
             final = self._path(key)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
+        except OSError as exc:
+            raise _naming(exc, self._path(key)) from None
         finally:
             tmp.unlink(missing_ok=True)
 
