@@ -342,3 +342,21 @@ def test_a_full_disk_while_writing_a_shard_names_the_shard(tmp_path, monkeypatch
     assert exc.value.errno == errno.ENOSPC
     assert exc.value.filename == str(sink.root / "0/c/0/0/0")
     assert not (sink.root / "0/c/0/0/0").exists()
+
+
+def test_a_full_disk_while_bagging_names_the_bag_and_leaves_no_bag(complete, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it: no file
+
+    monkeypatch.setattr("curated.package.bag._write_metadata", full)
+    dest = complete.package_dir / "bag"
+    with pytest.raises(OSError) as exc:
+        make_bag(complete, dest)
+    assert exc.value.errno == errno.ENOSPC
+    assert exc.value.filename is not None and "bag" in exc.value.filename
+    assert not dest.exists()
+    monkeypatch.undo()
+    make_bag(complete, dest)
+    assert validate_bag(dest).ok

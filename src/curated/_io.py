@@ -67,6 +67,14 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_NAME.fullmatch(name) is not None
 
 
+def naming(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` naming ``path`` when it names no file: a failed ``write`` (disk full, file too
+    large) names none, and the error would only say "a file"."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
+from curated._io import naming
 from curated.errors import InputError
 
 SCHEMES = ("s3://",)
@@ -160,14 +161,6 @@ def _sort_key(rel: str) -> tuple[str, ...]:
     return tuple(rel.split("/"))
 
 
-def _naming(exc: OSError, path: Path) -> OSError:
-    """``exc`` naming ``path`` when it names no file: a failed write (disk full, file too
-    large) names none, and the error would only say "a file"."""
-    if exc.filename is not None or exc.errno is None:
-        return exc
-    return type(exc)(exc.errno, exc.strerror, str(path))
-
-
 class LocalSink:
     """A store in a local folder; every object is written to a temporary file, then renamed."""
 
@@ -197,7 +190,7 @@ class LocalSink:
             tmp.write_bytes(data)
             os.replace(tmp, final)  # a kill never leaves half an object
         except OSError as exc:
-            raise _naming(exc, final) from None
+            raise naming(exc, final) from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -212,7 +205,7 @@ class LocalSink:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         except OSError as exc:
-            raise _naming(exc, self._path(key)) from None
+            raise naming(exc, self._path(key)) from None
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -64,7 +64,7 @@ from typing import IO, Any, Literal
 from urllib.parse import quote
 
 from curated._crash import crash_point
-from curated._io import write_json
+from curated._io import naming, write_json
 from curated._json_outline import Outline
 from curated._text import binary_size
 from curated._version import __version__
@@ -1003,7 +1003,10 @@ def make_bag(
                 link=link,
                 progress=progress,
             )
-            _build(b)
+            try:
+                _build(b)
+            except OSError as exc:  # a failed write (disk full) names no file: name the bag's
+                raise naming(exc, partial) from None
             _describe_step(step, b)
         step_entry = step.entry
         crash_point("bag-entry-written")
