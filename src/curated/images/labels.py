@@ -546,8 +546,7 @@ def add_labels(
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
     curated_extra
-        More keys for the label group's ``curated`` block (e.g. an annotation's
-        crops), written with the rest so that the returned store digest is final.
+        More keys for the ``curated`` block (an annotation's crops), so the digest is final.
     value_map
         Label values rewritten on the way in, ``{old: new}`` (e.g. ``{255: 1}`` for a
         0/255 mask, ``{"nonzero": 1}`` for an instance segmentation; see
@@ -613,9 +612,7 @@ def add_labels(
         step.message = _added_message(
             name, block, len(layout.levels), value_map, values, sparse
         ) + _unnamed_note(values, properties)
-    # As for a conversion: the journal goes once the step is logged, so that a kill before
-    # leaves a store the re-run resumes and logs, never an unlogged one it refuses.
-    _store.drop_journal(dest)
+    _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
     return Result(
         "labels-add",
         "ok",
@@ -799,10 +796,15 @@ def _remove_partial_writes(level: Path) -> None:
     killed in between (a blockwise prediction) leaves that file in the array's folder. It is
     never part of the array, and a finished store must not carry it into digests and bags.
     """
-    for folder, _dirs, files in os.walk(level):
-        for f in files:
-            if f.endswith(".partial") and _ZARR_PARTIAL.fullmatch(f):
-                Path(folder, f).unlink(missing_ok=True)
+    from curated.walk import Files, walk
+
+    if not level.is_dir():
+        return
+    for ev in walk(level, order="files-first"):
+        if type(ev) is Files:
+            for f in ev.names:
+                if f.endswith(".partial") and _ZARR_PARTIAL.fullmatch(f):
+                    Path(ev.folder, f).unlink(missing_ok=True)
 
 
 def finalize_label_image(

@@ -1003,10 +1003,7 @@ def make_bag(
                 link=link,
                 progress=progress,
             )
-            try:
-                _build(b)
-            except OSError as exc:  # a failed write (disk full) names no file: name the bag's
-                raise naming(exc, partial) from None
+            _build_naming(b, partial)
             _describe_step(step, b)
         step_entry = step.entry
         crash_point("bag-entry-written")
@@ -1017,6 +1014,14 @@ def make_bag(
     finally:
         lock.release()
     return _result(b, step.message, step_entry)
+
+
+def _build_naming(b: _Build, partial: Path) -> None:
+    """:func:`_build`; a failed write (disk full) names no file: the error names the bag's."""
+    try:
+        _build(b)
+    except OSError as exc:
+        raise naming(exc, partial) from None
 
 
 _PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")
