@@ -304,3 +304,41 @@ def test_card_names_the_class_the_origins_and_whole_volume_scores(
     base = entry["threshold_baseline"]
     assert base["dice"] is not None and base["model_minus_baseline_dice"] is not None
     assert entry["truth"]["classes"] == {"1": "mitochondrion", "2": "nucleus"}
+
+
+def test_export_killed_before_its_log_entry_is_rerun(trained: dict[str, Path], tmp_path: Path):
+    """A package written but not on record (killed before the log entry) is replaced by the
+    re-run, which records it; a recorded package is still never replaced."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from curated._crash import ENV, EXIT_CODE
+
+    ws = tmp_path / "ws"
+    shutil.copytree(trained["ws"], ws)
+    model = ws / trained["child"].relative_to(trained["ws"])
+    dest = ws / "derived" / "models" / "kind.bioimageio.zip"
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    code = (
+        "from curated.segment.export import export_bioimageio; "
+        f"export_bioimageio({str(model)!r}, {str(dest)!r}, workspace={str(ws)!r})"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        ENV: "log-append",
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert dest.is_file()
+    res = export_bioimageio(model, dest, workspace=ws)
+    assert res.status == "ok"
+    log = Workspace(ws).log
+    assert log.recorded_output(dest) is not None
+    assert log.verify(files=True).ok
+    with pytest.raises(InputError, match="exists"):
+        export_bioimageio(model, dest, workspace=ws)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,6 +52,27 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+_TEMP_NAME = re.compile(r"\.[^/]+\.[a-z0-9_]{8}\.tmp")  # mkstemp: 8 random characters
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary file of an atomic write (``.NAME.XXXXXXXX.tmp``).
+
+    :func:`atomic_write_chunks` writes next to its target and renames; a process killed
+    before the rename (``kill -9``, power loss) leaves the temporary file behind, whole
+    or half written. It is never content: the target is the old file or the new one.
+    """
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def naming(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` naming ``path`` when it names no file: a failed ``write`` (disk full, file too
+    large) names none, and the error would only say "a file"."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def _umask() -> int:

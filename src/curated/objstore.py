@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
+from curated._io import naming
 from curated.errors import InputError
 
 SCHEMES = ("s3://",)
@@ -188,6 +189,8 @@ class LocalSink:
         try:
             tmp.write_bytes(data)
             os.replace(tmp, final)  # a kill never leaves half an object
+        except OSError as exc:
+            raise naming(exc, final) from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -201,6 +204,8 @@ class LocalSink:
             final = self._path(key)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
+        except OSError as exc:
+            raise naming(exc, self._path(key)) from None
         finally:
             tmp.unlink(missing_ok=True)
 

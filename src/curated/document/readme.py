@@ -8,6 +8,7 @@ fact: every value it lacks is written as ``<TODO: field.path>`` and counted.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -502,6 +503,10 @@ def write_readme(
         # listed after the figures exist so that they are in the file list with their checksums
         survey.files = inventory(survey, compute_digests=compute_digests, exclude={README_FILE})
         text = render_readme(survey, written)
+        # Say which README this run is about to put in place before replacing it: a kill
+        # between the write and the log entry must not make the re-run take curated's own
+        # README for a hand-written one (and refuse it).
+        atomic_write_text(ws.curation_dir / README_WRITTEN, _text_digest(text) + "\n")
         atomic_write_text(readme, text)
         report = ReadmeReport(path=readme, figures=written, todos=todo_fields(text))
         step.add_output(readme, role="readme")
@@ -521,13 +526,35 @@ def _recorded_outputs(survey: WorkspaceSurvey, action: str) -> list[dict[str, An
     return []
 
 
+README_WRITTEN = ".readme-written"
+"""In ``curation/``: the digest of the README the last ``readme`` run wrote (or was about to),
+recorded just before it replaces ``README.md``, so that a run killed before its log entry
+still knows the README as its own."""
+
+
+def _text_digest(text: str) -> str:
+    return f"sha256:{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
+
+
+def _last_written(ws: Workspace) -> str | None:
+    try:
+        return (ws.curation_dir / README_WRITTEN).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _keep_foreign_readme(ws: Workspace, survey: WorkspaceSurvey, force: bool) -> Path | None:
-    """Refuse to overwrite a README curated did not write; with ``force`` keep a copy first."""
+    """Refuse to overwrite a README curated did not write; with ``force`` keep a copy first.
+
+    curated's own README is the one the log last recorded, or the one a run killed before
+    its log entry had just written (:data:`README_WRITTEN`), unedited.
+    """
     readme = ws.root / README_FILE
     if not readme.is_file():
         return None
     recorded = {o.get("path"): o.get("digest") for o in _recorded_outputs(survey, "readme")}
-    if recorded.get(README_FILE) == f"sha256:{sha256_file(readme)}":
+    digest = f"sha256:{sha256_file(readme)}"
+    if digest in (recorded.get(README_FILE), _last_written(ws)):
         return None
     if not force:
         msg = (

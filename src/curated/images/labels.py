@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -463,7 +464,14 @@ def _finish_label(
     *,
     first_level: int,
     progress: ProgressReporter | None,
+    keep_journal: bool = False,
 ) -> dict[str, Any]:
+    """Write the remaining levels, the final metadata, then register the label image.
+
+    The journal goes only after the label image is registered (``keep_journal``: the
+    caller drops it once the step is logged): killed before, a re-run resumes the store
+    (nothing left to write) instead of finding a finished, unregistered one it refuses.
+    """
     dest = as_path(job.root)
     curated = {**curated, **(curated_extra or {})}
     rep = ensure_progress(progress)
@@ -478,9 +486,14 @@ def _finish_label(
     values = collected_values(job) if len(layout.levels) > 1 else _scan_values(dest, layout)
     known = written_files(job)  # read before finish() drops the journal
     _store.finish(
-        dest, _final_attrs(layout, name, values, curated, properties, colors), layout.zarr_format
+        dest,
+        _final_attrs(layout, name, values, curated, properties, colors),
+        layout.zarr_format,
+        keep_journal=True,
     )
     _register_label(image, name)
+    if not keep_journal:
+        _store.drop_journal(dest)
     # the shard tasks hashed what they wrote: only metadata and files written elsewhere
     # (a blockwise prediction's level 0) are read again for the store digest
     digest, nbytes, _files = store_digest(dest, known)
@@ -533,8 +546,7 @@ def add_labels(
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
     curated_extra
-        More keys for the label group's ``curated`` block (e.g. an annotation's
-        crops), written with the rest so that the returned store digest is final.
+        More keys for the ``curated`` block (an annotation's crops), so the digest is final.
     value_map
         Label values rewritten on the way in, ``{old: new}`` (e.g. ``{255: 1}`` for a
         0/255 mask, ``{"nonzero": 1}`` for an instance segmentation; see
@@ -592,6 +604,7 @@ def add_labels(
             curated_extra,
             first_level=0,
             progress=progress,
+            keep_journal=True,
         )
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")
         sparse = bool((curated_extra or {}).get("annotation"))  # written by curated annotate
@@ -599,6 +612,7 @@ def add_labels(
         step.message = _added_message(
             name, block, len(layout.levels), value_map, values, sparse
         ) + _unnamed_note(values, properties)
+    _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
     return Result(
         "labels-add",
         "ok",
@@ -772,6 +786,27 @@ def create_label_image(
     )
 
 
+_ZARR_PARTIAL = re.compile(r".+\.[0-9a-f]{32}\.partial")
+
+
+def _remove_partial_writes(level: Path) -> None:
+    """Delete what zarr's local store left of writes killed before their rename.
+
+    zarr writes each chunk or shard to ``KEY.<uuid hex>.partial`` and renames it; a writer
+    killed in between (a blockwise prediction) leaves that file in the array's folder. It is
+    never part of the array, and a finished store must not carry it into digests and bags.
+    """
+    from curated.walk import Files, walk
+
+    if not level.is_dir():
+        return
+    for ev in walk(level, order="files-first"):
+        if type(ev) is Files:
+            for f in ev.names:
+                if f.endswith(".partial") and _ZARR_PARTIAL.fullmatch(f):
+                    Path(ev.folder, f).unlink(missing_ok=True)
+
+
 def finalize_label_image(
     image: OmeZarrImage | str | Path,
     name: str,
@@ -793,6 +828,7 @@ def finalize_label_image(
     dest = img.path / "labels" / name
     plan_file = dest / _store.JOURNAL / "plan.json"
     if not plan_file.is_file():
+        _store.drop_leftover_journal(dest)
         if (
             (dest / "zarr.json").exists() or (dest / ".zattrs").exists()
         ) and not _store.is_incomplete(dest):
@@ -818,6 +854,8 @@ def finalize_label_image(
         # every level's metadata, should a kill inside create_label_image have left one out
         # (a level's folder can exist without its metadata: test the documents themselves)
         create_level_arrays(dest, layout, missing_only=True)
+        if not is_url(dest):
+            _remove_partial_writes(Path(dest) / layout.levels[0].path)
         figures = _finish_label(
             img,
             name,

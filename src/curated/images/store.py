@@ -110,6 +110,7 @@ def begin(
         elif _nothing_but_journal(sink):
             sink.delete_prefix(JOURNAL)  # a start killed before its plan was written
         else:
+            drop_leftover_journal(root)  # a finished store whose journal removal was killed
             msg = "already exists; pass --overwrite to replace it (or choose another DEST)"
             raise InputError(msg, path=root)
     # The plan is the claim on ``root`` and goes first; the group (marked unfinished) and the
@@ -180,8 +181,33 @@ def finish(
 
 
 def drop_journal(root: str | Path) -> None:
-    """Remove a finished store's progress journal."""
-    open_sink(root).delete_prefix(JOURNAL)
+    """Remove a finished store's progress journal, its plan first.
+
+    Removing a journal takes many steps; with the plan gone first, a kill part way never
+    leaves a plan beside half its records (a re-run would resume from them and rewrite the
+    shards whose records went). It leaves a finished store with the rest of its journal,
+    which :func:`drop_leftover_journal` recognises and removes.
+    """
+    sink = open_sink(root)
+    sink.delete_prefix(PLAN)
+    sink.delete_prefix(JOURNAL)
+
+
+def drop_leftover_journal(root: str | Path) -> bool:
+    """Finish removing the journal of a finished store that a kill left part removed.
+
+    A store is finished once :func:`finish` wrote its final metadata (no
+    ``curated-incomplete``); a journal still there without its plan is what a kill inside
+    :func:`drop_journal` left. Returns whether there was such a journal.
+    """
+    sink = open_sink(root)
+    if not sink.listdir(JOURNAL) or sink.exists(PLAN):
+        return False
+    got = read_group_attrs(root)
+    if got is None or not got[0] or INCOMPLETE_KEY in got[0]:
+        return False
+    sink.delete_prefix(JOURNAL)
+    return True
 
 
 def is_incomplete(root: str | Path) -> bool:

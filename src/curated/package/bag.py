@@ -64,7 +64,7 @@ from typing import IO, Any, Literal
 from urllib.parse import quote
 
 from curated._crash import crash_point
-from curated._io import write_json
+from curated._io import naming, write_json
 from curated._json_outline import Outline
 from curated._text import binary_size
 from curated._version import __version__
@@ -1003,7 +1003,7 @@ def make_bag(
                 link=link,
                 progress=progress,
             )
-            _build(b)
+            _build_naming(b, partial)
             _describe_step(step, b)
         step_entry = step.entry
         crash_point("bag-entry-written")
@@ -1014,6 +1014,14 @@ def make_bag(
     finally:
         lock.release()
     return _result(b, step.message, step_entry)
+
+
+def _build_naming(b: _Build, partial: Path) -> None:
+    """:func:`_build`; a failed write (disk full) names no file: the error names the bag's."""
+    try:
+        _build(b)
+    except OSError as exc:
+        raise naming(exc, partial) from None
 
 
 _PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")

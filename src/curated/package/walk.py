@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from curated._io import is_temp_name
 from curated.errors import PackageError
 from curated.package.names import check_name, check_siblings
 from curated.walk import Files, Folder, Special, is_zarr_store, walk
@@ -303,7 +304,9 @@ def _refuse_special(ev: Special) -> PackageError:
 
 class _Pending:
     """Files of the current folder gathered into :class:`FileGroup` s (by count, and by bytes
-    outside stores, where sizes keep large files in separate groups)."""
+    outside stores, where sizes keep large files in separate groups). Outside stores, the
+    temporary file of an atomic write that a kill interrupted (``figures/.cell.png.x1y2.tmp``,
+    :func:`curated._io.is_temp_name`) is left out: it may be half written and is never content."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -335,8 +338,8 @@ class _Pending:
             self.fd_folder = ev.folder
         lstat, fd, names = os.lstat, self.fd, self.names
         for i, name in enumerate(ev.names):
-            if model_dir and name in TRAINING_STATE:
-                continue
+            if (model_dir and name in TRAINING_STATE) or (sized and is_temp_name(name)):
+                continue  # resume state of training; what a killed atomic write left
             src = ev.srcs[i] if ev.srcs is not None else None
             size = 0
             if sized:

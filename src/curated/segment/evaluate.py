@@ -1094,7 +1094,12 @@ def _evaluate(
     held = _held_out(s, inp, exclusion)
     name = safe_name(s.name or f"{s.pred}-vs-{s.truth}-{s.label_value}")
     json_path = _output_json(ws, s.out, name)
-    if json_path is not None and json_path.exists() and not s.overwrite:
+    if (
+        json_path is not None
+        and json_path.exists()
+        and not s.overwrite
+        and not _unrecorded(ws, json_path)
+    ):
         msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
         raise InputError(msg, path=json_path)
     factor_attrs, needs_shading, factor_fns = _factor_setup(image, inp.img, s.factors)
@@ -1462,6 +1467,15 @@ def _value_anywhere(vol: Volume, value: int) -> bool:
                 if np.any(vol.read(box) == value):
                     return True
     return False
+
+
+def _unrecorded(ws: Workspace | None, json_path: Path) -> bool:
+    """Whether a workspace evaluation is missing from the curator log: a run killed after writing
+    it but before its log entry left it (a finished one is always recorded), so a re-run of the
+    same command replaces it instead of refusing it as an existing evaluation."""
+    if ws is None:
+        return False
+    return not ws.log.exists() or ws.log.recorded_output(json_path) is None
 
 
 def _output_json(ws: Workspace | None, out: str | Path | None, name: str) -> Path | None:

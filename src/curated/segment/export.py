@@ -508,7 +508,10 @@ def export_bioimageio(
     dest = Path(dest)
     ws = as_workspace(workspace)
     if dest.exists() and not overwrite:
-        raise InputError("exists already; choose another destination or pass overwrite", path=dest)
+        if not _unrecorded(ws, dest):
+            msg = "exists already; choose another destination or pass overwrite"
+            raise InputError(msg, path=dest)
+        overwrite = True  # what a run killed before its log entry left: this run replaces it
     params = {"dest": str(dest), "format_version": FORMAT_VERSION}
     with recorder(
         ws,
@@ -1015,7 +1018,8 @@ def _link_predictions_to_card(
     Searches the workspace's ``derived/*.ome.zarr`` (or ``image`` without a workspace) for
     label images whose ``curated.model.sha256`` is these weights, and records the package
     path (relative to the workspace root, else absolute) so readers of the labels find the
-    model card. Returns the label folders changed.
+    model card. Returns the label folders that point at the card: changed now, or already (by a
+    run of the same export killed before its log entry, whose change this run records).
     """
     import zarr
 
@@ -1039,7 +1043,10 @@ def _link_predictions_to_card(
                 continue
             block = dict(group.attrs.get("curated") or {})
             model = dict(block.get("model") or {})
-            if model.get("sha256") != weights_sha or model.get("card") == card:
+            if model.get("sha256") != weights_sha:
+                continue
+            if model.get("card") == card:
+                changed.append(label_dir)
                 continue
             model["card"] = card
             block["model"] = model
@@ -1118,6 +1125,14 @@ def _umasked(mode: int) -> int:
 
 _PUBLIC_FILE = _umasked(0o644)
 _PUBLIC_DIR = _umasked(0o755)
+
+
+def _unrecorded(ws: Workspace | None, dest: Path) -> bool:
+    """Whether a package in a workspace is missing from its curator log: one a run killed
+    after writing it but before its log entry left (a finished export is always recorded)."""
+    if ws is None:
+        return False
+    return not ws.log.exists() or ws.log.recorded_output(dest) is None
 
 
 def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -> None:

@@ -10,6 +10,7 @@ sha256) live in the same folder, so an interrupted training resumes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -149,17 +150,45 @@ def write_model_json(folder: Path, meta: dict[str, Any]) -> Path:
 
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(folder: Path, payload: dict[str, Any], signature: str) -> None:
-    """Write ``checkpoint.pt`` then ``checkpoint.json`` (sha256, iteration, run signature)."""
-    path = atomic_write_bytes(folder / CHECKPOINT, state_bytes(payload))
+    """Write ``checkpoint.json`` (sha256, iteration, run signature), then ``checkpoint.pt``.
+
+    The record names the new file's sha256 and keeps the one of the file it replaces as
+    ``previous``: a kill between the two writes leaves the previous checkpoint with a
+    record that still vouches for it, so training resumes from it (the iteration is the
+    payload's own) instead of refusing it as corrupt.
+    """
+    data = state_bytes(payload)
     write_json(
         folder / CHECKPOINT_JSON,
         {
             "file": CHECKPOINT,
-            "sha256": sha256_file(path),
+            "sha256": hashlib.sha256(data).hexdigest(),
             "iteration": int(payload["iteration"]),
             "signature": signature,
+            "previous": _vouched_sha256(folder),
         },
     )
+    atomic_write_bytes(folder / CHECKPOINT, data)
+
+
+def _accepted_sha256(info: dict[str, Any]) -> set[str]:
+    """The checkpoint file contents a record vouches for: its own and the one it replaced."""
+    previous = info.get("previous")
+    got = {info.get("sha256"), previous if isinstance(previous, str) else None}
+    return {g for g in got if isinstance(g, str)}
+
+
+def _vouched_sha256(folder: Path) -> str | None:
+    """The sha256 of the checkpoint file there now, when its record vouches for it."""
+    path = folder / CHECKPOINT
+    try:
+        info = json.loads((folder / CHECKPOINT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not path.is_file():
+        return None
+    actual = sha256_file(path)
+    return actual if actual in _accepted_sha256(info) else None
 
 
 def load_checkpoint(folder: Path, signature: str) -> dict[str, Any] | None:
@@ -183,11 +212,13 @@ def load_checkpoint(folder: Path, signature: str) -> dict[str, Any] | None:
         )
         raise SegmentationError(msg, path=folder, field="out")
     path = folder / info.get("file", CHECKPOINT)
+    if not path.is_file() and "previous" in info and info["previous"] is None:
+        return None  # the first checkpoint's record was written, then a kill came before the file
     if not path.is_file():
         msg = "checkpoint file is missing; delete checkpoint.json to start over"
         raise IntegrityError(msg, path=path)
     actual = sha256_file(path)
-    if actual != info.get("sha256"):
+    if actual not in _accepted_sha256(info):
         msg = f"checkpoint sha256 {actual[:16]}… does not match the recorded one; it is corrupt (nothing was changed)"
         raise IntegrityError(
             msg, path=path, details={"expected": info.get("sha256"), "actual": actual}

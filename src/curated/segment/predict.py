@@ -48,6 +48,7 @@ import torch
 
 from curated._crash import crash_point
 from curated.errors import InputError, SegmentationError
+from curated.images.store import drop_journal
 from curated.objstore import as_path, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
@@ -670,6 +671,8 @@ def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result 
         if (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(
             "prediction", {}
         ).get("threshold") == run.threshold:
+            # registered only once finished: a journal left is one a kill kept from going
+            drop_journal(run.dest)
             if step.log is not None and step.log.recorded_output(run.dest) is None:
                 # killed after finishing but before its log entry: record it now
                 for n in names:
