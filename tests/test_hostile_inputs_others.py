@@ -1,0 +1,128 @@
+"""Inputs made by others, hostile or broken: a clear error (no traceback), memory and time
+bounded, nothing read outside the input, and the input left as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curated.cli import app
+
+runner = CliRunner()
+
+
+def _clean_failure(result) -> None:
+    """Exit code 1 with a message, not a Python exception."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+# ------------------------------------------------------------------ BagIt bags
+def _bag(root: Path, *, info: bytes = b"", manifest_extra: bytes = b"") -> Path:
+    """A small valid bag written by hand (as another tool would), then spoiled by the test."""
+    payload = b"hello\n"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "a.txt").write_bytes(payload)
+    (root / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    (root / "bag-info.txt").write_bytes(f"Payload-Oxum: {len(payload)}.1\n".encode() + info)
+    line = f"{hashlib.sha512(payload).hexdigest()} data/a.txt\n".encode()
+    (root / "manifest-sha512.txt").write_bytes(line + manifest_extra)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("where", "spoil"),
+    [
+        ("bag-info.txt", {"info": b"Title: caf\xe9 in Latin-1\n"}),
+        ("manifest-sha512.txt", {"manifest_extra": b"00 data/caf\xe9.txt\n"}),
+    ],
+)
+def test_tag_file_that_is_not_utf8_is_a_clear_error(tmp_path, where, spoil):
+    bag = _bag(tmp_path / "bag", **spoil)
+    before = _tree(bag)
+    result = runner.invoke(app, ["bag", "validate", str(bag)])
+    _clean_failure(result)
+    assert where in result.output and "UTF-8" in result.output
+    assert _tree(bag) == before
+
+
+def test_fetch_txt_that_is_not_utf8_is_a_clear_error(tmp_path):
+    bag = _bag(tmp_path / "bag")
+    (bag / "fetch.txt").write_bytes(b"http://127.0.0.1:9/x 5 data/caf\xe9.txt\n")
+    result = runner.invoke(app, ["bag", "validate", str(bag)])
+    _clean_failure(result)
+    assert "fetch.txt" in result.output and "UTF-8" in result.output
+
+
+def test_huge_tag_line_is_neither_held_whole_nor_echoed(tmp_path):
+    from curated.package.profiles import MAX_TAG_LINE
+
+    bag = _bag(tmp_path / "bag", info=b"Title: " + b"x" * (MAX_TAG_LINE + 10) + b"\n")
+    result = runner.invoke(app, ["bag", "validate", str(bag)])
+    _clean_failure(result)
+    assert "longer than" in result.output
+
+    bag2 = _bag(tmp_path / "bag2", info=b"y" * 500_000 + b"\n")  # no colon: named, not echoed
+    result = runner.invoke(app, ["bag", "validate", str(bag2)])
+    _clean_failure(result)
+    assert "not 'Label: value'" in result.output
+    assert len(result.output) < 2_000
+
+
+def test_duplicate_manifest_entry_is_named(tmp_path):
+    payload_digest = hashlib.sha512(b"hello\n").hexdigest()
+    bag = _bag(tmp_path / "bag", manifest_extra=f"{payload_digest} data/a.txt\n".encode())
+    from curated.package import validate_bag
+
+    report = validate_bag(bag)
+    assert any("more than once" in p for p in report.problems)
+
+
+@pytest.mark.parametrize(
+    "crate",
+    [b"[" * 100_000 + b"]" * 100_000, b"[1, 2]", b'{"@graph": {"@id": "./"}}'],
+    ids=["nested-too-deep", "a-list", "graph-not-a-list"],
+)
+def test_malformed_ro_crate_in_a_bag_is_a_problem_not_a_crash(tmp_path, crate):
+    from curated.package import validate_bag
+
+    payload = b"hello\n"
+    bag = _bag(tmp_path / "bag")
+    (bag / "data" / "ro-crate-metadata.json").write_bytes(crate)
+    lines = [
+        f"{hashlib.sha512(payload).hexdigest()} data/a.txt",
+        f"{hashlib.sha512(crate).hexdigest()} data/ro-crate-metadata.json",
+    ]
+    (bag / "manifest-sha512.txt").write_text("\n".join(lines) + "\n")
+    (bag / "bag-info.txt").write_text(f"Payload-Oxum: {len(payload) + len(crate)}.2\n")
+    report = validate_bag(bag)
+    assert any(p.startswith("RO-Crate:") for p in report.problems), report.problems
+
+
+def test_ro_crate_with_odd_ids_and_types_is_checked_without_crashing(tmp_path):
+    from curated.provenance.rocrate_check import validate_crate
+
+    doc = {
+        "@context": "https://w3id.org/ro/crate/1.1/context",
+        "@graph": [
+            {"@id": "ro-crate-metadata.json", "about": "./"},
+            {"@id": ["./"], "@type": "Dataset"},
+            {"@id": "#a", "@type": [{"x": 1}, "CreateAction"], "instrument": {"@id": ["x"]}},
+        ],
+    }
+    (tmp_path / "ro-crate-metadata.json").write_text(json.dumps(doc))
+    problems = validate_crate(tmp_path, validator=False)
+    assert problems  # reported, not raised
