@@ -126,3 +126,46 @@ def test_ro_crate_with_odd_ids_and_types_is_checked_without_crashing(tmp_path):
     (tmp_path / "ro-crate-metadata.json").write_text(json.dumps(doc))
     problems = validate_crate(tmp_path, validator=False)
     assert problems  # reported, not raised
+
+
+# ------------------------------------------------------------------ Zarr stores
+def _zarr_group(root: Path, raw: bytes) -> Path:
+    root.mkdir(parents=True)
+    (root / "zarr.json").write_bytes(raw)
+    return root
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000 + b"]" * 100_000, b"[1, 2]"],
+    ids=["nested-too-deep", "a-list"],
+)
+@pytest.mark.parametrize("command", ["validate", "check"])
+def test_zarr_json_that_is_no_object_is_a_clear_error(tmp_path, raw, command):
+    store = _zarr_group(tmp_path / "x.zarr", raw)
+    if command == "validate":
+        result = runner.invoke(app, ["metadata", "validate", str(store)])
+        _clean_failure(result)
+        assert "zarr.json" in result.output
+    else:
+        ws = tmp_path / "ws"
+        assert runner.invoke(app, ["init", str(ws), "--title", "t"]).exit_code == 0
+        result = runner.invoke(app, ["check", str(ws), str(store)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+            result.exception
+        )
+    assert (store / "zarr.json").read_bytes() == raw
+
+
+def test_read_group_attrs_refuses_metadata_too_large_to_be_zarr(tmp_path, monkeypatch):
+    from curated.images import store as store_mod
+
+    monkeypatch.setattr(store_mod, "MAX_METADATA_BYTES", 1000)
+    root = _zarr_group(
+        tmp_path / "big.zarr",
+        json.dumps(
+            {"zarr_format": 3, "node_type": "group", "attributes": {"a": "x" * 2000}}
+        ).encode(),
+    )
+    with pytest.raises(ValueError, match="larger than"):
+        store_mod.read_group_attrs(root)
