@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,70 @@ def test_read_group_attrs_refuses_metadata_too_large_to_be_zarr(tmp_path, monkey
     )
     with pytest.raises(ValueError, match="larger than"):
         store_mod.read_group_attrs(root)
+
+
+def _ome_zarr(root: Path, *, shape: list[int], chunks: list[int]) -> Path:
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    ms = {
+        "axes": axes,
+        "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}
+        ],
+    }
+    attrs = {"ome": {"version": "0.5", "multiscales": [ms]}}
+    root.mkdir(parents=True)
+    (root / "zarr.json").write_text(
+        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs})
+    )
+    (root / "0").mkdir()
+    (root / "0" / "zarr.json").write_text(
+        json.dumps(
+            {
+                "zarr_format": 3,
+                "node_type": "array",
+                "shape": shape,
+                "data_type": "uint8",
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": 0,
+                "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                "dimension_names": ["z", "y", "x"],
+            }
+        )
+    )
+    return root
+
+
+def test_zero_chunk_extent_is_a_clear_error(tmp_path):
+    src = _ome_zarr(tmp_path / "z.zarr", shape=[4, 4, 4], chunks=[0, 2, 2])
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "out.zarr")])
+    _clean_failure(result)
+    assert "chunk shape" in result.output
+
+
+def test_chunk_that_is_a_link_out_of_the_store_is_never_read(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"S" * 8)  # exactly one chunk's size: it would convert silently
+    src = _ome_zarr(tmp_path / "z.zarr", shape=[2, 2, 2], chunks=[2, 2, 2])
+    (src / "0" / "c" / "0" / "0").mkdir(parents=True)
+    os.symlink(secret, src / "0" / "c" / "0" / "0" / "0")
+    dest = tmp_path / "out.zarr"
+    result = runner.invoke(app, ["convert", str(src), str(dest), "--voxel-size", "1", "1", "1"])
+    _clean_failure(result)
+    assert "symbolic link" in result.output
+    assert not dest.exists() or b"SSSS" not in b"".join(
+        p.read_bytes() for p in dest.rglob("*") if p.is_file()
+    )
+
+
+def test_a_store_claiming_a_vast_shape_opens_at_once(tmp_path):
+    """zarr's count of stored chunks visits every key of the grid: 10^14 keys here."""
+    import time
+
+    from curated.images.stored import open_stored
+
+    src = _ome_zarr(tmp_path / "z.zarr", shape=[10**5] * 3, chunks=[2, 2, 2])
+    t0 = time.monotonic()
+    opened = open_stored(src)
+    assert time.monotonic() - t0 < 20
+    assert any("not stored" in n for n in opened.not_carried)
