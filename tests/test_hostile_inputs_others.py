@@ -237,3 +237,52 @@ def test_a_store_claiming_a_vast_shape_opens_at_once(tmp_path):
     opened = open_stored(src)
     assert time.monotonic() - t0 < 20
     assert any("not stored" in n for n in opened.not_carried)
+
+
+# ------------------------------------------------------------------ metadata files
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ["_anchors:", '  - &k0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        lines.append(f"  - &k{i} [" + ",".join([f"*k{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_is_refused_before_anything_expands_it(tmp_path):
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws), "--title", "t"]).exit_code == 0
+    meta = ws / "curated.yaml"
+    text = meta.read_text().replace("study:\n", "study:\n  keywords: *k8\n", 1)
+    meta.write_text(_alias_bomb() + text)
+    before = meta.read_bytes()
+    result = runner.invoke(app, ["metadata", "validate", str(ws)])
+    _clean_failure(result)
+    assert "aliases" in result.output
+    assert meta.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.yaml", "title: " + "[" * 50_000 + "]" * 50_000 + "\n"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000),
+        ("loop.yaml", "a: &a [*a]\n"),
+    ],
+)
+def test_metadata_nested_without_end_is_a_clear_error(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    result = runner.invoke(app, ["metadata", "validate", str(p)])
+    _clean_failure(result)
+    assert "nested" in result.output
+
+
+def test_metadata_file_far_too_large_is_refused_unread(tmp_path, monkeypatch):
+    from curated import _io
+
+    monkeypatch.setattr(_io, "MAX_MAPPING_BYTES", 100)
+    p = tmp_path / "curated.yaml"
+    p.write_text("title: " + "x" * 200 + "\n")
+    from curated.errors import MetadataError
+
+    with pytest.raises(MetadataError, match="larger than"):
+        _io.load_mapping(p)
