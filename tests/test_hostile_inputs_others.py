@@ -92,6 +92,19 @@ def test_duplicate_manifest_entry_is_named(tmp_path):
     assert any("more than once" in p for p in report.problems)
 
 
+def test_a_manifest_of_many_missing_files_prints_a_bounded_list(tmp_path):
+    """A million-line manifest took minutes to print problem by problem; the list is cut short."""
+    from curated.cli.bag import SHOWN_PROBLEMS
+
+    lines = "".join(f"{'0' * 128} data/f{i}.txt\n" for i in range(SHOWN_PROBLEMS + 50))
+    bag = _bag(tmp_path / "bag", manifest_extra=lines.encode())
+    result = runner.invoke(app, ["bag", "validate", str(bag)])
+    assert result.exit_code == 1
+    shown = [ln for ln in result.output.splitlines() if ln.startswith("problem:")]
+    assert len(shown) == SHOWN_PROBLEMS + 1
+    assert "50 more" in shown[-1]
+
+
 @pytest.mark.parametrize(
     "crate",
     [b"[" * 100_000 + b"]" * 100_000, b"[1, 2]", b'{"@graph": {"@id": "./"}}'],
