@@ -239,6 +239,24 @@ def test_chunk_that_is_a_link_out_of_the_store_is_never_read(tmp_path):
     )
 
 
+def test_level_that_is_a_link_out_of_the_store_is_never_read(tmp_path):
+    elsewhere = _ome_zarr(tmp_path / "elsewhere.zarr", shape=[2, 2, 2], chunks=[2, 2, 2])
+    (elsewhere / "0" / "c" / "0" / "0").mkdir(parents=True)
+    (elsewhere / "0" / "c" / "0" / "0" / "0").write_bytes(b"S" * 8)
+    src = _ome_zarr(tmp_path / "z.zarr", shape=[2, 2, 2], chunks=[2, 2, 2])
+    for p in sorted((src / "0").rglob("*"), reverse=True):
+        p.unlink()
+    (src / "0").rmdir()
+    os.symlink(elsewhere / "0", src / "0")
+    dest = tmp_path / "out.zarr"
+    result = runner.invoke(app, ["convert", str(src), str(dest), "--voxel-size", "1", "1", "1"])
+    _clean_failure(result)
+    assert "symbolic link" in result.output
+    assert not dest.exists() or b"SSSS" not in b"".join(
+        p.read_bytes() for p in dest.rglob("*") if p.is_file()
+    )
+
+
 def test_a_store_claiming_a_vast_shape_opens_at_once(tmp_path):
     """zarr's count of stored chunks visits every key of the grid: 10^14 keys here."""
     import time

@@ -591,6 +591,19 @@ _N5_METADATA = frozenset({"attributes.json"})
 _ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
 
 
+def _refuse_linked_levels(store: Path, target: Path) -> None:
+    """Refuse an array reached through a symbolic link inside ``store`` (a level linked to elsewhere)."""
+    here = store
+    for part in target.relative_to(store).parts:
+        here = here / part
+        if here.is_symlink():
+            msg = (
+                f"{here.relative_to(store).as_posix()} in the store is a symbolic link; arrays are "
+                "read only from inside the store (a link could bring in any files): copy them in"
+            )
+            raise InputError(msg, path=store)
+
+
 def _zarr_chunk_notes(arr: Any, target: Path) -> list[str]:
     """The absent-chunks note of a Zarr array in the folder ``target``, counting its files.
 
@@ -698,6 +711,7 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
     axes = _default_axes(node.ndim, shown)
     attrs = {k: _plain(v) for k, v in dict(node.attrs).items()}
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "zarr")
+    _refuse_linked_levels(root, target)
     notes += _zarr_chunk_notes(node, target)
     return StoredArraySource(
         kind="zarr",
@@ -755,6 +769,7 @@ def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
         notes.append("the space axes state no single unit; voxel size not used (pass --voxel-size)")
     if any(v != 0 for v in img.translation[0]):
         notes.append(f"level 0 translation {img.translation[0]}")
+    _refuse_linked_levels(root, root / img.level_paths[0])
     notes += _zarr_chunk_notes(level0, root / img.level_paths[0])
     if img.label_names():
         notes.append(
