@@ -317,3 +317,46 @@ def test_metadata_file_far_too_large_is_refused_unread(tmp_path, monkeypatch):
 
     with pytest.raises(MetadataError, match="larger than"):
         _io.load_mapping(p)
+
+
+BINARY_ONLY = (
+    '<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+    '<BinaryOnly MetadataFile="c.companion.ome" UUID="urn:uuid:1"/></OME>'
+)
+
+
+def _binary_only_tiff(folder: Path) -> Path:
+    import numpy as np
+    import tifffile
+
+    tif = folder / "bo.ome.tif"
+    tifffile.imwrite(tif, np.zeros((4, 4), np.uint8), description=BINARY_ONLY, metadata=None)
+    return tif
+
+
+def test_companion_that_is_a_link_elsewhere_is_not_read(tmp_path):
+    secret = tmp_path / "private" / "notes.txt"
+    secret.parent.mkdir()
+    secret.write_text("PRIVATE-NOTES\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    tif = _binary_only_tiff(data)
+    os.symlink(secret, data / "c.companion.ome")
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws), "--title", "t"]).exit_code == 0
+    result = runner.invoke(app, ["metadata", "import-ome", str(ws), str(tif)])
+    _clean_failure(result)
+    assert "symbolic link" in result.output
+    assert "PRIVATE-NOTES" not in result.output
+    assert not any(b"PRIVATE-NOTES" in p.read_bytes() for p in ws.rglob("*") if p.is_file())
+
+
+def test_broken_companion_is_named_without_echoing_its_content(tmp_path):
+    tif = _binary_only_tiff(tmp_path)
+    (tmp_path / "c.companion.ome").write_text("PRIVATE-NOTES, not XML\n")
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws), "--title", "t"]).exit_code == 0
+    result = runner.invoke(app, ["metadata", "import-ome", str(ws), str(tif)])
+    _clean_failure(result)
+    assert "broken" in result.output
+    assert "PRIVATE-NOTES" not in result.output
