@@ -360,3 +360,36 @@ def test_broken_companion_is_named_without_echoing_its_content(tmp_path):
     _clean_failure(result)
     assert "broken" in result.output
     assert "PRIVATE-NOTES" not in result.output
+
+
+def test_shard_tasks_in_flight_are_bounded_not_one_per_shard(monkeypatch):
+    """A source claiming a vast shape has millions of shards: they are not all submitted at once."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curated.images import shards
+
+    lock = threading.Lock()
+    count = {"submitted": 0, "finished": 0, "most": 0}
+    real_submit = ThreadPoolExecutor.submit
+
+    def submit(self, fn, *args, **kwargs):
+        with lock:
+            count["submitted"] += 1
+            count["most"] = max(count["most"], count["submitted"] - count["finished"])
+        return real_submit(self, fn, *args, **kwargs)
+
+    def fake_write_shard(job, level, idx, inner):
+        time.sleep(0.001)
+        with lock:
+            count["finished"] += 1
+        return {"bytes": 0, "level": level}
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    monkeypatch.setattr(shards, "write_shard", fake_write_shard)
+    seen: list[dict] = []
+    todo = [(i, 0, 0) for i in range(1500)]
+    shards._run_local(None, 0, todo, 1, 2, seen.append)  # type: ignore[arg-type]
+    assert len(seen) == len(todo)
+    assert count["most"] <= shards.IN_FLIGHT_PER_THREAD * 2

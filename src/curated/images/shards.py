@@ -1149,6 +1149,10 @@ def _connect(scheduler: str) -> Any:
         raise ConversionError(msg) from exc
 
 
+IN_FLIGHT_PER_THREAD = 4
+"""Shard tasks submitted ahead per worker thread (the rest wait in the pending list)."""
+
+
 def _run_local(
     job: WriteJob,
     level: int,
@@ -1163,19 +1167,30 @@ def _run_local(
     pool (as many threads as cores) when called from the main thread, and single-threaded
     elsewhere, so ``workers`` is the number of cores the conversion uses.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     with ThreadPoolExecutor(min(threads, len(todo))) as pool:
         if threads <= 1 or len(todo) == 1:  # one after the other, as if in this thread
             for idx in todo:
                 done(pool.submit(write_shard, job, level, idx, inner).result())
             return
-        futures = [pool.submit(write_shard, job, level, idx, inner) for idx in todo]
+        # a bounded window of tasks in flight: one future per shard of a level at once cost
+        # memory by the image's size (millions of shards), not by the shard's
+        window = IN_FLIGHT_PER_THREAD * threads
+        running: set[Future[dict[str, Any]]] = set()
         try:
-            for fut in as_completed(futures):
-                done(fut.result())
+            for idx in todo:
+                running.add(pool.submit(write_shard, job, level, idx, inner))
+                if len(running) >= window:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        done(fut.result())
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    done(fut.result())
         except BaseException:
-            for fut in futures:
+            for fut in running:
                 fut.cancel()
             raise
 
