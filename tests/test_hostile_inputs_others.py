@@ -105,6 +105,41 @@ def test_a_manifest_of_many_missing_files_prints_a_bounded_list(tmp_path):
     assert "50 more" in shown[-1]
 
 
+def test_zip_bag_with_a_link_member_is_refused_like_a_tar_one(tmp_path):
+    """unzip makes a link of a member whose mode says so; the bag must not validate as regular files."""
+    import zipfile
+
+    from curated.errors import PackageError
+    from curated.package import validate_bag
+
+    target = b"/etc/passwd"
+    link_line = f"{hashlib.sha512(target).hexdigest()} data/link\n".encode()
+    bag = _bag(tmp_path / "bag", manifest_extra=link_line)
+    (bag / "bag-info.txt").write_text(f"Payload-Oxum: {6 + len(target)}.2\n")
+    archive = tmp_path / "bag.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(bag.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(tmp_path).as_posix())
+        link = zipfile.ZipInfo("bag/data/link")
+        link.external_attr = 0o120777 << 16
+        zf.writestr(link, target)
+    with pytest.raises(PackageError, match="is a link"):
+        validate_bag(archive)
+
+
+def test_zip_bag_whose_members_clash_is_a_clear_error(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "bag.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("bag/data/a", "x")
+        zf.writestr("bag/data/a/b", "y")
+    result = runner.invoke(app, ["bag", "validate", str(archive)])
+    _clean_failure(result)
+    assert "bag.zip" in result.output and "cannot be unpacked" in result.output
+
+
 @pytest.mark.parametrize(
     "crate",
     [b"[" * 100_000 + b"]" * 100_000, b"[1, 2]", b'{"@graph": {"@id": "./"}}'],

@@ -9,6 +9,7 @@ about 0.3 KB each); the payload itself is never held. A serialized bag
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 import tempfile
 import unicodedata
@@ -97,11 +98,19 @@ def _unpack(archive: Path, into: str) -> Path:
                 raise PackageError(msg, path=archive) from None
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
+            for info in zf.infolist():
+                name = info.filename
                 if name.startswith("/") or ".." in name.split("/"):
                     msg = f"unsafe member {name!r} in the archive"
                     raise PackageError(msg, path=archive)
-            zf.extractall(into)
+                if stat.S_ISLNK(info.external_attr >> 16):  # unzip would make it a link
+                    msg = f"{name!r} in the archive is a link; a bag holds regular files only"
+                    raise PackageError(msg, path=archive)
+            try:
+                zf.extractall(into)
+            except OSError as exc:  # members that clash (a file and a folder of one name)
+                msg = f"cannot be unpacked ({exc.strerror}: {Path(exc.filename or '').name!r})"
+                raise PackageError(msg, path=archive) from None
     else:
         msg = "is neither a bag folder nor a tar/zip serialization of one"
         raise PackageError(msg, path=archive)
