@@ -428,3 +428,51 @@ def test_shard_tasks_in_flight_are_bounded_not_one_per_shard(monkeypatch):
     shards._run_local(None, 0, todo, 1, 2, seen.append)  # type: ignore[arg-type]
     assert len(seen) == len(todo)
     assert count["most"] <= shards.IN_FLIGHT_PER_THREAD * 2
+
+
+def test_pending_shards_of_a_vast_level_are_never_listed_whole():
+    """The shards of a level were listed in memory first: by the billion for a claimed 10^15 voxels."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from curated.images.shards import pending_shards
+
+    level = SimpleNamespace(shape=(64 * 64,) * 3)
+    layout = SimpleNamespace(levels=[level], block=(64,) * 3, chunks=(64,) * 3)
+    job = SimpleNamespace(layout=layout, sink=SimpleNamespace(listdir=lambda _prefix: []))
+    tracemalloc.start()
+    try:
+        first = next(iter(pending_shards(job, 0)))  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first == (0, 0, 0)
+    assert peak < 2_000_000  # 262,144 shard indices listed take over 20 MB
+
+
+def test_object_dtype_zarr_source_is_a_clear_error(tmp_path):
+    src = tmp_path / "v2.zarr"
+    (src / "0").mkdir(parents=True)
+    (src / ".zgroup").write_text('{"zarr_format": 2}')
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    scale = [{"type": "scale", "scale": [1, 1, 1]}]
+    ms = {
+        "version": "0.4",
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": scale}],
+    }
+    (src / ".zattrs").write_text(json.dumps({"multiscales": [ms]}))
+    zarray = {
+        "zarr_format": 2,
+        "shape": [4, 4, 4],
+        "chunks": [2, 2, 2],
+        "dtype": "|O",
+        "compressor": None,
+        "filters": [{"id": "vlen-utf8"}],
+        "fill_value": 0,
+        "order": "C",
+    }
+    (src / "0" / ".zarray").write_text(json.dumps(zarray))
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "out.zarr")])
+    _clean_failure(result)
+    assert "pixel type" in result.output

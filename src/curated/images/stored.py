@@ -202,7 +202,11 @@ def open_stored(path: str | Path) -> StoredArraySource:
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
     from curated.images.sources import SUPPORTED_DTYPES
 
-    native = np.dtype(dtype).newbyteorder("=")
+    try:
+        native = np.dtype(dtype).newbyteorder("=")
+    except (TypeError, ValueError):  # strings, objects (zarr's variable-length types), records
+        msg = f"pixel type {dtype} is not supported; convert to uint8, uint16 or float32 first"
+        raise ConversionError(msg, path=path) from None
     if native.name not in SUPPORTED_DTYPES:
         msg = (
             f"pixel type {native.name} is not supported; convert to uint8, uint16 or float32 first"
