@@ -101,6 +101,36 @@ def write_json(path: str | Path, obj: Any) -> Path:
     )
 
 
+MAX_MAPPING_BYTES = 16 * 1024 * 1024
+"""The largest metadata file (``curated.yaml``, a JSON record) :func:`load_mapping` reads."""
+MAX_MAPPING_DEPTH = 64
+MAX_MAPPING_VALUES = 1_000_000
+"""Values a mapping may hold once YAML aliases are expanded: every later reader expands them."""
+_TOO_DEEP = f"is nested more than {MAX_MAPPING_DEPTH} levels deep; no metadata file is"
+
+
+def _expanded_size(node: Any, depth: int, memo: dict[int, int], path: Path) -> int:
+    """How many values ``node`` holds with aliases expanded (shared nodes counted once per use, computed once)."""
+    if not isinstance(node, (dict, list)):
+        return 1
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    if depth >= MAX_MAPPING_DEPTH:  # a recursive alias (&a [*a]) ends here too
+        raise MetadataError(_TOO_DEEP, path=path)
+    total = 1
+    for child in node.values() if isinstance(node, dict) else node:
+        total += _expanded_size(child, depth + 1, memo, path)
+        if total > MAX_MAPPING_VALUES:
+            msg = (
+                f"expands to more than {MAX_MAPPING_VALUES} values (YAML anchors and aliases "
+                "repeated into each other); write the values out instead"
+            )
+            raise MetadataError(msg, path=path)
+    memo[id(node)] = total
+    return total
+
+
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """Parse a YAML (``.yaml``/``.yml``) or JSON file into a dict (``curated.yaml`` first).
 
@@ -109,6 +139,9 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_MAPPING_BYTES:
+            msg = f"is larger than {MAX_MAPPING_BYTES // (1024 * 1024)} MiB; a metadata file is far smaller (is this the right file?)"
+            raise MetadataError(msg, path=path)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MetadataError("file not found", path=path) from None
@@ -121,6 +154,8 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             raise MetadataError(
                 f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path
             ) from None
+        except RecursionError:
+            raise MetadataError(_TOO_DEEP, path=path) from None
     else:
         try:
             data = yaml.safe_load(text)
@@ -129,6 +164,9 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc)
             raise MetadataError(f"YAML syntax error{where}: {problem}", path=path) from None
+        except RecursionError:
+            raise MetadataError(_TOO_DEEP, path=path) from None
+    _expanded_size(data, 0, {}, path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -138,6 +138,10 @@ def create_command(
     exit_for(print_results([result], title="bag", as_json=as_json))
 
 
+SHOWN_PROBLEMS = 200
+"""Problems printed one a line: a bag from elsewhere can have a million (a manifest of missing files)."""
+
+
 @bag_app.command("validate")
 @handle_errors
 def validate_command(
@@ -173,8 +177,14 @@ def validate_command(
         for w in report.warnings:
             err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
         if not report.ok and len(report.problems) > 5:
-            for p in report.problems:
+            for p in report.problems[:SHOWN_PROBLEMS]:
                 err_console.print(f"[red]problem:[/] {p}", highlight=False, soft_wrap=True)
+            if len(report.problems) > SHOWN_PROBLEMS:
+                more = len(report.problems) - SHOWN_PROBLEMS
+                err_console.print(
+                    f"[red]problem:[/] ... and {more} more (`--json` lists every one)",
+                    highlight=False,
+                )
     exit_for(print_results([result], title="bag validate", as_json=as_json))
 
 

@@ -1247,7 +1247,7 @@ def _zarr_array(path: str) -> bool:
     try:
         with open(os.path.join(path, "zarr.json"), "rb") as f:
             meta = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
         return False
     return isinstance(meta, dict) and meta.get("node_type") == "array"
 

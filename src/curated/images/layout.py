@@ -6,7 +6,9 @@ writer (:mod:`curated.images.shards`) turns a :class:`StoreLayout` into files.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,6 +294,12 @@ def block_grid(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[int
     """Every block index of a regular grid over ``shape``, in C order."""
     counts = [-(-n // b) for n, b in zip(shape, block, strict=True)]
     return [tuple(int(v) for v in idx) for idx in np.ndindex(*counts)]
+
+
+def iter_block_grid(shape: tuple[int, ...], block: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """:func:`block_grid` one index at a time (memory bounded whatever the grid's size)."""
+    counts = [-(-n // b) for n, b in zip(shape, block, strict=True)]
+    return itertools.product(*(range(c) for c in counts))
 
 
 def block_region(

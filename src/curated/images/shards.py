@@ -31,10 +31,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import os
 import threading
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +50,7 @@ from curated.images.layout import (
     StoreLayout,
     block_grid,
     block_region,
+    iter_block_grid,
     level_block,
     step_factors,
 )
@@ -353,15 +356,17 @@ def marker_key(level: int, idx: tuple[int, ...]) -> str:
     return f"{JOURNAL}/done/{level}/{shard_key(idx)}"
 
 
-def pending_shards(job: WriteJob, level: int) -> list[tuple[int, ...]]:
-    """Shards of ``level`` without a completion marker."""
+def pending_shards(job: WriteJob, level: int) -> Iterator[tuple[int, ...]]:
+    """Shards of ``level`` without a completion marker, in C order, one at a time.
+
+    A generator: a level of millions of shards (or a source claiming a vast shape)
+    is never listed whole in memory.
+    """
     lv = job.layout.levels[level]
     done = set(job.sink.listdir(f"{JOURNAL}/done/{level}"))
-    return [
-        idx
-        for idx in block_grid(lv.shape, level_block(job.layout, level))
-        if shard_key(idx) not in done
-    ]
+    for idx in iter_block_grid(lv.shape, level_block(job.layout, level)):
+        if shard_key(idx) not in done:
+            yield idx
 
 
 def _units(region: tuple[slice, ...], unit: tuple[int, ...]) -> list[tuple[slice, ...]]:
@@ -1119,13 +1124,15 @@ def run_levels(
     client = _connect(scheduler) if scheduler else None
     try:
         for level in levels:
-            todo = pending_shards(job, level)
-            if not todo:
-                continue
             threads = workers or os.cpu_count() or 1
             if client is not None:
                 threads = max(1, sum(client.nthreads().values()))
-            inner = max(1, threads // len(todo))
+            pending = pending_shards(job, level)
+            head = list(itertools.islice(pending, threads + 1))  # enough to size the tasks
+            if not head:
+                continue
+            inner = max(1, threads // len(head))
+            todo = itertools.chain(head, pending)
             if client is not None:
                 _run_distributed(client, job, level, todo, inner, done)
             else:
@@ -1149,10 +1156,14 @@ def _connect(scheduler: str) -> Any:
         raise ConversionError(msg) from exc
 
 
+IN_FLIGHT_PER_THREAD = 4
+"""Shard tasks submitted ahead per worker thread (the rest wait in the pending list)."""
+
+
 def _run_local(
     job: WriteJob,
     level: int,
-    todo: list[tuple[int, ...]],
+    todo: Iterable[tuple[int, ...]],
     inner: int,
     threads: int,
     done: Any,
@@ -1163,25 +1174,36 @@ def _run_local(
     pool (as many threads as cores) when called from the main thread, and single-threaded
     elsewhere, so ``workers`` is the number of cores the conversion uses.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
-        if threads <= 1 or len(todo) == 1:  # one after the other, as if in this thread
+    with ThreadPoolExecutor(max(1, threads)) as pool:  # threads start only as tasks come
+        if threads <= 1:  # one after the other, as if in this thread
             for idx in todo:
                 done(pool.submit(write_shard, job, level, idx, inner).result())
             return
-        futures = [pool.submit(write_shard, job, level, idx, inner) for idx in todo]
+        # a bounded window of tasks in flight: one future per shard of a level at once cost
+        # memory by the image's size (millions of shards), not by the shard's
+        window = IN_FLIGHT_PER_THREAD * threads
+        running: set[Future[dict[str, Any]]] = set()
         try:
-            for fut in as_completed(futures):
-                done(fut.result())
+            for idx in todo:
+                running.add(pool.submit(write_shard, job, level, idx, inner))
+                if len(running) >= window:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        done(fut.result())
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    done(fut.result())
         except BaseException:
-            for fut in futures:
+            for fut in running:
                 fut.cancel()
             raise
 
 
 def _run_distributed(
-    client: Any, job: WriteJob, level: int, todo: list[tuple[int, ...]], inner: int, done: Any
+    client: Any, job: WriteJob, level: int, todo: Iterable[tuple[int, ...]], inner: int, done: Any
 ) -> None:
     import dask
     from distributed import as_completed

@@ -26,18 +26,47 @@ INCOMPLETE_MESSAGE = (
 )
 
 
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+"""The largest ``zarr.json`` / ``.zattrs`` read: a store's metadata is small, and a hostile one
+must not make a reader parse gigabytes."""
+
+
+def _read_metadata(sink: LocalSink | S3Sink, key: str) -> Any:
+    """The JSON document ``key`` of ``sink``; ``ValueError`` when it is too large or too deeply nested."""
+    if isinstance(sink, LocalSink):
+        p = sink.root / key
+        if p.is_file() and p.stat().st_size > MAX_METADATA_BYTES:
+            msg = f"{key} is larger than {MAX_METADATA_BYTES} bytes; no Zarr metadata is that large"
+            raise ValueError(msg)
+    raw = sink.get(key)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        msg = f"{key} is JSON nested too deeply to be Zarr metadata"
+        raise ValueError(msg) from None
+
+
 def read_group_attrs(root: str | Path) -> tuple[dict[str, Any], int] | None:
-    """``(attributes, zarr_format)`` of the group at ``root`` (folder or ``s3://`` URL), or ``None`` when it is not a zarr group."""
+    """``(attributes, zarr_format)`` of the group at ``root`` (folder or ``s3://`` URL), or ``None`` when it is not a zarr group.
+
+    Raises ``ValueError`` when the metadata is not JSON, not a JSON object, or too large
+    or deeply nested to be Zarr metadata (``OSError`` when it cannot be read).
+    """
     sink = open_sink(root)
     if isinstance(sink, LocalSink) and not sink.root.is_dir():
         return None
     try:
-        return json.loads(sink.get("zarr.json")).get("attributes", {}) or {}, 3
+        doc = _read_metadata(sink, "zarr.json")
     except (FileNotFoundError, IsADirectoryError):
         pass
+    else:
+        if not isinstance(doc, dict):
+            msg = f"zarr.json holds a JSON {type(doc).__name__}, not the object Zarr metadata is"
+            raise ValueError(msg)
+        return doc.get("attributes", {}) or {}, 3
     if sink.exists(".zgroup"):
         try:
-            return json.loads(sink.get(".zattrs")), 2
+            return _read_metadata(sink, ".zattrs"), 2
         except FileNotFoundError:
             return {}, 2
     return None

@@ -28,7 +28,7 @@ import numpy as np
 from curated.errors import ConversionError, InputError
 from curated.images.ngff import declares_image
 from curated.images.units import length_unit, round_to, significant_digits
-from curated.walk import Files, walk
+from curated.walk import Files, Special, walk
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
@@ -202,7 +202,11 @@ def open_stored(path: str | Path) -> StoredArraySource:
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
     from curated.images.sources import SUPPORTED_DTYPES
 
-    native = np.dtype(dtype).newbyteorder("=")
+    try:
+        native = np.dtype(dtype).newbyteorder("=")
+    except (TypeError, ValueError):  # strings, objects (zarr's variable-length types), records
+        msg = f"pixel type {dtype} is not supported; convert to uint8, uint16 or float32 first"
+        raise ConversionError(msg, path=path) from None
     if native.name not in SUPPORTED_DTYPES:
         msg = (
             f"pixel type {native.name} is not supported; convert to uint8, uint16 or float32 first"
@@ -567,13 +571,56 @@ def _n5_arrays(root: Path) -> list[str]:
     return sorted(arrays)
 
 
-def _n5_chunk_files(target: Path) -> int:
-    """How many chunk files an N5 array folder holds (regular files other than its attributes)."""
+def _chunk_files(target: Path, metadata: frozenset[str]) -> int:
+    """How many chunk files an array folder holds (regular files other than its ``metadata``).
+
+    A symbolic link or special file among them is refused: the array would be read
+    through it, and a chunk that is a link can be any file on the machine.
+    """
     n = 0
     for ev in walk(target, errors="report"):
         if type(ev) is Files:
-            n += sum(1 for name in ev.names if name != "attributes.json")
+            n += sum(1 for name in ev.names if name not in metadata)
+        elif type(ev) is Special:
+            what = "symbolic link" if ev.kind == "link" else "special file"
+            msg = (
+                f"{ev.rel} in the array is a {what}; chunks are read only from regular files "
+                "inside the store (a link could bring in any file): replace it with the file itself"
+            )
+            raise InputError(msg, path=target)
     return n
+
+
+_N5_METADATA = frozenset({"attributes.json"})
+_ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+
+
+def _refuse_linked_levels(store: Path, target: Path) -> None:
+    """Refuse an array reached through a symbolic link inside ``store`` (a level linked to elsewhere)."""
+    here = store
+    for part in target.relative_to(store).parts:
+        here = here / part
+        if here.is_symlink():
+            msg = (
+                f"{here.relative_to(store).as_posix()} in the store is a symbolic link; arrays are "
+                "read only from inside the store (a link could bring in any files): copy them in"
+            )
+            raise InputError(msg, path=store)
+
+
+def _zarr_chunk_notes(arr: Any, target: Path) -> list[str]:
+    """The absent-chunks note of a Zarr array in the folder ``target``, counting its files.
+
+    zarr's own count visits every key of the chunk grid, so a store claiming 10^15
+    voxels took forever; and a chunk extent of 0 divided by zero. The count is of
+    shards where the array is sharded (what is stored), else of chunks.
+    """
+    grid = tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+    if any(c <= 0 for c in grid):
+        msg = f"chunk shape {list(grid)} is not positive in every axis; the array's metadata is damaged"
+        raise InputError(msg, path=target)
+    stored = _chunk_files(target, _ZARR_METADATA)
+    return _absent_chunks(stored, _expected_chunks(tuple(arr.shape), grid), arr.fill_value)
 
 
 def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
@@ -600,7 +647,7 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "n5", reverse=True)
     block = tuple(int(b) for b in attrs.get("blockSize", []))
     if len(block) == len(shape):
-        stored = _n5_chunk_files(target)
+        stored = _chunk_files(target, _N5_METADATA)
         notes += _absent_chunks(stored, _expected_chunks(shape, block[::-1]), 0)
     return StoredArraySource(
         kind="n5",
@@ -668,7 +715,8 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
     axes = _default_axes(node.ndim, shown)
     attrs = {k: _plain(v) for k, v in dict(node.attrs).items()}
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "zarr")
-    notes += _absent_chunks(node.nchunks_initialized, node.nchunks, node.fill_value)
+    _refuse_linked_levels(root, target)
+    notes += _zarr_chunk_notes(node, target)
     return StoredArraySource(
         kind="zarr",
         path=shown,
@@ -725,7 +773,8 @@ def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
         notes.append("the space axes state no single unit; voxel size not used (pass --voxel-size)")
     if any(v != 0 for v in img.translation[0]):
         notes.append(f"level 0 translation {img.translation[0]}")
-    notes += _absent_chunks(level0.nchunks_initialized, level0.nchunks, level0.fill_value)
+    _refuse_linked_levels(root, root / img.level_paths[0])
+    notes += _zarr_chunk_notes(level0, root / img.level_paths[0])
     if img.label_names():
         notes.append(
             f"label images ({', '.join(img.label_names())}); add them with `curated labels add`"

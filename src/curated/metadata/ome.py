@@ -111,6 +111,10 @@ def _binary_only(xml: str) -> str | None:
     return None
 
 
+MAX_COMPANION_BYTES = 256 * 1024 * 1024
+"""The largest companion ``*.companion.ome`` file read (OME-XML of many planes runs to megabytes)."""
+
+
 def _follow_binary_only(imp: OmeImport, xml: str) -> str:
     """The OME-XML that describes the images: ``xml`` itself, or the companion file it points to."""
     companion = _binary_only(xml)
@@ -122,6 +126,12 @@ def _follow_binary_only(imp: OmeImport, xml: str) -> str:
     target = Path(imp.path).parent / companion
     if Path(companion).is_absolute() or ".." in Path(companion).parts or not target.is_file():
         msg = f"is a BinaryOnly OME-TIFF: its metadata are in the companion file {companion!r}, which is not beside it; copy the companion next to the TIFF or import the companion file"
+        raise MetadataError(msg, path=imp.path, field="OME-XML")
+    if target.is_symlink() or target.resolve().parent != Path(imp.path).resolve().parent:
+        msg = f"is a BinaryOnly OME-TIFF whose companion file {companion!r} is a symbolic link; only a regular file beside the TIFF is read: copy the companion next to it"
+        raise MetadataError(msg, path=imp.path, field="OME-XML")
+    if target.stat().st_size > MAX_COMPANION_BYTES:
+        msg = f"is a BinaryOnly OME-TIFF whose companion file {companion!r} is larger than {MAX_COMPANION_BYTES // (1024 * 1024)} MiB; that is no OME-XML companion"
         raise MetadataError(msg, path=imp.path, field="OME-XML")
     imp.metadata_file = str(target)
     imp.warnings.append(f"BinaryOnly OME-TIFF: metadata read from its companion file {target.name}")
@@ -151,7 +161,10 @@ def _from_ome_xml(imp: OmeImport, xml: str) -> None:
     try:
         ome = ome_types.from_xml(xml, validate=False)
     except Exception as exc:  # ome-types raises several kinds (XML syntax, pydantic, ValueError)
-        msg = f"the OME-XML in this file is broken ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); fix or strip the ImageDescription, or set the fields by hand with `curated metadata set`"
+        # "Could not parse XML from '<the text>'": name the parser's reason, never the text (a
+        # companion may be anything; its content does not belong in an error or a log)
+        why = exc.__cause__ if str(exc).startswith("Could not parse XML") and exc.__cause__ else exc
+        msg = f"the OME-XML in this file is broken ({type(why).__name__}: {str(why).splitlines()[0][:200]}); fix or strip the ImageDescription, or set the fields by hand with `curated metadata set`"
         raise MetadataError(msg, path=imp.path, field="OME-XML") from None
     if not ome.images:
         raise MetadataError("the OME-XML describes no Image", path=imp.path, field="OME-XML")

@@ -13,6 +13,8 @@ import copy
 import json
 import logging
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -115,24 +117,64 @@ def profile_for_identifier(identifier: str) -> Profile | None:
     return None
 
 
+MAX_TAG_LINE = 1 << 20
+"""The longest line (bytes) read from a bag's tag file: a longer one is refused, so a hostile
+``bag-info.txt`` or manifest cannot make a reader hold (or echo) a line of any size."""
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def tag_lines(
+    path: str | os.PathLike[str], *, universal: bool = False
+) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 tag file, each line without its end.
+
+    Lines end with LF (``universal``: LF, CR or CRLF, as RFC 8493 allows in tag
+    files that are not manifests). A line that is not UTF-8, or longer than
+    :data:`MAX_TAG_LINE` bytes, is a :class:`PackageError` naming the file and line;
+    memory stays bounded by that length whatever the file holds.
+    """
+    lineno = 0
+    with open(path, "rb") as fh:
+        while True:
+            raw = fh.readline(MAX_TAG_LINE + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_TAG_LINE:
+                msg = f"line {lineno + 1} is longer than {MAX_TAG_LINE} bytes; this is no BagIt tag file"
+                raise PackageError(msg, path=path)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                msg = (
+                    f"line {lineno + 1} is not UTF-8 (byte {exc.start}); "
+                    "BagIt tag files and manifests must be UTF-8 (RFC 8493)"
+                )
+                raise PackageError(msg, path=path) from None
+            text = text.removesuffix("\n").removesuffix("\r")
+            for part in re.split(r"\r\n|\r", text) if universal else (text,):
+                lineno += 1
+                yield lineno, part
+
+
 def read_tag_file(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Parse a ``label: value`` tag file (continuation lines start with whitespace)."""
     tags: dict[str, list[str]] = {}
     last: str | None = None
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line[0] in " \t" and last is not None:
-                tags[last][-1] += " " + line.strip()
-                continue
-            label, sep, value = line.partition(":")
-            if not sep:
-                msg = f"line {line!r} is not 'Label: value'"
-                raise PackageError(msg, path=path)
-            last = label.strip()
-            tags.setdefault(last, []).append(value.strip())
+    for _lineno, line in tag_lines(path, universal=True):
+        if not line.strip():
+            continue
+        if line[0] in " \t" and last is not None:
+            tags[last][-1] += " " + line.strip()
+            continue
+        label, sep, value = line.partition(":")
+        if not sep:
+            msg = f"line {_shown(line)} is not 'Label: value'"
+            raise PackageError(msg, path=path)
+        last = label.strip()
+        tags.setdefault(last, []).append(value.strip())
     return tags
 
 

@@ -9,6 +9,7 @@ about 0.3 KB each); the payload itself is never held. A serialized bag
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 import tempfile
 import unicodedata
@@ -25,6 +26,7 @@ from curated.package.profiles import (
     load_profile,
     profile_for_identifier,
     read_tag_file,
+    tag_lines,
 )
 from curated.package.walk import links_and_specials
 from curated.progress import ProgressReporter, ensure_progress
@@ -32,6 +34,7 @@ from curated.results import Result
 from curated.walk import Files, Special, walk
 
 _BAGIT_KEYS = ("BagIt-Version", "Tag-File-Character-Encoding")
+_BAGIT_TXT_MAX = 64 * 1024
 
 
 @dataclass
@@ -95,11 +98,19 @@ def _unpack(archive: Path, into: str) -> Path:
                 raise PackageError(msg, path=archive) from None
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
+            for info in zf.infolist():
+                name = info.filename
                 if name.startswith("/") or ".." in name.split("/"):
                     msg = f"unsafe member {name!r} in the archive"
                     raise PackageError(msg, path=archive)
-            zf.extractall(into)
+                if stat.S_ISLNK(info.external_attr >> 16):  # unzip would make it a link
+                    msg = f"{name!r} in the archive is a link; a bag holds regular files only"
+                    raise PackageError(msg, path=archive)
+            try:
+                zf.extractall(into)
+            except OSError as exc:  # members that clash (a file and a folder of one name)
+                msg = f"cannot be unpacked ({exc.strerror}: {Path(exc.filename or '').name!r})"
+                raise PackageError(msg, path=archive) from None
     else:
         msg = "is neither a bag folder nor a tar/zip serialization of one"
         raise PackageError(msg, path=archive)
@@ -111,28 +122,26 @@ def _unpack(archive: Path, into: str) -> Path:
 
 
 def _manifest_lines(path: Path, report: BagReport) -> Iterator[tuple[str, str]]:
-    with open(path, encoding="utf-8", newline="\n") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line:
-                continue
-            digest, sep, rel = line.partition(" ")
-            rel = rel.lstrip(" ")
-            if not sep or not rel:
-                report.problems.append(f"{path.name} line {lineno}: not '<checksum> <path>'")
-                continue
-            stray = (
-                rel.replace("%25", "")
-                .replace("%0D", "")
-                .replace("%0A", "")
-                .replace("%0d", "")
-                .replace("%0a", "")
+    for lineno, line in tag_lines(path):
+        if not line:
+            continue
+        digest, sep, rel = line.partition(" ")
+        rel = rel.lstrip(" ")
+        if not sep or not rel:
+            report.problems.append(f"{path.name} line {lineno}: not '<checksum> <path>'")
+            continue
+        stray = (
+            rel.replace("%25", "")
+            .replace("%0D", "")
+            .replace("%0A", "")
+            .replace("%0d", "")
+            .replace("%0a", "")
+        )
+        if "%" in stray:
+            report.problems.append(
+                f"{path.name} line {lineno}: '%' in {rel!r} is not percent-encoded as %25 (RFC 8493 2.1.3)"
             )
-            if "%" in stray:
-                report.problems.append(
-                    f"{path.name} line {lineno}: '%' in {rel!r} is not percent-encoded as %25 (RFC 8493 2.1.3)"
-                )
-            yield digest.lower(), decode_path(rel)
+        yield digest.lower(), decode_path(rel)
 
 
 def _check_bagit_txt(bag: Path, report: BagReport) -> None:
@@ -140,7 +149,13 @@ def _check_bagit_txt(bag: Path, report: BagReport) -> None:
     if not p.is_file():
         report.problems.append("bagit.txt is missing")
         return
-    raw = p.read_bytes()
+    with open(p, "rb") as fh:
+        raw = fh.read(_BAGIT_TXT_MAX + 1)
+    if len(raw) > _BAGIT_TXT_MAX:
+        report.problems.append(
+            f"bagit.txt is larger than {_BAGIT_TXT_MAX} bytes; it holds two short lines"
+        )
+        return
     if raw.startswith(b"\xef\xbb\xbf"):
         report.problems.append("bagit.txt starts with a byte-order mark (RFC 8493 forbids it)")
     lines = raw.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()
@@ -159,23 +174,22 @@ def _fetch_entries(bag: Path, report: BagReport) -> dict[str, int | None]:
     p = bag / "fetch.txt"
     if not p.is_file():
         return out
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.rstrip("\r\n").split(None, 2)
-            if not parts:
-                continue
-            if len(parts) != 3:
-                report.problems.append(f"fetch.txt line {lineno}: not 'URL LENGTH PATH'")
-                continue
-            url, length, rel = parts
-            rel = decode_path(rel)
-            if not rel.startswith("data/"):
-                report.problems.append(
-                    f"fetch.txt line {lineno}: {rel!r} is not a payload path (fetch.txt must not list tag files)"
-                )
-            if "://" not in url:
-                report.problems.append(f"fetch.txt line {lineno}: {url!r} is not a URL")
-            out[rel] = None if length == "-" else int(length) if length.isdigit() else None
+    for lineno, line in tag_lines(p):
+        parts = line.split(None, 2)
+        if not parts:
+            continue
+        if len(parts) != 3:
+            report.problems.append(f"fetch.txt line {lineno}: not 'URL LENGTH PATH'")
+            continue
+        url, length, rel = parts
+        rel = decode_path(rel)
+        if not rel.startswith("data/"):
+            report.problems.append(
+                f"fetch.txt line {lineno}: {rel!r} is not a payload path (fetch.txt must not list tag files)"
+            )
+        if "://" not in url:
+            report.problems.append(f"fetch.txt line {lineno}: {url!r} is not a URL")
+        out[rel] = None if length == "-" else int(length) if length.isdigit() else None
     return out
 
 
@@ -373,6 +387,8 @@ def _check_payload(
                 report.problems.append(f"{m.name}: {rel!r} is outside data/")
                 continue
             slot = entries.setdefault(rel, [None] * len(manifests))
+            if slot[i] is not None:
+                report.problems.append(f"{m.name} lists {rel!r} more than once")
             slot[i] = digest
     nfc: dict[str, str] | None = None
     unexpected: list[str] = []

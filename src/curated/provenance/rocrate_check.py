@@ -95,7 +95,15 @@ def _own_checks(crate_dir: Path) -> list[str]:
         doc = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return [f"{meta}: cannot read the RO-Crate metadata ({exc})"]
-    graph = {e.get("@id"): e for e in doc.get("@graph", []) if isinstance(e, dict)}
+    except RecursionError:
+        return [f"{meta}: cannot read the RO-Crate metadata (its JSON is nested too deeply)"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("@graph", []), list):
+        return [f"{meta}: the RO-Crate metadata is not a JSON-LD object with an @graph list"]
+    graph = {
+        e["@id"]: e
+        for e in doc.get("@graph", [])
+        if isinstance(e, dict) and isinstance(e.get("@id"), str)
+    }
     try:
         from rocrate.rocrate import ROCrate
 
@@ -103,17 +111,19 @@ def _own_checks(crate_dir: Path) -> list[str]:
     except Exception as exc:  # ro-crate-py raises plain exceptions on malformed crates
         problems.append(f"ro-crate-py cannot read the crate: {exc}")
     descriptor = graph.get("ro-crate-metadata.json", {})
-    root = graph.get((descriptor.get("about") or {}).get("@id", "./"), {})
+    about = descriptor.get("about")
+    root_id = about.get("@id", "./") if isinstance(about, dict) else "./"
+    root = graph.get(root_id, {}) if isinstance(root_id, str) else {}
     if not root:
         return [*problems, "no root data entity"]
 
     def ids(value: Any) -> list[str | None]:
         items = value if isinstance(value, list) else [value] if value else []
-        return [i.get("@id") for i in items if isinstance(i, dict)]
+        return [i["@id"] for i in items if isinstance(i, dict) and isinstance(i.get("@id"), str)]
 
     def types(ent: dict[str, Any]) -> list[str]:
         t = ent.get("@type", [])
-        return t if isinstance(t, list) else [t]
+        return [x for x in (t if isinstance(t, list) else [t]) if isinstance(x, str)]
 
     if "https://w3id.org/ro/wfrun/process/0.5" not in ids(root.get("conformsTo")):
         problems.append(
@@ -203,7 +213,7 @@ def validate_crate(
             for c in conforms:
                 if isinstance(c, dict) and c.get("@id") in PROFILE_IDS:
                     profile = PROFILE_IDS[c["@id"]]
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError):
             pass
         profile = profile or "ro-crate-1.1"
     # a private, throw-away cache: nothing is left behind, nothing is shared between processes
