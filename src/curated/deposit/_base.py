@@ -34,6 +34,17 @@ def make_session(
     )
 
 
+def not_published(session: HttpSession, reply: Reply, lacking: str, record: Any) -> DepositError:
+    """The error of a publish answered with a success status that does not show a publication
+    (``lacking``: what the answer should have said): the draft stays, ``--resume`` retries."""
+    said = session.clean(reply.text.strip()[:200]) or "an empty body"
+    msg = (
+        f"publishing: {session.repository} answered HTTP {reply.status} {lacking} (it answered "
+        f"{said!r}); the draft and its files are kept: check it there, then re-run with --resume"
+    )
+    return DepositError(msg, details={"status": reply.status, "record": record})
+
+
 def body_errors(reply: Reply, what: str, session: HttpSession, *, key: str = "errors") -> None:
     """Raise when a successful answer carries validation errors (Invenio drafts, Figshare, DSpace)."""
     data = reply.data

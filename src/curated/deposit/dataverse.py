@@ -32,7 +32,14 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from curated.deposit._base import MAX_LOOKUPS, made_since, make_session, need, one_lost_draft
+from curated.deposit._base import (
+    MAX_LOOKUPS,
+    made_since,
+    make_session,
+    need,
+    not_published,
+    one_lost_draft,
+)
 from curated.deposit.http import (
     FileSlice,
     Hashes,
@@ -561,13 +568,8 @@ class DataverseRepository:
         if said.upper() not in ("OK", "WORKFLOW_IN_PROGRESS"):
             # Dataverse answers a publication with status OK (or a workflow under way);
             # anything else is not taken for one.
-            text = self.http.clean(r.text.strip()[:200]) or "an empty body"
-            msg = (
-                f"publishing: Dataverse answered HTTP {r.status} without saying the dataset was "
-                f"published (it answered {text!r}); the draft and its files are kept: check it "
-                "there, then re-run with --resume"
-            )
-            raise DepositError(msg, details={"status": r.status, "record": state.get("pid")})
+            lacking = "without saying the dataset was published"
+            raise not_published(self.http, r, lacking, state.get("pid"))
         self._wait_unlocked(state, "publishing")
         return self._landing(state, "published")
 

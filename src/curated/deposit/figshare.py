@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from curated.deposit._base import body_errors, made_since, make_session, one_lost_draft
+from curated.deposit._base import (
+    body_errors,
+    made_since,
+    make_session,
+    not_published,
+    one_lost_draft,
+)
 from curated.deposit.http import Hashes, LostResponse, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -398,13 +404,8 @@ class FigshareRepository:
         body_errors(r, "publishing", self.http)
         if not isinstance(r.data, dict) or not r.data.get("location"):
             # Figshare answers a publication with the public article's location.
-            text = self.http.clean(r.text.strip()[:200]) or "an empty body"
-            msg = (
-                f"publishing: Figshare answered HTTP {r.status} without the published article's "
-                f"location (it answered {text!r}); the article and its files are kept: check it "
-                "there, then re-run with --resume"
-            )
-            raise DepositError(msg, details={"status": r.status, "record": state["id"]})
+            lacking = "without the published article's location"
+            raise not_published(self.http, r, lacking, state["id"])
         info = (
             self.http.request(
                 "GET", self._article(state), what="reading the published article"

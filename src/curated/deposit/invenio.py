@@ -26,7 +26,14 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from curated.deposit._base import body_errors, made_since, make_session, need, one_lost_draft
+from curated.deposit._base import (
+    body_errors,
+    made_since,
+    make_session,
+    need,
+    not_published,
+    one_lost_draft,
+)
 from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -421,13 +428,8 @@ class InvenioRepository:
             # rather than take a bare success status for a publication.
             landing = self.published(state)
             if landing is None:
-                said = self.http.clean(r.text.strip()[:200]) or "an empty body"
-                msg = (
-                    f"publishing: {self.name} answered HTTP {r.status} but the record is not "
-                    f"published (it answered {said!r}); the draft and its files are kept: "
-                    "check it there, then re-run with --resume"
-                )
-                raise DepositError(msg, details={"status": r.status, "record": state["id"]})
+                lacking = "but the record is not published"
+                raise not_published(self.http, r, lacking, state["id"])
             return landing
         doi = ((data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (data.get("links") or {}).get("self_html") or state.get("html")
