@@ -135,32 +135,13 @@ def test_evaluation_killed_before_its_log_entry_is_rerun(tmp_path):
     assert r.returncode == EXIT_CODE, r.stderr
     report = ws.evaluations_dir / "e1.json"
     assert report.is_file()  # written, but not on record
-    evaluate(
-        image,
-        pred="pred",
-        truth="truth",
-        label_value=1,
-        blocks=2,
-        block_size=8,
-        seed=0,
-        name="e1",
-        workspace=ws,
-    )
+    same = {"pred": "pred", "truth": "truth", "label_value": 1, "blocks": 2, "block_size": 8}
+    evaluate(image, **same, seed=0, name="e1", workspace=ws)
     assert ws.log.recorded_output(report) is not None
     assert ws.log.verify(files=True).ok
     # a recorded evaluation is still never replaced without --overwrite
     with pytest.raises(InputError):
-        evaluate(
-            image,
-            pred="pred",
-            truth="truth",
-            label_value=1,
-            blocks=2,
-            block_size=8,
-            seed=0,
-            name="e1",
-            workspace=ws,
-        )
+        evaluate(image, **same, seed=0, name="e1", workspace=ws)
 
 
 LABELS_ADD = (

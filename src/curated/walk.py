@@ -32,6 +32,7 @@ metadata (``zarr.json``, ``.zgroup`` or ``.zarray``), whatever its name.
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import stat
 import tempfile
@@ -54,6 +55,28 @@ def is_zarr_store(path: str | os.PathLike[str]) -> bool:
     """A folder that is a Zarr v2 or v3 group or array (it holds Zarr metadata), whatever its name."""
     p = os.fspath(path)
     return os.path.isdir(p) and any(os.path.isfile(os.path.join(p, f)) for f in ZARR_METADATA)
+
+
+ZARR_JSON_READ = 1 << 20
+"""Most bytes of a ``zarr.json`` :func:`is_zarr_array` parses (an array's is a few kilobytes)."""
+
+
+def is_zarr_array(path: str | os.PathLike[str]) -> bool:
+    """A Zarr store that is an array (v2 ``.zarray``, v3 ``node_type: array``), not a group.
+
+    Below an array lie only its chunks (millions, in a flat v2 array): walkers that look for
+    groups stop there. Unreadable metadata (not JSON, nested too deeply, larger than
+    :data:`ZARR_JSON_READ`) is not taken for an array.
+    """
+    p = os.fspath(path)
+    if os.path.isfile(os.path.join(p, ".zarray")):
+        return True
+    try:
+        with open(os.path.join(p, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read(ZARR_JSON_READ))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "array"
 
 
 def _kind(entry: os.DirEntry[str]) -> str:

@@ -155,6 +155,15 @@ class Workspace:
         return f"Workspace({str(self.root)!r})"
 
 
+def unlogged(ws: Workspace | None, path: str | Path) -> bool:
+    """Whether an output in a workspace is missing from its curator log: one a run killed
+    after writing it but before its log entry left (a finished step is always recorded),
+    which a re-run of the same command may replace. ``False`` without a workspace."""
+    if ws is None:
+        return False
+    return not ws.log.exists() or ws.log.recorded_output(path) is None
+
+
 def as_workspace(ws: Workspace | str | Path | None) -> Workspace | None:
     """Accept a Workspace, a path to one, or ``None`` (core functions take any)."""
     if ws is None or isinstance(ws, Workspace):

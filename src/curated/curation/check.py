@@ -42,7 +42,16 @@ from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import TreeHasher, hash_fd_at, sha256_file_head, tree_record
 from curated.provenance.log import Artifact
 from curated.results import Result
-from curated.walk import DIR, Files, Folder, Special, Unreadable, is_zarr_store, walk
+from curated.walk import (
+    DIR,
+    Files,
+    Folder,
+    Special,
+    Unreadable,
+    is_zarr_array,
+    is_zarr_store,
+    walk,
+)
 from curated.workspace import Workspace, as_workspace, recorder
 
 CHECK_FILE = "curation/check.json"
@@ -1205,26 +1214,26 @@ def _flag_invalid_ome_zarr(
     from curated.images.ngff import declares_image
     from curated.images.validate import store_problems
 
-    stores: list[Path] = []
+    def is_image(path: str | Path) -> bool:
+        return declares_image(read_ngff(path, tolerant=True).attrs)
+
+    images: list[Path] = []
     for root in found:
-        if declares_image(read_ngff(root, tolerant=True).attrs):
-            stores.append(Path(root))
-            continue
-        if _zarr_array(root):
-            continue  # an array's members are its chunks (a flat v2 array: millions of them)
-        try:  # scandir's entry types: no stat per member of a million-chunk array
-            with os.scandir(root) as entries:
-                stores += sorted(
-                    Path(e.path)
-                    for e in entries
-                    if e.is_dir(follow_symlinks=False) and is_zarr_store(e.path)
-                )
-        except OSError:
-            continue  # the walk already flagged an unreadable folder
-    for store in stores:
-        meta = read_ngff(store, tolerant=True)
-        if not declares_image(meta.attrs):
-            continue  # a plain Zarr store (or an array), not an OME-Zarr image
+        if is_image(root):
+            images.append(Path(root))
+        elif not is_zarr_array(root):  # an array's members are its chunks: millions, maybe
+            try:  # scandir's entry types: no stat per member
+                with os.scandir(root) as entries:
+                    images += sorted(
+                        Path(e.path)
+                        for e in entries
+                        if e.is_dir(follow_symlinks=False)
+                        and is_zarr_store(e.path)
+                        and is_image(e.path)
+                    )
+            except OSError:
+                continue  # the walk already flagged an unreadable folder
+    for store in images:
         problems = store_problems(store, conventions=False)
         if problems:
             more = f" (+{len(problems) - 1} more)" if problems[1:] else ""
@@ -1238,18 +1247,6 @@ def _flag_invalid_ome_zarr(
                     [shown],
                 )
             )
-
-
-def _zarr_array(path: str) -> bool:
-    """Whether the Zarr store at ``path`` is an array (v2 ``.zarray``, v3 ``node_type``)."""
-    if os.path.isfile(os.path.join(path, ".zarray")):
-        return True
-    try:
-        with open(os.path.join(path, "zarr.json"), "rb") as f:
-            meta = json.loads(f.read(1 << 20))
-    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
-        return False
-    return isinstance(meta, dict) and meta.get("node_type") == "array"
 
 
 def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:
@@ -1479,8 +1476,9 @@ def _flag_pixel_types(files: Sequence[FileRecord], flags: list[RedFlag]) -> None
     found: dict[str, list[str]] = {}
     counts: Counter[str] = Counter()
     for f in files:
-        dtype = (f.image or {}).get("dtype") if f.image is not None else None
-        if not f.image or not f.image.get("opens") or not dtype or dtype in SUPPORTED_DTYPES:
+        image = f.image or {}
+        dtype = image.get("dtype")
+        if not dtype or not image.get("opens") or dtype in SUPPORTED_DTYPES:
             continue
         counts[dtype] += 1
         if len(paths := found.setdefault(dtype, [])) < shown_most:

@@ -685,8 +685,7 @@ def _upload_all(
                     prog.advance(item.size, file=item.basename)
                     continue
                 repo.delete_file(state, rf)
-                for k in UPLOAD_KEYS:
-                    fe.pop(k, None)
+                _forget_upload(fe)
             fe["status"] = "uploading"  # saved by the adapter once the server knows the file
             up = _upload_once(
                 repo, state, item, fe, journal, lambda n, _i=item: prog.advance(n, file=_i.basename)
@@ -700,10 +699,7 @@ def _upload_all(
                 )
             mine = _local_digest(item, fe, r.algorithm)
             if mine != r.checksum.lower() or not _same_size(r, item):
-                for k in UPLOAD_KEYS:
-                    fe.pop(k, None)
-                fe["status"] = "pending"
-                journal.save()
+                _pending_again(fe, journal)
                 try:
                     repo.delete_file(state, r)
                 except DepositError:
@@ -732,6 +728,19 @@ def _upload_all(
 
 UPLOAD_KEYS = ("initiated", "file_id", "parts", "parts_done", "transfer", "committed", "direct")
 """What an adapter keeps in a file's journal entry about one upload under way."""
+
+
+def _forget_upload(fe: dict[str, Any]) -> None:
+    """Drop what a file's journal entry kept about an upload under way (:data:`UPLOAD_KEYS`)."""
+    for k in UPLOAD_KEYS:
+        fe.pop(k, None)
+
+
+def _pending_again(fe: dict[str, Any], journal: Journal) -> None:
+    """Mark a file to be sent again from the start (``--resume``), and save the journal."""
+    _forget_upload(fe)
+    fe["status"] = "pending"
+    journal.save()
 
 
 def _same_size(remote: RemoteFile, item: UploadItem) -> bool:
@@ -771,10 +780,7 @@ def _upload_once(
             return Uploaded(found, None)  # it arrived: the lost answer would have said so
         if found is not None:
             repo.delete_file(state, found)  # a partial copy: never left beside a new one
-        for k in UPLOAD_KEYS:
-            fe.pop(k, None)
-        fe["status"] = "pending"
-        journal.save()
+        _pending_again(fe, journal)
         raise
 
 

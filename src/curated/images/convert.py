@@ -439,24 +439,17 @@ def _convert_details(
     voxel_from: str,
 ) -> dict[str, Any]:
     """The result's details: the store's figures, the source and the transformation decision."""
+    decision = _decision(src, voxel_from)
+    note = _voxel_disagreement(voxel, unit_name, src) if voxel_from == "given" else None
+    if note:
+        decision["voxel_size_disagrees"] = note
     return _details(src, layout, figures, voxel, unit_name) | {
         "source": str(src.path),
         "source_kind": src.kind,
         "source_files": len(src.files),
         "source_key": getattr(src, "key", None),
-        "decision": _decision(src, voxel_from)
-        | (
-            {"voxel_size_disagrees": note}
-            if (note := _given_note(src, voxel, unit_name, voxel_from))
-            else {}
-        ),
+        "decision": decision,
     }
-
-
-def _given_note(
-    src: TiffSource | StoredArraySource, voxel: tuple[float, ...], unit_name: str, voxel_from: str
-) -> str | None:
-    return _voxel_disagreement(voxel, unit_name, src) if voxel_from == "given" else None
 
 
 def _plan_conversion(

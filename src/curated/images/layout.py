@@ -290,16 +290,16 @@ def make_layout(
     )
 
 
-def block_grid(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Every block index of a regular grid over ``shape``, in C order."""
-    counts = [-(-n // b) for n, b in zip(shape, block, strict=True)]
-    return [tuple(int(v) for v in idx) for idx in np.ndindex(*counts)]
-
-
 def iter_block_grid(shape: tuple[int, ...], block: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
-    """:func:`block_grid` one index at a time (memory bounded whatever the grid's size)."""
+    """Every block index of a regular grid over ``shape``, in C order, one at a time (memory
+    bounded whatever the grid's size)."""
     counts = [-(-n // b) for n, b in zip(shape, block, strict=True)]
     return itertools.product(*(range(c) for c in counts))
+
+
+def block_grid(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """:func:`iter_block_grid` as a list."""
+    return list(iter_block_grid(shape, block))
 
 
 def block_region(

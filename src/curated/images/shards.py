@@ -1185,17 +1185,20 @@ def _run_local(
         # memory by the image's size (millions of shards), not by the shard's
         window = IN_FLIGHT_PER_THREAD * threads
         running: set[Future[dict[str, Any]]] = set()
+
+        def settle_one_or_more() -> None:
+            nonlocal running
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                done(fut.result())
+
         try:
             for idx in todo:
                 running.add(pool.submit(write_shard, job, level, idx, inner))
                 if len(running) >= window:
-                    finished, running = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        done(fut.result())
+                    settle_one_or_more()
             while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    done(fut.result())
+                settle_one_or_more()
         except BaseException:
             for fut in running:
                 fut.cancel()

@@ -203,14 +203,12 @@ def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
     from curated.images.sources import SUPPORTED_DTYPES
 
     try:
-        native = np.dtype(dtype).newbyteorder("=")
+        native: np.dtype | None = np.dtype(dtype).newbyteorder("=")
     except (TypeError, ValueError):  # strings, objects (zarr's variable-length types), records
-        msg = f"pixel type {dtype} is not supported; convert to uint8, uint16 or float32 first"
-        raise ConversionError(msg, path=path) from None
-    if native.name not in SUPPORTED_DTYPES:
-        msg = (
-            f"pixel type {native.name} is not supported; convert to uint8, uint16 or float32 first"
-        )
+        native = None
+    if native is None or native.name not in SUPPORTED_DTYPES:
+        shown = dtype if native is None else native.name
+        msg = f"pixel type {shown} is not supported; convert to uint8, uint16 or float32 first"
         raise ConversionError(msg, path=path)
     return native
 

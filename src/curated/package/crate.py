@@ -34,7 +34,7 @@ from curated.curation.formats import (
     is_ome_tiff,
     sniff_format,
 )
-from curated.walk import DIR, Files, walk
+from curated.walk import DIR, Files, is_zarr_array, walk
 
 RO_CRATE_CONTEXT = "https://w3id.org/ro/crate/1.2/context"
 RO_CRATE_SPEC = "https://w3id.org/ro/crate/1.2"
@@ -224,9 +224,7 @@ def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
             return False
         if prefix not in arrays:
             folder = os.path.join(root, *prefix.split("/"))
-            arrays[prefix] = _is_array(
-                folder, [n for n in _ZARR_METADATA if os.path.isfile(os.path.join(folder, n))]
-            )
+            arrays[prefix] = is_zarr_array(folder)
         return arrays[prefix]
 
     found: list[tuple[str, int]] = []
@@ -237,18 +235,6 @@ def _zarr_metadata_documents(store: Path) -> list[tuple[str, int]]:
                     size = os.path.getsize(os.path.join(ev.folder, name))
                     found.append((ev.prefix + name, size))
     return found
-
-
-def _is_array(folder: str, filenames: list[str]) -> bool:
-    if ".zarray" in filenames:
-        return True
-    if "zarr.json" not in filenames:
-        return False
-    try:
-        with open(os.path.join(folder, "zarr.json"), encoding="utf-8") as fh:
-            return json.load(fh).get("node_type") == "array"
-    except (OSError, ValueError, AttributeError):
-        return False  # unreadable metadata: keep walking, the bag's validation reports it
 
 
 LABEL_ORIGIN_PROPERTY = "curated:label-origin"

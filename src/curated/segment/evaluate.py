@@ -62,7 +62,7 @@ from curated.segment.metrics import (
 )
 from curated.segment.modeljson import read_model_json
 from curated.segment.volume import Volume, open_level0
-from curated.workspace import Workspace, as_workspace, recorder
+from curated.workspace import Workspace, as_workspace, recorder, unlogged
 
 EVALUATION_FORMAT = "curated-evaluation/1"
 """Value of ``format`` in every evaluation JSON this module writes."""
@@ -1098,7 +1098,7 @@ def _evaluate(
         json_path is not None
         and json_path.exists()
         and not s.overwrite
-        and not _unrecorded(ws, json_path)
+        and not unlogged(ws, json_path)
     ):
         msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
         raise InputError(msg, path=json_path)
@@ -1467,15 +1467,6 @@ def _value_anywhere(vol: Volume, value: int) -> bool:
                 if np.any(vol.read(box) == value):
                     return True
     return False
-
-
-def _unrecorded(ws: Workspace | None, json_path: Path) -> bool:
-    """Whether a workspace evaluation is missing from the curator log: a run killed after writing
-    it but before its log entry left it (a finished one is always recorded), so a re-run of the
-    same command replaces it instead of refusing it as an existing evaluation."""
-    if ws is None:
-        return False
-    return not ws.log.exists() or ws.log.recorded_output(json_path) is None
 
 
 def _output_json(ws: Workspace | None, out: str | Path | None, name: str) -> Path | None:

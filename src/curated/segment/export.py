@@ -51,7 +51,7 @@ from curated.results import Result
 from curated.segment.geometry import Box
 from curated.segment.modeljson import read_model_json
 from curated.segment.volume import open_level0
-from curated.workspace import Workspace, as_workspace, recorder
+from curated.workspace import Workspace, as_workspace, recorder, unlogged
 
 if TYPE_CHECKING:
     from curated.segment.modelio import SegmentationModel
@@ -508,7 +508,7 @@ def export_bioimageio(
     dest = Path(dest)
     ws = as_workspace(workspace)
     if dest.exists() and not overwrite:
-        if not _unrecorded(ws, dest):
+        if not unlogged(ws, dest):
             msg = "exists already; choose another destination or pass overwrite"
             raise InputError(msg, path=dest)
         overwrite = True  # what a run killed before its log entry left: this run replaces it
@@ -1125,14 +1125,6 @@ def _umasked(mode: int) -> int:
 
 _PUBLIC_FILE = _umasked(0o644)
 _PUBLIC_DIR = _umasked(0o755)
-
-
-def _unrecorded(ws: Workspace | None, dest: Path) -> bool:
-    """Whether a package in a workspace is missing from its curator log: one a run killed
-    after writing it but before its log entry left (a finished export is always recorded)."""
-    if ws is None:
-        return False
-    return not ws.log.exists() or ws.log.recorded_output(dest) is None
 
 
 def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -> None:
