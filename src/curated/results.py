@@ -101,9 +101,10 @@ class ConvertDetails(TypedDict):
     source_kind: str
     source_files: int
     source_key: str | None
-    store_digest: str
-    bytes: int
-    files: int
+    store_digest: str | None
+    """``None`` when a re-run found the store finished outside a workspace (nothing re-read)."""
+    bytes: int | None
+    files: int | None
     decision: ConvertDecision
     resumed: NotRequired[bool]
     shards_written: NotRequired[int]

@@ -88,11 +88,14 @@ def convert(
         d = details_as(result, ConvertDetails)
         secs = d.get("seconds") or 0
         rate = d.get("bytes_in", 0) / secs / 1e6 if secs else 0.0
-        console.print(
-            f"{len(d['levels'])} levels, {d['bytes'] / 1e6:.1f} MB stored in {d['files']} files, "
-            f"{rate:.0f} MB/s; store digest {d['store_digest']}",
-            highlight=False,
-        )
+        if d["files"] is not None and d["bytes"] is not None:
+            console.print(
+                f"{len(d['levels'])} levels, {d['bytes'] / 1e6:.1f} MB stored in {d['files']} files, "
+                f"{rate:.0f} MB/s; store digest {d['store_digest']}",
+                highlight=False,
+            )
+        elif d["store_digest"]:
+            console.print(f"store digest {d['store_digest']} (as logged)", highlight=False)
         disagrees = d["decision"].get("voxel_size_disagrees")
         if disagrees:
             console.print("warning: " + disagrees, highlight=False)

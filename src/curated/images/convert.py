@@ -159,6 +159,21 @@ def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[s
     return {"path": source.path, "shape": list(source.shape), "dtype": source.dtype}
 
 
+def conversion_plan(
+    source: TiffSource | ArraySource | StoredArraySource,
+    layout: StoreLayout,
+    name: str,
+    extra_plan: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a store is made from: a re-run with the same plan resumes (or finds it finished)."""
+    return {
+        "layout": layout.to_dict(),
+        "source": _fingerprint(source),
+        "name": name,
+        **(extra_plan or {}),
+    }
+
+
 def write_multiscale(
     source: TiffSource | ArraySource | StoredArraySource,
     dest: str | Path,
@@ -171,17 +186,16 @@ def write_multiscale(
     progress: ProgressReporter | None,
     extra_plan: dict[str, Any] | None = None,
     keep_journal: bool = False,
+    mark_plan: bool = False,
 ) -> dict[str, Any]:
     """Write every level of ``layout`` from ``source`` into ``dest`` (resuming if interrupted); return figures.
 
     ``keep_journal``: the caller drops the progress journal once the step is logged.
+    ``mark_plan``: the finished group records the plan's digest (:data:`_store.PLAN_KEY`), so
+    that the same command run again finds nothing to do; only for sources whose fingerprint
+    stands for their content (files, not in-memory arrays).
     """
-    plan = {
-        "layout": layout.to_dict(),
-        "source": _fingerprint(source),
-        "name": name,
-        **(extra_plan or {}),
-    }
+    plan = conversion_plan(source, layout, name, extra_plan)
     resumed = _store.begin(
         dest,
         layout,
@@ -215,9 +229,12 @@ def write_multiscale(
         body["omero"] = omero(
             layout.dtype, window_from_sample(collected_sample(job), layout.dtype), name
         )
+    attrs = _store.ome_attrs(body, layout.ngff_version)
+    if mark_plan:
+        attrs[_store.PLAN_KEY] = _store.plan_digest(plan)
     _store.finish(
         dest,
-        _store.ome_attrs(body, layout.ngff_version),
+        attrs,
         layout.zarr_format,
         keep_journal=keep_journal,
     )
@@ -341,7 +358,8 @@ def convert_to_ome_zarr(
         S3-compatible object store (the ``s3`` extra; credentials and endpoint from the
         standard ``AWS_*`` variables or ``~/.aws``). Refused if it exists, unless it holds an
         unfinished conversion of the same source with the same parameters (then it is
-        resumed) or ``overwrite`` is true.
+        resumed), the finished one (then nothing is written: status ``notneeded``), or
+        ``overwrite`` is true.
     voxel_size
         ``(z, y, x)`` in ``unit``; taken from the file's metadata when ``None`` (OME-XML,
         a vendor header, ImageJ, the MRC header, OME-Zarr or array attributes that state
@@ -397,6 +415,10 @@ def convert_to_ome_zarr(
             src, dest, voxel_size, unit, chunks, shard, ngff_version, same_codec=same_codec
         )
         step.inputs.extend(_source_artifacts(src, ws))
+        if not overwrite:
+            done = _finished_before(src, dest, layout, (voxel, unit_name, voxel_from), ws, step)
+            if done is not None:
+                return done
         figures = write_multiscale(
             src,
             dest,
@@ -407,6 +429,7 @@ def convert_to_ome_zarr(
             scheduler=scheduler,
             progress=progress,
             keep_journal=True,
+            mark_plan=True,
         )
         details = _convert_details(src, layout, figures, voxel, unit_name, voxel_from)
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="image")
@@ -428,6 +451,47 @@ def convert_to_ome_zarr(
         step.message + (" (resumed)" if figures["resumed"] else ""),
         details,
     )
+
+
+def _finished_before(
+    src: TiffSource | StoredArraySource,
+    dest: str | Path,
+    layout: StoreLayout,
+    voxel_info: tuple[tuple[float, ...], str, str],
+    ws: Workspace | None,
+    step: Any,
+) -> Result | None:
+    """The result when ``dest`` is the finished conversion this very command makes, else ``None``.
+
+    Same source (files, sizes, modification times), same layout and name: nothing is
+    written. In a workspace whose log lacks the store (it was converted without one), the
+    store is hashed and recorded; otherwise the step is ``notneeded``.
+    """
+    plan = conversion_plan(src, layout, _image_name(src))
+    if not _store.finished_with(dest, _store.plan_digest(plan)):
+        return None
+    _store.drop_leftover_journal(dest)
+    recorded = ws.log.recorded_output(dest) if ws is not None else None
+    figures: dict[str, Any] = {"resumed": False, "shards_written": 0}
+    if ws is not None and recorded is None:
+        digest, nbytes, nfiles = store_digest(dest, {})
+        figures |= {"store_digest": digest, "bytes": nbytes, "files": nfiles}
+        step.add_output(dest, digest=digest, size=nbytes, role="image")
+        status, what = "ok", "recorded a finished conversion of the same source"
+    else:
+        figures |= {
+            "store_digest": recorded.digest if recorded else None,
+            "bytes": recorded.bytes if recorded else None,
+            "files": None,
+        }
+        status, what = (
+            "notneeded",
+            "already converted from the same source with the same parameters",
+        )
+        step.status = "notneeded"
+    step.message = f"{what}; nothing written (pass --overwrite to convert again)"
+    details = _convert_details(src, layout, figures, *voxel_info)
+    return Result("convert", status, str(dest), step.message, details)
 
 
 def _convert_details(

@@ -24,6 +24,9 @@ INCOMPLETE_KEY = "curated-incomplete"
 INCOMPLETE_MESSAGE = (
     "this store is being written or was interrupted; re-run the same command to finish it"
 )
+PLAN_KEY = "curated-plan"
+"""Group attribute of a finished conversion: the digest of the plan that made it (source
+fingerprint, layout, name), so that running the same command again is recognised as done."""
 
 
 MAX_METADATA_BYTES = 64 * 1024 * 1024
@@ -141,6 +144,11 @@ def begin(
         else:
             drop_leftover_journal(root)  # a finished store whose journal removal was killed
             msg = "already exists; pass --overwrite to replace it (or choose another DEST)"
+            if _made_by_other_plan(root):
+                msg = (
+                    "holds a finished conversion of another source, or made with other "
+                    "parameters, or the source changed since; " + msg.split("; ", 1)[1]
+                )
             raise InputError(msg, path=root)
     # The plan is the claim on ``root`` and goes first; the group (marked unfinished) and the
     # level arrays' metadata follow. A kill can fall between any two of these writes (each
@@ -237,6 +245,26 @@ def drop_leftover_journal(root: str | Path) -> bool:
         return False
     sink.delete_prefix(JOURNAL)
     return True
+
+
+def finished_with(root: str | Path, digest: str) -> bool:
+    """Whether ``root`` is a finished store that the plan with ``digest`` made (nothing left to do)."""
+    try:
+        got = read_group_attrs(root)
+        if got is None or open_sink(root).exists(PLAN):
+            return False
+    except (OSError, ValueError):
+        return False
+    attrs = got[0]
+    return INCOMPLETE_KEY not in attrs and attrs.get(PLAN_KEY) == digest
+
+
+def _made_by_other_plan(root: str | Path) -> bool:
+    try:
+        got = read_group_attrs(root)
+    except (OSError, ValueError):
+        return False
+    return got is not None and isinstance(got[0].get(PLAN_KEY), str)
 
 
 def is_incomplete(root: str | Path) -> bool:
