@@ -342,3 +342,74 @@ def test_export_killed_before_its_log_entry_is_rerun(trained: dict[str, Path], t
     assert log.verify(files=True).ok
     with pytest.raises(InputError, match="exists"):
         export_bioimageio(model, dest, workspace=ws)
+
+
+KILLED_AT_RENAME = (
+    "import os; real = os.replace; seen = []\n"
+    "def replace(src, dst, **kw):\n"
+    "    seen.append(dst)\n"
+    "    if len(seen) == {at}:\n"
+    "        os._exit(137)  # as kill -9 just before this rename\n"
+    "    return real(src, dst, **kw)\n"
+    "os.replace = replace\n"
+    "from curated.segment.export import export_bioimageio\n"
+    "export_bioimageio({model!r}, {dest!r}, overwrite={overwrite})\n"
+)
+
+
+def _killed_export(model: Path, dest: Path, at: int, overwrite: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = KILLED_AT_RENAME.format(at=at, model=str(model), dest=str(dest), overwrite=overwrite)
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 137, r.stderr
+
+
+def test_folder_export_killed_before_its_rename_leaves_nothing_a_bag_or_rerun_keeps(
+    trained: dict[str, Path], tmp_path: Path
+):
+    """A folder package killed before its rename leaves a temporary folder: bags leave it out,
+    and the next export to the same place removes it."""
+    import shutil
+
+    from curated._io import is_temp_name
+    from curated.package import make_bag
+
+    ws = tmp_path / "ws"
+    shutil.copytree(trained["ws"], ws)
+    model = ws / trained["child"].relative_to(trained["ws"])
+    dest = ws / "derived" / "models" / "kind.bioimageio"
+    _killed_export(model, dest, at=1, overwrite=False)
+    left = [p for p in dest.parent.iterdir() if p.name.startswith(".kind.bioimageio.")]
+    assert len(left) == 1 and left[0].is_dir() and is_temp_name(left[0].name)
+    assert (left[0] / "rdf.yaml").is_file()  # written whole, only the rename was missing
+    assert not dest.exists()
+
+    bag = tmp_path / "bag"
+    make_bag(Workspace(ws), bag)
+    manifest = (bag / "manifest-sha256.txt").read_text(encoding="utf-8")
+    assert ".kind.bioimageio." not in manifest
+
+    assert export_bioimageio(model, dest).status == "ok"
+    assert (dest / "rdf.yaml").is_file()
+    assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".kind")] == []
+
+
+def test_folder_export_killed_between_its_two_renames_is_finished_by_a_rerun(
+    trained: dict[str, Path], tmp_path: Path
+):
+    """Replacing a package moves the old one aside, then the new one in; killed in between, the
+    re-run writes the package and removes the old one left aside."""
+    dest = tmp_path / "pkg.bioimageio"
+    assert export_bioimageio(trained["child"], dest).status == "ok"
+    _killed_export(trained["child"], dest, at=2, overwrite=True)
+    assert not dest.exists() and (tmp_path / ".pkg.bioimageio.old").is_dir()
+    assert export_bioimageio(trained["child"], dest).status == "ok"
+    assert (dest / "rdf.yaml").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg.bioimageio"]

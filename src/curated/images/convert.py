@@ -38,7 +38,7 @@ from curated.provenance.digest import TreeHasher, digest_tree, sha256_file
 from curated.provenance.log import Artifact
 from curated.results import Result
 from curated.walk import Files, walk
-from curated.workspace import Workspace, recorder
+from curated.workspace import Workspace, as_workspace, recorder
 
 LIBRARIES = ("zarr", "numcodecs", "tifffile", "dask", "distributed", "imagecodecs")
 STORED_LIBRARIES = {"hdf5": ("h5py",), "mrc": ("mrcfile",), "n5": ("tensorstore",)}
@@ -397,17 +397,7 @@ def convert_to_ome_zarr(
     """
     src = open_source(source) if axes is None else with_axes(open_source(source), axes)
     dest = dest if is_url(dest) else Path(dest)
-    params = {
-        **({"axes": axes} if axes is not None else {}),
-        "voxel_size": list(voxel_size) if isinstance(voxel_size, list | tuple) else voxel_size,
-        "unit": unit,
-        "ngff_version": ngff_version,
-        "chunks": chunks if isinstance(chunks, int) else list(chunks),
-        "shard": shard if isinstance(shard, int | None) else list(shard),
-        **{"workers": workers, "scheduler": scheduler, "same_codec": same_codec},
-    }
-    from curated.workspace import as_workspace
-
+    params = _logged_params(locals())
     ws = as_workspace(workspace)
     libraries = LIBRARIES + STORED_LIBRARIES.get(src.kind, ())
     with recorder(ws, "T", "convert", params=params, libraries=libraries, hash_inputs=True) as step:
@@ -415,10 +405,11 @@ def convert_to_ome_zarr(
             src, dest, voxel_size, unit, chunks, shard, ngff_version, same_codec=same_codec
         )
         step.inputs.extend(_source_artifacts(src, ws))
-        if not overwrite:
-            done = _finished_before(src, dest, layout, (voxel, unit_name, voxel_from), ws, step)
-            if done is not None:
-                return done
+        voxel_info = (voxel, unit_name, voxel_from)
+        if (
+            done := _finished_before(src, dest, layout, voxel_info, ws, step, overwrite)
+        ) is not None:
+            return done
         figures = write_multiscale(
             src,
             dest,
@@ -453,6 +444,19 @@ def convert_to_ome_zarr(
     )
 
 
+def _logged_params(args: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`convert_to_ome_zarr` its log entry records (JSON-ready)."""
+    voxel_size, chunks, shard = args["voxel_size"], args["chunks"], args["shard"]
+    return {
+        **({"axes": args["axes"]} if args["axes"] is not None else {}),
+        "voxel_size": list(voxel_size) if isinstance(voxel_size, list | tuple) else voxel_size,
+        **{k: args[k] for k in ("unit", "ngff_version")},
+        "chunks": chunks if isinstance(chunks, int) else list(chunks),
+        "shard": shard if isinstance(shard, int | None) else list(shard),
+        **{k: args[k] for k in ("workers", "scheduler", "same_codec")},
+    }
+
+
 def _finished_before(
     src: TiffSource | StoredArraySource,
     dest: str | Path,
@@ -460,15 +464,17 @@ def _finished_before(
     voxel_info: tuple[tuple[float, ...], str, str],
     ws: Workspace | None,
     step: Any,
+    overwrite: bool,
 ) -> Result | None:
-    """The result when ``dest`` is the finished conversion this very command makes, else ``None``.
+    """The result when ``dest`` is the finished conversion this very command makes (and is not
+    to be overwritten), else ``None``.
 
     Same source (files, sizes, modification times), same layout and name: nothing is
     written. In a workspace whose log lacks the store (it was converted without one), the
     store is hashed and recorded; otherwise the step is ``notneeded``.
     """
     plan = conversion_plan(src, layout, _image_name(src))
-    if not _store.finished_with(dest, _store.plan_digest(plan)):
+    if overwrite or not _store.finished_with(dest, _store.plan_digest(plan)):
         return None
     _store.drop_leftover_journal(dest)
     recorded = ws.log.recorded_output(dest) if ws is not None else None

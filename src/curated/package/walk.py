@@ -267,6 +267,9 @@ def _walk_tree(
                 while stores and not (ev.rel == stores[-1] or ev.rel.startswith(stores[-1] + "/")):
                     stores.pop()
                 current = stores[-1] if stores else None
+                if current is None and ev.depth and is_temp_name(name):
+                    archived = True  # not entered: what a killed atomic folder write left
+                    continue
                 if current is None and is_zarr_store(ev.path):
                     _refuse_if_marked_incomplete(ev.path, ev.rel)
                     if zarr_archives:
@@ -306,7 +309,8 @@ class _Pending:
     """Files of the current folder gathered into :class:`FileGroup` s (by count, and by bytes
     outside stores, where sizes keep large files in separate groups). Outside stores, the
     temporary file of an atomic write that a kill interrupted (``figures/.cell.png.x1y2.tmp``,
-    :func:`curated._io.is_temp_name`) is left out: it may be half written and is never content."""
+    :func:`curated._io.is_temp_name`) is left out: it may be half written and is never content.
+    So is such a temporary folder (a model package being written), in :func:`walk_groups`."""
 
     def __init__(self) -> None:
         self.names: list[str] = []

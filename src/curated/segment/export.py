@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from curated._io import is_temp_name
 from curated._text import render_template
 from curated.document.survey import evaluation_picture
 from curated.errors import ConversionError, InputError, SegmentationError
@@ -1127,9 +1128,26 @@ _PUBLIC_FILE = _umasked(0o644)
 _PUBLIC_DIR = _umasked(0o755)
 
 
+def _drop_leftovers(dest: Path) -> None:
+    """Remove what an earlier export to ``dest`` killed part way left beside it: its temporary
+    zip or folder (``.NAME.XXXXXXXX.tmp``) and a replaced package not yet removed (``.NAME.old``)."""
+    prefix = f".{dest.name}."
+    for p in dest.parent.iterdir():
+        if p.name.startswith(prefix) and (is_temp_name(p.name) or p.name == f"{prefix}old"):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
 def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -> None:
-    """Write all files as a zip (``*.zip``) or a folder; readers never see a half package."""
+    """Write all files as a zip (``*.zip``) or a folder; readers never see a half package.
+
+    The package is written under a temporary name (``.NAME.XXXXXXXX.tmp``, which bags leave
+    out) and renamed; a re-run first removes what a killed run left.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _drop_leftovers(dest)
     if dest.suffix.lower() == ".zip":
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         try:
@@ -1146,7 +1164,7 @@ def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -
             Path(tmp).unlink(missing_ok=True)
             raise
         return
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     os.chmod(tmpdir, _PUBLIC_DIR)  # mkdtemp makes 0700
     try:
         for name, data in files.items():
