@@ -47,3 +47,41 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
             voxel_size=(1, 1, 1),
             scheduler="tcp://127.0.0.1:1",
         )
+
+
+def test_a_bounded_window_of_shard_tasks_is_in_flight_on_a_cluster(tmp_path, monkeypatch):
+    """One future per shard of a level at once would hold millions of tasks for a terabyte
+    image; tasks are submitted a window at a time, and every shard still gets written."""
+    distributed = pytest.importorskip("distributed")
+    from curated.images import shards
+
+    monkeypatch.setattr(shards, "IN_FLIGHT_PER_THREAD", 1)
+    submitted: list = []
+    in_flight: list[int] = []
+    real_submit = distributed.Client.submit
+
+    def submit(self, *args, **kwargs):
+        in_flight.append(sum(1 for f in submitted if not f.done()) + 1)
+        fut = real_submit(self, *args, **kwargs)
+        submitted.append(fut)
+        return fut
+
+    monkeypatch.setattr(distributed.Client, "submit", submit)
+    vol = np.random.default_rng(6).integers(0, 255, (20, 40, 36), dtype=np.uint8)
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, vol, photometric="minisblack")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        res = convert_to_ome_zarr(
+            src,
+            tmp_path / "d.ome.zarr",
+            voxel_size=(8, 4, 4),
+            chunks=8,
+            shard=16,
+            scheduler=cluster.scheduler_address,
+        )
+    assert res.status == "ok"
+    assert len(submitted) == res.details["shards_written"] >= 18  # 2 x 3 x 3 at level 0
+    assert max(in_flight) <= 2  # one per worker thread
+    np.testing.assert_array_equal(open_image(tmp_path / "d.ome.zarr").levels[0][:], vol)

@@ -1208,22 +1208,33 @@ def _run_local(
 def _run_distributed(
     client: Any, job: WriteJob, level: int, todo: Iterable[tuple[int, ...]], inner: int, done: Any
 ) -> None:
-    import dask
+    """The shards of one level on a dask.distributed cluster, a bounded window at a time.
+
+    As on threads (:func:`_run_local`): one future per shard of a terabyte level at once
+    would hold millions of tasks in the client and the scheduler.
+    """
     from distributed import as_completed
 
-    tasks = [
-        dask.delayed(write_shard, pure=False)(
-            job,
-            level,
-            idx,
-            inner,
-            dask_key_name=f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}",
-        )
-        for idx in todo
-    ]
-    futures = client.compute(tasks)
+    threads = sum(client.nthreads().values()) or 1
+    window = IN_FLIGHT_PER_THREAD * threads
+    pending = iter(todo)
+    live: set[Any] = set()
+    completed = as_completed(loop=client.loop)
+
+    def submit(idx: tuple[int, ...]) -> None:
+        key = f"shard-{level}-{shard_key(idx)}-{uuid.uuid4().hex[:8]}"
+        fut = client.submit(write_shard, job, level, idx, inner, key=key, pure=False)
+        live.add(fut)
+        completed.add(fut)
+
     try:
-        for fut in as_completed(futures, loop=client.loop):
+        for idx in itertools.islice(pending, window):
+            submit(idx)
+        for fut in completed:
+            live.discard(fut)
             done(fut.result())
+            nxt = next(pending, None)
+            if nxt is not None:
+                submit(nxt)
     finally:
-        client.cancel(futures)
+        client.cancel(list(live))
