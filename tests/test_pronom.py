@@ -257,3 +257,50 @@ def test_an_mrc_map_is_named_mrc_not_a_street_map(tmp_path: Path) -> None:
     for f in report.files:
         assert f.format == "MRC" and f.pronom is None, f
     assert not [fl for fl in report.flags if "extension" in fl.code]
+
+
+def _old_style_mrc(path: Path, data: np.ndarray, big_endian: bool = False) -> None:
+    """An MRC file as written before MRC2000: no ``MAP`` id, no machine stamp."""
+    import mrcfile
+
+    with mrcfile.new(path) as m:
+        m.set_data(data)
+    raw = bytearray(path.read_bytes())
+    raw[208:216] = bytes(8)  # the MAP id and the machine stamp came with MRC2000
+    if big_endian:  # an old file from a big-endian machine: every header word swapped
+        words = np.frombuffer(bytes(raw[:1024]), "<i4").astype(">i4").tobytes()
+        body = np.frombuffer(bytes(raw[1024:]), data.dtype).astype(data.dtype.newbyteorder(">"))
+        raw = bytearray(words + body.tobytes())
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_an_old_mrc_without_the_map_id_is_named_mrc_and_opens(tmp_path: Path, big_endian) -> None:
+    """Files from before MRC2000 (old IMOD, EMAN) have no ``MAP`` id; with an MRC extension and
+    a header that holds together `check` names them MRC (they were unknown binary), and
+    `convert` reads their voxels in either byte order."""
+    from curated.images import convert_to_ome_zarr, open_image
+    from curated.metadata import init_workspace
+
+    data = tmp_path / "data"
+    data.mkdir()
+    vol = np.arange(2 * 4 * 6, dtype=np.int16).reshape(2, 4, 6)
+    _old_style_mrc(data / "old.mrc", vol, big_endian)
+    fid = identify_format(data / "old.mrc")
+    assert (fid.puid, fid.name) == (None, "MRC") and "without the MAP id" in fid.basis
+    report = check(init_workspace(tmp_path / "ws", "old MRC"), [data], processes=1)
+    (rec,) = report.files
+    assert rec.format == "MRC"
+    out = tmp_path / "old.ome.zarr"
+    convert_to_ome_zarr(data / "old.mrc", out, voxel_size=(1, 1, 1))
+    np.testing.assert_array_equal(open_image(out).levels[0][:], vol)
+
+
+def test_a_binary_file_is_not_called_mrc_by_its_extension_alone(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    junk = tmp_path / "junk.mrc"
+    junk.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    assert identify_format(junk).name != "MRC"
+    old = tmp_path / "old.bin"  # an old MRC header, but nothing says it is one
+    _old_style_mrc(old, np.zeros((2, 4, 4), np.float32))
+    assert identify_format(old).name != "MRC"

@@ -104,6 +104,8 @@ def sniff_format(head: bytes, name: str = "") -> str:
     for offset, magic, fmt in _ELSEWHERE:
         if head[offset : offset + len(magic)] == magic:
             return fmt
+    if _is_old_mrc(head, name):
+        return "MRC"
     if b"\x00" not in head:
         try:
             # a cut multi-byte character at the end of the sample is not binary
@@ -113,6 +115,33 @@ def sniff_format(head: bytes, name: str = "") -> str:
         else:
             return _text_kind(head, name)
     return "unknown binary"
+
+
+_MRC_MODES = frozenset((0, 1, 2, 3, 4, 6, 12, 101))
+"""MRC data modes (int8, int16, float32, complex int16, complex float32, uint16, float16, 4-bit)."""
+
+
+def _is_old_mrc(head: bytes, name: str) -> bool:
+    """An MRC file from before MRC2000, which has no ``MAP`` id at byte 208 (old IMOD, EMAN,
+    SPIDER conversions): told by an MRC extension and a header that holds together.
+
+    The 1024-byte header's first words are the grid size and mode, words 17-19 the axis
+    order (a permutation of 1, 2, 3), in either byte order. Without an MRC extension such a
+    file stays unknown: the test is too weak to claim any binary file.
+    """
+    if len(head) < 96 or not name.lower().endswith(EXTENSIONS["MRC"]):
+        return False
+    for order in ("<", ">"):
+        nx, ny, nz, mode = struct.unpack_from(order + "4i", head, 0)
+        axes = struct.unpack_from(order + "3i", head, 64)
+        if (
+            min(nx, ny, nz) >= 1
+            and max(nx, ny, nz) < 1 << 24
+            and mode in _MRC_MODES
+            and sorted(axes) == [1, 2, 3]
+        ):
+            return True
+    return False
 
 
 def _text_kind(head: bytes, name: str) -> str:
@@ -650,6 +679,8 @@ def identify_by_content(fmt: str, name: str, head: bytes) -> FormatId | None:
         # PRONOM has no MRC record, and fido's only answer for one is by extension: a .map
         # cryo-EM / tomography map would be named a Mapsforge street map (fmt/915)
         basis = "content signature (curated sniffer: MAP id at byte 208); no PRONOM record"
+        if head[208:211] != b"MAP":
+            basis = "MRC header without the MAP id (a file from before MRC2000) and an MRC extension; no PRONOM record"
         return FormatId(None, "MRC", None, basis)
     if _CHUNK_NAME.match(name) and fmt not in ("PNG", "JPEG", "GIF", "PDF", "HDF5"):
         return FormatId(None, fmt, None, "Zarr chunk name: codec output, no PRONOM record")
