@@ -309,3 +309,24 @@ def test_oddly_shaped_record_is_assessed_not_crashed_on(tmp_path):
     assert report.metric("FsF-R1.3-01M").status == "fail"
     assert report.metric("FsF-R1.1-01M").status == "pass"
     assert (ws.root / "curation/fair.json").is_file()
+
+
+def _test(report, test_id: str):
+    metric = report.metric(test_id.rsplit("-", 1)[0])
+    return next(t for t in metric.tests if t.id == test_id)
+
+
+def test_before_bagging_the_crate_and_prov_tests_wait_for_the_bag(tmp_path):
+    """A workspace not yet bagged has nothing to fix for JSON-LD and PROV-O: `curated bag`
+    writes both (and its own checklist checks them); a bag without its RO-Crate fails."""
+    ws = Workspace.create(tmp_path / "ws", record=complete_record())
+    report = fair_checklist(ws)
+    for test_id in ("FsF-I1-01M-2", "FsF-R1.2-01M-2"):
+        t = _test(report, test_id)
+        assert t.status == "pending-deposit" and "curated bag" in t.message, (test_id, t)
+    crate = _bag(ws) / "data" / "ro-crate-metadata.json"
+    assert _test(fair_checklist(ws), "FsF-I1-01M-2").status == "pass"
+    crate.unlink()
+    bagged = fair_checklist(ws)
+    assert _test(bagged, "FsF-I1-01M-2").status == "fail"
+    assert _test(bagged, "FsF-R1.2-01M-2").status == "fail"
