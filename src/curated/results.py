@@ -71,6 +71,8 @@ class ConvertDecision(TypedDict):
     """Set when ``--voxel-size`` differs from what the file's metadata state (a unit slip?)."""
     not_carried_over: list[str]
     """Parts of the source that are not in the image (e.g. a vendor data bar)."""
+    rendering: NotRequired[str]
+    """Set when the source is meant to be shown otherwise than its values say (inverted, a palette)."""
     store_digest_method: str
 
 

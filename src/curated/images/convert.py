@@ -29,7 +29,13 @@ from curated.images.shards import (
     store_digest,
     written_files,
 )
-from curated.images.sources import ArraySource, TiffSource, open_source, with_axes
+from curated.images.sources import (
+    ArraySource,
+    TiffSource,
+    open_source,
+    tiff_rendering,
+    with_axes,
+)
 from curated.images.stored import StoredArraySource
 from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.objstore import is_url
@@ -227,7 +233,10 @@ def write_multiscale(
     body: dict[str, Any] = {"multiscales": [multiscales(layout, name)]}
     if layout.method == "mean" and not any(a.type == "channel" for a in layout.axes):
         body["omero"] = omero(
-            layout.dtype, window_from_sample(collected_sample(job), layout.dtype), name
+            layout.dtype,
+            window_from_sample(collected_sample(job), layout.dtype),
+            name,
+            inverted=tiff_rendering(source)[0],
         )
     attrs = _store.ome_attrs(body, layout.ngff_version)
     if mark_plan:
@@ -513,6 +522,9 @@ def _convert_details(
     note = _voxel_disagreement(voxel, unit_name, src) if voxel_from == "given" else None
     if note:
         decision["voxel_size_disagrees"] = note
+    rendering = tiff_rendering(src)[1]
+    if rendering:
+        decision["rendering"] = rendering
     return _details(src, layout, figures, voxel, unit_name) | {
         "source": str(src.path),
         "source_kind": src.kind,

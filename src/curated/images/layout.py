@@ -338,8 +338,11 @@ def multiscales(layout: StoreLayout, name: str, *, label: bool = False) -> dict[
     return ms
 
 
-def omero(dtype: str, window: tuple[float, float, float, float], name: str) -> dict[str, Any]:
-    """A one-channel grey ``omero`` block with the contrast window ``(min, max, start, end)``."""
+def omero(
+    dtype: str, window: tuple[float, float, float, float], name: str, *, inverted: bool = False
+) -> dict[str, Any]:
+    """A one-channel grey ``omero`` block with the contrast window ``(min, max, start, end)``;
+    ``inverted``: viewers show high values dark (the source says 0 is white)."""
     lo, hi, start, end = window
     return {
         "name": name,
@@ -352,7 +355,7 @@ def omero(dtype: str, window: tuple[float, float, float, float], name: str) -> d
                 "label": "intensity",
                 "coefficient": 1,
                 "family": "linear",
-                "inverted": False,
+                "inverted": inverted,
                 "window": {
                     "min": float(lo),
                     "max": float(hi),

@@ -1258,3 +1258,47 @@ def _not_carried(page: Any, tf: Any) -> list[str]:
             "OME-XML beyond pixel sizes (kept in the original; import it with `curated metadata import-ome`)"
         )
     return out
+
+
+def tiff_rendering(source: Any) -> tuple[bool, str | None]:
+    """Whether a TIFF source is meant to be shown inverted, and a note saying why.
+
+    Values are always kept as stored (level 0 equals the source). A page that says 0 is
+    white (PhotometricInterpretation WhiteIsZero, which ImageJ writes for an image with an
+    inverting LUT) or whose grey palette runs from white to black is shown inverted by its
+    writer's viewers, so the OME-Zarr's ``omero`` rendering says ``inverted``. A palette
+    of colours cannot be said in ``omero``: its values are indices, and the note says so.
+    ``(False, None)`` for other sources.
+    """
+    if not isinstance(source, TiffSource) or not source.files or source.kind == "png-slices":
+        return False, None
+    tf = _open_tiff(Path(source.files[0]))
+    try:
+        page = tf.pages[0]
+        photometric = int(page.photometric)
+        colormap = page.colormap if photometric == 3 else None
+    finally:
+        tf.close()
+    if photometric == 0:
+        return (
+            True,
+            "the TIFF says 0 is white (WhiteIsZero): values kept as stored, rendering marked inverted",
+        )
+    if colormap is None:
+        return False, None
+    cmap = np.asarray(colormap, dtype=np.float64)
+    ramp = np.linspace(0.0, 1.0, cmap.shape[-1])
+    grey = cmap.ndim == 2 and cmap.shape[0] == 3 and bool(np.all(cmap == cmap[0]))
+    if grey and cmap[0].max() > 0:
+        levels = cmap[0] / cmap[0].max()
+        if np.allclose(levels, ramp, atol=0.01):
+            return False, None
+        if np.allclose(levels, ramp[::-1], atol=0.01):
+            return (
+                True,
+                "the TIFF's grey palette runs from white to black: values kept as stored, rendering marked inverted",
+            )
+    return False, (
+        "the TIFF's colour map (palette) is not applied: values are kept as stored, "
+        "as indices into it; the original holds the map"
+    )
