@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import s3_server
 import tifffile
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from curated.errors import InputError
 from curated.images import convert_to_ome_zarr
 from curated.provenance.digest import digest_tree
 
+s3 = s3_server.s3  # the fixture: an S3 server on 127.0.0.1
 PARAMS = {"voxel_size": (8, 4, 4), "chunks": 8, "shard": 16, "workers": 1}
 
 
@@ -106,3 +108,16 @@ def test_in_memory_arrays_are_never_taken_for_finished(tmp_path):
     write_ome_zarr(np.zeros((8, 16, 16), np.uint8), dest, voxel_size=(8, 4, 4))
     with pytest.raises(InputError, match="already exists"):
         write_ome_zarr(np.ones((8, 16, 16), np.uint8), dest, voxel_size=(8, 4, 4))
+
+
+def test_the_same_conversion_into_s3_again_is_notneeded(s3, source):
+    """A scripted deposit into an object store re-run from the top: nothing rewritten."""
+    bucket = s3.make_bucket("rerun")
+    url = f"s3://{bucket}/o.ome.zarr"
+    first = convert_to_ome_zarr(source, url, **PARAMS)
+    before = s3.objects(bucket, "o.ome.zarr")
+    again = convert_to_ome_zarr(source, url, **PARAMS)
+    assert (first.status, again.status) == ("ok", "notneeded")
+    assert s3.objects(bucket, "o.ome.zarr") == before
+    with pytest.raises(InputError, match="finished conversion of another source"):
+        convert_to_ome_zarr(source, url, **{**PARAMS, "voxel_size": (8, 4, 3)})
