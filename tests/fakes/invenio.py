@@ -393,6 +393,16 @@ class FakeInvenio(FakeServer):
             )
         if any(f["status"] != "completed" for f in d["files"].values()):
             errs.append({"field": "files", "messages": ["Not all files are committed."]})
+        if not d["metadata"].get("publisher"):
+            # The DOI this instance registers at publication needs a publisher
+            # (invenio-rdm-records services/pids/providers/datacite.py, validate();
+            # inveniosoftware/invenio-rdm-records#819): publishing fails without one.
+            errs.append(
+                {
+                    "field": "metadata.publisher",
+                    "messages": ["Missing publisher field required for DOI registration."],
+                }
+            )
         if errs:
             return 400, {"status": 400, "message": "A validation error occurred.", "errors": errs}
         rec = dict(d)

@@ -199,7 +199,37 @@ class InvenioRepository:
                     "blocking": False,
                 }
             )
+        findings += self._publisher(md, publish=publish)
         return draft, findings
+
+    def _publisher(self, md: dict[str, Any], *, publish: bool) -> list[dict[str, Any]]:
+        """Fill or ask for ``metadata.publisher``, which the DOI registered at publication needs.
+
+        InvenioRDM refuses to publish without one ("Missing publisher field required for
+        DOI registration", invenio-rdm-records ``services/pids/providers/datacite.py``),
+        after every file has been sent. Zenodo's own upload form and legacy API put
+        "Zenodo" there; another instance's default is its own configuration, so the
+        curator names the publisher.
+        """
+        if str(md.get("publisher") or "").strip():
+            return []
+        if self.kind == "zenodo":
+            md["publisher"] = "Zenodo"
+            return [
+                {
+                    "what": "Zenodo: the record names no publisher; sent as 'Zenodo', as Zenodo's own upload form does",
+                    "advice": "set study.publisher to name another",
+                    "blocking": False,
+                }
+            ]
+        return [
+            {
+                "what": f"{self.name}: the record names no publisher (study.publisher), which the DOI "
+                "registered at publication needs; the instance refuses to publish without it",
+                "advice": "set study.publisher (`curated metadata set WORKSPACE study.publisher NAME`) and rebuild the bag",
+                "blocking": publish,
+            }
+        ]
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
         r = self.http.request("POST", "/records", json_body=metadata, what="creating the draft")
