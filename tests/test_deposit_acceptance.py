@@ -18,6 +18,8 @@ from curated.deposit import RetryPolicy, deposit
 from curated.errors import DepositError
 from curated.workspace import Workspace
 from tests.fakes import bags
+from tests.fakes.dataverse import TOKEN as DV_TOKEN
+from tests.fakes.dataverse import FakeDataverse
 from tests.fakes.invenio import TOKEN as INV_TOKEN
 from tests.fakes.invenio import FakeInvenio
 
@@ -47,6 +49,7 @@ def _run(bag: Path, to: str, url: str, **kw: Any):  # type: ignore[no-untyped-de
 def creds(monkeypatch):
     monkeypatch.setenv("INVENIO_TOKEN", INV_TOKEN)
     monkeypatch.setenv("ZENODO_TOKEN", INV_TOKEN)
+    monkeypatch.setenv("DATAVERSE_TOKEN", DV_TOKEN)
 
 
 def _no_publisher(rec: dict) -> None:
@@ -94,3 +97,94 @@ def test_invenio_fake_refuses_to_publish_without_a_publisher(creds):
         r = requests.post(f"{fake.url}/api/records/{rid}/draft/actions/publish", headers=h)
         assert r.status_code == 400
         assert [e["field"] for e in r.json()["errors"]] == ["metadata.publisher"]
+
+
+# ---------------------------------------------------------------- Dataverse: file names
+AWKWARD = {
+    # folders with brackets and accents, names with a colon, a hash and accents
+    "images (raw)/Zelle ä 1.tif": b"tif" * 100,
+    "Übersicht/overview.png": b"png" * 100,
+    "runs/2024-03-14T10:00.json": b"{}",
+    "mitochondria #3.csv": b"id,volume\n1,2\n",
+    "volume.bin": os.urandom(5000),
+}
+
+
+def _payload(bag: Path) -> list[str]:
+    """Every file of the bag (tag files too), bag-relative."""
+    return sorted(p.relative_to(bag).as_posix() for p in bag.rglob("*") if p.is_file())
+
+
+def _dataset_files(fake: FakeDataverse) -> dict[str, dict]:
+    (ds,) = fake.datasets.values()
+    return ds["files"]
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_dataverse_takes_every_file_of_a_bag_with_awkward_names(direct, creds, tmp_path):
+    """Dataverse refuses folders outside [A-Za-z0-9_ ./-] and names with :;#?*|<>"\\ and
+    garbles UTF-8 multipart names: each file still arrives, under a name it keeps, with
+    its bag path in its description when the name had to change."""
+    bag = _bag(tmp_path / "ws", files=AWKWARD)
+    opts = {"direct_threshold": 1} if direct else {}
+    with FakeDataverse(direct=direct) as fake:
+        r = _run(bag, "dataverse", fake.url, target="lab", publish=True, options=opts)
+        assert r.status == "published"
+        stored = _dataset_files(fake)
+    assert len(stored) == len(_payload(bag))
+    by_path = {
+        f["description"].removeprefix("Path in the bag: "): name
+        for name, f in stored.items()
+        if f["description"]
+    }
+    assert by_path["data/derived/images (raw)/Zelle ä 1.tif"] == (
+        "data/derived/images _raw_/Zelle ä 1.tif"
+    )
+    assert by_path["data/derived/Übersicht/overview.png"] == "data/derived/Ubersicht/overview.png"
+    assert by_path["data/derived/runs/2024-03-14T10:00.json"] == (
+        "data/derived/runs/2024-03-14T10_00.json"
+    )
+    assert by_path["data/derived/mitochondria #3.csv"] == "data/derived/mitochondria _3.csv"
+    assert stored["data/derived/volume.bin"]["description"] == ""
+    assert {f["name"] for f in r.files} == set(_payload(bag))
+
+
+def test_dataverse_resume_keeps_the_files_whose_names_it_changed(creds, tmp_path):
+    """A re-run compares the bag with the dataset under Dataverse's names: nothing it
+    already holds is deleted (or the published dataset would lack it)."""
+    bag = _bag(tmp_path / "ws", files=AWKWARD)
+    count = len(_payload(bag))
+    with FakeDataverse() as fake:
+        fake.inject(
+            "POST",
+            r"/api/datasets/:persistentId/add",
+            status=400,
+            body={"status": "ERROR", "message": "Failed to add file to dataset"},
+            skip=count - 1,
+        )
+        with pytest.raises(DepositError):
+            _run(bag, "dataverse", fake.url, target="lab")
+        r = _run(bag, "dataverse", fake.url, target="lab", resume=True, publish=True)
+        assert r.status == "published"
+        assert len(_dataset_files(fake)) == count
+        assert fake.count("DELETE", r"/api/files/\d+") == 0
+        assert fake.count("POST", r"/api/datasets/:persistentId/add") == count + 1
+
+
+def test_dataverse_fake_refuses_what_dataverse_refuses():
+    from tests.fakes.dataverse import file_metadata
+
+    assert file_metadata("a.tif", {"directoryLabel": "data/images (raw)"})[2]
+    assert file_metadata("a:b.tif", {"directoryLabel": "data"})[2]
+    assert file_metadata("a.tif", {"directoryLabel": "data/Übersicht"})[2]
+    assert file_metadata("Zelle ä.tif", {})[1] == "Zelle Ã¤.tif"  # IQSS/dataverse#12470
+    assert file_metadata("Zelle ä.tif", {"label": "Zelle ä.tif"})[1] == "Zelle ä.tif"
+    assert file_metadata("a.tif", {"directoryLabel": "/data/x. "})[:2] == ("data/x", "a.tif")
+
+
+def test_dataverse_names_that_would_clash_stop_the_deposit_before_anything_is_sent(creds, tmp_path):
+    bag = _bag(tmp_path / "ws", files={"runs/a:b.json": b"1", "runs/a_b.json": b"2"})
+    with FakeDataverse() as fake:
+        with pytest.raises(DepositError, match=r"a:b\.json and .*a_b\.json"):
+            _run(bag, "dataverse", fake.url, target="lab")
+        assert not fake.datasets

@@ -22,6 +22,15 @@ header and S3 refuses one it did not sign). An ETag is the md5 of the bytes only
 SSE-KMS/SSE-C encryption, so it is checked only then; the deposit is verified by the
 size and checksum Dataverse records for the file. Presigned URLs never receive the API
 key. Other files go through the application server.
+
+File names: Dataverse refuses (the whole ``/add``) a folder (``directoryLabel``) with a
+character outside ``[A-Za-z0-9_ ./-]`` (``FileDirectoryNameValidator``) and a file name
+with a backslash or one of ``/ : * ? " < > | ; #`` (``FileMetadata.label``), strips leading and trailing
+``/ - . `` from folders (``StringUtil.sanitizeFileDirectory``), and reads the multipart
+file name as ISO-8859-1 (IQSS/dataverse#12470). So each file is sent under the name
+:func:`dataverse_name` gives it, which Dataverse keeps as sent (``label`` in ``jsonData``
+carries non-ASCII names intact), with its path in the bag as the file's description when
+that name differs; a re-run compares the bag with the dataset under those names.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -57,6 +67,45 @@ from curated.metadata.crosswalk.dataverse import DEFAULT_LICENCES, match_licence
 TAGGING = {"x-amz-tagging": "dv-state=temp"}
 SSE_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm")
 """S3's answer headers naming SSE-KMS (``aws:kms``) and SSE-C encryption."""
+
+
+_FOLDER_REFUSED = re.compile(r"[^A-Za-z0-9_/. -]+")
+_LABEL_REFUSED = re.compile(r'[\\/:*?"<>|;#]')
+BAG_PATH = "Path in the bag: "
+"""Starts the description of a file whose name Dataverse could not take as it is."""
+
+
+def dataverse_name(name: str) -> tuple[str, str]:
+    """``(directoryLabel, label)`` under which Dataverse keeps the bag file ``name`` as sent.
+
+    Accents are dropped (``Ü`` → ``U``), other characters Dataverse refuses become ``_``,
+    and folders lose what Dataverse would strip from their ends; a name it accepts is
+    unchanged.
+    """
+    folder, _, base = name.rpartition("/")
+    plain = "".join(
+        c for c in unicodedata.normalize("NFKD", folder) if not unicodedata.combining(c)
+    )
+    folder = re.sub(r"/+", "/", _FOLDER_REFUSED.sub("_", plain)).strip("/-. ")
+    label = _LABEL_REFUSED.sub("_", base)
+    return folder, label if label.strip() else "_"
+
+
+def remote_name(name: str) -> str:
+    """The path Dataverse lists for the bag file ``name`` (see :func:`dataverse_name`)."""
+    folder, label = dataverse_name(name)
+    return f"{folder}/{label}" if folder else label
+
+
+def _file_meta(item: UploadItem) -> dict[str, Any]:
+    """The name, folder and description ``jsonData`` gives Dataverse for ``item``."""
+    folder, label = dataverse_name(item.name)
+    renamed = remote_name(item.name) != item.name
+    return {
+        "directoryLabel": folder,
+        "label": label,
+        "description": f"{BAG_PATH}{item.name}" if renamed else "",
+    }
 
 
 def signs_tagging(url: str) -> bool:
@@ -138,6 +187,11 @@ class DataverseRepository:
             repository="Dataverse",
             retry=retry,
         )
+
+    @staticmethod
+    def remote_name(name: str) -> str:
+        """The name a re-run looks for the bag file ``name`` under (:func:`remote_name`)."""
+        return remote_name(name)
 
     def _pid(self, state: dict[str, Any]) -> dict[str, str]:
         return {"persistentId": state["pid"]}
@@ -338,19 +392,14 @@ class DataverseRepository:
             done = self._direct(state, item, entry, save, advance)
             if done is not None:
                 return done
-        meta = {
-            "directoryLabel": item.folder,
-            "restrict": False,
-            "tabIngest": False,
-            "description": "",
-        }
+        meta = {**_file_meta(item), "restrict": False, "tabIngest": False}
         holder: list[MultipartBody] = []
 
         def body() -> MultipartBody:
             b = MultipartBody(
                 {"jsonData": json.dumps(meta)},
                 "file",
-                item.basename,
+                meta["label"],  # read as ISO-8859-1 there: "label" above names the file
                 FileSlice(item.path, on_read=advance),
             )
             holder[:] = [b]
@@ -452,10 +501,11 @@ class DataverseRepository:
                 raise DepositError(msg, details={"status": r.status})
         if local is None:
             local = hash_file(item.path)
+        names = _file_meta(item)
         meta = {
             "storageIdentifier": dd["sid"],
-            "fileName": item.basename,
-            "directoryLabel": item.folder,
+            "fileName": names.pop("label"),
+            **names,
             "mimeType": "application/octet-stream",
             "checksum": {"@type": "MD5", "@value": local["md5"]},
         }
@@ -618,7 +668,7 @@ class DataverseRepository:
                     "POST",
                     f"{a}/datasets/:persistentId/add?persistentId={{pid}}",
                     {
-                        "jsonData": {"directoryLabel": it.folder},
+                        "jsonData": _file_meta(it),
                         "file": f"<{it.size} bytes from {it.path}>",
                     },
                     note="after the dataset's locks clear; compare the returned checksum",
