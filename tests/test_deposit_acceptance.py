@@ -99,6 +99,26 @@ def test_invenio_fake_refuses_to_publish_without_a_publisher(creds):
         assert [e["field"] for e in r.json()["errors"]] == ["metadata.publisher"]
 
 
+# ---------------------------------------------------------------- InvenioRDM: description
+def test_invenio_keeps_a_plain_text_description_with_angle_brackets_and_paragraphs(creds, tmp_path):
+    """InvenioRDM reads the description as HTML and strips tags it does not allow: a
+    plain-text description is sent as HTML so that its text and paragraphs survive."""
+    import html
+    import re
+
+    text = (
+        "Classes <mito> and <er> (p<0.05 & n>3), Ramón y Cajal's stain.\n\n"
+        "Second paragraph:\nline two."
+    )
+    bag = _bag(tmp_path / "ws", lambda r: r["study"].update(description=text))
+    with FakeInvenio() as fake:
+        r = _run(bag, "zenodo", fake.url, publish=True)
+        stored = fake.records[r.record_id]["metadata"]["description"]
+    shown = html.unescape(re.sub(r"<[^>]+>", " ", stored))
+    assert "Classes <mito> and <er> (p<0.05 & n>3), Ramón y Cajal's stain." in shown
+    assert stored.count("<p>") == 2 and "line two" in shown
+
+
 # ---------------------------------------------------------------- Dataverse: file names
 AWKWARD = {
     # folders with brackets and accents, names with a colon, a hash and accents

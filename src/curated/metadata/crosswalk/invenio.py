@@ -17,6 +17,7 @@ from curated.metadata.crosswalk.common import (
     normalise_doi,
     normalise_orcid,
     normalise_ror,
+    text_to_html,
 )
 from curated.metadata.view import Person, RecordView, Study, record_view
 
@@ -90,8 +91,9 @@ def to_invenio(
         "publication_date": publication_date(study, today),
         "creators": [c for p in study.authors if (c := _creator(p))],
     }
-    if study.description:
-        md["description"] = study.description
+    if study.description and study.description.strip():
+        # read as HTML and sanitized (invenio-rdm-records SanitizedHTML): sent as HTML
+        md["description"] = text_to_html(study.description)
     if study.publisher:
         md["publisher"] = study.publisher
     subjects = [{"subject": k} for k in study.keywords if k]
