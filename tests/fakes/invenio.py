@@ -32,8 +32,44 @@ TOKEN = "invenio-good-token-123"
 # invenio-rdm-records services/schemas/metadata.py) keeps; bleach.clean(strip=True) drops
 # every other tag, text that merely looks like one ("<mito>") included.
 ALLOWED_TAGS = set(
-    "a abbr acronym b blockquote br code col colgroup div table tbody tfoot thead td th tr "
-    "em h1 h2 h3 h4 h5 i li ol p pre s span strike strong sub sup u ul".split()
+    [
+        "a",
+        "abbr",
+        "acronym",
+        "b",
+        "blockquote",
+        "br",
+        "code",
+        "col",
+        "colgroup",
+        "div",
+        "table",
+        "tbody",
+        "tfoot",
+        "thead",
+        "td",
+        "th",
+        "tr",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "i",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "s",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "sup",
+        "u",
+        "ul",
+    ]
 )
 _TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)\b[^>]*>")
 
