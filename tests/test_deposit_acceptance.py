@@ -208,3 +208,17 @@ def test_dataverse_names_that_would_clash_stop_the_deposit_before_anything_is_se
         with pytest.raises(DepositError, match=r"a:b\.json and .*a_b\.json"):
             _run(bag, "dataverse", fake.url, target="lab")
         assert not fake.datasets
+
+
+# ---------------------------------------------------------------- Dataverse: collection
+def test_dataverse_publish_into_an_unpublished_collection_stops_before_anything_is_sent(
+    creds, tmp_path
+):
+    """Dataverse publishes no dataset whose collection is unpublished (PublishDatasetCommand)."""
+    bag = _bag(tmp_path / "ws")
+    with FakeDataverse(unreleased=("lab",)) as fake:
+        with pytest.raises(DepositError, match="collection 'lab' is not published"):
+            _run(bag, "dataverse", fake.url, target="lab", publish=True)
+        assert not fake.datasets
+        r = _run(bag, "dataverse", fake.url, target="lab")  # a draft can wait for it
+        assert r.status == "draft"

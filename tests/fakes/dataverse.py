@@ -102,8 +102,11 @@ class FakeDataverse(FakeServer):
         tagging: bool = True,
         sse: str | None = None,
         validate_fixity: bool = True,
+        unreleased: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        self.unreleased = set(unreleased)
+        """Collections not yet published: datasets in them cannot be published."""
         self.licences = licences if licences is not None else list(DEFAULT_LICENSES)
         self.tagging = tagging
         """The store takes object tags (``disable-tagging`` unset): presigned URLs sign x-amz-tagging."""
@@ -185,7 +188,9 @@ class FakeDataverse(FakeServer):
                 "status": "ERROR",
                 "message": f"Can't find dataverse with identifier='{alias}'",
             }
-        return 200, {"status": "OK", "data": {"alias": alias, "id": 1}}
+        # JsonPrinter.json(Dataverse) includes isReleased.
+        released = alias not in self.unreleased
+        return 200, {"status": "OK", "data": {"alias": alias, "id": 1, "isReleased": released}}
 
     def create(self, req: Request, alias: str):
         # native-api.rst POST /api/dataverses/{alias}/datasets (citation block; missing required fields: 400).
@@ -388,6 +393,13 @@ class FakeDataverse(FakeServer):
             return 400, {"status": "ERROR", "message": "Illegal 'type' parameter value."}
         if not d["draft"]:
             return 400, {"status": "ERROR", "message": "Cannot publish: no draft version."}
+        if d["collection"] in self.unreleased:
+            # PublishDatasetCommand refuses (IllegalCommandException → 403, AbstractApiBean).
+            return 403, {
+                "status": "ERROR",
+                "message": "This dataset may not be published because its host dataverse "
+                f"({d['collection']}) has not been published.",
+            }
         if self.validate_fixity:
             for name, f in d["files"].items():
                 df = f["dataFile"]

@@ -174,6 +174,8 @@ class DataverseRepository:
         self.lock_poll = lock_poll
         self.direct_ok = direct
         self.direct_threshold = direct_threshold
+        self.collection_released: bool | None = None
+        """Whether the collection is published (``isReleased``), read by :meth:`check_access`."""
         self.licences: list[dict[str, Any]] | None = None
         """The installation's licences (``GET /api/licenses``), read by :meth:`check_access`."""
         headers = {"Accept": "application/json"}
@@ -226,6 +228,8 @@ class DataverseRepository:
         if r.status == 404:
             msg = f"the Dataverse collection {self.collection!r} does not exist at {self.base}; check --target (the collection alias)"
             raise DepositError(msg, field="target")
+        data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
+        self.collection_released = data.get("isReleased") if isinstance(data, dict) else None
         r = self.http.request(
             "GET", "/licenses", allow=(404,), what="reading the installation's licences"
         )
@@ -243,12 +247,22 @@ class DataverseRepository:
     def review(
         self, metadata: Any, *, record: dict[str, Any], publish: bool
     ) -> tuple[Any, list[dict[str, Any]]]:
-        """Send the licence as the installation names it, or stop when it offers none that fits."""
+        """Send the licence as the installation names it, or stop when it offers none that fits;
+        stop a publication into an unpublished collection, which Dataverse refuses."""
         wanted = (record.get("study") or {}).get("license")
         body = json.loads(json.dumps(metadata))
         version = body["datasetVersion"]
         offered = self.licences
         findings: list[dict[str, Any]] = []
+        if self.collection_released is False:
+            findings.append(
+                {
+                    "what": f"Dataverse: the collection {self.collection!r} is not published, and "
+                    "Dataverse publishes no dataset in an unpublished collection",
+                    "advice": "ask its administrators to publish the collection, or deposit without --publish",
+                    "blocking": publish,
+                }
+            )
         if not wanted:
             return body, findings
         found = match_licence(str(wanted), offered or DEFAULT_LICENCES)
