@@ -20,6 +20,7 @@ from curated.workspace import Workspace
 from tests.fakes import bags
 from tests.fakes.dataverse import TOKEN as DV_TOKEN
 from tests.fakes.dataverse import FakeDataverse
+from tests.fakes.dspace import COLLECTION, DEFAULT_FORM, PASSWORD, USER, FakeDSpace, Field, Form
 from tests.fakes.invenio import TOKEN as INV_TOKEN
 from tests.fakes.invenio import FakeInvenio
 
@@ -50,6 +51,8 @@ def creds(monkeypatch):
     monkeypatch.setenv("INVENIO_TOKEN", INV_TOKEN)
     monkeypatch.setenv("ZENODO_TOKEN", INV_TOKEN)
     monkeypatch.setenv("DATAVERSE_TOKEN", DV_TOKEN)
+    monkeypatch.setenv("DSPACE_USER", USER)
+    monkeypatch.setenv("DSPACE_PASSWORD", PASSWORD)
 
 
 def _no_publisher(rec: dict) -> None:
@@ -222,3 +225,28 @@ def test_dataverse_publish_into_an_unpublished_collection_stops_before_anything_
         assert not fake.datasets
         r = _run(bag, "dataverse", fake.url, target="lab")  # a draft can wait for it
         assert r.status == "draft"
+
+
+# ---------------------------------------------------------------- DSpace: type-bind
+def test_dspace_fields_bound_to_other_item_types_are_named_not_lost_silently(creds, tmp_path):
+    """A form field with <type-bind> is for items of those dc.type values only: DSpace
+    removes its values from a Dataset without a word, and does not require it."""
+    one = dict(DEFAULT_FORM.sections["traditionalpageone"])
+    one["dc.publisher"] = Field("dc.publisher", False, False, "Publisher", ("Dataset", "Book"))
+    two = dict(DEFAULT_FORM.sections["traditionalpagetwo"])
+    two["dc.description.sponsorship"] = Field(
+        "dc.description.sponsorship", False, False, "Sponsors", ("Article",)
+    )
+    two["dc.description"] = Field("dc.description", True, False, "Thesis note", ("Thesis",))
+    form = Form("typed", {"traditionalpageone": one, "traditionalpagetwo": two})
+    bag = _bag(tmp_path / "ws")
+    with FakeDSpace(form=form) as fake:
+        r = _run(bag, "dspace", fake.url + "/server", target=COLLECTION, publish=True)
+        assert r.status == "published"
+        sections = fake.items[r.record_id]["sections"]
+    assert sections["traditionalpageone"]["dc.publisher"][0]["value"] == (
+        "Example University Library"
+    )
+    text = "\n".join(p["what"] for p in r.problems)
+    assert "dc.description.sponsorship (only for Article items)" in text
+    assert "dc.description (" not in text  # not required of a Dataset
