@@ -122,6 +122,34 @@ def test_invenio_keeps_a_plain_text_description_with_angle_brackets_and_paragrap
     assert stored.count("<p>") == 2 and "line two" in shown
 
 
+def test_invenio_leaves_out_a_related_url_without_its_scheme_instead_of_failing_to_publish(
+    creds, tmp_path
+):
+    def edit(rec: dict) -> None:
+        rec["study"]["related_identifiers"] = [
+            {
+                "identifier": "github.com/example/fibsem-unet",
+                "identifier_type": "URL",
+                "relation_type": "IsSupplementedBy",
+            },
+            {
+                "identifier": "https://github.com/example/fibsem-data",
+                "identifier_type": "URL",
+                "relation_type": "IsSupplementedBy",
+            },
+        ]
+
+    bag = _bag(tmp_path / "ws", edit)
+    with FakeInvenio() as fake:
+        r = _run(bag, "zenodo", fake.url, publish=True)
+        assert r.status == "published"
+        related = fake.records[r.record_id]["metadata"]["related_identifiers"]
+    assert [x["identifier"] for x in related if x["scheme"] == "url"] == [
+        "https://github.com/example/fibsem-data"
+    ]
+    assert "github.com/example/fibsem-unet (URL)" in "\n".join(p["what"] for p in r.problems)
+
+
 # ---------------------------------------------------------------- Dataverse: file names
 AWKWARD = {
     # folders with brackets and accents, names with a colon, a hash and accents
@@ -250,3 +278,27 @@ def test_dspace_fields_bound_to_other_item_types_are_named_not_lost_silently(cre
     text = "\n".join(p["what"] for p in r.problems)
     assert "dc.description.sponsorship (only for Article items)" in text
     assert "dc.description (" not in text  # not required of a Dataset
+
+
+@pytest.mark.parametrize(
+    ("scheme", "value", "ok"),
+    [
+        ("url", "https://github.com/example/x", True),
+        ("url", "github.com/example/x", False),
+        ("doi", "10.1234/abc", True),
+        ("doi", "https://doi.org/10.1234/abc", True),
+        ("doi", "1234/abc", False),
+        ("handle", "20.500.12345/678", True),
+        ("pmid", "12345678", True),
+        ("pmid", "PMC123", False),
+        ("urn", "urn:nbn:de:1234-5678", True),
+        ("urn", "nbn:de:1234", False),
+        ("ark", "ark:/13030/tf5p30086k", True),
+        ("ark", "13030/tf5p30086k", False),
+        ("arxiv", "2101.00001", True),
+    ],
+)
+def test_related_identifier_rules_follow_idutils(scheme, value, ok):
+    from curated.metadata.crosswalk.invenio import identifier_ok
+
+    assert identifier_ok(scheme, value) is ok

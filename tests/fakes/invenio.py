@@ -22,7 +22,7 @@ import itertools
 import re
 import uuid
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from tests.fakes.base import Assembler, FakeServer, Request, bearer
 
@@ -206,6 +206,24 @@ class FakeInvenio(FakeServer):
                     {
                         "field": f"metadata.funding.{i}.award",
                         "messages": ["An existing id or both number and title are required."],
+                    }
+                )
+        for i, rel in enumerate(md.get("related_identifiers") or []):
+            # marshmallow-utils IdentifierSchema with the scheme's idutils validator
+            # (is_url: a scheme and a host; is_doi: doi_regexp).
+            scheme, value = rel.get("scheme"), str(rel.get("identifier") or "")
+            parts = urlparse(value)
+            bad = (scheme == "url" and not (parts.scheme and parts.netloc)) or (
+                scheme == "doi"
+                and not re.match(
+                    r"(doi:\s*|(https?://)?(dx\.)?doi\.org/)?10\.\d+(\.\d+)*/.+$", value, re.I
+                )
+            )
+            if bad:
+                errs.append(
+                    {
+                        "field": f"metadata.related_identifiers.{i}.identifier",
+                        "messages": [f"Invalid {str(scheme).upper()} identifier."],
                     }
                 )
         if (md.get("resource_type") or {}).get("id") is None:
