@@ -122,6 +122,16 @@ def test_invenio_keeps_a_plain_text_description_with_angle_brackets_and_paragrap
     assert stored.count("<p>") == 2 and "line two" in shown
 
 
+def test_zenodo_refuses_empty_files_so_the_deposit_stops_before_sending_any(creds, tmp_path):
+    bag = _bag(tmp_path / "ws", files={"volume.bin": b"x" * 100, "notes/empty.txt": b""})
+    with FakeInvenio(empty_files=False) as fake:  # Zenodo's configuration
+        with pytest.raises(DepositError, match=r"refuses empty files.*notes/empty\.txt"):
+            _run(bag, "zenodo", fake.url)
+        assert not fake.drafts
+    with FakeInvenio() as fake:  # InvenioRDM's default takes them
+        assert _run(bag, "invenio", fake.url).status == "draft"
+
+
 def test_invenio_leaves_out_a_related_url_without_its_scheme_instead_of_failing_to_publish(
     creds, tmp_path
 ):

@@ -102,8 +102,11 @@ class FakeInvenio(FakeServer):
         communities: tuple[str, ...] = (),
         vocabularies: dict[str, set[str]] | None = None,
         checksum_delay: int = 2,
+        empty_files: bool = True,
     ) -> None:
         super().__init__()
+        self.empty_files = empty_files
+        """RECORDS_RESOURCES_ALLOW_EMPTY_FILES (True by default; Zenodo sets it False)."""
         self.vocabularies = {k: set(v) for k, v in (vocabularies or {}).items()}
         """``affiliations``/``funders``/``awards`` → ids the instance has (none by default:
         a small instance; Zenodo's loads ROR and the awards)."""
@@ -405,6 +408,9 @@ class FakeInvenio(FakeServer):
             return 400, {"status": 400, "message": "Not all parts have been uploaded."}
         if not asm.parts_done:
             return 400, {"status": 400, "message": "File has no content."}
+        if asm.size == 0 and not self.empty_files:
+            # invenio-records-resources services/files/components/metadata.py commit_file
+            return 400, {"status": 400, "message": "Empty files are not accepted."}
         f.update({"status": "completed", "md5": asm.hexdigest, "size": asm.size})
         if f.get("parts"):
             f["pending_reads"] = self.checksum_delay
