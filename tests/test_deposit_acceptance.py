@@ -312,3 +312,16 @@ def test_related_identifier_rules_follow_idutils(scheme, value, ok):
     from curated.metadata.crosswalk.invenio import identifier_ok
 
     assert identifier_ok(scheme, value) is ok
+
+
+def test_dataverse_advice_for_zip_files_inside_a_folder_bag_fits_the_case():
+    from curated.deposit import preflight
+    from curated.deposit.protocol import UploadItem
+
+    lim = preflight.LIMITS["dataverse"]
+    inside = [UploadItem("data/derived/img.ome.zarr.zip", Path("x"), 10)]
+    (p,) = [p for p in preflight.check(inside, lim, single_request=True) if ".zip" in p.what]
+    assert "--zarr directory" in p.advice and "not a zipped bag" not in p.advice
+    whole = [UploadItem("bag.zip", Path("x"), 10)]
+    (p,) = [p for p in preflight.check(whole, lim, single_request=True) if ".zip" in p.what]
+    assert "not a zipped bag" in p.advice

@@ -162,10 +162,17 @@ def check(
     if limits.unpacks_zip:
         zips = [i.name for i in items if i.name.lower().endswith(".zip")]
         if zips:
+            inside = any("/" in z for z in zips)  # files of a folder bag (archived Zarr stores)
+            advice = (
+                "bag the workspace with `curated bag --zarr directory` (Zarr stores as folders), "
+                "or serialize the bag as .tar and deposit that"
+                if inside
+                else "deposit the bag folder (not a zipped bag) or serialize it as .tar"
+            )
             problems.append(
                 Problem(
                     f"{limits.name} unpacks uploaded .zip files ({', '.join(zips[:3])}), which breaks the bag",
-                    "deposit the bag folder (not a zipped bag) or serialize it as .tar",
+                    advice,
                 )
             )
     problems += _fragile_problems(items, limits)
