@@ -265,6 +265,17 @@ def test_dataverse_publish_into_an_unpublished_collection_stops_before_anything_
         assert r.status == "draft"
 
 
+def test_dataverse_collection_requiring_more_fields_is_named_before_anything_is_created(
+    creds, tmp_path
+):
+    """A collection may require fields beyond the citation block's (its input levels)."""
+    bag = _bag(tmp_path / "ws")
+    with FakeDataverse(required=("productionDate", "keywordValue")) as fake:
+        with pytest.raises(DepositError, match="requires productionDate"):
+            _run(bag, "dataverse", fake.url, target="lab")
+        assert not fake.datasets
+
+
 # ---------------------------------------------------------------- DSpace: type-bind
 def test_dspace_fields_bound_to_other_item_types_are_named_not_lost_silently(creds, tmp_path):
     """A form field with <type-bind> is for items of those dc.type values only: DSpace

@@ -103,8 +103,12 @@ class FakeDataverse(FakeServer):
         sse: str | None = None,
         validate_fixity: bool = True,
         unreleased: tuple[str, ...] = (),
+        required: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        self.required = set(required)
+        """Fields the collections require beyond the citation block's own
+        (DataverseFieldTypeInputLevel ``required``, served as ``inputLevels``)."""
         self.unreleased = set(unreleased)
         """Collections not yet published: datasets in them cannot be published."""
         self.licences = licences if licences is not None else list(DEFAULT_LICENSES)
@@ -190,7 +194,13 @@ class FakeDataverse(FakeServer):
             }
         # JsonPrinter.json(Dataverse) includes isReleased.
         released = alias not in self.unreleased
-        return 200, {"status": "OK", "data": {"alias": alias, "id": 1, "isReleased": released}}
+        data: dict[str, Any] = {"alias": alias, "id": 1, "isReleased": released}
+        if self.required:  # JsonPrinter.jsonDataverseFieldTypeInputLevels
+            data["inputLevels"] = [
+                {"datasetFieldTypeName": n, "required": True, "include": True}
+                for n in sorted(self.required)
+            ]
+        return 200, {"status": "OK", "data": data}
 
     def create(self, req: Request, alias: str):
         # native-api.rst POST /api/dataverses/{alias}/datasets (citation block; missing required fields: 400).
@@ -206,7 +216,11 @@ class FakeDataverse(FakeServer):
             ((body.get("datasetVersion") or {}).get("metadataBlocks") or {}).get("citation") or {}
         ).get("fields") or []
         names = {f["typeName"] for f in fields}
-        missing = {"title", "author", "datasetContact", "dsDescription", "subject"} - names
+        for f in fields:  # the children of compound values
+            if f.get("typeClass") == "compound":
+                names.update(k for v in f.get("value") or [] for k in v)
+        required = {"title", "author", "datasetContact", "dsDescription", "subject"}
+        missing = (required | self.required) - names
         if missing:
             return 400, {
                 "status": "ERROR",

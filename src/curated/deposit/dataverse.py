@@ -174,6 +174,8 @@ class DataverseRepository:
         self.lock_poll = lock_poll
         self.direct_ok = direct
         self.direct_threshold = direct_threshold
+        self.collection_requires: list[str] = []
+        """Fields the collection requires besides the citation block's own (``inputLevels``)."""
         self.collection_released: bool | None = None
         """Whether the collection is published (``isReleased``), read by :meth:`check_access`."""
         self.licences: list[dict[str, Any]] | None = None
@@ -229,7 +231,13 @@ class DataverseRepository:
             msg = f"the Dataverse collection {self.collection!r} does not exist at {self.base}; check --target (the collection alias)"
             raise DepositError(msg, field="target")
         data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
-        self.collection_released = data.get("isReleased") if isinstance(data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        self.collection_released = data.get("isReleased")
+        self.collection_requires = sorted(
+            str(lv.get("datasetFieldTypeName"))
+            for lv in data.get("inputLevels") or []
+            if isinstance(lv, dict) and lv.get("required") and lv.get("datasetFieldTypeName")
+        )
         r = self.http.request(
             "GET", "/licenses", allow=(404,), what="reading the installation's licences"
         )
@@ -254,6 +262,17 @@ class DataverseRepository:
         version = body["datasetVersion"]
         offered = self.licences
         findings: list[dict[str, Any]] = []
+        lacking = [n for n in self.collection_requires if n not in _field_names(version)]
+        if lacking:
+            findings.append(
+                {
+                    "what": f"Dataverse: the collection {self.collection!r} requires {', '.join(lacking)}, "
+                    "which curated's citation metadata does not fill; it would refuse the dataset",
+                    "advice": "deposit into another collection (--target), or ask its administrators "
+                    "which values to give",
+                    "blocking": True,
+                }
+            )
         if self.collection_released is False:
             findings.append(
                 {
@@ -699,6 +718,17 @@ class DataverseRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _field_names(version: dict[str, Any]) -> set[str]:
+    """The field names a dataset version fills, compound children included."""
+    names: set[str] = set()
+    for block in (version.get("metadataBlocks") or {}).values():
+        for f in (block or {}).get("fields") or []:
+            names.add(str(f.get("typeName")))
+            if f.get("typeClass") == "compound":
+                names.update(k for v in f.get("value") or [] if isinstance(v, dict) for k in v)
+    return names
 
 
 def _title(metadata: Any) -> str | None:
