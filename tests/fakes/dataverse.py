@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import re
 import uuid
 from typing import Any
 
@@ -52,6 +53,41 @@ DEFAULT_LICENSES = [
 LOCKED = "Dataset cannot be edited due to dataset lock."
 
 
+# What Dataverse keeps of a file's folder and name (IQSS/dataverse source):
+# FileMetadata.setDirectoryLabel → StringUtil.sanitizeFileDirectory (slashes collapsed, leading
+# and trailing "/", "-", ".", " " stripped); FileDirectoryNameValidator allows only
+# [\w\\/. -] (Java's ASCII \w); the label's @Pattern refuses \ / : * ? " < > | ; #.
+# Either violation fails the whole /add ("Validation Failed: ...", AbstractDatasetCommand
+# .validateOrDie). The multipart filename is read as ISO-8859-1 (IQSS/dataverse#12470), so a
+# UTF-8 name arrives garbled unless jsonData "label" (OptionalFileParams) names the file.
+DIR_OK = re.compile(r"[A-Za-z0-9_\\/. -]+")
+LABEL_BAD = re.compile(r'[\\/:*?"<>|;#]')
+DIR_MESSAGE = (
+    "Directory Name cannot contain invalid characters. Valid characters are a-Z, 0-9, "
+    "'_', '-', '.', '\\', '/' and ' ' (white space)."
+)
+LABEL_MESSAGE = 'File Name cannot contain any of the following characters: \\ / : * ? " < > | ; # .'
+
+
+def file_metadata(
+    filename: str, meta: dict[str, Any], *, header: bool = True
+) -> tuple[str | None, str, str | None]:
+    """(directory label, label, refusal) as Dataverse's /add stores a file; ``header``: the
+    name came in the multipart header (a direct upload's ``fileName`` is JSON)."""
+    label = filename.encode("utf-8").decode("latin-1") if header else filename
+    if LABEL_BAD.search(label):
+        return None, label, LABEL_MESSAGE  # checked before the optional parameters apply
+    folder = meta.get("directoryLabel")
+    if folder:
+        folder = re.sub(r"[\\/]+", "/", str(folder)).strip("/-. ") or None
+    label = str(meta.get("label") or label)
+    if folder and not DIR_OK.fullmatch(folder):
+        return folder, label, f"Validation Failed: {DIR_MESSAGE} (Invalid value:{folder})."
+    if LABEL_BAD.search(label) or not label.strip():
+        return folder, label, f"Validation Failed: {LABEL_MESSAGE} (Invalid value:{label})."
+    return folder, label, None
+
+
 class FakeDataverse(FakeServer):
     name = "dataverse"
 
@@ -66,8 +102,15 @@ class FakeDataverse(FakeServer):
         tagging: bool = True,
         sse: str | None = None,
         validate_fixity: bool = True,
+        unreleased: tuple[str, ...] = (),
+        required: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        self.required = set(required)
+        """Fields the collections require beyond the citation block's own
+        (DataverseFieldTypeInputLevel ``required``, served as ``inputLevels``)."""
+        self.unreleased = set(unreleased)
+        """Collections not yet published: datasets in them cannot be published."""
         self.licences = licences if licences is not None else list(DEFAULT_LICENSES)
         self.tagging = tagging
         """The store takes object tags (``disable-tagging`` unset): presigned URLs sign x-amz-tagging."""
@@ -149,7 +192,15 @@ class FakeDataverse(FakeServer):
                 "status": "ERROR",
                 "message": f"Can't find dataverse with identifier='{alias}'",
             }
-        return 200, {"status": "OK", "data": {"alias": alias, "id": 1}}
+        # JsonPrinter.json(Dataverse) includes isReleased.
+        released = alias not in self.unreleased
+        data: dict[str, Any] = {"alias": alias, "id": 1, "isReleased": released}
+        if self.required:  # JsonPrinter.jsonDataverseFieldTypeInputLevels
+            data["inputLevels"] = [
+                {"datasetFieldTypeName": n, "required": True, "include": True}
+                for n in sorted(self.required)
+            ]
+        return 200, {"status": "OK", "data": data}
 
     def create(self, req: Request, alias: str):
         # native-api.rst POST /api/dataverses/{alias}/datasets (citation block; missing required fields: 400).
@@ -165,7 +216,11 @@ class FakeDataverse(FakeServer):
             ((body.get("datasetVersion") or {}).get("metadataBlocks") or {}).get("citation") or {}
         ).get("fields") or []
         names = {f["typeName"] for f in fields}
-        missing = {"title", "author", "datasetContact", "dsDescription", "subject"} - names
+        for f in fields:  # the children of compound values
+            if f.get("typeClass") == "compound":
+                names.update(k for v in f.get("value") or [] for k in v)
+        required = {"title", "author", "datasetContact", "dsDescription", "subject"}
+        missing = (required | self.required) - names
         if missing:
             return 400, {
                 "status": "ERROR",
@@ -295,7 +350,10 @@ class FakeDataverse(FakeServer):
             return 400, {"status": "ERROR", "message": "Failed to add file to dataset: no file"}
         fname, content = parts["file"]
         meta = json.loads(parts.get("jsonData", (None, b"{}"))[1] or b"{}")
-        label = meta.get("directoryLabel") or ""
+        folder, fname, refused = file_metadata(str(fname), meta)
+        if refused:
+            return 400, {"status": "ERROR", "message": refused}
+        label = folder or ""
         name = f"{label}/{fname}" if label else str(fname)
         if name.endswith(".zip"):
             return 400, {
@@ -309,7 +367,12 @@ class FakeDataverse(FakeServer):
             "filesize": len(content),
             "checksum": {"type": "MD5", "value": hashlib.md5(content).hexdigest()},
         }
-        d["files"][name] = {"label": fname, "directoryLabel": label or None, "dataFile": df}
+        d["files"][name] = {
+            "label": fname,
+            "directoryLabel": label or None,
+            "description": meta.get("description") or "",
+            "dataFile": df,
+        }
         d["draft"] = True
         return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}
 
@@ -344,6 +407,13 @@ class FakeDataverse(FakeServer):
             return 400, {"status": "ERROR", "message": "Illegal 'type' parameter value."}
         if not d["draft"]:
             return 400, {"status": "ERROR", "message": "Cannot publish: no draft version."}
+        if d["collection"] in self.unreleased:
+            # PublishDatasetCommand refuses (IllegalCommandException → 403, AbstractApiBean).
+            return 403, {
+                "status": "ERROR",
+                "message": "This dataset may not be published because its host dataverse "
+                f"({d['collection']}) has not been published.",
+            }
         if self.validate_fixity:
             for name, f in d["files"].items():
                 df = f["dataFile"]
@@ -498,22 +568,26 @@ class FakeDataverse(FakeServer):
                 "status": "ERROR",
                 "message": "Failed to add file to dataset: storage identifier not found",
             }
-        label = meta.get("directoryLabel") or ""
-        name = f"{label}/{meta['fileName']}" if label else meta["fileName"]
+        folder, fname, refused = file_metadata(str(meta.get("fileName") or ""), meta, header=False)
+        if refused:
+            return 400, {"status": "ERROR", "message": refused}
+        label = folder or ""
+        name = f"{label}/{fname}" if label else fname
         fid = next(self.file_ids)
         # Like Dataverse, the checksum is the one the client supplied; the store's ETags checked the bytes.
         ck = meta.get("checksum") or {}
         df = {
             "id": fid,
-            "filename": meta["fileName"],
+            "filename": fname,
             "filesize": obj["asm"].size,
             "checksum": {"type": ck.get("@type", "MD5"), "value": ck.get("@value")},
             "storageIdentifier": meta["storageIdentifier"],
             "stored_md5": obj["asm"].hexdigest,
         }
         d["files"][name] = {
-            "label": meta["fileName"],
+            "label": fname,
             "directoryLabel": label or None,
+            "description": meta.get("description") or "",
             "dataFile": df,
         }
         d["draft"] = True

@@ -36,6 +36,13 @@ class Field:
     mandatory: bool = False
     repeatable: bool = True
     label: str = ""
+    type_bind: tuple[str, ...] = ()
+    """``<type-bind>``: the ``dc.type`` values the field is for (none: every type)."""
+
+    def allowed_for(self, types: list[str]) -> bool:
+        # DCInput.isAllowedFor: an unbound field is for every item; a bound one only for
+        # items whose dc.type it names (an item without dc.type gets no bound field).
+        return not self.type_bind or any(t in self.type_bind for t in types)
 
 
 @dataclass
@@ -288,6 +295,7 @@ class FakeDSpace(FakeServer):
                         "mandatory": f.mandatory,
                         "repeatable": f.repeatable,
                         "selectableMetadata": [{"metadata": f.key, "label": None}],
+                        "typeBind": list(f.type_bind),
                     }
                 ]
             }
@@ -322,9 +330,31 @@ class FakeDSpace(FakeServer):
             return 404, {"status": 404, "error": "Not Found", "message": "No such collection"}
         return 200, {"uuid": cid, "name": "Datasets", "type": "collection"}
 
+    @staticmethod
+    def _types(sections: dict[str, Any]) -> list[str]:
+        """The item's dc.type values (TypeBindUtils.getTypeBindMetadataValues)."""
+        return [
+            str(v.get("value"))
+            for sec in sections.values()
+            if isinstance(sec, dict)
+            for v in sec.get("dc.type") or []
+        ]
+
+    def _strip_unbound(self, sections: dict[str, Any]) -> None:
+        """What MetadataValidator.validate does on every validation: the values of a field
+        bound to other types than the item's are removed, silently."""
+        types = self._types(sections)
+        for sid, fields in self.form.sections.items():
+            for key, f in fields.items():
+                if not f.allowed_for(types):
+                    sections.get(sid, {}).pop(key, None)
+
     def _errors(self, w: dict[str, Any]) -> list[dict[str, Any]]:
         errs = []
+        types = self._types(w["sections"])
         for sid, f in self.form.mandatory():
+            if not f.allowed_for(types):
+                continue
             if not w["sections"].get(sid, {}).get(f.key):
                 errs.append(
                     {"message": "error.validation.required", "paths": [f"/sections/{sid}/{f.key}"]}
@@ -491,6 +521,7 @@ class FakeDSpace(FakeServer):
                 }
             else:
                 return 422, {"status": 422, "message": f"Unsupported operation {op['op']}"}
+        self._strip_unbound(sections)
         w["sections"] = sections
         return 200, self._json(w)
 

@@ -19,13 +19,76 @@ instance's vocabularies (served at ``/api/affiliations``, ``/api/funders``, ``/a
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from tests.fakes.base import Assembler, FakeServer, Request, bearer
 
 TOKEN = "invenio-good-token-123"
+
+# marshmallow-utils html.py ALLOWED_HTML_TAGS: what SanitizedHTML (the description field of
+# invenio-rdm-records services/schemas/metadata.py) keeps; bleach.clean(strip=True) drops
+# every other tag, text that merely looks like one ("<mito>") included.
+ALLOWED_TAGS = set(
+    [
+        "a",
+        "abbr",
+        "acronym",
+        "b",
+        "blockquote",
+        "br",
+        "code",
+        "col",
+        "colgroup",
+        "div",
+        "table",
+        "tbody",
+        "tfoot",
+        "thead",
+        "td",
+        "th",
+        "tr",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "i",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "s",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "sup",
+        "u",
+        "ul",
+    ]
+)
+_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)\b[^>]*>")
+
+
+def sanitized_html(value: str) -> str:
+    """A description as InvenioRDM stores it (bleach): allowed tags kept, others stripped,
+    the rest of the text escaped."""
+
+    def text(t: str) -> str:
+        return re.sub(r"&(?!#?\w+;)", "&amp;", t).replace("<", "&lt;").replace(">", "&gt;")
+
+    out, pos = [], 0
+    for m in _TAG.finditer(value):
+        out.append(text(value[pos : m.start()]))
+        if m.group(1).lower() in ALLOWED_TAGS:
+            out.append(m.group(0))
+        pos = m.end()
+    out.append(text(value[pos:]))
+    return "".join(out).strip()
 
 
 class FakeInvenio(FakeServer):
@@ -39,8 +102,11 @@ class FakeInvenio(FakeServer):
         communities: tuple[str, ...] = (),
         vocabularies: dict[str, set[str]] | None = None,
         checksum_delay: int = 2,
+        empty_files: bool = True,
     ) -> None:
         super().__init__()
+        self.empty_files = empty_files
+        """RECORDS_RESOURCES_ALLOW_EMPTY_FILES (True by default; Zenodo sets it False)."""
         self.vocabularies = {k: set(v) for k, v in (vocabularies or {}).items()}
         """``affiliations``/``funders``/``awards`` → ids the instance has (none by default:
         a small instance; Zenodo's loads ROR and the awards)."""
@@ -145,6 +211,24 @@ class FakeInvenio(FakeServer):
                         "messages": ["An existing id or both number and title are required."],
                     }
                 )
+        for i, rel in enumerate(md.get("related_identifiers") or []):
+            # marshmallow-utils IdentifierSchema with the scheme's idutils validator
+            # (is_url: a scheme and a host; is_doi: doi_regexp).
+            scheme, value = rel.get("scheme"), str(rel.get("identifier") or "")
+            parts = urlparse(value)
+            bad = (scheme == "url" and not (parts.scheme and parts.netloc)) or (
+                scheme == "doi"
+                and not re.match(
+                    r"(doi:\s*|(https?://)?(dx\.)?doi\.org/)?10\.\d+(\.\d+)*/.+$", value, re.I
+                )
+            )
+            if bad:
+                errs.append(
+                    {
+                        "field": f"metadata.related_identifiers.{i}.identifier",
+                        "messages": [f"Invalid {str(scheme).upper()} identifier."],
+                    }
+                )
         if (md.get("resource_type") or {}).get("id") is None:
             errs.append(
                 {
@@ -153,6 +237,13 @@ class FakeInvenio(FakeServer):
                 }
             )
         return errs
+
+    @staticmethod
+    def _load(md: dict[str, Any]) -> dict[str, Any]:
+        """The metadata as the service schema loads it (the description sanitized)."""
+        if isinstance(md.get("description"), str):
+            md = {**md, "description": sanitized_html(md["description"])}
+        return md
 
     def _draft_json(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {
@@ -213,7 +304,7 @@ class FakeInvenio(FakeServer):
         with self.lock:
             self.drafts[rid] = {
                 "id": rid,
-                "metadata": body.get("metadata") or {},
+                "metadata": self._load(body.get("metadata") or {}),
                 "files": {},
                 "parent": None,
                 "review": None,
@@ -227,7 +318,7 @@ class FakeInvenio(FakeServer):
         d = self._get(rid)
         if d is None:
             return 404, {"status": 404, "message": "The persistent identifier does not exist."}
-        d["metadata"] = (req.json() or {}).get("metadata") or {}
+        d["metadata"] = self._load((req.json() or {}).get("metadata") or {})
         return 200, self._draft_json(d)
 
     def read(self, req: Request, rid: str):
@@ -317,6 +408,9 @@ class FakeInvenio(FakeServer):
             return 400, {"status": 400, "message": "Not all parts have been uploaded."}
         if not asm.parts_done:
             return 400, {"status": 400, "message": "File has no content."}
+        if asm.size == 0 and not self.empty_files:
+            # invenio-records-resources services/files/components/metadata.py commit_file
+            return 400, {"status": 400, "message": "Empty files are not accepted."}
         f.update({"status": "completed", "md5": asm.hexdigest, "size": asm.size})
         if f.get("parts"):
             f["pending_reads"] = self.checksum_delay
@@ -393,6 +487,16 @@ class FakeInvenio(FakeServer):
             )
         if any(f["status"] != "completed" for f in d["files"].values()):
             errs.append({"field": "files", "messages": ["Not all files are committed."]})
+        if not d["metadata"].get("publisher"):
+            # The DOI this instance registers at publication needs a publisher
+            # (invenio-rdm-records services/pids/providers/datacite.py, validate();
+            # inveniosoftware/invenio-rdm-records#819): publishing fails without one.
+            errs.append(
+                {
+                    "field": "metadata.publisher",
+                    "messages": ["Missing publisher field required for DOI registration."],
+                }
+            )
         if errs:
             return 400, {"status": 400, "message": "A validation error occurred.", "errors": errs}
         rec = dict(d)

@@ -359,6 +359,7 @@ def _preflight(
         missing_metadata=order.spec.missing(view.record),
         already_sent=_confirmed_bytes(entry, view.identity),
     )
+    problems += _name_clashes(repo, estimate)
     receipt = Receipt(
         target=order.to,
         url=order.url,
@@ -371,6 +372,21 @@ def _preflight(
         {"what": p.what, "advice": p.advice, "blocking": p.blocking} for p in problems
     ]
     return receipt, problems, estimate
+
+
+def _name_clashes(repo: Repository, items: list[UploadItem]) -> list[preflight.Problem]:
+    """Bag files the target would store under one name (it renames or refuses the second)."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for it in items:
+        key = remote_key(repo, it.name)
+        if key in seen:
+            clashes.append(f"{seen[key]} and {it.name} (both {key})")
+        seen.setdefault(key, it.name)
+    if not clashes:
+        return []
+    what = f"{repo.kind} cannot keep these file names apart: {'; '.join(clashes[:5])}"
+    return [preflight.Problem(what, "rename one of each pair in the workspace and rebuild the bag")]
 
 
 def _published_before(entry: dict[str, Any] | None, view: payload.BagView) -> dict[str, Any] | None:
@@ -639,6 +655,13 @@ def _lost_publish(repo: Repository, state: dict[str, Any], entry: dict[str, Any]
     return check(state) if check is not None else None
 
 
+def remote_key(repo: Repository, name: str) -> str:
+    """The name under which ``repo`` lists the bag file ``name`` (adapters with
+    ``remote_name`` store some files under another name than the bag's)."""
+    rename = getattr(repo, "remote_name", None)
+    return str(rename(name)) if rename is not None else name
+
+
 def _upload_all(
     repo: Repository,
     state: dict[str, Any],
@@ -654,7 +677,7 @@ def _upload_all(
     prog = ensure_progress(progress)
     remote: dict[str, RemoteFile] = repo.remote_files(state) if sync else {}
     if sync:
-        wanted = {i.name for i in items}
+        wanted = {remote_key(repo, i.name) for i in items}
         for name, rf in remote.items():
             if name not in wanted:
                 repo.delete_file(state, rf)
@@ -665,7 +688,7 @@ def _upload_all(
             if fe.get("size") != item.size:
                 fe.clear()
                 fe.update({"size": item.size, "status": "pending"})
-            rf = remote.get(item.name)
+            rf = remote.get(remote_key(repo, item.name))
             if rf is not None:
                 if (
                     rf.checksum
@@ -770,7 +793,7 @@ def _upload_once(
     try:
         return repo.upload(state, item, fe, journal.save, advance)
     except LostResponse:
-        found = repo.remote_files(state).get(item.name)
+        found = repo.remote_files(state).get(remote_key(repo, item.name))
         if (
             found is not None
             and found.checksum

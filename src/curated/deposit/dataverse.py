@@ -22,6 +22,15 @@ header and S3 refuses one it did not sign). An ETag is the md5 of the bytes only
 SSE-KMS/SSE-C encryption, so it is checked only then; the deposit is verified by the
 size and checksum Dataverse records for the file. Presigned URLs never receive the API
 key. Other files go through the application server.
+
+File names: Dataverse refuses (the whole ``/add``) a folder (``directoryLabel``) with a
+character outside ``[A-Za-z0-9_ ./-]`` (``FileDirectoryNameValidator``) and a file name
+with a backslash or one of ``/ : * ? " < > | ; #`` (``FileMetadata.label``), strips leading and trailing
+``/ - . `` from folders (``StringUtil.sanitizeFileDirectory``), and reads the multipart
+file name as ISO-8859-1 (IQSS/dataverse#12470). So each file is sent under the name
+:func:`dataverse_name` gives it, which Dataverse keeps as sent (``label`` in ``jsonData``
+carries non-ASCII names intact), with its path in the bag as the file's description when
+that name differs; a re-run compares the bag with the dataset under those names.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -57,6 +67,45 @@ from curated.metadata.crosswalk.dataverse import DEFAULT_LICENCES, match_licence
 TAGGING = {"x-amz-tagging": "dv-state=temp"}
 SSE_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm")
 """S3's answer headers naming SSE-KMS (``aws:kms``) and SSE-C encryption."""
+
+
+_FOLDER_REFUSED = re.compile(r"[^A-Za-z0-9_/. -]+")
+_LABEL_REFUSED = re.compile(r'[\\/:*?"<>|;#]')
+BAG_PATH = "Path in the bag: "
+"""Starts the description of a file whose name Dataverse could not take as it is."""
+
+
+def dataverse_name(name: str) -> tuple[str, str]:
+    """``(directoryLabel, label)`` under which Dataverse keeps the bag file ``name`` as sent.
+
+    Accents are dropped (``Ü`` → ``U``), other characters Dataverse refuses become ``_``,
+    and folders lose what Dataverse would strip from their ends; a name it accepts is
+    unchanged.
+    """
+    folder, _, base = name.rpartition("/")
+    plain = "".join(
+        c for c in unicodedata.normalize("NFKD", folder) if not unicodedata.combining(c)
+    )
+    folder = re.sub(r"/+", "/", _FOLDER_REFUSED.sub("_", plain)).strip("/-. ")
+    label = _LABEL_REFUSED.sub("_", base)
+    return folder, label if label.strip() else "_"
+
+
+def remote_name(name: str) -> str:
+    """The path Dataverse lists for the bag file ``name`` (see :func:`dataverse_name`)."""
+    folder, label = dataverse_name(name)
+    return f"{folder}/{label}" if folder else label
+
+
+def _file_meta(item: UploadItem) -> dict[str, Any]:
+    """The name, folder and description ``jsonData`` gives Dataverse for ``item``."""
+    folder, label = dataverse_name(item.name)
+    renamed = remote_name(item.name) != item.name
+    return {
+        "directoryLabel": folder,
+        "label": label,
+        "description": f"{BAG_PATH}{item.name}" if renamed else "",
+    }
 
 
 def signs_tagging(url: str) -> bool:
@@ -125,6 +174,10 @@ class DataverseRepository:
         self.lock_poll = lock_poll
         self.direct_ok = direct
         self.direct_threshold = direct_threshold
+        self.collection_requires: list[str] = []
+        """Fields the collection requires besides the citation block's own (``inputLevels``)."""
+        self.collection_released: bool | None = None
+        """Whether the collection is published (``isReleased``), read by :meth:`check_access`."""
         self.licences: list[dict[str, Any]] | None = None
         """The installation's licences (``GET /api/licenses``), read by :meth:`check_access`."""
         headers = {"Accept": "application/json"}
@@ -138,6 +191,11 @@ class DataverseRepository:
             repository="Dataverse",
             retry=retry,
         )
+
+    @staticmethod
+    def remote_name(name: str) -> str:
+        """The name a re-run looks for the bag file ``name`` under (:func:`remote_name`)."""
+        return remote_name(name)
 
     def _pid(self, state: dict[str, Any]) -> dict[str, str]:
         return {"persistentId": state["pid"]}
@@ -172,6 +230,14 @@ class DataverseRepository:
         if r.status == 404:
             msg = f"the Dataverse collection {self.collection!r} does not exist at {self.base}; check --target (the collection alias)"
             raise DepositError(msg, field="target")
+        data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        self.collection_released = data.get("isReleased")
+        self.collection_requires = sorted(
+            str(lv.get("datasetFieldTypeName"))
+            for lv in data.get("inputLevels") or []
+            if isinstance(lv, dict) and lv.get("required") and lv.get("datasetFieldTypeName")
+        )
         r = self.http.request(
             "GET", "/licenses", allow=(404,), what="reading the installation's licences"
         )
@@ -189,12 +255,33 @@ class DataverseRepository:
     def review(
         self, metadata: Any, *, record: dict[str, Any], publish: bool
     ) -> tuple[Any, list[dict[str, Any]]]:
-        """Send the licence as the installation names it, or stop when it offers none that fits."""
+        """Send the licence as the installation names it, or stop when it offers none that fits;
+        stop a publication into an unpublished collection, which Dataverse refuses."""
         wanted = (record.get("study") or {}).get("license")
         body = json.loads(json.dumps(metadata))
         version = body["datasetVersion"]
         offered = self.licences
         findings: list[dict[str, Any]] = []
+        lacking = [n for n in self.collection_requires if n not in _field_names(version)]
+        if lacking:
+            findings.append(
+                {
+                    "what": f"Dataverse: the collection {self.collection!r} requires {', '.join(lacking)}, "
+                    "which curated's citation metadata does not fill; it would refuse the dataset",
+                    "advice": "deposit into another collection (--target), or ask its administrators "
+                    "which values to give",
+                    "blocking": True,
+                }
+            )
+        if self.collection_released is False:
+            findings.append(
+                {
+                    "what": f"Dataverse: the collection {self.collection!r} is not published, and "
+                    "Dataverse publishes no dataset in an unpublished collection",
+                    "advice": "ask its administrators to publish the collection, or deposit without --publish",
+                    "blocking": publish,
+                }
+            )
         if not wanted:
             return body, findings
         found = match_licence(str(wanted), offered or DEFAULT_LICENCES)
@@ -338,19 +425,14 @@ class DataverseRepository:
             done = self._direct(state, item, entry, save, advance)
             if done is not None:
                 return done
-        meta = {
-            "directoryLabel": item.folder,
-            "restrict": False,
-            "tabIngest": False,
-            "description": "",
-        }
+        meta = {**_file_meta(item), "restrict": False, "tabIngest": False}
         holder: list[MultipartBody] = []
 
         def body() -> MultipartBody:
             b = MultipartBody(
                 {"jsonData": json.dumps(meta)},
                 "file",
-                item.basename,
+                meta["label"],  # read as ISO-8859-1 there: "label" above names the file
                 FileSlice(item.path, on_read=advance),
             )
             holder[:] = [b]
@@ -452,10 +534,11 @@ class DataverseRepository:
                 raise DepositError(msg, details={"status": r.status})
         if local is None:
             local = hash_file(item.path)
+        names = _file_meta(item)
         meta = {
             "storageIdentifier": dd["sid"],
-            "fileName": item.basename,
-            "directoryLabel": item.folder,
+            "fileName": names.pop("label"),
+            **names,
             "mimeType": "application/octet-stream",
             "checksum": {"@type": "MD5", "@value": local["md5"]},
         }
@@ -618,7 +701,7 @@ class DataverseRepository:
                     "POST",
                     f"{a}/datasets/:persistentId/add?persistentId={{pid}}",
                     {
-                        "jsonData": {"directoryLabel": it.folder},
+                        "jsonData": _file_meta(it),
                         "file": f"<{it.size} bytes from {it.path}>",
                     },
                     note="after the dataset's locks clear; compare the returned checksum",
@@ -635,6 +718,17 @@ class DataverseRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _field_names(version: dict[str, Any]) -> set[str]:
+    """The field names a dataset version fills, compound children included."""
+    names: set[str] = set()
+    for block in (version.get("metadataBlocks") or {}).values():
+        for f in (block or {}).get("fields") or []:
+            names.add(str(f.get("typeName")))
+            if f.get("typeClass") == "compound":
+                names.update(k for v in f.get("value") or [] if isinstance(v, dict) for k in v)
+    return names
 
 
 def _title(metadata: Any) -> str | None:

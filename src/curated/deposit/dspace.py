@@ -588,19 +588,32 @@ class DSpaceRepository:
 
 
 def _form_fields(data: Any) -> dict[str, FormField]:
-    """``rows[].fields[]`` of a submission form as metadata key → :class:`FormField`."""
+    """``rows[].fields[]`` of a submission form as metadata key → :class:`FormField`.
+
+    A key offered by several fields (bound to different item types, ``typeBind``) is for
+    the types of all of them, or every type when one of them is unbound; it counts as
+    mandatory only when all of them are (never a requirement the form does not make).
+    """
     out: dict[str, FormField] = {}
     for row in (data or {}).get("rows") or []:
         for f in (row or {}).get("fields") or []:
+            bind = tuple(str(t) for t in f.get("typeBind") or [] if t)
             for sel in f.get("selectableMetadata") or []:
                 key = sel.get("metadata")
-                if key:
-                    out[str(key)] = FormField(
-                        str(key),
-                        bool(f.get("mandatory")),
-                        bool(f.get("repeatable", True)),
-                        str(f.get("label") or ""),
-                    )
+                if not key:
+                    continue
+                seen = out.get(str(key))
+                kb, mandatory = bind, bool(f.get("mandatory"))
+                if seen is not None:
+                    kb = () if not seen.type_bind or not bind else (*seen.type_bind, *bind)
+                    mandatory = mandatory and seen.mandatory
+                out[str(key)] = FormField(
+                    str(key),
+                    mandatory,
+                    bool(f.get("repeatable", True)),
+                    str(f.get("label") or ""),
+                    kb,
+                )
     return out
 
 

@@ -37,7 +37,7 @@ from curated.deposit._base import (
 from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
-from curated.metadata.crosswalk.invenio import award_id
+from curated.metadata.crosswalk.invenio import award_id, identifier_ok
 
 PART_SIZE = 512 * 2**20
 
@@ -199,7 +199,38 @@ class InvenioRepository:
                     "blocking": False,
                 }
             )
+        findings += self._publisher(md, publish=publish)
+        findings += _unusable_related(md)
         return draft, findings
+
+    def _publisher(self, md: dict[str, Any], *, publish: bool) -> list[dict[str, Any]]:
+        """Fill or ask for ``metadata.publisher``, which the DOI registered at publication needs.
+
+        InvenioRDM refuses to publish without one ("Missing publisher field required for
+        DOI registration", invenio-rdm-records ``services/pids/providers/datacite.py``),
+        after every file has been sent. Zenodo's own upload form and legacy API put
+        "Zenodo" there; another instance's default is its own configuration, so the
+        curator names the publisher.
+        """
+        if str(md.get("publisher") or "").strip():
+            return []
+        if self.kind == "zenodo":
+            md["publisher"] = "Zenodo"
+            return [
+                {
+                    "what": "Zenodo: the record names no publisher; sent as 'Zenodo', as Zenodo's own upload form does",
+                    "advice": "set study.publisher to name another",
+                    "blocking": False,
+                }
+            ]
+        return [
+            {
+                "what": f"{self.name}: the record names no publisher (study.publisher), which the DOI "
+                "registered at publication needs; the instance refuses to publish without it",
+                "advice": "set study.publisher (`curated metadata set WORKSPACE study.publisher NAME`) and rebuild the bag",
+                "blocking": publish,
+            }
+        ]
 
     def create_draft(self, metadata: Any) -> dict[str, Any]:
         r = self.http.request("POST", "/records", json_body=metadata, what="creating the draft")
@@ -533,6 +564,31 @@ class InvenioRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _unusable_related(md: dict[str, Any]) -> list[dict[str, Any]]:
+    """Leave out related identifiers InvenioRDM would refuse for their scheme (a URL
+    without ``https://``, a malformed DOI...), which would stop the publication."""
+    kept, left = [], []
+    for rel in md.get("related_identifiers") or []:
+        if identifier_ok(str(rel.get("scheme")), str(rel.get("identifier") or "")):
+            kept.append(rel)
+        else:
+            left.append(f"{rel.get('identifier')} ({str(rel.get('scheme')).upper()})")
+    if not left:
+        return []
+    if kept:
+        md["related_identifiers"] = kept
+    else:
+        md.pop("related_identifiers", None)
+    return [
+        {
+            "what": f"InvenioRDM refuses related identifiers that are not what their type says: "
+            f"{', '.join(left)}; left out",
+            "advice": "correct study.related_identifiers (a URL starts with https://) and rebuild the bag",
+            "blocking": False,
+        }
+    ]
 
 
 def zenodo(url: str = "https://zenodo.org", **kwargs: Any) -> InvenioRepository:

@@ -36,6 +36,8 @@ class Limits:
     """Largest single HTTP request body (a file sent in one request cannot exceed it)."""
     unpacks_zip: bool = False
     """The server unpacks uploaded ``.zip`` files (Dataverse)."""
+    empty_files: bool = True
+    """The server accepts files of 0 bytes (Zenodo does not)."""
     warn_file_bytes: int | None = None
     """Files above this size are known to be fragile (timeouts) without a part-based protocol."""
     source: str = ""
@@ -49,7 +51,9 @@ LIMITS: dict[str, Limits] = {
         max_files=100,
         max_file_bytes=50 * GB,
         max_record_bytes=50 * GB,
-        source="https://help.zenodo.org/docs/deposit/manage-files (50 GB, 100 files; quota increase to 200 GB on request)",
+        empty_files=False,
+        source="https://help.zenodo.org/docs/deposit/manage-files (50 GB, 100 files; quota increase to 200 GB on request); "
+        "zenodo-rdm invenio.cfg RECORDS_RESOURCES_ALLOW_EMPTY_FILES = False",
     ),
     "invenio": Limits(
         "invenio",
@@ -158,13 +162,29 @@ def check(
     if limits.unpacks_zip:
         zips = [i.name for i in items if i.name.lower().endswith(".zip")]
         if zips:
+            inside = any("/" in z for z in zips)  # files of a folder bag (archived Zarr stores)
+            advice = (
+                "bag the workspace with `curated bag --zarr directory` (Zarr stores as folders), "
+                "or serialize the bag as .tar and deposit that"
+                if inside
+                else "deposit the bag folder (not a zipped bag) or serialize it as .tar"
+            )
             problems.append(
                 Problem(
                     f"{limits.name} unpacks uploaded .zip files ({', '.join(zips[:3])}), which breaks the bag",
-                    "deposit the bag folder (not a zipped bag) or serialize it as .tar",
+                    advice,
                 )
             )
     problems += _fragile_problems(items, limits)
+    empty = [i.name for i in items if i.size == 0]
+    if empty and not limits.empty_files:
+        problems.append(
+            Problem(
+                f"{limits.name} refuses empty files ({len(empty)}: {', '.join(empty[:3])})",
+                "remove them from the workspace (or give them content) and rebuild the bag, "
+                "or serialize the bag (zip)",
+            )
+        )
     if dest_dir is not None:
         problems += _space_problems(items, dest_dir, already_sent)
     return problems

@@ -13,6 +13,10 @@ a Dataverse installation's licences):
   metadata to what the target accepts and returns it with findings
   (``{"what", "advice", "blocking"}``) saying what it would refuse or drop; a blocking
   finding stops the deposit before anything is created.
+* ``remote_name(name) -> str``: the name under which the target lists the bag file
+  ``name``, for targets that cannot keep every bag path as it is (Dataverse); re-runs
+  compare the bag with the target's files under these names, and two bag files with one
+  such name stop the deposit before anything is sent.
 * ``inspect()`` reads the target (GET requests; DSpace also logs in) so that a dry run
   reviews against the instance itself; ``can_inspect()`` says whether a credential is at hand.
 """

@@ -9,6 +9,7 @@ accepts free text), and the caller reports the gap.
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -180,6 +181,23 @@ def normalise_doi(value: str | None) -> str | None:
         return None
     m = _DOI_RE.match(str(value).strip())
     return m.group(1) if m else None
+
+
+def text_to_html(text: str) -> str:
+    """Plain text as HTML for a field a repository reads as HTML (and sanitizes).
+
+    Characters are escaped (a ``<mito>`` in the text would otherwise be taken for a tag
+    and stripped), blank lines separate ``<p>`` paragraphs and a single line break
+    becomes ``<br>``. One paragraph without line breaks is only escaped.
+    """
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    parts = [
+        "<br>".join(html.escape(line.strip(), quote=False) for line in p.splitlines())
+        for p in paragraphs
+    ]
+    if len(parts) == 1 and "\n" not in paragraphs[0]:
+        return parts[0]
+    return "".join(f"<p>{p}</p>" for p in parts)
 
 
 def person_name(person: Any) -> str:

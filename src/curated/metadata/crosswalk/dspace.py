@@ -122,6 +122,15 @@ class FormField:
     mandatory: bool = False
     repeatable: bool = True
     label: str = ""
+    type_bind: tuple[str, ...] = ()
+    """The ``dc.type`` values the field is for (``typeBind``); empty: every item.
+
+    DSpace removes, without a word, the values of a field bound to other types than the
+    item's, and requires a mandatory one only of the types it is bound to
+    (``MetadataValidator``, ``DCInput.isAllowedFor``)."""
+
+    def allowed_for(self, item_type: str | None) -> bool:
+        return not self.type_bind or (item_type is not None and item_type in self.type_bind)
 
 
 @dataclass
@@ -147,12 +156,13 @@ class SubmissionForm:
                 return sid
         return None
 
-    def mandatory(self) -> list[tuple[str, FormField]]:
+    def mandatory(self, item_type: str | None = None) -> list[tuple[str, FormField]]:
+        """The fields an item of ``item_type`` (its ``dc.type``) must fill."""
         return [
             (sid, f)
             for sid, fields in self.sections.items()
             for f in fields.values()
-            if f.mandatory
+            if f.mandatory and f.allowed_for(item_type)
         ]
 
 
@@ -205,11 +215,16 @@ def fit_to_form(
     """
     kept: list[dict[str, Any]] = []
     dropped: list[str] = []
+    item_type = item_type_of(ops, form)
     for op in ops:
         key = op["path"].rstrip("/").rsplit("/", 1)[-1]
         section = form.section_for(key)
         if section is None:
             dropped.append(key)
+            continue
+        bound = form.sections[section][key]
+        if not bound.allowed_for(item_type):
+            dropped.append(f"{key} (only for {' and '.join(bound.type_bind)} items)")
             continue
         values = list(op.get("value") or [])
         if not form.sections[section][key].repeatable and len(values) > 1:
@@ -219,7 +234,22 @@ def fit_to_form(
     return kept, dropped
 
 
+def item_type_of(ops: list[dict[str, Any]], form: SubmissionForm) -> str | None:
+    """The ``dc.type`` the operations give the item, when its form has the field."""
+    if form.section_for("dc.type") is None:
+        return None
+    for op in ops:
+        if op["path"].rstrip("/").rsplit("/", 1)[-1] == "dc.type":
+            values = op.get("value") or []
+            if values and isinstance(values[0], dict):
+                return str(values[0].get("value"))
+    return None
+
+
 def missing_from_form(ops: list[dict[str, Any]], form: SubmissionForm) -> list[str]:
     """Mandatory form fields the operations leave empty (DSpace refuses to submit without them)."""
     sent = {op["path"].rstrip("/").rsplit("/", 1)[-1] for op in ops}
-    return [f"{f.key} ({f.label or sid})" for sid, f in form.mandatory() if f.key not in sent]
+    item_type = item_type_of(ops, form)
+    return [
+        f"{f.key} ({f.label or sid})" for sid, f in form.mandatory(item_type) if f.key not in sent
+    ]

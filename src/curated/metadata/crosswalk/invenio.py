@@ -9,7 +9,9 @@ and ``files`` (enabled).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
+from urllib.parse import urlparse
 
 from curated.metadata.crosswalk.common import (
     as_dict,
@@ -17,6 +19,7 @@ from curated.metadata.crosswalk.common import (
     normalise_doi,
     normalise_orcid,
     normalise_ror,
+    text_to_html,
 )
 from curated.metadata.view import Person, RecordView, Study, record_view
 
@@ -29,6 +32,31 @@ _RELATED_SCHEMES = {
     "arXiv": "arxiv",
     "URN": "urn",
 }
+
+
+# What InvenioRDM checks a related identifier against, per scheme (idutils validators.py
+# and utils.py, through marshmallow-utils IdentifierSchema): one that fails makes the
+# draft invalid and its publication refused. arXiv ids are left to the instance.
+_DOI = re.compile(r"(doi:\s*|(?:https?://)?(?:dx\.)?doi\.org/)?(10\.\d+(\.\d+)*/.+)$", re.I)
+_HANDLE = re.compile(r"(hdl:\s*|(?:https?://)?hdl\.handle\.net/)?([^/.]+(\.[^/.]+)*/.*)$", re.I)
+_PMID = re.compile(r"(pmid:|https?://pubmed.ncbi.nlm.nih.gov/)?(\d+)/?$", re.I)
+_ARK = re.compile(r"ark:/?[0-9bcdfghjkmnpqrstvwxz]+/.+$")
+
+
+def identifier_ok(scheme: str, identifier: str) -> bool:
+    """Whether InvenioRDM takes ``identifier`` as an identifier of ``scheme``."""
+    value = identifier.strip()
+    if scheme == "url":
+        parts = urlparse(value)
+        return bool(parts.scheme and parts.netloc)
+    if scheme == "urn":
+        parts = urlparse(value)
+        return parts.scheme == "urn" and not parts.netloc and bool(parts.path)
+    if scheme == "ark":
+        path = urlparse(value).path[1:] if value.startswith("http") else value
+        return bool(_ARK.match(path))
+    pattern = {"doi": _DOI, "handle": _HANDLE, "pmid": _PMID}.get(scheme)
+    return bool(pattern.match(value)) if pattern is not None else True
 
 
 def _today() -> str:
@@ -90,8 +118,9 @@ def to_invenio(
         "publication_date": publication_date(study, today),
         "creators": [c for p in study.authors if (c := _creator(p))],
     }
-    if study.description:
-        md["description"] = study.description
+    if study.description and study.description.strip():
+        # read as HTML and sanitized (invenio-rdm-records SanitizedHTML): sent as HTML
+        md["description"] = text_to_html(study.description)
     if study.publisher:
         md["publisher"] = study.publisher
     subjects = [{"subject": k} for k in study.keywords if k]
