@@ -194,12 +194,76 @@ def test_an_interrupted_export_leaves_no_package_and_reruns(
     dest = tmp_path / "empiar"
     with pytest.raises(OSError):
         export_empiar(ws, dest)
-    assert not dest.exists()  # only the hidden .partial folder, never a package that looks complete
+    assert not dest.exists()  # never a package that looks complete
+    assert not (tmp_path / ".empiar.partial").exists()  # nor a half copy left lying about
     assert ws.log.last()["status"] == "error"
     monkeypatch.setattr(empiar, "place", real_place)
     assert export_empiar(ws, dest).ok
     assert not (tmp_path / ".empiar.partial").exists()
     assert ws.log.verify(files=True).ok
+
+
+KILL_WHILE_DELETING = """
+import os, shutil, signal, sys
+from pathlib import Path
+from curated.archive import export_empiar
+
+real_rmtree = shutil.rmtree
+
+def dying_rmtree(path, *args, **kwargs):
+    path = Path(path)
+    if (path / "deposition.json").is_file() and (path / "data").is_dir():
+        real_rmtree(path / "data")  # part of the old package is gone...
+        os.kill(os.getpid(), signal.SIGKILL)  # ...when the machine dies
+    return real_rmtree(path, *args, **kwargs)
+
+shutil.rmtree = dying_rmtree
+export_empiar(sys.argv[1], sys.argv[2], overwrite=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_kill_while_replacing_a_package_never_leaves_a_half_deleted_one(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    import subprocess
+
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_DELETING, str(ws.root), str(dest)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == -9, run.stderr
+    # DEST is the old package whole or the new one whole, never one with its data half gone
+    deposition = json.loads((dest / "deposition.json").read_text())
+    for image_set in deposition["imagesets"]:
+        assert (dest / image_set["directory"].lstrip("/")).is_dir(), image_set["directory"]
+    # a re-run replaces it and removes what the killed run left under hidden names
+    assert export_empiar(ws, dest, overwrite=True).ok
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_empiar_schema_problems_name_the_curated_yaml_field(ws: Workspace) -> None:
+    def edit(record):  # type: ignore[no-untyped-def]
+        record["study"]["authors"][0]["affiliation"]["country"] = "UK"  # EMPIAR wants GB
+        record["study"]["authors"][1]["family_name"] = "Example (née Sample)"
+        record["study"]["publications"][0]["doi"] = "10.1002/(SICI)1097-0258<1::AID>3.0.CO;2-X"
+
+    _edit(ws, edit)
+    with pytest.raises(MetadataError) as info:
+        plan_empiar(ws)
+    message = str(info.value)
+    assert "study.authors[0].affiliation.country (corresponding_author/country)" in message
+    assert "GB" in message and "'AD', 'AE'" not in message  # a hint, not EMPIAR's country list
+    assert "study.authors[1].family_name (authors/1/name)" in message
+    assert "study.publications[0].doi (citation/0/doi)" in message
+    fields = [p["field"] for p in info.value.details["schema_errors"]]
+    assert "study.authors[0].affiliation.country" in fields
 
 
 def test_export_refuses_a_symbolic_link_inside_an_image(ws: Workspace, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,20 +122,29 @@ def check_destination(dest: Path, sources: list[Path], *, overwrite: bool) -> No
         raise InputError(msg, path=dest)
 
 
-def partial_dir(dest: Path) -> Path:
-    """The hidden sibling a package is built in (removed first if a crash left one)."""
+@contextmanager
+def building(dest: Path) -> Iterator[Path]:
+    """Build a package in a hidden sibling folder, then swap it into ``dest`` whole.
+
+    A crash (even ``kill -9``) leaves only hidden ``.NAME.partial`` / ``.NAME.old``
+    folders, removed by the next run; ``dest`` is at every moment either absent, the
+    old package whole or the new one whole. An exception removes the partial folder.
+    """
     partial = dest.parent / f".{dest.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
+    old = dest.parent / f".{dest.name}.old"
+    for stale in (partial, old):  # left by a run that was killed
+        if stale.exists() or stale.is_symlink():
+            shutil.rmtree(stale)
     partial.mkdir(parents=True)
-    return partial
-
-
-def publish(partial: Path, dest: Path) -> None:
-    """Move a complete package into place (replacing an old one only now)."""
-    if dest.exists():
-        shutil.rmtree(dest)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if dest.exists() or dest.is_symlink():
+        os.replace(dest, old)  # one rename: the old package leaves DEST whole, never half deleted
     os.replace(partial, dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _files_under(src: Path) -> Iterator[tuple[Path, str]]:

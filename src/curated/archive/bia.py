@@ -43,12 +43,11 @@ from curated._io import atomic_write_text, write_json
 from curated.archive._common import (
     LINK,
     Missing,
+    building,
     check_destination,
     items,
     orcid_id,
-    partial_dir,
     place,
-    publish,
     text,
     workspace_images,
 )
@@ -681,22 +680,22 @@ def export_bia(
         params=params,
         libraries=("jsonschema",),
     ) as step:
-        partial = partial_dir(dest)
-        listing = _FileList(partial)
-        try:
-            for info in plan.images:
-                for placed, rel in place(info.path, partial / "files" / info.path.name, mode=files):
-                    digest, head, size = sha256_file_head(placed, HEAD_BYTES)
-                    puid = identify_format(placed, head=head).puid
-                    kind, annotation, source = _row_kind(rel, info)
-                    listing.add(
-                        f"{info.path.name}/{rel}", size, digest, puid, kind, annotation, source
-                    )
-        finally:
-            listing.close()
-        write_json(partial / "submission.json", plan.submission)
-        atomic_write_text(partial / "checklist.md", render_checklist(plan))
-        publish(partial, dest)
+        with building(dest) as partial:
+            listing = _FileList(partial)
+            try:
+                for info in plan.images:
+                    target = partial / "files" / info.path.name
+                    for placed, rel in place(info.path, target, mode=files):
+                        digest, head, size = sha256_file_head(placed, HEAD_BYTES)
+                        puid = identify_format(placed, head=head).puid
+                        kind, annotation, source = _row_kind(rel, info)
+                        listing.add(
+                            f"{info.path.name}/{rel}", size, digest, puid, kind, annotation, source
+                        )
+            finally:
+                listing.close()
+            write_json(partial / "submission.json", plan.submission)
+            atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
         step.details = {"images": len(plan.images), "files": listing.rows, "bytes": listing.bytes}
         step.message = (

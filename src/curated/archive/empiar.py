@@ -32,14 +32,13 @@ from curated._io import atomic_write_text, write_json
 from curated.archive._common import (
     LINK,
     Missing,
+    building,
     check_destination,
     initials,
     items,
     label_dtype,
     orcid_id,
-    partial_dir,
     place,
-    publish,
     text,
     workspace_images,
 )
@@ -99,16 +98,74 @@ def empiar_schema() -> dict[str, Any]:
     )
 
 
-def validate_deposition(deposition: dict[str, Any]) -> list[str]:
-    """Problems of a deposition JSON under EMPIAR's schema (``[]`` when valid), one line each."""
+PERSON_FIELDS = {
+    "name": "family_name",
+    "first_name": "given_name",
+    "middle_name": "given_name",
+    "last_name": "family_name",
+    "email": "email",
+    "country": "affiliation.country",
+    "organization": "affiliation.name",
+    "author_orcid": "orcid",
+}
+CITATION_FIELDS = {"title": "title", "doi": "doi", "year": "year", "details": "authors"}
+IMAGE_FIELDS = {
+    "name": "name",
+    "voxel_type": "dtype",
+    "image_width": "size_x",
+    "image_height": "size_y",
+    "pixel_width": "voxel_size_x",
+    "pixel_height": "voxel_size_y",
+    "frames_per_image": "size_z",
+}
+Origins = dict[str, tuple[str, dict[str, str]]]
+"""Where parts of the deposition JSON come from: JSON path -> (curated.yaml field, key map)."""
+
+
+def _origin(parts: list[str], origins: Origins) -> str | None:
+    """The ``curated.yaml`` field a deposition JSON path was written from (``None`` if unknown)."""
+    for n in range(len(parts), 0, -1):
+        found = origins.get("/".join(parts[:n]))
+        if found is not None:
+            base, keys = found
+            rest = parts[n:]
+            if not rest:
+                return base
+            return f"{base}.{keys[rest[0]]}" if rest[0] in keys else base
+    return None
+
+
+def _explain(err: Any) -> str:
+    """A schema error in one short line (a long enum is summarised, not listed)."""
+    if err.validator == "enum" and len(err.validator_value) > 12:
+        msg = f"{err.instance!r} is not one of the {len(err.validator_value)} values EMPIAR accepts"
+        if "country" in err.absolute_path:
+            msg += " (ISO 3166-1 alpha-2 codes" + (
+                "; the United Kingdom is GB)" if err.instance == "UK" else ")"
+            )
+        return msg
+    return str(err.message)[:200]
+
+
+def schema_problems(
+    deposition: dict[str, Any], origins: Origins | None = None
+) -> list[dict[str, str]]:
+    """Each place a deposition JSON breaks EMPIAR's schema: JSON path, curated.yaml field, problem."""
     from jsonschema import Draft7Validator, FormatChecker
 
     validator = Draft7Validator(empiar_schema(), format_checker=FormatChecker())
     problems = []
     for err in sorted(validator.iter_errors(deposition), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        problems.append(f"{where}: {err.message[:200]}")
+        parts = [str(p) for p in err.absolute_path]
+        field = _origin(parts, origins or {})
+        where = "/".join(parts) or "(top level)"
+        problems.append({"where": where, "field": field or where, "problem": _explain(err)})
     return problems
+
+
+def validate_deposition(deposition: dict[str, Any]) -> list[str]:
+    """Problems of a deposition JSON under EMPIAR's schema (``[]`` when valid), one line each."""
+    return [f"{p['where']}: {p['problem']}" for p in schema_problems(deposition)]
 
 
 @dataclass
@@ -131,6 +188,8 @@ class ImageSet:
     micrographs_file_pattern: str | None = None
     sources: list[tuple[Path, str]] = field(default_factory=list)
     """``(source file or folder, place under data/)``; empty for a set inside another set's folder."""
+    origin: str = ""
+    """What the set was made from: ``images[i]`` of curated.yaml, or the workspace path of the image."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -254,8 +313,13 @@ def _contact(p: dict[str, Any], i: int, role: str, missing: Missing) -> dict[str
 PI_ROLES = ("ProjectLeader", "Supervisor")
 
 
-def _people(record: dict[str, Any], missing: Missing) -> dict[str, Any]:
+def _people(record: dict[str, Any], missing: Missing, origins: Origins) -> dict[str, Any]:
     authors, people = _author_entries(record, missing)
+    for k, (i, _) in enumerate(people):
+        origins[f"authors/{k}"] = origins[f"citation/0/authors/{k}"] = (
+            f"study.authors[{i}]",
+            PERSON_FIELDS,
+        )
     contacts = [(i, p) for i, p in people if p.get("contact") is True]
     contacts = contacts or [(i, p) for i, p in people if "ContactPerson" in (p.get("role") or [])]
     pis = [(i, p) for i, p in people if set(p.get("role") or []) & set(PI_ROLES)]
@@ -265,6 +329,7 @@ def _people(record: dict[str, Any], missing: Missing) -> dict[str, Any]:
             "study.authors[].contact", "mark EMPIAR's corresponding author with contact: true"
         )
     elif contacts:
+        origins["corresponding_author"] = (f"study.authors[{contacts[0][0]}]", PERSON_FIELDS)
         out["corresponding_author"] = _contact(
             contacts[0][1], contacts[0][0], "corresponding author", missing
         )
@@ -276,6 +341,8 @@ def _people(record: dict[str, Any], missing: Missing) -> dict[str, Any]:
     out["principal_investigator"] = [
         _contact(p, i, "principal investigator", missing) for i, p in pis
     ]
+    for k, (i, _) in enumerate(pis):
+        origins[f"principal_investigator/{k}"] = (f"study.authors[{i}]", PERSON_FIELDS)
     return out
 
 
@@ -386,6 +453,7 @@ def _original_sets(
                 pixel_height=_angstrom(img.get("voxel_size_y"), unit),
                 details="; ".join(x for x in (details, processing) if x) or None,
                 sources=[(f, f"{folder}/{f.name}") for f in stack],
+                origin=f"images[{i}]",
             )
         )
     return sets
@@ -422,6 +490,7 @@ def _zarr_sets(ws: Workspace, missing: Missing, raw_pattern: str | None) -> list
                 details=f"OME-NGFF {info.ngff_version} multiscale image; {zstep}; labels under labels/",
                 micrographs_file_pattern=raw_pattern,
                 sources=[(info.path, folder)],
+                origin=rel,
                 **base,
             )
         )
@@ -456,6 +525,7 @@ def _zarr_sets(ws: Workspace, missing: Missing, raw_pattern: str | None) -> list
                         + (f"; {zstep}" if zstep else "")
                     ),
                     micrographs_file_pattern=raw_pattern or f"{folder}/0",
+                    origin=f"{rel}/labels/{label.name}",
                     **base,
                 )
             )
@@ -490,7 +560,8 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
             "name the imaging method (FIB-SEM, SBF-SEM, ATUM-SEM, ssET, CLEM, soft X-ray, microCT) "
             "so the EMPIAR experiment type follows",
         )
-    people = _people(record, missing)
+    origins: Origins = {"title": ("study.title", {})}
+    people = _people(record, missing, origins)
     originals = _original_sets(ws, record, missing, checklist)
     raw_pattern = f"/{originals[0].directory}/*" if originals else None
     sets = originals + _zarr_sets(ws, missing, raw_pattern)
@@ -520,15 +591,36 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
         checklist.append(
             "Scale of the experiment (molecule, virus, cell, tissue, organism): not derivable from biosamples[].biological_entity; add it in the deposition form."
         )
-    problems = validate_deposition(deposition)
-    if problems:
-        msg = (
-            f"the EMPIAR deposition JSON does not validate against EMPIAR's schema "
-            f"({len(problems)} problem{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
+    for k, s in enumerate(sets):
+        origins[f"imagesets/{k}"] = (
+            s.origin,
+            IMAGE_FIELDS if s.origin.startswith("images[") else {},
         )
-        raise MetadataError(msg, path=ws.metadata_path, details={"schema_errors": problems})
+    if items(study, "publications"):
+        origins["citation/0"] = ("study.publications[0]", CITATION_FIELDS)
+    else:
+        origins["citation/0"] = ("study", {"title": "title", "year": "publication_year"})
+    _refuse_if_invalid(deposition, origins, ws.metadata_path)
     checklist[:0] = _standard_checklist(record, kind, release, sets)
     return EmpiarPlan(deposition, sets, checklist)
+
+
+def _refuse_if_invalid(deposition: dict[str, Any], origins: Origins, metadata_path: Path) -> None:
+    """Refuse a deposition EMPIAR's schema rejects, naming the curated.yaml field of each problem."""
+    problems = schema_problems(deposition, origins)
+    if not problems:
+        return
+    listed = "; ".join(
+        (f"{p['field']} ({p['where']})" if p["field"] != p["where"] else p["where"])
+        + f": {p['problem']}"
+        for p in problems
+    )
+    n = len(problems)
+    msg = (
+        f"the EMPIAR deposition JSON does not validate against EMPIAR's schema "
+        f"({n} problem{'s' if n != 1 else ''}): {listed} (correct them with `curated metadata set`)"
+    )
+    raise MetadataError(msg, path=metadata_path, details={"schema_errors": problems})
 
 
 def _standard_checklist(
@@ -618,16 +710,15 @@ def export_empiar(
         params=params,
         libraries=("jsonschema", "empiar-depositor"),
     ) as step:
-        partial = partial_dir(dest)
         nfiles = nbytes = 0
-        for s in plan.image_sets:
-            for src, target in s.sources:
-                for placed, _ in place(src, partial / target, mode=files):
-                    nfiles += 1
-                    nbytes += placed.stat().st_size
-        write_json(partial / "deposition.json", plan.deposition)
-        atomic_write_text(partial / "checklist.md", render_checklist(plan))
-        publish(partial, dest)
+        with building(dest) as partial:
+            for s in plan.image_sets:
+                for src, target in s.sources:
+                    for placed, _ in place(src, partial / target, mode=files):
+                        nfiles += 1
+                        nbytes += placed.stat().st_size
+            write_json(partial / "deposition.json", plan.deposition)
+            atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
         step.details = {"image_sets": len(plan.image_sets), "files": nfiles, "bytes": nbytes}
         step.message = f"{len(plan.image_sets)} image sets, {nfiles} files; {len(plan.checklist)} checklist items"
@@ -653,5 +744,6 @@ __all__ = [
     "experiment_type",
     "export_empiar",
     "plan_empiar",
+    "schema_problems",
     "validate_deposition",
 ]
