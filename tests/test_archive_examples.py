@@ -33,6 +33,8 @@ def test_golden_bia_submission_and_file_lists_agree() -> None:
     listed = json.loads((EXAMPLES / "bia" / "file_list.json").read_text())
     assert [e["path"] for e in listed] == [r["Files"] for r in rows]
     assert {r["annotation"] for r in rows if "/labels/" in r["Files"]} >= {"truth", "mito-pred"}
+    # BIA's ingest resolves "source image" among the listed paths
+    assert {r["source_image"] for r in rows if r["source_image"]} <= {r["Files"] for r in rows}
 
 
 def test_golden_premis_validates() -> None:

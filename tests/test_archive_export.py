@@ -325,13 +325,33 @@ def test_bia_submission_validates_against_the_archives_models(
     assert by_path["cell.ome.zarr/zarr.json"]["annotation"] == "annotations;truth"
     label_rows = [r for r in rows if r["Files"].startswith("cell.ome.zarr/labels/truth/")]
     assert label_rows and all(r["annotation"] == "truth" for r in label_rows)
-    assert all(r["source_image"] == "cell.ome.zarr" for r in label_rows)
+    assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in label_rows)
     assert {r["image_type"] for r in label_rows} == {"label image", "label image metadata"}
     listed = json.loads((dest / "file_list.json").read_text())
     assert [e["path"] for e in listed] == [r["Files"] for r in rows]
     assert_untouched(before, ws.root)
     assert ws.log.last()["action"] == "export-bia"
     assert ws.log.verify(files=True).ok
+
+
+def test_bia_source_image_names_a_listed_file(ws: Workspace, tmp_path: Path) -> None:
+    # BIA's ingest (bia-ingest, v4/file_reference.get_source_image) links an annotation row to
+    # its image by looking the "source image" value up among the file-list paths; a value that
+    # is no listed path leaves the annotation unlinked ("could not find source image at path")
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    rows = read_file_list(dest / "file_list.tsv")
+    listed = [r["Files"] for r in rows]
+    sources = {r["source_image"] for r in rows if r["source_image"]}
+    assert sources == {"cell.ome.zarr/zarr.json"}
+    for r in rows:
+        if r["source_image"]:
+            assert listed.index(r["source_image"]) < listed.index(r["Files"])
+    entries = json.loads((dest / "file_list.json").read_text())
+    for e in entries:
+        for a in e["attributes"]:
+            if a["name"] == "source image":
+                assert a["value"] in listed
 
 
 def test_bia_refuses_naming_every_missing_field(ws: Workspace, tmp_path: Path) -> None:

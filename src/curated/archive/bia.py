@@ -628,15 +628,26 @@ class _FileList:
         self.json.close()
 
 
-def _row_kind(rel_in_store: str, info: ImageInfo) -> tuple[str, str, str]:
+def source_image_path(info: ImageInfo) -> str:
+    """The file-list path that stands for an OME-Zarr image: its root metadata file.
+
+    BIA's ingest links an annotation to its source image by looking the file list's
+    ``source image`` value up among the listed paths, so the value must be one of them
+    (the store's folder name is not a listed file).
+    """
+    root = next((n for n in ("zarr.json", ".zattrs", ".zgroup") if (info.path / n).is_file()), "")
+    return f"{info.path.name}/{root}" if root else info.path.name
+
+
+def _row_kind(rel_in_store: str, info: ImageInfo, source_path: str) -> tuple[str, str, str]:
     """(image type, linked annotation, source image) of a file inside an OME-Zarr store."""
     parts = rel_in_store.split("/")
     metadata = parts[-1] in ("zarr.json", ".zattrs", ".zgroup", ".zarray", ".zmetadata")
     if len(parts) >= 2 and parts[0] == "labels":
         if len(parts) == 2:
-            return "label group metadata", "", info.path.name
+            return "label group metadata", "", source_path
         kind = "label image metadata" if metadata else "label image"
-        return kind, parts[1], info.path.name
+        return kind, parts[1], source_path
     linked = ";".join(lab.name for lab in info.labels)
     return ("image metadata" if metadata else "image"), linked, ""
 
@@ -685,10 +696,11 @@ def export_bia(
             try:
                 for info in plan.images:
                     target = partial / "files" / info.path.name
+                    source_path = source_image_path(info)
                     for placed, rel in place(info.path, target, mode=files):
                         digest, head, size = sha256_file_head(placed, HEAD_BYTES)
                         puid = identify_format(placed, head=head).puid
-                        kind, annotation, source = _row_kind(rel, info)
+                        kind, annotation, source = _row_kind(rel, info, source_path)
                         listing.add(
                             f"{info.path.name}/{rel}", size, digest, puid, kind, annotation, source
                         )
