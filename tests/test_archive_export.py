@@ -309,6 +309,8 @@ def test_bia_submission_validates_against_the_archives_models(
     assert truth["annotation_method"].startswith("Drawn slice by slice")
     assert truth["file_metadata"][0]["annotation_type"] == ["segmentation_mask"]
     assert sub["associations"][0]["image"] == "files/cell.ome.zarr"
+    # a related DOI becomes a link a reader can follow, not a bare identifier
+    assert sub["study"]["links"][0]["link_url"] == "https://doi.org/10.1234/example.fibsem.raw"
     # the file list: one row per file under files/, with its real size and checksum
     rows = read_file_list(dest / "file_list.tsv")
     assert tuple(rows[0]) == FILE_COLUMNS

@@ -245,7 +245,7 @@ def _study(record: dict[str, Any], missing: Missing, checklist: list[str]) -> di
         {
             k: v
             for k, v in {
-                "link_url": text(r.get("identifier")),
+                "link_url": link_url(text(r.get("identifier")), text(r.get("identifier_type"))),
                 "link_type": text(r.get("relation_type")) or None,
                 "link_description": text(r.get("description")) or None,
             }.items()
@@ -259,6 +259,25 @@ def _study(record: dict[str, Any], missing: Missing, checklist: list[str]) -> di
     if text(study.get("acknowledgements")):
         out["acknowledgements"] = text(study["acknowledgements"])
     return out
+
+
+RESOLVERS = {
+    "doi": "https://doi.org/",
+    "pmid": "https://pubmed.ncbi.nlm.nih.gov/",
+    "arxiv": "https://arxiv.org/abs/",
+    "handle": "https://hdl.handle.net/",
+}
+"""Resolvers that turn a DataCite related identifier of these types into a link."""
+
+
+def link_url(identifier: str, kind: str) -> str:
+    """A related identifier as a resolvable URL (a bare DOI is no link a reader can follow)."""
+    if identifier.lower().startswith(("http://", "https://")):
+        return identifier
+    resolver = RESOLVERS.get(kind.lower())
+    if resolver is None:
+        return identifier
+    return resolver + identifier.removeprefix("doi:").removeprefix("DOI:")
 
 
 def _biosamples(record: dict[str, Any], missing: Missing) -> dict[str, dict[str, Any]]:
