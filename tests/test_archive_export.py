@@ -485,6 +485,37 @@ def test_empiar_takes_a_folder_of_slices_as_one_image_set(ws: Workspace, tmp_pat
     ]
 
 
+def test_empiar_slice_folder_is_streamed_not_listed(ws: Workspace, tmp_path: Path) -> None:
+    # a FIB-SEM run is tens of thousands of slices: the plan holds the folder, not a list of
+    # every slice, and the curator log records the folder as one input (a tree digest), not
+    # one input per slice (an entry that grows with the slice count)
+    import numpy as np
+    import tifffile
+
+    from curated.archive.empiar import plan_empiar
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    tifffile.imwrite(slices / "s0000.tif", np.zeros((20, 24), np.uint16), photometric="minisblack")
+    data = (slices / "s0000.tif").read_bytes()
+    for z in range(1, 400):
+        (slices / f"s{z:04d}.tif").write_bytes(data)
+    (slices / ".DS_Store").write_bytes(b"finder")
+    (slices / "thumbs").mkdir()
+    (slices / "thumbs" / "t.png").write_bytes(b"png")
+    _edit(ws, lambda r: r["images"][0].update(path=str(slices), image_format="TIFF stack"))
+    raw = plan_empiar(ws).image_sets[0]
+    assert raw.num_images == 400
+    assert [src for src, _ in raw.sources] == [slices]
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    placed = sorted(p.name for p in (dest / "data" / "raw").iterdir())
+    assert len(placed) == 400 and placed[0] == "s0000.tif"  # no hidden file, no sub-folder
+    inputs = [a["path"] for a in ws.log.last()["inputs"]]
+    assert len(inputs) < 10 and any(p.endswith("slices") for p in inputs)
+    assert ws.log.verify(files=True).ok
+
+
 def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:
     from archive_helpers import archive_record
 

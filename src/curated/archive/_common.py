@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 from curated.document.ngff import ImageInfo, read_image_info
 from curated.errors import InputError, MetadataError
-from curated.walk import Files, Special, Unreadable, walk
+from curated.walk import DIR, Files, Special, Unreadable, walk
 
 LINK = "link"
 COPY = "copy"
@@ -147,8 +147,19 @@ def building(dest: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
-    """Every file below ``src`` with its relative path; symbolic links are refused."""
+Skip = Callable[[str, str, str], bool]
+
+
+def top_level_visible(prefix: str, name: str, kind: str) -> bool:
+    """A ``skip`` for a folder of slices: its own files only, hidden ones and sub-folders left out."""
+    return name.startswith(".") or kind == DIR
+
+
+def files_under(src: Path, skip: Skip | None = None) -> Iterator[tuple[Path, str]]:
+    """Every file below ``src`` with its relative path, streamed; symbolic links are refused.
+
+    ``skip(prefix, name, kind)`` true leaves an entry out (see :func:`curated.walk.walk`).
+    """
     if src.is_symlink():
         raise InputError("is a symbolic link; exports never follow links", path=src)
     if src.is_file():
@@ -157,7 +168,7 @@ def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
     # curated.walk, files-first (a folder's files in name order, then its sub-folders):
     # links are refused, never followed; so are devices, pipes and sockets (copying a
     # pipe would block), and folders that cannot be listed (no silently missing files)
-    for ev in walk(src, order="files-first", errors="report"):
+    for ev in walk(src, order="files-first", errors="report", skip=skip):
         if type(ev) is Files:
             for name in ev.names:
                 yield Path(ev.folder, name), ev.prefix + name
@@ -171,7 +182,9 @@ def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
             raise InputError(msg, path=ev.path)
 
 
-def place(src: Path, dest: Path, *, mode: str = LINK) -> Iterator[tuple[Path, str]]:
+def place(
+    src: Path, dest: Path, *, mode: str = LINK, skip: Skip | None = None
+) -> Iterator[tuple[Path, str]]:
     """Put a file or folder's files at ``dest``: hard links (``link``) or copies.
 
     Yields each placed file and its path relative to ``dest``. Sources are only
@@ -182,7 +195,7 @@ def place(src: Path, dest: Path, *, mode: str = LINK) -> Iterator[tuple[Path, st
     if mode not in FILE_MODES:
         msg = f"files must be one of {', '.join(FILE_MODES)}, not {mode!r}"
         raise InputError(msg, field="files")
-    for full, rel in _files_under(src):
+    for full, rel in files_under(src, skip):
         target = dest / rel if rel else dest
         target.parent.mkdir(parents=True, exist_ok=True)
         if mode == LINK:

@@ -34,12 +34,14 @@ from curated.archive._common import (
     Missing,
     building,
     check_destination,
+    files_under,
     initials,
     items,
     label_dtype,
     orcid_id,
     place,
     text,
+    top_level_visible,
     workspace_images,
 )
 from curated.curation.formats import identify_format
@@ -188,6 +190,8 @@ class ImageSet:
     micrographs_file_pattern: str | None = None
     sources: list[tuple[Path, str]] = field(default_factory=list)
     """``(source file or folder, place under data/)``; empty for a set inside another set's folder."""
+    slices: bool = False
+    """The source is a folder of slices: only its own visible files go into the set."""
     origin: str = ""
     """What the set was made from: ``images[i]`` of curated.yaml, or the workspace path of the image."""
 
@@ -395,6 +399,25 @@ def _citation(
     }
 
 
+def _first_and_count(path: Path) -> tuple[Path | None, int]:
+    """A file of an original image (the file, or one slice of a folder) and how many there are.
+
+    A folder of slices is counted as it is walked, never listed whole: memory stays
+    the same for ten or a million slices. Links inside it are refused as on export.
+    """
+    if path.is_symlink():
+        raise InputError("is a symbolic link; exports never follow links", path=path)
+    if path.is_file():
+        return path, 1
+    if not path.is_dir():
+        return None, 0
+    first, count = None, 0
+    for full, _ in files_under(path, top_level_visible):
+        first = first or full
+        count += 1
+    return first, count
+
+
 def _original_sets(
     ws: Workspace, record: dict[str, Any], missing: Missing, checklist: list[str]
 ) -> list[ImageSet]:
@@ -405,17 +428,14 @@ def _original_sets(
         if not raw or "zarr" in fmt.lower() or raw.rstrip("/").endswith(".zarr"):
             continue  # OME-Zarr images are taken from derived/
         path = Path(raw) if Path(raw).is_absolute() else ws.root / raw
-        if path.is_dir():  # a folder of per-slice files: one image set of many images
-            stack = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        else:
-            stack = [path] if path.is_file() else []
-        if not stack:
+        first, count = _first_and_count(path)
+        if first is None:
             checklist.append(
                 f"Original image images[{i}] ({raw}) is not on this machine: copy it into "
                 f"data/{_safe(text(img.get('name')) or f'image{i}')}/ before uploading."
             )
             continue
-        kind = identify_format(stack[0])
+        kind = identify_format(first)
         if kind.puid not in ("fmt/353", "fmt/1917"):
             checklist.append(
                 f"Original image images[{i}] ({raw}) is {kind.name}, not TIFF: add it as an image set by hand."
@@ -445,14 +465,15 @@ def _original_sets(
                 data_format=TIFF,
                 header_format=TIFF,
                 voxel_type=VOXEL_TYPES.get(text(img.get("dtype")), "('OT', 'OTHER')"),
-                num_images=len(stack),
+                num_images=count,
                 frames_per_image=1 if path.is_dir() else int(img.get("size_z") or 1),
                 image_width=int(img["size_x"]) if img.get("size_x") else None,
                 image_height=int(img["size_y"]) if img.get("size_y") else None,
                 pixel_width=_angstrom(img.get("voxel_size_x"), unit),
                 pixel_height=_angstrom(img.get("voxel_size_y"), unit),
                 details="; ".join(x for x in (details, processing) if x) or None,
-                sources=[(f, f"{folder}/{f.name}") for f in stack],
+                sources=[(path, folder if path.is_dir() else f"{folder}/{path.name}")],
+                slices=path.is_dir(),
                 origin=f"images[{i}]",
             )
         )
@@ -713,8 +734,9 @@ def export_empiar(
         nfiles = nbytes = 0
         with building(dest) as partial:
             for s in plan.image_sets:
+                skip = top_level_visible if s.slices else None
                 for src, target in s.sources:
-                    for placed, _ in place(src, partial / target, mode=files):
+                    for placed, _ in place(src, partial / target, mode=files, skip=skip):
                         nfiles += 1
                         nbytes += placed.stat().st_size
             write_json(partial / "deposition.json", plan.deposition)
