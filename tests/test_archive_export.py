@@ -311,8 +311,8 @@ def test_bia_submission_validates_against_the_archives_models(
     assert sub["associations"][0]["image"] == "files/cell.ome.zarr"
     # a related DOI becomes a link a reader can follow, not a bare identifier
     assert sub["study"]["links"][0]["link_url"] == "https://doi.org/10.1234/example.fibsem.raw"
-    # the file list: one row per file under files/, with its real size and checksum
-    rows = read_file_list(dest / "file_list.tsv")
+    # the file lists: one row per file under files/, with its real size and checksum
+    rows = _all_rows(dest, sub)
     assert tuple(rows[0]) == FILE_COLUMNS
     on_disk = sorted(
         p.relative_to(dest / "files").as_posix() for p in (dest / "files").rglob("*") if p.is_file()
@@ -329,11 +329,24 @@ def test_bia_submission_validates_against_the_archives_models(
     assert label_rows and all(r["annotation"] == "truth" for r in label_rows)
     assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in label_rows)
     assert {r["image_type"] for r in label_rows} == {"label image", "label image metadata"}
-    listed = json.loads((dest / "file_list.json").read_text())
-    assert [e["path"] for e in listed] == [r["Files"] for r in rows]
+    listed = [
+        e["path"]
+        for name in _list_names(sub, "json")
+        for e in json.loads((dest / name).read_text())
+    ]
+    assert listed == [r["Files"] for r in rows]
     assert_untouched(before, ws.root)
     assert ws.log.last()["action"] == "export-bia"
     assert ws.log.verify(files=True).ok
+
+
+def _list_names(sub: dict, kind: str) -> list[str]:  # type: ignore[type-arg]
+    lists = sub["file_lists"]
+    return [lists["study_component"][kind]] + [a[kind] for a in lists["annotations"].values()]
+
+
+def _all_rows(dest: Path, sub: dict) -> list[dict[str, str]]:  # type: ignore[type-arg]
+    return [r for name in _list_names(sub, "tsv") for r in read_file_list(dest / name)]
 
 
 def test_bia_source_image_names_a_listed_file(ws: Workspace, tmp_path: Path) -> None:
@@ -342,18 +355,66 @@ def test_bia_source_image_names_a_listed_file(ws: Workspace, tmp_path: Path) -> 
     # is no listed path leaves the annotation unlinked ("could not find source image at path")
     dest = tmp_path / "bia"
     export_bia(ws, dest)
-    rows = read_file_list(dest / "file_list.tsv")
-    listed = [r["Files"] for r in rows]
-    sources = {r["source_image"] for r in rows if r["source_image"]}
-    assert sources == {"cell.ome.zarr/zarr.json"}
-    for r in rows:
-        if r["source_image"]:
-            assert listed.index(r["source_image"]) < listed.index(r["Files"])
-    entries = json.loads((dest / "file_list.json").read_text())
-    for e in entries:
-        for a in e["attributes"]:
-            if a["name"] == "source image":
-                assert a["value"] in listed
+    sub = json.loads((dest / "submission.json").read_text())
+    images = [
+        r["Files"] for r in read_file_list(dest / sub["file_lists"]["study_component"]["tsv"])
+    ]
+    rows = _all_rows(dest, sub)
+    assert {r["source_image"] for r in rows if r["source_image"]} == {"cell.ome.zarr/zarr.json"}
+    assert "cell.ome.zarr/zarr.json" in images  # listed with the study component's images
+    for name in _list_names(sub, "json"):
+        for e in json.loads((dest / name).read_text()):
+            for a in e["attributes"]:
+                if a["name"] == "source image":
+                    assert a["value"] in images
+
+
+def test_bia_each_annotation_has_its_own_file_list(ws: Workspace, tmp_path: Path) -> None:
+    # the BIA's file-list guide: each study component and each annotation section has one
+    # file list, and an annotations file list has a source_image column
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    sub = json.loads((dest / "submission.json").read_text())
+    lists = sub["file_lists"]
+    assert set(lists["annotations"]) == set(sub["annotations"])
+    images = read_file_list(dest / lists["study_component"]["tsv"])
+    assert images and not any(r["Files"].startswith("cell.ome.zarr/labels/truth/") for r in images)
+    for key, names in lists["annotations"].items():
+        rows = read_file_list(dest / names["tsv"])
+        assert rows and "source_image" in rows[0]
+        assert all(r["Files"].startswith(key + "/") for r in rows), key
+        assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in rows)
+        assert [e["path"] for e in json.loads((dest / names["json"]).read_text())] == [
+            r["Files"] for r in rows
+        ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE")
+def test_bia_many_labels_do_not_hold_a_file_open_each(ws: Workspace, tmp_path: Path) -> None:
+    import resource
+
+    import numpy as np
+
+    from curated.images import add_labels
+
+    image = ws.derived_dir / "cell.ome.zarr"
+    names = [f"organelle{i:02d}" for i in range(40)]
+    for name in names:
+        add_labels(image, name, np.zeros((12, 20, 24), np.uint8), kind="truth")
+    entry = ws.read_metadata()["annotations"][0]
+    _edit(ws, lambda r: r["annotations"].extend({**entry, "name": n} for n in names))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 40, hard))  # fewer than 2 per label
+    try:
+        export_bia(ws, tmp_path / "bia")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    sub = json.loads((tmp_path / "bia" / "submission.json").read_text())
+    assert len(sub["file_lists"]["annotations"]) == 42
+    for names_ in sub["file_lists"]["annotations"].values():
+        assert read_file_list(tmp_path / "bia" / names_["tsv"])
+        json.loads((tmp_path / "bia" / names_["json"]).read_text())
 
 
 def test_bia_refuses_naming_every_missing_field(ws: Workspace, tmp_path: Path) -> None:

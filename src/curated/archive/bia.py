@@ -21,8 +21,12 @@ Layout::
 
     DEST/
       submission.json   REMBI components, MIFA annotations and the image associations
-      file_list.tsv     one row per file: Files, size, sha256, PRONOM id, image type, annotation, source image
+      file_list.tsv     the study component's files (the images): Files, size, sha256, PRONOM id,
+                        image type, annotation, source image
       file_list.json    the same rows in BioStudies' file-list JSON shape (path, size, attributes)
+      file_list_annotations_N.tsv / .json
+                        one file list per annotation (label image), with its source image: the
+                        BIA asks for one file list per study component and per annotation section
       files/            the OME-Zarr images (hard links or copies), labels inside
       checklist.md      what a person must still supply
 """
@@ -581,7 +585,7 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
             }
             for info in images
         ],
-        "file_lists": {"tsv": "file_list.tsv", "json": "file_list.json"},
+        "file_lists": file_list_names(annotations),
     }
     problems = validate_submission(submission)
     if problems:
@@ -593,20 +597,35 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
         raise MetadataError(msg, path=ws.metadata_path, details={"schema_errors": problems})
     checklist[:0] = [
         "A BioStudies / BioImage Archive account; upload the files/ folder to your BIA user space "
-        "(FTP or Aspera) and create the submission with the values of submission.json and the file list "
-        "file_list.tsv (its paths are relative to files/).",
+        "(FTP or Aspera) and create the submission with the values of submission.json, the file list "
+        "file_list.tsv for the study component and one file_list_annotations_N.tsv for each annotation "
+        "section (submission.json file_lists says which; their paths are relative to files/).",
         "Each OME-Zarr store is many files; if the archive asks for one file per image, zip each "
         "store uncompressed (`curated bag --zarr archive` makes such zips). Single files over 2 TB are refused.",
     ]
     return BiaPlan(submission, images, checklist)
 
 
-class _FileList:
-    """Writes the TSV and JSON file lists row by row (memory bounded by one row)."""
+def file_list_names(annotations: dict[str, Any]) -> dict[str, Any]:
+    """The file lists' names: one for the study component, one per annotation (by its key)."""
+    return {
+        "study_component": {"tsv": "file_list.tsv", "json": "file_list.json"},
+        "annotations": {
+            key: {
+                "tsv": f"file_list_annotations_{n}.tsv",
+                "json": f"file_list_annotations_{n}.json",
+            }
+            for n, key in enumerate(annotations, start=1)
+        },
+    }
 
-    def __init__(self, folder: Path) -> None:
-        self.tsv = open(folder / "file_list.tsv", "w", encoding="utf-8", newline="")  # noqa: SIM115
-        self.json = open(folder / "file_list.json", "w", encoding="utf-8")  # noqa: SIM115
+
+class _FileList:
+    """Writes one TSV and JSON file list row by row (memory bounded by one row)."""
+
+    def __init__(self, folder: Path, names: dict[str, str]) -> None:
+        self.tsv = open(folder / names["tsv"], "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.json = open(folder / names["json"], "w", encoding="utf-8")  # noqa: SIM115
         self.writer = csv.writer(self.tsv, delimiter="\t", lineterminator="\n")
         self.writer.writerow(FILE_COLUMNS)
         self.json.write("[")
@@ -645,6 +664,55 @@ class _FileList:
         self.json.write("\n]\n")
         self.tsv.close()
         self.json.close()
+
+
+class _FileLists:
+    """The study component's file list and one per annotation, with at most two of them open.
+
+    A label's files are walked one after the other (depth first), so its list is
+    opened at its first row and finished when the walk moves on: a workspace with
+    hundreds of labels does not hold two open files per label.
+    """
+
+    def __init__(self, folder: Path, names: dict[str, Any]) -> None:
+        self.folder = folder
+        self.names: dict[str, dict[str, str]] = names["annotations"]
+        self.images = _FileList(folder, names["study_component"])
+        self.current: tuple[str, _FileList] | None = None
+        self.done: set[str] = set()
+        self.rows = self.bytes = 0
+
+    def for_key(self, key: str) -> _FileList:
+        """The list a row of annotation ``key`` goes to (the images' list for any other key)."""
+        if key not in self.names:
+            return self.images
+        if self.current is not None and self.current[0] == key:
+            return self.current[1]
+        self._finish()
+        if key in self.done:
+            raise RuntimeError(f"files of {key} were not walked together")  # walk order changed
+        self.current = (key, _FileList(self.folder, self.names[key]))
+        return self.current[1]
+
+    def _finish(self) -> None:
+        if self.current is not None:
+            key, listing = self.current
+            listing.close()
+            self.done.add(key)
+            self.rows += listing.rows
+            self.bytes += listing.bytes
+            self.current = None
+
+    def close(self) -> None:
+        """Finish every list (one with no rows is written with its header only)."""
+        self._finish()
+        for key in self.names:
+            if key not in self.done:
+                self.for_key(key)
+                self._finish()
+        self.images.close()
+        self.rows += self.images.rows
+        self.bytes += self.images.bytes
 
 
 def source_image_path(info: ImageInfo) -> str:
@@ -711,7 +779,7 @@ def export_bia(
         libraries=("jsonschema",),
     ) as step:
         with building(dest) as partial:
-            listing = _FileList(partial)
+            lists = _FileLists(partial, plan.submission["file_lists"])
             try:
                 for info in plan.images:
                     target = partial / "files" / info.path.name
@@ -720,18 +788,19 @@ def export_bia(
                         digest, head, size = sha256_file_head(placed, HEAD_BYTES)
                         puid = identify_format(placed, head=head).puid
                         kind, annotation, source = _row_kind(rel, info, source_path)
-                        listing.add(
-                            f"{info.path.name}/{rel}", size, digest, puid, kind, annotation, source
-                        )
+                        into = lists.for_key(f"{info.path.name}/labels/{annotation}")
+                        path = f"{info.path.name}/{rel}"
+                        into.add(path, size, digest, puid, kind, annotation, source)
             finally:
-                listing.close()
+                lists.close()
             write_json(partial / "submission.json", plan.submission)
             atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
-        step.details = {"images": len(plan.images), "files": listing.rows, "bytes": listing.bytes}
+        rows, nbytes = lists.rows, lists.bytes
+        step.details = {"images": len(plan.images), "files": rows, "bytes": nbytes}
         step.message = (
             f"{len(plan.images)} image(s), {len(plan.submission['annotations'])} annotation set(s), "
-            f"{listing.rows} files listed"
+            f"{rows} files listed"
         )
     return Result(
         "export-bia",
@@ -742,8 +811,8 @@ def export_bia(
             "submission": str(dest / "submission.json"),
             "file_list": str(dest / "file_list.tsv"),
             "checklist": plan.checklist,
-            "files": listing.rows,
-            "bytes": listing.bytes,
+            "files": rows,
+            "bytes": nbytes,
         },
     )
 
