@@ -266,6 +266,22 @@ def test_empiar_schema_problems_name_the_curated_yaml_field(ws: Workspace) -> No
     assert "study.authors[0].affiliation.country" in fields
 
 
+def test_export_refuses_a_destination_that_is_a_symbolic_link(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # the package would be built beside the link and the link replaced: the folder it
+    # names stays empty, and a later run cannot clear the moved-aside link
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "empiar"
+    link.symlink_to(target)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="symbolic link"):
+            export_empiar(ws, link, overwrite=overwrite)
+    assert link.is_symlink() and list(target.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_export_refuses_a_symbolic_link_inside_an_image(ws: Workspace, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("outside the workspace")

@@ -115,6 +115,9 @@ def check_destination(dest: Path, sources: list[Path], *, overwrite: bool) -> No
         if dest_abs == s or s.is_relative_to(dest_abs) or dest_abs.is_relative_to(s):
             msg = f"the export folder overlaps {src}, which it exports; choose a folder outside it"
             raise InputError(msg, path=dest)
+    if dest.is_symlink():
+        msg = "is a symbolic link; give the folder it names (exports never write through links)"
+        raise InputError(msg, path=dest)
     if dest.exists() and not dest.is_dir():
         raise InputError("exists and is not a folder", path=dest)
     if dest.is_dir() and any(dest.iterdir()) and not overwrite:
@@ -133,7 +136,9 @@ def building(dest: Path) -> Iterator[Path]:
     partial = dest.parent / f".{dest.name}.partial"
     old = dest.parent / f".{dest.name}.old"
     for stale in (partial, old):  # left by a run that was killed
-        if stale.exists() or stale.is_symlink():
+        if stale.is_symlink() or stale.is_file():
+            stale.unlink()
+        elif stale.exists():
             shutil.rmtree(stale)
     partial.mkdir(parents=True)
     try:
