@@ -593,6 +593,20 @@ def test_empiar_slice_folder_is_streamed_not_listed(ws: Workspace, tmp_path: Pat
     assert ws.log.verify(files=True).ok
 
 
+def test_empiar_image_without_labels_is_not_said_to_have_them(ws: Workspace) -> None:
+    import numpy as np
+
+    from curated.images.convert import write_ome_zarr
+
+    plain = ws.derived_dir / "plain.ome.zarr"
+    write_ome_zarr(np.zeros((4, 8, 8), np.uint8), plain, voxel_size=(10.0, 8.0, 8.0), chunks=8)
+    sets = {s.directory: s for s in plan_empiar(ws).image_sets}
+    image = sets["data/plain.ome.zarr"]
+    assert "label" not in image.category and "label" not in (image.details or "")
+    assert "; ;" not in (image.details or "")
+    assert "with segmentation labels" in sets["data/cell.ome.zarr"].category
+
+
 def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:
     from archive_helpers import archive_record
 

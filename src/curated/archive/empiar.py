@@ -502,13 +502,16 @@ def _zarr_sets(ws: Workspace, missing: Missing, raw_pattern: str | None) -> list
             pixel_height=_angstrom(voxel.get("y"), unit),
         )
         zstep = f"voxel size z {voxel.get('z')} {unit}" if voxel.get("z") is not None else ""
+        labelled = " with segmentation labels" if info.labels else ""
+        details = [f"OME-NGFF {info.ngff_version} multiscale image", zstep]
+        details.append("labels under labels/" if info.labels else "")
         sets.append(
             ImageSet(
                 name=f"{info.name}: OME-Zarr image ({n_levels} resolution levels)",
                 directory=folder,
-                category="('OT', 'OME-Zarr multiscale image with segmentation labels')",
+                category=f"('OT', 'OME-Zarr multiscale image{labelled}')",
                 voxel_type=VOXEL_TYPES.get(info.dtype or "", "('OT', 'OTHER')"),
-                details=f"OME-NGFF {info.ngff_version} multiscale image; {zstep}; labels under labels/",
+                details="; ".join(d for d in details if d),
                 micrographs_file_pattern=raw_pattern,
                 sources=[(info.path, folder)],
                 origin=rel,
