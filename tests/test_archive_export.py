@@ -607,6 +607,29 @@ def test_empiar_image_without_labels_is_not_said_to_have_them(ws: Workspace) -> 
     assert "with segmentation labels" in sets["data/cell.ome.zarr"].category
 
 
+def test_empiar_slice_folder_counts_its_tiffs_not_its_other_files(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # instrument folders hold an acquisition log or notes beside the slices: the set stays a
+    # TIFF set of as many images as there are TIFFs, and the other files travel with it
+    import numpy as np
+    import tifffile
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    for z in range(3):
+        tifffile.imwrite(slices / f"s{z:03d}.tif", np.zeros((20, 24), np.uint16))
+    (slices / "acquisition.log").write_text("beam 2 kV\n")
+    _edit(ws, lambda r: r["images"][0].update(path=str(slices), image_format="TIFF stack"))
+    plan = plan_empiar(ws)
+    raw = plan.image_sets[0]
+    assert (raw.directory, raw.data_format, raw.num_images) == ("data/raw", "('T3', '')", 3)
+    assert any("acquisition.log" in item for item in plan.checklist)
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    assert (dest / "data" / "raw" / "acquisition.log").read_text() == "beam 2 kV\n"
+
+
 def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:
     from archive_helpers import archive_record
 

@@ -399,23 +399,49 @@ def _citation(
     }
 
 
-def _first_and_count(path: Path) -> tuple[Path | None, int]:
-    """A file of an original image (the file, or one slice of a folder) and how many there are.
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 
-    A folder of slices is counted as it is walked, never listed whole: memory stays
-    the same for ten or a million slices. Links inside it are refused as on export.
+
+@dataclass
+class Stack:
+    """What an original image path holds: a TIFF file, or a folder of TIFF slices (and other files)."""
+
+    first: Path | None = None
+    """A TIFF slice (the file itself for a single file; ``None`` when nothing is there)."""
+    count: int = 0
+    """TIFF slices (every file when none is named as a TIFF)."""
+    others: int = 0
+    """Files in the folder that are not named as TIFF slices."""
+    examples: list[str] = field(default_factory=list)
+    """Up to three of those files' names."""
+
+
+def _stack(path: Path) -> Stack:
+    """What an original image holds; a folder of slices is counted as it is walked, never listed.
+
+    Memory stays the same for ten or a million slices. Links are refused as on export.
     """
     if path.is_symlink():
         raise InputError("is a symbolic link; exports never follow links", path=path)
     if path.is_file():
-        return path, 1
+        return Stack(path, 1)
+    out = Stack()
     if not path.is_dir():
-        return None, 0
-    first, count = None, 0
+        return out
     for full, _ in files_under(path, top_level_visible):
-        first = first or full
-        count += 1
-    return first, count
+        if full.suffix.lower() in TIFF_SUFFIXES:
+            out.first = out.first or full
+            out.count += 1
+        else:
+            out.others += 1
+            if len(out.examples) < 3:
+                out.examples.append(full.name)
+    if (
+        out.first is None and out.others
+    ):  # nothing named as TIFF: let the format check say what it is
+        out.first = path / out.examples[0]
+        out.count, out.others, out.examples = out.others, 0, []
+    return out
 
 
 def _original_sets(
@@ -428,14 +454,14 @@ def _original_sets(
         if not raw or "zarr" in fmt.lower() or raw.rstrip("/").endswith(".zarr"):
             continue  # OME-Zarr images are taken from derived/
         path = Path(raw) if Path(raw).is_absolute() else ws.root / raw
-        first, count = _first_and_count(path)
-        if first is None:
+        stack = _stack(path)
+        if stack.first is None:
             checklist.append(
                 f"Original image images[{i}] ({raw}) is not on this machine: copy it into "
                 f"data/{_safe(text(img.get('name')) or f'image{i}')}/ before uploading."
             )
             continue
-        kind = identify_format(first)
+        kind = identify_format(stack.first)
         if kind.puid not in ("fmt/353", "fmt/1917"):
             checklist.append(
                 f"Original image images[{i}] ({raw}) is {kind.name}, not TIFF: add it as an image set by hand."
@@ -457,6 +483,12 @@ def _original_sets(
             f"; voxel size z {z} {unit}" if z else ""
         )
         processing = text(img.get("processing"))
+        if stack.others:
+            checklist.append(
+                f"Original image images[{i}] ({raw}) also holds {stack.others} file(s) that are not "
+                f"TIFF slices (e.g. {', '.join(stack.examples)}): they go into {folder}/ with the "
+                "slices but are not counted as images; move them out if they are not part of the set."
+            )
         sets.append(
             ImageSet(
                 name=f"{name}: volume EM image stack",
@@ -465,7 +497,7 @@ def _original_sets(
                 data_format=TIFF,
                 header_format=TIFF,
                 voxel_type=VOXEL_TYPES.get(text(img.get("dtype")), "('OT', 'OTHER')"),
-                num_images=count,
+                num_images=stack.count,
                 frames_per_image=1 if path.is_dir() else int(img.get("size_z") or 1),
                 image_width=int(img["size_x"]) if img.get("size_x") else None,
                 image_height=int(img["size_y"]) if img.get("size_y") else None,
