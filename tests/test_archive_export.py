@@ -139,6 +139,36 @@ def test_empiar_refuses_naming_every_missing_field_at_once(ws: Workspace, tmp_pa
     assert len(list(ws.log.entries())) == entries  # refused before the step began
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "plan"),
+    [
+        ("study.keywords", "FIB-SEM", plan_bia),  # was exported as keywords F, I, B, -, ...
+        ("study.authors[0].role", "ProjectLeader", plan_empiar),  # was "no PI" (a set of letters)
+        ("images[0].size_x", "24px", plan_empiar),  # was ValueError
+        ("study", "a string", plan_bia),  # was AttributeError
+    ],
+)
+def test_exports_refuse_a_value_of_the_wrong_type_naming_it(
+    ws: Workspace, tmp_path: Path, field: str, value: str, plan
+) -> None:  # type: ignore[no-untyped-def]
+    def edit(record):  # type: ignore[no-untyped-def]
+        *parents, last = field.replace("[0]", ".0").split(".")
+        node = record
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[last] = value
+
+    _edit(ws, edit)
+    with pytest.raises(MetadataError) as info:
+        plan(ws)
+    assert field in [m["field"] for m in info.value.details["missing"]]
+    assert f"{field}: " in str(info.value)
+    result = CliRunner().invoke(
+        app, ["export", "bia" if plan is plan_bia else "empiar", str(ws.root), str(tmp_path / "x")]
+    )
+    assert result.exit_code == 1 and not (tmp_path / "x").exists()
+
+
 def test_empiar_refusal_from_the_cli_is_one_line_and_exit_1(ws: Workspace, tmp_path: Path) -> None:
     _edit(ws, lambda r: r["study"]["authors"][0]["affiliation"].pop("country"))
     result = CliRunner().invoke(app, ["export", "empiar", str(ws.root), str(tmp_path / "e")])

@@ -20,6 +20,7 @@ from typing import Any
 from curated.document.ngff import ImageInfo, read_image_info
 from curated.errors import InputError, MetadataError
 from curated.walk import DIR, Files, Special, Unreadable, walk
+from curated.workspace import Workspace
 
 LINK = "link"
 COPY = "copy"
@@ -56,6 +57,24 @@ class Missing:
             path=metadata_path,
             details={"missing": [{"field": p, "why": w} for p, w in self.items]},
         )
+
+
+def read_record(ws: Workspace, archive: str) -> dict[str, Any]:
+    """``curated.yaml``, refused (every field named) where a value has the wrong type.
+
+    The exports read values as the schema types them: a string where a list belongs
+    would become a list of letters (keywords F, I, B, ...) and a word where a number
+    belongs would crash, so those are refused first, as `curated metadata validate` does.
+    """
+    from curated.metadata import validate_record
+
+    record = ws.read_metadata()
+    missing = Missing(archive)
+    for issue in validate_record(record).errors:
+        if issue.rule == "type":
+            missing.need(issue.field or "(record)", issue.message)
+    missing.raise_if_any(ws.metadata_path)
+    return record
 
 
 def text(value: Any) -> str:

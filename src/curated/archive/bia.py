@@ -52,6 +52,7 @@ from curated.archive._common import (
     items,
     orcid_id,
     place,
+    read_record,
     text,
     workspace_images,
 )
@@ -523,7 +524,7 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
     """
     ws = as_workspace(workspace)
     assert ws is not None
-    record = ws.read_metadata()
+    record = read_record(ws, "the BioImage Archive")
     missing = Missing("the BioImage Archive")
     checklist: list[str] = []
     study = _study(record, missing, checklist)

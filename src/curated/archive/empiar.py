@@ -40,6 +40,7 @@ from curated.archive._common import (
     label_dtype,
     orcid_id,
     place,
+    read_record,
     text,
     top_level_visible,
     workspace_images,
@@ -602,7 +603,7 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
     if release not in RELEASE_OPTIONS:
         msg = f"release must be one of {', '.join(RELEASE_OPTIONS)}, not {release!r}"
         raise InputError(msg, field="release")
-    record = ws.read_metadata()
+    record = read_record(ws, "EMPIAR")
     study = record.get("study") or {}
     missing = Missing("EMPIAR")
     checklist: list[str] = []
