@@ -296,6 +296,41 @@ def test_empiar_schema_problems_name_the_curated_yaml_field(ws: Workspace) -> No
     assert "study.authors[0].affiliation.country" in fields
 
 
+def test_overwrite_replaces_only_a_previous_export_of_the_same_kind(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # --overwrite on a folder of other work (a mistyped DEST: home, a data folder) used to
+    # delete it; like `curated bag`, only an earlier package of this kind is replaced
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(InputError, match="not an earlier EMPIAR export"):
+        export_empiar(ws, mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    bia = tmp_path / "bia"
+    export_bia(ws, bia)
+    with pytest.raises(InputError, match="not an earlier EMPIAR export"):
+        export_empiar(ws, bia, overwrite=True)  # a BIA package is not an EMPIAR one
+    empiar = tmp_path / "empiar"
+    export_empiar(ws, empiar)
+    assert export_empiar(ws, empiar, overwrite=True).ok
+
+
+def test_a_hidden_folder_not_made_by_an_export_is_never_deleted(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    for hidden in (".empiar.partial", ".empiar.old"):
+        folder = tmp_path / hidden
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+        with pytest.raises(InputError, match="not made by `curated export`"):
+            export_empiar(ws, tmp_path / "empiar")
+        assert (folder / "notes.txt").read_text() == "mine"
+        assert not (tmp_path / "empiar").exists()
+        (folder / "notes.txt").unlink()
+        folder.rmdir()
+
+
 def test_export_refuses_a_destination_that_is_a_symbolic_link(
     ws: Workspace, tmp_path: Path
 ) -> None:

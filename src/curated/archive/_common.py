@@ -126,8 +126,36 @@ def label_dtype(path: Path, level: str) -> str | None:
         return None
 
 
-def check_destination(dest: Path, sources: list[Path], *, overwrite: bool) -> None:
-    """Refuse a destination that holds something, or that overlaps what is exported."""
+@dataclass(frozen=True)
+class PackageKind:
+    """What an export writes: the archive's name and the files every such package holds."""
+
+    archive: str
+    files: tuple[str, ...]
+
+    def made(self, folder: Path) -> bool:
+        """Whether ``folder`` is a package of this kind (so an export may replace it)."""
+        return all((folder / name).is_file() for name in self.files)
+
+
+PARTIAL_MARKER = ".curated-export-partial"
+"""Written first into a package being built, so a later run knows the folder is its own."""
+
+
+def _hidden(dest: Path) -> tuple[Path, Path]:
+    """The hidden siblings a package is built in (``.NAME.partial``) and the old one moved to."""
+    return dest.parent / f".{dest.name}.partial", dest.parent / f".{dest.name}.old"
+
+
+def check_destination(
+    dest: Path, sources: list[Path], *, overwrite: bool, kind: PackageKind
+) -> None:
+    """Refuse a destination that holds something, or that overlaps what is exported.
+
+    ``overwrite`` replaces an earlier package of the same kind only, never a folder
+    of other work; hidden ``.NAME.partial`` / ``.NAME.old`` folders are cleared only
+    when an export made them.
+    """
     dest_abs = dest.resolve()
     for src in sources:
         s = src.resolve()
@@ -139,9 +167,24 @@ def check_destination(dest: Path, sources: list[Path], *, overwrite: bool) -> No
         raise InputError(msg, path=dest)
     if dest.exists() and not dest.is_dir():
         raise InputError("exists and is not a folder", path=dest)
-    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
-        msg = "exists and is not empty; choose a new folder or pass --overwrite"
-        raise InputError(msg, path=dest)
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            msg = "exists and is not empty; choose a new folder or pass --overwrite"
+            raise InputError(msg, path=dest)
+        if not kind.made(dest):
+            msg = (
+                f"is not an earlier {kind.archive} export (no {' and '.join(kind.files)}); "
+                "refusing to replace it even with --overwrite: choose a new folder"
+            )
+            raise InputError(msg, path=dest)
+    for stale in _hidden(dest):
+        if stale.is_symlink() or (stale.exists() and not stale.is_dir()):
+            msg = "is in the way of the export and was not made by `curated export`; move it away"
+            raise InputError(msg, path=stale)
+        ours = (stale / PARTIAL_MARKER).is_file() or kind.made(stale)
+        if stale.is_dir() and any(stale.iterdir()) and not ours:
+            msg = "was not made by `curated export` (no marker); move it away and export again"
+            raise InputError(msg, path=stale)
 
 
 @contextmanager
@@ -149,23 +192,23 @@ def building(dest: Path) -> Iterator[Path]:
     """Build a package in a hidden sibling folder, then swap it into ``dest`` whole.
 
     A crash (even ``kill -9``) leaves only hidden ``.NAME.partial`` / ``.NAME.old``
-    folders, removed by the next run; ``dest`` is at every moment either absent, the
-    old package whole or the new one whole. An exception removes the partial folder.
+    folders, removed by the next run (:func:`check_destination` has made sure they are
+    an export's own); ``dest`` is at every moment either absent, the old package whole
+    or the new one whole. An exception removes the partial folder.
     """
-    partial = dest.parent / f".{dest.name}.partial"
-    old = dest.parent / f".{dest.name}.old"
+    partial, old = _hidden(dest)
     for stale in (partial, old):  # left by a run that was killed
-        if stale.is_symlink() or stale.is_file():
-            stale.unlink()
-        elif stale.exists():
+        if stale.exists():
             shutil.rmtree(stale)
     partial.mkdir(parents=True)
+    (partial / PARTIAL_MARKER).write_bytes(b"")
     try:
         yield partial
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if dest.exists() or dest.is_symlink():
+    (partial / PARTIAL_MARKER).unlink()
+    if dest.exists():
         os.replace(dest, old)  # one rename: the old package leaves DEST whole, never half deleted
     os.replace(partial, dest)
     shutil.rmtree(old, ignore_errors=True)

@@ -47,6 +47,7 @@ from curated._io import atomic_write_text, write_json
 from curated.archive._common import (
     LINK,
     Missing,
+    PackageKind,
     building,
     check_destination,
     items,
@@ -64,6 +65,7 @@ from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
 
 REMBI_VERSION = "1.5"
+BIA_PACKAGE = PackageKind("BioImage Archive", ("submission.json", "checklist.md"))
 LICENCES = {
     "CC0-1.0": {"name": "CC0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},
     "CC-BY-4.0": {"name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
@@ -769,7 +771,7 @@ def export_bia(
     dest = Path(dest)
     plan = plan_bia(ws)
     sources = [info.path for info in plan.images]
-    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite)
+    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=BIA_PACKAGE)
     params = {"dest": ws.relative(dest), "files": files}
     with recorder(
         ws,

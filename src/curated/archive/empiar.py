@@ -32,6 +32,7 @@ from curated._io import atomic_write_text, write_json
 from curated.archive._common import (
     LINK,
     Missing,
+    PackageKind,
     building,
     check_destination,
     files_under,
@@ -87,6 +88,7 @@ VOXEL_TYPES = {
 }
 """NumPy data types as EMPIAR voxel types (T1 unsigned byte ... T7 32-bit float; others 'OT')."""
 
+EMPIAR_PACKAGE = PackageKind("EMPIAR", ("deposition.json", "checklist.md"))
 TIFF = "('T3', '')"
 OME_ZARR = "('OT', 'OME ZARR')"
 
@@ -757,7 +759,7 @@ def export_empiar(
     dest = Path(dest)
     plan = plan_empiar(ws, release=release)
     sources = [src for s in plan.image_sets for src, _ in s.sources]
-    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite)
+    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=EMPIAR_PACKAGE)
     params = {"dest": ws.relative(dest), "release": release, "files": files}
     with recorder(
         ws,
