@@ -356,6 +356,23 @@ def test_export_refuses_a_symbolic_link_inside_an_image(ws: Workspace, tmp_path:
     assert not (tmp_path / "bia").exists()
 
 
+@pytest.mark.parametrize("linked", ["derived", "derived/cell.ome.zarr"])
+@pytest.mark.parametrize("export", [export_empiar, export_bia])
+def test_export_refuses_a_linked_derived_folder_or_image_before_writing(
+    ws: Workspace, tmp_path: Path, linked: str, export
+) -> None:  # type: ignore[no-untyped-def]
+    # as `curated bag` does: nothing outside the workspace enters a package through a link
+    real = tmp_path / "elsewhere"
+    (ws.root / linked).rename(real)
+    (ws.root / linked).symlink_to(real)
+    entries = len(list(ws.log.entries()))
+    with pytest.raises(InputError, match="symbolic link") as info:
+        export(ws, tmp_path / "out")
+    assert str(info.value.path) == str(ws.root / linked)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+    assert len(list(ws.log.entries())) == entries  # refused before the step began
+
+
 def test_copy_mode_gives_independent_files(ws: Workspace, tmp_path: Path) -> None:
     dest = tmp_path / "empiar"
     export_empiar(ws, dest, files="copy")

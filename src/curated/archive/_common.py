@@ -107,6 +107,12 @@ def orcid_id(value: Any) -> str | None:
 def workspace_images(root: Path) -> list[ImageInfo]:
     """The OME-Zarr images under ``derived/`` (as the README finds them)."""
     derived = root / "derived"
+    links = [derived] if derived.is_symlink() else []
+    if not links and derived.is_dir():
+        links = [p for p in sorted(derived.iterdir()) if p.is_symlink() and ".zarr" in p.name]
+    if links:  # as `curated bag`: nothing outside the workspace enters a package through a link
+        msg = "is a symbolic link; exports never follow links (move the data into the workspace)"
+        raise InputError(msg, path=links[0])
     if not derived.is_dir():
         return []
     return [
