@@ -538,6 +538,21 @@ def test_bia_refuses_naming_every_missing_field(ws: Workspace, tmp_path: Path) -
     assert not (tmp_path / "bia").exists()
 
 
+def test_bia_schema_problems_name_the_curated_yaml_field(ws: Workspace) -> None:
+    def edit(record):  # type: ignore[no-untyped-def]
+        record["annotations"][0]["annotation_type"] = ["mask"]  # MIFA: segmentation_mask
+        record["study"]["authors"][1]["email"] = "ada at example"
+
+    _edit(ws, edit)
+    with pytest.raises(MetadataError) as info:
+        plan_bia(ws)
+    message = str(info.value)
+    assert "annotations[0].annotation_type (annotations/cell.ome.zarr/labels/truth/" in message
+    assert "study.authors[1].email (" in message
+    fields = {p["field"] for p in info.value.details["schema_errors"]}
+    assert fields == {"annotations[0].annotation_type", "study.authors[1].email"}
+
+
 def test_bia_annotation_of_sparse_crops_is_derived_from_the_label(ws: Workspace) -> None:
     plan = plan_bia(ws)
     sparse = plan.submission["annotations"]["cell.ome.zarr/labels/annotations"]

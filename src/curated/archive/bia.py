@@ -99,23 +99,109 @@ def mifa_schema() -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _validate(instance: Any, schema: dict[str, Any], where: str) -> list[str]:
+PERSON_FIELDS = {
+    "last_name": "family_name",
+    "first_name": "given_name",
+    "author_last_name": "family_name",
+    "author_first_name": "given_name",
+    "email": "email",
+    "orcid": "orcid",
+    "orcid_id": "orcid",
+    "affiliation": "affiliation.name",
+    "organisation": "affiliation.name",
+    "role": "role",
+}
+COMPONENT_FIELDS: dict[str, dict[str, str]] = {
+    "study": {
+        "title": "title",
+        "description": "description",
+        "keywords": "keywords",
+        "license": "license",
+        "private_until_date": "release_date",
+        "publications": "publications",
+        "links": "related_identifiers",
+        "funding": "funding",
+        "acknowledgements": "acknowledgements",
+    },
+    "study_component": {"name": "name", "description": "description"},
+    "biosamples": {
+        "organism": "organism",
+        "biological_entity": "biological_entity",
+        "description": "description",
+        "intrinsic_variables": "intrinsic_variables",
+        "extrinsic_variables": "extrinsic_variables",
+        "experimental_variables": "experimental_variables",
+    },
+    "specimens": {"sample_preparation": "sample_preparation", "growth_protocol": "growth_protocol"},
+    "image_acquisitions": {
+        "imaging_method": "imaging_method_name",
+        "imaging_instrument": "imaging_instrument",
+        "image_acquisition_parameters": "image_acquisition_parameters",
+    },
+    "annotations": {
+        "annotation_overview": "annotation_overview",
+        "annotation_method": "annotation_method",
+        "annotation_criteria": "annotation_criteria",
+        "annotation_coverage": "annotation_coverage",
+        "annotation_confidence_level": "annotation_confidence_level",
+        "file_metadata": "annotation_type",
+    },
+}
+"""Submission keys and the ``curated.yaml`` fields they are written from, by component group."""
+RECORD_LISTS = {
+    "biosamples": "biosamples",
+    "specimens": "specimens",
+    "image_acquisitions": "acquisition_protocols",
+}
+
+
+def _field(where: str, parts: list[str], annotation_fields: dict[str, str]) -> str:
+    """The ``curated.yaml`` field a submission path (component ``where``, then ``parts``) came from."""
+    group, _, key = where.partition("/")
+    if parts[:1] == ["authors"] and len(parts) > 1:
+        sub = PERSON_FIELDS.get(parts[2]) if len(parts) > 2 else None
+        return f"study.authors[{parts[1]}]" + (f".{sub}" if sub else "")
+    if group == "annotations":
+        base = annotation_fields.get(key, key)
+    elif group in RECORD_LISTS:
+        base = f"{RECORD_LISTS[group]}[{int(key.rsplit('-', 1)[-1]) - 1}]"
+    else:
+        base = "dataset" if group == "study_component" else group
+    sub = COMPONENT_FIELDS.get(group, {}).get(parts[0]) if parts else None
+    return f"{base}.{sub}" if sub else base
+
+
+def _validate(
+    instance: Any, schema: dict[str, Any], where: str, annotation_fields: dict[str, str]
+) -> list[dict[str, str]]:
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(schema)
     out = []
     for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        loc = "/".join(str(p) for p in err.absolute_path)
-        out.append(f"{where}{'/' + loc if loc else ''}: {err.message[:200]}")
+        parts = [str(p) for p in err.absolute_path]
+        out.append(
+            {
+                "where": "/".join([where, *parts]),
+                "field": _field(where, parts, annotation_fields),
+                "problem": str(err.message)[:200],
+            }
+        )
     return out
 
 
-def validate_submission(submission: dict[str, Any]) -> list[str]:
-    """Problems of a submission under the BIA's REMBI and MIFA schemas (``[]`` when valid)."""
+def submission_problems(
+    submission: dict[str, Any], annotation_fields: dict[str, str] | None = None
+) -> list[dict[str, str]]:
+    """Each place a submission breaks the BIA's REMBI / MIFA schemas: path, curated.yaml field, problem.
+
+    ``annotation_fields`` names the ``annotations[i]`` entry each annotation key was written from.
+    """
+    fields = annotation_fields or {}
     models = rembi_schemas()
-    problems = _validate(submission.get("study"), models["Study"], "study")
+    problems = _validate(submission.get("study"), models["Study"], "study", fields)
     problems += _validate(
-        submission.get("study_component"), models["StudyComponent"], "study_component"
+        submission.get("study_component"), models["StudyComponent"], "study_component", fields
     )
     for group, model in (
         ("biosamples", "Biosample"),
@@ -123,12 +209,34 @@ def validate_submission(submission: dict[str, Any]) -> list[str]:
         ("image_acquisitions", "ImageAcquisition"),
     ):
         for key, value in (submission.get(group) or {}).items():
-            problems += _validate(value, models[model], f"{group}/{key}")
+            problems += _validate(value, models[model], f"{group}/{key}", fields)
     mifa = mifa_schema()
     annotations = {"$defs": mifa["$defs"], "$ref": "#/$defs/Annotations"}
     for key, value in (submission.get("annotations") or {}).items():
-        problems += _validate(value, annotations, f"annotations/{key}")
+        problems += _validate(value, annotations, f"annotations/{key}", fields)
     return problems
+
+
+def validate_submission(submission: dict[str, Any]) -> list[str]:
+    """Problems of a submission under the BIA's REMBI and MIFA schemas (``[]`` when valid)."""
+    return [f"{p['where']}: {p['problem']}" for p in submission_problems(submission)]
+
+
+def _refuse_if_invalid(
+    submission: dict[str, Any], annotation_fields: dict[str, str], metadata_path: Path
+) -> None:
+    """Refuse a submission the archive's schemas reject, naming the curated.yaml field of each problem."""
+    problems = submission_problems(submission, annotation_fields)
+    if not problems:
+        return
+    listed = "; ".join(f"{p['field']} ({p['where']}): {p['problem']}" for p in problems)
+    n = len(problems)
+    msg = (
+        f"the BioImage Archive submission does not validate against the archive's REMBI/MIFA "
+        f"schemas ({n} problem{'s' if n != 1 else ''}): {listed} "
+        "(correct them with `curated metadata set`)"
+    )
+    raise MetadataError(msg, path=metadata_path, details={"schema_errors": problems})
 
 
 @dataclass
@@ -423,8 +531,12 @@ def _annotation(
     authors: list[dict[str, Any]],
     missing: Missing,
     checklist: list[str],
+    annotation_fields: dict[str, str],
 ) -> dict[str, Any]:
-    """MIFA Annotations for one label image: from ``annotations[]``, else from what the label records."""
+    """MIFA Annotations for one label image: from ``annotations[]``, else from what the label records.
+
+    ``annotation_fields`` learns which ``curated.yaml`` entry the annotation was written from.
+    """
     index, given = next(
         (
             (i, a)
@@ -435,6 +547,8 @@ def _annotation(
         (None, None),
     )
     types = ["segmentation_mask"]
+    key = f"{info.path.name}/labels/{label.name}"
+    annotation_fields[key] = f"annotations[{index}]" if given is not None else f"derived/{key}"
     if given is not None:
         overview = text(given.get("annotation_overview"))
         method = text(given.get("annotation_method"))
@@ -551,9 +665,10 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
                 ws.relative(info.path), f"the OME-Zarr image cannot be read ({info.problem})"
             )
     authors = _mifa_authors(record)
+    annotation_fields: dict[str, str] = {}
     annotations = {
         f"{info.path.name}/labels/{label.name}": _annotation(
-            info, label, record, authors, missing, checklist
+            info, label, record, authors, missing, checklist, annotation_fields
         )
         for info in images
         for label in info.labels
@@ -590,14 +705,7 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
         ],
         "file_lists": file_list_names(annotations),
     }
-    problems = validate_submission(submission)
-    if problems:
-        msg = (
-            f"the BioImage Archive submission does not validate against the archive's REMBI/MIFA "
-            f"schemas ({len(problems)} problem{'s' if len(problems) != 1 else ''}): "
-            + "; ".join(problems)
-        )
-        raise MetadataError(msg, path=ws.metadata_path, details={"schema_errors": problems})
+    _refuse_if_invalid(submission, annotation_fields, ws.metadata_path)
     checklist[:0] = [
         "A BioStudies / BioImage Archive account; upload the files/ folder to your BIA user space "
         "(FTP or Aspera) and create the submission with the values of submission.json, the file list "
