@@ -378,8 +378,12 @@ def test_copy_mode_gives_independent_files(ws: Workspace, tmp_path: Path) -> Non
     export_empiar(ws, dest, files="copy")
     src = ws.derived_dir / "cell.ome.zarr" / "zarr.json"
     assert (dest / "data" / "cell.ome.zarr" / "zarr.json").stat().st_ino != src.stat().st_ino
-    with pytest.raises(InputError, match="files must be one of"):
-        export_empiar(ws, tmp_path / "other", files="move")
+    entries = len(list(ws.log.entries()))
+    for export in (export_empiar, export_bia):
+        with pytest.raises(InputError, match="files must be one of"):
+            export(ws, tmp_path / "other", files="move")
+    assert len(list(ws.log.entries())) == entries  # a usage mistake is no failed step in the log
+    assert not (tmp_path / ".other.partial").exists()
 
 
 # ---------------------------------------------------------------- BioImage Archive

@@ -153,6 +153,13 @@ def _hidden(dest: Path) -> tuple[Path, Path]:
     return dest.parent / f".{dest.name}.partial", dest.parent / f".{dest.name}.old"
 
 
+def check_mode(mode: str) -> None:
+    """Refuse a ``files`` mode other than ``link`` or ``copy``."""
+    if mode not in FILE_MODES:
+        msg = f"files must be one of {', '.join(FILE_MODES)}, not {mode!r}"
+        raise InputError(msg, field="files")
+
+
 def check_destination(
     dest: Path, sources: list[Path], *, overwrite: bool, kind: PackageKind
 ) -> None:
@@ -265,9 +272,7 @@ def place(
     (memory bounded by the copy buffer). Where the file system refuses links
     (another device, no support) the file is copied.
     """
-    if mode not in FILE_MODES:
-        msg = f"files must be one of {', '.join(FILE_MODES)}, not {mode!r}"
-        raise InputError(msg, field="files")
+    check_mode(mode)
     for full, rel in files_under(src, skip):
         target = dest / rel if rel else dest
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,7 @@ from curated.archive._common import (
     PackageKind,
     building,
     check_destination,
+    check_mode,
     items,
     orcid_id,
     place,
@@ -877,6 +878,7 @@ def export_bia(
     ws = as_workspace(workspace)
     assert ws is not None
     dest = Path(dest)
+    check_mode(files)
     plan = plan_bia(ws)
     sources = [info.path for info in plan.images]
     check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=BIA_PACKAGE)

@@ -35,6 +35,7 @@ from curated.archive._common import (
     PackageKind,
     building,
     check_destination,
+    check_mode,
     files_under,
     initials,
     items,
@@ -757,6 +758,7 @@ def export_empiar(
     ws = as_workspace(workspace)
     assert ws is not None
     dest = Path(dest)
+    check_mode(files)
     plan = plan_empiar(ws, release=release)
     sources = [src for s in plan.image_sets for src, _ in s.sources]
     check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=EMPIAR_PACKAGE)
