@@ -471,6 +471,17 @@ def test_bia_source_image_names_a_listed_file(ws: Workspace, tmp_path: Path) -> 
                     assert a["value"] in images
 
 
+def test_bia_file_list_paths_are_never_quoted(ws: Workspace, tmp_path: Path) -> None:
+    # a BioStudies file list is one path per line, tab separated: a path the TSV writer would
+    # have to quote ("a""b") names no uploaded file, so such a name is refused by name
+    odd = ws.derived_dir / 'cell "v2".ome.zarr'
+    (ws.derived_dir / "cell.ome.zarr").rename(odd)
+    with pytest.raises(InputError, match="tab, line break or double quote") as info:
+        export_bia(ws, tmp_path / "bia")
+    assert str(info.value.path).startswith(str(odd))
+    assert not (tmp_path / "bia").exists() and not (tmp_path / ".bia.partial").exists()
+
+
 def test_bia_each_annotation_has_its_own_file_list(ws: Workspace, tmp_path: Path) -> None:
     # the BIA's file-list guide: each study component and each annotation section has one
     # file list, and an annotations file list has a source_image column

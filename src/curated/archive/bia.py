@@ -37,6 +37,7 @@ import csv
 import functools
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib.resources import files as resource_files
@@ -60,7 +61,7 @@ from curated.archive._common import (
 )
 from curated.curation.formats import HEAD_BYTES, identify_format
 from curated.document.ngff import ImageInfo, LabelInfo
-from curated.errors import MetadataError
+from curated.errors import InputError, MetadataError
 from curated.provenance.digest import sha256_file_head
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
@@ -84,6 +85,14 @@ FILE_COLUMNS = (
     "source_image",
 )
 """File list columns; BioStudies file lists start with ``Files`` (the path)."""
+
+
+UNLISTABLE = re.compile('[\t\n\r"]')
+UNLISTABLE_MSG = (
+    "a file list cannot name this file: its path holds a tab, line break or double quote, "
+    "which a tab-separated file list could only write quoted; rename it"
+)
+"""Characters a BioStudies file-list path cannot hold without quoting (tab, line breaks, ")."""
 
 
 @functools.cache
@@ -903,6 +912,10 @@ def export_bia(
                         kind, annotation, source = _row_kind(rel, info, source_path)
                         into = lists.for_key(f"{info.path.name}/labels/{annotation}")
                         path = f"{info.path.name}/{rel}"
+                        if UNLISTABLE.search(path):
+                            raise InputError(
+                                UNLISTABLE_MSG, path=info.path / rel if rel else info.path
+                            )
                         into.add(path, size, digest, puid, kind, annotation, source)
             finally:
                 lists.close()
