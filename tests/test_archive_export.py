@@ -98,6 +98,8 @@ def test_empiar_package_validates_against_empiars_own_schema(ws: Workspace, tmp_
     assert (dest / "data" / "cell.ome.zarr" / "labels" / "truth" / "zarr.json").is_file()
     checklist = (dest / "checklist.md").read_text()
     assert "thumbnail" in checklist and "- [ ]" in checklist
+    # empiar-depositor's Globus path splits DATA at its last "/" (a bare "data" fails to unpack)
+    assert "deposition.json ./data`" in checklist
     # a logged step whose output digest verifies; the workspace's files are unchanged
     assert_untouched(before, ws.root)
     last = ws.log.last()

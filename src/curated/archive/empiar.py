@@ -688,8 +688,10 @@ def _standard_checklist(
 ) -> list[str]:
     out = [
         "An EMPIAR deposition account and API token; then `pip install empiar-depositor` and run "
-        "`empiar-depositor EMPIAR_TOKEN deposition.json data` here (with -a/-g for Aspera or Globus "
-        "transfer); the image set directories in deposition.json are under /data/.",
+        "`empiar-depositor -a ASCP EMPIAR_TOKEN deposition.json ./data` here (Aspera; the image set "
+        "directories in deposition.json are under /data/). Write DATA as ./data, not data: with -g "
+        "(Globus) empiar-depositor 1.6b30 splits DATA at its last '/' and fails on a bare name, and "
+        "places the folder as data/data/ in the entry, so check the directories after a Globus upload.",
         "An entry thumbnail image (the depositor's -e option); a figure from the dataset README can serve.",
         f"Release option: {release} ({RELEASE_MEANING[release]}); pass --release to choose another.",
         f"Experiment type {kind[0]} ({kind[1]}) was derived from the imaging method; check it.",
