@@ -24,15 +24,19 @@ def test_golden_empiar_deposition_validates() -> None:
 def test_golden_bia_submission_and_file_lists_agree() -> None:
     submission = json.loads((EXAMPLES / "bia" / "submission.json").read_text())
     assert validate_submission(submission) == []
-    rows = list(
-        csv.DictReader(
-            io.StringIO((EXAMPLES / "bia" / "file_list.tsv").read_text()), delimiter="\t"
-        )
-    )
-    assert tuple(rows[0]) == FILE_COLUMNS
-    listed = json.loads((EXAMPLES / "bia" / "file_list.json").read_text())
-    assert [e["path"] for e in listed] == [r["Files"] for r in rows]
+    lists = submission["file_lists"]
+    assert set(lists["annotations"]) == set(submission["annotations"])
+    rows = []
+    for names in [lists["study_component"], *lists["annotations"].values()]:
+        tsv = (EXAMPLES / "bia" / names["tsv"]).read_text()
+        part = list(csv.DictReader(io.StringIO(tsv), delimiter="\t"))
+        assert tuple(part[0]) == FILE_COLUMNS
+        listed = json.loads((EXAMPLES / "bia" / names["json"]).read_text())
+        assert [e["path"] for e in listed] == [r["Files"] for r in part]
+        rows += part
     assert {r["annotation"] for r in rows if "/labels/" in r["Files"]} >= {"truth", "mito-pred"}
+    # BIA's ingest resolves "source image" among the listed paths
+    assert {r["source_image"] for r in rows if r["source_image"]} <= {r["Files"] for r in rows}
 
 
 def test_golden_premis_validates() -> None:

@@ -98,6 +98,8 @@ def test_empiar_package_validates_against_empiars_own_schema(ws: Workspace, tmp_
     assert (dest / "data" / "cell.ome.zarr" / "labels" / "truth" / "zarr.json").is_file()
     checklist = (dest / "checklist.md").read_text()
     assert "thumbnail" in checklist and "- [ ]" in checklist
+    # empiar-depositor's Globus path splits DATA at its last "/" (a bare "data" fails to unpack)
+    assert "deposition.json ./data`" in checklist
     # a logged step whose output digest verifies; the workspace's files are unchanged
     assert_untouched(before, ws.root)
     last = ws.log.last()
@@ -137,6 +139,36 @@ def test_empiar_refuses_naming_every_missing_field_at_once(ws: Workspace, tmp_pa
     assert "\n" not in message
     assert not dest.exists()  # nothing written
     assert len(list(ws.log.entries())) == entries  # refused before the step began
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "plan"),
+    [
+        ("study.keywords", "FIB-SEM", plan_bia),  # was exported as keywords F, I, B, -, ...
+        ("study.authors[0].role", "ProjectLeader", plan_empiar),  # was "no PI" (a set of letters)
+        ("images[0].size_x", "24px", plan_empiar),  # was ValueError
+        ("study", "a string", plan_bia),  # was AttributeError
+    ],
+)
+def test_exports_refuse_a_value_of_the_wrong_type_naming_it(
+    ws: Workspace, tmp_path: Path, field: str, value: str, plan
+) -> None:  # type: ignore[no-untyped-def]
+    def edit(record):  # type: ignore[no-untyped-def]
+        *parents, last = field.replace("[0]", ".0").split(".")
+        node = record
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[last] = value
+
+    _edit(ws, edit)
+    with pytest.raises(MetadataError) as info:
+        plan(ws)
+    assert field in [m["field"] for m in info.value.details["missing"]]
+    assert f"{field}: " in str(info.value)
+    result = CliRunner().invoke(
+        app, ["export", "bia" if plan is plan_bia else "empiar", str(ws.root), str(tmp_path / "x")]
+    )
+    assert result.exit_code == 1 and not (tmp_path / "x").exists()
 
 
 def test_empiar_refusal_from_the_cli_is_one_line_and_exit_1(ws: Workspace, tmp_path: Path) -> None:
@@ -194,12 +226,127 @@ def test_an_interrupted_export_leaves_no_package_and_reruns(
     dest = tmp_path / "empiar"
     with pytest.raises(OSError):
         export_empiar(ws, dest)
-    assert not dest.exists()  # only the hidden .partial folder, never a package that looks complete
+    assert not dest.exists()  # never a package that looks complete
+    assert not (tmp_path / ".empiar.partial").exists()  # nor a half copy left lying about
     assert ws.log.last()["status"] == "error"
     monkeypatch.setattr(empiar, "place", real_place)
     assert export_empiar(ws, dest).ok
     assert not (tmp_path / ".empiar.partial").exists()
     assert ws.log.verify(files=True).ok
+
+
+KILL_WHILE_DELETING = """
+import os, shutil, signal, sys
+from pathlib import Path
+from curated.archive import export_empiar
+
+real_rmtree = shutil.rmtree
+
+def dying_rmtree(path, *args, **kwargs):
+    path = Path(path)
+    if (path / "deposition.json").is_file() and (path / "data").is_dir():
+        real_rmtree(path / "data")  # part of the old package is gone...
+        os.kill(os.getpid(), signal.SIGKILL)  # ...when the machine dies
+    return real_rmtree(path, *args, **kwargs)
+
+shutil.rmtree = dying_rmtree
+export_empiar(sys.argv[1], sys.argv[2], overwrite=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_kill_while_replacing_a_package_never_leaves_a_half_deleted_one(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    import subprocess
+
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_DELETING, str(ws.root), str(dest)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == -9, run.stderr
+    # DEST is the old package whole or the new one whole, never one with its data half gone
+    deposition = json.loads((dest / "deposition.json").read_text())
+    for image_set in deposition["imagesets"]:
+        assert (dest / image_set["directory"].lstrip("/")).is_dir(), image_set["directory"]
+    # a re-run replaces it and removes what the killed run left under hidden names
+    assert export_empiar(ws, dest, overwrite=True).ok
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_empiar_schema_problems_name_the_curated_yaml_field(ws: Workspace) -> None:
+    def edit(record):  # type: ignore[no-untyped-def]
+        record["study"]["authors"][0]["affiliation"]["country"] = "UK"  # EMPIAR wants GB
+        record["study"]["authors"][1]["family_name"] = "Example (née Sample)"
+        record["study"]["publications"][0]["doi"] = "10.1002/(SICI)1097-0258<1::AID>3.0.CO;2-X"
+
+    _edit(ws, edit)
+    with pytest.raises(MetadataError) as info:
+        plan_empiar(ws)
+    message = str(info.value)
+    assert "study.authors[0].affiliation.country (corresponding_author/country)" in message
+    assert "GB" in message and "'AD', 'AE'" not in message  # a hint, not EMPIAR's country list
+    assert "study.authors[1].family_name (authors/1/name)" in message
+    assert "study.publications[0].doi (citation/0/doi)" in message
+    fields = [p["field"] for p in info.value.details["schema_errors"]]
+    assert "study.authors[0].affiliation.country" in fields
+
+
+def test_overwrite_replaces_only_a_previous_export_of_the_same_kind(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # --overwrite on a folder of other work (a mistyped DEST: home, a data folder) used to
+    # delete it; like `curated bag`, only an earlier package of this kind is replaced
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(InputError, match="not an earlier EMPIAR export"):
+        export_empiar(ws, mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    bia = tmp_path / "bia"
+    export_bia(ws, bia)
+    with pytest.raises(InputError, match="not an earlier EMPIAR export"):
+        export_empiar(ws, bia, overwrite=True)  # a BIA package is not an EMPIAR one
+    empiar = tmp_path / "empiar"
+    export_empiar(ws, empiar)
+    assert export_empiar(ws, empiar, overwrite=True).ok
+
+
+def test_a_hidden_folder_not_made_by_an_export_is_never_deleted(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    for hidden in (".empiar.partial", ".empiar.old"):
+        folder = tmp_path / hidden
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+        with pytest.raises(InputError, match="not made by `curated export`"):
+            export_empiar(ws, tmp_path / "empiar")
+        assert (folder / "notes.txt").read_text() == "mine"
+        assert not (tmp_path / "empiar").exists()
+        (folder / "notes.txt").unlink()
+        folder.rmdir()
+
+
+def test_export_refuses_a_destination_that_is_a_symbolic_link(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # the package would be built beside the link and the link replaced: the folder it
+    # names stays empty, and a later run cannot clear the moved-aside link
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "empiar"
+    link.symlink_to(target)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="symbolic link"):
+            export_empiar(ws, link, overwrite=overwrite)
+    assert link.is_symlink() and list(target.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_export_refuses_a_symbolic_link_inside_an_image(ws: Workspace, tmp_path: Path) -> None:
@@ -211,13 +358,34 @@ def test_export_refuses_a_symbolic_link_inside_an_image(ws: Workspace, tmp_path:
     assert not (tmp_path / "bia").exists()
 
 
+@pytest.mark.parametrize("linked", ["derived", "derived/cell.ome.zarr"])
+@pytest.mark.parametrize("export", [export_empiar, export_bia])
+def test_export_refuses_a_linked_derived_folder_or_image_before_writing(
+    ws: Workspace, tmp_path: Path, linked: str, export
+) -> None:  # type: ignore[no-untyped-def]
+    # as `curated bag` does: nothing outside the workspace enters a package through a link
+    real = tmp_path / "elsewhere"
+    (ws.root / linked).rename(real)
+    (ws.root / linked).symlink_to(real)
+    entries = len(list(ws.log.entries()))
+    with pytest.raises(InputError, match="symbolic link") as info:
+        export(ws, tmp_path / "out")
+    assert str(info.value.path) == str(ws.root / linked)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+    assert len(list(ws.log.entries())) == entries  # refused before the step began
+
+
 def test_copy_mode_gives_independent_files(ws: Workspace, tmp_path: Path) -> None:
     dest = tmp_path / "empiar"
     export_empiar(ws, dest, files="copy")
     src = ws.derived_dir / "cell.ome.zarr" / "zarr.json"
     assert (dest / "data" / "cell.ome.zarr" / "zarr.json").stat().st_ino != src.stat().st_ino
-    with pytest.raises(InputError, match="files must be one of"):
-        export_empiar(ws, tmp_path / "other", files="move")
+    entries = len(list(ws.log.entries()))
+    for export in (export_empiar, export_bia):
+        with pytest.raises(InputError, match="files must be one of"):
+            export(ws, tmp_path / "other", files="move")
+    assert len(list(ws.log.entries())) == entries  # a usage mistake is no failed step in the log
+    assert not (tmp_path / ".other.partial").exists()
 
 
 # ---------------------------------------------------------------- BioImage Archive
@@ -245,8 +413,10 @@ def test_bia_submission_validates_against_the_archives_models(
     assert truth["annotation_method"].startswith("Drawn slice by slice")
     assert truth["file_metadata"][0]["annotation_type"] == ["segmentation_mask"]
     assert sub["associations"][0]["image"] == "files/cell.ome.zarr"
-    # the file list: one row per file under files/, with its real size and checksum
-    rows = read_file_list(dest / "file_list.tsv")
+    # a related DOI becomes a link a reader can follow, not a bare identifier
+    assert sub["study"]["links"][0]["link_url"] == "https://doi.org/10.1234/example.fibsem.raw"
+    # the file lists: one row per file under files/, with its real size and checksum
+    rows = _all_rows(dest, sub)
     assert tuple(rows[0]) == FILE_COLUMNS
     on_disk = sorted(
         p.relative_to(dest / "files").as_posix() for p in (dest / "files").rglob("*") if p.is_file()
@@ -261,13 +431,105 @@ def test_bia_submission_validates_against_the_archives_models(
     assert by_path["cell.ome.zarr/zarr.json"]["annotation"] == "annotations;truth"
     label_rows = [r for r in rows if r["Files"].startswith("cell.ome.zarr/labels/truth/")]
     assert label_rows and all(r["annotation"] == "truth" for r in label_rows)
-    assert all(r["source_image"] == "cell.ome.zarr" for r in label_rows)
+    assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in label_rows)
     assert {r["image_type"] for r in label_rows} == {"label image", "label image metadata"}
-    listed = json.loads((dest / "file_list.json").read_text())
-    assert [e["path"] for e in listed] == [r["Files"] for r in rows]
+    listed = [
+        e["path"]
+        for name in _list_names(sub, "json")
+        for e in json.loads((dest / name).read_text())
+    ]
+    assert listed == [r["Files"] for r in rows]
     assert_untouched(before, ws.root)
     assert ws.log.last()["action"] == "export-bia"
     assert ws.log.verify(files=True).ok
+
+
+def _list_names(sub: dict, kind: str) -> list[str]:  # type: ignore[type-arg]
+    lists = sub["file_lists"]
+    return [lists["study_component"][kind]] + [a[kind] for a in lists["annotations"].values()]
+
+
+def _all_rows(dest: Path, sub: dict) -> list[dict[str, str]]:  # type: ignore[type-arg]
+    return [r for name in _list_names(sub, "tsv") for r in read_file_list(dest / name)]
+
+
+def test_bia_source_image_names_a_listed_file(ws: Workspace, tmp_path: Path) -> None:
+    # BIA's ingest (bia-ingest, v4/file_reference.get_source_image) links an annotation row to
+    # its image by looking the "source image" value up among the file-list paths; a value that
+    # is no listed path leaves the annotation unlinked ("could not find source image at path")
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    sub = json.loads((dest / "submission.json").read_text())
+    images = [
+        r["Files"] for r in read_file_list(dest / sub["file_lists"]["study_component"]["tsv"])
+    ]
+    rows = _all_rows(dest, sub)
+    assert {r["source_image"] for r in rows if r["source_image"]} == {"cell.ome.zarr/zarr.json"}
+    assert "cell.ome.zarr/zarr.json" in images  # listed with the study component's images
+    for name in _list_names(sub, "json"):
+        for e in json.loads((dest / name).read_text()):
+            for a in e["attributes"]:
+                if a["name"] == "source image":
+                    assert a["value"] in images
+
+
+def test_bia_file_list_paths_are_never_quoted(ws: Workspace, tmp_path: Path) -> None:
+    # a BioStudies file list is one path per line, tab separated: a path the TSV writer would
+    # have to quote ("a""b") names no uploaded file, so such a name is refused by name
+    odd = ws.derived_dir / 'cell "v2".ome.zarr'
+    (ws.derived_dir / "cell.ome.zarr").rename(odd)
+    with pytest.raises(InputError, match="tab, line break or double quote") as info:
+        export_bia(ws, tmp_path / "bia")
+    assert str(info.value.path).startswith(str(odd))
+    assert not (tmp_path / "bia").exists() and not (tmp_path / ".bia.partial").exists()
+
+
+def test_bia_each_annotation_has_its_own_file_list(ws: Workspace, tmp_path: Path) -> None:
+    # the BIA's file-list guide: each study component and each annotation section has one
+    # file list, and an annotations file list has a source_image column
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    sub = json.loads((dest / "submission.json").read_text())
+    lists = sub["file_lists"]
+    assert set(lists["annotations"]) == set(sub["annotations"])
+    images = read_file_list(dest / lists["study_component"]["tsv"])
+    assert images and not any(r["Files"].startswith("cell.ome.zarr/labels/truth/") for r in images)
+    for key, names in lists["annotations"].items():
+        rows = read_file_list(dest / names["tsv"])
+        assert rows and "source_image" in rows[0]
+        assert all(r["Files"].startswith(key + "/") for r in rows), key
+        assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in rows)
+        assert [e["path"] for e in json.loads((dest / names["json"]).read_text())] == [
+            r["Files"] for r in rows
+        ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE")
+def test_bia_many_labels_do_not_hold_a_file_open_each(ws: Workspace, tmp_path: Path) -> None:
+    import resource
+
+    import numpy as np
+
+    from curated.images import add_labels
+
+    image = ws.derived_dir / "cell.ome.zarr"
+    names = [f"organelle{i:02d}" for i in range(40)]
+    for name in names:
+        add_labels(image, name, np.zeros((12, 20, 24), np.uint8), kind="truth")
+    entry = ws.read_metadata()["annotations"][0]
+    _edit(ws, lambda r: r["annotations"].extend({**entry, "name": n} for n in names))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 40, hard))  # fewer than 2 per label
+    try:
+        export_bia(ws, tmp_path / "bia")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    sub = json.loads((tmp_path / "bia" / "submission.json").read_text())
+    assert len(sub["file_lists"]["annotations"]) == 42
+    for names_ in sub["file_lists"]["annotations"].values():
+        assert read_file_list(tmp_path / "bia" / names_["tsv"])
+        json.loads((tmp_path / "bia" / names_["json"]).read_text())
 
 
 def test_bia_refuses_naming_every_missing_field(ws: Workspace, tmp_path: Path) -> None:
@@ -291,6 +553,21 @@ def test_bia_refuses_naming_every_missing_field(ws: Workspace, tmp_path: Path) -
     ]
     assert "add an entry named 'truth'" in str(info.value)
     assert not (tmp_path / "bia").exists()
+
+
+def test_bia_schema_problems_name_the_curated_yaml_field(ws: Workspace) -> None:
+    def edit(record):  # type: ignore[no-untyped-def]
+        record["annotations"][0]["annotation_type"] = ["mask"]  # MIFA: segmentation_mask
+        record["study"]["authors"][1]["email"] = "ada at example"
+
+    _edit(ws, edit)
+    with pytest.raises(MetadataError) as info:
+        plan_bia(ws)
+    message = str(info.value)
+    assert "annotations[0].annotation_type (annotations/cell.ome.zarr/labels/truth/" in message
+    assert "study.authors[1].email (" in message
+    fields = {p["field"] for p in info.value.details["schema_errors"]}
+    assert fields == {"annotations[0].annotation_type", "study.authors[1].email"}
 
 
 def test_bia_annotation_of_sparse_crops_is_derived_from_the_label(ws: Workspace) -> None:
@@ -397,6 +674,74 @@ def test_empiar_takes_a_folder_of_slices_as_one_image_set(ws: Workspace, tmp_pat
         "s001.tif",
         "s002.tif",
     ]
+
+
+def test_empiar_slice_folder_is_streamed_not_listed(ws: Workspace, tmp_path: Path) -> None:
+    # a FIB-SEM run is tens of thousands of slices: the plan holds the folder, not a list of
+    # every slice, and the curator log records the folder as one input (a tree digest), not
+    # one input per slice (an entry that grows with the slice count)
+    import numpy as np
+    import tifffile
+
+    from curated.archive.empiar import plan_empiar
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    tifffile.imwrite(slices / "s0000.tif", np.zeros((20, 24), np.uint16), photometric="minisblack")
+    data = (slices / "s0000.tif").read_bytes()
+    for z in range(1, 400):
+        (slices / f"s{z:04d}.tif").write_bytes(data)
+    (slices / ".DS_Store").write_bytes(b"finder")
+    (slices / "thumbs").mkdir()
+    (slices / "thumbs" / "t.png").write_bytes(b"png")
+    _edit(ws, lambda r: r["images"][0].update(path=str(slices), image_format="TIFF stack"))
+    raw = plan_empiar(ws).image_sets[0]
+    assert raw.num_images == 400
+    assert [src for src, _ in raw.sources] == [slices]
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    placed = sorted(p.name for p in (dest / "data" / "raw").iterdir())
+    assert len(placed) == 400 and placed[0] == "s0000.tif"  # no hidden file, no sub-folder
+    inputs = [a["path"] for a in ws.log.last()["inputs"]]
+    assert len(inputs) < 10 and any(p.endswith("slices") for p in inputs)
+    assert ws.log.verify(files=True).ok
+
+
+def test_empiar_image_without_labels_is_not_said_to_have_them(ws: Workspace) -> None:
+    import numpy as np
+
+    from curated.images.convert import write_ome_zarr
+
+    plain = ws.derived_dir / "plain.ome.zarr"
+    write_ome_zarr(np.zeros((4, 8, 8), np.uint8), plain, voxel_size=(10.0, 8.0, 8.0), chunks=8)
+    sets = {s.directory: s for s in plan_empiar(ws).image_sets}
+    image = sets["data/plain.ome.zarr"]
+    assert "label" not in image.category and "label" not in (image.details or "")
+    assert "; ;" not in (image.details or "")
+    assert "with segmentation labels" in sets["data/cell.ome.zarr"].category
+
+
+def test_empiar_slice_folder_counts_its_tiffs_not_its_other_files(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # instrument folders hold an acquisition log or notes beside the slices: the set stays a
+    # TIFF set of as many images as there are TIFFs, and the other files travel with it
+    import numpy as np
+    import tifffile
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    for z in range(3):
+        tifffile.imwrite(slices / f"s{z:03d}.tif", np.zeros((20, 24), np.uint16))
+    (slices / "acquisition.log").write_text("beam 2 kV\n")
+    _edit(ws, lambda r: r["images"][0].update(path=str(slices), image_format="TIFF stack"))
+    plan = plan_empiar(ws)
+    raw = plan.image_sets[0]
+    assert (raw.directory, raw.data_format, raw.num_images) == ("data/raw", "('T3', '')", 3)
+    assert any("acquisition.log" in item for item in plan.checklist)
+    dest = tmp_path / "empiar"
+    export_empiar(ws, dest)
+    assert (dest / "data" / "raw" / "acquisition.log").read_text() == "beam 2 kV\n"
 
 
 def test_empiar_without_any_image_says_so(tmp_path: Path) -> None:

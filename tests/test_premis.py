@@ -112,3 +112,16 @@ def test_log_premis_from_the_cli(ws: Workspace, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["log", str(ws.root), "--premis", str(target)])
     assert result.exit_code == 0, result.output
     assert validate_premis(target) == []
+
+
+def test_premis_carries_control_characters_of_odd_file_names(ws: Workspace, tmp_path: Path) -> None:
+    # a file name may hold any byte but / and NUL; XML 1.0 cannot hold most control
+    # characters, so they are written visibly instead of making the export crash
+    odd = ws.derived_dir / "scan\x07\x1b[1m.tif"
+    odd.write_bytes(b"II*\x00")
+    with recorder(ws, "C", "check", inputs=[odd], params={"name": "bell\x07"}) as step:
+        step.status, step.message = "error", f"cannot read {odd.name}"
+    data = premis_document(ws.log)
+    assert validate_premis(data) == []
+    text = data.decode("utf-8")
+    assert "scan\\x07\\x1b[1m.tif" in text and "bell\\x07" in text

@@ -10,7 +10,8 @@ then writes the curator log as PREMIS 3 and copies here everything but the
 image data:
 
 - ``empiar/deposition.json`` and ``empiar/checklist.md`` (the ``data/`` image sets are left out),
-- ``bia/submission.json``, ``bia/file_list.tsv``, ``bia/file_list.json`` and ``bia/checklist.md``
+- ``bia/submission.json``, ``bia/file_list.tsv`` / ``.json`` (the study component),
+  ``bia/file_list_annotations_N.tsv`` / ``.json`` (one per annotation) and ``bia/checklist.md``
   (the ``files/`` OME-Zarr images are left out),
 - ``premis.xml``, the whole curator log as PREMIS 3.0 events, objects and agents.
 
@@ -56,7 +57,8 @@ def main() -> None:
         package = report.workspace / "package"
         for sub, names in (("empiar", EMPIAR_FILES), ("bia", BIA_FILES)):
             (HERE / sub).mkdir(exist_ok=True)
-            for name in names:
+            extra = sorted(p.name for p in (package / sub).glob("file_list_annotations_*"))
+            for name in (*names, *extra) if sub == "bia" else names:
                 shutil.copyfile(package / sub / name, HERE / sub / name)
         write_premis(Workspace(report.workspace).log, HERE / "premis.xml")
     print(f"examples written to {HERE}")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curated.document.ngff import ImageInfo, read_image_info
 from curated.errors import InputError, MetadataError
-from curated.walk import Files, Special, Unreadable, walk
+from curated.walk import DIR, Files, Special, Unreadable, walk
+from curated.workspace import Workspace
 
 LINK = "link"
 COPY = "copy"
@@ -57,6 +59,24 @@ class Missing:
         )
 
 
+def read_record(ws: Workspace, archive: str) -> dict[str, Any]:
+    """``curated.yaml``, refused (every field named) where a value has the wrong type.
+
+    The exports read values as the schema types them: a string where a list belongs
+    would become a list of letters (keywords F, I, B, ...) and a word where a number
+    belongs would crash, so those are refused first, as `curated metadata validate` does.
+    """
+    from curated.metadata import validate_record
+
+    record = ws.read_metadata()
+    missing = Missing(archive)
+    for issue in validate_record(record).errors:
+        if issue.rule == "type":
+            missing.need(issue.field or "(record)", issue.message)
+    missing.raise_if_any(ws.metadata_path)
+    return record
+
+
 def text(value: Any) -> str:
     """A record value as stripped text (``""`` for nothing)."""
     if value is None:
@@ -87,6 +107,12 @@ def orcid_id(value: Any) -> str | None:
 def workspace_images(root: Path) -> list[ImageInfo]:
     """The OME-Zarr images under ``derived/`` (as the README finds them)."""
     derived = root / "derived"
+    links = [derived] if derived.is_symlink() else []
+    if not links and derived.is_dir():
+        links = [p for p in sorted(derived.iterdir()) if p.is_symlink() and ".zarr" in p.name]
+    if links:  # as `curated bag`: nothing outside the workspace enters a package through a link
+        msg = "is a symbolic link; exports never follow links (move the data into the workspace)"
+        raise InputError(msg, path=links[0])
     if not derived.is_dir():
         return []
     return [
@@ -106,39 +132,114 @@ def label_dtype(path: Path, level: str) -> str | None:
         return None
 
 
-def check_destination(dest: Path, sources: list[Path], *, overwrite: bool) -> None:
-    """Refuse a destination that holds something, or that overlaps what is exported."""
+@dataclass(frozen=True)
+class PackageKind:
+    """What an export writes: the archive's name and the files every such package holds."""
+
+    archive: str
+    files: tuple[str, ...]
+
+    def made(self, folder: Path) -> bool:
+        """Whether ``folder`` is a package of this kind (so an export may replace it)."""
+        return all((folder / name).is_file() for name in self.files)
+
+
+PARTIAL_MARKER = ".curated-export-partial"
+"""Written first into a package being built, so a later run knows the folder is its own."""
+
+
+def _hidden(dest: Path) -> tuple[Path, Path]:
+    """The hidden siblings a package is built in (``.NAME.partial``) and the old one moved to."""
+    return dest.parent / f".{dest.name}.partial", dest.parent / f".{dest.name}.old"
+
+
+def check_mode(mode: str) -> None:
+    """Refuse a ``files`` mode other than ``link`` or ``copy``."""
+    if mode not in FILE_MODES:
+        msg = f"files must be one of {', '.join(FILE_MODES)}, not {mode!r}"
+        raise InputError(msg, field="files")
+
+
+def check_destination(
+    dest: Path, sources: list[Path], *, overwrite: bool, kind: PackageKind
+) -> None:
+    """Refuse a destination that holds something, or that overlaps what is exported.
+
+    ``overwrite`` replaces an earlier package of the same kind only, never a folder
+    of other work; hidden ``.NAME.partial`` / ``.NAME.old`` folders are cleared only
+    when an export made them.
+    """
     dest_abs = dest.resolve()
     for src in sources:
         s = src.resolve()
         if dest_abs == s or s.is_relative_to(dest_abs) or dest_abs.is_relative_to(s):
             msg = f"the export folder overlaps {src}, which it exports; choose a folder outside it"
             raise InputError(msg, path=dest)
+    if dest.is_symlink():
+        msg = "is a symbolic link; give the folder it names (exports never write through links)"
+        raise InputError(msg, path=dest)
     if dest.exists() and not dest.is_dir():
         raise InputError("exists and is not a folder", path=dest)
-    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
-        msg = "exists and is not empty; choose a new folder or pass --overwrite"
-        raise InputError(msg, path=dest)
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            msg = "exists and is not empty; choose a new folder or pass --overwrite"
+            raise InputError(msg, path=dest)
+        if not kind.made(dest):
+            msg = (
+                f"is not an earlier {kind.archive} export (no {' and '.join(kind.files)}); "
+                "refusing to replace it even with --overwrite: choose a new folder"
+            )
+            raise InputError(msg, path=dest)
+    for stale in _hidden(dest):
+        if stale.is_symlink() or (stale.exists() and not stale.is_dir()):
+            msg = "is in the way of the export and was not made by `curated export`; move it away"
+            raise InputError(msg, path=stale)
+        ours = (stale / PARTIAL_MARKER).is_file() or kind.made(stale)
+        if stale.is_dir() and any(stale.iterdir()) and not ours:
+            msg = "was not made by `curated export` (no marker); move it away and export again"
+            raise InputError(msg, path=stale)
 
 
-def partial_dir(dest: Path) -> Path:
-    """The hidden sibling a package is built in (removed first if a crash left one)."""
-    partial = dest.parent / f".{dest.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
+@contextmanager
+def building(dest: Path) -> Iterator[Path]:
+    """Build a package in a hidden sibling folder, then swap it into ``dest`` whole.
+
+    A crash (even ``kill -9``) leaves only hidden ``.NAME.partial`` / ``.NAME.old``
+    folders, removed by the next run (:func:`check_destination` has made sure they are
+    an export's own); ``dest`` is at every moment either absent, the old package whole
+    or the new one whole. An exception removes the partial folder.
+    """
+    partial, old = _hidden(dest)
+    for stale in (partial, old):  # left by a run that was killed
+        if stale.exists():
+            shutil.rmtree(stale)
     partial.mkdir(parents=True)
-    return partial
-
-
-def publish(partial: Path, dest: Path) -> None:
-    """Move a complete package into place (replacing an old one only now)."""
+    (partial / PARTIAL_MARKER).write_bytes(b"")
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    (partial / PARTIAL_MARKER).unlink()
     if dest.exists():
-        shutil.rmtree(dest)
+        os.replace(dest, old)  # one rename: the old package leaves DEST whole, never half deleted
     os.replace(partial, dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
-    """Every file below ``src`` with its relative path; symbolic links are refused."""
+Skip = Callable[[str, str, str], bool]
+
+
+def top_level_visible(prefix: str, name: str, kind: str) -> bool:
+    """A ``skip`` for a folder of slices: its own files only, hidden ones and sub-folders left out."""
+    return name.startswith(".") or kind == DIR
+
+
+def files_under(src: Path, skip: Skip | None = None) -> Iterator[tuple[Path, str]]:
+    """Every file below ``src`` with its relative path, streamed; symbolic links are refused.
+
+    ``skip(prefix, name, kind)`` true leaves an entry out (see :func:`curated.walk.walk`).
+    """
     if src.is_symlink():
         raise InputError("is a symbolic link; exports never follow links", path=src)
     if src.is_file():
@@ -147,7 +248,7 @@ def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
     # curated.walk, files-first (a folder's files in name order, then its sub-folders):
     # links are refused, never followed; so are devices, pipes and sockets (copying a
     # pipe would block), and folders that cannot be listed (no silently missing files)
-    for ev in walk(src, order="files-first", errors="report"):
+    for ev in walk(src, order="files-first", errors="report", skip=skip):
         if type(ev) is Files:
             for name in ev.names:
                 yield Path(ev.folder, name), ev.prefix + name
@@ -161,7 +262,9 @@ def _files_under(src: Path) -> Iterator[tuple[Path, str]]:
             raise InputError(msg, path=ev.path)
 
 
-def place(src: Path, dest: Path, *, mode: str = LINK) -> Iterator[tuple[Path, str]]:
+def place(
+    src: Path, dest: Path, *, mode: str = LINK, skip: Skip | None = None
+) -> Iterator[tuple[Path, str]]:
     """Put a file or folder's files at ``dest``: hard links (``link``) or copies.
 
     Yields each placed file and its path relative to ``dest``. Sources are only
@@ -169,10 +272,8 @@ def place(src: Path, dest: Path, *, mode: str = LINK) -> Iterator[tuple[Path, st
     (memory bounded by the copy buffer). Where the file system refuses links
     (another device, no support) the file is copied.
     """
-    if mode not in FILE_MODES:
-        msg = f"files must be one of {', '.join(FILE_MODES)}, not {mode!r}"
-        raise InputError(msg, field="files")
-    for full, rel in _files_under(src):
+    check_mode(mode)
+    for full, rel in files_under(src, skip):
         target = dest / rel if rel else dest
         target.parent.mkdir(parents=True, exist_ok=True)
         if mode == LINK:

@@ -21,8 +21,12 @@ Layout::
 
     DEST/
       submission.json   REMBI components, MIFA annotations and the image associations
-      file_list.tsv     one row per file: Files, size, sha256, PRONOM id, image type, annotation, source image
+      file_list.tsv     the study component's files (the images): Files, size, sha256, PRONOM id,
+                        image type, annotation, source image
       file_list.json    the same rows in BioStudies' file-list JSON shape (path, size, attributes)
+      file_list_annotations_N.tsv / .json
+                        one file list per annotation (label image), with its source image: the
+                        BIA asks for one file list per study component and per annotation section
       files/            the OME-Zarr images (hard links or copies), labels inside
       checklist.md      what a person must still supply
 """
@@ -33,6 +37,7 @@ import csv
 import functools
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib.resources import files as resource_files
@@ -43,23 +48,26 @@ from curated._io import atomic_write_text, write_json
 from curated.archive._common import (
     LINK,
     Missing,
+    PackageKind,
+    building,
     check_destination,
+    check_mode,
     items,
     orcid_id,
-    partial_dir,
     place,
-    publish,
+    read_record,
     text,
     workspace_images,
 )
 from curated.curation.formats import HEAD_BYTES, identify_format
 from curated.document.ngff import ImageInfo, LabelInfo
-from curated.errors import MetadataError
+from curated.errors import InputError, MetadataError
 from curated.provenance.digest import sha256_file_head
 from curated.results import Result
 from curated.workspace import Workspace, as_workspace, recorder
 
 REMBI_VERSION = "1.5"
+BIA_PACKAGE = PackageKind("BioImage Archive", ("submission.json", "checklist.md"))
 LICENCES = {
     "CC0-1.0": {"name": "CC0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},
     "CC-BY-4.0": {"name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
@@ -79,6 +87,14 @@ FILE_COLUMNS = (
 """File list columns; BioStudies file lists start with ``Files`` (the path)."""
 
 
+UNLISTABLE = re.compile('[\t\n\r"]')
+UNLISTABLE_MSG = (
+    "a file list cannot name this file: its path holds a tab, line break or double quote, "
+    "which a tab-separated file list could only write quoted; rename it"
+)
+"""Characters a BioStudies file-list path cannot hold without quoting (tab, line breaks, ")."""
+
+
 @functools.cache
 def rembi_schemas() -> dict[str, Any]:
     """JSON Schemas of BIA's REMBI 1.5 models, by model name."""
@@ -93,23 +109,109 @@ def mifa_schema() -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _validate(instance: Any, schema: dict[str, Any], where: str) -> list[str]:
+PERSON_FIELDS = {
+    "last_name": "family_name",
+    "first_name": "given_name",
+    "author_last_name": "family_name",
+    "author_first_name": "given_name",
+    "email": "email",
+    "orcid": "orcid",
+    "orcid_id": "orcid",
+    "affiliation": "affiliation.name",
+    "organisation": "affiliation.name",
+    "role": "role",
+}
+COMPONENT_FIELDS: dict[str, dict[str, str]] = {
+    "study": {
+        "title": "title",
+        "description": "description",
+        "keywords": "keywords",
+        "license": "license",
+        "private_until_date": "release_date",
+        "publications": "publications",
+        "links": "related_identifiers",
+        "funding": "funding",
+        "acknowledgements": "acknowledgements",
+    },
+    "study_component": {"name": "name", "description": "description"},
+    "biosamples": {
+        "organism": "organism",
+        "biological_entity": "biological_entity",
+        "description": "description",
+        "intrinsic_variables": "intrinsic_variables",
+        "extrinsic_variables": "extrinsic_variables",
+        "experimental_variables": "experimental_variables",
+    },
+    "specimens": {"sample_preparation": "sample_preparation", "growth_protocol": "growth_protocol"},
+    "image_acquisitions": {
+        "imaging_method": "imaging_method_name",
+        "imaging_instrument": "imaging_instrument",
+        "image_acquisition_parameters": "image_acquisition_parameters",
+    },
+    "annotations": {
+        "annotation_overview": "annotation_overview",
+        "annotation_method": "annotation_method",
+        "annotation_criteria": "annotation_criteria",
+        "annotation_coverage": "annotation_coverage",
+        "annotation_confidence_level": "annotation_confidence_level",
+        "file_metadata": "annotation_type",
+    },
+}
+"""Submission keys and the ``curated.yaml`` fields they are written from, by component group."""
+RECORD_LISTS = {
+    "biosamples": "biosamples",
+    "specimens": "specimens",
+    "image_acquisitions": "acquisition_protocols",
+}
+
+
+def _field(where: str, parts: list[str], annotation_fields: dict[str, str]) -> str:
+    """The ``curated.yaml`` field a submission path (component ``where``, then ``parts``) came from."""
+    group, _, key = where.partition("/")
+    if parts[:1] == ["authors"] and len(parts) > 1:
+        sub = PERSON_FIELDS.get(parts[2]) if len(parts) > 2 else None
+        return f"study.authors[{parts[1]}]" + (f".{sub}" if sub else "")
+    if group == "annotations":
+        base = annotation_fields.get(key, key)
+    elif group in RECORD_LISTS:
+        base = f"{RECORD_LISTS[group]}[{int(key.rsplit('-', 1)[-1]) - 1}]"
+    else:
+        base = "dataset" if group == "study_component" else group
+    sub = COMPONENT_FIELDS.get(group, {}).get(parts[0]) if parts else None
+    return f"{base}.{sub}" if sub else base
+
+
+def _validate(
+    instance: Any, schema: dict[str, Any], where: str, annotation_fields: dict[str, str]
+) -> list[dict[str, str]]:
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(schema)
     out = []
     for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        loc = "/".join(str(p) for p in err.absolute_path)
-        out.append(f"{where}{'/' + loc if loc else ''}: {err.message[:200]}")
+        parts = [str(p) for p in err.absolute_path]
+        out.append(
+            {
+                "where": "/".join([where, *parts]),
+                "field": _field(where, parts, annotation_fields),
+                "problem": str(err.message)[:200],
+            }
+        )
     return out
 
 
-def validate_submission(submission: dict[str, Any]) -> list[str]:
-    """Problems of a submission under the BIA's REMBI and MIFA schemas (``[]`` when valid)."""
+def submission_problems(
+    submission: dict[str, Any], annotation_fields: dict[str, str] | None = None
+) -> list[dict[str, str]]:
+    """Each place a submission breaks the BIA's REMBI / MIFA schemas: path, curated.yaml field, problem.
+
+    ``annotation_fields`` names the ``annotations[i]`` entry each annotation key was written from.
+    """
+    fields = annotation_fields or {}
     models = rembi_schemas()
-    problems = _validate(submission.get("study"), models["Study"], "study")
+    problems = _validate(submission.get("study"), models["Study"], "study", fields)
     problems += _validate(
-        submission.get("study_component"), models["StudyComponent"], "study_component"
+        submission.get("study_component"), models["StudyComponent"], "study_component", fields
     )
     for group, model in (
         ("biosamples", "Biosample"),
@@ -117,12 +219,34 @@ def validate_submission(submission: dict[str, Any]) -> list[str]:
         ("image_acquisitions", "ImageAcquisition"),
     ):
         for key, value in (submission.get(group) or {}).items():
-            problems += _validate(value, models[model], f"{group}/{key}")
+            problems += _validate(value, models[model], f"{group}/{key}", fields)
     mifa = mifa_schema()
     annotations = {"$defs": mifa["$defs"], "$ref": "#/$defs/Annotations"}
     for key, value in (submission.get("annotations") or {}).items():
-        problems += _validate(value, annotations, f"annotations/{key}")
+        problems += _validate(value, annotations, f"annotations/{key}", fields)
     return problems
+
+
+def validate_submission(submission: dict[str, Any]) -> list[str]:
+    """Problems of a submission under the BIA's REMBI and MIFA schemas (``[]`` when valid)."""
+    return [f"{p['where']}: {p['problem']}" for p in submission_problems(submission)]
+
+
+def _refuse_if_invalid(
+    submission: dict[str, Any], annotation_fields: dict[str, str], metadata_path: Path
+) -> None:
+    """Refuse a submission the archive's schemas reject, naming the curated.yaml field of each problem."""
+    problems = submission_problems(submission, annotation_fields)
+    if not problems:
+        return
+    listed = "; ".join(f"{p['field']} ({p['where']}): {p['problem']}" for p in problems)
+    n = len(problems)
+    msg = (
+        f"the BioImage Archive submission does not validate against the archive's REMBI/MIFA "
+        f"schemas ({n} problem{'s' if n != 1 else ''}): {listed} "
+        "(correct them with `curated metadata set`)"
+    )
+    raise MetadataError(msg, path=metadata_path, details={"schema_errors": problems})
 
 
 @dataclass
@@ -246,7 +370,7 @@ def _study(record: dict[str, Any], missing: Missing, checklist: list[str]) -> di
         {
             k: v
             for k, v in {
-                "link_url": text(r.get("identifier")),
+                "link_url": link_url(text(r.get("identifier")), text(r.get("identifier_type"))),
                 "link_type": text(r.get("relation_type")) or None,
                 "link_description": text(r.get("description")) or None,
             }.items()
@@ -260,6 +384,25 @@ def _study(record: dict[str, Any], missing: Missing, checklist: list[str]) -> di
     if text(study.get("acknowledgements")):
         out["acknowledgements"] = text(study["acknowledgements"])
     return out
+
+
+RESOLVERS = {
+    "doi": "https://doi.org/",
+    "pmid": "https://pubmed.ncbi.nlm.nih.gov/",
+    "arxiv": "https://arxiv.org/abs/",
+    "handle": "https://hdl.handle.net/",
+}
+"""Resolvers that turn a DataCite related identifier of these types into a link."""
+
+
+def link_url(identifier: str, kind: str) -> str:
+    """A related identifier as a resolvable URL (a bare DOI is no link a reader can follow)."""
+    if identifier.lower().startswith(("http://", "https://")):
+        return identifier
+    resolver = RESOLVERS.get(kind.lower())
+    if resolver is None:
+        return identifier
+    return resolver + identifier.removeprefix("doi:").removeprefix("DOI:")
 
 
 def _biosamples(record: dict[str, Any], missing: Missing) -> dict[str, dict[str, Any]]:
@@ -398,8 +541,12 @@ def _annotation(
     authors: list[dict[str, Any]],
     missing: Missing,
     checklist: list[str],
+    annotation_fields: dict[str, str],
 ) -> dict[str, Any]:
-    """MIFA Annotations for one label image: from ``annotations[]``, else from what the label records."""
+    """MIFA Annotations for one label image: from ``annotations[]``, else from what the label records.
+
+    ``annotation_fields`` learns which ``curated.yaml`` entry the annotation was written from.
+    """
     index, given = next(
         (
             (i, a)
@@ -410,6 +557,8 @@ def _annotation(
         (None, None),
     )
     types = ["segmentation_mask"]
+    key = f"{info.path.name}/labels/{label.name}"
+    annotation_fields[key] = f"annotations[{index}]" if given is not None else f"derived/{key}"
     if given is not None:
         overview = text(given.get("annotation_overview"))
         method = text(given.get("annotation_method"))
@@ -501,7 +650,7 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
     """
     ws = as_workspace(workspace)
     assert ws is not None
-    record = ws.read_metadata()
+    record = read_record(ws, "the BioImage Archive")
     missing = Missing("the BioImage Archive")
     checklist: list[str] = []
     study = _study(record, missing, checklist)
@@ -526,9 +675,10 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
                 ws.relative(info.path), f"the OME-Zarr image cannot be read ({info.problem})"
             )
     authors = _mifa_authors(record)
+    annotation_fields: dict[str, str] = {}
     annotations = {
         f"{info.path.name}/labels/{label.name}": _annotation(
-            info, label, record, authors, missing, checklist
+            info, label, record, authors, missing, checklist, annotation_fields
         )
         for info in images
         for label in info.labels
@@ -563,32 +713,40 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
             }
             for info in images
         ],
-        "file_lists": {"tsv": "file_list.tsv", "json": "file_list.json"},
+        "file_lists": file_list_names(annotations),
     }
-    problems = validate_submission(submission)
-    if problems:
-        msg = (
-            f"the BioImage Archive submission does not validate against the archive's REMBI/MIFA "
-            f"schemas ({len(problems)} problem{'s' if len(problems) != 1 else ''}): "
-            + "; ".join(problems)
-        )
-        raise MetadataError(msg, path=ws.metadata_path, details={"schema_errors": problems})
+    _refuse_if_invalid(submission, annotation_fields, ws.metadata_path)
     checklist[:0] = [
         "A BioStudies / BioImage Archive account; upload the files/ folder to your BIA user space "
-        "(FTP or Aspera) and create the submission with the values of submission.json and the file list "
-        "file_list.tsv (its paths are relative to files/).",
+        "(FTP or Aspera) and create the submission with the values of submission.json, the file list "
+        "file_list.tsv for the study component and one file_list_annotations_N.tsv for each annotation "
+        "section (submission.json file_lists says which; their paths are relative to files/).",
         "Each OME-Zarr store is many files; if the archive asks for one file per image, zip each "
         "store uncompressed (`curated bag --zarr archive` makes such zips). Single files over 2 TB are refused.",
     ]
     return BiaPlan(submission, images, checklist)
 
 
-class _FileList:
-    """Writes the TSV and JSON file lists row by row (memory bounded by one row)."""
+def file_list_names(annotations: dict[str, Any]) -> dict[str, Any]:
+    """The file lists' names: one for the study component, one per annotation (by its key)."""
+    return {
+        "study_component": {"tsv": "file_list.tsv", "json": "file_list.json"},
+        "annotations": {
+            key: {
+                "tsv": f"file_list_annotations_{n}.tsv",
+                "json": f"file_list_annotations_{n}.json",
+            }
+            for n, key in enumerate(annotations, start=1)
+        },
+    }
 
-    def __init__(self, folder: Path) -> None:
-        self.tsv = open(folder / "file_list.tsv", "w", encoding="utf-8", newline="")  # noqa: SIM115
-        self.json = open(folder / "file_list.json", "w", encoding="utf-8")  # noqa: SIM115
+
+class _FileList:
+    """Writes one TSV and JSON file list row by row (memory bounded by one row)."""
+
+    def __init__(self, folder: Path, names: dict[str, str]) -> None:
+        self.tsv = open(folder / names["tsv"], "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.json = open(folder / names["json"], "w", encoding="utf-8")  # noqa: SIM115
         self.writer = csv.writer(self.tsv, delimiter="\t", lineterminator="\n")
         self.writer.writerow(FILE_COLUMNS)
         self.json.write("[")
@@ -629,15 +787,75 @@ class _FileList:
         self.json.close()
 
 
-def _row_kind(rel_in_store: str, info: ImageInfo) -> tuple[str, str, str]:
+class _FileLists:
+    """The study component's file list and one per annotation, with at most two of them open.
+
+    A label's files are walked one after the other (depth first), so its list is
+    opened at its first row and finished when the walk moves on: a workspace with
+    hundreds of labels does not hold two open files per label.
+    """
+
+    def __init__(self, folder: Path, names: dict[str, Any]) -> None:
+        self.folder = folder
+        self.names: dict[str, dict[str, str]] = names["annotations"]
+        self.images = _FileList(folder, names["study_component"])
+        self.current: tuple[str, _FileList] | None = None
+        self.done: set[str] = set()
+        self.rows = self.bytes = 0
+
+    def for_key(self, key: str) -> _FileList:
+        """The list a row of annotation ``key`` goes to (the images' list for any other key)."""
+        if key not in self.names:
+            return self.images
+        if self.current is not None and self.current[0] == key:
+            return self.current[1]
+        self._finish()
+        if key in self.done:
+            raise RuntimeError(f"files of {key} were not walked together")  # walk order changed
+        self.current = (key, _FileList(self.folder, self.names[key]))
+        return self.current[1]
+
+    def _finish(self) -> None:
+        if self.current is not None:
+            key, listing = self.current
+            listing.close()
+            self.done.add(key)
+            self.rows += listing.rows
+            self.bytes += listing.bytes
+            self.current = None
+
+    def close(self) -> None:
+        """Finish every list (one with no rows is written with its header only)."""
+        self._finish()
+        for key in self.names:
+            if key not in self.done:
+                self.for_key(key)
+                self._finish()
+        self.images.close()
+        self.rows += self.images.rows
+        self.bytes += self.images.bytes
+
+
+def source_image_path(info: ImageInfo) -> str:
+    """The file-list path that stands for an OME-Zarr image: its root metadata file.
+
+    BIA's ingest links an annotation to its source image by looking the file list's
+    ``source image`` value up among the listed paths, so the value must be one of them
+    (the store's folder name is not a listed file).
+    """
+    root = next((n for n in ("zarr.json", ".zattrs", ".zgroup") if (info.path / n).is_file()), "")
+    return f"{info.path.name}/{root}" if root else info.path.name
+
+
+def _row_kind(rel_in_store: str, info: ImageInfo, source_path: str) -> tuple[str, str, str]:
     """(image type, linked annotation, source image) of a file inside an OME-Zarr store."""
     parts = rel_in_store.split("/")
     metadata = parts[-1] in ("zarr.json", ".zattrs", ".zgroup", ".zarray", ".zmetadata")
     if len(parts) >= 2 and parts[0] == "labels":
         if len(parts) == 2:
-            return "label group metadata", "", info.path.name
+            return "label group metadata", "", source_path
         kind = "label image metadata" if metadata else "label image"
-        return kind, parts[1], info.path.name
+        return kind, parts[1], source_path
     linked = ";".join(lab.name for lab in info.labels)
     return ("image metadata" if metadata else "image"), linked, ""
 
@@ -669,9 +887,10 @@ def export_bia(
     ws = as_workspace(workspace)
     assert ws is not None
     dest = Path(dest)
+    check_mode(files)
     plan = plan_bia(ws)
     sources = [info.path for info in plan.images]
-    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite)
+    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=BIA_PACKAGE)
     params = {"dest": ws.relative(dest), "files": files}
     with recorder(
         ws,
@@ -681,27 +900,33 @@ def export_bia(
         params=params,
         libraries=("jsonschema",),
     ) as step:
-        partial = partial_dir(dest)
-        listing = _FileList(partial)
-        try:
-            for info in plan.images:
-                for placed, rel in place(info.path, partial / "files" / info.path.name, mode=files):
-                    digest, head, size = sha256_file_head(placed, HEAD_BYTES)
-                    puid = identify_format(placed, head=head).puid
-                    kind, annotation, source = _row_kind(rel, info)
-                    listing.add(
-                        f"{info.path.name}/{rel}", size, digest, puid, kind, annotation, source
-                    )
-        finally:
-            listing.close()
-        write_json(partial / "submission.json", plan.submission)
-        atomic_write_text(partial / "checklist.md", render_checklist(plan))
-        publish(partial, dest)
+        with building(dest) as partial:
+            lists = _FileLists(partial, plan.submission["file_lists"])
+            try:
+                for info in plan.images:
+                    target = partial / "files" / info.path.name
+                    source_path = source_image_path(info)
+                    for placed, rel in place(info.path, target, mode=files):
+                        digest, head, size = sha256_file_head(placed, HEAD_BYTES)
+                        puid = identify_format(placed, head=head).puid
+                        kind, annotation, source = _row_kind(rel, info, source_path)
+                        into = lists.for_key(f"{info.path.name}/labels/{annotation}")
+                        path = f"{info.path.name}/{rel}"
+                        if UNLISTABLE.search(path):
+                            raise InputError(
+                                UNLISTABLE_MSG, path=info.path / rel if rel else info.path
+                            )
+                        into.add(path, size, digest, puid, kind, annotation, source)
+            finally:
+                lists.close()
+            write_json(partial / "submission.json", plan.submission)
+            atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
-        step.details = {"images": len(plan.images), "files": listing.rows, "bytes": listing.bytes}
+        rows, nbytes = lists.rows, lists.bytes
+        step.details = {"images": len(plan.images), "files": rows, "bytes": nbytes}
         step.message = (
             f"{len(plan.images)} image(s), {len(plan.submission['annotations'])} annotation set(s), "
-            f"{listing.rows} files listed"
+            f"{rows} files listed"
         )
     return Result(
         "export-bia",
@@ -712,8 +937,8 @@ def export_bia(
             "submission": str(dest / "submission.json"),
             "file_list": str(dest / "file_list.tsv"),
             "checklist": plan.checklist,
-            "files": listing.rows,
-            "bytes": listing.bytes,
+            "files": rows,
+            "bytes": nbytes,
         },
     )
 

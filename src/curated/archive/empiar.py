@@ -32,15 +32,19 @@ from curated._io import atomic_write_text, write_json
 from curated.archive._common import (
     LINK,
     Missing,
+    PackageKind,
+    building,
     check_destination,
+    check_mode,
+    files_under,
     initials,
     items,
     label_dtype,
     orcid_id,
-    partial_dir,
     place,
-    publish,
+    read_record,
     text,
+    top_level_visible,
     workspace_images,
 )
 from curated.curation.formats import identify_format
@@ -85,6 +89,7 @@ VOXEL_TYPES = {
 }
 """NumPy data types as EMPIAR voxel types (T1 unsigned byte ... T7 32-bit float; others 'OT')."""
 
+EMPIAR_PACKAGE = PackageKind("EMPIAR", ("deposition.json", "checklist.md"))
 TIFF = "('T3', '')"
 OME_ZARR = "('OT', 'OME ZARR')"
 
@@ -99,16 +104,74 @@ def empiar_schema() -> dict[str, Any]:
     )
 
 
-def validate_deposition(deposition: dict[str, Any]) -> list[str]:
-    """Problems of a deposition JSON under EMPIAR's schema (``[]`` when valid), one line each."""
+PERSON_FIELDS = {
+    "name": "family_name",
+    "first_name": "given_name",
+    "middle_name": "given_name",
+    "last_name": "family_name",
+    "email": "email",
+    "country": "affiliation.country",
+    "organization": "affiliation.name",
+    "author_orcid": "orcid",
+}
+CITATION_FIELDS = {"title": "title", "doi": "doi", "year": "year", "details": "authors"}
+IMAGE_FIELDS = {
+    "name": "name",
+    "voxel_type": "dtype",
+    "image_width": "size_x",
+    "image_height": "size_y",
+    "pixel_width": "voxel_size_x",
+    "pixel_height": "voxel_size_y",
+    "frames_per_image": "size_z",
+}
+Origins = dict[str, tuple[str, dict[str, str]]]
+"""Where parts of the deposition JSON come from: JSON path -> (curated.yaml field, key map)."""
+
+
+def _origin(parts: list[str], origins: Origins) -> str | None:
+    """The ``curated.yaml`` field a deposition JSON path was written from (``None`` if unknown)."""
+    for n in range(len(parts), 0, -1):
+        found = origins.get("/".join(parts[:n]))
+        if found is not None:
+            base, keys = found
+            rest = parts[n:]
+            if not rest:
+                return base
+            return f"{base}.{keys[rest[0]]}" if rest[0] in keys else base
+    return None
+
+
+def _explain(err: Any) -> str:
+    """A schema error in one short line (a long enum is summarised, not listed)."""
+    if err.validator == "enum" and len(err.validator_value) > 12:
+        msg = f"{err.instance!r} is not one of the {len(err.validator_value)} values EMPIAR accepts"
+        if "country" in err.absolute_path:
+            msg += " (ISO 3166-1 alpha-2 codes" + (
+                "; the United Kingdom is GB)" if err.instance == "UK" else ")"
+            )
+        return msg
+    return str(err.message)[:200]
+
+
+def schema_problems(
+    deposition: dict[str, Any], origins: Origins | None = None
+) -> list[dict[str, str]]:
+    """Each place a deposition JSON breaks EMPIAR's schema: JSON path, curated.yaml field, problem."""
     from jsonschema import Draft7Validator, FormatChecker
 
     validator = Draft7Validator(empiar_schema(), format_checker=FormatChecker())
     problems = []
     for err in sorted(validator.iter_errors(deposition), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        problems.append(f"{where}: {err.message[:200]}")
+        parts = [str(p) for p in err.absolute_path]
+        field = _origin(parts, origins or {})
+        where = "/".join(parts) or "(top level)"
+        problems.append({"where": where, "field": field or where, "problem": _explain(err)})
     return problems
+
+
+def validate_deposition(deposition: dict[str, Any]) -> list[str]:
+    """Problems of a deposition JSON under EMPIAR's schema (``[]`` when valid), one line each."""
+    return [f"{p['where']}: {p['problem']}" for p in schema_problems(deposition)]
 
 
 @dataclass
@@ -131,6 +194,10 @@ class ImageSet:
     micrographs_file_pattern: str | None = None
     sources: list[tuple[Path, str]] = field(default_factory=list)
     """``(source file or folder, place under data/)``; empty for a set inside another set's folder."""
+    slices: bool = False
+    """The source is a folder of slices: only its own visible files go into the set."""
+    origin: str = ""
+    """What the set was made from: ``images[i]`` of curated.yaml, or the workspace path of the image."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -254,8 +321,13 @@ def _contact(p: dict[str, Any], i: int, role: str, missing: Missing) -> dict[str
 PI_ROLES = ("ProjectLeader", "Supervisor")
 
 
-def _people(record: dict[str, Any], missing: Missing) -> dict[str, Any]:
+def _people(record: dict[str, Any], missing: Missing, origins: Origins) -> dict[str, Any]:
     authors, people = _author_entries(record, missing)
+    for k, (i, _) in enumerate(people):
+        origins[f"authors/{k}"] = origins[f"citation/0/authors/{k}"] = (
+            f"study.authors[{i}]",
+            PERSON_FIELDS,
+        )
     contacts = [(i, p) for i, p in people if p.get("contact") is True]
     contacts = contacts or [(i, p) for i, p in people if "ContactPerson" in (p.get("role") or [])]
     pis = [(i, p) for i, p in people if set(p.get("role") or []) & set(PI_ROLES)]
@@ -265,6 +337,7 @@ def _people(record: dict[str, Any], missing: Missing) -> dict[str, Any]:
             "study.authors[].contact", "mark EMPIAR's corresponding author with contact: true"
         )
     elif contacts:
+        origins["corresponding_author"] = (f"study.authors[{contacts[0][0]}]", PERSON_FIELDS)
         out["corresponding_author"] = _contact(
             contacts[0][1], contacts[0][0], "corresponding author", missing
         )
@@ -276,6 +349,8 @@ def _people(record: dict[str, Any], missing: Missing) -> dict[str, Any]:
     out["principal_investigator"] = [
         _contact(p, i, "principal investigator", missing) for i, p in pis
     ]
+    for k, (i, _) in enumerate(pis):
+        origins[f"principal_investigator/{k}"] = (f"study.authors[{i}]", PERSON_FIELDS)
     return out
 
 
@@ -328,6 +403,51 @@ def _citation(
     }
 
 
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+
+
+@dataclass
+class Stack:
+    """What an original image path holds: a TIFF file, or a folder of TIFF slices (and other files)."""
+
+    first: Path | None = None
+    """A TIFF slice (the file itself for a single file; ``None`` when nothing is there)."""
+    count: int = 0
+    """TIFF slices (every file when none is named as a TIFF)."""
+    others: int = 0
+    """Files in the folder that are not named as TIFF slices."""
+    examples: list[str] = field(default_factory=list)
+    """Up to three of those files' names."""
+
+
+def _stack(path: Path) -> Stack:
+    """What an original image holds; a folder of slices is counted as it is walked, never listed.
+
+    Memory stays the same for ten or a million slices. Links are refused as on export.
+    """
+    if path.is_symlink():
+        raise InputError("is a symbolic link; exports never follow links", path=path)
+    if path.is_file():
+        return Stack(path, 1)
+    out = Stack()
+    if not path.is_dir():
+        return out
+    for full, _ in files_under(path, top_level_visible):
+        if full.suffix.lower() in TIFF_SUFFIXES:
+            out.first = out.first or full
+            out.count += 1
+        else:
+            out.others += 1
+            if len(out.examples) < 3:
+                out.examples.append(full.name)
+    if (
+        out.first is None and out.others
+    ):  # nothing named as TIFF: let the format check say what it is
+        out.first = path / out.examples[0]
+        out.count, out.others, out.examples = out.others, 0, []
+    return out
+
+
 def _original_sets(
     ws: Workspace, record: dict[str, Any], missing: Missing, checklist: list[str]
 ) -> list[ImageSet]:
@@ -338,17 +458,14 @@ def _original_sets(
         if not raw or "zarr" in fmt.lower() or raw.rstrip("/").endswith(".zarr"):
             continue  # OME-Zarr images are taken from derived/
         path = Path(raw) if Path(raw).is_absolute() else ws.root / raw
-        if path.is_dir():  # a folder of per-slice files: one image set of many images
-            stack = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        else:
-            stack = [path] if path.is_file() else []
-        if not stack:
+        stack = _stack(path)
+        if stack.first is None:
             checklist.append(
                 f"Original image images[{i}] ({raw}) is not on this machine: copy it into "
                 f"data/{_safe(text(img.get('name')) or f'image{i}')}/ before uploading."
             )
             continue
-        kind = identify_format(stack[0])
+        kind = identify_format(stack.first)
         if kind.puid not in ("fmt/353", "fmt/1917"):
             checklist.append(
                 f"Original image images[{i}] ({raw}) is {kind.name}, not TIFF: add it as an image set by hand."
@@ -370,6 +487,12 @@ def _original_sets(
             f"; voxel size z {z} {unit}" if z else ""
         )
         processing = text(img.get("processing"))
+        if stack.others:
+            checklist.append(
+                f"Original image images[{i}] ({raw}) also holds {stack.others} file(s) that are not "
+                f"TIFF slices (e.g. {', '.join(stack.examples)}): they go into {folder}/ with the "
+                "slices but are not counted as images; move them out if they are not part of the set."
+            )
         sets.append(
             ImageSet(
                 name=f"{name}: volume EM image stack",
@@ -378,14 +501,16 @@ def _original_sets(
                 data_format=TIFF,
                 header_format=TIFF,
                 voxel_type=VOXEL_TYPES.get(text(img.get("dtype")), "('OT', 'OTHER')"),
-                num_images=len(stack),
+                num_images=stack.count,
                 frames_per_image=1 if path.is_dir() else int(img.get("size_z") or 1),
                 image_width=int(img["size_x"]) if img.get("size_x") else None,
                 image_height=int(img["size_y"]) if img.get("size_y") else None,
                 pixel_width=_angstrom(img.get("voxel_size_x"), unit),
                 pixel_height=_angstrom(img.get("voxel_size_y"), unit),
                 details="; ".join(x for x in (details, processing) if x) or None,
-                sources=[(f, f"{folder}/{f.name}") for f in stack],
+                sources=[(path, folder if path.is_dir() else f"{folder}/{path.name}")],
+                slices=path.is_dir(),
+                origin=f"images[{i}]",
             )
         )
     return sets
@@ -413,15 +538,19 @@ def _zarr_sets(ws: Workspace, missing: Missing, raw_pattern: str | None) -> list
             pixel_height=_angstrom(voxel.get("y"), unit),
         )
         zstep = f"voxel size z {voxel.get('z')} {unit}" if voxel.get("z") is not None else ""
+        labelled = " with segmentation labels" if info.labels else ""
+        details = [f"OME-NGFF {info.ngff_version} multiscale image", zstep]
+        details.append("labels under labels/" if info.labels else "")
         sets.append(
             ImageSet(
                 name=f"{info.name}: OME-Zarr image ({n_levels} resolution levels)",
                 directory=folder,
-                category="('OT', 'OME-Zarr multiscale image with segmentation labels')",
+                category=f"('OT', 'OME-Zarr multiscale image{labelled}')",
                 voxel_type=VOXEL_TYPES.get(info.dtype or "", "('OT', 'OTHER')"),
-                details=f"OME-NGFF {info.ngff_version} multiscale image; {zstep}; labels under labels/",
+                details="; ".join(d for d in details if d),
                 micrographs_file_pattern=raw_pattern,
                 sources=[(info.path, folder)],
+                origin=rel,
                 **base,
             )
         )
@@ -456,6 +585,7 @@ def _zarr_sets(ws: Workspace, missing: Missing, raw_pattern: str | None) -> list
                         + (f"; {zstep}" if zstep else "")
                     ),
                     micrographs_file_pattern=raw_pattern or f"{folder}/0",
+                    origin=f"{rel}/labels/{label.name}",
                     **base,
                 )
             )
@@ -476,7 +606,7 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
     if release not in RELEASE_OPTIONS:
         msg = f"release must be one of {', '.join(RELEASE_OPTIONS)}, not {release!r}"
         raise InputError(msg, field="release")
-    record = ws.read_metadata()
+    record = read_record(ws, "EMPIAR")
     study = record.get("study") or {}
     missing = Missing("EMPIAR")
     checklist: list[str] = []
@@ -490,7 +620,8 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
             "name the imaging method (FIB-SEM, SBF-SEM, ATUM-SEM, ssET, CLEM, soft X-ray, microCT) "
             "so the EMPIAR experiment type follows",
         )
-    people = _people(record, missing)
+    origins: Origins = {"title": ("study.title", {})}
+    people = _people(record, missing, origins)
     originals = _original_sets(ws, record, missing, checklist)
     raw_pattern = f"/{originals[0].directory}/*" if originals else None
     sets = originals + _zarr_sets(ws, missing, raw_pattern)
@@ -520,15 +651,36 @@ def plan_empiar(workspace: Workspace | str | Path, *, release: str = "RE") -> Em
         checklist.append(
             "Scale of the experiment (molecule, virus, cell, tissue, organism): not derivable from biosamples[].biological_entity; add it in the deposition form."
         )
-    problems = validate_deposition(deposition)
-    if problems:
-        msg = (
-            f"the EMPIAR deposition JSON does not validate against EMPIAR's schema "
-            f"({len(problems)} problem{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
+    for k, s in enumerate(sets):
+        origins[f"imagesets/{k}"] = (
+            s.origin,
+            IMAGE_FIELDS if s.origin.startswith("images[") else {},
         )
-        raise MetadataError(msg, path=ws.metadata_path, details={"schema_errors": problems})
+    if items(study, "publications"):
+        origins["citation/0"] = ("study.publications[0]", CITATION_FIELDS)
+    else:
+        origins["citation/0"] = ("study", {"title": "title", "year": "publication_year"})
+    _refuse_if_invalid(deposition, origins, ws.metadata_path)
     checklist[:0] = _standard_checklist(record, kind, release, sets)
     return EmpiarPlan(deposition, sets, checklist)
+
+
+def _refuse_if_invalid(deposition: dict[str, Any], origins: Origins, metadata_path: Path) -> None:
+    """Refuse a deposition EMPIAR's schema rejects, naming the curated.yaml field of each problem."""
+    problems = schema_problems(deposition, origins)
+    if not problems:
+        return
+    listed = "; ".join(
+        (f"{p['field']} ({p['where']})" if p["field"] != p["where"] else p["where"])
+        + f": {p['problem']}"
+        for p in problems
+    )
+    n = len(problems)
+    msg = (
+        f"the EMPIAR deposition JSON does not validate against EMPIAR's schema "
+        f"({n} problem{'s' if n != 1 else ''}): {listed} (correct them with `curated metadata set`)"
+    )
+    raise MetadataError(msg, path=metadata_path, details={"schema_errors": problems})
 
 
 def _standard_checklist(
@@ -536,8 +688,10 @@ def _standard_checklist(
 ) -> list[str]:
     out = [
         "An EMPIAR deposition account and API token; then `pip install empiar-depositor` and run "
-        "`empiar-depositor EMPIAR_TOKEN deposition.json data` here (with -a/-g for Aspera or Globus "
-        "transfer); the image set directories in deposition.json are under /data/.",
+        "`empiar-depositor -a ASCP EMPIAR_TOKEN deposition.json ./data` here (Aspera; the image set "
+        "directories in deposition.json are under /data/). Write DATA as ./data, not data: with -g "
+        "(Globus) empiar-depositor 1.6b30 splits DATA at its last '/' and fails on a bare name, and "
+        "places the folder as data/data/ in the entry, so check the directories after a Globus upload.",
         "An entry thumbnail image (the depositor's -e option); a figure from the dataset README can serve.",
         f"Release option: {release} ({RELEASE_MEANING[release]}); pass --release to choose another.",
         f"Experiment type {kind[0]} ({kind[1]}) was derived from the imaging method; check it.",
@@ -606,9 +760,10 @@ def export_empiar(
     ws = as_workspace(workspace)
     assert ws is not None
     dest = Path(dest)
+    check_mode(files)
     plan = plan_empiar(ws, release=release)
     sources = [src for s in plan.image_sets for src, _ in s.sources]
-    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite)
+    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=EMPIAR_PACKAGE)
     params = {"dest": ws.relative(dest), "release": release, "files": files}
     with recorder(
         ws,
@@ -618,16 +773,16 @@ def export_empiar(
         params=params,
         libraries=("jsonschema", "empiar-depositor"),
     ) as step:
-        partial = partial_dir(dest)
         nfiles = nbytes = 0
-        for s in plan.image_sets:
-            for src, target in s.sources:
-                for placed, _ in place(src, partial / target, mode=files):
-                    nfiles += 1
-                    nbytes += placed.stat().st_size
-        write_json(partial / "deposition.json", plan.deposition)
-        atomic_write_text(partial / "checklist.md", render_checklist(plan))
-        publish(partial, dest)
+        with building(dest) as partial:
+            for s in plan.image_sets:
+                skip = top_level_visible if s.slices else None
+                for src, target in s.sources:
+                    for placed, _ in place(src, partial / target, mode=files, skip=skip):
+                        nfiles += 1
+                        nbytes += placed.stat().st_size
+            write_json(partial / "deposition.json", plan.deposition)
+            atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
         step.details = {"image_sets": len(plan.image_sets), "files": nfiles, "bytes": nbytes}
         step.message = f"{len(plan.image_sets)} image sets, {nfiles} files; {len(plan.checklist)} checklist items"
@@ -653,5 +808,6 @@ __all__ = [
     "experiment_type",
     "export_empiar",
     "plan_empiar",
+    "schema_problems",
     "validate_deposition",
 ]

@@ -14,6 +14,7 @@ in ``data/archive/premis-v3-0.xsd`` (Library of Congress).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from importlib.resources import files as resource_files
 from pathlib import Path
@@ -87,12 +88,26 @@ def validate_premis(document: bytes | str | Path) -> list[str]:
     return [f"line {e.line}: {e.message}" for e in schema.error_log]
 
 
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters XML 1.0 cannot hold (control characters, lone surrogates of undecodable names)."""
+
+
+def xml_text(value: str) -> str:
+    """``value`` with each character XML cannot hold written as a visible escape (``\\x07``)."""
+
+    def escape(m: re.Match[str]) -> str:
+        c = ord(m.group())
+        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+    return NOT_XML.sub(escape, value)
+
+
 def _sub(parent: Any, tag: str, text: str | None = None) -> Any:
     from lxml import etree
 
     el = etree.SubElement(parent, f"{{{PREMIS_NS}}}{tag}")
     if text is not None:
-        el.text = text
+        el.text = xml_text(text)
     return el
 
 

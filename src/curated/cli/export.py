@@ -60,7 +60,7 @@ def empiar_cmd(
 def bia_cmd(
     workspace: Path = typer.Argument(..., help="The dataset's workspace."),
     dest: Path = typer.Argument(
-        ..., help="New folder for submission.json, file_list.tsv/json, files/ and checklist.md."
+        ..., help="New folder for submission.json, the file lists, files/ and checklist.md."
     ),
     files: str = typer.Option("link", "--files", help=FILES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it holds anything."),

@@ -353,7 +353,11 @@ def _figure_link(fig: Figure, root: Path) -> str:
 
 ARCHIVE_EXPORTS = {
     "export-empiar": ("EMPIAR", "export empiar", "deposition.json, the image sets under data/"),
-    "export-bia": ("BioImage Archive", "export bia", "submission.json, file_list.tsv/json, files/"),
+    "export-bia": (
+        "BioImage Archive",
+        "export bia",
+        "submission.json, file lists (images, one per annotation), files/",
+    ),
 }
 
 
