@@ -443,6 +443,9 @@ def _convert_details(
     note = _voxel_disagreement(voxel, unit_name, src) if voxel_from == "given" else None
     if note:
         decision["voxel_size_disagrees"] = note
+    warned = getattr(src, "warnings", None)
+    if warned:
+        decision["source_warnings"] = list(warned)
     return _details(src, layout, figures, voxel, unit_name) | {
         "source": str(src.path),
         "source_kind": src.kind,

@@ -151,6 +151,9 @@ class TiffSource:
     unit: str | None = None
     voxel_source: str = "none"
     not_carried: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What may be wrong with the source but does not stop it being read (a gap in the
+    slice numbers)."""
 
     @property
     def page_shape(self) -> tuple[int, int]:
@@ -828,19 +831,21 @@ def _map_axes(
 
 
 def _open_folder(folder: Path) -> TiffSource:
-    files = _slice_files(folder, TIFF_SUFFIXES)
-    if not files:
-        pngs = _slice_files(folder, (".png",))
-        if pngs:
-            return _open_png_folder(folder, pngs)
+    tiffs, pngs, others = _slice_names(folder)
+    if not tiffs and pngs:
+        files, warned = _slice_files(folder, pngs, others)
+        return replace(_open_png_folder(folder, files), warnings=warned)
+    if not tiffs:
         msg = "contains no TIFF slices (*.tif, *.tiff) or PNG slices (*.png); give a folder of per-slice 2D images"
         raise InputError(msg, path=folder)
+    files, warned = _slice_files(folder, tiffs, pngs + others)
     offsets = np.full(len(files), -1, dtype=np.int64)
     shape0: tuple[int, int] | None = None
     dtype0: np.dtype | None = None
     meta0 = _PageMetadata()
     not_carried: list[str] = []
     for i, f in enumerate(files):
+        _gone(f, i)
         tf = _open_tiff(f)
         try:
             if not tf.pages or tf.pages[0] is None:
@@ -851,6 +856,7 @@ def _open_folder(folder: Path) -> TiffSource:
             if len(pshape) != 2:
                 msg = f"slice has shape {pshape}; every slice must be a single 2D grey plane"
                 raise ConversionError(msg, path=f, details={"slice": i})
+            _one_plane(tf, f, i)
             if shape0 is None:
                 shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
                 _check_dtype(dtype0, f)
@@ -898,18 +904,79 @@ def _open_folder(folder: Path) -> TiffSource:
         unit=meta0.unit,
         voxel_source=meta0.origin,
         not_carried=not_carried,
+        warnings=warned,
     )
 
 
-def _slice_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(
-        (
-            f
-            for f in folder.iterdir()
-            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
-        ),
-        key=lambda f: natural_key(f.name),
-    )
+def _one_plane(tf: Any, f: Path, index: int) -> None:
+    """Refuse a slice file holding more than one plane (a reduced-resolution preview page
+    is not a plane); only its first would be read otherwise."""
+    if len(tf.pages) < 2:
+        return
+    try:
+        shape = tuple(int(n) for n in tf.series[0].shape)
+    except Exception:  # tifffile's series parsing on odd files: count the pages
+        shape = (len(tf.pages), *tf.pages[0].shape)
+    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    if planes > 1:
+        msg = (
+            f"slice {index} holds {planes} pages (shape {shape}); every slice must be one 2D "
+            "plane: convert a multi-page file on its own, or move it out"
+        )
+        raise ConversionError(msg, path=f, details={"slice": index, "pages": planes})
+
+
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jp2", ".bmp", ".gif")
+
+
+def _slice_names(folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """(TIFF, PNG, other image) file names in ``folder``; hidden files (``.DS_Store``, macOS
+    ``._*`` AppleDouble files) and folders are left out. One listing, nothing opened or sorted."""
+    tiffs: list[str] = []
+    pngs: list[str] = []
+    others: list[str] = []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            name = e.name
+            low = name.lower()
+            if name.startswith(".") or e.is_dir():
+                continue
+            if low.endswith(TIFF_SUFFIXES):
+                tiffs.append(name)
+            elif low.endswith(".png"):
+                pngs.append(name)
+            elif low.endswith(_OTHER_IMAGE_SUFFIXES):
+                others.append(name)
+    return tiffs, pngs, others
+
+
+def _slice_files(folder: Path, names: list[str], others: list[str]) -> tuple[list[Path], list[str]]:
+    """The slices in order and the warnings about their names; refused when they are not
+    one numbered series (:func:`order_slices`) or when an image of another format carries
+    a slice's name (``s1.png`` among ``s0.tif``, ``s2.tif``)."""
+    order = order_slices(names)
+    if order.problem is not None:
+        raise ConversionError(order.problem, path=folder)
+    stem = slice_pattern(_stem(order.names[0]))
+    stray = next((n for n in sorted(others) if slice_pattern(_stem(n)) == stem), None)
+    if stray is not None and any(c.isdigit() for c in stem + stray):
+        msg = (
+            f"is a {Path(stray).suffix} file among {Path(order.names[0]).suffix} slices of the "
+            "same names: a slice saved in another format; convert it like the others, or move it out"
+        )
+        raise ConversionError(msg, path=folder / stray)
+    return [folder / n for n in order.names], [order.gaps] if order.gaps else []
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
+
+
+def _gone(f: Path, index: int) -> None:
+    """Refuse a slice that is a symbolic link to nothing (the slice it names is missing)."""
+    if f.is_symlink() and not f.exists():
+        msg = f"slice {index} is a broken symbolic link to {os.readlink(f)!r}; the slice it names is missing"
+        raise ConversionError(msg, path=f, details={"slice": index})
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -977,8 +1044,10 @@ def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
 
 def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
     """A folder of per-slice grey PNGs (common for public EM labels and images): lossless, z unknown."""
+    _gone(files[0], 0)
     shape0, dtype0 = _png_header(files[0], 0)
     for i, f in enumerate(files[1:], start=1):
+        _gone(f, i)
         shape, dtype = _png_header(f, i)
         if (shape, dtype) != (shape0, dtype0):
             msg = (
@@ -1036,17 +1105,21 @@ def _decode_png(
 
 
 def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:
-    """Slices of one volume share one pixel size (and data bar); the first that differs is named."""
-    yx0 = None if first.voxel is None else (first.voxel[1], first.voxel[2], first.unit)
-    yx = None if other.voxel is None else (other.voxel[1], other.voxel[2], other.unit)
+    """Slices of one volume share one pixel size (and data bar, and the z spacing their
+    OME-XML states, the one metadata whose z is used); the first that differs is named."""
+    axes = "zyx" if first.origin.startswith("ome-xml") else "yx"
+
+    def grid(m: _PageMetadata) -> tuple | None:
+        return None if m.voxel is None else (*m.voxel[3 - len(axes) :], m.unit)
+
+    yx0, yx = grid(first), grid(other)
     if yx != yx0:
 
         def say(v: tuple | None, origin: str) -> str:
-            return (
-                "no pixel size"
-                if v is None
-                else f"pixel size y x = {v[0]:g} {v[1]:g} {v[2]} ({origin})"
-            )
+            if v is None:
+                return "no pixel size"
+            sizes = " ".join("?" if n is None else f"{n:g}" for n in v[:-1])
+            return f"pixel size {' '.join(axes)} = {sizes} {v[-1]} ({origin})"
 
         msg = (
             f"slice {i} has {say(yx, other.origin)}, but {name0.name} has {say(yx0, first.origin)}; "
@@ -1056,6 +1129,112 @@ def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path,
     if other.image_rows != first.image_rows:
         msg = f"slice {i} has {other.image_rows or 'no'} image rows above a data bar, but {name0.name} has {first.image_rows or 'none'}; every slice must match"
         raise ConversionError(msg, path=f, details={"slice": i})
+
+
+# ---------------------------------------------------------------- slice names
+
+
+_DIGIT_RUN = re.compile(r"\d+")
+_GAPS_SHOWN = 3
+
+
+class SliceOrder(NamedTuple):
+    """What the names of a folder's slice files say about their order (nothing is opened)."""
+
+    names: list[str]
+    """In slice order (natural sort: ``s2`` before ``s10``; ties broken by the name itself)."""
+    problem: str | None
+    """Why the names are not one series of slices in a knowable order (the converter refuses)."""
+    gaps: str | None
+    """Slice numbers missing between the first and the last (a lost section? a warning)."""
+
+
+def slice_pattern(name: str) -> str:
+    """A slice name's series: its runs of digits as ``#``, in lower case (``Slice_0042.TIF`` → ``slice_#.tif``)."""
+    return _DIGIT_RUN.sub("#", name).lower()
+
+
+def order_slices(names: list[str]) -> SliceOrder:
+    """Sort slice file names and say whether they are one numbered series.
+
+    Refused (``problem``): names of more than one series (``a_#.tif`` and ``b_#.tif``, or a
+    stray image beside the slices), and two names that carry the same slice number
+    (``slice_1.tif`` and ``slice_01.tif``, or tiles of a mosaic ``r1-c1_s001``,
+    ``r1-c2_s001``), whose order cannot be known. Reported (``gaps``): numbers missing
+    between the first slice and the last. Names without digits are sorted by name only.
+    """
+    ordered = sorted(names, key=lambda n: (natural_key(n), n))
+    if len(ordered) < 2 or not any(_DIGIT_RUN.search(n) for n in ordered):
+        return SliceOrder(ordered, None, None)
+    series: dict[str, list[str]] = {}
+    for n in ordered:
+        series.setdefault(slice_pattern(n), []).append(n)
+    if len(series) > 1:
+        shown = "; ".join(
+            f"{pattern} ({len(members)} files, e.g. {members[0]})"
+            for pattern, members in sorted(series.items(), key=lambda kv: -len(kv[1]))[:4]
+        )
+        problem = (
+            f"holds {len(series)} series of slice names: {shown}; they are not one volume in a "
+            "knowable order: move the other series (or stray images) out, one folder per series"
+        )
+        return SliceOrder(ordered, problem, None)
+    numbers = [tuple(int(d) for d in _DIGIT_RUN.findall(n)) for n in ordered]
+    problem = _same_number(ordered, numbers)
+    if problem is not None:
+        return SliceOrder(ordered, problem, None)
+    varying = [k for k in range(len(numbers[0])) if len({t[k] for t in numbers}) > 1]
+    gaps = _gaps(ordered, [t[varying[0]] for t in numbers]) if len(varying) == 1 else None
+    return SliceOrder(ordered, None, gaps)
+
+
+def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> str | None:
+    """Two names of one series that carry the same slice number, said as a problem."""
+    first: dict[tuple[int, ...], str] = {}
+    for n, t in zip(names, numbers, strict=True):
+        other = first.setdefault(t, n)
+        if other != n:
+            return (
+                f"{other} and {n} carry the same number {'/'.join(map(str, t))}: their order "
+                "cannot be known; rename or remove one"
+            )
+    # the slice number is the number that differs between every two names; when none does,
+    # the names mix tiles, channels or acquisitions (the number shared the most is named)
+    counts = [len({t[k] for t in numbers}) for k in range(len(numbers[0]))]
+    if max(counts) == len(numbers):
+        return None
+    k = max(range(len(counts)), key=lambda i: (counts[i], i))
+    by_value: dict[int, str] = {}
+    for n, t in zip(names, numbers, strict=True):
+        other = by_value.setdefault(t[k], n)
+        if other != n:
+            return (
+                f"{other} and {n} both carry slice number {t[k]}: the folder mixes tiles, "
+                "channels or acquisitions; put each one's slices in a folder of its own"
+            )
+    return None  # pragma: no cover - a shared value always exists when counts fall short
+
+
+def _span(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}-{b}"
+
+
+def _gaps(names: list[str], numbers: list[int]) -> str | None:
+    """Numbers missing from one series (``numbers`` in the order of ``names``), else ``None``."""
+    missing = (max(numbers) - min(numbers) + 1) - len(numbers)
+    if missing <= 0:
+        return None
+    holes = [
+        f"{_span(numbers[i] + 1, numbers[i + 1] - 1)} (between {names[i]} and {names[i + 1]})"
+        for i in range(len(numbers) - 1)
+        if numbers[i + 1] - numbers[i] > 1
+    ]
+    more = f" and {len(holes) - _GAPS_SHOWN} more gap(s)" if len(holes) > _GAPS_SHOWN else ""
+    return (
+        f"{missing} slice number(s) of {min(numbers)}-{max(numbers)} missing: "
+        f"{', '.join(holes[:_GAPS_SHOWN])}{more}; sections lost or files missing? the volume "
+        "has the slices that are there, one after another; say in the README how z is spaced"
+    )
 
 
 # ---------------------------------------------------------------- metadata
