@@ -36,6 +36,7 @@ from curated.curation.formats import (
     inspect_tiff,
     sniff_format,
 )
+from curated.curation.slices import slice_findings
 from curated.errors import InputError, MetadataError
 from curated.metadata.paths import get_at
 from curated.progress import ProgressReporter, ensure_progress
@@ -1177,6 +1178,10 @@ def check(
         progress.finish()
         flags = found.flags
         _flag_files(found.files, flags, walker, found.personal, found.phi)
+        flags.extend(
+            RedFlag("slice-series", severity, message, paths)
+            for severity, message, paths in slice_findings(found.files)
+        )
         _flag_missing_docs(ws, record, found)
         _flag_invalid_ome_zarr(walker.zarr_stores, ws, flags)
         checklist = _checklist(

@@ -1136,6 +1136,7 @@ def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path,
 
 _DIGIT_RUN = re.compile(r"\d+")
 _GAPS_SHOWN = 3
+_AT_FAULT_SHOWN = 10
 
 
 class SliceOrder(NamedTuple):
@@ -1147,6 +1148,9 @@ class SliceOrder(NamedTuple):
     """Why the names are not one series of slices in a knowable order (the converter refuses)."""
     gaps: str | None
     """Slice numbers missing between the first and the last (a lost section? a warning)."""
+    at_fault: list[str] = []
+    """The names the problem or the gaps are about (the two in conflict, the neighbours of
+    each gap)."""
 
 
 def slice_pattern(name: str) -> str:
@@ -1178,18 +1182,20 @@ def order_slices(names: list[str]) -> SliceOrder:
             f"holds {len(series)} series of slice names: {shown}; they are not one volume in a "
             "knowable order: move the other series (or stray images) out, one folder per series"
         )
-        return SliceOrder(ordered, problem, None)
+        return SliceOrder(ordered, problem, None, [m[0] for m in series.values()])
     numbers = [tuple(int(d) for d in _DIGIT_RUN.findall(n)) for n in ordered]
-    problem = _same_number(ordered, numbers)
-    if problem is not None:
-        return SliceOrder(ordered, problem, None)
+    clash = _same_number(ordered, numbers)
+    if clash is not None:
+        return SliceOrder(ordered, clash[0], None, clash[1])
     varying = [k for k in range(len(numbers[0])) if len({t[k] for t in numbers}) > 1]
-    gaps = _gaps(ordered, [t[varying[0]] for t in numbers]) if len(varying) == 1 else None
-    return SliceOrder(ordered, None, gaps)
+    if len(varying) != 1:
+        return SliceOrder(ordered, None, None)
+    gaps, around = _gaps(ordered, [t[varying[0]] for t in numbers])
+    return SliceOrder(ordered, None, gaps, around)
 
 
-def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> str | None:
-    """Two names of one series that carry the same slice number, said as a problem."""
+def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> tuple[str, list[str]] | None:
+    """Two names of one series that carry the same slice number: (the problem, the two)."""
     first: dict[tuple[int, ...], str] = {}
     for n, t in zip(names, numbers, strict=True):
         other = first.setdefault(t, n)
@@ -1197,7 +1203,7 @@ def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> str | None
             return (
                 f"{other} and {n} carry the same number {'/'.join(map(str, t))}: their order "
                 "cannot be known; rename or remove one"
-            )
+            ), [other, n]
     # the slice number is the number that differs between every two names; when none does,
     # the names mix tiles, channels or acquisitions (the number shared the most is named)
     counts = [len({t[k] for t in numbers}) for k in range(len(numbers[0]))]
@@ -1211,7 +1217,7 @@ def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> str | None
             return (
                 f"{other} and {n} both carry slice number {t[k]}: the folder mixes tiles, "
                 "channels or acquisitions; put each one's slices in a folder of its own"
-            )
+            ), [other, n]
     return None  # pragma: no cover - a shared value always exists when counts fall short
 
 
@@ -1219,22 +1225,24 @@ def _span(a: int, b: int) -> str:
     return str(a) if a == b else f"{a}-{b}"
 
 
-def _gaps(names: list[str], numbers: list[int]) -> str | None:
-    """Numbers missing from one series (``numbers`` in the order of ``names``), else ``None``."""
+def _gaps(names: list[str], numbers: list[int]) -> tuple[str | None, list[str]]:
+    """Numbers missing from one series (``numbers`` in the order of ``names``), said as a
+    warning, and the names beside the first gaps."""
     missing = (max(numbers) - min(numbers) + 1) - len(numbers)
     if missing <= 0:
-        return None
+        return None, []
+    at = [i for i in range(len(numbers) - 1) if numbers[i + 1] - numbers[i] > 1]
     holes = [
         f"{_span(numbers[i] + 1, numbers[i + 1] - 1)} (between {names[i]} and {names[i + 1]})"
-        for i in range(len(numbers) - 1)
-        if numbers[i + 1] - numbers[i] > 1
+        for i in at
     ]
+    around = [n for i in at[:_AT_FAULT_SHOWN] for n in (names[i], names[i + 1])]
     more = f" and {len(holes) - _GAPS_SHOWN} more gap(s)" if len(holes) > _GAPS_SHOWN else ""
     return (
         f"{missing} slice number(s) of {min(numbers)}-{max(numbers)} missing: "
         f"{', '.join(holes[:_GAPS_SHOWN])}{more}; sections lost or files missing? the volume "
         "has the slices that are there, one after another; say in the README how z is spaced"
-    )
+    ), list(dict.fromkeys(around))
 
 
 # ---------------------------------------------------------------- metadata

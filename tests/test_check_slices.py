@@ -1,0 +1,76 @@
+"""`curated check` on folders of slices: what would make `convert` refuse or mislead is found first."""
+
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from curated.curation import check
+
+RNG = np.random.default_rng(3)
+
+
+def _slice(path, shape=(8, 8), dtype=np.uint8):
+    tifffile.imwrite(path, RNG.integers(0, 200, shape).astype(dtype))
+
+
+def _series(report):
+    return {f.message: f for f in report.flags if f.code == "slice-series"}
+
+
+def test_a_gap_in_the_slice_numbers_is_flagged_naming_the_neighbours(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in (0, 1, 2, 4, 5):
+        _slice(raw / f"slice_{z:03d}.tif")
+    flags = _series(check(None, [raw], write=False))
+    assert len(flags) == 1
+    ((msg, flag),) = flags.items()
+    assert "3 (between slice_002.tif and slice_004.tif)" in msg and flag.severity == "warning"
+    assert flag.paths == ["raw/slice_002.tif", "raw/slice_004.tif"]
+
+
+def test_a_slice_of_another_size_dtype_or_page_count_is_flagged(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in range(6):
+        _slice(raw / f"s{z:02d}.tif")
+    _slice(raw / "s06.tif", shape=(8, 9))
+    _slice(raw / "s07.tif", dtype=np.uint16)
+    with tifffile.TiffWriter(raw / "s08.tif") as w:
+        for _ in range(3):
+            w.write(np.zeros((8, 8), np.uint8), metadata=None)
+    flags = _series(check(None, [raw], write=False))
+    ((msg, flag),) = flags.items()
+    assert flag.paths == ["raw/s06.tif", "raw/s07.tif", "raw/s08.tif"]
+    assert "6 of 9" in msg and "8 x 8 uint8" in msg
+    assert "8 x 9 uint8" in msg and "8 x 8 uint16" in msg and "3 x 8 x 8 uint8" in msg
+
+
+def test_two_series_and_shared_numbers_are_flagged(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in range(4):
+        _slice(raw / f"em_{z}.tif")
+    for z in range(3):
+        _slice(raw / f"mask_{z}.tif")
+    _slice(raw / "em_01.tif")  # the same number as em_1.tif
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(raw / "overview.png")
+    messages = " | ".join(_series(check(None, [raw], write=False)))
+    assert "em_#.tif (5 files" in messages and "mask_#.tif (3 files" in messages
+    assert "em_01.tif and em_1.tif" in messages
+    assert "overview.png" not in messages  # a lone image beside the slices is no series
+
+
+def test_a_folder_is_judged_whole_though_a_sub_folder_sorts_among_its_slices(tmp_path):
+    src = tmp_path / "data"
+    for sub in ("a", "a/s1_b", "c"):
+        (src / sub).mkdir(parents=True)
+    for z in (0, 1, 3, 4):  # a lacks s2; its sub-folder s1_b sorts between s1.tif and s3.tif
+        _slice(src / "a" / f"s{z}.tif")
+    for z in range(4):
+        _slice(src / "a" / "s1_b" / f"s{z}.tif", shape=(4, 4))  # another volume, complete
+        _slice(src / "c" / f"s{z + 10}.tif", shape=(6, 6))
+    flags = list(_series(check(None, [src], write=False)).values())
+    assert [f.paths for f in flags] == [["data/a/s1.tif", "data/a/s3.tif"]]
