@@ -157,3 +157,43 @@ def test_the_real_ssTEM_numbering_converts_in_order(tmp_path):
     folder = _folder(tmp_path, names)
     convert_to_ome_zarr(folder, tmp_path / "o.ome.zarr", voxel_size=(50, 4.6, 4.6))
     np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").levels[0][:], VOL)
+
+
+def test_import_ome_reads_a_folder_of_slices_as_one_image(tmp_path):
+    from curated.errors import MetadataError
+    from curated.metadata import from_ome, import_ome, init_workspace
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for i in range(6):  # ImageJ slices: a pixel size, and a spacing no single slice can know
+        tifffile.imwrite(
+            folder / f"s{i:03d}.tif",
+            VOL[i],
+            imagej=True,
+            resolution=(1 / 0.005, 1 / 0.005),
+            metadata={"unit": "um", "spacing": 0.04},
+        )
+    imp = from_ome(folder)
+    image = imp.images[0]
+    assert (image["size_z"], image["size_y"], image["size_x"]) == (6, 8, 8)
+    assert image["voxel_size_x"] == 5.0 and "voxel_size_z" not in image
+    assert imp.source_for("images[0].size_z")["source_file"] == str(folder)
+    assert any("s000.tif" in w and "6 slices" in w for w in imp.warnings)
+    ws = init_workspace(tmp_path / "ws", title="VNC")
+    import_ome(ws, folder)
+    record = ws.read_metadata()
+    assert record["images"][0]["path"] == ws.relative(folder)
+    assert record["images"][0]["size_z"] == 6
+    tifffile.imwrite(
+        folder / "s007.tif",
+        VOL[0],
+        imagej=True,
+        resolution=(1 / 0.005, 1 / 0.005),
+        metadata={"unit": "um"},
+    )
+    assert any("0-7 missing: 6 (between" in w for w in from_ome(folder).warnings)
+    tifffile.imwrite(folder / "other_1.tif", VOL[0])
+    tifffile.imwrite(folder / "other_2.tif", VOL[0])
+    with pytest.raises(MetadataError, match="series of slice names") as err:
+        from_ome(folder)
+    assert err.value.path == str(folder)
