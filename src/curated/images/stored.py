@@ -74,7 +74,27 @@ class StoredArraySource:
         return f"{stem}-{tail}" if tail and self.kind != "ome-zarr" else stem
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        """Read ``region`` (one slice per axis) into a new native-endian array."""
+        """Read ``region`` (one slice per axis) into a new native-endian array.
+
+        A chunk that cannot be decoded (damaged, or cut short in a copy) is a
+        :class:`~curated.errors.ConversionError` naming the file, the array and the region.
+        """
+        try:
+            return self._read(region)
+        except ConversionError:
+            raise
+        except Exception as exc:  # codec and storage library errors on damaged chunks
+            where = ", ".join(
+                f"{a} {s.start}-{s.stop}" for a, s in zip(self.axes, region, strict=False)
+            )
+            array = f"dataset {self.key}" if self.key else "the array"
+            msg = (
+                f"{array} cannot be read at {where} ({type(exc).__name__}: {exc}): a chunk "
+                "there is damaged or missing; copy the file again"
+            )
+            raise ConversionError(msg, path=self.file, details={"region": where}) from exc
+
+    def _read(self, region: tuple[slice, ...]) -> np.ndarray:
         if self.kind == "mrc":
             import mrcfile
 
