@@ -197,3 +197,42 @@ def test_import_ome_reads_a_folder_of_slices_as_one_image(tmp_path):
     with pytest.raises(MetadataError, match="series of slice names") as err:
         from_ome(folder)
     assert err.value.path == str(folder)
+
+
+def _grey_or(path, plane, photometric, colormap=None):
+    tifffile.imwrite(path, plane, photometric=photometric, colormap=colormap)
+
+
+def test_a_palette_slice_is_refused_not_read_as_grey(tmp_path):
+    folder = _folder(tmp_path, ["s0.tif", "s1.tif", "s2.tif"])
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[0] = np.arange(256)[::-1] * 257  # a red ramp, reversed: indices are no intensities
+    _grey_or(folder / "s1.tif", VOL[1], "palette", cmap)
+    with pytest.raises(ConversionError, match="palette") as err:
+        open_source(folder)
+    assert err.value.path.endswith("s1.tif")
+    _grey_or(tmp_path / "stack.tif", VOL[:3], "palette", cmap)
+    with pytest.raises(ConversionError, match="palette"):
+        open_source(tmp_path / "stack.tif")
+
+
+def test_a_grey_ramp_palette_is_read_as_the_grey_values_it_is(tmp_path):
+    ramp = np.tile(np.arange(256, dtype=np.uint16) * 257, (3, 1))
+    _grey_or(tmp_path / "stack.tif", VOL[:3], "palette", ramp)
+    src = open_source(tmp_path / "stack.tif")
+    np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
+
+
+def test_a_min_is_white_slice_among_min_is_black_ones_is_a_warning(tmp_path):
+    folder = _folder(tmp_path, ["s0.tif", "s1.tif", "s2.tif"])
+    _grey_or(folder / "s1.tif", VOL[1], "miniswhite")
+    src = open_source(folder)
+    assert any("s1.tif" in w and "MinIsWhite" in w and "s0.tif" in w for w in src.warnings)
+    np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
+
+
+def test_a_min_is_white_stack_keeps_its_values_and_says_so(tmp_path):
+    _grey_or(tmp_path / "inv.tif", VOL[:3], "miniswhite")  # ImageJ's inverting LUT
+    src = open_source(tmp_path / "inv.tif")
+    assert any("MinIsWhite" in n for n in src.not_carried)
+    np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])

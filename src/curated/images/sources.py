@@ -734,6 +734,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         if first is None:
             msg = "page 0 cannot be read; the file is truncated or damaged"
             raise ConversionError(msg, path=path, details={"page": 0})
+        inverted = _grey_kind(first, path, 0, "page") == "MinIsWhite"
         contiguous_series = getattr(series, "dataoffset", None)
         page_bytes = h * w * dtype.itemsize
         if contiguous_series is not None and len(series.pages) < npages:
@@ -776,6 +777,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             not_carried=_not_carried(first, tf)
             + meta.notes
             + _bar_note(meta, h)
+            + ([_MIN_IS_WHITE_NOTE] if inverted else [])
             + _other_series(tf),
         )
     return src
@@ -844,6 +846,8 @@ def _open_folder(folder: Path) -> TiffSource:
     dtype0: np.dtype | None = None
     meta0 = _PageMetadata()
     not_carried: list[str] = []
+    grey0 = "MinIsBlack"
+    unlike: list[str] = []  # slices stored with the other grey (MinIsWhite / MinIsBlack)
     for i, f in enumerate(files):
         _gone(f, i)
         tf = _open_tiff(f)
@@ -857,6 +861,11 @@ def _open_folder(folder: Path) -> TiffSource:
                 msg = f"slice has shape {pshape}; every slice must be a single 2D grey plane"
                 raise ConversionError(msg, path=f, details={"slice": i})
             _one_plane(tf, f, i)
+            grey = _grey_kind(page, f, i, "slice")
+            if not i:
+                grey0 = grey
+            elif grey != grey0:
+                unlike.append(f.name)
             if shape0 is None:
                 shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
                 _check_dtype(dtype0, f)
@@ -881,6 +890,15 @@ def _open_folder(folder: Path) -> TiffSource:
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
+    if grey0 == "MinIsWhite":
+        not_carried.append(_MIN_IS_WHITE_NOTE)
+    if unlike:
+        other = "MinIsBlack" if grey0 == "MinIsWhite" else "MinIsWhite"
+        warned.append(
+            f"{len(unlike)} slice(s) are stored {other} (e.g. {unlike[0]}) while {files[0].name} "
+            f"is {grey0}: values are kept as stored; if those slices look inverted beside the "
+            "others, their values are inverted: ask for them again"
+        )
     # a slice states its own pixel size, never the spacing between slices: z is asked
     # for (--voxel-size) unless OME-XML states it
     voxel = meta0.voxel
@@ -906,6 +924,37 @@ def _open_folder(folder: Path) -> TiffSource:
         not_carried=not_carried,
         warnings=warned,
     )
+
+
+_MIN_IS_WHITE_NOTE = (
+    "PhotometricInterpretation MinIsWhite: the values are kept as stored (the TIFF shows 0 "
+    "as white, an OME-Zarr viewer as black; ImageJ writes this for an inverting LUT)"
+)
+
+
+def _grey_kind(page: Any, path: Path, index: int, what: str) -> str:
+    """How a grey page's values show: ``MinIsBlack`` or ``MinIsWhite``. A palette page is
+    refused (its values index a colour table) unless the table is a grey ramp."""
+    kf = getattr(page, "keyframe", None) or page
+    photometric = int(getattr(kf, "photometric", 1))
+    if photometric == 3 and not _grey_ramp(getattr(kf, "colormap", None)):
+        msg = (
+            f"{what} {index} is a palette (colour-mapped) image: its values are indices into a "
+            "colour table, not intensities; export it as greyscale"
+        )
+        raise ConversionError(msg, path=path, details={what: index})
+    return "MinIsWhite" if photometric == 0 else "MinIsBlack"
+
+
+def _grey_ramp(cmap: Any) -> bool:
+    """Whether a TIFF ColorMap (3 x 2**bits) maps every index to the grey of that value."""
+    if cmap is None:
+        return False
+    c = np.asarray(cmap, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != 3 or c.shape[1] < 2 or c[0, -1] <= 0:
+        return False
+    ramp = np.round(np.arange(c.shape[1]) * (c[0, -1] / (c.shape[1] - 1)))
+    return bool((c == c[0]).all() and np.array_equal(c[0], ramp))
 
 
 def _one_plane(tf: Any, f: Path, index: int) -> None:

@@ -575,7 +575,7 @@ def _from_folder(folder: Path, require_metadata: bool) -> OmeImport:
     slice's header, the stack's sizes. A slice states its own pixel size, never the spacing
     between slices (only OME-XML's is taken, as the converter takes it)."""
     from curated.errors import CuratedError
-    from curated.images.sources import open_source
+    from curated.images.sources import TiffSource, open_source
 
     try:
         src = open_source(folder)
@@ -583,7 +583,7 @@ def _from_folder(folder: Path, require_metadata: bool) -> OmeImport:
         where = "" if exc.path in (None, str(folder)) else f" ({Path(exc.path).name})"
         msg = f"is not one stack of slices{where}: {exc.message}"
         raise MetadataError(msg, path=folder) from None
-    if src.kind != "slices":
+    if not isinstance(src, TiffSource) or src.kind != "slices":
         msg = "holds PNG slices, which carry no acquisition metadata; set the image's fields with `curated metadata set`"
         raise MetadataError(msg, path=folder)
     first = Path(src.files[0])
