@@ -126,6 +126,20 @@ def test_a_thumbnail_page_in_a_slice_is_not_a_second_plane(tmp_path):
     np.testing.assert_array_equal(src.read((slice(0, 2), slice(0, 8), slice(0, 8))), VOL[:2])
 
 
+def test_a_thumbnail_written_before_the_image_is_not_taken_for_the_slice(tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for i in range(3):
+        with tifffile.TiffWriter(folder / f"s{i}.tif") as w:
+            w.write(VOL[i][::2, ::2], subfiletype=1, metadata=None)  # preview first (TIFF/EP)
+            w.write(VOL[i], metadata=None)
+    src = open_source(folder)
+    assert src.shape == (3, 8, 8)
+    np.testing.assert_array_equal(
+        src.read((slice(0, 3), slice(0, 8), slice(2, 7))), VOL[:3, :, 2:7]
+    )
+
+
 def test_per_slice_ome_xml_that_disagrees_on_z_is_refused(tmp_path):
     folder = tmp_path / "ome"
     folder.mkdir()

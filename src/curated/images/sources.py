@@ -842,6 +842,7 @@ def _open_folder(folder: Path) -> TiffSource:
         raise InputError(msg, path=folder)
     files, warned = _slice_files(folder, tiffs, pngs + others)
     offsets = np.full(len(files), -1, dtype=np.int64)
+    page_index = np.zeros(len(files), dtype=np.int64)
     shape0: tuple[int, int] | None = None
     dtype0: np.dtype | None = None
     meta0 = _PageMetadata()
@@ -855,12 +856,12 @@ def _open_folder(folder: Path) -> TiffSource:
             if not tf.pages or tf.pages[0] is None:
                 msg = "slice has no readable image; it is truncated or not a TIFF"
                 raise ConversionError(msg, path=f, details={"slice": i})
-            page = tf.pages[0]
+            page_no, page = _slice_page(tf, f, i)
+            page_index[i] = page_no
             pshape = tuple(int(n) for n in page.shape)
             if len(pshape) != 2:
                 msg = f"slice has shape {pshape}; every slice must be a single 2D grey plane"
                 raise ConversionError(msg, path=f, details={"slice": i})
-            _one_plane(tf, f, i)
             grey = _grey_kind(page, f, i, "slice")
             if not i:
                 grey0 = grey
@@ -886,7 +887,7 @@ def _open_folder(folder: Path) -> TiffSource:
             if tf.byteorder != "<" and dtype0.itemsize > 1:  # type: ignore[union-attr]
                 offsets[i] = -1
             else:
-                offsets[i] = _page_table_entry(page, 0, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
+                offsets[i] = _page_table_entry(page, page_no, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
@@ -914,7 +915,7 @@ def _open_folder(folder: Path) -> TiffSource:
         shape=(len(files), *shape0),
         dtype=dtype0.newbyteorder("<").str if dtype0.itemsize > 1 else dtype0.str,
         page_file=np.arange(len(files), dtype=np.int32),
-        page_index=np.zeros(len(files), dtype=np.int64),
+        page_index=page_index,
         page_offset=offsets,
         lead_shape=(len(files),),
         lead_perm=(0,),
@@ -957,22 +958,26 @@ def _grey_ramp(cmap: Any) -> bool:
     return bool((c == c[0]).all() and np.array_equal(c[0], ramp))
 
 
-def _one_plane(tf: Any, f: Path, index: int) -> None:
-    """Refuse a slice file holding more than one plane (a reduced-resolution preview page
-    is not a plane); only its first would be read otherwise."""
-    if len(tf.pages) < 2:
-        return
-    try:
-        shape = tuple(int(n) for n in tf.series[0].shape)
-    except Exception:  # tifffile's series parsing on odd files: count the pages
-        shape = (len(tf.pages), *tf.pages[0].shape)
-    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+def _slice_page(tf: Any, f: Path, index: int) -> tuple[int, Any]:
+    """``(page number, page)`` of a slice file's one image: a reduced-resolution preview
+    page (NewSubfileType 1), even one written first, is not it. A file holding more than
+    one full-resolution plane is refused; only one of them would be read otherwise."""
+    pages = tf.pages
+    if len(pages) < 2:
+        planes, chosen = 1, 0
+        ij = tf.imagej_metadata if tf.is_imagej else None
+        if isinstance(ij, dict) and isinstance(ij.get("images"), int):
+            planes = ij["images"]  # an ImageJ file > 4 GB lists one page for all its planes
+    else:
+        full = [k for k, p in enumerate(pages) if p is not None and not int(p.subfiletype) & 1]
+        planes, chosen = len(full), (full[0] if full else 0)
     if planes > 1:
         msg = (
-            f"slice {index} holds {planes} pages (shape {shape}); every slice must be one 2D "
-            "plane: convert a multi-page file on its own, or move it out"
+            f"slice {index} holds {planes} pages; every slice must be one 2D plane: convert "
+            "a multi-page file on its own, or move it out"
         )
         raise ConversionError(msg, path=f, details={"slice": index, "pages": planes})
+    return chosen, pages[chosen]
 
 
 _OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jp2", ".bmp", ".gif")
