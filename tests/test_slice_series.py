@@ -55,6 +55,12 @@ def test_a_timestamp_beside_the_slice_number_is_no_problem(tmp_path):
     assert src.warnings == []
 
 
+def test_slices_named_by_decimal_z_position_sort_by_value(tmp_path):
+    names = ["z_0.5um.tif", "z_1.0um.tif", "z_1.25um.tif", "z_1.5um.tif", "z_10.0um.tif"]
+    src = open_source(_folder(tmp_path, names[::-1]))
+    assert [os.path.basename(f) for f in src.files] == names and src.warnings == []
+
+
 def test_a_gap_in_the_numbering_is_a_warning_in_the_result(tmp_path):
     folder = _folder(tmp_path, [f"slice_{z:03d}.tif" for z in (0, 1, 2, 4, 5)])
     src = open_source(folder)

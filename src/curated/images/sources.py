@@ -21,6 +21,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,9 +46,13 @@ _CONSUMED_TAGS = {
 }  # fmt: skip
 
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+"""A number in a file name: digits, with a decimal fraction (``z_1.25um``) when there is one."""
+
+
 def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``slice2`` before ``slice10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+    """Sort key that orders ``slice2`` before ``slice10`` (and ``z_1.25`` before ``z_1.5``)."""
+    return [Decimal(t) if i % 2 else t.lower() for i, t in enumerate(_NUMBER.split(name))]
 
 
 _TIFF_CACHE_SIZE = 8
@@ -1188,7 +1193,6 @@ def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path,
 # ---------------------------------------------------------------- slice names
 
 
-_DIGIT_RUN = re.compile(r"\d+")
 _GAPS_SHOWN = 3
 _AT_FAULT_SHOWN = 10
 
@@ -1209,7 +1213,7 @@ class SliceOrder(NamedTuple):
 
 def slice_pattern(name: str) -> str:
     """A slice name's series: its runs of digits as ``#``, in lower case (``Slice_0042.TIF`` → ``slice_#.tif``)."""
-    return _DIGIT_RUN.sub("#", name).lower()
+    return _NUMBER.sub("#", name).lower()
 
 
 def order_slices(names: list[str]) -> SliceOrder:
@@ -1219,10 +1223,11 @@ def order_slices(names: list[str]) -> SliceOrder:
     stray image beside the slices), and two names that carry the same slice number
     (``slice_1.tif`` and ``slice_01.tif``, or tiles of a mosaic ``r1-c1_s001``,
     ``r1-c2_s001``), whose order cannot be known. Reported (``gaps``): numbers missing
-    between the first slice and the last. Names without digits are sorted by name only.
+    between the first slice and the last. Numbers compare by value, a decimal fraction
+    included (``z_1.25um`` before ``z_1.5um``). Names without digits are sorted by name only.
     """
     ordered = sorted(names, key=lambda n: (natural_key(n), n))
-    if len(ordered) < 2 or not any(_DIGIT_RUN.search(n) for n in ordered):
+    if len(ordered) < 2 or not any(_NUMBER.search(n) for n in ordered):
         return SliceOrder(ordered, None, None)
     series: dict[str, list[str]] = {}
     for n in ordered:
@@ -1237,20 +1242,22 @@ def order_slices(names: list[str]) -> SliceOrder:
             "knowable order: move the other series (or stray images) out, one folder per series"
         )
         return SliceOrder(ordered, problem, None, [m[0] for m in series.values()])
-    numbers = [tuple(int(d) for d in _DIGIT_RUN.findall(n)) for n in ordered]
+    numbers = [tuple(Decimal(d) for d in _NUMBER.findall(n)) for n in ordered]
     clash = _same_number(ordered, numbers)
     if clash is not None:
         return SliceOrder(ordered, clash[0], None, clash[1])
     varying = [k for k in range(len(numbers[0])) if len({t[k] for t in numbers}) > 1]
-    if len(varying) != 1:
-        return SliceOrder(ordered, None, None)
-    gaps, around = _gaps(ordered, [t[varying[0]] for t in numbers])
+    if len(varying) != 1 or any(t[varying[0]] % 1 for t in numbers):
+        return SliceOrder(ordered, None, None)  # no one slice index: gaps are not known
+    gaps, around = _gaps(ordered, [int(t[varying[0]]) for t in numbers])
     return SliceOrder(ordered, None, gaps, around)
 
 
-def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> tuple[str, list[str]] | None:
+def _same_number(
+    names: list[str], numbers: list[tuple[Decimal, ...]]
+) -> tuple[str, list[str]] | None:
     """Two names of one series that carry the same slice number: (the problem, the two)."""
-    first: dict[tuple[int, ...], str] = {}
+    first: dict[tuple[Decimal, ...], str] = {}
     for n, t in zip(names, numbers, strict=True):
         other = first.setdefault(t, n)
         if other != n:
@@ -1264,7 +1271,7 @@ def _same_number(names: list[str], numbers: list[tuple[int, ...]]) -> tuple[str,
     if max(counts) == len(numbers):
         return None
     k = max(range(len(counts)), key=lambda i: (counts[i], i))
-    by_value: dict[int, str] = {}
+    by_value: dict[Decimal, str] = {}
     for n, t in zip(names, numbers, strict=True):
         other = by_value.setdefault(t[k], n)
         if other != n:
