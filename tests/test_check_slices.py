@@ -74,3 +74,20 @@ def test_a_folder_is_judged_whole_though_a_sub_folder_sorts_among_its_slices(tmp
         _slice(src / "c" / f"s{z + 10}.tif", shape=(6, 6))
     flags = list(_series(check(None, [src], write=False)).values())
     assert [f.paths for f in flags] == [["data/a/s1.tif", "data/a/s3.tif"]]
+
+
+def test_slices_whose_pixel_size_or_grey_differs_are_flagged(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in range(5):
+        size = 5 if z == 3 else 4  # one slice from another session
+        tifffile.imwrite(
+            raw / f"s{z}.tif",
+            np.zeros((8, 8), np.uint8),
+            resolution=(1e7 / size, 1e7 / size),
+            resolutionunit="CENTIMETER",
+            photometric="miniswhite" if z == 1 else "minisblack",
+        )
+    ((msg, flag),) = _series(check(None, [raw], write=False)).items()
+    assert flag.paths == ["raw/s1.tif", "raw/s3.tif"]
+    assert "pixel size y x = 5 5 nanometer" in msg and "MinIsWhite" in msg

@@ -256,6 +256,8 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     """
     import tifffile
 
+    from curated.images.sources import photometric_name, stated_pixel_size
+
     info: dict[str, Any] = {
         "opens": False,
         "truncated": False,
@@ -280,6 +282,11 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 info["shape"] = [int(s) for s in first.shape]
                 info["dtype"] = str(first.dtype) if first.dtype is not None else None
             info["compression"] = getattr(first.compression, "name", str(first.compression))
+            info["photometric"] = photometric_name(first)
+            try:
+                info["pixel_size"] = stated_pixel_size(tif, path)
+            except Exception:  # a damaged header: its other problems are reported below
+                info["pixel_size"] = None
             pages = [first] if npages == 1 else [first, tif.pages[npages - 1]]
             for page in pages:
                 offsets = getattr(page, "dataoffsets", ()) or ()

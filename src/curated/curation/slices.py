@@ -4,7 +4,8 @@ A folder whose image files (TIFF or PNG) include a numbered series of at least
 :data:`MIN_SERIES` files is judged as ``curated convert`` would judge it
 (:func:`curated.images.sources.order_slices`): names of several series, two files
 with one slice number, gaps in the numbering; and, from the headers the check
-already read, slices whose shape, pixel type or page count differ from the others.
+already read, slices whose shape, pixel type, page count, pixel size or grey
+(MinIsWhite, palette) differ from the others.
 Findings are ``(severity, message, paths)``; the check makes them red flags.
 
 The inventory comes in walk order (depth-first), so a folder's state is dropped as
@@ -47,7 +48,16 @@ def slice_findings(files: Iterable[Any]) -> Iterator[Finding]:
         if not open_folders or open_folders[-1][0] != folder:
             open_folders.append((folder, []))
         image = f.image or {}
-        look = (tuple(image.get("shape") or ()), image.get("dtype")) if image.get("opens") else None
+        look = (
+            (
+                tuple(image.get("shape") or ()),
+                image.get("dtype"),
+                image.get("pixel_size"),
+                image.get("photometric"),
+            )
+            if image.get("opens")
+            else None
+        )
         open_folders[-1][1].append((name, kind, look))
     while open_folders:
         yield from _judge(*open_folders.pop())
@@ -83,7 +93,8 @@ def _judge(folder: str, entries: list[_Entry]) -> Iterator[Finding]:
 
 
 def _unlike(folder: str, prefix: str, entries: list[_Entry]) -> Iterator[Finding]:
-    """Slices of one series whose shape or pixel type differ from most of the others."""
+    """Slices of one series whose shape, pixel type, pixel size or grey (MinIsWhite) differ
+    from most of the others."""
     by_series: dict[str, list[_Entry]] = {}
     for e in entries:
         by_series.setdefault(slice_pattern(e[0]), []).append(e)
@@ -93,7 +104,7 @@ def _unlike(folder: str, prefix: str, entries: list[_Entry]) -> Iterator[Finding
             continue
         common, count = looks.most_common(1)[0]
         odd = [(name, look) for name, _, look in members if look is not None and look != common]
-        shown = ", ".join(f"{name} ({_say(look)})" for name, look in odd[:5])
+        shown = ", ".join(f"{name} ({_say(look, common)})" for name, look in odd[:5])
         more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
         yield (
             "warning",
@@ -104,6 +115,12 @@ def _unlike(folder: str, prefix: str, entries: list[_Entry]) -> Iterator[Finding
         )
 
 
-def _say(look: tuple[Any, ...]) -> str:
-    shape, dtype = look
-    return f"{' x '.join(str(n) for n in shape)} {dtype}"
+def _say(look: tuple[Any, ...], common: tuple[Any, ...] | None = None) -> str:
+    """A slice's look in words; beside ``common``, only the pixel size and grey that differ."""
+    shape, dtype, pixel, grey = look
+    said = [f"{' x '.join(str(n) for n in shape)} {dtype}"]
+    if pixel != (common[2] if common else None) or (common and pixel is None and common[2]):
+        said.append(pixel or "no pixel size")
+    if grey != (common[3] if common else "MinIsBlack") and grey is not None:
+        said.append(grey)
+    return ", ".join(said)

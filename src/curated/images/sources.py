@@ -1375,6 +1375,26 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
     return _centimetre_resolution(tf.pages[0])
 
 
+def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
+    """The pixel size a TIFF's header states, as the converter reads it, in words
+    (``pixel size y x = 4 4 nanometer``; z too where OME-XML gives it), else ``None``."""
+    meta = _voxel_from_metadata(tf, Path(path))
+    if meta.voxel is None:
+        return None
+    axes = "zyx" if meta.origin.startswith("ome-xml") else "yx"
+    sizes = " ".join("?" if v is None else f"{v:g}" for v in meta.voxel[3 - len(axes) :])
+    return f"pixel size {' '.join(axes)} = {sizes} {meta.unit}"
+
+
+def photometric_name(page: Any) -> str:
+    """How a page's grey values show: ``MinIsBlack``, ``MinIsWhite``, ``palette``, ``RGB``..."""
+    kf = getattr(page, "keyframe", None) or page
+    value = int(getattr(kf, "photometric", 1))
+    return {0: "MinIsWhite", 1: "MinIsBlack", 2: "RGB", 3: "palette"}.get(
+        value, f"photometric {value}"
+    )
+
+
 def _centimetre_resolution(page: Any) -> _PageMetadata:
     """The pixel size that X/YResolution state in pixels per centimetre, else nothing."""
     unit = page.tags.get("ResolutionUnit")
