@@ -91,3 +91,23 @@ def test_slices_whose_pixel_size_or_grey_differs_are_flagged(tmp_path):
     ((msg, flag),) = _series(check(None, [raw], write=False)).items()
     assert flag.paths == ["raw/s1.tif", "raw/s3.tif"]
     assert "pixel size y x = 5 5 nanometer" in msg and "MinIsWhite" in msg
+
+
+def test_a_gap_becomes_a_question_for_the_depositor(tmp_path):
+    from curated.curation.request import request
+    from curated.workspace import Workspace
+
+    ws = Workspace.create(
+        tmp_path / "ws", record={"schema_version": "1.0.0", "study": {"title": "t"}}
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in (0, 1, 2, 5, 6):
+        _slice(raw / f"slice_{z:03d}.tif")
+    check(ws, [raw])
+    result = request(ws)
+    asked = [
+        a for a in result.details["asks"] + result.details["deferred"] if "slice" in a["question"]
+    ]
+    assert len(asked) == 1
+    assert "slice_002.tif" in asked[0]["question"] and "3-4" in asked[0]["question"]

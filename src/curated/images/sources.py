@@ -1301,8 +1301,8 @@ def _gaps(names: list[str], numbers: list[int]) -> tuple[str | None, list[str]]:
     more = f" and {len(holes) - _GAPS_SHOWN} more gap(s)" if len(holes) > _GAPS_SHOWN else ""
     return (
         f"{missing} slice number(s) of {min(numbers)}-{max(numbers)} missing: "
-        f"{', '.join(holes[:_GAPS_SHOWN])}{more}; sections lost or files missing? the volume "
-        "has the slices that are there, one after another; say in the README how z is spaced"
+        f"{', '.join(holes[:_GAPS_SHOWN])}{more} (sections lost, or files missing); the volume "
+        "holds the slices that are there, one after another (say in the README how z is spaced)"
     ), list(dict.fromkeys(around))
 
 
