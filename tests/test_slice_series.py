@@ -256,3 +256,15 @@ def test_a_min_is_white_stack_keeps_its_values_and_says_so(tmp_path):
     src = open_source(tmp_path / "inv.tif")
     assert any("MinIsWhite" in n for n in src.not_carried)
     np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
+
+
+def test_a_folder_of_jpeg_slices_is_refused_saying_why(tmp_path):
+    from curated.errors import InputError
+
+    folder = tmp_path / "jpg"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(VOL[i]).save(folder / f"s{i}.jpg")
+    with pytest.raises(InputError, match="3 JPEG") as err:
+        open_source(folder)
+    assert "lossy" in err.value.message

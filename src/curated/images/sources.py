@@ -843,7 +843,14 @@ def _open_folder(folder: Path) -> TiffSource:
         files, warned = _slice_files(folder, pngs, others)
         return replace(_open_png_folder(folder, files), warnings=warned)
     if not tiffs:
+        jpegs = sum(1 for n in others if n.lower().endswith((".jpg", ".jpeg")))
         msg = "contains no TIFF slices (*.tif, *.tiff) or PNG slices (*.png); give a folder of per-slice 2D images"
+        if jpegs:
+            msg = (
+                f"holds {jpegs} JPEG image(s) but no TIFF or PNG slices: JPEG is lossy and its "
+                "decoded values differ between decoders, so curated does not read it; ask for the "
+                "original TIFFs (or convert the JPEGs to PNG yourself and say so in the README)"
+            )
         raise InputError(msg, path=folder)
     files, warned = _slice_files(folder, tiffs, pngs + others)
     offsets = np.full(len(files), -1, dtype=np.int64)
