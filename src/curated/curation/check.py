@@ -1475,7 +1475,7 @@ def _flag_pixel_types(files: Sequence[FileRecord], flags: list[RedFlag]) -> None
     """Images whose pixel type ``curated convert`` refuses (float64, complex, ...): found
     here, before anything is converted, the depositor can be asked for another export.
     One flag per type, naming the first few files and counting the rest."""
-    from curated.images.sources import SUPPORTED_DTYPES
+    from curated.images.sources import LABEL_ONLY_DTYPES, SUPPORTED_DTYPES
 
     shown_most = 20
     found: dict[str, list[str]] = {}
@@ -1490,13 +1490,18 @@ def _flag_pixel_types(files: Sequence[FileRecord], flags: list[RedFlag]) -> None
             paths.append(f.path)
     for dtype, paths in sorted(found.items()):
         more = f" ({counts[dtype]} files)" if counts[dtype] > len(paths) else ""
+        labels = (
+            " (label volumes of this type are fine: `curated labels add`)"
+            if dtype in LABEL_ONLY_DTYPES
+            else ""
+        )
         flags.append(
             RedFlag(
                 "unsupported-pixel-type",
                 "warning",
-                f"pixel type {dtype}{more} cannot be converted to OME-Zarr "
-                f"(supported: {', '.join(SUPPORTED_DTYPES)}); ask for such an export, or convert "
-                "the files first",
+                f"pixel type {dtype}{more} cannot be converted to an OME-Zarr image "
+                f"(supported: {', '.join(SUPPORTED_DTYPES)}){labels}; ask for such an export, "
+                "or convert the files first",
                 paths,
             )
         )

@@ -29,7 +29,13 @@ from curated.images.shards import (
     store_digest,
     written_files,
 )
-from curated.images.sources import ArraySource, TiffSource, open_source, with_axes
+from curated.images.sources import (
+    ArraySource,
+    TiffSource,
+    check_image_dtype,
+    open_source,
+    with_axes,
+)
 from curated.images.stored import StoredArraySource
 from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.objstore import is_url
@@ -468,6 +474,7 @@ def _plan_conversion(
 ) -> tuple[StoreLayout, tuple[float, ...], str, str]:
     """Check the source and destination and plan the store: ``(layout, voxel, unit, voxel_from)``."""
     _store.require_3d(src.shape, src.axes, src.path)
+    check_image_dtype(src.dtype, src.path)
     _refuse_dest_inside_source(src, dest)
     voxel, unit_name, voxel_from = _voxel(voxel_size, unit, src)
     layout = make_layout(

@@ -418,10 +418,27 @@ def _open_companion(companion: Path) -> TiffSource:
     return src
 
 
+LABEL_ONLY_DTYPES = ("uint64", "int64", "bool")
+"""Pixel types a source opens with that only label volumes may have (CREMI's uint64 ids,
+1-bit masks); :func:`check_image_dtype` refuses them for an image."""
+
+
 def _check_dtype(dtype: np.dtype, path: Path) -> None:
-    if np.dtype(dtype).newbyteorder("=").name not in SUPPORTED_DTYPES:
+    name = np.dtype(dtype).newbyteorder("=").name
+    if name not in SUPPORTED_DTYPES and name not in LABEL_ONLY_DTYPES:
         msg = f"pixel type {np.dtype(dtype).name} is not supported; convert to uint8, uint16 or float32 first"
         raise ConversionError(msg, path=path)
+
+
+def check_image_dtype(dtype: str | np.dtype, path: str | Path) -> None:
+    """Refuse, for an image, a pixel type only labels may have (uint64, int64, 1-bit)."""
+    name = np.dtype(dtype).newbyteorder("=").name
+    if name not in SUPPORTED_DTYPES:
+        msg = (
+            f"pixel type {name} is not supported for an image; convert to uint8, uint16 or "
+            "float32 first (a label volume of this type: `curated labels add`)"
+        )
+        raise ConversionError(msg, path=str(path))
 
 
 def _open_tiff(path: Path) -> Any:

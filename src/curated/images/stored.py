@@ -220,13 +220,13 @@ def open_stored(path: str | Path) -> StoredArraySource:
 
 
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
-    from curated.images.sources import SUPPORTED_DTYPES
+    from curated.images.sources import LABEL_ONLY_DTYPES, SUPPORTED_DTYPES
 
     try:
         native: np.dtype | None = np.dtype(dtype).newbyteorder("=")
     except (TypeError, ValueError):  # strings, objects (zarr's variable-length types), records
         native = None
-    if native is None or native.name not in SUPPORTED_DTYPES:
+    if native is None or native.name not in (*SUPPORTED_DTYPES, *LABEL_ONLY_DTYPES):
         shown = dtype if native is None else native.name
         msg = f"pixel type {shown} is not supported; convert to uint8, uint16 or float32 first"
         raise ConversionError(msg, path=path)
