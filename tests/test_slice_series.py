@@ -98,6 +98,13 @@ def test_a_slice_saved_as_png_among_tiff_slices_is_refused(tmp_path):
         open_source(folder)
 
 
+def test_png_previews_beside_each_tiff_slice_are_not_slices(tmp_path):
+    folder = _folder(tmp_path, ["s0.tif", "s1.tif", "s2.tif"])
+    for i in range(3):
+        Image.fromarray(VOL[i][::2, ::2]).save(folder / f"s{i:02d}.png")  # zero-padded, as tools do
+    assert open_source(folder).shape == (3, 8, 8)
+
+
 def test_hidden_macos_and_windows_files_and_strays_are_ignored(tmp_path):
     folder = _folder(tmp_path, ["s0.tif", "s1.tif", "s2.tif"])
     (folder / "._s0.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(80))  # AppleDouble

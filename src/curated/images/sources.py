@@ -1036,23 +1036,39 @@ def _slice_names(folder: Path) -> tuple[list[str], list[str], list[str]]:
 def _slice_files(folder: Path, names: list[str], others: list[str]) -> tuple[list[Path], list[str]]:
     """The slices in order and the warnings about their names; refused when they are not
     one numbered series (:func:`order_slices`) or when an image of another format carries
-    a slice's name (``s1.png`` among ``s0.tif``, ``s2.tif``)."""
+    a slice's name and a number no slice has (``s1.png`` among ``s0.tif``, ``s2.tif``; a
+    ``s1.png`` preview beside ``s1.tif`` is no slice)."""
     order = order_slices(names)
     if order.problem is not None:
         raise ConversionError(order.problem, path=folder)
     stem = slice_pattern(_stem(order.names[0]))
-    stray = next((n for n in sorted(others) if slice_pattern(_stem(n)) == stem), None)
-    if stray is not None and any(c.isdigit() for c in stem + stray):
-        msg = (
-            f"is a {Path(stray).suffix} file among {Path(order.names[0]).suffix} slices of the "
-            "same names: a slice saved in another format; convert it like the others, or move it out"
+    if "#" in stem:
+        numbers = {_numbers(n) for n in order.names}
+        stray = next(
+            (
+                n
+                for n in sorted(others)
+                if slice_pattern(_stem(n)) == stem and _numbers(n) not in numbers
+            ),
+            None,
         )
-        raise ConversionError(msg, path=folder / stray)
+        if stray is not None:
+            msg = (
+                f"is a {Path(stray).suffix} file among {Path(order.names[0]).suffix} slices of the "
+                "same names, with a number none of them has: a slice saved in another format; "
+                "convert it like the others, or move it out"
+            )
+            raise ConversionError(msg, path=folder / stray)
     return [folder / n for n in order.names], [order.gaps] if order.gaps else []
 
 
 def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
+
+
+def _numbers(name: str) -> tuple[Decimal, ...]:
+    """The numbers in a file name without its suffix, by value (``s01.png`` and ``s1.tif``: 1)."""
+    return tuple(Decimal(d) for d in _NUMBER.findall(_stem(name)))
 
 
 def _gone(f: Path, index: int) -> None:
