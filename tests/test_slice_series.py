@@ -275,3 +275,14 @@ def test_a_folder_of_jpeg_slices_is_refused_saying_why(tmp_path):
     with pytest.raises(InputError, match="3 JPEG") as err:
         open_source(folder)
     assert "lossy" in err.value.message
+
+
+def test_a_stack_whose_first_page_is_a_preview_converts_its_planes(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "ep.tif") as w:
+        w.write(VOL[0][::2, ::2], subfiletype=1, metadata=None)  # TIFF/EP: preview in IFD 0
+        for k in range(4):
+            w.write(VOL[k], metadata=None)
+    src = open_source(tmp_path / "ep.tif")
+    assert src.shape == (4, 8, 8)
+    np.testing.assert_array_equal(src.read((slice(0, 4), slice(0, 8), slice(0, 8))), VOL[:4])
+    assert any("(4, 4)" in n and "not converted" in n for n in src.not_carried)

@@ -734,7 +734,8 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         if not tf.series:
             msg = "contains no image pages"
             raise ConversionError(msg, path=path)
-        series = tf.series[0]
+        chosen = _main_series(tf)
+        series = tf.series[chosen]
         axes = series.axes.upper()
         if "S" in axes and series.shape[axes.index("S")] > 1:
             msg = f"has {series.shape[axes.index('S')]} samples per pixel (RGB or similar); only single-sample grey images are supported"
@@ -800,18 +801,30 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             + meta.notes
             + _bar_note(meta, h)
             + ([_MIN_IS_WHITE_NOTE] if inverted else [])
-            + _other_series(tf),
+            + _other_series(tf, chosen),
         )
     return src
 
 
-def _other_series(tf: Any) -> list[str]:
-    """Images after the first in a multi-image file (OME multi-image, thumbnails, overviews)."""
-    rest = [tuple(int(n) for n in s.shape) for s in tf.series[1:]]
+def _main_series(tf: Any) -> int:
+    """The image a file's conversion reads: its first series, unless that is a
+    reduced-resolution preview (NewSubfileType 1, TIFF/EP's IFD 0) followed by the image."""
+    for k, s in enumerate(tf.series):
+        page = s.pages[0] if len(s.pages) else None
+        if page is not None and not int(getattr(page, "subfiletype", 0)) & 1:
+            return k
+    return 0
+
+
+def _other_series(tf: Any, chosen: int = 0) -> list[str]:
+    """The images in a multi-image file besides the one converted (OME multi-image,
+    thumbnails, overviews)."""
+    rest = [tuple(int(n) for n in s.shape) for k, s in enumerate(tf.series) if k != chosen]
     if not rest:
         return []
     shown = ", ".join(str(r) for r in rest[:4]) + (" ..." if len(rest) > 4 else "")
-    return [f"{len(rest)} more image(s) in the file, not converted (only the first): {shown}"]
+    which = "the first" if chosen == 0 else f"image {chosen + 1}, the first at full resolution"
+    return [f"{len(rest)} more image(s) in the file, not converted (only {which}): {shown}"]
 
 
 def _bar_note(meta: _PageMetadata, height: int) -> list[str]:
@@ -998,7 +1011,11 @@ def _slice_page(tf: Any, f: Path, index: int) -> tuple[int, Any]:
         if isinstance(ij, dict) and isinstance(ij.get("images"), int):
             planes = ij["images"]  # an ImageJ file > 4 GB lists one page for all its planes
     else:
-        full = [k for k, p in enumerate(pages) if p is not None and not int(p.subfiletype) & 1]
+        full = [
+            k
+            for k, p in enumerate(pages)
+            if p is not None and not int(getattr(p, "subfiletype", 0)) & 1
+        ]
         planes, chosen = len(full), (full[0] if full else 0)
     if planes > 1:
         msg = (
