@@ -111,3 +111,18 @@ def test_a_gap_becomes_a_question_for_the_depositor(tmp_path):
     ]
     assert len(asked) == 1
     assert "slice_002.tif" in asked[0]["question"] and "3-4" in asked[0]["question"]
+
+
+def test_macos_and_windows_system_files_are_one_flag(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in range(3):
+        _slice(raw / f"s{z}.tif")
+    (raw / "._s0.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble from a Mac copy
+    (raw / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(20))
+    (raw / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(20))
+    report = check(None, [raw], write=False)
+    (flag,) = report.flags_by_code("system-files")
+    assert flag.paths == ["raw/.DS_Store", "raw/._s0.tif", "raw/Thumbs.db"]
+    assert "3 files" in flag.message and flag.severity == "warning"
+    assert _series(report) == {}

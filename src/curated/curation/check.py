@@ -1406,6 +1406,7 @@ def _flag_files(
             )
         )
     _flag_pixel_types(files, flags)
+    _flag_system_files(files, flags)
     in_memory = len(files) <= INVENTORY_IN_MEMORY
     first_with: dict[str, str] = {}
     duplicates: dict[str, list[str]] = {}
@@ -1467,6 +1468,35 @@ def _flag_files(
                 "error",
                 f"DICOM header holds {tag}: protected health information must be removed before deposit",
                 sorted(set(paths)),
+            )
+        )
+
+
+SYSTEM_FILES = frozenset((".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"))
+"""Names (lower case) of files an operating system leaves in folders: Finder's ``.DS_Store``,
+Windows' thumbnail caches and folder settings (macOS ``._*`` AppleDouble files too)."""
+
+
+def _flag_system_files(files: Sequence[FileRecord], flags: list[RedFlag]) -> None:
+    """Files the depositor's operating system left beside the data (one flag, the first
+    few named): they are no data, and a copy to another system turns each into noise."""
+    shown_most = 20
+    found: list[str] = []
+    count = 0
+    for f in files:
+        name = f.path.rpartition("/")[2]
+        if name.startswith("._") or name.lower() in SYSTEM_FILES:
+            count += 1
+            if len(found) < shown_most:
+                found.append(f.path)
+    if count:
+        flags.append(
+            RedFlag(
+                "system-files",
+                "warning",
+                f"{count} files left by macOS or Windows (.DS_Store, ._* AppleDouble, Thumbs.db, "
+                "desktop.ini): no data; leave them out of the deposit (delete them from a copy)",
+                found,
             )
         )
 
