@@ -71,3 +71,18 @@ def test_a_damaged_zarr_chunk_is_a_conversion_error(tmp_path, zarr_format):
     with pytest.raises(ConversionError, match="damaged") as err:
         convert_to_ome_zarr(store, tmp_path / "o.ome.zarr", voxel_size=(40, 4, 4))
     assert err.value.path == str(store)
+
+
+@pytest.mark.parametrize("suffix", [".preali", ".ccp4", ".tomo"])
+def test_mrc_stacks_under_imod_and_ccp4_names_convert(tmp_path, suffix):
+    import mrcfile
+
+    from curated.images import open_image
+
+    src = tmp_path / f"stack{suffix}"
+    with mrcfile.new(src) as m:
+        m.set_data(VOL)
+        m.voxel_size = (40.0, 40.0, 400.0)  # x y z in Å
+    convert_to_ome_zarr(src, tmp_path / "o.ome.zarr")
+    img = open_image(tmp_path / "o.ome.zarr")
+    np.testing.assert_array_equal(img.levels[0][:], VOL)

@@ -31,7 +31,7 @@ from curated.images.units import length_unit, round_to, significant_digits
 from curated.walk import Files, Special, walk
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
-MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
+MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".preali", ".map", ".ccp4", ".tomo")
 _KEYED = re.compile(
     r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|n5|zarr))(?::(?P<key>/.*))?$", re.IGNORECASE
 )
