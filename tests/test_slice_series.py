@@ -286,3 +286,13 @@ def test_a_stack_whose_first_page_is_a_preview_converts_its_planes(tmp_path):
     assert src.shape == (4, 8, 8)
     np.testing.assert_array_equal(src.read((slice(0, 4), slice(0, 8), slice(0, 8))), VOL[:4])
     assert any("(4, 4)" in n and "not converted" in n for n in src.not_carried)
+
+
+def test_a_parent_folder_of_slice_folders_names_its_sub_folders(tmp_path):
+    from curated.errors import InputError
+
+    (tmp_path / "export").mkdir()  # a lab's export in two parts
+    _folder(tmp_path / "export", ["s0.tif", "s1.tif"], name="part1")
+    _folder(tmp_path / "export", ["s2.tif", "s3.tif"], name="part2")
+    with pytest.raises(InputError, match=r"2 sub-folder\(s\) \(part1, part2\)"):
+        open_source(tmp_path / "export")

@@ -881,6 +881,14 @@ def _open_folder(folder: Path) -> TiffSource:
                 "decoded values differ between decoders, so curated does not read it; ask for the "
                 "original TIFFs (or convert the JPEGs to PNG yourself and say so in the README)"
             )
+        else:
+            subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
+            if subs:
+                msg = (
+                    f"contains no TIFF or PNG slices; its {len(subs)} sub-folder(s) ({', '.join(subs[:4])}"
+                    f"{' ...' if len(subs) > 4 else ''}) are not searched: give the folder that holds "
+                    "the slices (one folder per volume)"
+                )
         raise InputError(msg, path=folder)
     files, warned = _slice_files(folder, tiffs, pngs + others)
     offsets = np.full(len(files), -1, dtype=np.int64)
