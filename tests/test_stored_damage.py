@@ -86,3 +86,27 @@ def test_mrc_stacks_under_imod_and_ccp4_names_convert(tmp_path, suffix):
     convert_to_ome_zarr(src, tmp_path / "o.ome.zarr")
     img = open_image(tmp_path / "o.ome.zarr")
     np.testing.assert_array_equal(img.levels[0][:], VOL)
+
+
+def test_check_finds_truncated_hdf5_and_mrc_volumes(tmp_path):
+    import mrcfile
+
+    from curated.curation import check
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _cremi_like(raw / "sample_A.hdf")
+    with mrcfile.new(raw / "stack.mrc") as m:
+        m.set_data(VOL)
+    for name in ("sample_A.hdf", "stack.mrc"):  # copies cut short
+        data = (raw / name).read_bytes()
+        (raw / f"cut_{name}").write_bytes(data[: len(data) * 2 // 3])
+    report = check(None, [raw], write=False)
+    cut = sorted(p for f in report.flags_by_code("truncated-image") for p in f.paths)
+    assert cut == ["raw/cut_sample_A.hdf", "raw/cut_stack.mrc"]
+    whole = {
+        f.path: f.image for f in report.files if f.path in ("raw/sample_A.hdf", "raw/stack.mrc")
+    }
+    assert whole["raw/stack.mrc"]["opens"] and whole["raw/stack.mrc"]["shape"] == [8, 32, 32]
+    assert whole["raw/sample_A.hdf"]["opens"] and whole["raw/sample_A.hdf"]["datasets"] == 1
+    assert report.answer("C1").answer == "no"

@@ -32,6 +32,8 @@ from curated.curation.formats import (
     dicom_phi_tags,
     extension_matches,
     identify_format,
+    inspect_hdf5,
+    inspect_mrc,
     inspect_png,
     inspect_tiff,
     sniff_format,
@@ -833,7 +835,7 @@ def _runs_keeping_names(walker: _Walker, src: Path, shown: deque[list[str]]) -> 
         yield run
 
 
-_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM", "PNG"))
+_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM", "PNG", "HDF5", "MRC"))
 
 
 def _pronom(folder: str, name: str, fmt: str, head: bytes, memo: dict[Any, Any]) -> str | None:
@@ -858,13 +860,14 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _inspect(path: str, fmt: str, size: int) -> tuple[str, _Extra]:
-    """Read the header of a TIFF, PNG or DICOM file: (format, extra findings)."""
+    """Read the header of a TIFF, PNG, HDF5, MRC or DICOM file: (format, extra findings)."""
     if fmt == "DICOM":
         try:
             return fmt, (None, [], dicom_phi_tags(path), None)
         except OSError as exc:
             return fmt, (None, [], [], exc.strerror or str(exc))
-    info = inspect_png(path, size) if fmt == "PNG" else inspect_tiff(path, size)
+    inspect = {"PNG": inspect_png, "HDF5": inspect_hdf5, "MRC": inspect_mrc}.get(fmt, inspect_tiff)
+    info = inspect(path, size)
     fmt = info.pop("format", fmt)
     personal = info.pop("personal_data", [])
     return fmt, (info, personal, [], None)
@@ -924,7 +927,7 @@ def _answer_files(stats: InventoryStats) -> list[_Answer]:
             "C1",
             "yes",
             True,
-            f"all {stats.images} image files open (TIFF: headers read, first segment decoded; PNG: header and end chunk read); {stats.files - stats.images} other files are readable",
+            f"all {stats.images} image files open (TIFF: headers read, first segment decoded; PNG: header and end chunk read; HDF5: opened; MRC: header read, size checked); {stats.files - stats.images} other files are readable",
         )
     else:
         add(
