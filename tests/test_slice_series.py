@@ -230,17 +230,19 @@ def _grey_or(path, plane, photometric, colormap=None):
     tifffile.imwrite(path, plane, photometric=photometric, colormap=colormap)
 
 
-def test_a_palette_slice_is_refused_not_read_as_grey(tmp_path):
+def test_a_palette_slice_among_grey_ones_is_a_warning_and_a_palette_stack_a_note(tmp_path):
     folder = _folder(tmp_path, ["s0.tif", "s1.tif", "s2.tif"])
     cmap = np.zeros((3, 256), np.uint16)
-    cmap[0] = np.arange(256)[::-1] * 257  # a red ramp, reversed: indices are no intensities
+    cmap[0] = np.arange(256)[::-1] * 257  # a red ramp, reversed: shown colours are not the values
     _grey_or(folder / "s1.tif", VOL[1], "palette", cmap)
-    with pytest.raises(ConversionError, match="palette") as err:
-        open_source(folder)
-    assert err.value.path.endswith("s1.tif")
+    src = open_source(folder)
+    assert any("s1.tif (palette)" in w for w in src.warnings)
+    np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
+    # ImageJ saves labels shown with a colour LUT (glasbey) as a palette TIFF: values are the data
     _grey_or(tmp_path / "stack.tif", VOL[:3], "palette", cmap)
-    with pytest.raises(ConversionError, match="palette"):
-        open_source(tmp_path / "stack.tif")
+    src = open_source(tmp_path / "stack.tif")
+    assert any(n.startswith("ColorMap: a palette TIFF") for n in src.not_carried)
+    np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
 
 
 def test_a_grey_ramp_palette_is_read_as_the_grey_values_it_is(tmp_path):
@@ -248,13 +250,14 @@ def test_a_grey_ramp_palette_is_read_as_the_grey_values_it_is(tmp_path):
     _grey_or(tmp_path / "stack.tif", VOL[:3], "palette", ramp)
     src = open_source(tmp_path / "stack.tif")
     np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
+    assert not any(n.startswith("ColorMap: a palette TIFF") for n in src.not_carried)
 
 
 def test_a_min_is_white_slice_among_min_is_black_ones_is_a_warning(tmp_path):
     folder = _folder(tmp_path, ["s0.tif", "s1.tif", "s2.tif"])
     _grey_or(folder / "s1.tif", VOL[1], "miniswhite")
     src = open_source(folder)
-    assert any("s1.tif" in w and "MinIsWhite" in w and "s0.tif" in w for w in src.warnings)
+    assert any("s1.tif (MinIsWhite)" in w and "s0.tif (MinIsBlack)" in w for w in src.warnings)
     np.testing.assert_array_equal(src.read((slice(0, 3), slice(0, 8), slice(0, 8))), VOL[:3])
 
 

@@ -757,7 +757,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         if first is None:
             msg = "page 0 cannot be read; the file is truncated or damaged"
             raise ConversionError(msg, path=path, details={"page": 0})
-        inverted = _grey_kind(first, path, 0, "page") == "MinIsWhite"
+        grey = _grey_kind(first)
         contiguous_series = getattr(series, "dataoffset", None)
         page_bytes = h * w * dtype.itemsize
         if contiguous_series is not None and len(series.pages) < npages:
@@ -800,7 +800,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             not_carried=_not_carried(first, tf)
             + meta.notes
             + _bar_note(meta, h)
-            + ([_MIN_IS_WHITE_NOTE] if inverted else [])
+            + ([_GREY_NOTES[grey]] if grey in _GREY_NOTES else [])
             + _other_series(tf, chosen),
         )
     return src
@@ -912,11 +912,11 @@ def _open_folder(folder: Path) -> TiffSource:
             if len(pshape) != 2:
                 msg = f"slice has shape {pshape}; every slice must be a single 2D grey plane"
                 raise ConversionError(msg, path=f, details={"slice": i})
-            grey = _grey_kind(page, f, i, "slice")
+            grey = _grey_kind(page)
             if not i:
                 grey0 = grey
             elif grey != grey0:
-                unlike.append(f.name)
+                unlike.append(f"{f.name} ({grey})")
             if shape0 is None:
                 shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
                 _check_dtype(dtype0, f)
@@ -941,14 +941,12 @@ def _open_folder(folder: Path) -> TiffSource:
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
-    if grey0 == "MinIsWhite":
-        not_carried.append(_MIN_IS_WHITE_NOTE)
+    not_carried += [_GREY_NOTES[grey0]] if grey0 in _GREY_NOTES else []
     if unlike:
-        other = "MinIsBlack" if grey0 == "MinIsWhite" else "MinIsWhite"
         warned.append(
-            f"{len(unlike)} slice(s) are stored {other} (e.g. {unlike[0]}) while {files[0].name} "
-            f"is {grey0}: values are kept as stored; if those slices look inverted beside the "
-            "others, their values are inverted: ask for them again"
+            f"{len(unlike)} slice(s) show their values otherwise than {files[0].name} "
+            f"({grey0}), e.g. {unlike[0]}: values are kept as stored; if those slices look "
+            "inverted or false-coloured beside the others, ask for them again"
         )
     # a slice states its own pixel size, never the spacing between slices: z is asked
     # for (--voxel-size) unless OME-XML states it
@@ -977,23 +975,27 @@ def _open_folder(folder: Path) -> TiffSource:
     )
 
 
-_MIN_IS_WHITE_NOTE = (
-    "PhotometricInterpretation MinIsWhite: the values are kept as stored (the TIFF shows 0 "
-    "as white, an OME-Zarr viewer as black; ImageJ writes this for an inverting LUT)"
-)
+_GREY_NOTES = {
+    "MinIsWhite": (
+        "PhotometricInterpretation MinIsWhite: the values are kept as stored (the TIFF shows 0 "
+        "as white, an OME-Zarr viewer as black; ImageJ writes this for an inverting LUT)"
+    ),
+    "palette": (
+        "ColorMap: a palette TIFF, whose values are kept as stored (ImageJ writes one for an "
+        "image shown with a colour LUT, e.g. labels in glasbey: the values are the data); from "
+        "a graphics program, the colours may be the data: ask the depositor"
+    ),
+}
+"""What :func:`_grey_kind` finds that the converted image does not carry."""
 
 
-def _grey_kind(page: Any, path: Path, index: int, what: str) -> str:
-    """How a grey page's values show: ``MinIsBlack`` or ``MinIsWhite``. A palette page is
-    refused (its values index a colour table) unless the table is a grey ramp."""
+def _grey_kind(page: Any) -> str:
+    """How a page's values show: ``MinIsBlack``, ``MinIsWhite`` or ``palette`` (a colour
+    table that is not a grey ramp; a grey-ramp table shows the values as they are)."""
     kf = getattr(page, "keyframe", None) or page
     photometric = int(getattr(kf, "photometric", 1))
     if photometric == 3 and not _grey_ramp(getattr(kf, "colormap", None)):
-        msg = (
-            f"{what} {index} is a palette (colour-mapped) image: its values are indices into a "
-            "colour table, not intensities; export it as greyscale"
-        )
-        raise ConversionError(msg, path=path, details={what: index})
+        return "palette"
     return "MinIsWhite" if photometric == 0 else "MinIsBlack"
 
 
