@@ -69,10 +69,11 @@ class ConvertDecision(TypedDict):
     voxel_size_from: Any
     voxel_size_disagrees: NotRequired[str]
     """Set when ``--voxel-size`` differs from what the file's metadata state (a unit slip?)."""
+    source_warnings: NotRequired[list[str]]
+    """What may be wrong with the source but did not stop it being read (a gap in the
+    numbers of a folder's slices)."""
     not_carried_over: list[str]
     """Parts of the source that are not in the image (e.g. a vendor data bar)."""
-    rendering: NotRequired[str]
-    """Set when the source is meant to be shown otherwise than its values say (inverted, a palette)."""
     store_digest_method: str
 
 

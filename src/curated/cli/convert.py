@@ -99,9 +99,8 @@ def convert(
         disagrees = d["decision"].get("voxel_size_disagrees")
         if disagrees:
             console.print("warning: " + disagrees, highlight=False)
-        rendering = d["decision"].get("rendering")
-        if rendering:
-            console.print("note: " + rendering, highlight=False)
+        for warned in d["decision"].get("source_warnings", []):
+            console.print("warning: " + warned, highlight=False)
         dropped = d["decision"]["not_carried_over"]
         if dropped:
             console.print("not carried over: " + "; ".join(dropped), highlight=False)

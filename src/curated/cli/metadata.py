@@ -170,7 +170,7 @@ def import_ome_cmd(
     workspace: Path = typer.Argument(..., help="The workspace folder."),
     image: Path = typer.Argument(
         ...,
-        help="OME-TIFF, vendor/ImageJ TIFF, OME-XML or companion file, HDF5 dataset (FILE.h5:/path), MRC, Zarr/N5 array or OME-Zarr image (only the header is read).",
+        help="OME-TIFF, vendor/ImageJ TIFF, a folder of TIFF slices, OME-XML or companion file, HDF5 dataset (FILE.h5:/path), MRC, Zarr/N5 array or OME-Zarr image (only the header is read).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite values the curator wrote."),
     allow_no_metadata: bool = typer.Option(

@@ -32,10 +32,13 @@ from curated.curation.formats import (
     dicom_phi_tags,
     extension_matches,
     identify_format,
+    inspect_hdf5,
+    inspect_mrc,
     inspect_png,
     inspect_tiff,
     sniff_format,
 )
+from curated.curation.slices import slice_findings
 from curated.errors import InputError, MetadataError
 from curated.metadata.paths import get_at
 from curated.progress import ProgressReporter, ensure_progress
@@ -832,7 +835,7 @@ def _runs_keeping_names(walker: _Walker, src: Path, shown: deque[list[str]]) -> 
         yield run
 
 
-_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM", "PNG"))
+_INSPECTED = frozenset(("TIFF", "BigTIFF", "DICOM", "PNG", "HDF5", "MRC"))
 
 
 def _pronom(folder: str, name: str, fmt: str, head: bytes, memo: dict[Any, Any]) -> str | None:
@@ -857,13 +860,14 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _inspect(path: str, fmt: str, size: int) -> tuple[str, _Extra]:
-    """Read the header of a TIFF, PNG or DICOM file: (format, extra findings)."""
+    """Read the header of a TIFF, PNG, HDF5, MRC or DICOM file: (format, extra findings)."""
     if fmt == "DICOM":
         try:
             return fmt, (None, [], dicom_phi_tags(path), None)
         except OSError as exc:
             return fmt, (None, [], [], exc.strerror or str(exc))
-    info = inspect_png(path, size) if fmt == "PNG" else inspect_tiff(path, size)
+    inspect = {"PNG": inspect_png, "HDF5": inspect_hdf5, "MRC": inspect_mrc}.get(fmt, inspect_tiff)
+    info = inspect(path, size)
     fmt = info.pop("format", fmt)
     personal = info.pop("personal_data", [])
     return fmt, (info, personal, [], None)
@@ -923,7 +927,7 @@ def _answer_files(stats: InventoryStats) -> list[_Answer]:
             "C1",
             "yes",
             True,
-            f"all {stats.images} image files open (TIFF: headers read, first segment decoded; PNG: header and end chunk read); {stats.files - stats.images} other files are readable",
+            f"all {stats.images} image files open (TIFF: headers read, first segment decoded; PNG: header and end chunk read; HDF5: opened; MRC: header read, size checked); {stats.files - stats.images} other files are readable",
         )
     else:
         add(
@@ -1177,6 +1181,10 @@ def check(
         progress.finish()
         flags = found.flags
         _flag_files(found.files, flags, walker, found.personal, found.phi)
+        flags.extend(
+            RedFlag("slice-series", severity, message, paths)
+            for severity, message, paths in slice_findings(found.files)
+        )
         _flag_missing_docs(ws, record, found)
         _flag_invalid_ome_zarr(walker.zarr_stores, ws, flags)
         checklist = _checklist(
@@ -1401,6 +1409,7 @@ def _flag_files(
             )
         )
     _flag_pixel_types(files, flags)
+    _flag_system_files(files, flags)
     in_memory = len(files) <= INVENTORY_IN_MEMORY
     first_with: dict[str, str] = {}
     duplicates: dict[str, list[str]] = {}
@@ -1466,11 +1475,40 @@ def _flag_files(
         )
 
 
+SYSTEM_FILES = frozenset((".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"))
+"""Names (lower case) of files an operating system leaves in folders: Finder's ``.DS_Store``,
+Windows' thumbnail caches and folder settings (macOS ``._*`` AppleDouble files too)."""
+
+
+def _flag_system_files(files: Sequence[FileRecord], flags: list[RedFlag]) -> None:
+    """Files the depositor's operating system left beside the data (one flag, the first
+    few named): they are no data, and a copy to another system turns each into noise."""
+    shown_most = 20
+    found: list[str] = []
+    count = 0
+    for f in files:
+        name = f.path.rpartition("/")[2]
+        if name.startswith("._") or name.lower() in SYSTEM_FILES:
+            count += 1
+            if len(found) < shown_most:
+                found.append(f.path)
+    if count:
+        flags.append(
+            RedFlag(
+                "system-files",
+                "warning",
+                f"{count} files left by macOS or Windows (.DS_Store, ._* AppleDouble, Thumbs.db, "
+                "desktop.ini): no data; leave them out of the deposit (delete them from a copy)",
+                found,
+            )
+        )
+
+
 def _flag_pixel_types(files: Sequence[FileRecord], flags: list[RedFlag]) -> None:
     """Images whose pixel type ``curated convert`` refuses (float64, complex, ...): found
     here, before anything is converted, the depositor can be asked for another export.
     One flag per type, naming the first few files and counting the rest."""
-    from curated.images.sources import SUPPORTED_DTYPES
+    from curated.images.sources import LABEL_ONLY_DTYPES, SUPPORTED_DTYPES
 
     shown_most = 20
     found: dict[str, list[str]] = {}
@@ -1485,13 +1523,18 @@ def _flag_pixel_types(files: Sequence[FileRecord], flags: list[RedFlag]) -> None
             paths.append(f.path)
     for dtype, paths in sorted(found.items()):
         more = f" ({counts[dtype]} files)" if counts[dtype] > len(paths) else ""
+        labels = (
+            " (label volumes of this type are fine: `curated labels add`)"
+            if dtype in LABEL_ONLY_DTYPES
+            else ""
+        )
         flags.append(
             RedFlag(
                 "unsupported-pixel-type",
                 "warning",
-                f"pixel type {dtype}{more} cannot be converted to OME-Zarr "
-                f"(supported: {', '.join(SUPPORTED_DTYPES)}); ask for such an export, or convert "
-                "the files first",
+                f"pixel type {dtype}{more} cannot be converted to an OME-Zarr image "
+                f"(supported: {', '.join(SUPPORTED_DTYPES)}){labels}; ask for such an export, "
+                "or convert the files first",
                 paths,
             )
         )

@@ -285,6 +285,8 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     """
     import tifffile
 
+    from curated.images.sources import photometric_name, stated_pixel_size
+
     info: dict[str, Any] = {
         "opens": False,
         "truncated": False,
@@ -309,6 +311,11 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 info["shape"] = [int(s) for s in first.shape]
                 info["dtype"] = str(first.dtype) if first.dtype is not None else None
             info["compression"] = getattr(first.compression, "name", str(first.compression))
+            info["photometric"] = photometric_name(first)
+            try:
+                info["pixel_size"] = stated_pixel_size(tif, path)
+            except Exception:  # a damaged header: its other problems are reported below
+                info["pixel_size"] = None
             pages = [first] if npages == 1 else [first, tif.pages[npages - 1]]
             for page in pages:
                 offsets = getattr(page, "dataoffsets", ()) or ()
@@ -380,6 +387,78 @@ class _TifffileComplaints(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # drop tifffile's "<tifffile.TiffPages @8>" object prefix
         self.messages.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+
+
+_MRC_MODE_BITS = {0: 8, 1: 16, 2: 32, 3: 32, 4: 64, 6: 16, 12: 16, 101: 4}
+"""Bits per voxel of each MRC mode (3 and 4: complex; 101: 4-bit, two voxels a byte)."""
+_HDF5_OBJECTS_SEEN = 10_000
+"""Most objects of an HDF5 file whose kind :func:`inspect_hdf5` looks at."""
+
+
+def inspect_mrc(path: str | Path, size: int) -> dict[str, Any]:
+    """Read an MRC header (1024 bytes): shape, pixel type and whether the file holds the
+    voxels it announces (a copy cut short does not). Keys as :func:`inspect_tiff`."""
+    info: dict[str, Any] = {"opens": False, "truncated": False, "problem": None, "format": "MRC"}
+    info["personal_data"] = []
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as exc:
+        info["problem"] = f"cannot be read: {exc.strerror or exc}"
+        return info
+    if len(head) < 1024:
+        info["truncated"] = True
+        info["problem"] = f"the MRC header is cut short ({len(head)} of 1024 bytes)"
+        return info
+    order = "<" if head[212] in (0x44, 0x41) or head[212] == 0 else ">"  # MACHST: little / big
+    nx, ny, nz, mode = struct.unpack(order + "4i", head[:16])
+    nsymbt = struct.unpack(order + "i", head[92:96])[0]
+    bits = _MRC_MODE_BITS.get(mode)
+    if bits is None or min(nx, ny, nz) <= 0 or nsymbt < 0:
+        info["problem"] = f"the MRC header is not valid (mode {mode}, size {nx} x {ny} x {nz})"
+        return info
+    info["shape"] = [nz, ny, nx]
+    info["mode"] = mode
+    expected = 1024 + nsymbt + -(-nx * bits // 8) * ny * nz
+    if size < expected:
+        info["truncated"] = True
+        info["problem"] = (
+            f"the header announces {nx} x {ny} x {nz} voxels of mode {mode} ({expected} bytes) "
+            f"but the file has {size} bytes: the file is truncated"
+        )
+        return info
+    info["opens"] = True
+    return info
+
+
+def inspect_hdf5(path: str | Path, size: int) -> dict[str, Any]:
+    """Open an HDF5 file (its superblock and object headers, no data): whether it opens,
+    its datasets (count; shape and type of the largest). Keys as :func:`inspect_tiff`."""
+    import h5py
+
+    info: dict[str, Any] = {"opens": False, "truncated": False, "problem": None, "format": "HDF5"}
+    info["personal_data"] = []
+    try:
+        with h5py.File(path, "r") as f:
+            found: list[tuple[int, list[int], str]] = []
+
+            def visit(_name: str, obj: Any) -> int | None:
+                if isinstance(obj, h5py.Dataset):
+                    found.append((int(obj.size or 0), [int(n) for n in obj.shape], str(obj.dtype)))
+                return 1 if len(found) >= _HDF5_OBJECTS_SEEN else None
+
+            f.visititems(visit)
+    except Exception as exc:  # h5py raises OSError and others on damaged files
+        text = str(exc)
+        info["truncated"] = "truncated" in text.lower() or "eof" in text.lower()
+        info["problem"] = f"cannot be opened as HDF5: {text}"
+        return info
+    info["datasets"] = len(found)
+    if found:
+        _, shape, dtype = max(found, key=lambda d: d[0])
+        info["shape"], info["dtype"] = shape, dtype
+    info["opens"] = True
+    return info
 
 
 def _decode_first_segment(tif: Any, page: Any) -> None:

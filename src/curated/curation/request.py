@@ -325,6 +325,20 @@ def _asks_from_check(check: dict[str, Any]) -> list[Ask]:
                 "the data the links name are missing from the deposit",
             )
         )
+    if series := [f for f in flags if f.get("code") == "slice-series"]:
+        more = (
+            f" ({len(series) - 1} more such finding(s) in the check report)" if series[1:] else ""
+        )
+        asks.append(
+            Ask(
+                "Important",
+                f"Can you check these slices? {series[0].get('message', '')}{more}. Please tell "
+                "us what happened, or send the files that are missing or in the wrong folder.",
+                "value",
+                "the slices of a folder become one volume in z: missing, extra or odd slices "
+                "misplace everything after them",
+            )
+        )
     if any(f.get("code") == "no-documentation" for f in flags):
         asks.append(
             Ask(

@@ -32,8 +32,8 @@ from curated.images.shards import (
 from curated.images.sources import (
     ArraySource,
     TiffSource,
+    check_image_dtype,
     open_source,
-    tiff_rendering,
     with_axes,
 )
 from curated.images.stored import StoredArraySource
@@ -236,7 +236,7 @@ def write_multiscale(
             layout.dtype,
             window_from_sample(collected_sample(job), layout.dtype),
             name,
-            inverted=tiff_rendering(source)[0],
+            inverted=getattr(source, "inverted", False),
         )
     attrs = _store.ome_attrs(body, layout.ngff_version)
     if mark_plan:
@@ -522,9 +522,9 @@ def _convert_details(
     note = _voxel_disagreement(voxel, unit_name, src) if voxel_from == "given" else None
     if note:
         decision["voxel_size_disagrees"] = note
-    rendering = tiff_rendering(src)[1]
-    if rendering:
-        decision["rendering"] = rendering
+    warned = getattr(src, "warnings", None)
+    if warned:
+        decision["source_warnings"] = list(warned)
     return _details(src, layout, figures, voxel, unit_name) | {
         "source": str(src.path),
         "source_kind": src.kind,
@@ -547,6 +547,7 @@ def _plan_conversion(
 ) -> tuple[StoreLayout, tuple[float, ...], str, str]:
     """Check the source and destination and plan the store: ``(layout, voxel, unit, voxel_from)``."""
     _store.require_3d(src.shape, src.axes, src.path)
+    check_image_dtype(src.dtype, src.path)
     _refuse_dest_inside_source(src, dest)
     voxel, unit_name, voxel_from = _voxel(voxel_size, unit, src)
     layout = make_layout(

@@ -943,10 +943,13 @@ def _save_task_figures(
             job.sink, f"{JOURNAL}/samples/{shard_key(idx)}.npy", np.concatenate(figures.samples)
         )
     if figures.values:
+        values = sorted(figures.values)
+        # uint64 label ids past 2**63 (CREMI's "no label" is 2**64 - 1) fit no int64
+        wide = values[-1] > np.iinfo(np.int64).max
         _save_npy(
             job.sink,
             f"{JOURNAL}/values/{level}-{shard_key(idx)}.npy",
-            np.array(sorted(figures.values), dtype=np.int64),
+            np.array(values, dtype=np.uint64 if wide else np.int64),
         )
 
 

@@ -21,6 +21,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,9 +46,13 @@ _CONSUMED_TAGS = {
 }  # fmt: skip
 
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+"""A number in a file name: digits, with a decimal fraction (``z_1.25um``) when there is one."""
+
+
 def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``slice2`` before ``slice10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+    """Sort key that orders ``slice2`` before ``slice10`` (and ``z_1.25`` before ``z_1.5``)."""
+    return [Decimal(t) if i % 2 else t.lower() for i, t in enumerate(_NUMBER.split(name))]
 
 
 _TIFF_CACHE_SIZE = 8
@@ -151,6 +156,12 @@ class TiffSource:
     unit: str | None = None
     voxel_source: str = "none"
     not_carried: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What may be wrong with the source but does not stop it being read (a gap in the
+    slice numbers)."""
+    inverted: bool = False
+    """The TIFF shows 0 as white (MinIsWhite, or a white-to-black grey palette): the values
+    are kept as stored and the OME-Zarr's ``omero`` rendering is marked ``inverted``."""
 
     @property
     def page_shape(self) -> tuple[int, int]:
@@ -410,10 +421,27 @@ def _open_companion(companion: Path) -> TiffSource:
     return src
 
 
+LABEL_ONLY_DTYPES = ("uint64", "int64", "bool")
+"""Pixel types a source opens with that only label volumes may have (CREMI's uint64 ids,
+1-bit masks); :func:`check_image_dtype` refuses them for an image."""
+
+
 def _check_dtype(dtype: np.dtype, path: Path) -> None:
-    if np.dtype(dtype).newbyteorder("=").name not in SUPPORTED_DTYPES:
+    name = np.dtype(dtype).newbyteorder("=").name
+    if name not in SUPPORTED_DTYPES and name not in LABEL_ONLY_DTYPES:
         msg = f"pixel type {np.dtype(dtype).name} is not supported; convert to uint8, uint16 or float32 first"
         raise ConversionError(msg, path=path)
+
+
+def check_image_dtype(dtype: str | np.dtype, path: str | Path) -> None:
+    """Refuse, for an image, a pixel type only labels may have (uint64, int64, 1-bit)."""
+    name = np.dtype(dtype).newbyteorder("=").name
+    if name not in SUPPORTED_DTYPES:
+        msg = (
+            f"pixel type {name} is not supported for an image; convert to uint8, uint16 or "
+            "float32 first (a label volume of this type: `curated labels add`)"
+        )
+        raise ConversionError(msg, path=str(path))
 
 
 def _open_tiff(path: Path) -> Any:
@@ -709,7 +737,8 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         if not tf.series:
             msg = "contains no image pages"
             raise ConversionError(msg, path=path)
-        series = tf.series[0]
+        chosen = _main_series(tf)
+        series = tf.series[chosen]
         axes = series.axes.upper()
         if "S" in axes and series.shape[axes.index("S")] > 1:
             msg = f"has {series.shape[axes.index('S')]} samples per pixel (RGB or similar); only single-sample grey images are supported"
@@ -731,6 +760,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         if first is None:
             msg = "page 0 cannot be read; the file is truncated or damaged"
             raise ConversionError(msg, path=path, details={"page": 0})
+        grey = _grey_kind(first)
         contiguous_series = getattr(series, "dataoffset", None)
         page_bytes = h * w * dtype.itemsize
         if contiguous_series is not None and len(series.pages) < npages:
@@ -773,18 +803,32 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             not_carried=_not_carried(first, tf)
             + meta.notes
             + _bar_note(meta, h)
-            + _other_series(tf),
+            + ([_GREY_NOTES[grey]] if grey in _GREY_NOTES else [])
+            + _other_series(tf, chosen),
+            inverted=grey == "MinIsWhite",
         )
     return src
 
 
-def _other_series(tf: Any) -> list[str]:
-    """Images after the first in a multi-image file (OME multi-image, thumbnails, overviews)."""
-    rest = [tuple(int(n) for n in s.shape) for s in tf.series[1:]]
+def _main_series(tf: Any) -> int:
+    """The image a file's conversion reads: its first series, unless that is a
+    reduced-resolution preview (NewSubfileType 1, TIFF/EP's IFD 0) followed by the image."""
+    for k, s in enumerate(tf.series):
+        page = s.pages[0] if len(s.pages) else None
+        if page is not None and not int(getattr(page, "subfiletype", 0)) & 1:
+            return k
+    return 0
+
+
+def _other_series(tf: Any, chosen: int = 0) -> list[str]:
+    """The images in a multi-image file besides the one converted (OME multi-image,
+    thumbnails, overviews)."""
+    rest = [tuple(int(n) for n in s.shape) for k, s in enumerate(tf.series) if k != chosen]
     if not rest:
         return []
     shown = ", ".join(str(r) for r in rest[:4]) + (" ..." if len(rest) > 4 else "")
-    return [f"{len(rest)} more image(s) in the file, not converted (only the first): {shown}"]
+    which = "the first" if chosen == 0 else f"image {chosen + 1}, the first at full resolution"
+    return [f"{len(rest)} more image(s) in the file, not converted (only {which}): {shown}"]
 
 
 def _bar_note(meta: _PageMetadata, height: int) -> list[str]:
@@ -828,29 +872,55 @@ def _map_axes(
 
 
 def _open_folder(folder: Path) -> TiffSource:
-    files = _slice_files(folder, TIFF_SUFFIXES)
-    if not files:
-        pngs = _slice_files(folder, (".png",))
-        if pngs:
-            return _open_png_folder(folder, pngs)
+    tiffs, pngs, others = _slice_names(folder)
+    if not tiffs and pngs:
+        files, warned = _slice_files(folder, pngs, others)
+        return replace(_open_png_folder(folder, files), warnings=warned)
+    if not tiffs:
+        jpegs = sum(1 for n in others if n.lower().endswith((".jpg", ".jpeg")))
         msg = "contains no TIFF slices (*.tif, *.tiff) or PNG slices (*.png); give a folder of per-slice 2D images"
+        if jpegs:
+            msg = (
+                f"holds {jpegs} JPEG image(s) but no TIFF or PNG slices: JPEG is lossy and its "
+                "decoded values differ between decoders, so curated does not read it; ask for the "
+                "original TIFFs (or convert the JPEGs to PNG yourself and say so in the README)"
+            )
+        else:
+            subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
+            if subs:
+                msg = (
+                    f"contains no TIFF or PNG slices; its {len(subs)} sub-folder(s) ({', '.join(subs[:4])}"
+                    f"{' ...' if len(subs) > 4 else ''}) are not searched: give the folder that holds "
+                    "the slices (one folder per volume)"
+                )
         raise InputError(msg, path=folder)
+    files, warned = _slice_files(folder, tiffs, pngs + others)
     offsets = np.full(len(files), -1, dtype=np.int64)
+    page_index = np.zeros(len(files), dtype=np.int64)
     shape0: tuple[int, int] | None = None
     dtype0: np.dtype | None = None
     meta0 = _PageMetadata()
     not_carried: list[str] = []
+    grey0 = "MinIsBlack"
+    unlike: list[str] = []  # slices stored with the other grey (MinIsWhite / MinIsBlack)
     for i, f in enumerate(files):
+        _gone(f, i)
         tf = _open_tiff(f)
         try:
             if not tf.pages or tf.pages[0] is None:
                 msg = "slice has no readable image; it is truncated or not a TIFF"
                 raise ConversionError(msg, path=f, details={"slice": i})
-            page = tf.pages[0]
+            page_no, page = _slice_page(tf, f, i)
+            page_index[i] = page_no
             pshape = tuple(int(n) for n in page.shape)
             if len(pshape) != 2:
                 msg = f"slice has shape {pshape}; every slice must be a single 2D grey plane"
                 raise ConversionError(msg, path=f, details={"slice": i})
+            grey = _grey_kind(page)
+            if not i:
+                grey0 = grey
+            elif grey != grey0:
+                unlike.append(f"{f.name} ({grey})")
             if shape0 is None:
                 shape0, dtype0 = pshape, np.dtype(page.dtype)  # type: ignore[assignment]
                 _check_dtype(dtype0, f)
@@ -871,10 +941,17 @@ def _open_folder(folder: Path) -> TiffSource:
             if tf.byteorder != "<" and dtype0.itemsize > 1:  # type: ignore[union-attr]
                 offsets[i] = -1
             else:
-                offsets[i] = _page_table_entry(page, 0, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
+                offsets[i] = _page_table_entry(page, page_no, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
+    not_carried += [_GREY_NOTES[grey0]] if grey0 in _GREY_NOTES else []
+    if unlike:
+        warned.append(
+            f"{len(unlike)} slice(s) show their values otherwise than {files[0].name} "
+            f"({grey0}), e.g. {unlike[0]}: values are kept as stored; if those slices look "
+            "inverted or false-coloured beside the others, ask for them again"
+        )
     # a slice states its own pixel size, never the spacing between slices: z is asked
     # for (--voxel-size) unless OME-XML states it
     voxel = meta0.voxel
@@ -890,7 +967,7 @@ def _open_folder(folder: Path) -> TiffSource:
         shape=(len(files), *shape0),
         dtype=dtype0.newbyteorder("<").str if dtype0.itemsize > 1 else dtype0.str,
         page_file=np.arange(len(files), dtype=np.int32),
-        page_index=np.zeros(len(files), dtype=np.int64),
+        page_index=page_index,
         page_offset=offsets,
         lead_shape=(len(files),),
         lead_perm=(0,),
@@ -898,18 +975,146 @@ def _open_folder(folder: Path) -> TiffSource:
         unit=meta0.unit,
         voxel_source=meta0.origin,
         not_carried=not_carried,
+        warnings=warned,
+        inverted=grey0 == "MinIsWhite",
     )
 
 
-def _slice_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(
-        (
-            f
-            for f in folder.iterdir()
-            if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
-        ),
-        key=lambda f: natural_key(f.name),
-    )
+_GREY_NOTES = {
+    "MinIsWhite": (
+        "PhotometricInterpretation MinIsWhite (or a white-to-black grey palette): the values "
+        "are kept as stored and the omero rendering is marked inverted, so the image shows "
+        "as the TIFF does where a viewer honours it; others show its negative (ImageJ writes "
+        "this for an inverting LUT)"
+    ),
+    "palette": (
+        "ColorMap: a palette TIFF, whose values are kept as stored (ImageJ writes one for an "
+        "image shown with a colour LUT, e.g. labels in glasbey: the values are the data); from "
+        "a graphics program, the colours may be the data: ask the depositor"
+    ),
+}
+"""What :func:`_grey_kind` finds that the converted image does not carry."""
+
+
+def _grey_kind(page: Any) -> str:
+    """How a page's values show: ``MinIsBlack``, ``MinIsWhite`` or ``palette`` (a colour
+    table that is not a grey ramp; a grey-ramp table shows the values as they are)."""
+    kf = getattr(page, "keyframe", None) or page
+    photometric = int(getattr(kf, "photometric", 1))
+    if photometric == 3:
+        cmap = getattr(kf, "colormap", None)
+        if _grey_ramp(cmap):
+            return "MinIsBlack"
+        if cmap is not None and _grey_ramp(np.asarray(cmap)[:, ::-1]):
+            return "MinIsWhite"  # white to black: shown as MinIsWhite shows
+        return "palette"
+    return "MinIsWhite" if photometric == 0 else "MinIsBlack"
+
+
+def _grey_ramp(cmap: Any) -> bool:
+    """Whether a TIFF ColorMap (3 x 2**bits) maps every index to the grey of that value."""
+    if cmap is None:
+        return False
+    c = np.asarray(cmap, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != 3 or c.shape[1] < 2 or c[0, -1] <= 0:
+        return False
+    ramp = np.round(np.arange(c.shape[1]) * (c[0, -1] / (c.shape[1] - 1)))
+    return bool((c == c[0]).all() and np.array_equal(c[0], ramp))
+
+
+def _slice_page(tf: Any, f: Path, index: int) -> tuple[int, Any]:
+    """``(page number, page)`` of a slice file's one image: a reduced-resolution preview
+    page (NewSubfileType 1), even one written first, is not it. A file holding more than
+    one full-resolution plane is refused; only one of them would be read otherwise."""
+    pages = tf.pages
+    if len(pages) < 2:
+        planes, chosen = 1, 0
+        ij = tf.imagej_metadata if tf.is_imagej else None
+        if isinstance(ij, dict) and isinstance(ij.get("images"), int):
+            planes = ij["images"]  # an ImageJ file > 4 GB lists one page for all its planes
+    else:
+        full = [
+            k
+            for k, p in enumerate(pages)
+            if p is not None and not int(getattr(p, "subfiletype", 0)) & 1
+        ]
+        planes, chosen = len(full), (full[0] if full else 0)
+    if planes > 1:
+        msg = (
+            f"slice {index} holds {planes} pages; every slice must be one 2D plane: convert "
+            "a multi-page file on its own, or move it out"
+        )
+        raise ConversionError(msg, path=f, details={"slice": index, "pages": planes})
+    return chosen, pages[chosen]
+
+
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jp2", ".bmp", ".gif")
+
+
+def _slice_names(folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """(TIFF, PNG, other image) file names in ``folder``; hidden files (``.DS_Store``, macOS
+    ``._*`` AppleDouble files) and folders are left out. One listing, nothing opened or sorted."""
+    tiffs: list[str] = []
+    pngs: list[str] = []
+    others: list[str] = []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            name = e.name
+            low = name.lower()
+            if name.startswith(".") or e.is_dir():
+                continue
+            if low.endswith(TIFF_SUFFIXES):
+                tiffs.append(name)
+            elif low.endswith(".png"):
+                pngs.append(name)
+            elif low.endswith(_OTHER_IMAGE_SUFFIXES):
+                others.append(name)
+    return tiffs, pngs, others
+
+
+def _slice_files(folder: Path, names: list[str], others: list[str]) -> tuple[list[Path], list[str]]:
+    """The slices in order and the warnings about their names; refused when they are not
+    one numbered series (:func:`order_slices`) or when an image of another format carries
+    a slice's name and a number no slice has (``s1.png`` among ``s0.tif``, ``s2.tif``; a
+    ``s1.png`` preview beside ``s1.tif`` is no slice)."""
+    order = order_slices(names)
+    if order.problem is not None:
+        raise ConversionError(order.problem, path=folder)
+    stem = slice_pattern(_stem(order.names[0]))
+    if "#" in stem:
+        numbers = {_numbers(n) for n in order.names}
+        stray = next(
+            (
+                n
+                for n in sorted(others)
+                if slice_pattern(_stem(n)) == stem and _numbers(n) not in numbers
+            ),
+            None,
+        )
+        if stray is not None:
+            msg = (
+                f"is a {Path(stray).suffix} file among {Path(order.names[0]).suffix} slices of the "
+                "same names, with a number none of them has: a slice saved in another format; "
+                "convert it like the others, or move it out"
+            )
+            raise ConversionError(msg, path=folder / stray)
+    return [folder / n for n in order.names], [order.gaps] if order.gaps else []
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
+
+
+def _numbers(name: str) -> tuple[Decimal, ...]:
+    """The numbers in a file name without its suffix, by value (``s01.png`` and ``s1.tif``: 1)."""
+    return tuple(Decimal(d) for d in _NUMBER.findall(_stem(name)))
+
+
+def _gone(f: Path, index: int) -> None:
+    """Refuse a slice that is a symbolic link to nothing (the slice it names is missing)."""
+    if f.is_symlink() and not f.exists():
+        msg = f"slice {index} is a broken symbolic link to {os.readlink(f)!r}; the slice it names is missing"
+        raise ConversionError(msg, path=f, details={"slice": index})
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -977,8 +1182,10 @@ def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
 
 def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
     """A folder of per-slice grey PNGs (common for public EM labels and images): lossless, z unknown."""
+    _gone(files[0], 0)
     shape0, dtype0 = _png_header(files[0], 0)
     for i, f in enumerate(files[1:], start=1):
+        _gone(f, i)
         shape, dtype = _png_header(f, i)
         if (shape, dtype) != (shape0, dtype0):
             msg = (
@@ -1036,17 +1243,21 @@ def _decode_png(
 
 
 def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:
-    """Slices of one volume share one pixel size (and data bar); the first that differs is named."""
-    yx0 = None if first.voxel is None else (first.voxel[1], first.voxel[2], first.unit)
-    yx = None if other.voxel is None else (other.voxel[1], other.voxel[2], other.unit)
+    """Slices of one volume share one pixel size (and data bar, and the z spacing their
+    OME-XML states, the one metadata whose z is used); the first that differs is named."""
+    axes = "zyx" if first.origin.startswith("ome-xml") else "yx"
+
+    def grid(m: _PageMetadata) -> tuple | None:
+        return None if m.voxel is None else (*m.voxel[3 - len(axes) :], m.unit)
+
+    yx0, yx = grid(first), grid(other)
     if yx != yx0:
 
         def say(v: tuple | None, origin: str) -> str:
-            return (
-                "no pixel size"
-                if v is None
-                else f"pixel size y x = {v[0]:g} {v[1]:g} {v[2]} ({origin})"
-            )
+            if v is None:
+                return "no pixel size"
+            sizes = " ".join("?" if n is None else f"{n:g}" for n in v[:-1])
+            return f"pixel size {' '.join(axes)} = {sizes} {v[-1]} ({origin})"
 
         msg = (
             f"slice {i} has {say(yx, other.origin)}, but {name0.name} has {say(yx0, first.origin)}; "
@@ -1056,6 +1267,122 @@ def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path,
     if other.image_rows != first.image_rows:
         msg = f"slice {i} has {other.image_rows or 'no'} image rows above a data bar, but {name0.name} has {first.image_rows or 'none'}; every slice must match"
         raise ConversionError(msg, path=f, details={"slice": i})
+
+
+# ---------------------------------------------------------------- slice names
+
+
+_GAPS_SHOWN = 3
+_AT_FAULT_SHOWN = 10
+
+
+class SliceOrder(NamedTuple):
+    """What the names of a folder's slice files say about their order (nothing is opened)."""
+
+    names: list[str]
+    """In slice order (natural sort: ``s2`` before ``s10``; ties broken by the name itself)."""
+    problem: str | None
+    """Why the names are not one series of slices in a knowable order (the converter refuses)."""
+    gaps: str | None
+    """Slice numbers missing between the first and the last (a lost section? a warning)."""
+    at_fault: list[str] = []
+    """The names the problem or the gaps are about (the two in conflict, the neighbours of
+    each gap)."""
+
+
+def slice_pattern(name: str) -> str:
+    """A slice name's series: its runs of digits as ``#``, in lower case (``Slice_0042.TIF`` → ``slice_#.tif``)."""
+    return _NUMBER.sub("#", name).lower()
+
+
+def order_slices(names: list[str]) -> SliceOrder:
+    """Sort slice file names and say whether they are one numbered series.
+
+    Refused (``problem``): names of more than one series (``a_#.tif`` and ``b_#.tif``, or a
+    stray image beside the slices), and two names that carry the same slice number
+    (``slice_1.tif`` and ``slice_01.tif``, or tiles of a mosaic ``r1-c1_s001``,
+    ``r1-c2_s001``), whose order cannot be known. Reported (``gaps``): numbers missing
+    between the first slice and the last. Numbers compare by value, a decimal fraction
+    included (``z_1.25um`` before ``z_1.5um``). Names without digits are sorted by name only.
+    """
+    ordered = sorted(names, key=lambda n: (natural_key(n), n))
+    if len(ordered) < 2 or not any(_NUMBER.search(n) for n in ordered):
+        return SliceOrder(ordered, None, None)
+    series: dict[str, list[str]] = {}
+    for n in ordered:
+        series.setdefault(slice_pattern(n), []).append(n)
+    if len(series) > 1:
+        shown = "; ".join(
+            f"{pattern} ({len(members)} files, e.g. {members[0]})"
+            for pattern, members in sorted(series.items(), key=lambda kv: -len(kv[1]))[:4]
+        )
+        problem = (
+            f"holds {len(series)} series of slice names: {shown}; they are not one volume in a "
+            "knowable order: move the other series (or stray images) out, one folder per series"
+        )
+        return SliceOrder(ordered, problem, None, [m[0] for m in series.values()])
+    numbers = [tuple(Decimal(d) for d in _NUMBER.findall(n)) for n in ordered]
+    clash = _same_number(ordered, numbers)
+    if clash is not None:
+        return SliceOrder(ordered, clash[0], None, clash[1])
+    varying = [k for k in range(len(numbers[0])) if len({t[k] for t in numbers}) > 1]
+    if len(varying) != 1 or any(t[varying[0]] % 1 for t in numbers):
+        return SliceOrder(ordered, None, None)  # no one slice index: gaps are not known
+    gaps, around = _gaps(ordered, [int(t[varying[0]]) for t in numbers])
+    return SliceOrder(ordered, None, gaps, around)
+
+
+def _same_number(
+    names: list[str], numbers: list[tuple[Decimal, ...]]
+) -> tuple[str, list[str]] | None:
+    """Two names of one series that carry the same slice number: (the problem, the two)."""
+    first: dict[tuple[Decimal, ...], str] = {}
+    for n, t in zip(names, numbers, strict=True):
+        other = first.setdefault(t, n)
+        if other != n:
+            return (
+                f"{other} and {n} carry the same number {'/'.join(map(str, t))}: their order "
+                "cannot be known; rename or remove one"
+            ), [other, n]
+    # the slice number is the number that differs between every two names; when none does,
+    # the names mix tiles, channels or acquisitions (the number shared the most is named)
+    counts = [len({t[k] for t in numbers}) for k in range(len(numbers[0]))]
+    if max(counts) == len(numbers):
+        return None
+    k = max(range(len(counts)), key=lambda i: (counts[i], i))
+    by_value: dict[Decimal, str] = {}
+    for n, t in zip(names, numbers, strict=True):
+        other = by_value.setdefault(t[k], n)
+        if other != n:
+            return (
+                f"{other} and {n} both carry slice number {t[k]}: the folder mixes tiles, "
+                "channels or acquisitions; put each one's slices in a folder of its own"
+            ), [other, n]
+    return None  # pragma: no cover - a shared value always exists when counts fall short
+
+
+def _span(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}-{b}"
+
+
+def _gaps(names: list[str], numbers: list[int]) -> tuple[str | None, list[str]]:
+    """Numbers missing from one series (``numbers`` in the order of ``names``), said as a
+    warning, and the names beside the first gaps."""
+    missing = (max(numbers) - min(numbers) + 1) - len(numbers)
+    if missing <= 0:
+        return None, []
+    at = [i for i in range(len(numbers) - 1) if numbers[i + 1] - numbers[i] > 1]
+    holes = [
+        f"{_span(numbers[i] + 1, numbers[i + 1] - 1)} (between {names[i]} and {names[i + 1]})"
+        for i in at
+    ]
+    around = [n for i in at[:_AT_FAULT_SHOWN] for n in (names[i], names[i + 1])]
+    more = f" and {len(holes) - _GAPS_SHOWN} more gap(s)" if len(holes) > _GAPS_SHOWN else ""
+    return (
+        f"{missing} slice number(s) of {min(numbers)}-{max(numbers)} missing: "
+        f"{', '.join(holes[:_GAPS_SHOWN])}{more} (sections lost, or files missing); the volume "
+        "holds the slices that are there, one after another (say in the README how z is spaced)"
+    ), list(dict.fromkeys(around))
 
 
 # ---------------------------------------------------------------- metadata
@@ -1125,6 +1452,26 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
                     (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
                 )
     return _centimetre_resolution(tf.pages[0])
+
+
+def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
+    """The pixel size a TIFF's header states, as the converter reads it, in words
+    (``pixel size y x = 4 4 nanometer``; z too where OME-XML gives it), else ``None``."""
+    meta = _voxel_from_metadata(tf, Path(path))
+    if meta.voxel is None:
+        return None
+    axes = "zyx" if meta.origin.startswith("ome-xml") else "yx"
+    sizes = " ".join("?" if v is None else f"{v:g}" for v in meta.voxel[3 - len(axes) :])
+    return f"pixel size {' '.join(axes)} = {sizes} {meta.unit}"
+
+
+def photometric_name(page: Any) -> str:
+    """How a page's grey values show: ``MinIsBlack``, ``MinIsWhite``, ``palette``, ``RGB``..."""
+    kf = getattr(page, "keyframe", None) or page
+    value = int(getattr(kf, "photometric", 1))
+    return {0: "MinIsWhite", 1: "MinIsBlack", 2: "RGB", 3: "palette"}.get(
+        value, f"photometric {value}"
+    )
 
 
 def _centimetre_resolution(page: Any) -> _PageMetadata:
@@ -1258,47 +1605,3 @@ def _not_carried(page: Any, tf: Any) -> list[str]:
             "OME-XML beyond pixel sizes (kept in the original; import it with `curated metadata import-ome`)"
         )
     return out
-
-
-def tiff_rendering(source: Any) -> tuple[bool, str | None]:
-    """Whether a TIFF source is meant to be shown inverted, and a note saying why.
-
-    Values are always kept as stored (level 0 equals the source). A page that says 0 is
-    white (PhotometricInterpretation WhiteIsZero, which ImageJ writes for an image with an
-    inverting LUT) or whose grey palette runs from white to black is shown inverted by its
-    writer's viewers, so the OME-Zarr's ``omero`` rendering says ``inverted``. A palette
-    of colours cannot be said in ``omero``: its values are indices, and the note says so.
-    ``(False, None)`` for other sources.
-    """
-    if not isinstance(source, TiffSource) or not source.files or source.kind == "png-slices":
-        return False, None
-    tf = _open_tiff(Path(source.files[0]))
-    try:
-        page = tf.pages[0]
-        photometric = int(page.photometric)
-        colormap = page.colormap if photometric == 3 else None
-    finally:
-        tf.close()
-    if photometric == 0:
-        return (
-            True,
-            "the TIFF says 0 is white (WhiteIsZero): values kept as stored, rendering marked inverted",
-        )
-    if colormap is None:
-        return False, None
-    cmap = np.asarray(colormap, dtype=np.float64)
-    ramp = np.linspace(0.0, 1.0, cmap.shape[-1])
-    grey = cmap.ndim == 2 and cmap.shape[0] == 3 and bool(np.all(cmap == cmap[0]))
-    if grey and cmap[0].max() > 0:
-        levels = cmap[0] / cmap[0].max()
-        if np.allclose(levels, ramp, atol=0.01):
-            return False, None
-        if np.allclose(levels, ramp[::-1], atol=0.01):
-            return (
-                True,
-                "the TIFF's grey palette runs from white to black: values kept as stored, rendering marked inverted",
-            )
-    return False, (
-        "the TIFF's colour map (palette) is not applied: values are kept as stored, "
-        "as indices into it; the original holds the map"
-    )

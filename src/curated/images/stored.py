@@ -31,7 +31,7 @@ from curated.images.units import length_unit, round_to, significant_digits
 from curated.walk import Files, Special, walk
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
-MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
+MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".preali", ".map", ".ccp4", ".tomo")
 _KEYED = re.compile(
     r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|n5|zarr))(?::(?P<key>/.*))?$", re.IGNORECASE
 )
@@ -74,7 +74,27 @@ class StoredArraySource:
         return f"{stem}-{tail}" if tail and self.kind != "ome-zarr" else stem
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        """Read ``region`` (one slice per axis) into a new native-endian array."""
+        """Read ``region`` (one slice per axis) into a new native-endian array.
+
+        A chunk that cannot be decoded (damaged, or cut short in a copy) is a
+        :class:`~curated.errors.ConversionError` naming the file, the array and the region.
+        """
+        try:
+            return self._read(region)
+        except ConversionError:
+            raise
+        except Exception as exc:  # codec and storage library errors on damaged chunks
+            where = ", ".join(
+                f"{a} {s.start}-{s.stop}" for a, s in zip(self.axes, region, strict=False)
+            )
+            array = f"dataset {self.key}" if self.key else "the array"
+            msg = (
+                f"{array} cannot be read at {where} ({type(exc).__name__}: {exc}): a chunk "
+                "there is damaged or missing; copy the file again"
+            )
+            raise ConversionError(msg, path=self.file, details={"region": where}) from exc
+
+    def _read(self, region: tuple[slice, ...]) -> np.ndarray:
         if self.kind == "mrc":
             import mrcfile
 
@@ -200,13 +220,13 @@ def open_stored(path: str | Path) -> StoredArraySource:
 
 
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
-    from curated.images.sources import SUPPORTED_DTYPES
+    from curated.images.sources import LABEL_ONLY_DTYPES, SUPPORTED_DTYPES
 
     try:
         native: np.dtype | None = np.dtype(dtype).newbyteorder("=")
     except (TypeError, ValueError):  # strings, objects (zarr's variable-length types), records
         native = None
-    if native is None or native.name not in SUPPORTED_DTYPES:
+    if native is None or native.name not in (*SUPPORTED_DTYPES, *LABEL_ONLY_DTYPES):
         shown = dtype if native is None else native.name
         msg = f"pixel type {shown} is not supported; convert to uint8, uint16 or float32 first"
         raise ConversionError(msg, path=path)

@@ -516,7 +516,8 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
         An OME-TIFF (a BinaryOnly one is followed to its companion file), a vendor
         TIFF (Zeiss SmartSEM, FEI/Thermo, JEOL SightX, TVIPS), an ImageJ TIFF, a plain
         TIFF (``.tif``/``.tiff``/``.btf``), an OME-XML file (``.ome.xml``/``.xml``) or
-        an OME companion file (``.companion.ome``/``.ome``).
+        an OME companion file (``.companion.ome``/``.ome``), or a folder of 2D TIFF slices
+        (the first slice's header; the folder's slice count as ``size_z``).
     require_metadata
         Raise when the file has no physical metadata at all (a bare TIFF); with
         ``False`` the sizes and pixel type are still imported and a warning says
@@ -540,6 +541,8 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
     if is_stored(path):
         return _from_stored(str(path), require_metadata)
     path = Path(path)
+    if path.is_dir():
+        return _from_folder(path, require_metadata)
     imp = OmeImport(path=str(path), kind="")
     if not path.is_file():
         raise MetadataError("image not found", path=path)
@@ -564,6 +567,42 @@ def from_ome(path: str | Path, *, require_metadata: bool = True) -> OmeImport:
             _from_ome_xml(imp, xml)
         else:
             _from_tiff(imp, tif, require_metadata)
+    return imp
+
+
+def _from_folder(folder: Path, require_metadata: bool) -> OmeImport:
+    """A folder of 2D TIFF slices, the one image ``curated convert`` makes of it: the first
+    slice's header, the stack's sizes. A slice states its own pixel size, never the spacing
+    between slices (only OME-XML's is taken, as the converter takes it)."""
+    from curated.errors import CuratedError
+    from curated.images.sources import TiffSource, open_source
+
+    try:
+        src = open_source(folder)
+    except CuratedError as exc:
+        where = "" if exc.path in (None, str(folder)) else f" ({Path(exc.path).name})"
+        msg = f"is not one stack of slices{where}: {exc.message}"
+        raise MetadataError(msg, path=folder) from None
+    if not isinstance(src, TiffSource) or src.kind != "slices":
+        msg = "holds PNG slices, which carry no acquisition metadata; set the image's fields with `curated metadata set`"
+        raise MetadataError(msg, path=folder)
+    first = Path(src.files[0])
+    imp = from_ome(first, require_metadata=require_metadata)
+    if imp.kind != "ome-xml":
+        imp.sources = [s for s in imp.sources if s["field"] != "images[0].voxel_size_z"]
+        imp.images[0].pop("voxel_size_z", None)
+    imp.sources = [
+        s for s in imp.sources if s["field"] not in ("images[0].size_z", "images[0].name")
+    ]
+    imp.path, imp.metadata_file = str(folder), None  # what is set from here on: the folder's
+    n = int(src.shape[0])
+    imp.warnings.append(
+        f"images[0]: the header of {first.name}, the first of {n} slices, read for the folder "
+        "(every slice's size, pixel type and pixel size agree; other header fields are not compared)"
+    )
+    imp._set("images[0].name", folder.name, "curated_inference", "folder name")
+    imp._set("images[0].size_z", n, "curated_inference", "folder: number of slices")
+    imp.warnings.extend(f"images[0].size_z: {w}" for w in src.warnings)
     return imp
 
 
