@@ -164,6 +164,20 @@ def unlogged(ws: Workspace | None, path: str | Path) -> bool:
     return not ws.log.exists() or ws.log.recorded_output(path) is None
 
 
+def enclosing_workspace(path: str | Path) -> Path | None:
+    """The workspace folder ``path`` lies in (a parent holding ``curated.yaml`` and a curator
+    log), or ``None`` (also for object-store URLs)."""
+    from curated.objstore import is_url
+
+    if is_url(path):
+        return None
+    p = Path(path).resolve()
+    for folder in (p, *p.parents):
+        if (folder / METADATA_FILE).is_file() and (folder / LOG_FILE).is_file():
+            return folder
+    return None
+
+
 def as_workspace(ws: Workspace | str | Path | None) -> Workspace | None:
     """Accept a Workspace, a path to one, or ``None`` (core functions take any)."""
     if ws is None or isinstance(ws, Workspace):

@@ -246,6 +246,25 @@ def print_results(
     return results
 
 
+def warn_unrecorded(results: Iterable[Result], target: Any, workspace: Any) -> None:
+    """Warn when a command changed ``target`` inside a workspace without ``--workspace``:
+    its curator log does not record the step, and verifying the log's files reports the
+    image as changed."""
+    from curated.workspace import enclosing_workspace
+
+    if workspace is not None or not any(r.status == "ok" for r in results):
+        return
+    root = enclosing_workspace(target)
+    if root is not None:
+        console.print(
+            f"warning: {target} lies in the workspace {root}, but this step is not in its "
+            f"curator log (no --workspace): run it with --workspace {root} to record it; "
+            f"until then `curated log {root} --verify --files` reports the image as changed",
+            highlight=False,
+            style="yellow",
+        )
+
+
 def exit_for(results: Iterable[Result]) -> None:
     """Exit 1 when any result is an error or impossible."""
     if any(not r.ok for r in results):

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from curated.cli._common import RichProgress, console, handle_errors, print_results
+from curated.cli._common import (
+    RichProgress,
+    console,
+    handle_errors,
+    print_results,
+    warn_unrecorded,
+)
 from curated.results import ConvertDetails, details_as
 
 labels_app = typer.Typer(
@@ -179,6 +185,7 @@ def labels_add(
             progress=bar,
         )
     print_results([result], as_json=as_json)
+    warn_unrecorded([result], image, workspace)
 
 
 def register(app: typer.Typer) -> None:

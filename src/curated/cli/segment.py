@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from curated.cli._common import JSON_OPTION, RichProgress, exit_for, handle_errors, print_results
+from curated.cli._common import (
+    JSON_OPTION,
+    RichProgress,
+    exit_for,
+    handle_errors,
+    print_results,
+    warn_unrecorded,
+)
 from curated.cli.segment_eval import register_eval_commands
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
@@ -133,7 +140,9 @@ def annotate_from_truth_cmd(
         min_fraction=min_fraction,
         workspace=workspace,
     )
-    exit_for(print_results([r], as_json=as_json))
+    print_results([r], as_json=as_json)
+    warn_unrecorded([r], image, workspace)
+    exit_for([r])
 
 
 @annotate_app.command("import")
@@ -183,7 +192,9 @@ def annotate_import_cmd(
         value_map=parse_value_map(value_map or []) or None,
         workspace=workspace,
     )
-    exit_for(print_results([r], as_json=as_json))
+    print_results([r], as_json=as_json)
+    warn_unrecorded([r], image, workspace)
+    exit_for([r])
 
 
 @annotate_app.command("suggest")
@@ -242,7 +253,9 @@ def annotate_suggest_cmd(
             workspace=workspace,
             progress=progress,
         )
-    exit_for(print_results([r], as_json=as_json))
+    print_results([r], as_json=as_json)
+    warn_unrecorded([r], image, workspace)
+    exit_for([r])
 
 
 def _train_kwargs(
@@ -523,7 +536,9 @@ def predict_cmd(
             workspace=workspace,
             progress=progress,
         )
-    exit_for(print_results([r], as_json=as_json))
+    print_results([r], as_json=as_json)
+    warn_unrecorded([r], image, workspace)
+    exit_for([r])
 
 
 def register(app: typer.Typer) -> None:
