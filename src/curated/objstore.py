@@ -22,6 +22,7 @@ messages (missing bucket, access denied, no credentials, unreachable endpoint).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -65,6 +66,7 @@ class StorePath(str):
     code written for folders also works on object stores. It is its URL as a string."""
 
     def __new__(cls, url: str) -> StorePath:
+        guard_redirects()  # zarr may open this URL by itself
         return super().__new__(cls, url.rstrip("/"))
 
     def __truediv__(self, part: str | Path) -> StorePath:
@@ -86,7 +88,7 @@ class StorePath(str):
         return sink.size(key) is not None
 
     def is_dir(self) -> bool:
-        return bool(_cached_sink(str(self))._find(""))
+        return _cached_sink(str(self)).has_objects()
 
     def exists(self) -> bool:
         return self.is_file() or self.is_dir()
@@ -152,6 +154,7 @@ class Sink(Protocol):
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def root_exists(self) -> bool: ...
+    def abort_uploads(self) -> int: ...
     def staging(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def files(self) -> Iterator[tuple[str, int]]: ...
     def zarr_store(self) -> Any: ...
@@ -247,6 +250,10 @@ class LocalSink:
 
     def root_exists(self) -> bool:
         return self.root.exists() or self.root.is_symlink()
+
+    def abort_uploads(self) -> int:
+        """Nothing to do: a folder's staged files lie in the journal and go with it."""
+        return 0
 
     def files(self) -> Iterator[tuple[str, int]]:
         from curated.provenance.digest import iter_tree
@@ -376,9 +383,58 @@ class S3Sink:
             if info.get("type") != "directory" and name.startswith(root + "/")
         }
 
+    def _in_bucket(self, prefix: str) -> str:
+        """The key prefix (within the bucket) of everything under ``prefix``: ``…/`` or ``""``."""
+        path = "/".join(p for p in (self.prefix, prefix.strip("/")) if p)
+        return path + "/" if path else ""
+
+    def has_objects(self, prefix: str = "") -> bool:
+        """Whether at least one object lies under ``prefix``: one LIST of one key, however many there are."""
+        got = self._call(
+            self.fs.call_s3,
+            "list_objects_v2",
+            Bucket=self.bucket,
+            Prefix=self._in_bucket(prefix),
+            MaxKeys=1,
+        )
+        return bool(got.get("Contents"))
+
     def root_exists(self) -> bool:
         self.check()
-        return bool(self._find(""))
+        return self.has_objects()
+
+    def abort_uploads(self) -> int:
+        """Abort the multipart uploads left unfinished under the store; return how many.
+
+        A writer killed part way through a large object's multipart upload leaves its parts
+        on the store, invisible to listings and billed for until aborted. Called where no
+        writer of this store can be running (a re-run or ``--overwrite`` starting, a run
+        that finished). A store whose credentials may not list uploads is left as it is.
+        """
+        marker: dict[str, str] = {}
+        aborted = 0
+        while True:
+            try:
+                page = self.fs.call_s3(
+                    "list_multipart_uploads",
+                    Bucket=self.bucket,
+                    Prefix=self._in_bucket(""),
+                    **marker,
+                )
+            except PermissionError:  # no s3:ListBucketMultipartUploads: not ours to clean
+                return aborted
+            except Exception as exc:
+                raise _access_error(exc, self) from None
+            for upload in page.get("Uploads") or []:
+                with contextlib.suppress(FileNotFoundError):  # aborted meanwhile
+                    self._call(self.fs.abort_mpu, self.bucket, upload["Key"], upload["UploadId"])
+                aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            marker = {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+            }
 
     def files(self) -> Iterator[tuple[str, int]]:
         found = self._find("")
@@ -393,10 +449,38 @@ class S3Sink:
         return FsspecStore.from_url(self.url, storage_options=_storage_options(), read_only=False)
 
 
+def _config_kwargs() -> dict[str, Any]:
+    """botocore settings of every s3fs connection curated makes: a connect timeout, and an
+    HTTP session that never follows a redirect (see :mod:`curated._s3session`)."""
+    from curated._s3session import NoRedirectSession
+
+    return {"connect_timeout": CONNECT_TIMEOUT, "http_session_cls": NoRedirectSession}
+
+
 def _storage_options() -> dict[str, Any]:
-    """s3fs settings: only timeouts; credentials, region and endpoint are botocore's to find."""
+    """s3fs settings: timeouts and no redirects; credentials, region and endpoint are botocore's to find."""
     # no listings cache: several processes write one store, and a listing must show them all
-    return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT}, "use_listings_cache": False}
+    return {"config_kwargs": _config_kwargs(), "use_listings_cache": False}
+
+
+@functools.cache
+def guard_redirects() -> None:
+    """Make every s3fs filesystem of this process refuse redirects, also those zarr opens
+    for an ``s3://`` URL by itself (``zarr.open_array("s3://…")``).
+
+    Through fsspec's configuration (``fsspec.config.conf``, its defaults for a protocol's
+    options): settings a caller gave there are kept; only the HTTP session is added.
+    """
+    try:
+        import fsspec.config
+    except ImportError:  # pragma: no cover - fsspec comes with zarr
+        return
+    with contextlib.suppress(ImportError):  # without aiobotocore there is no s3fs to guard
+        options = fsspec.config.conf.setdefault("s3", {})
+        config = dict(options.get("config_kwargs") or {})
+        for key, value in _config_kwargs().items():
+            config.setdefault(key, value)
+        options["config_kwargs"] = config
 
 
 def _filesystem() -> Any:
@@ -411,11 +495,18 @@ def _filesystem() -> Any:
     # into the curator log or a receipt
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         register_secret(os.environ.get(name))
+    guard_redirects()
     return s3fs.S3FileSystem(**_storage_options())
 
 
 def _no_bucket(exc: BaseException) -> bool:
     return "NoSuchBucket" in repr(exc) or "bucket does not exist" in str(exc).lower()
+
+
+def _redirected(exc: BaseException, text: str) -> bool:
+    """Whether the store answered with a redirect (s3fs turns a ``3xx`` into ``OSError(EREMCHG)``)."""
+    code = getattr(errno, "EREMCHG", None)
+    return "Redirect" in text or (code is not None and getattr(exc, "errno", None) == code)
 
 
 def _endpoint() -> str:
@@ -435,6 +526,8 @@ def _access_error(exc: BaseException, sink: S3Sink) -> StoreAccessError:
         for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
     ):
         msg = f"access to {bucket} was refused at {_endpoint()}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+    elif _redirected(exc, text):
+        msg = f"the object store at {_endpoint()} answered the request for {sink.url} with a redirect, which curated does not follow (credentials go only to the endpoint given): set AWS_ENDPOINT_URL (or AWS_REGION) to the bucket's own endpoint"
     elif any(
         word in text
         for word in ("EndpointConnectionError", "ConnectTimeout", "ClientConnector", "Connect")

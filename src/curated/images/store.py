@@ -126,9 +126,11 @@ def begin(
     attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
     if sink.root_exists():
         if overwrite:
+            sink.abort_uploads()  # a killed writer's unfinished multipart uploads
             sink.delete_prefix("")
         elif sink.exists(PLAN):
             if _read_plan(sink).get("digest") == digest:
+                sink.abort_uploads()
                 _complete_metadata(sink, root, layout, attrs)
                 return True
             msg = (
@@ -218,6 +220,7 @@ def drop_journal(root: str | Path) -> None:
     which :func:`drop_leftover_journal` recognises and removes.
     """
     sink = open_sink(root)
+    sink.abort_uploads()  # every writer is done: an upload still open is a killed worker's
     sink.delete_prefix(PLAN)
     sink.delete_prefix(JOURNAL)
 

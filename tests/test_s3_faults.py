@@ -1,0 +1,145 @@
+"""Object stores that misbehave: throttling, dropped connections, short bodies, redirects
+to other hosts. A fault-injecting proxy on 127.0.0.1 (tests/s3_faults.py) stands between
+curated and moto's server."""
+
+from __future__ import annotations
+
+import http.server
+import os
+
+import numpy as np
+import pytest
+import s3_server
+import tifffile
+from s3_faults import Fault, fault_proxy, serve
+from s3_server import local_files
+
+from curated.images import convert_to_ome_zarr, open_image
+from curated.objstore import StoreAccessError, open_sink
+
+s3 = s3_server.s3  # the fixture: an S3 server on 127.0.0.1
+SHAPE = (16, 32, 32)
+PARAMS = {"voxel_size": (8, 4, 4), "chunks": 8, "shard": 16, "workers": 1}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    vol = rng.integers(0, 255, SHAPE, dtype=np.uint8)
+    path = tmp_path_factory.mktemp("src") / "stack.tif"
+    tifffile.imwrite(path, vol, photometric="minisblack")
+    local = tmp_path_factory.mktemp("local") / "stack.ome.zarr"
+    res = convert_to_ome_zarr(path, local, **PARAMS)
+    return path, local, res
+
+
+def _shard(seen) -> bool:
+    return "/0/c/" in seen.path
+
+
+def test_throttling_and_dropped_connections_are_retried(s3, source):
+    """503 SlowDown, 500 InternalError, a reset connection on PUT and GET, a body shorter
+    than its Content-Length: the conversion retries and ends identical to a local one."""
+    bucket = s3.make_bucket("flaky")
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lambda s: s.method == "PUT" and _shard(s), "status", times=2))
+        proxy.add(
+            Fault(
+                lambda s: s.method == "PUT" and "zarr.json" in s.path,
+                "status",
+                status=500,
+                code="InternalError",
+            )
+        )
+        proxy.add(Fault(lambda s: s.method == "PUT" and _shard(s), "reset"))
+        proxy.add(Fault(lambda s: s.method == "GET" and ".npy" in s.path, "reset"))
+        proxy.add(Fault(lambda s: s.method == "GET" and "zarr.json" in s.path, "truncate"))
+        res = convert_to_ome_zarr(source[0], f"s3://{bucket}/stack.ome.zarr", **PARAMS)
+        assert all(f.hits == f.times for f in proxy.faults), [
+            (f.action, f.hits) for f in proxy.faults
+        ]
+    assert res.status == "ok"
+    assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
+    assert res.details["store_digest"] == source[2].details["store_digest"]
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Another host: answers every request with an empty 200 and remembers its headers."""
+
+    got: list[dict[str, str]] = []
+
+    def _answer(self) -> None:
+        Recorder.got.append(dict(self.headers.items()))
+        self.close_connection = True  # the body is left unread (it may wait on 100-continue)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [307, 301])
+def test_a_redirect_to_another_host_is_never_followed(s3, source, status):
+    """Neither the body, nor the session token, nor trust in the answer goes to another host."""
+    bucket = s3.make_bucket(f"redirect-{status}")
+    url = f"s3://{bucket}/stack.ome.zarr"
+    convert_to_ome_zarr(source[0], url, **PARAMS)
+    Recorder.got = []
+    token = "session-token-" + "x" * 40
+    with serve(Recorder) as other, fault_proxy(s3) as proxy:
+        os.environ["AWS_SESSION_TOKEN"] = token
+        elsewhere = other.replace("127.0.0.1", "localhost")  # another origin
+        proxy.add(
+            Fault(
+                lambda s: s.method == "PUT", "redirect", status=status, location=elsewhere, times=99
+            )
+        )
+        with pytest.raises(StoreAccessError, match="redirect") as err:
+            open_sink(url).put("note.txt", b"hello")
+        # zarr's own s3fs (opened by URL, not through curated's sink) follows none either
+        proxy.add(
+            Fault(
+                lambda s: s.method == "GET" and s.path.endswith("/0/zarr.json"),
+                "redirect",
+                status=status,
+                location=elsewhere,
+                times=99,
+            )
+        )
+        with pytest.raises(Exception) as zerr:
+            open_image(url).levels[0][:]
+    assert Recorder.got == []
+    assert token not in str(err.value) and token not in str(zerr.value)
+    assert "AWS_ENDPOINT_URL" in str(err.value) and url in str(err.value)
+    assert "note.txt" not in s3.objects(bucket, "stack.ome.zarr")
+
+
+def test_a_resumed_conversion_writes_only_missing_shards_and_aborts_stale_uploads(s3, source):
+    """Killed mid-way with a multipart upload open (as a worker killed while uploading a big
+    shard leaves one), the re-run uploads only the shards not yet done, aborts the stale
+    upload (billed for and never seen otherwise) and ends identical to a local store."""
+    from s3_faults import killed_conversion
+
+    bucket = s3.make_bucket("resume-mpu")
+    url = f"s3://{bucket}/stack.ome.zarr"
+    assert killed_conversion(source[0], url, PARAMS, abort_after=3) in (75, 137)
+    client = s3.client()
+    mpu = client.create_multipart_upload(Bucket=bucket, Key="stack.ome.zarr/0/c/0/1/1")
+    client.upload_part(
+        Bucket=bucket, Key=mpu["Key"], UploadId=mpu["UploadId"], PartNumber=1, Body=b"x" * 1024
+    )
+    done = [k.split("/", 2)[2] for k in s3.objects(bucket, "stack.ome.zarr") if "/done/" in k]
+    assert done
+    with fault_proxy(s3) as proxy:
+        res = convert_to_ome_zarr(source[0], url, **PARAMS)
+        written = {s.key.split("/", 2)[2] for s in proxy.ops("put")}
+    assert res.status == "ok"
+    for marker in done:  # "L/z.y.x" marks shard "L/c/z/y/x" written
+        level, index = marker.split("/")
+        assert f"{level}/c/{index.replace('.', '/')}" not in written
+    assert any("/c/" in k for k in written)  # the shards not done were written
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
