@@ -143,3 +143,19 @@ def test_a_resumed_conversion_writes_only_missing_shards_and_aborts_stale_upload
     assert any("/c/" in k for k in written)  # the shards not done were written
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
+
+
+def test_asking_whether_a_store_exists_lists_one_key_not_all(s3):
+    """Over 1000 keys (more than one LIST page): one LIST of one key answers whether a
+    store root or folder exists; a whole listing would grow with the store."""
+    from curated.objstore import StorePath
+
+    bucket = s3.make_bucket("many-keys")
+    s3.put_many(bucket, {f"big.ome.zarr/0/c/{i}": b"x" for i in range(1001)})
+    with fault_proxy(s3) as proxy:
+        assert open_sink(f"s3://{bucket}/big.ome.zarr").root_exists()
+        assert StorePath(f"s3://{bucket}/big.ome.zarr/0").is_dir()
+        assert not StorePath(f"s3://{bucket}/big.ome.zarr/1").is_dir()
+        lists = proxy.ops("list")
+    assert len(lists) == 3, [s.query for s in lists]
+    assert all(s.query.get("max-keys") == ["1"] for s in lists)
