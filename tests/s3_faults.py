@@ -212,12 +212,13 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 
 @contextmanager
-def fault_proxy(s3: S3Server) -> Iterator[FaultProxy]:
-    """A :class:`FaultProxy` in front of ``s3``, with ``AWS_ENDPOINT_URL`` pointing at it."""
+def fault_proxy(s3: S3Server, **env: str) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` in front of ``s3``, with ``AWS_ENDPOINT_URL`` pointing at it
+    (and the variables ``env``)."""
     proxy = FaultProxy(upstream=s3.endpoint)
     with serve(_handler(proxy)) as address:
         proxy.endpoint = address
-        with environment({**s3.env, "AWS_ENDPOINT_URL": address}):
+        with environment({**s3.env, **env, "AWS_ENDPOINT_URL": address}):
             yield proxy
 
 

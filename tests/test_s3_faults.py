@@ -159,3 +159,63 @@ def test_asking_whether_a_store_exists_lists_one_key_not_all(s3):
         lists = proxy.ops("list")
     assert len(lists) == 3, [s.query for s in lists]
     assert all(s.query.get("max-keys") == ["1"] for s in lists)
+
+
+def test_walking_a_store_streams_folder_by_folder_in_path_order(s3, tmp_path):
+    """Over a thousand keys in one folder (several LIST pages), names that sort differently
+    as keys and as paths ("a.b" before "a/x" as keys, after as paths), a folder marker:
+    the walk yields what a folder walk yields, holding one folder at a time, and the
+    digest equals the local copy's; deleting a prefix removes every page of it."""
+    from curated.objstore import url_digest
+    from curated.provenance.digest import digest_tree
+
+    bucket = s3.make_bucket("walk")
+    big = {f"0/c/{i}": b"x" for i in range(1200)}
+    tricky = {"a.b": b"1", "a/x": b"2", "a/y.z": b"3", "a/y/w": b"4", "zarr.json": b"{}"}
+    s3.put_many(bucket, {f"s.zarr/{k}": v for k, v in {**big, **tricky}.items()})
+    s3.put_many(bucket, {"s.zarr/.curated-progress/plan.json": b"{}", "s.zarr/b/": b""})
+    s3.put_many(bucket, {f"t.zarr/{k}": v for k, v in tricky.items()})
+    url = f"s3://{bucket}/s.zarr"
+    with fault_proxy(s3) as proxy:
+        walk = open_sink(url).files()
+        assert next(walk) == ("0/c/0", 1)
+        listed = {s.query["prefix"][0] for s in proxy.ops("list")}
+        assert listed == {"s.zarr/", "s.zarr/0/", "s.zarr/0/c/"}  # nothing else yet
+        rest = [rel for rel, _ in walk]
+    assert ["0/c/0", *rest] == sorted({**big, **tricky}, key=lambda r: tuple(r.split("/")))
+    local = tmp_path / "t.zarr"
+    for rel, data in tricky.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+    assert url_digest(f"s3://{bucket}/t.zarr") == digest_tree(local).digest
+    open_sink(url).delete_prefix("0")
+    left = s3.client().list_objects_v2(Bucket=bucket, Prefix="s.zarr/")["Contents"]
+    assert {o["Key"][len("s.zarr/") :] for o in left} == {
+        ".curated-progress/plan.json",
+        "b/",
+        *tricky,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        (Fault(lambda s: s.method == "PUT", "status", times=99), "kept throttling"),
+        (Fault(lambda s: s.method == "GET", "corrupt", times=99), "do not match their checksum"),
+    ],
+    ids=["throttled", "corrupted"],
+)
+def test_a_store_that_keeps_failing_gets_a_message_saying_how(s3, fault, words):
+    """Retries exhausted (503 SlowDown on every PUT), or bytes that fail their checksum on
+    every GET: one line naming the store and what happened, never a credential."""
+    bucket = s3.make_bucket(f"failing-{fault.action}")
+    url = f"s3://{bucket}/x"
+    open_sink(url).put("obj", b"some bytes")  # with its checksum, as curated writes
+    with fault_proxy(s3, AWS_MAX_ATTEMPTS="1") as proxy:
+        proxy.add(fault)
+        with pytest.raises(StoreAccessError) as err:
+            sink = open_sink(url)
+            sink.put("new", b"data") if fault.action == "status" else sink.get("obj")
+    text = str(err.value)
+    assert words in text and url in text and "\n" not in text
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in text

@@ -160,10 +160,6 @@ class Sink(Protocol):
     def zarr_store(self) -> Any: ...
 
 
-def _sort_key(rel: str) -> tuple[str, ...]:
-    return tuple(rel.split("/"))
-
-
 class LocalSink:
     """A store in a local folder; every object is written to a temporary file, then renamed."""
 
@@ -364,24 +360,58 @@ class S3Sink:
             self._call(self.fs.rm_file, self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        keys = self._find(prefix)
-        if keys:
-            self._call(self.fs.rm, [self._key(k) for k in keys])
+        """Delete the object ``prefix`` and every object under it, one LIST page at a time."""
+        if prefix:
+            self.delete(prefix)
+        for page in self._pages(self._in_bucket(prefix)):
+            keys = [f"{self.bucket}/{obj['Key']}" for obj in page.get("Contents") or []]
+            if keys:
+                self._call(self.fs.rm, keys)
         self.fs.invalidate_cache()
 
-    def _find(self, prefix: str) -> dict[str, int]:
-        """Every object under ``prefix`` (relative keys → sizes)."""
-        base = self._key(prefix)
-        try:
-            found = self._call(self.fs.find, base + "/", detail=True, withdirs=False)
-        except FileNotFoundError:
-            return {}
-        root = self._key("")
-        return {
-            name[len(root) + 1 :]: int(info.get("size") or 0)
-            for name, info in found.items()
-            if info.get("type") != "directory" and name.startswith(root + "/")
-        }
+    def _pages(self, base: str, delimiter: str = "") -> Iterator[dict[str, Any]]:
+        """The pages (up to 1000 keys each) of a LIST of the keys that start with ``base``.
+
+        Continuation tokens are followed one page at a time; a store answering the same
+        token again (it would list forever) is an error.
+        """
+        more: dict[str, str] = {"Delimiter": delimiter} if delimiter else {}
+        seen: set[str] = set()
+        while True:
+            page = self._call(
+                self.fs.call_s3, "list_objects_v2", Bucket=self.bucket, Prefix=base, **more
+            )
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            if token in seen:
+                msg = f"the object store's listing of {self.url} repeats itself (continuation token seen before)"
+                raise StoreAccessError(msg, path=self.url)
+            seen.add(token)
+            more["ContinuationToken"] = token
+
+    def _walk(self, base: str, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, int]]:
+        """``(key, size)`` of every object under ``base`` (a key prefix ending in ``/``), as a
+        folder walk yields them: depth first, each "folder"'s names sorted, so the order is
+        that of the keys split at ``/`` (as :func:`curated.provenance.digest.iter_tree`) while only one folder's names are held.
+        Top-level names in ``skip`` are not walked."""
+        entries: list[tuple[str, bool, str, int]] = []  # name, is folder, key or prefix, size
+        for page in self._pages(base, "/"):
+            for sub in page.get("CommonPrefixes") or []:
+                name = sub["Prefix"][len(base) : -1]
+                if name not in skip:
+                    entries.append((name, True, sub["Prefix"], 0))
+            for obj in page.get("Contents") or []:
+                name = obj["Key"][len(base) :]
+                if name and name not in skip:  # "" is a folder marker ("prefix/"), no object
+                    entries.append((name, False, obj["Key"], int(obj.get("Size") or 0)))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        for _, folder, key, size in entries:
+            if folder:
+                yield from self._walk(key)
+            else:
+                yield key, size
 
     def _in_bucket(self, prefix: str) -> str:
         """The key prefix (within the bucket) of everything under ``prefix``: ``…/`` or ``""``."""
@@ -437,11 +467,10 @@ class S3Sink:
             }
 
     def files(self) -> Iterator[tuple[str, int]]:
-        found = self._find("")
-        for rel in sorted(found, key=_sort_key):
-            if rel.split("/", 1)[0] in WORKING_FOLDERS:
-                continue
-            yield rel, found[rel]
+        """Every object but the working folders', in path-part order, listed as it is walked."""
+        base = self._in_bucket("")
+        for key, size in self._walk(base, skip=WORKING_FOLDERS):
+            yield key[len(base) :], size
 
     def zarr_store(self) -> Any:
         from zarr.storage import FsspecStore
@@ -526,6 +555,10 @@ def _access_error(exc: BaseException, sink: S3Sink) -> StoreAccessError:
         for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
     ):
         msg = f"access to {bucket} was refused at {_endpoint()}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+    elif getattr(exc, "errno", None) == errno.EBUSY or "SlowDown" in text:
+        msg = f"the object store at {_endpoint()} kept throttling the requests for {sink.url} (SlowDown) after retries; re-run later (finished work is kept) or with fewer --workers"
+    elif "ChecksumError" in text or "checksum" in text.lower() and "match" in text.lower():
+        msg = f"the object store at {_endpoint()} sent bytes for {sink.url} that do not match their checksum (damaged on the way or on the store); re-run, and check the store if it recurs"
     elif _redirected(exc, text):
         msg = f"the object store at {_endpoint()} answered the request for {sink.url} with a redirect, which curated does not follow (credentials go only to the endpoint given): set AWS_ENDPOINT_URL (or AWS_REGION) to the bucket's own endpoint"
     elif any(

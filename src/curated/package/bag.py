@@ -971,6 +971,7 @@ def make_bag(
     if ws is None:
         raise PackageError("a workspace is needed to make a bag")
     dest, bag_name, final, partial = _bag_paths(dest, zarr, serialize)
+    check_fetch_base(fetch_base)
     params = dict(
         zip(
             _PARAMS,
@@ -1022,6 +1023,30 @@ def _build_naming(b: _Build, partial: Path) -> None:
         _build(b)
     except OSError as exc:
         raise naming(exc, partial) from None
+
+
+def check_fetch_base(url: str | None) -> None:
+    """Refuse a ``fetch_base`` that is no absolute URL or that carries a credential.
+
+    Its text goes verbatim into ``fetch.txt``, the RO-Crate and the curator log, where
+    everyone who gets the bag reads it: a ``user:password@`` or a signed query (a presigned
+    ``?X-Amz-Signature=…``; and ``base/<path>`` after a query is no URL of the file anyway)
+    would publish the credential. The message does not repeat the URL.
+    """
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.scheme or not parts.netloc or any(c.isspace() for c in url):
+        msg = "must be an absolute URL without spaces (scheme://host/path, e.g. s3://BUCKET/PATH or https://…)"
+        raise PackageError(msg, field="fetch_base")
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        msg = "must not carry credentials, a query or a fragment (user:password@, ?X-Amz-Signature=…): give the storage's plain base URL; fetch.txt is read by everyone who gets the bag"
+        raise PackageError(msg, field="fetch_base")
 
 
 _PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")
