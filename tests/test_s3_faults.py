@@ -219,3 +219,44 @@ def test_a_store_that_keeps_failing_gets_a_message_saying_how(s3, fault, words):
     text = str(err.value)
     assert words in text and url in text and "\n" not in text
     assert s3.env["AWS_SECRET_ACCESS_KEY"] not in text
+
+
+def test_a_shard_staged_by_a_killed_process_is_removed_by_the_next_run(s3, tmp_path, monkeypatch):
+    """kill -9 while a shard is staged locally for its upload leaves the file (no finally
+    runs); a later run removes it once stale, and never a running process's file."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from curated import objstore
+
+    code = (
+        "import os, signal; from curated.objstore import open_sink\n"
+        "with open_sink('s3://any-bucket/x').staging('0/c/0/0/0') as fh:\n"
+        "    fh.write(b'x' * 100000); fh.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    run = subprocess.run([sys.executable, "-c", code], env=env, timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob("curated-shard-*")
+    assert left.stat().st_size == 100000
+    recent = tmp_path / f"curated-shard-{left.name.split('-')[2]}-recent"
+    recent.write_bytes(b"y")  # a dead process's, but written a moment ago: kept for now
+    mine = tmp_path / f"curated-shard-{os.getpid()}-mine"
+    mine.write_bytes(b"z")  # a running process's: kept
+    old = time.time() - objstore.STALE_AFTER - 60
+    for path in (left, mine):
+        os.utime(path, (old, old))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    objstore.drop_stale_staging.cache_clear()
+    bucket = s3.make_bucket("staging")
+    with open_sink(f"s3://{bucket}/x").staging("0/c/0/0/0") as fh:
+        fh.write(b"shard")
+    assert sorted(p.name for p in tmp_path.glob("curated-shard-*")) == sorted(
+        [recent.name, mine.name]
+    )
+    assert s3.objects(bucket, "x") == {"0/c/0/0/0": b"shard"}

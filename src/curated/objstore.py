@@ -28,6 +28,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,13 @@ CONNECT_TIMEOUT = 10
 """Seconds to wait for an object store's endpoint to accept a connection."""
 PIECE = 4 << 20
 """Bytes read at once when an object is hashed (bounded memory for big shards)."""
+
+
+STAGED = "curated-shard-"
+"""Name prefix of the local files objects are staged in before their upload
+(``curated-shard-<pid>-…`` in the temporary folder)."""
+STALE_AFTER = 3600
+"""Seconds after its last write that a staged file of a process no longer running is removed."""
 
 
 class StoreAccessError(InputError):
@@ -317,7 +325,8 @@ class S3Sink:
     @contextlib.contextmanager
     def staging(self, key: str) -> Iterator[IO[bytes]]:
         """A local temporary file uploaded as ``key`` (one atomic PUT, or multipart) when the block ends."""
-        fd, tmp = tempfile.mkstemp(prefix="curated-shard-")
+        drop_stale_staging()
+        fd, tmp = tempfile.mkstemp(prefix=f"{STAGED}{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
@@ -484,6 +493,40 @@ def _config_kwargs() -> dict[str, Any]:
     from curated._s3session import NoRedirectSession
 
     return {"connect_timeout": CONNECT_TIMEOUT, "http_session_cls": NoRedirectSession}
+
+
+@functools.cache
+def drop_stale_staging() -> int:
+    """Remove the staged files that killed processes left (once per process); return how many.
+
+    A process killed while it stages a shard (``kill -9``: no ``finally`` runs) leaves the
+    file in the temporary folder, a shard's size each. A file is stale when the process in
+    its name no longer runs and it was last written over :data:`STALE_AFTER` seconds ago
+    (a process of another PID namespace sharing the folder may reuse the number).
+    """
+    removed = 0
+    now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{STAGED}*-*"):
+        pid = path.name[len(STAGED) :].split("-", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_AFTER:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: running
+        return True
+    return True
 
 
 def _storage_options() -> dict[str, Any]:
