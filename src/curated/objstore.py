@@ -135,6 +135,17 @@ def remove_tree(location: str | Path) -> None:
         shutil.rmtree(location, ignore_errors=True)
 
 
+def names_in(location: str | Path) -> set[str]:
+    """The names directly inside a folder or an ``s3://`` prefix (none when it does not exist):
+    one listing, where asking about each name would be one request per name on an object store."""
+    if is_url(location):
+        return set(open_sink(str(location)).listdir(""))
+    try:
+        return set(os.listdir(location))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
 def join(root: str | Path, *parts: str) -> str | Path:
     """``root/parts…`` for a local path (a :class:`Path`) or an object store URL (a ``str``)."""
     if is_url(root):
