@@ -65,11 +65,12 @@ class Fault:
     """What to do to the requests ``when`` matches, ``times`` times (then pass them on)."""
 
     when: Callable[[Seen], bool]
-    action: str  # "status", "reset", "truncate", "corrupt", "redirect"
+    action: str  # "status", "reset", "truncate", "corrupt", "redirect", "rewrite"
     times: int = 1
     status: int = 503
     code: str = "SlowDown"
     location: str = ""
+    rewrite: Callable[[bytes], bytes] | None = None  # action "rewrite": the answer's new body
     hits: int = 0
 
 
@@ -189,6 +190,10 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     self._reset()
                 elif fault.action == "corrupt" and data:
                     self._answer(status, headers, bytes([data[0] ^ 0xFF]) + data[1:])
+                elif fault.action == "rewrite" and fault.rewrite is not None:
+                    data = fault.rewrite(data)
+                    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                    self._answer(status, [*headers, ("Content-Length", str(len(data)))], data)
                 else:
                     self._answer(status, headers, data)
 

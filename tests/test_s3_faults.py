@@ -260,3 +260,23 @@ def test_a_shard_staged_by_a_killed_process_is_removed_by_the_next_run(s3, tmp_p
         [recent.name, mine.name]
     )
     assert s3.objects(bucket, "x") == {"0/c/0/0/0": b"shard"}
+
+
+def test_a_listing_that_omits_a_written_shard_fails_the_conversion(s3, source):
+    """A LIST that leaves out a key this run wrote (a lying or lagging store) would give a
+    store digest over objects that are not all there: the conversion fails instead."""
+    import re
+
+    from curated.errors import ConversionError
+
+    def drop_shard(body: bytes) -> bytes:
+        return re.sub(rb"<Contents><Key>[^<]*/0/c/0/1/1</Key>.*?</Contents>", b"", body)
+
+    bucket = s3.make_bucket("lying-list")
+    url = f"s3://{bucket}/stack.ome.zarr"
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lambda s: s.op == "list", "rewrite", rewrite=drop_shard, times=10**6))
+        with pytest.raises(ConversionError, match=r"listing lacks 1 object.*0/c/0/1/1") as err:
+            convert_to_ome_zarr(source[0], url, **PARAMS)
+    assert url in str(err.value)
+    assert "0/c/0/1/1" in s3.objects(bucket, "stack.ome.zarr")  # it was written

@@ -1073,6 +1073,7 @@ def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[s
     hasher = TreeHasher()
     sink = open_sink(root)
     listed = iter(sink.files())
+    shown: set[str] = set()  # the known objects the listing showed
     # an object store's unknown small objects are fetched together, a listing page at a time
     batch = 1 if isinstance(sink, LocalSink) else LIST_PAGE
     while page := list(itertools.islice(listed, batch)):
@@ -1082,6 +1083,8 @@ def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[s
             fetched = dict(zip(small, sink.get_many(small), strict=True))
         for rel, size in page:
             got = known.get(rel)
+            if got is not None:
+                shown.add(rel)
             if got is not None and got[0] == size:
                 hexd = got[1]
             elif rel in fetched:
@@ -1089,8 +1092,20 @@ def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[s
             else:
                 hexd = sha256_of(sink, rel)
             hasher.add(rel, size, hexd)
+    if len(shown) < len(known):
+        _listing_lacks(root, sorted(set(known) - shown))
     td = hasher.result()
     return td.digest, td.bytes, td.files
+
+
+def _listing_lacks(root: str | Path, missing: list[str]) -> None:
+    """Refuse a digest over a listing that lacks objects this run wrote (a store whose LIST
+    omits keys): the digest would describe a store that is not there."""
+    msg = (
+        f"the store's listing lacks {len(missing)} object(s) written to it (e.g. {missing[0]}); "
+        "the object store answered an incomplete listing: re-run once it lists them"
+    )
+    raise ConversionError(msg, path=str(root))
 
 
 def remove_journal(job: WriteJob) -> None:
