@@ -280,3 +280,15 @@ def test_a_listing_that_omits_a_written_shard_fails_the_conversion(s3, source):
             convert_to_ome_zarr(source[0], url, **PARAMS)
     assert url in str(err.value)
     assert "0/c/0/1/1" in s3.objects(bucket, "stack.ome.zarr")  # it was written
+
+
+def test_a_source_in_an_object_store_is_refused_by_its_url(s3, source, tmp_path):
+    from curated.errors import InputError
+
+    bucket = s3.make_bucket("as-source")
+    url = f"s3://{bucket}/stack.ome.zarr"
+    convert_to_ome_zarr(source[0], url, **PARAMS)
+    with pytest.raises(InputError, match="is in an object store") as err:
+        convert_to_ome_zarr(url, tmp_path / "copy.ome.zarr", **PARAMS)
+    assert str(err.value).startswith(url)  # the URL as given, not folded into "s3:/…"
+    assert not (tmp_path / "copy.ome.zarr").exists()
