@@ -971,14 +971,8 @@ def make_bag(
     if ws is None:
         raise PackageError("a workspace is needed to make a bag")
     dest, bag_name, final, partial = _bag_paths(dest, zarr, serialize)
-    check_fetch_base(fetch_base)
-    params = dict(
-        zip(
-            _PARAMS,
-            (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks),
-            strict=True,
-        )
-    )
+    values = (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks)
+    params = _checked_params(values)
     b: _Build | None = None
     step_entry: dict[str, Any] | None = None
     lock = _BuildLock(dest.parent / f".{bag_name}.curated-bag.lock")
@@ -1041,7 +1035,8 @@ def check_fetch_base(url: str | None) -> None:
         parts = urlsplit(url)
     except ValueError:
         parts = None
-    if parts is None or not parts.scheme or not parts.netloc or any(c.isspace() for c in url):
+    no_host = parts is not None and not parts.netloc and parts.scheme != "file"  # file:///mnt/…
+    if parts is None or not parts.scheme or no_host or any(c.isspace() for c in url):
         msg = "must be an absolute URL without spaces (scheme://host/path, e.g. s3://BUCKET/PATH or https://…)"
         raise PackageError(msg, field="fetch_base")
     if "@" in parts.netloc or parts.query or parts.fragment:
@@ -1051,6 +1046,13 @@ def check_fetch_base(url: str | None) -> None:
 
 _PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")
 """The options a bag's log entry records, in this order."""
+
+
+def _checked_params(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The options of :data:`_PARAMS` by name, once the ``fetch_base`` among them is checked."""
+    params = dict(zip(_PARAMS, values, strict=True))
+    check_fetch_base(params["fetch_base"])
+    return params
 
 
 def _describe_step(step: Any, b: _Build) -> None:
