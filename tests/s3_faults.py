@@ -65,12 +65,12 @@ class Fault:
     """What to do to the requests ``when`` matches, ``times`` times (then pass them on)."""
 
     when: Callable[[Seen], bool]
-    action: str  # "status", "reset", "truncate", "corrupt", "redirect", "rewrite"
+    action: str  # "status", "reset", "truncate", "corrupt", "redirect", "rewrite", "answer"
     times: int = 1
     status: int = 503
     code: str = "SlowDown"
     location: str = ""
-    rewrite: Callable[[bytes], bytes] | None = None  # action "rewrite": the answer's new body
+    rewrite: Callable[[bytes], bytes] | None = None  # "rewrite"/"answer": the body to send
     hits: int = 0
 
 
@@ -178,6 +178,13 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     fault.status,
                     [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],
                     xml if self.command != "HEAD" else b"",
+                )
+            elif fault.action == "answer" and fault.rewrite is not None:  # moto never asked
+                data = fault.rewrite(b"")
+                self._answer(
+                    200,
+                    [("Content-Type", "application/xml"), ("Content-Length", str(len(data)))],
+                    data,
                 )
             elif fault.action == "redirect":
                 target = fault.location + self.path

@@ -292,3 +292,26 @@ def test_a_source_in_an_object_store_is_refused_by_its_url(s3, source, tmp_path)
         convert_to_ome_zarr(url, tmp_path / "copy.ome.zarr", **PARAMS)
     assert str(err.value).startswith(url)  # the URL as given, not folded into "s3:/…"
     assert not (tmp_path / "copy.ome.zarr").exists()
+
+
+def test_a_listing_that_hands_back_the_same_token_is_an_error_not_a_loop(s3):
+    """A store answering every page "truncated, continue from T" with the same T would be
+    listed forever; after five such pages the proxy lets moto answer (which refuses the
+    token), so a walk that does not notice fails with another message."""
+    from curated.objstore import url_digest
+
+    page = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        "<Name>same-token</Name><Prefix>s.zarr/</Prefix><KeyCount>1</KeyCount>"
+        "<MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated>"
+        "<NextContinuationToken>T</NextContinuationToken>"
+        "<Contents><Key>s.zarr/zarr.json</Key><Size>2</Size></Contents>"
+        "</ListBucketResult>"
+    ).encode()
+    bucket = s3.make_bucket("same-token")
+    s3.put_many(bucket, {"s.zarr/zarr.json": b"{}"})
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lambda s: s.op == "list", "answer", rewrite=lambda _: page, times=5))
+        with pytest.raises(StoreAccessError, match="repeats itself"):
+            url_digest(f"s3://{bucket}/s.zarr")
