@@ -315,3 +315,19 @@ def test_a_listing_that_hands_back_the_same_token_is_an_error_not_a_loop(s3):
         proxy.add(Fault(lambda s: s.op == "list", "answer", rewrite=lambda _: page, times=5))
         with pytest.raises(StoreAccessError, match="repeats itself"):
             url_digest(f"s3://{bucket}/s.zarr")
+
+
+def test_an_oversized_zarr_json_in_a_store_is_refused_without_reading_it_whole(s3, monkeypatch):
+    """A store's metadata document larger than any Zarr metadata is refused as it is in a
+    folder, and only the limit's worth of it is fetched."""
+    from curated.images import store
+
+    monkeypatch.setattr(store, "MAX_METADATA_BYTES", 1000)
+    bucket = s3.make_bucket("huge-meta")
+    doc = b'{"zarr_format": 3, "node_type": "group", "attributes": {"pad": "' + b"x" * 5000 + b'"}}'
+    s3.put_many(bucket, {"s.ome.zarr/zarr.json": doc})
+    with fault_proxy(s3) as proxy:
+        with pytest.raises(ValueError, match="larger than 1000 bytes"):
+            store.read_group_attrs(f"s3://{bucket}/s.ome.zarr")
+        gets = proxy.ops("get")
+    assert [s.headers.get("Range") for s in gets] == ["bytes=0-1000"]

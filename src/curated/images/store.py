@@ -33,12 +33,16 @@ must not make a reader parse gigabytes."""
 
 def _read_metadata(sink: LocalSink | S3Sink, key: str) -> Any:
     """The JSON document ``key`` of ``sink``; ``ValueError`` when it is too large or too deeply nested."""
+    too_large = f"{key} is larger than {MAX_METADATA_BYTES} bytes; no Zarr metadata is that large"
     if isinstance(sink, LocalSink):
         p = sink.root / key
         if p.is_file() and p.stat().st_size > MAX_METADATA_BYTES:
-            msg = f"{key} is larger than {MAX_METADATA_BYTES} bytes; no Zarr metadata is that large"
-            raise ValueError(msg)
-    raw = sink.get(key)
+            raise ValueError(too_large)
+        raw = sink.get(key)
+    else:  # at most one byte more than the limit is fetched, however large the object
+        raw = sink.get_range(key, 0, MAX_METADATA_BYTES + 1)
+        if len(raw) > MAX_METADATA_BYTES:
+            raise ValueError(too_large)
     try:
         return json.loads(raw)
     except RecursionError:
