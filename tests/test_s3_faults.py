@@ -301,14 +301,14 @@ def test_a_listing_that_hands_back_the_same_token_is_an_error_not_a_loop(s3):
     from curated.objstore import url_digest
 
     page = (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-        "<Name>same-token</Name><Prefix>s.zarr/</Prefix><KeyCount>1</KeyCount>"
-        "<MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated>"
-        "<NextContinuationToken>T</NextContinuationToken>"
-        "<Contents><Key>s.zarr/zarr.json</Key><Size>2</Size></Contents>"
-        "</ListBucketResult>"
-    ).encode()
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Name>same-token</Name><Prefix>s.zarr/</Prefix><KeyCount>1</KeyCount>"
+        b"<MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated>"
+        b"<NextContinuationToken>T</NextContinuationToken>"
+        b"<Contents><Key>s.zarr/zarr.json</Key><Size>2</Size></Contents>"
+        b"</ListBucketResult>"
+    )
     bucket = s3.make_bucket("same-token")
     s3.put_many(bucket, {"s.zarr/zarr.json": b"{}"})
     with fault_proxy(s3) as proxy:
