@@ -331,3 +331,25 @@ def test_an_oversized_zarr_json_in_a_store_is_refused_without_reading_it_whole(s
             store.read_group_attrs(f"s3://{bucket}/s.ome.zarr")
         gets = proxy.ops("get")
     assert [s.headers.get("Range") for s in gets] == ["bytes=0-1000"]
+
+
+def test_a_user_who_may_list_only_their_prefix_can_convert(s3, source):
+    """Institutional buckets often let each user list only their own prefix (an ``s3:prefix``
+    condition): HEAD bucket and a LIST outside the prefix are refused (403), the store's
+    own prefix is not. The conversion needs nothing more."""
+    bucket = s3.make_bucket("shared-institutional")
+    mine = "users/alice/"
+
+    def outside(seen) -> bool:
+        if seen.method == "HEAD" and seen.key == bucket:  # HEAD bucket
+            return True
+        prefix = seen.query.get("prefix", [""])[0]
+        return seen.op in ("list", "list-uploads") and not prefix.startswith(mine)
+
+    url = f"s3://{bucket}/{mine}stack.ome.zarr"
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(outside, "status", status=403, code="AccessDenied", times=10**6))
+        res = convert_to_ome_zarr(source[0], url, **PARAMS)
+        refused = proxy.faults[0].hits
+    assert res.status == "ok" and refused == 0
+    assert s3.objects(bucket, f"{mine}stack.ome.zarr") == local_files(source[1])

@@ -324,11 +324,13 @@ class S3Sink:
             raise _access_error(exc, self) from None
 
     def check(self) -> None:
-        """Fail with a one-line error unless the bucket exists and can be listed with these credentials."""
-        try:
-            self._call(self.fs.call_s3, "head_bucket", Bucket=self.bucket)
-        except FileNotFoundError as exc:  # HEAD answers a bare 404, without NoSuchBucket
-            raise _access_error(FileNotFoundError("NoSuchBucket"), self) from exc
+        """Fail with a one-line error unless the store's prefix can be listed with these
+        credentials (a missing bucket, refused access): one LIST of one key under the prefix.
+
+        Not ``HEAD bucket``: it needs the right to list the whole bucket, which a policy
+        letting each user list only their own prefix (``s3:prefix`` conditions) refuses.
+        """
+        self.has_objects()
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.fs.pipe_file, self._key(key), bytes(data))
@@ -450,8 +452,7 @@ class S3Sink:
         return bool(got.get("Contents"))
 
     def root_exists(self) -> bool:
-        self.check()
-        return self.has_objects()
+        return self.has_objects()  # also the access check (see check())
 
     def abort_uploads(self) -> int:
         """Abort the multipart uploads left unfinished under the store; return how many.
