@@ -353,3 +353,18 @@ def test_a_user_who_may_list_only_their_prefix_can_convert(s3, source):
         refused = proxy.faults[0].hits
     assert res.status == "ok" and refused == 0
     assert s3.objects(bucket, f"{mine}stack.ome.zarr") == local_files(source[1])
+
+
+def test_a_whole_bucket_is_never_a_store_to_overwrite(s3, source):
+    """``convert … s3://BUCKET --overwrite`` emptied the bucket, other people's data with it."""
+    from curated.errors import InputError
+    from curated.objstore import remove_tree
+
+    bucket = s3.make_bucket("whole-bucket")
+    s3.put_many(bucket, {"precious/thesis.pdf": b"years of work"})
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="is a whole bucket"):
+            convert_to_ome_zarr(source[0], f"s3://{bucket}", overwrite=overwrite, **PARAMS)
+    with pytest.raises(InputError, match="every object in the bucket"):
+        remove_tree(f"s3://{bucket}/")
+    assert s3.objects(bucket, "precious") == {"thesis.pdf": b"years of work"}

@@ -382,7 +382,12 @@ class S3Sink:
             self._call(self.fs.rm_file, self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        """Delete the object ``prefix`` and every object under it, one LIST page at a time."""
+        """Delete the object ``prefix`` and every object under it, one LIST page at a time.
+
+        Never a whole bucket: a store is a prefix in one, never the bucket itself."""
+        if not self.prefix and not prefix.strip("/"):
+            msg = "refusing to delete every object in the bucket; a store is a path in a bucket (s3://BUCKET/NAME)"
+            raise InputError(msg, path=self.url)
         if prefix:
             self.delete(prefix)
         for page in self._pages(self._in_bucket(prefix)):

@@ -125,6 +125,9 @@ def begin(
                 msg = "the destination must not be (or contain) the source; choose another DEST"
                 raise InputError(msg, path=root)
     sink = open_sink(root)
+    if isinstance(sink, S3Sink) and not sink.prefix:
+        msg = "is a whole bucket; a store needs a path of its own in it: write s3://BUCKET/NAME.ome.zarr (with --overwrite, every object in the bucket would go)"
+        raise InputError(msg, path=root)
     digest = plan_digest(plan)
     attrs = dict(group_attrs or {})
     attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
