@@ -69,6 +69,7 @@ class Fault:
     times: int = 1
     status: int = 503
     code: str = "SlowDown"
+    message: str = "injected"
     location: str = ""
     rewrite: Callable[[bytes], bytes] | None = None  # "rewrite"/"answer": the body to send
     hits: int = 0
@@ -173,7 +174,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             elif fault.action == "reset":
                 self._reset()
             elif fault.action == "status":
-                xml = ERROR_XML.format(code=fault.code, message="injected").encode()
+                xml = ERROR_XML.format(code=fault.code, message=fault.message).encode()
                 self._answer(
                     fault.status,
                     [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],

@@ -368,3 +368,22 @@ def test_a_whole_bucket_is_never_a_store_to_overwrite(s3, source):
     with pytest.raises(InputError, match="every object in the bucket"):
         remove_tree(f"s3://{bucket}/")
     assert s3.objects(bucket, "precious") == {"thesis.pdf": b"years of work"}
+
+
+def test_a_server_echoing_the_credentials_in_its_error_is_scrubbed(s3):
+    """What a store says goes into the one-line error; credentials it echoes do not."""
+    key, secret = s3.env["AWS_ACCESS_KEY_ID"], s3.env["AWS_SECRET_ACCESS_KEY"]
+    bucket = s3.make_bucket("echo")
+    with fault_proxy(s3) as proxy:
+        proxy.add(
+            Fault(
+                lambda s: s.method == "PUT",
+                "status",
+                status=400,
+                code="InvalidArgument",
+                message=f"bad request signed by {key} with {secret}",
+            )
+        )
+        with pytest.raises(StoreAccessError, match="bad request signed by") as err:
+            open_sink(f"s3://{bucket}/x").put("k", b"v")
+    assert key not in str(err.value) and secret not in str(err.value)

@@ -46,6 +46,8 @@ JOURNAL = ".curated-progress"
 """A store's progress journal (plan, completion markers): working state inside the store."""
 TMP = f"{JOURNAL}/tmp"
 """Where a local sink stages objects before renaming them into place."""
+KEY_ID_MIN = 16
+"""Shortest access key id registered as a secret (AWS's are 20 characters)."""
 CONNECT_TIMEOUT = 10
 """Seconds to wait for an object store's endpoint to accept a connection."""
 PIECE = 4 << 20
@@ -584,6 +586,11 @@ def _filesystem() -> Any:
     # into the curator log or a receipt
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         register_secret(os.environ.get(name))
+    # the key id too (it names the account's key), when it cannot be an ordinary word: a
+    # self-hosted store's "admin" would otherwise be redacted out of every path and message
+    key_id = os.environ.get("AWS_ACCESS_KEY_ID") or ""
+    if len(key_id) >= KEY_ID_MIN:
+        register_secret(key_id)
     guard_redirects()
     return s3fs.S3FileSystem(**_storage_options())
 
