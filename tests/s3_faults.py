@@ -70,6 +70,7 @@ class Fault:
     status: int = 503
     code: str = "SlowDown"
     message: str = "injected"
+    headers: tuple[tuple[str, str], ...] = ()  # more headers of a "status" answer
     location: str = ""
     rewrite: Callable[[bytes], bytes] | None = None  # "rewrite"/"answer": the body to send
     hits: int = 0
@@ -177,7 +178,11 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 xml = ERROR_XML.format(code=fault.code, message=fault.message).encode()
                 self._answer(
                     fault.status,
-                    [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],
+                    [
+                        ("Content-Type", "application/xml"),
+                        ("Content-Length", str(len(xml))),
+                        *fault.headers,
+                    ],
                     xml if self.command != "HEAD" else b"",
                 )
             elif fault.action == "answer" and fault.rewrite is not None:  # moto never asked

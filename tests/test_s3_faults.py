@@ -387,3 +387,25 @@ def test_a_server_echoing_the_credentials_in_its_error_is_scrubbed(s3):
         with pytest.raises(StoreAccessError, match="bad request signed by") as err:
             open_sink(f"s3://{bucket}/x").put("k", b"v")
     assert key not in str(err.value) and secret not in str(err.value)
+
+
+def test_a_bucket_in_another_region_is_still_reached(s3):
+    """Refusing redirects keeps botocore's region handling: a ``301 PermanentRedirect``
+    naming the bucket's region is answered by signing for that region and asking the
+    configured endpoint again (never the Location of the answer)."""
+    bucket = s3.make_bucket("elsewhere")
+    with fault_proxy(s3) as proxy:
+        proxy.add(
+            Fault(
+                lambda s: s.method == "PUT",
+                "status",
+                status=301,
+                code="PermanentRedirect",
+                headers=(("x-amz-bucket-region", "eu-west-1"),),
+            )
+        )
+        open_sink(f"s3://{bucket}/x").put("k", b"v")
+        puts = proxy.ops("put")
+    assert "/us-east-1/s3/" in puts[0].headers["Authorization"]
+    assert "/eu-west-1/s3/" in puts[-1].headers["Authorization"]
+    assert s3.objects(bucket, "x") == {"k": b"v"}
