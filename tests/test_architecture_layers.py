@@ -20,7 +20,18 @@ SRC = Path(curated.__file__).parent
 LAYERS: dict[str, int] = {
     # 0 base: no curated imports above it
     **dict.fromkeys(
-        ("_io", "_crash", "_secrets", "_text", "_version", "_parallel", "errors", "results"), 0
+        (
+            "_io",
+            "_crash",
+            "_secrets",
+            "_s3session",
+            "_text",
+            "_version",
+            "_parallel",
+            "errors",
+            "results",
+        ),
+        0,
     ),
     "progress": 0,
     "walk": 0,  # the one directory walker (no curated imports)

@@ -76,7 +76,7 @@ _SECRET_KEY = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
 _URL_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&](?:access_token|token|api_key|apikey|key|secret|signature|sig|password)=)[^&#\s]+",
+    r"(?P<key>[?&](?:x-amz-|x-goog-)?(?:access_token|token|api_key|apikey|key|secret|signature|sig|password|credential|security-token)=)[^&#\s]+",
     re.I,
 )
 _BEARER = re.compile(r"(?P<key>bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I)

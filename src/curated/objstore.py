@@ -22,11 +22,13 @@ messages (missing bucket, access denied, no credentials, unreachable endpoint).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,10 +46,19 @@ JOURNAL = ".curated-progress"
 """A store's progress journal (plan, completion markers): working state inside the store."""
 TMP = f"{JOURNAL}/tmp"
 """Where a local sink stages objects before renaming them into place."""
+KEY_ID_MIN = 16
+"""Shortest access key id registered as a secret (AWS's are 20 characters)."""
 CONNECT_TIMEOUT = 10
 """Seconds to wait for an object store's endpoint to accept a connection."""
 PIECE = 4 << 20
 """Bytes read at once when an object is hashed (bounded memory for big shards)."""
+
+
+STAGED = "curated-shard-"
+"""Name prefix of the local files objects are staged in before their upload
+(``curated-shard-<pid>-…`` in the temporary folder)."""
+STALE_AFTER = 3600
+"""Seconds after its last write that a staged file of a process no longer running is removed."""
 
 
 class StoreAccessError(InputError):
@@ -65,6 +76,7 @@ class StorePath(str):
     code written for folders also works on object stores. It is its URL as a string."""
 
     def __new__(cls, url: str) -> StorePath:
+        guard_redirects()  # zarr may open this URL by itself
         return super().__new__(cls, url.rstrip("/"))
 
     def __truediv__(self, part: str | Path) -> StorePath:
@@ -86,7 +98,7 @@ class StorePath(str):
         return sink.size(key) is not None
 
     def is_dir(self) -> bool:
-        return bool(_cached_sink(str(self))._find(""))
+        return _cached_sink(str(self)).has_objects()
 
     def exists(self) -> bool:
         return self.is_file() or self.is_dir()
@@ -125,6 +137,17 @@ def remove_tree(location: str | Path) -> None:
         shutil.rmtree(location, ignore_errors=True)
 
 
+def names_in(location: str | Path) -> set[str]:
+    """The names directly inside a folder or an ``s3://`` prefix (none when it does not exist):
+    one listing, where asking about each name would be one request per name on an object store."""
+    if is_url(location):
+        return set(open_sink(str(location)).listdir(""))
+    try:
+        return set(os.listdir(location))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
 def join(root: str | Path, *parts: str) -> str | Path:
     """``root/parts…`` for a local path (a :class:`Path`) or an object store URL (a ``str``)."""
     if is_url(root):
@@ -152,13 +175,10 @@ class Sink(Protocol):
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def root_exists(self) -> bool: ...
+    def abort_uploads(self) -> int: ...
     def staging(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def files(self) -> Iterator[tuple[str, int]]: ...
     def zarr_store(self) -> Any: ...
-
-
-def _sort_key(rel: str) -> tuple[str, ...]:
-    return tuple(rel.split("/"))
 
 
 class LocalSink:
@@ -248,6 +268,10 @@ class LocalSink:
     def root_exists(self) -> bool:
         return self.root.exists() or self.root.is_symlink()
 
+    def abort_uploads(self) -> int:
+        """Nothing to do: a folder's staged files lie in the journal and go with it."""
+        return 0
+
     def files(self) -> Iterator[tuple[str, int]]:
         from curated.provenance.digest import iter_tree
 
@@ -302,11 +326,13 @@ class S3Sink:
             raise _access_error(exc, self) from None
 
     def check(self) -> None:
-        """Fail with a one-line error unless the bucket exists and can be listed with these credentials."""
-        try:
-            self._call(self.fs.call_s3, "head_bucket", Bucket=self.bucket)
-        except FileNotFoundError as exc:  # HEAD answers a bare 404, without NoSuchBucket
-            raise _access_error(FileNotFoundError("NoSuchBucket"), self) from exc
+        """Fail with a one-line error unless the store's prefix can be listed with these
+        credentials (a missing bucket, refused access): one LIST of one key under the prefix.
+
+        Not ``HEAD bucket``: it needs the right to list the whole bucket, which a policy
+        letting each user list only their own prefix (``s3:prefix`` conditions) refuses.
+        """
+        self.has_objects()
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.fs.pipe_file, self._key(key), bytes(data))
@@ -314,7 +340,8 @@ class S3Sink:
     @contextlib.contextmanager
     def staging(self, key: str) -> Iterator[IO[bytes]]:
         """A local temporary file uploaded as ``key`` (one atomic PUT, or multipart) when the block ends."""
-        fd, tmp = tempfile.mkstemp(prefix="curated-shard-")
+        drop_stale_staging()
+        fd, tmp = tempfile.mkstemp(prefix=f"{STAGED}{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
@@ -357,35 +384,121 @@ class S3Sink:
             self._call(self.fs.rm_file, self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        keys = self._find(prefix)
-        if keys:
-            self._call(self.fs.rm, [self._key(k) for k in keys])
+        """Delete the object ``prefix`` and every object under it, one LIST page at a time.
+
+        Never a whole bucket: a store is a prefix in one, never the bucket itself."""
+        if not self.prefix and not prefix.strip("/"):
+            msg = "refusing to delete every object in the bucket; a store is a path in a bucket (s3://BUCKET/NAME)"
+            raise InputError(msg, path=self.url)
+        if prefix:
+            self.delete(prefix)
+        for page in self._pages(self._in_bucket(prefix)):
+            keys = [f"{self.bucket}/{obj['Key']}" for obj in page.get("Contents") or []]
+            if keys:
+                self._call(self.fs.rm, keys)
         self.fs.invalidate_cache()
 
-    def _find(self, prefix: str) -> dict[str, int]:
-        """Every object under ``prefix`` (relative keys → sizes)."""
-        base = self._key(prefix)
-        try:
-            found = self._call(self.fs.find, base + "/", detail=True, withdirs=False)
-        except FileNotFoundError:
-            return {}
-        root = self._key("")
-        return {
-            name[len(root) + 1 :]: int(info.get("size") or 0)
-            for name, info in found.items()
-            if info.get("type") != "directory" and name.startswith(root + "/")
-        }
+    def _pages(self, base: str, delimiter: str = "") -> Iterator[dict[str, Any]]:
+        """The pages (up to 1000 keys each) of a LIST of the keys that start with ``base``.
+
+        Continuation tokens are followed one page at a time; a store answering the same
+        token again (it would list forever) is an error.
+        """
+        more: dict[str, str] = {"Delimiter": delimiter} if delimiter else {}
+        seen: set[str] = set()
+        while True:
+            page = self._call(
+                self.fs.call_s3, "list_objects_v2", Bucket=self.bucket, Prefix=base, **more
+            )
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            if token in seen:
+                msg = f"the object store's listing of {self.url} repeats itself (continuation token seen before)"
+                raise StoreAccessError(msg, path=self.url)
+            seen.add(token)
+            more["ContinuationToken"] = token
+
+    def _walk(self, base: str, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, int]]:
+        """``(key, size)`` of every object under ``base`` (a key prefix ending in ``/``), as a
+        folder walk yields them: depth first, each "folder"'s names sorted, so the order is
+        that of the keys split at ``/`` (as :func:`curated.provenance.digest.iter_tree`) while only one folder's names are held.
+        Top-level names in ``skip`` are not walked."""
+        entries: list[tuple[str, bool, str, int]] = []  # name, is folder, key or prefix, size
+        for page in self._pages(base, "/"):
+            for sub in page.get("CommonPrefixes") or []:
+                name = sub["Prefix"][len(base) : -1]
+                if name not in skip:
+                    entries.append((name, True, sub["Prefix"], 0))
+            for obj in page.get("Contents") or []:
+                name = obj["Key"][len(base) :]
+                if name and name not in skip:  # "" is a folder marker ("prefix/"), no object
+                    entries.append((name, False, obj["Key"], int(obj.get("Size") or 0)))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        for _, folder, key, size in entries:
+            if folder:
+                yield from self._walk(key)
+            else:
+                yield key, size
+
+    def _in_bucket(self, prefix: str) -> str:
+        """The key prefix (within the bucket) of everything under ``prefix``: ``…/`` or ``""``."""
+        path = "/".join(p for p in (self.prefix, prefix.strip("/")) if p)
+        return path + "/" if path else ""
+
+    def has_objects(self, prefix: str = "") -> bool:
+        """Whether at least one object lies under ``prefix``: one LIST of one key, however many there are."""
+        got = self._call(
+            self.fs.call_s3,
+            "list_objects_v2",
+            Bucket=self.bucket,
+            Prefix=self._in_bucket(prefix),
+            MaxKeys=1,
+        )
+        return bool(got.get("Contents"))
 
     def root_exists(self) -> bool:
-        self.check()
-        return bool(self._find(""))
+        return self.has_objects()  # also the access check (see check())
+
+    def abort_uploads(self) -> int:
+        """Abort the multipart uploads left unfinished under the store; return how many.
+
+        A writer killed part way through a large object's multipart upload leaves its parts
+        on the store, invisible to listings and billed for until aborted. Called where no
+        writer of this store can be running (a re-run or ``--overwrite`` starting, a run
+        that finished). A store whose credentials may not list uploads is left as it is.
+        """
+        marker: dict[str, str] = {}
+        aborted = 0
+        while True:
+            try:
+                page = self.fs.call_s3(
+                    "list_multipart_uploads",
+                    Bucket=self.bucket,
+                    Prefix=self._in_bucket(""),
+                    **marker,
+                )
+            except PermissionError:  # no s3:ListBucketMultipartUploads: not ours to clean
+                return aborted
+            except Exception as exc:
+                raise _access_error(exc, self) from None
+            for upload in page.get("Uploads") or []:
+                with contextlib.suppress(FileNotFoundError):  # aborted meanwhile
+                    self._call(self.fs.abort_mpu, self.bucket, upload["Key"], upload["UploadId"])
+                aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            marker = {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+            }
 
     def files(self) -> Iterator[tuple[str, int]]:
-        found = self._find("")
-        for rel in sorted(found, key=_sort_key):
-            if rel.split("/", 1)[0] in WORKING_FOLDERS:
-                continue
-            yield rel, found[rel]
+        """Every object but the working folders', in path-part order, listed as it is walked."""
+        base = self._in_bucket("")
+        for key, size in self._walk(base, skip=WORKING_FOLDERS):
+            yield key[len(base) :], size
 
     def zarr_store(self) -> Any:
         from zarr.storage import FsspecStore
@@ -393,10 +506,72 @@ class S3Sink:
         return FsspecStore.from_url(self.url, storage_options=_storage_options(), read_only=False)
 
 
+def _config_kwargs() -> dict[str, Any]:
+    """botocore settings of every s3fs connection curated makes: a connect timeout, and an
+    HTTP session that never follows a redirect (see :mod:`curated._s3session`)."""
+    from curated._s3session import NoRedirectSession
+
+    return {"connect_timeout": CONNECT_TIMEOUT, "http_session_cls": NoRedirectSession}
+
+
+@functools.cache
+def drop_stale_staging() -> int:
+    """Remove the staged files that killed processes left (once per process); return how many.
+
+    A process killed while it stages a shard (``kill -9``: no ``finally`` runs) leaves the
+    file in the temporary folder, a shard's size each. A file is stale when the process in
+    its name no longer runs and it was last written over :data:`STALE_AFTER` seconds ago
+    (a process of another PID namespace sharing the folder may reuse the number).
+    """
+    removed = 0
+    now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{STAGED}*-*"):
+        pid = path.name[len(STAGED) :].split("-", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_AFTER:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: running
+        return True
+    return True
+
+
 def _storage_options() -> dict[str, Any]:
-    """s3fs settings: only timeouts; credentials, region and endpoint are botocore's to find."""
+    """s3fs settings: timeouts and no redirects; credentials, region and endpoint are botocore's to find."""
     # no listings cache: several processes write one store, and a listing must show them all
-    return {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT}, "use_listings_cache": False}
+    return {"config_kwargs": _config_kwargs(), "use_listings_cache": False}
+
+
+@functools.cache
+def guard_redirects() -> None:
+    """Make every s3fs filesystem of this process refuse redirects, also those zarr opens
+    for an ``s3://`` URL by itself (``zarr.open_array("s3://…")``).
+
+    Through fsspec's configuration (``fsspec.config.conf``, its defaults for a protocol's
+    options): settings a caller gave there are kept; only the HTTP session is added.
+    """
+    try:
+        import fsspec.config
+    except ImportError:  # pragma: no cover - fsspec comes with zarr
+        return
+    with contextlib.suppress(ImportError):  # without aiobotocore there is no s3fs to guard
+        options = fsspec.config.conf.setdefault("s3", {})
+        config = dict(options.get("config_kwargs") or {})
+        for key, value in _config_kwargs().items():
+            config.setdefault(key, value)
+        options["config_kwargs"] = config
 
 
 def _filesystem() -> Any:
@@ -411,11 +586,23 @@ def _filesystem() -> Any:
     # into the curator log or a receipt
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         register_secret(os.environ.get(name))
+    # the key id too (it names the account's key), when it cannot be an ordinary word: a
+    # self-hosted store's "admin" would otherwise be redacted out of every path and message
+    key_id = os.environ.get("AWS_ACCESS_KEY_ID") or ""
+    if len(key_id) >= KEY_ID_MIN:
+        register_secret(key_id)
+    guard_redirects()
     return s3fs.S3FileSystem(**_storage_options())
 
 
 def _no_bucket(exc: BaseException) -> bool:
     return "NoSuchBucket" in repr(exc) or "bucket does not exist" in str(exc).lower()
+
+
+def _redirected(exc: BaseException, text: str) -> bool:
+    """Whether the store answered with a redirect (s3fs turns a ``3xx`` into ``OSError(EREMCHG)``)."""
+    code = getattr(errno, "EREMCHG", None)
+    return "Redirect" in text or (code is not None and getattr(exc, "errno", None) == code)
 
 
 def _endpoint() -> str:
@@ -435,6 +622,12 @@ def _access_error(exc: BaseException, sink: S3Sink) -> StoreAccessError:
         for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
     ):
         msg = f"access to {bucket} was refused at {_endpoint()}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+    elif getattr(exc, "errno", None) == errno.EBUSY or "SlowDown" in text:
+        msg = f"the object store at {_endpoint()} kept throttling the requests for {sink.url} (SlowDown) after retries; re-run later (finished work is kept) or with fewer --workers"
+    elif "ChecksumError" in text or "checksum" in text.lower() and "match" in text.lower():
+        msg = f"the object store at {_endpoint()} sent bytes for {sink.url} that do not match their checksum (damaged on the way or on the store); re-run, and check the store if it recurs"
+    elif _redirected(exc, text):
+        msg = f"the object store at {_endpoint()} answered the request for {sink.url} with a redirect, which curated does not follow (credentials go only to the endpoint given): set AWS_ENDPOINT_URL (or AWS_REGION) to the bucket's own endpoint"
     elif any(
         word in text
         for word in ("EndpointConnectionError", "ConnectTimeout", "ClientConnector", "Connect")

@@ -65,6 +65,8 @@ SAMPLES_PER_SHARD_AXIS = 32
 SAMPLE_BUDGET = 1 << 22
 """Most level-0 voxels sampled over the whole image for the display window: small shards
 must not make the progress journal an uncompressed copy of the image."""
+LIST_PAGE = 1000
+"""Objects of an object store the store digest takes at a time (one LIST page)."""
 SMALL_OBJECT = 1 << 20
 """Objects up to this size the store digest fetches together (metadata documents)."""
 REMOTE_SHARDS = 2
@@ -1073,23 +1075,40 @@ def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[s
 
     hasher = TreeHasher()
     sink = open_sink(root)
-    listed = sink.files()
-    fetched: dict[str, bytes] = {}
-    if not isinstance(sink, LocalSink):  # a listing in memory anyway: fetch the unknown together
-        listed = list(listed)  # type: ignore[assignment]
-        small = [r for r, n in listed if (known.get(r) or (None,))[0] != n and n <= SMALL_OBJECT]
-        fetched = dict(zip(small, sink.get_many(small), strict=True))
-    for rel, size in listed:
-        got = known.get(rel)
-        if got is not None and got[0] == size:
-            hexd = got[1]
-        elif rel in fetched:
-            hexd = hashlib.sha256(fetched.pop(rel)).hexdigest()
-        else:
-            hexd = sha256_of(sink, rel)
-        hasher.add(rel, size, hexd)
+    listed = iter(sink.files())
+    shown: set[str] = set()  # the known objects the listing showed
+    # an object store's unknown small objects are fetched together, a listing page at a time
+    batch = 1 if isinstance(sink, LocalSink) else LIST_PAGE
+    while page := list(itertools.islice(listed, batch)):
+        fetched: dict[str, bytes] = {}
+        if not isinstance(sink, LocalSink):
+            small = [r for r, n in page if (known.get(r) or (None,))[0] != n and n <= SMALL_OBJECT]
+            fetched = dict(zip(small, sink.get_many(small), strict=True))
+        for rel, size in page:
+            got = known.get(rel)
+            if got is not None:
+                shown.add(rel)
+            if got is not None and got[0] == size:
+                hexd = got[1]
+            elif rel in fetched:
+                hexd = hashlib.sha256(fetched.pop(rel)).hexdigest()
+            else:
+                hexd = sha256_of(sink, rel)
+            hasher.add(rel, size, hexd)
+    if len(shown) < len(known):
+        _listing_lacks(root, sorted(set(known) - shown))
     td = hasher.result()
     return td.digest, td.bytes, td.files
+
+
+def _listing_lacks(root: str | Path, missing: list[str]) -> None:
+    """Refuse a digest over a listing that lacks objects this run wrote (a store whose LIST
+    omits keys): the digest would describe a store that is not there."""
+    msg = (
+        f"the store's listing lacks {len(missing)} object(s) written to it (e.g. {missing[0]}); "
+        "the object store answered an incomplete listing: re-run once it lists them"
+    )
+    raise ConversionError(msg, path=str(root))
 
 
 def remove_journal(job: WriteJob) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 from curated.errors import ConversionError, InputError
 from curated.images.stored import StoredArraySource, is_stored, open_stored
 from curated.images.units import length_unit, round_to, significant_digits
+from curated.objstore import is_url
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 SUPPORTED_DTYPES = ("uint8", "uint16", "int8", "int16", "uint32", "int32", "float32")
@@ -335,6 +336,9 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     ConversionError
         Truncated pages, slices of different shape or dtype, unsupported pixel types.
     """
+    if is_url(path):  # Path() would fold "s3://b/k" into "s3:/b/k" and call it missing
+        msg = "is in an object store; sources are read from local (or mounted) files: copy it here first (e.g. aws s3 sync URL DIR) and convert the copy"
+        raise InputError(msg, path=str(path))
     if is_stored(path):
         return open_stored(path)
     p = Path(path)

@@ -36,12 +36,16 @@ must not make a reader parse gigabytes."""
 
 def _read_metadata(sink: LocalSink | S3Sink, key: str) -> Any:
     """The JSON document ``key`` of ``sink``; ``ValueError`` when it is too large or too deeply nested."""
+    too_large = f"{key} is larger than {MAX_METADATA_BYTES} bytes; no Zarr metadata is that large"
     if isinstance(sink, LocalSink):
         p = sink.root / key
         if p.is_file() and p.stat().st_size > MAX_METADATA_BYTES:
-            msg = f"{key} is larger than {MAX_METADATA_BYTES} bytes; no Zarr metadata is that large"
-            raise ValueError(msg)
-    raw = sink.get(key)
+            raise ValueError(too_large)
+        raw = sink.get(key)
+    else:  # at most one byte more than the limit is fetched, however large the object
+        raw = sink.get_range(key, 0, MAX_METADATA_BYTES + 1)
+        if len(raw) > MAX_METADATA_BYTES:
+            raise ValueError(too_large)
     try:
         return json.loads(raw)
     except RecursionError:
@@ -124,14 +128,19 @@ def begin(
                 msg = "the destination must not be (or contain) the source; choose another DEST"
                 raise InputError(msg, path=root)
     sink = open_sink(root)
+    if isinstance(sink, S3Sink) and not sink.prefix:
+        msg = "is a whole bucket; a store needs a path of its own in it: write s3://BUCKET/NAME.ome.zarr (with --overwrite, every object in the bucket would go)"
+        raise InputError(msg, path=root)
     digest = plan_digest(plan)
     attrs = dict(group_attrs or {})
     attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
     if sink.root_exists():
         if overwrite:
+            sink.abort_uploads()  # a killed writer's unfinished multipart uploads
             sink.delete_prefix("")
         elif sink.exists(PLAN):
             if _read_plan(sink).get("digest") == digest:
+                sink.abort_uploads()
                 _complete_metadata(sink, root, layout, attrs)
                 return True
             msg = (
@@ -226,6 +235,7 @@ def drop_journal(root: str | Path) -> None:
     which :func:`drop_leftover_journal` recognises and removes.
     """
     sink = open_sink(root)
+    sink.abort_uploads()  # every writer is done: an upload still open is a killed worker's
     sink.delete_prefix(PLAN)
     sink.delete_prefix(JOURNAL)
 

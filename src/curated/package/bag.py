@@ -971,13 +971,8 @@ def make_bag(
     if ws is None:
         raise PackageError("a workspace is needed to make a bag")
     dest, bag_name, final, partial = _bag_paths(dest, zarr, serialize)
-    params = dict(
-        zip(
-            _PARAMS,
-            (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks),
-            strict=True,
-        )
-    )
+    values = (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks)
+    params = _checked_params(values)
     b: _Build | None = None
     step_entry: dict[str, Any] | None = None
     lock = _BuildLock(dest.parent / f".{bag_name}.curated-bag.lock")
@@ -1024,8 +1019,40 @@ def _build_naming(b: _Build, partial: Path) -> None:
         raise naming(exc, partial) from None
 
 
+def check_fetch_base(url: str | None) -> None:
+    """Refuse a ``fetch_base`` that is no absolute URL or that carries a credential.
+
+    Its text goes verbatim into ``fetch.txt``, the RO-Crate and the curator log, where
+    everyone who gets the bag reads it: a ``user:password@`` or a signed query (a presigned
+    ``?X-Amz-Signature=…``; and ``base/<path>`` after a query is no URL of the file anyway)
+    would publish the credential. The message does not repeat the URL.
+    """
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    no_host = parts is not None and not parts.netloc and parts.scheme != "file"  # file:///mnt/…
+    if parts is None or not parts.scheme or no_host or any(c.isspace() for c in url):
+        msg = "must be an absolute URL without spaces (scheme://host/path, e.g. s3://BUCKET/PATH or https://…)"
+        raise PackageError(msg, field="fetch_base")
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        msg = "must not carry credentials, a query or a fragment (user:password@, ?X-Amz-Signature=…): give the storage's plain base URL; fetch.txt is read by everyone who gets the bag"
+        raise PackageError(msg, field="fetch_base")
+
+
 _PARAMS = ("dest", "profile", "zarr", "serialize", "processes", "fetch_base", "follow_symlinks")
 """The options a bag's log entry records, in this order."""
+
+
+def _checked_params(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The options of :data:`_PARAMS` by name, once the ``fetch_base`` among them is checked."""
+    params = dict(zip(_PARAMS, values, strict=True))
+    check_fetch_base(params["fetch_base"])
+    return params
 
 
 def _describe_step(step: Any, b: _Build) -> None:

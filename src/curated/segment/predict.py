@@ -49,7 +49,7 @@ import torch
 from curated._crash import crash_point
 from curated.errors import InputError, SegmentationError
 from curated.images.store import drop_journal
-from curated.objstore import as_path, remove_tree
+from curated.objstore import as_path, names_in, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -68,6 +68,21 @@ DEFAULT_BLOCK = (64, 128, 128)
 """Largest tile (z, y, x) computed in one network pass when none is given; the planned tile
 (:func:`plan_blocks`) may be shorter along an axis so that tiles do not straddle write units."""
 MARKERS = ".curated-predict"
+
+
+def marker_name(idx: tuple[int, ...]) -> str:
+    """The name of the marker a finished write unit leaves in the markers folder."""
+    return "done-" + "-".join(str(i) for i in idx)
+
+
+def units_to_do(plan: BlockPlan, markers: str | Path) -> list[tuple[int, int, int]]:
+    """The write units of ``plan`` without a marker in ``markers`` (a folder or ``s3://`` prefix).
+
+    One listing of the markers: asking about each unit would be a request or two per unit
+    on an object store (~10^5 units for a terabyte image).
+    """
+    done = names_in(markers)
+    return [idx for idx in plan.units() if marker_name(idx) not in done]
 
 
 @dataclass(frozen=True)
@@ -480,7 +495,7 @@ def _predict_units(
             out_labels[region] = labels[local]
             if out_prob is not None and prob8 is not None:
                 out_prob[region] = prob8[local]
-            (as_path(markers) / ("done-" + "-".join(str(i) for i in idx))).touch()
+            (as_path(markers) / marker_name(idx)).touch()
         return len(units)
 
 
@@ -723,9 +738,7 @@ def _compute_units(
     plan = plan_blocks(m, run.shape, unit_shape, block)
     markers = run.markers
     markers.mkdir(parents=True, exist_ok=True)
-    todo = [
-        idx for idx in plan.units() if not (markers / ("done-" + "-".join(map(str, idx)))).exists()
-    ]
+    todo = units_to_do(plan, markers)
     skipped = len(plan.units()) - len(todo)
     array_paths = [str(_store.label_path(image, n) / run.img.level_paths[0]) for n in names]
     args = (
