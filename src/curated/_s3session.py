@@ -32,6 +32,9 @@ class NoRedirects:
         kwargs["allow_redirects"] = False
         return self.session.request(*args, **kwargs)
 
+    def __getattr__(self, name: str) -> Any:  # anything else aiobotocore may ask of a session
+        return getattr(self.session, name)
+
 
 class NoRedirectSession(AIOHTTPSession):
     """aiobotocore's aiohttp session, with :class:`NoRedirects` sessions."""
