@@ -111,10 +111,19 @@ def test_existing_destination_is_kept_without_overwrite(tmp_path, vol):
     assert result.exit_code == 1
     assert "already exists" in result.output and "--overwrite" in result.output
     assert (dest / "precious.txt").read_text() == "keep me"
-    ok = _convert(str(tmp_path / "s.tif"), str(dest), "--voxel-size", "8", "4", "4", "--overwrite")
+    # --overwrite replaces a Zarr store, never a folder of other files (`~/Documents`)
+    refused = _convert(
+        str(tmp_path / "s.tif"), str(dest), "--voxel-size", "8", "4", "4", "--overwrite"
+    )
+    assert refused.exit_code == 1 and "not a Zarr store" in refused.output
+    assert (dest / "precious.txt").read_text() == "keep me"
+    store = tmp_path / "store.ome.zarr"
+    assert (
+        _convert(str(tmp_path / "s.tif"), str(store), "--voxel-size", "8", "4", "4").exit_code == 0
+    )
+    ok = _convert(str(tmp_path / "s.tif"), str(store), "--voxel-size", "8", "4", "3", "--overwrite")
     assert ok.exit_code == 0, ok.output
-    assert not (dest / "precious.txt").exists()
-    assert validate_ome_zarr(dest) == []
+    assert validate_ome_zarr(store) == []
 
 
 @pytest.mark.parametrize("voxel", [("0", "4", "4"), ("8", "-4", "4")])

@@ -150,3 +150,16 @@ def test_demo_refuses_a_non_empty_destination(tmp_path):
     assert result.exit_code == 1
     assert "not empty" in result.output
     assert (dest / "keep.txt").read_text() == "mine"
+
+
+def test_demo_overwrite_replaces_only_an_earlier_demo(tmp_path):
+    """`curated demo ~ --overwrite` must not delete a home folder: only a folder holding
+    nothing but a demo's raw/, workspace/ and repository/ is replaced."""
+    dest = tmp_path / "home"
+    dest.mkdir()
+    (dest / "workspace").mkdir()
+    (dest / "thesis.pdf").write_text("years of work")
+    result = CliRunner().invoke(app, ["demo", str(dest), "--overwrite", *ARGS])
+    assert result.exit_code == 1
+    assert "not an earlier demo" in " ".join(result.output.split())
+    assert (dest / "thesis.pdf").read_text() == "years of work"

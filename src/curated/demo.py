@@ -201,6 +201,10 @@ def _write_raw_sources(
     return {"image": image_path, "truth": truth_path}
 
 
+DEMO_FOLDERS = frozenset(("raw", "workspace", "repository"))
+"""What a demo writes into its DEST: all that ``--overwrite`` may replace."""
+
+
 def run_demo(
     dest: str | Path,
     *,
@@ -252,6 +256,13 @@ def run_demo(
     if dest.exists() and any(dest.iterdir()):
         if not overwrite:
             msg = "exists and is not empty; choose a new folder or pass --overwrite"
+            raise InputError(msg, path=dest)
+        other = sorted(p.name for p in dest.iterdir() if p.name not in DEMO_FOLDERS)
+        if other or dest.is_symlink():
+            msg = (
+                f"is not an earlier demo's folder (it holds {', '.join(other[:3]) or 'a link'}); "
+                "--overwrite replaces only a demo's raw/, workspace/ and repository/: choose a new folder"
+            )
             raise InputError(msg, path=dest)
         shutil.rmtree(dest)
     demo = _Demo(

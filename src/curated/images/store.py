@@ -136,6 +136,7 @@ def begin(
     attrs[INCOMPLETE_KEY] = INCOMPLETE_MESSAGE
     if sink.root_exists():
         if overwrite:
+            _refuse_to_replace_other_files(sink, root)
             sink.abort_uploads()  # a killed writer's unfinished multipart uploads
             sink.delete_prefix("")
         elif sink.exists(PLAN):
@@ -188,6 +189,24 @@ def _read_plan(sink: LocalSink | S3Sink) -> dict[str, Any]:
         msg = f"holds an unreadable progress journal ({PLAN}); pass --overwrite to start again"
         raise InputError(msg, path=sink.url)
     return got
+
+
+_STORE_ROOT_FILES = ("zarr.json", ".zgroup", ".zattrs", ".zarray")
+
+
+def _refuse_to_replace_other_files(sink: LocalSink | S3Sink, root: str | Path) -> None:
+    """``--overwrite`` replaces a Zarr store (or what an interrupted run left), never a folder
+    of other files: ``convert SRC ~/Documents --overwrite`` must not delete the documents."""
+    if isinstance(sink, LocalSink) and not sink.root.is_dir():
+        msg = "is a file, not a Zarr store; --overwrite replaces only a store: choose another DEST"
+        raise InputError(msg, path=root)
+    if _nothing_but_journal(sink) or any(sink.exists(k) for k in _STORE_ROOT_FILES):
+        return
+    msg = (
+        "is not a Zarr store (no zarr.json or .zgroup): --overwrite replaces only a store, "
+        "never a folder of other files; choose another DEST"
+    )
+    raise InputError(msg, path=root)
 
 
 def _nothing_but_journal(sink: LocalSink | S3Sink) -> bool:
