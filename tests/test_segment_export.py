@@ -413,3 +413,20 @@ def test_folder_export_killed_between_its_two_renames_is_finished_by_a_rerun(
     assert export_bioimageio(trained["child"], dest).status == "ok"
     assert (dest / "rdf.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg.bioimageio"]
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_overwrite_replaces_only_an_earlier_package(trained: dict[str, Path], tmp_path: Path, what):
+    """`segment export MODEL ~/Documents --overwrite` must not delete the documents."""
+    dest = tmp_path / ("docs" if what == "folder" else "notes.zip")
+    if what == "folder":
+        dest.mkdir()
+        (dest / "thesis.pdf").write_text("years of work")
+    else:
+        dest.write_text("not a zip")
+    with pytest.raises(InputError, match="not a bioimage.io package"):
+        export_bioimageio(trained["child"], dest, overwrite=True)
+    assert (dest / "thesis.pdf").is_file() if what == "folder" else dest.read_text() == "not a zip"
+    package = tmp_path / "pkg.zip"
+    assert export_bioimageio(trained["child"], package).status == "ok"
+    assert export_bioimageio(trained["child"], package, overwrite=True).status == "ok"

@@ -513,6 +513,12 @@ def export_bioimageio(
             msg = "exists already; choose another destination or pass overwrite"
             raise InputError(msg, path=dest)
         overwrite = True  # what a run killed before its log entry left: this run replaces it
+    if dest.exists() and not _is_package(dest):
+        msg = (
+            "is not a bioimage.io package (no rdf.yaml); overwrite replaces only an earlier "
+            "package, never other files: choose another destination"
+        )
+        raise InputError(msg, path=dest)
     params = {"dest": str(dest), "format_version": FORMAT_VERSION}
     with recorder(
         ws,
@@ -1126,6 +1132,19 @@ def _umasked(mode: int) -> int:
 
 _PUBLIC_FILE = _umasked(0o644)
 _PUBLIC_DIR = _umasked(0o755)
+
+
+def _is_package(dest: Path) -> bool:
+    """Whether ``dest`` is a bioimage.io package (a folder or zip holding ``rdf.yaml``)."""
+    if dest.is_symlink():
+        return False
+    if dest.is_dir():
+        return (dest / "rdf.yaml").is_file()
+    try:
+        with zipfile.ZipFile(dest) as zf:
+            return "rdf.yaml" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _drop_leftovers(dest: Path) -> None:
