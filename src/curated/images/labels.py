@@ -522,6 +522,7 @@ def add_labels(
     value_map: ValueMap | None = None,
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
+    keep_journal: bool = False,
 ) -> Result:
     """Store a label volume as ``labels/<name>`` of an OME-Zarr image.
 
@@ -552,6 +553,10 @@ def add_labels(
         0/255 mask, ``{"nonzero": 1}`` for an instance segmentation; see
         :func:`parse_value_map`); recorded in the ``curated`` block and the log. The
         source is only read.
+    keep_journal
+        Leave the finished label image's progress journal (``.curated-progress``) for the
+        caller to drop once its own step is logged (``curated.images.store.drop_journal``):
+        killed before that, the label image still reads as unfinished.
 
     Returns
     -------
@@ -612,7 +617,8 @@ def add_labels(
         step.message = _added_message(
             name, block, len(layout.levels), value_map, values, sparse
         ) + _unnamed_note(values, properties)
-    _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
+    if not keep_journal:
+        _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
     return Result(
         "labels-add",
         "ok",

@@ -1,0 +1,139 @@
+"""More commands killed (``kill -9``) part way, then run again: nothing of the curator's is
+lost, the re-run succeeds and ends as an uninterrupted run, and the log verifies.
+
+The kill is the ``CURATED_CRASH_AT`` hook (:mod:`curated._crash`), in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from curated._crash import ENV, EXIT_CODE
+from curated.metadata import init_workspace
+from curated.segment import (
+    annotate_from_truth,
+    import_annotation,
+    make_fibsem_sample,
+    read_annotation_rois,
+)
+from curated.workspace import Workspace
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _run(code: str, crash: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env[ENV] = crash
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose sample image has a sparse annotation ``ann`` of one crop."""
+    ws = tmp_path_factory.mktemp("killed") / "ws"
+    init_workspace(ws, "Killed annotations")
+    image = ws / "derived" / "cell.ome.zarr"
+    make_fibsem_sample(image, shape=(16, 32, 32), chunks=8, shard=16, workspace=ws)
+    annotate_from_truth(image, crops=1, size=6, seed=0, name="ann", workspace=ws)
+    return ws
+
+
+def _copy(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def _level0(ws: Path, name: str) -> np.ndarray:
+    return np.asarray(zarr.open_array(ws / "derived" / "cell.ome.zarr" / "labels" / name / "0"))
+
+
+def _actions(ws: Path, action: str) -> list[str]:
+    return [e["status"] for e in Workspace(ws).log.entries() if e["action"] == action]
+
+
+FROM_TRUTH = (
+    "from curated.segment import annotate_from_truth\n"
+    "annotate_from_truth({image!r}, crops=1, size=6, seed=1, name='ann', workspace={ws!r})\n"
+)
+
+
+def test_adding_crops_killed_mid_write_keeps_the_earlier_annotation(annotated, tmp_path):
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    before = _level0(ws, "ann")
+    rois_before = read_annotation_rois(image, "ann")
+    r = _run(FROM_TRUTH.format(image=str(image), ws=str(ws)), "shard-written")
+    assert r.returncode == EXIT_CODE, r.stderr
+    # the same command again: the earlier crop is still there, the new one added once
+    annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
+    clean = _copy(annotated, tmp_path / "clean")
+    annotate_from_truth(
+        clean / "derived" / "cell.ome.zarr", crops=1, size=6, seed=1, name="ann", workspace=clean
+    )
+    after = _level0(ws, "ann")
+    assert np.array_equal(after, _level0(clean, "ann"))
+    rois = read_annotation_rois(image, "ann")
+    assert rois[: len(rois_before)] == rois_before and len(rois) == len(rois_before) + 1
+    kept = before != 255
+    assert np.array_equal(after[kept], before[kept])
+    assert _actions(ws, "annotate-from-truth") == ["ok", "ok"]
+    assert Workspace(ws).log.verify(files=True).ok
+    assert not [p for p in image.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_an_import_killed_before_its_log_entry_is_not_added_twice(annotated, tmp_path):
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    crop = np.zeros((4, 5, 5), dtype=np.uint8)
+    crop[1:3, 1:4, 1:4] = 1
+    np.save(tmp_path / "crop.npy", crop)
+    code = (
+        "from curated.segment import import_annotation\n"
+        f"import_annotation({str(image)!r}, source_file={str(tmp_path / 'crop.npy')!r}, "
+        f"offset=(10, 20, 20), name='mine', workspace={str(ws)!r})\n"
+    )
+    r = _run(code, "log-append")
+    assert r.returncode == EXIT_CODE, r.stderr
+    import_annotation(
+        image, source_file=tmp_path / "crop.npy", offset=(10, 20, 20), name="mine", workspace=ws
+    )
+    assert len(read_annotation_rois(image, "mine")) == 1
+    assert _actions(ws, "annotate-import") == ["ok"]
+    assert Workspace(ws).log.verify(files=True).ok
+
+
+SAMPLE = (
+    "from curated.segment import make_fibsem_sample\n"
+    "make_fibsem_sample({dest!r}, shape=(16, 32, 32), chunks=8, shard=16, workspace={ws!r})\n"
+)
+
+
+@pytest.mark.parametrize("crash", ["shard-written", "log-append"])
+def test_a_sample_killed_part_way_is_made_by_the_same_command_again(tmp_path, crash):
+    from curated.errors import InputError
+    from curated.provenance.digest import digest_tree
+
+    ws = tmp_path / "ws"
+    init_workspace(ws, "Killed sample")
+    dest = ws / "derived" / "cell.ome.zarr"
+    r = _run(SAMPLE.format(dest=str(dest), ws=str(ws)), crash)
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert dest.exists()
+    make_fibsem_sample(dest, shape=(16, 32, 32), chunks=8, shard=16, workspace=ws)
+    clean = tmp_path / "clean.ome.zarr"
+    make_fibsem_sample(clean, shape=(16, 32, 32), chunks=8, shard=16)
+    assert digest_tree(dest).digest == digest_tree(clean).digest
+    assert _actions(ws, "sample-fibsem") == ["ok"]
+    assert Workspace(ws).log.verify(files=True).ok
+    with pytest.raises(InputError, match="exists already"):  # a finished one stays
+        make_fibsem_sample(dest, shape=(16, 32, 32), chunks=8, shard=16, workspace=ws)
