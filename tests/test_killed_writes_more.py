@@ -137,3 +137,55 @@ def test_a_sample_killed_part_way_is_made_by_the_same_command_again(tmp_path, cr
     assert Workspace(ws).log.verify(files=True).ok
     with pytest.raises(InputError, match="exists already"):  # a finished one stays
         make_fibsem_sample(dest, shape=(16, 32, 32), chunks=8, shard=16, workspace=ws)
+
+
+def test_an_init_killed_before_its_log_entry_is_finished_by_the_same_command(tmp_path):
+    from curated.errors import WorkspaceError
+
+    ws = tmp_path / "ws"
+    code = f"from curated.metadata import init_workspace; init_workspace({str(ws)!r}, 'A study')\n"
+    r = _run(code, "log-append")
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert (ws / "curated.yaml").exists()
+    init_workspace(ws, "A study")
+    clean = init_workspace(tmp_path / "clean", "A study")
+    assert (ws / "curated.yaml").read_bytes() == clean.metadata_path.read_bytes()
+    assert _actions(ws, "init") == ["ok"]
+    assert Workspace(ws).log.verify(files=True).ok
+    with pytest.raises(WorkspaceError, match="already exists"):  # a logged one stays refused
+        init_workspace(ws, "A study")
+    other = tmp_path / "other"
+    assert _run(code.replace(str(ws), str(other)), "log-append").returncode == EXIT_CODE
+    with pytest.raises(
+        WorkspaceError, match="already exists"
+    ):  # another title is not the same init
+        init_workspace(other, "Another study")
+
+
+def test_an_ome_import_killed_before_its_log_entry_is_recorded_by_the_same_command(tmp_path):
+    import tifffile
+
+    from curated.metadata import import_ome
+
+    ws = tmp_path / "ws"
+    init_workspace(ws, "Imported")
+    stack = tmp_path / "stack.ome.tif"
+    tifffile.imwrite(
+        stack,
+        np.zeros((4, 8, 8), dtype=np.uint8),
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.005,
+            "PhysicalSizeY": 0.005,
+            "PhysicalSizeZ": 0.01,
+        },
+    )
+    code = f"from curated.metadata import import_ome; import_ome({str(ws)!r}, {str(stack)!r})\n"
+    r = _run(code, "log-append")
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert not Workspace(ws).log.verify(files=True).ok  # curated.yaml written, not logged
+    assert import_ome(ws, stack).status == "ok"
+    assert _actions(ws, "import-ome") == ["ok"]
+    assert Workspace(ws).log.verify(files=True).ok
+    assert import_ome(ws, stack).status == "notneeded"
