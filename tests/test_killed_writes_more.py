@@ -189,3 +189,36 @@ def test_an_ome_import_killed_before_its_log_entry_is_recorded_by_the_same_comma
     assert _actions(ws, "import-ome") == ["ok"]
     assert Workspace(ws).log.verify(files=True).ok
     assert import_ome(ws, stack).status == "notneeded"
+
+
+SUGGEST = (
+    "import torch; torch.set_num_threads(1)\n"
+    "from curated.segment import suggest_crops\n"
+    "suggest_crops({image!r}, model={model!r}, pred='pred', labels='ann', n=1, crop_size=8, "
+    "out={out!r}, device='cpu')\n"
+)
+
+
+def test_suggestions_killed_mid_write_are_replaced_by_the_same_command(annotated, tmp_path):
+    from segment_helpers import one_torch_thread, train_tiny
+
+    from curated.images import add_labels
+    from curated.segment import suggest_crops
+
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    train_tiny(image, tmp_path / "model", labels="ann", label_value=2, depth=1)
+    add_labels(image, "pred", (_level0(ws, "truth") == 2).astype(np.uint8), kind="prediction", ai_generated=True)
+    args = {"model": tmp_path / "model", "pred": "pred", "labels": "ann", "n": 1, "crop_size": 8}
+    clean = tmp_path / "clean.ome.zarr"
+    shutil.copytree(image, clean)
+    code = SUGGEST.format(image=str(image), model=str(tmp_path / "model"), out=str(tmp_path / "o"))
+    r = _run(code, "shard-written")
+    assert r.returncode == EXIT_CODE, r.stderr
+    with one_torch_thread():
+        suggest_crops(image, out=tmp_path / "o", device="cpu", **args)
+        suggest_crops(clean, out=tmp_path / "c", device="cpu", **args)
+    assert np.array_equal(
+        _level0(ws, "suggestions"),
+        np.asarray(zarr.open_array(clean / "labels" / "suggestions" / "0")),
+    )
