@@ -208,7 +208,13 @@ def test_suggestions_killed_mid_write_are_replaced_by_the_same_command(annotated
     ws = _copy(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     train_tiny(image, tmp_path / "model", labels="ann", label_value=2, depth=1)
-    add_labels(image, "pred", (_level0(ws, "truth") == 2).astype(np.uint8), kind="prediction", ai_generated=True)
+    add_labels(
+        image,
+        "pred",
+        (_level0(ws, "truth") == 2).astype(np.uint8),
+        kind="prediction",
+        ai_generated=True,
+    )
     args = {"model": tmp_path / "model", "pred": "pred", "labels": "ann", "n": 1, "crop_size": 8}
     clean = tmp_path / "clean.ome.zarr"
     shutil.copytree(image, clean)
@@ -222,3 +228,42 @@ def test_suggestions_killed_mid_write_are_replaced_by_the_same_command(annotated
         _level0(ws, "suggestions"),
         np.asarray(zarr.open_array(clean / "labels" / "suggestions" / "0")),
     )
+
+
+MEASURE_KILLED_AT_RENAME = (
+    "import os; real = os.replace\n"
+    "def replace(src, dst, **kw):\n"
+    "    if str(dst).endswith('.parquet'):\n"
+    "        os._exit(137)  # as kill -9 between the table's write and its rename\n"
+    "    return real(src, dst, **kw)\n"
+    "os.replace = replace\n"
+    "from curated.images import measure_labels\n"
+    "measure_labels({image!r}, 'truth', workspace={ws!r})\n"
+)
+
+
+def test_a_measurement_killed_before_its_rename_leaves_only_a_temporary_name(annotated, tmp_path):
+    from curated._io import is_temp_name
+    from curated.images import measure_labels
+
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    r = subprocess.run(
+        [sys.executable, "-c", MEASURE_KILLED_AT_RENAME.format(image=str(image), ws=str(ws))],
+        env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == EXIT_CODE, r.stderr
+    left = [p.name for p in image.parent.iterdir() if p.name.startswith(".")]
+    assert left and all(is_temp_name(n) for n in left)  # bags leave these out
+    result = measure_labels(image, "truth", workspace=ws)
+    assert Path(result.path).stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert Workspace(ws).log.verify(files=True).ok
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
