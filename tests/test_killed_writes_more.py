@@ -267,3 +267,39 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+FINETUNE = (
+    "import torch; torch.set_num_threads(1)\n"
+    "from curated.segment import finetune\n"
+    "finetune({parent!r}, {image!r}, labels='ann', out={out!r}, draws=2, iterations=2, "
+    "patch=8, batch_size=1, device='cpu', workspace={ws!r})\n"
+)
+
+
+def test_an_average_killed_before_its_log_entry_is_recorded_by_the_same_command(
+    annotated, tmp_path
+):
+    from segment_helpers import one_torch_thread, train_tiny
+
+    from curated.segment import finetune
+
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    parent = ws / "derived" / "parent"
+    train_tiny(image, parent, labels="ann", label_value=2, depth=1)
+    annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
+    out = ws / "derived" / "tuned"
+    code = FINETUNE.format(parent=str(parent), image=str(image), out=str(out), ws=str(ws))
+    r = _run(code, "log-append")
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert (out / "model.json").is_file()  # finished, but not logged
+    with one_torch_thread():
+        result = finetune(
+            parent, image, labels="ann", out=out, draws=2, iterations=2, patch=8,
+            batch_size=1, device="cpu", workspace=ws,
+        )  # fmt: skip
+    assert result.status == "ok"
+    assert _actions(ws, "finetune") == ["ok"]
+    assert Workspace(ws).log.verify(files=True).ok
+    assert not out.with_name("tuned.draws").exists()

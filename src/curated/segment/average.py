@@ -29,6 +29,7 @@ import torch
 
 from curated._io import canonical_json
 from curated.errors import InputError, SegmentationError
+from curated.provenance.digest import digest_path
 from curated.results import Result
 from curated.segment.modelio import (
     MODEL_JSON,
@@ -114,6 +115,15 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
     return Result("finetune", "notneeded", str(out), msg, details)
 
 
+def _unlogged(ws: Any, out: Path) -> bool:
+    """Whether ``ws``'s log lacks the model in ``out`` as it is now (a run killed after
+    writing it, before its log entry)."""
+    if ws is None:
+        return False
+    recorded = ws.log.recorded_output(out / MODEL_JSON) if ws.log.exists() else None
+    return recorded is None or recorded.digest != digest_path(out / MODEL_JSON)[0]
+
+
 def finetune_average(
     parent: SegmentationModel,
     image: Path,
@@ -138,13 +148,18 @@ def finetune_average(
         **{k: _plain(v) for k, v in sorted(kwargs.items())},
     }
     done = _finished(out, settings, overwrite)
-    if done is not None:
+    ws = as_workspace(workspace)
+    if done is not None and not _unlogged(ws, out):
         return done
     model_name = name or out.name
     params = {"out": str(out), "draws": draws, **settings}
-    with recorder(
-        as_workspace(workspace), "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE
-    ) as step:
+    with recorder(ws, "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE) as step:
+        if done is not None:  # finished by a run killed before its log entry: recorded now
+            step.add_output(out / MODEL_JSON)
+            step.add_output(out / WEIGHTS, digest="sha256:" + done.details["weights_sha256"])
+            step.status, step.message = "ok", f"{done.message} (recorded after an interrupted run)"
+            step.details["draws"] = draws
+            return Result("finetune", "ok", str(out), step.message, done.details)
         where = draws_folder(out)
         members, status, warnings = [], [], []
         for d, s in enumerate(seeds):
