@@ -554,9 +554,8 @@ def add_labels(
         :func:`parse_value_map`); recorded in the ``curated`` block and the log. The
         source is only read.
     keep_journal
-        Leave the finished label image's progress journal (``.curated-progress``) for the
-        caller to drop once its own step is logged (``curated.images.store.drop_journal``):
-        killed before that, the label image still reads as unfinished.
+        Leave the progress journal for the caller to drop once its own step is logged
+        (``curated.images.store.drop_journal``): killed before, it still reads unfinished.
 
     Returns
     -------
@@ -619,18 +618,13 @@ def add_labels(
         ) + _unnamed_note(values, properties)
     if not keep_journal:
         _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
+    details = {
+        "levels": len(layout.levels),
+        "dtype": dt.name,
+        "shape": list(layout.levels[0].shape),
+    }
     return Result(
-        "labels-add",
-        "ok",
-        str(dest),
-        step.message,
-        {
-            "levels": len(layout.levels),
-            "dtype": dt.name,
-            "shape": list(layout.levels[0].shape),
-            **figures,
-            "curated": block,
-        },
+        "labels-add", "ok", str(dest), step.message, {**details, **figures, "curated": block}
     )
 
 

@@ -434,8 +434,7 @@ def annotate_from_truth(
         sz = tuple(max(1, min(s, b - a)) for s, a, b in zip(sz, start, stop, strict=True))
         _recover_annotation(image, name)
         existing = _existing_annotation(image, name)
-        labels = existing[0] if existing else _SparseLabels(shape)
-        rois = existing[1] if existing else []
+        labels, rois = existing if existing else (_SparseLabels(shape), [])
         rng = np.random.default_rng(seed)
         new: list[dict[str, Any]] = []
         for _ in range(crops * 200):

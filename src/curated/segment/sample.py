@@ -34,13 +34,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from curated.errors import InputError
-from curated.images.ngff import ngff_block
+from curated.images.ngff import read_ngff
 from curated.images.store import JOURNAL, drop_journal, read_group_attrs
 from curated.provenance.digest import digest_tree
 from curated.results import Result
@@ -504,11 +503,5 @@ def _unfinished_sample(dest: Path) -> bool:
     if got is None:  # killed before the plan was written: nothing but the journal
         return dest.is_dir() and set(os.listdir(dest)) <= {JOURNAL}
     truth = dest / "labels" / "truth"
-    return _image_name(got[0]) == SAMPLE_NAME and (not truth.exists() or (truth / JOURNAL).exists())
-
-
-def _image_name(attrs: dict[str, Any]) -> Any:
-    multiscales = ngff_block(attrs).get("multiscales")
-    if isinstance(multiscales, list) and multiscales and isinstance(multiscales[0], dict):
-        return multiscales[0].get("name")
-    return None
+    name = read_ngff(dest, tolerant=True).name
+    return name == SAMPLE_NAME and (not truth.exists() or (truth / JOURNAL).exists())
