@@ -18,6 +18,7 @@ import zarr
 
 from curated._crash import ENV, EXIT_CODE
 from curated.metadata import init_workspace
+from curated.results import Result
 from curated.segment import (
     annotate_from_truth,
     import_annotation,
@@ -270,36 +271,72 @@ def _umask() -> int:
 
 
 FINETUNE = (
-    "import torch; torch.set_num_threads(1)\n"
+    "import os, torch; torch.set_num_threads(1)\n"
+    "import curated.segment.average as average\n"
+    "{patch}"
     "from curated.segment import finetune\n"
     "finetune({parent!r}, {image!r}, labels='ann', out={out!r}, draws=2, iterations=2, "
     "patch=8, batch_size=1, device='cpu', workspace={ws!r})\n"
 )
+KILLED_AT_AVERAGE = "average.average_states = lambda states: os._exit(137)\n"
 
 
-def test_an_average_killed_before_its_log_entry_is_recorded_by_the_same_command(
-    annotated, tmp_path
-):
-    from segment_helpers import one_torch_thread, train_tiny
+@pytest.fixture(scope="module")
+def to_tune(annotated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``annotated`` with a tiny parent model (``derived/parent``) and one crop it never saw."""
+    from segment_helpers import train_tiny
+
+    ws = _copy(annotated, tmp_path_factory.mktemp("tune") / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    train_tiny(image, ws / "derived" / "parent", labels="ann", label_value=2, depth=1)
+    annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
+    return ws
+
+
+def _finetune(ws: Path, crash: str, patch: str = "") -> tuple[Path, Result]:
+    """Fine-tune into ``derived/tuned`` killed at ``crash``, then again: the second result."""
+    from segment_helpers import one_torch_thread
 
     from curated.segment import finetune
 
-    ws = _copy(annotated, tmp_path / "ws")
-    image = ws / "derived" / "cell.ome.zarr"
-    parent = ws / "derived" / "parent"
-    train_tiny(image, parent, labels="ann", label_value=2, depth=1)
-    annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
-    out = ws / "derived" / "tuned"
-    code = FINETUNE.format(parent=str(parent), image=str(image), out=str(out), ws=str(ws))
-    r = _run(code, "log-append")
+    image, parent, out = (ws / "derived" / n for n in ("cell.ome.zarr", "parent", "tuned"))
+    code = FINETUNE.format(
+        patch=patch, parent=str(parent), image=str(image), out=str(out), ws=str(ws)
+    )
+    r = _run(code, crash)
     assert r.returncode == EXIT_CODE, r.stderr
-    assert (out / "model.json").is_file()  # finished, but not logged
     with one_torch_thread():
-        result = finetune(
+        again = finetune(
             parent, image, labels="ann", out=out, draws=2, iterations=2, patch=8,
             batch_size=1, device="cpu", workspace=ws,
         )  # fmt: skip
-    assert result.status == "ok"
+    return out, again
+
+
+def test_an_average_killed_before_its_log_entry_is_recorded_by_the_same_command(to_tune, tmp_path):
+    from curated.segment.average import draws_folder
+
+    ws = _copy(to_tune, tmp_path / "ws")
+    out, again = _finetune(ws, "log-append")
+    assert again.status == "ok"  # it was finished, but not logged
     assert _actions(ws, "finetune") == ["ok"]
     assert Workspace(ws).log.verify(files=True).ok
-    assert not out.with_name("tuned.draws").exists()
+    assert not draws_folder(out).exists()
+
+
+def test_draws_left_by_a_killed_finetune_stay_out_of_a_bag(to_tune, tmp_path):
+    from curated.package import make_bag
+    from curated.segment.average import draws_folder
+
+    ws = _copy(to_tune, tmp_path / "ws")
+    image, parent, out = (ws / "derived" / n for n in ("cell.ome.zarr", "parent", "tuned"))
+    code = FINETUNE.format(
+        patch=KILLED_AT_AVERAGE, parent=str(parent), image=str(image), out=str(out), ws=str(ws)
+    )
+    assert _run(code, "none").returncode == EXIT_CODE
+    assert (draws_folder(out) / "d0" / "model.json").is_file()  # finished draws, no average
+    info = {"Source-Organization": "Lab", "Contact-Name": "A", "Contact-Email": "a@example.org"}
+    info["External-Description"] = "killed fine-tuning"
+    make_bag(ws, tmp_path / "bag", bag_info=info)
+    manifest = (tmp_path / "bag" / "manifest-sha256.txt").read_text(encoding="utf-8")
+    assert "model.json" in manifest and "/d0/" not in manifest

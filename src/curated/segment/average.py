@@ -10,7 +10,7 @@ worst draw, at least as high in 19 of 20 cases (``benchmarks/RESULTS.md``, "Thre
 fine-tuning draws per human round").
 
 Draw ``d`` is an ordinary fine-tuning with seed ``seed + d ×`` :data:`DRAW_SEED_STRIDE`
-(draw 0 is what ``draws=1`` trains) into ``<out>.draws/d<d>``; each draw resumes on its
+(draw 0 is what ``draws=1`` trains) into ``.<out>.training.tmp/d<d>``; each draw resumes on its
 own after an interruption. When all are done, the average is written to ``out`` as one
 model folder (``model.json`` + ``weights.pt``, draw 0's description plus
 ``training.weight_average``), the curator log records one ``finetune`` step for it, and
@@ -57,8 +57,13 @@ def check_draws(draws: Any) -> int:
 
 
 def draws_folder(out: Path) -> Path:
-    """Where the draws of a weight-averaged fine-tuning into ``out`` are trained."""
-    return out.with_name(out.name + ".draws")
+    """Where the draws of a weight-averaged fine-tuning into ``out`` are trained.
+
+    A temporary name (``.OUT.training.tmp``, see :func:`curated._io.is_temp_name`): a run
+    killed before the average leaves finished draws there, which are no output of the step
+    and which bags therefore leave out.
+    """
+    return out.with_name(f".{out.name}.training.tmp")
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
