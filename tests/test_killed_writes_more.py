@@ -340,3 +340,15 @@ def test_draws_left_by_a_killed_finetune_stay_out_of_a_bag(to_tune, tmp_path):
     make_bag(ws, tmp_path / "bag", bag_info=info)
     manifest = (tmp_path / "bag" / "manifest-sha256.txt").read_text(encoding="utf-8")
     assert "model.json" in manifest and "/d0/" not in manifest
+
+
+def test_what_a_killed_discard_left_goes_and_other_annotations_stay(annotated, tmp_path):
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    trash = image.parent / ".cell.ome.zarr.k9x2ab7q.tmp"  # an old annotation, half removed
+    (trash / "0").mkdir(parents=True)
+    (trash / "0" / "zarr.json").write_text("{}", encoding="utf-8")
+    other = image.parent / ".cell.ome.zarr.mine.previous.tmp"  # another name's, set aside
+    other.mkdir()
+    annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
+    assert not trash.exists() and other.is_dir()

@@ -329,6 +329,10 @@ def _recover_annotation(image: Path, name: str) -> None:
             _discard(previous, image)
         else:
             os.replace(previous, store)
+    for left in image.parent.glob(f".{image.name}.*.tmp"):  # a discard killed part way
+        kept = left.name.endswith(f".{_PREVIOUS}.tmp")  # (any name's previous annotation)
+        if not kept and is_temp_name(left.name) and left.is_dir():
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def _settle_annotation(image: Path, name: str) -> None:
