@@ -6,7 +6,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,32 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
             # a failed write (ENOSPC...) names no file: name the target
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
+    """:func:`atomic_write_chunks` for writers that want a file name (``pyarrow``, ``tifffile``).
+
+    ``write(name)`` writes the whole file to ``name``, a temporary file beside ``path``
+    (``.NAME.XXXXXXXX.tmp``, see :func:`is_temp_name`), which is then renamed over ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        os.close(fd)
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

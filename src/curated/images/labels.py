@@ -522,6 +522,7 @@ def add_labels(
     value_map: ValueMap | None = None,
     workspace: Workspace | str | Path | None = None,
     progress: ProgressReporter | None = None,
+    keep_journal: bool = False,
 ) -> Result:
     """Store a label volume as ``labels/<name>`` of an OME-Zarr image.
 
@@ -552,6 +553,9 @@ def add_labels(
         0/255 mask, ``{"nonzero": 1}`` for an instance segmentation; see
         :func:`parse_value_map`); recorded in the ``curated`` block and the log. The
         source is only read.
+    keep_journal
+        Leave the progress journal for the caller to drop once its own step is logged
+        (``curated.images.store.drop_journal``): killed before, it still reads unfinished.
 
     Returns
     -------
@@ -612,19 +616,15 @@ def add_labels(
         step.message = _added_message(
             name, block, len(layout.levels), value_map, values, sparse
         ) + _unnamed_note(values, properties)
-    _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
+    if not keep_journal:
+        _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
+    details = {
+        "levels": len(layout.levels),
+        "dtype": dt.name,
+        "shape": list(layout.levels[0].shape),
+    }
     return Result(
-        "labels-add",
-        "ok",
-        str(dest),
-        step.message,
-        {
-            "levels": len(layout.levels),
-            "dtype": dt.name,
-            "shape": list(layout.levels[0].shape),
-            **figures,
-            "curated": block,
-        },
+        "labels-add", "ok", str(dest), step.message, {**details, **figures, "curated": block}
     )
 
 

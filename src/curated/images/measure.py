@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from curated._io import atomic_write_via
 from curated.errors import InputError
 from curated.images.reader import OmeZarrImage, open_image
 from curated.progress import ProgressReporter, ensure_progress
@@ -267,24 +267,13 @@ def measurements_table(m: Measurements) -> Any:
     return pa.Table.from_arrays([pa.array(c) for c in m.columns.values()], schema=schema)
 
 
-def _atomic(dest: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, so ``dest`` is never half-written."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_parquet(m: Measurements, dest: str | Path) -> Path:
     """Write ``m`` as Parquet (zstd) atomically."""
     import pyarrow.parquet as pq
 
     table = measurements_table(m)
     out = Path(dest)
-    _atomic(out, lambda p: pq.write_table(table, p, compression="zstd"))
+    atomic_write_via(out, lambda p: pq.write_table(table, p, compression="zstd"))
     return out
 
 
@@ -294,7 +283,7 @@ def write_csv(m: Measurements, dest: str | Path) -> Path:
 
     table = measurements_table(m)
     out = Path(dest)
-    _atomic(out, lambda p: pacsv.write_csv(table, p))
+    atomic_write_via(out, lambda p: pacsv.write_csv(table, p))
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from curated._crash import crash_point
-from curated._io import atomic_write_bytes, atomic_write_text
+from curated._io import atomic_write_bytes, atomic_write_text, load_mapping
 from curated.errors import LogError, MetadataError
 from curated.metadata.paths import (
     MISSING,
@@ -257,8 +257,8 @@ def init_workspace(
         save_agent(curator, orcid)
     record = skeleton_record(title)
     directory = Path(directory)
-    existed = (directory / "curated.yaml").exists()
-    ws = Workspace.create(directory, record=record, exist_ok=exist_ok)
+    existed = (directory / "curated.yaml").exists() and not _interrupted_init(directory, record)
+    ws = Workspace.create(directory, record=record, exist_ok=exist_ok or not existed)
     if existed:
         return ws
     report = validate_record(record)
@@ -272,6 +272,18 @@ def init_workspace(
             f"workspace created; {len(report.missing_required)} required field(s) still missing"
         )
     return ws
+
+
+def _interrupted_init(directory: Path, record: dict[str, Any]) -> bool:
+    """Whether ``directory`` is what an ``init`` with the same title left when it was killed
+    before its log entry: the untouched skeleton and a log without an entry. The same
+    command then finishes it instead of refusing an "existing workspace"."""
+    try:
+        if load_mapping(directory / "curated.yaml") != record:
+            return False
+        return next(iter(Workspace(directory).log.entries()), None) is None
+    except (MetadataError, LogError, OSError):
+        return False
 
 
 # ---------------------------------------------------------------- set_field
@@ -382,7 +394,7 @@ def _set_locked(ws: Workspace, parts: Any, label: str, new_value: Any) -> Result
             new_out = None if new_value is MISSING else new_value
             details: dict[str, Any] = {"field": label, "old": old_out, "new": new_out}
             if (old is MISSING and new_value is MISSING) or old == new_value:
-                if _unrecorded_change(ws):
+                if unrecorded_metadata_change(ws):
                     # an interrupted run wrote this value but never logged it: record it now
                     step.add_output(ws.metadata_path)
                     step.details = details
@@ -426,8 +438,9 @@ def _set_locked(ws: Workspace, parts: Any, label: str, new_value: Any) -> Result
     return Result("set", "ok", str(ws.metadata_path), step.message, details)
 
 
-def _unrecorded_change(ws: Workspace) -> bool:
-    """Whether ``curated.yaml`` differs from what the log last recorded of it."""
+def unrecorded_metadata_change(ws: Workspace) -> bool:
+    """Whether ``curated.yaml`` differs from what the log last recorded of it (a run
+    killed after writing it, before its log entry)."""
     from curated.provenance.digest import digest_path
 
     recorded = ws.log.recorded_output(ws.metadata_path)
@@ -458,5 +471,6 @@ __all__ = [
     "render_record",
     "set_field",
     "skeleton_record",
+    "unrecorded_metadata_change",
     "write_record",
 ]

@@ -855,7 +855,7 @@ def import_ome(
         ``changes`` and ``kept`` (``field``/``old``/``new``) and the import ``warnings``.
         One ``A`` entry is logged with the same details.
     """
-    from curated.metadata.edit import new_error_issues, write_record
+    from curated.metadata.edit import new_error_issues, unrecorded_metadata_change, write_record
     from curated.metadata.validate import validate_record
     from curated.workspace import Workspace, as_workspace, recorder
 
@@ -903,6 +903,10 @@ def import_ome(
             write_record(ws.metadata_path, new, validate_record(new))
             step.add_output(ws.metadata_path)
             status, message = "ok", f"set {len(changes)} field(s) from {imp.kind}"
+        elif unrecorded_metadata_change(ws):
+            # an interrupted run wrote these values but never logged them: record them now
+            step.add_output(ws.metadata_path)
+            status, message = "ok", "nothing new in the header (recorded after an interrupted run)"
         else:
             status, message = "notneeded", "nothing new in the header"
         if kept:

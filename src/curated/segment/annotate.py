@@ -24,12 +24,17 @@ the annotated voxels).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from curated._io import is_temp_name
 from curated.errors import InputError, SegmentationError
 from curated.images.labels import (
     UNANNOTATED_VALUE,
@@ -39,6 +44,7 @@ from curated.images.labels import (
     remap_values,
     value_map_record,
 )
+from curated.images.store import JOURNAL, drop_journal
 from curated.results import Result
 from curated.segment import _store
 from curated.workspace import Workspace, recorder
@@ -191,8 +197,8 @@ def _existing_annotation(
 ) -> tuple[_SparseLabels, list[dict[str, Any]]] | None:
     # class names of an existing annotation are read separately (_existing_names)
     """An existing sparse annotation, as the contents of its recorded crops only."""
-    if name not in _store.label_names(image) and not _store.label_path(image, name).exists():
-        return None
+    if not _store.label_path(image, name).exists():
+        return None  # (still listed when a first write of it was killed and set aside)
     attrs = _store.label_curated_attrs(image, name)
     if attrs.get("kind") != "annotation":
         msg = (
@@ -224,7 +230,29 @@ def _write_annotation(
     replace: bool,
     names: dict[int, str] | None = None,
 ) -> Result:
-    """Write the sparse label image; ``details`` hold its store digest, taken while writing."""
+    """Write the sparse label image; ``details`` hold its store digest, taken while writing.
+
+    The annotation it replaces is moved aside first (:func:`_previous_path`), not deleted:
+    it is the curator's work, and a write killed part way must not lose it. The new
+    label image keeps its progress journal until :func:`_settle_annotation`, after the
+    step is logged; :func:`_recover_annotation` sorts out what a kill left.
+    """
+    if replace:
+        os.replace(image / "labels" / name, _previous_path(image, name))
+    try:
+        return _add_annotation(image, name, labels, rois, names)
+    except BaseException:
+        _recover_annotation(image, name)  # the previous annotation back, the new one gone
+        raise
+
+
+def _add_annotation(
+    image: Path,
+    name: str,
+    labels: _SparseLabels,
+    rois: list[dict[str, Any]],
+    names: dict[int, str] | None,
+) -> Result:
     from curated.images import add_labels
 
     return add_labels(
@@ -236,9 +264,83 @@ def _write_annotation(
         model=None,
         origin=_rois_origin(rois),
         properties=_properties(labels.values(), names),
-        overwrite=replace,
         curated_extra={"annotation": {"unannotated": UNANNOTATED, "rois": rois}},
+        keep_journal=True,
     )
+
+
+_PREVIOUS = "previous"
+"""Eight letters: ``.IMAGE.NAME.previous.tmp`` is a temporary name (``is_temp_name``)."""
+
+
+def _previous_path(image: Path, name: str) -> Path:
+    """Where an annotation being replaced waits until its successor is finished and logged.
+
+    Beside the image, not inside it: bags leave temp-named folders out only outside stores.
+    """
+    path = image.parent / f".{image.name}.{name}.{_PREVIOUS}.tmp"
+    assert is_temp_name(path.name)
+    return path
+
+
+def _finished(store: Path) -> bool:
+    """Written to the end: its metadata there and its plan gone (a journal's plan goes first,
+    so a journal without one is the rest of a finished store's, whose removal was killed)."""
+    has_metadata = (store / "zarr.json").is_file() or (store / ".zattrs").is_file()
+    return has_metadata and not (store / JOURNAL / "plan.json").exists()
+
+
+def _unfinished_annotation(store: Path) -> bool:
+    """Whether an unfinished label image was begun as an annotation (not, say, a killed
+    ``labels add``, which its own re-run resumes)."""
+    try:
+        plan = json.loads((store / JOURNAL / "plan.json").read_bytes())
+    except FileNotFoundError:
+        return True  # killed before its plan was written: nothing in it yet
+    except (OSError, ValueError):
+        return False
+    block = plan.get("plan", {}).get("curated", {}) if isinstance(plan, dict) else {}
+    return isinstance(block, dict) and block.get("kind") == "annotation"
+
+
+def _discard(path: Path, beside: Path) -> None:
+    """Remove the folder ``path``, renamed first to a temporary name in ``beside``'s folder
+    (outside any store), so that a kill part way never leaves part of it under its name."""
+    trash = tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _recover_annotation(image: Path, name: str) -> None:
+    """Undo what a killed (or failed) annotate step left behind, before anything is read.
+
+    A label image still carrying its journal is a write that never finished (or never got
+    logged): it goes, and the annotation it was replacing comes back. A finished one
+    stays, and the annotation it replaced, if still there, goes.
+    """
+    store = image / "labels" / name
+    previous = _previous_path(image, name)
+    if store.exists() and not _finished(store) and _unfinished_annotation(store):
+        _discard(store, image)
+    elif (store / JOURNAL).exists() and _finished(store):
+        drop_journal(store)
+    if previous.exists():
+        if store.exists():
+            _discard(previous, image)
+        else:
+            os.replace(previous, store)
+    for left in image.parent.glob(f".{image.name}.*.tmp"):  # a discard killed part way
+        kept = left.name.endswith(f".{_PREVIOUS}.tmp")  # (any name's previous annotation)
+        if not kept and is_temp_name(left.name) and left.is_dir():
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _settle_annotation(image: Path, name: str) -> None:
+    """Once the step is logged: the new annotation's journal goes, then the one it replaced."""
+    drop_journal(image / "labels" / name)
+    previous = _previous_path(image, name)
+    if previous.exists():
+        _discard(previous, image)
 
 
 def _readd_truth(truth: str, mapping: str) -> str:
@@ -334,9 +436,9 @@ def annotate_from_truth(
         sz = (size,) * 3 if isinstance(size, int) else tuple(int(s) for s in size)
         start, stop = parse_region(region, shape)
         sz = tuple(max(1, min(s, b - a)) for s, a, b in zip(sz, start, stop, strict=True))
+        _recover_annotation(image, name)
         existing = _existing_annotation(image, name)
-        labels = existing[0] if existing else _SparseLabels(shape)
-        rois = existing[1] if existing else []
+        labels, rois = existing if existing else (_SparseLabels(shape), [])
         rng = np.random.default_rng(seed)
         new: list[dict[str, Any]] = []
         for _ in range(crops * 200):
@@ -389,7 +491,7 @@ def annotate_from_truth(
             "name": name,
         }
         step.details.update({"annotated_fraction": fraction, "crops": len(rois)})
-        return Result(
+        result = Result(
             "annotate-from-truth",
             "ok",
             str(_store.label_path(image, name)),
@@ -397,6 +499,8 @@ def annotate_from_truth(
             f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
             details,
         )
+    _settle_annotation(image, name)
+    return result
 
 
 def _read_crop(source: Path, value_map: ValueMap | None = None) -> np.ndarray:
@@ -524,6 +628,7 @@ def import_annotation(
         if not np.any(crop != UNANNOTATED):
             msg = f"the crop holds no annotated voxels (all {UNANNOTATED})"
             raise InputError(msg, path=source)
+        _recover_annotation(image, name)
         existing = _existing_annotation(image, name)
         labels = existing[0] if existing else _SparseLabels(shape)
         rois = existing[1] if existing else []
@@ -548,7 +653,7 @@ def import_annotation(
             digest=written.details["store_digest"],
             size=written.details["bytes"],
         )
-        return Result(
+        result = Result(
             "annotate-import",
             "ok",
             str(_store.label_path(image, name)),
@@ -556,3 +661,5 @@ def import_annotation(
             + _crop_note(crop, value_map),
             {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name, "origin": origin},
         )
+    _settle_annotation(image, name)
+    return result

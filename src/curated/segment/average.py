@@ -10,7 +10,7 @@ worst draw, at least as high in 19 of 20 cases (``benchmarks/RESULTS.md``, "Thre
 fine-tuning draws per human round").
 
 Draw ``d`` is an ordinary fine-tuning with seed ``seed + d ×`` :data:`DRAW_SEED_STRIDE`
-(draw 0 is what ``draws=1`` trains) into ``<out>.draws/d<d>``; each draw resumes on its
+(draw 0 is what ``draws=1`` trains) into ``.<out>.training.tmp/d<d>``; each draw resumes on its
 own after an interruption. When all are done, the average is written to ``out`` as one
 model folder (``model.json`` + ``weights.pt``, draw 0's description plus
 ``training.weight_average``), the curator log records one ``finetune`` step for it, and
@@ -29,6 +29,7 @@ import torch
 
 from curated._io import canonical_json
 from curated.errors import InputError, SegmentationError
+from curated.provenance.digest import digest_path
 from curated.results import Result
 from curated.segment.modelio import (
     MODEL_JSON,
@@ -56,8 +57,13 @@ def check_draws(draws: Any) -> int:
 
 
 def draws_folder(out: Path) -> Path:
-    """Where the draws of a weight-averaged fine-tuning into ``out`` are trained."""
-    return out.with_name(out.name + ".draws")
+    """Where the draws of a weight-averaged fine-tuning into ``out`` are trained.
+
+    A temporary name (``.OUT.training.tmp``, see :func:`curated._io.is_temp_name`): a run
+    killed before the average leaves finished draws there, which are no output of the step
+    and which bags therefore leave out.
+    """
+    return out.with_name(f".{out.name}.training.tmp")
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -114,6 +120,15 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
     return Result("finetune", "notneeded", str(out), msg, details)
 
 
+def _unlogged(ws: Any, out: Path) -> bool:
+    """Whether ``ws``'s log lacks the model in ``out`` as it is now (a run killed after
+    writing it, before its log entry)."""
+    if ws is None:
+        return False
+    recorded = ws.log.recorded_output(out / MODEL_JSON) if ws.log.exists() else None
+    return recorded is None or recorded.digest != digest_path(out / MODEL_JSON)[0]
+
+
 def finetune_average(
     parent: SegmentationModel,
     image: Path,
@@ -138,13 +153,18 @@ def finetune_average(
         **{k: _plain(v) for k, v in sorted(kwargs.items())},
     }
     done = _finished(out, settings, overwrite)
-    if done is not None:
+    ws = as_workspace(workspace)
+    if done is not None and not _unlogged(ws, out):
         return done
     model_name = name or out.name
     params = {"out": str(out), "draws": draws, **settings}
-    with recorder(
-        as_workspace(workspace), "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE
-    ) as step:
+    with recorder(ws, "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE) as step:
+        if done is not None:  # finished by a run killed before its log entry: recorded now
+            step.add_output(out / MODEL_JSON)
+            step.add_output(out / WEIGHTS, digest="sha256:" + done.details["weights_sha256"])
+            step.status, step.message = "ok", f"{done.message} (recorded after an interrupted run)"
+            step.details["draws"] = draws
+            return Result("finetune", "ok", str(out), step.message, done.details)
         where = draws_folder(out)
         members, status, warnings = [], [], []
         for d, s in enumerate(seeds):

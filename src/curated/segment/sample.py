@@ -30,6 +30,8 @@ at peak), so :data:`MAX_VOXELS` bounds it; for bigger test data, tile the sample
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,8 @@ import numpy as np
 from scipy import ndimage
 
 from curated.errors import InputError
+from curated.images.ngff import read_ngff
+from curated.images.store import JOURNAL, drop_journal, read_group_attrs
 from curated.provenance.digest import digest_tree
 from curated.results import Result
 from curated.workspace import Workspace, recorder
@@ -424,15 +428,17 @@ def make_fibsem_sample(
         workspace, "T", "sample-fibsem", params=params, libraries=("numpy", "scipy", "zarr")
     ) as step:
         if dest.exists() and not overwrite:
-            msg = "exists already; choose another destination or pass overwrite"
-            raise InputError(msg, path=dest)
+            if not _unfinished_sample(dest):
+                msg = "exists already; choose another destination or pass overwrite"
+                raise InputError(msg, path=dest)
+            overwrite = True  # what a killed run left: never content, and made again at once
         sample = generate_fibsem(shape, voxel_size, shading=shading, seed=seed)
         write_ome_zarr(
             sample.image,
             dest,
             voxel_size=sample.voxel_size,
             unit="nanometer",
-            name="synthetic FIB-SEM",
+            name=SAMPLE_NAME,
             chunks=chunks,
             shard=shard,
             overwrite=overwrite,
@@ -445,6 +451,7 @@ def make_fibsem_sample(
             ai_generated=False,
             origin="simulated",
             properties=TRUTH_PROPERTIES,
+            keep_journal=True,
         )
         # The image and its truth labels are recorded apart, so that later label images
         # (annotate, predict) written beside the truth never look like a changed image.
@@ -461,10 +468,40 @@ def make_fibsem_sample(
             "seed": seed,
         }
         step.details.update(details)
-        return Result(
+        result = Result(
             "sample-fibsem",
             "ok",
             str(dest),
             f"{sample.n_mitochondria} mitochondria, a nucleus with {sample.n_pores} pores",
             details,
         )
+    # once logged: killed before, the truth's journal marks the sample unfinished (and a
+    # re-run makes it again)
+    drop_journal(dest / "labels" / "truth")
+    return result
+
+
+SAMPLE_NAME = "synthetic FIB-SEM"
+"""The image name of a sample (what tells a killed sample's leftovers from other images)."""
+
+
+def _unfinished_sample(dest: Path) -> bool:
+    """Whether ``dest`` is what a killed :func:`make_fibsem_sample` left: a sample image
+    not yet finished, or finished without its truth labels finished and logged."""
+    try:
+        plan = json.loads((dest / JOURNAL / "plan.json").read_bytes())
+    except FileNotFoundError:
+        plan = None
+    except (OSError, ValueError):
+        return False
+    if isinstance(plan, dict):
+        return isinstance(plan.get("plan"), dict) and plan["plan"].get("name") == SAMPLE_NAME
+    try:
+        got = read_group_attrs(dest)
+    except (OSError, ValueError):
+        return False
+    if got is None:  # killed before the plan was written: nothing but the journal
+        return dest.is_dir() and set(os.listdir(dest)) <= {JOURNAL}
+    truth = dest / "labels" / "truth"
+    name = read_ngff(dest, tolerant=True).name
+    return name == SAMPLE_NAME and (not truth.exists() or (truth / JOURNAL).exists())

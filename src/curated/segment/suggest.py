@@ -78,6 +78,7 @@ from scipy.stats import rankdata
 
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated.errors import InputError, SegmentationError
+from curated.images.store import JOURNAL
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -804,12 +805,36 @@ def _check_name(image: Path, name: str, used: set[str]) -> bool:
     if name in used:
         msg = f"--name {name!r} is one of the input label images; choose another"
         raise InputError(msg, field="name")
-    if not _store.label_path(image, name).exists():
+    store = _store.label_path(image, name)
+    if not store.exists():
         return False
+    if isinstance(store, Path) and _unfinished_suggestions(store):
+        return True  # what a killed run left: replaced like finished suggestions
     if "suggestion" not in _store.label_curated_attrs(image, name):
         msg = f"label image {name!r} exists and does not hold suggestions; choose another --name"
         raise SegmentationError(msg, path=image, field="name")
     return True
+
+
+def _unfinished_suggestions(store: Path) -> bool:
+    """Whether ``store`` is a suggestion label image whose write was killed: begun from an
+    in-memory volume as a model's prediction, or nothing written yet but its journal."""
+    try:
+        plan = json.loads((store / JOURNAL / "plan.json").read_bytes())
+    except FileNotFoundError:
+        return not (store / "zarr.json").exists() and {p.name for p in store.iterdir()} <= {JOURNAL}
+    except (OSError, ValueError):
+        return False
+    got = plan.get("plan") if isinstance(plan, dict) else None
+    if not isinstance(got, dict):
+        return False
+    source, block = got.get("labels"), got.get("curated")
+    return (
+        isinstance(source, dict)
+        and source.get("path") == "<array>"
+        and isinstance(block, dict)
+        and block.get("kind") == "prediction"
+    )
 
 
 def suggest_crops(
