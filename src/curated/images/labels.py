@@ -161,6 +161,39 @@ def default_origin(kind: str, ai_generated: bool) -> str:
     return "model-prediction" if ai_generated else "human"
 
 
+def recorded_origin(source: Any) -> dict[str, Any] | None:
+    """What a label source says about who made it: the ``curated`` block (``kind``,
+    ``origin``, ``ai_generated``, ``model``) of an OME-Zarr label image written by
+    curated, or of the label image holding a level array given as the source.
+
+    ``None`` for anything else (an array, a TIFF, a folder without such a block): then
+    nothing is known and the caller's defaults apply. A copy of a model's prediction must
+    not become ``human`` because nobody repeated ``--ai-generated``.
+    """
+    if not isinstance(source, str | Path) or is_url(str(source)):
+        return None
+    p = Path(source)
+    for candidate in (p, p.parent):
+        try:
+            got = _store.read_group_attrs(candidate) if candidate.is_dir() else None
+        except (ValueError, OSError):
+            got = None
+        if got is None:
+            continue
+        block = got[0].get("curated")
+        if isinstance(block, dict) and (block.get("origin") or block.get("ai_generated")):
+            origin = block.get("origin")
+            if not isinstance(origin, str) or not origin:
+                origin = "model-prediction" if block.get("ai_generated") else None
+            return {
+                "kind": block.get("kind") if block.get("kind") in KINDS else None,
+                "origin": origin,
+                "ai_generated": bool(block.get("ai_generated")) or origin == "model-prediction",
+                "model": block.get("model") if isinstance(block.get("model"), dict) else None,
+            }
+    return None
+
+
 def curated_block(
     kind: str, ai_generated: bool, model: Any, origin: str | None = None
 ) -> dict[str, Any]:
@@ -511,7 +544,7 @@ def add_labels(
     name: str,
     labels: Any,
     *,
-    kind: str = "annotation",
+    kind: str | None = None,
     ai_generated: bool | None = None,
     model: Any = None,
     origin: str | None = None,
@@ -535,14 +568,17 @@ def add_labels(
         numpy, dask or zarr array, or a path (``.npy``, TIFF, OME-Zarr) with the
         image's level-0 shape and an integer (or bool) type.
     kind, ai_generated, model
-        The ``curated`` block: ``truth``/``annotation``/``prediction``; whether a
-        model made them (default: when ``origin`` is ``model-prediction``); the
-        model (id string or ``{"id", "sha256", "card"}``).
+        The ``curated`` block: ``truth``/``annotation``/``prediction`` (default
+        ``annotation``); whether a model made them (default: when ``origin`` is
+        ``model-prediction``); the model (id string or ``{"id", "sha256", "card"}``).
     origin
         Where the values came from, one of :data:`ORIGINS` (default
         ``model-prediction`` for AI-generated labels, else ``human``). Say
         ``simulated`` for a simulator's truth and ``derived-from-truth`` for
-        labels copied from another label image: documents show it.
+        labels copied from another label image: documents show it. When neither
+        ``origin`` nor ``ai_generated`` is given and ``labels`` is a label image
+        curated wrote (see :func:`recorded_origin`), its kind, origin and model
+        carry over: a copy of a model's prediction stays a model's prediction.
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
     curated_extra
@@ -560,6 +596,9 @@ def add_labels(
     """
     img = _as_image(image)
     _check_name(name)
+    if origin is None and ai_generated is None:
+        kind, ai_generated, model, origin = _inherited(labels, kind, model)
+    kind = kind or "annotation"
     if ai_generated is None:
         ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
     block = curated_block(kind, ai_generated, model, origin)
@@ -625,6 +664,22 @@ def add_labels(
             **figures,
             "curated": block,
         },
+    )
+
+
+def _inherited(
+    labels: Any, kind: str | None, model: Any
+) -> tuple[str | None, bool | None, Any, str | None]:
+    """``(kind, ai_generated, model, origin)`` carried over from a label source that records
+    them (:func:`recorded_origin`); what was given (or ``None``) otherwise."""
+    rec = recorded_origin(labels)
+    if rec is None or rec["origin"] is None:
+        return kind, None, model, None
+    return (
+        kind or rec["kind"],
+        bool(rec["ai_generated"]),
+        model if model is not None else rec["model"],
+        str(rec["origin"]),
     )
 
 

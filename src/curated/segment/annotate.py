@@ -32,10 +32,12 @@ import numpy as np
 
 from curated.errors import InputError, SegmentationError
 from curated.images.labels import (
+    MIXED_ORIGIN,
     UNANNOTATED_VALUE,
     ValueMap,
     describe_value_map,
     not_whole,
+    recorded_origin,
     remap_values,
     value_map_record,
 )
@@ -468,13 +470,27 @@ def _crop_note(crop: np.ndarray, value_map: ValueMap | None) -> str:
     return ""
 
 
+def _source_origin(source: Path) -> str:
+    """The origin a crop read from ``source`` has when none is given: the source's own when
+    it is a label image curated wrote, else ``human``."""
+    rec = recorded_origin(source)
+    found = (rec or {}).get("origin")
+    if found == MIXED_ORIGIN:
+        msg = (
+            "the source is a label image whose crops have different origins (mixed): say "
+            "which this crop has with --origin"
+        )
+        raise InputError(msg, path=source, field="origin")
+    return str(found) if found else "human"
+
+
 def import_annotation(
     image: str | Path,
     *,
     source_file: str | Path,
     offset: tuple[int, int, int],
     name: str = "annotations",
-    origin: str = "human",
+    origin: str | None = None,
     class_names: dict[int, str] | None = None,
     value_map: ValueMap | None = None,
     workspace: Workspace | str | Path | None = None,
@@ -486,9 +502,12 @@ def import_annotation(
     label image ``name`` is created if missing; existing annotations outside the
     crop are kept. Nothing is written when the crop does not fit or is not a label.
 
-    ``origin`` says who made the crop: ``human`` (default) when a person drew it,
+    ``origin`` says who made the crop: ``human`` when a person drew it,
     ``derived-from-truth``, ``simulated`` or ``model-prediction`` otherwise (a
-    corrected prediction a person checked is ``human``). ``class_names`` names
+    corrected prediction a person checked is ``human``, said explicitly). By default
+    it is the source's own origin when the source is a label image curated wrote
+    (:func:`curated.images.labels.recorded_origin`: a crop of a model's prediction
+    stays ``model-prediction``), else ``human``. ``class_names`` names
     label values (``{1: "mitochondrion"}``); names already in ``name`` are kept.
     ``value_map`` rewrites values as the crop is read (``{255: 1}`` for a 0/255 mask
     from Fiji, whose 255 would otherwise mean "not annotated"); it is recorded.
@@ -497,7 +516,7 @@ def import_annotation(
 
     image = Path(image)
     source = Path(source_file)
-    origin = check_origin(origin)
+    origin = check_origin(origin if origin is not None else _source_origin(source))
     params = {
         "offset": list(offset),
         "name": name,
