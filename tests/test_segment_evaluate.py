@@ -109,7 +109,7 @@ def _model(
         "training": {"rois": rois},
         "parent": None,
         "lineage_rois": lineage if lineage is not None else rois,
-        "weights": {"file": "weights.pt", "sha256": "ab" * 32},
+        "weights": {"file": "weights.pt", "sha256": "0" * 64},
         "evaluations": [],
     }
     (folder / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")

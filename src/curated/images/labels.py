@@ -575,10 +575,9 @@ def add_labels(
         Where the values came from, one of :data:`ORIGINS` (default
         ``model-prediction`` for AI-generated labels, else ``human``). Say
         ``simulated`` for a simulator's truth and ``derived-from-truth`` for
-        labels copied from another label image: documents show it. When neither
-        ``origin`` nor ``ai_generated`` is given and ``labels`` is a label image
-        curated wrote (see :func:`recorded_origin`), its kind, origin and model
-        carry over: a copy of a model's prediction stays a model's prediction.
+        labels copied from another label image: documents show it. Given neither this
+        nor ``ai_generated``, a label image curated wrote as ``labels`` gives its own
+        (:func:`recorded_origin`): a copied prediction stays a model's prediction.
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
     curated_extra
@@ -596,21 +595,16 @@ def add_labels(
     """
     img = _as_image(image)
     _check_name(name)
-    if origin is None and ai_generated is None:
-        kind, ai_generated, model, origin = _inherited(labels, kind, model)
-    kind = kind or "annotation"
-    if ai_generated is None:
-        ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
-    block = curated_block(kind, ai_generated, model, origin)
+    block = _added_block(labels, kind, ai_generated, model, origin)
     if value_map:
         block["value_map"] = value_map_record(value_map)
     src = _labels_source(labels)
     params = {
         "name": name,
-        "kind": kind,
+        "kind": block["kind"],
         "origin": block["origin"],
-        "ai_generated": bool(ai_generated),
-        "model": _model_block(model),
+        "ai_generated": block["ai_generated"],
+        "model": block["model"],
         "value_map": block.get("value_map"),
         **({"source_key": src.key} if getattr(src, "key", None) else {}),
     }
@@ -667,20 +661,22 @@ def add_labels(
     )
 
 
-def _inherited(
-    labels: Any, kind: str | None, model: Any
-) -> tuple[str | None, bool | None, Any, str | None]:
-    """``(kind, ai_generated, model, origin)`` carried over from a label source that records
-    them (:func:`recorded_origin`); what was given (or ``None``) otherwise."""
-    rec = recorded_origin(labels)
-    if rec is None or rec["origin"] is None:
-        return kind, None, model, None
-    return (
-        kind or rec["kind"],
-        bool(rec["ai_generated"]),
-        model if model is not None else rec["model"],
-        str(rec["origin"]),
-    )
+def _added_block(
+    labels: Any, kind: str | None, ai_generated: bool | None, model: Any, origin: str | None
+) -> dict[str, Any]:
+    """The ``curated`` block of an added label image. With neither ``origin`` nor
+    ``ai_generated`` given, a source that records them (:func:`recorded_origin`) gives its
+    kind, origin and model; otherwise the defaults of :func:`add_labels` apply."""
+    rec = recorded_origin(labels) if origin is None and ai_generated is None else None
+    if rec is not None and rec["origin"] is not None:
+        kind = kind or rec["kind"]
+        ai_generated = bool(rec["ai_generated"])
+        model = model if model is not None else rec["model"]
+        origin = str(rec["origin"])
+    kind = kind or "annotation"
+    if ai_generated is None:
+        ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
+    return curated_block(kind, ai_generated, model, origin)
 
 
 def _begin_added(

@@ -212,6 +212,9 @@ def draw_held_out_blocks(
     )
 
 
+MIN_CI_BLOCKS = 8
+"""Below this many held-out blocks the report warns that the block CI is too narrow to trust
+(the research notes ask for at least 8 seeded random blocks per label)."""
 MIN_CLASS_VOXELS = 500
 """Below this many truth voxels of a class in the scored blocks, the report warns."""
 MIN_CLASS_FRACTION = 0.01
@@ -371,8 +374,9 @@ def training_exclusion(
     Every ROI in ``lineage_rois`` (this model's and all its ancestors'; falls
     back to ``training.rois`` when absent) is grown by the model's
     ``architecture.context`` (the raw input a training output saw), the
-    denoising filter's halo (it mixes raw voxels directly into that input), and
-    ``extra_margin`` (e.g. for elastic augmentation). The halos of the shading
+    denoising filter's halo (it mixes raw voxels directly into that input), the
+    recorded augmentation's reach (an elastic warp's margin; every axis the largest
+    context when patches were read with z swapped in), and ``extra_margin``. The halos of the shading
     correction and the local contrast normalisation are *not* added: beyond the
     network's input they only feed smooth local statistics (a Gaussian mean and
     spread, σ 400 nm by default), never a label or a voxel value the
@@ -410,9 +414,34 @@ def training_exclusion(
         ) from None
     extra = (extra_margin,) * 3 if isinstance(extra_margin, int) else tuple(extra_margin)
     halo = _denoise_halo(model.get("preprocessing"))
-    margin = tuple(c + e + h for c, e, h in zip(ctx, extra, halo, strict=True))
+    ctx, warp = _augmented_reach(ctx, (model.get("training") or {}).get("augmentation"))
+    margin = tuple(c + e + h + w for c, e, h, w in zip(ctx, extra, halo, warp, strict=True))
     boxes = tuple(r.grow(margin) for r in rois)
     return TrainingExclusion(folder, model, rois, margin, boxes)  # type: ignore[arg-type]
+
+
+def _augmented_reach(
+    ctx: tuple[int, ...], aug: Any
+) -> tuple[tuple[int, ...], tuple[int, int, int]]:
+    """The network context per axis and the warp's margin as the recorded augmentation makes them.
+
+    An elastic warp moves raw voxels and labels up to its margin (``3 σ + 1`` in y and x,
+    as :class:`curated.segment.train.Augmentation` reads them) into a supervised output, so
+    the crop's raw reach grows by it; with ``swap_z`` a patch is read with z exchanged for
+    an in-plane axis, so every axis may carry the largest context.
+    """
+    if not isinstance(aug, Mapping):
+        return ctx, (0, 0, 0)
+    warp = (0, 0, 0)
+    if aug.get("elastic"):
+        try:
+            m = int(np.ceil(3 * float(aug.get("elastic_sigma", 2.0)))) + 1
+        except (TypeError, ValueError):
+            m = 7
+        warp = (0, m, m)
+    if aug.get("swap_z") and aug.get("transposes", True):
+        ctx = (max(ctx),) * len(ctx)
+    return ctx, warp
 
 
 def _denoise_halo(prep: Any) -> tuple[int, int, int]:
@@ -741,8 +770,10 @@ class EvaluationReport:
         ov = self.overall
         d = ov["raw"]["dice"]
         ci = self.ci95.get("dice")
-        ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
-        msg = f"{self.label_name}: Dice {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+        few = len(self.counts) < MIN_CI_BLOCKS
+        raw = ov["raw"]
+        block_txt = _dice_text(d, ci, raw["tp"] + raw["fn"], raw["fp"], few=few)
+        msg = f"{self.label_name}: Dice {block_txt} on {len(self.counts)} held-out blocks"
         details: dict[str, Any] = {
             "dice": d,
             "ci95": ci,
@@ -753,10 +784,12 @@ class EvaluationReport:
         if self.whole is not None:
             wo = self.whole.overall
             wd, wci = wo["raw"]["dice"], wo["ci95"].get("dice")
-            wci_txt = f" (95% CI {wci[0]:.3f}–{wci[1]:.3f})" if wci else ""
+            tot = self.whole.totals
+            few_tiles = int(np.count_nonzero(self.whole.counts[:, -1] > 0)) < MIN_CI_BLOCKS
+            whole_txt = _dice_text(wd, wci, tot["tp"] + tot["fn"], tot["fp"], few=few_tiles)
             msg = (
-                f"{self.label_name}: Dice {wd:.3f}{wci_txt} on the whole volume outside training "
-                f"regions; {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+                f"{self.label_name}: Dice {whole_txt} on the whole volume outside training "
+                f"regions; {block_txt} on {len(self.counts)} held-out blocks"
             )
             details["whole_volume_dice"] = wd
             details["whole_volume_ci95"] = wci
@@ -769,6 +802,18 @@ class EvaluationReport:
             message=msg,
             details=details,
         )
+
+
+def _dice_text(
+    dice: float | None, ci: Sequence[float] | None, truth: int, fp: int, *, few: bool = False
+) -> str:
+    """``0.912 (95% CI 0.88–0.93)`` for a result message; with no truth of the class among the
+    scored voxels, the both-empty Dice of 1 would flatter, so it says what was found instead."""
+    if truth == 0:
+        return f"undefined (no truth of the class there; {fp} false-positive voxels)"
+    note = ", too few blocks or tiles to trust" if few else ""
+    ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f}{note})" if ci else ""
+    return f"{dice:.3f}{ci_txt}"
 
 
 # --------------------------------------------------------------- the command
@@ -960,6 +1005,7 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
         if vol.shape != img.shape:
             msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
             raise SegmentationError(msg, path=vol.path, field=role)
+        _check_same_grid(image, vol.path, role)
     pred_meta = _prediction_meta(pred_vol.attrs)
     pred_value = s.pred_value
     if pred_value is None:
@@ -994,6 +1040,37 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
         coarse=coarse,
         classes=classes,
     )
+
+
+def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str | None, ...]]:
+    """Level 0's voxel size, translation and units along z, y, x."""
+    meta = read_ngff(path)
+    zyx = meta.zyx()
+    level = meta.levels[0]
+    return (
+        tuple(float(level.scale[i]) for i in zyx),
+        tuple(float(level.translation[i]) if level.translation else 0.0 for i in zyx),
+        tuple(meta.axes[i].unit for i in zyx),
+    )
+
+
+def _check_same_grid(image: Path, label: Path, role: str) -> None:
+    """Refuse a label image on another voxel grid than the image (voxel size, offset, unit):
+    equal shapes alone do not make its voxels the image's voxels."""
+    (vs_i, tr_i, un_i), (vs_l, tr_l, un_l) = _grid(image), _grid(label)
+    same = (
+        np.allclose(vs_i, vs_l, rtol=1e-6, atol=0)
+        and np.allclose(tr_i, tr_l, rtol=0, atol=1e-6 * max(vs_i))
+        and all(a == b or a is None or b is None for a, b in zip(un_i, un_l, strict=True))
+    )
+    if not same:
+        msg = (
+            f"the {role} label image lies on another voxel grid than the image: voxel size "
+            f"{list(vs_l)} {list(un_l)} and offset {list(tr_l)} against the image's {list(vs_i)} "
+            f"{list(un_i)} and {list(tr_i)}; it was made for another image or level. Scores "
+            "need the label image on the image's own level-0 grid"
+        )
+        raise SegmentationError(msg, path=label, field=role)
 
 
 def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | None) -> HeldOutBlocks:
@@ -1078,6 +1155,37 @@ def _step_params(
     }
 
 
+def _check_prediction_model(inp: _Inputs, exclusion: TrainingExclusion) -> None:
+    """Refuse ``--exclude-training MODEL`` when the prediction records another model.
+
+    Only the training regions of the model that made the prediction (its lineage holds
+    every ancestor's) keep its training voxels out of the scores; another model's leave
+    them in. A prediction by the given model's parent is accepted: the child's lineage
+    holds all of the parent's regions and more.
+    """
+    rec = inp.pred_meta.get("model")
+    if not isinstance(rec, Mapping):
+        return
+    m = exclusion.model
+    sha = (m.get("weights") or {}).get("sha256")
+    parent_sha = (
+        (m.get("parent") or {}).get("sha256") if isinstance(m.get("parent"), Mapping) else None
+    )
+    if rec.get("sha256"):
+        if rec["sha256"] in {sha, parent_sha}:
+            return
+    elif not rec.get("id") or rec.get("id") == m.get("id"):
+        return
+    msg = (
+        f"the prediction was made by model {rec.get('id')!r} (weights "
+        f"{str(rec.get('sha256') or 'not recorded')[:12]}), but --exclude-training names "
+        f"{m.get('id')!r} (weights {str(sha)[:12]}): only the training regions of the model "
+        "that made the prediction keep its training voxels out of the scores. Pass that "
+        "model's folder"
+    )
+    raise SegmentationError(msg, path=exclusion.model_dir, field="exclude_training")
+
+
 def _wants_whole_volume(s: _EvalSettings, inp: _Inputs) -> bool:
     return inp.truth_complete if s.whole_volume is None else bool(s.whole_volume)
 
@@ -1091,6 +1199,7 @@ def _evaluate(
     exclusion: TrainingExclusion | None = None
     if s.exclude_training is not None:
         exclusion = training_exclusion(s.exclude_training, extra_margin=s.extra_margin, image=image)
+        _check_prediction_model(inp, exclusion)
     held = _held_out(s, inp, exclusion)
     name = safe_name(s.name or f"{s.pred}-vs-{s.truth}-{s.label_value}")
     json_path = _output_json(ws, s.out, name)
@@ -1232,9 +1341,10 @@ def _score_blocks(
             prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
     finally:
         prog.finish()
+    # declared but absent counts as absent: both-empty scores 1, which would flatter
     if (
         not out.seen_value
-        and inp.declared is None
+        and not np.any(inp.coarse == s.label_value)
         and not _value_anywhere(inp.truth_vol, s.label_value)
     ):
         msg = f"label value {s.label_value} does not occur in the truth {s.truth!r}; check --label-value"
@@ -1311,6 +1421,27 @@ def _warnings(
             inp.names,
             where="scored voxels of the whole volume",
             target=s.label_value,
+        )
+    if whole is not None:
+        tiles = int(np.count_nonzero(whole.counts[:, -1] > 0)) if whole.counts.size else 0
+        if tiles < MIN_CI_BLOCKS:
+            warnings.append(
+                f"the whole volume was scored in only {tiles} tile(s): its bootstrap confidence "
+                "interval over tiles understates the uncertainty; use a smaller --tile"
+            )
+    if whole is None and inp.truth_complete:
+        warnings.append(
+            "the truth covers the whole volume but only the held-out blocks were scored: a few "
+            "blocks can miss whole kinds of error, so quote the whole-volume figures (evaluate "
+            "again without --blocks-only / whole_volume=False)"
+        )
+    n = len(scores.counts)
+    if n < MIN_CI_BLOCKS:
+        warnings.append(
+            f"only {n} held-out block(s): a bootstrap confidence interval over so few blocks "
+            "understates the uncertainty (it cannot reach beyond the blocks drawn, and is "
+            f"absent for one block); use at least {MIN_CI_BLOCKS} blocks"
+            + (", or rely on the whole-volume figures" if whole is not None else "")
         )
     if exclusion is None:
         warnings.append(

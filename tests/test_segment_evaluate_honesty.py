@@ -1,0 +1,149 @@
+"""Ways a score could flatter: another model's training regions, too few blocks, a warp's
+reach, a label image on another voxel grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from test_segment_evaluate import _model, _truth, _write_image
+
+from curated.errors import SegmentationError
+from curated.segment.evaluate import evaluate, training_exclusion
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    truth = _truth()
+    pred = (truth == 1).astype(np.uint8)
+    return _write_image(tmp_path / "cell.ome.zarr", truth, pred)  # made by model "m", weights 0…0
+
+
+def _set_weights(model: Path, sha: str, parent: str | None = None) -> Path:
+    meta = json.loads((model / "model.json").read_text())
+    meta["weights"]["sha256"] = sha
+    meta["parent"] = {"sha256": parent, "id": "parent"} if parent else None
+    (model / "model.json").write_text(json.dumps(meta))
+    return model
+
+
+ROI = [{"offset": [0, 0, 0], "shape": [8, 16, 16]}]
+
+
+def test_exclusion_by_another_model_than_the_predictions_is_refused(sample, tmp_path):
+    """The prediction's own training crops would be scored as held out."""
+    other = _set_weights(_model(tmp_path / "other", ROI), "cd" * 32)
+    with pytest.raises(SegmentationError, match="made by model 'm'"):
+        evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                 exclude_training=other)  # fmt: skip
+    # the model that made it, or its fine-tuned child (whose lineage holds the parent's), is fine
+    own = _set_weights(_model(tmp_path / "own", ROI), "0" * 64)
+    child = _set_weights(_model(tmp_path / "child", ROI), "cd" * 32, parent="0" * 64)
+    for m in (own, child):
+        rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                       exclude_training=m, name=m.name, whole_volume=False)  # fmt: skip
+        assert rep.model["path"] == str(m)
+
+
+def test_too_few_blocks_for_a_ci_are_said_in_warnings_and_message(sample):
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                   whole_volume=False)  # fmt: skip
+    assert rep.ci95["dice"] is not None  # a CI is shown, but it is not to be trusted
+    assert any("only 2 held-out block(s)" in w for w in rep.warnings)
+    assert "too few blocks or tiles to trust" in rep.result().message
+    many = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                    whole_volume=False, name="many")  # fmt: skip
+    assert not any("held-out block(s)" in w for w in many.warnings)
+    assert "too few blocks" not in many.result().message
+    # the whole volume in 4 tiles (64³ tiles cut at 4 x-bins): its CI is as thin
+    whole = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                     tile=64, name="whole")  # fmt: skip
+    assert any("scored in only 4 tile(s)" in w for w in whole.warnings)
+    assert "on the whole volume" in whole.result().message
+    assert whole.result().message.count("too few blocks or tiles to trust") == 1
+    fine = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                    tile=16, name="fine")  # fmt: skip
+    assert not any("tile(s)" in w for w in fine.warnings)
+
+
+def test_an_elastic_warps_reach_is_excluded_too(tmp_path):
+    model = _model(tmp_path / "m", ROI, context=(2, 2, 2))
+    plain = training_exclusion(model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["training"]["augmentation"] = {"elastic": True, "elastic_sigma": 2.0, "transposes": True}
+    (model / "model.json").write_text(json.dumps(meta))
+    warped = training_exclusion(model)
+    # the warp moves raw voxels and labels up to 3σ + 1 = 7 voxels in y and x
+    assert plain.margin == (2, 2, 2) and warped.margin == (2, 9, 9)
+    meta["training"]["augmentation"] = {"swap_z": True, "transposes": True}
+    meta["architecture"]["context"] = [1, 4, 4]
+    (model / "model.json").write_text(json.dumps(meta))
+    assert training_exclusion(model).margin == (4, 4, 4)  # z read as y or x: their context
+
+
+def _rescale(label: Path, scale: list[float], translation: list[float] | None = None) -> None:
+    group = zarr.open_group(str(label), mode="r+")
+    attrs = dict(group.attrs)
+    ome = dict(attrs["ome"]) if "ome" in attrs else attrs
+    ms = [dict(m) for m in ome["multiscales"]]
+    ds = [dict(d) for d in ms[0]["datasets"]]
+    tr = [dict(t) for t in ds[0]["coordinateTransformations"]]
+    tr = [{"type": "scale", "scale": scale}] + (
+        [{"type": "translation", "translation": translation}] if translation else []
+    )
+    ds[0]["coordinateTransformations"] = tr
+    ms[0]["datasets"] = ds
+    ome["multiscales"] = ms
+    if "ome" in attrs:
+        attrs["ome"] = ome
+    group.attrs.update(attrs)
+
+
+@pytest.mark.parametrize(
+    ("scale", "translation"), [([16.0, 16.0, 16.0], None), ([8.0, 8.0, 8.0], [0.0, 80.0, 0.0])]
+)
+def test_a_label_image_on_another_voxel_grid_is_refused(sample, scale, translation):
+    """Same shape, other voxels: a prediction made at another level or for another image."""
+    _rescale(sample / "labels" / "pred", scale, translation)
+    with pytest.raises(SegmentationError, match="another voxel grid"):
+        evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8)
+
+
+def test_a_declared_class_absent_from_the_truth_is_refused_not_scored_one(tmp_path):
+    """Both-empty scores 1: 'nucleus: Dice 1.000 (95% CI 1.000–1.000)' for a class nobody drew."""
+    truth = _truth()
+    truth[truth == 2] = 0  # nucleus is declared in the truth's properties but drawn nowhere
+    image = _write_image(tmp_path / "cell.ome.zarr", truth, (truth == 1).astype(np.uint8))
+    with pytest.raises(SegmentationError, match="label value 2 does not occur in the truth"):
+        evaluate(image, pred="pred", truth="truth", label_value=2, blocks=8, block_size=8)
+
+
+def test_no_truth_of_the_class_in_the_scored_voxels_is_no_dice_of_one(tmp_path):
+    truth = _truth()
+    truth[truth == 2] = 0
+    truth[:4, :4, :4] = 2  # the only nucleus voxels lie inside the model's training crop
+    pred = (truth == 1).astype(np.uint8)
+    pred[20:22, 30:32, 30:32] = 2  # and the model calls a few voxels elsewhere nucleus
+    image = _write_image(tmp_path / "cell.ome.zarr", truth, pred)
+    model = _model(tmp_path / "m", ROI)
+    rep = evaluate(image, pred="pred", truth="truth", label_value=2, pred_value=2, blocks=8,
+                   block_size=8, exclude_training=model, stratify=False)  # fmt: skip
+    msg = rep.result().message
+    assert "Dice 1.000" not in msg
+    assert (
+        "Dice undefined (no truth of the class there; 8 false-positive voxels) on the whole" in msg
+    )
+
+
+def test_blocks_only_on_a_complete_truth_says_the_whole_volume_figure_is_missing(sample):
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                   whole_volume=False)  # fmt: skip
+    assert rep.whole is None
+    assert any("only the held-out blocks were scored" in w for w in rep.warnings)
+    assert "only the held-out blocks were scored" in rep.to_markdown()
+    whole = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                     name="whole")  # fmt: skip
+    assert not any("only the held-out blocks were scored" in w for w in whole.warnings)
