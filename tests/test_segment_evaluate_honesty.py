@@ -147,3 +147,54 @@ def test_blocks_only_on_a_complete_truth_says_the_whole_volume_figure_is_missing
     whole = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
                      name="whole")  # fmt: skip
     assert not any("only the held-out blocks were scored" in w for w in whole.warnings)
+
+
+def test_the_demo_summary_names_the_class_and_gives_both_cis(sample):
+    from curated.demo import _eval_figures
+
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                   tile=16)  # fmt: skip
+    fig = _eval_figures(rep)
+    assert fig["class"] == "mitochondrion"
+    keys = list(fig)
+    assert keys.index("whole-volume dice") < keys.index("blocks dice")  # the one to quote first
+    lo, hi = fig["whole-volume dice 95% CI"]
+    assert lo <= fig["whole-volume dice"] <= hi
+    lo, hi = fig["blocks dice 95% CI"]
+    assert lo <= fig["blocks dice"] <= hi
+
+
+def test_inputs_that_would_score_without_meaning_are_refused(sample):
+    from curated.images import add_labels
+
+    with pytest.raises(SegmentationError, match="same label image"):
+        evaluate(sample, pred="truth", truth="truth", label_value=1, blocks=2, block_size=8)
+    # a model's probability image (probability × 255) taken for its labels
+    prob = np.zeros((24, 64, 64), np.uint8)
+    prob[:, :, :32] = 1
+    add_labels(sample, "pred-probability", prob, kind="prediction", ai_generated=True,
+               curated_extra={"prediction": {"values": "probability x 255"}})  # fmt: skip
+    with pytest.raises(SegmentationError, match="probabilities"):
+        evaluate(sample, pred="pred-probability", truth="truth", label_value=1, pred_value=1,
+                 blocks=2, block_size=8)  # fmt: skip
+    # a float label image written by another tool: NaN never equals a label value
+    g = zarr.open_group(str(sample / "labels" / "pred"), mode="r+")
+    old = g["0"]
+    arr = g.create_array("0", shape=old.shape, chunks=old.chunks, dtype="f4", overwrite=True)
+    arr[...] = np.where(_truth() == 1, 1.0, np.nan).astype("f4")
+    with pytest.raises(SegmentationError, match="float32 values, not integer labels"):
+        evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8)
+
+
+def test_a_truth_with_crops_a_model_predicted_says_so(sample, tmp_path):
+    from curated.segment import import_annotation
+
+    crop = np.zeros((8, 8, 8), np.uint8)
+    crop[2:6, 2:6, 2:6] = 1
+    np.save(tmp_path / "crop.npy", crop)
+    import_annotation(sample, source_file=tmp_path / "crop.npy", offset=(0, 0, 0), name="ann")
+    import_annotation(sample, source_file=tmp_path / "crop.npy", offset=(8, 16, 16), name="ann",
+                      origin="model-prediction")  # fmt: skip
+    rep = evaluate(sample, pred="pred", truth="ann", label_value=1, blocks=2, block_size=8)
+    assert rep.truth_origin == "mixed"
+    assert any("1 crop(s) of the truth 'ann' are a model's prediction" in w for w in rep.warnings)

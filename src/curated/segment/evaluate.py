@@ -992,6 +992,8 @@ class _Inputs:
     names: dict[int, str]
     coarse: np.ndarray
     classes: list[int]
+    truth_model_crops: int = 0
+    """Crops of a sparse truth whose origin is ``model-prediction``."""
 
 
 def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
@@ -1006,6 +1008,7 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
             msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
             raise SegmentationError(msg, path=vol.path, field=role)
         _check_same_grid(image, vol.path, role)
+    _check_label_arrays(s, pred_vol, truth_vol)
     pred_meta = _prediction_meta(pred_vol.attrs)
     pred_value = s.pred_value
     if pred_value is None:
@@ -1039,7 +1042,31 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
         names=names,
         coarse=coarse,
         classes=classes,
+        truth_model_crops=_model_crops(truth_vol.attrs),
     )
+
+
+def _check_label_arrays(s: _EvalSettings, pred_vol: Volume, truth_vol: Volume) -> None:
+    """Refuse what would score without meaning: the truth scored against itself, label
+    images of a non-integer type, and a probability map taken for labels."""
+    if pred_vol.path.resolve() == truth_vol.path.resolve():
+        msg = f"the prediction and the truth are the same label image {s.pred!r}: it would score 1"
+        raise SegmentationError(msg, path=pred_vol.path, field="pred")
+    for vol, role in ((pred_vol, "pred"), (truth_vol, "truth")):
+        kind = np.dtype(vol.array.dtype).kind
+        if kind not in "uib":
+            msg = (
+                f"the {role} label image holds {np.dtype(vol.array.dtype).name} values, not "
+                "integer labels: threshold or round it and add it with `curated labels add`"
+            )
+            raise SegmentationError(msg, path=vol.path, field=role)
+    made = (pred_vol.attrs.get("curated") or {}).get("prediction")
+    if isinstance(made, Mapping) and str(made.get("values", "")).startswith("probability"):
+        msg = (
+            f"the label image {s.pred!r} holds the model's probabilities ({made['values']}), not "
+            "its labels: pass the label image the prediction wrote beside it"
+        )
+        raise SegmentationError(msg, path=pred_vol.path, field="pred")
 
 
 def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str | None, ...]]:
@@ -1448,6 +1475,11 @@ def _warnings(
             "no model was given (--exclude-training), so training regions were not left out: "
             "if this prediction's model was trained on this image, these scores are optimistic"
         )
+    if truth_origin == "mixed" and inp.truth_model_crops:
+        warnings.append(
+            f"{inp.truth_model_crops} crop(s) of the truth {s.truth!r} are a model's prediction: "
+            "there the scores measure agreement between two models, not accuracy"
+        )
     if truth_origin == "model-prediction":
         warnings.append(
             f"the truth {s.truth!r} is itself a model's prediction: these scores measure agreement "
@@ -1581,6 +1613,15 @@ def _unannotated_values(attrs: Mapping[str, Any]) -> set[int]:
     if isinstance(ann, Mapping) and isinstance(ann.get("unannotated"), int):
         out.add(int(ann["unannotated"]))
     return out
+
+
+def _model_crops(attrs: Mapping[str, Any]) -> int:
+    """How many crops of a sparse annotation record ``model-prediction`` as their origin."""
+    ann = (attrs.get("curated") or {}).get("annotation")
+    rois = ann.get("rois") if isinstance(ann, Mapping) else None
+    return sum(
+        1 for r in rois or [] if isinstance(r, Mapping) and r.get("origin") == "model-prediction"
+    )
 
 
 def _value_anywhere(vol: Volume, value: int) -> bool:
