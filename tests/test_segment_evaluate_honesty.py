@@ -34,18 +34,35 @@ ROI = [{"offset": [0, 0, 0], "shape": [8, 16, 16]}]
 
 
 def test_exclusion_by_another_model_than_the_predictions_is_refused(sample, tmp_path):
-    """The prediction's own training crops would be scored as held out."""
+    """The prediction's own training crops would be scored as held out, and the score filed
+    in the other model's model.json."""
     other = _set_weights(_model(tmp_path / "other", ROI), "cd" * 32)
-    with pytest.raises(SegmentationError, match="made by model 'm'"):
-        evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
-                 exclude_training=other)  # fmt: skip
-    # the model that made it, or its fine-tuned child (whose lineage holds the parent's), is fine
+    child = _set_weights(_model(tmp_path / "child", ROI), "ef" * 32, parent="0" * 64)
+    for m in (other, child):
+        with pytest.raises(SegmentationError, match="made by model 'm'"):
+            evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                     exclude_training=m)  # fmt: skip
+        assert json.loads((m / "model.json").read_text())["evaluations"] == []
     own = _set_weights(_model(tmp_path / "own", ROI), "0" * 64)
-    child = _set_weights(_model(tmp_path / "child", ROI), "cd" * 32, parent="0" * 64)
-    for m in (own, child):
-        rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
-                       exclude_training=m, name=m.name, whole_volume=False)  # fmt: skip
-        assert rep.model["path"] == str(m)
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                   exclude_training=own, whole_volume=False)  # fmt: skip
+    assert rep.model["path"] == str(own)
+
+
+def test_a_model_card_never_quotes_another_models_prediction_as_current(tmp_path):
+    """Evaluations filed before the check above: the card must not call them this model's."""
+    from curated.segment.export import _read_evaluations
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name, predicted_by in (("own", "ab" * 32), ("other", "cd" * 32), ("old", None)):
+        ev = {"model": {"weights_sha256": "ab" * 32}, "pred": {"name": "p"}}
+        if predicted_by:
+            ev["pred"]["model"] = {"id": "x", "sha256": predicted_by}
+        (folder / f"{name}.json").write_text(json.dumps(ev))
+    meta = {"evaluations": ["own.json", "other.json", "old.json"]}
+    got = {e["_rel"]: e["_current"] for e in _read_evaluations(folder, meta, None, "ab" * 32)}
+    assert got == {"own.json": True, "other.json": False, "old.json": True}
 
 
 def test_too_few_blocks_for_a_ci_are_said_in_warnings_and_message(sample):

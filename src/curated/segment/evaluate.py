@@ -1187,19 +1187,16 @@ def _check_prediction_model(inp: _Inputs, exclusion: TrainingExclusion) -> None:
 
     Only the training regions of the model that made the prediction (its lineage holds
     every ancestor's) keep its training voxels out of the scores; another model's leave
-    them in. A prediction by the given model's parent is accepted: the child's lineage
-    holds all of the parent's regions and more.
+    them in, and the evaluation would be filed in that other model's ``model.json`` and
+    quoted on its card as its own.
     """
     rec = inp.pred_meta.get("model")
     if not isinstance(rec, Mapping):
         return
     m = exclusion.model
     sha = (m.get("weights") or {}).get("sha256")
-    parent_sha = (
-        (m.get("parent") or {}).get("sha256") if isinstance(m.get("parent"), Mapping) else None
-    )
     if rec.get("sha256"):
-        if rec["sha256"] in {sha, parent_sha}:
+        if rec["sha256"] == sha:
             return
     elif not rec.get("id") or rec.get("id") == m.get("id"):
         return
