@@ -215,3 +215,28 @@ def test_a_truth_with_crops_a_model_predicted_says_so(sample, tmp_path):
     rep = evaluate(sample, pred="pred", truth="ann", label_value=1, blocks=2, block_size=8)
     assert rep.truth_origin == "mixed"
     assert any("1 crop(s) of the truth 'ann' are a model's prediction" in w for w in rep.warnings)
+
+
+def test_training_regions_of_a_copied_image_stay_excluded(sample, tmp_path):
+    """A copy or re-conversion under another name shares every voxel with the training image."""
+    import shutil
+
+    copy = tmp_path / "cell-v2.ome.zarr"
+    shutil.copytree(sample, copy)
+    roi = {"offset": [0, 0, 0], "shape": [8, 16, 16], "image": str(sample)}
+    model = _set_weights(_model(tmp_path / "m", [roi]), "0" * 64)
+    rep = evaluate(copy, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                   exclude_training=model, stratify=False)  # fmt: skip
+    assert rep.model["lineage_rois"] == [{"offset": [0, 0, 0], "shape": [8, 16, 16]}]
+    assert all(not b.intersects(rep.held_out.exclusion[0]) for b in rep.held_out.blocks)
+    # another image (other voxels) shares none: its ROIs are left out, silently
+    other = _write_image(tmp_path / "other.ome.zarr", _truth(), _truth(), shading=0.1)
+    rep = evaluate(other, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                   exclude_training=model, name="other")  # fmt: skip
+    assert rep.model["lineage_rois"] == [] and not any("not found" in w for w in rep.warnings)
+    # a training image that cannot be found: left out, and the report says so
+    shutil.rmtree(sample)
+    rep = evaluate(copy, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                   exclude_training=model, name="gone")  # fmt: skip
+    assert rep.model["lineage_rois"] == []
+    assert any("which was not found" in w for w in rep.warnings)

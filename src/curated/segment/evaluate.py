@@ -364,6 +364,8 @@ class TrainingExclusion:
     rois: tuple[Box, ...]
     margin: Vec3
     boxes: tuple[Box, ...]
+    notes: tuple[str, ...] = ()
+    """What the reader must know about ROIs left out (their image could not be found)."""
 
 
 def training_exclusion(
@@ -383,22 +385,18 @@ def training_exclusion(
     network sees; with them, a 400 nm normalisation would grow every crop by 150
     voxels per side and leave no room for held-out blocks in a volume of a few
     hundred voxels. With ``image``, ROIs recorded on an image of another name
-    are left out (another image shares no voxels); ROIs whose image is not
-    recorded, or has the same name, are always kept: when in doubt, exclude.
+    are left out (another image shares no voxels) unless that image is found and
+    holds the same voxels there (a copy or re-conversion, see :func:`_rois_on_image`);
+    ROIs whose image is not recorded, or has the same name, are always kept: when
+    in doubt, exclude.
     """
     folder, model = read_model_json(model_dir)
     raw_rois = model.get("lineage_rois")
     if raw_rois is None:
         raw_rois = (model.get("training") or {}).get("rois") or []
+    notes: list[str] = []
     if image is not None:
-        name = Path(image).resolve().name
-        raw_rois = [
-            r
-            for r in raw_rois
-            if not (
-                isinstance(r, Mapping) and r.get("image") and Path(str(r["image"])).name != name
-            )
-        ]
+        raw_rois, notes = _rois_on_image(raw_rois, Path(image), folder)
     try:
         rois = tuple(Box.from_dict(r) for r in raw_rois)
     except InputError as exc:
@@ -417,7 +415,71 @@ def training_exclusion(
     ctx, warp = _augmented_reach(ctx, (model.get("training") or {}).get("augmentation"))
     margin = tuple(c + e + h + w for c, e, h, w in zip(ctx, extra, halo, warp, strict=True))
     boxes = tuple(r.grow(margin) for r in rois)
-    return TrainingExclusion(folder, model, rois, margin, boxes)  # type: ignore[arg-type]
+    return TrainingExclusion(folder, model, rois, margin, boxes, tuple(notes))  # type: ignore[arg-type]
+
+
+def _rois_on_image(
+    raw_rois: Sequence[Any], image: Path, model_dir: Path
+) -> tuple[list[Any], list[str]]:
+    """The lineage ROIs that lie on ``image``, and notes on those left out.
+
+    A ROI recorded on an image of the same name is kept. One recorded on an image of
+    another name is kept too when that image is found (as recorded, or relative to the
+    model folder or a folder above it) and holds the same voxels in the ROI as ``image``:
+    a copy or a re-conversion shares every voxel. One whose image cannot be found is
+    left out, with a note saying so.
+    """
+    name = image.resolve().name
+    kept: list[Any] = []
+    missing: set[str] = set()
+    for r in raw_rois:
+        ref = str(r.get("image") or "") if isinstance(r, Mapping) else ""
+        if not ref or Path(ref).name == name:
+            kept.append(r)
+            continue
+        same = _same_voxels(_find_image(ref, model_dir), image, r)
+        if same is None:
+            missing.add(ref)
+        elif same:
+            kept.append(r)
+    notes = [
+        f"training regions recorded on image {ref!r}, which was not found, were taken to share no "
+        "voxels with this image: if this image is a copy or a re-conversion of it, the scores "
+        "include training voxels"
+        for ref in sorted(missing)
+    ]
+    return kept, notes
+
+
+def _find_image(ref: str, model_dir: Path) -> Path | None:
+    """The image a model recorded (absolute, or relative to its folder or one above it)."""
+    p = Path(ref)
+    if p.is_absolute():
+        return p if p.is_dir() else None
+    for base in [model_dir, *model_dir.resolve().parents][:6]:
+        if (base / p).is_dir():
+            return base / p
+    return None
+
+
+def _same_voxels(other: Path | None, image: Path, roi: Mapping[str, Any]) -> bool | None:
+    """Whether ``other`` holds the same level-0 voxels as ``image`` inside ``roi``; ``None``
+    when ``other`` is missing or unreadable."""
+    if other is None:
+        return None
+    if other.resolve() == image.resolve():
+        return True
+    try:
+        a, b = open_level0(other, "training image"), open_level0(image, "image")
+        box = Box.from_dict(roi)
+    except InputError:
+        return None
+    if a.shape != b.shape:
+        return False
+    inside = box.grow((0, 0, 0), within=b.shape)
+    if min(inside.shape) <= 0:
+        return False  # the ROI lies outside this image: nothing to exclude
+    return bool(np.array_equal(a.read(inside), b.read(inside)))
 
 
 def _augmented_reach(
@@ -1467,6 +1529,8 @@ def _warnings(
             f"absent for one block); use at least {MIN_CI_BLOCKS} blocks"
             + (", or rely on the whole-volume figures" if whole is not None else "")
         )
+    if exclusion is not None:
+        warnings += list(exclusion.notes)
     if exclusion is None:
         warnings.append(
             "no model was given (--exclude-training), so training regions were not left out: "
