@@ -210,3 +210,15 @@ def test_a_crop_imported_from_a_prediction_keeps_its_origin(image) -> None:
     )  # fmt: skip
     assert cli.exit_code == 0, cli.output
     assert {r["origin"] for r in read_annotation_rois(image, "ann2")} == {"model-prediction"}
+
+
+def test_crops_copied_from_a_models_prediction_are_a_models_output(image) -> None:
+    """annotate from-truth --truth PRED once called a model's output derived-from-truth."""
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[:, :24] = 1
+    add_labels(image, "pred", pred, kind="prediction", model={"id": "net@abc"})
+    r = annotate_from_truth(image, truth="pred", crops=2, size=8, seed=1, name="pseudo")
+    assert "origin model-prediction" in r.message
+    attrs = _store.label_curated_attrs(image, "pseudo")
+    assert attrs["origin"] == "model-prediction" and attrs["ai_generated"] is True
+    assert {r["origin"] for r in read_annotation_rois(image, "pseudo")} == {"model-prediction"}

@@ -281,6 +281,14 @@ def _instance_note(labels: _SparseLabels, truth: str) -> str:
     )
 
 
+def _copied_origin(image: Path, truth: str) -> str:
+    """The origin of crops copied from ``truth``: a model's output stays one, anything else
+    becomes ``derived-from-truth``."""
+    if _store.label_origin(image, truth) == "model-prediction":
+        return "model-prediction"
+    return "derived-from-truth"
+
+
 def annotate_from_truth(
     image: str | Path,
     *,
@@ -339,6 +347,7 @@ def annotate_from_truth(
         existing = _existing_annotation(image, name)
         labels = existing[0] if existing else _SparseLabels(shape)
         rois = existing[1] if existing else []
+        origin = _copied_origin(image, truth)
         rng = np.random.default_rng(seed)
         new: list[dict[str, Any]] = []
         for _ in range(crops * 200):
@@ -358,7 +367,7 @@ def annotate_from_truth(
                     "offset": list(off),
                     "shape": list(sz),
                     "source": f"truth:{truth}",
-                    "origin": "derived-from-truth",
+                    "origin": origin,
                 }
             )
         if len(new) < crops:
@@ -395,7 +404,7 @@ def annotate_from_truth(
             "annotate-from-truth",
             "ok",
             str(_store.label_path(image, name)),
-            f"{len(new)} crops of {sz} copied from truth {truth!r} (origin derived-from-truth); "
+            f"{len(new)} crops of {sz} copied from truth {truth!r} (origin {origin}); "
             f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
             details,
         )
