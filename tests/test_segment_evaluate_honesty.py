@@ -240,3 +240,21 @@ def test_training_regions_of_a_copied_image_stay_excluded(sample, tmp_path):
                    exclude_training=model, name="gone")  # fmt: skip
     assert rep.model["lineage_rois"] == []
     assert any("which was not found" in w for w in rep.warnings)
+
+
+def test_an_undeclared_255_in_the_truth_is_not_scored_as_background(tmp_path):
+    """Nobody looked at the high-x side (255): the model missing every mitochondrion there
+    scored 'Dice 1.000 on the whole volume'."""
+    truth = _truth()
+    pred = (truth == 1).astype(np.uint8)
+    truth[:, :, 40:] = 255
+    pred[:, :, 40:] = 0
+    image = _write_image(tmp_path / "cell.ome.zarr", truth, pred)
+    rep = evaluate(image, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                   tile=16)  # fmt: skip
+    assert 255 in rep.unannotated and not rep.truth_complete
+    assert rep.whole is None and "whole volume" not in rep.result().message
+    assert any("holds value 255 without naming it" in w for w in rep.warnings)
+    asked = evaluate(image, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                     tile=16, whole_volume=True, name="asked")  # fmt: skip
+    assert asked.whole.overall["scored_voxels"] == 24 * 64 * 40

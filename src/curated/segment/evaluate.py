@@ -47,6 +47,7 @@ from curated._version import __version__
 from curated.document.figures import BlockPanel, block_errors_png
 from curated.document.survey import evaluation_picture
 from curated.errors import InputError, SegmentationError
+from curated.images.labels import UNANNOTATED_VALUE
 from curated.images.ngff import read_ngff
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
@@ -1056,6 +1057,8 @@ class _Inputs:
     classes: list[int]
     truth_model_crops: int = 0
     """Crops of a sparse truth whose origin is ``model-prediction``."""
+    implicit_unannotated: bool = False
+    """The truth holds 255 without declaring it: read as "not annotated", as train reads it."""
 
 
 def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
@@ -1088,6 +1091,16 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
     truth_kind = (truth_vol.attrs.get("curated") or {}).get("kind")
     names = _store.class_names(image, s.truth)
     coarse = coarsest_level(truth_vol)
+    # 255 means "not annotated" to annotate and train; scored as background it would count
+    # every structure nobody drew there as correctly left out
+    implicit = (
+        UNANNOTATED_VALUE not in unannotated
+        and UNANNOTATED_VALUE not in names
+        and s.label_value != UNANNOTATED_VALUE
+        and bool(np.any(coarse == UNANNOTATED_VALUE))
+    )
+    if implicit:
+        unannotated = unannotated | {UNANNOTATED_VALUE}
     classes = sorted(
         ({int(v) for v in np.unique(coarse)} | {s.label_value}) - {0} - set(unannotated)
     )
@@ -1105,6 +1118,7 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
         coarse=coarse,
         classes=classes,
         truth_model_crops=_model_crops(truth_vol.attrs),
+        implicit_unannotated=implicit,
     )
 
 
@@ -1535,6 +1549,13 @@ def _warnings(
         warnings.append(
             "no model was given (--exclude-training), so training regions were not left out: "
             "if this prediction's model was trained on this image, these scores are optimistic"
+        )
+    if inp.implicit_unannotated:
+        warnings.append(
+            f"the truth {s.truth!r} holds value {UNANNOTATED_VALUE} without naming it: it was read "
+            "as 'not annotated' (as annotate and train read it) and left out of the scores, so "
+            "the truth does not count as complete; if it marks a structure, add the truth again "
+            f"with --map {UNANNOTATED_VALUE}=1 (or name the class)"
         )
     if truth_origin == "mixed" and inp.truth_model_crops:
         warnings.append(
