@@ -258,3 +258,22 @@ def test_an_undeclared_255_in_the_truth_is_not_scored_as_background(tmp_path):
     asked = evaluate(image, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
                      tile=16, whole_volume=True, name="asked")  # fmt: skip
     assert asked.whole.overall["scored_voxels"] == 24 * 64 * 40
+
+
+def test_without_a_model_nothing_claims_training_regions_were_left_out(sample, tmp_path):
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                   tile=16, out=tmp_path / "e.json")  # fmt: skip
+    d = rep.to_dict()
+    assert "NOT checked against training regions" in d["protocol"]["sampling"]
+    assert "training regions included" in d["protocol"]["whole_volume"]
+    assert d["protocol"]["dataset_role"] == "unchecked"
+    msg = rep.result().message
+    assert "outside training regions" not in msg and "held-out" not in msg
+    assert "the whole volume, training regions not left out" in msg
+    md = (tmp_path / "e.md").read_text(encoding="utf-8")
+    assert "outside training regions" not in md and "(training regions not left out)" in md
+    model = _model(tmp_path / "m", ROI)
+    held = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                    tile=16, exclude_training=model, name="held")  # fmt: skip
+    assert "rejected and redrawn" in held.to_dict()["protocol"]["sampling"]
+    assert "on the whole volume outside training regions" in held.result().message

@@ -744,8 +744,14 @@ class EvaluationReport:
         per_block = [b["dice"] for b in blocks]
         sampling = (
             "uniform random block offsets inside the image (level 0), seeded, non-overlapping, "
-            "drawn independently of the prediction; blocks touching a training ROI of the model "
-            "or any ancestor (grown by the model's context) were rejected and redrawn"
+            "drawn independently of the prediction; "
+            + (
+                "blocks touching a training ROI of the model or any ancestor (grown by the "
+                "model's context) were rejected and redrawn"
+                if self.model is not None
+                else "no model was given, so the blocks were NOT checked against training "
+                "regions and may hold voxels the model was trained on"
+            )
         )
         if self.held_out.strata:
             moved = ", ".join(
@@ -792,15 +798,20 @@ class EvaluationReport:
             "protocol": {
                 "sampling": sampling,
                 "whole_volume": (
-                    "every voxel of the image outside the training regions of the model and its "
-                    "ancestors (grown by the model's context and pre-processing halo)"
+                    (
+                        "every voxel of the image outside the training regions of the model and "
+                        "its ancestors (grown by the model's context and pre-processing halo)"
+                        if self.model is not None
+                        else "every voxel of the image, training regions included (no model "
+                        "was given)"
+                    )
                     + (", and outside unannotated truth voxels" if self.unannotated else "")
                     + ", read tile by tile; TP/FP/FN summed over tiles; bootstrap CI over tiles; "
                     "instance scores are not computed (objects cross tiles)"
                     if self.whole is not None
                     else None
                 ),
-                "dataset_role": "test",
+                "dataset_role": "test" if self.model is not None else "unchecked",
                 "boundary_band": self.boundary_band,
                 "iou_threshold": self.iou_threshold,
                 "connectivity": self.connectivity,
@@ -850,9 +861,15 @@ class EvaluationReport:
             tot = self.whole.totals
             few_tiles = int(np.count_nonzero(self.whole.counts[:, -1] > 0)) < MIN_CI_BLOCKS
             whole_txt = _dice_text(wd, wci, tot["tp"] + tot["fn"], tot["fp"], few=few_tiles)
+            where = (
+                "the whole volume outside training regions"
+                if self.model is not None
+                else "the whole volume, training regions not left out"
+            )
+            blocks = "held-out blocks" if self.model is not None else "random blocks"
             msg = (
-                f"{self.label_name}: Dice {whole_txt} on the whole volume outside training "
-                f"regions; {block_txt} on {len(self.counts)} held-out blocks"
+                f"{self.label_name}: Dice {whole_txt} on {where}; {block_txt} on "
+                f"{len(self.counts)} {blocks}"
             )
             details["whole_volume_dice"] = wd
             details["whole_volume_ci95"] = wci
@@ -1649,7 +1666,8 @@ def _write_report(
                 class_name=report.label_name,
                 pixel_size=pixel_size,
                 unit=meta.unit,
-                title=f"{report.name}: the whole volume outside the training regions"
+                title=f"{report.name}: the whole volume"
+                + (" outside the training regions" if report.model is not None else "")
                 + (f" (pyramid level {whole_panel.level})" if whole_panel.level else ""),
             ),
         )
