@@ -69,11 +69,11 @@ def test_too_few_blocks_for_a_ci_are_said_in_warnings_and_message(sample):
     rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
                    whole_volume=False)  # fmt: skip
     assert rep.ci95["dice"] is not None  # a CI is shown, but it is not to be trusted
-    assert any("only 2 held-out block(s)" in w for w in rep.warnings)
+    assert any("only 2 block(s)" in w for w in rep.warnings)
     assert "too few blocks or tiles to trust" in rep.result().message
     many = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
                     whole_volume=False, name="many")  # fmt: skip
-    assert not any("held-out block(s)" in w for w in many.warnings)
+    assert not any("block(s): a bootstrap" in w for w in many.warnings)
     assert "too few blocks" not in many.result().message
     # the whole volume in 4 tiles (64³ tiles cut at 4 x-bins): its CI is as thin
     whole = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
@@ -272,8 +272,28 @@ def test_without_a_model_nothing_claims_training_regions_were_left_out(sample, t
     assert "the whole volume, training regions not left out" in msg
     md = (tmp_path / "e.md").read_text(encoding="utf-8")
     assert "outside training regions" not in md and "(training regions not left out)" in md
+    assert "held-out" not in md
     model = _model(tmp_path / "m", ROI)
     held = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
                     tile=16, exclude_training=model, name="held")  # fmt: skip
     assert "rejected and redrawn" in held.to_dict()["protocol"]["sampling"]
     assert "on the whole volume outside training regions" in held.result().message
+
+
+def test_fair_evidence_quotes_the_whole_volume_figure_beside_the_blocks(tmp_path):
+    from document_workspaces import make_complete_workspace
+
+    from curated.document.fair import fair_checklist
+
+    ws = make_complete_workspace(tmp_path / "ws")
+    path = ws.root / "derived/evaluations/mito-eval.json"
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    ev["whole_volume"] = {"overall": {"raw": {"dice": 0.61}, "ci95": {"dice": [0.55, 0.66]}}}
+    path.write_text(json.dumps(ev), encoding="utf-8")
+    report = fair_checklist(ws, write=False)
+    evidence = [
+        (e.field, e.value)
+        for e in report.metric("curated-R1-ai-marking").evidence
+        if e.file.endswith("mito-eval.json")
+    ]
+    assert evidence == [("whole_volume.overall.raw.dice", 0.61), ("overall.raw.dice", 0.8123)]

@@ -36,7 +36,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
     ov, ci = report["overall"], report["ci95"]
     held = report["held_out"]
     table = Table(
-        title=f"{report['name']}: {len(held['blocks'])} held-out blocks of {'×'.join(map(str, held['block_size']))}, seed {held['seed']}"
+        title=f"{report['name']}: {len(held['blocks'])} {'held-out' if report.get('model') else 'random'} blocks of {'×'.join(map(str, held['block_size']))}, seed {held['seed']}"
     )
     table.add_column("metric")
     table.add_column("raw", justify="right")

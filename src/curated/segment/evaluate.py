@@ -1527,7 +1527,7 @@ def _warnings(
         scores.scored_voxels,
         inp.classes,
         inp.names,
-        where="held-out blocks",
+        where="held-out blocks" if exclusion is not None else "random blocks",
         target=s.label_value,
     )
     if whole is not None:
@@ -1555,7 +1555,7 @@ def _warnings(
     n = len(scores.counts)
     if n < MIN_CI_BLOCKS:
         warnings.append(
-            f"only {n} held-out block(s): a bootstrap confidence interval over so few blocks "
+            f"only {n} block(s): a bootstrap confidence interval over so few blocks "
             "understates the uncertainty (it cannot reach beyond the blocks drawn, and is "
             f"absent for one block); use at least {MIN_CI_BLOCKS} blocks"
             + (", or rely on the whole-volume figures" if whole is not None else "")
