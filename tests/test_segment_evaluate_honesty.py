@@ -297,3 +297,24 @@ def test_fair_evidence_quotes_the_whole_volume_figure_beside_the_blocks(tmp_path
         if e.file.endswith("mito-eval.json")
     ]
     assert evidence == [("whole_volume.overall.raw.dice", 0.61), ("overall.raw.dice", 0.8123)]
+
+
+def test_a_prediction_copied_from_another_image_is_flagged(sample, tmp_path):
+    from curated.images import add_labels
+
+    other = _write_image(tmp_path / "other.ome.zarr", _truth(), (_truth() == 1).astype(np.uint8))
+    add_labels(sample, "foreign", other / "labels" / "pred")
+    add_labels(sample, "local", sample / "labels" / "pred")
+    assert _copied(sample, "foreign")["image"] == str(other.resolve())
+    rep = evaluate(sample, pred="foreign", truth="truth", label_value=1, blocks=8, block_size=8,
+                   tile=16)  # fmt: skip
+    assert any("copied from a label image of another image" in w for w in rep.warnings)
+    rep = evaluate(sample, pred="local", truth="truth", label_value=1, blocks=8, block_size=8,
+                   tile=16)  # fmt: skip
+    assert not any("copied from" in w for w in rep.warnings)
+
+
+def _copied(image: Path, name: str) -> dict:
+    from curated.segment import _store
+
+    return _store.label_curated_attrs(image, name)["copied_from"]

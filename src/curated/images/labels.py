@@ -185,11 +185,14 @@ def recorded_origin(source: Any) -> dict[str, Any] | None:
             origin = block.get("origin")
             if not isinstance(origin, str) or not origin:
                 origin = "model-prediction" if block.get("ai_generated") else None
+            where = candidate.resolve()
             return {
                 "kind": block.get("kind") if block.get("kind") in KINDS else None,
                 "origin": origin,
                 "ai_generated": bool(block.get("ai_generated")) or origin == "model-prediction",
                 "model": block.get("model") if isinstance(block.get("model"), dict) else None,
+                "label_image": str(where),
+                "image": str(where.parent.parent) if where.parent.name == "labels" else None,
             }
     return None
 
@@ -676,7 +679,11 @@ def _added_block(
     kind = kind or "annotation"
     if ai_generated is None:
         ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
-    return curated_block(kind, ai_generated, model, origin)
+    block = curated_block(kind, ai_generated, model, origin)
+    if rec is not None and rec["origin"] is not None:
+        # where the copy came from: a prediction of another image's voxels scores nothing here
+        block["copied_from"] = {"label_image": rec["label_image"], "image": rec["image"]}
+    return block
 
 
 def _begin_added(

@@ -1567,6 +1567,14 @@ def _warnings(
             "no model was given (--exclude-training), so training regions were not left out: "
             "if this prediction's model was trained on this image, these scores are optimistic"
         )
+    copied = (inp.pred_vol.attrs.get("curated") or {}).get("copied_from")
+    source = copied.get("image") if isinstance(copied, Mapping) else None
+    if source and Path(str(source)).resolve() != inp.image.resolve():
+        warnings.append(
+            f"the prediction {s.pred!r} was copied from a label image of another image "
+            f"({source}): its scores mean something only if it was predicted from these very "
+            "voxels"
+        )
     if inp.implicit_unannotated:
         warnings.append(
             f"the truth {s.truth!r} holds value {UNANNOTATED_VALUE} without naming it: it was read "
