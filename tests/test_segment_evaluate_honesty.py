@@ -318,3 +318,13 @@ def _copied(image: Path, name: str) -> dict:
     from curated.segment import _store
 
     return _store.label_curated_attrs(image, name)["copied_from"]
+
+
+def test_a_fine_tuned_model_without_lineage_says_its_ancestors_regions_are_unknown(tmp_path):
+    model = _set_weights(_model(tmp_path / "child", ROI), "ef" * 32, parent="0" * 64)
+    meta = json.loads((model / "model.json").read_text())
+    del meta["lineage_rois"]  # written before lineages were recorded
+    (model / "model.json").write_text(json.dumps(meta))
+    ex = training_exclusion(model)
+    assert len(ex.rois) == 1 and any("ancestors'" in n for n in ex.notes)
+    assert not training_exclusion(_model(tmp_path / "plain", ROI)).notes

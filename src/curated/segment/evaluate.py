@@ -396,8 +396,15 @@ def training_exclusion(
     if raw_rois is None:
         raw_rois = (model.get("training") or {}).get("rois") or []
     notes: list[str] = []
+    if model.get("lineage_rois") is None and model.get("parent"):
+        notes.append(
+            "the model records no lineage_rois but has a parent: only its own training regions "
+            "were left out, not its ancestors', so the scores may include voxels an ancestor "
+            "was trained on"
+        )
     if image is not None:
-        raw_rois, notes = _rois_on_image(raw_rois, Path(image), folder)
+        raw_rois, more = _rois_on_image(raw_rois, Path(image), folder)
+        notes += more
     try:
         rois = tuple(Box.from_dict(r) for r in raw_rois)
     except InputError as exc:
