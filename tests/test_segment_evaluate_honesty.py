@@ -267,6 +267,7 @@ def test_without_a_model_nothing_claims_training_regions_were_left_out(sample, t
     assert "NOT checked against training regions" in d["protocol"]["sampling"]
     assert "training regions included" in d["protocol"]["whole_volume"]
     assert d["protocol"]["dataset_role"] == "unchecked"
+    assert any("the prediction records model 'm': pass its folder" in w for w in rep.warnings)
     msg = rep.result().message
     assert "outside training regions" not in msg and "held-out" not in msg
     assert "the whole volume, training regions not left out" in msg

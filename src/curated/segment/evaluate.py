@@ -1573,6 +1573,7 @@ def _warnings(
         warnings.append(
             "no model was given (--exclude-training), so training regions were not left out: "
             "if this prediction's model was trained on this image, these scores are optimistic"
+            + _made_by(inp.pred_meta)
         )
     copied = (inp.pred_vol.attrs.get("curated") or {}).get("copied_from")
     source = copied.get("image") if isinstance(copied, Mapping) else None
@@ -1600,6 +1601,14 @@ def _warnings(
             "between two models, not accuracy"
         )
     return warnings
+
+
+def _made_by(pred_meta: Mapping[str, Any]) -> str:
+    """`` (the prediction records model ...)`` when it does, for the no-model warning."""
+    rec = pred_meta.get("model")
+    if not isinstance(rec, Mapping) or not rec.get("id"):
+        return ""
+    return f" (the prediction records model {rec['id']!r}: pass its folder)"
 
 
 def _model_info(exclusion: TrainingExclusion | None) -> dict[str, Any] | None:
