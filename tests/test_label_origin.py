@@ -222,3 +222,17 @@ def test_crops_copied_from_a_models_prediction_are_a_models_output(image) -> Non
     attrs = _store.label_curated_attrs(image, "pseudo")
     assert attrs["origin"] == "model-prediction" and attrs["ai_generated"] is True
     assert {r["origin"] for r in read_annotation_rois(image, "pseudo")} == {"model-prediction"}
+
+
+def test_a_crop_cut_from_another_pyramid_level_is_refused(image, tmp_path) -> None:
+    """Its offset and shape would put annotations on the wrong level-0 voxels."""
+    from curated.images import write_ome_zarr
+
+    crop = np.zeros((4, 8, 8), np.uint8)
+    crop[1:3, 2:6, 2:6] = 1
+    write_ome_zarr(crop, tmp_path / "coarse.ome.zarr", voxel_size=(32.0, 16.0, 16.0))
+    with pytest.raises(InputError, match="not the image's level-0 voxel size"):
+        import_annotation(image, source_file=tmp_path / "coarse.ome.zarr", offset=(0, 0, 0))
+    write_ome_zarr(crop, tmp_path / "fine.ome.zarr", voxel_size=(16.0, 8.0, 8.0))
+    r = import_annotation(image, source_file=tmp_path / "fine.ome.zarr", offset=(0, 0, 0))
+    assert r.details["annotated_voxels"] == crop.size

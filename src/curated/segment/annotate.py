@@ -479,6 +479,30 @@ def _crop_note(crop: np.ndarray, value_map: ValueMap | None) -> str:
     return ""
 
 
+def _check_crop_grid(source: Path, image: Path) -> None:
+    """Refuse an OME-Zarr crop whose voxels are not the image's level-0 voxels (a crop cut
+    from a coarser pyramid level or another image): its offset and shape would place
+    annotations on the wrong voxels. Crops without a voxel size (TIFF, .npy) are taken as given."""
+    from curated.images.ngff import read_ngff
+
+    if not source.is_dir():
+        return
+    try:
+        theirs = read_ngff(source)
+    except InputError:
+        return  # a bare Zarr array: no voxel size to compare
+    mine = read_ngff(image)
+    a = [float(theirs.levels[0].scale[i]) for i in theirs.zyx()]
+    b = [float(mine.levels[0].scale[i]) for i in mine.zyx()]
+    if not np.allclose(a, b, rtol=1e-6, atol=0):
+        msg = (
+            f"the crop's voxel size {a} is not the image's level-0 voxel size {b}: it was cut "
+            "from another pyramid level or image; export the crop at level 0 (offset in "
+            "level-0 voxels)"
+        )
+        raise InputError(msg, path=source, field="offset")
+
+
 def _source_origin(source: Path) -> str:
     """The origin a crop read from ``source`` has when none is given: the source's own when
     it is a label image curated wrote, else ``human``."""
@@ -541,6 +565,7 @@ def import_annotation(
         libraries=("numpy", "zarr", "tifffile"),
     ) as step:
         crop = _read_crop(source, value_map)
+        _check_crop_grid(source, image)
         shape = tuple(int(s) for s in _store.image_level0(image).shape)
         off = tuple(int(o) for o in offset)
         if len(off) != 3:
