@@ -329,3 +329,16 @@ def test_a_fine_tuned_model_without_lineage_says_its_ancestors_regions_are_unkno
     ex = training_exclusion(model)
     assert len(ex.rois) == 1 and any("ancestors'" in n for n in ex.notes)
     assert not training_exclusion(_model(tmp_path / "plain", ROI)).notes
+
+
+def test_the_hitl_table_shows_the_whole_volume_beside_the_blocks(sample):
+    from curated.segment.hitl import HitlStory, format_table
+
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=8, block_size=8,
+                   tile=16)  # fmt: skip
+    story = HitlStory(image=sample, held_out=rep.held_out)
+    story.rounds.append({"name": "r1", "crops": 2, "annotated_fraction": 0.1, "evaluation": rep})
+    row = story.table()[0]
+    assert row["whole_dice"] == rep.whole.overall["raw"]["dice"]
+    table = format_table([row])
+    assert "whole" in table.splitlines()[1] and f"{row['whole_dice']:.3f}" in table.splitlines()[-1]
