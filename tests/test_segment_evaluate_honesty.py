@@ -229,8 +229,19 @@ def test_training_regions_of_a_copied_image_stay_excluded(sample, tmp_path):
                    exclude_training=model, stratify=False)  # fmt: skip
     assert rep.model["lineage_rois"] == [{"offset": [0, 0, 0], "shape": [8, 16, 16]}]
     assert all(not b.intersects(rep.held_out.exclusion[0]) for b in rep.held_out.blocks)
+    # a re-conversion to another grey-value window shares them too
+    import zarr as _zarr
+
+    rescaled = tmp_path / "cell-8bit.ome.zarr"
+    shutil.copytree(sample, rescaled)
+    arr = _zarr.open_group(str(rescaled), mode="r+")["0"]
+    arr[...] = (np.asarray(arr[...]) // 2 + 20).astype(arr.dtype)
+    rep = evaluate(rescaled, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+                   exclude_training=model, stratify=False, name="rescaled")  # fmt: skip
+    assert rep.model["lineage_rois"] == [{"offset": [0, 0, 0], "shape": [8, 16, 16]}]
     # another image (other voxels) shares none: its ROIs are left out, silently
-    other = _write_image(tmp_path / "other.ome.zarr", _truth(), _truth(), shading=0.1)
+    moved = np.roll(_truth(), (6, 6), axis=(1, 2))  # another cell: structures elsewhere
+    other = _write_image(tmp_path / "other.ome.zarr", moved, moved, shading=0.1)
     rep = evaluate(other, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
                    exclude_training=model, name="other")  # fmt: skip
     assert rep.model["lineage_rois"] == [] and not any("not found" in w for w in rep.warnings)

@@ -426,6 +426,11 @@ def training_exclusion(
     return TrainingExclusion(folder, model, rois, margin, boxes, tuple(notes))  # type: ignore[arg-type]
 
 
+SAME_VOXELS_CORRELATION = 0.95
+"""Grey values of a training ROI correlating at least this much with the evaluated image's
+count as the same voxels (a copy or a re-conversion with rescaled values)."""
+
+
 def _rois_on_image(
     raw_rois: Sequence[Any], image: Path, model_dir: Path
 ) -> tuple[list[Any], list[str]]:
@@ -487,7 +492,17 @@ def _same_voxels(other: Path | None, image: Path, roi: Mapping[str, Any]) -> boo
     inside = box.grow((0, 0, 0), within=b.shape)
     if min(inside.shape) <= 0:
         return False  # the ROI lies outside this image: nothing to exclude
-    return bool(np.array_equal(a.read(inside), b.read(inside)))
+    x, y = a.read(inside), b.read(inside)
+    if np.array_equal(x, y):
+        return True
+    # a re-conversion may rescale grey values (16 to 8 bit, another window): the same voxels
+    # still correlate almost perfectly, another acquisition's do not
+    x, y = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
+    if x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return False
+    if x.std() == 0 or y.std() == 0:
+        return False
+    return bool(np.corrcoef(x, y)[0, 1] >= SAME_VOXELS_CORRELATION)
 
 
 def _augmented_reach(
