@@ -353,3 +353,24 @@ def test_the_hitl_table_shows_the_whole_volume_beside_the_blocks(sample):
     assert row["whole_dice"] == rep.whole.overall["raw"]["dice"]
     table = format_table([row])
     assert "whole" in table.splitlines()[1] and f"{row['whole_dice']:.3f}" in table.splitlines()[-1]
+
+
+def test_the_readmes_model_line_names_the_class_and_gives_the_cis(tmp_path):
+    from document_workspaces import make_complete_workspace
+
+    from curated.document import write_readme
+
+    ws = make_complete_workspace(tmp_path / "ws")
+    path = ws.root / "derived/evaluations/mito-eval.json"
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    ev["label_name"] = "mitochondrion"
+    ev["whole_volume"] = {"overall": {"raw": {"dice": 0.61}, "ci95": {"dice": [0.55, 0.66]}}}
+    ev["warnings"] = ["only 6 block(s): a bootstrap confidence interval ..."]
+    path.write_text(json.dumps(ev), encoding="utf-8")
+    write_readme(ws)
+    text = (ws.root / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("  - Evaluated in"))
+    assert "for mitochondrion" in line
+    assert "Dice 0.610 (95% CI 0.550–0.660) on the whole volume" in line
+    assert "Dice 0.812 (95% CI 0.770–0.850) on 8 held-out blocks" in line
+    assert "1 warning(s)" in line
