@@ -374,3 +374,22 @@ def test_the_readmes_model_line_names_the_class_and_gives_the_cis(tmp_path):
     assert "Dice 0.610 (95% CI 0.550–0.660) on the whole volume" in line
     assert "Dice 0.812 (95% CI 0.770–0.850) on 8 held-out blocks" in line
     assert "1 warning(s)" in line
+
+
+def test_given_blocks_that_overlap_or_leave_the_image_are_refused(sample):
+    """A hand-edited blocks JSON could count one easy region twice, or claim voxels it lacks."""
+    from curated.segment.evaluate import HeldOutBlocks
+    from curated.segment.geometry import Box
+
+    def held(*boxes):
+        return HeldOutBlocks((24, 64, 64), (8, 8, 8), 0, tuple(Box(b, (8, 8, 8)) for b in boxes))
+
+    with pytest.raises(SegmentationError, match="overlap"):
+        evaluate(sample, pred="pred", truth="truth", label_value=1,
+                 blocks=held((0, 0, 0), (4, 4, 4), (16, 40, 40)))  # fmt: skip
+    with pytest.raises(SegmentationError, match="do not lie inside the image"):
+        evaluate(sample, pred="pred", truth="truth", label_value=1,
+                 blocks=held((0, 0, 0), (20, 60, 60)))  # fmt: skip
+    rep = evaluate(sample, pred="pred", truth="truth", label_value=1,
+                   blocks=held((0, 0, 0), (16, 56, 56)))  # fmt: skip
+    assert len(rep.counts) == 2

@@ -1232,6 +1232,7 @@ def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | Non
     if tuple(held.image_shape) != tuple(inp.img.shape):
         msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(inp.img.shape)}"
         raise SegmentationError(msg, field="blocks")
+    _check_given_blocks(held)
     if exclusion is None:
         return held
     touching = [
@@ -1256,6 +1257,33 @@ def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | Non
         exclusion.boxes,
         held.strata,
     )
+
+
+def _check_given_blocks(held: HeldOutBlocks) -> None:
+    """Refuse given blocks that overlap (their voxels would count twice) or leave the image
+    (they would be scored on fewer voxels than they claim)."""
+    shape = held.image_shape
+    outside = [
+        i
+        for i, b in enumerate(held.blocks)
+        if min(b.shape) <= 0
+        or any(o < 0 or e > n for o, e, n in zip(b.offset, b.stop, shape, strict=True))
+    ]
+    if outside:
+        msg = f"held-out blocks {outside} do not lie inside the image of shape {list(shape)}"
+        raise SegmentationError(msg, field="blocks", details={"blocks": outside})
+    pairs = [
+        (i, j)
+        for i, a in enumerate(held.blocks)
+        for j, b in enumerate(held.blocks)
+        if i < j and a.intersects(b)
+    ]
+    if pairs:
+        msg = (
+            f"held-out blocks overlap ({', '.join(f'{i} and {j}' for i, j in pairs[:5])}): "
+            "their shared voxels would be counted twice; draw the blocks again"
+        )
+        raise SegmentationError(msg, field="blocks", details={"pairs": pairs})
 
 
 def _factor_setup(
