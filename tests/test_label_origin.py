@@ -156,3 +156,83 @@ def test_parse_class_names() -> None:
     for bad in ("1", "=x", "-1=x", "1="):
         with pytest.raises(InputError, match="VALUE=NAME"):
             parse_class_names([bad])
+
+
+def _prediction(image, name: str = "pred") -> None:
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[4:8, 10:20, 10:20] = 1
+    add_labels(
+        image,
+        name,
+        pred,
+        kind="prediction",
+        ai_generated=True,
+        model={"id": "net@abc", "sha256": "ab" * 32, "card": None},
+    )
+
+
+def test_a_copied_prediction_is_never_called_human_by_default(image, tmp_path) -> None:
+    """`labels add --from IMAGE/labels/pred` once made a model's output "human"."""
+    _prediction(image)
+    add_labels(image, "copy", image / "labels" / "pred")
+    attrs = _store.label_curated_attrs(image, "copy")
+    assert attrs["origin"] == "model-prediction" and attrs["ai_generated"] is True
+    assert attrs["kind"] == "prediction" and attrs["model"]["sha256"] == "ab" * 32
+    # the CLI path, from the level array inside the label image
+    r = CliRunner().invoke(
+        app, ["labels", "add", str(image), "--name", "copy2", "--from", str(image / "labels" / "pred" / "0")]
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert _store.label_origin(image, "copy2") == "model-prediction"
+    # the simulator's truth copied stays simulated; an explicit origin still wins
+    add_labels(image, "truth2", image / "labels" / "truth")
+    assert _store.label_origin(image, "truth2") == "simulated"
+    add_labels(image, "checked", image / "labels" / "pred", origin="human")
+    assert _store.label_origin(image, "checked") == "human"
+    # a plain array knows nothing: people's, as before
+    np.save(tmp_path / "plain.npy", np.zeros(SHAPE, np.uint8))
+    add_labels(image, "plain", tmp_path / "plain.npy")
+    assert _store.label_origin(image, "plain") == "human"
+
+
+def test_a_crop_imported_from_a_prediction_keeps_its_origin(image) -> None:
+    _prediction(image)
+    r = import_annotation(
+        image, source_file=image / "labels" / "pred", offset=(0, 0, 0), name="ann"
+    )
+    assert r.details["origin"] == "model-prediction"
+    attrs = _store.label_curated_attrs(image, "ann")
+    assert attrs["origin"] == "model-prediction" and attrs["ai_generated"] is True
+    cli = CliRunner().invoke(
+        app,
+        ["annotate", "import", str(image), "--from", str(image / "labels" / "pred"),
+         "--offset", "0", "0", "0", "--name", "ann2"],
+    )  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert {r["origin"] for r in read_annotation_rois(image, "ann2")} == {"model-prediction"}
+
+
+def test_crops_copied_from_a_models_prediction_are_a_models_output(image) -> None:
+    """annotate from-truth --truth PRED once called a model's output derived-from-truth."""
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[:, :24] = 1
+    add_labels(image, "pred", pred, kind="prediction", model={"id": "net@abc"})
+    r = annotate_from_truth(image, truth="pred", crops=2, size=8, seed=1, name="pseudo")
+    assert "origin model-prediction" in r.message
+    attrs = _store.label_curated_attrs(image, "pseudo")
+    assert attrs["origin"] == "model-prediction" and attrs["ai_generated"] is True
+    assert {r["origin"] for r in read_annotation_rois(image, "pseudo")} == {"model-prediction"}
+
+
+def test_a_crop_cut_from_another_pyramid_level_is_refused(image, tmp_path) -> None:
+    """Its offset and shape would put annotations on the wrong level-0 voxels."""
+    from curated.images import write_ome_zarr
+
+    crop = np.zeros((4, 8, 8), np.uint8)
+    crop[1:3, 2:6, 2:6] = 1
+    write_ome_zarr(crop, tmp_path / "coarse.ome.zarr", voxel_size=(32.0, 16.0, 16.0))
+    with pytest.raises(InputError, match="not the image's level-0 voxel size"):
+        import_annotation(image, source_file=tmp_path / "coarse.ome.zarr", offset=(0, 0, 0))
+    write_ome_zarr(crop, tmp_path / "fine.ome.zarr", voxel_size=(16.0, 8.0, 8.0))
+    r = import_annotation(image, source_file=tmp_path / "fine.ome.zarr", offset=(0, 0, 0))
+    assert r.details["annotated_voxels"] == crop.size

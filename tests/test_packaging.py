@@ -28,6 +28,10 @@ OPTIONAL = {
     "urllib3": "the same, together with requests_cache",
     "s3fs": "the s3 extra: only s3:// destinations and sources need it, and without it they "
     "stop with a one-line error naming `pip install 'curated[s3]'`",
+    "aiobotocore": "the s3 extra (s3fs's HTTP layer): _s3session.py keeps it from following "
+    "redirects, imported only where an s3:// store is used",
+    "fsspec": "the s3 extra: objstore.guard_redirects sets fsspec's s3 defaults, and skips "
+    "them when fsspec is absent",
     "bagit": "package/compat.py patches bagit-python for callers that read bags with it "
     "(the tests); curated itself never does, and bagit-profile brings it anyway",
 }

@@ -66,7 +66,9 @@ def test_readme_shows_whole_volume_next_to_blocks_and_what_goes_wrong(ws):
     text = (ws.root / "README.md").read_text(encoding="utf-8")
     assert "Scores for mitochondrion (derived/evaluations/mito.json)" in text
     assert "(origin: simulated)" in text
-    assert "whole volume outside training regions Dice" in text
+    # no model was given to this evaluation: nothing may claim training regions were left out
+    assert "whole volume (training regions not left out: no model given) Dice" in text
+    assert "outside training regions" not in text
     assert "held-out blocks Dice" in text and "Along x (whole volume): x 0–12 Dice" in text
     wrong = _line(text, "    - What the model gets wrong:")
     assert "nucleus (label 2)" in wrong

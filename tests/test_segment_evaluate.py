@@ -109,7 +109,7 @@ def _model(
         "training": {"rois": rois},
         "parent": None,
         "lineage_rois": lineage if lineage is not None else rois,
-        "weights": {"file": "weights.pt", "sha256": "ab" * 32},
+        "weights": {"file": "weights.pt", "sha256": "0" * 64},
         "evaluations": [],
     }
     (folder / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -309,6 +309,14 @@ def test_unshaded_image_has_no_shaded_half(tmp_path: Path):
     assert d["factor_info"]["shading"]["dark_side"] is None
 
 
+def _perfect(image: Path) -> str:
+    """A prediction equal to the truth (the truth itself is refused as --pred)."""
+    from curated.images import add_labels
+
+    add_labels(image, "perfect", _truth(), kind="prediction", ai_generated=True, model="m")
+    return "perfect"
+
+
 def test_same_blocks_are_scored_again_from_the_json(sample: Path, tmp_path: Path):
     first = evaluate(
         sample,
@@ -322,7 +330,7 @@ def test_same_blocks_are_scored_again_from_the_json(sample: Path, tmp_path: Path
     )
     again = evaluate(
         sample,
-        pred="truth",
+        pred=_perfect(sample),
         truth="truth",
         label_value=1,
         blocks=tmp_path / "a.json",
@@ -348,14 +356,15 @@ def test_evaluate_refuses_to_overwrite_an_evaluation(sample: Path, tmp_path: Pat
     out = tmp_path / "e.json"
     evaluate(sample, pred="pred", truth="truth", label_value=1, blocks=2, block_size=12, out=out)
     before = out.read_bytes()
+    perfect = _perfect(sample)
     with pytest.raises(InputError, match="exists"):
         evaluate(
-            sample, pred="truth", truth="truth", label_value=1, blocks=2, block_size=12, out=out
+            sample, pred=perfect, truth="truth", label_value=1, blocks=2, block_size=12, out=out
         )
     assert out.read_bytes() == before
     evaluate(
         sample,
-        pred="truth",
+        pred=perfect,
         truth="truth",
         label_value=1,
         blocks=2,

@@ -238,7 +238,9 @@ def test_cli_whole_volume_switch_and_warnings(cell, tmp_path):
     assert json.loads(res.output)["whole_volume"] is None
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "b.json")])
     assert res.exit_code == 0, res.output
-    assert "whole volume outside training regions" in res.output
+    # no model given: nothing says the training regions were left out
+    assert "whole volume (training regions not left out)" in res.output
+    assert "outside training regions" not in res.output and "held-out" not in res.output
     assert "Warning: no model was given" in res.output
     assert "what it gets wrong" in res.output
 

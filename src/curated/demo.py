@@ -618,9 +618,12 @@ class _Demo:
 def _eval_figures(rep: Any) -> dict[str, Any]:
     """Whole-volume scores first (the ones to quote), then the held-out blocks' for comparison."""
     out: dict[str, Any] = {}
+    if getattr(rep, "label_name", None):
+        out["class"] = rep.label_name
     whole = getattr(rep, "whole", None)
     if whole is not None:
-        wraw = whole.overall["raw"]
+        wov = whole.overall
+        wraw = wov["raw"]
         out.update(
             {
                 f"whole-volume {k}": round(float(wraw[k]), 3)
@@ -628,6 +631,8 @@ def _eval_figures(rep: Any) -> dict[str, Any]:
                 if wraw.get(k) is not None
             }
         )
+        if wov["ci95"].get("dice"):
+            out["whole-volume dice 95% CI"] = [round(float(v), 3) for v in wov["ci95"]["dice"]]
     raw = rep.overall.get("raw", {}) if hasattr(rep, "overall") else {}
     out.update(
         {
@@ -636,6 +641,9 @@ def _eval_figures(rep: Any) -> dict[str, Any]:
             if raw.get(k) is not None
         }
     )
+    ci = (getattr(rep, "ci95", None) or {}).get("dice")
+    if ci:
+        out["blocks dice 95% CI"] = [round(float(v), 3) for v in ci]
     if getattr(rep, "warnings", None):
         out["warnings"] = len(rep.warnings)
     picture = (getattr(rep, "files", None) or {}).get("whole_png")

@@ -136,7 +136,8 @@ def labels_add(
         None,
         "--origin",
         help="human, derived-from-truth, simulated or model-prediction (default: model-prediction "
-        "with --ai-generated, else human).",
+        "with --ai-generated; the source's own origin when it is a label image curated wrote, "
+        "e.g. a prediction copied from another image; else human).",
     ),
     class_name: list[str] | None = typer.Option(
         None,
@@ -167,15 +168,16 @@ def labels_add(
     mapping = parse_value_map(value_map or []) or None
     if (model or origin == "model-prediction") and not ai_generated:
         ai_generated = True
-    if kind is None:
-        kind = "prediction" if ai_generated else "annotation"
+    if kind is None and ai_generated:
+        kind = "prediction"
     with RichProgress() as bar:
         result = add_labels(
             image,
             name,
             source,
-            kind=kind,
-            ai_generated=ai_generated,
+            kind=kind,  # None: the source's own (a label image curated wrote), else annotation
+            # None unless flagged: a label image curated wrote then keeps its own origin
+            ai_generated=True if ai_generated else None,
             model=model,
             origin=origin,
             properties=properties,

@@ -158,10 +158,12 @@ def annotate_import_cmd(
     name: str = typer.Option(
         "annotations", "--name", help="Sparse label image to create or add to."
     ),
-    origin: str = typer.Option(
-        "human",
+    origin: str | None = typer.Option(
+        None,
         "--origin",
-        help="Who made the crop: human, derived-from-truth, simulated or model-prediction.",
+        help="Who made the crop: human, derived-from-truth, simulated or model-prediction "
+        "(default: the source's own origin when it is a label image curated wrote, e.g. a "
+        "model's prediction; else human).",
     ),
     class_name: list[str] | None = typer.Option(
         None,

@@ -36,7 +36,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
     ov, ci = report["overall"], report["ci95"]
     held = report["held_out"]
     table = Table(
-        title=f"{report['name']}: {len(held['blocks'])} held-out blocks of {'×'.join(map(str, held['block_size']))}, seed {held['seed']}"
+        title=f"{report['name']}: {len(held['blocks'])} {'held-out' if report.get('model') else 'random'} blocks of {'×'.join(map(str, held['block_size']))}, seed {held['seed']}"
     )
     table.add_column("metric")
     table.add_column("raw", justify="right")
@@ -61,7 +61,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
     wv = report.get("whole_volume")
     if wv:
         wt = Table(
-            title=f"whole volume outside training regions: {wv['overall']['scored_voxels']} voxels"
+            title=f"whole volume {'outside training regions' if report.get('model') else '(training regions not left out)'}: {wv['overall']['scored_voxels']} voxels"
         )
         for col in ("x range", "Dice", "95% CI", "precision", "recall"):
             wt.add_column(col, justify="left" if col == "x range" else "right")

@@ -1081,7 +1081,13 @@ def check_models_documented(ctx: FairContext) -> Outcome:
             bad.append(f"model {m.name} has no exported model card (`curated segment export`)")
             ev.append(Evidence(m.path, "bioimageio.zip"))
         if m.evaluations:
-            ev.extend(Evidence(e.path, "overall.raw.dice", e.dice) for e in m.evaluations)
+            for e in m.evaluations:
+                # the whole-volume figure is the one to quote when it exists: first, beside the blocks'
+                if e.whole_volume_dice is not None:
+                    ev.append(
+                        Evidence(e.path, "whole_volume.overall.raw.dice", e.whole_volume_dice)
+                    )
+                ev.append(Evidence(e.path, "overall.raw.dice", e.dice))
         else:
             bad.append(f"model {m.name} has no held-out evaluation (`curated segment evaluate`)")
             ev.append(Evidence(f"{m.path}/model.json", "evaluations"))

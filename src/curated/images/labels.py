@@ -161,6 +161,42 @@ def default_origin(kind: str, ai_generated: bool) -> str:
     return "model-prediction" if ai_generated else "human"
 
 
+def recorded_origin(source: Any) -> dict[str, Any] | None:
+    """What a label source says about who made it: the ``curated`` block (``kind``,
+    ``origin``, ``ai_generated``, ``model``) of an OME-Zarr label image written by
+    curated, or of the label image holding a level array given as the source.
+
+    ``None`` for anything else (an array, a TIFF, a folder without such a block): then
+    nothing is known and the caller's defaults apply. A copy of a model's prediction must
+    not become ``human`` because nobody repeated ``--ai-generated``.
+    """
+    if not isinstance(source, str | Path) or is_url(str(source)):
+        return None
+    p = Path(source)
+    for candidate in (p, p.parent):
+        try:
+            got = _store.read_group_attrs(candidate) if candidate.is_dir() else None
+        except (ValueError, OSError):
+            got = None
+        if got is None:
+            continue
+        block = got[0].get("curated")
+        if isinstance(block, dict) and (block.get("origin") or block.get("ai_generated")):
+            origin = block.get("origin")
+            if not isinstance(origin, str) or not origin:
+                origin = "model-prediction" if block.get("ai_generated") else None
+            where = candidate.resolve()
+            return {
+                "kind": block.get("kind") if block.get("kind") in KINDS else None,
+                "origin": origin,
+                "ai_generated": bool(block.get("ai_generated")) or origin == "model-prediction",
+                "model": block.get("model") if isinstance(block.get("model"), dict) else None,
+                "label_image": str(where),
+                "image": str(where.parent.parent) if where.parent.name == "labels" else None,
+            }
+    return None
+
+
 def curated_block(
     kind: str, ai_generated: bool, model: Any, origin: str | None = None
 ) -> dict[str, Any]:
@@ -511,7 +547,7 @@ def add_labels(
     name: str,
     labels: Any,
     *,
-    kind: str = "annotation",
+    kind: str | None = None,
     ai_generated: bool | None = None,
     model: Any = None,
     origin: str | None = None,
@@ -536,14 +572,16 @@ def add_labels(
         numpy, dask or zarr array, or a path (``.npy``, TIFF, OME-Zarr) with the
         image's level-0 shape and an integer (or bool) type.
     kind, ai_generated, model
-        The ``curated`` block: ``truth``/``annotation``/``prediction``; whether a
-        model made them (default: when ``origin`` is ``model-prediction``); the
-        model (id string or ``{"id", "sha256", "card"}``).
+        The ``curated`` block: ``truth``/``annotation``/``prediction`` (default
+        ``annotation``); whether a model made them (default: when ``origin`` is
+        ``model-prediction``); the model (id string or ``{"id", "sha256", "card"}``).
     origin
         Where the values came from, one of :data:`ORIGINS` (default
         ``model-prediction`` for AI-generated labels, else ``human``). Say
         ``simulated`` for a simulator's truth and ``derived-from-truth`` for
-        labels copied from another label image: documents show it.
+        labels copied from another label image: documents show it. Given neither this
+        nor ``ai_generated``, a label image curated wrote as ``labels`` gives its own
+        (:func:`recorded_origin`): a copied prediction stays a model's prediction.
     properties, colors
         ``image-label`` ``properties`` and ``colors`` (colours are generated when ``None``).
     curated_extra
@@ -564,18 +602,16 @@ def add_labels(
     """
     img = _as_image(image)
     _check_name(name)
-    if ai_generated is None:
-        ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
-    block = curated_block(kind, ai_generated, model, origin)
+    block = _added_block(labels, kind, ai_generated, model, origin)
     if value_map:
         block["value_map"] = value_map_record(value_map)
     src = _labels_source(labels)
     params = {
         "name": name,
-        "kind": kind,
+        "kind": block["kind"],
         "origin": block["origin"],
-        "ai_generated": bool(ai_generated),
-        "model": _model_block(model),
+        "ai_generated": block["ai_generated"],
+        "model": block["model"],
         "value_map": block.get("value_map"),
         **({"source_key": src.key} if getattr(src, "key", None) else {}),
     }
@@ -626,6 +662,28 @@ def add_labels(
     return Result(
         "labels-add", "ok", str(dest), step.message, {**details, **figures, "curated": block}
     )
+
+
+def _added_block(
+    labels: Any, kind: str | None, ai_generated: bool | None, model: Any, origin: str | None
+) -> dict[str, Any]:
+    """The ``curated`` block of an added label image. With neither ``origin`` nor
+    ``ai_generated`` given, a source that records them (:func:`recorded_origin`) gives its
+    kind, origin and model; otherwise the defaults of :func:`add_labels` apply."""
+    rec = recorded_origin(labels) if origin is None and ai_generated is None else None
+    if rec is not None and rec["origin"] is not None:
+        kind = kind or rec["kind"]
+        ai_generated = bool(rec["ai_generated"])
+        model = model if model is not None else rec["model"]
+        origin = str(rec["origin"])
+    kind = kind or "annotation"
+    if ai_generated is None:
+        ai_generated = origin == "model-prediction" or (origin is None and kind == "prediction")
+    block = curated_block(kind, ai_generated, model, origin)
+    if rec is not None and rec["origin"] is not None:
+        # where the copy came from: a prediction of another image's voxels scores nothing here
+        block["copied_from"] = {"label_image": rec["label_image"], "image": rec["image"]}
+    return block
 
 
 def _begin_added(

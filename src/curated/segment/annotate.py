@@ -37,10 +37,12 @@ import numpy as np
 from curated._io import is_temp_name
 from curated.errors import InputError, SegmentationError
 from curated.images.labels import (
+    MIXED_ORIGIN,
     UNANNOTATED_VALUE,
     ValueMap,
     describe_value_map,
     not_whole,
+    recorded_origin,
     remap_values,
     value_map_record,
 )
@@ -381,6 +383,14 @@ def _instance_note(labels: _SparseLabels, truth: str) -> str:
     )
 
 
+def _copied_origin(image: Path, truth: str) -> str:
+    """The origin of crops copied from ``truth``: a model's output stays one, anything else
+    becomes ``derived-from-truth``."""
+    if _store.label_origin(image, truth) == "model-prediction":
+        return "model-prediction"
+    return "derived-from-truth"
+
+
 def annotate_from_truth(
     image: str | Path,
     *,
@@ -412,14 +422,8 @@ def annotate_from_truth(
         sample shaded along x) or ``"x>=0.5"``; see :func:`parse_region`.
     """
     image = Path(image)
-    params = {
-        "truth": truth,
-        "crops": crops,
-        "size": size,
-        "seed": seed,
-        "name": name,
-        "region": region,
-    }
+    params = {"truth": truth, "crops": crops, "size": size, "seed": seed}
+    params |= {"name": name, "region": region}
     with recorder(
         workspace,
         "A",
@@ -439,6 +443,7 @@ def annotate_from_truth(
         _recover_annotation(image, name)
         existing = _existing_annotation(image, name)
         labels, rois = existing if existing else (_SparseLabels(shape), [])
+        origin = _copied_origin(image, truth)
         rng = np.random.default_rng(seed)
         new: list[dict[str, Any]] = []
         for _ in range(crops * 200):
@@ -458,7 +463,7 @@ def annotate_from_truth(
                     "offset": list(off),
                     "shape": list(sz),
                     "source": f"truth:{truth}",
-                    "origin": "derived-from-truth",
+                    "origin": origin,
                 }
             )
         if len(new) < crops:
@@ -495,7 +500,7 @@ def annotate_from_truth(
             "annotate-from-truth",
             "ok",
             str(_store.label_path(image, name)),
-            f"{len(new)} crops of {sz} copied from truth {truth!r} (origin derived-from-truth); "
+            f"{len(new)} crops of {sz} copied from truth {truth!r} (origin {origin}); "
             f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
             details,
         )
@@ -572,13 +577,51 @@ def _crop_note(crop: np.ndarray, value_map: ValueMap | None) -> str:
     return ""
 
 
+def _check_crop_grid(source: Path, image: Path) -> None:
+    """Refuse an OME-Zarr crop whose voxels are not the image's level-0 voxels (a crop cut
+    from a coarser pyramid level or another image): its offset and shape would place
+    annotations on the wrong voxels. Crops without a voxel size (TIFF, .npy) are taken as given."""
+    from curated.images.ngff import read_ngff
+
+    if not source.is_dir():
+        return
+    try:
+        theirs = read_ngff(source)
+    except InputError:
+        return  # a bare Zarr array: no voxel size to compare
+    mine = read_ngff(image)
+    a = [float(theirs.levels[0].scale[i]) for i in theirs.zyx()]
+    b = [float(mine.levels[0].scale[i]) for i in mine.zyx()]
+    if not np.allclose(a, b, rtol=1e-6, atol=0):
+        msg = (
+            f"the crop's voxel size {a} is not the image's level-0 voxel size {b}: it was cut "
+            "from another pyramid level or image; export the crop at level 0 (offset in "
+            "level-0 voxels)"
+        )
+        raise InputError(msg, path=source, field="offset")
+
+
+def _source_origin(source: Path) -> str:
+    """The origin a crop read from ``source`` has when none is given: the source's own when
+    it is a label image curated wrote, else ``human``."""
+    rec = recorded_origin(source)
+    found = (rec or {}).get("origin")
+    if found == MIXED_ORIGIN:
+        msg = (
+            "the source is a label image whose crops have different origins (mixed): say "
+            "which this crop has with --origin"
+        )
+        raise InputError(msg, path=source, field="origin")
+    return str(found) if found else "human"
+
+
 def import_annotation(
     image: str | Path,
     *,
     source_file: str | Path,
     offset: tuple[int, int, int],
     name: str = "annotations",
-    origin: str = "human",
+    origin: str | None = None,
     class_names: dict[int, str] | None = None,
     value_map: ValueMap | None = None,
     workspace: Workspace | str | Path | None = None,
@@ -590,9 +633,12 @@ def import_annotation(
     label image ``name`` is created if missing; existing annotations outside the
     crop are kept. Nothing is written when the crop does not fit or is not a label.
 
-    ``origin`` says who made the crop: ``human`` (default) when a person drew it,
+    ``origin`` says who made the crop: ``human`` when a person drew it,
     ``derived-from-truth``, ``simulated`` or ``model-prediction`` otherwise (a
-    corrected prediction a person checked is ``human``). ``class_names`` names
+    corrected prediction a person checked is ``human``, said explicitly). By default
+    it is the source's own origin when the source is a label image curated wrote
+    (:func:`curated.images.labels.recorded_origin`: a crop of a model's prediction
+    stays ``model-prediction``), else ``human``. ``class_names`` names
     label values (``{1: "mitochondrion"}``); names already in ``name`` are kept.
     ``value_map`` rewrites values as the crop is read (``{255: 1}`` for a 0/255 mask
     from Fiji, whose 255 would otherwise mean "not annotated"); it is recorded.
@@ -601,7 +647,7 @@ def import_annotation(
 
     image = Path(image)
     source = Path(source_file)
-    origin = check_origin(origin)
+    origin = check_origin(origin if origin is not None else _source_origin(source))
     params = {
         "offset": list(offset),
         "name": name,
@@ -617,6 +663,7 @@ def import_annotation(
         libraries=("numpy", "zarr", "tifffile"),
     ) as step:
         crop = _read_crop(source, value_map)
+        _check_crop_grid(source, image)
         shape = tuple(int(s) for s in _store.image_level0(image).shape)
         off = tuple(int(o) for o in offset)
         if len(off) != 3:

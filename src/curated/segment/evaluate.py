@@ -47,6 +47,7 @@ from curated._version import __version__
 from curated.document.figures import BlockPanel, block_errors_png
 from curated.document.survey import evaluation_picture
 from curated.errors import InputError, SegmentationError
+from curated.images.labels import UNANNOTATED_VALUE
 from curated.images.ngff import read_ngff
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
@@ -212,6 +213,9 @@ def draw_held_out_blocks(
     )
 
 
+MIN_CI_BLOCKS = 8
+"""Below this many held-out blocks the report warns that the block CI is too narrow to trust
+(the research notes ask for at least 8 seeded random blocks per label)."""
 MIN_CLASS_VOXELS = 500
 """Below this many truth voxels of a class in the scored blocks, the report warns."""
 MIN_CLASS_FRACTION = 0.01
@@ -361,6 +365,8 @@ class TrainingExclusion:
     rois: tuple[Box, ...]
     margin: Vec3
     boxes: tuple[Box, ...]
+    notes: tuple[str, ...] = ()
+    """What the reader must know about ROIs left out (their image could not be found)."""
 
 
 def training_exclusion(
@@ -371,30 +377,34 @@ def training_exclusion(
     Every ROI in ``lineage_rois`` (this model's and all its ancestors'; falls
     back to ``training.rois`` when absent) is grown by the model's
     ``architecture.context`` (the raw input a training output saw), the
-    denoising filter's halo (it mixes raw voxels directly into that input), and
-    ``extra_margin`` (e.g. for elastic augmentation). The halos of the shading
+    denoising filter's halo (it mixes raw voxels directly into that input), the
+    recorded augmentation's reach (an elastic warp's margin; every axis the largest
+    context when patches were read with z swapped in), and ``extra_margin``. The halos of the shading
     correction and the local contrast normalisation are *not* added: beyond the
     network's input they only feed smooth local statistics (a Gaussian mean and
     spread, σ 400 nm by default), never a label or a voxel value the
     network sees; with them, a 400 nm normalisation would grow every crop by 150
     voxels per side and leave no room for held-out blocks in a volume of a few
     hundred voxels. With ``image``, ROIs recorded on an image of another name
-    are left out (another image shares no voxels); ROIs whose image is not
-    recorded, or has the same name, are always kept: when in doubt, exclude.
+    are left out (another image shares no voxels) unless that image is found and
+    holds the same voxels there (a copy or re-conversion, see :func:`_rois_on_image`);
+    ROIs whose image is not recorded, or has the same name, are always kept: when
+    in doubt, exclude.
     """
     folder, model = read_model_json(model_dir)
     raw_rois = model.get("lineage_rois")
     if raw_rois is None:
         raw_rois = (model.get("training") or {}).get("rois") or []
+    notes: list[str] = []
+    if model.get("lineage_rois") is None and model.get("parent"):
+        notes.append(
+            "the model records no lineage_rois but has a parent: only its own training regions "
+            "were left out, not its ancestors', so the scores may include voxels an ancestor "
+            "was trained on"
+        )
     if image is not None:
-        name = Path(image).resolve().name
-        raw_rois = [
-            r
-            for r in raw_rois
-            if not (
-                isinstance(r, Mapping) and r.get("image") and Path(str(r["image"])).name != name
-            )
-        ]
+        raw_rois, more = _rois_on_image(raw_rois, Path(image), folder)
+        notes += more
     try:
         rois = tuple(Box.from_dict(r) for r in raw_rois)
     except InputError as exc:
@@ -410,9 +420,113 @@ def training_exclusion(
         ) from None
     extra = (extra_margin,) * 3 if isinstance(extra_margin, int) else tuple(extra_margin)
     halo = _denoise_halo(model.get("preprocessing"))
-    margin = tuple(c + e + h for c, e, h in zip(ctx, extra, halo, strict=True))
+    ctx, warp = _augmented_reach(ctx, (model.get("training") or {}).get("augmentation"))
+    margin = tuple(c + e + h + w for c, e, h, w in zip(ctx, extra, halo, warp, strict=True))
     boxes = tuple(r.grow(margin) for r in rois)
-    return TrainingExclusion(folder, model, rois, margin, boxes)  # type: ignore[arg-type]
+    return TrainingExclusion(folder, model, rois, margin, boxes, tuple(notes))  # type: ignore[arg-type]
+
+
+SAME_VOXELS_CORRELATION = 0.95
+"""Grey values of a training ROI correlating at least this much with the evaluated image's
+count as the same voxels (a copy or a re-conversion with rescaled values)."""
+
+
+def _rois_on_image(
+    raw_rois: Sequence[Any], image: Path, model_dir: Path
+) -> tuple[list[Any], list[str]]:
+    """The lineage ROIs that lie on ``image``, and notes on those left out.
+
+    A ROI recorded on an image of the same name is kept. One recorded on an image of
+    another name is kept too when that image is found (as recorded, or relative to the
+    model folder or a folder above it) and holds the same voxels in the ROI as ``image``:
+    a copy or a re-conversion shares every voxel. One whose image cannot be found is
+    left out, with a note saying so.
+    """
+    name = image.resolve().name
+    kept: list[Any] = []
+    missing: set[str] = set()
+    for r in raw_rois:
+        ref = str(r.get("image") or "") if isinstance(r, Mapping) else ""
+        if not ref or Path(ref).name == name:
+            kept.append(r)
+            continue
+        same = _same_voxels(_find_image(ref, model_dir), image, r)
+        if same is None:
+            missing.add(ref)
+        elif same:
+            kept.append(r)
+    notes = [
+        f"training regions recorded on image {ref!r}, which was not found, were taken to share no "
+        "voxels with this image: if this image is a copy or a re-conversion of it, the scores "
+        "include training voxels"
+        for ref in sorted(missing)
+    ]
+    return kept, notes
+
+
+def _find_image(ref: str, model_dir: Path) -> Path | None:
+    """The image a model recorded (absolute, or relative to its folder or one above it)."""
+    p = Path(ref)
+    if p.is_absolute():
+        return p if p.is_dir() else None
+    for base in [model_dir, *model_dir.resolve().parents][:6]:
+        if (base / p).is_dir():
+            return base / p
+    return None
+
+
+def _same_voxels(other: Path | None, image: Path, roi: Mapping[str, Any]) -> bool | None:
+    """Whether ``other`` holds the same level-0 voxels as ``image`` inside ``roi``; ``None``
+    when ``other`` is missing or unreadable."""
+    if other is None:
+        return None
+    if other.resolve() == image.resolve():
+        return True
+    try:
+        a, b = open_level0(other, "training image"), open_level0(image, "image")
+        box = Box.from_dict(roi)
+    except InputError:
+        return None
+    if a.shape != b.shape:
+        return False
+    inside = box.grow((0, 0, 0), within=b.shape)
+    if min(inside.shape) <= 0:
+        return False  # the ROI lies outside this image: nothing to exclude
+    x, y = a.read(inside), b.read(inside)
+    if np.array_equal(x, y):
+        return True
+    # a re-conversion may rescale grey values (16 to 8 bit, another window): the same voxels
+    # still correlate almost perfectly, another acquisition's do not
+    x, y = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
+    if x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return False
+    if x.std() == 0 or y.std() == 0:
+        return False
+    return bool(np.corrcoef(x, y)[0, 1] >= SAME_VOXELS_CORRELATION)
+
+
+def _augmented_reach(
+    ctx: tuple[int, ...], aug: Any
+) -> tuple[tuple[int, ...], tuple[int, int, int]]:
+    """The network context per axis and the warp's margin as the recorded augmentation makes them.
+
+    An elastic warp moves raw voxels and labels up to its margin (``3 σ + 1`` in y and x,
+    as :class:`curated.segment.train.Augmentation` reads them) into a supervised output, so
+    the crop's raw reach grows by it; with ``swap_z`` a patch is read with z exchanged for
+    an in-plane axis, so every axis may carry the largest context.
+    """
+    if not isinstance(aug, Mapping):
+        return ctx, (0, 0, 0)
+    warp = (0, 0, 0)
+    if aug.get("elastic"):
+        try:
+            m = int(np.ceil(3 * float(aug.get("elastic_sigma", 2.0)))) + 1
+        except (TypeError, ValueError):
+            m = 7
+        warp = (0, m, m)
+    if aug.get("swap_z") and aug.get("transposes", True):
+        ctx = (max(ctx),) * len(ctx)
+    return ctx, warp
 
 
 def _denoise_halo(prep: Any) -> tuple[int, int, int]:
@@ -652,8 +766,14 @@ class EvaluationReport:
         per_block = [b["dice"] for b in blocks]
         sampling = (
             "uniform random block offsets inside the image (level 0), seeded, non-overlapping, "
-            "drawn independently of the prediction; blocks touching a training ROI of the model "
-            "or any ancestor (grown by the model's context) were rejected and redrawn"
+            "drawn independently of the prediction; "
+            + (
+                "blocks touching a training ROI of the model or any ancestor (grown by the "
+                "model's context) were rejected and redrawn"
+                if self.model is not None
+                else "no model was given, so the blocks were NOT checked against training "
+                "regions and may hold voxels the model was trained on"
+            )
         )
         if self.held_out.strata:
             moved = ", ".join(
@@ -700,15 +820,20 @@ class EvaluationReport:
             "protocol": {
                 "sampling": sampling,
                 "whole_volume": (
-                    "every voxel of the image outside the training regions of the model and its "
-                    "ancestors (grown by the model's context and pre-processing halo)"
+                    (
+                        "every voxel of the image outside the training regions of the model and "
+                        "its ancestors (grown by the model's context and pre-processing halo)"
+                        if self.model is not None
+                        else "every voxel of the image, training regions included (no model "
+                        "was given)"
+                    )
                     + (", and outside unannotated truth voxels" if self.unannotated else "")
                     + ", read tile by tile; TP/FP/FN summed over tiles; bootstrap CI over tiles; "
                     "instance scores are not computed (objects cross tiles)"
                     if self.whole is not None
                     else None
                 ),
-                "dataset_role": "test",
+                "dataset_role": "test" if self.model is not None else "unchecked",
                 "boundary_band": self.boundary_band,
                 "iou_threshold": self.iou_threshold,
                 "connectivity": self.connectivity,
@@ -741,8 +866,10 @@ class EvaluationReport:
         ov = self.overall
         d = ov["raw"]["dice"]
         ci = self.ci95.get("dice")
-        ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""
-        msg = f"{self.label_name}: Dice {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+        few = len(self.counts) < MIN_CI_BLOCKS
+        raw = ov["raw"]
+        block_txt = _dice_text(d, ci, raw["tp"] + raw["fn"], raw["fp"], few=few)
+        msg = f"{self.label_name}: Dice {block_txt} on {len(self.counts)} held-out blocks"
         details: dict[str, Any] = {
             "dice": d,
             "ci95": ci,
@@ -753,10 +880,18 @@ class EvaluationReport:
         if self.whole is not None:
             wo = self.whole.overall
             wd, wci = wo["raw"]["dice"], wo["ci95"].get("dice")
-            wci_txt = f" (95% CI {wci[0]:.3f}–{wci[1]:.3f})" if wci else ""
+            tot = self.whole.totals
+            few_tiles = int(np.count_nonzero(self.whole.counts[:, -1] > 0)) < MIN_CI_BLOCKS
+            whole_txt = _dice_text(wd, wci, tot["tp"] + tot["fn"], tot["fp"], few=few_tiles)
+            where = (
+                "the whole volume outside training regions"
+                if self.model is not None
+                else "the whole volume, training regions not left out"
+            )
+            blocks = "held-out blocks" if self.model is not None else "random blocks"
             msg = (
-                f"{self.label_name}: Dice {wd:.3f}{wci_txt} on the whole volume outside training "
-                f"regions; {d:.3f}{ci_txt} on {len(self.counts)} held-out blocks"
+                f"{self.label_name}: Dice {whole_txt} on {where}; {block_txt} on "
+                f"{len(self.counts)} {blocks}"
             )
             details["whole_volume_dice"] = wd
             details["whole_volume_ci95"] = wci
@@ -769,6 +904,18 @@ class EvaluationReport:
             message=msg,
             details=details,
         )
+
+
+def _dice_text(
+    dice: float | None, ci: Sequence[float] | None, truth: int, fp: int, *, few: bool = False
+) -> str:
+    """``0.912 (95% CI 0.88–0.93)`` for a result message; with no truth of the class among the
+    scored voxels, the both-empty Dice of 1 would flatter, so it says what was found instead."""
+    if truth == 0:
+        return f"undefined (no truth of the class there; {fp} false-positive voxels)"
+    note = ", too few blocks or tiles to trust" if few else ""
+    ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f}{note})" if ci else ""
+    return f"{dice:.3f}{ci_txt}"
 
 
 # --------------------------------------------------------------- the command
@@ -947,6 +1094,10 @@ class _Inputs:
     names: dict[int, str]
     coarse: np.ndarray
     classes: list[int]
+    truth_model_crops: int = 0
+    """Crops of a sparse truth whose origin is ``model-prediction``."""
+    implicit_unannotated: bool = False
+    """The truth holds 255 without declaring it: read as "not annotated", as train reads it."""
 
 
 def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
@@ -960,6 +1111,8 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
         if vol.shape != img.shape:
             msg = f"the {role} label image has shape {list(vol.shape)} but the image has {list(img.shape)}; they must match voxel for voxel"
             raise SegmentationError(msg, path=vol.path, field=role)
+        _check_same_grid(image, vol.path, role)
+    _check_label_arrays(s, pred_vol, truth_vol)
     pred_meta = _prediction_meta(pred_vol.attrs)
     pred_value = s.pred_value
     if pred_value is None:
@@ -977,6 +1130,16 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
     truth_kind = (truth_vol.attrs.get("curated") or {}).get("kind")
     names = _store.class_names(image, s.truth)
     coarse = coarsest_level(truth_vol)
+    # 255 means "not annotated" to annotate and train; scored as background it would count
+    # every structure nobody drew there as correctly left out
+    implicit = (
+        UNANNOTATED_VALUE not in unannotated
+        and UNANNOTATED_VALUE not in names
+        and s.label_value != UNANNOTATED_VALUE
+        and bool(np.any(coarse == UNANNOTATED_VALUE))
+    )
+    if implicit:
+        unannotated = unannotated | {UNANNOTATED_VALUE}
     classes = sorted(
         ({int(v) for v in np.unique(coarse)} | {s.label_value}) - {0} - set(unannotated)
     )
@@ -993,7 +1156,63 @@ def _open_inputs(image: Path, s: _EvalSettings) -> _Inputs:
         names=names,
         coarse=coarse,
         classes=classes,
+        truth_model_crops=_model_crops(truth_vol.attrs),
+        implicit_unannotated=implicit,
     )
+
+
+def _check_label_arrays(s: _EvalSettings, pred_vol: Volume, truth_vol: Volume) -> None:
+    """Refuse what would score without meaning: the truth scored against itself, label
+    images of a non-integer type, and a probability map taken for labels."""
+    if pred_vol.path.resolve() == truth_vol.path.resolve():
+        msg = f"the prediction and the truth are the same label image {s.pred!r}: it would score 1"
+        raise SegmentationError(msg, path=pred_vol.path, field="pred")
+    for vol, role in ((pred_vol, "pred"), (truth_vol, "truth")):
+        kind = np.dtype(vol.array.dtype).kind
+        if kind not in "uib":
+            msg = (
+                f"the {role} label image holds {np.dtype(vol.array.dtype).name} values, not "
+                "integer labels: threshold or round it and add it with `curated labels add`"
+            )
+            raise SegmentationError(msg, path=vol.path, field=role)
+    made = (pred_vol.attrs.get("curated") or {}).get("prediction")
+    if isinstance(made, Mapping) and str(made.get("values", "")).startswith("probability"):
+        msg = (
+            f"the label image {s.pred!r} holds the model's probabilities ({made['values']}), not "
+            "its labels: pass the label image the prediction wrote beside it"
+        )
+        raise SegmentationError(msg, path=pred_vol.path, field="pred")
+
+
+def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str | None, ...]]:
+    """Level 0's voxel size, translation and units along z, y, x."""
+    meta = read_ngff(path)
+    zyx = meta.zyx()
+    level = meta.levels[0]
+    return (
+        tuple(float(level.scale[i]) for i in zyx),
+        tuple(float(level.translation[i]) if level.translation else 0.0 for i in zyx),
+        tuple(meta.axes[i].unit for i in zyx),
+    )
+
+
+def _check_same_grid(image: Path, label: Path, role: str) -> None:
+    """Refuse a label image on another voxel grid than the image (voxel size, offset, unit):
+    equal shapes alone do not make its voxels the image's voxels."""
+    (vs_i, tr_i, un_i), (vs_l, tr_l, un_l) = _grid(image), _grid(label)
+    same = (
+        np.allclose(vs_i, vs_l, rtol=1e-6, atol=0)
+        and np.allclose(tr_i, tr_l, rtol=0, atol=1e-6 * max(vs_i))
+        and all(a == b or a is None or b is None for a, b in zip(un_i, un_l, strict=True))
+    )
+    if not same:
+        msg = (
+            f"the {role} label image lies on another voxel grid than the image: voxel size "
+            f"{list(vs_l)} {list(un_l)} and offset {list(tr_l)} against the image's {list(vs_i)} "
+            f"{list(un_i)} and {list(tr_i)}; it was made for another image or level. Scores "
+            "need the label image on the image's own level-0 grid"
+        )
+        raise SegmentationError(msg, path=label, field=role)
 
 
 def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | None) -> HeldOutBlocks:
@@ -1013,6 +1232,7 @@ def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | Non
     if tuple(held.image_shape) != tuple(inp.img.shape):
         msg = f"the held-out blocks were drawn for an image of shape {list(held.image_shape)}, this one is {list(inp.img.shape)}"
         raise SegmentationError(msg, field="blocks")
+    _check_given_blocks(held)
     if exclusion is None:
         return held
     touching = [
@@ -1037,6 +1257,33 @@ def _held_out(s: _EvalSettings, inp: _Inputs, exclusion: TrainingExclusion | Non
         exclusion.boxes,
         held.strata,
     )
+
+
+def _check_given_blocks(held: HeldOutBlocks) -> None:
+    """Refuse given blocks that overlap (their voxels would count twice) or leave the image
+    (they would be scored on fewer voxels than they claim)."""
+    shape = held.image_shape
+    outside = [
+        i
+        for i, b in enumerate(held.blocks)
+        if min(b.shape) <= 0
+        or any(o < 0 or e > n for o, e, n in zip(b.offset, b.stop, shape, strict=True))
+    ]
+    if outside:
+        msg = f"held-out blocks {outside} do not lie inside the image of shape {list(shape)}"
+        raise SegmentationError(msg, field="blocks", details={"blocks": outside})
+    pairs = [
+        (i, j)
+        for i, a in enumerate(held.blocks)
+        for j, b in enumerate(held.blocks)
+        if i < j and a.intersects(b)
+    ]
+    if pairs:
+        msg = (
+            f"held-out blocks overlap ({', '.join(f'{i} and {j}' for i, j in pairs[:5])}): "
+            "their shared voxels would be counted twice; draw the blocks again"
+        )
+        raise SegmentationError(msg, field="blocks", details={"pairs": pairs})
 
 
 def _factor_setup(
@@ -1078,6 +1325,34 @@ def _step_params(
     }
 
 
+def _check_prediction_model(inp: _Inputs, exclusion: TrainingExclusion) -> None:
+    """Refuse ``--exclude-training MODEL`` when the prediction records another model.
+
+    Only the training regions of the model that made the prediction (its lineage holds
+    every ancestor's) keep its training voxels out of the scores; another model's leave
+    them in, and the evaluation would be filed in that other model's ``model.json`` and
+    quoted on its card as its own.
+    """
+    rec = inp.pred_meta.get("model")
+    if not isinstance(rec, Mapping):
+        return
+    m = exclusion.model
+    sha = (m.get("weights") or {}).get("sha256")
+    if rec.get("sha256"):
+        if rec["sha256"] == sha:
+            return
+    elif not rec.get("id") or rec.get("id") == m.get("id"):
+        return
+    msg = (
+        f"the prediction was made by model {rec.get('id')!r} (weights "
+        f"{str(rec.get('sha256') or 'not recorded')[:12]}), but --exclude-training names "
+        f"{m.get('id')!r} (weights {str(sha)[:12]}): only the training regions of the model "
+        "that made the prediction keep its training voxels out of the scores. Pass that "
+        "model's folder"
+    )
+    raise SegmentationError(msg, path=exclusion.model_dir, field="exclude_training")
+
+
 def _wants_whole_volume(s: _EvalSettings, inp: _Inputs) -> bool:
     return inp.truth_complete if s.whole_volume is None else bool(s.whole_volume)
 
@@ -1091,6 +1366,7 @@ def _evaluate(
     exclusion: TrainingExclusion | None = None
     if s.exclude_training is not None:
         exclusion = training_exclusion(s.exclude_training, extra_margin=s.extra_margin, image=image)
+        _check_prediction_model(inp, exclusion)
     held = _held_out(s, inp, exclusion)
     name = safe_name(s.name or f"{s.pred}-vs-{s.truth}-{s.label_value}")
     json_path = _output_json(ws, s.out, name)
@@ -1232,9 +1508,10 @@ def _score_blocks(
             prog.advance(1, dice=ratio_scores(c.tp, c.fp, c.fn)["dice"] or 0.0)
     finally:
         prog.finish()
+    # declared but absent counts as absent: both-empty scores 1, which would flatter
     if (
         not out.seen_value
-        and inp.declared is None
+        and not np.any(inp.coarse == s.label_value)
         and not _value_anywhere(inp.truth_vol, s.label_value)
     ):
         msg = f"label value {s.label_value} does not occur in the truth {s.truth!r}; check --label-value"
@@ -1300,7 +1577,7 @@ def _warnings(
         scores.scored_voxels,
         inp.classes,
         inp.names,
-        where="held-out blocks",
+        where="held-out blocks" if exclusion is not None else "random blocks",
         target=s.label_value,
     )
     if whole is not None:
@@ -1312,10 +1589,54 @@ def _warnings(
             where="scored voxels of the whole volume",
             target=s.label_value,
         )
+    if whole is not None:
+        tiles = int(np.count_nonzero(whole.counts[:, -1] > 0)) if whole.counts.size else 0
+        if tiles < MIN_CI_BLOCKS:
+            warnings.append(
+                f"the whole volume was scored in only {tiles} tile(s): its bootstrap confidence "
+                "interval over tiles understates the uncertainty; use a smaller --tile"
+            )
+    if whole is None and inp.truth_complete:
+        warnings.append(
+            "the truth covers the whole volume but only the held-out blocks were scored: a few "
+            "blocks can miss whole kinds of error, so quote the whole-volume figures (evaluate "
+            "again without --blocks-only / whole_volume=False)"
+        )
+    n = len(scores.counts)
+    if n < MIN_CI_BLOCKS:
+        warnings.append(
+            f"only {n} block(s): a bootstrap confidence interval over so few blocks "
+            "understates the uncertainty (it cannot reach beyond the blocks drawn, and is "
+            f"absent for one block); use at least {MIN_CI_BLOCKS} blocks"
+            + (", or rely on the whole-volume figures" if whole is not None else "")
+        )
+    if exclusion is not None:
+        warnings += list(exclusion.notes)
     if exclusion is None:
         warnings.append(
             "no model was given (--exclude-training), so training regions were not left out: "
             "if this prediction's model was trained on this image, these scores are optimistic"
+            + _made_by(inp.pred_meta)
+        )
+    copied = (inp.pred_vol.attrs.get("curated") or {}).get("copied_from")
+    source = copied.get("image") if isinstance(copied, Mapping) else None
+    if source and Path(str(source)).resolve() != inp.image.resolve():
+        warnings.append(
+            f"the prediction {s.pred!r} was copied from a label image of another image "
+            f"({source}): its scores mean something only if it was predicted from these very "
+            "voxels"
+        )
+    if inp.implicit_unannotated:
+        warnings.append(
+            f"the truth {s.truth!r} holds value {UNANNOTATED_VALUE} without naming it: it was read "
+            "as 'not annotated' (as annotate and train read it) and left out of the scores, so "
+            "the truth does not count as complete; if it marks a structure, add the truth again "
+            f"with --map {UNANNOTATED_VALUE}=1 (or name the class)"
+        )
+    if truth_origin == "mixed" and inp.truth_model_crops:
+        warnings.append(
+            f"{inp.truth_model_crops} crop(s) of the truth {s.truth!r} are a model's prediction: "
+            "there the scores measure agreement between two models, not accuracy"
         )
     if truth_origin == "model-prediction":
         warnings.append(
@@ -1323,6 +1644,14 @@ def _warnings(
             "between two models, not accuracy"
         )
     return warnings
+
+
+def _made_by(pred_meta: Mapping[str, Any]) -> str:
+    """`` (the prediction records model ...)`` when it does, for the no-model warning."""
+    rec = pred_meta.get("model")
+    if not isinstance(rec, Mapping) or not rec.get("id"):
+        return ""
+    return f" (the prediction records model {rec['id']!r}: pass its folder)"
 
 
 def _model_info(exclusion: TrainingExclusion | None) -> dict[str, Any] | None:
@@ -1404,7 +1733,8 @@ def _write_report(
                 class_name=report.label_name,
                 pixel_size=pixel_size,
                 unit=meta.unit,
-                title=f"{report.name}: the whole volume outside the training regions"
+                title=f"{report.name}: the whole volume"
+                + (" outside the training regions" if report.model is not None else "")
                 + (f" (pyramid level {whole_panel.level})" if whole_panel.level else ""),
             ),
         )
@@ -1450,6 +1780,15 @@ def _unannotated_values(attrs: Mapping[str, Any]) -> set[int]:
     if isinstance(ann, Mapping) and isinstance(ann.get("unannotated"), int):
         out.add(int(ann["unannotated"]))
     return out
+
+
+def _model_crops(attrs: Mapping[str, Any]) -> int:
+    """How many crops of a sparse annotation record ``model-prediction`` as their origin."""
+    ann = (attrs.get("curated") or {}).get("annotation")
+    rois = ann.get("rois") if isinstance(ann, Mapping) else None
+    return sum(
+        1 for r in rois or [] if isinstance(r, Mapping) and r.get("origin") == "model-prediction"
+    )
 
 
 def _value_anywhere(vol: Volume, value: int) -> bool:

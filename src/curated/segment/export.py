@@ -324,9 +324,15 @@ def _read_evaluations(
             out.append({"path": rel, "missing": True})
             continue
         scored = ((ev.get("model") or {}).get("weights_sha256")) or None
+        # the weights whose training regions were excluded must also be the ones that
+        # predicted: another model's prediction is never quoted as this model's score
+        pred_model = (
+            (ev.get("pred") or {}).get("model") if isinstance(ev.get("pred"), Mapping) else None
+        )
+        predicted_by = pred_model.get("sha256") if isinstance(pred_model, Mapping) else None
         ev["_path"] = p
         ev["_rel"] = rel
-        ev["_current"] = scored == weights_sha
+        ev["_current"] = scored == weights_sha and predicted_by in (None, weights_sha)
         out.append(ev)
     return out
 
