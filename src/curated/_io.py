@@ -26,39 +26,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
     """:func:`atomic_write_bytes` for content made piece by piece (never all in memory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp creates 0600 files; keep the replaced file's mode, else the umask's default.
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(name: str) -> None:
+        with open(name, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None and exc.errno is not None:
-            # a failed write (ENOSPC...) names no file: name the target
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write_via(path, write)
 
 
 def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
-    """:func:`atomic_write_chunks` for writers that want a file name (``pyarrow``, ``tifffile``).
+    """Write ``path`` atomically with a writer that wants a file name (``pyarrow``, ``tifffile``).
 
     ``write(name)`` writes the whole file to ``name``, a temporary file beside ``path``
-    (``.NAME.XXXXXXXX.tmp``, see :func:`is_temp_name`), which is then renamed over ``path``.
+    (``.NAME.XXXXXXXX.tmp``, see :func:`is_temp_name`), which is flushed to disk and then
+    renamed over ``path`` (atomic on POSIX within one file system). The replaced file's
+    mode is kept, else the umask's default (mkstemp alone would make it 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +57,12 @@ def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:
+            # a failed write (ENOSPC...) names no file: name the target
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
