@@ -483,7 +483,7 @@ def _finished_before(
     store is hashed and recorded; otherwise the step is ``notneeded``.
     """
     plan = conversion_plan(src, layout, _image_name(src))
-    if overwrite or not _store.finished_with(dest, _store.plan_digest(plan)):
+    if overwrite or _store.finished_plan(dest) != _store.plan_digest(plan):
         return None
     _store.drop_leftover_journal(dest)
     recorded = ws.log.recorded_output(dest) if ws is not None else None

@@ -154,7 +154,7 @@ def begin(
         else:
             drop_leftover_journal(root)  # a finished store whose journal removal was killed
             msg = "already exists; pass --overwrite to replace it (or choose another DEST)"
-            if _made_by_other_plan(root):
+            if finished_plan(root) is not None:  # made by another plan: the digests differ
                 msg = (
                     "holds a finished conversion of another source, or made with other "
                     "parameters, or the source changed since; " + msg.split("; ", 1)[1]
@@ -276,24 +276,18 @@ def drop_leftover_journal(root: str | Path) -> bool:
     return True
 
 
-def finished_with(root: str | Path, digest: str) -> bool:
-    """Whether ``root`` is a finished store that the plan with ``digest`` made (nothing left to do)."""
+def finished_plan(root: str | Path) -> str | None:
+    """The digest of the plan that made the finished store at ``root`` (:data:`PLAN_KEY`), or
+    ``None`` when it is no finished conversion that records one (or cannot be read)."""
     try:
         got = read_group_attrs(root)
         if got is None or open_sink(root).exists(PLAN):
-            return False
+            return None
     except (OSError, ValueError):
-        return False
+        return None
     attrs = got[0]
-    return INCOMPLETE_KEY not in attrs and attrs.get(PLAN_KEY) == digest
-
-
-def _made_by_other_plan(root: str | Path) -> bool:
-    try:
-        got = read_group_attrs(root)
-    except (OSError, ValueError):
-        return False
-    return got is not None and isinstance(got[0].get(PLAN_KEY), str)
+    plan = attrs.get(PLAN_KEY)
+    return plan if INCOMPLETE_KEY not in attrs and isinstance(plan, str) else None
 
 
 def is_incomplete(root: str | Path) -> bool:
