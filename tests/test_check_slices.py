@@ -126,3 +126,21 @@ def test_macos_and_windows_system_files_are_one_flag(tmp_path):
     assert flag.paths == ["raw/.DS_Store", "raw/._s0.tif", "raw/Thumbs.db"]
     assert "3 files" in flag.message and flag.severity == "warning"
     assert _series(report) == {}
+
+
+def test_check_reads_a_slices_grey_palette_as_convert_does(tmp_path):
+    """A grey-ramp palette shows its values as MinIsBlack slices do (convert reads both alike),
+    so it is no odd slice; a white-to-black palette shows as MinIsWhite and is one."""
+    ramp = (np.arange(256) * 257).astype(np.uint16)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for z in range(4):
+        _slice(raw / f"s{z}.tif")
+    data = RNG.integers(0, 200, (8, 8)).astype(np.uint8)
+    tifffile.imwrite(raw / "s4.tif", data, photometric="palette", colormap=np.stack([ramp] * 3))
+    assert _series(check(None, [raw], write=False)) == {}
+    tifffile.imwrite(
+        raw / "s4.tif", data, photometric="palette", colormap=np.stack([ramp[::-1]] * 3)
+    )
+    ((msg, flag),) = _series(check(None, [raw], write=False)).items()
+    assert flag.paths == ["raw/s4.tif"] and "MinIsWhite" in msg

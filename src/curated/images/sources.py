@@ -1470,12 +1470,17 @@ def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
 
 
 def photometric_name(page: Any) -> str:
-    """How a page's grey values show: ``MinIsBlack``, ``MinIsWhite``, ``palette``, ``RGB``..."""
+    """How a page's grey values show: ``MinIsBlack``, ``MinIsWhite``, ``palette``, ``RGB``...
+
+    Grey and palette pages are named as ``convert`` reads them (:func:`_grey_kind`: a
+    grey-ramp palette shows its values as MinIsBlack, a white-to-black one as MinIsWhite),
+    so `check` and `convert` agree on which slices differ.
+    """
     kf = getattr(page, "keyframe", None) or page
     value = int(getattr(kf, "photometric", 1))
-    return {0: "MinIsWhite", 1: "MinIsBlack", 2: "RGB", 3: "palette"}.get(
-        value, f"photometric {value}"
-    )
+    if value in (0, 1, 3):
+        return _grey_kind(page)
+    return "RGB" if value == 2 else f"photometric {value}"
 
 
 def _centimetre_resolution(page: Any) -> _PageMetadata:
