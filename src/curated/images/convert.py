@@ -482,8 +482,12 @@ def _finished_before(
     written. In a workspace whose log lacks the store (it was converted without one), the
     store is hashed and recorded; otherwise the step is ``notneeded``.
     """
-    plan = conversion_plan(src, layout, _image_name(src))
-    if overwrite or _store.finished_plan(dest) != _store.plan_digest(plan):
+    if overwrite:
+        return None
+    made_by = _store.finished_plan(dest)  # read first: a new DEST needs no fingerprint here
+    if made_by is None or made_by != _store.plan_digest(
+        conversion_plan(src, layout, _image_name(src))
+    ):
         return None
     _store.drop_leftover_journal(dest)
     recorded = ws.log.recorded_output(dest) if ws is not None else None
