@@ -415,7 +415,7 @@ def test_the_whole_volume_picture_shows_the_worst_slice_and_dice_per_column(cell
     md = (tmp_path / "ev.md").read_text()
     assert "](ev-whole.png)" in md
     # the tile CIs speak for this one model, not for another training of the same crops
-    assert "These intervals cover the test tiles of this one model" in md
+    assert "These intervals cover the test voxels of this one model" in md
     png = Image.open(tmp_path / "ev-whole.png").convert("RGB")
     colours = {tuple(int(v) for v in c) for c in np.asarray(png).reshape(-1, 3)}
     # the band called mitochondrion and the missed high-x half are painted over the image
@@ -509,3 +509,70 @@ def test_no_whole_volume_picture_without_a_shared_level():
     # no level as small as MAX_EDGE: the coarsest shared one, within LIMIT_EDGE
     mid = [LevelInfo("0", (8, 3000, 3000), (1, 1, 1)), LevelInfo("1", (8, 1500, 1500), (1, 2, 2))]
     assert _shared_level(mid, mid, mid)[0] == 1
+
+
+def _volume(arr: np.ndarray) -> Volume:
+    return Volume(path=Path("mem"), array=arr, attrs={}, spatial=(0, 1, 2), lead=())
+
+
+def _clustered(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground everywhere; the prediction misses it in whole 32 × 32 regions (8 × 8 tiles)."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((4, 128, 128), np.uint8)
+    truth[:, ::3, :] = 1
+    pred = truth.copy()
+    for y in range(0, 128, 32):
+        for x in range(0, 128, 32):
+            if rng.random() < 0.5:
+                pred[:, y : y + 32, x : x + 32] = 0
+    return truth, pred
+
+
+def test_whole_volume_interval_resamples_blocks_when_errors_cluster():
+    from curated.segment.metrics import MIN_BOOTSTRAP_BLOCKS
+    from curated.segment.wholevolume import score_whole_volume
+
+    truth, pred = _clustered(3)
+    wv = score_whole_volume(
+        _volume(pred), _volume(truth), label_value=1, pred_value=1, tile=4, seed=0
+    )
+    single = tile_bootstrap_ci(wv.counts, seed=0)["dice"]
+    chosen = wv.overall["ci95"]["dice"]
+    info = wv.bootstrap_blocks
+    # errors come in regions 8 tiles wide: resampling single tiles (1,024 of them) pretends
+    # they are independent and gives an interval a fraction of the honest one
+    assert info["tiles_per_side"] >= 4
+    assert info["blocks"] >= MIN_BOOTSTRAP_BLOCKS
+    assert chosen[1] - chosen[0] >= 2.0 * (single[1] - single[0])
+    assert chosen[0] <= wv.overall["raw"]["dice"] <= chosen[1]
+    assert [t["tiles_per_side"] for t in info["tried"]][:2] == [1, 2]
+    assert wv.to_dict()["bootstrap_blocks"]["edge_voxels"] == [4 * info["tiles_per_side"]] * 3
+    # each x-bin keeps at least MIN_BOOTSTRAP_BLOCKS blocks, or falls back to single tiles
+    for b in wv.x_curve():
+        assert b["bootstrap_blocks"] >= MIN_BOOTSTRAP_BLOCKS or b["bootstrap_block_tiles"] == 1
+
+
+def test_whole_volume_interval_stays_near_the_tile_interval_when_errors_are_independent():
+    from curated.segment.wholevolume import score_whole_volume
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((4, 128, 128), np.uint8)
+    truth[:, ::3, :] = 1
+    pred = np.where(rng.random(truth.shape) < 0.1, 1 - truth, truth).astype(np.uint8)
+    wv = score_whole_volume(
+        _volume(pred), _volume(truth), label_value=1, pred_value=1, tile=4, seed=0
+    )
+    single = tile_bootstrap_ci(wv.counts, seed=0)["dice"]
+    chosen = wv.overall["ci95"]["dice"]
+    assert chosen[1] - chosen[0] <= 1.6 * (single[1] - single[0])
+
+
+def test_the_report_says_what_the_whole_volume_bootstrap_resampled(cell):
+    rep = evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8, tile=4,
+    )  # fmt: skip
+    wv = rep.to_dict()["whole_volume"]
+    md = rep.to_markdown()
+    edge = " × ".join(str(v) for v in wv["bootstrap_blocks"]["edge_voxels"])
+    assert f"resample {wv['overall']['bootstrap_blocks']} blocks of {edge} voxels" in md
+    assert "spatial blocks" in rep.to_dict()["protocol"]["whole_volume"]

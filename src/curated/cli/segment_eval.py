@@ -63,13 +63,14 @@ def print_evaluation(report: dict[str, Any]) -> None:
         wt = Table(
             title=f"whole volume {'outside training regions' if report.get('model') else '(training regions not left out)'}: {wv['overall']['scored_voxels']} voxels"
         )
-        for col in ("x range", "Dice", "95% CI", "precision", "recall"):
+        for col in ("x range", "Dice", "95% CI", "CI blocks", "precision", "recall"):
             wt.add_column(col, justify="left" if col == "x range" else "right")
         for b in [{"x_start": "all", "x_stop": "", **wv["overall"]}, *wv["x_curve"]]:
             wt.add_row(
                 f"{b['x_start']}–{b['x_stop']}" if b["x_stop"] != "" else "all",
                 _fmt(b["raw"]["dice"]),
                 _ci(b["ci95"].get("dice")),
+                str(b.get("bootstrap_blocks", "")),
                 _fmt(b["raw"]["precision"]),
                 _fmt(b["raw"]["recall"]),
             )

@@ -55,6 +55,7 @@ from curated.segment.geometry import Box, Vec3, vec3
 from curated.segment.metrics import (
     BOOTSTRAP_SAMPLES,
     CONFIDENCE,
+    MIN_BOOTSTRAP_BLOCKS,
     BlockCounts,
     bootstrap_ci,
     count_block,
@@ -828,8 +829,10 @@ class EvaluationReport:
                         "was given)"
                     )
                     + (", and outside unannotated truth voxels" if self.unannotated else "")
-                    + ", read tile by tile; TP/FP/FN summed over tiles; bootstrap CI over tiles; "
-                    "instance scores are not computed (objects cross tiles)"
+                    + ", read tile by tile; TP/FP/FN summed over tiles; bootstrap CI over "
+                    "spatial blocks of neighbouring tiles (neighbouring tiles are not independent; "
+                    "the block size whose Dice interval is widest of those leaving at least "
+                    f"{MIN_BOOTSTRAP_BLOCKS} blocks); instance scores are not computed (objects cross tiles)"
                     if self.whole is not None
                     else None
                 ),
@@ -1032,7 +1035,7 @@ def evaluate(
     whole_volume
         Also score every voxel outside the (grown) training regions, tile by
         tile (:func:`curated.segment.wholevolume.score_whole_volume`): overall,
-        per x-bin, with a bootstrap CI over tiles. ``None`` (default) does so
+        per x-bin, with a bootstrap CI over spatial blocks of tiles. ``None`` (default) does so
         when the truth is complete (not a sparse annotation, no unannotated
         value declared); ``True`` scores every *annotated* voxel of any truth.
     tile, x_bins

@@ -172,6 +172,12 @@ def count_block(
     )
 
 
+MIN_BOOTSTRAP_BLOCKS = 16
+"""The whole-volume bootstrap tries a block size only while at least this many blocks hold
+scored voxels (:mod:`curated.segment.wholevolume`): below it the percentile interval is itself
+too narrow (it cannot reach beyond the few blocks drawn)."""
+
+
 _CI_KEYS = {
     "dice": ("tp", "fp", "fn"),
     "dice_boundary_excluded": ("band_tp", "band_fp", "band_fn"),
