@@ -291,6 +291,22 @@ def test_a_stack_whose_first_page_is_a_preview_converts_its_planes(tmp_path):
     assert any("(4, 4)" in n and "not converted" in n for n in src.not_carried)
 
 
+def test_a_preview_in_ifd_0_does_not_supply_the_pixel_size(tmp_path):
+    # TIFF/EP: the preview's resolution tags describe the preview's (coarser) pixels
+    per_cm = 1e7 / 10.0  # 10 nm pixels
+    with tifffile.TiffWriter(tmp_path / "ep.tif") as w:
+        w.write(
+            VOL[0][::2, ::2], subfiletype=1, metadata=None,
+            resolution=(per_cm / 2, per_cm / 2), resolutionunit="CENTIMETER",
+        )  # fmt: skip
+        for k in range(4):
+            w.write(VOL[k], metadata=None, resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
+    src = open_source(tmp_path / "ep.tif")
+    assert src.shape == (4, 8, 8)
+    assert src.voxel_size is not None and tuple(src.voxel_size)[1:] == (10.0, 10.0)
+    assert src.unit == "nanometer"
+
+
 def test_a_parent_folder_of_slice_folders_names_its_sub_folders(tmp_path):
     from curated.errors import InputError
 

@@ -1440,9 +1440,12 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
             meta.unit = "nanometer"
             meta.origin = head.pixel_source
         return meta
+    # the image's own page: a TIFF/EP reduced-resolution preview in IFD 0 states the
+    # preview's pixel size, not the image's
+    page = tf.series[_main_series(tf)].pages[0] if len(tf.series) else tf.pages[0]
     if tf.is_imagej and tf.imagej_metadata:
         ij = tf.imagej_metadata
-        xy = _resolution(tf.pages[0])
+        xy = _resolution(page)
         if xy is not None:
             try:
                 unit = length_unit(str(ij.get("unit", "")).replace("\\u00B5", "µ"))
@@ -1455,7 +1458,7 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
                 return _PageMetadata(
                     (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
                 )
-    return _centimetre_resolution(tf.pages[0])
+    return _centimetre_resolution(getattr(page, "keyframe", None) or page)
 
 
 def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
