@@ -8,6 +8,7 @@ punctuation.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,90 @@ def test_dataverse_collection_requiring_more_fields_is_named_before_anything_is_
         assert not fake.datasets
 
 
+def test_dataverse_sub_collection_inherits_the_fields_its_parent_requires(creds, tmp_path):
+    """A collection that uses its parent's metadata fields (isMetadataBlockRoot false) shows
+    no input levels of its own, yet Dataverse requires what the parent's require
+    (DatasetField.isRequired walks up to the metadata block root)."""
+    bag = _bag(tmp_path / "ws")
+    with FakeDataverse(levels={"root": ("productionDate",)}) as fake:
+        with pytest.raises(
+            DepositError,
+            match=r"'lab' requires productionDate \(it uses the metadata fields of its parent collection 'root'\)",
+        ):
+            _run(bag, "dataverse", fake.url, target="lab")
+        assert fake.count("POST", r"/api/dataverses/([^/]+)/datasets") == 0
+        assert fake.count("POST", r"/api/datasets/:persistentId/add") == 0
+
+
+def test_dataverse_inheritance_stops_at_the_first_collection_with_fields_of_its_own(
+    creds, tmp_path
+):
+    """lab → mid (its own fields, requiring productionDate) → root (requiring more): mid's count."""
+    bag = _bag(tmp_path / "ws")
+    tree = {"collections": ("root", "mid", "lab"), "parents": {"lab": "mid", "mid": "root"}}
+    levels = {"root": ("kindOfData",), "mid": ("productionDate",)}
+    with FakeDataverse(**tree, levels=levels) as fake:
+        with pytest.raises(DepositError, match=r"requires productionDate \(.*'mid'\)") as e:
+            _run(bag, "dataverse", fake.url, target="lab")
+        assert "kindOfData" not in str(e.value)
+        assert not fake.datasets
+    with FakeDataverse(**tree, levels={"root": ("productionDate",), "mid": ()}) as fake:
+        r = _run(bag, "dataverse", fake.url, target="lab")  # mid requires nothing more
+        assert r.status == "draft"
+
+
+def test_dataverse_parent_the_token_may_not_read_is_said(creds, tmp_path):
+    bag = _bag(tmp_path / "ws")
+    tree = {"collections": ("root", "mid", "lab"), "parents": {"lab": "mid", "mid": "root"}}
+    with FakeDataverse(**tree, hidden=("mid",)) as fake:
+        r = _run(bag, "dataverse", fake.url, target="lab", dry_run=True)
+    said = [p for p in r.problems if "may not read" in p["what"]]
+    assert said and not said[0]["blocking"]
+
+
+def test_dataverse_zips_in_a_folder_bag_are_stored_whole(creds, tmp_path):
+    """Dataverse unpacks an uploaded file named *.zip or *.ZIP (jakarta.mime.types), not
+    *.Zip: each is stored as the bag has it."""
+    import io
+    import zipfile
+
+    def a_zip() -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("scan/a.txt", "a")
+            zf.writestr("b.txt", "b")
+        return buf.getvalue()
+
+    files = {"store.ome.zarr.zip": a_zip(), "old/LEGACY.ZIP": a_zip(), "other.Zip": a_zip()}
+    bag = _bag(tmp_path / "ws", files=files)
+    with FakeDataverse() as fake:
+        r = _run(bag, "dataverse", fake.url, target="lab", publish=True)
+        stored = next(iter(fake.datasets.values()))["files"]
+    assert r.status == "published"
+    for rel, content in files.items():
+        df = stored[f"data/derived/{rel}"]["dataFile"]
+        assert df["filesize"] == len(content)
+        assert df["checksum"]["value"] == hashlib.md5(content).hexdigest()
+    assert len(stored) == len(r.files)  # one file each: none unpacked into its members
+    assert not any(name.endswith(("a.txt", "b.txt")) for name in stored)
+
+
+def test_dataverse_tables_are_stored_as_sent_not_ingested(creds, tmp_path):
+    """Dataverse replaces a CSV/TSV/XLSX it ingests by a .tab file unless told tabIngest false."""
+    files = {"tables/counts.csv": b"cell,area\n1,20\n", "tables/runs.tsv": b"a\tb\n1\t2\n"}
+    bag = _bag(tmp_path / "ws", files=files)
+    with FakeDataverse() as fake:
+        r = _run(bag, "dataverse", fake.url, target="lab")
+        stored = next(iter(fake.datasets.values()))["files"]
+    assert r.status == "draft"
+    for rel, content in files.items():
+        df = stored[f"data/derived/{rel}"]["dataFile"]
+        assert (df["filesize"], df["checksum"]["value"]) == (
+            len(content),
+            hashlib.md5(content).hexdigest(),
+        )
+
+
 # ---------------------------------------------------------------- DSpace: type-bind
 def test_dspace_fields_bound_to_other_item_types_are_named_not_lost_silently(creds, tmp_path):
     """A form field with <type-bind> is for items of those dc.type values only: DSpace
@@ -325,11 +410,18 @@ def test_related_identifier_rules_follow_idutils(scheme, value, ok):
     assert identifier_ok(scheme, value) is ok
 
 
-def test_dataverse_advice_for_zip_files_inside_a_folder_bag_fits_the_case():
+def test_advice_for_zip_files_inside_a_folder_bag_fits_the_case():
+    """A profile whose server unpacks zips the adapter cannot keep whole (none built in:
+    the Dataverse adapter keeps them, so its profile does not stop them)."""
+    import dataclasses
+
     from curated.deposit import preflight
     from curated.deposit.protocol import UploadItem
 
-    lim = preflight.LIMITS["dataverse"]
+    zips = [UploadItem("data/derived/img.ome.zarr.zip", Path("x"), 10)]
+    dataverse = preflight.LIMITS["dataverse"]
+    assert not [p for p in preflight.check(zips, dataverse, single_request=True) if p.blocking]
+    lim = dataclasses.replace(dataverse, unpacks_zip=True)
     inside = [UploadItem("data/derived/img.ome.zarr.zip", Path("x"), 10)]
     (p,) = [p for p in preflight.check(inside, lim, single_request=True) if ".zip" in p.what]
     assert "--zarr directory" in p.advice and "not a zipped bag" not in p.advice

@@ -6,6 +6,7 @@ the target's limits, an HTML answer, an invalid bag. Nothing leaks the token.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -471,10 +472,42 @@ def test_dry_run_sends_and_writes_nothing(target, ws, sleeps, monkeypatch):
 
 
 @pytest.mark.parametrize("target", ["dataverse"], indirect=True)
-def test_dataverse_refuses_a_zipped_bag(target, ws, sleeps):
+def test_dataverse_keeps_a_zipped_bag_whole(target, ws, sleeps):
+    """Dataverse unpacks a .zip sent to /add, one level: sent inside a zip of its own, the
+    bag is what it keeps, byte for byte."""
     z = bags.bag_workspace(ws, name="zbag", serialize="zip")
-    with pytest.raises(DepositError, match="unpacks uploaded .zip"):
+    r = run(target, z, sleeps, publish=True)
+    assert r.status == "published" and [f["name"] for f in r.files] == ["zbag.zip"]
+    ds = next(iter(target.fake.datasets.values()))
+    assert list(ds["files"]) == ["zbag.zip"]
+    df = ds["files"]["zbag.zip"]["dataFile"]
+    assert df["filesize"] == z.stat().st_size
+    assert df["checksum"]["value"] == hashlib.md5(z.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("target", ["dataverse"], indirect=True)
+def test_dataverse_sends_a_zip_direct_where_the_store_allows_it(target, ws, sleeps):
+    """A direct upload is registered as it is (no unpacking): a zip goes that way, whatever its size."""
+    target.fake.direct = True
+    z = bags.bag_workspace(ws, name="zbag", serialize="zip")
+    assert z.stat().st_size < 64 * 2**20  # below the threshold of other files
+    r = run(target, z, sleeps)
+    assert r.status == "draft"
+    df = next(iter(target.fake.datasets.values()))["files"]["zbag.zip"]["dataFile"]
+    assert df["storageIdentifier"].startswith("s3://")
+    assert df["stored_md5"] == hashlib.md5(z.read_bytes()).hexdigest() == df["checksum"]["value"]
+    assert target.fake.count("POST", r"/api/datasets/:persistentId/add") == 1
+
+
+@pytest.mark.parametrize("target", ["dataverse"], indirect=True)
+def test_dataverse_that_keeps_the_wrapper_is_named_and_cleaned_up(target, ws, sleeps):
+    """With unpacking limited (:ZipUploadFilesLimit) Dataverse stores the zip as sent."""
+    target.fake.zip_limit = 0
+    z = bags.bag_workspace(ws, name="zbag", serialize="zip")
+    with pytest.raises(DepositError, match=r"did not unpack .*:ZipUploadFilesLimit") as e:
         run(target, z, sleeps)
+    assert "corrupted" not in str(e.value)
+    assert next(iter(target.fake.datasets.values()))["files"] == {}
 
 
 @pytest.mark.parametrize("target", ["invenio"], indirect=True)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import itertools
 import json
 import re
 import uuid
+import zipfile
 from typing import Any
 
 from tests.fakes.base import Assembler, FakeServer, Request
@@ -104,11 +106,32 @@ class FakeDataverse(FakeServer):
         validate_fixity: bool = True,
         unreleased: tuple[str, ...] = (),
         required: tuple[str, ...] = (),
+        parents: dict[str, str] | None = None,
+        levels: dict[str, tuple[str, ...]] | None = None,
+        hidden: tuple[str, ...] = (),
+        zip_limit: int = 1000,
     ) -> None:
         super().__init__()
-        self.required = set(required)
-        """Fields the collections require beyond the citation block's own
-        (DataverseFieldTypeInputLevel ``required``, served as ``inputLevels``)."""
+        self.collections = set(collections)
+        self.parents = dict(parents) if parents is not None else {}
+        """alias → its owner's alias; by default every collection but ``root`` is root's child."""
+        for alias in self.collections - {"root"}:
+            if "root" in self.collections:
+                self.parents.setdefault(alias, "root")
+        self.ids = {alias: n for n, alias in enumerate(sorted(self.collections), start=1)}
+        """Each collection's numeric id (``GET /api/dataverses/{id}`` takes ids and aliases)."""
+        self.levels = {alias: set(required) for alias in self.collections} if required else {}
+        """alias → the fields its own input levels require (DataverseFieldTypeInputLevel
+        ``required``, served as ``inputLevels``). ``required`` gives every collection its own."""
+        self.levels.update({alias: set(names) for alias, names in (levels or {}).items()})
+        self.block_roots = {"root", *self.levels}
+        """Collections with metadata fields of their own (``isMetadataBlockRoot``): setting
+        input levels makes one (UpdateDataverseInputLevelsCommand); the others use their
+        parent's."""
+        self.hidden = set(hidden)
+        """Collections the token may not see (unpublished, no ViewUnpublishedDataverse): 403."""
+        self.zip_limit = zip_limit
+        """``:ZipUploadFilesLimit``: a zip with more members is stored as it is."""
         self.unreleased = set(unreleased)
         """Collections not yet published: datasets in them cannot be published."""
         self.licences = licences if licences is not None else list(DEFAULT_LICENSES)
@@ -124,9 +147,8 @@ class FakeDataverse(FakeServer):
         self.objects: dict[str, dict[str, Any]] = {}
         """storageIdentifier → the object as the store holds it."""
         self.token = token
-        self.collections = set(collections)
         self.datasets: dict[int, dict[str, Any]] = {}
-        self.ids = itertools.count(42)
+        self.dataset_ids = itertools.count(42)
         self.file_ids = itertools.count(900)
         self.lock_polls = 0
         """While > 0 the next dataset touched reports an Ingest lock (decremented per locks poll)."""
@@ -185,22 +207,44 @@ class FakeDataverse(FakeServer):
                     return x, None
         return None, f"Error parsing Json: Invalid license: {wanted[0]}"
 
-    def collection(self, req: Request, alias: str):
-        # native-api.rst GET /api/dataverses/{alias}.
+    def collection(self, req: Request, idtf: str):
+        # native-api.rst GET /api/dataverses/{id or alias}.
+        alias = next((a for a, n in self.ids.items() if str(n) == idtf), idtf)
         if alias not in self.collections:
             return 404, {
                 "status": "ERROR",
-                "message": f"Can't find dataverse with identifier='{alias}'",
+                "message": f"Can't find dataverse with identifier='{idtf}'",
             }
-        # JsonPrinter.json(Dataverse) includes isReleased.
+        if alias in self.hidden:
+            return 403, {
+                "status": "ERROR",
+                "message": "User is not authorized to view this dataverse.",
+            }
+        # JsonPrinter.json(Dataverse): isMetadataBlockRoot, ownerId (its owner's id, when it
+        # has one), isReleased, and inputLevels: the collection's own, only when it has some.
         released = alias not in self.unreleased
-        data: dict[str, Any] = {"alias": alias, "id": 1, "isReleased": released}
-        if self.required:  # JsonPrinter.jsonDataverseFieldTypeInputLevels
+        data: dict[str, Any] = {
+            "alias": alias,
+            "id": self.ids[alias],
+            "isMetadataBlockRoot": alias in self.block_roots,
+            "isReleased": released,
+        }
+        if alias in self.parents:
+            data["ownerId"] = self.ids[self.parents[alias]]
+        if self.levels.get(alias):  # JsonPrinter.jsonDataverseFieldTypeInputLevels
             data["inputLevels"] = [
                 {"datasetFieldTypeName": n, "required": True, "include": True}
-                for n in sorted(self.required)
+                for n in sorted(self.levels[alias])
             ]
         return 200, {"status": "OK", "data": data}
+
+    def required_in(self, alias: str) -> set[str]:
+        """What a dataset in ``alias`` must fill beyond the citation block's own: the input
+        levels of the first metadata block root up its owners, the root collection being
+        one whatever it says (DatasetField.isRequired)."""
+        while alias not in self.block_roots and alias in self.parents:
+            alias = self.parents[alias]
+        return set(self.levels.get(alias, ()))
 
     def create(self, req: Request, alias: str):
         # native-api.rst POST /api/dataverses/{alias}/datasets (citation block; missing required fields: 400).
@@ -220,7 +264,7 @@ class FakeDataverse(FakeServer):
             if f.get("typeClass") == "compound":
                 names.update(k for v in f.get("value") or [] for k in v)
         required = {"title", "author", "datasetContact", "dsDescription", "subject"}
-        missing = (required | self.required) - names
+        missing = (required | self.required_in(alias)) - names
         if missing:
             return 400, {
                 "status": "ERROR",
@@ -232,7 +276,7 @@ class FakeDataverse(FakeServer):
         body["datasetVersion"]["license"] = (
             {"name": lic["name"], "uri": lic["uri"]} if lic else None
         )
-        did = next(self.ids)
+        did = next(self.dataset_ids)
         pid = f"doi:10.5072/FK2/{did:06d}"
         self.datasets[did] = {
             "id": did,
@@ -348,33 +392,89 @@ class FakeDataverse(FakeServer):
             return self._register(d, meta)
         if "file" not in parts:
             return 400, {"status": "ERROR", "message": "Failed to add file to dataset: no file"}
-        fname, content = parts["file"]
-        meta = json.loads(parts.get("jsonData", (None, b"{}"))[1] or b"{}")
-        folder, fname, refused = file_metadata(str(fname), meta)
+        sent, content = parts["file"]
+        folder, fname, refused = file_metadata(str(sent), meta)
         if refused:
             return 400, {"status": "ERROR", "message": refused}
-        label = folder or ""
-        name = f"{label}/{fname}" if label else str(fname)
-        if name.endswith(".zip"):
-            return 400, {
-                "status": "ERROR",
-                "message": "This fake, like Dataverse, would unpack the zip.",
-            }
-        fid = next(self.file_ids)
+        added = []
+        for member_folder, member_name, data in self._unpacked(str(sent), content):
+            # OptionalFileParams.addOptionalParams: jsonData's folder and label name each file
+            label = fname if meta.get("label") else member_name
+            where = folder if meta.get("directoryLabel") else member_folder
+            added.append(self._store(d, where, label, meta, data))
+        if str(meta.get("tabIngest", True)).lower() != "false":
+            for f in added:
+                self._tabular_ingest(d, f)
+        d["draft"] = True
+        return 200, {"status": "OK", "data": {"files": added}}
+
+    def _unpacked(self, sent: str, content: bytes) -> list[tuple[str | None, str, bytes]]:
+        """The files ``/add`` makes of an upload: a zip (by its name's extension, FileUtil
+        .determineFileType / jakarta.mime.types "zip ZIP") is unpacked one level, its
+        members kept as they are (a zip among them too), macOS leftovers skipped; past
+        :ZipUploadFilesLimit, or unreadable, it is kept as it is (CreateNewDataFilesCommand)."""
+        label = sent.encode("utf-8").decode("latin-1")
+        whole = [(None, label, content)]
+        if not label.endswith((".zip", ".ZIP")):
+            return whole
+        try:
+            with zipfile.ZipFile(io.BytesIO(content)) as zf:
+                members = [
+                    m
+                    for m in zf.infolist()
+                    if not m.is_dir()
+                    and not m.filename.rsplit("/", 1)[-1].startswith(("._", ".DS_Store"))
+                ]
+                if not members or len(members) > self.zip_limit:
+                    return whole
+                out = []
+                for m in members:
+                    folder, _, base = m.filename.rpartition("/")
+                    out.append((folder.strip("/") or None, base, zf.read(m)))
+                return out
+        except zipfile.BadZipFile:
+            return whole
+
+    def _tabular_ingest(self, d: dict[str, Any], f: dict[str, Any]) -> None:
+        """Unless ``jsonData`` says ``tabIngest: false`` (OptionalFileParams, default true),
+        a file of a type Dataverse ingests (FileUtil.canIngestAsTabular) is replaced by its
+        tab-separated form: new size, label ending ``.tab`` (IngestServiceBean ingestAsTabular)."""
+        stem, dot, ext = f["label"].rpartition(".")
+        if not dot or ext.lower() not in ("csv", "tsv", "xlsx", "dta", "sav", "por"):
+            return
+        old = f"{f['directoryLabel']}/{f['label']}" if f["directoryLabel"] else f["label"]
+        del d["files"][old]
+        f["label"] = f["dataFile"]["filename"] = f"{stem}.tab"
+        f["dataFile"]["filesize"] += 1  # the .tab is another file than the one sent
+        d["files"][f"{f['directoryLabel']}/{f['label']}" if f["directoryLabel"] else f["label"]] = f
+
+    def _store(
+        self, d: dict[str, Any], folder: str | None, label: str, meta: dict[str, Any], data: bytes
+    ) -> dict[str, Any]:
+        """Add one file to the draft; a name already there gets -1, -2… before its
+        extension (IngestUtil.checkForDuplicateFileNamesFinal)."""
+        stem, dot, ext = label.rpartition(".")
+        if not dot:
+            stem, ext = label, ""
+        n = 0
+        name = f"{folder}/{label}" if folder else label
+        while name in d["files"]:
+            n += 1
+            label = f"{stem}-{n}{dot}{ext}"
+            name = f"{folder}/{label}" if folder else label
         df = {
-            "id": fid,
-            "filename": fname,
-            "filesize": len(content),
-            "checksum": {"type": "MD5", "value": hashlib.md5(content).hexdigest()},
+            "id": next(self.file_ids),
+            "filename": label,
+            "filesize": len(data),
+            "checksum": {"type": "MD5", "value": hashlib.md5(data).hexdigest()},
         }
         d["files"][name] = {
-            "label": fname,
-            "directoryLabel": label or None,
+            "label": label,
+            "directoryLabel": folder,
             "description": meta.get("description") or "",
             "dataFile": df,
         }
-        d["draft"] = True
-        return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}
+        return d["files"][name]
 
     def files(self, req: Request):
         # native-api.rst GET /api/datasets/:persistentId/versions/{version}/files.

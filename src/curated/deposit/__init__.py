@@ -10,7 +10,7 @@ What is sent (see :mod:`curated.deposit.payload`):
 target          bag folder                    serialized bag (.zip/.tar)
 ==============  ============================  ====================================
 invenio/zenodo  each file, key = bag path     the archive (one file)
-dataverse       each file, directoryLabel     .tar only (Dataverse unpacks .zip)
+dataverse       each file, directoryLabel     the archive (a .zip direct or wrapped)
 dspace          one stored zip ``<bag>.zip``  the archive (one multipart POST)
 figshare        one stored zip ``<bag>.zip``  the archive (in Figshare's parts)
 directory       a copy of the folder          a copy of the archive

@@ -23,6 +23,16 @@ SSE-KMS/SSE-C encryption, so it is checked only then; the deposit is verified by
 size and checksum Dataverse records for the file. Presigned URLs never receive the API
 key. Other files go through the application server.
 
+Zips: ``/add`` unpacks a file named ``*.zip``/``*.ZIP`` (one level), a direct upload is
+kept as it is. So a zip goes direct whenever the store allows it, and otherwise inside a
+one-member zip of its own (:mod:`curated.deposit.zipwrap`), which Dataverse unpacks back
+into the zip: the file it stores and checksums is the bag's.
+
+Required fields: a collection that uses its parent's metadata fields
+(``isMetadataBlockRoot`` false) requires what the input levels of the first metadata
+block root up its owners require (``DatasetField.isRequired``); :meth:`check_access`
+reads them there, so a record lacking one is stopped before anything is created.
+
 File names: Dataverse refuses (the whole ``/add``) a folder (``directoryLabel``) with a
 character outside ``[A-Za-z0-9_ ./-]`` (``FileDirectoryNameValidator``) and a file name
 with a backslash or one of ``/ : * ? " < > | ; #`` (``FileMetadata.label``), strips leading and trailing
@@ -61,6 +71,7 @@ from curated.deposit.http import (
     hash_file,
 )
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
+from curated.deposit.zipwrap import crc32_of, wrapper
 from curated.errors import DepositError
 from curated.metadata.crosswalk.dataverse import DEFAULT_LICENCES, match_licence
 
@@ -176,6 +187,10 @@ class DataverseRepository:
         self.direct_threshold = direct_threshold
         self.collection_requires: list[str] = []
         """Fields the collection requires besides the citation block's own (``inputLevels``)."""
+        self.collection_levels_of: str | None = None
+        """The alias of the parent collection whose input levels apply (``None``: its own)."""
+        self.collection_levels_from: str | None = None
+        """The id of the parent collection whose input levels apply but could not be read."""
         self.collection_released: bool | None = None
         """Whether the collection is published (``isReleased``), read by :meth:`check_access`."""
         self.licences: list[dict[str, Any]] | None = None
@@ -230,12 +245,14 @@ class DataverseRepository:
         if r.status == 404:
             msg = f"the Dataverse collection {self.collection!r} does not exist at {self.base}; check --target (the collection alias)"
             raise DepositError(msg, field="target")
-        data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
-        data = data if isinstance(data, dict) else {}
+        data = _data(r)
         self.collection_released = data.get("isReleased")
+        root = self._metadata_root(data)
+        alias = (root or {}).get("alias")
+        self.collection_levels_of = str(alias) if alias and alias != data.get("alias") else None
         self.collection_requires = sorted(
             str(lv.get("datasetFieldTypeName"))
-            for lv in data.get("inputLevels") or []
+            for lv in (root or {}).get("inputLevels") or []
             if isinstance(lv, dict) and lv.get("required") and lv.get("datasetFieldTypeName")
         )
         r = self.http.request(
@@ -244,6 +261,35 @@ class DataverseRepository:
         data = (r.data or {}).get("data") if isinstance(r.data, dict) else None
         # No list (before Dataverse 5.10): the licences every installation starts with are assumed.
         self.licences = data if isinstance(data, list) else None
+
+    def _metadata_root(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The collection whose input levels apply to datasets in ``data`` (a collection).
+
+        A collection that uses its parent's metadata fields (``isMetadataBlockRoot`` false)
+        has no input levels of its own that count: Dataverse walks up the owners to the
+        first metadata block root, the installation's root collection being one whatever
+        it says (``DatasetField.isRequired``), and requires what that one's levels require.
+        ``None`` when an owner cannot be read (an unpublished parent the token may not see):
+        :attr:`collection_levels_from` then names it.
+        """
+        seen: set[str] = set()
+        self.collection_levels_from = None
+        while data.get("isMetadataBlockRoot") is False and data.get("ownerId") is not None:
+            owner = str(data["ownerId"])
+            if owner in seen or len(seen) >= MAX_LOOKUPS:
+                break  # a loop, or a tree deeper than any real one: take what was reached
+            seen.add(owner)
+            r = self.http.request(
+                "GET",
+                f"/dataverses/{quote(owner)}",
+                allow=(401, 403, 404),
+                what="looking up the collection's parent (its metadata fields)",
+            )
+            if r.status != 200:
+                self.collection_levels_from = owner
+                return None
+            data = _data(r)
+        return data
 
     def can_inspect(self) -> bool:
         return bool(self._token)
@@ -264,13 +310,29 @@ class DataverseRepository:
         findings: list[dict[str, Any]] = []
         lacking = [n for n in self.collection_requires if n not in _field_names(version)]
         if lacking:
+            heir = (
+                f" (it uses the metadata fields of its parent collection {self.collection_levels_of!r})"
+                if self.collection_levels_of
+                else ""
+            )
             findings.append(
                 {
-                    "what": f"Dataverse: the collection {self.collection!r} requires {', '.join(lacking)}, "
-                    "which curated's citation metadata does not fill; it would refuse the dataset",
+                    "what": f"Dataverse: the collection {self.collection!r} requires {', '.join(lacking)}"
+                    f"{heir}, which curated's citation metadata does not fill; it would refuse the dataset",
                     "advice": "deposit into another collection (--target), or ask its administrators "
                     "which values to give",
                     "blocking": True,
+                }
+            )
+        if self.collection_levels_from is not None:
+            findings.append(
+                {
+                    "what": f"Dataverse: the collection {self.collection!r} uses the metadata fields of a "
+                    f"parent collection (id {self.collection_levels_from}) that this token may not read; "
+                    "fields that collection requires are not known",
+                    "advice": "if Dataverse refuses the dataset for a missing field, ask the collection's "
+                    "administrators which values to give",
+                    "blocking": False,
                 }
             )
         if self.collection_released is False:
@@ -421,11 +483,18 @@ class DataverseRepository:
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
         self._wait_unlocked(state, what)
-        if entry.get("direct") or (self.direct_ok and item.size >= self.direct_threshold):
+        meta = {**_file_meta(item), "restrict": False, "tabIngest": False}
+        unpacked = unpacked_on_add(meta["label"])
+        # A zip goes direct where the store allows it (kept as it is there) whatever its size.
+        if entry.get("direct") or (
+            self.direct_ok and (unpacked or item.size >= self.direct_threshold)
+        ):
             done = self._direct(state, item, entry, save, advance)
             if done is not None:
                 return done
-        meta = {**_file_meta(item), "restrict": False, "tabIngest": False}
+        wrap = (b"", b"")
+        if unpacked:  # Dataverse unpacks one level: the member it keeps is this file, whole
+            wrap = wrapper(_member_name(meta["label"]), item.size, crc32_of(item.path))
         holder: list[MultipartBody] = []
 
         def body() -> MultipartBody:
@@ -434,6 +503,7 @@ class DataverseRepository:
                 "file",
                 meta["label"],  # read as ISO-8859-1 there: "label" above names the file
                 FileSlice(item.path, on_read=advance),
+                wrap=wrap,
             )
             holder[:] = [b]
             return b
@@ -450,7 +520,37 @@ class DataverseRepository:
         _status_errors(r, what)
         files = need(r.data, "data", "files", what=what)
         remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        if unpacked and (len(files) != 1 or str(remote.size) != str(item.size)):
+            self._still_wrapped(state, item, files, what)
         return Uploaded(remote, holder[0].hashes.result())
+
+    def _still_wrapped(
+        self, state: dict[str, Any], item: UploadItem, files: list[Any], what: str
+    ) -> None:
+        """Dataverse kept something else than the wrapped zip's one member (it stores the
+        wrapper as it is when its unzip gives up, e.g. over ``:ZipUploadFilesLimit``):
+        remove what it added and say so."""
+        sizes = []
+        for f in files:
+            df = (f or {}).get("dataFile") or {}
+            sizes.append(str(df.get("filesize")))
+            if df.get("id") is not None:
+                try:
+                    self.delete_file(state, _remote_file(item.name, df))
+                except DepositError:
+                    pass  # the re-run compares the dataset with the bag and removes it then
+        msg = (
+            f"{what}: Dataverse unpacks .zip files sent through its API, so curated sent this one "
+            f"inside a zip of its own to have it stored whole; Dataverse did not unpack that "
+            f"(it kept {len(files)} file(s) of {', '.join(sizes) or 'no'} bytes, the zip has "
+            f"{item.size}), which its installation does when unpacking is limited "
+            "(:ZipUploadFilesLimit) or fails; what it kept was removed"
+        )
+        advice = (
+            "ask the repository to enable direct (S3) upload for the collection, which stores "
+            "zips as they are, or to raise :ZipUploadFilesLimit; or serialize the bag as .tar"
+        )
+        raise DepositError(f"{msg}; {advice}", details={"kept": sizes, "size": item.size})
 
     # ------------------------------------------------------------ direct (S3) upload
     def _direct(self, state, item: UploadItem, entry, save, advance) -> Uploaded | None:  # type: ignore[no-untyped-def]
@@ -704,7 +804,13 @@ class DataverseRepository:
                         "jsonData": _file_meta(it),
                         "file": f"<{it.size} bytes from {it.path}>",
                     },
-                    note="after the dataset's locks clear; compare the returned checksum",
+                    note="after the dataset's locks clear; compare the returned checksum"
+                    + (
+                        "; direct upload if the store allows it, else inside a zip of its own "
+                        "(Dataverse unpacks one level and keeps this zip whole)"
+                        if unpacked_on_add(dataverse_name(it.name)[1])
+                        else ""
+                    ),
                 )
             )
         if publish:
@@ -718,6 +824,29 @@ class DataverseRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def unpacked_on_add(label: str) -> bool:
+    """Whether Dataverse unpacks a file sent as ``label`` through ``/add`` (not direct).
+
+    It takes a file for a zip by its name's extension, which its type map lists as ``zip``
+    and ``ZIP`` (``META-INF/jakarta.mime.types``; JHOVE has no zip module there), trusts
+    that over any type the client gives (``FileUtil.useRecognizedType``) and unpacks it
+    (``CreateNewDataFilesCommand``); a direct upload is registered as it is.
+    """
+    return label.endswith((".zip", ".ZIP"))
+
+
+def _member_name(label: str) -> str:
+    """The wrapped zip's member name: its label, unless Dataverse would skip that member
+    as a macOS leftover (``._*``, ``.DS_Store*``); ``jsonData`` names the file anyway."""
+    return f"_{label}" if label.startswith(("._", ".DS_Store")) else label
+
+
+def _data(reply: Reply) -> dict[str, Any]:
+    """The ``data`` object of a Dataverse answer (empty when there is none)."""
+    data = (reply.data or {}).get("data") if isinstance(reply.data, dict) else None
+    return data if isinstance(data, dict) else {}
 
 
 def _field_names(version: dict[str, Any]) -> set[str]:

@@ -477,11 +477,19 @@ class PartBody:
 class MultipartBody:
     """A ``multipart/form-data`` body whose file part streams from a :class:`FileSlice`.
 
-    ``fields`` are small text parts sent before the file part.
+    ``fields`` are small text parts sent before the file part. ``wrap``: bytes sent
+    around the file's own inside the file part (``(head, tail)``, e.g. a zip wrapped
+    around it); :attr:`hashes` stay those of the file alone.
     """
 
     def __init__(
-        self, fields: dict[str, str], file_field: str, filename: str, source: FileSlice
+        self,
+        fields: dict[str, str],
+        file_field: str,
+        filename: str,
+        source: FileSlice,
+        *,
+        wrap: tuple[bytes, bytes] = (b"", b""),
     ) -> None:
         self.boundary = uuid.uuid4().hex
         self.source = source
@@ -497,10 +505,10 @@ class MultipartBody:
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
             f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
         ).encode()
-        self._head = head
-        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._head = head + wrap[0]
+        self._tail = wrap[1] + f"\r\n--{self.boundary}--\r\n".encode()
         self._stage = 0
-        self.remaining = len(head) + len(source) + len(self._tail)
+        self.remaining = len(self._head) + len(source) + len(self._tail)
 
     @property
     def content_type(self) -> str:

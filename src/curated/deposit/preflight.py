@@ -35,7 +35,9 @@ class Limits:
     max_request_bytes: int | None = None
     """Largest single HTTP request body (a file sent in one request cannot exceed it)."""
     unpacks_zip: bool = False
-    """The server unpacks uploaded ``.zip`` files (Dataverse)."""
+    """The server unpacks uploaded ``.zip`` files and the adapter cannot keep them whole
+    (no built-in profile: the Dataverse adapter sends a zip direct, or wrapped in a zip
+    of its own, which Dataverse unpacks back into the zip)."""
     empty_files: bool = True
     """The server accepts files of 0 bytes (Zenodo does not)."""
     warn_file_bytes: int | None = None
@@ -64,9 +66,9 @@ LIMITS: dict[str, Limits] = {
     ),
     "dataverse": Limits(
         "dataverse",
-        unpacks_zip=True,
         warn_file_bytes=2 * GB,
-        source="Dataverse native API: .zip uploads are unpacked; >2 GB through the app server times out without direct upload",
+        source="Dataverse native API: >2 GB through the app server times out without direct upload "
+        "(.zip files, which its API unpacks, are sent direct or wrapped so they are kept whole)",
     ),
     "dspace": Limits(
         "dspace",
