@@ -35,12 +35,13 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MAX_BYTES = 1 << 30
-"""1 GiB of decoded segments per process. A shard task reads each page of its depth once,
-and the shard tasks of one slab read the same pages, the threads side by side; what is
-decoded once serves them all when the pages one shard spans fit: e.g. 64 single-strip
-4096² uint8 pages, or all pages of a stack up to that size. Deeper stacks of large
-single-strip pages still gain (the tasks running at once share each decode); set
-``CURATED_SEGMENT_CACHE_MB`` higher where memory allows."""
+"""1 GiB of decoded segments per process. A level-0 shard task reads each page of its depth
+once, and the shard tasks of one slab read the same pages, side by side on the threads;
+one decode serves them all when the pages of one shard's depth fit (a stack of up to 64
+pages of 4096² uint8, or 512-deep shards of pages up to 2 MiB). Where they do not, the
+tasks running at the same time still share each decode (a segment wanted by several threads
+is decoded once), and the others decode it again: set ``CURATED_SEGMENT_CACHE_MB`` higher
+where memory allows."""
 
 CACHE_ENV = "CURATED_SEGMENT_CACHE_MB"
 

@@ -59,10 +59,10 @@ def natural_key(name: str) -> list[Any]:
 
 _TIFF_CACHE_SIZE = 8
 _tiff_lock = threading.Lock()
-_tiff_cache: OrderedDict[str, tuple[tuple[int, ...] | None, Any]] = OrderedDict()
+_tiff_cache: OrderedDict[str, tuple[tuple[int, ...], Any]] = OrderedDict()
 
 
-def _frame(path: str, index: int, identity: tuple[int, ...] | None = None) -> Any:
+def _frame(path: str, index: int, identity: tuple[int, ...]) -> Any:
     """Page ``index`` of the TIFF at ``path``, from a small process-wide cache of parsed files.
 
     Parsing (walking the IFD chain) is not thread-safe in tifffile, so it happens
@@ -74,7 +74,7 @@ def _frame(path: str, index: int, identity: tuple[int, ...] | None = None) -> An
 
     with _tiff_lock:
         known = _tiff_cache.get(path)
-        if known is not None and identity is not None and known[0] != identity:
+        if known is not None and known[0] != identity:
             _tiff_cache.pop(path)[1].close()
             known = None
         if known is None:
