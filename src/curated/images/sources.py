@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from curated.errors import ConversionError, InputError
+from curated.images.segments import SEGMENTS, file_identity
 from curated.images.stored import StoredArraySource, is_stored, open_stored
 from curated.images.units import length_unit, round_to, significant_digits
 from curated.objstore import is_url
@@ -58,36 +59,43 @@ def natural_key(name: str) -> list[Any]:
 
 _TIFF_CACHE_SIZE = 8
 _tiff_lock = threading.Lock()
-_tiff_cache: OrderedDict[str, Any] = OrderedDict()
+_tiff_cache: OrderedDict[str, tuple[tuple[int, ...], Any]] = OrderedDict()
 
 
-def _frame(path: str, index: int) -> Any:
+def _frame(path: str, index: int, identity: tuple[int, ...]) -> Any:
     """Page ``index`` of the TIFF at ``path``, from a small process-wide cache of parsed files.
 
     Parsing (walking the IFD chain) is not thread-safe in tifffile, so it happens
     under a lock; pixel data are then read with ``os.pread`` on our own descriptor.
+    ``identity`` (:func:`curated.images.segments.file_identity` of that descriptor): a
+    file parsed when it was another version (rewritten since) is parsed again.
     """
     import tifffile
 
     with _tiff_lock:
-        tf = _tiff_cache.get(path)
-        if tf is None:
-            tf = tifffile.TiffFile(path)
-            _tiff_cache[path] = tf
+        known = _tiff_cache.get(path)
+        if known is not None and known[0] != identity:
+            _tiff_cache.pop(path)[1].close()
+            known = None
+        if known is None:
+            known = (identity, tifffile.TiffFile(path))
+            _tiff_cache[path] = known
             while len(_tiff_cache) > _TIFF_CACHE_SIZE:
-                _, old = _tiff_cache.popitem(last=False)
+                _, (_, old) = _tiff_cache.popitem(last=False)
                 old.close()
         else:
             _tiff_cache.move_to_end(path)
-        return tf.pages[index]
+        return known[1].pages[index]
 
 
 def close_cached_files() -> None:
-    """Close the parsed TIFF files (and HDF5/Zarr/N5 handles) kept between reads (after a conversion)."""
+    """Close the parsed TIFF files (and HDF5/Zarr/N5 handles) kept between reads, and drop the
+    decoded segments kept (:data:`curated.images.segments.SEGMENTS`), after a conversion."""
     with _tiff_lock:
         while _tiff_cache:
-            _, tf = _tiff_cache.popitem()
+            _, (_, tf) = _tiff_cache.popitem()
             tf.close()
+    SEGMENTS.clear()
     from curated.images.stored import close_stored
 
     close_stored()
@@ -244,35 +252,29 @@ class TiffSource:
     def _decode_page(
         self, page: int, path: str, ys: slice, xs: slice, fds: _Descriptors
     ) -> np.ndarray:
+        """Rows ``ys``, columns ``xs`` of a compressed (or segmented) page, decoding only the
+        strips or tiles they touch. A segment the window uses in part is kept decoded in
+        :data:`curated.images.segments.SEGMENTS` for the reads of the next windows (a
+        single-strip page is otherwise decoded again by every shard that touches it)."""
         if self.kind == "png-slices":
             return _decode_png(path, page, self.page_shape, np.dtype(self.dtype), ys, xs)
         try:
-            frame = _frame(path, int(self.page_index[page]))
+            fd = fds.get(path)
+            identity = file_identity(fd)
+            ifd = int(self.page_index[page])
+            frame = _frame(path, ifd, identity)
             p = getattr(frame, "keyframe", None) or frame
-            if p.is_tiled:
-                tl, tw = p.tilelength, p.tilewidth
-                ntx = -(-p.imagewidth // tw)
-                segs = [
-                    ty * ntx + tx
-                    for ty in range(ys.start // tl, (ys.stop - 1) // tl + 1)
-                    for tx in range(xs.start // tw, (xs.stop - 1) // tw + 1)
-                ]
-            else:
-                rps = min(p.rowsperstrip or p.imagelength, p.imagelength)
-                segs = list(range(ys.start // rps, (ys.stop - 1) // rps + 1))
             out = np.empty(
                 (ys.stop - ys.start, xs.stop - xs.start),
                 dtype=np.dtype(self.dtype).newbyteorder("="),
             )
-            fd = fds.get(path)
-            decode = p.decode
-            for s in segs:
-                data = _pread_exact(
-                    fd, int(frame.databytecounts[s]), int(frame.dataoffsets[s]), path, page
-                )
-                seg, idx, _ = decode(data, s, jpegtables=p.jpegtables)
-                seg = np.asarray(seg).reshape(seg.shape[-3], seg.shape[-2])
-                y0, x0 = int(idx[2]), int(idx[3])
+            for s, (y0, x0, h, w) in _segments(p, ys, xs):
+                partial = y0 < ys.start or y0 + h > ys.stop or x0 < xs.start or x0 + w > xs.stop
+
+                def decode(s: int = s) -> tuple[np.ndarray, tuple[int, int]]:
+                    return _decode_segment(frame, p, s, fd, path, page)
+
+                seg, (y0, x0) = SEGMENTS.get((path, identity, ifd, s), decode, keep=partial)
                 ya, yb = max(ys.start, y0), min(ys.stop, y0 + seg.shape[0])
                 xa, xb = max(xs.start, x0), min(xs.stop, x0 + seg.shape[1])
                 if ya < yb and xa < xb:
@@ -285,6 +287,37 @@ class TiffSource:
         except Exception as exc:  # codec errors on damaged data
             msg = f"page {page} cannot be decoded ({exc}); the file may be truncated or damaged"
             raise ConversionError(msg, path=path, details={"page": page}) from exc
+
+
+def _segments(p: Any, ys: slice, xs: slice) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """The strips or tiles of page ``p`` that rows ``ys``, columns ``xs`` touch: their index
+    and their extent ``(y0, x0, height, width)`` in the page (clipped to the image)."""
+    height, width = int(p.imagelength), int(p.imagewidth)
+    if p.is_tiled:
+        tl, tw = int(p.tilelength), int(p.tilewidth)
+        ntx = -(-width // tw)
+        return [
+            (ty * ntx + tx, (ty * tl, tx * tw, min(tl, height - ty * tl), min(tw, width - tx * tw)))
+            for ty in range(ys.start // tl, (ys.stop - 1) // tl + 1)
+            for tx in range(xs.start // tw, (xs.stop - 1) // tw + 1)
+        ]
+    rps = min(p.rowsperstrip or height, height)
+    return [
+        (s, (s * rps, 0, min(rps, height - s * rps), width))
+        for s in range(ys.start // rps, (ys.stop - 1) // rps + 1)
+    ]
+
+
+def _decode_segment(
+    frame: Any, p: Any, s: int, fd: int, path: str, page: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Segment ``s`` of ``frame`` read from ``fd`` and decoded: (rows x columns, its origin)."""
+    data = _pread_exact(fd, int(frame.databytecounts[s]), int(frame.dataoffsets[s]), path, page)
+    seg, idx, _ = p.decode(data, s, jpegtables=p.jpegtables)
+    if seg is None:  # tifffile gives no array for a segment without data
+        msg = f"page {page}: segment {s} cannot be decoded; the file may be truncated or damaged"
+        raise ConversionError(msg, path=path, details={"page": page, "segment": s})
+    return np.asarray(seg).reshape(seg.shape[-3], seg.shape[-2]), (int(idx[2]), int(idx[3]))
 
 
 @dataclass

@@ -1,0 +1,232 @@
+"""Compressed pages stored as one strip (or a few large strips / tiles) are decoded once per
+conversion, not once per shard that touches them: the decoded segments are kept in a
+byte-bounded, per-process cache (curated.images.segments) keyed by the file's identity."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import tifffile.tifffile as tt
+
+from curated.errors import ConversionError
+from curated.images import convert_to_ome_zarr, open_image
+from curated.images.segments import SEGMENTS, SegmentCache
+from curated.images.sources import close_cached_files, open_source
+
+PAGES, SIDE = 4, 64
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cap = SEGMENTS.max_bytes
+    close_cached_files()
+    yield
+    SEGMENTS.resize(cap)
+    close_cached_files()
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts tifffile's segment decodes by (strip/tile byte count, segment index)."""
+    counts: Counter[tuple[int, int]] = Counter()
+    lock = threading.Lock()
+    real = tt.TiffPage.decode.func  # a cached_property returning the decode function
+
+    def counting(page):
+        fn = real(page)
+
+        def decode(data, index, **kwargs):
+            with lock:
+                counts[(len(data) if data is not None else -1, index)] += 1
+            return fn(data, index, **kwargs)
+
+        return decode
+
+    monkeypatch.setattr(tt.TiffPage, "decode", property(counting))
+    return counts
+
+
+def _stack(seed: int = 0, pages: int = PAGES, side: int = SIDE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 4000, (pages, side, side), dtype=np.uint16)
+
+
+def _single_strip(path: Path, vol: np.ndarray, compression: str = "zlib") -> Path:
+    tifffile.imwrite(
+        path, vol, photometric="minisblack", compression=compression, rowsperstrip=vol.shape[-2]
+    )
+    with tifffile.TiffFile(path) as tf:
+        assert all(len(p.dataoffsets) == 1 for p in tf.pages)  # one strip per page
+    return path
+
+
+def _convert(src: Path, dest: Path) -> np.ndarray:
+    res = convert_to_ome_zarr(src, dest, voxel_size=(8, 4, 4), chunks=8, shard=16, workers=2)
+    assert res.status == "ok"
+    return open_image(dest).levels[0][:]
+
+
+@pytest.mark.parametrize("compression", ["zlib", "lzw"])
+def test_single_strip_pages_are_decoded_once_per_conversion(tmp_path, decodes, compression):
+    vol = _stack()
+    src = _single_strip(tmp_path / "stack.tif", vol, compression)
+    # 16-voxel shards: 16 shards touch every 64 x 64 page (each decoded 16 times before)
+    np.testing.assert_array_equal(_convert(src, tmp_path / "out.ome.zarr"), vol)
+    assert sum(decodes.values()) == PAGES
+    assert max(decodes.values()) == 1
+
+
+def test_cached_and_uncached_conversions_are_bit_identical(tmp_path):
+    vol = _stack(seed=3)
+    src = _single_strip(tmp_path / "stack.tif", vol)
+    cached = _convert(src, tmp_path / "cached.ome.zarr")
+    assert SEGMENTS.decodes == 0  # counters are reset when a conversion closes its files
+    SEGMENTS.resize(0)
+    uncached = _convert(src, tmp_path / "uncached.ome.zarr")
+    np.testing.assert_array_equal(cached, vol)
+    np.testing.assert_array_equal(uncached, vol)
+    for level in ("0", "1"):
+        files = sorted(p.relative_to(tmp_path / "cached.ome.zarr" / level).as_posix()
+                       for p in (tmp_path / "cached.ome.zarr" / level).rglob("*") if p.is_file())  # fmt: skip
+        assert files
+        for rel in files:
+            a = (tmp_path / "cached.ome.zarr" / level / rel).read_bytes()
+            b = (tmp_path / "uncached.ome.zarr" / level / rel).read_bytes()
+            assert a == b, rel
+
+
+def test_reads_keep_a_segment_used_in_part_and_share_it(tmp_path, decodes):
+    vol = _stack(seed=1)
+    src = open_source(_single_strip(tmp_path / "stack.tif", vol))
+    for y in range(0, SIDE, 16):
+        for x in range(0, SIDE, 16):
+            region = (slice(1, 3), slice(y, y + 16), slice(x, x + 16))
+            np.testing.assert_array_equal(src.read(region), vol[region])
+    assert sum(decodes.values()) == 2  # pages 1 and 2, once each
+    assert SEGMENTS.nbytes == 2 * SIDE * SIDE * 2
+    # a whole page is read straight through: nothing more kept
+    np.testing.assert_array_equal(src.read((slice(3, 4), slice(0, SIDE), slice(0, SIDE))), vol[3:4])
+    assert SEGMENTS.nbytes == 2 * SIDE * SIDE * 2
+
+
+def test_a_segment_larger_than_the_cap_is_read_but_not_kept(tmp_path, decodes):
+    vol = _stack(seed=2)
+    src = open_source(_single_strip(tmp_path / "stack.tif", vol))
+    SEGMENTS.resize(SIDE * SIDE * 2 - 1)  # one decoded page is one byte too many
+    window = (slice(0, 1), slice(10, 20), slice(5, 50))
+    for _ in range(2):
+        np.testing.assert_array_equal(src.read(window), vol[window])
+    assert SEGMENTS.nbytes == 0
+    assert sum(decodes.values()) == 2
+    SEGMENTS.resize(SIDE * SIDE * 2)  # now it fits
+    for _ in range(2):
+        np.testing.assert_array_equal(src.read(window), vol[window])
+    assert SEGMENTS.nbytes == SIDE * SIDE * 2
+    assert sum(decodes.values()) == 3
+
+
+def test_the_cache_never_holds_more_than_its_cap():
+    cache = SegmentCache(max_bytes=1000)
+    made = Counter[str]()
+
+    def segment(name: str, n: int):
+        def decode():
+            made[name] += 1
+            return np.zeros(n, np.uint8), name
+
+        return decode
+
+    for name, n in [("a", 400), ("b", 400), ("a", 400), ("c", 400), ("big", 1001), ("a", 400)]:
+        arr, got = cache.get(name, segment(name, n), keep=True)
+        assert got == name and arr.nbytes == n and not arr.flags.writeable
+        assert cache.nbytes <= 1000
+    # "c" pushed out the least recently used ("b"); "big" was never kept; "a" stayed
+    assert made == Counter({"a": 1, "b": 1, "c": 1, "big": 1})
+    cache.get("b", segment("b", 400), keep=True)
+    assert made["b"] == 2 and cache.nbytes == 800
+    cache.get("d", segment("d", 10), keep=False)  # read whole by its reader: not kept
+    assert cache.nbytes == 800
+
+
+def test_threads_wanting_one_segment_decode_it_once():
+    cache = SegmentCache(max_bytes=1 << 20)
+    started, release = threading.Event(), threading.Event()
+    made = Counter[str]()
+
+    def decode():
+        made["x"] += 1
+        started.set()
+        release.wait(5)
+        return np.ones(100, np.uint8), "x"
+
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get("k", decode, keep=True)[1]))
+        for _ in range(4)
+    ]
+    threads[0].start()
+    started.wait(5)
+    for t in threads[1:]:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert results == ["x"] * 4 and made["x"] == 1
+
+
+def test_a_rewritten_file_is_never_served_stale(tmp_path):
+    path = tmp_path / "stack.tif"
+    window = (slice(0, 2), slice(8, 24), slice(8, 24))
+    first = np.zeros((PAGES, SIDE, SIDE), np.uint16)
+    src = open_source(_single_strip(path, first))
+    np.testing.assert_array_equal(src.read(window), first[window])
+    assert SEGMENTS.nbytes > 0
+    second = _stack(seed=4)  # rewritten in place (same inode, another size)
+    _single_strip(path, second)
+    np.testing.assert_array_equal(src.read(window), second[window])
+    third = _stack(seed=5)  # replaced by another file under the same name
+    _single_strip(tmp_path / "new.tif", third)
+    os.replace(tmp_path / "new.tif", path)
+    np.testing.assert_array_equal(src.read(window), third[window])
+
+
+def _strip(path: Path) -> tuple[int, int]:
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[1]
+        return int(page.dataoffsets[0]), int(page.databytecounts[0])
+
+
+def test_a_damaged_strip_names_file_and_page_and_is_not_kept(tmp_path):
+    vol = _stack(seed=6)
+    path = _single_strip(tmp_path / "stack.tif", vol)
+    src = open_source(path)
+    offset, count = _strip(path)
+    with open(path, "r+b") as fh:  # garbage in the middle of page 1's zlib stream
+        fh.seek(offset + count // 2)
+        fh.write(bytes(range(256)) * 4)
+    window = (slice(1, 2), slice(0, 16), slice(0, 16))
+    for _ in range(2):  # the second read meets the same damage: nothing was kept from it
+        with pytest.raises(ConversionError) as err:
+            src.read(window)
+        assert "page 1" in str(err.value) and str(path) in str(err.value)
+        assert SEGMENTS.nbytes == 0
+    np.testing.assert_array_equal(src.read((slice(0, 1), *window[1:])), vol[0:1, :16, :16])
+
+
+def test_a_truncated_strip_names_file_and_page(tmp_path):
+    vol = _stack(seed=7)
+    path = _single_strip(tmp_path / "stack.tif", vol)
+    src = open_source(path)
+    offset, count = _strip(path)
+    with open(path, "r+b") as fh:  # the file ends in the middle of page 1's strip
+        fh.truncate(offset + count // 2)
+    with pytest.raises(ConversionError, match="page 1 is truncated") as err:
+        src.read((slice(1, 2), slice(0, 16), slice(0, 16)))
+    assert str(path) in str(err.value)
+    assert SEGMENTS.nbytes == 0
