@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 from archive_helpers import build_archive_workspace
+from swap_helpers import assert_only_bystanders_left, leave_killed_swap, remove_bystanders
 from test_bag_helpers import assert_untouched, snapshot
 from typer.testing import CliRunner
 
+from curated._io import temps_of
 from curated.archive import export_bia, export_empiar, plan_bia, plan_empiar
 from curated.archive.bia import (
     FILE_COLUMNS,
@@ -227,11 +229,11 @@ def test_an_interrupted_export_leaves_no_package_and_reruns(
     with pytest.raises(OSError):
         export_empiar(ws, dest)
     assert not dest.exists()  # never a package that looks complete
-    assert not (tmp_path / ".empiar.partial").exists()  # nor a half copy left lying about
+    assert not temps_of(dest)  # nor a half copy left lying about
     assert ws.log.last()["status"] == "error"
     monkeypatch.setattr(empiar, "place", real_place)
     assert export_empiar(ws, dest).ok
-    assert not (tmp_path / ".empiar.partial").exists()
+    assert not temps_of(dest)
     assert ws.log.verify(files=True).ok
 
 
@@ -321,7 +323,7 @@ def test_overwrite_replaces_only_a_previous_export_of_the_same_kind(
 def test_a_hidden_folder_not_made_by_an_export_is_never_deleted(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    for hidden in (".empiar.partial", ".empiar.old"):
+    for hidden in (".empiar.n0tmine_.tmp", ".empiar.old.tmp"):
         folder = tmp_path / hidden
         folder.mkdir()
         (folder / "notes.txt").write_text("mine")
@@ -371,7 +373,7 @@ def test_export_refuses_a_linked_derived_folder_or_image_before_writing(
     with pytest.raises(InputError, match="symbolic link") as info:
         export(ws, tmp_path / "out")
     assert str(info.value.path) == str(ws.root / linked)
-    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+    assert not (tmp_path / "out").exists() and not temps_of(tmp_path / "out")
     assert len(list(ws.log.entries())) == entries  # refused before the step began
 
 
@@ -385,7 +387,7 @@ def test_copy_mode_gives_independent_files(ws: Workspace, tmp_path: Path) -> Non
         with pytest.raises(InputError, match="files must be one of"):
             export(ws, tmp_path / "other", files="move")
     assert len(list(ws.log.entries())) == entries  # a usage mistake is no failed step in the log
-    assert not (tmp_path / ".other.partial").exists()
+    assert not temps_of(tmp_path / "other")
 
 
 # ---------------------------------------------------------------- BioImage Archive
@@ -481,7 +483,7 @@ def test_bia_file_list_paths_are_never_quoted(ws: Workspace, tmp_path: Path) -> 
     with pytest.raises(InputError, match="tab, line break or double quote") as info:
         export_bia(ws, tmp_path / "bia")
     assert str(info.value.path).startswith(str(odd))
-    assert not (tmp_path / "bia").exists() and not (tmp_path / ".bia.partial").exists()
+    assert not (tmp_path / "bia").exists() and not temps_of(tmp_path / "bia")
 
 
 def test_bia_each_annotation_has_its_own_file_list(ws: Workspace, tmp_path: Path) -> None:
@@ -772,3 +774,22 @@ def test_empiar_author_names_are_surname_and_initials() -> None:
     ]
     assert orcid_id("https://orcid.org/0000-0002-1825-0097") == "0000-0002-1825-0097"
     assert orcid_id(None) is None
+
+
+@pytest.mark.parametrize("export", [export_empiar, export_bia])
+def test_a_kill_between_the_two_renames_loses_nothing_and_the_next_run_clears_it(
+    ws: Workspace, tmp_path: Path, export
+) -> None:  # type: ignore[no-untyped-def]
+    dest = tmp_path / "out"
+    assert export(ws, dest).ok
+    before = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    leave_killed_swap(dest)
+    with pytest.raises(InputError, match="not empty"):  # the old package is back in place
+        export(ws, dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == before
+    assert_only_bystanders_left(dest)
+    leave_killed_swap(dest)
+    assert export(ws, dest, overwrite=True).ok
+    assert_only_bystanders_left(dest)
+    remove_bystanders(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "t"]

@@ -20,6 +20,7 @@ from test_bag_helpers import (
     snapshot,
 )
 
+from curated._io import is_temp_name
 from curated.curation.formats import PRONOM_BASE
 from curated.package import BAGIT_TXT, make_bag, validate_bag
 from curated.package.profiles import list_profiles, load_profile
@@ -226,7 +227,9 @@ def test_serialized_bag_has_one_top_level_folder(
     result = make_bag(ws, tmp_path / "my-bag", serialize=serialize)
     archive = Path(result.path)
     assert archive.name == f"my-bag.{serialize}" and archive.is_file()
-    assert not (tmp_path / "my-bag").exists() and not (tmp_path / "my-bag.partial").exists()
+    assert not (tmp_path / "my-bag").exists() and not [
+        p for p in tmp_path.iterdir() if is_temp_name(p.name)
+    ]
     if serialize == "tar":
         with tarfile.open(archive) as tf:
             names = tf.getnames()

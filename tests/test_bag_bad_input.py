@@ -8,6 +8,7 @@ from pathlib import Path
 
 import bagit
 import pytest
+from swap_helpers import assert_only_bystanders_left, leave_killed_swap, remove_bystanders
 from test_bag_helpers import (
     assert_untouched,
     assert_valid_everywhere,
@@ -16,6 +17,7 @@ from test_bag_helpers import (
     snapshot,
 )
 
+from curated._io import BUILDING_MARKER, aside_of, temps_of
 from curated.errors import PackageError
 from curated.package import FileChangedError, decode_path, encode_path, make_bag
 from curated.package.compat import rfc_path_decoding
@@ -36,7 +38,7 @@ def ws(template: Path, tmp_path: Path) -> Workspace:
 
 def _no_bag_left(dest: Path) -> None:
     assert not dest.exists()
-    assert not dest.with_name(dest.name + ".partial").exists()
+    assert not temps_of(dest) and not aside_of(dest).exists()
 
 
 def test_manifest_paths_are_percent_encoded_both_ways() -> None:
@@ -232,9 +234,9 @@ def test_interrupted_run_leaves_a_partial_that_the_next_run_cleans(
     ws: Workspace, tmp_path: Path
 ) -> None:
     dest = tmp_path / "bag"
-    partial = tmp_path / "bag.partial"
+    partial = tmp_path / ".bag.k1lled00.tmp"
     (partial / "data").mkdir(parents=True)
-    (partial / ".curated-bag-in-progress").write_text("killed\n")
+    (partial / BUILDING_MARKER).write_text("killed\n")
     (partial / "data" / "half.bin").write_bytes(b"half")
     make_bag(ws, dest)
     assert not partial.exists()
@@ -242,7 +244,7 @@ def test_interrupted_run_leaves_a_partial_that_the_next_run_cleans(
 
 
 def test_foreign_partial_folder_is_not_removed(ws: Workspace, tmp_path: Path) -> None:
-    partial = tmp_path / "bag.partial"
+    partial = tmp_path / ".bag.s0meone_.tmp"
     partial.mkdir()
     (partial / "mine.txt").write_text("someone else's")
     with pytest.raises(PackageError, match="was not made by `curated bag`"):
@@ -285,3 +287,71 @@ def test_computed_bag_info_tags_cannot_be_given(ws: Workspace, tmp_path: Path) -
     with pytest.raises(PackageError, match="Payload-Oxum.*computed"):
         make_bag(ws, tmp_path / "bag", bag_info={"Payload-Oxum": "1.1"})
     _no_bag_left(tmp_path / "bag")
+
+
+def test_a_kill_between_the_two_renames_loses_nothing_and_the_next_run_clears_it(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    dest = tmp_path / "bag"
+    make_bag(ws, dest)
+    info = (dest / "bag-info.txt").read_text()
+    leave_killed_swap(dest)
+    with pytest.raises(PackageError, match="already exists"):  # the old bag is back in place
+        make_bag(ws, dest)
+    assert (dest / "bag-info.txt").read_text() == info
+    assert_only_bystanders_left(dest)
+    leave_killed_swap(dest)
+    make_bag(ws, dest, overwrite=True)
+    assert (dest / "bag-info.txt").read_text() != info
+    assert_only_bystanders_left(dest)
+    remove_bystanders(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "ws"]
+    assert_valid_everywhere(dest)
+
+
+def test_a_bag_leaves_out_what_a_killed_swap_set_aside(ws: Workspace, tmp_path: Path) -> None:
+    aside = (
+        ws.root / "derived" / ".model.bioimageio.old.tmp"
+    )  # as a kill between the renames left it
+    aside.mkdir()
+    (aside / "rdf.yaml").write_text("old package\n")
+    dest = tmp_path / "bag"
+    make_bag(ws, dest)
+    assert "model.bioimageio" not in (dest / "manifest-sha256.txt").read_text()
+    assert not (dest / "data" / "derived" / aside.name).exists()
+
+
+SERIALIZED_KILLED_AT_RENAME = """
+import os, sys
+real = os.replace
+def replace(src, dst, **kw):
+    if str(dst).endswith("bag.tar"):
+        os._exit(137)  # as kill -9 just before the archive's rename
+    return real(src, dst, **kw)
+os.replace = replace
+from curated.package import make_bag
+make_bag(sys.argv[1], sys.argv[2], serialize="tar", overwrite=True)
+"""
+
+
+def test_a_serialized_bag_killed_before_its_rename_keeps_the_old_archive(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    archive = Path(make_bag(ws, tmp_path / "bag", serialize="tar").path)
+    old = archive.read_bytes()
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    r = subprocess.run(
+        [sys.executable, "-c", SERIALIZED_KILLED_AT_RENAME, str(ws.root), str(tmp_path / "bag")],
+        env={**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 137, r.stderr
+    with pytest.raises(PackageError, match="already exists"):
+        make_bag(ws, tmp_path / "bag", serialize="tar")
+    assert archive.is_file() and archive.read_bytes() == old  # never a folder named bag.tar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag.tar", "ws"]

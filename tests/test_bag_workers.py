@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_bag_helpers import RECORD, assert_untouched, assert_valid_everywhere, snapshot
 
+from curated._io import temps_of
 from curated.errors import PackageError
 from curated.package import FileChangedError, hashing, make_bag, zarr_archive
 from curated.package.zarr_archive import ZipEntry, ZipPiece, ZipWriter, _local_header
@@ -104,7 +105,7 @@ def test_a_chunk_changing_while_a_worker_hashes_it_fails_clearly(
         make_bag(ws, dest, processes=processes)
     assert exc.value.path == str(target)  # rebuilt whole from the worker: path and details kept
     assert exc.value.details["file"] == f"{STORE}/0/c/2/7"
-    assert not dest.exists() and not dest.with_name("bag.partial").exists()
+    assert not dest.exists() and not temps_of(dest)
     after = snapshot(ws.root)
     changed = {k for k in before["files"] if before["files"][k] != after["files"].get(k)}
     assert changed == {f"{STORE}/0/c/2/7"}
@@ -132,7 +133,7 @@ def test_a_refusal_found_mid_walk_leaves_no_partial_and_no_change(
     dest = tmp_path / "bag"
     with pytest.raises(PackageError, match=match):
         make_bag(ws, dest, processes=processes)
-    assert not dest.exists() and not dest.with_name("bag.partial").exists()
+    assert not dest.exists() and not temps_of(dest)
     assert list(tmp_path.iterdir()) == [ws.root]  # no lock file, no partial, nothing else
     if before is not None:
         assert_untouched(before, ws.root)
@@ -257,7 +258,7 @@ def test_a_large_chunk_changing_before_the_main_process_copies_it(
     dest = tmp_path / "bag"
     with pytest.raises(FileChangedError, match="changed while it was being archived"):
         make_bag(ws, dest, zarr="archive")
-    assert not dest.exists() and not dest.with_name("bag.partial").exists()
+    assert not dest.exists() and not temps_of(dest)
 
 
 def test_zip_writer_switches_to_zip64_past_65535_entries(tmp_path: Path) -> None:
@@ -351,5 +352,5 @@ def test_a_worker_that_dies_or_fails_stops_the_bag_cleanly(
     )
     with pytest.raises(expected[0], match=expected[1]):
         make_bag(ws, dest, processes=2)
-    assert not dest.exists() and not dest.with_name("bag.partial").exists()
+    assert not dest.exists() and not temps_of(dest)
     assert_untouched(before, ws.root)

@@ -405,13 +405,39 @@ def test_folder_export_killed_between_its_two_renames_is_finished_by_a_rerun(
     trained: dict[str, Path], tmp_path: Path
 ):
     """Replacing a package moves the old one aside, then the new one in; killed in between, the
-    re-run writes the package and removes the old one left aside."""
+    next export puts the old package back before anything (it is never lost: without
+    overwrite it is refused as any existing package), and the re-run replaces it."""
     dest = tmp_path / "pkg.bioimageio"
     assert export_bioimageio(trained["child"], dest).status == "ok"
+    old_rdf = (dest / "rdf.yaml").read_bytes()
     _killed_export(trained["child"], dest, at=2, overwrite=True)
-    assert not dest.exists() and (tmp_path / ".pkg.bioimageio.old").is_dir()
+    assert not dest.exists() and (tmp_path / ".pkg.bioimageio.old.tmp").is_dir()
+    with pytest.raises(InputError, match="exists already"):
+        export_bioimageio(trained["child"], dest)
+    assert (dest / "rdf.yaml").read_bytes() == old_rdf  # the old package, back in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg.bioimageio"]
+    assert export_bioimageio(trained["child"], dest, overwrite=True).status == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg.bioimageio"]
+
+
+def test_folder_export_leftovers_of_a_kill_are_cleared_as_every_build_clears_them(
+    trained: dict[str, Path], tmp_path: Path
+):
+    """The same leftovers as for `curated bag` and the archive exports (tests/swap_helpers.py)."""
+    from swap_helpers import assert_only_bystanders_left, leave_killed_swap, remove_bystanders
+
+    dest = tmp_path / "pkg.bioimageio"
     assert export_bioimageio(trained["child"], dest).status == "ok"
-    assert (dest / "rdf.yaml").is_file()
+    old_rdf = (dest / "rdf.yaml").read_bytes()
+    leave_killed_swap(dest)
+    with pytest.raises(InputError, match="exists already"):  # the old package is back in place
+        export_bioimageio(trained["child"], dest)
+    assert (dest / "rdf.yaml").read_bytes() == old_rdf
+    assert_only_bystanders_left(dest)
+    leave_killed_swap(dest)
+    assert export_bioimageio(trained["child"], dest, overwrite=True).status == "ok"
+    assert_only_bystanders_left(dest)
+    remove_bystanders(dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg.bioimageio"]
 
 

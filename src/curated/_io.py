@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
+from curated._crash import crash_point
 from curated.errors import MetadataError
 
 
@@ -42,6 +47,11 @@ def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
     (``.NAME.XXXXXXXX.tmp``, see :func:`is_temp_name`), which is flushed to disk and then
     renamed over ``path`` (atomic on POSIX within one file system). The replaced file's
     mode is kept, else the umask's default (mkstemp alone would make it 0600).
+
+    The temporary file is locked (``flock``) from its creation to its rename, so that a
+    later write of the same ``path`` can tell a killed writer's leftover (unlocked: its
+    process ended, and the kernel let go of its lock) from a live writer's file: once
+    the new file is in place, the leftovers of ``path`` are removed (:func:`drop_stale_temps`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,10 +59,10 @@ def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
         mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        _lock(fd)
         os.fchmod(fd, mode)
-        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -66,20 +76,305 @@ def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)  # lets go of the lock
+    drop_stale_temps(path)
     return path
 
 
-_TEMP_NAME = re.compile(r"\.[^/]+\.[a-z0-9_]{8}\.tmp")  # mkstemp: 8 random characters
+TEMP_SUFFIX = ".tmp"
+ASIDE_SUFFIX = ".old.tmp"
+_RANDOM = r"[a-z0-9_]{8}"  # mkstemp / mkdtemp: 8 random characters
+_TEMP_NAME = re.compile(rf"\.[^/]+\.(?:{_RANDOM}|old)\.tmp")
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether ``name`` is a temporary file of an atomic write (``.NAME.XXXXXXXX.tmp``).
+    """Whether ``name`` is what a write beside its target leaves when killed: never content.
 
-    :func:`atomic_write_chunks` writes next to its target and renames; a process killed
-    before the rename (``kill -9``, power loss) leaves the temporary file behind, whole
-    or half written. It is never content: the target is the old file or the new one.
+    Two names, for a target ``NAME``: ``.NAME.XXXXXXXX.tmp``, the temporary file of an
+    atomic write (:func:`atomic_write_via`) or the folder an output is built in
+    (:class:`DirBuild`), and ``.NAME.old.tmp``, the output being replaced, set aside for
+    the moment between two renames. A process killed before its rename (``kill -9``,
+    power loss) leaves them behind, whole or half written; the target is the old
+    output or the new one. Bags leave such names out.
     """
     return _TEMP_NAME.fullmatch(name) is not None
+
+
+def temps_of(target: Path) -> list[Path]:
+    """The temporary files and folders (``.NAME.XXXXXXXX.tmp``) beside ``target`` that are its own.
+
+    The name proves whose they are: ``.a.b.XXXXXXXX.tmp`` is of ``a.b``, never of ``a``.
+    The parent folder is listed once (one ``scandir``).
+    """
+    own = re.compile(re.escape(f".{target.name}.") + _RANDOM + re.escape(TEMP_SUFFIX))
+    try:
+        with os.scandir(target.parent) as it:
+            names = sorted(e.name for e in it if own.fullmatch(e.name))
+    except OSError:  # gone, or a folder that may be written but not listed
+        return []
+    return [target.parent / n for n in names]
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive lock on ``fd`` until it is closed (or the process ends, even killed)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # no locks on this file system: its leftovers are then never taken for stale
+
+
+def writer_gone(temp: Path) -> bool:
+    """Whether the process that made the temporary file or folder ``temp`` has ended.
+
+    Writers hold a lock on their temporary file or folder until it is renamed; the kernel
+    releases it when the process ends, however it ends. Unlocked means stale; locked (a
+    live writer, here or on another machine sharing the file system) or cannot be told
+    (a file system without locks, a link, gone meanwhile) means leave it alone.
+
+    A writer takes its lock right after creating the file or folder, before writing to
+    it: only a check in those few microseconds can find a live writer's file unlocked.
+    A file removed then is made again by the writer's ``write(name)`` (its mode then the
+    umask's default); a folder removed then fails that build with an error, never a
+    half output. Temporary files of a curated older than these locks count as stale.
+    """
+    try:
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def drop_stale_temps(target: str | Path) -> list[Path]:
+    """Remove the temporary files a killed atomic write of ``target`` left beside it.
+
+    Only files named like ``target``'s own temporary files (:func:`temps_of`) whose
+    writer has ended (:func:`writer_gone`) go: another live write of the same target,
+    other targets' temporary files and folders (an output being built) stay. Returns
+    what was removed.
+    """
+    removed = []
+    for temp in temps_of(Path(target)):
+        if temp.is_file() and not temp.is_symlink() and writer_gone(temp):
+            try:
+                temp.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove: the write itself succeeded
+                continue
+            removed.append(temp)
+    return removed
+
+
+BUILDING_MARKER = ".curated-building"
+"""Written first into a folder being built (:class:`DirBuild`), removed once it is complete."""
+
+
+def aside_of(dest: Path) -> Path:
+    """Where the output being replaced at ``dest`` waits between the two renames of a swap."""
+    return dest.parent / f".{dest.name}{ASIDE_SUFFIX}"
+
+
+class Leftovers(NamedTuple):
+    """What :func:`recover_swap` found beside a destination and left alone."""
+
+    foreign: list[Path]
+    """Named like a build's leftovers but not made by one of this kind (a user's folder)."""
+    busy: list[Path]
+    """Another live run's temporary folder (or one whose lock cannot be told)."""
+    restored: bool
+    """The output set aside by a run killed between its two renames was put back."""
+
+
+def recover_swap(
+    dest: str | Path,
+    *,
+    is_ours: Callable[[Path], bool],
+    finished: Callable[[Path], bool] | None = None,
+) -> Leftovers:
+    """Finish or undo what a build of ``dest`` killed part way (:class:`DirBuild`) left beside it.
+
+    ``is_ours(path)`` says whether a folder (or file) is an output of this kind. A run
+    ended by ``kill -9`` leaves at most temporary folders or files (``.NAME.XXXXXXXX.tmp``)
+    and the old output set aside (``.NAME.old.tmp``). Temporary ones whose writer has
+    ended (:func:`writer_gone`) are removed: files by their name, folders when empty,
+    marked (:data:`BUILDING_MARKER`: half built) or ``is_ours`` (complete, killed before
+    its rename); a complete one that ``finished`` accepts (its log says it was made) is
+    renamed into place instead. Then an output set aside is put back where ``dest`` is
+    missing (the new one never landed: the old output is never lost), else removed.
+    Nothing else is touched: what is named like a leftover but not ours, and everything
+    while another run is building ``dest``, is returned for the caller to refuse.
+    """
+    dest = Path(dest)
+    foreign: list[Path] = []
+    busy: list[Path] = []
+    for temp in temps_of(dest):
+        if not writer_gone(temp):
+            (foreign if temp.is_symlink() else busy).append(temp)
+        elif temp.is_file():
+            temp.unlink(missing_ok=True)
+        elif not temp.is_dir() or not _drop_temp_dir(temp, dest, is_ours, finished):
+            foreign.append(temp)
+    aside = aside_of(dest)
+    if busy or not os.path.lexists(aside):
+        return Leftovers(foreign, busy, restored=False)
+    if aside.is_symlink() or not is_ours(aside):
+        return Leftovers([*foreign, aside], busy, restored=False)
+    if occupied(dest):
+        remove(aside)  # the new output landed: the old one only waited to be removed
+        return Leftovers(foreign, busy, restored=False)
+    if os.path.lexists(dest):
+        dest.rmdir()  # an empty folder made since: the old output is worth more
+    os.replace(aside, dest)  # the new output never landed: the old one is put back
+    return Leftovers(foreign, busy, restored=True)
+
+
+def _drop_temp_dir(
+    temp: Path, dest: Path, is_ours: Callable[[Path], bool], finished: Callable[[Path], bool] | None
+) -> bool:
+    """Remove (or, complete and ``finished``, swap in) a dead build's folder; ``False``: not ours."""
+    if not any(temp.iterdir()):
+        temp.rmdir()
+        return True
+    marked = (temp / BUILDING_MARKER).is_file()
+    if not marked and not is_ours(temp):
+        return False
+    if marked or finished is None or not finished(temp):
+        shutil.rmtree(temp)
+    elif not occupied(dest):  # killed between its two renames (or before the only one)
+        if os.path.lexists(dest):
+            dest.rmdir()
+        os.replace(temp, dest)  # the old output set aside, if any, is removed next
+    elif not os.path.lexists(aside_of(dest)):  # killed before setting the old output aside
+        swap_into(temp, dest)
+    else:
+        shutil.rmtree(temp)  # two outputs already: this third one is not placed
+    return True
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link or folder tree (nothing if absent)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def swap_into(src: Path, dest: Path, *, crash: str = "swap") -> None:
+    """Rename ``src`` (a file or folder beside ``dest``) to ``dest``; an old ``dest`` is set aside first.
+
+    The old output leaves ``dest`` whole in one rename (never half deleted) to
+    ``.NAME.old.tmp``, the new one takes its place in a second, and the old one is
+    removed last; a kill in between leaves the old output recoverable by
+    :func:`recover_swap`. Crash points ``CRASH-swap-aside`` and ``CRASH-swap-in``
+    (:mod:`curated._crash`) stand between the steps.
+    """
+    aside = aside_of(dest)
+    if os.path.lexists(aside):  # recover_swap runs first: this is no leftover of ours
+        raise FileExistsError(errno.EEXIST, "is in the way of the replacement", str(aside))
+    if os.path.lexists(dest):
+        os.replace(dest, aside)
+        crash_point(f"{crash}-swap-aside")
+    os.replace(src, dest)
+    crash_point(f"{crash}-swap-in")
+    remove(aside)
+
+
+class DirBuild:
+    """A folder built beside ``dest`` under a temporary name, then swapped into place whole.
+
+    :meth:`start` makes ``.NAME.XXXXXXXX.tmp`` (as an atomic write's temporary file is
+    named, so bags leave it out), marked (:data:`BUILDING_MARKER`) and locked while this
+    process lives; :meth:`finished` removes the marker, :meth:`swap_in` renames it (or a
+    file made from it) into place by :func:`swap_into`. ``dest`` is at every moment
+    absent, the old output whole or the new one whole; what a kill leaves is cleared by
+    :func:`recover_swap` on the next run.
+    """
+
+    def __init__(self, dest: str | Path, *, crash: str = "swap") -> None:
+        self.dest = Path(dest)
+        self.crash = crash
+        self.path: Path | None = None
+        self._fd = -1
+
+    def start(self) -> Path:
+        """Make the temporary folder (the umask's default mode, as ``mkdir`` would) and lock it."""
+        path = Path(
+            tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=TEMP_SUFFIX, dir=self.dest.parent)
+        )
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        _lock(self._fd)
+        os.chmod(path, 0o777 & ~_umask())  # mkdtemp makes 0700
+        self.path = path
+        (path / BUILDING_MARKER).write_bytes(b"")
+        return path
+
+    def finished(self) -> None:
+        """The folder is complete: without its marker, a kill from here on leaves it whole."""
+        assert self.path is not None
+        (self.path / BUILDING_MARKER).unlink()
+
+    def swap_in(self, made: Path | None = None) -> None:
+        """Put the folder (or ``made``, a file built from it beside ``dest``) at ``dest``."""
+        assert self.path is not None
+        swap_into(made or self.path, self.dest, crash=self.crash)
+        if made is not None:
+            shutil.rmtree(self.path)
+        self.release()
+
+    def discard(self) -> None:
+        """Remove the folder (a failed build): nothing half built stays behind."""
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def occupied(path: Path) -> bool:
+    """Whether ``path`` holds something (an empty folder holds nothing)."""
+    if path.is_dir() and not path.is_symlink():
+        return any(path.iterdir())
+    return os.path.lexists(path)
+
+
+@contextmanager
+def building_dir(
+    dest: str | Path,
+    *,
+    is_ours: Callable[[Path], bool],
+    overwrite: bool = False,
+    crash: str = "swap",
+) -> Iterator[Path]:
+    """Build a folder for ``dest`` beside it (:class:`DirBuild`) and swap it in whole when the block ends.
+
+    First what a killed run left is recovered (:func:`recover_swap`); ``dest`` holding
+    something is replaced only with ``overwrite`` and when ``is_ours`` (an output of the
+    same kind). Callers refuse those cases first with their own words; here they raise
+    :class:`FileExistsError`. An exception in the block removes the folder.
+    """
+    dest = Path(dest)
+    left = recover_swap(dest, is_ours=is_ours)
+    if left.foreign or left.busy:
+        why = "was not made by this command" if left.foreign else "is another run's, still building"
+        raise FileExistsError(errno.EEXIST, why, str((left.foreign or left.busy)[0]))
+    if occupied(dest) and not (overwrite and is_ours(dest)):
+        raise FileExistsError(errno.EEXIST, "exists and is not to be replaced", str(dest))
+    build = DirBuild(dest, crash=crash)
+    try:
+        yield build.start()
+    except BaseException:
+        build.discard()
+        raise
+    build.finished()
+    build.swap_in()
 
 
 def naming(exc: OSError, path: str | Path) -> OSError:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curated._io import building_dir, occupied, recover_swap
 from curated.document.ngff import ImageInfo, read_image_info
 from curated.errors import InputError, MetadataError
 from curated.walk import DIR, Files, Special, Unreadable, walk
@@ -144,15 +145,6 @@ class PackageKind:
         return all((folder / name).is_file() for name in self.files)
 
 
-PARTIAL_MARKER = ".curated-export-partial"
-"""Written first into a package being built, so a later run knows the folder is its own."""
-
-
-def _hidden(dest: Path) -> tuple[Path, Path]:
-    """The hidden siblings a package is built in (``.NAME.partial``) and the old one moved to."""
-    return dest.parent / f".{dest.name}.partial", dest.parent / f".{dest.name}.old"
-
-
 def check_mode(mode: str) -> None:
     """Refuse a ``files`` mode other than ``link`` or ``copy``."""
     if mode not in FILE_MODES:
@@ -166,8 +158,10 @@ def check_destination(
     """Refuse a destination that holds something, or that overlaps what is exported.
 
     ``overwrite`` replaces an earlier package of the same kind only, never a folder
-    of other work; hidden ``.NAME.partial`` / ``.NAME.old`` folders are cleared only
-    when an export made them.
+    of other work. What a killed export left beside ``dest`` is recovered first
+    (:func:`curated._io.recover_swap`: an old package set aside is put back, temporary
+    folders cleared); hidden ``.NAME.XXXXXXXX.tmp`` / ``.NAME.old.tmp`` folders are
+    cleared only when an export made them, anything else in the way is refused by name.
     """
     dest_abs = dest.resolve()
     for src in sources:
@@ -178,9 +172,16 @@ def check_destination(
     if dest.is_symlink():
         msg = "is a symbolic link; give the folder it names (exports never write through links)"
         raise InputError(msg, path=dest)
+    left = recover_swap(dest, is_ours=kind.made)
+    if left.busy:
+        msg = "is another export being built into this folder right now; wait for it to finish"
+        raise InputError(msg, path=left.busy[0])
+    if left.foreign:
+        msg = "is in the way of the export and was not made by `curated export`; move it away and export again"
+        raise InputError(msg, path=left.foreign[0])
     if dest.exists() and not dest.is_dir():
         raise InputError("exists and is not a folder", path=dest)
-    if dest.is_dir() and any(dest.iterdir()):
+    if occupied(dest):
         if not overwrite:
             msg = "exists and is not empty; choose a new folder or pass --overwrite"
             raise InputError(msg, path=dest)
@@ -190,41 +191,18 @@ def check_destination(
                 "refusing to replace it even with --overwrite: choose a new folder"
             )
             raise InputError(msg, path=dest)
-    for stale in _hidden(dest):
-        if stale.is_symlink() or (stale.exists() and not stale.is_dir()):
-            msg = "is in the way of the export and was not made by `curated export`; move it away"
-            raise InputError(msg, path=stale)
-        ours = (stale / PARTIAL_MARKER).is_file() or kind.made(stale)
-        if stale.is_dir() and any(stale.iterdir()) and not ours:
-            msg = "was not made by `curated export` (no marker); move it away and export again"
-            raise InputError(msg, path=stale)
 
 
-@contextmanager
-def building(dest: Path) -> Iterator[Path]:
-    """Build a package in a hidden sibling folder, then swap it into ``dest`` whole.
+def building(dest: Path, kind: PackageKind, *, overwrite: bool) -> AbstractContextManager[Path]:
+    """Build a package in a hidden sibling folder, then swap it into ``dest`` whole
+    (:func:`curated._io.building_dir`, after :func:`check_destination`).
 
-    A crash (even ``kill -9``) leaves only hidden ``.NAME.partial`` / ``.NAME.old``
-    folders, removed by the next run (:func:`check_destination` has made sure they are
-    an export's own); ``dest`` is at every moment either absent, the old package whole
-    or the new one whole. An exception removes the partial folder.
+    A crash (even ``kill -9``) leaves only hidden ``.NAME.XXXXXXXX.tmp`` /
+    ``.NAME.old.tmp`` folders, which the next run recovers; ``dest`` is at every moment
+    either absent, the old package whole or the new one whole. An exception removes
+    the temporary folder.
     """
-    partial, old = _hidden(dest)
-    for stale in (partial, old):  # left by a run that was killed
-        if stale.exists():
-            shutil.rmtree(stale)
-    partial.mkdir(parents=True)
-    (partial / PARTIAL_MARKER).write_bytes(b"")
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    (partial / PARTIAL_MARKER).unlink()
-    if dest.exists():
-        os.replace(dest, old)  # one rename: the old package leaves DEST whole, never half deleted
-    os.replace(partial, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    return building_dir(dest, is_ours=kind.made, overwrite=overwrite, crash="export")
 
 
 Skip = Callable[[str, str, str], bool]

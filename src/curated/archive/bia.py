@@ -900,7 +900,7 @@ def export_bia(
         params=params,
         libraries=("jsonschema",),
     ) as step:
-        with building(dest) as partial:
+        with building(dest, BIA_PACKAGE, overwrite=overwrite) as partial:
             lists = _FileLists(partial, plan.submission["file_lists"])
             try:
                 for info in plan.images:

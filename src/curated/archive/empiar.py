@@ -774,7 +774,7 @@ def export_empiar(
         libraries=("jsonschema", "empiar-depositor"),
     ) as step:
         nfiles = nbytes = 0
-        with building(dest) as partial:
+        with building(dest, EMPIAR_PACKAGE, overwrite=overwrite) as partial:
             for s in plan.image_sets:
                 skip = top_level_visible if s.slices else None
                 for src, target in s.sources:

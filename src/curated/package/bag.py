@@ -22,9 +22,10 @@ Layout of a bag made here::
 The workspace is only read. Payload files are hard-linked into the bag where the
 file system allows (else copied from the buffers being hashed); a hard-linked
 file *is* the workspace file, so nothing here ever opens a payload file for
-writing. Tag files are always new files. The bag is assembled in
-``DEST.partial`` (with a marker file) and renamed into place only when complete;
-a re-run after a crash removes a marked partial and starts again.
+writing. Tag files are always new files. The bag is assembled in a hidden
+``.DEST.XXXXXXXX.tmp`` folder beside it (with a marker file, :class:`curated._io.DirBuild`)
+and renamed into place only when complete; a re-run after a crash removes what the
+crash left, or puts back a bag being replaced (:func:`curated._io.recover_swap`).
 
 Decisions worth knowing:
 
@@ -64,7 +65,14 @@ from typing import IO, Any, Literal
 from urllib.parse import quote
 
 from curated._crash import crash_point
-from curated._io import naming, write_json
+from curated._io import (
+    BUILDING_MARKER,
+    DirBuild,
+    atomic_write_via,
+    naming,
+    recover_swap,
+    write_json,
+)
 from curated._json_outline import Outline
 from curated._text import binary_size
 from curated._version import __version__
@@ -118,7 +126,6 @@ from curated.workspace import Workspace, as_workspace, recorder
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 """RFC 8493 section 2.1.1, byte for byte (the RO-Crate spec's example misspells the casing)."""
 
-PARTIAL_MARKER = ".curated-bag-in-progress"
 DEFAULT_FETCH_MIN_SIZE = 1 << 30
 """With ``fetch_base``, payload files of at least this many bytes stay outside the bag."""
 
@@ -212,7 +219,7 @@ class _Build:
     profile: Profile
     final: Path
     bag_name: str
-    partial: Path
+    build: DirBuild
     zarr: str
     serialize: str
     processes: int
@@ -246,8 +253,14 @@ class _Build:
     zip: ZipWriter | None = None
     counting: bool = True
 
+    @property
+    def partial(self) -> Path:
+        """The hidden folder the bag is built in (once :func:`_start_bag` made it)."""
+        assert self.build.path is not None
+        return self.build.path
 
-def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overwrite: bool) -> None:
+
+def _preflight_dest(ws: Workspace, dest: Path, final: Path, overwrite: bool) -> None:
     root = ws.root.resolve()
     for p in (dest.resolve(), final.resolve()):
         if p == root or root in p.parents:
@@ -268,12 +281,6 @@ def _preflight_dest(ws: Workspace, dest: Path, final: Path, partial: Path, overw
         if final.is_dir() and not (final / "bagit.txt").is_file():
             msg = "exists and is not a bag; refusing to replace it even with overwrite"
             raise PackageError(msg, path=final)
-    if partial.exists() and not (partial / PARTIAL_MARKER).is_file():
-        msg = (
-            f"{partial.name} exists but was not made by `curated bag` (no {PARTIAL_MARKER}); "
-            "move it away and bag again"
-        )
-        raise PackageError(msg, path=partial)
 
 
 TAG_SOURCES = ("curated.yaml", "curation", "curation/check.json", "curation/log.jsonl")
@@ -288,18 +295,19 @@ def _refuse_linked_tag_sources(ws: Workspace) -> None:
             raise refuse_link(os.fspath(path), rel)
 
 
-def _correct_interrupted_entry(ws: Workspace, final: Path) -> None:
+def _correct_interrupted_entry(ws: Workspace, final: Path, restored: bool) -> None:
     """Make the log true again after a crash between a bag's entry and its rename.
 
     The bag's entry is written before the bag is complete (the bag carries the log up
     to its own entry). When the last entry for ``final`` says ``ok`` but no bag with
-    its external identifier is there, an ``error`` entry says that bag was never made.
+    its external identifier is there (or the bag there is the old one, put back by
+    ``restored``), an ``error`` entry says that bag was never made.
     """
     last = _last_bag_entry(ws, final)
     if last is None or last.get("status") != "ok":
         return
     want = (last.get("details") or {}).get("external_identifier")
-    if not want or final.is_file() or _external_identifier(final) == want:
+    if not want or (final.is_file() and not restored) or _external_identifier(final) == want:
         return  # (a serialized bag lands by one rename: if it is there, it is complete)
     ws.log.append(
         "D",
@@ -611,10 +619,7 @@ def _build_payload(b: _Build) -> None:
 
 def _start_bag(b: _Build) -> None:
     """``partial`` with its marker, ``bagit.txt`` and empty ``data/`` and ``metadata/``."""
-    b.partial.mkdir(parents=True)
-    (b.partial / PARTIAL_MARKER).write_text(
-        f"curated {__version__} is building this bag\n", encoding="utf-8"
-    )
+    b.build.start()
     (b.partial / "bagit.txt").write_text(BAGIT_TXT, encoding="utf-8", newline="\n")
     (b.partial / "data").mkdir()
     (b.partial / "metadata").mkdir()
@@ -762,7 +767,7 @@ def _tag_files(partial: Path) -> Iterator[str]:
             return False
         return (
             (kind == DIR and name == "data")
-            or name == PARTIAL_MARKER
+            or name == BUILDING_MARKER
             or (kind != DIR and name.startswith("tagmanifest-"))
         )
 
@@ -792,72 +797,50 @@ def _write_tag_manifests(b: _Build) -> None:
 
 
 def _serialize(b: _Build) -> None:
-    tmp = b.final.with_name(b.final.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    if b.serialize == "tar":
-        with tarfile.open(tmp, "x", format=tarfile.PAX_FORMAT) as tf:
-            tf.add(b.partial, arcname=b.bag_name, recursive=True)
-    else:
-        with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    """Write the finished folder as one ``tar`` or ``zip`` file at ``final``, then remove it."""
+
+    def write(tmp: str) -> None:
+        if b.serialize == "tar":
+            with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
+                tf.add(b.partial, arcname=b.bag_name, recursive=True)
+            return
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for ev in walk(b.partial, rel=b.bag_name, order="files-first"):
                 if type(ev) is Folder and not ev.entries:
                     zf.mkdir(ev.rel)
                 elif type(ev) is Files:
                     for name in ev.names:
                         zf.write(os.path.join(ev.folder, name), ev.prefix + name)
-    _replace(tmp, b.final)
-    shutil.rmtree(b.partial)
+
+    atomic_write_via(b.final, write)  # one rename: the old archive or the new one, never half
+    b.build.discard()
 
 
-def _aside(final: Path) -> Path:
-    """Where the bag being replaced waits while the new one is renamed into place."""
-    return final.with_name(f".{final.name}.curated-replaced")
+def _is_bag(path: Path) -> bool:
+    """Whether ``path`` is what a bag run may replace or clear: a bag folder, or an archive file."""
+    return path.is_file() or (path / "bagit.txt").is_file()
 
 
-def _replace(src: Path, final: Path) -> None:
-    """Rename ``src`` to ``final``; an old ``final`` is set aside first and removed last,
-    so that at every moment one complete bag (old or new) is there or recoverable."""
-    aside = _aside(final)
-    if final.exists() or final.is_symlink():
-        os.rename(final, aside)
-        crash_point("bag-swap-aside")
-    os.rename(src, final)
-    crash_point("bag-swap-in")
-    _drop_aside(aside)
-
-
-def _drop_aside(aside: Path) -> None:
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside)
-    elif aside.exists() or aside.is_symlink():
-        aside.unlink()
-
-
-def _recover_swap(ws: Workspace, final: Path, partial: Path) -> None:
+def _recover(ws: Workspace, final: Path, serialized: bool) -> bool:
     """Finish or undo a replacement a crash interrupted (called under the build lock).
 
-    A complete new bag (its in-progress marker removed, its identifier the one the
-    log's last entry for this bag records) is renamed into place; otherwise a bag set
-    aside is put back.
+    :func:`curated._io.recover_swap`: a complete new bag folder whose identifier is the
+    one the log's last entry for this bag records is renamed into place; otherwise a
+    bag set aside is put back and what the crash left is removed. Returns whether a
+    bag was put back.
     """
-    aside = _aside(final)
-    if (
-        partial.is_dir()
-        and not (partial / PARTIAL_MARKER).exists()
-        and (ident := _external_identifier(partial)) is not None
-        and ident == _last_bag_entry_id(ws, final)
-    ):
-        if (final.exists() or final.is_symlink()) and not (aside.exists() or aside.is_symlink()):
-            os.rename(final, aside)
-        os.rename(partial, final)
-        _drop_aside(aside)
-        return
-    if not (aside.exists() or aside.is_symlink()):
-        return
-    if final.exists() or final.is_symlink():
-        _drop_aside(aside)  # the new bag landed: the old one only waited to be removed
-    else:
-        os.rename(aside, final)  # the new bag never landed: the old one is put back
+
+    def finished(folder: Path) -> bool:
+        ident = _external_identifier(folder)
+        return not serialized and ident is not None and ident == _last_bag_entry_id(ws, final)
+
+    left = recover_swap(final, is_ours=_is_bag, finished=finished)
+    if left.foreign or left.busy:
+        msg = (
+            "is in the way of the bag and was not made by `curated bag`; move it away and bag again"
+        )
+        raise PackageError(msg, path=(left.foreign or left.busy)[0])
+    return left.restored
 
 
 class _BuildLock:
@@ -887,11 +870,6 @@ class _BuildLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
-
-
-def _discard_partial(partial: Path) -> None:
-    if (partial / PARTIAL_MARKER).is_file():
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def make_bag(
@@ -970,12 +948,13 @@ def make_bag(
     ws = as_workspace(workspace)
     if ws is None:
         raise PackageError("a workspace is needed to make a bag")
-    dest, bag_name, final, partial = _bag_paths(dest, zarr, serialize)
+    dest, bag_name, final = _bag_paths(dest, zarr, serialize)
     values = (ws.relative(final), profile, zarr, serialize, processes, fetch_base, follow_symlinks)
     params = _checked_params(values)
     b: _Build | None = None
     step_entry: dict[str, Any] | None = None
     lock = _BuildLock(dest.parent / f".{bag_name}.curated-bag.lock")
+    build = DirBuild(final, crash="bag")
     try:
         with recorder(
             ws,
@@ -989,7 +968,7 @@ def make_bag(
                 ws,
                 lock,
                 dest,
-                (final, partial, bag_name),
+                (final, build, bag_name),
                 params,
                 fetch_min_size=fetch_min_size,
                 overwrite=overwrite,
@@ -998,25 +977,25 @@ def make_bag(
                 link=link,
                 progress=progress,
             )
-            _build_naming(b, partial)
+            _build_naming(b)
             _describe_step(step, b)
         step_entry = step.entry
         crash_point("bag-entry-written")
         _finish(b, step_entry)
     except BaseException as exc:
-        _failed(ws, exc, lock, partial, step_entry, params)
+        _failed(ws, exc, lock, build, step_entry, params)
         raise
     finally:
         lock.release()
     return _result(b, step.message, step_entry)
 
 
-def _build_naming(b: _Build, partial: Path) -> None:
-    """:func:`_build`; a failed write (disk full) names no file: the error names the bag's."""
+def _build_naming(b: _Build) -> None:
+    """:func:`_build`; a failed write (disk full) names no file: the error names the bag's folder."""
     try:
         _build(b)
     except OSError as exc:
-        raise naming(exc, partial) from None
+        raise naming(exc, b.build.path or b.final) from None
 
 
 def check_fetch_base(url: str | None) -> None:
@@ -1072,13 +1051,13 @@ def _failed(
     ws: Workspace,
     exc: BaseException,
     lock: _BuildLock,
-    partial: Path,
+    build: DirBuild,
     step_entry: dict[str, Any] | None,
     params: dict[str, Any],
 ) -> None:
     """Remove what a failed run built; a failure after the bag's entry is logged as such."""
     if lock.held:
-        _discard_partial(partial)
+        build.discard()
     if step_entry is not None:
         ws.log.append(
             "D",
@@ -1093,7 +1072,7 @@ def _prepare(
     ws: Workspace,
     lock: _BuildLock,
     dest: Path,
-    where: tuple[Path, Path, str],
+    where: tuple[Path, DirBuild, str],
     params: dict[str, Any],
     *,
     fetch_min_size: int,
@@ -1107,15 +1086,15 @@ def _prepare(
 
     ``params`` are the options the log entry records (:data:`_PARAMS`).
     """
-    final, partial, bag_name = where
+    final, build, bag_name = where
     follow_symlinks = bool(params["follow_symlinks"])
     profile = str(params["profile"])
     prof = load_profile(profile)
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock.acquire()
-    _recover_swap(ws, final, partial)
-    _correct_interrupted_entry(ws, final)
-    _preflight_dest(ws, dest, final, partial, overwrite)
+    restored = _recover(ws, final, params["serialize"] != "none")
+    _correct_interrupted_entry(ws, final, restored)
+    _preflight_dest(ws, dest, final, overwrite)
     if not follow_symlinks:
         _refuse_linked_tag_sources(ws)
     record = ws.read_metadata()
@@ -1126,7 +1105,7 @@ def _prepare(
         profile=prof,
         final=final,
         bag_name=bag_name,
-        partial=partial,
+        build=build,
         zarr=params["zarr"],
         serialize=params["serialize"],
         processes=max(1, int(params["processes"])),
@@ -1142,8 +1121,8 @@ def _prepare(
     )
 
 
-def _bag_paths(dest: str | Path, zarr: str, serialize: str) -> tuple[Path, str, Path, Path]:
-    """``(dest, bag name, final path, partial folder)``: a serialized bag is ``<name>.tar``/``.zip``."""
+def _bag_paths(dest: str | Path, zarr: str, serialize: str) -> tuple[Path, str, Path]:
+    """``(dest, bag name, final path)``: a serialized bag is ``<name>.tar``/``.zip``."""
     if zarr not in ("directory", "archive"):
         raise PackageError(f"zarr must be 'directory' or 'archive', not {zarr!r}")
     if serialize not in ("none", "tar", "zip"):
@@ -1154,7 +1133,7 @@ def _bag_paths(dest: str | Path, zarr: str, serialize: str) -> tuple[Path, str, 
         if serialize != "none" and bag_name.endswith(suffix):
             bag_name = bag_name.removesuffix(suffix)
     final = dest if serialize == "none" else dest.with_name(f"{bag_name}.{serialize}")
-    return dest, bag_name, final, dest.with_name(f"{bag_name}.partial")
+    return dest, bag_name, final
 
 
 def _tag_values(
@@ -1204,8 +1183,6 @@ def _build(b: _Build) -> None:
     b.algorithms = b.profile.manifest_algorithms
     b.hash_algorithms = b.algorithms + (() if "sha256" in b.algorithms else ("sha256",))
     b.external_id = f"urn:uuid:{uuid.uuid4()}"
-    if b.partial.exists():
-        shutil.rmtree(b.partial)  # a marked leftover of an interrupted run (checked before)
     _build_payload(b)
 
 
@@ -1222,9 +1199,9 @@ def _finish(b: _Build | None, step_entry: dict[str, Any] | None) -> None:
         )
     _write_tag_manifests(b)
     crash_point("bag-tag-manifests")
-    (b.partial / PARTIAL_MARKER).unlink()
+    b.build.finished()
     if b.serialize == "none":
-        _replace(b.partial, b.final)
+        b.build.swap_in()
     else:
         _serialize(b)
 

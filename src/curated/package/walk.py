@@ -310,7 +310,8 @@ class _Pending:
     outside stores, where sizes keep large files in separate groups). Outside stores, the
     temporary file of an atomic write that a kill interrupted (``figures/.cell.png.x1y2.tmp``,
     :func:`curated._io.is_temp_name`) is left out: it may be half written and is never content.
-    So is such a temporary folder (a model package being written), in :func:`walk_groups`."""
+    So is such a temporary folder (an output being built) and an output a kill left set aside
+    between the two renames of its replacement (``.NAME.old.tmp``), in :func:`walk_groups`."""
 
     def __init__(self) -> None:
         self.names: list[str] = []

@@ -29,8 +29,6 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 import unicodedata
 import warnings
@@ -44,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from curated._io import is_temp_name
+from curated._io import atomic_write_via, building_dir, recover_swap
 from curated._text import render_template
 from curated.document.survey import evaluation_picture
 from curated.errors import ConversionError, InputError, SegmentationError
@@ -514,6 +512,7 @@ def export_bioimageio(
     folder, _ = read_model_json(model_dir)
     dest = Path(dest)
     ws = as_workspace(workspace)
+    _recover(dest)
     if dest.exists() and not overwrite:
         if not unlogged(ws, dest):
             msg = "exists already; choose another destination or pass overwrite"
@@ -1153,56 +1152,46 @@ def _is_package(dest: Path) -> bool:
         return False
 
 
-def _drop_leftovers(dest: Path) -> None:
-    """Remove what an earlier export to ``dest`` killed part way left beside it: its temporary
-    zip or folder (``.NAME.XXXXXXXX.tmp``) and a replaced package not yet removed (``.NAME.old``)."""
-    prefix = f".{dest.name}."
-    for p in dest.parent.iterdir():
-        if p.name.startswith(prefix) and (is_temp_name(p.name) or p.name == f"{prefix}old"):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+def _recover(dest: Path) -> None:
+    """Put back a package a killed export had set aside and clear its temporary files and folders
+    (:func:`curated._io.recover_swap`); refuse what is named like them but is not a package."""
+    left = recover_swap(dest, is_ours=_is_package)
+    if left.busy:
+        msg = "is another export of this package, still being written; wait for it to finish"
+        raise InputError(msg, path=left.busy[0])
+    if left.foreign:
+        msg = (
+            "is in the way of the package and is no bioimage.io package (no rdf.yaml); move it away"
+        )
+        raise InputError(msg, path=left.foreign[0])
 
 
 def _write_package(files: Mapping[str, bytes], dest: Path, *, overwrite: bool) -> None:
     """Write all files as a zip (``*.zip``) or a folder; readers never see a half package.
 
-    The package is written under a temporary name (``.NAME.XXXXXXXX.tmp``, which bags leave
-    out) and renamed; a re-run first removes what a killed run left.
+    A zip is one atomic write (:func:`curated._io.atomic_write_via`), a folder one build
+    swapped into place (:func:`curated._io.building_dir`): both under a temporary name
+    (``.NAME.XXXXXXXX.tmp``, which bags leave out); :func:`export_bioimageio` has
+    recovered what a killed run left (:func:`curated._io.recover_swap`) before anything.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _drop_leftovers(dest)
     if dest.suffix.lower() == ".zip":
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+
+        def write_zip(tmp: str) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
                 for name in sorted(files):
                     # writestr(name) would give members mode 0600; unpacked files get 0644
                     info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
                     info.external_attr = 0o644 << 16
                     info.compress_type = zipfile.ZIP_DEFLATED
                     zf.writestr(info, files[name])
-            os.chmod(tmp, _PUBLIC_FILE)  # mkstemp makes 0600; the package is for others to read
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            os.chmod(tmp, _PUBLIC_FILE)  # the package is for others to read
+
+        atomic_write_via(dest, write_zip)
         return
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    os.chmod(tmpdir, _PUBLIC_DIR)  # mkdtemp makes 0700
-    try:
+    with building_dir(dest, is_ours=_is_package, overwrite=overwrite, crash="export") as tmpdir:
+        os.chmod(tmpdir, _PUBLIC_DIR)
         for name, data in files.items():
             p = tmpdir / name
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
-        if dest.exists() and overwrite:
-            old = dest.with_name(f".{dest.name}.old")
-            os.replace(dest, old)
-            os.replace(tmpdir, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmpdir, dest)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
