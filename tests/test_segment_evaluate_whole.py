@@ -576,3 +576,23 @@ def test_the_report_says_what_the_whole_volume_bootstrap_resampled(cell):
     edge = " × ".join(str(v) for v in wv["bootstrap_blocks"]["edge_voxels"])
     assert f"resample {wv['overall']['bootstrap_blocks']} blocks of {edge} voxels" in md
     assert "spatial blocks" in rep.to_dict()["protocol"]["whole_volume"]
+
+
+def test_a_small_image_gets_tiles_small_enough_for_blocks_of_several():
+    from curated.segment.wholevolume import auto_tile
+
+    assert auto_tile((64, 192, 192)) == 32  # the demo's sample: 18 tiles of 64³, 96 of 32³
+    assert auto_tile((20, 1024, 1024)) == 64  # real ssTEM: 256 columns of 64²
+    assert auto_tile((8, 8, 8)) == 16  # never below 16
+
+
+def test_x_bins_resting_on_a_few_tiles_are_flagged(cell):
+    rep = evaluate(
+        cell, pred="pred", truth="truth", label_value=1, blocks=2, block_size=8,
+        tile=(24, 16, 16),
+    )  # fmt: skip
+    wv = rep.to_dict()["whole_volume"]
+    assert [b["bootstrap_blocks"] for b in wv["x_curve"]] == [4, 4, 4, 4]
+    assert any("intervals along x rest on fewer than 8 tiles" in w for w in rep.warnings)
+    md = rep.to_markdown()
+    assert "too few for blocks of several tiles" in md and "likely too narrow" in md

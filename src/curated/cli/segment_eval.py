@@ -180,7 +180,13 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
             "--whole-volume/--blocks-only",
             help="Also score every voxel outside training regions (default: when the truth is complete).",
         ),
-        tile: int = typer.Option(64, "--tile", min=1, help="Tile edge of the whole-volume pass."),
+        tile: int | None = typer.Option(
+            None,
+            "--tile",
+            min=1,
+            help="Tile edge of the whole-volume pass [default: 64, halved down to 16 while the "
+            "image holds fewer than 64 tiles].",
+        ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the evaluation JSON instead of tables."
         ),

@@ -960,7 +960,7 @@ class _EvalSettings:
     overwrite: bool = False
     picture_blocks: int | None = None
     whole_volume: bool | None = None
-    tile: int | Sequence[int] = 64
+    tile: int | Sequence[int] | None = None
     x_bins: int = 4
     stratify: bool = True
 
@@ -987,7 +987,7 @@ def evaluate(
     overwrite: bool = False,
     picture_blocks: int | None = None,
     whole_volume: bool | None = None,
-    tile: int | Sequence[int] = 64,
+    tile: int | Sequence[int] | None = None,
     x_bins: int = 4,
     stratify: bool = True,
     progress: ProgressReporter | None = None,
@@ -1039,7 +1039,8 @@ def evaluate(
         when the truth is complete (not a sparse annotation, no unannotated
         value declared); ``True`` scores every *annotated* voxel of any truth.
     tile, x_bins
-        Tile edge of the whole-volume pass, and how many bins along x its curve has.
+        Tile edge of the whole-volume pass (``None``: 64, smaller for a small image, see
+        :func:`curated.segment.wholevolume.auto_tile`), and how many bins along x its curve has.
     stratify
         Move uniform blocks onto truth classes that no block covers (see
         :func:`stratify_blocks`); freshly drawn blocks only.
@@ -1598,6 +1599,16 @@ def _warnings(
             warnings.append(
                 f"the whole volume was scored in only {tiles} tile(s): its bootstrap confidence "
                 "interval over tiles understates the uncertainty; use a smaller --tile"
+            )
+        few = [b for b in whole.x_curve() if 0 < b["bootstrap_blocks"] < MIN_CI_BLOCKS]
+        if few and tiles >= MIN_CI_BLOCKS:
+            where = ", ".join(
+                f"x {b['x_start']}–{b['x_stop']}: {b['bootstrap_blocks']}" for b in few
+            )
+            warnings.append(
+                f"the confidence intervals along x rest on fewer than {MIN_CI_BLOCKS} tiles in "
+                f"some bins ({where}): too few to trust; quote the whole-volume interval, or use "
+                "a smaller --tile"
             )
     if whole is None and inp.truth_complete:
         warnings.append(

@@ -56,6 +56,28 @@ from curated.segment.volume import Volume
 
 DEFAULT_TILE = 64
 """Edge of a scoring tile in voxels (z, y, x); tiles are also cut at the x-bin edges."""
+MIN_TILE = 16
+"""``tile=None`` halves :data:`DEFAULT_TILE` down to this edge while the image holds fewer
+than :data:`WANT_TILES` tiles (:func:`auto_tile`)."""
+WANT_TILES = 64
+"""Tiles ``tile=None`` aims for: enough that blocks of 2 × 2 × 2 tiles still leave
+:data:`~curated.segment.metrics.MIN_BOOTSTRAP_BLOCKS` blocks to resample."""
+
+
+def auto_tile(shape: Sequence[int]) -> int:
+    """The tile edge for an image of ``shape``: :data:`DEFAULT_TILE`, halved (not below
+    :data:`MIN_TILE`) while fewer than :data:`WANT_TILES` tiles would cover the image. A
+    small image (the demo's 64 × 192 × 192 holds 18 tiles of 64³) then gets tiles small
+    enough for the block bootstrap to try blocks of several tiles; a large one keeps
+    64³ reads."""
+    edge = DEFAULT_TILE
+    while edge > MIN_TILE:
+        n = int(np.prod([-(-int(d) // edge) for d in shape]))
+        if n >= WANT_TILES:
+            break
+        edge //= 2
+    return edge
+
 
 COUNT_FIELDS = ("tp", "fp", "fn", "band_tp", "band_fp", "band_fn", "truth", "pred", "scored")
 
@@ -274,7 +296,7 @@ def score_whole_volume(
     exclusion: Sequence[Box] = (),
     unannotated: Collection[int] = (),
     boundary_band: int = 1,
-    tile: int | Sequence[int] = DEFAULT_TILE,
+    tile: int | Sequence[int] | None = None,
     x_bins: int = 4,
     seed: int = 0,
     raw: Volume | None = None,
@@ -288,6 +310,8 @@ def score_whole_volume(
     """
     use_base = raw is not None and baseline is not None
     shape = truth.shape
+    if tile is None:
+        tile = auto_tile(shape)
     size: Vec3 = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)  # type: ignore[assignment]
     edges = x_bin_edges(shape[2], x_bins)
     boxes = list(tiles(shape, size, edges))
