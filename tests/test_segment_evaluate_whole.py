@@ -414,8 +414,10 @@ def test_the_whole_volume_picture_shows_the_worst_slice_and_dice_per_column(cell
     assert data["files"]["whole_png"] == "ev-whole.png"
     md = (tmp_path / "ev.md").read_text()
     assert "](ev-whole.png)" in md
-    # the tile CIs speak for this one model, not for another training of the same crops
-    assert "These intervals cover the test voxels of this one model" in md
+    # the CIs speak for this one volume and this one model: not for other regions of the
+    # sample, nor for another training of the same crops
+    assert "not what the model scores elsewhere" in md
+    assert "They also cover this one model" in md
     png = Image.open(tmp_path / "ev-whole.png").convert("RGB")
     colours = {tuple(int(v) for v in c) for c in np.asarray(png).reshape(-1, 3)}
     # the band called mitochondrion and the missed high-x half are painted over the image
