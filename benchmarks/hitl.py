@@ -78,14 +78,23 @@ MITO = 1
 
 
 # ----------------------------------------------------------------- scoring
+BLOCK_TILES = 2
+"""The paired bootstraps resample blocks of this many tiles a side (32 × 64 × 64 voxels), not
+single tiles: neighbouring tiles are alike (a nucleus, a shaded corner), and on real ssTEM an
+interval over single small tiles was 1.5-2.6× too narrow (RESULTS.md "The whole-volume interval
+over spatial blocks"). Runs recorded before this (four columns per tile) resample single tiles."""
+
+
 def tile_counts(pred: np.ndarray, truth: np.ndarray, tile=TILE) -> np.ndarray:
-    """Per-tile (tp, fp, fn, x-quarter) counts over the whole volume."""
+    """Per-tile (tp, fp, fn, x-quarter, bootstrap block) counts over the whole volume."""
     shape = truth.shape
     q = shape[2] / 4.0
+    nb = [-(-n // (t * BLOCK_TILES)) for n, t in zip(shape, tile, strict=True)]
     rows = []
     for z in range(0, shape[0], tile[0]):
         for y in range(0, shape[1], tile[1]):
             for x in range(0, shape[2], tile[2]):
+                cell = [v // (t * BLOCK_TILES) for v, t in zip((z, y, x), tile, strict=True)]
                 sl = (slice(z, z + tile[0]), slice(y, y + tile[1]), slice(x, x + tile[2]))
                 p, t = pred[sl], truth[sl]
                 xc = min(x + tile[2] / 2.0, shape[2] - 1)
@@ -95,9 +104,26 @@ def tile_counts(pred: np.ndarray, truth: np.ndarray, tile=TILE) -> np.ndarray:
                         int(np.count_nonzero(p & ~t)),
                         int(np.count_nonzero(~p & t)),
                         min(int(xc // q), 3),
+                        (cell[0] * nb[1] + cell[1]) * nb[2] + cell[2],
                     )
                 )
     return np.asarray(rows, dtype=np.int64)
+
+
+def blocks_of(c: np.ndarray) -> np.ndarray:
+    """Each tile's bootstrap block (single tiles for runs recorded without one)."""
+    return c[:, 4] if c.shape[1] > 4 else np.arange(len(c))
+
+
+def _resampler(groups: np.ndarray):
+    """``rng → tile indices`` of one block-bootstrap resample (every tile of each block drawn)."""
+    _, inv = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(inv.reshape(-1) == k) for k in range(int(inv.max()) + 1)]
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        return np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+
+    return draw
 
 
 def predicted_counts(
@@ -144,16 +170,18 @@ def summary(c: np.ndarray) -> dict[str, Any]:
 
 
 def paired_bootstrap(per_seed, diff, n: int = 2000, seed: int = 0) -> tuple[float, list[float]]:
-    """Mean over seeds of ``diff(payload, idx)``, with a 95 % CI from a tile bootstrap within each seed.
+    """Mean over seeds of ``diff(payload, idx)``, with a 95 % CI from a block bootstrap within each seed.
 
-    ``per_seed`` holds ``(tiles, payload)`` per seed; ``idx`` is a resample of that seed's
-    tile rows (``None``: all tiles, for the point estimate).
+    ``per_seed`` holds ``(blocks, payload)`` per seed, ``blocks`` the bootstrap block of each
+    tile row (:func:`blocks_of`); ``idx`` is a resample of that seed's tile rows, whole blocks
+    at a time (``None``: all tiles, for the point estimate).
     """
     rng = np.random.default_rng(seed)
     point = float(np.mean([diff(p, None) for _, p in per_seed]))
+    draw = [_resampler(g) for g, _ in per_seed]
     draws = np.empty(n)
     for i in range(n):
-        draws[i] = np.mean([diff(p, rng.integers(0, m, m)) for m, p in per_seed])
+        draws[i] = np.mean([diff(p, d(rng)) for d, (_, p) in zip(draw, per_seed, strict=True)])
     return point, [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
 
 
@@ -179,7 +207,7 @@ def paired_ci(
         return dice_of(rb[select(rb)]) - dice_of(ra[select(ra)])
 
     return paired_bootstrap(
-        [(len(aa), (aa, bb)) for aa, bb in zip(a, b, strict=True)], diff, n, seed
+        [(blocks_of(aa), (aa, bb)) for aa, bb in zip(a, b, strict=True)], diff, n, seed
     )
 
 
@@ -546,7 +574,8 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
             return dice_of(rb[rb[:, 3] == q]) - dice_of(ra[ra[:, 3] == q])
 
         per_seed = [
-            (len(aa), (aa, bb, worst[k])) for k, (aa, bb) in enumerate(zip(b0, last, strict=True))
+            (blocks_of(aa), (aa, bb, worst[k]))
+            for k, (aa, bb) in enumerate(zip(b0, last, strict=True))
         ]
         point, ci = paired_bootstrap(per_seed, lift, seed=1)
         comp[f"{strategy}: worst-quarter lift"] = {"diff": point, "ci95": ci}
@@ -571,7 +600,7 @@ def report(trials: list[dict[str, Any]], a: argparse.Namespace) -> dict[str, Any
 
         per_seed = [
             (
-                len(t["strategies"][lead]["curve"][0]),
+                blocks_of(t["strategies"][lead]["curve"][0]),
                 (t["strategies"][lead]["curve"], t["strategies"][other]["curve"]),
             )
             for t in trials

@@ -167,3 +167,30 @@ def test_hitl_compare_counts_the_draws(hitl, tmp_path, capsys) -> None:
     _hitl_run(tmp_path / "base-s0-again", 0, 0, 0.8, 0.8)
     with pytest.raises(SystemExit, match="seed 0 train seed 0 twice"):
         hitl.load_setting(str(tmp_path / "base-s0-*" / "hitl.json"))
+
+
+def test_hitl_tile_counts_carry_blocks_and_the_paired_bootstrap_resamples_them(hitl):
+    truth = np.zeros((32, 128, 128), bool)
+    truth[:, ::4, :] = True
+    pred = truth.copy()
+    pred[:, 64:, 64:] = False  # one corner, four blocks of 2 × 2 × 2 tiles, missed whole
+    c = hitl.tile_counts(pred, truth)
+    assert c.shape == (2 * 4 * 4, 5)
+    blocks = hitl.blocks_of(c)
+    assert len(np.unique(blocks)) == 1 * 2 * 2  # 32 × 64 × 64 voxels each
+    assert list(hitl.blocks_of(c[:, :4])) == list(range(len(c)))  # older records: single tiles
+    # a model that misses clustered regions: the paired difference to a perfect one is known
+    # less well when whole regions are resampled than when tiles are taken for independent
+    rng = np.random.default_rng(0)
+    truth = rng.random((64, 256, 256)) < 0.3
+    ok, bad = truth.copy(), truth.copy()
+    for y in range(0, 256, 64):
+        for x in range(0, 256, 64):
+            if rng.random() < 0.5:
+                bad[:, y : y + 64, x : x + 64] = False
+    a, b = hitl.tile_counts(ok, truth), hitl.tile_counts(bad, truth)
+    every = lambda r: np.ones(len(r), bool)  # noqa: E731
+    d_block, ci_block = hitl.paired_ci([a], [b], every, n=500)
+    d_tile, ci_tile = hitl.paired_ci([a[:, :4]], [b[:, :4]], every, n=500)
+    assert d_block == d_tile < 0
+    assert ci_block[1] - ci_block[0] > 1.5 * (ci_tile[1] - ci_tile[0])
