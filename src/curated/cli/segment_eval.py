@@ -125,6 +125,12 @@ def print_evaluation(report: dict[str, Any]) -> None:
         )
 
 
+_TILE_HELP = (
+    "Tile edge of the whole-volume pass [default: 64, halved down to 16 while the image holds "
+    "fewer than 64 tiles]."
+)
+
+
 def register_eval_commands(segment_app: typer.Typer) -> None:
     """Add the evaluate/export commands to the ``segment`` sub-app."""
 
@@ -180,13 +186,7 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
             "--whole-volume/--blocks-only",
             help="Also score every voxel outside training regions (default: when the truth is complete).",
         ),
-        tile: int | None = typer.Option(
-            None,
-            "--tile",
-            min=1,
-            help="Tile edge of the whole-volume pass [default: 64, halved down to 16 while the "
-            "image holds fewer than 64 tiles].",
-        ),
+        tile: int | None = typer.Option(None, "--tile", min=1, help=_TILE_HELP),
         as_json: bool = typer.Option(
             False, "--json", help="Print the evaluation JSON instead of tables."
         ),
