@@ -249,14 +249,18 @@ def inspect_png(path: str | Path, size: int) -> dict[str, Any]:
     A PNG opens when its signature and IHDR chunk are whole and its last 12 bytes are
     the IEND chunk, which a truncated copy lacks (:func:`curated.images.sources.png_header`).
     Returns the keys of :func:`inspect_tiff` (``opens``, ``format``, ``shape``, ``dtype``,
-    ``truncated``, ``problem``, ``personal_data``) plus ``bit_depth`` and ``colour_type``.
+    ``truncated``, ``problem``, ``personal_data``, ``photometric`` as ``convert`` reads it:
+    ``MinIsBlack``, ``MinIsWhite`` or ``palette`` for a palette PNG, ``RGB``... for one it
+    refuses) plus ``bit_depth`` and ``colour_type``.
     """
-    from curated.images.sources import png_header
+    from curated.images.sources import png_grey_kind, png_header
 
     info: dict[str, Any] = {"opens": False, "truncated": False, "problem": None, "format": "PNG"}
     info["personal_data"] = []
     try:
         h = png_header(path)
+        if h is not None:  # named as `convert` reads it: a grey-ramp palette is MinIsBlack
+            info["photometric"] = png_grey_kind(path, h)
     except OSError as exc:
         info["problem"] = f"cannot be read: {exc.strerror or exc}"
         return info

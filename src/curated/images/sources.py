@@ -912,7 +912,8 @@ def _open_folder(folder: Path) -> TiffSource:
     tiffs, pngs, others = _slice_names(folder)
     if not tiffs and pngs:
         files, warned = _slice_files(folder, pngs, others)
-        return replace(_open_png_folder(folder, files), warnings=warned)
+        src = _open_png_folder(folder, files)
+        return replace(src, warnings=warned + src.warnings)
     if not tiffs:
         jpegs = sum(1 for n in others if n.lower().endswith((".jpg", ".jpeg")))
         msg = "contains no TIFF slices (*.tif, *.tiff) or PNG slices (*.png); give a folder of per-slice 2D images"
@@ -1190,49 +1191,144 @@ def png_header(path: str | Path) -> PngHeader | None:
     )
 
 
-def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
-    """Shape and dtype of a single-channel PNG slice from :func:`png_header`, checking that it ends whole.
+_PNG_PALETTE_CHUNKS = (b"PLTE", b"tRNS", b"bKGD", b"hIST", b"sPLT")
+"""Chunks that belong to a palette (or name palette entries): left out when a palette PNG's
+indices are decoded as grey (:func:`_png_indices`)."""
+
+
+def png_palette(path: str | Path) -> np.ndarray | None:
+    """The PLTE chunk of a palette PNG as a TIFF-like colour map (3 x entries: red, green,
+    blue rows), read without decoding the image; ``None`` when there is none before the data.
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        f.seek(8)
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"PLTE":
+                body = f.read(length)
+                if length % 3 or len(body) < length:
+                    return None
+                return np.frombuffer(body, dtype=np.uint8).reshape(-1, 3).T.astype(np.uint16)
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            f.seek(length + 4, os.SEEK_CUR)  # the body and its CRC
+
+
+def png_grey_kind(path: str | Path, header: PngHeader) -> str:
+    """How a PNG's values show, named as :func:`_grey_kind` names a TIFF's: ``MinIsBlack``
+    (grey, or a grey-ramp palette), ``MinIsWhite`` (a white-to-black palette), ``palette``
+    (a colour table: ImageJ writes one for an image shown with a LUT, its indices the data),
+    or the colour type curated refuses (``RGB``, ``RGBA``, ``grey + alpha``).
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    if header.colour_type == 0:
+        return "MinIsBlack"
+    if header.colour_type != 3:
+        return _PNG_COLOUR.get(header.colour_type, f"colour type {header.colour_type}")
+    cmap = png_palette(path)
+    if cmap is None:
+        return "palette"
+    # the grey a palette shows for each index the PNG's depth can hold (entries past the
+    # table's end show nothing: the ramp is judged on the entries given)
+    if _grey_ramp(cmap):
+        return "MinIsBlack"
+    if _grey_ramp(cmap[:, ::-1]):
+        return "MinIsWhite"
+    return "palette"
+
+
+_PNG_GREY_NOTES = {
+    "MinIsWhite": (
+        "PLTE: a white-to-black grey palette PNG, whose indices are kept as stored and the "
+        "omero rendering is marked inverted, so the image shows as the PNG does where a viewer "
+        "honours it (ImageJ writes this for an inverting LUT)"
+    ),
+    "palette": (
+        "PLTE: a palette PNG, whose indices are kept as stored (ImageJ writes one for an image "
+        "shown with a colour LUT, e.g. labels in glasbey: the indices are the data); from a "
+        "graphics program, the colours may be the data: ask the depositor"
+    ),
+}
+"""What :func:`png_grey_kind` finds that the converted image does not carry (as
+:data:`_GREY_NOTES` for a TIFF)."""
+
+
+class _PngSlice(NamedTuple):
+    shape: tuple[int, int]
+    dtype: np.dtype
+    grey: str
+
+
+def _png_header(path: Path, index: int) -> _PngSlice:
+    """Shape, dtype and grey kind (:func:`png_grey_kind`) of a single-channel PNG slice from
+    :func:`png_header`, checking that it ends whole.
 
     Nothing is decoded: the last 12 bytes must be the IEND chunk, which a truncated
-    copy lacks. Only grey PNGs are volume slices (1, 2, 4 and 8 bits read as uint8, 16
+    copy lacks. Grey PNGs are volume slices (1, 2, 4 and 8 bits read as uint8, 16
     bits as uint16; a folder may mix 1-bit masks with 8-bit slices, as public label sets
-    do); colour, palette and alpha images are refused rather than reduced to grey.
+    do); so are palette PNGs, whose indices are read as the values, as a palette TIFF's
+    are (ImageJ writes an image shown with a LUT as one). Colour and alpha images are
+    refused rather than reduced to grey.
     """
     details = {"slice": index}
     try:
         h = png_header(path)
+        grey = png_grey_kind(path, h) if h is not None else ""
     except OSError as exc:
         raise ConversionError(f"cannot be read ({exc})", path=path, details=details) from exc
     if h is None:
         msg = "is not a PNG image (no PNG signature and header); remove it or give only the slices"
         raise ConversionError(msg, path=path, details=details)
     depth, colour = h.bit_depth, h.colour_type
-    if colour != 0 or depth not in (1, 2, 4, 8, 16):
+    if colour not in (0, 3) or depth not in (1, 2, 4, 8, 16) or (colour == 3 and depth > 8):
         kind = _PNG_COLOUR.get(colour, f"colour type {colour}")
-        msg = f"is a {depth}-bit {kind} PNG; slices must be single-channel grey PNGs"
+        msg = f"is a {depth}-bit {kind} PNG; slices must be single-channel grey (or palette) PNGs"
         raise ConversionError(msg, path=path, details=details)
     if not h.ends_whole:
         msg = "does not end with the PNG end chunk: the file is truncated, copy it again"
         raise ConversionError(msg, path=path, details=details)
-    return (h.height, h.width), np.dtype(np.uint8 if depth <= 8 else "<u2")
+    return _PngSlice((h.height, h.width), np.dtype(np.uint8 if depth <= 8 else "<u2"), grey)
 
 
 def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
-    """A folder of per-slice grey PNGs (common for public EM labels and images): lossless, z unknown."""
+    """A folder of per-slice grey (or palette) PNGs (common for public EM labels and images):
+    lossless, z unknown. Palettes are noted and judged as a TIFF's are (:data:`_GREY_NOTES`)."""
     _gone(files[0], 0)
-    shape0, dtype0 = _png_header(files[0], 0)
+    first = _png_header(files[0], 0)
+    shape0, dtype0 = first.shape, first.dtype
+    unlike: list[str] = []
     for i, f in enumerate(files[1:], start=1):
         _gone(f, i)
-        shape, dtype = _png_header(f, i)
-        if (shape, dtype) != (shape0, dtype0):
+        got = _png_header(f, i)
+        if (got.shape, got.dtype) != (shape0, dtype0):
             msg = (
-                f"slice {i} has shape {shape} and dtype {dtype.name}, "
+                f"slice {i} has shape {got.shape} and dtype {got.dtype.name}, "
                 f"but {files[0].name} has {shape0} {dtype0.name}; every slice must match"
             )
             raise ConversionError(
-                msg, path=f, details={"slice": i, "expected": list(shape0), "found": list(shape)}
+                msg,
+                path=f,
+                details={"slice": i, "expected": list(shape0), "found": list(got.shape)},
             )
+        if got.grey != first.grey:
+            unlike.append(f"{f.name} ({got.grey})")
     n = len(files)
+    warned = []
+    if unlike:
+        warned.append(
+            f"{len(unlike)} slice(s) show their values otherwise than {files[0].name} "
+            f"({first.grey}), e.g. {unlike[0]}: values are kept as stored; if those slices look "
+            "inverted or false-coloured beside the others, ask for them again"
+        )
+    notes = ["PNG slices state no voxel size that curated uses (pHYs, if any, is ignored)"]
+    if first.grey in _PNG_GREY_NOTES:
+        notes.append(_PNG_GREY_NOTES[first.grey])
     return TiffSource(
         kind="png-slices",
         path=str(folder),
@@ -1245,7 +1341,9 @@ def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
         page_offset=np.full(n, -1, dtype=np.int64),
         lead_shape=(n,),
         lead_perm=(0,),
-        not_carried=["PNG slices state no voxel size that curated uses (pHYs, if any, is ignored)"],
+        not_carried=notes,
+        warnings=warned,
+        inverted=first.grey == "MinIsWhite",
     )
 
 
@@ -1264,7 +1362,7 @@ def _decode_png(
     try:
         with open(path, "rb") as f:
             data = f.read()
-        plane = imagecodecs.png_decode(data)
+        plane = imagecodecs.png_decode(_png_indices(data) if data[25] == 3 else data)
     except Exception as exc:  # codec errors on damaged data
         msg = f"slice {index} cannot be decoded ({exc}); the file may be truncated or damaged"
         raise ConversionError(msg, path=path, details={"slice": index}) from exc
@@ -1277,6 +1375,28 @@ def _decode_png(
         msg = f"slice {index} decodes to {plane.shape} {plane.dtype.name}, not the {shape} {dtype.name} its header states"
         raise ConversionError(msg, path=path, details={"slice": index})
     return np.ascontiguousarray(plane[ys, xs]).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _png_indices(data: bytes) -> bytes:
+    """A palette PNG rewritten as a grey one of the same depth: its IHDR colour type 3 made 0
+    (its CRC recomputed) and its palette chunks left out, so the decoder gives the indices
+    (imagecodecs, like libpng, would expand them to the palette's RGB colours)."""
+    import zlib
+
+    out = [data[:8]]
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if kind == b"IHDR":
+            body = data[pos + 8 : pos + 8 + 9] + b"\x00" + data[pos + 18 : pos + 8 + length]
+            crc = zlib.crc32(kind + body).to_bytes(4, "big")
+            out.append(data[pos : pos + 8] + body + crc)
+        elif kind not in _PNG_PALETTE_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+    return b"".join(out)
 
 
 def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:
