@@ -1439,6 +1439,8 @@ def _flag_files(
                     code, "error", f.image.get("problem") or "the image does not open", [f.path]
                 )
             )
+        elif f.image is not None and f.image.get("sparse"):
+            flags.append(RedFlag("sparse-image", "warning", f.image["sparse"], [f.path]))
         digest = f.sha256
         if digest and f.size and in_memory:
             first = first_with.setdefault(digest, f.path)

@@ -285,11 +285,18 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     Returns a dict with ``opens`` (bool), ``format`` (``TIFF``/``BigTIFF``/``OME-TIFF``),
     ``shape``, ``dtype``, ``pages``, ``axes``, ``compression``, ``truncated``
     (a page's data lies beyond the end of the file), ``problem`` (why it does
-    not open or is damaged) and ``personal_data`` (kinds found in text tags).
+    not open or is damaged), ``sparse`` (strips or tiles without data, which `convert`
+    reads as 0: :func:`curated.images.sources.sparse_note`, else ``None``) and
+    ``personal_data`` (kinds found in text tags).
     """
     import tifffile
 
-    from curated.images.sources import photometric_name, stated_pixel_size
+    from curated.images.sources import (
+        empty_segments,
+        photometric_name,
+        sparse_note,
+        stated_pixel_size,
+    )
 
     info: dict[str, Any] = {
         "opens": False,
@@ -337,6 +344,7 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 info["truncated"] = "puts its pixel data" in lie  # past the end of the file
             elif not info["truncated"]:
                 _decode_first_segment(tif, first)
+                info["sparse"] = sparse_note(empty_segments(tif))  # read as 0 by `convert`
             texts = []
             for page in pages:
                 tags = getattr(page, "tags", None)
@@ -469,7 +477,7 @@ def _decode_first_segment(tif: Any, page: Any) -> None:
     """Decode the first strip or tile of ``page``: proves the codec and data are sane, reads kilobytes."""
     offsets = getattr(page, "dataoffsets", ()) or ()
     counts = getattr(page, "databytecounts", ()) or ()
-    if not offsets or not counts or not counts[0]:
+    if not offsets or not counts or not counts[0] or not offsets[0]:
         return
     fh = tif.filehandle
     fh.seek(offsets[0])

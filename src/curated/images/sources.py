@@ -271,8 +271,10 @@ class TiffSource:
             for s, (y0, x0, h, w) in _segments(p, ys, xs):
                 partial = y0 < ys.start or y0 + h > ys.stop or x0 < xs.start or x0 + w > xs.stop
 
-                def decode(s: int = s) -> tuple[np.ndarray, tuple[int, int]]:
-                    return _decode_segment(frame, p, s, fd, path, page)
+                def decode(
+                    s: int = s, at: tuple[int, int, int, int] = (y0, x0, h, w)
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+                    return _decode_segment(frame, p, s, fd, path, page, at)
 
                 seg, (y0, x0) = SEGMENTS.get((path, identity, ifd, s), decode, keep=partial)
                 ya, yb = max(ys.start, y0), min(ys.stop, y0 + seg.shape[0])
@@ -309,10 +311,17 @@ def _segments(p: Any, ys: slice, xs: slice) -> list[tuple[int, tuple[int, int, i
 
 
 def _decode_segment(
-    frame: Any, p: Any, s: int, fd: int, path: str, page: int
+    frame: Any, p: Any, s: int, fd: int, path: str, page: int, at: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Segment ``s`` of ``frame`` read from ``fd`` and decoded: (rows x columns, its origin)."""
-    data = _pread_exact(fd, int(frame.databytecounts[s]), int(frame.dataoffsets[s]), path, page)
+    """Segment ``s`` of ``frame`` read from ``fd`` and decoded: (rows x columns, its origin).
+
+    A segment without data (offset or byte count 0: a sparse TIFF) is ``at``'s extent
+    ``(y0, x0, height, width)`` of zeros, as tifffile and GDAL read it."""
+    offset, count = int(frame.dataoffsets[s]), int(frame.databytecounts[s])
+    if not offset or not count:
+        y0, x0, h, w = at
+        return np.zeros((h, w), dtype=p.dtype), (y0, x0)
+    data = _pread_exact(fd, count, offset, path, page)
     seg, idx, _ = p.decode(data, s, jpegtables=p.jpegtables)
     if seg is None:  # tifffile gives no array for a segment without data
         msg = f"page {page}: segment {s} cannot be decoded; the file may be truncated or damaged"
@@ -540,14 +549,14 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
     kf = getattr(page, "keyframe", None) or page
     offs = [int(o) for o in (page.dataoffsets or ())]
     counts = [int(c) for c in (page.databytecounts or ())]
-    ends = [o + c for o, c in zip(offs, counts, strict=False) if c]
+    ends = [o + c for o, c in zip(offs, counts, strict=False) if c and o]
     if ends and max(ends) > size:
         return (
             f"page {index}'s header puts its pixel data at bytes up to {max(ends)} (StripOffsets + "
             f"StripByteCounts) but the file has {size} bytes: it is truncated or its header lies; "
             "if it was copied, copy it again"
         )
-    if not offs or not counts or any(c == 0 for c in counts):
+    if not offs or not counts or len(offs) != len(counts):
         return (
             f"page {index}'s header gives no pixel data (empty StripOffsets/StripByteCounts): "
             "the file is damaged"
@@ -563,6 +572,9 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
     row_bits = width * bits * (spp if kf.planarconfig == 1 else 1)
     expected = -(-row_bits // 8) * length * depth * (1 if kf.planarconfig == 1 else spp)
     held = sum(counts)
+    empty = sum(1 for o, c in zip(offs, counts, strict=True) if not o or not c)
+    if empty:  # sparse: the empty segments' share is not held (it reads as 0)
+        expected -= empty * (expected // len(counts))
     if held < expected:
         return (
             f"page {index}'s header says {int(kf.imagewidth)} x {int(kf.imagelength)} pixels of "
@@ -570,6 +582,41 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
             f"strips hold {held} bytes: ImageWidth/ImageLength/BitsPerSample lie or the file is damaged"
         )
     return None
+
+
+def _empty_in(page: Any) -> int:
+    """How many of a page's strips or tiles hold no data (offset or byte count 0)."""
+    offs, counts = page.dataoffsets or (), page.databytecounts or ()
+    return sum(1 for o, c in zip(offs, counts, strict=False) if not o or not c)
+
+
+def empty_segments(tf: Any) -> list[tuple[int, int]]:
+    """``(page, empty segments)`` of the pages of ``tf`` (up to :data:`HEADER_PAGES` of them,
+    evenly spread) that have strips or tiles without data: StripByteCounts (or the offset) 0,
+    as GDAL writes sparse TIFFs. tifffile and GDAL read such a segment as 0 (the no-data
+    value), and so does the converter (:func:`sparse_note`)."""
+    found = []
+    for index in _pages_to_check(len(tf.pages)):
+        page = tf.pages.get(index, aspage=False)
+        n = _empty_in(page) if page is not None else 0
+        if n:
+            found.append((index, n))
+    return found
+
+
+def sparse_note(found: list[tuple[int, int]], what: str = "page") -> str | None:
+    """One line on the empty strips/tiles ``found`` (``(page, count)``), else ``None``."""
+    if not found:
+        return None
+    segments = sum(n for _, n in found)
+    shown = ", ".join(f"{what} {p} ({n})" for p, n in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return (
+        f"sparse TIFF: {segments} strip(s)/tile(s) in {len(found)} {what}(s) hold no data "
+        f"(StripByteCounts 0): {shown}{more}; read as 0, as tifffile and GDAL read them (a "
+        "writer that stopped early leaves the same: if those areas should hold data, ask for "
+        "the file again)"
+    )
 
 
 def header_lies(tf: Any, path: Path, complaints: list[str] = ()) -> str | None:  # type: ignore[assignment]
@@ -800,6 +847,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         grey = _grey_kind(first)
         contiguous_series = getattr(series, "dataoffset", None)
         page_bytes = h * w * dtype.itemsize
+        sparse: list[tuple[int, int]] = []
         if contiguous_series is not None and len(series.pages) < npages:
             end = int(contiguous_series) + npages * page_bytes
             if end > size:
@@ -820,6 +868,8 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
                     raise ConversionError(msg, path=path, details={"page": i}) from exc
                 offsets[i] = _page_table_entry(pg, i, size, path, (h, w), dtype)
                 index[i] = pg.index if isinstance(pg.index, int) else pg.index[-1]
+                if n_empty := _empty_in(pg):
+                    sparse.append((i, n_empty))
         out_axes, perm, out_shape_lead = _map_axes(lead_axes, lead_shape, path)
         meta = _voxel_from_metadata(tf, path)
         src = TiffSource(
@@ -841,7 +891,8 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             + meta.notes
             + _bar_note(meta, h)
             + ([_GREY_NOTES[grey]] if grey in _GREY_NOTES else [])
-            + _other_series(tf, chosen),
+            + _other_series(tf, chosen)
+            + [n for n in [sparse_note(sparse)] if n],
             inverted=grey == "MinIsWhite",
         )
     return src
@@ -941,6 +992,7 @@ def _open_folder(folder: Path) -> TiffSource:
     not_carried: list[str] = []
     grey0 = "MinIsBlack"
     unlike: list[str] = []  # slices stored with the other grey (MinIsWhite / MinIsBlack)
+    sparse: list[tuple[int, int]] = []  # slices with strips/tiles that hold no data
     for i, f in enumerate(files):
         _gone(f, i)
         tf = _open_tiff(f)
@@ -980,10 +1032,13 @@ def _open_folder(folder: Path) -> TiffSource:
                 offsets[i] = -1
             else:
                 offsets[i] = _page_table_entry(page, page_no, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
+            if n_empty := _empty_in(page):
+                sparse.append((i, n_empty))
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
     not_carried += [_GREY_NOTES[grey0]] if grey0 in _GREY_NOTES else []
+    not_carried += [n for n in [sparse_note(sparse, "slice")] if n]
     if unlike:
         warned.append(
             f"{len(unlike)} slice(s) show their values otherwise than {files[0].name} "
