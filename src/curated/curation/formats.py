@@ -9,6 +9,7 @@ identifying (PHI) tags by their byte patterns, so no DICOM library is needed.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -454,12 +455,18 @@ def inspect_hdf5(path: str | Path, size: int) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             found: list[tuple[int, list[int], str]] = []
 
-            def visit(_name: str, obj: Any) -> int | None:
+            def visit(name: str, obj: Any) -> int | None:
                 if isinstance(obj, h5py.Dataset):
                     found.append((int(obj.size or 0), [int(n) for n in obj.shape], str(obj.dtype)))
+                    if obj.chunks and not sparse:
+                        said = _hdf5_sparse(obj)
+                        if said:
+                            sparse.append(f"dataset /{name} {said}")
                 return 1 if len(found) >= _HDF5_OBJECTS_SEEN else None
 
+            sparse: list[str] = []
             f.visititems(visit)
+            info["sparse"] = sparse[0] if sparse else None
     except Exception as exc:  # h5py raises OSError and others on damaged files
         text = str(exc)
         info["truncated"] = "truncated" in text.lower() or "eof" in text.lower()
@@ -471,6 +478,21 @@ def inspect_hdf5(path: str | Path, size: int) -> dict[str, Any]:
         info["shape"], info["dtype"] = shape, dtype
     info["opens"] = True
     return info
+
+
+def _hdf5_sparse(dset: Any) -> str | None:
+    """What a chunked HDF5 dataset claims against the chunks it stores (from its chunk
+    index, nothing read), else ``None``."""
+    from curated.images.stored import ChunkCount, sparse_summary
+
+    shape = tuple(int(n) for n in dset.shape)
+    grid = tuple(int(c) for c in dset.chunks)
+    expected = math.prod(-(-n // c) for n, c in zip(shape, grid, strict=True))
+    fill = dset.fillvalue
+    count = ChunkCount(
+        int(dset.id.get_num_chunks()), expected, grid, getattr(fill, "item", lambda: fill)()
+    )
+    return sparse_summary(shape, count)
 
 
 def _decode_first_segment(tif: Any, page: Any) -> None:

@@ -542,9 +542,12 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
     """What page ``index``'s own header claims that its file cannot hold, else ``None``.
 
     Read from the header only: where its strips/tiles are (``StripOffsets`` +
-    ``StripByteCounts``, past the end of a file of ``size`` bytes?) and, for an
-    uncompressed page, whether they hold the ``ImageWidth`` x ``ImageLength`` pixels of
-    ``BitsPerSample`` bits the header announces.
+    ``StripByteCounts``, past the end of a file of ``size`` bytes?) and whether they can
+    hold the ``ImageWidth`` x ``ImageLength`` pixels of ``BitsPerSample`` bits the header
+    announces: uncompressed, byte for byte; compressed with Deflate, LZW or PackBits, within
+    the most that codec can expand (:data:`_MOST_EXPANSION`; a 60000 x 60000 claim in a
+    strip of a few bytes would otherwise be decoded into gigabytes). Strips without data
+    (a sparse TIFF) read as 0 and are not counted.
     """
     kf = getattr(page, "keyframe", None) or page
     offs = [int(o) for o in (page.dataoffsets or ())]
@@ -561,7 +564,8 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
             f"page {index}'s header gives no pixel data (empty StripOffsets/StripByteCounts): "
             "the file is damaged"
         )
-    if kf.compression != 1:
+    ratio = _MOST_EXPANSION.get(int(kf.compression), 1 if kf.compression == 1 else 0)
+    if not ratio:
         return None
     width, length = int(kf.imagewidth), int(kf.imagelength)
     depth = int(getattr(kf, "imagedepth", 1) or 1)
@@ -574,8 +578,16 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
     held = sum(counts)
     empty = sum(1 for o, c in zip(offs, counts, strict=True) if not o or not c)
     if empty:  # sparse: the empty segments' share is not held (it reads as 0)
-        expected -= empty * (expected // len(counts))
-    if held < expected:
+        expected = expected * (len(counts) - empty) // len(counts)
+    if ratio > 1 and held * ratio < expected:
+        codec = getattr(kf.compression, "name", str(kf.compression))
+        return (
+            f"page {index}'s header says {int(kf.imagewidth)} x {int(kf.imagelength)} pixels of "
+            f"{bits} bit(s) ({expected} bytes) but its {codec} strips hold {held} bytes, which "
+            f"{codec} cannot expand past {held * ratio} bytes: ImageWidth/ImageLength lie or "
+            "the file is damaged"
+        )
+    if ratio == 1 and held < expected:
         return (
             f"page {index}'s header says {int(kf.imagewidth)} x {int(kf.imagelength)} pixels of "
             f"{bits} bit(s){f' x {spp} samples' if spp > 1 else ''} ({expected} bytes) but its "
@@ -617,6 +629,12 @@ def sparse_note(found: list[tuple[int, int]], what: str = "page") -> str | None:
         "writer that stopped early leaves the same: if those areas should hold data, ask for "
         "the file again)"
     )
+
+
+_MOST_EXPANSION = {8: 1100, 32946: 1100, 5: 1400, 32773: 64}
+"""The most a codec can expand its input (Deflate: 1032:1, LZW with 12-bit codes about
+1365:1, PackBits 64:1), with some room: a compressed page whose strips hold too few bytes
+for the pixels its header claims cannot be decoded into them (:func:`page_lie`)."""
 
 
 def header_lies(tf: Any, path: Path, complaints: list[str] = ()) -> str | None:  # type: ignore[assignment]
