@@ -125,7 +125,18 @@ def _first_page_only_length(path: Path) -> Path:
     return path
 
 
+def _deflate_claims_more(path: Path) -> Path:
+    # a zlib page whose header claims 60000 x 60000 pixels: its few hundred bytes cannot
+    # inflate to 3.6 GB (decoding it would try); no description, so only the page lies
+    tifffile.imwrite(path, DATA, compression="zlib", photometric="minisblack", metadata=None)
+    for i in range(PAGES):
+        set_tag(path, i, "ImageLength", 60000)
+        set_tag(path, i, "ImageWidth", 60000)
+    return path
+
+
 HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "deflate-claims-more": (_deflate_claims_more, r"page 0's header says 60000 x 60000 pixels .* cannot expand past"),
     "length-first-page": (_first_page_only_length, r"page 0's header says 16 x 60000 pixels"),
     "length-every-page": (_every_page("ImageLength", 60000), r"ImageWidth/ImageLength/BitsPerSample lie"),
     "width": (_every_page("ImageWidth", 4000), r"says 4000 x 16 pixels .* strips hold 256 bytes"),

@@ -1187,6 +1187,7 @@ def check(
         )
         _flag_missing_docs(ws, record, found)
         _flag_invalid_ome_zarr(walker.zarr_stores, ws, flags)
+        _flag_sparse_arrays(walker.zarr_stores, ws, flags)
         checklist = _checklist(
             record, found.files, flags, walker, found.docs, found.licences, found.naming
         )
@@ -1255,6 +1256,44 @@ def _flag_invalid_ome_zarr(
                     [shown],
                 )
             )
+
+
+SPARSE_ARRAYS_SEEN = 64
+"""Most Zarr arrays of one store whose stored chunks :func:`_flag_sparse_arrays` counts."""
+
+
+def _flag_sparse_arrays(found: Sequence[str], ws: Workspace | None, flags: list[RedFlag]) -> None:
+    """Zarr arrays (at any depth of the stores the walk met) that claim a shape their stored
+    chunks are far from filling: the claimed size against the chunks stored, as `convert`
+    reads it (:func:`curated.images.stored.sparse_summary`; it refuses the emptiest)."""
+    import zarr
+
+    from curated.images.stored import sparse_summary, zarr_chunk_count
+
+    for root in found:
+        try:
+            node = zarr.open(store=root, mode="r")
+            arrays = (
+                [("", node)]
+                if isinstance(node, zarr.Array)
+                else [
+                    (name, m)
+                    for name, m in node.members(max_depth=None)
+                    if isinstance(m, zarr.Array)
+                ][:SPARSE_ARRAYS_SEEN]
+            )
+            for name, arr in arrays:
+                said = sparse_summary(
+                    tuple(int(n) for n in arr.shape), zarr_chunk_count(arr, Path(root) / name)
+                )
+                if said is None:
+                    continue
+                where = Path(root) / name if name else Path(root)
+                shown = display_path(str(where if ws is None else ws.relative(where)))
+                severity = "error" if "refuses" in said else "warning"
+                flags.append(RedFlag("sparse-array", severity, f"Zarr array {said}", [shown]))
+        except Exception:  # noqa: BLE001 - unreadable metadata is the validators' to report
+            continue
 
 
 def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:
@@ -1439,6 +1478,10 @@ def _flag_files(
                     code, "error", f.image.get("problem") or "the image does not open", [f.path]
                 )
             )
+        elif f.image is not None and f.image.get("sparse"):
+            said = f.image["sparse"]
+            severity = "error" if "refuses" in said else "warning"
+            flags.append(RedFlag("sparse-image", severity, said, [f.path]))
         digest = f.sha256
         if digest and f.size and in_memory:
             first = first_with.setdefault(digest, f.path)

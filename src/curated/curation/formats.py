@@ -9,6 +9,7 @@ identifying (PHI) tags by their byte patterns, so no DICOM library is needed.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -249,14 +250,18 @@ def inspect_png(path: str | Path, size: int) -> dict[str, Any]:
     A PNG opens when its signature and IHDR chunk are whole and its last 12 bytes are
     the IEND chunk, which a truncated copy lacks (:func:`curated.images.sources.png_header`).
     Returns the keys of :func:`inspect_tiff` (``opens``, ``format``, ``shape``, ``dtype``,
-    ``truncated``, ``problem``, ``personal_data``) plus ``bit_depth`` and ``colour_type``.
+    ``truncated``, ``problem``, ``personal_data``, ``photometric`` as ``convert`` reads it:
+    ``MinIsBlack``, ``MinIsWhite`` or ``palette`` for a palette PNG, ``RGB``... for one it
+    refuses) plus ``bit_depth`` and ``colour_type``.
     """
-    from curated.images.sources import png_header
+    from curated.images.sources import png_grey_kind, png_header
 
     info: dict[str, Any] = {"opens": False, "truncated": False, "problem": None, "format": "PNG"}
     info["personal_data"] = []
     try:
         h = png_header(path)
+        if h is not None:  # named as `convert` reads it: a grey-ramp palette is MinIsBlack
+            info["photometric"] = png_grey_kind(path, h)
     except OSError as exc:
         info["problem"] = f"cannot be read: {exc.strerror or exc}"
         return info
@@ -281,11 +286,18 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     Returns a dict with ``opens`` (bool), ``format`` (``TIFF``/``BigTIFF``/``OME-TIFF``),
     ``shape``, ``dtype``, ``pages``, ``axes``, ``compression``, ``truncated``
     (a page's data lies beyond the end of the file), ``problem`` (why it does
-    not open or is damaged) and ``personal_data`` (kinds found in text tags).
+    not open or is damaged), ``sparse`` (strips or tiles without data, which `convert`
+    reads as 0: :func:`curated.images.sources.sparse_note`, else ``None``) and
+    ``personal_data`` (kinds found in text tags).
     """
     import tifffile
 
-    from curated.images.sources import photometric_name, stated_pixel_size
+    from curated.images.sources import (
+        empty_segments,
+        photometric_name,
+        sparse_note,
+        stated_pixel_size,
+    )
 
     info: dict[str, Any] = {
         "opens": False,
@@ -333,6 +345,7 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 info["truncated"] = "puts its pixel data" in lie  # past the end of the file
             elif not info["truncated"]:
                 _decode_first_segment(tif, first)
+                info["sparse"] = sparse_note(empty_segments(tif))  # read as 0 by `convert`
             texts = []
             for page in pages:
                 tags = getattr(page, "tags", None)
@@ -442,12 +455,18 @@ def inspect_hdf5(path: str | Path, size: int) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             found: list[tuple[int, list[int], str]] = []
 
-            def visit(_name: str, obj: Any) -> int | None:
+            def visit(name: str, obj: Any) -> int | None:
                 if isinstance(obj, h5py.Dataset):
                     found.append((int(obj.size or 0), [int(n) for n in obj.shape], str(obj.dtype)))
+                    if obj.chunks and not sparse:
+                        said = _hdf5_sparse(obj)
+                        if said:
+                            sparse.append(f"dataset /{name} {said}")
                 return 1 if len(found) >= _HDF5_OBJECTS_SEEN else None
 
+            sparse: list[str] = []
             f.visititems(visit)
+            info["sparse"] = sparse[0] if sparse else None
     except Exception as exc:  # h5py raises OSError and others on damaged files
         text = str(exc)
         info["truncated"] = "truncated" in text.lower() or "eof" in text.lower()
@@ -461,11 +480,26 @@ def inspect_hdf5(path: str | Path, size: int) -> dict[str, Any]:
     return info
 
 
+def _hdf5_sparse(dset: Any) -> str | None:
+    """What a chunked HDF5 dataset claims against the chunks it stores (from its chunk
+    index, nothing read), else ``None``."""
+    from curated.images.stored import ChunkCount, sparse_summary
+
+    shape = tuple(int(n) for n in dset.shape)
+    grid = tuple(int(c) for c in dset.chunks)
+    expected = math.prod(-(-n // c) for n, c in zip(shape, grid, strict=True))
+    fill = dset.fillvalue
+    count = ChunkCount(
+        int(dset.id.get_num_chunks()), expected, grid, getattr(fill, "item", lambda: fill)()
+    )
+    return sparse_summary(shape, count)
+
+
 def _decode_first_segment(tif: Any, page: Any) -> None:
     """Decode the first strip or tile of ``page``: proves the codec and data are sane, reads kilobytes."""
     offsets = getattr(page, "dataoffsets", ()) or ()
     counts = getattr(page, "databytecounts", ()) or ()
-    if not offsets or not counts or not counts[0]:
+    if not offsets or not counts or not counts[0] or not offsets[0]:
         return
     fh = tif.filehandle
     fh.seek(offsets[0])

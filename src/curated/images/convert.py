@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from curated._crash import crash_point
-from curated.errors import InputError
+from curated.errors import ConversionError, InputError
 from curated.images import store as _store
 from curated.images.layout import (
     StoreLayout,
+    level_block,
     make_axes,
     make_layout,
     multiscales,
@@ -36,7 +37,7 @@ from curated.images.sources import (
     open_source,
     with_axes,
 )
-from curated.images.stored import StoredArraySource
+from curated.images.stored import StoredArraySource, sparse_problem
 from curated.images.units import length_unit, round_to, significant_digits, to_unit
 from curated.objstore import is_url
 from curated.progress import ProgressReporter, ensure_progress
@@ -564,6 +565,9 @@ def _plan_conversion(
         ngff_version=ngff_version,
         same_codec=same_codec,
     )
+    sparse = sparse_problem(src.shape, getattr(src, "stored", None), level_block(layout, 0))
+    if sparse is not None:
+        raise ConversionError(sparse, path=src.path)
     return layout, voxel, unit_name, voxel_from
 
 

@@ -665,6 +665,10 @@ class _SubPyramid:
         self.level1 = np.empty(
             tuple(s.stop - s.start for s in region1), dtype=np.dtype(layout.dtype)
         )
+        self.seen = False
+        """Whether a slab of data was placed (not only fill slabs)."""
+        self.fills: list[tuple[slice, ...]] = []
+        """Where fill slabs go, filled only when data were seen too."""
 
     def _region(self, k: int) -> tuple[slice, ...]:
         cum = self.job.layout.levels[k].factors
@@ -677,18 +681,34 @@ class _SubPyramid:
         """Level 1 of one level-0 slab (thread-safe)."""
         return self.reducer(data, self.f1)
 
+    def fill_piece(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Level 1 of a slab of ``shape`` holding the fill value alone (the reduction of a
+        constant is that constant), as a read-only broadcast view."""
+        fill = np.asarray(self.job.layout.fill_value, dtype=self.level1.dtype)
+        return np.broadcast_to(fill, tuple(-(-n // f) for n, f in zip(shape, self.f1, strict=True)))
+
     def place(self, unit: tuple[slice, ...], reduced: np.ndarray) -> None:
         at = tuple((u.start - o) // f for u, o, f in zip(unit, self.origin0, self.f1, strict=True))
-        self.level1[tuple(slice(a, a + n) for a, n in zip(at, reduced.shape, strict=True))] = (
-            reduced
-        )
+        where = tuple(slice(a, a + n) for a, n in zip(at, reduced.shape, strict=True))
+        if reduced.size and not any(reduced.strides):  # a fill slab's (fill_piece)
+            self.fills.append(where)
+            return
+        self.seen = True
+        self.level1[where] = reduced
 
     def write_parts(self) -> None:
-        """Encode every level's piece into its part file (published before the task's marker)."""
+        """Encode every level's piece into its part file (published before the task's marker).
+
+        A shard whose slabs were all fill (:meth:`fill_piece`) leaves empty parts, as
+        encoding its pieces would (every chunk the fill value, left out)."""
         layout = self.job.layout
+        if self.seen:
+            fill = layout.fill_value
+            for where in self.fills:
+                self.level1[where] = fill
         data = self.level1
         for k in range(1, self.depth + 1):
-            if k > 1:
+            if k > 1 and self.seen:
                 data = self.reducer(data, step_factors(layout.levels, k))
             region = self._region(k)
             cps = _piece_chunks(layout, k)
@@ -701,7 +721,10 @@ class _SubPyramid:
                 journal=True,  # a working object: the shard that gathers it is hashed
             )
             try:
-                for gidx, payload in coder.encode_all(data, tuple(s.start for s in region)):
+                encoded = (
+                    coder.encode_all(data, tuple(s.start for s in region)) if self.seen else []
+                )
+                for gidx, payload in encoded:
                     if payload is not None:
                         part.add(gidx, payload)
                 part.publish(keep_empty=True)
@@ -868,8 +891,12 @@ def _encode_region(
     sample = _sampler(layout) if level == 0 and layout.method == "mean" else None
     collect = job.collect_values and level == 0 and (len(layout.levels) == 1 or depth > 0)
 
+    skip = _absent_units(job, coder) if level == 0 else None
+
     def process(unit: tuple[slice, ...]) -> tuple[Any, ...]:
         """Produce and encode one slab (pure: safe to run in several threads)."""
+        if skip is not None and skip(unit):
+            return _fill_slab(unit, coder, sample, pyramid, collect, figures)
         data = produce(unit)
         if data.dtype != coder.dtype:
             data = data.astype(coder.dtype)
@@ -889,11 +916,53 @@ def _encode_region(
         if part_sample is not None:
             figures.samples.append(part_sample)
         if pyramid is not None:
-            pyramid.place(unit, reduced)
+            pyramid.place(unit, reduced)  # a fill slab's: a 0-d array, broadcast
         for gidx, payload in encoded:
             sink.add(gidx, payload)
     if pyramid is not None:
         pyramid.write_parts()
+
+
+def _absent_units(job: WriteJob, coder: _ChunkCoder) -> Any:
+    """``unit → bool``: whether a level-0 slab lies where the source stores no chunk, and its
+    fill value is the store's (so the slab is left out, as the chunks it would encode are);
+    ``None`` when the source cannot tell (only sparse chunked arrays can, see
+    :meth:`curated.images.stored.StoredArraySource.absent`)."""
+    absent = getattr(job.source, "absent", None)
+    count = getattr(job.source, "stored", None)
+    if absent is None or count is None or count.stored >= count.expected:
+        return None
+    try:
+        fill = np.asarray(count.fill, dtype=coder.dtype)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not bool(fill == coder.fill) or bool(fill != fill):  # NaN fills: read as they are
+        return None
+    return absent
+
+
+def _fill_slab(
+    unit: tuple[slice, ...],
+    coder: _ChunkCoder,
+    sample: Any,
+    pyramid: _SubPyramid | None,
+    collect: bool,
+    figures: _TaskFigures,
+) -> tuple[Any, ...]:
+    """What :func:`_encode_region`'s ``process`` returns for a slab of the fill value alone,
+    without reading or building it: no chunk stored, the display sample and the sub-pyramid
+    taken from a broadcast view (the same values a read would give)."""
+    shape = tuple(u.stop - u.start for u in unit)
+    view = np.broadcast_to(np.asarray(coder.fill, dtype=coder.dtype), shape)
+    if collect:
+        figures.add_values(np.unique(view[(slice(0, 1),) * len(shape)]))
+    return (
+        unit,
+        int(np.prod(shape)) * coder.dtype.itemsize,
+        sample(unit, view) if sample is not None else None,
+        pyramid.fill_piece(shape) if pyramid is not None else None,
+        [(gidx, None) for gidx in _chunk_range(unit, coder.chunks)],
+    )
 
 
 def _producer(job: WriteJob, level: int, figures: _TaskFigures) -> Any:

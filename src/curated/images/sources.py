@@ -271,8 +271,10 @@ class TiffSource:
             for s, (y0, x0, h, w) in _segments(p, ys, xs):
                 partial = y0 < ys.start or y0 + h > ys.stop or x0 < xs.start or x0 + w > xs.stop
 
-                def decode(s: int = s) -> tuple[np.ndarray, tuple[int, int]]:
-                    return _decode_segment(frame, p, s, fd, path, page)
+                def decode(
+                    s: int = s, at: tuple[int, int, int, int] = (y0, x0, h, w)
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+                    return _decode_segment(frame, p, s, fd, path, page, at)
 
                 seg, (y0, x0) = SEGMENTS.get((path, identity, ifd, s), decode, keep=partial)
                 ya, yb = max(ys.start, y0), min(ys.stop, y0 + seg.shape[0])
@@ -309,10 +311,17 @@ def _segments(p: Any, ys: slice, xs: slice) -> list[tuple[int, tuple[int, int, i
 
 
 def _decode_segment(
-    frame: Any, p: Any, s: int, fd: int, path: str, page: int
+    frame: Any, p: Any, s: int, fd: int, path: str, page: int, at: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Segment ``s`` of ``frame`` read from ``fd`` and decoded: (rows x columns, its origin)."""
-    data = _pread_exact(fd, int(frame.databytecounts[s]), int(frame.dataoffsets[s]), path, page)
+    """Segment ``s`` of ``frame`` read from ``fd`` and decoded: (rows x columns, its origin).
+
+    A segment without data (offset or byte count 0: a sparse TIFF) is ``at``'s extent
+    ``(y0, x0, height, width)`` of zeros, as tifffile and GDAL read it."""
+    offset, count = int(frame.dataoffsets[s]), int(frame.databytecounts[s])
+    if not offset or not count:
+        y0, x0, h, w = at
+        return np.zeros((h, w), dtype=p.dtype), (y0, x0)
+    data = _pread_exact(fd, count, offset, path, page)
     seg, idx, _ = p.decode(data, s, jpegtables=p.jpegtables)
     if seg is None:  # tifffile gives no array for a segment without data
         msg = f"page {page}: segment {s} cannot be decoded; the file may be truncated or damaged"
@@ -533,26 +542,30 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
     """What page ``index``'s own header claims that its file cannot hold, else ``None``.
 
     Read from the header only: where its strips/tiles are (``StripOffsets`` +
-    ``StripByteCounts``, past the end of a file of ``size`` bytes?) and, for an
-    uncompressed page, whether they hold the ``ImageWidth`` x ``ImageLength`` pixels of
-    ``BitsPerSample`` bits the header announces.
+    ``StripByteCounts``, past the end of a file of ``size`` bytes?) and whether they can
+    hold the ``ImageWidth`` x ``ImageLength`` pixels of ``BitsPerSample`` bits the header
+    announces: uncompressed, byte for byte; compressed with Deflate, LZW or PackBits, within
+    the most that codec can expand (:data:`_MOST_EXPANSION`; a 60000 x 60000 claim in a
+    strip of a few bytes would otherwise be decoded into gigabytes). Strips without data
+    (a sparse TIFF) read as 0 and are not counted.
     """
     kf = getattr(page, "keyframe", None) or page
     offs = [int(o) for o in (page.dataoffsets or ())]
     counts = [int(c) for c in (page.databytecounts or ())]
-    ends = [o + c for o, c in zip(offs, counts, strict=False) if c]
+    ends = [o + c for o, c in zip(offs, counts, strict=False) if c and o]
     if ends and max(ends) > size:
         return (
             f"page {index}'s header puts its pixel data at bytes up to {max(ends)} (StripOffsets + "
             f"StripByteCounts) but the file has {size} bytes: it is truncated or its header lies; "
             "if it was copied, copy it again"
         )
-    if not offs or not counts or any(c == 0 for c in counts):
+    if not offs or not counts or len(offs) != len(counts):
         return (
             f"page {index}'s header gives no pixel data (empty StripOffsets/StripByteCounts): "
             "the file is damaged"
         )
-    if kf.compression != 1:
+    ratio = _MOST_EXPANSION.get(int(kf.compression), 1 if kf.compression == 1 else 0)
+    if not ratio:
         return None
     width, length = int(kf.imagewidth), int(kf.imagelength)
     depth = int(getattr(kf, "imagedepth", 1) or 1)
@@ -563,13 +576,65 @@ def page_lie(page: Any, index: int, size: int) -> str | None:
     row_bits = width * bits * (spp if kf.planarconfig == 1 else 1)
     expected = -(-row_bits // 8) * length * depth * (1 if kf.planarconfig == 1 else spp)
     held = sum(counts)
-    if held < expected:
+    empty = sum(1 for o, c in zip(offs, counts, strict=True) if not o or not c)
+    if empty:  # sparse: the empty segments' share is not held (it reads as 0)
+        expected = expected * (len(counts) - empty) // len(counts)
+    if ratio > 1 and held * ratio < expected:
+        codec = getattr(kf.compression, "name", str(kf.compression))
+        return (
+            f"page {index}'s header says {int(kf.imagewidth)} x {int(kf.imagelength)} pixels of "
+            f"{bits} bit(s) ({expected} bytes) but its {codec} strips hold {held} bytes, which "
+            f"{codec} cannot expand past {held * ratio} bytes: ImageWidth/ImageLength lie or "
+            "the file is damaged"
+        )
+    if ratio == 1 and held < expected:
         return (
             f"page {index}'s header says {int(kf.imagewidth)} x {int(kf.imagelength)} pixels of "
             f"{bits} bit(s){f' x {spp} samples' if spp > 1 else ''} ({expected} bytes) but its "
             f"strips hold {held} bytes: ImageWidth/ImageLength/BitsPerSample lie or the file is damaged"
         )
     return None
+
+
+def _empty_in(page: Any) -> int:
+    """How many of a page's strips or tiles hold no data (offset or byte count 0)."""
+    offs, counts = page.dataoffsets or (), page.databytecounts or ()
+    return sum(1 for o, c in zip(offs, counts, strict=False) if not o or not c)
+
+
+def empty_segments(tf: Any) -> list[tuple[int, int]]:
+    """``(page, empty segments)`` of the pages of ``tf`` (up to :data:`HEADER_PAGES` of them,
+    evenly spread) that have strips or tiles without data: StripByteCounts (or the offset) 0,
+    as GDAL writes sparse TIFFs. tifffile and GDAL read such a segment as 0 (the no-data
+    value), and so does the converter (:func:`sparse_note`)."""
+    found = []
+    for index in _pages_to_check(len(tf.pages)):
+        page = tf.pages.get(index, aspage=False)
+        n = _empty_in(page) if page is not None else 0
+        if n:
+            found.append((index, n))
+    return found
+
+
+def sparse_note(found: list[tuple[int, int]], what: str = "page") -> str | None:
+    """One line on the empty strips/tiles ``found`` (``(page, count)``), else ``None``."""
+    if not found:
+        return None
+    segments = sum(n for _, n in found)
+    shown = ", ".join(f"{what} {p} ({n})" for p, n in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return (
+        f"sparse TIFF: {segments} strip(s)/tile(s) in {len(found)} {what}(s) hold no data "
+        f"(StripByteCounts 0): {shown}{more}; read as 0, as tifffile and GDAL read them (a "
+        "writer that stopped early leaves the same: if those areas should hold data, ask for "
+        "the file again)"
+    )
+
+
+_MOST_EXPANSION = {8: 1100, 32946: 1100, 5: 1400, 32773: 64}
+"""The most a codec can expand its input (Deflate: 1032:1, LZW with 12-bit codes about
+1365:1, PackBits 64:1), with some room: a compressed page whose strips hold too few bytes
+for the pixels its header claims cannot be decoded into them (:func:`page_lie`)."""
 
 
 def header_lies(tf: Any, path: Path, complaints: list[str] = ()) -> str | None:  # type: ignore[assignment]
@@ -800,6 +865,7 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
         grey = _grey_kind(first)
         contiguous_series = getattr(series, "dataoffset", None)
         page_bytes = h * w * dtype.itemsize
+        sparse: list[tuple[int, int]] = []
         if contiguous_series is not None and len(series.pages) < npages:
             end = int(contiguous_series) + npages * page_bytes
             if end > size:
@@ -820,6 +886,8 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
                     raise ConversionError(msg, path=path, details={"page": i}) from exc
                 offsets[i] = _page_table_entry(pg, i, size, path, (h, w), dtype)
                 index[i] = pg.index if isinstance(pg.index, int) else pg.index[-1]
+                if n_empty := _empty_in(pg):
+                    sparse.append((i, n_empty))
         out_axes, perm, out_shape_lead = _map_axes(lead_axes, lead_shape, path)
         meta = _voxel_from_metadata(tf, path)
         src = TiffSource(
@@ -841,7 +909,8 @@ def _source_from_tiff(tf: Any, path: Path) -> TiffSource:
             + meta.notes
             + _bar_note(meta, h)
             + ([_GREY_NOTES[grey]] if grey in _GREY_NOTES else [])
-            + _other_series(tf, chosen),
+            + _other_series(tf, chosen)
+            + [n for n in [sparse_note(sparse)] if n],
             inverted=grey == "MinIsWhite",
         )
     return src
@@ -912,7 +981,8 @@ def _open_folder(folder: Path) -> TiffSource:
     tiffs, pngs, others = _slice_names(folder)
     if not tiffs and pngs:
         files, warned = _slice_files(folder, pngs, others)
-        return replace(_open_png_folder(folder, files), warnings=warned)
+        src = _open_png_folder(folder, files)
+        return replace(src, warnings=warned + src.warnings)
     if not tiffs:
         jpegs = sum(1 for n in others if n.lower().endswith((".jpg", ".jpeg")))
         msg = "contains no TIFF slices (*.tif, *.tiff) or PNG slices (*.png); give a folder of per-slice 2D images"
@@ -940,6 +1010,7 @@ def _open_folder(folder: Path) -> TiffSource:
     not_carried: list[str] = []
     grey0 = "MinIsBlack"
     unlike: list[str] = []  # slices stored with the other grey (MinIsWhite / MinIsBlack)
+    sparse: list[tuple[int, int]] = []  # slices with strips/tiles that hold no data
     for i, f in enumerate(files):
         _gone(f, i)
         tf = _open_tiff(f)
@@ -979,10 +1050,13 @@ def _open_folder(folder: Path) -> TiffSource:
                 offsets[i] = -1
             else:
                 offsets[i] = _page_table_entry(page, page_no, f.stat().st_size, f, shape0, dtype0)  # type: ignore[arg-type]
+            if n_empty := _empty_in(page):
+                sparse.append((i, n_empty))
         finally:
             tf.close()
     assert shape0 is not None and dtype0 is not None
     not_carried += [_GREY_NOTES[grey0]] if grey0 in _GREY_NOTES else []
+    not_carried += [n for n in [sparse_note(sparse, "slice")] if n]
     if unlike:
         warned.append(
             f"{len(unlike)} slice(s) show their values otherwise than {files[0].name} "
@@ -1190,49 +1264,144 @@ def png_header(path: str | Path) -> PngHeader | None:
     )
 
 
-def _png_header(path: Path, index: int) -> tuple[tuple[int, int], np.dtype]:
-    """Shape and dtype of a single-channel PNG slice from :func:`png_header`, checking that it ends whole.
+_PNG_PALETTE_CHUNKS = (b"PLTE", b"tRNS", b"bKGD", b"hIST", b"sPLT")
+"""Chunks that belong to a palette (or name palette entries): left out when a palette PNG's
+indices are decoded as grey (:func:`_png_indices`)."""
+
+
+def png_palette(path: str | Path) -> np.ndarray | None:
+    """The PLTE chunk of a palette PNG as a TIFF-like colour map (3 x entries: red, green,
+    blue rows), read without decoding the image; ``None`` when there is none before the data.
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        f.seek(8)
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"PLTE":
+                body = f.read(length)
+                if length % 3 or len(body) < length:
+                    return None
+                return np.frombuffer(body, dtype=np.uint8).reshape(-1, 3).T.astype(np.uint16)
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            f.seek(length + 4, os.SEEK_CUR)  # the body and its CRC
+
+
+def png_grey_kind(path: str | Path, header: PngHeader) -> str:
+    """How a PNG's values show, named as :func:`_grey_kind` names a TIFF's: ``MinIsBlack``
+    (grey, or a grey-ramp palette), ``MinIsWhite`` (a white-to-black palette), ``palette``
+    (a colour table: ImageJ writes one for an image shown with a LUT, its indices the data),
+    or the colour type curated refuses (``RGB``, ``RGBA``, ``grey + alpha``).
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    if header.colour_type == 0:
+        return "MinIsBlack"
+    if header.colour_type != 3:
+        return _PNG_COLOUR.get(header.colour_type, f"colour type {header.colour_type}")
+    cmap = png_palette(path)
+    if cmap is None:
+        return "palette"
+    # the grey a palette shows for each index the PNG's depth can hold (entries past the
+    # table's end show nothing: the ramp is judged on the entries given)
+    if _grey_ramp(cmap):
+        return "MinIsBlack"
+    if _grey_ramp(cmap[:, ::-1]):
+        return "MinIsWhite"
+    return "palette"
+
+
+_PNG_GREY_NOTES = {
+    "MinIsWhite": (
+        "PLTE: a white-to-black grey palette PNG, whose indices are kept as stored and the "
+        "omero rendering is marked inverted, so the image shows as the PNG does where a viewer "
+        "honours it (ImageJ writes this for an inverting LUT)"
+    ),
+    "palette": (
+        "PLTE: a palette PNG, whose indices are kept as stored (ImageJ writes one for an image "
+        "shown with a colour LUT, e.g. labels in glasbey: the indices are the data); from a "
+        "graphics program, the colours may be the data: ask the depositor"
+    ),
+}
+"""What :func:`png_grey_kind` finds that the converted image does not carry (as
+:data:`_GREY_NOTES` for a TIFF)."""
+
+
+class _PngSlice(NamedTuple):
+    shape: tuple[int, int]
+    dtype: np.dtype
+    grey: str
+
+
+def _png_header(path: Path, index: int) -> _PngSlice:
+    """Shape, dtype and grey kind (:func:`png_grey_kind`) of a single-channel PNG slice from
+    :func:`png_header`, checking that it ends whole.
 
     Nothing is decoded: the last 12 bytes must be the IEND chunk, which a truncated
-    copy lacks. Only grey PNGs are volume slices (1, 2, 4 and 8 bits read as uint8, 16
+    copy lacks. Grey PNGs are volume slices (1, 2, 4 and 8 bits read as uint8, 16
     bits as uint16; a folder may mix 1-bit masks with 8-bit slices, as public label sets
-    do); colour, palette and alpha images are refused rather than reduced to grey.
+    do); so are palette PNGs, whose indices are read as the values, as a palette TIFF's
+    are (ImageJ writes an image shown with a LUT as one). Colour and alpha images are
+    refused rather than reduced to grey.
     """
     details = {"slice": index}
     try:
         h = png_header(path)
+        grey = png_grey_kind(path, h) if h is not None else ""
     except OSError as exc:
         raise ConversionError(f"cannot be read ({exc})", path=path, details=details) from exc
     if h is None:
         msg = "is not a PNG image (no PNG signature and header); remove it or give only the slices"
         raise ConversionError(msg, path=path, details=details)
     depth, colour = h.bit_depth, h.colour_type
-    if colour != 0 or depth not in (1, 2, 4, 8, 16):
+    if colour not in (0, 3) or depth not in (1, 2, 4, 8, 16) or (colour == 3 and depth > 8):
         kind = _PNG_COLOUR.get(colour, f"colour type {colour}")
-        msg = f"is a {depth}-bit {kind} PNG; slices must be single-channel grey PNGs"
+        msg = f"is a {depth}-bit {kind} PNG; slices must be single-channel grey (or palette) PNGs"
         raise ConversionError(msg, path=path, details=details)
     if not h.ends_whole:
         msg = "does not end with the PNG end chunk: the file is truncated, copy it again"
         raise ConversionError(msg, path=path, details=details)
-    return (h.height, h.width), np.dtype(np.uint8 if depth <= 8 else "<u2")
+    return _PngSlice((h.height, h.width), np.dtype(np.uint8 if depth <= 8 else "<u2"), grey)
 
 
 def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
-    """A folder of per-slice grey PNGs (common for public EM labels and images): lossless, z unknown."""
+    """A folder of per-slice grey (or palette) PNGs (common for public EM labels and images):
+    lossless, z unknown. Palettes are noted and judged as a TIFF's are (:data:`_GREY_NOTES`)."""
     _gone(files[0], 0)
-    shape0, dtype0 = _png_header(files[0], 0)
+    first = _png_header(files[0], 0)
+    shape0, dtype0 = first.shape, first.dtype
+    unlike: list[str] = []
     for i, f in enumerate(files[1:], start=1):
         _gone(f, i)
-        shape, dtype = _png_header(f, i)
-        if (shape, dtype) != (shape0, dtype0):
+        got = _png_header(f, i)
+        if (got.shape, got.dtype) != (shape0, dtype0):
             msg = (
-                f"slice {i} has shape {shape} and dtype {dtype.name}, "
+                f"slice {i} has shape {got.shape} and dtype {got.dtype.name}, "
                 f"but {files[0].name} has {shape0} {dtype0.name}; every slice must match"
             )
             raise ConversionError(
-                msg, path=f, details={"slice": i, "expected": list(shape0), "found": list(shape)}
+                msg,
+                path=f,
+                details={"slice": i, "expected": list(shape0), "found": list(got.shape)},
             )
+        if got.grey != first.grey:
+            unlike.append(f"{f.name} ({got.grey})")
     n = len(files)
+    warned = []
+    if unlike:
+        warned.append(
+            f"{len(unlike)} slice(s) show their values otherwise than {files[0].name} "
+            f"({first.grey}), e.g. {unlike[0]}: values are kept as stored; if those slices look "
+            "inverted or false-coloured beside the others, ask for them again"
+        )
+    notes = ["PNG slices state no voxel size that curated uses (pHYs, if any, is ignored)"]
+    if first.grey in _PNG_GREY_NOTES:
+        notes.append(_PNG_GREY_NOTES[first.grey])
     return TiffSource(
         kind="png-slices",
         path=str(folder),
@@ -1245,7 +1414,9 @@ def _open_png_folder(folder: Path, files: list[Path]) -> TiffSource:
         page_offset=np.full(n, -1, dtype=np.int64),
         lead_shape=(n,),
         lead_perm=(0,),
-        not_carried=["PNG slices state no voxel size that curated uses (pHYs, if any, is ignored)"],
+        not_carried=notes,
+        warnings=warned,
+        inverted=first.grey == "MinIsWhite",
     )
 
 
@@ -1264,7 +1435,7 @@ def _decode_png(
     try:
         with open(path, "rb") as f:
             data = f.read()
-        plane = imagecodecs.png_decode(data)
+        plane = imagecodecs.png_decode(_png_indices(data) if data[25] == 3 else data)
     except Exception as exc:  # codec errors on damaged data
         msg = f"slice {index} cannot be decoded ({exc}); the file may be truncated or damaged"
         raise ConversionError(msg, path=path, details={"slice": index}) from exc
@@ -1277,6 +1448,28 @@ def _decode_png(
         msg = f"slice {index} decodes to {plane.shape} {plane.dtype.name}, not the {shape} {dtype.name} its header states"
         raise ConversionError(msg, path=path, details={"slice": index})
     return np.ascontiguousarray(plane[ys, xs]).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _png_indices(data: bytes) -> bytes:
+    """A palette PNG rewritten as a grey one of the same depth: its IHDR colour type 3 made 0
+    (its CRC recomputed) and its palette chunks left out, so the decoder gives the indices
+    (imagecodecs, like libpng, would expand them to the palette's RGB colours)."""
+    import zlib
+
+    out = [data[:8]]
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if kind == b"IHDR":
+            body = data[pos + 8 : pos + 8 + 9] + b"\x00" + data[pos + 18 : pos + 8 + length]
+            crc = zlib.crc32(kind + body).to_bytes(4, "big")
+            out.append(data[pos : pos + 8] + body + crc)
+        elif kind not in _PNG_PALETTE_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+    return b"".join(out)
 
 
 def _same_grid(first: _PageMetadata, other: _PageMetadata, name0: Path, f: Path, i: int) -> None:

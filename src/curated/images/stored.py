@@ -62,6 +62,8 @@ class StoredArraySource:
     file_axes: tuple[int, ...] | None = None
     """For each axis of :attr:`axes`, the file's own axis it is read from (``None``: the same
     order). An MRC map whose header puts z in its columns (``mapc = 3``) is read transposed."""
+    stored: ChunkCount | None = None
+    """Chunks stored and claimed (HDF5, Zarr, N5); ``None`` for an unchunked array."""
 
     @property
     def name(self) -> str:
@@ -72,6 +74,20 @@ class StoredArraySource:
                 break
         tail = self.key.strip("/").replace("/", "-")
         return f"{stem}-{tail}" if tail and self.kind != "ome-zarr" else stem
+
+    def absent(self, region: tuple[slice, ...]) -> bool:
+        """Whether no stored chunk touches ``region``: it reads as the fill value
+        (:attr:`ChunkCount.fill`) throughout, and need not be read.
+
+        Asked only of a sparse array (fewer chunks stored than claimed), from an index of
+        the chunks stored built once per process (:func:`_stored_ids`); an array of more
+        than :data:`INDEXED_CHUNKS` stored chunks is not indexed (always ``False``).
+        """
+        count = self.stored
+        if count is None or count.stored >= count.expected or count.stored > INDEXED_CHUNKS:
+            return False
+        ids = _stored_ids(self.kind, self.file, self.key, count.grid, self.shape)
+        return not _any_stored(ids, region, count.grid, self.shape)
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Read ``region`` (one slice per axis) into a new native-endian array.
@@ -114,6 +130,117 @@ class StoredArraySource:
         return block.astype(block.dtype.newbyteorder("="), copy=False)
 
 
+class ChunkCount(NamedTuple):
+    """How many chunks of an array are stored against how many its shape claims."""
+
+    stored: int
+    expected: int
+    grid: tuple[int, ...]
+    """The chunk (Zarr v3 sharded: shard) shape of what is stored, in the source's axis order."""
+    fill: Any = 0
+    """What an absent chunk reads as."""
+
+
+INDEXED_CHUNKS = 4_000_000
+"""Most stored chunks a sparse array's index (:meth:`StoredArraySource.absent`) holds."""
+
+_LOOKUPS = 1 << 22
+"""Most rows of chunks one :meth:`StoredArraySource.absent` question looks up (more: read it)."""
+
+
+def _chunk_counts(grid: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(-(-n // g) for n, g in zip(shape, grid, strict=True))
+
+
+_ids_lock = threading.Lock()
+_ids: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+
+
+def _stored_ids(
+    kind: str, file: str, key: str, grid: tuple[int, ...], shape: tuple[int, ...]
+) -> np.ndarray:
+    """The C-order indices of the chunks an array stores, sorted (8 bytes a chunk), built once
+    per process from the file's chunk index or the store's chunk names."""
+    k = (kind, file, key)
+    with _ids_lock:
+        got = _ids.get(k)
+    if got is not None:
+        return got
+    counts = _chunk_counts(grid, shape)
+    coords = [
+        c
+        for c in _stored_chunk_coords(kind, file, key, len(grid))
+        if all(0 <= i < n for i, n in zip(c, counts, strict=True))
+    ]
+    built = (
+        np.sort(np.ravel_multi_index(np.array(coords).T, counts)).astype(np.int64)
+        if coords
+        else np.empty(0, np.int64)
+    )
+    with _ids_lock:
+        _ids[k] = built
+        while len(_ids) > 8:
+            _ids.popitem(last=False)
+    return built
+
+
+def _any_stored(
+    ids: np.ndarray, region: tuple[slice, ...], grid: tuple[int, ...], shape: tuple[int, ...]
+) -> bool:
+    """Whether a stored chunk (``ids``: :func:`_stored_ids`) touches ``region``: each row of
+    chunks along the last axis is one range of indices, looked up in the sorted ``ids``."""
+    if not ids.size:
+        return False
+    counts = _chunk_counts(grid, shape)
+    spans = [
+        (s.start // g, (max(s.stop, s.start + 1) - 1) // g + 1)
+        for s, g in zip(region, grid, strict=True)
+    ]
+    rows = int(np.prod([b - a for a, b in spans[:-1]]))
+    if rows > _LOOKUPS:
+        return True  # too many to look up: read it
+    strides = np.cumprod((1, *counts[::-1][:-1]))[::-1]
+    base = np.zeros(1, np.int64)
+    for (a, b), stride in zip(spans[:-1], strides[:-1], strict=True):
+        base = (base[:, None] + np.arange(a, b, dtype=np.int64)[None, :] * int(stride)).ravel()
+    lo, hi = base + spans[-1][0], base + spans[-1][1]
+    return bool((np.searchsorted(ids, hi) > np.searchsorted(ids, lo)).any())
+
+
+def _stored_chunk_coords(kind: str, file: str, key: str, ndim: int) -> list[tuple[int, ...]]:
+    """Grid coordinates (source axis order) of the chunks an array stores, from HDF5's chunk
+    index or the names of a Zarr / N5 array's chunk files (nothing is decoded)."""
+    if kind == "hdf5":
+        dset = _handle(kind, file, key)
+        chunks = dset.chunks
+        found: list[tuple[int, ...]] = []
+        dset.id.chunk_iter(
+            lambda info: found.append(
+                tuple(o // c for o, c in zip(info.chunk_offset, chunks, strict=True))
+            )
+        )
+        return found
+    root = Path(file) / key.strip("/")
+    if kind == "n5":  # blocks are folders x/y/z (N5's fastest-first order): reversed
+        prefix, sep, reverse = "", "/", True
+    else:
+        probe = _handle(kind, file, key).metadata.encode_chunk_key((11, 22) + (33,) * (ndim - 2))
+        prefix, sep, reverse = probe[: probe.index("11")], probe[probe.index("11") + 2], False
+    out = []
+    for ev in walk(root, errors="report"):
+        if type(ev) is not Files:
+            continue
+        for name in ev.names:
+            path = ev.prefix + name
+            if prefix and not path.startswith(prefix):
+                continue
+            parts = path[len(prefix) :].split(sep)
+            if len(parts) == ndim and all(p.isdigit() for p in parts):
+                coord = tuple(int(p) for p in parts)
+                out.append(coord[::-1] if reverse else coord)
+    return out
+
+
 _lock = threading.Lock()
 _handles: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 
@@ -145,6 +272,8 @@ def close_stored() -> None:
     with _lock:
         while _handles:
             _close(_handles.popitem()[1])
+    with _ids_lock:
+        _ids.clear()
 
 
 def _open_array(kind: str, file: str, key: str) -> Any:
@@ -281,9 +410,16 @@ def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
         attrs = {k: _plain(v) for k, v in obj.attrs.items()}
         axes = _default_axes(obj.ndim, shown)
         voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "hdf5")
+        count = None
         if obj.chunks:
-            expected = _expected_chunks(obj.shape, obj.chunks)
-            notes += _absent_chunks(obj.id.get_num_chunks(), expected, obj.fillvalue)
+            grid = tuple(int(c) for c in obj.chunks)
+            count = ChunkCount(
+                obj.id.get_num_chunks(),
+                _expected_chunks(obj.shape, grid),
+                grid,
+                _plain(obj.fillvalue),
+            )
+            notes += _absent_chunks(count)
         return StoredArraySource(
             kind="hdf5",
             path=shown,
@@ -298,6 +434,7 @@ def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
             voxel_source=origin,
             not_carried=notes + _other_attrs(attrs, "HDF5 dataset attributes"),
             files=[str(file)],
+            stored=count,
         )
 
 
@@ -422,14 +559,66 @@ def _voxel_from_attrs(
     return None, None, "none", []
 
 
-def _absent_chunks(stored: int, expected: int, fill: Any) -> list[str]:
+def _absent_chunks(count: ChunkCount) -> list[str]:
     """A note when chunks are absent: they read as the fill value, like a store cut short by a copy."""
+    stored, expected = count.stored, count.expected
     if expected <= 0 or stored >= expected:
         return []
     return [
         f"warning: {expected - stored} of {expected} chunks are not stored and read as the fill value "
-        f"({fill}); writers may skip empty chunks, but a partial copy looks the same: check the copy"
+        f"({count.fill}); writers may skip empty chunks, but a partial copy looks the same: check the copy"
     ]
+
+
+def sparse_problem(
+    shape: tuple[int, ...], count: ChunkCount | None, block: tuple[int, ...]
+) -> str | None:
+    """Why converting an array that stores ``count`` chunks into tasks of ``block`` voxels
+    (a shard) is refused: at least :data:`MOST_EMPTY_SHARDS` of its shards would hold no
+    stored chunk at all, so the conversion's time would go on a claimed shape the data do
+    not fill (10^15 voxels with one chunk written: days). ``None`` when it may go ahead."""
+    if count is None or count.stored >= count.expected:
+        return None
+    shards = int(np.prod([-(-n // b) for n, b in zip(shape, block, strict=True)]))
+    touched = int(np.prod([-(-g // b) + 1 for g, b in zip(count.grid, block, strict=True)]))
+    empty = shards - count.stored * touched
+    if empty < MOST_EMPTY_SHARDS:
+        return None
+    voxels = int(np.prod(shape))
+    return (
+        f"the array claims {' x '.join(str(n) for n in shape)} voxels ({voxels:.3g}) but stores "
+        f"only {count.stored} of its {count.expected} chunks ({100 * count.stored / count.expected:.2g} %): "
+        f"converting it would write at least {empty} shards that hold nothing but the fill value "
+        f"({count.fill}); its shape is probably wrong or the copy incomplete: ask the depositor; "
+        "if the array really is this large and this empty, copy the part that holds data into "
+        "an array of its own and convert that"
+    )
+
+
+def sparse_summary(shape: tuple[int, ...], count: ChunkCount | None) -> str | None:
+    """The claimed size of a chunked array against the chunks it stores, in one line (for
+    `curated check`), with whether ``curated convert`` (default 512-voxel shards) refuses it;
+    ``None`` when every chunk is stored."""
+    if count is None or count.stored >= count.expected or count.expected <= 0:
+        return None
+    voxels = int(np.prod(shape))
+    said = (
+        f"claims {' x '.join(str(n) for n in shape)} voxels ({voxels:.3g}) but stores "
+        f"{count.stored} of its {count.expected} chunks ({100 * count.stored / count.expected:.2g} %); "
+        f"the others read as the fill value ({count.fill}): writers may skip empty chunks, but "
+        "a partial copy or a header that lies looks the same"
+    )
+    block = tuple(512 if i >= len(shape) - 3 else 1 for i in range(len(shape)))
+    if sparse_problem(shape, count, block) is not None:
+        said += (
+            "; `curated convert` refuses it (far more empty shards than data): ask the depositor"
+        )
+    return said
+
+
+MOST_EMPTY_SHARDS = 100_000
+"""Shards holding no stored chunk past which a conversion is refused (:func:`sparse_problem`);
+each still costs a task (about 10 ms), however empty."""
 
 
 def _expected_chunks(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
@@ -626,8 +815,8 @@ def _refuse_linked_levels(store: Path, target: Path) -> None:
             raise InputError(msg, path=store)
 
 
-def _zarr_chunk_notes(arr: Any, target: Path) -> list[str]:
-    """The absent-chunks note of a Zarr array in the folder ``target``, counting its files.
+def zarr_chunk_count(arr: Any, target: Path) -> ChunkCount:
+    """The chunks a Zarr array in the folder ``target`` stores and claims, counting its files.
 
     zarr's own count visits every key of the chunk grid, so a store claiming 10^15
     voxels took forever; and a chunk extent of 0 divided by zero. The count is of
@@ -638,7 +827,8 @@ def _zarr_chunk_notes(arr: Any, target: Path) -> list[str]:
         msg = f"chunk shape {list(grid)} is not positive in every axis; the array's metadata is damaged"
         raise InputError(msg, path=target)
     stored = _chunk_files(target, _ZARR_METADATA)
-    return _absent_chunks(stored, _expected_chunks(tuple(arr.shape), grid), arr.fill_value)
+    fill = _plain(arr.fill_value) if arr.fill_value is not None else 0
+    return ChunkCount(stored, _expected_chunks(tuple(arr.shape), grid), grid, fill)
 
 
 def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
@@ -664,9 +854,11 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
     # attribute lists in N5 order are reversed too
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "n5", reverse=True)
     block = tuple(int(b) for b in attrs.get("blockSize", []))
-    if len(block) == len(shape):
+    count = None
+    if len(block) == len(shape) and all(b > 0 for b in block):
         stored = _chunk_files(target, _N5_METADATA)
-        notes += _absent_chunks(stored, _expected_chunks(shape, block[::-1]), 0)
+        count = ChunkCount(stored, _expected_chunks(shape, block[::-1]), block[::-1], 0)
+        notes += _absent_chunks(count)
     return StoredArraySource(
         kind="n5",
         path=shown,
@@ -689,6 +881,7 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
             "N5 attributes",
         ),
         files=[str(root)],
+        stored=count,
     )
 
 
@@ -734,7 +927,8 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
     attrs = {k: _plain(v) for k, v in dict(node.attrs).items()}
     voxel, unit, origin, notes = _voxel_from_attrs(attrs, axes, "zarr")
     _refuse_linked_levels(root, target)
-    notes += _zarr_chunk_notes(node, target)
+    count = zarr_chunk_count(node, target)
+    notes += _absent_chunks(count)
     return StoredArraySource(
         kind="zarr",
         path=shown,
@@ -749,6 +943,7 @@ def _open_zarr(root: Path, key: str, shown: str) -> StoredArraySource:
         voxel_source=origin,
         not_carried=notes + _other_attrs(attrs, "Zarr attributes"),
         files=[str(root)],
+        stored=count,
     )
 
 
@@ -792,7 +987,8 @@ def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
     if any(v != 0 for v in img.translation[0]):
         notes.append(f"level 0 translation {img.translation[0]}")
     _refuse_linked_levels(root, root / img.level_paths[0])
-    notes += _zarr_chunk_notes(level0, root / img.level_paths[0])
+    count = zarr_chunk_count(level0, root / img.level_paths[0])
+    notes += _absent_chunks(count)
     if img.label_names():
         notes.append(
             f"label images ({', '.join(img.label_names())}); add them with `curated labels add`"
@@ -813,7 +1009,18 @@ def _open_ome_zarr(root: Path, shown: str) -> StoredArraySource:
         voxel_source=f"ome-zarr {img.ngff_version} coordinateTransformations" if voxel else "none",
         not_carried=notes,
         files=[str(root)],
+        stored=count,
     )
 
 
-__all__ = ["StoredArraySource", "close_stored", "is_stored", "open_stored", "split_key"]
+__all__ = [
+    "ChunkCount",
+    "StoredArraySource",
+    "close_stored",
+    "is_stored",
+    "open_stored",
+    "sparse_problem",
+    "sparse_summary",
+    "split_key",
+    "zarr_chunk_count",
+]
