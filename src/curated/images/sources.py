@@ -631,10 +631,12 @@ def sparse_note(found: list[tuple[int, int]], what: str = "page") -> str | None:
     )
 
 
-_MOST_EXPANSION = {8: 1100, 32946: 1100, 5: 1400, 32773: 64}
-"""The most a codec can expand its input (Deflate: 1032:1, LZW with 12-bit codes about
-1365:1, PackBits 64:1), with some room: a compressed page whose strips hold too few bytes
-for the pixels its header claims cannot be decoded into them (:func:`page_lie`)."""
+_MOST_EXPANSION = {8: 1100, 32946: 1100, 5: 4096, 32773: 64}
+"""The most a codec can expand its input (Deflate: 1032:1; PackBits 64:1; LZW: about
+1365:1 from encoders that clear the table when it is full, as libtiff's and ImageJ's do, but
+a stream that goes on with a full table can repeat a string of up to 3,838 bytes per 12-bit
+code, so the bound taken is 4096:1), with some room: a compressed page whose strips hold too
+few bytes for the pixels its header claims cannot be decoded into them (:func:`page_lie`)."""
 
 
 def header_lies(tf: Any, path: Path, complaints: list[str] = ()) -> str | None:  # type: ignore[assignment]
