@@ -173,6 +173,9 @@ def test_bag_streams_its_walk_and_crate_with_the_same_bytes(
     one, two = tmp_path / "one" / "bag", tmp_path / "two" / "bag"
     for name in ("manifest-sha512.txt", "manifest-sha256.txt", "data/ro-crate-metadata.json"):
         assert (one / name).read_bytes() == (two / name).read_bytes()
+    # the bag's FAIR report names the bag as it is in place, not the folder it was built in
+    fair = (one / "data" / "curation" / "fair.md").read_text()
+    assert "`bag/data/ro-crate-metadata.json`" in fair and ".tmp" not in fair
     shutil.move(two, tmp_path / "bag2")
     assert_valid_everywhere(tmp_path / "bag2")
     crate = (tmp_path / "bag2" / "data" / "ro-crate-metadata.json").read_text()

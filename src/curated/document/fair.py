@@ -1297,7 +1297,9 @@ BAG_FAIR_FILES = ("fair.json", "fair.md")
 """What :func:`write_bag_fair` writes into a bag's ``data/curation/``."""
 
 
-def _bag_view(bag: Path, view: Path, record: Path, log: Path, derived: Path | None) -> Path:
+def _bag_view(
+    bag: Path, view: Path, record: Path, log: Path, derived: Path | None, name: str
+) -> Path:
     """A workspace-shaped folder of links to what ``bag`` packages, for the checks to read.
 
     ``record`` and ``log`` are the curated.yaml and curator log the bag carries (or,
@@ -1316,7 +1318,7 @@ def _bag_view(bag: Path, view: Path, record: Path, log: Path, derived: Path | No
             os.symlink(derived.resolve(), view / name)
         elif (bag / "data" / name).exists():
             os.symlink((bag / "data" / name).resolve(), view / name)
-    os.symlink(bag.resolve(), view / "package" / bag.name)
+    os.symlink(bag.resolve(), view / "package" / name)
     return view
 
 
@@ -1327,6 +1329,7 @@ def bag_fair_report(
     log: str | Path | None = None,
     derived: str | Path | None = None,
     crate_outline: Outline | None = None,
+    name: str | None = None,
 ) -> FairReport:
     """Evaluate the FAIR checklist on what an unpacked bag packages (offline, writes nothing).
 
@@ -1340,6 +1343,8 @@ def bag_fair_report(
     ``crate_outline`` is what ``json_outline`` finds in the bag's RO-Crate
     (``keep=("@context",)``, ``find=("CreateAction",)``) when its writer already knows
     (:attr:`curated.package.crate.CrateWriter.outline`): the crate is not read again.
+    ``name`` is the bag's name where the report names it (default: its folder's name; a bag
+    being built in a temporary folder is named as it will be once in place).
 
     Examples
     --------
@@ -1352,17 +1357,20 @@ def bag_fair_report(
     record = Path(record) if record else bag / "metadata" / "curated.yaml"
     log = Path(log) if log else bag / "metadata" / "curator-log.jsonl"
     with tempfile.TemporaryDirectory(prefix="curated-fair-") as tmp:
-        view = _bag_view(bag, Path(tmp) / "ws", record, log, Path(derived) if derived else None)
+        name = name or bag.name
+        view = _bag_view(
+            bag, Path(tmp) / "ws", record, log, Path(derived) if derived else None, name
+        )
         ctx = _context(survey_workspace(view, files=False), crate_outline)
         metrics = evaluate(ctx)
     crate = bag / "data" / "ro-crate-metadata.json"
     return FairReport(
-        workspace=bag.name,
+        workspace=name,
         metrics=metrics,
         # the day, as the bag's crate dates it: a bag rebuilt after an interruption the same
         # day is byte-identical to one built in one go
         created=datetime.now(UTC).date().isoformat(),
-        bag=f"{bag.name}/data/ro-crate-metadata.json" if crate.is_file() else None,
+        bag=f"{name}/data/ro-crate-metadata.json" if crate.is_file() else None,
     )
 
 
@@ -1373,6 +1381,7 @@ def write_bag_fair(
     log: str | Path,
     derived: str | Path | None = None,
     crate_outline: Outline | None = None,
+    name: str | None = None,
 ) -> tuple[str, ...]:
     """Write ``data/curation/fair.json`` and ``fair.md`` into a bag being built; return their names.
 
@@ -1384,7 +1393,7 @@ def write_bag_fair(
     """
     bag = Path(bag)
     report = bag_fair_report(
-        bag, record=record, log=log, derived=derived, crate_outline=crate_outline
+        bag, record=record, log=log, derived=derived, crate_outline=crate_outline, name=name
     )
     folder = bag / "data" / "curation"
     folder.mkdir(exist_ok=True)

@@ -672,6 +672,7 @@ def _record_crate_and_fair(b: _Build, crate_path: Path, outline: Outline | None)
             # archived stores and holey bags' fetched files are read where they were made
             derived=b.ws.root / "derived" if b.zarr == "archive" or b.fetch_base else None,
             crate_outline=outline,
+            name=b.bag_name,  # as it will be named in place, not its temporary folder's name
         )
         _record(b, crate_task, crate_hashed.result())
     fair_dir = b.partial / "data" / "curation"
