@@ -418,6 +418,158 @@ MAX_MAPPING_VALUES = 1_000_000
 """Values a mapping may hold once YAML aliases are expanded: every later reader expands them."""
 _TOO_DEEP = f"is nested more than {MAX_MAPPING_DEPTH} levels deep; no metadata file is"
 
+_YamlBase: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses 10x faster
+
+
+class MetadataLoader(_YamlBase):  # type: ignore[misc,valid-type]
+    """PyYAML's safe loader with the YAML 1.2 core schema, text keys and no duplicate keys.
+
+    YAML 1.1 (PyYAML's default) reads ``no``/``yes``/``on``/``off`` as booleans, ``1:20``
+    as 80, ``010`` as 8, ``1_000`` as 1000 and ``2024-01-02`` as a date; a depositor's
+    text changed before anyone reads it. Here plain scalars resolve as YAML 1.2's core
+    schema says (``true``/``false``, ``null``/``~``, decimal, ``0o`` and ``0x`` integers,
+    floats); everything else is the text as written. Mapping keys are always the text
+    written (``1:`` is the key ``"1"``), a key given twice is an error naming both lines
+    (PyYAML keeps the last one silently), and tags beyond the core schema's (``!!binary``,
+    ``!!set``, ``!!timestamp``, ``!!python/...``) are refused, as is YAML 1.1's merge key
+    (``<<``), which YAML 1.2 dropped.
+    """
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
+    yaml_constructors: dict[Any, Any] = {}
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping, found {node.id}", node.start_mark
+            )
+        mapping: dict[str, Any] = {}
+        first: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be text, not a list or mapping", key_node.start_mark
+                )
+            key = key_node.value
+            if key == "<<" and not key_node.style:  # plain (libyaml says "", PyYAML None)
+                msg = "YAML 1.1 merge keys (<<) are not read (YAML 1.2 has none); write the fields out"
+                raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
+            if key in first:
+                msg = f"the key {key!r} is given twice (first at line {first[key].line + 1}); a later one would silently replace the first"
+                raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
+            first[key] = key_node.start_mark
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_yaml_int(self, node: Any) -> int:
+        text = self.construct_scalar(node)
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if digits.startswith("0o"):
+            return sign * int(digits[2:], 8)
+        if digits.startswith("0x"):
+            return sign * int(digits[2:], 16)
+        return sign * int(digits, 10)
+
+    def construct_yaml_float(self, node: Any) -> float:
+        text = self.construct_scalar(node).lower()
+        if text.lstrip("+-") in (".inf", ".nan"):
+            return float(text.replace(".", ""))
+        return float(text)
+
+    def construct_disallowed(self, node: Any) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"the tag {node.tag!r} is not allowed in a metadata file (text, numbers, "
+            "true/false, null, lists and mappings only)",
+            node.start_mark,
+        )
+
+
+_CORE = "tag:yaml.org,2002:"
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+):
+    MetadataLoader.add_implicit_resolver(_CORE + _tag, re.compile(_pattern), list(_first))
+_constructors: tuple[tuple[str | None, Any], ...] = (
+    ("null", yaml.SafeLoader.construct_yaml_null),
+    ("bool", yaml.SafeLoader.construct_yaml_bool),
+    ("int", MetadataLoader.construct_yaml_int),
+    ("float", MetadataLoader.construct_yaml_float),
+    ("str", yaml.SafeLoader.construct_yaml_str),
+    ("seq", yaml.SafeLoader.construct_yaml_seq),
+    ("map", yaml.SafeLoader.construct_yaml_map),
+    (None, MetadataLoader.construct_disallowed),
+)
+for _name, _make in _constructors:
+    MetadataLoader.add_constructor(_CORE + _name if _name else None, _make)
+
+
+class MetadataDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper quoting every text a YAML 1.1 *or* 1.2 reader would take for another type.
+
+    ``"1e3"``, ``"0o17"`` are text to YAML 1.1 but numbers to :class:`MetadataLoader`;
+    ``"no"``, ``"1:20"`` the other way round: both are written in quotes, so what
+    curated writes reads back the same here and in any other YAML reader.
+    """
+
+
+for _first, _entries in list(MetadataLoader.yaml_implicit_resolvers.items()):
+    for _resolved, _regexp in _entries:
+        MetadataDumper.add_implicit_resolver(_resolved, _regexp, [_first])
+
+
+def dump_yaml_text(data: Any, **options: Any) -> str:
+    """``data`` as block-style YAML (UTF-8 kept, keys in the given order) by :class:`MetadataDumper`."""
+    options = {"sort_keys": False, "allow_unicode": True, "default_flow_style": False} | options
+    return str(yaml.dump(data, Dumper=MetadataDumper, **options))
+
+
+def written_numbers(text: str) -> dict[tuple[str | int, ...], str]:
+    """Where the YAML ``text`` holds a plain scalar read as a number: its place -> the text as written.
+
+    ``award_id: 0123`` reads as 123 and ``version: 1.10`` as 1.1; a message asking to
+    quote such a value should quote ``0123`` and ``1.10``. Places are key/index paths
+    (``("study", "funding", 0, "award_id")``); a node shared through an alias is given
+    at its first place only. ``{}`` when the text does not parse.
+    """
+    try:
+        root = yaml.compose(text, Loader=MetadataLoader)  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, RecursionError):
+        return {}
+    numbers = {_CORE + "int", _CORE + "float"}
+    out: dict[tuple[str | int, ...], str] = {}
+    seen: set[int] = set()
+    todo: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
+    while todo:
+        node, place = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            todo += [
+                (v, (*place, k.value)) for k, v in node.value if isinstance(k, yaml.ScalarNode)
+            ]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(v, (*place, i)) for i, v in enumerate(node.value)]
+        elif node.tag in numbers and not node.style:
+            out[place] = node.value
+    return out
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` read as :class:`MetadataLoader` reads it (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=MetadataLoader)  # noqa: S506 - a safe loader
+
 
 def _expanded_size(node: Any, depth: int, memo: dict[int, int], path: Path) -> int:
     """How many values ``node`` holds with aliases expanded (shared nodes counted once per use, computed once)."""
@@ -444,38 +596,45 @@ def _expanded_size(node: Any, depth: int, memo: dict[int, int], path: Path) -> i
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """Parse a YAML (``.yaml``/``.yml``) or JSON file into a dict (``curated.yaml`` first).
 
+    YAML is read by :class:`MetadataLoader` (YAML 1.2 core schema, no duplicate keys).
     Raises :class:`MetadataError` naming the file, line and column on a syntax error,
-    and when the top level is not a mapping.
+    a key given twice (YAML or JSON), bytes that are not UTF-8, and when the top level
+    is not a mapping.
     """
     path = Path(path)
+    return parse_mapping(_read_text(path), path=path, json_syntax=path.suffix.lower() == ".json")
+
+
+def parse_mapping(text: str, *, path: str | Path, json_syntax: bool = False) -> dict[str, Any]:
+    """:func:`load_mapping` for text already read (``path`` names it in errors).
+
+    The same checks: YAML by :class:`MetadataLoader` (or JSON when ``json_syntax``),
+    no key given twice, no alias bomb, nesting at most :data:`MAX_MAPPING_DEPTH`, a
+    mapping at the top level (an empty document is ``{}``).
+    """
+    path = Path(path)
+    if len(text) > MAX_MAPPING_BYTES:
+        msg = f"is larger than {MAX_MAPPING_BYTES // (1024 * 1024)} MiB; a metadata file is far smaller"
+        raise MetadataError(msg, path=path)
     try:
-        if path.stat().st_size > MAX_MAPPING_BYTES:
-            msg = f"is larger than {MAX_MAPPING_BYTES // (1024 * 1024)} MiB; a metadata file is far smaller (is this the right file?)"
-            raise MetadataError(msg, path=path)
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MetadataError("file not found", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise MetadataError(f"not UTF-8 text (byte {exc.start})", path=path) from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MetadataError(
-                f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path
-            ) from None
-        except RecursionError:
-            raise MetadataError(_TOO_DEEP, path=path) from None
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise MetadataError(f"YAML syntax error{where}: {problem}", path=path) from None
-        except RecursionError:
-            raise MetadataError(_TOO_DEEP, path=path) from None
+        data = json.loads(text, object_pairs_hook=_json_object) if json_syntax else parse_yaml(text)
+    except json.JSONDecodeError as exc:
+        msg = f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise MetadataError(msg, path=path) from None
+    except _DuplicateKey as exc:
+        raise MetadataError(str(exc), path=path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        kind = (
+            "YAML error"
+            if isinstance(exc, yaml.constructor.ConstructorError)
+            else "YAML syntax error"
+        )
+        raise MetadataError(f"{kind}{where}: {problem}", path=path) from None
+    except RecursionError:
+        raise MetadataError(_TOO_DEEP, path=path) from None
     _expanded_size(data, 0, {}, path)
     if data is None:
         data = {}
@@ -484,3 +643,40 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             f"the top level must be a mapping, not {type(data).__name__}", path=path
         )
     return data
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a leading BOM dropped); bytes that are not UTF-8 are named by line."""
+    try:
+        if path.stat().st_size > MAX_MAPPING_BYTES:
+            msg = f"is larger than {MAX_MAPPING_BYTES // (1024 * 1024)} MiB; a metadata file is far smaller (is this the right file?)"
+            raise MetadataError(msg, path=path)
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MetadataError("file not found", path=path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        msg = (
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}, column {column} "
+            "(save the file as UTF-8)"
+        )
+        raise MetadataError(msg, path=path) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once (``json`` keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(
+                f"the key {key!r} is given twice in one JSON object; a later one would silently replace the first"
+            )
+        out[key] = value
+    return out

@@ -22,9 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from curated._io import atomic_write_text, load_mapping
+from curated._io import atomic_write_text, dump_yaml_text, load_mapping
 from curated.errors import WorkspaceError
 from curated.provenance.log import Artifact, CuratorLog, StepRecorder
 
@@ -227,6 +225,4 @@ def recorder(
 
 def dump_yaml(record: dict[str, Any]) -> str:
     """YAML as curators like to read it: block style, keys in model order, UTF-8 kept."""
-    return yaml.safe_dump(
-        record, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
-    )
+    return dump_yaml_text(record, width=100)

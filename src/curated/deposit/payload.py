@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
+from curated._io import MAX_MAPPING_BYTES, parse_mapping
 from curated.deposit.protocol import UploadItem
-from curated.errors import CuratedError, DepositError, PackageError
+from curated.errors import CuratedError, DepositError, MetadataError, PackageError
 from curated.walk import Files, Folder, Special, Unreadable, walk
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -69,7 +68,8 @@ def open_bag(path: str | Path, *, validate: bool = True) -> BagView:
                 f"the bag has no {RECORD_TAG} (the metadata record); rebuild it with `curated bag`"
             )
             raise DepositError(msg, path=path)
-        record = _load_record(record_file.read_bytes(), path)
+        with record_file.open("rb") as fh:
+            record = _load_record(fh.read(MAX_MAPPING_BYTES + 1), path)
         return BagView(path, False, files, record, _dir_identity(path), _zarr_stores(path))
     if not is_archive(path):
         msg = f"neither a bag folder nor a serialized bag ({', '.join(ARCHIVE_SUFFIXES)})"
@@ -117,13 +117,19 @@ def _bag_files(path: Path) -> list[UploadItem]:
 
 
 def _load_record(raw: bytes, bag: Path) -> dict[str, Any]:
+    """The bag's ``curated.yaml``, read as the workspace's is (:func:`curated._io.parse_mapping`)."""
+    if len(raw) > MAX_MAPPING_BYTES:
+        msg = f"{RECORD_TAG} in the bag is larger than {MAX_MAPPING_BYTES // (1024 * 1024)} MiB; no metadata record is"
+        raise DepositError(msg, path=bag)
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DepositError(f"{RECORD_TAG} in the bag is not valid YAML ({exc})", path=bag) from None
-    if not isinstance(data, dict):
-        raise DepositError(f"{RECORD_TAG} in the bag is not a mapping", path=bag)
-    return data
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        msg = f"{RECORD_TAG} in the bag is not UTF-8 text (byte {exc.start})"
+        raise DepositError(msg, path=bag) from None
+    try:
+        return parse_mapping(text, path=RECORD_TAG)
+    except MetadataError as exc:
+        raise DepositError(f"{exc.message} (in the bag)", path=bag) from None
 
 
 def _dir_identity(path: Path) -> str:
@@ -177,7 +183,7 @@ def _archive_member(path: Path, suffix: str) -> bytes | None:
         for name, fh in _iter_archive(path):
             parts = name.split("/")
             if "/".join(parts[-len(suffix.split("/")) :]) == suffix and len(parts) <= 3:
-                return fh.read()
+                return fh.read(MAX_MAPPING_BYTES + 1)  # more is refused as too large
     except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
         raise DepositError(f"the serialized bag cannot be read ({exc})", path=path) from None
     return None

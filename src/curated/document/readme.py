@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from curated._io import atomic_write_bytes, atomic_write_text
-from curated._text import render_template
+from curated._text import one_line_strings, render_template
 from curated._version import __version__
 from curated.document.figures import Figure, orthoviews
 from curated.document.survey import (
@@ -382,7 +382,7 @@ def render_readme(
 ) -> str:
     """The README text for a surveyed workspace (no files written)."""
     figures = figures or []
-    rec = survey.record
+    rec = one_line_strings(survey.record)  # a title's line break never starts a heading
     rv = _RecordView(rec)
     people = _people(rec)
     doi = normalise_doi(rv.get("study.doi"))

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from curated._crash import crash_point
-from curated._io import atomic_write_bytes, atomic_write_text, load_mapping
+from curated._io import atomic_write_bytes, atomic_write_text, load_mapping, parse_yaml
 from curated.errors import LogError, MetadataError
 from curated.metadata.paths import (
     MISSING,
@@ -127,7 +127,7 @@ def _render_keeping_comments(
     rt.dump(doc, buf)
     text = _header(record, report) + "\n" + buf.getvalue()
     try:
-        if yaml.safe_load(text) != wanted:
+        if parse_yaml(text) != wanted:
             return None
     except yaml.YAMLError:
         return None

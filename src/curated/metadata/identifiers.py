@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import unicodedata
 from importlib import resources
 
 ORCID_RE = re.compile(r"^(?:https://orcid\.org/)?(\d{4})-(\d{4})-(\d{4})-(\d{3}[\dX])$")
@@ -22,6 +23,20 @@ FBBI_RE = re.compile(r"^FBbi:\d{8}$")
 
 CROCKFORD32 = "0123456789abcdefghjkmnpqrstvwxyz"
 """Crockford's base-32 alphabet (no i, l, o, u), which ROR ids are written in."""
+
+
+def invisible_character(value: str) -> str | None:
+    """Why ``value`` cannot be an identifier as written, when it holds a character nobody sees.
+
+    A zero-width space, a direction mark, a soft hyphen or a control character copied
+    along with an ORCID iD or a DOI looks right on screen and in a pattern check that
+    allows any non-space character, but repositories and resolvers refuse the identifier.
+    """
+    for i, ch in enumerate(value.strip()):
+        if unicodedata.category(ch) in ("Cf", "Cc", "Zl", "Zp") or (ch.isspace() and ch != " "):
+            name = unicodedata.name(ch, "a control character")
+            return f"holds an invisible character, U+{ord(ch):04X} ({name}), at position {i + 1}; retype the identifier"
+    return None
 
 
 def orcid_check_character(base_digits: str) -> str:
@@ -35,6 +50,8 @@ def orcid_check_character(base_digits: str) -> str:
 
 def check_orcid(value: str) -> str | None:
     """``None`` for a well-formed ORCID iD whose check character is right."""
+    if invisible := invisible_character(value):
+        return invisible
     m = ORCID_RE.match(value.strip())
     if not m:
         return "not an ORCID iD (expected 0000-0000-0000-000X, optionally after https://orcid.org/)"
@@ -55,6 +72,8 @@ def ror_checksum(base: str) -> str:
 
 def check_ror(value: str) -> str | None:
     """``None`` for a ROR id (``0`` + 6 Crockford base-32 characters + 2 check digits) that checks out."""
+    if invisible := invisible_character(value):
+        return invisible
     m = ROR_RE.match(value.strip())
     if not m:
         return "not a ROR id (expected 0 + 6 characters from 0-9a-z without i, l, o, u + 2 digits, optionally after https://ror.org/)"
@@ -67,6 +86,8 @@ def check_ror(value: str) -> str | None:
 
 def check_doi(value: str) -> str | None:
     """``None`` for a DOI (``10.<registrant>/<suffix>``, optionally as https://doi.org/ URL)."""
+    if invisible := invisible_character(value):
+        return invisible
     if not DOI_RE.match(value.strip()):
         return "not a DOI (expected 10.NNNN/suffix, optionally after https://doi.org/)"
     return None
@@ -81,6 +102,8 @@ def check_ncbi_taxon(value: str | int) -> str | None:
 
 def check_fbbi(value: str) -> str | None:
     """``None`` for an FBbi term id (``FBbi:`` + 8 digits); syntax only."""
+    if invisible := invisible_character(value):
+        return invisible
     if not FBBI_RE.match(value.strip()):
         return "not an FBbi term id (expected FBbi: and 8 digits, e.g. FBbi:00050000 for FIB-SEM)"
     return None

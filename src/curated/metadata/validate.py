@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from curated._io import written_numbers
 from curated.errors import MetadataError
 from curated.metadata import identifiers as ids
 from curated.metadata import model
@@ -215,7 +216,10 @@ def _class_at(loc: tuple[Part, ...]) -> type[BaseModel] | None:
     return cls
 
 
-def _pydantic_issues(exc: ValidationError) -> list[Issue]:
+def _pydantic_issues(
+    exc: ValidationError, written: Mapping[tuple[Part, ...], str] | None = None
+) -> list[Issue]:
+    """Pydantic's errors as issues; ``written``: the text of numbers as the file wrote them."""
     out: list[Issue] = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
@@ -250,7 +254,8 @@ def _pydantic_issues(exc: ValidationError) -> list[Issue]:
         else:
             hint = ""
             if kind == "string_type" and isinstance(got, int | float) and not isinstance(got, bool):
-                hint = f"; write it in quotes ('{got}') so YAML reads it as text"
+                text = (written or {}).get(loc, str(got))
+                hint = f"; write it in quotes ('{text}') so YAML reads it as text"
             out.append(
                 Issue(path, f"{err['msg']}, not {got!r} ({type(got).__name__}){hint}", "type")
             )
@@ -448,12 +453,26 @@ def validate_record(data_or_path: Mapping[str, Any] | BaseModel | str | Path) ->
     ['study.description', 'study.authors']
     """
     data, source = _as_data(data_or_path)
+    return _validate(data, source)
+
+
+def _written_numbers(source: str | None) -> dict[tuple[Part, ...], str]:
+    """The numbers of the YAML file ``source`` as written (``0123``, ``1.10``); ``{}`` for JSON or none."""
+    if source is None or Path(source).suffix.lower() == ".json":
+        return {}
+    try:
+        return written_numbers(Path(source).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def _validate(data: dict[str, Any], source: str | None) -> ValidationReport:
     report = ValidationReport(path=source)
     errors: list[Issue] = []
     try:
         model.CuratedRecord.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_pydantic_issues(exc))
+        errors.extend(_pydantic_issues(exc, _written_numbers(source)))
     id_errors, id_warnings = _identifier_issues(data)
     # an identifier check says more than a bare pattern failure at the same place
     checked = {e.field for e in id_errors}
@@ -478,7 +497,7 @@ def load_record(path: str | Path) -> model.CuratedRecord:
         Naming the file and the first invalid field; ``details["errors"]`` lists all.
     """
     data, source = _as_data(path)
-    report = validate_record(data)
+    report = _validate(data, source)
     if report.errors:
         first = report.errors[0]
         more = (

@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
-from curated._io import atomic_write_via, building_dir, recover_swap
+from curated._io import atomic_write_via, building_dir, dump_yaml_text, recover_swap
 from curated._text import render_template
 from curated.document.survey import evaluation_picture
 from curated.errors import ConversionError, InputError, SegmentationError
@@ -563,9 +562,7 @@ def export_bioimageio(
         files["cover.png"] = _cover_png(test.raw, test.prob[0, 0], shipped.reach, facts.structure)  # type: ignore[arg-type]
         files["documentation.md"] = _model_card(loaded, shipped, test, facts).encode("utf-8")
         rdf = _rdf(loaded, shipped, test, facts, files, attachments)
-        files["rdf.yaml"] = yaml.safe_dump(
-            rdf, sort_keys=False, allow_unicode=True, width=100
-        ).encode("utf-8")
+        files["rdf.yaml"] = dump_yaml_text(rdf, width=100).encode("utf-8")
         _write_package(files, dest, overwrite=overwrite)
         step.add_output(dest, role="model-package")
         linked = _link_predictions_to_card(loaded.sha256, dest, ws=ws, image=image)
