@@ -32,6 +32,7 @@ Instance scores are not computed here: objects cross tiles.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -225,9 +226,18 @@ class WholeVolumeScores:
 
     @property
     def overall(self) -> dict[str, Any]:
+        return copy.deepcopy(self._overall)
+
+    @functools.cached_property
+    def _overall(self) -> dict[str, Any]:
+        # computed once: each bootstrap over a terabyte's millions of tiles takes seconds
         return self._summary(np.ones(self.counts.shape[0], bool), whole=True)
 
     def x_curve(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._x_curve)
+
+    @functools.cached_property
+    def _x_curve(self) -> list[dict[str, Any]]:
         out = []
         for i, (a, b) in enumerate(zip(self.x_edges, self.x_edges[1:], strict=False)):
             out.append(
