@@ -110,6 +110,36 @@ def test_empiar_package_validates_against_empiars_own_schema(ws: Workspace, tmp_
     assert ws.log.verify(files=True).ok
 
 
+def test_empiar_image_set_folder_of_an_odd_zarr_name_is_a_plain_name(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # an original stack's folder was always a plain name (letters, digits, - . _); an
+    # OME-Zarr image's folder took the store's name as it was, line breaks included
+    (ws.derived_dir / "cell.ome.zarr").rename(ws.derived_dir / "=cell #1\n\x01.ome.zarr")
+    dest = tmp_path / "empiar"
+    assert export_empiar(ws, dest).ok
+    deposition = json.loads((dest / "deposition.json").read_text())
+    assert validate_deposition(deposition) == []
+    dirs = {s["directory"] for s in deposition["imagesets"]}
+    assert {
+        "/data/raw",
+        "/data/cell__1__.ome.zarr",
+        "/data/cell__1__.ome.zarr/labels/truth",
+    } <= dirs
+    assert all(d.startswith(("/data/raw", "/data/cell__1__.ome.zarr")) for d in dirs)
+    assert sorted(p.name for p in (dest / "data").iterdir()) == ["cell__1__.ome.zarr", "raw"]
+    assert (dest / "data" / "cell__1__.ome.zarr" / "labels" / "truth" / "zarr.json").is_file()
+    # a second store whose plain name is the same gets a folder of its own
+    import shutil
+
+    shutil.copytree(
+        ws.derived_dir / "=cell #1\n\x01.ome.zarr", ws.derived_dir / "cell #1\t\t.ome.zarr"
+    )
+    plan = plan_empiar(ws)
+    zarr_dirs = [s.directory for s in plan.image_sets if s.directory.endswith(".ome.zarr")]
+    assert len(zarr_dirs) == len(set(zarr_dirs)) == 2
+
+
 def test_empiar_refuses_naming_every_missing_field_at_once(ws: Workspace, tmp_path: Path) -> None:
     def strip(record):  # type: ignore[no-untyped-def]
         record["study"]["title"] = "short"

@@ -211,6 +211,20 @@ def test_dataverse_takes_every_file_of_a_bag_with_awkward_names(direct, creds, t
     assert {f["name"] for f in r.files} == set(_payload(bag))
 
 
+def test_dataverse_file_names_with_control_characters_arrive_renamed(creds, tmp_path):
+    """A tab, line break or \\x01 in a name (Linux allows them) is sent as "_", never raw in
+    the label or the multipart header; the description keeps the bag path."""
+    odd = "runs/two\nlines\tand\x01.json"
+    bag = _bag(tmp_path / "ws", files={odd: b"1", "volume.bin": b"2"})
+    with FakeDataverse() as fake:
+        r = _run(bag, "dataverse", fake.url, target="lab", publish=True)
+        assert r.status == "published"
+        stored = _dataset_files(fake)
+    kept = stored["data/derived/runs/two_lines_and_.json"]
+    assert kept["description"] == f"Path in the bag: data/derived/{odd}"
+    assert {f["name"] for f in r.files} == set(_payload(bag))
+
+
 def test_dataverse_resume_keeps_the_files_whose_names_it_changed(creds, tmp_path):
     """A re-run compares the bag with the dataset under Dataverse's names: nothing it
     already holds is deleted (or the published dataset would lack it)."""

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import pytest
 
 from curated._secrets import REDACTED
 from curated.deposit._base import body_errors
-from curated.deposit.http import FileSlice, HttpSession, RetryPolicy, parse_retry_after
+from curated.deposit.http import (
+    FileSlice,
+    HttpSession,
+    MultipartBody,
+    RetryPolicy,
+    parse_retry_after,
+)
 from curated.errors import DepositError
 from tests.fakes.base import FakeServer
 
@@ -144,6 +153,36 @@ def test_file_slice_streams_a_range(tmp_path):
     while chunk := s.read(7):
         data += chunk
     assert data == (bytes(range(256)) * 10)[100:150]
+
+
+@pytest.mark.parametrize(
+    ("name", "sent"),
+    [
+        ("two\nlines.png", "two%0Alines.png"),
+        ("a\r\n\r\nfake first bytes", "a%0D%0A%0D%0Afake first bytes"),
+        ('say "hi".png', "say %22hi%22.png"),
+        ("100% é 細 🦠 #?&+.png", "100% é 細 🦠 #?&+.png"),
+    ],
+)
+def test_multipart_file_name_cannot_break_the_part_header(tmp_path, name, sent):
+    """WHATWG HTML's multipart/form-data encoding: LF, CR and " in a file name as %0A, %0D, %22."""
+    f = tmp_path / "f"
+    f.write_bytes(b"payload")
+    body = MultipartBody({"jsonData": "{}"}, "file", name, FileSlice(f))
+    raw = b""
+    while chunk := body.read(1 << 16):
+        raw += chunk
+    assert len(raw) == len(MultipartBody({"jsonData": "{}"}, "file", name, FileSlice(f)))
+    msg = email.message_from_bytes(
+        f"Content-Type: {body.content_type}\r\n\r\n".encode() + raw, policy=email.policy.HTTP
+    )
+    parts = list(msg.iter_parts())
+    assert [p.get_param("name", header="content-disposition") for p in parts] == [
+        "jsonData",
+        "file",
+    ]
+    assert parts[1].get_filename() == sent
+    assert parts[1].get_payload(decode=True) == b"payload"
 
 
 def test_credential_never_travels_to_another_host(server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,22 @@ def test_premis_carries_control_characters_of_odd_file_names(ws: Workspace, tmp_
     assert validate_premis(data) == []
     text = data.decode("utf-8")
     assert "scan\\x07\\x1b[1m.tif" in text and "bell\\x07" in text
+
+
+def test_premis_escapes_of_odd_names_can_be_read_back(ws: Workspace) -> None:
+    # "a\x01" written as \x01 must not read the same as a name holding a backslash, x, 0, 1
+    lookalike = ws.derived_dir / "a\\x01.tif"
+    control = ws.derived_dir / "a\x01.tif"
+    for f in (lookalike, control):
+        f.write_bytes(b"II*\x00")
+    with recorder(ws, "C", "check", inputs=[lookalike, control]):
+        pass
+    data = premis_document(ws.log)
+    assert validate_premis(data) == []
+    tree = etree.fromstring(data)
+    names = tree.findall(f".//{{{PREMIS_NS}}}originalName")
+    odd = sorted(n.text for n in names if n.text.startswith("derived/a"))
+    assert odd == ["derived/a\\\\x01.tif", "derived/a\\x01.tif"]
+    assert sorted(codecs.decode(n, "unicode_escape") for n in odd) == sorted(
+        ["derived/a\\x01.tif", "derived/a\x01.tif"]
+    )

@@ -525,7 +525,9 @@ def _zarr_sets(ws: Workspace, missing: Missing, raw_pattern: str | None) -> list
             continue
         unit = _unit(info.unit)
         shape, voxel = info.shape, info.voxel_size
-        folder = f"data/{info.path.name}"
+        folder = f"data/{_safe(info.path.name)}"  # "a b\x01.ome.zarr" as data/a_b_.ome.zarr
+        if any(s.directory == folder for s in sets):
+            folder = f"data/{len(sets)}_{_safe(info.path.name)}"
         n_levels = len(info.levels)
         base = dict(
             data_format=OME_ZARR,

@@ -93,13 +93,22 @@ NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def xml_text(value: str) -> str:
-    """``value`` with each character XML cannot hold written as a visible escape (``\\x07``)."""
+    """``value`` with each character XML cannot hold written as a visible escape (``\\x07``).
+
+    A backslash is written doubled (``\\\\``), so the escape can be read back: a file named
+    ``a\\x01`` (backslash, x, 0, 1) and one named ``a`` + U+0001 stay two names.
+    """
 
     def escape(m: re.Match[str]) -> str:
+        if m.group() == "\\":
+            return "\\\\"
         c = ord(m.group())
         return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
-    return NOT_XML.sub(escape, value)
+    return _ESCAPED.sub(escape, value)
+
+
+_ESCAPED = re.compile("\\\\|" + NOT_XML.pattern)
 
 
 def _sub(parent: Any, tag: str, text: str | None = None) -> Any:

@@ -81,7 +81,7 @@ SSE_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-cus
 
 
 _FOLDER_REFUSED = re.compile(r"[^A-Za-z0-9_/. -]+")
-_LABEL_REFUSED = re.compile(r'[\\/:*?"<>|;#]')
+_LABEL_REFUSED = re.compile(r'[\\/:*?"<>|;#\x00-\x1f\x7f]')
 BAG_PATH = "Path in the bag: "
 """Starts the description of a file whose name Dataverse could not take as it is."""
 
@@ -91,7 +91,9 @@ def dataverse_name(name: str) -> tuple[str, str]:
 
     Accents are dropped (``Ü`` → ``U``), other characters Dataverse refuses become ``_``,
     and folders lose what Dataverse would strip from their ends; a name it accepts is
-    unchanged.
+    unchanged. Control characters (tab, line breaks, ``\\x01``) become ``_`` too: Dataverse
+    keeps them, but a download names the file in a ``Content-Disposition`` header line and
+    its listings and exports print it; the file's description keeps the bag path.
     """
     folder, _, base = name.rpartition("/")
     plain = "".join(

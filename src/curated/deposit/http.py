@@ -40,6 +40,7 @@ import email.utils
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -500,7 +501,7 @@ class MultipartBody:
                 + value.encode("utf-8")
                 + b"\r\n"
             )
-        safe_name = filename.replace('"', "%22")
+        safe_name = multipart_filename(filename)
         head += (
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
             f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
@@ -533,6 +534,19 @@ class MultipartBody:
             out, self._stage = b"", 4
         self.remaining -= len(out)
         return out
+
+
+_FILENAME_ESCAPES = {"\n": "%0A", "\r": "%0D", '"': "%22"}
+
+
+def multipart_filename(name: str) -> str:
+    """``name`` as a ``filename="…"`` parameter may carry it: LF, CR and ``"`` as ``%0A``,
+    ``%0D`` and ``%22``, as browsers send them (WHATWG HTML, multipart/form-data encoding).
+
+    A raw CR LF would end the part's header line, and a blank line the part's headers:
+    the rest of the name would be read as a header or as the file's first bytes.
+    """
+    return re.sub('[\n\r"]', lambda m: _FILENAME_ESCAPES[m.group()], name)
 
 
 def form_data(fields: dict[str, str]) -> tuple[bytes, str]:
