@@ -194,3 +194,24 @@ def test_hitl_tile_counts_carry_blocks_and_the_paired_bootstrap_resamples_them(h
     d_tile, ci_tile = hitl.paired_ci([a[:, :4]], [b[:, :4]], every, n=500)
     assert d_block == d_tile < 0
     assert ci_block[1] - ci_block[0] > 1.5 * (ci_tile[1] - ci_tile[0])
+
+
+def test_real_em_intervals_resample_blocks_of_columns(real_em):
+    rng = np.random.default_rng(1)
+    truth = rng.random((4, 1024, 1024)) < 0.3
+    pred = truth.copy()
+    for y in range(0, 1024, 256):
+        for x in range(0, 1024, 256):
+            if rng.random() < 0.5:
+                pred[:, y : y + 256, x : x + 256] = False  # errors in whole 256² regions
+    held = np.ones(truth.shape, bool)
+    held[:, :128, :128] = False  # a crop: its column is not scored, the order must still hold
+    blocks = real_em.tile_blocks(held)
+    c = real_em.tile_counts(pred, truth, held)
+    assert len(blocks) == len(c) == 63 and len(np.unique(blocks)) == 16
+    assert list(blocks[:8]) == [0, 1, 1, 2, 2, 3, 3, 0]  # y = 0: x = 128 … 896; then (128, 0)
+    rec = real_em.tile_dice(pred, truth, held, n=500)
+    assert rec["tile_blocks"] == blocks.tolist()
+    lo, hi = rec["ci95"]
+    single = real_em._weighted_dice(c, real_em.block_weights(None, len(c), 500, rng))
+    assert hi - lo > 1.5 * (np.percentile(single, 97.5) - np.percentile(single, 2.5))
