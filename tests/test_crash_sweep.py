@@ -226,3 +226,82 @@ def test_convert_killed_then_rerun_gives_the_same_store(tmp_path, source, point)
     assert not (dest / ".curated-progress").exists()
     assert sorted(p.name for p in ws.derived_dir.iterdir()) == ["img.ome.zarr"]
     assert not [p for p in dest.rglob("*") if is_temp_name(p.name)]
+
+
+# ---------------------------------------------------------------- curated bag
+BAG = (
+    "from curated.package import make_bag\n"
+    "make_bag({ws!r}, {dest!r}, overwrite={ow}, serialize={ser!r})\n"
+)
+
+
+@pytest.fixture(scope="module")
+def bag_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_bag_helpers import build_workspace
+
+    root = tmp_path_factory.mktemp("bagsweep") / "ws"
+    build_workspace(root)
+    return root
+
+
+def _payload_manifest(bag: Path) -> list[str]:
+    """The payload manifest less the files that describe the log's history (which, truthfully,
+    includes the interrupted attempt)."""
+    history = ("ro-crate-metadata.json", "data/curation/fair.json", "data/curation/fair.md")
+    lines = (bag / "manifest-sha256.txt").read_text().splitlines()
+    return [line for line in lines if not line.endswith(history) and "log.jsonl" not in line]
+
+
+def _unpacked(final: Path, into: Path) -> Path:
+    import tarfile
+
+    with tarfile.open(final) as tf:
+        tf.extractall(into, filter="data")
+    (bag,) = into.iterdir()
+    return bag
+
+
+@pytest.mark.parametrize(
+    ("ser", "point", "overwrite"),
+    [
+        ("none", "bag-swap-aside", True),
+        ("none", "bag-tag-manifests", False),
+        ("tar", "bag-entry-written", True),
+        ("tar", "bag-tag-manifests", True),
+        ("tar", "bag-serialized", True),
+        ("tar", "bag-serialized", False),
+    ],
+)
+def test_bag_killed_then_the_same_command_finishes(bag_template, tmp_path, ser, point, overwrite):
+    from test_bag_helpers import copy_workspace
+
+    from curated.package import validate_bag
+
+    ref_ws = copy_workspace(bag_template, tmp_path / "ref")
+    ref = ref_ws.package_dir / "bag"
+    assert _run(BAG.format(ws=str(ref_ws.root), dest=str(ref), ow=False, ser=ser)).returncode == 0
+    ws = copy_workspace(bag_template, tmp_path / "ws")
+    dest = ws.package_dir / "bag"
+    final = dest if ser == "none" else dest.with_name(f"bag.{ser}")
+    code = BAG.format(ws=str(ws.root), dest=str(dest), ow=overwrite, ser=ser)
+    if overwrite:
+        assert _run(code).returncode == 0
+    (ws.package_dir / "notes.txt").write_text("mine")
+    r = _run(code, crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert Workspace(ws.root).log.verify().ok
+    r = _run(code)
+    if point == "bag-serialized" and not overwrite:
+        # the bag had landed, whole and recorded: the re-run clears the build folder and,
+        # as for any finished bag, will not replace it without overwrite
+        assert r.returncode == 1 and "already exists" in r.stderr, r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+    _log_verifies(ws.root)
+    _no_leftovers(final)
+    assert sorted(p.name for p in ws.package_dir.iterdir()) == sorted([final.name, "notes.txt"])
+    ref_final = ref if ser == "none" else ref.with_name(f"bag.{ser}")
+    got = final if ser == "none" else _unpacked(final, tmp_path / "got")
+    want = ref_final if ser == "none" else _unpacked(ref_final, tmp_path / "want")
+    assert validate_bag(got).ok
+    assert _payload_manifest(got) == _payload_manifest(want)
