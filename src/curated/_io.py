@@ -373,6 +373,7 @@ def building_dir(
     except BaseException:
         build.discard()
         raise
+    crash_point(f"{crash}-built")  # complete, still marked: the next run removes it
     build.finished()
     build.swap_in()
 

@@ -21,7 +21,7 @@ from curated._io import building_dir, occupied, recover_swap
 from curated.document.ngff import ImageInfo, read_image_info
 from curated.errors import InputError, MetadataError
 from curated.walk import DIR, Files, Special, Unreadable, walk
-from curated.workspace import Workspace
+from curated.workspace import Workspace, unlogged
 
 LINK = "link"
 COPY = "copy"
@@ -153,12 +153,21 @@ def check_mode(mode: str) -> None:
 
 
 def check_destination(
-    dest: Path, sources: list[Path], *, overwrite: bool, kind: PackageKind
-) -> None:
-    """Refuse a destination that holds something, or that overlaps what is exported.
+    dest: Path,
+    sources: list[Path],
+    *,
+    overwrite: bool,
+    kind: PackageKind,
+    ws: Workspace | None = None,
+) -> bool:
+    """Refuse a destination that holds something, or that overlaps what is exported;
+    return whether the package at ``dest`` is to be replaced.
 
     ``overwrite`` replaces an earlier package of the same kind only, never a folder
-    of other work. What a killed export left beside ``dest`` is recovered first
+    of other work. Without it, a package of the same kind that ``ws``'s log does not
+    record (:func:`curated.workspace.unlogged`: the export that made it was killed
+    after swapping it in, before its log entry) is replaced too, so the same command
+    finishes the job. What a killed export left beside ``dest`` is recovered first
     (:func:`curated._io.recover_swap`: an old package set aside is put back, temporary
     folders cleared); hidden ``.NAME.XXXXXXXX.tmp`` / ``.NAME.old.tmp`` folders are
     cleared only when an export made them, anything else in the way is refused by name.
@@ -181,16 +190,20 @@ def check_destination(
         raise InputError(msg, path=left.foreign[0])
     if dest.exists() and not dest.is_dir():
         raise InputError("exists and is not a folder", path=dest)
-    if occupied(dest):
-        if not overwrite:
-            msg = "exists and is not empty; choose a new folder or pass --overwrite"
-            raise InputError(msg, path=dest)
-        if not kind.made(dest):
-            msg = (
-                f"is not an earlier {kind.archive} export (no {' and '.join(kind.files)}); "
-                "refusing to replace it even with --overwrite: choose a new folder"
-            )
-            raise InputError(msg, path=dest)
+    if not occupied(dest):
+        return False
+    if not overwrite:
+        if kind.made(dest) and ws is not None and unlogged(ws, dest):
+            return True
+        msg = "exists and is not empty; choose a new folder or pass --overwrite"
+        raise InputError(msg, path=dest)
+    if not kind.made(dest):
+        msg = (
+            f"is not an earlier {kind.archive} export (no {' and '.join(kind.files)}); "
+            "refusing to replace it even with --overwrite: choose a new folder"
+        )
+        raise InputError(msg, path=dest)
+    return True
 
 
 def building(dest: Path, kind: PackageKind, *, overwrite: bool) -> AbstractContextManager[Path]:

@@ -890,7 +890,9 @@ def export_bia(
     check_mode(files)
     plan = plan_bia(ws)
     sources = [info.path for info in plan.images]
-    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=BIA_PACKAGE)
+    replace = check_destination(
+        dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=BIA_PACKAGE, ws=ws
+    )
     params = {"dest": ws.relative(dest), "files": files}
     with recorder(
         ws,
@@ -900,7 +902,7 @@ def export_bia(
         params=params,
         libraries=("jsonschema",),
     ) as step:
-        with building(dest, BIA_PACKAGE, overwrite=overwrite) as partial:
+        with building(dest, BIA_PACKAGE, overwrite=replace) as partial:
             lists = _FileLists(partial, plan.submission["file_lists"])
             try:
                 for info in plan.images:

@@ -765,7 +765,9 @@ def export_empiar(
     check_mode(files)
     plan = plan_empiar(ws, release=release)
     sources = [src for s in plan.image_sets for src, _ in s.sources]
-    check_destination(dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=EMPIAR_PACKAGE)
+    replace = check_destination(
+        dest, [ws.metadata_path, *sources], overwrite=overwrite, kind=EMPIAR_PACKAGE, ws=ws
+    )
     params = {"dest": ws.relative(dest), "release": release, "files": files}
     with recorder(
         ws,
@@ -776,7 +778,7 @@ def export_empiar(
         libraries=("jsonschema", "empiar-depositor"),
     ) as step:
         nfiles = nbytes = 0
-        with building(dest, EMPIAR_PACKAGE, overwrite=overwrite) as partial:
+        with building(dest, EMPIAR_PACKAGE, overwrite=replace) as partial:
             for s in plan.image_sets:
                 skip = top_level_visible if s.slices else None
                 for src, target in s.sources:

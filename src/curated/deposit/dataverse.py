@@ -52,6 +52,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from curated._crash import crash_point
 from curated.deposit._base import (
     MAX_LOOKUPS,
     made_since,
@@ -520,6 +521,7 @@ class DataverseRepository:
             what=what,
         )
         _status_errors(r, what)
+        crash_point("dataverse-added")  # stored there, not yet in the journal
         files = need(r.data, "data", "files", what=what)
         remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
         if unpacked and (len(files) != 1 or str(remote.size) != str(item.size)):
@@ -655,6 +657,7 @@ class DataverseRepository:
             what=f"{what} (registering)",
         )
         _status_errors(r, what)
+        crash_point("dataverse-added")  # stored there, not yet in the journal
         files = need(r.data, "data", "files", what=what)
         remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
         # The checksum Dataverse records is the one sent (its fixity check at publication

@@ -814,6 +814,7 @@ def _serialize(b: _Build) -> None:
                         zf.write(os.path.join(ev.folder, name), ev.prefix + name)
 
     atomic_write_via(b.final, write)  # one rename: the old archive or the new one, never half
+    crash_point("bag-serialized")
     b.build.discard()
 
 
