@@ -100,8 +100,8 @@ def test_export_killed_then_the_same_command_finishes(
     archive_template, tmp_path, kind, point, overwrite
 ):
     ws = _archive_ws(archive_template, tmp_path / "t")
-    out = tmp_path / "out"
-    out.mkdir()
+    out = ws.root / "package"  # inside the workspace, where exports go by default
+    out.mkdir(exist_ok=True)
     (out / "other.txt").write_text("not the export's")
     ref = out / "ref"
     dest = out / kind
@@ -122,6 +122,24 @@ def test_export_killed_then_the_same_command_finishes(
     _no_leftovers(dest)
     assert sorted(p.name for p in out.iterdir()) == sorted(["other.txt", "ref", kind])
     assert (out / "other.txt").read_text() == "not the export's"
+
+
+def test_an_unlogged_package_outside_the_workspace_still_needs_overwrite(
+    archive_template, tmp_path
+):
+    # it may be another workspace's export, which this log cannot record either
+    ws = _archive_ws(archive_template, tmp_path / "t")
+    dest = tmp_path / "elsewhere" / "empiar"
+    code = EXPORT.format(kind="empiar", ws=str(ws.root), dest=str(dest), ow=False)
+    assert _run(code, crash="log-append").returncode == EXIT_CODE
+    made = _tree(dest)
+    assert made  # killed after its package was swapped in, before its log entry
+    r = _run(code)
+    assert r.returncode != 0 and "pass --overwrite" in r.stderr
+    assert _tree(dest) == made  # left as it was
+    ow = EXPORT.format(kind="empiar", ws=str(ws.root), dest=str(dest), ow=True)
+    assert _run(ow).returncode == 0
+    _log_verifies(ws.root)
 
 
 # ---------------------------------------------------------------- Dataverse: wrapped zips

@@ -302,7 +302,9 @@ class DirBuild:
         self._fd = -1
 
     def start(self) -> Path:
-        """Make the temporary folder (the umask's default mode, as ``mkdir`` would) and lock it."""
+        """Make the temporary folder (the umask's default mode, as ``mkdir`` would) and lock it;
+        the destination's missing parent folders are made first."""
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
         path = Path(
             tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=TEMP_SUFFIX, dir=self.dest.parent)
         )

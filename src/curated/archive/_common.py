@@ -164,7 +164,7 @@ def check_destination(
     return whether the package at ``dest`` is to be replaced.
 
     ``overwrite`` replaces an earlier package of the same kind only, never a folder
-    of other work. Without it, a package of the same kind that ``ws``'s log does not
+    of other work. Without it, a package of the same kind inside ``ws`` that its log does not
     record (:func:`curated.workspace.unlogged`: the export that made it was killed
     after swapping it in, before its log entry) is replaced too, so the same command
     finishes the job. What a killed export left beside ``dest`` is recovered first
@@ -193,7 +193,10 @@ def check_destination(
     if not occupied(dest):
         return False
     if not overwrite:
-        if kind.made(dest) and ws is not None and unlogged(ws, dest):
+        # only inside the workspace: a package elsewhere may be another workspace's, which
+        # this log cannot record either
+        inside = ws is not None and dest.resolve().is_relative_to(ws.root.resolve())
+        if kind.made(dest) and inside and unlogged(ws, dest):
             return True
         msg = "exists and is not empty; choose a new folder or pass --overwrite"
         raise InputError(msg, path=dest)
