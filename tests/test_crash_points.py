@@ -7,32 +7,17 @@ The hook is ``CURATED_CRASH_AT=<point>`` (:mod:`curated._crash`).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from crash_helpers import run_killable
 from test_bag_helpers import build_workspace, copy_workspace
 
-from curated._crash import ENV, EXIT_CODE
+from curated._crash import EXIT_CODE
 from curated.package import validate_bag
 from curated.workspace import Workspace
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _run(
-    code: str, crash: str | None = None, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.update(extra_env or {})
-    env.pop(ENV, None)
-    if crash:
-        env[ENV] = crash
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+_run = run_killable
 
 
 @pytest.fixture(scope="module")
@@ -336,13 +321,13 @@ def test_http_deposit_killed_then_resumed(http_template, tmp_path, to, point):
         code = HTTP_DEPOSIT.format(
             bag=str(bag), to=to, url=url, target=target, resume=False, options=options
         )
-        r = _run(code, crash=point, extra_env=env)
+        r = _run(code, crash=point, env=env)
         assert r.returncode == EXIT_CODE, r.stderr
         _assert_log_true(ws.root)
         code = HTTP_DEPOSIT.format(
             bag=str(bag), to=to, url=url, target=target, resume=True, options=options
         )
-        r = _run(code, extra_env=env)
+        r = _run(code, env=env)
         assert r.returncode == 0, r.stderr
         _assert_log_true(ws.root)
         import json

@@ -12,33 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from archive_helpers import build_archive_workspace
+from crash_helpers import run_killable
 
-from curated._crash import ENV, EXIT_CODE
+from curated._crash import EXIT_CODE
 from curated._io import aside_of, is_temp_name, temps_of
 from curated.workspace import Workspace
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-ROOT = str(Path(__file__).resolve().parents[1])
-
-
-def _run(code: str, crash: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    full = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([SRC, ROOT, os.environ.get("PYTHONPATH", "")]),
-    }
-    full.update(env or {})
-    full.pop(ENV, None)
-    if crash:
-        full[ENV] = crash
-    return subprocess.run(
-        [sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120
-    )
+_run = run_killable
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -9,31 +9,20 @@ re-run fail or put half-written bytes into a package.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from crash_helpers import run_killable
 from document_workspaces import make_complete_workspace
 
-from curated._crash import ENV, EXIT_CODE
+from curated._crash import EXIT_CODE
 from curated._io import is_temp_name
 from curated.document import write_readme
 from curated.errors import InputError
 from curated.package import make_bag, validate_bag
 from curated.workspace import Workspace
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _run(code: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop(ENV, None)
-    if crash:
-        env[ENV] = crash
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+_run = run_killable
 
 
 @pytest.fixture

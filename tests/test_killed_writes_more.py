@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from crash_helpers import run_killable
 
-from curated._crash import ENV, EXIT_CODE
+from curated._crash import EXIT_CODE
 from curated.metadata import init_workspace
 from curated.results import Result
 from curated.segment import (
@@ -27,15 +26,7 @@ from curated.segment import (
 )
 from curated.workspace import Workspace
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _run(code: str, crash: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env[ENV] = crash
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+_run = run_killable
 
 
 @pytest.fixture(scope="module")
@@ -249,13 +240,7 @@ def test_a_measurement_killed_before_its_rename_leaves_only_a_temporary_name(ann
 
     ws = _copy(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
-    r = subprocess.run(
-        [sys.executable, "-c", MEASURE_KILLED_AT_RENAME.format(image=str(image), ws=str(ws))],
-        env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = _run(MEASURE_KILLED_AT_RENAME.format(image=str(image), ws=str(ws)))
     assert r.returncode == EXIT_CODE, r.stderr
     left = [p.name for p in image.parent.iterdir() if p.name.startswith(".")]
     assert left and all(is_temp_name(n) for n in left)  # bags leave these out
