@@ -123,10 +123,10 @@ class WholeVolumeScores:
         return np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)
 
     @functools.cached_property
-    def bootstrap_blocks(self) -> dict[str, Any]:
-        """The block size the intervals use (tiles a side), its block count, and the Dice
-        interval width of every block size tried (module docstring)."""
-        tried: list[dict[str, Any]] = []
+    def _intervals_tried(self) -> dict[int, tuple[int, dict[str, list[float] | None]]]:
+        """Block size (tiles a side) → its block count and the whole volume's intervals over
+        those blocks, for k = 1, 2, 4, … while the blocks are enough (module docstring)."""
+        tried: dict[int, tuple[int, dict[str, list[float] | None]]] = {}
         scored = self.counts[:, COUNT_FIELDS.index("scored")] > 0
         multiple, last = 1, -1
         while True:
@@ -134,10 +134,24 @@ class WholeVolumeScores:
             blocks = int(np.unique(ids).size)
             if blocks < (MIN_BOOTSTRAP_BLOCKS if multiple > 1 else 2) or blocks == last:
                 break
-            ci = tile_bootstrap_ci(_block_sums(self.counts[scored], ids), seed=self.seed)["dice"]
-            width = None if ci is None else ci[1] - ci[0]
-            tried.append({"tiles_per_side": multiple, "blocks": blocks, "dice_ci_width": width})
+            sums = _block_sums(self.counts[scored], ids)
+            tried[multiple] = (blocks, tile_bootstrap_ci(sums, seed=self.seed))
             multiple, last = multiple * 2, blocks
+        return tried
+
+    @functools.cached_property
+    def bootstrap_blocks(self) -> dict[str, Any]:
+        """The block size the intervals use (tiles a side), its block count, and the Dice
+        interval width of every block size tried (module docstring)."""
+        scored = self.counts[:, COUNT_FIELDS.index("scored")] > 0
+        tried: list[dict[str, Any]] = [
+            {
+                "tiles_per_side": k,
+                "blocks": blocks,
+                "dice_ci_width": None if ci["dice"] is None else ci["dice"][1] - ci["dice"][0],
+            }
+            for k, (blocks, ci) in self._intervals_tried.items()
+        ]
         best = max(tried, key=lambda t: t["dice_ci_width"] or 0.0, default=None)
         chosen = best["tiles_per_side"] if best else 1
         return {
@@ -221,7 +235,12 @@ class WholeVolumeScores:
                 "fn": t["band_fn"],
                 **ratio_scores(t["band_tp"], t["band_fp"], t["band_fn"]),
             },
-            "ci95": tile_bootstrap_ci(blocks, seed=self.seed),
+            # the whole volume's interval at the chosen size was computed while choosing it
+            "ci95": (
+                self._intervals_tried[k][1]
+                if whole and k in self._intervals_tried
+                else tile_bootstrap_ci(blocks, seed=self.seed)
+            ),
         }
 
     @property
