@@ -45,18 +45,17 @@ def _vol(a: np.ndarray):  # type: ignore[no-untyped-def]
 
 
 def _ci_units(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, edge: int) -> list[float]:
-    """The bootstrap interval of the Dice over columns of ``edge``² pixels."""
-    from curated.segment.wholevolume import tile_bootstrap_ci
+    """The bootstrap interval of the Dice over columns of ``edge``² pixels (the columns of
+    ``real_em.tile_counts``; the library's bootstrap, ``tile_bootstrap_ci``, over them)."""
+    from real_em import tile_counts
 
-    rows = []
-    for y in range(0, truth.shape[1], edge):
-        for x in range(0, truth.shape[2], edge):
-            sl = (slice(None), slice(y, y + edge), slice(x, x + edge))
-            p, t, m = pred[sl] & mask[sl], truth[sl] & mask[sl], mask[sl]
-            if m.any():
-                tp, fp, fn = (int(np.count_nonzero(v)) for v in (p & t, p & ~t, ~p & t))
-                rows.append((tp, fp, fn, 0, 0, 0, 0, 0, int(m.sum())))
-    return tile_bootstrap_ci(np.asarray(rows, np.int64), seed=0)["dice"]  # type: ignore[return-value]
+    from curated.segment.wholevolume import COUNT_FIELDS, tile_bootstrap_ci
+
+    c = tile_counts(pred, truth, mask, edge)
+    rows = np.zeros((len(c), len(COUNT_FIELDS)), np.int64)
+    rows[:, :3] = c
+    rows[:, COUNT_FIELDS.index("scored")] = 1  # every column kept holds scored voxels
+    return tile_bootstrap_ci(rows, seed=0)["dice"]  # type: ignore[return-value]
 
 
 def real(folders: list[Path], edge: int) -> None:

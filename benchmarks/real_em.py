@@ -232,13 +232,14 @@ def human_rounds(
                 pred = np.asarray(_store.label_level0(image, name)[...]) == 1
                 scored[m] = tile_counts(pred, tb, held)
             counts[strategy].append(scored[m])
+    blocks = tile_blocks(held)  # the same columns for every model: one block layout
     out = {"held_fraction": float(held.mean()), "timing_s": timing, "curves": {}}
     print(
         f"\nhuman rounds, scored on the {held.mean():.1%} of voxels outside every strategy's crops:"
     )
     for strategy, cs in counts.items():
         curve = [_dice(c) for c in cs]
-        d, ci = paired_diff(cs[-1], cs[0], blocks=tile_blocks(held))
+        d, ci = paired_diff(cs[-1], cs[0], blocks=blocks)
         out["curves"][strategy] = {
             "dice": curve,
             "auc": float(np.mean(curve)),
@@ -248,7 +249,7 @@ def human_rounds(
             f"  {strategy:<10} Dice per round {' '.join(f'{x:.3f}' for x in curve)}; round {len(cs) - 1} − trained: {d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
         )
     if "suggested" in counts and "random" in counts:
-        d, ci = paired_diff(counts["suggested"][-1], counts["random"][-1], blocks=tile_blocks(held))
+        d, ci = paired_diff(counts["suggested"][-1], counts["random"][-1], blocks=blocks)
         out["suggested_minus_random_last"] = [d, ci]
         print(f"  suggested − random after round {a.rounds}: {d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
     return out
