@@ -410,3 +410,40 @@ def test_predict_killed_then_rerun(trained, reference_prediction, tmp_path, poin
     assert not (pred / ".curated-predict").exists()
     assert Workspace(ws).log.recorded_output(pred) is not None  # the prediction is on record
     assert digest_tree(pred).digest == reference_prediction
+
+
+TAR_BAG = (
+    "from curated.package import make_bag; "
+    "make_bag({ws!r}, {dest!r}, serialize='tar', overwrite={ow})"
+)
+
+
+@pytest.mark.parametrize("point", ["bag-entry-written", "bag-tag-manifests"])
+def test_serialized_overwrite_killed_after_its_entry_is_not_claimed(template, tmp_path, point):
+    """A serialized ``--overwrite`` lands by one rename, so a kill after the new bag's log
+    entry leaves the *old* archive in place: the log must not vouch for it as the new bag,
+    and the re-run retracts the interrupted entry before it records the bag it makes."""
+    from curated.provenance.log import bag_identifier
+
+    ws = copy_workspace(template, tmp_path / "ws")
+    dest = ws.package_dir / "bag"
+    final = dest.with_name("bag.tar")
+    assert _run(TAR_BAG.format(ws=str(ws.root), dest=str(dest), ow=False)).returncode == 0
+    old = bag_identifier(final)
+    assert old and old.startswith("urn:uuid:")
+    code = TAR_BAG.format(ws=str(ws.root), dest=str(dest), ow=True)
+    r = _run(code, crash=point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    log = Workspace(ws.root).log
+    assert log.verify().ok  # the chain itself is whole
+    claimed = [e for e in log if e["action"] == "bag"][-1]["details"]["external_identifier"]
+    assert claimed != old and bag_identifier(final) == old  # the old archive stayed
+    problems = log.verify(files=True).problems
+    assert problems and all("bag package/bag.tar is another bag" in p for p in problems), problems
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    entries = [e for e in Workspace(ws.root).log if e["action"] == "bag"]
+    assert [e["status"] for e in entries] == ["ok", "ok", "error", "ok"]
+    assert entries[2]["details"]["interrupted_seq"] == entries[1]["seq"]
+    assert bag_identifier(final) == entries[-1]["details"]["external_identifier"]
+    _assert_log_true(ws.root)

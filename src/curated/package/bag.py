@@ -118,7 +118,7 @@ from curated.package.walk import (
 )
 from curated.package.zarr_archive import ZipPiece, ZipWriter
 from curated.progress import ProgressReporter, ensure_progress
-from curated.provenance.log import Artifact, CuratorLog
+from curated.provenance.log import Artifact, CuratorLog, bag_identifier
 from curated.results import Result
 from curated.walk import DIR, Files, Folder, walk
 from curated.workspace import Workspace, as_workspace, recorder
@@ -295,20 +295,20 @@ def _refuse_linked_tag_sources(ws: Workspace) -> None:
             raise refuse_link(os.fspath(path), rel)
 
 
-def _correct_interrupted_entry(ws: Workspace, final: Path, restored: bool) -> None:
+def _correct_interrupted_entry(ws: Workspace, final: Path) -> None:
     """Make the log true again after a crash between a bag's entry and its rename.
 
     The bag's entry is written before the bag is complete (the bag carries the log up
-    to its own entry). When the last entry for ``final`` says ``ok`` but no bag with
-    its external identifier is there (or the bag there is the old one, put back by
-    ``restored``), an ``error`` entry says that bag was never made.
+    to its own entry). When the last entry for ``final`` says ``ok`` but the bag there
+    (folder or archive) does not carry its external identifier (none landed, or the old
+    one stayed or was put back), an ``error`` entry says that bag was never made.
     """
     last = _last_bag_entry(ws, final)
     if last is None or last.get("status") != "ok":
         return
     want = (last.get("details") or {}).get("external_identifier")
-    if not want or (final.is_file() and not restored) or _external_identifier(final) == want:
-        return  # (a serialized bag lands by one rename: if it is there, it is complete)
+    if not want or bag_identifier(final) == want:
+        return
     ws.log.append(
         "D",
         "bag",
@@ -334,17 +334,6 @@ def _last_bag_entry_id(ws: Workspace, final: Path) -> str | None:
     if last is None or last.get("status") != "ok":
         return None
     return (last.get("details") or {}).get("external_identifier")
-
-
-def _external_identifier(final: Path) -> str | None:
-    """``External-Identifier`` of the bag folder ``final`` (``None`` if absent or serialized)."""
-    info = final / "bag-info.txt"
-    if not info.is_file():
-        return None
-    for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("External-Identifier:"):
-            return line.partition(":")[2].strip()
-    return None
 
 
 def _preflight_profile(b: _Build) -> None:
@@ -823,17 +812,17 @@ def _is_bag(path: Path) -> bool:
     return path.is_file() or (path / "bagit.txt").is_file()
 
 
-def _recover(ws: Workspace, final: Path, serialized: bool) -> bool:
+def _recover(ws: Workspace, final: Path, serialized: bool) -> None:
     """Finish or undo a replacement a crash interrupted (called under the build lock).
 
     :func:`curated._io.recover_swap`: a complete new bag folder whose identifier is the
     one the log's last entry for this bag records is renamed into place; otherwise a
-    bag set aside is put back and what the crash left is removed. Returns whether a
-    bag was put back.
+    bag set aside is put back and what the crash left is removed. (A serialized bag's
+    build folder is removed: it is not an archive yet, and the run builds anew.)
     """
 
     def finished(folder: Path) -> bool:
-        ident = _external_identifier(folder)
+        ident = bag_identifier(folder)
         return not serialized and ident is not None and ident == _last_bag_entry_id(ws, final)
 
     left = recover_swap(final, is_ours=_is_bag, finished=finished)
@@ -842,7 +831,6 @@ def _recover(ws: Workspace, final: Path, serialized: bool) -> bool:
             "is in the way of the bag and was not made by `curated bag`; move it away and bag again"
         )
         raise PackageError(msg, path=(left.foreign or left.busy)[0])
-    return left.restored
 
 
 class _BuildLock:
@@ -1094,8 +1082,8 @@ def _prepare(
     prof = load_profile(profile)
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock.acquire()
-    restored = _recover(ws, final, params["serialize"] != "none")
-    _correct_interrupted_entry(ws, final, restored)
+    _recover(ws, final, params["serialize"] != "none")
+    _correct_interrupted_entry(ws, final)
     _preflight_dest(ws, dest, final, overwrite)
     if not follow_symlinks:
         _refuse_linked_tag_sources(ws)

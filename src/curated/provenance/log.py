@@ -22,9 +22,11 @@ import json
 import os
 import platform
 import socket
+import tarfile
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -851,20 +853,71 @@ def _bag_problem(root: Path, rel: str, ident: str | None) -> str | None:
 
     A bag's digest cannot be in its own entry (the bag carries the log up to that entry),
     so it is checked by its ``External-Identifier``: a bag that was never completed (a
-    crash after the entry) or was replaced by a bag made otherwise is reported.
+    crash after the entry), or a bag made otherwise in its place, is reported. A serialized
+    bag is read too: a ``--overwrite`` killed after the entry leaves the *old* archive there.
     """
     p = Path(rel) if Path(rel).is_absolute() else root / rel
-    if p.is_file():
-        return None  # a serialized bag lands by one rename after its entry: it is complete
-    info = p / "bag-info.txt"
-    if not info.is_file():
+    if not p.is_file() and not (p / "bag-info.txt").is_file():
         return "is missing (was it completed, moved or deleted?)"
-    if ident:
-        for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("External-Identifier:"):
-                if line.partition(":")[2].strip() != ident:
-                    return "is another bag than the one recorded"
+    if ident and bag_identifier(p) != ident:
+        return "is another bag than the one recorded"
+    return None
+
+
+BAG_INFO_SCAN_MEMBERS = 64
+"""How many members of a tar are read looking for ``bag-info.txt``: ``curated bag`` writes
+it second (after the top folder), so a tar that hides it deeper was not made by it, and a
+terabyte tar is never scanned to its end."""
+
+_BAG_INFO_MAX_BYTES = 1 << 20
+
+
+def bag_identifier(path: str | Path) -> str | None:
+    """The ``External-Identifier`` of the bag at ``path``: a bag folder, or a serialized bag
+    (``.tar`` or ``.zip`` holding one top folder). ``None`` when there is none, the archive
+    cannot be read, or its ``bag-info.txt`` is not among its first members."""
+    p = Path(path)
+    text: bytes | None = None
+    try:
+        if p.is_dir():
+            info = p / "bag-info.txt"
+            if info.is_file():
+                with open(info, "rb") as fh:
+                    text = fh.read(_BAG_INFO_MAX_BYTES)
+        elif p.is_file():
+            text = _archived_bag_info(p)
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError):
+        return None
+    if text is None:
+        return None
+    for line in text.decode("utf-8", errors="replace").splitlines():
+        if line.startswith("External-Identifier:"):
+            return line.partition(":")[2].strip() or None
+    return None
+
+
+def _archived_bag_info(p: Path) -> bytes | None:
+    """The top folder's ``bag-info.txt`` of a zip or tar (first bytes only), or ``None``."""
+
+    def top_level(name: str) -> bool:
+        parts = name.strip("/").split("/")
+        return len(parts) == 2 and parts[1] == "bag-info.txt"
+
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            member = next((i for i in zf.infolist() if top_level(i.filename)), None)
+            if member is None:
                 return None
+            with zf.open(member) as fh:
+                return fh.read(_BAG_INFO_MAX_BYTES)
+    with tarfile.open(p, "r:*") as tf:
+        for _ in range(BAG_INFO_SCAN_MEMBERS):
+            m = tf.next()
+            if m is None:
+                return None
+            if m.isfile() and top_level(m.name):
+                data = tf.extractfile(m)
+                return None if data is None else data.read(_BAG_INFO_MAX_BYTES)
     return None
 
 
