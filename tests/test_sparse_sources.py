@@ -37,6 +37,29 @@ def _hdf5(path, shape):
     return f"{path}:/raw"
 
 
+def _n5(path, shape):
+    """An N5 array (TensorStore writes it in N5's x y z order) with one block written."""
+    import json
+
+    import tensorstore as ts
+
+    spec = {
+        "driver": "n5",
+        "kvstore": {"driver": "file", "path": str(path / "raw")},
+        "metadata": {
+            "dimensions": list(shape[::-1]),
+            "blockSize": [16, 16, 16],
+            "dataType": "uint8",
+            "compression": {"type": "gzip"},
+        },
+        "create": True,
+    }
+    arr = ts.open(spec).result()
+    arr[0:16, 32:48, 16:32] = BLOB.T  # z 16-32, y 32-48, x 0-16 as the others
+    (path / "attributes.json").write_text(json.dumps({"n5": "2.0.0"}))
+    return f"{path}:/raw"
+
+
 def _counting(monkeypatch):
     """Record every region the converter reads from a stored source."""
     read: list[tuple[slice, ...]] = []
@@ -51,12 +74,13 @@ def _counting(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "make", [_zarr, lambda p, s: _zarr(p, s, 2), _hdf5], ids=["v3", "v2", "h5"]
+    "make", [_zarr, lambda p, s: _zarr(p, s, 2), _hdf5, _n5], ids=["v3", "v2", "h5", "n5"]
 )
 def test_absent_regions_are_neither_read_nor_written_and_the_store_is_the_same(
     tmp_path, monkeypatch, make
 ):
-    src = make(tmp_path / "sparse.h5" if make is _hdf5 else tmp_path / "sparse.zarr", (64, 128, 64))
+    suffix = {_hdf5: "h5", _n5: "n5"}.get(make, "zarr")
+    src = make(tmp_path / f"sparse.{suffix}", (64, 128, 64))
     read = _counting(monkeypatch)
     kw = {"voxel_size": (8, 4, 4), "chunks": 16, "shard": 32, "workers": 1}
     res = convert_to_ome_zarr(src, tmp_path / "skip.ome.zarr", **kw)
@@ -76,11 +100,12 @@ def test_absent_regions_are_neither_read_nor_written_and_the_store_is_the_same(
     assert omero[0] == omero[1]
 
 
-@pytest.mark.parametrize("make", [_zarr, _hdf5], ids=["zarr", "h5"])
+@pytest.mark.parametrize("make", [_zarr, _hdf5, _n5], ids=["zarr", "h5", "n5"])
 def test_an_absurd_claim_is_refused_at_once_and_check_says_so(tmp_path, make):
     raw = tmp_path / "raw"
     raw.mkdir()
-    src = make(raw / ("big.h5" if make is _hdf5 else "big.zarr"), (100_000,) * 3)
+    suffix = {_hdf5: "h5", _n5: "n5"}.get(make, "zarr")
+    src = make(raw / f"big.{suffix}", (100_000,) * 3)
     t0 = time.perf_counter()
     with pytest.raises(
         ConversionError, match=r"claims 100000 x 100000 x 100000 voxels .* stores only 1 of"

@@ -20,7 +20,7 @@ from curated.deposit.payload import _bag_files, _zarr_stores
 from curated.document.survey import _walk as survey_walk
 from curated.errors import DepositError, InputError
 from curated.images.convert import _store_metadata_files
-from curated.images.stored import _N5_METADATA, _chunk_files, _n5_arrays
+from curated.images.stored import _N5_METADATA, _chunk_files, n5_arrays
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -168,7 +168,7 @@ def test_n5_listings_do_not_follow_links(tmp_path: Path, outside: Path) -> None:
     )
     os.symlink(outside, n5 / "g" / "linked")
     os.symlink(outside / "secret.txt", n5 / "g" / "arr" / "2")
-    assert _n5_arrays(n5) == ["/g/arr"]
+    assert n5_arrays(n5) == ["/g/arr"]
     # a chunk that is a link would be read through by the converter: refused, not counted
     with pytest.raises(InputError, match="symbolic link"):
         _chunk_files(n5 / "g" / "arr", _N5_METADATA)

@@ -57,6 +57,24 @@ def is_zarr_store(path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(p) and any(os.path.isfile(os.path.join(p, f)) for f in ZARR_METADATA)
 
 
+def is_n5_container(path: str | os.PathLike[str]) -> bool:
+    """A folder that is the root of an N5 container: its ``attributes.json`` names the N5
+    version (``"n5": "2.0.0"``), or, as older writers leave it out, the folder is named
+    ``*.n5``. Unreadable attributes are not taken for a container."""
+    p = os.fspath(path)
+    attrs = os.path.join(p, "attributes.json")
+    if not os.path.isfile(attrs):
+        return False
+    if p.rstrip(os.sep).lower().endswith(".n5"):
+        return True
+    try:
+        with open(attrs, "rb") as f:
+            meta = json.loads(f.read(ZARR_JSON_READ))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(meta, dict) and "n5" in meta
+
+
 ZARR_JSON_READ = 1 << 20
 """Most bytes of a ``zarr.json`` :func:`is_zarr_array` parses (an array's is a few kilobytes)."""
 

@@ -51,6 +51,7 @@ from curated.walk import (
     Folder,
     Special,
     Unreadable,
+    is_n5_container,
     is_zarr_array,
     is_zarr_store,
     walk,
@@ -493,6 +494,9 @@ class _Walker:
         """Entries of each crowded folder (more than :data:`CROWDED_FOLDER`)."""
         self.zarr_stores: list[str] = []
         """The outermost Zarr stores met at any depth of the walks (their groups not again)."""
+        self.n5_stores: list[str] = []
+        """The outermost N5 containers met at any depth of the walks."""
+        self._last_store = ""
 
     def shown_root(self, source: str) -> str:
         """How ``source`` itself is shown: relative to the workspace, else its own name."""
@@ -582,11 +586,15 @@ class _Walker:
         be listed."""
         self.dirs_seen += 1
         if type(ev) is Folder:
-            stores = self.zarr_stores
             # depth-first: a folder inside a store comes right after the store's root, so only
             # the last store found can hold it (one list entry per store, not per group)
-            if not (stores and ev.path.startswith(stores[-1] + os.sep)) and is_zarr_store(ev.path):
-                stores.append(ev.path)
+            inside = bool(self._last_store) and ev.path.startswith(self._last_store + os.sep)
+            if not inside and is_zarr_store(ev.path):
+                self.zarr_stores.append(ev.path)
+                self._last_store = ev.path
+            elif not inside and is_n5_container(ev.path):
+                self.n5_stores.append(ev.path)
+                self._last_store = ev.path
         if depth > self.max_depth:
             self.max_depth = depth
         if type(ev) is Unreadable:
@@ -1188,6 +1196,7 @@ def check(
         _flag_missing_docs(ws, record, found)
         _flag_invalid_ome_zarr(walker.zarr_stores, ws, flags)
         _flag_sparse_arrays(walker.zarr_stores, ws, flags)
+        _flag_sparse_n5(walker.n5_stores, ws, flags)
         checklist = _checklist(
             record, found.files, flags, walker, found.docs, found.licences, found.naming
         )
@@ -1294,6 +1303,27 @@ def _flag_sparse_arrays(found: Sequence[str], ws: Workspace | None, flags: list[
                 flags.append(RedFlag("sparse-array", severity, f"Zarr array {said}", [shown]))
         except Exception:  # noqa: BLE001 - unreadable metadata is the validators' to report
             continue
+
+
+def _flag_sparse_n5(found: Sequence[str], ws: Workspace | None, flags: list[RedFlag]) -> None:
+    """N5 arrays (of the containers the walk met) that claim a shape their stored blocks are
+    far from filling, read as `convert` opens them (:func:`_flag_sparse_arrays` for Zarr)."""
+    from curated.images.sources import open_source
+    from curated.images.stored import n5_arrays, sparse_summary
+
+    for root in found:
+        for key in n5_arrays(Path(root))[:SPARSE_ARRAYS_SEEN]:
+            try:
+                src = open_source(f"{root}:{key}")
+            except Exception:  # noqa: BLE001 - an array that does not open is convert's to report
+                continue
+            said = sparse_summary(tuple(int(n) for n in src.shape), getattr(src, "stored", None))
+            if said is None:
+                continue
+            where = Path(root) / key.strip("/")
+            shown = display_path(str(where if ws is None else ws.relative(where)))
+            severity = "error" if "refuses" in said else "warning"
+            flags.append(RedFlag("sparse-array", severity, f"N5 array {said}", [shown]))
 
 
 def _source_paths(ws: Workspace | None, sources: Sequence[str | Path]) -> list[Path]:

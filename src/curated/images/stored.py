@@ -761,7 +761,7 @@ def _open_mrc(file: Path) -> StoredArraySource:
 
 
 # -------------------------------------------------------------------- N5
-def _n5_arrays(root: Path) -> list[str]:
+def n5_arrays(root: Path) -> list[str]:
     """The arrays of an N5 container (folders whose ``attributes.json`` has dimensions).
 
     Walked with :func:`curated.walk.walk`: links are not followed (not even to
@@ -840,7 +840,7 @@ def _open_n5(root: Path, key: str, shown: str) -> StoredArraySource:
     except ValueError as exc:
         raise ConversionError(f"attributes.json is not valid JSON ({exc})", path=meta) from None
     if "dimensions" not in attrs:
-        arrays = _n5_arrays(root)
+        arrays = n5_arrays(root)
         msg = f"{key or '/'} is an N5 group, not an array; arrays in the store: {', '.join(arrays[:10]) or 'none'}; name one as {root.name}:/path"
         raise InputError(msg, path=root)
     try:
