@@ -47,6 +47,22 @@ def test_curator_crops_copy_truth_and_leave_the_rest_unannotated(image) -> None:
     assert {"label-value": 255, "name": "unannotated", "curated:unannotated": True} in props
 
 
+def test_viewers_see_through_the_unannotated_voxels(image) -> None:
+    """napari and vizarr paint a label image by its ``colors``: the "not drawn" value must be
+    transparent (it fills most of the volume), the classes opaque, and the store valid."""
+    from curated.images import validate_ome_zarr
+
+    annotate_from_truth(image, crops=2, size=8, seed=1, name="ann")
+    colors = _store.label_group(image, "ann").attrs["ome"]["image-label"]["colors"]
+    alpha = {c["label-value"]: c["rgba"][3] for c in colors}
+    assert alpha[UNANNOTATED] == 0 and alpha[0] == 0
+    assert all(a == 255 for v, a in alpha.items() if v not in (0, UNANNOTATED))
+    assert set(alpha) >= {0, 1, UNANNOTATED}
+    truth = _store.label_group(image, "truth").attrs["ome"]["image-label"]["colors"]
+    assert all(c["rgba"][3] == 255 for c in truth if c["label-value"] != 0)
+    assert validate_ome_zarr(image) == []
+
+
 def test_crops_can_be_restricted_to_one_side_and_added_later(image) -> None:
     annotate_from_truth(image, crops=2, size=8, seed=1, name="ann", region="x<0.5")
     assert all(r["offset"][2] + r["shape"][2] <= 24 for r in read_annotation_rois(image, "ann"))

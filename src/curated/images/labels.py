@@ -448,6 +448,17 @@ def _unregister_label(image: OmeZarrImage, name: str) -> None:
         _store.write_group_attrs(labels_dir, new, image.zarr_format)
 
 
+def _unannotated_clear(
+    colors: list[dict[str, Any]], properties: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The "not drawn" value of a sparse annotation made transparent: a viewer that paints
+    label images by their ``colors`` (napari, vizarr) would otherwise cover the whole
+    unannotated volume opaquely, in a hue next to class 1's (255 and 1 land close on the
+    colour walk)."""
+    clear = {int(p["label-value"]) for p in properties if p.get("curated:unannotated")}
+    return [{**c, "rgba": [*c["rgba"][:3], 0]} if c["label-value"] in clear else c for c in colors]
+
+
 def _final_attrs(
     layout: StoreLayout,
     name: str,
@@ -459,7 +470,9 @@ def _final_attrs(
     il: dict[str, Any] = {"source": {"image": "../../"}}
     if colors is None and properties:
         # validators want colours and properties to name the same label values
-        colors = label_colors(sorted({int(p["label-value"]) for p in properties}))
+        colors = _unannotated_clear(
+            label_colors(sorted({int(p["label-value"]) for p in properties})), properties
+        )
     elif colors is None and len(values) <= MAX_COLORS:
         colors = label_colors(values)
     if colors:
