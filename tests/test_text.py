@@ -29,3 +29,37 @@ def test_strict_templates_refuse_missing_values() -> None:
 
     with pytest.raises(jinja2.UndefinedError):
         render_template("evaluation.md.j2", ev={})
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("The whole volume", "The whole volume."),
+        ("The whole volume.", "The whole volume."),
+        ("Six crops (of 32³).  ", "Six crops (of 32³)."),
+        ('He said "done."', 'He said "done."'),
+        ("Is it?", "Is it?"),
+        ("3 of 5 (see notes)", "3 of 5 (see notes)."),
+    ],
+)
+def test_a_sentence_ends_with_one_full_stop(text, shown) -> None:
+    from curated._text import end_sentence
+
+    assert end_sentence(text) == shown
+
+
+def test_record_text_ending_in_a_full_stop_is_not_given_a_second(tmp_path) -> None:
+    from document_workspaces import complete_record, make_complete_workspace
+
+    from curated.document import write_readme
+
+    ws = make_complete_workspace(tmp_path / "ws")
+    rec = complete_record()
+    ann = (rec.get("annotations") or [{}])[0]
+    ann["annotation_coverage"] = "Every mitochondrion in the volume."
+    rec["annotations"] = [ann, *rec.get("annotations", [])[1:]]
+    ws.write_metadata(rec)
+    write_readme(ws, figures=False)
+    text = (ws.root / "README.md").read_text(encoding="utf-8")
+    assert "Every mitochondrion in the volume." in text
+    assert ".." not in text.replace("...", "")

@@ -103,12 +103,21 @@ def fmt_percent(value: Any) -> str:
     return f"{float(value):.0%}"
 
 
+def end_sentence(value: Any) -> str:
+    """Text followed by a full stop unless it already ends a sentence (``.``, ``!``, ``?``,
+    ``…``, also before a closing quote or bracket): free text from a record or a message
+    often carries its own, and ``{{ x }}.`` printed two."""
+    text = str(value).rstrip()
+    core = text.rstrip("\"')]»”’*_")
+    return text if core.endswith((".", "!", "?", "…")) else text + "."
+
+
 def render_template(template: str, *, strict: bool = True, **context: Any) -> str:
     """Render one of the package's Jinja2 templates (``curated/templates``).
 
     ``strict`` makes a missing value an error (for records curated writes itself);
     otherwise missing fields of foreign records render empty and chain. Whatever
-    a template prints passes :func:`markdown_safe`. Every template gets the filters ``cell``, ``fmt``, ``ci``, ``pct`` and ``bytes``.
+    a template prints passes :func:`markdown_safe`. Every template gets the filters ``cell``, ``fmt``, ``ci``, ``pct``, ``bytes`` and ``sentence``.
     """
     import jinja2
 
@@ -126,4 +135,5 @@ def render_template(template: str, *, strict: bool = True, **context: Any) -> st
     env.filters["ci"] = fmt_interval
     env.filters["pct"] = fmt_percent
     env.filters["bytes"] = binary_size
+    env.filters["sentence"] = end_sentence
     return env.get_template(template).render(**context)
