@@ -676,16 +676,20 @@ def _check_arguments(threshold: float, block: tuple[int, int, int] | None) -> No
 def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result | None:
     """The result when this model already predicted ``name``; refuses to replace anything else."""
     image, name, names, img = run.image, run.name, run.names, run.img
-    finished = name in img.label_names()
-    if (
-        finished and run.markers.exists()
-    ):  # stopped after finalizing, before the markers were dropped
-        remove_tree(run.markers)
+    labelled = img.label_names()
+    finished = name in labelled
+    attrs = _store.label_curated_attrs(image, name) if finished else {}
+    same = (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(
+        "prediction", {}
+    ).get("threshold") == run.threshold
+    if finished and run.markers.exists():
+        if same and not overwrite and any(n not in labelled for n in names):
+            # killed between finishing the label image and its probability image: every
+            # unit is marked done, so the run goes on to finish the other
+            return None
+        remove_tree(run.markers)  # stopped after finalizing, before the markers were dropped
     if finished and not overwrite:
-        attrs = _store.label_curated_attrs(image, name)
-        if (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(
-            "prediction", {}
-        ).get("threshold") == run.threshold:
+        if same:
             # registered only once finished: a journal left is one a kill kept from going
             drop_journal(run.dest)
             if step.log is not None and step.log.recorded_output(run.dest) is None:
@@ -722,8 +726,11 @@ def _compute_units(
     from curated.images import create_label_image
 
     image, m, names = run.image, run.model, run.names
+    labelled = [] if overwrite else run.img.label_names()  # finished before a kill: kept
     arrays = [
-        create_label_image(
+        _open_finished(run, n)
+        if n in labelled
+        else create_label_image(
             image,
             n,
             dtype="uint8",
@@ -768,6 +775,15 @@ def _compute_units(
     seconds = time.perf_counter() - t0
     rep.finish()
     return plan, todo, seconds
+
+
+def _open_finished(run: _Prediction, name: str) -> Any:
+    """Level 0 of the label image ``name`` this run finished before it was killed (read only)."""
+    import zarr
+
+    return zarr.open_array(
+        str(_store.label_path(run.image, name) / run.img.level_paths[0]), mode="r"
+    )
 
 
 def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
