@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import zarr
 from crash_helpers import run_killable
 
 from curated._crash import EXIT_CODE
@@ -142,4 +143,92 @@ def test_a_prediction_killed_between_its_two_label_images_finishes_both(annotate
         assert log.recorded_output(labels / "pred-probability") is not None
         assert log.verify(files=True).ok
         digests.append([digest_tree(labels / n).digest for n in ("pred", "pred-probability")])
+    assert digests[0] == digests[1]
+
+
+IMPORT = (
+    "from curated.segment import import_annotation\n"
+    "import_annotation({image!r}, source_file={src!r}, offset=(2, 2, 2), name='ann', "
+    "workspace={ws!r})\n"
+)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_an_annotation_killed_after_its_log_entry_is_kept_by_the_next_one(
+    annotated, tmp_path, replace
+):
+    """Killed once logged, before its journal went: the next annotate step keeps that
+    crop (the log vouches for it) instead of taking it for a write that never finished."""
+    import numpy as np
+
+    from curated.segment import import_annotation, read_annotation_rois
+
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    name = "ann" if replace else "mine"  # added to an annotation, or the first of its name
+    crop = np.zeros((3, 4, 4), dtype=np.uint8)
+    crop[1, 1:3, 1:3] = 1
+    np.save(tmp_path / "a.npy", crop)
+    np.save(tmp_path / "b.npy", crop * 2)
+    code = IMPORT.format(image=str(image), src=str(tmp_path / "a.npy"), ws=str(ws))
+    r = _run(code.replace("'ann'", repr(name)), "annotate-logged")
+    assert r.returncode == EXIT_CODE, r.stderr
+    assert _statuses(ws, "annotate-import") == ["ok"]  # on record: crop a is in the annotation
+    before = read_annotation_rois(image, name)
+    import_annotation(
+        image, source_file=tmp_path / "b.npy", offset=(10, 16, 16), name=name, workspace=ws
+    )
+    rois = read_annotation_rois(image, name)
+    assert rois[: len(before)] == before and len(rois) == len(before) + 1
+    assert [r["source"] for r in rois[-2:]] == ["a.npy", "b.npy"]
+    level0 = np.asarray(zarr.open_array(image / "labels" / name / "0"))
+    assert level0[3, 3, 3] == 1 and level0[11, 17, 17] == 2
+    assert Workspace(ws).log.verify(files=True).ok
+    assert not [p for p in image.parent.iterdir() if p.name.startswith(".")]
+
+
+KILLED_IN_OVERWRITE = (
+    "import os, shutil\n"
+    "from pathlib import Path\n"
+    "import numpy as np\n"
+    "store = Path({image!r}) / 'labels' / 'hand'\n"
+    "real = shutil.rmtree\n"
+    "def rmtree(path, *a, **kw):\n"
+    "    if Path(path) == store:  # the removal took the group's metadata first\n"
+    "        (store / 'zarr.json').unlink()\n"
+    "        os._exit(137)\n"
+    "    return real(path, *a, **kw)\n"
+    "shutil.rmtree = rmtree\n"
+    "from curated.images import add_labels\n"
+    "add_labels({image!r}, 'hand', np.load({src!r}), overwrite=True, workspace={ws!r})\n"
+)
+
+
+def test_labels_replaced_by_a_run_killed_while_removing_the_old_ones_are_replaced_again(
+    annotated, tmp_path
+):
+    """``--overwrite`` removes the old label image in place; killed part way, what is left
+    must still read as a store, or the same command refuses it as "not a Zarr store"."""
+    import numpy as np
+
+    from curated.images import add_labels
+    from curated.provenance.digest import digest_tree
+
+    labels = np.zeros((16, 24, 24), dtype=np.uint8)
+    labels[4:12, 6:18, 6:18] = 3
+    np.save(tmp_path / "new.npy", labels)
+    digests = []
+    for i in range(2):
+        ws = _copy(annotated, tmp_path / f"ws{i}")
+        image = ws / "derived" / "cell.ome.zarr"
+        add_labels(image, "hand", labels // 3, workspace=ws)
+        if i == 0:
+            code = KILLED_IN_OVERWRITE.format(
+                image=str(image), src=str(tmp_path / "new.npy"), ws=str(ws)
+            )
+            r = _run(code)
+            assert r.returncode == EXIT_CODE, r.stderr
+        add_labels(image, "hand", labels, overwrite=True, workspace=ws)
+        assert Workspace(ws).log.verify(files=True).ok
+        digests.append(digest_tree(image / "labels" / "hand").digest)
     assert digests[0] == digests[1]
