@@ -35,6 +35,16 @@ def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
+@pytest.fixture(scope="module")
+def tiny_model(annotated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on ``annotated`` (outside the workspace)."""
+    from segment_helpers import train_tiny
+
+    model = tmp_path_factory.mktemp("tiny-model") / "model"
+    train_tiny(annotated / "derived" / "cell.ome.zarr", model, depth=1)
+    return model
+
+
 def _copy(template: Path, dest: Path) -> Path:
     shutil.copytree(template, dest, symlinks=True)
     return dest
@@ -112,16 +122,17 @@ PREDICT = (
 )
 
 
-def test_a_prediction_killed_between_its_two_label_images_finishes_both(annotated, tmp_path):
-    from segment_helpers import one_torch_thread, train_tiny
+def test_a_prediction_killed_between_its_two_label_images_finishes_both(
+    annotated, tiny_model, tmp_path
+):
+    from segment_helpers import one_torch_thread
 
     from curated.images import open_image
     from curated.images.store import is_incomplete
     from curated.provenance.digest import digest_tree
     from curated.segment import predict
 
-    model = tmp_path / "model"
-    train_tiny(annotated / "derived" / "cell.ome.zarr", model, depth=1)
+    model = tiny_model
     digests = []
     for i, killed in enumerate((True, False)):
         ws = _copy(annotated, tmp_path / f"ws{i}")
@@ -232,3 +243,45 @@ def test_labels_replaced_by_a_run_killed_while_removing_the_old_ones_are_replace
         assert Workspace(ws).log.verify(files=True).ok
         digests.append(digest_tree(image / "labels" / "hand").digest)
     assert digests[0] == digests[1]
+
+
+KILLED_AFTER_ONE_UNIT = (
+    "import os, sys, curated.segment.predict\n"
+    "module = sys.modules['curated.segment.predict']\n"
+    "real = module._predict_units\n"
+    "def one(*a, **kw):\n"
+    "    real(*a, **kw)\n"
+    "    os._exit(137)  # as kill -9 once the first write unit is done\n"
+    "module._predict_units = one\n"
+    "import torch; torch.set_num_threads(1)\n"
+    "from curated.segment import predict\n"
+    "predict({model!r}, {image!r}, name='pred', workers=1, device='cpu', workspace={ws!r})\n"
+)
+
+
+def test_a_killed_prediction_is_not_resumed_with_another_threshold(annotated, tiny_model, tmp_path):
+    """The units done before the kill were thresholded at 0.5: finishing them at 0.7 would
+    give one label image of two thresholds, recorded as one."""
+    import numpy as np
+    from segment_helpers import one_torch_thread
+
+    from curated.errors import SegmentationError
+    from curated.segment import predict
+
+    model = tiny_model
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    code = KILLED_AFTER_ONE_UNIT.format(model=str(model), image=str(image), ws=str(ws))
+    r = _run(code)
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"name": "pred", "workers": 1, "device": "cpu", "workspace": ws}
+    with one_torch_thread():
+        with pytest.raises(SegmentationError, match="threshold 0.5"):
+            predict(model, image, threshold=0.7, **args)
+        done = predict(model, image, **args)  # the same settings finish it
+        assert done.status == "ok" and done.details["units_skipped"] >= 1
+        clean = _copy(annotated, tmp_path / "clean") / "derived" / "cell.ome.zarr"
+        predict(model, clean, **{**args, "workspace": clean.parents[1]})
+    got, want = (zarr.open_array(i / "labels" / "pred" / "0")[...] for i in (image, clean))
+    assert np.array_equal(got, want)
+    assert Workspace(ws).log.verify(files=True).ok

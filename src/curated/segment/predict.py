@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from curated._crash import crash_point
+from curated._io import write_json
 from curated.errors import InputError, SegmentationError
 from curated.images.store import drop_journal
 from curated.objstore import as_path, names_in, remove_tree
@@ -745,6 +746,7 @@ def _compute_units(
     plan = plan_blocks(m, run.shape, unit_shape, block)
     markers = run.markers
     markers.mkdir(parents=True, exist_ok=True)
+    _claim_markers(run, plan)
     todo = units_to_do(plan, markers)
     skipped = len(plan.units()) - len(todo)
     array_paths = [str(_store.label_path(image, n) / run.img.level_paths[0]) for n in names]
@@ -775,6 +777,44 @@ def _compute_units(
     seconds = time.perf_counter() - t0
     rep.finish()
     return plan, todo, seconds
+
+
+RUN_SETTINGS = "settings.json"
+"""Beside the markers: what decides the voxels of the units they mark (besides the model,
+which the label image's plan holds)."""
+
+
+def _claim_markers(run: _Prediction, plan: BlockPlan) -> None:
+    """Record this run's settings beside its markers, or refuse to resume units computed with
+    others (a killed run resumed with another threshold, or on a machine where ``auto``
+    resolves to another precision, would mix the two in one label image)."""
+    import json
+
+    settings = {
+        "names": run.names,
+        "threshold": run.threshold,
+        "precision": run.precision,
+        "unit": list(plan.unit),
+        "tile": list(plan.tile),
+    }
+    path = run.markers / RUN_SETTINGS
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if not any(n.startswith("done-") for n in names_in(run.markers)):
+            # (a unit marked done without settings: markers of an earlier version, resumed)
+            write_json(path, settings)
+        return
+    except (OSError, ValueError):
+        earlier = None
+    if earlier != settings:
+        shown = ", ".join(f"{k} {v}" for k, v in (earlier or {}).items() if settings.get(k) != v)
+        msg = (
+            f"label image {run.name!r} holds an interrupted prediction made with other settings "
+            f"({shown or 'unreadable'}); run it again with those to finish it, or pass "
+            "overwrite to start again"
+        )
+        raise SegmentationError(msg, path=run.dest, field="name")
 
 
 def _open_finished(run: _Prediction, name: str) -> Any:
