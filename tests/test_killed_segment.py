@@ -56,20 +56,21 @@ def _statuses(ws: Path, action: str) -> list[str]:
 
 TRAIN = (
     "from tests.segment_helpers import train_tiny\n"
-    "r = train_tiny({image!r}, {out!r}, iterations=4, checkpoint_every=2, validate_every=2, "
-    "validation=True, workspace={ws!r})\n"
+    "r = train_tiny({image!r}, {out!r}, workspace={ws!r}, **{settings!r})\n"
 )
+RESUMABLE = {"iterations": 4, "checkpoint_every": 2, "validate_every": 2, "validation": True}
+"""Checkpointed half way, validated (a learning curve in ``model.json``)."""
 
 
-def _train(ws: Path, out: str, crash: str | None = None) -> str:
+def _train(ws: Path, out: str, crash: str | None = None, **settings: object) -> str:
     """Train into ``derived/out``: in a child killed at ``crash``, or here to the end."""
     from segment_helpers import train_tiny
 
     image, dest = ws / "derived" / "cell.ome.zarr", ws / "derived" / out
     if crash is None:
-        settings = {"checkpoint_every": 2, "validate_every": 2, "validation": True}
-        return train_tiny(image, dest, iterations=4, workspace=ws, **settings).status
-    r = _run(TRAIN.format(image=str(image), out=str(dest), ws=str(ws)), crash)
+        return train_tiny(image, dest, workspace=ws, **settings).status
+    code = TRAIN.format(image=str(image), out=str(dest), ws=str(ws), settings=settings)
+    r = _run(code, crash)
     assert r.returncode == EXIT_CODE, r.stderr
     return ""
 
@@ -92,10 +93,10 @@ def test_a_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_model
     annotated, tmp_path
 ):
     ws = _copy(annotated, tmp_path / "ws")
-    _train(ws, "model", "train-checkpointed")  # killed at iteration 2 of 4
+    _train(ws, "model", "train-checkpointed", **RESUMABLE)  # killed at iteration 2 of 4
     assert (ws / "derived" / "model" / "checkpoint.pt").is_file()
-    assert _train(ws, "model") == "ok"
-    _train(ws, "clean")
+    assert _train(ws, "model", **RESUMABLE) == "ok"
+    _train(ws, "clean", **RESUMABLE)
     got, want = (
         json.loads((ws / "derived" / n / "model.json").read_text(encoding="utf-8"))
         for n in ("model", "clean")
