@@ -46,7 +46,7 @@ from curated.results import Result
 from curated.segment import _store
 from curated.segment._heap import training_heap
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
-from curated.segment.average import OTHER_MODEL_HERE, _unlogged, check_draws, finetune_average
+from curated.segment.average import OTHER_MODEL_HERE, check_draws, finetune_average, unlogged
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
     DEFAULT_CLASS_BALANCE_WARMUP,
@@ -709,13 +709,7 @@ def train(
     image = Path(image)
     out = Path(out)
     parent_model = load_model(parent) if isinstance(parent, str | Path) else parent
-    # None: the default for the image's voxel size (local contrast normalisation),
-    # worked out once the image is open; a fine-tune keeps its parent's.
-    pre = (
-        preprocessing
-        if isinstance(preprocessing, Preprocessing) or preprocessing is None
-        else Preprocessing(**_with_kernel(preprocessing, image))
-    )
+    pre = _preprocessing(preprocessing, image)
     settings = TrainingSettings(
         iterations=int(iterations),
         batch_size=int(batch_size),
@@ -753,13 +747,28 @@ def train(
         workspace, "T", job.action, inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
         ws = as_workspace(workspace)
-        result = _train(job, ws, ensure_progress(progress))
-        if result.status == "notneeded" and _unlogged(ws, out):
-            # finished by a run killed before its log entry: recorded now
-            message = f"{result.message} (recorded after an interrupted run)"
-            result = replace(result, status="ok", message=message)
+        result = _unless_unlogged(_train(job, ws, ensure_progress(progress)), ws, out)
         _record_training(step, result, out)
         return result
+
+
+def _preprocessing(
+    given: Preprocessing | dict[str, Any] | None, image: Path
+) -> Preprocessing | None:
+    """``None``: the default for the image's voxel size (local contrast normalisation),
+    worked out once the image is open; a fine-tune keeps its parent's."""
+    if isinstance(given, Preprocessing) or given is None:
+        return given
+    return Preprocessing(**_with_kernel(given, image))
+
+
+def _unless_unlogged(result: Result, ws: Workspace | None, out: Path) -> Result:
+    """A ``notneeded`` training whose model the log does not record (a run killed before its
+    log entry finished it) is recorded now, as ``ok``."""
+    if result.status != "notneeded" or not unlogged(ws, out):
+        return result
+    message = f"{result.message} (recorded after an interrupted run)"
+    return replace(result, status="ok", message=message)
 
 
 def _augmentation(given: Augmentation | dict[str, Any] | None) -> Augmentation:
