@@ -138,7 +138,7 @@ def begin(
         if overwrite:
             _refuse_to_replace_other_files(sink, root)
             sink.abort_uploads()  # a killed writer's unfinished multipart uploads
-            sink.delete_prefix("")
+            _delete_store(sink)
         elif sink.exists(PLAN):
             if _read_plan(sink).get("digest") == digest:
                 sink.abort_uploads()
@@ -207,6 +207,17 @@ def _refuse_to_replace_other_files(sink: LocalSink | S3Sink, root: str | Path) -
         "never a folder of other files; choose another DEST"
     )
     raise InputError(msg, path=root)
+
+
+def _delete_store(sink: LocalSink | S3Sink) -> None:
+    """Delete the store at the sink's root, its root metadata last (a folder is removed in
+    directory order, an object store's keys in name order, which puts ``zarr.json`` last):
+    a kill part way leaves what the next ``--overwrite`` still recognises as a store."""
+    if isinstance(sink, LocalSink):
+        for name in sink.listdir(""):
+            if name not in _STORE_ROOT_FILES:
+                sink.delete_prefix(name)
+    sink.delete_prefix("")
 
 
 def _nothing_but_journal(sink: LocalSink | S3Sink) -> bool:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from curated._crash import crash_point
 from curated._io import is_temp_name
 from curated.errors import InputError, SegmentationError
 from curated.images.labels import (
@@ -49,7 +50,7 @@ from curated.images.labels import (
 from curated.images.store import JOURNAL, drop_journal
 from curated.results import Result
 from curated.segment import _store
-from curated.workspace import Workspace, recorder
+from curated.workspace import Workspace, as_workspace, recorder
 
 UNANNOTATED = UNANNOTATED_VALUE
 """Label value of voxels that carry no annotation (255)."""
@@ -313,17 +314,31 @@ def _discard(path: Path, beside: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _recover_annotation(image: Path, name: str) -> None:
+def _logged(store: Path, ws: Workspace | None) -> bool:
+    """Whether ``ws``'s curator log records ``store`` as it is now (journals are never digested)."""
+    from curated.provenance.digest import digest_tree
+
+    if ws is None or not ws.log.exists():
+        return False
+    recorded = ws.log.recorded_output(store)
+    return recorded is not None and recorded.digest == digest_tree(store).digest
+
+
+def _recover_annotation(image: Path, name: str, ws: Workspace | None = None) -> None:
     """Undo what a killed (or failed) annotate step left behind, before anything is read.
 
     A label image still carrying its journal is a write that never finished (or never got
     logged): it goes, and the annotation it was replacing comes back. A finished one
-    stays, and the annotation it replaced, if still there, goes.
+    stays, and the annotation it replaced, if still there, goes; so does one the curator
+    log records as it is (a step killed after its log entry, before it settled).
     """
     store = image / "labels" / name
     previous = _previous_path(image, name)
     if store.exists() and not _finished(store) and _unfinished_annotation(store):
-        _discard(store, image)
+        if _logged(store, ws):
+            _settle_annotation(image, name)  # on record: the step finished
+        else:
+            _discard(store, image)
     elif (store / JOURNAL).exists() and _finished(store):
         drop_journal(store)
     if previous.exists():
@@ -440,7 +455,7 @@ def annotate_from_truth(
         sz = (size,) * 3 if isinstance(size, int) else tuple(int(s) for s in size)
         start, stop = parse_region(region, shape)
         sz = tuple(max(1, min(s, b - a)) for s, a, b in zip(sz, start, stop, strict=True))
-        _recover_annotation(image, name)
+        _recover_annotation(image, name, as_workspace(workspace))
         existing = _existing_annotation(image, name)
         labels, rois = existing if existing else (_SparseLabels(shape), [])
         origin = _copied_origin(image, truth)
@@ -504,6 +519,7 @@ def annotate_from_truth(
             f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
             details,
         )
+    crash_point("annotate-logged")
     _settle_annotation(image, name)
     return result
 
@@ -675,7 +691,7 @@ def import_annotation(
         if not np.any(crop != UNANNOTATED):
             msg = f"the crop holds no annotated voxels (all {UNANNOTATED})"
             raise InputError(msg, path=source)
-        _recover_annotation(image, name)
+        _recover_annotation(image, name, as_workspace(workspace))
         existing = _existing_annotation(image, name)
         labels = existing[0] if existing else _SparseLabels(shape)
         rois = existing[1] if existing else []
@@ -708,5 +724,6 @@ def import_annotation(
             + _crop_note(crop, value_map),
             {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name, "origin": origin},
         )
+    crash_point("annotate-logged")
     _settle_annotation(image, name)
     return result

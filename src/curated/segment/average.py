@@ -120,7 +120,7 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
     return Result("finetune", "notneeded", str(out), msg, details)
 
 
-def _unlogged(ws: Any, out: Path) -> bool:
+def unlogged(ws: Any, out: Path) -> bool:
     """Whether ``ws``'s log lacks the model in ``out`` as it is now (a run killed after
     writing it, before its log entry)."""
     if ws is None:
@@ -154,7 +154,7 @@ def finetune_average(
     }
     done = _finished(out, settings, overwrite)
     ws = as_workspace(workspace)
-    if done is not None and not _unlogged(ws, out):
+    if done is not None and not unlogged(ws, out):
         return done
     model_name = name or out.name
     params = {"out": str(out), "draws": draws, **settings}

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from curated._crash import crash_point
+from curated._io import write_json
 from curated.errors import InputError, SegmentationError
 from curated.images.store import drop_journal
 from curated.objstore import as_path, names_in, remove_tree
@@ -676,16 +677,20 @@ def _check_arguments(threshold: float, block: tuple[int, int, int] | None) -> No
 def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result | None:
     """The result when this model already predicted ``name``; refuses to replace anything else."""
     image, name, names, img = run.image, run.name, run.names, run.img
-    finished = name in img.label_names()
-    if (
-        finished and run.markers.exists()
-    ):  # stopped after finalizing, before the markers were dropped
-        remove_tree(run.markers)
+    labelled = img.label_names()
+    finished = name in labelled
+    attrs = _store.label_curated_attrs(image, name) if finished else {}
+    same = (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(
+        "prediction", {}
+    ).get("threshold") == run.threshold
+    if finished and run.markers.exists():
+        if same and not overwrite and any(n not in labelled for n in names):
+            # killed between finishing the label image and its probability image: every
+            # unit is marked done, so the run goes on to finish the other
+            return None
+        remove_tree(run.markers)  # stopped after finalizing, before the markers were dropped
     if finished and not overwrite:
-        attrs = _store.label_curated_attrs(image, name)
-        if (attrs.get("model") or {}).get("sha256") == run.model.sha256 and attrs.get(
-            "prediction", {}
-        ).get("threshold") == run.threshold:
+        if same:
             # registered only once finished: a journal left is one a kill kept from going
             drop_journal(run.dest)
             if step.log is not None and step.log.recorded_output(run.dest) is None:
@@ -722,8 +727,11 @@ def _compute_units(
     from curated.images import create_label_image
 
     image, m, names = run.image, run.model, run.names
+    labelled = [] if overwrite else run.img.label_names()  # finished before a kill: kept
     arrays = [
-        create_label_image(
+        _open_finished(run, n)
+        if n in labelled
+        else create_label_image(
             image,
             n,
             dtype="uint8",
@@ -738,6 +746,7 @@ def _compute_units(
     plan = plan_blocks(m, run.shape, unit_shape, block)
     markers = run.markers
     markers.mkdir(parents=True, exist_ok=True)
+    _claim_markers(run, plan)
     todo = units_to_do(plan, markers)
     skipped = len(plan.units()) - len(todo)
     array_paths = [str(_store.label_path(image, n) / run.img.level_paths[0]) for n in names]
@@ -768,6 +777,53 @@ def _compute_units(
     seconds = time.perf_counter() - t0
     rep.finish()
     return plan, todo, seconds
+
+
+RUN_SETTINGS = "settings.json"
+"""Beside the markers: what decides the voxels of the units they mark (besides the model,
+which the label image's plan holds)."""
+
+
+def _claim_markers(run: _Prediction, plan: BlockPlan) -> None:
+    """Record this run's settings beside its markers, or refuse to resume units computed with
+    others (a killed run resumed with another threshold, or on a machine where ``auto``
+    resolves to another precision, would mix the two in one label image)."""
+    import json
+
+    settings = {
+        "names": run.names,
+        "threshold": run.threshold,
+        "precision": run.precision,
+        "unit": list(plan.unit),
+        "tile": list(plan.tile),
+    }
+    path = run.markers / RUN_SETTINGS
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if not any(n.startswith("done-") for n in names_in(run.markers)):
+            # (a unit marked done without settings: markers of an earlier version, resumed)
+            write_json(path, settings)
+        return
+    except (OSError, ValueError):
+        earlier = None
+    if earlier != settings:
+        shown = ", ".join(f"{k} {v}" for k, v in (earlier or {}).items() if settings.get(k) != v)
+        msg = (
+            f"label image {run.name!r} holds an interrupted prediction made with other settings "
+            f"({shown or 'unreadable'}); run it again with those to finish it, or pass "
+            "overwrite to start again"
+        )
+        raise SegmentationError(msg, path=run.dest, field="name")
+
+
+def _open_finished(run: _Prediction, name: str) -> Any:
+    """Level 0 of the label image ``name`` this run finished before it was killed (read only)."""
+    import zarr
+
+    return zarr.open_array(
+        str(_store.label_path(run.image, name) / run.img.level_paths[0]), mode="r"
+    )
 
 
 def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from curated._crash import crash_point
 from curated._io import canonical_json
 from curated.errors import CuratedError, InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
@@ -45,7 +46,7 @@ from curated.results import Result
 from curated.segment import _store
 from curated.segment._heap import training_heap
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
-from curated.segment.average import OTHER_MODEL_HERE, check_draws, finetune_average
+from curated.segment.average import OTHER_MODEL_HERE, check_draws, finetune_average, unlogged
 from curated.segment.defaults import (
     DEFAULT_CLASS_BALANCE,
     DEFAULT_CLASS_BALANCE_WARMUP,
@@ -708,13 +709,7 @@ def train(
     image = Path(image)
     out = Path(out)
     parent_model = load_model(parent) if isinstance(parent, str | Path) else parent
-    # None: the default for the image's voxel size (local contrast normalisation),
-    # worked out once the image is open; a fine-tune keeps its parent's.
-    pre = (
-        preprocessing
-        if isinstance(preprocessing, Preprocessing) or preprocessing is None
-        else Preprocessing(**_with_kernel(preprocessing, image))
-    )
+    pre = _preprocessing(preprocessing, image)
     settings = TrainingSettings(
         iterations=int(iterations),
         batch_size=int(batch_size),
@@ -751,9 +746,29 @@ def train(
     with recorder(
         workspace, "T", job.action, inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
-        result = _train(job, as_workspace(workspace), ensure_progress(progress))
+        ws = as_workspace(workspace)
+        result = _unless_unlogged(_train(job, ws, ensure_progress(progress)), ws, out)
         _record_training(step, result, out)
         return result
+
+
+def _preprocessing(
+    given: Preprocessing | dict[str, Any] | None, image: Path
+) -> Preprocessing | None:
+    """``None``: the default for the image's voxel size (local contrast normalisation),
+    worked out once the image is open; a fine-tune keeps its parent's."""
+    if isinstance(given, Preprocessing) or given is None:
+        return given
+    return Preprocessing(**_with_kernel(given, image))
+
+
+def _unless_unlogged(result: Result, ws: Workspace | None, out: Path) -> Result:
+    """A ``notneeded`` training whose model the log does not record (a run killed before its
+    log entry finished it) is recorded now, as ``ok``."""
+    if result.status != "notneeded" or not unlogged(ws, out):
+        return result
+    message = f"{result.message} (recorded after an interrupted run)"
+    return replace(result, status="ok", message=message)
 
 
 def _augmentation(given: Augmentation | dict[str, Any] | None) -> Augmentation:
@@ -1322,6 +1337,8 @@ class _TrainingLoop:
         self.dtype = amp_dtype(device, job.precision)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.start_it = 0
+        self.loss_ema: float | None = None
+        """The running training loss (recorded in the history): a resumed run goes on with it."""
         self.best: dict[str, Any] = {
             "dice": -1.0,
             "loss": float("inf"),
@@ -1404,6 +1421,7 @@ class _TrainingLoop:
         self.start_it = int(ckpt["iteration"])
         self.best = ckpt["best"]
         self.history = list(ckpt.get("history", []))
+        self.loss_ema = ckpt.get("loss_ema")  # None in checkpoints from before it was kept
         self.rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
 
@@ -1489,6 +1507,7 @@ class _TrainingLoop:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "best": self.best,
                 "history": self.history,
+                "loss_ema": self.loss_ema,
                 "numpy_rng": self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
             },
@@ -1532,10 +1551,10 @@ class _TrainingLoop:
         if self.start_it:
             progress.advance(self.start_it)
         self.net.train()
-        loss_ema = None
         for it in range(self.start_it + 1, settings.iterations + 1):
             lv, lr = self.step(it)
-            loss_ema = lv if loss_ema is None else 0.9 * loss_ema + 0.1 * lv
+            ema = self.loss_ema
+            self.loss_ema = loss_ema = lv if ema is None else 0.9 * ema + 0.1 * lv
             info: dict[str, object] = {"loss": loss_ema}
             if self.val_regions and (
                 it % settings.validate_every == 0 or it == settings.iterations
@@ -1563,6 +1582,7 @@ class _TrainingLoop:
             progress.advance(1, **info)
             if it % settings.checkpoint_every == 0 and it < settings.iterations:
                 self.checkpoint(it, signature)
+                crash_point("train-checkpointed")
         progress.finish()
         if settings.iterations > self.start_it:
             self.checkpoint(settings.iterations, signature)
