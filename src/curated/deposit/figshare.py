@@ -54,6 +54,54 @@ def _locked(reply: Reply) -> bool:
     return reply.status == 409
 
 
+def _part_list(info: Any, item: UploadItem, what: str) -> list[dict[str, Any]]:
+    """The upload service's parts, in order, once they are seen to tile the whole file.
+
+    Parts are the server's byte ranges (``startOffset``/``endOffset``, inclusive); a list
+    that leaves a gap, overlaps or stops short of the file's end would store another
+    file than the bag's, with an md5 of its own that then matches what was sent.
+    """
+    rows = (info or {}).get("parts") if isinstance(info, dict) else None
+    if not rows:
+        raise DepositError(f"{what}: Figshare's upload service lists no parts")
+    try:
+        parts = sorted(
+            (
+                {
+                    **p,
+                    "partNo": int(p["partNo"]),
+                    "startOffset": int(p["startOffset"]),
+                    "endOffset": int(p["endOffset"]),
+                }
+                for p in rows
+            ),
+            key=lambda p: p["startOffset"],
+        )
+    except (KeyError, TypeError, ValueError):
+        raise DepositError(
+            f"{what}: Figshare's upload service lists parts without byte ranges"
+        ) from None
+    at = 0
+    for p in parts:
+        if p["startOffset"] != at or p["endOffset"] < p["startOffset"]:
+            break
+        at = p["endOffset"] + 1
+    declared = info.get("size")
+    if (
+        at != item.size
+        or len({p["partNo"] for p in parts}) != len(parts)
+        or (isinstance(declared, int) and declared != item.size)
+    ):
+        msg = (
+            f"{what}: Figshare's upload service lists parts that do not cover the file's "
+            f"{item.size} bytes exactly (they cover 0-{at - 1} before a gap, overlap or end, "
+            f"of {declared if declared is not None else 'an unstated size'}); the upload is "
+            "stopped and its file entry removed: re-run with --resume to start it again"
+        )
+        raise DepositError(msg, path=item.path, details={"parts": len(parts)})
+    return parts
+
+
 def _tail_id(location: str) -> str:
     return location.rstrip("/").rsplit("/", 1)[-1]
 
@@ -354,9 +402,16 @@ class FigshareRepository:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
         upload_url = upload_location(upload_url, str((r.data or {}).get("upload_token") or ""))
         r = self.http.request("GET", upload_url, what=f"{what} (part list)")
-        parts = sorted((r.data or {}).get("parts") or [], key=lambda p: p["partNo"])
-        if not parts:
-            raise DepositError(f"{what}: Figshare's upload service lists no parts")
+        try:
+            parts = _part_list(r.data, item, what)
+        except DepositError:
+            self.http.request(
+                "DELETE", file_path, allow=(404,), expect_json=False, what=f"{what} (removing)"
+            )
+            for k in ("file_id", "parts_done"):
+                entry.pop(k, None)
+            save()
+            raise
         fresh = all(p.get("status") == "PENDING" for p in parts)
         running: Hashes | None = Hashes() if fresh else None
         for p in parts:

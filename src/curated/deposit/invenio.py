@@ -338,6 +338,26 @@ class InvenioRepository:
                     "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
                 )
             body_errors(r, what, self.http)
+            part_urls = None
+            if transfer == "M":
+                found = [e for e in (r.data or {}).get("entries", []) if e.get("key") == item.name]
+                links = (found[0].get("links") or {}).get("parts") if found else None
+                try:
+                    if not links:
+                        raise DepositError(
+                            f"{what}: the repository accepted a multipart upload but gave no part URLs"
+                        )
+                    part_urls = _part_links(links, int(spec["transfer"]["parts"]), what)
+                except DepositError:
+                    # the pending file is removed, so that a re-run starts it afresh
+                    self.http.request(
+                        "DELETE",
+                        self._file(state, item.name),
+                        allow=(404,),
+                        expect_json=False,
+                        what=what,
+                    )
+                    raise
             entry.update(
                 {
                     "initiated": True,
@@ -346,14 +366,8 @@ class InvenioRepository:
                     "part_size": self.part_size,
                 }
             )
-            if transfer == "M":
-                found = [e for e in (r.data or {}).get("entries", []) if e.get("key") == item.name]
-                links = (found[0].get("links") or {}).get("parts") if found else None
-                if not links:
-                    raise DepositError(
-                        f"{what}: the repository accepted a multipart upload but gave no part URLs"
-                    )
-                entry["parts"] = [{"part": int(p["part"]), "url": p["url"]} for p in links]
+            if part_urls is not None:
+                entry["parts"] = part_urls
             save()
         local = None
         if entry.get("transfer") == "M":
@@ -564,6 +578,26 @@ class InvenioRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _part_links(links: Any, parts: int, what: str) -> list[dict[str, Any]]:
+    """The part URLs of a multipart upload, once they are seen to be parts 1 to ``parts``.
+
+    A list that leaves a part out would have the commit assemble another file than the
+    bag's (invenio-records-resources links ``parts`` per the initialised count).
+    """
+    try:
+        out = [{"part": int(p["part"]), "url": str(p["url"])} for p in links]
+    except (KeyError, TypeError, ValueError):
+        out = []
+    if sorted(p["part"] for p in out) != list(range(1, parts + 1)):
+        msg = (
+            f"{what}: the repository accepted a multipart upload of {parts} parts but links "
+            f"{len(out)} part URLs that are not parts 1 to {parts}; nothing is sent: re-run "
+            "with --resume to start it again"
+        )
+        raise DepositError(msg, details={"parts": parts, "links": len(out)})
+    return out
 
 
 def _unusable_related(md: dict[str, Any]) -> list[dict[str, Any]]:

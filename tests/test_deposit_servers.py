@@ -1,0 +1,149 @@
+"""Deposit clients against servers that behave as the real ones do where the fakes are
+kind, and against servers that lie about what they stored (DSpace, Figshare, InvenioRDM).
+
+Each test is the curator's story: the error names what the server did, the journal
+never records as confirmed a file that was not verified whole, and a resumed run
+finishes without sending a file twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from curated._secrets import forget_secrets
+from curated.deposit import RetryPolicy, deposit
+from curated.deposit.journal import journal_path
+from curated.errors import DepositError
+from tests.fakes import bags
+from tests.fakes.base import Request
+from tests.fakes.figshare import TOKEN as FS_TOKEN
+from tests.fakes.figshare import FakeFigshare
+from tests.fakes.invenio import TOKEN as INV_TOKEN
+from tests.fakes.invenio import FakeInvenio
+
+FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
+
+
+@pytest.fixture(autouse=True)
+def _clean_secrets():
+    yield
+    forget_secrets()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    ws = bags.make_workspace(tmp_path_factory.mktemp("tpl") / "ws", big=2000)
+    bags.bag_workspace(ws)
+    return ws
+
+
+@pytest.fixture
+def bag(template, tmp_path, monkeypatch):
+    monkeypatch.setenv("INVENIO_TOKEN", INV_TOKEN)
+    monkeypatch.setenv("FIGSHARE_TOKEN", FS_TOKEN)
+    ws = bags.copy_workspace(template, tmp_path / "ws")
+    return ws / "package" / "bag"
+
+
+def _entry(bag) -> dict[str, Any]:
+    return next(iter(json.loads(journal_path(bag).read_text())["deposits"].values()))
+
+
+def _md5(path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _journal_true(bag) -> int:
+    """Check that every file the journal confirms carries the bag file's own md5; how many."""
+    confirmed = 0
+    for name, fe in _entry(bag)["files"].items():
+        if fe.get("status") == "confirmed":
+            confirmed += 1
+            path = bag / name if (bag / name).exists() else None
+            if path is not None:
+                assert fe["md5"] == _md5(path), name
+    return confirmed
+
+
+# ---------------------------------------------------------------- Figshare
+
+
+class ShortPartsFigshare(FakeFigshare):
+    """Figshare whose upload service lists parts that stop short of the file's end, then
+    reports the declared size and the md5 of what it got."""
+
+    honest = False
+
+    def init_file(self, req: Request, aid: str):
+        status, body = super().init_file(req, aid)
+        f = self.articles[aid]["files"][body["location"].rsplit("/", 1)[1]]
+        if len(f["parts"]) > 1 and not self.honest:
+            f["parts"] = f["parts"][: len(f["parts"]) // 2]
+        return status, body
+
+
+def test_figshare_part_list_that_does_not_cover_the_file_is_refused(bag):
+    with ShortPartsFigshare(part_size=1024) as fake:
+        with pytest.raises(DepositError, match="do not cover the file"):
+            deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST)
+        assert _journal_true(bag) == 0
+        article = next(iter(fake.articles.values()))
+        assert not article["files"]  # the entry it could not fill is removed
+        fake.honest = True
+        receipt = deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST, resume=True)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+        assert fake.count("POST", r"/v2/account/articles/\d+/files") == 1 + len(receipt.files)
+
+
+# ---------------------------------------------------------------- InvenioRDM
+
+
+class FewPartsInvenio(FakeInvenio):
+    """InvenioRDM that links fewer parts than the multipart upload asked for, commits what
+    it got and reports the declared size."""
+
+    def init_files(self, req: Request, rid: str):
+        status, body = super().init_files(req, rid)
+        for e in body.get("entries") or []:
+            f = self.drafts[rid]["files"][e["key"]]
+            if f.get("parts", 0) > 1:
+                f["parts_asked"] = f["size"]
+                f["parts"] //= 2
+                e.update(self._file_json(rid, e["key"], f))
+        return status, body
+
+    def commit(self, req: Request, rid: str, key: str):
+        status, body, *rest = super().commit(req, rid, key)
+        f = self.drafts[rid]["files"][key]
+        if status == 200 and f.get("parts"):
+            declared = f["parts_asked"]
+            f["size"] = declared
+            body = {**body, "size": declared}
+        return (status, body, *rest)
+
+
+def _multipart(bag, fake, **kw):
+    return deposit(
+        bag,
+        to="invenio",
+        url=fake.url,
+        retry=FAST,
+        options={"multipart_threshold": 1000, "part_size": 512, "checksum_wait": 0.2},
+        **kw,
+    )
+
+
+def test_invenio_part_links_that_do_not_cover_the_file_are_refused(bag):
+    with FewPartsInvenio(multipart=True, checksum_delay=0) as fake:
+        with pytest.raises(DepositError, match="part URLs that are not parts 1 to"):
+            _multipart(bag, fake)
+        _journal_true(bag)
+        sizes = [f["size"] for f in _entry(bag)["files"].values() if f["status"] == "confirmed"]
+        assert all(size <= 1000 for size in sizes)  # none sent in parts
+        assert not any(
+            f["status"] == "pending" for d in fake.drafts.values() for f in d["files"].values()
+        )
