@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -147,3 +148,73 @@ def test_invenio_part_links_that_do_not_cover_the_file_are_refused(bag):
         assert not any(
             f["status"] == "pending" for d in fake.drafts.values() for f in d["files"].values()
         )
+
+
+class OtherRecordInvenio(FakeInvenio):
+    """InvenioRDM that publishes the draft but answers with another record (id and DOI),
+    and serves published records at ``/api/records/<id>`` as the real one does."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.routes.insert(0, ("GET", re.compile(r"/api/records/([^/]+)$"), self.record))
+
+    def record(self, req: Request, rid: str):
+        rec = self.records.get(rid)
+        if rec is None:
+            return 404, {"status": 404, "message": "not found"}
+        return 200, {
+            "id": rid,
+            "is_published": True,
+            "pids": {"doi": {"identifier": rec["doi"]}},
+            "links": {"self_html": f"{self.url}/records/{rid}"},
+        }
+
+    def publish(self, req: Request, rid: str):
+        status, body = super().publish(req, rid)
+        if status == 202:
+            body = {**body, "id": "other-1", "pids": {"doi": {"identifier": "10.5072/other"}}}
+        return status, body
+
+
+def test_invenio_publish_answered_with_another_record_keeps_the_draft_s_own(bag):
+    with OtherRecordInvenio() as fake:
+        receipt = deposit(bag, to="invenio", url=fake.url, retry=FAST, publish=True)
+        ((rid, rec),) = fake.records.items()
+        assert receipt.status == "published"
+        assert (receipt.record_id, receipt.doi) == (rid, rec["doi"])
+
+
+class AbortingFigshare(FakeFigshare):
+    """Figshare whose upload service gives up an unfinished upload (``ABORTED``, as
+    ``docs/api/file_uploader.md`` says it does on a timeout or an error): its parts are
+    refused from then on."""
+
+    def abort_all(self) -> None:
+        for f in self.uploads.values():
+            if f["status"] == "created":
+                f["aborted"] = True
+
+    def upload_info(self, req: Request, token: str):
+        status, body = super().upload_info(req, token)
+        if self.uploads.get(token, {}).get("aborted"):
+            body = {**body, "status": "ABORTED"}
+        return status, body
+
+    def put_part(self, req: Request, token: str, n: str):
+        if self.uploads.get(token, {}).get("aborted"):
+            req.drain()
+            return 404, None
+        return super().put_part(req, token, n)
+
+
+def test_figshare_upload_the_service_aborted_is_started_again_on_resume(bag):
+    with AbortingFigshare(part_size=4096) as fake:
+        fake.inject("PUT", r"/upload/\w+/3", status=500)
+        with pytest.raises(DepositError, match="part 3"):
+            deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST)
+        fake.abort_all()
+        receipt = deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST, resume=True)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+        article = next(iter(fake.articles.values()))
+        assert {f["status"] for f in article["files"].values()} == {"available"}
+        assert len(article["files"]) == len(receipt.files)  # the aborted entry is gone

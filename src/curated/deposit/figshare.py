@@ -376,7 +376,20 @@ class FigshareRepository:
             raise LostResponse(msg, path=item.path)
         return found[0]
 
-    def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
+    def _drop_entry(self, file_path: str, entry: dict[str, Any], save: Any, what: str) -> None:
+        """Remove a file entry whose upload cannot go on, and forget it in the journal."""
+        self.http.request(
+            "DELETE", file_path, allow=(404,), expect_json=False, what=f"{what} (removing)"
+        )
+        for k in ("file_id", "parts_done"):
+            entry.pop(k, None)
+        save()
+
+    def upload(
+        self, state, item: UploadItem, entry, save, advance, *, again: bool = False
+    ) -> Uploaded:  # type: ignore[no-untyped-def]
+        """Send ``item`` in the upload service's parts; ``again`` when restarting an upload
+        the service gave up."""
         what = f"uploading {item.name}"
         if not entry.get("file_id"):
             body: dict[str, Any] = {"name": item.basename, "size": item.size}
@@ -401,16 +414,23 @@ class FigshareRepository:
         if not upload_url:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
         upload_url = upload_location(upload_url, str((r.data or {}).get("upload_token") or ""))
-        r = self.http.request("GET", upload_url, what=f"{what} (part list)")
+        r = self.http.request("GET", upload_url, allow=(404,), what=f"{what} (part list)")
+        if r.status == 404 or (isinstance(r.data, dict) and r.data.get("status") == "ABORTED"):
+            # The upload service gave the upload up (``ABORTED``: a timeout, an error, or
+            # forgotten): its parts can no longer be sent, so the file entry starts again.
+            self._drop_entry(file_path, entry, save, what)
+            if again:
+                msg = (
+                    f"{what}: Figshare's upload service gave up the new upload at once "
+                    f"({'unknown upload' if r.status == 404 else 'ABORTED'}); try again later "
+                    "with --resume"
+                )
+                raise DepositError(msg, path=item.path)
+            return self.upload(state, item, entry, save, advance, again=True)
         try:
             parts = _part_list(r.data, item, what)
         except DepositError:
-            self.http.request(
-                "DELETE", file_path, allow=(404,), expect_json=False, what=f"{what} (removing)"
-            )
-            for k in ("file_id", "parts_done"):
-                entry.pop(k, None)
-            save()
+            self._drop_entry(file_path, entry, save, what)
             raise
         fresh = all(p.get("status") == "PENDING" for p in parts)
         running: Hashes | None = Hashes() if fresh else None

@@ -468,9 +468,12 @@ class InvenioRepository:
         r = self.http.request("POST", f"{self._draft(state)}/actions/publish", what="publishing")
         body_errors(r, "publishing", self.http)
         data = r.data if isinstance(r.data, dict) else {}
-        if data.get("is_published") is not True:
-            # Not the published record the service answers with: ask the record itself
-            # rather than take a bare success status for a publication.
+        if data.get("is_published") is not True or str(data.get("id", state["id"])) != str(
+            state["id"]
+        ):
+            # Not the published record the service answers with (or another record than
+            # this draft): ask the record itself rather than take a bare success status,
+            # or another record's id and DOI, for this draft's publication.
             landing = self.published(state)
             if landing is None:
                 lacking = "but the record is not published"
@@ -478,7 +481,7 @@ class InvenioRepository:
             return landing
         doi = ((data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (data.get("links") or {}).get("self_html") or state.get("html")
-        return Landing(str(data.get("id") or state["id"]), "published", url=url, doi=doi)
+        return Landing(str(state["id"]), "published", url=url, doi=doi)
 
     def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
         """The account's one unpublished draft with this title created since ``since``
@@ -523,9 +526,11 @@ class InvenioRepository:
         )
         if r.status != 200 or not isinstance(r.data, dict) or r.data.get("is_published") is False:
             return None
+        if str(r.data.get("id", state["id"])) != str(state["id"]):
+            return None  # another record's answer is not this draft's publication
         doi = ((r.data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (r.data.get("links") or {}).get("self_html") or state.get("html")
-        return Landing(str(r.data.get("id") or state["id"]), "published", url=url, doi=doi)
+        return Landing(str(state["id"]), "published", url=url, doi=doi)
 
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(state["id"], "draft", url=state.get("html"))
