@@ -218,3 +218,46 @@ def test_figshare_upload_the_service_aborted_is_started_again_on_resume(bag):
         article = next(iter(fake.articles.values()))
         assert {f["status"] for f in article["files"].values()} == {"available"}
         assert len(article["files"]) == len(receipt.files)  # the aborted entry is gone
+
+
+class AssemblingFigshare(FakeFigshare):
+    """Figshare that assembles a completed file in the background, as the real one does
+    after its 202 Accepted: the file is ``moving_to_final`` for ``reads`` more reads."""
+
+    reads = 15
+
+    def complete(self, req: Request, aid: str, fid: str):
+        status, body = super().complete(req, aid, fid)
+        f = self.articles[aid]["files"][fid]
+        if status == 202:
+            f["status"], f["pending"] = "moving_to_final", self.reads
+        return status, body
+
+    def _file_json(self, aid: str, f: dict[str, Any]) -> dict[str, Any]:
+        if f.get("pending", 0) > 0:
+            f["pending"] -= 1
+            if not f["pending"]:
+                f["status"] = "available"
+        return super()._file_json(aid, f)
+
+
+def test_figshare_file_assembled_slowly_is_waited_for(bag):
+    with AssemblingFigshare() as fake:
+        receipt = deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+
+
+def test_figshare_file_still_assembling_is_not_completed_twice_on_resume(bag):
+    with AssemblingFigshare() as fake:
+        fake.reads = 10**9
+        opts = {"status_polls": 2, "status_wait": 0.0}
+        with pytest.raises(DepositError, match="not finished assembling.*--resume"):
+            deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST, options=opts)
+        parts = fake.count("PUT", r"/upload/\w+/\d+")
+        for a in fake.articles.values():
+            for f in a["files"].values():
+                f["pending"] = 3
+        receipt = deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST, resume=True)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+        assert fake.count("POST", r"/v2/account/articles/\d+/files/\d+") == len(receipt.files)
+        assert fake.count("PUT", r"/upload/\w+/\d+") == parts

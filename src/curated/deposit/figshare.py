@@ -10,6 +10,7 @@ parts still pending. Publishing again after changing files makes a new version.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,10 +123,13 @@ class FigshareRepository:
         collection: str | None = None,
         retry: RetryPolicy | None = None,
         status_polls: int = 10,
+        status_wait: float = 900.0,
     ) -> None:
         self.api = url.rstrip("/")
         self.project = collection
         self.status_polls = status_polls
+        self.status_wait = status_wait
+        """Seconds to wait for Figshare to assemble a completed file before leaving it to ``--resume``."""
         self.licences: list[dict[str, Any]] | None = None
         self.categories: list[dict[str, Any]] | None = None
         self.more_authors: list[dict[str, Any]] = []
@@ -381,7 +385,7 @@ class FigshareRepository:
         self.http.request(
             "DELETE", file_path, allow=(404,), expect_json=False, what=f"{what} (removing)"
         )
-        for k in ("file_id", "parts_done"):
+        for k in ("file_id", "parts_done", "committed"):
             entry.pop(k, None)
         save()
 
@@ -391,6 +395,15 @@ class FigshareRepository:
         """Send ``item`` in the upload service's parts; ``again`` when restarting an upload
         the service gave up."""
         what = f"uploading {item.name}"
+        if entry.get("file_id") and entry.get("committed"):
+            # an earlier run sent every part and completed the upload, then stopped waiting
+            path = f"{self._article(state)}/files/{entry['file_id']}"
+            r = self.http.request("GET", path, allow=(404,), what=f"{what} (checking)")
+            if r.status != 404:
+                return Uploaded(self._available(path, item, what), None)
+            for k in ("file_id", "parts_done", "committed"):  # gone: sent again
+                entry.pop(k, None)
+            save()
         if not entry.get("file_id"):
             body: dict[str, Any] = {"name": item.basename, "size": item.size}
             try:
@@ -451,17 +464,37 @@ class FigshareRepository:
             entry["parts_done"] = sorted({*entry.get("parts_done", []), int(p["partNo"])})
             save()
         self.http.request("POST", file_path, expect_json=False, what=f"{what} (completing)")
+        entry["committed"] = True  # a re-run waits for this file, never completes it again
+        save()
+        return Uploaded(
+            self._available(file_path, item, what),
+            running.result() if running is not None else None,
+        )
+
+    def _available(self, file_path: str, item: UploadItem, what: str) -> RemoteFile:
+        """The completed file once Figshare has assembled it (``status: available``).
+
+        Figshare assembles the parts after the completion answer (202 Accepted), which
+        takes minutes for a large file: the file is read again, less and less often, for
+        :attr:`status_wait` seconds (at least :attr:`status_polls` times), then left to
+        ``--resume``.
+        """
         info: dict[str, Any] = {}
-        for _ in range(self.status_polls):
+        deadline = time.monotonic() + self.status_wait
+        polls = 0
+        while True:
             info = self.http.request("GET", file_path, what=f"{what} (checking)").data or {}
+            polls += 1
             if info.get("status") == "available":
                 break
-            self.http.retry.sleep(self.http.retry.backoff)
-        if info.get("status") != "available":
-            raise DepositError(
-                f"{what}: Figshare has not confirmed the file (status {info.get('status')!r}); re-run with --resume"
-            )
-        remote = RemoteFile(
+            if polls >= self.status_polls and time.monotonic() >= deadline:
+                raise DepositError(
+                    f"{what}: Figshare has not finished assembling the file (status "
+                    f"{info.get('status')!r}); its parts are all sent: re-run with --resume "
+                    "later to verify it"
+                )
+            self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls - 1, 5), 30.0))
+        return RemoteFile(
             item.name,
             info.get("size"),
             info.get("computed_md5"),
@@ -469,7 +502,6 @@ class FigshareRepository:
             str(info.get("id")),
             info.get("download_url"),
         )
-        return Uploaded(remote, running.result() if running is not None else None)
 
     def finalize(self, state: dict[str, Any]) -> None:
         return None
