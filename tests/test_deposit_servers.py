@@ -261,3 +261,50 @@ def test_figshare_file_still_assembling_is_not_completed_twice_on_resume(bag):
         assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
         assert fake.count("POST", r"/v2/account/articles/\d+/files/\d+") == len(receipt.files)
         assert fake.count("PUT", r"/upload/\w+/\d+") == parts
+
+
+class ExpiringInvenio(FakeInvenio):
+    """InvenioRDM on object storage: part URLs are signed until :meth:`expire`, after which
+    the storage refuses them (403) and a read of the pending file lists fresh ones."""
+
+    generation = 0
+
+    def expire(self) -> None:
+        self.generation += 1
+
+    def _file_json(self, rid: str, key: str, f: dict[str, Any]) -> dict[str, Any]:
+        out = super()._file_json(rid, key, f)
+        for p in (out.get("links") or {}).get("parts") or []:
+            p["url"] += f"?sig={self.generation}"
+        return out
+
+    def put_part(self, req: Request, rid: str, key: str, n: str):
+        if req.query.get("sig") != str(self.generation):
+            req.drain()
+            return 403, {"status": 403, "message": "Request has expired"}
+        return super().put_part(req, rid, key, n)
+
+
+def test_invenio_multipart_resumed_after_its_part_urls_expired(bag):
+    with ExpiringInvenio(multipart=True, checksum_delay=0) as fake:
+        fake.inject("PUT", r"/api/records/\d+/draft/files/.+/content/2", status=500)
+        with pytest.raises(DepositError, match="part 2"):
+            _multipart(bag, fake)
+        fake.expire()
+        receipt = _multipart(bag, fake, resume=True)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+        parts = sum(f.get("parts", 0) for d in fake.drafts.values() for f in d["files"].values())
+        # every part once, and the one refused by the fault: part 1 was not sent again
+        assert fake.count("PUT", r"/api/records/\d+/draft/files/.+/content/\d+") == parts + 1
+
+
+def test_invenio_pending_file_gone_from_the_draft_is_initiated_again(bag):
+    with FakeInvenio() as fake:
+        fake.inject("PUT", r"/api/records/\d+/draft/files/.+/content", status=500)
+        with pytest.raises(DepositError, match="HTTP 500"):
+            deposit(bag, to="invenio", url=fake.url, retry=FAST)
+        for d in fake.drafts.values():
+            for key in [k for k, f in d["files"].items() if f["status"] == "pending"]:
+                del d["files"][key]
+        receipt = deposit(bag, to="invenio", url=fake.url, retry=FAST, resume=True)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)

@@ -299,6 +299,8 @@ class InvenioRepository:
             # An earlier run committed the bytes and stopped waiting for the md5.
             r = self.http.request("GET", self._file(state, item.name), what=what)
             return Uploaded(self._settled(state, item.name, r.data or {}, what), None)
+        if entry.get("initiated"):
+            self._resume_upload(state, item, entry, save, what)
         if not entry.get("initiated"):
             spec: dict[str, Any] = {"key": item.name}
             transfer = "L"
@@ -414,6 +416,33 @@ class InvenioRepository:
         entry["committed"] = True
         save()
         return Uploaded(self._settled(state, item.name, r.data or {}, what), local)
+
+    def _resume_upload(
+        self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Any, what: str
+    ) -> None:
+        """Pick up an upload an earlier run initiated: the pending file is read again.
+
+        A file the draft no longer has is initiated afresh. A multipart upload takes the
+        part URLs the file lists now: the ones an earlier run kept may have expired
+        (presigned storage URLs; invenio-records-resources expands ``links.parts`` on
+        each read of the pending file).
+        """
+        r = self.http.request(
+            "GET", self._file(state, item.name), allow=(404,), what=f"{what} (resuming)"
+        )
+        if r.status == 404:
+            for k in ("initiated", "transfer", "parts", "parts_done", "part_size"):
+                entry.pop(k, None)
+            save()
+            return
+        if entry.get("transfer") != "M":
+            return
+        links = (
+            ((r.data or {}).get("links") or {}).get("parts") if isinstance(r.data, dict) else None
+        )
+        if links:
+            entry["parts"] = _part_links(links, len(entry.get("parts") or []), what)
+            save()
 
     def _settled(
         self, state: dict[str, Any], key: str, data: dict[str, Any], what: str
