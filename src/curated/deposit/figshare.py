@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from curated.deposit._base import (
+    MAX_LOOKUPS,
     body_errors,
     made_since,
     make_session,
@@ -283,26 +284,37 @@ class FigshareRepository:
         """
         path = f"/account/projects/{self.project}/articles" if self.project else "/account/articles"
         title = (metadata or {}).get("title")
-        found = []
+        what = "looking for an article an earlier run created"
+        candidates = []
         for page in range(1, MAX_LIST_PAGES + 1):
             r = self.http.request(
-                "GET",
-                path,
-                params={"page": page, "page_size": LIST_PAGE},
-                what="looking for an article an earlier run created",
+                "GET", path, params={"page": page, "page_size": LIST_PAGE}, what=what
             )
             rows = r.data if isinstance(r.data, list) else []
-            for a in rows:
-                if (
-                    isinstance(a, dict)
-                    and a.get("id") is not None
-                    and a.get("title") == title
-                    and not a.get("published_date")
-                    and made_since(a.get("created_date"), since)
-                ):
-                    found.append((f"article {a['id']}", {"id": str(a["id"])}))
+            candidates += [
+                a
+                for a in rows
+                if isinstance(a, dict)
+                and a.get("id") is not None
+                and a.get("title") == title
+                and not a.get("published_date")
+            ]
             if len(rows) < LIST_PAGE:
                 break
+        found = []
+        for a in candidates[:MAX_LOOKUPS]:
+            aid = a["id"]
+            if "created_date" not in a:
+                # the list's rows (swagger ``Article``) carry no creation date: the
+                # article itself (``ArticleCompletePrivate``) does
+                r = self.http.request("GET", f"/account/articles/{aid}", allow=(404,), what=what)
+                a = r.data if r.status == 200 and isinstance(r.data, dict) else {}
+            if (
+                a.get("title") == title
+                and not a.get("published_date")
+                and made_since(a.get("created_date"), since)
+            ):
+                found.append((f"article {aid}", {"id": str(aid)}))
         return one_lost_draft(found, repository="Figshare", since=since)
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
