@@ -21,6 +21,7 @@ from curated.deposit.journal import journal_path
 from curated.errors import DepositError
 from tests.fakes import bags
 from tests.fakes.base import Request
+from tests.fakes.dspace import COLLECTION, PASSWORD, USER, FakeDSpace
 from tests.fakes.figshare import TOKEN as FS_TOKEN
 from tests.fakes.figshare import FakeFigshare
 from tests.fakes.invenio import TOKEN as INV_TOKEN
@@ -46,6 +47,8 @@ def template(tmp_path_factory):
 def bag(template, tmp_path, monkeypatch):
     monkeypatch.setenv("INVENIO_TOKEN", INV_TOKEN)
     monkeypatch.setenv("FIGSHARE_TOKEN", FS_TOKEN)
+    monkeypatch.setenv("DSPACE_USER", USER)
+    monkeypatch.setenv("DSPACE_PASSWORD", PASSWORD)
     ws = bags.copy_workspace(template, tmp_path / "ws")
     return ws / "package" / "bag"
 
@@ -307,4 +310,52 @@ def test_invenio_pending_file_gone_from_the_draft_is_initiated_again(bag):
             for key in [k for k, f in d["files"].items() if f["status"] == "pending"]:
                 del d["files"][key]
         receipt = deposit(bag, to="invenio", url=fake.url, retry=FAST, resume=True)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+
+
+# ---------------------------------------------------------------- redirects of uploads
+
+
+UPLOAD_ROUTES = {
+    # target: (fake, method, upload route of bag-info.txt or the bag, where it is sent again, kw)
+    "invenio": (
+        FakeInvenio,
+        "PUT",
+        r"/api/records/\d+/draft/files/bag-info.txt/content",
+        "/api/records/1001/draft/files/bag-info.txt/content?again=1",
+        {},
+    ),
+    "dspace": (
+        FakeDSpace,
+        "POST",
+        r"/server/api/submission/workspaceitems/\d+",
+        "/server/api/submission/workspaceitems/{wsi}?again=1",
+        {"target": COLLECTION},
+    ),
+}
+
+
+@pytest.mark.parametrize("to", sorted(UPLOAD_ROUTES))
+@pytest.mark.parametrize("status", [307, 308])
+def test_upload_redirected_on_the_same_site_sends_the_whole_file_again(bag, to, status):
+    make, method, route, again, kw = UPLOAD_ROUTES[to]
+    with make() as fake:
+        url = fake.url + ("/server" if to == "dspace" else "")
+        if to == "dspace":  # the workspace item the deposit creates, known once it exists
+            orig = fake.create
+
+            def create(req, *groups):
+                out = orig(req, *groups)
+                fake.inject(
+                    method,
+                    route,
+                    status=status,
+                    headers={"Location": again.format(wsi=out[1]["id"])},
+                )
+                return out
+
+            fake.routes = [(m, rx, create if fn == orig else fn) for m, rx, fn in fake.routes]
+        else:
+            fake.inject(method, route, status=status, headers={"Location": again})
+        receipt = deposit(bag, to=to, url=url, retry=FAST, **kw)
         assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
