@@ -359,3 +359,14 @@ def test_upload_redirected_on_the_same_site_sends_the_whole_file_again(bag, to, 
             fake.inject(method, route, status=status, headers={"Location": again})
         receipt = deposit(bag, to=to, url=url, retry=FAST, **kw)
         assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+
+
+# ---------------------------------------------------------------- answers of another shape
+
+
+def test_invenio_commit_answered_with_a_list_is_a_clear_error(bag):
+    with FakeInvenio() as fake:
+        fake.inject("POST", r"/api/records/\d+/draft/files/.+/commit", status=200, body=["x"])
+        with pytest.raises(DepositError, match="md5"):
+            deposit(bag, to="invenio", url=fake.url, retry=FAST, options={"checksum_wait": 0.0})
+        assert _journal_true(bag) == 0

@@ -20,7 +20,9 @@ from curated.deposit._base import (
     made_since,
     make_session,
     not_published,
+    obj,
     one_lost_draft,
+    rows,
 )
 from curated.deposit.http import Hashes, LostResponse, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
@@ -268,7 +270,7 @@ class FigshareRepository:
         path = f"/account/projects/{self.project}/articles" if self.project else "/account/articles"
         r = self.http.request("POST", path, json_body=metadata, what="creating the article")
         body_errors(r, "creating the article", self.http)
-        data = r.data or {}
+        data = obj(r.data)
         aid = data.get("entity_id") or data.get("id") or _tail_id(str(data.get("location") or ""))
         if not aid:
             raise DepositError("creating the article: Figshare's answer has no article id")
@@ -340,8 +342,8 @@ class FigshareRepository:
             what="listing the article's files",
         )
         out = {}
-        for f in r.data or []:
-            if f.get("status") == "available":
+        for f in rows(r.data):
+            if f.get("status") == "available" and isinstance(f.get("name"), str):
                 out[f["name"]] = RemoteFile(
                     f["name"],
                     f.get("size"),
@@ -428,17 +430,17 @@ class FigshareRepository:
                 entry["file_id"] = self._unfinished_file(state, item)
             else:
                 body_errors(r, what, self.http)
-                loc = str((r.data or {}).get("location") or "")
+                loc = str(obj(r.data).get("location") or "")
                 if not loc:
                     raise DepositError(f"{what}: Figshare's answer has no file location")
                 entry["file_id"] = _tail_id(loc)
             save()
         file_path = f"{self._article(state)}/files/{entry['file_id']}"
         r = self.http.request("GET", file_path, what=what)
-        upload_url = str((r.data or {}).get("upload_url") or "").rstrip("/")
+        upload_url = str(obj(r.data).get("upload_url") or "").rstrip("/")
         if not upload_url:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
-        upload_url = upload_location(upload_url, str((r.data or {}).get("upload_token") or ""))
+        upload_url = upload_location(upload_url, str(obj(r.data).get("upload_token") or ""))
         r = self.http.request("GET", upload_url, allow=(404,), what=f"{what} (part list)")
         if r.status == 404 or (isinstance(r.data, dict) and r.data.get("status") == "ABORTED"):
             # The upload service gave the upload up (``ABORTED``: a timeout, an error, or
@@ -495,7 +497,7 @@ class FigshareRepository:
         deadline = time.monotonic() + self.status_wait
         polls = 0
         while True:
-            info = self.http.request("GET", file_path, what=f"{what} (checking)").data or {}
+            info = obj(self.http.request("GET", file_path, what=f"{what} (checking)").data)
             polls += 1
             if info.get("status") == "available":
                 break
@@ -534,7 +536,7 @@ class FigshareRepository:
         return Landing(
             str(state["id"]),
             "published",
-            url=info.get("figshare_url") or (r.data or {}).get("location"),
+            url=info.get("figshare_url") or obj(r.data).get("location"),
             doi=info.get("doi") or None,
             extra={"version": info.get("version")},
         )

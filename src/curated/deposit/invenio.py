@@ -32,7 +32,9 @@ from curated.deposit._base import (
     make_session,
     need,
     not_published,
+    obj,
     one_lost_draft,
+    rows,
 )
 from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
@@ -272,8 +274,8 @@ class InvenioRepository:
             "GET", f"{self._draft(state)}/files", what="listing the draft's files"
         )
         out = {}
-        for e in (r.data or {}).get("entries") or []:
-            if e.get("status", "completed") != "completed":
+        for e in rows(obj(r.data).get("entries")):
+            if e.get("status", "completed") != "completed" or not isinstance(e.get("key"), str):
                 continue
             if not str(e.get("checksum") or "").startswith("md5:"):
                 out[e["key"]] = self._settled(state, e["key"], e, f"checking {e['key']}")
@@ -298,7 +300,7 @@ class InvenioRepository:
         if entry.get("committed"):
             # An earlier run committed the bytes and stopped waiting for the md5.
             r = self.http.request("GET", self._file(state, item.name), what=what)
-            return Uploaded(self._settled(state, item.name, r.data or {}, what), None)
+            return Uploaded(self._settled(state, item.name, obj(r.data), what), None)
         if entry.get("initiated"):
             self._resume_upload(state, item, entry, save, what)
         if not entry.get("initiated"):
@@ -342,7 +344,7 @@ class InvenioRepository:
             body_errors(r, what, self.http)
             part_urls = None
             if transfer == "M":
-                found = [e for e in (r.data or {}).get("entries", []) if e.get("key") == item.name]
+                found = [e for e in rows(obj(r.data).get("entries")) if e.get("key") == item.name]
                 links = (found[0].get("links") or {}).get("parts") if found else None
                 try:
                     if not links:
@@ -415,7 +417,7 @@ class InvenioRepository:
         body_errors(r, f"{what} (commit)", self.http)
         entry["committed"] = True
         save()
-        return Uploaded(self._settled(state, item.name, r.data or {}, what), local)
+        return Uploaded(self._settled(state, item.name, obj(r.data), what), local)
 
     def _resume_upload(
         self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Any, what: str
@@ -437,9 +439,7 @@ class InvenioRepository:
             return
         if entry.get("transfer") != "M":
             return
-        links = (
-            ((r.data or {}).get("links") or {}).get("parts") if isinstance(r.data, dict) else None
-        )
+        links = (obj(r.data).get("links") or {}).get("parts") if isinstance(r.data, dict) else None
         if links:
             entry["parts"] = _part_links(links, len(entry.get("parts") or []), what)
             save()
@@ -464,11 +464,10 @@ class InvenioRepository:
                 raise DepositError(msg, details={"checksum": data.get("checksum")})
             self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls, 5), 30.0))
             polls += 1
-            data = (
+            data = obj(
                 self.http.request(
                     "GET", self._file(state, key), what=f"{what} (waiting for its checksum)"
                 ).data
-                or {}
             )
         algo, _, value = str(data.get("checksum")).partition(":")
         return RemoteFile(key, data.get("size"), value or None, algo, data.get("file_id"))
@@ -522,7 +521,7 @@ class InvenioRepository:
             params={"q": "is_published:false", "sort": "newest", "size": 25},
             what="looking for a draft an earlier run created",
         )
-        hits = ((r.data or {}).get("hits") or {}).get("hits") or []
+        hits = (obj(r.data).get("hits") or {}).get("hits") or []
         # timestamps compared as instants (an offset other than ours, no string order); a
         # draft without one proves nothing; several matches are the curator's to resolve
         found = [
