@@ -370,3 +370,32 @@ def test_invenio_commit_answered_with_a_list_is_a_clear_error(bag):
         with pytest.raises(DepositError, match="md5"):
             deposit(bag, to="invenio", url=fake.url, retry=FAST, options={"checksum_wait": 0.0})
         assert _journal_true(bag) == 0
+
+
+# ---------------------------------------------------------------- DSpace
+
+
+def test_dspace_removes_the_bitstream_it_was_given_not_the_first_of_its_name():
+    from curated.deposit.dspace import DSpaceRepository
+    from curated.deposit.protocol import RemoteFile
+
+    with FakeDSpace() as fake:
+        repo = DSpaceRepository(
+            fake.url + "/server", token=PASSWORD, user=USER, collection=COLLECTION, retry=FAST
+        )
+        repo.check_access()
+        state = repo.create_draft([])
+        files = fake.wsis[int(state["id"])]["sections"]["upload"]["files"]
+        for n, md5 in enumerate(("a" * 32, "b" * 32)):  # an older copy, then the bad one
+            files.append(
+                {
+                    "uuid": f"uuid-{n}",
+                    "metadata": {"dc.title": [{"value": "bag.zip"}]},
+                    "sizeBytes": 3,
+                    "checkSum": {"checkSumAlgorithm": "MD5", "value": md5},
+                }
+            )
+        repo.delete_file(state, RemoteFile("bag.zip", 3, "b" * 32, "md5", "uuid-1"))
+        files = fake.wsis[int(state["id"])]["sections"]["upload"]["files"]
+        assert [f["uuid"] for f in files] == ["uuid-0"]
+        repo.close()

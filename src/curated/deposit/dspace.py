@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from curated.deposit._base import made_since, make_session, need, obj, one_lost_draft
+from curated.deposit._base import made_since, make_session, need, obj, one_lost_draft, rows
 from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -389,7 +389,7 @@ class DSpaceRepository:
 
     def _files(self, data: Any) -> list[dict[str, Any]]:
         section = (self.form or DEFAULT_FORM).upload_section or "upload"
-        return ((obj(data).get("sections") or {}).get(section) or {}).get("files") or []
+        return rows(((obj(data).get("sections") or {}).get(section) or {}).get("files"))
 
     @staticmethod
     def _remote(f: dict[str, Any]) -> RemoteFile:
@@ -406,8 +406,12 @@ class DSpaceRepository:
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
         r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
-        for i, f in enumerate(self._files(r.data)):
-            if self._remote(f).name == remote.name:
+        files = self._files(r.data)
+        # the bitstream itself when it is known (two may carry one name: a lost answer's
+        # copy, an older one), else the first of that name
+        by_id = [i for i, f in enumerate(files) if remote.id and f.get("uuid") == remote.id]
+        for i, f in enumerate(files):
+            if (i in by_id) if by_id else self._remote(f).name == remote.name:
                 section = (self.form or DEFAULT_FORM).upload_section or "upload"
                 ops = [{"op": "remove", "path": f"/sections/{section}/files/{i}"}]
                 self.http.request(
