@@ -399,3 +399,23 @@ def test_dspace_removes_the_bitstream_it_was_given_not_the_first_of_its_name():
         files = fake.wsis[int(state["id"])]["sections"]["upload"]["files"]
         assert [f["uuid"] for f in files] == ["uuid-0"]
         repo.close()
+
+
+class OtherItemDSpace(FakeDSpace):
+    """DSpace that answers an upload with another workspace item, one already holding a
+    good copy of the file, and stores nothing in the one asked."""
+
+    def upload(self, req: Request, wid: str):
+        status, body = super().upload(req, wid)
+        w = self.wsis[int(wid)]
+        other = json.loads(json.dumps(self._json(w)))
+        other["id"] = int(wid) + 1000
+        w["sections"]["upload"]["files"].pop()  # not kept here
+        return status, other
+
+
+def test_dspace_upload_answered_with_another_workspace_item_is_not_confirmed(bag):
+    with OtherItemDSpace() as fake:
+        with pytest.raises(DepositError, match="does not list the file"):
+            deposit(bag, to="dspace", url=fake.url + "/server", target=COLLECTION, retry=FAST)
+        assert _journal_true(bag) == 0

@@ -434,6 +434,10 @@ class DSpaceRepository:
 
         # Each POST adds a bitstream: one whose answer was lost is looked for, not re-sent.
         r = self.http.request("POST", self._wsi(state), body=body, idempotent=False, what=what)
+        answered = obj(r.data).get("id")
+        if answered is not None and str(answered) != str(state["id"]):
+            # another workspace item's files are no proof of this one's
+            r = self.http.request("GET", self._wsi(state), what=f"{what} (checking)")
         found = [self._remote(f) for f in self._files(r.data)]
         found = [f for f in found if f.name == item.basename]
         if not found:
