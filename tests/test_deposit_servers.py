@@ -419,3 +419,30 @@ def test_dspace_upload_answered_with_another_workspace_item_is_not_confirmed(bag
         with pytest.raises(DepositError, match="does not list the file"):
             deposit(bag, to="dspace", url=fake.url + "/server", target=COLLECTION, retry=FAST)
         assert _journal_true(bag) == 0
+
+
+class LateMd5Figshare(FakeFigshare):
+    """Figshare that lists a completed file as available before its md5 is computed."""
+
+    def complete(self, req: Request, aid: str, fid: str):
+        status, body = super().complete(req, aid, fid)
+        if status == 202:
+            f = self.articles[aid]["files"][fid]
+            f["md5_later"], f["computed_md5"], f["md5_reads"] = f["computed_md5"], "", 3
+        return status, body
+
+    def _file_json(self, aid: str, f: dict[str, Any]) -> dict[str, Any]:
+        if f.get("md5_reads"):
+            f["md5_reads"] -= 1
+            if not f["md5_reads"]:
+                f["computed_md5"] = f["md5_later"]
+        return super()._file_json(aid, f)
+
+
+def test_figshare_md5_computed_after_the_file_is_available_is_waited_for(bag):
+    with LateMd5Figshare() as fake:
+        receipt = deposit(bag, to="figshare", url=fake.url + "/v2", retry=FAST)
+        assert receipt.status == "draft" and _journal_true(bag) == len(receipt.files)
+        assert fake.count("PUT", r"/upload/\w+/\d+") == len(
+            [p for a in fake.articles.values() for f in a["files"].values() for p in f["parts"]]
+        )

@@ -499,13 +499,13 @@ class FigshareRepository:
         while True:
             info = obj(self.http.request("GET", file_path, what=f"{what} (checking)").data)
             polls += 1
-            if info.get("status") == "available":
-                break
+            if info.get("status") == "available" and info.get("computed_md5"):
+                break  # assembled, and its md5 computed (an empty one is not yet)
             if polls >= self.status_polls and time.monotonic() >= deadline:
                 raise DepositError(
                     f"{what}: Figshare has not finished assembling the file (status "
-                    f"{info.get('status')!r}); its parts are all sent: re-run with --resume "
-                    "later to verify it"
+                    f"{info.get('status')!r}, md5 {info.get('computed_md5') or 'not computed'}); "
+                    "its parts are all sent: re-run with --resume later to verify it"
                 )
             self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls - 1, 5), 30.0))
         return RemoteFile(
