@@ -295,6 +295,79 @@ class InvenioRepository:
             what=f"removing {remote.name}",
         )
 
+    def _initiate(
+        self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Any, what: str
+    ) -> None:
+        """Start the file's upload on the draft (multipart above the threshold, where the
+        instance has it) and keep its transfer, part size and part URLs in ``entry``."""
+        spec: dict[str, Any] = {"key": item.name}
+        transfer = "L"
+        if self.multipart_ok and item.size > self.multipart_threshold:
+            parts = max(1, math.ceil(item.size / self.part_size))
+            spec.update(
+                {
+                    "size": item.size,
+                    "transfer": {"type": "M", "parts": parts, "part_size": self.part_size},
+                }
+            )
+            transfer = "M"
+        r = self.http.request(
+            "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
+        )
+        if r.status == 400 and transfer == "M":
+            self.multipart_ok = False  # feature-detected: this instance has no multipart transfer
+            transfer = "L"
+            r = self.http.request(
+                "POST",
+                f"{self._draft(state)}/files",
+                json_body=[{"key": item.name}],
+                allow=(400,),
+                what=what,
+            )
+        if r.status == 400:
+            self.http.request(
+                "DELETE",
+                self._file(state, item.name),
+                allow=(404,),
+                expect_json=False,
+                what=what,
+            )
+            r = self.http.request(
+                "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
+            )
+        body_errors(r, what, self.http)
+        part_urls = None
+        if transfer == "M":
+            found = [e for e in rows(obj(r.data).get("entries")) if e.get("key") == item.name]
+            links = (found[0].get("links") or {}).get("parts") if found else None
+            try:
+                if not links:
+                    raise DepositError(
+                        f"{what}: the repository accepted a multipart upload but gave no part URLs"
+                    )
+                part_urls = _part_links(links, int(spec["transfer"]["parts"]), what)
+            except DepositError:
+                # the pending file is removed, so that a re-run starts it afresh
+                self.http.request(
+                    "DELETE",
+                    self._file(state, item.name),
+                    allow=(404,),
+                    expect_json=False,
+                    what=what,
+                )
+                raise
+        entry.update(
+            {
+                "initiated": True,
+                "transfer": transfer,
+                "parts_done": [],
+                "part_size": self.part_size,
+            }
+        )
+        if part_urls is not None:
+            entry["parts"] = part_urls
+        save()
+
     def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
         what = f"uploading {item.name}"
         if entry.get("committed"):
@@ -304,75 +377,7 @@ class InvenioRepository:
         if entry.get("initiated"):
             self._resume_upload(state, item, entry, save, what)
         if not entry.get("initiated"):
-            spec: dict[str, Any] = {"key": item.name}
-            transfer = "L"
-            if self.multipart_ok and item.size > self.multipart_threshold:
-                parts = max(1, math.ceil(item.size / self.part_size))
-                spec.update(
-                    {
-                        "size": item.size,
-                        "transfer": {"type": "M", "parts": parts, "part_size": self.part_size},
-                    }
-                )
-                transfer = "M"
-            r = self.http.request(
-                "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
-            )
-            if r.status == 400 and transfer == "M":
-                self.multipart_ok = (
-                    False  # feature-detected: this instance has no multipart transfer
-                )
-                transfer = "L"
-                r = self.http.request(
-                    "POST",
-                    f"{self._draft(state)}/files",
-                    json_body=[{"key": item.name}],
-                    allow=(400,),
-                    what=what,
-                )
-            if r.status == 400:
-                self.http.request(
-                    "DELETE",
-                    self._file(state, item.name),
-                    allow=(404,),
-                    expect_json=False,
-                    what=what,
-                )
-                r = self.http.request(
-                    "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
-                )
-            body_errors(r, what, self.http)
-            part_urls = None
-            if transfer == "M":
-                found = [e for e in rows(obj(r.data).get("entries")) if e.get("key") == item.name]
-                links = (found[0].get("links") or {}).get("parts") if found else None
-                try:
-                    if not links:
-                        raise DepositError(
-                            f"{what}: the repository accepted a multipart upload but gave no part URLs"
-                        )
-                    part_urls = _part_links(links, int(spec["transfer"]["parts"]), what)
-                except DepositError:
-                    # the pending file is removed, so that a re-run starts it afresh
-                    self.http.request(
-                        "DELETE",
-                        self._file(state, item.name),
-                        allow=(404,),
-                        expect_json=False,
-                        what=what,
-                    )
-                    raise
-            entry.update(
-                {
-                    "initiated": True,
-                    "transfer": transfer,
-                    "parts_done": [],
-                    "part_size": self.part_size,
-                }
-            )
-            if part_urls is not None:
-                entry["parts"] = part_urls
-            save()
+            self._initiate(state, item, entry, save, what)
         local = None
         if entry.get("transfer") == "M":
             # Parts are hashed in order as they go; when an earlier run sent some, the
