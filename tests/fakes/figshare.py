@@ -263,7 +263,8 @@ class FakeFigshare(FakeServer):
 
     def list_articles(self, req: Request, project: str | None = None):
         # swagger.json GET /account/articles (page, page_size; private articles included): Article
-        # rows with id, title, doi, url, published_date (null until published), created_date.
+        # rows with id, title, doi, url, published_date (null until published) and no
+        # created_date, which only the article itself (ArticleCompletePrivate) has.
         if (bad := self._auth(req)) is not None:
             return bad
         page, size = int(req.query.get("page") or 1), int(req.query.get("page_size") or 10)
@@ -274,7 +275,6 @@ class FakeFigshare(FakeServer):
                 "doi": "",
                 "url": f"{self.url}/v2/account/articles/{a['id']}",
                 "published_date": "2024-01-01T00:00:00Z" if a["version"] else None,
-                "created_date": a.get("created"),
                 "defined_type": 3,
             }
             for a in self.articles.values()
@@ -308,6 +308,8 @@ class FakeFigshare(FakeServer):
             "doi": doi if a["version"] else "",
             "figshare_url": f"{self.url}/articles/dataset/{aid}",
             "version": a["version"],
+            "published_date": "2024-01-01T00:00:00Z" if a["version"] else None,
+            "created_date": a.get("created"),
         }
 
     def update(self, req: Request, aid: str):

@@ -61,6 +61,17 @@ def body_errors(reply: Reply, what: str, session: HttpSession, *, key: str = "er
         raise DepositError(msg, details={"errors": lines})
 
 
+def obj(data: Any) -> dict[str, Any]:
+    """``data`` when it is a JSON object, else an empty one (a server's answer of another
+    shape reads as one that lacks what was asked, never as a crash)."""
+    return data if isinstance(data, dict) else {}
+
+
+def rows(data: Any) -> list[dict[str, Any]]:
+    """The JSON objects of a list answer (anything else in it, or a non-list, dropped)."""
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+
 def need(data: Any, *keys: str, what: str) -> Any:
     """``data[k1][k2]...`` or a DepositError saying the answer lacks it."""
     cur = data

@@ -713,8 +713,12 @@ def _upload_all(
             up = _upload_once(
                 repo, state, item, fe, journal, lambda n, _i=item: prog.advance(n, file=_i.basename)
             )
-            if up.local:
+            if up.local and up.local.get("size") == item.size:
+                # hashes of what was sent count for the file only when all of it was sent
                 fe.update({"md5": up.local["md5"], "sha256": up.local["sha256"]})
+            else:
+                fe.pop("md5", None)
+                fe.pop("sha256", None)
             r = up.remote
             if not r.checksum:
                 raise DepositError(

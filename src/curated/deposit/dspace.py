@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from curated.deposit._base import made_since, make_session, need, one_lost_draft
+from curated.deposit._base import made_since, make_session, need, obj, one_lost_draft, rows
 from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
@@ -199,7 +199,7 @@ class DSpaceRepository:
             allow=(401, 403, 404),
             what=what,
         )
-        listed = ((sr.data or {}).get("_embedded") or {}).get("submissionsections") or []
+        listed = (obj(sr.data).get("_embedded") or {}).get("submissionsections") or []
         if sr.status != 200 or not listed:
             return DEFAULT_FORM
         form = SubmissionForm(name, {}, None, None, source=f"the {name!r} submission definition")
@@ -372,7 +372,7 @@ class DSpaceRepository:
         # ``add`` of a whole field is for a field that is still empty; a field the item
         # already has (a new version, a resumed draft) is removed first, then added.
         r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
-        sections = (r.data or {}).get("sections") or {}
+        sections = obj(r.data).get("sections") or {}
         ops: list[dict[str, Any]] = []
         for op in metadata:
             _, _, section, key = op["path"].split("/", 3)
@@ -389,7 +389,7 @@ class DSpaceRepository:
 
     def _files(self, data: Any) -> list[dict[str, Any]]:
         section = (self.form or DEFAULT_FORM).upload_section or "upload"
-        return (((data or {}).get("sections") or {}).get(section) or {}).get("files") or []
+        return rows(((obj(data).get("sections") or {}).get(section) or {}).get("files"))
 
     @staticmethod
     def _remote(f: dict[str, Any]) -> RemoteFile:
@@ -406,8 +406,12 @@ class DSpaceRepository:
 
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
         r = self.http.request("GET", self._wsi(state), what="reading the workspace item")
-        for i, f in enumerate(self._files(r.data)):
-            if self._remote(f).name == remote.name:
+        files = self._files(r.data)
+        # the bitstream itself when it is known (two may carry one name: a lost answer's
+        # copy, an older one), else the first of that name
+        by_id = [i for i, f in enumerate(files) if remote.id and f.get("uuid") == remote.id]
+        for i, f in enumerate(files):
+            if (i in by_id) if by_id else self._remote(f).name == remote.name:
                 section = (self.form or DEFAULT_FORM).upload_section or "upload"
                 ops = [{"op": "remove", "path": f"/sections/{section}/files/{i}"}]
                 self.http.request(
@@ -430,6 +434,10 @@ class DSpaceRepository:
 
         # Each POST adds a bitstream: one whose answer was lost is looked for, not re-sent.
         r = self.http.request("POST", self._wsi(state), body=body, idempotent=False, what=what)
+        answered = obj(r.data).get("id")
+        if answered is not None and str(answered) != str(state["id"]):
+            # another workspace item's files are no proof of this one's
+            r = self.http.request("GET", self._wsi(state), what=f"{what} (checking)")
         found = [self._remote(f) for f in self._files(r.data)]
         found = [f for f in found if f.name == item.basename]
         if not found:
@@ -452,7 +460,7 @@ class DSpaceRepository:
             headers=PATCH_JSON,
             what="granting the deposit licence",
         )
-        errors = (r.data or {}).get("errors") or []
+        errors = obj(r.data).get("errors") or []
         if errors:
             from curated.deposit.http import describe_error
 
@@ -595,7 +603,7 @@ def _form_fields(data: Any) -> dict[str, FormField]:
     mandatory only when all of them are (never a requirement the form does not make).
     """
     out: dict[str, FormField] = {}
-    for row in (data or {}).get("rows") or []:
+    for row in obj(data).get("rows") or []:
         for f in (row or {}).get("fields") or []:
             bind = tuple(str(t) for t in f.get("typeBind") or [] if t)
             for sel in f.get("selectableMetadata") or []:

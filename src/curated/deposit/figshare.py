@@ -10,15 +10,19 @@ parts still pending. Publishing again after changing files makes a new version.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from curated.deposit._base import (
+    MAX_LOOKUPS,
     body_errors,
     made_since,
     make_session,
     not_published,
+    obj,
     one_lost_draft,
+    rows,
 )
 from curated.deposit.http import Hashes, LostResponse, PartBody, Reply, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
@@ -54,6 +58,54 @@ def _locked(reply: Reply) -> bool:
     return reply.status == 409
 
 
+def _part_list(info: Any, item: UploadItem, what: str) -> list[dict[str, Any]]:
+    """The upload service's parts, in order, once they are seen to tile the whole file.
+
+    Parts are the server's byte ranges (``startOffset``/``endOffset``, inclusive); a list
+    that leaves a gap, overlaps or stops short of the file's end would store another
+    file than the bag's, with an md5 of its own that then matches what was sent.
+    """
+    rows = (info or {}).get("parts") if isinstance(info, dict) else None
+    if not rows:
+        raise DepositError(f"{what}: Figshare's upload service lists no parts")
+    try:
+        parts = sorted(
+            (
+                {
+                    **p,
+                    "partNo": int(p["partNo"]),
+                    "startOffset": int(p["startOffset"]),
+                    "endOffset": int(p["endOffset"]),
+                }
+                for p in rows
+            ),
+            key=lambda p: p["startOffset"],
+        )
+    except (KeyError, TypeError, ValueError):
+        raise DepositError(
+            f"{what}: Figshare's upload service lists parts without byte ranges"
+        ) from None
+    at = 0
+    for p in parts:
+        if p["startOffset"] != at or p["endOffset"] < p["startOffset"]:
+            break
+        at = p["endOffset"] + 1
+    declared = info.get("size")
+    if (
+        at != item.size
+        or len({p["partNo"] for p in parts}) != len(parts)
+        or (isinstance(declared, int) and declared != item.size)
+    ):
+        msg = (
+            f"{what}: Figshare's upload service lists parts that do not cover the file's "
+            f"{item.size} bytes exactly (they cover 0-{at - 1} before a gap, overlap or end, "
+            f"of {declared if declared is not None else 'an unstated size'}); the upload is "
+            "stopped and its file entry removed: re-run with --resume to start it again"
+        )
+        raise DepositError(msg, path=item.path, details={"parts": len(parts)})
+    return parts
+
+
 def _tail_id(location: str) -> str:
     return location.rstrip("/").rsplit("/", 1)[-1]
 
@@ -74,10 +126,13 @@ class FigshareRepository:
         collection: str | None = None,
         retry: RetryPolicy | None = None,
         status_polls: int = 10,
+        status_wait: float = 900.0,
     ) -> None:
         self.api = url.rstrip("/")
         self.project = collection
         self.status_polls = status_polls
+        self.status_wait = status_wait
+        """Seconds to wait for Figshare to assemble a completed file before leaving it to ``--resume``."""
         self.licences: list[dict[str, Any]] | None = None
         self.categories: list[dict[str, Any]] | None = None
         self.more_authors: list[dict[str, Any]] = []
@@ -215,7 +270,7 @@ class FigshareRepository:
         path = f"/account/projects/{self.project}/articles" if self.project else "/account/articles"
         r = self.http.request("POST", path, json_body=metadata, what="creating the article")
         body_errors(r, "creating the article", self.http)
-        data = r.data or {}
+        data = obj(r.data)
         aid = data.get("entity_id") or data.get("id") or _tail_id(str(data.get("location") or ""))
         if not aid:
             raise DepositError("creating the article: Figshare's answer has no article id")
@@ -231,26 +286,37 @@ class FigshareRepository:
         """
         path = f"/account/projects/{self.project}/articles" if self.project else "/account/articles"
         title = (metadata or {}).get("title")
-        found = []
+        what = "looking for an article an earlier run created"
+        candidates = []
         for page in range(1, MAX_LIST_PAGES + 1):
             r = self.http.request(
-                "GET",
-                path,
-                params={"page": page, "page_size": LIST_PAGE},
-                what="looking for an article an earlier run created",
+                "GET", path, params={"page": page, "page_size": LIST_PAGE}, what=what
             )
             rows = r.data if isinstance(r.data, list) else []
-            for a in rows:
-                if (
-                    isinstance(a, dict)
-                    and a.get("id") is not None
-                    and a.get("title") == title
-                    and not a.get("published_date")
-                    and made_since(a.get("created_date"), since)
-                ):
-                    found.append((f"article {a['id']}", {"id": str(a["id"])}))
+            candidates += [
+                a
+                for a in rows
+                if isinstance(a, dict)
+                and a.get("id") is not None
+                and a.get("title") == title
+                and not a.get("published_date")
+            ]
             if len(rows) < LIST_PAGE:
                 break
+        found = []
+        for a in candidates[:MAX_LOOKUPS]:
+            aid = a["id"]
+            if "created_date" not in a:
+                # the list's rows (swagger ``Article``) carry no creation date: the
+                # article itself (``ArticleCompletePrivate``) does
+                r = self.http.request("GET", f"/account/articles/{aid}", allow=(404,), what=what)
+                a = r.data if r.status == 200 and isinstance(r.data, dict) else {}
+            if (
+                a.get("title") == title
+                and not a.get("published_date")
+                and made_since(a.get("created_date"), since)
+            ):
+                found.append((f"article {aid}", {"id": str(aid)}))
         return one_lost_draft(found, repository="Figshare", since=since)
 
     def new_version(self, previous: dict[str, Any], metadata: Any) -> dict[str, Any]:
@@ -276,8 +342,8 @@ class FigshareRepository:
             what="listing the article's files",
         )
         out = {}
-        for f in r.data or []:
-            if f.get("status") == "available":
+        for f in rows(r.data):
+            if f.get("status") == "available" and isinstance(f.get("name"), str):
                 out[f["name"]] = RemoteFile(
                     f["name"],
                     f.get("size"),
@@ -328,8 +394,30 @@ class FigshareRepository:
             raise LostResponse(msg, path=item.path)
         return found[0]
 
-    def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
+    def _drop_entry(self, file_path: str, entry: dict[str, Any], save: Any, what: str) -> None:
+        """Remove a file entry whose upload cannot go on, and forget it in the journal."""
+        self.http.request(
+            "DELETE", file_path, allow=(404,), expect_json=False, what=f"{what} (removing)"
+        )
+        for k in ("file_id", "parts_done", "committed"):
+            entry.pop(k, None)
+        save()
+
+    def upload(
+        self, state, item: UploadItem, entry, save, advance, *, again: bool = False
+    ) -> Uploaded:  # type: ignore[no-untyped-def]
+        """Send ``item`` in the upload service's parts; ``again`` when restarting an upload
+        the service gave up."""
         what = f"uploading {item.name}"
+        if entry.get("file_id") and entry.get("committed"):
+            # an earlier run sent every part and completed the upload, then stopped waiting
+            path = f"{self._article(state)}/files/{entry['file_id']}"
+            r = self.http.request("GET", path, allow=(404,), what=f"{what} (checking)")
+            if r.status != 404:
+                return Uploaded(self._available(path, item, what), None)
+            for k in ("file_id", "parts_done", "committed"):  # gone: sent again
+                entry.pop(k, None)
+            save()
         if not entry.get("file_id"):
             body: dict[str, Any] = {"name": item.basename, "size": item.size}
             try:
@@ -342,21 +430,35 @@ class FigshareRepository:
                 entry["file_id"] = self._unfinished_file(state, item)
             else:
                 body_errors(r, what, self.http)
-                loc = str((r.data or {}).get("location") or "")
+                loc = str(obj(r.data).get("location") or "")
                 if not loc:
                     raise DepositError(f"{what}: Figshare's answer has no file location")
                 entry["file_id"] = _tail_id(loc)
             save()
         file_path = f"{self._article(state)}/files/{entry['file_id']}"
         r = self.http.request("GET", file_path, what=what)
-        upload_url = str((r.data or {}).get("upload_url") or "").rstrip("/")
+        upload_url = str(obj(r.data).get("upload_url") or "").rstrip("/")
         if not upload_url:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
-        upload_url = upload_location(upload_url, str((r.data or {}).get("upload_token") or ""))
-        r = self.http.request("GET", upload_url, what=f"{what} (part list)")
-        parts = sorted((r.data or {}).get("parts") or [], key=lambda p: p["partNo"])
-        if not parts:
-            raise DepositError(f"{what}: Figshare's upload service lists no parts")
+        upload_url = upload_location(upload_url, str(obj(r.data).get("upload_token") or ""))
+        r = self.http.request("GET", upload_url, allow=(404,), what=f"{what} (part list)")
+        if r.status == 404 or (isinstance(r.data, dict) and r.data.get("status") == "ABORTED"):
+            # The upload service gave the upload up (``ABORTED``: a timeout, an error, or
+            # forgotten): its parts can no longer be sent, so the file entry starts again.
+            self._drop_entry(file_path, entry, save, what)
+            if again:
+                msg = (
+                    f"{what}: Figshare's upload service gave up the new upload at once "
+                    f"({'unknown upload' if r.status == 404 else 'ABORTED'}); try again later "
+                    "with --resume"
+                )
+                raise DepositError(msg, path=item.path)
+            return self.upload(state, item, entry, save, advance, again=True)
+        try:
+            parts = _part_list(r.data, item, what)
+        except DepositError:
+            self._drop_entry(file_path, entry, save, what)
+            raise
         fresh = all(p.get("status") == "PENDING" for p in parts)
         running: Hashes | None = Hashes() if fresh else None
         for p in parts:
@@ -376,17 +478,37 @@ class FigshareRepository:
             entry["parts_done"] = sorted({*entry.get("parts_done", []), int(p["partNo"])})
             save()
         self.http.request("POST", file_path, expect_json=False, what=f"{what} (completing)")
+        entry["committed"] = True  # a re-run waits for this file, never completes it again
+        save()
+        return Uploaded(
+            self._available(file_path, item, what),
+            running.result() if running is not None else None,
+        )
+
+    def _available(self, file_path: str, item: UploadItem, what: str) -> RemoteFile:
+        """The completed file once Figshare has assembled it (``status: available``).
+
+        Figshare assembles the parts after the completion answer (202 Accepted), which
+        takes minutes for a large file: the file is read again, less and less often, for
+        :attr:`status_wait` seconds (at least :attr:`status_polls` times), then left to
+        ``--resume``.
+        """
         info: dict[str, Any] = {}
-        for _ in range(self.status_polls):
-            info = self.http.request("GET", file_path, what=f"{what} (checking)").data or {}
-            if info.get("status") == "available":
-                break
-            self.http.retry.sleep(self.http.retry.backoff)
-        if info.get("status") != "available":
-            raise DepositError(
-                f"{what}: Figshare has not confirmed the file (status {info.get('status')!r}); re-run with --resume"
-            )
-        remote = RemoteFile(
+        deadline = time.monotonic() + self.status_wait
+        polls = 0
+        while True:
+            info = obj(self.http.request("GET", file_path, what=f"{what} (checking)").data)
+            polls += 1
+            if info.get("status") == "available" and info.get("computed_md5"):
+                break  # assembled, and its md5 computed (an empty one is not yet)
+            if polls >= self.status_polls and time.monotonic() >= deadline:
+                raise DepositError(
+                    f"{what}: Figshare has not finished assembling the file (status "
+                    f"{info.get('status')!r}, md5 {info.get('computed_md5') or 'not computed'}); "
+                    "its parts are all sent: re-run with --resume later to verify it"
+                )
+            self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls - 1, 5), 30.0))
+        return RemoteFile(
             item.name,
             info.get("size"),
             info.get("computed_md5"),
@@ -394,7 +516,6 @@ class FigshareRepository:
             str(info.get("id")),
             info.get("download_url"),
         )
-        return Uploaded(remote, running.result() if running is not None else None)
 
     def finalize(self, state: dict[str, Any]) -> None:
         return None
@@ -415,7 +536,7 @@ class FigshareRepository:
         return Landing(
             str(state["id"]),
             "published",
-            url=info.get("figshare_url") or (r.data or {}).get("location"),
+            url=info.get("figshare_url") or obj(r.data).get("location"),
             doi=info.get("doi") or None,
             extra={"version": info.get("version")},
         )

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import io
 import json
 import os
 import re
@@ -396,9 +397,24 @@ class FileSlice:
         """One more hash object fed with this slice alone (e.g. a part's md5 to check an S3 ETag)."""
         self._fh = open(self.path, "rb")  # noqa: SIM115 - closed when drained or by close()
         self._fh.seek(offset)
+        self._start = (self.hashes.copy(), also.copy() if also is not None else None)
 
     def __len__(self) -> int:
         return self.remaining
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Back to the slice's start (only ``seek(0)``), to send it again after a redirect
+        (307/308 keep the body); the hashes start again from where they were given."""
+        if (pos, whence) != (0, 0):
+            raise io.UnsupportedOperation("a file slice only rewinds to its start")
+        if self._fh.closed:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed when drained or by close()
+        self._fh.seek(self.offset)
+        self.remaining = self.length
+        hashes, also = self._start
+        self.hashes = hashes.copy()
+        self.also = also.copy() if also is not None else None
+        return 0
 
     def read(self, n: int = -1) -> bytes:
         if self.remaining <= 0:
@@ -514,6 +530,13 @@ class MultipartBody:
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Back to the start (only ``seek(0)``), to send the body again after a redirect."""
+        self.source.seek(pos, whence)
+        self._stage = 0
+        self.remaining = len(self._head) + len(self.source) + len(self._tail)
+        return 0
 
     @property
     def hashes(self) -> Hashes:

@@ -32,7 +32,9 @@ from curated.deposit._base import (
     make_session,
     need,
     not_published,
+    obj,
     one_lost_draft,
+    rows,
 )
 from curated.deposit.http import FileSlice, Hashes, PartBody, RetryPolicy
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
@@ -272,8 +274,8 @@ class InvenioRepository:
             "GET", f"{self._draft(state)}/files", what="listing the draft's files"
         )
         out = {}
-        for e in (r.data or {}).get("entries") or []:
-            if e.get("status", "completed") != "completed":
+        for e in rows(obj(r.data).get("entries")):
+            if e.get("status", "completed") != "completed" or not isinstance(e.get("key"), str):
                 continue
             if not str(e.get("checksum") or "").startswith("md5:"):
                 out[e["key"]] = self._settled(state, e["key"], e, f"checking {e['key']}")
@@ -293,40 +295,59 @@ class InvenioRepository:
             what=f"removing {remote.name}",
         )
 
-    def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
-        what = f"uploading {item.name}"
-        if entry.get("committed"):
-            # An earlier run committed the bytes and stopped waiting for the md5.
-            r = self.http.request("GET", self._file(state, item.name), what=what)
-            return Uploaded(self._settled(state, item.name, r.data or {}, what), None)
-        if not entry.get("initiated"):
-            spec: dict[str, Any] = {"key": item.name}
-            transfer = "L"
-            if self.multipart_ok and item.size > self.multipart_threshold:
-                parts = max(1, math.ceil(item.size / self.part_size))
-                spec.update(
-                    {
-                        "size": item.size,
-                        "transfer": {"type": "M", "parts": parts, "part_size": self.part_size},
-                    }
-                )
-                transfer = "M"
-            r = self.http.request(
-                "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
+    def _initiate(
+        self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Any, what: str
+    ) -> None:
+        """Start the file's upload on the draft (multipart above the threshold, where the
+        instance has it) and keep its transfer, part size and part URLs in ``entry``."""
+        spec: dict[str, Any] = {"key": item.name}
+        transfer = "L"
+        if self.multipart_ok and item.size > self.multipart_threshold:
+            parts = max(1, math.ceil(item.size / self.part_size))
+            spec.update(
+                {
+                    "size": item.size,
+                    "transfer": {"type": "M", "parts": parts, "part_size": self.part_size},
+                }
             )
-            if r.status == 400 and transfer == "M":
-                self.multipart_ok = (
-                    False  # feature-detected: this instance has no multipart transfer
-                )
-                transfer = "L"
-                r = self.http.request(
-                    "POST",
-                    f"{self._draft(state)}/files",
-                    json_body=[{"key": item.name}],
-                    allow=(400,),
-                    what=what,
-                )
-            if r.status == 400:
+            transfer = "M"
+        r = self.http.request(
+            "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
+        )
+        if r.status == 400 and transfer == "M":
+            self.multipart_ok = False  # feature-detected: this instance has no multipart transfer
+            transfer = "L"
+            r = self.http.request(
+                "POST",
+                f"{self._draft(state)}/files",
+                json_body=[{"key": item.name}],
+                allow=(400,),
+                what=what,
+            )
+        if r.status == 400:
+            self.http.request(
+                "DELETE",
+                self._file(state, item.name),
+                allow=(404,),
+                expect_json=False,
+                what=what,
+            )
+            r = self.http.request(
+                "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
+            )
+        body_errors(r, what, self.http)
+        part_urls = None
+        if transfer == "M":
+            found = [e for e in rows(obj(r.data).get("entries")) if e.get("key") == item.name]
+            links = (found[0].get("links") or {}).get("parts") if found else None
+            try:
+                if not links:
+                    raise DepositError(
+                        f"{what}: the repository accepted a multipart upload but gave no part URLs"
+                    )
+                part_urls = _part_links(links, int(spec["transfer"]["parts"]), what)
+            except DepositError:
+                # the pending file is removed, so that a re-run starts it afresh
                 self.http.request(
                     "DELETE",
                     self._file(state, item.name),
@@ -334,27 +355,29 @@ class InvenioRepository:
                     expect_json=False,
                     what=what,
                 )
-                r = self.http.request(
-                    "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
-                )
-            body_errors(r, what, self.http)
-            entry.update(
-                {
-                    "initiated": True,
-                    "transfer": transfer,
-                    "parts_done": [],
-                    "part_size": self.part_size,
-                }
-            )
-            if transfer == "M":
-                found = [e for e in (r.data or {}).get("entries", []) if e.get("key") == item.name]
-                links = (found[0].get("links") or {}).get("parts") if found else None
-                if not links:
-                    raise DepositError(
-                        f"{what}: the repository accepted a multipart upload but gave no part URLs"
-                    )
-                entry["parts"] = [{"part": int(p["part"]), "url": p["url"]} for p in links]
-            save()
+                raise
+        entry.update(
+            {
+                "initiated": True,
+                "transfer": transfer,
+                "parts_done": [],
+                "part_size": self.part_size,
+            }
+        )
+        if part_urls is not None:
+            entry["parts"] = part_urls
+        save()
+
+    def upload(self, state, item: UploadItem, entry, save, advance) -> Uploaded:  # type: ignore[no-untyped-def]
+        what = f"uploading {item.name}"
+        if entry.get("committed"):
+            # An earlier run committed the bytes and stopped waiting for the md5.
+            r = self.http.request("GET", self._file(state, item.name), what=what)
+            return Uploaded(self._settled(state, item.name, obj(r.data), what), None)
+        if entry.get("initiated"):
+            self._resume_upload(state, item, entry, save, what)
+        if not entry.get("initiated"):
+            self._initiate(state, item, entry, save, what)
         local = None
         if entry.get("transfer") == "M":
             # Parts are hashed in order as they go; when an earlier run sent some, the
@@ -399,7 +422,32 @@ class InvenioRepository:
         body_errors(r, f"{what} (commit)", self.http)
         entry["committed"] = True
         save()
-        return Uploaded(self._settled(state, item.name, r.data or {}, what), local)
+        return Uploaded(self._settled(state, item.name, obj(r.data), what), local)
+
+    def _resume_upload(
+        self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Any, what: str
+    ) -> None:
+        """Pick up an upload an earlier run initiated: the pending file is read again.
+
+        A file the draft no longer has is initiated afresh. A multipart upload takes the
+        part URLs the file lists now: the ones an earlier run kept may have expired
+        (presigned storage URLs; invenio-records-resources expands ``links.parts`` on
+        each read of the pending file).
+        """
+        r = self.http.request(
+            "GET", self._file(state, item.name), allow=(404,), what=f"{what} (resuming)"
+        )
+        if r.status == 404:
+            for k in ("initiated", "transfer", "parts", "parts_done", "part_size"):
+                entry.pop(k, None)
+            save()
+            return
+        if entry.get("transfer") != "M":
+            return
+        links = (obj(r.data).get("links") or {}).get("parts") if isinstance(r.data, dict) else None
+        if links:
+            entry["parts"] = _part_links(links, len(entry.get("parts") or []), what)
+            save()
 
     def _settled(
         self, state: dict[str, Any], key: str, data: dict[str, Any], what: str
@@ -421,11 +469,10 @@ class InvenioRepository:
                 raise DepositError(msg, details={"checksum": data.get("checksum")})
             self.http.retry.sleep(min(self.http.retry.backoff * 2 ** min(polls, 5), 30.0))
             polls += 1
-            data = (
+            data = obj(
                 self.http.request(
                     "GET", self._file(state, key), what=f"{what} (waiting for its checksum)"
                 ).data
-                or {}
             )
         algo, _, value = str(data.get("checksum")).partition(":")
         return RemoteFile(key, data.get("size"), value or None, algo, data.get("file_id"))
@@ -454,9 +501,12 @@ class InvenioRepository:
         r = self.http.request("POST", f"{self._draft(state)}/actions/publish", what="publishing")
         body_errors(r, "publishing", self.http)
         data = r.data if isinstance(r.data, dict) else {}
-        if data.get("is_published") is not True:
-            # Not the published record the service answers with: ask the record itself
-            # rather than take a bare success status for a publication.
+        if data.get("is_published") is not True or str(data.get("id", state["id"])) != str(
+            state["id"]
+        ):
+            # Not the published record the service answers with (or another record than
+            # this draft): ask the record itself rather than take a bare success status,
+            # or another record's id and DOI, for this draft's publication.
             landing = self.published(state)
             if landing is None:
                 lacking = "but the record is not published"
@@ -464,7 +514,7 @@ class InvenioRepository:
             return landing
         doi = ((data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (data.get("links") or {}).get("self_html") or state.get("html")
-        return Landing(str(data.get("id") or state["id"]), "published", url=url, doi=doi)
+        return Landing(str(state["id"]), "published", url=url, doi=doi)
 
     def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
         """The account's one unpublished draft with this title created since ``since``
@@ -476,7 +526,7 @@ class InvenioRepository:
             params={"q": "is_published:false", "sort": "newest", "size": 25},
             what="looking for a draft an earlier run created",
         )
-        hits = ((r.data or {}).get("hits") or {}).get("hits") or []
+        hits = (obj(r.data).get("hits") or {}).get("hits") or []
         # timestamps compared as instants (an offset other than ours, no string order); a
         # draft without one proves nothing; several matches are the curator's to resolve
         found = [
@@ -509,9 +559,11 @@ class InvenioRepository:
         )
         if r.status != 200 or not isinstance(r.data, dict) or r.data.get("is_published") is False:
             return None
+        if str(r.data.get("id", state["id"])) != str(state["id"]):
+            return None  # another record's answer is not this draft's publication
         doi = ((r.data.get("pids") or {}).get("doi") or {}).get("identifier")
         url = (r.data.get("links") or {}).get("self_html") or state.get("html")
-        return Landing(str(r.data.get("id") or state["id"]), "published", url=url, doi=doi)
+        return Landing(str(state["id"]), "published", url=url, doi=doi)
 
     def landing(self, state: dict[str, Any]) -> Landing:
         return Landing(state["id"], "draft", url=state.get("html"))
@@ -564,6 +616,26 @@ class InvenioRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _part_links(links: Any, parts: int, what: str) -> list[dict[str, Any]]:
+    """The part URLs of a multipart upload, once they are seen to be parts 1 to ``parts``.
+
+    A list that leaves a part out would have the commit assemble another file than the
+    bag's (invenio-records-resources links ``parts`` per the initialised count).
+    """
+    try:
+        out = [{"part": int(p["part"]), "url": str(p["url"])} for p in links]
+    except (KeyError, TypeError, ValueError):
+        out = []
+    if sorted(p["part"] for p in out) != list(range(1, parts + 1)):
+        msg = (
+            f"{what}: the repository accepted a multipart upload of {parts} parts but links "
+            f"{len(out)} part URLs that are not parts 1 to {parts}; nothing is sent: re-run "
+            "with --resume to start it again"
+        )
+        raise DepositError(msg, details={"parts": parts, "links": len(out)})
+    return out
 
 
 def _unusable_related(md: dict[str, Any]) -> list[dict[str, Any]]:
