@@ -485,6 +485,7 @@ def test_a_group_without_the_class_is_marked_empty_not_scored(tmp_path: Path):
     empty = [g for g, s in groups.items() if s["raw"]["tp"] + s["raw"]["fp"] + s["raw"]["fn"] == 0]
     assert empty, groups  # the seeded draw puts some block into the empty half
     flat = " ".join(res.output.split())
-    assert "(empty)" in flat and "Dice is 1 by convention there, not a measured score" in flat
+    assert "(empty)" in flat and "they have no Dice (n/a): nothing was measured there" in flat
+    assert all(groups[g]["raw"]["dice"] is None for g in empty)
     md = (tmp_path / "half.md").read_text(encoding="utf-8")
     assert f"| {empty[0]} |" in md and "(empty: no voxel of the class" in md

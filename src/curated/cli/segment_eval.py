@@ -110,7 +110,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
         if empty:
             console.print(
                 "empty: no voxel of the class in truth or prediction in those blocks; "
-                "Dice is 1 by convention there, not a measured score."
+                "they have no Dice (n/a): nothing was measured there."
             )
     for w in report.get("warnings") or []:
         console.print(f"[yellow]Warning: {w}.[/]")

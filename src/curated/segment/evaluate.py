@@ -221,6 +221,9 @@ MIN_CLASS_VOXELS = 500
 """Below this many truth voxels of a class in the scored blocks, the report warns."""
 MIN_CLASS_FRACTION = 0.01
 """Below this share of the scored voxels for a class, the report warns."""
+MOSTLY_TRAINING = 0.5
+"""From this share of the image inside the (grown) training regions on, the report warns that
+the whole-volume figures rest on what is left."""
 
 
 def _class_counts(values: np.ndarray, ignore: Iterable[int] = ()) -> dict[int, int]:
@@ -1610,6 +1613,14 @@ def _warnings(
                 f"some bins ({where}): too few to trust; quote the whole-volume interval, or use "
                 "a smaller --tile"
             )
+    image_voxels = int(np.prod(inp.img.shape))
+    if whole is not None and whole.excluded_voxels >= MOSTLY_TRAINING * image_voxels:
+        warnings.append(
+            f"{whole.excluded_voxels / image_voxels:.0%} of the image lie in the training regions "
+            "of the model and its ancestors (grown by its context): the whole-volume figures "
+            f"rest on the remaining {int(whole.counts[:, -1].sum())} voxels only, and the model "
+            "saw the structures next to them; score another image the model never saw"
+        )
     if whole is None and inp.truth_complete:
         warnings.append(
             "the truth covers the whole volume but only the held-out blocks were scored: a few "

@@ -61,6 +61,20 @@ def ratio_scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
     }
 
 
+def summed_scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
+    """:func:`ratio_scores` of counts summed over blocks or tiles.
+
+    With no voxel of the class in truth or prediction anywhere in the sum, Dice and IoU
+    are ``None`` too: the both-empty 1 lets one empty block count among others, but a sum
+    with nothing in it measured nothing, and 1 would flatter (a class that lies only
+    inside the training regions; small objects lying wholly in the boundary band).
+    """
+    out = ratio_scores(tp, fp, fn)
+    if tp + fp + fn == 0:
+        out["dice"] = out["iou"] = None
+    return out
+
+
 def boundary_band_mask(truth: np.ndarray, band: int, *, connectivity: int = 1) -> np.ndarray:
     """Voxels within ``band`` voxels (inside or outside) of the truth's edges.
 
@@ -146,6 +160,8 @@ def count_block(
     tp = int(np.count_nonzero(pred & truth))
     fp = int(np.count_nonzero(pred & ~truth))
     fn = int(np.count_nonzero(~pred & truth))
+    # unannotated voxels are no true negatives either
+    scored = pred.size if valid is None else int(np.count_nonzero(valid))
     if truth_context is not None and context_slices is not None:
         band = boundary_band_mask(truth_context.astype(bool, copy=False), boundary_band)[
             context_slices
@@ -160,7 +176,7 @@ def count_block(
         tp=tp,
         fp=fp,
         fn=fn,
-        tn=int(pred.size - tp - fp - fn),
+        tn=int(scored - tp - fp - fn),
         band_tp=int(np.count_nonzero(pred & truth & keep)),
         band_fp=int(np.count_nonzero(pred & ~truth & keep)),
         band_fn=int(np.count_nonzero(~pred & truth & keep)),
@@ -212,8 +228,12 @@ def ratio_interval(
     """Percentile interval of the bootstrap ratios ``num / den`` (one value per resample).
 
     A resample with ``den == 0`` counts as 1 when ``empty_is_one`` (Dice, IoU: nothing to
-    find, nothing found) and is left out otherwise; ``None`` when no resample is left.
+    find, nothing found) and is left out otherwise; ``None`` when no resample is left, and
+    when no resample has anything to score (the point estimate is undefined then,
+    :func:`summed_scores`, and an interval of 1–1 would flatter).
     """
+    if not np.any(den > 0):
+        return None
     with np.errstate(invalid="ignore", divide="ignore"):
         val = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0 if empty_is_one else np.nan)
     val = val[~np.isnan(val)]
@@ -262,20 +282,20 @@ def bootstrap_ci(
 def summarize(counts: Sequence[BlockCounts]) -> dict[str, Any]:
     """Summed counts and the scores computed from them (raw, boundary-excluded, instance)."""
     total = sum(counts, BlockCounts())
-    inst = ratio_scores(total.inst_tp, total.inst_fp, total.inst_fn)
+    inst = summed_scores(total.inst_tp, total.inst_fp, total.inst_fn)
     return {
         "blocks": len(counts),
         "raw": {
             "tp": total.tp,
             "fp": total.fp,
             "fn": total.fn,
-            **ratio_scores(total.tp, total.fp, total.fn),
+            **summed_scores(total.tp, total.fp, total.fn),
         },
         "boundary_excluded": {
             "tp": total.band_tp,
             "fp": total.band_fp,
             "fn": total.band_fn,
-            **ratio_scores(total.band_tp, total.band_fp, total.band_fn),
+            **summed_scores(total.band_tp, total.band_fp, total.band_fn),
         },
         "instance": {
             "tp": total.inst_tp,

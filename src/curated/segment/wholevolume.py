@@ -51,6 +51,7 @@ from curated.segment.metrics import (
     boundary_band_mask,
     ratio_interval,
     ratio_scores,
+    summed_scores,
     tile_bootstrap_sums,
 )
 from curated.segment.volume import Volume
@@ -187,8 +188,8 @@ class WholeVolumeScores:
         scored = self.counts[:, COUNT_FIELDS.index("scored")] > 0
         model, base = self.counts[scored][:, :3], self.baseline_counts[scored]
         tp, fp, fn = (int(v) for v in base.sum(axis=0))
-        mine = ratio_scores(*(int(v) for v in model.sum(axis=0)))["dice"]
-        theirs = ratio_scores(tp, fp, fn)["dice"]
+        mine = summed_scores(*(int(v) for v in model.sum(axis=0)))["dice"]
+        theirs = summed_scores(tp, fp, fn)["dice"]
         ci = paired_dice_ci(
             self._blocked(model, scored), self._blocked(base, scored), seed=self.seed
         )
@@ -197,11 +198,12 @@ class WholeVolumeScores:
             "tp": tp,
             "fp": fp,
             "fn": fn,
-            **ratio_scores(tp, fp, fn),
-            "ci95": {"dice": ci["dice"]},
+            **summed_scores(tp, fp, fn),
+            # no interval around a Dice that is undefined (nothing of the class scored)
+            "ci95": {"dice": None if theirs is None else ci["dice"]},
             "model_minus_baseline": {
                 "dice": None if mine is None or theirs is None else mine - theirs,
-                "ci95": ci["difference"],
+                "ci95": None if mine is None or theirs is None else ci["difference"],
             },
         }
 
@@ -227,13 +229,13 @@ class WholeVolumeScores:
                 "tp": t["tp"],
                 "fp": t["fp"],
                 "fn": t["fn"],
-                **ratio_scores(t["tp"], t["fp"], t["fn"]),
+                **summed_scores(t["tp"], t["fp"], t["fn"]),
             },
             "boundary_excluded": {
                 "tp": t["band_tp"],
                 "fp": t["band_fp"],
                 "fn": t["band_fn"],
-                **ratio_scores(t["band_tp"], t["band_fp"], t["band_fn"]),
+                **summed_scores(t["band_tp"], t["band_fp"], t["band_fn"]),
             },
             # the whole volume's interval at the chosen size was computed while choosing it
             "ci95": (
