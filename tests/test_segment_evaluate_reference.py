@@ -190,3 +190,17 @@ def test_unannotated_voxels_are_no_true_negatives():
     c = count_block(pred, truth, valid=valid)
     assert (c.tp, c.fp, c.fn) == (4, 2, 0)
     assert c.tp + c.fp + c.fn + c.tn == int(valid.sum())
+
+
+def test_no_dice_of_one_without_a_confusion_when_nothing_else_is_left():
+    """No truth of the class, every false positive inside the nucleus: 'without them Dice would
+    be 1.000 instead of 0.000' promised a perfect score for a model that found nothing."""
+    from curated.segment.confusion import Confusion
+
+    s = Confusion(fp=8, by_truth={2: 8}).summary(1, {1: "mito", 2: "nucleus"}, tp=0, fn=0)
+    assert s["by_truth_class"][0]["dice_without"] is None
+    assert s["errors"]["dice"] == 0.0
+    assert not any("without them" in x for x in s["sentences"])
+    assert any("100% of false-positive voxels are nucleus (label 2)" in x for x in s["sentences"])
+    both_empty = Confusion().summary(1, tp=0, fn=0)
+    assert both_empty["errors"]["dice"] is None

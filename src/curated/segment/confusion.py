@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from curated.segment.metrics import ratio_scores
+from curated.segment.metrics import summed_scores
 
 DISTANCE_BINS = (1, 2, 4)
 """Distances (voxels, Euclidean) to a class boundary at which false positives are counted."""
@@ -89,9 +89,10 @@ class Confusion:
         ]
         errors = None
         if tp is not None and fn is not None:
-            dice = ratio_scores(tp, self.fp, fn)["dice"]
+            dice = summed_scores(tp, self.fp, fn)["dice"]
             for r in rows:
-                r["dice_without"] = ratio_scores(tp, self.fp - r["voxels"], fn)["dice"]
+                # None when nothing would be left to score (no truth of the class, no other error)
+                r["dice_without"] = summed_scores(tp, self.fp - r["voxels"], fn)["dice"]
             wrong = self.fp + fn
             errors = {
                 "wrong_voxels": int(wrong),
@@ -130,7 +131,7 @@ class Confusion:
                 # (anti-aliased label slices) says nothing; the rows keep their counts
                 continue
             text = f"{r['share']:.0%} of false-positive voxels are {label(r['truth_value'])} in the truth"
-            if errors is not None and r["truth_value"] != 0:
+            if errors is not None and r["truth_value"] != 0 and r["dice_without"] is not None:
                 # what fixing this confusion would be worth (background is not one confusion)
                 text += (
                     f"; without them Dice would be {r['dice_without']:.3f} "
