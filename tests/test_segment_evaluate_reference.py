@@ -204,3 +204,31 @@ def test_no_dice_of_one_without_a_confusion_when_nothing_else_is_left():
     assert any("100% of false-positive voxels are nucleus (label 2)" in x for x in s["sentences"])
     both_empty = Confusion().summary(1, tp=0, fn=0)
     assert both_empty["errors"]["dice"] is None
+
+
+def test_blocks_without_annotated_voxels_do_not_count_as_blocks(tmp_path):
+    """A sparse truth annotated in one corner: 7 of 8 random blocks held no annotated voxel,
+    yet the report gave 'Dice 0.630 (95% CI 0.630–1.000) on 8 held-out blocks' with no
+    too-few-blocks warning: the interval rested on one block (its upper end on resamples of
+    empty blocks scoring 1)."""
+    rng = np.random.default_rng(7)
+    shape = (16, 48, 48)
+    full = (rng.random(shape) < 0.3).astype(np.uint8)
+    truth = np.full(shape, 255, np.uint8)
+    truth[0:8, 0:12, 0:12] = full[0:8, 0:12, 0:12]
+    pred = full.copy()
+    pred[rng.random(shape) < 0.2] ^= 1
+    img = _image(tmp_path / "c.ome.zarr", truth, pred)
+    rep = evaluate(
+        img, pred="pred", truth="truth", label_value=1, blocks=8, block_size=(4, 8, 8),
+        factors=["x_half"], out=tmp_path / "ev.json",
+    )  # fmt: skip
+    scored = [c for c in rep.counts if c.tp + c.fp + c.fn + c.tn > 0]
+    assert len(scored) == 1 and len(rep.counts) == 8
+    assert rep.ci95["dice"] is None  # one block with anything scored: no interval
+    assert all(g["ci95"]["dice"] is None for g in rep.factors()["x_half"].values())
+    assert any("only 1 of the 8 block(s) hold annotated voxels" in w for w in rep.warnings)
+    msg = rep.result().message
+    assert "95% CI" not in msg and "on 8 random blocks (1 with annotated voxels)" in msg
+    data = json.loads((tmp_path / "ev.json").read_text(encoding="utf-8"))
+    assert data["overall"]["scored_blocks"] == 1

@@ -736,7 +736,7 @@ class EvaluationReport:
 
     @property
     def ci95(self) -> dict[str, list[float] | None]:
-        return bootstrap_ci(self.counts, seed=self.bootstrap_seed)
+        return bootstrap_ci(_scored(self.counts), seed=self.bootstrap_seed)
 
     def factors(self) -> dict[str, dict[str, Any]]:
         """Scores per factor group, with a bootstrap CI inside each group."""
@@ -745,7 +745,8 @@ class EvaluationReport:
             per: dict[str, Any] = {}
             for g in sorted(set(groups)):
                 sub = [c for c, gg in zip(self.counts, groups, strict=True) if gg == g]
-                per[g] = summarize(sub) | {"ci95": bootstrap_ci(sub, seed=self.bootstrap_seed)}
+                ci = bootstrap_ci(_scored(sub), seed=self.bootstrap_seed)
+                per[g] = summarize(sub) | {"ci95": ci}
             out[fname] = per
         return out
 
@@ -872,10 +873,15 @@ class EvaluationReport:
         ov = self.overall
         d = ov["raw"]["dice"]
         ci = self.ci95.get("dice")
-        few = len(self.counts) < MIN_CI_BLOCKS
+        n_scored = len(_scored(self.counts))
+        few = n_scored < MIN_CI_BLOCKS
         raw = ov["raw"]
         block_txt = _dice_text(d, ci, raw["tp"] + raw["fn"], raw["fp"], few=few)
-        msg = f"{self.label_name}: Dice {block_txt} on {len(self.counts)} held-out blocks"
+        kind = "held-out" if self.model is not None else "random"
+        n_txt = f"{len(self.counts)} {kind} blocks" + (
+            f" ({n_scored} with annotated voxels)" if n_scored < len(self.counts) else ""
+        )
+        msg = f"{self.label_name}: Dice {block_txt} on {n_txt}"
         details: dict[str, Any] = {
             "dice": d,
             "ci95": ci,
@@ -894,11 +900,7 @@ class EvaluationReport:
                 if self.model is not None
                 else "the whole volume, training regions not left out"
             )
-            blocks = "held-out blocks" if self.model is not None else "random blocks"
-            msg = (
-                f"{self.label_name}: Dice {whole_txt} on {where}; {block_txt} on "
-                f"{len(self.counts)} {blocks}"
-            )
+            msg = f"{self.label_name}: Dice {whole_txt} on {where}; {block_txt} on {n_txt}"
             details["whole_volume_dice"] = wd
             details["whole_volume_ci95"] = wci
         if self.warnings:
@@ -910,6 +912,12 @@ class EvaluationReport:
             message=msg,
             details=details,
         )
+
+
+def _scored(counts: Sequence[BlockCounts]) -> list[BlockCounts]:
+    """The blocks that scored voxels: a block of a sparse truth's unannotated voxels holds
+    nothing, and resampling it (Dice 1 when drawn alone) only widens the interval upwards."""
+    return [c for c in counts if c.scored]
 
 
 def _dice_text(
@@ -1627,10 +1635,15 @@ def _warnings(
             "blocks can miss whole kinds of error, so quote the whole-volume figures (evaluate "
             "again without --blocks-only / whole_volume=False)"
         )
-    n = len(scores.counts)
+    n = len(_scored(scores.counts))
     if n < MIN_CI_BLOCKS:
+        of = (
+            f" of the {len(scores.counts)} block(s) hold annotated voxels"
+            if n < len(scores.counts)
+            else " block(s)"
+        )
         warnings.append(
-            f"only {n} block(s): a bootstrap confidence interval over so few blocks "
+            f"only {n}{of}: a bootstrap confidence interval over so few blocks "
             "understates the uncertainty (it cannot reach beyond the blocks drawn, and is "
             f"absent for one block); use at least {MIN_CI_BLOCKS} blocks"
             + (", or rely on the whole-volume figures" if whole is not None else "")

@@ -43,6 +43,11 @@ class BlockCounts:
     def to_dict(self) -> dict[str, int]:
         return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
 
+    @property
+    def scored(self) -> int:
+        """Voxels the block scored (its annotated voxels): TP + FP + FN + TN."""
+        return self.tp + self.fp + self.fn + self.tn
+
 
 def ratio_scores(tp: float, fp: float, fn: float) -> dict[str, float | None]:
     """Dice/F1, IoU, precision and recall from summed counts.
@@ -285,6 +290,8 @@ def summarize(counts: Sequence[BlockCounts]) -> dict[str, Any]:
     inst = summed_scores(total.inst_tp, total.inst_fp, total.inst_fn)
     return {
         "blocks": len(counts),
+        # blocks holding annotated voxels: a sparse truth leaves others with nothing to score
+        "scored_blocks": sum(1 for c in counts if c.scored),
         "raw": {
             "tp": total.tp,
             "fp": total.fp,
