@@ -232,3 +232,7 @@ def test_blocks_without_annotated_voxels_do_not_count_as_blocks(tmp_path):
     assert "95% CI" not in msg and "on 8 random blocks (1 with annotated voxels)" in msg
     data = json.loads((tmp_path / "ev.json").read_text(encoding="utf-8"))
     assert data["overall"]["scored_blocks"] == 1
+    # a block of unannotated voxels has no Dice, and does not make the median per-block Dice 1
+    assert [b["dice"] is None for b in data["blocks"]].count(True) == 7
+    assert data["per_block_dice"]["median"] == data["per_block_dice"]["max"] < 1
+    assert "(not annotated)" in (tmp_path / "ev.md").read_text(encoding="utf-8")

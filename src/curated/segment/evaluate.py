@@ -763,12 +763,18 @@ class EvaluationReport:
                     **box.to_dict(),
                     "factors": {f: g[i] for f, g in self.factor_groups.items()},
                     "counts": c.to_dict(),
-                    "dice": ratio_scores(c.tp, c.fp, c.fn)["dice"],
-                    "dice_boundary_excluded": ratio_scores(c.band_tp, c.band_fp, c.band_fn)["dice"],
-                    "instance_f1": ratio_scores(c.inst_tp, c.inst_fp, c.inst_fn)["dice"],
+                    # a block of unannotated voxels scored nothing: no Dice, not the both-empty 1
+                    **{
+                        k: ratio_scores(*n)["dice"] if c.scored else None
+                        for k, n in (
+                            ("dice", (c.tp, c.fp, c.fn)),
+                            ("dice_boundary_excluded", (c.band_tp, c.band_fp, c.band_fn)),
+                            ("instance_f1", (c.inst_tp, c.inst_fp, c.inst_fn)),
+                        )
+                    },
                 }
             )
-        per_block = [b["dice"] for b in blocks]
+        per_block = [b["dice"] for b in blocks if b["dice"] is not None]
         sampling = (
             "uniform random block offsets inside the image (level 0), seeded, non-overlapping, "
             "drawn independently of the prediction; "
