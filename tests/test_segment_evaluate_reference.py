@@ -236,3 +236,27 @@ def test_blocks_without_annotated_voxels_do_not_count_as_blocks(tmp_path):
     assert [b["dice"] is None for b in data["blocks"]].count(True) == 7
     assert data["per_block_dice"]["median"] == data["per_block_dice"]["max"] < 1
     assert "(not annotated)" in (tmp_path / "ev.md").read_text(encoding="utf-8")
+
+
+def test_a_model_card_renders_an_evaluation_that_has_no_dice(tmp_path):
+    """The card formatted every Dice with '%.3f': an evaluation with nothing of the class in a
+    factor group or in the whole volume (Dice null) must read n/a, not stop the export."""
+    from curated._text import render_template
+    from curated.segment.export import ORIGIN_TEXT
+
+    shape = (8, 24, 40)
+    truth = np.zeros(shape, np.uint8)
+    truth[2:6, 4:10, 4:10] = 1
+    img = _image(tmp_path / "c.ome.zarr", truth, truth.copy())
+    model = _model(tmp_path / "m", [{"offset": [0, 0, 0], "shape": [8, 12, 12]}], context=(1, 1, 1))
+    rep = evaluate(
+        img, pred="pred", truth="truth", label_value=1, blocks=4, block_size=(4, 6, 6),
+        exclude_training=model, tile=8, factors=["x_half"],
+    )  # fmt: skip
+    ev = rep.to_dict() | {"_current": True}
+    card = render_template(
+        "model_card.md.j2", strict=False, current=[ev], evaluations=[ev], origin_text=ORIGIN_TEXT,
+        prep={"low": 0.0, "high": 1.0, "percentiles": [1, 99]},
+    )  # fmt: skip
+    assert "| whole volume outside training regions | 6328 | n/a | n/a |" in card
+    assert "| Dice | n/a | n/a |" in card
