@@ -402,7 +402,9 @@ class S3Sink:
         """The pages (up to 1000 keys each) of a LIST of the keys that start with ``base``.
 
         Continuation tokens are followed one page at a time; a store answering the same
-        token again (it would list forever) is an error.
+        token again (it would list forever), or a truncated page without a token (the rest
+        could not be asked for: a digest over what was listed would describe another
+        store), is an error.
         """
         more: dict[str, str] = {"Delimiter": delimiter} if delimiter else {}
         seen: set[str] = set()
@@ -411,14 +413,21 @@ class S3Sink:
                 self.fs.call_s3, "list_objects_v2", Bucket=self.bucket, Prefix=base, **more
             )
             yield page
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            if not page.get("IsTruncated"):
                 return
-            if token in seen:
-                msg = f"the object store's listing of {self.url} repeats itself (continuation token seen before)"
+            token = page.get("NextContinuationToken")
+            if not token:
+                msg = f"the object store's listing of {self.url} is truncated without a continuation token (the rest cannot be listed)"
                 raise StoreAccessError(msg, path=self.url)
-            seen.add(token)
+            self._advancing(token, seen)
             more["ContinuationToken"] = token
+
+    def _advancing(self, token: object, seen: set[Any]) -> None:
+        """Refuse a listing's next-page token seen before (the listing would never end)."""
+        if token in seen:
+            msg = f"the object store's listing of {self.url} repeats itself (continuation token seen before)"
+            raise StoreAccessError(msg, path=self.url)
+        seen.add(token)
 
     def _walk(self, base: str, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, int]]:
         """``(key, size)`` of every object under ``base`` (a key prefix ending in ``/``), as a
@@ -470,6 +479,7 @@ class S3Sink:
         that finished). A store whose credentials may not list uploads is left as it is.
         """
         marker: dict[str, str] = {}
+        seen: set[Any] = {("", "")}  # markers that would list the first page again
         aborted = 0
         while True:
             try:
@@ -490,9 +500,10 @@ class S3Sink:
             if not page.get("IsTruncated"):
                 return aborted
             marker = {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+                "KeyMarker": page.get("NextKeyMarker") or "",
+                "UploadIdMarker": page.get("NextUploadIdMarker") or "",
             }
+            self._advancing((marker["KeyMarker"], marker["UploadIdMarker"]), seen)
 
     def files(self) -> Iterator[tuple[str, int]]:
         """Every object but the working folders', in path-part order, listed as it is walked."""

@@ -1,0 +1,154 @@
+"""Quirks of real S3-compatible servers (AWS S3, MinIO, Ceph RGW, Garage) and of lying
+ones: a CompleteMultipartUpload answered ``200 OK`` with an ``<Error>`` body, listings
+that say "truncated" and give nothing to continue from, keys that need URL encoding,
+error bodies that are not XML or are huge. The fault proxy of tests/s3_faults.py
+stands between curated and moto's server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import s3_server
+import tifffile
+from s3_faults import Fault, fault_proxy
+from s3_server import local_files
+
+from curated.images import convert_to_ome_zarr
+from curated.objstore import StoreAccessError, open_sink
+
+s3 = s3_server.s3  # the fixture: an S3 server on 127.0.0.1
+SHAPE = (16, 32, 32)
+PARAMS = {"voxel_size": (8, 4, 4), "chunks": 8, "shard": 16, "workers": 1}
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    vol = rng.integers(0, 255, SHAPE, dtype=np.uint8)
+    path = tmp_path_factory.mktemp("src") / "stack.tif"
+    tifffile.imwrite(path, vol, photometric="minisblack")
+    local = tmp_path_factory.mktemp("local") / "stack.ome.zarr"
+    res = convert_to_ome_zarr(path, local, **PARAMS)
+    return path, local, res
+
+
+def _page(body: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<{body.split(">")[0][1:]} xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        + body.split(">", 1)[1]
+    ).encode()
+
+
+def test_a_multipart_completion_answered_200_with_an_error_is_retried(s3, monkeypatch):
+    """AWS may answer CompleteMultipartUpload ``200 OK`` and put an ``<Error>`` in the body
+    (it documents that the body must be read): a failure, retried, never taken as done."""
+    import s3fs.core
+
+    monkeypatch.setattr(s3fs.core, "calculate_chunksize", lambda size, chunksize=None: 5 * MIB)
+    bucket = s3.make_bucket("mpu-200-error")
+    data = bytes(range(256)) * (11 * MIB // 256)
+    error = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+        b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+    )
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lambda s: s.op == "complete-multipart", "answer", rewrite=lambda _: error))
+        with open_sink(f"s3://{bucket}/x").staging("big") as fh:
+            fh.write(data)
+        completions = proxy.ops("complete-multipart")
+    assert len(completions) == 2  # the 200-with-error, then the retry
+    assert s3.objects(bucket, "x") == {"big": data}
+
+
+def test_a_multipart_completion_that_always_fails_in_a_200_is_an_error(s3, monkeypatch):
+    import s3fs.core
+
+    monkeypatch.setattr(s3fs.core, "calculate_chunksize", lambda size, chunksize=None: 5 * MIB)
+    bucket = s3.make_bucket("mpu-200-error-always")
+    error = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+    with fault_proxy(s3) as proxy:
+        proxy.add(
+            Fault(
+                lambda s: s.op == "complete-multipart", "answer", rewrite=lambda _: error, times=99
+            )
+        )
+        with pytest.raises(StoreAccessError), open_sink(f"s3://{bucket}/x").staging("big") as fh:
+            fh.write(b"x" * 11 * MIB)
+    assert s3.objects(bucket, "x") == {}
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_listing_truncated_without_a_token_is_an_error_not_a_partial_walk(s3):
+    """``IsTruncated`` true and no ``NextContinuationToken``: the rest of the listing cannot
+    be asked for. A digest over the first page would describe a store that is not there."""
+    from curated.objstore import url_digest
+
+    page = _page(
+        "<ListBucketResult><Name>no-token</Name><Prefix>s.zarr/</Prefix><KeyCount>1</KeyCount>"
+        "<MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated>"
+        "<Contents><Key>s.zarr/a</Key><Size>1</Size></Contents></ListBucketResult>"
+    )
+    bucket = s3.make_bucket("no-token")
+    s3.put_many(bucket, {"s.zarr/a": b"1", "s.zarr/b": b"2"})
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lambda s: s.op == "list", "answer", rewrite=lambda _: page))
+        with pytest.raises(StoreAccessError, match="truncated"):
+            url_digest(f"s3://{bucket}/s.zarr")
+
+
+@pytest.mark.parametrize(("marker", "asked"), [("", 1), ("s.zarr/k", 2)], ids=["none", "same"])
+def test_a_multipart_upload_listing_that_never_advances_ends(s3, marker, asked):
+    """A ListMultipartUploads page that says "truncated" and hands back no markers (the
+    first page again) or the same ones each time was asked for again forever (a stuck
+    re-run): the cleanup stops with an error instead."""
+    bucket = s3.make_bucket(f"uploads-loop-{asked}")
+    page = _page(
+        f"<ListMultipartUploadsResult><Bucket>{bucket}</Bucket><KeyMarker></KeyMarker>"
+        f"<UploadIdMarker></UploadIdMarker><NextKeyMarker>{marker}</NextKeyMarker>"
+        f"<NextUploadIdMarker>{marker and 'u'}</NextUploadIdMarker><MaxUploads>1000</MaxUploads>"
+        "<IsTruncated>true</IsTruncated></ListMultipartUploadsResult>"
+    )
+    with fault_proxy(s3) as proxy:
+        proxy.add(
+            Fault(lambda s: s.op == "list-uploads", "answer", rewrite=lambda _: page, times=5)
+        )
+        with pytest.raises(StoreAccessError, match="repeats itself"):
+            open_sink(f"s3://{bucket}/s.zarr").abort_uploads()
+        assert len(proxy.ops("list-uploads")) == asked
+
+
+@pytest.mark.parametrize("name", ["my data+1 100%.ome.zarr", "ü ñ/é+%2F.ome.zarr"])
+def test_a_store_whose_name_needs_url_encoding_converts_and_digests(s3, source, name):
+    """Spaces, ``+``, ``%`` and non-ASCII in the store's key: botocore asks for listings with
+    ``EncodingType=url`` and decodes them; the store holds the local store's bytes under
+    exactly that name, and its digest is the local one."""
+    from curated.objstore import url_digest
+
+    bucket = s3.make_bucket(f"enc-{len(name)}")
+    url = f"s3://{bucket}/{name}"
+    with fault_proxy(s3) as proxy:
+        res = convert_to_ome_zarr(source[0], url, **PARAMS)
+        bad = [s.query for s in proxy.ops("list") if s.query.get("encoding-type") != ["url"]]
+        assert not bad, bad
+    assert res.status == "ok"
+    assert s3.objects(bucket, name) == local_files(source[1])
+    assert url_digest(url) == source[2].details["store_digest"]
+    again = convert_to_ome_zarr(source[0], url, **PARAMS)  # recognised as done
+    assert again.status == "notneeded"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html><body>502 Bad Gateway</body></html>", b"oops\n" * (4 * MIB // 5)],
+    ids=["html", "huge"],
+)
+def test_an_error_body_that_is_not_xml_is_one_line(s3, body):
+    bucket = s3.make_bucket(f"nonxml-{len(body)}")
+    with fault_proxy(s3, AWS_MAX_ATTEMPTS="1") as proxy:
+        proxy.add(Fault(lambda s: s.method == "PUT", "status", status=400, body=body, times=99))
+        with pytest.raises(StoreAccessError) as err:
+            open_sink(f"s3://{bucket}/x").put("k", b"v")
+    text = str(err.value)
+    assert "\n" not in text and len(text) < 1000
