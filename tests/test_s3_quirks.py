@@ -152,3 +152,36 @@ def test_an_error_body_that_is_not_xml_is_one_line(s3, body):
             open_sink(f"s3://{bucket}/x").put("k", b"v")
     text = str(err.value)
     assert "\n" not in text and len(text) < 1000
+
+
+@pytest.mark.parametrize("lie", ["nothing", "shorter"])
+def test_a_put_answered_200_but_not_stored_fails_and_the_rerun_repairs_it(s3, source, lie):
+    """A store that answers a shard's PUT ``200 OK`` and keeps nothing (or fewer bytes than
+    sent, its checksum ignored): the conversion fails, the store is never marked finished
+    (zarr would read the hole as fill values), and a re-run writes the shard again."""
+    from curated.errors import ConversionError
+    from curated.images.store import is_incomplete
+
+    bucket = s3.make_bucket(f"lying-put-{lie}")
+    url = f"s3://{bucket}/stack.ome.zarr"
+    client = s3.client()
+
+    def lying(seen) -> bool:
+        return seen.method == "PUT" and seen.key.endswith("/0/c/0/1/1")
+
+    def store_short(_: bytes) -> bytes:
+        if lie == "shorter":
+            client.put_object(Bucket=bucket, Key="stack.ome.zarr/0/c/0/1/1", Body=b"short")
+        return b""
+
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lying, "answer", rewrite=store_short))
+        with pytest.raises(ConversionError, match=r"0/c/0/1/1.*did not keep") as err:
+            convert_to_ome_zarr(source[0], url, **PARAMS)
+        assert proxy.faults[0].hits == 1
+    assert url in str(err.value)
+    assert is_incomplete(url)
+    res = convert_to_ome_zarr(source[0], url, **PARAMS)
+    assert res.status == "ok" and res.details["resumed"]
+    assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
+    assert res.details["store_digest"] == source[2].details["store_digest"]
