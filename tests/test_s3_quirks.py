@@ -185,3 +185,26 @@ def test_a_put_answered_200_but_not_stored_fails_and_the_rerun_repairs_it(s3, so
     assert res.status == "ok" and res.details["resumed"]
     assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
     assert res.details["store_digest"] == source[2].details["store_digest"]
+
+
+@pytest.mark.parametrize("lie", ["head-size", "short-piece"])
+def test_a_store_digest_hashes_the_listed_object_or_fails(s3, lie):
+    """``log --verify --files`` re-hashes a store's objects. A HEAD answering another size
+    than the listing (a proxy dropping it gave 0) made it hash another object than the
+    one listed: a false "changed"; a ranged GET answering fewer bytes than asked, under a
+    Content-Length that agrees, gave a wrong digest. Now the listed size is read, and a
+    piece of another length is an error."""
+    from curated.objstore import url_digest
+
+    bucket = s3.make_bucket(f"digest-{lie}")
+    url = f"s3://{bucket}/s.zarr"
+    s3.put_many(bucket, {"s.zarr/zarr.json": b"{}", "s.zarr/0/c/0": b"x" * 5000})
+    right = url_digest(url)
+    with fault_proxy(s3) as proxy:
+        if lie == "head-size":
+            proxy.add(Fault(lambda s: s.method == "HEAD", "rewrite", rewrite=bytes, times=99))
+            assert url_digest(url) == right
+        else:
+            proxy.add(Fault(lambda s: s.op == "get", "rewrite", rewrite=lambda b: b[:-1], times=99))
+            with pytest.raises(StoreAccessError, match="answered 4999 bytes"):
+                url_digest(url)

@@ -686,17 +686,24 @@ def url_digest(url: str, exclude: set[str] | frozenset[str] = frozenset()) -> st
     for rel, size in sink.files():
         if rel.split("/", 1)[0] in exclude:
             continue
-        hasher.add(rel, size, _sha256_streamed(sink, rel))
+        hasher.add(rel, size, _sha256_streamed(sink, rel, size))
     return hasher.result().digest if hasher.files else None
 
 
-def _sha256_streamed(sink: LocalSink | S3Sink, key: str) -> str:
+def _sha256_streamed(sink: LocalSink | S3Sink, key: str, size: int) -> str:
+    """The sha256 of the ``size`` bytes the listing gave ``key``: no HEAD per object (one
+    that answers another size, or none, hashed another object than the one listed), and a
+    piece answered shorter or longer than asked is an error, not another digest."""
     if isinstance(sink, LocalSink):
         return sha256_of(sink, key)
     h = hashlib.sha256()
-    size = sink.size(key) or 0
     for start in range(0, size, PIECE):
-        h.update(sink.get_range(key, start, min(PIECE, size - start)))
+        want = min(PIECE, size - start)
+        piece = sink.get_range(key, start, want)
+        if len(piece) != want:
+            msg = f"the object store answered {len(piece)} bytes of {key} where {want} were asked for (at byte {start} of the {size} listed)"
+            raise StoreAccessError(msg, path=sink.url)
+        h.update(piece)
     return h.hexdigest()
 
 
