@@ -98,6 +98,32 @@ def test_a_listing_truncated_without_a_token_is_an_error_not_a_partial_walk(s3):
             url_digest(f"s3://{bucket}/s.zarr")
 
 
+def test_a_folder_listing_truncated_without_a_token_is_an_error(s3):
+    """The same for the listings of one "folder" (a journal's markers, a prediction's done
+    units, the label values collected): a server answering ListObjectsV2 as V1 (truncated,
+    a ``NextMarker``, no token) had the names past the first page silently left out."""
+    from curated.objstore import names_in
+
+    bucket = s3.make_bucket("no-token-folder")
+    page = _page(
+        f"<ListBucketResult><Name>{bucket}</Name><Prefix>s.zarr/f/</Prefix><KeyCount>1</KeyCount>"
+        "<MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated>"
+        "<NextMarker>s.zarr/f/a</NextMarker>"
+        "<Contents><Key>s.zarr/f/a</Key><Size>1</Size></Contents></ListBucketResult>"
+    )
+    s3.put_many(bucket, {"s.zarr/f/a": b"1", "s.zarr/f/b": b"2", "s.zarr/f/c/d": b"3"})
+    url = f"s3://{bucket}/s.zarr"
+    assert open_sink(url).listdir("f") == ["a", "b", "c"]
+    assert names_in(f"{url}/f") == {"a", "b", "c"}
+    assert open_sink(url).listdir("nothing") == []
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(lambda s: s.op == "list", "answer", rewrite=lambda _: page, times=2))
+        with pytest.raises(StoreAccessError, match="truncated"):
+            open_sink(url).listdir("f")
+        with pytest.raises(StoreAccessError, match="truncated"):
+            names_in(f"{url}/f")
+
+
 @pytest.mark.parametrize(("marker", "asked"), [("", 1), ("s.zarr/k", 2)], ids=["none", "same"])
 def test_a_multipart_upload_listing_that_never_advances_ends(s3, marker, asked):
     """A ListMultipartUploads page that says "truncated" and hands back no markers (the

@@ -372,12 +372,14 @@ class S3Sink:
         return self.size(key) is not None
 
     def listdir(self, prefix: str) -> list[str]:
-        path = self._key(prefix)
-        try:
-            names = self._call(self.fs.ls, path, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        return sorted(n.rstrip("/").rsplit("/", 1)[-1] for n in names if n.rstrip("/") != path)
+        """The names directly under ``prefix``, every page of its listing (see :meth:`_pages`)."""
+        base = self._in_bucket(prefix)
+        names: set[str] = set()
+        for page in self._pages(base, "/"):
+            names.update(sub["Prefix"][len(base) : -1] for sub in page.get("CommonPrefixes") or [])
+            names.update(obj["Key"][len(base) :] for obj in page.get("Contents") or [])
+        names.discard("")  # a folder marker ("prefix/"), no object
+        return sorted(names)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
