@@ -234,3 +234,33 @@ def test_a_store_digest_hashes_the_listed_object_or_fails(s3, lie):
             proxy.add(Fault(lambda s: s.op == "get", "rewrite", rewrite=lambda b: b[:-1], times=99))
             with pytest.raises(StoreAccessError, match="answered 4999 bytes"):
                 url_digest(url)
+
+
+def test_final_metadata_acknowledged_but_not_kept_fails_and_the_rerun_finishes(s3, source):
+    """The store's final zarr.json (its completion mark) answered ``200 OK`` and not kept:
+    the conversion reported ok with a digest over a store still marked unfinished, which
+    every later run refused as "already exists". Now it fails, and a re-run finishes it."""
+    from curated.errors import ConversionError
+    from curated.images.store import is_incomplete
+
+    bucket = s3.make_bucket("lying-meta")
+    url = f"s3://{bucket}/stack.ome.zarr"
+    puts = []
+
+    def final_metadata(seen) -> bool:
+        if seen.method == "PUT" and seen.key == f"{bucket}/stack.ome.zarr/zarr.json":
+            puts.append(seen)
+            return len(puts) == 2  # the first is the unfinished group's, in begin()
+        return False
+
+    with fault_proxy(s3) as proxy:
+        proxy.add(Fault(final_metadata, "answer", rewrite=lambda _: b""))
+        with pytest.raises(ConversionError, match="zarr.json") as err:
+            convert_to_ome_zarr(source[0], url, **PARAMS)
+        assert proxy.faults[0].hits == 1
+    assert url in str(err.value)
+    assert is_incomplete(url)
+    res = convert_to_ome_zarr(source[0], url, **PARAMS)
+    assert res.status == "ok"
+    assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
+    assert res.details["store_digest"] == source[2].details["store_digest"]
