@@ -264,3 +264,20 @@ def test_final_metadata_acknowledged_but_not_kept_fails_and_the_rerun_finishes(s
     assert res.status == "ok"
     assert s3.objects(bucket, "stack.ome.zarr") == local_files(source[1])
     assert res.details["store_digest"] == source[2].details["store_digest"]
+
+
+def test_a_prefix_is_no_object_and_asking_costs_one_request(s3):
+    """An object store has no folders: ``…/labels`` with objects under ``labels/`` is no
+    file (s3fs's ``info`` called it one, of size 0), and asking whether a key exists is
+    one HEAD (it was a HEAD and two LISTs for every key not there)."""
+    from curated.objstore import StorePath
+
+    bucket = s3.make_bucket("no-folders")
+    s3.put_many(bucket, {"s/labels/x/zarr.json": b"{}", "s/zarr.json": b"{}"})
+    with fault_proxy(s3) as proxy:
+        sink = open_sink(f"s3://{bucket}/s")
+        assert sink.size("zarr.json") == 2
+        assert sink.size("labels") is None and not sink.exists(".zgroup")
+        assert not StorePath(f"s3://{bucket}/s/labels").is_file()
+        assert StorePath(f"s3://{bucket}/s/labels").is_dir()
+        assert [s.op for s in proxy.seen] == ["head", "head", "head", "head", "list"]

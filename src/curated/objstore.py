@@ -363,10 +363,15 @@ class S3Sink:
         return bytes(self._call(self.fs.cat_file, self._key(key), start=start, end=start + length))
 
     def size(self, key: str) -> int | None:
+        """The size of the object ``key`` (``None``: no such object). One HEAD: never a
+        "folder" of objects under ``key/`` (s3fs's ``info`` lists for one when the HEAD
+        finds nothing, two more requests, and calls it a file of size 0)."""
+        path = "/".join(p for p in (self.prefix, key) if p)
         try:
-            return int(self._call(self.fs.info, self._key(key))["size"])
+            got = self._call(self.fs.call_s3, "head_object", Bucket=self.bucket, Key=path)
         except FileNotFoundError:
             return None
+        return int(got["ContentLength"])
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
