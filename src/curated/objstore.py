@@ -114,6 +114,11 @@ class StorePath(str):
         sink, key = self._in_parent()
         sink.put(key, b"")
 
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        """The object's bytes: ``text``, in one PUT (atomic on an object store)."""
+        sink, key = self._in_parent()
+        sink.put(key, text.encode(encoding))
+
     def unlink(self, missing_ok: bool = False) -> None:
         sink, key = self._in_parent()
         sink.delete(key)
