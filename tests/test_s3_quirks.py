@@ -281,3 +281,17 @@ def test_a_prefix_is_no_object_and_asking_costs_one_request(s3):
         assert not StorePath(f"s3://{bucket}/s/labels").is_file()
         assert StorePath(f"s3://{bucket}/s/labels").is_dir()
         assert [s.op for s in proxy.seen] == ["head", "head", "head", "head", "list"]
+
+
+@pytest.mark.parametrize("name", ["scans#2.ome.zarr", "scans?v=2.ome.zarr"])
+def test_a_store_name_with_hash_or_question_mark_is_written_under_that_name(s3, source, name):
+    """``#`` and ``?`` are characters of S3 keys. Read as a URL's fragment or query, the
+    store ``s3://B/scans#2.ome.zarr`` went to ``s3://B/scans``, another store's place
+    (with ``--overwrite``, deleting it)."""
+    bucket = s3.make_bucket(f"hash-{name.count('#')}")
+    s3.put_many(bucket, {"scans/zarr.json": b"{}", "scans/notes.txt": b"someone else's"})
+    url = f"s3://{bucket}/{name}"
+    res = convert_to_ome_zarr(source[0], url, overwrite=True, **PARAMS)
+    assert res.status == "ok" and res.path == url
+    assert s3.objects(bucket, name) == local_files(source[1])
+    assert s3.objects(bucket, "scans") == {"zarr.json": b"{}", "notes.txt": b"someone else's"}

@@ -293,12 +293,15 @@ class S3Sink:
     """A store under ``s3://bucket/prefix`` in an S3-compatible object store (through s3fs)."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.username or parts.password or "@" in parts.netloc:
+        # the key is everything after the bucket: "#" and "?" are characters of S3 keys,
+        # not a fragment or a query (urlsplit would put a store "a#b" at "a")
+        netloc, _, path = url.split("://", 1)[-1].partition("/")
+        parts = urlsplit(f"s3://{netloc}")
+        if parts.username or parts.password or "@" in netloc:
             msg = "credentials in the URL are refused: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
-            raise InputError(msg, path=f"s3://{parts.hostname or ''}{parts.path}")
-        self.bucket = parts.netloc
-        self.prefix = parts.path.strip("/")
+            raise InputError(msg, path=f"s3://{parts.hostname or ''}/{path}")
+        self.bucket = netloc
+        self.prefix = path.strip("/")
         if not self.bucket:
             msg = "names no bucket; write s3://BUCKET/PATH"
             raise InputError(msg, path=url)
