@@ -39,10 +39,10 @@ class Seen:
     def op(self) -> str:
         """A rough S3 operation name, enough to count requests by kind."""
         q = self.query
-        if self.method == "GET" and ("list-type" in q or ("delimiter" in q or "prefix" in q)):
-            return "list"
         if self.method == "GET" and "uploads" in q:
             return "list-uploads"
+        if self.method == "GET" and ("list-type" in q or ("delimiter" in q or "prefix" in q)):
+            return "list"
         if self.method == "PUT" and "partNumber" in q:
             return "upload-part"
         if self.method == "POST" and "uploads" in q:
@@ -73,6 +73,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()  # more headers of a "status" answer
     location: str = ""
     rewrite: Callable[[bytes], bytes] | None = None  # "rewrite"/"answer": the body to send
+    body: bytes | None = None  # a "status" answer's body instead of an <Error> document
     hits: int = 0
 
 
@@ -175,7 +176,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             elif fault.action == "reset":
                 self._reset()
             elif fault.action == "status":
-                xml = ERROR_XML.format(code=fault.code, message=fault.message).encode()
+                xml = fault.body
+                if xml is None:
+                    xml = ERROR_XML.format(code=fault.code, message=fault.message).encode()
                 self._answer(
                     fault.status,
                     [

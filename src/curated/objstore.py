@@ -114,6 +114,11 @@ class StorePath(str):
         sink, key = self._in_parent()
         sink.put(key, b"")
 
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        """The object's bytes: ``text``, in one PUT (atomic on an object store)."""
+        sink, key = self._in_parent()
+        sink.put(key, text.encode(encoding))
+
     def unlink(self, missing_ok: bool = False) -> None:
         sink, key = self._in_parent()
         sink.delete(key)
@@ -288,12 +293,15 @@ class S3Sink:
     """A store under ``s3://bucket/prefix`` in an S3-compatible object store (through s3fs)."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.username or parts.password or "@" in parts.netloc:
+        # the key is everything after the bucket: "#" and "?" are characters of S3 keys,
+        # not a fragment or a query (urlsplit would put a store "a#b" at "a")
+        netloc, _, path = url.split("://", 1)[-1].partition("/")
+        parts = urlsplit(f"s3://{netloc}")
+        if parts.username or parts.password or "@" in netloc:
             msg = "credentials in the URL are refused: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
-            raise InputError(msg, path=f"s3://{parts.hostname or ''}{parts.path}")
-        self.bucket = parts.netloc
-        self.prefix = parts.path.strip("/")
+            raise InputError(msg, path=f"s3://{parts.hostname or ''}/{path}")
+        self.bucket = netloc
+        self.prefix = path.strip("/")
         if not self.bucket:
             msg = "names no bucket; write s3://BUCKET/PATH"
             raise InputError(msg, path=url)
@@ -363,21 +371,28 @@ class S3Sink:
         return bytes(self._call(self.fs.cat_file, self._key(key), start=start, end=start + length))
 
     def size(self, key: str) -> int | None:
+        """The size of the object ``key`` (``None``: no such object). One HEAD: never a
+        "folder" of objects under ``key/`` (s3fs's ``info`` lists for one when the HEAD
+        finds nothing, two more requests, and calls it a file of size 0)."""
+        path = "/".join(p for p in (self.prefix, key) if p)
         try:
-            return int(self._call(self.fs.info, self._key(key))["size"])
+            got = self._call(self.fs.call_s3, "head_object", Bucket=self.bucket, Key=path)
         except FileNotFoundError:
             return None
+        return int(got["ContentLength"])
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
     def listdir(self, prefix: str) -> list[str]:
-        path = self._key(prefix)
-        try:
-            names = self._call(self.fs.ls, path, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        return sorted(n.rstrip("/").rsplit("/", 1)[-1] for n in names if n.rstrip("/") != path)
+        """The names directly under ``prefix``, every page of its listing (see :meth:`_pages`)."""
+        base = self._in_bucket(prefix)
+        names: set[str] = set()
+        for page in self._pages(base, "/"):
+            names.update(sub["Prefix"][len(base) : -1] for sub in page.get("CommonPrefixes") or [])
+            names.update(obj["Key"][len(base) :] for obj in page.get("Contents") or [])
+        names.discard("")  # a folder marker ("prefix/"), no object
+        return sorted(names)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -402,7 +417,9 @@ class S3Sink:
         """The pages (up to 1000 keys each) of a LIST of the keys that start with ``base``.
 
         Continuation tokens are followed one page at a time; a store answering the same
-        token again (it would list forever) is an error.
+        token again (it would list forever), or a truncated page without a token (the rest
+        could not be asked for: a digest over what was listed would describe another
+        store), is an error.
         """
         more: dict[str, str] = {"Delimiter": delimiter} if delimiter else {}
         seen: set[str] = set()
@@ -411,14 +428,21 @@ class S3Sink:
                 self.fs.call_s3, "list_objects_v2", Bucket=self.bucket, Prefix=base, **more
             )
             yield page
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            if not page.get("IsTruncated"):
                 return
-            if token in seen:
-                msg = f"the object store's listing of {self.url} repeats itself (continuation token seen before)"
+            token = page.get("NextContinuationToken")
+            if not token:
+                msg = f"the object store's listing of {self.url} is truncated without a continuation token (the rest cannot be listed)"
                 raise StoreAccessError(msg, path=self.url)
-            seen.add(token)
+            self._advancing(token, seen)
             more["ContinuationToken"] = token
+
+    def _advancing(self, token: object, seen: set[Any]) -> None:
+        """Refuse a listing's next-page token seen before (the listing would never end)."""
+        if token in seen:
+            msg = f"the object store's listing of {self.url} repeats itself (continuation token seen before)"
+            raise StoreAccessError(msg, path=self.url)
+        seen.add(token)
 
     def _walk(self, base: str, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, int]]:
         """``(key, size)`` of every object under ``base`` (a key prefix ending in ``/``), as a
@@ -470,6 +494,7 @@ class S3Sink:
         that finished). A store whose credentials may not list uploads is left as it is.
         """
         marker: dict[str, str] = {}
+        seen: set[Any] = {("", "")}  # markers that would list the first page again
         aborted = 0
         while True:
             try:
@@ -490,9 +515,10 @@ class S3Sink:
             if not page.get("IsTruncated"):
                 return aborted
             marker = {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+                "KeyMarker": page.get("NextKeyMarker") or "",
+                "UploadIdMarker": page.get("NextUploadIdMarker") or "",
             }
+            self._advancing((marker["KeyMarker"], marker["UploadIdMarker"]), seen)
 
     def files(self) -> Iterator[tuple[str, int]]:
         """Every object but the working folders', in path-part order, listed as it is walked."""
@@ -675,17 +701,24 @@ def url_digest(url: str, exclude: set[str] | frozenset[str] = frozenset()) -> st
     for rel, size in sink.files():
         if rel.split("/", 1)[0] in exclude:
             continue
-        hasher.add(rel, size, _sha256_streamed(sink, rel))
+        hasher.add(rel, size, _sha256_streamed(sink, rel, size))
     return hasher.result().digest if hasher.files else None
 
 
-def _sha256_streamed(sink: LocalSink | S3Sink, key: str) -> str:
+def _sha256_streamed(sink: LocalSink | S3Sink, key: str, size: int) -> str:
+    """The sha256 of the ``size`` bytes the listing gave ``key``: no HEAD per object (one
+    that answers another size, or none, hashed another object than the one listed), and a
+    piece answered shorter or longer than asked is an error, not another digest."""
     if isinstance(sink, LocalSink):
         return sha256_of(sink, key)
     h = hashlib.sha256()
-    size = sink.size(key) or 0
     for start in range(0, size, PIECE):
-        h.update(sink.get_range(key, start, min(PIECE, size - start)))
+        want = min(PIECE, size - start)
+        piece = sink.get_range(key, start, want)
+        if len(piece) != want:
+            msg = f"the object store answered {len(piece)} bytes of {key} where {want} were asked for (at byte {start} of the {size} listed)"
+            raise StoreAccessError(msg, path=sink.url)
+        h.update(piece)
     return h.hexdigest()
 
 

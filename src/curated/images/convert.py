@@ -24,6 +24,7 @@ from curated.images.layout import (
 )
 from curated.images.shards import (
     WriteJob,
+    check_written,
     collected_sample,
     level_stats,
     run_levels,
@@ -231,6 +232,7 @@ def write_multiscale(
     rep.finish()
     stats = level_stats(job)
     known = written_files(job)
+    check_written(job, known)
     body: dict[str, Any] = {"multiscales": [multiscales(layout, name)]}
     if layout.method == "mean" and not any(a.type == "channel" for a in layout.axes):
         body["omero"] = omero(

@@ -28,6 +28,7 @@ from curated.images.reader import OmeZarrImage, open_image
 from curated.images.shards import (
     LevelFiles,
     WriteJob,
+    check_written,
     collected_values,
     create_level_arrays,
     level_stats,
@@ -534,6 +535,7 @@ def _finish_label(
     rep.finish()
     values = collected_values(job) if len(layout.levels) > 1 else _scan_values(dest, layout)
     known = written_files(job)  # read before finish() drops the journal
+    check_written(job, known)
     _store.finish(
         dest,
         _final_attrs(layout, name, values, curated, properties, colors),

@@ -1134,6 +1134,38 @@ def written_files(job: WriteJob) -> dict[str, tuple[int, str]]:
     return out
 
 
+def check_written(job: WriteJob, known: dict[str, tuple[int, str]]) -> None:
+    """Before a store in an object store is marked finished: refuse it unless its listing
+    shows every data object this run (and the runs it resumes) wrote, at the size written.
+
+    A store that answered a PUT ``200 OK`` and kept nothing, or fewer bytes (its checksum
+    ignored), would otherwise be finished with a hole that reads as fill values, and a
+    re-run would find every shard marked done. The markers of the shards whose objects are
+    not there as written are removed, so that the re-run writes them again. A folder is
+    not checked: its files are renamed into place, whole or not at all.
+    """
+    if isinstance(job.sink, LocalSink):
+        return
+    listed = {rel: size for rel, size in job.sink.files() if rel in known}
+    bad = sorted(rel for rel, (size, _) in known.items() if listed.get(rel) != size)
+    if not bad:
+        return
+    for level in job.sink.listdir(f"{JOURNAL}/done"):
+        folder = f"{JOURNAL}/done/{level}"
+        names = job.sink.listdir(folder)
+        for name, blob in zip(names, _journal_objects(job, f"done/{level}"), strict=True):
+            if set(json.loads(blob).get("files", {})) & set(bad):
+                job.sink.delete(f"{folder}/{name}")
+    short = sum(rel in listed for rel in bad)
+    what = [f"lacks {len(bad) - short} object(s) written to it"] if len(bad) > short else []
+    what += [f"shows {short} object(s) at another size than written"] if short else []
+    msg = (
+        f"the store's listing {' and '.join(what)} (e.g. {bad[0]}): the object store did not "
+        "keep what it acknowledged; re-run to write them again"
+    )
+    raise ConversionError(msg, path=str(job.root))
+
+
 def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
     """The :func:`curated.provenance.digest.digest_tree` digest of ``root``, hashing only files not in ``known``.
 

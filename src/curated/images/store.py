@@ -252,8 +252,23 @@ def finish(
     """
     attrs = {k: v for k, v in attrs.items() if k != INCOMPLETE_KEY}
     write_group_attrs(root, attrs, zarr_format)
+    _check_kept(root, attrs, zarr_format)
     if not keep_journal:
         drop_journal(root)
+
+
+def _check_kept(root: str | Path, attrs: dict[str, Any], zarr_format: int) -> None:
+    """Read an object store's final metadata back (one GET): a store that acknowledged the
+    PUT without keeping it would otherwise stay marked unfinished under a run reported
+    done, its journal dropped, every later run refusing it as "already exists". A folder's
+    file is renamed into place, whole or not at all."""
+    if not is_url(root):
+        return
+    got = read_group_attrs(root)
+    if got is None or got[0] != json.loads(json.dumps(attrs, ensure_ascii=False, default=str)):
+        key = "zarr.json" if zarr_format == 3 else ".zattrs"
+        msg = f"the object store acknowledged the store's final metadata ({key}) but does not hold it; re-run to write it again"
+        raise ConversionError(msg, path=str(root))
 
 
 def drop_journal(root: str | Path) -> None:

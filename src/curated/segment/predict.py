@@ -50,7 +50,7 @@ from curated._crash import crash_point
 from curated._io import write_json
 from curated.errors import InputError, SegmentationError
 from curated.images.store import drop_journal
-from curated.objstore import as_path, names_in, remove_tree
+from curated.objstore import StorePath, as_path, names_in, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -803,7 +803,10 @@ def _claim_markers(run: _Prediction, plan: BlockPlan) -> None:
     except FileNotFoundError:
         if not any(n.startswith("done-") for n in names_in(run.markers)):
             # (a unit marked done without settings: markers of an earlier version, resumed)
-            write_json(path, settings)
+            if isinstance(path, StorePath):  # one PUT; write_json would make a local "s3:/…"
+                path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
+            else:
+                write_json(path, settings)
         return
     except (OSError, ValueError):
         earlier = None
