@@ -295,6 +295,12 @@ class InvenioRepository:
             what=f"removing {remote.name}",
         )
 
+    def _drop_pending(self, state: dict[str, Any], item: UploadItem, what: str) -> None:
+        """Remove the draft's file entry ``item`` (a pending upload; none there is fine)."""
+        self.http.request(
+            "DELETE", self._file(state, item.name), allow=(404,), expect_json=False, what=what
+        )
+
     def _initiate(
         self, state: dict[str, Any], item: UploadItem, entry: dict[str, Any], save: Any, what: str
     ) -> None:
@@ -325,13 +331,7 @@ class InvenioRepository:
                 what=what,
             )
         if r.status == 400:
-            self.http.request(
-                "DELETE",
-                self._file(state, item.name),
-                allow=(404,),
-                expect_json=False,
-                what=what,
-            )
+            self._drop_pending(state, item, what)
             r = self.http.request(
                 "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
             )
@@ -347,14 +347,7 @@ class InvenioRepository:
                     )
                 part_urls = _part_links(links, int(spec["transfer"]["parts"]), what)
             except DepositError:
-                # the pending file is removed, so that a re-run starts it afresh
-                self.http.request(
-                    "DELETE",
-                    self._file(state, item.name),
-                    allow=(404,),
-                    expect_json=False,
-                    what=what,
-                )
+                self._drop_pending(state, item, what)  # so that a re-run starts it afresh
                 raise
         entry.update(
             {
