@@ -151,7 +151,7 @@ def test_an_x_bin_inside_the_training_regions_is_not_scored_one(tmp_path):
     md = (tmp_path / "ev.md").read_text(encoding="utf-8")
     assert "| 0–10 | 0 | 0 | 1.000 |" not in md
     # most of the image lies in training regions: the reader is told how little was scored
-    assert any("of the image lie in the training regions" in w for w in rep.warnings)
+    assert any("of the image lies in the training regions" in w for w in rep.warnings)
 
 
 def test_boundary_excluded_dice_is_not_one_when_every_truth_voxel_is_in_the_band(tmp_path):

@@ -1630,7 +1630,7 @@ def _warnings(
     image_voxels = int(np.prod(inp.img.shape))
     if whole is not None and whole.excluded_voxels >= MOSTLY_TRAINING * image_voxels:
         warnings.append(
-            f"{whole.excluded_voxels / image_voxels:.0%} of the image lie in the training regions "
+            f"{whole.excluded_voxels / image_voxels:.0%} of the image lies in the training regions "
             "of the model and its ancestors (grown by its context): the whole-volume figures "
             f"rest on the remaining {int(whole.counts[:, -1].sum())} voxels only, and the model "
             "saw the structures next to them; score another image the model never saw"
