@@ -30,7 +30,7 @@ from tests.fakes.dataverse import TOKEN as DV_TOKEN
 from tests.fakes.dataverse import FakeDataverse
 from tests.fakes.dspace import COLLECTION, PASSWORD, USER, FakeDSpace
 from tests.fakes.invenio import TOKEN as INV_TOKEN
-from tests.fakes.invenio import FakeInvenio
+from tests.fakes.invenio import FakeInvenio, PublishedRecords
 
 SECRET = "hostile-test-secret-0042"
 FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
@@ -577,26 +577,6 @@ def test_lost_draft_on_a_repository_that_cannot_list_asks_the_curator_once(
     finally:
         fake.stop()
     assert os.path.exists(ws / "package" / "receipt.json")
-
-
-class PublishedRecords(FakeInvenio):
-    """InvenioRDM that serves published records at ``/api/records/<id>``, as the real one does."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.routes.insert(
-            0, ("GET", __import__("re").compile(r"/api/records/([^/]+)$"), self.record)
-        )
-
-    def record(self, req: Request, rid: str):
-        rec = self.records.get(rid)
-        if rec is None:
-            return 404, {"status": 404, "message": "not found"}
-        return 200, {
-            "id": rid,
-            "pids": {"doi": {"identifier": rec["doi"]}},
-            "links": {"self_html": f"{self.url}/records/{rid}"},
-        }
 
 
 def test_lost_answer_to_publish_is_checked_not_repeated(template, tmp_path, monkeypatch):

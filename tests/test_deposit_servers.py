@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from tests.fakes.dspace import COLLECTION, PASSWORD, USER, FakeDSpace
 from tests.fakes.figshare import TOKEN as FS_TOKEN
 from tests.fakes.figshare import FakeFigshare
 from tests.fakes.invenio import TOKEN as INV_TOKEN
-from tests.fakes.invenio import FakeInvenio
+from tests.fakes.invenio import FakeInvenio, PublishedRecords
 
 FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
 
@@ -153,24 +152,8 @@ def test_invenio_part_links_that_do_not_cover_the_file_are_refused(bag):
         )
 
 
-class OtherRecordInvenio(FakeInvenio):
-    """InvenioRDM that publishes the draft but answers with another record (id and DOI),
-    and serves published records at ``/api/records/<id>`` as the real one does."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.routes.insert(0, ("GET", re.compile(r"/api/records/([^/]+)$"), self.record))
-
-    def record(self, req: Request, rid: str):
-        rec = self.records.get(rid)
-        if rec is None:
-            return 404, {"status": 404, "message": "not found"}
-        return 200, {
-            "id": rid,
-            "is_published": True,
-            "pids": {"doi": {"identifier": rec["doi"]}},
-            "links": {"self_html": f"{self.url}/records/{rid}"},
-        }
+class OtherRecordInvenio(PublishedRecords):
+    """InvenioRDM that publishes the draft but answers with another record (id and DOI)."""
 
     def publish(self, req: Request, rid: str):
         status, body = super().publish(req, rid)

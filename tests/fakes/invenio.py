@@ -530,3 +530,23 @@ class FakeInvenio(FakeServer):
         for k, f in self.records[d["parent"]]["files"].items():
             d["files"][k] = dict(f)
         return 201, {"entries": [self._file_json(rid, k, f) for k, f in d["files"].items()]}
+
+
+class PublishedRecords(FakeInvenio):
+    """InvenioRDM that also serves published records at ``/api/records/<id>``, as the real
+    one does (``is_published`` and the DOI of the record asked for)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.routes.insert(0, ("GET", re.compile(r"/api/records/([^/]+)$"), self.record))
+
+    def record(self, req: Request, rid: str):
+        rec = self.records.get(rid)
+        if rec is None:
+            return 404, {"status": 404, "message": "not found"}
+        return 200, {
+            "id": rid,
+            "is_published": True,
+            "pids": {"doi": {"identifier": rec["doi"]}},
+            "links": {"self_html": f"{self.url}/records/{rid}"},
+        }
