@@ -267,3 +267,23 @@ def killed_conversion(src: str, url: str, params: dict[str, object], abort_after
         timeout=120,
     )
     return run.returncode
+
+
+SHAPE = (16, 32, 32)
+PARAMS = {"voxel_size": (8, 4, 4), "chunks": 8, "shard": 16, "workers": 1}
+"""The small conversion the fault tests write into the object store."""
+
+
+def converted_source(tmp_path_factory, seed: int):
+    """``(tiff, local OME-Zarr, its Result)``: a random SHAPE stack and its conversion into a
+    folder with PARAMS, the reference a store written through the faults must equal."""
+    import numpy as np
+    import tifffile
+
+    from curated.images import convert_to_ome_zarr
+
+    vol = np.random.default_rng(seed).integers(0, 255, SHAPE, dtype=np.uint8)
+    path = tmp_path_factory.mktemp("src") / "stack.tif"
+    tifffile.imwrite(path, vol, photometric="minisblack")
+    local = tmp_path_factory.mktemp("local") / "stack.ome.zarr"
+    return path, local, convert_to_ome_zarr(path, local, **PARAMS)

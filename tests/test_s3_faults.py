@@ -7,30 +7,20 @@ from __future__ import annotations
 import http.server
 import os
 
-import numpy as np
 import pytest
 import s3_server
-import tifffile
-from s3_faults import Fault, fault_proxy, serve
+from s3_faults import PARAMS, Fault, converted_source, fault_proxy, serve
 from s3_server import local_files
 
 from curated.images import convert_to_ome_zarr, open_image
 from curated.objstore import StoreAccessError, open_sink
 
 s3 = s3_server.s3  # the fixture: an S3 server on 127.0.0.1
-SHAPE = (16, 32, 32)
-PARAMS = {"voxel_size": (8, 4, 4), "chunks": 8, "shard": 16, "workers": 1}
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    rng = np.random.default_rng(7)
-    vol = rng.integers(0, 255, SHAPE, dtype=np.uint8)
-    path = tmp_path_factory.mktemp("src") / "stack.tif"
-    tifffile.imwrite(path, vol, photometric="minisblack")
-    local = tmp_path_factory.mktemp("local") / "stack.ome.zarr"
-    res = convert_to_ome_zarr(path, local, **PARAMS)
-    return path, local, res
+    return converted_source(tmp_path_factory, seed=7)
 
 
 def _shard(seen) -> bool:

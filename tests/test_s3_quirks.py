@@ -6,31 +6,23 @@ stands between curated and moto's server."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import s3_server
-import tifffile
-from s3_faults import Fault, fault_proxy
+from s3_faults import PARAMS, Fault, converted_source, fault_proxy
 from s3_server import local_files
 
 from curated.images import convert_to_ome_zarr
 from curated.objstore import StoreAccessError, open_sink
 
 s3 = s3_server.s3  # the fixture: an S3 server on 127.0.0.1
-SHAPE = (16, 32, 32)
-PARAMS = {"voxel_size": (8, 4, 4), "chunks": 8, "shard": 16, "workers": 1}
+
+
 MIB = 1 << 20
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    rng = np.random.default_rng(11)
-    vol = rng.integers(0, 255, SHAPE, dtype=np.uint8)
-    path = tmp_path_factory.mktemp("src") / "stack.tif"
-    tifffile.imwrite(path, vol, photometric="minisblack")
-    local = tmp_path_factory.mktemp("local") / "stack.ome.zarr"
-    res = convert_to_ome_zarr(path, local, **PARAMS)
-    return path, local, res
+    return converted_source(tmp_path_factory, seed=11)
 
 
 def _page(body: str) -> bytes:
