@@ -598,3 +598,29 @@ def test_x_bins_resting_on_a_few_tiles_are_flagged(cell):
     assert any("intervals along x rest on fewer than 8 tiles" in w for w in rep.warnings)
     md = rep.to_markdown()
     assert "too few for blocks of several tiles" in md and "likely too narrow" in md
+
+
+def test_overlapping_crops_count_each_voxel_once_in_the_threshold():
+    """A suggested crop drawn next to a training crop can overlap it; the tuned threshold
+    counted the shared voxels twice (``tuned_voxels`` 1.5x the crops' union, and the level
+    pulled towards them). It now tunes on the union, as on the same voxels split apart."""
+    from curated.segment.baseline import tune_threshold
+
+    rng = np.random.default_rng(3)
+    truth = np.zeros((8, 24, 24), np.uint8)
+    truth[2:6, 4:20, 3:9] = 1
+    raw = (np.where(truth == 1, 90.0, 140.0) + rng.normal(0, 30, truth.shape)).astype(np.float32)
+    raw[:, :, 10:16] -= 45  # a darker band that only the overlap holds much of
+    vol, tv = (Volume(Path("x"), a, {}, (0, 1, 2), ()) for a in (raw, truth))
+
+    def tune(rois):
+        return tune_threshold(vol, tv, rois, label_value=1, unannotated=(), voxel_size=(1, 1, 1))
+
+    a, b = Box((0, 0, 0), (8, 24, 16)), Box((0, 0, 8), (8, 24, 16))  # share x 8..16
+    split = [a, Box((0, 0, 16), (8, 24, 8))]  # the same union, no voxel twice
+    got, want = tune([a, b]), tune(split)
+    assert got is not None and want is not None
+    assert got.tuned_voxels == 8 * 24 * 24 == want.tuned_voxels
+    assert (got.level, got.tuned_dice) == (want.level, want.tuned_dice)
+    # a crop listed twice is the same crop
+    assert tune([a, a]) == tune([a])

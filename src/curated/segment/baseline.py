@@ -81,6 +81,19 @@ class ThresholdBaseline:
         return d
 
 
+def _drop_counted(valid: np.ndarray, box: Box, earlier: Sequence[Box]) -> None:
+    """Clear the voxels of ``box`` that lie in an ``earlier`` crop: overlapping crops
+    (a suggested crop next to a training one) would otherwise count them twice."""
+    for other in earlier:
+        if not box.intersects(other):
+            continue
+        lo = [max(a, b) for a, b in zip(box.offset, other.offset, strict=True)]
+        hi = [min(a, b) for a, b in zip(box.stop, other.stop, strict=True)]
+        valid[tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, box.offset, strict=True))] = (
+            False
+        )
+
+
 def tune_threshold(
     raw: Volume,
     truth: Volume,
@@ -94,7 +107,7 @@ def tune_threshold(
 
     ``None`` when the crops hold no voxel of ``label_value`` or no other annotated voxel
     (nothing to tune on). Reads each crop twice (its range, then its histograms), one crop
-    at a time.
+    at a time; a voxel in several overlapping crops counts once.
     """
     sigma = smoothing_sigma(voxel_size)
     lo, hi = math.inf, -math.inf
@@ -108,11 +121,12 @@ def tune_threshold(
     edges = np.linspace(lo, hi, LEVELS + 1)
     fg = np.zeros(LEVELS, np.int64)
     bg = np.zeros(LEVELS, np.int64)
-    for box in rois:
+    for i, box in enumerate(rois):
         t = truth.read(box)
         valid = np.ones(t.shape, bool)
         for v in unannotated:
             valid &= t != v
+        _drop_counted(valid, box, rois[:i])
         sm = _smoothed(raw, box, sigma)
         fg += np.histogram(sm[valid & (t == label_value)], bins=edges)[0]
         bg += np.histogram(sm[valid & (t != label_value)], bins=edges)[0]
