@@ -175,3 +175,49 @@ def test_cli_predict(trained) -> None:
         app, ["segment", "predict", str(model), str(image), "--name", "truth", "--device", "cpu"]
     )
     assert res.exit_code == 1
+
+
+def test_a_model_applied_at_another_voxel_size_is_warned_about(trained, tmp_path) -> None:
+    """An 8 nm model applied to a 20 nm image answered "ok" and nothing else: the network
+    sees voxels, so every structure looked 2.5x smaller than in training. The result, its
+    log entry and a re-run now say so; matching voxels (and small differences) do not."""
+    from curated.segment.geometry import voxel_size_mismatch
+    from curated.segment.sample import make_fibsem_sample
+
+    _, model = trained
+    coarse = tmp_path / "coarse.ome.zarr"
+    make_fibsem_sample(coarse, shape=(8, 24, 24), voxel_size=(20, 20, 20), seed=1, chunks=8)
+    r = predict(model, coarse, name="p", device="cpu")
+    assert r.status == "ok"
+    (w,) = r.details["warnings"]
+    assert "8 × 8 × 8 nm" in w and "20 × 20 × 20 nm" in w and "2.5× coarser" in w
+    assert "Warning: the model was trained on" in r.message
+    again = predict(model, coarse, name="p", device="cpu")
+    assert again.status == "notneeded" and again.details["warnings"] == [w]
+    same = predict(model, trained[0], name="p-same", device="cpu")
+    assert "warnings" not in same.details and "Warning" not in same.message
+    # where the line is drawn, and a model that never recorded its voxels
+    assert voxel_size_mismatch((8, 8, 8), (10, 8, 6.4)) is None
+    assert "finer along x" in voxel_size_mismatch((8, 8, 8), (8, 8, 6.3))
+    assert "1.3× coarser along z" in voxel_size_mismatch((8, 8, 8), (10.4, 8, 8))
+    assert voxel_size_mismatch(None, (8, 8, 8)) is None
+    assert voxel_size_mismatch([0, 8, 8], (8, 8, 8)) is None
+
+
+def test_the_log_entry_of_a_prediction_keeps_its_warning(trained, tmp_path) -> None:
+    """The curator log is where a reviewer looks later: the warning is recorded there."""
+    from curated.metadata import init_workspace
+    from curated.provenance.log import CuratorLog
+    from curated.segment.sample import make_fibsem_sample
+
+    _, model = trained
+    ws = tmp_path / "ws"
+    init_workspace(ws, "Voxel size warning")
+    image = ws / "derived" / "coarse.ome.zarr"
+    make_fibsem_sample(image, shape=(8, 24, 24), voxel_size=(8, 8, 20), seed=1, workspace=ws)
+    predict(model, image, name="p", device="cpu", workspace=ws)
+    (entry,) = [
+        e for e in CuratorLog(ws / "curation" / "log.jsonl").entries() if e["action"] == "predict"
+    ]
+    assert "2.5× coarser along x" in entry["details"]["warnings"][0]
+    assert "Warning: the model was trained on" in entry["message"]

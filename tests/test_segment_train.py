@@ -333,7 +333,12 @@ def test_finetune_records_parent_and_lineage(sample, tmp_path) -> None:
     assert r.ok
     pm = json.loads((parent / "model.json").read_text())
     cm = json.loads((tmp_path / "c" / "model.json").read_text())
-    assert cm["parent"] == {"sha256": pm["weights"]["sha256"], "id": pm["id"]}
+    assert cm["parent"] == {
+        "sha256": pm["weights"]["sha256"],
+        "id": pm["id"],
+        "voxel_size": [16.0, 8.0, 8.0],
+    }
+    assert "warnings" not in r.details  # the same voxels as the parent's
     assert cm["label"]["label_value"] == 2 and cm["preprocessing"] == pm["preprocessing"]
     assert cm["lineage_rois"][: len(pm["lineage_rois"])] == pm["lineage_rois"]
     assert len(cm["lineage_rois"]) == len(pm["lineage_rois"]) + 2
@@ -1140,3 +1145,21 @@ def test_pointwise_convolutions_are_matrix_products_with_conv3d_parameters() -> 
         and pw.weight.grad is not None
         and pw.weight.grad.shape == (3, 4, 1, 1, 1)
     )
+
+
+def test_a_finetune_on_other_voxels_than_the_parents_is_warned_about(sample, tmp_path) -> None:
+    """Fine-tuning keeps the parent's network and normalisation, planned for its voxels; on
+    an image 2.5x coarser in x it trained without a word. It now warns, in the result and in
+    the model's record (so a re-run that finds it done says the same)."""
+    parent = tmp_path / "p"
+    train(sample, labels="ann", label_value=2, out=parent, **TINY)
+    other = tmp_path / "other.ome.zarr"
+    make_fibsem_sample(other, shape=SHAPE, voxel_size=(16, 8, 20), seed=3)
+    annotate_from_truth(other, crops=2, size=10, seed=1, name="ann")
+    r = finetune(parent, other, labels="ann", out=tmp_path / "c", draws=1, **TINY)
+    assert r.ok
+    (w,) = r.details["warnings"]
+    assert w.startswith("the parent model was trained on 16 × 8 × 8 nm voxels")
+    assert "2.5× coarser along x" in w and "Warning: the parent model" in r.message
+    again = finetune(parent, other, labels="ann", out=tmp_path / "c", draws=1, **TINY)
+    assert again.status == "notneeded" and again.details["warnings"] == [w]

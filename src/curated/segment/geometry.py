@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,3 +89,43 @@ def vec3(value: int | Sequence[int], what: str) -> Vec3:
         )
         raise InputError(msg, field=what)
     return out  # type: ignore[return-value]
+
+
+VOXEL_SIZE_TOLERANCE = 1.25
+"""An image's voxels may be this many times coarser or finer than a model's training
+voxels, along every axis, before applying the model is warned about."""
+
+
+def voxel_size_mismatch(
+    trained: Sequence[float] | None, image: Sequence[float], *, who: str = "the model"
+) -> str | None:
+    """A warning when ``image`` voxels (nm, z y x) differ from the ``trained`` ones by more
+    than :data:`VOXEL_SIZE_TOLERANCE` along an axis; ``None`` when they match or the
+    model did not record its voxel size.
+
+    The network sees voxels, not nanometres: at 2.5× coarser voxels a mitochondrion looks
+    2.5× smaller than any it learned from, and its context window covers 2.5× more tissue.
+    """
+    if not trained or len(trained) != 3 or len(image) != 3:
+        return None
+    try:
+        ratios = [float(i) / float(t) for i, t in zip(image, trained, strict=True)]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not all(math.isfinite(r) and r > 0 for r in ratios):
+        return None
+    worst = max(range(3), key=lambda i: abs(math.log(ratios[i])))
+    r = ratios[worst]
+    if 1 / VOXEL_SIZE_TOLERANCE <= r <= VOXEL_SIZE_TOLERANCE:
+        return None
+
+    def nm(v: Sequence[float]) -> str:
+        return " × ".join(f"{float(x):g}" for x in v)
+
+    factor, how, looks = (r, "coarser", "smaller") if r > 1 else (1 / r, "finer", "larger")
+    return (
+        f"{who} was trained on {nm(trained)} nm voxels (z, y, x) and this image has "
+        f"{nm(image)} nm, {factor:.3g}× {how} along {'zyx'[worst]}: structures look "
+        f"{factor:.3g}× {looks} to the network than in training, so expect worse results; "
+        "resample the image to the model's voxel size, or train on crops of this image"
+    )

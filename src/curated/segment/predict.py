@@ -61,6 +61,7 @@ from curated.segment.device import (
     precision_name,
     resolve_device,
 )
+from curated.segment.geometry import voxel_size_mismatch
 from curated.segment.modelio import SOFTWARE, SegmentationModel, load_model
 from curated.segment.preprocess import read_region
 from curated.workspace import Workspace, recorder
@@ -612,9 +613,10 @@ def predict(
             precision=used,
             shape=tuple(int(s) for s in raw.shape),
         )
+        warnings = _voxel_size_warnings(m, image)
         done = _earlier_prediction(run, step, overwrite)
         if done is not None:
-            return done
+            return _warned(done, step, warnings)
         plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
         finished = _finalize(run, plan)
         crash_point("predict-finalized")
@@ -633,7 +635,31 @@ def predict(
         step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (
             f" ({skipped} resumed)" if skipped else ""
         )
-        return Result("predict", "ok", str(run.dest), step.message, details)
+        return _warned(
+            Result("predict", "ok", str(run.dest), step.message, details), step, warnings
+        )
+
+
+def _voxel_size_warnings(m: SegmentationModel, image: StorePath | Path) -> list[str]:
+    """A warning when the image's voxels are not the ones the model was trained on."""
+    trained = (m.meta.get("training") or {}).get("voxel_size")
+    try:
+        warning = voxel_size_mismatch(trained, _store.voxel_size(image))
+    except (InputError, SegmentationError):
+        return []  # no length unit: nothing to compare (the prediction does not need one)
+    return [warning] if warning else []
+
+
+def _warned(result: Result, step: Any, warnings: list[str]) -> Result:
+    """``result`` and its log entry with ``warnings`` appended to the message and in details."""
+    if not warnings:
+        return result
+    details = dict(result.details or {})
+    details["warnings"] = list(details.get("warnings") or []) + warnings
+    message = result.message + "".join(f". Warning: {w}" for w in warnings)
+    step.details["warnings"] = details["warnings"]
+    step.message = message
+    return Result(result.action, result.status, result.path, message, details)
 
 
 @dataclass

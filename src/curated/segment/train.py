@@ -67,6 +67,7 @@ from curated.segment.defaults import (
     POINTWISE_BELOW_NM,
 )
 from curated.segment.device import amp_dtype, check_precision, precision_name, resolve_device
+from curated.segment.geometry import voxel_size_mismatch
 from curated.segment.metrics import masked_dice
 from curated.segment.modelio import (
     MODEL_FORMAT,
@@ -1006,16 +1007,23 @@ def recorded_warnings(meta: dict[str, Any]) -> list[str]:
     like shaded mitochondria there.
     """
     t = meta.get("training", {})
+    warnings = []
+    parent = meta.get("parent") or {}
+    scale = voxel_size_mismatch(
+        parent.get("voxel_size"), t.get("voxel_size") or (), who="the parent model"
+    )
+    if scale:  # the fine-tune keeps the parent's network and normalisation, planned in its voxels
+        warnings.append(scale)
     new, without = t.get("new_rois") or [], t.get("new_rois_without_structure") or []
     if not new or len(without) < len(new):
-        return []
+        return warnings
     value = meta["label"]["label_value"]
     which = (
         f"the new crop holds no voxel of label {value}"
         if len(new) == 1
         else f"none of the {len(new)} new crops holds a voxel of label {value}"
     )
-    return [
+    return warnings + [
         f"{which}: crops that only show what "
         "the structure is not can teach the network to drop it where it looks alike; check the "
         "new model's scores where the structure is, and annotate a crop that holds it as well"
@@ -1753,7 +1761,15 @@ def _model_meta(
             "signature": signature,
             "seconds": round(time.perf_counter() - t0, 2),
         },
-        "parent": {"sha256": parent.sha256, "id": parent.id} if parent else None,
+        "parent": (
+            {
+                "sha256": parent.sha256,
+                "id": parent.id,
+                "voxel_size": (parent.meta.get("training") or {}).get("voxel_size"),
+            }
+            if parent
+            else None
+        ),
         "lineage_rois": lineage,
         "weights": {"file": "weights.pt", "sha256": sha},
         "evaluations": [],
