@@ -138,6 +138,16 @@ def s3_error(text: str) -> tuple[str, str]:
     return (code.group(1) if code else "", message.group(1) if message else "")
 
 
+STUCK_LOCKS = {
+    "FileValidationFailed": "Dataverse found files of the dataset missing or corrupted when it "
+    "validated them for publication and keeps it locked until its administrators act; ask "
+    "them to check the dataset, then re-run with --resume",
+    "InReview": "the dataset has been submitted for review and only the collection's curators "
+    "may change it now; ask them to return it to the author, then re-run with --resume",
+}
+"""Locks that do not clear by themselves (``DatasetLock.Reason``): waiting for them is pointless."""
+
+
 def _is_lock(reply: Reply) -> bool:
     return reply.status in (400, 403, 409) and "lock" in reply.text.lower()
 
@@ -145,6 +155,30 @@ def _is_lock(reply: Reply) -> bool:
 def _status_errors(reply: Reply, what: str) -> None:
     if isinstance(reply.data, dict) and str(reply.data.get("status", "")).upper() == "ERROR":
         raise DepositError(f"{what}: Dataverse reports an error: {reply.data.get('message')}")
+
+
+def _check_added(item: UploadItem, files: Any, what: str) -> None:
+    """Stop unless an ``/add`` answer lists one file, under the folder and name it was sent as.
+
+    Dataverse keeps a file as :func:`dataverse_name` sends it, but gives a name the draft
+    already has a ``-1`` (``IngestUtil.checkForDuplicateFileNamesFinal``): another client
+    adding that file meanwhile, or an answer about another file, is not this file stored.
+    Nothing is recorded; a re-run (``--resume``) removes what the bag lacks and sends it again.
+    """
+    folder, label = dataverse_name(item.name)
+    rows = files if isinstance(files, list) else []
+    f = rows[0] if len(rows) == 1 and isinstance(rows[0], dict) else {}
+    got = (str(f.get("directoryLabel") or ""), f.get("label"))
+    if got != (folder, label):
+        sent = f"{folder}/{label}" if folder else label
+        said = f"{got[0]}/{got[1]}" if got[0] else str(got[1])
+        told = repr(said) if f else f"{len(rows)} files"
+        msg = (
+            f"{what}: Dataverse answered that it added {told}, not {sent!r} as sent (it renames "
+            "a file whose name the dataset already has); nothing was recorded for this file: "
+            "re-run with --resume, which removes files the bag does not have and sends it again"
+        )
+        raise DepositError(msg, details={"sent": sent, "answered": said if f else len(rows)})
 
 
 def _remote_file(name: str, df: dict[str, Any]) -> RemoteFile:
@@ -227,6 +261,10 @@ class DataverseRepository:
             locks = (r.data or {}).get("data") or []
             if not locks:
                 return
+            stuck = sorted({str(lk.get("lockType")) for lk in locks} & set(STUCK_LOCKS))
+            if stuck:
+                msg = f"{what}: the dataset is locked ({', '.join(stuck)}): {STUCK_LOCKS[stuck[0]]}"
+                raise DepositError(msg, details={"locks": ", ".join(stuck)})
             if waited >= self.lock_wait:
                 kinds = ", ".join(sorted({str(lk.get("lockType")) for lk in locks}))
                 msg = (
@@ -526,6 +564,7 @@ class DataverseRepository:
         remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
         if unpacked and (len(files) != 1 or str(remote.size) != str(item.size)):
             self._still_wrapped(state, item, files, what)
+        _check_added(item, files, what)
         return Uploaded(remote, holder[0].hashes.result())
 
     def _still_wrapped(
@@ -636,6 +675,11 @@ class DataverseRepository:
                     "it has been aborted: re-run with --resume to send the file again"
                 )
                 raise DepositError(msg, details={"status": r.status})
+        return self._register(state, item, entry, save, local, what)
+
+    def _register(self, state, item: UploadItem, entry, save, local, what: str) -> Uploaded:  # type: ignore[no-untyped-def]
+        """Register a file sent to the store (``/add`` with its ``storageIdentifier``)."""
+        dd = entry["direct"]
         if local is None:
             local = hash_file(item.path)
         names = _file_meta(item)
@@ -645,6 +689,9 @@ class DataverseRepository:
             **names,
             "mimeType": "application/octet-stream",
             "checksum": {"@type": "MD5", "@value": local["md5"]},
+            # As through the server: ingest would replace a table by its .tab form (direct
+            # uploads are ingested too, IngestServiceBean.saveAndAddFilesToDataset).
+            "tabIngest": False,
         }
         raw, ctype = form_data({"jsonData": json.dumps(meta)})
         r = self.http.request(
@@ -660,6 +707,12 @@ class DataverseRepository:
         crash_point("dataverse-added")  # stored there, not yet in the journal
         files = need(r.data, "data", "files", what=what)
         remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        try:
+            _check_added(item, files, what)
+        except DepositError:
+            entry.pop("direct", None)  # registered or not, this storage identifier is done with
+            save()
+            raise
         # The checksum Dataverse records is the one sent (its fixity check at publication
         # compares it with the stored object); the size it records is the stored object's.
         if remote.size is not None and int(remote.size) != item.size:
@@ -758,7 +811,32 @@ class DataverseRepository:
             # anything else is not taken for one.
             lacking = "without saying the dataset was published"
             raise not_published(self.http, r, lacking, state.get("pid"))
-        self._wait_unlocked(state, "publishing")
+        landing = self.published(state)  # once its locks (finalizePublication) have cleared
+        if landing is None:
+            # PublishDatasetCommand finishes large or PID-registering publications in the
+            # background; a failure there unlocks the dataset and leaves it unpublished.
+            msg = (
+                "publishing: Dataverse accepted the publication, but once its locks cleared the "
+                "dataset's latest version is not released (finishing the publication failed "
+                "there, e.g. registering a persistent identifier; Dataverse notifies the "
+                "depositor why); the draft and its files are kept: check it there, then re-run "
+                "with --resume"
+            )
+            raise DepositError(msg, details={"record": state.get("pid")})
+        return landing
+
+    def published(self, state: dict[str, Any]) -> Landing | None:
+        """The landing when the dataset's latest version is released (``GET /api/datasets/{id}``):
+        after a publication, or an earlier publish whose answer was lost."""
+        what = "checking whether the dataset was published"
+        self._wait_unlocked(state, what)
+        r = self.http.request("GET", f"/datasets/{state['id']}", allow=(404,), what=what)
+        data = _data(r) if r.status == 200 else {}
+        if str(data.get("id")) != str(state["id"]):
+            return None  # another dataset's answer says nothing about this one
+        version = data.get("latestVersion")
+        if not isinstance(version, dict) or version.get("versionState") != "RELEASED":
+            return None
         return self._landing(state, "published")
 
     def _landing(self, state: dict[str, Any], status: str) -> Landing:

@@ -1,0 +1,232 @@
+"""The Dataverse deposit against a server that behaves as a real Dataverse does where the
+fake is kind (background publication, ingest of direct uploads, renamed duplicate names,
+locks that never clear), and against one that lies about what it stored.
+
+Each test is the curator's story: the error names what the server did, the journal never
+records as confirmed a file that was not verified whole, and a resumed run finishes
+without sending a file twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curated._secrets import forget_secrets
+from curated.deposit import RetryPolicy, deposit
+from curated.deposit.journal import journal_path
+from curated.errors import DepositError
+from curated.workspace import Workspace
+from tests.fakes import bags
+from tests.fakes.base import Request
+from tests.fakes.dataverse import TOKEN, FakeDataverse
+
+FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
+ADD = r"/api/datasets/:persistentId/add"
+PUBLISH = r"/api/datasets/:persistentId/actions/:publish"
+LOCKS = r"/api/datasets/\d+/locks"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.setenv("DATAVERSE_TOKEN", TOKEN)
+    yield
+    forget_secrets()
+
+
+def _bag(root: Path, files: dict[str, bytes]) -> Path:
+    Workspace.create(root, record=bags.record())
+    for rel, content in files.items():
+        p = root / "derived" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content)
+    return bags.bag_workspace(root)
+
+
+def _run(bag: Path, fake: FakeDataverse, **kw: Any):  # type: ignore[no-untyped-def]
+    return deposit(bag, to="dataverse", url=fake.url, target="lab", retry=FAST, **kw)
+
+
+def _entry(bag: Path) -> dict[str, Any]:
+    return next(iter(json.loads(journal_path(bag).read_text())["deposits"].values()))
+
+
+def _confirmed(bag: Path) -> dict[str, str]:
+    """bag path → remote id of every file the journal confirms, each checked to carry the
+    bag file's own md5 and an id no other confirmed file has."""
+    out = {}
+    for name, fe in _entry(bag)["files"].items():
+        if fe.get("status") == "confirmed":
+            assert fe["md5"] == hashlib.md5((bag / name).read_bytes()).hexdigest(), name
+            out[name] = str(fe["remote_id"])
+    assert len(set(out.values())) == len(out), out
+    return out
+
+
+def _stored(fake: FakeDataverse) -> dict[str, tuple[int, str]]:
+    """path in the dataset → (size, md5 of what the store holds or Dataverse recorded)."""
+    (ds,) = fake.datasets.values()
+    return {
+        name: (f["dataFile"]["filesize"], f["dataFile"]["checksum"]["value"])
+        for name, f in ds["files"].items()
+    }
+
+
+def _as_bag(bag: Path) -> dict[str, tuple[int, str]]:
+    return {
+        p.relative_to(bag).as_posix(): (p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest())
+        for p in bag.rglob("*")
+        if p.is_file()
+    }
+
+
+# ---------------------------------------------------------------- ingest of direct uploads
+def test_dataverse_table_sent_direct_is_stored_as_sent_not_ingested(tmp_path):
+    """Dataverse ingests direct uploads too: a CSV registered without ``tabIngest: false``
+    would become a .tab of another size, and the deposit of a large table would fail."""
+    files = {"tables/counts.csv": b"cell,area\n" + b"1,20\n" * 200}
+    bag = _bag(tmp_path / "ws", files)
+    with FakeDataverse(direct=True) as fake:
+        r = _run(bag, fake, options={"direct_threshold": 1})
+        assert r.status == "draft"
+        assert fake.count("PUT", r"/s3/[\w-]+") == len(r.files)  # every file went direct
+        assert _stored(fake) == _as_bag(bag)
+    assert len(_confirmed(bag)) == len(r.files)
+
+
+# ---------------------------------------------------------------- publication
+def test_dataverse_publication_finished_in_the_background_is_waited_for(tmp_path):
+    """A large or PID-registering publication answers 200 with the dataset still a draft
+    and finishes behind a finalizePublication lock: the deposit waits, then sees it released."""
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
+    with FakeDataverse(finalize="async", finalize_polls=3) as fake:
+        r = _run(bag, fake, publish=True)
+        assert r.status == "published"
+        (ds,) = fake.datasets.values()
+        assert ds["published"] == 1 and not ds["draft"]
+        assert fake.count("POST", PUBLISH) == 1
+
+
+def test_dataverse_publication_that_fails_in_the_background_keeps_the_draft(tmp_path):
+    """When finishing the publication fails (a PID it could not register), Dataverse
+    removes its lock and leaves the dataset unpublished: that is not a publication."""
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
+    with FakeDataverse(finalize="pidfail") as fake:
+        with pytest.raises(DepositError, match="not released") as err:
+            _run(bag, fake, publish=True)
+        assert "draft and its files are kept" in str(err.value)
+        (ds,) = fake.datasets.values()
+        assert ds["draft"] and not ds["published"]
+        assert _entry(bag)["stage"] != "published"
+        fake.finalize = "sync"  # the installation's PID provider is back
+        adds = fake.count("POST", ADD)
+        r = _run(bag, fake, publish=True, resume=True)
+        assert r.status == "published" and ds["published"] == 1
+        assert fake.count("POST", ADD) == adds  # no file sent twice
+        assert len(_confirmed(bag)) == len(r.files)
+
+
+def test_dataverse_lock_that_never_clears_stops_the_deposit_at_once(tmp_path):
+    """A FileValidationFailed lock stays until an administrator acts: waiting the whole
+    lock timeout for it only delays the message."""
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
+    with FakeDataverse(finalize="invalid") as fake:
+        with pytest.raises(DepositError, match="FileValidationFailed.*missing or corrupted"):
+            _run(bag, fake, publish=True)
+        # one poll before each write, then the lock is named: not 300 more over the timeout
+        assert fake.count("GET", LOCKS) < 40
+
+
+def test_dataverse_lost_publish_answer_is_looked_up_not_sent_again(tmp_path):
+    """A publish whose answer was lost may have gone through: the re-run asks the dataset
+    before publishing again, which Dataverse would refuse for a dataset without a draft."""
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
+    with FakeDataverse() as fake:
+        fake.lose_answers("POST", PUBLISH)
+        with pytest.raises(DepositError):
+            _run(bag, fake, publish=True)
+        (ds,) = fake.datasets.values()
+        assert ds["published"] == 1  # it went through
+        r = _run(bag, fake, publish=True, resume=True)
+        assert r.status == "published" and r.record_id == ds["pid"]
+        assert fake.count("POST", PUBLISH) == 1 and ds["published"] == 1
+
+
+# ---------------------------------------------------------------- /add answers
+class RacingDataverse(FakeDataverse):
+    """Another client adds a file under the name of the first one curated sends, so
+    Dataverse stores curated's as ``name-1`` (IngestUtil.checkForDuplicateFileNamesFinal)."""
+
+    victim: str | None = None
+
+    def _race(self, d: dict[str, Any], folder: str | None, label: str) -> None:
+        if self.victim is None:
+            self.victim = f"{folder}/{label}" if folder else label
+            super()._store(d, folder, label, {}, b"another client's file")
+
+    def _store(self, d, folder, label, meta, data):  # type: ignore[no-untyped-def]
+        self._race(d, folder, label)
+        return super()._store(d, folder, label, meta, data)
+
+    def _register(self, d: dict[str, Any], meta: dict[str, Any]):
+        self._race(d, meta.get("directoryLabel") or None, str(meta.get("fileName")))
+        return super()._register(d, meta)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_dataverse_file_stored_under_another_name_is_not_confirmed(direct, tmp_path):
+    """The /add answer names the file Dataverse stored: one renamed because the name was
+    taken meanwhile is not the bag file stored, and the re-run leaves the dataset as the bag."""
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(3000)})
+    opts = {"direct_threshold": 1} if direct else {}
+    with RacingDataverse(direct=direct) as fake:
+        with pytest.raises(DepositError, match=r"added '.*-1.*', not '.*' as sent"):
+            _run(bag, fake, options=opts)
+        assert fake.victim is not None and fake.victim not in _confirmed(bag)
+        r = _run(bag, fake, resume=True, options=opts)
+        assert r.status == "draft"
+        assert _stored(fake) == _as_bag(bag)  # the other client's file and the -1 are gone
+        assert len(_confirmed(bag)) == len(r.files)
+
+
+class EchoingDataverse(FakeDataverse):
+    """Stores every file, but answers the /add of a file whose content the dataset already
+    has with that other file's entry (the checksum matches what was sent)."""
+
+    def add(self, req: Request):
+        status, body = super().add(req)
+        (ds,) = self.datasets.values()
+        if status == 200:
+            new = body["data"]["files"][0]
+            md5 = new["dataFile"]["checksum"]["value"]
+            twin = next(
+                (
+                    f
+                    for f in ds["files"].values()
+                    if f is not new and f["dataFile"]["checksum"]["value"] == md5
+                ),
+                None,
+            )
+            if twin is not None:
+                body["data"]["files"] = [twin]
+        return status, body
+
+
+def test_dataverse_answer_about_another_file_is_not_confirmed(tmp_path):
+    same = os.urandom(2000)
+    bag = _bag(tmp_path / "ws", {"a/one.bin": same, "b/two.bin": same})
+    with EchoingDataverse() as fake:
+        with pytest.raises(DepositError, match="not 'data/derived/b/two.bin' as sent"):
+            _run(bag, fake)
+        confirmed = _confirmed(bag)
+        assert "data/derived/a/one.bin" in confirmed and "data/derived/b/two.bin" not in confirmed
+        adds = fake.count("POST", ADD)
+        r = _run(bag, fake, resume=True)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+        assert fake.count("POST", ADD) == adds + len(r.files) - len(confirmed) - 1  # two.bin kept
+        assert len(_confirmed(bag)) == len(r.files)
