@@ -230,3 +230,63 @@ def test_dataverse_answer_about_another_file_is_not_confirmed(tmp_path):
         assert r.status == "draft" and _stored(fake) == _as_bag(bag)
         assert fake.count("POST", ADD) == adds + len(r.files) - len(confirmed) - 1  # two.bin kept
         assert len(_confirmed(bag)) == len(r.files)
+
+
+# ---------------------------------------------------------------- multipart direct upload
+BIG = {"volume.bin": os.urandom(200_000)}
+PARTS = {"direct_threshold": 100_000}  # only volume.bin goes direct, in 64 KiB parts
+S3_PUT = r"/s3/[\w-]+"
+
+
+class CompleteFailsOnce(FakeDataverse):
+    """S3 refuses the first completion (Dataverse answers 500 and aborts the upload)."""
+
+    failed = False
+
+    def mp_complete(self, req: Request):
+        if not self.failed:
+            self.failed = True
+            req.drain()
+            self.objects[req.query["storageidentifier"]]["aborted"] = True
+            return 500, {"status": "ERROR", "message": "Could not complete multipart upload"}
+        return super().mp_complete(req)
+
+
+def test_dataverse_multipart_upload_it_could_not_complete_is_sent_afresh(tmp_path):
+    bag = _bag(tmp_path / "ws", BIG)
+    with CompleteFailsOnce(direct=True) as fake:
+        with pytest.raises(DepositError, match="could not complete the multipart upload"):
+            _run(bag, fake, options=PARTS)
+        assert "data/derived/volume.bin" not in _confirmed(bag)
+        r = _run(bag, fake, options=PARTS, resume=True)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+        assert len(_confirmed(bag)) == len(r.files)
+
+
+class RegisterFailsOnce(FakeDataverse):
+    """The first registration of a direct upload fails (a server error after the store has
+    the whole object)."""
+
+    failed = False
+
+    def _register(self, d: dict[str, Any], meta: dict[str, Any]):
+        if not self.failed:
+            self.failed = True
+            return 500, {"status": "ERROR", "message": "Internal server error"}
+        return super()._register(d, meta)
+
+
+def test_dataverse_completed_upload_is_registered_on_resume_not_completed_again(tmp_path):
+    """S3 knows a completed upload no more: completing it again fails, and the whole file
+    would be sent again; the journal says it was completed and the re-run registers it."""
+    bag = _bag(tmp_path / "ws", BIG)
+    with RegisterFailsOnce(direct=True) as fake:
+        with pytest.raises(DepositError, match="HTTP 500"):
+            _run(bag, fake, options=PARTS)
+        puts = fake.count("PUT", S3_PUT)
+        assert puts == 4  # 200 000 bytes in 64 KiB parts
+        r = _run(bag, fake, options=PARTS, resume=True)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+        assert fake.count("PUT", S3_PUT) == puts  # no part sent twice
+        assert fake.count("PUT", r"/api/datasets/mpupload") == 1
+        assert len(_confirmed(bag)) == len(r.files)

@@ -706,16 +706,22 @@ class FakeDataverse(FakeServer):
             return bad
         obj = self.objects.get(req.query.get("storageidentifier", ""))
         etags = req.json() or {}
-        if obj is None or len(etags) != obj["parts"] or len(obj["asm"].parts_done) != obj["parts"]:
-            return 400, {"status": "ERROR", "message": "Could not complete the multipart upload"}
+        # Datasets.completeMPUpload: S3 refusing (a part missing, an ETag that differs, an
+        # upload already completed or aborted: NoSuchUpload) is a 500, after Dataverse has
+        # aborted the upload itself.
+        failed = (500, {"status": "ERROR", "message": "Could not complete multipart upload"})
+        if obj is None or obj.get("aborted") or obj["complete"]:
+            return failed
         sent = {k: str(v).strip('"') for k, v in etags.items()}
-        if sent != obj.get("etags"):
-            return 400, {
-                "status": "ERROR",
-                "message": "Could not complete the multipart upload: ETag mismatch",
-            }
+        if (
+            len(etags) != obj["parts"]
+            or len(obj["asm"].parts_done) != obj["parts"]
+            or sent != obj.get("etags")
+        ):
+            obj["aborted"] = True
+            return failed
         obj["complete"] = True
-        return 200, {"status": "OK", "data": {"message": "Multipart upload completed"}}
+        return 200, {"status": "OK", "data": {"message": "Multipart Upload completed"}}
 
     def mp_abort(self, req: Request):
         # s3-direct-upload-api.rst: a client that cannot complete the upload DELETEs the abort URL.

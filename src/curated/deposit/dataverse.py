@@ -660,21 +660,8 @@ class DataverseRepository:
                 dd["etags"][n] = str(r.header("ETag"))
                 save()
             local = running.result() if running is not None else None
-            r = self.http.request(
-                "PUT",
-                self._api_url(dd["complete"]),
-                json_body=dd["etags"],
-                allow=(400, 404, 409),
-                expect_json=False,
-                what=f"{what} (completing)",
-            )
-            if r.status != 200:
-                self._abort(entry, save, what)
-                msg = (
-                    f"{what}: Dataverse could not complete the multipart upload (HTTP {r.status}); "
-                    "it has been aborted: re-run with --resume to send the file again"
-                )
-                raise DepositError(msg, details={"status": r.status})
+            if not dd.get("completed"):  # once completed, S3 knows the upload no more
+                self._complete(entry, save, what)
         return self._register(state, item, entry, save, local, what)
 
     def _register(self, state, item: UploadItem, entry, save, local, what: str) -> Uploaded:  # type: ignore[no-untyped-def]
@@ -724,6 +711,31 @@ class DataverseRepository:
             )
             raise DepositError(msg, details={"recorded": remote.size, "size": item.size})
         return Uploaded(remote, local)
+
+    def _complete(self, entry: dict[str, Any], save: Any, what: str) -> None:
+        """Complete a multipart upload whose parts are all sent, and journal that it is.
+
+        Dataverse answers a completion S3 refused with HTTP 500, having aborted the upload
+        (``Datasets.completeMPUpload``): it is forgotten, so that the re-run starts afresh.
+        """
+        dd = entry["direct"]
+        r = self.http.request(
+            "PUT",
+            self._api_url(dd["complete"]),
+            json_body=dd["etags"],
+            allow=(400, 404, 409, 500),
+            expect_json=False,
+            what=f"{what} (completing)",
+        )
+        if r.status != 200:
+            self._abort(entry, save, what)
+            msg = (
+                f"{what}: Dataverse could not complete the multipart upload (HTTP {r.status}); "
+                "it has been aborted: re-run with --resume to send the file again"
+            )
+            raise DepositError(msg, details={"status": r.status})
+        dd["completed"] = True
+        save()
 
     def _api_url(self, path: str) -> str:
         return path if path.startswith("http") else self.base + path
