@@ -290,3 +290,35 @@ def test_dataverse_completed_upload_is_registered_on_resume_not_completed_again(
         assert fake.count("PUT", S3_PUT) == puts  # no part sent twice
         assert fake.count("PUT", r"/api/datasets/mpupload") == 1
         assert len(_confirmed(bag)) == len(r.files)
+
+
+# ---------------------------------------------------------------- answers of another shape
+FILES = r"/api/datasets/:persistentId/versions/:latest/files"
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "body"),
+    [
+        ("GET", LOCKS, ["Ingest"]),
+        ("POST", ADD, {"status": "OK", "data": {"files": {"label": "volume.bin"}}}),
+        ("GET", FILES, {"status": "OK", "data": ["volume.bin"]}),
+    ],
+    ids=["locks", "add", "files"],
+)
+def test_dataverse_answer_of_another_shape_is_a_clear_error(method, route, body, tmp_path):
+    """A proxy or another service answering 200 with JSON of another shape: a DepositError
+    naming the step, never a crash, never a file confirmed; the re-run finishes."""
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
+    with FakeDataverse() as fake:
+        if route == FILES:  # the listing is read when a run resumes
+            fake.inject("POST", ADD, status=503, times=3)  # every attempt
+            with pytest.raises(DepositError):
+                _run(bag, fake)
+        fake.inject(method, route, status=200, body=body)
+        with pytest.raises(DepositError, match=r"(checking locks|uploading|listing).*answer"):
+            _run(bag, fake, resume=journal_path(bag).exists())
+        done = _confirmed(bag) if journal_path(bag).exists() else {}
+        assert "data/derived/volume.bin" not in done
+        r = _run(bag, fake, resume=True)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+        assert len(_confirmed(bag)) == len(r.files)

@@ -59,6 +59,7 @@ from curated.deposit._base import (
     make_session,
     need,
     not_published,
+    obj,
     one_lost_draft,
 )
 from curated.deposit.http import (
@@ -167,7 +168,7 @@ def _check_added(item: UploadItem, files: Any, what: str) -> None:
     """
     folder, label = dataverse_name(item.name)
     rows = files if isinstance(files, list) else []
-    f = rows[0] if len(rows) == 1 and isinstance(rows[0], dict) else {}
+    f = obj(rows[0]) if len(rows) == 1 else {}
     got = (str(f.get("directoryLabel") or ""), f.get("label"))
     if got != (folder, label):
         sent = f"{folder}/{label}" if folder else label
@@ -183,7 +184,7 @@ def _check_added(item: UploadItem, files: Any, what: str) -> None:
 
 def _remote_file(name: str, df: dict[str, Any]) -> RemoteFile:
     """A ``dataFile`` of a Dataverse reply as a :class:`RemoteFile` (``SHA-256`` → ``sha256``)."""
-    ck = df.get("checksum") or {}
+    ck = obj(df.get("checksum"))
     return RemoteFile(
         name,
         df.get("filesize"),
@@ -258,7 +259,7 @@ class DataverseRepository:
             r = self.http.request(
                 "GET", f"/datasets/{state['id']}/locks", what=f"{what} (checking locks)"
             )
-            locks = (r.data or {}).get("data") or []
+            locks = _listed(r, f"{what} (checking locks)")
             if not locks:
                 return
             stuck = sorted({str(lk.get("lockType")) for lk in locks} & set(STUCK_LOCKS))
@@ -494,11 +495,10 @@ class DataverseRepository:
             what="listing the dataset's files",
         )
         out = {}
-        for f in (r.data or {}).get("data") or []:
-            df = f.get("dataFile") or {}
-            name = (f.get("directoryLabel") + "/" if f.get("directoryLabel") else "") + str(
-                f.get("label") or df.get("filename")
-            )
+        for f in _listed(r, "listing the dataset's files"):
+            df = obj(f.get("dataFile"))
+            folder = f.get("directoryLabel")
+            name = (f"{folder}/" if folder else "") + str(f.get("label") or df.get("filename"))
             out[name] = _remote_file(name, df)
         return out
 
@@ -560,8 +560,8 @@ class DataverseRepository:
         )
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
-        files = need(r.data, "data", "files", what=what)
-        remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        files = _listed(r, what, "files")
+        remote = _remote_file(item.name, obj((files[0] if files else {}).get("dataFile")))
         if unpacked and (len(files) != 1 or str(remote.size) != str(item.size)):
             self._still_wrapped(state, item, files, what)
         _check_added(item, files, what)
@@ -692,8 +692,8 @@ class DataverseRepository:
         )
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
-        files = need(r.data, "data", "files", what=what)
-        remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        files = _listed(r, what, "files")
+        remote = _remote_file(item.name, obj((files[0] if files else {}).get("dataFile")))
         try:
             _check_added(item, files, what)
         except DepositError:
@@ -936,6 +936,17 @@ def _member_name(label: str) -> str:
     """The wrapped zip's member name: its label, unless Dataverse would skip that member
     as a macOS leftover (``._*``, ``.DS_Store*``); ``jsonData`` names the file anyway."""
     return f"_{label}" if label.startswith(("._", ".DS_Store")) else label
+
+
+def _listed(reply: Reply, what: str, *keys: str) -> list[dict[str, Any]]:
+    """The ``data`` list (or ``data.<keys>``) of a Dataverse answer (locks, files), or a
+    DepositError naming what came instead: another shape is not taken for an empty list."""
+    data = need(reply.data, "data", *keys, what=what)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        said = type(data).__name__
+        msg = f"{what}: Dataverse answered with a {said} where it lists objects; is --url a Dataverse?"
+        raise DepositError(msg)
+    return data
 
 
 def _data(reply: Reply) -> dict[str, Any]:
