@@ -322,3 +322,34 @@ def test_dataverse_answer_of_another_shape_is_a_clear_error(method, route, body,
         r = _run(bag, fake, resume=True)
         assert r.status == "draft" and _stored(fake) == _as_bag(bag)
         assert len(_confirmed(bag)) == len(r.files)
+
+
+# ---------------------------------------------------------------- another dataset's id
+class MixedUpDataverse(FakeDataverse):
+    """Creates the dataset, but answers with the id of the collection's first dataset
+    beside the new one's persistent identifier (files would go to one, locks be read and
+    publication checked in the other)."""
+
+    def create(self, req: Request, alias: str):
+        status, body = super().create(req, alias)
+        if status == 201 and len(self.datasets) > 1:
+            body["data"]["id"] = min(self.datasets)
+        return status, body
+
+
+def test_dataverse_creation_answered_with_another_dataset_s_id_is_not_used(tmp_path):
+    first = _bag(tmp_path / "first", {"volume.bin": os.urandom(500)})
+    bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
+    with MixedUpDataverse() as fake:
+        _run(first, fake, publish=True)  # the collection's first dataset, published
+        with pytest.raises(DepositError, match="which name another dataset"):
+            _run(bag, fake, publish=True)
+        assert fake.count("POST", ADD) == len(_as_bag(first))  # nothing sent to either
+        r = _run(bag, fake, publish=True, resume=True)  # finds the dataset it made
+        new = fake.datasets[max(fake.datasets)]
+        assert r.status == "published" and r.record_id == new["pid"] and new["published"] == 1
+        assert {
+            n: (f["dataFile"]["filesize"], f["dataFile"]["checksum"]["value"])
+            for n, f in new["files"].items()
+        } == _as_bag(bag)
+        assert len(fake.datasets) == 2 and fake.datasets[min(fake.datasets)]["published"] == 1

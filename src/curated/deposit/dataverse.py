@@ -426,7 +426,19 @@ class DataverseRepository:
         _status_errors(r, "creating the dataset")
         did = need(r.data, "data", "id", what="creating the dataset")
         pid = need(r.data, "data", "persistentId", what="creating the dataset")
-        return {"id": did, "pid": pid}
+        state = {"id": did, "pid": pid}
+        # Locks are read by id, files and publication go by persistent identifier: both must
+        # name the one new draft, or files would go to one dataset and be checked in another.
+        version = self._latest_version(state, "creating the dataset")
+        if version is None or version.get("versionState") != "DRAFT":
+            said = "another dataset" if version is None else "a dataset that is not a new draft"
+            msg = (
+                f"creating the dataset: Dataverse answered with id {did} and {pid}, which name "
+                f"{said}; nothing was sent to it: re-run with --resume, which looks for the "
+                "dataset this request made"
+            )
+            raise DepositError(msg, details={"id": did, "pid": pid})
+        return state
 
     def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
         """The dataset an earlier create made in the collection before its answer was lost.
@@ -842,14 +854,22 @@ class DataverseRepository:
         after a publication, or an earlier publish whose answer was lost."""
         what = "checking whether the dataset was published"
         self._wait_unlocked(state, what)
-        r = self.http.request("GET", f"/datasets/{state['id']}", allow=(404,), what=what)
-        data = _data(r) if r.status == 200 else {}
-        if str(data.get("id")) != str(state["id"]):
-            return None  # another dataset's answer says nothing about this one
-        version = data.get("latestVersion")
-        if not isinstance(version, dict) or version.get("versionState") != "RELEASED":
+        version = self._latest_version(state, what)
+        if version is None or version.get("versionState") != "RELEASED":
             return None
         return self._landing(state, "published")
+
+    def _latest_version(self, state: dict[str, Any], what: str) -> dict[str, Any] | None:
+        """The latest version ``GET /api/datasets/{id}`` shows, when that dataset has the
+        state's id and persistent identifier (``None`` otherwise: another dataset's answer
+        says nothing about this one)."""
+        r = self.http.request("GET", f"/datasets/{state['id']}", allow=(404,), what=what)
+        data = _data(r) if r.status == 200 else {}
+        version = obj(data.get("latestVersion"))
+        pid = version.get("datasetPersistentId") or _pid_of(data)
+        if str(data.get("id")) != str(state["id"]) or pid != state["pid"]:
+            return None
+        return version
 
     def _landing(self, state: dict[str, Any], status: str) -> Landing:
         pid = state["pid"]
