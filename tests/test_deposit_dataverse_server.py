@@ -353,3 +353,44 @@ def test_dataverse_creation_answered_with_another_dataset_s_id_is_not_used(tmp_p
             for n, f in new["files"].items()
         } == _as_bag(bag)
         assert len(fake.datasets) == 2 and fake.datasets[min(fake.datasets)]["published"] == 1
+
+
+# ---------------------------------------------------------------- limits of the store
+TOO_LARGE = (
+    "The file you are trying to upload is too large to be uploaded to this dataset. "
+    "The maximum allowed file size is 150000 bytes."
+)
+
+
+class LimitedDataverse(FakeDataverse):
+    """A store whose largest file is 150 000 bytes (``:MaxFileUploadSizeInBytes``): the
+    direct upload is refused with a 400 (Datasets.getMPUploadUrls), and so is the file
+    sent through the server."""
+
+    limit = 150_000
+    big_adds = 0
+
+    def upload_urls(self, req: Request):
+        if int(req.query["size"]) > self.limit:
+            return 400, {"status": "ERROR", "message": TOO_LARGE}
+        return super().upload_urls(req)
+
+    def add(self, req: Request):
+        if req.length > self.limit:
+            self.big_adds += 1
+            req.drain()
+            return 400, {"status": "ERROR", "message": "the file exceeds the size limit"}
+        return super().add(req)
+
+
+def test_dataverse_direct_upload_refused_for_the_file_s_size_is_named_not_sent_another_way(
+    tmp_path,
+):
+    """A 400 from uploadurls is this file refused, not a store without direct upload:
+    streaming it through the server instead only fails later, on the same limit."""
+    bag = _bag(tmp_path / "ws", BIG)
+    with LimitedDataverse(direct=True) as fake:
+        with pytest.raises(DepositError, match="maximum allowed file size is 150000 bytes"):
+            _run(bag, fake, options=PARTS)
+        assert fake.big_adds == 0
+        assert "data/derived/volume.bin" not in _confirmed(bag)

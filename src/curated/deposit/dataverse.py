@@ -623,7 +623,9 @@ class DataverseRepository:
                 allow=(400, 404, 405, 501),
                 what=what,
             )
-            if r.status != 200:
+            if r.status == 400:
+                self._refused(r, item, what)
+            if r.status != 200:  # 404: the store takes no direct uploads (405, 501: no such call)
                 self.direct_ok = False
                 return None
             d = need(r.data, "data", what=what)
@@ -748,6 +750,18 @@ class DataverseRepository:
             raise DepositError(msg, details={"status": r.status})
         dd["completed"] = True
         save()
+
+    def _refused(self, reply: Reply, item: UploadItem, what: str) -> None:
+        """Stop on ``uploadurls`` refusing this file (HTTP 400: over the store's largest file
+        size, the dataset's remaining quota or its file count): the application server
+        applies the same limits, so sending it that way would only fail later."""
+        said = obj(reply.data).get("message") or reply.text.strip()[:300]
+        msg = (
+            f"{what}: Dataverse refuses a file of {item.size} bytes in this dataset: "
+            f"{self.http.clean(str(said))}; ask the repository about its file size, quota and "
+            "file count limits, then re-run with --resume"
+        )
+        raise DepositError(msg, details={"status": reply.status, "size": item.size})
 
     def _api_url(self, path: str) -> str:
         return path if path.startswith("http") else self.base + path
