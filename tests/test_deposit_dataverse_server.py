@@ -112,11 +112,13 @@ def test_dataverse_publication_finished_in_the_background_is_waited_for(tmp_path
         assert fake.count("POST", PUBLISH) == 1
 
 
-def test_dataverse_publication_that_fails_in_the_background_keeps_the_draft(tmp_path):
-    """When finishing the publication fails (a PID it could not register), Dataverse
-    removes its lock and leaves the dataset unpublished: that is not a publication."""
+@pytest.mark.parametrize("how", ["pidfail", "workflowfail"])
+def test_dataverse_publication_that_fails_in_the_background_keeps_the_draft(how, tmp_path):
+    """When finishing the publication fails (a PID it could not register, a prepublication
+    workflow answered 202 that fails), Dataverse unlocks the dataset and leaves it
+    unpublished: that is not a publication."""
     bag = _bag(tmp_path / "ws", {"volume.bin": os.urandom(1000)})
-    with FakeDataverse(finalize="pidfail") as fake:
+    with FakeDataverse(finalize=how) as fake:
         with pytest.raises(DepositError, match="not released") as err:
             _run(bag, fake, publish=True)
         assert "draft and its files are kept" in str(err.value)
@@ -394,3 +396,21 @@ def test_dataverse_direct_upload_refused_for_the_file_s_size_is_named_not_sent_a
             _run(bag, fake, options=PARTS)
         assert fake.big_adds == 0
         assert "data/derived/volume.bin" not in _confirmed(bag)
+
+
+def test_dataverse_landing_url_keeps_an_awkward_persistent_identifier_whole():
+    """A PID is a query value of the landing URL: ``&``, ``#``, ``+`` and ``;`` in it
+    must not end it or read as another parameter."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from curated.deposit.dataverse import DataverseRepository
+
+    repo = DataverseRepository("https://dv.example.org", token="k", collection="lab")
+    pid = "doi:10.5072/FK2/A&B#1+c;d"
+    for landing, version in (
+        (repo.landing({"id": 7, "pid": pid}), ["DRAFT"]),
+        (repo._landing({"id": 7, "pid": pid}, "published"), None),
+    ):
+        query = parse_qs(urlsplit(str(landing.url)).query)
+        assert query["persistentId"] == [pid] and query.get("version") == version
+        assert landing.doi == "10.5072/FK2/A&B#1+c;d"

@@ -136,8 +136,9 @@ class FakeDataverse(FakeServer):
         """How publication finishes (PublishDatasetCommand, FinalizeDatasetPublicationCommand):
         ``sync`` at once; ``async`` in the background, behind a finalizePublication lock held
         for ``finalize_polls`` lock polls; ``pidfail`` likewise, then the PID registration
-        fails: the lock is removed and the dataset stays unpublished; ``invalid``: the files'
-        validation fails and a FileValidationFailed lock stays."""
+        fails: the lock is removed and the dataset stays unpublished; ``workflowfail``: a
+        prepublication workflow (202) that fails; ``invalid``: the files' validation fails
+        and a FileValidationFailed lock stays."""
         self.finalize_polls = finalize_polls
         self.zip_limit = zip_limit
         """``:ZipUploadFilesLimit``: a zip with more members is stored as it is."""
@@ -591,7 +592,13 @@ class FakeDataverse(FakeServer):
     def _publish_later(self, d: dict[str, Any]):
         """PublishDatasetCommand's Inprogress result: 200 OK with the dataset still a draft,
         finalizePublication locked until FinalizeDatasetPublicationCommand is done."""
-        answer = (200, {"status": "OK", "data": self._dataset_json(d)})
+        answer: tuple[int, Any] = (200, {"status": "OK", "data": self._dataset_json(d)})
+        if self.finalize == "workflowfail":
+            # A prepublication workflow: 202 WORKFLOW_IN_PROGRESS (AbstractApiBean.accepted),
+            # a Workflow lock; a workflow that fails unlocks the dataset, unpublished.
+            answer = (202, {"status": "WORKFLOW_IN_PROGRESS", "data": self._dataset_json(d)})
+            d["locks"] = [{"lockType": "Workflow", "polls": self.finalize_polls}]
+            return answer
         if self.finalize == "invalid":
             d["locks"] = [{"lockType": "FileValidationFailed", "polls": None}]
             return answer

@@ -889,7 +889,7 @@ class DataverseRepository:
         pid = state["pid"]
         doi = pid.removeprefix("doi:") if pid.startswith("doi:") else None
         handle = pid.removeprefix("hdl:") if pid.startswith("hdl:") else None
-        url = f"{self.base}/dataset.xhtml?persistentId={pid}" + (
+        url = f"{self.base}/dataset.xhtml?persistentId={quote(pid, safe=':/')}" + (
             "&version=DRAFT" if status == "draft" else ""
         )
         return Landing(
