@@ -4,8 +4,15 @@ Sequence: ``POST /api/dataverses/{alias}/datasets`` (citation block) → per fil
 ``POST /api/datasets/:persistentId/add?persistentId=…`` (multipart ``file`` + ``jsonData``
 with ``directoryLabel``) → ``POST /api/datasets/:persistentId/actions/:publish?…&type=major``.
 Before each write the dataset's locks (``GET /api/datasets/{id}/locks``) are polled;
-a write refused because of a lock (ingest, publication) is retried after waiting.
+a write refused because of a lock (ingest, publication) is retried after waiting; a lock
+that never clears by itself (``FileValidationFailed``, ``InReview``) stops the deposit.
 A new version is the same dataset edited: Dataverse opens a draft version by itself.
+
+What Dataverse answers is checked, not trusted: the new dataset is read back by id and must
+carry the answered persistent identifier; each ``/add`` answer must list one file under the
+folder and name sent (Dataverse renames a taken name ``-1``); a publication counts once
+``GET /api/datasets/{id}`` shows the latest version released, since Dataverse may finish it
+in the background (a ``finalizePublication`` or ``Workflow`` lock) and fail there.
 
 Licences: the installation's list is read from ``GET /api/licenses`` and the record's
 SPDX licence is sent as the installation names it (Dataverse matches a licence by exact
