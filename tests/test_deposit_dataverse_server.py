@@ -414,3 +414,17 @@ def test_dataverse_landing_url_keeps_an_awkward_persistent_identifier_whole():
         query = parse_qs(urlsplit(str(landing.url)).query)
         assert query["persistentId"] == [pid] and query.get("version") == version
         assert landing.doi == "10.5072/FK2/A&B#1+c;d"
+
+
+def test_dataverse_completion_whose_answer_was_lost_is_registered_not_sent_again(tmp_path):
+    """Completing a large upload may outlast a proxy; the repeated completion finds the
+    upload gone (S3 completed it: 500), yet the object is whole: it is registered, not
+    aborted and sent again."""
+    bag = _bag(tmp_path / "ws", BIG)
+    with FakeDataverse(direct=True) as fake:
+        fake.lose_answers("PUT", r"/api/datasets/mpupload")
+        r = _run(bag, fake, options=PARTS)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+        assert fake.count("PUT", S3_PUT) == 4 and fake.count("PUT", r"/api/datasets/mpupload") == 2
+        assert not fake.aborted
+        assert len(_confirmed(bag)) == len(r.files)

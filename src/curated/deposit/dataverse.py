@@ -682,11 +682,21 @@ class DataverseRepository:
                 save()
             local = running.result() if running is not None else None
             if not dd.get("completed"):  # once completed, S3 knows the upload no more
-                self._complete(entry, save, what)
+                failed = self._complete(entry, save, what)
+                if failed is not None:
+                    return self._register(state, item, entry, save, local, what, failed)
         return self._register(state, item, entry, save, local, what)
 
-    def _register(self, state, item: UploadItem, entry, save, local, what: str) -> Uploaded:  # type: ignore[no-untyped-def]
-        """Register a file sent to the store (``/add`` with its ``storageIdentifier``)."""
+    def _register(
+        self, state, item: UploadItem, entry, save, local, what: str, failed: int | None = None
+    ) -> Uploaded:  # type: ignore[no-untyped-def]
+        """Register a file sent to the store (``/add`` with its ``storageIdentifier``).
+
+        ``failed``: the HTTP status a completion of its multipart upload was answered with.
+        The completion may have been done all the same (its answer lost, the repeat finding
+        the upload gone): an object exists only once completed, so Dataverse registers it
+        then; when it does not, the upload is aborted and the re-run sends the file afresh.
+        """
         dd = entry["direct"]
         if local is None:
             local = hash_file(item.path)
@@ -709,8 +719,16 @@ class DataverseRepository:
             raw=raw,
             headers={"Content-Type": ctype},
             retry_on=_is_lock,
+            allow=(400, 404, 500) if failed is not None else (),
             what=f"{what} (registering)",
         )
+        if r.status != 200:
+            self._abort(entry, save, what)
+            msg = (
+                f"{what}: Dataverse could not complete the multipart upload (HTTP {failed}); "
+                "it has been aborted: re-run with --resume to send the file again"
+            )
+            raise DepositError(msg, details={"status": failed})
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
         files = _listed(r, what, "files")
@@ -733,11 +751,12 @@ class DataverseRepository:
             raise DepositError(msg, details={"recorded": remote.size, "size": item.size})
         return Uploaded(remote, local)
 
-    def _complete(self, entry: dict[str, Any], save: Any, what: str) -> None:
-        """Complete a multipart upload whose parts are all sent, and journal that it is.
+    def _complete(self, entry: dict[str, Any], save: Any, what: str) -> int | None:
+        """Complete a multipart upload whose parts are all sent, and journal that it is;
+        ``None``, or the HTTP status of a completion refused (:meth:`_register` finds out).
 
         Dataverse answers a completion S3 refused with HTTP 500, having aborted the upload
-        (``Datasets.completeMPUpload``): it is forgotten, so that the re-run starts afresh.
+        (``Datasets.completeMPUpload``); so does a repeat of a completion that was done.
         """
         dd = entry["direct"]
         r = self.http.request(
@@ -749,14 +768,10 @@ class DataverseRepository:
             what=f"{what} (completing)",
         )
         if r.status != 200:
-            self._abort(entry, save, what)
-            msg = (
-                f"{what}: Dataverse could not complete the multipart upload (HTTP {r.status}); "
-                "it has been aborted: re-run with --resume to send the file again"
-            )
-            raise DepositError(msg, details={"status": r.status})
+            return r.status
         dd["completed"] = True
         save()
+        return None
 
     def _refused(self, reply: Reply, item: UploadItem, what: str) -> None:
         """Stop on ``uploadurls`` refusing this file (HTTP 400: over the store's largest file
