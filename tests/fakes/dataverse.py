@@ -110,6 +110,8 @@ class FakeDataverse(FakeServer):
         levels: dict[str, tuple[str, ...]] | None = None,
         hidden: tuple[str, ...] = (),
         zip_limit: int = 1000,
+        finalize: str = "sync",
+        finalize_polls: int = 2,
     ) -> None:
         super().__init__()
         self.collections = set(collections)
@@ -130,6 +132,14 @@ class FakeDataverse(FakeServer):
         parent's."""
         self.hidden = set(hidden)
         """Collections the token may not see (unpublished, no ViewUnpublishedDataverse): 403."""
+        self.finalize = finalize
+        """How publication finishes (PublishDatasetCommand, FinalizeDatasetPublicationCommand):
+        ``sync`` at once; ``async`` in the background, behind a finalizePublication lock held
+        for ``finalize_polls`` lock polls; ``pidfail`` likewise, then the PID registration
+        fails: the lock is removed and the dataset stays unpublished; ``workflowfail``: a
+        prepublication workflow (202) that fails; ``invalid``: the files' validation fails
+        and a FileValidationFailed lock stays."""
+        self.finalize_polls = finalize_polls
         self.zip_limit = zip_limit
         """``:ZipUploadFilesLimit``: a zip with more members is stored as it is."""
         self.unreleased = set(unreleased)
@@ -163,6 +173,7 @@ class FakeDataverse(FakeServer):
         self.route("POST", r"/api/dataverses/([^/]+)/datasets", self.create)
         self.route("PUT", r"/api/datasets/:persistentId/versions/:draft", self.put_version)
         self.route("GET", r"/api/datasets/(\d+)/locks", self.locks)
+        self.route("GET", r"/api/datasets/(\d+)", self.dataset)
         self.route("POST", r"/api/datasets/:persistentId/add", self.add)
         self.route("GET", r"/api/datasets/:persistentId/versions/:latest/files", self.files)
         self.route("DELETE", r"/api/files/(\d+)", self.delete)
@@ -366,8 +377,48 @@ class FakeDataverse(FakeServer):
         d["version"], d["draft"] = version, True
         return 200, {"status": "OK", "data": {"versionState": "DRAFT"}}
 
+    def dataset(self, req: Request, did: str):
+        # native-api.rst GET /api/datasets/{id}: JsonPrinter.json(Dataset) + latestVersion.
+        if (bad := self._auth(req)) is not None:
+            return bad
+        d = self.datasets.get(int(did))
+        if d is None:
+            return 404, {"status": "ERROR", "message": f"Dataset with ID {did} not found."}
+        return 200, {"status": "OK", "data": self._dataset_json(d)}
+
+    def _dataset_json(self, d: dict[str, Any]) -> dict[str, Any]:
+        protocol, _, rest = d["pid"].partition(":")
+        authority, _, identifier = rest.partition("/")
+        return {
+            "id": d["id"],
+            "identifier": identifier,
+            "protocol": protocol,
+            "authority": authority,
+            "persistentUrl": f"https://doi.org/{rest}",
+            "latestVersion": {
+                "datasetId": d["id"],
+                "datasetPersistentId": d["pid"],
+                "versionState": "DRAFT" if d["draft"] else "RELEASED",
+                "versionNumber": d["published"] or None,
+            },
+        }
+
     def locks(self, req: Request, did: str):
         # native-api.rst GET /api/datasets/{id}/locks.
+        d = self.datasets.get(int(did))
+        held = (d or {}).get("locks") or []
+        if held:
+            lock = held[0]
+            if lock.get("polls") is not None:
+                lock["polls"] -= 1
+                if lock["polls"] <= 0:
+                    held.pop(0)
+                    if lock.get("then"):
+                        lock["then"]()
+            return 200, {
+                "status": "OK",
+                "data": [{"lockType": lock["lockType"], "date": "2026-01-01", "user": "curator"}],
+            }
         if self.lock_polls > 0:
             self.lock_polls -= 1
             return 200, {
@@ -448,11 +499,10 @@ class FakeDataverse(FakeServer):
         f["dataFile"]["filesize"] += 1  # the .tab is another file than the one sent
         d["files"][f"{f['directoryLabel']}/{f['label']}" if f["directoryLabel"] else f["label"]] = f
 
-    def _store(
-        self, d: dict[str, Any], folder: str | None, label: str, meta: dict[str, Any], data: bytes
-    ) -> dict[str, Any]:
-        """Add one file to the draft; a name already there gets -1, -2… before its
-        extension (IngestUtil.checkForDuplicateFileNamesFinal)."""
+    @staticmethod
+    def free_name(d: dict[str, Any], folder: str | None, label: str) -> tuple[str, str]:
+        """(path, label) a new file gets: a name already in the draft gets -1, -2… before
+        its extension (IngestUtil.checkForDuplicateFileNamesFinal)."""
         stem, dot, ext = label.rpartition(".")
         if not dot:
             stem, ext = label, ""
@@ -462,6 +512,14 @@ class FakeDataverse(FakeServer):
             n += 1
             label = f"{stem}-{n}{dot}{ext}"
             name = f"{folder}/{label}" if folder else label
+        return name, label
+
+    def _store(
+        self, d: dict[str, Any], folder: str | None, label: str, meta: dict[str, Any], data: bytes
+    ) -> dict[str, Any]:
+        """Add one file to the draft; a name already there gets -1, -2… before its
+        extension (IngestUtil.checkForDuplicateFileNamesFinal)."""
+        name, label = self.free_name(d, folder, label)
         df = {
             "id": next(self.file_ids),
             "filename": label,
@@ -522,16 +580,33 @@ class FakeDataverse(FakeServer):
                         "status": "ERROR",
                         "message": f"Dataset cannot be published: the checksum of {name} does not match the stored file",
                     }
+        if self.finalize != "sync":
+            return self._publish_later(d)
+        self._released(d)
+        return 200, {"status": "OK", "data": self._dataset_json(d)}
+
+    def _released(self, d: dict[str, Any]) -> None:
         d["published"] += 1
         d["draft"] = False
-        return 200, {
-            "status": "OK",
-            "data": {
-                "versionNumber": d["published"],
-                "versionMinorNumber": 0,
-                "versionState": "RELEASED",
-            },
-        }
+
+    def _publish_later(self, d: dict[str, Any]):
+        """PublishDatasetCommand's Inprogress result: 200 OK with the dataset still a draft,
+        finalizePublication locked until FinalizeDatasetPublicationCommand is done."""
+        answer: tuple[int, Any] = (200, {"status": "OK", "data": self._dataset_json(d)})
+        if self.finalize == "workflowfail":
+            # A prepublication workflow: 202 WORKFLOW_IN_PROGRESS (AbstractApiBean.accepted),
+            # a Workflow lock; a workflow that fails unlocks the dataset, unpublished.
+            answer = (202, {"status": "WORKFLOW_IN_PROGRESS", "data": self._dataset_json(d)})
+            d["locks"] = [{"lockType": "Workflow", "polls": self.finalize_polls}]
+            return answer
+        if self.finalize == "invalid":
+            d["locks"] = [{"lockType": "FileValidationFailed", "polls": None}]
+            return answer
+        done = (lambda: self._released(d)) if self.finalize == "async" else None
+        d["locks"] = [
+            {"lockType": "finalizePublication", "polls": self.finalize_polls, "then": done}
+        ]
+        return answer
 
     # ------------------------------------------------------------ direct upload
     def upload_urls(self, req: Request):
@@ -638,16 +713,22 @@ class FakeDataverse(FakeServer):
             return bad
         obj = self.objects.get(req.query.get("storageidentifier", ""))
         etags = req.json() or {}
-        if obj is None or len(etags) != obj["parts"] or len(obj["asm"].parts_done) != obj["parts"]:
-            return 400, {"status": "ERROR", "message": "Could not complete the multipart upload"}
+        # Datasets.completeMPUpload: S3 refusing (a part missing, an ETag that differs, an
+        # upload already completed or aborted: NoSuchUpload) is a 500, after Dataverse has
+        # aborted the upload itself.
+        failed = (500, {"status": "ERROR", "message": "Could not complete multipart upload"})
+        if obj is None or obj.get("aborted") or obj["complete"]:
+            return failed
         sent = {k: str(v).strip('"') for k, v in etags.items()}
-        if sent != obj.get("etags"):
-            return 400, {
-                "status": "ERROR",
-                "message": "Could not complete the multipart upload: ETag mismatch",
-            }
+        if (
+            len(etags) != obj["parts"]
+            or len(obj["asm"].parts_done) != obj["parts"]
+            or sent != obj.get("etags")
+        ):
+            obj["aborted"] = True
+            return failed
         obj["complete"] = True
-        return 200, {"status": "OK", "data": {"message": "Multipart upload completed"}}
+        return 200, {"status": "OK", "data": {"message": "Multipart Upload completed"}}
 
     def mp_abort(self, req: Request):
         # s3-direct-upload-api.rst: a client that cannot complete the upload DELETEs the abort URL.
@@ -672,7 +753,7 @@ class FakeDataverse(FakeServer):
         if refused:
             return 400, {"status": "ERROR", "message": refused}
         label = folder or ""
-        name = f"{label}/{fname}" if label else fname
+        name, fname = self.free_name(d, folder, fname)
         fid = next(self.file_ids)
         # Like Dataverse, the checksum is the one the client supplied; the store's ETags checked the bytes.
         ck = meta.get("checksum") or {}
@@ -690,5 +771,8 @@ class FakeDataverse(FakeServer):
             "description": meta.get("description") or "",
             "dataFile": df,
         }
+        if str(meta.get("tabIngest", True)).lower() != "false":
+            # Direct uploads are ingested too (IngestServiceBean.saveAndAddFilesToDataset).
+            self._tabular_ingest(d, d["files"][name])
         d["draft"] = True
         return 200, {"status": "OK", "data": {"files": [d["files"][name]]}}

@@ -4,8 +4,15 @@ Sequence: ``POST /api/dataverses/{alias}/datasets`` (citation block) → per fil
 ``POST /api/datasets/:persistentId/add?persistentId=…`` (multipart ``file`` + ``jsonData``
 with ``directoryLabel``) → ``POST /api/datasets/:persistentId/actions/:publish?…&type=major``.
 Before each write the dataset's locks (``GET /api/datasets/{id}/locks``) are polled;
-a write refused because of a lock (ingest, publication) is retried after waiting.
+a write refused because of a lock (ingest, publication) is retried after waiting; a lock
+that never clears by itself (``FileValidationFailed``, ``InReview``) stops the deposit.
 A new version is the same dataset edited: Dataverse opens a draft version by itself.
+
+What Dataverse answers is checked, not trusted: the new dataset is read back by id and must
+carry the answered persistent identifier; each ``/add`` answer must list one file under the
+folder and name sent (Dataverse renames a taken name ``-1``); a publication counts once
+``GET /api/datasets/{id}`` shows the latest version released, since Dataverse may finish it
+in the background (a ``finalizePublication`` or ``Workflow`` lock) and fail there.
 
 Licences: the installation's list is read from ``GET /api/licenses`` and the record's
 SPDX licence is sent as the installation names it (Dataverse matches a licence by exact
@@ -59,6 +66,7 @@ from curated.deposit._base import (
     make_session,
     need,
     not_published,
+    obj,
     one_lost_draft,
 )
 from curated.deposit.http import (
@@ -138,6 +146,16 @@ def s3_error(text: str) -> tuple[str, str]:
     return (code.group(1) if code else "", message.group(1) if message else "")
 
 
+STUCK_LOCKS = {
+    "FileValidationFailed": "Dataverse found files of the dataset missing or corrupted when it "
+    "validated them for publication and keeps it locked until its administrators act; ask "
+    "them to check the dataset, then re-run with --resume",
+    "InReview": "the dataset has been submitted for review and only the collection's curators "
+    "may change it now; ask them to return it to the author, then re-run with --resume",
+}
+"""Locks that do not clear by themselves (``DatasetLock.Reason``): waiting for them is pointless."""
+
+
 def _is_lock(reply: Reply) -> bool:
     return reply.status in (400, 403, 409) and "lock" in reply.text.lower()
 
@@ -147,9 +165,33 @@ def _status_errors(reply: Reply, what: str) -> None:
         raise DepositError(f"{what}: Dataverse reports an error: {reply.data.get('message')}")
 
 
+def _check_added(item: UploadItem, files: Any, what: str) -> None:
+    """Stop unless an ``/add`` answer lists one file, under the folder and name it was sent as.
+
+    Dataverse keeps a file as :func:`dataverse_name` sends it, but gives a name the draft
+    already has a ``-1`` (``IngestUtil.checkForDuplicateFileNamesFinal``): another client
+    adding that file meanwhile, or an answer about another file, is not this file stored.
+    Nothing is recorded; a re-run (``--resume``) removes what the bag lacks and sends it again.
+    """
+    folder, label = dataverse_name(item.name)
+    rows = files if isinstance(files, list) else []
+    f = obj(rows[0]) if len(rows) == 1 else {}
+    got = (str(f.get("directoryLabel") or ""), f.get("label"))
+    if got != (folder, label):
+        sent = f"{folder}/{label}" if folder else label
+        said = f"{got[0]}/{got[1]}" if got[0] else str(got[1])
+        told = repr(said) if f else f"{len(rows)} files"
+        msg = (
+            f"{what}: Dataverse answered that it added {told}, not {sent!r} as sent (it renames "
+            "a file whose name the dataset already has); nothing was recorded for this file: "
+            "re-run with --resume, which removes files the bag does not have and sends it again"
+        )
+        raise DepositError(msg, details={"sent": sent, "answered": said if f else len(rows)})
+
+
 def _remote_file(name: str, df: dict[str, Any]) -> RemoteFile:
     """A ``dataFile`` of a Dataverse reply as a :class:`RemoteFile` (``SHA-256`` → ``sha256``)."""
-    ck = df.get("checksum") or {}
+    ck = obj(df.get("checksum"))
     return RemoteFile(
         name,
         df.get("filesize"),
@@ -224,9 +266,13 @@ class DataverseRepository:
             r = self.http.request(
                 "GET", f"/datasets/{state['id']}/locks", what=f"{what} (checking locks)"
             )
-            locks = (r.data or {}).get("data") or []
+            locks = _listed(r, f"{what} (checking locks)")
             if not locks:
                 return
+            stuck = sorted({str(lk.get("lockType")) for lk in locks} & set(STUCK_LOCKS))
+            if stuck:
+                msg = f"{what}: the dataset is locked ({', '.join(stuck)}): {STUCK_LOCKS[stuck[0]]}"
+                raise DepositError(msg, details={"locks": ", ".join(stuck)})
             if waited >= self.lock_wait:
                 kinds = ", ".join(sorted({str(lk.get("lockType")) for lk in locks}))
                 msg = (
@@ -387,7 +433,19 @@ class DataverseRepository:
         _status_errors(r, "creating the dataset")
         did = need(r.data, "data", "id", what="creating the dataset")
         pid = need(r.data, "data", "persistentId", what="creating the dataset")
-        return {"id": did, "pid": pid}
+        state = {"id": did, "pid": pid}
+        # Locks are read by id, files and publication go by persistent identifier: both must
+        # name the one new draft, or files would go to one dataset and be checked in another.
+        version = self._latest_version(state, "creating the dataset")
+        if version is None or version.get("versionState") != "DRAFT":
+            said = "another dataset" if version is None else "a dataset that is not a new draft"
+            msg = (
+                f"creating the dataset: Dataverse answered with id {did} and {pid}, which name "
+                f"{said}; nothing was sent to it: re-run with --resume, which looks for the "
+                "dataset this request made"
+            )
+            raise DepositError(msg, details={"id": did, "pid": pid})
+        return state
 
     def find_draft(self, metadata: Any, since: str) -> dict[str, Any] | None:
         """The dataset an earlier create made in the collection before its answer was lost.
@@ -456,11 +514,10 @@ class DataverseRepository:
             what="listing the dataset's files",
         )
         out = {}
-        for f in (r.data or {}).get("data") or []:
-            df = f.get("dataFile") or {}
-            name = (f.get("directoryLabel") + "/" if f.get("directoryLabel") else "") + str(
-                f.get("label") or df.get("filename")
-            )
+        for f in _listed(r, "listing the dataset's files"):
+            df = obj(f.get("dataFile"))
+            folder = f.get("directoryLabel")
+            name = (f"{folder}/" if folder else "") + str(f.get("label") or df.get("filename"))
             out[name] = _remote_file(name, df)
         return out
 
@@ -522,10 +579,11 @@ class DataverseRepository:
         )
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
-        files = need(r.data, "data", "files", what=what)
-        remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        files = _listed(r, what, "files")
+        remote = _remote_file(item.name, obj((files[0] if files else {}).get("dataFile")))
         if unpacked and (len(files) != 1 or str(remote.size) != str(item.size)):
             self._still_wrapped(state, item, files, what)
+        _check_added(item, files, what)
         return Uploaded(remote, holder[0].hashes.result())
 
     def _still_wrapped(
@@ -572,7 +630,9 @@ class DataverseRepository:
                 allow=(400, 404, 405, 501),
                 what=what,
             )
-            if r.status != 200:
+            if r.status == 400:
+                self._refused(r, item, what)
+            if r.status != 200:  # 404: the store takes no direct uploads (405, 501: no such call)
                 self.direct_ok = False
                 return None
             d = need(r.data, "data", what=what)
@@ -621,21 +681,23 @@ class DataverseRepository:
                 dd["etags"][n] = str(r.header("ETag"))
                 save()
             local = running.result() if running is not None else None
-            r = self.http.request(
-                "PUT",
-                self._api_url(dd["complete"]),
-                json_body=dd["etags"],
-                allow=(400, 404, 409),
-                expect_json=False,
-                what=f"{what} (completing)",
-            )
-            if r.status != 200:
-                self._abort(entry, save, what)
-                msg = (
-                    f"{what}: Dataverse could not complete the multipart upload (HTTP {r.status}); "
-                    "it has been aborted: re-run with --resume to send the file again"
-                )
-                raise DepositError(msg, details={"status": r.status})
+            if not dd.get("completed"):  # once completed, S3 knows the upload no more
+                failed = self._complete(entry, save, what)
+                if failed is not None:
+                    return self._register(state, item, entry, save, local, what, failed)
+        return self._register(state, item, entry, save, local, what)
+
+    def _register(
+        self, state, item: UploadItem, entry, save, local, what: str, failed: int | None = None
+    ) -> Uploaded:  # type: ignore[no-untyped-def]
+        """Register a file sent to the store (``/add`` with its ``storageIdentifier``).
+
+        ``failed``: the HTTP status a completion of its multipart upload was answered with.
+        The completion may have been done all the same (its answer lost, the repeat finding
+        the upload gone): an object exists only once completed, so Dataverse registers it
+        then; when it does not, the upload is aborted and the re-run sends the file afresh.
+        """
+        dd = entry["direct"]
         if local is None:
             local = hash_file(item.path)
         names = _file_meta(item)
@@ -645,6 +707,9 @@ class DataverseRepository:
             **names,
             "mimeType": "application/octet-stream",
             "checksum": {"@type": "MD5", "@value": local["md5"]},
+            # As through the server: ingest would replace a table by its .tab form (direct
+            # uploads are ingested too, IngestServiceBean.saveAndAddFilesToDataset).
+            "tabIngest": False,
         }
         raw, ctype = form_data({"jsonData": json.dumps(meta)})
         r = self.http.request(
@@ -654,12 +719,26 @@ class DataverseRepository:
             raw=raw,
             headers={"Content-Type": ctype},
             retry_on=_is_lock,
+            allow=(400, 404, 500) if failed is not None else (),
             what=f"{what} (registering)",
         )
+        if r.status != 200:
+            self._abort(entry, save, what)
+            msg = (
+                f"{what}: Dataverse could not complete the multipart upload (HTTP {failed}); "
+                "it has been aborted: re-run with --resume to send the file again"
+            )
+            raise DepositError(msg, details={"status": failed})
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
-        files = need(r.data, "data", "files", what=what)
-        remote = _remote_file(item.name, (files[0] if files else {}).get("dataFile") or {})
+        files = _listed(r, what, "files")
+        remote = _remote_file(item.name, obj((files[0] if files else {}).get("dataFile")))
+        try:
+            _check_added(item, files, what)
+        except DepositError:
+            entry.pop("direct", None)  # registered or not, this storage identifier is done with
+            save()
+            raise
         # The checksum Dataverse records is the one sent (its fixity check at publication
         # compares it with the stored object); the size it records is the stored object's.
         if remote.size is not None and int(remote.size) != item.size:
@@ -671,6 +750,40 @@ class DataverseRepository:
             )
             raise DepositError(msg, details={"recorded": remote.size, "size": item.size})
         return Uploaded(remote, local)
+
+    def _complete(self, entry: dict[str, Any], save: Any, what: str) -> int | None:
+        """Complete a multipart upload whose parts are all sent, and journal that it is;
+        ``None``, or the HTTP status of a completion refused (:meth:`_register` finds out).
+
+        Dataverse answers a completion S3 refused with HTTP 500, having aborted the upload
+        (``Datasets.completeMPUpload``); so does a repeat of a completion that was done.
+        """
+        dd = entry["direct"]
+        r = self.http.request(
+            "PUT",
+            self._api_url(dd["complete"]),
+            json_body=dd["etags"],
+            allow=(400, 404, 409, 500),
+            expect_json=False,
+            what=f"{what} (completing)",
+        )
+        if r.status != 200:
+            return r.status
+        dd["completed"] = True
+        save()
+        return None
+
+    def _refused(self, reply: Reply, item: UploadItem, what: str) -> None:
+        """Stop on ``uploadurls`` refusing this file (HTTP 400: over the store's largest file
+        size, the dataset's remaining quota or its file count): the application server
+        applies the same limits, so sending it that way would only fail later."""
+        said = obj(reply.data).get("message") or reply.text.strip()[:300]
+        msg = (
+            f"{what}: Dataverse refuses a file of {item.size} bytes in this dataset: "
+            f"{self.http.clean(str(said))}; ask the repository about its file size, quota and "
+            "file count limits, then re-run with --resume"
+        )
+        raise DepositError(msg, details={"status": reply.status, "size": item.size})
 
     def _api_url(self, path: str) -> str:
         return path if path.startswith("http") else self.base + path
@@ -758,14 +871,47 @@ class DataverseRepository:
             # anything else is not taken for one.
             lacking = "without saying the dataset was published"
             raise not_published(self.http, r, lacking, state.get("pid"))
-        self._wait_unlocked(state, "publishing")
+        landing = self.published(state)  # once its locks (finalizePublication) have cleared
+        if landing is None:
+            # PublishDatasetCommand finishes large or PID-registering publications in the
+            # background; a failure there unlocks the dataset and leaves it unpublished.
+            msg = (
+                "publishing: Dataverse accepted the publication, but once its locks cleared the "
+                "dataset's latest version is not released (finishing the publication failed "
+                "there, e.g. registering a persistent identifier; Dataverse notifies the "
+                "depositor why); the draft and its files are kept: check it there, then re-run "
+                "with --resume"
+            )
+            raise DepositError(msg, details={"record": state.get("pid")})
+        return landing
+
+    def published(self, state: dict[str, Any]) -> Landing | None:
+        """The landing when the dataset's latest version is released (``GET /api/datasets/{id}``):
+        after a publication, or an earlier publish whose answer was lost."""
+        what = "checking whether the dataset was published"
+        self._wait_unlocked(state, what)
+        version = self._latest_version(state, what)
+        if version is None or version.get("versionState") != "RELEASED":
+            return None
         return self._landing(state, "published")
+
+    def _latest_version(self, state: dict[str, Any], what: str) -> dict[str, Any] | None:
+        """The latest version ``GET /api/datasets/{id}`` shows, when that dataset has the
+        state's id and persistent identifier (``None`` otherwise: another dataset's answer
+        says nothing about this one)."""
+        r = self.http.request("GET", f"/datasets/{state['id']}", allow=(404,), what=what)
+        data = _data(r) if r.status == 200 else {}
+        version = obj(data.get("latestVersion"))
+        pid = version.get("datasetPersistentId") or _pid_of(data)
+        if str(data.get("id")) != str(state["id"]) or pid != state["pid"]:
+            return None
+        return version
 
     def _landing(self, state: dict[str, Any], status: str) -> Landing:
         pid = state["pid"]
         doi = pid.removeprefix("doi:") if pid.startswith("doi:") else None
         handle = pid.removeprefix("hdl:") if pid.startswith("hdl:") else None
-        url = f"{self.base}/dataset.xhtml?persistentId={pid}" + (
+        url = f"{self.base}/dataset.xhtml?persistentId={quote(pid, safe=':/')}" + (
             "&version=DRAFT" if status == "draft" else ""
         )
         return Landing(
@@ -846,6 +992,17 @@ def _member_name(label: str) -> str:
     """The wrapped zip's member name: its label, unless Dataverse would skip that member
     as a macOS leftover (``._*``, ``.DS_Store*``); ``jsonData`` names the file anyway."""
     return f"_{label}" if label.startswith(("._", ".DS_Store")) else label
+
+
+def _listed(reply: Reply, what: str, *keys: str) -> list[dict[str, Any]]:
+    """The ``data`` list (or ``data.<keys>``) of a Dataverse answer (locks, files), or a
+    DepositError naming what came instead: another shape is not taken for an empty list."""
+    data = need(reply.data, "data", *keys, what=what)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        said = type(data).__name__
+        msg = f"{what}: Dataverse answered with a {said} where it lists objects; is --url a Dataverse?"
+        raise DepositError(msg)
+    return data
 
 
 def _data(reply: Reply) -> dict[str, Any]:
