@@ -30,7 +30,14 @@ import numpy as np
 from curated.errors import ConversionError, InputError
 from curated.images.segments import SEGMENTS, file_identity
 from curated.images.stored import StoredArraySource, is_stored, open_stored
-from curated.images.units import length_unit, round_to, significant_digits
+from curated.images.units import (
+    convert_length,
+    imagej_units,
+    length_unit,
+    round_to,
+    significant_digits,
+    to_unit,
+)
 from curated.objstore import is_url
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -1672,31 +1679,49 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
     # preview's pixel size, not the image's
     page = tf.series[_main_series(tf)].pages[0] if len(tf.series) else tf.pages[0]
     if tf.is_imagej and tf.imagej_metadata:
-        ij = tf.imagej_metadata
-        xy = _resolution(page)
-        if xy is not None:
-            try:
-                unit = length_unit(str(ij.get("unit", "")).replace("\\u00B5", "µ"))
-            except InputError:
-                unit = None
-            if unit is not None:
-                z = ij.get("spacing")
-                zval = round_to(float(z), significant_digits(float(z))) if z else None
-                # the resolution tags are rationals: 10 significant digits, no float noise
-                return _PageMetadata(
-                    (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
-                )
+        got = _voxel_from_imagej(tf.imagej_metadata, page)
+        if got is not None:
+            return got
     return _centimetre_resolution(getattr(page, "keyframe", None) or page)
+
+
+def _voxel_from_imagej(ij: dict[str, Any], page: Any) -> _PageMetadata | None:
+    """(z, y, x) from an ImageJ description and the resolution tags, in the x axis's unit.
+
+    The resolution tags are pixels per ``unit`` (x) and per ``yunit`` (y); ``spacing`` is in
+    ``zunit``: ImageJ writes ``yunit``/``zunit`` only where they differ from ``unit``
+    (:func:`curated.images.units.imagej_units`). ``None`` when x or y has no length unit.
+    """
+    xy = _resolution(page)
+    if xy is None:
+        return None
+    zu, yu, xu = imagej_units(ij)
+    try:
+        unit, yunit = length_unit(xu), length_unit(yu)
+    except InputError:
+        return None
+    # the resolution tags are rationals: 10 significant digits, no float noise
+    y, x = round_to(to_unit(xy[0], yunit, unit), 10), round_to(xy[1], 10)
+    z, zval, notes = ij.get("spacing"), None, []
+    if z:
+        try:
+            zval = convert_length(float(z), length_unit(zu), unit)
+        except InputError:
+            notes.append(f"ImageJ z spacing {z} {zu} is not a length; not used (pass --voxel-size)")
+        except (TypeError, ValueError):
+            notes.append(f"ImageJ z spacing {z!r} is not a number; not used (pass --voxel-size)")
+    return _PageMetadata((zval, y, x), unit, "imagej", notes=notes)
 
 
 def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
     """The pixel size a TIFF's header states, as the converter reads it, in words
-    (``pixel size y x = 4 4 nanometer``; z too where OME-XML gives it), else ``None``."""
+    (``pixel size y x = 4 4 nanometer``; z too where OME-XML gives it, or an ImageJ ``spacing``),
+    else ``None``. The sizes are written to the digits the converter writes them with."""
     meta = _voxel_from_metadata(tf, Path(path))
     if meta.voxel is None:
         return None
-    axes = "zyx" if meta.origin.startswith("ome-xml") else "yx"
-    sizes = " ".join("?" if v is None else f"{v:g}" for v in meta.voxel[3 - len(axes) :])
+    axes = "zyx" if meta.origin.startswith("ome-xml") or meta.voxel[0] is not None else "yx"
+    sizes = " ".join("?" if v is None else f"{v:.10g}" for v in meta.voxel[3 - len(axes) :])
     return f"pixel size {' '.join(axes)} = {sizes} {meta.unit}"
 
 
@@ -1771,8 +1796,6 @@ def _voxel_from_ome(
         unit = length_unit(pixels.get("PhysicalSizeXUnit", "µm"))
     except InputError:
         return None
-    from curated.images.units import to_unit
-
     out: list[float | None] = []
     for ax in "ZYX":
         v = pixels.get(f"PhysicalSize{ax}")
@@ -1832,6 +1855,8 @@ def _not_carried(page: Any, tf: Any) -> list[str]:
                 "mode",
                 "spacing",
                 "unit",
+                "yunit",
+                "zunit",
                 "axes",
                 "loop",
                 "min",
