@@ -57,7 +57,13 @@ def test_fei_teneo_check_states_pixel_size_and_flags_the_user_name(ws, tmp_path)
     raw.mkdir()
     shutil.copy(REAL / "fei_teneo_rbc.tif", raw / "rbc.tif")
     report = check(ws, [raw])
-    assert _image(report, "rbc.tif")["pixel_size"] == "pixel size y x = 7.70833 7.70833 nanometer"
+    image = _image(report, "rbc.tif")
+    assert image["pixel_size"] == "pixel size y x = 7.70833 7.70833 nanometer"
+    # the page is 1094 rows; check says which of them convert crops
+    assert image["shape"] == [1094, 1536]
+    assert image["data_bar"] == (
+        "vendor data bar: rows 1024-1093 of each page are cropped (not image data)"
+    )
     flagged = report.flags_by_code("personal-data")
     assert flagged and "fei:User@User" in flagged[0].message
     assert "boyin" not in flagged[0].message  # the name itself is not repeated
@@ -155,3 +161,28 @@ def test_check_states_the_imagej_z_spacing_to_the_digits_convert_writes(ws, tmp_
     report = check(ws, [raw])
     stated = _image(report, "stack.tif")["pixel_size"]
     assert stated == "pixel size z y x = 2.5 0.168674711 0.168674711 micrometer"
+
+
+# ------------------------------------------- vendor headers: what the grid is, when it is not space
+def test_digitalmicrograph_stack_in_seconds_says_why_z_is_asked(tmp_path):
+    """As HyperSpy's ``test_loading_image_saved_with_DM_stack.tif``: DigitalMicrograph tags
+    65003-65005 (units y, x, third axis) and 65009-65011 (scales), the third axis in seconds."""
+    path = tmp_path / "dm_stack.tif"
+    # the units are ASCII-typed tags holding latin-1 bytes (0xB5 for µ), as in the real file
+    tags = [
+        (65003, 2, 3, b"\xb5m\x00", False), (65004, 2, 3, b"\xb5m\x00", False),
+        (65005, 2, 2, b"s\x00", False),
+        (65009, "d", 1, 0.16867400705814362, False), (65010, "d", 1, 1.6867400407791138, False),
+        (65011, "d", 1, 2.5, False),
+    ]  # fmt: skip
+    tifffile.imwrite(path, np.ones((2, 68, 68), np.float32), extratags=tags)
+    src = open_source(path)
+    assert src.voxel_size == (None, 168.674, 1686.74)
+    assert (
+        "pixel size z: DigitalMicrograph scale 2.5 's' is not a length; not imported"
+        in src.not_carried
+    )
+    with pytest.raises(
+        InputError, match=r"no z spacing \(pixel size z: DigitalMicrograph scale 2\.5 's'"
+    ):
+        convert_to_ome_zarr(path, tmp_path / "dm.ome.zarr")

@@ -287,8 +287,9 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     ``shape``, ``dtype``, ``pages``, ``axes``, ``compression``, ``truncated``
     (a page's data lies beyond the end of the file), ``problem`` (why it does
     not open or is damaged), ``sparse`` (strips or tiles without data, which `convert`
-    reads as 0: :func:`curated.images.sources.sparse_note`, else ``None``) and
-    ``personal_data`` (kinds found in text tags).
+    reads as 0: :func:`curated.images.sources.sparse_note`, else ``None``), ``pixel_size``
+    (as `convert` reads it), ``data_bar`` (the rows of a vendor data bar that `convert` crops,
+    else ``None``) and ``personal_data`` (kinds found in text tags).
     """
     import tifffile
 
@@ -296,6 +297,7 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
         empty_segments,
         photometric_name,
         sparse_note,
+        stated_data_bar,
         stated_pixel_size,
     )
 
@@ -326,8 +328,9 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
             info["photometric"] = photometric_name(first)
             try:
                 info["pixel_size"] = stated_pixel_size(tif, path)
+                info["data_bar"] = stated_data_bar(tif, path)  # rows `convert` crops
             except Exception:  # a damaged header: its other problems are reported below
-                info["pixel_size"] = None
+                info["pixel_size"] = info["data_bar"] = None
             pages = [first] if npages == 1 else [first, tif.pages[npages - 1]]
             for page in pages:
                 offsets = getattr(page, "dataoffsets", ()) or ()

@@ -1669,7 +1669,14 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
         note = f"vendor header not readable ({type(exc).__name__}); its pixel size is not used"
         return _PageMetadata(notes=[note])
     if head is not None:
-        meta = _PageMetadata(image_rows=head.image_rows)
+        # what the header says about the grid that is not used (a DigitalMicrograph stack whose
+        # third axis is in seconds, a JEOL diffraction pattern), so the curator sees why
+        said = [
+            w.replace("images[0].voxel_size_", "pixel size ", 1)
+            for w in head.warnings
+            if w.startswith("images[0].voxel_size")
+        ]
+        meta = _PageMetadata(image_rows=head.image_rows, notes=said)
         if head.pixel_size_nm is not None:
             meta.voxel = (None, *head.pixel_size_nm)
             meta.unit = "nanometer"
@@ -1723,6 +1730,13 @@ def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
     axes = "zyx" if meta.origin.startswith("ome-xml") or meta.voxel[0] is not None else "yx"
     sizes = " ".join("?" if v is None else f"{v:.10g}" for v in meta.voxel[3 - len(axes) :])
     return f"pixel size {' '.join(axes)} = {sizes} {meta.unit}"
+
+
+def stated_data_bar(tf: Any, path: str | Path) -> str | None:
+    """The rows of a TIFF's first page that its vendor header (FEI ``Image/ResolutionY``) says
+    are a data bar, which the converter crops, in words; else ``None``."""
+    meta = _voxel_from_metadata(tf, Path(path))
+    return next(iter(_bar_note(meta, int(tf.pages.first.shape[0]))), None)
 
 
 def photometric_name(page: Any) -> str:
