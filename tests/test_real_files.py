@@ -186,3 +186,33 @@ def test_digitalmicrograph_stack_in_seconds_says_why_z_is_asked(tmp_path):
         InputError, match=r"no z spacing \(pixel size z: DigitalMicrograph scale 2\.5 's'"
     ):
         convert_to_ome_zarr(path, tmp_path / "dm.ome.zarr")
+
+
+# ------------------------------------------- HDF5 under a vendor's name (Velox .emd)
+def velox_emd(path: Path) -> str:
+    """The layout of Thermo Fisher Velox's ``fei_example_tem_stack.emd`` (HyperSpy's test data):
+    ``/Data/Image/<uuid>/Data`` of (y, x, frame) int16 beside a ``Metadata`` JSON byte array."""
+    import h5py
+
+    group = "/Data/Image/26f60320a61d4f66a73efd8cde34ffa9"
+    with h5py.File(path, "w") as f:
+        f[f"{group}/Data"] = np.arange(18, dtype=np.int16).reshape(3, 3, 2)
+        f[f"{group}/Metadata"] = np.frombuffer(b'{"BinaryResult": {}}', np.uint8)[:, None]
+    return f"{path}:{group}/Data"
+
+
+def test_velox_emd_is_named_as_hdf5_not_missing(tmp_path):
+    keyed = velox_emd(tmp_path / "stack.emd")
+    for given in (keyed, tmp_path / "stack.emd"):
+        with pytest.raises(
+            InputError, match=r"is an HDF5 file under another name \(\.emd\)"
+        ) as err:
+            open_source(given)
+        assert "does not exist" not in str(err.value) and "y, x, frame" in str(err.value)
+    (tmp_path / "plain.tif").write_bytes((REAL / "chessboard_u16_bigendian.tif").read_bytes())
+    with pytest.raises(
+        InputError, match="is no HDF5 file, Zarr or N5 store, so it holds no dataset /x"
+    ):
+        open_source(f"{tmp_path / 'plain.tif'}:/x")
+    with pytest.raises(InputError, match="does not exist"):
+        open_source(f"{tmp_path / 'gone.emd'}:/x")

@@ -392,6 +392,7 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
         return open_stored(path)
     p = Path(path)
     if not p.exists():
+        _unknown_container(str(path))
         msg = "does not exist; give a TIFF file or a folder of per-slice TIFFs"
         raise InputError(msg, path=p)
     if p.is_file() and p.name.lower().endswith(".ome"):
@@ -399,6 +400,34 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     if p.is_dir():
         return _open_folder(p)
     return _open_file(p)
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _unknown_container(text: str) -> None:
+    """Refuse ``FILE:/key`` where FILE exists but is no container named as curated reads them
+    (a Velox ``.emd``, a NeXus ``.nxs``: HDF5 under another name), rather than call it missing."""
+    file, sep, _ = text.partition(":/")
+    if not sep or not Path(file).is_file():
+        return
+    try:
+        with open(file, "rb") as fh:
+            hdf5 = fh.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        hdf5 = False
+    if not hdf5:
+        msg = f"is no HDF5 file, Zarr or N5 store, so it holds no dataset {text[len(file) + 1 :]}; give the file alone"
+        raise InputError(msg, path=file)
+    raise InputError(_HDF5_ELSEWHERE.format(suffix=Path(file).suffix or "no suffix"), path=file)
+
+
+_HDF5_ELSEWHERE = (
+    "is an HDF5 file under another name ({suffix}); curated reads datasets from HDF5 files "
+    "named .h5, .hdf5, .hdf or .he5, as arrays in t c z y x order. Vendor HDF5 formats keep "
+    "their own layout (a Velox .emd stack is y, x, frame): export the image as TIFF, or write "
+    "the dataset in z y x order to an .h5 file and convert that"
+)
 
 
 def with_axes(src: TiffSource | StoredArraySource, axes: str) -> TiffSource | StoredArraySource:
@@ -505,6 +534,9 @@ def _open_tiff(path: Path) -> Any:
             warnings.simplefilter("ignore")
             return tifffile.TiffFile(path)
     except Exception as exc:
+        with open(path, "rb") as fh:
+            if fh.read(8) == _HDF5_SIGNATURE:
+                raise InputError(_HDF5_ELSEWHERE.format(suffix=path.suffix), path=path) from None
         msg = f"cannot be read as TIFF ({exc}); if it was copied, copy it again"
         raise ConversionError(msg, path=path) from exc
 
