@@ -216,3 +216,28 @@ def test_velox_emd_is_named_as_hdf5_not_missing(tmp_path):
         open_source(f"{tmp_path / 'plain.tif'}:/x")
     with pytest.raises(InputError, match="does not exist"):
         open_source(f"{tmp_path / 'gone.emd'}:/x")
+
+
+# ------------------------------------------- a stack written a page at a time by tifffile
+@pytest.mark.parametrize("pages", [10, 64])
+def test_stack_written_page_by_page_is_one_stack(ws, tmp_path, pages):
+    """``with TiffWriter(f) as w: for plane in stack: w.write(plane)``, how acquisition scripts
+    write slices as they come: each call starts a series with its own ``{"shape": [y, x]}``.
+    It was read as a 2D image (the first page), and from 64 pages on refused as lying."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    path = raw / "stack.tif"
+    planes = np.arange(pages * 12 * 10, dtype=np.uint16).reshape(pages, 12, 10)
+    with tifffile.TiffWriter(path) as w:
+        for plane in planes:
+            w.write(plane, photometric="minisblack", compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.series) == pages and tif.pages.first.description == '{"shape": [12, 10]}'
+    src = open_source(path)
+    assert (src.axes, src.shape) == ("zyx", (pages, 12, 10)) and not src.not_carried
+    assert any("read as one stack" in w for w in src.warnings)
+    convert_to_ome_zarr(path, tmp_path / "s.ome.zarr", voxel_size=(50, 5, 5))
+    np.testing.assert_array_equal(open_image(tmp_path / "s.ome.zarr").read(0), planes)
+    image = _image(check(ws, [raw]), "stack.tif")
+    assert image["opens"] and image["problem"] is None
+    assert image["shape"] == [pages, 12, 10]

@@ -295,6 +295,7 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
 
     from curated.images.sources import (
         empty_segments,
+        one_page_series,
         photometric_name,
         sparse_note,
         stated_data_bar,
@@ -321,6 +322,8 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 info["shape"] = [int(s) for s in series.shape]
                 info["dtype"] = str(series.dtype)
                 info["axes"] = series.axes
+                if one_page_series(tif):  # a page per tifffile write() call: one stack
+                    info["shape"], info["axes"] = [npages, *info["shape"]], "I" + series.axes
             except Exception:  # series parsing is best effort (odd vendor layouts)
                 info["shape"] = [int(s) for s in first.shape]
                 info["dtype"] = str(first.dtype) if first.dtype is not None else None

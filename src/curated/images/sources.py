@@ -526,13 +526,13 @@ def check_image_dtype(dtype: str | np.dtype, path: str | Path) -> None:
         raise ConversionError(msg, path=str(path))
 
 
-def _open_tiff(path: Path) -> Any:
+def _open_tiff(path: Path, **flags: bool) -> Any:
     import tifffile
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return tifffile.TiffFile(path)
+            return tifffile.TiffFile(path, **flags)
     except Exception as exc:
         with open(path, "rb") as fh:
             if fh.read(8) == _HDF5_SIGNATURE:
@@ -767,9 +767,13 @@ def _description_lie(tf: Any, first: Any, npages: int, size: int) -> str | None:
                     f"its ImageDescription says shape {shape} but its pages are "
                     f"{int(first.imagelength)} x {int(first.imagewidth)}: the description lies"
                 )
-            shaped_series = (
-                sum(1 for p in tf.pages if p is not None and p.is_shaped) if npages < 64 else 1
-            )
+            # several shaped series (tifffile's writer, one series per write() call): each
+            # page states its own shape; beyond 64 pages the second and last pages tell
+            shaped_series = sum(
+                1
+                for p in (tf.pages if npages < 64 else (tf.pages[1], tf.pages[npages - 1]))
+                if p is not None and p.is_shaped
+            ) + (npages >= 64)
             if (
                 claimed != npages
                 and shaped_series <= 1
@@ -833,6 +837,29 @@ class _TiffWarnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def one_page_series(tf: Any) -> bool:
+    """Whether a TIFF holds one shaped series per page, each of the same 2D shape and type: a stack
+    written a page at a time with tifffile's ``TiffWriter.write`` (each call starts a series
+    and states its ``{"shape": [y, x]}``). Read with ``is_shaped=False``, it is one stack."""
+    npages = len(tf.pages)
+    if not tf.is_shaped or npages < 2:
+        return False
+    # every page states its shape (page 0's description alone is a lie :func:`header_lies` names)
+    if not all(getattr(tf.pages[i], "is_shaped", False) for i in (1, npages - 1)):
+        return False
+    series = tf.series
+    if len(series) != npages:
+        return False
+    first = series[0]
+    return all(
+        len(s.pages) == 1
+        and s.shape == first.shape
+        and s.dtype == first.dtype
+        and len(s.shape) == 2
+        for s in series
+    )
+
+
 def _open_file(path: Path) -> TiffSource:
     logger = logging.getLogger("tifffile")
     capture = _TiffWarnings()
@@ -855,7 +882,16 @@ def _open_file(path: Path) -> TiffSource:
             lie = header_lies(tf, path, capture.messages)
             if lie is not None:
                 raise ConversionError(lie, path=path)
-            return _source_from_tiff(tf, path)
+            if not one_page_series(tf):
+                return _source_from_tiff(tf, path)
+            tf.close()
+            tf = _open_tiff(path, is_shaped=False)
+            src = _source_from_tiff(tf, path)
+            src.warnings.append(
+                f"holds {len(tf.pages)} images of one page each (as tifffile writes a page per "
+                "write() call): read as one stack of its pages in file order"
+            )
+            return src
         finally:
             tf.close()
     finally:
