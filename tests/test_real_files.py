@@ -241,3 +241,23 @@ def test_stack_written_page_by_page_is_one_stack(ws, tmp_path, pages):
     image = _image(check(ws, [raw]), "stack.tif")
     assert image["opens"] and image["problem"] is None
     assert image["shape"] == [pages, 12, 10]
+
+
+def test_page_by_page_stack_imports_its_page_count(tmp_path):
+    path = tmp_path / "stack.tif"
+    with tifffile.TiffWriter(path) as w:
+        for z in range(5):
+            w.write(np.full((12, 10), z, np.uint8), photometric="minisblack")
+    image = from_ome(path, require_metadata=False).images[0]
+    assert (image["size_z"], image["size_y"], image["size_x"]) == (5, 12, 10)
+
+
+def test_negative_imagej_spacing_is_named_not_a_bare_list(tmp_path):
+    """ImageJ writes ``spacing=`` as its calibration holds it, negative too (a stack whose z
+    order was reversed); that is no voxel size, and the message says where it came from."""
+    path = imagej_file(tmp_path / "ij.tif", "nm", spacing=-10.0)
+    with pytest.raises(
+        InputError, match=r"ij\.tif.*\(imagej\) give z=-10 nanometer, which is no size"
+    ):
+        convert_to_ome_zarr(path, tmp_path / "ij.ome.zarr")
+    convert_to_ome_zarr(path, tmp_path / "ok.ome.zarr", voxel_size=(10, 5, 5))

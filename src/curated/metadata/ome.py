@@ -300,8 +300,12 @@ def _ome_acquisition(imp: OmeImport, ome: Any, image: Any) -> None:
 # --------------------------------------------------------- ImageJ / plain TIFF
 def _tiff_sizes(imp: OmeImport, tif: Any, kind: str, rows: int | None = None) -> None:
     """Sizes and pixel type; ``rows`` is the image height when the page also holds a data bar."""
+    from curated.images.sources import one_page_series
+
     series = tif.series[0]
     axes, shape = series.axes, tuple(series.shape)
+    if one_page_series(tif):  # a page per tifffile write() call: one stack, as `convert` reads it
+        axes, shape = "I" + axes, (len(tif.pages), *shape)
     if rows is not None and axes.endswith("YX"):
         shape = (*shape[:-2], rows, shape[-1])
     source_kind = "imagej" if kind == "imagej" else "tiff_tag"
