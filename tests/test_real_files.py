@@ -261,3 +261,26 @@ def test_negative_imagej_spacing_is_named_not_a_bare_list(tmp_path):
     ):
         convert_to_ome_zarr(path, tmp_path / "ij.ome.zarr")
     convert_to_ome_zarr(path, tmp_path / "ok.ome.zarr", voxel_size=(10, 5, 5))
+
+
+# ------------------------------------------- uncompressed tiled pages
+@pytest.mark.parametrize("shape", [(37, 45), (32, 32)], ids=["edge-tiles", "whole-tiles"])
+@pytest.mark.parametrize("folder", [False, True], ids=["stack", "slices"])
+def test_uncompressed_tiled_pages_read_tile_by_tile(tmp_path, shape, folder):
+    """Uncompressed tiles (GDAL ``TILED=YES``, ``tiffcp -t``, tifffile ``tile=``) lie back to back
+    in the file but are not rows: read as one contiguous page, every value was scrambled."""
+    data = np.arange(3 * shape[0] * shape[1], dtype=np.uint16).reshape(3, *shape)
+    kw = {"tile": (16, 16), "photometric": "minisblack", "byteorder": ">"}
+    if folder:
+        src_path = tmp_path / "slices"
+        src_path.mkdir()
+        for z, plane in enumerate(data):
+            tifffile.imwrite(src_path / f"z{z:02d}.tif", plane, **kw)
+    else:
+        src_path = tmp_path / "tiled.tif"
+        tifffile.imwrite(src_path, data, metadata={"axes": "ZYX"}, **kw)
+    src = open_source(src_path)
+    region = (slice(0, 3), slice(5, shape[0]), slice(3, shape[1] - 2))
+    np.testing.assert_array_equal(src.read(region), data[region])
+    convert_to_ome_zarr(src_path, tmp_path / "t.ome.zarr", voxel_size=(4, 2, 2))
+    np.testing.assert_array_equal(open_image(tmp_path / "t.ome.zarr").read(0), data)

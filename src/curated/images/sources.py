@@ -559,6 +559,7 @@ def _page_table_entry(
     kf = getattr(page, "keyframe", None) or page
     plain = (
         kf.compression == 1
+        and not kf.is_tiled  # tiles back to back are not rows: they are decoded tile by tile
         and getattr(kf, "predictor", 1) == 1
         and getattr(kf, "fillorder", 1) == 1
         and kf.samplesperpixel == 1
