@@ -266,11 +266,12 @@ def test_negative_imagej_spacing_is_named_not_a_bare_list(tmp_path):
 # ------------------------------------------- uncompressed tiled pages
 @pytest.mark.parametrize("shape", [(37, 45), (32, 32)], ids=["edge-tiles", "whole-tiles"])
 @pytest.mark.parametrize("folder", [False, True], ids=["stack", "slices"])
-def test_uncompressed_tiled_pages_read_tile_by_tile(tmp_path, shape, folder):
+@pytest.mark.parametrize("byteorder", ["<", ">"], ids=["le", "be"])
+def test_uncompressed_tiled_pages_read_tile_by_tile(tmp_path, shape, folder, byteorder):
     """Uncompressed tiles (GDAL ``TILED=YES``, ``tiffcp -t``, tifffile ``tile=``) lie back to back
     in the file but are not rows: read as one contiguous page, every value was scrambled."""
     data = np.arange(3 * shape[0] * shape[1], dtype=np.uint16).reshape(3, *shape)
-    kw = {"tile": (16, 16), "photometric": "minisblack", "byteorder": ">"}
+    kw = {"tile": (16, 16), "photometric": "minisblack", "byteorder": byteorder}
     if folder:
         src_path = tmp_path / "slices"
         src_path.mkdir()
