@@ -411,15 +411,18 @@ def _unknown_container(text: str) -> None:
     file, sep, _ = text.partition(":/")
     if not sep or not Path(file).is_file():
         return
-    try:
-        with open(file, "rb") as fh:
-            hdf5 = fh.read(8) == _HDF5_SIGNATURE
-    except OSError:
-        hdf5 = False
-    if not hdf5:
+    if not _is_hdf5(Path(file)):
         msg = f"is no HDF5 file, Zarr or N5 store, so it holds no dataset {text[len(file) + 1 :]}; give the file alone"
         raise InputError(msg, path=file)
     raise InputError(_HDF5_ELSEWHERE.format(suffix=Path(file).suffix or "no suffix"), path=file)
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 _HDF5_ELSEWHERE = (
@@ -534,9 +537,8 @@ def _open_tiff(path: Path, **flags: bool) -> Any:
             warnings.simplefilter("ignore")
             return tifffile.TiffFile(path, **flags)
     except Exception as exc:
-        with open(path, "rb") as fh:
-            if fh.read(8) == _HDF5_SIGNATURE:
-                raise InputError(_HDF5_ELSEWHERE.format(suffix=path.suffix), path=path) from None
+        if _is_hdf5(path):
+            raise InputError(_HDF5_ELSEWHERE.format(suffix=path.suffix), path=path) from None
         msg = f"cannot be read as TIFF ({exc}); if it was copied, copy it again"
         raise ConversionError(msg, path=path) from exc
 
@@ -770,11 +772,11 @@ def _description_lie(tf: Any, first: Any, npages: int, size: int) -> str | None:
                 )
             # several shaped series (tifffile's writer, one series per write() call): each
             # page states its own shape; beyond 64 pages the second and last pages tell
-            shaped_series = sum(
-                1
-                for p in (tf.pages if npages < 64 else (tf.pages[1], tf.pages[npages - 1]))
-                if p is not None and p.is_shaped
-            ) + (npages >= 64)
+            shaped_series = (
+                sum(1 for p in tf.pages if p is not None and p.is_shaped)
+                if npages < 64
+                else 1 + _shaped_at(tf, 1) + _shaped_at(tf, npages - 1)
+            )
             if (
                 claimed != npages
                 and shaped_series <= 1
@@ -838,6 +840,14 @@ class _TiffWarnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _shaped_at(tf: Any, index: int) -> bool:
+    """Whether page ``index`` states its own shape (tifffile's ``{"shape": ...}`` description)."""
+    try:
+        return bool(getattr(tf.pages[index], "is_shaped", False))
+    except Exception:  # a damaged page: reported by the page checks, not here
+        return False
+
+
 def one_page_series(tf: Any) -> bool:
     """Whether a TIFF holds one shaped series per page, each of the same 2D shape and type: a stack
     written a page at a time with tifffile's ``TiffWriter.write`` (each call starts a series
@@ -846,7 +856,7 @@ def one_page_series(tf: Any) -> bool:
     if not tf.is_shaped or npages < 2:
         return False
     # every page states its shape (page 0's description alone is a lie :func:`header_lies` names)
-    if not all(getattr(tf.pages[i], "is_shaped", False) for i in (1, npages - 1)):
+    if not (_shaped_at(tf, 1) and _shaped_at(tf, npages - 1)):
         return False
     series = tf.series
     if len(series) != npages:
