@@ -287,15 +287,18 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
     ``shape``, ``dtype``, ``pages``, ``axes``, ``compression``, ``truncated``
     (a page's data lies beyond the end of the file), ``problem`` (why it does
     not open or is damaged), ``sparse`` (strips or tiles without data, which `convert`
-    reads as 0: :func:`curated.images.sources.sparse_note`, else ``None``) and
-    ``personal_data`` (kinds found in text tags).
+    reads as 0: :func:`curated.images.sources.sparse_note`, else ``None``), ``pixel_size``
+    (as `convert` reads it), ``data_bar`` (the rows of a vendor data bar that `convert` crops,
+    else ``None``) and ``personal_data`` (kinds found in text tags).
     """
     import tifffile
 
     from curated.images.sources import (
         empty_segments,
+        one_page_series,
         photometric_name,
         sparse_note,
+        stated_data_bar,
         stated_pixel_size,
     )
 
@@ -319,6 +322,8 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
                 info["shape"] = [int(s) for s in series.shape]
                 info["dtype"] = str(series.dtype)
                 info["axes"] = series.axes
+                if one_page_series(tif):  # a page per tifffile write() call: one stack
+                    info["shape"], info["axes"] = [npages, *info["shape"]], "I" + series.axes
             except Exception:  # series parsing is best effort (odd vendor layouts)
                 info["shape"] = [int(s) for s in first.shape]
                 info["dtype"] = str(first.dtype) if first.dtype is not None else None
@@ -326,8 +331,9 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
             info["photometric"] = photometric_name(first)
             try:
                 info["pixel_size"] = stated_pixel_size(tif, path)
+                info["data_bar"] = stated_data_bar(tif, path)  # rows `convert` crops
             except Exception:  # a damaged header: its other problems are reported below
-                info["pixel_size"] = None
+                info["pixel_size"] = info["data_bar"] = None
             pages = [first] if npages == 1 else [first, tif.pages[npages - 1]]
             for page in pages:
                 offsets = getattr(page, "dataoffsets", ()) or ()

@@ -72,6 +72,13 @@ def _voxel(
         return vals, unit_name, "given"
     known = source.voxel_size
     if known is not None and source.unit is not None and all(v is not None for v in known):
+        bad = [f"{a}={v:g}" for a, v in zip("zyx", known, strict=True) if not v > 0]  # type: ignore[operator]
+        if bad:  # e.g. ImageJ's spacing=-10 (a stack saved with its z order reversed)
+            msg = (
+                f"the file's metadata ({source.voxel_source}) give {' '.join(bad)} {source.unit}, "
+                f"which is no size; pass --voxel-size Z Y X (in {unit_name}), and check the slice order"
+            )
+            raise InputError(msg, path=source.path, field="voxel_size")
         vals = tuple(
             round_to(to_unit(v, source.unit, unit_name), significant_digits(v)) for v in known
         )
@@ -80,9 +87,14 @@ def _voxel(
     if known is not None and source.unit is not None:
         stated = " ".join(f"{a}={v:g}" for a, v in zip("zyx", known, strict=True) if v is not None)
         missing = " and ".join(a for a, v in zip("zyx", known, strict=True) if v is None)
+        why = "".join(
+            f" ({n})"
+            for n in getattr(source, "not_carried", [])
+            if n.startswith("pixel size z") or "z spacing" in n
+        )
         msg = (
             f"the file's metadata ({source.voxel_source}) give {stated} {source.unit} but no {missing} "
-            f"spacing, and curated does not guess it; pass --voxel-size Z Y X (in {unit_name})"
+            f"spacing{why}, and curated does not guess it; pass --voxel-size Z Y X (in {unit_name})"
         )
         raise InputError(msg, path=source.path, field="voxel_size")
     why = "" if source.voxel_source in ("none", "given") else f": {source.voxel_source}"

@@ -30,7 +30,14 @@ import numpy as np
 from curated.errors import ConversionError, InputError
 from curated.images.segments import SEGMENTS, file_identity
 from curated.images.stored import StoredArraySource, is_stored, open_stored
-from curated.images.units import length_unit, round_to, significant_digits
+from curated.images.units import (
+    convert_length,
+    imagej_units,
+    length_unit,
+    round_to,
+    significant_digits,
+    to_unit,
+)
 from curated.objstore import is_url
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -385,6 +392,7 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
         return open_stored(path)
     p = Path(path)
     if not p.exists():
+        _unknown_container(str(path))
         msg = "does not exist; give a TIFF file or a folder of per-slice TIFFs"
         raise InputError(msg, path=p)
     if p.is_file() and p.name.lower().endswith(".ome"):
@@ -392,6 +400,37 @@ def open_source(path: str | Path) -> TiffSource | StoredArraySource:
     if p.is_dir():
         return _open_folder(p)
     return _open_file(p)
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _unknown_container(text: str) -> None:
+    """Refuse ``FILE:/key`` where FILE exists but is no container named as curated reads them
+    (a Velox ``.emd``, a NeXus ``.nxs``: HDF5 under another name), rather than call it missing."""
+    file, sep, _ = text.partition(":/")
+    if not sep or not Path(file).is_file():
+        return
+    if not _is_hdf5(Path(file)):
+        msg = f"is no HDF5 file, Zarr or N5 store, so it holds no dataset {text[len(file) + 1 :]}; give the file alone"
+        raise InputError(msg, path=file)
+    raise InputError(_HDF5_ELSEWHERE.format(suffix=Path(file).suffix or "no suffix"), path=file)
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+_HDF5_ELSEWHERE = (
+    "is an HDF5 file under another name ({suffix}); curated reads datasets from HDF5 files "
+    "named .h5, .hdf5, .hdf or .he5, as arrays in t c z y x order. Vendor HDF5 formats keep "
+    "their own layout (a Velox .emd stack is y, x, frame): export the image as TIFF, or write "
+    "the dataset in z y x order to an .h5 file and convert that"
+)
 
 
 def with_axes(src: TiffSource | StoredArraySource, axes: str) -> TiffSource | StoredArraySource:
@@ -490,14 +529,16 @@ def check_image_dtype(dtype: str | np.dtype, path: str | Path) -> None:
         raise ConversionError(msg, path=str(path))
 
 
-def _open_tiff(path: Path) -> Any:
+def _open_tiff(path: Path, **flags: bool) -> Any:
     import tifffile
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return tifffile.TiffFile(path)
+            return tifffile.TiffFile(path, **flags)
     except Exception as exc:
+        if _is_hdf5(path):
+            raise InputError(_HDF5_ELSEWHERE.format(suffix=path.suffix), path=path) from None
         msg = f"cannot be read as TIFF ({exc}); if it was copied, copy it again"
         raise ConversionError(msg, path=path) from exc
 
@@ -520,6 +561,7 @@ def _page_table_entry(
     kf = getattr(page, "keyframe", None) or page
     plain = (
         kf.compression == 1
+        and not kf.is_tiled  # tiles back to back are not rows: they are decoded tile by tile
         and getattr(kf, "predictor", 1) == 1
         and getattr(kf, "fillorder", 1) == 1
         and kf.samplesperpixel == 1
@@ -728,8 +770,12 @@ def _description_lie(tf: Any, first: Any, npages: int, size: int) -> str | None:
                     f"its ImageDescription says shape {shape} but its pages are "
                     f"{int(first.imagelength)} x {int(first.imagewidth)}: the description lies"
                 )
+            # several shaped series (tifffile's writer, one series per write() call): each
+            # page states its own shape; beyond 64 pages the second and last pages tell
             shaped_series = (
-                sum(1 for p in tf.pages if p is not None and p.is_shaped) if npages < 64 else 1
+                sum(1 for p in tf.pages if p is not None and p.is_shaped)
+                if npages < 64
+                else 1 + _shaped_at(tf, 1) + _shaped_at(tf, npages - 1)
             )
             if (
                 claimed != npages
@@ -794,6 +840,37 @@ class _TiffWarnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _shaped_at(tf: Any, index: int) -> bool:
+    """Whether page ``index`` states its own shape (tifffile's ``{"shape": ...}`` description)."""
+    try:
+        return bool(getattr(tf.pages[index], "is_shaped", False))
+    except Exception:  # a damaged page: reported by the page checks, not here
+        return False
+
+
+def one_page_series(tf: Any) -> bool:
+    """Whether a TIFF holds one shaped series per page, each of the same 2D shape and type: a stack
+    written a page at a time with tifffile's ``TiffWriter.write`` (each call starts a series
+    and states its ``{"shape": [y, x]}``). Read with ``is_shaped=False``, it is one stack."""
+    npages = len(tf.pages)
+    if not tf.is_shaped or npages < 2:
+        return False
+    # every page states its shape (page 0's description alone is a lie :func:`header_lies` names)
+    if not (_shaped_at(tf, 1) and _shaped_at(tf, npages - 1)):
+        return False
+    series = tf.series
+    if len(series) != npages:
+        return False
+    first = series[0]
+    return all(
+        len(s.pages) == 1
+        and s.shape == first.shape
+        and s.dtype == first.dtype
+        and len(s.shape) == 2
+        for s in series
+    )
+
+
 def _open_file(path: Path) -> TiffSource:
     logger = logging.getLogger("tifffile")
     capture = _TiffWarnings()
@@ -816,7 +893,16 @@ def _open_file(path: Path) -> TiffSource:
             lie = header_lies(tf, path, capture.messages)
             if lie is not None:
                 raise ConversionError(lie, path=path)
-            return _source_from_tiff(tf, path)
+            if not one_page_series(tf):
+                return _source_from_tiff(tf, path)
+            tf.close()
+            tf = _open_tiff(path, is_shaped=False)
+            src = _source_from_tiff(tf, path)
+            src.warnings.append(
+                f"holds {len(tf.pages)} images of one page each (as tifffile writes a page per "
+                "write() call): read as one stack of its pages in file order"
+            )
+            return src
         finally:
             tf.close()
     finally:
@@ -1662,7 +1748,14 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
         note = f"vendor header not readable ({type(exc).__name__}); its pixel size is not used"
         return _PageMetadata(notes=[note])
     if head is not None:
-        meta = _PageMetadata(image_rows=head.image_rows)
+        # what the header says about the grid that is not used (a DigitalMicrograph stack whose
+        # third axis is in seconds, a JEOL diffraction pattern), so the curator sees why
+        said = [
+            w.replace("images[0].voxel_size_", "pixel size ", 1)
+            for w in head.warnings
+            if w.startswith("images[0].voxel_size")
+        ]
+        meta = _PageMetadata(image_rows=head.image_rows, notes=said)
         if head.pixel_size_nm is not None:
             meta.voxel = (None, *head.pixel_size_nm)
             meta.unit = "nanometer"
@@ -1672,32 +1765,57 @@ def _voxel_from_metadata(tf: Any, path: Path) -> _PageMetadata:
     # preview's pixel size, not the image's
     page = tf.series[_main_series(tf)].pages[0] if len(tf.series) else tf.pages[0]
     if tf.is_imagej and tf.imagej_metadata:
-        ij = tf.imagej_metadata
-        xy = _resolution(page)
-        if xy is not None:
-            try:
-                unit = length_unit(str(ij.get("unit", "")).replace("\\u00B5", "µ"))
-            except InputError:
-                unit = None
-            if unit is not None:
-                z = ij.get("spacing")
-                zval = round_to(float(z), significant_digits(float(z))) if z else None
-                # the resolution tags are rationals: 10 significant digits, no float noise
-                return _PageMetadata(
-                    (zval, round_to(xy[0], 10), round_to(xy[1], 10)), unit, "imagej"
-                )
+        got = _voxel_from_imagej(tf.imagej_metadata, page)
+        if got is not None:
+            return got
     return _centimetre_resolution(getattr(page, "keyframe", None) or page)
+
+
+def _voxel_from_imagej(ij: dict[str, Any], page: Any) -> _PageMetadata | None:
+    """(z, y, x) from an ImageJ description and the resolution tags, in the x axis's unit.
+
+    The resolution tags are pixels per ``unit`` (x) and per ``yunit`` (y); ``spacing`` is in
+    ``zunit``: ImageJ writes ``yunit``/``zunit`` only where they differ from ``unit``
+    (:func:`curated.images.units.imagej_units`). ``None`` when x or y has no length unit.
+    """
+    xy = _resolution(page)
+    if xy is None:
+        return None
+    zu, yu, xu = imagej_units(ij)
+    try:
+        unit, yunit = length_unit(xu), length_unit(yu)
+    except InputError:
+        return None
+    # the resolution tags are rationals: 10 significant digits, no float noise
+    y, x = round_to(to_unit(xy[0], yunit, unit), 10), round_to(xy[1], 10)
+    z, zval, notes = ij.get("spacing"), None, []
+    if z:
+        try:
+            zval = convert_length(float(z), length_unit(zu), unit)
+        except InputError:
+            notes.append(f"ImageJ z spacing {z} {zu} is not a length; not used (pass --voxel-size)")
+        except (TypeError, ValueError):
+            notes.append(f"ImageJ z spacing {z!r} is not a number; not used (pass --voxel-size)")
+    return _PageMetadata((zval, y, x), unit, "imagej", notes=notes)
 
 
 def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
     """The pixel size a TIFF's header states, as the converter reads it, in words
-    (``pixel size y x = 4 4 nanometer``; z too where OME-XML gives it), else ``None``."""
+    (``pixel size y x = 4 4 nanometer``; z too where OME-XML gives it, or an ImageJ ``spacing``),
+    else ``None``. The sizes are written to the digits the converter writes them with."""
     meta = _voxel_from_metadata(tf, Path(path))
     if meta.voxel is None:
         return None
-    axes = "zyx" if meta.origin.startswith("ome-xml") else "yx"
-    sizes = " ".join("?" if v is None else f"{v:g}" for v in meta.voxel[3 - len(axes) :])
+    axes = "zyx" if meta.origin.startswith("ome-xml") or meta.voxel[0] is not None else "yx"
+    sizes = " ".join("?" if v is None else f"{v:.10g}" for v in meta.voxel[3 - len(axes) :])
     return f"pixel size {' '.join(axes)} = {sizes} {meta.unit}"
+
+
+def stated_data_bar(tf: Any, path: str | Path) -> str | None:
+    """The rows of a TIFF's first page that its vendor header (FEI ``Image/ResolutionY``) says
+    are a data bar, which the converter crops, in words; else ``None``."""
+    meta = _voxel_from_metadata(tf, Path(path))
+    return next(iter(_bar_note(meta, int(tf.pages.first.shape[0]))), None)
 
 
 def photometric_name(page: Any) -> str:
@@ -1771,8 +1889,6 @@ def _voxel_from_ome(
         unit = length_unit(pixels.get("PhysicalSizeXUnit", "µm"))
     except InputError:
         return None
-    from curated.images.units import to_unit
-
     out: list[float | None] = []
     for ax in "ZYX":
         v = pixels.get(f"PhysicalSize{ax}")
@@ -1832,6 +1948,8 @@ def _not_carried(page: Any, tf: Any) -> list[str]:
                 "mode",
                 "spacing",
                 "unit",
+                "yunit",
+                "zunit",
                 "axes",
                 "loop",
                 "min",

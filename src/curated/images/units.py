@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from curated.errors import InputError
 
 LENGTH_UNITS: dict[str, float] = {
@@ -90,6 +93,28 @@ def length_unit(name: str | None, *, field: str = "unit") -> str:
         "'nanometer', 'micrometer' or 'angstrom'"
     )
     raise InputError(msg, field=field)
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def imagej_units(meta: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The (z, y, x) units of an ImageJ description, as written, ``\\uXXXX`` escapes decoded.
+
+    ImageJ writes ``unit=`` (x, and every axis unless told otherwise) and, when an axis's unit
+    differs from it, ``yunit=`` and ``zunit=`` (``FileSaver.getDescriptionString``; Bio-Formats
+    sets them from an OME-TIFF whose PhysicalSizeZUnit differs from PhysicalSizeXUnit).
+    Non-ASCII characters are written as ``\\u`` escapes: ``unit=\\u00B5m`` is micrometres.
+    """
+
+    def text(key: str) -> str | None:
+        value = meta.get(key)
+        if value is None:
+            return None
+        return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), str(value)).strip()
+
+    x = text("unit")
+    return text("zunit") or x, text("yunit") or x, x
 
 
 def to_unit(value: float, from_unit: str, to: str) -> float:

@@ -300,8 +300,12 @@ def _ome_acquisition(imp: OmeImport, ome: Any, image: Any) -> None:
 # --------------------------------------------------------- ImageJ / plain TIFF
 def _tiff_sizes(imp: OmeImport, tif: Any, kind: str, rows: int | None = None) -> None:
     """Sizes and pixel type; ``rows`` is the image height when the page also holds a data bar."""
+    from curated.images.sources import one_page_series
+
     series = tif.series[0]
     axes, shape = series.axes, tuple(series.shape)
+    if one_page_series(tif):  # a page per tifffile write() call: one stack, as `convert` reads it
+        axes, shape = "I" + axes, (len(tif.pages), *shape)
     if rows is not None and axes.endswith("YX"):
         shape = (*shape[:-2], rows, shape[-1])
     source_kind = "imagej" if kind == "imagej" else "tiff_tag"
@@ -349,8 +353,24 @@ def _resolution(page: Any, name: str) -> float | None:
     return num / den if den and num else None
 
 
-def _tiff_tags(imp: OmeImport, tif: Any, unit: str | None) -> bool:
-    """Voxel sizes from X/YResolution (+ ResolutionUnit, or ImageJ's unit); True when found."""
+def _imagej_spacing(imp: OmeImport, spacing: Any, zunit: str | None) -> bool:
+    """ImageJ's z ``spacing``, in ``zunit`` (its ``unit`` unless it wrote a ``zunit``); True when imported."""
+    try:
+        nm = _to_nm(float(spacing), zunit or "")
+    except (TypeError, ValueError):
+        nm = None
+    if nm is None:
+        imp.warnings.append(
+            f"images[0].voxel_size_z: ImageJ spacing {spacing!r} {zunit or ''} is not a length; not imported"
+        )
+        return False
+    imp._set("images[0].voxel_size_z", nm, "imagej", "imagej:spacing", f"{spacing} {zunit}")
+    return True
+
+
+def _tiff_tags(imp: OmeImport, tif: Any, unit: str | None, yunit: str | None = None) -> bool:
+    """Voxel sizes from X/YResolution (+ ResolutionUnit, or ImageJ's unit, and its ``yunit`` for
+    y where it wrote one); True when found."""
     page = tif.pages.first
     found = False
     runit_tag = page.tags.get("ResolutionUnit")
@@ -359,9 +379,10 @@ def _tiff_tags(imp: OmeImport, tif: Any, unit: str | None) -> bool:
         res = _resolution(page, f"{axis.upper()}Resolution")
         if res is None:
             continue
-        if unit is not None:  # ImageJ: resolution is pixels per `unit`
-            nm = _to_nm(1.0 / res, unit)
-            raw = f"{res} pixels per {unit}"
+        if unit is not None:  # ImageJ: resolution is pixels per `unit` (per `yunit` for y)
+            per = (yunit or unit) if axis == "y" else unit
+            nm = _to_nm(1.0 / res, per)
+            raw = f"{res} pixels per {per}"
         elif runit == 3:
             nm = _clean(_RESUNIT_NM[runit] / res)
             raw = f"{res} pixels per centimeter"
@@ -440,6 +461,7 @@ def _from_vendor(imp: OmeImport, head: Any) -> None:
 
 
 def _from_tiff(imp: OmeImport, tif: Any, require_metadata: bool) -> None:
+    from curated.images.units import imagej_units
     from curated.images.vendor import read_vendor_header
 
     ij = tif.imagej_metadata if tif.is_imagej else None
@@ -453,26 +475,13 @@ def _from_tiff(imp: OmeImport, tif: Any, require_metadata: bool) -> None:
     elif ij:
         imp.kind = "imagej"
         _tiff_sizes(imp, tif, "imagej")
-        unit = ij.get("unit")
-        unit = (
-            unit.encode().decode("unicode_escape")
-            if isinstance(unit, str) and "\\u" in unit
-            else unit
-        )
-        usable = isinstance(unit, str) and _to_nm(1.0, unit) is not None
+        zunit, yunit, unit = imagej_units(ij)  # yunit/zunit where ImageJ wrote them
+        usable = all(isinstance(u, str) and _to_nm(1.0, u) is not None for u in (unit, yunit))
         found = False
         if usable:
-            found = _tiff_tags(imp, tif, unit)
+            found = _tiff_tags(imp, tif, unit, yunit)
             if "spacing" in ij:
-                nm = _to_nm(float(ij["spacing"]), unit)
-                imp._set(
-                    "images[0].voxel_size_z",
-                    nm,
-                    "imagej",
-                    "imagej:spacing",
-                    f"{ij['spacing']} {unit}",
-                )
-                found = True
+                found = _imagej_spacing(imp, ij["spacing"], zunit) or found
         elif unit is not None:
             imp.warnings.append(
                 f"images[0].voxel_size_*: ImageJ unit {unit!r} is not a physical length; sizes not imported"
