@@ -57,7 +57,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from curated._secrets import register_secret, scrub
+from curated._secrets import redact, register_secret, scrub
 from curated._version import __version__
 from curated.errors import DepositError
 
@@ -295,12 +295,14 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 def public_url(url: str) -> str:
-    """``url`` without ``user:password@`` (for messages, receipts and journals)."""
+    """``url`` as messages, receipts and journals may show it: without ``user:password@``,
+    and with every registered secret (a Figshare upload token in its path) and every
+    secret-looking query value (``X-Amz-Signature``, ``access_token``...) redacted."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if "@" in parts.netloc:
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return redact(url)
 
 
 def url_secrets(url: str) -> list[str]:
@@ -695,6 +697,26 @@ class HttpSession:
     def clean(self, text: str) -> str:
         return scrub(text)
 
+    def add_secret(self, value: str | None) -> None:
+        """Keep ``value`` (a token handed out on the way: a JWT, an upload token) out of
+        every message, receipt, journal and log from now on."""
+        if value and value not in self.secrets:
+            self.secrets.append(value)
+            register_secret(value)
+
+    def _hold_credentials(self, headers: dict[str, Any]) -> None:
+        """Register the credential headers about to be sent (whoever set them) as secrets."""
+        for name in AUTH_HEADERS:
+            value = headers.get(name) or self.session.headers.get(name)
+            if isinstance(value, str) and value:
+                self.add_secret(value)
+                scheme, _, credential = value.partition(" ")
+                if credential and scheme.isalpha():  # "Bearer <jwt>", "token <token>"
+                    self.add_secret(credential.strip())
+        for cookie in self.session.cookies:  # a session cookie is as good as a password
+            if cookie.value and len(cookie.value) >= 8:
+                self.add_secret(cookie.value)
+
     def close(self) -> None:
         self.session.close()
         self.bare.close()
@@ -913,6 +935,7 @@ class HttpSession:
         for _hop in range(MAX_REDIRECTS + 1):
             session = self.session if trusted else self.bare
             hdrs = dict(headers)
+            self._hold_credentials(hdrs)
             if not trusted:
                 # Presigned storage URLs carry their own authorisation (passed in ``headers``
                 # by the caller); the repository's credential and cookies never go there.
