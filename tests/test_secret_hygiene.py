@@ -14,7 +14,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +290,88 @@ def test_a_presigned_url_in_an_error_shows_no_signature():
             s.request("PUT", url, raw=b"x", expect_json=False)
     assert "/s3/key" in str(err.value)
     assert _leaks(_exception_text(err.value), [SIGNATURE, "AKIAEXAMPLE"]) == []
+
+
+# ----------------------------------------------------------------- huge error bodies
+class Flood:
+    """Answers every request with ``status`` and a ``size``-byte body (an error document,
+    then padding), counting the bytes the client took before it hung up."""
+
+    def __init__(self, status: int, head: bytes, size: int, ctype: str) -> None:
+        self.sent = 0
+        self.requests = 0
+        flood = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def _any(self) -> None:
+                flood.requests += 1
+                left = int(self.headers.get("Content-Length") or 0)
+                while left > 0 and (got := self.rfile.read(min(left, 1 << 16))):
+                    left -= len(got)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                piece, todo = head, size
+                try:
+                    while todo > 0:
+                        piece = piece[:todo]
+                        self.wfile.write(piece)
+                        flood.sent += len(piece)
+                        todo -= len(piece)
+                        piece = b" " * (1 << 16)
+                except OSError:  # the client hung up: what it left unread was never sent
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _any  # noqa: N815
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+HUGE = 48 * 2**20
+"""The error body's size; what a client reads of it must stay far below."""
+TAKEN = 8 * 2**20
+"""Most bytes a client may have taken per request (its own 64 KiB, and what the
+operating system's socket buffers hold)."""
+
+
+def test_a_huge_error_body_from_a_repository_is_read_only_in_part():
+    head = json.dumps({"status": 400, "message": "bad request" + " " * 100}).encode()[:-1]
+    flood = Flood(400, head, HUGE, "application/json")
+    try:
+        with pytest.raises(DepositError, match="HTTP 400") as err:
+            HttpSession(flood.url, retry=FAST).request("POST", "/records", json_body={})
+    finally:
+        flood.close()
+    assert "larger than" not in str(err.value)  # the error is the server's, not its size
+    assert flood.requests == 1 and flood.sent < TAKEN
+
+
+def test_a_huge_error_body_from_an_object_store_is_read_only_in_part():
+    pytest.importorskip("s3fs")
+    from s3_server import AWS_ENV, environment
+
+    from curated.objstore import S3Sink, StoreAccessError
+
+    head = b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>"
+    flood = Flood(403, head, HUGE, "application/xml")
+    try:
+        with environment({**AWS_ENV, "AWS_ENDPOINT_URL": flood.url}):
+            with pytest.raises(StoreAccessError, match="refused"):
+                S3Sink("s3://bucket/store").put("zarr.json", b"{}")
+    finally:
+        flood.close()
+    assert flood.requests >= 1
+    assert flood.sent / flood.requests < TAKEN

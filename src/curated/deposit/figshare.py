@@ -448,9 +448,9 @@ class FigshareRepository:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
         token = str(obj(r.data).get("upload_token") or "")
         upload_url = upload_location(upload_url, token)
-        # the upload service's token grants the file's upload to whoever holds it: it is
-        # kept out of every message, like the account's token
-        self.http.add_secret(token or _upload_token(upload_url))
+        # the upload service's token lets whoever holds it write the file: kept out of every
+        # message (the answers keep it: a resumed upload reads it again)
+        self.http.hide(token or _upload_token(upload_url))
         r = self.http.request("GET", upload_url, allow=(404,), what=f"{what} (part list)")
         if r.status == 404 or (isinstance(r.data, dict) and r.data.get("status") == "ABORTED"):
             # The upload service gave the upload up (``ABORTED``: a timeout, an error, or
