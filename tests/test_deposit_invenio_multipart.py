@@ -78,9 +78,8 @@ def test_an_instance_without_multipart_transfer_gets_single_puts(bag):
     ids=["transfer-exception", "parts-invalid"],
 )
 def test_another_refusal_of_a_multipart_upload_is_reported(bag, answer):
-    with RefusingInvenio(answer) as fake:
-        with pytest.raises(DepositError, match="HTTP 400") as err:
-            deposit(bag, to="invenio", url=fake.url, retry=FAST, options=OPTIONS)
+    with RefusingInvenio(answer) as fake, pytest.raises(DepositError, match="HTTP 400") as err:
+        deposit(bag, to="invenio", url=fake.url, retry=FAST, options=OPTIONS)
     said = answer.get("errors", [{}])[0].get("messages", [answer["message"]])[0]
     assert said in str(err.value)
     assert "volume.bin" in str(err.value)

@@ -227,7 +227,9 @@ def _steps(calls: list[tuple[str, str]]) -> list[int]:
     file names aside): a poll repeated ten times, or the upload of each file, is one step."""
     first: dict[tuple[str, str, str], int] = {}
     for n, (method, path) in enumerate(calls, start=1):
-        shape = ["#" if re.search(r"[\d.]", seg) or len(seg) > 20 else seg for seg in path.split("/")]
+        shape = [
+            "#" if re.search(r"[\d.]", seg) or len(seg) > 20 else seg for seg in path.split("/")
+        ]
         # a file's folders in a path are no other kind of request: its head and end say
         first.setdefault((method, "/".join(shape[:6]), shape[-1]), n)
     return sorted(first.values())
@@ -266,7 +268,11 @@ def test_the_cli_prints_no_upload_token(fail, tmp_path, template, monkeypatch):
     fake = HostileFigshare()
     fake.issued = []
     if fail:
-        fake.route("PUT", r"/upload/([\w-]+)/(\d+)", lambda req, *g: (req.drain(), (403, f"no upload {fake.url}{req.path}"))[1])
+        fake.route(
+            "PUT",
+            r"/upload/([\w-]+)/(\d+)",
+            lambda req, *g: (req.drain(), (403, f"no upload {fake.url}{req.path}"))[1],
+        )
         fake.routes.insert(0, fake.routes.pop())  # before the fake's own part route
     with fake:
         r = CliRunner().invoke(
@@ -368,10 +374,38 @@ def test_a_huge_error_body_from_an_object_store_is_read_only_in_part():
     head = b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>"
     flood = Flood(403, head, HUGE, "application/xml")
     try:
-        with environment({**AWS_ENV, "AWS_ENDPOINT_URL": flood.url}):
-            with pytest.raises(StoreAccessError, match="refused"):
-                S3Sink("s3://bucket/store").put("zarr.json", b"{}")
+        env = environment({**AWS_ENV, "AWS_ENDPOINT_URL": flood.url})
+        with env, pytest.raises(StoreAccessError, match="refused"):
+            S3Sink("s3://bucket/store").put("zarr.json", b"{}")
     finally:
         flood.close()
     assert flood.requests >= 1
     assert flood.sent / flood.requests < TAKEN
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_no_adapter_shows_its_credential_in_a_repr(name):
+    from curated.deposit.core import make_repository
+
+    token = "repr-test-token-5150"
+    url = "https://curator:repr-test-password@repository.example.org/api"
+    repo = make_repository(name, url, token=token, token_env="T", target="c")
+    try:
+        shown = repr(repo) + repr(repo.http) + str(repo.http)
+        assert token not in shown and "repr-test-password" not in shown
+        assert "repository.example.org" in repr(repo.http)  # the repr still says which
+    finally:
+        repo.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:99999/upload/{s}", "http://[::1/upload/{s}", "http://a b.org/upload/{s}"],
+    ids=["port", "ipv6", "host"],
+)
+def test_an_unusable_address_is_one_clear_error_without_its_token(url):
+    secret = "unusable-url-token-8086"
+    s = HttpSession("http://127.0.0.1:9/api", secrets=[secret], retry=FAST)
+    with pytest.raises(DepositError, match="cannot be used") as err:
+        s.request("GET", url.format(s=secret))
+    assert _leaks(_exception_text(err.value), [secret]) == []

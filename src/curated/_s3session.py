@@ -22,7 +22,6 @@ from typing import Any
 
 from aiobotocore.httpsession import AIOHTTPSession
 
-
 ERROR_BODY = 64 * 1024
 """Most bytes of an error answer's body read (an S3 error document is under a KiB)."""
 

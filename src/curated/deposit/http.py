@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 import urllib3.connection
@@ -59,7 +59,7 @@ import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from curated._secrets import MIN_LENGTH as MIN_SECRET
-from curated._secrets import REDACTED, redact, register_secret, scrub
+from curated._secrets import REDACTED, redact, register_secret, scrub, without_userinfo
 from curated._version import __version__
 from curated.errors import DepositError
 
@@ -302,11 +302,8 @@ def public_url(url: str) -> str:
     """``url`` as messages, receipts and journals may show it: without ``user:password@``,
     and with every registered secret (a Figshare upload token in its path) and every
     secret-looking query value (``X-Amz-Signature``, ``access_token``...) redacted."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        host = parts.netloc.rpartition("@")[2]
-        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return redact(url)
+    # by pattern, not by parsing: an address that does not parse is shown all the same
+    return redact(without_userinfo(url))  # type: ignore[no-any-return]
 
 
 def url_secrets(url: str) -> list[str]:
@@ -690,6 +687,11 @@ class HttpSession:
         for secret in self.secrets:
             register_secret(secret)
 
+    def __repr__(self) -> str:
+        # the credential is in the headers, the secrets and maybe the URL: never in a repr
+        # (a debugger, a log line, a test's report)
+        return f"HttpSession({public_url(self.base_url)!r}, repository={self.repository!r})"
+
     # -------------------------------------------------------------- helpers
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -815,6 +817,14 @@ class HttpSession:
                     raise self._past_deadline(call) from None
                 self._connection_failed(call, exc)
                 return None
+            except (requests.RequestException, ValueError) as exc:
+                # an address that cannot be parsed (a repository's answer may hand one out):
+                # requests' own message quotes it whole, upload token and all
+                msg = (
+                    f"{call.what}: the address {self._shown(call.url)} cannot be used "
+                    f"({type(exc).__name__}); check --url, or report the repository's answer that gave it"
+                )
+                raise DepositError(msg, details={"url": self._shown(call.url)}) from None
             expect = call.expect_json and resp.status_code not in (204, 205)
             try:
                 return self._reply(resp, expect_json=expect, what=call.what)
@@ -1005,7 +1015,9 @@ class HttpSession:
                     )
                 trusted = False  # once off the origin, never back to the credential
             if origin(target)[0] == "http" and origin(url)[0] == "https":
-                msg = f"{what}: redirected from https to plain http ({self._shown(target)}); refused"
+                msg = (
+                    f"{what}: redirected from https to plain http ({self._shown(target)}); refused"
+                )
                 raise DepositError(msg, details={"url": self._shown(url)})
             url = target
             if callable(getattr(data, "seek", None)):

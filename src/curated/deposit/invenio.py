@@ -331,7 +331,9 @@ class InvenioRepository:
             # a pending entry of that name ("File with key … already exists"): removed and
             # the upload started again; any other refusal comes back and is reported
             self._drop_pending(state, item, what)
-            r = self.http.request("POST", f"{self._draft(state)}/files", json_body=[spec], what=what)
+            r = self.http.request(
+                "POST", f"{self._draft(state)}/files", json_body=[spec], what=what
+            )
         body_errors(r, what, self.http)
         part_urls = None
         if transfer == "M":
