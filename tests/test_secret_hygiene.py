@@ -409,3 +409,32 @@ def test_an_unusable_address_is_one_clear_error_without_its_token(url):
     with pytest.raises(DepositError, match="cannot be used") as err:
         s.request("GET", url.format(s=secret))
     assert _leaks(_exception_text(err.value), [secret]) == []
+
+
+def test_the_cli_error_line_never_shows_a_secret_the_process_holds():
+    import errno
+
+    import typer
+
+    from curated._secrets import register_secret
+    from curated.cli._common import handle_errors
+
+    secret = "cli-error-secret-2718"
+    register_secret(secret)
+    errors = iter(
+        [
+            PermissionError(errno.EACCES, f"AccessDenied (key {secret})", f"s3://b/{secret}"),
+            DepositError(f"the server said: {secret}"),
+        ]
+    )
+    cli = typer.Typer()
+
+    @cli.command()
+    @handle_errors
+    def boom() -> None:
+        raise next(errors)
+
+    for _ in range(2):
+        r = CliRunner().invoke(cli, [])
+        assert r.exit_code == 1 and "<redacted>" in r.output, r.output
+        assert secret not in r.output
