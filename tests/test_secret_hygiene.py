@@ -438,3 +438,32 @@ def test_the_cli_error_line_never_shows_a_secret_the_process_holds():
         r = CliRunner().invoke(cli, [])
         assert r.exit_code == 1 and "<redacted>" in r.output, r.output
         assert secret not in r.output
+
+
+class SameJwtDSpace(FakeDSpace):
+    """A DSpace that hands out the same JWT at every login (one still valid)."""
+
+    def login(self, req: Any):
+        out = super().login(req)
+        if self.jwt:
+            self.jwt = "eyJ.the-same.jwt-value-1234"
+            out[2]["Authorization"] = f"Bearer {self.jwt}"
+        return out
+
+
+def test_a_jwt_kept_secret_is_still_usable_when_handed_out_again(tmp_path, template, monkeypatch):
+    monkeypatch.setenv("DSPACE_USER", USER)
+    monkeypatch.setenv("DSPACE_PASSWORD", PASSWORD)
+    with SameJwtDSpace() as fake:
+        for n in range(2):  # the second deposit of this process logs in to the same token
+            ws = bags.copy_workspace(template, tmp_path / f"ws{n}")
+            r = deposit(
+                ws / "package" / "bag",
+                to="dspace",
+                url=fake.url + "/server/api",
+                target=COLLECTION,
+                retry=FAST,
+            )
+            assert r.status == "draft"
+            assert "jwt-value-1234" not in _workspace_text(ws)
+    assert fake.logins == 2

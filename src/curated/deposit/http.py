@@ -1087,8 +1087,10 @@ class HttpSession:
             except ValueError:
                 data = None
             data = scrub(data)
+        # ``Authorization`` is where a server hands out a new credential (DSpace's JWT at
+        # each login, which may be the one it gave before): kept whole to be used
         headers = requests.structures.CaseInsensitiveDict(
-            {k: scrub(v) for k, v in resp.headers.items()}
+            {k: v if k.lower() == "authorization" else scrub(v) for k, v in resp.headers.items()}
         )
         return Reply(
             status=resp.status_code, headers=headers, data=data, text=text, url=scrub(resp.url)
