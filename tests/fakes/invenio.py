@@ -353,10 +353,14 @@ class FakeInvenio(FakeServer):
                 return 400, {"status": 400, "message": f"File with key {key} already exists."}
             transfer = (s.get("transfer") or {}).get("type", "L")
             if transfer == "M" and not self.multipart:
+                # invenio-records-resources services/files/schema.py: the transfer types are
+                # those registered; the many=True load names the file by its index
                 return 400, {
                     "status": 400,
-                    "message": "Invalid transfer type.",
-                    "errors": [{"field": "transfer", "messages": ["Unsupported transfer type M"]}],
+                    "message": "A validation error occurred.",
+                    "errors": [
+                        {"field": f"{len(out)}.transfer.type", "messages": ["Unsupported value: M"]}
+                    ],
                 }
             f = {
                 "status": "pending",

@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperGroup
 
+from curated._secrets import scrub
 from curated._text import decimal_size
 from curated.errors import CuratedError
 from curated.results import Result
@@ -112,7 +113,9 @@ class CuratedGroup(TyperGroup):
 
 
 def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print ``message`` as an error and return the Exit to raise."""
+    """Print ``message`` as an error (without any secret this process holds) and return the
+    Exit to raise."""
+    message = scrub(message)  # an OS or library error may quote what a server echoed
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 

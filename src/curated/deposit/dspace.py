@@ -92,8 +92,7 @@ class DSpaceRepository:
         token = resp.headers.get("DSPACE-XSRF-TOKEN")
         if token:
             self.http.session.headers["X-XSRF-TOKEN"] = token
-            if token not in self.http.secrets:
-                self.http.secrets.append(token)
+            self.http.add_secret(token)
 
     def _reauth(self, reply: Reply) -> bool:
         if self._logging_in:
@@ -143,7 +142,7 @@ class DSpaceRepository:
             raise DepositError(
                 "logging in: DSpace answered without an Authorization header; is --url the REST API root (…/server)?"
             )
-        self.http.secrets.append(bearer.removeprefix("Bearer ").strip())
+        self.http.add_secret(bearer.removeprefix("Bearer ").strip())
         self.http.session.headers["Authorization"] = bearer
         self._logged_in = True
 

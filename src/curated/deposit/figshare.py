@@ -106,6 +106,12 @@ def _part_list(info: Any, item: UploadItem, what: str) -> list[dict[str, Any]]:
     return parts
 
 
+def _upload_token(upload_url: str) -> str:
+    """The token of an ``…/upload/<token>`` address (empty for the service root alone)."""
+    segments = [p for p in urlsplit(upload_url).path.split("/") if p]
+    return segments[-1] if len(segments) >= 2 and segments[-2] == "upload" else ""
+
+
 def _tail_id(location: str) -> str:
     return location.rstrip("/").rsplit("/", 1)[-1]
 
@@ -440,7 +446,11 @@ class FigshareRepository:
         upload_url = str(obj(r.data).get("upload_url") or "").rstrip("/")
         if not upload_url:
             raise DepositError(f"{what}: Figshare gave no upload URL for the file")
-        upload_url = upload_location(upload_url, str(obj(r.data).get("upload_token") or ""))
+        token = str(obj(r.data).get("upload_token") or "")
+        upload_url = upload_location(upload_url, token)
+        # the upload service's token lets whoever holds it write the file: kept out of every
+        # message (the answers keep it: a resumed upload reads it again)
+        self.http.hide(token or _upload_token(upload_url))
         r = self.http.request("GET", upload_url, allow=(404,), what=f"{what} (part list)")
         if r.status == 404 or (isinstance(r.data, dict) and r.data.get("status") == "ABORTED"):
             # The upload service gave the upload up (``ABORTED``: a timeout, an error, or

@@ -18,7 +18,8 @@
   bare session without any credential header or cookie; a redirect of any other request
   to another origin is refused (it may carry a password or a body meant for the repository).
 * Response bodies are read in bounded pieces: at most :attr:`HttpSession.max_body` bytes
-  and :attr:`Timeouts.body` seconds, however slowly or hugely a server answers.
+  (:data:`ERROR_BODY` of an error answer) and :attr:`Timeouts.body` seconds, however
+  slowly or hugely a server answers.
 * Every attempt has a total deadline (:attr:`Timeouts.total`, ``$CURATED_HTTP_DEADLINE``):
   connecting, the status line, the headers and the body of the answer together. A server
   trickling its headers a byte at a time (which no per-read timeout catches) is cut off
@@ -50,14 +51,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from curated._secrets import register_secret, scrub
+from curated._secrets import MIN_LENGTH as MIN_SECRET
+from curated._secrets import REDACTED, redact, register_secret, scrub, without_userinfo
 from curated._version import __version__
 from curated.errors import DepositError
 
@@ -75,6 +77,8 @@ MAX_REDIRECTS = 10
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MAX_BODY = 64 * 1024 * 1024
 """Largest response body read (API answers are small; a bigger one is refused, not buffered)."""
+ERROR_BODY = 64 * 1024
+"""Largest part of an error answer's body read (the rest is never needed to report it)."""
 CHUNK = 1024 * 1024
 USER_AGENT = (
     f"curated/{__version__} (+https://github.com/curated; python-requests/{requests.__version__})"
@@ -295,12 +299,11 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 def public_url(url: str) -> str:
-    """``url`` without ``user:password@`` (for messages, receipts and journals)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    """``url`` as messages, receipts and journals may show it: without ``user:password@``,
+    and with every registered secret (a Figshare upload token in its path) and every
+    secret-looking query value (``X-Amz-Signature``, ``access_token``...) redacted."""
+    # by pattern, not by parsing: an address that does not parse is shown all the same
+    return redact(without_userinfo(url))  # type: ignore[no-any-return]
 
 
 def url_secrets(url: str) -> list[str]:
@@ -664,6 +667,8 @@ class HttpSession:
 
     max_body: int = MAX_BODY
     """Largest answer body read; a bigger one is refused (never buffered whole)."""
+    hidden: list[str] = field(default_factory=list)
+    """Values kept out of messages only (:meth:`hide`)."""
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
@@ -682,6 +687,11 @@ class HttpSession:
         for secret in self.secrets:
             register_secret(secret)
 
+    def __repr__(self) -> str:
+        # the credential is in the headers, the secrets and maybe the URL: never in a repr
+        # (a debugger, a log line, a test's report)
+        return f"HttpSession({public_url(self.base_url)!r}, repository={self.repository!r})"
+
     # -------------------------------------------------------------- helpers
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -693,7 +703,43 @@ class HttpSession:
         return origin(url) != origin(self.base_url)
 
     def clean(self, text: str) -> str:
-        return scrub(text)
+        """``text`` fit for a message: registered secrets and this session's hidden values
+        (:meth:`hide`) replaced by ``<redacted>``."""
+        text = scrub(text)
+        for value in self.hidden:
+            text = text.replace(value, REDACTED)
+        return text
+
+    def add_secret(self, value: str | None) -> None:
+        """Keep ``value`` (a credential handed out on the way: a JWT, a CSRF token) out of
+        every message, receipt, journal and log from now on, answers included."""
+        if value and value not in self.secrets:
+            self.secrets.append(value)
+            register_secret(value)
+
+    def hide(self, value: str | None) -> None:
+        """Keep ``value`` out of every message of this session, but not out of the answers
+        it reads: a token the repository hands out again when asked (a Figshare upload
+        token, inside the ``upload_url`` that must stay usable on a resumed upload)."""
+        if value and len(value) >= MIN_SECRET and value not in self.hidden:
+            self.hidden.append(value)
+
+    def _shown(self, url: str) -> str:
+        """``url`` as a message or an error's details show it."""
+        return self.clean(public_url(url))
+
+    def _hold_credentials(self, headers: dict[str, Any]) -> None:
+        """Register the credential headers about to be sent (whoever set them) as secrets."""
+        for name in AUTH_HEADERS:
+            value = headers.get(name) or self.session.headers.get(name)
+            if isinstance(value, str) and value:
+                self.add_secret(value)
+                scheme, _, credential = value.partition(" ")
+                if credential and scheme.isalpha():  # "Bearer <jwt>", "token <token>"
+                    self.add_secret(credential.strip())
+        for cookie in self.session.cookies:  # a session cookie is as good as a password
+            if cookie.value and len(cookie.value) >= 8:
+                self.add_secret(cookie.value)
 
     def close(self) -> None:
         self.session.close()
@@ -731,7 +777,7 @@ class HttpSession:
         call = _Call(
             method=method,
             url=url,
-            what=self.clean(what or f"{method} {public_url(url)}"),
+            what=self.clean(what or f"{method} {self._shown(url)}"),
             idempotent=method.upper() in IDEMPOTENT or body is not None
             if idempotent is None
             else idempotent,
@@ -771,6 +817,14 @@ class HttpSession:
                     raise self._past_deadline(call) from None
                 self._connection_failed(call, exc)
                 return None
+            except (requests.RequestException, ValueError) as exc:
+                # an address that cannot be parsed (a repository's answer may hand one out):
+                # requests' own message quotes it whole, upload token and all
+                msg = (
+                    f"{call.what}: the address {self._shown(call.url)} cannot be used "
+                    f"({type(exc).__name__}); check --url, or report the repository's answer that gave it"
+                )
+                raise DepositError(msg, details={"url": self._shown(call.url)}) from None
             expect = call.expect_json and resp.status_code not in (204, 205)
             try:
                 return self._reply(resp, expect_json=expect, what=call.what)
@@ -794,12 +848,12 @@ class HttpSession:
                 f"(${DEADLINE_ENV}); it may have been done. Re-run with --resume: curated "
                 "looks for what was made before doing it again"
             )
-            return LostResponse(msg, details={"url": public_url(call.url), "lost": True})
+            return LostResponse(msg, details={"url": self._shown(call.url), "lost": True})
         msg = (
             f"{call.what}: {self.repository} did not answer within {total:g} s (connecting, "
             f"headers and body; set ${DEADLINE_ENV} to allow longer); gave up, re-run with --resume"
         )
-        return DepositError(msg, details={"url": public_url(call.url), "deadline": total})
+        return DepositError(msg, details={"url": self._shown(call.url), "deadline": total})
 
     def _connection_failed(self, call: _Call, exc: Exception) -> None:
         """Raise for a connection that failed for good; otherwise sleep before the next try."""
@@ -809,7 +863,7 @@ class HttpSession:
                 f"{what}: the answer from {self.repository} was lost ({reason}); it may have been done. "
                 "Re-run with --resume: curated looks for what was made before doing it again"
             )
-            raise LostResponse(msg, details={"url": public_url(url), "lost": True}) from None
+            raise LostResponse(msg, details={"url": self._shown(url), "lost": True}) from None
         stalled = isinstance(exc, requests.ReadTimeout) and call.attempt >= STALLS
         if call.attempt >= self.retry.attempts or stalled:
             # a server that fell silent twice is stalled, not busy: no hour of retries
@@ -818,12 +872,12 @@ class HttpSession:
                 "nothing confirmed is lost: re-run with --resume to continue"
             )
             raise DepositError(
-                msg, details={"url": public_url(url), "attempts": call.attempt}
+                msg, details={"url": self._shown(url), "attempts": call.attempt}
             ) from None
         delay = self.retry.delay(call.attempt, None)
         if call.waited + delay > self.retry.max_wait:
             msg = f"{what}: gave up after waiting {call.waited:.0f} s for {self.repository}; re-run with --resume"
-            raise DepositError(msg, details={"url": public_url(url)}) from None
+            raise DepositError(msg, details={"url": self._shown(url)}) from None
         call.waited += delay
         self.retry.sleep(delay)
 
@@ -852,12 +906,12 @@ class HttpSession:
                 f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"
                 f"{self._server_says(reply)}; check that it is valid, not expired, and allowed to deposit"
             )
-            raise DepositError(msg, details={"url": public_url(url), "status": status})
+            raise DepositError(msg, details={"url": self._shown(url), "status": status})
         if status >= 400:
             msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
             raise DepositError(
                 msg,
-                details={"url": public_url(url), "status": status, "server": self._errors(reply)},
+                details={"url": self._shown(url), "status": status, "server": self._errors(reply)},
             )
         if (
             call.expect_json
@@ -878,21 +932,21 @@ class HttpSession:
                 "Re-run with --resume: curated looks for what was made before doing it again"
             )
             raise LostResponse(
-                msg, details={"url": public_url(url), "status": status, "lost": True}
+                msg, details={"url": self._shown(url), "status": status, "lost": True}
             )
         if call.attempt >= self.retry.attempts:
             msg = (
                 f"{what}: {self.repository} still answers HTTP {status} after {call.attempt} attempts"
                 f"{self._server_says(reply)}; try again later with --resume"
             )
-            raise DepositError(msg, details={"url": public_url(url), "status": status})
+            raise DepositError(msg, details={"url": self._shown(url), "status": status})
         delay = self.retry.delay(call.attempt, parse_retry_after(reply.header("Retry-After")))
         if call.waited + delay > self.retry.max_wait:
             msg = (
                 f"{what}: {self.repository} asks to wait longer than {self.retry.max_wait:.0f} s "
                 f"(HTTP {status}); try again later with --resume"
             )
-            raise DepositError(msg, details={"url": public_url(url), "status": status})
+            raise DepositError(msg, details={"url": self._shown(url), "status": status})
         call.waited += delay
         self.retry.sleep(delay)
 
@@ -913,6 +967,7 @@ class HttpSession:
         for _hop in range(MAX_REDIRECTS + 1):
             session = self.session if trusted else self.bare
             hdrs = dict(headers)
+            self._hold_credentials(hdrs)
             if not trusted:
                 # Presigned storage URLs carry their own authorisation (passed in ``headers``
                 # by the caller); the repository's credential and cookies never go there.
@@ -952,32 +1007,40 @@ class HttpSession:
                     # request that changes something (a forged "published", a foreign draft id).
                     msg = (
                         f"{what}: {self.repository} redirected this {asked} to another site "
-                        f"({public_url(target)}); curated does not send credentials or request bodies "
+                        f"({self._shown(target)}); curated does not send credentials or request bodies "
                         "off the repository's origin. Check --url (it may need https:// or the API path)"
                     )
                     raise DepositError(
-                        msg, details={"url": public_url(url), "redirect": public_url(target)}
+                        msg, details={"url": self._shown(url), "redirect": self._shown(target)}
                     )
                 trusted = False  # once off the origin, never back to the credential
             if origin(target)[0] == "http" and origin(url)[0] == "https":
-                msg = f"{what}: redirected from https to plain http ({public_url(target)}); refused"
-                raise DepositError(msg, details={"url": public_url(url)})
+                msg = (
+                    f"{what}: redirected from https to plain http ({self._shown(target)}); refused"
+                )
+                raise DepositError(msg, details={"url": self._shown(url)})
             url = target
             if callable(getattr(data, "seek", None)):
                 data.seek(0)
         msg = f"{what}: more than {MAX_REDIRECTS} redirects from {self.repository}; check --url"
-        raise DepositError(msg, details={"url": public_url(url)})
+        raise DepositError(msg, details={"url": self._shown(url)})
 
     def _read_body(self, resp: requests.Response, what: str) -> bytes:
-        """The answer's body, at most ``max_body`` bytes within ``timeouts.body`` seconds."""
+        """The answer's body, at most ``max_body`` bytes within ``timeouts.body`` seconds.
+
+        An error answer (400 and up) is read to :data:`ERROR_BODY` bytes at most: its
+        first bytes say what is wrong; the rest is left unread (the connection is closed).
+        """
+        error = resp.status_code >= 400
         declared = resp.headers.get("Content-Length", "")
         too_big = (
             f"{what}: {self.repository} sent an answer larger than {self.max_body // 2**20} MiB; "
             "refused (an API answer is never that large: check --url)"
         )
-        if declared.isdigit() and int(declared) > self.max_body:
+        if not error and declared.isdigit() and int(declared) > self.max_body:
             resp.close()
-            raise DepositError(too_big, details={"url": public_url(resp.url)})
+            raise DepositError(too_big, details={"url": self._shown(resp.url)})
+        limit = min(self.max_body, ERROR_BODY) if error else self.max_body
         deadline = time.monotonic() + self.timeouts.body
         buf = bytearray()
         raw = resp.raw
@@ -985,33 +1048,37 @@ class HttpSession:
             while True:
                 # read1: at most one read from the socket, so a trickling server is
                 # checked against the deadline after every piece it sends.
-                piece = raw.read1(CHUNK) if hasattr(raw, "read1") else raw.read(CHUNK)
+                n = min(CHUNK, limit + 1 - len(buf))
+                piece = raw.read1(n) if hasattr(raw, "read1") else raw.read(n)
                 if not piece:
                     break
                 buf += piece
-                if len(buf) > self.max_body:
-                    raise DepositError(too_big, details={"url": public_url(resp.url)})
+                if len(buf) > limit and error:
+                    del buf[limit:]  # the error's first bytes are all it needs
+                    break
+                if len(buf) > limit:
+                    raise DepositError(too_big, details={"url": self._shown(resp.url)})
                 if time.monotonic() > deadline:
                     msg = (
                         f"{what}: {self.repository} took more than {self.timeouts.body:.0f} s to send "
                         "its answer; gave up (re-run with --resume)"
                     )
-                    raise DepositError(msg, details={"url": public_url(resp.url)})
+                    raise DepositError(msg, details={"url": self._shown(resp.url)})
         except (requests.RequestException, OSError, Exception) as exc:
             if isinstance(exc, DepositError):
                 raise
             msg = f"{what}: the answer from {self.repository} was cut off ({type(exc).__name__}); re-run with --resume"
-            raise DepositError(msg, details={"url": public_url(resp.url)}) from None
+            raise DepositError(msg, details={"url": self._shown(resp.url)}) from None
         finally:
             resp.close()
         return bytes(buf)
 
     def _reply(self, resp: requests.Response, *, expect_json: bool, what: str = "") -> Reply:
-        content = self._read_body(resp, what or f"{resp.request.method} {public_url(resp.url)}")
+        content = self._read_body(resp, what or f"{resp.request.method} {self._shown(resp.url)}")
         text = content.decode(resp.encoding or "utf-8", errors="replace") if content else ""
         # A server echoing the credential back (a link ``?token=...``, a body) must not
         # hand it to what is written: receipts, the journal, the log.
-        text = self.clean(text)
+        text = scrub(text)
         data = None
         ctype = resp.headers.get("Content-Type", "")
         if text and ("json" in ctype or (expect_json and text.lstrip()[:1] in ("{", "["))):
@@ -1020,11 +1087,13 @@ class HttpSession:
             except ValueError:
                 data = None
             data = scrub(data)
+        # ``Authorization`` is where a server hands out a new credential (DSpace's JWT at
+        # each login, which may be the one it gave before): kept whole to be used
         headers = requests.structures.CaseInsensitiveDict(
-            {k: self.clean(v) for k, v in resp.headers.items()}
+            {k: v if k.lower() == "authorization" else scrub(v) for k, v in resp.headers.items()}
         )
         return Reply(
-            status=resp.status_code, headers=headers, data=data, text=text, url=self.clean(resp.url)
+            status=resp.status_code, headers=headers, data=data, text=text, url=scrub(resp.url)
         )
 
     def _not_json(self, reply: Reply, what: str) -> DepositError:
@@ -1036,7 +1105,7 @@ class HttpSession:
             )
         else:
             msg = f"{what}: {self.repository} answered something that is not JSON (HTTP {reply.status})"
-        return DepositError(msg, details={"url": reply.url, "status": reply.status})
+        return DepositError(msg, details={"url": self._shown(reply.url), "status": reply.status})
 
     def _errors(self, reply: Reply) -> Any:
         data = reply.data

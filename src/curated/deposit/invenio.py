@@ -8,7 +8,8 @@ replaces all) → per file ``POST …/draft/files [{"key"}]`` → ``PUT …/file
 
 Multipart transfer (``{"transfer": {"type": "M", "parts", "part_size"}}``) is used for
 files above ``multipart_threshold`` when the instance accepts it; an instance that
-refuses it (400) gets single PUTs from then on. After a multipart commit the checksum
+answers it has no such transfer type (400 on ``transfer.type``) gets single PUTs from
+then on, and any other refusal is reported. After a multipart commit the checksum
 is empty or ``multipart:<etag>-<part size>`` until a background task computes the md5
 (invenio-records-resources ``services/files/transfer/providers/multipart.py``), so the
 file is read again until its ``md5:`` arrives.
@@ -320,20 +321,18 @@ class InvenioRepository:
         r = self.http.request(
             "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
         )
-        if r.status == 400 and transfer == "M":
+        if r.status == 400 and transfer == "M" and _no_multipart(r.data):
             self.multipart_ok = False  # feature-detected: this instance has no multipart transfer
-            transfer = "L"
+            transfer, spec = "L", {"key": item.name}
             r = self.http.request(
-                "POST",
-                f"{self._draft(state)}/files",
-                json_body=[{"key": item.name}],
-                allow=(400,),
-                what=what,
+                "POST", f"{self._draft(state)}/files", json_body=[spec], allow=(400,), what=what
             )
         if r.status == 400:
+            # a pending entry of that name ("File with key … already exists"): removed and
+            # the upload started again; any other refusal comes back and is reported
             self._drop_pending(state, item, what)
             r = self.http.request(
-                "POST", f"{self._draft(state)}/files", json_body=[{"key": item.name}], what=what
+                "POST", f"{self._draft(state)}/files", json_body=[spec], what=what
             )
         body_errors(r, what, self.http)
         part_urls = None
@@ -609,6 +608,25 @@ class InvenioRepository:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _no_multipart(data: Any) -> bool:
+    """Whether a 400 to a multipart initiation says the instance has no multipart transfer.
+
+    invenio-records-resources validates each file's ``transfer`` against the transfer
+    types it has registered (``RECORDS_RESOURCES_TRANSFERS``, ``services/files/schema.py``
+    ``TransferSchema``): one without ``M`` answers a validation error on the file's
+    ``transfer.type`` (``{"field": "0.transfer.type", "messages": ["Unsupported value: M"]}``).
+    Any other 400 (a refused size or part count, a storage error) is no reason to send
+    the file another way: it is reported.
+    """
+    errors = data.get("errors") if isinstance(data, dict) else None
+    for e in errors if isinstance(errors, list) else []:
+        where = str(e.get("field") or "") if isinstance(e, dict) else ""
+        path = [p for p in where.split(".") if not p.isdigit()]
+        if path in (["transfer", "type"], ["transfer"]):
+            return True
+    return False
 
 
 def _part_links(links: Any, parts: int, what: str) -> list[dict[str, Any]]:
