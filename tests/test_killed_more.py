@@ -141,3 +141,66 @@ def test_a_killed_train_overwrite_resumes_from_its_checkpoint(annotated, tmp_pat
     assert _train(ws, "model", **settings).details["resumed_from"] == 0
     assert _train(ws, "model", **{**RESUMABLE, "seed": 0}).status == "notneeded"
     _verifies(ws)
+
+
+# ------------------------------------------------------------------ annotate, killed once logged
+FROM_TRUTH = (
+    "from curated.segment import annotate_from_truth\n"
+    "annotate_from_truth({image!r}, crops=2, size=4, seed=5, name={name!r}, workspace={ws!r})\n"
+)
+
+
+@pytest.mark.parametrize("name", ["ann", "more"])  # added to an annotation, or a new one
+def test_annotate_from_truth_killed_after_its_entry_is_not_done_twice(annotated, tmp_path, name):
+    from curated.segment import annotate_from_truth, read_annotation_rois
+
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    before = len(read_annotation_rois(image, name)) if name == "ann" else 0
+    r = _run(FROM_TRUTH.format(image=str(image), name=name, ws=str(ws)), "annotate-logged")
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"crops": 2, "size": 4, "seed": 5, "name": name, "workspace": ws}
+    again = annotate_from_truth(image, **args)  # the same command: its work is on record
+    assert again.status == "notneeded", again.message
+    rois = read_annotation_rois(image, name)
+    assert len(rois) == before + 2
+    assert len({(tuple(q["offset"]), tuple(q["shape"])) for q in rois}) == len(rois)
+    _verifies(ws)
+    assert not [p for p in image.parent.iterdir() if p.name.startswith(".")]
+    # a deliberate second run, once the first is settled, adds two crops as documented
+    assert annotate_from_truth(image, **args).status == "ok"
+    assert len(read_annotation_rois(image, name)) == before + 4
+    _verifies(ws)
+    assert _statuses(ws, "annotate-from-truth")[-3:] == ["ok", "notneeded", "ok"]
+
+
+IMPORT = (
+    "from curated.segment import import_annotation\n"
+    "import_annotation({image!r}, source_file={src!r}, offset=(2, 2, 2), name='ann', "
+    "workspace={ws!r})\n"
+)
+
+
+def test_annotate_import_killed_after_its_entry_is_not_done_twice(annotated, tmp_path):
+    import numpy as np
+
+    from curated.segment import import_annotation, read_annotation_rois
+
+    ws = _copy(annotated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    crop = np.zeros((3, 4, 4), dtype=np.uint8)
+    crop[1, 1:3, 1:3] = 1
+    np.save(tmp_path / "a.npy", crop)
+    before = len(read_annotation_rois(image, "ann"))
+    r = _run(
+        IMPORT.format(image=str(image), src=str(tmp_path / "a.npy"), ws=str(ws)), "annotate-logged"
+    )
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"source_file": tmp_path / "a.npy", "offset": (2, 2, 2), "name": "ann", "workspace": ws}
+    assert import_annotation(image, **args).status == "notneeded"
+    assert len(read_annotation_rois(image, "ann")) == before + 1
+    _verifies(ws)
+    np.save(tmp_path / "a.npy", crop * 2)  # another crop in the same file: imported again
+    assert import_annotation(image, **args).status == "ok"
+    assert len(read_annotation_rois(image, "ann")) == before + 2
+    _verifies(ws)
