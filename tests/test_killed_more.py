@@ -204,3 +204,63 @@ def test_annotate_import_killed_after_its_entry_is_not_done_twice(annotated, tmp
     assert import_annotation(image, **args).status == "ok"
     assert len(read_annotation_rois(image, "ann")) == before + 2
     _verifies(ws)
+
+
+# ------------------------------------------------------------------ labels add
+AFTER_ITS_ENTRY = (
+    "import os\n"
+    "from curated.provenance.log import CuratorLog\n"
+    "real = CuratorLog.append\n"
+    "def append(self, *a, **kw):\n"
+    "    entry = real(self, *a, **kw)\n"
+    "    os._exit(137)  # as kill -9 once the step's entry is written\n"
+    "CuratorLog.append = append\n"
+)
+LABELS_ADD = (
+    "from curated.images import add_labels\n"
+    "add_labels({image!r}, 'hand', {src!r}, workspace={ws!r})\n"
+)
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "store-planned",
+        "store-group-written",
+        "store-level-created",
+        "shard-written",
+        "log-append",
+        "after-its-entry",
+    ],
+)
+def test_labels_add_killed_then_the_same_command_finishes_once(annotated, tmp_path, point):
+    import numpy as np
+
+    from curated.images import add_labels, open_image
+    from curated.images.store import JOURNAL
+    from curated.provenance.digest import digest_tree
+
+    hand = np.zeros((16, 24, 24), dtype=np.uint8)
+    hand[4:12, 6:18, 6:18] = 3
+    np.save(tmp_path / "hand.npy", hand)
+    digests = []
+    for i, killed in enumerate((True, False)):
+        ws = _copy(annotated, tmp_path / f"ws{i}")
+        image = ws / "derived" / "cell.ome.zarr"
+        if killed:
+            code = LABELS_ADD.format(image=str(image), src=str(tmp_path / "hand.npy"), ws=str(ws))
+            if point == "after-its-entry":
+                r = _run(AFTER_ITS_ENTRY + code)
+            else:
+                r = _run(code, point)
+            assert r.returncode == EXIT_CODE, r.stderr
+        again = add_labels(image, "hand", tmp_path / "hand.npy", workspace=ws)
+        store = image / "labels" / "hand"
+        want = "notneeded" if killed and point == "after-its-entry" else "ok"
+        assert again.status == want, again.message
+        assert _statuses(ws, "labels-add") == ["ok"] + (["notneeded"] if want != "ok" else [])
+        assert "hand" in open_image(image).label_names()
+        assert not (store / JOURNAL).exists()
+        _verifies(ws)
+        digests.append(digest_tree(store).digest)
+    assert digests[0] == digests[1]
