@@ -14,6 +14,7 @@ import pytest
 from crash_helpers import run_killable
 
 from curated._crash import EXIT_CODE
+from curated.errors import InputError
 from curated.metadata import init_workspace
 from curated.segment import annotate_from_truth, make_fibsem_sample
 from curated.workspace import Workspace
@@ -264,3 +265,31 @@ def test_labels_add_killed_then_the_same_command_finishes_once(annotated, tmp_pa
         _verifies(ws)
         digests.append(digest_tree(store).digest)
     assert digests[0] == digests[1]
+
+
+# ------------------------------------------------------------------ sample fibsem
+SAMPLE = (
+    "from curated.segment import make_fibsem_sample\n"
+    "make_fibsem_sample({dest!r}, shape=(8, 16, 16), chunks=8, shard=8, workspace={ws!r})\n"
+)
+
+
+@pytest.mark.parametrize("point", ["store-group-written", "shard-written", "log-append", "after"])
+def test_a_killed_sample_is_made_and_recorded_once(tmp_path, point):
+    from curated.images.store import JOURNAL
+    from curated.segment import make_fibsem_sample
+
+    ws = tmp_path / "ws"
+    init_workspace(ws, "Killed sample")
+    dest = ws / "derived" / "s.ome.zarr"
+    code = SAMPLE.format(dest=str(dest), ws=str(ws))
+    r = _run(AFTER_ITS_ENTRY + code) if point == "after" else _run(code, point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"shape": (8, 16, 16), "chunks": 8, "shard": 8, "workspace": ws}
+    again = make_fibsem_sample(dest, **args)
+    assert again.status == ("notneeded" if point == "after" else "ok"), again.message
+    assert _statuses(ws, "sample-fibsem") == ["ok"] + (["notneeded"] if point == "after" else [])
+    assert not (dest / "labels" / "truth" / JOURNAL).exists()
+    _verifies(ws)
+    with pytest.raises(InputError, match="exists already"):  # as after an uninterrupted run
+        make_fibsem_sample(dest, **args)
