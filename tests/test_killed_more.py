@@ -293,3 +293,36 @@ def test_a_killed_sample_is_made_and_recorded_once(tmp_path, point):
     _verifies(ws)
     with pytest.raises(InputError, match="exists already"):  # as after an uninterrupted run
         make_fibsem_sample(dest, **args)
+
+
+# ------------------------------------------------------------------ convert, killed once logged
+CONVERT = (
+    "from curated.images import convert_to_ome_zarr\n"
+    "convert_to_ome_zarr({src!r}, {dest!r}, voxel_size=(8, 8, 8), chunks=8, shard=16, "
+    "workers=1, workspace={ws!r})\n"
+)
+
+
+@pytest.mark.parametrize("point", ["convert-finished", "log-append", "convert-logged"])
+def test_a_killed_conversion_is_recorded_once(tmp_path, point):
+    import numpy as np
+    import tifffile
+
+    from curated.images import convert_to_ome_zarr
+    from curated.images.store import JOURNAL
+
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.random.default_rng(1).integers(0, 255, (8, 16, 16), np.uint8))
+    ws = tmp_path / "ws"
+    init_workspace(ws, "Killed conversion")
+    dest = ws / "derived" / "stack.ome.zarr"
+    r = _run(CONVERT.format(src=str(stack), dest=str(dest), ws=str(ws)), point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"voxel_size": (8, 8, 8), "chunks": 8, "shard": 16, "workers": 1, "workspace": ws}
+    again = convert_to_ome_zarr(stack, dest, **args)
+    logged = point == "convert-logged"  # killed after its entry: nothing left to do
+    assert again.status == ("notneeded" if logged else "ok"), again.message
+    assert _statuses(ws, "convert") == ["ok"] + (["notneeded"] if logged else [])
+    assert not (dest / JOURNAL).exists()
+    _verifies(ws)
+    assert convert_to_ome_zarr(stack, dest, **args).status == "notneeded"
