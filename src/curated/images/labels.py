@@ -647,22 +647,8 @@ def add_labels(
             )
         dt, cast = _checked_label_dtype(src, value_map)
         block.update(cast)
-        if (
-            not overwrite
-            and not keep_journal
-            and _logged_unsettled(img, name, src, dt, block, step)
-        ):
-            # killed once logged, before its journal went: done, and on record
-            _store.drop_journal(img.path / "labels" / name)
-            step.status = "notneeded"
-            step.message = f"labels {name!r} are already added (on record; the run that added them was interrupted before it tidied up)"
-            return Result(
-                "labels-add",
-                "notneeded",
-                str(img.path / "labels" / name),
-                step.message,
-                {"name": name},
-            )
+        if done := _added_before(img, name, src, dt, block, step, overwrite, keep_journal):
+            return done
         layout, dest, job = _begin_added(img, name, src, dt, block, value_map, overwrite)
         figures = _finish_label(
             img,
@@ -685,14 +671,9 @@ def add_labels(
         ) + _unnamed_note(values, properties)
     if not keep_journal:
         _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
-    details = {
-        "levels": len(layout.levels),
-        "dtype": dt.name,
-        "shape": list(layout.levels[0].shape),
-    }
-    return Result(
-        "labels-add", "ok", str(dest), step.message, {**details, **figures, "curated": block}
-    )
+    shape = list(layout.levels[0].shape)
+    details = {"levels": len(layout.levels), "dtype": dt.name, "shape": shape, **figures}
+    return Result("labels-add", "ok", str(dest), step.message, {**details, "curated": block})
 
 
 def _added_block(
@@ -760,6 +741,31 @@ def _logged_unsettled(
 
     recorded = step.log.recorded_output(dest)
     return recorded is not None and recorded.digest == digest_tree(dest).digest
+
+
+def _added_before(
+    img: OmeZarrImage,
+    name: str,
+    src: ArraySource | TiffSource,
+    dt: np.dtype,
+    block: dict[str, Any],
+    step: Any,
+    overwrite: bool,
+    keep_journal: bool,
+) -> Result | None:
+    """``notneeded`` when this ``labels add`` was killed once logged, before its journal
+    went (:func:`_logged_unsettled`), else ``None``; ``overwrite`` always writes again, and a
+    caller that keeps the journal (annotate) settles it itself."""
+    if overwrite or keep_journal or not _logged_unsettled(img, name, src, dt, block, step):
+        return None
+    _store.drop_journal(img.path / "labels" / name)
+    step.status = "notneeded"
+    step.message = (
+        f"labels {name!r} are already added (on record; the run that added them was "
+        "interrupted before it tidied up)"
+    )
+    dest = img.path / "labels" / name
+    return Result("labels-add", "notneeded", str(dest), step.message, {"name": name})
 
 
 def _begin_added(
