@@ -499,6 +499,8 @@ def _finished_before(
     """
     if overwrite:
         return None
+    if ws is not None and _logged_unsettled(dest, src, layout, ws):
+        _store.drop_journal(dest)  # killed once logged, before its journal went: done
     made_by = _store.finished_plan(dest)  # read first: a new DEST needs no fingerprint here
     if made_by is None or made_by != _store.plan_digest(
         conversion_plan(src, layout, _image_name(src))
@@ -526,6 +528,28 @@ def _finished_before(
     step.message = f"{what}; nothing written (pass --overwrite to convert again)"
     details = _convert_details(src, layout, figures, *voxel_info)
     return Result("convert", status, str(dest), step.message, details)
+
+
+def _logged_unsettled(
+    dest: str | Path, src: TiffSource | StoredArraySource, layout: StoreLayout, ws: Workspace
+) -> bool:
+    """Whether ``dest`` is this conversion, finished and recorded in ``ws``'s log as it is
+    now, but still holding its journal: a run killed after its log entry, before it dropped
+    the journal. Resuming it would record the same conversion a second time."""
+    from curated.objstore import open_sink
+
+    try:
+        got = _store.read_group_attrs(dest)
+        if got is None or not open_sink(dest).exists(_store.PLAN):
+            return False
+    except (OSError, ValueError):
+        return False
+    attrs = got[0]
+    digest = _store.plan_digest(conversion_plan(src, layout, _image_name(src)))
+    if _store.INCOMPLETE_KEY in attrs or attrs.get(_store.PLAN_KEY) != digest:
+        return False
+    recorded = ws.log.recorded_output(dest)
+    return recorded is not None and recorded.digest == store_digest(dest, {})[0]
 
 
 def _convert_details(

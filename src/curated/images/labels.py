@@ -647,6 +647,8 @@ def add_labels(
             )
         dt, cast = _checked_label_dtype(src, value_map)
         block.update(cast)
+        if done := _added_before(img, name, src, dt, block, step, overwrite, keep_journal):
+            return done
         layout, dest, job = _begin_added(img, name, src, dt, block, value_map, overwrite)
         figures = _finish_label(
             img,
@@ -669,14 +671,9 @@ def add_labels(
         ) + _unnamed_note(values, properties)
     if not keep_journal:
         _store.drop_journal(dest)  # once logged (as convert): killed before, a re-run resumes
-    details = {
-        "levels": len(layout.levels),
-        "dtype": dt.name,
-        "shape": list(layout.levels[0].shape),
-    }
-    return Result(
-        "labels-add", "ok", str(dest), step.message, {**details, **figures, "curated": block}
-    )
+    shape = list(layout.levels[0].shape)
+    details = {"levels": len(layout.levels), "dtype": dt.name, "shape": shape, **figures}
+    return Result("labels-add", "ok", str(dest), step.message, {**details, "curated": block})
 
 
 def _added_block(
@@ -701,6 +698,76 @@ def _added_block(
     return block
 
 
+def _added_plan(
+    img: OmeZarrImage, src: ArraySource | TiffSource, dt: np.dtype, block: dict[str, Any]
+) -> tuple[StoreLayout, dict[str, Any]]:
+    """The layout and the plan of an added label volume (the plan's digest names the run)."""
+    layout = label_layout(img, dt)
+    plan = {
+        "layout": layout.to_dict(),
+        "labels": {"path": src.path, "shape": list(src.shape), "dtype": np.dtype(src.dtype).str},
+        "curated": block,
+    }
+    return layout, plan
+
+
+def _logged_unsettled(
+    img: OmeZarrImage,
+    name: str,
+    src: ArraySource | TiffSource,
+    dt: np.dtype,
+    block: dict[str, Any],
+    step: Any,
+) -> bool:
+    """Whether this very ``labels add`` finished and was logged, and was killed before its
+    journal went: the plan there is this run's, the store is finished, and the curator log
+    records it as it is now. Its re-run resuming it would record it a second time."""
+    import json
+
+    dest = img.path / "labels" / name
+    plan_file = dest / _store.PLAN
+    if step.log is None or not plan_file.is_file():
+        return False
+    got = _store.read_group_attrs(dest)
+    if got is None or not got[0] or _store.INCOMPLETE_KEY in got[0]:
+        return False
+    try:
+        digest = json.loads(plan_file.read_text(encoding="utf-8")).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if digest != _store.plan_digest(_added_plan(img, src, dt, block)[1]):
+        return False
+    from curated.provenance.digest import digest_tree
+
+    recorded = step.log.recorded_output(dest)
+    return recorded is not None and recorded.digest == digest_tree(dest).digest
+
+
+def _added_before(
+    img: OmeZarrImage,
+    name: str,
+    src: ArraySource | TiffSource,
+    dt: np.dtype,
+    block: dict[str, Any],
+    step: Any,
+    overwrite: bool,
+    keep_journal: bool,
+) -> Result | None:
+    """``notneeded`` when this ``labels add`` was killed once logged, before its journal
+    went (:func:`_logged_unsettled`), else ``None``; ``overwrite`` always writes again, and a
+    caller that keeps the journal (annotate) settles it itself."""
+    if overwrite or keep_journal or not _logged_unsettled(img, name, src, dt, block, step):
+        return None
+    _store.drop_journal(img.path / "labels" / name)
+    step.status = "notneeded"
+    step.message = (
+        f"labels {name!r} are already added (on record; the run that added them was "
+        "interrupted before it tidied up)"
+    )
+    dest = img.path / "labels" / name
+    return Result("labels-add", "notneeded", str(dest), step.message, {"name": name})
+
+
 def _begin_added(
     img: OmeZarrImage,
     name: str,
@@ -711,15 +778,10 @@ def _begin_added(
     overwrite: bool,
 ) -> tuple[StoreLayout, Path, WriteJob]:
     """Start (or resume) writing an added label volume: its layout, folder and write job."""
-    layout = label_layout(img, dt)
+    layout, plan = _added_plan(img, src, dt, block)
     dest = img.path / "labels" / name
     if overwrite and dest.exists():
         _unregister_label(img, name)
-    plan = {
-        "layout": layout.to_dict(),
-        "labels": {"path": src.path, "shape": list(src.shape), "dtype": np.dtype(src.dtype).str},
-        "curated": block,
-    }
     _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
     job = WriteJob(
         root=str(dest),

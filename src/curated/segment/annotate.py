@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,55 @@ def _logged(store: Path, ws: Workspace | None) -> bool:
     return recorded is not None and recorded.digest == digest_tree(store).digest
 
 
+def _recorded_unsettled(
+    image: Path,
+    name: str,
+    ws: Workspace | None,
+    action: str,
+    params: dict[str, Any],
+    source: Path | None = None,
+) -> bool:
+    """Whether the same step (``action`` with ``params``, reading ``source``) finished and was
+    logged, but was killed before it settled (the new annotation still holds its journal).
+
+    Its re-run then has nothing to do: running it again would add its crops a second time.
+    Once settled, running the command again is a new step (it adds crops, as documented).
+    """
+    store = image / "labels" / name
+    if ws is None or not (store / JOURNAL).exists() or not _logged(store, ws):
+        return False
+    rel = ws.log.relative(store)
+    entry: dict[str, Any] | None = None
+    for e in ws.log.entries():
+        if any(isinstance(o, dict) and o.get("path") == rel for o in e.get("outputs") or []):
+            entry = dict(e)
+    if entry is None or entry.get("action") != action or entry.get("status") != "ok":
+        return False
+    recorded = entry.get("params") or {}
+    wanted = json.loads(json.dumps(params, default=str))
+    if any(recorded.get(k) != v for k, v in wanted.items()):
+        return False
+    if source is None:
+        return True
+    read = ws.log.artifact(source)
+    return any(
+        isinstance(i, dict) and i.get("path") == read.path and i.get("digest") == read.digest
+        for i in entry.get("inputs") or []
+    )
+
+
+def _not_again(step: Any, image: Path, name: str, action: str) -> Result:
+    """The result of a step found done by :func:`_recorded_unsettled` (settled once logged)."""
+    step.status = "notneeded"
+    step.message = (
+        f"annotation {name!r} already holds this step's crops (recorded; the run that added "
+        "them was interrupted before it tidied up)"
+    )
+    return Result(
+        action, "notneeded", str(_store.label_path(image, name)), step.message, {"name": name}
+    )
+
+
 def _recover_annotation(image: Path, name: str, ws: Workspace | None = None) -> None:
     """Undo what a killed (or failed) annotate step left behind, before anything is read.
 
@@ -439,6 +489,8 @@ def annotate_from_truth(
     image = Path(image)
     params = {"truth": truth, "crops": crops, "size": size, "seed": seed}
     params |= {"name": name, "region": region}
+    if require_label is not None:
+        params |= {"require_label": require_label, "min_fraction": min_fraction}
     with recorder(
         workspace,
         "A",
@@ -455,72 +507,102 @@ def annotate_from_truth(
         sz = (size,) * 3 if isinstance(size, int) else tuple(int(s) for s in size)
         start, stop = parse_region(region, shape)
         sz = tuple(max(1, min(s, b - a)) for s, a, b in zip(sz, start, stop, strict=True))
-        _recover_annotation(image, name, as_workspace(workspace))
-        existing = _existing_annotation(image, name)
-        labels, rois = existing if existing else (_SparseLabels(shape), [])
-        origin = _copied_origin(image, truth)
-        rng = np.random.default_rng(seed)
-        new: list[dict[str, Any]] = []
-        for _ in range(crops * 200):
-            if len(new) == crops:
-                break
-            off = tuple(
-                int(rng.integers(a, b - s + 1)) for a, b, s in zip(start, stop, sz, strict=True)
-            )
-            if any(_overlaps(off, sz, r["offset"], r["shape"]) for r in rois + new):
-                continue
-            if require_label is not None:
-                sl = tuple(slice(o, o + s) for o, s in zip(off, sz, strict=True))
-                if np.mean(np.asarray(truth_arr[sl]) == require_label) < min_fraction:
-                    continue
-            new.append(
-                {
-                    "offset": list(off),
-                    "shape": list(sz),
-                    "source": f"truth:{truth}",
-                    "origin": origin,
-                }
-            )
-        if len(new) < crops:
-            msg = f"only {len(new)} non-overlapping {sz} crops fit in the region (with the required label); ask for fewer or smaller crops"
-            raise SegmentationError(msg, path=image, field="crops")
-        for r in new:
-            # only the crops are read from the truth, never the whole volume
-            sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
-            crop = np.asarray(truth_arr[sl])
-            if crop.size and int(crop.max()) >= UNANNOTATED:
-                raise SegmentationError(_truth_too_high(truth, crop), path=image, field="truth")
-            labels.paste(tuple(r["offset"]), crop)
-        rois = rois + new
-        # the truth's names win: the crops are its values
-        names = {**_existing_names(image, name), **_store.class_names(image, truth)}
-        written = _write_annotation(
-            image, name, labels, rois, replace=existing is not None, names=names
-        )
-        annotated = labels.annotated_voxels(rois)
-        fraction = annotated / float(np.prod(shape))
-        step.add_output(
-            _store.label_path(image, name),
-            digest=written.details["store_digest"],
-            size=written.details["bytes"],
-        )
-        details = {
-            "rois": new,
-            "annotated_voxels": annotated,
-            "annotated_fraction": fraction,
-            "name": name,
-        }
-        step.details.update({"annotated_fraction": fraction, "crops": len(rois)})
-        result = Result(
-            "annotate-from-truth",
-            "ok",
-            str(_store.label_path(image, name)),
-            f"{len(new)} crops of {sz} copied from truth {truth!r} (origin {origin}); "
-            f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
-            details,
-        )
+        ws = as_workspace(workspace)
+        if _recorded_unsettled(image, name, ws, "annotate-from-truth", params):
+            result = _not_again(step, image, name, "annotate-from-truth")
+        else:
+            _recover_annotation(image, name, ws)
+            draw = _Draw(crops, sz, start, stop, seed, require_label, min_fraction)
+            result = _copy_truth_crops(image, step, truth_arr, truth, name, draw)
     crash_point("annotate-logged")
     _settle_annotation(image, name)
+    return result
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """Where :func:`annotate_from_truth` draws its crops: how many, their size, the region
+    ``[start, stop)``, the seed and the label a crop must hold."""
+
+    crops: int
+    size: tuple[int, ...]
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+    seed: int
+    require_label: int | None
+    min_fraction: float
+
+
+def _copy_truth_crops(
+    image: Path, step: Any, truth_arr: Any, truth: str, name: str, draw: _Draw
+) -> Result:
+    """Draw new crops, copy them from ``truth`` into ``name`` and add that to ``step``."""
+    shape = tuple(int(s) for s in truth_arr.shape)
+    crops, sz, start, stop = draw.crops, draw.size, draw.start, draw.stop
+    seed, require_label, min_fraction = draw.seed, draw.require_label, draw.min_fraction
+    existing = _existing_annotation(image, name)
+    labels, rois = existing if existing else (_SparseLabels(shape), [])
+    origin = _copied_origin(image, truth)
+    rng = np.random.default_rng(seed)
+    new: list[dict[str, Any]] = []
+    for _ in range(crops * 200):
+        if len(new) == crops:
+            break
+        off = tuple(
+            int(rng.integers(a, b - s + 1)) for a, b, s in zip(start, stop, sz, strict=True)
+        )
+        if any(_overlaps(off, sz, r["offset"], r["shape"]) for r in rois + new):
+            continue
+        if require_label is not None:
+            sl = tuple(slice(o, o + s) for o, s in zip(off, sz, strict=True))
+            if np.mean(np.asarray(truth_arr[sl]) == require_label) < min_fraction:
+                continue
+        new.append(
+            {
+                "offset": list(off),
+                "shape": list(sz),
+                "source": f"truth:{truth}",
+                "origin": origin,
+            }
+        )
+    if len(new) < crops:
+        msg = f"only {len(new)} non-overlapping {sz} crops fit in the region (with the required label); ask for fewer or smaller crops"
+        raise SegmentationError(msg, path=image, field="crops")
+    for r in new:
+        # only the crops are read from the truth, never the whole volume
+        sl = tuple(slice(o, o + s) for o, s in zip(r["offset"], r["shape"], strict=True))
+        crop = np.asarray(truth_arr[sl])
+        if crop.size and int(crop.max()) >= UNANNOTATED:
+            raise SegmentationError(_truth_too_high(truth, crop), path=image, field="truth")
+        labels.paste(tuple(r["offset"]), crop)
+    rois = rois + new
+    # the truth's names win: the crops are its values
+    names = {**_existing_names(image, name), **_store.class_names(image, truth)}
+    written = _write_annotation(
+        image, name, labels, rois, replace=existing is not None, names=names
+    )
+    annotated = labels.annotated_voxels(rois)
+    fraction = annotated / float(np.prod(shape))
+    step.add_output(
+        _store.label_path(image, name),
+        digest=written.details["store_digest"],
+        size=written.details["bytes"],
+    )
+    details = {
+        "rois": new,
+        "annotated_voxels": annotated,
+        "annotated_fraction": fraction,
+        "name": name,
+    }
+    step.details.update({"annotated_fraction": fraction, "crops": len(rois)})
+    result = Result(
+        "annotate-from-truth",
+        "ok",
+        str(_store.label_path(image, name)),
+        f"{len(new)} crops of {sz} copied from truth {truth!r} (origin {origin}); "
+        f"{fraction:.1%} of voxels annotated" + _instance_note(labels, truth),
+        details,
+    )
     return result
 
 
@@ -691,39 +773,70 @@ def import_annotation(
         if not np.any(crop != UNANNOTATED):
             msg = f"the crop holds no annotated voxels (all {UNANNOTATED})"
             raise InputError(msg, path=source)
-        _recover_annotation(image, name, as_workspace(workspace))
-        existing = _existing_annotation(image, name)
-        labels = existing[0] if existing else _SparseLabels(shape)
-        rois = existing[1] if existing else []
-        annotated = crop != UNANNOTATED
-        labels.paste(off, crop)
-        roi = {
-            "offset": list(off),
-            "shape": list(crop.shape),
-            "source": source.name,
-            "origin": origin,
-        }
-        rois = rois + [roi]
-        names = {
-            **_existing_names(image, name),
-            **{int(k): str(v) for k, v in (class_names or {}).items()},
-        }
-        written = _write_annotation(
-            image, name, labels, rois, replace=existing is not None, names=names
-        )
-        step.add_output(
-            _store.label_path(image, name),
-            digest=written.details["store_digest"],
-            size=written.details["bytes"],
-        )
-        result = Result(
-            "annotate-import",
-            "ok",
-            str(_store.label_path(image, name)),
-            f"crop {crop.shape} from {source.name} added at {off} (origin {origin})"
-            + _crop_note(crop, value_map),
-            {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name, "origin": origin},
-        )
+        ws = as_workspace(workspace)
+        if _recorded_unsettled(image, name, ws, "annotate-import", params, source):
+            result = _not_again(step, image, name, "annotate-import")
+        else:
+            _recover_annotation(image, name, ws)
+            result = _import_crop(
+                image,
+                step,
+                source,
+                crop,
+                off,
+                name,
+                origin,
+                class_names,
+                _crop_note(crop, value_map),
+            )
     crash_point("annotate-logged")
     _settle_annotation(image, name)
+    return result
+
+
+def _import_crop(
+    image: Path,
+    step: Any,
+    source: Path,
+    crop: np.ndarray,
+    off: tuple[int, ...],
+    name: str,
+    origin: str,
+    class_names: dict[int, str] | None,
+    note: str,
+) -> Result:
+    """Add ``crop`` at ``off`` to the annotation ``name`` and add that to ``step``;
+    ``note`` ends the result's message."""
+    shape = tuple(int(s) for s in _store.image_level0(image).shape)
+    existing = _existing_annotation(image, name)
+    labels = existing[0] if existing else _SparseLabels(shape)
+    rois = existing[1] if existing else []
+    annotated = crop != UNANNOTATED
+    labels.paste(off, crop)
+    roi = {
+        "offset": list(off),
+        "shape": list(crop.shape),
+        "source": source.name,
+        "origin": origin,
+    }
+    rois = rois + [roi]
+    names = {
+        **_existing_names(image, name),
+        **{int(k): str(v) for k, v in (class_names or {}).items()},
+    }
+    written = _write_annotation(
+        image, name, labels, rois, replace=existing is not None, names=names
+    )
+    step.add_output(
+        _store.label_path(image, name),
+        digest=written.details["store_digest"],
+        size=written.details["bytes"],
+    )
+    result = Result(
+        "annotate-import",
+        "ok",
+        str(_store.label_path(image, name)),
+        f"crop {crop.shape} from {source.name} added at {off} (origin {origin})" + note,
+        {"roi": roi, "annotated_voxels": int(annotated.sum()), "name": name, "origin": origin},
+    )
     return result

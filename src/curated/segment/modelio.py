@@ -149,8 +149,14 @@ def write_model_json(folder: Path, meta: dict[str, Any]) -> Path:
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_checkpoint(folder: Path, payload: dict[str, Any], signature: str) -> None:
+def save_checkpoint(
+    folder: Path, payload: dict[str, Any], signature: str, *, replaces: str | None = None
+) -> None:
     """Write ``checkpoint.json`` (sha256, iteration, run signature), then ``checkpoint.pt``.
+
+    ``replaces`` is the sha256 of the ``model.json`` in ``folder`` while this run goes on
+    (``None``: none there): until the run writes its own, it says that the checkpoint is
+    of a run still to finish, so that an interrupted ``overwrite`` resumes from it.
 
     The record names the new file's sha256 and keeps the one of the file it replaces as
     ``previous``: a kill between the two writes leaves the previous checkpoint with a
@@ -166,6 +172,7 @@ def save_checkpoint(folder: Path, payload: dict[str, Any], signature: str) -> No
             "iteration": int(payload["iteration"]),
             "signature": signature,
             "previous": _vouched_sha256(folder),
+            "replaces": replaces,
         },
     )
     atomic_write_bytes(folder / CHECKPOINT, data)

@@ -615,29 +615,54 @@ def predict(
         )
         warnings = _voxel_size_warnings(m, image)
         done = _earlier_prediction(run, step, overwrite)
-        if done is not None:
-            return _warned(done, step, warnings)
-        plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
-        finished = _finalize(run, plan)
-        crash_point("predict-finalized")
+        if done is None:
+            done = _predict_and_record(run, step, block, overwrite, workers, scheduler, progress)
+        done = _warned(done, step, warnings)
+    # the markers go once the step is logged: a run killed before its entry is written keeps
+    # them, and the next run takes the finished label image for one still to record
+    if done.status in ("ok", "notneeded") and run.markers.exists() and not _unfinished(run):
+        crash_point("predict-logged")
         remove_tree(run.markers)
-        details = _details(run, plan, len(todo), seconds)
-        for n in run.names:
-            # digests taken while the stores were written; a terabyte prediction is not re-read
-            done_n = finished[n].details or {}
-            step.add_output(
-                _store.label_path(image, n),
-                digest=done_n.get("store_digest"),
-                size=done_n.get("bytes"),
-            )
-        step.details.update({k: details[k] for k in ("units_computed", "units_skipped", "seconds")})
-        skipped = details["units_skipped"]
-        step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (
-            f" ({skipped} resumed)" if skipped else ""
+    return done
+
+
+def _unfinished(run: _Prediction) -> bool:
+    """Whether one of the run's label images is not finished (still to resume)."""
+    from curated.images import open_image
+
+    labelled = open_image(run.image).label_names()
+    return any(n not in labelled for n in run.names)
+
+
+def _predict_and_record(
+    run: _Prediction,
+    step: Any,
+    block: tuple[int, int, int] | None,
+    overwrite: bool,
+    workers: int | None,
+    scheduler: str | None,
+    progress: ProgressReporter | None,
+) -> Result:
+    """Compute the units not done, finalize the label image(s) and add them to ``step``."""
+    image = run.image
+    plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
+    finished = _finalize(run, plan)
+    crash_point("predict-finalized")
+    details = _details(run, plan, len(todo), seconds)
+    for n in run.names:
+        # digests taken while the stores were written; a terabyte prediction is not re-read
+        done_n = finished[n].details or {}
+        step.add_output(
+            _store.label_path(image, n),
+            digest=done_n.get("store_digest"),
+            size=done_n.get("bytes"),
         )
-        return _warned(
-            Result("predict", "ok", str(run.dest), step.message, details), step, warnings
-        )
+    step.details.update({k: details[k] for k in ("units_computed", "units_skipped", "seconds")})
+    skipped = details["units_skipped"]
+    step.message = f"{len(todo)} of {len(plan.units())} blocks predicted" + (
+        f" ({skipped} resumed)" if skipped else ""
+    )
+    return Result("predict", "ok", str(run.dest), step.message, details)
 
 
 def _voxel_size_warnings(m: SegmentationModel, image: StorePath | Path) -> list[str]:
@@ -714,12 +739,13 @@ def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result 
             # killed between finishing the label image and its probability image: every
             # unit is marked done, so the run goes on to finish the other
             return None
-        remove_tree(run.markers)  # stopped after finalizing, before the markers were dropped
+        if overwrite:
+            remove_tree(run.markers)
     if finished and not overwrite:
         if same:
             # registered only once finished: a journal left is one a kill kept from going
             drop_journal(run.dest)
-            if step.log is not None and step.log.recorded_output(run.dest) is None:
+            if step.log is not None and _not_on_record(run, step.log):
                 # killed after finishing but before its log entry: record it now
                 for n in names:
                     if n in img.label_names():
@@ -738,6 +764,27 @@ def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result 
         msg = f"label image {name!r} holds truth or annotations; predictions never replace those"
         raise SegmentationError(msg, path=image, field="name")
     return None
+
+
+def _not_on_record(run: _Prediction, log: Any) -> bool:
+    """Whether the finished label image(s) still wait for their log entry.
+
+    Nothing on record for the label image: killed after finishing, before its entry. The
+    markers left beside it (they go only once the step is logged) mean a run finished it
+    and may have been killed before its entry; an entry there may be an earlier run's (a
+    killed ``overwrite``), so the stores are digested (this once) and compared with it.
+    """
+    recorded = log.recorded_output(run.dest)
+    if recorded is None:
+        return True
+    if not run.markers.exists():
+        return False
+    for n in run.names:
+        path = _store.label_path(run.image, n)
+        on_record = log.recorded_output(path)
+        if on_record is None or on_record.digest != log.artifact(path).digest:
+            return True
+    return False
 
 
 def _compute_units(

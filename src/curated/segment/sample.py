@@ -34,6 +34,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -427,6 +428,12 @@ def make_fibsem_sample(
     with recorder(
         workspace, "T", "sample-fibsem", params=params, libraries=("numpy", "scipy", "zarr")
     ) as step:
+        if dest.exists() and not overwrite and _logged_sample(dest, step.log, params):
+            # killed once logged, before the truth's journal went: done, and on record
+            drop_journal(dest / "labels" / "truth")
+            step.status = "notneeded"
+            step.message = "the sample is already made (on record; the run that made it was interrupted before it tidied up)"
+            return Result("sample-fibsem", "notneeded", str(dest), step.message, {"seed": seed})
         if dest.exists() and not overwrite:
             if not _unfinished_sample(dest):
                 msg = "exists already; choose another destination or pass overwrite"
@@ -483,6 +490,27 @@ def make_fibsem_sample(
 
 SAMPLE_NAME = "synthetic FIB-SEM"
 """The image name of a sample (what tells a killed sample's leftovers from other images)."""
+
+
+def _logged_sample(dest: Path, log: Any, params: dict[str, Any]) -> bool:
+    """Whether ``dest`` is a sample made with ``params`` whose entry the curator log holds,
+    as it is now, but whose truth labels still hold their journal (a run killed after its
+    entry, before it tidied up): its re-run would make it, and record it, a second time."""
+    truth = dest / "labels" / "truth"
+    if log is None or not (truth / JOURNAL).exists():
+        return False
+    image, labels = log.recorded_output(dest), log.recorded_output(truth)
+    if image is None or labels is None or image.recorded_seq != labels.recorded_seq:
+        return False
+    entry = next((e for e in log.entries() if e.get("seq") == image.recorded_seq), None)
+    if entry is None or entry.get("action") != "sample-fibsem":
+        return False
+    if (entry.get("params") or {}) != json.loads(json.dumps(params)):
+        return False
+    return (
+        image.digest == digest_tree(dest, exclude={"labels"}).digest
+        and labels.digest == digest_tree(truth).digest
+    )
 
 
 def _unfinished_sample(dest: Path) -> bool:

@@ -1221,7 +1221,7 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
     """``notneeded`` when this run already finished in ``out``; refuses another model there."""
     out = job.out
     out.mkdir(parents=True, exist_ok=True)
-    if job.overwrite:
+    if job.overwrite and not _interrupted_here(out, signature):
         for f in ("checkpoint.pt", "checkpoint.json"):
             (out / f).unlink(missing_ok=True)
     if not (out / MODEL_JSON).is_file() or job.overwrite:
@@ -1243,6 +1243,36 @@ def _finished_model(job: _TrainJob, signature: str) -> Result | None:
     if not same:
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     return None
+
+
+def model_json_sha256(out: Path) -> str | None:
+    """The sha256 of ``out``'s ``model.json``, or ``None`` when there is none."""
+    try:
+        return hashlib.sha256((out / MODEL_JSON).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _interrupted_here(out: Path, signature: str) -> bool:
+    """Whether ``out``'s checkpoint is of this run, interrupted before it wrote its model:
+    an ``overwrite`` killed part way then resumes from it instead of starting over.
+
+    The checkpoint names the ``model.json`` that was there while it was written; once the
+    run finished, its own ``model.json`` is there instead, and another ``overwrite`` starts
+    over. A checkpoint of another run (other settings) is never resumed.
+    """
+    import json
+
+    try:
+        info = json.loads((out / "checkpoint.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(info, dict)
+        and info.get("signature") == signature
+        and "replaces" in info
+        and info["replaces"] == model_json_sha256(out)
+    )
 
 
 def _prepare_regions(
@@ -1520,6 +1550,7 @@ class _TrainingLoop:
                 "torch_rng": torch.get_rng_state(),
             },
             signature,
+            replaces=model_json_sha256(self.job.out),
         )
 
     def step(self, it: int) -> tuple[float, float]:
