@@ -59,7 +59,8 @@ import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from curated._secrets import MIN_LENGTH as MIN_SECRET
-from curated._secrets import REDACTED, redact, register_secret, scrub, without_userinfo
+from curated._secrets import REDACTED, register_secret, scrub, without_userinfo
+from curated._secrets import redact as _redact  # private: one public redact (tests/test_log.py)
 from curated._version import __version__
 from curated.errors import DepositError
 
@@ -303,7 +304,7 @@ def public_url(url: str) -> str:
     and with every registered secret (a Figshare upload token in its path) and every
     secret-looking query value (``X-Amz-Signature``, ``access_token``...) redacted."""
     # by pattern, not by parsing: an address that does not parse is shown all the same
-    return redact(without_userinfo(url))  # type: ignore[no-any-return]
+    return _redact(without_userinfo(url))  # type: ignore[no-any-return]
 
 
 def url_secrets(url: str) -> list[str]:
