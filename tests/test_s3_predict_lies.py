@@ -24,6 +24,7 @@ from curated.errors import ConversionError, SegmentationError
 from curated.images import convert_to_ome_zarr, open_image
 from curated.images.store import is_incomplete
 from curated.metadata import init_workspace
+from curated.objstore import url_digest
 from curated.segment import make_fibsem_sample, predict
 from curated.workspace import Workspace
 
@@ -97,7 +98,7 @@ def _statuses(ws) -> list[str]:
 def test_a_prediction_shard_acknowledged_but_not_kept_fails_and_the_rerun_repairs_it(
     s3, sample, tmp_path, where, threshold, lie, error, logged
 ):
-    """``logged``: the failed run is given a curator log (which digests the S3 image: slow)."""
+    """``logged``: the runs are given a curator log (which digests the S3 image: slow)."""
     image, model, refs = sample
     local = refs[threshold]
     assert (local / "labels" / where).is_file()  # not all background: it is PUT
@@ -119,8 +120,15 @@ def test_a_prediction_shard_acknowledged_but_not_kept_fails_and_the_rerun_repair
     assert where.split("/")[0] not in open_image(url).label_names()
     assert is_incomplete(f"{url}/labels/{where.split('/')[0]}")
 
-    res = predict(model, url, **args)  # the store honest now
+    res = predict(model, url, workspace=ws if logged else None, **args)  # the store honest now
     assert res.status == "ok"
+    if logged:  # recorded ok, with the digests of the label images as they are in the store
+        assert _statuses(ws) == ["error", "ok"]
+        outputs = Workspace(ws).log.last()["outputs"]
+        assert {o["path"]: o["digest"] for o in outputs} == {
+            f"{url}/labels/{n}": url_digest(f"{url}/labels/{n}")
+            for n in ("pred", "pred-probability")
+        }
     # only the unit whose shard went is computed again (a pyramid shard needs none)
     assert res.details["units_computed"] == (1 if where.split("/")[1] == "0" else 0)
     for name in ("pred", "pred-probability"):

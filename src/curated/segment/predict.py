@@ -513,8 +513,10 @@ def _mark_done(marker: Path | StorePath, files: dict[str, tuple[int, str]]) -> N
     marker.write_text(json.dumps({"files": files}))
 
 
-def _check_kept(run: _Prediction) -> None:
-    """Before the label images are finished: refuse them unless the object store's listing
+def _check_kept(run: _Prediction) -> dict[str, tuple[int, str]]:
+    """What the write units wrote (key under ``labels/`` → size, sha256, from their markers).
+
+    Before the label images are finished: refuse them unless the object store's listing
     shows every level-0 object the write units (of this run and the runs it resumes) wrote,
     at the size written.
 
@@ -527,8 +529,6 @@ def _check_kept(run: _Prediction) -> None:
     """
     import json
 
-    if not isinstance(run.markers, StorePath):
-        return
     sink = open_sink(run.markers)
     names = sorted(n for n in sink.listdir("") if n.startswith("done-"))
     known: dict[str, tuple[int, str]] = {}
@@ -540,6 +540,8 @@ def _check_kept(run: _Prediction) -> None:
             continue  # an empty marker of an earlier version: it says nothing to check
         for rel, (size, hexd) in files.items():
             known[rel], owner[rel] = (int(size), str(hexd)), name
+    if not isinstance(run.markers, StorePath):
+        return known
     level0 = run.img.level_paths[0]
     listed = {
         f"{n}/{level0}/{rel}": size
@@ -555,6 +557,7 @@ def _check_kept(run: _Prediction) -> None:
         for name in sorted({owner[rel] for rel in bad}):
             sink.delete(name)
         raise SegmentationError(unkept_message(bad, listed), path=run.dest)
+    return known
 
 
 class _DaskProgress:
@@ -674,8 +677,7 @@ def predict(
         if done is not None:
             return _warned(done, step, warnings)
         plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
-        _check_kept(run)
-        finished = _finalize(run, plan)
+        finished = _finalize(run, plan, _check_kept(run))
         crash_point("predict-finalized")
         remove_tree(run.markers)
         details = _details(run, plan, len(todo), seconds)
@@ -912,8 +914,12 @@ def _open_finished(run: _Prediction, name: str) -> Any:
     )
 
 
-def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
-    """Write the label images' final metadata (class name, threshold, tile)."""
+def _finalize(
+    run: _Prediction, plan: BlockPlan, written: dict[str, tuple[int, str]]
+) -> dict[str, Result]:
+    """Write the label images' final metadata (class name, threshold, tile); ``written``:
+    what the write units wrote (key under ``labels/`` → size, sha256), which the store
+    digests take instead of reading level 0 again."""
     from curated.images import finalize_label_image
 
     finished: dict[str, Result] = {}
@@ -925,6 +931,7 @@ def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
         finished[n] = finalize_label_image(
             run.image,
             n,
+            written={k[len(n) + 1 :]: v for k, v in written.items() if k.startswith(f"{n}/")},
             properties=props,
             curated_extra={
                 "prediction": {
