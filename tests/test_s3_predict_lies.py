@@ -138,3 +138,28 @@ def test_a_prediction_shard_acknowledged_but_not_kept_fails_and_the_rerun_repair
             open_image(url).open_label(name).levels[0][:],
             open_image(local).open_label(name).levels[0][:],
         )
+
+
+def test_reports_asked_into_an_object_store_are_refused_not_written_locally(tmp_path, monkeypatch):
+    """``segment evaluate --out s3://B/r`` and ``annotate suggest --out s3://B/r`` wrote their
+    reports with local-file writers to ``./s3:/B/r/…`` in the current folder: reported as
+    written, never in the store. Now the URL is refused before any work, and nothing is
+    written."""
+    from curated.errors import InputError
+    from curated.images import add_labels
+    from curated.segment import evaluate, suggest_crops
+
+    image = tmp_path / "cell.ome.zarr"
+    make_fibsem_sample(image, shape=(16, 16, 16), voxel_size=(8, 8, 8), seed=0, chunks=8, shard=16)
+    truth = open_image(image).open_label("truth").levels[0][:]
+    add_labels(image, "pred", truth, kind="prediction", ai_generated=True)
+    value = int(np.unique(truth)[-1])
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    out = "s3://reports-bucket/reports"
+    with pytest.raises(InputError, match="object store URL.*local --out") as err:
+        evaluate(image, pred="pred", truth="truth", label_value=value, blocks=1, out=out)
+    assert out in str(err.value)
+    with pytest.raises(InputError, match="object store URL.*local --out"):
+        suggest_crops(image, model=tmp_path / "no-model", pred="pred", n=1, out=out)
+    assert list((tmp_path / "cwd").iterdir()) == []
