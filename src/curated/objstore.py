@@ -127,7 +127,7 @@ class StorePath(str):
         """Nothing to do: object stores have no folders, only keys."""
 
 
-def refuse_url_out(out: str | Path) -> None:
+def refuse_url_out(out: str | Path | None) -> None:
     """Refuse an ``s3://`` URL as the folder of files written with local-file writers (reports,
     tables, pictures): ``Path("s3://B/r")`` is the local folder ``./s3:/B/r``, so the files
     went there, never into the store, and were reported as written."""

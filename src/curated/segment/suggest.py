@@ -917,8 +917,7 @@ def suggest_crops(
         ws, "A", "annotate-suggest", inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
         _check_n(n)
-        if out is not None:
-            refuse_url_out(out)
+        refuse_url_out(out)
         m = model if isinstance(model, SegmentationModel) else load_model(model)
         step.add_input(m.path / "weights.pt")
         replace = _check_name(image, name, {pred, labels, probability or f"{pred}-probability"})
