@@ -108,7 +108,8 @@ def test_a_prediction_shard_acknowledged_but_not_kept_fails_and_the_rerun_repair
     url = f"s3://{bucket}/cell.ome.zarr"
     # the converted image, straight into the server's backend (a conversion's PUTs take seconds)
     s3.put_many(bucket, {f"cell.ome.zarr/{k}": v for k, v in local_files(image).items()})
-    args = {"name": "pred", "probabilities": True, "threshold": threshold}
+    names = ["pred", "pred-probability"] if where.startswith("pred-probability") else ["pred"]
+    args = {"name": "pred", "probabilities": len(names) > 1, "threshold": threshold}
     args |= {"device": "cpu", "workers": 1}
     with fault_proxy(s3) as proxy:
         proxy.add(_lying(bucket, f"cell.ome.zarr/labels/{where}", lie, s3.client()))
@@ -126,18 +127,13 @@ def test_a_prediction_shard_acknowledged_but_not_kept_fails_and_the_rerun_repair
         assert _statuses(ws) == ["error", "ok"]
         outputs = Workspace(ws).log.last()["outputs"]
         assert {o["path"]: o["digest"] for o in outputs} == {
-            f"{url}/labels/{n}": url_digest(f"{url}/labels/{n}")
-            for n in ("pred", "pred-probability")
+            f"{url}/labels/{n}": url_digest(f"{url}/labels/{n}") for n in names
         }
     # only the unit whose shard went is computed again (a pyramid shard needs none)
     assert res.details["units_computed"] == (1 if where.split("/")[1] == "0" else 0)
-    for name in ("pred", "pred-probability"):
+    for name in names:  # byte for byte the local prediction's objects
         prefix = f"cell.ome.zarr/labels/{name}"
         assert s3.objects(bucket, prefix) == local_files(local / "labels" / name)
-        np.testing.assert_array_equal(
-            open_image(url).open_label(name).levels[0][:],
-            open_image(local).open_label(name).levels[0][:],
-        )
 
 
 def test_reports_asked_into_an_object_store_are_refused_not_written_locally(tmp_path, monkeypatch):
