@@ -127,6 +127,18 @@ class StorePath(str):
         """Nothing to do: object stores have no folders, only keys."""
 
 
+def refuse_url_out(out: str | Path | None) -> None:
+    """Refuse an ``s3://`` URL as the folder of files written with local-file writers (reports,
+    tables, pictures): ``Path("s3://B/r")`` is the local folder ``./s3:/B/r``, so the files
+    went there, never into the store, and were reported as written."""
+    if is_url(out):
+        msg = (
+            "is an object store URL; these files are written to a local folder (or the "
+            "workspace): give a local --out"
+        )
+        raise InputError(msg, path=str(out), field="out")
+
+
 def as_path(location: str | Path) -> Path | StorePath:
     """A :class:`StorePath` for an ``s3://`` URL, else a :class:`pathlib.Path`."""
     if isinstance(location, StorePath):

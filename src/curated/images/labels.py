@@ -515,6 +515,7 @@ def _finish_label(
     first_level: int,
     progress: ProgressReporter | None,
     keep_journal: bool = False,
+    elsewhere: dict[str, tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
     """Write the remaining levels, the final metadata, then register the label image.
 
@@ -534,7 +535,8 @@ def _finish_label(
     written = run_levels(job, range(first_level, len(layout.levels)), progress=rep)
     rep.finish()
     values = collected_values(job) if len(layout.levels) > 1 else _scan_values(dest, layout)
-    known = written_files(job)  # read before finish() drops the journal
+    # read before finish() drops the journal; ``elsewhere``: what the caller wrote itself
+    known = {**(elsewhere or {}), **written_files(job)}
     check_written(job, known)
     _store.finish(
         dest,
@@ -545,8 +547,8 @@ def _finish_label(
     _register_label(image, name)
     if not keep_journal:
         _store.drop_journal(dest)
-    # the shard tasks hashed what they wrote: only metadata and files written elsewhere
-    # (a blockwise prediction's level 0) are read again for the store digest
+    # the shard tasks (and a blockwise prediction's units) hashed what they wrote: only
+    # metadata and files written otherwise are read again for the store digest
     digest, nbytes, _files = store_digest(dest, known)
     return {
         "shards_written": written,
@@ -951,11 +953,14 @@ def finalize_label_image(
     curated_extra: dict[str, Any] | None = None,
     progress: ProgressReporter | None = None,
     workspace: Workspace | str | Path | None = None,
+    written: dict[str, tuple[int, str]] | None = None,
 ) -> Result:
     """Build the pyramid (mode) of a label image made with :func:`create_label_image` and mark it finished.
 
     ``curated_extra`` adds keys to the label group's ``curated`` block (as in
     :func:`add_labels`); ``details["store_digest"]`` is the finished store's digest.
+    ``written``: the level-0 objects the caller wrote (key → size, sha256), listing-checked
+    and digested without reading them again.
     """
     import json
 
@@ -1002,6 +1007,7 @@ def finalize_label_image(
             curated_extra,
             first_level=1,
             progress=progress,
+            elsewhere=written,
         )
         figures.pop("values")
         step.add_output(dest, digest=figures["store_digest"], size=figures["bytes"], role="labels")

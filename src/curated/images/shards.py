@@ -46,6 +46,7 @@ import numpy as np
 from curated._crash import crash_point
 from curated.errors import ConversionError
 from curated.images import downsample
+from curated.images.kept import unkept, unkept_message
 from curated.images.layout import (
     StoreLayout,
     block_grid,
@@ -1141,29 +1142,47 @@ def check_written(job: WriteJob, known: dict[str, tuple[int, str]]) -> None:
     A store that answered a PUT ``200 OK`` and kept nothing, or fewer bytes (its checksum
     ignored), would otherwise be finished with a hole that reads as fill values, and a
     re-run would find every shard marked done. The markers of the shards whose objects are
-    not there as written are removed, so that the re-run writes them again. A folder is
-    not checked: its files are renamed into place, whole or not at all.
+    not there as written are removed, so that the re-run writes them again, and so are the
+    markers of every level above the lowest such shard (read from the hole, they are written
+    again from the shard). A folder is not checked: its files are renamed into place, whole
+    or not at all.
     """
     if isinstance(job.sink, LocalSink):
         return
     listed = {rel: size for rel, size in job.sink.files() if rel in known}
-    bad = sorted(rel for rel, (size, _) in known.items() if listed.get(rel) != size)
+    bad = unkept(listed, known)
     if not bad:
         return
-    for level in job.sink.listdir(f"{JOURNAL}/done"):
+    lowest: int | None = None  # the lowest level with a hole: every level above was built from it
+    for level in sorted(job.sink.listdir(f"{JOURNAL}/done"), key=int):
         folder = f"{JOURNAL}/done/{level}"
         names = job.sink.listdir(folder)
+        above = lowest is not None
         for name, blob in zip(names, _journal_objects(job, f"done/{level}"), strict=True):
-            if set(json.loads(blob).get("files", {})) & set(bad):
+            if above or set(json.loads(blob).get("files", {})) & set(bad):
                 job.sink.delete(f"{folder}/{name}")
-    short = sum(rel in listed for rel in bad)
-    what = [f"lacks {len(bad) - short} object(s) written to it"] if len(bad) > short else []
-    what += [f"shows {short} object(s) at another size than written"] if short else []
-    msg = (
-        f"the store's listing {' and '.join(what)} (e.g. {bad[0]}): the object store did not "
-        "keep what it acknowledged; re-run to write them again"
-    )
-    raise ConversionError(msg, path=str(job.root))
+                lowest = int(level) if lowest is None else lowest
+    raise ConversionError(unkept_message(bad, listed), path=str(job.root))
+
+
+def check_level(job: WriteJob, level: int) -> None:
+    """:func:`check_written` for the shards of one level just written, listing only that
+    level: the next level is read from it, and a shard the object store dropped would be
+    read as fill values (one kept short, as a shard that does not decode)."""
+    if isinstance(job.sink, LocalSink):
+        return
+    known: dict[str, tuple[int, str]] = {}
+    for blob in _journal_objects(job, f"done/{level}"):
+        for rel, (size, hexd) in json.loads(blob).get("files", {}).items():
+            known[rel] = (int(size), hexd)
+    path = job.layout.levels[level].path
+    listed = {
+        f"{path}/{rel}": size
+        for rel, size in open_sink(join(job.root, path)).files()
+        if f"{path}/{rel}" in known
+    }
+    if unkept(listed, known):
+        check_written(job, known)
 
 
 def store_digest(root: str | Path, known: dict[str, tuple[int, str]]) -> tuple[str, int, int]:
@@ -1260,6 +1279,7 @@ def run_levels(
                 _run_distributed(client, job, level, todo, inner, done)
             else:
                 _run_local(job, level, todo, inner, threads, done)
+            check_level(job, level)  # before the next level is built from it
     finally:
         if client is not None:
             client.close()

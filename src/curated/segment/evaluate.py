@@ -49,6 +49,7 @@ from curated.document.survey import evaluation_picture
 from curated.errors import InputError, SegmentationError
 from curated.images.labels import UNANNOTATED_VALUE
 from curated.images.ngff import read_ngff
+from curated.objstore import refuse_url_out
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment.geometry import Box, Vec3, vec3
@@ -1856,6 +1857,7 @@ def _output_json(ws: Workspace | None, out: str | Path | None, name: str) -> Pat
     if ws is not None:
         return ws.evaluations_dir / f"{name}.json"
     if out is not None:
+        refuse_url_out(out)
         p = Path(out)
         if p.suffix.lower() != ".json":
             p = p / f"{name}.json" if p.is_dir() or not p.suffix else p.with_suffix(".json")

@@ -49,8 +49,9 @@ import torch
 from curated._crash import crash_point
 from curated._io import write_json
 from curated.errors import InputError, SegmentationError
+from curated.images.kept import open_recording, unkept, unkept_message
 from curated.images.store import drop_journal
-from curated.objstore import StorePath, as_path, names_in, remove_tree
+from curated.objstore import StorePath, as_path, names_in, open_sink, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -456,7 +457,6 @@ def _predict_units(
     each unit once and leave its marker; returns the number of units written.
 
     ``precision`` is what :func:`predict` resolved (``fp32``, ``bf16`` or ``fp16``)."""
-    import zarr
 
     with prediction_heap():  # the tiles' buffers stay mapped until the task ends
         model = _cached_model(model_path, sha256)
@@ -489,16 +489,75 @@ def _predict_units(
                 if prob8 is not None:
                     prob8[dst] = np.rint(p[src] * 255.0).astype(np.uint8)
             del source  # one group's input at a time
-        out_labels = zarr.open_array(label_array, mode="r+")
-        out_prob = zarr.open_array(prob_array, mode="r+") if prob_array is not None else None
+        outputs = [(label_array, labels)] + ([(prob_array, prob8)] if prob8 is not None else [])
+        labels_root = str(as_path(markers).parent.parent)
+        opened = [
+            (open_recording(path), path[len(labels_root) + 1 :], buf) for path, buf in outputs
+        ]
         for idx, (ulo, uhi) in zip(units, regions, strict=True):
             region = tuple(slice(a, b) for a, b in zip(ulo, uhi, strict=True))
             local = tuple(slice(a - o, b - o) for a, b, o in zip(ulo, uhi, lo, strict=True))
-            out_labels[region] = labels[local]
-            if out_prob is not None and prob8 is not None:
-                out_prob[region] = prob8[local]
-            (as_path(markers) / marker_name(idx)).touch()
+            files: dict[str, tuple[int, str]] = {}
+            for (array, recorder), rel, buf in opened:
+                array[region] = buf[local]
+                files.update(recorder.take(rel))  # nothing when the unit is all background
+            _mark_done(as_path(markers) / marker_name(idx), files)
         return len(units)
+
+
+def _mark_done(marker: Path | StorePath, files: dict[str, tuple[int, str]]) -> None:
+    """Leave a write unit's marker: what it wrote (key under ``labels/`` → size, sha256), for
+    the listing check of :func:`_check_kept`. One PUT in an object store."""
+    import json
+
+    marker.write_text(json.dumps({"files": files}))
+
+
+def _check_kept(run: _Prediction) -> dict[str, tuple[int, str]]:
+    """What the write units wrote (key under ``labels/`` → size, sha256, from their markers).
+
+    Before the label images are finished: refuse them unless the object store's listing
+    shows every level-0 object the write units (of this run and the runs it resumes) wrote,
+    at the size written.
+
+    zarr writes no shard that is all background, so a store that answered a shard's PUT
+    ``200 OK`` and kept nothing would finish the prediction with a hole of zeros (and one
+    that kept fewer bytes, with a shard that does not decode). The objects not there as
+    written and the markers of their units are removed, so that a re-run computes them again;
+    nothing is read back but the markers. A folder is not checked: zarr renames its files
+    into place, whole or not at all.
+    """
+    import json
+
+    sink = open_sink(run.markers)
+    names = sorted(n for n in sink.listdir("") if n.startswith("done-"))
+    known: dict[str, tuple[int, str]] = {}
+    owner: dict[str, str] = {}
+    for name, body in zip(names, sink.get_many(names), strict=True):
+        try:
+            files = json.loads(body)["files"]
+        except (ValueError, KeyError, TypeError):
+            continue  # an empty marker of an earlier version: it says nothing to check
+        for rel, (size, hexd) in files.items():
+            known[rel], owner[rel] = (int(size), str(hexd)), name
+    if not isinstance(run.markers, StorePath):
+        return known
+    level0 = run.img.level_paths[0]
+    listed = {
+        f"{n}/{level0}/{rel}": size
+        for n in run.names
+        for rel, size in open_sink(run.dest.parent / n / level0).files()
+        if f"{n}/{level0}/{rel}" in known
+    }
+    bad = unkept(listed, known)
+    if bad:
+        labels = open_sink(run.dest.parent)
+        for rel in bad:  # zarr reads a shard before writing it again: one kept short is gone
+            labels.delete(rel)
+        for name in sorted({owner[rel] for rel in bad}):
+            sink.delete(name)
+        raise SegmentationError(unkept_message(bad, listed), path=run.dest)
+    return known
 
 
 class _DaskProgress:
@@ -646,7 +705,7 @@ def _predict_and_record(
     """Compute the units not done, finalize the label image(s) and add them to ``step``."""
     image = run.image
     plan, todo, seconds = _compute_units(run, block, overwrite, workers, scheduler, progress)
-    finished = _finalize(run, plan)
+    finished = _finalize(run, plan, _check_kept(run))
     crash_point("predict-finalized")
     details = _details(run, plan, len(todo), seconds)
     for n in run.names:
@@ -902,8 +961,12 @@ def _open_finished(run: _Prediction, name: str) -> Any:
     )
 
 
-def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
-    """Write the label images' final metadata (class name, threshold, tile)."""
+def _finalize(
+    run: _Prediction, plan: BlockPlan, written: dict[str, tuple[int, str]]
+) -> dict[str, Result]:
+    """Write the label images' final metadata (class name, threshold, tile); ``written``:
+    what the write units wrote (key under ``labels/`` → size, sha256), which the store
+    digests take instead of reading level 0 again."""
     from curated.images import finalize_label_image
 
     finished: dict[str, Result] = {}
@@ -915,6 +978,7 @@ def _finalize(run: _Prediction, plan: BlockPlan) -> dict[str, Result]:
         finished[n] = finalize_label_image(
             run.image,
             n,
+            written={k[len(n) + 1 :]: v for k, v in written.items() if k.startswith(f"{n}/")},
             properties=props,
             curated_extra={
                 "prediction": {

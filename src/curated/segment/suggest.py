@@ -79,6 +79,7 @@ from scipy.stats import rankdata
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated.errors import InputError, SegmentationError
 from curated.images.store import JOURNAL
+from curated.objstore import refuse_url_out
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -916,6 +917,7 @@ def suggest_crops(
         ws, "A", "annotate-suggest", inputs=[image], params=params, libraries=SOFTWARE
     ) as step:
         _check_n(n)
+        refuse_url_out(out)
         m = model if isinstance(model, SegmentationModel) else load_model(model)
         step.add_input(m.path / "weights.pt")
         replace = _check_name(image, name, {pred, labels, probability or f"{pred}-probability"})
