@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from curated._crash import crash_point
-from curated._io import write_json
+from curated._io import atomic_write_text, write_json
 from curated.errors import InputError, SegmentationError
 from curated.images.kept import open_recording, unkept, unkept_message
 from curated.images.store import drop_journal
@@ -507,10 +507,15 @@ def _predict_units(
 
 def _mark_done(marker: Path | StorePath, files: dict[str, tuple[int, str]]) -> None:
     """Leave a write unit's marker: what it wrote (key under ``labels/`` → size, sha256), for
-    the listing check of :func:`_check_kept`. One PUT in an object store."""
+    the listing check of :func:`_check_kept`. One PUT in an object store; in a folder written
+    beside and renamed into place, so a kill never leaves a torn marker."""
     import json
 
-    marker.write_text(json.dumps({"files": files}))
+    text = json.dumps({"files": files})
+    if isinstance(marker, StorePath):
+        marker.write_text(text)
+    else:
+        atomic_write_text(marker, text)
 
 
 def _check_kept(run: _Prediction) -> dict[str, tuple[int, str]]:
