@@ -60,3 +60,22 @@ def sample_with_tiny_model(
     pre = {"denoise_sigma": 0.5, "shading_sigma": 1.0, "local_contrast_sigma": local_contrast_sigma}
     train_tiny(image, root / "model", iterations=iterations, preprocessing=pre)
     return image, root / "model"
+
+
+def annotated_workspace(ws: Path, title: str) -> Path:
+    """A workspace at ``ws`` whose 16 × 24 × 24 sample image (``derived/cell.ome.zarr``, 8³
+    chunks in 16³ shards) has a sparse annotation ``ann`` of three 8³ crops, both logged."""
+    from curated.metadata import init_workspace
+
+    init_workspace(ws, title)
+    image = ws / "derived" / "cell.ome.zarr"
+    make_fibsem_sample(image, shape=(16, 24, 24), chunks=8, shard=16, workspace=ws)
+    annotate_from_truth(image, crops=3, size=8, seed=0, name="ann", workspace=ws)
+    return ws
+
+
+def logged_statuses(ws: Path, action: str) -> list[str]:
+    """The statuses of ``action``'s entries in the curator log of workspace ``ws``, in order."""
+    from curated.workspace import Workspace
+
+    return [e["status"] for e in Workspace(ws).log.entries() if e["action"] == action]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from crash_helpers import run_killable
+from segment_helpers import annotated_workspace, logged_statuses
 
 from curated._crash import EXIT_CODE
 from curated.errors import InputError
@@ -25,12 +26,7 @@ _run = run_killable
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace whose sample image has a sparse annotation ``ann`` of three crops."""
-    ws = tmp_path_factory.mktemp("killed-more") / "ws"
-    init_workspace(ws, "Killed again")
-    image = ws / "derived" / "cell.ome.zarr"
-    make_fibsem_sample(image, shape=(16, 24, 24), chunks=8, shard=16, workspace=ws)
-    annotate_from_truth(image, crops=3, size=8, seed=0, name="ann", workspace=ws)
-    return ws
+    return annotated_workspace(tmp_path_factory.mktemp("killed-more") / "ws", "Killed again")
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +43,7 @@ def _copy(template: Path, dest: Path) -> Path:
     return dest
 
 
-def _statuses(ws: Path, action: str) -> list[str]:
-    return [e["status"] for e in Workspace(ws).log.entries() if e["action"] == action]
+_statuses = logged_statuses
 
 
 def _verifies(ws: Path) -> None:
@@ -154,7 +149,7 @@ FROM_TRUTH = (
 
 def test_annotate_from_truth_killed_after_its_entry_is_not_done_twice(annotated, tmp_path):
     name = "ann"  # added to an annotation (a new one is the same case, with no crops before)
-    from curated.segment import annotate_from_truth, read_annotation_rois
+    from curated.segment import read_annotation_rois
 
     ws = _copy(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
@@ -276,7 +271,6 @@ SAMPLE = (
 @pytest.mark.parametrize("point", ["shard-written", "after"])
 def test_a_killed_sample_is_made_and_recorded_once(tmp_path, point):
     from curated.images.store import JOURNAL
-    from curated.segment import make_fibsem_sample
 
     ws = tmp_path / "ws"
     init_workspace(ws, "Killed sample")

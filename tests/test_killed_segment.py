@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 import zarr
 from crash_helpers import run_killable
+from segment_helpers import annotated_workspace, logged_statuses
 
 from curated._crash import EXIT_CODE
-from curated.metadata import init_workspace
-from curated.segment import annotate_from_truth, make_fibsem_sample
 from curated.workspace import Workspace
 
 _run = run_killable
@@ -27,12 +26,9 @@ _run = run_killable
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace whose sample image has a sparse annotation ``ann`` of three crops."""
-    ws = tmp_path_factory.mktemp("killed-segment") / "ws"
-    init_workspace(ws, "Killed segmentation")
-    image = ws / "derived" / "cell.ome.zarr"
-    make_fibsem_sample(image, shape=(16, 24, 24), chunks=8, shard=16, workspace=ws)
-    annotate_from_truth(image, crops=3, size=8, seed=0, name="ann", workspace=ws)
-    return ws
+    return annotated_workspace(
+        tmp_path_factory.mktemp("killed-segment") / "ws", "Killed segmentation"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +46,7 @@ def _copy(template: Path, dest: Path) -> Path:
     return dest
 
 
-def _statuses(ws: Path, action: str) -> list[str]:
-    return [e["status"] for e in Workspace(ws).log.entries() if e["action"] == action]
+_statuses = logged_statuses
 
 
 TRAIN = (
