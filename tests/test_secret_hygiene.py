@@ -53,9 +53,7 @@ def _clean_secrets():
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     # one file spans several upload parts of every fake (64 KiB parts)
-    ws = bags.make_workspace(tmp_path_factory.mktemp("tpl") / "ws", big=150_000)
-    bags.bag_workspace(ws)
-    return ws
+    return bags.bagged_template(tmp_path_factory, big=150_000)
 
 
 # ----------------------------------------------------------------- the hostile fakes

@@ -39,3 +39,11 @@ def bag_workspace(ws: Path, name: str = "bag", **kwargs: Any) -> Path:
 def copy_workspace(template: Path, dest: Path) -> Path:
     shutil.copytree(template, dest)
     return dest
+
+
+def bagged_template(tmp_path_factory: Any, *, big: int) -> Path:
+    """A workspace with one file of ``big`` bytes, bagged (``package/bag``), for a module's
+    deposit tests to copy (:func:`copy_workspace`) instead of bagging again per test."""
+    ws = make_workspace(tmp_path_factory.mktemp("tpl") / "ws", big=big)
+    bag_workspace(ws)
+    return ws
