@@ -196,21 +196,21 @@ def test_a_block_interrupted_between_its_units_resumes_identical(trained, monkey
     m = load_model(model)
     plan = predict_module.plan_blocks(m, SHAPE, (16, 16, 16), BLOCK)
     assert len(predict_module.unit_tasks(m, plan, plan.units())) == 1  # all nine in one block
-    real = predict_module.as_path
+    real = predict_module._mark_done
     calls = {"n": 0}
 
-    def flaky(path):
+    def flaky(marker, files):
         calls["n"] += 1
-        if calls["n"] == 3:  # predict() itself, the first unit's marker, then the second's
+        if calls["n"] == 2:  # stopped after the first unit's marker, before the second's
             raise KeyboardInterrupt
-        return real(path)
+        return real(marker, files)
 
-    monkeypatch.setattr(predict_module, "as_path", flaky)
+    monkeypatch.setattr(predict_module, "_mark_done", flaky)
     with pytest.raises(KeyboardInterrupt), one_torch_thread():
         predict(
             model, image, name="block", block=BLOCK, probabilities=True, device="cpu", workers=1
         )
-    monkeypatch.setattr(predict_module, "as_path", real)
+    monkeypatch.setattr(predict_module, "_mark_done", real)
     with one_torch_thread():
         r = predict(
             model, image, name="block", block=BLOCK, probabilities=True, device="cpu", workers=1
