@@ -465,3 +465,18 @@ def test_a_jwt_kept_secret_is_still_usable_when_handed_out_again(tmp_path, templ
             assert r.status == "draft"
             assert "jwt-value-1234" not in _workspace_text(ws)
     assert fake.logins == 2
+
+
+def test_the_printed_receipt_is_the_written_one_without_credentials():
+    """`deposit --json` and its results table printed the receipt unredacted while the written
+    receipt.json was redacted: a share link's ``?token=`` in a landing URL (not a registered
+    secret) or a ``user:password@`` reached the terminal and the CI log."""
+    from curated.cli.deposit import _shown
+    from curated.results import Result
+
+    url = "https://depositor:hunter22-pass@repo.example/records/7?token=share-link-token-91"
+    r = Result("deposit", "ok", url, f"published in invenio: {url}", {"record_url": url})
+    shown = _shown(r)
+    text = json.dumps(shown.to_dict())
+    assert "share-link-token-91" not in text and "hunter22-pass" not in text
+    assert shown.status == "ok" and "repo.example/records/7" in shown.details["record_url"]

@@ -19,6 +19,17 @@ from curated.cli._common import (
     print_json,
     print_results,
 )
+from curated.results import Result
+
+
+def _shown(result: Result) -> Result:
+    """``result`` as the written receipt has it: no credential, no ``user:password@``, no
+    ``?token=`` (a share link's token in a landing URL is not a registered secret)."""
+    from curated._secrets import without_userinfo
+    from curated.provenance import redact
+
+    d = redact(without_userinfo(result.to_dict()))
+    return Result(d["action"], d["status"], d["path"], d["message"], d["details"])
 
 
 def _ensure_credentials(to: str, token_env: str | None) -> None:
@@ -154,9 +165,10 @@ def register(app: typer.Typer) -> None:
             exit_for([receipt.to_result()])
             return
         _show_problems(receipt)
+        shown = _shown(receipt.to_result())
         if as_json:
-            print_json(receipt.to_dict())
+            print_json(shown.details)
         else:
-            print_results([receipt.to_result()], title="deposit")
+            print_results([shown], title="deposit")
             if receipt.receipt_path:
                 console.print(f"receipt: {receipt.receipt_path}", highlight=False)
