@@ -261,3 +261,28 @@ def test_the_recorded_digest_is_the_finished_label_store(image, tmp_path) -> Non
     assert out["digest"] == digest_tree(_store.label_path(image, "ann")).digest
     assert read_annotation_rois(image, "ann")  # the crops are in the finished store
     assert ws.log.verify(files=True).ok
+
+
+def test_the_log_records_the_class_names_an_import_gave(image, tmp_path) -> None:
+    """`annotate import --class-name 1=mitochondrion` named the class in the label image but
+    not in the curator log, so the log could not say where a class name came from, and a
+    re-run naming other classes looked like the same step."""
+    from curated.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws", record={"study": {"title": "t"}})
+    crop = np.zeros((4, 4, 4), np.uint8)
+    crop[1:3, 1:3, 1:3] = 1
+    np.save(tmp_path / "c.npy", crop)
+    import_annotation(
+        image,
+        source_file=tmp_path / "c.npy",
+        offset=(0, 0, 0),
+        name="named",
+        class_names={1: "mitochondrion"},
+        workspace=ws,
+    )
+    assert ws.log.last()["params"]["class_names"] == {"1": "mitochondrion"}
+    import_annotation(
+        image, source_file=tmp_path / "c.npy", offset=(4, 4, 4), name="named", workspace=ws
+    )
+    assert "class_names" not in ws.log.last()["params"]  # none given: the params as before

@@ -752,6 +752,8 @@ def import_annotation(
         "origin": origin,
         "value_map": value_map_record(value_map) if value_map else None,
     }
+    if class_names:  # recorded where given (a re-run naming other classes is another step)
+        params["class_names"] = {str(int(k)): str(v) for k, v in sorted(class_names.items())}
     with recorder(
         workspace,
         "A",
