@@ -548,8 +548,7 @@ def _logged_unsettled(
     digest = _store.plan_digest(conversion_plan(src, layout, _image_name(src)))
     if _store.INCOMPLETE_KEY in attrs or attrs.get(_store.PLAN_KEY) != digest:
         return False
-    recorded = ws.log.recorded_output(dest)
-    return recorded is not None and recorded.digest == store_digest(dest, {})[0]
+    return ws.log.records_as_is(dest)
 
 
 def _convert_details(

@@ -739,10 +739,7 @@ def _logged_unsettled(
         return False
     if digest != _store.plan_digest(_added_plan(img, src, dt, block)[1]):
         return False
-    from curated.provenance.digest import digest_tree
-
-    recorded = step.log.recorded_output(dest)
-    return recorded is not None and recorded.digest == digest_tree(dest).digest
+    return bool(step.log.records_as_is(dest))
 
 
 def _added_before(

@@ -577,6 +577,18 @@ class CuratorLog:
                     )
         return found
 
+    def records_as_is(self, path: str | Path) -> bool:
+        """Whether the latest output recorded for ``path`` has the digest ``path`` has now
+        (a folder, file or ``s3://`` store; a store's journal is never digested).
+
+        A step killed after its log entry, before it tidied up, left what the log records:
+        its re-run has nothing to do, and recording it again would record it twice.
+        """
+        if not self.exists():
+            return False
+        recorded = self.recorded_output(path)
+        return recorded is not None and recorded.digest == self.artifact(path).digest
+
     def input_artifact(self, path: str | Path, *, compute: bool = True) -> Artifact:
         """Describe an input: a folder an earlier step recorded reuses that digest; else as :meth:`artifact`."""
         from curated.objstore import is_url

@@ -317,12 +317,7 @@ def _discard(path: Path, beside: Path) -> None:
 
 def _logged(store: Path, ws: Workspace | None) -> bool:
     """Whether ``ws``'s curator log records ``store`` as it is now (journals are never digested)."""
-    from curated.provenance.digest import digest_tree
-
-    if ws is None or not ws.log.exists():
-        return False
-    recorded = ws.log.recorded_output(store)
-    return recorded is not None and recorded.digest == digest_tree(store).digest
+    return ws is not None and ws.log.records_as_is(store)
 
 
 def _recorded_unsettled(

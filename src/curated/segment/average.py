@@ -29,7 +29,6 @@ import torch
 
 from curated._io import canonical_json
 from curated.errors import InputError, SegmentationError
-from curated.provenance.digest import digest_path
 from curated.results import Result
 from curated.segment.modelio import (
     MODEL_JSON,
@@ -123,10 +122,7 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
 def unlogged(ws: Any, out: Path) -> bool:
     """Whether ``ws``'s log lacks the model in ``out`` as it is now (a run killed after
     writing it, before its log entry)."""
-    if ws is None:
-        return False
-    recorded = ws.log.recorded_output(out / MODEL_JSON) if ws.log.exists() else None
-    return recorded is None or recorded.digest != digest_path(out / MODEL_JSON)[0]
+    return ws is not None and not ws.log.records_as_is(out / MODEL_JSON)
 
 
 def finetune_average(

@@ -843,12 +843,7 @@ def _not_on_record(run: _Prediction, log: Any) -> bool:
         return True
     if not run.markers.exists():
         return False
-    for n in run.names:
-        path = _store.label_path(run.image, n)
-        on_record = log.recorded_output(path)
-        if on_record is None or on_record.digest != log.artifact(path).digest:
-            return True
-    return False
+    return not all(log.records_as_is(_store.label_path(run.image, n)) for n in run.names)
 
 
 def _compute_units(
