@@ -9,6 +9,7 @@ One runner for the kill tests (``test_crash_points``, ``test_crash_sweep``,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,9 @@ def run_killable(
     return subprocess.run(
         [sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120
     )
+
+
+def copy_tree(template: Path, dest: Path) -> Path:
+    """A copy of a module's template workspace for one test (links kept as links)."""
+    shutil.copytree(template, dest, symlinks=True)
+    return dest

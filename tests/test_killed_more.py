@@ -7,11 +7,10 @@ not on disk, and no step is recorded twice.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from crash_helpers import run_killable
+from crash_helpers import copy_tree, run_killable
 from segment_helpers import annotated_workspace, logged_statuses
 
 from curated._crash import EXIT_CODE
@@ -36,14 +35,6 @@ def tiny_model(annotated: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     model = tmp_path_factory.mktemp("tiny-model") / "model"
     train_tiny(annotated / "derived" / "cell.ome.zarr", model, depth=1)
     return model
-
-
-def _copy(template: Path, dest: Path) -> Path:
-    shutil.copytree(template, dest, symlinks=True)
-    return dest
-
-
-_statuses = logged_statuses
 
 
 def _verifies(ws: Path) -> None:
@@ -74,7 +65,7 @@ def test_a_killed_predict_overwrite_is_finished_not_notneeded(
     from curated.provenance.digest import digest_tree
     from curated.segment import predict
 
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     args = {"name": "pred", "workers": 1, "device": "cpu", "workspace": ws}
     with one_torch_thread():
@@ -93,7 +84,7 @@ def test_a_killed_predict_overwrite_is_finished_not_notneeded(
         assert predict(tiny_model, image, block=(8, 8, 8), **args).status == "notneeded"
     # one entry per run that finished: the killed one has its own only when killed after it
     extra = ["notneeded"] if rerun == "notneeded" else []
-    assert _statuses(ws, "predict") == ["ok", "ok", "notneeded", *extra]
+    assert logged_statuses(ws, "predict") == ["ok", "ok", "notneeded", *extra]
 
 
 # ------------------------------------------------------------------ train --overwrite
@@ -113,7 +104,7 @@ def _train(ws: Path, out: str, **settings: object):
 
 
 def test_a_killed_train_overwrite_resumes_from_its_checkpoint(annotated, tmp_path):
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     old = {**RESUMABLE, "iterations": 1, "seed": 1}
     assert _train(ws, "model", **old).status == "ok"  # the model it replaces
     settings = {**RESUMABLE, "seed": 0, "overwrite": True}
@@ -133,7 +124,7 @@ def test_a_killed_train_overwrite_resumes_from_its_checkpoint(annotated, tmp_pat
     assert got["training"]["history"] == want["training"]["history"]
     assert got["lineage_rois"] == want["lineage_rois"]
     _verifies(ws)
-    assert _statuses(ws, "train") == ["ok", "ok", "ok"]
+    assert logged_statuses(ws, "train") == ["ok", "ok", "ok"]
     # once finished, a deliberate --overwrite trains again from the start
     assert _train(ws, "model", **settings).details["resumed_from"] == 0
     assert _train(ws, "model", **{**RESUMABLE, "seed": 0}).status == "notneeded"
@@ -151,7 +142,7 @@ def test_annotate_from_truth_killed_after_its_entry_is_not_done_twice(annotated,
     name = "ann"  # added to an annotation (a new one is the same case, with no crops before)
     from curated.segment import read_annotation_rois
 
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     before = len(read_annotation_rois(image, name))
     r = _run(FROM_TRUTH.format(image=str(image), name=name, ws=str(ws)), "annotate-logged")
@@ -168,7 +159,7 @@ def test_annotate_from_truth_killed_after_its_entry_is_not_done_twice(annotated,
     assert annotate_from_truth(image, **args).status == "ok"
     assert len(read_annotation_rois(image, name)) == before + 4
     _verifies(ws)
-    assert _statuses(ws, "annotate-from-truth")[-3:] == ["ok", "notneeded", "ok"]
+    assert logged_statuses(ws, "annotate-from-truth")[-3:] == ["ok", "notneeded", "ok"]
 
 
 IMPORT = (
@@ -183,7 +174,7 @@ def test_annotate_import_killed_after_its_entry_is_not_done_twice(annotated, tmp
 
     from curated.segment import import_annotation, read_annotation_rois
 
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     crop = np.zeros((3, 4, 4), dtype=np.uint8)
     crop[1, 1:3, 1:3] = 1
@@ -242,7 +233,7 @@ def test_labels_add_killed_then_the_same_command_finishes_once(annotated, tmp_pa
     np.save(tmp_path / "hand.npy", hand)
     digests = []
     for i, killed in enumerate((True, False)):
-        ws = _copy(annotated, tmp_path / f"ws{i}")
+        ws = copy_tree(annotated, tmp_path / f"ws{i}")
         image = ws / "derived" / "cell.ome.zarr"
         if killed:
             code = LABELS_ADD.format(image=str(image), src=str(tmp_path / "hand.npy"), ws=str(ws))
@@ -253,7 +244,7 @@ def test_labels_add_killed_then_the_same_command_finishes_once(annotated, tmp_pa
         store = image / "labels" / "hand"
         want = "notneeded" if killed and point == "after-its-entry" else "ok"
         assert again.status == want, again.message
-        assert _statuses(ws, "labels-add") == ["ok"] + (["notneeded"] if want != "ok" else [])
+        assert logged_statuses(ws, "labels-add") == ["ok"] + (["notneeded"] if want != "ok" else [])
         assert "hand" in open_image(image).label_names()
         assert not (store / JOURNAL).exists()
         _verifies(ws)
@@ -281,7 +272,9 @@ def test_a_killed_sample_is_made_and_recorded_once(tmp_path, point):
     args = {"shape": (8, 16, 16), "chunks": 8, "shard": 8, "workspace": ws}
     again = make_fibsem_sample(dest, **args)
     assert again.status == ("notneeded" if point == "after" else "ok"), again.message
-    assert _statuses(ws, "sample-fibsem") == ["ok"] + (["notneeded"] if point == "after" else [])
+    assert logged_statuses(ws, "sample-fibsem") == ["ok"] + (
+        ["notneeded"] if point == "after" else []
+    )
     assert not (dest / "labels" / "truth" / JOURNAL).exists()
     _verifies(ws)
     with pytest.raises(InputError, match="exists already"):  # as after an uninterrupted run
@@ -315,7 +308,7 @@ def test_a_killed_conversion_is_recorded_once(tmp_path, point):
     again = convert_to_ome_zarr(stack, dest, **args)
     logged = point == "convert-logged"  # killed after its entry: nothing left to do
     assert again.status == ("notneeded" if logged else "ok"), again.message
-    assert _statuses(ws, "convert") == ["ok"] + (["notneeded"] if logged else [])
+    assert logged_statuses(ws, "convert") == ["ok"] + (["notneeded"] if logged else [])
     assert not (dest / JOURNAL).exists()
     _verifies(ws)
     assert convert_to_ome_zarr(stack, dest, **args).status == "notneeded"

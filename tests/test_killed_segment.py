@@ -9,12 +9,11 @@ into the child, in a subprocess (:func:`crash_helpers.run_killable`).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import zarr
-from crash_helpers import run_killable
+from crash_helpers import copy_tree, run_killable
 from segment_helpers import annotated_workspace, logged_statuses
 
 from curated._crash import EXIT_CODE
@@ -41,14 +40,6 @@ def tiny_model(annotated: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return model
 
 
-def _copy(template: Path, dest: Path) -> Path:
-    shutil.copytree(template, dest, symlinks=True)
-    return dest
-
-
-_statuses = logged_statuses
-
-
 TRAIN = (
     "from tests.segment_helpers import train_tiny\n"
     "r = train_tiny({image!r}, {out!r}, workspace={ws!r}, **{settings!r})\n"
@@ -73,7 +64,7 @@ def _train(ws: Path, out: str, crash: str | None = None, **settings: object) -> 
 def test_a_training_killed_before_its_log_entry_is_recorded_by_the_same_command(
     annotated, tmp_path
 ):
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     _train(ws, "model", "log-append")  # the model is written, its entry is not
     assert _train(ws, "model") == "ok"  # recorded now, not "notneeded" with nothing on record
     log = Workspace(ws).log
@@ -81,13 +72,13 @@ def test_a_training_killed_before_its_log_entry_is_recorded_by_the_same_command(
     assert log.recorded_output(ws / "derived" / "model" / "weights.pt") is not None
     assert log.verify(files=True).ok
     assert _train(ws, "model") == "notneeded"  # and once on record, it is done
-    assert _statuses(ws, "train") == ["ok", "notneeded"]
+    assert logged_statuses(ws, "train") == ["ok", "notneeded"]
 
 
 def test_a_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_model(
     annotated, tmp_path
 ):
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     _train(ws, "model", "train-checkpointed", **RESUMABLE)  # killed at iteration 2 of 4
     assert (ws / "derived" / "model" / "checkpoint.pt").is_file()
     assert _train(ws, "model", **RESUMABLE) == "ok"
@@ -131,7 +122,7 @@ def test_a_prediction_killed_between_its_two_label_images_finishes_both(
     model = tiny_model
     digests = []
     for i, killed in enumerate((True, False)):
-        ws = _copy(annotated, tmp_path / f"ws{i}")
+        ws = copy_tree(annotated, tmp_path / f"ws{i}")
         image = ws / "derived" / "cell.ome.zarr"
         code = PREDICT.format(model=str(model), image=str(image), ws=str(ws))
         if killed:
@@ -170,7 +161,7 @@ def test_an_annotation_killed_after_its_log_entry_is_kept_by_the_next_one(
 
     from curated.segment import import_annotation, read_annotation_rois
 
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     name = "ann" if replace else "mine"  # added to an annotation, or the first of its name
     crop = np.zeros((3, 4, 4), dtype=np.uint8)
@@ -180,7 +171,9 @@ def test_an_annotation_killed_after_its_log_entry_is_kept_by_the_next_one(
     code = IMPORT.format(image=str(image), src=str(tmp_path / "a.npy"), ws=str(ws))
     r = _run(code.replace("'ann'", repr(name)), "annotate-logged")
     assert r.returncode == EXIT_CODE, r.stderr
-    assert _statuses(ws, "annotate-import") == ["ok"]  # on record: crop a is in the annotation
+    assert logged_statuses(ws, "annotate-import") == [
+        "ok"
+    ]  # on record: crop a is in the annotation
     before = read_annotation_rois(image, name)
     import_annotation(
         image, source_file=tmp_path / "b.npy", offset=(10, 16, 16), name=name, workspace=ws
@@ -226,7 +219,7 @@ def test_labels_replaced_by_a_run_killed_while_removing_the_old_ones_are_replace
     np.save(tmp_path / "new.npy", labels)
     digests = []
     for i in range(2):
-        ws = _copy(annotated, tmp_path / f"ws{i}")
+        ws = copy_tree(annotated, tmp_path / f"ws{i}")
         image = ws / "derived" / "cell.ome.zarr"
         add_labels(image, "hand", labels // 3, workspace=ws)
         if i == 0:
@@ -265,7 +258,7 @@ def test_a_killed_prediction_is_not_resumed_with_another_threshold(annotated, ti
     from curated.segment import predict
 
     model = tiny_model
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     code = KILLED_AFTER_ONE_UNIT.format(model=str(model), image=str(image), ws=str(ws))
     r = _run(code)
@@ -276,7 +269,7 @@ def test_a_killed_prediction_is_not_resumed_with_another_threshold(annotated, ti
             predict(model, image, threshold=0.7, **args)
         done = predict(model, image, **args)  # the same settings finish it
         assert done.status == "ok" and done.details["units_skipped"] >= 1
-        clean = _copy(annotated, tmp_path / "clean") / "derived" / "cell.ome.zarr"
+        clean = copy_tree(annotated, tmp_path / "clean") / "derived" / "cell.ome.zarr"
         predict(model, clean, **{**args, "workspace": clean.parents[1]})
     got, want = (zarr.open_array(i / "labels" / "pred" / "0")[...] for i in (image, clean))
     assert np.array_equal(got, want)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from crash_helpers import run_killable
+from crash_helpers import copy_tree, run_killable
 
 from curated._crash import EXIT_CODE
 from curated.metadata import init_workspace
@@ -40,11 +40,6 @@ def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
-def _copy(template: Path, dest: Path) -> Path:
-    shutil.copytree(template, dest, symlinks=True)
-    return dest
-
-
 def _level0(ws: Path, name: str) -> np.ndarray:
     return np.asarray(zarr.open_array(ws / "derived" / "cell.ome.zarr" / "labels" / name / "0"))
 
@@ -60,7 +55,7 @@ FROM_TRUTH = (
 
 
 def test_adding_crops_killed_mid_write_keeps_the_earlier_annotation(annotated, tmp_path):
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     before = _level0(ws, "ann")
     rois_before = read_annotation_rois(image, "ann")
@@ -68,7 +63,7 @@ def test_adding_crops_killed_mid_write_keeps_the_earlier_annotation(annotated, t
     assert r.returncode == EXIT_CODE, r.stderr
     # the same command again: the earlier crop is still there, the new one added once
     annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
-    clean = _copy(annotated, tmp_path / "clean")
+    clean = copy_tree(annotated, tmp_path / "clean")
     annotate_from_truth(
         clean / "derived" / "cell.ome.zarr", crops=1, size=6, seed=1, name="ann", workspace=clean
     )
@@ -84,7 +79,7 @@ def test_adding_crops_killed_mid_write_keeps_the_earlier_annotation(annotated, t
 
 
 def test_an_import_killed_before_its_log_entry_is_not_added_twice(annotated, tmp_path):
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     crop = np.zeros((4, 5, 5), dtype=np.uint8)
     crop[1:3, 1:4, 1:4] = 1
@@ -197,7 +192,7 @@ def test_suggestions_killed_mid_write_are_replaced_by_the_same_command(annotated
     from curated.images import add_labels
     from curated.segment import suggest_crops
 
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     train_tiny(image, tmp_path / "model", labels="ann", label_value=2, depth=1)
     add_labels(
@@ -238,7 +233,7 @@ def test_a_measurement_killed_before_its_rename_leaves_only_a_temporary_name(ann
     from curated._io import is_temp_name
     from curated.images import measure_labels
 
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     r = _run(MEASURE_KILLED_AT_RENAME.format(image=str(image), ws=str(ws)))
     assert r.returncode == EXIT_CODE, r.stderr
@@ -273,7 +268,7 @@ def to_tune(annotated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``annotated`` with a tiny parent model (``derived/parent``) and one crop it never saw."""
     from segment_helpers import train_tiny
 
-    ws = _copy(annotated, tmp_path_factory.mktemp("tune") / "ws")
+    ws = copy_tree(annotated, tmp_path_factory.mktemp("tune") / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     train_tiny(image, ws / "derived" / "parent", labels="ann", label_value=2, depth=1)
     annotate_from_truth(image, crops=1, size=6, seed=1, name="ann", workspace=ws)
@@ -303,7 +298,7 @@ def _finetune(ws: Path, crash: str, patch: str = "") -> tuple[Path, Result]:
 def test_an_average_killed_before_its_log_entry_is_recorded_by_the_same_command(to_tune, tmp_path):
     from curated.segment.average import draws_folder
 
-    ws = _copy(to_tune, tmp_path / "ws")
+    ws = copy_tree(to_tune, tmp_path / "ws")
     out, again = _finetune(ws, "log-append")
     assert again.status == "ok"  # it was finished, but not logged
     assert _actions(ws, "finetune") == ["ok"]
@@ -315,7 +310,7 @@ def test_draws_left_by_a_killed_finetune_stay_out_of_a_bag(to_tune, tmp_path):
     from curated.package import make_bag
     from curated.segment.average import draws_folder
 
-    ws = _copy(to_tune, tmp_path / "ws")
+    ws = copy_tree(to_tune, tmp_path / "ws")
     image, parent, out = (ws / "derived" / n for n in ("cell.ome.zarr", "parent", "tuned"))
     code = FINETUNE.format(
         patch=KILLED_AT_AVERAGE, parent=str(parent), image=str(image), out=str(out), ws=str(ws)
@@ -330,7 +325,7 @@ def test_draws_left_by_a_killed_finetune_stay_out_of_a_bag(to_tune, tmp_path):
 
 
 def test_what_a_killed_discard_left_goes_and_other_annotations_stay(annotated, tmp_path):
-    ws = _copy(annotated, tmp_path / "ws")
+    ws = copy_tree(annotated, tmp_path / "ws")
     image = ws / "derived" / "cell.ome.zarr"
     trash = image.parent / ".cell.ome.zarr.k9x2ab7q.tmp"  # an old annotation, half removed
     (trash / "0").mkdir(parents=True)
