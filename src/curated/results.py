@@ -54,6 +54,13 @@ class Result:
 D = TypeVar("D")
 
 
+def with_warnings(message: str, details: dict[str, Any], warnings: list[str]) -> str:
+    """``message`` with each warning appended; ``details["warnings"]`` holds them, if any."""
+    if warnings:
+        details["warnings"] = list(warnings)
+    return message + "".join(f". Warning: {w}" for w in warnings)
+
+
 def details_as(result: Result, kind: type[D]) -> D:
     """``result.details`` typed as ``kind`` (one of the ``*Details`` below); no copy, no check."""
     return cast(D, result.details)

@@ -29,7 +29,7 @@ import torch
 
 from curated._io import canonical_json
 from curated.errors import InputError, SegmentationError
-from curated.results import Result
+from curated.results import Result, with_warnings
 from curated.segment.modelio import (
     MODEL_JSON,
     WEIGHTS,
@@ -103,7 +103,7 @@ def _plain(value: Any) -> Any:
 
 def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | None:
     """``notneeded`` when ``out`` holds this very average; refuses another model there."""
-    from curated.segment.train import recorded_warnings, with_warnings  # train imports this
+    from curated.segment.train import recorded_warnings  # train imports this
 
     if overwrite or not (out / MODEL_JSON).is_file():
         return None
@@ -139,7 +139,7 @@ def finetune_average(
     **kwargs: Any,
 ) -> Result:
     """``draws`` fine-tunings of ``parent`` (keyword arguments as :func:`~curated.segment.train.train`), averaged."""
-    from curated.segment.train import SOFTWARE, train, with_warnings
+    from curated.segment.train import SOFTWARE, train
 
     seeds = [int(seed) + DRAW_SEED_STRIDE * d for d in range(draws)]
     settings = {

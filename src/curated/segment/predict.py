@@ -53,7 +53,7 @@ from curated.images.kept import open_recording, unkept, unkept_message
 from curated.images.store import drop_journal
 from curated.objstore import StorePath, as_path, names_in, open_sink, remove_tree
 from curated.progress import ProgressReporter, ensure_progress
-from curated.results import Result
+from curated.results import Result, with_warnings
 from curated.segment import _store
 from curated.segment._heap import prediction_heap
 from curated.segment.device import (
@@ -744,11 +744,9 @@ def _warned(result: Result, step: Any, warnings: list[str]) -> Result:
     if not warnings:
         return result
     details = dict(result.details or {})
-    details["warnings"] = list(details.get("warnings") or []) + warnings
-    message = result.message + "".join(f". Warning: {w}" for w in warnings)
+    step.message = with_warnings(result.message, details, warnings)
     step.details["warnings"] = details["warnings"]
-    step.message = message
-    return Result(result.action, result.status, result.path, message, details)
+    return Result(result.action, result.status, result.path, step.message, details)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from curated.errors import CuratedError, InputError, SegmentationError
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import digest_path
 from curated.provenance.log import library_versions, utc_now
-from curated.results import Result
+from curated.results import Result, with_warnings
 from curated.segment import _store
 from curated.segment._heap import training_heap
 from curated.segment.annotate import UNANNOTATED, read_annotation_rois
@@ -1028,13 +1028,6 @@ def recorded_warnings(meta: dict[str, Any]) -> list[str]:
         "the structure is not can teach the network to drop it where it looks alike; check the "
         "new model's scores where the structure is, and annotate a crop that holds it as well"
     ]
-
-
-def with_warnings(message: str, details: dict[str, Any], warnings: list[str]) -> str:
-    """``message`` with each warning appended; ``details["warnings"]`` holds them, if any."""
-    if warnings:
-        details["warnings"] = list(warnings)
-    return message + "".join(f". Warning: {w}" for w in warnings)
 
 
 def _open_source(job: _TrainJob) -> _Source:
