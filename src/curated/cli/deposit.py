@@ -23,12 +23,10 @@ from curated.results import Result
 
 
 def _shown(result: Result) -> Result:
-    """``result`` as the written receipt has it: no credential, no ``user:password@``, no
-    ``?token=`` (a share link's token in a landing URL is not a registered secret)."""
-    from curated._secrets import without_userinfo
-    from curated.provenance import redact
+    """``result`` as the written receipt has it (:func:`curated.deposit.core.public_receipt`)."""
+    from curated.deposit.core import public_receipt
 
-    d = redact(without_userinfo(result.to_dict()))
+    d = public_receipt(result.to_dict())
     return Result(d["action"], d["status"], d["path"], d["message"], d["details"])
 
 

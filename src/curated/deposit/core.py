@@ -900,6 +900,11 @@ def _write_receipt(receipt: Receipt, bag: Path, ws: Workspace | None) -> Path:
         except (OSError, ValueError):
             previous = []
     data["previous"] = previous[-50:]
-    # shared with the bag's readers: no credential, no user:password@, no ?token=
-    write_json(path, redact(without_userinfo(data)))
+    write_json(path, public_receipt(data))  # shared with the bag's readers
     return path
+
+
+def public_receipt(data: Any) -> Any:
+    """A receipt (or any of it) as it may be shown, written or printed: no credential, no
+    ``user:password@``, no ``?token=`` (a share link's token is no registered secret)."""
+    return redact(without_userinfo(data))
