@@ -8,14 +8,18 @@ curated, each run in its own subprocess, which reports wall time, peak resident 
 (``ru_maxrss``) and how many strips were decoded:
 
 - ``curated`` as shipped (decoded strips kept in the per-process segment cache);
-- ``curated, no segment cache`` (``CURATED_SEGMENT_CACHE_MB=0``: every shard touching a
-  page decodes its strip again, as before the cache);
+- with ``--cache-mb M`` (``CURATED_SEGMENT_CACHE_MB=M``, set below the decoded pages of one
+  shard's depth to see the cyclic pattern of a slab deeper than memory), also ``curated, no
+  spill`` (``CURATED_SEGMENT_SPILL_MB=0``: what memory drops is decoded again);
+- ``curated, no segment cache`` (``CURATED_SEGMENT_CACHE_MB=0`` and no spill: every shard
+  touching a page decodes its strip again, as before the cache);
 - the anchor: ``tifffile.imread`` of the whole stack into memory, then one
   ``zarr.create_array`` write of it with the same chunks, shards and codec (blosc-zstd 3,
   bit shuffle): level 0 only, where curated also writes the pyramid.
 
     python benchmarks/tiff_strips.py
     python benchmarks/tiff_strips.py --pages 32 --side 8192 --no-uncached
+    python benchmarks/tiff_strips.py --pages 64 --side 2048 --workers 1 --cache-mb 128
 
 Scratch data go to ``--workdir`` (default ``/tmp/tiff-strips-bench``), deleted at the end.
 """
@@ -129,12 +133,19 @@ def child(kind: str, src: str, dest: str, workers: int | None) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def measure(kind: str, src: Path, dest: Path, workers: int | None, timeout: int) -> dict:
+def measure(
+    kind: str, src: Path, dest: Path, workers: int | None, timeout: int, cache_mb: float | None
+) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     env = dict(os.environ)
+    if cache_mb is not None:
+        env["CURATED_SEGMENT_CACHE_MB"] = str(cache_mb)
+    if kind in ("uncached", "unspilled"):
+        env["CURATED_SEGMENT_SPILL_MB"] = "0"
     if kind == "uncached":
         env["CURATED_SEGMENT_CACHE_MB"] = "0"
-    cmd = [sys.executable, __file__, "--child", kind, str(src), str(dest)]
+    child_kind = "cached" if kind == "unspilled" else kind
+    cmd = [sys.executable, __file__, "--child", child_kind, str(src), str(dest)]
     if workers:
         cmd += ["--workers", str(workers)]
     try:
@@ -159,6 +170,9 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/tiff-strips-bench"))
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--no-uncached", action="store_true", help="skip the run without the cache")
+    ap.add_argument(
+        "--cache-mb", type=float, default=None, help="memory for decoded pages (MiB; default 1024)"
+    )
     ap.add_argument("--child", nargs=3, metavar=("KIND", "SRC", "DEST"), help=argparse.SUPPRESS)
     ap.add_argument("--make", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -179,14 +193,19 @@ def main() -> None:
         print(
             f"{args.pages} × {args.side}² uint8, one zlib strip per page "
             f"({nbytes / 2**20:.0f} MiB raw, {src.stat().st_size / 2**20:.0f} MiB in the file), "
-            f"{args.workers or os.cpu_count()} worker thread(s)"
+            f"{args.workers or os.cpu_count()} worker thread(s), decoded-page memory "
+            f"{args.cache_mb if args.cache_mb is not None else 1024:g} MiB"
         )
         runs = {"curated": "cached"}
+        if args.cache_mb is not None:
+            runs["curated, no spill"] = "unspilled"
         if not args.no_uncached:
             runs["curated, no segment cache"] = "uncached"
         runs["anchor: tifffile.imread + zarr write"] = "anchor"
         got = {
-            name: measure(kind, src, args.workdir / "out.zarr", args.workers, args.timeout)
+            name: measure(
+                kind, src, args.workdir / "out.zarr", args.workers, args.timeout, args.cache_mb
+            )
             for name, kind in runs.items()
         }
         anchor = got["anchor: tifffile.imread + zarr write"].get("seconds")

@@ -24,10 +24,11 @@ PAGES, SIDE = 4, 64
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    cap = SEGMENTS.max_bytes
+    cap, spill = SEGMENTS.max_bytes, SEGMENTS.spill_bytes
     close_cached_files()
     yield
     SEGMENTS.resize(cap)
+    SEGMENTS.spill_bytes = spill
     close_cached_files()
 
 
@@ -118,6 +119,7 @@ def test_reads_keep_a_segment_used_in_part_and_share_it(tmp_path, decodes):
 def test_a_segment_larger_than_the_cap_is_read_but_not_kept(tmp_path, decodes):
     vol = _stack(seed=2)
     src = open_source(_single_strip(tmp_path / "stack.tif", vol))
+    SEGMENTS.spill_bytes = 0  # memory only (spilling: the tests below)
     SEGMENTS.resize(SIDE * SIDE * 2 - 1)  # one decoded page is one byte too many
     window = (slice(0, 1), slice(10, 20), slice(5, 50))
     for _ in range(2):
@@ -230,3 +232,165 @@ def test_a_truncated_strip_names_file_and_page(tmp_path):
         src.read((slice(1, 2), slice(0, 16), slice(0, 16)))
     assert str(path) in str(err.value)
     assert SEGMENTS.nbytes == 0
+
+
+# ------------------------------------------------ slabs deeper than the memory cap: spilled
+
+
+def _deep_convert(src: Path, dest: Path, pages: int) -> np.ndarray:
+    """16 shards of 16 x 16 per 64 x 64 page, each as deep as the stack: every shard of the
+    slab walks all its pages in the same order (the cyclic pattern)."""
+    res = convert_to_ome_zarr(
+        src, dest, voxel_size=(8, 4, 4), chunks=8, shard=(pages, 16, 16), workers=1
+    )
+    assert res.status == "ok"
+    return open_image(dest).levels[0][:]
+
+
+def test_a_slab_deeper_than_the_memory_cap_decodes_each_page_at_most_twice(tmp_path, decodes):
+    pages = 16
+    vol = _stack(seed=8, pages=pages)
+    src = _single_strip(tmp_path / "stack.tif", vol)
+    SEGMENTS.resize(2 * SIDE * SIDE * 2)  # two decoded pages of the slab's sixteen
+    scratch = tmp_path / "out"
+    np.testing.assert_array_equal(_deep_convert(src, scratch / "deep.ome.zarr", pages), vol)
+    # the second shard finds the pages dropped: they are decoded again and spilled, and the
+    # other 14 shards read them from disk (before: every shard decoded every page, 16 x 16)
+    assert sum(decodes.values()) <= 2 * pages
+    # the spill file had no name: nothing is left beside the output
+    assert sorted(p.name for p in scratch.iterdir()) == ["deep.ome.zarr"]
+
+
+def test_without_spilling_the_cyclic_pattern_decodes_every_page_per_shard(tmp_path, decodes):
+    pages = 16
+    vol = _stack(seed=8, pages=pages)
+    src = _single_strip(tmp_path / "stack.tif", vol)
+    SEGMENTS.resize(2 * SIDE * SIDE * 2)
+    SEGMENTS.spill_bytes = 0  # CURATED_SEGMENT_SPILL_MB=0
+    np.testing.assert_array_equal(_deep_convert(src, tmp_path / "deep.ome.zarr", pages), vol)
+    assert sum(decodes.values()) >= 12 * pages  # what spilling saves
+
+
+def _spilling_cache(tmp_path: Path, spill_bytes: int = 1 << 24) -> SegmentCache:
+    cache = SegmentCache(max_bytes=0, spill_bytes=spill_bytes, spill_dir=tmp_path)
+    return cache
+
+
+def _origin_decoder(arr: np.ndarray, made: Counter[str], name: str):
+    def decode():
+        made[name] += 1
+        return arr.copy(), (100, 7)
+
+    return decode
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_spilled_windows_read_back_exactly(tmp_path, dtype):
+    rng = np.random.default_rng(9)
+    seg = (rng.random((300, 777)) * 250).astype(dtype)  # not a multiple of the 256 tiles
+    cache = _spilling_cache(tmp_path)
+    made = Counter[str]()
+    decode = _origin_decoder(seg, made, "s")
+    full = (slice(100, 400), slice(7, 784))
+    cache.window("s", decode, True, *full)  # not kept in memory (cap 0): remembered as dropped
+    cache.window("s", decode, True, *full)  # wanted again: decoded again and spilled
+    assert made["s"] == 2 and cache.spills == 1 and cache.nbytes == 0
+    for ys, xs in [
+        (slice(0, 1000), slice(0, 1000)),  # more than the segment: clipped to it
+        (slice(100, 101), slice(7, 8)),
+        (slice(355, 399), slice(260, 520)),  # across tile boundaries
+        (slice(120, 380), slice(500, 784)),
+        (slice(399, 400), slice(783, 784)),
+    ]:
+        part, y, x = cache.window("s", decode, True, ys, xs)
+        ya, xa = max(ys.start, 100), max(xs.start, 7)
+        assert (y, x) == (ya, xa)
+        want = seg[ya - 100 : min(ys.stop, 400) - 100, xa - 7 : min(xs.stop, 784) - 7]
+        np.testing.assert_array_equal(part, want)
+        assert part.dtype == seg.dtype
+    part, _, _ = cache.window("s", decode, True, slice(0, 50), slice(0, 50))  # outside it
+    assert part.size == 0
+    arr, origin = cache.get("s", decode, True)  # whole, read back
+    np.testing.assert_array_equal(arr, seg)
+    assert origin == (100, 7) and made["s"] == 2 and cache.spill_hits >= 6
+    cache.clear()
+
+
+def test_the_spill_file_never_holds_more_than_its_budget(tmp_path):
+    seg_bytes = 256 * 256  # one uint8 tile each
+    cache = _spilling_cache(tmp_path, spill_bytes=3 * seg_bytes)
+    made = Counter[str]()
+    segs = {n: np.full((256, 256), i, np.uint8) for i, n in enumerate("abcde")}
+    for _ in range(2):  # the second pass finds them dropped: spilling starts
+        for n, arr in segs.items():
+            cache.get(n, _origin_decoder(arr, made, n), True)
+            assert cache.spilled_bytes <= 3 * seg_bytes
+    assert cache.spills >= 3
+    for n, arr in segs.items():  # each one right, spilled or decoded again
+        got, _ = cache.get(n, _origin_decoder(arr, made, n), True)
+        np.testing.assert_array_equal(got, arr)
+    assert cache._spill is not None and cache._spill.end <= 3 * seg_bytes
+    cache.clear()
+
+
+def test_a_failing_spill_disk_turns_spilling_off_and_reads_go_on(tmp_path, monkeypatch, decodes):
+    from curated.images import segments
+
+    def full_disk(self, offset, arr):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(segments.SpillFile, "write", full_disk)
+    pages = 16
+    vol = _stack(seed=10, pages=pages)
+    src = _single_strip(tmp_path / "stack.tif", vol)
+    SEGMENTS.resize(2 * SIDE * SIDE * 2)
+    np.testing.assert_array_equal(_deep_convert(src, tmp_path / "deep.ome.zarr", pages), vol)
+    assert sum(decodes.values()) >= 12 * pages  # decoded again, as without spilling
+
+
+def test_an_unwritable_spill_folder_turns_spilling_off(tmp_path):
+    cache = SegmentCache(max_bytes=0, spill_bytes=1 << 20, spill_dir=tmp_path / "missing")
+    made = Counter[str]()
+    arr = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    for _ in range(3):
+        got, _ = cache.get("k", _origin_decoder(arr, made, "k"), True)
+        np.testing.assert_array_equal(got, arr)
+    assert made["k"] == 3 and cache.spills == 0
+    assert cache.spill_error is not None and "FileNotFoundError" in cache.spill_error
+
+
+def test_a_spilled_segment_being_read_is_never_overwritten(tmp_path, monkeypatch):
+    """A slot is reused only once no reader holds it: a reader slowed down mid-read still
+    gets its own segment while others spill over the budget's other slots."""
+    from curated.images import segments
+
+    cache = _spilling_cache(tmp_path, spill_bytes=2 * 256 * 256)
+    made = Counter[str]()
+    segs = {n: np.full((256, 256), i + 1, np.uint8) for i, n in enumerate("abc")}
+    for _ in range(2):
+        for n in "ab":
+            cache.get(n, _origin_decoder(segs[n], made, n), True)
+    assert cache.spills == 2
+    real_read = segments.SpillFile.read
+    reading, go_on = threading.Event(), threading.Event()
+
+    def slow_read(self, at, rows, cols):
+        if at.extra == (100, 7) and not reading.is_set():
+            reading.set()
+            go_on.wait(5)
+        return real_read(self, at, rows, cols)
+
+    monkeypatch.setattr(segments.SpillFile, "read", slow_read)
+    got: list[np.ndarray] = []
+    reader = threading.Thread(
+        target=lambda: got.append(cache.get("a", _origin_decoder(segs["a"], made, "a"), True)[0])
+    )
+    reader.start()
+    assert reading.wait(5)
+    for _ in range(2):  # "c" wants a slot: "a" is being read, so "b" gives up its own
+        cache.get("c", _origin_decoder(segs["c"], made, "c"), True)
+    go_on.set()
+    reader.join(5)
+    np.testing.assert_array_equal(got[0], segs["a"])
+    assert "b" not in cache._spilled and "a" in cache._spilled
+    cache.clear()

@@ -55,6 +55,7 @@ from curated.images.layout import (
     level_block,
     step_factors,
 )
+from curated.images.segments import SEGMENTS
 from curated.objstore import LocalSink, S3Sink, join, open_sink, sha256_of
 
 JOURNAL = ".curated-progress"
@@ -1264,6 +1265,8 @@ def run_levels(
             os._exit(75)
 
     client = _connect(scheduler) if scheduler else None
+    if isinstance(job.sink, LocalSink):  # decoded pages spill beside the output, not into TMPDIR
+        SEGMENTS.spill_to(Path(job.root).resolve().parent)
     try:
         for level in levels:
             threads = workers or os.cpu_count() or 1

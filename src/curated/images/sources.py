@@ -283,13 +283,10 @@ class TiffSource:
                 ) -> tuple[np.ndarray, tuple[int, int]]:
                     return _decode_segment(frame, p, s, fd, path, page, at)
 
-                seg, (y0, x0) = SEGMENTS.get((path, identity, ifd, s), decode, keep=partial)
-                ya, yb = max(ys.start, y0), min(ys.stop, y0 + seg.shape[0])
-                xa, xb = max(xs.start, x0), min(xs.stop, x0 + seg.shape[1])
-                if ya < yb and xa < xb:
-                    out[ya - ys.start : yb - ys.start, xa - xs.start : xb - xs.start] = seg[
-                        ya - y0 : yb - y0, xa - x0 : xb - x0
-                    ]
+                key = (path, identity, ifd, s)
+                part, ya, xa = SEGMENTS.window(key, decode, partial, ys, xs)
+                h, w = part.shape
+                out[ya - ys.start : ya - ys.start + h, xa - xs.start : xa - xs.start + w] = part
             return out
         except ConversionError:
             raise
