@@ -394,3 +394,26 @@ def test_a_spilled_segment_being_read_is_never_overwritten(tmp_path, monkeypatch
     np.testing.assert_array_equal(got[0], segs["a"])
     assert "b" not in cache._spilled and "a" in cache._spilled
     cache.clear()
+
+
+def test_a_killed_process_leaves_no_spill_file(tmp_path):
+    """The scratch file never has a name: kill -9 while it holds spilled pages leaves nothing."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, numpy as np\n"
+        "from curated.images.segments import SegmentCache\n"
+        f"cache = SegmentCache(max_bytes=0, spill_bytes=1 << 24, spill_dir={str(tmp_path)!r})\n"
+        "arr = np.ones((512, 512), np.uint8)\n"
+        "for _ in range(2):\n"
+        "    cache.get('k', lambda: (arr.copy(), (0, 0)), True)\n"
+        "assert cache.spills == 1 and cache.spilled_bytes > 0\n"
+        "print('spilled', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -9 and "spilled" in proc.stdout, proc.stderr
+    assert list(tmp_path.iterdir()) == []
