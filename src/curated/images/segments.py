@@ -133,7 +133,7 @@ class SpillFile:
             band[: part.shape[0], : part.shape[1]] = part
             band[part.shape[0] :] = 0
             tiles = np.ascontiguousarray(band.reshape(TILE, cols, TILE).transpose(1, 0, 2))
-            if os.pwritev(self.fd, [memoryview(tiles)], offset + r * step) != step:
+            if os.pwritev(self.fd, [tiles.data], offset + r * step) != step:
                 raise OSError("short write to the segment spill file")
 
     def read(self, at: Spilled, rows: slice, cols: slice) -> np.ndarray:
@@ -144,7 +144,7 @@ class SpillFile:
         tx0, tx1 = cols.start // TILE, (cols.stop - 1) // TILE + 1
         buf = np.empty((tx1 - tx0, TILE, TILE), dtype=dt)
         for ty in range(rows.start // TILE, (rows.stop - 1) // TILE + 1):
-            got = os.preadv(self.fd, [memoryview(buf)], at.offset + (ty * tcols + tx0) * tile_bytes)
+            got = os.preadv(self.fd, [buf.data], at.offset + (ty * tcols + tx0) * tile_bytes)
             if got != buf.nbytes:
                 raise OSError("short read from the segment spill file")
             band = buf.transpose(1, 0, 2).reshape(TILE, (tx1 - tx0) * TILE)
