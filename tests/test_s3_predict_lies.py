@@ -159,3 +159,52 @@ def test_reports_asked_into_an_object_store_are_refused_not_written_locally(tmp_
     with pytest.raises(InputError, match="object store URL.*local --out"):
         suggest_crops(image, model=tmp_path / "no-model", pred="pred", n=1, out=out)
     assert list((tmp_path / "cwd").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["segment", "train", "{url}", "--labels", "ann", "--label-value", "1", "--out", "m"],
+        ["segment", "finetune", "m", "{url}", "--labels", "ann", "--out", "m2"],
+        ["segment", "evaluate", "{url}", "--pred", "p", "--truth", "t", "--label-value", "1"],
+        ["annotate", "suggest", "{url}", "--model", "m", "--pred", "p", "--n", "1"],
+        ["annotate", "from-truth", "{url}", "--truth", "t", "--crops", "1", "--size", "8"],
+        ["annotate", "import", "{url}", "crop.tif", "--offset", "0", "0", "0"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_an_object_store_image_is_refused_by_name_where_only_local_images_are_read(
+    tmp_path, monkeypatch, args
+):
+    """These steps read the image with local-file readers: ``s3://B/cell.ome.zarr`` became the
+    local ``./s3:/B/cell.ome.zarr`` and was refused as "does not exist" under a name the
+    user never gave. Now the URL is named and the steps that do read object stores too."""
+    from typer.testing import CliRunner
+
+    from curated.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    url = "s3://a-bucket/cell.ome.zarr"
+    got = CliRunner().invoke(app, [a.replace("{url}", url) for a in args])
+    text = " ".join(got.output.replace("│", " ").split())  # rich's error box, unwrapped
+    assert got.exit_code != 0, text
+    assert url in text and "object store URL" in text and "segment predict" in text, text
+    assert "s3:/a-bucket" not in text.replace(url, "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_library_steps_name_an_object_store_image_too(tmp_path):
+    from curated.errors import InputError
+    from curated.segment import annotate_from_truth, evaluate, suggest_crops, train
+
+    url = "s3://a-bucket/cell.ome.zarr"
+    calls = [
+        lambda: train(url, labels="ann", label_value=1, out=tmp_path / "m"),
+        lambda: evaluate(url, pred="p", truth="t", label_value=1),
+        lambda: suggest_crops(url, model=tmp_path / "m", pred="p", n=1),
+        lambda: annotate_from_truth(url, truth="t", crops=1, size=8),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match="object store URL") as err:
+            call()
+        assert url in str(err.value)

@@ -139,6 +139,22 @@ def refuse_url_out(out: str | Path | None) -> None:
         raise InputError(msg, path=str(out), field="out")
 
 
+def local_only(location: str | Path) -> Path:
+    """``location`` as a local :class:`~pathlib.Path`; an ``s3://`` URL is refused by name.
+
+    For the steps that read an image with local-file readers: ``Path("s3://B/x")`` is the
+    local ``./s3:/B/x``, which was then reported as "does not exist" under a name the user
+    never gave."""
+    if is_url(location):
+        msg = (
+            "is an object store URL; this step reads a local OME-Zarr image: copy it to a "
+            "local folder first (e.g. `aws s3 sync URL FOLDER`). `curated convert`, "
+            "`labels add` and `segment predict` read and write s3:// images"
+        )
+        raise InputError(msg, path=str(location), field="image")
+    return Path(location)
+
+
 def as_path(location: str | Path) -> Path | StorePath:
     """A :class:`StorePath` for an ``s3://`` URL, else a :class:`pathlib.Path`."""
     if isinstance(location, StorePath):

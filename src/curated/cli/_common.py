@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -51,6 +52,18 @@ class _Output:
 
     quiet = False
     verbose = 0
+
+
+def local_image(value: str) -> Path:
+    """Typer parser of an image argument read with local-file readers: an ``s3://`` URL is
+    refused by name (as a :class:`~pathlib.Path` it became ``s3:/B/x``, "does not exist")."""
+    from curated.errors import InputError
+    from curated.objstore import local_only
+
+    try:
+        return local_only(value)
+    except InputError as exc:
+        raise typer.BadParameter(f"{value} {exc.message}") from exc
 
 
 def set_verbosity(*, quiet: bool, verbose: int) -> None:

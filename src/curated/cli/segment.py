@@ -11,6 +11,7 @@ from curated.cli._common import (
     RichProgress,
     exit_for,
     handle_errors,
+    local_image,
     print_results,
     warn_unrecorded,
 )
@@ -103,7 +104,9 @@ def sample_fibsem(
 @annotate_app.command("from-truth")
 @handle_errors
 def annotate_from_truth_cmd(
-    image: Path = typer.Argument(..., help="OME-Zarr image with a truth label image."),
+    image: Path = typer.Argument(
+        ..., parser=local_image, help="OME-Zarr image with a truth label image."
+    ),
     truth: str = typer.Option("truth", "--truth", help="Label image to copy from."),
     crops: int = typer.Option(4, "--crops", help="Number of crops."),
     size: int = typer.Option(32, "--size", help="Crop edge in voxels."),
@@ -148,7 +151,9 @@ def annotate_from_truth_cmd(
 @annotate_app.command("import")
 @handle_errors
 def annotate_import_cmd(
-    image: Path = typer.Argument(..., help="OME-Zarr image the crop belongs to."),
+    image: Path = typer.Argument(
+        ..., parser=local_image, help="OME-Zarr image the crop belongs to."
+    ),
     source: Path = typer.Option(
         ..., "--from", help="Annotated crop: TIFF, .npy or (OME-)Zarr; 255 = unannotated."
     ),
@@ -203,7 +208,7 @@ def annotate_import_cmd(
 @handle_errors
 def annotate_suggest_cmd(
     image: Path = typer.Argument(
-        ..., help="OME-Zarr image with a prediction and sparse annotations."
+        ..., parser=local_image, help="OME-Zarr image with a prediction and sparse annotations."
     ),
     model: Path = typer.Option(..., "--model", help="Model folder that made the prediction."),
     pred: str = typer.Option(..., "--pred", help="Prediction label image inside IMAGE."),
@@ -291,7 +296,7 @@ def _train_kwargs(
 @segment_app.command("train")
 @handle_errors
 def train_cmd(
-    image: Path = typer.Argument(..., help="OME-Zarr image."),
+    image: Path = typer.Argument(..., parser=local_image, help="OME-Zarr image."),
     labels: str = typer.Option(..., "--labels", help="Sparse label image (255 = unannotated)."),
     label_value: int = typer.Option(..., "--label-value", help="The label K this model segments."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (model.json + weights.pt)."),
@@ -411,7 +416,7 @@ def train_cmd(
 @handle_errors
 def finetune_cmd(
     parent: Path = typer.Argument(..., help="Model folder to start from."),
-    image: Path = typer.Argument(..., help="OME-Zarr image."),
+    image: Path = typer.Argument(..., parser=local_image, help="OME-Zarr image."),
     labels: str = typer.Option(
         ..., "--labels", help="Sparse label image with the new annotations."
     ),

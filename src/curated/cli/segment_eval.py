@@ -15,6 +15,7 @@ from curated.cli._common import (
     console,
     exit_for,
     handle_errors,
+    local_image,
     print_results,
 )
 
@@ -137,7 +138,9 @@ def register_eval_commands(segment_app: typer.Typer) -> None:
     @segment_app.command("evaluate")
     @handle_errors
     def evaluate_cmd(
-        image: Path = typer.Argument(..., help="OME-Zarr image holding both label images."),
+        image: Path = typer.Argument(
+            ..., parser=local_image, help="OME-Zarr image holding both label images."
+        ),
         pred: str = typer.Option(..., "--pred", help="Label image with the prediction."),
         truth: str = typer.Option(..., "--truth", help="Label image with the ground truth."),
         label_value: int = typer.Option(

@@ -49,6 +49,7 @@ from curated.images.labels import (
     value_map_record,
 )
 from curated.images.store import JOURNAL, drop_journal
+from curated.objstore import local_only
 from curated.results import Result
 from curated.segment import _store
 from curated.workspace import Workspace, as_workspace, recorder
@@ -481,7 +482,7 @@ def annotate_from_truth(
         Restrict crops to part of the image, e.g. ``"x<0.5"`` (the bright side of a
         sample shaded along x) or ``"x>=0.5"``; see :func:`parse_region`.
     """
-    image = Path(image)
+    image = local_only(image)
     params = {"truth": truth, "crops": crops, "size": size, "seed": seed}
     params |= {"name": name, "region": region}
     if require_label is not None:
@@ -738,7 +739,7 @@ def import_annotation(
     """
     from curated.images.labels import check_origin
 
-    image = Path(image)
+    image = local_only(image)
     source = Path(source_file)
     origin = check_origin(origin if origin is not None else _source_origin(source))
     params = {

@@ -49,7 +49,7 @@ from curated.document.survey import evaluation_picture
 from curated.errors import InputError, SegmentationError
 from curated.images.labels import UNANNOTATED_VALUE
 from curated.images.ngff import read_ngff
-from curated.objstore import refuse_url_out
+from curated.objstore import local_only, refuse_url_out
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment.geometry import Box, Vec3, vec3
@@ -1097,7 +1097,9 @@ def evaluate(
         x_bins=x_bins,
         stratify=stratify,
     )
-    return _evaluate(Path(image), settings, as_workspace(workspace), ensure_progress(progress))
+    return _evaluate(
+        local_only(image), settings, as_workspace(workspace), ensure_progress(progress)
+    )
 
 
 @dataclass

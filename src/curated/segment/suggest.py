@@ -79,7 +79,7 @@ from scipy.stats import rankdata
 from curated._io import atomic_write_bytes, atomic_write_text, write_json
 from curated.errors import InputError, SegmentationError
 from curated.images.store import JOURNAL
-from curated.objstore import refuse_url_out
+from curated.objstore import local_only, refuse_url_out
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
 from curated.segment import _store
@@ -519,7 +519,7 @@ def score_candidates(
     ``probability`` names the probability label image (uint8, p × 255); ``None``
     looks for ``<pred>-probability`` and ``""`` forces quick model predictions.
     """
-    image = Path(image)
+    image = local_only(image)
     m = model if isinstance(model, SegmentationModel) else load_model(model)
     ws = as_workspace(workspace)
     raw = _store.image_level0(image)
@@ -897,7 +897,7 @@ def suggest_crops(
     >>> r = suggest_crops("cell.ome.zarr", model="model", pred="pred", n=3)  # doctest: +SKIP
     >>> [c["offset"] for c in r.details["crops"]]  # doctest: +SKIP
     """
-    image = Path(image)
+    image = local_only(image)
     w = weights or SuggestionWeights()
     ws = as_workspace(workspace)
     params = {

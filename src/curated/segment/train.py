@@ -39,6 +39,7 @@ from scipy import ndimage
 from curated._crash import crash_point
 from curated._io import canonical_json
 from curated.errors import CuratedError, InputError, SegmentationError
+from curated.objstore import local_only
 from curated.progress import ProgressReporter, ensure_progress
 from curated.provenance.digest import digest_path
 from curated.provenance.log import library_versions, utc_now
@@ -707,7 +708,7 @@ def train(
     Result
         ``path`` is the model folder; ``details`` holds losses, validation Dice and timing.
     """
-    image = Path(image)
+    image = local_only(image)
     out = Path(out)
     parent_model = load_model(parent) if isinstance(parent, str | Path) else parent
     pre = _preprocessing(preprocessing, image)
@@ -851,7 +852,9 @@ def finetune(
     kwargs.update(labels=labels, label_value=label_value, iterations=iterations)
     kwargs["learning_rate"] = learning_rate
     if check_draws(draws) > 1:
-        return finetune_average(parent_model, Path(image), out=Path(out), draws=draws, **kwargs)
+        return finetune_average(
+            parent_model, local_only(image), out=Path(out), draws=draws, **kwargs
+        )
     return train(image, out=out, parent=parent_model, **kwargs)
 
 
