@@ -24,7 +24,7 @@ from curated.errors import DepositError
 from curated.workspace import Workspace
 from tests.fakes import bags
 from tests.fakes.base import Request
-from tests.fakes.dataverse import TOKEN, FakeDataverse
+from tests.fakes.dataverse import LOCKED, TOKEN, FakeDataverse
 
 FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
 ADD = r"/api/datasets/:persistentId/add"
@@ -428,3 +428,90 @@ def test_dataverse_completion_whose_answer_was_lost_is_registered_not_sent_again
         assert fake.count("PUT", S3_PUT) == 4 and fake.count("PUT", r"/api/datasets/mpupload") == 2
         assert not fake.aborted
         assert len(_confirmed(bag)) == len(r.files)
+
+
+# ---------------------------------------------------------------- locks and rate limits
+GENERIC = "Failed to add file to dataset."
+
+
+def test_dataverse_add_failing_generically_under_an_ingest_lock_is_waited_out(tmp_path):
+    """An ingest takes its lock in the background after ``/add`` answered, so the lock
+    check before the next file can miss it; that file's ``/add`` then fails with only
+    ``Failed to add file to dataset.`` (IQSS/dataverse#8700). The deposit finds the lock,
+    waits for it and sends the file again: once, and every file stored once."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500), "b.bin": os.urandom(700)})
+    with FakeDataverse() as fake:
+        fake.late_ingests = 1
+        r = _run(bag, fake)
+        assert r.status == "draft"
+        assert _stored(fake) == _as_bag(bag)  # no file twice (a second copy is "name-1")
+        assert fake.count("POST", ADD) == len(r.files) + 1  # the refused one, sent again
+    assert len(_confirmed(bag)) == len(r.files)
+
+
+def test_dataverse_add_refused_under_a_lock_but_stored_is_not_sent_again(tmp_path):
+    """A refused ``/add`` may have stored the file all the same: before sending it again the
+    deposit reads what the dataset holds, and takes the file it finds whole."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500), "b.bin": os.urandom(700)})
+    with FakeDataverse() as fake:
+        fake.late_ingests, fake.store_refused = 1, True
+        r = _run(bag, fake)
+        assert r.status == "draft"
+        assert _stored(fake) == _as_bag(bag)
+        assert fake.count("POST", ADD) == len(r.files)  # each file sent once
+    assert len(_confirmed(bag)) == len(r.files)
+
+
+def test_dataverse_add_failing_generically_without_a_lock_names_the_answer(tmp_path):
+    """The same generic failure while the dataset is not locked is no lock to wait out: the
+    deposit stops at once, quoting Dataverse, and the resumed run sends the file once."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500)})
+    with FakeDataverse() as fake:
+        fake.inject("POST", ADD, status=400, body={"status": "ERROR", "message": GENERIC})
+        with pytest.raises(DepositError, match=r"Failed to add file to dataset\..*not locked"):
+            _run(bag, fake)
+        assert fake.count("POST", ADD) == 1
+        r = _run(bag, fake, resume=True)
+        assert _stored(fake) == _as_bag(bag)
+    assert len(_confirmed(bag)) == len(r.files)
+
+
+def test_dataverse_add_refused_for_a_lock_is_waited_out_not_taken_for_a_lost_answer(tmp_path):
+    """``Dataset cannot be edited due to dataset lock.`` says the file was not added: it is
+    sent again once the lock clears, not reported as an answer lost on the way."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500)})
+    with FakeDataverse() as fake:
+        fake.inject("POST", ADD, status=403, body={"status": "ERROR", "message": LOCKED})
+        r = _run(bag, fake)
+        assert r.status == "draft"
+        assert _stored(fake) == _as_bag(bag)
+        assert fake.count("POST", ADD) == len(r.files) + 1
+    assert len(_confirmed(bag)) == len(r.files)
+
+
+def test_dataverse_refusal_naming_a_metadata_block_is_not_a_lock(tmp_path):
+    """``metadata blocks not found`` holds the letters ``lock``: that refusal is reported at
+    once, not retried as a lock and then blamed on the repository's load."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500)})
+    said = "Error parsing dataset version: Invalid JSON object: metadata blocks not found."
+    with FakeDataverse() as fake:
+        draft = r"/api/datasets/:persistentId/versions/:draft"
+        fake.inject("PUT", draft, status=400, body={"status": "ERROR", "message": said}, times=5)
+        with pytest.raises(DepositError, match="answered HTTP 400: Error parsing") as err:
+            _run(bag, fake)
+        assert "still answers" not in str(err.value)
+        assert fake.count("PUT", draft) == 1
+
+
+def test_dataverse_rate_limit_without_retry_after_is_backed_off(tmp_path):
+    """Dataverse's rate limit answers 429 with no ``Retry-After``: the file is sent again
+    after growing pauses, and stored once."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500)})
+    sleeps: list[float] = []
+    retry = RetryPolicy(attempts=3, backoff=0.5, sleep=sleeps.append)
+    limited = {"status": "ERROR", "message": "User @curator is rate limited: UpdateDatasetVersion"}
+    with FakeDataverse() as fake:
+        fake.inject("POST", ADD, status=429, body=limited, times=2)
+        r = deposit(bag, to="dataverse", url=fake.url, target="lab", retry=retry)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+    assert sleeps == [0.5, 1.0]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import email
 import email.policy
+import email.utils
+import time
 
 import pytest
 
@@ -193,3 +196,41 @@ def test_credential_never_travels_to_another_host(server):
         s.request("GET", other_url + "/ok")
         assert server.headers_seen[-1]["Authorization"] == f"Bearer {SECRET}"
         assert "Authorization" not in other.headers_seen[-1]
+
+
+def test_429_retry_after_date_already_past_still_backs_off(server):
+    """A ``Retry-After`` date already past (the server's clock behind ours) is no reason to
+    retry at once: the backoff applies."""
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    server.inject("GET", "/ok", status=429, headers={"Retry-After": past}, times=2)
+    sleeps: list[float] = []
+    assert session(server.url, sleeps).request("GET", "/ok").data == {"fine": True}
+    assert sleeps == [0.01, 0.02]
+
+
+def test_429_retry_after_date_is_honoured_up_to_the_longest_delay(server):
+    later = email.utils.format_datetime(
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1), usegmt=True
+    )
+    server.inject("GET", "/ok", status=429, headers={"Retry-After": later})
+    sleeps: list[float] = []
+    s = session(server.url, sleeps)
+    s.retry.max_delay = 30.0
+    assert s.request("GET", "/ok").data == {"fine": True}
+    assert sleeps == [30.0]
+
+
+@pytest.fixture
+def tokyo(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_retry_after_asctime_date_is_utc_whatever_the_local_zone(tokyo):
+    """RFC 9110 dates are UTC; the asctime form names no zone and is not local time."""
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60)
+    wait = parse_retry_after(soon.strftime("%a %b %d %H:%M:%S %Y"))
+    assert wait is not None and 55 < wait <= 60

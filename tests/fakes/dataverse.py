@@ -164,6 +164,17 @@ class FakeDataverse(FakeServer):
         """While > 0 the next dataset touched reports an Ingest lock (decremented per locks poll)."""
         self.locked_writes = 0
         """While > 0 writes are refused with Dataverse's lock message."""
+        self.late_ingests = 0
+        """The next this many ``/add`` start an ingest (a tabular file's) in the background:
+        its Ingest lock shows only after ``ingest_late`` more locks polls and holds for
+        ``ingest_polls`` more. An ``/add`` while the dataset is locked fails with no more than
+        ``Failed to add file to dataset.`` (``AddReplaceFileHelper`` drops the lock's message
+        of the UpdateDatasetVersionCommand it ran; IQSS/dataverse#8700)."""
+        self.ingest_late = 1
+        self.ingest_polls = 2
+        self.store_refused = False
+        """An ``/add`` refused while locked has stored the file all the same (the failure came
+        after the new version was saved)."""
         self.route("GET", r"/api/users/:me", self.me)
         self.route("GET", r"/api/licenses", self.list_licences)
         self.route("DELETE", r"/api/datasets/mpupload", self.mp_abort)
@@ -407,6 +418,9 @@ class FakeDataverse(FakeServer):
         # native-api.rst GET /api/datasets/{id}/locks.
         d = self.datasets.get(int(did))
         held = (d or {}).get("locks") or []
+        if held and held[0].get("late"):
+            held[0]["late"] -= 1  # the background job has not taken its lock yet
+            return 200, {"status": "OK", "data": []}
         if held:
             lock = held[0]
             if lock.get("polls") is not None:
@@ -439,6 +453,18 @@ class FakeDataverse(FakeServer):
             self.locked_writes -= 1
             return 403, {"status": "ERROR", "message": LOCKED}
         meta = json.loads(parts.get("jsonData", (None, b"{}"))[1] or b"{}")
+        if d.get("locks"):
+            if self.store_refused:
+                self._add(d, parts, meta)
+            return 400, {"status": "ERROR", "message": "Failed to add file to dataset."}
+        answer = self._add(d, parts, meta)
+        if self.late_ingests > 0 and answer[0] == 200:
+            self.late_ingests -= 1
+            late, polls = self.ingest_late, self.ingest_polls
+            d["locks"] = [{"lockType": "Ingest", "polls": polls, "late": late}]
+        return answer
+
+    def _add(self, d: dict[str, Any], parts: dict[str, Any], meta: dict[str, Any]):
         if meta.get("storageIdentifier"):
             return self._register(d, meta)
         if "file" not in parts:

@@ -6,6 +6,11 @@ with ``directoryLabel``) → ``POST /api/datasets/:persistentId/actions/:publish
 Before each write the dataset's locks (``GET /api/datasets/{id}/locks``) are polled;
 a write refused because of a lock (ingest, publication) is retried after waiting; a lock
 that never clears by itself (``FileValidationFailed``, ``InReview``) stops the deposit.
+An ingest takes its lock in the background, after ``/add`` answered, so a lock may come
+between the poll and the write; ``/add`` then says only ``Failed to add file to dataset.``
+(IQSS/dataverse#8700): a refusal that names no lock is waited out too when the locks show
+one (the file sent again only when the dataset does not list it), and reported with what
+Dataverse said when they show none.
 A new version is the same dataset edited: Dataverse opens a draft version by itself.
 
 What Dataverse answers is checked, not trusted: the new dataset is read back by id and must
@@ -72,6 +77,7 @@ from curated.deposit._base import (
 from curated.deposit.http import (
     FileSlice,
     Hashes,
+    LostResponse,
     MultipartBody,
     PartBody,
     Reply,
@@ -156,8 +162,22 @@ STUCK_LOCKS = {
 """Locks that do not clear by themselves (``DatasetLock.Reason``): waiting for them is pointless."""
 
 
+REFUSALS = (400, 403, 409)
+"""Statuses with which Dataverse refuses a write to a locked dataset: 403 ``Dataset cannot be
+edited due to dataset lock.`` (an ``IllegalCommandException``), and 400 with no more than
+``Failed to add file to dataset.`` when ``/add`` fails to save the new version, as it does
+under an ingest lock (``AddReplaceFileHelper``, IQSS/dataverse#8700)."""
+_LOCK_WORD = re.compile(r"\block", re.IGNORECASE)
+"""``lock``, ``locked``, ``locks`` as a word: not ``metadata block`` nor ``blocked``."""
+_GENERIC_ADD = re.compile(
+    r"\s*(failed to add file to dataset\.?|add\.add_file_error \(see logs\))\s*", re.IGNORECASE
+)
+"""``/add``'s whole answer when saving the dataset's new version failed, whatever the cause."""
+
+
 def _is_lock(reply: Reply) -> bool:
-    return reply.status in (400, 403, 409) and "lock" in reply.text.lower()
+    """Whether ``reply`` refuses a write because the dataset is locked, by what it says."""
+    return reply.status in REFUSALS and bool(_LOCK_WORD.search(reply.text))
 
 
 def _status_errors(reply: Reply, what: str) -> None:
@@ -260,15 +280,20 @@ class DataverseRepository:
     def _pid(self, state: dict[str, Any]) -> dict[str, str]:
         return {"persistentId": state["pid"]}
 
-    def _wait_unlocked(self, state: dict[str, Any], what: str) -> None:
+    def _locks(self, state: dict[str, Any], what: str) -> list[dict[str, Any]]:
+        """The dataset's locks (``GET /api/datasets/{id}/locks``)."""
+        r = self.http.request(
+            "GET", f"/datasets/{state['id']}/locks", what=f"{what} (checking locks)"
+        )
+        return _listed(r, f"{what} (checking locks)")
+
+    def _wait_unlocked(self, state: dict[str, Any], what: str) -> float:
+        """Wait until the dataset has no lock (at most ``lock_wait`` seconds); the seconds waited."""
         waited = 0.0
         while True:
-            r = self.http.request(
-                "GET", f"/datasets/{state['id']}/locks", what=f"{what} (checking locks)"
-            )
-            locks = _listed(r, f"{what} (checking locks)")
+            locks = self._locks(state, what)
             if not locks:
-                return
+                return waited
             stuck = sorted({str(lk.get("lockType")) for lk in locks} & set(STUCK_LOCKS))
             if stuck:
                 msg = f"{what}: the dataset is locked ({', '.join(stuck)}): {STUCK_LOCKS[stuck[0]]}"
@@ -282,6 +307,74 @@ class DataverseRepository:
                 raise DepositError(msg, details={"locks": kinds})
             self.http.retry.sleep(self.lock_poll)
             waited += self.lock_poll
+
+    def _write(
+        self,
+        state: dict[str, Any],
+        method: str,
+        path: str,
+        what: str,
+        *,
+        item: UploadItem | None = None,
+        allow: tuple[int, ...] = (),
+        **kw: Any,
+    ) -> Reply:
+        """Send a write to the dataset, waiting out a lock that refuses it.
+
+        A refusal (:data:`REFUSALS`) that names a lock, or a 400/409 that does not while the
+        dataset is locked (``/add`` says only ``Failed to add file to dataset.``), is waited
+        out (:meth:`_wait_unlocked`: up to ``lock_wait``, a lock that never clears named at
+        once) and the write sent again, a file (``item``) only once the dataset is seen not
+        to hold it already. A refusal while the dataset is not locked is raised with what
+        Dataverse said (returned, when ``allow`` has its status).
+        """
+        tries = max(self.http.retry.attempts, 1)
+        for _ in range(tries):
+            r = self.http.request(method, path, allow={*allow, *REFUSALS}, what=what, **kw)
+            if r.status not in REFUSALS:
+                return r
+            if not _is_lock(r) and (r.status == 403 or not self._locks(state, what)):
+                if r.status in allow:
+                    return r
+                raise self._refused_write(r, what, item)
+            if not self._wait_unlocked(state, what):
+                # the lock had cleared by the time it was looked at: not at once all the same
+                self.http.retry.sleep(self.lock_poll)
+            if item is not None:
+                self._not_added(state, item, r, what)
+        said = self.http.server_says(r)
+        msg = (
+            f"{what}: Dataverse refused it {tries} times because of a dataset lock ({said}), "
+            "although each time the lock had cleared; wait for the repository, then re-run with --resume"
+        )
+        raise DepositError(msg, details={"status": r.status})
+
+    def _refused_write(self, reply: Reply, what: str, item: UploadItem | None) -> DepositError:
+        """The error of a write refused while the dataset is not locked."""
+        said = self.http.server_says(reply)
+        if item is None or not _GENERIC_ADD.fullmatch(said):
+            return self.http.error_for(reply, what)
+        msg = (
+            f"{what}: Dataverse refused to add the file (HTTP {reply.status}: {said}); it answers "
+            "so whenever saving the dataset's new version fails, and the dataset is not locked, "
+            "so this is no lock to wait out: check the dataset there (the repository's server "
+            "log says why), then re-run with --resume"
+        )
+        return DepositError(msg, details={"status": reply.status, "server": said})
+
+    def _not_added(self, state: dict[str, Any], item: UploadItem, reply: Reply, what: str) -> None:
+        """Stop before sending ``item`` again when the dataset lists it after all: the
+        deposit then checks that file (taken when whole, removed otherwise) instead of
+        adding a second copy (Dataverse would keep it as ``name-1``)."""
+        name = remote_name(item.name)
+        if name not in self.remote_files(state):
+            return
+        said = self.http.server_says(reply)
+        msg = (
+            f"{what}: Dataverse refused the file while the dataset was locked ({said}), yet "
+            f"the dataset now lists {name}: it is not sent again"
+        )
+        raise LostResponse(msg, details={"status": reply.status, "lost": True})
 
     def check_access(self) -> None:
         self.http.request("GET", "/users/:me", what="checking the API token")
@@ -496,13 +589,13 @@ class DataverseRepository:
 
     def set_metadata(self, state: dict[str, Any], metadata: Any) -> None:
         self._wait_unlocked(state, "setting the metadata")
-        r = self.http.request(
+        r = self._write(
+            state,
             "PUT",
             "/datasets/:persistentId/versions/:draft",
+            "setting the metadata",
             params=self._pid(state),
             json_body=metadata["datasetVersion"],
-            retry_on=_is_lock,
-            what="setting the metadata",
         )
         _status_errors(r, "setting the metadata")
 
@@ -524,9 +617,7 @@ class DataverseRepository:
     def delete_file(self, state: dict[str, Any], remote: RemoteFile) -> None:
         what = f"removing {remote.name}"
         self._wait_unlocked(state, what)
-        r = self.http.request(
-            "DELETE", f"/files/{remote.id}", allow=(404, 405), retry_on=_is_lock, what=what
-        )
+        r = self._write(state, "DELETE", f"/files/{remote.id}", what, allow=(404, 405))
         if r.status in (404, 405) and self._token:
             # Installations older than the native delete take it through SWORD (token as user name).
             basic = base64.b64encode(f"{self._token}:".encode()).decode()
@@ -568,14 +659,15 @@ class DataverseRepository:
             holder[:] = [b]
             return b
 
-        r = self.http.request(
+        r = self._write(
+            state,
             "POST",
             "/datasets/:persistentId/add",
+            what,
+            item=item,
             params=self._pid(state),
             body=body,
-            retry_on=_is_lock,
             idempotent=False,  # each /add adds a file: a lost answer is looked up, not re-sent
-            what=what,
         )
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
@@ -712,15 +804,16 @@ class DataverseRepository:
             "tabIngest": False,
         }
         raw, ctype = form_data({"jsonData": json.dumps(meta)})
-        r = self.http.request(
+        r = self._write(
+            state,
             "POST",
             "/datasets/:persistentId/add",
+            f"{what} (registering)",
+            item=item,
             params=self._pid(state),
             raw=raw,
             headers={"Content-Type": ctype},
-            retry_on=_is_lock,
             allow=(400, 404, 500) if failed is not None else (),
-            what=f"{what} (registering)",
         )
         if r.status != 200:
             self._abort(entry, save, what)
@@ -857,12 +950,12 @@ class DataverseRepository:
 
     def publish(self, state: dict[str, Any]) -> Landing:
         self._wait_unlocked(state, "publishing")
-        r = self.http.request(
+        r = self._write(
+            state,
             "POST",
             "/datasets/:persistentId/actions/:publish",
+            "publishing",
             params={**self._pid(state), "type": "major"},
-            retry_on=_is_lock,
-            what="publishing",
         )
         _status_errors(r, "publishing")
         said = str((r.data or {}).get("status") if isinstance(r.data, dict) else "")

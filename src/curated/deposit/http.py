@@ -1,8 +1,9 @@
 """The one HTTP session every repository adapter uses: timeouts, retries, streaming, clear errors.
 
 * Every request has a connect and a read timeout; TLS verification is always on.
-* 429/502/503/504 and dropped connections are retried with exponential backoff,
-  honouring ``Retry-After``; attempts and total waiting are bounded.
+* 429/502/503/504 and dropped connections are retried with exponential backoff, or
+  after a ``Retry-After`` (seconds or an HTTP date) asking for longer; each delay, the
+  attempts and the total waiting are bounded.
 * 401/403 become a :class:`~curated.errors.DepositError` that names the environment
   variable the credential came from, and are never retried blindly.
 * An HTML page where JSON was expected (a login page, a proxy error, a wrong ``--url``)
@@ -37,6 +38,7 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import hashlib
 import io
@@ -105,9 +107,13 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before try ``attempt + 1``: the exponential backoff, or a server's
+        ``Retry-After`` when that asks for longer (never less: a ``Retry-After`` of 0 or a
+        date already past, a clock ahead of the server's, would retry at once), at most
+        :attr:`max_delay`."""
         base = self.backoff * (2 ** (attempt - 1))
         if retry_after is not None:
-            base = max(retry_after, 0.0)
+            base = max(retry_after, base)
         return min(base, self.max_delay)
 
 
@@ -333,6 +339,10 @@ def parse_retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        # An HTTP date is in UTC (RFC 9110 5.6.7); the asctime form names no zone, and a
+        # naive time would be read in the local zone, hours off.
+        when = when.replace(tzinfo=datetime.UTC)
     return max(when.timestamp() - time.time(), 0.0)
 
 
@@ -903,17 +913,9 @@ class HttpSession:
                 call.auth_retried = True
                 call.attempt -= 1
                 return False
-            msg = (
-                f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"
-                f"{self._server_says(reply)}; check that it is valid, not expired, and allowed to deposit"
-            )
-            raise DepositError(msg, details={"url": self._shown(url), "status": status})
+            raise self.error_for(reply, what, url)
         if status >= 400:
-            msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
-            raise DepositError(
-                msg,
-                details={"url": self._shown(url), "status": status, "server": self._errors(reply)},
-            )
+            raise self.error_for(reply, what, url)
         if (
             call.expect_json
             and status not in (204, 205)
@@ -922,6 +924,27 @@ class HttpSession:
         ):
             raise self._not_json(reply, what)
         return True
+
+    def error_for(self, reply: Reply, what: str, url: str | None = None) -> DepositError:
+        """The error an answer of HTTP 400 or more stands for when it is not retried (a
+        refused credential named as such): what :meth:`request` raises for a status it
+        was not told to ``allow``, for a caller that allowed it to look at it first."""
+        status, shown = reply.status, self._shown(url or reply.url)
+        if status in (401, 403):
+            msg = (
+                f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"
+                f"{self._server_says(reply)}; check that it is valid, not expired, and allowed to deposit"
+            )
+            return DepositError(msg, details={"url": shown, "status": status})
+        msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
+        return DepositError(
+            msg, details={"url": shown, "status": status, "server": self._errors(reply)}
+        )
+
+    def server_says(self, reply: Reply) -> str:
+        """What an answer's body says went wrong (its message, its errors), fit for a
+        message; empty when it says nothing."""
+        return self._server_says(reply).removeprefix(": ")
 
     def _transient(self, call: _Call, reply: Reply) -> None:
         """Sleep before retrying a transient answer, or raise when that is not safe or too long."""
