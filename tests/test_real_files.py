@@ -298,6 +298,24 @@ def test_velox_pixel_size_in_inverse_metres_is_stated_and_not_used(ws, tmp_path)
     np.testing.assert_array_equal(src.read((slice(0, 4), slice(0, 5))), np.ones((4, 5)))
 
 
+def test_velox_frames_stating_other_pixel_sizes_are_not_given_one(tmp_path):
+    """Each frame's ``Metadata`` column states its own pixel size: when the last differs from
+    the first, neither is the stack's."""
+    import h5py
+
+    path = tmp_path / "drift.emd"
+    velox_emd(path)
+    with h5py.File(path, "r+") as f:
+        meta = f[f"{VELOX_IMAGE}/Metadata"]
+        column = meta[:, 1].tobytes().replace(b"8.1728831922978511e-12", b"9.1728831922978511e-12")
+        meta[:, 1] = np.frombuffer(column, np.uint8)
+    src = open_source(path)
+    assert src.voxel_size is None and src.shape == (2, 3, 4)
+    assert any(
+        "the last frame states another pixel size than the first" in n for n in src.not_carried
+    )
+
+
 def test_velox_with_several_images_asks_which_and_other_emd_is_refused(tmp_path):
     second = "/Data/Image/f03a0d4a7c05495f95856e6708f94863"
     path = tmp_path / "si.emd"
