@@ -3,6 +3,7 @@ on synthetic files that reproduce, tag for tag, the real files that showed a def
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -188,27 +189,160 @@ def test_digitalmicrograph_stack_in_seconds_says_why_z_is_asked(tmp_path):
         convert_to_ome_zarr(path, tmp_path / "dm.ome.zarr")
 
 
-# ------------------------------------------- HDF5 under a vendor's name (Velox .emd)
-def velox_emd(path: Path) -> str:
-    """The layout of Thermo Fisher Velox's ``fei_example_tem_stack.emd`` (HyperSpy's test data):
-    ``/Data/Image/<uuid>/Data`` of (y, x, frame) int16 beside a ``Metadata`` JSON byte array."""
+# ------------------------------------------- Thermo Fisher Velox .emd (HDF5)
+VELOX_IMAGE = "/Data/Image/26f60320a61d4f66a73efd8cde34ffa9"
+
+
+def velox_emd(
+    path: Path,
+    data: np.ndarray | None = None,
+    pixel: tuple[str, str] = ("8.1728831922978511e-12", "m"),
+    images: tuple[str, ...] = (VELOX_IMAGE,),
+    version: bytes = b'{\n    "version": "8",\n    "format": "Velox"\n}\n',
+) -> str:
+    """The layout of Thermo Fisher Velox's ``fei_example_tem_stack.emd`` (HyperSpy's test data,
+    GPL: not copied; also seen in its ``velox_emd_version11.zip`` files): a root ``Version``
+    dataset naming the format, ``/Data/Image/<id>/Data`` of (y, x, frame) beside ``Metadata``,
+    a (60000, frames) uint8 array holding each frame's JSON document, zero-padded, whose
+    ``BinaryResult`` states ``PixelSize`` width/height as text and ``PixelUnitX``/``Y``."""
     import h5py
 
-    group = "/Data/Image/26f60320a61d4f66a73efd8cde34ffa9"
+    if data is None:  # 3 rows, 4 columns, 2 frames: a transposed read shows
+        data = np.arange(24, dtype=np.int16).reshape(3, 4, 2)
+    size, unit = pixel
+    doc = {
+        "Core": {"MetadataDefinitionVersion": "7.9"},
+        "BinaryResult": {
+            "AcquisitionUnit": "CameraImage",
+            "Detector": "BM-Ceta",
+            "PixelSize": {"width": size, "height": size},
+            "PixelUnitX": unit,
+            "PixelUnitY": unit,
+            "Encoding": "Signed",
+        },
+    }
+    column = np.zeros(60000, np.uint8)
+    text = json.dumps(doc, indent=4).encode()
+    column[: len(text)] = np.frombuffer(text, np.uint8)
     with h5py.File(path, "w") as f:
-        f[f"{group}/Data"] = np.arange(18, dtype=np.int16).reshape(3, 3, 2)
-        f[f"{group}/Metadata"] = np.frombuffer(b'{"BinaryResult": {}}', np.uint8)[:, None]
-    return f"{path}:{group}/Data"
+        f.create_dataset("Version", data=np.array([version], dtype=object))
+        for group in images:
+            f.create_dataset(f"{group}/Data", data=data, chunks=data.shape)
+            f[f"{group}/Metadata"] = np.repeat(column[:, None], data.shape[2], axis=1)
+            f[f"{group}/FrameLookupTable"] = np.arange(data.shape[2], dtype=np.uint32)
+    return f"{path}:{images[0]}/Data"
 
 
-def test_velox_emd_is_named_as_hdf5_not_missing(tmp_path):
-    keyed = velox_emd(tmp_path / "stack.emd")
-    for given in (keyed, tmp_path / "stack.emd"):
+def test_velox_stack_is_read_frames_first_with_its_pixel_size(tmp_path):
+    """A Velox stack was refused ("HDF5 under another name"); read as z y x it would have been
+    transposed. Now: frames as z, y and x as stored, the pixel size from ``BinaryResult`` (m)
+    in nanometres, and the z spacing asked for (the frame index is no depth)."""
+    path = tmp_path / "stack.emd"
+    velox_emd(path)
+    stored = np.arange(24, dtype=np.int16).reshape(3, 4, 2)
+    src = open_source(path)
+    assert (src.axes, src.shape, src.unit) == ("zyx", (2, 3, 4), "nanometer")
+    assert src.voxel_size == (None, 0.00817288319229785, 0.00817288319229785)
+    assert src.voxel_source == "velox:BinaryResult/PixelSize (m)"
+    np.testing.assert_array_equal(
+        src.read((slice(1, 2), slice(1, 3), slice(0, 4))), np.moveaxis(stored, 2, 0)[1:2, 1:3]
+    )
+    with pytest.raises(
+        InputError,
+        match=r"y=0\.00817288 x=0\.00817288 nanometer but no z spacing \(Velox frame stack \(2 frames\): the z axis is the frame index",
+    ):
+        convert_to_ome_zarr(path, tmp_path / "no-z.ome.zarr")
+    convert_to_ome_zarr(
+        f"{path}:{VELOX_IMAGE}",
+        tmp_path / "v.ome.zarr",
+        voxel_size=(1, 0.00817288319229785, 0.00817288319229785),
+    )
+    img = open_image(tmp_path / "v.ome.zarr")
+    assert img.axes == ["z", "y", "x"] and img.shape == (2, 3, 4) and img.unit == "nanometer"
+    assert img.voxel_size[1:] == (0.00817288319229785, 0.00817288319229785)
+    np.testing.assert_array_equal(img.read(0), np.moveaxis(stored, 2, 0))
+
+
+def test_velox_check_states_pixel_size_and_where_it_came_from(ws, tmp_path):
+    """`check` reported a Velox file's largest dataset, its (60000, 2) uint8 Metadata array,
+    as the image, and flagged ``.emd`` as a misleading name for HDF5."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    velox_emd(raw / "stack.emd")
+    report = check(ws, [raw])
+    image = _image(report, "stack.emd")
+    assert image["vendor"] == "Thermo Fisher Velox"
+    assert (image["shape"], image["axes"], image["dtype"]) == ([2, 3, 4], "zyx", "int16")
+    assert image["pixel_size"] == (
+        "pixel size y x = 0.008172883192 0.008172883192 nanometer (velox:BinaryResult/PixelSize (m))"
+    )
+    assert image["pixel_size_not_used"] is None
+    assert not report.flags_by_code("extension-mismatch")
+
+
+def test_velox_pixel_size_in_inverse_metres_is_stated_and_not_used(ws, tmp_path):
+    """A diffraction pattern or FFT states its pixel size in ``1/m`` (as HyperSpy's
+    ``fei_example_complex_fft.emd``: ``98015829.063031346`` 1/m); it is no length."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    velox_emd(raw / "dp.emd", np.ones((4, 5, 1), np.float32), pixel=("98015829.063031346", "1/m"))
+    image = _image(check(ws, [raw]), "dp.emd")
+    assert image["pixel_size"] is None and (image["shape"], image["axes"]) == ([4, 5], "yx")
+    assert image["pixel_size_not_used"] == (
+        "velox:BinaryResult/PixelSize (1/m) = height 98015829.063031346 width 98015829.063031346: "
+        "'1/m' is not a length (a diffraction pattern or an FFT); not used as the voxel size"
+    )
+    src = open_source(raw / "dp.emd")
+    assert src.voxel_size is None and src.shape == (4, 5)
+    assert any("'1/m' is not a length" in n for n in src.not_carried)
+    np.testing.assert_array_equal(src.read((slice(0, 4), slice(0, 5))), np.ones((4, 5)))
+
+
+def test_velox_frames_stating_other_pixel_sizes_are_not_given_one(tmp_path):
+    """Each frame's ``Metadata`` column states its own pixel size: when the last differs from
+    the first, neither is the stack's."""
+    import h5py
+
+    path = tmp_path / "drift.emd"
+    velox_emd(path)
+    with h5py.File(path, "r+") as f:
+        meta = f[f"{VELOX_IMAGE}/Metadata"]
+        column = meta[:, 1].tobytes().replace(b"8.1728831922978511e-12", b"9.1728831922978511e-12")
+        meta[:, 1] = np.frombuffer(column, np.uint8)
+    src = open_source(path)
+    assert src.voxel_size is None and src.shape == (2, 3, 4)
+    assert any(
+        "the last frame states another pixel size than the first" in n for n in src.not_carried
+    )
+
+
+def test_velox_with_several_images_asks_which_and_other_emd_is_refused(tmp_path):
+    second = "/Data/Image/f03a0d4a7c05495f95856e6708f94863"
+    path = tmp_path / "si.emd"
+    velox_emd(path, images=(VELOX_IMAGE, second))
+    with pytest.raises(
+        InputError,
+        match=r"is a Velox file holding 2 images .*\(BM-Ceta\).*name one as si\.emd:/Data/Image/<id>",
+    ):
+        open_source(path)
+    assert open_source(f"{path}:{second}").key == f"{second}/Data"
+    with pytest.raises(InputError, match="is no Velox image"):
+        open_source(f"{path}:/Data/Image/nothere")
+    velox_emd(tmp_path / "berkeley.emd", version=b'{"format": "other"}')
+    with pytest.raises(
+        InputError, match="is an EMD file \\(HDF5\\) but no Thermo Fisher Velox file"
+    ):
+        open_source(tmp_path / "berkeley.emd")
+
+
+def test_hdf5_under_another_name_is_named_as_hdf5_not_missing(tmp_path):
+    keyed = velox_emd(tmp_path / "scan.nxs")
+    for given in (keyed, tmp_path / "scan.nxs"):
         with pytest.raises(
-            InputError, match=r"is an HDF5 file under another name \(\.emd\)"
+            InputError, match=r"is an HDF5 file under another name \(\.nxs\)"
         ) as err:
             open_source(given)
-        assert "does not exist" not in str(err.value) and "y, x, frame" in str(err.value)
+        assert "does not exist" not in str(err.value) and "Velox" in str(err.value)
     (tmp_path / "plain.tif").write_bytes((REAL / "chessboard_u16_bigendian.tif").read_bytes())
     with pytest.raises(
         InputError, match="is no HDF5 file, Zarr or N5 store, so it holds no dataset /x"

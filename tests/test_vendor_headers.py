@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from curated.curation import check
 from curated.errors import ConversionError, InputError
 from curated.images import convert_to_ome_zarr, open_image
 from curated.images.sources import open_source
@@ -413,3 +414,46 @@ def test_multi_image_ome_tiff_convert_names_the_images_it_leaves(tmp_path):
 def test_vendor_entries_without_a_field_are_named_in_a_warning():
     imp = from_ome(ZEISS)
     assert any("zeiss header:" in w and "not imported" in w for w in imp.warnings)
+
+
+def smartsem_slice(path: Path, entries: str, shape=(12, 16)) -> Path:
+    """A TIFF with a SmartSEM ``CZ_SEM`` tag 34118 as the Zeiss software writes it: a block of
+    numbers, then each entry as an upper-case key line and a ``Label = value unit`` line
+    (CRLF, latin-1 ``µ``)."""
+    header = ("0\r\n5.824988e-009\r\n5.000000e+004\r\n68\r\n" + entries).encode("latin-1")
+    data = (np.arange(np.prod(shape)) % 200).reshape(shape).astype(np.uint8)
+    tifffile.imwrite(path, data, extratags=[(34118, 2, len(header), header, True)])
+    return path
+
+
+def test_zeiss_scan_pixel_size_of_an_image_saved_smaller_is_not_used(tmp_path):
+    """HyperSpy's ``test_tiff_Zeiss_SEM_512pix.tif`` (GPL, not copied) has no ``AP_IMAGE_PIXEL_SIZE``,
+    only ``AP_PIXEL_SIZE`` 5.825 nm, and 512 columns over ``AP_WIDTH`` 5.965 µm: 11.65 nm a
+    pixel (HyperSpy reads 11.649976 nm). ``ap_pixel_size`` is the scan's pixel size; it was
+    used as the image's, half the true size. Now it is not used, and both say why."""
+    entries = "AP_PIXEL_SIZE\r\nPixel Size = 5.825 nm\r\nAP_WIDTH\r\nWidth = 5.965 \xb5m\r\n"
+    path = smartsem_slice(tmp_path / "z512.tif", entries, shape=(2, 12, 16))
+    src = open_source(path)
+    assert src.voxel_size is None
+    why = (
+        "pixel size y x: Zeiss ap_pixel_size = 5.825 nm is the scan's pixel size, not the saved "
+        "image's: ap_width 5.965 µm over the image's 16 columns is 372.8 nm; not used as the "
+        "voxel size (pass --voxel-size)"
+    )
+    assert why in src.not_carried
+    with pytest.raises(
+        InputError,
+        match="no voxel size in the file's metadata \\(pixel size y x: Zeiss ap_pixel_size",
+    ):
+        convert_to_ome_zarr(path, tmp_path / "a.ome.zarr")
+    assert "voxel_size_x" not in from_ome(path).images[0]
+    ws = init_workspace(tmp_path / "ws", "Zeiss")
+    image = next(f["image"] for f in check(ws, [path]).to_dict()["files"])
+    assert image["pixel_size"] is None and image["pixel_size_not_used"] == why
+
+
+def test_zeiss_scan_pixel_size_that_fits_the_image_is_used(tmp_path):
+    """When ``AP_WIDTH`` over the columns agrees (within 1 %), ``ap_pixel_size`` is the image's."""
+    entries = "AP_PIXEL_SIZE\r\nPixel Size = 5.825 nm\r\nAP_WIDTH\r\nWidth = 93.2 nm\r\n"
+    src = open_source(smartsem_slice(tmp_path / "z.tif", entries, shape=(12, 16)))
+    assert src.voxel_size == (None, 5.825, 5.825) and src.voxel_source == "zeiss:ap_pixel_size"

@@ -79,7 +79,7 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "JPEG 2000": (".jp2", ".jpx", ".j2k"),
     "GIF": (".gif",),
     "PDF": (".pdf",),
-    "HDF5": (".h5", ".hdf5", ".hdf", ".he5", ".ims", ".nwb", ".n5h5", ".keras"),
+    "HDF5": (".h5", ".hdf5", ".hdf", ".he5", ".emd", ".ims", ".nwb", ".n5h5", ".keras"),
     "Zeiss CZI": (".czi",),
     "DICOM": (".dcm", ".dicom", ".ima", ""),
     "NIfTI-1": (".nii",),
@@ -300,6 +300,7 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
         sparse_note,
         stated_data_bar,
         stated_pixel_size,
+        unused_pixel_size,
     )
 
     info: dict[str, Any] = {
@@ -331,6 +332,9 @@ def inspect_tiff(path: str | Path, size: int) -> dict[str, Any]:
             info["photometric"] = photometric_name(first)
             try:
                 info["pixel_size"] = stated_pixel_size(tif, path)
+                unused = unused_pixel_size(tif, path)  # stated in the header, not used: why
+                if unused:
+                    info["pixel_size_not_used"] = unused
                 info["data_bar"] = stated_data_bar(tif, path)  # rows `convert` crops
             except Exception:  # a damaged header: its other problems are reported below
                 info["pixel_size"] = info["data_bar"] = None
@@ -483,7 +487,23 @@ def inspect_hdf5(path: str | Path, size: int) -> dict[str, Any]:
         _, shape, dtype = max(found, key=lambda d: d[0])
         info["shape"], info["dtype"] = shape, dtype
     info["opens"] = True
+    if str(path).lower().endswith(".emd"):
+        info.update(_velox(path))
     return info
+
+
+def _velox(path: str | Path) -> dict[str, Any]:
+    """A Velox file's first image as `convert` reads it, and its pixel size with where it was
+    read or why it is not used (:func:`curated.images.velox.velox_summary`)."""
+    from curated.images.velox import velox_summary
+
+    try:
+        found = velox_summary(path)
+    except Exception as exc:  # a damaged Metadata array: the file still opened as HDF5
+        return {"velox": f"a Velox file whose image cannot be read ({type(exc).__name__}: {exc})"}
+    if found is None:
+        return {}
+    return {"vendor": "Thermo Fisher Velox", **found}
 
 
 def _hdf5_sparse(dset: Any) -> str | None:

@@ -404,7 +404,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def _unknown_container(text: str) -> None:
     """Refuse ``FILE:/key`` where FILE exists but is no container named as curated reads them
-    (a Velox ``.emd``, a NeXus ``.nxs``: HDF5 under another name), rather than call it missing."""
+    (a NeXus ``.nxs``: HDF5 under another name), rather than call it missing."""
     file, sep, _ = text.partition(":/")
     if not sep or not Path(file).is_file():
         return
@@ -424,9 +424,9 @@ def _is_hdf5(path: Path) -> bool:
 
 _HDF5_ELSEWHERE = (
     "is an HDF5 file under another name ({suffix}); curated reads datasets from HDF5 files "
-    "named .h5, .hdf5, .hdf or .he5, as arrays in t c z y x order. Vendor HDF5 formats keep "
-    "their own layout (a Velox .emd stack is y, x, frame): export the image as TIFF, or write "
-    "the dataset in z y x order to an .h5 file and convert that"
+    "named .h5, .hdf5, .hdf or .he5, as arrays in t c z y x order, and Thermo Fisher Velox "
+    ".emd files. Other vendor HDF5 formats keep their own layout: export the image as TIFF, or "
+    "write the dataset in z y x order to an .h5 file and convert that"
 )
 
 
@@ -1806,6 +1806,14 @@ def stated_pixel_size(tf: Any, path: str | Path) -> str | None:
     axes = "zyx" if meta.origin.startswith("ome-xml") or meta.voxel[0] is not None else "yx"
     sizes = " ".join("?" if v is None else f"{v:.10g}" for v in meta.voxel[3 - len(axes) :])
     return f"pixel size {' '.join(axes)} = {sizes} {meta.unit}"
+
+
+def unused_pixel_size(tf: Any, path: str | Path) -> str | None:
+    """What a TIFF's header states of its grid that the converter does not use, and why
+    (a Zeiss scan pixel size that is not the saved image's, a DigitalMicrograph axis in
+    seconds), in words; else ``None``."""
+    notes = _voxel_from_metadata(tf, Path(path)).notes
+    return "; ".join(notes) if notes else None
 
 
 def stated_data_bar(tf: Any, path: str | Path) -> str | None:

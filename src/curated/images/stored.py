@@ -28,12 +28,13 @@ import numpy as np
 from curated.errors import ConversionError, InputError
 from curated.images.ngff import declares_image
 from curated.images.units import length_unit, round_to, significant_digits
+from curated.images.velox import VELOX_SUFFIX, is_velox, velox_key, velox_pixel
 from curated.walk import Files, Special, walk
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".preali", ".map", ".ccp4", ".tomo")
 _KEYED = re.compile(
-    r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|n5|zarr))(?::(?P<key>/.*))?$", re.IGNORECASE
+    r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|emd|n5|zarr))(?::(?P<key>/.*))?$", re.IGNORECASE
 )
 
 
@@ -68,7 +69,7 @@ class StoredArraySource:
     @property
     def name(self) -> str:
         stem = Path(self.file).name
-        for suffix in (".ome.zarr", ".zarr", ".n5", *HDF5_SUFFIXES, *MRC_SUFFIXES):
+        for suffix in (".ome.zarr", ".zarr", ".n5", VELOX_SUFFIX, *HDF5_SUFFIXES, *MRC_SUFFIXES):
             if stem.lower().endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break
@@ -125,9 +126,22 @@ class StoredArraySource:
                 block = block.view(np.uint8)  # IMOD's unsigned bytes (see _mrc_mode0_unsigned)
         elif self.kind == "n5":
             block = np.asarray(_handle(self.kind, self.file, self.key)[region].read().result())
+        elif self.file_axes is not None:  # a Velox image: (y, x, frame) in the file
+            block = _read_reordered(_handle(self.kind, self.file, self.key), self.file_axes, region)
         else:
             block = np.asarray(_handle(self.kind, self.file, self.key)[region])
         return block.astype(block.dtype.newbyteorder("="), copy=False)
+
+
+def _read_reordered(arr: Any, order: tuple[int, ...], region: tuple[slice, ...]) -> np.ndarray:
+    """``region`` of ``arr`` whose axis ``i`` is the file's axis ``order[i]``; the file's
+    axes not in ``order`` (a single frame) are read at index 0."""
+    in_file: list[slice | int] = [0] * arr.ndim
+    for axis, sl in zip(order, region, strict=True):
+        in_file[axis] = sl
+    block = np.asarray(arr[tuple(in_file)])
+    kept = sorted(order)
+    return np.ascontiguousarray(block.transpose([kept.index(a) for a in order]))
 
 
 class ChunkCount(NamedTuple):
@@ -310,7 +324,9 @@ def split_key(path: str | Path) -> tuple[Path, str] | None:
 def is_stored(path: str | Path) -> bool:
     """Whether ``path`` is an HDF5/MRC file, a Zarr/N5 store, or ``CONTAINER:/key``."""
     p = Path(path)
-    if p.suffix.lower() in MRC_SUFFIXES and not p.is_dir():  # a folder of slices may be named x.rec
+    if (
+        p.suffix.lower() in (*MRC_SUFFIXES, VELOX_SUFFIX) and not p.is_dir()
+    ):  # a folder of slices may be named x.rec
         return True
     got = split_key(path)
     if got is not None and (got[1] or got[0].suffix.lower() in HDF5_SUFFIXES):
@@ -343,6 +359,8 @@ def open_stored(path: str | Path) -> StoredArraySource:
         raise InputError(msg, path=file)
     if file.suffix.lower() in HDF5_SUFFIXES:
         return _open_hdf5(file, key, text)
+    if file.suffix.lower() == VELOX_SUFFIX:
+        return _open_velox(file, key, text)
     if (file / "attributes.json").is_file() and not (file / "zarr.json").is_file():
         return _open_n5(file, key, text)
     return _open_zarr(file, key, text)
@@ -436,6 +454,66 @@ def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
             files=[str(file)],
             stored=count,
         )
+
+
+_NOT_VELOX = (
+    "is an EMD file (HDF5) but no Thermo Fisher Velox file (its Version does not name the "
+    "format Velox); curated reads Velox .emd files, and datasets of HDF5 files named .h5, "
+    ".hdf5, .hdf or .he5 as arrays in t c z y x order: write the dataset in z y x order "
+    "to an .h5 file and convert that"
+)
+
+
+def _open_velox(file: Path, key: str, shown: str) -> StoredArraySource:
+    """A Velox image, its (y, x, frame) pixels read as y x (one frame) or z y x (frames as z)."""
+    import h5py
+
+    try:
+        f = h5py.File(file, "r")
+    except OSError as exc:
+        raise _hdf5_error(exc, file) from None
+    with f:
+        if not is_velox(f):
+            raise InputError(_NOT_VELOX, path=file)
+        key = velox_key(f, key, file)
+        obj = f[key]
+        if obj.ndim != 3:
+            msg = f"Velox image {key} has shape {obj.shape}; a Velox image is (y, x, frame)"
+            raise ConversionError(msg, path=file)
+        _check_filters(obj, file)
+        dtype = _check_dtype(obj.dtype, shown)
+        file_shape = tuple(int(n) for n in obj.shape)
+        frames = file_shape[2]
+        pixel = velox_pixel(f, key, frames)
+        chunks = obj.chunks
+    order = (2, 0, 1) if frames > 1 else (0, 1)
+    notes = [
+        f"Velox image {key}: stored as (y, x, frame), read as {'z y x' if frames > 1 else 'y x'}"
+    ]
+    if frames > 1:
+        notes.append(
+            f"Velox frame stack ({frames} frames): the z axis is the frame index (a series in "
+            "time or of tilts, not depth); give the z spacing with --voxel-size"
+        )
+    if pixel.note:
+        notes.append(f"pixel size: {pixel.note}")
+    voxel = None if pixel.yx is None else (None, *pixel.yx)
+    return StoredArraySource(
+        kind="hdf5",
+        path=shown,
+        file=str(file),
+        key=key,
+        axes="zyx" if frames > 1 else "yx",
+        shape=tuple(file_shape[a] for a in order),
+        dtype=dtype.str,
+        chunks=tuple(int(chunks[a]) for a in order) if chunks else None,
+        voxel_size=voxel,
+        unit=None if voxel is None else "nanometer",
+        voxel_source=pixel.source if voxel is not None else "none",
+        not_carried=notes,
+        files=[str(file)],
+        file_axes=order,
+    )
 
 
 def _check_filters(obj: Any, file: Path) -> None:

@@ -95,7 +95,7 @@ class VendorHeader:
 def read_vendor_header(tif: Any) -> VendorHeader | None:
     """The vendor header of an open ``tifffile.TiffFile``, or ``None`` when it has none we read."""
     if getattr(tif, "is_sem", False) and tif.sem_metadata:
-        return _zeiss(tif.sem_metadata)
+        return _zeiss(tif.sem_metadata, int(getattr(tif.pages.first, "imagewidth", 0) or 0))
     if getattr(tif, "is_fei", False) and tif.fei_metadata:
         return _fei(tif.fei_metadata, tif.pages.first)
     if getattr(tif, "is_tvips", False) and tif.tvips_metadata:
@@ -124,8 +124,27 @@ def _scaled(value: Any, unit: str, table: dict[str, float]) -> float | None:
 _ZEISS_DETECTORS = {"INLENS": "InLens", "ESB": "EsB", "SE2": "SE", "HE-SE2": "SE", "SESI": "SE", "BSD": "BSE", "AsB": "BSE", "ASB": "BSE", "CZ BSD": "BSE"}  # fmt: skip
 
 
-def _zeiss(meta: dict[str, Any]) -> VendorHeader:
-    """Zeiss SmartSEM: entries are ``(label, value[, unit])`` tuples keyed ``ap_*``/``dp_*``/``sv_*``."""
+def _zeiss_scan_pixel(nm: float, raw: str, width: tuple[Any, str], columns: int) -> str | None:
+    """Why SmartSEM's ``ap_pixel_size`` (the pixel size of the scan) is not the saved image's,
+    else ``None``: its ``ap_width`` (the field of view) over the image's columns disagrees (an
+    image saved at 512 columns from a 1024-column scan has pixels twice as large)."""
+    field_nm = _scaled(width[0], width[1], _NM)
+    if field_nm is None or columns <= 0:
+        return None
+    per_column = field_nm / columns
+    if abs(nm - per_column) <= 0.01 * per_column:
+        return None
+    return (
+        f"images[0].voxel_size_y x: Zeiss ap_pixel_size = {raw} is the scan's pixel size, not the "
+        f"saved image's: ap_width {width[0]} {width[1]} over the image's {columns} columns is "
+        f"{round_to(per_column, 4):g} nm; not used as the voxel size (pass --voxel-size)"
+    )
+
+
+def _zeiss(meta: dict[str, Any], columns: int = 0) -> VendorHeader:
+    """Zeiss SmartSEM: entries are ``(label, value[, unit])`` tuples keyed ``ap_*``/``dp_*``/``sv_*``.
+
+    ``columns``: the image's width, to tell ``ap_pixel_size`` (the scan's) from the image's."""
     head = VendorHeader("zeiss", entries=sum(1 for k in meta if k))
 
     def entry(key: str) -> tuple[Any, str]:
@@ -137,6 +156,12 @@ def _zeiss(meta: dict[str, Any]) -> VendorHeader:
     for key in ("ap_image_pixel_size", "ap_pixel_size"):
         value, unit = entry(key)
         nm = _scaled(value, unit, _NM)
+        why = None
+        if nm is not None and key == "ap_pixel_size":
+            why = _zeiss_scan_pixel(nm, f"{value} {unit}", entry("ap_width"), columns)
+        if why is not None:
+            head.warnings.append(why)
+            break
         if nm is not None:
             head.pixel_size_nm = (nm, nm)
             head.pixel_source = f"zeiss:{key}"
