@@ -515,3 +515,27 @@ def test_dataverse_rate_limit_without_retry_after_is_backed_off(tmp_path):
         r = deposit(bag, to="dataverse", url=fake.url, target="lab", retry=retry)
         assert r.status == "draft" and _stored(fake) == _as_bag(bag)
     assert sleeps == [0.5, 1.0]
+
+
+def test_the_journal_keeping_presigned_urls_is_readable_by_its_owner_only(tmp_path):
+    """The journal keeps a direct upload's presigned URLs (write access to the store, to
+    resume the upload): it was written with the umask's mode (0644: any user of a shared
+    lab server could read them), and kept an older journal's mode."""
+    import os
+    import stat
+
+    files = {"images/a.bin": os.urandom(3000)}
+    bag = _bag(tmp_path / "ws", files)
+    journal = journal_path(bag)
+    journal.write_text(
+        json.dumps({"format": "curated-deposit-journal/1", "bag": bag.name, "deposits": {}})
+    )
+    journal.chmod(0o644)  # as an earlier release left it
+    old = os.umask(0o022)
+    try:
+        with FakeDataverse(direct=True) as fake:
+            r = _run(bag, fake, options={"direct_threshold": 1})
+    finally:
+        os.umask(old)
+    assert r.status == "draft"
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600

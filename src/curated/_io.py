@@ -20,16 +20,18 @@ from curated._crash import crash_point
 from curated.errors import MetadataError
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then
     renamed over ``path`` (rename is atomic on POSIX within one file system).
     """
-    return atomic_write_chunks(path, (data,))
+    return atomic_write_chunks(path, (data,), mode=mode)
 
 
-def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
+def atomic_write_chunks(
+    path: str | Path, chunks: Iterable[bytes], *, mode: int | None = None
+) -> Path:
     """:func:`atomic_write_bytes` for content made piece by piece (never all in memory)."""
 
     def write(name: str) -> None:
@@ -37,16 +39,19 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> Path:
             for chunk in chunks:
                 fh.write(chunk)
 
-    return atomic_write_via(path, write)
+    return atomic_write_via(path, write, mode=mode)
 
 
-def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
+def atomic_write_via(
+    path: str | Path, write: Callable[[str], Any], *, mode: int | None = None
+) -> Path:
     """Write ``path`` atomically with a writer that wants a file name (``pyarrow``, ``tifffile``).
 
     ``write(name)`` writes the whole file to ``name``, a temporary file beside ``path``
     (``.NAME.XXXXXXXX.tmp``, see :func:`is_temp_name`), which is flushed to disk and then
     renamed over ``path`` (atomic on POSIX within one file system). The replaced file's
-    mode is kept, else the umask's default (mkstemp alone would make it 0600).
+    mode is kept, else the umask's default (mkstemp alone would make it 0600); ``mode``
+    sets it instead (``0o600`` for a file only its owner may read).
 
     The temporary file is locked (``flock``) from its creation to its rename, so that a
     later write of the same ``path`` can tell a killed writer's leftover (unlocked: its
@@ -55,10 +60,11 @@ def atomic_write_via(path: str | Path, write: Callable[[str], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         _lock(fd)
@@ -394,9 +400,9 @@ def _umask() -> int:
     return current
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None) -> Path:
     """Text flavour of :func:`atomic_write_bytes` (UTF-8, ``\\n`` newlines)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
 def canonical_json(obj: Any) -> str:
@@ -407,10 +413,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Atomically write pretty JSON (2-space indent, trailing newline)."""
+def write_json(path: str | Path, obj: Any, *, mode: int | None = None) -> Path:
+    """Atomically write pretty JSON (2-space indent, trailing newline); ``mode``: see
+    :func:`atomic_write_via`."""
     return atomic_write_text(
-        path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+        path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", mode=mode
     )
 
 

@@ -2,7 +2,9 @@
 
 One JSON file, rewritten atomically after every confirmed step, holds per target
 (``kind`` + URL) the draft's state, each file's progress (pending parts, confirmed
-checksums) and the history of finished deposits. It never holds a credential.
+checksums) and the history of finished deposits. It never holds a credential; it does keep
+the presigned upload URLs of a Dataverse direct upload in progress (time-limited write access
+to one object each, needed to resume it), so it is written readable by its owner only (0600).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from curated._secrets import scrub, without_userinfo
 from curated.errors import DepositError
 
 FORMAT = "curated-deposit-journal/1"
+JOURNAL_MODE = 0o600
+"""Owner only, whatever the umask or an older journal's mode: presigned upload URLs inside."""
 
 
 def journal_path(bag: str | Path) -> Path:
@@ -80,4 +84,4 @@ class Journal:
     def save(self) -> None:
         self.data["updated"] = _now()
         # a credential echoed back by a server must not reach the disk (state, links)
-        write_json(self.path, without_userinfo(scrub(self.data)))
+        write_json(self.path, without_userinfo(scrub(self.data)), mode=JOURNAL_MODE)
