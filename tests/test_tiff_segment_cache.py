@@ -417,3 +417,17 @@ def test_a_killed_process_leaves_no_spill_file(tmp_path):
     )
     assert proc.returncode == -9 and "spilled" in proc.stdout, proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reads_outside_a_conversion_never_spill(tmp_path, decodes):
+    """Only a conversion (which clears the cache at its end) spills: a reader such as
+    `check`'s samples in a long-lived lab pipeline keeps no scratch file open."""
+    vol = _stack(seed=11)
+    src = open_source(_single_strip(tmp_path / "stack.tif", vol))
+    SEGMENTS.resize(SIDE * SIDE * 2)  # one page in memory
+    for _ in range(3):
+        for z in range(PAGES):  # the cyclic pattern
+            window = (slice(z, z + 1), slice(8, 24), slice(8, 24))
+            np.testing.assert_array_equal(src.read(window), vol[window])
+    assert SEGMENTS.spills == 0 and SEGMENTS._spill is None
+    assert sum(decodes.values()) == 3 * PAGES

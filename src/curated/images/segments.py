@@ -22,10 +22,12 @@ scratch file (:class:`SpillFile`, in tiles, so that a shard's window of a page i
 back without reading the page), bounded by ``spill_bytes`` (``CURATED_SEGMENT_SPILL_MB``;
 by default :data:`DEFAULT_SPILL_BYTES` and never more than half the free space where it
 is written; ``0`` spills nothing). Each page is then decoded once per slab where it was
-decoded once per shard. The file lives in the conversion's output folder's parent for a
-local output (:meth:`SegmentCache.spill_to`), in the temporary folder (``TMPDIR``)
-otherwise; it has no name, so nothing is left behind even by ``kill -9``. A disk that
-fills or fails turns spilling off for the run: reads go on, decoding again.
+decoded once per shard. Only a conversion run on this process's threads spills
+(:meth:`SegmentCache.spill_to`, until :meth:`SegmentCache.clear` at its end; not the tasks of
+a dask.distributed worker, nor other readers). The file lives in the output folder's parent
+for a local output, in the temporary folder (``TMPDIR``) for an ``s3://`` one; it has no
+name, so nothing is left behind even by ``kill -9``. A disk that fills or fails turns
+spilling off for the run: reads go on, decoding again.
 
 Never stale: a key holds the file's identity (device, inode, size, modification and
 change times in ns) as seen on the descriptor that is read, so a file rewritten or
@@ -199,6 +201,7 @@ class SegmentCache:
         self.max_bytes = int(env_max or 0) if max_bytes is None else max(0, int(max_bytes))
         self.spill_bytes = int(env_spill or 0) if spill_bytes is None else max(0, int(spill_bytes))
         self.spill_dir = spill_dir
+        self._may_spill = spill_dir is not None  # a conversion's cache (spill_to), not any reader's
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._decoding: dict[Hashable, threading.Event] = {}
@@ -223,8 +226,12 @@ class SegmentCache:
         return sum(s.size for s in self._spilled.values())
 
     def spill_to(self, directory: str | Path | None) -> None:
-        """Spill into ``directory`` (``None``: the temporary folder) from the next spill file on."""
+        """Allow spilling until :meth:`clear`, into ``directory`` (``None``: the temporary
+        folder). A conversion run on this process's threads calls it, and clears the cache
+        at its end; other readers (``check``'s samples, a dask worker's tasks) never spill,
+        so no scratch file outlives the work that needed it."""
         with self._lock:
+            self._may_spill = True
             if self._spill is None:
                 self.spill_dir = directory
 
@@ -292,7 +299,12 @@ class SegmentCache:
         waiting = self._decoding.get(key)
         if waiting is not None:
             return "wait", waiting
-        if key in self._ghosts and self.spill_bytes > 0 and self.spill_error is None:
+        if (
+            key in self._ghosts
+            and self._may_spill
+            and self.spill_bytes > 0
+            and not self.spill_error
+        ):
             self._spilling = True  # a dropped segment wanted again: the cyclic pattern
         done = self._decoding[key] = threading.Event()
         return "decode", done
@@ -432,7 +444,7 @@ class SegmentCache:
             if self._spill is not None:
                 self._spill.close()
                 self._spill = None
-            self._spilling = False
+            self._spilling = self._may_spill = False
             self.spill_error = None
             self.spill_dir = None
             self.nbytes = 0

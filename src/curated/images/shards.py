@@ -1265,8 +1265,9 @@ def run_levels(
             os._exit(75)
 
     client = _connect(scheduler) if scheduler else None
-    if isinstance(job.sink, LocalSink):  # decoded pages spill beside the output, not into TMPDIR
-        SEGMENTS.spill_to(Path(job.root).resolve().parent)
+    if client is None:  # decoded pages spill beside a local output, not into TMPDIR
+        local = isinstance(job.sink, LocalSink)
+        SEGMENTS.spill_to(Path(job.root).resolve().parent if local else None)
     try:
         for level in levels:
             threads = workers or os.cpu_count() or 1
