@@ -125,6 +125,21 @@ def unlogged(ws: Any, out: Path) -> bool:
     return ws is not None and not ws.log.records_as_is(out / MODEL_JSON)
 
 
+def _train_draw(train: Any, image: Path, member: Path, overwrite: bool, **kwargs: Any) -> Result:
+    """One draw, resumed (or found finished) when ``member`` holds this draw's run.
+
+    ``overwrite`` is of the average's ``out``, not of the draws of its own interrupted
+    run: a draw is trained again from the start only when ``member`` holds another run's
+    (other settings or crops), which without ``overwrite`` is refused.
+    """
+    try:
+        return train(image, out=member, overwrite=False, **kwargs)
+    except SegmentationError as exc:
+        if not overwrite or exc.field != "out":
+            raise
+    return train(image, out=member, overwrite=True, **kwargs)
+
+
 def finetune_average(
     parent: SegmentationModel,
     image: Path,
@@ -165,16 +180,8 @@ def finetune_average(
         members, status, warnings = [], [], []
         for d, s in enumerate(seeds):
             member = where / f"d{d}"
-            r = train(
-                image,
-                out=member,
-                seed=s,
-                parent=parent,
-                name=model_name,
-                overwrite=overwrite,
-                progress=progress,
-                **kwargs,
-            )
+            args = {"seed": s, "parent": parent, "name": model_name, "progress": progress}
+            r = _train_draw(train, image, member, overwrite, **args, **kwargs)
             status.append(r.status)  # "notneeded": finished before an interruption
             # the draws share their crops, so they warn alike (no new crop holds the structure);
             # a draw found done repeats its warning from its model.json
