@@ -1,0 +1,100 @@
+"""Round 5 of kill -9: steps with ``overwrite`` killed while replacing their earlier output,
+then run again with and without ``overwrite``.
+
+Either the re-run finishes (the old output was already being replaced, never half of it
+kept as if whole) or it refuses saying what to do; ``log verify --files`` passes once the
+step is run as the refusal says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from crash_helpers import copy_tree, run_killable
+from segment_helpers import logged_statuses
+
+from curated._crash import EXIT_CODE
+from curated.errors import InputError
+from curated.workspace import Workspace
+
+
+def _verifies(ws: Path) -> None:
+    report = Workspace(ws).log.verify(files=True)
+    assert report.ok, report.problems
+
+
+# ------------------------------------------------------------------ evaluate --overwrite
+EVALUATE = (
+    "import os\n"
+    "import curated.segment.evaluate\n"
+    "{patch}"
+    "from curated.segment import evaluate\n"
+    "evaluate({image!r}, seed=1, overwrite=True, workspace={ws!r}, **{same!r})\n"
+)
+SAME = {"pred": "pred", "truth": "truth", "label_value": 1, "blocks": 2, "block_size": 8}
+BEFORE_JSON = (  # the Markdown and pictures written, killed before the JSON
+    "import sys\n"
+    "sys.modules['curated.segment.evaluate'].write_json = lambda *a, **kw: os._exit(137)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose image has a truth and a prediction, evaluated as ``e1`` (seed 0)."""
+    from curated.images import add_labels, write_ome_zarr
+    from curated.segment import evaluate
+
+    ws = Workspace.create(
+        tmp_path_factory.mktemp("killed-overwrite") / "ws", record={"study": {"title": "Kill"}}
+    )
+    image = ws.derived_dir / "cell.ome.zarr"
+    truth = np.zeros((16, 24, 24), np.uint8)
+    truth[2:10, 4:14, 4:14] = 1
+    pred = np.roll(truth, 2, axis=2)
+    write_ome_zarr((truth * 90 + 40).astype(np.uint8), image, voxel_size=(8.0, 8.0, 8.0), chunks=8)
+    add_labels(image, "truth", truth, kind="truth")
+    model = {"id": "m", "sha256": "0" * 64, "card": None}
+    add_labels(image, "pred", pred, kind="prediction", ai_generated=True, model=model)
+    evaluate(image, **SAME, seed=0, name="e1", workspace=ws)
+    return ws.root
+
+
+def _evaluation(ws: Path) -> dict[str, bytes]:
+    folder = Workspace(ws).evaluations_dir
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name.startswith("e1")}
+
+
+def _seeds(ws: Path) -> int:
+    report = json.loads((Workspace(ws).evaluations_dir / "e1.json").read_bytes())
+    return int(report["held_out"]["seed"])
+
+
+@pytest.mark.parametrize("point", ["before-json", "log-append"])
+def test_an_evaluation_overwrite_killed_part_way_is_never_kept_half_old(evaluated, tmp_path, point):
+    from curated.segment import evaluate
+
+    ws = copy_tree(evaluated, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    patch = BEFORE_JSON if point == "before-json" else ""
+    code = EVALUATE.format(patch=patch, image=str(image), ws=str(ws), same={**SAME, "name": "e1"})
+    r = run_killable(code, None if patch else point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {**SAME, "seed": 1, "name": "e1", "workspace": ws}
+    if point == "before-json":  # the old evaluation was no longer whole: made again now
+        assert not (Workspace(ws).evaluations_dir / "e1.json").exists()  # not the old one
+        evaluate(image, **args)
+    else:  # a whole evaluation the log does not record: refused, saying what to do
+        with pytest.raises(InputError, match="not as the curator log records.*--overwrite"):
+            evaluate(image, **args)
+        evaluate(image, **args, overwrite=True)
+    _verifies(ws)
+    assert _seeds(ws) == 1
+    assert logged_statuses(ws, "evaluate") == ["ok", "ok"]
+    clean = copy_tree(evaluated, tmp_path / "clean")
+    evaluate(clean / "derived" / "cell.ome.zarr", **{**args, "workspace": clean}, overwrite=True)
+    got, want = _evaluation(ws), _evaluation(clean)
+    assert got.keys() == want.keys()
+    assert json.loads(got["e1.json"])["overall"] == json.loads(want["e1.json"])["overall"]
