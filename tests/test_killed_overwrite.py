@@ -98,3 +98,51 @@ def test_an_evaluation_overwrite_killed_part_way_is_never_kept_half_old(evaluate
     got, want = _evaluation(ws), _evaluation(clean)
     assert got.keys() == want.keys()
     assert json.loads(got["e1.json"])["overall"] == json.loads(want["e1.json"])["overall"]
+
+
+# ------------------------------------------------------------------ export --overwrite
+EXPORT = (
+    "from curated.segment.export import export_bioimageio\n"
+    "export_bioimageio({model!r}, {dest!r}, license='CC0-1.0', overwrite=True, "
+    "workspace={ws!r})\n"
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with a tiny model exported as a folder package ``derived/pkg`` (MIT)."""
+    from segment_helpers import annotated_workspace, train_tiny
+
+    from curated.segment.export import export_bioimageio
+
+    ws = annotated_workspace(tmp_path_factory.mktemp("killed-export") / "ws", "Killed export")
+    model = ws / "derived" / "model"
+    train_tiny(ws / "derived" / "cell.ome.zarr", model, depth=1, workspace=ws)
+    assert export_bioimageio(model, ws / "derived" / "pkg", license="MIT", workspace=ws).ok
+    return ws
+
+
+@pytest.mark.parametrize("point", ["export-built", "export-swap-aside", "log-append"])
+def test_an_export_overwrite_killed_part_way_keeps_a_whole_package(exported, tmp_path, point):
+    from curated.provenance.digest import digest_tree
+    from curated.segment.export import export_bioimageio
+
+    ws = copy_tree(exported, tmp_path / "ws")
+    model, dest = ws / "derived" / "model", ws / "derived" / "pkg"
+    old = digest_tree(dest).digest
+    r = run_killable(EXPORT.format(model=str(model), dest=str(dest), ws=str(ws)), point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"license": "CC0-1.0", "workspace": ws}
+    if point == "log-append":  # the new package, whole, not on record: refused, saying why
+        with pytest.raises(InputError, match="not as the curator log records.*overwrite"):
+            export_bioimageio(model, dest, **args)
+    else:  # the old package put back, whole and on record: refused as after any export
+        with pytest.raises(InputError, match="exists already.*pass overwrite"):
+            export_bioimageio(model, dest, **args)
+        assert digest_tree(dest).digest == old
+        _verifies(ws)
+    assert export_bioimageio(model, dest, overwrite=True, **args).ok
+    assert "CC0-1.0" in (dest / "rdf.yaml").read_text(encoding="utf-8")
+    assert not [p.name for p in dest.parent.iterdir() if p.name.startswith(".pkg")]
+    _verifies(ws)
+    assert logged_statuses(ws, "export-bioimageio") == ["ok", "ok"]
