@@ -146,3 +146,119 @@ def test_an_export_overwrite_killed_part_way_keeps_a_whole_package(exported, tmp
     assert not [p.name for p in dest.parent.iterdir() if p.name.startswith(".pkg")]
     _verifies(ws)
     assert logged_statuses(ws, "export-bioimageio") == ["ok", "ok"]
+
+
+# ------------------------------------------------------------------ labels add --overwrite
+LABELS_ADD = (
+    "from curated.images import add_labels\n"
+    "add_labels({image!r}, 'hand', {src!r}, overwrite=True, workspace={ws!r})\n"
+)
+
+
+def _hand(tmp_path: Path, value: int, shift: int) -> Path:
+    hand = np.zeros((16, 24, 24), dtype=np.uint8)
+    hand[4:12, 6 + shift : 18, 6:18] = value
+    path = tmp_path / f"hand{value}.npy"
+    np.save(path, hand)
+    return path
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose image has a hand label image ``hand`` (value 3), logged."""
+    from segment_helpers import annotated_workspace
+
+    from curated.images import add_labels
+
+    root = tmp_path_factory.mktemp("killed-labels")
+    ws = annotated_workspace(root / "ws", "Killed labels")
+    assert add_labels(ws / "derived" / "cell.ome.zarr", "hand", _hand(root, 3, 0), workspace=ws).ok
+    return ws
+
+
+@pytest.mark.parametrize("point", ["store-group-written", "shard-written", "log-append"])
+@pytest.mark.parametrize("rerun", ["same", "other", "same-overwrite"])
+def test_labels_add_overwrite_killed_part_way_never_mixes_two_sources(
+    labelled, tmp_path, point, rerun
+):
+    """Killed while replacing ``hand`` with source B, run again with B (with or without
+    ``overwrite``) or with another source C: the label image is all of one source."""
+    import zarr
+
+    from curated.images import add_labels
+
+    ws = copy_tree(labelled, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    b, c = _hand(tmp_path, 5, 2), _hand(tmp_path, 7, 4)
+    r = run_killable(LABELS_ADD.format(image=str(image), src=str(b), ws=str(ws)), point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    src = c if rerun == "other" else b
+    if rerun == "other":  # the killed run's half is of B: never finished with C's
+        with pytest.raises(InputError, match="same ones to finish it, or pass --overwrite"):
+            add_labels(image, "hand", src, workspace=ws)
+    overwrite = rerun != "same"
+    again = add_labels(image, "hand", src, overwrite=overwrite, workspace=ws)
+    assert again.ok, again.message
+    got = np.asarray(zarr.open_array(image / "labels" / "hand" / "0"))
+    assert np.array_equal(got, np.load(src))
+    _verifies(ws)
+
+
+# ------------------------------------------------------------------ annotate suggest (replaces)
+SUGGEST = (
+    "import os, sys, torch; torch.set_num_threads(1)\n"
+    "import curated.segment.suggest\n"
+    "{patch}"
+    "from curated.segment import suggest_crops\n"
+    "suggest_crops({image!r}, model={model!r}, pred='pred', labels='ann', n=2, crop_size=8, "
+    "device='cpu', workspace={ws!r})\n"
+)
+AFTER_LABELS = (  # the new suggestions' label image written, killed before their table
+    "sys.modules['curated.segment.suggest'].atomic_write_text = lambda *a: os._exit(137)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def suggested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with a tiny model, a prediction ``pred`` and one logged suggestion."""
+    import zarr
+    from segment_helpers import annotated_workspace, one_torch_thread, train_tiny
+
+    from curated.images import add_labels
+    from curated.segment import suggest_crops
+
+    ws = annotated_workspace(tmp_path_factory.mktemp("killed-suggest") / "ws", "Killed suggest")
+    image = ws / "derived" / "cell.ome.zarr"
+    train_tiny(image, ws / "derived" / "model", depth=1, workspace=ws)
+    truth = np.asarray(zarr.open_array(image / "labels" / "truth" / "0"))
+    add_labels(image, "pred", (truth == 2).astype(np.uint8), kind="prediction", workspace=ws)
+    args = {"pred": "pred", "labels": "ann", "n": 1, "crop_size": 8, "device": "cpu"}
+    with one_torch_thread():
+        assert suggest_crops(image, model=ws / "derived" / "model", workspace=ws, **args).ok
+    return ws
+
+
+@pytest.mark.parametrize("point", ["shard-written", "after-labels", "log-append"])
+def test_suggestions_replaced_by_a_killed_run_are_made_whole_by_the_next(
+    suggested, tmp_path, point
+):
+    import zarr
+    from segment_helpers import one_torch_thread
+
+    from curated.segment import suggest_crops
+
+    ws = copy_tree(suggested, tmp_path / "ws")
+    image, model = ws / "derived" / "cell.ome.zarr", ws / "derived" / "model"
+    patch = AFTER_LABELS if point == "after-labels" else ""
+    code = SUGGEST.format(patch=patch, image=str(image), model=str(model), ws=str(ws))
+    r = run_killable(code, None if patch else point)
+    assert r.returncode == EXIT_CODE, r.stderr
+    args = {"pred": "pred", "labels": "ann", "n": 2, "crop_size": 8, "device": "cpu"}
+    with one_torch_thread():
+        again = suggest_crops(image, model=model, workspace=ws, **args)
+    assert again.ok, again.message
+    table = json.loads(Path(again.details["files"]["json"]).read_bytes())["table"]
+    values = np.unique(np.asarray(zarr.open_array(image / "labels" / "suggestions" / "0")))
+    assert len(table) == 2 and len(values[values > 0]) == 2  # the table is the labels'
+    _verifies(ws)
+    assert logged_statuses(ws, "annotate-suggest") == ["ok", "ok"]
