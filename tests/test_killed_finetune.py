@@ -203,3 +203,19 @@ def test_one_finetuning_overwrite_killed_between_its_weights_and_model_json(
     load_model(out)
     _verifies(ws)
     assert logged_statuses(ws, "finetune") == ["ok", "ok", "ok"]
+
+
+def test_draws_of_a_killed_finetune_with_other_iterations_are_not_kept_by_overwrite(
+    tuned, tmp_path
+):
+    """Draws left by a run of 2 iterations are no draws of a run of 1 (the draws' own
+    signature leaves iterations out, so that more of them resume): trained again."""
+    ws = copy_tree(tuned, tmp_path / "ws")
+    _killed(ws, "averaging")
+    fewer = {**NEW, "iterations": 1}
+    again = _finetune(ws, "tuned", overwrite=True, **fewer)
+    assert again.status == "ok", again.message
+    assert again.details["draw_status"] == ["ok", "ok"]
+    assert _finetune(ws, "clean", **fewer).status == "ok"
+    assert _weights(ws, "tuned") == _weights(ws, "clean")
+    _verifies(ws)
