@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -499,7 +500,9 @@ class CuratorLog:
         """Set a cut last line aside (into ``log.jsonl.cut-<time>``) so appends can continue.
 
         Returns the file the cut bytes were saved to, or ``None`` when there was
-        nothing to repair. Every complete entry is kept.
+        nothing to repair. Every complete entry is kept. A repair killed part way is
+        finished by the next one: the copy it had begun (or finished) is the one kept,
+        never a second copy of the same line.
         """
         with self._locked():
             _, cut = self._tail()
@@ -507,23 +510,8 @@ class CuratorLog:
                 return None
             data = self.path.read_bytes()
             keep = data.rfind(b"\n") + 1
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            aside = self.path.with_name(f"{self.path.name}.cut-{stamp}")
-            n = 1
-            while aside.exists():
-                aside = self.path.with_name(f"{self.path.name}.cut-{stamp}-{n}")
-                n += 1
-            try:
-                with open(aside, "xb") as fh:
-                    fh.write(data[keep:])
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            except OSError as exc:
-                # never leave an empty or partial copy of the cut line behind
-                aside.unlink(missing_ok=True)
-                raise _os_error(
-                    exc, aside, "cannot set the cut line aside; the log was not changed"
-                ) from None
+            aside = self._set_aside(data[keep:])
+            crash_point("log-repair-set-aside")  # copied, the log not yet shortened
             try:
                 with open(self.path, "r+b") as fh:
                     fh.truncate(keep)
@@ -532,6 +520,48 @@ class CuratorLog:
             except OSError as exc:
                 raise _os_error(exc, self.path, "cannot shorten the log") from None
             return aside
+
+    def _set_aside(self, cut: bytes) -> Path:
+        """A file beside the log holding ``cut``: the copy an interrupted repair made (or
+        began: a start of it) completed, else a new ``log.jsonl.cut-<time>``."""
+        aside, whole = self._copy_of(cut)
+        if whole and aside is not None:
+            return aside
+        mode = "wb"  # a start of the cut line, left by a repair killed while writing it
+        if aside is None:
+            mode = "xb"
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            aside = self.path.with_name(f"{self.path.name}.cut-{stamp}")
+            n = 1
+            while aside.exists():
+                aside = self.path.with_name(f"{self.path.name}.cut-{stamp}-{n}")
+                n += 1
+        try:
+            with open(aside, mode) as fh:
+                fh.write(cut)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            # never leave an empty or partial copy of the cut line behind
+            aside.unlink(missing_ok=True)
+            raise _os_error(
+                exc, aside, "cannot set the cut line aside; the log was not changed"
+            ) from None
+        return aside
+
+    def _copy_of(self, cut: bytes) -> tuple[Path | None, bool]:
+        """The file set aside beside the log holding ``cut`` (``True``), or else one holding
+        a start of it (``False``: a repair killed while writing it); ``None`` when neither."""
+        begun: Path | None = None
+        for p in sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.cut-*")):
+            if p.is_symlink() or not p.is_file() or p.stat().st_size > len(cut):
+                continue
+            held = p.read_bytes()
+            if held == cut:
+                return p, True
+            if cut.startswith(held):
+                begun = p
+        return begun, False
 
     # ------------------------------------------------------------- artifacts
     def artifact(

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from curated._io import canonical_json
+from curated._io import canonical_json, write_json
 from curated.errors import InputError, SegmentationError
 from curated.results import Result, with_warnings
 from curated.segment.modelio import (
@@ -125,6 +126,39 @@ def unlogged(ws: Any, out: Path) -> bool:
     return ws is not None and not ws.log.records_as_is(out / MODEL_JSON)
 
 
+DRAWS_RECORD = "settings.json"
+"""In the draws' folder: the settings of the run whose draws it holds."""
+
+
+def _claim_draws(where: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Make ``where`` this run's draws folder. With ``overwrite``, draws an interrupted run
+    with other settings left (other iterations, seeds, …) are removed first: an overwrite
+    keeps the draws of its own interrupted run only."""
+    try:
+        held = json.loads((where / DRAWS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        held = None
+    if overwrite and canonical_json(held) != canonical_json(settings):
+        shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True, exist_ok=True)
+    write_json(where / DRAWS_RECORD, settings)
+
+
+def _train_draw(train: Any, image: Path, member: Path, overwrite: bool, **kwargs: Any) -> Result:
+    """One draw, resumed (or found finished) when ``member`` holds this draw's run.
+
+    ``overwrite`` is of the average's ``out``, not of the draws of its own interrupted
+    run: a draw is trained again from the start only when ``member`` holds another run's
+    (other settings or crops), which without ``overwrite`` is refused.
+    """
+    try:
+        return train(image, out=member, overwrite=False, **kwargs)
+    except SegmentationError as exc:
+        if not overwrite or exc.field != "out":
+            raise
+    return train(image, out=member, overwrite=True, **kwargs)
+
+
 def finetune_average(
     parent: SegmentationModel,
     image: Path,
@@ -162,19 +196,12 @@ def finetune_average(
             step.details["draws"] = draws
             return Result("finetune", "ok", str(out), step.message, done.details)
         where = draws_folder(out)
+        _claim_draws(where, settings, overwrite)
         members, status, warnings = [], [], []
         for d, s in enumerate(seeds):
             member = where / f"d{d}"
-            r = train(
-                image,
-                out=member,
-                seed=s,
-                parent=parent,
-                name=model_name,
-                overwrite=overwrite,
-                progress=progress,
-                **kwargs,
-            )
+            args = {"seed": s, "parent": parent, "name": model_name, "progress": progress}
+            r = _train_draw(train, image, member, overwrite, **args, **kwargs)
             status.append(r.status)  # "notneeded": finished before an interruption
             # the draws share their crops, so they warn alike (no new crop holds the structure);
             # a draw found done repeats its warning from its model.json

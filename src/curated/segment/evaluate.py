@@ -1381,6 +1381,18 @@ def _wants_whole_volume(s: _EvalSettings, inp: _Inputs) -> bool:
     return inp.truth_complete if s.whole_volume is None else bool(s.whole_volume)
 
 
+def _exists_message(ws: Workspace | None, json_path: Path) -> str:
+    """Why an evaluation of this name is not replaced, and what to do."""
+    msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
+    if ws is None or ws.log.records_as_is(json_path):
+        return msg
+    return (
+        "an evaluation with this name exists, not as the curator log records it (left by a "
+        "run killed before its log entry, or edited since); pass --overwrite to evaluate "
+        "again and record it, or choose another --name"
+    )
+
+
 def _evaluate(
     image: Path, s: _EvalSettings, ws: Workspace | None, prog: ProgressReporter
 ) -> EvaluationReport:
@@ -1400,8 +1412,7 @@ def _evaluate(
         and not s.overwrite
         and not unlogged(ws, json_path)
     ):
-        msg = "an evaluation with this name exists; choose another --name or pass --overwrite"
-        raise InputError(msg, path=json_path)
+        raise InputError(_exists_message(ws, json_path), path=json_path)
     factor_attrs, needs_shading, factor_fns = _factor_setup(image, inp.img, s.factors)
     inputs: list[str | Path] = [image]
     if exclusion is not None:
@@ -1769,6 +1780,9 @@ def _write_report(
     meta = read_ngff(image)
     pixel_size = meta.voxel_size[-1] if meta.voxel_size else None
     written = [json_path, md_path, png_path]
+    # the JSON, written last, is the evaluation: an old one goes first, so that a kill while
+    # the new files are written leaves no evaluation there, never the old JSON with new pictures
+    json_path.unlink(missing_ok=True)
     if whole_panel is not None:
         from curated.segment.wholefigure import whole_volume_png
 

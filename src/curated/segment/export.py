@@ -514,8 +514,7 @@ def export_bioimageio(
     _recover(dest)
     if dest.exists() and not overwrite:
         if not unlogged(ws, dest):
-            msg = "exists already; choose another destination or pass overwrite"
-            raise InputError(msg, path=dest)
+            raise InputError(_exists_message(ws, dest), path=dest)
         overwrite = True  # what a run killed before its log entry left: this run replaces it
     if dest.exists() and not _is_package(dest):
         msg = (
@@ -1147,6 +1146,17 @@ def _is_package(dest: Path) -> bool:
             return "rdf.yaml" in zf.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+def _exists_message(ws: Workspace | None, dest: Path) -> str:
+    """Why the package at ``dest`` is not replaced, and what to do."""
+    if ws is None or ws.log.records_as_is(dest):
+        return "exists already; choose another destination or pass overwrite"
+    return (
+        "exists already, not as the curator log records it (left by a run killed before its "
+        "log entry, or edited since); pass overwrite to export again and record it, or "
+        "choose another destination"
+    )
 
 
 def _recover(dest: Path) -> None:

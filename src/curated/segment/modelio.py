@@ -137,7 +137,14 @@ def state_bytes(obj: Any) -> bytes:
 
 
 def write_weights(folder: Path, state: dict[str, torch.Tensor]) -> str:
-    """Atomically write ``weights.pt``; returns its sha256."""
+    """Atomically write ``weights.pt``; returns its sha256.
+
+    A ``model.json`` already in ``folder`` (the model being replaced) is removed first: a
+    kill before the new one is written leaves no model there, never these weights under
+    the old description (which ``load_model`` would refuse as corrupt, the old model lost
+    all the same, and a re-run would take for another model).
+    """
+    (folder / MODEL_JSON).unlink(missing_ok=True)
     path = atomic_write_bytes(
         folder / WEIGHTS, state_bytes({k: v.detach().cpu() for k, v in state.items()})
     )

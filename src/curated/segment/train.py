@@ -1255,7 +1255,9 @@ def _interrupted_here(out: Path, signature: str) -> bool:
 
     The checkpoint names the ``model.json`` that was there while it was written; once the
     run finished, its own ``model.json`` is there instead, and another ``overwrite`` starts
-    over. A checkpoint of another run (other settings) is never resumed.
+    over. With none there (the run was killed while writing its model, which removes the
+    old one first) the checkpoint is resumed as without ``overwrite``. A checkpoint of
+    another run (other settings) is never resumed.
     """
     import json
 
@@ -1267,7 +1269,7 @@ def _interrupted_here(out: Path, signature: str) -> bool:
         isinstance(info, dict)
         and info.get("signature") == signature
         and "replaces" in info
-        and info["replaces"] == model_json_sha256(out)
+        and model_json_sha256(out) in (info["replaces"], None)
     )
 
 
