@@ -21,9 +21,10 @@ Layout::
 
     DEST/
       submission.json   REMBI components, MIFA annotations and the image associations
-      file_list.tsv     the study component's files (the images): Files, size, sha256, PRONOM id,
-                        image type, annotation, source image
-      file_list.json    the same rows in BioStudies' file-list JSON shape (path, size, attributes)
+      file_list.tsv     the study component's files (the images): Files, then the attributes
+                        sha256, PRONOM, image type, annotation, source image
+      file_list.json    the same rows and attribute names in BioStudies' file-list JSON shape
+                        (path, size, type, attributes)
       file_list_annotations_N.tsv / .json
                         one file list per annotation (label image), with its source image: the
                         BIA asks for one file list per study component and per annotation section
@@ -75,16 +76,16 @@ LICENCES = {
 """The licences the BioImage Archive publishes under (MIFA's LicenseType: CC0, CC_BY)."""
 
 FBBI = "http://purl.obolibrary.org/obo/FBbi_"
-FILE_COLUMNS = (
-    "Files",
-    "size_bytes",
-    "sha256",
-    "pronom",
-    "image_type",
-    "annotation",
-    "source_image",
-)
-"""File list columns; BioStudies file lists start with ``Files`` (the path)."""
+FILE_ATTRIBUTES = ("sha256", "PRONOM", "image type", "annotation", "source image")
+"""The attributes of each file-list row, named alike in the TSV and the JSON file list."""
+FILE_COLUMNS = ("Files", *FILE_ATTRIBUTES)
+"""File list TSV columns: ``Files`` (the path), then one column per attribute.
+
+A BioStudies file list is an externalised Files Table (PageTab specification): each
+column after ``Files`` is the name of a file attribute, so the TSV columns are the JSON
+list's attribute names. The size is no attribute: BioStudies records each uploaded
+file's size itself (the JSON list also gives it as ``size``).
+"""
 
 
 UNLISTABLE = re.compile('[\t\n\r"]')
@@ -763,14 +764,9 @@ class _FileList:
         annotation: str,
         source: str,
     ) -> None:
-        self.writer.writerow([rel, size, sha256, puid or "", kind, annotation, source])
-        attrs = [
-            {"name": "sha256", "value": sha256},
-            {"name": "PRONOM", "value": puid or ""},
-            {"name": "image type", "value": kind},
-            {"name": "annotation", "value": annotation},
-            {"name": "source image", "value": source},
-        ]
+        values = (sha256, puid or "", kind, annotation, source)
+        self.writer.writerow([rel, *values])
+        attrs = [{"name": n, "value": v} for n, v in zip(FILE_ATTRIBUTES, values, strict=True)]
         row = {
             "path": rel,
             "size": size,
