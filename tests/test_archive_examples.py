@@ -9,6 +9,7 @@ from pathlib import Path
 
 from curated.archive import validate_deposition, validate_premis
 from curated.archive.bia import FILE_COLUMNS, validate_submission
+from curated.archive.pagetab import pagetab_submission
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "archive"
 
@@ -39,6 +40,9 @@ def test_golden_bia_submission_and_file_lists_agree() -> None:
         ]
         rows += part
     assert {r["annotation"] for r in rows if "/labels/" in r["Files"]} >= {"truth", "mito-pred"}
+    # the PageTab submission is the one the export writes from submission.json
+    pagetab = json.loads((EXAMPLES / "bia" / "submission.pagetab.json").read_text())
+    assert pagetab == pagetab_submission(submission)
     # BIA's ingest resolves "source image" among the listed paths
     assert {r["source image"] for r in rows if r["source image"]} <= {r["Files"] for r in rows}
 

@@ -531,6 +531,66 @@ def test_bia_tsv_and_json_file_lists_name_the_same_attributes(
             assert from_tsv == {a["name"]: a["value"] for a in entry["attributes"]}
 
 
+def _attr(section: dict, name: str) -> list[str]:  # type: ignore[type-arg]
+    return [a["value"] for a in section.get("attributes", []) if a["name"] == name]
+
+
+def test_bia_package_holds_a_pagetab_submission_as_the_bias_ingest_reads_it(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # BioStudies takes PageTab (EBIBioStudies/page-tab-specification); the BIA's ingest
+    # (bia-integrator/bia-ingest) finds REMBI sections by type and reads named attributes.
+    # The export used to write only its own submission.json, which no archive tool reads.
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    sub = json.loads((dest / "submission.json").read_text())
+    page = json.loads((dest / "submission.pagetab.json").read_text())
+    assert page["type"] == "submission" and "accno" not in page  # BioStudies assigns it
+    assert _attr(page, "Title") == [sub["study"]["title"]]
+    assert _attr(page, "ReleaseDate") == [sub["study"]["private_until_date"]]
+    assert _attr(page, "AttachTo") == ["BioImages"]
+    study = page["section"]
+    assert study["type"] == "Study"
+    assert _attr(study, "Keywords") == sub["study"]["keywords"]
+    # bia-ingest get_licence: spaces to _, dots dropped, then a Licence enum name
+    licence = _attr(study, "License")[0].replace(" ", "_").replace(".", "").replace("-", "_")
+    assert licence in {"CC0", "CC_BY_40"}
+    by_type: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    for s in study["subsections"]:
+        by_type.setdefault(s["type"], []).append(s)
+    orgs = {o["accno"] for o in by_type["organization"]}
+    assert len(by_type["author"]) == len(sub["study"]["authors"])
+    for author in by_type["author"]:
+        refs = [a for a in author["attributes"] if a["name"] == "affiliation"]
+        assert refs and all(a["reference"] is True and a["value"] in orgs for a in refs)
+    assert _attr(by_type["author"][0], "ORCID") == ["0000-0002-1825-0097"]
+    (organism,) = by_type["Biosample"][0]["subsections"]
+    assert organism["type"] == "Organism" and _attr(organism, "NCBI taxon ID")
+    assert _attr(by_type["Specimen"][0], "Sample preparation protocol")
+    (method,) = by_type["Image acquisition"][0]["subsections"]
+    assert _attr(method, "Ontology Term ID") == ["http://purl.obolibrary.org/obo/FBbi_00050000"]
+    # each Annotations section and the study component name a file list in the package
+    annotations = {_attr(a, "Title")[0]: a for a in by_type["Annotations"]}
+    assert set(annotations) == set(sub["annotations"])
+    for key, section in annotations.items():
+        (listed,) = _attr(section, "File List")
+        assert listed == sub["file_lists"]["annotations"][key]["json"]
+        assert (dest / listed).is_file()
+        assert _attr(section, "Annotation method")
+    (component,) = by_type["Study Component"]
+    assert _attr(component, "File List") == ["file_list.json"]
+    # the Associations name the Biosample, Specimen and Image acquisition sections by Title
+    (assoc,) = component["subsections"]
+    assert assoc["type"] == "Associations"
+    for kind, name in (
+        ("Biosample", "Biosample"),
+        ("Specimen", "Specimen"),
+        ("Image acquisition", "Image acquisition"),
+    ):
+        titles = [_attr(s, "Title")[0] for s in by_type[kind]]
+        assert _attr(assoc, name)[0] in titles
+
+
 def test_bia_file_list_paths_are_never_quoted(ws: Workspace, tmp_path: Path) -> None:
     # a BioStudies file list is one path per line, tab separated: a path the TSV writer would
     # have to quote ("a""b") names no uploaded file, so such a name is refused by name

@@ -21,6 +21,10 @@ Layout::
 
     DEST/
       submission.json   REMBI components, MIFA annotations and the image associations
+      submission.pagetab.json
+                        the same as a BioStudies PageTab submission (sections Study, Biosample,
+                        Specimen, Image acquisition, Annotations, Study Component), which the
+                        BioStudies submission tool and API take (see curated.archive.pagetab)
       file_list.tsv     the study component's files (the images): Files, then the attributes
                         sha256, PRONOM, image type, annotation, source image
       file_list.json    the same rows and attribute names in BioStudies' file-list JSON shape
@@ -60,6 +64,7 @@ from curated.archive._common import (
     text,
     workspace_images,
 )
+from curated.archive.pagetab import pagetab_submission
 from curated.curation.formats import HEAD_BYTES, identify_format
 from curated.document.ngff import ImageInfo, LabelInfo
 from curated.errors import InputError, MetadataError
@@ -693,7 +698,7 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
         if len(keys) > 1:
             checklist.append(
                 f"curated.yaml has {len(keys)} {group}s; each image is associated with the first: "
-                "correct the associations in submission.json where that is wrong."
+                "correct the associations in submission.json and submission.pagetab.json where that is wrong."
             )
     submission = {
         "format": "curated-bia-submission/1",
@@ -718,10 +723,10 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
     }
     _refuse_if_invalid(submission, annotation_fields, ws.metadata_path)
     checklist[:0] = [
-        "A BioStudies / BioImage Archive account; upload the files/ folder to your BIA user space "
-        "(FTP or Aspera) and create the submission with the values of submission.json, the file list "
-        "file_list.tsv for the study component and one file_list_annotations_N.tsv for each annotation "
-        "section (submission.json file_lists says which; their paths are relative to files/).",
+        "A BioStudies / BioImage Archive account; upload the contents of files/ and the file lists "
+        "(file_list.json and each file_list_annotations_N.json) to your BIA user space (FTP or "
+        "Aspera), then submit submission.pagetab.json (BioStudies PageTab; its File List "
+        "attributes name those lists, whose paths are relative to files/).",
         "Each OME-Zarr store is many files; if the archive asks for one file per image, zip each "
         "store uncompressed (`curated bag --zarr archive` makes such zips). Single files over 2 TB are refused.",
     ]
@@ -918,6 +923,7 @@ def export_bia(
             finally:
                 lists.close()
             write_json(partial / "submission.json", plan.submission)
+            write_json(partial / "submission.pagetab.json", pagetab_submission(plan.submission))
             atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
         rows, nbytes = lists.rows, lists.bytes
@@ -933,6 +939,7 @@ def export_bia(
         step.message,
         {
             "submission": str(dest / "submission.json"),
+            "pagetab": str(dest / "submission.pagetab.json"),
             "file_list": str(dest / "file_list.tsv"),
             "checklist": plan.checklist,
             "files": rows,
