@@ -9,6 +9,7 @@ from pathlib import Path
 
 from curated.archive import validate_deposition, validate_premis
 from curated.archive.bia import FILE_COLUMNS, validate_submission
+from curated.archive.pagetab import pagetab_submission
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "archive"
 
@@ -33,10 +34,17 @@ def test_golden_bia_submission_and_file_lists_agree() -> None:
         assert tuple(part[0]) == FILE_COLUMNS
         listed = json.loads((EXAMPLES / "bia" / names["json"]).read_text())
         assert [e["path"] for e in listed] == [r["Files"] for r in part]
+        # the TSV columns are the JSON list's attribute names (one Files Table, two spellings)
+        assert [{k: v for k, v in r.items() if k != "Files" and v} for r in part] == [
+            {a["name"]: a["value"] for a in e["attributes"]} for e in listed
+        ]
         rows += part
     assert {r["annotation"] for r in rows if "/labels/" in r["Files"]} >= {"truth", "mito-pred"}
+    # the PageTab submission is the one the export writes from submission.json
+    pagetab = json.loads((EXAMPLES / "bia" / "submission.pagetab.json").read_text())
+    assert pagetab == pagetab_submission(submission)
     # BIA's ingest resolves "source image" among the listed paths
-    assert {r["source_image"] for r in rows if r["source_image"]} <= {r["Files"] for r in rows}
+    assert {r["source image"] for r in rows if r["source image"]} <= {r["Files"] for r in rows}
 
 
 def test_golden_premis_validates() -> None:

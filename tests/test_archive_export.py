@@ -454,17 +454,22 @@ def test_bia_submission_validates_against_the_archives_models(
         p.relative_to(dest / "files").as_posix() for p in (dest / "files").rglob("*") if p.is_file()
     )
     assert sorted(r["Files"] for r in rows) == on_disk
+    sizes = {
+        e["path"]: e["size"]
+        for name in _list_names(sub, "json")
+        for e in json.loads((dest / name).read_text())
+    }
     for r in rows[:: max(1, len(rows) // 10)]:
         data = (dest / "files" / r["Files"]).read_bytes()
-        assert int(r["size_bytes"]) == len(data)
+        assert sizes[r["Files"]] == len(data)
         assert r["sha256"] == hashlib.sha256(data).hexdigest()
     by_path = {r["Files"]: r for r in rows}
-    assert by_path["cell.ome.zarr/zarr.json"]["pronom"] == "fmt/817"
+    assert by_path["cell.ome.zarr/zarr.json"]["PRONOM"] == "fmt/817"
     assert by_path["cell.ome.zarr/zarr.json"]["annotation"] == "annotations;truth"
     label_rows = [r for r in rows if r["Files"].startswith("cell.ome.zarr/labels/truth/")]
     assert label_rows and all(r["annotation"] == "truth" for r in label_rows)
-    assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in label_rows)
-    assert {r["image_type"] for r in label_rows} == {"label image", "label image metadata"}
+    assert all(r["source image"] == "cell.ome.zarr/zarr.json" for r in label_rows)
+    assert {r["image type"] for r in label_rows} == {"label image", "label image metadata"}
     listed = [
         e["path"]
         for name in _list_names(sub, "json")
@@ -496,13 +501,94 @@ def test_bia_source_image_names_a_listed_file(ws: Workspace, tmp_path: Path) -> 
         r["Files"] for r in read_file_list(dest / sub["file_lists"]["study_component"]["tsv"])
     ]
     rows = _all_rows(dest, sub)
-    assert {r["source_image"] for r in rows if r["source_image"]} == {"cell.ome.zarr/zarr.json"}
+    assert {r["source image"] for r in rows if r["source image"]} == {"cell.ome.zarr/zarr.json"}
     assert "cell.ome.zarr/zarr.json" in images  # listed with the study component's images
     for name in _list_names(sub, "json"):
         for e in json.loads((dest / name).read_text()):
             for a in e["attributes"]:
                 if a["name"] == "source image":
                     assert a["value"] in images
+
+
+def test_bia_tsv_and_json_file_lists_name_the_same_attributes(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # PageTab (EBIBioStudies/page-tab-specification): a file list is an externalised Files
+    # Table whose columns after "Files" are the file attributes' names, so a list submitted as
+    # TSV must give the archive the attributes the JSON list gives (they were "source_image",
+    # "pronom", "image_type" and an extra "size_bytes" in the TSV, "source image", "PRONOM",
+    # "image type" in the JSON)
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    sub = json.loads((dest / "submission.json").read_text())
+    for tsv, js in zip(_list_names(sub, "tsv"), _list_names(sub, "json"), strict=True):
+        rows = read_file_list(dest / tsv)
+        entries = json.loads((dest / js).read_text())
+        assert rows and len(rows) == len(entries)
+        for row, entry in zip(rows, entries, strict=True):
+            assert row["Files"] == entry["path"]
+            from_tsv = {k: v for k, v in row.items() if k != "Files" and v}
+            assert from_tsv == {a["name"]: a["value"] for a in entry["attributes"]}
+
+
+def _attr(section: dict, name: str) -> list[str]:  # type: ignore[type-arg]
+    return [a["value"] for a in section.get("attributes", []) if a["name"] == name]
+
+
+def test_bia_package_holds_a_pagetab_submission_as_the_bias_ingest_reads_it(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # BioStudies takes PageTab (EBIBioStudies/page-tab-specification); the BIA's ingest
+    # (bia-integrator/bia-ingest) finds REMBI sections by type and reads named attributes.
+    # The export used to write only its own submission.json, which no archive tool reads.
+    dest = tmp_path / "bia"
+    export_bia(ws, dest)
+    sub = json.loads((dest / "submission.json").read_text())
+    page = json.loads((dest / "submission.pagetab.json").read_text())
+    assert page["type"] == "submission" and "accno" not in page  # BioStudies assigns it
+    assert _attr(page, "Title") == [sub["study"]["title"]]
+    assert _attr(page, "ReleaseDate") == [sub["study"]["private_until_date"]]
+    assert _attr(page, "AttachTo") == ["BioImages"]
+    study = page["section"]
+    assert study["type"] == "Study"
+    assert _attr(study, "Keywords") == sub["study"]["keywords"]
+    # bia-ingest get_licence: spaces to _, dots dropped, then a Licence enum name
+    licence = _attr(study, "License")[0].replace(" ", "_").replace(".", "").replace("-", "_")
+    assert licence in {"CC0", "CC_BY_40"}
+    by_type: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    for s in study["subsections"]:
+        by_type.setdefault(s["type"], []).append(s)
+    orgs = {o["accno"] for o in by_type["organization"]}
+    assert len(by_type["author"]) == len(sub["study"]["authors"])
+    for author in by_type["author"]:
+        refs = [a for a in author["attributes"] if a["name"] == "affiliation"]
+        assert refs and all(a["reference"] is True and a["value"] in orgs for a in refs)
+    assert _attr(by_type["author"][0], "ORCID") == ["0000-0002-1825-0097"]
+    (organism,) = by_type["Biosample"][0]["subsections"]
+    assert organism["type"] == "Organism" and _attr(organism, "NCBI taxon ID")
+    assert _attr(by_type["Specimen"][0], "Sample preparation protocol")
+    (method,) = by_type["Image acquisition"][0]["subsections"]
+    assert _attr(method, "Ontology Term ID") == ["http://purl.obolibrary.org/obo/FBbi_00050000"]
+    # each Annotations section and the study component name a file list in the package
+    annotations = {_attr(a, "Title")[0]: a for a in by_type["Annotations"]}
+    assert set(annotations) == set(sub["annotations"])
+    for key, section in annotations.items():
+        (listed,) = _attr(section, "File List")
+        assert listed == sub["file_lists"]["annotations"][key]["json"]
+        assert (dest / listed).is_file()
+        assert _attr(section, "Annotation method")
+    (component,) = by_type["Study Component"]
+    assert _attr(component, "File List") == ["file_list.json"]
+    # the Associations name the Biosample, Specimen and Image acquisition sections by Title
+    (assoc,) = component["subsections"]
+    assert assoc["type"] == "Associations"
+    for kind, name in (
+        ("Biosample", "Biosample"),
+        ("Specimen", "Specimen"),
+        ("Image acquisition", "Image acquisition"),
+    ):
+        titles = [_attr(s, "Title")[0] for s in by_type[kind]]
+        assert _attr(assoc, name)[0] in titles
 
 
 def test_bia_file_list_paths_are_never_quoted(ws: Workspace, tmp_path: Path) -> None:
@@ -518,7 +604,7 @@ def test_bia_file_list_paths_are_never_quoted(ws: Workspace, tmp_path: Path) -> 
 
 def test_bia_each_annotation_has_its_own_file_list(ws: Workspace, tmp_path: Path) -> None:
     # the BIA's file-list guide: each study component and each annotation section has one
-    # file list, and an annotations file list has a source_image column
+    # file list, and an annotations file list has a source image column
     dest = tmp_path / "bia"
     export_bia(ws, dest)
     sub = json.loads((dest / "submission.json").read_text())
@@ -528,9 +614,9 @@ def test_bia_each_annotation_has_its_own_file_list(ws: Workspace, tmp_path: Path
     assert images and not any(r["Files"].startswith("cell.ome.zarr/labels/truth/") for r in images)
     for key, names in lists["annotations"].items():
         rows = read_file_list(dest / names["tsv"])
-        assert rows and "source_image" in rows[0]
+        assert rows and "source image" in rows[0]
         assert all(r["Files"].startswith(key + "/") for r in rows), key
-        assert all(r["source_image"] == "cell.ome.zarr/zarr.json" for r in rows)
+        assert all(r["source image"] == "cell.ome.zarr/zarr.json" for r in rows)
         assert [e["path"] for e in json.loads((dest / names["json"]).read_text())] == [
             r["Files"] for r in rows
         ]

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import codecs
+import re
 from pathlib import Path
 
 import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
-from curated.archive.premis import PREMIS_NS, premis_document, validate_premis, write_premis
+from curated.archive.premis import (
+    EVENT_TYPES,
+    PREMIS_NS,
+    premis_document,
+    validate_premis,
+    write_premis,
+)
 from curated.cli import app
 from curated.errors import LogError
 from curated.metadata import init_workspace, set_field
@@ -145,3 +152,49 @@ def test_premis_escapes_of_odd_names_can_be_read_back(ws: Workspace) -> None:
     assert sorted(codecs.decode(n, "unicode_escape") for n in odd) == sorted(
         ["derived/a\\x01.tif", "derived/a\x01.tif"]
     )
+
+
+LOC_EVENT_TYPES = frozenset(
+    {
+        "accession", "appraisal", "capture", "compression", "compiling", "creation",
+        "deaccession", "decompression", "deletion", "decryption", "digital signature validation",
+        "dissemination", "digital signature generation", "displaying", "encryption", "execution",
+        "exporting", "extraction", "forensic feature analysis", "filename change", "fixity check",
+        "format identification", "imaging", "ingestion end", "ingestion", "ingestion start",
+        "interpreting", "information package creation", "information package merging",
+        "information package splitting", "metadata extraction", "metadata modification",
+        "message digest calculation", "migration", "modification", "normalization", "packing",
+        "policy assignment", "printing", "quarantine", "recovery", "redaction", "refreshment",
+        "rendering", "replication", "transfer", "unpacking", "unquarantine", "validation",
+        "virus check",
+    }
+)  # fmt: skip
+"""The 50 labels of the Library of Congress PREMIS event type vocabulary
+(id.loc.gov/vocabulary/preservation/eventType, revision of 2018-09-24)."""
+
+RECORDED_ACTION = re.compile(r'recorder\(\s*\w+,\s*(?:"[A-Z]"|STEP),\s*"([a-z-]+)"')
+
+
+def test_every_event_type_is_a_library_of_congress_term(tmp_path: Path) -> None:
+    # eventType values come from the LoC vocabulary; an action outside the table used to be
+    # written as "processing", which is no term of it
+    ws = init_workspace(tmp_path / "ws", "A FIB-SEM volume for PREMIS")
+    for action in ("write-image", "labels-finalize", "labels-measure", "a-future-action"):
+        with recorder(ws, "T", action) as step:
+            step.add_output(ws.metadata_path)
+    tree = etree.fromstring(premis_document(ws.log))
+    types = {e.findtext("p:eventType", namespaces=NS) for e in tree.findall("p:event", NS)}
+    assert types <= LOC_EVENT_TYPES, types - LOC_EVENT_TYPES
+
+
+def test_every_logged_action_has_its_own_event_type() -> None:
+    # each action curated records is mapped by name, not left to the catch-all
+    src = Path(__file__).resolve().parents[1] / "src" / "curated"
+    actions = {
+        m.group(1)
+        for path in src.rglob("*.py")
+        for m in RECORDED_ACTION.finditer(path.read_text(encoding="utf-8"))
+    }
+    assert len(actions) > 20
+    assert sorted(actions - set(EVENT_TYPES)) == []
+    assert set(EVENT_TYPES.values()) <= LOC_EVENT_TYPES

@@ -10,7 +10,7 @@ then writes the curator log as PREMIS 3 and copies here everything but the
 image data:
 
 - ``empiar/deposition.json`` and ``empiar/checklist.md`` (the ``data/`` image sets are left out),
-- ``bia/submission.json``, ``bia/file_list.tsv`` / ``.json`` (the study component),
+- ``bia/submission.json``, ``bia/submission.pagetab.json`` (BioStudies PageTab), ``bia/file_list.tsv`` / ``.json`` (the study component),
   ``bia/file_list_annotations_N.tsv`` / ``.json`` (one per annotation) and ``bia/checklist.md``
   (the ``files/`` OME-Zarr images are left out),
 - ``premis.xml``, the whole curator log as PREMIS 3.0 events, objects and agents.
@@ -32,7 +32,13 @@ from curated.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent
 EMPIAR_FILES = ("deposition.json", "checklist.md")
-BIA_FILES = ("submission.json", "file_list.tsv", "file_list.json", "checklist.md")
+BIA_FILES = (
+    "submission.json",
+    "submission.pagetab.json",
+    "file_list.tsv",
+    "file_list.json",
+    "checklist.md",
+)
 
 
 def main() -> None:

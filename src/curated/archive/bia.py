@@ -21,9 +21,14 @@ Layout::
 
     DEST/
       submission.json   REMBI components, MIFA annotations and the image associations
-      file_list.tsv     the study component's files (the images): Files, size, sha256, PRONOM id,
-                        image type, annotation, source image
-      file_list.json    the same rows in BioStudies' file-list JSON shape (path, size, attributes)
+      submission.pagetab.json
+                        the same as a BioStudies PageTab submission (sections Study, Biosample,
+                        Specimen, Image acquisition, Annotations, Study Component), which the
+                        BioStudies submission tool and API take (see curated.archive.pagetab)
+      file_list.tsv     the study component's files (the images): Files, then the attributes
+                        sha256, PRONOM, image type, annotation, source image
+      file_list.json    the same rows and attribute names in BioStudies' file-list JSON shape
+                        (path, size, type, attributes)
       file_list_annotations_N.tsv / .json
                         one file list per annotation (label image), with its source image: the
                         BIA asks for one file list per study component and per annotation section
@@ -59,6 +64,7 @@ from curated.archive._common import (
     text,
     workspace_images,
 )
+from curated.archive.pagetab import pagetab_submission
 from curated.curation.formats import HEAD_BYTES, identify_format
 from curated.document.ngff import ImageInfo, LabelInfo
 from curated.errors import InputError, MetadataError
@@ -75,16 +81,16 @@ LICENCES = {
 """The licences the BioImage Archive publishes under (MIFA's LicenseType: CC0, CC_BY)."""
 
 FBBI = "http://purl.obolibrary.org/obo/FBbi_"
-FILE_COLUMNS = (
-    "Files",
-    "size_bytes",
-    "sha256",
-    "pronom",
-    "image_type",
-    "annotation",
-    "source_image",
-)
-"""File list columns; BioStudies file lists start with ``Files`` (the path)."""
+FILE_ATTRIBUTES = ("sha256", "PRONOM", "image type", "annotation", "source image")
+"""The attributes of each file-list row, named alike in the TSV and the JSON file list."""
+FILE_COLUMNS = ("Files", *FILE_ATTRIBUTES)
+"""File list TSV columns: ``Files`` (the path), then one column per attribute.
+
+A BioStudies file list is an externalised Files Table (PageTab specification): each
+column after ``Files`` is the name of a file attribute, so the TSV columns are the JSON
+list's attribute names. The size is no attribute: BioStudies records each uploaded
+file's size itself (the JSON list also gives it as ``size``).
+"""
 
 
 UNLISTABLE = re.compile('[\t\n\r"]')
@@ -692,7 +698,7 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
         if len(keys) > 1:
             checklist.append(
                 f"curated.yaml has {len(keys)} {group}s; each image is associated with the first: "
-                "correct the associations in submission.json where that is wrong."
+                "correct the associations in submission.json and submission.pagetab.json where that is wrong."
             )
     submission = {
         "format": "curated-bia-submission/1",
@@ -717,10 +723,10 @@ def plan_bia(workspace: Workspace | str | Path) -> BiaPlan:
     }
     _refuse_if_invalid(submission, annotation_fields, ws.metadata_path)
     checklist[:0] = [
-        "A BioStudies / BioImage Archive account; upload the files/ folder to your BIA user space "
-        "(FTP or Aspera) and create the submission with the values of submission.json, the file list "
-        "file_list.tsv for the study component and one file_list_annotations_N.tsv for each annotation "
-        "section (submission.json file_lists says which; their paths are relative to files/).",
+        "A BioStudies / BioImage Archive account; upload the contents of files/ and the file lists "
+        "(file_list.json and each file_list_annotations_N.json) to your BIA user space (FTP or "
+        "Aspera), then submit submission.pagetab.json (BioStudies PageTab; its File List "
+        "attributes name those lists, whose paths are relative to files/).",
         "Each OME-Zarr store is many files; if the archive asks for one file per image, zip each "
         "store uncompressed (`curated bag --zarr archive` makes such zips). Single files over 2 TB are refused.",
     ]
@@ -763,14 +769,9 @@ class _FileList:
         annotation: str,
         source: str,
     ) -> None:
-        self.writer.writerow([rel, size, sha256, puid or "", kind, annotation, source])
-        attrs = [
-            {"name": "sha256", "value": sha256},
-            {"name": "PRONOM", "value": puid or ""},
-            {"name": "image type", "value": kind},
-            {"name": "annotation", "value": annotation},
-            {"name": "source image", "value": source},
-        ]
+        values = (sha256, puid or "", kind, annotation, source)
+        self.writer.writerow([rel, *values])
+        attrs = [{"name": n, "value": v} for n, v in zip(FILE_ATTRIBUTES, values, strict=True)]
         row = {
             "path": rel,
             "size": size,
@@ -922,6 +923,7 @@ def export_bia(
             finally:
                 lists.close()
             write_json(partial / "submission.json", plan.submission)
+            write_json(partial / "submission.pagetab.json", pagetab_submission(plan.submission))
             atomic_write_text(partial / "checklist.md", render_checklist(plan))
         step.add_output(dest)
         rows, nbytes = lists.rows, lists.bytes
@@ -937,6 +939,7 @@ def export_bia(
         step.message,
         {
             "submission": str(dest / "submission.json"),
+            "pagetab": str(dest / "submission.pagetab.json"),
             "file_list": str(dest / "file_list.tsv"),
             "checklist": plan.checklist,
             "files": rows,

@@ -50,8 +50,17 @@ EVENT_TYPES: dict[str, str] = {
     "deposit": "transfer",
     "export-empiar": "packing",
     "export-bia": "packing",
+    "write-image": "creation",
+    "annotate-suggest": "creation",
+    "labels-finalize": "modification",
+    "labels-measure": "metadata extraction",
+    "sample-fibsem": "creation",
+    "bench-formats": "validation",
 }
 """Curator-log actions and the PREMIS event type (LoC ``preservation/eventType`` label) each is."""
+
+OTHER_EVENT = "execution"
+"""The LoC event type written for an action :data:`EVENT_TYPES` does not name (e.g. from a newer curated)."""
 
 OUTCOMES = {"ok": "success", "notneeded": "success", "error": "failure"}
 
@@ -224,7 +233,7 @@ def premis_document(log: CuratorLog, *, entries: Iterable[dict[str, Any]] | None
     for e in rows:
         event = _sub(root, "event")
         _identifier(event, "event", "curated log entry", str(e.get("id") or f"seq {e.get('seq')}"))
-        _sub(event, "eventType", EVENT_TYPES.get(str(e.get("action")), "processing"))
+        _sub(event, "eventType", EVENT_TYPES.get(str(e.get("action")), OTHER_EVENT))
         _sub(event, "eventDateTime", str(e.get("time") or ""))
         detail = _sub(event, "eventDetailInformation")
         params = e.get("params") or {}
