@@ -1,4 +1,5 @@
-"""Benchmark: `curated convert` of a stack of compressed single-strip TIFF pages, beside tifffile + zarr.
+"""Benchmark: `curated convert` of a stack of compressed single-strip TIFF pages (or an HDF5 dataset in
+chunks one plane deep, ``--format hdf5``), beside tifffile (h5py) + zarr.
 
 Microscope software, ImageJ and FIB-SEM acquisition programs write compressed slices as one
 strip per page (RowsPerStrip = ImageLength): a reader cannot decode part of such a page.
@@ -20,6 +21,10 @@ curated, each run in its own subprocess, which reports wall time, peak resident 
     python benchmarks/tiff_strips.py
     python benchmarks/tiff_strips.py --pages 32 --side 8192 --no-uncached
     python benchmarks/tiff_strips.py --pages 64 --side 2048 --workers 1 --cache-mb 128
+    python benchmarks/tiff_strips.py --format hdf5 --pages 32 --side 4096
+
+``--format hdf5``: the strips decoded column counts planes read by the anchor only (h5py
+decodes HDF5 chunks out of sight); the runs with no cache read as before the chunk cache.
 
 Scratch data go to ``--workdir`` (default ``/tmp/tiff-strips-bench``), deleted at the end.
 """
@@ -54,6 +59,17 @@ def make_stack(path: Path, pages: int, side: int) -> None:
         for z in range(pages):
             base = 128 + 50 * np.sin(xx / 37.0 + z / 23.0) * np.cos(yy / 53.0 - z / 31.0)
             yield np.clip(base + rng.normal(0, 12, (side, side)), 0, 255).astype(np.uint8)
+
+    if path.suffix == ".h5":  # a stack written slice by slice: chunks one plane deep, gzip
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            d = f.create_dataset(
+                "data", (pages, side, side), np.uint8, chunks=(1, side, side), compression="gzip"
+            )
+            for z, plane in enumerate(planes()):
+                d[z] = plane
+        return
 
     tifffile.imwrite(
         path,
@@ -112,7 +128,14 @@ def run_anchor(src: str, dest: str, workers: int | None) -> dict:
 
     counts = _count_decodes()
     t0 = time.perf_counter()
-    data = tifffile.imread(src, maxworkers=workers)
+    if src.endswith(":/data"):
+        import h5py
+
+        with h5py.File(src[: -len(":/data")], "r") as f:
+            data = f["data"][...]
+        counts["decodes"] = len(data)
+    else:
+        data = tifffile.imread(src, maxworkers=workers)
     shape = data.shape
     arr = zarr.create_array(
         dest,
@@ -134,7 +157,7 @@ def child(kind: str, src: str, dest: str, workers: int | None) -> None:
 
 
 def measure(
-    kind: str, src: Path, dest: Path, workers: int | None, timeout: int, cache_mb: float | None
+    kind: str, src: str, dest: Path, workers: int | None, timeout: int, cache_mb: float | None
 ) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     env = dict(os.environ)
@@ -164,6 +187,12 @@ def measure(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--format",
+        choices=["tiff", "hdf5"],
+        default="tiff",
+        help="hdf5: an HDF5 dataset in gzip chunks one plane deep (a stack written slice by slice)",
+    )
     ap.add_argument("--pages", type=int, default=16)
     ap.add_argument("--side", type=int, default=4096)
     ap.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
@@ -183,15 +212,19 @@ def main() -> None:
         make_stack(Path(args.make), args.pages, args.side)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    src = args.workdir / "stack.tif"
+    src = args.workdir / ("stack.h5" if args.format == "hdf5" else "stack.tif")
+    given = f"{src}:/data" if args.format == "hdf5" else str(src)
     try:
         # written by a child process: a child started from this one would inherit (through
         # exec) the peak RSS figure of the writing
         make = [sys.executable, __file__, "--make", str(src)]
         subprocess.run([*make, "--pages", str(args.pages), "--side", str(args.side)], check=True)
         nbytes = args.pages * args.side * args.side
+        layout = (
+            "gzip chunks one plane deep" if args.format == "hdf5" else "one zlib strip per page"
+        )
         print(
-            f"{args.pages} × {args.side}² uint8, one zlib strip per page "
+            f"{args.pages} × {args.side}² uint8, {layout} "
             f"({nbytes / 2**20:.0f} MiB raw, {src.stat().st_size / 2**20:.0f} MiB in the file), "
             f"{args.workers or os.cpu_count()} worker thread(s), decoded-page memory "
             f"{args.cache_mb if args.cache_mb is not None else 1024:g} MiB"
@@ -204,7 +237,7 @@ def main() -> None:
         runs["anchor: tifffile.imread + zarr write"] = "anchor"
         got = {
             name: measure(
-                kind, src, args.workdir / "out.zarr", args.workers, args.timeout, args.cache_mb
+                kind, given, args.workdir / "out.zarr", args.workers, args.timeout, args.cache_mb
             )
             for name, kind in runs.items()
         }

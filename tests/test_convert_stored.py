@@ -377,3 +377,62 @@ def test_mrc_map_with_z_in_its_columns_is_read_as_zyx(tmp_path):
     res = convert_to_ome_zarr(tmp_path / "emd.map", tmp_path / "o.ome.zarr", **SMALL)
     assert res.details["voxel_size"] == [0.4, 0.3, 0.2]
     np.testing.assert_array_equal(open_image(tmp_path / "o.ome.zarr").read(0), zyx)
+
+
+def test_hdf5_in_plane_deep_chunks_decodes_each_chunk_once_not_once_per_shard(
+    tmp_path, monkeypatch
+):
+    """A stack written slice by slice (``chunks=(1, Y, X)``, gzip) was read a shard region at a
+    time, and HDF5 decodes a whole chunk for any part of it: every shard across a plane decoded
+    all of it (64 times per 4096² plane with 512² shards; 193 s instead of 7 s for 32 of them).
+    Chunks used in part now go through the decoded-segment cache: each is decoded once."""
+    from curated.images import stored
+
+    monkeypatch.setattr(stored, "PLANE_CHUNK_BYTES", 1, raising=False)  # engage for tiny chunks
+    vol = np.random.default_rng(3).integers(0, 4000, (6, 64, 48), dtype=np.uint16)
+    path = tmp_path / "slices.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=vol, chunks=(1, 64, 48), compression="gzip")
+    reads: list[tuple] = []
+    real = h5py.Dataset.__getitem__
+
+    def counting(self, key):
+        reads.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+    dest = tmp_path / "out.ome.zarr"
+    res = convert_to_ome_zarr(
+        f"{path}:/raw", dest, voxel_size=(8, 4, 4), chunks=8, shard=16, workers=2
+    )
+    assert res.status == "ok"
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", real)
+    np.testing.assert_array_equal(open_image(dest).levels[0][:], vol)
+    # 6 chunk reads, one per plane (before: 12 reads, one per 16 x 16 shard, each decoding
+    # the chunks of all 6 planes: 72 decodes)
+    assert len(reads) == 6
+
+
+def test_hdf5_in_plane_deep_chunks_reads_big_endian_and_damage_as_before(tmp_path, monkeypatch):
+    from curated.images import stored
+
+    monkeypatch.setattr(stored, "PLANE_CHUNK_BYTES", 1, raising=False)
+    vol = np.random.default_rng(4).integers(0, 4000, (3, 32, 32), dtype=np.uint16)
+    path = tmp_path / "be.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=vol.astype(">u2"), chunks=(1, 32, 32), compression="gzip")
+    src = open_source(f"{path}:/raw")
+    region = (slice(0, 3), slice(5, 20), slice(7, 31))
+    got = src.read(region)
+    assert got.dtype.isnative
+    np.testing.assert_array_equal(got, vol[region])
+    with h5py.File(path, "r") as f:
+        offset = f["raw"].id.get_chunk_info(1).byte_offset
+    with open(path, "r+b") as fh:  # garbage in plane 1's gzip stream
+        fh.seek(offset + 10)
+        fh.write(bytes(range(200)))
+    from curated.images.sources import close_cached_files
+
+    close_cached_files()  # the file changed: nothing kept from before
+    with pytest.raises(ConversionError, match="cannot be read"):
+        open_source(f"{path}:/raw").read((slice(1, 2), slice(0, 16), slice(0, 16)))

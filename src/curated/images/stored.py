@@ -27,6 +27,7 @@ import numpy as np
 
 from curated.errors import ConversionError, InputError
 from curated.images.ngff import declares_image
+from curated.images.segments import SEGMENTS
 from curated.images.units import length_unit, round_to, significant_digits
 from curated.images.velox import VELOX_SUFFIX, is_velox, velox_key, velox_pixel
 from curated.walk import Files, Special, walk
@@ -128,9 +129,61 @@ class StoredArraySource:
             block = np.asarray(_handle(self.kind, self.file, self.key)[region].read().result())
         elif self.file_axes is not None:  # a Velox image: (y, x, frame) in the file
             block = _read_reordered(_handle(self.kind, self.file, self.key), self.file_axes, region)
+        elif self._plane_chunks() is not None:
+            block = self._read_planes(region)
         else:
             block = np.asarray(_handle(self.kind, self.file, self.key)[region])
         return block.astype(block.dtype.newbyteorder("="), copy=False)
+
+    def _plane_chunks(self) -> tuple[int, int] | None:
+        """``(rows, columns)`` of the chunks of an HDF5 dataset stored one plane deep, when
+        a chunk is at least :data:`PLANE_CHUNK_BYTES`; else ``None``."""
+        if self.kind != "hdf5" or not self.chunks or len(self.chunks) < 3:
+            return None
+        if any(c != 1 for c in self.chunks[:-2]):
+            return None
+        rows, cols = self.chunks[-2:]
+        if rows * cols * np.dtype(self.dtype).itemsize < PLANE_CHUNK_BYTES:
+            return None
+        return rows, cols
+
+    def _read_planes(self, region: tuple[slice, ...]) -> np.ndarray:
+        """``region`` of a dataset in plane-deep chunks, a chunk at a time through the decoded
+        segment cache (:mod:`curated.images.segments`): a chunk a read uses in part is kept,
+        or spilled to disk in a conversion, for the other shards across it, instead of being
+        decoded again by each (a stack written slice by slice with ``chunks=(1, Y, X)`` and
+        gzip: every 512² shard across a 4096² plane decoded all of it, 64 times per plane)."""
+        rows, cols = self._plane_chunks() or (1, 1)
+        arr = _handle(self.kind, self.file, self.key)
+        identity = _file_identity(self.file)
+        ys, xs = region[-2], region[-1]
+        height, width = self.shape[-2], self.shape[-1]
+        out = np.empty(
+            tuple(s.stop - s.start for s in region), np.dtype(self.dtype).newbyteorder("=")
+        )
+        for lead in np.ndindex(*out.shape[:-2]):
+            at = tuple(s.start + i for s, i in zip(region[:-2], lead, strict=True))
+            for y0 in range(ys.start // rows * rows, ys.stop, rows):
+                for x0 in range(xs.start // cols * cols, xs.stop, cols):
+                    box = (slice(y0, min(y0 + rows, height)), slice(x0, min(x0 + cols, width)))
+                    partial = box[0].start < ys.start or box[0].stop > ys.stop
+                    partial = partial or box[1].start < xs.start or box[1].stop > xs.stop
+
+                    def decode(
+                        box: tuple[slice, slice] = box, at: tuple[int, ...] = at
+                    ) -> tuple[np.ndarray, tuple[int, int]]:
+                        plane = np.asarray(arr[(*at, *box)])
+                        return plane.astype(plane.dtype.newbyteorder("="), copy=False), (
+                            box[0].start,
+                            box[1].start,
+                        )
+
+                    key = ("stored", self.file, identity, self.key, at, y0, x0)
+                    part, ya, xa = SEGMENTS.window(key, decode, partial, ys, xs)
+                    h, w = part.shape
+                    oy, ox = ya - ys.start, xa - xs.start
+                    out[(*lead, slice(oy, oy + h), slice(ox, ox + w))] = part
+        return out
 
 
 def _read_reordered(arr: Any, order: tuple[int, ...], region: tuple[slice, ...]) -> np.ndarray:
@@ -142,6 +195,16 @@ def _read_reordered(arr: Any, order: tuple[int, ...], region: tuple[slice, ...])
     block = np.asarray(arr[tuple(in_file)])
     kept = sorted(order)
     return np.ascontiguousarray(block.transpose([kept.index(a) for a in order]))
+
+
+PLANE_CHUNK_BYTES = 1 << 20
+"""HDF5 chunks one plane deep of at least 1 MiB are read a chunk at a time through the decoded
+segment cache (smaller ones: a region's chunks in one read, as every other array)."""
+
+
+def _file_identity(path: str) -> tuple[int, ...]:
+    st = Path(path).stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ChunkCount(NamedTuple):
