@@ -5,7 +5,8 @@ microscope programs, ImageJ and FIB-SEM acquisition software write slices) or as
 very large strips or tiles cannot be read in part: every shard task whose region
 touches the page would decode the whole strip again (256 decodes of each 8192² page
 with the default 512-voxel shards). :class:`TiffSource` therefore keeps the decoded
-segments that a read used only in part here, for the next task that needs them.
+segments that a read used only in part here, for the next task that needs them; so does
+:class:`curated.images.stored.StoredArraySource` with HDF5 chunks one plane deep.
 
 Bounded: the decoded segments kept in memory never exceed ``max_bytes`` (default
 :data:`DEFAULT_MAX_BYTES`, or ``CURATED_SEGMENT_CACHE_MB`` in the environment; ``0``
