@@ -539,3 +539,46 @@ def test_the_journal_keeping_presigned_urls_is_readable_by_its_owner_only(tmp_pa
         os.umask(old)
     assert r.status == "draft"
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- refusals that never pass
+@pytest.mark.parametrize(
+    ("direct", "threshold"),
+    [(False, 100_000), (True, 100_000), (True, 0)],
+    ids=["through-the-server", "direct-offered", "direct-registration"],
+)
+def test_dataverse_without_http_upload_is_named_at_once_not_retried(direct, threshold, tmp_path):
+    """An installation whose ``:UploadMethods`` lacks ``native/http`` answers every ``/add``
+    (a direct upload's registration too) with 503 ``File upload via HTTP is not available``:
+    a setting, not an outage. The deposit stops at the first ``/add``, names the setting and
+    what to do, and never calls it temporary."""
+    bag = _bag(tmp_path / "ws", BIG)
+    slept: list[float] = []
+    retry = RetryPolicy(attempts=6, backoff=1.0, sleep=slept.append)
+    options = {"direct_threshold": threshold}
+    with FakeDataverse(direct=direct, http_upload=False) as fake:
+        with pytest.raises(DepositError, match=r"lacks native/http") as err:
+            deposit(bag, to="dataverse", url=fake.url, target="lab", retry=retry, options=options)
+        assert fake.count("POST", ADD) == 1
+        assert (fake.count("PUT", r"/s3/[\w-]+") > 0) == (threshold == 0)  # a registration
+    said = str(err.value)
+    assert "File upload via HTTP is not available" in said and ":UploadMethods" in said
+    assert "try again later" not in said and "still answers" not in said
+    assert ("offers direct upload" in said) == direct
+    assert sum(slept) < 1.0  # no backoff spent on it
+
+
+def test_dataverse_add_answered_503_for_maintenance_is_still_waited_out(tmp_path):
+    """A 503 that is not the switched-off upload (a proxy's maintenance page) stays transient."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500)})
+    with FakeDataverse() as fake:
+        fake.inject(
+            "POST",
+            ADD,
+            status=503,
+            body="<html>Down for maintenance</html>",
+            content_type="text/html",
+        )
+        r = _run(bag, fake)
+        assert r.status == "draft" and _stored(fake) == _as_bag(bag)
+        assert fake.count("POST", ADD) == len(r.files) + 1

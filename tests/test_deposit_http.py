@@ -234,3 +234,20 @@ def test_retry_after_asctime_date_is_utc_whatever_the_local_zone(tokyo):
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60)
     wait = parse_retry_after(soon.strftime("%a %b %d %H:%M:%S %Y"))
     assert wait is not None and 55 < wait <= 60
+
+
+@pytest.mark.parametrize(
+    ("status", "named"),
+    [
+        (413, "refuses a request of 1000 bytes as too large"),
+        (507, "quota of the account or the record, is full"),
+    ],
+)
+def test_refusals_for_size_and_quota_are_named_not_retried(server, status, named):
+    page = "<html><head><title>Request Entity Too Large</title></head></html>"
+    server.inject("PUT", "/up", status=status, body=page, content_type="text/html")
+    sleeps: list[float] = []
+    with pytest.raises(DepositError, match=f"HTTP {status}") as err:
+        session(server.url, sleeps).request("PUT", "/up", raw=b"x" * 1000)
+    assert named in str(err.value) and "administrators" in str(err.value)
+    assert sleeps == [] and server.count("PUT", "/up") == 1

@@ -95,3 +95,35 @@ def test_the_answer_of_an_instance_without_multipart_is_what_turns_it_off(bag):
         r = deposit(bag, to="invenio", url=fake.url, retry=FAST, options=OPTIONS)
     assert r.status == "draft"
     assert fake.multipart_asked == 1 and fake.count("PUT", BIG) == 1
+
+
+def test_an_instance_before_multipart_transfers_gets_a_plain_upload_of_a_clean_entry(bag):
+    """invenio-records-resources before 8.0 (InvenioRDM 12 and older) knows no transfer
+    types: its ``InitFileSchema`` INCLUDEs the unknown ``transfer`` and makes a plain
+    pending file, answered without ``links.parts``. The deposit goes on with one PUT of
+    the whole file, on an entry started afresh without the multipart fields, once."""
+    with FakeInvenio(legacy=True, checksum_delay=0) as fake:
+        r = deposit(bag, to="invenio", url=fake.url, retry=FAST, options=OPTIONS)
+        assert r.status == "draft"
+        assert fake.count("PUT", BIG) == 1
+        assert fake.count("PUT", BIG + r"/\d+") == 0
+        files = next(iter(fake.drafts.values()))["files"]
+        big = files["data/derived/volume.bin"]
+        assert big["status"] == "completed" and "transfer" not in big["data"]
+        assert len(files) == len(r.files)
+
+
+class PartlessInvenio(FakeInvenio):
+    """An instance with multipart transfer whose answer names ``M`` but links no parts."""
+
+    def _file_json(self, rid: str, key: str, f: dict[str, Any]) -> dict[str, Any]:
+        out = super()._file_json(rid, key, f)
+        out.pop("links", None)
+        return out
+
+
+def test_a_multipart_answer_without_part_links_is_not_taken_for_a_plain_upload(bag):
+    with PartlessInvenio(multipart=True, checksum_delay=0) as fake:
+        with pytest.raises(DepositError, match="gave no part URLs"):
+            deposit(bag, to="invenio", url=fake.url, retry=FAST, options=OPTIONS)
+        assert fake.count("PUT", BIG) == 0

@@ -20,6 +20,8 @@ from curated.deposit.journal import journal_path
 from curated.errors import DepositError
 from tests.fakes import bags
 from tests.fakes.base import Request
+from tests.fakes.dataverse import TOKEN as DV_TOKEN
+from tests.fakes.dataverse import FakeDataverse
 from tests.fakes.dspace import COLLECTION, PASSWORD, USER, FakeDSpace
 from tests.fakes.figshare import TOKEN as FS_TOKEN
 from tests.fakes.figshare import FakeFigshare
@@ -427,3 +429,54 @@ def test_figshare_md5_computed_after_the_file_is_available_is_waited_for(bag):
         assert fake.count("PUT", r"/upload/\w+/\d+") == len(
             [p for a in fake.articles.values() for f in a["files"].values() for p in f["parts"]]
         )
+
+
+NGINX_413 = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+"""What nginx answers a body over its ``client_max_body_size`` (ngx_http_special_response.c)."""
+
+
+@pytest.mark.parametrize(
+    ("to", "route", "advice"),
+    [
+        ("dataverse", r"/api/datasets/:persistentId/add", "enable direct upload"),
+        ("invenio", r"/api/records/\d+/draft/files/.+/content", "in parts of"),
+        ("dspace", r"/server/api/submission/workspaceitems/\d+", "max-file-size"),
+    ],
+)
+def test_upload_refused_by_a_proxy_for_its_size_is_named_with_what_to_do(
+    bag, monkeypatch, to, route, advice
+):
+    """A proxy's 413 is that request's size refused for good: named at once, with the
+    target's way around it (direct upload, parts) or whom to ask, never sent again."""
+    monkeypatch.setenv("DATAVERSE_TOKEN", DV_TOKEN)
+    fakes = {"dataverse": FakeDataverse, "invenio": FakeInvenio, "dspace": FakeDSpace}
+    with fakes[to]() as fake:
+        fake.inject(
+            "POST" if to != "invenio" else "PUT",
+            route,
+            status=413,
+            body=NGINX_413,
+            content_type="text/html",
+            times=10,
+        )
+        url = fake.url + ("/server" if to == "dspace" else "")
+        target = {"dataverse": "lab", "dspace": COLLECTION}.get(to)
+        with pytest.raises(DepositError, match="HTTP 413 Request Entity Too Large") as err:
+            deposit(bag, to=to, url=url, target=target, retry=FAST)
+        assert fake.count("POST" if to != "invenio" else "PUT", route) == 1
+    said = str(err.value)
+    assert "size limit" in said and advice in said and "try again later" not in said
+
+
+def test_dspace_upload_its_storage_failed_is_named_with_what_dspace_said(bag):
+    """DSpace's upload step answers 201 when storing the file failed, the exception's
+    message among the workspace item's errors: that message is what the curator needs."""
+    with FakeDSpace() as fake:
+        fake.upload_failure = "No space left on device"
+        with pytest.raises(DepositError, match="upload step failed with .*No space left on device"):
+            deposit(bag, to="dspace", url=fake.url + "/server", target=COLLECTION, retry=FAST)
+        assert _journal_true(bag) == 0

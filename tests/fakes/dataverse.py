@@ -53,6 +53,8 @@ DEFAULT_LICENSES = [
     },
 ]
 LOCKED = "Dataset cannot be edited due to dataset lock."
+HTTP_DISABLED = "File upload via HTTP is not available for this installation of Dataverse."
+"""Bundle.properties ``file.api.httpDisabled``."""
 
 
 # What Dataverse keeps of a file's folder and name (IQSS/dataverse source):
@@ -112,8 +114,12 @@ class FakeDataverse(FakeServer):
         zip_limit: int = 1000,
         finalize: str = "sync",
         finalize_polls: int = 2,
+        http_upload: bool = True,
     ) -> None:
         super().__init__()
+        self.http_upload = http_upload
+        """``:UploadMethods`` holds ``native/http``: without it every ``/add`` (a direct
+        upload's registration too) answers 503 (Datasets.addFileToDataset, isHTTPUpload)."""
         self.collections = set(collections)
         self.parents = dict(parents) if parents is not None else {}
         """alias → its owner's alias; by default every collection but ``root`` is root's child."""
@@ -443,6 +449,9 @@ class FakeDataverse(FakeServer):
 
     def add(self, req: Request):
         # native-api.rst POST /api/datasets/:persistentId/add (multipart file + jsonData; direct uploads register with storageIdentifier).
+        if not self.http_upload:  # checked first, before the user or the dataset
+            req.drain()
+            return 503, {"status": "ERROR", "message": HTTP_DISABLED}
         if (bad := self._auth(req)) is not None:
             return bad
         d = self._by_pid(req.query.get("persistentId"))

@@ -121,6 +121,8 @@ class FakeDSpace(FakeServer):
         self.version = version
         self.form = form
         self.max_request = max_request
+        self.upload_failure: str | None = None
+        """The message of an exception storing an uploaded file (the assetstore full...)."""
         self.collections = set(collections)
         self.csrf: str | None = None
         self.jwt: str | None = None
@@ -543,6 +545,11 @@ class FakeDSpace(FakeServer):
         if "file" not in parts:
             return 422, {"status": 422, "message": "No file"}
         fname, content = parts["file"]
+        if self.upload_failure:
+            # UploadStep.upload: the storing's exception becomes an error of the answer (201)
+            out = self._json(w)
+            failed = {"message": self.upload_failure, "paths": ["/sections/upload"]}
+            return 201, {**out, "errors": [*out["errors"], failed]}
         w["sections"]["upload"]["files"].append(
             {
                 "uuid": str(uuid.uuid4()),

@@ -103,8 +103,14 @@ class FakeInvenio(FakeServer):
         vocabularies: dict[str, set[str]] | None = None,
         checksum_delay: int = 2,
         empty_files: bool = True,
+        legacy: bool = False,
     ) -> None:
         super().__init__()
+        self.legacy = legacy
+        """An instance before pluggable transfers (invenio-records-resources < 8.0,
+        InvenioRDM <= 12): ``InitFileSchema`` INCLUDEs unknown fields, so a ``transfer``
+        is kept as the file's data and the file is a plain (local) pending one, whose
+        answer has no ``transfer`` and no ``links.parts``."""
         self.empty_files = empty_files
         """RECORDS_RESOURCES_ALLOW_EMPTY_FILES (True by default; Zenodo sets it False)."""
         self.vocabularies = {k: set(v) for k, v in (vocabularies or {}).items()}
@@ -268,6 +274,8 @@ class FakeInvenio(FakeServer):
                 out["checksum"] = f.get("pending_checksum", "")
             else:
                 out["checksum"] = f"md5:{f['md5']}"
+        if not f.get("legacy"):  # invenio-records-resources >= 8: FileSchema dumps it
+            out["transfer"] = {"type": "M" if f.get("parts") else "L"}
         if f.get("parts"):
             out["links"] = {
                 "parts": [
@@ -352,6 +360,12 @@ class FakeInvenio(FakeServer):
             if key in d["files"]:
                 return 400, {"status": 400, "message": f"File with key {key} already exists."}
             transfer = (s.get("transfer") or {}).get("type", "L")
+            if self.legacy:
+                extra = {k: v for k, v in s.items() if k not in ("key", "storage_class")}
+                f = {"status": "pending", "file_id": str(uuid.uuid4()), "asm": Assembler()}
+                d["files"][key] = {**f, "data": extra, "legacy": True}
+                out.append(self._file_json(rid, key, d["files"][key]))
+                continue
             if transfer == "M" and not self.multipart:
                 # invenio-records-resources services/files/schema.py: the transfer types are
                 # those registered; the many=True load names the file by its index

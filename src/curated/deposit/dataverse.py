@@ -167,6 +167,11 @@ REFUSALS = (400, 403, 409)
 edited due to dataset lock.`` (an ``IllegalCommandException``), and 400 with no more than
 ``Failed to add file to dataset.`` when ``/add`` fails to save the new version, as it does
 under an ingest lock (``AddReplaceFileHelper``, IQSS/dataverse#8700)."""
+HTTP_DISABLED = "file upload via http is not available"
+"""What Dataverse answers (HTTP 503, ``file.api.httpDisabled``) to every ``/add`` and
+``/addFiles``, a direct upload's registration included, when its ``:UploadMethods`` setting
+lacks ``native/http`` (``Datasets.addFileToDataset``, ``SystemConfig.isHTTPUpload``): a
+setting, not an outage, so it is never retried."""
 _LOCK_WORD = re.compile(r"\block", re.IGNORECASE)
 """``lock``, ``locked``, ``locks`` as a word: not ``metadata block`` nor ``blocked``."""
 _GENERIC_ADD = re.compile(
@@ -250,6 +255,8 @@ class DataverseRepository:
         self.lock_poll = lock_poll
         self.direct_ok = direct
         self.direct_threshold = direct_threshold
+        self.direct_offered = False
+        """Whether the dataset's store was seen to take direct uploads (``uploadurls``)."""
         self.collection_requires: list[str] = []
         """Fields the collection requires besides the citation block's own (``inputLevels``)."""
         self.collection_levels_of: str | None = None
@@ -270,6 +277,12 @@ class DataverseRepository:
             token_env=token_env,
             repository="Dataverse",
             retry=retry,
+        )
+        self.http.advice[413] = (
+            f"curated sends a file of {direct_threshold} bytes or more straight to the "
+            "dataset's store where it offers direct upload, other files through Dataverse: "
+            "ask its administrators to raise the upload limit of its web server or proxy, or "
+            "to enable direct upload for the collection"
         )
 
     @staticmethod
@@ -375,6 +388,44 @@ class DataverseRepository:
             f"the dataset now lists {name}: it is not sent again"
         )
         raise LostResponse(msg, details={"status": reply.status, "lost": True})
+
+    def _upload_disabled(
+        self, reply: Reply, what: str, state: dict[str, Any]
+    ) -> DepositError | None:
+        """The error of an ``/add`` refused because the installation takes no file through
+        its API (:data:`HTTP_DISABLED`), else ``None`` (a real outage's 503 is retried).
+        Whether the dataset's store offers direct upload is looked up to say so."""
+        said = self.http.server_says(reply)
+        if reply.status != 503 or HTTP_DISABLED not in said.lower():
+            return None
+        if self.direct_ok and not self.direct_offered:
+            try:
+                r = self.http.request(
+                    "GET",
+                    "/datasets/:persistentId/uploadurls",
+                    params={**self._pid(state), "size": 1},
+                    allow=(400, 404, 405, 501),
+                    what=f"{what} (asking whether direct upload is offered)",
+                )
+                self.direct_offered = r.status == 200
+            except DepositError:
+                pass  # the answer is only there to tell the curator more
+        msg = (
+            f"{what}: {self.http.repository} takes no files through its API: it answers "
+            f"{said!r} (HTTP 503), as it does whenever its :UploadMethods setting lacks "
+            "native/http; this is its configuration, not an outage, so waiting will not help"
+        )
+        if self.direct_offered:
+            msg += (
+                " (its store offers direct upload, but Dataverse registers a file sent "
+                "there with the same call, which this setting refuses too)"
+            )
+        msg += (
+            ". Ask the repository's administrators to add native/http to :UploadMethods, or "
+            "upload the files through its web interface (or Globus, where offered); then "
+            "re-run with --resume"
+        )
+        return DepositError(msg, details={"status": 503, "server": said, "disabled": "native/http"})
 
     def check_access(self) -> None:
         self.http.request("GET", "/users/:me", what="checking the API token")
@@ -668,6 +719,7 @@ class DataverseRepository:
             params=self._pid(state),
             body=body,
             idempotent=False,  # each /add adds a file: a lost answer is looked up, not re-sent
+            refuse=lambda reply: self._upload_disabled(reply, what, state),
         )
         _status_errors(r, what)
         crash_point("dataverse-added")  # stored there, not yet in the journal
@@ -741,6 +793,7 @@ class DataverseRepository:
                 entry["direct"] = {"url": d["url"], "sid": d["storageIdentifier"]}
             save()
         dd = entry["direct"]
+        self.direct_offered = True
         local = None
         if "url" in dd:
             holder: list[FileSlice] = []
@@ -814,6 +867,7 @@ class DataverseRepository:
             raw=raw,
             headers={"Content-Type": ctype},
             allow=(400, 404, 500) if failed is not None else (),
+            refuse=lambda reply: self._upload_disabled(reply, what, state),
         )
         if r.status != 200:
             self._abort(entry, save, what)

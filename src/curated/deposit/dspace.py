@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from curated.deposit._base import made_since, make_session, need, obj, one_lost_draft, rows
-from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy
+from curated.deposit.http import FileSlice, MultipartBody, Reply, RetryPolicy, describe_error
 from curated.deposit.protocol import Landing, PlannedCall, RemoteFile, Uploaded, UploadItem
 from curated.errors import DepositError
 from curated.metadata.crosswalk.dspace import (
@@ -81,6 +81,11 @@ class DSpaceRepository:
             token_env=token_env,
             repository="DSpace",
             retry=retry,
+        )
+        self.http.advice[413] = (
+            "DSpace takes each file in one request, up to its spring.servlet.multipart."
+            "max-file-size and max-request-size (512MB by default) and its proxy's body size "
+            "limit; its REST API has no other way: ask its administrators to raise them"
         )
         if token_env:
             self.http.credential = f"${user_env} / ${token_env}"
@@ -440,12 +445,37 @@ class DSpaceRepository:
         found = [self._remote(f) for f in self._files(r.data)]
         found = [f for f in found if f.name == item.basename]
         if not found:
-            raise DepositError(
-                f"{what}: DSpace accepted the upload but the workspace item does not list the file"
-            )
+            raise self._not_stored(r, what)
         remote = found[-1]
         remote.name = item.name
         return Uploaded(remote, holder[0].hashes.result())
+
+    def _not_stored(self, reply: Reply, what: str) -> DepositError:
+        """The error of an upload answered with success whose workspace item lacks the file.
+
+        DSpace's upload step catches what fails while storing the file (the assetstore's
+        ``IOException``: a full disk, a refused write) and answers 201 all the same, with
+        the exception's message among the workspace item's ``errors``
+        (``UploadStep.upload``, ``WorkspaceItemRestRepository.upload``); the form's own
+        (``error.validation.*``) are no such failure.
+        """
+        failed = [
+            self.http.clean(describe_error(e))
+            for e in rows(obj(reply.data).get("errors"))
+            if not str(e.get("message") or "").startswith("error.validation.")
+        ]
+        if not failed:
+            return DepositError(
+                f"{what}: DSpace accepted the upload but the workspace item does not list the file"
+            )
+        msg = (
+            f"{what}: DSpace did not store the file: its upload step failed with "
+            f"{'; '.join(failed[:5])!r} (answered with HTTP {reply.status} all the same), which "
+            "sending it again will not change while the cause stays (its storage: a full "
+            "disk or quota, a refused write): ask the repository's administrators, then "
+            "re-run with --resume"
+        )
+        return DepositError(msg, details={"status": reply.status, "server": failed[:5]})
 
     def finalize(self, state: dict[str, Any]) -> None:
         section = (self.form or DEFAULT_FORM).license_section
@@ -461,8 +491,6 @@ class DSpaceRepository:
         )
         errors = obj(r.data).get("errors") or []
         if errors:
-            from curated.deposit.http import describe_error
-
             lines = "; ".join(describe_error(e) for e in errors[:10])
             msg = f"DSpace reports the submission incomplete: {lines}; the form's section ids may differ (see --target's submission form)"
             raise DepositError(msg, details={"errors": errors[:20]})

@@ -6,6 +6,10 @@
   attempts and the total waiting are bounded.
 * 401/403 become a :class:`~curated.errors.DepositError` that names the environment
   variable the credential came from, and are never retried blindly.
+* 413 (a size limit, often a proxy's) and 507 (storage or quota full) are refusals for
+  good: named at once with what to do (:data:`FINAL_REFUSALS`, each adapter's
+  :attr:`HttpSession.advice`), never retried; a caller's ``refuse`` names an answer of a
+  retried status that will never succeed (a feature switched off).
 * An HTML page where JSON was expected (a login page, a proxy error, a wrong ``--url``)
   is named as such.
 * Bodies are streamed from disk through :class:`FileSlice` / :class:`MultipartBody`, which
@@ -74,6 +78,21 @@ class LostResponse(DepositError):
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 UNSENT_STATUSES = frozenset({429, 503})
 """Statuses that say the request was not acted on: retried even when not idempotent."""
+FINAL_REFUSALS = {
+    413: "{what}: {repository}, or a proxy in front of it, refuses a request{size} as too "
+    "large (HTTP 413 Request Entity Too Large{said}): a size limit, which sending it again "
+    "will never get past",
+    507: "{what}: {repository} has no room left for it (HTTP 507 Insufficient Storage{said}): "
+    "its storage, or the quota of the account or the record, is full, and sending it again "
+    "will not help until that changes",
+}
+"""Statuses that refuse a request for good (its size, a full quota), named as such."""
+FINAL_ADVICE = {
+    413: "ask the repository's administrators how large a request they take (the web "
+    "server's or proxy's body size limit), or whether it takes files in parts",
+    507: "ask the repository's administrators to raise the quota (or free space), then "
+    "re-run with --resume",
+}
 AUTH_HEADERS = ("Authorization", "X-Dataverse-key", "X-XSRF-TOKEN", "Cookie", "Proxy-Authorization")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -623,9 +642,12 @@ class _Call:
     allow: set[int]
     expect_json: bool
     retry_on: Callable[[Reply], bool] | None
+    refuse: Callable[[Reply], DepositError | None] | None = None
     attempt: int = 0
     waited: float = 0.0
     auth_retried: bool = False
+    sent: int | None = None
+    """Bytes in the last attempt's body (to name a size refused)."""
 
 
 def _attempt_body(
@@ -675,6 +697,10 @@ class HttpSession:
     """Called on 401/403; returning True retries once (DSpace CSRF / JWT refresh)."""
     on_response: Callable[[requests.Response], None] | None = None
     """Called on every response (DSpace reads its rotating XSRF token here)."""
+
+    advice: dict[int, str] = field(default_factory=dict)
+    """What to do about a :data:`FINAL_REFUSALS` status at this repository (its own way
+    around a size limit...), instead of :data:`FINAL_ADVICE`."""
 
     max_body: int = MAX_BODY
     """Largest answer body read; a bigger one is refused (never buffered whole)."""
@@ -773,12 +799,15 @@ class HttpSession:
         retry_on: Callable[[Reply], bool] | None = None,
         what: str = "",
         idempotent: bool | None = None,
+        refuse: Callable[[Reply], DepositError | None] | None = None,
     ) -> Reply:
         """Send one request, retrying transient failures; return the :class:`Reply`.
 
         ``body`` is a factory returning a fresh streamed body (a :class:`FileSlice` or
         :class:`MultipartBody`) for each attempt. Statuses in ``allow`` are returned,
-        not raised. ``retry_on(reply)`` may declare an extra status retryable (a lock).
+        not raised. ``retry_on(reply)`` may declare an extra status retryable (a lock);
+        ``refuse(reply)`` may name an answer that will never succeed (a feature switched
+        off, answered with a status otherwise retried): its error is raised at once.
         ``idempotent`` (default: GET, HEAD, PUT, DELETE, OPTIONS and streamed file
         bodies, which the deposit verifies by checksum) says whether the request may be
         sent again after it possibly reached the server; when not, a lost answer raises
@@ -795,10 +824,14 @@ class HttpSession:
             allow=set(allow),
             expect_json=expect_json,
             retry_on=retry_on,
+            refuse=refuse,
         )
         while True:
             call.attempt += 1
             data, hdrs = _attempt_body(body, raw, form, headers)
+            call.sent = (
+                len(data) if isinstance(data, (bytes, str, FileSlice, MultipartBody)) else None
+            )
             reply = self._attempt(call, json_body, data, hdrs, params)
             if reply is None:  # a dropped connection, retried after a pause
                 continue
@@ -900,6 +933,8 @@ class HttpSession:
         status, what, url = reply.status, call.what, call.url
         if status in call.allow:
             return True
+        if call.refuse is not None and (final := call.refuse(reply)) is not None:
+            raise final
         transient = status in RETRY_STATUSES or (call.retry_on is not None and call.retry_on(reply))
         if transient:
             self._transient(call, reply)
@@ -915,7 +950,7 @@ class HttpSession:
                 return False
             raise self.error_for(reply, what, url)
         if status >= 400:
-            raise self.error_for(reply, what, url)
+            raise self.error_for(reply, what, url, sent=call.sent)
         if (
             call.expect_json
             and status not in (204, 205)
@@ -925,7 +960,9 @@ class HttpSession:
             raise self._not_json(reply, what)
         return True
 
-    def error_for(self, reply: Reply, what: str, url: str | None = None) -> DepositError:
+    def error_for(
+        self, reply: Reply, what: str, url: str | None = None, *, sent: int | None = None
+    ) -> DepositError:
         """The error an answer of HTTP 400 or more stands for when it is not retried (a
         refused credential named as such): what :meth:`request` raises for a status it
         was not told to ``allow``, for a caller that allowed it to look at it first."""
@@ -937,6 +974,15 @@ class HttpSession:
             )
             return DepositError(msg, details={"url": shown, "status": status})
         msg = f"{what}: {self.repository} answered HTTP {status}{self._server_says(reply)}"
+        if status in FINAL_REFUSALS:
+            said = self.server_says(reply)
+            msg = FINAL_REFUSALS[status].format(
+                what=what,
+                repository=self.repository,
+                said=f", saying {said!r}" if said and said != "an HTML page" else "",
+                size=f" of {sent} bytes" if sent else "",
+            )
+            msg += "; " + self.advice.get(status, FINAL_ADVICE[status])
         return DepositError(
             msg, details={"url": shown, "status": status, "server": self._errors(reply)}
         )

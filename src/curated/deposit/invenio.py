@@ -8,8 +8,9 @@ replaces all) → per file ``POST …/draft/files [{"key"}]`` → ``PUT …/file
 
 Multipart transfer (``{"transfer": {"type": "M", "parts", "part_size"}}``) is used for
 files above ``multipart_threshold`` when the instance accepts it; an instance that
-answers it has no such transfer type (400 on ``transfer.type``) gets single PUTs from
-then on, and any other refusal is reported. After a multipart commit the checksum
+answers it has no such transfer type (400 on ``transfer.type``), or that takes it for a
+plain upload (an instance before transfer types: no ``links.parts``, no ``transfer`` in
+the answer), gets single PUTs from then on, and any other refusal is reported. After a multipart commit the checksum
 is empty or ``multipart:<etag>-<part size>`` until a background task computes the md5
 (invenio-records-resources ``services/files/transfer/providers/multipart.py``), so the
 file is read again until its ``md5:`` arrives.
@@ -93,6 +94,12 @@ class InvenioRepository:
             token_env=token_env,
             repository=name,
             retry=retry,
+        )
+        self.http.advice[413] = (
+            f"curated sends a file of up to {multipart_threshold} bytes in one request and a "
+            f"larger one in parts of {part_size} bytes where the instance has multipart "
+            "transfer: ask its administrators to raise the request body limit of its web "
+            "server or proxy (or whether it takes files in parts)"
         )
 
     # ------------------------------------------------------------ helpers
@@ -336,6 +343,16 @@ class InvenioRepository:
             )
         body_errors(r, what, self.http)
         part_urls = None
+        if transfer == "M" and _taken_as_plain(r.data, item.name):
+            # an instance before transfer types made a plain pending file of it, keeping the
+            # multipart fields as its data: started again plainly, before any byte is sent
+            self.multipart_ok = False
+            self._drop_pending(state, item, what)
+            transfer, spec = "L", {"key": item.name}
+            r = self.http.request(
+                "POST", f"{self._draft(state)}/files", json_body=[spec], what=what
+            )
+            body_errors(r, what, self.http)
         if transfer == "M":
             found = [e for e in rows(obj(r.data).get("entries")) if e.get("key") == item.name]
             links = (found[0].get("links") or {}).get("parts") if found else None
@@ -627,6 +644,23 @@ def _no_multipart(data: Any) -> bool:
         if path in (["transfer", "type"], ["transfer"]):
             return True
     return False
+
+
+def _taken_as_plain(data: Any, key: str) -> bool:
+    """Whether an answer to a multipart initiation shows a plain pending file instead.
+
+    invenio-records-resources before 8.0 (InvenioRDM 12 and older) has no transfer types:
+    its ``InitFileSchema`` lets unknown fields in (``unknown = INCLUDE``) and
+    ``LocalTransfer.init_file`` keeps them as the file's data, so the file is made all the
+    same, as a local one whose content is one PUT: it is answered with no ``transfer``
+    and no ``links.parts``. Since 8.0 the answer names the file's ``transfer`` (``M``,
+    with its part links); one naming ``M`` without them is the repository's fault.
+    """
+    found = [e for e in rows(obj(data).get("entries")) if e.get("key") == key]
+    if len(found) != 1:
+        return False
+    links, transfer = obj(found[0].get("links")), obj(found[0].get("transfer"))
+    return not links.get("parts") and transfer.get("type", "L") != "M"
 
 
 def _part_links(links: Any, parts: int, what: str) -> list[dict[str, Any]]:
