@@ -431,3 +431,75 @@ def test_reads_outside_a_conversion_never_spill(tmp_path, decodes):
             np.testing.assert_array_equal(src.read(window), vol[window])
     assert SEGMENTS.spills == 0 and SEGMENTS._spill is None
     assert sum(decodes.values()) == 3 * PAGES
+
+
+def test_the_spill_file_gives_its_space_back_when_the_output_needs_the_disk(tmp_path, monkeypatch):
+    """The scratch file shares the output's disk: it never grows past the free space left,
+    and once the disk holds less free space than the file, spilling stops and the file is
+    closed (its space returned), so that a conversion that fits the disk without spilling
+    never fails for the spill's sake. Reads go on, decoding again."""
+    from curated.images import segments
+
+    free = {"bytes": 1 << 30}
+    monkeypatch.setattr(segments.SpillFile, "free_space", lambda self: free["bytes"], raising=False)
+    cache = _spilling_cache(tmp_path, spill_bytes=1 << 24)
+    made = Counter[str]()
+    segs = {n: np.full((256, 256), i, np.uint8) for i, n in enumerate("abcd")}
+    for _ in range(2):  # the second pass finds them dropped: spilling starts
+        for n, arr in segs.items():
+            cache.get(n, _origin_decoder(arr, made, n), True)
+    assert cache.spills == 4 and cache._spill is not None
+    # room for the file to hold no more than what it holds: it stops growing, and reuses
+    free["bytes"] = cache._spill.end + 256 * 256
+    cache.get("e", _origin_decoder(np.full((256, 256), 9, np.uint8), made, "e"), True)
+    cache.get("e", _origin_decoder(np.full((256, 256), 9, np.uint8), made, "e"), True)
+    assert cache._spill is not None and cache._spill.end == 4 * 256 * 256
+    # the output filled the disk past the file's size: spilling stops, the file is closed
+    free["bytes"] = 256 * 256
+    cache.get("f", _origin_decoder(np.full((256, 256), 7, np.uint8), made, "f"), True)
+    cache.get("f", _origin_decoder(np.full((256, 256), 7, np.uint8), made, "f"), True)
+    assert cache._spill is None and cache.spill_error and "filling up" in cache.spill_error
+    for n, arr in segs.items():  # still right, decoded again
+        got, _ = cache.get(n, _origin_decoder(arr, made, n), True)
+        np.testing.assert_array_equal(got, arr)
+    assert cache.spilled_bytes == 0
+
+
+def test_a_spill_file_closed_while_a_segment_is_read_finishes_that_read(tmp_path, monkeypatch):
+    """The file is closed only once no reader holds it: a reader slowed down mid-read while
+    the disk fills still gets its own segment (a closed descriptor, reused by another file,
+    would have given it another file's bytes)."""
+    from curated.images import segments
+
+    free = {"bytes": 1 << 30}
+    monkeypatch.setattr(segments.SpillFile, "free_space", lambda self: free["bytes"], raising=False)
+    cache = _spilling_cache(tmp_path, spill_bytes=1 << 24)
+    made = Counter[str]()
+    segs = {n: np.full((256, 256), i + 1, np.uint8) for i, n in enumerate("ab")}
+    for _ in range(2):
+        for n in "ab":
+            cache.get(n, _origin_decoder(segs[n], made, n), True)
+    real_read = segments.SpillFile.read
+    reading, go_on = threading.Event(), threading.Event()
+
+    def slow_read(self, at, rows, cols):
+        if not reading.is_set():
+            reading.set()
+            go_on.wait(5)
+        return real_read(self, at, rows, cols)
+
+    monkeypatch.setattr(segments.SpillFile, "read", slow_read)
+    got: list[np.ndarray] = []
+    reader = threading.Thread(
+        target=lambda: got.append(cache.get("a", _origin_decoder(segs["a"], made, "a"), True)[0])
+    )
+    reader.start()
+    assert reading.wait(5)
+    free["bytes"] = 1  # the output filled the disk
+    cache.get("c", _origin_decoder(np.zeros((256, 256), np.uint8), made, "c"), True)
+    cache.get("c", _origin_decoder(np.zeros((256, 256), np.uint8), made, "c"), True)
+    assert cache.spill_error is not None and cache._spill is not None  # still read from
+    go_on.set()
+    reader.join(5)
+    np.testing.assert_array_equal(got[0], segs["a"])
+    assert cache._spill is None  # closed once the reader was done

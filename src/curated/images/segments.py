@@ -21,14 +21,16 @@ eviction drops each page just before the next shard wants it. Once a segment tha
 dropped is wanted again, the cache writes what it drops from then on to one unlinked
 scratch file (:class:`SpillFile`, in tiles, so that a shard's window of a page is read
 back without reading the page), bounded by ``spill_bytes`` (``CURATED_SEGMENT_SPILL_MB``;
-by default :data:`DEFAULT_SPILL_BYTES` and never more than half the free space where it
-is written; ``0`` spills nothing). Each page is then decoded once per slab where it was
-decoded once per shard. Only a conversion run on this process's threads spills
+by default :data:`DEFAULT_SPILL_BYTES`; ``0`` spills nothing), by half the free space where
+it is written, and by the free space left beside it: it never grows past it, and once the
+disk holds less free space than the file (the conversion's own output needs the disk more)
+spilling stops and the file is closed, its space given back. Each page is then decoded once
+per slab where it was decoded once per shard. Only a conversion run on this process's threads spills
 (:meth:`SegmentCache.spill_to`, until :meth:`SegmentCache.clear` at its end; not the tasks of
 a dask.distributed worker, nor other readers). The file lives in the output folder's parent
 for a local output, in the temporary folder (``TMPDIR``) for an ``s3://`` one; it has no
 name, so nothing is left behind even by ``kill -9``. A disk that fills or fails turns
-spilling off for the run: reads go on, decoding again.
+spilling off for the run and closes the file: reads go on, decoding again.
 
 Never stale: a key holds the file's identity (device, inode, size, modification and
 change times in ns) as seen on the descriptor that is read, so a file rewritten or
@@ -42,6 +44,7 @@ of one process share one. Damaged data raise and nothing is kept from them.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -103,6 +106,7 @@ class SpillFile:
         # unlinked: gone when closed, or when the process is killed; closed by close()
         self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
         self.fd = self._file.fileno()
+        self.directory = directory
         free = shutil.disk_usage(directory).free
         self.max_bytes = max(0, min(int(max_bytes), free // 2))
         self.end = 0
@@ -118,10 +122,18 @@ class SpillFile:
         spare = self.free.get(size)
         if spare:
             return spare.pop()
-        if self.end + size > self.max_bytes:
-            return None
+        if self.end + size > self.max_bytes or self.free_space() - size < self.end + size:
+            return None  # over the budget, or it would hold more than the disk has left
         offset, self.end = self.end, self.end + size
         return offset
+
+    def free_space(self) -> int:
+        return shutil.disk_usage(self.directory).free
+
+    def crowds(self) -> bool:
+        """Whether the file holds more than the free space left beside it: the conversion's
+        own output needs the disk more."""
+        return self.end > 0 and self.free_space() < self.end
 
     def release(self, offset: int, size: int) -> None:
         self.free.setdefault(size, []).append(offset)
@@ -211,6 +223,8 @@ class SegmentCache:
         self._ghosts: OrderedDict[Hashable, None] = OrderedDict()
         self._spill: SpillFile | None = None
         self._spilling = False
+        self._users = 0  # readers and writers of the spill file now: it is closed when none
+        self._release = False  # close the spill file once no one uses it
         self.nbytes = 0
         """Bytes of the decoded segments kept in memory now (never above ``max_bytes``)."""
         self.hits = 0
@@ -295,6 +309,7 @@ class SegmentCache:
         if spilled is not None:
             self._spilled.move_to_end(key)
             spilled.readers += 1
+            self._users += 1
             self.spill_hits += 1
             return "disk", spilled
         waiting = self._decoding.get(key)
@@ -372,14 +387,16 @@ class SegmentCache:
             except OSError as exc:
                 with self._lock:
                     self._stop_spilling(exc)
-                at = None
         with self._lock:
             self._dropping.pop(key, None)
             if at is None:
                 self._ghost(key)
-            elif self._spill is not None and self.spill_error is None:
-                self._spilled[key] = at
-                self.spills += 1
+            else:
+                self._users -= 1
+                if self.spill_error is None:
+                    self._spilled[key] = at
+                    self.spills += 1
+                self._close_if_idle()
 
     def _reserve(self, arr: np.ndarray, extra: Any) -> Spilled | None:
         """Under the lock: a slot for ``arr``, dropping the least recently used spilled
@@ -392,6 +409,9 @@ class SegmentCache:
             except OSError as exc:
                 self._stop_spilling(exc)
                 return None
+        if self._spill.crowds():
+            self._stop_spilling(OSError(errno.ENOSPC, "the disk it is on is filling up"))
+            return None
         size = SpillFile.slot_size(arr.shape, arr.itemsize)
         if size > self._spill.max_bytes:
             return None
@@ -405,6 +425,7 @@ class SegmentCache:
             self._ghost(victim)
             offset = self._spill.allocate(size)
         shape = (int(arr.shape[0]), int(arr.shape[1]))
+        self._users += 1  # the writer, until _spill_one is done
         return Spilled(offset, size, shape, np.dtype(arr.dtype), extra)
 
     def _read_spilled(
@@ -425,15 +446,25 @@ class SegmentCache:
         finally:
             with self._lock:
                 at.readers -= 1
+                self._users -= 1
+                self._close_if_idle()
 
     def _stop_spilling(self, exc: OSError) -> None:
-        """Under the lock: turn spilling off for this run and forget what was spilled (a
-        reader still busy with a spilled segment finishes from the open file)."""
+        """Under the lock: turn spilling off for this run, forget what was spilled and close
+        the file, returning its space, once no reader or writer uses it any more (one busy
+        with a spilled segment finishes from the open file)."""
         self._spilling = False
         self.spill_error = f"{type(exc).__name__}: {exc}"
         for key in self._spilled:
             self._ghost(key)
         self._spilled.clear()
+        self._release = True
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self._release and self._users == 0 and self._spill is not None:
+            self._spill.close()
+            self._spill = None
 
     def clear(self) -> None:
         """Drop every kept segment (after a conversion), close the spill file, reset the counters."""
@@ -445,7 +476,8 @@ class SegmentCache:
             if self._spill is not None:
                 self._spill.close()
                 self._spill = None
-            self._spilling = self._may_spill = False
+            self._spilling = self._may_spill = self._release = False
+            self._users = 0
             self.spill_error = None
             self.spill_dir = None
             self.nbytes = 0
