@@ -9,13 +9,16 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from crash_helpers import copy_tree
 from segment_helpers import annotated_workspace, logged_statuses, one_torch_thread, train_tiny
 
 import curated.segment.average as average
+from curated.images import measure_labels
 from curated.segment import annotate_from_truth, finetune, predict
 from curated.segment.evaluate import evaluate
+from curated.segment.suggest import suggest_crops
 from curated.workspace import Workspace
 
 FINETUNE = {"draws": 2, "iterations": 2, "patch": 8, "batch_size": 1, "device": "cpu"}
@@ -110,9 +113,14 @@ def test_paths_given_relative_to_another_folder_are_logged_relative_to_the_works
     monkeypatch.chdir(tmp_path)  # the workspace is a/ws from here
     image = Path("a/ws/derived/cell.ome.zarr")
     train_tiny(image, Path("a/ws/derived/other"), depth=1, workspace=Path("a/ws"))
-    entry = list(Workspace(ws).log.entries())[-1]
-    assert entry["action"] == "train"
-    assert entry["params"]["out"] == "derived/other"
+    with one_torch_thread():
+        suggest_crops(image, model=Path("a/ws/derived/tuned"), pred="pred", labels="ann",
+                      n=1, crop_size=4, device="cpu", workspace=Path("a/ws"))  # fmt: skip
+    measure_labels(image, "truth", csv=Path("a/ws/derived/truth.csv"), workspace=Path("a/ws"))
+    params = {e["action"]: e["params"] for e in Workspace(ws).log.entries()}
+    assert params["train"]["out"] == "derived/other"
+    assert params["annotate-suggest"]["model"] == "derived/tuned"
+    assert params["labels-measure"]["csv"] == "derived/truth.csv"
 
 
 def test_a_killed_finetunes_draws_of_other_iterations_are_not_averaged(built, tmp_path):
@@ -212,3 +220,46 @@ def test_a_conversion_an_earlier_release_made_in_place_is_still_found_done(tmp_p
         m.setattr(convert_module, "portable_path", lambda p, base: str(Path(p).resolve()))
         assert _convert(source, ws) == "ok"
     assert _convert(source, ws) == "notneeded"
+
+
+def test_check_and_import_ome_name_the_sources_relative_to_the_workspace(tmp_path, monkeypatch):
+    """Sources given by an absolute path, or relative to another current folder."""
+    import tifffile
+
+    from curated.curation import check
+    from curated.metadata import import_ome, init_workspace
+
+    ws = tmp_path / "ws"
+    init_workspace(ws, "Sources")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    source = raw / "stack.ome.tif"
+    meta = {"axes": "ZYX", "PhysicalSizeX": 8, "PhysicalSizeXUnit": "nm"}
+    tifffile.imwrite(source, np.zeros((2, 8, 8), np.uint8), ome=True, metadata=meta)
+    check(ws, [raw])
+    monkeypatch.chdir(raw)  # the workspace is ../ws from here
+    assert import_ome(Path("../ws"), Path("stack.ome.tif")).status == "ok"
+    entries = list(Workspace(ws).log.entries())
+    assert entries[-2]["params"]["sources"] == ["../raw"]
+    checked = json.loads((ws / "curation" / "check.json").read_text(encoding="utf-8"))
+    assert checked["sources"] == ["../raw"]
+    record = Workspace(ws).read_metadata()
+    assert {s["source_file"] for s in record["sources"]} == {"../raw/stack.ome.tif"}
+    assert import_ome(Path("../ws"), Path("stack.ome.tif")).status == "notneeded"
+
+
+def test_a_prediction_copied_within_a_moved_workspace_is_not_taken_for_another_images(
+    built, tmp_path
+):
+    from curated.images import add_labels
+
+    ws = copy_tree(built, tmp_path / "ws")
+    image = ws / "derived" / "cell.ome.zarr"
+    add_labels(image, "copy", image / "labels" / "pred", workspace=ws)
+    group = json.loads((image / "labels" / "copy" / "zarr.json").read_text(encoding="utf-8"))
+    copied = group["attributes"]["curated"]["copied_from"]
+    assert copied == {"label_image": "../pred", "image": "../.."}
+    os.rename(ws, tmp_path / "moved")
+    image = tmp_path / "moved" / "derived" / "cell.ome.zarr"
+    rep = evaluate(image, pred="copy", truth="truth", label_value=2, blocks=1, block_size=8)
+    assert not any("copied from" in w for w in rep.warnings), rep.warnings

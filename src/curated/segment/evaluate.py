@@ -1684,7 +1684,8 @@ def _warnings(
         )
     copied = (inp.pred_vol.attrs.get("curated") or {}).get("copied_from")
     source = copied.get("image") if isinstance(copied, Mapping) else None
-    if source and Path(str(source)).resolve() != inp.image.resolve():
+    # named from the prediction's label image (this release) or absolute (earlier ones)
+    if source and (inp.pred_vol.path / str(source)).resolve() != inp.image.resolve():
         warnings.append(
             f"the prediction {s.pred!r} was copied from a label image of another image "
             f"({source}): its scores mean something only if it was predicted from these very "

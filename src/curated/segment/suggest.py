@@ -900,8 +900,10 @@ def suggest_crops(
     image = local_only(image)
     w = weights or SuggestionWeights()
     ws = as_workspace(workspace)
+    folder = model.path if isinstance(model, SegmentationModel) else model
     params = {
-        "model": str(model) if not isinstance(model, SegmentationModel) else str(model.path),
+        # relative to the workspace root, as the log names every path
+        "model": ws.relative(folder) if ws is not None else str(folder),
         "pred": pred,
         "n": n,
         "crop_size": crop_size
