@@ -1223,7 +1223,8 @@ def _known_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
             continue
         for k in keys:
             value = value.get(k) if isinstance(value, dict) else None
-        recorded.add(value)
+        if isinstance(value, str):
+            recorded.add(value)
     return legacy if legacy in recorded else _run_signature(job, src, crops)
 
 
