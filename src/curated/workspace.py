@@ -176,6 +176,21 @@ def enclosing_workspace(path: str | Path) -> Path | None:
     return None
 
 
+def portable_path(path: str | Path, base: str | Path) -> str:
+    """How a run's settings name ``path`` (an input) seen from ``base`` (its output).
+
+    Relative to ``base`` when both lie in one workspace: they move together, so a workspace
+    moved or copied elsewhere (another disk, a colleague's account, a restored backup)
+    holds the same run. Otherwise absolute, as earlier releases always named it: a source
+    outside the workspace stays where it is when the workspace moves.
+    """
+    p, b = Path(path).resolve(), Path(base).resolve()
+    ws = enclosing_workspace(b)
+    if ws is None or ws not in p.parents:
+        return str(p)
+    return Path(os.path.relpath(p, b)).as_posix()
+
+
 def as_workspace(ws: Workspace | str | Path | None) -> Workspace | None:
     """Accept a Workspace, a path to one, or ``None`` (core functions take any)."""
     if ws is None or isinstance(ws, Workspace):

@@ -1170,11 +1170,13 @@ def check(
         except MetadataError:
             record = {}
     walker = _Walker(ws.root if ws else None)
+    # in a workspace, relative to its root as the log names every path (never absolute)
+    shown = [display_path(ws.relative(p) if ws else str(p)) for p in paths]
     with recorder(
         ws,
         STEP,
         "check",
-        params={"sources": [display_path(str(p)) for p in paths]},
+        params={"sources": shown},
         libraries=("tifffile",),
         hash_inputs=False,
     ) as step:
@@ -1201,9 +1203,7 @@ def check(
             record, found.files, flags, walker, found.docs, found.licences, found.naming
         )
         flags.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))
-        report = CheckReport(
-            [display_path(str(p)) for p in paths], found.files, checklist, flags, source_digests
-        )
+        report = CheckReport(shown, found.files, checklist, flags, source_digests)
         if ws is not None and write:
             out = ws.root / CHECK_FILE
             report.write(out)

@@ -1270,7 +1270,7 @@ def fair_checklist(workspace: Workspace | str | Path, *, write: bool = True) -> 
         survey = survey_workspace(ws, files=False)
         ctx = _context(survey)
         return FairReport(
-            workspace=str(ws.root), metrics=evaluate(ctx), created=created, bag=ctx.crate_path
+            workspace=_folder_name(ws), metrics=evaluate(ctx), created=created, bag=ctx.crate_path
         )
     with recorder(
         ws, "E", "fair", inputs=[ws.metadata_path], libraries=("pyyaml", "jinja2")
@@ -1278,7 +1278,7 @@ def fair_checklist(workspace: Workspace | str | Path, *, write: bool = True) -> 
         survey = survey_workspace(ws, files=False)
         ctx = _context(survey)
         report = FairReport(
-            workspace=str(ws.root), metrics=evaluate(ctx), created=created, bag=ctx.crate_path
+            workspace=_folder_name(ws), metrics=evaluate(ctx), created=created, bag=ctx.crate_path
         )
         json_path, md_path = ws.root / FAIR_JSON, ws.root / FAIR_MD
         report.files = {"json": str(json_path), "md": str(md_path)}
@@ -1290,6 +1290,12 @@ def fair_checklist(workspace: Workspace | str | Path, *, write: bool = True) -> 
         step.message = res.message
         step.details = {"summary": report.summary}
     return report
+
+
+def _folder_name(ws: Workspace) -> str:
+    """The workspace as ``fair.json`` names it: its folder's name, as a bag's checklist does
+    (an absolute path is the curator's own and wrong once the workspace is moved)."""
+    return Path(os.path.abspath(ws.root)).name
 
 
 # --------------------------------------------------------------------------- inside a bag

@@ -46,7 +46,7 @@ from curated.provenance.digest import TreeHasher, digest_tree, sha256_file
 from curated.provenance.log import Artifact
 from curated.results import Result
 from curated.walk import Files, walk
-from curated.workspace import Workspace, as_workspace, recorder
+from curated.workspace import Workspace, as_workspace, portable_path, recorder
 
 LIBRARIES = ("zarr", "numcodecs", "tifffile", "dask", "distributed", "imagecodecs")
 STORED_LIBRARIES = {"hdf5": ("h5py",), "mrc": ("mrcfile",), "n5": ("tensorstore",)}
@@ -151,15 +151,27 @@ def _store_metadata_files(root: Path) -> list[Path]:
     return found
 
 
-def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[str, Any]:
+def _located(path: str | Path, dest: str | Path | None) -> str:
+    """How a conversion's plan names a local source file: the path from ``dest`` to it when
+    both lie in one workspace (:func:`curated.workspace.portable_path`), so a workspace
+    moved or copied with the sources it holds keeps its conversions; else (and with
+    ``dest=None``, the plan of earlier releases) the absolute path."""
+    if dest is None or is_url(dest):
+        return str(Path(path).resolve())
+    return portable_path(path, dest)
+
+
+def _fingerprint(
+    source: TiffSource | ArraySource | StoredArraySource, dest: str | Path | None
+) -> dict[str, Any]:
     if isinstance(source, StoredArraySource):
         root = Path(source.file)
         h = hashlib.sha256()
         for f in [root] if root.is_file() else _store_metadata_files(root / source.key.strip("/")):
             st = os.stat(f)
-            h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            h.update(f"{_located(f, dest)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         return {
-            "path": str(root.resolve()),
+            "path": _located(root, dest),
             "key": source.key,
             "kind": source.kind,
             "shape": list(source.shape),
@@ -170,9 +182,9 @@ def _fingerprint(source: TiffSource | ArraySource | StoredArraySource) -> dict[s
         h = hashlib.sha256()
         for f in source.files:
             st = os.stat(f)
-            h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            h.update(f"{_located(f, dest)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         return {
-            "path": str(Path(source.path).resolve()),
+            "path": _located(source.path, dest),
             "files": len(source.files),
             "stat": h.hexdigest(),
         }
@@ -184,11 +196,17 @@ def conversion_plan(
     layout: StoreLayout,
     name: str,
     extra_plan: dict[str, Any] | None = None,
+    *,
+    dest: str | Path | None = None,
 ) -> dict[str, Any]:
-    """What a store is made from: a re-run with the same plan resumes (or finds it finished)."""
+    """What a store is made from: a re-run with the same plan resumes (or finds it finished).
+
+    The source is named by its path from ``dest`` (see :func:`_located`); ``dest=None``
+    gives the plan of earlier releases, which named it by its absolute path.
+    """
     return {
         "layout": layout.to_dict(),
-        "source": _fingerprint(source),
+        "source": _fingerprint(source, dest),
         "name": name,
         **(extra_plan or {}),
     }
@@ -215,7 +233,7 @@ def write_multiscale(
     that the same command run again finds nothing to do; only for sources whose fingerprint
     stands for their content (files, not in-memory arrays).
     """
-    plan = conversion_plan(source, layout, name, extra_plan)
+    plan = conversion_plan(source, layout, name, extra_plan, dest=dest)
     resumed = _store.begin(
         dest,
         layout,
@@ -502,9 +520,7 @@ def _finished_before(
     if ws is not None and _logged_unsettled(dest, src, layout, ws):
         _store.drop_journal(dest)  # killed once logged, before its journal went: done
     made_by = _store.finished_plan(dest)  # read first: a new DEST needs no fingerprint here
-    if made_by is None or made_by != _store.plan_digest(
-        conversion_plan(src, layout, _image_name(src))
-    ):
+    if made_by is None or made_by not in _plan_digests(src, layout, dest):
         return None
     _store.drop_leftover_journal(dest)
     recorded = ws.log.recorded_output(dest) if ws is not None else None
@@ -530,6 +546,18 @@ def _finished_before(
     return Result("convert", status, str(dest), step.message, details)
 
 
+def _plan_digests(
+    src: TiffSource | StoredArraySource, layout: StoreLayout, dest: str | Path
+) -> tuple[str, str]:
+    """The digests of this conversion's plan: as this release names the source (from
+    ``dest``), and as earlier releases did (by its absolute path)."""
+    name = _image_name(src)
+    return (
+        _store.plan_digest(conversion_plan(src, layout, name, dest=dest)),
+        _store.plan_digest(conversion_plan(src, layout, name)),
+    )
+
+
 def _logged_unsettled(
     dest: str | Path, src: TiffSource | StoredArraySource, layout: StoreLayout, ws: Workspace
 ) -> bool:
@@ -545,8 +573,9 @@ def _logged_unsettled(
     except (OSError, ValueError):
         return False
     attrs = got[0]
-    digest = _store.plan_digest(conversion_plan(src, layout, _image_name(src)))
-    if _store.INCOMPLETE_KEY in attrs or attrs.get(_store.PLAN_KEY) != digest:
+    if _store.INCOMPLETE_KEY in attrs or attrs.get(_store.PLAN_KEY) not in _plan_digests(
+        src, layout, dest
+    ):
         return False
     return ws.log.records_as_is(dest)
 

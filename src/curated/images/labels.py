@@ -41,7 +41,7 @@ from curated.images.stored import is_stored
 from curated.objstore import as_path, is_url
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
-from curated.workspace import Workspace, recorder
+from curated.workspace import Workspace, portable_path, recorder
 
 KINDS = ("truth", "annotation", "prediction")
 ORIGINS = ("human", "derived-from-truth", "simulated", "model-prediction")
@@ -619,7 +619,7 @@ def add_labels(
     """
     img = _as_image(image)
     _check_name(name)
-    block = _added_block(labels, kind, ai_generated, model, origin)
+    block = _added_block(labels, kind, ai_generated, model, origin, img.path / "labels" / name)
     if value_map:
         block["value_map"] = value_map_record(value_map)
     src = _labels_source(labels)
@@ -679,11 +679,18 @@ def add_labels(
 
 
 def _added_block(
-    labels: Any, kind: str | None, ai_generated: bool | None, model: Any, origin: str | None
+    labels: Any,
+    kind: str | None,
+    ai_generated: bool | None,
+    model: Any,
+    origin: str | None,
+    dest: Path,
 ) -> dict[str, Any]:
-    """The ``curated`` block of an added label image. With neither ``origin`` nor
+    """The ``curated`` block of an added label image (``dest``). With neither ``origin`` nor
     ``ai_generated`` given, a source that records them (:func:`recorded_origin`) gives its
-    kind, origin and model; otherwise the defaults of :func:`add_labels` apply."""
+    kind, origin and model; otherwise the defaults of :func:`add_labels` apply. Where a copy
+    came from is named from ``dest`` when both lie in one workspace
+    (:func:`curated.workspace.portable_path`): an absolute path breaks once it is moved."""
     rec = recorded_origin(labels) if origin is None and ai_generated is None else None
     if rec is not None and rec["origin"] is not None:
         kind = kind or rec["kind"]
@@ -696,7 +703,10 @@ def _added_block(
     block = curated_block(kind, ai_generated, model, origin)
     if rec is not None and rec["origin"] is not None:
         # where the copy came from: a prediction of another image's voxels scores nothing here
-        block["copied_from"] = {"label_image": rec["label_image"], "image": rec["image"]}
+        block["copied_from"] = {
+            k: None if rec[k] is None else portable_path(rec[k], dest)
+            for k in ("label_image", "image")
+        }
     return block
 
 

@@ -31,7 +31,7 @@ from curated.errors import InputError
 from curated.images.reader import OmeZarrImage, open_image
 from curated.progress import ProgressReporter, ensure_progress
 from curated.results import Result
-from curated.workspace import Workspace, recorder
+from curated.workspace import Workspace, as_workspace, recorder
 
 DEFAULT_BLOCK = 128
 """Edge of the cubes the label image is read in (128³ uint64 labels: 16 MiB)."""
@@ -340,9 +340,11 @@ def measure_labels(
     """
     path = image.path if isinstance(image, OmeZarrImage) else Path(image)
     dest = Path(out) if out is not None else default_output(path, labels)
-    params = {"labels": labels, "block": block, "csv": str(csv) if csv else None}
+    ws = as_workspace(workspace)
+    shown = (ws.relative(csv) if ws is not None else str(csv)) if csv else None
+    params = {"labels": labels, "block": block, "csv": shown}  # as the log names every path
     with recorder(
-        workspace,
+        ws,
         "E",
         "labels-measure",
         inputs=[path],

@@ -887,6 +887,9 @@ def import_ome(
         ) as step,
     ):
         imp = from_ome(image, require_metadata=require_metadata)
+        for entry in (*imp.sources, *imp.personal_data):  # as the log names it: never absolute
+            if isinstance(entry.get("source_file"), str):
+                entry["source_file"] = ws.relative(entry["source_file"])
         record = ws.read_metadata()
         rel = ws.relative(image)
         data = {i: ws.relative(Path(p)) for i, p in imp.data_files.items()}

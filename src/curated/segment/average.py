@@ -35,6 +35,7 @@ from curated.segment.modelio import (
     MODEL_JSON,
     WEIGHTS,
     SegmentationModel,
+    image_key,
     load_model,
     load_state,
     write_model_json,
@@ -102,7 +103,14 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | None:
+def _same_settings(recorded: Any, settings: dict[str, Any], image: Path) -> bool:
+    """Whether ``recorded`` (a model's ``weight_average.settings``) are ``settings``; earlier
+    releases named the image by its absolute path, which is still this run's in place."""
+    legacy = {**settings, "image": str(image.resolve())}
+    return canonical_json(recorded) in (canonical_json(settings), canonical_json(legacy))
+
+
+def _finished(out: Path, settings: dict[str, Any], image: Path, overwrite: bool) -> Result | None:
     """``notneeded`` when ``out`` holds this very average; refuses another model there."""
     from curated.segment.train import recorded_warnings  # train imports this
 
@@ -110,7 +118,7 @@ def _finished(out: Path, settings: dict[str, Any], overwrite: bool) -> Result | 
         return None
     _, meta = read_model_json(out)
     wa = meta.get("training", {}).get("weight_average") or {}
-    if canonical_json(wa.get("settings")) != canonical_json(settings):
+    if not _same_settings(wa.get("settings"), settings, image):
         raise SegmentationError(OTHER_MODEL_HERE, path=out, field="out")
     load_model(out)  # verifies the weights
     shutil.rmtree(draws_folder(out), ignore_errors=True)  # left by a run stopped just before
@@ -131,14 +139,16 @@ DRAWS_RECORD = "settings.json"
 
 
 def _claim_draws(where: Path, settings: dict[str, Any], overwrite: bool) -> None:
-    """Make ``where`` this run's draws folder. With ``overwrite``, draws an interrupted run
-    with other settings left (other iterations, seeds, …) are removed first: an overwrite
-    keeps the draws of its own interrupted run only."""
+    """Make ``where`` this run's draws folder. Draws an interrupted run with other settings
+    left (other iterations, seeds, …) are removed first, with ``overwrite`` or without: a
+    draw's own run signature leaves the iterations out (more of them resume it), so a
+    draw finished with more iterations than asked would otherwise be averaged as this
+    run's. With ``overwrite``, draws that record no settings are removed too."""
     try:
         held = json.loads((where / DRAWS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         held = None
-    if overwrite and canonical_json(held) != canonical_json(settings):
+    if (overwrite or isinstance(held, dict)) and canonical_json(held) != canonical_json(settings):
         shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True, exist_ok=True)
     write_json(where / DRAWS_RECORD, settings)
@@ -157,6 +167,20 @@ def _train_draw(train: Any, image: Path, member: Path, overwrite: bool, **kwargs
         if not overwrite or exc.field != "out":
             raise
     return train(image, out=member, overwrite=True, **kwargs)
+
+
+def _name_image_as_workspace(meta: dict[str, Any], image: Path, ws: Any) -> None:
+    """Name the training image in ``meta`` as a model trained in workspace ``ws`` does
+    (relative to its root): the draws were trained outside any workspace, which records
+    the absolute path, and that breaks once the workspace is moved or copied."""
+    if ws is None:
+        return
+    absolute, ref = str(image.resolve()), ws.relative(image)
+    if meta["training"].get("image") == absolute:
+        meta["training"]["image"] = ref
+    for r in meta.get("lineage_rois") or []:
+        if isinstance(r, dict) and r.get("image") == absolute:
+            r["image"] = ref
 
 
 def finetune_average(
@@ -178,16 +202,16 @@ def finetune_average(
     seeds = [int(seed) + DRAW_SEED_STRIDE * d for d in range(draws)]
     settings = {
         "parent_sha256": parent.sha256,
-        "image": str(Path(image).resolve()),
+        "image": image_key(Path(image), out),
         "seeds": seeds,
         **{k: _plain(v) for k, v in sorted(kwargs.items())},
     }
-    done = _finished(out, settings, overwrite)
+    done = _finished(out, settings, Path(image), overwrite)
     ws = as_workspace(workspace)
     if done is not None and not unlogged(ws, out):
         return done
     model_name = name or out.name
-    params = {"out": str(out), "draws": draws, **settings}
+    params = {"out": ws.relative(out) if ws else str(out), "draws": draws, **settings}
     with recorder(ws, "T", "finetune", inputs=[image], params=params, libraries=SOFTWARE) as step:
         if done is not None:  # finished by a run killed before its log entry: recorded now
             step.add_output(out / MODEL_JSON)
@@ -214,6 +238,7 @@ def finetune_average(
         meta["id"], meta["name"] = f"{model_name}@{sha[:12]}", model_name
         meta["weights"]["sha256"] = sha
         meta["training"]["seed"] = seeds[0]
+        _name_image_as_workspace(meta, Path(image), ws)
         # not draw 0's run signature: a plain fine-tuning into this folder must not mistake
         # the average for its own finished run
         meta["training"]["signature"] = hashlib.sha256(

@@ -1330,7 +1330,11 @@ def _factor_setup(
 
 
 def _step_params(
-    s: _EvalSettings, inp: _Inputs, held: HeldOutBlocks, factor_fns: Mapping[str, Factor]
+    s: _EvalSettings,
+    inp: _Inputs,
+    held: HeldOutBlocks,
+    factor_fns: Mapping[str, Factor],
+    ws: Workspace | None,
 ) -> dict[str, Any]:
     return {
         "pred": s.pred,
@@ -1343,7 +1347,9 @@ def _step_params(
         "boundary_band": s.boundary_band,
         "iou_threshold": s.iou_threshold,
         "factors": list(factor_fns),
-        "exclude_training": str(s.exclude_training) if s.exclude_training is not None else None,
+        "exclude_training": _named(s.exclude_training, ws)
+        if s.exclude_training is not None
+        else None,
         "whole_volume": bool(_wants_whole_volume(s, inp)),
         "stratified_blocks": len(held.strata),
     }
@@ -1422,7 +1428,7 @@ def _evaluate(
         "E",
         "evaluate",
         inputs=inputs,
-        params=_step_params(s, inp, held, factor_fns),
+        params=_step_params(s, inp, held, factor_fns, ws),
         libraries=("zarr", "scipy"),
         hash_inputs=False,
     ) as step:
@@ -1431,7 +1437,7 @@ def _evaluate(
         truth_origin = _store.label_origin(image, s.truth)
         report = EvaluationReport(
             name=name,
-            image=str(image),
+            image=_named(image, ws),
             pred=s.pred,
             truth=s.truth,
             label_value=s.label_value,
@@ -1448,7 +1454,7 @@ def _evaluate(
             factor_info={"shading": (factor_attrs.get("curated") or {}).get("shading")}
             if needs_shading
             else {},
-            model=_model_info(exclusion),
+            model=_model_info(exclusion, ws),
             pred_meta={**inp.pred_meta, "origin": _store.label_origin(image, s.pred)},
             bootstrap_seed=held.seed,
             class_names=inp.names,
@@ -1678,7 +1684,8 @@ def _warnings(
         )
     copied = (inp.pred_vol.attrs.get("curated") or {}).get("copied_from")
     source = copied.get("image") if isinstance(copied, Mapping) else None
-    if source and Path(str(source)).resolve() != inp.image.resolve():
+    # named from the prediction's label image (this release) or absolute (earlier ones)
+    if source and (inp.pred_vol.path / str(source)).resolve() != inp.image.resolve():
         warnings.append(
             f"the prediction {s.pred!r} was copied from a label image of another image "
             f"({source}): its scores mean something only if it was predicted from these very "
@@ -1712,14 +1719,20 @@ def _made_by(pred_meta: Mapping[str, Any]) -> str:
     return f" (the prediction records model {rec['id']!r}: pass its folder)"
 
 
-def _model_info(exclusion: TrainingExclusion | None) -> dict[str, Any] | None:
+def _named(path: str | Path, ws: Workspace | None) -> str:
+    """A path as an evaluation records it: relative to the workspace root in a workspace (an
+    absolute path breaks once the workspace is moved or copied), else as given."""
+    return ws.relative(path) if ws is not None else str(path)
+
+
+def _model_info(exclusion: TrainingExclusion | None, ws: Workspace | None) -> dict[str, Any] | None:
     if exclusion is None:
         return None
     m = exclusion.model
     return {
         "id": m.get("id"),
         "name": m.get("name"),
-        "path": str(exclusion.model_dir),
+        "path": _named(exclusion.model_dir, ws),
         "weights_sha256": (m.get("weights") or {}).get("sha256"),
         "parent": m.get("parent"),
         "lineage_rois": [r.to_dict() for r in exclusion.rois],

@@ -522,7 +522,7 @@ def export_bioimageio(
             "package, never other files: choose another destination"
         )
         raise InputError(msg, path=dest)
-    params = {"dest": str(dest), "format_version": FORMAT_VERSION}
+    params = {"dest": ws.relative(dest) if ws else str(dest), "format_version": FORMAT_VERSION}
     with recorder(
         ws,
         "D",
@@ -575,7 +575,7 @@ def export_bioimageio(
             "evaluations": len([e for e in evaluations if not e.get("missing")]),
             "license": facts.license,
             "format_version": FORMAT_VERSION,
-            "linked_label_images": [str(p) for p in linked],
+            "linked_label_images": [ws.relative(p) if ws else str(p) for p in linked],
         }
         step.details.update(details)
         note = "" if facts.current else "; no evaluation of these weights, the card says so"

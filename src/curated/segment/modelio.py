@@ -242,3 +242,13 @@ def load_checkpoint(folder: Path, signature: str) -> dict[str, Any] | None:
     except Exception as exc:
         msg = f"cannot read the checkpoint ({exc}); delete checkpoint.json to start over"
         raise IntegrityError(msg, path=path) from None
+
+
+def image_key(image: Path, out: Path) -> str:
+    """How a run's settings name its image: the path from the model folder ``out`` to it
+    when both lie in one workspace (:func:`curated.workspace.portable_path`), so a moved or
+    copied workspace's re-run finds its model done (or resumes it) rather than refusing
+    it as another model; else the absolute path."""
+    from curated.workspace import portable_path
+
+    return portable_path(image, out)

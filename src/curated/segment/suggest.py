@@ -838,6 +838,12 @@ def _unfinished_suggestions(store: Path) -> bool:
     )
 
 
+def _model_folder(model: str | Path | SegmentationModel, ws: Workspace | None) -> str:
+    """The model's folder as the log names every path: relative to the workspace root."""
+    folder = model.path if isinstance(model, SegmentationModel) else model
+    return ws.relative(folder) if ws is not None else str(folder)
+
+
 def suggest_crops(
     image: str | Path,
     *,
@@ -901,7 +907,7 @@ def suggest_crops(
     w = weights or SuggestionWeights()
     ws = as_workspace(workspace)
     params = {
-        "model": str(model) if not isinstance(model, SegmentationModel) else str(model.path),
+        "model": _model_folder(model, ws),
         "pred": pred,
         "n": n,
         "crop_size": crop_size

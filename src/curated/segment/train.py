@@ -75,6 +75,7 @@ from curated.segment.modelio import (
     MODEL_JSON,
     SOFTWARE,
     SegmentationModel,
+    image_key,
     load_checkpoint,
     load_model,
     save_checkpoint,
@@ -744,11 +745,9 @@ def train(
         overwrite=overwrite,
         parent=parent_model,
     )
-    params = job.params(label_value)
-    with recorder(
-        workspace, "T", job.action, inputs=[image], params=params, libraries=SOFTWARE
-    ) as step:
-        ws = as_workspace(workspace)
+    ws = as_workspace(workspace)
+    params = job.params(label_value, ws)
+    with recorder(ws, "T", job.action, inputs=[image], params=params, libraries=SOFTWARE) as step:
         result = _unless_unlogged(_train(job, ws, ensure_progress(progress)), ws, out)
         _record_training(step, result, out)
         return result
@@ -901,12 +900,13 @@ class _TrainJob:
     def action(self) -> str:
         return "finetune" if self.parent else "train"
 
-    def params(self, label_value: Any) -> dict[str, Any]:
-        """The parameters the curator log records for this run."""
+    def params(self, label_value: Any, ws: Workspace | None) -> dict[str, Any]:
+        """The parameters the curator log records for this run (``out`` relative to the
+        workspace root, as the log names every path)."""
         return {
             "labels": self.labels,
             "label_value": label_value,
-            "out": str(self.out),
+            "out": ws.relative(self.out) if ws else str(self.out),
             "device": self.device_name,
             "precision": self.precision,
             **asdict(self.settings),
@@ -962,7 +962,7 @@ def _train(job: _TrainJob, workspace: Workspace | None, progress: ProgressReport
     crops = _select_crops(job, src, workspace, rng)
     if job.settings.patch is None:
         src.out_patch = planned_patch(src.geom, [tuple(r["shape"]) for r in crops.rois])
-    signature = _run_signature(job, src, crops)
+    signature = _known_signature(job, src, crops)
     done = _finished_model(job, signature)
     if done is not None:
         return done
@@ -1185,11 +1185,14 @@ def _select_crops(
     return _Crops(rois, annotated, train_rois, val_rois, seen, new_keys)
 
 
-def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
-    """What makes two runs the same run (the iterations aside: more of them resume)."""
+def _run_signature(job: _TrainJob, src: _Source, crops: _Crops, *, legacy: bool = False) -> str:
+    """What makes two runs the same run (the iterations aside: more of them resume).
+
+    ``legacy``: the form of earlier releases, which named the image by its absolute path.
+    """
     return _signature(
         {
-            "image": str(job.image.resolve()),
+            "image": str(job.image.resolve()) if legacy else image_key(job.image, job.out),
             "labels": job.labels,
             "label_value": job.label_value,
             "rois": crops.rois,
@@ -1201,6 +1204,28 @@ def _run_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
             "validation": job.validation,
         }
     )
+
+
+def _known_signature(job: _TrainJob, src: _Source, crops: _Crops) -> str:
+    """This run's signature, in the earlier releases' form when ``out``'s model or checkpoint
+    holds that one: a run they finished (or started) in place is still found done (or resumed)."""
+    import json
+
+    legacy = _run_signature(job, src, crops, legacy=True)
+    recorded = set()
+    for name, keys in (
+        ("checkpoint.json", ("signature",)),
+        (MODEL_JSON, ("training", "signature")),
+    ):
+        try:
+            value: Any = json.loads((job.out / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            recorded.add(value)
+    return legacy if legacy in recorded else _run_signature(job, src, crops)
 
 
 def _augmentation_signature(aug: Augmentation) -> dict[str, Any]:
