@@ -41,3 +41,11 @@ def copy_tree(template: Path, dest: Path) -> Path:
     """A copy of a module's template workspace for one test (links kept as links)."""
     shutil.copytree(template, dest, symlinks=True)
     return dest
+
+
+def log_verifies(ws: Path) -> None:
+    """The workspace's curator log verifies, every recorded file checked against it."""
+    from curated.workspace import Workspace
+
+    report = Workspace(ws).log.verify(files=True)
+    assert report.ok, report.problems

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from crash_helpers import copy_tree, run_killable
+from crash_helpers import copy_tree, log_verifies, run_killable
 from segment_helpers import annotated_workspace, logged_statuses, one_torch_thread, train_tiny
 
 from curated._crash import EXIT_CODE
@@ -22,7 +22,6 @@ from curated.results import Result
 from curated.segment import annotate_from_truth, finetune
 from curated.segment.average import draws_folder
 from curated.segment.modelio import load_model
-from curated.workspace import Workspace
 
 SETTINGS = {
     "draws": 2,
@@ -96,11 +95,6 @@ def _weights(ws: Path, out: str) -> str:
     return str(meta["weights"]["sha256"])
 
 
-def _verifies(ws: Path) -> None:
-    report = Workspace(ws).log.verify(files=True)
-    assert report.ok, report.problems
-
-
 POINTS = ["train-checkpointed", "averaging", "weights-written", "log-append"]
 
 
@@ -123,7 +117,7 @@ def test_a_killed_finetune_overwrite_run_again_with_overwrite_ends_as_an_uninter
     assert _weights(ws, "tuned") == clean
     load_model(ws / "derived" / "tuned")  # the weights are model.json's
     assert not draws_folder(ws / "derived" / "tuned").exists()
-    _verifies(ws)
+    log_verifies(ws)
     assert logged_statuses(ws, "finetune") == ["ok", "ok"]
     assert _finetune(ws, "tuned", **NEW).status == "notneeded"
 
@@ -148,7 +142,7 @@ def test_a_killed_finetune_overwrite_run_again_without_it_never_mixes_old_and_ne
         assert load_model(ws / "derived" / "tuned").sha256 == old
         assert logged_statuses(ws, "finetune") == ["ok"]
     load_model(ws / "derived" / "tuned")
-    _verifies(ws)
+    log_verifies(ws)
 
 
 def test_finished_draws_of_a_killed_finetune_overwrite_are_not_trained_again(
@@ -178,7 +172,7 @@ def test_draws_of_a_killed_finetune_on_other_crops_are_trained_again_with_overwr
     assert again.status == "ok", again.message
     assert again.details["draw_status"] == ["ok", "ok"]
     assert not draws_folder(ws / "derived" / "tuned").exists()
-    _verifies(ws)
+    log_verifies(ws)
 
 
 ONE = {**NEW, "draws": 1}
@@ -201,7 +195,7 @@ def test_one_finetuning_overwrite_killed_between_its_weights_and_model_json(
     assert _finetune(ws, "clean", **ONE).status == "ok"
     assert _weights(ws, "tuned") == _weights(ws, "clean")
     load_model(out)
-    _verifies(ws)
+    log_verifies(ws)
     assert logged_statuses(ws, "finetune") == ["ok", "ok", "ok"]
 
 
@@ -218,4 +212,4 @@ def test_draws_of_a_killed_finetune_with_other_iterations_are_not_kept_by_overwr
     assert again.details["draw_status"] == ["ok", "ok"]
     assert _finetune(ws, "clean", **fewer).status == "ok"
     assert _weights(ws, "tuned") == _weights(ws, "clean")
-    _verifies(ws)
+    log_verifies(ws)

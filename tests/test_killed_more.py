@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from crash_helpers import copy_tree, run_killable
+from crash_helpers import copy_tree, log_verifies, run_killable
 from segment_helpers import annotated_workspace, logged_statuses
 
 from curated._crash import EXIT_CODE
@@ -35,11 +35,6 @@ def tiny_model(annotated: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     model = tmp_path_factory.mktemp("tiny-model") / "model"
     train_tiny(annotated / "derived" / "cell.ome.zarr", model, depth=1)
     return model
-
-
-def _verifies(ws: Path) -> None:
-    report = Workspace(ws).log.verify(files=True)
-    assert report.ok, report.problems
 
 
 # ------------------------------------------------------------------ predict --overwrite
@@ -75,7 +70,7 @@ def test_a_killed_predict_overwrite_is_finished_not_notneeded(
     with one_torch_thread():
         again = predict(tiny_model, image, block=(8, 8, 8), **args)  # without overwrite
     assert again.status == rerun, again.message
-    _verifies(ws)
+    log_verifies(ws)
     pred = image / "labels" / "pred"
     assert not (pred / ".curated-predict").exists()
     recorded = Workspace(ws).log.recorded_output(pred)
@@ -123,12 +118,12 @@ def test_a_killed_train_overwrite_resumes_from_its_checkpoint(annotated, tmp_pat
     assert got["weights"]["sha256"] == want["weights"]["sha256"]
     assert got["training"]["history"] == want["training"]["history"]
     assert got["lineage_rois"] == want["lineage_rois"]
-    _verifies(ws)
+    log_verifies(ws)
     assert logged_statuses(ws, "train") == ["ok", "ok", "ok"]
     # once finished, a deliberate --overwrite trains again from the start
     assert _train(ws, "model", **settings).details["resumed_from"] == 0
     assert _train(ws, "model", **{**RESUMABLE, "seed": 0}).status == "notneeded"
-    _verifies(ws)
+    log_verifies(ws)
 
 
 # ------------------------------------------------------------------ annotate, killed once logged
@@ -153,12 +148,12 @@ def test_annotate_from_truth_killed_after_its_entry_is_not_done_twice(annotated,
     rois = read_annotation_rois(image, name)
     assert len(rois) == before + 2
     assert len({(tuple(q["offset"]), tuple(q["shape"])) for q in rois}) == len(rois)
-    _verifies(ws)
+    log_verifies(ws)
     assert not [p for p in image.parent.iterdir() if p.name.startswith(".")]
     # a deliberate second run, once the first is settled, adds two crops as documented
     assert annotate_from_truth(image, **args).status == "ok"
     assert len(read_annotation_rois(image, name)) == before + 4
-    _verifies(ws)
+    log_verifies(ws)
     assert logged_statuses(ws, "annotate-from-truth")[-3:] == ["ok", "notneeded", "ok"]
 
 
@@ -187,11 +182,11 @@ def test_annotate_import_killed_after_its_entry_is_not_done_twice(annotated, tmp
     args = {"source_file": tmp_path / "a.npy", "offset": (2, 2, 2), "name": "ann", "workspace": ws}
     assert import_annotation(image, **args).status == "notneeded"
     assert len(read_annotation_rois(image, "ann")) == before + 1
-    _verifies(ws)
+    log_verifies(ws)
     np.save(tmp_path / "a.npy", crop * 2)  # another crop in the same file: imported again
     assert import_annotation(image, **args).status == "ok"
     assert len(read_annotation_rois(image, "ann")) == before + 2
-    _verifies(ws)
+    log_verifies(ws)
 
 
 # ------------------------------------------------------------------ labels add
@@ -247,7 +242,7 @@ def test_labels_add_killed_then_the_same_command_finishes_once(annotated, tmp_pa
         assert logged_statuses(ws, "labels-add") == ["ok"] + (["notneeded"] if want != "ok" else [])
         assert "hand" in open_image(image).label_names()
         assert not (store / JOURNAL).exists()
-        _verifies(ws)
+        log_verifies(ws)
         digests.append(digest_tree(store).digest)
     assert digests[0] == digests[1]
 
@@ -276,7 +271,7 @@ def test_a_killed_sample_is_made_and_recorded_once(tmp_path, point):
         ["notneeded"] if point == "after" else []
     )
     assert not (dest / "labels" / "truth" / JOURNAL).exists()
-    _verifies(ws)
+    log_verifies(ws)
     with pytest.raises(InputError, match="exists already"):  # as after an uninterrupted run
         make_fibsem_sample(dest, **args)
 
@@ -310,5 +305,5 @@ def test_a_killed_conversion_is_recorded_once(tmp_path, point):
     assert again.status == ("notneeded" if logged else "ok"), again.message
     assert logged_statuses(ws, "convert") == ["ok"] + (["notneeded"] if logged else [])
     assert not (dest / JOURNAL).exists()
-    _verifies(ws)
+    log_verifies(ws)
     assert convert_to_ome_zarr(stack, dest, **args).status == "notneeded"

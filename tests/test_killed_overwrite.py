@@ -13,18 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from crash_helpers import copy_tree, run_killable
+from crash_helpers import copy_tree, log_verifies, run_killable
 from segment_helpers import logged_statuses
 
 from curated._crash import EXIT_CODE
 from curated.errors import InputError
 from curated.workspace import Workspace
-
-
-def _verifies(ws: Path) -> None:
-    report = Workspace(ws).log.verify(files=True)
-    assert report.ok, report.problems
-
 
 # ------------------------------------------------------------------ evaluate --overwrite
 EVALUATE = (
@@ -90,7 +84,7 @@ def test_an_evaluation_overwrite_killed_part_way_is_never_kept_half_old(evaluate
         with pytest.raises(InputError, match="not as the curator log records.*--overwrite"):
             evaluate(image, **args)
         evaluate(image, **args, overwrite=True)
-    _verifies(ws)
+    log_verifies(ws)
     assert _seeds(ws) == 1
     assert logged_statuses(ws, "evaluate") == ["ok", "ok"]
     clean = copy_tree(evaluated, tmp_path / "clean")
@@ -140,11 +134,11 @@ def test_an_export_overwrite_killed_part_way_keeps_a_whole_package(exported, tmp
         with pytest.raises(InputError, match="exists already.*pass overwrite"):
             export_bioimageio(model, dest, **args)
         assert digest_tree(dest).digest == old
-        _verifies(ws)
+        log_verifies(ws)
     assert export_bioimageio(model, dest, overwrite=True, **args).ok
     assert "CC0-1.0" in (dest / "rdf.yaml").read_text(encoding="utf-8")
     assert not [p.name for p in dest.parent.iterdir() if p.name.startswith(".pkg")]
-    _verifies(ws)
+    log_verifies(ws)
     assert logged_statuses(ws, "export-bioimageio") == ["ok", "ok"]
 
 
@@ -201,7 +195,7 @@ def test_labels_add_overwrite_killed_part_way_never_mixes_two_sources(
     assert again.ok, again.message
     got = np.asarray(zarr.open_array(image / "labels" / "hand" / "0"))
     assert np.array_equal(got, np.load(src))
-    _verifies(ws)
+    log_verifies(ws)
 
 
 # ------------------------------------------------------------------ annotate suggest (replaces)
@@ -260,5 +254,5 @@ def test_suggestions_replaced_by_a_killed_run_are_made_whole_by_the_next(
     table = json.loads(Path(again.details["files"]["json"]).read_bytes())["table"]
     values = np.unique(np.asarray(zarr.open_array(image / "labels" / "suggestions" / "0")))
     assert len(table) == 2 and len(values[values > 0]) == 2  # the table is the labels'
-    _verifies(ws)
+    log_verifies(ws)
     assert logged_statuses(ws, "annotate-suggest") == ["ok", "ok"]

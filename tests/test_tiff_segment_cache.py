@@ -359,10 +359,33 @@ def test_an_unwritable_spill_folder_turns_spilling_off(tmp_path):
     assert cache.spill_error is not None and "FileNotFoundError" in cache.spill_error
 
 
+def _slow_reader(
+    monkeypatch, cache: SegmentCache, decode
+) -> tuple[threading.Thread, list, threading.Event]:
+    """A thread reading spilled segment ``"a"`` that stops in the middle of its read (the
+    first spill-file read) until the returned event is set; what it read goes into the list."""
+    from curated.images import segments
+
+    real_read = segments.SpillFile.read
+    reading, go_on = threading.Event(), threading.Event()
+
+    def slow_read(self, at, rows, cols):
+        if not reading.is_set():
+            reading.set()
+            go_on.wait(5)
+        return real_read(self, at, rows, cols)
+
+    monkeypatch.setattr(segments.SpillFile, "read", slow_read)
+    got: list[np.ndarray] = []
+    reader = threading.Thread(target=lambda: got.append(cache.get("a", decode, True)[0]))
+    reader.start()
+    assert reading.wait(5)
+    return reader, got, go_on
+
+
 def test_a_spilled_segment_being_read_is_never_overwritten(tmp_path, monkeypatch):
     """A slot is reused only once no reader holds it: a reader slowed down mid-read still
     gets its own segment while others spill over the budget's other slots."""
-    from curated.images import segments
 
     cache = _spilling_cache(tmp_path, spill_bytes=2 * 256 * 256)
     made = Counter[str]()
@@ -371,22 +394,7 @@ def test_a_spilled_segment_being_read_is_never_overwritten(tmp_path, monkeypatch
         for n in "ab":
             cache.get(n, _origin_decoder(segs[n], made, n), True)
     assert cache.spills == 2
-    real_read = segments.SpillFile.read
-    reading, go_on = threading.Event(), threading.Event()
-
-    def slow_read(self, at, rows, cols):
-        if at.extra == (100, 7) and not reading.is_set():
-            reading.set()
-            go_on.wait(5)
-        return real_read(self, at, rows, cols)
-
-    monkeypatch.setattr(segments.SpillFile, "read", slow_read)
-    got: list[np.ndarray] = []
-    reader = threading.Thread(
-        target=lambda: got.append(cache.get("a", _origin_decoder(segs["a"], made, "a"), True)[0])
-    )
-    reader.start()
-    assert reading.wait(5)
+    reader, got, go_on = _slow_reader(monkeypatch, cache, _origin_decoder(segs["a"], made, "a"))
     for _ in range(2):  # "c" wants a slot: "a" is being read, so "b" gives up its own
         cache.get("c", _origin_decoder(segs["c"], made, "c"), True)
     go_on.set()
@@ -479,22 +487,7 @@ def test_a_spill_file_closed_while_a_segment_is_read_finishes_that_read(tmp_path
     for _ in range(2):
         for n in "ab":
             cache.get(n, _origin_decoder(segs[n], made, n), True)
-    real_read = segments.SpillFile.read
-    reading, go_on = threading.Event(), threading.Event()
-
-    def slow_read(self, at, rows, cols):
-        if not reading.is_set():
-            reading.set()
-            go_on.wait(5)
-        return real_read(self, at, rows, cols)
-
-    monkeypatch.setattr(segments.SpillFile, "read", slow_read)
-    got: list[np.ndarray] = []
-    reader = threading.Thread(
-        target=lambda: got.append(cache.get("a", _origin_decoder(segs["a"], made, "a"), True)[0])
-    )
-    reader.start()
-    assert reading.wait(5)
+    reader, got, go_on = _slow_reader(monkeypatch, cache, _origin_decoder(segs["a"], made, "a"))
     free["bytes"] = 1  # the output filled the disk
     cache.get("c", _origin_decoder(np.zeros((256, 256), np.uint8), made, "c"), True)
     cache.get("c", _origin_decoder(np.zeros((256, 256), np.uint8), made, "c"), True)
