@@ -582,3 +582,18 @@ def test_dataverse_add_answered_503_for_maintenance_is_still_waited_out(tmp_path
         r = _run(bag, fake)
         assert r.status == "draft" and _stored(fake) == _as_bag(bag)
         assert fake.count("POST", ADD) == len(r.files) + 1
+
+
+def test_dataverse_refusing_files_for_a_package_file_is_not_called_a_credential_problem(tmp_path):
+    """``file.api.alreadyHasPackageFile`` (403) is about the dataset, not the token: the
+    deposit says so and what to do, once, instead of asking to check $DATAVERSE_TOKEN."""
+    bag = _bag(tmp_path / "ws", {"a.bin": os.urandom(500)})
+    with FakeDataverse() as fake:
+        fake.package_file = True
+        with pytest.raises(DepositError) as err:
+            _run(bag, fake)
+        assert fake.count("POST", ADD) == 1
+    msg = str(err.value)
+    assert "refused it (HTTP 403: This dataset already has a package file" in msg
+    assert "make a new deposit into another dataset" in msg
+    assert "refused the credential" not in msg and "DATAVERSE_TOKEN" not in msg

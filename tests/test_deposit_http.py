@@ -251,3 +251,66 @@ def test_refusals_for_size_and_quota_are_named_not_retried(server, status, named
         session(server.url, sleeps).request("PUT", "/up", raw=b"x" * 1000)
     assert named in str(err.value) and "administrators" in str(err.value)
     assert sleeps == [] and server.count("PUT", "/up") == 1
+
+
+# A 403 is not always about the credential: the servers' own messages say when the state of
+# the record refused the request (invenio-files-rest BucketLockedError and
+# MultipartAlreadyCompleted, Dataverse file.api.alreadyHasPackageFile, a review workflow, a
+# full quota); only a message about access, or none, is a refused credential.
+STATE_REFUSALS = [
+    ({"status": 403, "message": "Bucket is locked for modifications."}, "locked for changes"),
+    ({"status": 403, "message": "Multipart upload is already completed."}, "completed already"),
+    (
+        {"status": "ERROR", "message": "The dataset already holds a package file."},
+        "holds a package file",
+    ),
+    ({"status": 403, "message": "Editing is not allowed in workflow."}, "review workflow"),
+    ({"message": "Storage quota exceeded", "code": "Forbidden"}, "quota"),
+]
+
+
+@pytest.mark.parametrize(("body", "said"), STATE_REFUSALS)
+def test_a_403_about_the_record_is_not_called_a_credential_problem(server, body, said):
+    server.inject("GET", "/ok", status=403, body=body)
+    sleeps: list[float] = []
+    with pytest.raises(DepositError) as exc:
+        session(server.url, sleeps).request("GET", "/ok", what="uploading data.bin")
+    msg = str(exc.value)
+    assert msg.startswith("uploading data.bin: Echo refused it (HTTP 403: ")
+    assert body["message"] in msg and said in msg
+    assert "refused the credential" not in msg and "$TEST_TOKEN" not in msg
+    assert exc.value.details["server"] == body["message"]
+    assert server.count("GET", "/ok") == 1 and sleeps == []
+
+
+def test_a_403_with_another_message_says_it_and_mentions_the_credential_last(server):
+    server.inject("GET", "/ok", status=403, body={"message": "Item cannot be edited now"})
+    with pytest.raises(DepositError) as exc:
+        session(server.url, []).request("GET", "/ok", what="saving metadata")
+    msg = str(exc.value)
+    assert msg.startswith(
+        "saving metadata: Echo refused it (HTTP 403: Item cannot be edited now); do what its message asks"
+    )
+    assert "refused the credential" not in msg and "$TEST_TOKEN" in msg
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "status": 403,
+            "message": "You don't have the permission to access the requested resource.",
+        },
+        {"status": 403, "error": "Forbidden", "message": "Access is denied"},
+        {"message": "Invalid or expired token", "code": "Forbidden"},
+        "",
+        "<html><body>Forbidden</body></html>",
+    ],
+)
+def test_a_403_about_access_or_saying_nothing_is_a_refused_credential(server, body):
+    server.inject("GET", "/ok", status=403, body=body)
+    with pytest.raises(DepositError) as exc:
+        session(server.url, []).request("GET", "/ok", what="reading")
+    msg = str(exc.value)
+    assert msg.startswith("reading: Echo refused the credential in $TEST_TOKEN (HTTP 403")
+    assert msg.endswith("check that it is valid, not expired, and allowed to deposit")

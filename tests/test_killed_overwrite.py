@@ -131,7 +131,7 @@ def test_an_export_overwrite_killed_part_way_keeps_a_whole_package(exported, tmp
         with pytest.raises(InputError, match="not as the curator log records.*overwrite"):
             export_bioimageio(model, dest, **args)
     else:  # the old package put back, whole and on record: refused as after any export
-        with pytest.raises(InputError, match="exists already.*pass overwrite"):
+        with pytest.raises(InputError, match="exists already.*pass --overwrite"):
             export_bioimageio(model, dest, **args)
         assert digest_tree(dest).digest == old
         log_verifies(ws)

@@ -308,3 +308,13 @@ def test_unsharded_zarr_v3_is_readable_by_zarr_python(tmp_path) -> None:
             f.rename(dest)
     problems = validate_ome_zarr(other)
     assert any("labels/pred: level s0: chunk objects outside c/" in p for p in problems), problems
+
+
+def test_an_interrupted_label_image_is_named_as_such_not_as_a_conversion(image):
+    # an unfinished label image (another writer's plan) under the name labels add asks for
+    create_label_image(image, "cells", dtype="uint8")
+    with pytest.raises(InputError) as err:
+        add_labels(image, "cells", _blobs(image.shape).astype(np.uint8), kind="truth")
+    msg = str(err.value)
+    assert "unfinished label image (labels add)" in msg and "conversion" not in msg
+    assert "--overwrite" in msg

@@ -55,6 +55,10 @@ DEFAULT_LICENSES = [
 LOCKED = "Dataset cannot be edited due to dataset lock."
 HTTP_DISABLED = "File upload via HTTP is not available for this installation of Dataverse."
 """Bundle.properties ``file.api.httpDisabled``."""
+PACKAGE_FILE = "This dataset already has a package file; no other file can be added to it."
+"""What Bundle.properties ``file.api.alreadyHasPackageFile`` says (in substance: the words
+``package file``), with which ``Datasets.addFileToDataset`` refuses (403 FORBIDDEN) every
+file sent to a dataset one of whose versions holds a package file (a DCM/rsync upload)."""
 
 
 # What Dataverse keeps of a file's folder and name (IQSS/dataverse source):
@@ -179,6 +183,9 @@ class FakeDataverse(FakeServer):
         self.ingest_late = 1
         self.ingest_polls = 2
         self.store_refused = False
+        self.package_file = False
+        """The dataset holds a package file: every ``/add`` is refused with 403
+        (:data:`PACKAGE_FILE`)."""
         """An ``/add`` refused while locked has stored the file all the same (the failure came
         after the new version was saved)."""
         self.route("GET", r"/api/users/:me", self.me)
@@ -461,6 +468,8 @@ class FakeDataverse(FakeServer):
         if self.locked_writes > 0:
             self.locked_writes -= 1
             return 403, {"status": "ERROR", "message": LOCKED}
+        if self.package_file:
+            return 403, {"status": "ERROR", "message": PACKAGE_FILE}
         meta = json.loads(parts.get("jsonData", (None, b"{}"))[1] or b"{}")
         if d.get("locks"):
             if self.store_refused:

@@ -5,7 +5,9 @@
   after a ``Retry-After`` (seconds or an HTTP date) asking for longer; each delay, the
   attempts and the total waiting are bounded.
 * 401/403 become a :class:`~curated.errors.DepositError` that names the environment
-  variable the credential came from, and are never retried blindly.
+  variable the credential came from, and are never retried blindly; a 403 whose message
+  says the record's state refused the request (locked, in review, a quota, a package file:
+  :data:`FORBIDDEN_CAUSES`) is named as that instead, with what to do.
 * 413 (a size limit, often a proxy's) and 507 (storage or quota full) are refusals for
   good: named at once with what to do (:data:`FINAL_REFUSALS`, each adapter's
   :attr:`HttpSession.advice`), never retried; a caller's ``refuse`` names an answer of a
@@ -93,6 +95,58 @@ FINAL_ADVICE = {
     507: "ask the repository's administrators to raise the quota (or free space), then "
     "re-run with --resume",
 }
+FORBIDDEN_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        # Dataverse, file.api.alreadyHasPackageFile (Datasets.addFileToDataset, FORBIDDEN)
+        re.compile(r"package file", re.IGNORECASE),
+        "the dataset holds a package file (a DCM/rsync upload), and the repository takes no "
+        "other file into such a dataset; make a new deposit into another dataset instead",
+    ),
+    (
+        # DSpace: an item in the review workflow is no longer its submitter's to change
+        re.compile(r"\bworkflow\b", re.IGNORECASE),
+        "the item is in the repository's review workflow, where its submitter may no longer "
+        "change it; ask the collection's reviewers to return it to you (then re-run with "
+        "--resume), or make a new deposit",
+    ),
+    (
+        re.compile(r"\bquota\b", re.IGNORECASE),
+        "the storage quota of the account or the record is full; ask the repository's "
+        "administrators to raise it (or free space), then re-run with --resume",
+    ),
+    (
+        # invenio-files-rest MultipartAlreadyCompleted (403)
+        re.compile(r"already completed", re.IGNORECASE),
+        "the upload was completed already (by an earlier attempt); re-run with --resume: "
+        "curated checks what the repository holds before sending anything again",
+    ),
+    (
+        # invenio-files-rest BucketLockedError (403 "Bucket is locked for modifications."):
+        # a published record, or a draft under review; a Figshare item that is locked
+        re.compile(r"\block(ed)?\b", re.IGNORECASE),
+        "the record is locked for changes (it is published, or under review or being "
+        "processed), not a credential problem; check its state in the repository: one in "
+        "review or processing takes changes once it is returned or done (then re-run with "
+        "--resume), a published one only through a new version",
+    ),
+)
+"""What a 403 that is not about the credential says (a pattern of the server's message)
+and what to do about it: the request was refused by the state of the record, and a new
+credential would not help."""
+AUTHORIZATION = re.compile(
+    r"token|credential|auth|permi(?:t|ssion)|access|denied|forbidden|log ?in|api.?key|"
+    r"expired|csrf|not allowed",
+    re.IGNORECASE,
+)
+"""Words of a server's message about the credential or the account's rights."""
+
+
+def forbidden_cause(said: str) -> str | None:
+    """What to say about a 403 whose message (``said``) names a cause that is not the
+    credential (:data:`FORBIDDEN_CAUSES`), or ``None``."""
+    return next((cause for pattern, cause in FORBIDDEN_CAUSES if pattern.search(said)), None)
+
+
 AUTH_HEADERS = ("Authorization", "X-Dataverse-key", "X-XSRF-TOKEN", "Cookie", "Proxy-Authorization")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -964,9 +1018,21 @@ class HttpSession:
         self, reply: Reply, what: str, url: str | None = None, *, sent: int | None = None
     ) -> DepositError:
         """The error an answer of HTTP 400 or more stands for when it is not retried (a
-        refused credential named as such): what :meth:`request` raises for a status it
+        refused credential named as such, a 403 that names another cause as that cause): what :meth:`request` raises for a status it
         was not told to ``allow``, for a caller that allowed it to look at it first."""
         status, shown = reply.status, self._shown(url or reply.url)
+        said = self.server_says(reply) if status == 403 else ""
+        said = "" if said == "an HTML page" else said
+        if said and (cause := forbidden_cause(said)) is not None:
+            msg = f"{what}: {self.repository} refused it (HTTP 403: {said}): {cause}"
+            return DepositError(msg, details={"url": shown, "status": status, "server": said})
+        if said and not AUTHORIZATION.search(said):
+            msg = (
+                f"{what}: {self.repository} refused it (HTTP 403: {said}); do what its "
+                "message asks, and if it is about access, check that the credential in "
+                f"{self.credential} is valid, not expired, and allowed to deposit"
+            )
+            return DepositError(msg, details={"url": shown, "status": status, "server": said})
         if status in (401, 403):
             msg = (
                 f"{what}: {self.repository} refused the credential in {self.credential} (HTTP {status})"

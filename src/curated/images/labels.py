@@ -791,7 +791,14 @@ def _begin_added(
     dest = img.path / "labels" / name
     if overwrite and dest.exists():
         _unregister_label(img, name)
-    _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
+    _store.begin(
+        dest,
+        layout,
+        plan,
+        overwrite=overwrite,
+        group_attrs={"curated": block},
+        job="label image (labels add)",
+    )
     job = WriteJob(
         root=str(dest),
         layout=layout,
@@ -924,7 +931,14 @@ def create_label_image(
     if overwrite and dest.exists():
         _unregister_label(img, name)
     plan = {"layout": layout.to_dict(), "streaming": True, "curated": block}
-    _store.begin(dest, layout, plan, overwrite=overwrite, group_attrs={"curated": block})
+    _store.begin(
+        dest,
+        layout,
+        plan,
+        overwrite=overwrite,
+        group_attrs={"curated": block},
+        job="label image",
+    )
     return zarr.open_array(
         str(dest / layout.levels[0].path), mode="r+", zarr_format=layout.zarr_format
     )

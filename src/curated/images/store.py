@@ -111,8 +111,12 @@ def begin(
     overwrite: bool,
     protect: list[Path] = (),  # type: ignore[assignment]
     group_attrs: dict[str, Any] | None = None,
+    job: str = "conversion",
 ) -> bool:
     """Prepare ``root`` for writing; return ``True`` when an interrupted run with the same plan is resumed.
+
+    ``job`` names what writes ``root`` in the refusals (``"conversion"``, ``"label image
+    (labels add)"``...).
 
     Raises
     ------
@@ -145,7 +149,7 @@ def begin(
                 _complete_metadata(sink, root, layout, attrs)
                 return True
             msg = (
-                "holds an unfinished conversion made with different inputs or parameters; "
+                f"holds an unfinished {job} made with different inputs or parameters; "
                 "re-run it with the same ones to finish it, or pass --overwrite to start again"
             )
             raise InputError(msg, path=root)

@@ -276,10 +276,10 @@ def _preflight_dest(ws: Workspace, dest: Path, final: Path, overwrite: bool) -> 
             raise PackageError(msg, path=dest)
     if final.exists() or final.is_symlink():
         if not overwrite:
-            msg = "already exists; choose another destination or pass overwrite=True (--overwrite) to replace it"
+            msg = "already exists; choose another destination or pass --overwrite to replace it"
             raise PackageError(msg, path=final)
         if final.is_dir() and not (final / "bagit.txt").is_file():
-            msg = "exists and is not a bag; refusing to replace it even with overwrite"
+            msg = "exists and is not a bag; refusing to replace it even with --overwrite"
             raise PackageError(msg, path=final)
 
 

@@ -46,7 +46,7 @@ from curated.workspace import as_workspace, recorder
 
 DRAW_SEED_STRIDE = 100
 """Seed step between draws (``benchmarks/hitl.py`` steps its replicates past them)."""
-OTHER_MODEL_HERE = "a different model is already here; choose another --out or pass overwrite"
+OTHER_MODEL_HERE = "a different model is already here; choose another --out or pass --overwrite"
 """What training and fine-tuning say when ``out`` holds a model they did not make."""
 
 

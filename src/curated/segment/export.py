@@ -518,7 +518,7 @@ def export_bioimageio(
         overwrite = True  # what a run killed before its log entry left: this run replaces it
     if dest.exists() and not _is_package(dest):
         msg = (
-            "is not a bioimage.io package (no rdf.yaml); overwrite replaces only an earlier "
+            "is not a bioimage.io package (no rdf.yaml); --overwrite replaces only an earlier "
             "package, never other files: choose another destination"
         )
         raise InputError(msg, path=dest)
@@ -1151,10 +1151,10 @@ def _is_package(dest: Path) -> bool:
 def _exists_message(ws: Workspace | None, dest: Path) -> str:
     """Why the package at ``dest`` is not replaced, and what to do."""
     if ws is None or ws.log.records_as_is(dest):
-        return "exists already; choose another destination or pass overwrite"
+        return "exists already; choose another destination or pass --overwrite"
     return (
         "exists already, not as the curator log records it (left by a run killed before its "
-        "log entry, or edited since); pass overwrite to export again and record it, or "
+        "log entry, or edited since); pass --overwrite to export again and record it, or "
         "choose another destination"
     )
 

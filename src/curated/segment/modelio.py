@@ -222,7 +222,7 @@ def load_checkpoint(folder: Path, signature: str) -> dict[str, Any] | None:
     if info.get("signature") != signature:
         msg = (
             "holds a checkpoint of a different training run (other image, labels or settings); "
-            "choose another --out, or pass overwrite to start over"
+            "choose another --out, or pass --overwrite to start over"
         )
         raise SegmentationError(msg, path=folder, field="out")
     path = folder / info.get("file", CHECKPOINT)

@@ -817,7 +817,7 @@ def _earlier_prediction(run: _Prediction, step: Any, overwrite: bool) -> Result 
             step.status = "notneeded"
             step.message = f"label image {name!r} was already predicted by this model"
             return Result("predict", "notneeded", str(run.dest), step.message, {"name": name})
-        msg = f"label image {name!r} already exists (made otherwise); choose another --name or pass overwrite"
+        msg = f"label image {name!r} already exists (made otherwise); choose another --name or pass --overwrite"
         raise SegmentationError(msg, path=image, field="name")
     if name == "truth" or any(
         n in img.label_names() and _store.label_curated_attrs(image, n).get("kind") != "prediction"
@@ -945,7 +945,7 @@ def _claim_markers(run: _Prediction, plan: BlockPlan) -> None:
         msg = (
             f"label image {run.name!r} holds an interrupted prediction made with other settings "
             f"({shown or 'unreadable'}); run it again with those to finish it, or pass "
-            "overwrite to start again"
+            "--overwrite to start again"
         )
         raise SegmentationError(msg, path=run.dest, field="name")
 

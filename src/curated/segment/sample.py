@@ -436,7 +436,7 @@ def make_fibsem_sample(
             return Result("sample-fibsem", "notneeded", str(dest), step.message, {"seed": seed})
         if dest.exists() and not overwrite:
             if not _unfinished_sample(dest):
-                msg = "exists already; choose another destination or pass overwrite"
+                msg = "exists already; choose another destination or pass --overwrite"
                 raise InputError(msg, path=dest)
             overwrite = True  # what a killed run left: never content, and made again at once
         sample = generate_fibsem(shape, voxel_size, shading=shading, seed=seed)
