@@ -1018,8 +1018,9 @@ class HttpSession:
         self, reply: Reply, what: str, url: str | None = None, *, sent: int | None = None
     ) -> DepositError:
         """The error an answer of HTTP 400 or more stands for when it is not retried (a
-        refused credential named as such, a 403 that names another cause as that cause): what :meth:`request` raises for a status it
-        was not told to ``allow``, for a caller that allowed it to look at it first."""
+        refused credential named as such, a 403 that names another cause as that cause):
+        what :meth:`request` raises for a status it was not told to ``allow``, for a caller
+        that allowed it to look at it first."""
         status, shown = reply.status, self._shown(url or reply.url)
         said = self.server_says(reply) if status == 403 else ""
         said = "" if said == "an HTML page" else said
