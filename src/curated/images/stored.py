@@ -450,19 +450,21 @@ def _default_axes(ndim: int, path: str) -> str:
     return "tczyx"[-ndim:]
 
 
-def _hdf5_error(exc: Exception, path: Path) -> ConversionError:
-    msg = f"cannot be read as HDF5 ({exc}); the file is truncated or damaged, copy it again"
-    return ConversionError(msg, path=path)
+def _hdf5_file(file: Path) -> Any:
+    """``file`` opened read-only with h5py; one that does not open is named as damaged."""
+    import h5py
+
+    try:
+        return h5py.File(file, "r")
+    except OSError as exc:
+        msg = f"cannot be read as HDF5 ({exc}); the file is truncated or damaged, copy it again"
+        raise ConversionError(msg, path=file) from None
 
 
 def _open_hdf5(file: Path, key: str, shown: str) -> StoredArraySource:
     import h5py
 
-    try:
-        f = h5py.File(file, "r")
-    except OSError as exc:
-        raise _hdf5_error(exc, file) from None
-    with f:
+    with _hdf5_file(file) as f:
 
         def datasets() -> list[str]:
             found: list[str] = []
@@ -529,13 +531,7 @@ _NOT_VELOX = (
 
 def _open_velox(file: Path, key: str, shown: str) -> StoredArraySource:
     """A Velox image, its (y, x, frame) pixels read as y x (one frame) or z y x (frames as z)."""
-    import h5py
-
-    try:
-        f = h5py.File(file, "r")
-    except OSError as exc:
-        raise _hdf5_error(exc, file) from None
-    with f:
+    with _hdf5_file(file) as f:
         if not is_velox(f):
             raise InputError(_NOT_VELOX, path=file)
         key = velox_key(f, key, file)
