@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from curated._secrets import forget_secrets
 from curated.deposit import RetryPolicy, deposit
 from curated.deposit.core import make_repository
 from curated.deposit.http import HttpSession, LostResponse, Timeouts
@@ -36,10 +35,7 @@ SECRET = "hostile-test-secret-0042"
 FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
 
 
-@pytest.fixture(autouse=True)
-def _clean_secrets():
-    yield
-    forget_secrets()
+pytestmark = pytest.mark.usefixtures("forgotten_secrets")
 
 
 class Evil(FakeServer):

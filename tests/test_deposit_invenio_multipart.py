@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from curated._secrets import forget_secrets
 from curated.deposit import RetryPolicy, deposit
 from curated.errors import DepositError
 from tests.fakes import bags
@@ -19,10 +18,7 @@ OPTIONS = {"multipart_threshold": 100_000, "part_size": 64 * 1024, "checksum_wai
 BIG = r"/api/records/\d+/draft/files/data/derived/volume.bin/content"
 
 
-@pytest.fixture(autouse=True)
-def _clean_secrets():
-    yield
-    forget_secrets()
+pytestmark = pytest.mark.usefixtures("forgotten_secrets")
 
 
 @pytest.fixture(scope="module")

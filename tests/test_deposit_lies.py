@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from curated._secrets import forget_secrets
 from curated.deposit import RetryPolicy, deposit
 from curated.deposit.http import HttpSession, LostResponse, parse_retry_after
 from curated.deposit.journal import journal_path
@@ -31,10 +30,7 @@ FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
 SECRET = "lying-test-secret-0077"
 
 
-@pytest.fixture(autouse=True)
-def _clean_secrets():
-    yield
-    forget_secrets()
+pytestmark = pytest.mark.usefixtures("forgotten_secrets")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from curated._secrets import forget_secrets
 from curated.deposit import RetryPolicy, deposit
 from curated.deposit.journal import journal_path
 from curated.errors import DepositError
@@ -31,10 +30,7 @@ from tests.fakes.invenio import FakeInvenio, PublishedRecords
 FAST = RetryPolicy(attempts=3, backoff=0.001, sleep=lambda s: None)
 
 
-@pytest.fixture(autouse=True)
-def _clean_secrets():
-    yield
-    forget_secrets()
+pytestmark = pytest.mark.usefixtures("forgotten_secrets")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from curated._secrets import forget_secrets
 from curated.cli import app
 from curated.deposit import RetryPolicy, deposit
 from curated.deposit.http import HttpSession
@@ -44,10 +43,7 @@ SIGNATURE = "presigned-signature-4b1d"
 STATUSES = itertools.cycle([400, 500, 403, 409, 404, 422, 401])
 
 
-@pytest.fixture(autouse=True)
-def _clean_secrets():
-    yield
-    forget_secrets()
+pytestmark = pytest.mark.usefixtures("forgotten_secrets")
 
 
 @pytest.fixture(scope="module")
