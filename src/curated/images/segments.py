@@ -79,9 +79,10 @@ GHOSTS = 4096
 """Keys of dropped segments remembered (not their data) to notice one wanted again."""
 
 
-def file_identity(fd: int) -> tuple[int, ...]:
-    """What tells one version of an open file from another: device, inode, size, mtime, ctime."""
-    st = os.fstat(fd)
+def file_identity(file: int | str | Path) -> tuple[int, ...]:
+    """What tells one version of a file (an open descriptor, or a path) from another:
+    device, inode, size, mtime, ctime."""
+    st = os.stat(file)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 

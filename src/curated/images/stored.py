@@ -27,7 +27,7 @@ import numpy as np
 
 from curated.errors import ConversionError, InputError
 from curated.images.ngff import declares_image
-from curated.images.segments import SEGMENTS
+from curated.images.segments import SEGMENTS, file_identity
 from curated.images.units import length_unit, round_to, significant_digits
 from curated.images.velox import VELOX_SUFFIX, is_velox, velox_key, velox_pixel
 from curated.walk import Files, Special, walk
@@ -129,8 +129,8 @@ class StoredArraySource:
             block = np.asarray(_handle(self.kind, self.file, self.key)[region].read().result())
         elif self.file_axes is not None:  # a Velox image: (y, x, frame) in the file
             block = _read_reordered(_handle(self.kind, self.file, self.key), self.file_axes, region)
-        elif self._plane_chunks() is not None:
-            block = self._read_planes(region)
+        elif (planes := self._plane_chunks()) is not None:
+            block = self._read_planes(region, planes)
         else:
             block = np.asarray(_handle(self.kind, self.file, self.key)[region])
         return block.astype(block.dtype.newbyteorder("="), copy=False)
@@ -147,15 +147,15 @@ class StoredArraySource:
             return None
         return rows, cols
 
-    def _read_planes(self, region: tuple[slice, ...]) -> np.ndarray:
+    def _read_planes(self, region: tuple[slice, ...], chunks: tuple[int, int]) -> np.ndarray:
         """``region`` of a dataset in plane-deep chunks, a chunk at a time through the decoded
         segment cache (:mod:`curated.images.segments`): a chunk a read uses in part is kept,
         or spilled to disk in a conversion, for the other shards across it, instead of being
         decoded again by each (a stack written slice by slice with ``chunks=(1, Y, X)`` and
         gzip: every 512² shard across a 4096² plane decoded all of it, 64 times per plane)."""
-        rows, cols = self._plane_chunks() or (1, 1)
+        rows, cols = chunks
         arr = _handle(self.kind, self.file, self.key)
-        identity = _file_identity(self.file)
+        identity = file_identity(self.file)
         ys, xs = region[-2], region[-1]
         height, width = self.shape[-2], self.shape[-1]
         out = np.empty(
@@ -200,11 +200,6 @@ def _read_reordered(arr: Any, order: tuple[int, ...], region: tuple[slice, ...])
 PLANE_CHUNK_BYTES = 1 << 20
 """HDF5 chunks one plane deep of at least 1 MiB are read a chunk at a time through the decoded
 segment cache (smaller ones: a region's chunks in one read, as every other array)."""
-
-
-def _file_identity(path: str) -> tuple[int, ...]:
-    st = Path(path).stat()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ChunkCount(NamedTuple):
